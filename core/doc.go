@@ -1,0 +1,10 @@
+// Package core is tollgate's domain: the canonical release model (changes,
+// incidents, releases, deployments, post-implementation reviews, gate
+// decisions, findings), the policy engine that turns facts and a time into a
+// gate decision, and the audit chain's hashing rules.
+//
+// core does no I/O. It declares the interfaces it needs from the outside
+// (stores, a clock) and everything else is a pure function of its inputs, so
+// the same facts and the same instant always give the same decision.
+// It imports the standard library only (plus tiny pure libraries).
+package core

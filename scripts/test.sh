@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs every test of tollgate against real PostgreSQL and SQLite.
+#
+# PostgreSQL comes from, in order:
+#   1. TOLLGATE_TEST_DATABASE_URL (a URL allowed to CREATE DATABASE);
+#   2. a server answering on 127.0.0.1:5432 as user postgres (trust auth);
+#   3. a throwaway server started here (initdb + pg_ctl in a temp dir, on a
+#      free port, stopped on exit), installing Debian's postgresql package
+#      first when initdb is missing and we are root.
+# Under CI=true, no PostgreSQL is a failure, never a skip.
+# Extra arguments go to `go test` (e.g. scripts/test.sh -run Gate ./api/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+pg_answers() { # url
+	if command -v psql >/dev/null 2>&1; then
+		psql "$1" -Atqc 'select 1' >/dev/null 2>&1
+	else
+		go run ./internal/testpg/pgprobe "$1" >/dev/null 2>&1
+	fi
+}
+
+find_initdb() {
+	command -v initdb 2>/dev/null && return 0
+	ls -1 /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1
+}
+
+start_throwaway() {
+	local initdb bindir tmp port runas=()
+	initdb=$(find_initdb || true)
+	if [ -z "$initdb" ]; then
+		if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+			log "initdb not found: installing Debian's postgresql package"
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+			initdb=$(find_initdb || true)
+		fi
+		[ -n "$initdb" ] || { log "no initdb and cannot install PostgreSQL"; return 1; }
+	fi
+	bindir=$(dirname "$(readlink -f "$initdb")")
+	tmp=$(mktemp -d /tmp/tollgate-pg.XXXXXX)
+	if [ "$(id -u)" = 0 ]; then # initdb refuses to run as root
+		id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+		chown postgres "$tmp"
+		runas=(runuser -u postgres --)
+	fi
+	port=$(( 20000 + RANDOM % 20000 ))
+	log "starting a throwaway PostgreSQL ($bindir) in $tmp on port $port"
+	"${runas[@]}" "$bindir/initdb" -D "$tmp/data" -A trust -U postgres --no-sync -E UTF8 >"$tmp/initdb.log" 2>&1 \
+		|| { cat "$tmp/initdb.log" >&2; return 1; }
+	"${runas[@]}" "$bindir/pg_ctl" -D "$tmp/data" -l "$tmp/server.log" -w -t 60 \
+		-o "-p $port -k $tmp -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" start >&2 \
+		|| { cat "$tmp/server.log" >&2; return 1; }
+	trap "'${runas[*]:-env}' '$bindir/pg_ctl' -D '$tmp/data' -m immediate stop >/dev/null 2>&1; rm -rf '$tmp'" EXIT
+	export TOLLGATE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+}
+
+if [ -n "${TOLLGATE_TEST_DATABASE_URL:-}" ]; then
+	pg_answers "$TOLLGATE_TEST_DATABASE_URL" || { log "TOLLGATE_TEST_DATABASE_URL does not answer"; exit 1; }
+elif pg_answers "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"; then
+	export TOLLGATE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	log "using PostgreSQL on 127.0.0.1:5432"
+elif ! start_throwaway; then
+	if [ "${CI:-}" = true ]; then
+		log "FAIL: no PostgreSQL could be found or started, and CI=true"
+		exit 1
+	fi
+	log "WARNING: no PostgreSQL; PostgreSQL tests will be skipped"
+fi
+
+if [ $# -eq 0 ]; then set -- ./...; fi
+go test -count=1 -timeout 20m "$@"

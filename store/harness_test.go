@@ -1,0 +1,66 @@
+package store
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
+)
+
+// testClock is a settable clock for store tests.
+type testClock struct{ t time.Time }
+
+func (c *testClock) Now() time.Time { return c.t }
+
+// newTestDB opens and migrates a fresh store of the given dialect.
+func newTestDB(t *testing.T, dialect string, clock core.Clock) *DB {
+	t.Helper()
+	var url string
+	switch dialect {
+	case Postgres:
+		url = testpg.NewDatabase(t)
+	case SQLite:
+		url = "sqlite:" + filepath.Join(t.TempDir(), "tollgate.db")
+	}
+	ctx := context.Background()
+	db, err := Open(ctx, url, Options{Clock: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("open %s: %v", dialect, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatalf("migrate %s: %v", dialect, err)
+	}
+	return db
+}
+
+// forEachStore runs the contract test fn against PostgreSQL and SQLite:
+// one store contract, two implementations.
+func forEachStore(t *testing.T, fn func(t *testing.T, db *DB, clock *testClock)) {
+	for _, dialect := range []string{Postgres, SQLite} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			clock := &testClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+			fn(t, newTestDB(t, dialect, clock), clock)
+		})
+	}
+}
+
+func TestMigrateTwiceIsNoop(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		ctx := context.Background()
+		n, err := db.Migrate(ctx)
+		if err != nil || n != 0 {
+			t.Fatalf("second migrate: applied %d, err %v", n, err)
+		}
+		pending, err := db.MigrationsPending(ctx)
+		if err != nil || pending != 0 {
+			t.Fatalf("pending %d, err %v", pending, err)
+		}
+	})
+}

@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+)
+
+// newID returns a new time-ordered identifier (UUIDv7), so ids sort by
+// creation time and make good page cursors.
+func newID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// now returns the store clock's time in UTC, truncated to microseconds (what
+// both databases keep), so values read back compare equal.
+func (d *DB) now() time.Time { return ts(d.clock.Now()) }
+
+// ts normalizes a time for storage: UTC, microseconds.
+func ts(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// tsp normalizes an optional time.
+func tsp(t *time.Time) *time.Time {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	v := ts(*t)
+	return &v
+}
+
+// mustJSON encodes v; the values stored are tollgate's own types, which
+// always encode.
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("store: encode %T: %v", v, err))
+	}
+	return string(b)
+}
+
+// strList encodes a string slice as a JSON array ("[]" for nil).
+func strList(v []string) string {
+	if len(v) == 0 {
+		return "[]"
+	}
+	return mustJSON(v)
+}
+
+// parseList decodes a JSON array column.
+func parseList(s string) ([]string, error) {
+	if s == "" || s == "[]" || s == "null" {
+		return nil, nil
+	}
+	var v []string
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("decode list column: %w", err)
+	}
+	return v, nil
+}
+
+// q rebinds a query written with ? placeholders for the dialect.
+func (d *DB) q(query string) string { return d.db.Rebind(query) }
+
+// in expands "IN (?)" for a slice argument and rebinds for the dialect.
+func (d *DB) in(query string, args ...any) (string, []any, error) {
+	q, a, err := sqlx.In(query, args...)
+	if err != nil {
+		return "", nil, fmt.Errorf("expand IN: %w", err)
+	}
+	return d.db.Rebind(q), a, nil
+}
+
+// tx runs fn in a transaction, committing when fn returns nil. Driver
+// errors come back translated.
+func (d *DB) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := d.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", translate(err))
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return translate(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", translate(err))
+	}
+	return nil
+}
+
+// nullTime converts an optional time for a nullable column.
+func nullTime(t *time.Time) sql.NullTime {
+	if t == nil {
+		return sql.NullTime{}
+	}
+	return sql.NullTime{Time: ts(*t), Valid: true}
+}
+
+// timePtr converts a nullable column back.
+func timePtr(n sql.NullTime) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := n.Time.UTC()
+	return &t
+}

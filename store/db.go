@@ -47,6 +47,7 @@ type DB struct {
 	dsn     string
 	clock   core.Clock
 	log     *slog.Logger
+	hub     hub // in-process fan-out of fact-change notifications
 }
 
 // Options configure Open.

@@ -1,0 +1,452 @@
+package core
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// CompiledPolicy is a validated Policy ready for evaluation: zones loaded,
+// windows parsed, the alias map built. It is immutable and safe for
+// concurrent use.
+type CompiledPolicy struct {
+	version  int
+	src      Policy
+	loc      *time.Location
+	envs     map[string]*compiledEnv // canonical name → policy ("*" included)
+	names    map[string]string       // lower-case name or alias → canonical name
+	envNames []string                // sorted canonical names, without "*"
+	services map[string]ServiceInfo  // lower-case service name → info
+	tmpls    []compiledTemplate
+	major    MajorIncidentPolicy
+	scopeAll bool
+	freezes  []compiledFreeze
+	cal      *businessCalendar
+}
+
+type compiledEnv struct {
+	name     string
+	rules    ruleSet
+	cfRules  ruleSet
+	approval typeSet
+	pir      typeSet
+}
+
+type compiledTemplate struct {
+	name               string
+	services           []string
+	envs               []string // resolved environment names
+	allowWithoutChange bool
+}
+
+// Compile validates p and compiles it. version is the stored policy
+// version, reported on every decision. The error is what Validate returns.
+func Compile(p Policy, version int) (*CompiledPolicy, error) {
+	cp, err := compile(p)
+	if err != nil {
+		return nil, err
+	}
+	cp.version = version
+	return cp, nil
+}
+
+func compile(p Policy) (*CompiledPolicy, error) {
+	var ps problems
+	cp := &CompiledPolicy{
+		src:      clonePolicy(p),
+		loc:      time.UTC,
+		envs:     make(map[string]*compiledEnv, len(p.Environments)),
+		names:    make(map[string]string, 2*len(p.Environments)),
+		services: make(map[string]ServiceInfo, len(p.Services)),
+		major:    p.MajorIncident,
+	}
+
+	if p.TimeZone != "" {
+		loc, err := loadZone(p.TimeZone)
+		if err != nil {
+			ps.add("time_zone", "%v", err)
+		} else {
+			cp.loc = loc
+		}
+	}
+	cp.cal = compileBusinessHours(&ps, p.BusinessHours, cp.loc)
+	compileEnvironments(&ps, cp, p.Environments)
+
+	svcNames := slices.Sorted(maps.Keys(p.Services))
+	for _, name := range svcNames {
+		info := p.Services[name]
+		field := "services." + name
+		key := strings.ToLower(strings.TrimSpace(name))
+		if key == "" {
+			ps.add("services", "a service name is empty")
+			continue
+		}
+		if _, dup := cp.services[key]; dup {
+			ps.add(field, "service %q is listed twice (names are case-insensitive)", name)
+			continue
+		}
+		switch info.Tier {
+		case "", TierCustomerFacing, TierInternal:
+		default:
+			ps.add(field+".tier", "unknown tier %q; use %q or %q", info.Tier, TierCustomerFacing, TierInternal)
+		}
+		cp.services[key] = info
+	}
+
+	seenTmpl := map[string]int{}
+	for i, t := range p.StandardTemplates {
+		field := fmt.Sprintf("standard_templates[%d]", i)
+		name := strings.TrimSpace(t.Name)
+		if name == "" {
+			ps.add(field+".name", "a template name is required (the change's template / catalog item)")
+		} else if j, dup := seenTmpl[strings.ToLower(name)]; dup {
+			ps.add(field+".name", "template %q is already defined at standard_templates[%d]", name, j)
+		} else {
+			seenTmpl[strings.ToLower(name)] = i
+		}
+		ct := compiledTemplate{name: name, allowWithoutChange: t.AllowWithoutChange}
+		for j, s := range t.Services {
+			if strings.TrimSpace(s) == "" {
+				ps.add(fmt.Sprintf("%s.services[%d]", field, j), "service name is empty")
+				continue
+			}
+			ct.services = append(ct.services, strings.TrimSpace(s))
+		}
+		if t.AllowWithoutChange && len(ct.services) == 0 {
+			ps.add(field+".services", "allow_without_change needs the services it covers; it cannot waive NO_CHANGE for every service")
+		}
+		for j, e := range t.Environments {
+			if env, ok := cp.resolveEnvField(&ps, fmt.Sprintf("%s.environments[%d]", field, j), e); ok {
+				ct.envs = append(ct.envs, env)
+			}
+		}
+		cp.tmpls = append(cp.tmpls, ct)
+	}
+
+	if p.MajorIncident.MaxPriority < 0 {
+		ps.add("major_incident.max_priority", "must be 0 (off) or a priority such as 1 or 2, not %d", p.MajorIncident.MaxPriority)
+	}
+	switch p.MajorIncident.Scope {
+	case "", IncidentScopeService:
+	case IncidentScopeAll:
+		cp.scopeAll = true
+	default:
+		ps.add("major_incident.scope", "unknown scope %q; use %q or %q", p.MajorIncident.Scope, IncidentScopeService, IncidentScopeAll)
+	}
+
+	seenFreeze := map[string]int{}
+	for i, f := range p.Freezes {
+		field := fmt.Sprintf("freezes[%d]", i)
+		name := strings.TrimSpace(f.Name)
+		if name == "" {
+			ps.add(field+".name", "a freeze name is required")
+		} else if j, dup := seenFreeze[strings.ToLower(name)]; dup {
+			ps.add(field+".name", "freeze %q is already defined at freezes[%d]", name, j)
+		} else {
+			seenFreeze[strings.ToLower(name)] = i
+		}
+		cf, ok := compileFreeze(&ps, field, f, cp.loc)
+		for j, e := range f.Environments {
+			ef := fmt.Sprintf("%s.environments[%d]", field, j)
+			env, ok := cp.resolveEnvField(&ps, ef, e)
+			if !ok {
+				continue
+			}
+			if ep := cp.envPolicy(env); ep != nil && !(ep.rules | ep.cfRules).has(CodeFreeze) {
+				ps.add(ef, "environment %q does not enable the FREEZE rule, so this freeze would never apply there; add FREEZE to its rules", env)
+				continue
+			}
+			cf.envs = append(cf.envs, env)
+		}
+		if ok {
+			cp.freezes = append(cp.freezes, cf)
+		}
+	}
+
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+func compileEnvironments(ps *problems, cp *CompiledPolicy, envs map[string]EnvironmentPolicy) {
+	if len(envs) == 0 {
+		ps.add("environments", "at least one environment is required (e.g. production)")
+		return
+	}
+	keys := slices.Sorted(maps.Keys(envs))
+	// Names first, so an alias clashing with a name is reported on the alias.
+	for _, name := range keys {
+		field := "environments." + name
+		trimmed := strings.TrimSpace(name)
+		switch {
+		case trimmed == "":
+			ps.add("environments", "an environment name is empty")
+			continue
+		case trimmed != name || strings.ContainsAny(name, " \t\r\n"):
+			ps.add(field, "environment name %q contains whitespace", name)
+			continue
+		case name == CatchAllEnvironment:
+			continue
+		}
+		lower := strings.ToLower(name)
+		if other, dup := cp.names[lower]; dup {
+			ps.add(field, "environment %q clashes with %q (names are case-insensitive)", name, other)
+			continue
+		}
+		cp.names[lower] = name
+	}
+	for _, name := range keys {
+		ep := envs[name]
+		field := "environments." + name
+		if strings.TrimSpace(name) == "" {
+			continue
+		}
+		for i, a := range ep.Aliases {
+			af := fmt.Sprintf("%s.aliases[%d]", field, i)
+			alias := strings.ToLower(strings.TrimSpace(a))
+			switch {
+			case name == CatchAllEnvironment:
+				ps.add(af, "the catch-all environment %q cannot have aliases", CatchAllEnvironment)
+				continue
+			case alias == "":
+				ps.add(af, "alias is empty")
+				continue
+			case alias == CatchAllEnvironment:
+				ps.add(af, "%q is the catch-all key, not an alias", CatchAllEnvironment)
+				continue
+			}
+			if other, dup := cp.names[alias]; dup {
+				if other == name {
+					ps.add(af, "alias %q repeats environment %q's own name or alias", a, name)
+				} else {
+					ps.add(af, "alias %q is already a name or alias of environment %q", a, other)
+				}
+				continue
+			}
+			cp.names[alias] = name
+		}
+
+		ce := &compiledEnv{name: name}
+		if ep.Rules != nil {
+			ce.rules = validateRules(ps, field+".rules", ep.Rules)
+		} else {
+			set, ok := presetRules(ep.Preset)
+			if !ok {
+				ps.add(field+".preset", "unknown preset %q; use %q, %q or %q", ep.Preset, PresetStrict, PresetLight, PresetOpen)
+			}
+			ce.rules = set
+		}
+		ce.cfRules = validateRules(ps, field+".customer_facing_rules", ep.CustomerFacingRules)
+		if ep.ApprovalRequired != nil {
+			ce.approval = validateTypes(ps, field+".approval_required", ep.ApprovalRequired)
+		} else {
+			ce.approval = typeBit(ChangeNormal)
+		}
+		switch {
+		case ep.PIRRequired != nil:
+			ce.pir = validateTypes(ps, field+".pir_required", ep.PIRRequired)
+		case ep.Rules == nil && (ep.Preset == "" || ep.Preset == PresetStrict):
+			ce.pir = typeBit(ChangeNormal) | typeBit(ChangeEmergency)
+		}
+		cp.envs[name] = ce
+		if name != CatchAllEnvironment {
+			cp.envNames = append(cp.envNames, name)
+		}
+	}
+	sort.Strings(cp.envNames)
+}
+
+// resolveEnvField resolves an environment named in the policy itself.
+func (cp *CompiledPolicy) resolveEnvField(ps *problems, field, name string) (string, bool) {
+	env, ok := cp.ResolveEnvironment(name)
+	if !ok {
+		ps.add(field, "unknown environment %q; known environments are %s", name, strings.Join(cp.envNames, ", "))
+	}
+	return env, ok
+}
+
+// Version is the stored policy version the policy was compiled from.
+func (cp *CompiledPolicy) Version() int { return cp.version }
+
+// Policy returns a copy of the policy document as given to Compile.
+func (cp *CompiledPolicy) Policy() Policy { return clonePolicy(cp.src) }
+
+// Location is the policy's time zone.
+func (cp *CompiledPolicy) Location() *time.Location {
+	if cp.loc == nil {
+		return time.UTC
+	}
+	return cp.loc
+}
+
+// ResolveEnvironment maps an environment name or alias, case-insensitively
+// and ignoring surrounding space, to its canonical name. An unlisted name
+// resolves to itself in lower case when the policy has a "*" catch-all;
+// otherwise ok is false (the API answers 400 listing Environments()).
+func (cp *CompiledPolicy) ResolveEnvironment(name string) (canonical string, ok bool) {
+	name = strings.TrimSpace(name)
+	if name == "" || name == CatchAllEnvironment {
+		return "", false
+	}
+	lower := strings.ToLower(name)
+	if c, ok := cp.names[lower]; ok {
+		return c, true
+	}
+	if _, ok := cp.envs[CatchAllEnvironment]; ok {
+		return lower, true
+	}
+	return "", false
+}
+
+// Environments lists the canonical environment names, sorted, without the
+// "*" catch-all.
+func (cp *CompiledPolicy) Environments() []string { return slices.Clone(cp.envNames) }
+
+// envPolicy returns the policy of a name or alias (the catch-all for
+// unlisted ones), or nil when the environment is unknown.
+func (cp *CompiledPolicy) envPolicy(name string) *compiledEnv {
+	env, ok := cp.ResolveEnvironment(name)
+	if !ok {
+		return nil
+	}
+	if ce, ok := cp.envs[env]; ok {
+		return ce
+	}
+	return cp.envs[CatchAllEnvironment]
+}
+
+// Rules lists the gate rule codes evaluated for a release of service to env
+// (the environment's rules plus, for a customer-facing service, its
+// customer-facing extras), in evaluation order. An unknown environment gets
+// every rule: the engine fails closed.
+func (cp *CompiledPolicy) Rules(env, service string) []string {
+	return cp.rulesFor(cp.envPolicy(env), service).codes()
+}
+
+func (cp *CompiledPolicy) rulesFor(ce *compiledEnv, service string) ruleSet {
+	if ce == nil {
+		return allRules
+	}
+	rules := ce.rules
+	if ce.cfRules != 0 && cp.Tier(service) == TierCustomerFacing {
+		rules |= ce.cfRules
+	}
+	return rules
+}
+
+// IsMajor reports whether the incident counts as major under the policy
+// (see MajorIncidentPolicy). It does not look at whether it is active.
+func (cp *CompiledPolicy) IsMajor(i Incident) bool {
+	if cp.major.MaxPriority > 0 && i.Priority >= 1 && i.Priority <= cp.major.MaxPriority {
+		return true
+	}
+	return cp.major.MajorFlag && i.Major
+}
+
+// IncidentScopeAll reports whether a major incident blocks every service
+// (the fact gatherer then asks for all active incidents).
+func (cp *CompiledPolicy) IncidentScopeAll() bool { return cp.scopeAll }
+
+// PIRRequired reports whether a release to env linking changes of the given
+// types needs a post-implementation review. An unknown environment needs none.
+func (cp *CompiledPolicy) PIRRequired(env string, types []ChangeType) bool {
+	ce := cp.envPolicy(env)
+	if ce == nil {
+		return false
+	}
+	for _, t := range types {
+		if ce.pir.has(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// TeamOf is the owning team of service in the catalog, or "".
+func (cp *CompiledPolicy) TeamOf(service string) string {
+	return cp.services[strings.ToLower(strings.TrimSpace(service))].Team
+}
+
+// Tier is the catalog tier of service ("customer-facing" or "internal");
+// a service not in the catalog is internal.
+func (cp *CompiledPolicy) Tier(service string) string {
+	if t := cp.services[strings.ToLower(strings.TrimSpace(service))].Tier; t != "" {
+		return t
+	}
+	return TierInternal
+}
+
+// template returns the standard template that pre-authorizes change c for
+// a release of service to env, or nil.
+func (cp *CompiledPolicy) template(c *Change, service, env string) *compiledTemplate {
+	if c.Type != ChangeStandard || strings.TrimSpace(c.Template) == "" {
+		return nil
+	}
+	for i := range cp.tmpls {
+		t := &cp.tmpls[i]
+		if strings.EqualFold(t.name, strings.TrimSpace(c.Template)) && t.covers(service, env) {
+			return t
+		}
+	}
+	return nil
+}
+
+func (t *compiledTemplate) covers(service, env string) bool {
+	return (len(t.services) == 0 || containsFold(t.services, service)) &&
+		(len(t.envs) == 0 || containsFold(t.envs, env))
+}
+
+// unlinkedTemplate returns a template that lets a release of service to env
+// link no change, or nil.
+func (cp *CompiledPolicy) unlinkedTemplate(service, env string) *compiledTemplate {
+	for i := range cp.tmpls {
+		t := &cp.tmpls[i]
+		if t.allowWithoutChange && t.covers(service, env) {
+			return t
+		}
+	}
+	return nil
+}
+
+func clonePolicy(p Policy) Policy {
+	q := p
+	q.BusinessHours.Days = slices.Clone(p.BusinessHours.Days)
+	q.BusinessHours.Holidays = slices.Clone(p.BusinessHours.Holidays)
+	if p.Environments != nil {
+		q.Environments = make(map[string]EnvironmentPolicy, len(p.Environments))
+		for k, e := range p.Environments {
+			e.Aliases = slices.Clone(e.Aliases)
+			e.Rules = slices.Clone(e.Rules)
+			e.CustomerFacingRules = slices.Clone(e.CustomerFacingRules)
+			e.ApprovalRequired = slices.Clone(e.ApprovalRequired)
+			e.PIRRequired = slices.Clone(e.PIRRequired)
+			q.Environments[k] = e
+		}
+	}
+	q.Services = maps.Clone(p.Services)
+	if p.StandardTemplates != nil {
+		q.StandardTemplates = make([]StandardTemplate, len(p.StandardTemplates))
+		for i, t := range p.StandardTemplates {
+			t.Services = slices.Clone(t.Services)
+			t.Environments = slices.Clone(t.Environments)
+			q.StandardTemplates[i] = t
+		}
+	}
+	if p.Freezes != nil {
+		q.Freezes = make([]Freeze, len(p.Freezes))
+		for i, f := range p.Freezes {
+			f.Environments = slices.Clone(f.Environments)
+			f.Dated = slices.Clone(f.Dated)
+			f.Weekly = slices.Clone(f.Weekly)
+			for j := range f.Weekly {
+				f.Weekly[j].Days = slices.Clone(f.Weekly[j].Days)
+			}
+			q.Freezes[i] = f
+		}
+	}
+	return q
+}

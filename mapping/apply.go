@@ -1,0 +1,519 @@
+package mapping
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// Trace sources that are not paths.
+const (
+	SourceConstant = "constant"
+	SourceDefault  = "default"
+)
+
+// FieldTrace tells where one canonical field's value came from.
+type FieldTrace struct {
+	// Source is the path the value was read from, "constant", "default", or
+	// "" when the field got no value.
+	Source string `json:"source"`
+	// Raw is the JSON text found at Source (clipped to 512 bytes), or the
+	// literal for a constant or default.
+	Raw string `json:"raw,omitempty"`
+	// Value is the final canonical value (string, int, bool, time.Time,
+	// []string or []core.Approval); nil when the field got no value.
+	Value any `json:"value"`
+}
+
+// FieldError is one mapping problem.
+type FieldError struct {
+	Field   string `json:"field"`          // canonical field ("approvals[0].decision"), "" for the payload as a whole
+	Path    string `json:"path,omitempty"` // the payload path concerned, when there is one
+	Message string `json:"message"`
+}
+
+func (e FieldError) Error() string {
+	var b strings.Builder
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Message)
+	if e.Path != "" {
+		b.WriteString(" (path ")
+		b.WriteString(e.Path)
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Result is the outcome of applying a profile to one payload.
+type Result struct {
+	Kind string `json:"kind"`
+	// Record is a *core.Change, *core.Incident, *core.Deployment or
+	// *core.PIR filled from the payload. It is never nil, and is partly
+	// filled when there are errors (for previews). Fields the connector
+	// owns (Source, IDs, created/updated stamps) are left zero; so is a
+	// deployment's started_at when the payload has none.
+	Record any `json:"record"`
+	// Fields traces every mapped canonical field.
+	Fields map[string]FieldTrace `json:"fields"`
+	// Errors lists every problem; when it is not empty the event must be
+	// quarantined, not stored.
+	Errors []FieldError `json:"errors,omitempty"`
+}
+
+// Err returns the errors as one error (core.Invalid values joined), or nil.
+func (r Result) Err() error {
+	if len(r.Errors) == 0 {
+		return nil
+	}
+	errs := make([]error, len(r.Errors))
+	for i, e := range r.Errors {
+		field := e.Field
+		if field == "" {
+			field = "payload"
+		}
+		msg := e.Message
+		if e.Path != "" {
+			msg += " (path " + e.Path + ")"
+		}
+		errs[i] = core.Invalid(field, "%s", msg)
+	}
+	return errors.Join(errs...)
+}
+
+// doc is the record being read: its JSON text and, for the top-level record,
+// the values of the first path components the profile uses, found in one
+// pass over the object.
+type doc struct {
+	raw   string
+	slots []gjson.Result
+}
+
+func (d *doc) get(p cpath) gjson.Result {
+	if d.slots != nil && p.top >= 0 {
+		r := d.slots[p.top]
+		if p.rest == "" || !r.Exists() {
+			return r
+		}
+		return r.Get(p.rest)
+	}
+	return gjson.Get(d.raw, p.raw)
+}
+
+// record finds the record in the payload (unwrapping the envelope).
+func record(raw, unwrap string) (gjson.Result, error) {
+	root := gjson.Parse(raw)
+	rec := root
+	if unwrap != "" {
+		u := root.Get(unwrap)
+		switch {
+		case !u.Exists():
+		case u.IsArray():
+			n := 0
+			u.ForEach(func(_, v gjson.Result) bool {
+				n++
+				rec = v
+				return n < 2
+			})
+			if n != 1 {
+				return rec, fmt.Errorf("%q holds %s records; expected exactly one", unwrap, map[bool]string{true: "no", false: "several"}[n == 0])
+			}
+		default:
+			rec = u
+		}
+	}
+	if !rec.IsObject() {
+		return rec, fmt.Errorf("the record is not a JSON object")
+	}
+	return rec, nil
+}
+
+// Apply maps one raw payload to a canonical record. It never panics: invalid
+// JSON and every field problem are reported in Result.Errors.
+func (c *Compiled) Apply(payload []byte) (res Result) {
+	res.Kind = c.profile.Kind
+	rec := c.kind.new()
+	res.Record = rec
+	res.Fields = make(map[string]FieldTrace, len(c.fields))
+	defer func() {
+		// Belt and braces: a bug must quarantine the event, not crash the
+		// worker. The fuzz test fails on this message.
+		if r := recover(); r != nil {
+			res.Errors = append(res.Errors, FieldError{Message: fmt.Sprintf("internal mapping error: %v", r)})
+		}
+	}()
+	if !gjson.ValidBytes(payload) {
+		res.Errors = append(res.Errors, FieldError{Message: "payload is not valid JSON"})
+		return res
+	}
+	raw := string(payload)
+	r, err := record(raw, c.unwrap)
+	if err != nil {
+		res.Errors = append(res.Errors, FieldError{Path: c.unwrap, Message: err.Error()})
+		return res
+	}
+	d := doc{raw: r.Raw, slots: make([]gjson.Result, c.topCount)}
+	left := c.topCount
+	if left > 0 {
+		r.ForEach(func(k, v gjson.Result) bool {
+			if i, ok := c.topKeys[k.Str]; ok && !d.slots[i].Exists() {
+				d.slots[i] = v
+				left--
+			}
+			return left > 0
+		})
+	}
+	for _, f := range c.fields {
+		if f.def.typ == tApprovals {
+			c.applyApprovals(&res, rec, f, &d)
+			continue
+		}
+		out, tr, ferr := f.eval(&d, f.name)
+		res.Fields[f.name] = tr
+		if ferr != nil {
+			res.Errors = append(res.Errors, *ferr)
+			continue
+		}
+		if out != nil {
+			f.def.set(rec, out)
+		}
+	}
+	return res
+}
+
+func (c *Compiled) applyApprovals(res *Result, rec any, f *cfield, d *doc) {
+	tr := FieldTrace{}
+	for _, cnd := range f.when {
+		if !cnd.eval(d) {
+			res.Fields[f.name] = tr
+			return
+		}
+	}
+	p := f.paths[0]
+	arr := d.get(p)
+	if !present(arr) {
+		res.Fields[f.name] = tr
+		if f.required {
+			res.Errors = append(res.Errors, FieldError{Field: f.name, Path: p.raw, Message: "required: no approvals found"})
+		}
+		return
+	}
+	if !arr.IsArray() {
+		res.Fields[f.name] = tr
+		res.Errors = append(res.Errors, FieldError{Field: f.name, Path: p.raw, Message: "not an array"})
+		return
+	}
+	tr.Source, tr.Raw = p.raw, clip(arr.Raw)
+	var out []core.Approval
+	i := 0
+	arr.ForEach(func(_, e gjson.Result) bool {
+		ed := doc{raw: e.Raw}
+		var a core.Approval
+		for _, sf := range f.each {
+			name := f.name + "[" + strconv.Itoa(i) + "]." + sf.name
+			v, _, ferr := sf.eval(&ed, name)
+			if ferr != nil {
+				res.Errors = append(res.Errors, *ferr)
+				continue
+			}
+			if v != nil {
+				sf.def.set(&a, v)
+			}
+		}
+		out = append(out, a)
+		i++
+		return true
+	})
+	tr.Value = out
+	res.Fields[f.name] = tr
+	f.def.set(rec, out)
+}
+
+func clip(s string) string {
+	const max = 512
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
+
+// eval computes one field. It returns the converted value (nil when the
+// field gets no value), its trace, and at most one error.
+func (f *cfield) eval(d *doc, name string) (any, FieldTrace, *FieldError) {
+	var tr FieldTrace
+	fail := func(path, format string, args ...any) (any, FieldTrace, *FieldError) {
+		return nil, tr, &FieldError{Field: name, Path: path, Message: fmt.Sprintf(format, args...)}
+	}
+	var v value
+	active := true
+	for _, cnd := range f.when {
+		if !cnd.eval(d) {
+			active = false
+			break
+		}
+	}
+	if active {
+		if f.hasConst {
+			tr.Source, tr.Raw, tr.Value = SourceConstant, f.constRaw, f.constVal
+			return f.constVal, tr, nil
+		}
+		var firstErr error
+		var errPath string
+		for _, p := range f.paths {
+			r := d.get(p)
+			if !r.Exists() {
+				continue
+			}
+			x, err := extract(r)
+			if err != nil {
+				if firstErr == nil {
+					firstErr, errPath = err, p.raw
+				}
+				continue
+			}
+			if x.k == vNone {
+				continue
+			}
+			v, tr.Source, tr.Raw = x, p.raw, clip(r.Raw)
+			break
+		}
+		if v.k == vNone && firstErr != nil {
+			return fail(errPath, "%v", firstErr)
+		}
+		for i, t := range f.transforms {
+			if v.k == vNone {
+				break
+			}
+			var err error
+			v, err = t.apply(v)
+			if err != nil {
+				return fail(tr.Source, "transform[%d] %s: %v", i, t.name, err)
+			}
+		}
+		if v.k != vNone && f.mapping != nil {
+			s, err := v.text()
+			if err != nil {
+				return fail(tr.Source, "map: %v", err)
+			}
+			if m, ok := f.mapping[s]; ok {
+				v = strValue(m)
+			} else if f.mapDefault != nil {
+				v = strValue(*f.mapDefault)
+			} else if !f.keep {
+				return fail(tr.Source, "value %q is not in the map (add it, or set map_default or unmapped: keep)", s)
+			}
+		}
+	}
+	if v.k == vNone {
+		if f.hasDefault {
+			tr.Source, tr.Raw, tr.Value = SourceDefault, f.defRaw, f.defVal
+			return f.defVal, tr, nil
+		}
+		if f.required {
+			paths := make([]string, len(f.paths))
+			for i, p := range f.paths {
+				paths[i] = p.raw
+			}
+			if !active {
+				return fail(strings.Join(paths, ", "), "required, but its when conditions do not hold")
+			}
+			return fail(strings.Join(paths, ", "), "required, but the payload has no value")
+		}
+		tr.Source, tr.Raw = "", ""
+		return nil, tr, nil
+	}
+	out, err := convertFor(f.def, v)
+	if err != nil {
+		return fail(tr.Source, "%v", err)
+	}
+	tr.Value = out
+	return out, tr, nil
+}
+
+func (c ccond) eval(d *doc) bool {
+	r := d.get(c.path)
+	if c.op == opExists {
+		return present(r) == c.exists
+	}
+	if !r.Exists() {
+		return false
+	}
+	v, err := extract(r)
+	if err != nil || v.k == vNone {
+		return false
+	}
+	test := func(s string) bool {
+		switch c.op {
+		case opEquals:
+			return s == c.eq
+		case opIn:
+			return contains(c.in, s)
+		case opMatches:
+			return c.re.MatchString(s)
+		}
+		return false
+	}
+	if v.k == vList {
+		for _, s := range v.l {
+			if test(s) {
+				return true
+			}
+		}
+		return false
+	}
+	return test(v.s)
+}
+
+func mapText(v value, fn func(string) string) value {
+	switch v.k {
+	case vStr:
+		return strValue(fn(v.s))
+	case vList:
+		out := make([]string, 0, len(v.l))
+		for _, s := range v.l {
+			if s = fn(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return listValue(out)
+	}
+	return v
+}
+
+func (t ctransform) apply(v value) (value, error) {
+	switch t.op {
+	case tTrim:
+		return mapText(v, strings.TrimSpace), nil
+	case tLower:
+		return mapText(v, strings.ToLower), nil
+	case tUpper:
+		return mapText(v, strings.ToUpper), nil
+	case tRegex:
+		return mapText(v, func(s string) string {
+			m := t.re.FindStringSubmatch(s)
+			if m == nil {
+				return ""
+			}
+			return m[t.group]
+		}), nil
+	case tSplit:
+		var in []string
+		if v.k == vStr {
+			in = []string{v.s}
+		} else {
+			in = v.l
+		}
+		var out []string
+		for _, s := range in {
+			for _, p := range strings.Split(s, t.sep) {
+				if p != "" {
+					out = append(out, p)
+				}
+			}
+		}
+		return listValue(out), nil
+	case tJoin:
+		if v.k == vList {
+			return strValue(strings.Join(v.l, t.sep)), nil
+		}
+		return v, nil
+	case tFirst:
+		if v.k == vList {
+			return strValue(v.l[0]), nil
+		}
+		return v, nil
+	case tTimeParse:
+		if v.k != vStr {
+			return v, fmt.Errorf("needs text, got %s", v.k)
+		}
+		s := strings.TrimSpace(v.s)
+		for _, l := range t.layouts {
+			if tm, err := time.ParseInLocation(l, s, t.loc); err == nil {
+				return value{k: vTime, t: tm}, nil
+			}
+		}
+		return v, fmt.Errorf("%q matches no layout (%s)", v.s, strings.Join(t.layouts, " | "))
+	case tUnixS, tUnixMS:
+		s, err := v.text()
+		if err != nil {
+			return v, err
+		}
+		tm, err := parseUnix(s, t.op == tUnixMS)
+		if err != nil {
+			return v, err
+		}
+		return value{k: vTime, t: tm}, nil
+	case tBoolParse:
+		switch v.k {
+		case vBool:
+			return v, nil
+		case vInt:
+			return value{k: vBool, b: v.i != 0}, nil
+		case vStr:
+			b, err := parseBool(v.s)
+			return value{k: vBool, b: b}, err
+		}
+		return v, fmt.Errorf("needs text, got %s", v.k)
+	case tIntParse:
+		switch v.k {
+		case vInt:
+			return v, nil
+		case vStr:
+			i, err := parseInt(v.s)
+			return value{k: vInt, i: i}, err
+		}
+		return v, fmt.Errorf("needs text, got %s", v.k)
+	case tPresent:
+		return value{k: vBool, b: v.k != vNone}, nil
+	}
+	return v, fmt.Errorf("unknown transform")
+}
+
+// Matches reports whether the profile applies to an event: the connector
+// type and event type (when the profile names them) and every match.when
+// condition on the (unwrapped) record hold. A payload that is not valid
+// JSON matches on connector and event type alone, so that Apply reports it
+// and the event is quarantined rather than ignored.
+func (c *Compiled) Matches(connectorType, eventType string, payload []byte) bool {
+	m := c.profile.Match
+	if m.ConnectorType != "" && !strings.EqualFold(m.ConnectorType, connectorType) {
+		return false
+	}
+	if len(c.events) > 0 {
+		ok := false
+		for _, e := range c.events {
+			if strings.EqualFold(e, eventType) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(c.match) == 0 {
+		return true
+	}
+	if !gjson.ValidBytes(payload) {
+		return true
+	}
+	r, err := record(string(payload), c.unwrap)
+	if err != nil {
+		return false
+	}
+	d := doc{raw: r.Raw}
+	for _, cnd := range c.match {
+		if !cnd.eval(&d) {
+			return false
+		}
+	}
+	return true
+}

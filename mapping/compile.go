@@ -1,0 +1,766 @@
+package mapping
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	_ "time/tzdata" // zones in profiles must load on machines without a zoneinfo database
+
+	"github.com/tidwall/gjson"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// Compiled is a validated profile, ready to apply. It is immutable and safe
+// for concurrent use.
+type Compiled struct {
+	profile  Profile
+	kind     kindDef
+	unwrap   string
+	match    []ccond
+	events   []string
+	fields   []*cfield // sorted by name
+	topKeys  map[string]int
+	topCount int
+	spec     int // specificity, for Set ordering
+}
+
+// Name returns the profile name.
+func (c *Compiled) Name() string { return c.profile.Name }
+
+// Kind returns the canonical kind the profile produces.
+func (c *Compiled) Kind() string { return c.profile.Kind }
+
+// Profile returns a copy of the profile the Compiled was built from (its
+// maps and slices are shared: do not modify them).
+func (c *Compiled) Profile() Profile { return c.profile }
+
+type cpath struct {
+	raw  string
+	top  int // slot of the first component in the record index, or -1
+	rest string
+}
+
+type condOp uint8
+
+const (
+	opEquals condOp = iota + 1
+	opIn
+	opExists
+	opMatches
+)
+
+type ccond struct {
+	path   cpath
+	op     condOp
+	eq     string
+	in     []string
+	exists bool
+	re     *regexp.Regexp
+}
+
+type tOp uint8
+
+const (
+	tTrim tOp = iota + 1
+	tLower
+	tUpper
+	tSplit
+	tJoin
+	tFirst
+	tRegex
+	tTimeParse
+	tUnixS
+	tUnixMS
+	tBoolParse
+	tIntParse
+	tPresent
+)
+
+type ctransform struct {
+	op      tOp
+	name    string
+	sep     string
+	re      *regexp.Regexp
+	group   int
+	layouts []string
+	loc     *time.Location
+}
+
+type cfield struct {
+	name       string
+	def        fieldDef
+	paths      []cpath
+	when       []ccond
+	hasConst   bool
+	constVal   any // converted canonical value
+	constRaw   string
+	hasDefault bool
+	defVal     any
+	defRaw     string
+	transforms []ctransform
+	mapping    map[string]string
+	mapDefault *string
+	keep       bool
+	required   bool
+	each       []*cfield // approvals
+}
+
+// namedLayouts are the layout names accepted besides Go reference layouts.
+var namedLayouts = map[string]string{
+	"rfc3339":     time.RFC3339,
+	"rfc3339nano": time.RFC3339Nano,
+	"rfc1123":     time.RFC1123,
+	"rfc1123z":    time.RFC1123Z,
+	"datetime":    time.DateTime,
+	"dateonly":    time.DateOnly,
+}
+
+var transformNames = []string{"trim", "lower", "upper", "split", "join", "first", "regex", "time", "unix_seconds", "unix_ms", "bool", "int", "present"}
+
+// static value kinds, as a bit set, for checking transform chains.
+const (
+	sStr  = 1 << vStr
+	sList = 1 << vList
+	sTime = 1 << vTime
+	sBool = 1 << vBool
+	sInt  = 1 << vInt
+)
+
+func maskName(m int) string {
+	var parts []string
+	for k := vStr; k <= vInt; k++ {
+		if m&(1<<k) != 0 {
+			parts = append(parts, k.String())
+		}
+	}
+	return strings.Join(parts, " or ")
+}
+
+// compiler accumulates every problem of one profile.
+type compiler struct {
+	errs    []error
+	topKeys map[string]int
+}
+
+func (cp *compiler) fail(field, format string, args ...any) {
+	cp.errs = append(cp.errs, core.Invalid(field, format, args...))
+}
+
+// Compile validates p and prepares it for Apply. It reports every problem
+// at once (errors.Join of *core.Error values of kind invalid, each naming the
+// offending field, e.g. "fields.planned_start.transform[0].time.zone").
+func Compile(p *Profile) (*Compiled, error) {
+	if p == nil {
+		return nil, core.Invalid("profile", "no profile")
+	}
+	cp := &compiler{topKeys: map[string]int{}}
+	c := &Compiled{profile: *p}
+
+	if strings.TrimSpace(p.Name) == "" {
+		cp.fail("name", "is required")
+	} else if !validName(p.Name) {
+		cp.fail("name", "%q: use letters, digits, '-', '_' and '.' only", p.Name)
+	}
+	kd, ok := kinds[p.Kind]
+	if !ok {
+		cp.fail("kind", "unknown kind %q (one of %s)", p.Kind, strings.Join(Kinds(), ", "))
+	}
+	c.kind = kd
+
+	c.unwrap = strings.TrimSpace(p.Unwrap)
+	if p.Unwrap != "" && c.unwrap == "" {
+		cp.fail("unwrap", "is blank")
+	}
+
+	for i, e := range p.Match.EventTypes {
+		if strings.TrimSpace(e) == "" {
+			cp.fail(fmt.Sprintf("match.event_types[%d]", i), "is empty")
+		}
+	}
+	c.events = p.Match.EventTypes
+	c.match = cp.conds("match.when", p.Match.When, false)
+	c.spec = len(p.Match.When)
+	if p.Match.ConnectorType != "" {
+		c.spec += 10
+	}
+	if len(p.Match.EventTypes) > 0 {
+		c.spec += 5
+	}
+
+	if ok {
+		if len(p.Fields) == 0 {
+			cp.fail("fields", "no fields mapped")
+		}
+		for _, name := range sortedKeys(p.Fields) {
+			fs := p.Fields[name]
+			fp := "fields." + name
+			def, known := kd.fields[name]
+			if !known {
+				cp.fail(fp, "unknown field %q for kind %s (known: %s)", name, p.Kind, strings.Join(FieldNames(p.Kind), ", "))
+				continue
+			}
+			if fs == nil {
+				cp.fail(fp, "is empty: give a path, paths, const or default")
+				continue
+			}
+			if f := cp.field(fp, name, def, fs, true); f != nil {
+				c.fields = append(c.fields, f)
+			}
+		}
+	}
+	if len(cp.errs) > 0 {
+		return nil, fmt.Errorf("profile %q: %w", p.Name, errors.Join(cp.errs...))
+	}
+	c.topKeys = cp.topKeys
+	c.topCount = len(cp.topKeys)
+	return c, nil
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// path compiles a gjson path. index says whether the path is evaluated on
+// the record (and may use the record index) or on an array element.
+func (cp *compiler) path(field, p string, index bool) (cpath, bool) {
+	if strings.TrimSpace(p) == "" {
+		cp.fail(field, "path is empty")
+		return cpath{}, false
+	}
+	out := cpath{raw: p, top: -1}
+	if !index {
+		return out, true
+	}
+	first, rest, _ := strings.Cut(p, ".")
+	if simpleKey(first) {
+		slot, ok := cp.topKeys[first]
+		if !ok {
+			slot = len(cp.topKeys)
+			cp.topKeys[first] = slot
+		}
+		out.top, out.rest = slot, rest
+	}
+	return out, true
+}
+
+// simpleKey reports whether k is a plain object key in gjson syntax (no
+// wildcard, escape, array query, modifier or pipe).
+func simpleKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		switch k[i] {
+		case '*', '?', '#', '@', '|', '\\', '!', '{', '}', '[', ']', '(', ')', '=', '<', '>', '%', ',', '"', '\'', ' ':
+			return false
+		}
+	}
+	return true
+}
+
+func (cp *compiler) conds(field string, cs []Condition, index bool) []ccond {
+	var out []ccond
+	for i, c := range cs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		pth, ok := cp.path(f+".path", c.Path, index)
+		if !ok {
+			continue
+		}
+		cc := ccond{path: pth}
+		n := 0
+		if c.Equals != nil {
+			n++
+			cc.op, cc.eq = opEquals, *c.Equals
+		}
+		if c.In != nil {
+			n++
+			cc.op, cc.in = opIn, c.In
+			if len(c.In) == 0 {
+				cp.fail(f+".in", "is empty")
+			}
+		}
+		if c.Exists != nil {
+			n++
+			cc.op, cc.exists = opExists, *c.Exists
+		}
+		if c.Matches != "" {
+			n++
+			re, err := regexp.Compile(c.Matches)
+			if err != nil {
+				cp.fail(f+".matches", "bad regular expression: %v", err)
+				continue
+			}
+			cc.op, cc.re = opMatches, re
+		}
+		if n != 1 {
+			cp.fail(f, "give exactly one of equals, in, exists, matches (got %d)", n)
+			continue
+		}
+		out = append(out, cc)
+	}
+	return out
+}
+
+func (cp *compiler) field(fp, name string, def fieldDef, fs *FieldSpec, index bool) *cfield {
+	nerr := len(cp.errs)
+	f := &cfield{name: name, def: def, required: fs.Required}
+
+	if fs.Path != "" && len(fs.Paths) > 0 {
+		cp.fail(fp, "give path or paths, not both")
+	}
+	paths := fs.Paths
+	if fs.Path != "" {
+		paths = []string{fs.Path}
+	}
+	for i, p := range paths {
+		ff := fp + ".path"
+		if len(fs.Paths) > 0 {
+			ff = fmt.Sprintf("%s.paths[%d]", fp, i)
+		}
+		if pp, ok := cp.path(ff, p, index); ok {
+			f.paths = append(f.paths, pp)
+		}
+	}
+	f.hasConst = fs.Const != nil
+	f.hasDefault = fs.Default != nil
+	switch {
+	case f.hasConst && len(paths) > 0:
+		cp.fail(fp+".const", "a constant takes no path")
+	case f.hasConst && (len(fs.Transform) > 0 || fs.Map != nil):
+		cp.fail(fp+".const", "a constant is a canonical value: it takes no transform or map")
+	case f.hasConst && f.hasDefault:
+		cp.fail(fp+".const", "a constant takes no default")
+	case !f.hasConst && len(paths) == 0 && !f.hasDefault && def.typ != tApprovals:
+		cp.fail(fp, "no source: give path, paths, const or default")
+	}
+	if fs.Required && f.hasDefault {
+		cp.fail(fp+".required", "a required field cannot have a default (the default would hide the missing value)")
+	}
+	f.when = cp.conds(fp+".when", fs.When, index)
+
+	// Approvals: a list of records read from the array at path.
+	if def.typ == tApprovals {
+		if len(fs.Each) == 0 {
+			cp.fail(fp+".each", "is required for %s: map the fields of one element (%s)", name, strings.Join(sortedKeys(approvalFields), ", "))
+		}
+		if len(paths) != 1 {
+			cp.fail(fp+".path", "give one path to the array of approvals")
+		}
+		if len(fs.Transform) > 0 || fs.Map != nil || f.hasDefault || f.hasConst {
+			cp.fail(fp, "a list of approvals takes only path, each, when and required")
+		}
+		for _, sub := range sortedKeys(fs.Each) {
+			sp := fp + ".each." + sub
+			sd, ok := approvalFields[sub]
+			if !ok {
+				cp.fail(sp, "unknown approval field %q (known: %s)", sub, strings.Join(sortedKeys(approvalFields), ", "))
+				continue
+			}
+			if fs.Each[sub] == nil {
+				cp.fail(sp, "is empty")
+				continue
+			}
+			if sf := cp.field(sp, sub, sd, fs.Each[sub], false); sf != nil {
+				f.each = append(f.each, sf)
+			}
+		}
+		if len(cp.errs) > nerr {
+			return nil
+		}
+		return f
+	}
+	if len(fs.Each) > 0 {
+		cp.fail(fp+".each", "only approvals takes each")
+	}
+
+	// Transform chain, checked statically for value kinds.
+	mask := sStr | sList
+	for i, t := range fs.Transform {
+		tf := fmt.Sprintf("%s.transform[%d]", fp, i)
+		ct, in, out, ok := cp.transform(tf, t)
+		if !ok {
+			mask = sStr | sList | sTime | sBool | sInt // keep checking the rest loosely
+			continue
+		}
+		if mask&in == 0 {
+			cp.fail(tf, "%s needs %s but gets %s", t.Name, maskName(in), maskName(mask))
+			mask = sStr | sList | sTime | sBool | sInt
+			continue
+		}
+		mask = out(mask & in)
+		f.transforms = append(f.transforms, ct)
+	}
+
+	// Value map.
+	if fs.Map != nil || fs.MapDefault != nil {
+		if def.typ == tList {
+			cp.fail(fp+".map", "map applies to single-valued fields; %s is a list", name)
+		}
+		if fs.Map == nil {
+			cp.fail(fp+".map_default", "map_default without map")
+		}
+		f.mapping = fs.Map
+		f.mapDefault = fs.MapDefault
+		for _, k := range sortedKeys(fs.Map) {
+			if _, err := convertFor(def, strValue(fs.Map[k])); err != nil {
+				cp.fail(fmt.Sprintf("%s.map[%q]", fp, k), "%v", err)
+			}
+		}
+		if fs.MapDefault != nil {
+			if _, err := convertFor(def, strValue(*fs.MapDefault)); err != nil {
+				cp.fail(fp+".map_default", "%v", err)
+			}
+		}
+		if mask&(sStr|sList|sInt|sBool) == 0 {
+			cp.fail(fp+".map", "map needs text but the transforms give %s", maskName(mask))
+		}
+		mask = sStr
+	}
+	switch fs.Unmapped {
+	case "", "error":
+	case "keep":
+		f.keep = true
+		if fs.MapDefault != nil {
+			cp.fail(fp+".unmapped", "unmapped: keep and map_default exclude each other")
+		}
+	default:
+		cp.fail(fp+".unmapped", "unknown value %q (error or keep)", fs.Unmapped)
+	}
+	if fs.Unmapped != "" && fs.Map == nil {
+		cp.fail(fp+".unmapped", "unmapped without map")
+	}
+
+	// The chain must end in something the field's type accepts.
+	if len(paths) > 0 {
+		if acc := accepts(def.typ); mask&acc == 0 {
+			cp.fail(fp+".transform", "the transforms give %s but %s is a %s", maskName(mask), name, def.typ)
+		}
+	}
+
+	if f.hasConst {
+		v, raw, err := literal(fs.Const)
+		if err == nil {
+			f.constVal, err = convertFor(def, v)
+		}
+		if err != nil {
+			cp.fail(fp+".const", "%v", err)
+		}
+		f.constRaw = raw
+	}
+	if f.hasDefault {
+		v, raw, err := literal(fs.Default)
+		if err == nil {
+			f.defVal, err = convertFor(def, v)
+		}
+		if err != nil {
+			cp.fail(fp+".default", "%v", err)
+		}
+		f.defRaw = raw
+	}
+	if len(cp.errs) > nerr {
+		return nil
+	}
+	return f
+}
+
+func accepts(t ftype) int {
+	switch t {
+	case tString:
+		return sStr | sList | sTime | sBool | sInt
+	case tInt:
+		return sStr | sInt
+	case tBool:
+		return sStr | sBool | sInt
+	case tTime:
+		return sStr | sTime
+	case tList:
+		return sStr | sList
+	}
+	return 0
+}
+
+func same(m int) int { return m }
+
+// transform compiles one step; in is the set of input kinds it accepts, out
+// maps the input kinds to the output kinds.
+func (cp *compiler) transform(tf string, t Transform) (ctransform, int, func(int) int, bool) {
+	ct := ctransform{name: t.Name}
+	text := sStr | sList
+	toList := func(int) int { return sList }
+	toStr := func(int) int { return sStr }
+	hasArgs := t.Sep != "" || t.Pattern != "" || t.Group != nil || len(t.Layouts) > 0 || t.Zone != ""
+	noArgs := func() bool {
+		if hasArgs {
+			cp.fail(tf, "%s takes no argument", t.Name)
+			return false
+		}
+		return true
+	}
+	switch t.Name {
+	case "trim", "lower", "upper":
+		ct.op = map[string]tOp{"trim": tTrim, "lower": tLower, "upper": tUpper}[t.Name]
+		return ct, text, same, noArgs()
+	case "first":
+		ct.op = tFirst
+		return ct, text, toStr, noArgs()
+	case "split", "join":
+		ct.op, ct.sep = tSplit, t.Sep
+		out := toList
+		if t.Name == "join" {
+			ct.op, out = tJoin, toStr
+		}
+		if t.Name == "split" && t.Sep == "" {
+			cp.fail(tf+".split", "separator is empty")
+			return ct, 0, nil, false
+		}
+		return ct, text, out, true
+	case "regex":
+		ct.op = tRegex
+		if t.Pattern == "" {
+			cp.fail(tf+".regex.pattern", "is empty")
+			return ct, 0, nil, false
+		}
+		re, err := regexp.Compile(t.Pattern)
+		if err != nil {
+			cp.fail(tf+".regex.pattern", "bad regular expression: %v", err)
+			return ct, 0, nil, false
+		}
+		ct.re = re
+		if t.Group != nil {
+			ct.group = *t.Group
+		} else if re.NumSubexp() > 0 {
+			ct.group = 1
+		}
+		if ct.group < 0 || ct.group > re.NumSubexp() {
+			cp.fail(tf+".regex.group", "group %d does not exist: the pattern has %d capture group(s)", ct.group, re.NumSubexp())
+			return ct, 0, nil, false
+		}
+		return ct, text, same, true
+	case "time":
+		ct.op = tTimeParse
+		ok := true
+		if len(t.Layouts) == 0 {
+			cp.fail(tf+".time.layout", "is required")
+			ok = false
+		}
+		for i, l := range t.Layouts {
+			lf := tf + ".time.layout"
+			if len(t.Layouts) > 1 {
+				lf = fmt.Sprintf("%s.time.layouts[%d]", tf, i)
+			}
+			if named, isNamed := namedLayouts[strings.ToLower(l)]; isNamed {
+				l = named
+			} else if err := checkLayout(l); err != nil {
+				cp.fail(lf, "%v", err)
+				ok = false
+			}
+			ct.layouts = append(ct.layouts, l)
+		}
+		ct.loc = time.UTC
+		if t.Zone != "" {
+			loc, err := time.LoadLocation(t.Zone)
+			if err != nil || t.Zone == "Local" {
+				cp.fail(tf+".time.zone", "unknown time zone %q (use an IANA name such as UTC or Europe/Paris)", t.Zone)
+				ok = false
+			} else {
+				ct.loc = loc
+			}
+		}
+		return ct, sStr, func(int) int { return sTime }, ok
+	case "unix_seconds", "unix_ms":
+		ct.op = tUnixS
+		if t.Name == "unix_ms" {
+			ct.op = tUnixMS
+		}
+		return ct, sStr | sInt, func(int) int { return sTime }, noArgs()
+	case "bool":
+		ct.op = tBoolParse
+		return ct, sStr | sInt | sBool, func(int) int { return sBool }, noArgs()
+	case "int":
+		ct.op = tIntParse
+		return ct, sStr | sInt, func(int) int { return sInt }, noArgs()
+	case "present":
+		ct.op = tPresent
+		return ct, sStr | sList | sTime | sBool | sInt, func(int) int { return sBool }, noArgs()
+	case "":
+		cp.fail(tf, "transform name is empty")
+	default:
+		cp.fail(tf, "unknown transform %q (known: %s)", t.Name, strings.Join(transformNames, ", "))
+	}
+	return ct, 0, nil, false
+}
+
+// checkLayout rejects Go time layouts that cannot read a timestamp: the
+// reference time formatted with the layout must parse back to the same
+// date.
+func checkLayout(l string) error {
+	if strings.TrimSpace(l) == "" {
+		return fmt.Errorf("layout is empty")
+	}
+	ref := time.Date(2006, time.January, 2, 15, 4, 5, 0, time.FixedZone("MST", -7*3600))
+	s := ref.Format(l)
+	t, err := time.Parse(l, s)
+	if err != nil {
+		return fmt.Errorf("bad Go time layout %q: %v", l, err)
+	}
+	if t.Year() != 2006 || t.Month() != time.January || t.Day() != 2 {
+		return fmt.Errorf("layout %q has no full date (write it with Go's reference time 2006-01-02 15:04:05, or a name: rfc3339, rfc3339nano, rfc1123, rfc1123z, datetime, dateonly)", l)
+	}
+	return nil
+}
+
+// literal turns a YAML const/default into a value.
+func literal(x any) (value, string, error) {
+	switch v := x.(type) {
+	case string:
+		return strValue(v), v, nil
+	case bool:
+		return value{k: vBool, b: v}, strconv.FormatBool(v), nil
+	case int:
+		return value{k: vInt, i: int64(v)}, strconv.Itoa(v), nil
+	case int64:
+		return value{k: vInt, i: v}, strconv.FormatInt(v, 10), nil
+	case uint64:
+		return strValue(strconv.FormatUint(v, 10)), strconv.FormatUint(v, 10), nil
+	case float64:
+		s := strconv.FormatFloat(v, 'f', -1, 64)
+		return strValue(s), s, nil
+	case time.Time:
+		return value{k: vTime, t: v}, v.Format(time.RFC3339Nano), nil
+	case []any:
+		var l []string
+		for _, e := range v {
+			ev, _, err := literal(e)
+			if err != nil || ev.k == vList {
+				return value{}, "", fmt.Errorf("a list literal holds scalars only")
+			}
+			s, _ := ev.text()
+			if s != "" {
+				l = append(l, s)
+			}
+		}
+		return listValue(l), strings.Join(l, ","), nil
+	case []string:
+		return listValue(v), strings.Join(v, ","), nil
+	case nil:
+		return value{}, "", nil
+	}
+	return value{}, "", fmt.Errorf("unsupported literal of type %T", x)
+}
+
+// convertFor converts v to the Go type of a canonical field and checks
+// enumerations. Nothing converts to the zero value.
+func convertFor(def fieldDef, v value) (any, error) {
+	switch def.typ {
+	case tString:
+		s, err := v.text()
+		if err != nil {
+			return nil, err
+		}
+		if def.enum != nil && s != "" && !contains(def.enum, s) {
+			return nil, fmt.Errorf("%q is not one of %s", s, strings.Join(def.enum, ", "))
+		}
+		return s, nil
+	case tInt:
+		switch v.k {
+		case vNone:
+			return 0, nil
+		case vInt:
+			return int(v.i), nil
+		case vStr:
+			i, err := parseInt(v.s)
+			return int(i), err
+		case vList:
+			if len(v.l) == 1 {
+				i, err := parseInt(v.l[0])
+				return int(i), err
+			}
+		}
+		return nil, fmt.Errorf("%s is not an integer", v.k)
+	case tBool:
+		switch v.k {
+		case vNone:
+			return false, nil
+		case vBool:
+			return v.b, nil
+		case vInt:
+			return v.i != 0, nil
+		case vStr:
+			return parseBool(v.s)
+		case vList:
+			if len(v.l) == 1 {
+				return parseBool(v.l[0])
+			}
+		}
+		return nil, fmt.Errorf("%s is not a boolean", v.k)
+	case tTime:
+		switch v.k {
+		case vNone:
+			return time.Time{}, nil
+		case vTime:
+			return v.t, nil
+		case vStr:
+			t, err := time.Parse(time.RFC3339Nano, v.s)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an RFC 3339 time (add a time transform with its layout)", v.s)
+			}
+			return t, nil
+		}
+		return nil, fmt.Errorf("%s is not a time", v.k)
+	case tList:
+		switch v.k {
+		case vNone:
+			return []string(nil), nil
+		case vList:
+			return v.l, nil
+		case vStr:
+			return []string{v.s}, nil
+		}
+		s, err := v.text()
+		return []string{s}, err
+	}
+	return nil, fmt.Errorf("unsupported field type")
+}
+
+func contains(l []string, s string) bool {
+	for _, e := range l {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// present reports whether a gjson result holds something: not absent, null,
+// "", [] or {}; an object with "value"/"name" is present when that is.
+func present(r gjson.Result) bool {
+	switch r.Type {
+	case gjson.Null:
+		return false
+	case gjson.String:
+		return r.Str != ""
+	case gjson.JSON:
+		if r.IsArray() {
+			return len(r.Array()) > 0
+		}
+		if v := r.Get("value"); v.Exists() {
+			return present(v)
+		}
+		if v := r.Get("name"); v.Exists() {
+			return present(v)
+		}
+		has := false
+		r.ForEach(func(_, _ gjson.Result) bool { has = true; return false })
+		return has
+	}
+	return r.Exists()
+}

@@ -1,0 +1,173 @@
+// Package connectors defines the contract every source-system adapter
+// implements on its inbound side (verify a webhook delivery, classify it),
+// the per-connector configuration, and a registry that builds an adapter
+// from its configured type.
+//
+// One package per system lives beneath this one (connectors/github,
+// connectors/gitlab, connectors/jira, connectors/servicenow,
+// connectors/jenkins, connectors/generic). Each imports this package for
+// Config and Inbound; connectors/all wires them into a Registry, so the
+// HTTP layer looks an adapter up by type instead of branching on it.
+package connectors
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// Config is one connector as declared in the config file.
+type Config struct {
+	// Name is the connector's webhook path segment: /webhooks/{name}.
+	Name string
+	// Type selects the adapter: servicenow, jira, github, gitlab, jenkins or
+	// generic.
+	Type string
+	// WebhookSecret authenticates deliveries. It is required: an empty
+	// secret is a configuration error, never "accept everything".
+	WebhookSecret string
+	// DefaultEnvironment is used for CI events that name no environment
+	// (the Jenkins notification plugin sends none).
+	DefaultEnvironment string
+	// Mappings names the mapping profiles to use; empty means the type's
+	// defaults.
+	Mappings []string
+	// Options holds type-specific settings (API base URL, credentials …)
+	// for the API clients.
+	Options map[string]string
+}
+
+// String describes the connector without its secret, for logs.
+func (c Config) String() string {
+	return fmt.Sprintf("connector %q (type %s)", c.Name, c.Type)
+}
+
+// GoString keeps %#v from printing the secret too.
+func (c Config) GoString() string { return c.String() }
+
+// Inbound is what verification and classification of one delivery yield:
+// the facts stored beside the raw body in the inbox.
+type Inbound struct {
+	// Type is the vendor's event type: the X-GitHub-Event value, the
+	// X-Gitlab-Event value, Jira's body webhookEvent, ServiceNow's
+	// sys_class_name, the Jenkins build.phase, or the generic connector's
+	// kind.
+	Type string
+	// DeliveryID is the vendor's delivery id when it sends one (stable
+	// across the vendor's retries); empty otherwise, and the caller then
+	// deduplicates on a hash of the body.
+	DeliveryID string
+	// Headers are the delivery headers worth keeping with the raw event
+	// (event, delivery, user agent, retry …), keyed by canonical header
+	// name. They never include secrets, signatures or Authorization.
+	Headers map[string]string
+}
+
+// Webhook is the inbound side of one connector type.
+type Webhook interface {
+	// Verify authenticates a delivery from its headers, URL query and raw
+	// body, comparing in constant time. On failure it returns a
+	// *core.Error of KindUnauthorized whose message says what was wrong
+	// ("missing X-Hub-Signature-256", "signature mismatch") and never
+	// echoes the secret.
+	Verify(h http.Header, query url.Values, body []byte) error
+	// Classify reads the event type and delivery id of an authenticated
+	// delivery. A body that is not a JSON object, or lacks what the type
+	// needs, gives a *core.Error of KindInvalid. It never panics.
+	Classify(h http.Header, body []byte) (Inbound, error)
+}
+
+// Factory builds the Webhook for one configured connector. It validates
+// cfg and reports problems as *core.Error of KindInvalid whose Field is the
+// config key relative to the connector (e.g. "webhook_secret"); the caller
+// prefixes the connector's path in the config file.
+type Factory func(cfg Config) (Webhook, error)
+
+// Registry maps connector types to their factories. Build one with
+// NewRegistry and Register, or take the full set from connectors/all.
+// A Registry is not safe for concurrent Register calls; register
+// everything at start, then share it read-only.
+type Registry struct {
+	factories map[string]Factory
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{factories: make(map[string]Factory)}
+}
+
+// Register adds the factory for typ. Registering an empty type, a nil
+// factory or a type twice is a programming error and panics.
+func (r *Registry) Register(typ string, f Factory) {
+	if typ == "" || f == nil {
+		panic("connectors: Register with empty type or nil factory")
+	}
+	if _, dup := r.factories[typ]; dup {
+		panic("connectors: type " + typ + " registered twice")
+	}
+	r.factories[typ] = f
+}
+
+// Types returns the registered types, sorted.
+func (r *Registry) Types() []string {
+	types := make([]string, 0, len(r.factories))
+	for t := range r.factories {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	return types
+}
+
+// namePattern is what a connector name may look like: it is a URL path
+// segment and a key in the inbox.
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// New validates the fields common to every connector (name, type,
+// mappings) and builds the Webhook with the type's factory. Errors are
+// *core.Error of KindInvalid naming the field ("name", "type",
+// "mappings[1]", "webhook_secret" …).
+func (r *Registry) New(cfg Config) (Webhook, error) {
+	if cfg.Name == "" {
+		return nil, core.Invalid("name", "is required (it is the webhook path /webhooks/{name})")
+	}
+	if !namePattern.MatchString(cfg.Name) {
+		return nil, core.Invalid("name", "%q is not a valid name: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", cfg.Name)
+	}
+	if cfg.Type == "" {
+		return nil, core.Invalid("type", "is required (one of %s)", strings.Join(r.Types(), ", "))
+	}
+	f, ok := r.factories[cfg.Type]
+	if !ok {
+		return nil, core.Invalid("type", "unknown connector type %q (known: %s)", cfg.Type, strings.Join(r.Types(), ", "))
+	}
+	for i, m := range cfg.Mappings {
+		if strings.TrimSpace(m) == "" {
+			return nil, core.Invalid(fmt.Sprintf("mappings[%d]", i), "is empty")
+		}
+	}
+	w, err := f(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// ApplyDefaultEnvironment implements the environment rule for CI events:
+// an event that names an environment keeps it; one that names none takes
+// the connector's default_environment; with neither, the result is a
+// KindInvalid error (field "environment") and the event is quarantined
+// with that reason.
+func ApplyDefaultEnvironment(cfg Config, env string) (string, error) {
+	if env = strings.TrimSpace(env); env != "" {
+		return env, nil
+	}
+	if def := strings.TrimSpace(cfg.DefaultEnvironment); def != "" {
+		return def, nil
+	}
+	return "", core.Invalid("environment", "event names no environment and connector %q has no default_environment", cfg.Name)
+}

@@ -1,0 +1,145 @@
+package connectors_test
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/all"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+func TestRegistryTypes(t *testing.T) {
+	got := all.Registry().Types()
+	want := []string{"generic", "github", "gitlab", "jenkins", "jira", "servicenow"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Types() = %v, want %v", got, want)
+	}
+}
+
+func TestRegistryNew(t *testing.T) {
+	ok := func(typ string) connectors.Config {
+		return connectors.Config{Name: typ + "-prod", Type: typ, WebhookSecret: "s3cret"}
+	}
+	tests := []struct {
+		name      string
+		cfg       connectors.Config
+		wantField string // "" = success
+		wantMsg   string
+	}{
+		{"github", ok("github"), "", ""},
+		{"gitlab", ok("gitlab"), "", ""},
+		{"jira", ok("jira"), "", ""},
+		{"servicenow", ok("servicenow"), "", ""},
+		{"jenkins", ok("jenkins"), "", ""},
+		{"generic", ok("generic"), "", ""},
+		{"no name", connectors.Config{Type: "github", WebhookSecret: "x"}, "name", "is required"},
+		{"name with slash", connectors.Config{Name: "a/b", Type: "github", WebhookSecret: "x"}, "name", "not a valid name"},
+		{"no type", connectors.Config{Name: "a", WebhookSecret: "x"}, "type", "one of generic, github"},
+		{"unknown type", connectors.Config{Name: "a", Type: "bitbucket", WebhookSecret: "x"}, "type", `unknown connector type "bitbucket"`},
+		{"empty mapping name", connectors.Config{Name: "a", Type: "github", WebhookSecret: "x", Mappings: []string{"ok", " "}}, "mappings[1]", "is empty"},
+		{"no secret", connectors.Config{Name: "a", Type: "jira"}, "webhook_secret", "is required"},
+	}
+	r := all.Registry()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := r.New(tc.cfg)
+			if tc.wantField == "" {
+				if err != nil || w == nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			var ce *core.Error
+			if !errors.As(err, &ce) || ce.Kind != core.KindInvalid || ce.Field != tc.wantField || !strings.Contains(ce.Message, tc.wantMsg) {
+				t.Fatalf("New: got %#v, want invalid %s containing %q", err, tc.wantField, tc.wantMsg)
+			}
+		})
+	}
+}
+
+// TestRegistryWiring checks every registered type verifies and classifies
+// through the interface, end to end on a minimal delivery.
+func TestRegistryWiring(t *testing.T) {
+	r := all.Registry()
+	for _, typ := range r.Types() {
+		w, err := r.New(connectors.Config{Name: "c", Type: typ, WebhookSecret: "s3cret"})
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		if err := w.Verify(http.Header{}, url.Values{}, []byte(`{}`)); !core.IsKind(err, core.KindUnauthorized) {
+			t.Errorf("%s: Verify without credentials = %v, want unauthorized", typ, err)
+		}
+		if _, err := w.Classify(http.Header{}, []byte(`not json`)); !core.IsKind(err, core.KindInvalid) {
+			t.Errorf("%s: Classify of garbage = %v, want invalid", typ, err)
+		}
+	}
+}
+
+func TestRegisterPanics(t *testing.T) {
+	f := func(connectors.Config) (connectors.Webhook, error) { return nil, nil }
+	tests := []struct {
+		name string
+		do   func(r *connectors.Registry)
+	}{
+		{"duplicate", func(r *connectors.Registry) { r.Register("x", f); r.Register("x", f) }},
+		{"empty type", func(r *connectors.Registry) { r.Register("", f) }},
+		{"nil factory", func(r *connectors.Registry) { r.Register("x", nil) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Fatal("no panic")
+				}
+			}()
+			tc.do(connectors.NewRegistry())
+		})
+	}
+}
+
+func TestRegistryIsFresh(t *testing.T) {
+	a, b := all.Registry(), all.Registry()
+	a.Register("extra", func(connectors.Config) (connectors.Webhook, error) { return nil, nil })
+	if slices.Contains(b.Types(), "extra") {
+		t.Fatal("registries share state")
+	}
+}
+
+func TestApplyDefaultEnvironment(t *testing.T) {
+	tests := []struct {
+		name, def, env, want, wantErr string
+	}{
+		{"event names one", "staging", "production", "production", ""},
+		{"event names one, no default", "", "production", "production", ""},
+		{"default used", "staging", "", "staging", ""},
+		{"blank event env uses default", "staging", "  ", "staging", ""},
+		{"neither", "", "", "", `event names no environment and connector "jenkins-main" has no default_environment`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := connectors.Config{Name: "jenkins-main", Type: "jenkins", DefaultEnvironment: tc.def}
+			got, err := connectors.ApplyDefaultEnvironment(cfg, tc.env)
+			if tc.wantErr != "" {
+				if !core.IsKind(err, core.KindInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %q, %v; want error %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigStringHidesSecret(t *testing.T) {
+	s := connectors.Config{Name: "sn", Type: "servicenow", WebhookSecret: "hunter2"}.String()
+	if strings.Contains(s, "hunter2") {
+		t.Fatalf("String() leaks the secret: %s", s)
+	}
+}

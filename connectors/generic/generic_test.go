@@ -1,0 +1,88 @@
+package generic
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
+)
+
+func TestNewRequiresSecret(t *testing.T) {
+	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+}
+
+func TestVerify(t *testing.T) {
+	w, err := New(hooktest.Config(Type))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := hooktest.Read(t, "deployment.succeeded.json")
+	cases := append(hooktest.SignatureCases(HeaderSignature, body), hooktest.BasicCases(body)...)
+	for i := range cases {
+		if cases[i].Name == "missing" {
+			cases[i].WantErr = "missing X-Tollgate-Signature or Basic Authorization"
+		}
+	}
+	hooktest.RunVerify(t, w, cases)
+}
+
+func TestSign(t *testing.T) {
+	// A known-answer test, so the documented scheme cannot drift:
+	// printf '{}' | openssl dgst -sha256 -hmac key
+	const want = "sha256=a777724d943eb48dc69bca8a4a6d57a04db3f9ec7e1de4e581e860265bdf3032"
+	if got := Sign([]byte("key"), []byte("{}")); got != want {
+		t.Fatalf("Sign = %q, want %q", got, want)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	deploy := hooktest.Read(t, "deployment.succeeded.json")
+	noKind := hooktest.Read(t, "deployment.no-kind.json")
+	tests := []struct {
+		name   string
+		header string
+		body   []byte
+		want   string
+		ok     bool
+	}{
+		{"kind in body", "", deploy, "deployment", true},
+		{"header only", "deployment", noKind, "deployment", true},
+		{"header and kind agree", "deployment", deploy, "deployment", true},
+		{"header and kind disagree", "gate", deploy, `X-Tollgate-Event: "gate" disagrees with the body's kind "deployment"`, false},
+		{"neither", "", noKind, "kind: missing", false},
+		{"kind not a string", "", []byte(`{"kind":["deployment"]}`), "kind: must be a string, got an array", false},
+		{"kind blank", "", []byte(`{"kind":"  "}`), "kind: is empty", false},
+		{"header with control chars", "deploy\nment", noKind, "X-Tollgate-Event: contains control characters", false},
+		{"not json", "deployment", []byte(`kind=deployment`), "not valid JSON", false},
+		{"json number", "deployment", []byte(`42`), "not a JSON object", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := hooktest.WithSecrets(hooktest.Header("User-Agent", "curl/8"))
+			if tc.header != "" {
+				h.Set(HeaderEvent, tc.header)
+			}
+			in, err := Classify(h, tc.body)
+			hooktest.CheckClassify(t, in, err)
+			if !tc.ok {
+				hooktest.RequireInvalid(t, err, tc.want)
+				return
+			}
+			if err != nil || in.Type != tc.want || in.DeliveryID != "" || in.Headers["User-Agent"] != "curl/8" {
+				t.Fatalf("got %+v, %v", in, err)
+			}
+		})
+	}
+}
+
+func FuzzClassify(f *testing.F) {
+	for _, name := range hooktest.Files(f, "*.json") {
+		f.Add("", hooktest.Read(f, name))
+		f.Add("deployment", hooktest.Read(f, name))
+	}
+	f.Fuzz(func(t *testing.T, event string, body []byte) {
+		in, err := Classify(hooktest.WithSecrets(http.Header{HeaderEvent: {event}}), body)
+		hooktest.CheckClassify(t, in, err)
+	})
+}

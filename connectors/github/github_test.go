@@ -1,0 +1,108 @@
+package github
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
+)
+
+func TestNewRequiresSecret(t *testing.T) {
+	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+}
+
+func TestVerify(t *testing.T) {
+	w, err := New(hooktest.Config(Type))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := hooktest.Read(t, "workflow_run.completed.json")
+	cases := hooktest.SignatureCases(HeaderSignature, body)
+	cases = append(cases,
+		hooktest.VerifyCase{Name: "legacy sha1 header only", Header: hooktest.Header("X-Hub-Signature", "sha1=0123"), Body: body, WantErr: "missing X-Hub-Signature-256"},
+		hooktest.VerifyCase{Name: "basic auth is not a github scheme", Header: hooktest.Header("Authorization", hooktest.Basic("u", hooktest.Secret)), Body: body, WantErr: "missing X-Hub-Signature-256"},
+	)
+	hooktest.RunVerify(t, w, cases)
+}
+
+func TestClassifyFixtures(t *testing.T) {
+	files := hooktest.Files(t, "*.json")
+	if len(files) < 12 {
+		t.Fatalf("expected the 12 GitHub fixtures, found %d", len(files))
+	}
+	for _, name := range files {
+		t.Run(name, func(t *testing.T) {
+			// The fixture name starts with the X-GitHub-Event value GitHub
+			// sends with that payload (shared/fixtures/SOURCES.md).
+			event, _, _ := strings.Cut(name, ".")
+			h := hooktest.WithSecrets(hooktest.Header(
+				HeaderEvent, event,
+				HeaderDelivery, "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+				"User-Agent", "GitHub-Hookshot/044aadd",
+				"X-GitHub-Hook-ID", "292430182",
+			))
+			in, err := Classify(h, hooktest.Read(t, name))
+			hooktest.CheckClassify(t, in, err)
+			if err != nil {
+				t.Fatalf("Classify: %v", err)
+			}
+			if in.Type != event || in.DeliveryID != "72d3162e-cc78-11e3-81ab-4c9367dc0958" {
+				t.Fatalf("got type %q delivery %q", in.Type, in.DeliveryID)
+			}
+			for _, k := range []string{"X-Github-Event", "X-Github-Delivery", "User-Agent", "X-Github-Hook-Id"} {
+				if in.Headers[k] == "" {
+					t.Errorf("header %s not kept: %v", k, in.Headers)
+				}
+			}
+		})
+	}
+}
+
+func TestClassifyInvalid(t *testing.T) {
+	good := hooktest.Read(t, "push.json")
+	tests := []struct {
+		name string
+		h    http.Header
+		body []byte
+		want string
+	}{
+		{"missing event header", hooktest.Header(HeaderDelivery, "d"), good, "X-GitHub-Event"},
+		{"blank event header", hooktest.Header(HeaderEvent, "  "), good, "X-GitHub-Event: is empty"},
+		{"control chars in event", hooktest.Header(HeaderEvent, "push\x00"), good, "control characters"},
+		{"long event", hooktest.Header(HeaderEvent, strings.Repeat("a", 200)), good, "longer than"},
+		{"long delivery", hooktest.Header(HeaderEvent, "push", HeaderDelivery, strings.Repeat("a", 300)), good, "X-GitHub-Delivery"},
+		{"empty body", hooktest.Header(HeaderEvent, "push"), nil, "body is empty"},
+		{"array body", hooktest.Header(HeaderEvent, "push"), []byte(`[{"a":1}]`), "not a JSON object"},
+		{"truncated body", hooktest.Header(HeaderEvent, "push"), good[:len(good)/2], "not valid JSON"},
+		{"form encoded", hooktest.Header(HeaderEvent, "push", "Content-Type", "application/x-www-form-urlencoded"), []byte("payload=%7B%7D"), "application/json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Classify(tc.h, tc.body)
+			hooktest.RequireInvalid(t, err, tc.want)
+		})
+	}
+}
+
+func TestClassifyNoDelivery(t *testing.T) {
+	in, err := Classify(hooktest.Header(HeaderEvent, "ping"), []byte(`{"zen":"Keep it logically awesome."}`))
+	if err != nil || in.Type != "ping" || in.DeliveryID != "" {
+		t.Fatalf("got %+v, %v", in, err)
+	}
+}
+
+func FuzzClassify(f *testing.F) {
+	for _, name := range hooktest.Files(f, "*.json") {
+		event, _, _ := strings.Cut(name, ".")
+		f.Add(event, "d-1", hooktest.Read(f, name))
+	}
+	f.Add("", "", []byte(`{}`))
+	f.Add("push", "", []byte(`{"a":[1,2,{"b":null}]`))
+	f.Fuzz(func(t *testing.T, event, delivery string, body []byte) {
+		h := hooktest.WithSecrets(http.Header{HeaderEvent: {event}, HeaderDelivery: {delivery}})
+		in, err := Classify(h, body)
+		hooktest.CheckClassify(t, in, err)
+	})
+}

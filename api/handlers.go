@@ -1,0 +1,514 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// readBody reads the whole (already size-limited) body.
+func readBody(c *echo.Context) ([]byte, error) {
+	b, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		if echo.StatusCode(err) == http.StatusRequestEntityTooLarge {
+			return nil, core.Errorf(core.KindTooLarge, "request body is larger than the limit")
+		}
+		return nil, core.Wrap(core.KindInvalid, err, "could not read the request body")
+	}
+	return b, nil
+}
+
+// decodeJSON strictly decodes a JSON body into v: unknown fields, trailing
+// data and wrong types are 400s naming the field.
+func decodeJSON(c *echo.Context, v any) error {
+	b, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return core.Invalid("body", "a JSON body is required")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return core.Invalid("body", "unexpected data after the JSON document")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+		tim *time.ParseError
+	)
+	switch {
+	case errors.As(err, &syn):
+		return core.Invalid("body", "malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		return core.Invalid(typ.Field, "must be %s, not JSON %s", typ.Type, typ.Value)
+	case errors.As(err, &tim):
+		return core.Invalid("body", "bad time %q: want RFC 3339, like 2026-11-27T10:00:00Z", tim.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return core.Invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return core.Invalid("body", "truncated JSON")
+	}
+	return core.Invalid("body", "invalid JSON: %v", err)
+}
+
+// gateCheckResponse is the contract's answer shape.
+type gateCheckResponse struct {
+	Decision      core.Decision `json:"decision"`
+	DecisionID    string        `json:"decision_id"`
+	ReleaseID     string        `json:"release_id"`
+	Reasons       []core.Reason `json:"reasons"`
+	EvaluatedAt   time.Time     `json:"evaluated_at"`
+	Emergency     bool          `json:"emergency"`
+	PolicyVersion int           `json:"policy_version"`
+}
+
+func (s *Server) gateCheck(c *echo.Context) error {
+	var req core.GateRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	var wait time.Duration
+	if w := c.QueryParam("wait"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d < 0 {
+			return core.Invalid("wait", "%q is not a duration like 30s or 15m", w)
+		}
+		wait = d
+	}
+	d, err := s.deps.Gate.Check(c.Request().Context(), req, actor(c), wait)
+	if err != nil {
+		return err
+	}
+	reasons := d.Reasons
+	if reasons == nil {
+		reasons = []core.Reason{}
+	}
+	return c.JSON(http.StatusOK, gateCheckResponse{
+		Decision: d.Decision, DecisionID: d.ID, ReleaseID: d.ReleaseID, Reasons: reasons,
+		EvaluatedAt: d.EvaluatedAt, Emergency: d.Emergency, PolicyVersion: d.PolicyVersion,
+	})
+}
+
+func (s *Server) getDecision(c *echo.Context) error {
+	d, err := s.deps.Reader.GetDecision(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, d)
+}
+
+// deploymentRequest is the canonical deployment event body.
+type deploymentRequest struct {
+	Service     string     `json:"service"`
+	Environment string     `json:"environment"`
+	Version     string     `json:"version"`
+	Commit      string     `json:"commit"`
+	Team        string     `json:"team"`
+	Status      string     `json:"status"`
+	StartedAt   *time.Time `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at"`
+	Actor       string     `json:"actor"`
+	Changes     []string   `json:"changes"`
+	Incidents   []string   `json:"incidents"`
+	DecisionID  string     `json:"decision_id"`
+	Provider    string     `json:"provider"`
+	RunID       string     `json:"run_id"`
+	URL         string     `json:"url"`
+}
+
+func (s *Server) postDeployment(c *echo.Context) error {
+	var r deploymentRequest
+	if err := decodeJSON(c, &r); err != nil {
+		return err
+	}
+	d := core.Deployment{
+		Service: r.Service, Environment: r.Environment, Version: r.Version, Commit: r.Commit, Team: r.Team,
+		Status: r.Status, FinishedAt: r.FinishedAt, Actor: r.Actor, Changes: r.Changes, Incidents: r.Incidents,
+		DecisionID: r.DecisionID, Provider: r.Provider, RunID: r.RunID, URL: r.URL, Source: "api",
+	}
+	if r.StartedAt != nil {
+		d.StartedAt = *r.StartedAt
+	}
+	stored, created, err := s.deps.Deployments.Record(c.Request().Context(), d)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, stored)
+}
+
+// listFilter reads the common listing query parameters.
+func listFilter(c *echo.Context) (core.ReleaseFilter, error) {
+	f := core.ReleaseFilter{
+		Service: c.QueryParam("service"), Environment: c.QueryParam("environment"),
+		Team: c.QueryParam("team"), After: c.QueryParam("after"),
+	}
+	var err error
+	if f.From, err = queryTime(c, "from"); err != nil {
+		return f, err
+	}
+	if f.To, err = queryTime(c, "to"); err != nil {
+		return f, err
+	}
+	if f.Limit, err = queryLimit(c); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+func queryTime(c *echo.Context, name string) (time.Time, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, core.Invalid(name, "%q is not an RFC 3339 time like 2026-11-27T10:00:00Z", v)
+	}
+	return t, nil
+}
+
+func queryLimit(c *echo.Context) (int, error) {
+	v := c.QueryParam("limit")
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, core.Invalid("limit", "must be a number from 1 to 1000")
+	}
+	return n, nil
+}
+
+// page is a listing with the cursor of the next page.
+type page[T any] struct {
+	Items []T    `json:"items"`
+	Next  string `json:"next,omitempty"`
+}
+
+func newPage[T any](items []T, limit int, cursor func(T) string) page[T] {
+	if items == nil {
+		items = []T{}
+	}
+	p := page[T]{Items: items}
+	if len(items) == limit && limit > 0 {
+		p.Next = cursor(items[len(items)-1])
+	}
+	return p
+}
+
+func (s *Server) listReleases(c *echo.Context) error {
+	f, err := listFilter(c)
+	if err != nil {
+		return err
+	}
+	rs, err := s.deps.Reader.ListReleases(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newPage(rs, f.Limit, func(r core.Release) string { return r.ID }))
+}
+
+func (s *Server) listDeployments(c *echo.Context) error {
+	f, err := listFilter(c)
+	if err != nil {
+		return err
+	}
+	ds, err := s.deps.Reader.ListDeployments(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newPage(ds, f.Limit, func(d core.Deployment) string { return d.ID }))
+}
+
+type pirRequest struct {
+	Summary string `json:"summary"`
+}
+
+func (s *Server) signOffPIR(c *echo.Context) error {
+	var r pirRequest
+	if c.Request().ContentLength != 0 {
+		if err := decodeJSON(c, &r); err != nil {
+			return err
+		}
+	}
+	if len(r.Summary) > 10000 {
+		return core.Invalid("summary", "is longer than 10000 characters")
+	}
+	p, err := s.deps.Reader.SignOffPIR(c.Request().Context(), c.Param("id"), actor(c), r.Summary, s.deps.Clock.Now())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, p)
+}
+
+func (s *Server) getChange(c *echo.Context) error {
+	ctx := c.Request().Context()
+	ch, err := s.deps.Reader.GetChange(ctx, c.Param("key"))
+	if err != nil {
+		return err
+	}
+	hist, err := s.deps.Reader.ChangeHistory(ctx, ch.Key)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"change": ch, "history": hist})
+}
+
+func (s *Server) getIncident(c *echo.Context) error {
+	ctx := c.Request().Context()
+	in, err := s.deps.Reader.GetIncident(ctx, c.Param("key"))
+	if err != nil {
+		return err
+	}
+	hist, err := s.deps.Reader.IncidentHistory(ctx, in.Key)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"incident": in, "history": hist})
+}
+
+func (s *Server) getPolicy(c *echo.Context) error {
+	v, err := s.deps.Policies.Source(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	cp := s.deps.Policies.Current()
+	if strings.Contains(c.Request().Header.Get(echo.HeaderAccept), "yaml") {
+		c.Response().Header().Set("X-Policy-Version", strconv.Itoa(v.Version))
+		return c.Blob(http.StatusOK, "application/yaml", []byte(v.Source))
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"version": v.Version, "created_at": v.CreatedAt, "created_by": v.CreatedBy,
+		"policy": cp.Policy(), "source": v.Source,
+	})
+}
+
+func (s *Server) putPolicy(c *echo.Context) error {
+	b, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	cp, err := s.deps.Policies.Put(c.Request().Context(), b, actor(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"version": cp.Version(), "policy": cp.Policy()})
+}
+
+func (s *Server) webhook(c *echo.Context) error {
+	name := c.Param("connector")
+	b, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	id, dup, err := s.deps.Inbox.Receive(c.Request().Context(), name, c.Request().Header, c.QueryParams(), b)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"event_id": id, "duplicate": dup})
+}
+
+func (s *Server) listMappings(c *echo.Context) error {
+	ms, err := s.deps.Mappings.List(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if ms == nil {
+		ms = []core.MappingProfile{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": ms})
+}
+
+func (s *Server) getMapping(c *echo.Context) error {
+	ctx := c.Request().Context()
+	m, err := s.deps.Mappings.Get(ctx, c.Param("name"))
+	if err != nil {
+		return err
+	}
+	if c.QueryParam("versions") == "true" {
+		vs, err := s.deps.Mappings.Versions(ctx, m.Name)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{"profile": m, "versions": vs})
+	}
+	return c.JSON(http.StatusOK, m)
+}
+
+func (s *Server) putMapping(c *echo.Context) error {
+	b, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	m, err := s.deps.Mappings.Put(c.Request().Context(), c.Param("name"), b, actor(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, m)
+}
+
+func (s *Server) deleteMapping(c *echo.Context) error {
+	if err := s.deps.Mappings.Delete(c.Request().Context(), c.Param("name"), actor(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) previewMapping(c *echo.Context) error {
+	b, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.deps.Mappings.Preview(c.Request().Context(), c.Param("name"), nil, b)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+func (s *Server) listEvents(c *echo.Context) error {
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	f := core.EventFilter{Status: c.QueryParam("status"), Connector: c.QueryParam("connector"), Limit: limit, After: c.QueryParam("after")}
+	switch f.Status {
+	case "", core.EventPending, core.EventProcessed, core.EventQuarantined, core.EventIgnored:
+	default:
+		return core.Invalid("status", "%q is not one of pending, processed, quarantined, ignored", f.Status)
+	}
+	es, err := s.deps.Inbox.ListEvents(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	for i := range es { // listings omit bodies; GET /events/{id} has them
+		es[i].Body = nil
+	}
+	return c.JSON(http.StatusOK, newPage(es, limit, func(e core.Event) string { return e.ID }))
+}
+
+func (s *Server) getEvent(c *echo.Context) error {
+	e, err := s.deps.Inbox.GetEvent(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if !json.Valid(e.Body) { // keep the response valid JSON whatever was sent
+		raw := e.Body
+		e.Body = nil
+		return c.JSON(http.StatusOK, map[string]any{"event": e, "body_text": string(raw)})
+	}
+	return c.JSON(http.StatusOK, e)
+}
+
+func (s *Server) replayEvent(c *echo.Context) error {
+	id := c.Param("id")
+	if err := s.deps.Inbox.Replay(c.Request().Context(), id, actor(c)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"event_id": id, "status": core.EventPending})
+}
+
+type replayRequest struct {
+	Connector string `json:"connector"`
+}
+
+func (s *Server) replayConnector(c *echo.Context) error {
+	var r replayRequest
+	if err := decodeJSON(c, &r); err != nil {
+		return err
+	}
+	if r.Connector == "" {
+		return core.Invalid("connector", "is required: replays every quarantined event of that connector")
+	}
+	n, err := s.deps.Inbox.ReplayQuarantined(c.Request().Context(), r.Connector, actor(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"connector": r.Connector, "replayed": n})
+}
+
+type tokenRequest struct {
+	Name string    `json:"name"`
+	Role core.Role `json:"role"`
+}
+
+func (s *Server) createToken(c *echo.Context) error {
+	var r tokenRequest
+	if err := decodeJSON(c, &r); err != nil {
+		return err
+	}
+	secret, t, err := s.deps.Tokens.Create(c.Request().Context(), r.Name, r.Role, actor(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, map[string]any{"id": t.ID, "token": secret, "name": t.Name, "role": t.Role, "created_at": t.CreatedAt})
+}
+
+func (s *Server) listTokens(c *echo.Context) error {
+	ts, err := s.deps.Tokens.List(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if ts == nil {
+		ts = []core.Token{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": ts})
+}
+
+func (s *Server) revokeToken(c *echo.Context) error {
+	if err := s.deps.Tokens.Revoke(c.Request().Context(), c.Param("id"), actor(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) listAudit(c *echo.Context) error {
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	f := core.AuditFilter{Limit: limit, Subject: c.QueryParam("subject"), Action: c.QueryParam("action")}
+	if v := c.QueryParam("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return core.Invalid("after", "must be a row number (the seq of the last row of the previous page)")
+		}
+		f.AfterSeq = n
+	}
+	rows, err := s.deps.Reader.ListAudit(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newPage(rows, limit, func(e core.AuditEntry) string { return fmt.Sprint(e.Seq) }))
+}
+
+func (s *Server) verifyAudit(c *echo.Context) error {
+	brk, n, err := s.deps.Reader.VerifyAudit(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"ok": brk == nil, "rows": n, "break": brk})
+}

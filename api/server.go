@@ -1,0 +1,426 @@
+// Package api is tollgate's HTTP layer: echo routes, bearer-token
+// authorization by role, request ids, body limits, the JSON error shape and
+// the one place where errors become HTTP statuses, access logs and
+// Prometheus metrics. Handlers parse, call a service, and render; they do
+// no storage or policy work of their own.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/labstack/echo/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+	"github.com/tollgate-dev/tollgate/service"
+)
+
+// Reader is the read side of the store that handlers render directly.
+type Reader interface {
+	GetChange(ctx context.Context, key string) (core.Change, error)
+	ChangeHistory(ctx context.Context, key string) ([]core.ChangeVersion, error)
+	GetIncident(ctx context.Context, key string) (core.Incident, error)
+	IncidentHistory(ctx context.Context, key string) ([]core.IncidentVersion, error)
+	ListReleases(ctx context.Context, f core.ReleaseFilter) ([]core.Release, error)
+	ListDeployments(ctx context.Context, f core.ReleaseFilter) ([]core.Deployment, error)
+	GetRelease(ctx context.Context, id string) (core.Release, error)
+	GetDecision(ctx context.Context, id string) (core.GateDecision, error)
+	SignOffPIR(ctx context.Context, releaseID, by, summary string, at time.Time) (core.PIR, error)
+	ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEntry, error)
+	VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error)
+}
+
+// Inbox receives webhooks and manages stored events.
+type Inbox interface {
+	// Receive verifies, classifies and durably stores one delivery.
+	Receive(ctx context.Context, connector string, h http.Header, query url.Values, body []byte) (id string, duplicate bool, err error)
+	ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, error)
+	GetEvent(ctx context.Context, id string) (core.Event, error)
+	Replay(ctx context.Context, id, actor string) error
+	ReplayQuarantined(ctx context.Context, connector, actor string) (int, error)
+}
+
+// Mappings manages mapping profiles.
+type Mappings interface {
+	List(ctx context.Context) ([]core.MappingProfile, error)
+	Get(ctx context.Context, name string) (core.MappingProfile, error)
+	Versions(ctx context.Context, name string) ([]core.MappingProfile, error)
+	Put(ctx context.Context, name string, src []byte, actor string) (core.MappingProfile, error)
+	Delete(ctx context.Context, name, actor string) error
+	// Preview applies the named profile (or, when src is given, that
+	// unsaved source) to a sample payload.
+	Preview(ctx context.Context, name string, src, payload []byte) (any, error)
+}
+
+// Deps is what the HTTP layer needs.
+type Deps struct {
+	Logger      *slog.Logger
+	Metrics     *metrics.Set
+	Clock       core.Clock
+	Tokens      *service.Tokens
+	Gate        *service.Gate
+	Deployments *service.Deployments
+	Policies    *service.Policies
+	Reader      Reader
+	Inbox       Inbox
+	Mappings    Mappings
+	// Ready reports whether the server can take traffic (database reachable,
+	// migrations applied).
+	Ready        func(ctx context.Context) error
+	MaxBodyBytes int64
+	Version      string
+}
+
+// Server is the HTTP API.
+type Server struct {
+	deps Deps
+	echo *echo.Echo
+	// rules maps "METHOD path" to the roles allowed, for every route; the
+	// authorization test walks it against the router.
+	rules map[string]access
+}
+
+// New builds the server with every route registered.
+func New(deps Deps) *Server {
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Clock == nil {
+		deps.Clock = core.SystemClock
+	}
+	if deps.MaxBodyBytes <= 0 {
+		deps.MaxBodyBytes = 1 << 20
+	}
+	s := &Server{deps: deps, rules: map[string]access{}}
+	e := echo.NewWithConfig(echo.Config{Logger: deps.Logger, HTTPErrorHandler: s.handleError})
+	s.echo = e
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+		TargetHeader: echo.HeaderXRequestID,
+	}))
+	e.Use(s.accessLog)
+	e.Use(middleware.Recover())
+	e.Use(middleware.BodyLimit(deps.MaxBodyBytes))
+	s.routes()
+	return s
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Echo exposes the router (for tests that walk the routes).
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// Rules returns each route's access rule, keyed "METHOD path".
+func (s *Server) Rules() map[string][]core.Role {
+	out := make(map[string][]core.Role, len(s.rules))
+	for k, a := range s.rules {
+		out[k] = a.roles
+	}
+	return out
+}
+
+// access is a route's rule: public (no token; the handler may check its
+// own secret, as webhooks do) or one of roles (admin always passes).
+type access struct {
+	public bool
+	roles  []core.Role
+}
+
+var (
+	public    = access{public: true}
+	adminOnly = access{roles: []core.Role{core.RoleAdmin}}
+	auditorUp = access{roles: []core.Role{core.RoleAuditor, core.RoleChangeManager, core.RoleAdmin}}
+	ciOnly    = access{roles: []core.Role{core.RoleCI, core.RoleAdmin}}
+	ciAuditor = access{roles: []core.Role{core.RoleCI, core.RoleAuditor, core.RoleChangeManager, core.RoleAdmin}}
+	changeMgr = access{roles: []core.Role{core.RoleChangeManager, core.RoleAdmin}}
+)
+
+// route registers a handler with its access rule. Every route goes through
+// here, so none can exist without a rule.
+func (s *Server) route(method, path string, a access, h echo.HandlerFunc) {
+	s.rules[method+" "+path] = a
+	if a.public {
+		s.echo.Add(method, path, h)
+		return
+	}
+	s.echo.Add(method, path, h, s.authorize(a.roles))
+}
+
+func (s *Server) routes() {
+	s.route(http.MethodGet, "/healthz", public, s.healthz)
+	s.route(http.MethodGet, "/readyz", public, s.readyz)
+	s.route(http.MethodGet, "/metrics", public, s.metricsHandler())
+	s.route(http.MethodPost, "/webhooks/:connector", public, s.webhook)
+
+	s.route(http.MethodPost, "/api/v1/gate/check", ciOnly, s.gateCheck)
+	s.route(http.MethodGet, "/api/v1/gate/decisions/:id", ciAuditor, s.getDecision)
+	s.route(http.MethodPost, "/api/v1/deployments", ciOnly, s.postDeployment)
+	s.route(http.MethodGet, "/api/v1/deployments", auditorUp, s.listDeployments)
+	s.route(http.MethodGet, "/api/v1/releases", auditorUp, s.listReleases)
+	s.route(http.MethodPost, "/api/v1/releases/:id/pir", changeMgr, s.signOffPIR)
+	s.route(http.MethodGet, "/api/v1/changes/:key", auditorUp, s.getChange)
+	s.route(http.MethodGet, "/api/v1/incidents/:key", auditorUp, s.getIncident)
+
+	s.route(http.MethodGet, "/api/v1/policy", adminOnly, s.getPolicy)
+	s.route(http.MethodPut, "/api/v1/policy", adminOnly, s.putPolicy)
+
+	s.route(http.MethodGet, "/api/v1/mappings", auditorUp, s.listMappings)
+	s.route(http.MethodGet, "/api/v1/mappings/:name", auditorUp, s.getMapping)
+	s.route(http.MethodPut, "/api/v1/mappings/:name", adminOnly, s.putMapping)
+	s.route(http.MethodDelete, "/api/v1/mappings/:name", adminOnly, s.deleteMapping)
+	s.route(http.MethodPost, "/api/v1/mappings/:name/preview", adminOnly, s.previewMapping)
+
+	s.route(http.MethodGet, "/api/v1/events", adminOnly, s.listEvents)
+	s.route(http.MethodGet, "/api/v1/events/:id", adminOnly, s.getEvent)
+	s.route(http.MethodPost, "/api/v1/events/:id/replay", adminOnly, s.replayEvent)
+	s.route(http.MethodPost, "/api/v1/events/replay", adminOnly, s.replayConnector)
+
+	s.route(http.MethodPost, "/api/v1/tokens", adminOnly, s.createToken)
+	s.route(http.MethodGet, "/api/v1/tokens", adminOnly, s.listTokens)
+	s.route(http.MethodDelete, "/api/v1/tokens/:id", adminOnly, s.revokeToken)
+
+	s.route(http.MethodGet, "/api/v1/audit", auditorUp, s.listAudit)
+	s.route(http.MethodGet, "/api/v1/audit/verify", auditorUp, s.verifyAudit)
+}
+
+const ctxToken = "tollgate.token"
+
+// tokenOf returns the authenticated token of the request.
+func tokenOf(c *echo.Context) core.Token {
+	t, _ := c.Get(ctxToken).(core.Token)
+	return t
+}
+
+// actor names the caller in the audit trail: "token:<name>(<id>)".
+func actor(c *echo.Context) string {
+	t := tokenOf(c)
+	if t.ID == "" {
+		return "anonymous"
+	}
+	return "token:" + t.Name + "(" + t.ID + ")"
+}
+
+func (s *Server) authorize(roles []core.Role) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c *echo.Context) error {
+			h := c.Request().Header.Get(echo.HeaderAuthorization)
+			const prefix = "Bearer "
+			if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="tollgate"`)
+				return core.Errorf(core.KindUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
+			}
+			t, err := s.deps.Tokens.Authenticate(c.Request().Context(), h[len(prefix):])
+			if err != nil {
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="tollgate", error="invalid_token"`)
+				return err
+			}
+			allowed := t.Role == core.RoleAdmin
+			for _, r := range roles {
+				allowed = allowed || t.Role == r
+			}
+			if !allowed {
+				return core.Errorf(core.KindForbidden, "role %s may not %s %s", t.Role, c.Request().Method, c.Path())
+			}
+			c.Set(ctxToken, t)
+			return next(c)
+		}
+	}
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// errorBody is the one error shape: {"error":{"code","message"}}, with the
+// field and request id when known.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	Field     string `json:"field,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+var kindStatus = map[core.ErrorKind]int{
+	core.KindInvalid:      http.StatusBadRequest,
+	core.KindNotFound:     http.StatusNotFound,
+	core.KindConflict:     http.StatusConflict,
+	core.KindUnauthorized: http.StatusUnauthorized,
+	core.KindForbidden:    http.StatusForbidden,
+	core.KindTooLarge:     http.StatusRequestEntityTooLarge,
+	core.KindUnavailable:  http.StatusServiceUnavailable,
+	core.KindInternal:     http.StatusInternalServerError,
+}
+
+// handleError is the one place where errors become HTTP statuses. Client
+// errors carry their message; internal details go to the log only.
+func (s *Server) handleError(c *echo.Context, err error) {
+	if r, uerr := echo.UnwrapResponse(c.Response()); uerr == nil && r.Committed {
+		return
+	}
+	var (
+		status int
+		detail errorDetail
+		ce     *core.Error
+	)
+	switch {
+	case errors.As(err, &ce):
+		status = kindStatus[ce.Kind]
+		if status == 0 {
+			status = http.StatusInternalServerError
+		}
+		detail = errorDetail{Code: string(ce.Kind), Message: ce.Message, Field: ce.Field}
+	case echo.StatusCode(err) != 0:
+		status = echo.StatusCode(err)
+		detail = errorDetail{Code: codeForStatus(status), Message: messageForStatus(status, s.deps.MaxBodyBytes)}
+	default:
+		status = http.StatusInternalServerError
+	}
+	if status == http.StatusInternalServerError {
+		detail = errorDetail{Code: string(core.KindInternal), Message: "internal error; the request id identifies it in the server log"}
+		s.deps.Logger.ErrorContext(c.Request().Context(), "request failed", "error", err.Error(),
+			"method", c.Request().Method, "path", c.Request().URL.Path, "request_id", requestID(c))
+	} else if status == http.StatusServiceUnavailable {
+		s.deps.Logger.WarnContext(c.Request().Context(), "dependency unavailable", "error", err.Error(), "request_id", requestID(c))
+	}
+	detail.RequestID = requestID(c)
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	_ = c.JSON(status, errorBody{Error: detail})
+}
+
+func codeForStatus(status int) string {
+	switch status {
+	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+		return string(core.KindInvalid)
+	case http.StatusUnauthorized:
+		return string(core.KindUnauthorized)
+	case http.StatusForbidden:
+		return string(core.KindForbidden)
+	case http.StatusNotFound:
+		return string(core.KindNotFound)
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusRequestEntityTooLarge:
+		return string(core.KindTooLarge)
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	case http.StatusServiceUnavailable:
+		return string(core.KindUnavailable)
+	}
+	return string(core.KindInternal)
+}
+
+func messageForStatus(status int, limit int64) string {
+	if status == http.StatusRequestEntityTooLarge {
+		return "request body is larger than the limit of " + strconv.FormatInt(limit, 10) + " bytes"
+	}
+	return http.StatusText(status)
+}
+
+func requestID(c *echo.Context) string {
+	if id := c.Response().Header().Get(echo.HeaderXRequestID); id != "" {
+		return id
+	}
+	return c.Request().Header.Get(echo.HeaderXRequestID)
+}
+
+// accessLog writes one structured line per request and feeds the HTTP
+// metrics, labelled by route pattern (never by raw path: bounded labels).
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			s.handleError(c, err) // render now so the status below is final
+		}
+		status := http.StatusOK
+		if r, uerr := echo.UnwrapResponse(c.Response()); uerr == nil && r.Status != 0 {
+			status = r.Status
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		elapsed := time.Since(start)
+		if m := s.deps.Metrics; m != nil {
+			m.HTTPRequests.WithLabelValues(c.Request().Method, route, strconv.Itoa(status)).Inc()
+			m.HTTPDuration.WithLabelValues(c.Request().Method, route).Observe(elapsed.Seconds())
+		}
+		level := slog.LevelInfo
+		if status >= 500 {
+			level = slog.LevelError
+		}
+		attrs := []slog.Attr{
+			slog.String("method", c.Request().Method), slog.String("path", c.Request().URL.Path),
+			slog.String("route", route), slog.Int("status", status), slog.Duration("duration", elapsed),
+			slog.String("request_id", requestID(c)), slog.String("remote_ip", c.RealIP()),
+		}
+		if t := tokenOf(c); t.ID != "" {
+			attrs = append(attrs, slog.String("token_id", t.ID), slog.String("role", string(t.Role)))
+		}
+		s.deps.Logger.LogAttrs(c.Request().Context(), level, "http request", attrs...)
+		return nil
+	}
+}
+
+func (s *Server) healthz(c *echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "version": s.deps.Version})
+}
+
+func (s *Server) readyz(c *echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+	defer cancel()
+	if s.deps.Ready != nil {
+		if err := s.deps.Ready(ctx); err != nil {
+			s.deps.Logger.WarnContext(ctx, "not ready", "error", err.Error())
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": publicMessage(err)})
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// publicMessage is an error's client-safe message.
+func publicMessage(err error) string {
+	var ce *core.Error
+	if errors.As(err, &ce) {
+		return ce.Message
+	}
+	return "not ready"
+}
+
+func (s *Server) metricsHandler() echo.HandlerFunc {
+	if s.deps.Metrics == nil {
+		return func(c *echo.Context) error { return c.String(http.StatusOK, "") }
+	}
+	h := promhttp.HandlerFor(s.deps.Metrics.Registry, promhttp.HandlerOpts{})
+	return echo.WrapHandler(h)
+}

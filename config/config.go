@@ -1,0 +1,468 @@
+// Package config loads tollgate's configuration: one typed struct, read
+// from a YAML file with ${VAR} expansion, then overridden by TOLLGATE_*
+// environment variables, validated once at start and passed down. It also
+// ships the default configuration file and mapping profiles.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// DefaultPath is read when no --config and no TOLLGATE_CONFIG is given and
+// the file exists.
+const DefaultPath = "config/tollgate.yaml"
+
+// Config is the whole configuration.
+type Config struct {
+	// Addr is the listen address (TOLLGATE_ADDR; default ":8080").
+	Addr string `yaml:"addr"`
+	// DatabaseURL is postgres://… or sqlite:PATH (TOLLGATE_DATABASE_URL;
+	// empty → SQLite at ./data/tollgate.db).
+	DatabaseURL string `yaml:"database_url"`
+	// AdminToken, when set, is an admin API token that exists after start
+	// (TOLLGATE_ADMIN_TOKEN): the bootstrap for a new install.
+	AdminToken string `yaml:"admin_token"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// MaxBodyBytes caps every request body (default 1 MiB); larger → 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ShutdownTimeout bounds the graceful drain on SIGTERM.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+
+	Gate       GateConfig        `yaml:"gate"`
+	Inbox      InboxConfig       `yaml:"inbox"`
+	Connectors []ConnectorConfig `yaml:"connectors"`
+	// MappingsDir holds extra mapping profiles (*.yaml) loaded at start in
+	// addition to the built-in ones; profiles with the same name replace
+	// built-ins.
+	MappingsDir string `yaml:"mappings_dir"`
+	// Policy seeds the stored policy when the store has none yet; after
+	// that GET/PUT /api/v1/policy owns it. Absent → core.DefaultPolicy().
+	Policy *core.Policy `yaml:"policy"`
+}
+
+// GateConfig configures the gate check.
+type GateConfig struct {
+	// MaxWait caps ?wait= long-polls (default 15m).
+	MaxWait Duration `yaml:"max_wait"`
+	// MaxListItems caps the changes and incidents lists of one check
+	// (default 50).
+	MaxListItems int `yaml:"max_list_items"`
+}
+
+// InboxConfig configures the normalizer.
+type InboxConfig struct {
+	// Workers is the number of normalizer workers (default 2; SQLite: 1).
+	Workers int `yaml:"workers"`
+	// BatchSize is how many events a worker claims at once (default 50).
+	BatchSize int `yaml:"batch_size"`
+	// Lease is how long a claim lasts before another worker may take the
+	// event (default 2m).
+	Lease Duration `yaml:"lease"`
+	// PollInterval is how often an idle worker looks for work (default 1s;
+	// new webhooks wake it at once).
+	PollInterval Duration `yaml:"poll_interval"`
+}
+
+// ConnectorConfig declares one connector.
+type ConnectorConfig struct {
+	// Name is the webhook path segment: POST /webhooks/{name}.
+	Name string `yaml:"name"`
+	// Type is servicenow, jira, github, gitlab, jenkins or generic.
+	Type string `yaml:"type"`
+	// WebhookSecret authenticates deliveries (scheme by type; DESIGN.md).
+	WebhookSecret string `yaml:"webhook_secret"`
+	// DefaultEnvironment is used for CI events that name none.
+	DefaultEnvironment string `yaml:"default_environment"`
+	// Mappings names the mapping profiles to use; empty → the type's
+	// built-in profiles.
+	Mappings []string `yaml:"mappings"`
+	// Options holds type-specific settings (API base URL, credentials …).
+	Options map[string]string `yaml:"options"`
+}
+
+// Duration is a time.Duration written as "15m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like 30s, 15m): %w", n.Line, s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ConnectorTypes are the known connector types.
+var ConnectorTypes = []string{"servicenow", "jira", "github", "gitlab", "jenkins", "generic"}
+
+// Load reads the configuration. path "" means TOLLGATE_CONFIG, else
+// DefaultPath when that file exists, else built-in defaults. getenv is the
+// environment (os.Getenv in production).
+func Load(path string, getenv func(string) string) (*Config, string, error) {
+	if path == "" {
+		path = getenv("TOLLGATE_CONFIG")
+	}
+	if path == "" {
+		if _, err := os.Stat(DefaultPath); err == nil {
+			path = DefaultPath
+		}
+	}
+	var raw []byte
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, path, fmt.Errorf("read config: %w", err)
+		}
+		raw = b
+	}
+	c, err := Parse(raw, getenv)
+	if err != nil {
+		if path != "" {
+			return nil, path, fmt.Errorf("config %s: %w", path, err)
+		}
+		return nil, path, err
+	}
+	return c, path, nil
+}
+
+var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}`)
+
+// Expand replaces ${VAR} with the variable's value and ${VAR:-default}
+// with its value or the default. An unset ${VAR} without default is an
+// error naming it (a silently empty secret is worse than a failed start).
+func Expand(src []byte, getenv func(string) string) ([]byte, error) {
+	var missing []string
+	out := varRef.ReplaceAllFunc(src, func(m []byte) []byte {
+		sub := varRef.FindSubmatch(m)
+		name := string(sub[1])
+		if v := getenv(name); v != "" {
+			return []byte(v)
+		}
+		if len(sub[2]) > 0 {
+			return sub[2][2:]
+		}
+		missing = append(missing, name)
+		return nil
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("environment variables referenced by the config are not set: %s (use ${NAME:-default} for optional ones)", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+// expandValues expands ${VAR} inside the YAML's scalar values only (not in
+// comments or keys), so a value with YAML syntax in it (a secret with ": "
+// or "#") cannot change the document's structure.
+func expandValues(raw []byte, getenv func(string) string) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	var errs []error
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+			v, err := Expand([]byte(n.Value), getenv)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("line %d: %w", n.Line, err))
+				return
+			}
+			// Let the encoder resolve the value's type afresh (a number
+			// stays a number) and quote it when plain text would not
+			// round-trip.
+			n.Value, n.Tag, n.Style = string(v), "", 0
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&doc)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return yaml.Marshal(&doc)
+}
+
+// Parse expands, decodes (unknown keys are errors), applies environment
+// overrides and defaults, and validates.
+func Parse(raw []byte, getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		exp, err := expandValues(raw, getenv)
+		if err != nil {
+			return nil, err
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(exp))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil {
+			return nil, fmt.Errorf("parse config: %w", err)
+		}
+	}
+	for env, dst := range map[string]*string{
+		"TOLLGATE_ADDR":         &c.Addr,
+		"TOLLGATE_DATABASE_URL": &c.DatabaseURL,
+		"TOLLGATE_ADMIN_TOKEN":  &c.AdminToken,
+		"TOLLGATE_LOG_LEVEL":    &c.LogLevel,
+	} {
+		if v := getenv(env); v != "" {
+			*dst = v
+		}
+	}
+	c.defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) defaults() {
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = Duration(30 * time.Second)
+	}
+	if c.Gate.MaxWait == 0 {
+		c.Gate.MaxWait = Duration(15 * time.Minute)
+	}
+	if c.Gate.MaxListItems == 0 {
+		c.Gate.MaxListItems = 50
+	}
+	if c.Inbox.Workers == 0 {
+		c.Inbox.Workers = 2
+	}
+	if c.Inbox.BatchSize == 0 {
+		c.Inbox.BatchSize = 50
+	}
+	if c.Inbox.Lease == 0 {
+		c.Inbox.Lease = Duration(2 * time.Minute)
+	}
+	if c.Inbox.PollInterval == 0 {
+		c.Inbox.PollInterval = Duration(time.Second)
+	}
+}
+
+var connectorName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Validate checks everything and reports every problem, each naming its
+// field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) { errs = append(errs, core.Invalid(field, format, args...)) }
+	if _, _, err := splitAddr(c.Addr); err != nil {
+		bad("addr", "%v", err)
+	}
+	if u := c.DatabaseURL; u != "" && !strings.HasPrefix(u, "sqlite:") {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "postgres" && p.Scheme != "postgresql") {
+			bad("database_url", "want postgres://…, postgresql://… or sqlite:PATH")
+		}
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		bad("admin_token", "must be at least 16 characters")
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		bad("log_level", "%v", err)
+	}
+	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20 {
+		bad("max_body_bytes", "must be between 1024 and 67108864, got %d", c.MaxBodyBytes)
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("shutdown_timeout", "must not be negative")
+	}
+	if c.Gate.MaxWait < 0 || c.Gate.MaxWait.D() > 24*time.Hour {
+		bad("gate.max_wait", "must be between 0 and 24h")
+	}
+	if c.Gate.MaxListItems < 1 || c.Gate.MaxListItems > 1000 {
+		bad("gate.max_list_items", "must be between 1 and 1000")
+	}
+	if c.Inbox.Workers < 1 || c.Inbox.Workers > 64 {
+		bad("inbox.workers", "must be between 1 and 64")
+	}
+	if c.Inbox.BatchSize < 1 || c.Inbox.BatchSize > 1000 {
+		bad("inbox.batch_size", "must be between 1 and 1000")
+	}
+	if c.Inbox.Lease.D() < time.Second {
+		bad("inbox.lease", "must be at least 1s")
+	}
+	if c.Inbox.PollInterval.D() < 10*time.Millisecond {
+		bad("inbox.poll_interval", "must be at least 10ms")
+	}
+	seen := map[string]bool{}
+	for i, cc := range c.Connectors {
+		f := fmt.Sprintf("connectors[%d]", i)
+		switch {
+		case cc.Name == "":
+			bad(f+".name", "is required (it is the webhook path /webhooks/{name})")
+		case !connectorName.MatchString(cc.Name):
+			bad(f+".name", "%q must be lower-case letters, digits, - or _ (it is a URL path segment)", cc.Name)
+		case seen[cc.Name]:
+			bad(f+".name", "%q is declared twice", cc.Name)
+		}
+		seen[cc.Name] = true
+		if !contains(ConnectorTypes, cc.Type) {
+			bad(f+".type", "%q is not one of %s", cc.Type, strings.Join(ConnectorTypes, ", "))
+		}
+		if cc.WebhookSecret == "" {
+			bad(f+".webhook_secret", "is required: tollgate never accepts unauthenticated webhooks")
+		} else if len(cc.WebhookSecret) < 16 {
+			bad(f+".webhook_secret", "must be at least 16 characters")
+		}
+	}
+	if c.Policy != nil {
+		if err := c.Policy.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("policy: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func splitAddr(addr string) (string, string, error) {
+	i := strings.LastIndex(addr, ":")
+	if i < 0 {
+		return "", "", fmt.Errorf("%q is not host:port (e.g. :8080)", addr)
+	}
+	return addr[:i], addr[i+1:], nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseLevel turns a log level name into a slog.Level.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+const masked = "****"
+
+func mask(s string) string {
+	if s == "" {
+		return ""
+	}
+	return masked
+}
+
+// maskURL hides a database URL's password.
+func maskURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.User == nil {
+		return u
+	}
+	return p.Redacted()
+}
+
+// LogValue renders the effective configuration for the start-up log with
+// every secret masked.
+func (c *Config) LogValue() slog.Value {
+	conns := make([]any, 0, len(c.Connectors))
+	for _, cc := range c.Connectors {
+		opts := map[string]string{}
+		for k, v := range cc.Options {
+			if isSecretKey(k) {
+				v = mask(v)
+			}
+			opts[k] = v
+		}
+		conns = append(conns, map[string]any{
+			"name": cc.Name, "type": cc.Type, "webhook_secret": mask(cc.WebhookSecret),
+			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts,
+		})
+	}
+	db := maskURL(c.DatabaseURL)
+	if db == "" {
+		db = "sqlite:./data/tollgate.db (embedded)"
+	}
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("database_url", db),
+		slog.String("admin_token", mask(c.AdminToken)),
+		slog.String("log_level", c.LogLevel),
+		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout.D()),
+		slog.Duration("gate.max_wait", c.Gate.MaxWait.D()),
+		slog.Int("gate.max_list_items", c.Gate.MaxListItems),
+		slog.Int("inbox.workers", c.Inbox.Workers),
+		slog.Int("inbox.batch_size", c.Inbox.BatchSize),
+		slog.Duration("inbox.lease", c.Inbox.Lease.D()),
+		slog.String("mappings_dir", c.MappingsDir),
+		slog.Bool("policy_in_config", c.Policy != nil),
+		slog.Any("connectors", conns),
+	)
+}
+
+func isSecretKey(k string) bool {
+	k = strings.ToLower(k)
+	for _, s := range []string{"secret", "password", "token", "key", "credential"} {
+		if strings.Contains(k, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParsePolicy decodes a policy document (YAML, or JSON, which is YAML) with
+// unknown keys rejected, and validates it. Errors name the field.
+func ParsePolicy(src []byte) (core.Policy, error) {
+	var p core.Policy
+	if len(bytes.TrimSpace(src)) == 0 {
+		return p, core.Invalid("policy", "the policy document is empty")
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&p); err != nil {
+		return p, core.Invalid("policy", "not a valid policy document: %v", err)
+	}
+	if err := p.Validate(); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// MarshalPolicy renders a policy as YAML (to seed the store).
+func MarshalPolicy(p core.Policy) ([]byte, error) {
+	b, err := yaml.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode policy: %w", err)
+	}
+	return b, nil
+}

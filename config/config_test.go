@@ -1,0 +1,175 @@
+package config
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"bytes"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParse(t *testing.T) {
+	const good = `
+addr: ":9090"
+database_url: ${DB_URL}
+connectors:
+  - name: github
+    type: github
+    webhook_secret: ${GH_SECRET}
+  - name: jenkins-main
+    type: jenkins
+    webhook_secret: ${JENKINS_SECRET:-a-long-default-secret}
+    default_environment: production
+`
+	tests := []struct {
+		name    string
+		src     string
+		env     map[string]string
+		wantErr []string // substrings that must all appear
+		check   func(t *testing.T, c *Config)
+	}{
+		{
+			name: "empty file gives defaults",
+			src:  "",
+			check: func(t *testing.T, c *Config) {
+				if c.Addr != ":8080" || c.DatabaseURL != "" || c.Gate.MaxWait.D() != 15*time.Minute || c.MaxBodyBytes != 1<<20 {
+					t.Errorf("defaults: %+v", c)
+				}
+			},
+		},
+		{
+			name: "expansion and default values",
+			src:  good,
+			env:  map[string]string{"DB_URL": "postgres://u:pw@db:5432/tollgate", "GH_SECRET": "0123456789abcdef0123"},
+			check: func(t *testing.T, c *Config) {
+				if c.Addr != ":9090" || c.DatabaseURL != "postgres://u:pw@db:5432/tollgate" {
+					t.Errorf("got %+v", c)
+				}
+				if c.Connectors[1].WebhookSecret != "a-long-default-secret" {
+					t.Errorf("default not applied: %q", c.Connectors[1].WebhookSecret)
+				}
+			},
+		},
+		{
+			name: "environment overrides the file",
+			src:  good,
+			env: map[string]string{"DB_URL": "postgres://db/x", "GH_SECRET": "0123456789abcdef0123",
+				"TOLLGATE_ADDR": ":7000", "TOLLGATE_DATABASE_URL": "sqlite:/tmp/x.db", "TOLLGATE_ADMIN_TOKEN": "bootstrap-admin-token-123"},
+			check: func(t *testing.T, c *Config) {
+				if c.Addr != ":7000" || c.DatabaseURL != "sqlite:/tmp/x.db" || c.AdminToken != "bootstrap-admin-token-123" {
+					t.Errorf("got %+v", c)
+				}
+			},
+		},
+		{
+			name: "values with YAML syntax stay values",
+			src:  "admin_token: ${TOK}\nmax_body_bytes: ${MAX:-2048}\nconnectors:\n  - {name: a, type: generic, webhook_secret: \"${SECRET}\"}\n",
+			env:  map[string]string{"TOK": "x: y # not a comment [z]", "SECRET": "'quoted' \"and\" {braced}"},
+			check: func(t *testing.T, c *Config) {
+				if c.AdminToken != "x: y # not a comment [z]" || c.MaxBodyBytes != 2048 || c.Connectors[0].WebhookSecret != `'quoted' "and" {braced}` {
+					t.Errorf("got %q %d %q", c.AdminToken, c.MaxBodyBytes, c.Connectors[0].WebhookSecret)
+				}
+			},
+		},
+		{name: "unset variable is named", src: good, env: map[string]string{"DB_URL": "postgres://db/x"}, wantErr: []string{"GH_SECRET"}},
+		{name: "unknown key", src: "adress: :80\n", wantErr: []string{"adress"}},
+		{name: "bad duration", src: "gate:\n  max_wait: soon\n", wantErr: []string{"not a duration"}},
+		{name: "bad database url", src: "database_url: mysql://x\n", wantErr: []string{"database_url"}},
+		{
+			name:    "connector problems are all named",
+			src:     "connectors:\n  - name: Bad Name\n    type: svn\n  - name: ok\n    type: github\n    webhook_secret: short\n",
+			wantErr: []string{"connectors[0].name", "connectors[0].type", "connectors[0].webhook_secret", "connectors[1].webhook_secret"},
+		},
+		{name: "duplicate connector", src: "connectors:\n  - {name: a, type: generic, webhook_secret: 0123456789abcdef}\n  - {name: a, type: generic, webhook_secret: 0123456789abcdef}\n", wantErr: []string{"declared twice"}},
+		{name: "short admin token", src: "", env: map[string]string{"TOLLGATE_ADMIN_TOKEN": "short"}, wantErr: []string{"admin_token"}},
+		{name: "bad log level", src: "log_level: loud\n", wantErr: []string{"log_level"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.src), env(tt.env))
+			if len(tt.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("want error containing %v, got none", tt.wantErr)
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not mention %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestLogValueMasksSecrets(t *testing.T) {
+	c, err := Parse([]byte(`
+database_url: postgres://tollgate:dbpassword@db:5432/tollgate
+admin_token: admin-token-value-1234
+connectors:
+  - name: sn
+    type: servicenow
+    webhook_secret: webhook-secret-value-1234
+    options: {base_url: "https://x.service-now.com", password: api-password-value}
+`), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", "config", c)
+	out := buf.String()
+	for _, secret := range []string{"dbpassword", "admin-token-value-1234", "webhook-secret-value-1234", "api-password-value"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log shows secret %q: %s", secret, out)
+		}
+	}
+	if !strings.Contains(out, "x.service-now.com") {
+		t.Errorf("log lost a non-secret option: %s", out)
+	}
+}
+
+// The shipped files must load: the default config and the full example
+// (with its variables set).
+func TestShippedConfigFilesLoad(t *testing.T) {
+	vars := map[string]string{}
+	for _, v := range []string{"SERVICENOW", "JIRA", "GITHUB", "GITLAB", "JENKINS", "GENERIC"} {
+		vars[v+"_WEBHOOK_SECRET"] = "a-webhook-secret-of-some-length"
+	}
+	for _, f := range []string{"tollgate.yaml", "tollgate.example.yaml"} {
+		c, _, err := Load(f, env(vars))
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if f == "tollgate.example.yaml" && (len(c.Connectors) != 6 || c.Policy == nil || c.Policy.TimeZone != "Europe/Berlin") {
+			t.Errorf("%s: connectors %d, policy %+v", f, len(c.Connectors), c.Policy)
+		}
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	if _, err := ParsePolicy([]byte("environments:\n  production:\n    preset: strict\n")); err != nil {
+		t.Fatalf("valid policy: %v", err)
+	}
+	for _, tt := range []struct{ src, want string }{
+		{"", "empty"},
+		{"environments: [", "not a valid policy"},
+		{"enviroments: {}", "enviroments"},
+		{"environments:\n  production:\n    rules: [NO_SUCH_RULE]\n", "environments.production.rules[0]"},
+		{"time_zone: Mars/Olympus\n", "time_zone"},
+	} {
+		_, err := ParsePolicy([]byte(tt.src))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParsePolicy(%q) = %v, want error mentioning %q", tt.src, err, tt.want)
+		}
+	}
+}

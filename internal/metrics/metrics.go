@@ -1,0 +1,52 @@
+// Package metrics holds tollgate's Prometheus collectors, on a registry
+// made per server (no global registry), so tests can boot many servers.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Set is every collector tollgate exports.
+type Set struct {
+	Registry *prometheus.Registry
+
+	HTTPRequests *prometheus.CounterVec   // method, route, status
+	HTTPDuration *prometheus.HistogramVec // method, route
+
+	GateDecisions *prometheus.CounterVec // environment, decision
+
+	InboxEvents  *prometheus.CounterVec // connector, outcome: received|duplicate|processed|quarantined|ignored|rejected
+	InboxLag     prometheus.Gauge       // seconds since the oldest pending event was received
+	InboxPending prometheus.Gauge       // events waiting for the normalizer
+}
+
+// New builds a Set on a fresh registry, with Go and process collectors.
+func New() *Set {
+	r := prometheus.NewRegistry()
+	s := &Set{
+		Registry: r,
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_http_requests_total", Help: "HTTP requests by method, route pattern and status.",
+		}, []string{"method", "route", "status"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tollgate_http_request_duration_seconds", Help: "HTTP request latency by method and route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900},
+		}, []string{"method", "route"}),
+		GateDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_gate_decisions_total", Help: "Recorded gate decisions by environment and result.",
+		}, []string{"environment", "decision"}),
+		InboxEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_inbox_events_total", Help: "Webhook events by connector and outcome (received, duplicate, rejected, processed, quarantined, ignored).",
+		}, []string{"connector", "outcome"}),
+		InboxLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_inbox_lag_seconds", Help: "Age of the oldest event waiting for the normalizer (0 when none).",
+		}),
+		InboxPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_inbox_pending_events", Help: "Events waiting for the normalizer.",
+		}),
+	}
+	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.InboxLag, s.InboxPending,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return s
+}

@@ -1,0 +1,145 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// DeploymentStore is what Deployments needs from storage.
+type DeploymentStore interface {
+	UpsertRelease(ctx context.Context, r core.Release) (core.Release, error)
+	RecordDeployment(ctx context.Context, d core.Deployment) (core.Deployment, bool, error)
+	RequirePIR(ctx context.Context, p core.PIR) error
+	GetChange(ctx context.Context, key string) (core.Change, error)
+}
+
+// Deployments records what pipelines actually deployed, from the REST API
+// or from CI webhooks, and opens the post-implementation reviews the policy
+// requires.
+type Deployments struct {
+	store    DeploymentStore
+	policies *Policies
+	clock    core.Clock
+	log      *slog.Logger
+	maxList  int
+}
+
+// NewDeployments wires the service.
+func NewDeployments(store DeploymentStore, policies *Policies, clock core.Clock, log *slog.Logger, maxList int) *Deployments {
+	if maxList <= 0 {
+		maxList = 50
+	}
+	return &Deployments{store: store, policies: policies, clock: clock, log: log, maxList: maxList}
+}
+
+// Validate checks and normalizes a deployment event (environment resolved
+// through the policy's names and aliases, team from the catalog).
+func (s *Deployments) Validate(d core.Deployment) (core.Deployment, error) {
+	cp := s.policies.Current()
+	d.Service, d.Environment, d.Version = strings.TrimSpace(d.Service), strings.TrimSpace(d.Environment), strings.TrimSpace(d.Version)
+	for _, f := range []struct {
+		name, v  string
+		required bool
+	}{{"service", d.Service, true}, {"environment", d.Environment, true}, {"version", d.Version, true},
+		{"team", d.Team, false}, {"provider", d.Provider, true}} {
+		if err := validateName(f.name, f.v, f.required); err != nil {
+			return d, err
+		}
+	}
+	if d.RunID == "" || len(d.RunID) > 256 {
+		return d, core.Invalid("run_id", "is required (at most 256 characters): with provider, service and environment it makes the report idempotent")
+	}
+	env, ok := cp.ResolveEnvironment(d.Environment)
+	if !ok {
+		return d, core.Invalid("environment", "unknown environment %q; the policy knows %s", d.Environment, strings.Join(cp.Environments(), ", "))
+	}
+	d.Environment = env
+	if !core.ValidDeployStatus(d.Status) {
+		return d, core.Invalid("status", "%q is not one of started, succeeded, failed, rolled_back", d.Status)
+	}
+	if d.StartedAt.IsZero() {
+		return d, core.Invalid("started_at", "is required (RFC 3339)")
+	}
+	if d.FinishedAt != nil && d.FinishedAt.Before(d.StartedAt) {
+		return d, core.Invalid("finished_at", "is before started_at")
+	}
+	if len(d.URL) > 2048 || len(d.Commit) > 128 || len(d.Actor) > 256 {
+		return d, core.Invalid("url", "url, commit or actor is too long")
+	}
+	var err error
+	if d.Changes, err = normalizeKeys("changes", d.Changes, s.maxList); err != nil {
+		return d, err
+	}
+	if d.Incidents, err = normalizeKeys("incidents", d.Incidents, s.maxList); err != nil {
+		return d, err
+	}
+	if d.Team == "" {
+		d.Team = cp.TeamOf(d.Service)
+	}
+	return d, nil
+}
+
+// Record stores a deployment event idempotently (provider + run id +
+// service + environment) and, when it succeeded in an environment whose
+// policy requires a review for its change types, requires the PIR.
+func (s *Deployments) Record(ctx context.Context, d core.Deployment) (core.Deployment, bool, error) {
+	d, err := s.Validate(d)
+	if err != nil {
+		return d, false, err
+	}
+	rel, err := s.store.UpsertRelease(ctx, core.Release{
+		Service: d.Service, Version: d.Version, Environment: d.Environment, Team: d.Team,
+		Commit: d.Commit, Changes: d.Changes, FixesIncidents: d.Incidents,
+	})
+	if err != nil {
+		return d, false, fmt.Errorf("record release of deployment: %w", err)
+	}
+	d.ReleaseID = rel.ID
+	stored, created, err := s.store.RecordDeployment(ctx, d)
+	if err != nil {
+		return d, false, fmt.Errorf("record deployment: %w", err)
+	}
+	if stored.Status == core.DeploySucceeded {
+		if err := s.requirePIR(ctx, stored); err != nil {
+			return stored, created, err
+		}
+	}
+	return stored, created, nil
+}
+
+func (s *Deployments) requirePIR(ctx context.Context, d core.Deployment) error {
+	if d.Team == "" {
+		return nil // no team: no "team's previous release" to hold back
+	}
+	types := make([]core.ChangeType, 0, len(d.Changes))
+	for _, k := range d.Changes {
+		c, err := s.store.GetChange(ctx, k)
+		if core.IsKind(err, core.KindNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("load change %s for PIR rule: %w", k, err)
+		}
+		types = append(types, c.Type)
+	}
+	if !s.policies.Current().PIRRequired(d.Environment, types) {
+		return nil
+	}
+	at := s.clock.Now()
+	if d.FinishedAt != nil {
+		at = *d.FinishedAt
+	}
+	err := s.store.RequirePIR(ctx, core.PIR{
+		ReleaseID: d.ReleaseID, Service: d.Service, Version: d.Version, Environment: d.Environment,
+		Team: d.Team, Status: core.PIRPending, RequiredAt: at.UTC().Truncate(time.Microsecond),
+	})
+	if err != nil {
+		return fmt.Errorf("require PIR for release %s: %w", d.ReleaseID, err)
+	}
+	return nil
+}

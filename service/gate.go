@@ -1,0 +1,253 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// newID returns a time-ordered identifier (UUIDv7).
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// GateStore is what the gate needs from storage: the facts in one round
+// trip, the release record, and durable decisions.
+type GateStore interface {
+	GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, error)
+	UpsertRelease(ctx context.Context, r core.Release) (core.Release, error)
+	SaveDecision(ctx context.Context, d core.GateDecision, actor string) error
+}
+
+// Subscriber delivers fact-change notifications (topics like
+// "change:CHG0000024", "incident:INC1", "pir:<release>", "policy", "*").
+type Subscriber interface {
+	Subscribe() (<-chan string, func())
+}
+
+// GateConfig tunes the gate.
+type GateConfig struct {
+	MaxWait      time.Duration // cap on ?wait=
+	MaxListItems int           // cap on changes/incidents per request
+}
+
+// Gate answers "may this release go to this environment now?".
+type Gate struct {
+	store    GateStore
+	policies *Policies
+	subs     Subscriber
+	clock    core.Clock
+	log      *slog.Logger
+	cfg      GateConfig
+	// OnDecision, when set, observes every recorded decision (metrics).
+	OnDecision func(d core.GateDecision)
+}
+
+// NewGate wires a gate.
+func NewGate(store GateStore, policies *Policies, subs Subscriber, clock core.Clock, log *slog.Logger, cfg GateConfig) *Gate {
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 15 * time.Minute
+	}
+	if cfg.MaxListItems <= 0 {
+		cfg.MaxListItems = 50
+	}
+	return &Gate{store: store, policies: policies, subs: subs, clock: clock, log: log, cfg: cfg}
+}
+
+var (
+	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/@:+-]{0,127}$`)
+	keyPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/#-]{0,127}$`)
+)
+
+// validateName checks a required (or optional) identifier-like field.
+func validateName(field, v string, required bool) error {
+	if v == "" {
+		if required {
+			return core.Invalid(field, "is required")
+		}
+		return nil
+	}
+	if !namePattern.MatchString(v) {
+		return core.Invalid(field, "%q is not a valid name (letters, digits and . _ / @ : + -, at most 128)", v)
+	}
+	return nil
+}
+
+// normalizeKeys validates a list of record keys, trims and dedupes them.
+func normalizeKeys(field string, keys []string, max int) ([]string, error) {
+	if len(keys) > max {
+		return nil, core.Invalid(field, "has %d items; at most %d are allowed", len(keys), max)
+	}
+	seen := make(map[string]bool, len(keys))
+	out := make([]string, 0, len(keys))
+	for i, k := range keys {
+		k = strings.TrimSpace(k)
+		if !keyPattern.MatchString(k) {
+			return nil, core.Invalid(fmt.Sprintf("%s[%d]", field, i), "%q is not a valid record key", k)
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// normalize validates a gate request against the policy in force and
+// fills defaults: canonical environment name, team from the catalog.
+func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.GateRequest, error) {
+	req.Service = strings.TrimSpace(req.Service)
+	req.Environment = strings.TrimSpace(req.Environment)
+	req.Version = strings.TrimSpace(req.Version)
+	for _, f := range []struct {
+		name, v  string
+		required bool
+	}{{"service", req.Service, true}, {"environment", req.Environment, true}, {"version", req.Version, true}, {"team", req.Team, false}} {
+		if err := validateName(f.name, f.v, f.required); err != nil {
+			return req, err
+		}
+	}
+	env, ok := cp.ResolveEnvironment(req.Environment)
+	if !ok {
+		return req, core.Invalid("environment", "unknown environment %q; the policy knows %s", req.Environment, strings.Join(cp.Environments(), ", "))
+	}
+	req.Environment = env
+	if len(req.Commit) > 128 {
+		return req, core.Invalid("commit", "is longer than 128 characters")
+	}
+	if len(req.Actor) > 256 {
+		return req, core.Invalid("actor", "is longer than 256 characters")
+	}
+	var err error
+	if req.Changes, err = normalizeKeys("changes", req.Changes, g.cfg.MaxListItems); err != nil {
+		return req, err
+	}
+	if req.Incidents, err = normalizeKeys("incidents", req.Incidents, g.cfg.MaxListItems); err != nil {
+		return req, err
+	}
+	if req.Team == "" {
+		req.Team = cp.TeamOf(req.Service)
+	}
+	if p := req.Pipeline; p != nil && (len(p.Provider) > 64 || len(p.RunID) > 256 || len(p.URL) > 2048) {
+		return req, core.Invalid("pipeline", "provider, run_id or url is too long")
+	}
+	return req, nil
+}
+
+// Check evaluates a release and records the answer. With wait > 0 (capped
+// at MaxWait) it holds while the answer is "wait" and re-evaluates as soon
+// as a relevant change, incident, PIR or policy update lands; it answers
+// the first non-wait decision, or the last wait at the deadline. Only the
+// answered decision is recorded (durably, in the audit chain).
+func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wait time.Duration) (core.GateDecision, error) {
+	cp := g.policies.Current()
+	req, err := g.normalize(cp, req)
+	if err != nil {
+		return core.GateDecision{}, err
+	}
+	if wait > g.cfg.MaxWait {
+		wait = g.cfg.MaxWait
+	}
+	var (
+		wake   <-chan string
+		cancel = func() {}
+	)
+	if wait > 0 && g.subs != nil {
+		// Subscribe before the first evaluation so no update can slip
+		// between evaluating and starting to wait.
+		wake, cancel = g.subs.Subscribe()
+	}
+	defer cancel()
+	deadline := g.clock.Now().Add(wait)
+
+	rel, err := g.store.UpsertRelease(ctx, core.Release{
+		Service: req.Service, Version: req.Version, Environment: req.Environment,
+		Team: req.Team, Commit: req.Commit, Changes: req.Changes, FixesIncidents: req.Incidents,
+	})
+	if err != nil {
+		return core.GateDecision{}, fmt.Errorf("record release: %w", err)
+	}
+	for {
+		cp = g.policies.Current()
+		d, err := g.evaluate(ctx, cp, req, rel.ID)
+		if err != nil {
+			return core.GateDecision{}, err
+		}
+		remaining := deadline.Sub(g.clock.Now())
+		if d.Decision != core.Wait || wait <= 0 || remaining <= 0 {
+			return g.record(ctx, d, actor)
+		}
+		if !g.await(ctx, wake, remaining, req) {
+			if ctx.Err() != nil {
+				return core.GateDecision{}, core.Wrap(core.KindUnavailable, ctx.Err(), "the request ended while waiting")
+			}
+			return g.record(ctx, d, actor)
+		}
+	}
+}
+
+func (g *Gate) evaluate(ctx context.Context, cp *core.CompiledPolicy, req core.GateRequest, releaseID string) (core.GateDecision, error) {
+	facts, err := g.store.GateFacts(ctx, core.FactsQuery{
+		Service: req.Service, Team: req.Team, Environment: req.Environment,
+		ChangeKeys: req.Changes, AllIncidents: cp.IncidentScopeAll(), ExcludeReleaseID: releaseID,
+	})
+	if err != nil {
+		return core.GateDecision{}, fmt.Errorf("gather facts for %s %s: %w", req.Service, req.Version, err)
+	}
+	facts.Request = req
+	facts.ReleaseID = releaseID
+	return core.Evaluate(cp, facts, g.clock.Now()), nil
+}
+
+func (g *Gate) record(ctx context.Context, d core.GateDecision, actor string) (core.GateDecision, error) {
+	d.ID = newID()
+	if err := g.store.SaveDecision(ctx, d, actor); err != nil {
+		return core.GateDecision{}, fmt.Errorf("record decision: %w", err)
+	}
+	if g.OnDecision != nil {
+		g.OnDecision(d)
+	}
+	return d, nil
+}
+
+// await blocks until a notification that may concern req arrives (true),
+// or the time is up or ctx ends (false).
+func (g *Gate) await(ctx context.Context, wake <-chan string, d time.Duration, req core.GateRequest) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return false
+		case topic := <-wake:
+			if relevant(topic, req) {
+				return true
+			}
+		}
+	}
+}
+
+// relevant reports whether a notification may change req's answer.
+// Incidents and PIRs are matched broadly (their services and teams are in
+// the record, not the topic); changes by key.
+func relevant(topic string, req core.GateRequest) bool {
+	kind, key, _ := strings.Cut(topic, ":")
+	switch kind {
+	case "change":
+		for _, k := range req.Changes {
+			if strings.EqualFold(k, key) {
+				return true
+			}
+		}
+		return false
+	default: // incident, pir, policy, "*" (listener reconnected)
+		return true
+	}
+}

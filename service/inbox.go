@@ -1,0 +1,377 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sort"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+)
+
+// InboxStore is what the inbox and its normalizer need from storage.
+type InboxStore interface {
+	InsertEvent(ctx context.Context, e core.Event) (string, bool, error)
+	ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([]core.Event, error)
+	FinishEvent(ctx context.Context, id, status, reason, record string) error
+	GetEvent(ctx context.Context, id string) (core.Event, error)
+	ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, error)
+	ReplayEvent(ctx context.Context, id, actor string) error
+	ReplayQuarantined(ctx context.Context, connector, actor string) (int, error)
+	InboxLag(ctx context.Context) (time.Time, int, error)
+	UpsertChange(ctx context.Context, c core.Change) (core.UpsertResult, error)
+	UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertResult, error)
+	SignOffPIR(ctx context.Context, releaseID, by, summary string, at time.Time) (core.PIR, error)
+}
+
+// Connector is one configured connector with its webhook adapter.
+type Connector struct {
+	Config  connectors.Config
+	Webhook connectors.Webhook
+}
+
+// InboxConfig tunes the normalizer.
+type InboxConfig struct {
+	Workers      int
+	BatchSize    int
+	Lease        time.Duration
+	PollInterval time.Duration
+}
+
+// Inbox takes webhook deliveries (verify → store raw → acknowledge) and
+// normalizes stored events into canonical records through the mapping
+// profiles. Nothing is acknowledged before it is committed; an event that
+// cannot be mapped is quarantined with its reason, never dropped.
+type Inbox struct {
+	store       InboxStore
+	conns       map[string]Connector
+	mappings    *Mappings
+	deployments *Deployments
+	metrics     *metrics.Set
+	clock       core.Clock
+	log         *slog.Logger
+	cfg         InboxConfig
+	wake        chan struct{}
+}
+
+// NewInbox wires the inbox.
+func NewInbox(store InboxStore, conns []Connector, mappings *Mappings, deployments *Deployments, m *metrics.Set, clock core.Clock, log *slog.Logger, cfg InboxConfig) *Inbox {
+	byName := make(map[string]Connector, len(conns))
+	for _, c := range conns {
+		byName[c.Config.Name] = c
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 50
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 2 * time.Minute
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	return &Inbox{store: store, conns: byName, mappings: mappings, deployments: deployments, metrics: m,
+		clock: clock, log: log, cfg: cfg, wake: make(chan struct{}, 1)}
+}
+
+func (in *Inbox) count(connector, outcome string) {
+	if in.metrics != nil {
+		in.metrics.InboxEvents.WithLabelValues(connector, outcome).Inc()
+	}
+}
+
+// Connectors lists the configured connector names.
+func (in *Inbox) Connectors() []string {
+	out := make([]string, 0, len(in.conns))
+	for n := range in.conns {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Receive authenticates one delivery, reads its type and delivery id, and
+// stores it durably. Duplicates (same delivery id, or same body when the
+// vendor sends no id) are acknowledged with duplicate=true, stored once.
+func (in *Inbox) Receive(ctx context.Context, name string, h http.Header, query url.Values, body []byte) (string, bool, error) {
+	c, ok := in.conns[name]
+	if !ok {
+		return "", false, core.NotFound("connector", name)
+	}
+	if err := c.Webhook.Verify(h, query, body); err != nil {
+		in.count(name, "rejected")
+		in.log.WarnContext(ctx, "webhook refused", "connector", name, "reason", err.Error())
+		return "", false, err
+	}
+	inb, err := c.Webhook.Classify(h, body)
+	if err != nil {
+		in.count(name, "rejected")
+		return "", false, err
+	}
+	key := inb.DeliveryID
+	if key == "" {
+		sum := sha256.Sum256(body)
+		key = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	id, dup, err := in.store.InsertEvent(ctx, core.Event{
+		Connector: name, Type: inb.Type, DedupeKey: key, Headers: inb.Headers, Body: body,
+		ReceivedAt: in.clock.Now(), Status: core.EventPending,
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("store event from %s: %w", name, err)
+	}
+	if dup {
+		in.count(name, "duplicate")
+	} else {
+		in.count(name, "received")
+		in.Wake()
+	}
+	return id, dup, nil
+}
+
+// Wake nudges the normalizer (new events, replays).
+func (in *Inbox) Wake() {
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ListEvents lists stored events.
+func (in *Inbox) ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, error) {
+	return in.store.ListEvents(ctx, f)
+}
+
+// GetEvent returns one stored event with its body.
+func (in *Inbox) GetEvent(ctx context.Context, id string) (core.Event, error) {
+	return in.store.GetEvent(ctx, id)
+}
+
+// Replay puts one event back in the queue (after a mapping fix).
+func (in *Inbox) Replay(ctx context.Context, id, actor string) error {
+	if err := in.store.ReplayEvent(ctx, id, actor); err != nil {
+		return err
+	}
+	in.Wake()
+	return nil
+}
+
+// ReplayQuarantined requeues every quarantined event of a connector.
+func (in *Inbox) ReplayQuarantined(ctx context.Context, connector, actor string) (int, error) {
+	n, err := in.store.ReplayQuarantined(ctx, connector, actor)
+	if err != nil {
+		return 0, err
+	}
+	in.Wake()
+	return n, nil
+}
+
+// Run runs the normalizer workers until ctx ends.
+func (in *Inbox) Run(ctx context.Context) {
+	done := make(chan struct{})
+	for i := 0; i < in.cfg.Workers; i++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			in.worker(ctx)
+		}()
+	}
+	lag := time.NewTicker(5 * time.Second)
+	defer lag.Stop()
+	for running := in.cfg.Workers; running > 0; {
+		select {
+		case <-done:
+			running--
+		case <-lag.C:
+			in.updateLag(ctx)
+		}
+	}
+}
+
+func (in *Inbox) updateLag(ctx context.Context) {
+	oldest, n, err := in.store.InboxLag(ctx)
+	if err != nil || in.metrics == nil {
+		return
+	}
+	in.metrics.InboxPending.Set(float64(n))
+	if oldest.IsZero() {
+		in.metrics.InboxLag.Set(0)
+	} else {
+		in.metrics.InboxLag.Set(in.clock.Now().Sub(oldest).Seconds())
+	}
+}
+
+func (in *Inbox) worker(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-in.wake:
+		case <-t.C:
+		}
+		for ctx.Err() == nil {
+			n, err := in.ProcessBatch(ctx)
+			if err != nil {
+				in.log.WarnContext(ctx, "normalizer batch failed", "error", err.Error())
+				break
+			}
+			if n < in.cfg.BatchSize {
+				break
+			}
+		}
+		t.Reset(in.cfg.PollInterval)
+	}
+}
+
+// ProcessBatch claims and normalizes one batch; it returns how many events
+// it claimed.
+func (in *Inbox) ProcessBatch(ctx context.Context) (int, error) {
+	evs, err := in.store.ClaimEvents(ctx, in.cfg.BatchSize, in.cfg.Lease)
+	if err != nil {
+		return 0, fmt.Errorf("claim events: %w", err)
+	}
+	for _, e := range evs {
+		status, reason, record, err := in.normalize(ctx, e)
+		if err != nil {
+			// A transient failure (database unavailable): leave the claim to
+			// expire so the event is tried again.
+			in.log.WarnContext(ctx, "event will be retried", "event_id", e.ID, "connector", e.Connector, "error", err.Error())
+			continue
+		}
+		if err := in.store.FinishEvent(ctx, e.ID, status, reason, record); err != nil {
+			return len(evs), fmt.Errorf("finish event %s: %w", e.ID, err)
+		}
+		in.count(e.Connector, status)
+		if status == core.EventQuarantined {
+			in.log.WarnContext(ctx, "event quarantined", "event_id", e.ID, "connector", e.Connector, "type", e.Type, "reason", reason)
+		}
+	}
+	return len(evs), nil
+}
+
+// normalize maps one event and applies it. It returns the event's outcome,
+// or an error when the failure is transient and the event must be retried.
+func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, record string, err error) {
+	c, ok := in.conns[e.Connector]
+	if !ok {
+		return core.EventQuarantined, fmt.Sprintf("connector %q is no longer configured", e.Connector), "", nil
+	}
+	set, err := in.mappings.forConnector(c.Config.Mappings)
+	if err != nil {
+		return core.EventQuarantined, fmt.Sprintf("connector %q: %v", e.Connector, err), "", nil
+	}
+	prof, ok := set.Select(c.Config.Type, e.Type, e.Body)
+	if !ok {
+		return core.EventIgnored, fmt.Sprintf("no mapping profile of connector %q (type %s) matches event type %q; tollgate does not use this event", e.Connector, c.Config.Type, e.Type), "", nil
+	}
+	res := prof.Apply(e.Body)
+	if err := res.Err(); err != nil {
+		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
+	}
+	outcome, record, err := in.apply(ctx, c, res.Record)
+	switch {
+	case err == nil:
+		return core.EventProcessed, outcome, record, nil
+	case core.IsKind(err, core.KindUnavailable):
+		return "", "", "", err
+	case core.IsKind(err, core.KindInternal):
+		// Unexpected: keep it visible and replayable rather than retry forever.
+		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: applying the record failed: %v", prof.Name(), err), "", nil
+	default:
+		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
+	}
+}
+
+// apply stores one canonical record and describes what happened.
+func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, record string, err error) {
+	switch r := rec.(type) {
+	case *core.Change:
+		r.Source = c.Config.Name
+		if r.Key == "" {
+			return "", "", core.Invalid("key", "the change has no key")
+		}
+		res, err := in.store.UpsertChange(ctx, *r)
+		if err != nil {
+			return "", "", err
+		}
+		return describe(res), "change:" + r.Key, nil
+	case *core.Incident:
+		r.Source = c.Config.Name
+		if r.Key == "" {
+			return "", "", core.Invalid("key", "the incident has no key")
+		}
+		res, err := in.store.UpsertIncident(ctx, *r)
+		if err != nil {
+			return "", "", err
+		}
+		return describe(res), "incident:" + r.Key, nil
+	case *core.Deployment:
+		r.Source = c.Config.Name
+		if r.Provider == "" {
+			r.Provider = c.Config.Type
+		}
+		env, err := connectors.ApplyDefaultEnvironment(c.Config, r.Environment)
+		if err != nil {
+			return "", "", err
+		}
+		r.Environment = env
+		if r.StartedAt.IsZero() {
+			r.StartedAt = in.clock.Now()
+		}
+		d, created, err := in.deployments.Record(ctx, *r)
+		if err != nil {
+			return "", "", err
+		}
+		if created {
+			return "deployment recorded", "deployment:" + d.ID, nil
+		}
+		return "deployment updated", "deployment:" + d.ID, nil
+	case *core.PIR:
+		if r.ReleaseID == "" {
+			return "", "", core.Invalid("release_id", "the review names no release")
+		}
+		if r.Status != core.PIRSignedOff {
+			return "review not signed off: nothing to do", "release:" + r.ReleaseID, nil
+		}
+		at := in.clock.Now()
+		if r.SignedOffAt != nil {
+			at = *r.SignedOffAt
+		}
+		by := r.SignedOffBy
+		if by == "" {
+			by = "connector:" + c.Config.Name
+		}
+		if _, err := in.store.SignOffPIR(ctx, r.ReleaseID, by, r.Summary, at); err != nil {
+			if core.IsKind(err, core.KindConflict) {
+				return "review already signed off", "release:" + r.ReleaseID, nil
+			}
+			return "", "", err
+		}
+		return "review signed off", "release:" + r.ReleaseID, nil
+	}
+	return "", "", core.Errorf(core.KindInternal, "mapping produced an unsupported record type %T", rec)
+}
+
+func describe(r core.UpsertResult) string {
+	switch r {
+	case core.UpsertCreated:
+		return "created"
+	case core.UpsertUpdated:
+		return "new version stored"
+	case core.UpsertUnchanged:
+		return "unchanged: same content as the stored version"
+	case core.UpsertStale:
+		return "stale: older than the stored version, not applied"
+	}
+	return string(r)
+}

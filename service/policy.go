@@ -1,0 +1,126 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// PolicyStore is what Policies needs from storage.
+type PolicyStore interface {
+	PutPolicy(ctx context.Context, source, actor string) (int, error)
+	CurrentPolicy(ctx context.Context) (core.PolicyVersion, error)
+}
+
+// Policies keeps the policy in force, compiled, and swaps it atomically
+// when an admin stores a new version (here or on another replica).
+type Policies struct {
+	store PolicyStore
+	log   *slog.Logger
+	cur   atomic.Pointer[core.CompiledPolicy]
+}
+
+// NewPolicies returns a Policies; call Load before use.
+func NewPolicies(store PolicyStore, log *slog.Logger) *Policies {
+	return &Policies{store: store, log: log}
+}
+
+// Load compiles the stored policy. When the store has none, it stores seed
+// (or core.DefaultPolicy()) as version 1 first.
+func (p *Policies) Load(ctx context.Context, seed *core.Policy) error {
+	v, err := p.store.CurrentPolicy(ctx)
+	if core.IsKind(err, core.KindNotFound) {
+		pol := core.DefaultPolicy()
+		if seed != nil {
+			pol = *seed
+		}
+		src, err := config.MarshalPolicy(pol)
+		if err != nil {
+			return err
+		}
+		if _, err := p.store.PutPolicy(ctx, string(src), "system"); err != nil {
+			return fmt.Errorf("seed policy: %w", err)
+		}
+		p.log.InfoContext(ctx, "policy seeded", "from_config", seed != nil)
+		v, err = p.store.CurrentPolicy(ctx)
+		if err != nil {
+			return fmt.Errorf("load seeded policy: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("load policy: %w", err)
+	}
+	return p.install(v)
+}
+
+func (p *Policies) install(v core.PolicyVersion) error {
+	if c := p.cur.Load(); c != nil && c.Version() == v.Version {
+		return nil
+	}
+	pol, err := config.ParsePolicy([]byte(v.Source))
+	if err != nil {
+		return fmt.Errorf("stored policy version %d: %w", v.Version, err)
+	}
+	cp, err := core.Compile(pol, v.Version)
+	if err != nil {
+		return fmt.Errorf("compile policy version %d: %w", v.Version, err)
+	}
+	p.swap(cp)
+	return nil
+}
+
+// swap puts cp in force unless a newer version already is.
+func (p *Policies) swap(cp *core.CompiledPolicy) {
+	for {
+		old := p.cur.Load()
+		if old != nil && old.Version() >= cp.Version() {
+			return
+		}
+		if p.cur.CompareAndSwap(old, cp) {
+			return
+		}
+	}
+}
+
+// Reload installs the newest stored version (after a "policy" notification).
+func (p *Policies) Reload(ctx context.Context) error {
+	v, err := p.store.CurrentPolicy(ctx)
+	if err != nil {
+		return fmt.Errorf("reload policy: %w", err)
+	}
+	return p.install(v)
+}
+
+// Current returns the compiled policy in force.
+func (p *Policies) Current() *core.CompiledPolicy { return p.cur.Load() }
+
+// Source returns the stored document in force.
+func (p *Policies) Source(ctx context.Context) (core.PolicyVersion, error) {
+	return p.store.CurrentPolicy(ctx)
+}
+
+// Put validates src, stores it as a new version (audited) and puts it in
+// force. An invalid policy is never stored.
+func (p *Policies) Put(ctx context.Context, src []byte, actor string) (*core.CompiledPolicy, error) {
+	pol, err := config.ParsePolicy(src)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := core.Compile(pol, 0); err != nil {
+		return nil, err
+	}
+	v, err := p.store.PutPolicy(ctx, string(src), actor)
+	if err != nil {
+		return nil, fmt.Errorf("store policy: %w", err)
+	}
+	cp, err := core.Compile(pol, v)
+	if err != nil {
+		return nil, err
+	}
+	p.swap(cp)
+	p.log.InfoContext(ctx, "policy updated", "version", v, "actor", actor)
+	return cp, nil
+}

@@ -1,0 +1,114 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// TokenStore is what Tokens needs from storage.
+type TokenStore interface {
+	CreateToken(ctx context.Context, t core.Token, actor string) error
+	TokenByHash(ctx context.Context, hash string) (core.Token, error)
+	ListTokens(ctx context.Context) ([]core.Token, error)
+	RevokeToken(ctx context.Context, id, actor string, at time.Time) error
+}
+
+// Tokens issues, checks and revokes API bearer tokens. Only SHA-256 hashes
+// are stored; the secret is shown once, at creation.
+type Tokens struct {
+	store TokenStore
+	clock core.Clock
+}
+
+// NewTokens wires the service.
+func NewTokens(store TokenStore, clock core.Clock) *Tokens {
+	return &Tokens{store: store, clock: clock}
+}
+
+// TokenPrefix starts every generated token, so leaked tokens are easy to
+// recognize (secret scanners).
+const TokenPrefix = "tg_"
+
+// HashToken is how a token secret is stored and looked up.
+func HashToken(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// Create issues a token with a fresh random secret and returns the secret
+// (shown once) and the stored record.
+func (s *Tokens) Create(ctx context.Context, name string, role core.Role, actor string) (string, core.Token, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 128 {
+		return "", core.Token{}, core.Invalid("name", "is required (at most 128 characters)")
+	}
+	if !role.Valid() {
+		return "", core.Token{}, core.Invalid("role", "%q is not one of admin, change_manager, auditor, ci", role)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", core.Token{}, fmt.Errorf("generate token: %w", err)
+	}
+	secret := TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	t := core.Token{ID: newID(), Name: name, Role: role, Hash: HashToken(secret), CreatedAt: s.clock.Now(), CreatedBy: actor}
+	if err := s.store.CreateToken(ctx, t, actor); err != nil {
+		return "", core.Token{}, fmt.Errorf("create token: %w", err)
+	}
+	return secret, t, nil
+}
+
+// EnsureBootstrap makes sure an admin token with the given secret exists
+// (TOLLGATE_ADMIN_TOKEN). It is idempotent across restarts and replicas.
+func (s *Tokens) EnsureBootstrap(ctx context.Context, secret string) error {
+	hash := HashToken(secret)
+	t, err := s.store.TokenByHash(ctx, hash)
+	if err == nil {
+		if t.RevokedAt != nil {
+			return core.Errorf(core.KindConflict, "the bootstrap admin token (TOLLGATE_ADMIN_TOKEN) was revoked; set a new value")
+		}
+		return nil
+	}
+	if !core.IsKind(err, core.KindNotFound) {
+		return fmt.Errorf("look up bootstrap token: %w", err)
+	}
+	err = s.store.CreateToken(ctx, core.Token{ID: newID(), Name: "bootstrap-admin", Role: core.RoleAdmin, Hash: hash, CreatedAt: s.clock.Now(), CreatedBy: "system"}, "system")
+	if err != nil && !core.IsKind(err, core.KindConflict) { // conflict: another replica won
+		return fmt.Errorf("create bootstrap token: %w", err)
+	}
+	return nil
+}
+
+// Authenticate returns the live token for secret; KindUnauthorized for an
+// unknown or revoked token (the same message for both).
+func (s *Tokens) Authenticate(ctx context.Context, secret string) (core.Token, error) {
+	if secret == "" || len(secret) > 512 {
+		return core.Token{}, core.Errorf(core.KindUnauthorized, "invalid or revoked token")
+	}
+	t, err := s.store.TokenByHash(ctx, HashToken(secret))
+	if core.IsKind(err, core.KindNotFound) {
+		return core.Token{}, core.Errorf(core.KindUnauthorized, "invalid or revoked token")
+	}
+	if err != nil {
+		return core.Token{}, fmt.Errorf("authenticate: %w", err)
+	}
+	if t.RevokedAt != nil {
+		return core.Token{}, core.Errorf(core.KindUnauthorized, "invalid or revoked token")
+	}
+	return t, nil
+}
+
+// List returns every token (never secrets).
+func (s *Tokens) List(ctx context.Context) ([]core.Token, error) { return s.store.ListTokens(ctx) }
+
+// Revoke revokes a token.
+func (s *Tokens) Revoke(ctx context.Context, id, actor string) error {
+	return s.store.RevokeToken(ctx, id, actor, s.clock.Now())
+}

@@ -78,8 +78,16 @@ func TestUpsertChangeSequence(t *testing.T) {
 func TestUpsertChangeZeroStampIsNow(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
 		ctx := context.Background()
-		if _, err := db.UpsertChange(ctx, testChange("CHG2", time.Time{}, core.ApprovalApproved)); err != nil {
-			t.Fatal(err)
+		events, cancel := db.hub.subscribe()
+		defer cancel()
+		for range 2 { // created, then unchanged
+			if _, err := db.UpsertChange(ctx, testChange("CHG2", time.Time{}, core.ApprovalApproved)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// SQLite announces in process; PostgreSQL with NOTIFY on commit.
+		if db.Dialect() == SQLite && (len(events) != 1 || <-events != "change:CHG2") {
+			t.Errorf("want exactly one change:CHG2 notification")
 		}
 		h, err := db.ChangeHistory(ctx, "CHG2")
 		if err != nil || len(h) != 1 || !h[0].ValidFrom.Equal(clock.t) || !h[0].Change.SourceUpdatedAt.Equal(clock.t) {

@@ -1,0 +1,244 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+var _ core.FactStore = (*DB)(nil)
+
+// MaxFactKeys bounds the change keys of one facts query.
+const MaxFactKeys = 1000
+
+// Row kinds of the facts query.
+const (
+	factChange   = "c"
+	factIncident = "i"
+	factPIR      = "p"
+)
+
+// inactiveStates is the SQL list of incident states that are not active
+// (core.Incident.Active), for the as-of query, which reads the state from
+// the version documents.
+var inactiveStates = fmt.Sprintf("'%s', '%s', '%s'", core.IncidentResolved, core.IncidentClosed, core.IncidentCanceled)
+
+// factRow is one row of the facts query: a change or incident document, or
+// a PIR's columns. The PIR branch comes first so the column types are the
+// PIR table's; the time columns still scan through anyTime, because SQLite
+// reports no declared type for some compound-select columns.
+type factRow struct {
+	Kind        string         `db:"kind"`
+	Doc         sql.NullString `db:"doc"`
+	ReleaseID   sql.NullString `db:"release_id"`
+	Service     sql.NullString `db:"service"`
+	Version     sql.NullString `db:"version"`
+	Environment sql.NullString `db:"environment"`
+	Team        sql.NullString `db:"team"`
+	Status      sql.NullString `db:"status"`
+	RequiredAt  anyTime        `db:"required_at"`
+	SignedOffBy sql.NullString `db:"signed_off_by"`
+	SignedOffAt anyTime        `db:"signed_off_at"`
+	Summary     sql.NullString `db:"summary"`
+}
+
+// docCols pads a change or incident branch to the PIR branch's columns.
+const docCols = `NULL AS release_id, NULL AS service, NULL AS version, NULL AS environment, NULL AS team,
+	NULL AS status, NULL AS required_at, NULL AS signed_off_by, NULL AS signed_off_at, NULL AS summary`
+
+// GateFacts gathers one release's facts in a single statement (one UNION
+// ALL of the PIR, change and incident selects), on both dialects.
+//
+// Without AsOf it reads the current rows: the changes with the given keys,
+// the active incidents that affect q.Service (matched trimmed and
+// case-insensitively through incident_services) or are global, or all
+// active ones with q.AllIncidents, and q.Team's pending PIRs except
+// q.ExcludeReleaseID (none when Team is empty). With AsOf it reads the
+// history: each change's and incident's newest version with valid_from <=
+// AsOf, the incidents active in that version (the service match is then
+// made here on the version's services), and the PIRs required by AsOf and
+// not signed off by then (reported as pending).
+//
+// Incidents come sorted by key, PIRs by required time then release id.
+func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, error) {
+	query, args, err := d.factsQuery(q)
+	if err != nil {
+		return core.Facts{}, err
+	}
+	service, asOf := normService(q.Service), !q.AsOf.IsZero()
+	rows, err := d.db.QueryxContext(ctx, query, args...)
+	if err != nil {
+		return core.Facts{}, fmt.Errorf("gather facts: %w", translate(err))
+	}
+	defer rows.Close()
+
+	facts := core.Facts{Changes: map[string]core.Change{}, Incidents: []core.Incident{}, PendingPIRs: []core.PIR{}}
+	for rows.Next() {
+		var r factRow
+		if err := rows.StructScan(&r); err != nil {
+			return core.Facts{}, fmt.Errorf("gather facts: read row: %w", translate(err))
+		}
+		switch r.Kind {
+		case factChange:
+			var c core.Change
+			if err := json.Unmarshal([]byte(r.Doc.String), &c); err != nil {
+				return core.Facts{}, fmt.Errorf("gather facts: decode change: %w", err)
+			}
+			facts.Changes[c.Key] = c
+		case factIncident:
+			var i core.Incident
+			if err := json.Unmarshal([]byte(r.Doc.String), &i); err != nil {
+				return core.Facts{}, fmt.Errorf("gather facts: decode incident: %w", err)
+			}
+			if asOf && (!i.Active() || (!q.AllIncidents && !affects(i, service))) {
+				continue
+			}
+			facts.Incidents = append(facts.Incidents, i)
+		case factPIR:
+			p := core.PIR{
+				ReleaseID: r.ReleaseID.String, Service: r.Service.String, Version: r.Version.String,
+				Environment: r.Environment.String, Team: r.Team.String, Status: r.Status.String,
+				RequiredAt: r.RequiredAt.Time, SignedOffBy: r.SignedOffBy.String, Summary: r.Summary.String,
+			}
+			if r.SignedOffAt.Valid {
+				t := r.SignedOffAt.Time
+				p.SignedOffAt = &t
+			}
+			if asOf {
+				// As it stood then: still pending.
+				p.Status, p.SignedOffBy, p.SignedOffAt, p.Summary = core.PIRPending, "", nil, ""
+			}
+			facts.PendingPIRs = append(facts.PendingPIRs, p)
+		default:
+			return core.Facts{}, fmt.Errorf("gather facts: unexpected row kind %q", r.Kind)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return core.Facts{}, fmt.Errorf("gather facts: %w", translate(err))
+	}
+	slices.SortFunc(facts.Incidents, func(a, b core.Incident) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(facts.PendingPIRs, func(a, b core.PIR) int {
+		if c := a.RequiredAt.Compare(b.RequiredAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ReleaseID, b.ReleaseID)
+	})
+	return facts, nil
+}
+
+// factsQuery builds GateFacts' statement.
+func (d *DB) factsQuery(q core.FactsQuery) (string, []any, error) {
+	keys := make([]string, 0, len(q.ChangeKeys))
+	for _, k := range q.ChangeKeys {
+		if k != "" && !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) > MaxFactKeys {
+		return "", nil, core.Invalid("changes", "at most %d change keys, got %d", MaxFactKeys, len(keys))
+	}
+	service := normService(q.Service)
+	team := strings.TrimSpace(q.Team)
+	asOf := !q.AsOf.IsZero()
+	at := ts(q.AsOf)
+
+	// The documents are jsonb on PostgreSQL: read them as text.
+	doc, vdoc, idoc := "doc", "v.doc", "i.doc"
+	if d.dialect == Postgres {
+		doc, vdoc, idoc = "doc::text", "v.doc::text", "i.doc::text"
+	}
+	var parts []string
+	var args []any
+	if team != "" {
+		if asOf {
+			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs
+				WHERE team = ? AND release_id <> ? AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?)`)
+			args = append(args, team, q.ExcludeReleaseID, at, at)
+		} else {
+			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs
+				WHERE status = ? AND team = ? AND release_id <> ?`)
+			args = append(args, core.PIRPending, team, q.ExcludeReleaseID)
+		}
+	}
+	if len(keys) > 0 {
+		if asOf {
+			parts = append(parts, `SELECT 'c' AS kind, `+vdoc+` AS doc, `+docCols+` FROM change_versions v
+				WHERE v.key IN (?) AND v.version = (SELECT MAX(w.version) FROM change_versions w WHERE w.key = v.key AND w.valid_from <= ?)`)
+			args = append(args, keys, at)
+		} else {
+			parts = append(parts, `SELECT 'c' AS kind, `+doc+` AS doc, `+docCols+` FROM changes WHERE key IN (?)`)
+			args = append(args, keys)
+		}
+	}
+	switch {
+	case asOf:
+		parts = append(parts, `SELECT 'i' AS kind, `+vdoc+` AS doc, `+docCols+` FROM incident_versions v
+			WHERE v.version = (SELECT MAX(w.version) FROM incident_versions w WHERE w.key = v.key AND w.valid_from <= ?)
+			AND COALESCE(v.doc ->> 'state', '') NOT IN (`+inactiveStates+`)`)
+		args = append(args, at)
+	case q.AllIncidents:
+		parts = append(parts, `SELECT 'i' AS kind, `+doc+` AS doc, `+docCols+` FROM incidents WHERE active`)
+	default:
+		// Global incidents have no incident_services rows, so the two
+		// branches never return the same incident.
+		parts = append(parts,
+			`SELECT 'i' AS kind, `+doc+` AS doc, `+docCols+` FROM incidents WHERE active AND global`,
+			`SELECT 'i' AS kind, `+idoc+` AS doc, `+docCols+` FROM incident_services s JOIN incidents i ON i.key = s.incident_key
+			WHERE s.service = ? AND i.active`)
+		args = append(args, service)
+	}
+	return d.in(strings.Join(parts, "\nUNION ALL\n"), args...)
+}
+
+// anyTime scans a nullable time that a driver may deliver as time.Time or,
+// from an SQLite expression column, as text in the format the SQLite driver
+// writes (time.Time.String) or RFC 3339.
+type anyTime struct {
+	Time  time.Time
+	Valid bool
+}
+
+// timeLayouts are the text forms anyTime accepts.
+var timeLayouts = []string{
+	"2006-01-02 15:04:05.999999999 -0700 MST",
+	"2006-01-02 15:04:05.999999999-07:00",
+	time.RFC3339Nano,
+	"2006-01-02 15:04:05.999999999",
+}
+
+// Scan implements sql.Scanner.
+func (t *anyTime) Scan(v any) error {
+	switch v := v.(type) {
+	case nil:
+		*t = anyTime{}
+		return nil
+	case time.Time:
+		*t = anyTime{Time: v.UTC(), Valid: true}
+		return nil
+	case []byte:
+		return t.parse(string(v))
+	case string:
+		return t.parse(v)
+	}
+	return fmt.Errorf("scan time: unsupported type %T", v)
+}
+
+func (t *anyTime) parse(s string) error {
+	// time.Time.String may append a monotonic clock reading.
+	if i := strings.Index(s, " m="); i >= 0 {
+		s = s[:i]
+	}
+	for _, layout := range timeLayouts {
+		if v, err := time.Parse(layout, s); err == nil {
+			*t = anyTime{Time: v.UTC(), Valid: true}
+			return nil
+		}
+	}
+	return fmt.Errorf("scan time: unrecognized format %q", s)
+}

@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+var _ core.IncidentStore = (*DB)(nil)
+
+// normIncident returns i ready to store (see normChange).
+func normIncident(i core.Incident, now time.Time) core.Incident {
+	i.OpenedAt = tsp(i.OpenedAt)
+	i.ResolvedAt = tsp(i.ResolvedAt)
+	if i.Services != nil {
+		i.Services = append([]string(nil), i.Services...)
+	}
+	if i.FixChanges != nil {
+		i.FixChanges = append([]string(nil), i.FixChanges...)
+	}
+	if i.SourceUpdatedAt.IsZero() {
+		i.SourceUpdatedAt = now
+	}
+	i.SourceUpdatedAt = ts(i.SourceUpdatedAt)
+	return i
+}
+
+func incidentCanon(i core.Incident) string {
+	i.SourceUpdatedAt = time.Time{}
+	return mustJSON(i)
+}
+
+// serviceSet returns the distinct normalized, non-empty services, sorted.
+// An incident whose set is empty is global: it affects every service.
+func serviceSet(services []string) []string {
+	var out []string
+	for _, s := range services {
+		if s = normService(s); s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// affects reports whether the incident affects service (normalized), or is
+// global.
+func affects(i core.Incident, service string) bool {
+	set := serviceSet(i.Services)
+	return len(set) == 0 || slices.Contains(set, service)
+}
+
+// UpsertIncident stores i as a new version unless it is older than the
+// newest stored version (UpsertStale) or has the same content
+// (UpsertUnchanged). It maintains the active and global flags and the
+// incident_services index of the newest version.
+func (d *DB) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertResult, error) {
+	if err := checkKey(i.Key); err != nil {
+		return "", err
+	}
+	if strings.TrimSpace(i.Source) == "" {
+		return "", core.Invalid("source", "is required")
+	}
+	if i.Priority < 0 {
+		return "", core.Invalid("priority", "must not be negative, got %d", i.Priority)
+	}
+	i = normIncident(i, d.now())
+	doc := mustJSON(i)
+	services := serviceSet(i.Services)
+	global := len(services) == 0
+	res, err := d.upsertVersioned(ctx, versionedUpsert{
+		what:     "incident",
+		table:    "incidents",
+		versions: "incident_versions",
+		key:      i.Key,
+		stamp:    i.SourceUpdatedAt,
+		doc:      doc,
+		canon:    incidentCanon(i),
+		canonOf: func(stored []byte) (string, error) {
+			var old core.Incident
+			if err := json.Unmarshal(stored, &old); err != nil {
+				return "", err
+			}
+			return incidentCanon(old), nil
+		},
+		insert: func(ctx context.Context, tx *sqlx.Tx, now time.Time) (sql.Result, error) {
+			return tx.ExecContext(ctx, d.q(`INSERT INTO incidents (key, source, version, priority, major, state, active, global, doc, source_updated_at, updated_at)
+				VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`),
+				i.Key, i.Source, i.Priority, i.Major, i.State, i.Active(), global, doc, i.SourceUpdatedAt, now)
+		},
+		update: func(ctx context.Context, tx *sqlx.Tx, version int, now time.Time) error {
+			_, err := tx.ExecContext(ctx, d.q(`UPDATE incidents SET source = ?, version = ?, priority = ?, major = ?, state = ?, active = ?, global = ?,
+				doc = ?, source_updated_at = ?, updated_at = ? WHERE key = ?`),
+				i.Source, version, i.Priority, i.Major, i.State, i.Active(), global, doc, i.SourceUpdatedAt, now, i.Key)
+			return err
+		},
+		after: func(ctx context.Context, tx *sqlx.Tx) error {
+			if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM incident_services WHERE incident_key = ?`), i.Key); err != nil {
+				return fmt.Errorf("clear services: %w", err)
+			}
+			if len(services) == 0 {
+				return nil
+			}
+			var b strings.Builder
+			args := make([]any, 0, 2*len(services))
+			b.WriteString(`INSERT INTO incident_services (incident_key, service) VALUES `)
+			for n, s := range services {
+				if n > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString("(?, ?)")
+				args = append(args, i.Key, s)
+			}
+			if _, err := tx.ExecContext(ctx, d.q(b.String()), args...); err != nil {
+				return fmt.Errorf("index services: %w", err)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return "", fmt.Errorf("upsert incident %s: %w", i.Key, err)
+	}
+	return res, nil
+}
+
+// GetIncident returns the newest version of the incident.
+func (d *DB) GetIncident(ctx context.Context, key string) (core.Incident, error) {
+	var doc []byte
+	err := d.db.GetContext(ctx, &doc, d.q(`SELECT doc FROM incidents WHERE key = ?`), key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return core.Incident{}, core.NotFound("incident", key)
+	}
+	if err != nil {
+		return core.Incident{}, fmt.Errorf("load incident %s: %w", key, translate(err))
+	}
+	var i core.Incident
+	if err := json.Unmarshal(doc, &i); err != nil {
+		return core.Incident{}, fmt.Errorf("decode incident %s: %w", key, err)
+	}
+	return i, nil
+}
+
+// IncidentHistory returns every version of the incident, oldest first.
+func (d *DB) IncidentHistory(ctx context.Context, key string) ([]core.IncidentVersion, error) {
+	rows, err := d.history(ctx, "incident_versions", key)
+	if err != nil {
+		return nil, fmt.Errorf("load incident %s history: %w", key, err)
+	}
+	if len(rows) == 0 {
+		return nil, core.NotFound("incident", key)
+	}
+	out := make([]core.IncidentVersion, len(rows))
+	for n, r := range rows {
+		out[n] = core.IncidentVersion{Version: r.Version, ValidFrom: r.ValidFrom.UTC(), RecordedAt: r.RecordedAt.UTC()}
+		if err := json.Unmarshal(r.Doc, &out[n].Incident); err != nil {
+			return nil, fmt.Errorf("decode incident %s version %d: %w", key, r.Version, err)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,510 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+var _ core.ReleaseStore = (*DB)(nil)
+
+// Listing limits.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// listLimit applies the default and the cap to a requested page size.
+func listLimit(n int) (int, error) {
+	switch {
+	case n < 0:
+		return 0, core.Invalid("limit", "must not be negative, got %d", n)
+	case n == 0:
+		return DefaultListLimit, nil
+	case n > MaxListLimit:
+		return MaxListLimit, nil
+	}
+	return n, nil
+}
+
+// required trims v and fails naming field when it is empty.
+func required(field, v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", core.Invalid(field, "is required")
+	}
+	return v, nil
+}
+
+// --- releases
+
+const releaseCols = `id, service, version, environment, team, commit_sha, changes, fixes_incidents, created_at, updated_at`
+
+type releaseRow struct {
+	ID             string    `db:"id"`
+	Service        string    `db:"service"`
+	Version        string    `db:"version"`
+	Environment    string    `db:"environment"`
+	Team           string    `db:"team"`
+	Commit         string    `db:"commit_sha"`
+	Changes        string    `db:"changes"`
+	FixesIncidents string    `db:"fixes_incidents"`
+	CreatedAt      time.Time `db:"created_at"`
+	UpdatedAt      time.Time `db:"updated_at"`
+}
+
+func (r releaseRow) release() (core.Release, error) {
+	changes, err := parseList(r.Changes)
+	if err != nil {
+		return core.Release{}, fmt.Errorf("release %s changes: %w", r.ID, err)
+	}
+	fixes, err := parseList(r.FixesIncidents)
+	if err != nil {
+		return core.Release{}, fmt.Errorf("release %s fixes_incidents: %w", r.ID, err)
+	}
+	return core.Release{
+		ID: r.ID, Service: r.Service, Version: r.Version, Environment: r.Environment,
+		Team: r.Team, Commit: r.Commit, Changes: changes, FixesIncidents: fixes,
+		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+	}, nil
+}
+
+// UpsertRelease creates the release for (service, version, environment),
+// or updates the existing one: a non-empty team, commit or link list in r
+// replaces the stored one, an empty one keeps it (a later gate check that
+// omits them does not erase them). The id is assigned on creation; r.ID is
+// ignored. Service, version and environment are trimmed and otherwise kept
+// as given.
+func (d *DB) UpsertRelease(ctx context.Context, r core.Release) (core.Release, error) {
+	var err error
+	if r.Service, err = required("service", r.Service); err != nil {
+		return core.Release{}, err
+	}
+	if r.Version, err = required("version", r.Version); err != nil {
+		return core.Release{}, err
+	}
+	if r.Environment, err = required("environment", r.Environment); err != nil {
+		return core.Release{}, err
+	}
+	now := d.now()
+	var row releaseRow
+	err = d.db.GetContext(ctx, &row, d.q(`INSERT INTO releases (`+releaseCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (service, version, environment) DO UPDATE SET
+			team = CASE WHEN excluded.team <> '' THEN excluded.team ELSE releases.team END,
+			commit_sha = CASE WHEN excluded.commit_sha <> '' THEN excluded.commit_sha ELSE releases.commit_sha END,
+			changes = CASE WHEN excluded.changes <> '[]' THEN excluded.changes ELSE releases.changes END,
+			fixes_incidents = CASE WHEN excluded.fixes_incidents <> '[]' THEN excluded.fixes_incidents ELSE releases.fixes_incidents END,
+			updated_at = excluded.updated_at
+		RETURNING `+releaseCols),
+		newID(), r.Service, r.Version, r.Environment, strings.TrimSpace(r.Team), strings.TrimSpace(r.Commit),
+		strList(r.Changes), strList(r.FixesIncidents), now, now)
+	if err != nil {
+		return core.Release{}, fmt.Errorf("upsert release %s %s %s: %w", r.Service, r.Version, r.Environment, translate(err))
+	}
+	return row.release()
+}
+
+// GetRelease returns the release with id.
+func (d *DB) GetRelease(ctx context.Context, id string) (core.Release, error) {
+	var row releaseRow
+	err := d.db.GetContext(ctx, &row, d.q(`SELECT `+releaseCols+` FROM releases WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return core.Release{}, core.NotFound("release", id)
+	}
+	if err != nil {
+		return core.Release{}, fmt.Errorf("load release %s: %w", id, translate(err))
+	}
+	return row.release()
+}
+
+// listWhere builds the WHERE clause shared by the release and deployment
+// listings; timeCol is the column From/To apply to (From inclusive, To
+// exclusive). Filters match exactly.
+func listWhere(f core.ReleaseFilter, timeCol string) (string, []any, error) {
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		return "", nil, core.Invalid("from", "must be before to")
+	}
+	var conds []string
+	var args []any
+	add := func(cond string, arg any) {
+		conds = append(conds, cond)
+		args = append(args, arg)
+	}
+	if f.Service != "" {
+		add("service = ?", f.Service)
+	}
+	if f.Environment != "" {
+		add("environment = ?", f.Environment)
+	}
+	if f.Team != "" {
+		add("team = ?", f.Team)
+	}
+	if !f.From.IsZero() {
+		add(timeCol+" >= ?", ts(f.From))
+	}
+	if !f.To.IsZero() {
+		add(timeCol+" < ?", ts(f.To))
+	}
+	if f.After != "" {
+		add("id > ?", f.After)
+	}
+	if len(conds) == 0 {
+		return "", nil, nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args, nil
+}
+
+// ListReleases returns releases matching f, oldest first (ids are
+// time-ordered), one page of at most f.Limit (default 100, at most 1000);
+// pass the last id as f.After for the next page.
+func (d *DB) ListReleases(ctx context.Context, f core.ReleaseFilter) ([]core.Release, error) {
+	limit, err := listLimit(f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	where, args, err := listWhere(f, "created_at")
+	if err != nil {
+		return nil, err
+	}
+	var rows []releaseRow
+	if err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+releaseCols+` FROM releases`+where+` ORDER BY id LIMIT ?`), append(args, limit)...); err != nil {
+		return nil, fmt.Errorf("list releases: %w", translate(err))
+	}
+	out := make([]core.Release, 0, len(rows))
+	for _, row := range rows {
+		r, err := row.release()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// --- deployments
+
+const deploymentCols = `id, release_id, service, environment, version, commit_sha, team, status, started_at, finished_at,
+	actor, changes, incidents, decision_id, provider, run_id, url, source, created_at, updated_at`
+
+type deploymentRow struct {
+	ID          string       `db:"id"`
+	ReleaseID   string       `db:"release_id"`
+	Service     string       `db:"service"`
+	Environment string       `db:"environment"`
+	Version     string       `db:"version"`
+	Commit      string       `db:"commit_sha"`
+	Team        string       `db:"team"`
+	Status      string       `db:"status"`
+	StartedAt   time.Time    `db:"started_at"`
+	FinishedAt  sql.NullTime `db:"finished_at"`
+	Actor       string       `db:"actor"`
+	Changes     string       `db:"changes"`
+	Incidents   string       `db:"incidents"`
+	DecisionID  string       `db:"decision_id"`
+	Provider    string       `db:"provider"`
+	RunID       string       `db:"run_id"`
+	URL         string       `db:"url"`
+	Source      string       `db:"source"`
+	CreatedAt   time.Time    `db:"created_at"`
+	UpdatedAt   time.Time    `db:"updated_at"`
+}
+
+func (r deploymentRow) deployment() (core.Deployment, error) {
+	changes, err := parseList(r.Changes)
+	if err != nil {
+		return core.Deployment{}, fmt.Errorf("deployment %s changes: %w", r.ID, err)
+	}
+	incidents, err := parseList(r.Incidents)
+	if err != nil {
+		return core.Deployment{}, fmt.Errorf("deployment %s incidents: %w", r.ID, err)
+	}
+	return core.Deployment{
+		ID: r.ID, ReleaseID: r.ReleaseID, Service: r.Service, Environment: r.Environment,
+		Version: r.Version, Commit: r.Commit, Team: r.Team, Status: r.Status,
+		StartedAt: r.StartedAt.UTC(), FinishedAt: timePtr(r.FinishedAt), Actor: r.Actor,
+		Changes: changes, Incidents: incidents, DecisionID: r.DecisionID,
+		Provider: r.Provider, RunID: r.RunID, URL: r.URL, Source: r.Source,
+		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+	}, nil
+}
+
+// statusRank orders deployment statuses for RecordDeployment: a run moves
+// from started to an outcome (succeeded or failed, equal rank) and may end
+// rolled back. The SQL below must agree with it.
+func statusRank(status string) int {
+	switch status {
+	case core.DeployStarted:
+		return 0
+	case core.DeployRolledBack:
+		return 2
+	}
+	return 1
+}
+
+// rankSQL is statusRank in SQL.
+func rankSQL(col string) string {
+	return fmt.Sprintf("(CASE %s WHEN '%s' THEN 0 WHEN '%s' THEN 2 ELSE 1 END)", col, core.DeployStarted, core.DeployRolledBack)
+}
+
+// adoptSQL decides whether a repeated delivery's status replaces the stored
+// one: a higher rank always does; an equal rank does when it finished no
+// earlier (a re-run of the same run id that now succeeds), so a late
+// "started" after "succeeded", or a stale "failed" delivered after a newer
+// "succeeded", never moves the status backwards.
+var adoptSQL = fmt.Sprintf(`(%[1]s > %[2]s OR (%[1]s = %[2]s AND (deployments.finished_at IS NULL
+	OR (excluded.finished_at IS NOT NULL AND excluded.finished_at >= deployments.finished_at))))`,
+	rankSQL("excluded.status"), rankSQL("deployments.status"))
+
+// nonEmpty keeps the stored value of col when the repeat leaves it empty.
+func nonEmpty(col, empty string) string {
+	return fmt.Sprintf("%[1]s = CASE WHEN excluded.%[1]s <> '%[2]s' THEN excluded.%[1]s ELSE deployments.%[1]s END", col, empty)
+}
+
+var recordDeploymentSQL = `INSERT INTO deployments (` + deploymentCols + `)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (provider, run_id, service, environment) DO UPDATE SET
+		` + strings.Join([]string{
+	nonEmpty("release_id", ""), nonEmpty("version", ""), nonEmpty("commit_sha", ""), nonEmpty("team", ""),
+	nonEmpty("actor", ""), nonEmpty("changes", "[]"), nonEmpty("incidents", "[]"), nonEmpty("decision_id", ""),
+	nonEmpty("url", ""), nonEmpty("source", ""),
+	"status = CASE WHEN " + adoptSQL + " THEN excluded.status ELSE deployments.status END",
+	"finished_at = CASE WHEN " + adoptSQL + " THEN COALESCE(excluded.finished_at, deployments.finished_at) ELSE deployments.finished_at END",
+	"started_at = CASE WHEN excluded.started_at < deployments.started_at THEN excluded.started_at ELSE deployments.started_at END",
+	"updated_at = excluded.updated_at",
+}, ",\n\t\t") + `
+	RETURNING ` + deploymentCols
+
+// RecordDeployment stores a deployment event, idempotent on provider, run
+// id, service and environment. A repeat merges into the stored row: the
+// status never moves backwards (see adoptSQL), non-empty fields replace
+// stored ones, and started_at keeps the earliest value seen. A zero
+// StartedAt means FinishedAt, or now when that is unset too. The id is assigned on the first insert; d.ID is
+// ignored. created is true only for the first insert.
+func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment) (core.Deployment, bool, error) {
+	var err error
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{
+		{"service", &dep.Service}, {"environment", &dep.Environment}, {"version", &dep.Version},
+		{"provider", &dep.Provider}, {"run_id", &dep.RunID}, {"status", &dep.Status},
+	} {
+		if *f.v, err = required(f.name, *f.v); err != nil {
+			return core.Deployment{}, false, err
+		}
+	}
+	if !core.ValidDeployStatus(dep.Status) {
+		return core.Deployment{}, false, core.Invalid("status", "unknown deployment status %q (want started, succeeded, failed or rolled_back)", dep.Status)
+	}
+	now := d.now()
+	dep.FinishedAt = tsp(dep.FinishedAt) // a zero time is no time
+	switch {
+	case !dep.StartedAt.IsZero():
+	case dep.FinishedAt != nil:
+		dep.StartedAt = *dep.FinishedAt
+	default:
+		dep.StartedAt = now
+	}
+	if dep.FinishedAt != nil && dep.FinishedAt.Before(dep.StartedAt) {
+		return core.Deployment{}, false, core.Invalid("finished_at", "is before started_at")
+	}
+	id := newID()
+	var row deploymentRow
+	err = d.db.GetContext(ctx, &row, d.q(recordDeploymentSQL),
+		id, dep.ReleaseID, dep.Service, dep.Environment, dep.Version, dep.Commit, dep.Team, dep.Status,
+		ts(dep.StartedAt), nullTime(dep.FinishedAt), dep.Actor, strList(dep.Changes), strList(dep.Incidents),
+		dep.DecisionID, dep.Provider, dep.RunID, dep.URL, dep.Source, now, now)
+	if err != nil {
+		return core.Deployment{}, false, fmt.Errorf("record deployment %s/%s %s %s: %w", dep.Provider, dep.RunID, dep.Service, dep.Environment, translate(err))
+	}
+	stored, err := row.deployment()
+	if err != nil {
+		return core.Deployment{}, false, err
+	}
+	// Only an insert keeps the id generated here; a conflict returns the
+	// stored row's id. This works the same on both dialects.
+	return stored, row.ID == id, nil
+}
+
+// GetDeployment returns the deployment with id.
+func (d *DB) GetDeployment(ctx context.Context, id string) (core.Deployment, error) {
+	var row deploymentRow
+	err := d.db.GetContext(ctx, &row, d.q(`SELECT `+deploymentCols+` FROM deployments WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return core.Deployment{}, core.NotFound("deployment", id)
+	}
+	if err != nil {
+		return core.Deployment{}, fmt.Errorf("load deployment %s: %w", id, translate(err))
+	}
+	return row.deployment()
+}
+
+// ListDeployments returns deployments matching f (From/To on started_at),
+// in id order (the order they were first recorded), paged like
+// ListReleases.
+func (d *DB) ListDeployments(ctx context.Context, f core.ReleaseFilter) ([]core.Deployment, error) {
+	limit, err := listLimit(f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	where, args, err := listWhere(f, "started_at")
+	if err != nil {
+		return nil, err
+	}
+	var rows []deploymentRow
+	if err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+deploymentCols+` FROM deployments`+where+` ORDER BY id LIMIT ?`), append(args, limit)...); err != nil {
+		return nil, fmt.Errorf("list deployments: %w", translate(err))
+	}
+	out := make([]core.Deployment, 0, len(rows))
+	for _, row := range rows {
+		dep, err := row.deployment()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dep)
+	}
+	return out, nil
+}
+
+// --- post-implementation reviews
+
+const pirCols = `release_id, service, version, environment, team, status, required_at, signed_off_by, signed_off_at, summary`
+
+type pirRow struct {
+	ReleaseID   string       `db:"release_id"`
+	Service     string       `db:"service"`
+	Version     string       `db:"version"`
+	Environment string       `db:"environment"`
+	Team        string       `db:"team"`
+	Status      string       `db:"status"`
+	RequiredAt  time.Time    `db:"required_at"`
+	SignedOffBy string       `db:"signed_off_by"`
+	SignedOffAt sql.NullTime `db:"signed_off_at"`
+	Summary     string       `db:"summary"`
+}
+
+func (r pirRow) pir() core.PIR {
+	return core.PIR{
+		ReleaseID: r.ReleaseID, Service: r.Service, Version: r.Version, Environment: r.Environment,
+		Team: r.Team, Status: r.Status, RequiredAt: r.RequiredAt.UTC(),
+		SignedOffBy: r.SignedOffBy, SignedOffAt: timePtr(r.SignedOffAt), Summary: r.Summary,
+	}
+}
+
+// RequirePIR records that the release's review is required (pending). The
+// service, version and environment come from the release; the team is
+// p.Team, or the release's when empty. A zero RequiredAt means now. A
+// repeat is a no-op. KindNotFound when the release does not exist.
+func (d *DB) RequirePIR(ctx context.Context, p core.PIR) error {
+	id, err := required("release_id", p.ReleaseID)
+	if err != nil {
+		return err
+	}
+	at := p.RequiredAt
+	if at.IsZero() {
+		at = d.now()
+	}
+	err = d.tx(ctx, func(tx *sqlx.Tx) error {
+		r, err := tx.ExecContext(ctx, d.q(`INSERT INTO pirs (`+pirCols+`)
+			SELECT r.id, r.service, r.version, r.environment, CASE WHEN ? <> '' THEN ? ELSE r.team END, ?, ?, '', NULL, ''
+			FROM releases r WHERE r.id = ?
+			ON CONFLICT (release_id) DO NOTHING`),
+			p.Team, p.Team, core.PIRPending, ts(at), id)
+		if err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+		if n, err := r.RowsAffected(); err != nil {
+			return fmt.Errorf("insert: %w", err)
+		} else if n == 1 {
+			return d.notifyTx(ctx, tx, "pir:"+id)
+		}
+		var exists int
+		err = tx.GetContext(ctx, &exists, d.q(`SELECT COUNT(*) FROM releases WHERE id = ?`), id)
+		if err != nil {
+			return fmt.Errorf("check release: %w", err)
+		}
+		if exists == 0 {
+			return core.NotFound("release", id)
+		}
+		return nil // already required
+	})
+	if err != nil {
+		return fmt.Errorf("require PIR for release %s: %w", id, err)
+	}
+	return nil
+}
+
+// SignOffPIR marks the release's review signed off by by, with an audit
+// entry committed in the same transaction. A zero at means now.
+// KindNotFound when no review is required for the release; KindConflict
+// when it is already signed off.
+func (d *DB) SignOffPIR(ctx context.Context, releaseID, by, summary string, at time.Time) (core.PIR, error) {
+	id, err := required("release_id", releaseID)
+	if err != nil {
+		return core.PIR{}, err
+	}
+	if by, err = required("by", by); err != nil {
+		return core.PIR{}, err
+	}
+	if at.IsZero() {
+		at = d.now()
+	}
+	at = ts(at)
+	entry := core.AuditEntry{
+		Actor:   by,
+		Action:  "pir.sign_off",
+		Subject: "release:" + id,
+		Data: []byte(mustJSON(struct {
+			SignedOffAt time.Time `json:"signed_off_at"`
+			Summary     string    `json:"summary,omitempty"`
+		}{at, summary})),
+	}
+	var out core.PIR
+	err = d.appendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
+		var row pirRow
+		err := tx.GetContext(ctx, &row, d.q(`UPDATE pirs SET status = ?, signed_off_by = ?, signed_off_at = ?, summary = ?
+			WHERE release_id = ? AND status = ? RETURNING `+pirCols),
+			core.PIRSignedOff, by, at, summary, id, core.PIRPending)
+		if errors.Is(err, sql.ErrNoRows) {
+			var cur pirRow
+			err := tx.GetContext(ctx, &cur, d.q(`SELECT `+pirCols+` FROM pirs WHERE release_id = ?`), id)
+			if errors.Is(err, sql.ErrNoRows) {
+				return core.NotFound("PIR for release", id)
+			}
+			if err != nil {
+				return fmt.Errorf("load: %w", err)
+			}
+			return core.Errorf(core.KindConflict, "the PIR for release %s is already signed off by %s", id, cur.SignedOffBy)
+		}
+		if err != nil {
+			return fmt.Errorf("update: %w", err)
+		}
+		out = row.pir()
+		return d.notifyTx(ctx, tx, "pir:"+id)
+	})
+	if err != nil {
+		return core.PIR{}, fmt.Errorf("sign off PIR for release %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// GetPIR returns the release's review.
+func (d *DB) GetPIR(ctx context.Context, releaseID string) (core.PIR, error) {
+	var row pirRow
+	err := d.db.GetContext(ctx, &row, d.q(`SELECT `+pirCols+` FROM pirs WHERE release_id = ?`), releaseID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return core.PIR{}, core.NotFound("PIR for release", releaseID)
+	}
+	if err != nil {
+		return core.PIR{}, fmt.Errorf("load PIR for release %s: %w", releaseID, translate(err))
+	}
+	return row.pir(), nil
+}

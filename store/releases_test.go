@@ -1,0 +1,334 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+func mustRelease(t *testing.T, db *DB, r core.Release) core.Release {
+	t.Helper()
+	got, err := db.UpsertRelease(context.Background(), r)
+	if err != nil {
+		t.Fatalf("upsert release: %v", err)
+	}
+	return got
+}
+
+func TestUpsertReleaseIdempotent(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		created := clock.t
+		first := mustRelease(t, db, core.Release{Service: "payments", Version: "1.4.2", Environment: "production",
+			Team: "core", Commit: "abc", Changes: []string{"CHG1"}})
+		if first.ID == "" || !first.CreatedAt.Equal(created) || first.Team != "core" {
+			t.Fatalf("first = %+v", first)
+		}
+		clock.t = clock.t.Add(time.Minute)
+		// A repeat without team/commit/links keeps them; new links replace.
+		second := mustRelease(t, db, core.Release{Service: " payments ", Version: "1.4.2", Environment: "production"})
+		if second.ID != first.ID || second.Team != "core" || second.Commit != "abc" || !slices.Equal(second.Changes, []string{"CHG1"}) {
+			t.Errorf("repeat = %+v", second)
+		}
+		if !second.CreatedAt.Equal(created) || !second.UpdatedAt.Equal(clock.t) {
+			t.Errorf("repeat times created %s updated %s", second.CreatedAt, second.UpdatedAt)
+		}
+		third := mustRelease(t, db, core.Release{Service: "payments", Version: "1.4.2", Environment: "production",
+			Team: "platform", Changes: []string{"CHG2", "CHG3"}, FixesIncidents: []string{"INC1"}})
+		if third.ID != first.ID || third.Team != "platform" || !slices.Equal(third.Changes, []string{"CHG2", "CHG3"}) || !slices.Equal(third.FixesIncidents, []string{"INC1"}) {
+			t.Errorf("update = %+v", third)
+		}
+		got, err := db.GetRelease(ctx, first.ID)
+		if err != nil || got.Team != "platform" || got.Commit != "abc" {
+			t.Errorf("get = %+v, %v", got, err)
+		}
+		other := mustRelease(t, db, core.Release{Service: "payments", Version: "1.4.2", Environment: "staging"})
+		if other.ID == first.ID {
+			t.Error("another environment shares the release id")
+		}
+		if _, err := db.GetRelease(ctx, "nope"); !core.IsKind(err, core.KindNotFound) {
+			t.Errorf("missing release: %v", err)
+		}
+		for _, tc := range []struct {
+			r     core.Release
+			field string
+		}{
+			{core.Release{Version: "1", Environment: "prod"}, "service"},
+			{core.Release{Service: "a", Environment: "prod"}, "version"},
+			{core.Release{Service: "a", Version: "1", Environment: "  "}, "environment"},
+		} {
+			_, err := db.UpsertRelease(ctx, tc.r)
+			var ce *core.Error
+			if !errors.As(err, &ce) || ce.Kind != core.KindInvalid || ce.Field != tc.field {
+				t.Errorf("want invalid %s, got %v", tc.field, err)
+			}
+		}
+	})
+}
+
+func TestListReleasesPaging(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		var ids []string
+		for n, svc := range []string{"a", "b", "a", "a", "b"} {
+			clock.t = t0.Add(time.Duration(n) * time.Hour)
+			ids = append(ids, mustRelease(t, db, core.Release{Service: svc, Version: string(rune('1' + n)), Environment: "prod", Team: "t-" + svc}).ID)
+		}
+		list := func(f core.ReleaseFilter) []string {
+			t.Helper()
+			rs, err := db.ListReleases(ctx, f)
+			if err != nil {
+				t.Fatalf("list %+v: %v", f, err)
+			}
+			var out []string
+			for _, r := range rs {
+				out = append(out, r.ID)
+			}
+			return out
+		}
+		tests := []struct {
+			name string
+			f    core.ReleaseFilter
+			want []string
+		}{
+			{"all", core.ReleaseFilter{}, ids},
+			{"service", core.ReleaseFilter{Service: "a"}, []string{ids[0], ids[2], ids[3]}},
+			{"team", core.ReleaseFilter{Team: "t-b"}, []string{ids[1], ids[4]}},
+			{"page 1", core.ReleaseFilter{Service: "a", Limit: 2}, []string{ids[0], ids[2]}},
+			{"page 2", core.ReleaseFilter{Service: "a", Limit: 2, After: ids[2]}, []string{ids[3]}},
+			{"time range", core.ReleaseFilter{From: t0.Add(time.Hour), To: t0.Add(3 * time.Hour)}, []string{ids[1], ids[2]}},
+			{"no match", core.ReleaseFilter{Environment: "staging"}, nil},
+		}
+		for _, tc := range tests {
+			if got := list(tc.f); !slices.Equal(got, tc.want) {
+				t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+			}
+		}
+		if _, err := db.ListReleases(ctx, core.ReleaseFilter{Limit: -1}); !core.IsKind(err, core.KindInvalid) {
+			t.Errorf("negative limit: %v", err)
+		}
+		if _, err := db.ListReleases(ctx, core.ReleaseFilter{From: t0, To: t0}); !core.IsKind(err, core.KindInvalid) {
+			t.Errorf("empty range: %v", err)
+		}
+	})
+}
+
+func testDeployment(status string, finished *time.Time) core.Deployment {
+	return core.Deployment{Service: "payments", Environment: "production", Version: "1.4.2", Status: status,
+		StartedAt: t0, FinishedAt: finished, Provider: "github", RunID: "42", Source: "api"}
+}
+
+func TestRecordDeploymentIdempotentAndMonotonic(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		at := func(m int) *time.Time { v := t0.Add(time.Duration(m) * time.Minute); return &v }
+		type step struct {
+			name        string
+			dep         core.Deployment
+			created     bool
+			wantStatus  string
+			wantFinish  *time.Time
+			wantStarted time.Time
+		}
+		late := testDeployment(core.DeployStarted, nil)
+		late.StartedAt = t0.Add(time.Hour) // a repeat never moves the start later
+		noStart := testDeployment(core.DeploySucceeded, at(20))
+		noStart.StartedAt = time.Time{}
+		steps := []step{
+			{"started", testDeployment(core.DeployStarted, nil), true, core.DeployStarted, nil, t0},
+			{"started again", testDeployment(core.DeployStarted, nil), false, core.DeployStarted, nil, t0},
+			{"failed", testDeployment(core.DeployFailed, at(10)), false, core.DeployFailed, at(10), t0},
+			{"late started keeps failed", late, false, core.DeployFailed, at(10), t0},
+			{"re-run succeeded", noStart, false, core.DeploySucceeded, at(20), t0},
+			{"stale failed keeps succeeded", testDeployment(core.DeployFailed, at(10)), false, core.DeploySucceeded, at(20), t0},
+			{"rolled back", testDeployment(core.DeployRolledBack, at(30)), false, core.DeployRolledBack, at(30), t0},
+			{"late succeeded keeps rolled back", testDeployment(core.DeploySucceeded, at(40)), false, core.DeployRolledBack, at(30), t0},
+		}
+		var id string
+		for _, s := range steps {
+			clock.t = clock.t.Add(time.Second)
+			got, created, err := db.RecordDeployment(ctx, s.dep)
+			if err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+			if id == "" {
+				id = got.ID
+			}
+			if created != s.created || got.ID != id || got.Status != s.wantStatus || !got.StartedAt.Equal(s.wantStarted) ||
+				(got.FinishedAt == nil) != (s.wantFinish == nil) || (got.FinishedAt != nil && !got.FinishedAt.Equal(*s.wantFinish)) {
+				t.Errorf("%s: created %v, %+v", s.name, created, got)
+			}
+		}
+		// Other fields: non-empty replaces, empty keeps.
+		d := testDeployment(core.DeployStarted, nil)
+		d.DecisionID, d.Changes, d.Actor = "dec-1", []string{"CHG1"}, "alice"
+		got, _, err := db.RecordDeployment(ctx, d)
+		if err != nil || got.DecisionID != "dec-1" || got.Actor != "alice" || !slices.Equal(got.Changes, []string{"CHG1"}) {
+			t.Fatalf("merge: %+v, %v", got, err)
+		}
+		got, _, err = db.RecordDeployment(ctx, testDeployment(core.DeployStarted, nil))
+		if err != nil || got.DecisionID != "dec-1" || !slices.Equal(got.Changes, []string{"CHG1"}) {
+			t.Fatalf("empty repeat erased fields: %+v, %v", got, err)
+		}
+		if g, err := db.GetDeployment(ctx, id); err != nil || g.Status != core.DeployRolledBack || g.UpdatedAt.Before(g.CreatedAt) {
+			t.Errorf("get = %+v, %v", g, err)
+		}
+		// Another environment of the same run is another deployment.
+		other := testDeployment(core.DeployStarted, nil)
+		other.Environment = "staging"
+		if o, created, err := db.RecordDeployment(ctx, other); err != nil || !created || o.ID == id {
+			t.Errorf("other environment: %+v created %v, %v", o, created, err)
+		}
+		if _, err := db.GetDeployment(ctx, "nope"); !core.IsKind(err, core.KindNotFound) {
+			t.Errorf("missing deployment: %v", err)
+		}
+	})
+}
+
+// statusRank and its SQL form agree with the table the tests exercise.
+func TestStatusRank(t *testing.T) {
+	if !(statusRank(core.DeployStarted) < statusRank(core.DeployFailed) &&
+		statusRank(core.DeployFailed) == statusRank(core.DeploySucceeded) &&
+		statusRank(core.DeploySucceeded) < statusRank(core.DeployRolledBack)) {
+		t.Error("status ranks out of order")
+	}
+}
+
+func TestRecordDeploymentInvalid(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		before := t0.Add(-time.Minute)
+		for _, tc := range []struct {
+			edit  func(*core.Deployment)
+			field string
+		}{
+			{func(d *core.Deployment) { d.Service = "" }, "service"},
+			{func(d *core.Deployment) { d.Environment = "" }, "environment"},
+			{func(d *core.Deployment) { d.Version = "" }, "version"},
+			{func(d *core.Deployment) { d.Provider = "" }, "provider"},
+			{func(d *core.Deployment) { d.RunID = " " }, "run_id"},
+			{func(d *core.Deployment) { d.Status = "" }, "status"},
+			{func(d *core.Deployment) { d.Status = "done" }, "status"},
+			{func(d *core.Deployment) { d.FinishedAt = &before }, "finished_at"},
+		} {
+			d := testDeployment(core.DeploySucceeded, nil)
+			tc.edit(&d)
+			_, _, err := db.RecordDeployment(context.Background(), d)
+			var ce *core.Error
+			if !errors.As(err, &ce) || ce.Kind != core.KindInvalid || ce.Field != tc.field {
+				t.Errorf("want invalid %s, got %v", tc.field, err)
+			}
+		}
+	})
+}
+
+func TestListDeployments(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		ctx := context.Background()
+		var ids []string
+		for n, env := range []string{"production", "staging", "production"} {
+			d := testDeployment(core.DeployStarted, nil)
+			d.Environment, d.RunID, d.StartedAt = env, string(rune('a'+n)), t0.Add(time.Duration(n)*time.Hour)
+			got, _, err := db.RecordDeployment(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, got.ID)
+		}
+		for _, tc := range []struct {
+			f    core.ReleaseFilter
+			want []string
+		}{
+			{core.ReleaseFilter{}, ids},
+			{core.ReleaseFilter{Environment: "production"}, []string{ids[0], ids[2]}},
+			{core.ReleaseFilter{From: t0.Add(time.Hour)}, []string{ids[1], ids[2]}},
+			{core.ReleaseFilter{Limit: 1, After: ids[0]}, []string{ids[1]}},
+		} {
+			ds, err := db.ListDeployments(ctx, tc.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, d := range ds {
+				got = append(got, d.ID)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("%+v: got %v, want %v", tc.f, got, tc.want)
+			}
+		}
+	})
+}
+
+func TestPIRLifecycle(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		rel := mustRelease(t, db, core.Release{Service: "payments", Version: "1.4.2", Environment: "production", Team: "core"})
+		if err := db.RequirePIR(ctx, core.PIR{ReleaseID: "nope"}); !core.IsKind(err, core.KindNotFound) {
+			t.Errorf("require for a missing release: %v", err)
+		}
+		if _, err := db.SignOffPIR(ctx, rel.ID, "carol", "", time.Time{}); !core.IsKind(err, core.KindNotFound) {
+			t.Errorf("sign off before required: %v", err)
+		}
+		if _, err := db.GetPIR(ctx, rel.ID); !core.IsKind(err, core.KindNotFound) {
+			t.Errorf("get before required: %v", err)
+		}
+		events, cancel := db.hub.subscribe()
+		defer cancel()
+		if err := db.RequirePIR(ctx, core.PIR{ReleaseID: rel.ID}); err != nil {
+			t.Fatal(err)
+		}
+		clock.t = clock.t.Add(time.Hour)
+		if err := db.RequirePIR(ctx, core.PIR{ReleaseID: rel.ID, Team: "other"}); err != nil {
+			t.Fatalf("repeat: %v", err)
+		}
+		p, err := db.GetPIR(ctx, rel.ID)
+		if err != nil || p.Status != core.PIRPending || p.Team != "core" || p.Service != "payments" || !p.RequiredAt.Equal(clock.t.Add(-time.Hour)) {
+			t.Fatalf("pending = %+v, %v", p, err)
+		}
+		if _, err := db.SignOffPIR(ctx, rel.ID, "", "", time.Time{}); !core.IsKind(err, core.KindInvalid) {
+			t.Errorf("no signer: %v", err)
+		}
+		signed, err := db.SignOffPIR(ctx, rel.ID, "carol", "went fine", time.Time{})
+		if err != nil || signed.Status != core.PIRSignedOff || signed.SignedOffBy != "carol" || signed.SignedOffAt == nil ||
+			!signed.SignedOffAt.Equal(clock.t) || signed.Summary != "went fine" {
+			t.Fatalf("signed = %+v, %v", signed, err)
+		}
+		if _, err := db.SignOffPIR(ctx, rel.ID, "dave", "", time.Time{}); !core.IsKind(err, core.KindConflict) {
+			t.Errorf("second sign-off: %v", err)
+		}
+		if p, _ := db.GetPIR(ctx, rel.ID); p.SignedOffBy != "carol" {
+			t.Errorf("second sign-off changed the PIR: %+v", p)
+		}
+		// Exactly one audit row, for the successful sign-off.
+		var rows []struct {
+			Actor   string `db:"actor"`
+			Action  string `db:"action"`
+			Subject string `db:"subject"`
+			Data    string `db:"data"`
+		}
+		if err := db.db.SelectContext(ctx, &rows, `SELECT actor, action, subject, data FROM audit_log ORDER BY seq`); err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 1 || rows[0].Actor != "carol" || rows[0].Action != "pir.sign_off" || rows[0].Subject != "release:"+rel.ID {
+			t.Fatalf("audit rows %+v", rows)
+		}
+		var data map[string]any
+		if err := json.Unmarshal([]byte(rows[0].Data), &data); err != nil || data["summary"] != "went fine" {
+			t.Errorf("audit data %s (%v)", rows[0].Data, err)
+		}
+		// SQLite broadcasts in process; PostgreSQL notifies on commit.
+		if db.Dialect() == SQLite {
+			var topics []string
+			for len(events) > 0 {
+				topics = append(topics, <-events)
+			}
+			if !slices.Equal(topics, []string{"pir:" + rel.ID, "pir:" + rel.ID}) {
+				t.Errorf("notifications %v, want require and sign-off", topics)
+			}
+		}
+	})
+}

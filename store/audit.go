@@ -206,6 +206,9 @@ func (d *DB) runSavepoint(gctx context.Context, tx *sqlx.Tx, r *appendReq) error
 	// caller must not cancel a statement of the shared transaction.
 	err := callFn(callerCtx{Context: gctx, values: r.ctx}, tx, r.fn)
 	if err == nil {
+		err = validateEntries(r.entries) // fn may have filled them in
+	}
+	if err == nil {
 		if _, err = tx.ExecContext(gctx, "RELEASE SAVEPOINT tg_append"); err == nil {
 			return nil
 		}
@@ -248,7 +251,9 @@ func (c callerCtx) Value(key any) any { return c.values.Value(key) }
 // transaction (group commit); each gets its own result. fn must only use
 // tx (on SQLite the one connection is the group's), must not commit or
 // roll it back, and must not be called from inside another transaction of
-// this DB. A caller whose ctx ends before its group starts gets ctx.Err()
+// this DB. The entries are linked after fn returns nil, so fn may fill in
+// fields it learns inside the transaction (a version number) through the
+// slice it was given. A caller whose ctx ends before its group starts gets ctx.Err()
 // and nothing is written; once its group has started, it waits for the
 // commit.
 func (d *DB) appendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {

@@ -157,11 +157,42 @@ func (a *appender) commit(group []*appendReq) {
 }
 
 // groupTx writes one group in one transaction. A caller whose fn fails gets
-// its error in results and its writes (and entries) are rolled back to its
-// savepoint; the rest still commit. A non-nil return fails the whole group.
+// its error in results and its writes (and entries) are rolled back; the
+// rest still commit. A non-nil return fails the whole group.
+//
+// The common case, every writer succeeding, costs one statement per writer:
+// the writers run back to back without savepoints. Only when one fails is
+// the transaction rolled back and the group rerun with a savepoint around
+// each writer, so the failure stays its caller's.
 func (d *DB) groupTx(group []*appendReq, results []error) error {
 	gctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
+	if !hasWriter(group) {
+		return d.groupAttempt(gctx, group, results, true)
+	}
+	if err := d.groupAttempt(gctx, group, results, false); !errors.Is(err, errRetryWithSavepoints) {
+		return err
+	}
+	clear(results)
+	return d.groupAttempt(gctx, group, results, true)
+}
+
+func hasWriter(group []*appendReq) bool {
+	for _, r := range group {
+		if r.fn != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// errRetryWithSavepoints ends an optimistic attempt in which a writer failed.
+var errRetryWithSavepoints = errors.New("a writer failed: retry the group with savepoints")
+
+// groupAttempt runs the group once, each writer under a savepoint when
+// isolate is set. Without isolate a failing writer ends the attempt with
+// errRetryWithSavepoints (or, alone in its group, with its result).
+func (d *DB) groupAttempt(gctx context.Context, group []*appendReq, results []error, isolate bool) error {
 	tx, err := d.db.BeginTxx(gctx, nil)
 	if err != nil {
 		return fmt.Errorf("append audit: begin: %w", translate(err))
@@ -170,18 +201,37 @@ func (d *DB) groupTx(group []*appendReq, results []error) error {
 	var entries []core.AuditEntry
 	for i, r := range group {
 		if r.fn != nil {
-			if err := d.runSavepoint(gctx, tx, r); err != nil {
-				var fatal groupFatal
-				if errors.As(err, &fatal) {
-					return fatal.err
+			if isolate {
+				if err := d.runSavepoint(gctx, tx, r); err != nil {
+					var fatal groupFatal
+					if errors.As(err, &fatal) {
+						return fatal.err
+					}
+					results[i] = err
+					continue
 				}
-				results[i] = err
-				continue
+			} else {
+				err := callFn(callerCtx{Context: gctx, values: r.ctx}, tx, r.fn)
+				if err == nil {
+					err = validateEntries(r.entries) // fn may have filled them in
+				}
+				if err != nil {
+					if len(group) == 1 {
+						results[i] = translate(err)
+						return nil // rolled back by the deferred Rollback
+					}
+					return errRetryWithSavepoints
+				}
 			}
 		}
 		entries = append(entries, r.entries...)
 	}
 	if err := d.appendTx(gctx, tx, entries); err != nil {
+		if !isolate {
+			// A writer may have swallowed a failed statement, leaving the
+			// transaction aborted: find it with savepoints.
+			return errRetryWithSavepoints
+		}
 		return fmt.Errorf("append audit: %w", translate(err))
 	}
 	if err := tx.Commit(); err != nil {
@@ -253,7 +303,9 @@ func (c callerCtx) Value(key any) any { return c.values.Value(key) }
 // roll it back, and must not be called from inside another transaction of
 // this DB. The entries are linked after fn returns nil, so fn may fill in
 // fields it learns inside the transaction (a version number) through the
-// slice it was given. A caller whose ctx ends before its group starts gets ctx.Err()
+// slice it was given. fn may run twice (when another writer of its group
+// fails, the group is rerun with savepoints), so it must set what it
+// captures by assignment, not accumulate. A caller whose ctx ends before its group starts gets ctx.Err()
 // and nothing is written; once its group has started, it waits for the
 // commit.
 func (d *DB) appendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {

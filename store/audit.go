@@ -3,8 +3,14 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
 
@@ -15,23 +21,347 @@ import (
 // replicas on PostgreSQL (transaction-scoped).
 const auditLockKey = 0x746f6c6c // "toll"
 
-// appendWith commits entries to the audit chain together with the writes
-// fn makes, in one transaction: the record and its audit row are durable
-// together or not at all. fn may be nil.
-//
-// TODO(group commit): batch concurrent callers into one transaction.
-func (d *DB) appendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {
-	return d.tx(ctx, func(tx *sqlx.Tx) error {
-		if fn != nil {
-			if err := fn(ctx, tx); err != nil {
-				return err
-			}
-		}
-		return d.appendTx(ctx, tx, entries)
-	})
+// Group commit limits.
+const (
+	// maxGroup caps how many callers share one transaction, so one group's
+	// transaction (and the advisory lock) stays short.
+	maxGroup = 256
+	// groupTimeout bounds one group's transaction.
+	groupTimeout = 30 * time.Second
+	// auditInsertRows is how many audit rows go into one INSERT statement
+	// (8 parameters a row, well under either driver's parameter limit).
+	auditInsertRows = 200
+	// verifyPage is how many rows VerifyAudit reads at a time.
+	verifyPage = 1000
+	// Audit listing page sizes.
+	defaultAuditLimit = 100
+	maxAuditLimit     = 1000
+)
+
+// Compile-time check: the store is the audit log.
+var _ core.AuditLog = (*DB)(nil)
+
+// errStoreClosed is what appends get after Close.
+var errStoreClosed = core.Errorf(core.KindUnavailable, "store is closed")
+
+// Request states: a request is queued until the appender takes it into a
+// group, or until its caller gives up waiting (ctx ended) first.
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqAbandoned
+)
+
+// appendReq is one caller's append waiting for a group.
+type appendReq struct {
+	ctx     context.Context
+	entries []core.AuditEntry
+	fn      func(ctx context.Context, tx *sqlx.Tx) error
+	state   atomic.Int32
+	done    chan error // buffered: the appender never blocks on a caller
 }
 
-// appendTx links entries to the chain head inside tx and inserts them.
+// appender is the one goroutine per DB that commits audit appends in
+// groups (group commit): it takes every request waiting at the moment,
+// runs each caller's writes under its own savepoint, links the surviving
+// entries to the chain head and commits them all in one transaction.
+type appender struct {
+	d    *DB
+	reqs chan *appendReq
+	mu   sync.RWMutex // guards closed against sends on a closed reqs
+	// closed is set by close; later appends get errStoreClosed.
+	closed bool
+	exited chan struct{}
+}
+
+func newAppender(d *DB) *appender {
+	a := &appender{d: d, reqs: make(chan *appendReq, 1024), exited: make(chan struct{})}
+	go a.run()
+	return a
+}
+
+// submit queues r; it fails when the store is closed or ctx ends first.
+func (a *appender) submit(r *appendReq) error {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.closed {
+		return errStoreClosed
+	}
+	select {
+	case a.reqs <- r:
+		return nil
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+}
+
+// close stops accepting appends, commits every queued one and waits for
+// the appender to exit.
+func (a *appender) close() {
+	a.mu.Lock()
+	if !a.closed {
+		a.closed = true
+		close(a.reqs)
+	}
+	a.mu.Unlock()
+	<-a.exited
+}
+
+func (a *appender) run() {
+	defer close(a.exited)
+	group := make([]*appendReq, 0, maxGroup)
+	for first := range a.reqs {
+		group = append(group[:0], first)
+	collect:
+		for len(group) < maxGroup {
+			select {
+			case r, ok := <-a.reqs:
+				if !ok {
+					break collect
+				}
+				group = append(group, r)
+			default:
+				break collect
+			}
+		}
+		a.commit(group)
+		clear(group) // let the requests be collected
+	}
+}
+
+// commit runs one group. Each caller gets exactly one value on done.
+func (a *appender) commit(group []*appendReq) {
+	live := group[:0:0]
+	for _, r := range group {
+		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
+			continue // the caller gave up waiting; it already returned ctx.Err()
+		}
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	results := make([]error, len(live))
+	err := a.d.groupTx(live, results)
+	for i, r := range live {
+		if err != nil {
+			r.done <- err
+		} else {
+			r.done <- results[i]
+		}
+	}
+}
+
+// groupTx writes one group in one transaction. A caller whose fn fails gets
+// its error in results and its writes (and entries) are rolled back; the
+// rest still commit. A non-nil return fails the whole group.
+//
+// The common case, every writer succeeding, costs one statement per writer:
+// the writers run back to back without savepoints. Only when one fails is
+// the transaction rolled back and the group rerun with a savepoint around
+// each writer, so the failure stays its caller's.
+func (d *DB) groupTx(group []*appendReq, results []error) error {
+	gctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
+	if !hasWriter(group) {
+		return d.groupAttempt(gctx, group, results, true)
+	}
+	if err := d.groupAttempt(gctx, group, results, false); !errors.Is(err, errRetryWithSavepoints) {
+		return err
+	}
+	clear(results)
+	return d.groupAttempt(gctx, group, results, true)
+}
+
+func hasWriter(group []*appendReq) bool {
+	for _, r := range group {
+		if r.fn != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// errRetryWithSavepoints ends an optimistic attempt in which a writer failed.
+var errRetryWithSavepoints = errors.New("a writer failed: retry the group with savepoints")
+
+// groupAttempt runs the group once, each writer under a savepoint when
+// isolate is set. Without isolate a failing writer ends the attempt with
+// errRetryWithSavepoints (or, alone in its group, with its result).
+func (d *DB) groupAttempt(gctx context.Context, group []*appendReq, results []error, isolate bool) error {
+	tx, err := d.db.BeginTxx(gctx, nil)
+	if err != nil {
+		return fmt.Errorf("append audit: begin: %w", translate(err))
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	var entries []core.AuditEntry
+	for i, r := range group {
+		if r.fn != nil {
+			if isolate {
+				if err := d.runSavepoint(gctx, tx, r); err != nil {
+					var fatal groupFatal
+					if errors.As(err, &fatal) {
+						return fatal.err
+					}
+					results[i] = err
+					continue
+				}
+			} else {
+				err := callFn(callerCtx{Context: gctx, values: r.ctx}, tx, r.fn)
+				if err == nil {
+					err = validateEntries(r.entries) // fn may have filled them in
+				}
+				if err != nil {
+					if len(group) == 1 {
+						results[i] = translate(err)
+						return nil // rolled back by the deferred Rollback
+					}
+					return errRetryWithSavepoints
+				}
+			}
+		}
+		entries = append(entries, r.entries...)
+	}
+	if err := d.appendTx(gctx, tx, entries); err != nil {
+		if !isolate {
+			// A writer may have swallowed a failed statement, leaving the
+			// transaction aborted: find it with savepoints.
+			return errRetryWithSavepoints
+		}
+		return fmt.Errorf("append audit: %w", translate(err))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("append audit: commit: %w", translate(err))
+	}
+	return nil
+}
+
+// groupFatal marks an error that leaves the group's transaction unusable.
+type groupFatal struct{ err error }
+
+func (g groupFatal) Error() string { return g.err.Error() }
+
+// runSavepoint runs r.fn under its own savepoint and returns fn's error
+// (translated) after rolling back to the savepoint, or a groupFatal when
+// the savepoint machinery itself fails.
+func (d *DB) runSavepoint(gctx context.Context, tx *sqlx.Tx, r *appendReq) error {
+	if _, err := tx.ExecContext(gctx, "SAVEPOINT tg_append"); err != nil {
+		return groupFatal{fmt.Errorf("append audit: savepoint: %w", translate(err))}
+	}
+	// fn sees its caller's values but the group's deadline: cancelling one
+	// caller must not cancel a statement of the shared transaction.
+	err := callFn(callerCtx{Context: gctx, values: r.ctx}, tx, r.fn)
+	if err == nil {
+		err = validateEntries(r.entries) // fn may have filled them in
+	}
+	if err == nil {
+		if _, err = tx.ExecContext(gctx, "RELEASE SAVEPOINT tg_append"); err == nil {
+			return nil
+		}
+		// fn returned nil but left the transaction aborted (it swallowed
+		// a failed statement): its writes cannot be kept.
+		err = fmt.Errorf("writes left the transaction unusable: %w", err)
+	}
+	if _, rerr := tx.ExecContext(gctx, "ROLLBACK TO SAVEPOINT tg_append"); rerr != nil {
+		return groupFatal{fmt.Errorf("append audit: roll back to savepoint: %w", translate(rerr))}
+	}
+	if _, rerr := tx.ExecContext(gctx, "RELEASE SAVEPOINT tg_append"); rerr != nil {
+		return groupFatal{fmt.Errorf("append audit: release savepoint: %w", translate(rerr))}
+	}
+	return translate(err)
+}
+
+// callFn runs fn, turning a panic into an error so one caller's bug cannot
+// stop the appender (and hang every other caller).
+func callFn(ctx context.Context, tx *sqlx.Tx, fn func(context.Context, *sqlx.Tx) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = core.Errorf(core.KindInternal, "audit append: writer panicked: %v", p)
+		}
+	}()
+	return fn(ctx, tx)
+}
+
+// callerCtx carries a caller's context values under the group's deadline
+// and cancellation.
+type callerCtx struct {
+	context.Context
+	values context.Context
+}
+
+func (c callerCtx) Value(key any) any { return c.values.Value(key) }
+
+// appendWith commits entries to the audit chain together with the writes
+// fn makes, in one transaction: the record and its audit rows are durable
+// together or not at all. fn may be nil. Concurrent callers share a
+// transaction (group commit); each gets its own result. fn must only use
+// tx (on SQLite the one connection is the group's), must not commit or
+// roll it back, and must not be called from inside another transaction of
+// this DB. The entries are linked after fn returns nil, so fn may fill in
+// fields it learns inside the transaction (a version number) through the
+// slice it was given. fn may run twice (when another writer of its group
+// fails, the group is rerun with savepoints), so it must set what it
+// captures by assignment, not accumulate. A caller whose ctx ends before its group starts gets ctx.Err()
+// and nothing is written; once its group has started, it waits for the
+// commit.
+func (d *DB) appendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(entries) == 0 && fn == nil {
+		return nil
+	}
+	if err := validateEntries(entries); err != nil {
+		return err
+	}
+	r := &appendReq{ctx: ctx, entries: entries, fn: fn, done: make(chan error, 1)}
+	if err := d.audit.submit(r); err != nil {
+		return err
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
+			return ctx.Err()
+		}
+		// The group has started: its outcome is this caller's outcome.
+		return <-r.done
+	}
+}
+
+// validateEntries rejects entries that would fail inside the group's
+// INSERT (and so fail every caller of the group), naming the field.
+func validateEntries(entries []core.AuditEntry) error {
+	for i, e := range entries {
+		field := func(name string) string { return fmt.Sprintf("audit[%d].%s", i, name) }
+		if strings.TrimSpace(e.Action) == "" {
+			return core.Invalid(field("action"), "is required")
+		}
+		for name, v := range map[string]string{"actor": e.Actor, "action": e.Action, "subject": e.Subject} {
+			if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+				return core.Invalid(field(name), "must be UTF-8 text without NUL bytes")
+			}
+		}
+		if len(e.Data) > 0 && !json.Valid(e.Data) {
+			return core.Invalid(field("data"), "is not valid JSON")
+		}
+		if strings.ContainsRune(string(e.Data), 0) {
+			return core.Invalid(field("data"), "must not contain NUL bytes")
+		}
+	}
+	return nil
+}
+
+// appendTx links entries to the chain head inside tx and inserts them. On
+// PostgreSQL it first takes the chain's transaction-scoped advisory lock,
+// so the head it reads stays the head until tx ends. Prefer appendWith:
+// appendTx in a caller's own transaction holds the chain lock for the rest
+// of it.
 func (d *DB) appendTx(ctx context.Context, tx *sqlx.Tx, entries []core.AuditEntry) error {
 	if len(entries) == 0 {
 		return nil
@@ -53,19 +383,128 @@ func (d *DB) appendTx(ctx context.Context, tx *sqlx.Tx, entries []core.AuditEntr
 		return fmt.Errorf("read audit head: %w", err)
 	}
 	now := d.now()
-	for _, e := range entries {
-		e.Seq = head.Seq + 1
-		if e.At.IsZero() {
-			e.At = now
+	for start := 0; start < len(entries); start += auditInsertRows {
+		chunk := entries[start:min(start+auditInsertRows, len(entries))]
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO audit_log (seq, at, actor, action, subject, data, prev_hash, hash) VALUES ")
+		args := make([]any, 0, 8*len(chunk))
+		for i, e := range chunk {
+			e.Seq = head.Seq + 1
+			if e.At.IsZero() {
+				e.At = now
+			}
+			e.At = ts(e.At)
+			e.PrevHash = head.Hash
+			e.Hash = core.HashAuditEntry(e.PrevHash, e)
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, e.Seq, e.At, e.Actor, e.Action, e.Subject, string(e.Data), e.PrevHash, e.Hash)
+			head.Seq, head.Hash = e.Seq, e.Hash
 		}
-		e.At = ts(e.At)
-		e.PrevHash = head.Hash
-		e.Hash = core.HashAuditEntry(e.PrevHash, e)
-		if _, err := tx.ExecContext(ctx, d.q(`INSERT INTO audit_log (seq, at, actor, action, subject, data, prev_hash, hash)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), e.Seq, e.At, e.Actor, e.Action, e.Subject, string(e.Data), e.PrevHash, e.Hash); err != nil {
-			return fmt.Errorf("append audit row %d: %w", e.Seq, err)
+		if _, err := tx.ExecContext(ctx, d.q(sb.String()), args...); err != nil {
+			return fmt.Errorf("append audit rows up to %d: %w", head.Seq, err)
 		}
-		head.Seq, head.Hash = e.Seq, e.Hash
 	}
 	return nil
+}
+
+// Append adds entries to the chain and returns once they are committed.
+func (d *DB) Append(ctx context.Context, entries ...core.AuditEntry) error {
+	return d.appendWith(ctx, entries, nil)
+}
+
+// auditRow is an audit_log row as scanned.
+type auditRow struct {
+	Seq      int64     `db:"seq"`
+	At       time.Time `db:"at"`
+	Actor    string    `db:"actor"`
+	Action   string    `db:"action"`
+	Subject  string    `db:"subject"`
+	Data     string    `db:"data"`
+	PrevHash string    `db:"prev_hash"`
+	Hash     string    `db:"hash"`
+}
+
+func (r auditRow) entry() core.AuditEntry {
+	e := core.AuditEntry{Seq: r.Seq, At: r.At.UTC(), Actor: r.Actor, Action: r.Action, Subject: r.Subject, PrevHash: r.PrevHash, Hash: r.Hash}
+	if r.Data != "" {
+		e.Data = json.RawMessage(r.Data)
+	}
+	return e
+}
+
+const auditColumns = "seq, at, actor, action, subject, data, prev_hash, hash"
+
+// ListAudit returns up to f.Limit rows (default 100, at most 1000) with Seq
+// greater than f.AfterSeq, oldest first, optionally only those of one
+// subject and/or action.
+func (d *DB) ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEntry, error) {
+	switch {
+	case f.Limit < 0:
+		return nil, core.Invalid("limit", "must not be negative")
+	case f.AfterSeq < 0:
+		return nil, core.Invalid("after_seq", "must not be negative")
+	case f.Limit == 0:
+		f.Limit = defaultAuditLimit
+	case f.Limit > maxAuditLimit:
+		f.Limit = maxAuditLimit
+	}
+	query := "SELECT " + auditColumns + " FROM audit_log WHERE seq > ?"
+	args := []any{f.AfterSeq}
+	if f.Subject != "" {
+		query += " AND subject = ?"
+		args = append(args, f.Subject)
+	}
+	if f.Action != "" {
+		query += " AND action = ?"
+		args = append(args, f.Action)
+	}
+	query += " ORDER BY seq LIMIT ?"
+	args = append(args, f.Limit)
+	var rows []auditRow
+	if err := d.db.SelectContext(ctx, &rows, d.q(query), args...); err != nil {
+		return nil, fmt.Errorf("list audit: %w", translate(err))
+	}
+	out := make([]core.AuditEntry, len(rows))
+	for i, r := range rows {
+		out[i] = r.entry()
+	}
+	return out, nil
+}
+
+// VerifyAudit walks the whole chain in pages and returns the first break
+// (nil when the chain is intact) and how many rows it checked. It needs
+// only the database, so `tollgate audit verify` can run it offline.
+func (d *DB) VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error) {
+	prev, next := core.GenesisHash, int64(1)
+	var checked int64
+	after := int64(-1) << 62 // from the very first row, whatever its seq
+	for {
+		var rows []auditRow
+		if err := d.db.SelectContext(ctx, &rows, d.q("SELECT "+auditColumns+" FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"), after, verifyPage); err != nil {
+			return nil, checked, fmt.Errorf("verify audit: read rows after %d: %w", after, translate(err))
+		}
+		if len(rows) == 0 {
+			return nil, checked, nil
+		}
+		page := make([]core.AuditEntry, len(rows))
+		for i, r := range rows {
+			page[i] = r.entry()
+		}
+		brk, last, n := core.VerifyAuditChain(page, prev, next)
+		if brk != nil {
+			for _, e := range page {
+				checked++
+				if e.Seq == brk.Seq {
+					break
+				}
+			}
+			return brk, checked, nil
+		}
+		checked += int64(len(page))
+		prev, next = last, n
+		after = rows[len(rows)-1].Seq
+	}
 }

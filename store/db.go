@@ -47,7 +47,8 @@ type DB struct {
 	dsn     string
 	clock   core.Clock
 	log     *slog.Logger
-	hub     hub // in-process fan-out of fact-change notifications
+	hub     hub       // in-process fan-out of fact-change notifications
+	audit   *appender // the audit group-commit goroutine
 }
 
 // Options configure Open.
@@ -112,11 +113,16 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		d.db.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", d.dialect, translate(err))
 	}
+	d.audit = newAppender(d)
 	return d, nil
 }
 
-// Close closes the pool.
-func (d *DB) Close() error { return d.db.Close() }
+// Close commits the audit appends already queued, then closes the pool.
+// Appends after Close fail with KindUnavailable.
+func (d *DB) Close() error {
+	d.audit.close()
+	return d.db.Close()
+}
 
 // Dialect returns Postgres or SQLite.
 func (d *DB) Dialect() string { return d.dialect }

@@ -1,0 +1,88 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// Compile-time check.
+var _ core.DecisionStore = (*DB)(nil)
+
+// SaveDecision records a gate decision and its "gate.decision" audit entry
+// in one commit: when it returns nil the decision is durable and in the
+// chain. An empty ID gets a new one; a zero EvaluatedAt becomes now.
+func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor string) error {
+	switch dec.Decision {
+	case core.Allow, core.Wait, core.Deny:
+	default:
+		return core.Invalid("decision", "must be allow, wait or deny, not %q", dec.Decision)
+	}
+	if dec.PolicyVersion < 0 {
+		return core.Invalid("policy_version", "must not be negative")
+	}
+	if dec.ID == "" {
+		dec.ID = newID()
+	}
+	if dec.EvaluatedAt.IsZero() {
+		dec.EvaluatedAt = d.now()
+	}
+	dec.EvaluatedAt = ts(dec.EvaluatedAt)
+	codes := make([]string, 0, len(dec.Reasons))
+	for _, r := range dec.Reasons {
+		codes = append(codes, r.Code)
+	}
+	entry := core.AuditEntry{
+		Actor: actor, Action: "gate.decision", Subject: "release:" + dec.ReleaseID, At: dec.EvaluatedAt,
+		Data: json.RawMessage(mustJSON(struct {
+			DecisionID    string        `json:"decision_id"`
+			Decision      core.Decision `json:"decision"`
+			Reasons       []string      `json:"reasons"`
+			PolicyVersion int           `json:"policy_version"`
+		}{dec.ID, dec.Decision, codes, dec.PolicyVersion})),
+	}
+	doc := mustJSON(dec)
+	err := d.appendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
+		_, err := tx.ExecContext(ctx, d.q(`INSERT INTO gate_decisions (id, release_id, decision, emergency, policy_version, evaluated_at, actor, doc)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency, dec.PolicyVersion, dec.EvaluatedAt, actor, doc)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("save gate decision %s: %w", dec.ID, err)
+	}
+	return nil
+}
+
+// GetDecision returns the recorded decision with id.
+func (d *DB) GetDecision(ctx context.Context, id string) (core.GateDecision, error) {
+	var doc string
+	err := d.db.GetContext(ctx, &doc, d.q("SELECT doc FROM gate_decisions WHERE id = ?"), id)
+	if err != nil {
+		return core.GateDecision{}, notFound(err, "gate decision", id)
+	}
+	var dec core.GateDecision
+	if err := json.Unmarshal([]byte(doc), &dec); err != nil {
+		return core.GateDecision{}, fmt.Errorf("decode gate decision %s: %w", id, err)
+	}
+	dec.EvaluatedAt = dec.EvaluatedAt.UTC()
+	return dec, nil
+}
+
+// notFound maps a missing row to core.NotFound(what, key) and wraps any
+// other driver error with context.
+func notFound(err error, what, key string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return core.NotFound(what, key)
+	}
+	terr := translate(err)
+	return fmt.Errorf("%s %s: %w", what, key, terr)
+}

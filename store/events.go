@@ -1,0 +1,315 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// Compile-time check.
+var _ core.EventStore = (*DB)(nil)
+
+// Inbox limits.
+const (
+	maxClaim          = 1000
+	defaultEventLimit = 100
+	maxEventLimit     = 1000
+	// maxReplayIDs caps the event ids listed in a bulk replay's audit entry.
+	maxReplayIDs = 100
+)
+
+type eventRow struct {
+	ID          string       `db:"id"`
+	Connector   string       `db:"connector"`
+	Type        string       `db:"type"`
+	DedupeKey   string       `db:"dedupe_key"`
+	Headers     string       `db:"headers"`
+	Body        []byte       `db:"body"`
+	ReceivedAt  time.Time    `db:"received_at"`
+	Status      string       `db:"status"`
+	Reason      string       `db:"reason"`
+	Attempts    int          `db:"attempts"`
+	Record      string       `db:"record"`
+	ProcessedAt sql.NullTime `db:"processed_at"`
+}
+
+func (r eventRow) event() (core.Event, error) {
+	e := core.Event{ID: r.ID, Connector: r.Connector, Type: r.Type, DedupeKey: r.DedupeKey, Body: json.RawMessage(r.Body),
+		ReceivedAt: r.ReceivedAt.UTC(), Status: r.Status, Reason: r.Reason, Attempts: r.Attempts, Record: r.Record,
+		ProcessedAt: timePtr(r.ProcessedAt)}
+	if r.Headers != "" && r.Headers != "{}" {
+		if err := json.Unmarshal([]byte(r.Headers), &e.Headers); err != nil {
+			return core.Event{}, fmt.Errorf("decode headers of event %s: %w", r.ID, err)
+		}
+	}
+	return e, nil
+}
+
+func eventsOf(rows []eventRow) ([]core.Event, error) {
+	out := make([]core.Event, len(rows))
+	for i, r := range rows {
+		e, err := r.event()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+const eventColumns = "id, connector, type, dedupe_key, headers, body, received_at, status, reason, attempts, record, processed_at"
+
+// InsertEvent stores e as pending, or, when the connector already has an
+// event with e's dedupe key, returns that event's id and duplicate=true.
+// The unique index decides (INSERT … ON CONFLICT DO NOTHING), so two
+// replicas receiving the same delivery at once store it once. An empty ID
+// gets a new one; a zero ReceivedAt becomes now.
+func (d *DB) InsertEvent(ctx context.Context, e core.Event) (string, bool, error) {
+	switch {
+	case strings.TrimSpace(e.Connector) == "":
+		return "", false, core.Invalid("connector", "is required")
+	case strings.TrimSpace(e.DedupeKey) == "":
+		return "", false, core.Invalid("dedupe_key", "is required")
+	}
+	if e.ID == "" {
+		e.ID = newID()
+	}
+	if e.ReceivedAt.IsZero() {
+		e.ReceivedAt = d.now()
+	}
+	headers := "{}"
+	if len(e.Headers) > 0 {
+		headers = mustJSON(e.Headers)
+	}
+	body := []byte(e.Body)
+	if body == nil {
+		body = []byte{}
+	}
+	var id string
+	err := d.db.GetContext(ctx, &id, d.q(`INSERT INTO inbox_events (id, connector, type, dedupe_key, headers, body, received_at, status)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (connector, dedupe_key) DO NOTHING
+		RETURNING id`), e.ID, e.Connector, e.Type, e.DedupeKey, headers, body, ts(e.ReceivedAt), core.EventPending)
+	if err == nil {
+		return id, false, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", false, fmt.Errorf("insert %s event %s: %w", e.Connector, e.DedupeKey, translate(err))
+	}
+	err = d.db.GetContext(ctx, &id, d.q("SELECT id FROM inbox_events WHERE connector = ? AND dedupe_key = ?"), e.Connector, e.DedupeKey)
+	if err != nil {
+		return "", false, fmt.Errorf("find duplicate %s event %s: %w", e.Connector, e.DedupeKey, translate(err))
+	}
+	return id, true, nil
+}
+
+// ClaimEvents leases up to limit pending events, oldest first, to the
+// caller until now+lease and counts an attempt on each. Events claimed by
+// another worker whose lease has not ended are skipped; on PostgreSQL
+// concurrent claimers skip each other's locked rows (SKIP LOCKED), so no
+// event goes to two workers at once.
+func (d *DB) ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([]core.Event, error) {
+	switch {
+	case limit <= 0:
+		return nil, core.Invalid("limit", "must be positive")
+	case lease <= 0:
+		return nil, core.Invalid("lease", "must be positive")
+	}
+	limit = min(limit, maxClaim)
+	now := d.now()
+	skipLocked := ""
+	if d.dialect == Postgres {
+		skipLocked = " FOR UPDATE SKIP LOCKED"
+	}
+	var rows []eventRow
+	err := d.db.SelectContext(ctx, &rows, d.q(`UPDATE inbox_events SET claimed_until = ?, attempts = attempts + 1
+		WHERE id IN (SELECT id FROM inbox_events
+			WHERE status = 'pending' AND (claimed_until IS NULL OR claimed_until < ?)
+			ORDER BY received_at, id LIMIT ?`+skipLocked+`)
+		RETURNING `+eventColumns), ts(now.Add(lease)), now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim events: %w", translate(err))
+	}
+	slices.SortFunc(rows, func(a, b eventRow) int {
+		if c := a.ReceivedAt.Compare(b.ReceivedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return eventsOf(rows)
+}
+
+// FinishEvent records the outcome of processing a pending event:
+// processed, quarantined or ignored, with a reason and the record it
+// became. KindNotFound for an unknown id; KindConflict when the event is no
+// longer pending (another worker finished it after this one's lease ended).
+func (d *DB) FinishEvent(ctx context.Context, id, status, reason, record string) error {
+	switch status {
+	case core.EventProcessed, core.EventQuarantined, core.EventIgnored:
+	default:
+		return core.Invalid("status", "must be processed, quarantined or ignored, not %q", status)
+	}
+	res, err := d.db.ExecContext(ctx, d.q(`UPDATE inbox_events SET status = ?, reason = ?, record = ?, processed_at = ?, claimed_until = NULL
+		WHERE id = ? AND status = 'pending'`), status, reason, record, d.now(), id)
+	if err != nil {
+		return fmt.Errorf("finish event %s: %w", id, translate(err))
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("finish event %s: %w", id, translate(err))
+	} else if n == 1 {
+		return nil
+	}
+	cur, err := d.GetEvent(ctx, id)
+	if err != nil {
+		return err
+	}
+	return core.Errorf(core.KindConflict, "event %s is already %s", id, cur.Status)
+}
+
+// GetEvent returns the event with id.
+func (d *DB) GetEvent(ctx context.Context, id string) (core.Event, error) {
+	var r eventRow
+	if err := d.db.GetContext(ctx, &r, d.q("SELECT "+eventColumns+" FROM inbox_events WHERE id = ?"), id); err != nil {
+		return core.Event{}, notFound(err, "event", id)
+	}
+	return r.event()
+}
+
+// ListEvents returns events by id (oldest first), optionally of one status
+// and/or connector, after the cursor f.After, at most f.Limit (default
+// 100, at most 1000).
+func (d *DB) ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, error) {
+	switch f.Status {
+	case "", core.EventPending, core.EventProcessed, core.EventQuarantined, core.EventIgnored:
+	default:
+		return nil, core.Invalid("status", "must be pending, processed, quarantined or ignored, not %q", f.Status)
+	}
+	switch {
+	case f.Limit < 0:
+		return nil, core.Invalid("limit", "must not be negative")
+	case f.Limit == 0:
+		f.Limit = defaultEventLimit
+	case f.Limit > maxEventLimit:
+		f.Limit = maxEventLimit
+	}
+	query := "SELECT " + eventColumns + " FROM inbox_events WHERE 1 = 1"
+	var args []any
+	if f.Status != "" {
+		query += " AND status = ?"
+		args = append(args, f.Status)
+	}
+	if f.Connector != "" {
+		query += " AND connector = ?"
+		args = append(args, f.Connector)
+	}
+	if f.After != "" {
+		query += " AND id > ?"
+		args = append(args, f.After)
+	}
+	query += " ORDER BY id LIMIT ?"
+	args = append(args, f.Limit)
+	var rows []eventRow
+	if err := d.db.SelectContext(ctx, &rows, d.q(query), args...); err != nil {
+		return nil, fmt.Errorf("list events: %w", translate(err))
+	}
+	return eventsOf(rows)
+}
+
+// requeue is the SET clause that puts an event back to pending.
+const requeue = "status = 'pending', claimed_until = NULL, reason = '', processed_at = NULL"
+
+// ReplayEvent puts a finished event back to pending, with an
+// "event.replay" audit entry. KindNotFound for an unknown id, KindConflict
+// when it is pending already.
+func (d *DB) ReplayEvent(ctx context.Context, id, actor string) error {
+	entries := []core.AuditEntry{{Actor: actor, Action: "event.replay", Subject: "event:" + id}}
+	err := d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+		var cur struct {
+			Connector string `db:"connector"`
+			Status    string `db:"status"`
+		}
+		if err := tx.GetContext(ctx, &cur, d.q("SELECT connector, status FROM inbox_events WHERE id = ?"), id); err != nil {
+			return notFound(err, "event", id)
+		}
+		if cur.Status == core.EventPending {
+			return core.Errorf(core.KindConflict, "event %s is pending already", id)
+		}
+		res, err := tx.ExecContext(ctx, d.q("UPDATE inbox_events SET "+requeue+" WHERE id = ? AND status = ?"), id, cur.Status)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return core.Errorf(core.KindConflict, "event %s changed meanwhile, retry", id)
+		}
+		entries[0].Data = json.RawMessage(mustJSON(map[string]string{"connector": cur.Connector, "previous_status": cur.Status}))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replay event %s: %w", id, err)
+	}
+	return nil
+}
+
+// ReplayQuarantined puts every quarantined event of connector back to
+// pending with one "event.replay" audit entry (count and up to 100 ids),
+// and returns how many.
+func (d *DB) ReplayQuarantined(ctx context.Context, connector, actor string) (int, error) {
+	if strings.TrimSpace(connector) == "" {
+		return 0, core.Invalid("connector", "is required")
+	}
+	var n int
+	entries := []core.AuditEntry{{Actor: actor, Action: "event.replay", Subject: "inbox:" + connector}}
+	err := d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+		var ids []string
+		if err := tx.SelectContext(ctx, &ids, d.q("UPDATE inbox_events SET "+requeue+" WHERE connector = ? AND status = 'quarantined' RETURNING id"), connector); err != nil {
+			return err
+		}
+		n = len(ids)
+		slices.Sort(ids)
+		data := map[string]any{"connector": connector, "previous_status": core.EventQuarantined, "count": n}
+		if len(ids) > maxReplayIDs {
+			ids, data["ids_truncated"] = ids[:maxReplayIDs], true
+		}
+		data["ids"] = ids
+		entries[0].Data = json.RawMessage(mustJSON(data))
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("replay quarantined %s events: %w", connector, err)
+	}
+	return n, nil
+}
+
+// InboxLag returns when the oldest pending event arrived (zero when none)
+// and how many are pending.
+func (d *DB) InboxLag(ctx context.Context) (time.Time, int, error) {
+	var pending int
+	if err := d.db.GetContext(ctx, &pending, "SELECT count(*) FROM inbox_events WHERE status = 'pending'"); err != nil {
+		return time.Time{}, 0, fmt.Errorf("inbox lag: %w", translate(err))
+	}
+	if pending == 0 {
+		return time.Time{}, 0, nil
+	}
+	// A plain column read, not MIN(): SQLite keeps the column's TIMESTAMP
+	// type only for a column, not for an aggregate.
+	var oldest time.Time
+	err := d.db.GetContext(ctx, &oldest, "SELECT received_at FROM inbox_events WHERE status = 'pending' ORDER BY received_at LIMIT 1")
+	if errors.Is(err, sql.ErrNoRows) { // processed meanwhile
+		return time.Time{}, 0, nil
+	}
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("inbox lag: %w", translate(err))
+	}
+	return oldest.UTC(), pending, nil
+}

@@ -1,0 +1,173 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+	"unicode"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// Compile-time check.
+var _ core.MappingStore = (*DB)(nil)
+
+type mappingRow struct {
+	Name      string    `db:"name"`
+	Version   int       `db:"version"`
+	Source    string    `db:"source"`
+	Deleted   bool      `db:"deleted"`
+	UpdatedAt time.Time `db:"updated_at"`
+	UpdatedBy string    `db:"updated_by"`
+}
+
+func (r mappingRow) profile() core.MappingProfile {
+	return core.MappingProfile{Name: r.Name, Version: r.Version, Source: r.Source, Deleted: r.Deleted, UpdatedAt: r.UpdatedAt.UTC(), UpdatedBy: r.UpdatedBy}
+}
+
+const mappingColumns = "name, version, source, deleted, updated_at, updated_by"
+
+// checkMappingName accepts 1–128 printable characters without spaces.
+func checkMappingName(name string) error {
+	if name == "" {
+		return core.Invalid("name", "is required")
+	}
+	if len(name) > 128 {
+		return core.Invalid("name", "is longer than 128 bytes")
+	}
+	for _, r := range name {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return core.Invalid("name", "must not contain spaces or control characters")
+		}
+	}
+	return nil
+}
+
+// newestMapping reads the newest version of name inside tx (sql.ErrNoRows
+// when none).
+func (d *DB) newestMapping(ctx context.Context, q sqlx.QueryerContext, name string) (mappingRow, error) {
+	var r mappingRow
+	err := sqlx.GetContext(ctx, q, &r, d.q("SELECT "+mappingColumns+" FROM mapping_profiles WHERE name = ? ORDER BY version DESC LIMIT 1"), name)
+	return r, err
+}
+
+// putMappingVersion inserts the next version of name with an audit entry.
+func (d *DB) putMappingVersion(ctx context.Context, name, source, actor, action string, deleted bool) (int, error) {
+	var version int
+	err := versionedPut(func() error {
+		entries := []core.AuditEntry{{Actor: actor, Action: action, Subject: "mapping:" + name}}
+		return d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+			if err := d.xactLock(ctx, tx, mappingLockKey); err != nil {
+				return err
+			}
+			prev, err := d.newestMapping(ctx, tx, name)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				if deleted {
+					return core.NotFound("mapping profile", name)
+				}
+			case err != nil:
+				return fmt.Errorf("newest version: %w", err)
+			case deleted && prev.Deleted:
+				return core.NotFound("mapping profile", name)
+			}
+			version = prev.Version + 1
+			if _, err := tx.ExecContext(ctx, d.q("INSERT INTO mapping_profiles (name, version, source, deleted, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)"),
+				name, version, source, deleted, d.now(), actor); err != nil {
+				return err
+			}
+			data := map[string]any{"name": name, "version": version}
+			if !deleted {
+				data["sha256"] = sourceDigest(source)
+			}
+			entries[0].Data = json.RawMessage(mustJSON(data))
+			return nil
+		})
+	})
+	return version, err
+}
+
+// PutMapping stores source as the next version of the named profile (older
+// versions are kept) with a "mapping.put" audit entry, and returns the
+// version.
+func (d *DB) PutMapping(ctx context.Context, name, source, actor string) (int, error) {
+	if err := checkMappingName(name); err != nil {
+		return 0, err
+	}
+	if err := checkSource(source); err != nil {
+		return 0, err
+	}
+	v, err := d.putMappingVersion(ctx, name, source, actor, "mapping.put", false)
+	if err != nil {
+		return 0, fmt.Errorf("put mapping profile %s: %w", name, err)
+	}
+	return v, nil
+}
+
+// DeleteMapping records a deleted version of the profile with a
+// "mapping.delete" audit entry. KindNotFound when it does not exist or is
+// already deleted.
+func (d *DB) DeleteMapping(ctx context.Context, name, actor string) error {
+	if err := checkMappingName(name); err != nil {
+		return err
+	}
+	if _, err := d.putMappingVersion(ctx, name, "", actor, "mapping.delete", true); err != nil {
+		return fmt.Errorf("delete mapping profile %s: %w", name, err)
+	}
+	return nil
+}
+
+// GetMapping returns the newest version of the profile; KindNotFound when
+// there is none or it is deleted.
+func (d *DB) GetMapping(ctx context.Context, name string) (core.MappingProfile, error) {
+	r, err := d.newestMapping(ctx, d.db, name)
+	if err != nil {
+		return core.MappingProfile{}, notFound(err, "mapping profile", name)
+	}
+	if r.Deleted {
+		return core.MappingProfile{}, core.NotFound("mapping profile", name)
+	}
+	return r.profile(), nil
+}
+
+// ListMappings returns the newest version of every profile not deleted,
+// by name.
+func (d *DB) ListMappings(ctx context.Context) ([]core.MappingProfile, error) {
+	var rows []mappingRow
+	err := d.db.SelectContext(ctx, &rows, `SELECT m.name, m.version, m.source, m.deleted, m.updated_at, m.updated_by
+		FROM mapping_profiles m
+		JOIN (SELECT name, MAX(version) AS version FROM mapping_profiles GROUP BY name) newest
+		  ON newest.name = m.name AND newest.version = m.version
+		WHERE NOT m.deleted
+		ORDER BY m.name`)
+	if err != nil {
+		return nil, fmt.Errorf("list mapping profiles: %w", translate(err))
+	}
+	out := make([]core.MappingProfile, len(rows))
+	for i, r := range rows {
+		out[i] = r.profile()
+	}
+	return out, nil
+}
+
+// MappingVersions returns every version of the profile, deleted ones
+// included, oldest first; KindNotFound when it never existed.
+func (d *DB) MappingVersions(ctx context.Context, name string) ([]core.MappingProfile, error) {
+	var rows []mappingRow
+	if err := d.db.SelectContext(ctx, &rows, d.q("SELECT "+mappingColumns+" FROM mapping_profiles WHERE name = ? ORDER BY version"), name); err != nil {
+		return nil, fmt.Errorf("mapping profile %s versions: %w", name, translate(err))
+	}
+	if len(rows) == 0 {
+		return nil, core.NotFound("mapping profile", name)
+	}
+	out := make([]core.MappingProfile, len(rows))
+	for i, r := range rows {
+		out[i] = r.profile()
+	}
+	return out, nil
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,7 +47,14 @@ type Gate struct {
 	cfg      GateConfig
 	// OnDecision, when set, observes every recorded decision (metrics).
 	OnDecision func(d core.GateDecision)
+	stopOnce   sync.Once
+	stopping   chan struct{}
 }
+
+// Shutdown makes every waiting check answer now with its current decision,
+// so a graceful shutdown does not hang on long-polls (the client asks
+// again, on another replica).
+func (g *Gate) Shutdown() { g.stopOnce.Do(func() { close(g.stopping) }) }
 
 // NewGate wires a gate.
 func NewGate(store GateStore, policies *Policies, subs Subscriber, clock core.Clock, log *slog.Logger, cfg GateConfig) *Gate {
@@ -56,7 +64,7 @@ func NewGate(store GateStore, policies *Policies, subs Subscriber, clock core.Cl
 	if cfg.MaxListItems <= 0 {
 		cfg.MaxListItems = 50
 	}
-	return &Gate{store: store, policies: policies, subs: subs, clock: clock, log: log, cfg: cfg}
+	return &Gate{store: store, policies: policies, subs: subs, clock: clock, log: log, cfg: cfg, stopping: make(chan struct{})}
 }
 
 var (
@@ -223,6 +231,8 @@ func (g *Gate) await(ctx context.Context, wake <-chan string, d time.Duration, r
 	for {
 		select {
 		case <-ctx.Done():
+			return false
+		case <-g.stopping:
 			return false
 		case <-t.C:
 			return false

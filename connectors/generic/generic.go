@@ -22,6 +22,7 @@ const (
 	HeaderSignature = hook.SignatureHeader // X-Tollgate-Signature: sha256=<hex>
 	HeaderEvent     = hook.EventHeader     // X-Tollgate-Event: <kind>
 	FieldKind       = "kind"
+	TypeCanonical   = "canonical" // the type of a delivery that names none
 )
 
 // keptHeaders are stored with the raw event; Authorization and the
@@ -65,7 +66,8 @@ func (w *Webhook) Classify(h http.Header, body []byte) (connectors.Inbound, erro
 }
 
 // Classify reads a generic delivery: the type is the X-Tollgate-Event
-// header or the body's "kind" string; when both are present they must
+// header or the body's "kind" string, optional (the default profiles
+// recognize canonical records by shape); when both are present they must
 // agree. There is no delivery id: the inbox deduplicates on the body hash.
 func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
 	obj, err := hook.Object(body)
@@ -96,7 +98,9 @@ func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
 	case hasKind:
 		typ = kind
 	default:
-		return connectors.Inbound{}, core.Invalid(FieldKind, "missing: send the event type as the body's kind or the %s header", HeaderEvent)
+		// No type: a canonical record; the default generic profiles
+		// recognize deployments, changes and incidents by their shape.
+		typ = TypeCanonical
 	}
 	return connectors.Inbound{Type: typ, Headers: hook.Keep(h, keptHeaders...)}, nil
 }

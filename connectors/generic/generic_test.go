@@ -50,7 +50,7 @@ func TestClassify(t *testing.T) {
 		{"header only", "deployment", noKind, "deployment", true},
 		{"header and kind agree", "deployment", deploy, "deployment", true},
 		{"header and kind disagree", "gate", deploy, `X-Tollgate-Event: "gate" disagrees with the body's kind "deployment"`, false},
-		{"neither", "", noKind, "kind: missing", false},
+		{"neither: a canonical record", "", noKind, TypeCanonical, true},
 		{"kind not a string", "", []byte(`{"kind":["deployment"]}`), "kind: must be a string, got an array", false},
 		{"kind blank", "", []byte(`{"kind":"  "}`), "kind: is empty", false},
 		{"header with control chars", "deploy\nment", noKind, "X-Tollgate-Event: contains control characters", false},

@@ -1,0 +1,161 @@
+package app_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+type errBody struct {
+	Error struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		Field     string `json:"field"`
+		RequestID string `json:"request_id"`
+	} `json:"error"`
+}
+
+// TestBadInputGetsClearErrors: every kind of bad input gets a 4xx with the
+// one JSON error shape naming the field, never a 500.
+func TestBadInputGetsClearErrors(t *testing.T) {
+	s := boot(t, "sqlite", "max_body_bytes: 4096\n"+e2eConfig[1:])
+	ci, _ := s.token(core.RoleCI)
+	good := `{"service":"payments-api","environment":"production","version":"1.0.0","changes":["CHG1"]}`
+	tests := []struct {
+		name, method, path, token, body string
+		status                          int
+		code, field                     string
+	}{
+		{"malformed JSON", "POST", "/api/v1/gate/check", ci, `{"service":`, 400, "invalid", "body"},
+		{"unknown field", "POST", "/api/v1/gate/check", ci, `{"service":"a","enviroment":"production","version":"1"}`, 400, "invalid", "enviroment"},
+		{"wrong type", "POST", "/api/v1/gate/check", ci, `{"service":"a","environment":"production","version":"1","changes":"CHG1"}`, 400, "invalid", "changes"},
+		{"missing service", "POST", "/api/v1/gate/check", ci, `{"environment":"production","version":"1"}`, 400, "invalid", "service"},
+		{"unknown environment", "POST", "/api/v1/gate/check", ci, `{"service":"a","environment":"moon","version":"1"}`, 400, "invalid", "environment"},
+		{"malformed key", "POST", "/api/v1/gate/check", ci, `{"service":"a","environment":"production","version":"1","changes":["CHG 1; drop"]}`, 400, "invalid", "changes[0]"},
+		{"oversized list", "POST", "/api/v1/gate/check", ci, `{"service":"a","environment":"production","version":"1","changes":["` + strings.Repeat(`C1","`, 60) + `C2"]}`, 400, "invalid", "changes"},
+		{"bad wait", "POST", "/api/v1/gate/check?wait=forever", ci, good, 400, "invalid", "wait"},
+		{"oversized body", "POST", "/api/v1/gate/check", ci, `{"service":"` + strings.Repeat("a", 5000) + `"}`, 413, "too_large", ""},
+		{"no token", "POST", "/api/v1/gate/check", "", good, 401, "unauthorized", ""},
+		{"bad token", "POST", "/api/v1/gate/check", "nope", good, 401, "unauthorized", ""},
+		{"wrong role", "GET", "/api/v1/tokens", ci, "", 403, "forbidden", ""},
+		{"unknown route", "GET", "/api/v1/nothing", ci, "", 404, "not_found", ""},
+		{"unknown decision", "GET", "/api/v1/gate/decisions/nope", ci, "", 404, "not_found", ""},
+		{"bad deployment status", "POST", "/api/v1/deployments", ci, `{"service":"a","environment":"production","version":"1","status":"done","started_at":"2026-11-27T10:00:00Z","provider":"x","run_id":"1"}`, 400, "invalid", "status"},
+		{"bad deployment time", "POST", "/api/v1/deployments", ci, `{"service":"a","environment":"production","version":"1","status":"started","started_at":"yesterday","provider":"x","run_id":"1"}`, 400, "invalid", ""},
+		{"invalid policy", "PUT", "/api/v1/policy", adminSecret, "environments:\n  production:\n    rules: [NOPE]\n", 400, "invalid", "environments.production.rules[0]"},
+		{"unparsable policy", "PUT", "/api/v1/policy", adminSecret, "environments: [", 400, "invalid", "policy"},
+		{"bad token role", "POST", "/api/v1/tokens", adminSecret, `{"name":"x","role":"root"}`, 400, "invalid", "role"},
+		{"unknown connector", "POST", "/webhooks/nope", "", `{}`, 404, "not_found", ""},
+		{"unsigned webhook", "POST", "/webhooks/itsm", "", `{"key":"CHG1"}`, 401, "unauthorized", ""},
+		{"bad event status", "GET", "/api/v1/events?status=lost", adminSecret, "", 400, "invalid", "status"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e errBody
+			var body any
+			if tt.body != "" {
+				body = tt.body
+			}
+			st := s.do(tt.method, tt.path, tt.token, body, &e)
+			if st != tt.status {
+				t.Fatalf("status %d, want %d (%+v)", st, tt.status, e)
+			}
+			if e.Error.Code != tt.code || e.Error.Message == "" || e.Error.RequestID == "" {
+				t.Errorf("error body %+v, want code %s with a message and request id", e, tt.code)
+			}
+			if tt.field != "" && e.Error.Field != tt.field {
+				t.Errorf("field %q, want %q (%s)", e.Error.Field, tt.field, e.Error.Message)
+			}
+		})
+	}
+	// The invalid policy was not stored.
+	var pol struct{ Version int }
+	if st := s.do("GET", "/api/v1/policy", adminSecret, nil, &pol); st != 200 || pol.Version != 1 {
+		t.Errorf("policy after invalid PUTs: %d version %d, want 1", st, pol.Version)
+	}
+}
+
+// TestInboxQuarantineAndReplay: an unmappable event is quarantined with its
+// reason, visible in the inbox, and processed on replay after the mapping
+// is fixed; duplicates are stored once; invalid JSON is refused.
+func TestInboxQuarantineAndReplay(t *testing.T) {
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		t.Run(dialect, func(t *testing.T) {
+			s := boot(t, dialect, e2eConfig)
+			// A deployment that names no environment: the generic profile
+			// requires one.
+			dep := map[string]any{"service": "payments-api", "version": "2.0.0", "status": "succeeded",
+				"started_at": time.Now().UTC(), "provider": "acme-ci", "run_id": "77"}
+			s.sendWebhook(dep)
+			s.sendWebhook(dep) // duplicate delivery: stored once
+
+			type eventList struct {
+				Items []core.Event `json:"items"`
+			}
+			var q eventList
+			s.waitFor("quarantine", func() bool {
+				s.do("GET", "/api/v1/events?status=quarantined", adminSecret, nil, &q)
+				return len(q.Items) == 1
+			})
+			ev := q.Items[0]
+			if !strings.Contains(ev.Reason, "environment") || ev.Connector != "itsm" {
+				t.Fatalf("quarantined event: %+v", ev)
+			}
+			var full core.Event
+			if st := s.do("GET", "/api/v1/events/"+ev.ID, adminSecret, nil, &full); st != 200 || !strings.Contains(string(full.Body), "payments-api") {
+				t.Fatalf("get event: %d %s", st, full.Body)
+			}
+
+			// Fix the mapping: default the environment to production.
+			fixed := `name: generic-deployment
+kind: deployment
+match:
+  connector_type: generic
+  when:
+    - {path: service, exists: true}
+    - {path: run_id, exists: true}
+    - {path: provider, exists: true}
+fields:
+  service: {path: service, required: true}
+  environment: {path: environment, default: production}
+  version: {path: version, required: true}
+  status: {path: status, required: true}
+  started_at: {path: started_at, required: true}
+  provider: {path: provider, required: true}
+  run_id: {path: run_id, required: true}
+`
+			if st := s.do("PUT", "/api/v1/mappings/generic-deployment", adminSecret, fixed, nil); st != 200 {
+				t.Fatalf("put mapping: %d", st)
+			}
+			var rep struct{ Replayed int }
+			if st := s.do("POST", "/api/v1/events/replay", adminSecret, map[string]string{"connector": "itsm"}, &rep); st != 202 || rep.Replayed != 1 {
+				t.Fatalf("replay: %d %+v", st, rep)
+			}
+			var done eventList
+			s.waitFor("processed", func() bool {
+				s.do("GET", "/api/v1/events?status=processed", adminSecret, nil, &done)
+				return len(done.Items) == 1
+			})
+			var deps struct {
+				Items []core.Deployment `json:"items"`
+			}
+			if s.do("GET", "/api/v1/deployments?environment=production", adminSecret, nil, &deps); len(deps.Items) != 1 || deps.Items[0].RunID != "77" {
+				t.Fatalf("deployments after replay: %+v", deps.Items)
+			}
+
+			// Invalid JSON, even correctly signed, is refused at the door
+			// with a reason; nothing is stored.
+			if st, body := s.sendRaw([]byte("{not json")); st != http.StatusBadRequest || !strings.Contains(body, "JSON") {
+				t.Fatalf("invalid JSON webhook: %d %s", st, body)
+			}
+			var all eventList
+			s.do("GET", "/api/v1/events", adminSecret, nil, &all)
+			if len(all.Items) != 1 {
+				t.Fatalf("%d events stored, want 1", len(all.Items))
+			}
+		})
+	}
+}

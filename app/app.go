@@ -1,0 +1,244 @@
+// Package app assembles tollgate from its configuration: the store, the
+// services, the connectors, the HTTP server and the background work
+// (normalizer, notification listener, periodic reloads). cmd/tollgate's
+// serve command and the end-to-end tests boot the same App.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/api"
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/config/mappings"
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/all"
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+	"github.com/tollgate-dev/tollgate/service"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+// Version is the build's version (set with -ldflags "-X …app.Version=…").
+var Version = "dev"
+
+// Options are what tests vary.
+type Options struct {
+	Clock core.Clock
+}
+
+// App is a running tollgate.
+type App struct {
+	Config      *config.Config
+	Log         *slog.Logger
+	DB          *store.DB
+	Metrics     *metrics.Set
+	Tokens      *service.Tokens
+	Policies    *service.Policies
+	Gate        *service.Gate
+	Deployments *service.Deployments
+	Mappings    *service.Mappings
+	Inbox       *service.Inbox
+	Server      *api.Server
+}
+
+// New opens and migrates the store and builds every service.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) (*App, error) {
+	clock := opts.Clock
+	if clock == nil {
+		clock = core.SystemClock
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Clock: clock, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	a, err := build(ctx, cfg, log, clock, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core.Clock, db *store.DB) (*App, error) {
+	if _, err := db.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	a := &App{Config: cfg, Log: log, DB: db, Metrics: metrics.New()}
+	a.Tokens = service.NewTokens(db, clock)
+	if cfg.AdminToken != "" {
+		if err := a.Tokens.EnsureBootstrap(ctx, cfg.AdminToken); err != nil {
+			return nil, err
+		}
+	}
+	a.Policies = service.NewPolicies(db, log)
+	if err := a.Policies.Load(ctx, cfg.Policy); err != nil {
+		return nil, err
+	}
+	a.Gate = service.NewGate(db, a.Policies, db, clock, log, service.GateConfig{
+		MaxWait: cfg.Gate.MaxWait.D(), MaxListItems: cfg.Gate.MaxListItems,
+	})
+	a.Gate.OnDecision = func(d core.GateDecision) {
+		a.Metrics.GateDecisions.WithLabelValues(d.Request.Environment, string(d.Decision)).Inc()
+	}
+	a.Deployments = service.NewDeployments(db, a.Policies, clock, log, cfg.Gate.MaxListItems)
+
+	sources := []fs.FS{mappings.FS}
+	if cfg.MappingsDir != "" {
+		sources = append(sources, os.DirFS(cfg.MappingsDir))
+	}
+	var err error
+	if a.Mappings, err = service.NewMappings(db, log, sources...); err != nil {
+		return nil, err
+	}
+	if err := a.Mappings.Reload(ctx); err != nil {
+		return nil, err
+	}
+	conns, err := buildConnectors(cfg)
+	if err != nil {
+		return nil, err
+	}
+	workers := cfg.Inbox.Workers
+	if db.Dialect() == store.SQLite {
+		workers = 1 // one writer anyway
+	}
+	a.Inbox = service.NewInbox(db, conns, a.Mappings, a.Deployments, a.Metrics, clock, log, service.InboxConfig{
+		Workers: workers, BatchSize: cfg.Inbox.BatchSize, Lease: cfg.Inbox.Lease.D(), PollInterval: cfg.Inbox.PollInterval.D(),
+	})
+	a.Server = api.New(api.Deps{
+		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
+		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
+		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
+	})
+	return a, nil
+}
+
+func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
+	reg := all.Registry()
+	var (
+		out  []service.Connector
+		errs []error
+	)
+	for i, cc := range cfg.Connectors {
+		c := connectors.Config{
+			Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
+			DefaultEnvironment: cc.DefaultEnvironment, Mappings: cc.Mappings, Options: cc.Options,
+		}
+		wh, err := reg.New(c)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("connectors[%d] (%s): %w", i, cc.Name, err))
+			continue
+		}
+		out = append(out, service.Connector{Config: c, Webhook: wh})
+	}
+	return out, errors.Join(errs...)
+}
+
+// ready is the readiness check: database reachable, migrations applied.
+func (a *App) ready(ctx context.Context) error {
+	if err := a.DB.Ping(ctx); err != nil {
+		return core.Wrap(core.KindUnavailable, err, "database unreachable")
+	}
+	n, err := a.DB.MigrationsPending(ctx)
+	if err != nil {
+		return core.Wrap(core.KindUnavailable, err, "cannot read migration status")
+	}
+	if n > 0 {
+		return core.Errorf(core.KindUnavailable, "%d migrations not applied", n)
+	}
+	return nil
+}
+
+// Serve serves HTTP on ln and runs the background work until ctx ends,
+// then drains in-flight requests (up to the shutdown timeout) and stops.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	run := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(bg) }()
+	}
+	run(a.Inbox.Run)
+	run(a.listen)
+	run(a.reloadLoop)
+
+	srv := &http.Server{
+		Handler:           a.Server,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// No WriteTimeout: gate checks long-poll up to gate.max_wait.
+		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
+	}
+	srv.RegisterOnShutdown(a.Gate.Shutdown)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.Log.InfoContext(ctx, "tollgate serving", "addr", ln.Addr().String(), "version", Version, "store", a.DB.Dialect())
+
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		a.Log.Info("shutting down: draining in-flight requests", "timeout", a.Config.ShutdownTimeout.D())
+		sctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout.D())
+		err = srv.Shutdown(sctx)
+		cancel()
+	}
+	stopBG()
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// listen forwards database notifications (other replicas' updates) to the
+// gate's waiters and reloads the policy when it changed.
+func (a *App) listen(ctx context.Context) {
+	sub, cancel := a.DB.Subscribe()
+	defer cancel()
+	go func() {
+		if err := a.DB.Listen(ctx); err != nil && ctx.Err() == nil {
+			a.Log.Error("notification listener stopped", "error", err.Error())
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case topic := <-sub:
+			if topic == "policy" || topic == "*" {
+				if err := a.Policies.Reload(ctx); err != nil {
+					a.Log.Warn("policy reload failed", "error", err.Error())
+				}
+			}
+		}
+	}
+}
+
+// reloadLoop picks up mapping changes made on other replicas.
+func (a *App) reloadLoop(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.Mappings.Reload(ctx); err != nil {
+				a.Log.Warn("mapping reload failed", "error", err.Error())
+			}
+		}
+	}
+}
+
+// Close releases the store.
+func (a *App) Close() error { return a.DB.Close() }

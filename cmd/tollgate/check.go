@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/spf13/cobra"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// Exit codes of `tollgate check` (public: pipelines branch on them).
+const (
+	exitAllow       = 0
+	exitDeny        = 1
+	exitWaiting     = 2
+	exitUnreachable = 3
+)
+
+// maxPoll is the longest single long-poll request; longer --wait values
+// are split into several requests (the server caps ?wait= anyway).
+const maxPoll = 10 * time.Minute
+
+type checkOptions struct {
+	url, token, service, environment, version, commit, team, actor string
+	provider, runID, runURL                                        string
+	changes, incidents                                             []string
+	wait, timeout                                                  time.Duration
+	retries                                                        int
+	jsonOut                                                        bool
+}
+
+func newCheckCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
+	var o checkOptions
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Ask the gate whether a release may deploy now (exit 0 allow, 1 deny, 2 still waiting, 3 gateway unreachable)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.url == "" {
+				o.url = getenv("TOLLGATE_URL")
+			}
+			if o.token == "" {
+				o.token = getenv("TOLLGATE_TOKEN")
+			}
+			code, err := runCheck(cmd.Context(), o, stdout, stderr)
+			if code == exitAllow && err == nil {
+				return nil
+			}
+			return &exitError{code: code, err: err}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.url, "url", "", "gateway base URL (env TOLLGATE_URL)")
+	f.StringVar(&o.token, "token", "", "API token with role ci (env TOLLGATE_TOKEN)")
+	f.StringVar(&o.service, "service", "", "service name (required)")
+	f.StringVar(&o.environment, "environment", "", "target environment (required)")
+	f.StringVar(&o.version, "version", "", "version being deployed (required)")
+	f.StringVar(&o.commit, "commit", "", "commit SHA")
+	f.StringVar(&o.team, "team", "", "owning team (default: from the service catalog)")
+	f.StringVar(&o.actor, "actor", "", "who triggers the deployment")
+	f.StringArrayVar(&o.changes, "change", nil, "linked change key (repeatable)")
+	f.StringArrayVar(&o.incidents, "incident", nil, "incident key this release fixes (repeatable)")
+	f.StringVar(&o.provider, "provider", "", "CI provider (github, gitlab, jenkins …)")
+	f.StringVar(&o.runID, "run-id", "", "CI run id")
+	f.StringVar(&o.runURL, "run-url", "", "CI run URL")
+	f.DurationVar(&o.wait, "wait", 0, "keep waiting while the answer is wait, up to this long (e.g. 30m)")
+	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of one request, on top of its wait")
+	f.IntVar(&o.retries, "retries", 5, "retries when the gateway is briefly unreachable")
+	f.BoolVar(&o.jsonOut, "json", false, "print the decision as JSON")
+	for _, n := range []string{"service", "environment", "version"} {
+		_ = cmd.MarkFlagRequired(n)
+	}
+	return cmd
+}
+
+type checkResponse struct {
+	Decision    string        `json:"decision"`
+	DecisionID  string        `json:"decision_id"`
+	ReleaseID   string        `json:"release_id"`
+	Reasons     []core.Reason `json:"reasons"`
+	EvaluatedAt time.Time     `json:"evaluated_at"`
+	Emergency   bool          `json:"emergency"`
+}
+
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Field   string `json:"field"`
+	} `json:"error"`
+}
+
+func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (int, error) {
+	if o.url == "" {
+		return exitDeny, fmt.Errorf("--url (or TOLLGATE_URL) is required")
+	}
+	if o.token == "" {
+		return exitDeny, fmt.Errorf("--token (or TOLLGATE_TOKEN) is required")
+	}
+	req := core.GateRequest{
+		Service: o.service, Environment: o.environment, Version: o.version, Commit: o.commit,
+		Team: o.team, Changes: o.changes, Incidents: o.incidents, Actor: o.actor,
+	}
+	if o.provider != "" || o.runID != "" || o.runURL != "" {
+		req.Pipeline = &core.Pipeline{Provider: o.provider, RunID: o.runID, URL: o.runURL}
+	}
+	body, _ := json.Marshal(req)
+	client := retryablehttp.NewClient()
+	client.RetryMax = o.retries
+	client.RetryWaitMin = 500 * time.Millisecond
+	client.RetryWaitMax = 10 * time.Second
+	client.Logger = nil
+	client.ErrorHandler = retryablehttp.PassthroughErrorHandler
+
+	deadline := time.Now().Add(o.wait)
+	for {
+		poll := time.Until(deadline).Round(time.Second)
+		if poll < 0 {
+			poll = 0
+		}
+		if poll > maxPoll {
+			poll = maxPoll
+		}
+		u := strings.TrimRight(o.url, "/") + "/api/v1/gate/check"
+		if poll > 0 {
+			u += "?wait=" + url.QueryEscape(poll.String())
+		}
+		client.HTTPClient.Timeout = poll + o.timeout
+		r, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+		if err != nil {
+			return exitDeny, fmt.Errorf("build request: %w", err)
+		}
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Authorization", "Bearer "+o.token)
+		resp, err := client.Do(r)
+		if err != nil {
+			return exitUnreachable, fmt.Errorf("gateway unreachable at %s: %w", o.url, err)
+		}
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		resp.Body.Close()
+		if err != nil {
+			return exitUnreachable, fmt.Errorf("read gateway answer: %w", err)
+		}
+		if resp.StatusCode >= 500 {
+			return exitUnreachable, fmt.Errorf("gateway error %d: %s", resp.StatusCode, errorText(raw))
+		}
+		if resp.StatusCode != http.StatusOK {
+			return exitDeny, fmt.Errorf("gateway refused the check (%d): %s", resp.StatusCode, errorText(raw))
+		}
+		var d checkResponse
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return exitUnreachable, fmt.Errorf("unreadable gateway answer: %w", err)
+		}
+		if d.Decision == string(core.Wait) && time.Now().Before(deadline) {
+			fmt.Fprintf(stderr, "still waiting (%s left): %s\n", time.Until(deadline).Round(time.Second), summary(d))
+			continue
+		}
+		printDecision(stdout, d, o.jsonOut)
+		switch d.Decision {
+		case string(core.Allow):
+			return exitAllow, nil
+		case string(core.Wait):
+			return exitWaiting, fmt.Errorf("still waiting at the deadline")
+		default:
+			return exitDeny, fmt.Errorf("deployment denied")
+		}
+	}
+}
+
+func errorText(raw []byte) string {
+	var e apiError
+	if json.Unmarshal(raw, &e) == nil && e.Error.Message != "" {
+		if e.Error.Field != "" {
+			return e.Error.Field + ": " + e.Error.Message
+		}
+		return e.Error.Message
+	}
+	if len(raw) > 200 {
+		raw = raw[:200]
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+func summary(d checkResponse) string {
+	codes := make([]string, 0, len(d.Reasons))
+	for _, r := range d.Reasons {
+		codes = append(codes, r.Code)
+	}
+	return strings.Join(codes, ", ")
+}
+
+func printDecision(w io.Writer, d checkResponse, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(d)
+		return
+	}
+	fmt.Fprintf(w, "decision: %s (decision %s, release %s)\n", strings.ToUpper(d.Decision), d.DecisionID, d.ReleaseID)
+	if d.Emergency {
+		fmt.Fprintln(w, "emergency change: retroactive review required")
+	}
+	for _, r := range d.Reasons {
+		ref := ""
+		if r.Ref != "" {
+			ref = " [" + r.Ref + "]"
+		}
+		fmt.Fprintf(w, "  - %s%s: %s\n", r.Code, ref, r.Message)
+	}
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+func TestCheckExitCodes(t *testing.T) {
+	answer := func(decisions ...string) http.HandlerFunc {
+		var n atomic.Int32
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer tok" {
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = w.Write([]byte(`{"error":{"code":"unauthorized","message":"invalid or revoked token"}}`))
+				return
+			}
+			var req core.GateRequest
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Service != "payments-api" || len(req.Changes) != 1 {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			i := int(n.Add(1)) - 1
+			if i >= len(decisions) {
+				i = len(decisions) - 1
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"decision": decisions[i], "decision_id": "d1", "release_id": "r1",
+				"reasons": []core.Reason{{Code: "CHANGE_NOT_APPROVED", Message: "change CHG1 is awaiting approval", Ref: "CHG1"}}})
+		}
+	}
+	closed := func() string { // an address nothing listens on
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := ln.Addr().String()
+		ln.Close()
+		return "http://" + addr
+	}()
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		url     string
+		args    []string
+		want    int
+		out     string
+	}{
+		{"allow", answer("allow"), "", nil, 0, "ALLOW"},
+		{"deny", answer("deny"), "", nil, 1, "CHANGE_NOT_APPROVED [CHG1]"},
+		{"wait without --wait", answer("wait"), "", nil, 2, "WAIT"},
+		{"wait then allow", answer("wait", "allow"), "", []string{"--wait", "1m"}, 0, "ALLOW"},
+		{"refused token", answer("allow"), "", []string{"--token", "bad"}, 1, ""},
+		{"unreachable", nil, closed, []string{"--retries", "1"}, 3, ""},
+		{"server error", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }, "", []string{"--retries", "0"}, 3, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := tt.url
+			if tt.handler != nil {
+				srv := httptest.NewServer(tt.handler)
+				defer srv.Close()
+				url = srv.URL
+			}
+			args := append([]string{"check", "--url", url, "--token", "tok", "--service", "payments-api",
+				"--environment", "production", "--version", "1.4.2", "--change", "CHG1"}, tt.args...)
+			var stdout, stderr bytes.Buffer
+			got := run(context.Background(), args, &stdout, &stderr, func(string) string { return "" })
+			if got != tt.want {
+				t.Errorf("exit %d, want %d; stdout %q stderr %q", got, tt.want, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.out) {
+				t.Errorf("stdout %q lacks %q", stdout.String(), tt.out)
+			}
+		})
+	}
+}

@@ -4,7 +4,7 @@
 # PostgreSQL comes from, in order:
 #   1. TOLLGATE_TEST_DATABASE_URL (a URL allowed to CREATE DATABASE);
 #   2. a server answering on 127.0.0.1:5432 as user postgres (trust auth);
-#   3. a throwaway server started here (initdb + pg_ctl in a temp dir, on a
+#   3. a throwaway server started here (forced with TOLLGATE_TEST_PG=throwaway) (initdb + pg_ctl in a temp dir, on a
 #      free port, stopped on exit), installing Debian's postgresql package
 #      first when initdb is missing and we are root.
 # Under CI=true, no PostgreSQL is a failure, never a skip.
@@ -19,6 +19,15 @@ pg_answers() { # url
 		psql "$1" -Atqc 'select 1' >/dev/null 2>&1
 	else
 		go run ./internal/testpg/pgprobe "$1" >/dev/null 2>&1
+	fi
+}
+
+PG_STOP=()
+PG_TMP=
+stop_throwaway() {
+	if [ ${#PG_STOP[@]} -gt 0 ]; then
+		"${PG_STOP[@]}" >/dev/null 2>&1 || true
+		rm -rf "$PG_TMP"
 	fi
 }
 
@@ -53,11 +62,15 @@ start_throwaway() {
 	"${runas[@]}" "$bindir/pg_ctl" -D "$tmp/data" -l "$tmp/server.log" -w -t 60 \
 		-o "-p $port -k $tmp -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" start >&2 \
 		|| { cat "$tmp/server.log" >&2; return 1; }
-	trap "'${runas[*]:-env}' '$bindir/pg_ctl' -D '$tmp/data' -m immediate stop >/dev/null 2>&1; rm -rf '$tmp'" EXIT
+	PG_STOP=("${runas[@]}" "$bindir/pg_ctl" -D "$tmp/data" -m immediate stop)
+	PG_TMP=$tmp
+	trap stop_throwaway EXIT
 	export TOLLGATE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 }
 
-if [ -n "${TOLLGATE_TEST_DATABASE_URL:-}" ]; then
+if [ "${TOLLGATE_TEST_PG:-}" = throwaway ]; then # force step 3 (to test it)
+	start_throwaway || { log "FAIL: could not start a throwaway PostgreSQL"; exit 1; }
+elif [ -n "${TOLLGATE_TEST_DATABASE_URL:-}" ]; then
 	pg_answers "$TOLLGATE_TEST_DATABASE_URL" || { log "TOLLGATE_TEST_DATABASE_URL does not answer"; exit 1; }
 elif pg_answers "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"; then
 	export TOLLGATE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"

@@ -49,6 +49,40 @@ type Gate struct {
 	OnDecision func(d core.GateDecision)
 	stopOnce   sync.Once
 	stopping   chan struct{}
+
+	// releases remembers the id of each release as last written, so a
+	// repeated identical check skips the write (releases are never deleted).
+	relMu    sync.Mutex
+	releases map[string]string
+}
+
+const maxCachedReleases = 50000
+
+// release returns the id of req's release, writing it only when this
+// process has not written the same release with the same links before.
+func (g *Gate) release(ctx context.Context, req core.GateRequest) (string, error) {
+	key := strings.Join([]string{req.Service, req.Version, req.Environment, req.Team, req.Commit,
+		strings.Join(req.Changes, ","), strings.Join(req.Incidents, ",")}, "\x00")
+	g.relMu.Lock()
+	id, ok := g.releases[key]
+	g.relMu.Unlock()
+	if ok {
+		return id, nil
+	}
+	rel, err := g.store.UpsertRelease(ctx, core.Release{
+		Service: req.Service, Version: req.Version, Environment: req.Environment,
+		Team: req.Team, Commit: req.Commit, Changes: req.Changes, FixesIncidents: req.Incidents,
+	})
+	if err != nil {
+		return "", fmt.Errorf("record release: %w", err)
+	}
+	g.relMu.Lock()
+	if len(g.releases) >= maxCachedReleases {
+		clear(g.releases)
+	}
+	g.releases[key] = rel.ID
+	g.relMu.Unlock()
+	return rel.ID, nil
 }
 
 // Shutdown makes every waiting check answer now with its current decision,
@@ -64,7 +98,7 @@ func NewGate(store GateStore, policies *Policies, subs Subscriber, clock core.Cl
 	if cfg.MaxListItems <= 0 {
 		cfg.MaxListItems = 50
 	}
-	return &Gate{store: store, policies: policies, subs: subs, clock: clock, log: log, cfg: cfg, stopping: make(chan struct{})}
+	return &Gate{store: store, policies: policies, subs: subs, clock: clock, log: log, cfg: cfg, stopping: make(chan struct{}), releases: map[string]string{}}
 }
 
 var (
@@ -173,16 +207,13 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	defer cancel()
 	deadline := g.clock.Now().Add(wait)
 
-	rel, err := g.store.UpsertRelease(ctx, core.Release{
-		Service: req.Service, Version: req.Version, Environment: req.Environment,
-		Team: req.Team, Commit: req.Commit, Changes: req.Changes, FixesIncidents: req.Incidents,
-	})
+	releaseID, err := g.release(ctx, req)
 	if err != nil {
-		return core.GateDecision{}, fmt.Errorf("record release: %w", err)
+		return core.GateDecision{}, err
 	}
 	for {
 		cp = g.policies.Current()
-		d, err := g.evaluate(ctx, cp, req, rel.ID)
+		d, err := g.evaluate(ctx, cp, req, releaseID)
 		if err != nil {
 			return core.GateDecision{}, err
 		}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
@@ -23,14 +24,32 @@ type TokenStore interface {
 
 // Tokens issues, checks and revokes API bearer tokens. Only SHA-256 hashes
 // are stored; the secret is shown once, at creation.
+//
+// Authenticated tokens are cached for CacheTTL so the gate's hot path does
+// not read the token table on every request. A revocation through this
+// process takes effect at once; one made on another replica within
+// CacheTTL.
 type Tokens struct {
 	store TokenStore
 	clock core.Clock
+	mu    sync.Mutex
+	cache map[string]cachedToken // by hash
 }
+
+type cachedToken struct {
+	token   core.Token
+	expires time.Time
+}
+
+// CacheTTL is how long an authenticated token is trusted without reading
+// the store again.
+const CacheTTL = 5 * time.Second
+
+const maxCachedTokens = 10000
 
 // NewTokens wires the service.
 func NewTokens(store TokenStore, clock core.Clock) *Tokens {
-	return &Tokens{store: store, clock: clock}
+	return &Tokens{store: store, clock: clock, cache: map[string]cachedToken{}}
 }
 
 // TokenPrefix starts every generated token, so leaked tokens are easy to
@@ -92,7 +111,15 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (core.Token, e
 	if secret == "" || len(secret) > 512 {
 		return core.Token{}, core.Errorf(core.KindUnauthorized, "invalid or revoked token")
 	}
-	t, err := s.store.TokenByHash(ctx, HashToken(secret))
+	hash := HashToken(secret)
+	now := time.Now()
+	s.mu.Lock()
+	c, ok := s.cache[hash]
+	s.mu.Unlock()
+	if ok && now.Before(c.expires) {
+		return c.token, nil
+	}
+	t, err := s.store.TokenByHash(ctx, hash)
 	if core.IsKind(err, core.KindNotFound) {
 		return core.Token{}, core.Errorf(core.KindUnauthorized, "invalid or revoked token")
 	}
@@ -102,6 +129,12 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (core.Token, e
 	if t.RevokedAt != nil {
 		return core.Token{}, core.Errorf(core.KindUnauthorized, "invalid or revoked token")
 	}
+	s.mu.Lock()
+	if len(s.cache) >= maxCachedTokens {
+		clear(s.cache)
+	}
+	s.cache[hash] = cachedToken{token: t, expires: now.Add(CacheTTL)}
+	s.mu.Unlock()
 	return t, nil
 }
 
@@ -110,5 +143,15 @@ func (s *Tokens) List(ctx context.Context) ([]core.Token, error) { return s.stor
 
 // Revoke revokes a token.
 func (s *Tokens) Revoke(ctx context.Context, id, actor string) error {
-	return s.store.RevokeToken(ctx, id, actor, s.clock.Now())
+	if err := s.store.RevokeToken(ctx, id, actor, s.clock.Now()); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for h, c := range s.cache {
+		if c.token.ID == id {
+			delete(s.cache, h)
+		}
+	}
+	s.mu.Unlock()
+	return nil
 }

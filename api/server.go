@@ -265,6 +265,34 @@ type errorDetail struct {
 	Message   string `json:"message"`
 	Field     string `json:"field,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
+	// Details lists every problem when there were several (a policy or a
+	// mapping profile with many mistakes).
+	Details []problem `json:"details,omitempty"`
+}
+
+type problem struct {
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+// problems flattens joined errors into their *core.Error parts.
+func problems(err error) []problem {
+	var out []problem
+	var walk func(error)
+	walk = func(e error) {
+		switch x := e.(type) {
+		case *core.Error:
+			out = append(out, problem{Field: x.Field, Message: x.Message})
+		case interface{ Unwrap() []error }:
+			for _, y := range x.Unwrap() {
+				walk(y)
+			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
+		}
+	}
+	walk(err)
+	return out
 }
 
 var kindStatus = map[core.ErrorKind]int{
@@ -296,6 +324,9 @@ func (s *Server) handleError(c *echo.Context, err error) {
 			status = http.StatusInternalServerError
 		}
 		detail = errorDetail{Code: string(ce.Kind), Message: ce.Message, Field: ce.Field}
+		if ps := problems(err); len(ps) > 1 {
+			detail.Details = ps
+		}
 	case echo.StatusCode(err) != 0:
 		status = echo.StatusCode(err)
 		detail = errorDetail{Code: codeForStatus(status), Message: messageForStatus(status, s.deps.MaxBodyBytes)}

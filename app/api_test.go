@@ -1,7 +1,9 @@
 package app_test
 
 import (
+	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ type errBody struct {
 		Message   string `json:"message"`
 		Field     string `json:"field"`
 		RequestID string `json:"request_id"`
+		Details   []struct{ Field, Message string }
 	} `json:"error"`
 }
 
@@ -158,4 +161,85 @@ fields:
 			}
 		})
 	}
+}
+
+// TestPolicyAndMappingAdmin: policy and mapping changes are validated,
+// versioned and audited with who did them; preview shows where each field
+// came from.
+func TestPolicyAndMappingAdmin(t *testing.T) {
+	s := boot(t, "postgres", e2eConfig)
+	ci, _ := s.token(core.RoleCI)
+
+	pol := "time_zone: Europe/Berlin\nenvironments:\n  production:\n    aliases: [prod]\n    preset: strict\n  qa:\n    preset: open\n"
+	var put struct{ Version int }
+	if st := s.do("PUT", "/api/v1/policy", adminSecret, pol, &put); st != 200 || put.Version != 2 {
+		t.Fatalf("put policy: %d %+v", st, put)
+	}
+	// The new environment is in force at once.
+	if a := s.check(ci, "", map[string]any{"service": "svc", "environment": "qa", "version": "1"}); a.Decision != "allow" {
+		t.Fatalf("qa after policy put: %s %s", a.Decision, a.codes())
+	}
+	var e0 errBody
+	if st := s.do("POST", "/api/v1/gate/check", ci, map[string]any{"service": "svc", "environment": "staging", "version": "1"}, &e0); st != 400 || !strings.Contains(e0.Error.Message, "qa") {
+		t.Fatalf("staging after the policy dropped it: %d %+v", st, e0)
+	}
+
+	// Preview the built-in ServiceNow change profile on the vendor fixture.
+	body, err := os.ReadFile("../connectors/servicenow/testdata/sn_chg_rest.get_change.response.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prev struct {
+		OK     bool                      `json:"ok"`
+		Record core.Change               `json:"record"`
+		Fields map[string]map[string]any `json:"fields"`
+	}
+	if st := s.do("POST", "/api/v1/mappings/servicenow-change/preview", adminSecret, body, &prev); st != 200 || !prev.OK || prev.Record.Key != "CHG0000024" || prev.Fields["key"]["source"] == "" {
+		t.Fatalf("preview: %d %+v", st, prev)
+	}
+	// A bad profile is rejected with the field named, and not stored.
+	bad := "name: broken\nkind: change\nfields:\n  key: {path: number}\n  planned_start: {path: start_date, transform: [{time: {layout: \"2006\", zone: Mars/Base}}]}\n"
+	var e errBody
+	if st := s.do("PUT", "/api/v1/mappings/broken", adminSecret, bad, &e); st != 400 || len(e.Error.Details) != 2 ||
+		e.Error.Details[1].Field != "fields.planned_start.transform[0].time.zone" {
+		t.Fatalf("bad profile: %d %+v", st, e)
+	}
+	if st := s.do("GET", "/api/v1/mappings/broken", adminSecret, nil, nil); st != 404 {
+		t.Fatalf("bad profile was stored: %d", st)
+	}
+
+	var audit struct {
+		Items []core.AuditEntry `json:"items"`
+	}
+	s.do("GET", "/api/v1/audit?limit=1000", adminSecret, nil, &audit)
+	actions := map[string]string{}
+	for _, e := range audit.Items {
+		actions[e.Action] = e.Actor
+	}
+	for _, a := range []string{"token.create", "policy.put", "gate.decision"} {
+		if actions[a] == "" {
+			t.Errorf("audit has no %s entry (has %v)", a, actions)
+		}
+	}
+	if !strings.HasPrefix(actions["policy.put"], "token:bootstrap-admin") {
+		t.Errorf("policy.put actor %q", actions["policy.put"])
+	}
+}
+
+// TestInboxMetrics: per-connector counters and the lag gauge are exported.
+func TestInboxMetrics(t *testing.T) {
+	s := boot(t, "sqlite", e2eConfig)
+	s.sendWebhook(map[string]any{"key": "INC1", "major": true, "state": "open", "source_updated_at": time.Now().UTC()})
+	s.waitFor("processed counter", func() bool {
+		resp, err := http.Get(s.url + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		m := string(raw)
+		return strings.Contains(m, `tollgate_inbox_events_total{connector="itsm",outcome="received"} 1`) &&
+			strings.Contains(m, `tollgate_inbox_events_total{connector="itsm",outcome="processed"} 1`) &&
+			strings.Contains(m, "tollgate_inbox_lag_seconds")
+	})
 }

@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/tollgate-dev/tollgate/app.Version=$(VERSION)
 
-.PHONY: help run build test test-race lint vet bench fuzz
+.PHONY: help run build test lint vet bench fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -17,8 +17,6 @@ build: ## build ./bin/tollgate (static, no cgo)
 test: ## run every test against real PostgreSQL (found or started) and SQLite
 	./scripts/test.sh
 
-test-race: ## the tests with the race detector
-	./scripts/test.sh -race ./...
 
 vet: ## go vet
 	$(GO) vet ./...
@@ -28,7 +26,7 @@ lint: vet ## gofmt check, go vet and golangci-lint (when installed)
 	@if command -v golangci-lint >/dev/null; then golangci-lint run; else echo "golangci-lint not installed: skipped (gofmt and vet passed)"; fi
 
 bench: ## run the Go benchmarks (figures in docs/benchmarks.md)
-	TOLLGATE_BENCH=1 ./scripts/test.sh -run '^$$' -bench . -benchmem ./...
+	TOLLGATE_TEST_RACE=0 ./scripts/test.sh -run '^$$' -bench . -benchmem ./...
 
 fuzz: ## fuzz the webhook parsers and the mapping engine for 30s each
 	for p in ./connectors/github ./connectors/gitlab ./connectors/jira ./connectors/servicenow ./connectors/jenkins ./connectors/generic; do $(GO) test -run '^$$' -fuzz FuzzClassify -fuzztime 30s $$p || exit 1; done

@@ -8,7 +8,9 @@
 #      free port, stopped on exit), installing Debian's postgresql package
 #      first when initdb is missing and we are root.
 # Under CI=true, no PostgreSQL is a failure, never a skip.
-# Extra arguments go to `go test` (e.g. scripts/test.sh -run Gate ./api/).
+# Extra arguments go to `go test` (e.g. scripts/test.sh -run Gate ./app/).
+# Runs with -race where cgo and a C compiler are available
+# (TOLLGATE_TEST_RACE=0 turns it off).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,4 +86,9 @@ elif ! start_throwaway; then
 fi
 
 if [ $# -eq 0 ]; then set -- ./...; fi
-go test -count=1 -timeout 20m "$@"
+# The race detector needs cgo and a C compiler; use it when there is one.
+race=()
+if [ "$(go env CGO_ENABLED)" = 1 ] && command -v "$(go env CC)" >/dev/null 2>&1 && [ "${TOLLGATE_TEST_RACE:-1}" = 1 ]; then
+	race=(-race)
+fi
+go test "${race[@]}" -count=1 -timeout 20m "$@"

@@ -69,6 +69,13 @@ type Result struct {
 	Errors []FieldError `json:"errors,omitempty"`
 }
 
+// setTrace records a field's trace when traces are kept.
+func setTrace(r *Result, field string, tr FieldTrace) {
+	if r.Fields != nil {
+		r.Fields[field] = tr
+	}
+}
+
 // Err returns the errors as one error (core.Invalid values joined), or nil.
 func (r Result) Err() error {
 	if len(r.Errors) == 0 {
@@ -91,17 +98,29 @@ func (r Result) Err() error {
 
 // doc is the record being read: its JSON text and, for the top-level record,
 // the values of the first path components the profile uses, found in one
-// pass over the object.
+// pass over the object: as JSON text in vals ("" when absent) after
+// scanRecord, or parsed in slots.
 type doc struct {
 	raw   string
+	vals  []string
 	slots []gjson.Result
 }
 
 func (d *doc) get(p cpath) gjson.Result {
-	if d.slots != nil && p.top >= 0 {
-		r := d.slots[p.top]
+	if p.top >= 0 && (d.vals != nil || d.slots != nil) {
+		var r gjson.Result
+		if d.vals != nil {
+			if v := d.vals[p.top]; v != "" {
+				r = parseValue(v)
+			}
+		} else {
+			r = d.slots[p.top]
+		}
 		if p.rest == "" || !r.Exists() {
 			return r
+		}
+		if p.plainRest {
+			return objectGet(r, p.rest)
 		}
 		return r.Get(p.rest)
 	}
@@ -138,11 +157,21 @@ func record(raw, unwrap string) (gjson.Result, error) {
 
 // Apply maps one raw payload to a canonical record. It never panics: invalid
 // JSON and every field problem are reported in Result.Errors.
-func (c *Compiled) Apply(payload []byte) (res Result) {
+func (c *Compiled) Apply(payload []byte) Result { return c.apply(payload, true) }
+
+// ApplyFast is Apply without the per-field traces: Result.Fields is nil;
+// Kind, Record and Errors are the same as Apply's. It is for callers that
+// store the record and do not show where its values came from (the
+// normalizer); previews use Apply.
+func (c *Compiled) ApplyFast(payload []byte) Result { return c.apply(payload, false) }
+
+func (c *Compiled) apply(payload []byte, trace bool) (res Result) {
 	res.Kind = c.profile.Kind
 	rec := c.kind.new()
 	res.Record = rec
-	res.Fields = make(map[string]FieldTrace, len(c.fields))
+	if trace {
+		res.Fields = make(map[string]FieldTrace, len(c.fields))
+	}
 	defer func() {
 		// Belt and braces: a bug must quarantine the event, not crash the
 		// worker. The fuzz test fails on this message.
@@ -150,26 +179,31 @@ func (c *Compiled) Apply(payload []byte) (res Result) {
 			res.Errors = append(res.Errors, FieldError{Message: fmt.Sprintf("internal mapping error: %v", r)})
 		}
 	}()
-	if !gjson.ValidBytes(payload) {
+	var d doc
+	valid, handled := c.scanRecord(payload, &d)
+	if !valid {
 		res.Errors = append(res.Errors, FieldError{Message: "payload is not valid JSON"})
 		return res
 	}
-	raw := string(payload)
-	r, err := record(raw, c.unwrap)
-	if err != nil {
-		res.Errors = append(res.Errors, FieldError{Path: c.unwrap, Message: err.Error()})
-		return res
-	}
-	d := doc{raw: r.Raw, slots: make([]gjson.Result, c.topCount)}
-	left := c.topCount
-	if left > 0 {
-		r.ForEach(func(k, v gjson.Result) bool {
-			if i, ok := c.topKeys[k.Str]; ok && !d.slots[i].Exists() {
-				d.slots[i] = v
-				left--
-			}
-			return left > 0
-		})
+	if !handled {
+		// An envelope that is a gjson path or an array, or a top level
+		// that is not an object: find the record the general way.
+		r, err := record(string(payload), c.unwrap)
+		if err != nil {
+			res.Errors = append(res.Errors, FieldError{Path: c.unwrap, Message: err.Error()})
+			return res
+		}
+		d = doc{raw: r.Raw, slots: make([]gjson.Result, c.topCount)}
+		left := c.topCount
+		if left > 0 {
+			r.ForEach(func(k, v gjson.Result) bool {
+				if i, ok := c.topKeys[k.Str]; ok && !d.slots[i].Exists() {
+					d.slots[i] = v
+					left--
+				}
+				return left > 0
+			})
+		}
 	}
 	for _, f := range c.fields {
 		if f.def.typ == tApprovals {
@@ -177,7 +211,7 @@ func (c *Compiled) Apply(payload []byte) (res Result) {
 			continue
 		}
 		out, tr, ferr := f.eval(&d, f.name)
-		res.Fields[f.name] = tr
+		setTrace(&res, f.name, tr)
 		if ferr != nil {
 			res.Errors = append(res.Errors, *ferr)
 			continue
@@ -193,21 +227,21 @@ func (c *Compiled) applyApprovals(res *Result, rec any, f *cfield, d *doc) {
 	tr := FieldTrace{}
 	for _, cnd := range f.when {
 		if !cnd.eval(d) {
-			res.Fields[f.name] = tr
+			setTrace(res, f.name, tr)
 			return
 		}
 	}
 	p := f.paths[0]
 	arr := d.get(p)
 	if !present(arr) {
-		res.Fields[f.name] = tr
+		setTrace(res, f.name, tr)
 		if f.required {
 			res.Errors = append(res.Errors, FieldError{Field: f.name, Path: p.raw, Message: "required: no approvals found"})
 		}
 		return
 	}
 	if !arr.IsArray() {
-		res.Fields[f.name] = tr
+		setTrace(res, f.name, tr)
 		res.Errors = append(res.Errors, FieldError{Field: f.name, Path: p.raw, Message: "not an array"})
 		return
 	}
@@ -233,7 +267,7 @@ func (c *Compiled) applyApprovals(res *Result, rec any, f *cfield, d *doc) {
 		return true
 	})
 	tr.Value = out
-	res.Fields[f.name] = tr
+	setTrace(res, f.name, tr)
 	f.def.set(rec, out)
 }
 
@@ -502,7 +536,7 @@ func (c *Compiled) Matches(connectorType, eventType string, payload []byte) bool
 	if len(c.match) == 0 {
 		return true
 	}
-	if !gjson.ValidBytes(payload) {
+	if !validJSON(payload) {
 		return true
 	}
 	r, err := record(string(payload), c.unwrap)

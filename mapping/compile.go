@@ -26,6 +26,15 @@ type Compiled struct {
 	topKeys  map[string]int
 	topCount int
 	spec     int // specificity, for Set ordering
+
+	// For Apply's single pass (scan.go): filter pre-screens top-level
+	// keys; indexable says the envelope is absent or a plain key, so the
+	// record can be found while validating; needRaw says some field reads
+	// a path that does not start with a plain key and needs the whole
+	// record text.
+	filter    *keyFilter
+	indexable bool
+	needRaw   bool
 }
 
 // Name returns the profile name.
@@ -39,9 +48,10 @@ func (c *Compiled) Kind() string { return c.profile.Kind }
 func (c *Compiled) Profile() Profile { return c.profile }
 
 type cpath struct {
-	raw  string
-	top  int // slot of the first component in the record index, or -1
-	rest string
+	raw       string
+	top       int // slot of the first component in the record index, or -1
+	rest      string
+	plainRest bool // rest is one plain key
 }
 
 type condOp uint8
@@ -217,6 +227,16 @@ func Compile(p *Profile) (*Compiled, error) {
 	}
 	c.topKeys = cp.topKeys
 	c.topCount = len(cp.topKeys)
+	c.filter = newKeyFilter(c.topKeys)
+	c.indexable = c.unwrap == "" || simpleKey(c.unwrap) && !strings.Contains(c.unwrap, ".")
+	for _, f := range c.fields {
+		for _, p := range f.paths {
+			c.needRaw = c.needRaw || p.top < 0
+		}
+		for _, cnd := range f.when {
+			c.needRaw = c.needRaw || cnd.path.top < 0
+		}
+	}
 	return c, nil
 }
 
@@ -248,6 +268,7 @@ func (cp *compiler) path(field, p string, index bool) (cpath, bool) {
 			cp.topKeys[first] = slot
 		}
 		out.top, out.rest = slot, rest
+		out.plainRest = simpleKey(rest) && !strings.Contains(rest, ".")
 	}
 	return out, true
 }
@@ -752,10 +773,10 @@ func present(r gjson.Result) bool {
 		if r.IsArray() {
 			return len(r.Array()) > 0
 		}
-		if v := r.Get("value"); v.Exists() {
+		if v := objectGet(r, "value"); v.Exists() {
 			return present(v)
 		}
-		if v := r.Get("name"); v.Exists() {
+		if v := objectGet(r, "name"); v.Exists() {
 			return present(v)
 		}
 		has := false

@@ -3,7 +3,8 @@
 // where each canonical field comes from in a vendor's raw JSON payload.
 // Parse reads a profile, Compile validates it (every problem at once, each
 // naming its field), Apply turns a payload into a canonical core record
-// with a per-field trace, and a Set selects the profile for an event.
+// with a per-field trace (ApplyFast: the same record without traces), and a
+// Set selects the profile for an event.
 //
 // # Profile schema
 //

@@ -149,10 +149,10 @@ func scalar(r gjson.Result, depth int) (string, error) {
 		if depth >= maxUnwrapDepth {
 			return "", fmt.Errorf("objects nested too deep under \"value\"")
 		}
-		if v := r.Get("value"); v.Exists() {
+		if v := objectGet(r, "value"); v.Exists() {
 			return scalar(v, depth+1)
 		}
-		if v := r.Get("name"); v.Exists() {
+		if v := objectGet(r, "name"); v.Exists() {
 			return scalar(v, depth+1)
 		}
 		return "", fmt.Errorf("path leads to an object without a \"value\" or \"name\" key; name one of its keys (%s)", objectKeys(r))

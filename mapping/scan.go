@@ -1,0 +1,598 @@
+package mapping
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
+
+// This file is Apply's single pass over a payload: it validates the JSON
+// (accepting exactly what gjson.ValidBytes accepts: RFC 8259 syntax, with
+// no UTF-8 check) and, on the way, records where the values of the first
+// path components the profile uses sit, both at the top level and inside
+// the envelope (unwrap) object. Apply then reads fields from those small
+// spans instead of walking the payload again with gjson.
+
+// span is a byte range [start, end) of the payload; end 0 means absent
+// (no value starts at offset 0 below the top level).
+type span struct{ start, end int }
+
+// scanner validates one payload and indexes it for one profile.
+type scanner struct {
+	data   []byte
+	keys   map[string]int // top-level key → slot (Compiled.topKeys)
+	filter *keyFilter
+	unwrap string // envelope key, "" when not indexing an envelope
+	// root holds the spans of the indexed keys of the top-level object,
+	// rec those of the first envelope value when it is an object; nil
+	// slices index nothing.
+	root, rec []span
+	env       span // the first envelope value
+	envFound  bool
+}
+
+// keyFilter rejects most keys a profile does not use before the map
+// lookup: bit (first byte mod 64) of entry (length mod 64).
+type keyFilter [64]uint64
+
+func newKeyFilter(keys map[string]int) *keyFilter {
+	var f keyFilter
+	for k := range keys {
+		if k == "" {
+			continue
+		}
+		f[len(k)&63] |= 1 << (k[0] & 63)
+	}
+	return &f
+}
+
+// valid reports whether the payload is one JSON value, indexing it. It is
+// one loop over the bytes with an explicit stack of open containers (no
+// recursion); it records, for the top-level object (depth 1) and the
+// envelope object (depth 2), where each indexed key's value starts and
+// ends.
+func (s *scanner) valid() bool {
+	d := s.data
+	var buf [64]byte
+	stack := buf[:0] // '{' or '[' per open container
+	var (
+		rootSlot, recSlot   = -1, -1 // slot of the current key at depth 1, 2
+		rootStart, recStart int      // where its value starts
+		envKey              bool     // the current depth-1 key is the envelope
+		inRec               bool     // the open depth-2 container is the envelope object
+		ok                  bool
+	)
+	i := s.ws(0)
+value:
+	if i >= len(d) {
+		return false
+	}
+	switch c := d[i]; c {
+	case '{':
+		if len(stack) == 1 {
+			inRec = envKey && s.rec != nil
+		}
+		stack = append(stack, '{')
+		i = s.ws(i + 1)
+		if i < len(d) && d[i] == '}' {
+			i++
+			stack = stack[:len(stack)-1]
+			goto after
+		}
+		goto key
+	case '[':
+		if len(stack) == 1 {
+			inRec = false
+		}
+		stack = append(stack, '[')
+		i = s.ws(i + 1)
+		if i < len(d) && d[i] == ']' {
+			i++
+			stack = stack[:len(stack)-1]
+			goto after
+		}
+		goto value
+	case '"':
+		if i, _, ok = s.str(i + 1); !ok {
+			return false
+		}
+	case 't':
+		if i, ok = s.lit(i, "true"); !ok {
+			return false
+		}
+	case 'f':
+		if i, ok = s.lit(i, "false"); !ok {
+			return false
+		}
+	case 'n':
+		if i, ok = s.lit(i, "null"); !ok {
+			return false
+		}
+	default:
+		if c != '-' && (c < '0' || c > '9') {
+			return false
+		}
+		if i, ok = s.number(i); !ok {
+			return false
+		}
+	}
+after: // a value ended at i
+	switch len(stack) {
+	case 0:
+		return s.ws(i) == len(d)
+	case 1:
+		if stack[0] == '{' {
+			if rootSlot >= 0 && s.root[rootSlot].end == 0 {
+				s.root[rootSlot] = span{rootStart, i}
+			}
+			if envKey {
+				s.env, s.envFound, envKey = span{rootStart, i}, true, false
+			}
+		}
+	case 2:
+		if inRec && recSlot >= 0 && s.rec[recSlot].end == 0 {
+			s.rec[recSlot] = span{recStart, i}
+		}
+	}
+	i = s.ws(i)
+	if i >= len(d) {
+		return false
+	}
+	switch d[i] {
+	case ',':
+		if stack[len(stack)-1] == '[' {
+			i = s.ws(i + 1)
+			goto value
+		}
+		i = s.ws(i + 1)
+		goto key
+	case '}':
+		if stack[len(stack)-1] != '{' {
+			return false
+		}
+	case ']':
+		if stack[len(stack)-1] != '[' {
+			return false
+		}
+	default:
+		return false
+	}
+	i++
+	stack = stack[:len(stack)-1]
+	goto after
+key: // at the opening quote of a key of the innermost object
+	if i >= len(d) || d[i] != '"' {
+		return false
+	}
+	{
+		ks := i + 1
+		var esc bool
+		if i, esc, ok = s.str(ks); !ok {
+			return false
+		}
+		key := d[ks : i-1]
+		i = s.ws(i)
+		if i >= len(d) || d[i] != ':' {
+			return false
+		}
+		if i++; i < len(d) && d[i] == ' ' {
+			i++ // the usual single space
+		}
+		i = s.ws(i)
+		switch len(stack) {
+		case 1:
+			rootSlot, rootStart = -1, i
+			if s.root != nil {
+				rootSlot = s.slot(key, esc)
+			}
+			envKey = s.unwrap != "" && !s.envFound && s.keyIs(key, esc, s.unwrap)
+		case 2:
+			if inRec {
+				recSlot, recStart = s.slot(key, esc), i
+			}
+		}
+	}
+	goto value
+}
+
+// ws skips whitespace from i. The test for none is small enough to inline.
+func (s *scanner) ws(i int) int {
+	if i < len(s.data) && s.data[i] > ' ' {
+		return i
+	}
+	return s.skipWS(i)
+}
+
+//go:noinline // keeps ws small enough to inline
+func (s *scanner) skipWS(i int) int {
+	d := s.data
+	for i < len(d) {
+		switch d[i] {
+		case ' ':
+			// Indentation: skip a run of spaces 8 bytes at a time.
+			if i+8 <= len(d) {
+				if x := binary.LittleEndian.Uint64(d[i:]) ^ (lsb * ' '); x != 0 {
+					i += bits.TrailingZeros64(x) / 8
+				} else {
+					i += 8
+				}
+				continue
+			}
+			i++
+		case '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+func (s *scanner) lit(i int, w string) (int, bool) {
+	if len(s.data)-i >= len(w) && string(s.data[i:i+len(w)]) == w {
+		return i + len(w), true
+	}
+	return i, false
+}
+
+// unescapeKey returns a key's text as gjson compares it.
+func unescapeKey(key []byte) string {
+	return gjson.Parse(`"` + string(key) + `"`).Str
+}
+
+func (s *scanner) keyIs(key []byte, esc bool, want string) bool {
+	if esc {
+		return unescapeKey(key) == want
+	}
+	return string(key) == want
+}
+
+// slot returns the slot of an indexed key, or -1.
+func (s *scanner) slot(key []byte, esc bool) int {
+	if esc {
+		if i, ok := s.keys[unescapeKey(key)]; ok {
+			return i
+		}
+		return -1
+	}
+	if len(key) == 0 || s.filter[len(key)&63]&(1<<(key[0]&63)) == 0 {
+		return -1
+	}
+	if i, ok := s.keys[string(key)]; ok {
+		return i
+	}
+	return -1
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// special flags the bytes of x (little endian) that are '"', '\\' or
+// control characters. Borrows may flag bytes above a flagged one, but the
+// lowest flag is exact.
+func special(x uint64) uint64 {
+	q := x ^ (lsb * '"')
+	b := x ^ (lsb * '\\')
+	return ((q-lsb)&^q | (b-lsb)&^b | (x-lsb*0x20)&^x) & msb
+}
+
+// str validates a string whose opening quote is at i-1; it returns the
+// offset after the closing quote and whether the string has escapes.
+func (s *scanner) str(i int) (int, bool, bool) {
+	d := s.data
+	esc := false
+	for {
+		for i+8 <= len(d) {
+			if m := special(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				if d[i] == '"' {
+					return i + 1, esc, true
+				}
+				break
+			}
+			i += 8
+		}
+		if i >= len(d) {
+			return i, esc, false
+		}
+		switch c := d[i]; {
+		case c == '"':
+			return i + 1, esc, true
+		case c == '\\':
+			esc = true
+			i++
+			if i >= len(d) {
+				return i, esc, false
+			}
+			switch d[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i++
+			case 'u':
+				for range 4 {
+					i++
+					if i >= len(d) || !ishex(d[i]) {
+						return i, esc, false
+					}
+				}
+				i++
+			default:
+				return i, esc, false
+			}
+		case c < ' ':
+			return i, esc, false
+		default:
+			i++
+		}
+	}
+}
+
+func ishex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// number validates a JSON number starting at i.
+func (s *scanner) number(i int) (int, bool) {
+	d := s.data
+	if d[i] == '-' {
+		i++
+		if i >= len(d) || !isDigit(d[i]) {
+			return i, false
+		}
+	}
+	if d[i] == '0' {
+		i++
+	} else {
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	}
+	if i < len(d) && d[i] == '.' {
+		i++
+		if i >= len(d) || !isDigit(d[i]) {
+			return i, false
+		}
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	}
+	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+		i++
+		if i < len(d) && (d[i] == '+' || d[i] == '-') {
+			i++
+		}
+		if i >= len(d) || !isDigit(d[i]) {
+			return i, false
+		}
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	}
+	return i, true
+}
+
+// validJSON reports whether payload is valid JSON, as gjson.ValidBytes.
+func validJSON(payload []byte) bool {
+	s := scanner{data: payload}
+	return s.valid()
+}
+
+// scanRecord validates payload and, when the record can be read from the
+// index (the top level is an object; the envelope, if the profile names one
+// and the payload has it, is an object), fills d. handled is false when the caller must find
+// the record the general way; valid is false for invalid JSON.
+func (c *Compiled) scanRecord(payload []byte, d *doc) (valid, handled bool) {
+	s := scanner{data: payload, keys: c.topKeys, filter: c.filter}
+	if c.indexable {
+		s.unwrap = c.unwrap
+	}
+	var buf [32]span
+	var spans []span
+	if n := c.topCount; n > 0 && c.indexable {
+		if s.unwrap != "" {
+			n *= 2
+		}
+		if n <= len(buf) {
+			spans = buf[:n]
+		} else {
+			spans = make([]span, n)
+		}
+		s.root = spans[:c.topCount]
+		if s.unwrap != "" {
+			s.rec = spans[c.topCount:]
+		}
+	}
+	if !s.valid() {
+		return false, false
+	}
+	if !c.indexable {
+		return true, false
+	}
+	start := s.ws(0)
+	if payload[start] != '{' {
+		return true, false
+	}
+	rec, slots := span{start, len(payload)}, s.root // as gjson.Parse: the rest of the payload
+	if s.envFound {
+		if payload[s.env.start] != '{' {
+			return true, false
+		}
+		rec, slots = s.env, s.rec
+	}
+	// One string holds what the fields read: the record when some path
+	// needs it whole, else just the indexed values.
+	d.vals = make([]string, c.topCount)
+	if c.needRaw {
+		d.raw = string(payload[rec.start:rec.end])
+		for i, sp := range slots {
+			if sp.end != 0 {
+				d.vals[i] = d.raw[sp.start-rec.start : sp.end-rec.start]
+			}
+		}
+		return true, true
+	}
+	n := 0
+	for _, sp := range slots {
+		n += sp.end - sp.start
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, sp := range slots {
+		b.Write(payload[sp.start:sp.end])
+	}
+	text := b.String()
+	off := 0
+	for i, sp := range slots {
+		if sp.end != 0 {
+			l := sp.end - sp.start
+			d.vals[i] = text[off : off+l]
+			off += l
+		}
+	}
+	return true, true
+}
+
+// objectGet is r.Get(key) for a key without gjson path syntax, reading an
+// object's members directly (gjson's general path walk costs more, and
+// Apply does this for every {display_value,value} pair).
+func objectGet(r gjson.Result, key string) gjson.Result {
+	if v, ok := lookupKey(r.Raw, key); ok {
+		return v
+	}
+	return r.Get(key)
+}
+
+// lookupKey returns the value of the first member named key of the JSON
+// object raw (zero when there is none). ok is false when it cannot decide
+// quickly — raw is not an object, a key before the match is escaped, or
+// the syntax is unexpected — and gjson must.
+func lookupKey(raw, key string) (gjson.Result, bool) {
+	i := wsStr(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return gjson.Result{}, false
+	}
+	i = wsStr(raw, i+1)
+	if i < len(raw) && raw[i] == '}' {
+		return gjson.Result{}, true
+	}
+	for {
+		if i >= len(raw) || raw[i] != '"' {
+			return gjson.Result{}, false
+		}
+		ks := i + 1
+		j := strings.IndexByte(raw[ks:], '"')
+		if j < 0 || strings.IndexByte(raw[ks:ks+j], '\\') >= 0 {
+			return gjson.Result{}, false
+		}
+		j += ks
+		k := raw[ks:j]
+		i = wsStr(raw, j+1)
+		if i >= len(raw) || raw[i] != ':' {
+			return gjson.Result{}, false
+		}
+		i = wsStr(raw, i+1)
+		vs := i
+		ve, ok := skipValue(raw, i)
+		if !ok {
+			return gjson.Result{}, false
+		}
+		if k == key {
+			return parseValue(raw[vs:ve]), true
+		}
+		i = wsStr(raw, ve)
+		if i >= len(raw) {
+			return gjson.Result{}, false
+		}
+		switch raw[i] {
+		case ',':
+			i = wsStr(raw, i+1)
+		case '}':
+			return gjson.Result{}, true
+		default:
+			return gjson.Result{}, false
+		}
+	}
+}
+
+// parseValue is gjson.Parse for one exact JSON value, without its general
+// scan for the common string and object cases.
+func parseValue(v string) gjson.Result {
+	switch v[0] {
+	case '"':
+		if strings.IndexByte(v, '\\') < 0 {
+			return gjson.Result{Type: gjson.String, Raw: v, Str: v[1 : len(v)-1]}
+		}
+	case '{', '[':
+		return gjson.Result{Type: gjson.JSON, Raw: v}
+	}
+	return gjson.Parse(v)
+}
+
+func wsStr(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the offset after the (valid) string whose opening
+// quote is at i-1.
+func skipString(s string, i int) (int, bool) {
+	for i < len(s) {
+		q := strings.IndexByte(s[i:], '"')
+		if q < 0 {
+			break
+		}
+		b := strings.IndexByte(s[i:i+q], '\\')
+		if b < 0 {
+			return i + q + 1, true
+		}
+		i += b + 2 // past the escape pair, which may be \"
+	}
+	return len(s), false
+}
+
+// skipValue returns the offset after the (valid) JSON value at s[i].
+func skipValue(s string, i int) (int, bool) {
+	if i >= len(s) {
+		return i, false
+	}
+	switch s[i] {
+	case '"':
+		return skipString(s, i+1)
+	case '{', '[':
+		depth := 0
+		for i < len(s) {
+			switch s[i] {
+			case '"':
+				var ok bool
+				if i, ok = skipString(s, i+1); !ok {
+					return i, false
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1, true
+				}
+			}
+			i++
+		}
+		return i, false
+	}
+	j := i
+	for j < len(s) {
+		switch s[j] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return j, j > i
+		}
+		j++
+	}
+	return j, j > i
+}

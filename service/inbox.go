@@ -274,7 +274,7 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 	if !ok {
 		return core.EventIgnored, fmt.Sprintf("no mapping profile of connector %q (type %s) matches event type %q; tollgate does not use this event", e.Connector, c.Config.Type, e.Type), "", nil
 	}
-	res := prof.Apply(e.Body)
+	res := prof.ApplyFast(e.Body) // no per-field traces: only previews need them
 	if err := res.Err(); err != nil {
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
 	}

@@ -28,6 +28,10 @@ lint: vet ## gofmt check, go vet and golangci-lint (when installed)
 bench: ## run the Go benchmarks (figures in docs/benchmarks.md)
 	TOLLGATE_TEST_RACE=0 ./scripts/test.sh -run '^$$' -bench . -benchmem ./...
 
+.PHONY: load
+load: ## HTTP load run of the gate on a seeded PostgreSQL (figures in docs/benchmarks.md)
+	./scripts/load.sh
+
 fuzz: ## fuzz the webhook parsers and the mapping engine for 30s each
 	for p in ./connectors/github ./connectors/gitlab ./connectors/jira ./connectors/servicenow ./connectors/jenkins ./connectors/generic; do $(GO) test -run '^$$' -fuzz FuzzClassify -fuzztime 30s $$p || exit 1; done
 	$(GO) test -run '^$$' -fuzz FuzzApply -fuzztime 30s ./mapping

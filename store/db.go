@@ -49,6 +49,7 @@ type DB struct {
 	log     *slog.Logger
 	hub     hub       // in-process fan-out of fact-change notifications
 	audit   *appender // the audit group-commit goroutine
+	stmts   stmtCache
 }
 
 // Options configure Open.

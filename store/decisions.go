@@ -48,9 +48,15 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 		}{dec.ID, dec.Decision, codes, dec.PolicyVersion})),
 	}
 	doc := mustJSON(dec)
-	err := d.appendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
-		_, err := tx.ExecContext(ctx, d.q(`INSERT INTO gate_decisions (id, release_id, decision, emergency, policy_version, evaluated_at, actor, doc)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency, dec.PolicyVersion, dec.EvaluatedAt, actor, doc)
+	// Prepare outside the group's transaction: on SQLite the transaction
+	// holds the only connection, which preparing on the pool would wait for.
+	st, err := d.stmt(ctx, d.q(`INSERT INTO gate_decisions (id, release_id, decision, emergency, policy_version, evaluated_at, actor, doc)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`))
+	if err != nil {
+		return fmt.Errorf("save gate decision %s: %w", dec.ID, translate(err))
+	}
+	err = d.appendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
+		_, err := tx.StmtxContext(ctx, st).ExecContext(ctx, dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency, dec.PolicyVersion, dec.EvaluatedAt, actor, doc)
 		return err
 	})
 	if err != nil {

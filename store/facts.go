@@ -72,7 +72,11 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 		return core.Facts{}, err
 	}
 	service, asOf := normService(q.Service), !q.AsOf.IsZero()
-	rows, err := d.db.QueryxContext(ctx, query, args...)
+	st, err := d.stmt(ctx, query)
+	if err != nil {
+		return core.Facts{}, fmt.Errorf("gather facts: %w", translate(err))
+	}
+	rows, err := st.QueryxContext(ctx, args...)
 	if err != nil {
 		return core.Facts{}, fmt.Errorf("gather facts: %w", translate(err))
 	}
@@ -190,7 +194,7 @@ func (d *DB) factsQuery(q core.FactsQuery) (string, []any, error) {
 		parts = append(parts,
 			`SELECT 'i' AS kind, `+doc+` AS doc, `+docCols+` FROM incidents WHERE active AND global`,
 			`SELECT 'i' AS kind, `+idoc+` AS doc, `+docCols+` FROM incident_services s JOIN incidents i ON i.key = s.incident_key
-			WHERE s.service = ? AND i.active`)
+			WHERE s.service = ? AND s.active AND i.active`)
 		args = append(args, service)
 	}
 	return d.in(strings.Join(parts, "\nUNION ALL\n"), args...)

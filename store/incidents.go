@@ -112,13 +112,13 @@ func (d *DB) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertRe
 			}
 			var b strings.Builder
 			args := make([]any, 0, 2*len(services))
-			b.WriteString(`INSERT INTO incident_services (incident_key, service) VALUES `)
+			b.WriteString(`INSERT INTO incident_services (incident_key, service, active) VALUES `)
 			for n, s := range services {
 				if n > 0 {
 					b.WriteString(", ")
 				}
-				b.WriteString("(?, ?)")
-				args = append(args, i.Key, s)
+				b.WriteString("(?, ?, ?)")
+				args = append(args, i.Key, s, i.Active())
 			}
 			if _, err := tx.ExecContext(ctx, d.q(b.String()), args...); err != nil {
 				return fmt.Errorf("index services: %w", err)

@@ -95,7 +95,7 @@ func (d *DB) UpsertRelease(ctx context.Context, r core.Release) (core.Release, e
 	}
 	now := d.now()
 	var row releaseRow
-	err = d.db.GetContext(ctx, &row, d.q(`INSERT INTO releases (`+releaseCols+`)
+	st, err := d.stmt(ctx, d.q(`INSERT INTO releases (`+releaseCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (service, version, environment) DO UPDATE SET
 			team = CASE WHEN excluded.team <> '' THEN excluded.team ELSE releases.team END,
@@ -103,7 +103,11 @@ func (d *DB) UpsertRelease(ctx context.Context, r core.Release) (core.Release, e
 			changes = CASE WHEN excluded.changes <> '[]' THEN excluded.changes ELSE releases.changes END,
 			fixes_incidents = CASE WHEN excluded.fixes_incidents <> '[]' THEN excluded.fixes_incidents ELSE releases.fixes_incidents END,
 			updated_at = excluded.updated_at
-		RETURNING `+releaseCols),
+		RETURNING `+releaseCols))
+	if err != nil {
+		return core.Release{}, translate(err)
+	}
+	err = st.GetContext(ctx, &row,
 		newID(), r.Service, r.Version, r.Environment, strings.TrimSpace(r.Team), strings.TrimSpace(r.Commit),
 		strList(r.Changes), strList(r.FixesIncidents), now, now)
 	if err != nil {

@@ -1,0 +1,495 @@
+// Command loadgen drives POST /api/v1/gate/check of a local tollgate and
+// reports throughput and latency percentiles. It is the load half of
+// scripts/load.sh; see docs/benchmarks.md for the method.
+//
+// Request bodies are built before the run from keys sampled out of the
+// seeded database (scripts/seed): mostly a production release of a service
+// linking one or two approved, scheduled changes of that service (the whole
+// rule set runs and most answers are allow), some linking a change that is
+// awaiting approval, rejected or not requested, and some linking a key no
+// connector knows. Each body has a random version, so the release upsert
+// both inserts and updates.
+//
+// Two modes:
+//
+//   - closed loop (-rate 0): -c workers each send the next request as soon
+//     as the previous answer arrives, over keep-alive connections: the
+//     saturation throughput and its latency;
+//   - open loop (-rate R): requests are scheduled at a fixed rate R and
+//     handed to -c workers; latency counts from the scheduled time, so a
+//     stalled server is not hidden (no coordinated omission). A request
+//     that finds every worker busy and the queue full is counted as missed.
+//
+// It only talks to a loopback address, runs for -warmup plus -d and stops
+// by itself.
+//
+// Usage:
+//
+//	loadgen -url http://127.0.0.1:8080 -token $CI_TOKEN -db postgres://… -c 64 -d 20s
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	_ "github.com/lib/pq" // the PostgreSQL driver, to sample keys
+)
+
+type config struct {
+	URL, Token, DB    string
+	Concurrency       int
+	Duration, Warmup  time.Duration
+	Rate              float64
+	Missing, Other    float64
+	Bodies            int
+	Seed              uint64
+	Label             string
+	Timeout           time.Duration
+	SampleGoodChanges int
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "tollgate base URL (loopback only)")
+	flag.StringVar(&c.Token, "token", os.Getenv("TOLLGATE_LOAD_TOKEN"), "ci token (default $TOLLGATE_LOAD_TOKEN)")
+	flag.StringVar(&c.DB, "db", os.Getenv("TOLLGATE_DATABASE_URL"), "the seeded database, to sample keys from (default $TOLLGATE_DATABASE_URL)")
+	flag.IntVar(&c.Concurrency, "c", 64, "concurrent connections (workers)")
+	flag.DurationVar(&c.Duration, "d", 20*time.Second, "measured duration")
+	flag.DurationVar(&c.Warmup, "warmup", 3*time.Second, "unmeasured warm-up before the measured duration")
+	flag.Float64Var(&c.Rate, "rate", 0, "requests per second (open loop); 0 = closed loop, as fast as answers come")
+	flag.Float64Var(&c.Missing, "missing", 0.05, "fraction of requests linking an unknown change key")
+	flag.Float64Var(&c.Other, "other", 0.10, "fraction of requests linking a change that is not approved")
+	flag.IntVar(&c.Bodies, "bodies", 50_000, "distinct request bodies, built before the run")
+	flag.Uint64Var(&c.Seed, "seed", 1, "random seed")
+	flag.StringVar(&c.Label, "label", "", "label printed with the result")
+	flag.DurationVar(&c.Timeout, "timeout", 10*time.Second, "per-request timeout (counted as an error)")
+	flag.IntVar(&c.SampleGoodChanges, "sample", 20_000, "approved changes to sample")
+	flag.Parse()
+	if err := run(c); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func (c config) validate() error {
+	u, err := url.Parse(c.URL)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return fmt.Errorf("-url %q: want http://127.0.0.1:PORT", c.URL)
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("-url %q: only loopback addresses are allowed", c.URL)
+	}
+	switch {
+	case c.Token == "":
+		return errors.New("-token is required (a ci token)")
+	case c.DB == "":
+		return errors.New("-db is required (the seeded database)")
+	case c.Concurrency < 1 || c.Concurrency > 1024:
+		return fmt.Errorf("-c must be 1…1024, got %d", c.Concurrency)
+	case c.Duration <= 0 || c.Duration > 10*time.Minute:
+		return fmt.Errorf("-d must be in (0, 10m], got %s", c.Duration)
+	case c.Warmup < 0 || c.Warmup > time.Minute:
+		return fmt.Errorf("-warmup must be in [0, 1m], got %s", c.Warmup)
+	case c.Rate < 0 || c.Rate > 100_000:
+		return fmt.Errorf("-rate must be 0…100000, got %g", c.Rate)
+	case c.Missing < 0 || c.Other < 0 || c.Missing+c.Other > 1:
+		return fmt.Errorf("-missing and -other must be fractions summing to at most 1")
+	case c.Bodies < 1 || c.Bodies > 1_000_000:
+		return fmt.Errorf("-bodies must be 1…1000000, got %d", c.Bodies)
+	}
+	return nil
+}
+
+// sample is what the request bodies are built from.
+type sample struct {
+	good  map[string][]string // service → approved, scheduled change keys
+	svcs  []string            // services with good changes
+	other [][2]string         // (service, key) of changes not approved
+	team  map[string]string   // service → team
+}
+
+func loadSample(ctx context.Context, dsn string, n int) (*sample, error) {
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open the seeded database: %w", err)
+	}
+	defer db.Close()
+	s := &sample{good: map[string][]string{}, team: map[string]string{}}
+	// Approved, scheduled, complete normal changes not approved by their
+	// requester: the whole rule set runs and passes.
+	rows, err := db.QueryContext(ctx, `SELECT key, doc -> 'services' ->> 0 FROM changes
+		WHERE approval = 'approved' AND state = 'scheduled' AND type = 'normal'
+		  AND (doc ->> 'has_risk_assessment')::boolean AND (doc ->> 'has_backout_plan')::boolean
+		  AND doc ->> 'requested_by' <> doc -> 'approvals' -> 0 ->> 'approver'
+		ORDER BY random() LIMIT $1`, n)
+	if err != nil {
+		return nil, fmt.Errorf("sample approved changes: %w", err)
+	}
+	for rows.Next() {
+		var key, svc string
+		if err := rows.Scan(&key, &svc); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sample approved changes: %w", err)
+		}
+		if _, ok := s.good[svc]; !ok {
+			s.svcs = append(s.svcs, svc)
+		}
+		s.good[svc] = append(s.good[svc], key)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if len(s.svcs) == 0 {
+		return nil, errors.New("no approved, scheduled changes in the database: seed it with scripts/seed first")
+	}
+	slices.Sort(s.svcs)
+	rows, err = db.QueryContext(ctx, `SELECT key, doc -> 'services' ->> 0 FROM changes
+		WHERE approval <> 'approved' AND state <> 'closed' ORDER BY random() LIMIT 5000`)
+	if err != nil {
+		return nil, fmt.Errorf("sample other changes: %w", err)
+	}
+	for rows.Next() {
+		var key, svc string
+		if err := rows.Scan(&key, &svc); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sample other changes: %w", err)
+		}
+		s.other = append(s.other, [2]string{svc, key})
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	rows, err = db.QueryContext(ctx, `SELECT DISTINCT service, team FROM releases`)
+	if err != nil {
+		return nil, fmt.Errorf("sample teams: %w", err)
+	}
+	for rows.Next() {
+		var svc, team string
+		if err := rows.Scan(&svc, &team); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sample teams: %w", err)
+		}
+		s.team[svc] = team
+	}
+	return s, rows.Close()
+}
+
+// gateRequest is the body of POST /api/v1/gate/check.
+type gateRequest struct {
+	Service     string    `json:"service"`
+	Environment string    `json:"environment"`
+	Version     string    `json:"version"`
+	Commit      string    `json:"commit,omitempty"`
+	Team        string    `json:"team,omitempty"`
+	Changes     []string  `json:"changes"`
+	Actor       string    `json:"actor,omitempty"`
+	Pipeline    *pipeline `json:"pipeline,omitempty"`
+}
+
+type pipeline struct {
+	Provider string `json:"provider"`
+	RunID    string `json:"run_id"`
+	URL      string `json:"url,omitempty"`
+}
+
+func buildBodies(s *sample, c config) ([][]byte, error) {
+	rng := rand.New(rand.NewPCG(c.Seed, 0x7011))
+	bodies := make([][]byte, c.Bodies)
+	for i := range bodies {
+		svc := s.svcs[rng.IntN(len(s.svcs))]
+		keys := s.good[svc]
+		changes := []string{keys[rng.IntN(len(keys))]}
+		switch p := rng.Float64(); {
+		case p < c.Missing:
+			changes = append(changes, fmt.Sprintf("CHG9%06d", rng.IntN(1_000_000)))
+		case p < c.Missing+c.Other && len(s.other) > 0:
+			o := s.other[rng.IntN(len(s.other))]
+			svc, changes = o[0], []string{o[1]}
+		case rng.IntN(4) == 0 && len(keys) > 1:
+			if k := keys[rng.IntN(len(keys))]; k != changes[0] {
+				changes = append(changes, k)
+			}
+		}
+		run := rng.Uint32()
+		b, err := json.Marshal(gateRequest{
+			Service: svc, Environment: "production", Version: fmt.Sprintf("3.%d.%d", rng.IntN(1000), rng.IntN(20)),
+			Commit: fmt.Sprintf("%040x", rng.Uint64()), Team: s.team[svc], Changes: changes, Actor: "ci-bot",
+			Pipeline: &pipeline{Provider: "github", RunID: fmt.Sprint(run), URL: fmt.Sprintf("https://github.example.com/acme/%s/actions/runs/%d", svc, run)},
+		})
+		if err != nil {
+			return nil, err
+		}
+		bodies[i] = b
+	}
+	return bodies, nil
+}
+
+// stats is one worker's measurements.
+type stats struct {
+	lat                 []time.Duration
+	errors, allow, wait int
+	deny, other         int
+	firstErr            string
+}
+
+func run(c config) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	t0 := time.Now()
+	s, err := loadSample(ctx, c.DB, c.SampleGoodChanges)
+	if err != nil {
+		return err
+	}
+	bodies, err := buildBodies(s, c)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "loadgen: %d bodies over %d services built in %.1fs\n", len(bodies), len(s.svcs), time.Since(t0).Seconds())
+
+	tr := &http.Transport{
+		MaxIdleConns: c.Concurrency, MaxIdleConnsPerHost: c.Concurrency, MaxConnsPerHost: c.Concurrency,
+		DisableCompression: true, IdleConnTimeout: time.Minute,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: c.Timeout}
+	endpoint := strings.TrimSuffix(c.URL, "/") + "/api/v1/gate/check"
+	auth := "Bearer " + c.Token
+
+	var measuring atomic.Bool
+	do := func(st *stats, body []byte, since time.Time) {
+		req, _ := http.NewRequest(http.MethodPost, endpoint, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", auth)
+		resp, err := client.Do(req)
+		var out []byte
+		if err == nil {
+			out, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d: %.200s", resp.StatusCode, out)
+			}
+		}
+		if !measuring.Load() {
+			return
+		}
+		st.lat = append(st.lat, time.Since(since))
+		switch {
+		case err != nil:
+			st.errors++
+			if st.firstErr == "" {
+				st.firstErr = err.Error()
+			}
+		case bytes.Contains(out, []byte(`"decision":"allow"`)):
+			st.allow++
+		case bytes.Contains(out, []byte(`"decision":"wait"`)):
+			st.wait++
+		case bytes.Contains(out, []byte(`"decision":"deny"`)):
+			st.deny++
+		default:
+			st.other++
+		}
+	}
+
+	all := make([]*stats, c.Concurrency)
+	var wg sync.WaitGroup
+	var missed atomic.Int64
+	stop := make(chan struct{})
+	var measureStart time.Time
+	if c.Rate == 0 {
+		for w := range all {
+			st := &stats{lat: make([]time.Duration, 0, 1<<16)}
+			all[w] = st
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				i := w * len(bodies) / c.Concurrency
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					do(st, bodies[i%len(bodies)], time.Now())
+					i++
+				}
+			}(w)
+		}
+	} else {
+		queue := make(chan time.Time, 4*c.Concurrency)
+		for w := range all {
+			st := &stats{lat: make([]time.Duration, 0, 1<<16)}
+			all[w] = st
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				i := w * len(bodies) / c.Concurrency
+				for at := range queue {
+					do(st, bodies[i%len(bodies)], at)
+					i++
+				}
+			}(w)
+		}
+		wg.Add(1)
+		go func() { // the schedule: request n is due at start + n/rate
+			defer wg.Done()
+			defer close(queue)
+			interval := time.Duration(float64(time.Second) / c.Rate)
+			start := time.Now()
+			for n := int64(0); ; n++ {
+				at := start.Add(time.Duration(n) * interval)
+				if d := time.Until(at); d > 0 {
+					select {
+					case <-stop:
+						return
+					case <-time.After(d):
+					}
+				} else {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+				select {
+				case queue <- at:
+				default:
+					if measuring.Load() {
+						missed.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(c.Warmup)
+	measuring.Store(true)
+	measureStart = time.Now()
+	cpu0 := cpuTime()
+	time.Sleep(c.Duration)
+	measuring.Store(false)
+	elapsed := time.Since(measureStart)
+	cpu := cpuTime() - cpu0
+	close(stop)
+	wg.Wait()
+
+	var total stats
+	for _, st := range all {
+		total.lat = append(total.lat, st.lat...)
+		total.errors += st.errors
+		total.allow += st.allow
+		total.wait += st.wait
+		total.deny += st.deny
+		total.other += st.other
+		if total.firstErr == "" {
+			total.firstErr = st.firstErr
+		}
+	}
+	report(c, &total, elapsed, missed.Load(), cpu)
+	return nil
+}
+
+// result is the machine-readable summary (one JSON line).
+type result struct {
+	Label       string  `json:"label,omitempty"`
+	Mode        string  `json:"mode"`
+	Concurrency int     `json:"concurrency"`
+	Rate        float64 `json:"target_rate,omitempty"`
+	Seconds     float64 `json:"seconds"`
+	Requests    int     `json:"requests"`
+	Errors      int     `json:"errors"`
+	Missed      int64   `json:"missed,omitempty"`
+	PerSecond   float64 `json:"checks_per_second"`
+	P50ms       float64 `json:"p50_ms"`
+	P90ms       float64 `json:"p90_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	P999ms      float64 `json:"p999_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	Allow       int     `json:"allow"`
+	Wait        int     `json:"wait"`
+	Deny        int     `json:"deny"`
+	// CPUSeconds is the CPU time this generator used while measuring (it
+	// shares the machine's cores with the server and PostgreSQL).
+	CPUSeconds float64 `json:"loadgen_cpu_seconds"`
+}
+
+func report(c config, t *stats, elapsed time.Duration, missed int64, cpu time.Duration) {
+	slices.Sort(t.lat)
+	pct := func(p float64) float64 {
+		if len(t.lat) == 0 {
+			return 0
+		}
+		i := int(p*float64(len(t.lat))+0.5) - 1
+		i = max(0, min(i, len(t.lat)-1))
+		return float64(t.lat[i].Microseconds()) / 1000
+	}
+	r := result{
+		Label: c.Label, Mode: "closed", Concurrency: c.Concurrency, Rate: c.Rate, Seconds: elapsed.Seconds(),
+		Requests: len(t.lat), Errors: t.errors, Missed: missed,
+		PerSecond: float64(len(t.lat)-t.errors) / elapsed.Seconds(),
+		P50ms:     pct(0.50), P90ms: pct(0.90), P99ms: pct(0.99), P999ms: pct(0.999), MaxMs: pct(1),
+		Allow: t.allow, Wait: t.wait, Deny: t.deny, CPUSeconds: cpu.Seconds(),
+	}
+	if c.Rate > 0 {
+		r.Mode = "open"
+	}
+	fmt.Printf("%s %s loop, %d connections%s, %.1fs: %d requests, %d errors%s\n",
+		orDefault(c.Label, "run"), r.Mode, c.Concurrency, rateText(c.Rate), r.Seconds, r.Requests, r.Errors, missedText(missed))
+	fmt.Printf("  throughput %.0f checks/s   latency p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms\n",
+		r.PerSecond, r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs)
+	fmt.Printf("  decisions: allow %d, wait %d, deny %d, other %d; load generator CPU %.1fs (%.2f cores)\n",
+		t.allow, t.wait, t.deny, t.other, r.CPUSeconds, r.CPUSeconds/r.Seconds)
+	if t.firstErr != "" {
+		fmt.Printf("  first error: %s\n", t.firstErr)
+	}
+	b, _ := json.Marshal(r)
+	fmt.Printf("RESULT %s\n", b)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func rateText(rate float64) string {
+	if rate == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" at %.0f/s", rate)
+}
+
+func missedText(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d missed (generator queue full: server behind the rate)", n)
+}
+
+// cpuTime is the user plus system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -61,7 +61,11 @@ type FactsQuery struct {
 	Service     string
 	Team        string
 	Environment string
-	ChangeKeys  []string
+	// Version, with Service and Environment, names the release: the facts
+	// then carry its stored id (Facts.ReleaseID, empty when it is not
+	// stored yet) and its own pending PIR is left out.
+	Version    string
+	ChangeKeys []string
 	// AllIncidents returns every active incident, not only those affecting
 	// Service or global ones (policy: a major incident blocks everything).
 	AllIncidents bool

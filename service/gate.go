@@ -18,10 +18,9 @@ import (
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // GateStore is what the gate needs from storage: the facts in one round
-// trip, the release record, and durable decisions.
+// trip and durable decisions (which create the release when it is new).
 type GateStore interface {
 	GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, error)
-	UpsertRelease(ctx context.Context, r core.Release) (core.Release, error)
 	SaveDecision(ctx context.Context, d core.GateDecision, actor string) error
 }
 
@@ -49,40 +48,6 @@ type Gate struct {
 	OnDecision func(d core.GateDecision)
 	stopOnce   sync.Once
 	stopping   chan struct{}
-
-	// releases remembers the id of each release as last written, so a
-	// repeated identical check skips the write (releases are never deleted).
-	relMu    sync.Mutex
-	releases map[string]string
-}
-
-const maxCachedReleases = 50000
-
-// release returns the id of req's release, writing it only when this
-// process has not written the same release with the same links before.
-func (g *Gate) release(ctx context.Context, req core.GateRequest) (string, error) {
-	key := strings.Join([]string{req.Service, req.Version, req.Environment, req.Team, req.Commit,
-		strings.Join(req.Changes, ","), strings.Join(req.Incidents, ",")}, "\x00")
-	g.relMu.Lock()
-	id, ok := g.releases[key]
-	g.relMu.Unlock()
-	if ok {
-		return id, nil
-	}
-	rel, err := g.store.UpsertRelease(ctx, core.Release{
-		Service: req.Service, Version: req.Version, Environment: req.Environment,
-		Team: req.Team, Commit: req.Commit, Changes: req.Changes, FixesIncidents: req.Incidents,
-	})
-	if err != nil {
-		return "", fmt.Errorf("record release: %w", err)
-	}
-	g.relMu.Lock()
-	if len(g.releases) >= maxCachedReleases {
-		clear(g.releases)
-	}
-	g.releases[key] = rel.ID
-	g.relMu.Unlock()
-	return rel.ID, nil
 }
 
 // Shutdown makes every waiting check answer now with its current decision,
@@ -98,7 +63,7 @@ func NewGate(store GateStore, policies *Policies, subs Subscriber, clock core.Cl
 	if cfg.MaxListItems <= 0 {
 		cfg.MaxListItems = 50
 	}
-	return &Gate{store: store, policies: policies, subs: subs, clock: clock, log: log, cfg: cfg, stopping: make(chan struct{}), releases: map[string]string{}}
+	return &Gate{store: store, policies: policies, subs: subs, clock: clock, log: log, cfg: cfg, stopping: make(chan struct{})}
 }
 
 var (
@@ -207,13 +172,9 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	defer cancel()
 	deadline := g.clock.Now().Add(wait)
 
-	releaseID, err := g.release(ctx, req)
-	if err != nil {
-		return core.GateDecision{}, err
-	}
 	for {
 		cp = g.policies.Current()
-		d, err := g.evaluate(ctx, cp, req, releaseID)
+		d, err := g.evaluate(ctx, cp, req)
 		if err != nil {
 			return core.GateDecision{}, err
 		}
@@ -230,16 +191,23 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	}
 }
 
-func (g *Gate) evaluate(ctx context.Context, cp *core.CompiledPolicy, req core.GateRequest, releaseID string) (core.GateDecision, error) {
+// evaluate gathers the facts (one store round trip, which also finds the
+// release's stored id) and applies the policy. A release not stored yet is
+// named by core.ReleaseID and created with the decision, in the same
+// group commit: a check writes once.
+func (g *Gate) evaluate(ctx context.Context, cp *core.CompiledPolicy, req core.GateRequest) (core.GateDecision, error) {
+	newID := core.ReleaseID(req.Service, req.Version, req.Environment)
 	facts, err := g.store.GateFacts(ctx, core.FactsQuery{
-		Service: req.Service, Team: req.Team, Environment: req.Environment,
-		ChangeKeys: req.Changes, AllIncidents: cp.IncidentScopeAll(), ExcludeReleaseID: releaseID,
+		Service: req.Service, Team: req.Team, Environment: req.Environment, Version: req.Version,
+		ChangeKeys: req.Changes, AllIncidents: cp.IncidentScopeAll(), ExcludeReleaseID: newID,
 	})
 	if err != nil {
 		return core.GateDecision{}, fmt.Errorf("gather facts for %s %s: %w", req.Service, req.Version, err)
 	}
 	facts.Request = req
-	facts.ReleaseID = releaseID
+	if facts.ReleaseID == "" {
+		facts.ReleaseID = newID
+	}
 	return core.Evaluate(cp, facts, g.clock.Now()), nil
 }
 

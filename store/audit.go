@@ -57,8 +57,11 @@ type appendReq struct {
 	ctx     context.Context
 	entries []core.AuditEntry
 	fn      func(ctx context.Context, tx *sqlx.Tx) error
-	state   atomic.Int32
-	done    chan error // buffered: the appender never blocks on a caller
+	// rows are inserted before fn runs; across a group they are merged
+	// into multi-row statements.
+	rows  []batchRow
+	state atomic.Int32
+	done  chan error // buffered: the appender never blocks on a caller
 }
 
 // appender is the one goroutine per DB that commits audit appends in
@@ -179,7 +182,7 @@ func (d *DB) groupTx(group []*appendReq, results []error) error {
 
 func hasWriter(group []*appendReq) bool {
 	for _, r := range group {
-		if r.fn != nil {
+		if r.fn != nil || len(r.rows) > 0 {
 			return true
 		}
 	}
@@ -199,8 +202,23 @@ func (d *DB) groupAttempt(gctx context.Context, group []*appendReq, results []er
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	var entries []core.AuditEntry
+	if !isolate {
+		var rows []batchRow
+		for _, r := range group {
+			rows = append(rows, r.rows...)
+		}
+		if len(rows) > 0 {
+			if err := d.execRows(gctx, tx, rows); err != nil {
+				if len(group) == 1 {
+					results[0] = translate(err)
+					return nil // rolled back by the deferred Rollback
+				}
+				return errRetryWithSavepoints
+			}
+		}
+	}
 	for i, r := range group {
-		if r.fn != nil {
+		if r.fn != nil || (isolate && len(r.rows) > 0) {
 			if isolate {
 				if err := d.runSavepoint(gctx, tx, r); err != nil {
 					var fatal groupFatal
@@ -210,7 +228,7 @@ func (d *DB) groupAttempt(gctx context.Context, group []*appendReq, results []er
 					results[i] = err
 					continue
 				}
-			} else {
+			} else if r.fn != nil {
 				err := callFn(callerCtx{Context: gctx, values: r.ctx}, tx, r.fn)
 				if err == nil {
 					err = validateEntries(r.entries) // fn may have filled them in
@@ -254,7 +272,10 @@ func (d *DB) runSavepoint(gctx context.Context, tx *sqlx.Tx, r *appendReq) error
 	}
 	// fn sees its caller's values but the group's deadline: cancelling one
 	// caller must not cancel a statement of the shared transaction.
-	err := callFn(callerCtx{Context: gctx, values: r.ctx}, tx, r.fn)
+	err := d.execRows(gctx, tx, r.rows)
+	if err == nil && r.fn != nil {
+		err = callFn(callerCtx{Context: gctx, values: r.ctx}, tx, r.fn)
+	}
 	if err == nil {
 		err = validateEntries(r.entries) // fn may have filled them in
 	}
@@ -309,16 +330,28 @@ func (c callerCtx) Value(key any) any { return c.values.Value(key) }
 // and nothing is written; once its group has started, it waits for the
 // commit.
 func (d *DB) appendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {
+	return d.appendReq(ctx, &appendReq{entries: entries, fn: fn})
+}
+
+// appendRows is appendWith for writes that are plain inserts: the rows of
+// every caller in a group go into shared multi-row statements (on the
+// hot path, a gate decision and its release). A row that fails (a
+// conflict) fails its caller only.
+func (d *DB) appendRows(ctx context.Context, entries []core.AuditEntry, rows ...batchRow) error {
+	return d.appendReq(ctx, &appendReq{entries: entries, rows: rows})
+}
+
+func (d *DB) appendReq(ctx context.Context, r *appendReq) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if len(entries) == 0 && fn == nil {
+	if len(r.entries) == 0 && r.fn == nil && len(r.rows) == 0 {
 		return nil
 	}
-	if err := validateEntries(entries); err != nil {
+	if err := validateEntries(r.entries); err != nil {
 		return err
 	}
-	r := &appendReq{ctx: ctx, entries: entries, fn: fn, done: make(chan error, 1)}
+	r.ctx, r.done = ctx, make(chan error, 1)
 	if err := d.audit.submit(r); err != nil {
 		return err
 	}

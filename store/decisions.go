@@ -6,8 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/jmoiron/sqlx"
+	"strings"
 
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -15,9 +14,24 @@ import (
 // Compile-time check.
 var _ core.DecisionStore = (*DB)(nil)
 
+// The inserts of the hot path, merged across a group by group commit.
+var (
+	decisionInsert = &batchInsert{
+		head:  `INSERT INTO gate_decisions (id, release_id, decision, emergency, policy_version, evaluated_at, actor, doc) VALUES `,
+		width: 8,
+	}
+	releaseInsert = &batchInsert{
+		head:  `INSERT INTO releases (` + releaseCols + `) VALUES `,
+		tail:  ` ON CONFLICT DO NOTHING`,
+		width: 10,
+	}
+)
+
 // SaveDecision records a gate decision and its "gate.decision" audit entry
 // in one commit: when it returns nil the decision is durable and in the
-// chain. An empty ID gets a new one; a zero EvaluatedAt becomes now.
+// chain. With the decision's request it also creates the release
+// (dec.ReleaseID; see core.ReleaseID) when it is not stored yet. An empty
+// ID gets a new one; a zero EvaluatedAt becomes now.
 func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor string) error {
 	switch dec.Decision {
 	case core.Allow, core.Wait, core.Deny:
@@ -47,18 +61,16 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 			PolicyVersion int           `json:"policy_version"`
 		}{dec.ID, dec.Decision, codes, dec.PolicyVersion})),
 	}
-	doc := mustJSON(dec)
-	// Prepare outside the group's transaction: on SQLite the transaction
-	// holds the only connection, which preparing on the pool would wait for.
-	st, err := d.stmt(ctx, d.q(`INSERT INTO gate_decisions (id, release_id, decision, emergency, policy_version, evaluated_at, actor, doc)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`))
-	if err != nil {
-		return fmt.Errorf("save gate decision %s: %w", dec.ID, translate(err))
+	rows := []batchRow{{ins: decisionInsert, args: []any{dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency,
+		dec.PolicyVersion, dec.EvaluatedAt, actor, mustJSON(dec)}}}
+	if req := dec.Request; req.Service != "" && req.Version != "" && req.Environment != "" && dec.ReleaseID != "" {
+		// The release the decision is about, created if it is new (an
+		// existing one keeps its links; deployment reports update them).
+		now := d.now()
+		rows = append([]batchRow{{ins: releaseInsert, args: []any{dec.ReleaseID, req.Service, req.Version, req.Environment,
+			strings.TrimSpace(req.Team), strings.TrimSpace(req.Commit), strList(req.Changes), strList(req.Incidents), now, now}}}, rows...)
 	}
-	err = d.appendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
-		_, err := tx.StmtxContext(ctx, st).ExecContext(ctx, dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency, dec.PolicyVersion, dec.EvaluatedAt, actor, doc)
-		return err
-	})
+	err := d.appendRows(ctx, []core.AuditEntry{entry}, rows...)
 	if err != nil {
 		return fmt.Errorf("save gate decision %s: %w", dec.ID, err)
 	}

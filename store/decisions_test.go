@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/core"
@@ -61,5 +63,71 @@ func TestDecisionSaveAndGet(t *testing.T) {
 			t.Fatalf("missing: %v", err)
 		}
 		checkLinear(t, db, 2)
+	})
+}
+
+// TestDecisionsShareGroupStatements: concurrent decisions are merged into
+// multi-row inserts; each new release is created once under its name-based
+// id; a duplicate decision id fails only its own caller.
+func TestDecisionsShareGroupStatements(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		const n = 60
+		errs := make(chan error, n+1)
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				svc := fmt.Sprintf("svc-%d", i%3) // three releases, twenty checks each
+				req := core.GateRequest{Service: svc, Environment: "production", Version: "1.0.0", Team: "t", Changes: []string{"CHG1"}}
+				errs <- db.SaveDecision(ctx, core.GateDecision{ID: fmt.Sprintf("d-%02d", i), ReleaseID: core.ReleaseID(svc, "1.0.0", "production"),
+					Decision: core.Allow, Request: req, EvaluatedAt: clock.t}, "ci")
+			}()
+		}
+		wg.Add(1)
+		go func() { // a duplicate of one of the ids above, racing them
+			defer wg.Done()
+			errs <- db.SaveDecision(ctx, core.GateDecision{ID: "d-07", ReleaseID: "r", Decision: core.Deny}, "ci")
+		}()
+		wg.Wait()
+		close(errs)
+		var conflicts int
+		for err := range errs {
+			switch {
+			case err == nil:
+			case core.IsKind(err, core.KindConflict):
+				conflicts++
+			default:
+				t.Errorf("save: %v", err)
+			}
+		}
+		if conflicts != 1 {
+			t.Fatalf("%d conflicts, want exactly 1", conflicts)
+		}
+		rels, err := db.ListReleases(ctx, core.ReleaseFilter{})
+		if err != nil || len(rels) != 3 {
+			t.Fatalf("releases: %d %v", len(rels), err)
+		}
+		for _, r := range rels {
+			if r.ID != core.ReleaseID(r.Service, r.Version, r.Environment) || r.Team != "t" || len(r.Changes) != 1 {
+				t.Errorf("release %+v", r)
+			}
+		}
+		// Facts find the stored release and never hold it back by its own PIR.
+		if err := db.RequirePIR(ctx, core.PIR{ReleaseID: rels[0].ID, Team: "t", Status: core.PIRPending, RequiredAt: clock.t}); err != nil {
+			t.Fatal(err)
+		}
+		f, err := db.GateFacts(ctx, core.FactsQuery{Service: rels[0].Service, Version: "1.0.0", Environment: "production", Team: "t"})
+		if err != nil || f.ReleaseID != rels[0].ID || len(f.PendingPIRs) != 0 {
+			t.Fatalf("facts of the release itself: %+v %v", f, err)
+		}
+		f, err = db.GateFacts(ctx, core.FactsQuery{Service: rels[0].Service, Version: "2.0.0", Environment: "production", Team: "t"})
+		if err != nil || f.ReleaseID != "" || len(f.PendingPIRs) != 1 {
+			t.Fatalf("facts of the next release: %+v %v", f, err)
+		}
+		if brk, _, err := db.VerifyAudit(ctx); brk != nil || err != nil {
+			t.Fatalf("chain: %+v %v", brk, err)
+		}
 	})
 }

@@ -22,6 +22,7 @@ const (
 	factChange   = "c"
 	factIncident = "i"
 	factPIR      = "p"
+	factRelease  = "r"
 )
 
 // inactiveStates is the SQL list of incident states that are not active
@@ -104,6 +105,8 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 				continue
 			}
 			facts.Incidents = append(facts.Incidents, i)
+		case factRelease:
+			facts.ReleaseID = r.ReleaseID.String
 		case factPIR:
 			p := core.PIR{
 				ReleaseID: r.ReleaseID.String, Service: r.Service.String, Version: r.Version.String,
@@ -159,16 +162,28 @@ func (d *DB) factsQuery(q core.FactsQuery) (string, []any, error) {
 	}
 	var parts []string
 	var args []any
+	version, env := strings.TrimSpace(q.Version), strings.TrimSpace(q.Environment)
+	named := version != "" && env != "" && strings.TrimSpace(q.Service) != ""
+	// The release itself never holds itself back: leave out its own PIR,
+	// by id and by name.
+	self := `NOT (service = ? AND version = ? AND environment = ?)`
+	selfArgs := []any{strings.TrimSpace(q.Service), version, env}
 	if team != "" {
 		if asOf {
 			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs
-				WHERE team = ? AND release_id <> ? AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?)`)
-			args = append(args, team, q.ExcludeReleaseID, at, at)
+				WHERE team = ? AND release_id <> ? AND `+self+` AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?)`)
+			args = append(append(append(args, team, q.ExcludeReleaseID), selfArgs...), at, at)
 		} else {
 			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs
-				WHERE status = ? AND team = ? AND release_id <> ?`)
-			args = append(args, core.PIRPending, team, q.ExcludeReleaseID)
+				WHERE status = ? AND team = ? AND release_id <> ? AND `+self)
+			args = append(append(args, core.PIRPending, team, q.ExcludeReleaseID), selfArgs...)
 		}
+	}
+	if named && !asOf { // after the PIR branch, whose column types lead
+		parts = append(parts, `SELECT 'r' AS kind, NULL AS doc, id AS release_id, NULL AS service, NULL AS version, NULL AS environment,
+			NULL AS team, NULL AS status, NULL AS required_at, NULL AS signed_off_by, NULL AS signed_off_at, NULL AS summary
+			FROM releases WHERE service = ? AND version = ? AND environment = ?`)
+		args = append(args, selfArgs...)
 	}
 	if len(keys) > 0 {
 		if asOf {

@@ -79,8 +79,8 @@ func (r releaseRow) release() (core.Release, error) {
 // UpsertRelease creates the release for (service, version, environment),
 // or updates the existing one: a non-empty team, commit or link list in r
 // replaces the stored one, an empty one keeps it (a later gate check that
-// omits them does not erase them). The id is assigned on creation; r.ID is
-// ignored. Service, version and environment are trimmed and otherwise kept
+// omits them does not erase them). A new release gets the id
+// core.ReleaseID gives it; r.ID is ignored. Service, version and environment are trimmed and otherwise kept
 // as given.
 func (d *DB) UpsertRelease(ctx context.Context, r core.Release) (core.Release, error) {
 	var err error
@@ -108,7 +108,7 @@ func (d *DB) UpsertRelease(ctx context.Context, r core.Release) (core.Release, e
 		return core.Release{}, translate(err)
 	}
 	err = st.GetContext(ctx, &row,
-		newID(), r.Service, r.Version, r.Environment, strings.TrimSpace(r.Team), strings.TrimSpace(r.Commit),
+		core.ReleaseID(r.Service, r.Version, r.Environment), r.Service, r.Version, r.Environment, strings.TrimSpace(r.Team), strings.TrimSpace(r.Commit),
 		strList(r.Changes), strList(r.FixesIncidents), now, now)
 	if err != nil {
 		return core.Release{}, fmt.Errorf("upsert release %s %s %s: %w", r.Service, r.Version, r.Environment, translate(err))
@@ -132,7 +132,9 @@ func (d *DB) GetRelease(ctx context.Context, id string) (core.Release, error) {
 // listWhere builds the WHERE clause shared by the release and deployment
 // listings; timeCol is the column From/To apply to (From inclusive, To
 // exclusive). Filters match exactly.
-func listWhere(f core.ReleaseFilter, timeCol string) (string, []any, error) {
+//
+// after is the cursor condition, with one ? for f.After.
+func listWhere(f core.ReleaseFilter, timeCol, after string) (string, []any, error) {
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
 		return "", nil, core.Invalid("from", "must be before to")
 	}
@@ -158,7 +160,7 @@ func listWhere(f core.ReleaseFilter, timeCol string) (string, []any, error) {
 		add(timeCol+" < ?", ts(f.To))
 	}
 	if f.After != "" {
-		add("id > ?", f.After)
+		add(after, f.After)
 	}
 	if len(conds) == 0 {
 		return "", nil, nil
@@ -166,20 +168,21 @@ func listWhere(f core.ReleaseFilter, timeCol string) (string, []any, error) {
 	return " WHERE " + strings.Join(conds, " AND "), args, nil
 }
 
-// ListReleases returns releases matching f, oldest first (ids are
-// time-ordered), one page of at most f.Limit (default 100, at most 1000);
-// pass the last id as f.After for the next page.
+// ListReleases returns releases matching f, oldest first (by created_at,
+// then id: release ids are name-based, see core.ReleaseID), one page of at
+// most f.Limit (default 100, at most 1000); pass the last id as f.After for
+// the next page.
 func (d *DB) ListReleases(ctx context.Context, f core.ReleaseFilter) ([]core.Release, error) {
 	limit, err := listLimit(f.Limit)
 	if err != nil {
 		return nil, err
 	}
-	where, args, err := listWhere(f, "created_at")
+	where, args, err := listWhere(f, "created_at", "(created_at, id) > (SELECT c.created_at, c.id FROM releases c WHERE c.id = ?)")
 	if err != nil {
 		return nil, err
 	}
 	var rows []releaseRow
-	if err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+releaseCols+` FROM releases`+where+` ORDER BY id LIMIT ?`), append(args, limit)...); err != nil {
+	if err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+releaseCols+` FROM releases`+where+` ORDER BY created_at, id LIMIT ?`), append(args, limit)...); err != nil {
 		return nil, fmt.Errorf("list releases: %w", translate(err))
 	}
 	out := make([]core.Release, 0, len(rows))
@@ -359,7 +362,7 @@ func (d *DB) ListDeployments(ctx context.Context, f core.ReleaseFilter) ([]core.
 	if err != nil {
 		return nil, err
 	}
-	where, args, err := listWhere(f, "started_at")
+	where, args, err := listWhere(f, "started_at", "id > ?")
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -73,7 +74,7 @@ func newBenchGate(b *testing.B) *service.Gate {
 	b.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := store.Open(ctx, testpg.NewDatabase(b), store.Options{Logger: log})
+	db, err := store.Open(ctx, testpg.NewDatabase(b)+os.Getenv("BENCH_DSN_EXTRA"), store.Options{Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func (w *Webhook) Classify(h http.Header, body []byte) (connectors.Inbound, erro
 // recognize canonical records by shape); when both are present they must
 // agree. There is no delivery id: the inbox deduplicates on the body hash.
 func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
-	obj, err := hook.Object(body)
+	obj, err := hook.ParseObject(body)
 	if err != nil {
 		return connectors.Inbound{}, err
 	}

@@ -70,7 +70,7 @@ func (w *Webhook) Classify(h http.Header, body []byte) (connectors.Inbound, erro
 // by an earlier webhook's call back into GitLab, the same Event-UUID;
 // Idempotency-Key does not have that ambiguity.)
 func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
-	obj, err := hook.Object(body)
+	obj, err := hook.ParseObject(body)
 	if err != nil {
 		return connectors.Inbound{}, err
 	}

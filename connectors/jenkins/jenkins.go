@@ -112,7 +112,9 @@ func (w *Webhook) Classify(h http.Header, body []byte) (connectors.Inbound, erro
 // ("STARTED", "COMPLETED" …). The plugin sends no delivery id, so
 // DeliveryID stays empty and the inbox deduplicates on the body hash.
 // Only build.phase is required, so an unusual member elsewhere never stops
-// a delivery at the door; Parse decodes the whole message.
+// a delivery at the door; Parse decodes the whole message. The body is
+// validated once and build.phase read in place, not decoded; of duplicate
+// keys the last wins, as in Parse.
 func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
 	phase, err := readPhase(body)
 	if err != nil {
@@ -123,7 +125,7 @@ func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
 
 // readPhase returns the validated build.phase of a message.
 func readPhase(body []byte) (string, error) {
-	obj, err := hook.Object(body)
+	obj, err := hook.ParseObject(body)
 	if err != nil {
 		return "", err
 	}

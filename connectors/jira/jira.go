@@ -84,7 +84,7 @@ func (w *Webhook) Classify(h http.Header, body []byte) (connectors.Inbound, erro
 // ("jira:issue_updated" …), the delivery id X-Atlassian-Webhook-Identifier
 // (the same on retries; Jira Data Center does not send it).
 func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
-	obj, err := hook.Object(body)
+	obj, err := hook.ParseObject(body)
 	if err != nil {
 		return connectors.Inbound{}, err
 	}

@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 
+	"github.com/tidwall/gjson"
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
 	"github.com/tollgate-dev/tollgate/core"
@@ -61,90 +63,92 @@ func (w *Webhook) Classify(h http.Header, body []byte) (connectors.Inbound, erro
 // sys_class_name (its value when it is a pair or reference), e.g.
 // "incident" or "change_request". ServiceNow sends no delivery id, so
 // DeliveryID stays empty and the inbox deduplicates on the body hash.
+//
+// The body is the record itself or the {"result": {…}} envelope (a body
+// with its own sys_class_name is taken as the record itself, even if it
+// has a result member). A list envelope {"result": […]} is refused: a
+// delivery carries one record. Only the members needed are read, in place:
+// one validation pass and a walk over the top level (and the result
+// record's), never a decode of the whole body. Of duplicate keys the last
+// wins, as it did when the body was decoded with encoding/json.
 func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
-	rec, err := Record(body)
-	if err != nil {
-		return connectors.Inbound{}, err
-	}
-	class, err := SysClassName(rec)
+	class, err := classOf(body)
 	if err != nil {
 		return connectors.Inbound{}, err
 	}
 	return connectors.Inbound{Type: class, Headers: hook.Keep(h, keptHeaders...)}, nil
 }
 
-// Record returns the top-level members of the one record body holds,
-// unwrapping the {"result": {…}} envelope when the body has one (a body
-// with its own sys_class_name is taken as the record itself). A list
-// envelope {"result": […]} is refused: a delivery carries one record.
-func Record(body []byte) (map[string]json.RawMessage, error) {
-	obj, err := hook.Object(body)
-	if err != nil {
-		return nil, err
-	}
-	if _, own := obj["sys_class_name"]; own {
-		return obj, nil
-	}
-	raw, wrapped := obj["result"]
-	if !wrapped {
-		return obj, nil
-	}
-	var rec map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &rec); err != nil || rec == nil {
-		var list []json.RawMessage
-		if json.Unmarshal(raw, &list) == nil && list != nil {
-			return nil, core.Invalid("result", "is a list of %d records; a delivery must carry exactly one record", len(list))
-		}
-		return nil, core.Invalid("result", "must be a record object, got %s", hook.JSONKind(raw))
-	}
-	return rec, nil
-}
+// Member names read from a delivery.
+const (
+	fieldClass  = "sys_class_name"
+	fieldResult = "result"
+)
 
-// SysClassName reads the record's table from sys_class_name: a plain
-// string, or the value of a {display_value,value} pair or {link,value}
-// reference.
-func SysClassName(rec map[string]json.RawMessage) (string, error) {
-	const field = "sys_class_name"
-	raw, ok := rec[field]
-	if !ok {
-		return "", core.Invalid(field, "missing: cannot tell which table the record belongs to (include sys_class_name in the message)")
-	}
-	v, err := Value(raw)
+// classOf returns the validated sys_class_name of the record body holds.
+func classOf(body []byte) (string, error) {
+	obj, err := hook.ParseObject(body)
 	if err != nil {
-		return "", core.Invalid(field, "%s", err.Error())
+		return "", err
 	}
-	return hook.Label(field, v, hook.MaxTypeLen)
+	var top [2]gjson.Result
+	hook.Lookup(obj, top[:], fieldClass, fieldResult)
+	class, result := top[0], top[1]
+	if !class.Exists() && result.Exists() {
+		switch {
+		case result.IsObject():
+			class = hook.Get(result, fieldClass)
+		case result.IsArray():
+			n := 0
+			result.ForEach(func(_, _ gjson.Result) bool { n++; return true })
+			return "", core.Invalid(fieldResult, "is a list of %d records; a delivery must carry exactly one record", n)
+		default:
+			return "", core.Invalid(fieldResult, "must be a record object, got %s", hook.Kind(result))
+		}
+	}
+	if !class.Exists() {
+		return "", core.Invalid(fieldClass, "missing: cannot tell which table the record belongs to (include sys_class_name in the message)")
+	}
+	v, err := value(class)
+	if err != nil {
+		return "", core.Invalid(fieldClass, "%s", err.Error())
+	}
+	return hook.Label(fieldClass, v, hook.MaxTypeLen)
 }
 
 // Value returns the machine value of one ServiceNow field in any of its
 // shapes: a string, a number or boolean (as its JSON text), or the value
-// member of a {display_value,value} pair or {link,value} reference. null
-// is the empty string.
+// member of a {display_value,value} pair or {link,value} reference (the
+// member name matched case-insensitively, as encoding/json matches a
+// struct field). null is the empty string. raw is one JSON value as a
+// json.RawMessage holds it; raw that is not valid JSON is a KindInvalid
+// error.
 func Value(raw json.RawMessage) (string, error) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		return s, nil
+	if !gjson.ValidBytes(raw) {
+		return "", core.Errorf(core.KindInvalid, "is not valid JSON")
 	}
-	var pair struct {
-		Value json.RawMessage `json:"value"`
-	}
-	switch hook.JSONKind(raw) {
-	case "null":
+	return value(gjson.ParseBytes(raw))
+}
+
+// value is Value for a value read in place.
+func value(v gjson.Result) (string, error) {
+	switch {
+	case v.Type == gjson.String:
+		return hook.Text(v), nil
+	case v.Type == gjson.Null:
 		return "", nil
-	case "a number", "a boolean":
-		return string(raw), nil
-	case "an object":
-		if err := json.Unmarshal(raw, &pair); err != nil {
-			return "", err
-		}
-		if pair.Value == nil {
+	case v.Type == gjson.Number, v.Type == gjson.True, v.Type == gjson.False:
+		return strings.Clone(v.Raw), nil
+	case v.IsObject():
+		inner := hook.LookupFold(v, "value")
+		if !inner.Exists() {
 			return "", core.Errorf(core.KindInvalid, "object has no value member")
 		}
-		if k := hook.JSONKind(pair.Value); k == "an object" || k == "an array" {
-			return "", core.Errorf(core.KindInvalid, "value member is %s", k)
+		if inner.IsObject() || inner.IsArray() {
+			return "", core.Errorf(core.KindInvalid, "value member is %s", hook.Kind(inner))
 		}
-		return Value(pair.Value)
+		return value(inner)
 	default:
-		return "", core.Errorf(core.KindInvalid, "must be a string or a {display_value,value} pair, got %s", hook.JSONKind(raw))
+		return "", core.Errorf(core.KindInvalid, "must be a string or a {display_value,value} pair, got %s", hook.Kind(v))
 	}
 }

@@ -1,0 +1,195 @@
+package hook
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// This file reads webhook bodies in place with gjson instead of decoding
+// them with encoding/json: one validation pass, then only the members a
+// connector needs. What it returns is exactly what decoding the body into
+// map[string]json.RawMessage and unmarshalling the members gave (Object,
+// and the connectors' differential fuzz tests against it, pin that down):
+//
+//   - a member is found by its key after unescaping, compared exactly, and
+//     of duplicate keys the last one wins (gjson's own paths take the
+//     first);
+//   - strings decode as encoding/json decodes them, invalid UTF-8 and lone
+//     surrogates becoming U+FFFD;
+//   - a body encoding/json refuses is refused with Object's message.
+//
+// A gjson.Result from ParseObject aliases the body; the strings this file
+// hands out (Text, String) are copies, so nothing returned pins or shares
+// the caller's buffer.
+
+// maxDepth is encoding/json's nesting limit: it refuses a body nested more
+// deeply, and gjson's validator, which recurses, must not see one.
+const maxDepth = 10000
+
+// ParseObject validates body as one JSON object and returns it for reading
+// with Lookup, String, Member and Text. Its errors are Object's, word for
+// word: "body is empty", "body is not a JSON object (it is a JSON array)",
+// "body is not valid JSON: …", all KindInvalid.
+//
+// The result reads body in place: body must not be modified while the
+// result or any Result taken from it is in use.
+func ParseObject(body []byte) (gjson.Result, error) {
+	if !validObject(body) {
+		// The rare path: let encoding/json word the error.
+		if _, err := Object(body); err != nil {
+			return gjson.Result{}, err
+		}
+	}
+	return gjson.Parse(unsafe.String(unsafe.SliceData(body), len(body))), nil
+}
+
+// validObject reports whether body is one JSON object that encoding/json
+// accepts.
+func validObject(body []byte) bool {
+	i := 0
+	for i < len(body) && isSpace(body[i]) {
+		i++
+	}
+	if i == len(body) || body[i] != '{' {
+		return false
+	}
+	// Nesting deeper than maxDepth needs more opening brackets than that;
+	// counting them is far cheaper than tracking the depth.
+	if len(body) > maxDepth && bytes.Count(body, []byte{'{'})+bytes.Count(body, []byte{'['}) > maxDepth {
+		return json.Valid(body)
+	}
+	return gjson.ValidBytes(body)
+}
+
+// isSpace reports whether c is JSON whitespace.
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// Lookup finds, in one pass over obj's members, the value of each of keys:
+// vals[i] receives the value of keys[i], and does not Exist when obj has
+// no such member. A key matches after unescaping, exactly, and of
+// duplicate keys the last wins, as in a map[string]json.RawMessage.
+// vals must be at least as long as keys.
+func Lookup(obj gjson.Result, vals []gjson.Result, keys ...string) {
+	lookup(obj, false, vals, keys)
+}
+
+// LookupFold is Lookup for one key matched as encoding/json matches a
+// struct field: case-insensitively (strings.EqualFold), the last matching
+// member winning.
+func LookupFold(obj gjson.Result, key string) gjson.Result {
+	var v [1]gjson.Result
+	lookup(obj, true, v[:], []string{key})
+	return v[0]
+}
+
+// Get returns the value of obj's member key (see Lookup); it does not
+// Exist when there is none.
+func Get(obj gjson.Result, key string) gjson.Result {
+	var v [1]gjson.Result
+	lookup(obj, false, v[:], []string{key})
+	return v[0]
+}
+
+func lookup(obj gjson.Result, fold bool, vals []gjson.Result, keys []string) {
+	for i := range keys {
+		vals[i] = gjson.Result{}
+	}
+	if !obj.IsObject() {
+		return
+	}
+	obj.ForEach(func(k, v gjson.Result) bool {
+		// Without escapes, and in valid UTF-8, the raw key is the decoded
+		// one.
+		name := k.Raw[1 : len(k.Raw)-1]
+		if strings.IndexByte(name, '\\') >= 0 || !utf8.ValidString(name) {
+			name = decodeString(k.Raw)
+		}
+		for i, want := range keys {
+			if name == want || fold && strings.EqualFold(name, want) {
+				vals[i] = v
+			}
+		}
+		return true
+	})
+}
+
+// Text returns the value of the JSON string v as encoding/json decodes it,
+// as a fresh copy; "" when v is not a string.
+func Text(v gjson.Result) string {
+	if v.Type != gjson.String || len(v.Raw) < 2 {
+		return ""
+	}
+	s := v.Raw[1 : len(v.Raw)-1]
+	if strings.IndexByte(s, '\\') < 0 && utf8.ValidString(s) {
+		return strings.Clone(s)
+	}
+	return decodeString(v.Raw)
+}
+
+// decodeString unquotes the JSON string literal raw with encoding/json, for
+// the escapes and invalid UTF-8 whose decoding gjson words differently.
+func decodeString(raw string) string {
+	var s string
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		// Unreachable for a validated body; keep the bytes rather than
+		// lose them.
+		return strings.ToValidUTF8(raw, "\uFFFD")
+	}
+	return s
+}
+
+// Kind names the JSON type of v for error messages, as JSONKind does.
+func Kind(v gjson.Result) string {
+	switch {
+	case !v.Exists():
+		return "nothing"
+	case v.Type == gjson.String:
+		return "a string"
+	case v.Type == gjson.Number:
+		return "a number"
+	case v.Type == gjson.True, v.Type == gjson.False:
+		return "a boolean"
+	case v.Type == gjson.Null:
+		return "null"
+	case v.IsArray():
+		return "an array"
+	default:
+		return "an object"
+	}
+}
+
+// String reads member field of obj as a string. present is false when the
+// member is absent or null; a member of another JSON type is a KindInvalid
+// error naming path.
+func String(obj gjson.Result, field, path string) (s string, present bool, err error) {
+	v := Get(obj, field)
+	switch v.Type {
+	case gjson.Null:
+		return "", false, nil
+	case gjson.String:
+		return Text(v), true, nil
+	default:
+		return "", false, core.Invalid(path, "must be a string, got %s", Kind(v))
+	}
+}
+
+// Member reads member field of obj as a JSON object. present is false when
+// the member is absent or null; another JSON type is a KindInvalid error
+// naming path.
+func Member(obj gjson.Result, field, path string) (m gjson.Result, present bool, err error) {
+	v := Get(obj, field)
+	switch {
+	case v.Type == gjson.Null:
+		return gjson.Result{}, false, nil
+	case v.IsObject():
+		return v, true, nil
+	default:
+		return gjson.Result{}, false, core.Invalid(path, "must be an object, got %s", Kind(v))
+	}
+}

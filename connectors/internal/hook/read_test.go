@@ -1,0 +1,104 @@
+package hook_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/tidwall/gjson"
+	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
+	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+func TestLookupLastWins(t *testing.T) {
+	obj, err := hook.ParseObject([]byte(`{"a":1,"b":"x","a":2,"\u0061":3,"A":4}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v [3]gjson.Result
+	hook.Lookup(obj, v[:], "a", "b", "c")
+	if v[0].Raw != "3" || hook.Text(v[1]) != "x" || v[2].Exists() {
+		t.Fatalf("Lookup = %q %q %v", v[0].Raw, v[1].Raw, v[2].Exists())
+	}
+	if got := hook.LookupFold(obj, "a"); got.Raw != "4" {
+		t.Fatalf("LookupFold = %q, want the last of a/A", got.Raw)
+	}
+}
+
+func TestParseObjectErrors(t *testing.T) {
+	for _, body := range hooktest.FuzzBodies {
+		_, got := hook.ParseObject([]byte(body))
+		_, want := hook.Object([]byte(body))
+		if (got == nil) != (want == nil) || got != nil && got.Error() != want.Error() {
+			t.Errorf("ParseObject(%.40q) = %v; Object gives %v", body, got, want)
+		}
+	}
+}
+
+// FuzzRead checks the in-place readers against encoding/json: ParseObject
+// and ValidObject refuse exactly what Object and the legacy ValidObject
+// refuse, with the same message, and on an accepted body String and
+// Member agree with the legacy readers for every top-level key.
+func FuzzRead(f *testing.F) {
+	for _, b := range hooktest.FuzzBodies {
+		f.Add([]byte(b))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if len(body) <= 20000 && strings.Count(string(body), "[")+strings.Count(string(body), "{") <= 10000 {
+			if g, j := gjson.ValidBytes(body), json.Valid(body); g != j {
+				t.Fatalf("gjson.ValidBytes = %v, json.Valid = %v", g, j)
+			}
+		}
+		same := func(what string, got, want error) {
+			t.Helper()
+			if (got == nil) != (want == nil) || got != nil && (got.Error() != want.Error() || core.KindOf(got) != core.KindOf(want)) {
+				t.Fatalf("%s: new %v; old %v", what, got, want)
+			}
+		}
+		same("ValidObject", hook.ValidObject(body), hooktest.LegacyValidObject(body))
+		obj, err := hook.ParseObject(body)
+		m, merr := hook.Object(body)
+		same("ParseObject", err, merr)
+		if err != nil {
+			return
+		}
+		keys := []string{"a", "A", "value", ""}
+		for k := range m {
+			if len(keys) == 64 { // each key is a pass over the body
+				break
+			}
+			keys = append(keys, k)
+		}
+		for _, k := range keys {
+			s, ok, err := hook.String(obj, k, "p")
+			ws, wok, werr := hooktest.LegacyString(m, k, "p")
+			same("String "+k, err, werr)
+			if s != ws || ok != wok {
+				t.Fatalf("String(%q) = %q, %v; old %q, %v", k, s, ok, ws, wok)
+			}
+			mo, ok, err := hook.Member(obj, k, "p")
+			wm, wok, werr := hooktest.LegacyMember(m, k, "p")
+			same("Member "+k, err, werr)
+			if ok != wok || ok && countMembers(mo) != len(wm) {
+				t.Fatalf("Member(%q) = %v; old %v (%d members)", k, ok, wok, len(wm))
+			}
+			if v := hook.Get(obj, k); v.Exists() != (m[k] != nil) || v.Exists() && hook.Kind(v) != hook.JSONKind(m[k]) {
+				t.Fatalf("Get(%q) kind %s; old %s", k, hook.Kind(v), hook.JSONKind(m[k]))
+			}
+		}
+	})
+}
+
+// countMembers counts the distinct keys of obj, as a decoded map has them.
+func countMembers(obj gjson.Result) int {
+	seen := map[string]bool{}
+	obj.ForEach(func(k, _ gjson.Result) bool {
+		var s string
+		if err := json.Unmarshal([]byte(k.Raw), &s); err == nil {
+			seen[s] = true
+		}
+		return true
+	})
+	return len(seen)
+}

@@ -175,8 +175,11 @@ func (d *DB) factsQuery(q core.FactsQuery) (string, []any, error) {
 			args = append(append(append(args, team, q.ExcludeReleaseID), selfArgs...), at, at)
 		} else {
 			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs
-				WHERE status = ? AND team = ? AND release_id <> ? AND `+self)
-			args = append(append(args, core.PIRPending, team, q.ExcludeReleaseID), selfArgs...)
+				WHERE status = '`+core.PIRPending+`' AND team = ? AND release_id <> ? AND `+self)
+			// The status is a literal, not a parameter: it matches the partial
+			// index pirs_team_pending, so PostgreSQL can keep one generic plan
+			// for the prepared statement instead of planning every execution.
+			args = append(append(args, team, q.ExcludeReleaseID), selfArgs...)
 		}
 	}
 	if named && !asOf { // after the PIR branch, whose column types lead

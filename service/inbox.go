@@ -249,6 +249,12 @@ func (in *Inbox) ProcessBatch(ctx context.Context) (int, error) {
 			continue
 		}
 		if err := in.store.FinishEvent(ctx, e.ID, status, reason, record); err != nil {
+			if core.IsKind(err, core.KindConflict) {
+				// Our lease ran out and another worker finished the event
+				// (normalizing is idempotent): nothing is lost.
+				in.log.InfoContext(ctx, "event already finished by another worker", "event_id", e.ID)
+				continue
+			}
 			return len(evs), fmt.Errorf("finish event %s: %w", e.ID, err)
 		}
 		in.count(e.Connector, status)

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -50,6 +51,8 @@ type DB struct {
 	hub     hub       // in-process fan-out of fact-change notifications
 	audit   *appender // the audit group-commit goroutine
 	stmts   stmtCache
+	// factsTexts caches GateFacts' rebound statement text per shape.
+	factsTexts sync.Map
 }
 
 // Options configure Open.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -215,7 +216,31 @@ func (d *DB) factsQuery(q core.FactsQuery) (string, []any, error) {
 			WHERE s.service = ? AND s.active AND i.active`)
 		args = append(args, service)
 	}
-	return d.in(strings.Join(parts, "\nUNION ALL\n"), args...)
+	// Expand the change keys' IN (?) and rebind once per statement shape:
+	// the text depends only on which branches there are and how many keys,
+	// so the hot path reuses it (and its prepared statement) instead of
+	// running sqlx.In and Rebind on every check.
+	text := strings.Join(parts, "\nUNION ALL\n")
+	flat := make([]any, 0, len(args)+len(keys))
+	for _, a := range args {
+		if ks, ok := a.([]string); ok {
+			for _, k := range ks {
+				flat = append(flat, k)
+			}
+			continue
+		}
+		flat = append(flat, a)
+	}
+	shape := text + "\x00" + strconv.Itoa(len(keys))
+	if cached, ok := d.factsTexts.Load(shape); ok {
+		return cached.(string), flat, nil
+	}
+	if len(keys) > 0 {
+		text = strings.Replace(text, "IN (?)", "IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(keys)), ", ")+")", 1)
+	}
+	final := d.q(text)
+	d.factsTexts.Store(shape, final)
+	return final, flat, nil
 }
 
 // anyTime scans a nullable time that a driver may deliver as time.Time or,

@@ -71,16 +71,21 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 		log.Info("configuration loaded", "file", path, "config", cfg)
 		return cfg, log, nil
 	}
-	openDB := func(ctx context.Context) (*store.DB, *config.Config, *slog.Logger, error) {
-		cfg, log, err := load()
-		if err != nil {
-			return nil, nil, nil, err
+	// withDB runs fn on the configured database (closed afterwards): the
+	// offline commands work on the same store the server uses.
+	withDB := func(fn func(ctx context.Context, db *store.DB) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := load()
+			if err != nil {
+				return err
+			}
+			db, err := store.Open(cmd.Context(), cfg.DatabaseURL, store.Options{Logger: log})
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			return fn(cmd.Context(), db)
 		}
-		db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log})
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		return db, cfg, log, nil
 	}
 
 	root.AddCommand(&cobra.Command{
@@ -110,19 +115,14 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 		Use:   "migrate",
 		Short: "Apply pending database migrations",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, _, _, err := openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			n, err := db.Migrate(cmd.Context())
+		RunE: withDB(func(ctx context.Context, db *store.DB) error {
+			n, err := db.Migrate(ctx)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "applied %d migrations (%s)\n", n, db.Dialect())
 			return nil
-		},
+		}),
 	})
 
 	token := &cobra.Command{Use: "token", Short: "Manage API tokens"}
@@ -131,23 +131,18 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 		Use:   "create",
 		Short: "Create an API token and print it (shown once)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, _, _, err := openDB(cmd.Context())
-			if err != nil {
+		RunE: withDB(func(ctx context.Context, db *store.DB) error {
+			if _, err := db.Migrate(ctx); err != nil {
 				return err
 			}
-			defer db.Close()
-			if _, err := db.Migrate(cmd.Context()); err != nil {
-				return err
-			}
-			secret, t, err := service.NewTokens(db, core.SystemClock).Create(cmd.Context(), name, core.Role(role), "cli:"+currentUser())
+			secret, t, err := service.NewTokens(db, core.SystemClock).Create(ctx, name, core.Role(role), "cli:"+currentUser())
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "%s\n", secret)
 			fmt.Fprintf(stderr, "created token %s (name %q, role %s); store it now, it is not shown again\n", t.ID, t.Name, t.Role)
 			return nil
-		},
+		}),
 	}
 	create.Flags().StringVar(&role, "role", "", "admin, change_manager, auditor or ci (required)")
 	create.Flags().StringVar(&name, "name", "", "a name for the token (required)")
@@ -161,13 +156,8 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 		Use:   "verify",
 		Short: "Verify the audit hash chain straight from the database (exit 1 when broken)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, _, _, err := openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			brk, n, err := db.VerifyAudit(cmd.Context())
+		RunE: withDB(func(ctx context.Context, db *store.DB) error {
+			brk, n, err := db.VerifyAudit(ctx)
 			if err != nil {
 				return err
 			}
@@ -176,7 +166,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 			}
 			fmt.Fprintf(stdout, "audit chain intact: %d rows verified\n", n)
 			return nil
-		},
+		}),
 	})
 	root.AddCommand(audit)
 

@@ -127,6 +127,44 @@ func (d *doc) get(p cpath) gjson.Result {
 	return gjson.Get(d.raw, p.raw)
 }
 
+// extract reads the value at p by extract's rules. exists is false when
+// the path finds nothing; raw is the JSON text found. For a path that is an
+// indexed key, or an indexed key and one plain key, it reads the indexed
+// text in place (no gjson Results) and falls back to gjson only for what
+// scalarText leaves undecided.
+//
+// presence is as for scalarText: only whether the value is empty matters.
+func (d *doc) extract(p cpath, presence bool) (v value, raw string, exists bool, err error) {
+	if p.top >= 0 && d.vals != nil && (p.rest == "" || p.plainRest) {
+		raw = d.vals[p.top]
+		if raw == "" {
+			return value{}, "", false, nil
+		}
+		if p.rest != "" {
+			sub, found, ok := lookupRaw(raw, p.rest)
+			if !ok {
+				goto general
+			}
+			if !found {
+				return value{}, "", false, nil
+			}
+			raw = sub
+		}
+		if s, ok := scalarText(raw, 0, presence); ok {
+			return strValue(s), raw, true, nil
+		}
+		v, err = extract(parseValue(raw))
+		return v, raw, true, err
+	}
+general:
+	r := d.get(p)
+	if !r.Exists() {
+		return value{}, "", false, nil
+	}
+	v, err = extract(r)
+	return v, r.Raw, true, err
+}
+
 // record finds the record in the payload (unwrapping the envelope).
 func record(raw, unwrap string) (gjson.Result, error) {
 	root := gjson.Parse(raw)
@@ -210,7 +248,11 @@ func (c *Compiled) apply(payload []byte, trace bool) (res Result) {
 			c.applyApprovals(&res, rec, f, &d)
 			continue
 		}
-		out, tr, ferr := f.eval(&d, f.name)
+		var direct any // ApplyFast: typed fields store their value themselves
+		if !trace {
+			direct = rec
+		}
+		out, tr, ferr := f.eval(&d, f.name, direct)
 		setTrace(&res, f.name, tr)
 		if ferr != nil {
 			res.Errors = append(res.Errors, *ferr)
@@ -253,7 +295,7 @@ func (c *Compiled) applyApprovals(res *Result, rec any, f *cfield, d *doc) {
 		var a core.Approval
 		for _, sf := range f.each {
 			name := f.name + "[" + strconv.Itoa(i) + "]." + sf.name
-			v, _, ferr := sf.eval(&ed, name)
+			v, _, ferr := sf.eval(&ed, name, nil)
 			if ferr != nil {
 				res.Errors = append(res.Errors, *ferr)
 				continue
@@ -280,8 +322,10 @@ func clip(s string) string {
 }
 
 // eval computes one field. It returns the converted value (nil when the
-// field gets no value), its trace, and at most one error.
-func (f *cfield) eval(d *doc, name string) (any, FieldTrace, *FieldError) {
+// field gets no value), its trace, and at most one error. When rec is not
+// nil, a string or time field read from the payload is stored into rec
+// directly (no interface boxing) and the value returned and traced is nil.
+func (f *cfield) eval(d *doc, name string, rec any) (any, FieldTrace, *FieldError) {
 	var tr FieldTrace
 	fail := func(path, format string, args ...any) (any, FieldTrace, *FieldError) {
 		return nil, tr, &FieldError{Field: name, Path: path, Message: fmt.Sprintf(format, args...)}
@@ -301,12 +345,12 @@ func (f *cfield) eval(d *doc, name string) (any, FieldTrace, *FieldError) {
 		}
 		var firstErr error
 		var errPath string
+		presence := len(f.transforms) > 0 && f.transforms[0].op == tPresent
 		for _, p := range f.paths {
-			r := d.get(p)
-			if !r.Exists() {
+			x, raw, exists, err := d.extract(p, presence)
+			if !exists {
 				continue
 			}
-			x, err := extract(r)
 			if err != nil {
 				if firstErr == nil {
 					firstErr, errPath = err, p.raw
@@ -316,7 +360,7 @@ func (f *cfield) eval(d *doc, name string) (any, FieldTrace, *FieldError) {
 			if x.k == vNone {
 				continue
 			}
-			v, tr.Source, tr.Raw = x, p.raw, clip(r.Raw)
+			v, tr.Source, tr.Raw = x, p.raw, clip(raw)
 			break
 		}
 		if v.k == vNone && firstErr != nil {
@@ -364,6 +408,24 @@ func (f *cfield) eval(d *doc, name string) (any, FieldTrace, *FieldError) {
 		tr.Source, tr.Raw = "", ""
 		return nil, tr, nil
 	}
+	if rec != nil {
+		switch {
+		case f.def.typ == tString && f.def.setStr != nil:
+			s, err := textFor(f.def, v)
+			if err != nil {
+				return fail(tr.Source, "%v", err)
+			}
+			f.def.setStr(rec, s)
+			return nil, tr, nil
+		case f.def.typ == tTime && f.def.setTime != nil:
+			t, err := timeFor(v)
+			if err != nil {
+				return fail(tr.Source, "%v", err)
+			}
+			f.def.setTime(rec, t)
+			return nil, tr, nil
+		}
+	}
 	out, err := convertFor(f.def, v)
 	if err != nil {
 		return fail(tr.Source, "%v", err)
@@ -373,15 +435,11 @@ func (f *cfield) eval(d *doc, name string) (any, FieldTrace, *FieldError) {
 }
 
 func (c ccond) eval(d *doc) bool {
-	r := d.get(c.path)
 	if c.op == opExists {
-		return present(r) == c.exists
+		return present(d.get(c.path)) == c.exists
 	}
-	if !r.Exists() {
-		return false
-	}
-	v, err := extract(r)
-	if err != nil || v.k == vNone {
+	v, _, exists, err := d.extract(c.path, false)
+	if !exists || err != nil || v.k == vNone {
 		return false
 	}
 	test := func(s string) bool {

@@ -683,12 +683,9 @@ func literal(x any) (value, string, error) {
 func convertFor(def fieldDef, v value) (any, error) {
 	switch def.typ {
 	case tString:
-		s, err := v.text()
+		s, err := textFor(def, v)
 		if err != nil {
 			return nil, err
-		}
-		if def.enum != nil && s != "" && !contains(def.enum, s) {
-			return nil, fmt.Errorf("%q is not one of %s", s, strings.Join(def.enum, ", "))
 		}
 		return s, nil
 	case tInt:
@@ -724,19 +721,11 @@ func convertFor(def fieldDef, v value) (any, error) {
 		}
 		return nil, fmt.Errorf("%s is not a boolean", v.k)
 	case tTime:
-		switch v.k {
-		case vNone:
-			return time.Time{}, nil
-		case vTime:
-			return v.t, nil
-		case vStr:
-			t, err := time.Parse(time.RFC3339Nano, v.s)
-			if err != nil {
-				return nil, fmt.Errorf("%q is not an RFC 3339 time (add a time transform with its layout)", v.s)
-			}
-			return t, nil
+		t, err := timeFor(v)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%s is not a time", v.k)
+		return t, nil
 	case tList:
 		switch v.k {
 		case vNone:
@@ -750,6 +739,35 @@ func convertFor(def fieldDef, v value) (any, error) {
 		return []string{s}, err
 	}
 	return nil, fmt.Errorf("unsupported field type")
+}
+
+// textFor is convertFor for a string field.
+func textFor(def fieldDef, v value) (string, error) {
+	s, err := v.text()
+	if err != nil {
+		return "", err
+	}
+	if def.enum != nil && s != "" && !contains(def.enum, s) {
+		return "", fmt.Errorf("%q is not one of %s", s, strings.Join(def.enum, ", "))
+	}
+	return s, nil
+}
+
+// timeFor is convertFor for a time field.
+func timeFor(v value) (time.Time, error) {
+	switch v.k {
+	case vNone:
+		return time.Time{}, nil
+	case vTime:
+		return v.t, nil
+	case vStr:
+		t, err := time.Parse(time.RFC3339Nano, v.s)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time (add a time transform with its layout)", v.s)
+		}
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%s is not a time", v.k)
 }
 
 func contains(l []string, s string) bool {

@@ -51,6 +51,10 @@ type fieldDef struct {
 	typ  ftype
 	enum []string
 	set  func(rec any, v any)
+	// setStr and setTime, when not nil, store a string or time field's
+	// value without boxing it in an interface (ApplyFast).
+	setStr  func(rec any, s string)
+	setTime func(rec any, t time.Time)
 }
 
 type kindDef struct {
@@ -59,11 +63,11 @@ type kindDef struct {
 }
 
 func strField(set func(rec any, s string)) fieldDef {
-	return fieldDef{typ: tString, set: func(r any, v any) { set(r, v.(string)) }}
+	return fieldDef{typ: tString, set: func(r any, v any) { set(r, v.(string)) }, setStr: set}
 }
 
 func enumField(enum []string, set func(rec any, s string)) fieldDef {
-	return fieldDef{typ: tString, enum: enum, set: func(r any, v any) { set(r, v.(string)) }}
+	return fieldDef{typ: tString, enum: enum, set: func(r any, v any) { set(r, v.(string)) }, setStr: set}
 }
 
 func intField(set func(rec any, i int)) fieldDef {
@@ -75,7 +79,7 @@ func boolField(set func(rec any, b bool)) fieldDef {
 }
 
 func timeField(set func(rec any, t time.Time)) fieldDef {
-	return fieldDef{typ: tTime, set: func(r any, v any) { set(r, v.(time.Time)) }}
+	return fieldDef{typ: tTime, set: func(r any, v any) { set(r, v.(time.Time)) }, setTime: set}
 }
 
 func listField(set func(rec any, l []string)) fieldDef {

@@ -3,6 +3,7 @@ package mapping_test
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -43,6 +44,7 @@ func FuzzApply(f *testing.F) {
 		for _, c := range set.Profiles() {
 			_ = c.Matches("github", "deployment", payload)
 			check(c.Apply(payload))
+			sameAsApply(t, c, payload)
 		}
 		k := kinds[int(sel)%len(kinds)]
 		tr := mapping.Transform{Name: transforms[int(sel/8)%len(transforms)], Sep: sep, Pattern: pattern, Layouts: []string{pattern}}
@@ -76,5 +78,47 @@ func FuzzApply(f *testing.F) {
 		}
 		_ = c.Matches("", "", payload)
 		check(c.Apply(payload))
+		sameAsApply(t, c, payload)
 	})
+}
+
+// sameAsApply fails when ApplyFast's result differs from Apply's other than
+// by the traces.
+func sameAsApply(t *testing.T, c *mapping.Compiled, payload []byte) {
+	t.Helper()
+	full, fast := c.Apply(payload), c.ApplyFast(payload)
+	if fast.Fields != nil {
+		t.Fatal("ApplyFast kept traces")
+	}
+	full.Fields = nil
+	if !reflect.DeepEqual(full, fast) {
+		t.Fatalf("%s: ApplyFast differs from Apply:\nApply:     %+v\nApplyFast: %+v", c.Name(), full, fast)
+	}
+}
+
+// TestApplyFastMatchesApply maps every fixture through every default
+// profile both ways.
+func TestApplyFastMatchesApply(t *testing.T) {
+	set := defaultSet(t)
+	n := 0
+	err := filepath.WalkDir(filepath.Join("testdata", "fixtures"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.Contains(p, ".json") {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, c := range set.Profiles() {
+			sameAsApply(t, c, b)
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no fixtures")
+	}
 }

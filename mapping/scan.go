@@ -33,17 +33,30 @@ type scanner struct {
 	envFound  bool
 }
 
-// keyFilter rejects most keys a profile does not use before the map
-// lookup: bit (first byte mod 64) of entry (length mod 64).
-type keyFilter [64]uint64
+// keyFilter finds the slot of a top-level key without hashing: bits
+// rejects most keys a profile does not use (bit first byte mod 64 of entry
+// length mod 64); a key shorter than 64 bytes is then compared with the
+// few indexed keys of its length. Longer keys go to the map.
+type keyFilter struct {
+	bits  [64]uint64
+	byLen [64][]keySlot
+}
+
+type keySlot struct {
+	key  string
+	slot int
+}
 
 func newKeyFilter(keys map[string]int) *keyFilter {
 	var f keyFilter
-	for k := range keys {
+	for k, i := range keys {
 		if k == "" {
 			continue
 		}
-		f[len(k)&63] |= 1 << (k[0] & 63)
+		f.bits[len(k)&63] |= 1 << (k[0] & 63)
+		if len(k) < 64 {
+			f.byLen[len(k)] = append(f.byLen[len(k)], keySlot{k, i})
+		}
 	}
 	return &f
 }
@@ -210,18 +223,27 @@ func (s *scanner) skipWS(i int) int {
 	d := s.data
 	for i < len(d) {
 		switch d[i] {
+		case '\n':
+			// A line break and its indentation.
+			i++
+			fallthrough
 		case ' ':
 			// Indentation: skip a run of spaces 8 bytes at a time.
 			if i+8 <= len(d) {
 				if x := binary.LittleEndian.Uint64(d[i:]) ^ (lsb * ' '); x != 0 {
 					i += bits.TrailingZeros64(x) / 8
+					if d[i] > ' ' {
+						return i
+					}
 				} else {
 					i += 8
 				}
 				continue
 			}
-			i++
-		case '\t', '\n', '\r':
+			if i < len(d) && d[i] == ' ' {
+				i++
+			}
+		case '\t', '\r':
 			i++
 		default:
 			return i
@@ -257,7 +279,15 @@ func (s *scanner) slot(key []byte, esc bool) int {
 		}
 		return -1
 	}
-	if len(key) == 0 || s.filter[len(key)&63]&(1<<(key[0]&63)) == 0 {
+	if len(key) == 0 || s.filter.bits[len(key)&63]&(1<<(key[0]&63)) == 0 {
+		return -1
+	}
+	if len(key) < 64 {
+		for _, e := range s.filter.byLen[len(key)] {
+			if string(key) == e.key {
+				return e.slot
+			}
+		}
 		return -1
 	}
 	if i, ok := s.keys[string(key)]; ok {
@@ -472,49 +502,70 @@ func objectGet(r gjson.Result, key string) gjson.Result {
 // quickly — raw is not an object, a key before the match is escaped, or
 // the syntax is unexpected — and gjson must.
 func lookupKey(raw, key string) (gjson.Result, bool) {
+	v, found, ok := lookupRaw(raw, key)
+	if !ok || !found {
+		return gjson.Result{}, ok
+	}
+	return parseValue(v), true
+}
+
+// lookupRaw is lookupKey returning the member's JSON text (found false
+// when there is no such member).
+func lookupRaw(raw, key string) (v string, found, ok bool) {
+	v, _, found, _, ok = members(raw, key, "")
+	return v, found, ok
+}
+
+// members scans the JSON object raw once for the first member named key
+// and, unless key is found first, the first named alt (alt "" for none),
+// returning their JSON text. ok is false as for lookupKey: the scan stops
+// at the key, so an escaped key or odd syntax after it is not looked at.
+func members(raw, key, alt string) (kv, av string, kFound, aFound, ok bool) {
 	i := wsStr(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
-		return gjson.Result{}, false
+		return "", "", false, false, false
 	}
 	i = wsStr(raw, i+1)
 	if i < len(raw) && raw[i] == '}' {
-		return gjson.Result{}, true
+		return "", "", false, false, true
 	}
 	for {
 		if i >= len(raw) || raw[i] != '"' {
-			return gjson.Result{}, false
+			return "", "", false, false, false
 		}
 		ks := i + 1
-		j := strings.IndexByte(raw[ks:], '"')
-		if j < 0 || strings.IndexByte(raw[ks:ks+j], '\\') >= 0 {
-			return gjson.Result{}, false
+		j := quoteOrBackslash(raw, ks)
+		if j < 0 || raw[j] != '"' {
+			return "", "", false, false, false
 		}
-		j += ks
 		k := raw[ks:j]
 		i = wsStr(raw, j+1)
 		if i >= len(raw) || raw[i] != ':' {
-			return gjson.Result{}, false
+			return "", "", false, false, false
 		}
 		i = wsStr(raw, i+1)
 		vs := i
-		ve, ok := skipValue(raw, i)
-		if !ok {
-			return gjson.Result{}, false
+		ve, good := skipValue(raw, i)
+		if !good {
+			return "", "", false, false, false
 		}
 		if k == key {
-			return parseValue(raw[vs:ve]), true
+			return raw[vs:ve], av, true, aFound, true
+		}
+		if alt != "" && !aFound && k == alt {
+			av, aFound = raw[vs:ve], true
 		}
 		i = wsStr(raw, ve)
 		if i >= len(raw) {
-			return gjson.Result{}, false
+			return "", "", false, false, false
 		}
 		switch raw[i] {
 		case ',':
 			i = wsStr(raw, i+1)
 		case '}':
-			return gjson.Result{}, true
+			return "", av, false, aFound, true
 		default:
-			return gjson.Result{}, false
+			return "", "", false, false, false
 		}
 	}
 }
@@ -543,18 +594,38 @@ func wsStr(s string, i int) int {
 // skipString returns the offset after the (valid) string whose opening
 // quote is at i-1.
 func skipString(s string, i int) (int, bool) {
-	for i < len(s) {
-		q := strings.IndexByte(s[i:], '"')
-		if q < 0 {
-			break
+	for {
+		j := quoteOrBackslash(s, i)
+		if j < 0 {
+			return len(s), false
 		}
-		b := strings.IndexByte(s[i:i+q], '\\')
-		if b < 0 {
-			return i + q + 1, true
+		if s[j] == '"' {
+			return j + 1, true
 		}
-		i += b + 2 // past the escape pair, which may be \"
+		i = j + 2 // past the escape pair, which may be \"
 	}
-	return len(s), false
+}
+
+// quoteOrBackslash returns the offset of the first '"' or '\\' in s from
+// i, or -1. Strings in payloads are mostly short, so it tests 8 bytes at a
+// time in place of two IndexByte calls.
+func quoteOrBackslash(s string, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		q := x ^ (lsb * '"')
+		b := x ^ (lsb * '\\')
+		// Borrows may flag bytes above the lowest flagged one, which is exact.
+		if m := ((q-lsb)&^q | (b-lsb)&^b) & msb; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] == '"' || s[i] == '\\' {
+			return i
+		}
+	}
+	return -1
 }
 
 // skipValue returns the offset after the (valid) JSON value at s[i].

@@ -196,7 +196,8 @@ func TestScanRecordMatchesGeneral(t *testing.T) {
 
 // FuzzScanRecord checks the single pass against the general way.
 func FuzzScanRecord(f *testing.F) {
-	for _, s := range []string{`{"result":{"number":"1","cmdb_ci":{"display_value":"a","value":"b"}}}`, `{"number":{"value":3.0},"a":{"b":1}}`, `{"result":[{"number":1}]}`} {
+	for _, s := range []string{`{"result":{"number":"1","cmdb_ci":{"display_value":"a","value":"b"}}}`, `{"number":{"value":3.0},"a":{"b":1}}`, `{"result":[{"number":1}]}`,
+		"{\n        \"result\": {\n          \"number\" :\t\"1\"\r\n   ,\"state\":\n\n 3.0 \n}\n}\n", "{\n  \"number\":   \n\t\"2\"\n        \n}        "} {
 		f.Add([]byte(s))
 	}
 	profiles := fuzzProfiles(f)

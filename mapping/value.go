@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -160,6 +161,68 @@ func scalar(r gjson.Result, depth int) (string, error) {
 	return "", nil
 }
 
+// scalarText is scalar for the exact JSON text of one value, reading it
+// in place without gjson Results. ok is false when scalar must decide:
+// escaped strings, arrays, numbers that are not plain integers, objects
+// without a "value" or "name" member, or syntax lookupKey leaves to gjson.
+//
+// presence says the caller only needs to know whether the value is empty
+// (the field's first transform is present): an escaped string, which is
+// never empty, is then returned as its JSON text instead of unescaped.
+func scalarText(raw string, depth int, presence bool) (string, bool) {
+	for {
+		if raw == "" {
+			return "", false
+		}
+		switch c := raw[0]; {
+		case c == '"':
+			if len(raw) < 2 {
+				return "", false
+			}
+			if strings.IndexByte(raw, '\\') >= 0 {
+				if presence {
+					return raw, true
+				}
+				return parseValue(raw).Str, true
+			}
+			return raw[1 : len(raw)-1], true
+		case c == '{':
+			if depth >= maxUnwrapDepth {
+				return "", false
+			}
+			v, n, vFound, nFound, ok := members(raw, "value", "name")
+			switch {
+			case !ok:
+				return "", false
+			case vFound:
+				raw = v
+			case nFound:
+				raw = n
+			default:
+				return "", false
+			}
+			depth++
+		case raw == "true":
+			return "true", true
+		case raw == "false":
+			return "false", true
+		case raw == "null":
+			return "", true
+		case c == '-' || isDigit(c):
+			if isPlainInt(raw) {
+				return raw, true
+			}
+			f, err := strconv.ParseFloat(raw, 64)
+			if err != nil && !errors.Is(err, strconv.ErrRange) {
+				return "", false
+			}
+			return normNumberText(raw, f), true
+		default:
+			return "", false
+		}
+	}
+}
+
 func objectKeys(r gjson.Result) string {
 	var keys []string
 	r.ForEach(func(k, _ gjson.Result) bool {
@@ -171,14 +234,15 @@ func objectKeys(r gjson.Result) string {
 
 // normNumber renders a JSON number canonically: integral values without a
 // fraction (ServiceNow sends state 3 as 3.0), others in shortest form.
-func normNumber(r gjson.Result) string {
-	raw := r.Raw
+func normNumber(r gjson.Result) string { return normNumberText(r.Raw, r.Num) }
+
+// normNumberText is normNumber for a number's text and value.
+func normNumberText(raw string, f float64) string {
 	// Fast path: plain integers are kept as written (no float rounding for
 	// large ids such as GitHub job ids).
 	if isPlainInt(raw) {
 		return raw
 	}
-	f := r.Num
 	if math.IsInf(f, 0) || math.IsNaN(f) {
 		return raw
 	}

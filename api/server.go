@@ -280,7 +280,7 @@ func problems(err error) []problem {
 	var out []problem
 	var walk func(error)
 	walk = func(e error) {
-		switch x := e.(type) {
+		switch x := e.(type) { //nolint:errorlint // walks the unwrap tree itself
 		case *core.Error:
 			out = append(out, problem{Field: x.Field, Message: x.Message})
 		case interface{ Unwrap() []error }:

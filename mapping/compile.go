@@ -631,7 +631,7 @@ func checkLayout(l string) error {
 	s := ref.Format(l)
 	t, err := time.Parse(l, s)
 	if err != nil {
-		return fmt.Errorf("bad Go time layout %q: %v", l, err)
+		return fmt.Errorf("bad Go time layout %q: %w", l, err)
 	}
 	if t.Year() != 2006 || t.Month() != time.January || t.Day() != 2 {
 		return fmt.Errorf("layout %q has no full date (write it with Go's reference time 2006-01-02 15:04:05, or a name: rfc3339, rfc3339nano, rfc1123, rfc1123z, datetime, dateonly)", l)

@@ -66,15 +66,6 @@ func parseList(s string) ([]string, error) {
 // q rebinds a query written with ? placeholders for the dialect.
 func (d *DB) q(query string) string { return d.db.Rebind(query) }
 
-// in expands "IN (?)" for a slice argument and rebinds for the dialect.
-func (d *DB) in(query string, args ...any) (string, []any, error) {
-	q, a, err := sqlx.In(query, args...)
-	if err != nil {
-		return "", nil, fmt.Errorf("expand IN: %w", err)
-	}
-	return d.db.Rebind(q), a, nil
-}
-
 // tx runs fn in a transaction, committing when fn returns nil. Driver
 // errors come back translated.
 func (d *DB) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {

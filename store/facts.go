@@ -87,7 +87,10 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 	facts := core.Facts{Changes: map[string]core.Change{}, Incidents: []core.Incident{}, PendingPIRs: []core.PIR{}}
 	for rows.Next() {
 		var r factRow
-		if err := rows.StructScan(&r); err != nil {
+		// Positional scan (every branch selects kind, doc, then pirCols):
+		// no reflection on the gate's hot path.
+		if err := rows.Scan(&r.Kind, &r.Doc, &r.ReleaseID, &r.Service, &r.Version, &r.Environment, &r.Team,
+			&r.Status, &r.RequiredAt, &r.SignedOffBy, &r.SignedOffAt, &r.Summary); err != nil {
 			return core.Facts{}, fmt.Errorf("gather facts: read row: %w", translate(err))
 		}
 		switch r.Kind {

@@ -52,6 +52,11 @@ func (p *Policies) Load(ctx context.Context, seed *core.Policy) error {
 		}
 	} else if err != nil {
 		return fmt.Errorf("load policy: %w", err)
+	} else if seed != nil {
+		if src, err := config.MarshalPolicy(*seed); err == nil && string(src) != v.Source {
+			p.log.WarnContext(ctx, "the config file's policy differs from the stored policy in force; the stored one applies (it seeds only an empty store): change it with PUT /api/v1/policy",
+				"stored_version", v.Version)
+		}
 	}
 	return p.install(v)
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
+	"github.com/tollgate-dev/tollgate/migrations"
 )
 
 // testClock is a settable clock for store tests.
@@ -63,4 +65,65 @@ func TestMigrateTwiceIsNoop(t *testing.T) {
 			t.Fatalf("pending %d, err %v", pending, err)
 		}
 	})
+}
+
+// TestConcurrentMigrateOnPostgres: replicas starting at once migrate one
+// database without racing (goose's session advisory lock).
+func TestConcurrentMigrateOnPostgres(t *testing.T) {
+	url := testpg.NewDatabase(t)
+	ctx := context.Background()
+	const replicas = 4
+	errs := make(chan error, replicas)
+	applied := make(chan int, replicas)
+	for i := 0; i < replicas; i++ {
+		go func() {
+			db, err := Open(ctx, url, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer db.Close()
+			n, err := db.Migrate(ctx)
+			applied <- n
+			errs <- err
+		}()
+	}
+	total := 0
+	for i := 0; i < replicas; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("replica %d: %v", i, err)
+		}
+	}
+	close(applied)
+	for n := range applied {
+		total += n
+	}
+	db := newTestDBAt(t, url)
+	pending, err := db.MigrationsPending(ctx)
+	if err != nil || pending != 0 {
+		t.Fatalf("pending %d, err %v", pending, err)
+	}
+	files, _ := migrationCount(Postgres)
+	if total != files {
+		t.Fatalf("replicas applied %d migrations in all, want each of the %d exactly once", total, files)
+	}
+}
+
+func newTestDBAt(t *testing.T, url string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), url, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func migrationCount(dialect string) (int, error) {
+	fsys, err := migrations.FS(dialect)
+	if err != nil {
+		return 0, err
+	}
+	names, err := fs.Glob(fsys, "*.sql")
+	return len(names), err
 }

@@ -29,17 +29,25 @@ func newTestDB(t *testing.T, dialect string, clock core.Clock) *DB {
 	case SQLite:
 		url = "sqlite:" + filepath.Join(t.TempDir(), "tollgate.db")
 	}
-	ctx := context.Background()
-	db, err := Open(ctx, url, Options{Clock: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatalf("open %s: %v", dialect, err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
+	db := openTestDB(t, url, clock)
+	if _, err := db.Migrate(context.Background()); err != nil {
 		t.Fatalf("migrate %s: %v", dialect, err)
 	}
 	return db
 }
+
+// openTestDB opens the store at url (closed when t ends), without migrating.
+func openTestDB(t *testing.T, url string, clock core.Clock) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), url, Options{Clock: clock, Logger: quietLog()})
+	if err != nil {
+		t.Fatalf("open %s: %v", url, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // forEachStore runs the contract test fn against PostgreSQL and SQLite:
 // one store contract, two implementations.
@@ -77,7 +85,7 @@ func TestConcurrentMigrateOnPostgres(t *testing.T) {
 	applied := make(chan int, replicas)
 	for i := 0; i < replicas; i++ {
 		go func() {
-			db, err := Open(ctx, url, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			db, err := Open(ctx, url, Options{Logger: quietLog()})
 			if err != nil {
 				errs <- err
 				return
@@ -98,7 +106,7 @@ func TestConcurrentMigrateOnPostgres(t *testing.T) {
 	for n := range applied {
 		total += n
 	}
-	db := newTestDBAt(t, url)
+	db := openTestDB(t, url, nil)
 	pending, err := db.MigrationsPending(ctx)
 	if err != nil || pending != 0 {
 		t.Fatalf("pending %d, err %v", pending, err)
@@ -107,16 +115,6 @@ func TestConcurrentMigrateOnPostgres(t *testing.T) {
 	if total != files {
 		t.Fatalf("replicas applied %d migrations in all, want each of the %d exactly once", total, files)
 	}
-}
-
-func newTestDBAt(t *testing.T, url string) *DB {
-	t.Helper()
-	db, err := Open(context.Background(), url, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 func migrationCount(dialect string) (int, error) {

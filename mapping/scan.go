@@ -31,6 +31,7 @@ type scanner struct {
 	root, rec []span
 	env       span // the first envelope value
 	envFound  bool
+	memo      [4]memoKey // keys remembered by flat, by position
 }
 
 // keyFilter finds the slot of a top-level key without hashing: bits
@@ -61,166 +62,360 @@ func newKeyFilter(keys map[string]int) *keyFilter {
 	return &f
 }
 
-// valid reports whether the payload is one JSON value, indexing it. It is
-// one loop over the bytes with an explicit stack of open containers (no
-// recursion); it records, for the top-level object (depth 1) and the
-// envelope object (depth 2), where each indexed key's value starts and
-// ends.
+// valid reports whether the payload is one JSON value, indexing it: object
+// reads the top-level object when there is something to index (and the
+// envelope object inside it, its only recursion); skip validates all the
+// rest, with an explicit stack for nesting (no recursion).
 func (s *scanner) valid() bool {
 	d := s.data
-	var buf [64]byte
-	stack := buf[:0] // '{' or '[' per open container
+	i := ws(d, 0)
+	var ok bool
+	if i < len(d) && d[i] == '{' && (s.root != nil || s.unwrap != "") {
+		i, ok = s.object(i, s.root, true)
+	} else {
+		i, ok = s.skip(i)
+	}
+	return ok && ws(d, i) == len(d)
+}
+
+// object validates the object whose '{' is at i and records in slots
+// (when not nil) where the first value of each indexed key starts and
+// ends. At the top level (top) it also finds the first envelope member
+// and, when its value is an object and s.rec is not nil, indexes that
+// object into s.rec. It returns the offset after the object.
+func (s *scanner) object(i int, slots []span, top bool) (int, bool) {
+	d := s.data
+	i = ws(d, i+1)
+	if i < len(d) && d[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		if i >= len(d) || d[i] != '"' {
+			return i, false
+		}
+		ks := i + 1
+		var esc, ok bool
+		if i, esc, ok = str(d, ks); !ok {
+			return i, false
+		}
+		key := d[ks : i-1]
+		i = ws(d, i)
+		if i >= len(d) || d[i] != ':' {
+			return i, false
+		}
+		i = wsColon(d, i+1)
+		vs, slot := i, -1
+		if slots != nil {
+			slot = s.slot(key, esc)
+		}
+		if top && s.unwrap != "" && !s.envFound && s.keyIs(key, esc, s.unwrap) {
+			if i < len(d) && d[i] == '{' && s.rec != nil {
+				i, ok = s.object(i, s.rec, false)
+			} else {
+				i, ok = s.skip(i)
+			}
+			s.env, s.envFound = span{vs, i}, true
+		} else {
+			i, ok = s.skip(i)
+		}
+		if !ok {
+			return i, false
+		}
+		if slot >= 0 && slots[slot].end == 0 {
+			slots[slot] = span{vs, i}
+		}
+		i = ws(d, i)
+		if i >= len(d) {
+			return i, false
+		}
+		switch d[i] {
+		case ',':
+			i = ws(d, i+1)
+		case '}':
+			return i + 1, true
+		default:
+			return i, false
+		}
+	}
+}
+
+// skip validates the JSON value at i, indexing nothing, and returns the
+// offset after it. A string is checked directly; an object goes to flat
+// first, which handles objects of scalars, and the general loop (nested)
+// takes over at the first member value that is itself a container.
+func (s *scanner) skip(i int) (int, bool) {
+	d := s.data
+	if i < len(d) {
+		switch d[i] {
+		case '"':
+			j, _, ok := str(d, i+1)
+			return j, ok
+		case '{':
+			j, nested, ok := s.flat(i)
+			if !nested || !ok {
+				return j, ok
+			}
+			return s.nested(j, true)
+		}
+	}
+	return s.nested(i, false)
+}
+
+// nested validates the JSON value at i with one loop and an explicit stack
+// of open containers (no recursion); inObject says that i is a member value
+// of an object already open, whose '}' ends the value. Objects go to flat
+// first, as in skip.
+func (s *scanner) nested(i int, inObject bool) (int, bool) {
+	d := s.data
 	var (
-		rootSlot, recSlot   = -1, -1 // slot of the current key at depth 1, 2
-		rootStart, recStart int      // where its value starts
-		envKey              bool     // the current depth-1 key is the envelope
-		inRec               bool     // the open depth-2 container is the envelope object
-		ok                  bool
+		buf   [32]byte
+		stack = buf[:0] // '{' or '[' per open container
+		ok    bool
 	)
-	i := s.ws(0)
+	if inObject {
+		stack = append(stack, '{')
+	}
 value:
 	if i >= len(d) {
-		return false
+		return i, false
 	}
 	switch c := d[i]; c {
+	case '"':
+		if i, _, ok = str(d, i+1); !ok {
+			return i, false
+		}
 	case '{':
-		if len(stack) == 1 {
-			inRec = envKey && s.rec != nil
+		var nested bool
+		if i, nested, ok = s.flat(i); !ok {
+			return i, false
 		}
-		stack = append(stack, '{')
-		i = s.ws(i + 1)
-		if i < len(d) && d[i] == '}' {
-			i++
-			stack = stack[:len(stack)-1]
-			goto after
+		if nested {
+			stack = append(stack, '{')
+			goto value
 		}
-		goto key
 	case '[':
-		if len(stack) == 1 {
-			inRec = false
-		}
 		stack = append(stack, '[')
-		i = s.ws(i + 1)
+		i = ws(d, i+1)
 		if i < len(d) && d[i] == ']' {
 			i++
 			stack = stack[:len(stack)-1]
-			goto after
+			break
 		}
 		goto value
-	case '"':
-		if i, _, ok = s.str(i + 1); !ok {
-			return false
-		}
 	case 't':
-		if i, ok = s.lit(i, "true"); !ok {
-			return false
+		if i, ok = lit(d, i, "true"); !ok {
+			return i, false
 		}
 	case 'f':
-		if i, ok = s.lit(i, "false"); !ok {
-			return false
+		if i, ok = lit(d, i, "false"); !ok {
+			return i, false
 		}
 	case 'n':
-		if i, ok = s.lit(i, "null"); !ok {
-			return false
+		if i, ok = lit(d, i, "null"); !ok {
+			return i, false
 		}
 	default:
 		if c != '-' && (c < '0' || c > '9') {
-			return false
+			return i, false
 		}
-		if i, ok = s.number(i); !ok {
-			return false
+		if i, ok = number(d, i); !ok {
+			return i, false
 		}
 	}
 after: // a value ended at i
-	switch len(stack) {
-	case 0:
-		return s.ws(i) == len(d)
-	case 1:
-		if stack[0] == '{' {
-			if rootSlot >= 0 && s.root[rootSlot].end == 0 {
-				s.root[rootSlot] = span{rootStart, i}
-			}
-			if envKey {
-				s.env, s.envFound, envKey = span{rootStart, i}, true, false
-			}
-		}
-	case 2:
-		if inRec && recSlot >= 0 && s.rec[recSlot].end == 0 {
-			s.rec[recSlot] = span{recStart, i}
-		}
+	if len(stack) == 0 {
+		return i, true
 	}
-	i = s.ws(i)
+	i = ws(d, i)
 	if i >= len(d) {
-		return false
+		return i, false
 	}
 	switch d[i] {
 	case ',':
+		i = ws(d, i+1)
 		if stack[len(stack)-1] == '[' {
-			i = s.ws(i + 1)
 			goto value
 		}
-		i = s.ws(i + 1)
-		goto key
 	case '}':
 		if stack[len(stack)-1] != '{' {
-			return false
+			return i, false
 		}
+		i++
+		stack = stack[:len(stack)-1]
+		goto after
 	case ']':
 		if stack[len(stack)-1] != '[' {
-			return false
+			return i, false
 		}
+		i++
+		stack = stack[:len(stack)-1]
+		goto after
 	default:
-		return false
+		return i, false
 	}
-	i++
-	stack = stack[:len(stack)-1]
-	goto after
-key: // at the opening quote of a key of the innermost object
+	// The next member's key.
 	if i >= len(d) || d[i] != '"' {
-		return false
+		return i, false
 	}
-	{
-		ks := i + 1
-		var esc bool
-		if i, esc, ok = s.str(ks); !ok {
-			return false
-		}
-		key := d[ks : i-1]
-		i = s.ws(i)
-		if i >= len(d) || d[i] != ':' {
-			return false
-		}
-		if i++; i < len(d) && d[i] == ' ' {
-			i++ // the usual single space
-		}
-		i = s.ws(i)
-		switch len(stack) {
-		case 1:
-			rootSlot, rootStart = -1, i
-			if s.root != nil {
-				rootSlot = s.slot(key, esc)
-			}
-			envKey = s.unwrap != "" && !s.envFound && s.keyIs(key, esc, s.unwrap)
-		case 2:
-			if inRec {
-				recSlot, recStart = s.slot(key, esc), i
-			}
-		}
+	if i, _, ok = str(d, i+1); !ok {
+		return i, false
 	}
+	i = ws(d, i)
+	if i >= len(d) || d[i] != ':' {
+		return i, false
+	}
+	i = wsColon(d, i+1)
 	goto value
 }
 
-// ws skips whitespace from i. The test for none is small enough to inline.
-func (s *scanner) ws(i int) int {
-	if i < len(s.data) && s.data[i] > ' ' {
-		return i
+// flat validates the object whose '{' is at i without a stack. It returns
+// the offset after the object (nested false), or the offset of the first
+// member value that is an object or array (nested true), from where
+// nested goes on with the object open; ok is false for invalid JSON.
+//
+// Objects of one payload tend to have the same keys in the same order
+// (ServiceNow's {"display_value","value"} pairs, {"link","value"}
+// references), so flat remembers, for each of the first members of the
+// last object, the text from the key's opening quote to the value (key,
+// colon and whitespace); a member starting with the same bytes is valid up
+// to its value without looking at them one by one.
+func (s *scanner) flat(i int) (end int, nested, ok bool) {
+	d := s.data
+	i = ws(d, i+1)
+	if i < len(d) && d[i] == '}' {
+		return i + 1, false, true
 	}
-	return s.skipWS(i)
+	for k := 0; ; k++ {
+		if i >= len(d) || d[i] != '"' {
+			return i, false, false
+		}
+		if k < len(s.memo) && s.memo[k].match(d, i) {
+			i = ws(d, i+s.memo[k].n)
+		} else {
+			ks := i
+			var esc bool
+			if i, esc, ok = str(d, i+1); !ok {
+				return i, false, false
+			}
+			i = ws(d, i)
+			if i >= len(d) || d[i] != ':' {
+				return i, false, false
+			}
+			i = wsColon(d, i+1)
+			if k < len(s.memo) {
+				s.memo[k].set(d, ks, i, esc)
+			}
+		}
+		if i >= len(d) {
+			return i, false, false
+		}
+		switch c := d[i]; c {
+		case '"':
+			if i+1 < len(d) && d[i+1] == '"' {
+				i += 2 // ""
+			} else if i, _, ok = str(d, i+1); !ok {
+				return i, false, false
+			}
+		case '{', '[':
+			return i, true, true
+		case 't':
+			if i, ok = lit(d, i, "true"); !ok {
+				return i, false, false
+			}
+		case 'f':
+			if i, ok = lit(d, i, "false"); !ok {
+				return i, false, false
+			}
+		case 'n':
+			if i, ok = lit(d, i, "null"); !ok {
+				return i, false, false
+			}
+		default:
+			if c != '-' && (c < '0' || c > '9') {
+				return i, false, false
+			}
+			if i, ok = number(d, i); !ok {
+				return i, false, false
+			}
+		}
+		i = ws(d, i)
+		if i >= len(d) {
+			return i, false, false
+		}
+		switch d[i] {
+		case ',':
+			i = ws(d, i+1)
+		case '}':
+			return i + 1, false, true
+		default:
+			return i, false, false
+		}
+	}
 }
 
-//go:noinline // keeps ws small enough to inline
-func (s *scanner) skipWS(i int) int {
-	d := s.data
+// memoKey is what flat remembers of a member: the n bytes (n <= 32) from
+// its key's opening quote to its value, as four little-endian words and
+// masks of the bytes that count. n 0 matches nothing.
+type memoKey struct {
+	n    int
+	w, m [4]uint64
+}
+
+// set remembers d[start:end], a key (escaped when esc), its colon and the
+// whitespace around it; what does not fit, or has escapes, is forgotten.
+func (m *memoKey) set(d []byte, start, end int, esc bool) {
+	n := end - start
+	if esc || n > 32 || start+32 > len(d) {
+		m.n = 0
+		return
+	}
+	m.n = n
+	for j := range 4 {
+		var mask uint64
+		switch b := n - 8*j; {
+		case b >= 8:
+			mask = ^uint64(0)
+		case b > 0:
+			mask = 1<<(8*b) - 1
+		}
+		m.m[j] = mask
+		m.w[j] = binary.LittleEndian.Uint64(d[start+8*j:]) & mask
+	}
+}
+
+// match reports whether d[i:] starts with the remembered bytes.
+func (m *memoKey) match(d []byte, i int) bool {
+	if m.n == 0 || i < 0 || i+32 > len(d) {
+		return false
+	}
+	p := d[i : i+32]
+	x := (binary.LittleEndian.Uint64(p)&m.m[0] ^ m.w[0]) |
+		(binary.LittleEndian.Uint64(p[8:])&m.m[1] ^ m.w[1]) |
+		(binary.LittleEndian.Uint64(p[16:])&m.m[2] ^ m.w[2]) |
+		(binary.LittleEndian.Uint64(p[24:])&m.m[3] ^ m.w[3])
+	return x == 0
+}
+
+// wsColon is ws after a colon, where one space is usual.
+func wsColon(d []byte, i int) int {
+	if i < len(d) && d[i] == ' ' {
+		i++
+	}
+	return ws(d, i)
+}
+
+// ws skips whitespace from i. The test for none is small enough to inline.
+func ws(d []byte, i int) int {
+	if i < len(d) && d[i] > ' ' {
+		return i
+	}
+	return skipWS(d, i)
+}
+
+// skipWS skips whitespace from i in a payload or one of its values.
+//
+//go:noinline // keeps ws and wsStr small enough to inline
+func skipWS[T string | []byte](d T, i int) int {
 	for i < len(d) {
 		switch d[i] {
 		case '\n':
@@ -230,7 +425,10 @@ func (s *scanner) skipWS(i int) int {
 		case ' ':
 			// Indentation: skip a run of spaces 8 bytes at a time.
 			if i+8 <= len(d) {
-				if x := binary.LittleEndian.Uint64(d[i:]) ^ (lsb * ' '); x != 0 {
+				w := d[i : i+8] // one bounds check for the 8 bytes
+				x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+					uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+				if x ^= lsb * ' '; x != 0 {
 					i += bits.TrailingZeros64(x) / 8
 					if d[i] > ' ' {
 						return i
@@ -252,8 +450,8 @@ func (s *scanner) skipWS(i int) int {
 	return i
 }
 
-func (s *scanner) lit(i int, w string) (int, bool) {
-	if len(s.data)-i >= len(w) && string(s.data[i:i+len(w)]) == w {
+func lit(d []byte, i int, w string) (int, bool) {
+	if len(d)-i >= len(w) && string(d[i:i+len(w)]) == w {
 		return i + len(w), true
 	}
 	return i, false
@@ -304,20 +502,23 @@ const (
 // special flags the bytes of x (little endian) that are '"', '\\' or
 // control characters. Borrows may flag bytes above a flagged one, but the
 // lowest flag is exact.
+//
+// x^2 permutes the control characters among themselves and maps '"' to
+// 0x20, and no other byte below 0x21, so one "less than 0x21" test finds
+// both.
 func special(x uint64) uint64 {
-	q := x ^ (lsb * '"')
+	q := x ^ (lsb * 2)
 	b := x ^ (lsb * '\\')
-	return ((q-lsb)&^q | (b-lsb)&^b | (x-lsb*0x20)&^x) & msb
+	return ((q-lsb*0x21)&^q | (b-lsb)&^b) & msb
 }
 
 // str validates a string whose opening quote is at i-1; it returns the
 // offset after the closing quote and whether the string has escapes.
-func (s *scanner) str(i int) (int, bool, bool) {
-	d := s.data
+func str(d []byte, i int) (int, bool, bool) {
 	esc := false
 	for {
 		for i+8 <= len(d) {
-			if m := special(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+			if m := special(binary.LittleEndian.Uint64(d[i : i+8])); m != 0 {
 				i += bits.TrailingZeros64(m) / 8
 				if d[i] == '"' {
 					return i + 1, esc, true
@@ -367,8 +568,7 @@ func ishex(c byte) bool {
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // number validates a JSON number starting at i.
-func (s *scanner) number(i int) (int, bool) {
-	d := s.data
+func number(d []byte, i int) (int, bool) {
 	if d[i] == '-' {
 		i++
 		if i >= len(d) || !isDigit(d[i]) {
@@ -443,7 +643,7 @@ func (c *Compiled) scanRecord(payload []byte, d *doc) (valid, handled bool) {
 	if !c.indexable {
 		return true, false
 	}
-	start := s.ws(0)
+	start := ws(payload, 0)
 	if payload[start] != '{' {
 		return true, false
 	}
@@ -585,10 +785,10 @@ func parseValue(v string) gjson.Result {
 }
 
 func wsStr(s string, i int) int {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
-		i++
+	if i < len(s) && s[i] > ' ' {
+		return i
 	}
-	return i
+	return skipWS(s, i)
 }
 
 // skipString returns the offset after the (valid) string whose opening
@@ -611,8 +811,9 @@ func skipString(s string, i int) (int, bool) {
 // time in place of two IndexByte calls.
 func quoteOrBackslash(s string, i int) int {
 	for ; i+8 <= len(s); i += 8 {
-		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		w := s[i : i+8] // one bounds check for the 8 bytes
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
 		q := x ^ (lsb * '"')
 		b := x ^ (lsb * '\\')
 		// Borrows may flag bytes above the lowest flagged one, which is exact.

@@ -1,6 +1,9 @@
 package mapping
 
 import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +26,23 @@ var validCases = []string{
 	"\"        " + `\u12`,
 	"{\"a\":1}        \n        ",
 	"        ",
+	// Objects with the same members: flat remembers the text from a key to
+	// its value and must still catch what differs after or inside it.
+	`[{"a":1},{"a":2}]`, `[{"a": 1},{"a":  2},{"a":3},{"a"` + "\n:\t" + `4}]`, `[{"a":1},{"a":}]`, `[{"a":1},{"a":1,}]`,
+	`[{"a":1},{"a" 1}]`, `[{"a":1},{"a":1 "b":2}]`, `[{"ab":1},{"a":1}]`, `[{"a":1},{"ab":1}]`, "[{\"ab\":1},{\"a\x01\":1}]",
+	`[{"a\"b":1},{"a\"b":2}]`, `[{"a\"b":1},{"a\"b" 2}]`, `[{"a":1,"b":2},{"b":2,"a":1},{"a":1,"b":2,"c":3}]`,
+	`[{"a":{"b":1},"c":2},{"a":{"b":[1,{"c":[]}]},"c":2},{"a":{},"c":[}]`, `[{"a":1,"b":{"c":[1,{"d":2}]},"e":3},{"a":1,"b":{"c":[]},"e":3}]`,
+	`[{"` + strings.Repeat("k", 40) + `":1},{"` + strings.Repeat("k", 40) + `":1}]`, `{"a":{"b":1},"a":{"b":2},"a":{"b" 3}}`,
+	`{"a":{"display_value":"x","value":"y"},"b":{"display_value":"","value":""},"c":{"display_value":"","value":}}`,
+	`{"a":{"display_value":"x","value":"y"},"b":{"display_value":"","value":""}}`, `{"a":{"x":""},"b":{"x":"`,
+	strings.Repeat(`[`, 100) + strings.Repeat(`]`, 100), strings.Repeat(`[`, 100) + strings.Repeat(`]`, 99),
+	strings.Repeat(`{"a":`, 100) + `1` + strings.Repeat(`}`, 100), strings.Repeat(`{"a":[`, 50) + strings.Repeat(`]}`, 49) + `}]`,
+	`[{]}`, `{"a":[}]`, `{"a":{"b":[1,2}}`, `[{"a":1}}`, `{"a":1]`, snSeed,
 }
+
+// snSeed has the shape of a ServiceNow Change Management API response.
+const snSeed = `{"result": {"number": {"display_value": "CHG1", "value": "CHG1"}, "state": {"display_value": "New", "value": -5},
+ "x": {"display_value": "", "value": ""}, "cmdb_ci": {"display_value": "a, b", "value": "c", "link": "d"}}}`
 
 func TestValidJSONMatchesGJSON(t *testing.T) {
 	cases := append([]string(nil), validCases...)
@@ -40,8 +59,68 @@ func TestValidJSONMatchesGJSON(t *testing.T) {
 		return nil
 	})
 	for _, c := range cases {
-		if got, want := validJSON([]byte(c)), gjson.ValidBytes([]byte(c)); got != want {
-			t.Errorf("validJSON(%.80q) = %v, gjson.ValidBytes = %v", c, got, want)
+		for _, c := range []string{c, c + pad} {
+			if got, want := validJSON([]byte(c)), gjson.ValidBytes([]byte(c)); got != want {
+				t.Errorf("validJSON(%.80q) = %v, gjson.ValidBytes = %v", c, got, want)
+			}
+		}
+	}
+}
+
+// pad is trailing whitespace that makes flat remember the keys of short
+// payloads too (it remembers a key only when 32 bytes from its start are
+// in the payload).
+const pad = "                                        "
+
+// TestScanMutations breaks the ServiceNow fixture, whose objects repeat the
+// same members, in many ways: the scan must reject exactly what gjson
+// rejects and otherwise index it as the general way reads it.
+func TestScanMutations(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "fixtures", "servicenow", "sn_chg_rest.get_change.response.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, b); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := LoadDir(os.DirFS(filepath.Join("..", "config", "mappings")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sn *Compiled
+	for _, c := range ps {
+		if c.Name() == "servicenow-change" {
+			sn = c
+		}
+	}
+	if sn == nil {
+		t.Fatal("no servicenow-change profile")
+	}
+	const alphabet = "\"{}[]:, \n\t\\ae0.-\x01\x7f\xff"
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, base := range [][]byte{b, compact.Bytes()} {
+		for n := range 1500 {
+			m := append([]byte(nil), base...)
+			for range 1 + r.IntN(2) {
+				at := r.IntN(len(m))
+				switch r.IntN(4) {
+				case 0: // replace a byte
+					m[at] = alphabet[r.IntN(len(alphabet))]
+				case 1: // delete one
+					m = append(m[:at], m[at+1:]...)
+				case 2: // insert one
+					m = append(m[:at], append([]byte{alphabet[r.IntN(len(alphabet))]}, m[at:]...)...)
+				case 3: // cut the payload short
+					m = m[:at]
+				}
+			}
+			if got, want := validJSON(m), gjson.ValidBytes(m); got != want {
+				t.Fatalf("mutation %d: validJSON = %v, gjson.ValidBytes = %v for\n%s", n, got, want, m)
+			}
+			if n%5 == 0 {
+				checkSameDoc(t, sn, m)
+			}
 		}
 	}
 }
@@ -52,8 +131,10 @@ func FuzzValidJSON(f *testing.F) {
 		f.Add([]byte(c))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := validJSON(b), gjson.ValidBytes(b); got != want {
-			t.Fatalf("validJSON(%q) = %v, gjson.ValidBytes = %v", b, got, want)
+		for _, b := range [][]byte{b, append(b[:len(b):len(b)], pad...)} {
+			if got, want := validJSON(b), gjson.ValidBytes(b); got != want {
+				t.Fatalf("validJSON(%q) = %v, gjson.ValidBytes = %v", b, got, want)
+			}
 		}
 	})
 }
@@ -201,9 +282,11 @@ func FuzzScanRecord(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	profiles := fuzzProfiles(f)
+	f.Add([]byte(snSeed))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, c := range profiles {
 			checkSameDoc(t, c, b)
+			checkSameDoc(t, c, append(b[:len(b):len(b)], pad...))
 		}
 	})
 }

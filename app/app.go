@@ -56,7 +56,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if clock == nil {
 		clock = core.SystemClock
 	}
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Clock: clock, Logger: log})
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Clock: clock, Logger: log, FactsCacheTTL: cfg.Gate.CacheTTL()})
 	if err != nil {
 		return nil, err
 	}

@@ -60,6 +60,33 @@ type GateConfig struct {
 	// MaxListItems caps the changes and incidents lists of one check
 	// (default 50).
 	MaxListItems int `yaml:"max_list_items"`
+	// FactsCacheTTL bounds how long the gate's in-memory fact cache keeps
+	// an entry (default 30s; 0 turns the cache off, every check then reads
+	// the database). The cache is kept coherent by change notifications;
+	// the TTL only bounds staleness should one be lost unnoticed.
+	FactsCacheTTL *Duration `yaml:"facts_cache_ttl"`
+}
+
+func (g GateConfig) cacheTTLString() string {
+	switch ttl := g.CacheTTL(); {
+	case ttl < 0:
+		return "off"
+	case ttl == 0:
+		return "30s (default)"
+	default:
+		return ttl.String()
+	}
+}
+
+// CacheTTL is the fact cache's TTL for store.Options: negative when off.
+func (g GateConfig) CacheTTL() time.Duration {
+	switch {
+	case g.FactsCacheTTL == nil:
+		return 0 // the store's default
+	case *g.FactsCacheTTL == 0:
+		return -1
+	}
+	return g.FactsCacheTTL.D()
 }
 
 // InboxConfig configures the normalizer.
@@ -303,6 +330,9 @@ func (c *Config) Validate() error {
 	if c.Gate.MaxWait < 0 || c.Gate.MaxWait.D() > 24*time.Hour {
 		bad("gate.max_wait", "must be between 0 and 24h")
 	}
+	if t := c.Gate.FactsCacheTTL; t != nil && (*t < 0 || t.D() > time.Hour) {
+		bad("gate.facts_cache_ttl", "must be between 0 (off) and 1h")
+	}
 	if c.Gate.MaxListItems < 1 || c.Gate.MaxListItems > 1000 {
 		bad("gate.max_list_items", "must be between 1 and 1000")
 	}
@@ -421,6 +451,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout.D()),
 		slog.Duration("gate.max_wait", c.Gate.MaxWait.D()),
 		slog.Int("gate.max_list_items", c.Gate.MaxListItems),
+		slog.String("gate.facts_cache_ttl", c.Gate.cacheTTLString()),
 		slog.Int("inbox.workers", c.Inbox.Workers),
 		slog.Int("inbox.batch_size", c.Inbox.BatchSize),
 		slog.Duration("inbox.lease", c.Inbox.Lease.D()),

@@ -282,7 +282,8 @@ type Facts struct {
 	Incidents []Incident `json:"incidents"`
 	// PendingPIRs are the team's earlier releases whose review is pending.
 	PendingPIRs []PIR `json:"pending_pirs"`
-	// ReleaseID is the release the request concerns, when recorded.
+	// ReleaseID is the release the request concerns (ReleaseID of its
+	// service, version and environment).
 	ReleaseID string `json:"release_id,omitempty"`
 }
 

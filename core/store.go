@@ -61,9 +61,8 @@ type FactsQuery struct {
 	Service     string
 	Team        string
 	Environment string
-	// Version, with Service and Environment, names the release: the facts
-	// then carry its stored id (Facts.ReleaseID, empty when it is not
-	// stored yet) and its own pending PIR is left out.
+	// Version, with Service and Environment, names the release (its id is
+	// ReleaseID of the three): its own pending PIR is left out.
 	Version    string
 	ChangeKeys []string
 	// AllIncidents returns every active incident, not only those affecting

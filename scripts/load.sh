@@ -15,6 +15,9 @@
 #    saturated; prints each result and the CPU each process used;
 # 4. stops the server and drops the database (also on failure or ^C).
 #
+# LOAD_DB_URL reuses an already seeded database instead (steps 1 and 4's
+# drop are skipped): for comparing variants back to back on one data set.
+#
 # Everything runs on this machine: the load generator competes with the
 # server and PostgreSQL for the same cores (its own CPU use is reported).
 # Needs: go, psql, curl, jq.
@@ -53,16 +56,21 @@ trap 'exit 130' INT TERM
 # The database URL of the new database: the admin URL with another path.
 DB_URL=$(printf '%s' "$PG_ADMIN" | sed -E "s#^(postgres(ql)?://[^/]*)/[^?]*#\1/$DBNAME#")
 case "$DB_URL" in *\?*) ;; *) DB_URL="$DB_URL?sslmode=disable" ;; esac
+[ -z "${LOAD_DB_URL:-}" ] || DB_URL=$LOAD_DB_URL
 
 log "building tollgate, seed and loadgen"
 go build -o "$TMP/tollgate" ./cmd/tollgate
 go build -o "$TMP/seed" ./scripts/seed
 go build -o "$TMP/loadgen" ./scripts/loadgen
 
-log "creating database $DBNAME"
-psql "$PG_ADMIN" -qAtc "CREATE DATABASE $DBNAME" >/dev/null
-DB_CREATED=1
-"$TMP/seed" -db "$DB_URL" "${SEED_FLAGS[@]}"
+if [ -z "${LOAD_DB_URL:-}" ]; then
+	log "creating database $DBNAME"
+	psql "$PG_ADMIN" -qAtc "CREATE DATABASE $DBNAME" >/dev/null
+	DB_CREATED=1
+	"$TMP/seed" -db "$DB_URL" "${SEED_FLAGS[@]}"
+else
+	log "using the seeded database LOAD_DB_URL"
+fi
 psql "$DB_URL" -qAtc "SELECT 'seeded: ' || (SELECT count(*) FROM deployments) || ' deployments, ' || (SELECT count(*) FROM changes) || ' changes, '
 	|| (SELECT count(*) FROM change_versions) || ' change versions, ' || (SELECT count(*) FROM incidents) || ' incidents ('
 	|| (SELECT count(*) FROM incidents WHERE active) || ' active), ' || (SELECT count(*) FROM releases) || ' releases, '

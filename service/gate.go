@@ -191,10 +191,10 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	}
 }
 
-// evaluate gathers the facts (one store round trip, which also finds the
-// release's stored id) and applies the policy. A release not stored yet is
-// named by core.ReleaseID and created with the decision, in the same
-// group commit: a check writes once.
+// evaluate gathers the facts (from the store's fact cache, or one round
+// trip) and applies the policy. The release is named by core.ReleaseID
+// and created with the decision when it is new, in the same group commit:
+// a check writes once.
 func (g *Gate) evaluate(ctx context.Context, cp *core.CompiledPolicy, req core.GateRequest) (core.GateDecision, error) {
 	newID := core.ReleaseID(req.Service, req.Version, req.Environment)
 	facts, err := g.store.GateFacts(ctx, core.FactsQuery{
@@ -204,10 +204,7 @@ func (g *Gate) evaluate(ctx context.Context, cp *core.CompiledPolicy, req core.G
 	if err != nil {
 		return core.GateDecision{}, fmt.Errorf("gather facts for %s %s: %w", req.Service, req.Version, err)
 	}
-	facts.Request = req
-	if facts.ReleaseID == "" {
-		facts.ReleaseID = newID
-	}
+	facts.Request, facts.ReleaseID = req, newID
 	return core.Evaluate(cp, facts, g.clock.Now()), nil
 }
 

@@ -69,12 +69,19 @@ var benchSeed = []string{
 }
 
 // newBenchGate opens, migrates and seeds a PostgreSQL store and wires the
-// real gate on it with the default policy (production strict).
-func newBenchGate(b *testing.B) *service.Gate {
+// real gate on it with the default policy (production strict). With cache
+// the store's notification listener runs, so the gate's fact cache is live
+// (as in tollgate serve); without, the cache is off and every check reads
+// its facts in one query.
+func newBenchGate(b *testing.B, cache bool) (*service.Gate, *store.DB) {
 	b.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := store.Open(ctx, testpg.NewDatabase(b)+os.Getenv("BENCH_DSN_EXTRA"), store.Options{Logger: log})
+	opts := store.Options{Logger: log}
+	if !cache {
+		opts.FactsCacheTTL = -1
+	}
+	db, err := store.Open(ctx, testpg.NewDatabase(b)+os.Getenv("BENCH_DSN_EXTRA"), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,11 +94,18 @@ func newBenchGate(b *testing.B) *service.Gate {
 			b.Fatalf("seed: %v\n%s", err, s)
 		}
 	}
+	if cache {
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = db.Listen(lctx) }()
+		b.Cleanup(func() { cancel(); <-done })
+		time.Sleep(200 * time.Millisecond) // the listener connects
+	}
 	policies := service.NewPolicies(db, log)
 	if err := policies.Load(ctx, nil); err != nil {
 		b.Fatal(err)
 	}
-	return service.NewGate(db, policies, db, core.SystemClock, log, service.GateConfig{})
+	return service.NewGate(db, policies, db, core.SystemClock, log, service.GateConfig{}), db
 }
 
 // benchRequest is the n-th request of a benchmark: a production release of
@@ -117,17 +131,18 @@ func benchRequest(n int64, missing bool) core.GateRequest {
 	}
 }
 
-// BenchmarkGateCheck measures whole gate checks — validate, upsert the
-// release, gather the facts in one query, evaluate, record the decision
-// durably in the audit chain through the group-commit appender — on a real
+// BenchmarkGateCheck measures whole gate checks — validate, gather the
+// facts (fact cache, or one query), evaluate, record the decision and its
+// release durably in the audit chain through the group-commit appender — on a real
 // PostgreSQL store of 5k changes (10k versions), 1k incidents (20 active)
 // and 2k releases with 500 PIRs, with the default policy (production:
 // every rule). No HTTP: see scripts/load.sh for the whole request.
 //
 //   - parallel: 32 goroutines per GOMAXPROCS issuing checks; checks/s is
 //     the throughput of the gate and PostgreSQL on this machine;
+//   - parallel_nocache: the same with the fact cache off;
 //   - serial: one check at a time; ns/op is the latency of one check
-//     without queueing (three round trips and a commit);
+//     without queueing (a group commit of one);
 //   - not_found: parallel, each request also linking an unknown key.
 //
 // Without PostgreSQL it is skipped (benchmarks run only with -bench):
@@ -137,16 +152,19 @@ func BenchmarkGateCheck(b *testing.B) {
 	if err := testpg.Available(); err != nil {
 		b.Skipf("PostgreSQL not available: %v", err)
 	}
-	g := newBenchGate(b)
 	ctx := context.Background()
-	if d, err := g.Check(ctx, benchRequest(3, false), "token:bench", 0); err != nil || d.Decision != core.Allow {
-		b.Fatalf("first check: %s %+v %v", d.Decision, d.Reasons, err)
+	g, db := newBenchGate(b, true)
+	uncached, udb := newBenchGate(b, false)
+	for _, g := range []*service.Gate{g, uncached} {
+		if d, err := g.Check(ctx, benchRequest(3, false), "token:bench", 0); err != nil || d.Decision != core.Allow {
+			b.Fatalf("first check: %s %+v %v", d.Decision, d.Reasons, err)
+		}
 	}
 	var seq atomic.Int64
 	seq.Store(1_000_000) // new versions: every check first inserts its release
-	run := func(b *testing.B, parallel, missing bool) {
+	run := func(b *testing.B, g *service.Gate, db *store.DB, parallel, missing bool) {
 		b.ReportAllocs()
-		start := time.Now()
+		start, before := time.Now(), db.AppenderStats()
 		if parallel {
 			b.SetParallelism(32)
 			b.RunParallel(func(pb *testing.PB) {
@@ -165,8 +183,12 @@ func BenchmarkGateCheck(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "checks/s")
+		after := db.AppenderStats()
+		b.ReportMetric(float64(after.Busy-before.Busy)/float64(time.Since(start)), "workers-busy")
+		b.ReportMetric(float64(after.Requests-before.Requests)/float64(max(after.Groups-before.Groups, 1)), "group-size")
 	}
-	b.Run("parallel", func(b *testing.B) { run(b, true, false) })
-	b.Run("serial", func(b *testing.B) { run(b, false, false) })
-	b.Run("not_found", func(b *testing.B) { run(b, true, true) })
+	b.Run("parallel", func(b *testing.B) { run(b, g, db, true, false) })
+	b.Run("parallel_nocache", func(b *testing.B) { run(b, uncached, udb, true, false) })
+	b.Run("serial", func(b *testing.B) { run(b, g, db, false, false) })
+	b.Run("not_found", func(b *testing.B) { run(b, g, db, true, true) })
 }

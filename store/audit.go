@@ -28,9 +28,6 @@ const (
 	maxGroup = 256
 	// groupTimeout bounds one group's transaction.
 	groupTimeout = 30 * time.Second
-	// auditInsertRows is how many audit rows go into one INSERT statement
-	// (8 parameters a row, well under either driver's parameter limit).
-	auditInsertRows = 200
 	// verifyPage is how many rows VerifyAudit reads at a time.
 	verifyPage = 1000
 	// Audit listing page sizes.
@@ -64,10 +61,18 @@ type appendReq struct {
 	done  chan error // buffered: the appender never blocks on a caller
 }
 
-// appender is the one goroutine per DB that commits audit appends in
-// groups (group commit): it takes every request waiting at the moment,
-// runs each caller's writes under its own savepoint, links the surviving
-// entries to the chain head and commits them all in one transaction.
+// appender commits audit appends in groups (group commit): a worker takes
+// every request waiting at the moment, runs the callers' writes, links
+// their entries to the chain head and commits them all in one
+// transaction.
+//
+// On PostgreSQL two workers pipeline: while one group holds the chain's
+// advisory lock (linking and committing), the next group's transaction
+// already writes its conflict-free rows (the gate's decisions), then
+// waits for the lock. Everything else — rows that may conflict, callers'
+// writer functions, the chain rows — is written under the lock, so two
+// group transactions never wait on each other's rows (no deadlock). On
+// SQLite (one connection) one worker commits one group at a time.
 type appender struct {
 	d    *DB
 	reqs chan *appendReq
@@ -75,11 +80,49 @@ type appender struct {
 	// closed is set by close; later appends get errStoreClosed.
 	closed bool
 	exited chan struct{}
+	stats  appenderStats
 }
 
+// appenderStats count the appender's work (AppenderStats).
+type appenderStats struct {
+	groups, requests, busyNanos atomic.Int64
+}
+
+// AppenderStats is what the group-commit appender did since the store
+// opened: groups committed (or failed), the requests they carried, and
+// the time workers spent in group transactions (busy / wall time near the
+// number of workers means appends queue behind commits).
+type AppenderStats struct {
+	Groups, Requests int64
+	Busy             time.Duration
+}
+
+// AppenderStats reports the group-commit appender's counters.
+func (d *DB) AppenderStats() AppenderStats {
+	return AppenderStats{Groups: d.audit.stats.groups.Load(), Requests: d.audit.stats.requests.Load(),
+		Busy: time.Duration(d.audit.stats.busyNanos.Load())}
+}
+
+// appendWorkers is the number of group transactions in flight on
+// PostgreSQL.
+const appendWorkers = 2
+
 func newAppender(d *DB) *appender {
+	workers := 1
+	if d.dialect == Postgres {
+		workers = appendWorkers
+	}
+	return startAppender(d, workers)
+}
+
+func startAppender(d *DB, workers int) *appender {
 	a := &appender{d: d, reqs: make(chan *appendReq, 1024), exited: make(chan struct{})}
-	go a.run()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.run() }()
+	}
+	go func() { wg.Wait(); close(a.exited) }()
 	return a
 }
 
@@ -110,8 +153,9 @@ func (a *appender) close() {
 	<-a.exited
 }
 
+// run is one worker: until the queue is closed and drained, it takes the
+// requests waiting and commits them as one group.
 func (a *appender) run() {
-	defer close(a.exited)
 	group := make([]*appendReq, 0, maxGroup)
 	for first := range a.reqs {
 		group = append(group[:0], first)
@@ -149,7 +193,11 @@ func (a *appender) commit(group []*appendReq) {
 		return
 	}
 	results := make([]error, len(live))
+	start := time.Now()
 	err := a.d.groupTx(live, results)
+	a.stats.busyNanos.Add(int64(time.Since(start)))
+	a.stats.groups.Add(1)
+	a.stats.requests.Add(int64(len(live)))
 	for i, r := range live {
 		if err != nil {
 			r.done <- err
@@ -200,22 +248,48 @@ func (d *DB) groupAttempt(gctx context.Context, group []*appendReq, results []er
 	if err != nil {
 		return fmt.Errorf("append audit: begin: %w", translate(err))
 	}
+	defer d.txEnded(tx)
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	var entries []core.AuditEntry
-	if !isolate {
-		var rows []batchRow
-		for _, r := range group {
-			rows = append(rows, r.rows...)
+	// failed ends the optimistic attempt on a writer's error: alone in its
+	// group the error is its caller's, else the group is rerun isolated.
+	failed := func(i int, err error) error {
+		if len(group) == 1 {
+			results[i] = translate(err)
+			return nil // rolled back by the deferred Rollback
 		}
-		if len(rows) > 0 {
-			if err := d.execRows(gctx, tx, rows); err != nil {
-				if len(group) == 1 {
-					results[0] = translate(err)
-					return nil // rolled back by the deferred Rollback
+		return errRetryWithSavepoints
+	}
+	var (
+		entries []core.AuditEntry
+		head    auditHead
+	)
+	if !isolate {
+		// Conflict-free rows first, before the chain lock (see appender).
+		var free, locked []batchRow
+		for _, r := range group {
+			for _, row := range r.rows {
+				if row.ins.conflictFree {
+					free = append(free, row)
+				} else {
+					locked = append(locked, row)
 				}
-				return errRetryWithSavepoints
 			}
 		}
+		if len(free) > 0 {
+			if err := d.execRows(gctx, tx, free); err != nil {
+				return failed(0, err)
+			}
+		}
+		if head, err = d.lockChain(gctx, tx); err != nil {
+			return err
+		}
+		if len(locked) > 0 {
+			if err := d.execRows(gctx, tx, locked); err != nil {
+				return failed(0, err)
+			}
+		}
+	} else if head, err = d.lockChain(gctx, tx); err != nil {
+		return err
 	}
 	for i, r := range group {
 		if r.fn != nil || (isolate && len(r.rows) > 0) {
@@ -234,17 +308,13 @@ func (d *DB) groupAttempt(gctx context.Context, group []*appendReq, results []er
 					err = validateEntries(r.entries) // fn may have filled them in
 				}
 				if err != nil {
-					if len(group) == 1 {
-						results[i] = translate(err)
-						return nil // rolled back by the deferred Rollback
-					}
-					return errRetryWithSavepoints
+					return failed(i, err)
 				}
 			}
 		}
 		entries = append(entries, r.entries...)
 	}
-	if err := d.appendTx(gctx, tx, entries); err != nil {
+	if err := d.appendTx(gctx, tx, head, entries); err != nil {
 		if !isolate {
 			// A writer may have swallowed a failed statement, leaving the
 			// transaction aborted: find it with savepoints.
@@ -256,6 +326,33 @@ func (d *DB) groupAttempt(gctx context.Context, group []*appendReq, results []er
 		return fmt.Errorf("append audit: commit: %w", translate(err))
 	}
 	return nil
+}
+
+// auditHead is the chain's last row (seq 0 and the genesis hash when the
+// chain is empty).
+type auditHead struct {
+	Seq  int64  `db:"seq"`
+	Hash string `db:"hash"`
+}
+
+// lockChain takes the chain's transaction-scoped advisory lock on
+// PostgreSQL and returns the head, which stays the head until tx ends
+// (SQLite transactions are serialized already). One round trip: see
+// migration 00005.
+func (d *DB) lockChain(ctx context.Context, tx *sqlx.Tx) (auditHead, error) {
+	query := "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+	if d.dialect == Postgres {
+		query = auditLockSQL
+	}
+	var head auditHead
+	err := tx.GetContext(ctx, &head, query)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return auditHead{Seq: 0, Hash: core.GenesisHash}, nil
+	case err != nil:
+		return auditHead{}, fmt.Errorf("append audit: lock the chain and read its head: %w", translate(err))
+	}
+	return head, nil
 }
 
 // groupFatal marks an error that leaves the group's transaction unusable.
@@ -390,58 +487,40 @@ func validateEntries(entries []core.AuditEntry) error {
 	return nil
 }
 
-// appendTx links entries to the chain head inside tx and inserts them. On
-// PostgreSQL it first takes the chain's transaction-scoped advisory lock,
-// so the head it reads stays the head until tx ends. Prefer appendWith:
-// appendTx in a caller's own transaction holds the chain lock for the rest
-// of it.
-func (d *DB) appendTx(ctx context.Context, tx *sqlx.Tx, entries []core.AuditEntry) error {
+// appendTx links entries to head inside tx and inserts them; tx must hold
+// the chain lock and head be what lockChain returned. Prefer appendWith:
+// the chain lock is held for the rest of tx.
+func (d *DB) appendTx(ctx context.Context, tx *sqlx.Tx, head auditHead, entries []core.AuditEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	if d.dialect == Postgres {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", auditLockKey); err != nil {
-			return fmt.Errorf("lock audit chain: %w", err)
-		}
-	}
-	var head struct {
-		Seq  int64  `db:"seq"`
-		Hash string `db:"hash"`
-	}
-	err := tx.GetContext(ctx, &head, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		head.Seq, head.Hash = 0, core.GenesisHash
-	case err != nil:
-		return fmt.Errorf("read audit head: %w", err)
-	}
 	now := d.now()
-	for start := 0; start < len(entries); start += auditInsertRows {
-		chunk := entries[start:min(start+auditInsertRows, len(entries))]
-		var sb strings.Builder
-		sb.WriteString("INSERT INTO audit_log (seq, at, actor, action, subject, data, prev_hash, hash) VALUES ")
-		args := make([]any, 0, 8*len(chunk))
-		for i, e := range chunk {
-			e.Seq = head.Seq + 1
-			if e.At.IsZero() {
-				e.At = now
-			}
-			e.At = ts(e.At)
-			e.PrevHash = head.Hash
-			e.Hash = core.HashAuditEntry(e.PrevHash, e)
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-			args = append(args, e.Seq, e.At, e.Actor, e.Action, e.Subject, string(e.Data), e.PrevHash, e.Hash)
-			head.Seq, head.Hash = e.Seq, e.Hash
+	rows := make([]batchRow, len(entries))
+	for i, e := range entries {
+		e.Seq = head.Seq + 1
+		if e.At.IsZero() {
+			e.At = now
 		}
-		if _, err := tx.ExecContext(ctx, d.q(sb.String()), args...); err != nil {
-			return fmt.Errorf("append audit rows up to %d: %w", head.Seq, err)
-		}
+		e.At = ts(e.At)
+		e.PrevHash = head.Hash
+		e.Hash = core.HashAuditEntry(e.PrevHash, e)
+		rows[i] = batchRow{ins: auditInsert, args: []any{e.Seq, e.At, e.Actor, e.Action, e.Subject, string(e.Data), e.PrevHash, e.Hash}}
+		head.Seq, head.Hash = e.Seq, e.Hash
+	}
+	if err := d.insertBatch(ctx, tx, auditInsert, rows); err != nil {
+		return fmt.Errorf("append audit rows up to %d: %w", head.Seq, err)
 	}
 	return nil
 }
+
+// auditInsert writes chain rows, merged per group.
+var auditInsert = newBatchInsert("audit_log",
+	strings.Split(auditColumns, ", "),
+	[]string{"bigint", "timestamptz", "text", "text", "text", "text", "text", "text"}, "")
+
+// auditLockSQL takes the chain's transaction-scoped advisory lock and reads
+// the head (a literal key: the simple query protocol, one round trip).
+var auditLockSQL = fmt.Sprintf("SELECT seq, hash FROM tollgate_lock_audit_chain(%d)", auditLockKey)
 
 // Append adds entries to the chain and returns once they are committed.
 func (d *DB) Append(ctx context.Context, entries ...core.AuditEntry) error {

@@ -57,7 +57,11 @@ func BenchmarkAppendParallel(b *testing.B) {
 				if err := row(ctx, tx); err != nil {
 					return err
 				}
-				return db.appendTx(ctx, tx, entry())
+				head, err := db.lockChain(ctx, tx)
+				if err != nil {
+					return err
+				}
+				return db.appendTx(ctx, tx, head, entry())
 			})
 		}},
 	} {

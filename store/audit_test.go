@@ -218,9 +218,12 @@ func TestAuditConcurrentAppendsStayLinear(t *testing.T) {
 
 // holdAppender occupies the appender with a writer that blocks until the
 // returned release is called, and waits until it runs; requests submitted
-// meanwhile queue up and form the next group together.
+// meanwhile queue up and form the next group together. It first gives the
+// store a one-worker appender, so that no second worker takes them.
 func holdAppender(t *testing.T, db *DB) (release func() error) {
 	t.Helper()
+	db.audit.close()
+	db.audit = startAppender(db, 1)
 	started, gate := make(chan struct{}), make(chan struct{})
 	res := make(chan error, 1)
 	go func() {

@@ -2,20 +2,68 @@ package store
 
 import (
 	"context"
+	"database/sql/driver"
+	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
 
 // batchInsert is an INSERT that group commit merges across the callers of
-// one group into multi-row statements: the hot path (a gate decision and
-// its release row per check) then costs a few statements per group instead
-// of a few per caller.
+// one group into multi-row statements: the hot path (a gate decision, its
+// release row and its audit row per check) then costs one statement per
+// group for the rows and one for the chain, instead of some per caller.
+//
+// On PostgreSQL a statement takes one text array per column and unnests
+// it, so its text is the same for any number of rows; the inserts of one
+// call go into one statement (data-modifying WITH clauses), prepared once
+// per connection and never parsed or planned again. SQLite gets a VALUES
+// list per insert.
 type batchInsert struct {
-	head  string // "INSERT INTO t (a, b, c) VALUES "
+	table string
+	cols  []string
+	// types are the columns' PostgreSQL types, for the casts from text.
+	types []string
 	tail  string // " ON CONFLICT … DO NOTHING", or ""
-	width int    // columns per row
+	// conflictFree rows never make a transaction that holds the audit
+	// chain lock wait: group commit writes them before taking it (see
+	// appender). True of new unique ids, and of rows that only other
+	// conflict-free inserts write (a writer function that writes the same
+	// table would break it: PostgreSQL would then detect a deadlock and
+	// the group be rerun, lock first).
+	conflictFree bool
+	// sortKey, when >= 0, is the column rows are sorted by before they are
+	// inserted, so two transactions inserting the same keys take their
+	// locks in the same order (no deadlock between them).
+	sortKey int
+}
+
+func newBatchInsert(table string, cols, types []string, tail string) *batchInsert {
+	if len(cols) != len(types) {
+		panic("batchInsert: a type per column")
+	}
+	return &batchInsert{table: table, cols: cols, types: types, tail: tail, sortKey: -1}
+}
+
+// free marks b conflict-free, its rows sorted by column sortKey (or -1).
+func (b *batchInsert) free(sortKey int) *batchInsert {
+	b.conflictFree, b.sortKey = true, sortKey
+	return b
+}
+
+// pgSQL is b's PostgreSQL statement with its arrays at $first… .
+func (b *batchInsert) pgSQL(first int) string {
+	var sel, arr []string
+	for i, c := range b.cols {
+		sel = append(sel, "u."+c+"::"+b.types[i])
+		arr = append(arr, "$"+strconv.Itoa(first+i)+"::text[]")
+	}
+	return "INSERT INTO " + b.table + " (" + strings.Join(b.cols, ", ") + ") SELECT " + strings.Join(sel, ", ") +
+		" FROM unnest(" + strings.Join(arr, ", ") + ") AS u(" + strings.Join(b.cols, ", ") + ")" + b.tail
 }
 
 // batchRow is one row of a batchInsert.
@@ -24,42 +72,184 @@ type batchRow struct {
 	args []any
 }
 
-// maxBatchParams keeps one statement under both drivers' parameter limits.
+// maxBatchParams keeps one SQLite statement under its parameter limit.
 const maxBatchParams = 30000
 
 // values returns n placeholders rows "(?, ?), (?, ?)".
 func (b *batchInsert) values(n int) string {
-	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", b.width), ", ") + ")"
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(b.cols)), ", ") + ")"
 	return strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
 }
 
-// execRows inserts rows, one multi-row statement per batchInsert (split to
-// stay under the parameter limit), in the order the inserts first appear.
+// execRows inserts rows, the inserts in the order they first appear: on
+// PostgreSQL in one statement, on SQLite one (or, past the parameter
+// limit, more) per insert.
 func (d *DB) execRows(ctx context.Context, tx *sqlx.Tx, rows []batchRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
 	var order []*batchInsert
 	byIns := map[*batchInsert][]batchRow{}
 	for _, r := range rows {
+		if len(r.args) != len(r.ins.cols) {
+			return fmt.Errorf("batch insert into %s: row has %d values, want %d", r.ins.table, len(r.args), len(r.ins.cols))
+		}
 		if _, seen := byIns[r.ins]; !seen {
 			order = append(order, r.ins)
 		}
 		byIns[r.ins] = append(byIns[r.ins], r)
 	}
 	for _, ins := range order {
-		all := byIns[ins]
-		per := max(1, maxBatchParams/ins.width)
-		for start := 0; start < len(all); start += per {
-			chunk := all[start:min(start+per, len(all))]
-			args := make([]any, 0, len(chunk)*ins.width)
-			for _, r := range chunk {
-				if len(r.args) != ins.width {
-					return fmt.Errorf("batch insert: row has %d values, want %d", len(r.args), ins.width)
-				}
-				args = append(args, r.args...)
-			}
-			if _, err := tx.ExecContext(ctx, d.q(ins.head+ins.values(len(chunk))+ins.tail), args...); err != nil {
-				return err
-			}
+		if k := ins.sortKey; k >= 0 {
+			slices.SortStableFunc(byIns[ins], func(a, b batchRow) int {
+				return strings.Compare(sortText(a.args[k]), sortText(b.args[k]))
+			})
+		}
+	}
+	if d.dialect == Postgres {
+		return d.insertPG(ctx, tx, order, byIns)
+	}
+	for _, ins := range order {
+		if err := d.insertSQLite(ctx, tx, ins, byIns[ins]); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+func sortText(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v)
+}
+
+// insertBatch inserts rows of one batchInsert.
+func (d *DB) insertBatch(ctx context.Context, tx *sqlx.Tx, ins *batchInsert, rows []batchRow) error {
+	if d.dialect == Postgres {
+		return d.insertPG(ctx, tx, []*batchInsert{ins}, map[*batchInsert][]batchRow{ins: rows})
+	}
+	return d.insertSQLite(ctx, tx, ins, rows)
+}
+
+// insertPG runs the inserts as one prepared statement: WITH i0 AS
+// (INSERT …), i1 AS (INSERT …) INSERT …, a text array per column.
+func (d *DB) insertPG(ctx context.Context, tx *sqlx.Tx, order []*batchInsert, byIns map[*batchInsert][]batchRow) error {
+	var (
+		parts []string
+		args  []any
+	)
+	for _, ins := range order {
+		rows := byIns[ins]
+		parts = append(parts, ins.pgSQL(len(args)+1))
+		cols := make([]textArray, len(ins.cols))
+		for c := range cols {
+			cols[c] = make(textArray, len(rows))
+		}
+		for r, row := range rows {
+			for c, v := range row.args {
+				s, err := pgText(v)
+				if err != nil {
+					return fmt.Errorf("batch insert into %s, column %s: %w", ins.table, ins.cols[c], err)
+				}
+				cols[c][r] = s
+			}
+		}
+		for c := range cols {
+			args = append(args, cols[c])
+		}
+	}
+	text := parts[len(parts)-1]
+	if len(parts) > 1 {
+		with := make([]string, len(parts)-1)
+		for i, p := range parts[:len(parts)-1] {
+			with[i] = fmt.Sprintf("i%d AS (%s)", i, p)
+		}
+		text = "WITH " + strings.Join(with, ", ") + " " + text
+	}
+	st, err := d.stmt(ctx, text)
+	if err != nil {
+		return err
+	}
+	_, err = tx.StmtxContext(ctx, st).ExecContext(ctx, args...)
+	return err
+}
+
+// insertSQLite inserts rows with VALUES lists under the parameter limit.
+func (d *DB) insertSQLite(ctx context.Context, tx *sqlx.Tx, ins *batchInsert, rows []batchRow) error {
+	per := max(1, maxBatchParams/len(ins.cols))
+	for start := 0; start < len(rows); start += per {
+		chunk := rows[start:min(start+per, len(rows))]
+		args := make([]any, 0, len(chunk)*len(ins.cols))
+		for _, r := range chunk {
+			args = append(args, r.args...)
+		}
+		text := "INSERT INTO " + ins.table + " (" + strings.Join(ins.cols, ", ") + ") VALUES " + ins.values(len(chunk)) + ins.tail
+		if _, err := tx.ExecContext(ctx, text, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pgText renders a value as PostgreSQL's text input for its column type.
+func pgText(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case []byte:
+		return string(v), nil
+	case json.RawMessage:
+		return string(v), nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	case int:
+		return strconv.Itoa(v), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case time.Time:
+		return v.Format(time.RFC3339Nano), nil
+	}
+	return "", fmt.Errorf("unsupported value type %T", v)
+}
+
+// textArray is a PostgreSQL text[] parameter. Its Value is built in one
+// allocation of the exact size (pq.StringArray grows its buffer element by
+// element: on the hot path, kilobytes of decision documents per row), and
+// is []byte, which lib/pq sends for a text[] parameter without copying.
+type textArray []string
+
+// Value renders the array literal {"a","b"} with " and \ escaped.
+func (a textArray) Value() (driver.Value, error) {
+	n := 2 + len(a)*3
+	for _, s := range a {
+		n += len(s) + strings.Count(s, `"`) + strings.Count(s, `\`)
+	}
+	b := make([]byte, n)
+	w := 0
+	b[w] = '{'
+	w++
+	for i, s := range a {
+		if i > 0 {
+			b[w] = ','
+			w++
+		}
+		b[w] = '"'
+		w++
+		// A byte loop into the sized buffer: JSON documents have a quote
+		// every few bytes, too often for strings.IndexAny to pay off.
+		for j := 0; j < len(s); j++ {
+			c := s[j]
+			if c == '"' || c == '\\' {
+				b[w] = '\\'
+				w++
+			}
+			b[w] = c
+			w++
+		}
+		b[w] = '"'
+		w++
+	}
+	b[w] = '}'
+	return b[:w+1], nil
 }

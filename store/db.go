@@ -53,6 +53,9 @@ type DB struct {
 	stmts   stmtCache
 	// factsTexts caches GateFacts' rebound statement text per shape.
 	factsTexts sync.Map
+	// facts is the gate's fact cache (factcache.go); nil when disabled.
+	facts    *factCache
+	txTopics txTopics
 }
 
 // Options configure Open.
@@ -62,6 +65,11 @@ type Options struct {
 	// MaxOpenConns caps the PostgreSQL pool (default 20). SQLite always uses
 	// one connection: it has one writer anyway, and this avoids SQLITE_BUSY.
 	MaxOpenConns int
+	// FactsCacheTTL bounds how long the gate's fact cache keeps an entry
+	// (default 30s; negative disables the cache). See factcache.go.
+	FactsCacheTTL time.Duration
+	// FactsCacheMaxChanges caps the changes the cache holds (default 100,000).
+	FactsCacheMaxChanges int
 }
 
 // Open connects to the database named by url: "postgres://…" or
@@ -75,7 +83,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	d := &DB{clock: opts.Clock, log: opts.Logger}
+	d := &DB{clock: opts.Clock, log: opts.Logger, facts: newFactCache(opts.FactsCacheTTL, opts.FactsCacheMaxChanges)}
 	switch {
 	case url == "" || strings.HasPrefix(url, "sqlite:"):
 		path := strings.TrimPrefix(url, "sqlite:")
@@ -95,6 +103,10 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		}
 		db.SetMaxOpenConns(1)
 		d.db, d.dialect, d.dsn = db, SQLite, dsn
+		// One process: every write ends in this process (txEnded), so the
+		// fact cache is always coherent. On PostgreSQL it goes live with
+		// the notification listener (Listen).
+		d.facts.setLive(true)
 	case strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") || strings.Contains(url, "="):
 		db, err := sqlx.Open("postgres", url)
 		if err != nil {

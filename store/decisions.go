@@ -16,15 +16,17 @@ var _ core.DecisionStore = (*DB)(nil)
 
 // The inserts of the hot path, merged across a group by group commit.
 var (
-	decisionInsert = &batchInsert{
-		head:  `INSERT INTO gate_decisions (id, release_id, decision, emergency, policy_version, evaluated_at, actor, doc) VALUES `,
-		width: 8,
-	}
-	releaseInsert = &batchInsert{
-		head:  `INSERT INTO releases (` + releaseCols + `) VALUES `,
-		tail:  ` ON CONFLICT DO NOTHING`,
-		width: 10,
-	}
+	// Both are conflict-free (group commit writes them before taking the
+	// chain lock): decision ids are new UUIDv7s and the table has no other
+	// unique key; releases are created here and by plain transactions
+	// (deployments), never by a writer under the chain lock, and are
+	// inserted in id order.
+	decisionInsert = newBatchInsert("gate_decisions",
+		[]string{"id", "release_id", "decision", "emergency", "policy_version", "evaluated_at", "actor", "doc"},
+		[]string{"text", "text", "text", "boolean", "integer", "timestamptz", "text", "text"}, "").free(-1)
+	releaseInsert = newBatchInsert("releases", strings.Split(releaseCols, ", "),
+		[]string{"text", "text", "text", "text", "text", "text", "jsonb", "jsonb", "timestamptz", "timestamptz"},
+		" ON CONFLICT DO NOTHING").free(0)
 )
 
 // SaveDecision records a gate decision and its "gate.decision" audit entry

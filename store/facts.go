@@ -23,7 +23,6 @@ const (
 	factChange   = "c"
 	factIncident = "i"
 	factPIR      = "p"
-	factRelease  = "r"
 )
 
 // inactiveStates is the SQL list of incident states that are not active
@@ -54,8 +53,10 @@ type factRow struct {
 const docCols = `NULL AS release_id, NULL AS service, NULL AS version, NULL AS environment, NULL AS team,
 	NULL AS status, NULL AS required_at, NULL AS signed_off_by, NULL AS signed_off_at, NULL AS summary`
 
-// GateFacts gathers one release's facts in a single statement (one UNION
-// ALL of the PIR, change and incident selects), on both dialects.
+// GateFacts gathers one release's facts: from the fact cache when it may
+// answer (current facts; factcache.go), reading only what it misses, else
+// in a single statement (one UNION ALL of the PIR, change and incident
+// selects), on both dialects. Both give the same answer.
 //
 // Without AsOf it reads the current rows: the changes with the given keys,
 // the active incidents that affect q.Service (matched trimmed and
@@ -69,10 +70,22 @@ const docCols = `NULL AS release_id, NULL AS service, NULL AS version, NULL AS e
 //
 // Incidents come sorted by key, PIRs by required time then release id.
 func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, error) {
-	query, args, err := d.factsQuery(q)
+	keys, err := factKeys(q.ChangeKeys)
 	if err != nil {
 		return core.Facts{}, err
 	}
+	if facts, ok, err := d.cachedFacts(ctx, q, keys); err != nil || ok {
+		if err != nil {
+			return core.Facts{}, fmt.Errorf("gather facts: %w", err)
+		}
+		return facts, nil
+	}
+	return d.gateFactsDB(ctx, q, keys)
+}
+
+// gateFactsDB is GateFacts read from the database in one statement.
+func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) (core.Facts, error) {
+	query, args := d.factsQuery(q, keys)
 	service, asOf := normService(q.Service), !q.AsOf.IsZero()
 	st, err := d.stmt(ctx, query)
 	if err != nil {
@@ -109,8 +122,6 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 				continue
 			}
 			facts.Incidents = append(facts.Incidents, i)
-		case factRelease:
-			facts.ReleaseID = r.ReleaseID.String
 		case factPIR:
 			p := core.PIR{
 				ReleaseID: r.ReleaseID.String, Service: r.Service.String, Version: r.Version.String,
@@ -143,17 +154,23 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 	return facts, nil
 }
 
-// factsQuery builds GateFacts' statement.
-func (d *DB) factsQuery(q core.FactsQuery) (string, []any, error) {
-	keys := make([]string, 0, len(q.ChangeKeys))
-	for _, k := range q.ChangeKeys {
+// factKeys dedupes a query's change keys (dropping empty ones) and bounds
+// their number.
+func factKeys(in []string) ([]string, error) {
+	keys := make([]string, 0, len(in))
+	for _, k := range in {
 		if k != "" && !slices.Contains(keys, k) {
 			keys = append(keys, k)
 		}
 	}
 	if len(keys) > MaxFactKeys {
-		return "", nil, core.Invalid("changes", "at most %d change keys, got %d", MaxFactKeys, len(keys))
+		return nil, core.Invalid("changes", "at most %d change keys, got %d", MaxFactKeys, len(keys))
 	}
+	return keys, nil
+}
+
+// factsQuery builds GateFacts' statement for the deduplicated keys.
+func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
 	service := normService(q.Service)
 	team := strings.TrimSpace(q.Team)
 	asOf := !q.AsOf.IsZero()
@@ -167,7 +184,6 @@ func (d *DB) factsQuery(q core.FactsQuery) (string, []any, error) {
 	var parts []string
 	var args []any
 	version, env := strings.TrimSpace(q.Version), strings.TrimSpace(q.Environment)
-	named := version != "" && env != "" && strings.TrimSpace(q.Service) != ""
 	// The release itself never holds itself back: leave out its own PIR,
 	// by id and by name.
 	self := `NOT (service = ? AND version = ? AND environment = ?)`
@@ -185,12 +201,6 @@ func (d *DB) factsQuery(q core.FactsQuery) (string, []any, error) {
 			// for the prepared statement instead of planning every execution.
 			args = append(append(args, team, q.ExcludeReleaseID), selfArgs...)
 		}
-	}
-	if named && !asOf { // after the PIR branch, whose column types lead
-		parts = append(parts, `SELECT 'r' AS kind, NULL AS doc, id AS release_id, NULL AS service, NULL AS version, NULL AS environment,
-			NULL AS team, NULL AS status, NULL AS required_at, NULL AS signed_off_by, NULL AS signed_off_at, NULL AS summary
-			FROM releases WHERE service = ? AND version = ? AND environment = ?`)
-		args = append(args, selfArgs...)
 	}
 	if len(keys) > 0 {
 		if asOf {
@@ -236,14 +246,14 @@ func (d *DB) factsQuery(q core.FactsQuery) (string, []any, error) {
 	}
 	shape := text + "\x00" + strconv.Itoa(len(keys))
 	if cached, ok := d.factsTexts.Load(shape); ok {
-		return cached.(string), flat, nil
+		return cached.(string), flat
 	}
 	if len(keys) > 0 {
 		text = strings.Replace(text, "IN (?)", "IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(keys)), ", ")+")", 1)
 	}
 	final := d.q(text)
 	d.factsTexts.Store(shape, final)
-	return final, flat, nil
+	return final, flat
 }
 
 // anyTime scans a nullable time that a driver may deliver as time.Time or,

@@ -15,7 +15,7 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
-func factKeys(f core.Facts) (changes, incidents, pirs []string) {
+func factNames(f core.Facts) (changes, incidents, pirs []string) {
 	for k := range f.Changes {
 		changes = append(changes, k)
 	}
@@ -111,7 +111,7 @@ func TestGateFacts(t *testing.T) {
 			if f.Changes == nil || f.Incidents == nil || f.PendingPIRs == nil {
 				t.Errorf("%s: nil collections in %+v", tc.name, f)
 			}
-			changes, incidents, pirs := factKeys(f)
+			changes, incidents, pirs := factNames(f)
 			if !slices.Equal(changes, tc.changes) || !slices.Equal(incidents, tc.incidents) || !slices.Equal(pirs, tc.pirs) {
 				t.Errorf("%s:\n changes %v want %v\n incidents %v want %v\n pirs %v want %v", tc.name, changes, tc.changes, incidents, tc.incidents, pirs, tc.pirs)
 			}
@@ -239,10 +239,11 @@ func BenchmarkGateFacts(b *testing.B) {
 			AsOf: time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)}},
 	} {
 		if testing.Verbose() {
-			query, args, err := db.factsQuery(bc.q)
+			keys, err := factKeys(bc.q.ChangeKeys)
 			if err != nil {
 				b.Fatal(err)
 			}
+			query, args := db.factsQuery(bc.q, keys)
 			var plan []string
 			if err := db.db.SelectContext(ctx, &plan, "EXPLAIN ANALYZE "+query, args...); err != nil {
 				b.Fatal(err)

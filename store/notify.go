@@ -25,7 +25,12 @@ const TopicAll = "*"
 const (
 	listenMinReconnect = 500 * time.Millisecond
 	listenMaxReconnect = 30 * time.Second
-	listenPing         = 90 * time.Second
+	// listenPing is how often the listener's connection is checked;
+	// listenPingTimeout how long a ping may take before the fact cache
+	// stops answering (so a silently dead connection makes it stale for
+	// at most about their sum).
+	listenPing        = 5 * time.Second
+	listenPingTimeout = 5 * time.Second
 )
 
 // hub fans notifications out to in-process subscribers.
@@ -67,6 +72,7 @@ func (h *hub) broadcast(topic string) {
 // every replica when tx commits; on SQLite (one process, one connection) it
 // is an in-process broadcast.
 func (d *DB) notifyTx(ctx context.Context, tx *sqlx.Tx, topic string) error {
+	d.txTopics.add(tx, topic) // the fact cache drops it when tx ends
 	if d.dialect == Postgres {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", notifyChannel, topic); err != nil {
 			return fmt.Errorf("notify %s: %w", topic, err)
@@ -90,24 +96,33 @@ func (d *DB) Subscribe() (<-chan string, func()) { return d.hub.subscribe() }
 // drops (and then broadcasting TopicAll, since notifications sent while
 // disconnected are lost). It returns nil when ctx ends. On SQLite it
 // returns nil at once: notifyTx broadcasts in-process there.
+//
+// Listen also drives the fact cache (factcache.go): it is live only while
+// the listener is connected and answers its pings, and every notification
+// invalidates it before subscribers are woken.
 func (d *DB) Listen(ctx context.Context) error {
 	if d.dialect != Postgres {
 		return nil
 	}
+	var conn connState
 	l := pq.NewListener(d.dsn, listenMinReconnect, listenMaxReconnect, func(ev pq.ListenerEventType, err error) {
 		switch ev {
 		case pq.ListenerEventDisconnected:
+			conn.down(d.facts)
 			d.log.WarnContext(ctx, "notification listener disconnected", "err", err)
 		case pq.ListenerEventConnectionAttemptFailed:
+			conn.down(d.facts)
 			d.log.WarnContext(ctx, "notification listener cannot connect", "err", err)
 		case pq.ListenerEventReconnected:
 			d.log.InfoContext(ctx, "notification listener reconnected")
 		}
 	})
 	defer l.Close()
+	defer d.facts.setLive(false)
 	if err := l.Listen(notifyChannel); err != nil && !errors.Is(err, pq.ErrChannelAlreadyOpen) {
 		return fmt.Errorf("listen on %s: %w", notifyChannel, translate(err))
 	}
+	conn.up(d.facts)
 	ping := time.NewTicker(listenPing)
 	defer ping.Stop()
 	for {
@@ -118,14 +133,80 @@ func (d *DB) Listen(ctx context.Context) error {
 			switch {
 			case !ok:
 				return core.Errorf(core.KindUnavailable, "notification listener closed")
-			case n == nil: // reconnected: anything sent meanwhile is lost
+			case n == nil: // reconnected (and listening again): anything sent meanwhile is lost
+				conn.up(d.facts)
 				d.hub.broadcast(TopicAll)
 			default:
+				d.facts.invalidate(n.Extra)
 				d.hub.broadcast(n.Extra)
 			}
 		case <-ping.C:
-			// A dead connection shows up here and the listener reconnects.
-			go func() { _ = l.Ping() }()
+			// A dead connection shows up here and the listener reconnects;
+			// a ping that does not come back in time takes the fact cache
+			// out of use until one does (a half-open connection would
+			// otherwise lose notifications unnoticed).
+			go conn.ping(ctx, l, d.facts)
 		}
 	}
+}
+
+// connState tracks the listener's connection for the fact cache: gen
+// changes on every connect and disconnect, so a late ping result cannot
+// revive the cache across a disconnect.
+type connState struct {
+	mu        sync.Mutex
+	gen       uint64
+	connected bool
+}
+
+func (c *connState) up(cache *factCache) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.connected = true
+	cache.setLive(true)
+}
+
+func (c *connState) down(cache *factCache) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.connected = false
+	cache.setLive(false)
+}
+
+func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factCache) {
+	c.mu.Lock()
+	gen, up := c.gen, c.connected
+	c.mu.Unlock()
+	if !up {
+		return
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Ping() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(listenPingTimeout):
+		c.mu.Lock()
+		if c.gen == gen {
+			cache.setLive(false)
+		}
+		c.mu.Unlock()
+		err = <-done
+	case <-ctx.Done():
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return // connected or disconnected meanwhile: that event decided
+	}
+	if err != nil {
+		cache.setLive(false)
+		return
+	}
+	// Alive: nothing was lost on this connection; a cache a slow ping
+	// took out of use comes back (emptied).
+	cache.resume()
 }

@@ -73,6 +73,7 @@ func (d *DB) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", translate(err))
 	}
+	defer d.txEnded(tx)
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return translate(err)

@@ -39,6 +39,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store"
 )
 
@@ -116,6 +117,11 @@ func run(ctx context.Context, dbURL string, sz sizes, out io.Writer) error {
 	if _, err := conn.ExecContext(ctx, `SET synchronous_commit = off; SET maintenance_work_mem = '256MB'; SET work_mem = '64MB'`); err != nil {
 		return fmt.Errorf("session settings: %w", err)
 	}
+	// Release ids are name-based (core.ReleaseID: UUIDv5 over service,
+	// version and environment), computed here by a session function.
+	if _, err := conn.ExecContext(ctx, `CREATE EXTENSION IF NOT EXISTS pgcrypto; `+releaseIDFunc); err != nil {
+		return fmt.Errorf("release id function (needs the pgcrypto extension): %w", err)
+	}
 	now := time.Now().UTC().Truncate(time.Second)
 	started := time.Now()
 	for _, st := range steps(sz) {
@@ -126,6 +132,16 @@ func run(ctx context.Context, dbURL string, sz sizes, out io.Writer) error {
 		}
 		rows, _ := res.RowsAffected()
 		fmt.Fprintf(out, "seed: %-18s %9d rows  %6.1fs\n", st.name, rows, time.Since(t).Seconds())
+	}
+	var r core.Release
+	if err := conn.GetContext(ctx, &r.ID, `SELECT id FROM releases ORDER BY id LIMIT 1`); err != nil {
+		return fmt.Errorf("check release ids: %w", err)
+	}
+	if err := conn.QueryRowxContext(ctx, `SELECT service, version, environment FROM releases WHERE id = $1`, r.ID).Scan(&r.Service, &r.Version, &r.Environment); err != nil {
+		return fmt.Errorf("check release ids: %w", err)
+	}
+	if want := core.ReleaseID(r.Service, r.Version, r.Environment); r.ID != want {
+		return fmt.Errorf("release %s %s %s was seeded with id %s, core.ReleaseID says %s", r.Service, r.Version, r.Environment, r.ID, want)
 	}
 	fmt.Fprintf(out, "seed: done in %.1fs (as of %s)\n", time.Since(started).Seconds(), now.Format(time.RFC3339))
 	return nil
@@ -164,6 +180,16 @@ func js(expr string) string {
 }
 
 // svc renders the service name of a service index expression.
+// releaseIDFunc defines core.ReleaseID in SQL for this session: SHA-1 of
+// the namespace and "service\x00version\x00environment", version and
+// variant bits set, formatted 8-4-4-4-12.
+const releaseIDFunc = `CREATE FUNCTION pg_temp.release_id(s text, v text, e text) RETURNS text LANGUAGE sql IMMUTABLE AS $f$
+SELECT substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-5' || substr(h, 14, 3) || '-'
+    || substr('89ab', (('x' || substr(h, 17, 1))::bit(4)::int & 3) + 1, 1) || substr(h, 18, 3) || '-' || substr(h, 21, 12)
+FROM (SELECT encode(digest('\x6b1d3c0e5a774f2b9e410c8d2f63a410'::bytea || convert_to(s, 'UTF8') || '\x00'::bytea
+    || convert_to(v, 'UTF8') || '\x00'::bytea || convert_to(e, 'UTF8'), 'sha1'), 'hex') AS h) x
+$f$`
+
 func svc(expr string) string { return `'svc-' || lpad((` + expr + `)::text, 3, '0')` }
 
 // team renders the team name of a team index expression.
@@ -274,7 +300,7 @@ FROM incidents i, generate_series(1, i.version) v,
 	// (service, version) is unique), 1 in 5 to staging. $2 releases,
 	// $3 services, $4 teams, $5 changes.
 	releaseCols := func(r string) string {
-		return `md5('rel' || ` + r + `)::uuid::text AS id, ` + svc(r+" % $3") + ` AS service,
+		return svc(r+" % $3") + ` AS service,
            '1.' || (` + r + ` / $3) || '.0' AS version,
            CASE WHEN ` + r + ` % 5 = 0 THEN 'staging' ELSE 'production' END AS environment,
            ` + team("("+r+" % $3) % $4") + ` AS team, md5('commit' || ` + r + `) AS commit_sha,
@@ -283,13 +309,13 @@ FROM incidents i, generate_series(1, i.version) v,
 	}
 	releases := `
 INSERT INTO releases (id, service, version, environment, team, commit_sha, changes, fixes_incidents, created_at, updated_at)
-SELECT id, service, version, environment, team, commit_sha, changes, '[]', created_at, created_at
+SELECT pg_temp.release_id(service, version, environment), service, version, environment, team, commit_sha, changes, '[]', created_at, created_at
 FROM (SELECT ` + releaseCols("r") + ` FROM generate_series(1, $2) r) x`
 	// Deployment d belongs to release (d - 1) % releases + 1; $6 deployments.
 	deployments := `
 INSERT INTO deployments (id, release_id, service, environment, version, commit_sha, team, status, started_at, finished_at,
                          actor, changes, incidents, decision_id, provider, run_id, url, source, created_at, updated_at)
-SELECT md5('dep' || d)::uuid::text, id, service, environment, version, commit_sha, team, status, st,
+SELECT md5('dep' || d)::uuid::text, pg_temp.release_id(service, version, environment), service, environment, version, commit_sha, team, status, st,
        CASE WHEN status = 'started' THEN NULL ELSE st + interval '7 minutes' END,
        'ci-bot', changes, '[]', '', provider, d::text, 'https://ci.example.com/' || provider || '/runs/' || d, provider, st, st
 FROM (

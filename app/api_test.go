@@ -226,7 +226,8 @@ func TestPolicyAndMappingAdmin(t *testing.T) {
 	}
 }
 
-// TestInboxMetrics: per-connector counters and the lag gauge are exported.
+// TestInboxMetrics: per-connector counters, the lag gauge and the audit
+// group-commit counters are exported.
 func TestInboxMetrics(t *testing.T) {
 	s := boot(t, "sqlite", e2eConfig)
 	s.sendWebhook(map[string]any{"key": "INC1", "major": true, "state": "open", "source_updated_at": time.Now().UTC()})
@@ -240,6 +241,8 @@ func TestInboxMetrics(t *testing.T) {
 		m := string(raw)
 		return strings.Contains(m, `tollgate_inbox_events_total{connector="itsm",outcome="received"} 1`) &&
 			strings.Contains(m, `tollgate_inbox_events_total{connector="itsm",outcome="processed"} 1`) &&
-			strings.Contains(m, "tollgate_inbox_lag_seconds")
+			strings.Contains(m, "tollgate_inbox_lag_seconds") &&
+			strings.Contains(m, "tollgate_audit_group_busy_seconds_total") &&
+			!strings.Contains(m, "tollgate_audit_group_appends_total 0\n")
 	})
 }

@@ -73,6 +73,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		return nil, err
 	}
 	a := &App{Config: cfg, Log: log, DB: db, Metrics: metrics.New()}
+	a.Metrics.WatchAudit(func() (int64, int64, float64) {
+		st := db.AppenderStats()
+		return st.Groups, st.Requests, st.Busy.Seconds()
+	})
 	a.Tokens = service.NewTokens(db, clock)
 	if cfg.AdminToken != "" {
 		if err := a.Tokens.EnsureBootstrap(ctx, cfg.AdminToken); err != nil {

@@ -120,7 +120,7 @@ load_run() { # label, then loadgen flags
 	local label=$1 s0 b0 p0 s1 b1 p1 secs
 	shift
 	s0=$(proc_ticks "$SERVER_PID"); b0=$(busy_ticks); p0=$(pg_ticks)
-	"$TMP/loadgen" -url "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -d "$DURATION" -label "$label" "$@"
+	"$TMP/loadgen" -url "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -d "$DURATION" -label "$label" ${LOAD_CLIENT:+-client "$LOAD_CLIENT"} "$@"
 	s1=$(proc_ticks "$SERVER_PID"); b1=$(busy_ticks); p1=$(pg_ticks)
 	secs=$(awk -v d="$DURATION" 'BEGIN{sub(/s$/, "", d); print d + 3}') # + warm-up
 	awk -v s=$((s1 - s0)) -v b=$((b1 - b0)) -v p=$((p1 - p0)) -v hz="$HZ" -v t="$secs" 'BEGIN {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,9 +156,44 @@ func (a *appender) close() {
 
 // run is one worker: until the queue is closed and drained, it takes the
 // requests waiting and commits them as one group.
+//
+// On PostgreSQL a worker begins its next transaction as soon as it has
+// committed a group, while the next requests gather, which takes BEGIN's
+// round trip off the next group's path; a transaction so begun that no
+// request uses within preBeganIdle is rolled back.
 func (a *appender) run() {
 	group := make([]*appendReq, 0, maxGroup)
-	for first := range a.reqs {
+	var (
+		next  *sqlx.Tx // begun ahead, or nil
+		timer = time.NewTimer(time.Hour)
+	)
+	timer.Stop()
+	defer func() {
+		if next != nil {
+			_ = next.Rollback()
+		}
+	}()
+	for {
+		var (
+			first *appendReq
+			ok    bool
+		)
+		if next != nil {
+			timer.Reset(preBeganIdle)
+			select {
+			case first, ok = <-a.reqs:
+				timer.Stop()
+			case <-timer.C:
+				_ = next.Rollback()
+				next = nil
+				continue
+			}
+		} else {
+			first, ok = <-a.reqs
+		}
+		if !ok {
+			return
+		}
 		group = append(group[:0], first)
 	collect:
 		for len(group) < maxGroup {
@@ -171,13 +207,23 @@ func (a *appender) run() {
 				break collect
 			}
 		}
-		a.commit(group)
+		a.commit(group, next)
+		next = nil
 		clear(group) // let the requests be collected
+		if a.d.dialect == Postgres {
+			if tx, err := a.d.db.BeginTxx(context.Background(), nil); err == nil {
+				next = tx
+			}
+		}
 	}
 }
 
-// commit runs one group. Each caller gets exactly one value on done.
-func (a *appender) commit(group []*appendReq) {
+// preBeganIdle is how long a transaction begun ahead waits for requests.
+const preBeganIdle = time.Second
+
+// commit runs one group, in tx when it was begun ahead (else nil). Each
+// caller gets exactly one value on done.
+func (a *appender) commit(group []*appendReq, tx *sqlx.Tx) {
 	live := group[:0:0]
 	for _, r := range group {
 		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
@@ -190,11 +236,14 @@ func (a *appender) commit(group []*appendReq) {
 		live = append(live, r)
 	}
 	if len(live) == 0 {
+		if tx != nil {
+			_ = tx.Rollback()
+		}
 		return
 	}
 	results := make([]error, len(live))
 	start := time.Now()
-	err := a.d.groupTx(live, results)
+	err := a.d.groupTx(live, results, tx)
 	a.stats.busyNanos.Add(int64(time.Since(start)))
 	a.stats.groups.Add(1)
 	a.stats.requests.Add(int64(len(live)))
@@ -215,17 +264,44 @@ func (a *appender) commit(group []*appendReq) {
 // the writers run back to back without savepoints. Only when one fails is
 // the transaction rolled back and the group rerun with a savepoint around
 // each writer, so the failure stays its caller's.
-func (d *DB) groupTx(group []*appendReq, results []error) error {
+//
+// A transaction begun ahead (pre, or nil) serves the first attempt; should
+// anything fail in it (its connection may have been lost while it
+// waited), the group is run again from a fresh transaction.
+func (d *DB) groupTx(group []*appendReq, results []error, pre *sqlx.Tx) error {
 	gctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
-	if !hasWriter(group) {
-		return d.groupAttempt(gctx, group, results, true)
+	if pre != nil {
+		// An optimistic attempt commits only when every writer succeeded,
+		// and an attempt without writers has no per-caller results; a
+		// failed COMMIT may have committed, so it is never rerun.
+		err := d.groupAttempt(gctx, pre, group, results, !hasWriter(group))
+		var ce commitError
+		if errors.As(err, &ce) || (err == nil && !slices.ContainsFunc(results, func(e error) bool { return e != nil })) {
+			return err
+		}
+		clear(results)
 	}
-	if err := d.groupAttempt(gctx, group, results, false); !errors.Is(err, errRetryWithSavepoints) {
+	return d.groupAttempts(gctx, group, results, nil)
+}
+
+// commitError is a failed COMMIT: the transaction may have committed.
+type commitError struct{ err error }
+
+func (e commitError) Error() string { return e.err.Error() }
+func (e commitError) Unwrap() error { return e.err }
+
+// groupAttempts is groupTx's optimistic attempt (in tx, or a new
+// transaction when nil) and, when a writer failed, the isolated rerun.
+func (d *DB) groupAttempts(gctx context.Context, group []*appendReq, results []error, tx *sqlx.Tx) error {
+	if !hasWriter(group) {
+		return d.groupAttempt(gctx, tx, group, results, true)
+	}
+	if err := d.groupAttempt(gctx, tx, group, results, false); !errors.Is(err, errRetryWithSavepoints) {
 		return err
 	}
 	clear(results)
-	return d.groupAttempt(gctx, group, results, true)
+	return d.groupAttempt(gctx, nil, group, results, true)
 }
 
 func hasWriter(group []*appendReq) bool {
@@ -240,13 +316,15 @@ func hasWriter(group []*appendReq) bool {
 // errRetryWithSavepoints ends an optimistic attempt in which a writer failed.
 var errRetryWithSavepoints = errors.New("a writer failed: retry the group with savepoints")
 
-// groupAttempt runs the group once, each writer under a savepoint when
-// isolate is set. Without isolate a failing writer ends the attempt with
+// groupAttempt runs the group once in tx (a new transaction when nil),
+// each writer under a savepoint when isolate is set. Without isolate a failing writer ends the attempt with
 // errRetryWithSavepoints (or, alone in its group, with its result).
-func (d *DB) groupAttempt(gctx context.Context, group []*appendReq, results []error, isolate bool) error {
-	tx, err := d.db.BeginTxx(gctx, nil)
-	if err != nil {
-		return fmt.Errorf("append audit: begin: %w", translate(err))
+func (d *DB) groupAttempt(gctx context.Context, tx *sqlx.Tx, group []*appendReq, results []error, isolate bool) error {
+	var err error
+	if tx == nil {
+		if tx, err = d.db.BeginTxx(gctx, nil); err != nil {
+			return fmt.Errorf("append audit: begin: %w", translate(err))
+		}
 	}
 	defer d.txEnded(tx)
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
@@ -323,7 +401,7 @@ func (d *DB) groupAttempt(gctx context.Context, group []*appendReq, results []er
 		return fmt.Errorf("append audit: %w", translate(err))
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("append audit: commit: %w", translate(err))
+		return commitError{fmt.Errorf("append audit: commit: %w", translate(err))}
 	}
 	return nil
 }
@@ -421,9 +499,10 @@ func (c callerCtx) Value(key any) any { return c.values.Value(key) }
 // roll it back, and must not be called from inside another transaction of
 // this DB. The entries are linked after fn returns nil, so fn may fill in
 // fields it learns inside the transaction (a version number) through the
-// slice it was given. fn may run twice (when another writer of its group
-// fails, the group is rerun with savepoints), so it must set what it
-// captures by assignment, not accumulate. A caller whose ctx ends before its group starts gets ctx.Err()
+// slice it was given. fn may run more than once (when another writer of its
+// group fails, the group is rerun with savepoints; when a transaction
+// begun ahead fails, from a fresh one), so it must set what it captures
+// by assignment, not accumulate. A caller whose ctx ends before its group starts gets ctx.Err()
 // and nothing is written; once its group has started, it waits for the
 // commit.
 func (d *DB) appendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
 // appendN appends n entries one call at a time.
@@ -407,4 +408,73 @@ func TestAuditCloseDrainsQueue(t *testing.T) {
 			t.Fatalf("append after close: %v", err)
 		}
 	})
+}
+
+// TestAuditTransactionBegunAheadLost: a worker's transaction begun ahead
+// whose connection dies while it waits costs the next group a rerun from a
+// fresh transaction, not an error.
+func TestAuditTransactionBegunAheadLost(t *testing.T) {
+	db := newTestDB(t, Postgres, nil)
+	ctx := context.Background()
+	if err := db.Append(ctx, core.AuditEntry{Action: "test.first"}); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	waitFor(t, "the workers to begin ahead", func() bool {
+		err := db.SQLX().GetContext(ctx, &n, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND state = 'idle in transaction'`)
+		return err == nil && n > 0
+	})
+	if err := db.SQLX().GetContext(ctx, &n, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND state = 'idle in transaction'`); err != nil || n == 0 {
+		t.Fatalf("terminated %d: %v", n, err)
+	}
+	for i := range 3 {
+		if err := db.appendWith(ctx, []core.AuditEntry{{Action: "test.after", Subject: fmt.Sprint(i)}}, insertLease(fmt.Sprint("after", i))); err != nil {
+			t.Fatalf("append %d after the loss: %v", i, err)
+		}
+	}
+	checkLinear(t, db, 4)
+}
+
+// TestAuditChainLockHolderNeedsNoSecondConnection: a transaction holding
+// the chain lock never waits for another pool connection (preparing a
+// statement would), so a pool full of transactions waiting for that lock
+// cannot hang.
+func TestAuditChainLockHolderNeedsNoSecondConnection(t *testing.T) {
+	url := testpg.NewDatabase(t)
+	ctx := context.Background()
+	db, err := Open(ctx, url, Options{Logger: quietLog(), MaxOpenConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- db.tx(ctx, func(tx *sqlx.Tx) error {
+				head, err := db.lockChain(ctx, tx)
+				if err != nil {
+					return err
+				}
+				return db.appendTx(ctx, tx, head, []core.AuditEntry{{Action: "test.pool", Subject: fmt.Sprint(i)}})
+			})
+		}()
+	}
+	timeout := time.After(30 * time.Second)
+	for range n {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-timeout:
+			t.Fatal("appends hang: the chain lock holder waits for a pool connection")
+		}
+	}
+	checkLinear(t, db, n)
 }

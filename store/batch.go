@@ -167,11 +167,11 @@ func (d *DB) insertPG(ctx context.Context, tx *sqlx.Tx, order []*batchInsert, by
 		}
 		text = "WITH " + strings.Join(with, ", ") + " " + text
 	}
-	st, err := d.stmt(ctx, text)
-	if err != nil {
+	if st := d.stmtInTx(ctx, tx, text); st != nil {
+		_, err := st.ExecContext(ctx, args...)
 		return err
 	}
-	_, err = tx.StmtxContext(ctx, st).ExecContext(ctx, args...)
+	_, err := tx.ExecContext(ctx, text, args...)
 	return err
 }
 

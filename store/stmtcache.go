@@ -14,8 +14,37 @@ import (
 // Never call stmt inside a transaction of the same DB: on SQLite the
 // transaction holds the only connection.
 type stmtCache struct {
-	mu sync.Mutex
-	m  map[string]*sqlx.Stmt
+	mu        sync.Mutex
+	m         map[string]*sqlx.Stmt
+	preparing map[string]bool // texts being prepared in the background
+}
+
+// stmtInTx returns the prepared statement for query bound to tx when it is
+// prepared already; otherwise it starts preparing it in the background and
+// returns nil (the caller executes the text unprepared this once).
+// Preparing needs a pool connection of its own: a transaction waiting for
+// one while holding the audit chain lock could wait forever when every
+// other connection waits for that lock.
+func (d *DB) stmtInTx(ctx context.Context, tx *sqlx.Tx, query string) *sqlx.Stmt {
+	d.stmts.mu.Lock()
+	s := d.stmts.m[query]
+	if s == nil && !d.stmts.preparing[query] {
+		if d.stmts.preparing == nil {
+			d.stmts.preparing = map[string]bool{}
+		}
+		d.stmts.preparing[query] = true
+		go func() {
+			_, _ = d.stmt(context.Background(), query)
+			d.stmts.mu.Lock()
+			delete(d.stmts.preparing, query)
+			d.stmts.mu.Unlock()
+		}()
+	}
+	d.stmts.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return tx.StmtxContext(ctx, s)
 }
 
 // stmt returns the cached prepared statement for query, preparing it once.

@@ -21,6 +21,28 @@ type Set struct {
 	InboxPending prometheus.Gauge       // events waiting for the normalizer
 }
 
+// AuditStats reports the group-commit appender's counters: groups
+// committed, the appends they carried, and seconds spent in group
+// transactions.
+type AuditStats func() (groups, appends int64, busySeconds float64)
+
+// WatchAudit exports the appender's counters: appends per group is the
+// batching achieved; busy seconds per second near the number of workers
+// means appends queue behind commits.
+func (s *Set) WatchAudit(stats AuditStats) {
+	s.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_audit_groups_total", Help: "Group-commit transactions of the audit chain.",
+		}, func() float64 { g, _, _ := stats(); return float64(g) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_audit_group_appends_total", Help: "Appends (gate decisions and other audited writes) carried by those transactions.",
+		}, func() float64 { _, a, _ := stats(); return float64(a) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_audit_group_busy_seconds_total", Help: "Time the group-commit workers spent in transactions.",
+		}, func() float64 { _, _, b := stats(); return b }),
+	)
+}
+
 // New builds a Set on a fresh registry, with Go and process collectors.
 func New() *Set {
 	r := prometheus.NewRegistry()

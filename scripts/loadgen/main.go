@@ -23,12 +23,19 @@
 // It only talks to a loopback address, runs for -warmup plus -d and stops
 // by itself.
 //
+// The load generator shares the machine with the server and PostgreSQL, so
+// its own cost is kept low: by default (-client raw) each worker holds one
+// keep-alive connection and writes pre-built HTTP/1.1 requests, reading
+// the status line, the headers and a Content-Length body (about half the
+// CPU of net/http's client); -client std uses net/http.
+//
 // Usage:
 //
 //	loadgen -url http://127.0.0.1:8080 -token $CI_TOKEN -db postgres://… -c 64 -d 20s
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
@@ -43,6 +50,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +71,7 @@ type config struct {
 	Label             string
 	Timeout           time.Duration
 	SampleGoodChanges int
+	Client            string
 }
 
 func main() {
@@ -81,6 +90,7 @@ func main() {
 	flag.StringVar(&c.Label, "label", "", "label printed with the result")
 	flag.DurationVar(&c.Timeout, "timeout", 10*time.Second, "per-request timeout (counted as an error)")
 	flag.IntVar(&c.SampleGoodChanges, "sample", 20_000, "approved changes to sample")
+	flag.StringVar(&c.Client, "client", "raw", "HTTP client: raw (lean HTTP/1.1 over one connection per worker) or std (net/http)")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -266,29 +276,19 @@ func run(c config) error {
 	}
 	fmt.Fprintf(os.Stderr, "loadgen: %d bodies over %d services built in %.1fs\n", len(bodies), len(s.svcs), time.Since(t0).Seconds())
 
-	tr := &http.Transport{
-		MaxIdleConns: c.Concurrency, MaxIdleConnsPerHost: c.Concurrency, MaxConnsPerHost: c.Concurrency,
-		DisableCompression: true, IdleConnTimeout: time.Minute,
+	var send func(w int, body []byte) ([]byte, error)
+	switch c.Client {
+	case "std":
+		send = stdClient(c)
+	case "raw":
+		send = rawClient(c)
+	default:
+		return fmt.Errorf("-client must be raw or std, not %q", c.Client)
 	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: c.Timeout}
-	endpoint := strings.TrimSuffix(c.URL, "/") + "/api/v1/gate/check"
-	auth := "Bearer " + c.Token
 
 	var measuring atomic.Bool
-	do := func(st *stats, body []byte, since time.Time) {
-		req, _ := http.NewRequest(http.MethodPost, endpoint, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", auth)
-		resp, err := client.Do(req)
-		var out []byte
-		if err == nil {
-			out, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("status %d: %.200s", resp.StatusCode, out)
-			}
-		}
+	do := func(w int, st *stats, body []byte, since time.Time) {
+		out, err := send(w, body)
 		if !measuring.Load() {
 			return
 		}
@@ -329,7 +329,7 @@ func run(c config) error {
 						return
 					default:
 					}
-					do(st, bodies[i%len(bodies)], time.Now())
+					do(w, st, bodies[i%len(bodies)], time.Now())
 					i++
 				}
 			}(w)
@@ -344,7 +344,7 @@ func run(c config) error {
 				defer wg.Done()
 				i := w * len(bodies) / c.Concurrency
 				for at := range queue {
-					do(st, bodies[i%len(bodies)], at)
+					do(w, st, bodies[i%len(bodies)], at)
 					i++
 				}
 			}(w)
@@ -405,6 +405,163 @@ func run(c config) error {
 	}
 	report(c, &total, elapsed, missed.Load(), cpu)
 	return nil
+}
+
+// stdClient sends with net/http (keep-alive, one pool for all workers).
+func stdClient(c config) func(int, []byte) ([]byte, error) {
+	tr := &http.Transport{
+		MaxIdleConns: c.Concurrency, MaxIdleConnsPerHost: c.Concurrency, MaxConnsPerHost: c.Concurrency,
+		DisableCompression: true, IdleConnTimeout: time.Minute,
+	}
+	client := &http.Client{Transport: tr, Timeout: c.Timeout}
+	endpoint := strings.TrimSuffix(c.URL, "/") + "/api/v1/gate/check"
+	auth := "Bearer " + c.Token
+	return func(_ int, body []byte) ([]byte, error) {
+		req, _ := http.NewRequest(http.MethodPost, endpoint, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", auth)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d: %.200s", resp.StatusCode, out)
+		}
+		return out, err
+	}
+}
+
+// rawClient sends pre-built HTTP/1.1 requests, each worker over its own
+// keep-alive connection (redialled after an error or "Connection: close"),
+// and reads responses framed by Content-Length.
+func rawClient(c config) func(int, []byte) ([]byte, error) {
+	u, _ := url.Parse(c.URL) // validated
+	head := "POST /api/v1/gate/check HTTP/1.1\r\nHost: " + u.Host + "\r\nAuthorization: Bearer " + c.Token +
+		"\r\nContent-Type: application/json\r\nContent-Length: "
+	type conn struct {
+		nc  net.Conn
+		r   *bufio.Reader
+		buf []byte
+	}
+	conns := make([]conn, c.Concurrency)
+	return func(w int, body []byte) ([]byte, error) {
+		cn := &conns[w]
+		if cn.nc == nil {
+			nc, err := net.DialTimeout("tcp", u.Host, c.Timeout)
+			if err != nil {
+				return nil, err
+			}
+			cn.nc, cn.r = nc, bufio.NewReaderSize(nc, 16<<10)
+		}
+		out, keep, err := rawExchange(cn.nc, cn.r, &cn.buf, head, body, c.Timeout)
+		if err != nil || !keep {
+			cn.nc.Close()
+			cn.nc = nil
+		}
+		return out, err
+	}
+}
+
+// rawExchange writes one request and reads its response.
+func rawExchange(nc net.Conn, r *bufio.Reader, buf *[]byte, head string, body []byte, timeout time.Duration) (out []byte, keep bool, err error) {
+	b := append((*buf)[:0], head...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	*buf = b
+	_ = nc.SetDeadline(time.Now().Add(timeout))
+	if _, err := nc.Write(b); err != nil {
+		return nil, false, err
+	}
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		return nil, false, err
+	}
+	status := 0
+	if len(line) >= 12 && bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
+		status, _ = strconv.Atoi(string(line[9:12]))
+	}
+	if status == 0 {
+		return nil, false, fmt.Errorf("bad status line %q", line)
+	}
+	length, keep, chunked := -1, true, false
+	for {
+		h, err := r.ReadSlice('\n')
+		if err != nil {
+			return nil, false, err
+		}
+		h = bytes.TrimRight(h, "\r\n")
+		if len(h) == 0 {
+			break
+		}
+		name, value, _ := bytes.Cut(h, []byte(":"))
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(value)); err != nil {
+				return nil, false, fmt.Errorf("bad Content-Length %q", value)
+			}
+		case bytes.EqualFold(name, []byte("Connection")) && bytes.EqualFold(value, []byte("close")):
+			keep = false
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			if !bytes.EqualFold(value, []byte("chunked")) {
+				return nil, false, fmt.Errorf("unsupported Transfer-Encoding %q (use -client std)", value)
+			}
+			chunked = true
+		}
+	}
+	switch {
+	case chunked:
+		if out, err = readChunked(r); err != nil {
+			return nil, false, err
+		}
+	case length < 0:
+		return nil, false, errors.New("response without Content-Length (use -client std)")
+	default:
+		out = make([]byte, length)
+		if _, err := io.ReadFull(r, out); err != nil {
+			return nil, false, err
+		}
+	}
+	if status != http.StatusOK {
+		return out, keep, fmt.Errorf("status %d: %.200s", status, out)
+	}
+	return out, keep, nil
+}
+
+// readChunked reads a chunked body (no trailers expected).
+func readChunked(r *bufio.Reader) ([]byte, error) {
+	var out []byte
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return nil, err
+		}
+		size, _, _ := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(";"))
+		n, err := strconv.ParseInt(string(size), 16, 32)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad chunk size %q", line)
+		}
+		if n == 0 {
+			for { // trailers, up to the empty line
+				t, err := r.ReadSlice('\n')
+				if err != nil {
+					return nil, err
+				}
+				if len(bytes.TrimRight(t, "\r\n")) == 0 {
+					return out, nil
+				}
+			}
+		}
+		start := len(out)
+		out = append(out, make([]byte, n+2)...)
+		if _, err := io.ReadFull(r, out[start:]); err != nil {
+			return nil, err
+		}
+		out = out[:start+int(n)] // drop the chunk's CRLF
+	}
 }
 
 // result is the machine-readable summary (one JSON line).

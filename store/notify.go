@@ -108,10 +108,10 @@ func (d *DB) Listen(ctx context.Context) error {
 	l := pq.NewListener(d.dsn, listenMinReconnect, listenMaxReconnect, func(ev pq.ListenerEventType, err error) {
 		switch ev {
 		case pq.ListenerEventDisconnected:
-			conn.down(d.facts)
+			conn.set(d.facts, false)
 			d.log.WarnContext(ctx, "notification listener disconnected", "err", err)
 		case pq.ListenerEventConnectionAttemptFailed:
-			conn.down(d.facts)
+			conn.set(d.facts, false)
 			d.log.WarnContext(ctx, "notification listener cannot connect", "err", err)
 		case pq.ListenerEventReconnected:
 			d.log.InfoContext(ctx, "notification listener reconnected")
@@ -122,7 +122,7 @@ func (d *DB) Listen(ctx context.Context) error {
 	if err := l.Listen(notifyChannel); err != nil && !errors.Is(err, pq.ErrChannelAlreadyOpen) {
 		return fmt.Errorf("listen on %s: %w", notifyChannel, translate(err))
 	}
-	conn.up(d.facts)
+	conn.set(d.facts, true)
 	ping := time.NewTicker(listenPing)
 	defer ping.Stop()
 	for {
@@ -134,7 +134,7 @@ func (d *DB) Listen(ctx context.Context) error {
 			case !ok:
 				return core.Errorf(core.KindUnavailable, "notification listener closed")
 			case n == nil: // reconnected (and listening again): anything sent meanwhile is lost
-				conn.up(d.facts)
+				conn.set(d.facts, true)
 				d.hub.broadcast(TopicAll)
 			default:
 				d.facts.invalidate(n.Extra)
@@ -159,20 +159,13 @@ type connState struct {
 	connected bool
 }
 
-func (c *connState) up(cache *factCache) {
+// set records a connect (true) or disconnect; either empties the cache.
+func (c *connState) set(cache *factCache, connected bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	c.connected = true
-	cache.setLive(true)
-}
-
-func (c *connState) down(cache *factCache) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
-	c.connected = false
-	cache.setLive(false)
+	c.connected = connected
+	cache.setLive(connected)
 }
 
 func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factCache) {

@@ -11,7 +11,7 @@
 #    and creates a ci token through the API;
 # 3. drives the gate with scripts/loadgen: closed loop at each concurrency
 #    of LOAD_CONCURRENCY (default "32 64") for LOAD_DURATION (default 20s),
-#    then open loop at LOAD_RATE (default 300/s, about half what this 2-core box sustains) for the latency when not
+#    then open loop at LOAD_RATE (default 300/s, well below what this 2-core box sustains) for the latency when not
 #    saturated; prints each result and the CPU each process used;
 # 4. stops the server and drops the database (also on failure or ^C).
 #

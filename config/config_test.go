@@ -88,6 +88,23 @@ connectors:
 		{name: "duplicate connector", src: "connectors:\n  - {name: a, type: generic, webhook_secret: 0123456789abcdef}\n  - {name: a, type: generic, webhook_secret: 0123456789abcdef}\n", wantErr: []string{"declared twice"}},
 		{name: "short admin token", src: "", env: map[string]string{"TOLLGATE_ADMIN_TOKEN": "short"}, wantErr: []string{"admin_token"}},
 		{name: "bad log level", src: "log_level: loud\n", wantErr: []string{"log_level"}},
+		{name: "negative facts cache ttl", src: "gate:\n  facts_cache_ttl: -1s\n", wantErr: []string{"gate.facts_cache_ttl"}},
+		{name: "facts cache ttl over an hour", src: "gate:\n  facts_cache_ttl: 2h\n", wantErr: []string{"gate.facts_cache_ttl"}},
+		{name: "facts cache default", src: "", check: func(t *testing.T, c *Config) {
+			if c.Gate.CacheTTL() != 0 { // the store's default
+				t.Errorf("CacheTTL %v", c.Gate.CacheTTL())
+			}
+		}},
+		{name: "facts cache off", src: "gate:\n  facts_cache_ttl: 0s\n", check: func(t *testing.T, c *Config) {
+			if c.Gate.CacheTTL() >= 0 {
+				t.Errorf("CacheTTL %v, want negative (off)", c.Gate.CacheTTL())
+			}
+		}},
+		{name: "facts cache ttl", src: "gate:\n  facts_cache_ttl: 10s\n", check: func(t *testing.T, c *Config) {
+			if c.Gate.CacheTTL() != 10*time.Second {
+				t.Errorf("CacheTTL %v", c.Gate.CacheTTL())
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -157,6 +158,7 @@ type connState struct {
 	mu        sync.Mutex
 	gen       uint64
 	connected bool
+	pinging   atomic.Bool // a ping is in flight: the next tick skips
 }
 
 // set records a connect (true) or disconnect; either empties the cache.
@@ -172,9 +174,10 @@ func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factCache) 
 	c.mu.Lock()
 	gen, up := c.gen, c.connected
 	c.mu.Unlock()
-	if !up {
+	if !up || !c.pinging.CompareAndSwap(false, true) {
 		return
 	}
+	defer c.pinging.Store(false)
 	done := make(chan error, 1)
 	go func() { done <- l.Ping() }()
 	var err error

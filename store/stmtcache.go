@@ -11,8 +11,9 @@ import (
 // (gate facts, release upsert, decision insert), so PostgreSQL parses and
 // plans them once per connection instead of on every call. The texts come
 // from code, so the cache is bounded by the number of query shapes.
-// Never call stmt inside a transaction of the same DB: on SQLite the
-// transaction holds the only connection.
+// Never call stmt inside a transaction of the same DB (on SQLite the
+// transaction holds the only connection; on PostgreSQL preparing takes a
+// second one): inside a transaction use stmtInTx.
 type stmtCache struct {
 	mu        sync.Mutex
 	m         map[string]*sqlx.Stmt

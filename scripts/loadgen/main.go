@@ -26,7 +26,7 @@
 // The load generator shares the machine with the server and PostgreSQL, so
 // its own cost is kept low: by default (-client raw) each worker holds one
 // keep-alive connection and writes pre-built HTTP/1.1 requests, reading
-// the status line, the headers and a Content-Length body (about half the
+// the status line, the headers and a Content-Length or chunked body (about half the
 // CPU of net/http's client); -client std uses net/http.
 //
 // Usage:
@@ -435,7 +435,7 @@ func stdClient(c config) func(int, []byte) ([]byte, error) {
 
 // rawClient sends pre-built HTTP/1.1 requests, each worker over its own
 // keep-alive connection (redialled after an error or "Connection: close"),
-// and reads responses framed by Content-Length.
+// and reads responses framed by Content-Length or chunked.
 func rawClient(c config) func(int, []byte) ([]byte, error) {
 	u, _ := url.Parse(c.URL) // validated
 	head := "POST /api/v1/gate/check HTTP/1.1\r\nHost: " + u.Host + "\r\nAuthorization: Bearer " + c.Token +

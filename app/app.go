@@ -73,9 +73,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		return nil, err
 	}
 	a := &App{Config: cfg, Log: log, DB: db, Metrics: metrics.New()}
-	a.Metrics.WatchAudit(func() (int64, int64, float64) {
+	a.Metrics.WatchAudit(func() metrics.AuditStats {
 		st := db.AppenderStats()
-		return st.Groups, st.Requests, st.Busy.Seconds()
+		return metrics.AuditStats{Groups: st.Groups, OneMessage: st.OneMessage, Appends: st.Requests, BusySeconds: st.Busy.Seconds()}
 	})
 	a.Tokens = service.NewTokens(db, clock)
 	if cfg.AdminToken != "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -35,6 +36,18 @@ const AuditTimeFormat = "2006-01-02T15:04:05.000000Z"
 // length-prefixed so no two different entries share an encoding. Data is
 // compacted JSON, so insignificant whitespace does not matter.
 func CanonicalAuditContent(e AuditEntry) []byte {
+	seq := strconv.FormatInt(e.Seq, 10)
+	tail := AuditContentTail(e)
+	b := make([]byte, 0, len(seq)+24+len(tail))
+	b = appendAuditField(b, seq)
+	return append(b, tail...)
+}
+
+// AuditContentTail is CanonicalAuditContent without its first field, the
+// sequence number: everything an entry's hash covers that is known before
+// the entry is linked to the chain. PostgreSQL's group commit links
+// entries inside the database (migration 00006) from this tail.
+func AuditContentTail(e AuditEntry) string {
 	var data bytes.Buffer
 	if len(e.Data) > 0 {
 		if err := json.Compact(&data, e.Data); err != nil {
@@ -42,15 +55,20 @@ func CanonicalAuditContent(e AuditEntry) []byte {
 			data.Write(e.Data)
 		}
 	}
-	var b bytes.Buffer
-	for _, f := range []string{
-		fmt.Sprint(e.Seq),
-		e.At.UTC().Truncate(time.Microsecond).Format(AuditTimeFormat),
-		e.Actor, e.Action, e.Subject, data.String(),
-	} {
-		fmt.Fprintf(&b, "%d:%s;", len(f), f)
+	at := e.At.UTC().Truncate(time.Microsecond).Format(AuditTimeFormat)
+	b := make([]byte, 0, len(at)+len(e.Actor)+len(e.Action)+len(e.Subject)+data.Len()+5*8)
+	for _, f := range []string{at, e.Actor, e.Action, e.Subject, data.String()} {
+		b = appendAuditField(b, f)
 	}
-	return b.Bytes()
+	return string(b)
+}
+
+// appendAuditField appends f length-prefixed: "len:f;".
+func appendAuditField(b []byte, f string) []byte {
+	b = strconv.AppendInt(b, int64(len(f)), 10)
+	b = append(b, ':')
+	b = append(b, f...)
+	return append(b, ';')
 }
 
 // HashAuditEntry returns the hex SHA-256 of prev and e's canonical content.

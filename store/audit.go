@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,8 +71,11 @@ type appendReq struct {
 // already writes its conflict-free rows (the gate's decisions), then
 // waits for the lock. Everything else — rows that may conflict, callers'
 // writer functions, the chain rows — is written under the lock, so two
-// group transactions never wait on each other's rows (no deadlock). On
-// SQLite (one connection) one worker commits one group at a time.
+// group transactions never wait on each other's rows (no deadlock). A
+// group without writer functions — the gate's — goes to PostgreSQL as one
+// message (wire.go), so the lock is held without a round trip to
+// tollgate. On SQLite (one connection) one worker commits one group at a
+// time.
 type appender struct {
 	d    *DB
 	reqs chan *appendReq
@@ -86,21 +88,22 @@ type appender struct {
 
 // appenderStats count the appender's work (AppenderStats).
 type appenderStats struct {
-	groups, requests, busyNanos atomic.Int64
+	groups, requests, busyNanos, wire atomic.Int64
 }
 
 // AppenderStats is what the group-commit appender did since the store
-// opened: groups committed (or failed), the requests they carried, and
-// the time workers spent in group transactions (busy / wall time near the
-// number of workers means appends queue behind commits).
+// opened: groups committed (or failed), those committed as one message
+// (wire.go), the requests they carried, and the time workers spent in
+// group transactions (busy / wall time near the number of workers means
+// appends queue behind commits).
 type AppenderStats struct {
-	Groups, Requests int64
-	Busy             time.Duration
+	Groups, OneMessage, Requests int64
+	Busy                         time.Duration
 }
 
 // AppenderStats reports the group-commit appender's counters.
 func (d *DB) AppenderStats() AppenderStats {
-	return AppenderStats{Groups: d.audit.stats.groups.Load(), Requests: d.audit.stats.requests.Load(),
+	return AppenderStats{Groups: d.audit.stats.groups.Load(), OneMessage: d.audit.stats.wire.Load(), Requests: d.audit.stats.requests.Load(),
 		Busy: time.Duration(d.audit.stats.busyNanos.Load())}
 }
 
@@ -155,42 +158,17 @@ func (a *appender) close() {
 }
 
 // run is one worker: until the queue is closed and drained, it takes the
-// requests waiting and commits them as one group.
-//
-// On PostgreSQL a worker begins its next transaction as soon as it has
-// committed a group, while the next requests gather, which takes BEGIN's
-// round trip off the next group's path; a transaction so begun that no
-// request uses within preBeganIdle is rolled back.
+// requests waiting and commits them as one group. On PostgreSQL it keeps
+// a connection of its own for groups sent as one message (wire.go).
 func (a *appender) run() {
 	group := make([]*appendReq, 0, maxGroup)
-	var (
-		next  *sqlx.Tx // begun ahead, or nil
-		timer = time.NewTimer(time.Hour)
-	)
-	timer.Stop()
-	defer func() {
-		if next != nil {
-			_ = next.Rollback()
-		}
-	}()
+	var w *wireConn
+	if a.d.dialect == Postgres {
+		w = &wireConn{}
+		defer w.discard()
+	}
 	for {
-		var (
-			first *appendReq
-			ok    bool
-		)
-		if next != nil {
-			timer.Reset(preBeganIdle)
-			select {
-			case first, ok = <-a.reqs:
-				timer.Stop()
-			case <-timer.C:
-				_ = next.Rollback()
-				next = nil
-				continue
-			}
-		} else {
-			first, ok = <-a.reqs
-		}
+		first, ok := <-a.reqs
 		if !ok {
 			return
 		}
@@ -207,23 +185,14 @@ func (a *appender) run() {
 				break collect
 			}
 		}
-		a.commit(group, next)
-		next = nil
+		a.commit(group, w)
 		clear(group) // let the requests be collected
-		if a.d.dialect == Postgres {
-			if tx, err := a.d.db.BeginTxx(context.Background(), nil); err == nil {
-				next = tx
-			}
-		}
 	}
 }
 
-// preBeganIdle is how long a transaction begun ahead waits for requests.
-const preBeganIdle = time.Second
-
-// commit runs one group, in tx when it was begun ahead (else nil). Each
-// caller gets exactly one value on done.
-func (a *appender) commit(group []*appendReq, tx *sqlx.Tx) {
+// commit runs one group, on w when it can go as one message (w is nil on
+// SQLite). Each caller gets exactly one value on done.
+func (a *appender) commit(group []*appendReq, w *wireConn) {
 	live := group[:0:0]
 	for _, r := range group {
 		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
@@ -236,14 +205,11 @@ func (a *appender) commit(group []*appendReq, tx *sqlx.Tx) {
 		live = append(live, r)
 	}
 	if len(live) == 0 {
-		if tx != nil {
-			_ = tx.Rollback()
-		}
 		return
 	}
 	results := make([]error, len(live))
 	start := time.Now()
-	err := a.d.groupTx(live, results, tx)
+	err := a.d.groupTx(live, results, w)
 	a.stats.busyNanos.Add(int64(time.Since(start)))
 	a.stats.groups.Add(1)
 	a.stats.requests.Add(int64(len(live)))
@@ -256,40 +222,34 @@ func (a *appender) commit(group []*appendReq, tx *sqlx.Tx) {
 	}
 }
 
-// groupTx writes one group in one transaction. A caller whose fn fails gets
-// its error in results and its writes (and entries) are rolled back; the
-// rest still commit. A non-nil return fails the whole group.
+// groupTx writes one group in one transaction. A caller whose fn or rows
+// fail gets its error in results and its writes (and entries) are rolled
+// back; the rest still commit. A non-nil return fails the whole group.
 //
-// The common case, every writer succeeding, costs one statement per writer:
-// the writers run back to back without savepoints. Only when one fails is
-// the transaction rolled back and the group rerun with a savepoint around
-// each writer, so the failure stays its caller's.
-//
-// A transaction begun ahead (pre, or nil) serves the first attempt; should
-// anything fail in it (its connection may have been lost while it
-// waited), the group is run again from a fresh transaction.
-func (d *DB) groupTx(group []*appendReq, results []error, pre *sqlx.Tx) error {
+// On PostgreSQL a group without writer functions goes as one message on w
+// (wire.go). Otherwise the common case, every writer succeeding, costs
+// one statement per writer: the writers run back to back without
+// savepoints. Only when one fails (or the one message was refused) is the
+// group rerun with a savepoint around each writer, so the failure stays
+// its caller's.
+func (d *DB) groupTx(group []*appendReq, results []error, w *wireConn) error {
 	gctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
-	if pre != nil {
-		// An optimistic attempt commits only when every writer succeeded,
-		// and an attempt without writers has no per-caller results; a
-		// failed COMMIT may have committed, so it is never rerun.
-		err := d.groupAttempt(gctx, pre, group, results, !hasWriter(group))
-		var ce commitError
-		if errors.As(err, &ce) || (err == nil && !slices.ContainsFunc(results, func(e error) bool { return e != nil })) {
+	if w != nil && wireEligible(group) {
+		err := d.wireGroup(gctx, w, group)
+		var se wireStatementError
+		switch {
+		case err == nil:
+			d.audit.stats.wire.Add(1)
+			return nil
+		case errors.As(err, &se):
+			return d.groupAttempt(gctx, nil, group, results, true)
+		case !errors.Is(err, errNotWire):
 			return err
 		}
-		clear(results)
 	}
 	return d.groupAttempts(gctx, group, results, nil)
 }
-
-// commitError is a failed COMMIT: the transaction may have committed.
-type commitError struct{ err error }
-
-func (e commitError) Error() string { return e.err.Error() }
-func (e commitError) Unwrap() error { return e.err }
 
 // groupAttempts is groupTx's optimistic attempt (in tx, or a new
 // transaction when nil) and, when a writer failed, the isolated rerun.
@@ -401,7 +361,7 @@ func (d *DB) groupAttempt(gctx context.Context, tx *sqlx.Tx, group []*appendReq,
 		return fmt.Errorf("append audit: %w", translate(err))
 	}
 	if err := tx.Commit(); err != nil {
-		return commitError{fmt.Errorf("append audit: commit: %w", translate(err))}
+		return fmt.Errorf("append audit: commit: %w", translate(err))
 	}
 	return nil
 }

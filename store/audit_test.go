@@ -410,33 +410,6 @@ func TestAuditCloseDrainsQueue(t *testing.T) {
 	})
 }
 
-// TestAuditTransactionBegunAheadLost: a worker's transaction begun ahead
-// whose connection dies while it waits costs the next group a rerun from a
-// fresh transaction, not an error.
-func TestAuditTransactionBegunAheadLost(t *testing.T) {
-	db := newTestDB(t, Postgres, nil)
-	ctx := context.Background()
-	if err := db.Append(ctx, core.AuditEntry{Action: "test.first"}); err != nil {
-		t.Fatal(err)
-	}
-	var n int
-	waitFor(t, "the workers to begin ahead", func() bool {
-		err := db.SQLX().GetContext(ctx, &n, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND state = 'idle in transaction'`)
-		return err == nil && n > 0
-	})
-	if err := db.SQLX().GetContext(ctx, &n, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE datname = current_database() AND state = 'idle in transaction'`); err != nil || n == 0 {
-		t.Fatalf("terminated %d: %v", n, err)
-	}
-	for i := range 3 {
-		if err := db.appendWith(ctx, []core.AuditEntry{{Action: "test.after", Subject: fmt.Sprint(i)}}, insertLease(fmt.Sprint("after", i))); err != nil {
-			t.Fatalf("append %d after the loss: %v", i, err)
-		}
-	}
-	checkLinear(t, db, 4)
-}
-
 // TestAuditChainLockHolderNeedsNoSecondConnection: a transaction holding
 // the chain lock never waits for another pool connection (preparing a
 // statement would), so a pool full of transactions waiting for that lock

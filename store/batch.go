@@ -88,11 +88,29 @@ func (d *DB) execRows(ctx context.Context, tx *sqlx.Tx, rows []batchRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	order, byIns, err := groupRows(rows)
+	if err != nil {
+		return err
+	}
+	if d.dialect == Postgres {
+		return d.insertPG(ctx, tx, order, byIns)
+	}
+	for _, ins := range order {
+		if err := d.insertSQLite(ctx, tx, ins, byIns[ins]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// groupRows groups rows by insert, the inserts in the order they first
+// appear, each insert's rows sorted by its sortKey.
+func groupRows(rows []batchRow) ([]*batchInsert, map[*batchInsert][]batchRow, error) {
 	var order []*batchInsert
 	byIns := map[*batchInsert][]batchRow{}
 	for _, r := range rows {
 		if len(r.args) != len(r.ins.cols) {
-			return fmt.Errorf("batch insert into %s: row has %d values, want %d", r.ins.table, len(r.args), len(r.ins.cols))
+			return nil, nil, fmt.Errorf("batch insert into %s: row has %d values, want %d", r.ins.table, len(r.args), len(r.ins.cols))
 		}
 		if _, seen := byIns[r.ins]; !seen {
 			order = append(order, r.ins)
@@ -106,15 +124,7 @@ func (d *DB) execRows(ctx context.Context, tx *sqlx.Tx, rows []batchRow) error {
 			})
 		}
 	}
-	if d.dialect == Postgres {
-		return d.insertPG(ctx, tx, order, byIns)
-	}
-	for _, ins := range order {
-		if err := d.insertSQLite(ctx, tx, ins, byIns[ins]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return order, byIns, nil
 }
 
 func sortText(v any) string {
@@ -132,12 +142,31 @@ func (d *DB) insertBatch(ctx context.Context, tx *sqlx.Tx, ins *batchInsert, row
 	return d.insertSQLite(ctx, tx, ins, rows)
 }
 
-// insertPG runs the inserts as one prepared statement: WITH i0 AS
-// (INSERT …), i1 AS (INSERT …) INSERT …, a text array per column.
+// insertPG runs the inserts as one prepared statement (pgInsert).
 func (d *DB) insertPG(ctx context.Context, tx *sqlx.Tx, order []*batchInsert, byIns map[*batchInsert][]batchRow) error {
+	text, arrays, err := pgInsert(order, byIns)
+	if err != nil {
+		return err
+	}
+	args := make([]any, len(arrays))
+	for i, a := range arrays {
+		args[i] = a
+	}
+	if st := d.stmtInTx(ctx, tx, text); st != nil {
+		_, err := st.ExecContext(ctx, args...)
+		return err
+	}
+	_, err = tx.ExecContext(ctx, text, args...)
+	return err
+}
+
+// pgInsert is the one statement for the inserts — WITH i0 AS (INSERT …),
+// i1 AS (INSERT …) INSERT … — and its arguments, a text array per column
+// of each insert in order.
+func pgInsert(order []*batchInsert, byIns map[*batchInsert][]batchRow) (string, []textArray, error) {
 	var (
 		parts []string
-		args  []any
+		args  []textArray
 	)
 	for _, ins := range order {
 		rows := byIns[ins]
@@ -150,14 +179,12 @@ func (d *DB) insertPG(ctx context.Context, tx *sqlx.Tx, order []*batchInsert, by
 			for c, v := range row.args {
 				s, err := pgText(v)
 				if err != nil {
-					return fmt.Errorf("batch insert into %s, column %s: %w", ins.table, ins.cols[c], err)
+					return "", nil, fmt.Errorf("batch insert into %s, column %s: %w", ins.table, ins.cols[c], err)
 				}
 				cols[c][r] = s
 			}
 		}
-		for c := range cols {
-			args = append(args, cols[c])
-		}
+		args = append(args, cols...)
 	}
 	text := parts[len(parts)-1]
 	if len(parts) > 1 {
@@ -167,12 +194,7 @@ func (d *DB) insertPG(ctx context.Context, tx *sqlx.Tx, order []*batchInsert, by
 		}
 		text = "WITH " + strings.Join(with, ", ") + " " + text
 	}
-	if st := d.stmtInTx(ctx, tx, text); st != nil {
-		_, err := st.ExecContext(ctx, args...)
-		return err
-	}
-	_, err := tx.ExecContext(ctx, text, args...)
-	return err
+	return text, args, nil
 }
 
 // insertSQLite inserts rows with VALUES lists under the parameter limit.

@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,13 +57,17 @@ type DB struct {
 	// facts is the gate's fact cache (factcache.go); nil when disabled.
 	facts    *factCache
 	txTopics txTopics
+	// wireIdle is how long a group-commit connection may sit idle before
+	// it is pinged (wireIdlePing; tests change it).
+	wireIdle time.Duration
 }
 
 // Options configure Open.
 type Options struct {
 	Clock  core.Clock   // default core.SystemClock
 	Logger *slog.Logger // default slog.Default()
-	// MaxOpenConns caps the PostgreSQL pool (default 20). SQLite always uses
+	// MaxOpenConns caps the PostgreSQL pool (default 20), not counting a
+	// connection for each audit group-commit worker (2). SQLite always uses
 	// one connection: it has one writer anyway, and this avoids SQLITE_BUSY.
 	MaxOpenConns int
 	// FactsCacheTTL bounds how long the gate's fact cache keeps an entry
@@ -83,7 +88,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	d := &DB{clock: opts.Clock, log: opts.Logger, facts: newFactCache(opts.FactsCacheTTL, opts.FactsCacheMaxChanges)}
+	d := &DB{clock: opts.Clock, log: opts.Logger, facts: newFactCache(opts.FactsCacheTTL, opts.FactsCacheMaxChanges), wireIdle: wireIdlePing}
 	switch {
 	case url == "" || strings.HasPrefix(url, "sqlite:"):
 		path := strings.TrimPrefix(url, "sqlite:")
@@ -116,6 +121,8 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		if n <= 0 {
 			n = 20
 		}
+		// Plus a connection of its own for each group-commit worker.
+		n += appendWorkers
 		db.SetMaxOpenConns(n)
 		db.SetMaxIdleConns(n)
 		db.SetConnMaxIdleTime(5 * time.Minute)
@@ -233,6 +240,9 @@ func translate(err error) error {
 	var ce *core.Error
 	if errors.As(err, &ce) {
 		return err
+	}
+	if errors.Is(err, driver.ErrBadConn) {
+		return core.Wrap(core.KindUnavailable, err, "database connection lost")
 	}
 	var pe *pq.Error
 	if errors.As(err, &pe) {

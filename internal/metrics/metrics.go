@@ -21,25 +21,32 @@ type Set struct {
 	InboxPending prometheus.Gauge       // events waiting for the normalizer
 }
 
-// AuditStats reports the group-commit appender's counters: groups
-// committed, the appends they carried, and seconds spent in group
-// transactions.
-type AuditStats func() (groups, appends int64, busySeconds float64)
+// AuditStats are the group-commit appender's counters: groups committed,
+// those sent as one message (PostgreSQL), the appends they carried, and
+// seconds spent in group transactions.
+type AuditStats struct {
+	Groups, OneMessage, Appends int64
+	BusySeconds                 float64
+}
 
 // WatchAudit exports the appender's counters: appends per group is the
 // batching achieved; busy seconds per second near the number of workers
 // means appends queue behind commits.
-func (s *Set) WatchAudit(stats AuditStats) {
+func (s *Set) WatchAudit(stats func() AuditStats) {
 	s.Registry.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tollgate_audit_groups_total", Help: "Group-commit transactions of the audit chain.",
-		}, func() float64 { g, _, _ := stats(); return float64(g) }),
+		}, func() float64 { return float64(stats().Groups) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_audit_groups_one_message_total",
+			Help: "Groups committed in one round trip (PostgreSQL); the others ran interactively (writer functions, or a refused message rerun caller by caller).",
+		}, func() float64 { return float64(stats().OneMessage) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tollgate_audit_group_appends_total", Help: "Appends (gate decisions and other audited writes) carried by those transactions.",
-		}, func() float64 { _, a, _ := stats(); return float64(a) }),
+		}, func() float64 { return float64(stats().Appends) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tollgate_audit_group_busy_seconds_total", Help: "Time the group-commit workers spent in transactions.",
-		}, func() float64 { _, _, b := stats(); return b }),
+		}, func() float64 { return stats().BusySeconds }),
 	)
 }
 

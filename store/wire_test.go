@@ -1,0 +1,217 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// TestArrayLiteralRoundTrip: appendArrayLiteral's SQL literal reaches
+// PostgreSQL as the exact strings, whatever they hold; a NUL byte keeps a
+// group off the one-message path.
+func TestArrayLiteralRoundTrip(t *testing.T) {
+	db := newTestDB(t, Postgres, nil)
+	in := []string{"", "plain", `a "quoted" word`, `back\slash\`, "it's", "''", `'; DROP TABLE audit_log; --`,
+		`{"json": ["x", 1]}`, "a,b", "{}", "NULL", " spaced ", "ünï\tcode\n", `\"`, `$$`, "\u2028"}
+	lit, err := appendArrayLiteral([]byte("SELECT u FROM unnest("), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	if err := db.SQLX().SelectContext(context.Background(), &out, string(lit)+"::text[]) AS u"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(out, in) {
+		t.Fatalf("got  %q\nwant %q", out, in)
+	}
+	if _, err := appendArrayLiteral(nil, []string{"a\x00b"}); !errors.Is(err, errNotWire) {
+		t.Fatalf("NUL: %v", err)
+	}
+}
+
+// TestWireGroupLinksInTheDatabase: a group of decisions goes as one
+// message, and the entries PostgreSQL links (migration 00006) verify in
+// Go, whatever their text holds.
+func TestWireGroupLinksInTheDatabase(t *testing.T) {
+	db := newTestDB(t, Postgres, nil)
+	ctx := context.Background()
+	texts := []string{"plain", `a "quoted" word`, `back\slash`, "it's", "ünïcode ✓", "line\nbreak", "{}", "NULL", `$$`}
+	release := holdAppender(t, db)
+	before := db.AppenderStats()
+	var wg sync.WaitGroup
+	errs := make([]error, len(texts))
+	for i, s := range texts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			data, _ := json.Marshal(map[string]any{"text": s, "n": i})
+			errs[i] = db.Append(ctx, core.AuditEntry{Actor: s, Action: "test.wire", Subject: s, Data: data})
+		}()
+	}
+	waitQueued(t, db, len(texts))
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	if got := db.AppenderStats().OneMessage - before.OneMessage; got != 1 {
+		t.Errorf("groups sent as one message: %d, want 1", got)
+	}
+	// Data with insignificant whitespace (compacted for the hash, stored
+	// as given) and a decision with its release, through SaveDecision.
+	if err := db.Append(ctx, core.AuditEntry{Action: "test.wire", Data: json.RawMessage("{ \"a\" :\n [1, 2] }")}); err != nil {
+		t.Fatal(err)
+	}
+	dec := core.GateDecision{ReleaseID: core.ReleaseID("svc", "1.0", "production"), Decision: core.Allow,
+		Request: core.GateRequest{Service: "svc", Version: "1.0", Environment: "production", Team: "t's"}}
+	if err := db.SaveDecision(ctx, dec, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	checkLinear(t, db, int64(len(texts)+3))
+	entries, err := db.ListAudit(ctx, core.AuditFilter{Action: "test.wire"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects []string
+	for _, e := range entries {
+		if e.Actor != e.Subject {
+			t.Errorf("entry %d: actor %q, subject %q", e.Seq, e.Actor, e.Subject)
+		}
+		subjects = append(subjects, e.Subject)
+	}
+	want := append(slices.Clone(texts), "")
+	slices.Sort(want)
+	slices.Sort(subjects)
+	if !slices.Equal(subjects, want) {
+		t.Errorf("subjects %q, want %q", subjects, want)
+	}
+	var raw string
+	if err := db.SQLX().GetContext(ctx, &raw, "SELECT data FROM audit_log WHERE subject = '' AND action = 'test.wire'"); err != nil || raw != "{ \"a\" :\n [1, 2] }" {
+		t.Errorf("stored data %q (%v)", raw, err)
+	}
+	rel, err := db.GetRelease(ctx, dec.ReleaseID)
+	if err != nil || rel.Team != "t's" {
+		t.Errorf("release %+v (%v)", rel, err)
+	}
+}
+
+// TestWireGroupIsolatesFailingRows: when PostgreSQL refuses the one
+// message (here a decision id that exists), the group is rerun caller by
+// caller: only the failing caller gets the error.
+func TestWireGroupIsolatesFailingRows(t *testing.T) {
+	db := newTestDB(t, Postgres, nil)
+	ctx := context.Background()
+	taken := core.GateDecision{ID: "taken", ReleaseID: "r", Decision: core.Deny}
+	if err := db.SaveDecision(ctx, taken, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"d1", "taken", "d2", "d3"}
+	release := holdAppender(t, db)
+	var wg sync.WaitGroup
+	errs := make([]error, len(ids))
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.SaveDecision(ctx, core.GateDecision{ID: id, ReleaseID: "r", Decision: core.Allow}, "ci")
+		}()
+	}
+	waitQueued(t, db, len(ids))
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, id := range ids {
+		if want := id == "taken"; (errs[i] != nil) != want || (want && !core.IsKind(errs[i], core.KindConflict)) {
+			t.Errorf("%s: %v", id, errs[i])
+		}
+	}
+	var n int
+	if err := db.SQLX().GetContext(ctx, &n, "SELECT count(*) FROM gate_decisions"); err != nil || n != 4 {
+		t.Errorf("decisions %d (%v), want 4", n, err)
+	}
+	checkLinear(t, db, 5) // taken, the hold, d1, d2, d3
+}
+
+// TestWireConnectionLost: a group-commit connection that died while idle
+// is pinged and replaced before a group is sent on it; one that dies
+// with no idle time in between fails its group with an unknown outcome
+// (KindUnavailable), and the next group gets a new connection.
+func TestWireConnectionLost(t *testing.T) {
+	db := newTestDB(t, Postgres, nil)
+	ctx := context.Background()
+	kill := func() {
+		t.Helper()
+		var n int
+		if err := db.SQLX().GetContext(ctx, &n, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = $1`, wireAppName); err != nil || n == 0 {
+			t.Fatalf("terminated %d: %v", n, err)
+		}
+	}
+	appendOne := func(i int) error {
+		return db.Append(ctx, core.AuditEntry{Action: "test.lost", Subject: fmt.Sprint(i)})
+	}
+	for _, tt := range []struct {
+		name    string
+		idle    time.Duration
+		wantErr bool
+	}{
+		{"pinged after idle", 0, false},
+		{"no idle time", time.Hour, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db.wireIdle = tt.idle
+			// One worker, so that the next append uses the killed connection.
+			db.audit.close()
+			db.audit = startAppender(db, 1)
+			if err := appendOne(0); err != nil {
+				t.Fatal(err)
+			}
+			kill()
+			err := appendOne(1)
+			if tt.wantErr != (err != nil) || (err != nil && !core.IsKind(err, core.KindUnavailable)) {
+				t.Fatalf("append after the loss: %v", err)
+			}
+			for i := 2; i < 4; i++ {
+				if err := appendOne(i); err != nil {
+					t.Fatalf("append %d: %v", i, err)
+				}
+			}
+		})
+	}
+	if brk, _, err := db.VerifyAudit(ctx); err != nil || brk != nil {
+		t.Fatalf("verify: %v %v", brk, err)
+	}
+}
+
+// BenchmarkArrayLiteral renders a group's decision documents as the
+// quoted text[] literal of a one-message group.
+func BenchmarkArrayLiteral(b *testing.B) {
+	doc := `{"decision_id":"0197","release_id":"x","decision":"allow","reasons":[],"facts":{"changes":{"CHG1":{"key":"CHG1","state":"scheduled","services":["svc-1"],"note":"it's a \"quoted\" word"}}}}`
+	for len(doc) < 4000 {
+		doc += `,{"key":"k","value":"v"}`
+	}
+	a := make([]string, 16)
+	for i := range a {
+		a[i] = doc
+	}
+	b.SetBytes(int64(16 * len(doc)))
+	b.ReportAllocs()
+	buf := make([]byte, 0, 128<<10)
+	for b.Loop() {
+		if _, err := appendArrayLiteral(buf[:0], a); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

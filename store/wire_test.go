@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,26 +14,52 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-// TestArrayLiteralRoundTrip: appendArrayLiteral's SQL literal reaches
-// PostgreSQL as the exact strings, whatever they hold; a NUL byte keeps a
-// group off the one-message path.
-func TestArrayLiteralRoundTrip(t *testing.T) {
+// TestWireColumnRoundTrip: the text[] expressions of a one-message
+// group reach PostgreSQL as the exact strings, whatever they hold; a NUL
+// byte keeps a group off the one-message path.
+func TestWireColumnRoundTrip(t *testing.T) {
 	db := newTestDB(t, Postgres, nil)
-	in := []string{"", "plain", `a "quoted" word`, `back\slash\`, "it's", "''", `'; DROP TABLE audit_log; --`,
-		`{"json": ["x", 1]}`, "a,b", "{}", "NULL", " spaced ", "ünï\tcode\n", `\"`, `$$`, "\u2028"}
-	lit, err := appendArrayLiteral([]byte("SELECT u FROM unnest("), in)
-	if err != nil {
-		t.Fatal(err)
+	tricky := []string{"", "plain", `a "quoted" word`, `back\slash\`, "it's", "''", `'; DROP TABLE audit_log; --`,
+		`{"json": ["x", 1]}`, "a,b", "{}", "NULL", " spaced ", "ünï\tcode\n", `\"`, `$$`, "$tollgate", "ends with $", "\u2028"}
+	tests := []struct {
+		name   string
+		in     []string
+		dollar bool // written as a dollar-quoted string, not an array literal
+	}{
+		{"tricky text", tricky, true},
+		{"one empty element", []string{""}, true},
+		{"no elements", []string{}, true},
+		{"an element holding chr(1)", append([]string{"a\x01b"}, tricky...), false},
+		{"an element holding the quote's tag", append([]string{"x$tollgate$y"}, tricky...), false},
 	}
-	var out []string
-	if err := db.SQLX().SelectContext(context.Background(), &out, string(lit)+"::text[]) AS u"); err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, lit := range []bool{false, true} {
+				enc := appendColumn
+				if lit {
+					enc = appendArrayLiteral
+				}
+				expr, err := enc(nil, tt.in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !lit && strings.HasPrefix(string(expr), "(string_to_array("+wireQuote) != tt.dollar {
+					t.Errorf("dollar-quoted: %v, want %v: %s", !tt.dollar, tt.dollar, expr)
+				}
+				var out []string
+				if err := db.SQLX().SelectContext(context.Background(), &out, "SELECT u FROM unnest("+string(expr)+"::text[]) WITH ORDINALITY AS x(u, n) ORDER BY n"); err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(out, tt.in) && !(len(out) == 0 && len(tt.in) == 0) {
+					t.Fatalf("literal %v: got  %q\nwant %q", lit, out, tt.in)
+				}
+			}
+		})
 	}
-	if !slices.Equal(out, in) {
-		t.Fatalf("got  %q\nwant %q", out, in)
-	}
-	if _, err := appendArrayLiteral(nil, []string{"a\x00b"}); !errors.Is(err, errNotWire) {
-		t.Fatalf("NUL: %v", err)
+	for _, enc := range []func([]byte, []string) ([]byte, error){appendColumn, appendArrayLiteral} {
+		if _, err := enc(nil, []string{"ok", "a\x00b"}); !errors.Is(err, errNotWire) {
+			t.Fatalf("NUL: %v", err)
+		}
 	}
 }
 
@@ -195,9 +222,10 @@ func TestWireConnectionLost(t *testing.T) {
 	}
 }
 
-// BenchmarkArrayLiteral renders a group's decision documents as the
-// quoted text[] literal of a one-message group.
-func BenchmarkArrayLiteral(b *testing.B) {
+// BenchmarkWireColumn renders a group's decision documents as a
+// one-message group's text[] expression, dollar-quoted or as an array
+// literal.
+func BenchmarkWireColumn(b *testing.B) {
 	doc := `{"decision_id":"0197","release_id":"x","decision":"allow","reasons":[],"facts":{"changes":{"CHG1":{"key":"CHG1","state":"scheduled","services":["svc-1"],"note":"it's a \"quoted\" word"}}}}`
 	for len(doc) < 4000 {
 		doc += `,{"key":"k","value":"v"}`
@@ -206,12 +234,16 @@ func BenchmarkArrayLiteral(b *testing.B) {
 	for i := range a {
 		a[i] = doc
 	}
-	b.SetBytes(int64(16 * len(doc)))
-	b.ReportAllocs()
-	buf := make([]byte, 0, 128<<10)
-	for b.Loop() {
-		if _, err := appendArrayLiteral(buf[:0], a); err != nil {
-			b.Fatal(err)
-		}
+	for name, enc := range map[string]func([]byte, []string) ([]byte, error){"dollar": appendColumn, "literal": appendArrayLiteral} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(16 * len(doc)))
+			b.ReportAllocs()
+			buf := make([]byte, 0, 128<<10)
+			for b.Loop() {
+				if _, err := enc(buf[:0], a); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

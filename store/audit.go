@@ -84,6 +84,9 @@ type appender struct {
 	closed bool
 	exited chan struct{}
 	stats  appenderStats
+	// wires are the workers' connections for one-message groups
+	// (PostgreSQL), one per worker; a worker alone uses its own.
+	wires []*wireConn
 }
 
 // appenderStats count the appender's work (AppenderStats).
@@ -123,8 +126,13 @@ func startAppender(d *DB, workers int) *appender {
 	a := &appender{d: d, reqs: make(chan *appendReq, 1024), exited: make(chan struct{})}
 	var wg sync.WaitGroup
 	for range workers {
+		var w *wireConn
+		if d.dialect == Postgres {
+			w = &wireConn{}
+			a.wires = append(a.wires, w)
+		}
 		wg.Add(1)
-		go func() { defer wg.Done(); a.run() }()
+		go func() { defer wg.Done(); a.run(w) }()
 	}
 	go func() { wg.Wait(); close(a.exited) }()
 	return a
@@ -158,13 +166,11 @@ func (a *appender) close() {
 }
 
 // run is one worker: until the queue is closed and drained, it takes the
-// requests waiting and commits them as one group. On PostgreSQL it keeps
-// a connection of its own for groups sent as one message (wire.go).
-func (a *appender) run() {
+// requests waiting and commits them as one group. On PostgreSQL w is its
+// connection for groups sent as one message (wire.go); nil on SQLite.
+func (a *appender) run(w *wireConn) {
 	group := make([]*appendReq, 0, maxGroup)
-	var w *wireConn
-	if a.d.dialect == Postgres {
-		w = &wireConn{}
+	if w != nil {
 		defer w.discard()
 	}
 	for {

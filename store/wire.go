@@ -134,8 +134,11 @@ func (d *DB) wireGroup(ctx context.Context, w *wireConn, group []*appendReq) err
 	var pe *pq.Error
 	if errors.As(err, &pe) && !pe.Fatal() && ctx.Err() == nil {
 		// The statement that failed aborted the transaction block (or
-		// the message failed before BEGIN ran): end it.
-		if _, rerr := w.c.ExecContext(ctx, "ROLLBACK"); rerr != nil {
+		// the message failed before BEGIN ran): end it. A prepared
+		// statement gone from the session (DEALLOCATE, a pooler
+		// switching server connections) is prepared again on a new
+		// connection next time.
+		if _, rerr := w.c.ExecContext(ctx, "ROLLBACK"); rerr != nil || pe.Code == "26000" { // invalid_sql_statement_name
 			w.discard()
 		}
 		return wireStatementError{err}

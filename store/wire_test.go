@@ -247,3 +247,37 @@ func BenchmarkWireColumn(b *testing.B) {
 		})
 	}
 }
+
+// TestWirePreparedStatementLost: a group whose prepared statement is gone
+// from the session (DEALLOCATE, or a pooler that switched server
+// connections) is committed caller by caller, and the next group prepares
+// it again on a new connection.
+func TestWirePreparedStatementLost(t *testing.T) {
+	db := newTestDB(t, Postgres, nil)
+	ctx := context.Background()
+	db.audit.close()
+	db.audit = startAppender(db, 1)
+	save := func(id string) error {
+		return db.SaveDecision(ctx, core.GateDecision{ID: id, ReleaseID: "r", Decision: core.Allow}, "ci")
+	}
+	if err := save("d1"); err != nil {
+		t.Fatal(err)
+	}
+	// The worker waits for requests: its connection is free to use here
+	// (the answer to save ordered its last use before this).
+	w := db.audit.wires[0]
+	if _, err := w.c.ExecContext(ctx, "DEALLOCATE ALL"); err != nil {
+		t.Fatal(err)
+	}
+	before := db.AppenderStats()
+	if err := save("d2"); err != nil {
+		t.Fatalf("with the statement gone: %v", err)
+	}
+	if err := save("d3"); err != nil {
+		t.Fatalf("after: %v", err)
+	}
+	if got := db.AppenderStats().OneMessage - before.OneMessage; got != 1 {
+		t.Errorf("one-message groups: %d, want 1 (d3 only)", got)
+	}
+	checkLinear(t, db, 3)
+}

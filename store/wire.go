@@ -51,6 +51,9 @@ import (
 // it is pinged ahead of the next group.
 const wireIdlePing = 500 * time.Millisecond
 
+// maxWireBuf caps the message buffer a worker keeps between groups.
+const maxWireBuf = 4 << 20
+
 // wireAppName is the workers' connections' application_name (in
 // pg_stat_activity).
 const wireAppName = "tollgate group commit"
@@ -61,6 +64,8 @@ type wireConn struct {
 	c        *sql.Conn
 	prepared map[string]string // statement text → prepared name
 	lastUsed time.Time
+	// buf is the last group's message, kept for the next one's.
+	buf []byte
 	// off is set when the server cannot take the one-message path (its
 	// encoding is not UTF8): the worker commits interactively.
 	off bool
@@ -108,8 +113,7 @@ func (d *DB) wireGroup(ctx context.Context, w *wireConn, group []*appendReq) err
 		}
 		entries = append(entries, r.entries...)
 	}
-	msg := make([]byte, 0, 4096)
-	msg = append(msg, "BEGIN;"...)
+	msg := append(w.buf[:0], "BEGIN;"...)
 	var err error
 	if msg, err = d.wireRows(ctx, w, msg, free); err != nil {
 		return err
@@ -128,6 +132,9 @@ func (d *DB) wireGroup(ctx context.Context, w *wireConn, group []*appendReq) err
 	msg = append(msg, "COMMIT"...)
 	_, err = w.c.ExecContext(ctx, string(msg))
 	w.lastUsed = time.Now()
+	if cap(msg) <= maxWireBuf {
+		w.buf = msg // reused by the next group (ExecContext took a copy)
+	}
 	if err == nil {
 		return nil
 	}

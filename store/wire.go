@@ -173,24 +173,23 @@ func (d *DB) wireConnect(ctx context.Context, w *wireConn) error {
 	if err != nil {
 		return fmt.Errorf("append audit: connect: %w", translate(err))
 	}
+	w.c, w.prepared, w.lastUsed = c, map[string]string{}, time.Now()
 	var enc string
 	// Literals below rely on standard_conforming_strings (backslashes are
 	// not escapes); hash lengths on UTF8 (see migration 00006).
 	if _, err = c.ExecContext(ctx, "SET standard_conforming_strings = on; SET application_name = '"+wireAppName+"'"); err == nil {
 		err = c.QueryRowContext(ctx, "SHOW server_encoding").Scan(&enc)
 	}
-	if err != nil {
-		_ = c.Raw(func(any) error { return driver.ErrBadConn }) // discard it
-		_ = c.Close()
+	switch {
+	case err != nil:
+		w.discard()
 		return fmt.Errorf("append audit: set up the group-commit connection: %w", translate(err))
-	}
-	if enc != "UTF8" {
+	case enc != "UTF8":
 		d.log.Info("audit group commit: the database's encoding is not UTF8; committing groups interactively", "encoding", enc)
 		w.off = true
-		_ = c.Close()
+		w.discard()
 		return errNotWire
 	}
-	w.c, w.prepared, w.lastUsed = c, map[string]string{}, time.Now()
 	return nil
 }
 
@@ -224,8 +223,11 @@ func (d *DB) wireRows(ctx context.Context, w *wireConn, msg []byte, rows []batch
 	if !ok {
 		name = "tg_w" + strconv.Itoa(len(w.prepared)+1)
 		if _, err := w.c.ExecContext(ctx, "PREPARE "+name+" AS "+text); err != nil {
+			// Nothing of the group was sent: it runs interactively, where
+			// a real problem (a missing table) reaches its callers.
+			d.log.Warn("audit group commit: cannot prepare the group's inserts; committing the group interactively", "err", err)
 			w.discard()
-			return nil, fmt.Errorf("append audit: prepare the group's inserts: %w", translate(err))
+			return nil, errNotWire
 		}
 		w.prepared[text] = name
 	}

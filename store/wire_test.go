@@ -281,3 +281,29 @@ func TestWirePreparedStatementLost(t *testing.T) {
 	}
 	checkLinear(t, db, 3)
 }
+
+// TestWirePrepareFails: a group whose inserts cannot be prepared runs
+// interactively, so its callers get the database's error, and the worker
+// goes on once the cause is gone.
+func TestWirePrepareFails(t *testing.T) {
+	db := newTestDB(t, Postgres, nil)
+	ctx := context.Background()
+	exec := func(q string) {
+		t.Helper()
+		if _, err := db.SQLX().ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save := func() error {
+		return db.SaveDecision(ctx, core.GateDecision{ReleaseID: "r", Decision: core.Allow}, "ci")
+	}
+	exec("ALTER TABLE gate_decisions RENAME TO gate_decisions_away")
+	if err := save(); err == nil {
+		t.Fatal("a decision was saved without its table")
+	}
+	exec("ALTER TABLE gate_decisions_away RENAME TO gate_decisions")
+	if err := save(); err != nil {
+		t.Fatal(err)
+	}
+	checkLinear(t, db, 1)
+}

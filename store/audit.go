@@ -309,16 +309,7 @@ func (d *DB) groupAttempt(gctx context.Context, tx *sqlx.Tx, group []*appendReq,
 	)
 	if !isolate {
 		// Conflict-free rows first, before the chain lock (see appender).
-		var free, locked []batchRow
-		for _, r := range group {
-			for _, row := range r.rows {
-				if row.ins.conflictFree {
-					free = append(free, row)
-				} else {
-					locked = append(locked, row)
-				}
-			}
-		}
+		free, locked := splitRows(group)
 		if len(free) > 0 {
 			if err := d.execRows(gctx, tx, free); err != nil {
 				return failed(0, err)
@@ -370,6 +361,21 @@ func (d *DB) groupAttempt(gctx context.Context, tx *sqlx.Tx, group []*appendReq,
 		return fmt.Errorf("append audit: commit: %w", translate(err))
 	}
 	return nil
+}
+
+// splitRows returns the rows of group's callers that are conflict-free
+// (written before the chain lock) and the others (written under it).
+func splitRows(group []*appendReq) (free, locked []batchRow) {
+	for _, r := range group {
+		for _, row := range r.rows {
+			if row.ins.conflictFree {
+				free = append(free, row)
+			} else {
+				locked = append(locked, row)
+			}
+		}
+	}
+	return free, locked
 }
 
 // auditHead is the chain's last row (seq 0 and the genesis hash when the

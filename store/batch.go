@@ -243,12 +243,22 @@ type textArray []string
 
 // Value renders the array literal {"a","b"} with " and \ escaped.
 func (a textArray) Value() (driver.Value, error) {
+	return appendArrayText(nil, a, false), nil
+}
+
+// appendArrayText appends the array literal of a — {"a","b"}, " and \
+// escaped — growing b once, by the exact size. With sqlQuote each ' is
+// also doubled, for the literal's place inside an SQL string.
+func appendArrayText(b []byte, a []string, sqlQuote bool) []byte {
 	n := 2 + len(a)*3
 	for _, s := range a {
 		n += len(s) + strings.Count(s, `"`) + strings.Count(s, `\`)
+		if sqlQuote {
+			n += strings.Count(s, "'")
+		}
 	}
-	b := make([]byte, n)
-	w := 0
+	w := len(b)
+	b = slices.Grow(b, n)[:w+n]
 	b[w] = '{'
 	w++
 	for i, s := range a {
@@ -262,8 +272,12 @@ func (a textArray) Value() (driver.Value, error) {
 		// every few bytes, too often for strings.IndexAny to pay off.
 		for j := 0; j < len(s); j++ {
 			c := s[j]
-			if c == '"' || c == '\\' {
+			switch {
+			case c == '"' || c == '\\':
 				b[w] = '\\'
+				w++
+			case c == '\'' && sqlQuote:
+				b[w] = '\''
 				w++
 			}
 			b[w] = c
@@ -273,5 +287,5 @@ func (a textArray) Value() (driver.Value, error) {
 		w++
 	}
 	b[w] = '}'
-	return b[:w+1], nil
+	return b[:w+1]
 }

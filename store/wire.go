@@ -99,18 +99,9 @@ func (d *DB) wireGroup(ctx context.Context, w *wireConn, group []*appendReq) err
 	if err := d.wireConnect(ctx, w); err != nil {
 		return err
 	}
-	var (
-		free, locked []batchRow
-		entries      []core.AuditEntry
-	)
+	free, locked := splitRows(group)
+	var entries []core.AuditEntry
 	for _, r := range group {
-		for _, row := range r.rows {
-			if row.ins.conflictFree {
-				free = append(free, row)
-			} else {
-				locked = append(locked, row)
-			}
-		}
 		entries = append(entries, r.entries...)
 	}
 	msg := append(w.buf[:0], "BEGIN;"...)
@@ -312,40 +303,12 @@ func appendColumn(b []byte, a []string) ([]byte, error) {
 // PostgreSQL's text cannot hold and which would end the query string,
 // returns errNotWire.
 func appendArrayLiteral(b []byte, a []string) ([]byte, error) {
-	n := 4 + len(a)*3
 	for _, s := range a {
 		if strings.IndexByte(s, 0) >= 0 {
 			return nil, errNotWire
 		}
-		n += len(s) + strings.Count(s, `"`) + strings.Count(s, `\`) + strings.Count(s, "'")
 	}
-	w := len(b)
-	b = slices.Grow(b, n)[:w+n]
-	b[w], b[w+1] = '\'', '{'
-	w += 2
-	for i, s := range a {
-		if i > 0 {
-			b[w] = ','
-			w++
-		}
-		b[w] = '"'
-		w++
-		for j := 0; j < len(s); j++ {
-			c := s[j]
-			switch c {
-			case '"', '\\':
-				b[w] = '\\'
-				w++
-			case '\'':
-				b[w] = '\''
-				w++
-			}
-			b[w] = c
-			w++
-		}
-		b[w] = '"'
-		w++
-	}
-	b[w], b[w+1] = '}', '\''
-	return b[:w+2], nil
+	b = append(b, '\'')
+	b = appendArrayText(b, a, true)
+	return append(b, '\''), nil
 }

@@ -472,11 +472,10 @@ func (c callerCtx) Value(key any) any { return c.values.Value(key) }
 // this DB. The entries are linked after fn returns nil, so fn may fill in
 // fields it learns inside the transaction (a version number) through the
 // slice it was given. fn may run more than once (when another writer of its
-// group fails, the group is rerun with savepoints; when a transaction
-// begun ahead fails, from a fresh one), so it must set what it captures
-// by assignment, not accumulate. A caller whose ctx ends before its group starts gets ctx.Err()
-// and nothing is written; once its group has started, it waits for the
-// commit.
+// group fails, the group is rerun with savepoints), so it must set what it
+// captures by assignment, not accumulate. A caller whose ctx ends before
+// its group starts gets ctx.Err() and nothing is written; once its group
+// has started, it waits for the commit.
 func (d *DB) appendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {
 	return d.appendReq(ctx, &appendReq{entries: entries, fn: fn})
 }

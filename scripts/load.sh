@@ -120,12 +120,16 @@ load_run() { # label, then loadgen flags
 	local label=$1 s0 b0 p0 s1 b1 p1 secs
 	shift
 	s0=$(proc_ticks "$SERVER_PID"); b0=$(busy_ticks); p0=$(pg_ticks)
-	"$TMP/loadgen" -url "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -d "$DURATION" -label "$label" ${LOAD_CLIENT:+-client "$LOAD_CLIENT"} "$@"
+	"$TMP/loadgen" -url "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -d "$DURATION" -label "$label" ${LOAD_CLIENT:+-client "$LOAD_CLIENT"} "$@" | tee "$TMP/run.out"
 	s1=$(proc_ticks "$SERVER_PID"); b1=$(busy_ticks); p1=$(pg_ticks)
 	secs=$(awk -v d="$DURATION" 'BEGIN{sub(/s$/, "", d); print d + 3}') # + warm-up
-	awk -v s=$((s1 - s0)) -v b=$((b1 - b0)) -v p=$((p1 - p0)) -v hz="$HZ" -v t="$secs" 'BEGIN {
+	# CPU per check (cores over the measured rate): steadier than the
+	# rate itself on a VM whose speed varies, for comparing builds.
+	rate=$(sed -n 's/^RESULT //p' "$TMP/run.out" | jq -r '.checks_per_second // 0' | tail -n 1)
+	awk -v s=$((s1 - s0)) -v b=$((b1 - b0)) -v p=$((p1 - p0)) -v hz="$HZ" -v t="$secs" -v r="${rate:-0}" 'BEGIN {
 		printf "  CPU over the run (incl. warm-up and sampling): tollgate %.2f cores, PostgreSQL %.2f cores, machine busy %.2f of %d cores\n",
-			s/hz/t, p/hz/t, b/hz/t, '"$(nproc)"' }'
+			s/hz/t, p/hz/t, b/hz/t, '"$(nproc)"'
+		if (r > 0) printf "  CPU per check: tollgate %.0f µs, PostgreSQL %.0f µs\n", s/hz/t/r*1e6, p/hz/t/r*1e6 }'
 }
 
 for c in $CONCURRENCY; do

@@ -75,7 +75,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	a := &App{Config: cfg, Log: log, DB: db, Metrics: metrics.New()}
 	a.Metrics.WatchAudit(func() metrics.AuditStats {
 		st := db.AppenderStats()
-		return metrics.AuditStats{Groups: st.Groups, OneMessage: st.OneMessage, Appends: st.Requests, BusySeconds: st.Busy.Seconds()}
+		return metrics.AuditStats{Groups: st.Groups, OneStatement: st.OneStatement, Appends: st.Requests, BusySeconds: st.Busy.Seconds()}
 	})
 	a.Tokens = service.NewTokens(db, clock)
 	if cfg.AdminToken != "" {

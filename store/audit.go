@@ -72,10 +72,10 @@ type appendReq struct {
 // waits for the lock. Everything else — rows that may conflict, callers'
 // writer functions, the chain rows — is written under the lock, so two
 // group transactions never wait on each other's rows (no deadlock). A
-// group without writer functions — the gate's — goes to PostgreSQL as one
-// message (wire.go), so the lock is held without a round trip to
-// tollgate. On SQLite (one connection) one worker commits one group at a
-// time.
+// group of conflict-free rows and entries only — the gate's — is one
+// statement on the worker's own connection (wire.go), so the lock is held
+// without a round trip to tollgate. On SQLite (one connection) one worker
+// commits one group at a time.
 type appender struct {
 	d    *DB
 	reqs chan *appendReq
@@ -84,7 +84,7 @@ type appender struct {
 	closed bool
 	exited chan struct{}
 	stats  appenderStats
-	// wires are the workers' connections for one-message groups
+	// wires are the workers' connections for one-statement groups
 	// (PostgreSQL), one per worker; a worker alone uses its own.
 	wires []*wireConn
 }
@@ -95,18 +95,18 @@ type appenderStats struct {
 }
 
 // AppenderStats is what the group-commit appender did since the store
-// opened: groups committed (or failed), those committed as one message
+// opened: groups committed (or failed), those committed as one statement
 // (wire.go), the requests they carried, and the time workers spent in
 // group transactions (busy / wall time near the number of workers means
 // appends queue behind commits).
 type AppenderStats struct {
-	Groups, OneMessage, Requests int64
-	Busy                         time.Duration
+	Groups, OneStatement, Requests int64
+	Busy                           time.Duration
 }
 
 // AppenderStats reports the group-commit appender's counters.
 func (d *DB) AppenderStats() AppenderStats {
-	return AppenderStats{Groups: d.audit.stats.groups.Load(), OneMessage: d.audit.stats.wire.Load(), Requests: d.audit.stats.requests.Load(),
+	return AppenderStats{Groups: d.audit.stats.groups.Load(), OneStatement: d.audit.stats.wire.Load(), Requests: d.audit.stats.requests.Load(),
 		Busy: time.Duration(d.audit.stats.busyNanos.Load())}
 }
 
@@ -167,7 +167,7 @@ func (a *appender) close() {
 
 // run is one worker: until the queue is closed and drained, it takes the
 // requests waiting and commits them as one group. On PostgreSQL w is its
-// connection for groups sent as one message (wire.go); nil on SQLite.
+// connection for groups sent as one statement (wire.go); nil on SQLite.
 func (a *appender) run(w *wireConn) {
 	group := make([]*appendReq, 0, maxGroup)
 	if w != nil {
@@ -196,7 +196,7 @@ func (a *appender) run(w *wireConn) {
 	}
 }
 
-// commit runs one group, on w when it can go as one message (w is nil on
+// commit runs one group, on w when it can go as one statement (w is nil on
 // SQLite). Each caller gets exactly one value on done.
 func (a *appender) commit(group []*appendReq, w *wireConn) {
 	live := group[:0:0]
@@ -232,10 +232,10 @@ func (a *appender) commit(group []*appendReq, w *wireConn) {
 // fail gets its error in results and its writes (and entries) are rolled
 // back; the rest still commit. A non-nil return fails the whole group.
 //
-// On PostgreSQL a group without writer functions goes as one message on w
+// On PostgreSQL a group without writer functions (and whose rows are conflict-free) goes as one statement on w
 // (wire.go). Otherwise the common case, every writer succeeding, costs
 // one statement per writer: the writers run back to back without
-// savepoints. Only when one fails (or the one message was refused) is the
+// savepoints. Only when one fails (or the one statement was refused) is the
 // group rerun with a savepoint around each writer, so the failure stays
 // its caller's.
 func (d *DB) groupTx(group []*appendReq, results []error, w *wireConn) error {

@@ -169,20 +169,10 @@ func pgInsert(order []*batchInsert, byIns map[*batchInsert][]batchRow) (string, 
 		args  []textArray
 	)
 	for _, ins := range order {
-		rows := byIns[ins]
 		parts = append(parts, ins.pgSQL(len(args)+1))
-		cols := make([]textArray, len(ins.cols))
-		for c := range cols {
-			cols[c] = make(textArray, len(rows))
-		}
-		for r, row := range rows {
-			for c, v := range row.args {
-				s, err := pgText(v)
-				if err != nil {
-					return "", nil, fmt.Errorf("batch insert into %s, column %s: %w", ins.table, ins.cols[c], err)
-				}
-				cols[c][r] = s
-			}
+		cols, err := ins.columns(byIns[ins])
+		if err != nil {
+			return "", nil, err
 		}
 		args = append(args, cols...)
 	}
@@ -195,6 +185,24 @@ func pgInsert(order []*batchInsert, byIns map[*batchInsert][]batchRow) (string, 
 		text = "WITH " + strings.Join(with, ", ") + " " + text
 	}
 	return text, args, nil
+}
+
+// columns returns rows as PostgreSQL text arrays, one per column.
+func (b *batchInsert) columns(rows []batchRow) ([]textArray, error) {
+	cols := make([]textArray, len(b.cols))
+	for c := range cols {
+		cols[c] = make(textArray, len(rows))
+	}
+	for r, row := range rows {
+		for c, v := range row.args {
+			s, err := pgText(v)
+			if err != nil {
+				return nil, fmt.Errorf("batch insert into %s, column %s: %w", b.table, b.cols[c], err)
+			}
+			cols[c][r] = s
+		}
+	}
+	return cols, nil
 }
 
 // insertSQLite inserts rows with VALUES lists under the parameter limit.
@@ -243,22 +251,12 @@ type textArray []string
 
 // Value renders the array literal {"a","b"} with " and \ escaped.
 func (a textArray) Value() (driver.Value, error) {
-	return appendArrayText(nil, a, false), nil
-}
-
-// appendArrayText appends the array literal of a — {"a","b"}, " and \
-// escaped — growing b once, by the exact size. With sqlQuote each ' is
-// also doubled, for the literal's place inside an SQL string.
-func appendArrayText(b []byte, a []string, sqlQuote bool) []byte {
 	n := 2 + len(a)*3
 	for _, s := range a {
 		n += len(s) + strings.Count(s, `"`) + strings.Count(s, `\`)
-		if sqlQuote {
-			n += strings.Count(s, "'")
-		}
 	}
-	w := len(b)
-	b = slices.Grow(b, n)[:w+n]
+	b := make([]byte, n)
+	w := 0
 	b[w] = '{'
 	w++
 	for i, s := range a {
@@ -272,12 +270,8 @@ func appendArrayText(b []byte, a []string, sqlQuote bool) []byte {
 		// every few bytes, too often for strings.IndexAny to pay off.
 		for j := 0; j < len(s); j++ {
 			c := s[j]
-			switch {
-			case c == '"' || c == '\\':
+			if c == '"' || c == '\\' {
 				b[w] = '\\'
-				w++
-			case c == '\'' && sqlQuote:
-				b[w] = '\''
 				w++
 			}
 			b[w] = c
@@ -287,5 +281,5 @@ func appendArrayText(b []byte, a []string, sqlQuote bool) []byte {
 		w++
 	}
 	b[w] = '}'
-	return b[:w+1]
+	return b[:w+1], nil
 }

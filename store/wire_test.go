@@ -3,10 +3,8 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,57 +12,8 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-// TestWireColumnRoundTrip: the text[] expressions of a one-message
-// group reach PostgreSQL as the exact strings, whatever they hold; a NUL
-// byte keeps a group off the one-message path.
-func TestWireColumnRoundTrip(t *testing.T) {
-	db := newTestDB(t, Postgres, nil)
-	tricky := []string{"", "plain", `a "quoted" word`, `back\slash\`, "it's", "''", `'; DROP TABLE audit_log; --`,
-		`{"json": ["x", 1]}`, "a,b", "{}", "NULL", " spaced ", "ünï\tcode\n", `\"`, `$$`, "$tollgate", "ends with $", "\u2028"}
-	tests := []struct {
-		name   string
-		in     []string
-		dollar bool // written as a dollar-quoted string, not an array literal
-	}{
-		{"tricky text", tricky, true},
-		{"one empty element", []string{""}, true},
-		{"no elements", []string{}, true},
-		{"an element holding chr(1)", append([]string{"a\x01b"}, tricky...), false},
-		{"an element holding the quote's tag", append([]string{"x$tollgate$y"}, tricky...), false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			for _, lit := range []bool{false, true} {
-				enc := appendColumn
-				if lit {
-					enc = appendArrayLiteral
-				}
-				expr, err := enc(nil, tt.in)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !lit && strings.HasPrefix(string(expr), "(string_to_array("+wireQuote) != tt.dollar {
-					t.Errorf("dollar-quoted: %v, want %v: %s", !tt.dollar, tt.dollar, expr)
-				}
-				var out []string
-				if err := db.SQLX().SelectContext(context.Background(), &out, "SELECT u FROM unnest("+string(expr)+"::text[]) WITH ORDINALITY AS x(u, n) ORDER BY n"); err != nil {
-					t.Fatal(err)
-				}
-				if !slices.Equal(out, tt.in) && !(len(out) == 0 && len(tt.in) == 0) {
-					t.Fatalf("literal %v: got  %q\nwant %q", lit, out, tt.in)
-				}
-			}
-		})
-	}
-	for _, enc := range []func([]byte, []string) ([]byte, error){appendColumn, appendArrayLiteral} {
-		if _, err := enc(nil, []string{"ok", "a\x00b"}); !errors.Is(err, errNotWire) {
-			t.Fatalf("NUL: %v", err)
-		}
-	}
-}
-
-// TestWireGroupLinksInTheDatabase: a group of decisions goes as one
-// message, and the entries PostgreSQL links (migration 00006) verify in
+// TestWireGroupLinksInTheDatabase: a group of entries goes as one
+// statement, and the entries PostgreSQL links (migration 00006) verify in
 // Go, whatever their text holds.
 func TestWireGroupLinksInTheDatabase(t *testing.T) {
 	db := newTestDB(t, Postgres, nil)
@@ -92,8 +41,8 @@ func TestWireGroupLinksInTheDatabase(t *testing.T) {
 			t.Fatalf("append %d: %v", i, err)
 		}
 	}
-	if got := db.AppenderStats().OneMessage - before.OneMessage; got != 1 {
-		t.Errorf("groups sent as one message: %d, want 1", got)
+	if got := db.AppenderStats().OneStatement - before.OneStatement; got != 1 {
+		t.Errorf("groups sent as one statement: %d, want 1", got)
 	}
 	// Data with insignificant whitespace (compacted for the hash, stored
 	// as given) and a decision with its release, through SaveDecision.
@@ -105,7 +54,12 @@ func TestWireGroupLinksInTheDatabase(t *testing.T) {
 	if err := db.SaveDecision(ctx, dec, "ci"); err != nil {
 		t.Fatal(err)
 	}
-	checkLinear(t, db, int64(len(texts)+3))
+	// The same release again: its insert does nothing (ON CONFLICT), and
+	// the entry is still linked.
+	if err := db.SaveDecision(ctx, dec, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	checkLinear(t, db, int64(len(texts)+4))
 	entries, err := db.ListAudit(ctx, core.AuditFilter{Action: "test.wire"})
 	if err != nil {
 		t.Fatal(err)
@@ -222,32 +176,6 @@ func TestWireConnectionLost(t *testing.T) {
 	}
 }
 
-// BenchmarkWireColumn renders a group's decision documents as a
-// one-message group's text[] expression, dollar-quoted or as an array
-// literal.
-func BenchmarkWireColumn(b *testing.B) {
-	doc := `{"decision_id":"0197","release_id":"x","decision":"allow","reasons":[],"facts":{"changes":{"CHG1":{"key":"CHG1","state":"scheduled","services":["svc-1"],"note":"it's a \"quoted\" word"}}}}`
-	for len(doc) < 4000 {
-		doc += `,{"key":"k","value":"v"}`
-	}
-	a := make([]string, 16)
-	for i := range a {
-		a[i] = doc
-	}
-	for name, enc := range map[string]func([]byte, []string) ([]byte, error){"dollar": appendColumn, "literal": appendArrayLiteral} {
-		b.Run(name, func(b *testing.B) {
-			b.SetBytes(int64(16 * len(doc)))
-			b.ReportAllocs()
-			buf := make([]byte, 0, 128<<10)
-			for b.Loop() {
-				if _, err := enc(buf[:0], a); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
 // TestWirePreparedStatementLost: a group whose prepared statement is gone
 // from the session (DEALLOCATE, or a pooler that switched server
 // connections) is committed caller by caller, and the next group prepares
@@ -276,8 +204,8 @@ func TestWirePreparedStatementLost(t *testing.T) {
 	if err := save("d3"); err != nil {
 		t.Fatalf("after: %v", err)
 	}
-	if got := db.AppenderStats().OneMessage - before.OneMessage; got != 1 {
-		t.Errorf("one-message groups: %d, want 1 (d3 only)", got)
+	if got := db.AppenderStats().OneStatement - before.OneStatement; got != 1 {
+		t.Errorf("one-statement groups: %d, want 1 (d3 only)", got)
 	}
 	checkLinear(t, db, 3)
 }

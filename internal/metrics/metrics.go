@@ -22,11 +22,11 @@ type Set struct {
 }
 
 // AuditStats are the group-commit appender's counters: groups committed,
-// those sent as one message (PostgreSQL), the appends they carried, and
+// those sent as one statement (PostgreSQL), the appends they carried, and
 // seconds spent in group transactions.
 type AuditStats struct {
-	Groups, OneMessage, Appends int64
-	BusySeconds                 float64
+	Groups, OneStatement, Appends int64
+	BusySeconds                   float64
 }
 
 // WatchAudit exports the appender's counters: appends per group is the
@@ -38,9 +38,9 @@ func (s *Set) WatchAudit(stats func() AuditStats) {
 			Name: "tollgate_audit_groups_total", Help: "Group-commit transactions of the audit chain.",
 		}, func() float64 { return float64(stats().Groups) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "tollgate_audit_groups_one_message_total",
-			Help: "Groups committed in one round trip (PostgreSQL); the others ran interactively (writer functions, or a refused message rerun caller by caller).",
-		}, func() float64 { return float64(stats().OneMessage) }),
+			Name: "tollgate_audit_groups_one_statement_total",
+			Help: "Groups committed as one statement, in one round trip (PostgreSQL); the others ran interactively (writer functions, or a refused statement rerun caller by caller).",
+		}, func() float64 { return float64(stats().OneStatement) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tollgate_audit_group_appends_total", Help: "Appends (gate decisions and other audited writes) carried by those transactions.",
 		}, func() float64 { return float64(stats().Appends) }),

@@ -1,5 +1,5 @@
 -- +goose Up
--- Group commit in one round trip (store/wire.go): this function takes the
+-- Group commit in one statement (store/wire.go): this function takes the
 -- audit chain's transaction-scoped advisory lock, reads the head, links
 -- the group's entries to it and inserts them, so no round trip between
 -- tollgate and PostgreSQL happens while the lock is held.

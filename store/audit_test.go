@@ -254,6 +254,28 @@ func waitQueued(t *testing.T, db *DB, n int) {
 	}
 }
 
+// inOneGroup runs call(0) … call(n-1) concurrently as callers of one
+// group (holdAppender, waitQueued) and returns their results in order.
+func inOneGroup(t *testing.T, db *DB, n int, call func(i int) error) []error {
+	t.Helper()
+	release := holdAppender(t, db)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = call(i)
+		}()
+	}
+	waitQueued(t, db, n)
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	return errs
+}
+
 func insertLease(name string) func(ctx context.Context, tx *sqlx.Tx) error {
 	return func(ctx context.Context, tx *sqlx.Tx) error {
 		_, err := tx.ExecContext(ctx, tx.Rebind("INSERT INTO leases (name, holder, expires_at) VALUES (?, 'h', ?)"), name, time.Now().UTC())
@@ -295,21 +317,10 @@ func TestAuditGroupIsolatesFailingWriters(t *testing.T) {
 			{"panics", func(context.Context, *sqlx.Tx) error { panic("writer bug") }, func(err error) bool { return core.IsKind(err, core.KindInternal) }},
 			{"ok3", insertLease("ok3"), func(err error) bool { return err == nil }},
 		}
-		release := holdAppender(t, db)
-		var wg sync.WaitGroup
-		errs := make([]error, len(callers))
-		for i, c := range callers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = db.appendWith(ctx, []core.AuditEntry{{Actor: "t", Action: "test.group", Subject: c.name}}, c.fn)
-			}()
-		}
-		waitQueued(t, db, len(callers))
-		if err := release(); err != nil {
-			t.Fatal(err)
-		}
-		wg.Wait()
+		errs := inOneGroup(t, db, len(callers), func(i int) error {
+			c := callers[i]
+			return db.appendWith(ctx, []core.AuditEntry{{Actor: "t", Action: "test.group", Subject: c.name}}, c.fn)
+		})
 		var okSubjects []string
 		for i, c := range callers {
 			if !c.wantErr(errs[i]) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,30 +18,19 @@ func TestWireGroupLinksInTheDatabase(t *testing.T) {
 	db := newTestDB(t, Postgres, nil)
 	ctx := context.Background()
 	texts := []string{"plain", `a "quoted" word`, `back\slash`, "it's", "ünïcode ✓", "line\nbreak", "{}", "NULL", `$$`}
-	release := holdAppender(t, db)
-	before := db.AppenderStats()
-	var wg sync.WaitGroup
-	errs := make([]error, len(texts))
-	for i, s := range texts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			data, _ := json.Marshal(map[string]any{"text": s, "n": i})
-			errs[i] = db.Append(ctx, core.AuditEntry{Actor: s, Action: "test.wire", Subject: s, Data: data})
-		}()
+	errs := inOneGroup(t, db, len(texts), func(i int) error {
+		data, _ := json.Marshal(map[string]any{"text": texts[i], "n": i})
+		return db.Append(ctx, core.AuditEntry{Actor: texts[i], Action: "test.wire", Subject: texts[i], Data: data})
+	})
+	// inOneGroup's appender is new: its holding group has a writer
+	// function (interactive), the callers' group is the one statement.
+	if st := db.AppenderStats(); st.OneStatement != 1 || st.Groups != 2 {
+		t.Errorf("groups %d, as one statement %d: want 2 and 1", st.Groups, st.OneStatement)
 	}
-	waitQueued(t, db, len(texts))
-	if err := release(); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("append %d: %v", i, err)
 		}
-	}
-	if got := db.AppenderStats().OneStatement - before.OneStatement; got != 1 {
-		t.Errorf("groups sent as one statement: %d, want 1", got)
 	}
 	// Data with insignificant whitespace (compacted for the hash, stored
 	// as given) and a decision with its release, through SaveDecision.
@@ -98,21 +86,9 @@ func TestWireGroupIsolatesFailingRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := []string{"d1", "taken", "d2", "d3"}
-	release := holdAppender(t, db)
-	var wg sync.WaitGroup
-	errs := make([]error, len(ids))
-	for i, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = db.SaveDecision(ctx, core.GateDecision{ID: id, ReleaseID: "r", Decision: core.Allow}, "ci")
-		}()
-	}
-	waitQueued(t, db, len(ids))
-	if err := release(); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
+	errs := inOneGroup(t, db, len(ids), func(i int) error {
+		return db.SaveDecision(ctx, core.GateDecision{ID: ids[i], ReleaseID: "r", Decision: core.Allow}, "ci")
+	})
 	for i, id := range ids {
 		if want := id == "taken"; (errs[i] != nil) != want || (want && !core.IsKind(errs[i], core.KindConflict)) {
 			t.Errorf("%s: %v", id, errs[i])

@@ -90,7 +90,7 @@ type appender struct {
 
 // appenderStats count the appender's work (AppenderStats).
 type appenderStats struct {
-	groups, requests, busyNanos, wire atomic.Int64
+	groups, requests, busyNanos, oneStatement atomic.Int64
 }
 
 // AppenderStats is what the group-commit appender did since the store
@@ -105,7 +105,7 @@ type AppenderStats struct {
 
 // AppenderStats reports the group-commit appender's counters.
 func (d *DB) AppenderStats() AppenderStats {
-	return AppenderStats{Groups: d.audit.stats.groups.Load(), OneStatement: d.audit.stats.wire.Load(), Requests: d.audit.stats.requests.Load(),
+	return AppenderStats{Groups: d.audit.stats.groups.Load(), OneStatement: d.audit.stats.oneStatement.Load(), Requests: d.audit.stats.requests.Load(),
 		Busy: time.Duration(d.audit.stats.busyNanos.Load())}
 }
 
@@ -236,12 +236,12 @@ func (a *appender) commit(group []*appendReq, w *wireConn) {
 // fail gets its error in results and its writes (and entries) are rolled
 // back; the rest still commit. A non-nil return fails the whole group.
 //
-// On PostgreSQL a group without writer functions (and whose rows are conflict-free) goes as one statement on w
-// (wire.go). Otherwise the common case, every writer succeeding, costs
-// one statement per writer: the writers run back to back without
-// savepoints. Only when one fails (or the one statement was refused) is the
-// group rerun with a savepoint around each writer, so the failure stays
-// its caller's.
+// On PostgreSQL a group without writer functions, whose rows are
+// conflict-free, goes as one statement on w (wire.go). Otherwise the
+// common case, every writer succeeding, costs one statement per writer:
+// the writers run back to back without savepoints. Only when one fails
+// (or the one statement was refused) is the group rerun with a savepoint
+// around each writer, so the failure stays its caller's.
 func (d *DB) groupTx(group []*appendReq, results []error, w *wireConn) error {
 	gctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
@@ -250,7 +250,7 @@ func (d *DB) groupTx(group []*appendReq, results []error, w *wireConn) error {
 		var se wireStatementError
 		switch {
 		case err == nil:
-			d.audit.stats.wire.Add(1)
+			d.audit.stats.oneStatement.Add(1)
 			return nil
 		case errors.As(err, &se):
 			return d.groupAttempt(gctx, nil, group, results, true)
@@ -552,10 +552,7 @@ func (d *DB) appendTx(ctx context.Context, tx *sqlx.Tx, head auditHead, entries 
 	rows := make([]batchRow, len(entries))
 	for i, e := range entries {
 		e.Seq = head.Seq + 1
-		if e.At.IsZero() {
-			e.At = now
-		}
-		e.At = ts(e.At)
+		e.At = entryTime(e.At, now)
 		e.PrevHash = head.Hash
 		e.Hash = core.HashAuditEntry(e.PrevHash, e)
 		rows[i] = batchRow{ins: auditInsert, args: []any{e.Seq, e.At, e.Actor, e.Action, e.Subject, string(e.Data), e.PrevHash, e.Hash}}
@@ -565,6 +562,15 @@ func (d *DB) appendTx(ctx context.Context, tx *sqlx.Tx, head auditHead, entries 
 		return fmt.Errorf("append audit rows up to %d: %w", head.Seq, err)
 	}
 	return nil
+}
+
+// entryTime is an entry's time as stored: now when unset, in UTC to the
+// microsecond.
+func entryTime(at, now time.Time) time.Time {
+	if at.IsZero() {
+		return now
+	}
+	return ts(at)
 }
 
 // auditInsert writes chain rows, merged per group.

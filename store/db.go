@@ -67,7 +67,7 @@ type Options struct {
 	Clock  core.Clock   // default core.SystemClock
 	Logger *slog.Logger // default slog.Default()
 	// MaxOpenConns caps the PostgreSQL pool (default 20), not counting a
-	// connection for each audit group-commit worker (2). SQLite always uses
+	// connection for each audit group-commit worker (one). SQLite always uses
 	// one connection: it has one writer anyway, and this avoids SQLITE_BUSY.
 	MaxOpenConns int
 	// FactsCacheTTL bounds how long the gate's fact cache keeps an entry

@@ -182,10 +182,7 @@ func (d *DB) wireStatement(rows []batchRow, entries []core.AuditEntry) (string, 
 		cols[i] = make(textArray, len(entries))
 	}
 	for i, e := range entries {
-		if e.At.IsZero() {
-			e.At = now
-		}
-		e.At = ts(e.At)
+		e.At = entryTime(e.At, now)
 		cols[0][i] = e.At.Format(core.AuditTimeFormat)
 		cols[1][i], cols[2][i], cols[3][i], cols[4][i] = e.Actor, e.Action, e.Subject, string(e.Data)
 		cols[5][i] = core.AuditContentTail(e)

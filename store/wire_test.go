@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
 // TestWireGroupLinksInTheDatabase: a group of entries goes as one
@@ -210,4 +211,44 @@ func TestWirePrepareFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLinear(t, db, 1)
+}
+
+// TestWireFallsBackOffTheFastPath: groups the one statement cannot carry
+// are committed interactively, and their entries still verify: a
+// database not in UTF8 (the hash's byte lengths assume it), and rows
+// that may conflict (written under the chain lock).
+func TestWireFallsBackOffTheFastPath(t *testing.T) {
+	ctx := context.Background()
+	t.Run("database not in UTF8", func(t *testing.T) {
+		db := openTestDB(t, testpg.NewDatabaseWith(t, "ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"), nil)
+		if _, err := db.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"plain", "ünïcode ✓"} {
+			if err := db.Append(ctx, core.AuditEntry{Actor: s, Action: "test.encoding", Subject: s}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st := db.AppenderStats(); st.Groups != 2 || st.OneStatement != 0 {
+			t.Errorf("groups %d, as one statement %d: want 2 and 0", st.Groups, st.OneStatement)
+		}
+		checkLinear(t, db, 2)
+	})
+	t.Run("rows that may conflict", func(t *testing.T) {
+		db := newTestDB(t, Postgres, nil)
+		leases := newBatchInsert("leases", []string{"name", "holder", "expires_at"}, []string{"text", "text", "timestamptz"}, "")
+		err := db.appendRows(ctx, []core.AuditEntry{{Action: "test.locked"}},
+			batchRow{ins: leases, args: []any{"l1", "h", time.Now().UTC()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := db.AppenderStats(); st.Groups != 1 || st.OneStatement != 0 {
+			t.Errorf("groups %d, as one statement %d: want 1 and 0", st.Groups, st.OneStatement)
+		}
+		var n int
+		if err := db.SQLX().GetContext(ctx, &n, "SELECT count(*) FROM leases WHERE name = 'l1'"); err != nil || n != 1 {
+			t.Errorf("leases %d (%v)", n, err)
+		}
+		checkLinear(t, db, 1)
+	})
 }

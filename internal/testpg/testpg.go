@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -74,6 +75,13 @@ func Available() error {
 // returns its URL.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	return NewDatabaseWith(t, "")
+}
+
+// NewDatabaseWith is NewDatabase with CREATE DATABASE options, e.g.
+// "ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'".
+func NewDatabaseWith(t testing.TB, options string) string {
+	t.Helper()
 	if err := Available(); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("PostgreSQL is required under CI=true: %v (set %s)", err, EnvURL)
@@ -84,7 +92,7 @@ func NewDatabase(t testing.TB) string {
 	_, _ = rand.Read(b[:])
 	name := "tollgate_test_" + hex.EncodeToString(b[:])
 	ctx := context.Background()
-	if _, err := srv.admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+	if _, err := srv.admin.ExecContext(ctx, strings.TrimSpace("CREATE DATABASE "+name+" "+options)); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
 	t.Cleanup(func() {

@@ -116,12 +116,19 @@ pg_ticks() { # every postgres process (server, backends, walwriter …)
 	echo "$t"
 }
 
+# The group commit's counters from /metrics: groups, appends, busy seconds.
+group_counters() {
+	curl -fsS "$BASE/metrics" 2>/dev/null | awk '
+		/^tollgate_audit_groups_total /{g=$2} /^tollgate_audit_group_appends_total /{a=$2}
+		/^tollgate_audit_group_busy_seconds_total /{b=$2} END {print g+0, a+0, b+0}'
+}
+
 load_run() { # label, then loadgen flags
-	local label=$1 s0 b0 p0 s1 b1 p1 secs
+	local label=$1 s0 b0 p0 s1 b1 p1 secs g0 g1
 	shift
-	s0=$(proc_ticks "$SERVER_PID"); b0=$(busy_ticks); p0=$(pg_ticks)
+	s0=$(proc_ticks "$SERVER_PID"); b0=$(busy_ticks); p0=$(pg_ticks); g0=$(group_counters)
 	"$TMP/loadgen" -url "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -d "$DURATION" -label "$label" ${LOAD_CLIENT:+-client "$LOAD_CLIENT"} "$@" | tee "$TMP/run.out"
-	s1=$(proc_ticks "$SERVER_PID"); b1=$(busy_ticks); p1=$(pg_ticks)
+	s1=$(proc_ticks "$SERVER_PID"); b1=$(busy_ticks); p1=$(pg_ticks); g1=$(group_counters)
 	secs=$(awk -v d="$DURATION" 'BEGIN{sub(/s$/, "", d); print d + 3}') # + warm-up
 	# CPU per check (cores over the measured rate): steadier than the
 	# rate itself on a VM whose speed varies, for comparing builds.
@@ -130,6 +137,10 @@ load_run() { # label, then loadgen flags
 		printf "  CPU over the run (incl. warm-up and sampling): tollgate %.2f cores, PostgreSQL %.2f cores, machine busy %.2f of %d cores\n",
 			s/hz/t, p/hz/t, b/hz/t, '"$(nproc)"'
 		if (r > 0) printf "  CPU per check: tollgate %.0f µs, PostgreSQL %.0f µs\n", s/hz/t/r*1e6, p/hz/t/r*1e6 }'
+	# Batching achieved and how busy the group-commit worker was.
+	echo "$g0 $g1" | awk -v t="$secs" '{ g = $4 - $1; a = $5 - $2; b = $6 - $3
+		if (g > 0) printf "  group commit: %.0f groups/s, %.1f appends per group, %.2f ms per group, worker busy %.0f%%\n",
+			g/t, a/g, b/g*1e3, b/t*100 }'
 }
 
 for c in $CONCURRENCY; do

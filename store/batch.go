@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"database/sql/driver"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -247,7 +249,47 @@ func pgText(v any) (string, error) {
 // allocation of the exact size (pq.StringArray grows its buffer element by
 // element: on the hot path, kilobytes of decision documents per row), and
 // is []byte, which lib/pq sends for a text[] parameter without copying.
+// On a connection with binary_parameters (the group commit's, wire.go)
+// lib/pq takes BinaryValue instead.
 type textArray []string
+
+// textOID is the type oid of text, the element type of a text[].
+const textOID = 25
+
+// BinaryValue renders the array in PostgreSQL's binary format (array_recv):
+// the number of dimensions, a has-nulls flag, the element type, the
+// dimension's length and lower bound, then each element as its length and
+// bytes. No escaping on either side; PostgreSQL still checks each element
+// is valid in the database's encoding.
+func (a textArray) BinaryValue() ([]byte, error) {
+	n := 12
+	if len(a) > 0 {
+		n += 8
+	}
+	for _, s := range a {
+		if len(s) > math.MaxInt32 {
+			return nil, fmt.Errorf("text[] element of %d bytes is too long", len(s))
+		}
+		n += 4 + len(s)
+	}
+	b := make([]byte, 0, n)
+	if len(a) == 0 {
+		b = binary.BigEndian.AppendUint32(b, 0) // no dimensions: '{}'
+	} else {
+		b = binary.BigEndian.AppendUint32(b, 1)
+	}
+	b = binary.BigEndian.AppendUint32(b, 0) // no nulls
+	b = binary.BigEndian.AppendUint32(b, textOID)
+	if len(a) > 0 {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(a)))
+		b = binary.BigEndian.AppendUint32(b, 1) // lower bound
+	}
+	for _, s := range a {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	return b, nil
+}
 
 // Value renders the array literal {"a","b"} with " and \ escaped.
 func (a textArray) Value() (driver.Value, error) {

@@ -60,6 +60,9 @@ type DB struct {
 	// wireIdle is how long a group-commit connection may sit idle before
 	// it is pinged (wireIdlePing; tests change it).
 	wireIdle time.Duration
+	// wire is the group-commit workers' own pool (PostgreSQL): its
+	// connections send text[] parameters in binary (wire.go).
+	wire *sql.DB
 }
 
 // Options configure Open.
@@ -121,12 +124,15 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		if n <= 0 {
 			n = 20
 		}
-		// Plus a connection of its own for each group-commit worker.
-		n += appendWorkers
 		db.SetMaxOpenConns(n)
 		db.SetMaxIdleConns(n)
 		db.SetConnMaxIdleTime(5 * time.Minute)
-		d.db, d.dialect, d.dsn = db, Postgres, url
+		wire, err := openWirePool(url)
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		d.db, d.dialect, d.dsn, d.wire = db, Postgres, url, wire
 	default:
 		return nil, core.Invalid("database_url", "unsupported database URL: want postgres://…, postgresql://… or sqlite:PATH")
 	}
@@ -144,6 +150,9 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 // Appends after Close fail with KindUnavailable.
 func (d *DB) Close() error {
 	d.audit.close()
+	if d.wire != nil {
+		_ = d.wire.Close()
+	}
 	return d.db.Close()
 }
 

@@ -35,7 +35,10 @@ import (
 // rows, commit). The entries are linked inside the database (migration
 // 00006) from core.AuditContentTail, which tollgate computes; `tollgate
 // audit verify` rechecks every hash in Go. Each column travels as one
-// text[] parameter (textArray), so nothing is parsed but the arrays.
+// text[] parameter in PostgreSQL's binary format (textArray.BinaryValue,
+// on the workers' own pool, openWirePool): each element is its length and
+// its bytes, so neither side escapes or parses the kilobytes of decision
+// documents a group carries, and no SQL is built from data.
 //
 // The statement is prepared once per connection and shape. A group with a
 // writer function or with rows that may conflict, or a database not in
@@ -56,8 +59,8 @@ const wireIdlePing = 500 * time.Millisecond
 // pg_stat_activity).
 const wireAppName = "tollgate group commit"
 
-// wireConn is a group-commit worker's own connection, outside the pool's
-// rotation (Open adds the workers' connections to the pool's size).
+// wireConn is a group-commit worker's own connection, from the workers'
+// pool (openWirePool), outside the main pool.
 type wireConn struct {
 	c        *sql.Conn
 	prepared map[string]*sql.Stmt // by statement text, on c
@@ -217,7 +220,7 @@ func (d *DB) wireConnect(ctx context.Context, w *wireConn) error {
 	if w.c != nil {
 		return nil
 	}
-	c, err := d.db.Conn(ctx)
+	c, err := d.wire.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("append audit: connect: %w", translate(err))
 	}
@@ -238,6 +241,27 @@ func (d *DB) wireConnect(ctx context.Context, w *wireConn) error {
 		return errNotWire
 	}
 	return nil
+}
+
+// openWirePool is the group-commit workers' pool on url: a connection
+// per worker, with lib/pq's binary_parameters on, so that a textArray
+// goes in binary (BinaryValue). Other pools keep text parameters: in
+// binary mode lib/pq would send any []byte argument in binary, which a
+// jsonb parameter, say, does not take.
+func openWirePool(url string) (*sql.DB, error) {
+	cfg, err := pq.NewConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	cfg.BinaryParameters = true
+	conn, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(appendWorkers)
+	db.SetMaxIdleConns(appendWorkers)
+	return db, nil
 }
 
 // discard closes w's connection for good and forgets what was prepared

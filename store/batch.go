@@ -42,13 +42,17 @@ type batchInsert struct {
 	// inserted, so two transactions inserting the same keys take their
 	// locks in the same order (no deadlock between them).
 	sortKey int
+	// shape names the insert's statement (table, columns and types,
+	// tail), for caching statement texts (wireText).
+	shape string
 }
 
 func newBatchInsert(table string, cols, types []string, tail string) *batchInsert {
 	if len(cols) != len(types) {
 		panic("batchInsert: a type per column")
 	}
-	return &batchInsert{table: table, cols: cols, types: types, tail: tail, sortKey: -1}
+	shape := table + "(" + strings.Join(cols, ",") + ")" + strings.Join(types, ",") + tail
+	return &batchInsert{table: table, cols: cols, types: types, tail: tail, sortKey: -1, shape: shape}
 }
 
 // free marks b conflict-free, its rows sorted by column sortKey (or -1).

@@ -151,18 +151,18 @@ func (d *DB) wireGroup(ctx context.Context, w *wireConn, group []*appendReq) err
 // and its arguments: a text[] per column.
 func (d *DB) wireStatement(rows []batchRow, entries []core.AuditEntry) (string, []any, error) {
 	var (
-		text string
-		args []any
+		order []*batchInsert
+		args  []any
 	)
 	if len(rows) > 0 {
-		order, byIns, err := groupRows(rows)
-		if err != nil {
+		var (
+			byIns map[*batchInsert][]batchRow
+			err   error
+		)
+		if order, byIns, err = groupRows(rows); err != nil {
 			return "", nil, err
 		}
-		var with, from []string
-		for i, ins := range order {
-			with = append(with, fmt.Sprintf("i%d AS (%s RETURNING 1)", i, ins.pgSQL(len(args)+1)))
-			from = append(from, fmt.Sprintf("(SELECT count(*) FROM i%d) c%d", i, i))
+		for _, ins := range order {
 			cols, err := ins.columns(byIns[ins])
 			if err != nil {
 				return "", nil, err
@@ -171,13 +171,12 @@ func (d *DB) wireStatement(rows []batchRow, entries []core.AuditEntry) (string, 
 				args = append(args, c)
 			}
 		}
-		text = "WITH " + strings.Join(with, ", ") + " SELECT "
-		if len(entries) == 0 {
-			return text + "1 FROM " + strings.Join(from, ", "), args, nil
-		}
-		text += d.wireAudit(len(args)+1) + " FROM " + strings.Join(from, ", ")
-	} else {
-		text = "SELECT " + d.wireAudit(1)
+	}
+	// A group without rows is a call of the function, even with no entries.
+	withEntries := len(entries) > 0 || len(order) == 0
+	text := d.wireText(order, withEntries)
+	if !withEntries {
+		return text, args, nil
 	}
 	now := d.now()
 	cols := make([]textArray, 6) // at, actor, action, subject, data, tail
@@ -194,6 +193,44 @@ func (d *DB) wireStatement(rows []batchRow, entries []core.AuditEntry) (string, 
 		args = append(args, c)
 	}
 	return text, args, nil
+}
+
+// wireText is the statement's text for a group inserting into order's
+// tables (in that order) and linking entries when withEntries; built once
+// per shape (d.wireTexts), as the worker would otherwise rebuild the same
+// text for every group.
+func (d *DB) wireText(order []*batchInsert, withEntries bool) string {
+	var key strings.Builder
+	for _, ins := range order {
+		key.WriteString(ins.shape)
+		key.WriteByte(';')
+	}
+	if withEntries {
+		key.WriteString("audit")
+	}
+	if t, ok := d.wireTexts.Load(key.String()); ok {
+		return t.(string)
+	}
+	var text string
+	if len(order) > 0 {
+		var with, from []string
+		n := 1
+		for i, ins := range order {
+			with = append(with, fmt.Sprintf("i%d AS (%s RETURNING 1)", i, ins.pgSQL(n)))
+			from = append(from, fmt.Sprintf("(SELECT count(*) FROM i%d) c%d", i, i))
+			n += len(ins.cols)
+		}
+		text = "WITH " + strings.Join(with, ", ") + " SELECT "
+		if withEntries {
+			text += d.wireAudit(n) + " FROM " + strings.Join(from, ", ")
+		} else {
+			text += "1 FROM " + strings.Join(from, ", ")
+		}
+	} else {
+		text = "SELECT " + d.wireAudit(1)
+	}
+	d.wireTexts.Store(key.String(), text)
+	return text
 }
 
 // wireAudit is the call linking a group's entries, its arrays at $first… .

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +22,13 @@ func TestWireGroupLinksInTheDatabase(t *testing.T) {
 	texts := []string{"plain", `a "quoted" word`, `back\slash`, "it's", "ünïcode ✓", "line\nbreak", "{}", "NULL", `$$`}
 	errs := inOneGroup(t, db, len(texts), func(i int) error {
 		data, _ := json.Marshal(map[string]any{"text": texts[i], "n": i})
-		return db.Append(ctx, core.AuditEntry{Actor: texts[i], Action: "test.wire", Subject: texts[i], Data: data})
+		e := core.AuditEntry{Actor: texts[i], Action: "test.wire", Subject: texts[i], Data: data}
+		if i%2 == 0 {
+			// A time of its own, with nanoseconds and a zone; the
+			// others take the group's time. All must verify.
+			e.At = time.Date(2026, 3, 29, 2, 30, 0, 123456789, time.FixedZone("CEST", 2*3600)).Add(time.Duration(i) * time.Second)
+		}
+		return db.Append(ctx, e)
 	})
 	// inOneGroup's appender is new: its holding group has a writer
 	// function (interactive), the callers' group is the one statement.
@@ -251,4 +258,43 @@ func TestWireFallsBackOffTheFastPath(t *testing.T) {
 		}
 		checkLinear(t, db, 1)
 	})
+}
+
+// TestWireText: a group's statement text depends on its shape only (the
+// inserts in order, entries or not), and is built once per shape.
+func TestWireText(t *testing.T) {
+	d := &DB{}
+	both := d.wireText([]*batchInsert{releaseInsert, decisionInsert}, true)
+	tests := []struct {
+		name        string
+		order       []*batchInsert
+		withEntries bool
+		want        []string // substrings, in order
+	}{
+		{"rows and entries", []*batchInsert{releaseInsert, decisionInsert}, true,
+			[]string{"WITH i0 AS (INSERT INTO releases", "$1::text[]", "i1 AS (INSERT INTO gate_decisions", "$11::text[]", "tollgate_append_audit(", "$19::text[]", "$24::text[]", "(SELECT count(*) FROM i1) c1"}},
+		{"other order", []*batchInsert{decisionInsert, releaseInsert}, true,
+			[]string{"WITH i0 AS (INSERT INTO gate_decisions", "i1 AS (INSERT INTO releases", "$9::text[]", "tollgate_append_audit(", "$19::text[]"}},
+		{"rows only", []*batchInsert{decisionInsert}, false, []string{"WITH i0 AS (INSERT INTO gate_decisions", "SELECT 1 FROM (SELECT count(*) FROM i0) c0"}},
+		{"entries only", nil, true, []string{"SELECT tollgate_append_audit(", "$1::text[]", "$6::text[]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := d.wireText(tt.order, tt.withEntries)
+			rest := got
+			for _, w := range tt.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("%q not found in order in\n%s", w, got)
+				}
+				rest = rest[i+len(w):]
+			}
+			if again := d.wireText(tt.order, tt.withEntries); again != got {
+				t.Fatalf("second call differs:\n%s\n%s", got, again)
+			}
+		})
+	}
+	if d.wireText([]*batchInsert{releaseInsert, decisionInsert}, true) != both {
+		t.Fatal("cached text changed")
+	}
 }

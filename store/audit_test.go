@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
@@ -461,4 +462,54 @@ func TestAuditChainLockHolderNeedsNoSecondConnection(t *testing.T) {
 		}
 	}
 	checkLinear(t, db, n)
+}
+
+// TestAuditHeadPlanIsTheIndex: the chain functions read the head with a
+// plan cached for the session (migration 00007), planned with
+// enable_seqscan off, so that even a plan made while audit_log is empty
+// is the backward scan of its primary key, never a sequential scan that
+// would stay cached while the table grows.
+func TestAuditHeadPlanIsTheIndex(t *testing.T) {
+	db := newTestDB(t, Postgres, nil)
+	ctx := context.Background()
+	for _, fn := range []string{"tollgate_append_audit", "tollgate_lock_audit_chain"} {
+		var config []string
+		if err := db.SQLX().QueryRowContext(ctx, "SELECT coalesce(proconfig, '{}') FROM pg_proc WHERE proname = $1", fn).Scan(pq.Array(&config)); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(config, "enable_seqscan=off") {
+			t.Errorf("%s runs with %q, want enable_seqscan=off", fn, config)
+		}
+	}
+	// The empty table, never analyzed, then analyzed.
+	for _, analyze := range []bool{false, true} {
+		if analyze {
+			if _, err := db.SQLX().ExecContext(ctx, "ANALYZE audit_log"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tx, err := db.SQLX().BeginTxx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		if _, err := tx.ExecContext(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.SelectContext(ctx, &plan, "EXPLAIN (COSTS OFF) SELECT a.seq, a.hash FROM audit_log a ORDER BY a.seq DESC LIMIT 1"); err != nil {
+			t.Fatal(err)
+		}
+		_ = tx.Rollback()
+		if !strings.Contains(strings.Join(plan, "\n"), "Index Scan Backward using audit_log_pkey") {
+			t.Errorf("analyzed %v: plan\n%s", analyze, strings.Join(plan, "\n"))
+		}
+	}
+	// And the functions still link: one append each way.
+	if err := db.Append(ctx, core.AuditEntry{Action: "test.plan"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.appendWith(ctx, []core.AuditEntry{{Action: "test.plan"}}, func(context.Context, *sqlx.Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	checkLinear(t, db, 2)
 }

@@ -60,6 +60,8 @@ type DB struct {
 	// wireIdle is how long a group-commit connection may sit idle before
 	// it is pinged (wireIdlePing; tests change it).
 	wireIdle time.Duration
+	// releases are the ids of releases known to exist (SaveDecision).
+	releases knownReleases
 	// wireTexts caches the one-statement group's text per shape (wireText).
 	wireTexts sync.Map
 	// wire is the group-commit workers' own pool (PostgreSQL): its

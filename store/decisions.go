@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -65,7 +66,8 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 	}
 	rows := []batchRow{{ins: decisionInsert, args: []any{dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency,
 		dec.PolicyVersion, dec.EvaluatedAt, actor, mustJSON(dec)}}}
-	if req := dec.Request; req.Service != "" && req.Version != "" && req.Environment != "" && dec.ReleaseID != "" {
+	if req := dec.Request; req.Service != "" && req.Version != "" && req.Environment != "" && dec.ReleaseID != "" &&
+		!d.releases.has(dec.ReleaseID) {
 		// The release the decision is about, created if it is new (an
 		// existing one keeps its links; deployment reports update them).
 		now := d.now()
@@ -76,7 +78,43 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 	if err != nil {
 		return fmt.Errorf("save gate decision %s: %w", dec.ID, err)
 	}
+	if len(rows) > 1 {
+		d.releases.add(dec.ReleaseID)
+	}
 	return nil
+}
+
+// knownReleases remembers ids of releases this process saw committed, so
+// that a decision about one of them (a pipeline asking again while it
+// waits) does not carry the release's insert, whose conflict check costs
+// two index lookups inside the group commit that every check waits for.
+// Releases are never deleted, so an id once known stays true; an unknown
+// one is inserted with ON CONFLICT DO NOTHING, as before. Two generations
+// of at most knownReleasesMax ids each bound its memory.
+type knownReleases struct {
+	mu        sync.Mutex
+	cur, prev map[string]struct{}
+}
+
+const knownReleasesMax = 1 << 16
+
+func (k *knownReleases) has(id string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.cur[id]; ok {
+		return true
+	}
+	_, ok := k.prev[id]
+	return ok
+}
+
+func (k *knownReleases) add(id string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cur == nil || len(k.cur) >= knownReleasesMax {
+		k.prev, k.cur = k.cur, make(map[string]struct{}, 1024)
+	}
+	k.cur[id] = struct{}{}
 }
 
 // GetDecision returns the recorded decision with id.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
@@ -130,4 +131,68 @@ func TestDecisionsShareGroupStatements(t *testing.T) {
 			t.Fatalf("chain: %+v %v", brk, err)
 		}
 	})
+}
+
+// TestDecisionSkipsAKnownRelease: once a release is known to exist, later
+// decisions about it do not carry its insert (knownReleases); a release
+// the process does not know is still created with the decision. A
+// trigger refusing every insert into releases shows which is which.
+func TestDecisionSkipsAKnownRelease(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		ctx := context.Background()
+		dec := func(version string) core.GateDecision {
+			return core.GateDecision{ReleaseID: core.ReleaseID("svc", version, "production"), Decision: core.Wait,
+				Request: core.GateRequest{Service: "svc", Version: version, Environment: "production"}}
+		}
+		if err := db.SaveDecision(ctx, dec("1.0"), "ci"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.GetRelease(ctx, dec("1.0").ReleaseID); err != nil {
+			t.Fatalf("release not created: %v", err)
+		}
+		refuse := map[string][]string{
+			Postgres: {`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'insert into releases'; END $$`,
+				`CREATE TRIGGER refuse BEFORE INSERT ON releases FOR EACH ROW EXECUTE FUNCTION refuse()`},
+			SQLite: {`CREATE TRIGGER refuse BEFORE INSERT ON releases BEGIN SELECT RAISE(ABORT, 'insert into releases'); END`},
+		}
+		for _, q := range refuse[db.Dialect()] {
+			if _, err := db.SQLX().ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 3 { // a pipeline asking again
+			if err := db.SaveDecision(ctx, dec("1.0"), "ci"); err != nil {
+				t.Fatalf("decision about a known release: %v", err)
+			}
+		}
+		if err := db.SaveDecision(ctx, dec("2.0"), "ci"); err == nil || !strings.Contains(err.Error(), "insert into releases") {
+			t.Fatalf("decision about a new release: err = %v, want the trigger's refusal", err)
+		}
+		var n int
+		if err := db.SQLX().GetContext(ctx, &n, "SELECT count(*) FROM gate_decisions"); err != nil || n != 4 {
+			t.Fatalf("%d decisions (%v), want 4", n, err)
+		}
+	})
+}
+
+func TestKnownReleasesIsBounded(t *testing.T) {
+	var k knownReleases
+	if k.has("r0") {
+		t.Fatal("empty set has r0")
+	}
+	for i := range knownReleasesMax + 1 {
+		k.add(fmt.Sprintf("r%d", i))
+	}
+	if !k.has("r0") || !k.has(fmt.Sprintf("r%d", knownReleasesMax)) {
+		t.Fatal("the previous generation is forgotten too early")
+	}
+	for i := range knownReleasesMax {
+		k.add(fmt.Sprintf("s%d", i))
+	}
+	if k.has("r0") {
+		t.Fatal("two generations later r0 is still known")
+	}
+	if n := len(k.cur) + len(k.prev); n > 2*knownReleasesMax {
+		t.Fatalf("%d ids held", n)
+	}
 }

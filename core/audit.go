@@ -48,19 +48,29 @@ func CanonicalAuditContent(e AuditEntry) []byte {
 // the entry is linked to the chain. PostgreSQL's group commit links
 // entries inside the database (migration 00006) from this tail.
 func AuditContentTail(e AuditEntry) string {
-	var data bytes.Buffer
-	if len(e.Data) > 0 {
-		if err := json.Compact(&data, e.Data); err != nil {
-			data.Reset()
-			data.Write(e.Data)
-		}
-	}
+	data := compactData(e.Data)
 	at := e.At.UTC().Truncate(time.Microsecond).Format(AuditTimeFormat)
-	b := make([]byte, 0, len(at)+len(e.Actor)+len(e.Action)+len(e.Subject)+data.Len()+5*8)
-	for _, f := range []string{at, e.Actor, e.Action, e.Subject, data.String()} {
+	b := make([]byte, 0, len(at)+len(e.Actor)+len(e.Action)+len(e.Subject)+len(data)+5*8)
+	for _, f := range []string{at, e.Actor, e.Action, e.Subject, data} {
 		b = appendAuditField(b, f)
 	}
 	return string(b)
+}
+
+// compactData is data as the hash covers it: compacted JSON, or data as
+// it is when it is not valid JSON. Data without a whitespace byte is its
+// own compaction either way (valid, nothing to remove; invalid, kept as
+// is), so it is returned without a pass of json.Compact: the store's own
+// entries are written compact.
+func compactData(data json.RawMessage) string {
+	if len(data) == 0 || !bytes.ContainsAny(data, " \t\n\r") {
+		return string(data)
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, data); err != nil {
+		return string(data)
+	}
+	return b.String()
 }
 
 // appendAuditField appends f length-prefixed: "len:f;".

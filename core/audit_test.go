@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
@@ -46,4 +47,38 @@ func TestAuditHashFormatIsStable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// compactDataByCompact is compactData without its fast path: what the
+// hash has always covered.
+func compactDataByCompact(data json.RawMessage) string {
+	var b bytes.Buffer
+	if len(data) > 0 {
+		if err := json.Compact(&b, data); err != nil {
+			return string(data)
+		}
+	}
+	return b.String()
+}
+
+func TestCompactDataSkipsOnlyWhatCompactKeeps(t *testing.T) {
+	for _, data := range []string{
+		"", `{}`, `{"a":1}`, `{"a": 1}`, "{\n\t\"a\":[1,2]\r}", `{"s":"x y"}`, `{"h":"<&>"}`, "{\"u\":\"\u2028\u2029\"}",
+		`{"e":"\u003c\n"}`, `not json`, `{"a":1}}`, `{"a":`, "\"\xff\"", `[1,2,3]`, `"str"`, `1e3`, `{"a":1} `,
+	} {
+		if got, want := compactData(json.RawMessage(data)), compactDataByCompact(json.RawMessage(data)); got != want {
+			t.Errorf("compactData(%q) = %q, want %q", data, got, want)
+		}
+	}
+}
+
+func FuzzCompactData(f *testing.F) {
+	f.Add([]byte(`{"decision_id":"x","reasons":["NO_CHANGE"],"policy_version":1}`))
+	f.Add([]byte("{\"a\" :\n [1, 2] }"))
+	f.Add([]byte("\"\u2028<>\xff\""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if got, want := compactData(data), compactDataByCompact(data); got != want {
+			t.Fatalf("compactData(%q) = %q, want %q", data, got, want)
+		}
+	})
 }

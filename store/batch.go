@@ -266,17 +266,30 @@ const textOID = 25
 // bytes. No escaping on either side; PostgreSQL still checks each element
 // is valid in the database's encoding.
 func (a textArray) BinaryValue() ([]byte, error) {
+	n, err := a.binarySize()
+	if err != nil {
+		return nil, err
+	}
+	return a.appendBinary(make([]byte, 0, n)), nil
+}
+
+// binarySize is the length of a's binary rendering.
+func (a textArray) binarySize() (int, error) {
 	n := 12
 	if len(a) > 0 {
 		n += 8
 	}
 	for _, s := range a {
 		if len(s) > math.MaxInt32 {
-			return nil, fmt.Errorf("text[] element of %d bytes is too long", len(s))
+			return 0, fmt.Errorf("text[] element of %d bytes is too long", len(s))
 		}
 		n += 4 + len(s)
 	}
-	b := make([]byte, 0, n)
+	return n, nil
+}
+
+// appendBinary appends a's binary rendering (BinaryValue) to b.
+func (a textArray) appendBinary(b []byte) []byte {
 	if len(a) == 0 {
 		b = binary.BigEndian.AppendUint32(b, 0) // no dimensions: '{}'
 	} else {
@@ -292,7 +305,7 @@ func (a textArray) BinaryValue() ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
 		b = append(b, s...)
 	}
-	return b, nil
+	return b
 }
 
 // Value renders the array literal {"a","b"} with " and \ escaped.

@@ -64,6 +64,7 @@ const wireAppName = "tollgate group commit"
 type wireConn struct {
 	c        *sql.Conn
 	prepared map[string]*sql.Stmt // by statement text, on c
+	scratch  []byte               // the last group's arguments (binaryArgs)
 	lastUsed time.Time
 	// off is set when the server cannot take the one-statement path (its
 	// encoding is not UTF8): the worker commits interactively.
@@ -114,6 +115,9 @@ func (d *DB) wireGroup(ctx context.Context, w *wireConn, group []*appendReq) err
 	}
 	text, args, err := d.wireStatement(rows, entries)
 	if err != nil {
+		return err
+	}
+	if err := w.binaryArgs(args); err != nil {
 		return err
 	}
 	st, ok := w.prepared[text]
@@ -231,6 +235,45 @@ func (d *DB) wireText(order []*batchInsert, withEntries bool) string {
 	}
 	d.wireTexts.Store(key.String(), text)
 	return text
+}
+
+// wireScratchMax is the largest buffer a worker keeps between groups for
+// its arguments (binaryArgs); a bigger group's is dropped after use.
+const wireScratchMax = 1 << 20
+
+// binaryArgs replaces the group's text[] arguments by their binary
+// renderings (what lib/pq would ask BinaryValue for), all in one buffer
+// that the worker reuses from group to group: lib/pq copies the arguments
+// into its message before ExecContext returns, so the next group may
+// overwrite them. Saves allocating (and zeroing) each group's documents
+// anew.
+func (w *wireConn) binaryArgs(args []any) error {
+	arrays := make([]textArray, len(args))
+	n := 0
+	for i, a := range args {
+		ta, ok := a.(textArray)
+		if !ok {
+			return fmt.Errorf("append audit: group argument %d is %T, not a text array", i+1, a)
+		}
+		size, err := ta.binarySize()
+		if err != nil {
+			return err
+		}
+		arrays[i], n = ta, n+size
+	}
+	buf := w.scratch[:0]
+	if cap(buf) < n {
+		buf = make([]byte, 0, n)
+	}
+	for i, ta := range arrays {
+		start := len(buf)
+		buf = ta.appendBinary(buf)
+		args[i] = buf[start:len(buf):len(buf)]
+	}
+	if cap(buf) <= wireScratchMax {
+		w.scratch = buf
+	}
+	return nil
 }
 
 // wireAudit is the call linking a group's entries, its arrays at $first… .

@@ -298,3 +298,40 @@ func TestWireText(t *testing.T) {
 		t.Fatal("cached text changed")
 	}
 }
+
+// TestWireBinaryArgs: the group's arguments become their binary
+// renderings in one buffer the worker keeps for the next group, unless it
+// grew past wireScratchMax.
+func TestWireBinaryArgs(t *testing.T) {
+	var w wireConn
+	group := func(docs ...string) []any {
+		return []any{textArray(docs), textArray{"a"}, textArray{}}
+	}
+	args := group("one", `"two"`)
+	if err := w.binaryArgs(args); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range group("one", `"two"`) {
+		want, _ := a.(textArray).BinaryValue()
+		if got, ok := args[i].([]byte); !ok || string(got) != string(want) {
+			t.Fatalf("argument %d: %x, want %x", i, args[i], want)
+		}
+	}
+	kept := cap(w.scratch)
+	first := &w.scratch[:1][0]
+	if err := w.binaryArgs(group("x")); err != nil {
+		t.Fatal(err)
+	}
+	if cap(w.scratch) != kept || &w.scratch[:1][0] != first {
+		t.Fatal("a smaller group did not reuse the buffer")
+	}
+	if err := w.binaryArgs(group(strings.Repeat("d", wireScratchMax))); err != nil {
+		t.Fatal(err)
+	}
+	if cap(w.scratch) > wireScratchMax {
+		t.Fatalf("kept a %d-byte buffer", cap(w.scratch))
+	}
+	if err := w.binaryArgs([]any{"not an array"}); err == nil {
+		t.Fatal("a string argument was accepted")
+	}
+}

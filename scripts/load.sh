@@ -153,6 +153,7 @@ for c in $CONCURRENCY; do
 done
 load_run "open-${RATE}rps" -c 64 -rate "$RATE"
 
+log "tollgate's peak resident memory: $(awk '/^VmHWM/{printf "%.0f MB", $2/1024}' "/proc/$SERVER_PID/status")"
 errors=$(grep -c '"level":"ERROR"' "$TMP/server.log" || true)
 log "server log: $(wc -l <"$TMP/server.log") lines, $errors errors"
 [ "$errors" = 0 ] || grep -m 5 '"level":"ERROR"' "$TMP/server.log" >&2

@@ -253,25 +253,25 @@ func (d *DB) groupTx(group []*appendReq, results []error, w *wireConn) error {
 			d.audit.stats.oneStatement.Add(1)
 			return nil
 		case errors.As(err, &se):
-			return d.groupAttempt(gctx, nil, group, results, true)
+			return d.groupAttempt(gctx, group, results, true)
 		case !errors.Is(err, errNotWire):
 			return err
 		}
 	}
-	return d.groupAttempts(gctx, group, results, nil)
+	return d.groupAttempts(gctx, group, results)
 }
 
-// groupAttempts is groupTx's optimistic attempt (in tx, or a new
-// transaction when nil) and, when a writer failed, the isolated rerun.
-func (d *DB) groupAttempts(gctx context.Context, group []*appendReq, results []error, tx *sqlx.Tx) error {
+// groupAttempts is groupTx's optimistic attempt and, when a writer
+// failed, the isolated rerun.
+func (d *DB) groupAttempts(gctx context.Context, group []*appendReq, results []error) error {
 	if !hasWriter(group) {
-		return d.groupAttempt(gctx, tx, group, results, true)
+		return d.groupAttempt(gctx, group, results, true)
 	}
-	if err := d.groupAttempt(gctx, tx, group, results, false); !errors.Is(err, errRetryWithSavepoints) {
+	if err := d.groupAttempt(gctx, group, results, false); !errors.Is(err, errRetryWithSavepoints) {
 		return err
 	}
 	clear(results)
-	return d.groupAttempt(gctx, nil, group, results, true)
+	return d.groupAttempt(gctx, group, results, true)
 }
 
 func hasWriter(group []*appendReq) bool {
@@ -286,15 +286,14 @@ func hasWriter(group []*appendReq) bool {
 // errRetryWithSavepoints ends an optimistic attempt in which a writer failed.
 var errRetryWithSavepoints = errors.New("a writer failed: retry the group with savepoints")
 
-// groupAttempt runs the group once in tx (a new transaction when nil),
-// each writer under a savepoint when isolate is set. Without isolate a failing writer ends the attempt with
-// errRetryWithSavepoints (or, alone in its group, with its result).
-func (d *DB) groupAttempt(gctx context.Context, tx *sqlx.Tx, group []*appendReq, results []error, isolate bool) error {
-	var err error
-	if tx == nil {
-		if tx, err = d.db.BeginTxx(gctx, nil); err != nil {
-			return fmt.Errorf("append audit: begin: %w", translate(err))
-		}
+// groupAttempt runs the group once in a transaction of its own, each
+// writer under a savepoint when isolate is set. Without isolate a failing
+// writer ends the attempt with errRetryWithSavepoints (or, alone in its
+// group, with its result).
+func (d *DB) groupAttempt(gctx context.Context, group []*appendReq, results []error, isolate bool) error {
+	tx, err := d.db.BeginTxx(gctx, nil)
+	if err != nil {
+		return fmt.Errorf("append audit: begin: %w", translate(err))
 	}
 	defer d.txEnded(tx)
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit

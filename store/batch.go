@@ -254,7 +254,9 @@ func pgText(v any) (string, error) {
 // element: on the hot path, kilobytes of decision documents per row), and
 // is []byte, which lib/pq sends for a text[] parameter without copying.
 // On a connection with binary_parameters (the group commit's, wire.go)
-// lib/pq takes BinaryValue instead.
+// lib/pq takes BinaryValue instead: the group commit renders its arrays
+// itself (binaryArgs), and BinaryValue keeps any other textArray sent on
+// that pool correct (Value's literal would reach array_recv as binary).
 type textArray []string
 
 // textOID is the type oid of text, the element type of a text[].

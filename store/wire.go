@@ -113,11 +113,12 @@ func (d *DB) wireGroup(ctx context.Context, w *wireConn, group []*appendReq) err
 		rows = append(rows, r.rows...)
 		entries = append(entries, r.entries...)
 	}
-	text, args, err := d.wireStatement(rows, entries)
+	text, arrays, err := d.wireStatement(rows, entries)
 	if err != nil {
 		return err
 	}
-	if err := w.binaryArgs(args); err != nil {
+	args, err := w.binaryArgs(arrays)
+	if err != nil {
 		return err
 	}
 	st, ok := w.prepared[text]
@@ -153,10 +154,10 @@ func (d *DB) wireGroup(ctx context.Context, w *wireConn, group []*appendReq) err
 
 // wireStatement is the one statement inserting rows and linking entries,
 // and its arguments: a text[] per column.
-func (d *DB) wireStatement(rows []batchRow, entries []core.AuditEntry) (string, []any, error) {
+func (d *DB) wireStatement(rows []batchRow, entries []core.AuditEntry) (string, []textArray, error) {
 	var (
 		order []*batchInsert
-		args  []any
+		args  []textArray
 	)
 	if len(rows) > 0 {
 		var (
@@ -171,9 +172,7 @@ func (d *DB) wireStatement(rows []batchRow, entries []core.AuditEntry) (string, 
 			if err != nil {
 				return "", nil, err
 			}
-			for _, c := range cols {
-				args = append(args, c)
-			}
+			args = append(args, cols...)
 		}
 	}
 	// A group without rows is a call of the function, even with no entries.
@@ -193,10 +192,7 @@ func (d *DB) wireStatement(rows []batchRow, entries []core.AuditEntry) (string, 
 		cols[1][i], cols[2][i], cols[3][i], cols[4][i] = e.Actor, e.Action, e.Subject, string(e.Data)
 		cols[5][i] = core.AuditContentTail(e)
 	}
-	for _, c := range cols {
-		args = append(args, c)
-	}
-	return text, args, nil
+	return text, append(args, cols...), nil
 }
 
 // wireText is the statement's text for a group inserting into order's
@@ -241,39 +237,35 @@ func (d *DB) wireText(order []*batchInsert, withEntries bool) string {
 // its arguments (binaryArgs); a bigger group's is dropped after use.
 const wireScratchMax = 1 << 20
 
-// binaryArgs replaces the group's text[] arguments by their binary
+// binaryArgs returns the group's text[] arguments in their binary
 // renderings (what lib/pq would ask BinaryValue for), all in one buffer
 // that the worker reuses from group to group: lib/pq copies the arguments
 // into its message before ExecContext returns, so the next group may
 // overwrite them. Saves allocating (and zeroing) each group's documents
 // anew.
-func (w *wireConn) binaryArgs(args []any) error {
-	arrays := make([]textArray, len(args))
+func (w *wireConn) binaryArgs(arrays []textArray) ([]any, error) {
 	n := 0
-	for i, a := range args {
-		ta, ok := a.(textArray)
-		if !ok {
-			return fmt.Errorf("append audit: group argument %d is %T, not a text array", i+1, a)
-		}
-		size, err := ta.binarySize()
+	for _, a := range arrays {
+		size, err := a.binarySize()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		arrays[i], n = ta, n+size
+		n += size
 	}
 	buf := w.scratch[:0]
 	if cap(buf) < n {
 		buf = make([]byte, 0, n)
 	}
-	for i, ta := range arrays {
+	args := make([]any, len(arrays))
+	for i, a := range arrays {
 		start := len(buf)
-		buf = ta.appendBinary(buf)
+		buf = a.appendBinary(buf)
 		args[i] = buf[start:len(buf):len(buf)]
 	}
 	if cap(buf) <= wireScratchMax {
 		w.scratch = buf
 	}
-	return nil
+	return args, nil
 }
 
 // wireAudit is the call linking a group's entries, its arrays at $first… .

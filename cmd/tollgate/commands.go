@@ -29,12 +29,12 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 
-// run executes the command line and returns the exit code.
 // defaultGOGC is the collector's target `serve` sets when GOGC is unset:
 // against 400, p99 at 20 connections 8.3–10.7 ms instead of 11.1–12.0 ms,
 // for a peak resident size of ~400 MB instead of ~190 (docs/benchmarks.md).
 const defaultGOGC = 1000
 
+// run executes the command line and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	root := newRoot(stdout, stderr, getenv)
 	root.SetArgs(args)

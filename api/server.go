@@ -86,6 +86,9 @@ type Server struct {
 	// rules maps "METHOD path" to the roles allowed, for every route; the
 	// authorization test walks it against the router.
 	rules map[string]access
+	// contract is the OpenAPI document and its reference page, built on
+	// first request.
+	contract contract
 }
 
 // New builds the server with every route registered.
@@ -159,6 +162,8 @@ func (s *Server) routes() {
 	s.route(http.MethodGet, "/readyz", public, s.readyz)
 	s.route(http.MethodGet, "/metrics", public, s.metricsHandler())
 	s.route(http.MethodPost, "/webhooks/:connector", public, s.webhook)
+	s.route(http.MethodGet, "/api/v1/openapi.json", public, s.openAPI)
+	s.route(http.MethodGet, "/api/docs", public, s.apiDocs)
 
 	s.route(http.MethodPost, "/api/v1/gate/check", ciOnly, s.gateCheck)
 	s.route(http.MethodGet, "/api/v1/gate/decisions/:id", ciAuditor, s.getDecision)

@@ -232,7 +232,7 @@ func TestInboxMetrics(t *testing.T) {
 	s := boot(t, "sqlite", e2eConfig)
 	s.sendWebhook(map[string]any{"key": "INC1", "major": true, "state": "open", "source_updated_at": time.Now().UTC()})
 	s.waitFor("processed counter", func() bool {
-		resp, err := http.Get(s.url + "/metrics")
+		resp, err := s.http.Get(s.url + "/metrics")
 		if err != nil {
 			return false
 		}

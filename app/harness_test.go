@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate-dev/tollgate/api"
 	"github.com/tollgate-dev/tollgate/app"
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/apitest"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
@@ -79,7 +81,28 @@ func bootURL(t *testing.T, dbURL, cfgYAML string) *server {
 		stop()
 		a.Close()
 	})
-	return &server{stop: stop, t: t, app: a, url: "http://" + ln.Addr().String(), http: &http.Client{Timeout: 60 * time.Second}}
+	client := &http.Client{Timeout: 60 * time.Second, Transport: contract(t).Transport(nil, t.Errorf)}
+	return &server{stop: stop, t: t, app: a, url: "http://" + ln.Addr().String(), http: client}
+}
+
+// loadContract reads the OpenAPI document once per test binary.
+var loadContract = sync.OnceValues(func() (*apitest.Validator, error) {
+	doc, err := api.LoadOpenAPI(context.Background(), app.Version)
+	if err != nil {
+		return nil, err
+	}
+	return apitest.New(doc)
+})
+
+// contract is the validator every test client sends its traffic through:
+// each request and response is checked against api/openapi.yaml.
+func contract(t *testing.T) *apitest.Validator {
+	t.Helper()
+	v, err := loadContract()
+	if err != nil {
+		t.Fatalf("OpenAPI contract: %v", err)
+	}
+	return v
 }
 
 type testWriter struct{ t *testing.T }
@@ -94,12 +117,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 func (s *server) do(method, path, token string, body any, out any) int {
 	s.t.Helper()
 	var rd io.Reader
+	ctype := "application/json"
 	switch b := body.(type) {
 	case nil:
 	case []byte:
-		rd = bytes.NewReader(b)
+		rd, ctype = bytes.NewReader(b), contentType(b)
 	case string:
-		rd = strings.NewReader(b)
+		rd, ctype = strings.NewReader(b), contentType([]byte(b))
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
@@ -112,7 +136,7 @@ func (s *server) do(method, path, token string, body any, out any) int {
 		s.t.Fatal(err)
 	}
 	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", ctype)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -129,6 +153,16 @@ func (s *server) do(method, path, token string, body any, out any) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+// contentType labels a raw body as the document asks: JSON (also when
+// malformed, as the bad-input tests send it) or YAML (policies, mapping
+// profiles).
+func contentType(b []byte) string {
+	if t := bytes.TrimSpace(b); len(t) > 0 && (t[0] == '{' || t[0] == '[' || t[0] == '"') {
+		return "application/json"
+	}
+	return "application/yaml"
 }
 
 // token creates an API token with role and returns its secret and id.

@@ -131,7 +131,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (like 30s, 15m): %w", n.Line, s, err)
+		// A *yaml.TypeError lets the decoder go on and report the other
+		// problems of the file too.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration (like 30s, 15m): %v", n.Line, s, err)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -249,6 +251,16 @@ func Parse(raw []byte, getenv func(string) string) (*Config, error) {
 			return nil, fmt.Errorf("parse config: %w", err)
 		}
 	}
+	c.applyEnv(getenv)
+	c.defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// applyEnv applies the TOLLGATE_* environment overrides.
+func (c *Config) applyEnv(getenv func(string) string) {
 	for env, dst := range map[string]*string{
 		"TOLLGATE_ADDR":         &c.Addr,
 		"TOLLGATE_DATABASE_URL": &c.DatabaseURL,
@@ -259,11 +271,6 @@ func Parse(raw []byte, getenv func(string) string) (*Config, error) {
 			*dst = v
 		}
 	}
-	c.defaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 func (c *Config) defaults() {

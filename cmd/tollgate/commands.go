@@ -220,6 +220,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 	root.AddCommand(hc)
 	root.AddCommand(newCheckCmd(stdout, stderr, getenv))
 	root.AddCommand(newMappingCmd(stdout))
+	root.AddCommand(newConfigCmd(stdout, getenv))
 	return root
 }
 

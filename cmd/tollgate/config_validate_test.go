@@ -1,0 +1,72 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestConfigValidate: a bad file exits 1 listing every problem (including
+// the connector type's and the mapping profiles'); the shipped example
+// passes once the variables it references are set, and fails naming each
+// one while they are not.
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	src := `connectors:
+  - name: sn
+    type: servicenow
+    webhook_secret: short
+    bogus_key: 1
+    mappings: [servicenow-change, no-such-profile]
+mappings_dir: ` + filepath.Join(dir, "missing") + `
+`
+	if err := writeFile(bad, src); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, nil, "config", "validate", "--config", bad)
+	if code != 1 {
+		t.Fatalf("bad config: exit %d, want 1:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"4 problems",
+		"line 5: connectors[0].bogus_key: unknown key",
+		"connectors[0].webhook_secret: must be at least 16 characters",
+		`connectors[0].mappings[1]: no mapping profile named "no-such-profile"`,
+		"mappings_dir:",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	example := filepath.Join("..", "..", "config", "tollgate.example.yaml")
+	raw, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := regexp.MustCompile(`\$\{([A-Z_]+)\}`).FindAllStringSubmatch(string(raw), -1)
+	if len(vars) == 0 {
+		t.Fatal("the example references no variables")
+	}
+	code, out, _ = runCLI(t, nil, "config", "validate", "--config", example)
+	if code != 1 {
+		t.Fatalf("example without its variables: exit %d:\n%s", code, out)
+	}
+	env := map[string]string{}
+	for _, v := range vars {
+		if !strings.Contains(out, "environment variable "+v[1]+" is not set") {
+			t.Errorf("unset %s not reported:\n%s", v[1], out)
+		}
+		env[v[1]] = "example-value-0123456789abcdef"
+	}
+	if code, out, stderr := runCLI(t, env, "config", "validate", "--config", example); code != 0 || !strings.Contains(out, "valid") {
+		t.Fatalf("example: exit %d:\n%s%s", code, out, stderr)
+	}
+	env["TOLLGATE_CONFIG"] = example
+	if code, out, stderr := runCLI(t, env, "config", "validate"); code != 0 {
+		t.Fatalf("TOLLGATE_CONFIG: exit %d:\n%s%s", code, out, stderr)
+	}
+}

@@ -104,12 +104,10 @@ var methodOrder = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
 
 func renderReference(doc *openapi3.T) ([]byte, error) {
 	p := refPage{Title: doc.Info.Title, Version: doc.Info.Version, Summary: doc.Info.Summary, Description: markdown(doc.Info.Description)}
-	byTag := map[string]*refTag{}
+	tagIndex := map[string]int{}
 	for _, t := range doc.Tags {
+		tagIndex[t.Name] = len(p.Tags)
 		p.Tags = append(p.Tags, refTag{Name: t.Name, Description: t.Description})
-	}
-	for i := range p.Tags {
-		byTag[p.Tags[i].Name] = &p.Tags[i]
 	}
 	paths := doc.Paths.Map()
 	keys := make([]string, 0, len(paths))
@@ -125,21 +123,17 @@ func renderReference(doc *openapi3.T) ([]byte, error) {
 			if op == nil {
 				continue
 			}
-			ro := refOperation(m, path, item, op)
 			tag := "other"
 			if len(op.Tags) > 0 {
 				tag = op.Tags[0]
 			}
-			t := byTag[tag]
-			if t == nil {
+			i, ok := tagIndex[tag]
+			if !ok {
+				i = len(p.Tags)
+				tagIndex[tag] = i
 				p.Tags = append(p.Tags, refTag{Name: tag})
-				t = &p.Tags[len(p.Tags)-1]
-				byTag = map[string]*refTag{}
-				for i := range p.Tags {
-					byTag[p.Tags[i].Name] = &p.Tags[i]
-				}
 			}
-			t.Ops = append(t.Ops, ro)
+			p.Tags[i].Ops = append(p.Tags[i].Ops, refOperation(m, path, item, op))
 		}
 	}
 	if doc.Components != nil {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -91,7 +92,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		MaxWait: cfg.Gate.MaxWait.D(), MaxListItems: cfg.Gate.MaxListItems,
 	})
 	a.Gate.OnDecision = func(d core.GateDecision) {
-		a.Metrics.GateDecisions.WithLabelValues(d.Request.Environment, string(d.Decision)).Inc()
+		a.Metrics.GateDecisions.WithLabelValues(environmentLabel(a.Policies.Current(), d.Request.Environment), string(d.Decision)).Inc()
 	}
 	a.Deployments = service.NewDeployments(db, a.Policies, clock, log, cfg.Gate.MaxListItems)
 
@@ -123,6 +124,18 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 	})
 	return a, nil
+}
+
+// environmentLabel is an environment as a metrics label: its canonical
+// name when the policy names it, else "other" (a "*" catch-all accepts any
+// name a caller sends, which must not add series).
+func environmentLabel(cp *core.CompiledPolicy, env string) string {
+	if cp != nil {
+		if c, ok := cp.ResolveEnvironment(env); ok && slices.Contains(cp.Environments(), c) {
+			return c
+		}
+	}
+	return "other"
 }
 
 func buildConnectors(cfg *config.Config) ([]service.Connector, error) {

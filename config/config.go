@@ -140,6 +140,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes the duration as a string.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
+// LogValue logs the duration as a duration (text with logging.ReplaceAttr).
+func (d Duration) LogValue() slog.Value { return slog.DurationValue(time.Duration(d)) }
+
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -92,3 +93,19 @@ func TestConfigErrorsAreClear(t *testing.T) {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+// TestLogDurationsAreText: the CLI's logs write durations as text ("12ms"),
+// not integer nanoseconds (the migration lines carry one each).
+func TestLogDurationsAreText(t *testing.T) {
+	env := map[string]string{"TOLLGATE_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "t.db")}
+	code, _, stderr := runCLI(t, env, "migrate")
+	if code != 0 {
+		t.Fatalf("migrate: %d %s", code, stderr)
+	}
+	if !regexp.MustCompile(`"duration":"[0-9.]+[µnm]?s"`).MatchString(stderr) || regexp.MustCompile(`"duration":[0-9]`).MatchString(stderr) {
+		t.Errorf("durations not logged as text:\n%s", stderr)
+	}
+	if !strings.Contains(stderr, `"shutdown_timeout":"30s"`) {
+		t.Errorf("configuration durations not text:\n%s", stderr)
+	}
+}

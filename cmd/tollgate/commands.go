@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/app"
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/store"
 )
 
@@ -83,7 +84,7 @@ func (c *cli) load() (*config.Config, *slog.Logger, error) {
 		return nil, nil, err
 	}
 	lvl, _ := config.ParseLevel(cfg.LogLevel)
-	log := slog.New(slog.NewJSONHandler(c.stderr, &slog.HandlerOptions{Level: lvl}))
+	log := logging.New(c.stderr, lvl)
 	if path == "" {
 		path = "(none: built-in defaults)"
 	}

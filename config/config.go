@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -28,8 +27,9 @@ const DefaultPath = "config/tollgate.yaml"
 type Config struct {
 	// Addr is the listen address (TOLLGATE_ADDR; default ":8080").
 	Addr string `yaml:"addr"`
-	// DatabaseURL is postgres://… or sqlite:PATH (TOLLGATE_DATABASE_URL;
-	// empty → SQLite at ./data/tollgate.db).
+	// DatabaseURL is postgres://…, a PostgreSQL key=value string
+	// (host=… dbname=…), or sqlite:PATH[?synchronous=full]
+	// (TOLLGATE_DATABASE_URL; empty → SQLite at ./data/tollgate.db).
 	DatabaseURL string `yaml:"database_url"`
 	// AdminToken, when set, is an admin API token that exists after start
 	// (TOLLGATE_ADMIN_TOKEN): the bootstrap for a new install.
@@ -312,11 +312,8 @@ func (c *Config) Validate() error {
 	if _, _, err := splitAddr(c.Addr); err != nil {
 		bad("addr", "%v", err)
 	}
-	if u := c.DatabaseURL; u != "" && !strings.HasPrefix(u, "sqlite:") {
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "postgres" && p.Scheme != "postgresql") {
-			bad("database_url", "want postgres://…, postgresql://… or sqlite:PATH")
-		}
+	if err := validateDatabaseURL(c.DatabaseURL); err != nil {
+		bad("database_url", "%v", err)
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("admin_token", "must be at least 16 characters")
@@ -415,15 +412,6 @@ func mask(s string) string {
 	return masked
 }
 
-// maskURL hides a database URL's password.
-func maskURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil || p.User == nil {
-		return u
-	}
-	return p.Redacted()
-}
-
 // LogValue renders the effective configuration for the start-up log with
 // every secret masked.
 func (c *Config) LogValue() slog.Value {
@@ -441,7 +429,7 @@ func (c *Config) LogValue() slog.Value {
 			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts,
 		})
 	}
-	db := maskURL(c.DatabaseURL)
+	db := MaskDatabaseURL(c.DatabaseURL)
 	if db == "" {
 		db = "sqlite:./data/tollgate.db (embedded)"
 	}
@@ -466,7 +454,7 @@ func (c *Config) LogValue() slog.Value {
 
 func isSecretKey(k string) bool {
 	k = strings.ToLower(k)
-	for _, s := range []string{"secret", "password", "token", "key", "credential"} {
+	for _, s := range []string{"secret", "password", "passwd", "pwd", "token", "key", "credential"} {
 		if strings.Contains(k, s) {
 			return true
 		}

@@ -34,6 +34,10 @@ type Config struct {
 	// AdminToken, when set, is an admin API token that exists after start
 	// (TOLLGATE_ADMIN_TOKEN): the bootstrap for a new install.
 	AdminToken string `yaml:"admin_token"`
+	// AdminTokenFile names a file holding the admin token instead
+	// (TOLLGATE_ADMIN_TOKEN_FILE; a Docker or Kubernetes secret), read at
+	// start; surrounding white space is trimmed.
+	AdminTokenFile string `yaml:"admin_token_file"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// MaxBodyBytes caps every request body (default 1 MiB); larger → 413.
@@ -253,20 +257,44 @@ func Parse(raw []byte, getenv func(string) string) (*Config, error) {
 		}
 	}
 	for env, dst := range map[string]*string{
-		"TOLLGATE_ADDR":         &c.Addr,
-		"TOLLGATE_DATABASE_URL": &c.DatabaseURL,
-		"TOLLGATE_ADMIN_TOKEN":  &c.AdminToken,
-		"TOLLGATE_LOG_LEVEL":    &c.LogLevel,
+		"TOLLGATE_ADDR":             &c.Addr,
+		"TOLLGATE_DATABASE_URL":     &c.DatabaseURL,
+		"TOLLGATE_ADMIN_TOKEN":      &c.AdminToken,
+		"TOLLGATE_ADMIN_TOKEN_FILE": &c.AdminTokenFile,
+		"TOLLGATE_LOG_LEVEL":        &c.LogLevel,
 	} {
 		if v := getenv(env); v != "" {
 			*dst = v
 		}
+	}
+	if err := c.readAdminTokenFile(); err != nil {
+		return nil, err
 	}
 	c.defaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// readAdminTokenFile sets AdminToken from AdminTokenFile. Both set is an
+// error: which one wins would be a guess.
+func (c *Config) readAdminTokenFile() error {
+	if c.AdminTokenFile == "" {
+		return nil
+	}
+	if c.AdminToken != "" {
+		return core.Invalid("admin_token_file", "set the admin token or its file (TOLLGATE_ADMIN_TOKEN or TOLLGATE_ADMIN_TOKEN_FILE), not both")
+	}
+	b, err := os.ReadFile(c.AdminTokenFile)
+	if err != nil {
+		return core.Invalid("admin_token_file", "cannot read %s: %v", c.AdminTokenFile, errors.Unwrap(err))
+	}
+	c.AdminToken = strings.TrimSpace(string(b))
+	if c.AdminToken == "" {
+		return core.Invalid("admin_token_file", "%s is empty", c.AdminTokenFile)
+	}
+	return nil
 }
 
 func (c *Config) defaults() {
@@ -437,6 +465,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr),
 		slog.String("database_url", db),
 		slog.String("admin_token", mask(c.AdminToken)),
+		slog.String("admin_token_file", c.AdminTokenFile),
 		slog.String("log_level", c.LogLevel),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout.D()),

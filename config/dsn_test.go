@@ -3,6 +3,8 @@ package config
 import (
 	"bytes"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -72,4 +74,49 @@ func TestConfigLogMasksQueryPassword(t *testing.T) {
 	if strings.Contains(buf.String(), "Sup3rSecretPw") || !strings.Contains(buf.String(), "sslmode=disable") {
 		t.Errorf("log: %s", buf.String())
 	}
+}
+
+// TestAdminTokenFile: the admin token can come from a file (a Docker
+// secret), trimmed; the value and its file together are refused.
+func TestAdminTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "admin_token")
+	if err := os.WriteFile(f, []byte("from-a-secret-file-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(nil, env(map[string]string{"TOLLGATE_ADMIN_TOKEN_FILE": f}))
+	if err != nil || c.AdminToken != "from-a-secret-file-0123456789" {
+		t.Fatalf("from file: %v %q", err, c.AdminToken)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "config", c)
+	if strings.Contains(buf.String(), "from-a-secret-file") {
+		t.Errorf("log shows the token: %s", buf.String())
+	}
+	if c, err := Parse([]byte("admin_token_file: "+f+"\n"), env(nil)); err != nil || c.AdminToken != "from-a-secret-file-0123456789" {
+		t.Errorf("config key: %v", err)
+	}
+	for name, vars := range map[string]map[string]string{
+		"both":    {"TOLLGATE_ADMIN_TOKEN_FILE": f, "TOLLGATE_ADMIN_TOKEN": "another-admin-token-0123"},
+		"missing": {"TOLLGATE_ADMIN_TOKEN_FILE": filepath.Join(dir, "nope")},
+		"short":   {"TOLLGATE_ADMIN_TOKEN_FILE": writeTemp(t, dir, "short\n")},
+		"empty":   {"TOLLGATE_ADMIN_TOKEN_FILE": writeTemp(t, dir, " \n")},
+	} {
+		if _, err := Parse(nil, env(vars)); err == nil || !strings.Contains(err.Error(), "admin_token") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func writeTemp(t *testing.T, dir, content string) string {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(content); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
 }

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -240,5 +241,26 @@ func TestBootstrapTokenReplaced(t *testing.T) {
 				t.Errorf("same value again: %d\n%s", st, logs4)
 			}
 		})
+	}
+}
+
+// TestKeyValueDatabaseURL: a libpq key=value connection string works as
+// the database URL (lib/pq accepts it; the group-commit path too), its
+// password masked for the log.
+func TestKeyValueDatabaseURL(t *testing.T) {
+	u, err := neturl.Parse(testpg.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable password='not used here'",
+		u.Hostname(), u.Port(), u.User.Username(), strings.TrimPrefix(u.Path, "/"))
+	s, _ := start(t, kv, map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret})
+	ci, _ := s.token(core.RoleCI)
+	var d struct{ Decision string }
+	if st := s.do("POST", "/api/v1/gate/check", ci, map[string]any{"service": "a", "environment": "development", "version": "1"}, &d); st != http.StatusOK || d.Decision != "allow" {
+		t.Fatalf("gate on a key=value URL: %d %+v", st, d)
+	}
+	if got := config.MaskDatabaseURL(kv); strings.Contains(got, "not used here") || !strings.Contains(got, "password=****") {
+		t.Errorf("masked: %s", got)
 	}
 }

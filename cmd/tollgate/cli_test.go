@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
@@ -152,5 +154,18 @@ func TestTokenListAndRevoke(t *testing.T) {
 	}
 	if code, out, _ = runCLI(t, env, "audit", "verify"); code != 0 || !strings.Contains(out, "2 rows verified") {
 		t.Errorf("audit after revoke: %d %q", code, out)
+	}
+}
+
+// TestConfigLogMasksDatabasePassword: "configuration loaded" never shows a
+// password given in the database URL's query (lib/pq reads it from there).
+func TestConfigLogMasksDatabasePassword(t *testing.T) {
+	url := testpg.NewDatabase(t) + "&password=Sup3rSecretPw"
+	code, _, stderr := runCLI(t, map[string]string{"TOLLGATE_DATABASE_URL": url}, "migrate")
+	if code != 0 || !strings.Contains(stderr, "configuration loaded") {
+		t.Fatalf("migrate: %d %s", code, stderr)
+	}
+	if strings.Contains(stderr, "Sup3rSecretPw") {
+		t.Errorf("password logged:\n%s", stderr)
 	}
 }

@@ -100,7 +100,7 @@ func markdown(s string) template.HTML {
 	return template.HTML(b.String()) //nolint:gosec // goldmark escapes raw HTML unless told otherwise
 }
 
-var methodOrder = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
+var methodOrder = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 
 func renderReference(doc *openapi3.T) ([]byte, error) {
 	p := refPage{Title: doc.Info.Title, Version: doc.Info.Version, Summary: doc.Info.Summary, Description: markdown(doc.Info.Description)}
@@ -373,7 +373,7 @@ th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-alig
 th{background:#f6f8fa}td p{margin:0}
 .op{border-top:2px solid #d0d7de;margin-top:2rem;padding-top:.5rem}
 .m{display:inline-block;min-width:4.2rem;text-align:center;font-weight:700;color:#fff;border-radius:4px;padding:0 .4rem;margin-right:.5rem}
-.get{background:#0969da}.post{background:#1a7f37}.put{background:#9a6700}.delete{background:#cf222e}.patch{background:#8250df}
+.get{background:#0969da}.head{background:#57606a}.post{background:#1a7f37}.put{background:#9a6700}.delete{background:#cf222e}.patch{background:#8250df}
 .req{color:#cf222e;font-size:12px}
 h1{margin-bottom:0}.sub{color:#57606a;margin-top:.2rem}
 </style>

@@ -48,6 +48,9 @@ func Check(raw []byte, getenv func(string) string) (*Config, []error) {
 		}
 	}
 	c.applyEnv(getenv)
+	if err := c.readAdminTokenFile(); err != nil {
+		problems = append(problems, err)
+	}
 	c.defaults()
 	if err := c.Validate(); err != nil {
 		problems = append(problems, flatten(err)...)

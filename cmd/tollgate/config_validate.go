@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -20,7 +19,7 @@ import (
 
 // newConfigCmd is `tollgate config`, with `validate`: the offline check of
 // a configuration file, for review before a change is deployed.
-func newConfigCmd(stdout io.Writer, getenv func(string) string) *cobra.Command {
+func newConfigCmd(c *cli) *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Work with configuration files"}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "validate [--config FILE]",
@@ -34,13 +33,10 @@ policy that does not compile. Every problem is listed, each with its key.
 The file is --config, else TOLLGATE_CONFIG, else config/tollgate.yaml. The
 environment is read as "serve" would read it.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			path := ""
-			if f := cmd.Flag("config"); f != nil {
-				path = f.Value.String()
-			}
+		RunE: func(*cobra.Command, []string) error {
+			path := c.cfgPath
 			if path == "" {
-				path = getenv("TOLLGATE_CONFIG")
+				path = c.getenv("TOLLGATE_CONFIG")
 			}
 			if path == "" {
 				path = config.DefaultPath
@@ -49,14 +45,14 @@ environment is read as "serve" would read it.`,
 			if err != nil {
 				return fmt.Errorf("read config: %w", err)
 			}
-			problems := validateConfig(raw, getenv)
+			problems := validateConfig(raw, c.getenv)
 			if len(problems) == 0 {
-				fmt.Fprintf(stdout, "%s: valid\n", path)
+				fmt.Fprintf(c.stdout, "%s: valid\n", path)
 				return nil
 			}
-			fmt.Fprintf(stdout, "%s: %d problems\n", path, len(problems))
+			fmt.Fprintf(c.stdout, "%s: %d problems\n", path, len(problems))
 			for _, p := range problems {
-				fmt.Fprintf(stdout, "  - %v\n", p)
+				fmt.Fprintf(c.stdout, "  - %v\n", p)
 			}
 			return &exitError{code: 1, err: fmt.Errorf("%s is not a valid configuration", path)}
 		},

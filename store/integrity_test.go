@@ -168,3 +168,53 @@ func TestInsertEventWakesEveryReplica(t *testing.T) {
 		}
 	})
 }
+
+// A subscriber woken by a change sees the change: the wake-up comes after
+// the commit and after the fact cache dropped the old state. Before, on
+// SQLite the broadcast went out inside the transaction, so a waiting gate
+// check re-read the old (cached) change, went back to waiting and was
+// never woken again.
+func TestWokenSubscriberSeesTheChange(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		if db.Dialect() == Postgres {
+			stop := listen(t, db)
+			defer stop()
+		}
+		c := core.Change{Source: "servicenow", Key: "CHG7", Approval: core.ApprovalRequested, SourceUpdatedAt: clock.t.Add(-time.Hour)}
+		if _, err := db.UpsertChange(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		q := core.FactsQuery{Service: "svc", Environment: "production", Version: "1", ChangeKeys: []string{"CHG7"}}
+		if f, err := db.GateFacts(ctx, q); err != nil || f.Changes["CHG7"].Approval != core.ApprovalRequested {
+			t.Fatalf("facts before: %+v %v", f.Changes, err)
+		}
+		wake, cancel := db.Subscribe()
+		defer cancel()
+		seen := make(chan core.ApprovalState, 1)
+		go func() {
+			for topic := range wake {
+				if topic == "change:CHG7" {
+					f, err := db.GateFacts(ctx, q)
+					if err != nil {
+						t.Error(err)
+					}
+					seen <- f.Changes["CHG7"].Approval
+					return
+				}
+			}
+		}()
+		c.Approval, c.SourceUpdatedAt = core.ApprovalApproved, clock.t.Add(-time.Minute)
+		if _, err := db.UpsertChange(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-seen:
+			if got != core.ApprovalApproved {
+				t.Fatalf("woken subscriber read approval %q, want approved", got)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no wake-up")
+		}
+	})
+}

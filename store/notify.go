@@ -76,18 +76,31 @@ func (h *hub) broadcast(topic string) {
 
 // notifyTx announces inside tx that the facts named by topic (e.g.
 // "change:CHG0000024") changed. On PostgreSQL it is a NOTIFY, delivered to
-// every replica when tx commits; on SQLite (one process, one connection) it
-// is an in-process broadcast.
+// every replica when tx commits; on SQLite (one process) it is an
+// in-process broadcast when tx ends (announceEnded).
 func (d *DB) notifyTx(ctx context.Context, tx *sqlx.Tx, topic string) error {
 	d.txTopics.add(tx, topic) // the fact cache drops it when tx ends
 	if d.dialect == Postgres {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", notifyChannel, topic); err != nil {
 			return fmt.Errorf("notify %s: %w", topic, err)
 		}
-		return nil
 	}
-	d.hub.broadcast(topic)
 	return nil
+}
+
+// announceEnded wakes this process's subscribers on SQLite for the topics
+// a transaction announced, once it has ended and the fact cache has
+// dropped them. Not earlier: a waiter woken inside the transaction would
+// re-read the old state (from the cache, or the database's last committed
+// snapshot), go back to waiting, and never be woken again. (On PostgreSQL
+// the NOTIFY arrives after the commit by itself.)
+func (d *DB) announceEnded(topics []string) {
+	if d.dialect == Postgres {
+		return
+	}
+	for _, topic := range topics {
+		d.hub.broadcast(topic)
+	}
 }
 
 // Subscribe returns a channel of fact-change topics (e.g. "change:CHG1",

@@ -186,6 +186,10 @@ func TestPoisonedDeliveryStallsNothing(t *testing.T) {
 			for i := 1; i <= 3; i++ {
 				s.mustHook("servicenow", []byte(fmt.Sprintf(`{"result":{"sys_class_name":"change_request","number":"CHG004100%d","state":"-5","sys_updated_on":"2026-11-24 10:00:00"}}`, i)))
 			}
+			// An event type the inbox cannot index is refused at the door.
+			if st, _ := s.hook("servicenow", []byte(`{"result":{"sys_class_name":"change\u0000request","number":"CHG0041008"}}`)); st != http.StatusBadRequest {
+				t.Errorf("NUL in the event type: status %d, want 400", st)
+			}
 			s.waitFor("the good changes behind the poison", func() bool {
 				return s.do("GET", "/api/v1/changes/CHG0041001", adminSecret, nil, nil) == 200 &&
 					s.do("GET", "/api/v1/changes/CHG0041003", adminSecret, nil, nil) == 200

@@ -218,6 +218,21 @@ func TestPoisonedDeliveryStallsNothing(t *testing.T) {
 					t.Errorf("GET %s: %d, want 400", path, st)
 				}
 			}
+			// Elsewhere too, such bytes are a client error (or, in a list
+			// filter, match nothing), never a 500.
+			for _, r := range []struct {
+				method, path string
+				list         bool
+			}{
+				{"GET", "/api/v1/gate/decisions/%FF%FE", false}, {"GET", "/api/v1/mappings/%00", false}, {"DELETE", "/api/v1/tokens/%FF", false},
+				{"POST", "/api/v1/events/%FF/replay", false}, {"POST", "/webhooks/%FF", false},
+				{"GET", "/api/v1/releases?service=%FF", true}, {"GET", "/api/v1/deployments?environment=%00", true}, {"GET", "/api/v1/audit?subject=%FF", true},
+			} {
+				st := s.do(r.method, r.path, adminSecret, nil, nil)
+				if st >= 500 || (!r.list && st < 400) {
+					t.Errorf("%s %s: %d, want 4xx", r.method, r.path, st)
+				}
+			}
 		})
 	}
 }

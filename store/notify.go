@@ -119,11 +119,12 @@ func (d *DB) Subscribe() (<-chan string, func()) { return d.hub.subscribe() }
 func (d *DB) SubscribeInbox() (<-chan string, func()) { return d.inbox.subscribe() }
 
 // Listen forwards PostgreSQL notifications on the facts channel to this
-// process's subscribers (and those on the inbox channel to SubscribeInbox's)
-// until ctx ends, reconnecting when the connection
-// drops (and then broadcasting TopicAll, since notifications sent while
+// process's subscribers (and those on the inbox channel to
+// SubscribeInbox's) until ctx ends, reconnecting when the connection drops
+// (and then broadcasting TopicAll, since notifications sent while
 // disconnected are lost). It returns nil when ctx ends. On SQLite it
-// returns nil at once: notifyTx broadcasts in-process there.
+// returns nil at once: announceEnded and InsertEvent broadcast in-process
+// there.
 //
 // Listen also drives the fact cache (factcache.go): it is live only while
 // the listener is connected and answers its pings, and every notification

@@ -308,6 +308,7 @@ func (in *Inbox) process(ctx context.Context, e core.Event) {
 	retryAt := in.clock.Now().Add(in.backoff(e.Attempts))
 	in.log.WarnContext(ctx, "event will be retried", "event_id", e.ID, "connector", e.Connector, "attempt", e.Attempts,
 		"retry_at", retryAt.Format(time.RFC3339), "error", err.Error())
+	in.count(e.Connector, "retried")
 	if rerr := in.store.RetryEvent(ctx, e.ID, err.Error(), retryAt); rerr != nil && !core.IsKind(rerr, core.KindConflict) {
 		// The claim still ends with its lease: the event is tried again then.
 		in.log.WarnContext(ctx, "cannot record the retry", "event_id", e.ID, "error", rerr.Error())

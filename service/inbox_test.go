@@ -15,7 +15,10 @@ import (
 	"github.com/tollgate-dev/tollgate/config/mappings"
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
 	"github.com/tollgate-dev/tollgate/store"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // stepClock is a settable clock shared by the inbox and its store.
@@ -81,7 +84,7 @@ func newTestInbox(t *testing.T, clock core.Clock, cfg InboxConfig) (*Inbox, *fau
 	}
 	fs := &faultyStore{DB: db, upsert: map[string]func() error{}, finish: map[string]error{}}
 	conns := []Connector{{Config: connectors.Config{Name: "servicenow", Type: "servicenow"}}}
-	return NewInbox(fs, conns, maps, nil, nil, clock, log, cfg), fs
+	return NewInbox(fs, conns, maps, nil, metrics.New(), clock, log, cfg), fs
 }
 
 func snEvent(t *testing.T, db *store.DB, key string, at time.Time) string {
@@ -150,6 +153,10 @@ func TestInboxSettlesEachEventAlone(t *testing.T) {
 	}
 	if e := get("CHG1"); e.Status != core.EventQuarantined || e.Reason != "gave up after 3 attempts; last error: database busy" {
 		t.Fatalf("after 3 attempts: %s %q", e.Status, e.Reason)
+	}
+	var retried dto.Metric
+	if err := in.metrics.InboxEvents.WithLabelValues("servicenow", "retried").Write(&retried); err != nil || retried.GetCounter().GetValue() != 2 {
+		t.Fatalf("retried counted %v times (%v), want 2", retried.GetCounter().GetValue(), err)
 	}
 
 	// A crash loop: claims that never finish count attempts too.

@@ -187,3 +187,31 @@ func TestInboxSettlesEachEventAlone(t *testing.T) {
 		t.Fatalf("replayed event: %s %q", e.Status, e.Reason)
 	}
 }
+
+// A delivery stored by another replica (here: straight into the store, not
+// through this inbox's Receive) wakes this normalizer through the store's
+// announcement, long before its poll.
+func TestInboxWakesOnStoredDelivery(t *testing.T) {
+	in, fs := newTestInbox(t, core.SystemClock, InboxConfig{PollInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { in.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(100 * time.Millisecond) // the first (empty) look for work is over
+
+	id := snEvent(t, fs.DB, "CHG1", time.Now())
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		e, err := fs.GetEvent(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Status == core.EventProcessed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event still %s after 3s: the stored delivery did not wake the normalizer", e.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"crypto/hmac"
+	"encoding/base64"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -65,8 +66,22 @@ func (s *server) settled(id string) core.Event {
 	s.t.Helper()
 	var e core.Event
 	s.waitFor("event "+id+" to be settled", func() bool {
+		// The event itself, or {"event": …, "body_text": …} when its body
+		// is not valid JSON or UTF-8.
+		var raw json.RawMessage
+		if s.do("GET", "/api/v1/events/"+id, adminSecret, nil, &raw) != http.StatusOK {
+			return false
+		}
+		var w struct {
+			Event *core.Event `json:"event"`
+		}
 		e = core.Event{}
-		return s.do("GET", "/api/v1/events/"+id, adminSecret, nil, &e) == http.StatusOK && e.Status != core.EventPending
+		if err := json.Unmarshal(raw, &w); err == nil && w.Event != nil {
+			e = *w.Event
+		} else if err := json.Unmarshal(raw, &e); err != nil {
+			s.t.Fatalf("event %s: %v", id, err)
+		}
+		return e.Status != core.EventPending
 	})
 	return e
 }
@@ -198,6 +213,18 @@ func TestPoisonedDeliveryStallsNothing(t *testing.T) {
 				if e := s.settled(id); e.Status != core.EventQuarantined || !strings.Contains(e.Reason, "NUL byte or invalid UTF-8") {
 					t.Errorf("poison %d: %s %q, want quarantined naming the bytes", i, e.Status, e.Reason)
 				}
+			}
+			// The raw body is kept byte for byte; the API shows a body that is
+			// not UTF-8 as base64, in a response that stays valid JSON.
+			var raw struct {
+				Event      core.Event `json:"event"`
+				BodyBase64 string     `json:"body_base64"`
+			}
+			if st := s.do("GET", "/api/v1/events/"+bad[1], adminSecret, nil, &raw); st != 200 || raw.Event.ID != bad[1] {
+				t.Fatalf("event with a 0xFF body: %d %+v", st, raw.Event)
+			}
+			if b, err := base64.StdEncoding.DecodeString(raw.BodyBase64); err != nil || string(b) != poison[1] {
+				t.Errorf("body_base64 %q (%v), want the exact bytes sent", raw.BodyBase64, err)
 			}
 			// Free text with a NUL is stored, made valid.
 			if e := s.settled(bad[2]); e.Status != core.EventProcessed {

@@ -192,9 +192,13 @@ type EventStore interface {
 	ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([]Event, error)
 	// FinishEvent sets the outcome (processed, quarantined or ignored).
 	FinishEvent(ctx context.Context, id, status, reason, record string) error
+	// RetryEvent records a transient failure of a pending event (its last
+	// error) and makes it claimable again at retryAt.
+	RetryEvent(ctx context.Context, id, lastError string, retryAt time.Time) error
 	GetEvent(ctx context.Context, id string) (Event, error)
 	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
-	// ReplayEvent puts one event back to pending, with an audit entry.
+	// ReplayEvent puts one event back to pending, claimable at once with
+	// its attempts counted afresh (a pending one too), with an audit entry.
 	ReplayEvent(ctx context.Context, id, actor string) error
 	// ReplayQuarantined puts every quarantined event of a connector back to
 	// pending, with an audit entry, and returns how many.

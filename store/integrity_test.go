@@ -129,6 +129,30 @@ func TestRecordBelongsToItsSource(t *testing.T) {
 		if i, err := db.GetIncident(ctx, "INC1"); err != nil || i.Source != "jira" || !i.Active() {
 			t.Fatalf("after foreign write: %+v %v", i, err)
 		}
+
+		// Two sources racing to create one key: one owns it, the other is
+		// refused (the database decides, not a read before the write).
+		errs := make(chan error, 2)
+		for _, src := range []string{"servicenow", "pipelines"} {
+			go func() {
+				_, err := db.UpsertChange(ctx, core.Change{Source: src, Key: "CHG-RACE", Approval: core.ApprovalApproved, SourceUpdatedAt: at})
+				errs <- err
+			}()
+		}
+		var ok, refused int
+		for range 2 {
+			switch err := <-errs; {
+			case err == nil:
+				ok++
+			case core.IsKind(err, core.KindForbidden):
+				refused++
+			default:
+				t.Fatalf("racing first writes: %v", err)
+			}
+		}
+		if ok != 1 || refused != 1 {
+			t.Fatalf("racing first writes: %d stored, %d refused; want one each", ok, refused)
+		}
 	})
 }
 

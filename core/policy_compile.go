@@ -19,12 +19,19 @@ type CompiledPolicy struct {
 	envs     map[string]*compiledEnv // canonical name → policy ("*" included)
 	names    map[string]string       // lower-case name or alias → canonical name
 	envNames []string                // sorted canonical names, without "*"
-	services map[string]ServiceInfo  // lower-case service name → info
+	services map[string]catalogEntry // lower-case service name → entry
 	tmpls    []compiledTemplate
 	major    MajorIncidentPolicy
 	scopeAll bool
 	freezes  []compiledFreeze
 	cal      *businessCalendar
+}
+
+// catalogEntry is one service of the catalog with its name as the policy
+// spells it.
+type catalogEntry struct {
+	name string
+	ServiceInfo
 }
 
 type compiledEnv struct {
@@ -60,7 +67,7 @@ func compile(p Policy) (*CompiledPolicy, error) {
 		loc:      time.UTC,
 		envs:     make(map[string]*compiledEnv, len(p.Environments)),
 		names:    make(map[string]string, 2*len(p.Environments)),
-		services: make(map[string]ServiceInfo, len(p.Services)),
+		services: make(map[string]catalogEntry, len(p.Services)),
 		major:    p.MajorIncident,
 	}
 
@@ -93,7 +100,8 @@ func compile(p Policy) (*CompiledPolicy, error) {
 		default:
 			ps.add(field+".tier", "unknown tier %q; use %q or %q", info.Tier, TierCustomerFacing, TierInternal)
 		}
-		cp.services[key] = info
+		info.Team = strings.TrimSpace(info.Team)
+		cp.services[key] = catalogEntry{name: strings.TrimSpace(name), ServiceInfo: info}
 	}
 
 	seenTmpl := map[string]int{}
@@ -378,6 +386,68 @@ func (cp *CompiledPolicy) Tier(service string) string {
 		return t
 	}
 	return TierInternal
+}
+
+// Subject is what selects the rules a release gets, as the policy names
+// it: the caller's spelling of these never picks rules.
+type Subject struct {
+	// Service is trimmed, and spelled as the catalog spells it when the
+	// catalog lists it (names match case-insensitively).
+	Service string
+	// Environment is the canonical name of an environment name or alias
+	// (any case, surrounding space ignored); the trimmed input when the
+	// policy does not know it (KnownEnvironment false).
+	Environment      string
+	KnownEnvironment bool
+	// Team is the catalog's team of the service when it names one, else
+	// the caller's (nothing else knows it).
+	Team string
+	// IgnoredTeam is the caller's team when the catalog names another: it
+	// is ignored, and the gate says so in a TEAM_IGNORED note.
+	IgnoredTeam string
+	// Tier is the catalog tier ("customer-facing" or "internal").
+	Tier string
+}
+
+// Subject canonicalizes the fields of a request or deployment report that
+// select rules: the environment (aliases, case, space), the service's
+// spelling, its team and tier (from the catalog, never from the caller).
+// Every path that selects rules or gathers facts by these fields goes
+// through it: the gate, deployment reports, Evaluate.
+func (cp *CompiledPolicy) Subject(service, environment, team string) Subject {
+	s := Subject{Service: strings.TrimSpace(service), Team: strings.TrimSpace(team), Tier: TierInternal}
+	s.Environment, s.KnownEnvironment = cp.ResolveEnvironment(environment)
+	if !s.KnownEnvironment {
+		s.Environment = strings.TrimSpace(environment)
+	}
+	e, listed := cp.services[strings.ToLower(s.Service)]
+	if !listed {
+		return s
+	}
+	s.Service = e.name
+	if e.Tier != "" {
+		s.Tier = e.Tier
+	}
+	if e.Team != "" {
+		if s.Team != "" && !strings.EqualFold(s.Team, e.Team) {
+			s.IgnoredTeam = s.Team
+		}
+		s.Team = e.Team
+	}
+	return s
+}
+
+// CanonicalRequest returns req with its service, environment and team as
+// Subject names them; ok is false when the environment is unknown. A team
+// the catalog overrides is kept in IgnoredTeam (an earlier one is kept when
+// req is already canonical, so calling it twice changes nothing).
+func (cp *CompiledPolicy) CanonicalRequest(req GateRequest) (GateRequest, bool) {
+	s := cp.Subject(req.Service, req.Environment, req.Team)
+	req.Service, req.Environment, req.Team = s.Service, s.Environment, s.Team
+	if s.IgnoredTeam != "" {
+		req.IgnoredTeam = s.IgnoredTeam
+	}
+	return req, s.KnownEnvironment
 }
 
 // template returns the standard template that pre-authorizes change c for

@@ -62,6 +62,9 @@ func Evaluate(cp *CompiledPolicy, f Facts, now time.Time) GateDecision {
 		cp = &CompiledPolicy{}
 	}
 	loc := cp.Location()
+	// The policy, not the caller's spelling, names the service, environment
+	// and team (and so the rules): see CompiledPolicy.Subject.
+	f.Request, _ = cp.CanonicalRequest(f.Request)
 	req := &f.Request
 	dec := GateDecision{
 		ReleaseID:     f.ReleaseID,
@@ -70,10 +73,7 @@ func Evaluate(cp *CompiledPolicy, f Facts, now time.Time) GateDecision {
 		Request:       f.Request,
 		Reasons:       []Reason{},
 	}
-	env, known := cp.ResolveEnvironment(req.Environment)
-	if !known {
-		env = strings.TrimSpace(req.Environment)
-	}
+	env := req.Environment
 	ce := cp.envPolicy(env)
 	rules := cp.rulesFor(ce, req.Service)
 	approvalTypes := typeBit(ChangeNormal)
@@ -261,6 +261,11 @@ func Evaluate(cp *CompiledPolicy, f Facts, now time.Time) GateDecision {
 				add(CodeSelfApproval, Deny, l.key, "change %s was approved only by %s, who requested it; separation of duties needs another approver", l.key, approver)
 			}
 		}
+	}
+
+	if req.IgnoredTeam != "" {
+		add(CodeTeamIgnored, "", req.IgnoredTeam, "the request names team %s, but the service catalog says %s belongs to team %s; the catalog's team was used",
+			req.IgnoredTeam, req.Service, req.Team)
 	}
 
 	dec.Decision = Allow

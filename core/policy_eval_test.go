@@ -395,7 +395,7 @@ func TestEvaluate(t *testing.T) {
 				t.Errorf("first reason message %q does not contain %q", firstMessage(got.Reasons), tt.msg)
 			}
 			if got.PolicyVersion != 7 || !got.EvaluatedAt.Equal(now) || got.ReleaseID != "rel-9" || got.ID != "" ||
-				got.Facts == nil || got.Request.Service != f.Request.Service {
+				got.Facts == nil || !strings.EqualFold(got.Request.Service, strings.TrimSpace(f.Request.Service)) {
 				t.Errorf("bookkeeping fields wrong: %+v", got)
 			}
 		})

@@ -106,11 +106,15 @@ func normalizeKeys(field string, keys []string, max int) ([]string, error) {
 }
 
 // normalize validates a gate request against the policy in force and
-// fills defaults: canonical environment name, team from the catalog.
+// canonicalizes what selects its rules (core.CompiledPolicy.Subject): the
+// environment's canonical name, the service's catalog spelling, the
+// catalog's team (a team the caller names that the catalog contradicts is
+// ignored, and the decision says so).
 func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.GateRequest, error) {
 	req.Service = strings.TrimSpace(req.Service)
 	req.Environment = strings.TrimSpace(req.Environment)
 	req.Version = strings.TrimSpace(req.Version)
+	req.Team = strings.TrimSpace(req.Team)
 	for _, f := range []struct {
 		name, v  string
 		required bool
@@ -119,11 +123,10 @@ func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.Ga
 			return req, err
 		}
 	}
-	env, ok := cp.ResolveEnvironment(req.Environment)
-	if !ok {
+	req, known := cp.CanonicalRequest(req)
+	if !known {
 		return req, core.Invalid("environment", "unknown environment %q; the policy knows %s", req.Environment, strings.Join(cp.Environments(), ", "))
 	}
-	req.Environment = env
 	if len(req.Commit) > 128 {
 		return req, core.Invalid("commit", "is longer than 128 characters")
 	}
@@ -136,9 +139,6 @@ func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.Ga
 	}
 	if req.Incidents, err = normalizeKeys("incidents", req.Incidents, g.cfg.MaxListItems); err != nil {
 		return req, err
-	}
-	if req.Team == "" {
-		req.Team = cp.TeamOf(req.Service)
 	}
 	if p := req.Pipeline; p != nil && (len(p.Provider) > 64 || len(p.RunID) > 256 || len(p.URL) > 2048) {
 		return req, core.Invalid("pipeline", "provider, run_id or url is too long")

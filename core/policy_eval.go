@@ -6,6 +6,83 @@ import (
 	"time"
 )
 
+// evalContext is what every rule reads: the request as the policy names it,
+// the facts, the compiled environment policy and its enabled rules, the
+// linked changes, and the moment of evaluation.
+type evalContext struct {
+	cp       *CompiledPolicy
+	f        *Facts
+	req      *GateRequest
+	now      time.Time
+	env      string       // canonical environment (trimmed input when unknown)
+	ce       *compiledEnv // nil for an unknown environment
+	rules    ruleSet
+	approval typeSet // change types whose approval is awaited
+	// linkBuf[:nlinks] (or more, past its size) are the request's change
+	// keys, deduplicated case-insensitively, in request order: see links.
+	// Kept inline, not as a slice of the context's own array, so the
+	// context can live on its evaluator's stack.
+	nlinks  int
+	linkBuf [4]linked
+	more    []linked
+	// allEmergency: the request links changes and every one is a known
+	// emergency change; emergency: any linked change is one.
+	allEmergency, emergency bool
+}
+
+// init canonicalizes f.Request (CompiledPolicy.CanonicalRequest: the policy,
+// not the caller's spelling, names the service, environment and team, and
+// so the rules) and gathers what the rules read.
+func (ec *evalContext) init(cp *CompiledPolicy, f *Facts, now time.Time) {
+	f.Request, _ = cp.CanonicalRequest(f.Request)
+	ec.cp, ec.f, ec.req, ec.now = cp, f, &f.Request, now
+	ec.env = f.Request.Environment
+	ec.ce = cp.envPolicy(ec.env)
+	ec.rules = cp.rulesFor(ec.ce, f.Request.Service)
+	ec.approval = typeBit(ChangeNormal)
+	if ec.ce != nil {
+		ec.approval = ec.ce.approval
+	}
+	ec.allEmergency = true
+	for _, k := range f.Request.Changes {
+		k = strings.TrimSpace(k)
+		if k == "" || hasKey(ec.links(), k) {
+			continue
+		}
+		l := linked{key: k}
+		l.c, l.found = lookupChange(f.Changes, k)
+		if l.found {
+			l.template = cp.template(&l.c, f.Request.Service, ec.env)
+			if l.c.Type == ChangeEmergency {
+				ec.emergency = true
+			}
+		}
+		if !l.found || l.c.Type != ChangeEmergency {
+			ec.allEmergency = false
+		}
+		switch {
+		case ec.more != nil:
+			ec.more = append(ec.more, l)
+		case ec.nlinks < len(ec.linkBuf):
+			ec.linkBuf[ec.nlinks] = l
+			ec.nlinks++
+		default:
+			ec.more = append(append(make([]linked, 0, 2*len(ec.linkBuf)), ec.linkBuf[:]...), l)
+		}
+	}
+	if len(ec.links()) == 0 {
+		ec.allEmergency = false
+	}
+}
+
+// links returns the linked changes.
+func (ec *evalContext) links() []linked {
+	if ec.more != nil {
+		return ec.more
+	}
+	return ec.linkBuf[:ec.nlinks]
+}
+
 // linked is one change key of a request with what the facts know about it.
 type linked struct {
 	key      string
@@ -62,49 +139,16 @@ func Evaluate(cp *CompiledPolicy, f Facts, now time.Time) GateDecision {
 		cp = &CompiledPolicy{}
 	}
 	loc := cp.Location()
-	// The policy, not the caller's spelling, names the service, environment
-	// and team (and so the rules): see CompiledPolicy.Subject.
-	f.Request, _ = cp.CanonicalRequest(f.Request)
-	req := &f.Request
+	var ec evalContext
+	ec.init(cp, &f, now)
+	req, env, rules, approvalTypes, links, allEmergency := ec.req, ec.env, ec.rules, ec.approval, ec.links(), ec.allEmergency
 	dec := GateDecision{
 		ReleaseID:     f.ReleaseID,
 		PolicyVersion: cp.version,
 		EvaluatedAt:   now,
 		Request:       f.Request,
 		Reasons:       []Reason{},
-	}
-	env := req.Environment
-	ce := cp.envPolicy(env)
-	rules := cp.rulesFor(ce, req.Service)
-	approvalTypes := typeBit(ChangeNormal)
-	if ce != nil {
-		approvalTypes = ce.approval
-	}
-
-	// Linked changes, deduplicated case-insensitively, in request order.
-	var buf [4]linked
-	links := buf[:0]
-	allEmergency := true
-	for _, k := range req.Changes {
-		k = strings.TrimSpace(k)
-		if k == "" || hasKey(links, k) {
-			continue
-		}
-		l := linked{key: k}
-		l.c, l.found = lookupChange(f.Changes, k)
-		if l.found {
-			l.template = cp.template(&l.c, req.Service, env)
-			if l.c.Type == ChangeEmergency {
-				dec.Emergency = true
-			}
-		}
-		if !l.found || l.c.Type != ChangeEmergency {
-			allEmergency = false
-		}
-		links = append(links, l)
-	}
-	if len(links) == 0 {
-		allEmergency = false
+		Emergency:     ec.emergency,
 	}
 
 	add := func(code string, result Decision, ref, format string, args ...any) {

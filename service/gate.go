@@ -148,9 +148,12 @@ func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.Ga
 
 // Check evaluates a release and records the answer. With wait > 0 (capped
 // at MaxWait) it holds while the answer is "wait" and re-evaluates as soon
-// as a relevant change, incident, PIR or policy update lands; it answers
-// the first non-wait decision, or the last wait at the deadline. Only the
-// answered decision is recorded (durably, in the audit chain).
+// as a relevant change, incident, PIR or policy update lands, at the next
+// moment the answer can change by time alone (core.NextChange: a window
+// opening, a freeze ending), and at the deadline. The answer is always
+// evaluated at the moment it is given: the first non-wait decision, or the
+// wait evaluated at the deadline (or at shutdown). Only the answered
+// decision is recorded (durably, in the audit chain).
 func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wait time.Duration) (core.GateDecision, error) {
 	cp := g.policies.Current()
 	req, err := g.normalize(cp, req)
@@ -172,21 +175,24 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	defer cancel()
 	deadline := g.clock.Now().Add(wait)
 
-	for {
+	for final := wait <= 0; ; {
 		cp = g.policies.Current()
 		d, err := g.evaluate(ctx, cp, req)
 		if err != nil {
 			return core.GateDecision{}, err
 		}
-		remaining := deadline.Sub(g.clock.Now())
-		if d.Decision != core.Wait || wait <= 0 || remaining <= 0 {
+		if final || d.Decision != core.Wait || !d.EvaluatedAt.Before(deadline) {
 			return g.record(ctx, d, actor)
 		}
-		if !g.await(ctx, wake, remaining, req) {
-			if ctx.Err() != nil {
-				return core.GateDecision{}, core.Wrap(core.KindUnavailable, ctx.Err(), "the request ended while waiting")
-			}
-			return g.record(ctx, d, actor)
+		until := deadline
+		if next, ok := core.NextChange(cp, *d.Facts, d.EvaluatedAt); ok && next.Before(until) {
+			until = next
+		}
+		switch g.await(ctx, wake, until.Sub(d.EvaluatedAt), req) {
+		case awaitDone:
+			return core.GateDecision{}, core.Wrap(core.KindUnavailable, ctx.Err(), "the request ended while waiting")
+		case awaitStopped:
+			final = true
 		}
 	}
 }
@@ -219,22 +225,47 @@ func (g *Gate) record(ctx context.Context, d core.GateDecision, actor string) (c
 	return d, nil
 }
 
-// await blocks until a notification that may concern req arrives (true),
-// or the time is up or ctx ends (false).
-func (g *Gate) await(ctx context.Context, wake <-chan string, d time.Duration, req core.GateRequest) bool {
+// Outcomes of await.
+const (
+	awaitWoken   = iota // a relevant notification, or the time to re-evaluate
+	awaitStopped        // the gate is shutting down: answer now
+	awaitDone           // the request's context ended
+)
+
+// TimerClock is a clock that also makes timers. The gate waits on the
+// clock's timers when its clock is one (tests drive time with a fake), on
+// the runtime's otherwise.
+type TimerClock interface {
+	core.Clock
+	// NewTimer returns a channel that receives once d has passed, and a
+	// function that stops the timer.
+	NewTimer(d time.Duration) (c <-chan time.Time, stop func() bool)
+}
+
+func (g *Gate) newTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	if tc, ok := g.clock.(TimerClock); ok {
+		return tc.NewTimer(d)
+	}
 	t := time.NewTimer(d)
-	defer t.Stop()
+	return t.C, t.Stop
+}
+
+// await blocks until a notification that may concern req arrives or d has
+// passed (awaitWoken: evaluate again), the gate stops or ctx ends.
+func (g *Gate) await(ctx context.Context, wake <-chan string, d time.Duration, req core.GateRequest) int {
+	timer, stop := g.newTimer(d)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return false
+			return awaitDone
 		case <-g.stopping:
-			return false
-		case <-t.C:
-			return false
+			return awaitStopped
+		case <-timer:
+			return awaitWoken
 		case topic := <-wake:
 			if relevant(topic, req) {
-				return true
+				return awaitWoken
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -25,6 +26,10 @@ type CompiledPolicy struct {
 	scopeAll bool
 	freezes  []compiledFreeze
 	cal      *businessCalendar
+	// contexts recycles evaluation contexts: the rules are called through
+	// their table, so a context escapes to the heap, and reusing them keeps
+	// an evaluation to the allocations of its answer.
+	contexts sync.Pool
 }
 
 // catalogEntry is one service of the catalog with its name as the policy
@@ -82,9 +87,22 @@ func compile(p Policy) (*CompiledPolicy, error) {
 	cp.cal = compileBusinessHours(&ps, p.BusinessHours, cp.loc)
 	compileEnvironments(&ps, cp, p.Environments)
 
-	svcNames := slices.Sorted(maps.Keys(p.Services))
-	for _, name := range svcNames {
-		info := p.Services[name]
+	compileServices(&ps, cp, p.Services)
+
+	compileTemplates(&ps, cp, p.StandardTemplates)
+	cp.scopeAll = compileMajorIncident(&ps, p.MajorIncident)
+	compileFreezes(&ps, cp, p.Freezes)
+
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+// compileServices builds the service catalog.
+func compileServices(ps *problems, cp *CompiledPolicy, services map[string]ServiceInfo) {
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		info := services[name]
 		field := "services." + name
 		key := strings.ToLower(strings.TrimSpace(name))
 		if key == "" {
@@ -103,9 +121,12 @@ func compile(p Policy) (*CompiledPolicy, error) {
 		info.Team = strings.TrimSpace(info.Team)
 		cp.services[key] = catalogEntry{name: strings.TrimSpace(name), ServiceInfo: info}
 	}
+}
 
+// compileTemplates builds the standard-change templates.
+func compileTemplates(ps *problems, cp *CompiledPolicy, templates []StandardTemplate) {
 	seenTmpl := map[string]int{}
-	for i, t := range p.StandardTemplates {
+	for i, t := range templates {
 		field := fmt.Sprintf("standard_templates[%d]", i)
 		name := strings.TrimSpace(t.Name)
 		if name == "" {
@@ -127,26 +148,34 @@ func compile(p Policy) (*CompiledPolicy, error) {
 			ps.add(field+".services", "allow_without_change needs the services it covers; it cannot waive NO_CHANGE for every service")
 		}
 		for j, e := range t.Environments {
-			if env, ok := cp.resolveEnvField(&ps, fmt.Sprintf("%s.environments[%d]", field, j), e); ok {
+			if env, ok := cp.resolveEnvField(ps, fmt.Sprintf("%s.environments[%d]", field, j), e); ok {
 				ct.envs = append(ct.envs, env)
 			}
 		}
 		cp.tmpls = append(cp.tmpls, ct)
 	}
+}
 
-	if p.MajorIncident.MaxPriority < 0 {
-		ps.add("major_incident.max_priority", "must be 0 (off) or a priority such as 1 or 2, not %d", p.MajorIncident.MaxPriority)
+// compileMajorIncident checks the major-incident policy and reports
+// whether its scope is "all".
+func compileMajorIncident(ps *problems, m MajorIncidentPolicy) (scopeAll bool) {
+	if m.MaxPriority < 0 {
+		ps.add("major_incident.max_priority", "must be 0 (off) or a priority such as 1 or 2, not %d", m.MaxPriority)
 	}
-	switch p.MajorIncident.Scope {
+	switch m.Scope {
 	case "", IncidentScopeService:
 	case IncidentScopeAll:
-		cp.scopeAll = true
+		scopeAll = true
 	default:
-		ps.add("major_incident.scope", "unknown scope %q; use %q or %q", p.MajorIncident.Scope, IncidentScopeService, IncidentScopeAll)
+		ps.add("major_incident.scope", "unknown scope %q; use %q or %q", m.Scope, IncidentScopeService, IncidentScopeAll)
 	}
+	return scopeAll
+}
 
+// compileFreezes builds the freezes, resolving their environments.
+func compileFreezes(ps *problems, cp *CompiledPolicy, freezes []Freeze) {
 	seenFreeze := map[string]int{}
-	for i, f := range p.Freezes {
+	for i, f := range freezes {
 		field := fmt.Sprintf("freezes[%d]", i)
 		name := strings.TrimSpace(f.Name)
 		if name == "" {
@@ -156,10 +185,10 @@ func compile(p Policy) (*CompiledPolicy, error) {
 		} else {
 			seenFreeze[strings.ToLower(name)] = i
 		}
-		cf, ok := compileFreeze(&ps, field, f, cp.loc)
+		cf, ok := compileFreeze(ps, field, f, cp.loc)
 		for j, e := range f.Environments {
 			ef := fmt.Sprintf("%s.environments[%d]", field, j)
-			env, ok := cp.resolveEnvField(&ps, ef, e)
+			env, ok := cp.resolveEnvField(ps, ef, e)
 			if !ok {
 				continue
 			}
@@ -173,11 +202,6 @@ func compile(p Policy) (*CompiledPolicy, error) {
 			cp.freezes = append(cp.freezes, cf)
 		}
 	}
-
-	if err := ps.err(); err != nil {
-		return nil, err
-	}
-	return cp, nil
 }
 
 func compileEnvironments(ps *problems, cp *CompiledPolicy, envs map[string]EnvironmentPolicy) {
@@ -213,59 +237,68 @@ func compileEnvironments(ps *problems, cp *CompiledPolicy, envs map[string]Envir
 		if strings.TrimSpace(name) == "" {
 			continue
 		}
-		for i, a := range ep.Aliases {
-			af := fmt.Sprintf("%s.aliases[%d]", field, i)
-			alias := strings.ToLower(strings.TrimSpace(a))
-			switch {
-			case name == CatchAllEnvironment:
-				ps.add(af, "the catch-all environment %q cannot have aliases", CatchAllEnvironment)
-				continue
-			case alias == "":
-				ps.add(af, "alias is empty")
-				continue
-			case alias == CatchAllEnvironment:
-				ps.add(af, "%q is the catch-all key, not an alias", CatchAllEnvironment)
-				continue
-			}
-			if other, dup := cp.names[alias]; dup {
-				if other == name {
-					ps.add(af, "alias %q repeats environment %q's own name or alias", a, name)
-				} else {
-					ps.add(af, "alias %q is already a name or alias of environment %q", a, other)
-				}
-				continue
-			}
-			cp.names[alias] = name
-		}
-
-		ce := &compiledEnv{name: name}
-		if ep.Rules != nil {
-			ce.rules = validateRules(ps, field+".rules", ep.Rules)
-		} else {
-			set, ok := presetRules(ep.Preset)
-			if !ok {
-				ps.add(field+".preset", "unknown preset %q; use %q, %q or %q", ep.Preset, PresetStrict, PresetLight, PresetOpen)
-			}
-			ce.rules = set
-		}
-		ce.cfRules = validateRules(ps, field+".customer_facing_rules", ep.CustomerFacingRules)
-		if ep.ApprovalRequired != nil {
-			ce.approval = validateTypes(ps, field+".approval_required", ep.ApprovalRequired)
-		} else {
-			ce.approval = typeBit(ChangeNormal)
-		}
-		switch {
-		case ep.PIRRequired != nil:
-			ce.pir = validateTypes(ps, field+".pir_required", ep.PIRRequired)
-		case ep.Rules == nil && (ep.Preset == "" || ep.Preset == PresetStrict):
-			ce.pir = typeBit(ChangeNormal) | typeBit(ChangeEmergency)
-		}
-		cp.envs[name] = ce
+		compileAliases(ps, cp, field, name, ep.Aliases)
+		cp.envs[name] = compileEnv(ps, field, name, ep)
 		if name != CatchAllEnvironment {
 			cp.envNames = append(cp.envNames, name)
 		}
 	}
 	sort.Strings(cp.envNames)
+}
+
+// compileAliases registers an environment's aliases in cp.names.
+func compileAliases(ps *problems, cp *CompiledPolicy, field, name string, aliases []string) {
+	for i, a := range aliases {
+		af := fmt.Sprintf("%s.aliases[%d]", field, i)
+		alias := strings.ToLower(strings.TrimSpace(a))
+		switch {
+		case name == CatchAllEnvironment:
+			ps.add(af, "the catch-all environment %q cannot have aliases", CatchAllEnvironment)
+			continue
+		case alias == "":
+			ps.add(af, "alias is empty")
+			continue
+		case alias == CatchAllEnvironment:
+			ps.add(af, "%q is the catch-all key, not an alias", CatchAllEnvironment)
+			continue
+		}
+		if other, dup := cp.names[alias]; dup {
+			if other == name {
+				ps.add(af, "alias %q repeats environment %q's own name or alias", a, name)
+			} else {
+				ps.add(af, "alias %q is already a name or alias of environment %q", a, other)
+			}
+			continue
+		}
+		cp.names[alias] = name
+	}
+}
+
+// compileEnv compiles one environment's rules and change-type sets.
+func compileEnv(ps *problems, field, name string, ep EnvironmentPolicy) *compiledEnv {
+	ce := &compiledEnv{name: name}
+	if ep.Rules != nil {
+		ce.rules = validateRules(ps, field+".rules", ep.Rules)
+	} else {
+		set, ok := presetRules(ep.Preset)
+		if !ok {
+			ps.add(field+".preset", "unknown preset %q; use %q, %q or %q", ep.Preset, PresetStrict, PresetLight, PresetOpen)
+		}
+		ce.rules = set
+	}
+	ce.cfRules = validateRules(ps, field+".customer_facing_rules", ep.CustomerFacingRules)
+	if ep.ApprovalRequired != nil {
+		ce.approval = validateTypes(ps, field+".approval_required", ep.ApprovalRequired)
+	} else {
+		ce.approval = typeBit(ChangeNormal)
+	}
+	switch {
+	case ep.PIRRequired != nil:
+		ce.pir = validateTypes(ps, field+".pir_required", ep.PIRRequired)
+	case ep.Rules == nil && (ep.Preset == "" || ep.Preset == PresetStrict):
+		ce.pir = typeBit(ChangeNormal) | typeBit(ChangeEmergency)
+	}
+	return ce
 }
 
 // resolveEnvField resolves an environment named in the policy itself.

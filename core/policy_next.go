@@ -11,35 +11,23 @@ import "time"
 // re-evaluates at this moment instead of answering a stale decision.
 //
 // The moment is when the answer may change, not that it will: another
-// rule may still hold the release then. No gate rule reads business hours
-// today; a rule that comes to depend on the time adds its moment here.
+// rule may still hold the release then. Each rule whose verdict depends on
+// the time reports its own moments (its next function in gateRules); no
+// gate rule reads business hours today.
 func NextChange(cp *CompiledPolicy, f Facts, now time.Time) (next time.Time, ok bool) {
 	if cp == nil {
 		cp = &CompiledPolicy{}
 	}
-	var ec evalContext
-	ec.init(cp, &f, now)
+	ec := cp.evalContext(&f, now)
+	defer cp.release(ec)
 	consider := func(t time.Time) {
 		if t.After(now) && (!ok || t.Before(next)) {
 			next, ok = t, true
 		}
 	}
-	if ec.rules.has(CodeOutsideWindow) {
-		for _, l := range ec.links() {
-			if !l.found {
-				continue
-			}
-			if s := l.c.PlannedStart; s != nil {
-				consider(*s) // inside from the planned start on
-			}
-			if e := l.c.PlannedEnd; e != nil {
-				consider(e.Add(time.Nanosecond)) // outside only after the planned end
-			}
-		}
-	}
-	if ec.rules.has(CodeFreeze) && !ec.allEmergency {
-		if t, found := cp.nextFreezeChange(ec.env, now); found {
-			consider(t)
+	for i := range gateRules {
+		if r := &gateRules[i]; r.next != nil && ec.rules&(1<<i) != 0 {
+			r.next(ec, consider)
 		}
 	}
 	return next, ok

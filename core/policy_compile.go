@@ -475,12 +475,33 @@ func (cp *CompiledPolicy) Subject(service, environment, team string) Subject {
 // the catalog overrides is kept in IgnoredTeam (an earlier one is kept when
 // req is already canonical, so calling it twice changes nothing).
 func (cp *CompiledPolicy) CanonicalRequest(req GateRequest) (GateRequest, bool) {
+	_, _, ok := cp.canonicalize(&req)
+	return req, ok
+}
+
+// canonicalize is CanonicalRequest in place; it also returns what the
+// canonical names select: the environment's policy (nil when unknown) and
+// the rules the release gets (every rule for an unknown environment).
+func (cp *CompiledPolicy) canonicalize(req *GateRequest) (ce *compiledEnv, rules ruleSet, known bool) {
 	s := cp.Subject(req.Service, req.Environment, req.Team)
 	req.Service, req.Environment, req.Team = s.Service, s.Environment, s.Team
 	if s.IgnoredTeam != "" {
 		req.IgnoredTeam = s.IgnoredTeam
 	}
-	return req, s.KnownEnvironment
+	if !s.KnownEnvironment {
+		return nil, allRules, false
+	}
+	if ce = cp.envs[s.Environment]; ce == nil {
+		ce = cp.envs[CatchAllEnvironment]
+	}
+	rules = allRules
+	if ce != nil {
+		rules = ce.rules
+		if s.Tier == TierCustomerFacing {
+			rules |= ce.cfRules
+		}
+	}
+	return ce, rules, true
 }
 
 // template returns the standard template that pre-authorizes change c for

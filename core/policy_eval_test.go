@@ -544,3 +544,24 @@ func TestEvaluateApprovalRequiredTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluateCarriesNothingOver: evaluations with one compiled policy
+// (which recycles its evaluation contexts) do not see each other's facts.
+func TestEvaluateCarriesNothingOver(t *testing.T) {
+	cp := mustCompile(t, testPolicy())
+	emergency := goodFacts()
+	emergency.Request.Changes = []string{"CHG1", "CHG2", "CHG3", "CHG4", "CHG5"}
+	for _, k := range emergency.Request.Changes {
+		emergency.Changes[k] = withType(goodChange(k), ChangeEmergency)
+	}
+	plain := goodFacts()
+	plain.Request.Changes = nil
+	for range 3 {
+		if d := Evaluate(cp, emergency, wednesday); d.Decision != Allow || !d.Emergency {
+			t.Fatalf("emergency: %s %v %q", d.Decision, d.Emergency, reasonList(d.Reasons))
+		}
+		if d := Evaluate(cp, plain, wednesday); d.Decision != Deny || d.Emergency || !slices.Equal(reasonList(d.Reasons), []string{"NO_CHANGE:deny:"}) {
+			t.Fatalf("plain: %s %v %q", d.Decision, d.Emergency, reasonList(d.Reasons))
+		}
+	}
+}

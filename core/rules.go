@@ -53,7 +53,9 @@ func ruleNoChange(ec *evalContext) {
 // do not hold (no connector has delivered it). Keys match exactly, else
 // case-insensitively.
 func ruleChangeNotFound(ec *evalContext) {
-	for _, l := range ec.links() {
+	links := ec.links()
+	for i := range links {
+		l := &links[i]
 		if !l.found {
 			ec.add(CodeChangeNotFound, Deny, l.key, "change %s is not known to any connector; check the key, or wait until the change is synchronized", l.key)
 		}
@@ -71,7 +73,9 @@ func ruleChangeNotFound(ec *evalContext) {
 //     no template and a change of unknown type count as normal);
 //   - other types pass.
 func ruleChangeNotApproved(ec *evalContext) {
-	for _, l := range ec.links() {
+	links := ec.links()
+	for i := range links {
+		l := &links[i]
 		if !l.found {
 			continue
 		}
@@ -98,7 +102,9 @@ func ruleChangeNotApproved(ec *evalContext) {
 // without a risk assessment or a backout plan, except standard changes
 // matching a template (pre-authorized).
 func ruleChangeIncomplete(ec *evalContext) {
-	for _, l := range ec.links() {
+	links := ec.links()
+	for i := range links {
+		l := &links[i]
 		if !l.found || l.template != nil {
 			continue
 		}
@@ -123,7 +129,9 @@ func ruleChangeIncomplete(ec *evalContext) {
 // planned window is denied; emergency and template-matched changes are
 // checked against whatever bounds they have.
 func ruleOutsideWindow(ec *evalContext) {
-	for _, l := range ec.links() {
+	links := ec.links()
+	for i := range links {
+		l := &links[i]
 		if !l.found {
 			continue
 		}
@@ -146,7 +154,9 @@ func ruleOutsideWindow(ec *evalContext) {
 // nextOutsideWindow: OUTSIDE_WINDOW changes when a linked change's window
 // opens (inside from its start on) and just after it closes.
 func nextOutsideWindow(ec *evalContext, consider func(time.Time)) {
-	for _, l := range ec.links() {
+	links := ec.links()
+	for i := range links {
+		l := &links[i]
 		if !l.found {
 			continue
 		}
@@ -163,7 +173,9 @@ func nextOutsideWindow(ec *evalContext, consider func(time.Time)) {
 // services / CIs do not include the release's service (case-insensitively),
 // and each that lists none.
 func ruleScopeMismatch(ec *evalContext) {
-	for _, l := range ec.links() {
+	links := ec.links()
+	for i := range links {
+		l := &links[i]
 		if !l.found {
 			continue
 		}
@@ -248,7 +260,9 @@ func nextFreeze(ec *evalContext, consider func(time.Time)) {
 // (separation of duties).
 func ruleSelfApproval(ec *evalContext) {
 	actor := strings.TrimSpace(ec.req.Actor)
-	for _, l := range ec.links() {
+	links := ec.links()
+	for i := range links {
+		l := &links[i]
 		if !l.found {
 			continue
 		}

@@ -439,5 +439,5 @@ func loadZone(name string) (*time.Location, error) {
 
 // containsFold reports whether list holds s, case-insensitively.
 func containsFold(list []string, s string) bool {
-	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(strings.TrimSpace(x), s) })
+	return slices.ContainsFunc(list, func(x string) bool { return x == s || strings.EqualFold(strings.TrimSpace(x), s) })
 }

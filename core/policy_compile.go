@@ -333,6 +333,9 @@ func (cp *CompiledPolicy) ResolveEnvironment(name string) (canonical string, ok 
 	if name == "" || name == CatchAllEnvironment {
 		return "", false
 	}
+	if c, ok := cp.names[name]; ok { // the usual case: a name already in lower case
+		return c, true
+	}
 	lower := strings.ToLower(name)
 	if c, ok := cp.names[lower]; ok {
 		return c, true
@@ -453,7 +456,10 @@ func (cp *CompiledPolicy) Subject(service, environment, team string) Subject {
 	if !s.KnownEnvironment {
 		s.Environment = strings.TrimSpace(environment)
 	}
-	e, listed := cp.services[strings.ToLower(s.Service)]
+	e, listed := cp.services[s.Service]
+	if !listed {
+		e, listed = cp.services[strings.ToLower(s.Service)]
+	}
 	if !listed {
 		return s
 	}

@@ -76,13 +76,11 @@ type evalContext struct {
 	ce       *compiledEnv // nil for an unknown environment
 	rules    ruleSet
 	approval typeSet // change types whose approval is awaited
-	// linkBuf[:nlinks] (or more, past its size) are the request's change
-	// keys, deduplicated case-insensitively, in request order: see links.
-	// Kept inline, not as a slice of the context's own array, so the
-	// context can live on its evaluator's stack.
-	nlinks  int
+	// links are the request's change keys, deduplicated case-insensitively,
+	// in request order, with what the facts know of each; linkBuf is their
+	// storage for the usual few.
+	links   []linked
 	linkBuf [4]linked
-	more    []linked
 	// allEmergency: the request links changes and every one is a known
 	// emergency change; emergency: any linked change is one.
 	allEmergency, emergency bool
@@ -106,8 +104,7 @@ func (cp *CompiledPolicy) evalContext(f *Facts, now time.Time) *evalContext {
 // (clearing them costs every evaluation write barriers; a pooled context
 // lives at most two garbage collections).
 func (cp *CompiledPolicy) release(ec *evalContext) {
-	ec.cp, ec.f, ec.req, ec.ce, ec.more, ec.reasons = nil, nil, nil, nil, nil, nil
-	ec.nlinks = 0
+	ec.cp, ec.f, ec.req, ec.ce, ec.links, ec.reasons = nil, nil, nil, nil, nil, nil
 	cp.contexts.Put(ec)
 }
 
@@ -123,9 +120,10 @@ func (ec *evalContext) init(cp *CompiledPolicy, f *Facts, now time.Time) {
 		ec.approval = ec.ce.approval
 	}
 	ec.allEmergency, ec.emergency = true, false
+	ec.links = ec.linkBuf[:0]
 	for _, k := range f.Request.Changes {
 		k = strings.TrimSpace(k)
-		if k == "" || hasKey(ec.links(), k) {
+		if k == "" || hasKey(ec.links, k) {
 			continue
 		}
 		l := linked{key: k}
@@ -139,27 +137,11 @@ func (ec *evalContext) init(cp *CompiledPolicy, f *Facts, now time.Time) {
 		if !l.found || l.c.Type != ChangeEmergency {
 			ec.allEmergency = false
 		}
-		switch {
-		case ec.more != nil:
-			ec.more = append(ec.more, l)
-		case ec.nlinks < len(ec.linkBuf):
-			ec.linkBuf[ec.nlinks] = l
-			ec.nlinks++
-		default:
-			ec.more = append(append(make([]linked, 0, 2*len(ec.linkBuf)), ec.linkBuf[:]...), l)
-		}
+		ec.links = append(ec.links, l)
 	}
-	if len(ec.links()) == 0 {
+	if len(ec.links) == 0 {
 		ec.allEmergency = false
 	}
-}
-
-// links returns the linked changes.
-func (ec *evalContext) links() []linked {
-	if ec.more != nil {
-		return ec.more
-	}
-	return ec.linkBuf[:ec.nlinks]
 }
 
 // add appends a reason.
@@ -176,7 +158,7 @@ func (ec *evalContext) fixes(in *Incident) bool {
 	if containsFold(ec.req.Incidents, in.Key) {
 		return true
 	}
-	links := ec.links()
+	links := ec.links
 	for i := range links {
 		l := &links[i]
 		if containsFold(in.FixChanges, l.key) {

@@ -42,7 +42,7 @@ var gateRules = [...]rule{
 // keys count as none), unless a standard template with
 // allow_without_change covers its service and environment.
 func ruleNoChange(ec *evalContext) {
-	if len(ec.links()) > 0 || ec.cp.unlinkedTemplate(ec.req.Service, ec.env) != nil {
+	if len(ec.links) > 0 || ec.cp.unlinkedTemplate(ec.req.Service, ec.env) != nil {
 		return
 	}
 	ec.add(CodeNoChange, Deny, "", "no change is linked to the release of %s %s to %s; link an approved change or cover the service with a standard template",
@@ -53,7 +53,7 @@ func ruleNoChange(ec *evalContext) {
 // do not hold (no connector has delivered it). Keys match exactly, else
 // case-insensitively.
 func ruleChangeNotFound(ec *evalContext) {
-	links := ec.links()
+	links := ec.links
 	for i := range links {
 		l := &links[i]
 		if !l.found {
@@ -73,7 +73,7 @@ func ruleChangeNotFound(ec *evalContext) {
 //     no template and a change of unknown type count as normal);
 //   - other types pass.
 func ruleChangeNotApproved(ec *evalContext) {
-	links := ec.links()
+	links := ec.links
 	for i := range links {
 		l := &links[i]
 		if !l.found {
@@ -102,7 +102,7 @@ func ruleChangeNotApproved(ec *evalContext) {
 // without a risk assessment or a backout plan, except standard changes
 // matching a template (pre-authorized).
 func ruleChangeIncomplete(ec *evalContext) {
-	links := ec.links()
+	links := ec.links
 	for i := range links {
 		l := &links[i]
 		if !l.found || l.template != nil {
@@ -129,7 +129,7 @@ func ruleChangeIncomplete(ec *evalContext) {
 // planned window is denied; emergency and template-matched changes are
 // checked against whatever bounds they have.
 func ruleOutsideWindow(ec *evalContext) {
-	links := ec.links()
+	links := ec.links
 	for i := range links {
 		l := &links[i]
 		if !l.found {
@@ -154,7 +154,7 @@ func ruleOutsideWindow(ec *evalContext) {
 // nextOutsideWindow: OUTSIDE_WINDOW changes when a linked change's window
 // opens (inside from its start on) and just after it closes.
 func nextOutsideWindow(ec *evalContext, consider func(time.Time)) {
-	links := ec.links()
+	links := ec.links
 	for i := range links {
 		l := &links[i]
 		if !l.found {
@@ -173,7 +173,7 @@ func nextOutsideWindow(ec *evalContext, consider func(time.Time)) {
 // services / CIs do not include the release's service (case-insensitively),
 // and each that lists none.
 func ruleScopeMismatch(ec *evalContext) {
-	links := ec.links()
+	links := ec.links
 	for i := range links {
 		l := &links[i]
 		if !l.found {
@@ -260,7 +260,7 @@ func nextFreeze(ec *evalContext, consider func(time.Time)) {
 // (separation of duties).
 func ruleSelfApproval(ec *evalContext) {
 	actor := strings.TrimSpace(ec.req.Actor)
-	links := ec.links()
+	links := ec.links
 	for i := range links {
 		l := &links[i]
 		if !l.found {

@@ -256,10 +256,7 @@ func (s *Server) signOffPIR(c *echo.Context) error {
 			return err
 		}
 	}
-	if len(r.Summary) > 10000 {
-		return core.Invalid("summary", "is longer than 10000 characters")
-	}
-	p, err := s.deps.Reader.SignOffPIR(c.Request().Context(), c.Param("id"), actor(c), r.Summary, s.deps.Clock.Now())
+	p, err := s.deps.Reviews.SignOff(c.Request().Context(), c.Param("id"), actor(c), r.Summary)
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,7 @@ type App struct {
 	Policies    *service.Policies
 	Gate        *service.Gate
 	Deployments *service.Deployments
+	Reviews     *service.Reviews
 	Mappings    *service.Mappings
 	Inbox       *service.Inbox
 	Server      *api.Server
@@ -93,6 +94,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		a.Metrics.GateDecisions.WithLabelValues(environmentLabel(a.Policies.Current(), d.Request.Environment), string(d.Decision)).Inc()
 	}
 	a.Deployments = service.NewDeployments(db, a.Policies, clock, log, cfg.Gate.MaxListItems)
+	a.Reviews = service.NewReviews(db, clock)
 
 	sources := []fs.FS{mappings.FS}
 	if cfg.MappingsDir != "" {
@@ -121,6 +123,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
 		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
+		Reviews: a.Reviews,
 	})
 	return a, nil
 }

@@ -14,8 +14,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-var _ core.ChangeStore = (*DB)(nil)
-
 // maxKeyLen bounds record keys (change and incident numbers).
 const maxKeyLen = 255
 

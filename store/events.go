@@ -15,9 +15,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-// Compile-time check.
-var _ core.EventStore = (*DB)(nil)
-
 // Inbox limits.
 const (
 	maxClaim          = 1000

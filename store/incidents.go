@@ -15,8 +15,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-var _ core.IncidentStore = (*DB)(nil)
-
 // normIncident returns i ready to store (see normChange).
 func normIncident(i core.Incident, now time.Time) core.Incident {
 	i.OpenedAt = tsp(i.OpenedAt)

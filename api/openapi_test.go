@@ -223,7 +223,7 @@ func TestReasonCodesAreDocumented(t *testing.T) {
 		t.Errorf("GateRule enum %v, core.GateRules %v", rules, core.GateRules)
 	}
 	codes := enumOf(t, doc, "ReasonCode")
-	for _, c := range append(slices.Clone(core.GateRules), core.CodeGateBypassed, core.CodeEmergencyReviewOverdue, core.CodeEmergencyValidationOverdue) {
+	for _, c := range append(slices.Clone(core.GateRules), core.CodeGateBypassed, core.CodeEmergencyReviewOverdue, core.CodeEmergencyValidationOverdue, core.CodeTeamIgnored) {
 		if !slices.Contains(codes, c) {
 			t.Errorf("reason code %s is not in the ReasonCode enum", c)
 		}

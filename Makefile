@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/tollgate-dev/tollgate/app.Version=$(VERSION)
 
-.PHONY: help run build test lint vet bench fuzz
+.PHONY: help run build test lint vet bench fuzz docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,8 +21,13 @@ test: ## run every test against real PostgreSQL (found or started) and SQLite
 vet: ## go vet
 	$(GO) vet ./...
 
-lint: vet ## gofmt check, go vet and golangci-lint (when installed)
+lint: vet ## gofmt check, go vet, the OpenAPI document's lint and golangci-lint (when installed)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) test -count=1 -run 'TestOpenAPIDocumentLints|TestEveryRouteIsDocumented|TestContractBaseline' ./api
+
+docs: ## regenerate docs/cli.md and record api/openapi.yaml as the contract's baseline
+	$(GO) generate ./cmd/tollgate
+	$(GO) test -count=1 -run '^TestContractBaseline$$' ./api -update
 	@if command -v golangci-lint >/dev/null; then golangci-lint run; else echo "golangci-lint not installed: skipped (gofmt and vet passed)"; fi
 
 bench: ## run the Go benchmarks (figures in docs/benchmarks.md)

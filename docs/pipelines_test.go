@@ -17,6 +17,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,7 +27,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -120,10 +120,13 @@ func TestPipelineExamples(t *testing.T) {
 					steps := ex.parse(t, block, in)
 					ws := workspace(t, sc.deployFail)
 					if sc.approveAt > 0 {
+						approved := make(chan struct{})
 						go func() {
+							defer close(approved)
 							time.Sleep(sc.approveAt)
 							srv.seedChange(pendingKey, "approved", time.Now())
 						}()
+						defer func() { <-approved }()
 					}
 					start := time.Now()
 					out := runSteps(t, bin, ws, steps, map[string]string{"TOLLGATE_URL": srv.url})
@@ -557,7 +560,8 @@ func runSteps(t *testing.T, bin, dir string, steps []step, overrides map[string]
 		out.ran = append(out.ran, s.name)
 		if err != nil {
 			out.failed, out.code = s.name, -1
-			if ee, ok := err.(*exec.ExitError); ok {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
 				out.code = ee.ExitCode()
 			}
 			break
@@ -602,9 +606,9 @@ func clone(m map[string]string) map[string]string {
 // compiled the packages).
 func buildTollgate(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
+	goBin, err := exec.LookPath("go") // go test puts its own GOROOT/bin first on PATH
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("the go command is needed to build tollgate: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "tollgate")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -57,7 +57,8 @@ const (
 //     change;
 //   - CHANGE_KEY unset (GitHub and Jenkins set it empty, GitLab leaves it
 //     undefined): no --change reaches the gate, which denies with
-//     NO_CHANGE (exit 1), and deploy.sh does not run;
+//     NO_CHANGE (exit 1) in production, and deploy.sh does not run; in
+//     development the gate is open and the report carries no change;
 //   - a tag build takes the tag as the version, a build without a tag the
 //     commit (Jenkins' TAG_NAME and GitLab's CI_COMMIT_TAG are unset then);
 //   - a failing deploy.sh is reported as failed and fails the step;
@@ -103,10 +104,12 @@ func TestPipelineExamples(t *testing.T) {
 				tag        string
 				deployFail bool
 				approveAt  time.Duration // send the pending change's approval this long after the start
+				env        string        // DEPLOY_ENV in place of the example's production
 			}{
 				{name: "approved change", change: ptr(approvedKey)},
 				{name: "approved change, tag build", change: ptr(approvedKey), tag: "v1.4.2"},
 				{name: "no change key", change: nil},
+				{name: "no change key, development", change: nil, env: "development"},
 				{name: "deploy fails", change: ptr(approvedKey), deployFail: true},
 				{name: "waits for the approval", change: ptr(pendingKey), approveAt: 1500 * time.Millisecond},
 			}
@@ -129,13 +132,18 @@ func TestPipelineExamples(t *testing.T) {
 						defer func() { <-approved }()
 					}
 					start := time.Now()
-					out := runSteps(t, bin, ws, steps, map[string]string{"TOLLGATE_URL": srv.url})
+					overrides := map[string]string{"TOLLGATE_URL": srv.url}
+					env := "production"
+					if sc.env != "" {
+						overrides["DEPLOY_ENV"], env = sc.env, sc.env
+					}
+					out := runSteps(t, bin, ws, steps, overrides)
 					version := sha
 					if sc.tag != "" || ex.name == "github-actions" {
 						version = "v1.4.2" // the workflow runs on tags: GITHUB_REF_NAME
 					}
 					switch {
-					case sc.change == nil:
+					case sc.change == nil && env == "production":
 						if out.failed == "" || out.code != 1 || !strings.Contains(out.output, "NO_CHANGE") {
 							t.Fatalf("want the gate to deny with NO_CHANGE (exit 1); failed step %q exit %d:\n%s", out.failed, out.code, out.output)
 						}
@@ -152,12 +160,16 @@ func TestPipelineExamples(t *testing.T) {
 						if out.failed != ex.report || !deployed(ws) {
 							t.Fatalf("want the report step to fail after deploying; failed %q:\n%s", out.failed, out.output)
 						}
-						srv.checkDeployment(t, ex.provider, in.runID, "failed", version, []string{approvedKey})
+						srv.checkDeployment(t, ex.provider, in.runID, env, "failed", version, []string{approvedKey})
 					default:
 						if out.failed != "" || !deployed(ws) {
 							t.Fatalf("step %q failed (exit %d):\n%s", out.failed, out.code, out.output)
 						}
-						srv.checkDeployment(t, ex.provider, in.runID, "succeeded", version, []string{*sc.change})
+						var changes []string
+						if sc.change != nil {
+							changes = []string{*sc.change}
+						}
+						srv.checkDeployment(t, ex.provider, in.runID, env, "succeeded", version, changes)
 						if sc.approveAt > 0 && time.Since(start) < sc.approveAt {
 							t.Fatalf("allowed after %v, before the approval was sent", time.Since(start))
 						}
@@ -756,15 +768,15 @@ func (s *pipelinesServer) deployment(provider, runID string) *core.Deployment {
 	return nil
 }
 
-func (s *pipelinesServer) checkDeployment(t *testing.T, provider, runID, status, version string, changes []string) {
+func (s *pipelinesServer) checkDeployment(t *testing.T, provider, runID, env, status, version string, changes []string) {
 	t.Helper()
 	d := s.deployment(provider, runID)
 	switch {
 	case d == nil:
 		t.Fatalf("no deployment recorded for %s run %s", provider, runID)
-	case d.Service != "payments-api" || d.Environment != "production" || d.Status != status || d.Version != version ||
+	case d.Service != "payments-api" || d.Environment != env || d.Status != status || d.Version != version ||
 		d.Commit != sha || !slices.Equal(d.Changes, changes) || d.URL == "" || d.Actor == "":
-		t.Fatalf("deployment %+v; want %s, version %s, changes %v", *d, status, version, changes)
+		t.Fatalf("deployment %+v; want %s in %s, version %s, changes %v", *d, status, env, version, changes)
 	case d.FinishedAt == nil || d.FinishedAt.Before(d.StartedAt) || time.Since(d.StartedAt) > time.Minute:
 		t.Fatalf("deployment times: started %v, finished %v", d.StartedAt, d.FinishedAt)
 	}

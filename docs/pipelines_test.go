@@ -57,6 +57,43 @@ const (
 	stepTimeout = 30 * time.Second
 )
 
+// example is one tested block of pipelines.md and how its CI runs it.
+type example struct {
+	name     string // its marker
+	parse    func(t *testing.T, block string, in ciInput) []step
+	report   string // the step that reports the deployment
+	provider string // as the report names it
+	version  string // the version it deploys on a build without a tag; "" means the commit
+}
+
+var examples = []example{
+	{"github-actions", githubSteps, "Deploy and report", "github", "v1.4.2"}, // the workflow runs on tags
+	{"gitlab-ci", gitlabSteps, "deploy", "gitlab", ""},
+	{"jenkins", jenkinsSteps, "Deploy", "jenkins", ""},
+}
+
+// scenario is one run of an example: the user's variables, the build, and
+// what the deployment script does.
+type scenario struct {
+	name       string
+	change     *string // CHANGE_KEY; nil: not defined
+	tag        string  // a tag build's tag
+	env        string  // DEPLOY_ENV in place of the example's production
+	deployFail bool
+	approveAt  time.Duration // send the pending change's approval this long after the start
+	only       string        // run for this example only
+}
+
+var scenarios = []scenario{
+	{name: "approved change", change: ptr(approvedKey)},
+	{name: "approved change, tag build", change: ptr(approvedKey), tag: "v1.4.2"},
+	{name: "no change key"},
+	{name: "no change key, development", env: "development"},
+	{name: "deploy fails", change: ptr(approvedKey), deployFail: true},
+	// One long-poll through a pipeline is enough.
+	{name: "waits for the approval", change: ptr(pendingKey), approveAt: 1500 * time.Millisecond, only: "jenkins"},
+}
+
 // TestPipelineExamples runs every tested example of pipelines.md:
 //   - an approved change in CHANGE_KEY: the gate allows, deploy.sh runs and
 //     the deployment is recorded with the CI's version, commit, run id and
@@ -81,125 +118,117 @@ func TestPipelineExamples(t *testing.T) {
 		}
 	}
 	blocks := testedBlocks(t, "pipelines.md")
-	bin := buildTollgate(t)
 	// The embedded store, as a first installation has it: the examples
 	// exercise the pipelines' side, and the stores' parity has its own
 	// tests.
 	srv := bootPipelinesServer(t, "sqlite:"+filepath.Join(t.TempDir(), "tollgate.db"))
-	ciToken := srv.token(core.RoleCI)
+	r := &exampleRunner{bin: buildTollgate(t), srv: srv, token: srv.token(core.RoleCI), run: 1000}
 	srv.seedChange(approvedKey, "approved", time.Now().Add(-time.Minute))
 	srv.seedChange(pendingKey, "requested", time.Now().Add(-time.Minute))
-
-	examples := []struct {
-		name     string
-		parse    func(t *testing.T, block string, in ciInput) []step
-		report   string // the step that reports the deployment
-		provider string // as the report names it
-	}{
-		{"github-actions", githubSteps, "Deploy and report", "github"},
-		{"gitlab-ci", gitlabSteps, "deploy", "gitlab"},
-		{"jenkins", jenkinsSteps, "Deploy", "jenkins"},
-	}
-	run := 1000
 	for _, ex := range examples {
 		block, ok := blocks[ex.name]
 		if !ok {
 			t.Fatalf("pipelines.md has no block marked <!-- tested: %s -->", ex.name)
 		}
 		t.Run(ex.name, func(t *testing.T) {
-			scenarios := []struct {
-				name       string
-				change     *string
-				tag        string
-				deployFail bool
-				approveAt  time.Duration // send the pending change's approval this long after the start
-				env        string        // DEPLOY_ENV in place of the example's production
-			}{
-				{name: "approved change", change: ptr(approvedKey)},
-				{name: "approved change, tag build", change: ptr(approvedKey), tag: "v1.4.2"},
-				{name: "no change key", change: nil},
-				{name: "no change key, development", change: nil, env: "development"},
-				{name: "deploy fails", change: ptr(approvedKey), deployFail: true},
-				{name: "waits for the approval", change: ptr(pendingKey), approveAt: 1500 * time.Millisecond},
-			}
 			for _, sc := range scenarios {
-				if sc.approveAt > 0 && ex.name != "jenkins" {
-					continue // one long-poll through a pipeline is enough
+				if sc.only == "" || sc.only == ex.name {
+					t.Run(sc.name, func(t *testing.T) { r.scenario(t, ex, block, sc) })
 				}
-				run++
-				in := ciInput{token: ciToken, change: sc.change, tag: sc.tag, runID: fmt.Sprint(run)}
-				t.Run(sc.name, func(t *testing.T) {
-					steps := ex.parse(t, block, in)
-					ws := workspace(t, sc.deployFail)
-					if sc.approveAt > 0 {
-						approved := make(chan struct{})
-						go func() {
-							defer close(approved)
-							time.Sleep(sc.approveAt)
-							srv.seedChange(pendingKey, "approved", time.Now())
-						}()
-						defer func() { <-approved }()
-					}
-					start := time.Now()
-					overrides := map[string]string{"TOLLGATE_URL": srv.url}
-					env := "production"
-					if sc.env != "" {
-						overrides["DEPLOY_ENV"], env = sc.env, sc.env
-					}
-					out := runSteps(t, bin, ws, steps, overrides)
-					version := sha
-					if sc.tag != "" || ex.name == "github-actions" {
-						version = "v1.4.2" // the workflow runs on tags: GITHUB_REF_NAME
-					}
-					switch {
-					case sc.change == nil && env == "production":
-						if out.failed == "" || out.code != 1 || !strings.Contains(out.output, "NO_CHANGE") {
-							t.Fatalf("want the gate to deny with NO_CHANGE (exit 1); failed step %q exit %d:\n%s", out.failed, out.code, out.output)
-						}
-						if strings.Contains(out.output, "refused") || strings.Contains(out.output, "(400)") {
-							t.Fatalf("an unset CHANGE_KEY must not make a refused request:\n%s", out.output)
-						}
-						if deployed(ws) || slices.Contains(out.ran, ex.report) {
-							t.Fatalf("deployed after a deny (steps run: %v)", out.ran)
-						}
-						if srv.deployment(ex.provider, in.runID) != nil {
-							t.Fatal("a deployment was reported after a deny")
-						}
-					case sc.deployFail:
-						if out.failed != ex.report || !deployed(ws) {
-							t.Fatalf("want the report step to fail after deploying; failed %q:\n%s", out.failed, out.output)
-						}
-						srv.checkDeployment(t, ex.provider, in.runID, env, "failed", version, []string{approvedKey})
-					default:
-						if out.failed != "" || !deployed(ws) {
-							t.Fatalf("step %q failed (exit %d):\n%s", out.failed, out.code, out.output)
-						}
-						var changes []string
-						if sc.change != nil {
-							changes = []string{*sc.change}
-						}
-						srv.checkDeployment(t, ex.provider, in.runID, env, "succeeded", version, changes)
-						if sc.approveAt > 0 && time.Since(start) < sc.approveAt {
-							t.Fatalf("allowed after %v, before the approval was sent", time.Since(start))
-						}
-					}
-				})
 			}
-			t.Run("report refused", func(t *testing.T) {
-				run++
-				in := ciInput{token: ciToken, change: ptr(approvedKey), runID: fmt.Sprint(run)}
-				steps := ex.parse(t, block, in)
-				i := slices.IndexFunc(steps, func(s step) bool { return s.name == ex.report })
-				if i < 0 {
-					t.Fatalf("no step %q", ex.report)
-				}
-				ws := workspace(t, false)
-				out := runSteps(t, bin, ws, steps[i:i+1], map[string]string{"TOLLGATE_URL": srv.url, "DEPLOY_ENV": "prod-eu"})
-				if out.failed != ex.report || !strings.Contains(out.output, `unknown environment \"prod-eu\"`) || !strings.Contains(out.output, "400") {
-					t.Fatalf("want the refused report's reason printed and the step failed; failed %q exit %d:\n%s", out.failed, out.code, out.output)
-				}
-			})
+			t.Run("report refused", func(t *testing.T) { r.reportRefused(t, ex, block) })
 		})
+	}
+}
+
+// exampleRunner runs the examples against one server; every run has its
+// own run id, so each reports its own deployment.
+type exampleRunner struct {
+	bin, token string
+	srv        *pipelinesServer
+	run        int
+}
+
+func (r *exampleRunner) input(change *string, tag string) ciInput {
+	r.run++
+	return ciInput{token: r.token, change: change, tag: tag, runID: fmt.Sprint(r.run)}
+}
+
+// scenario runs the whole example and checks what the gate, deploy.sh and
+// the recorded deployment show.
+func (r *exampleRunner) scenario(t *testing.T, ex example, block string, sc scenario) {
+	in := r.input(sc.change, sc.tag)
+	steps := ex.parse(t, block, in)
+	ws := workspace(t, sc.deployFail)
+	if sc.approveAt > 0 {
+		approved := make(chan struct{})
+		go func() {
+			defer close(approved)
+			time.Sleep(sc.approveAt)
+			r.srv.seedChange(pendingKey, "approved", time.Now())
+		}()
+		defer func() { <-approved }()
+	}
+	start := time.Now()
+	overrides := map[string]string{"TOLLGATE_URL": r.srv.url}
+	env := "production"
+	if sc.env != "" {
+		overrides["DEPLOY_ENV"], env = sc.env, sc.env
+	}
+	out := runSteps(t, r.bin, ws, steps, overrides)
+	version := sha
+	switch {
+	case sc.tag != "":
+		version = sc.tag
+	case ex.version != "":
+		version = ex.version
+	}
+	switch {
+	case sc.change == nil && env == "production":
+		if out.failed == "" || out.code != 1 || !strings.Contains(out.output, "NO_CHANGE") {
+			t.Fatalf("want the gate to deny with NO_CHANGE (exit 1); failed step %q exit %d:\n%s", out.failed, out.code, out.output)
+		}
+		if strings.Contains(out.output, "refused") || strings.Contains(out.output, "(400)") {
+			t.Fatalf("an unset CHANGE_KEY must not make a refused request:\n%s", out.output)
+		}
+		if deployed(ws) || slices.Contains(out.ran, ex.report) {
+			t.Fatalf("deployed after a deny (steps run: %v)", out.ran)
+		}
+		if r.srv.deployment(ex.provider, in.runID) != nil {
+			t.Fatal("a deployment was reported after a deny")
+		}
+	case sc.deployFail:
+		if out.failed != ex.report || !deployed(ws) {
+			t.Fatalf("want the report step to fail after deploying; failed %q:\n%s", out.failed, out.output)
+		}
+		r.srv.checkDeployment(t, ex.provider, in.runID, env, "failed", version, []string{approvedKey})
+	default:
+		if out.failed != "" || !deployed(ws) {
+			t.Fatalf("step %q failed (exit %d):\n%s", out.failed, out.code, out.output)
+		}
+		var changes []string
+		if sc.change != nil {
+			changes = []string{*sc.change}
+		}
+		r.srv.checkDeployment(t, ex.provider, in.runID, env, "succeeded", version, changes)
+		if sc.approveAt > 0 && time.Since(start) < sc.approveAt {
+			t.Fatalf("allowed after %v, before the approval was sent", time.Since(start))
+		}
+	}
+}
+
+// reportRefused runs only the report step, for an environment the policy
+// does not know: tollgate answers 400, and the step must print why.
+func (r *exampleRunner) reportRefused(t *testing.T, ex example, block string) {
+	in := r.input(ptr(approvedKey), "")
+	steps := ex.parse(t, block, in)
+	i := slices.IndexFunc(steps, func(s step) bool { return s.name == ex.report })
+	if i < 0 {
+		t.Fatalf("no step %q", ex.report)
+	}
+	out := runSteps(t, r.bin, workspace(t, false), steps[i:i+1], map[string]string{"TOLLGATE_URL": r.srv.url, "DEPLOY_ENV": "prod-eu"})
+	if out.failed != ex.report || !strings.Contains(out.output, `unknown environment \"prod-eu\"`) || !strings.Contains(out.output, "400") {
+		t.Fatalf("want the refused report's reason printed and the step failed; failed %q exit %d:\n%s", out.failed, out.code, out.output)
 	}
 }
 

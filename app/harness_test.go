@@ -32,11 +32,13 @@ type server struct {
 }
 
 // boot starts the real server on port 0. dialect is "postgres" or "sqlite";
-// cfgYAML is extra configuration.
+// cfgYAML is extra configuration. A PostgreSQL server starts on a clone of
+// testpg's migrated template (its start-up migration then finds nothing to
+// do); TestLongPollAcrossReplicas starts two replicas on an empty one.
 func boot(t *testing.T, dialect, cfgYAML string) *server {
 	t.Helper()
 	if dialect == "postgres" {
-		return bootURL(t, testpg.NewDatabase(t), cfgYAML)
+		return bootURL(t, testpg.NewMigratedDatabase(t), cfgYAML)
 	}
 	return bootURL(t, "sqlite:"+filepath.Join(t.TempDir(), "tollgate.db"), cfgYAML)
 }

@@ -100,6 +100,9 @@ func FuzzClassify(f *testing.F) {
 	}
 	f.Add("", "", []byte(`{}`))
 	f.Add("push", "", []byte(`{"a":[1,2,{"b":null}]`))
+	for _, b := range hooktest.FuzzSeeds() {
+		f.Add("push", "d-1", b)
+	}
 	f.Fuzz(func(t *testing.T, event, delivery string, body []byte) {
 		h := hooktest.WithSecrets(http.Header{HeaderEvent: {event}, HeaderDelivery: {delivery}})
 		in, err := Classify(h, body)

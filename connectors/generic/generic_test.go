@@ -4,19 +4,15 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 )
 
 func TestNewRequiresSecret(t *testing.T) {
-	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+	hooktest.RunNewSecretCases(t, Type, New)
 }
 
 func TestVerify(t *testing.T) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := hooktest.New(t, Type, New)
 	hooktest.RunVerify(t, w, hooktest.SignatureOrBasicCases(hooktest.Read(t, "deployment.succeeded.json")))
 }
 

@@ -12,10 +12,7 @@ import (
 // handler pays before the inbox insert: HMAC verification plus
 // classification of a real workflow_run payload (~22 KB).
 func BenchmarkVerifyClassify(b *testing.B) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		b.Fatal(err)
-	}
+	w := hooktest.New(b, Type, New)
 	body := hooktest.Read(b, "workflow_run.completed.json")
 	h := http.Header{}
 	h.Set(HeaderEvent, "workflow_run")

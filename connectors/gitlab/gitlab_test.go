@@ -5,19 +5,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 )
 
 func TestNewRequiresSecret(t *testing.T) {
-	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+	hooktest.RunNewSecretCases(t, Type, New)
 }
 
 func TestVerify(t *testing.T) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := hooktest.New(t, Type, New)
 	body := hooktest.Read(t, "pipeline_hook.json")
 	hooktest.RunVerify(t, w, []hooktest.VerifyCase{
 		{Name: "good token", Header: hooktest.Header(HeaderToken, hooktest.Secret), Body: body},

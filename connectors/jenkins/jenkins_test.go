@@ -42,14 +42,11 @@ const newShape = `{
 }`
 
 func TestNewRequiresSecret(t *testing.T) {
-	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+	hooktest.RunNewSecretCases(t, Type, New)
 }
 
 func TestVerify(t *testing.T) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := hooktest.New(t, Type, New)
 	hooktest.RunVerify(t, w, hooktest.SignatureOrBasicCases(hooktest.Read(t, "notification-plugin.job_completed.json")))
 }
 

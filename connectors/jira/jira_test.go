@@ -5,20 +5,16 @@ import (
 	"net/url"
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 )
 
 func TestNewRequiresSecret(t *testing.T) {
-	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+	hooktest.RunNewSecretCases(t, Type, New)
 }
 
 func TestVerify(t *testing.T) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := hooktest.New(t, Type, New)
 	body := hooktest.Read(t, "webhook.jira_issue_created.cloud.json")
 	cases := hooktest.SignatureCases(HeaderSignature, body)
 	q := func(v string) url.Values { return url.Values{QuerySecret: {v}} }

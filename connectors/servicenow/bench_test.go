@@ -13,10 +13,7 @@ import (
 // validation pass, then the envelope's and the record's top level walked
 // in place. BenchmarkClassify measures classification alone.
 func BenchmarkVerifyClassify(b *testing.B) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		b.Fatal(err)
-	}
+	w := hooktest.New(b, Type, New)
 	body := hooktest.Read(b, "sn_chg_rest.get_change.response.json")
 	h := http.Header{}
 	h.Set(hook.SignatureHeader, hook.Sign([]byte(hooktest.Secret), body))

@@ -5,20 +5,16 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 	"github.com/tollgate-dev/tollgate/core"
 )
 
 func TestNewRequiresSecret(t *testing.T) {
-	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+	hooktest.RunNewSecretCases(t, Type, New)
 }
 
 func TestVerify(t *testing.T) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := hooktest.New(t, Type, New)
 	hooktest.RunVerify(t, w, hooktest.SignatureOrBasicCases(hooktest.Read(t, "sn_chg_rest.get_change.response.json")))
 }
 

@@ -207,20 +207,30 @@ func RequireInvalid(t testing.TB, err error, want string) {
 
 // RunNewSecretCases checks that a connector refuses to be built without a
 // usable secret: empty, blank, or with a stray newline.
-func RunNewSecretCases(t *testing.T, typ string, build func(connectors.Config) error) {
+func RunNewSecretCases[W any](t *testing.T, typ string, build func(connectors.Config) (W, error)) {
 	t.Helper()
 	for _, secret := range []string{"", "   ", Secret + "\n"} {
 		cfg := Config(typ)
 		cfg.WebhookSecret = secret
-		err := build(cfg)
+		_, err := build(cfg)
 		var ce *core.Error
 		if !errors.As(err, &ce) || ce.Kind != core.KindInvalid || ce.Field != "webhook_secret" {
 			t.Errorf("New with secret %q: got %v, want invalid webhook_secret", secret, err)
 		}
 	}
-	if err := build(Config(typ)); err != nil {
+	if _, err := build(Config(typ)); err != nil {
 		t.Errorf("New with a good secret: %v", err)
 	}
+}
+
+// New builds a connector of typ with Config(typ), failing t on an error.
+func New[W any](t testing.TB, typ string, build func(connectors.Config) (W, error)) W {
+	t.Helper()
+	w, err := build(Config(typ))
+	if err != nil {
+		t.Fatalf("new %s connector: %v", typ, err)
+	}
+	return w
 }
 
 // ClassifyCase is one Classify input and its expected outcome: with OK,

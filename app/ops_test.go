@@ -188,7 +188,7 @@ func TestBootstrapTokenReplaced(t *testing.T) {
 			t.Parallel()
 			url := "sqlite:" + filepath.Join(t.TempDir(), "tollgate.db")
 			if dialect == "postgres" {
-				url = testpg.NewDatabase(t)
+				url = testpg.NewMigratedDatabase(t)
 			}
 			const first, second = "first-admin-token-0123456789", "second-admin-token-0123456789"
 
@@ -248,7 +248,7 @@ func TestBootstrapTokenReplaced(t *testing.T) {
 // the database URL (lib/pq accepts it; the group-commit path too), its
 // password masked for the log.
 func TestKeyValueDatabaseURL(t *testing.T) {
-	u, err := neturl.Parse(testpg.NewDatabase(t))
+	u, err := neturl.Parse(testpg.NewMigratedDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

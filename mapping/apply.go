@@ -334,8 +334,13 @@ func (f *cfield) eval(d *doc, name string, rec any) (any, FieldTrace, *FieldErro
 			tr.Source, tr.Raw, tr.Value = SourceConstant, f.constRaw, f.constVal
 			return f.constVal, tr, nil
 		}
-		if ferr := f.read(d, name, &v, &tr); ferr != nil {
+		if ferr := f.fromPaths(d, name, &v, &tr); ferr != nil {
 			return nil, tr, ferr
+		}
+		if v.k != vNone && (f.transforms != nil || f.mapping != nil) {
+			if ferr := f.refine(&v, name, tr.Source); ferr != nil {
+				return nil, tr, ferr
+			}
 		}
 	}
 	var out any
@@ -363,32 +368,29 @@ func (f *cfield) active(d *doc) bool {
 	return true
 }
 
-// read reads the field's value from the payload into v and runs it through
-// the transforms and the map, noting its source in tr. v stays vNone when
-// no path has a value. (v and tr are out parameters: the value is large,
-// and this is the mapping's inner loop.)
-func (f *cfield) read(d *doc, name string, v *value, tr *FieldTrace) *FieldError {
-	if ferr := f.fromPaths(d, name, v, tr); ferr != nil || v.k == vNone {
-		return ferr
-	}
+// refine runs v, read from source, through the transforms and the map.
+// (v is an in-out parameter: the value is large, and this is the
+// mapping's inner loop.)
+func (f *cfield) refine(v *value, name, source string) *FieldError {
 	for i := range f.transforms {
 		t := &f.transforms[i]
 		var err error
 		if *v, err = t.apply(*v); err != nil {
-			return fieldError(name, tr.Source, "transform[%d] %s: %v", i, t.name, err)
+			return fieldError(name, source, "transform[%d] %s: %v", i, t.name, err)
 		}
 		if v.k == vNone {
 			return nil
 		}
 	}
 	if f.mapping != nil {
-		return f.mapped(v, name, tr.Source)
+		return f.mapped(v, name, source)
 	}
 	return nil
 }
 
-// fromPaths reads the first of the field's paths that has a value. A path
-// whose value cannot be read is an error only when no later path has one.
+// fromPaths reads into v the first of the field's paths that has a value,
+// noting its source in tr; v stays vNone when none has. A path whose value
+// cannot be read is an error only when no later path has one.
 func (f *cfield) fromPaths(d *doc, name string, v *value, tr *FieldTrace) *FieldError {
 	var firstErr error
 	var errPath string

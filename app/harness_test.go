@@ -25,7 +25,7 @@ const adminSecret = "test-admin-token-0123456789"
 // server is a real tollgate serving on a loopback port.
 type server struct {
 	stop func() // graceful shutdown (idempotent)
-	t    *testing.T
+	t    testing.TB
 	app  *app.App
 	url  string
 	http *http.Client
@@ -35,7 +35,7 @@ type server struct {
 // cfgYAML is extra configuration. A PostgreSQL server starts on a clone of
 // testpg's migrated template (its start-up migration then finds nothing to
 // do); TestLongPollAcrossReplicas starts two replicas on an empty one.
-func boot(t *testing.T, dialect, cfgYAML string) *server {
+func boot(t testing.TB, dialect, cfgYAML string) *server {
 	t.Helper()
 	if dialect == "postgres" {
 		return bootURL(t, testpg.NewMigratedDatabase(t), cfgYAML)
@@ -44,7 +44,7 @@ func boot(t *testing.T, dialect, cfgYAML string) *server {
 }
 
 // bootURL starts a server on the given database (replicas share one).
-func bootURL(t *testing.T, dbURL, cfgYAML string) *server {
+func bootURL(t testing.TB, dbURL, cfgYAML string) *server {
 	t.Helper()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -57,7 +57,7 @@ func bootURL(t *testing.T, dbURL, cfgYAML string) *server {
 // serve runs app.New and Serve on a loopback port as `tollgate serve` would,
 // with the configuration cfgYAML and env as the environment. stop, also
 // run when t ends, shuts it down gracefully and closes the app.
-func serve(t *testing.T, cfgYAML string, env map[string]string, log *slog.Logger) *server {
+func serve(t testing.TB, cfgYAML string, env map[string]string, log *slog.Logger) *server {
 	t.Helper()
 	cfg, err := config.Parse([]byte(cfgYAML), func(k string) string { return env[k] })
 	if err != nil {
@@ -92,7 +92,7 @@ func serve(t *testing.T, cfgYAML string, env map[string]string, log *slog.Logger
 	return &server{stop: stop, t: t, app: a, url: "http://" + ln.Addr().String(), http: &http.Client{Timeout: 60 * time.Second}}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))

@@ -209,3 +209,25 @@ func TestUnusedTemplatesAreDropped(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMigratedDatabase compares what a test pays for a migrated
+// database: an empty one migrated, or a clone of the template.
+func BenchmarkMigratedDatabase(b *testing.B) {
+	fsys, err := migrations.FS("postgres")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("migrate", func(b *testing.B) {
+		for b.Loop() {
+			if err := migrate(context.Background(), NewDatabase(b), fsys); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("template", func(b *testing.B) {
+		NewMigratedDatabase(b) // the template is built once per process
+		for b.Loop() {
+			NewMigratedDatabase(b)
+		}
+	})
+}

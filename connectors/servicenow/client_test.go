@@ -168,7 +168,9 @@ func TestOAuth(t *testing.T) {
 	defer fake.Close()
 	fake.AddOAuthClient("cid", "csecret-91")
 	fake.PutSN("change_request", change("CHG0000101", time.Now()))
-	c := newClient(t, fake, func(a *connectors.API) { a.Username, a.Password, a.ClientID, a.ClientSecret = "", "", "cid", "csecret-91" })
+	c := newClient(t, fake, func(a *connectors.API) {
+		a.Username, a.Password, a.ClientID, a.ClientSecret = "", "", "cid", "csecret-91"
+	})
 	for i := 0; i < 2; i++ {
 		if _, err := c.ReadChange(context.Background(), "CHG0000101"); err != nil {
 			t.Fatal(err)

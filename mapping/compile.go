@@ -373,8 +373,8 @@ func (cp *compiler) field(fp, name string, def fieldDef, fs *FieldSpec, index bo
 		if len(fs.Each) == 0 {
 			cp.fail(fp+".each", "is required for %s: map the fields of one element (%s)", name, strings.Join(sortedKeys(approvalFields), ", "))
 		}
-		if len(paths) != 1 {
-			cp.fail(fp+".path", "give one path to the array of approvals")
+		if len(paths) == 0 {
+			cp.fail(fp+".path", "give the path to the array of approvals (or paths: the first present is read)")
 		}
 		if len(fs.Transform) > 0 || fs.Map != nil || f.hasDefault || f.hasConst {
 			cp.fail(fp, "a list of approvals takes only path, each, when and required")

@@ -49,6 +49,13 @@ type App struct {
 	Mappings    *service.Mappings
 	Inbox       *service.Inbox
 	Server      *api.Server
+	// ITSM API side: one client per connector with an api block, the
+	// pollers, read-back, change creation and write-back.
+	APIs      map[string]all.API
+	Pollers   []*service.Poller
+	ReadBack  *service.ReadBack
+	Creator   *service.Creator
+	WriteBack *service.WriteBack
 }
 
 // New opens and migrates the store and builds every service.
@@ -109,6 +116,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if err != nil {
 		return nil, err
 	}
+	if err := a.buildAPIs(conns); err != nil {
+		return nil, err
+	}
 	workers := cfg.Inbox.Workers
 	if db.Dialect() == store.SQLite {
 		workers = 1 // one writer anyway
@@ -116,10 +126,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	a.Inbox = service.NewInbox(db, conns, a.Mappings, a.Deployments, a.Metrics, clock, log, service.InboxConfig{
 		Workers: workers, BatchSize: cfg.Inbox.BatchSize, Lease: cfg.Inbox.Lease.D(), PollInterval: cfg.Inbox.PollInterval.D(),
 	})
+	a.wireITSM(conns, clock)
 	a.Server = api.New(api.Deps{
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
-		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
+		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 	})
 	return a, nil
 }
@@ -224,6 +235,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		go func() { defer wg.Done(); f(bg) }()
 	}
 	run(a.Inbox.Run)
+	for _, p := range a.Pollers {
+		run(p.Run)
+	}
+	if a.WriteBack != nil {
+		run(a.WriteBack.Run)
+	}
 	run(a.listen)
 	run(a.reloadLoop)
 

@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -78,4 +79,22 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// IsPermanent reports whether err is an answer that asking again will not
+// change (a 4xx other than 408 and 429: bad credentials, a refused
+// payload), as opposed to an outage worth retrying.
+func IsPermanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
+}
+
+// APIHooks observe a connector's outbound calls.
+type APIHooks struct {
+	// Observe is told each call's outcome: ok, client_error,
+	// server_error, error or circuit_open.
+	Observe func(outcome string)
+	// OnCircuit is told each circuit state change: closed, half-open,
+	// open.
+	OnCircuit func(state string)
 }

@@ -34,3 +34,9 @@ type OutboxNote struct {
 	LastError string    `json:"last_error,omitempty"`
 	NextAt    time.Time `json:"next_at"`
 }
+
+// Reason codes of change creation (the DESIGN.md rule table).
+const (
+	CodeChangeCreated        = "CHANGE_CREATED"
+	CodeChangeCreationFailed = "CHANGE_CREATION_FAILED"
+)

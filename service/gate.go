@@ -48,6 +48,10 @@ type Gate struct {
 	OnDecision func(d core.GateDecision)
 	stopOnce   sync.Once
 	stopping   chan struct{}
+
+	// ITSM, when set, reads back linked changes the store does not know
+	// and opens a change for a release that links none (itsm.go).
+	ITSM ITSMGate
 }
 
 // Shutdown makes every waiting check answer now with its current decision,
@@ -197,15 +201,33 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 // a check writes once.
 func (g *Gate) evaluate(ctx context.Context, cp *core.CompiledPolicy, req core.GateRequest) (core.GateDecision, error) {
 	newID := core.ReleaseID(req.Service, req.Version, req.Environment)
-	facts, err := g.store.GateFacts(ctx, core.FactsQuery{
+	var opened openedChange
+	if g.ITSM != nil {
+		var err error
+		if req, opened, err = g.openChange(ctx, req, newID); err != nil {
+			return core.GateDecision{}, err
+		}
+	}
+	q := core.FactsQuery{
 		Service: req.Service, Team: req.Team, Environment: req.Environment, Version: req.Version,
 		ChangeKeys: req.Changes, AllIncidents: cp.IncidentScopeAll(), ExcludeReleaseID: newID,
-	})
+	}
+	facts, err := g.store.GateFacts(ctx, q)
 	if err != nil {
 		return core.GateDecision{}, fmt.Errorf("gather facts for %s %s: %w", req.Service, req.Version, err)
 	}
+	var notes map[string]string
+	if g.ITSM != nil {
+		if facts, notes, err = g.readBack(ctx, q, facts); err != nil {
+			return core.GateDecision{}, fmt.Errorf("gather facts for %s %s: %w", req.Service, req.Version, err)
+		}
+	}
 	facts.Request, facts.ReleaseID = req, newID
-	return core.Evaluate(cp, facts, g.clock.Now()), nil
+	d := core.Evaluate(cp, facts, g.clock.Now())
+	if g.ITSM != nil {
+		annotateITSM(&d, notes, opened)
+	}
+	return d, nil
 }
 
 func (g *Gate) record(ctx context.Context, d core.GateDecision, actor string) (core.GateDecision, error) {

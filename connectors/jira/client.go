@@ -51,6 +51,7 @@ type Client struct {
 	projects []string
 	creation *connectors.ChangeCreation
 	jc       *gojira.Client
+	hc       *apiclient.Client
 	log      *slog.Logger
 }
 
@@ -78,7 +79,7 @@ func NewClient(cfg connectors.Config, hc *apiclient.Client, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("connector %s: api.url: %w", cfg.Name, err)
 	}
-	return &Client{name: cfg.Name, api: *cfg.API, projects: cfg.Projects, creation: cfg.ChangeCreation, jc: jc, log: log}, nil
+	return &Client{name: cfg.Name, api: *cfg.API, projects: cfg.Projects, creation: cfg.ChangeCreation, jc: jc, hc: hc, log: log}, nil
 }
 
 // Name is the connector's name.
@@ -430,3 +431,6 @@ func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
 	}
 	return nil
 }
+
+// Circuit is the state of the site's circuit breaker.
+func (c *Client) Circuit() string { return c.hc.State() }

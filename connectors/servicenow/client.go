@@ -634,3 +634,6 @@ func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
 	_, err = c.call(ctx, http.MethodPatch, "/api/now/table/"+TableChange+"/"+id, TableChange+" "+key+" work note", nil, map[string]string{"work_notes": text})
 	return err
 }
+
+// Circuit is the state of the instance's circuit breaker.
+func (c *Client) Circuit() string { return c.hc.State() }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -470,6 +471,77 @@ func TestJiraToTheGate(t *testing.T) {
 			if a.Decision != "wait" || a.Reasons[0].Code != core.CodeChangeCreated || a.Reasons[0].Ref != created[0] {
 				t.Errorf("answer %s %+v", a.Decision, a.Reasons)
 			}
+		}
+	})
+}
+
+const snWriteBackConfig = `
+inbox: {poll_interval: 50ms}
+connectors:
+  - name: servicenow
+    type: servicenow
+    webhook_secret: ${HOOK_SECRET}
+    api:
+      url: ${FAKE_URL}
+      username: ${SN_USER}
+      password: ${SN_PASSWORD}
+    write_back: true
+`
+
+// TestWriteBack: a deployment covering a ServiceNow change writes a work
+// note when it starts and when it ends, with the run URL and the gate
+// decision; an instance that is down does not hold the report back, and
+// the note is written once it is up.
+func TestWriteBack(t *testing.T) {
+	eachDialect(t, func(t *testing.T, dialect string) {
+		fake := itsmfake.New(snUser, snPassword)
+		defer fake.Close()
+		fake.PutSN("change_request", snChange("CHG0079001", "approved", time.Now()))
+		s := bootITSM(t, dialect, fake, snWriteBackConfig)
+		s.app.WriteBack.SetRetryMin(50 * time.Millisecond)
+		ci, _ := s.token(core.RoleCI)
+		dep := map[string]any{"service": "payments-api", "environment": "production", "version": "7.0.0", "status": "started",
+			"started_at": time.Now().UTC().Format(time.RFC3339), "changes": []string{"CHG0079001"}, "provider": "github", "run_id": "9001",
+			"url": "https://ci.example.com/runs/9001", "decision_id": "dec-123"}
+		// The instance is down for the first note.
+		fake.Inject(itsmfake.Fault{Match: "table/change_request", Status: 503, Times: 8})
+		start := time.Now()
+		if st := s.do("POST", "/api/v1/deployments", ci, dep, nil); st != http.StatusCreated && st != http.StatusOK {
+			t.Fatalf("deployment: %d", st)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("the report waited %v for the ITSM", took)
+		}
+		dep["status"], dep["finished_at"] = "succeeded", time.Now().UTC().Format(time.RFC3339)
+		if st := s.do("POST", "/api/v1/deployments", ci, dep, nil); st != http.StatusCreated && st != http.StatusOK {
+			t.Fatalf("deployment: %d", st)
+		}
+		notes := func() []any {
+			for _, r := range fake.SNRecords("change_request") {
+				if snValueOf(r["number"]) == "CHG0079001" {
+					j, _ := r["work_notes_journal"].([]any)
+					return j
+				}
+			}
+			return nil
+		}
+		s.waitFor("both work notes", func() bool { return len(notes()) == 2 })
+		all := fmt.Sprint(notes())
+		for _, want := range []string{"started", "succeeded", "runs/9001", "dec-123"} {
+			if !strings.Contains(all, want) {
+				t.Errorf("work notes %q lack %q", all, want)
+			}
+		}
+		queued, err := s.app.DB.Notes(context.Background(), "servicenow")
+		if err != nil || len(queued) != 2 {
+			t.Fatalf("outbox %+v %v", queued, err)
+		}
+		retried := false
+		for _, n := range queued {
+			retried = retried || (n.Attempts > 1 && n.Status == "done")
+		}
+		if !retried {
+			t.Errorf("no note was retried after the outage: %+v", queued)
 		}
 	})
 }

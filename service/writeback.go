@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
@@ -43,11 +44,19 @@ type WriteBack struct {
 	clock   core.Clock
 	log     *slog.Logger
 	wake    chan struct{}
+	// retryMin is the first retry delay in nanoseconds (noteRetryMin
+	// unless SetRetryMin changed it).
+	retryMin atomic.Int64
 }
+
+// SetRetryMin sets the first retry delay of a failed write (tests).
+func (w *WriteBack) SetRetryMin(d time.Duration) { w.retryMin.Store(int64(d)) }
 
 // NewWriteBack wires an empty write-back; Add the writers.
 func NewWriteBack(store NoteStore, clock core.Clock, log *slog.Logger) *WriteBack {
-	return &WriteBack{store: store, clock: clock, log: log, wake: make(chan struct{}, 1)}
+	w := &WriteBack{store: store, clock: clock, log: log, wake: make(chan struct{}, 1)}
+	w.retryMin.Store(int64(noteRetryMin))
+	return w
 }
 
 // Add registers a writer.
@@ -112,7 +121,7 @@ func noteText(d core.Deployment) string {
 
 // Run writes queued notes until ctx ends.
 func (w *WriteBack) Run(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		if _, err := w.Flush(ctx); err != nil && ctx.Err() == nil {
@@ -151,7 +160,7 @@ func (w *WriteBack) Flush(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		wait := noteRetryMin << min(n.Attempts, 10)
+		wait := time.Duration(w.retryMin.Load()) << min(n.Attempts-1, 10)
 		if wait > noteRetryMax || wait <= 0 {
 			wait = noteRetryMax
 		}

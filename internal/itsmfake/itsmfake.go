@@ -66,6 +66,13 @@ func New(user, password string) *Server {
 	return s
 }
 
+// AddUser accepts another Basic user.
+func (s *Server) AddUser(user, password string) {
+	s.mu.Lock()
+	s.users[user] = password
+	s.mu.Unlock()
+}
+
 // AddOAuthClient accepts OAuth client credentials at /oauth_token.do.
 func (s *Server) AddOAuthClient(id, secret string) {
 	s.mu.Lock()

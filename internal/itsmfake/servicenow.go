@@ -88,7 +88,15 @@ func (d *snData) put(table string, rec map[string]any) string {
 func (s *Server) SNRecords(table string) []map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]map[string]any(nil), s.sn.tables[table]...)
+	var out []map[string]any
+	for _, r := range s.sn.tables[table] {
+		cp := make(map[string]any, len(r))
+		for k, v := range r {
+			cp[k] = v
+		}
+		out = append(out, cp)
+	}
+	return out
 }
 
 // SNCreated lists the change numbers created through the Change

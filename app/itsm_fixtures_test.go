@@ -102,8 +102,12 @@ func TestFixturesPollPathEqualsWebhookPath(t *testing.T) {
 	}
 	for _, w := range wants {
 		var a, b json.RawMessage
-		webhook.waitFor("webhook "+w.key, func() bool { return webhook.do("GET", "/api/v1/"+w.kind+"/"+w.key, adminSecret, nil, nil) == http.StatusOK })
-		poller.waitFor("poll "+w.key, func() bool { return poller.do("GET", "/api/v1/"+w.kind+"/"+w.key, adminSecret, nil, nil) == http.StatusOK })
+		webhook.waitFor("webhook "+w.key, func() bool {
+			return webhook.do("GET", "/api/v1/"+w.kind+"/"+w.key, adminSecret, nil, nil) == http.StatusOK
+		})
+		poller.waitFor("poll "+w.key, func() bool {
+			return poller.do("GET", "/api/v1/"+w.kind+"/"+w.key, adminSecret, nil, nil) == http.StatusOK
+		})
 		webhook.do("GET", "/api/v1/"+w.kind+"/"+w.key, adminSecret, nil, &a)
 		poller.do("GET", "/api/v1/"+w.kind+"/"+w.key, adminSecret, nil, &b)
 		ra, rb := canonicalOf(t, w.kind, a), canonicalOf(t, w.kind, b)

@@ -46,6 +46,7 @@ type App struct {
 	Policies    *service.Policies
 	Gate        *service.Gate
 	Deployments *service.Deployments
+	Reviews     *service.Reviews
 	Mappings    *service.Mappings
 	Inbox       *service.Inbox
 	Server      *api.Server
@@ -100,6 +101,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		a.Metrics.GateDecisions.WithLabelValues(environmentLabel(a.Policies.Current(), d.Request.Environment), string(d.Decision)).Inc()
 	}
 	a.Deployments = service.NewDeployments(db, a.Policies, clock, log, cfg.Gate.MaxListItems)
+	a.Reviews = service.NewReviews(db, clock)
 
 	sources := []fs.FS{mappings.FS}
 	if cfg.MappingsDir != "" {
@@ -125,12 +127,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	a.Inbox = service.NewInbox(db, conns, a.Mappings, a.Deployments, a.Metrics, clock, log, service.InboxConfig{
 		Workers: workers, BatchSize: cfg.Inbox.BatchSize, Lease: cfg.Inbox.Lease.D(), PollInterval: cfg.Inbox.PollInterval.D(),
+		MaxAttempts: cfg.Inbox.MaxAttempts, MaxFutureSkew: cfg.Inbox.MaxFutureSkew.D(),
 	})
 	a.wireITSM(conns, clock)
 	a.Server = api.New(api.Deps{
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
+		Reviews: a.Reviews,
 	})
 	return a, nil
 }
@@ -185,7 +189,7 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 	for i, cc := range cfg.Connectors {
 		c := connectors.Config{
 			Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
-			DefaultEnvironment: cc.DefaultEnvironment, Mappings: cc.Mappings, Options: cc.Options,
+			DefaultEnvironment: cc.DefaultEnvironment, Mappings: cc.Mappings, Options: cc.Options, Records: cc.Records,
 			WriteBack: cc.WriteBack, Projects: cc.Projects,
 		}
 		if a := cc.API; a != nil {

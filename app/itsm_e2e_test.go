@@ -104,9 +104,9 @@ func bootITSM(t *testing.T, dialect string, fake *itsmfake.Server, cfgYAML strin
 
 func snPair(v string) map[string]any { return map[string]any{"display_value": v, "value": v} }
 
-// snChange is a complete normal change of payments-api inside its window,
+// snAPIChange is a complete normal change of payments-api inside its window,
 // in the Table API's sysparm_display_value=all shape.
-func snChange(number, approval string, updated time.Time) map[string]any {
+func snAPIChange(number, approval string, updated time.Time) map[string]any {
 	now := time.Now().UTC()
 	svc := map[string]any{"display_value": "payments-api", "value": "5f8af4b1c0a8010e00a9714fe3f3b5cc", "link": "https://x/api/now/table/cmdb_ci/5f8af4b1c0a8010e00a9714fe3f3b5cc"}
 	return map[string]any{
@@ -170,7 +170,7 @@ func TestPollerBringsMissedChange(t *testing.T) {
 		defer fake.Close()
 		carol := fake.PutSN("sys_user", map[string]any{"name": "Carol CAB", "user_name": "cab.carol"})
 		t0 := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
-		chg := fake.PutSN("change_request", snChange("CHG0077001", "requested", t0))
+		chg := fake.PutSN("change_request", snAPIChange("CHG0077001", "requested", t0))
 		fake.PutSN("incident", map[string]any{"number": snPair("INC0077001"), "state": snPair("2"), "priority": snPair("4"),
 			"short_description": snPair("ledger slow"), "sys_updated_on": snPair(itsmfake.SNTime(t0)),
 			"sys_class_name": snPair("incident")})
@@ -186,7 +186,7 @@ func TestPollerBringsMissedChange(t *testing.T) {
 		fake.PutSN("sysapproval_approver", map[string]any{"sysapproval": map[string]any{"display_value": "CHG0077001", "value": chg},
 			"approver": map[string]any{"display_value": "Carol CAB", "value": carol}, "state": snPair("approved"),
 			"sys_updated_on": snPair(itsmfake.SNTime(t0.Add(30 * time.Second)))})
-		fake.PutSN("change_request", snChange("CHG0077001", "approved", t0.Add(30*time.Second)))
+		fake.PutSN("change_request", snAPIChange("CHG0077001", "approved", t0.Add(30*time.Second)))
 		s.waitFor("the approval", func() bool { c, _ := s.changeOf("CHG0077001"); return c.Approval == core.ApprovalApproved })
 		c, _ := s.changeOf("CHG0077001")
 		if len(c.Approvals) != 1 || c.Approvals[0].Approver != "cab.carol" || c.Approvals[0].Decision != core.ApprovalApproved || c.Approvals[0].At == nil {
@@ -231,7 +231,7 @@ func TestReadBack(t *testing.T) {
 	eachDialect(t, func(t *testing.T, dialect string) {
 		fake := itsmfake.New(snUser, snPassword)
 		defer fake.Close()
-		fake.PutSN("change_request", snChange("CHG0078001", "approved", time.Now().Add(-time.Minute)))
+		fake.PutSN("change_request", snAPIChange("CHG0078001", "approved", time.Now().Add(-time.Minute)))
 		s := bootITSM(t, dialect, fake, snReadBackConfig)
 		ci, _ := s.token(core.RoleCI)
 		rel := func(key string) map[string]any {
@@ -262,7 +262,7 @@ func TestReadBack(t *testing.T) {
 			t.Errorf("absent key: %+v", a)
 		}
 
-		fake.PutSN("change_request", snChange("CHG0078002", "approved", time.Now()))
+		fake.PutSN("change_request", snAPIChange("CHG0078002", "approved", time.Now()))
 		fake.Inject(itsmfake.Fault{Match: "CHG0078002", Slow: 5 * time.Second, Times: 10})
 		start := time.Now()
 		a = s.check(ci, "", rel("CHG0078002"))
@@ -275,7 +275,7 @@ func TestReadBack(t *testing.T) {
 
 		// A webhook whose references are bare sys_ids is completed.
 		fake.PutSN("cmdb_ci", map[string]any{"sys_id": "a9c0c8d2c6112276018f7705562f9cb0", "name": "checkout-api"})
-		raw := snChange("CHG0078003", "approved", time.Now())
+		raw := snAPIChange("CHG0078003", "approved", time.Now())
 		raw["cmdb_ci"], raw["business_service"] = "a9c0c8d2c6112276018f7705562f9cb0", "a9c0c8d2c6112276018f7705562f9cb0"
 		body, _ := json.Marshal(map[string]any{"result": raw})
 		if st, out := s.post("/webhooks/servicenow", body); st != http.StatusAccepted {
@@ -496,7 +496,7 @@ func TestWriteBack(t *testing.T) {
 	eachDialect(t, func(t *testing.T, dialect string) {
 		fake := itsmfake.New(snUser, snPassword)
 		defer fake.Close()
-		fake.PutSN("change_request", snChange("CHG0079001", "approved", time.Now()))
+		fake.PutSN("change_request", snAPIChange("CHG0079001", "approved", time.Now()))
 		s := bootITSM(t, dialect, fake, snWriteBackConfig)
 		s.app.WriteBack.SetRetryMin(50 * time.Millisecond)
 		ci, _ := s.token(core.RoleCI)

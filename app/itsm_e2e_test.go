@@ -340,6 +340,24 @@ func TestChangeCreation(t *testing.T) {
 			t.Errorf("re-run: %+v, %d changes", a.Reasons, len(fake.SNCreated()))
 		}
 
+		// The change is approved and completed in ServiceNow (its webhook
+		// arrives): a waiting check for the release turns to allow.
+		done := make(chan gateAnswer, 1)
+		go func() { done <- s.check(ci, "?wait=20s", req) }()
+		time.Sleep(300 * time.Millisecond)
+		body, _ := json.Marshal(map[string]any{"result": snAPIChange(created[0], "approved", time.Now())})
+		if st, out := s.post("/webhooks/servicenow", body); st != http.StatusAccepted {
+			t.Fatalf("webhook %d %s", st, out)
+		}
+		select {
+		case a := <-done:
+			if a.Decision != "allow" || a.Reasons[0].Code != core.CodeChangeCreated || a.Reasons[0].Result != "" {
+				t.Errorf("after approval: %s %+v", a.Decision, a.Reasons)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("the waiting check was not woken by the approval")
+		}
+
 		// A refusal: deny with the instance's words.
 		fake.Inject(itsmfake.Fault{Match: "sn_chg_rest", Status: 403})
 		req["version"] = "4.0.1"

@@ -300,6 +300,9 @@ func relevant(topic string, req core.GateRequest) bool {
 	kind, key, _ := strings.Cut(topic, ":")
 	switch kind {
 	case "change":
+		if len(req.Changes) == 0 {
+			return true // the change tollgate opened for the release (itsm.go)
+		}
 		for _, k := range req.Changes {
 			if strings.EqualFold(k, key) {
 				return true

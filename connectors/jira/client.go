@@ -53,6 +53,10 @@ type Client struct {
 	jc       *gojira.Client
 	hc       *apiclient.Client
 	log      *slog.Logger
+	// cloud selects Jira Cloud's enhanced search (/search/jql, paged by
+	// nextPageToken), which replaced /search there; Data Center keeps
+	// /search paged by startAt.
+	cloud bool
 }
 
 // issueKey is the shape of a Jira issue key.
@@ -79,7 +83,9 @@ func NewClient(cfg connectors.Config, hc *apiclient.Client, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("connector %s: api.url: %w", cfg.Name, err)
 	}
-	return &Client{name: cfg.Name, api: *cfg.API, projects: cfg.Projects, creation: cfg.ChangeCreation, jc: jc, hc: hc, log: log}, nil
+	u, _ := url.Parse(cfg.API.URL)
+	cloud := u != nil && (strings.HasSuffix(u.Hostname(), ".atlassian.net") || strings.HasSuffix(u.Hostname(), ".jira.com"))
+	return &Client{name: cfg.Name, api: *cfg.API, projects: cfg.Projects, creation: cfg.ChangeCreation, jc: jc, hc: hc, log: log, cloud: cloud}, nil
 }
 
 // Name is the connector's name.
@@ -223,25 +229,59 @@ func JQL(projects []string, since time.Time) string {
 }
 
 // Poll calls emit for every issue of the configured projects updated at
-// or after since (to the minute), oldest first, paging with startAt.
+// or after since (to the minute), oldest first, page by page.
 func (c *Client) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
-	jql := JQL(c.projects, since)
-	for page := 0; page < maxPages; page++ {
-		q := url.Values{"jql": {jql}, "startAt": {fmt.Sprint(page * pageSize)}, "maxResults": {fmt.Sprint(pageSize)}, "fields": {"*all"}}
-		var sr searchResult
-		if err := c.raw(ctx, http.MethodGet, "rest/api/2/search?"+q.Encode(), "search", nil, &sr); err != nil {
+	return c.search(ctx, JQL(c.projects, since), pageSize, func(is json.RawMessage) error {
+		rec, err := c.record(is)
+		if err != nil {
 			return err
 		}
-		for _, is := range sr.Issues {
-			rec, err := c.record(is)
-			if err != nil {
+		return emit(rec)
+	})
+}
+
+// enhancedResult is Jira Cloud's /search/jql answer.
+type enhancedResult struct {
+	Issues        []json.RawMessage `json:"issues"`
+	NextPageToken string            `json:"nextPageToken"`
+	IsLast        *bool             `json:"isLast"`
+}
+
+// search runs a JQL query and calls emit for each issue (all fields), at
+// most maxPages pages of size issues.
+func (c *Client) search(ctx context.Context, jql string, size int, emit func(json.RawMessage) error) error {
+	token := ""
+	for page := 0; page < maxPages; page++ {
+		q := url.Values{"jql": {jql}, "maxResults": {fmt.Sprint(size)}, "fields": {"*all"}}
+		var (
+			issues []json.RawMessage
+			last   bool
+		)
+		if c.cloud {
+			if token != "" {
+				q.Set("nextPageToken", token)
+			}
+			var er enhancedResult
+			if err := c.raw(ctx, http.MethodGet, "rest/api/2/search/jql?"+q.Encode(), "search", nil, &er); err != nil {
 				return err
 			}
-			if err := emit(rec); err != nil {
+			issues, token = er.Issues, er.NextPageToken
+			last = token == "" || (er.IsLast != nil && *er.IsLast)
+		} else {
+			q.Set("startAt", fmt.Sprint(page*size))
+			var sr searchResult
+			if err := c.raw(ctx, http.MethodGet, "rest/api/2/search?"+q.Encode(), "search", nil, &sr); err != nil {
+				return err
+			}
+			issues = sr.Issues
+			last = sr.StartAt+len(sr.Issues) >= sr.Total
+		}
+		for _, is := range issues {
+			if err := emit(is); err != nil {
 				return err
 			}
 		}
-		if len(sr.Issues) == 0 || sr.StartAt+len(sr.Issues) >= sr.Total {
+		if last || len(issues) == 0 {
 			return nil
 		}
 	}
@@ -409,16 +449,24 @@ func (c *Client) FindCreated(ctx context.Context, releaseID string) (string, err
 	if project != "" {
 		jql = fmt.Sprintf(`project in ("%s") AND `, project) + jql
 	}
-	q := url.Values{"jql": {jql}, "maxResults": {"1"}, "fields": {"key"}}
-	var sr searchResult
-	if err := c.raw(ctx, http.MethodGet, "rest/api/2/search?"+q.Encode(), "search", nil, &sr); err != nil {
+	key := ""
+	err := c.search(ctx, jql, 1, func(is json.RawMessage) error {
+		if key == "" {
+			key = gjson.GetBytes(is, "key").String()
+		}
+		return errFound
+	})
+	if err != nil && !errors.Is(err, errFound) {
 		return "", err
 	}
-	if len(sr.Issues) == 0 {
+	if key == "" {
 		return "", fmt.Errorf("%s: issue for release %s: %w", c.System(), releaseID, connectors.ErrNotFound)
 	}
-	return gjson.GetBytes(sr.Issues[0], "key").String(), nil
+	return key, nil
 }
+
+// errFound stops a search at its first issue.
+var errFound = errors.New("found")
 
 // AddWorkNote comments on the issue.
 func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {

@@ -94,6 +94,33 @@ func TestPollPages(t *testing.T) {
 	}
 }
 
+// TestPollPagesCloud: on Jira Cloud the poller pages the enhanced search
+// by nextPageToken.
+func TestPollPagesCloud(t *testing.T) {
+	fake := itsmfake.New(testUser, testToken)
+	defer fake.Close()
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < pageSize+5; i++ {
+		fake.PutJiraIssue(issue(fmt.Sprintf("OPS-%d", i), "Change", "Open", base.Add(time.Duration(i)*time.Minute)))
+	}
+	c := newClient(t, fake, nil)
+	c.cloud = true
+	n := 0
+	if err := c.Poll(context.Background(), base, func(connectors.Record) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	calls := fake.Calls("/rest/api/2/search/jql")
+	if n != pageSize+5 || len(calls) != 2 || !strings.Contains(calls[1].Query, "nextPageToken=100") {
+		t.Errorf("%d issues, calls %+v", n, calls)
+	}
+	if len(fake.Calls("/rest/api/2/search?")) != 0 {
+		t.Error("Cloud used the retired /search")
+	}
+	if got, err := c.FindCreated(context.Background(), "rel-none"); !errors.Is(err, connectors.ErrNotFound) {
+		t.Errorf("FindCreated = %q, %v", got, err)
+	}
+}
+
 func TestAuthModes(t *testing.T) {
 	fake := itsmfake.New(testUser, testToken)
 	defer fake.Close()

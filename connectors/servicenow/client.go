@@ -581,7 +581,11 @@ func (r *refCache) put(k, v string) {
 func (c *Client) CreateChange(ctx context.Context, n connectors.NewChange) (string, error) {
 	path := "/api/sn_chg_rest/change/normal"
 	if c.creation != nil && c.creation.Type == "standard" {
-		path = "/api/sn_chg_rest/change/standard/" + url.PathEscape(c.creation.Template)
+		id, err := c.templateID(ctx, c.creation.Template)
+		if err != nil {
+			return "", err
+		}
+		path = "/api/sn_chg_rest/change/standard/" + url.PathEscape(id)
 	}
 	body := map[string]string{
 		"short_description":   n.Title(),
@@ -599,6 +603,29 @@ func (c *Client) CreateChange(ctx context.Context, n connectors.NewChange) (stri
 		return "", fmt.Errorf("%s: change creation: the answer names no change number", c.System())
 	}
 	return num, nil
+}
+
+// templateID is the sys_id of a standard change template given by sys_id
+// or by name (looked up in std_change_record_producer, cached).
+func (c *Client) templateID(ctx context.Context, t string) (string, error) {
+	if sysIDPattern.MatchString(t) {
+		return t, nil
+	}
+	if id, ok := c.refs.get("template/" + t); ok {
+		return id, nil
+	}
+	q := url.Values{"sysparm_query": {"name=" + t + "^active=true"}, "sysparm_fields": {"sys_id"}, "sysparm_limit": {"1"}}
+	b, err := c.call(ctx, http.MethodGet, "/api/now/table/std_change_record_producer", "standard change template "+t, q, nil)
+	if err != nil {
+		return "", err
+	}
+	id := fieldValue(gjson.GetBytes(b, "result.0.sys_id"))
+	if id == "" {
+		return "", &apiclient.StatusError{Instance: c.System(), What: "standard change template " + t, Status: http.StatusNotFound,
+			Message: "no active template of that name"}
+	}
+	c.refs.put("template/"+t, id)
+	return id, nil
 }
 
 // FindCreated returns the number of the change opened for releaseID

@@ -254,3 +254,28 @@ func TestCreateChange(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCreateStandardChange: a standard change from a template named in the
+// configuration by name (looked up once) or by sys_id.
+func TestCreateStandardChange(t *testing.T) {
+	fake := itsmfake.New(testUser, testPW)
+	defer fake.Close()
+	id := fake.PutSN("std_change_record_producer", map[string]any{"name": "Restart web tier", "active": "true"})
+	c := newClient(t, fake, nil)
+	c.creation = &connectors.ChangeCreation{Environments: []string{"production"}, Type: "standard", Template: "Restart web tier"}
+	for i := 0; i < 2; i++ {
+		if _, err := c.CreateChange(context.Background(), connectors.NewChange{ReleaseID: fmt.Sprint("rel-", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(fake.Calls("/api/sn_chg_rest/change/standard/" + id)); n != 2 {
+		t.Errorf("%d creations on the template's sys_id, want 2", n)
+	}
+	if n := len(fake.Calls("std_change_record_producer")); n != 1 {
+		t.Errorf("%d template lookups, want 1 (cached)", n)
+	}
+	c.creation.Template = "No such template"
+	if _, err := c.CreateChange(context.Background(), connectors.NewChange{ReleaseID: "rel-x"}); err == nil || !strings.Contains(err.Error(), "no active template") {
+		t.Errorf("unknown template: %v", err)
+	}
+}

@@ -98,6 +98,11 @@ func (s *Server) jiraServe(w http.ResponseWriter, r *http.Request, body string) 
 	case (p == "/rest/api/2/search" || p == "/rest/api/3/search" || p == "/rest/api/latest/search") && r.Method == http.MethodGet:
 		q := r.URL.Query()
 		s.jiraSearch(w, q.Get("jql"), q.Get("startAt"), q.Get("maxResults"))
+	case (p == "/rest/api/2/search/jql" || p == "/rest/api/3/search/jql") && r.Method == http.MethodGet:
+		// Jira Cloud's enhanced search: the next page by token (here the
+		// next offset).
+		q := r.URL.Query()
+		s.jiraSearchPage(w, q.Get("jql"), q.Get("nextPageToken"), q.Get("maxResults"), true)
 	case (p == "/rest/api/2/search" || p == "/rest/api/3/search") && r.Method == http.MethodPost:
 		var req struct {
 			JQL        string `json:"jql"`
@@ -163,6 +168,10 @@ func (s *Server) jiraServe(w http.ResponseWriter, r *http.Request, body string) 
 }
 
 func (s *Server) jiraSearch(w http.ResponseWriter, jql, startAt, maxResults string) {
+	s.jiraSearchPage(w, jql, startAt, maxResults, false)
+}
+
+func (s *Server) jiraSearchPage(w http.ResponseWriter, jql, startAt, maxResults string, enhanced bool) {
 	var projects []string
 	if m := projectsIn.FindStringSubmatch(jql); m != nil {
 		for _, p := range strings.Split(m[1], ",") {
@@ -216,6 +225,14 @@ func (s *Server) jiraSearch(w http.ResponseWriter, jql, startAt, maxResults stri
 	page := []map[string]any{}
 	for i := start; i < len(hits) && i < start+max; i++ {
 		page = append(page, hits[i])
+	}
+	if enhanced {
+		out := map[string]any{"issues": page, "isLast": start+max >= len(hits)}
+		if start+max < len(hits) {
+			out["nextPageToken"] = strconv.Itoa(start + max)
+		}
+		writeJSON(w, 200, out)
+		return
 	}
 	writeJSON(w, 200, map[string]any{"startAt": start, "maxResults": max, "total": len(hits), "issues": page})
 }

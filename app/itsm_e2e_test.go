@@ -21,10 +21,12 @@ import (
 
 	"github.com/tollgate-dev/tollgate/app"
 	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/itsmfake"
 	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
+	"github.com/tollgate-dev/tollgate/service"
 )
 
 // Credentials of the ITSM end-to-end tests: every log line the servers
@@ -562,4 +564,59 @@ func TestWriteBack(t *testing.T) {
 			t.Errorf("no note was retried after the outage: %+v", queued)
 		}
 	})
+}
+
+// countingSource is a poll source that counts its polls and hands out one
+// record stamped at.
+type countingSource struct {
+	mu sync.Mutex
+	n  int
+	at time.Time
+}
+
+func (c *countingSource) Poll(_ context.Context, since time.Time, emit func(connectors.Record) error) error {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	if c.at.Before(since) {
+		return nil
+	}
+	body, _ := json.Marshal(map[string]any{"result": snAPIChange("CHG0080001", "approved", c.at)})
+	return emit(connectors.Record{Type: "change_request", Key: "CHG0080001", UpdatedAt: c.at, Body: body})
+}
+
+func (c *countingSource) polls() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+
+// TestPollerLease: of two replicas' pollers for one connector on one
+// database only the lease holder polls; its watermark is stored; the other
+// takes over as soon as the holder stops.
+func TestPollerLease(t *testing.T) {
+	fake := itsmfake.New(snUser, snPassword)
+	defer fake.Close()
+	s := bootITSM(t, "postgres", fake, snReadBackConfig)
+	at := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
+	a, b := &countingSource{at: at}, &countingSource{at: at}
+	log := slog.New(slog.DiscardHandler)
+	pa := service.NewPoller("servicenow", a, s.app.DB, s.app.Inbox, 50*time.Millisecond, "replica-a", core.SystemClock, log, s.app.Metrics)
+	pb := service.NewPoller("servicenow", b, s.app.DB, s.app.Inbox, 50*time.Millisecond, "replica-b", core.SystemClock, log, s.app.Metrics)
+	ctxA, stopA := context.WithCancel(context.Background())
+	ctxB, stopB := context.WithCancel(context.Background())
+	defer stopB()
+	doneA := make(chan struct{})
+	go func() { pa.Run(ctxA); close(doneA) }()
+	time.Sleep(100 * time.Millisecond)
+	go pb.Run(ctxB)
+	time.Sleep(500 * time.Millisecond)
+	if a.polls() < 3 || b.polls() != 0 {
+		t.Fatalf("polls: holder %d, other %d", a.polls(), b.polls())
+	}
+	s.waitFor("the polled change", func() bool { _, ok := s.changeOf("CHG0080001"); return ok })
+	wm, ok, err := s.app.DB.Watermark(context.Background(), "servicenow")
+	if err != nil || !ok || !wm.Equal(at) {
+		t.Errorf("watermark %v %v %v, want %v", wm, ok, err, at)
+	}
+	// A stopped replica gives its lease up: the other polls at once.
+	stopA()
+	<-doneA
+	s.waitFor("the other replica's poll", func() bool { return b.polls() > 0 })
 }

@@ -76,6 +76,7 @@ type PollSource interface {
 // PollStore is what a poller needs from storage: its lease and watermark.
 type PollStore interface {
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
 	Watermark(ctx context.Context, connector string) (time.Time, bool, error)
 	SetWatermark(ctx context.Context, connector string, wm time.Time) error
 }
@@ -111,11 +112,19 @@ func NewPoller(name string, src PollSource, store PollStore, inbox *Inbox, inter
 	return &Poller{name: name, src: src, store: store, inbox: inbox, interval: interval, holder: holder, clock: clock, log: log, metrics: m}
 }
 
-// Run polls every interval until ctx ends.
+// Run polls every interval until ctx ends, then gives up its lease so
+// another replica takes over at once.
 func (p *Poller) Run(ctx context.Context) {
 	start := p.clock.Now()
 	t := time.NewTimer(0)
 	defer t.Stop()
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := p.store.ReleaseLease(rctx, "poll:"+p.name, p.holder); err != nil {
+			p.log.Warn("poll lease not released", "connector", p.name, "error", err.Error())
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():

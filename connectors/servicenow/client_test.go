@@ -279,3 +279,44 @@ func TestCreateStandardChange(t *testing.T) {
 		t.Errorf("unknown template: %v", err)
 	}
 }
+
+// TestCircuitOpensAndCloses: an instance failing call after call opens
+// the circuit (calls then fail at once, naming it, without reaching the
+// instance); once it is back, the trial call closes it.
+func TestCircuitOpensAndCloses(t *testing.T) {
+	fake := itsmfake.New(testUser, testPW)
+	defer fake.Close()
+	fake.PutSN("change_request", change("CHG0000101", time.Now()))
+	hc := apiclient.New(apiclient.Options{Instance: "acme", Timeout: 300 * time.Millisecond, RetryMax: -1,
+		FailuresToOpen: 3, OpenFor: 200 * time.Millisecond})
+	api := connectors.API{URL: fake.URL, Username: testUser, Password: testPW}
+	c, err := NewClient(connectors.Config{Name: "acme", Type: Type, API: &api}, hc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	fake.Inject(itsmfake.Fault{Match: "CHG0000101", Status: 502, Times: 3})
+	for i := 0; i < 3; i++ {
+		if _, err := c.ReadChange(ctx, "CHG0000101"); err == nil || !strings.Contains(err.Error(), "HTTP 502") {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if c.Circuit() != apiclient.CircuitOpen {
+		t.Fatalf("circuit %s after 3 failures", c.Circuit())
+	}
+	before := len(fake.Calls("CHG0000101"))
+	_, err = c.ReadChange(ctx, "CHG0000101")
+	if !errors.Is(err, apiclient.ErrCircuitOpen) || !strings.Contains(err.Error(), "ServiceNow acme") {
+		t.Errorf("open circuit: %v", err)
+	}
+	if len(fake.Calls("CHG0000101")) != before {
+		t.Error("an open circuit reached the instance")
+	}
+	time.Sleep(250 * time.Millisecond)
+	if _, err := c.ReadChange(ctx, "CHG0000101"); err != nil {
+		t.Fatalf("trial call: %v", err)
+	}
+	if c.Circuit() != apiclient.CircuitClosed {
+		t.Errorf("circuit %s after a good trial", c.Circuit())
+	}
+}

@@ -620,3 +620,32 @@ func TestPollerLease(t *testing.T) {
 	<-doneA
 	s.waitFor("the other replica's poll", func() bool { return b.polls() > 0 })
 }
+
+// TestChangeCreationAfterCrash: a replica that recorded its attempt and
+// crashed (after ServiceNow opened the change, before recording its key)
+// leaves a pending record; once it is stale the next check finds that
+// change by the release id instead of opening a second one.
+func TestChangeCreationAfterCrash(t *testing.T) {
+	eachDialect(t, func(t *testing.T, dialect string) {
+		fake := itsmfake.New(snUser, snPassword)
+		defer fake.Close()
+		s := bootITSM(t, dialect, fake, snReadBackConfig)
+		s.app.Creator.SetStaleAfter(100 * time.Millisecond)
+		ci, _ := s.token(core.RoleCI)
+		rel := core.ReleaseID("payments-api", "8.0.0", "production")
+		if _, own, err := s.app.DB.ClaimCreation(context.Background(), rel, "servicenow", time.Minute); err != nil || !own {
+			t.Fatalf("claim: %v %v", own, err)
+		}
+		opened := snAPIChange("CHG0081001", "not requested", time.Now())
+		opened["correlation_id"] = snPair(rel)
+		fake.PutSN("change_request", opened)
+		time.Sleep(200 * time.Millisecond)
+		a := s.check(ci, "", map[string]any{"service": "payments-api", "environment": "production", "version": "8.0.0"})
+		if a.Decision != "wait" || a.Reasons[0].Code != core.CodeChangeCreated || a.Reasons[0].Ref != "CHG0081001" {
+			t.Errorf("after the crash: %s %+v", a.Decision, a.Reasons)
+		}
+		if n := len(fake.SNCreated()); n != 0 {
+			t.Errorf("%d changes opened, want none (the crashed attempt's is found)", n)
+		}
+	})
+}

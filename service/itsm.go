@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -368,7 +369,12 @@ type Creator struct {
 	log     *slog.Logger
 	metrics *metrics.Set
 	sf      singleflight.Group
+	stale   atomic.Int64 // creationStale unless SetStaleAfter changed it
 }
+
+// SetStaleAfter sets how long a pending attempt may last before another
+// check presumes it crashed and takes it over (tests).
+func (c *Creator) SetStaleAfter(d time.Duration) { c.stale.Store(int64(d)) }
 
 type creatorEntry struct {
 	o    ChangeOpener
@@ -377,7 +383,9 @@ type creatorEntry struct {
 
 // NewCreator wires an empty creator; Add the openers.
 func NewCreator(store CreationStore, log *slog.Logger, m *metrics.Set) *Creator {
-	return &Creator{store: store, log: log, metrics: m}
+	c := &Creator{store: store, log: log, metrics: m}
+	c.stale.Store(int64(creationStale))
+	return c
 }
 
 // Add registers an opener for the environments its configuration covers.
@@ -426,7 +434,7 @@ func (c *Creator) OpenChange(ctx context.Context, req core.GateRequest, releaseI
 
 func (c *Creator) open(ctx context.Context, o ChangeOpener, req core.GateRequest, releaseID string) (string, error) {
 	for {
-		rec, own, err := c.store.ClaimCreation(ctx, releaseID, o.Name(), creationStale)
+		rec, own, err := c.store.ClaimCreation(ctx, releaseID, o.Name(), time.Duration(c.stale.Load()))
 		if err != nil {
 			return "", err
 		}

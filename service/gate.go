@@ -30,6 +30,19 @@ type Subscriber interface {
 	Subscribe() (<-chan string, func())
 }
 
+// ITSMGate is what the gate asks of the ITSMs.
+type ITSMGate interface {
+	// ReadBack fetches and stores the changes of keys the owning ITSM has;
+	// stored says whether any was, notes why each other key asked about
+	// is not there ("not in ServiceNow acme", "ServiceNow acme
+	// unreachable: …"). Keys no ITSM owns are left out.
+	ReadBack(ctx context.Context, keys []string) (stored bool, notes map[string]string)
+	// OpenChange returns the change opened for the release, opening it if
+	// none is; handled is false when no connector opens changes for the
+	// environment. An ITSM's refusal is a *CreationFailed.
+	OpenChange(ctx context.Context, req core.GateRequest, releaseID string) (key, system string, handled bool, err error)
+}
+
 // GateConfig tunes the gate.
 type GateConfig struct {
 	MaxWait      time.Duration // cap on ?wait=

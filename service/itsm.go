@@ -501,19 +501,6 @@ func (c *Creator) finish(ctx context.Context, o ChangeOpener, releaseID, key str
 	return nil
 }
 
-// ITSMGate is what the gate asks of the ITSMs.
-type ITSMGate interface {
-	// ReadBack fetches and stores the changes of keys the owning ITSM has;
-	// stored says whether any was, notes why each other key asked about
-	// is not there ("not in ServiceNow acme", "ServiceNow acme
-	// unreachable: …"). Keys no ITSM owns are left out.
-	ReadBack(ctx context.Context, keys []string) (stored bool, notes map[string]string)
-	// OpenChange returns the change opened for the release, opening it if
-	// none is; handled is false when no connector opens changes for the
-	// environment. An ITSM's refusal is a *CreationFailed.
-	OpenChange(ctx context.Context, req core.GateRequest, releaseID string) (key, system string, handled bool, err error)
-}
-
 // ITSM is the ITSMGate of the configured connectors: either part may be
 // nil.
 type ITSM struct {

@@ -1,7 +1,9 @@
 // Package connectors defines the contract every source-system adapter
 // implements on its inbound side (verify a webhook delivery, classify it),
 // the per-connector configuration, and a registry that builds an adapter
-// from its configured type.
+// from its configured type. The API side of the ITSM connectors (records
+// read, changes opened, notes written) crosses into the services as the
+// plain values of api.go; connectors/all builds those clients.
 //
 // One package per system lives beneath this one (connectors/github,
 // connectors/gitlab, connectors/jira, connectors/servicenow,

@@ -228,3 +228,28 @@ func TestCreateAndFind(t *testing.T) {
 		t.Errorf("comments %v", got)
 	}
 }
+
+// TestCreateJSMRequest: with service_desk_id and request_type_id the
+// change is a JSM request, found again by its label.
+func TestCreateJSMRequest(t *testing.T) {
+	fake := itsmfake.New(testUser, testToken)
+	defer fake.Close()
+	c := newClient(t, fake, nil)
+	c.creation = &connectors.ChangeCreation{Environments: []string{"production"}, ServiceDeskID: "1", RequestTypeID: "10"}
+	key, err := c.CreateChange(context.Background(), connectors.NewChange{ReleaseID: "rel-7", Service: "payments-api", Version: "1.0.0", Environment: "production"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := fake.Calls("/rest/servicedeskapi/request")
+	if len(calls) != 1 || !strings.Contains(calls[0].Body, `"serviceDeskId":"1"`) || !strings.Contains(calls[0].Body, "payments-api 1.0.0") {
+		t.Fatalf("calls %+v", calls)
+	}
+	if got, err := c.FindCreated(context.Background(), "rel-7"); err != nil || got != key {
+		t.Errorf("FindCreated = %q, %v; want %q", got, err, key)
+	}
+	// A refusal carries Jira's own words.
+	fake.Inject(itsmfake.Fault{Match: "servicedeskapi/request", Status: 400})
+	if _, err := c.CreateChange(context.Background(), connectors.NewChange{ReleaseID: "rel-8"}); err == nil || !strings.Contains(err.Error(), "HTTP 400: Bad Request") {
+		t.Errorf("refusal: %v", err)
+	}
+}

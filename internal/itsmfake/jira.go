@@ -131,6 +131,25 @@ func (s *Server) jiraServe(w http.ResponseWriter, r *http.Request, body string) 
 		s.jira.put(map[string]any{"key": key, "fields": req.Fields})
 		s.jira.created = append(s.jira.created, key)
 		writeJSON(w, 201, map[string]any{"id": s.jira.issues[key]["id"], "key": key, "self": "/rest/api/2/issue/" + key})
+	case p == "/rest/servicedeskapi/request" && r.Method == http.MethodPost:
+		var req struct {
+			ServiceDeskID      string         `json:"serviceDeskId"`
+			RequestTypeID      string         `json:"requestTypeId"`
+			RequestFieldValues map[string]any `json:"requestFieldValues"`
+		}
+		if json.Unmarshal([]byte(body), &req) != nil || req.ServiceDeskID == "" || req.RequestTypeID == "" {
+			writeJSON(w, 400, map[string]any{"errorMessage": "serviceDeskId and requestTypeId are required."})
+			return
+		}
+		s.jira.next["OPS"]++
+		key := fmt.Sprintf("OPS-%d", 1000+s.jira.next["OPS"])
+		fields := map[string]any{"issuetype": map[string]any{"name": "Change"}, "status": map[string]any{"name": "Waiting for support"}}
+		for k, v := range req.RequestFieldValues {
+			fields[k] = v
+		}
+		s.jira.put(map[string]any{"key": key, "fields": fields})
+		s.jira.created = append(s.jira.created, key)
+		writeJSON(w, 201, map[string]any{"issueKey": key, "serviceDeskId": req.ServiceDeskID, "requestTypeId": req.RequestTypeID})
 	case commentPath.MatchString(p) && r.Method == http.MethodPost:
 		key := commentPath.FindStringSubmatch(p)[1]
 		if _, ok := s.jira.issues[key]; !ok {

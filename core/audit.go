@@ -90,10 +90,25 @@ func HashAuditEntry(prev string, e AuditEntry) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// AuditBreak describes the first row at which a chain fails verification.
+// AuditBreak describes the first place at which the audit trail fails
+// verification: a chain row (Seq), or a gate decision that disagrees with
+// its chain entry or has none (DecisionID; Seq is its entry's row, 0 when
+// it has none).
 type AuditBreak struct {
-	Seq    int64  `json:"seq"`
-	Reason string `json:"reason"`
+	Seq        int64  `json:"seq"`
+	DecisionID string `json:"decision_id,omitempty"`
+	Reason     string `json:"reason"`
+}
+
+// AuditHead is the chain's newest row: its sequence number and hash (0
+// and GenesisHash while the chain is empty). Kept outside the database, it
+// is the anchor that shows rows deleted from the chain's end, which no
+// chain can show by itself: verification fails when the chain no longer
+// reaches it.
+type AuditHead struct {
+	Seq  int64     `json:"seq"`
+	Hash string    `json:"hash"`
+	At   time.Time `json:"at,omitzero"`
 }
 
 // VerifyAuditChain checks rows (ordered by Seq ascending, starting at the

@@ -644,38 +644,3 @@ func (d *DB) ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEnt
 	}
 	return out, nil
 }
-
-// VerifyAudit walks the whole chain in pages and returns the first break
-// (nil when the chain is intact) and how many rows it checked. It needs
-// only the database, so `tollgate audit verify` can run it offline.
-func (d *DB) VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error) {
-	prev, next := core.GenesisHash, int64(1)
-	var checked int64
-	after := int64(-1) << 62 // from the very first row, whatever its seq
-	for {
-		var rows []auditRow
-		if err := d.db.SelectContext(ctx, &rows, d.q("SELECT "+auditColumns+" FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"), after, verifyPage); err != nil {
-			return nil, checked, fmt.Errorf("verify audit: read rows after %d: %w", after, translate(err))
-		}
-		if len(rows) == 0 {
-			return nil, checked, nil
-		}
-		page := make([]core.AuditEntry, len(rows))
-		for i, r := range rows {
-			page[i] = r.entry()
-		}
-		brk, last, n := core.VerifyAuditChain(page, prev, next)
-		if brk != nil {
-			for _, e := range page {
-				checked++
-				if e.Seq == brk.Seq {
-					break
-				}
-			}
-			return brk, checked, nil
-		}
-		checked += int64(len(page))
-		prev, next = last, n
-		after = rows[len(rows)-1].Seq
-	}
-}

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,17 +57,15 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 	for _, r := range dec.Reasons {
 		codes = append(codes, r.Code)
 	}
+	// The document and its hash are computed here, in the caller, so the
+	// group commit's serial path only carries them.
+	doc, docHash := encodeDecision(dec)
 	entry := core.AuditEntry{
-		Actor: actor, Action: "gate.decision", Subject: "release:" + dec.ReleaseID, At: dec.EvaluatedAt,
-		Data: json.RawMessage(mustJSON(struct {
-			DecisionID    string        `json:"decision_id"`
-			Decision      core.Decision `json:"decision"`
-			Reasons       []string      `json:"reasons"`
-			PolicyVersion int           `json:"policy_version"`
-		}{dec.ID, dec.Decision, codes, dec.PolicyVersion})),
+		Actor: actor, Action: decisionAction, Subject: "release:" + dec.ReleaseID, At: dec.EvaluatedAt,
+		Data: json.RawMessage(mustJSON(decisionEntry{dec.ID, dec.Decision, codes, dec.PolicyVersion, docHash})),
 	}
 	rows := []batchRow{{ins: decisionInsert, args: []any{dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency,
-		dec.PolicyVersion, dec.EvaluatedAt, actor, mustJSON(dec)}}}
+		dec.PolicyVersion, dec.EvaluatedAt, actor, doc}}}
 	if req := dec.Request; req.Service != "" && req.Version != "" && req.Environment != "" && dec.ReleaseID != "" &&
 		!d.releases.has(dec.ReleaseID) {
 		// The release the decision is about, created if it is new (an
@@ -82,6 +82,34 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 		d.releases.add(dec.ReleaseID)
 	}
 	return nil
+}
+
+// decisionAction is the audit action of a recorded gate decision.
+const decisionAction = "gate.decision"
+
+// decisionEntry is the data of a decision's audit entry. DocSHA256 ties the
+// stored document to the chain: VerifyAudit recomputes it from the row, so
+// a decision edited in the database (its column or its document) no longer
+// matches its entry. Entries written before the hash was recorded have
+// none; their rows are checked by the decision column alone.
+type decisionEntry struct {
+	DecisionID    string        `json:"decision_id"`
+	Decision      core.Decision `json:"decision"`
+	Reasons       []string      `json:"reasons"`
+	PolicyVersion int           `json:"policy_version"`
+	DocSHA256     string        `json:"doc_sha256,omitempty"`
+}
+
+// encodeDecision returns dec's stored document and its hex SHA-256.
+func encodeDecision(dec core.GateDecision) (doc, sum string) {
+	b := mustJSONBytes(dec)
+	return string(b), docSHA256(b)
+}
+
+// docSHA256 is the hex SHA-256 of a stored decision document.
+func docSHA256(doc []byte) string {
+	h := sha256.Sum256(doc)
+	return hex.EncodeToString(h[:])
 }
 
 // knownReleases remembers ids of releases this process saw committed, so

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -44,8 +46,14 @@ func TestDecisionSaveAndGet(t *testing.T) {
 		if err := json.Unmarshal(e.Data, &data); err != nil {
 			t.Fatal(err)
 		}
+		// The entry covers the stored document by its SHA-256.
+		var doc string
+		if err := db.SQLX().GetContext(ctx, &doc, "SELECT doc FROM gate_decisions WHERE id = 'dec-1'"); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(doc))
 		want := map[string]any{"decision_id": "dec-1", "decision": "deny", "policy_version": float64(3),
-			"reasons": []any{core.CodeChangeNotApproved, core.CodeIncidentBlock}}
+			"reasons": []any{core.CodeChangeNotApproved, core.CodeIncidentBlock}, "doc_sha256": hex.EncodeToString(sum[:])}
 		if !reflect.DeepEqual(data, want) {
 			t.Fatalf("audit data %v, want %v", data, want)
 		}

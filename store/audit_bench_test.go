@@ -31,7 +31,7 @@ func newBenchDB(b *testing.B) *DB {
 
 // BenchmarkAppendParallel measures gate-decision-shaped appends (one
 // decision row plus its audit entry) from many goroutines on PostgreSQL:
-// "group" through the group-commit appender, "one_per_tx" the baseline of
+// "group" through the group commit, "one_per_tx" the baseline of
 // one transaction per append, each taking the chain lock and reading the
 // head. Run: go test -run '^$' -bench AppendParallel -benchtime 3s ./store/
 func BenchmarkAppendParallel(b *testing.B) {
@@ -57,11 +57,11 @@ func BenchmarkAppendParallel(b *testing.B) {
 				if err := row(ctx, tx); err != nil {
 					return err
 				}
-				head, err := db.lockChain(ctx, tx)
+				head, err := db.commits.LockChain(ctx, tx)
 				if err != nil {
 					return err
 				}
-				return db.appendTx(ctx, tx, head, entry())
+				return db.commits.AppendLocked(ctx, tx, head, entry())
 			})
 		}},
 	} {

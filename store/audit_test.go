@@ -224,14 +224,11 @@ func TestAuditConcurrentAppendsStayLinear(t *testing.T) {
 	})
 }
 
-// holdAppender occupies the appender with a writer that blocks until the
-// returned release is called, and waits until it runs; requests submitted
-// meanwhile queue up and form the next group together. It first gives the
-// store a one-worker appender, so that no second worker takes them.
+// holdAppender occupies the group commit with a writer that blocks until
+// the returned release is called, and waits until it runs; requests
+// submitted meanwhile queue up and form the next group together.
 func holdAppender(t *testing.T, db *DB) (release func() error) {
 	t.Helper()
-	db.audit.close()
-	db.audit = startAppender(db, 1)
 	started, gate := make(chan struct{}), make(chan struct{})
 	res := make(chan error, 1)
 	go func() {
@@ -249,13 +246,13 @@ func holdAppender(t *testing.T, db *DB) (release func() error) {
 	}
 }
 
-// waitQueued waits until n requests wait for the appender.
+// waitQueued waits until n requests wait for the group commit.
 func waitQueued(t *testing.T, db *DB, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(db.audit.reqs) < n {
+	for db.commits.Queued() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d requests queued", len(db.audit.reqs), n)
+			t.Fatalf("only %d of %d requests queued", db.commits.Queued(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -409,7 +406,7 @@ func TestAuditCloseDrainsQueue(t *testing.T) {
 		waitQueued(t, db, n)
 		closed := make(chan struct{})
 		go func() {
-			db.audit.close() // the pool stays open so the test can look
+			db.commits.Close() // the pool stays open so the test can look
 			close(closed)
 		}()
 		if err := release(); err != nil {
@@ -448,11 +445,11 @@ func TestAuditChainLockHolderNeedsNoSecondConnection(t *testing.T) {
 	for i := range n {
 		go func() {
 			errs <- db.tx(ctx, func(tx *sqlx.Tx) error {
-				head, err := db.lockChain(ctx, tx)
+				head, err := db.commits.LockChain(ctx, tx)
 				if err != nil {
 					return err
 				}
-				return db.appendTx(ctx, tx, head, []core.AuditEntry{{Action: "test.pool", Subject: fmt.Sprint(i)}})
+				return db.commits.AppendLocked(ctx, tx, head, []core.AuditEntry{{Action: "test.pool", Subject: fmt.Sprint(i)}})
 			})
 		}()
 	}

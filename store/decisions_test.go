@@ -142,7 +142,7 @@ func TestDecisionsShareGroupStatements(t *testing.T) {
 }
 
 // TestDecisionSkipsAKnownRelease: once a release is known to exist, later
-// decisions about it do not carry its insert (knownReleases); a release
+// decisions about it do not carry its insert (groupcommit.Row.Once); a release
 // the process does not know is still created with the decision. A
 // trigger refusing every insert into releases shows which is which.
 func TestDecisionSkipsAKnownRelease(t *testing.T) {
@@ -181,26 +181,4 @@ func TestDecisionSkipsAKnownRelease(t *testing.T) {
 			t.Fatalf("%d decisions (%v), want 4", n, err)
 		}
 	})
-}
-
-func TestKnownReleasesIsBounded(t *testing.T) {
-	var k knownReleases
-	if k.has("r0") {
-		t.Fatal("empty set has r0")
-	}
-	for i := range knownReleasesMax + 1 {
-		k.add(fmt.Sprintf("r%d", i))
-	}
-	if !k.has("r0") || !k.has(fmt.Sprintf("r%d", knownReleasesMax)) {
-		t.Fatal("the previous generation is forgotten too early")
-	}
-	for i := range knownReleasesMax {
-		k.add(fmt.Sprintf("s%d", i))
-	}
-	if k.has("r0") {
-		t.Fatal("two generations later r0 is still known")
-	}
-	if n := len(k.cur) + len(k.prev); n > 2*knownReleasesMax {
-		t.Fatalf("%d ids held", n)
-	}
 }

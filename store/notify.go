@@ -12,6 +12,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/factcache"
 )
 
 // notifyChannel is the PostgreSQL LISTEN/NOTIFY channel on which stores
@@ -73,7 +74,7 @@ func (h *hub) broadcast(topic string) {
 // every replica when tx commits; on SQLite (one process, one connection) it
 // is an in-process broadcast.
 func (d *DB) notifyTx(ctx context.Context, tx *sqlx.Tx, topic string) error {
-	d.txTopics.add(tx, topic) // the fact cache drops it when tx ends
+	d.facts.Announce(tx, topic) // the fact cache drops it when tx ends
 	if d.dialect == Postgres {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", notifyChannel, topic); err != nil {
 			return fmt.Errorf("notify %s: %w", topic, err)
@@ -98,7 +99,7 @@ func (d *DB) Subscribe() (<-chan string, func()) { return d.hub.subscribe() }
 // disconnected are lost). It returns nil when ctx ends. On SQLite it
 // returns nil at once: notifyTx broadcasts in-process there.
 //
-// Listen also drives the fact cache (factcache.go): it is live only while
+// Listen also drives the fact cache (store/factcache): it is live only while
 // the listener is connected and answers its pings, and every notification
 // invalidates it before subscribers are woken.
 func (d *DB) Listen(ctx context.Context) error {
@@ -119,7 +120,7 @@ func (d *DB) Listen(ctx context.Context) error {
 		}
 	})
 	defer l.Close()
-	defer d.facts.setLive(false)
+	defer d.facts.SetLive(false)
 	if err := l.Listen(notifyChannel); err != nil && !errors.Is(err, pq.ErrChannelAlreadyOpen) {
 		return fmt.Errorf("listen on %s: %w", notifyChannel, translate(err))
 	}
@@ -138,7 +139,7 @@ func (d *DB) Listen(ctx context.Context) error {
 				conn.set(d.facts, true)
 				d.hub.broadcast(TopicAll)
 			default:
-				d.facts.invalidate(n.Extra)
+				d.facts.Invalidate(n.Extra)
 				d.hub.broadcast(n.Extra)
 			}
 		case <-ping.C:
@@ -162,15 +163,15 @@ type connState struct {
 }
 
 // set records a connect (true) or disconnect; either empties the cache.
-func (c *connState) set(cache *factCache, connected bool) {
+func (c *connState) set(cache *factcache.Cache, connected bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	c.connected = connected
-	cache.setLive(connected)
+	cache.SetLive(connected)
 }
 
-func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factCache) {
+func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factcache.Cache) {
 	c.mu.Lock()
 	gen, up := c.gen, c.connected
 	c.mu.Unlock()
@@ -186,7 +187,7 @@ func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factCache) 
 	case <-time.After(listenPingTimeout):
 		c.mu.Lock()
 		if c.gen == gen {
-			cache.setLive(false)
+			cache.SetLive(false)
 		}
 		c.mu.Unlock()
 		err = <-done
@@ -199,10 +200,10 @@ func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factCache) 
 		return // connected or disconnected meanwhile: that event decided
 	}
 	if err != nil {
-		cache.setLive(false)
+		cache.SetLive(false)
 		return
 	}
 	// Alive: nothing was lost on this connection; a cache a slow ping
 	// took out of use comes back (emptied).
-	cache.resume()
+	cache.Resume()
 }

@@ -37,9 +37,8 @@ func tsp(t *time.Time) *time.Time {
 // mustJSON encodes v; the values stored are tollgate's own types, which
 // always encode. It uses segmentio/encoding's json, whose output is
 // encoding/json's byte for byte (TestMustJSONMatchesEncodingJSON,
-// FuzzMustJSON) at less than half its time and a quarter of its
-// allocations: on the gate's path it encodes every decision document,
-// ~12% of tollgate's CPU with encoding/json.
+// FuzzMustJSON) in much less time: the gate's path encodes every
+// decision document (figures in docs/benchmarks.md).
 func mustJSON(v any) string { return string(mustJSONBytes(v)) }
 
 // mustJSONBytes is mustJSON's encoding as bytes.
@@ -108,3 +107,7 @@ func timePtr(n sql.NullTime) *time.Time {
 	t := n.Time.UTC()
 	return &t
 }
+
+// txEnded drops from the fact cache what tx announced (notifyTx), whether
+// it committed or not.
+func (d *DB) txEnded(tx *sqlx.Tx) { d.facts.TxEnded(tx) }

@@ -43,7 +43,9 @@ func BenchmarkAppendParallel(b *testing.B) {
 		return err
 	}
 	entry := func() []core.AuditEntry {
-		return []core.AuditEntry{{Actor: "ci", Action: "gate.decision", Subject: "release:rel",
+		// Decision-shaped, but not a gate decision's entry: VerifyAudit
+		// would hold it to a stored decision.
+		return []core.AuditEntry{{Actor: "ci", Action: "bench.decision", Subject: "release:rel",
 			Data: json.RawMessage(`{"decision":"allow","reasons":["NO_CHANGE"],"policy_version":1}`)}}
 	}
 	for _, bc := range []struct {
@@ -51,6 +53,11 @@ func BenchmarkAppendParallel(b *testing.B) {
 		op   func(ctx context.Context, db *DB) error
 	}{
 		{"group_entry_only", func(ctx context.Context, db *DB) error { return db.appendWith(ctx, entry(), nil) }},
+		// The gate's write: SaveDecision, one statement per group.
+		{"decision", func(ctx context.Context, db *DB) error {
+			return db.SaveDecision(ctx, core.GateDecision{Decision: core.Allow, ReleaseID: "rel", Reasons: []core.Reason{{Code: core.CodeNoChange}},
+				Request: core.GateRequest{Service: "payments", Environment: "production", Version: "1.2.3", Changes: []string{"CHG0000024"}}}, "ci")
+		}},
 		{"group", func(ctx context.Context, db *DB) error { return db.appendWith(ctx, entry(), row) }},
 		{"one_per_tx", func(ctx context.Context, db *DB) error {
 			return db.tx(ctx, func(tx *sqlx.Tx) error {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
 )
 
@@ -28,12 +28,17 @@ const DefaultPath = "config/tollgate.yaml"
 type Config struct {
 	// Addr is the listen address (TOLLGATE_ADDR; default ":8080").
 	Addr string `yaml:"addr"`
-	// DatabaseURL is postgres://… or sqlite:PATH (TOLLGATE_DATABASE_URL;
-	// empty → SQLite at ./data/tollgate.db).
+	// DatabaseURL is postgres://…, a PostgreSQL key=value string
+	// (host=… dbname=…), or sqlite:PATH[?synchronous=full]
+	// (TOLLGATE_DATABASE_URL; empty → SQLite at ./data/tollgate.db).
 	DatabaseURL string `yaml:"database_url"`
 	// AdminToken, when set, is an admin API token that exists after start
 	// (TOLLGATE_ADMIN_TOKEN): the bootstrap for a new install.
 	AdminToken string `yaml:"admin_token"`
+	// AdminTokenFile names a file holding the admin token instead
+	// (TOLLGATE_ADMIN_TOKEN_FILE; a Docker or Kubernetes secret), read at
+	// start; surrounding white space is trimmed.
+	AdminTokenFile string `yaml:"admin_token_file"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// MaxBodyBytes caps every request body (default 1 MiB); larger → 413.
@@ -99,8 +104,17 @@ type InboxConfig struct {
 	// event (default 2m).
 	Lease Duration `yaml:"lease"`
 	// PollInterval is how often an idle worker looks for work (default 1s;
-	// new webhooks wake it at once).
+	// new webhooks wake it at once, on every replica).
 	PollInterval Duration `yaml:"poll_interval"`
+	// MaxAttempts is how many times the normalizer tries an event whose
+	// processing keeps failing (or crashing) before it quarantines it with
+	// the last error (default 5).
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxFutureSkew is how far in the future a source's own stamp (a
+	// change's or incident's update time, a deployment's start) may lie;
+	// an event stamped later is quarantined, so it cannot freeze a record
+	// against the source's later updates (default 5m).
+	MaxFutureSkew Duration `yaml:"max_future_skew"`
 }
 
 // ConnectorConfig declares one connector.
@@ -118,6 +132,11 @@ type ConnectorConfig struct {
 	Mappings []string `yaml:"mappings"`
 	// Options holds type-specific settings (API base URL, credentials …).
 	Options map[string]string `yaml:"options"`
+	// Records grants record kinds (changes, incidents, deployments,
+	// reviews) beyond the type's defaults: servicenow and jira write
+	// changes, incidents and reviews; github, gitlab, jenkins and generic
+	// deployments only.
+	Records []string `yaml:"records"`
 }
 
 // Duration is a time.Duration written as "15m" in YAML.
@@ -139,6 +158,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes the duration as a string.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// LogValue logs the duration as a duration (text with logging.ReplaceAttr).
+func (d Duration) LogValue() slog.Value { return slog.DurationValue(time.Duration(d)) }
 
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
@@ -250,20 +272,44 @@ func Parse(raw []byte, getenv func(string) string) (*Config, error) {
 		}
 	}
 	for env, dst := range map[string]*string{
-		"TOLLGATE_ADDR":         &c.Addr,
-		"TOLLGATE_DATABASE_URL": &c.DatabaseURL,
-		"TOLLGATE_ADMIN_TOKEN":  &c.AdminToken,
-		"TOLLGATE_LOG_LEVEL":    &c.LogLevel,
+		"TOLLGATE_ADDR":             &c.Addr,
+		"TOLLGATE_DATABASE_URL":     &c.DatabaseURL,
+		"TOLLGATE_ADMIN_TOKEN":      &c.AdminToken,
+		"TOLLGATE_ADMIN_TOKEN_FILE": &c.AdminTokenFile,
+		"TOLLGATE_LOG_LEVEL":        &c.LogLevel,
 	} {
 		if v := getenv(env); v != "" {
 			*dst = v
 		}
+	}
+	if err := c.readAdminTokenFile(); err != nil {
+		return nil, err
 	}
 	c.defaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// readAdminTokenFile sets AdminToken from AdminTokenFile. Both set is an
+// error: which one wins would be a guess.
+func (c *Config) readAdminTokenFile() error {
+	if c.AdminTokenFile == "" {
+		return nil
+	}
+	if c.AdminToken != "" {
+		return core.Invalid("admin_token_file", "set the admin token or its file (TOLLGATE_ADMIN_TOKEN or TOLLGATE_ADMIN_TOKEN_FILE), not both")
+	}
+	b, err := os.ReadFile(c.AdminTokenFile)
+	if err != nil {
+		return core.Invalid("admin_token_file", "cannot read %s: %v", c.AdminTokenFile, errors.Unwrap(err))
+	}
+	c.AdminToken = strings.TrimSpace(string(b))
+	if c.AdminToken == "" {
+		return core.Invalid("admin_token_file", "%s is empty", c.AdminTokenFile)
+	}
+	return nil
 }
 
 func (c *Config) defaults() {
@@ -297,6 +343,12 @@ func (c *Config) defaults() {
 	if c.Inbox.PollInterval == 0 {
 		c.Inbox.PollInterval = Duration(time.Second)
 	}
+	if c.Inbox.MaxAttempts == 0 {
+		c.Inbox.MaxAttempts = 5
+	}
+	if c.Inbox.MaxFutureSkew == 0 {
+		c.Inbox.MaxFutureSkew = Duration(5 * time.Minute)
+	}
 }
 
 var connectorName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -309,11 +361,8 @@ func (c *Config) Validate() error {
 	if _, _, err := splitAddr(c.Addr); err != nil {
 		bad("addr", "%v", err)
 	}
-	if u := c.DatabaseURL; u != "" && !strings.HasPrefix(u, "sqlite:") {
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "postgres" && p.Scheme != "postgresql") {
-			bad("database_url", "want postgres://…, postgresql://… or sqlite:PATH")
-		}
+	if err := validateDatabaseURL(c.DatabaseURL); err != nil {
+		bad("database_url", "%v", err)
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("admin_token", "must be at least 16 characters")
@@ -348,6 +397,12 @@ func (c *Config) Validate() error {
 	if c.Inbox.PollInterval.D() < 10*time.Millisecond {
 		bad("inbox.poll_interval", "must be at least 10ms")
 	}
+	if c.Inbox.MaxAttempts < 1 || c.Inbox.MaxAttempts > 100 {
+		bad("inbox.max_attempts", "must be between 1 and 100")
+	}
+	if c.Inbox.MaxFutureSkew.D() < time.Second || c.Inbox.MaxFutureSkew.D() > 24*time.Hour {
+		bad("inbox.max_future_skew", "must be between 1s and 24h")
+	}
 	seen := map[string]bool{}
 	for i, cc := range c.Connectors {
 		f := fmt.Sprintf("connectors[%d]", i)
@@ -362,6 +417,13 @@ func (c *Config) Validate() error {
 		seen[cc.Name] = true
 		if !contains(ConnectorTypes, cc.Type) {
 			bad(f+".type", "%q is not one of %s", cc.Type, strings.Join(ConnectorTypes, ", "))
+		}
+		if err := connectors.ValidateRecords(cc.Records); err != nil {
+			var ce *core.Error
+			if errors.As(err, &ce) {
+				ce.Field = f + "." + ce.Field
+			}
+			errs = append(errs, err)
 		}
 		if cc.WebhookSecret == "" {
 			bad(f+".webhook_secret", "is required: tollgate never accepts unauthenticated webhooks")
@@ -412,15 +474,6 @@ func mask(s string) string {
 	return masked
 }
 
-// maskURL hides a database URL's password.
-func maskURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil || p.User == nil {
-		return u
-	}
-	return p.Redacted()
-}
-
 // LogValue renders the effective configuration for the start-up log with
 // every secret masked.
 func (c *Config) LogValue() slog.Value {
@@ -435,10 +488,10 @@ func (c *Config) LogValue() slog.Value {
 		}
 		conns = append(conns, map[string]any{
 			"name": cc.Name, "type": cc.Type, "webhook_secret": mask(cc.WebhookSecret),
-			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts,
+			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts, "records": cc.Records,
 		})
 	}
-	db := maskURL(c.DatabaseURL)
+	db := MaskDatabaseURL(c.DatabaseURL)
 	if db == "" {
 		db = "sqlite:./data/tollgate.db (embedded)"
 	}
@@ -446,6 +499,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr),
 		slog.String("database_url", db),
 		slog.String("admin_token", mask(c.AdminToken)),
+		slog.String("admin_token_file", c.AdminTokenFile),
 		slog.String("log_level", c.LogLevel),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout.D()),
@@ -455,6 +509,8 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int("inbox.workers", c.Inbox.Workers),
 		slog.Int("inbox.batch_size", c.Inbox.BatchSize),
 		slog.Duration("inbox.lease", c.Inbox.Lease.D()),
+		slog.Int("inbox.max_attempts", c.Inbox.MaxAttempts),
+		slog.Duration("inbox.max_future_skew", c.Inbox.MaxFutureSkew.D()),
 		slog.String("mappings_dir", c.MappingsDir),
 		slog.Bool("policy_in_config", c.Policy != nil),
 		slog.Any("connectors", conns),
@@ -463,7 +519,7 @@ func (c *Config) LogValue() slog.Value {
 
 func isSecretKey(k string) bool {
 	k = strings.ToLower(k)
-	for _, s := range []string{"secret", "password", "token", "key", "credential"} {
+	for _, s := range []string{"secret", "password", "passwd", "pwd", "token", "key", "credential"} {
 		if strings.Contains(k, s) {
 			return true
 		}

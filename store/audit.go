@@ -21,9 +21,6 @@ const (
 	maxAuditLimit     = 1000
 )
 
-// Compile-time check: the store is the audit log.
-var _ core.AuditLog = (*DB)(nil)
-
 // AppenderStats is what the audit chain's group commit did since the store
 // opened (groupcommit.Stats).
 type AppenderStats = groupcommit.Stats

@@ -12,9 +12,6 @@ import (
 	"github.com/tollgate-dev/tollgate/store/groupcommit"
 )
 
-// Compile-time check.
-var _ core.DecisionStore = (*DB)(nil)
-
 // The inserts of the hot path, merged across a group by the group commit.
 var (
 	// Both are conflict-free (written before the chain lock is taken, and

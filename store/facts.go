@@ -16,8 +16,6 @@ import (
 	"github.com/tollgate-dev/tollgate/store/factcache"
 )
 
-var _ core.FactStore = (*DB)(nil)
-
 // MaxFactKeys bounds the change keys of one facts query.
 const MaxFactKeys = 1000
 

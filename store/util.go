@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -108,6 +109,39 @@ func timePtr(n sql.NullTime) *time.Time {
 	return &t
 }
 
-// txEnded drops from the fact cache what tx announced (notifyTx), whether
-// it committed or not.
-func (d *DB) txEnded(tx *sqlx.Tx) { d.facts.TxEnded(tx) }
+// txTopics remembers the topics a transaction announced (notifyTx), so
+// the fact cache can drop them, and SQLite's subscribers be woken, when the
+// transaction ends in this process (read-your-writes, without waiting for
+// the NOTIFY to come back).
+type txTopics struct {
+	mu sync.Mutex
+	m  map[*sqlx.Tx][]string
+}
+
+func (t *txTopics) add(tx *sqlx.Tx, topic string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[*sqlx.Tx][]string{}
+	}
+	t.m[tx] = append(t.m[tx], topic)
+}
+
+func (t *txTopics) take(tx *sqlx.Tx) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	topics := t.m[tx]
+	delete(t.m, tx)
+	return topics
+}
+
+// txEnded drops from the cache what tx announced, whether it committed or
+// not (dropping too much only costs a read), then wakes SQLite's
+// subscribers (announceEnded).
+func (d *DB) txEnded(tx *sqlx.Tx) {
+	topics := d.txTopics.take(tx)
+	for _, topic := range topics {
+		d.facts.Invalidate(topic)
+	}
+	d.announceEnded(topics)
+}

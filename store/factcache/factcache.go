@@ -73,10 +73,6 @@ type Cache struct {
 	pirs      cachedSet[core.PIR]
 	// afterRead, in tests, runs between a fill's read and its store.
 	afterRead func()
-
-	// announced holds the topics of transactions not ended yet (Announce).
-	announcedMu sync.Mutex
-	announced   map[any][]string
 }
 
 type cachedChange struct {
@@ -178,36 +174,6 @@ func (c *Cache) Invalidate(topic string) {
 	case "policy":
 	default:
 		c.flushLocked()
-	}
-}
-
-// Announce records that the transaction tx (any comparable handle) wrote
-// what topic names; TxEnded drops it from the cache when tx ends in this
-// process, committed or not (read-your-writes without waiting for the
-// NOTIFY to come back; dropping too much only costs a read).
-func (c *Cache) Announce(tx any, topic string) {
-	if c == nil {
-		return
-	}
-	c.announcedMu.Lock()
-	defer c.announcedMu.Unlock()
-	if c.announced == nil {
-		c.announced = map[any][]string{}
-	}
-	c.announced[tx] = append(c.announced[tx], topic)
-}
-
-// TxEnded invalidates what tx announced.
-func (c *Cache) TxEnded(tx any) {
-	if c == nil {
-		return
-	}
-	c.announcedMu.Lock()
-	topics := c.announced[tx]
-	delete(c.announced, tx)
-	c.announcedMu.Unlock()
-	for _, topic := range topics {
-		c.Invalidate(topic)
 	}
 }
 

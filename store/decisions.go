@@ -55,19 +55,21 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 	// The document and its hash are computed here, in the caller, so the
 	// group commit's serial path only carries them.
 	doc, docHash := encodeDecision(dec)
+	subject := "release:" + dec.ReleaseID // also the release row's Once key
 	entry := core.AuditEntry{
-		Actor: actor, Action: core.ActionGateDecision, Subject: "release:" + dec.ReleaseID, At: dec.EvaluatedAt,
+		Actor: actor, Action: core.ActionGateDecision, Subject: subject, At: dec.EvaluatedAt,
 		Data: json.RawMessage(mustJSON(core.DecisionAuditData{DecisionID: dec.ID, Decision: dec.Decision, Reasons: codes,
 			PolicyVersion: dec.PolicyVersion, DocSHA256: docHash})),
 	}
 	rows := []groupcommit.Row{{Insert: decisionInsert, Args: []any{dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency,
 		dec.PolicyVersion, dec.EvaluatedAt, actor, doc}}}
-	if req := dec.Request; req.Service != "" && req.Version != "" && req.Environment != "" && dec.ReleaseID != "" {
+	if req := dec.Request; req.Service != "" && req.Version != "" && req.Environment != "" &&
+		dec.ReleaseID != "" && !d.commits.Committed(subject) {
 		// The release the decision is about, created if it is new (an
 		// existing one keeps its links; deployment reports update them).
 		// Once this process saw it committed, later decisions leave it out.
 		now := d.now()
-		rows = append([]groupcommit.Row{{Insert: releaseInsert, Once: "release:" + dec.ReleaseID, Args: []any{dec.ReleaseID, req.Service, req.Version, req.Environment,
+		rows = append([]groupcommit.Row{{Insert: releaseInsert, Once: subject, Args: []any{dec.ReleaseID, req.Service, req.Version, req.Environment,
 			strings.TrimSpace(req.Team), strings.TrimSpace(req.Commit), strList(req.Changes), strList(req.Incidents), now, now}}}, rows...)
 	}
 	if err := d.commits.Submit(ctx, groupcommit.Request{Entries: []core.AuditEntry{entry}, Rows: rows}); err != nil {

@@ -205,6 +205,10 @@ func (c *Committer) enqueue(r *request) error {
 	}
 }
 
+// Committed reports whether a row with this Once key was committed by this
+// process: a caller may then leave the row out without building it.
+func (c *Committer) Committed(once string) bool { return c.once.known(once) }
+
 // Queued is the number of requests waiting for a group.
 func (c *Committer) Queued() int { return len(c.reqs) }
 

@@ -42,6 +42,13 @@ func (m *onceMemo) skipKnown(rows []Row) []Row {
 	return out
 }
 
+// known reports whether key is a committed Once key.
+func (m *onceMemo) known(key string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.hasLocked(key)
+}
+
 // remember adds the Once keys of committed rows.
 func (m *onceMemo) remember(rows []Row) {
 	for _, r := range rows {

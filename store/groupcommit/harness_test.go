@@ -1,7 +1,6 @@
 package groupcommit
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"testing"
@@ -9,39 +8,21 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq" // the store's driver
-	"github.com/pressly/goose/v3"
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
-	"github.com/tollgate-dev/tollgate/migrations"
 )
 
-// newTestCommitter migrates a fresh PostgreSQL database and starts a
-// committer on it (closed when t ends), with cfg's fields where set.
+// newTestCommitter starts a committer on a fresh migrated PostgreSQL
+// database (closed when t ends), with cfg's fields where set.
 func newTestCommitter(t testing.TB, cfg Config) (*Committer, *sqlx.DB) {
 	t.Helper()
-	return newTestCommitterOn(t, testpg.NewDatabase(t), cfg)
-}
-
-// newTestCommitterOn is newTestCommitter on the database at url.
-func newTestCommitterOn(t testing.TB, url string, cfg Config) (*Committer, *sqlx.DB) {
-	t.Helper()
+	url := testpg.NewMigratedDatabase(t)
 	db, err := sqlx.Open("postgres", url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	fsys, err := migrations.FS("postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db.DB, fsys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.Up(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	cfg.DB, cfg.URL = db, url
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -81,6 +81,11 @@ type gateCheckResponse struct {
 	EvaluatedAt   time.Time     `json:"evaluated_at"`
 	Emergency     bool          `json:"emergency"`
 	PolicyVersion int           `json:"policy_version"`
+	// WouldBe is set in an environment in observe mode when enforcing
+	// would have answered wait or deny (Decision is then allow).
+	WouldBe core.Decision `json:"would_be,omitempty"`
+	// Evidence is how each evidence requirement was judged.
+	Evidence []core.EvidenceMatch `json:"evidence,omitempty"`
 }
 
 func (s *Server) gateCheck(c *echo.Context) error {
@@ -107,6 +112,7 @@ func (s *Server) gateCheck(c *echo.Context) error {
 	return c.JSON(http.StatusOK, gateCheckResponse{
 		Decision: d.Decision, DecisionID: d.ID, ReleaseID: d.ReleaseID, Reasons: reasons,
 		EvaluatedAt: d.EvaluatedAt, Emergency: d.Emergency, PolicyVersion: d.PolicyVersion,
+		WouldBe: d.WouldBe, Evidence: d.Evidence,
 	})
 }
 

@@ -69,6 +69,8 @@ type Deps struct {
 	Deployments *service.Deployments
 	Policies    *service.Policies
 	Reviews     *service.Reviews
+	Holds       *service.Holds
+	Evidence    *service.Evidence
 	Reader      Reader
 	Inbox       Inbox
 	Mappings    Mappings
@@ -172,6 +174,11 @@ func (s *Server) routes() {
 	s.route(http.MethodGet, "/api/v1/deployments", auditorUp, s.listDeployments)
 	s.route(http.MethodGet, "/api/v1/releases", auditorUp, s.listReleases)
 	s.route(http.MethodPost, "/api/v1/releases/:id/pir", changeMgr, s.signOffPIR)
+	s.route(http.MethodGet, "/api/v1/releases/:id", auditorUp, s.getRelease)
+	s.route(http.MethodPost, "/api/v1/releases/:id/evidence", ciOnly, s.attachEvidence)
+	s.route(http.MethodPost, "/api/v1/holds", changeMgr, s.placeHold)
+	s.route(http.MethodGet, "/api/v1/holds", auditorUp, s.listHolds)
+	s.route(http.MethodDelete, "/api/v1/holds/:id", changeMgr, s.liftHold)
 	s.route(http.MethodGet, "/api/v1/changes/:key", auditorUp, s.getChange)
 	s.route(http.MethodGet, "/api/v1/incidents/:key", auditorUp, s.getIncident)
 

@@ -123,7 +123,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
 		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
-		Reviews: a.Reviews,
+		Reviews:  a.Reviews,
+		Holds:    service.NewHolds(db, a.Policies, clock),
+		Evidence: service.NewEvidence(db, a.Policies, clock),
 	})
 	return a, nil
 }

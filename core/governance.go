@@ -1,6 +1,8 @@
 package core
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"slices"
 	"strings"
@@ -294,4 +296,50 @@ func (cp *CompiledPolicy) approvedBy(c *Change, group string, members []string) 
 		}
 	}
 	return "", false
+}
+
+// compileKeys checks an environment's signing keys: ids unique, each a PEM
+// public key.
+func compileKeys(ps *problems, field string, keys []SigningKey) []SigningKey {
+	seen := map[string]bool{}
+	for i, k := range keys {
+		f := fmt.Sprintf("%s.signing_keys[%d]", field, i)
+		if strings.TrimSpace(k.ID) == "" || seen[k.ID] {
+			ps.add(f+".id", "a unique key id is required")
+		}
+		seen[k.ID] = true
+		block, _ := pem.Decode([]byte(k.PublicKey))
+		if block == nil {
+			ps.add(f+".public_key", "is not a PEM public key")
+			continue
+		}
+		if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+			ps.add(f+".public_key", "is not a PKIX public key: %v", err)
+		}
+	}
+	return slices.Clone(keys)
+}
+
+// SigningKeys returns the keys environment env trusts for artifact
+// signatures (none for an unknown environment).
+func (cp *CompiledPolicy) SigningKeys(env string) []SigningKey {
+	canonical, ok := cp.ResolveEnvironment(env)
+	if !ok {
+		return nil
+	}
+	if ce := cp.envPolicy(canonical); ce != nil {
+		return slices.Clone(ce.keys)
+	}
+	return nil
+}
+
+// RequiresEvidence reports whether environment env requires evidence (the
+// gate then reads the release's evidence with its facts).
+func (cp *CompiledPolicy) RequiresEvidence(env string) bool {
+	canonical, ok := cp.ResolveEnvironment(env)
+	if !ok {
+		return false
+	}
+	ce := cp.envPolicy(canonical)
+	return ce != nil && len(ce.evidence.reqs) > 0
 }

@@ -132,6 +132,16 @@ type EnvironmentPolicy struct {
 	// environment (EVIDENCE_MISSING, EVIDENCE_FAILED). Configuring it
 	// enables both rules, whatever the preset.
 	Evidence []EvidenceRequirement `json:"evidence,omitempty" yaml:"evidence,omitempty"`
+	// SigningKeys are the public keys (PEM, Ed25519 or ECDSA) that
+	// artifact signatures (DSSE envelopes) for this environment must
+	// verify against.
+	SigningKeys []SigningKey `json:"signing_keys,omitempty" yaml:"signing_keys,omitempty"`
+}
+
+// SigningKey is a trusted public key.
+type SigningKey struct {
+	ID        string `json:"id" yaml:"id"`
+	PublicKey string `json:"public_key" yaml:"public_key"`
 }
 
 // ServiceInfo is one entry of the service catalog.

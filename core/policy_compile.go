@@ -48,6 +48,7 @@ type compiledEnv struct {
 	pir      typeSet
 	observe  bool
 	evidence compiledEvidence
+	keys     []SigningKey
 }
 
 type compiledTemplate struct {
@@ -245,6 +246,7 @@ func compileEnvironments(ps *problems, cp *CompiledPolicy, envs map[string]Envir
 		compileAliases(ps, cp, field, name, ep.Aliases)
 		cp.envs[name] = compileEnv(ps, field, name, ep)
 		cp.envs[name].evidence = compileEvidence(ps, field, ep.Evidence, cp.kinds)
+		cp.envs[name].keys = compileKeys(ps, field, ep.SigningKeys)
 		if name != CatchAllEnvironment {
 			cp.envNames = append(cp.envNames, name)
 		}
@@ -568,6 +570,7 @@ func clonePolicy(p Policy) Policy {
 			e.ApprovalRequired = slices.Clone(e.ApprovalRequired)
 			e.PIRRequired = slices.Clone(e.PIRRequired)
 			e.Evidence = slices.Clone(e.Evidence)
+			e.SigningKeys = slices.Clone(e.SigningKeys)
 			q.Environments[k] = e
 		}
 	}

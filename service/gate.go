@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/evidence"
 )
 
 // newID returns a time-ordered identifier (UUIDv7).
@@ -140,6 +141,9 @@ func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.Ga
 	if req.Incidents, err = normalizeKeys("incidents", req.Incidents, g.cfg.MaxListItems); err != nil {
 		return req, err
 	}
+	if req.Digest = strings.TrimSpace(req.Digest); req.Digest != "" && !evidence.ValidDigest(req.Digest) {
+		return req, core.Invalid("digest", "%q is not an artifact digest sha256:<64 hex digits>", req.Digest)
+	}
 	if p := req.Pipeline; p != nil && (len(p.Provider) > 64 || len(p.RunID) > 256 || len(p.URL) > 2048) {
 		return req, core.Invalid("pipeline", "provider, run_id or url is too long")
 	}
@@ -206,6 +210,7 @@ func (g *Gate) evaluate(ctx context.Context, cp *core.CompiledPolicy, req core.G
 	facts, err := g.store.GateFacts(ctx, core.FactsQuery{
 		Service: req.Service, Team: req.Team, Environment: req.Environment, Version: req.Version,
 		ChangeKeys: req.Changes, AllIncidents: cp.IncidentScopeAll(), ExcludeReleaseID: newID,
+		Evidence: cp.RequiresEvidence(req.Environment),
 	})
 	if err != nil {
 		return core.GateDecision{}, fmt.Errorf("gather facts for %s %s: %w", req.Service, req.Version, err)

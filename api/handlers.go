@@ -316,6 +316,9 @@ func (s *Server) putPolicy(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.deps.Proposals.FourEyes() {
+		return s.propose(c, core.ProposalPolicy, "", b)
+	}
 	cp, err := s.deps.Policies.Put(c.Request().Context(), b, actor(c))
 	if err != nil {
 		return err
@@ -367,6 +370,9 @@ func (s *Server) putMapping(c *echo.Context) error {
 	b, err := readBody(c)
 	if err != nil {
 		return err
+	}
+	if s.deps.Proposals.FourEyes() {
+		return s.propose(c, core.ProposalMapping, c.Param("name"), b)
 	}
 	m, err := s.deps.Mappings.Put(c.Request().Context(), c.Param("name"), b, actor(c))
 	if err != nil {

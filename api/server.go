@@ -71,6 +71,8 @@ type Deps struct {
 	Reviews     *service.Reviews
 	Holds       *service.Holds
 	Evidence    *service.Evidence
+	Proposals   *service.Proposals
+	Simulator   *service.Simulator
 	Reader      Reader
 	Inbox       Inbox
 	Mappings    Mappings
@@ -184,6 +186,11 @@ func (s *Server) routes() {
 
 	s.route(http.MethodGet, "/api/v1/policy", adminOnly, s.getPolicy)
 	s.route(http.MethodPut, "/api/v1/policy", adminOnly, s.putPolicy)
+	s.route(http.MethodPost, "/api/v1/policy/simulate", changeMgr, s.simulatePolicy)
+	s.route(http.MethodGet, "/api/v1/proposals", adminOnly, s.listProposals)
+	s.route(http.MethodGet, "/api/v1/proposals/:id", adminOnly, s.getProposal)
+	s.route(http.MethodPost, "/api/v1/proposals/:id/confirm", adminOnly, s.confirmProposal)
+	s.route(http.MethodPost, "/api/v1/proposals/:id/withdraw", adminOnly, s.withdrawProposal)
 
 	s.route(http.MethodGet, "/api/v1/mappings", auditorUp, s.listMappings)
 	s.route(http.MethodGet, "/api/v1/mappings/:name", auditorUp, s.getMapping)

@@ -123,9 +123,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
 		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
-		Reviews:  a.Reviews,
-		Holds:    service.NewHolds(db, a.Policies, clock),
-		Evidence: service.NewEvidence(db, a.Policies, clock),
+		Reviews:   a.Reviews,
+		Holds:     service.NewHolds(db, a.Policies, clock),
+		Evidence:  service.NewEvidence(db, a.Policies, clock),
+		Simulator: service.NewSimulator(db, a.Policies),
+		Proposals: service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes),
 	})
 	return a, nil
 }

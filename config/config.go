@@ -56,6 +56,10 @@ type Config struct {
 	// Policy seeds the stored policy when the store has none yet; after
 	// that GET/PUT /api/v1/policy owns it. Absent → core.DefaultPolicy().
 	Policy *core.Policy `yaml:"policy"`
+	// Governance: four_eyes stores every policy and mapping change as a
+	// proposal a second admin must confirm. It lives here, not in the
+	// policy, so a policy change cannot switch it off.
+	Governance core.Governance `yaml:"governance"`
 }
 
 // GateConfig configures the gate check.

@@ -343,3 +343,31 @@ func (cp *CompiledPolicy) RequiresEvidence(env string) bool {
 	ce := cp.envPolicy(canonical)
 	return ce != nil && len(ce.evidence.reqs) > 0
 }
+
+// Proposal kinds and statuses (four-eyes).
+const (
+	ProposalPolicy  = "policy"
+	ProposalMapping = "mapping"
+
+	ProposalPending   = "pending"
+	ProposalConfirmed = "confirmed"
+	ProposalWithdrawn = "withdrawn"
+)
+
+// Proposal is a policy or mapping change waiting for a second admin
+// (governance.four_eyes): it takes effect only when someone other than
+// its proposer confirms it.
+type Proposal struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`             // policy or mapping
+	Target string `json:"target,omitempty"` // the mapping profile's name
+	// Source is the proposed document as the proposer sent it.
+	Source     string     `json:"source"`
+	Status     string     `json:"status"`
+	ProposedBy string     `json:"proposed_by"`
+	ProposedAt time.Time  `json:"proposed_at"`
+	DecidedBy  string     `json:"decided_by,omitempty"`
+	DecidedAt  *time.Time `json:"decided_at,omitempty"`
+	// BaseVersion is the policy version in force when it was proposed.
+	BaseVersion int `json:"base_version,omitempty"`
+}

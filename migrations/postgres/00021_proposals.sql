@@ -15,5 +15,9 @@ CREATE TABLE proposals (
 );
 CREATE INDEX proposals_status ON proposals (status, proposed_at);
 
+-- What-if simulation reads the gate checks of a period.
+CREATE INDEX gate_decisions_evaluated_at ON gate_decisions (evaluated_at);
+
 -- +goose Down
+DROP INDEX gate_decisions_evaluated_at;
 DROP TABLE proposals;

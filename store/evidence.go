@@ -71,15 +71,20 @@ func (d *DB) ListEvidence(ctx context.Context, releaseID string, asOf time.Time)
 }
 
 // governanceFacts adds to facts the holds in force at the facts' moment
-// (q.AsOf, else now) and, when q.Evidence, the release's evidence recorded
-// by then. They are read beside the fact cache: both are small, and a hold
-// must bind the moment it is placed.
+// (q.AsOf, else now: from the fact cache when it may answer) and, when
+// q.Evidence, the release's evidence recorded by then (read from the
+// database: it is per release, and only environments requiring evidence
+// ask for it).
 func (d *DB) governanceFacts(ctx context.Context, q core.FactsQuery, facts *core.Facts) error {
-	at := q.AsOf
-	if at.IsZero() {
-		at = d.now()
+	var (
+		holds []core.Hold
+		err   error
+	)
+	if q.AsOf.IsZero() {
+		holds, err = d.currentHolds(ctx)
+	} else {
+		holds, err = d.holdsAt(ctx, q.AsOf)
 	}
-	holds, err := d.holdsAt(ctx, at)
 	if err != nil {
 		return fmt.Errorf("gather facts: %w", err)
 	}

@@ -61,6 +61,7 @@ type factCache struct {
 	changes   map[string]cachedChange // by key exactly as asked; absent keys too
 	incidents cachedSet[cachedIncident]
 	pirs      cachedSet[core.PIR]
+	holds     cachedSet[core.Hold] // holds.go
 	// afterRead, in tests, runs between a fill's read and its store.
 	afterRead func()
 }
@@ -131,6 +132,8 @@ func (c *factCache) flushLocked() {
 	c.incidents.valid, c.incidents.items = false, nil
 	c.pirs.gen++
 	c.pirs.valid, c.pirs.items = false, nil
+	c.holds.gen++
+	c.holds.valid, c.holds.items = false, nil
 }
 
 // invalidate drops what a notification topic names ("change:KEY",
@@ -153,7 +156,10 @@ func (c *factCache) invalidate(topic string) {
 	case "pir":
 		c.pirs.gen++
 		c.pirs.valid = false
-	case "policy":
+	case "hold":
+		c.holds.gen++
+		c.holds.valid = false
+	case "policy", "evidence": // not cached
 	default:
 		c.flushLocked()
 	}

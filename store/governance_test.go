@@ -153,3 +153,45 @@ func TestProposals(t *testing.T) {
 		}
 	})
 }
+
+// TestHoldsCacheInvalidation: the gate's current holds come from the fact
+// cache, which a hold placed or lifted invalidates at once; an expired hold
+// drops out without any write.
+func TestHoldsCacheInvalidation(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		if db.facts == nil {
+			t.Fatal("the test store has no fact cache")
+		}
+		db.facts.resume() // as the listener would on PostgreSQL
+		current := func() int {
+			f, err := db.GateFacts(ctx, core.FactsQuery{Service: "pay", Environment: "production", Version: "1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(f.Holds)
+		}
+		if n := current(); n != 0 {
+			t.Fatalf("no holds yet: %d", n)
+		}
+		until := clock.t.Add(time.Hour)
+		if _, err := db.CreateHold(ctx, core.Hold{ID: "h1", Scope: core.HoldScopeTeam, Name: "payments", Reason: "r", CreatedAt: clock.t, Until: &until}, "cm"); err != nil {
+			t.Fatal(err)
+		}
+		if n := current(); n != 1 {
+			t.Fatalf("placed hold not seen: %d", n)
+		}
+		clock.t = clock.t.Add(2 * time.Hour)
+		if n := current(); n != 0 {
+			t.Fatalf("expired hold still seen: %d", n)
+		}
+		clock.t = clock.t.Add(-2 * time.Hour)
+		if _, err := db.LiftHold(ctx, "h1", "cm", clock.t.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		clock.t = clock.t.Add(2 * time.Minute)
+		if n := current(); n != 0 {
+			t.Fatalf("lifted hold still seen: %d", n)
+		}
+	})
+}

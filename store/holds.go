@@ -117,6 +117,52 @@ func (d *DB) ListHolds(ctx context.Context, all bool, now time.Time) ([]core.Hol
 	return out, nil
 }
 
+// currentHolds returns the holds in force now, from the fact cache when it
+// may answer (the set of unlifted, unexpired holds, reloaded after any
+// hold is placed or lifted), else from the database.
+func (d *DB) currentHolds(ctx context.Context) ([]core.Hold, error) {
+	c := d.facts
+	if c == nil {
+		return d.holdsAt(ctx, d.now())
+	}
+	now := d.now()
+	c.mu.Lock()
+	live := c.live
+	holds, ok := c.holds.fresh(time.Now(), c.ttl)
+	c.mu.Unlock()
+	if !live {
+		return d.holdsAt(ctx, now)
+	}
+	if !ok {
+		var err error
+		if holds, err = loadSet(ctx, c, &c.holds, d.unliftedHolds); err != nil {
+			return nil, err
+		}
+	}
+	// The set was loaded earlier: a hold may have expired since.
+	var out []core.Hold
+	for _, h := range holds {
+		if h.ActiveAt(now) {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// unliftedHolds reads the holds not lifted and not expired, for the cache.
+func (d *DB) unliftedHolds(ctx context.Context) ([]core.Hold, error) {
+	var rows []holdRow
+	err := d.db.SelectContext(ctx, &rows, d.q("SELECT "+holdCols+" FROM holds WHERE lifted_at IS NULL AND (until IS NULL OR until > ?) ORDER BY created_at, id"), d.now())
+	if err != nil {
+		return nil, fmt.Errorf("read holds: %w", translate(err))
+	}
+	out := make([]core.Hold, len(rows))
+	for i, r := range rows {
+		out[i] = r.hold()
+	}
+	return out, nil
+}
+
 // holdsAt returns the holds that are (or will be) in force at t and were
 // placed by then, oldest first: not lifted by t, not expired by t. The
 // gate reads them with t = now; the reconciler with a deployment's start.

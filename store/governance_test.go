@@ -163,7 +163,7 @@ func TestHoldsCacheInvalidation(t *testing.T) {
 		if db.facts == nil {
 			t.Fatal("the test store has no fact cache")
 		}
-		db.facts.resume() // as the listener would on PostgreSQL
+		db.facts.Resume() // as the listener would on PostgreSQL
 		current := func() int {
 			f, err := db.GateFacts(ctx, core.FactsQuery{Service: "pay", Environment: "production", Version: "1"})
 			if err != nil {

@@ -121,23 +121,13 @@ func (d *DB) ListHolds(ctx context.Context, all bool, now time.Time) ([]core.Hol
 // may answer (the set of unlifted, unexpired holds, reloaded after any
 // hold is placed or lifted), else from the database.
 func (d *DB) currentHolds(ctx context.Context) ([]core.Hold, error) {
-	c := d.facts
-	if c == nil {
-		return d.holdsAt(ctx, d.now())
-	}
 	now := d.now()
-	c.mu.Lock()
-	live := c.live
-	holds, ok := c.holds.fresh(time.Now(), c.ttl)
-	c.mu.Unlock()
-	if !live {
-		return d.holdsAt(ctx, now)
-	}
-	if !ok {
-		var err error
-		if holds, err = loadSet(ctx, c, &c.holds, d.unliftedHolds); err != nil {
-			return nil, err
+	holds, ok, err := d.facts.Holds(ctx, d.unliftedHolds)
+	if err != nil || !ok {
+		if err != nil {
+			return nil, fmt.Errorf("read holds: %w", err)
 		}
+		return d.holdsAt(ctx, now)
 	}
 	// The set was loaded earlier: a hold may have expired since.
 	var out []core.Hold

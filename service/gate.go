@@ -277,8 +277,8 @@ func (g *Gate) await(ctx context.Context, wake <-chan string, d time.Duration, r
 }
 
 // relevant reports whether a notification may change req's answer.
-// Incidents and PIRs are matched broadly (their services and teams are in
-// the record, not the topic); changes by key.
+// Incidents, PIRs and holds are matched broadly (their services and teams
+// are in the record, not the topic); changes by key, evidence by release.
 func relevant(topic string, req core.GateRequest) bool {
 	kind, key, _ := strings.Cut(topic, ":")
 	switch kind {
@@ -289,7 +289,9 @@ func relevant(topic string, req core.GateRequest) bool {
 			}
 		}
 		return false
-	default: // incident, pir, policy, "*" (listener reconnected)
+	case "evidence":
+		return key == core.ReleaseID(req.Service, req.Version, req.Environment)
+	default: // incident, pir, hold, policy, "*" (listener reconnected)
 		return true
 	}
 }

@@ -164,10 +164,18 @@ func TestHoldRule(t *testing.T) {
 		{name: "environment hold", h: hold(HoldScopeEnvironment, "production"), want: Wait, reasons: []string{"HOLD:wait:h1"}},
 		{name: "hold applies in an open environment too", env: "dev", h: hold(HoldScopeEnvironment, "development"), want: Wait, reasons: []string{"HOLD:wait:h1"}},
 		{name: "another service's hold", h: hold(HoldScopeService, "ledger"), want: Allow, reasons: []string{}},
-		{name: "lifted hold", h: func() Hold { h := hold(HoldScopeService, "checkout"); h.LiftedBy, h.LiftedAt = "cm", tp(wednesday.Add(-time.Minute)); return h }(),
+		{name: "lifted hold", h: func() Hold {
+			h := hold(HoldScopeService, "checkout")
+			h.LiftedBy, h.LiftedAt = "cm", tp(wednesday.Add(-time.Minute))
+			return h
+		}(),
 			want: Allow, reasons: []string{}},
 		{name: "expired hold", h: func() Hold { h := hold(HoldScopeService, "checkout"); h.Until = tp(wednesday); return h }(), want: Allow, reasons: []string{}},
-		{name: "hold placed later", h: func() Hold { h := hold(HoldScopeService, "checkout"); h.CreatedAt = wednesday.Add(time.Second); return h }(),
+		{name: "hold placed later", h: func() Hold {
+			h := hold(HoldScopeService, "checkout")
+			h.CreatedAt = wednesday.Add(time.Second)
+			return h
+		}(),
 			want: Allow, reasons: []string{}},
 	}
 	cp := mustCompile(t, testPolicy())
@@ -229,7 +237,9 @@ func TestApproverMissing(t *testing.T) {
 		{name: "high risk needs security too", mod: func(c *Change) { c.Risk = "High"; c.Approvals = approvals("cab-alice", "biz-bea") }, want: Wait, reasons: []string{"APPROVER_MISSING:wait:CHG1"}, group: "security"},
 		{name: "group approval recorded by group name", mod: func(c *Change) { c.Risk = "high"; c.Approvals = approvals("security", "biz-bea") }, want: Allow, reasons: []string{}},
 		{name: "fallback approver satisfies every group", mod: func(c *Change) { c.Risk = "high"; c.Approvals = approvals("cto-cleo") }, want: Allow, reasons: []string{}},
-		{name: "rejected approval does not count", mod: func(c *Change) { c.Approvals = []Approval{{Approver: "biz-bea", Decision: ApprovalRejected}, {Approver: "cab-alice", Decision: ApprovalApproved}} },
+		{name: "rejected approval does not count", mod: func(c *Change) {
+			c.Approvals = []Approval{{Approver: "biz-bea", Decision: ApprovalRejected}, {Approver: "cab-alice", Decision: ApprovalApproved}}
+		},
 			want: Wait, reasons: []string{"APPROVER_MISSING:wait:CHG1"}, group: "business"},
 		{name: "emergency change without an emergency approver", mod: func(c *Change) { c.Type = ChangeEmergency; c.Approvals = approvals("biz-bea") },
 			want: Wait, reasons: []string{"APPROVER_MISSING:wait:CHG1"}, group: "oncall-leads"},

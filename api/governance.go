@@ -151,3 +151,26 @@ func (s *Server) simulatePolicy(c *echo.Context) error {
 	}
 	return enc.Encode(map[string]any{"summary": sum})
 }
+
+// observeReport lists what enforcing would have blocked in observe mode:
+// GET /api/v1/reports/observe?from=&to=&environment=.
+func (s *Server) observeReport(c *echo.Context) error {
+	var from, to time.Time
+	for _, p := range []struct {
+		name string
+		t    *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		if v := c.QueryParam(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return core.Invalid(p.name, "%q is not an RFC 3339 time", v)
+			}
+			*p.t = t
+		}
+	}
+	items, err := s.deps.Simulator.WouldHaveBlocked(c.Request().Context(), from, to, c.QueryParam("environment"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": items})
+}

@@ -188,6 +188,7 @@ func (s *Server) routes() {
 	s.route(http.MethodGet, "/api/v1/policy", adminOnly, s.getPolicy)
 	s.route(http.MethodPut, "/api/v1/policy", adminOnly, s.putPolicy)
 	s.route(http.MethodPost, "/api/v1/policy/simulate", changeMgr, s.simulatePolicy)
+	s.route(http.MethodGet, "/api/v1/reports/observe", auditorUp, s.observeReport)
 	s.route(http.MethodGet, "/api/v1/proposals", adminOnly, s.listProposals)
 	s.route(http.MethodGet, "/api/v1/proposals/:id", adminOnly, s.getProposal)
 	s.route(http.MethodPost, "/api/v1/proposals/:id/confirm", adminOnly, s.confirmProposal)

@@ -275,6 +275,7 @@ func TestEvidenceFailsClosed(t *testing.T) {
 func TestObserveModeEndToEnd(t *testing.T) {
 	s := boot(t, "sqlite", e2eConfig)
 	ci, _ := s.token(core.RoleCI)
+	start := time.Now().UTC().Add(-time.Second)
 	p := core.DefaultPolicy()
 	req := []core.EvidenceRequirement{{ID: "tests-pass", Kind: core.EvidenceTests, Controls: []string{"SOX-ITGC-CM-03"}}}
 	p.Environments["live"] = core.EnvironmentPolicy{Preset: core.PresetStrict, Evidence: req}
@@ -321,6 +322,11 @@ func TestObserveModeEndToEnd(t *testing.T) {
 	}
 	if blocked < 6 {
 		t.Fatalf("the scenario should block most releases under enforce, blocked %d", blocked)
+	}
+	var report struct{ Items []map[string]any }
+	q := "/api/v1/reports/observe?environment=shadow&from=" + start.Format(time.RFC3339) + "&to=" + time.Now().UTC().Add(time.Minute).Format(time.RFC3339)
+	if st := s.do("GET", q, adminSecret, nil, &report); st != http.StatusOK || len(report.Items) != blocked {
+		t.Fatalf("observe report: %d, %d items, want the %d enforce blocked", st, len(report.Items), blocked)
 	}
 }
 

@@ -195,3 +195,44 @@ func (s *Simulator) judge(ctx context.Context, current, proposed *core.CompiledP
 		Changed:  effective(Outcome{Decision: in.Decision, WouldBe: in.WouldBe}) != effective(Outcome{Decision: out.Decision, WouldBe: out.WouldBe}),
 	}, nil
 }
+
+// Observed is one check answered in observe mode that enforcing would
+// have blocked.
+type Observed struct {
+	DecisionID  string        `json:"decision_id"`
+	ReleaseID   string        `json:"release_id"`
+	Service     string        `json:"service"`
+	Environment string        `json:"environment"`
+	Version     string        `json:"version"`
+	EvaluatedAt time.Time     `json:"evaluated_at"`
+	WouldBe     core.Decision `json:"would_be"`
+	Reasons     []core.Reason `json:"reasons"`
+}
+
+// WouldHaveBlocked lists the gate checks of [from, to) (of one environment
+// when env is set) that observe mode allowed and enforcing would have
+// answered wait or deny, oldest first, at most MaxSimulated checks read.
+func (s *Simulator) WouldHaveBlocked(ctx context.Context, from, to time.Time, env string) ([]Observed, error) {
+	switch {
+	case from.IsZero() || to.IsZero():
+		return nil, core.Invalid("from", "from and to are required (RFC 3339)")
+	case !from.Before(to):
+		return nil, core.Invalid("to", "must be after from")
+	}
+	if canonical, ok := s.policies.Current().ResolveEnvironment(env); ok && env != "" {
+		env = canonical
+	}
+	decs, err := s.store.ListDecisionsBetween(ctx, from, to, MaxSimulated)
+	if err != nil {
+		return nil, err
+	}
+	out := []Observed{}
+	for _, d := range decs {
+		if d.WouldBe == "" || (env != "" && d.Request.Environment != env) {
+			continue
+		}
+		out = append(out, Observed{DecisionID: d.ID, ReleaseID: d.ReleaseID, Service: d.Request.Service, Environment: d.Request.Environment,
+			Version: d.Request.Version, EvaluatedAt: d.EvaluatedAt, WouldBe: d.WouldBe, Reasons: d.Reasons})
+	}
+	return out, nil
+}

@@ -382,6 +382,9 @@ func (s *Server) putMapping(c *echo.Context) error {
 }
 
 func (s *Server) deleteMapping(c *echo.Context) error {
+	if s.deps.Proposals.FourEyes() {
+		return s.propose(c, core.ProposalMappingDelete, c.Param("name"), nil)
+	}
 	if err := s.deps.Mappings.Delete(c.Request().Context(), c.Param("name"), actor(c)); err != nil {
 		return err
 	}

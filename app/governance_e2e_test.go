@@ -391,6 +391,16 @@ func TestFourEyes(t *testing.T) {
 			if st := s.do("PUT", "/api/v1/mappings/x", adminSecret, "name: y\n", nil); st != http.StatusBadRequest {
 				t.Fatalf("mapping proposal with a wrong name: %d", st)
 			}
+			var del struct{ Proposal core.Proposal }
+			if st := s.do("DELETE", "/api/v1/mappings/servicenow", adminSecret, nil, &del); st != http.StatusAccepted || del.Proposal.Kind != core.ProposalMappingDelete {
+				t.Fatalf("mapping delete under four-eyes: %d %+v", st, del)
+			}
+			if st := s.do("POST", "/api/v1/proposals/"+del.Proposal.ID+"/withdraw", adminSecret, nil, nil); st != http.StatusOK {
+				t.Fatalf("withdraw: %d", st)
+			}
+			if st := s.do("POST", "/api/v1/proposals/"+del.Proposal.ID+"/confirm", second, nil, nil); st != http.StatusConflict {
+				t.Fatalf("confirming a withdrawn proposal: %d", st)
+			}
 		})
 	}
 }

@@ -346,8 +346,9 @@ func (cp *CompiledPolicy) RequiresEvidence(env string) bool {
 
 // Proposal kinds and statuses (four-eyes).
 const (
-	ProposalPolicy  = "policy"
-	ProposalMapping = "mapping"
+	ProposalPolicy        = "policy"
+	ProposalMapping       = "mapping"
+	ProposalMappingDelete = "mapping_delete"
 
 	ProposalPending   = "pending"
 	ProposalConfirmed = "confirmed"
@@ -359,7 +360,7 @@ const (
 // its proposer confirms it.
 type Proposal struct {
 	ID     string `json:"id"`
-	Kind   string `json:"kind"`             // policy or mapping
+	Kind   string `json:"kind"`             // policy, mapping or mapping_delete
 	Target string `json:"target,omitempty"` // the mapping profile's name
 	// Source is the proposed document as the proposer sent it.
 	Source     string     `json:"source"`

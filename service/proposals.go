@@ -18,9 +18,10 @@ type ProposalStore interface {
 	DecideProposal(ctx context.Context, id, status, actor string, at time.Time) (core.Proposal, error)
 }
 
-// MappingPutter stores a mapping profile (Mappings.Put).
+// MappingPutter stores and deletes mapping profiles (Mappings).
 type MappingPutter interface {
 	Put(ctx context.Context, name string, src []byte, actor string) (core.MappingProfile, error)
+	Delete(ctx context.Context, name, actor string) error
 }
 
 // Proposals is four-eyes governance: with governance.four_eyes, a policy
@@ -46,8 +47,9 @@ func NewProposals(store ProposalStore, policies *Policies, mappings MappingPutte
 // FourEyes reports whether changes need a second admin.
 func (p *Proposals) FourEyes() bool { return p != nil && p.fourEyes }
 
-// Propose validates a policy (kind policy) or mapping profile (kind
-// mapping, target its name) and stores it as a pending proposal.
+// Propose validates a policy (kind policy), a mapping profile (kind
+// mapping, target its name) or names the profile to delete (kind
+// mapping_delete), and stores it as a pending proposal.
 func (p *Proposals) Propose(ctx context.Context, kind, target string, src []byte, actor string) (core.Proposal, error) {
 	switch kind {
 	case core.ProposalPolicy:
@@ -67,6 +69,10 @@ func (p *Proposals) Propose(ctx context.Context, kind, target string, src []byte
 			return core.Proposal{}, core.Invalid("name", "the profile is named %q but was sent to %q", prof.Name, target)
 		}
 		if _, err := mapping.Compile(prof); err != nil {
+			return core.Proposal{}, err
+		}
+	case core.ProposalMappingDelete:
+		if err := validateName("name", target, true); err != nil {
 			return core.Proposal{}, err
 		}
 	default:
@@ -92,6 +98,8 @@ func (p *Proposals) Confirm(ctx context.Context, id, actor string) (core.Proposa
 		_, err = p.policies.Put(ctx, []byte(pr.Source), actor)
 	case core.ProposalMapping:
 		_, err = p.mappings.Put(ctx, pr.Target, []byte(pr.Source), actor)
+	case core.ProposalMappingDelete:
+		err = p.mappings.Delete(ctx, pr.Target, actor)
 	}
 	if err != nil {
 		return core.Proposal{}, err

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -30,6 +31,41 @@ type ReconcileOptions struct {
 	// ValidationWithin is how long (wall clock) an emergency deployment has
 	// to report its post-deployment validation (default 4h).
 	ValidationWithin time.Duration `json:"validation_within"`
+}
+
+// reconcileOptionsJSON is ReconcileOptions on the wire: durations as Go
+// duration strings ("24h0m0s").
+type reconcileOptionsJSON struct {
+	ReviewWithin     string `json:"review_within"`
+	ValidationWithin string `json:"validation_within"`
+}
+
+// MarshalJSON writes the durations as strings.
+func (o ReconcileOptions) MarshalJSON() ([]byte, error) {
+	return json.Marshal(reconcileOptionsJSON{o.ReviewWithin.String(), o.ValidationWithin.String()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (o *ReconcileOptions) UnmarshalJSON(b []byte) error {
+	var w reconcileOptionsJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		s string
+		d *time.Duration
+	}{{w.ReviewWithin, &o.ReviewWithin}, {w.ValidationWithin, &o.ValidationWithin}} {
+		if f.s == "" {
+			*f.d = 0
+			continue
+		}
+		d, err := time.ParseDuration(f.s)
+		if err != nil {
+			return fmt.Errorf("reconcile options: %w", err)
+		}
+		*f.d = d
+	}
+	return nil
 }
 
 // WithDefaults fills zero thresholds with their defaults.

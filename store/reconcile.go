@@ -1,0 +1,360 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// DefaultReconcilePage is how many deployments ReconcileScan reads per page.
+const DefaultReconcilePage = 1000
+
+// maxInList bounds the values of one IN (…) list.
+const maxInList = 1000
+
+// reconcileDeploymentsSQL reads one keyset page of deployments in start
+// order with the gate decision each relied on: the one it names, else its
+// release's newest decision at or before its start (a correlated subquery
+// on gate_decisions_release). The decision document is text; its commit
+// and reasons are read from it by the database. %s is the filter and %s the
+// dialect's JSON extraction of commit and reasons.
+const reconcileDeploymentsSQL = `SELECT d.id, d.release_id, d.service, d.environment, d.version, d.commit_sha, d.team, d.status,
+	d.started_at, d.finished_at, d.actor, d.changes, d.incidents, d.decision_id, d.provider, d.run_id, d.url,
+	g.id AS g_id, g.release_id AS g_release, g.decision AS g_decision, g.evaluated_at AS g_at,
+	g.policy_version AS g_policy, g.actor AS g_actor, %s
+FROM deployments d
+LEFT JOIN gate_decisions g ON g.id = CASE WHEN d.decision_id <> '' THEN d.decision_id ELSE (
+	SELECT g2.id FROM gate_decisions g2
+	WHERE g2.release_id = d.release_id AND g2.evaluated_at <= d.started_at
+	ORDER BY g2.evaluated_at DESC, g2.id DESC LIMIT 1) END
+WHERE d.started_at >= ? AND d.started_at < ? AND d.created_at <= ?%s
+	AND (d.started_at, d.id) > (?, ?)
+ORDER BY d.started_at, d.id
+LIMIT ?`
+
+// reconcileRow is one row of reconcileDeploymentsSQL.
+type reconcileRow struct {
+	dep        deploymentRow
+	gID        sql.NullString
+	gRelease   sql.NullString
+	gDecision  sql.NullString
+	gAt        anyTime
+	gPolicy    sql.NullInt64
+	gActor     sql.NullString
+	gCommit    sql.NullString
+	gReasons   sql.NullString
+	finishedAt anyTime
+}
+
+// ReconcileScan streams the deployments of q (started in [From, To),
+// recorded by the cut-off, of the environment, service and team when set)
+// in start order, a page of pageSize at a time (DefaultReconcilePage when
+// <= 0), each with its facts as of its start (core.DeploymentFacts), and
+// calls fn once per page. Memory holds one page and the incidents in force
+// around it, whatever the period; no cursor stays open while fn runs, so
+// fn may write to the same database (SQLite has one connection).
+//
+// Per page it runs one statement for the deployments and their decisions,
+// one for the versions of the page's changes up to the cut-off, one for the
+// teams' reviews that may be pending in the page's time span, and one for
+// the incident versions that begin within it (on the first page, the
+// versions in force at From: an anti-join with NOT EXISTS). keep filters
+// incidents (the policy's IsMajor; nil keeps all). Data recorded after
+// q.Cutoff is not read.
+func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func(core.Incident) bool, pageSize int, fn func([]core.DeploymentFacts) error) error {
+	if err := q.Validate(); err != nil {
+		return err
+	}
+	if pageSize <= 0 {
+		pageSize = DefaultReconcilePage
+	}
+	cutoff := ts(q.Cutoff)
+	if q.Cutoff.IsZero() {
+		cutoff = d.now()
+	}
+	from, to := ts(q.From), ts(q.To)
+	timeline := core.NewIncidentTimeline()
+	if err := d.loadIncidentsInForce(ctx, timeline, from, cutoff); err != nil {
+		return err
+	}
+	loadedTo := from
+	afterAt, afterID := from.Add(-time.Microsecond), ""
+	for {
+		rows, err := d.reconcilePage(ctx, q, from, to, cutoff, afterAt, afterID, pageSize)
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		pageMin, pageMax := rows[0].dep.StartedAt.UTC(), rows[len(rows)-1].dep.StartedAt.UTC()
+		if pageMax.After(loadedTo) {
+			if err := d.loadIncidentVersions(ctx, timeline, loadedTo, pageMax, cutoff); err != nil {
+				return err
+			}
+			loadedTo = pageMax
+		}
+		page, err := d.pageFacts(ctx, rows, timeline, keep, pageMin, pageMax, cutoff)
+		if err != nil {
+			return err
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		last := rows[len(rows)-1].dep
+		afterAt, afterID = last.StartedAt.UTC(), last.ID
+		timeline.Prune(pageMax)
+		if len(rows) < pageSize {
+			return nil
+		}
+	}
+}
+
+func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to, cutoff, afterAt time.Time, afterID string, limit int) ([]reconcileRow, error) {
+	extract := `json_extract(g.doc, '$.request.commit') AS g_commit, json_extract(g.doc, '$.reasons') AS g_reasons`
+	if d.dialect == Postgres {
+		extract = `(g.doc::json -> 'request' ->> 'commit') AS g_commit, (g.doc::json -> 'reasons')::text AS g_reasons`
+	}
+	var filter strings.Builder
+	args := []any{from, to, cutoff}
+	for _, f := range []struct{ col, v string }{{"environment", q.Environment}, {"service", q.Service}, {"team", q.Team}} {
+		if v := strings.TrimSpace(f.v); v != "" {
+			filter.WriteString(" AND d." + f.col + " = ?")
+			args = append(args, v)
+		}
+	}
+	args = append(args, afterAt, afterID, limit)
+	text := d.q(fmt.Sprintf(reconcileDeploymentsSQL, extract, filter.String()))
+	rs, err := d.db.QueryContext(ctx, text, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: read deployments: %w", translate(err))
+	}
+	defer rs.Close()
+	out := make([]reconcileRow, 0, limit)
+	for rs.Next() {
+		var r reconcileRow
+		var started anyTime
+		var changes, incidents []byte
+		if err := rs.Scan(&r.dep.ID, &r.dep.ReleaseID, &r.dep.Service, &r.dep.Environment, &r.dep.Version, &r.dep.Commit,
+			&r.dep.Team, &r.dep.Status, &started, &r.finishedAt, &r.dep.Actor, &changes, &incidents, &r.dep.DecisionID,
+			&r.dep.Provider, &r.dep.RunID, &r.dep.URL,
+			&r.gID, &r.gRelease, &r.gDecision, &r.gAt, &r.gPolicy, &r.gActor, &r.gCommit, &r.gReasons); err != nil {
+			return nil, fmt.Errorf("reconcile: read deployment row: %w", translate(err))
+		}
+		r.dep.StartedAt = started.Time
+		r.dep.Changes, r.dep.Incidents = string(changes), string(incidents)
+		out = append(out, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("reconcile: read deployments: %w", translate(err))
+	}
+	return out, nil
+}
+
+// pageFacts assembles each deployment's as-of facts for one page.
+func (d *DB) pageFacts(ctx context.Context, rows []reconcileRow, timeline *core.IncidentTimeline, keep func(core.Incident) bool,
+	pageMin, pageMax, cutoff time.Time) ([]core.DeploymentFacts, error) {
+	deps := make([]core.Deployment, len(rows))
+	var keys, teams []string
+	for i, r := range rows {
+		dep, err := r.dep.deployment()
+		if err != nil {
+			return nil, err
+		}
+		dep.FinishedAt = nil
+		if r.finishedAt.Valid {
+			t := r.finishedAt.Time
+			dep.FinishedAt = &t
+		}
+		deps[i] = dep
+		for _, k := range dep.Changes {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+		if dep.Team != "" && !slices.Contains(teams, dep.Team) {
+			teams = append(teams, dep.Team)
+		}
+	}
+	versions, err := d.changeVersionsUpTo(ctx, keys, cutoff)
+	if err != nil {
+		return nil, err
+	}
+	pirs, err := d.pirsSpanning(ctx, teams, pageMin, pageMax)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]core.DeploymentFacts, len(rows))
+	for i, dep := range deps {
+		df := core.DeploymentFacts{Deployment: dep, ChangesAtCutoff: map[string]core.Change{}}
+		for _, k := range dep.Changes {
+			vs := versions[k]
+			if cv, ok := core.ChangeAsOf(vs, dep.StartedAt); ok {
+				df.Changes = append(df.Changes, cv)
+				if later, ok := core.ChangeAsOf(vs, cutoff); ok {
+					df.ChangesAtCutoff[k] = later.Change
+				}
+			}
+		}
+		df.Incidents = timeline.ActiveAt(dep.StartedAt, keep)
+		relID := dep.ReleaseID
+		if relID == "" {
+			relID = core.ReleaseID(dep.Service, dep.Version, dep.Environment)
+		}
+		df.PendingPIRs = core.PIRsPendingAt(pirs, dep.Team, relID, dep.Service, dep.Version, dep.Environment, dep.StartedAt)
+		if r := rows[i]; r.gID.Valid {
+			g := &core.DecisionRef{
+				ID: r.gID.String, ReleaseID: r.gRelease.String, Decision: core.Decision(r.gDecision.String),
+				EvaluatedAt: r.gAt.Time, PolicyVersion: int(r.gPolicy.Int64), Commit: r.gCommit.String, Actor: r.gActor.String,
+				Reasons: []core.Reason{},
+			}
+			if r.gReasons.Valid && r.gReasons.String != "" && r.gReasons.String != "null" {
+				if err := json.Unmarshal([]byte(r.gReasons.String), &g.Reasons); err != nil {
+					return nil, fmt.Errorf("reconcile: decode reasons of decision %s: %w", g.ID, err)
+				}
+			}
+			df.Decision = g
+		}
+		out[i] = df
+	}
+	return out, nil
+}
+
+// placeholders returns "?, ?, …" for n values.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// changeVersionsUpTo returns the versions of the changes with keys that
+// became true and were recorded by cutoff, by key.
+func (d *DB) changeVersionsUpTo(ctx context.Context, keys []string, cutoff time.Time) (map[string][]core.ChangeVersion, error) {
+	out := make(map[string][]core.ChangeVersion, len(keys))
+	doc := "doc"
+	if d.dialect == Postgres {
+		doc = "doc::text"
+	}
+	for chunk := range slices.Chunk(keys, maxInList) {
+		args := make([]any, 0, len(chunk)+2)
+		for _, k := range chunk {
+			args = append(args, k)
+		}
+		args = append(args, cutoff, cutoff)
+		rs, err := d.db.QueryContext(ctx, d.q(`SELECT key, version, valid_from, recorded_at, `+doc+` FROM change_versions
+			WHERE key IN (`+placeholders(len(chunk))+`) AND valid_from <= ? AND recorded_at <= ? ORDER BY key, version`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: read change versions: %w", translate(err))
+		}
+		for rs.Next() {
+			var (
+				key      string
+				cv       core.ChangeVersion
+				from, at anyTime
+				body     []byte
+			)
+			if err := rs.Scan(&key, &cv.Version, &from, &at, &body); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("reconcile: read change version: %w", translate(err))
+			}
+			cv.ValidFrom, cv.RecordedAt = from.Time, at.Time
+			if err := json.Unmarshal(body, &cv.Change); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("reconcile: decode change %s version %d: %w", key, cv.Version, err)
+			}
+			out[key] = append(out[key], cv)
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: read change versions: %w", translate(err))
+		}
+	}
+	return out, nil
+}
+
+// pirsSpanning returns the teams' reviews that may be pending at some
+// instant of [from, to]: required by to, not signed off by from.
+func (d *DB) pirsSpanning(ctx context.Context, teams []string, from, to time.Time) ([]core.PIR, error) {
+	var out []core.PIR
+	for chunk := range slices.Chunk(teams, maxInList) {
+		args := make([]any, 0, len(chunk)+2)
+		for _, t := range chunk {
+			args = append(args, t)
+		}
+		args = append(args, to, from)
+		var rows []pirRow
+		err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+pirCols+` FROM pirs WHERE team IN (`+placeholders(len(chunk))+`)
+			AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?) ORDER BY required_at, release_id`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: read reviews: %w", translate(err))
+		}
+		for _, r := range rows {
+			out = append(out, r.pir())
+		}
+	}
+	return out, nil
+}
+
+// incidentVersionCols are what the timeline needs of an incident version.
+const incidentVersionCols = `v.version, v.valid_from, v.recorded_at, %s`
+
+func (d *DB) incidentDoc() string {
+	if d.dialect == Postgres {
+		return "v.doc::text"
+	}
+	return "v.doc"
+}
+
+// loadIncidentsInForce adds to tl the active incident versions in force at
+// at (recorded by cutoff): per incident the newest version that became true
+// by then, found with an anti-join.
+func (d *DB) loadIncidentsInForce(ctx context.Context, tl *core.IncidentTimeline, at, cutoff time.Time) error {
+	query := `SELECT ` + fmt.Sprintf(incidentVersionCols, d.incidentDoc()) + ` FROM incident_versions v
+		WHERE v.valid_from <= ? AND v.recorded_at <= ?
+		AND COALESCE(v.doc ->> 'state', '') NOT IN (` + inactiveStates + `)
+		AND NOT EXISTS (SELECT 1 FROM incident_versions w
+			WHERE w.key = v.key AND w.version > v.version AND w.valid_from <= ? AND w.recorded_at <= ?)
+		ORDER BY v.key, v.version`
+	return d.addIncidentVersions(ctx, tl, query, at, cutoff, at, cutoff)
+}
+
+// loadIncidentVersions adds to tl every incident version that became true
+// in (after, upTo] and was recorded by cutoff.
+func (d *DB) loadIncidentVersions(ctx context.Context, tl *core.IncidentTimeline, after, upTo, cutoff time.Time) error {
+	query := `SELECT ` + fmt.Sprintf(incidentVersionCols, d.incidentDoc()) + ` FROM incident_versions v
+		WHERE v.valid_from > ? AND v.valid_from <= ? AND v.recorded_at <= ?
+		ORDER BY v.valid_from, v.key, v.version`
+	return d.addIncidentVersions(ctx, tl, query, after, upTo, cutoff)
+}
+
+func (d *DB) addIncidentVersions(ctx context.Context, tl *core.IncidentTimeline, query string, args ...any) error {
+	rs, err := d.db.QueryContext(ctx, d.q(query), args...)
+	if err != nil {
+		return fmt.Errorf("reconcile: read incident versions: %w", translate(err))
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var (
+			iv       core.IncidentVersion
+			from, at anyTime
+			body     []byte
+		)
+		if err := rs.Scan(&iv.Version, &from, &at, &body); err != nil {
+			return fmt.Errorf("reconcile: read incident version: %w", translate(err))
+		}
+		iv.ValidFrom, iv.RecordedAt = from.Time, at.Time
+		if err := json.Unmarshal(body, &iv.Incident); err != nil {
+			return fmt.Errorf("reconcile: decode incident version: %w", err)
+		}
+		tl.Add(iv)
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("reconcile: read incident versions: %w", translate(err))
+	}
+	return nil
+}

@@ -47,6 +47,7 @@ type App struct {
 	Deployments *service.Deployments
 	Mappings    *service.Mappings
 	Inbox       *service.Inbox
+	Reconciler  *service.Reconciler
 	Server      *api.Server
 }
 
@@ -117,9 +118,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	a.Inbox = service.NewInbox(db, conns, a.Mappings, a.Deployments, a.Metrics, clock, log, service.InboxConfig{
 		Workers: workers, BatchSize: cfg.Inbox.BatchSize, Lease: cfg.Inbox.Lease.D(), PollInterval: cfg.Inbox.PollInterval.D(),
 	})
+	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
 	a.Server = api.New(api.Deps{
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
-		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
+		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 	})
 	return a, nil

@@ -219,6 +219,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 	hc.Flags().StringVar(&hcURL, "url", "http://127.0.0.1:8080/readyz", "URL to probe")
 	root.AddCommand(hc)
 	root.AddCommand(newCheckCmd(stdout, stderr, getenv))
+	root.AddCommand(newReconcileCmd(stdout, stderr, getenv))
 	root.AddCommand(newMappingCmd(stdout))
 	return root
 }

@@ -26,6 +26,7 @@ func (s *Server) reconcileRoutes() {
 	s.route(http.MethodGet, "/api/v1/reports/reconciliation", auditorUp, s.listReports)
 	s.route(http.MethodGet, "/api/v1/reports/reconciliation/:id", auditorUp, s.getReport)
 	s.route(http.MethodPost, "/api/v1/reports/reconciliation/:id/findings/:fid/ack", changeMgr, s.ackFinding)
+	s.route(http.MethodGet, "/api/v1/reports/reconciliation/:id/bundle", auditorUp, s.reportBundle)
 }
 
 // reportRequest is the body of POST /api/v1/reports/reconciliation.

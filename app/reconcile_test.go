@@ -1,9 +1,13 @@
 package app_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -12,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/bundle"
 )
 
 // get fetches a path and returns the status and body.
@@ -70,10 +75,46 @@ func seedReconcileHistory(t *testing.T, s *server) (time.Time, time.Time) {
 			t.Fatalf("deployment %s: %d", version, st)
 		}
 	}
+	if d := s.check(ci, "", map[string]any{"service": "payments-api", "environment": "production", "version": "1.0.2", "commit": "aaa"}); d.Decision != string(core.Deny) {
+		t.Fatalf("gate without a change: %+v", d)
+	}
 	deploy("1.0.0", "dora", []string{"CHG0001"}, "1")
 	deploy("1.0.1", "=HYPERLINK(\"http://evil\")", []string{"CHG0001"}, "2")
 	deploy("1.0.2", "dora", nil, "3")
 	return from, time.Now().UTC().Add(time.Minute)
+}
+
+// flipInBundle re-packs a bundle with one byte of one file changed.
+func flipInBundle(t *testing.T, in []byte, target string) []byte {
+	t.Helper()
+	gz, err := gzip.NewReader(bytes.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var out bytes.Buffer
+	gw := gzip.NewWriter(&out)
+	tw := tar.NewWriter(gw)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		if hdr.Name == target {
+			b[len(b)/2] ^= 0x20
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = tw.Write(b)
+	}
+	_ = tw.Close()
+	_ = gw.Close()
+	return out.Bytes()
 }
 
 func rtp(t time.Time) *time.Time { return &t }
@@ -180,6 +221,43 @@ func TestReconciliationReportEndToEnd(t *testing.T) {
 			_, body = s.get("/api/v1/reports/reconciliation/"+rep.ID+"?format=html", auditor)
 			if !strings.Contains(body, "hotfix, CAB informed") || !strings.Contains(body, "accepted") {
 				t.Error("html does not show the acknowledgement")
+			}
+
+			// The evidence bundle verifies, names its decision, change and
+			// audit rows, and one flipped byte is named by file.
+			st, body = s.get("/api/v1/reports/reconciliation/"+rep.ID+"/bundle", auditor)
+			if st != http.StatusOK {
+				t.Fatalf("bundle: %d %s", st, body)
+			}
+			res, err := bundle.Verify(strings.NewReader(body))
+			if err != nil {
+				t.Fatalf("verify bundle: %v", err)
+			}
+			names := map[string]bool{}
+			for _, f := range res.Manifest.Files {
+				names[f.Name] = true
+			}
+			for _, want := range []string{"report.json", "report.csv", "report.html", "changes/CHG0001.json", "audit.json"} {
+				if !names[want] {
+					t.Errorf("bundle lacks %s: %v", want, names)
+				}
+			}
+			var decisionFiles int
+			for n := range names {
+				if strings.HasPrefix(n, "decisions/") {
+					decisionFiles++
+				}
+			}
+			if decisionFiles != 1 || res.AuditRows < 3 { // the deny, the report, the acknowledgement
+				t.Errorf("bundle: %d decisions, %d audit rows", decisionFiles, res.AuditRows)
+			}
+			tampered := flipInBundle(t, []byte(body), "report.csv")
+			var mm *bundle.Mismatch
+			if _, err := bundle.Verify(bytes.NewReader(tampered)); !errors.As(err, &mm) || mm.File != "report.csv" {
+				t.Errorf("tampered bundle: %v", err)
+			}
+			if st, _ := s.get("/api/v1/reports/reconciliation/nope/bundle", auditor); st != http.StatusNotFound {
+				t.Errorf("bundle of a missing report: %d", st)
 			}
 
 			var list struct {

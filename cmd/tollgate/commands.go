@@ -169,7 +169,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 	root.AddCommand(token)
 
 	audit := &cobra.Command{Use: "audit", Short: "Work with the audit trail"}
-	audit.AddCommand(&cobra.Command{
+	audit.AddCommand(withBundleFlag(&cobra.Command{
 		Use:   "verify",
 		Short: "Verify the audit hash chain straight from the database (exit 1 when broken)",
 		Args:  cobra.NoArgs,
@@ -184,7 +184,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 			fmt.Fprintf(stdout, "audit chain intact: %d rows verified\n", n)
 			return nil
 		}),
-	})
+	}, stdout))
 	root.AddCommand(audit)
 
 	root.AddCommand(&cobra.Command{

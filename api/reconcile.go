@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/service"
 )
 
 // Reports runs and reads reconciliation reports (service.Reconciler).
@@ -18,6 +19,7 @@ type Reports interface {
 	List(ctx context.Context, limit int, before string) ([]core.Report, error)
 	Findings(ctx context.Context, id string, fn func(core.ReconcileFinding) error) error
 	Ack(ctx context.Context, reportID string, findingID int, comment, actor string) (core.ReconcileFinding, error)
+	Metrics(ctx context.Context, q service.MetricsQuery) (core.ReleaseMetrics, error)
 }
 
 // reconcileRoutes registers the reconciliation report routes.
@@ -27,6 +29,7 @@ func (s *Server) reconcileRoutes() {
 	s.route(http.MethodGet, "/api/v1/reports/reconciliation/:id", auditorUp, s.getReport)
 	s.route(http.MethodPost, "/api/v1/reports/reconciliation/:id/findings/:fid/ack", changeMgr, s.ackFinding)
 	s.route(http.MethodGet, "/api/v1/reports/reconciliation/:id/bundle", auditorUp, s.reportBundle)
+	s.route(http.MethodGet, "/api/v1/metrics/releases", auditorUp, s.releaseMetrics)
 }
 
 // reportRequest is the body of POST /api/v1/reports/reconciliation.
@@ -119,4 +122,29 @@ func (s *Server) ackFinding(c *echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, f)
+}
+
+// releaseMetrics answers GET /api/v1/metrics/releases?from&to&group_by
+// (&failure_window): from and to are required RFC 3339 times.
+func (s *Server) releaseMetrics(c *echo.Context) error {
+	q := service.MetricsQuery{GroupBy: c.QueryParam("group_by")}
+	var err error
+	if q.From, err = queryTime(c, "from"); err != nil {
+		return err
+	}
+	if q.To, err = queryTime(c, "to"); err != nil {
+		return err
+	}
+	if w := c.QueryParam("failure_window"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d <= 0 || d > 30*24*time.Hour {
+			return core.Invalid("failure_window", "%q is not a duration from 1s to 720h", w)
+		}
+		q.FailureWindow = d
+	}
+	m, err := s.deps.Reports.Metrics(c.Request().Context(), q)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, m)
 }

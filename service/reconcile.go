@@ -23,6 +23,10 @@ type ReconcileStore interface {
 	ListReports(ctx context.Context, kind string, limit int, before string) ([]core.Report, error)
 	ReportFindings(ctx context.Context, reportID string, fn func(core.ReconcileFinding) error) error
 	AckFinding(ctx context.Context, reportID string, id int, by, comment string, at time.Time) (core.ReconcileFinding, error)
+	IncidentsOpenedBetween(ctx context.Context, from, to time.Time, fn func(core.Incident)) error
+	IncidentsByKey(ctx context.Context, keys []string, fn func(core.Incident)) error
+	GateOutcomes(ctx context.Context, from, to time.Time, fn func(service, environment, team string, dec core.Decision, n int)) error
+	GateWaits(ctx context.Context, from, to time.Time, fn func(service, environment, team string, firstWait, firstAllow time.Time)) error
 }
 
 // Reconciler runs and reads reconciliation reports: every deployment of a
@@ -159,4 +163,60 @@ func (s *Reconciler) Ack(ctx context.Context, reportID string, findingID int, co
 		return core.ReconcileFinding{}, err
 	}
 	return s.store.AckFinding(ctx, reportID, findingID, actor, comment, s.clock.Now())
+}
+
+// MetricsQuery asks for release metrics.
+type MetricsQuery struct {
+	From, To time.Time
+	GroupBy  string // team (default), service or environment
+	// FailureWindow is how long after a deployment a new incident on its
+	// service counts against it (default core.DefaultFailureWindow).
+	FailureWindow time.Duration
+}
+
+// Metrics computes release metrics for deployments started in [From, To)
+// (docs/metrics.md defines each figure). It streams the deployments as the
+// reconciler does (their changes as of their start), so memory holds the
+// per-group samples, not the deployments.
+func (s *Reconciler) Metrics(ctx context.Context, q MetricsQuery) (core.ReleaseMetrics, error) {
+	if q.GroupBy == "" {
+		q.GroupBy = core.GroupByTeam
+	}
+	if !core.ValidGroupBy(q.GroupBy) {
+		return core.ReleaseMetrics{}, core.Invalid("group_by", "%q is not one of team, service, environment", q.GroupBy)
+	}
+	rq := core.ReconcileQuery{From: q.From.UTC(), To: q.To.UTC(), Cutoff: s.clock.Now()}
+	if err := rq.Validate(); err != nil {
+		return core.ReleaseMetrics{}, err
+	}
+	if q.To.Sub(q.From) > maxReportPeriod {
+		return core.ReleaseMetrics{}, core.Invalid("to", "the period is longer than %d days", int(maxReportPeriod.Hours()/24))
+	}
+	acc := core.NewMetricsAccumulator(rq.From, rq.To, q.GroupBy, q.FailureWindow)
+	if err := s.store.IncidentsOpenedBetween(ctx, rq.From, rq.To.Add(acc.Window()), acc.AddIncident); err != nil {
+		return core.ReleaseMetrics{}, err
+	}
+	err := s.store.ReconcileScan(ctx, rq, func(core.Incident) bool { return false }, s.PageSize, func(page []core.DeploymentFacts) error {
+		for _, df := range page {
+			acc.AddDeployment(df)
+		}
+		return nil
+	})
+	if err != nil {
+		return core.ReleaseMetrics{}, fmt.Errorf("metrics: %w", err)
+	}
+	if err := s.store.IncidentsByKey(ctx, acc.FixedIncidents(), acc.AddFixedIncident); err != nil {
+		return core.ReleaseMetrics{}, err
+	}
+	if err := s.store.GateOutcomes(ctx, rq.From, rq.To, func(service, env, team string, d core.Decision, n int) {
+		acc.AddGateCount(acc.GroupKey(service, env, team), d, n)
+	}); err != nil {
+		return core.ReleaseMetrics{}, err
+	}
+	if err := s.store.GateWaits(ctx, rq.From, rq.To, func(service, env, team string, w, a time.Time) {
+		acc.AddWait(acc.GroupKey(service, env, team), w, a)
+	}); err != nil {
+		return core.ReleaseMetrics{}, err
+	}
+	return acc.Result(), nil
 }

@@ -48,6 +48,7 @@ type App struct {
 	Mappings    *service.Mappings
 	Inbox       *service.Inbox
 	Reconciler  *service.Reconciler
+	Scheduler   *service.Scheduler
 	Server      *api.Server
 }
 
@@ -119,6 +120,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Workers: workers, BatchSize: cfg.Inbox.BatchSize, Lease: cfg.Inbox.Lease.D(), PollInterval: cfg.Inbox.PollInterval.D(),
 	})
 	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
+	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, clock, log); err != nil {
+		return nil, err
+	}
 	a.Server = api.New(api.Deps{
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
@@ -175,6 +179,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	run(a.Inbox.Run)
 	run(a.listen)
 	run(a.reloadLoop)
+	run(a.Scheduler.Run)
 
 	srv := &http.Server{
 		Handler:           a.Server,

@@ -51,6 +51,11 @@ type Config struct {
 	// Policy seeds the stored policy when the store has none yet; after
 	// that GET/PUT /api/v1/policy owns it. Absent → core.DefaultPolicy().
 	Policy *core.Policy `yaml:"policy"`
+	// Reports are scheduled reconciliation reports (reports.go), run by one
+	// replica at a time; ReportsRetention is how long any report is kept
+	// (default 400d).
+	Reports          []ReportSchedule `yaml:"reports"`
+	ReportsRetention *Period          `yaml:"reports_retention"`
 }
 
 // GateConfig configures the gate check.
@@ -369,6 +374,7 @@ func (c *Config) Validate() error {
 			bad(f+".webhook_secret", "must be at least 16 characters")
 		}
 	}
+	c.validateReports(bad)
 	if c.Policy != nil {
 		if err := c.Policy.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("policy: %w", err))
@@ -458,6 +464,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("mappings_dir", c.MappingsDir),
 		slog.Bool("policy_in_config", c.Policy != nil),
 		slog.Any("connectors", conns),
+		slog.Any("reports", c.reportsLogValue()),
 	)
 }
 

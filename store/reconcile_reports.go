@@ -312,3 +312,14 @@ func (d *DB) AckFinding(ctx context.Context, reportID string, id int, by, commen
 	}
 	return row.finding()
 }
+
+// LastReportAt returns when the newest report of kind made by the named
+// schedule was created (ok false when there is none).
+func (d *DB) LastReportAt(ctx context.Context, kind, name string) (time.Time, bool, error) {
+	var at anyTime
+	err := d.db.QueryRowContext(ctx, d.q(`SELECT MAX(created_at) FROM reports WHERE kind = ? AND name = ?`), kind, name).Scan(&at)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("last report of schedule %s: %w", name, translate(err))
+	}
+	return at.Time, at.Valid, nil
+}

@@ -89,11 +89,11 @@ func runRecCase(t *testing.T, cp *CompiledPolicy, tc recCase) []ReconcileFinding
 			}
 		}
 	}
-	tl := NewIncidentTimeline()
+	tl := NewIncidentTimeline(cp.IsMajor)
 	for _, iv := range tc.incidents {
 		tl.Add(iv)
 	}
-	df.Incidents = tl.ActiveAt(d.StartedAt, cp.IsMajor)
+	df.Incidents = tl.ActiveAt(d.StartedAt)
 	df.PendingPIRs = PIRsPendingAt(tc.pirs, d.Team, d.ReleaseID, d.Service, d.Version, d.Environment, d.StartedAt)
 	return ReconcileDeployment(cp, df, cutoff, ReconcileOptions{})
 }
@@ -266,7 +266,7 @@ func TestReconcileLineage(t *testing.T) {
 }
 
 func TestIncidentTimelinePrune(t *testing.T) {
-	tl := NewIncidentTimeline()
+	tl := NewIncidentTimeline(nil)
 	t0 := recStart
 	open := Incident{Key: "INC1", Priority: 1, State: IncidentOpen}
 	closed := open
@@ -274,14 +274,37 @@ func TestIncidentTimelinePrune(t *testing.T) {
 	tl.Add(IncidentVersion{Version: 1, ValidFrom: t0, Incident: open})
 	tl.Add(IncidentVersion{Version: 2, ValidFrom: t0.Add(time.Hour), Incident: closed})
 	tl.Add(IncidentVersion{Version: 1, ValidFrom: t0, Incident: Incident{Key: "INC2", State: IncidentOpen}})
-	if got := tl.ActiveAt(t0.Add(30*time.Minute), nil); len(got) != 2 {
+	if got := tl.ActiveAt(t0.Add(30 * time.Minute)); len(got) != 2 {
 		t.Fatalf("active = %v", got)
 	}
 	tl.Prune(t0.Add(2 * time.Hour))
 	if tl.Len() != 1 {
 		t.Fatalf("after prune %d incidents held, want 1 (INC2)", tl.Len())
 	}
-	if got := tl.ActiveAt(t0.Add(3*time.Hour), nil); len(got) != 1 || got[0].Key != "INC2" {
+	if got := tl.ActiveAt(t0.Add(3 * time.Hour)); len(got) != 1 || got[0].Key != "INC2" {
 		t.Fatalf("active = %v", got)
+	}
+}
+
+// TestIncidentTimelineKeepsOnlyBlocking: versions that cannot block are
+// not held unless they end an incident that did.
+func TestIncidentTimelineKeepsOnlyBlocking(t *testing.T) {
+	major := func(i Incident) bool { return i.Priority == 1 }
+	tl := NewIncidentTimeline(major)
+	tl.Add(IncidentVersion{Version: 1, ValidFrom: recStart, Incident: Incident{Key: "MINOR", Priority: 3, State: IncidentOpen}})
+	tl.Add(IncidentVersion{Version: 1, ValidFrom: recStart, Incident: Incident{Key: "MAJOR", Priority: 1, State: IncidentOpen}})
+	tl.Add(IncidentVersion{Version: 2, ValidFrom: recStart.Add(time.Hour), Incident: Incident{Key: "MAJOR", Priority: 1, State: IncidentResolved}})
+	if tl.Len() != 1 {
+		t.Fatalf("held %d incidents, want only MAJOR", tl.Len())
+	}
+	if got := tl.ActiveAt(recStart.Add(time.Minute)); len(got) != 1 || got[0].Key != "MAJOR" {
+		t.Fatalf("active = %v", got)
+	}
+	if got := tl.ActiveAt(recStart.Add(2 * time.Hour)); len(got) != 0 {
+		t.Fatalf("resolved incident still active: %v", got)
+	}
+	tl.Prune(recStart.Add(2 * time.Hour))
+	if tl.Len() != 0 {
+		t.Fatalf("after prune %d held", tl.Len())
 	}
 }

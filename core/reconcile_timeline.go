@@ -14,20 +14,34 @@ import (
 //
 // The version in force at t is, as for GateFacts with AsOf, the one with
 // the highest version number among those with ValidFrom <= t.
+//
+// It holds only incidents that may block: a version that is not active, or
+// not kept by the timeline's filter (the policy's IsMajor), is recorded
+// only when it ends or changes an incident already held.
 type IncidentTimeline struct {
+	keep  func(Incident) bool
 	byKey map[string][]IncidentVersion // each sorted by Version
 	keys  []string                     // sorted
 }
 
-// NewIncidentTimeline returns an empty timeline.
-func NewIncidentTimeline() *IncidentTimeline {
-	return &IncidentTimeline{byKey: map[string][]IncidentVersion{}}
+// NewIncidentTimeline returns an empty timeline keeping the incidents keep
+// accepts (all when nil).
+func NewIncidentTimeline(keep func(Incident) bool) *IncidentTimeline {
+	return &IncidentTimeline{keep: keep, byKey: map[string][]IncidentVersion{}}
+}
+
+// blocking reports whether a version is active and kept.
+func (t *IncidentTimeline) blocking(i Incident) bool {
+	return i.Active() && (t.keep == nil || t.keep(i))
 }
 
 // Add records one version (a repeat of a known version is ignored).
 func (t *IncidentTimeline) Add(v IncidentVersion) {
 	key := v.Incident.Key
 	vs, ok := t.byKey[key]
+	if !ok && !t.blocking(v.Incident) {
+		return
+	}
 	if !ok {
 		i, _ := slices.BinarySearch(t.keys, key)
 		t.keys = slices.Insert(t.keys, i, key)
@@ -53,13 +67,12 @@ func inForce(vs []IncidentVersion, at time.Time) (IncidentVersion, bool) {
 }
 
 // ActiveAt returns the incidents whose version in force at at is active
-// and, when keep is not nil, kept by it (the policy's IsMajor), sorted by
-// key.
-func (t *IncidentTimeline) ActiveAt(at time.Time, keep func(Incident) bool) []Incident {
+// and kept (the policy's IsMajor), sorted by key.
+func (t *IncidentTimeline) ActiveAt(at time.Time) []Incident {
 	var out []Incident
 	for _, k := range t.keys {
 		v, ok := inForce(t.byKey[k], at)
-		if !ok || !v.Incident.Active() || (keep != nil && !keep(v.Incident)) {
+		if !ok || !t.blocking(v.Incident) {
 			continue
 		}
 		out = append(out, v.Incident)
@@ -69,7 +82,8 @@ func (t *IncidentTimeline) ActiveAt(at time.Time, keep func(Incident) bool) []In
 
 // Prune forgets what cannot be in force at or after before: versions
 // superseded by one in force at before, and incidents whose version in
-// force at before is inactive with no later version held.
+// force at before does not block (inactive, or not kept) with no later
+// version held.
 func (t *IncidentTimeline) Prune(before time.Time) {
 	keys := t.keys[:0]
 	for _, k := range t.keys {
@@ -85,7 +99,7 @@ func (t *IncidentTimeline) Prune(before time.Time) {
 			vs = slices.Delete(vs, 0, cur)
 			cur = 0
 		}
-		if cur == 0 && len(vs) == 1 && !vs[0].Incident.Active() {
+		if cur == 0 && len(vs) == 1 && !t.blocking(vs[0].Incident) {
 			delete(t.byKey, k)
 			continue
 		}

@@ -79,7 +79,7 @@ func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func
 		cutoff = d.now()
 	}
 	from, to := ts(q.From), ts(q.To)
-	timeline := core.NewIncidentTimeline()
+	timeline := core.NewIncidentTimeline(keep)
 	if err := d.loadIncidentsInForce(ctx, timeline, from, cutoff); err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func
 			}
 			loadedTo = pageMax
 		}
-		page, err := d.pageFacts(ctx, rows, timeline, keep, pageMin, pageMax, cutoff)
+		page, err := d.pageFacts(ctx, rows, timeline, pageMin, pageMax, cutoff)
 		if err != nil {
 			return err
 		}
@@ -158,10 +158,11 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 }
 
 // pageFacts assembles each deployment's as-of facts for one page.
-func (d *DB) pageFacts(ctx context.Context, rows []reconcileRow, timeline *core.IncidentTimeline, keep func(core.Incident) bool,
+func (d *DB) pageFacts(ctx context.Context, rows []reconcileRow, timeline *core.IncidentTimeline,
 	pageMin, pageMax, cutoff time.Time) ([]core.DeploymentFacts, error) {
 	deps := make([]core.Deployment, len(rows))
 	var keys, teams []string
+	seen := make(map[string]struct{}, len(rows))
 	for i, r := range rows {
 		dep, err := r.dep.deployment()
 		if err != nil {
@@ -174,7 +175,8 @@ func (d *DB) pageFacts(ctx context.Context, rows []reconcileRow, timeline *core.
 		}
 		deps[i] = dep
 		for _, k := range dep.Changes {
-			if !slices.Contains(keys, k) {
+			if _, ok := seen[k]; !ok {
+				seen[k] = struct{}{}
 				keys = append(keys, k)
 			}
 		}
@@ -202,7 +204,7 @@ func (d *DB) pageFacts(ctx context.Context, rows []reconcileRow, timeline *core.
 				}
 			}
 		}
-		df.Incidents = timeline.ActiveAt(dep.StartedAt, keep)
+		df.Incidents = timeline.ActiveAt(dep.StartedAt)
 		relID := dep.ReleaseID
 		if relID == "" {
 			relID = core.ReleaseID(dep.Service, dep.Version, dep.Environment)

@@ -3,11 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+
+	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -83,37 +84,110 @@ func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func
 	if err := d.loadIncidentsInForce(ctx, timeline, from, cutoff); err != nil {
 		return err
 	}
-	loadedTo := from
-	afterAt, afterID := from.Add(-time.Microsecond), ""
-	for {
-		rows, err := d.reconcilePage(ctx, q, from, to, cutoff, afterAt, afterID, pageSize)
-		if err != nil {
-			return err
+	// The next page is read while this one is evaluated and its findings
+	// written (PostgreSQL works while Go does); the fetch is waited for
+	// before returning, so nothing uses the store after ReconcileScan.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fetch := func(afterAt time.Time, afterID string) <-chan fetchedPage {
+		ch := make(chan fetchedPage, 1)
+		go func() { ch <- d.fetchPage(ctx, q, from, to, cutoff, afterAt, afterID, pageSize) }()
+		return ch
+	}
+	var pending <-chan fetchedPage
+	defer func() {
+		if pending != nil {
+			cancel()
+			<-pending
 		}
+	}()
+	loadedTo := from
+	cur := d.fetchPage(ctx, q, from, to, cutoff, from.Add(-time.Microsecond), "", pageSize)
+	for {
+		if cur.err != nil {
+			return cur.err
+		}
+		rows := cur.rows
 		if len(rows) == 0 {
 			return nil
 		}
-		pageMin, pageMax := rows[0].dep.StartedAt.UTC(), rows[len(rows)-1].dep.StartedAt.UTC()
+		last := rows[len(rows)-1].dep
+		if len(rows) == pageSize {
+			pending = fetch(last.StartedAt.UTC(), last.ID)
+		}
+		pageMax := last.StartedAt.UTC()
 		if pageMax.After(loadedTo) {
 			if err := d.loadIncidentVersions(ctx, timeline, loadedTo, pageMax, cutoff); err != nil {
 				return err
 			}
 			loadedTo = pageMax
 		}
-		page, err := d.pageFacts(ctx, rows, timeline, pageMin, pageMax, cutoff)
+		page, err := pageFacts(cur, timeline, cutoff)
 		if err != nil {
 			return err
 		}
 		if err := fn(page); err != nil {
 			return err
 		}
-		last := rows[len(rows)-1].dep
-		afterAt, afterID = last.StartedAt.UTC(), last.ID
 		timeline.Prune(pageMax)
-		if len(rows) < pageSize {
+		if pending == nil {
 			return nil
 		}
+		cur = <-pending
+		pending = nil
 	}
+}
+
+// fetchedPage is one page of deployments with the changes' versions and
+// the teams' reviews it needs.
+type fetchedPage struct {
+	rows     []reconcileRow
+	deps     []core.Deployment
+	versions map[string][]core.ChangeVersion
+	pirs     []core.PIR
+	err      error
+}
+
+// fetchPage reads one page: the deployments after the keyset, then the
+// versions of their changes up to the cut-off and their teams' reviews
+// that may be pending in the page's span.
+func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cutoff, afterAt time.Time, afterID string, limit int) fetchedPage {
+	rows, err := d.reconcilePage(ctx, q, from, to, cutoff, afterAt, afterID, limit)
+	if err != nil || len(rows) == 0 {
+		return fetchedPage{err: err}
+	}
+	p := fetchedPage{rows: rows, deps: make([]core.Deployment, len(rows))}
+	var keys, teams []string
+	seen := make(map[string]struct{}, len(rows))
+	for i, r := range rows {
+		dep, err := r.dep.deployment()
+		if err != nil {
+			return fetchedPage{err: err}
+		}
+		dep.FinishedAt = nil
+		if r.finishedAt.Valid {
+			t := r.finishedAt.Time
+			dep.FinishedAt = &t
+		}
+		p.deps[i] = dep
+		for _, k := range dep.Changes {
+			if _, ok := seen[k]; !ok {
+				seen[k] = struct{}{}
+				keys = append(keys, k)
+			}
+		}
+		if dep.Team != "" && !slices.Contains(teams, dep.Team) {
+			teams = append(teams, dep.Team)
+		}
+	}
+	if p.versions, err = d.changeVersionsUpTo(ctx, keys, cutoff); err != nil {
+		return fetchedPage{err: err}
+	}
+	pageMin, pageMax := rows[0].dep.StartedAt.UTC(), rows[len(rows)-1].dep.StartedAt.UTC()
+	if p.pirs, err = d.pirsSpanning(ctx, teams, pageMin, pageMax); err != nil {
+		return fetchedPage{err: err}
+	}
+	return p
 }
 
 func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to, cutoff, afterAt time.Time, afterID string, limit int) ([]reconcileRow, error) {
@@ -158,45 +232,12 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 }
 
 // pageFacts assembles each deployment's as-of facts for one page.
-func (d *DB) pageFacts(ctx context.Context, rows []reconcileRow, timeline *core.IncidentTimeline,
-	pageMin, pageMax, cutoff time.Time) ([]core.DeploymentFacts, error) {
-	deps := make([]core.Deployment, len(rows))
-	var keys, teams []string
-	seen := make(map[string]struct{}, len(rows))
-	for i, r := range rows {
-		dep, err := r.dep.deployment()
-		if err != nil {
-			return nil, err
-		}
-		dep.FinishedAt = nil
-		if r.finishedAt.Valid {
-			t := r.finishedAt.Time
-			dep.FinishedAt = &t
-		}
-		deps[i] = dep
-		for _, k := range dep.Changes {
-			if _, ok := seen[k]; !ok {
-				seen[k] = struct{}{}
-				keys = append(keys, k)
-			}
-		}
-		if dep.Team != "" && !slices.Contains(teams, dep.Team) {
-			teams = append(teams, dep.Team)
-		}
-	}
-	versions, err := d.changeVersionsUpTo(ctx, keys, cutoff)
-	if err != nil {
-		return nil, err
-	}
-	pirs, err := d.pirsSpanning(ctx, teams, pageMin, pageMax)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]core.DeploymentFacts, len(rows))
-	for i, dep := range deps {
+func pageFacts(p fetchedPage, timeline *core.IncidentTimeline, cutoff time.Time) ([]core.DeploymentFacts, error) {
+	out := make([]core.DeploymentFacts, len(p.rows))
+	for i, dep := range p.deps {
 		df := core.DeploymentFacts{Deployment: dep, ChangesAtCutoff: map[string]core.Change{}}
 		for _, k := range dep.Changes {
-			vs := versions[k]
+			vs := p.versions[k]
 			if cv, ok := core.ChangeAsOf(vs, dep.StartedAt); ok {
 				df.Changes = append(df.Changes, cv)
 				if later, ok := core.ChangeAsOf(vs, cutoff); ok {
@@ -209,15 +250,15 @@ func (d *DB) pageFacts(ctx context.Context, rows []reconcileRow, timeline *core.
 		if relID == "" {
 			relID = core.ReleaseID(dep.Service, dep.Version, dep.Environment)
 		}
-		df.PendingPIRs = core.PIRsPendingAt(pirs, dep.Team, relID, dep.Service, dep.Version, dep.Environment, dep.StartedAt)
-		if r := rows[i]; r.gID.Valid {
+		df.PendingPIRs = core.PIRsPendingAt(p.pirs, dep.Team, relID, dep.Service, dep.Version, dep.Environment, dep.StartedAt)
+		if r := p.rows[i]; r.gID.Valid {
 			g := &core.DecisionRef{
 				ID: r.gID.String, ReleaseID: r.gRelease.String, Decision: core.Decision(r.gDecision.String),
 				EvaluatedAt: r.gAt.Time, PolicyVersion: int(r.gPolicy.Int64), Commit: r.gCommit.String, Actor: r.gActor.String,
 				Reasons: []core.Reason{},
 			}
 			if r.gReasons.Valid && r.gReasons.String != "" && r.gReasons.String != "null" {
-				if err := json.Unmarshal([]byte(r.gReasons.String), &g.Reasons); err != nil {
+				if err := segjson.Unmarshal([]byte(r.gReasons.String), &g.Reasons); err != nil {
 					return nil, fmt.Errorf("reconcile: decode reasons of decision %s: %w", g.ID, err)
 				}
 			}
@@ -264,7 +305,7 @@ func (d *DB) changeVersionsUpTo(ctx context.Context, keys []string, cutoff time.
 				return nil, fmt.Errorf("reconcile: read change version: %w", translate(err))
 			}
 			cv.ValidFrom, cv.RecordedAt = from.Time, at.Time
-			if err := json.Unmarshal(body, &cv.Change); err != nil {
+			if err := segjson.Unmarshal(body, &cv.Change); err != nil {
 				rs.Close()
 				return nil, fmt.Errorf("reconcile: decode change %s version %d: %w", key, cv.Version, err)
 			}
@@ -350,7 +391,7 @@ func (d *DB) addIncidentVersions(ctx context.Context, tl *core.IncidentTimeline,
 			return fmt.Errorf("reconcile: read incident version: %w", translate(err))
 		}
 		iv.ValidFrom, iv.RecordedAt = from.Time, at.Time
-		if err := json.Unmarshal(body, &iv.Incident); err != nil {
+		if err := segjson.Unmarshal(body, &iv.Incident); err != nil {
 			return fmt.Errorf("reconcile: decode incident version: %w", err)
 		}
 		tl.Add(iv)

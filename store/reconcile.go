@@ -143,7 +143,8 @@ func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func
 type fetchedPage struct {
 	rows     []reconcileRow
 	deps     []core.Deployment
-	versions map[string][]core.ChangeVersion
+	versions map[string][]core.ChangeVersion // those that may be in force during the page
+	atCutoff map[string][]core.ChangeVersion // emergency changes as of the cut-off
 	pirs     []core.PIR
 	err      error
 }
@@ -180,10 +181,24 @@ func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cut
 			teams = append(teams, dep.Team)
 		}
 	}
-	if p.versions, err = d.changeVersionsUpTo(ctx, keys, cutoff); err != nil {
+	pageMin, pageMax := rows[0].dep.StartedAt.UTC(), rows[len(rows)-1].dep.StartedAt.UTC()
+	if p.versions, err = d.changeVersionsSpanning(ctx, keys, pageMin, pageMax, cutoff); err != nil {
 		return fetchedPage{err: err}
 	}
-	pageMin, pageMax := rows[0].dep.StartedAt.UTC(), rows[len(rows)-1].dep.StartedAt.UTC()
+	// The emergency rules look at an emergency change as of the cut-off
+	// (its retrospective review comes after the deployment).
+	var emergency []string
+	for k, vs := range p.versions {
+		if slices.ContainsFunc(vs, func(v core.ChangeVersion) bool { return v.Change.Type == core.ChangeEmergency }) {
+			emergency = append(emergency, k)
+		}
+	}
+	if len(emergency) > 0 {
+		slices.Sort(emergency)
+		if p.atCutoff, err = d.changeVersionsSpanning(ctx, emergency, cutoff, cutoff, cutoff); err != nil {
+			return fetchedPage{err: err}
+		}
+	}
 	if p.pirs, err = d.pirsSpanning(ctx, teams, pageMin, pageMax); err != nil {
 		return fetchedPage{err: err}
 	}
@@ -240,7 +255,7 @@ func pageFacts(p fetchedPage, timeline *core.IncidentTimeline, cutoff time.Time)
 			vs := p.versions[k]
 			if cv, ok := core.ChangeAsOf(vs, dep.StartedAt); ok {
 				df.Changes = append(df.Changes, cv)
-				if later, ok := core.ChangeAsOf(vs, cutoff); ok {
+				if later, ok := core.ChangeAsOf(p.atCutoff[k], cutoff); ok {
 					df.ChangesAtCutoff[k] = later.Change
 				}
 			}
@@ -274,22 +289,33 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-// changeVersionsUpTo returns the versions of the changes with keys that
-// became true and were recorded by cutoff, by key.
-func (d *DB) changeVersionsUpTo(ctx context.Context, keys []string, cutoff time.Time) (map[string][]core.ChangeVersion, error) {
+// changeVersionsSQL reads, for the changes with the listed keys, the
+// versions that may be in force at some instant of [$min, $max]: those
+// that became true by $max, except those superseded by a version that
+// became true by $min (an anti-join); only versions recorded by the
+// cut-off count. %s is the document column, %s the key placeholders.
+const changeVersionsSQL = `SELECT v.key, v.version, v.valid_from, v.recorded_at, %s FROM change_versions v
+	WHERE v.key IN (%s) AND v.valid_from <= ? AND v.recorded_at <= ?
+	AND NOT EXISTS (SELECT 1 FROM change_versions w
+		WHERE w.key = v.key AND w.version > v.version AND w.valid_from <= ? AND w.recorded_at <= ?)
+	ORDER BY v.key, v.version`
+
+// changeVersionsSpanning returns, by key, the versions of the changes that
+// may be in force at some instant of [from, to] (see changeVersionsSQL);
+// with from = to = the cut-off, each change's version as of the cut-off.
+func (d *DB) changeVersionsSpanning(ctx context.Context, keys []string, from, to, cutoff time.Time) (map[string][]core.ChangeVersion, error) {
 	out := make(map[string][]core.ChangeVersion, len(keys))
-	doc := "doc"
+	doc := "v.doc"
 	if d.dialect == Postgres {
-		doc = "doc::text"
+		doc = "v.doc::text"
 	}
 	for chunk := range slices.Chunk(keys, maxInList) {
-		args := make([]any, 0, len(chunk)+2)
+		args := make([]any, 0, len(chunk)+4)
 		for _, k := range chunk {
 			args = append(args, k)
 		}
-		args = append(args, cutoff, cutoff)
-		rs, err := d.db.QueryContext(ctx, d.q(`SELECT key, version, valid_from, recorded_at, `+doc+` FROM change_versions
-			WHERE key IN (`+placeholders(len(chunk))+`) AND valid_from <= ? AND recorded_at <= ? ORDER BY key, version`), args...)
+		args = append(args, to, cutoff, from, cutoff)
+		rs, err := d.db.QueryContext(ctx, d.q(fmt.Sprintf(changeVersionsSQL, doc, placeholders(len(chunk)))), args...)
 		if err != nil {
 			return nil, fmt.Errorf("reconcile: read change versions: %w", translate(err))
 		}

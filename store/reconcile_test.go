@@ -88,6 +88,9 @@ func reconcileHistory(t *testing.T, db *DB) {
 	change("CHG-E", base.Add(6*time.Hour), func(c *core.Change) { c.Services = []string{"ledger"} })
 	// An emergency change never reviewed.
 	change("CHG-F", base.Add(-72*time.Hour), func(c *core.Change) { c.Type = core.ChangeEmergency })
+	// An emergency change reviewed (a later version) in time.
+	change("CHG-G", base.Add(-72*time.Hour), func(c *core.Change) { c.Type = core.ChangeEmergency })
+	change("CHG-G", base.Add(12*time.Hour), func(c *core.Change) { c.Type, c.ReviewedAt = core.ChangeEmergency, rtp(base.Add(12*time.Hour)) })
 	// An incident active at one deployment, resolved afterwards.
 	incident("INC-1", core.IncidentOpen, base.Add(3*time.Hour))
 	incident("INC-1", core.IncidentResolved, base.Add(5*time.Hour))
@@ -102,8 +105,9 @@ func reconcileHistory(t *testing.T, db *DB) {
 	deploy("production", "1.0.4", base.Add(5*time.Hour+time.Minute), []string{"CHG-E"}, core.Allow, nil) // compliant
 	deploy("production", "1.0.5", base.Add(7*time.Hour), []string{"CHG-F"}, core.Allow, nil)             // EMERGENCY_REVIEW_OVERDUE
 	deploy("production", "1.0.6", base.Add(8*time.Hour), []string{"CHG-A"}, core.Allow, func(d *core.Deployment) { d.Commit = "other" })
-	deploy("development", "1.0.7", base.Add(9*time.Hour), nil, "", nil)         // open: nothing
-	deploy("production", "1.0.8", base.Add(10*time.Hour), nil, core.Allow, nil) // NO_CHANGE
+	deploy("development", "1.0.7", base.Add(9*time.Hour), nil, "", nil)                       // open: nothing
+	deploy("production", "1.0.8", base.Add(10*time.Hour), nil, core.Allow, nil)               // NO_CHANGE
+	deploy("production", "1.0.9", base.Add(11*time.Hour), []string{"CHG-G"}, core.Allow, nil) // reviewed in time: compliant
 }
 
 // reconcileAll runs a report's scan over the seeded history in pages of
@@ -172,7 +176,7 @@ func TestReconcileScanSameOnBothDialects(t *testing.T) {
 			if !slices.Equal(keys, want) {
 				t.Fatalf("%s page %d: findings\n%q\nwant\n%q", dialect, page, keys, want)
 			}
-			if sum.DeploymentsChecked != 9 || sum.Compliant != 2 || sum.Findings != len(want) {
+			if sum.DeploymentsChecked != 10 || sum.Compliant != 3 || sum.Findings != len(want) {
 				t.Errorf("%s page %d: summary %+v", dialect, page, sum)
 			}
 			if prev, ok := results[dialect]; ok && !slices.Equal(prev, lines) {

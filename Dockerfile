@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Build: a static binary (no cgo: the embedded SQLite is pure Go).
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

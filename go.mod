@@ -3,6 +3,7 @@ module github.com/tollgate-dev/tollgate
 go 1.26.8
 
 require (
+	github.com/gofrs/flock v0.13.2
 	github.com/google/uuid v1.6.0
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/jmoiron/sqlx v1.4.0

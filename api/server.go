@@ -88,6 +88,8 @@ type Server struct {
 	// rules maps "METHOD path" to the roles allowed, for every route; the
 	// authorization test walks it against the router.
 	rules map[string]access
+	// paths holds every registered route template (metrics labels).
+	paths map[string]struct{}
 }
 
 // New builds the server with every route registered.
@@ -101,7 +103,7 @@ func New(deps Deps) *Server {
 	if deps.MaxBodyBytes <= 0 {
 		deps.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{deps: deps, rules: map[string]access{}}
+	s := &Server{deps: deps, rules: map[string]access{}, paths: map[string]struct{}{}}
 	e := echo.NewWithConfig(echo.Config{Logger: deps.Logger, HTTPErrorHandler: s.handleError})
 	s.echo = e
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
@@ -149,6 +151,7 @@ var (
 // here, so none can exist without a rule.
 func (s *Server) route(method, path string, a access, h echo.HandlerFunc) {
 	s.rules[method+" "+path] = a
+	s.paths[path] = struct{}{}
 	if a.public {
 		s.echo.Add(method, path, h)
 		return
@@ -157,8 +160,11 @@ func (s *Server) route(method, path string, a access, h echo.HandlerFunc) {
 }
 
 func (s *Server) routes() {
+	// Load balancers probe with HEAD as often as with GET.
 	s.route(http.MethodGet, "/healthz", public, s.healthz)
+	s.route(http.MethodHead, "/healthz", public, s.healthz)
 	s.route(http.MethodGet, "/readyz", public, s.readyz)
+	s.route(http.MethodHead, "/readyz", public, s.readyz)
 	s.route(http.MethodGet, "/metrics", public, s.metricsHandler())
 	s.route(http.MethodPost, "/webhooks/:connector", public, s.webhook)
 
@@ -402,14 +408,12 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if r, uerr := echo.UnwrapResponse(c.Response()); uerr == nil && r.Status != 0 {
 			status = r.Status
 		}
-		route := c.Path()
-		if route == "" {
-			route = "unmatched"
-		}
+		route := s.routeLabel(c)
 		elapsed := time.Since(start)
 		if m := s.deps.Metrics; m != nil {
-			m.HTTPRequests.WithLabelValues(c.Request().Method, route, strconv.Itoa(status)).Inc()
-			m.HTTPDuration.WithLabelValues(c.Request().Method, route).Observe(elapsed.Seconds())
+			method := methodLabel(c.Request().Method)
+			m.HTTPRequests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+			m.HTTPDuration.WithLabelValues(method, route).Observe(elapsed.Seconds())
 		}
 		level := slog.LevelInfo
 		if status >= 500 {
@@ -426,6 +430,29 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		s.deps.Logger.LogAttrs(c.Request().Context(), level, "http request", attrs...)
 		return nil
 	}
+}
+
+// methodLabel is the request method as a metrics label: the methods the
+// API knows, else "other", so that invented method names cannot add series.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
+// routeLabel is the matched route's template ("/api/v1/changes/:key"), or
+// "unmatched" for any path no route knows: labels stay bounded by the
+// route table whatever paths clients send.
+func (s *Server) routeLabel(c *echo.Context) string {
+	if p := c.Path(); p != "" {
+		if _, ok := s.paths[p]; ok {
+			return p
+		}
+	}
+	return "unmatched"
 }
 
 func (s *Server) healthz(c *echo.Context) error {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -80,10 +81,8 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		return metrics.AuditStats{Groups: st.Groups, OneStatement: st.OneStatement, Appends: st.Requests, BusySeconds: st.Busy.Seconds()}
 	})
 	a.Tokens = service.NewTokens(db, clock)
-	if cfg.AdminToken != "" {
-		if err := a.Tokens.EnsureBootstrap(ctx, cfg.AdminToken); err != nil {
-			return nil, err
-		}
+	if err := a.bootstrapAdmin(ctx); err != nil {
+		return nil, err
 	}
 	a.Policies = service.NewPolicies(db, log)
 	if err := a.Policies.Load(ctx, cfg.Policy); err != nil {
@@ -93,7 +92,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		MaxWait: cfg.Gate.MaxWait.D(), MaxListItems: cfg.Gate.MaxListItems,
 	})
 	a.Gate.OnDecision = func(d core.GateDecision) {
-		a.Metrics.GateDecisions.WithLabelValues(d.Request.Environment, string(d.Decision)).Inc()
+		a.Metrics.GateDecisions.WithLabelValues(environmentLabel(a.Policies.Current(), d.Request.Environment), string(d.Decision)).Inc()
 	}
 	a.Deployments = service.NewDeployments(db, a.Policies, clock, log, cfg.Gate.MaxListItems)
 
@@ -129,6 +128,47 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 	})
 	return a, nil
+}
+
+// bootstrapAdmin installs TOLLGATE_ADMIN_TOKEN's admin token, revoking
+// the token of an earlier value, and warns when no admin token exists at
+// all (nobody could then manage tokens, policy or mappings through the API).
+// Token ids are logged, never secrets.
+func (a *App) bootstrapAdmin(ctx context.Context) error {
+	if a.Config.AdminToken != "" {
+		res, err := a.Tokens.EnsureBootstrap(ctx, a.Config.AdminToken)
+		if err != nil {
+			return err
+		}
+		if res.Created {
+			a.Log.InfoContext(ctx, "bootstrap admin token created from TOLLGATE_ADMIN_TOKEN", "token_id", res.Token.ID)
+		}
+		for _, old := range res.Revoked {
+			a.Log.WarnContext(ctx, "TOLLGATE_ADMIN_TOKEN changed: the earlier bootstrap admin token is revoked",
+				"revoked_token_id", old.ID, "token_id", res.Token.ID)
+		}
+		return nil
+	}
+	ok, err := a.Tokens.HasLiveAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		a.Log.WarnContext(ctx, "no admin token exists: set TOLLGATE_ADMIN_TOKEN (or TOLLGATE_ADMIN_TOKEN_FILE), or run `tollgate token create --role admin --name NAME`")
+	}
+	return nil
+}
+
+// environmentLabel is an environment as a metrics label: its canonical
+// name when the policy names it, else "other" (a "*" catch-all accepts any
+// name a caller sends, which must not add series).
+func environmentLabel(cp *core.CompiledPolicy, env string) string {
+	if cp != nil {
+		if c, ok := cp.ResolveEnvironment(env); ok && slices.Contains(cp.Environments(), c) {
+			return c
+		}
+	}
+	return "other"
 }
 
 func buildConnectors(cfg *config.Config) ([]service.Connector, error) {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -28,12 +27,17 @@ const DefaultPath = "config/tollgate.yaml"
 type Config struct {
 	// Addr is the listen address (TOLLGATE_ADDR; default ":8080").
 	Addr string `yaml:"addr"`
-	// DatabaseURL is postgres://… or sqlite:PATH (TOLLGATE_DATABASE_URL;
-	// empty → SQLite at ./data/tollgate.db).
+	// DatabaseURL is postgres://…, a PostgreSQL key=value string
+	// (host=… dbname=…), or sqlite:PATH[?synchronous=full]
+	// (TOLLGATE_DATABASE_URL; empty → SQLite at ./data/tollgate.db).
 	DatabaseURL string `yaml:"database_url"`
 	// AdminToken, when set, is an admin API token that exists after start
 	// (TOLLGATE_ADMIN_TOKEN): the bootstrap for a new install.
 	AdminToken string `yaml:"admin_token"`
+	// AdminTokenFile names a file holding the admin token instead
+	// (TOLLGATE_ADMIN_TOKEN_FILE; a Docker or Kubernetes secret), read at
+	// start; surrounding white space is trimmed.
+	AdminTokenFile string `yaml:"admin_token_file"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// MaxBodyBytes caps every request body (default 1 MiB); larger → 413.
@@ -145,6 +149,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes the duration as a string.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
+// LogValue logs the duration as a duration (text with logging.ReplaceAttr).
+func (d Duration) LogValue() slog.Value { return slog.DurationValue(time.Duration(d)) }
+
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
@@ -255,20 +262,44 @@ func Parse(raw []byte, getenv func(string) string) (*Config, error) {
 		}
 	}
 	for env, dst := range map[string]*string{
-		"TOLLGATE_ADDR":         &c.Addr,
-		"TOLLGATE_DATABASE_URL": &c.DatabaseURL,
-		"TOLLGATE_ADMIN_TOKEN":  &c.AdminToken,
-		"TOLLGATE_LOG_LEVEL":    &c.LogLevel,
+		"TOLLGATE_ADDR":             &c.Addr,
+		"TOLLGATE_DATABASE_URL":     &c.DatabaseURL,
+		"TOLLGATE_ADMIN_TOKEN":      &c.AdminToken,
+		"TOLLGATE_ADMIN_TOKEN_FILE": &c.AdminTokenFile,
+		"TOLLGATE_LOG_LEVEL":        &c.LogLevel,
 	} {
 		if v := getenv(env); v != "" {
 			*dst = v
 		}
+	}
+	if err := c.readAdminTokenFile(); err != nil {
+		return nil, err
 	}
 	c.defaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// readAdminTokenFile sets AdminToken from AdminTokenFile. Both set is an
+// error: which one wins would be a guess.
+func (c *Config) readAdminTokenFile() error {
+	if c.AdminTokenFile == "" {
+		return nil
+	}
+	if c.AdminToken != "" {
+		return core.Invalid("admin_token_file", "set the admin token or its file (TOLLGATE_ADMIN_TOKEN or TOLLGATE_ADMIN_TOKEN_FILE), not both")
+	}
+	b, err := os.ReadFile(c.AdminTokenFile)
+	if err != nil {
+		return core.Invalid("admin_token_file", "cannot read %s: %v", c.AdminTokenFile, errors.Unwrap(err))
+	}
+	c.AdminToken = strings.TrimSpace(string(b))
+	if c.AdminToken == "" {
+		return core.Invalid("admin_token_file", "%s is empty", c.AdminTokenFile)
+	}
+	return nil
 }
 
 func (c *Config) defaults() {
@@ -314,11 +345,8 @@ func (c *Config) Validate() error {
 	if _, _, err := splitAddr(c.Addr); err != nil {
 		bad("addr", "%v", err)
 	}
-	if u := c.DatabaseURL; u != "" && !strings.HasPrefix(u, "sqlite:") {
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "postgres" && p.Scheme != "postgresql") {
-			bad("database_url", "want postgres://…, postgresql://… or sqlite:PATH")
-		}
+	if err := validateDatabaseURL(c.DatabaseURL); err != nil {
+		bad("database_url", "%v", err)
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("admin_token", "must be at least 16 characters")
@@ -418,15 +446,6 @@ func mask(s string) string {
 	return masked
 }
 
-// maskURL hides a database URL's password.
-func maskURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil || p.User == nil {
-		return u
-	}
-	return p.Redacted()
-}
-
 // LogValue renders the effective configuration for the start-up log with
 // every secret masked.
 func (c *Config) LogValue() slog.Value {
@@ -444,7 +463,7 @@ func (c *Config) LogValue() slog.Value {
 			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts,
 		})
 	}
-	db := maskURL(c.DatabaseURL)
+	db := MaskDatabaseURL(c.DatabaseURL)
 	if db == "" {
 		db = "sqlite:./data/tollgate.db (embedded)"
 	}
@@ -452,6 +471,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr),
 		slog.String("database_url", db),
 		slog.String("admin_token", mask(c.AdminToken)),
+		slog.String("admin_token_file", c.AdminTokenFile),
 		slog.String("log_level", c.LogLevel),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout.D()),
@@ -470,7 +490,7 @@ func (c *Config) LogValue() slog.Value {
 
 func isSecretKey(k string) bool {
 	k = strings.ToLower(k)
-	for _, s := range []string{"secret", "password", "token", "key", "credential"} {
+	for _, s := range []string{"secret", "password", "passwd", "pwd", "token", "key", "credential"} {
 		if strings.Contains(k, s) {
 			return true
 		}

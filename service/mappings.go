@@ -161,9 +161,24 @@ func (m *Mappings) Get(ctx context.Context, name string) (core.MappingProfile, e
 	return core.MappingProfile{}, core.NotFound("mapping profile", name)
 }
 
-// Versions returns every stored version of a profile.
+// Versions returns every version of a profile, oldest first: a built-in
+// profile's shipped source as version 0, then every stored version.
+// KindNotFound when the name is neither built in nor stored.
 func (m *Mappings) Versions(ctx context.Context, name string) ([]core.MappingProfile, error) {
-	return m.store.MappingVersions(ctx, name)
+	stored, err := m.store.MappingVersions(ctx, name)
+	if err != nil && !core.IsKind(err, core.KindNotFound) {
+		return nil, err
+	}
+	b, builtIn := m.builtins[name]
+	if !builtIn {
+		if err != nil {
+			return nil, err
+		}
+		return stored, nil
+	}
+	out := make([]core.MappingProfile, 0, len(stored)+1)
+	out = append(out, core.MappingProfile{Name: name, Version: 0, Source: b.source, UpdatedBy: "built-in"})
+	return append(out, stored...), nil
 }
 
 // Put validates src and stores it as the next version of name. The

@@ -84,25 +84,83 @@ func (s *Tokens) Create(ctx context.Context, name string, role core.Role, actor 
 	return secret, t, nil
 }
 
+// Bootstrap tokens are the admin tokens tollgate creates from
+// TOLLGATE_ADMIN_TOKEN: this name, created by BootstrapActor. No API or CLI
+// caller can create one (their tokens are created by "token:…" or "cli:…").
+const (
+	BootstrapName  = "bootstrap-admin"
+	BootstrapActor = "system"
+)
+
+// IsBootstrap reports whether t is a bootstrap token.
+func IsBootstrap(t core.Token) bool { return t.Name == BootstrapName && t.CreatedBy == BootstrapActor }
+
+// BootstrapResult says what EnsureBootstrap did.
+type BootstrapResult struct {
+	Token   core.Token   // the bootstrap token in force
+	Created bool         // Token was created now (a new value)
+	Revoked []core.Token // earlier bootstrap tokens revoked now (the value changed)
+}
+
 // EnsureBootstrap makes sure an admin token with the given secret exists
-// (TOLLGATE_ADMIN_TOKEN). It is idempotent across restarts and replicas.
-func (s *Tokens) EnsureBootstrap(ctx context.Context, secret string) error {
+// (TOLLGATE_ADMIN_TOKEN) and that it is the only live bootstrap token:
+// when the value changed, the tokens of earlier values are revoked
+// (audited as token.revoke by "system"), so rotating the variable rotates
+// the credential. Idempotent across restarts and replicas.
+func (s *Tokens) EnsureBootstrap(ctx context.Context, secret string) (BootstrapResult, error) {
+	var res BootstrapResult
 	hash := HashToken(secret)
 	t, err := s.store.TokenByHash(ctx, hash)
-	if err == nil {
-		if t.RevokedAt != nil {
-			return core.Errorf(core.KindConflict, "the bootstrap admin token (TOLLGATE_ADMIN_TOKEN) was revoked; set a new value")
+	switch {
+	case err == nil && t.RevokedAt != nil:
+		return res, core.Errorf(core.KindConflict, "the bootstrap admin token (TOLLGATE_ADMIN_TOKEN) was revoked; set a new value")
+	case err == nil:
+		res.Token = t
+	case core.IsKind(err, core.KindNotFound):
+		t = core.Token{ID: newID(), Name: BootstrapName, Role: core.RoleAdmin, Hash: hash, CreatedAt: s.clock.Now(), CreatedBy: BootstrapActor}
+		err = s.store.CreateToken(ctx, t, BootstrapActor)
+		switch {
+		case err == nil:
+			res.Token, res.Created = t, true
+		case core.IsKind(err, core.KindConflict): // another replica won
+			if res.Token, err = s.store.TokenByHash(ctx, hash); err != nil {
+				return res, fmt.Errorf("look up bootstrap token: %w", err)
+			}
+		default:
+			return res, fmt.Errorf("create bootstrap token: %w", err)
 		}
-		return nil
+	default:
+		return res, fmt.Errorf("look up bootstrap token: %w", err)
 	}
-	if !core.IsKind(err, core.KindNotFound) {
-		return fmt.Errorf("look up bootstrap token: %w", err)
+	all, err := s.store.ListTokens(ctx)
+	if err != nil {
+		return res, fmt.Errorf("list tokens: %w", err)
 	}
-	err = s.store.CreateToken(ctx, core.Token{ID: newID(), Name: "bootstrap-admin", Role: core.RoleAdmin, Hash: hash, CreatedAt: s.clock.Now(), CreatedBy: "system"}, "system")
-	if err != nil && !core.IsKind(err, core.KindConflict) { // conflict: another replica won
-		return fmt.Errorf("create bootstrap token: %w", err)
+	for _, old := range all {
+		if old.ID == res.Token.ID || old.RevokedAt != nil || !IsBootstrap(old) {
+			continue
+		}
+		err := s.Revoke(ctx, old.ID, BootstrapActor+":admin-token-replaced")
+		if err != nil && !core.IsKind(err, core.KindConflict) { // conflict: another replica revoked it
+			return res, fmt.Errorf("revoke earlier bootstrap token %s: %w", old.ID, err)
+		}
+		res.Revoked = append(res.Revoked, old)
 	}
-	return nil
+	return res, nil
+}
+
+// HasLiveAdmin reports whether any unrevoked admin token exists.
+func (s *Tokens) HasLiveAdmin(ctx context.Context) (bool, error) {
+	all, err := s.store.ListTokens(ctx)
+	if err != nil {
+		return false, fmt.Errorf("list tokens: %w", err)
+	}
+	for _, t := range all {
+		if t.Role == core.RoleAdmin && t.RevokedAt == nil {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Authenticate returns the live token for secret; KindUnauthorized for an

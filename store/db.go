@@ -15,8 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -47,11 +45,13 @@ type DB struct {
 	db      *sqlx.DB
 	dialect string
 	dsn     string
-	clock   core.Clock
-	log     *slog.Logger
-	hub     hub       // in-process fan-out of fact-change notifications
-	audit   *appender // the audit group-commit goroutine
-	stmts   stmtCache
+	// sqlitePath is the SQLite database file ("" on PostgreSQL).
+	sqlitePath string
+	clock      core.Clock
+	log        *slog.Logger
+	hub        hub       // in-process fan-out of fact-change notifications
+	audit      *appender // the audit group-commit goroutine
+	stmts      stmtCache
 	// factsTexts caches GateFacts' rebound statement text per shape.
 	factsTexts sync.Map
 	// facts is the gate's fact cache (factcache.go); nil when disabled.
@@ -98,23 +98,30 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	d := &DB{clock: opts.Clock, log: opts.Logger, facts: newFactCache(opts.FactsCacheTTL, opts.FactsCacheMaxChanges), wireIdle: wireIdlePing}
 	switch {
 	case url == "" || strings.HasPrefix(url, "sqlite:"):
-		path := strings.TrimPrefix(url, "sqlite:")
-		path = strings.TrimPrefix(path, "//")
-		if path == "" {
-			path = DefaultSQLitePath
+		path, synchronous, err := SQLiteOptions(url)
+		if err != nil {
+			return nil, core.Invalid("database_url", "%v", err)
 		}
 		if path != ":memory:" {
-			if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-				return nil, fmt.Errorf("open sqlite: create directory for %s: %w", path, err)
+			// Two processes opening a fresh file at once race to switch it
+			// to WAL (SQLITE_BUSY, disk I/O errors): the first connection
+			// is made under the file lock migrations take.
+			unlock, err := lockSQLite(ctx, path)
+			if err != nil {
+				return nil, fmt.Errorf("open sqlite: %w", err)
+			}
+			defer unlock() // after the ping below
+			if err := createPrivate(path, opts.Logger); err != nil {
+				return nil, fmt.Errorf("open sqlite: %w", err)
 			}
 		}
-		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(" + synchronous + ")&_txlock=immediate"
 		db, err := sqlx.Open("sqlite", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 		}
 		db.SetMaxOpenConns(1)
-		d.db, d.dialect, d.dsn = db, SQLite, dsn
+		d.db, d.dialect, d.dsn, d.sqlitePath = db, SQLite, dsn, path
 		// One process: every write ends in this process (txEnded), so the
 		// fact cache is always coherent. On PostgreSQL it goes live with
 		// the notification listener (Listen).
@@ -138,7 +145,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		}
 		d.db, d.dialect, d.dsn, d.wire = db, Postgres, url, wire
 	default:
-		return nil, core.Invalid("database_url", "unsupported database URL: want postgres://…, postgresql://… or sqlite:PATH")
+		return nil, core.Invalid("database_url", "unsupported database URL: want postgres://…, postgresql://…, a key=value string or sqlite:PATH")
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -204,6 +211,11 @@ func (d *DB) Migrate(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	unlock, err := d.lockMigrations(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	res, err := p.Up(ctx)
 	if err != nil {
 		return len(res), fmt.Errorf("migrate %s: %w", d.dialect, translate(err))

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
@@ -92,3 +96,76 @@ func TestConfigErrorsAreClear(t *testing.T) {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+// TestLogDurationsAreText: the CLI's logs write durations as text ("12ms"),
+// not integer nanoseconds (the migration lines carry one each).
+func TestLogDurationsAreText(t *testing.T) {
+	env := map[string]string{"TOLLGATE_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "t.db")}
+	code, _, stderr := runCLI(t, env, "migrate")
+	if code != 0 {
+		t.Fatalf("migrate: %d %s", code, stderr)
+	}
+	if !regexp.MustCompile(`"duration":"[0-9.]+[µnm]?s"`).MatchString(stderr) || regexp.MustCompile(`"duration":[0-9]`).MatchString(stderr) {
+		t.Errorf("durations not logged as text:\n%s", stderr)
+	}
+	if !strings.Contains(stderr, `"shutdown_timeout":"30s"`) {
+		t.Errorf("configuration durations not text:\n%s", stderr)
+	}
+}
+
+// TestTokenListAndRevoke: tokens are listed without secrets, revoked by
+// id (audited as the CLI user), and errors are clear.
+func TestTokenListAndRevoke(t *testing.T) {
+	env := map[string]string{"TOLLGATE_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "t.db")}
+	code, secret, stderr := runCLI(t, env, "token", "create", "--role", "ci", "--name", "payments-ci")
+	if code != 0 {
+		t.Fatalf("create: %d %s", code, stderr)
+	}
+	secret = strings.TrimSpace(secret)
+	id := regexp.MustCompile(`created token (\S+)`).FindStringSubmatch(stderr)
+	if id == nil {
+		t.Fatalf("no id in %q", stderr)
+	}
+	code, out, stderr := runCLI(t, env, "token", "list")
+	if code != 0 || !strings.Contains(out, id[1]) || !strings.Contains(out, "payments-ci") || !strings.HasPrefix(out, "ID ") || strings.Contains(out, secret) {
+		t.Fatalf("list: %d %q %q", code, out, stderr)
+	}
+	if code, out, stderr = runCLI(t, env, "token", "revoke", id[1]); code != 0 || !strings.Contains(out, "revoked token "+id[1]) {
+		t.Fatalf("revoke: %d %q %q", code, out, stderr)
+	}
+	code, out, _ = runCLI(t, env, "token", "list", "--json")
+	var list struct {
+		Items []struct {
+			ID        string  `json:"id"`
+			RevokedAt *string `json:"revoked_at"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil || code != 0 || len(list.Items) != 1 || list.Items[0].RevokedAt == nil {
+		t.Fatalf("list --json after revoke: %d %q %v", code, out, err)
+	}
+	if code, _, stderr = runCLI(t, env, "token", "revoke", id[1]); code != 1 || !strings.Contains(stderr, "already revoked") {
+		t.Errorf("revoke twice: %d %q", code, stderr)
+	}
+	if code, _, stderr = runCLI(t, env, "token", "revoke", "no-such-id"); code != 1 || !strings.Contains(stderr, "no-such-id") {
+		t.Errorf("unknown id: %d %q", code, stderr)
+	}
+	if code, _, _ = runCLI(t, env, "token", "revoke"); code != 1 {
+		t.Errorf("no id: %d", code)
+	}
+	if code, out, _ = runCLI(t, env, "audit", "verify"); code != 0 || !strings.Contains(out, "2 rows verified") {
+		t.Errorf("audit after revoke: %d %q", code, out)
+	}
+}
+
+// TestConfigLogMasksDatabasePassword: "configuration loaded" never shows a
+// password given in the database URL's query (lib/pq reads it from there).
+func TestConfigLogMasksDatabasePassword(t *testing.T) {
+	url := testpg.NewDatabase(t) + "&password=Sup3rSecretPw"
+	code, _, stderr := runCLI(t, map[string]string{"TOLLGATE_DATABASE_URL": url}, "migrate")
+	if code != 0 || !strings.Contains(stderr, "configuration loaded") {
+		t.Fatalf("migrate: %d %s", code, stderr)
+	}
+	if strings.Contains(stderr, "Sup3rSecretPw") {
+		t.Errorf("password logged:\n%s", stderr)
+	}
+}

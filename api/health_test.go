@@ -1,0 +1,40 @@
+package api_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/tollgate-dev/tollgate/api"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// TestHealthHEAD: load balancers probe with HEAD; /healthz and /readyz
+// answer it with GET's status (503 when not ready).
+func TestHealthHEAD(t *testing.T) {
+	ready := error(nil)
+	s := api.New(api.Deps{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Ready:  func(context.Context) error { return ready },
+	})
+	probe := func(method, path string) int {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		return rec.Code
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code := probe(http.MethodHead, path); code != http.StatusOK {
+			t.Errorf("HEAD %s: %d", path, code)
+		}
+	}
+	ready = core.Errorf(core.KindUnavailable, "database unreachable")
+	if code := probe(http.MethodHead, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("HEAD /readyz not ready: %d", code)
+	}
+	if code := probe(http.MethodGet, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz not ready: %d", code)
+	}
+}

@@ -277,9 +277,16 @@ func ReconcileDeployment(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Tim
 	return out
 }
 
+// DecisionClockSkew is how much later than a deployment's reported start
+// its gate decision may be stamped and still count as made before it: the
+// start comes from the CI system's clock (often to the second), the
+// decision from tollgate's.
+const DecisionClockSkew = time.Minute
+
 // gateBypassed fires when a deployment ran without the gate's allow for
 // exactly its release and commit: when it names a gate decision that does
-// not exist, belongs to another release, or was made after it started;
+// not exist, belongs to another release, or was made after it started
+// (by more than DecisionClockSkew);
 // when there is no gate decision for its release at or before its start;
 // when the decision in force at its start (the one it names, else the
 // release's newest) was deny ("deployed after a deny") or wait ("deployed
@@ -296,7 +303,7 @@ func gateBypassed(df DeploymentFacts) (string, bool) {
 		return fmt.Sprintf("no gate decision was made for %s %s to %s before it was deployed at %s", orUnnamed(d.Service), orUnnamed(d.Version), orUnnamed(d.Environment), start), true
 	case d.ReleaseID != "" && g.ReleaseID != d.ReleaseID:
 		return fmt.Sprintf("the deployment names gate decision %s, which was about another release (%s)", g.ID, g.ReleaseID), true
-	case g.EvaluatedAt.After(d.StartedAt):
+	case g.EvaluatedAt.After(d.StartedAt.Add(DecisionClockSkew)):
 		return fmt.Sprintf("gate decision %s was made at %s, after the deployment started at %s", g.ID, g.EvaluatedAt.UTC().Format(time.RFC3339), start), true
 	case g.Decision == Deny:
 		return fmt.Sprintf("deployed after a deny: gate decision %s at %s denied the release (%s)", g.ID, g.EvaluatedAt.UTC().Format(time.RFC3339), reasonCodes(g.Reasons)), true

@@ -169,6 +169,11 @@ func Verify(r io.Reader) (Result, error) {
 		if err != nil {
 			return Result{}, fmt.Errorf("read tar: %w", err)
 		}
+		if hdr.Typeflag == tar.TypeDir {
+			continue // a directory entry (an archive re-made with tar -C dir .)
+		}
+		// An archive re-made from an unpacked bundle names "./report.csv".
+		hdr.Name = strings.TrimPrefix(hdr.Name, "./")
 		if hdr.Typeflag != tar.TypeReg {
 			return Result{}, &Mismatch{File: hdr.Name, Reason: "not a regular file"}
 		}

@@ -81,6 +81,9 @@ func rewrite(t *testing.T, in []byte, edit func(name string, b []byte) []byte) [
 func TestVerify(t *testing.T) {
 	good := sample(t)
 	res, err := Verify(bytes.NewReader(good))
+	if err == nil {
+		_, err = Verify(bytes.NewReader(rewriteDotted(t, good, "")))
+	}
 	if err != nil || res.Files != 4 || res.AuditRows != 3 || res.Manifest.ReportID != "r1" || res.ManifestSH == "" {
 		t.Fatalf("intact bundle: %+v %v", res, err)
 	}
@@ -121,6 +124,14 @@ func TestVerify(t *testing.T) {
 			}
 		})
 	}
+	// Unpacked and re-packed with tar -C dir . ("./" names, a directory
+	// entry): still verifiable, and a changed file is named.
+	dotted := rewriteDotted(t, good, "report.csv")
+	_, err = Verify(bytes.NewReader(dotted))
+	var dm *Mismatch
+	if !errors.As(err, &dm) || dm.File != "report.csv" {
+		t.Fatalf("re-packed tampered bundle: %v", err)
+	}
 	// An audit row edited and the manifest updated to match: the row's own
 	// hash still catches it.
 	var buf bytes.Buffer
@@ -134,4 +145,51 @@ func TestVerify(t *testing.T) {
 	if !errors.As(err, &mm) || mm.File != AuditName || !bytes.Contains([]byte(mm.Reason), []byte("row 2")) {
 		t.Fatalf("edited audit row: %v", err)
 	}
+}
+
+// rewriteDotted re-packs a bundle as tar -C dir . would: a "./" directory
+// entry and "./"-prefixed names; target (if any) gets one byte appended.
+func rewriteDotted(t *testing.T, in []byte, target string) []byte {
+	t.Helper()
+	first := true
+	return rewriteWith(t, in, func(tw *tar.Writer, hdr *tar.Header, b []byte) ([]byte, *tar.Header) {
+		if first {
+			first = false
+			_ = tw.WriteHeader(&tar.Header{Name: "./", Typeflag: tar.TypeDir, Mode: 0o755})
+		}
+		if hdr.Name == target {
+			b = append(bytes.Clone(b), 'X')
+		}
+		hdr.Name = "./" + hdr.Name
+		return b, hdr
+	})
+}
+
+func rewriteWith(t *testing.T, in []byte, edit func(tw *tar.Writer, hdr *tar.Header, b []byte) ([]byte, *tar.Header)) []byte {
+	t.Helper()
+	gz, err := gzip.NewReader(bytes.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var out bytes.Buffer
+	gw := gzip.NewWriter(&out)
+	tw := tar.NewWriter(gw)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		b, hdr = edit(tw, hdr, b)
+		hdr.Size = int64(len(b))
+		_ = tw.WriteHeader(hdr)
+		_, _ = tw.Write(b)
+	}
+	_ = tw.Close()
+	_ = gw.Close()
+	return out.Bytes()
 }

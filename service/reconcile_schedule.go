@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -58,6 +59,7 @@ type Scheduler struct {
 	log       *slog.Logger
 	client    *retryablehttp.Client
 	started   time.Time
+	tickMu    sync.Mutex // one tick at a time (Run's, or a caller's TickAt)
 	lastPurge time.Time
 	// Tick is how often Run looks for due work (default 30s); the lease
 	// lasts LeaseTTL (default 10m) and is renewed every tick, so a long run
@@ -103,6 +105,8 @@ func (s *Scheduler) Run(ctx context.Context) {
 // for the latest fire time passed (a replica that was down does not
 // replay every missed run); then, at most hourly, old reports are deleted.
 func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
 	held, err := s.store.AcquireLease(ctx, reportsLease, s.holder, s.LeaseTTL)
 	if err != nil || !held {
 		return err

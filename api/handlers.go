@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v5"
 
@@ -254,10 +256,7 @@ func (s *Server) signOffPIR(c *echo.Context) error {
 			return err
 		}
 	}
-	if len(r.Summary) > 10000 {
-		return core.Invalid("summary", "is longer than 10000 characters")
-	}
-	p, err := s.deps.Reader.SignOffPIR(c.Request().Context(), c.Param("id"), actor(c), r.Summary, s.deps.Clock.Now())
+	p, err := s.deps.Reviews.SignOff(c.Request().Context(), c.Param("id"), actor(c), r.Summary)
 	if err != nil {
 		return err
 	}
@@ -415,10 +414,16 @@ func (s *Server) getEvent(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if !json.Valid(e.Body) { // keep the response valid JSON whatever was sent
-		raw := e.Body
+	// Keep the response valid JSON (and valid UTF-8) whatever was sent:
+	// a body that is not valid JSON is shown as text, and one that is not
+	// valid UTF-8 also as base64, its exact bytes.
+	if raw := e.Body; !json.Valid(raw) || !utf8.Valid(raw) {
 		e.Body = nil
-		return c.JSON(http.StatusOK, map[string]any{"event": e, "body_text": string(raw)})
+		out := map[string]any{"event": e, "body_text": strings.ToValidUTF8(string(raw), "\uFFFD")}
+		if !utf8.Valid(raw) {
+			out["body_base64"] = base64.StdEncoding.EncodeToString(raw)
+		}
+		return c.JSON(http.StatusOK, out)
 	}
 	return c.JSON(http.StatusOK, e)
 }

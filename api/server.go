@@ -33,7 +33,6 @@ type Reader interface {
 	ListDeployments(ctx context.Context, f core.ReleaseFilter) ([]core.Deployment, error)
 	GetRelease(ctx context.Context, id string) (core.Release, error)
 	GetDecision(ctx context.Context, id string) (core.GateDecision, error)
-	SignOffPIR(ctx context.Context, releaseID, by, summary string, at time.Time) (core.PIR, error)
 	ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEntry, error)
 	VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error)
 }
@@ -69,6 +68,7 @@ type Deps struct {
 	Gate        *service.Gate
 	Deployments *service.Deployments
 	Policies    *service.Policies
+	Reviews     *service.Reviews
 	Reader      Reader
 	Inbox       Inbox
 	Mappings    Mappings

@@ -54,6 +54,8 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		{"unknown connector", "POST", "/webhooks/nope", "", `{}`, 404, "not_found", ""},
 		{"unsigned webhook", "POST", "/webhooks/itsm", "", `{"key":"CHG1"}`, 401, "unauthorized", ""},
 		{"bad event status", "GET", "/api/v1/events?status=lost", adminSecret, "", 400, "invalid", "status"},
+		{"NUL in a review summary", "POST", "/api/v1/releases/r1/pir", adminSecret, `{"summary":"ok\u0000"}`, 400, "invalid", "summary"},
+		{"review of an unknown release", "POST", "/api/v1/releases/r1/pir", adminSecret, `{"summary":"ok"}`, 404, "not_found", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -46,6 +46,7 @@ type App struct {
 	Policies    *service.Policies
 	Gate        *service.Gate
 	Deployments *service.Deployments
+	Reviews     *service.Reviews
 	Mappings    *service.Mappings
 	Inbox       *service.Inbox
 	Reconciler  *service.Reconciler
@@ -95,6 +96,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		a.Metrics.GateDecisions.WithLabelValues(environmentLabel(a.Policies.Current(), d.Request.Environment), string(d.Decision)).Inc()
 	}
 	a.Deployments = service.NewDeployments(db, a.Policies, clock, log, cfg.Gate.MaxListItems)
+	a.Reviews = service.NewReviews(db, clock)
 
 	sources := []fs.FS{mappings.FS}
 	if cfg.MappingsDir != "" {
@@ -117,6 +119,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	a.Inbox = service.NewInbox(db, conns, a.Mappings, a.Deployments, a.Metrics, clock, log, service.InboxConfig{
 		Workers: workers, BatchSize: cfg.Inbox.BatchSize, Lease: cfg.Inbox.Lease.D(), PollInterval: cfg.Inbox.PollInterval.D(),
+		MaxAttempts: cfg.Inbox.MaxAttempts, MaxFutureSkew: cfg.Inbox.MaxFutureSkew.D(),
 	})
 	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
 	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, clock, log); err != nil {
@@ -126,6 +129,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
+		Reviews: a.Reviews,
 	})
 	return a, nil
 }
@@ -180,7 +184,7 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 	for i, cc := range cfg.Connectors {
 		c := connectors.Config{
 			Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
-			DefaultEnvironment: cc.DefaultEnvironment, Mappings: cc.Mappings, Options: cc.Options,
+			DefaultEnvironment: cc.DefaultEnvironment, Mappings: cc.Mappings, Options: cc.Options, Records: cc.Records,
 		}
 		wh, err := reg.New(c)
 		if err != nil {

@@ -22,6 +22,7 @@ connectors:
   - name: itsm
     type: generic
     webhook_secret: ` + webhookSecret + `
+    records: [changes, incidents, reviews]   # an ITSM speaking canonical JSON
 inbox:
   poll_interval: 50ms
 `

@@ -25,7 +25,7 @@ const adminSecret = "test-admin-token-0123456789"
 // server is a real tollgate serving on a loopback port.
 type server struct {
 	stop func() // graceful shutdown (idempotent)
-	t    *testing.T
+	t    testing.TB
 	app  *app.App
 	url  string
 	http *http.Client
@@ -33,7 +33,7 @@ type server struct {
 
 // boot starts the real server on port 0. dialect is "postgres" or "sqlite";
 // cfgYAML is extra configuration.
-func boot(t *testing.T, dialect, cfgYAML string) *server {
+func boot(t testing.TB, dialect, cfgYAML string) *server {
 	t.Helper()
 	if dialect == "postgres" {
 		return bootURL(t, testpg.NewDatabase(t), cfgYAML)
@@ -42,7 +42,7 @@ func boot(t *testing.T, dialect, cfgYAML string) *server {
 }
 
 // bootURL starts a server on the given database (replicas share one).
-func bootURL(t *testing.T, dbURL, cfgYAML string) *server {
+func bootURL(t testing.TB, dbURL, cfgYAML string) *server {
 	t.Helper()
 	env := map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret, "TOLLGATE_DATABASE_URL": dbURL}
 	cfg, err := config.Parse([]byte(cfgYAML), func(k string) string { return env[k] })
@@ -82,7 +82,7 @@ func bootURL(t *testing.T, dbURL, cfgYAML string) *server {
 	return &server{stop: stop, t: t, app: a, url: "http://" + ln.Addr().String(), http: &http.Client{Timeout: 60 * time.Second}}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))

@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
 )
 
@@ -108,8 +109,17 @@ type InboxConfig struct {
 	// event (default 2m).
 	Lease Duration `yaml:"lease"`
 	// PollInterval is how often an idle worker looks for work (default 1s;
-	// new webhooks wake it at once).
+	// new webhooks wake it at once, on every replica).
 	PollInterval Duration `yaml:"poll_interval"`
+	// MaxAttempts is how many times the normalizer tries an event whose
+	// processing keeps failing (or crashing) before it quarantines it with
+	// the last error (default 5).
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxFutureSkew is how far in the future a source's own stamp (a
+	// change's or incident's update time, a deployment's start) may lie;
+	// an event stamped later is quarantined, so it cannot freeze a record
+	// against the source's later updates (default 5m).
+	MaxFutureSkew Duration `yaml:"max_future_skew"`
 }
 
 // ConnectorConfig declares one connector.
@@ -127,6 +137,11 @@ type ConnectorConfig struct {
 	Mappings []string `yaml:"mappings"`
 	// Options holds type-specific settings (API base URL, credentials …).
 	Options map[string]string `yaml:"options"`
+	// Records grants record kinds (changes, incidents, deployments,
+	// reviews) beyond the type's defaults: servicenow and jira write
+	// changes, incidents and reviews; github, gitlab, jenkins and generic
+	// deployments only.
+	Records []string `yaml:"records"`
 }
 
 // Duration is a time.Duration written as "15m" in YAML.
@@ -333,6 +348,12 @@ func (c *Config) defaults() {
 	if c.Inbox.PollInterval == 0 {
 		c.Inbox.PollInterval = Duration(time.Second)
 	}
+	if c.Inbox.MaxAttempts == 0 {
+		c.Inbox.MaxAttempts = 5
+	}
+	if c.Inbox.MaxFutureSkew == 0 {
+		c.Inbox.MaxFutureSkew = Duration(5 * time.Minute)
+	}
 }
 
 var connectorName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -381,6 +402,12 @@ func (c *Config) Validate() error {
 	if c.Inbox.PollInterval.D() < 10*time.Millisecond {
 		bad("inbox.poll_interval", "must be at least 10ms")
 	}
+	if c.Inbox.MaxAttempts < 1 || c.Inbox.MaxAttempts > 100 {
+		bad("inbox.max_attempts", "must be between 1 and 100")
+	}
+	if c.Inbox.MaxFutureSkew.D() < time.Second || c.Inbox.MaxFutureSkew.D() > 24*time.Hour {
+		bad("inbox.max_future_skew", "must be between 1s and 24h")
+	}
 	seen := map[string]bool{}
 	for i, cc := range c.Connectors {
 		f := fmt.Sprintf("connectors[%d]", i)
@@ -395,6 +422,13 @@ func (c *Config) Validate() error {
 		seen[cc.Name] = true
 		if !contains(ConnectorTypes, cc.Type) {
 			bad(f+".type", "%q is not one of %s", cc.Type, strings.Join(ConnectorTypes, ", "))
+		}
+		if err := connectors.ValidateRecords(cc.Records); err != nil {
+			var ce *core.Error
+			if errors.As(err, &ce) {
+				ce.Field = f + "." + ce.Field
+			}
+			errs = append(errs, err)
 		}
 		if cc.WebhookSecret == "" {
 			bad(f+".webhook_secret", "is required: tollgate never accepts unauthenticated webhooks")
@@ -460,7 +494,7 @@ func (c *Config) LogValue() slog.Value {
 		}
 		conns = append(conns, map[string]any{
 			"name": cc.Name, "type": cc.Type, "webhook_secret": mask(cc.WebhookSecret),
-			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts,
+			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts, "records": cc.Records,
 		})
 	}
 	db := MaskDatabaseURL(c.DatabaseURL)
@@ -481,6 +515,8 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int("inbox.workers", c.Inbox.Workers),
 		slog.Int("inbox.batch_size", c.Inbox.BatchSize),
 		slog.Duration("inbox.lease", c.Inbox.Lease.D()),
+		slog.Int("inbox.max_attempts", c.Inbox.MaxAttempts),
+		slog.Duration("inbox.max_future_skew", c.Inbox.MaxFutureSkew.D()),
 		slog.String("mappings_dir", c.MappingsDir),
 		slog.Bool("policy_in_config", c.Policy != nil),
 		slog.Any("connectors", conns),

@@ -40,6 +40,67 @@ type Config struct {
 	// Options holds type-specific settings (API base URL, credentials …)
 	// for the API clients.
 	Options map[string]string
+	// Records grants the connector record kinds (RecordChanges …) beyond
+	// those its type may write by default (DefaultRecords).
+	Records []string
+}
+
+// Record kinds: what a connector's events may write. Source authority
+// decides them per connector, so that a CI system's secret can never
+// approve a change.
+const (
+	RecordChanges     = "changes"
+	RecordIncidents   = "incidents"
+	RecordDeployments = "deployments"
+	// RecordReviews are post-implementation review sign-offs.
+	RecordReviews = "reviews"
+)
+
+// RecordKinds are the kinds a connector's records key may name.
+var RecordKinds = []string{RecordChanges, RecordIncidents, RecordDeployments, RecordReviews}
+
+// DefaultRecords returns the record kinds a connector type may write
+// without a grant: the ITSM types (servicenow, jira) changes, incidents and
+// reviews; every other type (the CI types and generic, whose secrets CI
+// pipelines hold) deployments only.
+func DefaultRecords(typ string) []string {
+	switch typ {
+	case "servicenow", "jira":
+		return []string{RecordChanges, RecordIncidents, RecordReviews}
+	}
+	return []string{RecordDeployments}
+}
+
+// Writes reports whether the connector may write records of kind: its
+// type's default or a grant in its records key.
+func (c Config) Writes(kind string) bool {
+	return slices.Contains(DefaultRecords(c.Type), kind) || slices.Contains(c.Records, kind)
+}
+
+// WritableRecords lists what the connector may write, in RecordKinds
+// order.
+func (c Config) WritableRecords() []string {
+	var out []string
+	for _, k := range RecordKinds {
+		if c.Writes(k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// ValidateRecords checks a records grant: known kinds, each once. Errors
+// are *core.Error of KindInvalid naming the entry ("records[1]").
+func ValidateRecords(records []string) error {
+	for i, r := range records {
+		if !slices.Contains(RecordKinds, r) {
+			return core.Invalid(fmt.Sprintf("records[%d]", i), "%q is not a record kind (one of %s)", r, strings.Join(RecordKinds, ", "))
+		}
+		if slices.Index(records, r) != i {
+			return core.Invalid(fmt.Sprintf("records[%d]", i), "%q is listed twice", r)
+		}
+	}
+	return nil
 }
 
 // String describes the connector without its secret, for logs.
@@ -128,7 +189,7 @@ func (r *Registry) Types() []string {
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // New validates the fields common to every connector (name, type,
-// mappings) and builds the Webhook with the type's factory. Errors are
+// mappings, records) and builds the Webhook with the type's factory. Errors are
 // *core.Error of KindInvalid naming the field ("name", "type",
 // "mappings[1]", "webhook_secret" …).
 func (r *Registry) New(cfg Config) (Webhook, error) {
@@ -149,6 +210,9 @@ func (r *Registry) New(cfg Config) (Webhook, error) {
 		if strings.TrimSpace(m) == "" {
 			return nil, core.Invalid(fmt.Sprintf("mappings[%d]", i), "is empty")
 		}
+	}
+	if err := ValidateRecords(cfg.Records); err != nil {
+		return nil, err
 	}
 	w, err := f(cfg)
 	if err != nil {

@@ -117,10 +117,13 @@ func (f *compiledFreeze) activeAt(t time.Time) (end time.Time, ok bool) {
 	return end, ok
 }
 
+// freezeRule is the FREEZE rule's bit.
+var freezeRule = ruleBit(CodeFreeze)
+
 // appliesTo reports whether the freeze covers the resolved environment.
 func (f *compiledFreeze) appliesTo(env string, ce *compiledEnv) bool {
 	if len(f.envs) == 0 {
-		return ce != nil && (ce.rules | ce.cfRules).has(CodeFreeze)
+		return ce != nil && (ce.rules|ce.cfRules)&freezeRule != 0
 	}
 	for _, e := range f.envs {
 		if e == env {

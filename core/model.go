@@ -233,6 +233,10 @@ const (
 	CodeGateBypassed               = "GATE_BYPASSED"
 	CodeEmergencyReviewOverdue     = "EMERGENCY_REVIEW_OVERDUE"
 	CodeEmergencyValidationOverdue = "EMERGENCY_VALIDATION_OVERDUE"
+	// CodeTeamIgnored is a note, not a rule: the request named a team the
+	// service catalog contradicts, and the catalog's team was used. It never
+	// changes the decision.
+	CodeTeamIgnored = "TEAM_IGNORED"
 )
 
 // GateRules lists the codes the gate evaluates, in evaluation order.
@@ -269,6 +273,11 @@ type GateRequest struct {
 	Incidents   []string  `json:"incidents,omitempty"` // incident keys this release fixes
 	Actor       string    `json:"actor,omitempty"`
 	Pipeline    *Pipeline `json:"pipeline,omitempty"`
+	// IgnoredTeam is the team the caller named when the service catalog
+	// names another (set by CompiledPolicy.CanonicalRequest). It is not part
+	// of the request body and selects nothing: Evaluate reports it in a
+	// TEAM_IGNORED note.
+	IgnoredTeam string `json:"-"`
 }
 
 // Facts is everything the policy engine looks at for one release. The gate

@@ -271,31 +271,15 @@ func (p Policy) Validate() error {
 }
 
 // ruleSet is a set of gate rules, one bit per rule.
-type ruleSet uint16
+type ruleSet uint32
 
-// ruleBit is the bit of a gate rule code, 0 for any other string.
+// ruleBit is the bit of a gate rule code, 0 for any other string: bit i
+// is GateRules[i] (and gateRules[i], the rule table in the same order).
 func ruleBit(code string) ruleSet {
-	switch code {
-	case CodeNoChange:
-		return 1 << 0
-	case CodeChangeNotFound:
-		return 1 << 1
-	case CodeChangeNotApproved:
-		return 1 << 2
-	case CodeChangeIncomplete:
-		return 1 << 3
-	case CodeOutsideWindow:
-		return 1 << 4
-	case CodeScopeMismatch:
-		return 1 << 5
-	case CodeIncidentBlock:
-		return 1 << 6
-	case CodePIRPending:
-		return 1 << 7
-	case CodeFreeze:
-		return 1 << 8
-	case CodeSelfApproval:
-		return 1 << 9
+	for i, c := range GateRules {
+		if c == code {
+			return 1 << i
+		}
 	}
 	return 0
 }
@@ -455,5 +439,5 @@ func loadZone(name string) (*time.Location, error) {
 
 // containsFold reports whether list holds s, case-insensitively.
 func containsFold(list []string, s string) bool {
-	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(strings.TrimSpace(x), s) })
+	return slices.ContainsFunc(list, func(x string) bool { return x == s || strings.EqualFold(strings.TrimSpace(x), s) })
 }

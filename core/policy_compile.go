@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,12 +20,23 @@ type CompiledPolicy struct {
 	envs     map[string]*compiledEnv // canonical name → policy ("*" included)
 	names    map[string]string       // lower-case name or alias → canonical name
 	envNames []string                // sorted canonical names, without "*"
-	services map[string]ServiceInfo  // lower-case service name → info
+	services map[string]catalogEntry // lower-case service name → entry
 	tmpls    []compiledTemplate
 	major    MajorIncidentPolicy
 	scopeAll bool
 	freezes  []compiledFreeze
 	cal      *businessCalendar
+	// contexts recycles evaluation contexts: the rules are called through
+	// their table, so a context escapes to the heap, and reusing them keeps
+	// an evaluation to the allocations of its answer.
+	contexts sync.Pool
+}
+
+// catalogEntry is one service of the catalog with its name as the policy
+// spells it.
+type catalogEntry struct {
+	name string
+	ServiceInfo
 }
 
 type compiledEnv struct {
@@ -60,7 +72,7 @@ func compile(p Policy) (*CompiledPolicy, error) {
 		loc:      time.UTC,
 		envs:     make(map[string]*compiledEnv, len(p.Environments)),
 		names:    make(map[string]string, 2*len(p.Environments)),
-		services: make(map[string]ServiceInfo, len(p.Services)),
+		services: make(map[string]catalogEntry, len(p.Services)),
 		major:    p.MajorIncident,
 	}
 
@@ -75,9 +87,22 @@ func compile(p Policy) (*CompiledPolicy, error) {
 	cp.cal = compileBusinessHours(&ps, p.BusinessHours, cp.loc)
 	compileEnvironments(&ps, cp, p.Environments)
 
-	svcNames := slices.Sorted(maps.Keys(p.Services))
-	for _, name := range svcNames {
-		info := p.Services[name]
+	compileServices(&ps, cp, p.Services)
+
+	compileTemplates(&ps, cp, p.StandardTemplates)
+	cp.scopeAll = compileMajorIncident(&ps, p.MajorIncident)
+	compileFreezes(&ps, cp, p.Freezes)
+
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+// compileServices builds the service catalog.
+func compileServices(ps *problems, cp *CompiledPolicy, services map[string]ServiceInfo) {
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		info := services[name]
 		field := "services." + name
 		key := strings.ToLower(strings.TrimSpace(name))
 		if key == "" {
@@ -93,11 +118,15 @@ func compile(p Policy) (*CompiledPolicy, error) {
 		default:
 			ps.add(field+".tier", "unknown tier %q; use %q or %q", info.Tier, TierCustomerFacing, TierInternal)
 		}
-		cp.services[key] = info
+		info.Team = strings.TrimSpace(info.Team)
+		cp.services[key] = catalogEntry{name: strings.TrimSpace(name), ServiceInfo: info}
 	}
+}
 
+// compileTemplates builds the standard-change templates.
+func compileTemplates(ps *problems, cp *CompiledPolicy, templates []StandardTemplate) {
 	seenTmpl := map[string]int{}
-	for i, t := range p.StandardTemplates {
+	for i, t := range templates {
 		field := fmt.Sprintf("standard_templates[%d]", i)
 		name := strings.TrimSpace(t.Name)
 		if name == "" {
@@ -119,26 +148,34 @@ func compile(p Policy) (*CompiledPolicy, error) {
 			ps.add(field+".services", "allow_without_change needs the services it covers; it cannot waive NO_CHANGE for every service")
 		}
 		for j, e := range t.Environments {
-			if env, ok := cp.resolveEnvField(&ps, fmt.Sprintf("%s.environments[%d]", field, j), e); ok {
+			if env, ok := cp.resolveEnvField(ps, fmt.Sprintf("%s.environments[%d]", field, j), e); ok {
 				ct.envs = append(ct.envs, env)
 			}
 		}
 		cp.tmpls = append(cp.tmpls, ct)
 	}
+}
 
-	if p.MajorIncident.MaxPriority < 0 {
-		ps.add("major_incident.max_priority", "must be 0 (off) or a priority such as 1 or 2, not %d", p.MajorIncident.MaxPriority)
+// compileMajorIncident checks the major-incident policy and reports
+// whether its scope is "all".
+func compileMajorIncident(ps *problems, m MajorIncidentPolicy) (scopeAll bool) {
+	if m.MaxPriority < 0 {
+		ps.add("major_incident.max_priority", "must be 0 (off) or a priority such as 1 or 2, not %d", m.MaxPriority)
 	}
-	switch p.MajorIncident.Scope {
+	switch m.Scope {
 	case "", IncidentScopeService:
 	case IncidentScopeAll:
-		cp.scopeAll = true
+		scopeAll = true
 	default:
-		ps.add("major_incident.scope", "unknown scope %q; use %q or %q", p.MajorIncident.Scope, IncidentScopeService, IncidentScopeAll)
+		ps.add("major_incident.scope", "unknown scope %q; use %q or %q", m.Scope, IncidentScopeService, IncidentScopeAll)
 	}
+	return scopeAll
+}
 
+// compileFreezes builds the freezes, resolving their environments.
+func compileFreezes(ps *problems, cp *CompiledPolicy, freezes []Freeze) {
 	seenFreeze := map[string]int{}
-	for i, f := range p.Freezes {
+	for i, f := range freezes {
 		field := fmt.Sprintf("freezes[%d]", i)
 		name := strings.TrimSpace(f.Name)
 		if name == "" {
@@ -148,10 +185,10 @@ func compile(p Policy) (*CompiledPolicy, error) {
 		} else {
 			seenFreeze[strings.ToLower(name)] = i
 		}
-		cf, ok := compileFreeze(&ps, field, f, cp.loc)
+		cf, ok := compileFreeze(ps, field, f, cp.loc)
 		for j, e := range f.Environments {
 			ef := fmt.Sprintf("%s.environments[%d]", field, j)
-			env, ok := cp.resolveEnvField(&ps, ef, e)
+			env, ok := cp.resolveEnvField(ps, ef, e)
 			if !ok {
 				continue
 			}
@@ -165,11 +202,6 @@ func compile(p Policy) (*CompiledPolicy, error) {
 			cp.freezes = append(cp.freezes, cf)
 		}
 	}
-
-	if err := ps.err(); err != nil {
-		return nil, err
-	}
-	return cp, nil
 }
 
 func compileEnvironments(ps *problems, cp *CompiledPolicy, envs map[string]EnvironmentPolicy) {
@@ -205,59 +237,68 @@ func compileEnvironments(ps *problems, cp *CompiledPolicy, envs map[string]Envir
 		if strings.TrimSpace(name) == "" {
 			continue
 		}
-		for i, a := range ep.Aliases {
-			af := fmt.Sprintf("%s.aliases[%d]", field, i)
-			alias := strings.ToLower(strings.TrimSpace(a))
-			switch {
-			case name == CatchAllEnvironment:
-				ps.add(af, "the catch-all environment %q cannot have aliases", CatchAllEnvironment)
-				continue
-			case alias == "":
-				ps.add(af, "alias is empty")
-				continue
-			case alias == CatchAllEnvironment:
-				ps.add(af, "%q is the catch-all key, not an alias", CatchAllEnvironment)
-				continue
-			}
-			if other, dup := cp.names[alias]; dup {
-				if other == name {
-					ps.add(af, "alias %q repeats environment %q's own name or alias", a, name)
-				} else {
-					ps.add(af, "alias %q is already a name or alias of environment %q", a, other)
-				}
-				continue
-			}
-			cp.names[alias] = name
-		}
-
-		ce := &compiledEnv{name: name}
-		if ep.Rules != nil {
-			ce.rules = validateRules(ps, field+".rules", ep.Rules)
-		} else {
-			set, ok := presetRules(ep.Preset)
-			if !ok {
-				ps.add(field+".preset", "unknown preset %q; use %q, %q or %q", ep.Preset, PresetStrict, PresetLight, PresetOpen)
-			}
-			ce.rules = set
-		}
-		ce.cfRules = validateRules(ps, field+".customer_facing_rules", ep.CustomerFacingRules)
-		if ep.ApprovalRequired != nil {
-			ce.approval = validateTypes(ps, field+".approval_required", ep.ApprovalRequired)
-		} else {
-			ce.approval = typeBit(ChangeNormal)
-		}
-		switch {
-		case ep.PIRRequired != nil:
-			ce.pir = validateTypes(ps, field+".pir_required", ep.PIRRequired)
-		case ep.Rules == nil && (ep.Preset == "" || ep.Preset == PresetStrict):
-			ce.pir = typeBit(ChangeNormal) | typeBit(ChangeEmergency)
-		}
-		cp.envs[name] = ce
+		compileAliases(ps, cp, field, name, ep.Aliases)
+		cp.envs[name] = compileEnv(ps, field, name, ep)
 		if name != CatchAllEnvironment {
 			cp.envNames = append(cp.envNames, name)
 		}
 	}
 	sort.Strings(cp.envNames)
+}
+
+// compileAliases registers an environment's aliases in cp.names.
+func compileAliases(ps *problems, cp *CompiledPolicy, field, name string, aliases []string) {
+	for i, a := range aliases {
+		af := fmt.Sprintf("%s.aliases[%d]", field, i)
+		alias := strings.ToLower(strings.TrimSpace(a))
+		switch {
+		case name == CatchAllEnvironment:
+			ps.add(af, "the catch-all environment %q cannot have aliases", CatchAllEnvironment)
+			continue
+		case alias == "":
+			ps.add(af, "alias is empty")
+			continue
+		case alias == CatchAllEnvironment:
+			ps.add(af, "%q is the catch-all key, not an alias", CatchAllEnvironment)
+			continue
+		}
+		if other, dup := cp.names[alias]; dup {
+			if other == name {
+				ps.add(af, "alias %q repeats environment %q's own name or alias", a, name)
+			} else {
+				ps.add(af, "alias %q is already a name or alias of environment %q", a, other)
+			}
+			continue
+		}
+		cp.names[alias] = name
+	}
+}
+
+// compileEnv compiles one environment's rules and change-type sets.
+func compileEnv(ps *problems, field, name string, ep EnvironmentPolicy) *compiledEnv {
+	ce := &compiledEnv{name: name}
+	if ep.Rules != nil {
+		ce.rules = validateRules(ps, field+".rules", ep.Rules)
+	} else {
+		set, ok := presetRules(ep.Preset)
+		if !ok {
+			ps.add(field+".preset", "unknown preset %q; use %q, %q or %q", ep.Preset, PresetStrict, PresetLight, PresetOpen)
+		}
+		ce.rules = set
+	}
+	ce.cfRules = validateRules(ps, field+".customer_facing_rules", ep.CustomerFacingRules)
+	if ep.ApprovalRequired != nil {
+		ce.approval = validateTypes(ps, field+".approval_required", ep.ApprovalRequired)
+	} else {
+		ce.approval = typeBit(ChangeNormal)
+	}
+	switch {
+	case ep.PIRRequired != nil:
+		ce.pir = validateTypes(ps, field+".pir_required", ep.PIRRequired)
+	case ep.Rules == nil && (ep.Preset == "" || ep.Preset == PresetStrict):
+		ce.pir = typeBit(ChangeNormal) | typeBit(ChangeEmergency)
+	}
+	return ce
 }
 
 // resolveEnvField resolves an environment named in the policy itself.
@@ -291,6 +332,9 @@ func (cp *CompiledPolicy) ResolveEnvironment(name string) (canonical string, ok 
 	name = strings.TrimSpace(name)
 	if name == "" || name == CatchAllEnvironment {
 		return "", false
+	}
+	if c, ok := cp.names[name]; ok { // the usual case: a name already in lower case
+		return c, true
 	}
 	lower := strings.ToLower(name)
 	if c, ok := cp.names[lower]; ok {
@@ -378,6 +422,92 @@ func (cp *CompiledPolicy) Tier(service string) string {
 		return t
 	}
 	return TierInternal
+}
+
+// Subject is what selects the rules a release gets, as the policy names
+// it: the caller's spelling of these never picks rules.
+type Subject struct {
+	// Service is trimmed, and spelled as the catalog spells it when the
+	// catalog lists it (names match case-insensitively).
+	Service string
+	// Environment is the canonical name of an environment name or alias
+	// (any case, surrounding space ignored); the trimmed input when the
+	// policy does not know it (KnownEnvironment false).
+	Environment      string
+	KnownEnvironment bool
+	// Team is the catalog's team of the service when it names one, else
+	// the caller's (nothing else knows it).
+	Team string
+	// IgnoredTeam is the caller's team when the catalog names another: it
+	// is ignored, and the gate says so in a TEAM_IGNORED note.
+	IgnoredTeam string
+	// Tier is the catalog tier ("customer-facing" or "internal").
+	Tier string
+}
+
+// Subject canonicalizes the fields of a request or deployment report that
+// select rules: the environment (aliases, case, space), the service's
+// spelling, its team and tier (from the catalog, never from the caller).
+// Every path that selects rules or gathers facts by these fields goes
+// through it: the gate, deployment reports, Evaluate.
+func (cp *CompiledPolicy) Subject(service, environment, team string) Subject {
+	s := Subject{Service: strings.TrimSpace(service), Team: strings.TrimSpace(team), Tier: TierInternal}
+	s.Environment, s.KnownEnvironment = cp.ResolveEnvironment(environment)
+	if !s.KnownEnvironment {
+		s.Environment = strings.TrimSpace(environment)
+	}
+	e, listed := cp.services[s.Service]
+	if !listed {
+		e, listed = cp.services[strings.ToLower(s.Service)]
+	}
+	if !listed {
+		return s
+	}
+	s.Service = e.name
+	if e.Tier != "" {
+		s.Tier = e.Tier
+	}
+	if e.Team != "" {
+		if s.Team != "" && !strings.EqualFold(s.Team, e.Team) {
+			s.IgnoredTeam = s.Team
+		}
+		s.Team = e.Team
+	}
+	return s
+}
+
+// CanonicalRequest returns req with its service, environment and team as
+// Subject names them; ok is false when the environment is unknown. A team
+// the catalog overrides is kept in IgnoredTeam (an earlier one is kept when
+// req is already canonical, so calling it twice changes nothing).
+func (cp *CompiledPolicy) CanonicalRequest(req GateRequest) (GateRequest, bool) {
+	_, _, ok := cp.canonicalize(&req)
+	return req, ok
+}
+
+// canonicalize is CanonicalRequest in place; it also returns what the
+// canonical names select: the environment's policy (nil when unknown) and
+// the rules the release gets (every rule for an unknown environment).
+func (cp *CompiledPolicy) canonicalize(req *GateRequest) (ce *compiledEnv, rules ruleSet, known bool) {
+	s := cp.Subject(req.Service, req.Environment, req.Team)
+	req.Service, req.Environment, req.Team = s.Service, s.Environment, s.Team
+	if s.IgnoredTeam != "" {
+		req.IgnoredTeam = s.IgnoredTeam
+	}
+	if !s.KnownEnvironment {
+		return nil, allRules, false
+	}
+	if ce = cp.envs[s.Environment]; ce == nil {
+		ce = cp.envs[CatchAllEnvironment]
+	}
+	rules = allRules
+	if ce != nil {
+		rules = ce.rules
+		if s.Tier == TierCustomerFacing {
+			rules |= ce.cfRules
+		}
+	}
+	return ce, rules, true
 }
 
 // template returns the standard template that pre-authorizes change c for

@@ -86,24 +86,69 @@ func reasonList(rs []Reason) []string {
 	return out
 }
 
-func TestEvaluate(t *testing.T) {
-	berlin, _ := time.LoadLocation("Europe/Berlin")
-	friday10 := time.Date(2026, 11, 27, 10, 0, 0, 0, berlin)
+// evalCase is one evaluation of the test policy: goodFacts modified by
+// mod, at now (zero: wednesday), under testPolicy modified by policy.
+type evalCase struct {
+	name      string
+	mod       func(f *Facts)
+	now       time.Time
+	policy    func(p *Policy)
+	want      Decision
+	reasons   []string // reasonList of the decision
+	emergency bool
+	msg       string // substring of the first reason's message
+}
 
-	tests := []struct {
-		name      string
-		mod       func(f *Facts)
-		now       time.Time // zero: wednesday
-		policy    func(p *Policy)
-		want      Decision
-		reasons   []string
-		emergency bool
-		msg       string // substring of the first reason's message
-	}{
+// berlin is the test policy's zone; friday10 is inside its Friday freeze.
+var (
+	berlin   = mustZone("Europe/Berlin")
+	friday10 = time.Date(2026, 11, 27, 10, 0, 0, 0, berlin)
+)
+
+func mustZone(name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}
+
+// TestEvaluate holds what no one rule decides: the decision from the
+// reasons, their order, environments and rule sets.
+func TestEvaluate(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "all good", mod: func(f *Facts) {}, want: Allow},
 		{name: "alias and case resolve to production", mod: func(f *Facts) { f.Request.Environment = " PRD " }, want: Allow},
+		{name: "multiple changes, one rejected, denies", mod: func(f *Facts) {
+			f.Request.Changes = []string{"CHG1", "CHG2"}
+			c2 := goodChange("CHG2")
+			c2.Approval = ApprovalRejected
+			f.Changes["CHG2"] = c2
+		}, want: Deny, reasons: []string{"CHANGE_NOT_APPROVED:deny:CHG2"}},
+		{name: "deny outranks wait and every reason is listed in rule order", mod: func(f *Facts) {
+			f.Request.Changes = []string{"CHG1", "CHG404"}
+			setChange(f, "CHG1", func(c *Change) { c.Approval = ApprovalRequested })
+			f.Incidents = []Incident{majorIncident("INC1", "checkout")}
+		}, want: Deny, reasons: []string{"CHANGE_NOT_FOUND:deny:CHG404", "CHANGE_NOT_APPROVED:wait:CHG1", "INCIDENT_BLOCK:wait:INC1"}},
+		{name: "unknown environment fails closed to every rule", mod: func(f *Facts) {
+			f.Request.Environment = "qa"
+			f.Request.Changes = nil
+		}, want: Deny, reasons: []string{"NO_CHANGE:deny:"}},
+		{name: "explicit rules replace the preset", policy: func(p *Policy) {
+			e := p.Environments["production"]
+			e.Rules = []string{CodeChangeNotFound}
+			p.Environments["production"] = e
+		}, mod: func(f *Facts) { f.Request.Changes = nil; f.Incidents = []Incident{majorIncident("INC1")} }, want: Allow},
+		{name: "catch-all environment", policy: func(p *Policy) {
+			p.Environments["*"] = EnvironmentPolicy{Rules: []string{CodeNoChange}}
+		}, mod: func(f *Facts) { f.Request.Environment = "QA-eu"; f.Request.Changes = nil }, want: Deny,
+			reasons: []string{"NO_CHANGE:deny:"}, msg: "to qa-eu"},
+	})
+}
 
-		// NO_CHANGE
+// TestRuleNoChange checks NO_CHANGE (ruleNoChange).
+func TestRuleNoChange(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "no change linked", mod: func(f *Facts) { f.Request.Changes = nil }, want: Deny,
 			reasons: []string{"NO_CHANGE:deny:"}, msg: "no change is linked to the release of checkout 1.2.3 to production"},
 		{name: "blank keys count as none", mod: func(f *Facts) { f.Request.Changes = []string{" ", ""} }, want: Deny,
@@ -116,8 +161,12 @@ func TestEvaluate(t *testing.T) {
 			f.Request.Environment = "dev"
 			f.Request.Changes = []string{"NOPE"}
 		}, want: Allow},
+	})
+}
 
-		// CHANGE_NOT_FOUND
+// TestRuleChangeNotFound checks CHANGE_NOT_FOUND (ruleChangeNotFound).
+func TestRuleChangeNotFound(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "linked key unknown", mod: func(f *Facts) { f.Request.Changes = []string{"CHG1", "CHG404"} }, want: Deny,
 			reasons: []string{"CHANGE_NOT_FOUND:deny:CHG404"}, msg: "change CHG404 is not known to any connector"},
 		{name: "key found case-insensitively and deduplicated", mod: func(f *Facts) { f.Request.Changes = []string{"chg1", "CHG1"} }, want: Allow},
@@ -126,8 +175,12 @@ func TestEvaluate(t *testing.T) {
 			f.Request.Service = "ledger"
 			f.Request.Changes = []string{"CHG404"}
 		}, want: Deny, reasons: []string{"CHANGE_NOT_FOUND:deny:CHG404"}},
+	})
+}
 
-		// CHANGE_NOT_APPROVED
+// TestRuleChangeNotApproved checks CHANGE_NOT_APPROVED (ruleChangeNotApproved).
+func TestRuleChangeNotApproved(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "approval requested waits", mod: func(f *Facts) {
 			setChange(f, "CHG1", func(c *Change) { c.Approval = ApprovalRequested; c.State = ChangeStateAuthorize })
 		},
@@ -158,8 +211,12 @@ func TestEvaluate(t *testing.T) {
 			f.Request.Service = "ledger"
 			setChange(f, "CHG1", func(c *Change) { c.Approval = ApprovalRequested; c.Services = []string{"ledger"} })
 		}, want: Allow},
+	})
+}
 
-		// standard changes
+// TestRuleChangeNotApprovedStandard checks CHANGE_NOT_APPROVED and the other change rules for standard changes.
+func TestRuleChangeNotApprovedStandard(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "standard template change passes without approval, risk, backout or window", mod: func(f *Facts) {
 			setChange(f, "CHG1", func(c *Change) {
 				c.Type = ChangeStandard
@@ -191,8 +248,12 @@ func TestEvaluate(t *testing.T) {
 		{name: "rejected standard template change still denies", mod: func(f *Facts) {
 			setChange(f, "CHG1", func(c *Change) { c.Type = ChangeStandard; c.Template = "cert-rotation"; c.Approval = ApprovalRejected })
 		}, want: Deny, reasons: []string{"CHANGE_NOT_APPROVED:deny:CHG1"}},
+	})
+}
 
-		// emergency
+// TestRuleChangeNotApprovedEmergency checks CHANGE_NOT_APPROVED and the other rules for emergency changes.
+func TestRuleChangeNotApprovedEmergency(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "emergency does not wait for approval and is flagged", mod: func(f *Facts) {
 			setChange(f, "CHG1", func(c *Change) {
 				c.Type = ChangeEmergency
@@ -218,8 +279,12 @@ func TestEvaluate(t *testing.T) {
 				})
 			}
 		}, want: Wait, emergency: true, reasons: []string{"FREEZE:wait:friday"}},
+	})
+}
 
-		// CHANGE_INCOMPLETE
+// TestRuleChangeIncomplete checks CHANGE_INCOMPLETE (ruleChangeIncomplete).
+func TestRuleChangeIncomplete(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "missing risk assessment", mod: func(f *Facts) { setChange(f, "CHG1", func(c *Change) { c.HasRiskAssessment = false }) },
 			want: Deny, reasons: []string{"CHANGE_INCOMPLETE:deny:CHG1"}, msg: "lacks a risk assessment;"},
 		{name: "missing backout plan", mod: func(f *Facts) { setChange(f, "CHG1", func(c *Change) { c.HasBackoutPlan = false }) },
@@ -228,8 +293,12 @@ func TestEvaluate(t *testing.T) {
 			setChange(f, "CHG1", func(c *Change) { c.HasBackoutPlan, c.HasRiskAssessment = false, false })
 		},
 			want: Deny, reasons: []string{"CHANGE_INCOMPLETE:deny:CHG1"}, msg: "a risk assessment and a backout plan"},
+	})
+}
 
-		// OUTSIDE_WINDOW
+// TestRuleOutsideWindow checks OUTSIDE_WINDOW (ruleOutsideWindow).
+func TestRuleOutsideWindow(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "before the window waits", mod: func(f *Facts) {
 			setChange(f, "CHG1", func(c *Change) { c.PlannedStart = tp(wednesday.Add(time.Hour)) })
 		},
@@ -244,15 +313,23 @@ func TestEvaluate(t *testing.T) {
 			want: Allow},
 		{name: "normal change without window denies", mod: func(f *Facts) { setChange(f, "CHG1", func(c *Change) { c.PlannedEnd = nil }) },
 			want: Deny, reasons: []string{"OUTSIDE_WINDOW:deny:CHG1"}, msg: "has no planned window"},
+	})
+}
 
-		// SCOPE_MISMATCH
+// TestRuleScopeMismatch checks SCOPE_MISMATCH (ruleScopeMismatch).
+func TestRuleScopeMismatch(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "service not in change", mod: func(f *Facts) { f.Request.Service = "ledger" },
 			want: Deny, reasons: []string{"SCOPE_MISMATCH:deny:CHG1"}, msg: "does not cover service ledger (it lists checkout)"},
 		{name: "service matches case-insensitively", mod: func(f *Facts) { f.Request.Service = "Checkout" }, want: Allow},
 		{name: "change lists no services", mod: func(f *Facts) { setChange(f, "CHG1", func(c *Change) { c.Services = nil }) },
 			want: Deny, reasons: []string{"SCOPE_MISMATCH:deny:CHG1"}, msg: "lists no services"},
+	})
+}
 
-		// INCIDENT_BLOCK
+// TestRuleIncidentBlock checks INCIDENT_BLOCK (ruleIncidentBlock).
+func TestRuleIncidentBlock(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "major incident on the service waits", mod: func(f *Facts) { f.Incidents = []Incident{majorIncident("INC1", "checkout")} },
 			want: Wait, reasons: []string{"INCIDENT_BLOCK:wait:INC1"}, msg: "major incident INC1 (checkout down, priority 1) is active and affects service checkout"},
 		{name: "incident flagged major with low priority waits", mod: func(f *Facts) {
@@ -291,16 +368,24 @@ func TestEvaluate(t *testing.T) {
 		}, want: Wait, reasons: []string{"INCIDENT_BLOCK:wait:INC2"}},
 		{name: "major detection off", policy: func(p *Policy) { p.MajorIncident = MajorIncidentPolicy{} },
 			mod: func(f *Facts) { f.Incidents = []Incident{majorIncident("INC1", "checkout")} }, want: Allow},
+	})
+}
 
-		// PIR_PENDING
+// TestRulePIRPending checks PIR_PENDING (rulePIRPending).
+func TestRulePIRPending(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "pending PIR waits", mod: func(f *Facts) {
 			f.PendingPIRs = []PIR{{ReleaseID: "rel-3", Service: "checkout", Version: "1.2.2", Environment: "production", Team: "payments", Status: PIRPending}}
 		}, want: Wait, reasons: []string{"PIR_PENDING:wait:rel-3"}, msg: "release rel-3 (checkout 1.2.2 to production) of team payments awaits its post-implementation review"},
 		{name: "own and signed-off PIRs are ignored", mod: func(f *Facts) {
 			f.PendingPIRs = []PIR{{ReleaseID: "rel-9", Status: PIRPending}, {ReleaseID: "rel-2", Status: PIRSignedOff}}
 		}, want: Allow},
+	})
+}
 
-		// FREEZE
+// TestRuleFreeze checks FREEZE (ruleFreeze).
+func TestRuleFreeze(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "friday freeze waits", now: friday10, mod: func(f *Facts) {
 			setChange(f, "CHG1", func(c *Change) {
 				c.PlannedStart, c.PlannedEnd = tp(friday10.Add(-time.Hour)), tp(friday10.Add(time.Hour))
@@ -322,8 +407,12 @@ func TestEvaluate(t *testing.T) {
 			f.Request.Environment = "staging"
 			f.Request.Changes = nil
 		}, want: Wait, reasons: []string{"FREEZE:wait:friday"}},
+	})
+}
 
-		// SELF_APPROVAL
+// TestRuleSelfApproval checks SELF_APPROVAL (ruleSelfApproval).
+func TestRuleSelfApproval(t *testing.T) {
+	runEvalCases(t, []evalCase{
 		{name: "requester is the only approver", mod: func(f *Facts) {
 			setChange(f, "CHG1", func(c *Change) { c.Approvals = []Approval{{Approver: "Bob", Decision: ApprovalApproved}} })
 		}, want: Deny, reasons: []string{"SELF_APPROVAL:deny:CHG1"}, msg: "approved only by Bob, who requested it"},
@@ -337,33 +426,11 @@ func TestEvaluate(t *testing.T) {
 				c.Approvals = []Approval{{Approver: "bob", Decision: ApprovalApproved}, {Approver: "carol", Decision: ApprovalApproved}}
 			})
 		}, want: Allow},
+	})
+}
 
-		// combinations
-		{name: "multiple changes, one rejected, denies", mod: func(f *Facts) {
-			f.Request.Changes = []string{"CHG1", "CHG2"}
-			c2 := goodChange("CHG2")
-			c2.Approval = ApprovalRejected
-			f.Changes["CHG2"] = c2
-		}, want: Deny, reasons: []string{"CHANGE_NOT_APPROVED:deny:CHG2"}},
-		{name: "deny outranks wait and every reason is listed in rule order", mod: func(f *Facts) {
-			f.Request.Changes = []string{"CHG1", "CHG404"}
-			setChange(f, "CHG1", func(c *Change) { c.Approval = ApprovalRequested })
-			f.Incidents = []Incident{majorIncident("INC1", "checkout")}
-		}, want: Deny, reasons: []string{"CHANGE_NOT_FOUND:deny:CHG404", "CHANGE_NOT_APPROVED:wait:CHG1", "INCIDENT_BLOCK:wait:INC1"}},
-		{name: "unknown environment fails closed to every rule", mod: func(f *Facts) {
-			f.Request.Environment = "qa"
-			f.Request.Changes = nil
-		}, want: Deny, reasons: []string{"NO_CHANGE:deny:"}},
-		{name: "explicit rules replace the preset", policy: func(p *Policy) {
-			e := p.Environments["production"]
-			e.Rules = []string{CodeChangeNotFound}
-			p.Environments["production"] = e
-		}, mod: func(f *Facts) { f.Request.Changes = nil; f.Incidents = []Incident{majorIncident("INC1")} }, want: Allow},
-		{name: "catch-all environment", policy: func(p *Policy) {
-			p.Environments["*"] = EnvironmentPolicy{Rules: []string{CodeNoChange}}
-		}, mod: func(f *Facts) { f.Request.Environment = "QA-eu"; f.Request.Changes = nil }, want: Deny,
-			reasons: []string{"NO_CHANGE:deny:"}, msg: "to qa-eu"},
-	}
+func runEvalCases(t *testing.T, tests []evalCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := testPolicy()
@@ -395,7 +462,7 @@ func TestEvaluate(t *testing.T) {
 				t.Errorf("first reason message %q does not contain %q", firstMessage(got.Reasons), tt.msg)
 			}
 			if got.PolicyVersion != 7 || !got.EvaluatedAt.Equal(now) || got.ReleaseID != "rel-9" || got.ID != "" ||
-				got.Facts == nil || got.Request.Service != f.Request.Service {
+				got.Facts == nil || !strings.EqualFold(got.Request.Service, strings.TrimSpace(f.Request.Service)) {
 				t.Errorf("bookkeeping fields wrong: %+v", got)
 			}
 		})
@@ -474,6 +541,27 @@ func TestEvaluateApprovalRequiredTypes(t *testing.T) {
 		setChange(&f, "CHG1", func(c *Change) { c.Type, c.Template, c.Approval = tt.typ, tt.template, ApprovalRequested })
 		if got := Evaluate(mustCompile(t, p), f, wednesday); got.Decision != tt.want {
 			t.Errorf("approval_required %v, %s change (template %q): %s, want %s %+v", tt.required, tt.typ, tt.template, got.Decision, tt.want, got.Reasons)
+		}
+	}
+}
+
+// TestEvaluateCarriesNothingOver: evaluations with one compiled policy
+// (which recycles its evaluation contexts) do not see each other's facts.
+func TestEvaluateCarriesNothingOver(t *testing.T) {
+	cp := mustCompile(t, testPolicy())
+	emergency := goodFacts()
+	emergency.Request.Changes = []string{"CHG1", "CHG2", "CHG3", "CHG4", "CHG5"}
+	for _, k := range emergency.Request.Changes {
+		emergency.Changes[k] = withType(goodChange(k), ChangeEmergency)
+	}
+	plain := goodFacts()
+	plain.Request.Changes = nil
+	for range 3 {
+		if d := Evaluate(cp, emergency, wednesday); d.Decision != Allow || !d.Emergency {
+			t.Fatalf("emergency: %s %v %q", d.Decision, d.Emergency, reasonList(d.Reasons))
+		}
+		if d := Evaluate(cp, plain, wednesday); d.Decision != Deny || d.Emergency || !slices.Equal(reasonList(d.Reasons), []string{"NO_CHANGE:deny:"}) {
+			t.Fatalf("plain: %s %v %q", d.Decision, d.Emergency, reasonList(d.Reasons))
 		}
 	}
 }

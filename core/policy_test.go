@@ -345,3 +345,16 @@ func TestRuleBitsCoverGateRules(t *testing.T) {
 		t.Errorf("allRules = %v", got)
 	}
 }
+
+// TestRuleTableFollowsGateRules: the rule table has one rule per gate code,
+// in GateRules order (bit i of a rule set is gateRules[i]).
+func TestRuleTableFollowsGateRules(t *testing.T) {
+	if len(gateRules) != len(GateRules) {
+		t.Fatalf("%d rules in the table, %d gate codes", len(gateRules), len(GateRules))
+	}
+	for i, r := range gateRules {
+		if r.code != GateRules[i] || r.check == nil || ruleBit(r.code) != 1<<i {
+			t.Errorf("gateRules[%d] is %s (check set: %v), GateRules[%d] is %s", i, r.code, r.check != nil, i, GateRules[i])
+		}
+	}
+}

@@ -60,7 +60,13 @@ type Event struct {
 	ReceivedAt time.Time         `json:"received_at"`
 	Status     string            `json:"status"`
 	Reason     string            `json:"reason,omitempty"`
-	Attempts   int               `json:"attempts"`
+	// Attempts counts the normalizer's claims of the event; LastError is
+	// the last transient failure of a pending event and ClaimedUntil the
+	// end of its current claim (a pending event with attempts and an error
+	// is one the normalizer keeps failing on).
+	Attempts     int        `json:"attempts"`
+	LastError    string     `json:"last_error,omitempty"`
+	ClaimedUntil *time.Time `json:"claimed_until,omitempty"`
 	// Record names what the event became, e.g. "change:CHG0000024".
 	Record      string     `json:"record,omitempty"`
 	ProcessedAt *time.Time `json:"processed_at,omitempty"`

@@ -37,11 +37,14 @@ func NewDeployments(store DeploymentStore, policies *Policies, clock core.Clock,
 	return &Deployments{store: store, policies: policies, clock: clock, log: log, maxList: maxList}
 }
 
-// Validate checks and normalizes a deployment event (environment resolved
-// through the policy's names and aliases, team from the catalog).
+// Validate checks and normalizes a deployment event: its service,
+// environment and team are canonicalized as the gate's are
+// (core.CompiledPolicy.Subject), so a report cannot file its release (and
+// the review it requires) under another team than the catalog's.
 func (s *Deployments) Validate(d core.Deployment) (core.Deployment, error) {
 	cp := s.policies.Current()
 	d.Service, d.Environment, d.Version = strings.TrimSpace(d.Service), strings.TrimSpace(d.Environment), strings.TrimSpace(d.Version)
+	d.Team = strings.TrimSpace(d.Team)
 	for _, f := range []struct {
 		name, v  string
 		required bool
@@ -54,11 +57,15 @@ func (s *Deployments) Validate(d core.Deployment) (core.Deployment, error) {
 	if d.RunID == "" || len(d.RunID) > 256 {
 		return d, core.Invalid("run_id", "is required (at most 256 characters): with provider, service and environment it makes the report idempotent")
 	}
-	env, ok := cp.ResolveEnvironment(d.Environment)
-	if !ok {
+	subj := cp.Subject(d.Service, d.Environment, d.Team)
+	if !subj.KnownEnvironment {
 		return d, core.Invalid("environment", "unknown environment %q; the policy knows %s", d.Environment, strings.Join(cp.Environments(), ", "))
 	}
-	d.Environment = env
+	if subj.IgnoredTeam != "" {
+		s.log.Info("deployment report names a team the service catalog contradicts; the catalog's team is used",
+			"service", subj.Service, "reported_team", subj.IgnoredTeam, "team", subj.Team)
+	}
+	d.Service, d.Environment, d.Team = subj.Service, subj.Environment, subj.Team
 	if !core.ValidDeployStatus(d.Status) {
 		return d, core.Invalid("status", "%q is not one of started, succeeded, failed, rolled_back", d.Status)
 	}
@@ -77,9 +84,6 @@ func (s *Deployments) Validate(d core.Deployment) (core.Deployment, error) {
 	}
 	if d.Incidents, err = normalizeKeys("incidents", d.Incidents, s.maxList); err != nil {
 		return d, err
-	}
-	if d.Team == "" {
-		d.Team = cp.TeamOf(d.Service)
 	}
 	return d, nil
 }

@@ -106,11 +106,15 @@ func normalizeKeys(field string, keys []string, max int) ([]string, error) {
 }
 
 // normalize validates a gate request against the policy in force and
-// fills defaults: canonical environment name, team from the catalog.
+// canonicalizes what selects its rules (core.CompiledPolicy.Subject): the
+// environment's canonical name, the service's catalog spelling, the
+// catalog's team (a team the caller names that the catalog contradicts is
+// ignored, and the decision says so).
 func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.GateRequest, error) {
 	req.Service = strings.TrimSpace(req.Service)
 	req.Environment = strings.TrimSpace(req.Environment)
 	req.Version = strings.TrimSpace(req.Version)
+	req.Team = strings.TrimSpace(req.Team)
 	for _, f := range []struct {
 		name, v  string
 		required bool
@@ -119,11 +123,10 @@ func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.Ga
 			return req, err
 		}
 	}
-	env, ok := cp.ResolveEnvironment(req.Environment)
-	if !ok {
+	req, known := cp.CanonicalRequest(req)
+	if !known {
 		return req, core.Invalid("environment", "unknown environment %q; the policy knows %s", req.Environment, strings.Join(cp.Environments(), ", "))
 	}
-	req.Environment = env
 	if len(req.Commit) > 128 {
 		return req, core.Invalid("commit", "is longer than 128 characters")
 	}
@@ -137,9 +140,6 @@ func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.Ga
 	if req.Incidents, err = normalizeKeys("incidents", req.Incidents, g.cfg.MaxListItems); err != nil {
 		return req, err
 	}
-	if req.Team == "" {
-		req.Team = cp.TeamOf(req.Service)
-	}
 	if p := req.Pipeline; p != nil && (len(p.Provider) > 64 || len(p.RunID) > 256 || len(p.URL) > 2048) {
 		return req, core.Invalid("pipeline", "provider, run_id or url is too long")
 	}
@@ -148,9 +148,12 @@ func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.Ga
 
 // Check evaluates a release and records the answer. With wait > 0 (capped
 // at MaxWait) it holds while the answer is "wait" and re-evaluates as soon
-// as a relevant change, incident, PIR or policy update lands; it answers
-// the first non-wait decision, or the last wait at the deadline. Only the
-// answered decision is recorded (durably, in the audit chain).
+// as a relevant change, incident, PIR or policy update lands, at the next
+// moment the answer can change by time alone (core.NextChange: a window
+// opening, a freeze ending), and at the deadline. The answer is always
+// evaluated at the moment it is given: the first non-wait decision, or the
+// wait evaluated at the deadline (or at shutdown). Only the answered
+// decision is recorded (durably, in the audit chain).
 func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wait time.Duration) (core.GateDecision, error) {
 	cp := g.policies.Current()
 	req, err := g.normalize(cp, req)
@@ -172,21 +175,24 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	defer cancel()
 	deadline := g.clock.Now().Add(wait)
 
-	for {
+	for final := wait <= 0; ; {
 		cp = g.policies.Current()
 		d, err := g.evaluate(ctx, cp, req)
 		if err != nil {
 			return core.GateDecision{}, err
 		}
-		remaining := deadline.Sub(g.clock.Now())
-		if d.Decision != core.Wait || wait <= 0 || remaining <= 0 {
+		if final || d.Decision != core.Wait || !d.EvaluatedAt.Before(deadline) {
 			return g.record(ctx, d, actor)
 		}
-		if !g.await(ctx, wake, remaining, req) {
-			if ctx.Err() != nil {
-				return core.GateDecision{}, core.Wrap(core.KindUnavailable, ctx.Err(), "the request ended while waiting")
-			}
-			return g.record(ctx, d, actor)
+		until := deadline
+		if next, ok := core.NextChange(cp, *d.Facts, d.EvaluatedAt); ok && next.Before(until) {
+			until = next
+		}
+		switch g.await(ctx, wake, until.Sub(d.EvaluatedAt), req) {
+		case awaitDone:
+			return core.GateDecision{}, core.Wrap(core.KindUnavailable, ctx.Err(), "the request ended while waiting")
+		case awaitStopped:
+			final = true
 		}
 	}
 }
@@ -219,22 +225,47 @@ func (g *Gate) record(ctx context.Context, d core.GateDecision, actor string) (c
 	return d, nil
 }
 
-// await blocks until a notification that may concern req arrives (true),
-// or the time is up or ctx ends (false).
-func (g *Gate) await(ctx context.Context, wake <-chan string, d time.Duration, req core.GateRequest) bool {
+// Outcomes of await.
+const (
+	awaitWoken   = iota // a relevant notification, or the time to re-evaluate
+	awaitStopped        // the gate is shutting down: answer now
+	awaitDone           // the request's context ended
+)
+
+// TimerClock is a clock that also makes timers. The gate waits on the
+// clock's timers when its clock is one (tests drive time with a fake), on
+// the runtime's otherwise.
+type TimerClock interface {
+	core.Clock
+	// NewTimer returns a channel that receives once d has passed, and a
+	// function that stops the timer.
+	NewTimer(d time.Duration) (c <-chan time.Time, stop func() bool)
+}
+
+func (g *Gate) newTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	if tc, ok := g.clock.(TimerClock); ok {
+		return tc.NewTimer(d)
+	}
 	t := time.NewTimer(d)
-	defer t.Stop()
+	return t.C, t.Stop
+}
+
+// await blocks until a notification that may concern req arrives or d has
+// passed (awaitWoken: evaluate again), the gate stops or ctx ends.
+func (g *Gate) await(ctx context.Context, wake <-chan string, d time.Duration, req core.GateRequest) int {
+	timer, stop := g.newTimer(d)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return false
+			return awaitDone
 		case <-g.stopping:
-			return false
-		case <-t.C:
-			return false
+			return awaitStopped
+		case <-timer:
+			return awaitWoken
 		case topic := <-wake:
 			if relevant(topic, req) {
-				return true
+				return awaitWoken
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/connectors"
@@ -21,6 +22,7 @@ type InboxStore interface {
 	InsertEvent(ctx context.Context, e core.Event) (string, bool, error)
 	ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([]core.Event, error)
 	FinishEvent(ctx context.Context, id, status, reason, record string) error
+	RetryEvent(ctx context.Context, id, lastError string, retryAt time.Time) error
 	GetEvent(ctx context.Context, id string) (core.Event, error)
 	ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, error)
 	ReplayEvent(ctx context.Context, id, actor string) error
@@ -37,12 +39,25 @@ type Connector struct {
 	Webhook connectors.Webhook
 }
 
+// InboxWaker is implemented by a store that announces stored deliveries
+// (on every replica): the normalizer then wakes at once instead of at its
+// next poll.
+type InboxWaker interface {
+	SubscribeInbox() (<-chan string, func())
+}
+
 // InboxConfig tunes the normalizer.
 type InboxConfig struct {
 	Workers      int
 	BatchSize    int
 	Lease        time.Duration
 	PollInterval time.Duration
+	// MaxAttempts is how many claims an event gets before it is
+	// quarantined with its last error (default 5).
+	MaxAttempts int
+	// MaxFutureSkew is how far in the future a source stamp may lie
+	// (default 5m); a later one is quarantined.
+	MaxFutureSkew time.Duration
 }
 
 // Inbox takes webhook deliveries (verify → store raw → acknowledge) and
@@ -78,6 +93,12 @@ func NewInbox(store InboxStore, conns []Connector, mappings *Mappings, deploymen
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.MaxFutureSkew <= 0 {
+		cfg.MaxFutureSkew = 5 * time.Minute
 	}
 	return &Inbox{store: store, conns: byName, mappings: mappings, deployments: deployments, metrics: m,
 		clock: clock, log: log, cfg: cfg, wake: make(chan struct{}, 1)}
@@ -175,8 +196,25 @@ func (in *Inbox) ReplayQuarantined(ctx context.Context, connector, actor string)
 	return n, nil
 }
 
-// Run runs the normalizer workers until ctx ends.
+// Run runs the normalizer workers until ctx ends. When the store announces
+// stored deliveries (InboxWaker), each announcement wakes a worker, so an
+// event stored on any replica is normalized at once rather than at the
+// next poll.
 func (in *Inbox) Run(ctx context.Context) {
+	if w, ok := in.store.(InboxWaker); ok {
+		wake, cancel := w.SubscribeInbox()
+		defer cancel()
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-wake:
+					in.Wake()
+				}
+			}
+		}()
+	}
 	done := make(chan struct{})
 	for i := 0; i < in.cfg.Workers; i++ {
 		go func() {
@@ -234,35 +272,106 @@ func (in *Inbox) worker(ctx context.Context) {
 }
 
 // ProcessBatch claims and normalizes one batch; it returns how many events
-// it claimed.
+// it claimed. Each event is settled on its own: whatever one event does
+// (fails to map, carries bytes the database refuses, panics the mapping,
+// keeps failing), it is quarantined or retried alone and the rest of the
+// batch goes on. The error is only the claim's.
 func (in *Inbox) ProcessBatch(ctx context.Context) (int, error) {
 	evs, err := in.store.ClaimEvents(ctx, in.cfg.BatchSize, in.cfg.Lease)
 	if err != nil {
 		return 0, fmt.Errorf("claim events: %w", err)
 	}
 	for _, e := range evs {
-		status, reason, record, err := in.normalize(ctx, e)
-		if err != nil {
-			// A transient failure (database unavailable): leave the claim to
-			// expire so the event is tried again.
-			in.log.WarnContext(ctx, "event will be retried", "event_id", e.ID, "connector", e.Connector, "error", err.Error())
-			continue
-		}
-		if err := in.store.FinishEvent(ctx, e.ID, status, reason, record); err != nil {
-			if core.IsKind(err, core.KindConflict) {
-				// Our lease ran out and another worker finished the event
-				// (normalizing is idempotent): nothing is lost.
-				in.log.InfoContext(ctx, "event already finished by another worker", "event_id", e.ID)
-				continue
-			}
-			return len(evs), fmt.Errorf("finish event %s: %w", e.ID, err)
-		}
-		in.count(e.Connector, status)
-		if status == core.EventQuarantined {
-			in.log.WarnContext(ctx, "event quarantined", "event_id", e.ID, "connector", e.Connector, "type", e.Type, "reason", reason)
-		}
+		in.process(ctx, e)
 	}
 	return len(evs), nil
+}
+
+// process settles one claimed event: an event claimed more than
+// MaxAttempts times (its processing kept failing, or crashed the process)
+// is quarantined with its last error; a transient failure is retried
+// after a backoff, and quarantined once the attempts are spent.
+func (in *Inbox) process(ctx context.Context, e core.Event) {
+	if e.Attempts > in.cfg.MaxAttempts {
+		in.finish(ctx, e, core.EventQuarantined, gaveUp(e.Attempts-1, e.LastError), "")
+		return
+	}
+	status, reason, record, err := in.normalizeSafe(ctx, e)
+	if err == nil {
+		in.finish(ctx, e, status, reason, record)
+		return
+	}
+	if e.Attempts >= in.cfg.MaxAttempts {
+		in.finish(ctx, e, core.EventQuarantined, gaveUp(e.Attempts, err.Error()), "")
+		return
+	}
+	retryAt := in.clock.Now().Add(in.backoff(e.Attempts))
+	in.log.WarnContext(ctx, "event will be retried", "event_id", e.ID, "connector", e.Connector, "attempt", e.Attempts,
+		"retry_at", retryAt.Format(time.RFC3339), "error", err.Error())
+	in.count(e.Connector, "retried")
+	if rerr := in.store.RetryEvent(ctx, e.ID, err.Error(), retryAt); rerr != nil && !core.IsKind(rerr, core.KindConflict) {
+		// The claim still ends with its lease: the event is tried again then.
+		in.log.WarnContext(ctx, "cannot record the retry", "event_id", e.ID, "error", rerr.Error())
+	}
+}
+
+func gaveUp(attempts int, lastErr string) string {
+	if lastErr == "" {
+		lastErr = "none recorded (the process may have stopped while processing it)"
+	}
+	return fmt.Sprintf("gave up after %d attempts; last error: %s", attempts, lastErr)
+}
+
+// backoff is the wait before retrying an event after its attempt-th
+// transient failure: 1s, 2s, 4s … capped at the lease.
+func (in *Inbox) backoff(attempt int) time.Duration {
+	d := time.Second << min(max(attempt-1, 0), 16)
+	return min(d, in.cfg.Lease)
+}
+
+// finish records an event's outcome. When that fails (other than because
+// another worker finished it first), the event is quarantined with the
+// failure as its reason; when even that fails, the failure is kept as the
+// event's last error and its claim runs out, so it is tried again and
+// counts an attempt.
+func (in *Inbox) finish(ctx context.Context, e core.Event, status, reason, record string) {
+	err := in.store.FinishEvent(ctx, e.ID, status, reason, record)
+	if err != nil && !core.IsKind(err, core.KindConflict) && status != core.EventQuarantined {
+		in.log.WarnContext(ctx, "cannot record the event's outcome: quarantining it", "event_id", e.ID, "status", status, "error", err.Error())
+		reason = fmt.Sprintf("recording the outcome (%s: %s) failed: %v", status, reason, err)
+		status, record = core.EventQuarantined, ""
+		err = in.store.FinishEvent(ctx, e.ID, status, reason, record)
+	}
+	switch {
+	case err == nil:
+	case core.IsKind(err, core.KindConflict):
+		// Our lease ran out and another worker finished the event
+		// (normalizing is idempotent): nothing is lost.
+		in.log.InfoContext(ctx, "event already finished by another worker", "event_id", e.ID)
+		return
+	default:
+		in.log.ErrorContext(ctx, "cannot record the event's outcome", "event_id", e.ID, "status", status, "error", err.Error())
+		if rerr := in.store.RetryEvent(ctx, e.ID, "recording the outcome failed: "+err.Error(), in.clock.Now().Add(in.backoff(e.Attempts))); rerr != nil {
+			in.log.WarnContext(ctx, "cannot record the retry", "event_id", e.ID, "error", rerr.Error())
+		}
+		return
+	}
+	in.count(e.Connector, status)
+	if status == core.EventQuarantined {
+		in.log.WarnContext(ctx, "event quarantined", "event_id", e.ID, "connector", e.Connector, "type", e.Type, "reason", reason)
+	}
+}
+
+// normalizeSafe is normalize with a panic (a bug met by one payload)
+// turned into that event's quarantine.
+func (in *Inbox) normalizeSafe(ctx context.Context, e core.Event) (status, reason, record string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			in.log.ErrorContext(ctx, "normalizing an event panicked", "event_id", e.ID, "connector", e.Connector, "panic", fmt.Sprint(p))
+			status, reason, record, err = core.EventQuarantined, fmt.Sprintf("internal error while normalizing: %v", p), "", nil
+		}
+	}()
+	return in.normalize(ctx, e)
 }
 
 // normalize maps one event and applies it. It returns the event's outcome,
@@ -290,12 +399,33 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 		return core.EventProcessed, outcome, record, nil
 	case core.IsKind(err, core.KindUnavailable):
 		return "", "", "", err
+	case core.IsKind(err, core.KindForbidden):
+		return core.EventQuarantined, err.Error(), "", nil
 	case core.IsKind(err, core.KindInternal):
 		// Unexpected: keep it visible and replayable rather than retry forever.
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: applying the record failed: %v", prof.Name(), err), "", nil
 	default:
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
 	}
+}
+
+// authorize enforces source authority: the connector may write records of
+// kind (its type's default or a grant in its config), and the source's
+// own stamp is not further in the future than MaxFutureSkew. A refusal is
+// KindForbidden or KindInvalid, and the event is quarantined with it.
+func (in *Inbox) authorize(c Connector, kind string, stamps ...time.Time) error {
+	if !c.Config.Writes(kind) {
+		return core.Errorf(core.KindForbidden, "source authority: connector %q (type %s) may not write %s (it may write: %s); grant it with records: [%s] in its configuration if that is intended",
+			c.Config.Name, c.Config.Type, kind, strings.Join(c.Config.WritableRecords(), ", "), kind)
+	}
+	limit := in.clock.Now().Add(in.cfg.MaxFutureSkew)
+	for _, t := range stamps {
+		if t.After(limit) {
+			return core.Errorf(core.KindInvalid, "source authority: the source's stamp %s is more than %s in the future (inbox.max_future_skew); refused so it cannot freeze the record against later updates",
+				t.UTC().Format(time.RFC3339), in.cfg.MaxFutureSkew)
+		}
+	}
+	return nil
 }
 
 // apply stores one canonical record and describes what happened.
@@ -306,6 +436,9 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, reco
 		if r.Key == "" {
 			return "", "", core.Invalid("key", "the change has no key")
 		}
+		if err := in.authorize(c, connectors.RecordChanges, r.SourceUpdatedAt); err != nil {
+			return "", "", err
+		}
 		res, err := in.store.UpsertChange(ctx, *r)
 		if err != nil {
 			return "", "", err
@@ -315,6 +448,9 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, reco
 		r.Source = c.Config.Name
 		if r.Key == "" {
 			return "", "", core.Invalid("key", "the incident has no key")
+		}
+		if err := in.authorize(c, connectors.RecordIncidents, r.SourceUpdatedAt); err != nil {
+			return "", "", err
 		}
 		res, err := in.store.UpsertIncident(ctx, *r)
 		if err != nil {
@@ -334,6 +470,13 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, reco
 		if r.StartedAt.IsZero() {
 			r.StartedAt = in.clock.Now()
 		}
+		var finished time.Time
+		if r.FinishedAt != nil {
+			finished = *r.FinishedAt
+		}
+		if err := in.authorize(c, connectors.RecordDeployments, r.StartedAt, finished); err != nil {
+			return "", "", err
+		}
 		d, created, err := in.deployments.Record(ctx, *r)
 		if err != nil {
 			return "", "", err
@@ -345,6 +488,13 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, reco
 	case *core.PIR:
 		if r.ReleaseID == "" {
 			return "", "", core.Invalid("release_id", "the review names no release")
+		}
+		var signed time.Time
+		if r.SignedOffAt != nil {
+			signed = *r.SignedOffAt
+		}
+		if err := in.authorize(c, connectors.RecordReviews, signed); err != nil {
+			return "", "", err
 		}
 		if r.Status != core.PIRSignedOff {
 			return "review not signed off: nothing to do", "release:" + r.ReleaseID, nil

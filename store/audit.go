@@ -35,9 +35,6 @@ const (
 	maxAuditLimit     = 1000
 )
 
-// Compile-time check: the store is the audit log.
-var _ core.AuditLog = (*DB)(nil)
-
 // errStoreClosed is what appends get after Close.
 var errStoreClosed = core.Errorf(core.KindUnavailable, "store is closed")
 

@@ -14,8 +14,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-var _ core.ChangeStore = (*DB)(nil)
-
 // maxKeyLen bounds record keys (change and incident numbers).
 const maxKeyLen = 255
 
@@ -36,13 +34,20 @@ func checkKey(key string) error {
 		return core.Invalid("key", "is required")
 	case len(key) > maxKeyLen:
 		return core.Invalid("key", "is longer than %d bytes", maxKeyLen)
+	case !textOK(key):
+		return core.Invalid("key", "%q contains a NUL byte or invalid UTF-8", key)
 	}
 	return nil
 }
 
+// lookupKey reports whether key can name a stored record: one that is not
+// valid text (or too long) was never stored, so a lookup answers not found
+// without asking the database (which would refuse the bytes).
+func lookupKey(key string) bool { return len(key) <= maxKeyLen && textOK(key) }
+
 // normChange returns c ready to store: times in UTC at microseconds (what
-// the databases keep, so a re-delivery compares equal), slices copied, and
-// SourceUpdatedAt set (now when zero).
+// the databases keep, so a re-delivery compares equal), slices copied,
+// text made valid (text.go), and SourceUpdatedAt set (now when zero).
 func normChange(c core.Change, now time.Time) core.Change {
 	c.PlannedStart = tsp(c.PlannedStart)
 	c.PlannedEnd = tsp(c.PlannedEnd)
@@ -62,6 +67,7 @@ func normChange(c core.Change, now time.Time) core.Change {
 		c.SourceUpdatedAt = now
 	}
 	c.SourceUpdatedAt = ts(c.SourceUpdatedAt)
+	cleanStrings(&c)
 	return c
 }
 
@@ -74,12 +80,14 @@ func changeCanon(c core.Change) string {
 
 // UpsertChange stores c as a new version unless it is older than the newest
 // stored version (UpsertStale) or has the same content (UpsertUnchanged).
+// A change belongs to the source that created it: a write from another
+// source is refused with KindForbidden (see upsertVersioned).
 func (d *DB) UpsertChange(ctx context.Context, c core.Change) (core.UpsertResult, error) {
 	if err := checkKey(c.Key); err != nil {
 		return "", err
 	}
-	if strings.TrimSpace(c.Source) == "" {
-		return "", core.Invalid("source", "is required")
+	if strings.TrimSpace(c.Source) == "" || !textOK(c.Source) {
+		return "", core.Invalid("source", "is required (valid text)")
 	}
 	if c.Type != "" && !c.Type.Valid() {
 		return "", core.Invalid("type", "unknown change type %q", c.Type)
@@ -91,6 +99,7 @@ func (d *DB) UpsertChange(ctx context.Context, c core.Change) (core.UpsertResult
 		table:    "changes",
 		versions: "change_versions",
 		key:      c.Key,
+		source:   c.Source,
 		stamp:    c.SourceUpdatedAt,
 		doc:      doc,
 		canon:    changeCanon(c),
@@ -106,11 +115,10 @@ func (d *DB) UpsertChange(ctx context.Context, c core.Change) (core.UpsertResult
 				VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`),
 				c.Key, c.Source, string(c.Type), c.State, string(c.Approval), doc, c.SourceUpdatedAt, now)
 		},
-		update: func(ctx context.Context, tx *sqlx.Tx, version int, now time.Time) error {
-			_, err := tx.ExecContext(ctx, d.q(`UPDATE changes SET source = ?, version = ?, type = ?, state = ?, approval = ?, doc = ?,
-				source_updated_at = ?, updated_at = ? WHERE key = ?`),
-				c.Source, version, string(c.Type), c.State, string(c.Approval), doc, c.SourceUpdatedAt, now, c.Key)
-			return err
+		update: func(ctx context.Context, tx *sqlx.Tx, version int, now time.Time) (sql.Result, error) {
+			return tx.ExecContext(ctx, d.q(`UPDATE changes SET version = ?, type = ?, state = ?, approval = ?, doc = ?,
+				source_updated_at = ?, updated_at = ? WHERE key = ? AND source = ?`),
+				version, string(c.Type), c.State, string(c.Approval), doc, c.SourceUpdatedAt, now, c.Key, c.Source)
 		},
 	})
 	if err != nil {
@@ -121,6 +129,9 @@ func (d *DB) UpsertChange(ctx context.Context, c core.Change) (core.UpsertResult
 
 // GetChange returns the newest version of the change.
 func (d *DB) GetChange(ctx context.Context, key string) (core.Change, error) {
+	if !lookupKey(key) {
+		return core.Change{}, core.NotFound("change", key)
+	}
 	var doc []byte
 	err := d.db.GetContext(ctx, &doc, d.q(`SELECT doc FROM changes WHERE key = ?`), key)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -138,6 +149,9 @@ func (d *DB) GetChange(ctx context.Context, key string) (core.Change, error) {
 
 // ChangeHistory returns every version of the change, oldest first.
 func (d *DB) ChangeHistory(ctx context.Context, key string) ([]core.ChangeVersion, error) {
+	if !lookupKey(key) {
+		return nil, core.NotFound("change", key)
+	}
 	rows, err := d.history(ctx, "change_versions", key)
 	if err != nil {
 		return nil, fmt.Errorf("load change %s history: %w", key, err)
@@ -178,6 +192,7 @@ type versionedUpsert struct {
 	what            string    // "change", "incident": the notification topic prefix
 	table, versions string    // current-row and history tables
 	key             string    // the record key
+	source          string    // the writing source (connector); it owns the record it creates
 	stamp           time.Time // the record's SourceUpdatedAt, normalized
 	doc             string    // the record's JSON
 	canon           string    // the record's content without its stamp
@@ -186,16 +201,21 @@ type versionedUpsert struct {
 	// insert inserts the current row as version 1 with ON CONFLICT DO
 	// NOTHING; no row affected means a concurrent writer inserted it first.
 	insert func(ctx context.Context, tx *sqlx.Tx, now time.Time) (sql.Result, error)
-	// update rewrites the current row as version.
-	update func(ctx context.Context, tx *sqlx.Tx, version int, now time.Time) error
+	// update rewrites the current row as version, only where the row's
+	// source is the writer's (WHERE … AND source = ?): no row affected
+	// means another source owns it.
+	update func(ctx context.Context, tx *sqlx.Tx, version int, now time.Time) (sql.Result, error)
 	// after, when set, runs after insert or update (derived rows).
 	after func(ctx context.Context, tx *sqlx.Tx) error
 }
 
 // upsertVersioned runs the versioned-upsert protocol in one transaction:
 // lock the current row (FOR UPDATE on PostgreSQL; SQLite transactions are
-// IMMEDIATE and so already serialized), drop an older or identical record,
-// else append version n+1 to the history and rewrite the current row. The
+// IMMEDIATE and so already serialized), refuse a write from a source other
+// than the row's (KindForbidden: a record belongs to the source that
+// created it, and the row's update is conditional on that source too),
+// drop an older or identical record, else append version n+1 to the
+// history and rewrite the current row. The
 // first insert of a key is INSERT … ON CONFLICT DO NOTHING: when a
 // concurrent transaction wins that race, the loop goes back and locks the
 // winner's row, so concurrent first deliveries never fail.
@@ -212,9 +232,10 @@ func (d *DB) upsertVersioned(ctx context.Context, u versionedUpsert) (core.Upser
 				version int
 				stored  []byte
 				stamp   time.Time
+				owner   string
 			)
-			err := tx.QueryRowxContext(ctx, d.q(`SELECT version, doc, source_updated_at FROM `+u.table+` WHERE key = ?`+lock), u.key).
-				Scan(&version, &stored, &stamp)
+			err := tx.QueryRowxContext(ctx, d.q(`SELECT version, doc, source_updated_at, source FROM `+u.table+` WHERE key = ?`+lock), u.key).
+				Scan(&version, &stored, &stamp, &owner)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				r, err := u.insert(ctx, tx, now)
@@ -231,6 +252,9 @@ func (d *DB) upsertVersioned(ctx context.Context, u versionedUpsert) (core.Upser
 			case err != nil:
 				return fmt.Errorf("lock current row: %w", err)
 			}
+			if owner != u.source {
+				return notOwner(u, owner)
+			}
 			if u.stamp.Before(stamp) {
 				res = core.UpsertStale
 				return nil
@@ -243,8 +267,14 @@ func (d *DB) upsertVersioned(ctx context.Context, u versionedUpsert) (core.Upser
 				res = core.UpsertUnchanged
 				return nil
 			}
-			if err := u.update(ctx, tx, version+1, now); err != nil {
+			r, err := u.update(ctx, tx, version+1, now)
+			if err != nil {
 				return fmt.Errorf("update current row: %w", err)
+			}
+			if n, err := r.RowsAffected(); err != nil {
+				return fmt.Errorf("update current row: %w", err)
+			} else if n == 0 {
+				return notOwner(u, owner)
 			}
 			res = core.UpsertUpdated
 			return d.storeVersion(ctx, tx, u, version+1, now)
@@ -255,6 +285,12 @@ func (d *DB) upsertVersioned(ctx context.Context, u versionedUpsert) (core.Upser
 		return "", err
 	}
 	return res, nil
+}
+
+// notOwner is the refusal of a write to a record another source owns.
+func notOwner(u versionedUpsert, owner string) error {
+	return core.Errorf(core.KindForbidden, "%s %q belongs to source %q (the connector that created it); the write from source %q is refused",
+		u.what, u.key, owner, u.source)
 }
 
 // storeVersion appends version to the history, maintains derived rows and

@@ -50,6 +50,7 @@ type DB struct {
 	clock      core.Clock
 	log        *slog.Logger
 	hub        hub       // in-process fan-out of fact-change notifications
+	inbox      hub       // in-process fan-out of inbox wake-ups (notify.go)
 	audit      *appender // the audit group-commit goroutine
 	stmts      stmtCache
 	// factsTexts caches GateFacts' rebound statement text per shape.
@@ -274,7 +275,8 @@ func translate(err error) error {
 		switch pe.Code {
 		case "23505": // unique_violation
 			return core.Wrap(core.KindConflict, err, "already exists")
-		case "23503", "23502", "23514", "22P02", "22001": // FK, not null, check, bad text repr, too long
+		case "23503", "23502", "23514", "22P02", "22001", // FK, not null, check, bad text repr, too long
+			"22021", "22P05": // NUL or invalid UTF-8 in text, \u0000 in jsonb
 			return core.Wrap(core.KindInvalid, err, "rejected by the database")
 		case "40001", "40P01": // serialization failure, deadlock
 			return core.Wrap(core.KindUnavailable, err, "database conflict, retry")

@@ -12,9 +12,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-// Compile-time check.
-var _ core.DecisionStore = (*DB)(nil)
-
 // The inserts of the hot path, merged across a group by group commit.
 var (
 	// Both are conflict-free (group commit writes them before taking the

@@ -15,9 +15,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-// Compile-time check.
-var _ core.EventStore = (*DB)(nil)
-
 // Inbox limits.
 const (
 	maxClaim          = 1000
@@ -28,57 +25,71 @@ const (
 )
 
 type eventRow struct {
-	ID          string       `db:"id"`
-	Connector   string       `db:"connector"`
-	Type        string       `db:"type"`
-	DedupeKey   string       `db:"dedupe_key"`
-	Headers     string       `db:"headers"`
-	Body        []byte       `db:"body"`
-	ReceivedAt  time.Time    `db:"received_at"`
-	Status      string       `db:"status"`
-	Reason      string       `db:"reason"`
-	Attempts    int          `db:"attempts"`
-	Record      string       `db:"record"`
-	ProcessedAt sql.NullTime `db:"processed_at"`
+	ID           string       `db:"id"`
+	Connector    string       `db:"connector"`
+	Type         string       `db:"type"`
+	DedupeKey    string       `db:"dedupe_key"`
+	Headers      string       `db:"headers"`
+	Body         []byte       `db:"body"`
+	ReceivedAt   time.Time    `db:"received_at"`
+	Status       string       `db:"status"`
+	Reason       string       `db:"reason"`
+	Attempts     int          `db:"attempts"`
+	LastError    string       `db:"last_error"`
+	ClaimedUntil sql.NullTime `db:"claimed_until"`
+	Record       string       `db:"record"`
+	ProcessedAt  sql.NullTime `db:"processed_at"`
 }
 
-func (r eventRow) event() (core.Event, error) {
+func (r eventRow) event() core.Event {
 	e := core.Event{ID: r.ID, Connector: r.Connector, Type: r.Type, DedupeKey: r.DedupeKey, Body: json.RawMessage(r.Body),
-		ReceivedAt: r.ReceivedAt.UTC(), Status: r.Status, Reason: r.Reason, Attempts: r.Attempts, Record: r.Record,
-		ProcessedAt: timePtr(r.ProcessedAt)}
+		ReceivedAt: r.ReceivedAt.UTC(), Status: r.Status, Reason: r.Reason, Attempts: r.Attempts, LastError: r.LastError,
+		Record: r.Record, ProcessedAt: timePtr(r.ProcessedAt)}
+	if e.Status == core.EventPending {
+		e.ClaimedUntil = timePtr(r.ClaimedUntil)
+	}
 	if r.Headers != "" && r.Headers != "{}" {
+		// The headers are informational: an event whose stored headers do
+		// not decode is still returned (and processed), without them, so
+		// one odd row can never stall a claim.
 		if err := json.Unmarshal([]byte(r.Headers), &e.Headers); err != nil {
-			return core.Event{}, fmt.Errorf("decode headers of event %s: %w", r.ID, err)
+			e.Headers = nil
 		}
 	}
-	return e, nil
+	return e
 }
 
-func eventsOf(rows []eventRow) ([]core.Event, error) {
+func eventsOf(rows []eventRow) []core.Event {
 	out := make([]core.Event, len(rows))
 	for i, r := range rows {
-		e, err := r.event()
-		if err != nil {
-			return nil, err
-		}
-		out[i] = e
+		out[i] = r.event()
 	}
-	return out, nil
+	return out
 }
 
-const eventColumns = "id, connector, type, dedupe_key, headers, body, received_at, status, reason, attempts, record, processed_at"
+const eventColumns = "id, connector, type, dedupe_key, headers, body, received_at, status, reason, attempts, last_error, claimed_until, record, processed_at"
 
 // InsertEvent stores e as pending, or, when the connector already has an
 // event with e's dedupe key, returns that event's id and duplicate=true.
 // The unique index decides (INSERT … ON CONFLICT DO NOTHING), so two
 // replicas receiving the same delivery at once store it once. An empty ID
-// gets a new one; a zero ReceivedAt becomes now.
+// gets a new one; a zero ReceivedAt becomes now. The connector, type and
+// dedupe key must be valid UTF-8 without NUL (KindInvalid otherwise: the
+// delivery is refused, not stored half-readable); header values are made
+// valid; the body is kept as bytes. A new event wakes the normalizers of
+// every replica (SubscribeInbox).
 func (d *DB) InsertEvent(ctx context.Context, e core.Event) (string, bool, error) {
 	switch {
 	case strings.TrimSpace(e.Connector) == "":
 		return "", false, core.Invalid("connector", "is required")
 	case strings.TrimSpace(e.DedupeKey) == "":
 		return "", false, core.Invalid("dedupe_key", "is required")
+	case !textOK(e.Connector):
+		return "", false, core.Invalid("connector", "contains a NUL byte or invalid UTF-8")
+	case !textOK(e.Type):
+		return "", false, core.Invalid("type", "the event type %q contains a NUL byte or invalid UTF-8", e.Type)
+	case !textOK(e.DedupeKey):
+		return "", false, core.Invalid("dedupe_key", "the delivery id %q contains a NUL byte or invalid UTF-8", e.DedupeKey)
 	}
 	if e.ID == "" {
 		e.ID = newID()
@@ -88,18 +99,32 @@ func (d *DB) InsertEvent(ctx context.Context, e core.Event) (string, bool, error
 	}
 	headers := "{}"
 	if len(e.Headers) > 0 {
-		headers = mustJSON(e.Headers)
+		h := make(map[string]string, len(e.Headers))
+		for k, v := range e.Headers {
+			h[cleanText(k)] = cleanText(v)
+		}
+		headers = mustJSON(h)
 	}
 	body := []byte(e.Body)
 	if body == nil {
 		body = []byte{}
 	}
-	var id string
-	err := d.db.GetContext(ctx, &id, d.q(`INSERT INTO inbox_events (id, connector, type, dedupe_key, headers, body, received_at, status)
+	insert := `INSERT INTO inbox_events (id, connector, type, dedupe_key, headers, body, received_at, status)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (connector, dedupe_key) DO NOTHING
-		RETURNING id`), e.ID, e.Connector, e.Type, e.DedupeKey, headers, body, ts(e.ReceivedAt), core.EventPending)
+		RETURNING id`
+	if d.dialect == Postgres {
+		// The wake-up travels with the insert (one round trip), is sent
+		// only when a row was inserted, and is delivered at commit.
+		insert = `WITH ins AS (` + insert + `)
+		SELECT ins.id FROM ins, LATERAL (SELECT pg_notify('` + inboxChannel + `', ins.id)) n`
+	}
+	var id string
+	err := d.db.GetContext(ctx, &id, d.q(insert), e.ID, e.Connector, e.Type, e.DedupeKey, headers, body, ts(e.ReceivedAt), core.EventPending)
 	if err == nil {
+		if d.dialect != Postgres {
+			d.inbox.broadcast(id)
+		}
 		return id, false, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
@@ -145,21 +170,26 @@ func (d *DB) ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	return eventsOf(rows)
+	return eventsOf(rows), nil
 }
 
 // FinishEvent records the outcome of processing a pending event:
 // processed, quarantined or ignored, with a reason and the record it
 // became. KindNotFound for an unknown id; KindConflict when the event is no
 // longer pending (another worker finished it after this one's lease ended).
+// The reason and record are made valid text (they may quote what the
+// event carried), so recording an outcome never fails on their bytes.
 func (d *DB) FinishEvent(ctx context.Context, id, status, reason, record string) error {
 	switch status {
 	case core.EventProcessed, core.EventQuarantined, core.EventIgnored:
 	default:
 		return core.Invalid("status", "must be processed, quarantined or ignored, not %q", status)
 	}
-	res, err := d.db.ExecContext(ctx, d.q(`UPDATE inbox_events SET status = ?, reason = ?, record = ?, processed_at = ?, claimed_until = NULL
-		WHERE id = ? AND status = 'pending'`), status, reason, record, d.now(), id)
+	if !textOK(id) {
+		return core.NotFound("event", id)
+	}
+	res, err := d.db.ExecContext(ctx, d.q(`UPDATE inbox_events SET status = ?, reason = ?, record = ?, processed_at = ?, claimed_until = NULL, last_error = ''
+		WHERE id = ? AND status = 'pending'`), status, cleanText(reason), cleanText(record), d.now(), id)
 	if err != nil {
 		return fmt.Errorf("finish event %s: %w", id, translate(err))
 	}
@@ -175,13 +205,42 @@ func (d *DB) FinishEvent(ctx context.Context, id, status, reason, record string)
 	return core.Errorf(core.KindConflict, "event %s is already %s", id, cur.Status)
 }
 
-// GetEvent returns the event with id.
+// RetryEvent records a transient failure of a pending event: lastError
+// (made valid text) is kept for the listing, and the event's claim is
+// moved to retryAt, when any worker may claim it again. KindNotFound for
+// an unknown id; KindConflict when it is no longer pending.
+func (d *DB) RetryEvent(ctx context.Context, id, lastError string, retryAt time.Time) error {
+	if !textOK(id) {
+		return core.NotFound("event", id)
+	}
+	res, err := d.db.ExecContext(ctx, d.q(`UPDATE inbox_events SET last_error = ?, claimed_until = ? WHERE id = ? AND status = 'pending'`),
+		cleanText(lastError), ts(retryAt), id)
+	if err != nil {
+		return fmt.Errorf("retry event %s: %w", id, translate(err))
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("retry event %s: %w", id, translate(err))
+	} else if n == 1 {
+		return nil
+	}
+	cur, err := d.GetEvent(ctx, id)
+	if err != nil {
+		return err
+	}
+	return core.Errorf(core.KindConflict, "event %s is already %s", id, cur.Status)
+}
+
+// GetEvent returns the event with id. An id that is not valid text cannot
+// exist: KindNotFound without asking the database.
 func (d *DB) GetEvent(ctx context.Context, id string) (core.Event, error) {
+	if !textOK(id) {
+		return core.Event{}, core.NotFound("event", id)
+	}
 	var r eventRow
 	if err := d.db.GetContext(ctx, &r, d.q("SELECT "+eventColumns+" FROM inbox_events WHERE id = ?"), id); err != nil {
 		return core.Event{}, notFound(err, "event", id)
 	}
-	return r.event()
+	return r.event(), nil
 }
 
 // ListEvents returns events by id (oldest first), optionally of one status
@@ -200,6 +259,12 @@ func (d *DB) ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, 
 		f.Limit = defaultEventLimit
 	case f.Limit > maxEventLimit:
 		f.Limit = maxEventLimit
+	}
+	if !textOK(f.Connector) {
+		return nil, core.Invalid("connector", "contains a NUL byte or invalid UTF-8")
+	}
+	if !textOK(f.After) {
+		return nil, core.Invalid("after", "contains a NUL byte or invalid UTF-8")
 	}
 	query := "SELECT " + eventColumns + " FROM inbox_events WHERE 1 = 1"
 	var args []any
@@ -221,16 +286,22 @@ func (d *DB) ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, 
 	if err := d.db.SelectContext(ctx, &rows, d.q(query), args...); err != nil {
 		return nil, fmt.Errorf("list events: %w", translate(err))
 	}
-	return eventsOf(rows)
+	return eventsOf(rows), nil
 }
 
-// requeue is the SET clause that puts an event back to pending.
-const requeue = "status = 'pending', claimed_until = NULL, reason = '', processed_at = NULL"
+// requeue is the SET clause that puts an event back to pending, claimable
+// at once, with its attempts counted afresh.
+const requeue = "status = 'pending', claimed_until = NULL, reason = '', processed_at = NULL, attempts = 0, last_error = ''"
 
-// ReplayEvent puts a finished event back to pending, with an
-// "event.replay" audit entry. KindNotFound for an unknown id, KindConflict
-// when it is pending already.
+// ReplayEvent puts an event back to pending, claimable at once and with
+// its attempts counted afresh, with an "event.replay" audit entry: a
+// finished event (after a mapping fix), or a pending one the normalizer
+// keeps failing on (its claim and attempts reset). KindNotFound for an
+// unknown id.
 func (d *DB) ReplayEvent(ctx context.Context, id, actor string) error {
+	if !textOK(id) {
+		return core.NotFound("event", id)
+	}
 	entries := []core.AuditEntry{{Actor: actor, Action: "event.replay", Subject: "event:" + id}}
 	err := d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
 		var cur struct {
@@ -239,9 +310,6 @@ func (d *DB) ReplayEvent(ctx context.Context, id, actor string) error {
 		}
 		if err := tx.GetContext(ctx, &cur, d.q("SELECT connector, status FROM inbox_events WHERE id = ?"), id); err != nil {
 			return notFound(err, "event", id)
-		}
-		if cur.Status == core.EventPending {
-			return core.Errorf(core.KindConflict, "event %s is pending already", id)
 		}
 		res, err := tx.ExecContext(ctx, d.q("UPDATE inbox_events SET "+requeue+" WHERE id = ? AND status = ?"), id, cur.Status)
 		if err != nil {
@@ -267,6 +335,9 @@ func (d *DB) ReplayEvent(ctx context.Context, id, actor string) error {
 func (d *DB) ReplayQuarantined(ctx context.Context, connector, actor string) (int, error) {
 	if strings.TrimSpace(connector) == "" {
 		return 0, core.Invalid("connector", "is required")
+	}
+	if !textOK(connector) {
+		return 0, core.Invalid("connector", "contains a NUL byte or invalid UTF-8")
 	}
 	var n int
 	entries := []core.AuditEntry{{Actor: actor, Action: "event.replay", Subject: "inbox:" + connector}}

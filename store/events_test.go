@@ -234,8 +234,19 @@ func TestEventListAndReplay(t *testing.T) {
 		if err := db.ReplayEvent(ctx, ids[2], "alice"); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.ReplayEvent(ctx, ids[2], "alice"); !core.IsKind(err, core.KindConflict) {
+		// A pending event can be replayed too (one the normalizer keeps
+		// failing on): its claim ends and its attempts count afresh.
+		if err := db.RetryEvent(ctx, ids[2], "database busy", clock.t.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if e, err := db.GetEvent(ctx, ids[2]); err != nil || e.LastError != "database busy" || e.ClaimedUntil == nil {
+			t.Fatalf("retried event: %+v %v", e, err)
+		}
+		if err := db.ReplayEvent(ctx, ids[2], "alice"); err != nil {
 			t.Fatalf("replay pending: %v", err)
+		}
+		if e, err := db.GetEvent(ctx, ids[2]); err != nil || e.Status != core.EventPending || e.Attempts != 0 || e.LastError != "" || e.ClaimedUntil != nil {
+			t.Fatalf("replayed pending event: %+v %v", e, err)
 		}
 		if err := db.ReplayEvent(ctx, "nope", "alice"); !core.IsKind(err, core.KindNotFound) {
 			t.Fatalf("replay unknown: %v", err)
@@ -250,7 +261,7 @@ func TestEventListAndReplay(t *testing.T) {
 			t.Fatalf("claim replayed: %+v %v", claimed, err)
 		}
 		entries, err := db.ListAudit(ctx, core.AuditFilter{Action: "event.replay"})
-		if err != nil || len(entries) != 2 || entries[0].Subject != "inbox:github" || entries[1].Subject != "event:"+ids[2] {
+		if err != nil || len(entries) != 3 || entries[0].Subject != "inbox:github" || entries[1].Subject != "event:"+ids[2] || entries[2].Subject != "event:"+ids[2] {
 			t.Fatalf("audit: %+v %v", entries, err)
 		}
 		var data struct {
@@ -260,6 +271,6 @@ func TestEventListAndReplay(t *testing.T) {
 		if err := json.Unmarshal(entries[0].Data, &data); err != nil || data.Count != 2 || len(data.IDs) != 2 {
 			t.Fatalf("bulk replay data %s: %v", entries[0].Data, err)
 		}
-		checkLinear(t, db, 2)
+		checkLinear(t, db, 3)
 	})
 }

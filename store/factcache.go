@@ -401,7 +401,9 @@ func (t *txTopics) take(tx *sqlx.Tx) []string {
 // txEnded drops from the cache what tx announced, whether it committed or
 // not (dropping too much only costs a read).
 func (d *DB) txEnded(tx *sqlx.Tx) {
-	for _, topic := range d.txTopics.take(tx) {
+	topics := d.txTopics.take(tx)
+	for _, topic := range topics {
 		d.facts.invalidate(topic)
 	}
+	d.announceEnded(topics)
 }

@@ -13,8 +13,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-var _ core.FactStore = (*DB)(nil)
-
 // MaxFactKeys bounds the change keys of one facts query.
 const MaxFactKeys = 1000
 

@@ -15,8 +15,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-var _ core.IncidentStore = (*DB)(nil)
-
 // normIncident returns i ready to store (see normChange).
 func normIncident(i core.Incident, now time.Time) core.Incident {
 	i.OpenedAt = tsp(i.OpenedAt)
@@ -31,6 +29,7 @@ func normIncident(i core.Incident, now time.Time) core.Incident {
 		i.SourceUpdatedAt = now
 	}
 	i.SourceUpdatedAt = ts(i.SourceUpdatedAt)
+	cleanStrings(&i)
 	return i
 }
 
@@ -62,13 +61,15 @@ func affects(i core.Incident, service string) bool {
 // UpsertIncident stores i as a new version unless it is older than the
 // newest stored version (UpsertStale) or has the same content
 // (UpsertUnchanged). It maintains the active and global flags and the
-// incident_services index of the newest version.
+// incident_services index of the newest version. An incident belongs to
+// the source that created it: a write from another source is refused with
+// KindForbidden.
 func (d *DB) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertResult, error) {
 	if err := checkKey(i.Key); err != nil {
 		return "", err
 	}
-	if strings.TrimSpace(i.Source) == "" {
-		return "", core.Invalid("source", "is required")
+	if strings.TrimSpace(i.Source) == "" || !textOK(i.Source) {
+		return "", core.Invalid("source", "is required (valid text)")
 	}
 	if i.Priority < 0 {
 		return "", core.Invalid("priority", "must not be negative, got %d", i.Priority)
@@ -82,6 +83,7 @@ func (d *DB) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertRe
 		table:    "incidents",
 		versions: "incident_versions",
 		key:      i.Key,
+		source:   i.Source,
 		stamp:    i.SourceUpdatedAt,
 		doc:      doc,
 		canon:    incidentCanon(i),
@@ -97,11 +99,10 @@ func (d *DB) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertRe
 				VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`),
 				i.Key, i.Source, i.Priority, i.Major, i.State, i.Active(), global, doc, i.SourceUpdatedAt, now)
 		},
-		update: func(ctx context.Context, tx *sqlx.Tx, version int, now time.Time) error {
-			_, err := tx.ExecContext(ctx, d.q(`UPDATE incidents SET source = ?, version = ?, priority = ?, major = ?, state = ?, active = ?, global = ?,
-				doc = ?, source_updated_at = ?, updated_at = ? WHERE key = ?`),
-				i.Source, version, i.Priority, i.Major, i.State, i.Active(), global, doc, i.SourceUpdatedAt, now, i.Key)
-			return err
+		update: func(ctx context.Context, tx *sqlx.Tx, version int, now time.Time) (sql.Result, error) {
+			return tx.ExecContext(ctx, d.q(`UPDATE incidents SET version = ?, priority = ?, major = ?, state = ?, active = ?, global = ?,
+				doc = ?, source_updated_at = ?, updated_at = ? WHERE key = ? AND source = ?`),
+				version, i.Priority, i.Major, i.State, i.Active(), global, doc, i.SourceUpdatedAt, now, i.Key, i.Source)
 		},
 		after: func(ctx context.Context, tx *sqlx.Tx) error {
 			if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM incident_services WHERE incident_key = ?`), i.Key); err != nil {
@@ -134,6 +135,9 @@ func (d *DB) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertRe
 
 // GetIncident returns the newest version of the incident.
 func (d *DB) GetIncident(ctx context.Context, key string) (core.Incident, error) {
+	if !lookupKey(key) {
+		return core.Incident{}, core.NotFound("incident", key)
+	}
 	var doc []byte
 	err := d.db.GetContext(ctx, &doc, d.q(`SELECT doc FROM incidents WHERE key = ?`), key)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -151,6 +155,9 @@ func (d *DB) GetIncident(ctx context.Context, key string) (core.Incident, error)
 
 // IncidentHistory returns every version of the incident, oldest first.
 func (d *DB) IncidentHistory(ctx context.Context, key string) ([]core.IncidentVersion, error) {
+	if !lookupKey(key) {
+		return nil, core.NotFound("incident", key)
+	}
 	rows, err := d.history(ctx, "incident_versions", key)
 	if err != nil {
 		return nil, fmt.Errorf("load incident %s history: %w", key, err)

@@ -14,9 +14,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-// Compile-time check.
-var _ core.MappingStore = (*DB)(nil)
-
 type mappingRow struct {
 	Name      string    `db:"name"`
 	Version   int       `db:"version"`

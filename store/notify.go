@@ -18,6 +18,12 @@ import (
 // announce that gate facts changed (a change, incident, PIR or policy).
 const notifyChannel = "tollgate_facts"
 
+// inboxChannel is the LISTEN/NOTIFY channel on which a stored webhook
+// delivery wakes the normalizers of every replica. It is apart from the
+// facts channel: a new event changes no gate fact, and must neither wake
+// waiting checks nor touch the fact cache.
+const inboxChannel = "tollgate_inbox"
+
 // TopicAll is broadcast when notifications may have been missed (the
 // listener reconnected): every waiter should re-check its facts.
 const TopicAll = "*"
@@ -70,18 +76,31 @@ func (h *hub) broadcast(topic string) {
 
 // notifyTx announces inside tx that the facts named by topic (e.g.
 // "change:CHG0000024") changed. On PostgreSQL it is a NOTIFY, delivered to
-// every replica when tx commits; on SQLite (one process, one connection) it
-// is an in-process broadcast.
+// every replica when tx commits; on SQLite (one process) it is an
+// in-process broadcast when tx ends (announceEnded).
 func (d *DB) notifyTx(ctx context.Context, tx *sqlx.Tx, topic string) error {
 	d.txTopics.add(tx, topic) // the fact cache drops it when tx ends
 	if d.dialect == Postgres {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", notifyChannel, topic); err != nil {
 			return fmt.Errorf("notify %s: %w", topic, err)
 		}
-		return nil
 	}
-	d.hub.broadcast(topic)
 	return nil
+}
+
+// announceEnded wakes this process's subscribers on SQLite for the topics
+// a transaction announced, once it has ended and the fact cache has
+// dropped them. Not earlier: a waiter woken inside the transaction would
+// re-read the old state (from the cache, or the database's last committed
+// snapshot), go back to waiting, and never be woken again. (On PostgreSQL
+// the NOTIFY arrives after the commit by itself.)
+func (d *DB) announceEnded(topics []string) {
+	if d.dialect == Postgres {
+		return
+	}
+	for _, topic := range topics {
+		d.hub.broadcast(topic)
+	}
 }
 
 // Subscribe returns a channel of fact-change topics (e.g. "change:CHG1",
@@ -92,11 +111,20 @@ func (d *DB) notifyTx(ctx context.Context, tx *sqlx.Tx, topic string) error {
 // only while Listen runs.
 func (d *DB) Subscribe() (<-chan string, func()) { return d.hub.subscribe() }
 
+// SubscribeInbox returns a channel that receives a value (the event id, or
+// TopicAll after the listener reconnected) whenever a webhook delivery is
+// stored, on any replica, and a function that ends the subscription. Like
+// Subscribe it never blocks the sender. On PostgreSQL wake-ups from other
+// replicas arrive only while Listen runs; on SQLite they are in-process.
+func (d *DB) SubscribeInbox() (<-chan string, func()) { return d.inbox.subscribe() }
+
 // Listen forwards PostgreSQL notifications on the facts channel to this
-// process's subscribers until ctx ends, reconnecting when the connection
-// drops (and then broadcasting TopicAll, since notifications sent while
+// process's subscribers (and those on the inbox channel to
+// SubscribeInbox's) until ctx ends, reconnecting when the connection drops
+// (and then broadcasting TopicAll, since notifications sent while
 // disconnected are lost). It returns nil when ctx ends. On SQLite it
-// returns nil at once: notifyTx broadcasts in-process there.
+// returns nil at once: announceEnded and InsertEvent broadcast in-process
+// there.
 //
 // Listen also drives the fact cache (factcache.go): it is live only while
 // the listener is connected and answers its pings, and every notification
@@ -120,8 +148,10 @@ func (d *DB) Listen(ctx context.Context) error {
 	})
 	defer l.Close()
 	defer d.facts.setLive(false)
-	if err := l.Listen(notifyChannel); err != nil && !errors.Is(err, pq.ErrChannelAlreadyOpen) {
-		return fmt.Errorf("listen on %s: %w", notifyChannel, translate(err))
+	for _, ch := range []string{notifyChannel, inboxChannel} {
+		if err := l.Listen(ch); err != nil && !errors.Is(err, pq.ErrChannelAlreadyOpen) {
+			return fmt.Errorf("listen on %s: %w", ch, translate(err))
+		}
 	}
 	conn.set(d.facts, true)
 	ping := time.NewTicker(listenPing)
@@ -137,6 +167,9 @@ func (d *DB) Listen(ctx context.Context) error {
 			case n == nil: // reconnected (and listening again): anything sent meanwhile is lost
 				conn.set(d.facts, true)
 				d.hub.broadcast(TopicAll)
+				d.inbox.broadcast(TopicAll)
+			case n.Channel == inboxChannel:
+				d.inbox.broadcast(n.Extra)
 			default:
 				d.facts.invalidate(n.Extra)
 				d.hub.broadcast(n.Extra)

@@ -16,9 +16,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-// Compile-time check.
-var _ core.PolicyStore = (*DB)(nil)
-
 // maxSourceBytes caps a stored policy or mapping document.
 const maxSourceBytes = 1 << 20
 

@@ -13,8 +13,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-var _ core.ReleaseStore = (*DB)(nil)
-
 // Listing limits.
 const (
 	DefaultListLimit = 100

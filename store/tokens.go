@@ -14,9 +14,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-// Compile-time check.
-var _ core.TokenStore = (*DB)(nil)
-
 type tokenRow struct {
 	ID        string       `db:"id"`
 	Name      string       `db:"name"`

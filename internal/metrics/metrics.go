@@ -16,7 +16,7 @@ type Set struct {
 
 	GateDecisions *prometheus.CounterVec // environment, decision
 
-	InboxEvents  *prometheus.CounterVec // connector, outcome: received|duplicate|processed|quarantined|ignored|rejected
+	InboxEvents  *prometheus.CounterVec // connector, outcome: received|duplicate|processed|quarantined|ignored|rejected|retried
 	InboxLag     prometheus.Gauge       // seconds since the oldest pending event was received
 	InboxPending prometheus.Gauge       // events waiting for the normalizer
 }
@@ -66,7 +66,7 @@ func New() *Set {
 			Name: "tollgate_gate_decisions_total", Help: "Recorded gate decisions by environment and result.",
 		}, []string{"environment", "decision"}),
 		InboxEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tollgate_inbox_events_total", Help: "Webhook events by connector and outcome (received, duplicate, rejected, processed, quarantined, ignored).",
+			Name: "tollgate_inbox_events_total", Help: "Webhook events by connector and outcome (received, duplicate, rejected, processed, quarantined, ignored, retried).",
 		}, []string{"connector", "outcome"}),
 		InboxLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_inbox_lag_seconds", Help: "Age of the oldest event waiting for the normalizer (0 when none).",

@@ -1,0 +1,289 @@
+package core
+
+import (
+	"strings"
+	"time"
+)
+
+// rule is one policy rule, found from its reason code: check reads the
+// evaluation context and appends the rule's reasons (with ec.add); next,
+// when set, reports the moments after ec.now at which the rule's verdict
+// can change by time alone (NextChange).
+//
+// One implementation serves both moments: the gate evaluates the table at
+// now, the reconciler at a deployment's start (Evaluate with the facts as
+// of then). A rule needing more facts (the deployment and the decision it
+// relied on for GATE_BYPASSED, evidence for EVIDENCE_*, holds for HOLD)
+// reads them from the context, and a table of reconcile-only rules has the
+// same type and is run over the same context.
+type rule struct {
+	code  string
+	check func(ec *evalContext)
+	next  func(ec *evalContext, consider func(time.Time))
+}
+
+// gateRules is the policy: one rule per gate reason code, in GateRules
+// order (the order of a decision's reasons). A rule runs only when the
+// release's environment enables it (CompiledPolicy.Rules).
+var gateRules = [...]rule{
+	{code: CodeNoChange, check: ruleNoChange},
+	{code: CodeChangeNotFound, check: ruleChangeNotFound},
+	{code: CodeChangeNotApproved, check: ruleChangeNotApproved},
+	{code: CodeChangeIncomplete, check: ruleChangeIncomplete},
+	{code: CodeOutsideWindow, check: ruleOutsideWindow, next: nextOutsideWindow},
+	{code: CodeScopeMismatch, check: ruleScopeMismatch},
+	{code: CodeIncidentBlock, check: ruleIncidentBlock},
+	{code: CodePIRPending, check: rulePIRPending},
+	{code: CodeFreeze, check: ruleFreeze, next: nextFreeze},
+	{code: CodeSelfApproval, check: ruleSelfApproval},
+}
+
+// ruleNoChange is NO_CHANGE: denies a release that links no change (blank
+// keys count as none), unless a standard template with
+// allow_without_change covers its service and environment.
+func ruleNoChange(ec *evalContext) {
+	if len(ec.links) > 0 || ec.cp.unlinkedTemplate(ec.req.Service, ec.env) != nil {
+		return
+	}
+	ec.add(CodeNoChange, Deny, "", "no change is linked to the release of %s %s to %s; link an approved change or cover the service with a standard template",
+		orUnnamed(ec.req.Service), orUnnamed(ec.req.Version), orUnnamed(ec.env))
+}
+
+// ruleChangeNotFound is CHANGE_NOT_FOUND: denies each linked key the facts
+// do not hold (no connector has delivered it). Keys match exactly, else
+// case-insensitively.
+func ruleChangeNotFound(ec *evalContext) {
+	links := ec.links
+	for i := range links {
+		l := &links[i]
+		if !l.found {
+			ec.add(CodeChangeNotFound, Deny, l.key, "change %s is not known to any connector; check the key, or wait until the change is synchronized", l.key)
+		}
+	}
+}
+
+// ruleChangeNotApproved is CHANGE_NOT_APPROVED, per linked change:
+//   - a rejected or canceled approval, or a change in state canceled,
+//     denies whatever the change type;
+//   - otherwise an approved change passes, a standard change matching a
+//     template passes, and an emergency change passes without waiting (the
+//     decision is flagged Emergency instead);
+//   - a change whose type is in the environment's approval_required waits,
+//     whether approval was requested or not yet (a standard change matching
+//     no template and a change of unknown type count as normal);
+//   - other types pass.
+func ruleChangeNotApproved(ec *evalContext) {
+	links := ec.links
+	for i := range links {
+		l := &links[i]
+		if !l.found {
+			continue
+		}
+		c := &l.c
+		switch {
+		case c.Approval == ApprovalRejected:
+			ec.add(CodeChangeNotApproved, Deny, l.key, "change %s was rejected (approval rejected); raise a new change", l.key)
+		case c.Approval == ApprovalCanceled || c.State == ChangeStateCanceled:
+			ec.add(CodeChangeNotApproved, Deny, l.key, "change %s is canceled (state %s, approval %s); link an active change", l.key, orUnnamed(c.State), orUnnamed(string(c.Approval)))
+		case c.Approval == ApprovalApproved, l.template != nil, c.Type == ChangeEmergency:
+		// Left here: normal, unmatched standard and unknown types, all of
+		// which count as normal too.
+		case ec.approval.has(c.Type) || ec.approval.has(ChangeNormal):
+			if c.Approval == ApprovalRequested {
+				ec.add(CodeChangeNotApproved, Wait, l.key, "change %s is awaiting approval (approval requested, state %s)", l.key, orUnnamed(c.State))
+			} else {
+				ec.add(CodeChangeNotApproved, Wait, l.key, "change %s has not been approved (approval %s, state %s); request approval", l.key, orUnnamed(string(c.Approval)), orUnnamed(c.State))
+			}
+		}
+	}
+}
+
+// ruleChangeIncomplete is CHANGE_INCOMPLETE: denies each linked change
+// without a risk assessment or a backout plan, except standard changes
+// matching a template (pre-authorized).
+func ruleChangeIncomplete(ec *evalContext) {
+	links := ec.links
+	for i := range links {
+		l := &links[i]
+		if !l.found || l.template != nil {
+			continue
+		}
+		var missing string
+		switch {
+		case !l.c.HasRiskAssessment && !l.c.HasBackoutPlan:
+			missing = "a risk assessment and a backout plan"
+		case !l.c.HasRiskAssessment:
+			missing = "a risk assessment"
+		case !l.c.HasBackoutPlan:
+			missing = "a backout plan"
+		default:
+			continue
+		}
+		ec.add(CodeChangeIncomplete, Deny, l.key, "change %s lacks %s; add it to the change", l.key, missing)
+	}
+}
+
+// ruleOutsideWindow is OUTSIDE_WINDOW, per linked change: before the
+// planned start waits, after the planned end denies (both bounds are
+// inside). A normal change (and an unmatched standard one) without a full
+// planned window is denied; emergency and template-matched changes are
+// checked against whatever bounds they have.
+func ruleOutsideWindow(ec *evalContext) {
+	links := ec.links
+	for i := range links {
+		l := &links[i]
+		if !l.found {
+			continue
+		}
+		c := &l.c
+		start, end := c.PlannedStart, c.PlannedEnd
+		needsWindow := l.template == nil && c.Type != ChangeEmergency
+		switch {
+		case needsWindow && (start == nil || end == nil):
+			ec.add(CodeOutsideWindow, Deny, l.key, "change %s has no planned window (planned start and end); schedule the change", l.key)
+		case start != nil && ec.now.Before(*start) && end != nil:
+			ec.add(CodeOutsideWindow, Wait, l.key, "change %s's planned window opens at %s (until %s)", l.key, ec.ts(*start), ec.ts(*end))
+		case start != nil && ec.now.Before(*start):
+			ec.add(CodeOutsideWindow, Wait, l.key, "change %s's planned window opens at %s", l.key, ec.ts(*start))
+		case end != nil && ec.now.After(*end):
+			ec.add(CodeOutsideWindow, Deny, l.key, "change %s's planned window ended at %s; reschedule the change", l.key, ec.ts(*end))
+		}
+	}
+}
+
+// nextOutsideWindow: OUTSIDE_WINDOW changes when a linked change's window
+// opens (inside from its start on) and just after it closes.
+func nextOutsideWindow(ec *evalContext, consider func(time.Time)) {
+	links := ec.links
+	for i := range links {
+		l := &links[i]
+		if !l.found {
+			continue
+		}
+		if s := l.c.PlannedStart; s != nil {
+			consider(*s)
+		}
+		if e := l.c.PlannedEnd; e != nil {
+			consider(e.Add(time.Nanosecond))
+		}
+	}
+}
+
+// ruleScopeMismatch is SCOPE_MISMATCH: denies each linked change whose
+// services / CIs do not include the release's service (case-insensitively),
+// and each that lists none.
+func ruleScopeMismatch(ec *evalContext) {
+	links := ec.links
+	for i := range links {
+		l := &links[i]
+		if !l.found {
+			continue
+		}
+		switch {
+		case len(l.c.Services) == 0:
+			ec.add(CodeScopeMismatch, Deny, l.key, "change %s lists no services; add %s to its services / CIs", l.key, orUnnamed(ec.req.Service))
+		case !containsFold(l.c.Services, ec.req.Service):
+			ec.add(CodeScopeMismatch, Deny, l.key, "change %s does not cover service %s (it lists %s); link the change for this service or add it to the change",
+				l.key, orUnnamed(ec.req.Service), strings.Join(l.c.Services, ", "))
+		}
+	}
+}
+
+// ruleIncidentBlock is INCIDENT_BLOCK: waits for each active incident the
+// policy counts as major (IsMajor) that lists the service, or lists none
+// (global), or any service under major_incident.scope "all" — unless the
+// request names it among the incidents it fixes or links a change the
+// incident lists in FixChanges.
+func ruleIncidentBlock(ec *evalContext) {
+	svc := ec.req.Service
+	for i := range ec.f.Incidents {
+		in := &ec.f.Incidents[i]
+		if !in.Active() || !ec.cp.IsMajor(*in) {
+			continue
+		}
+		global, onService := len(in.Services) == 0, containsFold(in.Services, svc)
+		if !global && !onService && !ec.cp.scopeAll || ec.fixes(in) {
+			continue
+		}
+		affects := "service " + orUnnamed(svc)
+		switch {
+		case global:
+			affects = "all services"
+		case !onService:
+			affects = strings.Join(in.Services, ", ") + " (the policy blocks every release during a major incident)"
+		}
+		ec.add(CodeIncidentBlock, Wait, in.Key, "major incident %s%s is active and affects %s; wait until it is resolved, or link this release as its fix",
+			in.Key, incidentDetail(in), affects)
+	}
+}
+
+// rulePIRPending is PIR_PENDING: waits for each pending post-implementation
+// review in the facts (the team's earlier releases; the team is the
+// catalog's, see CompiledPolicy.Subject), except the release's own.
+func rulePIRPending(ec *evalContext) {
+	for i := range ec.f.PendingPIRs {
+		p := &ec.f.PendingPIRs[i]
+		if p.Status == PIRSignedOff || (ec.f.ReleaseID != "" && p.ReleaseID == ec.f.ReleaseID) {
+			continue
+		}
+		ec.add(CodePIRPending, Wait, p.ReleaseID, "release %s (%s %s to %s) of team %s awaits its post-implementation review; sign it off before the next release",
+			p.ReleaseID, orUnnamed(p.Service), orUnnamed(p.Version), orUnnamed(p.Environment), orUnnamed(p.Team))
+	}
+}
+
+// ruleFreeze is FREEZE: waits while a freeze covering the environment is
+// active (CompiledPolicy.ActiveFreeze), unless the request links changes
+// and every one of them is a known emergency change.
+func ruleFreeze(ec *evalContext) {
+	if ec.allEmergency {
+		return
+	}
+	if name, until, ok := ec.cp.ActiveFreeze(ec.env, ec.now); ok {
+		ec.add(CodeFreeze, Wait, name, "freeze %s is active for %s until %s; deploy after it ends, or link an emergency change", name, orUnnamed(ec.env), ec.ts(until))
+	}
+}
+
+// nextFreeze: FREEZE changes when the freeze in force ends, or the next
+// freeze covering the environment starts.
+func nextFreeze(ec *evalContext, consider func(time.Time)) {
+	if ec.allEmergency {
+		return
+	}
+	if t, ok := ec.cp.nextFreezeChange(ec.env, ec.now); ok {
+		consider(t)
+	}
+}
+
+// ruleSelfApproval is SELF_APPROVAL: denies each linked change with exactly
+// one distinct approver who approved when that person is the deployer (the
+// request's actor) or the change's requester, case-insensitively
+// (separation of duties).
+func ruleSelfApproval(ec *evalContext) {
+	actor := strings.TrimSpace(ec.req.Actor)
+	links := ec.links
+	for i := range links {
+		l := &links[i]
+		if !l.found {
+			continue
+		}
+		approver, only := soleApprover(l.c.Approvals)
+		if !only {
+			continue
+		}
+		switch {
+		case actor != "" && strings.EqualFold(approver, actor):
+			ec.add(CodeSelfApproval, Deny, l.key, "change %s was approved only by %s, who is deploying it; separation of duties needs another approver", l.key, approver)
+		case l.c.RequestedBy != "" && strings.EqualFold(approver, strings.TrimSpace(l.c.RequestedBy)):
+			ec.add(CodeSelfApproval, Deny, l.key, "change %s was approved only by %s, who requested it; separation of duties needs another approver", l.key, approver)
+		}
+	}
+}
+
+// noteTeamIgnored is the TEAM_IGNORED note (no rule: it changes no
+// decision): the request named a team the service catalog contradicts.
+func noteTeamIgnored(ec *evalContext) {
+	if ec.req.IgnoredTeam != "" {
+		ec.add(CodeTeamIgnored, "", ec.req.IgnoredTeam, "the request names team %s, but the service catalog says %s belongs to team %s; the catalog's team was used",
+			ec.req.IgnoredTeam, ec.req.Service, ec.req.Team)
+	}
+}

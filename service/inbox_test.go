@@ -1,0 +1,217 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/config/mappings"
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+	"github.com/tollgate-dev/tollgate/store"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// stepClock is a settable clock shared by the inbox and its store.
+type stepClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *stepClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// faultyStore is a real store whose change writes and event outcomes fail
+// as a test says, per change key / event id.
+type faultyStore struct {
+	*store.DB
+	upsert map[string]func() error // by change key
+	finish map[string]error        // by event id, for outcome "processed"
+}
+
+func (f *faultyStore) UpsertChange(ctx context.Context, c core.Change) (core.UpsertResult, error) {
+	if fail, ok := f.upsert[c.Key]; ok {
+		if err := fail(); err != nil {
+			return "", err
+		}
+	}
+	return f.DB.UpsertChange(ctx, c)
+}
+
+func (f *faultyStore) FinishEvent(ctx context.Context, id, status, reason, record string) error {
+	if err, ok := f.finish[id]; ok && status == core.EventProcessed {
+		return err
+	}
+	return f.DB.FinishEvent(ctx, id, status, reason, record)
+}
+
+func newTestInbox(t *testing.T, clock core.Clock, cfg InboxConfig) (*Inbox, *faultyStore) {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), store.Options{Clock: clock, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	maps, err := NewMappings(db, log, mappings.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := maps.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fs := &faultyStore{DB: db, upsert: map[string]func() error{}, finish: map[string]error{}}
+	conns := []Connector{{Config: connectors.Config{Name: "servicenow", Type: "servicenow"}}}
+	return NewInbox(fs, conns, maps, nil, metrics.New(), clock, log, cfg), fs
+}
+
+func snEvent(t *testing.T, db *store.DB, key string, at time.Time) string {
+	t.Helper()
+	body := fmt.Sprintf(`{"result":{"sys_class_name":"change_request","number":%q,"state":"-5","sys_updated_on":"2026-11-24 10:00:00"}}`, key)
+	id, _, err := db.InsertEvent(context.Background(), core.Event{Connector: "servicenow", Type: "change_request", DedupeKey: key, Body: []byte(body), ReceivedAt: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// Each claimed event is settled alone: a transient failure is retried with
+// a backoff and its last error shown, then quarantined after MaxAttempts;
+// a panic or an outcome that cannot be recorded quarantines that event
+// only; an event whose claims never finished (a crash loop) is quarantined
+// once its attempts are spent. Before, a failure to record one outcome
+// aborted the batch and left every event claimed with it pending.
+func TestInboxSettlesEachEventAlone(t *testing.T) {
+	ctx := context.Background()
+	clock := &stepClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
+
+	ids := map[string]string{}
+	for i, key := range []string{"CHG1", "CHG2", "CHG3", "CHG5"} {
+		ids[key] = snEvent(t, fs.DB, key, clock.Now().Add(time.Duration(i)*time.Millisecond))
+	}
+	fs.upsert["CHG1"] = func() error { return core.Errorf(core.KindUnavailable, "database busy") }
+	fs.upsert["CHG3"] = func() error { panic("mapping bug") }
+	fs.finish[ids["CHG5"]] = errors.New("connection reset while recording")
+
+	if n, err := in.ProcessBatch(ctx); err != nil || n != 4 {
+		t.Fatalf("batch: %d %v", n, err)
+	}
+	get := func(key string) core.Event {
+		e, err := fs.GetEvent(ctx, ids[key])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	if e := get("CHG2"); e.Status != core.EventProcessed {
+		t.Fatalf("good event: %+v", e)
+	}
+	if e := get("CHG3"); e.Status != core.EventQuarantined || !strings.Contains(e.Reason, "mapping bug") {
+		t.Fatalf("panicking event: %s %q", e.Status, e.Reason)
+	}
+	if e := get("CHG5"); e.Status != core.EventQuarantined || !strings.Contains(e.Reason, "connection reset while recording") {
+		t.Fatalf("unrecordable outcome: %s %q", e.Status, e.Reason)
+	}
+	e := get("CHG1")
+	if e.Status != core.EventPending || e.Attempts != 1 || !strings.Contains(e.LastError, "database busy") ||
+		e.ClaimedUntil == nil || !e.ClaimedUntil.Equal(clock.Now().Add(time.Second)) {
+		t.Fatalf("transient failure: %+v, want pending with its error, retried after 1s", e)
+	}
+	// Not before its backoff …
+	if n, _ := in.ProcessBatch(ctx); n != 0 {
+		t.Fatalf("claimed %d events before the backoff ended", n)
+	}
+	// … then retried until the attempts are spent.
+	for attempt := 2; attempt <= 3; attempt++ {
+		clock.add(time.Minute)
+		if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
+			t.Fatalf("attempt %d: %d %v", attempt, n, err)
+		}
+	}
+	if e := get("CHG1"); e.Status != core.EventQuarantined || e.Reason != "gave up after 3 attempts; last error: database busy" {
+		t.Fatalf("after 3 attempts: %s %q", e.Status, e.Reason)
+	}
+	var retried dto.Metric
+	if err := in.metrics.InboxEvents.WithLabelValues("servicenow", "retried").Write(&retried); err != nil || retried.GetCounter().GetValue() != 2 {
+		t.Fatalf("retried counted %v times (%v), want 2", retried.GetCounter().GetValue(), err)
+	}
+
+	// A crash loop: claims that never finish count attempts too.
+	crash := snEvent(t, fs.DB, "CHG9", clock.Now())
+	for range 3 {
+		if _, err := fs.ClaimEvents(ctx, 10, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		clock.add(2 * time.Second)
+	}
+	if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("crash-loop batch: %d %v", n, err)
+	}
+	e, _ = fs.GetEvent(ctx, crash)
+	if e.Status != core.EventQuarantined || !strings.HasPrefix(e.Reason, "gave up after 3 attempts") {
+		t.Fatalf("crash-looping event: %s %q", e.Status, e.Reason)
+	}
+
+	// A replay gives a quarantined event fresh attempts.
+	delete(fs.upsert, "CHG1")
+	if err := in.Replay(ctx, ids["CHG1"], "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("after replay: %d %v", n, err)
+	}
+	if e := get("CHG1"); e.Status != core.EventProcessed {
+		t.Fatalf("replayed event: %s %q", e.Status, e.Reason)
+	}
+}
+
+// A delivery stored by another replica (here: straight into the store, not
+// through this inbox's Receive) wakes this normalizer through the store's
+// announcement, long before its poll.
+func TestInboxWakesOnStoredDelivery(t *testing.T) {
+	in, fs := newTestInbox(t, core.SystemClock, InboxConfig{PollInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { in.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(100 * time.Millisecond) // the first (empty) look for work is over
+
+	id := snEvent(t, fs.DB, "CHG1", time.Now())
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		e, err := fs.GetEvent(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Status == core.EventProcessed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event still %s after 3s: the stored delivery did not wake the normalizer", e.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

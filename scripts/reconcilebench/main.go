@@ -6,6 +6,7 @@
 // Usage:
 //
 //	go run ./scripts/reconcilebench -db 'postgres://…/tollgate_recon?sslmode=disable' [-page 1000] [-runs 3]
+//	go run ./scripts/reconcilebench -db 'postgres://…' -copy-to-sqlite /tmp/recon.db   # then -db sqlite:/tmp/recon.db
 package main
 
 import (
@@ -30,7 +31,15 @@ func main() {
 	page := flag.Int("page", store.DefaultReconcilePage, "deployments per page")
 	runs := flag.Int("runs", 3, "reports to run (each is timed)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the runs to this file")
+	copyTo := flag.String("copy-to-sqlite", "", "instead of timing, copy the seeded PostgreSQL store (-db) into a new SQLite store at this path")
 	flag.Parse()
+	if *copyTo != "" {
+		if err := copyToSQLite(context.Background(), *dbURL, "sqlite:"+*copyTo); err != nil {
+			fmt.Fprintln(os.Stderr, "reconcilebench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

@@ -8,13 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lib/pq"
 	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/tollgate-dev/tollgate/core"
 )
 
 // DefaultReconcilePage is how many deployments ReconcileScan reads per page.
-const DefaultReconcilePage = 1000
+const DefaultReconcilePage = 2000
 
 // maxInList bounds the values of one IN (…) list.
 const maxInList = 1000
@@ -22,22 +23,39 @@ const maxInList = 1000
 // reconcileDeploymentsSQL reads one keyset page of deployments in start
 // order with the gate decision each relied on: the one it names, else its
 // release's newest decision at or before its start (a correlated subquery
-// on gate_decisions_release). The decision document is text; its commit
-// and reasons are read from it by the database. %s is the filter and %s the
-// dialect's JSON extraction of commit and reasons.
+// on gate_decisions_release). The page is chosen first, in a subquery with
+// its own LIMIT, so the decisions are looked up for its rows only: joined
+// before the limit, PostgreSQL's plan for a late page looked them up for
+// every deployment left in the period (each page then cost more than the
+// last). The decision document is text; its commit and reasons are read
+// from it by the database. The %s are the dialect's JSON extraction of
+// commit and reasons, the filter, and decisionJoin.
 const reconcileDeploymentsSQL = `SELECT d.id, d.release_id, d.service, d.environment, d.version, d.commit_sha, d.team, d.status,
 	d.started_at, d.finished_at, d.actor, d.changes, d.incidents, d.decision_id, d.provider, d.run_id, d.url,
 	g.id AS g_id, g.release_id AS g_release, g.decision AS g_decision, g.evaluated_at AS g_at,
 	g.policy_version AS g_policy, g.actor AS g_actor, %s
-FROM deployments d
-LEFT JOIN gate_decisions g ON g.id = CASE WHEN d.decision_id <> '' THEN d.decision_id ELSE (
+FROM (SELECT * FROM deployments d
+	WHERE d.started_at >= ? AND d.started_at < ? AND d.created_at <= ?%s
+		AND (d.started_at, d.id) > (?, ?)
+	ORDER BY d.started_at, d.id
+	LIMIT ?) d
+%s
+ORDER BY d.started_at, d.id`
+
+// decisionRelied is the id of the gate decision a deployment d relied on.
+const decisionRelied = `CASE WHEN d.decision_id <> '' THEN d.decision_id ELSE (
 	SELECT g2.id FROM gate_decisions g2
 	WHERE g2.release_id = d.release_id AND g2.evaluated_at <= d.started_at
-	ORDER BY g2.evaluated_at DESC, g2.id DESC LIMIT 1) END
-WHERE d.started_at >= ? AND d.started_at < ? AND d.created_at <= ?%s
-	AND (d.started_at, d.id) > (?, ?)
-ORDER BY d.started_at, d.id
-LIMIT ?`
+	ORDER BY g2.evaluated_at DESC, g2.id DESC LIMIT 1) END`
+
+// decisionJoin joins each deployment of the page to that decision. On
+// PostgreSQL it is a LATERAL lookup kept from being flattened (OFFSET 0):
+// as a plain join the planner hashed the whole gate_decisions table for
+// every page. SQLite looks it up by primary key either way.
+var decisionJoin = map[string]string{
+	SQLite:   `LEFT JOIN gate_decisions g ON g.id = ` + decisionRelied,
+	Postgres: `LEFT JOIN LATERAL (SELECT * FROM gate_decisions g WHERE g.id = ` + decisionRelied + ` OFFSET 0) g ON true`,
+}
 
 // reconcileRow is one row of reconcileDeploymentsSQL.
 type reconcileRow struct {
@@ -219,7 +237,7 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 		}
 	}
 	args = append(args, afterAt, afterID, limit)
-	text := d.q(fmt.Sprintf(reconcileDeploymentsSQL, extract, filter.String()))
+	text := d.q(fmt.Sprintf(reconcileDeploymentsSQL, extract, filter.String(), decisionJoin[d.dialect]))
 	rs, err := d.db.QueryContext(ctx, text, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: read deployments: %w", translate(err))
@@ -300,6 +318,20 @@ const changeVersionsSQL = `SELECT v.key, v.version, v.valid_from, v.recorded_at,
 		WHERE w.key = v.key AND w.version > v.version AND w.valid_from <= ? AND w.recorded_at <= ?)
 	ORDER BY v.key, v.version`
 
+// changeVersionsPGSQL is changeVersionsSQL for PostgreSQL: the keys come
+// as one array, and each key's versions are looked up by index in a
+// LATERAL subquery kept from being flattened (OFFSET 0). With an IN list
+// of a page's ~1,000 keys the planner chose a parallel sequential scan of
+// change_versions and its anti-join, 4–8x slower.
+const changeVersionsPGSQL = `SELECT v.key, v.version, v.valid_from, v.recorded_at, v.doc::text
+	FROM unnest(?::text[]) AS k(key)
+	CROSS JOIN LATERAL (SELECT * FROM change_versions v
+		WHERE v.key = k.key AND v.valid_from <= ? AND v.recorded_at <= ?
+		AND NOT EXISTS (SELECT 1 FROM change_versions w
+			WHERE w.key = v.key AND w.version > v.version AND w.valid_from <= ? AND w.recorded_at <= ?)
+		OFFSET 0) v
+	ORDER BY v.key, v.version`
+
 // changeVersionsSpanning returns, by key, the versions of the changes that
 // may be in force at some instant of [from, to] (see changeVersionsSQL);
 // with from = to = the cut-off, each change's version as of the cut-off.
@@ -315,7 +347,11 @@ func (d *DB) changeVersionsSpanning(ctx context.Context, keys []string, from, to
 			args = append(args, k)
 		}
 		args = append(args, to, cutoff, from, cutoff)
-		rs, err := d.db.QueryContext(ctx, d.q(fmt.Sprintf(changeVersionsSQL, doc, placeholders(len(chunk)))), args...)
+		query := fmt.Sprintf(changeVersionsSQL, doc, placeholders(len(chunk)))
+		if d.dialect == Postgres {
+			query, args = changeVersionsPGSQL, []any{pq.Array(chunk), to, cutoff, from, cutoff}
+		}
+		rs, err := d.db.QueryContext(ctx, d.q(query), args...)
 		if err != nil {
 			return nil, fmt.Errorf("reconcile: read change versions: %w", translate(err))
 		}

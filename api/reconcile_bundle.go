@@ -50,6 +50,29 @@ func (s *Server) reportBundle(c *echo.Context) error {
 	}
 	var buf bytes.Buffer
 	bw := bundle.NewWriter(&buf, s.deps.Clock.Now())
+	if err := addReportFiles(bw, rep, walk); err != nil {
+		return err
+	}
+	decisions, releases, err := s.addRecordFiles(c, bw, findings)
+	if err != nil {
+		return err
+	}
+	audit, err := s.auditSlice(c, rep.ID, releases, decisions)
+	if err != nil {
+		return err
+	}
+	if err := bw.AddJSON(bundle.AuditName, audit); err != nil {
+		return err
+	}
+	if err := bw.Close(bundle.Manifest{ReportID: rep.ID}); err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderContentDisposition, `attachment; filename="reconciliation-`+rep.ID+`.tar.gz"`)
+	return c.Blob(http.StatusOK, "application/gzip", buf.Bytes())
+}
+
+// addReportFiles writes the report as JSON, CSV and HTML.
+func addReportFiles(bw *bundle.Writer, rep core.Report, walk findingWalker) error {
 	for _, r := range []struct {
 		name   string
 		render func(*bytes.Buffer) error
@@ -66,8 +89,15 @@ func (s *Server) reportBundle(c *echo.Context) error {
 			return err
 		}
 	}
+	return nil
+}
 
-	var decisions, changes, incidents, releases []string
+// addRecordFiles writes the gate decisions the findings relied on and the
+// histories of the changes and incidents they name, and returns the
+// decisions' and their releases' ids.
+func (s *Server) addRecordFiles(c *echo.Context, bw *bundle.Writer, findings []core.ReconcileFinding) (decisions, releases []string, err error) {
+	ctx := c.Request().Context()
+	var changes, incidents []string
 	add := func(list *[]string, v string) {
 		if v != "" && !slices.Contains(*list, v) {
 			*list = append(*list, v)
@@ -88,19 +118,19 @@ func (s *Server) reportBundle(c *echo.Context) error {
 	for _, dID := range decisions {
 		d, err := s.deps.Reader.GetDecision(ctx, dID)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if err := bw.AddJSON(bundleFileName("decisions", dID), d); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	for _, key := range changes {
 		h, err := s.deps.Reader.ChangeHistory(ctx, key)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if err := bw.AddJSON(bundleFileName("changes", key), h); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	for _, key := range incidents {
@@ -109,24 +139,13 @@ func (s *Server) reportBundle(c *echo.Context) error {
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if err := bw.AddJSON(bundleFileName("incidents", key), h); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	audit, err := s.auditSlice(c, rep.ID, releases, decisions)
-	if err != nil {
-		return err
-	}
-	if err := bw.AddJSON(bundle.AuditName, audit); err != nil {
-		return err
-	}
-	if err := bw.Close(bundle.Manifest{ReportID: rep.ID}); err != nil {
-		return err
-	}
-	c.Response().Header().Set(echo.HeaderContentDisposition, `attachment; filename="reconciliation-`+rep.ID+`.tar.gz"`)
-	return c.Blob(http.StatusOK, "application/gzip", buf.Bytes())
+	return decisions, releases, nil
 }
 
 // auditSlice gathers the audit rows of the report (its creation and

@@ -199,35 +199,10 @@ func ReconcileDeployment(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Tim
 	if known && len(cp.Rules(env, d.Service)) == 0 {
 		return nil
 	}
-	releaseID := d.ReleaseID
-	if releaseID == "" {
-		releaseID = ReleaseID(d.Service, d.Version, d.Environment)
-	}
-	facts := Facts{
-		Request: GateRequest{
-			Service: d.Service, Environment: d.Environment, Version: d.Version, Commit: d.Commit,
-			Team: d.Team, Changes: d.Changes, Incidents: d.Incidents, Actor: d.Actor,
-		},
-		Changes:     make(map[string]Change, len(df.Changes)),
-		Incidents:   df.Incidents,
-		PendingPIRs: df.PendingPIRs,
-		ReleaseID:   releaseID,
-	}
-	versions := make(map[string]int, len(df.Changes))
-	lineage := Lineage{Changes: make([]ChangeLineage, 0, len(df.Changes)), Decision: df.Decision}
-	for _, v := range df.Changes {
-		facts.Changes[v.Change.Key] = v.Change
-		versions[strings.ToLower(v.Change.Key)] = v.Version
-		c := v.Change
-		lineage.Changes = append(lineage.Changes, ChangeLineage{
-			Key: c.Key, Version: v.Version, ValidFrom: v.ValidFrom, Type: c.Type, State: c.State, Approval: c.Approval,
-			RequestedBy: c.RequestedBy, Approvals: c.Approvals, ReviewedAt: c.ReviewedAt,
-		})
-	}
+	facts, lineage, versions := asOfFacts(df)
 	dec := Evaluate(cp, facts, d.StartedAt)
-
 	ref := DeploymentRef{
-		ID: d.ID, ReleaseID: releaseID, Service: d.Service, Environment: d.Environment, Version: d.Version,
+		ID: d.ID, ReleaseID: facts.ReleaseID, Service: d.Service, Environment: d.Environment, Version: d.Version,
 		Team: d.Team, Commit: d.Commit, Status: d.Status, StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
 		Actor: d.Actor, Provider: d.Provider, RunID: d.RunID, URL: d.URL,
 	}
@@ -256,9 +231,50 @@ func ReconcileDeployment(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Tim
 		}
 		add(CodeGateBypassed, SeverityHigh, ref0, msg)
 	}
-	if !dec.Emergency {
-		return out
+	if dec.Emergency {
+		emergencyFindings(cp, df, cutoff, opts, add)
 	}
+	return out
+}
+
+// asOfFacts turns a deployment's as-of records into the gate's Facts (its
+// request rebuilt from the deployment), its approval lineage, and the
+// version number of each linked change (by lower-case key).
+func asOfFacts(df DeploymentFacts) (Facts, Lineage, map[string]int) {
+	d := &df.Deployment
+	releaseID := d.ReleaseID
+	if releaseID == "" {
+		releaseID = ReleaseID(d.Service, d.Version, d.Environment)
+	}
+	facts := Facts{
+		Request: GateRequest{
+			Service: d.Service, Environment: d.Environment, Version: d.Version, Commit: d.Commit,
+			Team: d.Team, Changes: d.Changes, Incidents: d.Incidents, Actor: d.Actor,
+		},
+		Changes:     make(map[string]Change, len(df.Changes)),
+		Incidents:   df.Incidents,
+		PendingPIRs: df.PendingPIRs,
+		ReleaseID:   releaseID,
+	}
+	versions := make(map[string]int, len(df.Changes))
+	lineage := Lineage{Changes: make([]ChangeLineage, 0, len(df.Changes)), Decision: df.Decision}
+	for _, v := range df.Changes {
+		c := v.Change
+		facts.Changes[c.Key] = c
+		versions[strings.ToLower(c.Key)] = v.Version
+		lineage.Changes = append(lineage.Changes, ChangeLineage{
+			Key: c.Key, Version: v.Version, ValidFrom: v.ValidFrom, Type: c.Type, State: c.State, Approval: c.Approval,
+			RequestedBy: c.RequestedBy, Approvals: c.Approvals, ReviewedAt: c.ReviewedAt,
+		})
+	}
+	return facts, lineage, versions
+}
+
+// emergencyFindings applies the emergency timers to a deployment that
+// linked an emergency change: the review of each emergency change (as of
+// the cut-off), and the deployment's validation.
+func emergencyFindings(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time, opts ReconcileOptions, add func(code, severity, ref, msg string)) {
+	d := &df.Deployment
 	for _, v := range df.Changes {
 		if v.Change.Type != ChangeEmergency {
 			continue
@@ -274,7 +290,6 @@ func ReconcileDeployment(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Tim
 	if msg, ok := emergencyValidationOverdue(*d, cutoff, opts.ValidationWithin); ok {
 		add(CodeEmergencyValidationOverdue, SeverityMedium, "", msg)
 	}
-	return out
 }
 
 // DecisionClockSkew is how much later than a deployment's reported start

@@ -116,6 +116,42 @@ func runReconcile(ctx context.Context, o reconcileOptions, stdout, stderr io.Wri
 		}
 	}
 	body, _ := json.Marshal(map[string]any{"from": from, "to": to, "environment": o.environment, "service": o.service, "team": o.team})
+	rc := newReportClient(ctx, o)
+	raw, code, err := rc.do(http.MethodPost, rc.base, body, http.StatusCreated)
+	if err != nil {
+		return code, err
+	}
+	var rep reconcileSummary
+	if err := json.Unmarshal(raw, &rep); err != nil || rep.ID == "" {
+		return exitReconcileDown, fmt.Errorf("unreadable gateway answer: %q", raw)
+	}
+	out, code, err := rc.do(http.MethodGet, rc.base+"/"+url.PathEscape(rep.ID)+"?format="+o.format, nil, http.StatusOK)
+	if err != nil {
+		return code, err
+	}
+	if _, err := stdout.Write(out); err != nil {
+		return exitReconcileError, err
+	}
+	s := rep.Summary
+	open := s.Findings - s.Acknowledged
+	fmt.Fprintf(stderr, "report %s: %d deployments checked, %d compliant, %d findings (%d unacknowledged)\n",
+		rep.ID, s.DeploymentsChecked, s.Compliant, s.Findings, open)
+	if o.failOnFindings && open > 0 {
+		return exitReconcileFindings, fmt.Errorf("%d unacknowledged findings", open)
+	}
+	return exitReconcileOK, nil
+}
+
+// reportClient talks to the gateway's report routes.
+type reportClient struct {
+	ctx    context.Context
+	client *retryablehttp.Client
+	base   string // …/api/v1/reports/reconciliation
+	url    string
+	token  string
+}
+
+func newReportClient(ctx context.Context, o reconcileOptions) *reportClient {
 	client := retryablehttp.NewClient()
 	client.RetryMax = o.retries
 	client.RetryWaitMin = 500 * time.Millisecond
@@ -132,59 +168,38 @@ func runReconcile(ctx context.Context, o reconcileOptions, stdout, stderr io.Wri
 		}
 		return err != nil && resp == nil, nil
 	}
-	base := strings.TrimRight(o.url, "/") + "/api/v1/reports/reconciliation"
+	return &reportClient{ctx: ctx, client: client, base: strings.TrimRight(o.url, "/") + "/api/v1/reports/reconciliation", url: o.url, token: o.token}
+}
 
-	do := func(method, u string, body []byte, want int) ([]byte, int, error) {
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(body)
-		}
-		r, err := retryablehttp.NewRequestWithContext(ctx, method, u, rd)
-		if err != nil {
-			return nil, exitReconcileError, fmt.Errorf("build request: %w", err)
-		}
-		if body != nil {
-			r.Header.Set("Content-Type", "application/json")
-		}
-		r.Header.Set("Authorization", "Bearer "+o.token)
-		resp, err := client.Do(r)
-		if err != nil {
-			return nil, exitReconcileDown, fmt.Errorf("gateway unreachable at %s: %w", o.url, err)
-		}
-		defer resp.Body.Close()
-		raw, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return nil, exitReconcileDown, fmt.Errorf("read gateway answer: %w", err)
-		}
-		if resp.StatusCode >= 500 {
-			return nil, exitReconcileDown, fmt.Errorf("gateway error %d: %s", resp.StatusCode, errorText(raw))
-		}
-		if resp.StatusCode != want {
-			return nil, exitReconcileError, fmt.Errorf("gateway refused the report (%d): %s", resp.StatusCode, errorText(raw))
-		}
-		return raw, 0, nil
+// do sends one request and returns the body of a want answer, or the exit
+// code and error for anything else.
+func (rc *reportClient) do(method, u string, body []byte, want int) ([]byte, int, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
-	raw, code, err := do(http.MethodPost, base, body, http.StatusCreated)
+	r, err := retryablehttp.NewRequestWithContext(rc.ctx, method, u, rd)
 	if err != nil {
-		return code, err
+		return nil, exitReconcileError, fmt.Errorf("build request: %w", err)
 	}
-	var rep reconcileSummary
-	if err := json.Unmarshal(raw, &rep); err != nil || rep.ID == "" {
-		return exitReconcileDown, fmt.Errorf("unreadable gateway answer: %q", raw)
+	if body != nil {
+		r.Header.Set("Content-Type", "application/json")
 	}
-	out, code, err := do(http.MethodGet, base+"/"+url.PathEscape(rep.ID)+"?format="+o.format, nil, http.StatusOK)
+	r.Header.Set("Authorization", "Bearer "+rc.token)
+	resp, err := rc.client.Do(r)
 	if err != nil {
-		return code, err
+		return nil, exitReconcileDown, fmt.Errorf("gateway unreachable at %s: %w", rc.url, err)
 	}
-	if _, err := stdout.Write(out); err != nil {
-		return exitReconcileError, err
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, exitReconcileDown, fmt.Errorf("read gateway answer: %w", err)
 	}
-	s := rep.Summary
-	open := s.Findings - s.Acknowledged
-	fmt.Fprintf(stderr, "report %s: %d deployments checked, %d compliant, %d findings (%d unacknowledged)\n",
-		rep.ID, s.DeploymentsChecked, s.Compliant, s.Findings, open)
-	if o.failOnFindings && open > 0 {
-		return exitReconcileFindings, fmt.Errorf("%d unacknowledged findings", open)
+	if resp.StatusCode >= 500 {
+		return nil, exitReconcileDown, fmt.Errorf("gateway error %d: %s", resp.StatusCode, errorText(raw))
 	}
-	return exitReconcileOK, nil
+	if resp.StatusCode != want {
+		return nil, exitReconcileError, fmt.Errorf("gateway refused the report (%d): %s", resp.StatusCode, errorText(raw))
+	}
+	return raw, 0, nil
 }

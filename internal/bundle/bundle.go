@@ -153,94 +153,116 @@ const maxFileSize = 1 << 30
 // problem is returned as a *Mismatch naming the file; a bundle that cannot
 // be read at all is another error.
 func Verify(r io.Reader) (Result, error) {
-	gz, err := gzip.NewReader(r)
+	a, err := readArchive(r)
 	if err != nil {
-		return Result{}, fmt.Errorf("not a gzip file: %w", err)
+		return Result{}, err
 	}
-	tr := tar.NewReader(gz)
-	digests := map[string]File{}
-	var order []string
-	var manifestRaw, audit []byte
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return Result{}, fmt.Errorf("read tar: %w", err)
-		}
-		if hdr.Typeflag == tar.TypeDir {
-			continue // a directory entry (an archive re-made with tar -C dir .)
-		}
-		// An archive re-made from an unpacked bundle names "./report.csv".
-		hdr.Name = strings.TrimPrefix(hdr.Name, "./")
-		if hdr.Typeflag != tar.TypeReg {
-			return Result{}, &Mismatch{File: hdr.Name, Reason: "not a regular file"}
-		}
-		if hdr.Size > maxFileSize {
-			return Result{}, &Mismatch{File: hdr.Name, Reason: "larger than a bundle file may be"}
-		}
-		content, err := io.ReadAll(io.LimitReader(tr, maxFileSize))
-		if err != nil {
-			return Result{}, fmt.Errorf("read %s: %w", hdr.Name, err)
-		}
-		if hdr.Name == ManifestName {
-			manifestRaw = content
-			continue
-		}
-		if _, dup := digests[hdr.Name]; dup {
-			return Result{}, &Mismatch{File: hdr.Name, Reason: "appears twice in the bundle"}
-		}
-		sum := sha256.Sum256(content)
-		digests[hdr.Name] = File{Name: hdr.Name, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content))}
-		order = append(order, hdr.Name)
-		if hdr.Name == AuditName {
-			audit = content
-		}
-	}
-	if manifestRaw == nil {
+	if a.manifest == nil {
 		return Result{}, &Mismatch{File: ManifestName, Reason: "missing"}
 	}
 	var m Manifest
-	if err := json.Unmarshal(manifestRaw, &m); err != nil {
+	if err := json.Unmarshal(a.manifest, &m); err != nil {
 		return Result{}, &Mismatch{File: ManifestName, Reason: "not valid JSON: " + err.Error()}
 	}
 	if m.Format != Format {
 		return Result{}, &Mismatch{File: ManifestName, Reason: fmt.Sprintf("format %q, want %q", m.Format, Format)}
 	}
-	listed := map[string]File{}
-	for _, f := range m.Files {
-		listed[f.Name] = f
+	if err := checkFiles(m, a); err != nil {
+		return Result{}, err
 	}
-	// Files in archive order, then anything listed but absent.
-	for _, name := range order {
-		want, ok := listed[name]
-		got := digests[name]
-		switch {
-		case !ok:
-			return Result{}, &Mismatch{File: name, Reason: "not listed in the manifest"}
-		case want.SHA256 != got.SHA256:
-			return Result{}, &Mismatch{File: name, Reason: fmt.Sprintf("SHA-256 %s does not match the manifest's %s (the file was changed)", got.SHA256, want.SHA256)}
-		case want.Size != got.Size:
-			return Result{}, &Mismatch{File: name, Reason: fmt.Sprintf("size %d does not match the manifest's %d", got.Size, want.Size)}
-		}
-	}
-	for _, f := range m.Files {
-		if _, ok := digests[f.Name]; !ok {
-			return Result{}, &Mismatch{File: f.Name, Reason: "listed in the manifest but missing"}
-		}
-	}
-	res := Result{Manifest: m, Files: len(order)}
-	sum := sha256.Sum256(manifestRaw)
+	res := Result{Manifest: m, Files: len(a.order)}
+	sum := sha256.Sum256(a.manifest)
 	res.ManifestSH = hex.EncodeToString(sum[:])
-	if audit != nil {
-		n, err := verifyAudit(audit)
+	if a.audit != nil {
+		n, err := verifyAudit(a.audit)
 		if err != nil {
 			return Result{}, err
 		}
 		res.AuditRows = n
 	}
 	return res, nil
+}
+
+// archive is what readArchive found in a bundle.
+type archive struct {
+	digests  map[string]File // by name: the digest of each file's content
+	order    []string        // file names in archive order
+	manifest []byte
+	audit    []byte
+}
+
+// readArchive reads every file of a bundle, digesting each.
+func readArchive(r io.Reader) (archive, error) {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return archive{}, fmt.Errorf("not a gzip file: %w", err)
+	}
+	tr := tar.NewReader(gz)
+	a := archive{digests: map[string]File{}}
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return a, nil
+		}
+		if err != nil {
+			return archive{}, fmt.Errorf("read tar: %w", err)
+		}
+		if hdr.Typeflag == tar.TypeDir {
+			continue // a directory entry (an archive re-made with tar -C dir .)
+		}
+		// An archive re-made from an unpacked bundle names "./report.csv".
+		hdr.Name = strings.TrimPrefix(hdr.Name, "./")
+		switch {
+		case hdr.Typeflag != tar.TypeReg:
+			return archive{}, &Mismatch{File: hdr.Name, Reason: "not a regular file"}
+		case hdr.Size > maxFileSize:
+			return archive{}, &Mismatch{File: hdr.Name, Reason: "larger than a bundle file may be"}
+		}
+		content, err := io.ReadAll(io.LimitReader(tr, maxFileSize))
+		if err != nil {
+			return archive{}, fmt.Errorf("read %s: %w", hdr.Name, err)
+		}
+		if hdr.Name == ManifestName {
+			a.manifest = content
+			continue
+		}
+		if _, dup := a.digests[hdr.Name]; dup {
+			return archive{}, &Mismatch{File: hdr.Name, Reason: "appears twice in the bundle"}
+		}
+		sum := sha256.Sum256(content)
+		a.digests[hdr.Name] = File{Name: hdr.Name, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content))}
+		a.order = append(a.order, hdr.Name)
+		if hdr.Name == AuditName {
+			a.audit = content
+		}
+	}
+}
+
+// checkFiles compares the files with the manifest: in archive order, then
+// anything listed but absent.
+func checkFiles(m Manifest, a archive) error {
+	listed := map[string]File{}
+	for _, f := range m.Files {
+		listed[f.Name] = f
+	}
+	for _, name := range a.order {
+		want, ok := listed[name]
+		got := a.digests[name]
+		switch {
+		case !ok:
+			return &Mismatch{File: name, Reason: "not listed in the manifest"}
+		case want.SHA256 != got.SHA256:
+			return &Mismatch{File: name, Reason: fmt.Sprintf("SHA-256 %s does not match the manifest's %s (the file was changed)", got.SHA256, want.SHA256)}
+		case want.Size != got.Size:
+			return &Mismatch{File: name, Reason: fmt.Sprintf("size %d does not match the manifest's %d", got.Size, want.Size)}
+		}
+	}
+	for _, f := range m.Files {
+		if _, ok := a.digests[f.Name]; !ok {
+			return &Mismatch{File: f.Name, Reason: "listed in the manifest but missing"}
+		}
+	}
+	return nil
 }
 
 // verifyAudit checks each row's hash and the links between consecutive

@@ -54,7 +54,7 @@ const decisionRelied = `CASE WHEN d.decision_id <> '' THEN d.decision_id ELSE (
 // every page. SQLite looks it up by primary key either way.
 var decisionJoin = map[string]string{
 	SQLite:   `LEFT JOIN gate_decisions g ON g.id = ` + decisionRelied,
-	Postgres: `LEFT JOIN LATERAL (SELECT * FROM gate_decisions g WHERE g.id = ` + decisionRelied + ` OFFSET 0) g ON true`,
+	Postgres: `LEFT JOIN LATERAL (SELECT g.*, g.doc::json AS j FROM gate_decisions g WHERE g.id = ` + decisionRelied + ` OFFSET 0) g ON true`,
 }
 
 // reconcileRow is one row of reconcileDeploymentsSQL.
@@ -226,7 +226,8 @@ func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cut
 func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to, cutoff, afterAt time.Time, afterID string, limit int) ([]reconcileRow, error) {
 	extract := `json_extract(g.doc, '$.request.commit') AS g_commit, json_extract(g.doc, '$.reasons') AS g_reasons`
 	if d.dialect == Postgres {
-		extract = `(g.doc::json -> 'request' ->> 'commit') AS g_commit, (g.doc::json -> 'reasons')::text AS g_reasons`
+		// The document is parsed once, in decisionJoin (j).
+		extract = `(g.j -> 'request' ->> 'commit') AS g_commit, (g.j -> 'reasons')::text AS g_reasons`
 	}
 	var filter strings.Builder
 	args := []any{from, to, cutoff}

@@ -75,17 +75,19 @@ type reconcileRow struct {
 // recorded by the cut-off, of the environment, service and team when set)
 // in start order, a page of pageSize at a time (DefaultReconcilePage when
 // <= 0), each with its facts as of its start (core.DeploymentFacts), and
-// calls fn once per page. Memory holds one page and the incidents in force
-// around it, whatever the period; no cursor stays open while fn runs, so
-// fn may write to the same database (SQLite has one connection).
+// calls fn once per page. Memory holds two pages (the next is read while fn
+// runs) and the incidents that may block around them, whatever the period;
+// no cursor stays open while fn runs, so fn may write to the same database
+// (SQLite has one connection).
 //
 // Per page it runs one statement for the deployments and their decisions,
-// one for the versions of the page's changes up to the cut-off, one for the
-// teams' reviews that may be pending in the page's time span, and one for
-// the incident versions that begin within it (on the first page, the
-// versions in force at From: an anti-join with NOT EXISTS). keep filters
-// incidents (the policy's IsMajor; nil keeps all). Data recorded after
-// q.Cutoff is not read.
+// one for the versions of the page's changes that may be in force during
+// it (an anti-join with NOT EXISTS; emergency changes again as of the
+// cut-off), one for the teams' reviews that may be pending in the page's
+// time span, and one for the incident versions that begin within it (on
+// the first page, the versions in force at From: an anti-join). keep
+// filters incidents (the policy's IsMajor; nil keeps all). Data recorded
+// after q.Cutoff is not read.
 func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func(core.Incident) bool, pageSize int, fn func([]core.DeploymentFacts) error) error {
 	if err := q.Validate(); err != nil {
 		return err
@@ -322,8 +324,9 @@ const changeVersionsSQL = `SELECT v.key, v.version, v.valid_from, v.recorded_at,
 // changeVersionsPGSQL is changeVersionsSQL for PostgreSQL: the keys come
 // as one array, and each key's versions are looked up by index in a
 // LATERAL subquery kept from being flattened (OFFSET 0). With an IN list
-// of a page's ~1,000 keys the planner chose a parallel sequential scan of
-// change_versions and its anti-join, 4–8x slower.
+// of a page's keys the planner chose a parallel sequential scan of
+// change_versions and its anti-join, several times slower (measurements
+// in docs/benchmarks.md).
 const changeVersionsPGSQL = `SELECT v.key, v.version, v.valid_from, v.recorded_at, v.doc::text
 	FROM unnest(?::text[]) AS k(key)
 	CROSS JOIN LATERAL (SELECT * FROM change_versions v

@@ -30,6 +30,25 @@ func TestReleaseMetricsEndToEnd(t *testing.T) {
 				"status": "failed", "started_at": time.Now().UTC(), "incidents": []string{"INC77"}, "provider": "github", "run_id": "4"}, nil); st != http.StatusCreated {
 				t.Fatalf("deployment: %d", st)
 			}
+			// A release that waited for its change's approval, then was allowed.
+			c := core.Change{Source: "snow", Key: "CHG0009", Type: core.ChangeNormal, State: core.ChangeStateAuthorize, Approval: core.ApprovalRequested,
+				PlannedStart: rtp(opened.Add(-time.Hour)), PlannedEnd: rtp(opened.Add(3 * time.Hour)), Services: []string{"payments-api"},
+				RequestedBy: "carla", HasRiskAssessment: true, HasBackoutPlan: true, SourceUpdatedAt: opened.Add(-time.Hour)}
+			if _, err := s.app.DB.UpsertChange(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			req := map[string]any{"service": "payments-api", "environment": "production", "version": "2.0.0", "changes": []string{"CHG0009"}}
+			if a := s.check(ci, "", req); a.Decision != string(core.Wait) {
+				t.Fatalf("first check: %+v", a)
+			}
+			c.Approval, c.State, c.SourceUpdatedAt = core.ApprovalApproved, core.ChangeStateScheduled, opened
+			c.Approvals = []core.Approval{{Approver: "ana", Decision: core.ApprovalApproved}, {Approver: "bo", Decision: core.ApprovalApproved}}
+			if _, err := s.app.DB.UpsertChange(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			if a := s.check(ci, "", req); a.Decision != string(core.Allow) {
+				t.Fatalf("second check: %+v", a)
+			}
 			auditor, _ := s.token(core.RoleAuditor)
 			q := url.Values{"from": {from.Format(time.RFC3339)}, "to": {time.Now().UTC().Add(time.Hour).Format(time.RFC3339)}, "group_by": {"environment"}}
 			var m core.ReleaseMetrics
@@ -40,7 +59,8 @@ func TestReleaseMetricsEndToEnd(t *testing.T) {
 				t.Fatalf("groups %+v", m.Groups)
 			}
 			prod, stg := m.Groups[0], m.Groups[1]
-			if prod.Deployments != 3 || prod.Gate.Allow != 1 || prod.Gate.Deny != 1 || prod.LeadTimeHours.Count != 2 {
+			if prod.Deployments != 3 || prod.Gate.Allow != 2 || prod.Gate.Deny != 1 || prod.Gate.Wait != 1 || prod.LeadTimeHours.Count != 2 ||
+				prod.Gate.WaitedReleases != 1 || prod.Gate.MedianWaitMinutes == nil {
 				t.Errorf("production %+v", prod)
 			}
 			// The incident opened before the production deployments' start

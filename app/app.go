@@ -122,7 +122,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		MaxAttempts: cfg.Inbox.MaxAttempts, MaxFutureSkew: cfg.Inbox.MaxFutureSkew.D(),
 	})
 	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
-	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, clock, log); err != nil {
+	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, clock, log); err != nil {
 		return nil, err
 	}
 	a.Server = api.New(api.Deps{

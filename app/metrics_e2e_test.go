@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +68,21 @@ func TestReleaseMetricsEndToEnd(t *testing.T) {
 			// is not after them; the staging deployment failed.
 			if stg.Deployments != 1 || stg.FailedDeployments != 1 || stg.MTTRHours.Count != 1 || *stg.MTTRHours.Mean != 2 {
 				t.Errorf("staging %+v", stg)
+			}
+			// The lease holder's hourly tick exports them per environment
+			// as gauges (bounded labels).
+			if err := s.app.Scheduler.TickAt(ctx, time.Now().Add(2*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			_, prom := s.get("/metrics", "")
+			for _, want := range []string{
+				`tollgate_release_metric{environment="production",metric="deployments"} 3`,
+				`tollgate_release_metric{environment="production",metric="gate_deny"} 1`,
+				`tollgate_release_metric{environment="staging",metric="mttr_mean_hours"} 2`,
+			} {
+				if !strings.Contains(prom, want) {
+					t.Errorf("/metrics lacks %s", want)
+				}
 			}
 			q.Set("group_by", "region")
 			if st := s.do("GET", "/api/v1/metrics/releases?"+q.Encode(), auditor, nil, nil); st != http.StatusBadRequest {

@@ -61,6 +61,12 @@ type Scheduler struct {
 	started   time.Time
 	tickMu    sync.Mutex // one tick at a time (Run's, or a caller's TickAt)
 	lastPurge time.Time
+	// OnMetrics, when set, receives release metrics of the trailing
+	// MetricsWindow grouped by environment (a bounded set, so they can be
+	// gauges), computed at most hourly by the lease holder.
+	OnMetrics     func(core.ReleaseMetrics)
+	MetricsWindow time.Duration
+	lastMetrics   time.Time
 	// Tick is how often Run looks for due work (default 30s); the lease
 	// lasts LeaseTTL (default 10m) and is renewed every tick, so a long run
 	// keeps it.
@@ -103,7 +109,8 @@ func (s *Scheduler) Run(ctx context.Context) {
 // schedule whose next fire time after its last report (or after this
 // scheduler started, for a schedule that never ran) has come runs once,
 // for the latest fire time passed (a replica that was down does not
-// replay every missed run); then, at most hourly, old reports are deleted.
+// replay every missed run); then, at most hourly, old reports are deleted
+// and the release metrics handed to OnMetrics.
 func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 	s.tickMu.Lock()
 	defer s.tickMu.Unlock()
@@ -141,6 +148,19 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 			if n > 0 {
 				s.log.InfoContext(ctx, "old reports deleted", "reports", n, "retention", s.retention)
 			}
+		}
+	}
+	if s.OnMetrics != nil && now.Sub(s.lastMetrics) >= time.Hour {
+		window := s.MetricsWindow
+		if window <= 0 {
+			window = 30 * 24 * time.Hour
+		}
+		m, err := s.rec.Metrics(ctx, MetricsQuery{From: now.Add(-window), To: now, GroupBy: core.GroupByEnvironment})
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			s.lastMetrics = now
+			s.OnMetrics(m)
 		}
 	}
 	if len(errs) > 0 {

@@ -64,7 +64,11 @@ func (s *Server) reportBundle(c *echo.Context) error {
 	if err := bw.AddJSON(bundle.AuditName, audit); err != nil {
 		return err
 	}
-	if err := bw.Close(bundle.Manifest{ReportID: rep.ID}); err != nil {
+	head, err := s.deps.Reader.AuditHead(ctx)
+	if err != nil {
+		return err
+	}
+	if err := bw.Close(bundle.Manifest{ReportID: rep.ID, AuditHead: &head}); err != nil {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderContentDisposition, `attachment; filename="reconciliation-`+rep.ID+`.tar.gz"`)

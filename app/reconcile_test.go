@@ -248,6 +248,9 @@ func TestReconciliationReportEndToEnd(t *testing.T) {
 					decisionFiles++
 				}
 			}
+			if h := res.Manifest.AuditHead; h == nil || h.Seq < 3 || len(h.Hash) != 64 {
+				t.Errorf("manifest audit head %+v", h)
+			}
 			if decisionFiles != 1 || res.AuditRows < 3 { // the deny, the report, the acknowledgement
 				t.Errorf("bundle: %d decisions, %d audit rows", decisionFiles, res.AuditRows)
 			}

@@ -43,5 +43,8 @@ func verifyBundleFile(path string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "bundle intact: report %s, %d files and %d audit rows verified; MANIFEST.json sha256 %s\n",
 		res.Manifest.ReportID, res.Files, res.AuditRows, res.ManifestSH)
+	if h := res.Manifest.AuditHead; h != nil {
+		fmt.Fprintf(stdout, "audit head when the bundle was made: %d:%s (check the live chain with: tollgate audit verify --expect-head %d:%s)\n", h.Seq, h.Hash, h.Seq, h.Hash)
+	}
 	return nil
 }

@@ -47,7 +47,11 @@ type Manifest struct {
 	Format    string    `json:"format"`
 	ReportID  string    `json:"report_id"`
 	CreatedAt time.Time `json:"created_at"`
-	Files     []File    `json:"files"`
+	// AuditHead is the audit chain's head when the bundle was made: with
+	// `tollgate audit verify --expect-head SEQ:HASH` the live chain can be
+	// shown to still contain it.
+	AuditHead *core.AuditHead `json:"audit_head,omitempty"`
+	Files     []File          `json:"files"`
 }
 
 // Writer writes a bundle. Add files, then Close.

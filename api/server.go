@@ -77,6 +77,8 @@ type Deps struct {
 	Reader      Reader
 	Inbox       Inbox
 	Mappings    Mappings
+	// Reports runs and reads reconciliation reports (nil: no report routes).
+	Reports Reports
 	// Ready reports whether the server can take traffic (database reachable,
 	// migrations applied).
 	Ready func(ctx context.Context) error
@@ -215,6 +217,9 @@ func (s *Server) routes() {
 	s.route(http.MethodGet, "/api/v1/audit", auditorUp, s.listAudit)
 	s.route(http.MethodGet, "/api/v1/audit/verify", auditorUp, s.verifyAudit)
 	s.route(http.MethodGet, "/api/v1/audit/head", auditorUp, s.auditHead)
+	if s.deps.Reports != nil {
+		s.reconcileRoutes()
+	}
 }
 
 const ctxToken = "tollgate.token"

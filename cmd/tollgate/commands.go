@@ -72,6 +72,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 		newHealthcheckCmd(c),
 		newCheckCmd(stdout, stderr, getenv),
 		newAttestCmd(stdout, stderr, getenv),
+		newReconcileCmd(stdout, stderr, getenv),
 		newMappingCmd(stdout),
 	)
 	return root

@@ -28,8 +28,12 @@ func loadDoc(t *testing.T) *openapi3.T {
 	return doc
 }
 
+// noReports stands in for the reconciler: the report routes are
+// registered only with one, and these tests never call it.
+type noReports struct{ api.Reports }
+
 func newServer() *api.Server {
-	return api.New(api.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "1.2.3-test"})
+	return api.New(api.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "1.2.3-test", Reports: noReports{}})
 }
 
 var echoParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)

@@ -48,8 +48,12 @@ func New(doc *openapi3.T) (*Validator, error) {
 	if es == nil || es.Value == nil {
 		return nil, errors.New("the OpenAPI document has no Error schema")
 	}
-	// Bodies kin-openapi does not decode by default: the reference page.
+	// Bodies kin-openapi does not decode by default: HTML pages (the
+	// reference, a report), gzip archives (a report's bundle) and NDJSON
+	// streams (a policy simulation).
 	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("application/gzip", openapi3filter.FileBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.PlainBodyDecoder)
 	return &Validator{router: r, errSch: es.Value}, nil
 }
 

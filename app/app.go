@@ -179,6 +179,19 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 		c := connectors.Config{
 			Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
 			DefaultEnvironment: cc.DefaultEnvironment, Mappings: cc.Mappings, Options: cc.Options, Records: cc.Records,
+			WriteBack: cc.WriteBack, Projects: cc.Projects,
+		}
+		if a := cc.API; a != nil {
+			c.API = &connectors.API{
+				URL: a.URL, Username: a.Username, Password: a.Password, ClientID: a.ClientID, ClientSecret: a.ClientSecret,
+				Token: a.Token, Timeout: a.Timeout.D(), PollInterval: a.PollInterval.D(), ReadBackTimeout: a.ReadBackTimeout.D(),
+			}
+		}
+		if cr := cc.ChangeCreation; cr != nil {
+			c.ChangeCreation = &connectors.ChangeCreation{
+				Environments: cr.Environments, Type: cr.Type, Template: cr.Template, Project: cr.Project,
+				IssueType: cr.IssueType, ServiceDeskID: cr.ServiceDeskID, RequestTypeID: cr.RequestTypeID,
+			}
 		}
 		wh, err := reg.New(c)
 		if err != nil {

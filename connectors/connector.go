@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -37,12 +38,21 @@ type Config struct {
 	// Mappings names the mapping profiles to use; empty means the type's
 	// defaults.
 	Mappings []string
-	// Options holds type-specific settings (API base URL, credentials …)
-	// for the API clients.
+	// Options holds type-specific settings.
 	Options map[string]string
 	// Records grants the connector record kinds (RecordChanges …) beyond
 	// those its type may write by default (DefaultRecords).
 	Records []string
+	// API is access to the system's API; nil when not configured.
+	API *API
+	// WriteBack writes work notes on changes about the deployments they
+	// cover.
+	WriteBack bool
+	// ChangeCreation, when set, opens changes for gate checks that link
+	// none in its environments.
+	ChangeCreation *ChangeCreation
+	// Projects are the Jira projects the poller reads.
+	Projects []string
 }
 
 // Record kinds: what a connector's events may write. Source authority
@@ -101,6 +111,47 @@ func ValidateRecords(records []string) error {
 		}
 	}
 	return nil
+}
+
+// API is a connector's API access. Its String never shows a secret.
+type API struct {
+	URL                    string
+	Username, Password     string // HTTP Basic (Jira Cloud: e-mail + API token)
+	ClientID, ClientSecret string // ServiceNow OAuth client credentials
+	Token                  string // Jira Data Center personal access token
+	Timeout                time.Duration
+	PollInterval           time.Duration
+	ReadBackTimeout        time.Duration
+}
+
+// String describes the API access without secrets.
+func (a API) String() string { return "api " + a.URL }
+
+// GoString keeps %#v from printing secrets.
+func (a API) GoString() string { return a.String() }
+
+// ChangeCreation says where and how a connector opens changes.
+type ChangeCreation struct {
+	Environments  []string
+	Type          string // servicenow: normal or standard
+	Template      string // servicenow standard change template
+	Project       string // jira
+	IssueType     string // jira
+	ServiceDeskID string // jira service management
+	RequestTypeID string // jira service management
+}
+
+// Covers reports whether environment env is one change creation serves.
+func (c *ChangeCreation) Covers(env string) bool {
+	if c == nil {
+		return false
+	}
+	for _, e := range c.Environments {
+		if strings.EqualFold(e, env) {
+			return true
+		}
+	}
+	return false
 }
 
 // String describes the connector without its secret, for logs.

@@ -72,6 +72,8 @@ type Deps struct {
 	Reader      Reader
 	Inbox       Inbox
 	Mappings    Mappings
+	// CIGates lists the gate requests CIs wait on (nil: none configured).
+	CIGates PendingLister
 	// Ready reports whether the server can take traffic (database reachable,
 	// migrations applied).
 	Ready        func(ctx context.Context) error
@@ -168,6 +170,7 @@ func (s *Server) routes() {
 
 	s.route(http.MethodPost, "/api/v1/gate/check", ciOnly, s.gateCheck)
 	s.route(http.MethodGet, "/api/v1/gate/decisions/:id", ciAuditor, s.getDecision)
+	s.route(http.MethodGet, "/api/v1/gate/pending", auditorUp, s.gatePending)
 	s.route(http.MethodPost, "/api/v1/deployments", ciOnly, s.postDeployment)
 	s.route(http.MethodGet, "/api/v1/deployments", auditorUp, s.listDeployments)
 	s.route(http.MethodGet, "/api/v1/releases", auditorUp, s.listReleases)

@@ -53,6 +53,9 @@ type Config struct {
 	ChangeCreation *ChangeCreation
 	// Projects are the Jira projects the poller reads.
 	Projects []string
+	// CIGate, when set (github, gitlab with an API), makes the CI's own
+	// gate a gate request tollgate answers (cigate.go).
+	CIGate *CIGate
 }
 
 // Record kinds: what a connector's events may write. Source authority
@@ -118,7 +121,9 @@ type API struct {
 	URL                    string
 	Username, Password     string // HTTP Basic (Jira Cloud: e-mail + API token)
 	ClientID, ClientSecret string // ServiceNow OAuth client credentials
-	Token                  string // Jira Data Center personal access token
+	Token                  string // Jira Data Center personal access token; GitLab approver token
+	AppID                  string // GitHub App id
+	PrivateKey             []byte // GitHub App private key (PEM)
 	Timeout                time.Duration
 	PollInterval           time.Duration
 	ReadBackTimeout        time.Duration

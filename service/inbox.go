@@ -74,7 +74,12 @@ type Inbox struct {
 	log         *slog.Logger
 	cfg         InboxConfig
 	wake        chan struct{}
+	gates       *CIGates
 }
+
+// SetCIGates hands the gate requests of CIs that wait at their own gate
+// (GateRequester connectors) to gates.
+func (in *Inbox) SetCIGates(gates *CIGates) { in.gates = gates }
 
 // NewInbox wires the inbox.
 func NewInbox(store InboxStore, conns []Connector, mappings *Mappings, deployments *Deployments, m *metrics.Set, clock core.Clock, log *slog.Logger, cfg InboxConfig) *Inbox {
@@ -381,6 +386,9 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 	if !ok {
 		return core.EventQuarantined, fmt.Sprintf("connector %q is no longer configured", e.Connector), "", nil
 	}
+	if status, reason, record, err, ok := in.gateRequest(ctx, c, e); ok {
+		return status, reason, record, err
+	}
 	set, err := in.mappings.forConnector(c.Config.Mappings)
 	if err != nil {
 		return core.EventQuarantined, fmt.Sprintf("connector %q: %v", e.Connector, err), "", nil
@@ -407,6 +415,37 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 	default:
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
 	}
+}
+
+// gateRequest hands a CI's waiting-gate event (a GitHub deployment
+// protection rule, a GitLab deployment held for approval) to the CI gates
+// when the connector answers them; ok is false for every other event,
+// which is mapped as usual.
+func (in *Inbox) gateRequest(ctx context.Context, c Connector, e core.Event) (status, reason, record string, err error, ok bool) {
+	gr, isReq := c.Webhook.(GateRequester)
+	if !isReq || c.Config.CIGate == nil || !in.gates.Enabled() {
+		return "", "", "", nil, false
+	}
+	p, isGate, err := gr.GateRequest(ctx, e.Type, e.Body)
+	switch {
+	case !isGate:
+		return "", "", "", nil, false
+	case err != nil && core.IsKind(err, core.KindUnavailable):
+		return "", "", "", err, true
+	case err != nil:
+		return core.EventQuarantined, fmt.Sprintf("gate request: %v", err), "", nil, true
+	}
+	stored, created, err := in.gates.Submit(ctx, c.Config, p)
+	if err != nil {
+		if core.IsKind(err, core.KindInvalid) {
+			return core.EventQuarantined, fmt.Sprintf("gate request: %v", err), "", nil, true
+		}
+		return "", "", "", err, true
+	}
+	if !created {
+		return core.EventProcessed, "gate request already known (state " + stored.State + ")", "gate:" + stored.ID, nil, true
+	}
+	return core.EventProcessed, "gate request pending", "gate:" + stored.ID, nil, true
 }
 
 // authorize enforces source authority: the connector may write records of

@@ -213,7 +213,11 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 		}
 		if g := cc.CIGate(); g != nil {
 			c.CIGate = &connectors.CIGate{Deadline: g.Deadline.D(), Services: cc.Services}
-			for _, p := range cc.ChangeKeyPatterns {
+			patterns := cc.ChangeKeyPatterns
+			if len(patterns) == 0 {
+				patterns = config.DefaultChangeKeyPatterns
+			}
+			for _, p := range patterns {
 				c.CIGate.ChangeKeyPatterns = append(c.CIGate.ChangeKeyPatterns, regexp.MustCompile(p)) // validated at load
 			}
 		}

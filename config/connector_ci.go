@@ -22,6 +22,11 @@ type CIGateConfig struct {
 // DefaultCIGateDeadline is the deadline of a CI gate request.
 const DefaultCIGateDeadline = 4 * time.Hour
 
+// DefaultChangeKeyPatterns find change keys in a CI gate request when the
+// connector names no change_key_patterns: ServiceNow change numbers and
+// Jira issue keys.
+var DefaultChangeKeyPatterns = []string{`CHG\d{7}`, `[A-Z][A-Z0-9]+-\d+`}
+
 // maxCIGateDeadline is GitHub's own limit: a protection rule that is not
 // answered within 30 days fails the run.
 const maxCIGateDeadline = 30 * 24 * time.Hour

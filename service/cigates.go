@@ -19,6 +19,7 @@ type PendingStore interface {
 	ClaimPendingGates(ctx context.Context, all bool, limit int, lease time.Duration) ([]core.PendingGate, error)
 	SavePendingGate(ctx context.Context, p core.PendingGate) error
 	ListPendingGates(ctx context.Context, states []string, limit int) ([]core.PendingGate, error)
+	AnsweredGateFor(ctx context.Context, connector, externalID string) (core.PendingGate, error)
 }
 
 // GateRequester is a connector whose events include a CI waiting at its
@@ -126,6 +127,20 @@ func (s *CIGates) Submit(ctx context.Context, c connectors.Config, p core.Pendin
 		s.Wake()
 	}
 	return stored, created, nil
+}
+
+// Released returns the gate request that held the CI deployment
+// deploymentID of connector at its gate, when it was decided: a deployment
+// the CI reports afterwards is linked to it (DESIGN: data flow 5).
+func (s *CIGates) Released(ctx context.Context, connector, deploymentID string) (core.PendingGate, bool) {
+	if !s.Enabled() || deploymentID == "" {
+		return core.PendingGate{}, false
+	}
+	p, err := s.store.AnsweredGateFor(ctx, connector, "deployment:"+deploymentID)
+	if err != nil || p.DecisionID == "" {
+		return core.PendingGate{}, false
+	}
+	return p, true
 }
 
 // Wake makes the worker look for due requests now.

@@ -448,6 +448,25 @@ func (in *Inbox) gateRequest(ctx context.Context, c Connector, e core.Event) (st
 	return core.EventProcessed, "gate request pending", "gate:" + stored.ID, nil, true
 }
 
+// inheritGate links a CI deployment that was held at the CI's own gate
+// to the gate request that released it: the deployment takes that
+// request's decision and, when it names none, its changes (GitHub's
+// deployment payload names none). Only for the same commit: a deployment
+// of another commit is not the release the gate decided.
+func (in *Inbox) inheritGate(ctx context.Context, c Connector, r *core.Deployment) {
+	if in.gates == nil || r.DecisionID != "" {
+		return
+	}
+	p, ok := in.gates.Released(ctx, c.Config.Name, r.RunID)
+	if !ok || (r.Commit != "" && p.Request.Commit != "" && !strings.EqualFold(r.Commit, p.Request.Commit)) {
+		return
+	}
+	r.DecisionID = p.DecisionID
+	if len(r.Changes) == 0 {
+		r.Changes = p.Request.Changes
+	}
+}
+
 // authorize enforces source authority: the connector may write records of
 // kind (its type's default or a grant in its config), and the source's
 // own stamp is not further in the future than MaxFutureSkew. A refusal is
@@ -516,6 +535,7 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, reco
 		if err := in.authorize(c, connectors.RecordDeployments, r.StartedAt, finished); err != nil {
 			return "", "", err
 		}
+		in.inheritGate(ctx, c, r)
 		d, created, err := in.deployments.Record(ctx, *r)
 		if err != nil {
 			return "", "", err

@@ -3,7 +3,6 @@ package github
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -164,8 +163,10 @@ func (w *Webhook) GateRequest(ctx context.Context, eventType string, body []byte
 		Pipeline: &core.Pipeline{Provider: Type, RunID: run, URL: runURL},
 	}
 	return core.PendingGate{
-		Provider:   Type,
-		ExternalID: fmt.Sprintf("%s/%s/%s/%s", ev.Repository.FullName, run, ev.Environment, ev.Deployment.ID),
+		Provider: Type,
+		// One request per deployment: a re-run of the job creates a new
+		// deployment, so it is a new request, evaluated for its own commit.
+		ExternalID: "deployment:" + ev.Deployment.ID.String(),
 		Request:    req, RunURL: runURL,
 		Target: map[string]string{
 			"repository": ev.Repository.FullName, "run_id": run, "environment_name": ev.Environment,

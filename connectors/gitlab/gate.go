@@ -100,7 +100,7 @@ func (w *Webhook) GateRequest(_ context.Context, eventType string, body []byte) 
 		Pipeline: &core.Pipeline{Provider: Type, RunID: ev.DeploymentID.String(), URL: runURL},
 	}
 	return core.PendingGate{
-		Provider: Type, ExternalID: ev.Project.ID.String() + "/" + ev.DeploymentID.String(),
+		Provider: Type, ExternalID: "deployment:" + ev.DeploymentID.String(),
 		Request: req, RunURL: runURL,
 		Target: map[string]string{"project_id": ev.Project.ID.String(), "deployment_id": ev.DeploymentID.String(), "project": project},
 	}, true, nil

@@ -108,7 +108,7 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 	}
 	req := core.GateRequest{
 		Service: o.service, Environment: o.environment, Version: o.version, Commit: o.commit,
-		Team: o.team, Changes: o.changes, Incidents: o.incidents, Actor: o.actor,
+		Team: o.team, Changes: nonEmpty("change", o.changes, stderr), Incidents: nonEmpty("incident", o.incidents, stderr), Actor: o.actor,
 	}
 	if o.provider != "" || o.runID != "" || o.runURL != "" {
 		req.Pipeline = &core.Pipeline{Provider: o.provider, RunID: o.runID, URL: o.runURL}
@@ -174,6 +174,26 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 			return exitDeny, fmt.Errorf("deployment denied")
 		}
 	}
+}
+
+// nonEmpty drops blank values of a repeatable key flag. A pipeline passes
+// --change "$CHANGE_KEY" whether or not the variable is set; an empty key
+// means "no change linked", so the gate answers what its policy says of a
+// release without one (NO_CHANGE in production) instead of refusing the
+// request as malformed. The drop is said on stderr, so the log shows it.
+func nonEmpty(flag string, keys []string, stderr io.Writer) []string {
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if strings.TrimSpace(k) == "" {
+			fmt.Fprintf(stderr, "note: an empty --%s was ignored (is its variable unset?)\n", flag)
+			continue
+		}
+		out = append(out, k)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 func errorText(raw []byte) string {

@@ -1,9 +1,12 @@
 package app_test
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -219,4 +222,10 @@ func (f *fakeCI) answerCount(run string) int {
 		}
 	}
 	return n
+}
+
+func hmacHexWith(secret string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
 }

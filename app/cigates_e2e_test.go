@@ -198,6 +198,28 @@ func TestCIGatesEndToEnd(t *testing.T) {
 				t.Errorf("approved %v after the approval webhook, want within 1s", took)
 			}
 
+			// Long-polled checks are listed too; the metrics count answers.
+			go s.do("POST", "/api/v1/gate/check?wait=3s", ci, gateReq("payments-api", "9.9.9", "CHG0097003"), nil)
+			s.waitFor("a long-polled check listed", func() bool {
+				var l pendingList
+				s.do("GET", "/api/v1/gate/pending", aud, nil, &l)
+				for _, it := range l.Items {
+					if it.Kind == "check" && it.State == core.PendingWaiting {
+						return true
+					}
+				}
+				return false
+			})
+			if st := s.do("GET", "/api/v1/gate/pending", ci, nil, nil); st != http.StatusForbidden {
+				t.Errorf("GET /api/v1/gate/pending as ci: %d, want 403", st)
+			}
+			metrics := s.metricsText()
+			for _, want := range []string{`tollgate_gate_callbacks_total{outcome="approved",provider="github"} 1`, `tollgate_gate_pending{provider="github"}`} {
+				if !strings.Contains(metrics, want) {
+					t.Errorf("metrics lack %s", want)
+				}
+			}
+
 			// A major incident on the service holds the request (INCIDENT_BLOCK
 			// is a wait) until its deadline rejects it with the reason.
 			s.githubHook("github-short", "deployment_protection_rule", protectionRule(f.srv.URL, "acme/ledger", "7100004", "900004", strings.Repeat("4", 40), "CHG0097002"))

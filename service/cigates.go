@@ -170,8 +170,9 @@ func (s *CIGates) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
-	for all := true; ; all = false {
+	for all := true; ; {
 		s.pass(ctx, all)
+		all = false
 		select {
 		case <-ctx.Done():
 			return
@@ -187,9 +188,6 @@ func (s *CIGates) Run(ctx context.Context) {
 			}
 		case <-s.wake:
 		case <-t.C:
-		}
-		if all {
-			s.pass(ctx, true)
 		}
 	}
 }
@@ -242,19 +240,26 @@ func (s *CIGates) count(ctx context.Context) {
 // work evaluates one claimed request and, once decided, delivers the
 // answer; the outcome is saved (which ends the claim).
 func (s *CIGates) work(ctx context.Context, p core.PendingGate) {
-	if p.State == core.PendingWaiting {
-		if !s.decide(ctx, &p) {
-			return
+	// The outcome is saved even when the process is stopping, so the
+	// request is not left claimed (and unanswered) until its lease ends.
+	save := func(p core.PendingGate) {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := s.store.SavePendingGate(sctx, p); err != nil {
+			s.log.WarnContext(ctx, "cannot save a pending gate", "id", p.ID, "error", err.Error())
 		}
 	}
-	s.deliver(ctx, &p)
-	if err := s.store.SavePendingGate(ctx, p); err != nil {
-		s.log.WarnContext(ctx, "cannot save a pending gate", "id", p.ID, "error", err.Error())
+	if p.State == core.PendingWaiting && !s.decide(ctx, &p) {
+		save(p)
+		return
 	}
+	s.deliver(ctx, &p)
+	save(p)
 }
 
-// decide evaluates p now. It saves a request that still waits and returns
-// false; a decided one (recorded) becomes answering and returns true.
+// decide evaluates p now: a decided request (recorded) becomes answering
+// and decide returns true; one that still waits gets its reasons and next
+// check, and decide returns false.
 func (s *CIGates) decide(ctx context.Context, p *core.PendingGate) bool {
 	now := s.clock.Now()
 	d, next, final, err := s.gate.Decide(ctx, p.Request, "connector:"+p.Connector, p.Deadline)
@@ -266,16 +271,9 @@ func (s *CIGates) decide(ctx context.Context, p *core.PendingGate) bool {
 	case err != nil:
 		s.log.WarnContext(ctx, "pending gate evaluation failed; will retry", "id", p.ID, "error", err.Error())
 		p.NextCheckAt = now.Add(s.cfg.RetryMin)
-		if now.After(p.Deadline) {
-			p.NextCheckAt = now.Add(s.backoff(1))
-		}
-		_ = s.store.SavePendingGate(ctx, *p)
 		return false
 	case !final:
 		p.Reasons, p.NextCheckAt = d.Reasons, next
-		if err := s.store.SavePendingGate(ctx, *p); err != nil {
-			s.log.WarnContext(ctx, "cannot save a pending gate", "id", p.ID, "error", err.Error())
-		}
 		return false
 	default:
 		p.Decision, p.DecisionID, p.Reasons = d.Decision, d.ID, d.Reasons

@@ -47,8 +47,12 @@ type CIGatesConfig struct {
 	PollInterval time.Duration
 	// Lease is how long one replica holds a claimed request (default 2m).
 	Lease time.Duration
-	// MaxAttempts is how many deliveries of an answer are tried before it
-	// is shown as failed (default 15: about an hour with the backoff).
+	// GiveUpAfter is how long after the request a failing answer is still
+	// retried (default 720h: GitHub fails a run whose protection rule is
+	// unanswered for 30 days, so trying longer is pointless); then it is
+	// shown as failed.
+	GiveUpAfter time.Duration
+	// MaxAttempts, when positive, also bounds the deliveries tried.
 	MaxAttempts int
 	// RetryMin and RetryMax bound the delivery backoff (1s, 5m).
 	RetryMin, RetryMax time.Duration
@@ -86,8 +90,8 @@ func NewCIGates(store PendingStore, gate *Gate, subs Subscriber, conns []Connect
 	if cfg.Lease <= 0 {
 		cfg.Lease = 2 * time.Minute
 	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 15
+	if cfg.GiveUpAfter <= 0 {
+		cfg.GiveUpAfter = 30 * 24 * time.Hour
 	}
 	if cfg.RetryMin <= 0 {
 		cfg.RetryMin = time.Second
@@ -304,7 +308,8 @@ func (s *CIGates) deliver(ctx context.Context, p *core.PendingGate) {
 		}
 		s.observe(p.Provider, outcome)
 		s.log.InfoContext(ctx, "CI gate answered", "id", p.ID, "provider", p.Provider, "run", p.RunURL, "decision", string(p.Decision), "decision_id", p.DecisionID)
-	case core.IsKind(err, core.KindUnavailable) && p.Attempts < s.cfg.MaxAttempts:
+	case core.IsKind(err, core.KindUnavailable) && (s.cfg.MaxAttempts <= 0 || p.Attempts < s.cfg.MaxAttempts) &&
+		now.Add(s.backoff(p.Attempts)).Before(p.CreatedAt.Add(s.cfg.GiveUpAfter)):
 		p.LastError, p.NextCheckAt = err.Error(), now.Add(s.backoff(p.Attempts))
 		s.observe(p.Provider, "retried")
 		s.log.WarnContext(ctx, "CI gate answer failed; will retry", "id", p.ID, "attempt", p.Attempts, "retry_at", p.NextCheckAt.Format(time.RFC3339), "error", err.Error())

@@ -134,7 +134,7 @@ func TestCIGateDelivery(t *testing.T) {
 			for i := range long {
 				long[i] = 'x'
 			}
-			st.items["p1"] = core.PendingGate{ID: "p1", Connector: "github", Provider: "github", State: core.PendingAnswering,
+			st.items["p1"] = core.PendingGate{ID: "p1", Connector: "github", Provider: "github", State: core.PendingAnswering, CreatedAt: time.Now(),
 				Decision: core.Allow, DecisionID: "d1", Comment: connectors.Comment(string(long)), Deadline: time.Now().Add(time.Hour)}
 			ctx := context.Background()
 			for i := 0; i < 20 && st.items["p1"].State == core.PendingAnswering; i++ {
@@ -214,4 +214,19 @@ func TestGateDecide(t *testing.T) {
 			t.Fatalf("reasons %+v, want DEADLINE with what it waited for", d.Reasons)
 		}
 	})
+}
+
+// TestCIGateDeliveryGivesUp: a transient failure is not retried past
+// GitHub's own limit (30 days after the request): the request is failed.
+func TestCIGateDeliveryGivesUp(t *testing.T) {
+	st := &memPending{items: map[string]core.PendingGate{}}
+	ans := &flakyAnswerer{failures: 1, err: core.Errorf(core.KindUnavailable, "503")}
+	conns := []Connector{{Config: connectors.Config{Name: "gitlab", Type: "gitlab", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: ans}}
+	g := NewCIGates(st, nil, nil, conns, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)), CIGatesConfig{})
+	st.items["p1"] = core.PendingGate{ID: "p1", Connector: "gitlab", Provider: "gitlab", State: core.PendingAnswering,
+		Decision: core.Deny, CreatedAt: time.Now().Add(-30*24*time.Hour + time.Second)}
+	g.pass(context.Background(), false)
+	if p := st.items["p1"]; p.State != core.PendingFailed || ans.calls != 1 {
+		t.Fatalf("state %s after %d calls, want failed after 1", p.State, ans.calls)
+	}
 }

@@ -264,6 +264,7 @@ func TestCIGatesEndToEnd(t *testing.T) {
 
 			// An allow is bound to its commit: a deployment of another
 			// commit under the first decision is recorded without it.
+			s.waitFor("run 7100001's answer saved", func() bool { return len(s.decisionsOfRun(t, "7100001")) == 1 })
 			allowID := s.decisionOfRun(t, "7100001")
 			var dec core.GateDecision
 			s.do("GET", "/api/v1/gate/decisions/"+allowID, ci, nil, &dec)
@@ -288,9 +289,10 @@ func TestCIGatesEndToEnd(t *testing.T) {
 			// deployment), decided for its own commit.
 			f.commit("acme/payments", shaB, "CHG0097001 again")
 			s.githubHook("github", "deployment_protection_rule", protectionRule(f.srv.URL, "acme/payments", "7100001", "900011", shaB, ""))
-			s.waitFor("the re-run answered", func() bool { return f.answerCount("7100001") == 2 })
-			if again := s.decisionOfRun(t, "7100001"); again == allowID {
-				t.Fatalf("the re-run with another commit reused decision %s", allowID)
+			var ids []string
+			s.waitFor("the re-run answered", func() bool { ids = s.decisionsOfRun(t, "7100001"); return len(ids) == 2 })
+			if ids[0] != allowID || ids[1] == allowID {
+				t.Fatalf("decisions of run 7100001 %v: the re-run with another commit reused decision %s", ids, allowID)
 			}
 
 			// Pending across a restart: answered by the next process.
@@ -306,22 +308,30 @@ func TestCIGatesEndToEnd(t *testing.T) {
 	}
 }
 
-// decisionOfRun is the decision id of the latest answered request of a
+// decisionOfRun is the decision id of the first answered request of a
 // GitHub run, from the pending-gate store.
 func (s *server) decisionOfRun(t *testing.T, run string) string {
+	t.Helper()
+	ids := s.decisionsOfRun(t, run)
+	if len(ids) == 0 {
+		t.Fatalf("no answered request for run %s", run)
+	}
+	return ids[0]
+}
+
+// decisionsOfRun lists the decisions of a run's answered requests, oldest
+// first.
+func (s *server) decisionsOfRun(t *testing.T, run string) []string {
 	t.Helper()
 	list, err := s.app.DB.ListPendingGates(t.Context(), []string{core.PendingAnswered}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := ""
+	var ids []string
 	for _, p := range list {
 		if p.Request.Pipeline != nil && p.Request.Pipeline.RunID == run {
-			id = p.DecisionID
+			ids = append(ids, p.DecisionID)
 		}
 	}
-	if id == "" {
-		t.Fatalf("no answered request for run %s", run)
-	}
-	return id
+	return ids
 }

@@ -335,3 +335,32 @@ func (s *server) decisionsOfRun(t *testing.T, run string) []string {
 	}
 	return ids
 }
+
+// TestCIGatesReplicas: two replicas on one PostgreSQL; a protection rule
+// stored through one is answered once, the moment the approval lands on
+// the other (both are woken; one claims the request).
+func TestCIGatesReplicas(t *testing.T) {
+	f := newFakeCI(t)
+	cfg := ciGatesConfig(f)
+	dbURL := testpg.NewDatabase(t)
+	a := bootURL(t, dbURL, cfg)
+	b := bootURL(t, dbURL, cfg)
+	a.snSettled(snChange("CHG0097101", "payments-api", "requested", time.Now().UTC().Add(-30*time.Minute)))
+	sha := strings.Repeat("c", 40)
+	a.githubHook("github", "deployment_protection_rule", protectionRule(f.srv.URL, "acme/payments", "7200001", "920001", sha, "CHG0097101"))
+	aud, _ := b.token(core.RoleAuditor)
+	b.pendingFor(aud, "github", "runs/7200001", core.CodeChangeNotApproved)
+	approvedAt := time.Now()
+	b.mustHook("servicenow", snChange("CHG0097101", "payments-api", "approved", time.Now().UTC().Add(-5*time.Second)))
+	ans, ok := f.answer("7200001", 3*time.Second)
+	if !ok || ans.State != "approved" {
+		t.Fatalf("answer: %+v (ok %v), want approved", ans, ok)
+	}
+	if took := ans.At.Sub(approvedAt); took > time.Second {
+		t.Errorf("approved %v after the approval reached the other replica, want within 1s", took)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := f.answerCount("7200001"); n != 1 {
+		t.Fatalf("answered %d times by two replicas, want once", n)
+	}
+}

@@ -74,3 +74,12 @@ func TestBlockedDeployment(t *testing.T) {
 		t.Fatalf("refused approval: %v, want a final error with GitLab's message", err)
 	}
 }
+
+// FuzzParseBlockedDeployment: no input panics the parser.
+func FuzzParseBlockedDeployment(f *testing.F) {
+	f.Add(blockedHook(f, nil))
+	f.Add([]byte(`{"status":"blocked","project":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _ = ParseBlockedDeployment("Deployment Hook", b)
+	})
+}

@@ -20,6 +20,7 @@ type PendingStore interface {
 	SavePendingGate(ctx context.Context, p core.PendingGate) error
 	ListPendingGates(ctx context.Context, states []string, limit int) ([]core.PendingGate, error)
 	AnsweredGateFor(ctx context.Context, connector, externalID string) (core.PendingGate, error)
+	MarkPendingDue(ctx context.Context, ids []string) error
 }
 
 // GateRequester is a connector whose events include a CI waiting at its
@@ -162,9 +163,9 @@ func (s *CIGates) List(ctx context.Context) ([]core.PendingGate, error) {
 }
 
 // Run works the requests until ctx ends: every waiting one after start
-// (notifications may have been missed while no process ran), every waiting
-// one again after any fact change, and the due ones (next check, deadline,
-// delivery retry) every PollInterval.
+// (notifications may have been missed while no process ran), those a fact
+// change may flip as soon as it lands, and the due ones (next check,
+// deadline, delivery retry) every PollInterval.
 func (s *CIGates) Run(ctx context.Context) {
 	var topics <-chan string
 	if s.subs != nil {
@@ -174,25 +175,55 @@ func (s *CIGates) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
-	for all := true; ; {
-		s.pass(ctx, all)
-		all = false
+	s.pass(ctx, true)
+	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-topics:
-			all = true
+		case topic := <-topics:
+			changed := []string{topic}
 		drain:
 			for {
 				select {
-				case <-topics:
+				case topic := <-topics:
+					changed = append(changed, topic)
 				default:
 					break drain
 				}
 			}
+			s.markDue(ctx, changed)
 		case <-s.wake:
 		case <-t.C:
 		}
+		s.pass(ctx, false)
+	}
+}
+
+// markDue makes the waiting requests a fact change may flip due now: those
+// linking a changed change, and every one for an incident, PIR or policy
+// update (their services and teams are in the record, not the topic).
+func (s *CIGates) markDue(ctx context.Context, topics []string) {
+	waiting, err := s.store.ListPendingGates(ctx, []string{core.PendingWaiting}, 100000)
+	if err != nil {
+		s.log.WarnContext(ctx, "list pending gates failed", "error", err.Error())
+		return
+	}
+	var ids []string
+	for _, p := range waiting {
+		for _, topic := range topics {
+			if relevant(topic, p.Request) {
+				ids = append(ids, p.ID)
+				break
+			}
+		}
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		if err := s.store.MarkPendingDue(ctx, ids[:n]); err != nil {
+			s.log.WarnContext(ctx, "mark pending gates due failed", "error", err.Error())
+			return
+		}
+		ids = ids[n:]
 	}
 }
 

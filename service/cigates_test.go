@@ -78,6 +78,18 @@ func (m *memPending) AnsweredGateFor(_ context.Context, connector, ext string) (
 	return core.PendingGate{}, core.NotFound("gate request", ext)
 }
 
+func (m *memPending) MarkPendingDue(_ context.Context, ids []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		if p, ok := m.items[id]; ok && p.State == core.PendingWaiting {
+			p.NextCheckAt = time.Now()
+			m.items[id] = p
+		}
+	}
+	return nil
+}
+
 // flakyAnswerer fails its first calls with err, then accepts.
 type flakyAnswerer struct {
 	connectors.Webhook
@@ -228,5 +240,32 @@ func TestCIGateDeliveryGivesUp(t *testing.T) {
 	g.pass(context.Background(), false)
 	if p := st.items["p1"]; p.State != core.PendingFailed || ans.calls != 1 {
 		t.Fatalf("state %s after %d calls, want failed after 1", p.State, ans.calls)
+	}
+}
+
+// TestCIGateMarkDue: a change notification makes due only the waiting
+// requests that link that change; an incident makes every one due.
+func TestCIGateMarkDue(t *testing.T) {
+	later := time.Now().Add(time.Hour)
+	st := &memPending{items: map[string]core.PendingGate{
+		"a": {ID: "a", State: core.PendingWaiting, NextCheckAt: later, Request: core.GateRequest{Changes: []string{"CHG1"}}},
+		"b": {ID: "b", State: core.PendingWaiting, NextCheckAt: later, Request: core.GateRequest{Changes: []string{"CHG2"}}},
+	}}
+	g := NewCIGates(st, nil, nil, nil, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)), CIGatesConfig{})
+	due := func() (out []string) {
+		for _, id := range []string{"a", "b"} {
+			if st.items[id].NextCheckAt.Before(later) {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	g.markDue(context.Background(), []string{"change:chg1"})
+	if d := due(); len(d) != 1 || d[0] != "a" {
+		t.Fatalf("after change:CHG1 due %v, want [a]", d)
+	}
+	g.markDue(context.Background(), []string{"incident:INC9"})
+	if d := due(); len(d) != 2 {
+		t.Fatalf("after an incident due %v, want both", d)
 	}
 }

@@ -144,6 +144,23 @@ func (d *DB) ClaimPendingGates(ctx context.Context, all bool, limit int, lease t
 	return pendingList(rows)
 }
 
+// MarkPendingDue makes the waiting requests named by ids due now (a fact
+// they depend on changed), so the next claim takes them.
+func (d *DB) MarkPendingDue(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := []any{d.now()}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	if _, err := d.db.ExecContext(ctx, d.q(`UPDATE pending_gates SET next_check_at = ?
+		WHERE state = 'pending' AND id IN (?`+repeatArg(len(ids)-1)+`)`), args...); err != nil {
+		return fmt.Errorf("mark pending gates due: %w", translate(err))
+	}
+	return nil
+}
+
 // SavePendingGate writes a claimed request's outcome (state, decision,
 // reasons, next check, delivery attempts) and ends the claim.
 func (d *DB) SavePendingGate(ctx context.Context, p core.PendingGate) error {

@@ -41,6 +41,17 @@ func TestPendingGates(t *testing.T) {
 			t.Fatalf("claimed twice: %v", other)
 		}
 		w := claimed[0]
+		w.NextCheckAt = now.Add(time.Hour)
+		if err := db.SavePendingGate(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.MarkPendingDue(ctx, []string{w.ID, "unknown"}); err != nil {
+			t.Fatal(err)
+		}
+		if claimed, err = db.ClaimPendingGates(ctx, false, 10, time.Minute); err != nil || len(claimed) != 1 {
+			t.Fatalf("marked due: %v %v", claimed, err)
+		}
+		w = claimed[0]
 		w.Reasons = []core.Reason{{Code: core.CodeChangeNotApproved, Message: "awaiting approval"}}
 		w.NextCheckAt = now.Add(time.Minute)
 		if err := db.SavePendingGate(ctx, w); err != nil {

@@ -285,6 +285,30 @@ func TestCIGatesEndToEnd(t *testing.T) {
 			if st >= 300 || dep.DecisionID != allowID {
 				t.Fatalf("deployment of the allowed commit: status %d, decision %q; want %s", st, dep.DecisionID, allowID)
 			}
+			// The deployment GitHub then reports for the run is linked to the
+			// request that released it: its decision, service and changes.
+			status, _ := json.Marshal(map[string]any{"action": "created",
+				"deployment_status": map[string]any{"state": "success", "environment": "production", "created_at": time.Now().UTC()},
+				"deployment": map[string]any{"id": 900001, "sha": shaA, "environment": "production", "payload": map[string]any{},
+					"created_at": time.Now().UTC().Add(-time.Minute), "creator": map[string]any{"login": "octocat"}},
+				"repository": map[string]any{"name": "payments", "full_name": "acme/payments"}, "sender": map[string]any{"login": "octocat"}})
+			if st := s.githubHook("github", "deployment_status", status); st != http.StatusAccepted {
+				t.Fatalf("deployment_status: %d", st)
+			}
+			s.waitFor("the released deployment recorded", func() bool {
+				var page struct{ Items []core.Deployment }
+				s.do("GET", "/api/v1/deployments?limit=100", aud, nil, &page)
+				for _, d := range page.Items {
+					if d.Provider == "github" && d.RunID == "900001" {
+						if d.DecisionID != allowID || d.Service != "payments-api" || strings.Join(d.Changes, ",") != "CHG0097001" {
+							t.Fatalf("released deployment %+v, want decision %s, service payments-api, change CHG0097001", d, allowID)
+						}
+						return true
+					}
+				}
+				return false
+			})
+
 			// The job re-run with another commit is a new request (a new
 			// deployment), decided for its own commit.
 			f.commit("acme/payments", shaB, "CHG0097001 again")

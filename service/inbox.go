@@ -449,10 +449,11 @@ func (in *Inbox) gateRequest(ctx context.Context, c Connector, e core.Event) (st
 }
 
 // inheritGate links a CI deployment that was held at the CI's own gate
-// to the gate request that released it: the deployment takes that
-// request's decision and, when it names none, its changes (GitHub's
-// deployment payload names none). Only for the same commit: a deployment
-// of another commit is not the release the gate decided.
+// to the gate request that released it (by the CI's deployment id): the
+// deployment takes that request's decision, its service (as the
+// connector's services map named it) and, when it names none, its changes
+// (GitHub's deployment payload names none). Only for the same commit: a
+// deployment of another commit is not the release the gate decided.
 func (in *Inbox) inheritGate(ctx context.Context, c Connector, r *core.Deployment) {
 	if in.gates == nil || r.DecisionID != "" {
 		return
@@ -461,7 +462,7 @@ func (in *Inbox) inheritGate(ctx context.Context, c Connector, r *core.Deploymen
 	if !ok || (r.Commit != "" && p.Request.Commit != "" && !strings.EqualFold(r.Commit, p.Request.Commit)) {
 		return
 	}
-	r.DecisionID = p.DecisionID
+	r.DecisionID, r.Service = p.DecisionID, p.Request.Service
 	if len(r.Changes) == 0 {
 		r.Changes = p.Request.Changes
 	}

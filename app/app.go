@@ -52,6 +52,13 @@ type App struct {
 	Inbox       *service.Inbox
 	CIGates     *service.CIGates
 	Server      *api.Server
+	// ITSM API side: one client per connector with an api block, the
+	// pollers, read-back, change creation and write-back.
+	APIs      map[string]all.API
+	Pollers   []*service.Poller
+	ReadBack  *service.ReadBack
+	Creator   *service.Creator
+	WriteBack *service.WriteBack
 }
 
 // New opens and migrates the store and builds every service.
@@ -113,6 +120,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if err != nil {
 		return nil, err
 	}
+	if err := a.buildAPIs(conns); err != nil {
+		return nil, err
+	}
 	workers := cfg.Inbox.Workers
 	if db.Dialect() == store.SQLite {
 		workers = 1 // one writer anyway
@@ -129,6 +139,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		}
 	}
 	a.Inbox.SetCIGates(a.CIGates)
+	a.wireITSM(conns, clock)
 	var pending api.PendingLister
 	if a.CIGates.Enabled() {
 		pending = a.CIGates
@@ -137,7 +148,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		CIGates: pending,
 		Logger:  log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
-		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
+		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 		Reviews: a.Reviews,
 	})
 	return a, nil
@@ -262,6 +273,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		go func() { defer wg.Done(); f(bg) }()
 	}
 	run(a.Inbox.Run)
+	for _, p := range a.Pollers {
+		run(p.Run)
+	}
+	if a.WriteBack != nil {
+		run(a.WriteBack.Run)
+	}
 	if a.CIGates.Enabled() {
 		run(a.CIGates.Run)
 	}

@@ -101,27 +101,7 @@ func (cc *ConnectorConfig) validateAPI(f string, bad func(field, format string, 
 	if err := validateAPIURL(a.URL); err != nil {
 		bad(p+".url", "%v", err)
 	}
-	basic := a.Username != "" || a.Password != ""
-	oauth := a.ClientID != "" || a.ClientSecret != ""
-	pat := a.Token != ""
-	switch {
-	case basic && (a.Username == "" || a.Password == ""):
-		bad(p+".username", "username and password go together (Basic auth)")
-	case oauth && cc.Type != "servicenow":
-		bad(p+".client_id", "OAuth client credentials are a servicenow setting")
-	case oauth && (a.ClientID == "" || a.ClientSecret == ""):
-		bad(p+".client_id", "client_id and client_secret go together (OAuth client credentials)")
-	case pat && cc.Type != "jira":
-		bad(p+".token", "a personal access token is a jira setting; servicenow takes username/password or client_id/client_secret")
-	case !basic && !oauth && !pat:
-		if cc.Type == "jira" {
-			bad(p+".username", "credentials are required: username + password (Cloud: e-mail + API token) or token (Data Center personal access token)")
-		} else {
-			bad(p+".username", "credentials are required: username + password, or client_id + client_secret")
-		}
-	case basic && (oauth || pat), oauth && pat:
-		bad(p+".username", "give one kind of credentials, not several")
-	}
+	validateCredentials(cc.Type, p, a, bad)
 	if a.Timeout < 0 || a.Timeout.D() > 5*time.Minute {
 		bad(p+".timeout", "must be between 0 and 5m")
 	}
@@ -144,34 +124,63 @@ func (cc *ConnectorConfig) validateAPI(f string, bad func(field, format string, 
 		bad(f+".projects", "is a jira setting")
 	}
 	if c := cc.ChangeCreation; c != nil {
-		cp := f + ".change_creation"
-		if len(c.Environments) == 0 {
-			bad(cp+".environments", "names no environment")
+		validateChangeCreation(cc.Type, f+".change_creation", c, bad)
+	}
+}
+
+// validateCredentials checks that one kind of credentials fits the type.
+func validateCredentials(typ, p string, a *APIConfig, bad func(field, format string, args ...any)) {
+	basic := a.Username != "" || a.Password != ""
+	oauth := a.ClientID != "" || a.ClientSecret != ""
+	pat := a.Token != ""
+	switch {
+	case basic && (a.Username == "" || a.Password == ""):
+		bad(p+".username", "username and password go together (Basic auth)")
+	case oauth && typ != "servicenow":
+		bad(p+".client_id", "OAuth client credentials are a servicenow setting")
+	case oauth && (a.ClientID == "" || a.ClientSecret == ""):
+		bad(p+".client_id", "client_id and client_secret go together (OAuth client credentials)")
+	case pat && typ != "jira":
+		bad(p+".token", "a personal access token is a jira setting; servicenow takes username/password or client_id/client_secret")
+	case !basic && !oauth && !pat:
+		if typ == "jira" {
+			bad(p+".username", "credentials are required: username + password (Cloud: e-mail + API token) or token (Data Center personal access token)")
+		} else {
+			bad(p+".username", "credentials are required: username + password, or client_id + client_secret")
 		}
-		switch cc.Type {
-		case "servicenow":
-			switch c.Type {
-			case "", "normal":
-			case "standard":
-				if c.Template == "" {
-					bad(cp+".template", "a standard change needs its template (sys_id or name)")
-				}
-			default:
-				bad(cp+".type", "%q is not normal or standard", c.Type)
+	case basic && (oauth || pat), oauth && pat:
+		bad(p+".username", "give one kind of credentials, not several")
+	}
+}
+
+// validateChangeCreation checks a change_creation block (cp is its path).
+func validateChangeCreation(typ, cp string, c *ChangeCreationConfig, bad func(field, format string, args ...any)) {
+	if len(c.Environments) == 0 {
+		bad(cp+".environments", "names no environment")
+	}
+	switch typ {
+	case "servicenow":
+		switch c.Type {
+		case "", "normal":
+		case "standard":
+			if c.Template == "" {
+				bad(cp+".template", "a standard change needs its template (sys_id or name)")
 			}
-			if c.Project != "" || c.IssueType != "" || c.ServiceDeskID != "" || c.RequestTypeID != "" {
-				bad(cp, "project, issue_type, service_desk_id and request_type_id are jira settings")
-			}
-		case "jira":
-			if c.Type != "" || c.Template != "" {
-				bad(cp, "type and template are servicenow settings")
-			}
-			if (c.ServiceDeskID == "") != (c.RequestTypeID == "") {
-				bad(cp+".service_desk_id", "service_desk_id and request_type_id go together (a JSM request)")
-			}
-			if c.ServiceDeskID == "" && !jiraProject.MatchString(c.Project) {
-				bad(cp+".project", "a Jira project key is required (or service_desk_id + request_type_id)")
-			}
+		default:
+			bad(cp+".type", "%q is not normal or standard", c.Type)
+		}
+		if c.Project != "" || c.IssueType != "" || c.ServiceDeskID != "" || c.RequestTypeID != "" {
+			bad(cp, "project, issue_type, service_desk_id and request_type_id are jira settings")
+		}
+	case "jira":
+		if c.Type != "" || c.Template != "" {
+			bad(cp, "type and template are servicenow settings")
+		}
+		if (c.ServiceDeskID == "") != (c.RequestTypeID == "") {
+			bad(cp+".service_desk_id", "service_desk_id and request_type_id go together (a JSM request)")
+		}
+		if c.ServiceDeskID == "" && !jiraProject.MatchString(c.Project) {
+			bad(cp+".project", "a Jira project key is required (or service_desk_id + request_type_id)")
 		}
 	}
 }

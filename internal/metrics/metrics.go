@@ -75,7 +75,7 @@ func New() *Set {
 			Name: "tollgate_gate_decisions_total", Help: "Recorded gate decisions by environment and result.",
 		}, []string{"environment", "decision"}),
 		InboxEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tollgate_inbox_events_total", Help: "Webhook events by connector and outcome (received, duplicate, rejected, processed, quarantined, ignored, retried).",
+			Name: "tollgate_inbox_events_total", Help: "Inbox events by connector and outcome (received, duplicate, rejected, polled: read through an ITSM API, processed, quarantined, ignored, retried).",
 		}, []string{"connector", "outcome"}),
 		InboxLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_inbox_lag_seconds", Help: "Age of the oldest event waiting for the normalizer (0 when none).",

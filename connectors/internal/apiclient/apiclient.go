@@ -288,6 +288,12 @@ type StatusError struct {
 	Message  string // the instance's error text, trimmed
 }
 
+// Permanent reports whether asking again cannot help: a 4xx other than
+// 408 and 429.
+func (e *StatusError) Permanent() bool {
+	return e.Status >= 400 && e.Status < 500 && e.Status != 408 && e.Status != 429
+}
+
 func (e *StatusError) Error() string {
 	s := fmt.Sprintf("%s: %s: HTTP %d", e.Instance, e.What, e.Status)
 	if e.Message != "" {

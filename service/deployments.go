@@ -131,16 +131,15 @@ func (s *Deployments) Record(ctx context.Context, d core.Deployment) (core.Deplo
 // and the same commit when both name one. An allow is bound to its
 // release: a re-run or a later report of another commit does not reuse
 // it; the deployment is then recorded without a decision (and the
-// reconciler reports it as GATE_BYPASSED). An unknown decision id is
-// dropped the same way.
+// reconciler reports it as GATE_BYPASSED). An id no recorded decision has
+// is kept as reported: it allows nothing (the reconciler finds no decision
+// behind it), and the report stays as the pipeline sent it.
 func (s *Deployments) bindDecision(ctx context.Context, d *core.Deployment) error {
 	if d.DecisionID == "" {
 		return nil
 	}
 	dec, err := s.store.GetDecision(ctx, d.DecisionID)
 	if core.IsKind(err, core.KindNotFound) {
-		s.log.WarnContext(ctx, "deployment names an unknown gate decision; recorded without it", "decision_id", d.DecisionID, "service", d.Service, "run_id", d.RunID)
-		d.DecisionID = ""
 		return nil
 	}
 	if err != nil {

@@ -51,6 +51,8 @@ type App struct {
 	Mappings    *service.Mappings
 	Inbox       *service.Inbox
 	CIGates     *service.CIGates
+	Reconciler  *service.Reconciler
+	Scheduler   *service.Scheduler
 	Server      *api.Server
 	// ITSM API side: one client per connector with an api block, the
 	// pollers, read-back, change creation and write-back.
@@ -140,6 +142,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	a.Inbox.SetCIGates(a.CIGates)
 	a.wireITSM(conns, clock)
+	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
+	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, clock, log); err != nil {
+		return nil, err
+	}
 	var pending api.PendingLister
 	if a.CIGates.Enabled() {
 		pending = a.CIGates
@@ -147,9 +153,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	a.Server = api.New(api.Deps{
 		CIGates: pending,
 		Logger:  log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
-		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
+		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
-		Reviews: a.Reviews,
+		Reviews:   a.Reviews,
+		Holds:     service.NewHolds(db, a.Policies, clock),
+		Evidence:  service.NewEvidence(db, a.Policies, clock),
+		Simulator: service.NewSimulator(db, a.Policies),
+		Proposals: service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes),
 	})
 	return a, nil
 }
@@ -284,6 +294,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	run(a.listen)
 	run(a.reloadLoop)
+	run(a.Scheduler.Run)
 
 	srv := &http.Server{
 		Handler:           a.Server,

@@ -124,6 +124,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
 		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 		Reviews: a.Reviews,
+		RateLimits: api.RateLimits{
+			TokenRate: cfg.RateLimit.PerToken.PerSecond(), TokenBurst: cfg.RateLimit.PerToken.Burst,
+			ConnectorRate: cfg.RateLimit.PerConnector.PerSecond(), ConnectorBurst: cfg.RateLimit.PerConnector.Burst,
+		},
 	})
 	return a, nil
 }
@@ -220,9 +224,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 	srv := &http.Server{
 		Handler:           a.Server,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: a.Config.HTTP.ReadHeaderTimeout.D(),
+		ReadTimeout:       a.Config.HTTP.ReadTimeout.D(),
+		IdleTimeout:       a.Config.HTTP.IdleTimeout.D(),
+		MaxHeaderBytes:    a.Config.HTTP.MaxHeaderBytes,
 		// No WriteTimeout: gate checks long-poll up to gate.max_wait.
 		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
 	}

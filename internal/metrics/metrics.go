@@ -19,6 +19,9 @@ type Set struct {
 	InboxEvents  *prometheus.CounterVec // connector, outcome: received|duplicate|processed|quarantined|ignored|rejected|retried
 	InboxLag     prometheus.Gauge       // seconds since the oldest pending event was received
 	InboxPending prometheus.Gauge       // events waiting for the normalizer
+
+	AuthFailures *prometheus.CounterVec // reason: missing_token|invalid_token|forbidden|webhook_signature
+	RateLimited  *prometheus.CounterVec // scope: token|connector
 }
 
 // AuditStats are the group-commit appender's counters: groups committed,
@@ -74,8 +77,15 @@ func New() *Set {
 		InboxPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_inbox_pending_events", Help: "Events waiting for the normalizer.",
 		}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_auth_failures_total", Help: "Refused authentications by reason (missing_token, invalid_token, forbidden, webhook_signature).",
+		}, []string{"reason"}),
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_rate_limited_total", Help: "Requests answered 429 by the rate limit that refused them (token, connector).",
+		}, []string{"scope"}),
 	}
 	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.InboxLag, s.InboxPending,
+		s.AuthFailures, s.RateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s
 }

@@ -1,0 +1,132 @@
+package app_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
+)
+
+// TestDatabaseOutage stops a private PostgreSQL under a running tollgate:
+// /readyz turns 503 within a second, webhooks get 503 with Retry-After
+// (the senders retry), gate checks get 503 (the CLI's exit 3, never an
+// allow); the database back, full service returns within 5 s without a
+// restart, and the deliveries acknowledged before and after are all kept.
+func TestDatabaseOutage(t *testing.T) {
+	pg := testpg.NewPrivate(t)
+	s := bootURL(t, pg.URL, e2eConfig)
+	ci, _ := s.token(core.RoleCI)
+	gate := map[string]any{"service": "pay", "environment": "staging", "version": "1", "changes": []string{"CHG1"}}
+	hook := func(n int) (int, http.Header) {
+		body, _ := json.Marshal(change(fmt.Sprintf("CHG%d", n), core.ApprovalApproved, time.Now()))
+		req, _ := http.NewRequest("POST", s.url+"/webhooks/itsm", bytes.NewReader(body))
+		req.Header.Set("X-Tollgate-Signature", signed(body))
+		resp, err := s.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	gateStatus := func() int {
+		return s.do("POST", "/api/v1/gate/check", ci, gate, nil)
+	}
+	status := func(path string) int { return s.do("GET", path, "", nil, nil) }
+	within := func(what string, limit time.Duration, cond func() bool) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for !cond() {
+			if time.Since(start) > limit {
+				t.Fatalf("%s: not within %v", what, limit)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	if st, _ := hook(1); st != 202 {
+		t.Fatalf("webhook before the outage: %d", st)
+	}
+	if st := gateStatus(); st != 200 {
+		t.Fatalf("gate before the outage: %d", st)
+	}
+
+	// Load across the outage: every delivery answered 202 must be kept.
+	var (
+		mu    sync.Mutex
+		acked []int
+		codes = map[int]int{}
+		stop  = make(chan struct{})
+		wg    sync.WaitGroup
+	)
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 100 + w; ; i += 3 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				st, _ := hook(i)
+				mu.Lock()
+				codes[st]++
+				if st == 202 {
+					acked = append(acked, i)
+				}
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	pg.Stop()
+	d := within("/readyz 503 after the database stopped", time.Second, func() bool { return status("/readyz") == 503 })
+	t.Logf("/readyz 503 %v after the stop", d.Round(time.Millisecond))
+	st, h := hook(2)
+	if st != 503 || h.Get("Retry-After") == "" {
+		t.Errorf("webhook during the outage: %d Retry-After %q, want 503 with Retry-After", st, h.Get("Retry-After"))
+	}
+	if st := gateStatus(); st != 503 {
+		t.Errorf("gate check during the outage: %d, want 503", st)
+	}
+	if st := status("/healthz"); st != 200 {
+		t.Errorf("/healthz during the outage: %d (the process is alive)", st)
+	}
+
+	pg.Start()
+	d = within("full service after the database came back", 5*time.Second, func() bool {
+		return status("/readyz") == 200 && gateStatus() == 200
+	})
+	t.Logf("full service %v after the database answered again", d.Round(time.Millisecond))
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("deliveries under load: %v by status", codes)
+	if codes[503] == 0 || len(codes) != 2 {
+		t.Errorf("statuses under load %v: want only 202 and 503", codes)
+	}
+	if st, _ := hook(3); st != 202 {
+		t.Errorf("webhook after the outage: %d", st)
+	}
+	keys := []string{"CHG1", "CHG3"}
+	for _, n := range acked {
+		keys = append(keys, fmt.Sprintf("CHG%d", n))
+	}
+	for _, key := range keys {
+		k := key
+		s.waitFor(k+" normalized", func() bool { return s.do("GET", "/api/v1/changes/"+k, adminSecret, nil, nil) == 200 })
+	}
+	var v struct {
+		OK bool `json:"ok"`
+	}
+	if st := s.do("GET", "/api/v1/audit/verify", adminSecret, nil, &v); st != 200 || !v.OK {
+		t.Errorf("audit verify after the outage: %d %+v", st, v)
+	}
+}

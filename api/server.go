@@ -35,6 +35,7 @@ type Reader interface {
 	GetDecision(ctx context.Context, id string) (core.GateDecision, error)
 	ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEntry, error)
 	VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error)
+	AuditHead(ctx context.Context) (core.AuditHead, error)
 }
 
 // Inbox receives webhooks and manages stored events.
@@ -201,6 +202,7 @@ func (s *Server) routes() {
 
 	s.route(http.MethodGet, "/api/v1/audit", auditorUp, s.listAudit)
 	s.route(http.MethodGet, "/api/v1/audit/verify", auditorUp, s.verifyAudit)
+	s.route(http.MethodGet, "/api/v1/audit/head", auditorUp, s.auditHead)
 }
 
 const ctxToken = "tollgate.token"

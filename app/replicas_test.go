@@ -105,6 +105,10 @@ func TestTwoReplicasOneDatabase(t *testing.T) {
 		body, _ := json.Marshal(change(fmt.Sprintf("CHG6%03d", i), core.ApprovalApproved, t0))
 		a.sendRaw(body)
 	}
+	// The concurrent sends may have left a dialled connection that never
+	// carried a request: graceful shutdown counts it as active for 5 s.
+	a.http.CloseIdleConnections()
+	b.http.CloseIdleConnections()
 	a.stop()
 	if _, err := db.Exec(`UPDATE inbox_events SET status = 'pending', processed_at = NULL, claimed_until = now() + interval '1 second'
 		WHERE convert_from(body, 'UTF8') LIKE '%CHG6%'`); err != nil {

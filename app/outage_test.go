@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -131,5 +132,95 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 	if st := s.do("GET", "/api/v1/audit/verify", adminSecret, nil, &v); st != 200 || !v.OK {
 		t.Errorf("audit verify after the outage: %d %+v", st, v)
+	}
+}
+
+// TestReadOnlyDatabase turns a private PostgreSQL read-only under a
+// running tollgate (default_transaction_read_only for every new session,
+// the held sessions cut): webhooks get 503 with Retry-After, never a 500
+// and never a 202 for a delivery not stored; a gate check is answered only
+// with its decision stored; made writable again, both succeed within 5 s.
+func TestReadOnlyDatabase(t *testing.T) {
+	pg := testpg.NewPrivate(t)
+	s := bootURL(t, pg.URL, e2eConfig)
+	ci, _ := s.token(core.RoleCI)
+	admin, err := sql.Open("postgres", pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	admin.SetMaxOpenConns(1)
+	exec := func(q string) {
+		t.Helper()
+		if _, err := admin.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	body, _ := json.Marshal(change("CHG7001", core.ApprovalApproved, time.Now()))
+	hook := func() (int, http.Header) {
+		req, _ := http.NewRequest("POST", s.url+"/webhooks/itsm", bytes.NewReader(body))
+		req.Header.Set("X-Tollgate-Signature", signed(body))
+		resp, err := s.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	gate := map[string]any{"service": "pay", "environment": "staging", "version": "7", "changes": []string{"CHG7001"}}
+
+	// Read-only for every new session; the sessions tollgate holds are
+	// cut, as a failover to a standby would.
+	exec("ALTER DATABASE postgres SET default_transaction_read_only = on")
+	terminate := func() {
+		exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = 'postgres'")
+	}
+	terminate()
+	for i := range 5 { // the first requests may meet a cut connection: 503 too
+		if st, h := hook(); st != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+			t.Errorf("webhook %d on a read-only database: %d (Retry-After %q), want 503 with Retry-After", i, st, h.Get("Retry-After"))
+		}
+		// lib/pq opens explicit transactions READ WRITE, which overrides
+		// the default, so the gate's group commit may still write: then
+		// the decision must be stored before it is answered.
+		var ans struct {
+			DecisionID string `json:"decision_id"`
+		}
+		switch st := s.do("POST", "/api/v1/gate/check", ci, gate, &ans); st {
+		case http.StatusServiceUnavailable:
+		case http.StatusOK:
+			var k int
+			if err := admin.QueryRow("SELECT count(*) FROM gate_decisions WHERE id = $1", ans.DecisionID).Scan(&k); err != nil || k != 1 {
+				t.Errorf("gate check %d answered, but its decision is stored %d times (%v)", i, k, err)
+			}
+		default:
+			t.Errorf("gate check %d on a read-only database: %d, want 503 (or 200 with the decision stored)", i, st)
+		}
+	}
+	var n int
+	if err := admin.QueryRow("SELECT count(*) FROM inbox_events").Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d events stored while read-only (%v)", n, err)
+	}
+
+	exec("ALTER DATABASE postgres RESET default_transaction_read_only")
+	terminate()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, _ := hook()
+		if st == http.StatusAccepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook still %d 5 s after the database became writable", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for st := 0; st != http.StatusOK; { // the first may meet the cut committer connection
+		if st = s.do("POST", "/api/v1/gate/check", ci, gate, nil); st != http.StatusOK && st != http.StatusServiceUnavailable {
+			t.Fatalf("gate check once writable again: %d", st)
+		}
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("gate check still %d after the database became writable", st)
+		}
 	}
 }

@@ -16,6 +16,7 @@ targets="
 ./connectors/gitlab FuzzClassify
 ./connectors/jira FuzzClassify
 ./connectors/servicenow FuzzClassify
+./connectors/servicenow FuzzEnrich
 ./connectors/jenkins FuzzClassify
 ./connectors/generic FuzzClassify
 ./connectors/internal/hook FuzzRead
@@ -30,9 +31,9 @@ targets="
 ./api FuzzGateRequestDecode
 ./store FuzzMustJSON
 "
-# Every Fuzz function in the tree must be listed above.
-missing=$(grep -rhoE --include='*_test.go' '^func (Fuzz[A-Za-z0-9_]+)' . | sed 's/^func //' | sort -u | while read -r f; do
-  grep -q " $f\$" <<<"$targets" || echo "$f"; done)
+# Every Fuzz function in the tree must be listed above, with its package.
+missing=$(grep -rHoE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sed -E 's#^\./(.*)/[^/]+_test\.go:func (.*)#./\1 \2#' | sort -u | while read -r line; do
+  grep -qxF "$line" <<<"$targets" || echo "$line"; done)
 if [ -n "$missing" ]; then echo "fuzz.sh: targets not listed: $missing" >&2; exit 1; fi
 start=$SECONDS
 while read -r pkg fn; do

@@ -21,12 +21,16 @@ type RateLimits struct {
 	TokenBurst     int
 	ConnectorRate  float64
 	ConnectorBurst int
+	// Connectors are the configured connector names: each gets its own
+	// bucket; any other name in a webhook URL (answered 404 anyway) shares
+	// one, so a client inventing names neither grows memory nor spends a
+	// real connector's bucket.
+	Connectors []string
 }
 
-// maxLimiterKeys bounds the limiters kept per scope. Keys are token ids
-// (only after authentication) and connector names taken from the URL; past
-// the bound every further key shares one limiter, so a client inventing
-// connector names cannot grow the map.
+// maxLimiterKeys bounds the token buckets of the token scope (keys are the
+// ids of authenticated tokens); past it every further key shares one
+// bucket.
 const maxLimiterKeys = 10_000
 
 // limiter holds one token bucket per key.
@@ -37,6 +41,22 @@ type limiter struct {
 	mu       sync.Mutex
 	buckets  map[string]*rate.Limiter
 	overflow *rate.Limiter
+	// fixed: only the keys made at start have buckets of their own.
+	fixed bool
+}
+
+// newFixedLimiter has one bucket per key given and one shared by every
+// other key.
+func newFixedLimiter(perSecond float64, burst int, keys []string) *limiter {
+	l := newLimiter(perSecond, burst)
+	if l == nil {
+		return nil
+	}
+	l.fixed = true
+	for _, k := range keys {
+		l.buckets[k] = rate.NewLimiter(l.rate, l.burst)
+	}
+	return l
 }
 
 func newLimiter(perSecond float64, burst int) *limiter {
@@ -61,7 +81,7 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	b, ok := l.buckets[key]
 	if !ok {
-		if len(l.buckets) < maxLimiterKeys {
+		if !l.fixed && len(l.buckets) < maxLimiterKeys {
 			b = rate.NewLimiter(l.rate, l.burst)
 			l.buckets[key] = b
 		} else {

@@ -76,3 +76,20 @@ func TestLimiterKeysBounded(t *testing.T) {
 		t.Error("a key past the bound got a fresh bucket")
 	}
 }
+
+// TestFixedLimiterUnknownKeysShareOneBucket: connector names nobody
+// configured (invented by a client) neither make buckets nor spend a
+// configured connector's.
+func TestFixedLimiterUnknownKeysShareOneBucket(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	l := newFixedLimiter(1, 1, []string{"servicenow"})
+	for i := range 20_000 {
+		l.allow("invented-"+strconv.Itoa(i), now)
+	}
+	if n := len(l.buckets); n != 1 {
+		t.Errorf("%d buckets after 20,000 invented names, want 1 (the configured connector's)", n)
+	}
+	if ok, _ := l.allow("servicenow", now); !ok {
+		t.Error("the configured connector's bucket was spent by invented names")
+	}
+}

@@ -111,7 +111,7 @@ func New(deps Deps) *Server {
 	}
 	s := &Server{deps: deps, rules: map[string]access{}, paths: map[string]struct{}{},
 		tokenLimit:     newLimiter(deps.RateLimits.TokenRate, deps.RateLimits.TokenBurst),
-		connectorLimit: newLimiter(deps.RateLimits.ConnectorRate, deps.RateLimits.ConnectorBurst)}
+		connectorLimit: newFixedLimiter(deps.RateLimits.ConnectorRate, deps.RateLimits.ConnectorBurst, deps.RateLimits.Connectors)}
 	e := echo.NewWithConfig(echo.Config{Logger: deps.Logger, HTTPErrorHandler: s.handleError})
 	s.echo = e
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{

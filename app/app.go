@@ -138,9 +138,18 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		RateLimits: api.RateLimits{
 			TokenRate: cfg.RateLimit.PerToken.PerSecond(), TokenBurst: cfg.RateLimit.PerToken.Burst,
 			ConnectorRate: cfg.RateLimit.PerConnector.PerSecond(), ConnectorBurst: cfg.RateLimit.PerConnector.Burst,
+			Connectors: connectorNames(cfg),
 		},
 	})
 	return a, nil
+}
+
+func connectorNames(cfg *config.Config) []string {
+	names := make([]string, len(cfg.Connectors))
+	for i, c := range cfg.Connectors {
+		names[i] = c.Name
+	}
+	return names
 }
 
 // bootstrapAdmin installs TOLLGATE_ADMIN_TOKEN's admin token, revoking

@@ -75,6 +75,15 @@ var (
 		{"POST", "/api/v1/events/replay", "bearer", adminOnly},
 
 		{"GET", "/api/v1/metrics/releases", "bearer", auditorPlus},
+		// Not rows of DESIGN's table (README, docs/governance.md): what
+		// observe mode let through is a report, read like the others;
+		// four-eyes proposals are changes to admin-only resources,
+		// confirmed by a second admin.
+		{"GET", "/api/v1/reports/observe", "bearer", auditorPlus},
+		{"GET", "/api/v1/proposals", "bearer", adminOnly},
+		{"GET", "/api/v1/proposals/:id", "bearer", adminOnly},
+		{"POST", "/api/v1/proposals/:id/confirm", "bearer", adminOnly},
+		{"POST", "/api/v1/proposals/:id/withdraw", "bearer", adminOnly},
 
 		{"POST", "/api/v1/tokens", "bearer", adminOnly},
 		{"GET", "/api/v1/tokens", "bearer", adminOnly},

@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 execs="${FUZZ_EXECS:-200000}"
 # package  target   (every webhook parser, the mapping engine, the policy
-# parser, the gate request decoder, the audit record encoder)
+# parser, the gate request decoder, the report filters, the audit record
+# encoder)
 targets="
 ./connectors/github FuzzClassify
 ./connectors/gitlab FuzzClassify
@@ -29,6 +30,7 @@ targets="
 ./core FuzzCompactData
 ./config FuzzParsePolicy
 ./api FuzzGateRequestDecode
+./api FuzzReportRequestDecode
 ./store FuzzMustJSON
 "
 # Every Fuzz function in the tree must be listed above, with its package.

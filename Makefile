@@ -32,7 +32,7 @@ bench: ## run the Go benchmarks (figures in docs/benchmarks.md)
 load: ## HTTP load run of the gate on a seeded PostgreSQL (figures in docs/benchmarks.md)
 	./scripts/load.sh
 
-fuzz: ## fuzz every webhook parser, the mapping engine, the policy parser, the gate request decoder and the report filters (200000 executions each; FUZZ_EXECS to change)
+fuzz: ## fuzz every webhook parser, the mapping engine, the policy parser, the gate request decoder, the report filters and the evidence readers (200000 executions each; FUZZ_EXECS to change)
 	./scripts/fuzz.sh
 
 vulncheck: ## govulncheck ./... (installed when missing; says so when vuln.go.dev is unreachable)

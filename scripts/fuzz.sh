@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 execs="${FUZZ_EXECS:-200000}"
 # package  target   (every webhook parser, the mapping engine, the policy
-# parser, the gate request decoder, the report filters, the audit record
-# encoder)
+# parser, the gate request decoder, the report filters, the JUnit, SARIF
+# and DSSE readers, the audit record encoder)
 targets="
 ./connectors/github FuzzClassify
 ./connectors/gitlab FuzzClassify
@@ -31,6 +31,9 @@ targets="
 ./config FuzzParsePolicy
 ./api FuzzGateRequestDecode
 ./api FuzzReportRequestDecode
+./evidence FuzzJUnit
+./evidence FuzzSARIF
+./evidence FuzzDSSE
 ./store FuzzMustJSON
 "
 # Every Fuzz function in the tree must be listed above, with its package.

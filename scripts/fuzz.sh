@@ -14,7 +14,9 @@ execs="${FUZZ_EXECS:-200000}"
 # and DSSE readers, the audit record encoder)
 targets="
 ./connectors/github FuzzClassify
+./connectors/github FuzzParseProtectionRule
 ./connectors/gitlab FuzzClassify
+./connectors/gitlab FuzzParseBlockedDeployment
 ./connectors/jira FuzzClassify
 ./connectors/servicenow FuzzClassify
 ./connectors/servicenow FuzzEnrich

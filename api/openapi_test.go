@@ -234,7 +234,7 @@ func TestReasonCodesAreDocumented(t *testing.T) {
 	}
 	errCodes := enumOf(t, doc, "ErrorCode")
 	for _, k := range []core.ErrorKind{core.KindInvalid, core.KindNotFound, core.KindConflict, core.KindUnauthorized,
-		core.KindForbidden, core.KindTooLarge, core.KindUnavailable, core.KindInternal} {
+		core.KindForbidden, core.KindTooLarge, core.KindRateLimited, core.KindUnavailable, core.KindInternal} {
 		if !slices.Contains(errCodes, string(k)) {
 			t.Errorf("error kind %s is not in the ErrorCode enum", k)
 		}

@@ -66,6 +66,10 @@ func (v *Validator) Transport(base http.RoundTripper, report func(format string,
 	return roundTripper{v: v, base: base, report: report}
 }
 
+// maxValidatedBody bounds the request bodies validated: twice the
+// server's default body limit.
+const maxValidatedBody = 2 << 20
+
 type roundTripper struct {
 	v      *Validator
 	base   http.RoundTripper
@@ -75,11 +79,22 @@ type roundTripper struct {
 func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	var reqBody []byte
 	if req.Body != nil {
-		b, err := io.ReadAll(req.Body)
-		req.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(req.Body, maxValidatedBody+1))
 		if err != nil {
+			req.Body.Close()
 			return nil, err
 		}
+		if len(b) > maxValidatedBody {
+			// Past any body the server accepts (it answers 413): sent on
+			// as the stream it is, not validated, so the test's process
+			// does not hold what the server is careful not to.
+			req.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(b), req.Body), req.Body}
+			return rt.base.RoundTrip(req)
+		}
+		req.Body.Close()
 		reqBody = b
 		req.Body = io.NopCloser(bytes.NewReader(b))
 	}
@@ -110,9 +125,18 @@ func clip(b []byte) string {
 
 // Check validates one exchange and returns what is out of contract, or nil.
 func (v *Validator) Check(req *http.Request, reqBody []byte, status int, header http.Header, respBody []byte) error {
+	if status == http.StatusRequestHeaderFieldsTooLarge {
+		// Refused by net/http before any route ran: not the API's answer.
+		return nil
+	}
 	ctx := context.Background()
 	r := req.Clone(ctx)
 	r.Body = io.NopCloser(bytes.NewReader(reqBody))
+	if len(reqBody) > 0 && r.Header.Get("Content-Type") == "" {
+		// A body sent without a Content-Type (webhook senders that give
+		// none) is read as JSON, as the server reads it.
+		r.Header.Set("Content-Type", "application/json")
+	}
 	route, params, err := v.router.FindRoute(r)
 	if err != nil {
 		if status != http.StatusNotFound && status != http.StatusMethodNotAllowed {

@@ -74,6 +74,11 @@ type Deps struct {
 	Mappings    Mappings
 	// Ready reports whether the server can take traffic (database reachable,
 	// migrations applied).
+	// UI, when set, registers the web UI's routes (/ui/…): public to the
+	// API's bearer check, the UI checks its own sessions and roles.
+	UI interface {
+		Routes(add func(method, path string, h echo.HandlerFunc))
+	}
 	Ready        func(ctx context.Context) error
 	MaxBodyBytes int64
 	Version      string
@@ -195,6 +200,10 @@ func (s *Server) routes() {
 
 	s.route(http.MethodGet, "/api/v1/audit", auditorUp, s.listAudit)
 	s.route(http.MethodGet, "/api/v1/audit/verify", auditorUp, s.verifyAudit)
+
+	if s.deps.UI != nil {
+		s.deps.UI.Routes(func(method, path string, h echo.HandlerFunc) { s.route(method, path, public, h) })
+	}
 }
 
 const ctxToken = "tollgate.token"

@@ -26,6 +26,7 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/metrics"
 	"github.com/tollgate-dev/tollgate/service"
 	"github.com/tollgate-dev/tollgate/store"
+	"github.com/tollgate-dev/tollgate/ui"
 )
 
 // Version is the build's version (set with -ldflags "-X …app.Version=…").
@@ -119,11 +120,19 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Workers: workers, BatchSize: cfg.Inbox.BatchSize, Lease: cfg.Inbox.Lease.D(), PollInterval: cfg.Inbox.PollInterval.D(),
 		MaxAttempts: cfg.Inbox.MaxAttempts, MaxFutureSkew: cfg.Inbox.MaxFutureSkew.D(),
 	})
+	web, err := ui.New(ui.Deps{
+		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: db, Gate: a.Gate, Policies: a.Policies,
+		Mappings: a.Mappings, Inbox: a.Inbox,
+		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy,
+	})
+	if err != nil {
+		return nil, err
+	}
 	a.Server = api.New(api.Deps{
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
 		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
-		Reviews: a.Reviews,
+		Reviews: a.Reviews, UI: web,
 	})
 	return a, nil
 }

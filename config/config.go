@@ -56,6 +56,8 @@ type Config struct {
 	// Policy seeds the stored policy when the store has none yet; after
 	// that GET/PUT /api/v1/policy owns it. Absent → core.DefaultPolicy().
 	Policy *core.Policy `yaml:"policy"`
+	// UI configures the web UI's sessions.
+	UI UIConfig `yaml:"ui"`
 }
 
 // GateConfig configures the gate check.

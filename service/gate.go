@@ -48,6 +48,7 @@ type Gate struct {
 	OnDecision func(d core.GateDecision)
 	stopOnce   sync.Once
 	stopping   chan struct{}
+	waiting    waitingSet // checks long-polling now (the UI's dashboard)
 }
 
 // Shutdown makes every waiting check answer now with its current decision,
@@ -174,6 +175,8 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	}
 	defer cancel()
 	deadline := g.clock.Now().Add(wait)
+	var slot uint64
+	defer func() { g.waiting.remove(slot) }()
 
 	for final := wait <= 0; ; {
 		cp = g.policies.Current()
@@ -182,12 +185,17 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 			return core.GateDecision{}, err
 		}
 		if final || d.Decision != core.Wait || !d.EvaluatedAt.Before(deadline) {
-			return g.record(ctx, d, actor)
+			rec, err := g.record(ctx, d, actor)
+			if err == nil && slot != 0 {
+				g.waiting.answered(slot, rec)
+			}
+			return rec, err
 		}
 		until := deadline
 		if next, ok := core.NextChange(cp, *d.Facts, d.EvaluatedAt); ok && next.Before(until) {
 			until = next
 		}
+		slot = g.waiting.put(slot, WaitingCheck{Request: req, ReleaseID: d.ReleaseID, Reasons: d.Reasons, Since: d.EvaluatedAt, Deadline: deadline})
 		switch g.await(ctx, wake, until.Sub(d.EvaluatedAt), req) {
 		case awaitDone:
 			return core.GateDecision{}, core.Wrap(core.KindUnavailable, ctx.Err(), "the request ended while waiting")

@@ -37,11 +37,11 @@ func (d *DB) CreateSession(ctx context.Context, s UISession) error {
 // caller's to judge (it knows the idle limit).
 func (d *DB) Session(ctx context.Context, idHash string) (UISession, error) {
 	var r struct {
-		IDHash     string       `db:"id_hash"`
-		CSRF       string       `db:"csrf"`
-		CreatedAt  time.Time    `db:"session_created_at"`
-		LastSeenAt time.Time    `db:"last_seen_at"`
-		ExpiresAt  time.Time    `db:"expires_at"`
+		IDHash     string    `db:"id_hash"`
+		CSRF       string    `db:"csrf"`
+		CreatedAt  time.Time `db:"session_created_at"`
+		LastSeenAt time.Time `db:"last_seen_at"`
+		ExpiresAt  time.Time `db:"expires_at"`
 		tokenRow
 	}
 	err := d.db.GetContext(ctx, &r, d.q(`SELECT s.id_hash, s.csrf, s.created_at AS session_created_at, s.last_seen_at, s.expires_at,

@@ -408,11 +408,12 @@ func (u *UI) mappingPost(c *echo.Context, s *session) error {
 			v.Problems, status = problemLines(err), http.StatusBadRequest
 			break
 		}
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return fmt.Errorf("render preview: %w", err)
+		if v.Preview, v.Problems, err = previewText(res); err != nil {
+			return err
 		}
-		v.Preview = string(b)
+		if len(v.Problems) > 0 {
+			status = http.StatusBadRequest
+		}
 	default:
 		return core.Invalid("action", "must be preview or save")
 	}
@@ -421,6 +422,52 @@ func (u *UI) mappingPost(c *echo.Context, s *session) error {
 		return err
 	}
 	return u.render(c, s, status, "mapping", "Mapping "+name, v)
+}
+
+// previewText splits the service's preview into the mapped record
+// (indented JSON) and every field error ("field (payload path): message").
+func previewText(res any) (string, []string, error) {
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return "", nil, fmt.Errorf("render preview: %w", err)
+	}
+	var p struct {
+		OK     bool            `json:"ok"`
+		Kind   string          `json:"kind"`
+		Record json.RawMessage `json:"record"`
+		Errors []struct {
+			Field, Path, Message string
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return "", nil, fmt.Errorf("read preview: %w", err)
+	}
+	var problems []string
+	for _, e := range p.Errors {
+		line := e.Message
+		switch {
+		case e.Field != "" && e.Path != "":
+			line = e.Field + " (payload " + e.Path + "): " + e.Message
+		case e.Field != "":
+			line = e.Field + ": " + e.Message
+		}
+		problems = append(problems, line)
+	}
+	if !p.OK && len(problems) == 0 {
+		problems = []string{"the sample does not map"}
+	}
+	if !p.OK {
+		return "", problems, nil
+	}
+	var rec any
+	if err := json.Unmarshal(p.Record, &rec); err != nil {
+		return "", nil, fmt.Errorf("read preview record: %w", err)
+	}
+	out, err := json.MarshalIndent(map[string]any{"kind": p.Kind, "record": rec}, "", "  ")
+	if err != nil {
+		return "", nil, fmt.Errorf("render preview: %w", err)
+	}
+	return string(out), nil, nil
 }
 
 func isClientError(err error) bool {

@@ -70,7 +70,7 @@ func (o oneToken) Authenticate(_ context.Context, secret string) (core.Token, er
 func (oneToken) Create(context.Context, string, core.Role, string) (string, core.Token, error) {
 	return "", core.Token{}, nil
 }
-func (oneToken) List(context.Context) ([]core.Token, error) { return nil, nil }
+func (oneToken) List(context.Context) ([]core.Token, error)   { return nil, nil }
 func (oneToken) Revoke(context.Context, string, string) error { return nil }
 
 type emptyReader struct{ Reader }

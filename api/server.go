@@ -72,13 +72,13 @@ type Deps struct {
 	Reader      Reader
 	Inbox       Inbox
 	Mappings    Mappings
-	// Ready reports whether the server can take traffic (database reachable,
-	// migrations applied).
 	// UI, when set, registers the web UI's routes (/ui/…): public to the
 	// API's bearer check, the UI checks its own sessions and roles.
 	UI interface {
 		Routes(add func(method, path string, h echo.HandlerFunc))
 	}
+	// Ready reports whether the server can take traffic (database reachable,
+	// migrations applied).
 	Ready        func(ctx context.Context) error
 	MaxBodyBytes int64
 	Version      string

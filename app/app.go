@@ -50,6 +50,8 @@ type App struct {
 	Reviews     *service.Reviews
 	Mappings    *service.Mappings
 	Inbox       *service.Inbox
+	Reconciler  *service.Reconciler
+	Scheduler   *service.Scheduler
 	Server      *api.Server
 	// ITSM API side: one client per connector with an api block, the
 	// pollers, read-back, change creation and write-back.
@@ -131,6 +133,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		MaxAttempts: cfg.Inbox.MaxAttempts, MaxFutureSkew: cfg.Inbox.MaxFutureSkew.D(),
 	})
 	a.wireITSM(conns, clock)
+	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
+	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, clock, log); err != nil {
+		return nil, err
+	}
 	web, err := ui.New(ui.Deps{
 		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: db, Gate: a.Gate, Policies: a.Policies,
 		Mappings: a.Mappings, Inbox: a.Inbox,
@@ -141,9 +147,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	a.Server = api.New(api.Deps{
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
-		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
+		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
-		Reviews: a.Reviews, UI: web,
+		Reviews:   a.Reviews,
+		UI:        web,
+		Holds:     service.NewHolds(db, a.Policies, clock),
+		Evidence:  service.NewEvidence(db, a.Policies, clock),
+		Simulator: service.NewSimulator(db, a.Policies),
+		Proposals: service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes),
 	})
 	return a, nil
 }
@@ -256,6 +267,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	run(a.listen)
 	run(a.reloadLoop)
+	run(a.Scheduler.Run)
 
 	srv := &http.Server{
 		Handler:           a.Server,

@@ -32,9 +32,10 @@ bench: ## run the Go benchmarks (figures in docs/benchmarks.md)
 load: ## HTTP load run of the gate on a seeded PostgreSQL (figures in docs/benchmarks.md)
 	./scripts/load.sh
 
-fuzz: ## fuzz the webhook parsers and the mapping engine (execution budgets, ~30s each)
+fuzz: ## fuzz the webhook parsers, their JSON readers and the mapping engine (execution budgets, ~30s each)
 	# Execution counts, not -fuzztime durations: Go 1.26's fuzz coordinator
 	# can report a spurious "context deadline exceeded" when a duration
 	# runs out (golang/go#75804, fixed in Go 1.27).
 	for p in ./connectors/github ./connectors/gitlab ./connectors/jira ./connectors/servicenow ./connectors/jenkins ./connectors/generic; do $(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime 500000x $$p || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime 200000x ./connectors/internal/hook
 	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 200000x ./mapping

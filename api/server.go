@@ -72,13 +72,15 @@ type Deps struct {
 	Reader      Reader
 	Inbox       Inbox
 	Mappings    Mappings
-	// Ready reports whether the server can take traffic (database reachable,
-	// migrations applied).
+	// Reports runs and reads reconciliation reports (nil: no report routes).
+	Reports Reports
 	// UI, when set, registers the web UI's routes (/ui/…): public to the
 	// API's bearer check, the UI checks its own sessions and roles.
 	UI interface {
 		Routes(add func(method, path string, h echo.HandlerFunc))
 	}
+	// Ready reports whether the server can take traffic (database reachable,
+	// migrations applied).
 	Ready        func(ctx context.Context) error
 	MaxBodyBytes int64
 	Version      string
@@ -203,6 +205,9 @@ func (s *Server) routes() {
 
 	if s.deps.UI != nil {
 		s.deps.UI.Routes(func(method, path string, h echo.HandlerFunc) { s.route(method, path, public, h) })
+	}
+	if s.deps.Reports != nil {
+		s.reconcileRoutes()
 	}
 }
 

@@ -50,6 +50,8 @@ type App struct {
 	Reviews     *service.Reviews
 	Mappings    *service.Mappings
 	Inbox       *service.Inbox
+	Reconciler  *service.Reconciler
+	Scheduler   *service.Scheduler
 	Server      *api.Server
 }
 
@@ -120,6 +122,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Workers: workers, BatchSize: cfg.Inbox.BatchSize, Lease: cfg.Inbox.Lease.D(), PollInterval: cfg.Inbox.PollInterval.D(),
 		MaxAttempts: cfg.Inbox.MaxAttempts, MaxFutureSkew: cfg.Inbox.MaxFutureSkew.D(),
 	})
+	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
+	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, clock, log); err != nil {
+		return nil, err
+	}
 	web, err := ui.New(ui.Deps{
 		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: db, Gate: a.Gate, Policies: a.Policies,
 		Mappings: a.Mappings, Inbox: a.Inbox,
@@ -130,7 +136,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	a.Server = api.New(api.Deps{
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
-		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
+		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 		Reviews: a.Reviews, UI: web,
 	})
@@ -226,6 +232,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	run(a.Inbox.Run)
 	run(a.listen)
 	run(a.reloadLoop)
+	run(a.Scheduler.Run)
 
 	srv := &http.Server{
 		Handler:           a.Server,

@@ -32,11 +32,13 @@ type server struct {
 }
 
 // boot starts the real server on port 0. dialect is "postgres" or "sqlite";
-// cfgYAML is extra configuration.
+// cfgYAML is extra configuration. A PostgreSQL server starts on a clone of
+// testpg's migrated template (its start-up migration then finds nothing to
+// do); TestLongPollAcrossReplicas starts two replicas on an empty one.
 func boot(t testing.TB, dialect, cfgYAML string) *server {
 	t.Helper()
 	if dialect == "postgres" {
-		return bootURL(t, testpg.NewDatabase(t), cfgYAML)
+		return bootURL(t, testpg.NewMigratedDatabase(t), cfgYAML)
 	}
 	return bootURL(t, "sqlite:"+filepath.Join(t.TempDir(), "tollgate.db"), cfgYAML)
 }
@@ -44,16 +46,24 @@ func boot(t testing.TB, dialect, cfgYAML string) *server {
 // bootURL starts a server on the given database (replicas share one).
 func bootURL(t testing.TB, dbURL, cfgYAML string) *server {
 	t.Helper()
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	env := map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret, "TOLLGATE_DATABASE_URL": dbURL}
+	return serve(t, cfgYAML, env, log)
+}
+
+// serve runs app.New and Serve on a loopback port as `tollgate serve` would,
+// with the configuration cfgYAML and env as the environment. stop, also
+// run when t ends, shuts it down gracefully and closes the app.
+func serve(t testing.TB, cfgYAML string, env map[string]string, log *slog.Logger) *server {
+	t.Helper()
 	cfg, err := config.Parse([]byte(cfgYAML), func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	cfg.ShutdownTimeout = config.Duration(5 * time.Second)
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, log, app.Options{})
 	if err != nil {
@@ -62,6 +72,8 @@ func bootURL(t testing.TB, dbURL, cfgYAML string) *server {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		cancel()
+		a.Close()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -73,12 +85,10 @@ func bootURL(t testing.TB, dbURL, cfgYAML string) *server {
 			if err := <-done; err != nil {
 				t.Errorf("serve: %v", err)
 			}
+			a.Close()
 		})
 	}
-	t.Cleanup(func() {
-		stop()
-		a.Close()
-	})
+	t.Cleanup(stop)
 	return &server{stop: stop, t: t, app: a, url: "http://" + ln.Addr().String(), http: &http.Client{Timeout: 60 * time.Second}}
 }
 

@@ -2,22 +2,18 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	neturl "net/url"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/tollgate-dev/tollgate/app"
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/logging"
@@ -140,43 +136,14 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// start runs app.New and Serve on dbURL with env as the environment (as
-// `tollgate serve` would), logging into the returned buffer; stop shuts it
-// down. Unlike boot, the admin token is whatever env says.
+// start runs a server on dbURL with env as the environment, logging into
+// the returned buffer. Unlike boot, the admin token is whatever env says.
 func start(t *testing.T, dbURL string, env map[string]string) (*server, *syncBuffer) {
 	t.Helper()
 	full := map[string]string{"TOLLGATE_DATABASE_URL": dbURL}
 	maps.Copy(full, env)
-	cfg, err := config.Parse(nil, func(k string) string { return full[k] })
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	cfg.ShutdownTimeout = config.Duration(5 * time.Second)
 	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, logging.New(logs, slog.LevelInfo), app.Options{})
-	if err != nil {
-		cancel()
-		t.Fatalf("app: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-			a.Close()
-		})
-	}
-	t.Cleanup(stop)
-	return &server{stop: stop, t: t, app: a, url: "http://" + ln.Addr().String(), http: &http.Client{Timeout: 30 * time.Second}}, logs
+	return serve(t, "", full, logging.New(logs, slog.LevelInfo)), logs
 }
 
 // TestBootstrapTokenReplaced: a new TOLLGATE_ADMIN_TOKEN value on the same
@@ -188,7 +155,7 @@ func TestBootstrapTokenReplaced(t *testing.T) {
 			t.Parallel()
 			url := "sqlite:" + filepath.Join(t.TempDir(), "tollgate.db")
 			if dialect == "postgres" {
-				url = testpg.NewDatabase(t)
+				url = testpg.NewMigratedDatabase(t)
 			}
 			const first, second = "first-admin-token-0123456789", "second-admin-token-0123456789"
 
@@ -248,7 +215,7 @@ func TestBootstrapTokenReplaced(t *testing.T) {
 // the database URL (lib/pq accepts it; the group-commit path too), its
 // password masked for the log.
 func TestKeyValueDatabaseURL(t *testing.T) {
-	u, err := neturl.Parse(testpg.NewDatabase(t))
+	u, err := neturl.Parse(testpg.NewMigratedDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,6 +58,11 @@ type Config struct {
 	Policy *core.Policy `yaml:"policy"`
 	// UI configures the web UI's sessions.
 	UI UIConfig `yaml:"ui"`
+	// Reports are scheduled reconciliation reports (reports.go), run by one
+	// replica at a time; ReportsRetention is how long any report is kept
+	// (default 400d).
+	Reports          []ReportSchedule `yaml:"reports"`
+	ReportsRetention *Period          `yaml:"reports_retention"`
 }
 
 // GateConfig configures the gate check.
@@ -433,6 +438,7 @@ func (c *Config) Validate() error {
 			bad(f+".webhook_secret", "must be at least 16 characters")
 		}
 	}
+	c.validateReports(bad)
 	if c.Policy != nil {
 		if err := c.Policy.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("policy: %w", err))
@@ -516,6 +522,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("mappings_dir", c.MappingsDir),
 		slog.Bool("policy_in_config", c.Policy != nil),
 		slog.Any("connectors", conns),
+		slog.Any("reports", c.reportsLogValue()),
 	)
 }
 

@@ -327,111 +327,165 @@ func clip(s string) string {
 // directly (no interface boxing) and the value returned and traced is nil.
 func (f *cfield) eval(d *doc, name string, rec any) (any, FieldTrace, *FieldError) {
 	var tr FieldTrace
-	fail := func(path, format string, args ...any) (any, FieldTrace, *FieldError) {
-		return nil, tr, &FieldError{Field: name, Path: path, Message: fmt.Sprintf(format, args...)}
-	}
+	active := f.active(d)
 	var v value
-	active := true
-	for _, cnd := range f.when {
-		if !cnd.eval(d) {
-			active = false
-			break
-		}
-	}
 	if active {
 		if f.hasConst {
 			tr.Source, tr.Raw, tr.Value = SourceConstant, f.constRaw, f.constVal
 			return f.constVal, tr, nil
 		}
-		var firstErr error
-		var errPath string
-		presence := len(f.transforms) > 0 && f.transforms[0].op == tPresent
-		for _, p := range f.paths {
-			x, raw, exists, err := d.extract(p, presence)
-			if !exists {
-				continue
-			}
-			if err != nil {
-				if firstErr == nil {
-					firstErr, errPath = err, p.raw
-				}
-				continue
-			}
-			if x.k == vNone {
-				continue
-			}
-			v, tr.Source, tr.Raw = x, p.raw, clip(raw)
-			break
+		if ferr := f.fromPaths(d, name, &v, &tr); ferr != nil {
+			return nil, tr, ferr
 		}
-		if v.k == vNone && firstErr != nil {
-			return fail(errPath, "%v", firstErr)
-		}
-		for i, t := range f.transforms {
-			if v.k == vNone {
-				break
-			}
-			var err error
-			v, err = t.apply(v)
-			if err != nil {
-				return fail(tr.Source, "transform[%d] %s: %v", i, t.name, err)
-			}
-		}
-		if v.k != vNone && f.mapping != nil {
-			s, err := v.text()
-			if err != nil {
-				return fail(tr.Source, "map: %v", err)
-			}
-			if m, ok := f.mapping[s]; ok {
-				v = strValue(m)
-			} else if f.mapDefault != nil {
-				v = strValue(*f.mapDefault)
-			} else if !f.keep {
-				return fail(tr.Source, "value %q is not in the map (add it, or set map_default or unmapped: keep)", s)
+		if v.k != vNone && (f.transforms != nil || f.mapping != nil) {
+			if ferr := f.refine(&v, name, tr.Source); ferr != nil {
+				return nil, tr, ferr
 			}
 		}
 	}
+	var out any
+	var ferr *FieldError
 	if v.k == vNone {
-		if f.hasDefault {
-			tr.Source, tr.Raw, tr.Value = SourceDefault, f.defRaw, f.defVal
-			return f.defVal, tr, nil
-		}
-		if f.required {
-			paths := make([]string, len(f.paths))
-			for i, p := range f.paths {
-				paths[i] = p.raw
-			}
-			if !active {
-				return fail(strings.Join(paths, ", "), "required, but its when conditions do not hold")
-			}
-			return fail(strings.Join(paths, ", "), "required, but the payload has no value")
-		}
-		tr.Source, tr.Raw = "", ""
-		return nil, tr, nil
+		out, ferr = f.absent(name, active, &tr)
+	} else {
+		out, ferr = f.store(&v, name, rec, &tr)
 	}
+	return out, tr, ferr
+}
+
+// fieldError is the error of field name whose value came from path.
+func fieldError(name, path, format string, args ...any) *FieldError {
+	return &FieldError{Field: name, Path: path, Message: fmt.Sprintf(format, args...)}
+}
+
+// active reports whether every when condition holds.
+func (f *cfield) active(d *doc) bool {
+	for _, cnd := range f.when {
+		if !cnd.eval(d) {
+			return false
+		}
+	}
+	return true
+}
+
+// refine runs v, read from source, through the transforms and the map.
+// (v is an in-out parameter: the value is large, and this is the
+// mapping's inner loop.)
+func (f *cfield) refine(v *value, name, source string) *FieldError {
+	for i := range f.transforms {
+		t := &f.transforms[i]
+		var err error
+		if *v, err = t.apply(*v); err != nil {
+			return fieldError(name, source, "transform[%d] %s: %v", i, t.name, err)
+		}
+		if v.k == vNone {
+			return nil
+		}
+	}
+	if f.mapping != nil {
+		return f.mapped(v, name, source)
+	}
+	return nil
+}
+
+// fromPaths reads into v the first of the field's paths that has a value,
+// noting its source in tr; v stays vNone when none has. A path whose value
+// cannot be read is an error only when no later path has one.
+func (f *cfield) fromPaths(d *doc, name string, v *value, tr *FieldTrace) *FieldError {
+	var firstErr error
+	var errPath string
+	presence := len(f.transforms) > 0 && f.transforms[0].op == tPresent
+	for _, p := range f.paths {
+		x, raw, exists, err := d.extract(p, presence)
+		if !exists {
+			continue
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr, errPath = err, p.raw
+			}
+			continue
+		}
+		if x.k == vNone {
+			continue
+		}
+		*v, tr.Source, tr.Raw = x, p.raw, clip(raw)
+		return nil
+	}
+	if firstErr != nil {
+		return fieldError(name, errPath, "%v", firstErr)
+	}
+	return nil
+}
+
+// mapped replaces v by its entry in the field's value map.
+func (f *cfield) mapped(v *value, name, source string) *FieldError {
+	s, err := v.text()
+	if err != nil {
+		return fieldError(name, source, "map: %v", err)
+	}
+	if m, ok := f.mapping[s]; ok {
+		*v = strValue(m)
+		return nil
+	}
+	if f.mapDefault != nil {
+		*v = strValue(*f.mapDefault)
+		return nil
+	}
+	if !f.keep {
+		return fieldError(name, source, "value %q is not in the map (add it, or set map_default or unmapped: keep)", s)
+	}
+	return nil
+}
+
+// absent is the field with no value read: its default, an error when it is
+// required, or nothing.
+func (f *cfield) absent(name string, active bool, tr *FieldTrace) (any, *FieldError) {
+	if f.hasDefault {
+		tr.Source, tr.Raw, tr.Value = SourceDefault, f.defRaw, f.defVal
+		return f.defVal, nil
+	}
+	if !f.required {
+		tr.Source, tr.Raw = "", ""
+		return nil, nil
+	}
+	paths := make([]string, len(f.paths))
+	for i, p := range f.paths {
+		paths[i] = p.raw
+	}
+	if !active {
+		return nil, fieldError(name, strings.Join(paths, ", "), "required, but its when conditions do not hold")
+	}
+	return nil, fieldError(name, strings.Join(paths, ", "), "required, but the payload has no value")
+}
+
+// store converts v to the field's type. With rec, string and time fields
+// are set in rec directly and the value returned is nil.
+func (f *cfield) store(v *value, name string, rec any, tr *FieldTrace) (any, *FieldError) {
 	if rec != nil {
 		switch {
 		case f.def.typ == tString && f.def.setStr != nil:
-			s, err := textFor(f.def, v)
+			s, err := textFor(f.def, *v)
 			if err != nil {
-				return fail(tr.Source, "%v", err)
+				return nil, fieldError(name, tr.Source, "%v", err)
 			}
 			f.def.setStr(rec, s)
-			return nil, tr, nil
+			return nil, nil
 		case f.def.typ == tTime && f.def.setTime != nil:
-			t, err := timeFor(v)
+			t, err := timeFor(*v)
 			if err != nil {
-				return fail(tr.Source, "%v", err)
+				return nil, fieldError(name, tr.Source, "%v", err)
 			}
 			f.def.setTime(rec, t)
-			return nil, tr, nil
+			return nil, nil
 		}
 	}
-	out, err := convertFor(f.def, v)
+	out, err := convertFor(f.def, *v)
 	if err != nil {
-		return fail(tr.Source, "%v", err)
+		return nil, fieldError(name, tr.Source, "%v", err)
 	}
 	tr.Value = out
-	return out, tr, nil
+	return out, nil
 }
 
 func (c ccond) eval(d *doc) bool {
@@ -480,6 +534,7 @@ func mapText(v value, fn func(string) string) value {
 	return v
 }
 
+// apply runs one transform step on v.
 func (t ctransform) apply(v value) (value, error) {
 	switch t.op {
 	case tTrim:
@@ -489,84 +544,122 @@ func (t ctransform) apply(v value) (value, error) {
 	case tUpper:
 		return mapText(v, strings.ToUpper), nil
 	case tRegex:
-		return mapText(v, func(s string) string {
-			m := t.re.FindStringSubmatch(s)
-			if m == nil {
-				return ""
-			}
-			return m[t.group]
-		}), nil
+		return mapText(v, t.submatch), nil
 	case tSplit:
-		var in []string
-		if v.k == vStr {
-			in = []string{v.s}
-		} else {
-			in = v.l
-		}
-		var out []string
-		for _, s := range in {
-			for _, p := range strings.Split(s, t.sep) {
-				if p != "" {
-					out = append(out, p)
-				}
-			}
-		}
-		return listValue(out), nil
+		return t.split(v), nil
 	case tJoin:
-		if v.k == vList {
-			return strValue(strings.Join(v.l, t.sep)), nil
-		}
-		return v, nil
+		return t.join(v), nil
 	case tFirst:
-		if v.k == vList {
-			return strValue(v.l[0]), nil
-		}
-		return v, nil
+		return first(v), nil
 	case tTimeParse:
-		if v.k != vStr {
-			return v, fmt.Errorf("needs text, got %s", v.k)
-		}
-		s := strings.TrimSpace(v.s)
-		for _, l := range t.layouts {
-			if tm, err := time.ParseInLocation(l, s, t.loc); err == nil {
-				return value{k: vTime, t: tm}, nil
-			}
-		}
-		return v, fmt.Errorf("%q matches no layout (%s)", v.s, strings.Join(t.layouts, " | "))
+		return t.parseTime(v)
 	case tUnixS, tUnixMS:
-		s, err := v.text()
-		if err != nil {
-			return v, err
-		}
-		tm, err := parseUnix(s, t.op == tUnixMS)
-		if err != nil {
-			return v, err
-		}
-		return value{k: vTime, t: tm}, nil
+		return t.parseUnix(v)
 	case tBoolParse:
-		switch v.k {
-		case vBool:
-			return v, nil
-		case vInt:
-			return value{k: vBool, b: v.i != 0}, nil
-		case vStr:
-			b, err := parseBool(v.s)
-			return value{k: vBool, b: b}, err
-		}
-		return v, fmt.Errorf("needs text, got %s", v.k)
+		return toBool(v)
 	case tIntParse:
-		switch v.k {
-		case vInt:
-			return v, nil
-		case vStr:
-			i, err := parseInt(v.s)
-			return value{k: vInt, i: i}, err
-		}
-		return v, fmt.Errorf("needs text, got %s", v.k)
+		return toInt(v)
 	case tPresent:
 		return value{k: vBool, b: v.k != vNone}, nil
 	}
 	return v, fmt.Errorf("unknown transform")
+}
+
+// submatch is the regex step on one text: the group matched, or "".
+func (t ctransform) submatch(s string) string {
+	m := t.re.FindStringSubmatch(s)
+	if m == nil {
+		return ""
+	}
+	return m[t.group]
+}
+
+// split splits a text, or each text of a list, at the separator, dropping
+// empty parts.
+func (t ctransform) split(v value) value {
+	in := v.l
+	if v.k == vStr {
+		in = []string{v.s}
+	}
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, t.sep) {
+			if p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return listValue(out)
+}
+
+// join joins a list with the separator; other values pass.
+func (t ctransform) join(v value) value {
+	if v.k == vList {
+		return strValue(strings.Join(v.l, t.sep))
+	}
+	return v
+}
+
+// first is a list's first text; other values pass.
+func first(v value) value {
+	if v.k == vList {
+		return strValue(v.l[0])
+	}
+	return v
+}
+
+// parseTime reads a text with the first layout that fits.
+func (t ctransform) parseTime(v value) (value, error) {
+	if v.k != vStr {
+		return v, fmt.Errorf("needs text, got %s", v.k)
+	}
+	s := strings.TrimSpace(v.s)
+	for _, l := range t.layouts {
+		if tm, err := time.ParseInLocation(l, s, t.loc); err == nil {
+			return value{k: vTime, t: tm}, nil
+		}
+	}
+	return v, fmt.Errorf("%q matches no layout (%s)", v.s, strings.Join(t.layouts, " | "))
+}
+
+// parseUnix reads seconds (or milliseconds) since the Unix epoch.
+func (t ctransform) parseUnix(v value) (value, error) {
+	s, err := v.text()
+	if err != nil {
+		return v, err
+	}
+	tm, err := parseUnix(s, t.op == tUnixMS)
+	if err != nil {
+		return v, err
+	}
+	return value{k: vTime, t: tm}, nil
+}
+
+// toBool reads a boolean from a boolean, a number (non-zero is true) or a
+// text.
+func toBool(v value) (value, error) {
+	switch v.k {
+	case vBool:
+		return v, nil
+	case vInt:
+		return value{k: vBool, b: v.i != 0}, nil
+	case vStr:
+		b, err := parseBool(v.s)
+		return value{k: vBool, b: b}, err
+	}
+	return v, fmt.Errorf("needs text, got %s", v.k)
+}
+
+// toInt reads an integer from a number or a text.
+func toInt(v value) (value, error) {
+	switch v.k {
+	case vInt:
+		return v, nil
+	case vStr:
+		i, err := parseInt(v.s)
+		return value{k: vInt, i: i}, err
+	}
+	return v, fmt.Errorf("needs text, got %s", v.k)
 }
 
 // Matches reports whether the profile applies to an event: the connector

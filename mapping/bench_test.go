@@ -2,6 +2,8 @@ package mapping_test
 
 import (
 	"testing"
+
+	"github.com/tollgate-dev/tollgate/mapping"
 )
 
 // reportCPU adds cpu-ns/op: the process's CPU time per iteration. On a
@@ -26,35 +28,28 @@ func reportCPU(b *testing.B, loop func()) {
 // validation, envelope unwrapping, 17 fields with fallbacks, maps and time
 // parsing, traces. Run: go test -bench . -benchmem -cpu 1 ./mapping/
 func BenchmarkApplyServiceNowChange(b *testing.B) {
-	set := defaultSet(b)
-	c, ok := set.Get("servicenow-change")
-	if !ok {
-		b.Fatal("no servicenow-change profile")
-	}
-	payload := fixture(b, "servicenow/sn_chg_rest.get_change.response.json")
-	if res := c.Apply(payload); len(res.Errors) > 0 {
-		b.Fatal(errString(res))
-	}
-	b.SetBytes(int64(len(payload)))
-	b.ReportAllocs()
-	reportCPU(b, func() { _ = c.Apply(payload) })
+	benchServiceNowChange(b, (*mapping.Compiled).Apply)
 }
 
 // BenchmarkApplyFastServiceNowChange is BenchmarkApplyServiceNowChange
 // without traces, as the normalizer maps events.
 func BenchmarkApplyFastServiceNowChange(b *testing.B) {
+	benchServiceNowChange(b, (*mapping.Compiled).ApplyFast)
+}
+
+func benchServiceNowChange(b *testing.B, apply func(*mapping.Compiled, []byte) mapping.Result) {
 	set := defaultSet(b)
 	c, ok := set.Get("servicenow-change")
 	if !ok {
 		b.Fatal("no servicenow-change profile")
 	}
 	payload := fixture(b, "servicenow/sn_chg_rest.get_change.response.json")
-	if res := c.ApplyFast(payload); len(res.Errors) > 0 {
+	if res := apply(c, payload); len(res.Errors) > 0 {
 		b.Fatal(errString(res))
 	}
 	b.SetBytes(int64(len(payload)))
 	b.ReportAllocs()
-	reportCPU(b, func() { _ = c.ApplyFast(payload) })
+	reportCPU(b, func() { _ = apply(c, payload) })
 }
 
 // BenchmarkSelectAndApplyGitHubDeploymentStatus is the whole normalize step

@@ -138,6 +138,9 @@ const (
 	sTime = 1 << vTime
 	sBool = 1 << vBool
 	sInt  = 1 << vInt
+	// anyKind is every kind: what a chain may give once a step failed to
+	// compile (the rest of the chain is then checked loosely).
+	anyKind = sStr | sList | sTime | sBool | sInt
 )
 
 func maskName(m int) string {
@@ -331,10 +334,29 @@ func (cp *compiler) conds(field string, cs []Condition, index bool) []ccond {
 	return out
 }
 
+// field compiles one field spec (fp is its place in the profile, for
+// errors). index says whether its paths are read on the record or on an
+// array element (approvals). It returns nil when the spec has a problem.
 func (cp *compiler) field(fp, name string, def fieldDef, fs *FieldSpec, index bool) *cfield {
 	nerr := len(cp.errs)
-	f := &cfield{name: name, def: def, required: fs.Required}
+	f := &cfield{name: name, def: def, required: fs.Required, hasConst: fs.Const != nil, hasDefault: fs.Default != nil}
+	paths := cp.fieldPaths(f, fp, fs, index)
+	cp.checkSource(f, fp, fs, len(paths))
+	f.when = cp.conds(fp+".when", fs.When, index)
+	if def.typ == tApprovals {
+		cp.approvals(f, fp, fs, len(paths))
+	} else {
+		cp.valueField(f, fp, fs, len(paths) > 0)
+	}
+	if len(cp.errs) > nerr {
+		return nil
+	}
+	return f
+}
 
+// fieldPaths compiles path or paths into f.paths and returns the paths
+// given.
+func (cp *compiler) fieldPaths(f *cfield, fp string, fs *FieldSpec, index bool) []string {
 	if fs.Path != "" && len(fs.Paths) > 0 {
 		cp.fail(fp, "give path or paths, not both")
 	}
@@ -351,80 +373,108 @@ func (cp *compiler) field(fp, name string, def fieldDef, fs *FieldSpec, index bo
 			f.paths = append(f.paths, pp)
 		}
 	}
-	f.hasConst = fs.Const != nil
-	f.hasDefault = fs.Default != nil
+	return paths
+}
+
+// checkSource checks that the field has one kind of source: paths, a
+// constant, or a default (which paths may also have).
+func (cp *compiler) checkSource(f *cfield, fp string, fs *FieldSpec, npaths int) {
 	switch {
-	case f.hasConst && len(paths) > 0:
+	case f.hasConst && npaths > 0:
 		cp.fail(fp+".const", "a constant takes no path")
 	case f.hasConst && (len(fs.Transform) > 0 || fs.Map != nil):
 		cp.fail(fp+".const", "a constant is a canonical value: it takes no transform or map")
 	case f.hasConst && f.hasDefault:
 		cp.fail(fp+".const", "a constant takes no default")
-	case !f.hasConst && len(paths) == 0 && !f.hasDefault && def.typ != tApprovals:
+	case !f.hasConst && npaths == 0 && !f.hasDefault && f.def.typ != tApprovals:
 		cp.fail(fp, "no source: give path, paths, const or default")
 	}
 	if fs.Required && f.hasDefault {
 		cp.fail(fp+".required", "a required field cannot have a default (the default would hide the missing value)")
 	}
-	f.when = cp.conds(fp+".when", fs.When, index)
+}
 
-	// Approvals: a list of records read from the array at path.
-	if def.typ == tApprovals {
-		if len(fs.Each) == 0 {
-			cp.fail(fp+".each", "is required for %s: map the fields of one element (%s)", name, strings.Join(sortedKeys(approvalFields), ", "))
-		}
-		if len(paths) != 1 {
-			cp.fail(fp+".path", "give one path to the array of approvals")
-		}
-		if len(fs.Transform) > 0 || fs.Map != nil || f.hasDefault || f.hasConst {
-			cp.fail(fp, "a list of approvals takes only path, each, when and required")
-		}
-		for _, sub := range sortedKeys(fs.Each) {
-			sp := fp + ".each." + sub
-			sd, ok := approvalFields[sub]
-			if !ok {
-				cp.fail(sp, "unknown approval field %q (known: %s)", sub, strings.Join(sortedKeys(approvalFields), ", "))
-				continue
-			}
-			if fs.Each[sub] == nil {
-				cp.fail(sp, "is empty")
-				continue
-			}
-			if sf := cp.field(sp, sub, sd, fs.Each[sub], false); sf != nil {
-				f.each = append(f.each, sf)
-			}
-		}
-		if len(cp.errs) > nerr {
-			return nil
-		}
-		return f
+// approvals compiles a list of approvals: records read from the array at
+// the field's one path, each element's fields mapped by fs.Each.
+func (cp *compiler) approvals(f *cfield, fp string, fs *FieldSpec, npaths int) {
+	if len(fs.Each) == 0 {
+		cp.fail(fp+".each", "is required for %s: map the fields of one element (%s)", f.name, strings.Join(sortedKeys(approvalFields), ", "))
 	}
+	if npaths != 1 {
+		cp.fail(fp+".path", "give one path to the array of approvals")
+	}
+	if len(fs.Transform) > 0 || fs.Map != nil || f.hasDefault || f.hasConst {
+		cp.fail(fp, "a list of approvals takes only path, each, when and required")
+	}
+	for _, sub := range sortedKeys(fs.Each) {
+		sp := fp + ".each." + sub
+		sd, ok := approvalFields[sub]
+		if !ok {
+			cp.fail(sp, "unknown approval field %q (known: %s)", sub, strings.Join(sortedKeys(approvalFields), ", "))
+			continue
+		}
+		if fs.Each[sub] == nil {
+			cp.fail(sp, "is empty")
+			continue
+		}
+		if sf := cp.field(sp, sub, sd, fs.Each[sub], false); sf != nil {
+			f.each = append(f.each, sf)
+		}
+	}
+}
+
+// valueField compiles what turns a read value into the field's: the
+// transform chain, the value map, and the constant or default.
+func (cp *compiler) valueField(f *cfield, fp string, fs *FieldSpec, hasPaths bool) {
 	if len(fs.Each) > 0 {
 		cp.fail(fp+".each", "only approvals takes each")
 	}
+	mask := cp.transforms(f, fp, fs.Transform)
+	mask = cp.valueMap(f, fp, fs, mask)
+	// The chain must end in something the field's type accepts.
+	if hasPaths {
+		if acc := accepts(f.def.typ); mask&acc == 0 {
+			cp.fail(fp+".transform", "the transforms give %s but %s is a %s", maskName(mask), f.name, f.def.typ)
+		}
+	}
+	if f.hasConst {
+		f.constVal, f.constRaw = cp.canonical(fp+".const", f.def, fs.Const)
+	}
+	if f.hasDefault {
+		f.defVal, f.defRaw = cp.canonical(fp+".default", f.def, fs.Default)
+	}
+}
 
-	// Transform chain, checked statically for value kinds.
+// transforms compiles the transform chain into f.transforms, checking
+// statically that each step accepts what the one before gives, and returns
+// the kinds the chain gives.
+func (cp *compiler) transforms(f *cfield, fp string, ts []Transform) int {
 	mask := sStr | sList
-	for i, t := range fs.Transform {
+	for i, t := range ts {
 		tf := fmt.Sprintf("%s.transform[%d]", fp, i)
 		ct, in, out, ok := cp.transform(tf, t)
 		if !ok {
-			mask = sStr | sList | sTime | sBool | sInt // keep checking the rest loosely
+			mask = anyKind
 			continue
 		}
 		if mask&in == 0 {
 			cp.fail(tf, "%s needs %s but gets %s", t.Name, maskName(in), maskName(mask))
-			mask = sStr | sList | sTime | sBool | sInt
+			mask = anyKind
 			continue
 		}
 		mask = out(mask & in)
 		f.transforms = append(f.transforms, ct)
 	}
+	return mask
+}
 
-	// Value map.
+// valueMap compiles map, map_default and unmapped, checking every target
+// against the field's type, and returns the kinds the field gets after
+// the map (mask, the chain's kinds, when there is no map).
+func (cp *compiler) valueMap(f *cfield, fp string, fs *FieldSpec, mask int) int {
 	if fs.Map != nil || fs.MapDefault != nil {
-		if def.typ == tList {
-			cp.fail(fp+".map", "map applies to single-valued fields; %s is a list", name)
+		if f.def.typ == tList {
+			cp.fail(fp+".map", "map applies to single-valued fields; %s is a list", f.name)
 		}
 		if fs.Map == nil {
 			cp.fail(fp+".map_default", "map_default without map")
@@ -432,12 +482,12 @@ func (cp *compiler) field(fp, name string, def fieldDef, fs *FieldSpec, index bo
 		f.mapping = fs.Map
 		f.mapDefault = fs.MapDefault
 		for _, k := range sortedKeys(fs.Map) {
-			if _, err := convertFor(def, strValue(fs.Map[k])); err != nil {
+			if _, err := convertFor(f.def, strValue(fs.Map[k])); err != nil {
 				cp.fail(fmt.Sprintf("%s.map[%q]", fp, k), "%v", err)
 			}
 		}
 		if fs.MapDefault != nil {
-			if _, err := convertFor(def, strValue(*fs.MapDefault)); err != nil {
+			if _, err := convertFor(f.def, strValue(*fs.MapDefault)); err != nil {
 				cp.fail(fp+".map_default", "%v", err)
 			}
 		}
@@ -459,44 +509,26 @@ func (cp *compiler) field(fp, name string, def fieldDef, fs *FieldSpec, index bo
 	if fs.Unmapped != "" && fs.Map == nil {
 		cp.fail(fp+".unmapped", "unmapped without map")
 	}
+	return mask
+}
 
-	// The chain must end in something the field's type accepts.
-	if len(paths) > 0 {
-		if acc := accepts(def.typ); mask&acc == 0 {
-			cp.fail(fp+".transform", "the transforms give %s but %s is a %s", maskName(mask), name, def.typ)
-		}
+// canonical converts a const or default literal from the profile to the
+// field's canonical value; raw is the literal as text, for traces.
+func (cp *compiler) canonical(field string, def fieldDef, x any) (val any, raw string) {
+	v, raw, err := literal(x)
+	if err == nil {
+		val, err = convertFor(def, v)
 	}
-
-	if f.hasConst {
-		v, raw, err := literal(fs.Const)
-		if err == nil {
-			f.constVal, err = convertFor(def, v)
-		}
-		if err != nil {
-			cp.fail(fp+".const", "%v", err)
-		}
-		f.constRaw = raw
+	if err != nil {
+		cp.fail(field, "%v", err)
 	}
-	if f.hasDefault {
-		v, raw, err := literal(fs.Default)
-		if err == nil {
-			f.defVal, err = convertFor(def, v)
-		}
-		if err != nil {
-			cp.fail(fp+".default", "%v", err)
-		}
-		f.defRaw = raw
-	}
-	if len(cp.errs) > nerr {
-		return nil
-	}
-	return f
+	return val, raw
 }
 
 func accepts(t ftype) int {
 	switch t {
 	case tString:
-		return sStr | sList | sTime | sBool | sInt
+		return anyKind
 	case tInt:
 		return sStr | sInt
 	case tBool:
@@ -546,56 +578,13 @@ func (cp *compiler) transform(tf string, t Transform) (ctransform, int, func(int
 		return ct, text, out, true
 	case "regex":
 		ct.op = tRegex
-		if t.Pattern == "" {
-			cp.fail(tf+".regex.pattern", "is empty")
-			return ct, 0, nil, false
-		}
-		re, err := regexp.Compile(t.Pattern)
-		if err != nil {
-			cp.fail(tf+".regex.pattern", "bad regular expression: %v", err)
-			return ct, 0, nil, false
-		}
-		ct.re = re
-		if t.Group != nil {
-			ct.group = *t.Group
-		} else if re.NumSubexp() > 0 {
-			ct.group = 1
-		}
-		if ct.group < 0 || ct.group > re.NumSubexp() {
-			cp.fail(tf+".regex.group", "group %d does not exist: the pattern has %d capture group(s)", ct.group, re.NumSubexp())
+		if !cp.regexStep(tf, t, &ct) {
 			return ct, 0, nil, false
 		}
 		return ct, text, same, true
 	case "time":
 		ct.op = tTimeParse
-		ok := true
-		if len(t.Layouts) == 0 {
-			cp.fail(tf+".time.layout", "is required")
-			ok = false
-		}
-		for i, l := range t.Layouts {
-			lf := tf + ".time.layout"
-			if len(t.Layouts) > 1 {
-				lf = fmt.Sprintf("%s.time.layouts[%d]", tf, i)
-			}
-			if named, isNamed := namedLayouts[strings.ToLower(l)]; isNamed {
-				l = named
-			} else if err := checkLayout(l); err != nil {
-				cp.fail(lf, "%v", err)
-				ok = false
-			}
-			ct.layouts = append(ct.layouts, l)
-		}
-		ct.loc = time.UTC
-		if t.Zone != "" {
-			loc, err := time.LoadLocation(t.Zone)
-			if err != nil || t.Zone == "Local" {
-				cp.fail(tf+".time.zone", "unknown time zone %q (use an IANA name such as UTC or Europe/Paris)", t.Zone)
-				ok = false
-			} else {
-				ct.loc = loc
-			}
-		}
+		ok := cp.timeStep(tf, t, &ct)
 		return ct, sStr, func(int) int { return sTime }, ok
 	case "unix_seconds", "unix_ms":
 		ct.op = tUnixS
@@ -611,13 +600,72 @@ func (cp *compiler) transform(tf string, t Transform) (ctransform, int, func(int
 		return ct, sStr | sInt, func(int) int { return sInt }, noArgs()
 	case "present":
 		ct.op = tPresent
-		return ct, sStr | sList | sTime | sBool | sInt, func(int) int { return sBool }, noArgs()
+		return ct, anyKind, func(int) int { return sBool }, noArgs()
 	case "":
 		cp.fail(tf, "transform name is empty")
 	default:
 		cp.fail(tf, "unknown transform %q (known: %s)", t.Name, strings.Join(transformNames, ", "))
 	}
 	return ct, 0, nil, false
+}
+
+// regexStep compiles the regex step's pattern and checks its group (by
+// default the first capture group, else the whole match).
+func (cp *compiler) regexStep(tf string, t Transform, ct *ctransform) bool {
+	if t.Pattern == "" {
+		cp.fail(tf+".regex.pattern", "is empty")
+		return false
+	}
+	re, err := regexp.Compile(t.Pattern)
+	if err != nil {
+		cp.fail(tf+".regex.pattern", "bad regular expression: %v", err)
+		return false
+	}
+	ct.re = re
+	if t.Group != nil {
+		ct.group = *t.Group
+	} else if re.NumSubexp() > 0 {
+		ct.group = 1
+	}
+	if ct.group < 0 || ct.group > re.NumSubexp() {
+		cp.fail(tf+".regex.group", "group %d does not exist: the pattern has %d capture group(s)", ct.group, re.NumSubexp())
+		return false
+	}
+	return true
+}
+
+// timeStep checks the time step's layouts (Go layouts or names) and loads
+// its zone (UTC by default). It reports every problem, not just the first.
+func (cp *compiler) timeStep(tf string, t Transform, ct *ctransform) bool {
+	ok := true
+	if len(t.Layouts) == 0 {
+		cp.fail(tf+".time.layout", "is required")
+		ok = false
+	}
+	for i, l := range t.Layouts {
+		lf := tf + ".time.layout"
+		if len(t.Layouts) > 1 {
+			lf = fmt.Sprintf("%s.time.layouts[%d]", tf, i)
+		}
+		if named, isNamed := namedLayouts[strings.ToLower(l)]; isNamed {
+			l = named
+		} else if err := checkLayout(l); err != nil {
+			cp.fail(lf, "%v", err)
+			ok = false
+		}
+		ct.layouts = append(ct.layouts, l)
+	}
+	ct.loc = time.UTC
+	if t.Zone != "" {
+		loc, err := time.LoadLocation(t.Zone)
+		if err != nil || t.Zone == "Local" {
+			cp.fail(tf+".time.zone", "unknown time zone %q (use an IANA name such as UTC or Europe/Paris)", t.Zone)
+			ok = false
+		} else {
+			ct.loc = loc
+		}
+	}
+	return ok
 }
 
 // checkLayout rejects Go time layouts that cannot read a timestamp: the

@@ -137,13 +137,20 @@ fields:
   provider: {const: x}
   environment: {path: e, default: prod}
   version: {path: missing}
+  commit: {path: c, transform: [{regex: {pattern: "^[0-9a-f]+$"}}]}
+  team: {path: t, required: true, transform: [{regex: {pattern: "^team-(.+)$"}}]}
 `)
-	res := c.Apply([]byte(`{"a":"","b":{"value":"svc"}}`))
+	res := c.Apply([]byte(`{"a":"","b":{"value":"svc"},"c":"not-a-sha","t":"ops"}`))
 	want := map[string]mapping.FieldTrace{
 		"service":     {Source: "b", Raw: `{"value":"svc"}`, Value: "svc"},
 		"provider":    {Source: "constant", Raw: "x", Value: "x"},
 		"environment": {Source: "default", Raw: "prod", Value: "prod"},
 		"version":     {},
+		// A value read but transformed to nothing: an optional field
+		// shows no source; a required one shows where the value it
+		// rejects came from.
+		"commit": {},
+		"team":   {Source: "t", Raw: `"ops"`},
 	}
 	for f, w := range want {
 		if got := res.Fields[f]; got != w {

@@ -179,7 +179,7 @@ value:
 	if i >= len(d) {
 		return i, false
 	}
-	switch c := d[i]; c {
+	switch d[i] {
 	case '"':
 		if i, _, ok = str(d, i+1); !ok {
 			return i, false
@@ -202,23 +202,8 @@ value:
 			break
 		}
 		goto value
-	case 't':
-		if i, ok = lit(d, i, "true"); !ok {
-			return i, false
-		}
-	case 'f':
-		if i, ok = lit(d, i, "false"); !ok {
-			return i, false
-		}
-	case 'n':
-		if i, ok = lit(d, i, "null"); !ok {
-			return i, false
-		}
 	default:
-		if c != '-' && (c < '0' || c > '9') {
-			return i, false
-		}
-		if i, ok = number(d, i); !ok {
+		if i, ok = scalarEnd(d, i); !ok {
 			return i, false
 		}
 	}
@@ -309,7 +294,7 @@ func (s *scanner) flat(i int) (end int, nested, ok bool) {
 		if i >= len(d) {
 			return i, false, false
 		}
-		switch c := d[i]; c {
+		switch d[i] {
 		case '"':
 			if i+1 < len(d) && d[i+1] == '"' {
 				i += 2 // ""
@@ -318,23 +303,8 @@ func (s *scanner) flat(i int) (end int, nested, ok bool) {
 			}
 		case '{', '[':
 			return i, true, true
-		case 't':
-			if i, ok = lit(d, i, "true"); !ok {
-				return i, false, false
-			}
-		case 'f':
-			if i, ok = lit(d, i, "false"); !ok {
-				return i, false, false
-			}
-		case 'n':
-			if i, ok = lit(d, i, "null"); !ok {
-				return i, false, false
-			}
 		default:
-			if c != '-' && (c < '0' || c > '9') {
-				return i, false, false
-			}
-			if i, ok = number(d, i); !ok {
+			if i, ok = scalarEnd(d, i); !ok {
 				return i, false, false
 			}
 		}
@@ -448,6 +418,21 @@ func skipWS[T string | []byte](d T, i int) int {
 		}
 	}
 	return i
+}
+
+// scalarEnd validates the literal (true, false, null) or number at i.
+func scalarEnd(d []byte, i int) (int, bool) {
+	switch c := d[i]; {
+	case c == 't':
+		return lit(d, i, "true")
+	case c == 'f':
+		return lit(d, i, "false")
+	case c == 'n':
+		return lit(d, i, "null")
+	case c == '-' || c >= '0' && c <= '9':
+		return number(d, i)
+	}
+	return i, false
 }
 
 func lit(d []byte, i int, w string) (int, bool) {

@@ -19,19 +19,25 @@ type testClock struct{ t time.Time }
 
 func (c *testClock) Now() time.Time { return c.t }
 
-// newTestDB opens and migrates a fresh store of the given dialect.
+// newTestDB opens and migrates a fresh store of the given dialect. A
+// PostgreSQL store is a clone of testpg's migrated template, so its
+// Migrate must find nothing to do.
 func newTestDB(t *testing.T, dialect string, clock core.Clock) *DB {
 	t.Helper()
 	var url string
 	switch dialect {
 	case Postgres:
-		url = testpg.NewDatabase(t)
+		url = testpg.NewMigratedDatabase(t)
 	case SQLite:
 		url = "sqlite:" + filepath.Join(t.TempDir(), "tollgate.db")
 	}
 	db := openTestDB(t, url, clock)
-	if _, err := db.Migrate(context.Background()); err != nil {
+	n, err := db.Migrate(context.Background())
+	if err != nil {
 		t.Fatalf("migrate %s: %v", dialect, err)
+	}
+	if dialect == Postgres && n != 0 {
+		t.Fatalf("the migrated template database lacked %d migrations: testpg migrates differently from the store", n)
 	}
 	return db
 }

@@ -4,27 +4,16 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 )
 
 func TestNewRequiresSecret(t *testing.T) {
-	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+	hooktest.RunNewSecretCases(t, Type, New)
 }
 
 func TestVerify(t *testing.T) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := hooktest.Read(t, "deployment.succeeded.json")
-	cases := append(hooktest.SignatureCases(HeaderSignature, body), hooktest.BasicCases(body)...)
-	for i := range cases {
-		if cases[i].Name == "missing" {
-			cases[i].WantErr = "missing X-Tollgate-Signature or Basic Authorization"
-		}
-	}
-	hooktest.RunVerify(t, w, cases)
+	w := hooktest.New(t, Type, New)
+	hooktest.RunVerify(t, w, hooktest.SignatureOrBasicCases(hooktest.Read(t, "deployment.succeeded.json")))
 }
 
 func TestSign(t *testing.T) {
@@ -81,8 +70,26 @@ func FuzzClassify(f *testing.F) {
 		f.Add("", hooktest.Read(f, name))
 		f.Add("deployment", hooktest.Read(f, name))
 	}
+	for _, b := range hooktest.FuzzSeeds(`{"kind":%s}`) {
+		f.Add("", b)
+		f.Add("x", b)
+	}
 	f.Fuzz(func(t *testing.T, event string, body []byte) {
 		in, err := Classify(hooktest.WithSecrets(http.Header{HeaderEvent: {event}}), body)
 		hooktest.CheckClassify(t, in, err)
+	})
+}
+
+// TestClassifyCorners pins the corners where reading a body in place could
+// part from decoding it with encoding/json: duplicate keys (the last wins),
+// escapes and unicode in keys and values, and members of other JSON types.
+func TestClassifyCorners(t *testing.T) {
+	hooktest.RunClassify(t, Classify, []hooktest.ClassifyCase{
+		{Name: "duplicate kind, last wins", Body: `{"kind":"a","kind":"deployment"}`, Want: "deployment", OK: true},
+		{Name: "duplicate kind, last null", Body: `{"kind":"a","kind":null}`, Want: TypeCanonical, OK: true},
+		{Name: "escaped key", Body: `{"\u006bind":"deployment"}`, Want: "deployment", OK: true},
+		{Name: "escaped value agrees with header", Header: hooktest.Header(HeaderEvent, "deployment"), Body: `{"kind":"d\u0065ployment"}`, Want: "deployment", OK: true},
+		{Name: "unicode disagreement", Header: hooktest.Header(HeaderEvent, "deployment"), Body: `{"kind":"d\u00e9ployment"}`, Want: `disagrees with the body's kind "déployment"`},
+		{Name: "kind object", Body: `{"kind":{}}`, Want: "kind: must be a string, got an object"},
 	})
 }

@@ -12,23 +12,20 @@ import (
 // handler pays before the inbox insert: HMAC verification plus
 // classification of a real workflow_run payload (~22 KB).
 func BenchmarkVerifyClassify(b *testing.B) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		b.Fatal(err)
-	}
+	w := hooktest.New(b, Type, New)
 	body := hooktest.Read(b, "workflow_run.completed.json")
 	h := http.Header{}
 	h.Set(HeaderEvent, "workflow_run")
 	h.Set(HeaderDelivery, "72d3162e-cc78-11e3-81ab-4c9367dc0958")
 	h.Set(HeaderSignature, hook.Sign([]byte(hooktest.Secret), body))
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := w.Verify(h, nil, body); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := w.Classify(h, body); err != nil {
-			b.Fatal(err)
-		}
-	}
+	hooktest.BenchVerifyClassify(b, w, h, body)
+}
+
+// BenchmarkClassify measures classification alone (no HMAC) of the
+// workflow_run payload.
+func BenchmarkClassify(b *testing.B) {
+	body := hooktest.Read(b, "workflow_run.completed.json")
+	h := http.Header{}
+	h.Set(HeaderEvent, "workflow_run")
+	hooktest.BenchClassify(b, Classify, h, body)
 }

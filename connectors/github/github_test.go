@@ -5,19 +5,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 )
 
 func TestNewRequiresSecret(t *testing.T) {
-	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+	hooktest.RunNewSecretCases(t, Type, New)
 }
 
 func TestVerify(t *testing.T) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := hooktest.New(t, Type, New)
 	body := hooktest.Read(t, "workflow_run.completed.json")
 	cases := hooktest.SignatureCases(HeaderSignature, body)
 	cases = append(cases,
@@ -100,6 +96,9 @@ func FuzzClassify(f *testing.F) {
 	}
 	f.Add("", "", []byte(`{}`))
 	f.Add("push", "", []byte(`{"a":[1,2,{"b":null}]`))
+	for _, b := range hooktest.FuzzSeeds() {
+		f.Add("push", "d-1", b)
+	}
 	f.Fuzz(func(t *testing.T, event, delivery string, body []byte) {
 		h := hooktest.WithSecrets(http.Header{HeaderEvent: {event}, HeaderDelivery: {delivery}})
 		in, err := Classify(h, body)

@@ -5,19 +5,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 )
 
 func TestNewRequiresSecret(t *testing.T) {
-	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+	hooktest.RunNewSecretCases(t, Type, New)
 }
 
 func TestVerify(t *testing.T) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := hooktest.New(t, Type, New)
 	body := hooktest.Read(t, "pipeline_hook.json")
 	hooktest.RunVerify(t, w, []hooktest.VerifyCase{
 		{Name: "good token", Header: hooktest.Header(HeaderToken, hooktest.Secret), Body: body},
@@ -102,9 +98,25 @@ func FuzzClassify(f *testing.F) {
 		f.Add("Job Hook", "u-1", hooktest.Read(f, name))
 		f.Add("", "", hooktest.Read(f, name))
 	}
+	for _, b := range hooktest.FuzzSeeds(`{"object_kind":%s}`) {
+		f.Add("", "", b)
+	}
 	f.Fuzz(func(t *testing.T, event, uuid string, body []byte) {
 		h := hooktest.WithSecrets(http.Header{HeaderEvent: {event}, HeaderEventUUID: {uuid}})
 		in, err := Classify(h, body)
 		hooktest.CheckClassify(t, in, err)
+	})
+}
+
+// TestClassifyCorners pins the corners where reading a body in place could
+// part from decoding it with encoding/json: duplicate keys (the last wins),
+// escapes and unicode in keys and values, and members of other JSON types.
+func TestClassifyCorners(t *testing.T) {
+	hooktest.RunClassify(t, Classify, []hooktest.ClassifyCase{
+		{Name: "duplicate kind, last wins", Body: `{"object_kind":"push","object_kind":"pipeline"}`, Want: "pipeline", OK: true},
+		{Name: "duplicate kind, last null", Body: `{"object_kind":"push","object_kind":null}`, Want: "missing header, and the body has no object_kind"},
+		{Name: "escaped key", Body: `{"object\u005fkind":"deployment"}`, Want: "deployment", OK: true},
+		{Name: "escaped value", Body: `{"object_kind":"dep\u006coyment"}`, Want: "deployment", OK: true},
+		{Name: "array kind", Body: `{"object_kind":["push"]}`, Want: "object_kind: must be a string, got an array"},
 	})
 }

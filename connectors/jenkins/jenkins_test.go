@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/connectors"
-	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 )
 
@@ -43,22 +42,12 @@ const newShape = `{
 }`
 
 func TestNewRequiresSecret(t *testing.T) {
-	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+	hooktest.RunNewSecretCases(t, Type, New)
 }
 
 func TestVerify(t *testing.T) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := hooktest.Read(t, "notification-plugin.job_completed.json")
-	cases := append(hooktest.SignatureCases(hook.SignatureHeader, body), hooktest.BasicCases(body)...)
-	for i := range cases {
-		if cases[i].Name == "missing" {
-			cases[i].WantErr = "missing X-Tollgate-Signature or Basic Authorization"
-		}
-	}
-	hooktest.RunVerify(t, w, cases)
+	w := hooktest.New(t, Type, New)
+	hooktest.RunVerify(t, w, hooktest.SignatureOrBasicCases(hooktest.Read(t, "notification-plugin.job_completed.json")))
 }
 
 func TestClassify(t *testing.T) {
@@ -139,6 +128,9 @@ func FuzzClassify(f *testing.F) {
 	f.Add(hooktest.Read(f, "notification-plugin.job_completed.json"))
 	f.Add([]byte(newShape))
 	f.Add([]byte(`{"build":{"phase":null}}`))
+	for _, b := range hooktest.FuzzSeeds(`{"build":%s}`, `{"build":{"phase":%s}}`) {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		in, err := Classify(hooktest.WithSecrets(http.Header{}), body)
 		hooktest.CheckClassify(t, in, err)
@@ -149,5 +141,23 @@ func FuzzClassify(f *testing.F) {
 		if perr == nil && (err != nil || n.Build.Phase != in.Type) {
 			t.Fatalf("Parse ok (phase %q) but Classify gave %+v, %v", n.Build.Phase, in, err)
 		}
+	})
+}
+
+// TestClassifyCorners pins the corners where reading a body in place could
+// part from decoding it with encoding/json: duplicate keys (the last wins),
+// escapes and unicode in keys and values, and members of other JSON types.
+func TestClassifyCorners(t *testing.T) {
+	hooktest.RunClassify(t, Classify, []hooktest.ClassifyCase{
+		{Name: "duplicate build, last wins", Body: `{"build":{"phase":"STARTED"},"build":{"phase":"COMPLETED"}}`, Want: PhaseCompleted, OK: true},
+		{Name: "duplicate phase, last wins", Body: `{"build":{"phase":"STARTED","phase":"COMPLETED"}}`, Want: PhaseCompleted, OK: true},
+		{Name: "duplicate build, last null", Body: `{"build":{"phase":"STARTED"},"build":null}`, Want: "build: missing"},
+		{Name: "escaped keys", Body: `{"b\u0075ild":{"ph\u0061se":"QUEUED"}}`, Want: PhaseQueued, OK: true},
+		{Name: "key case matters", Body: `{"Build":{"phase":"QUEUED"}}`, Want: "build: missing"},
+		{Name: "dotted key is not a path", Body: `{"build.phase":"QUEUED"}`, Want: "build: missing"},
+		{Name: "escapes in phase", Body: `{"build":{"phase":"ST\u0041RTED"}}`, Want: PhaseStarted, OK: true},
+		{Name: "build array", Body: `{"build":[{"phase":"QUEUED"}]}`, Want: "build: must be an object, got an array"},
+		{Name: "phase object", Body: `{"build":{"phase":{"a":1}}}`, Want: "build.phase: must be a string, got an object"},
+		{Name: "phase bool", Body: `{"build":{"phase":false}}`, Want: "build.phase: must be a string, got a boolean"},
 	})
 }

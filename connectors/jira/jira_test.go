@@ -5,20 +5,16 @@ import (
 	"net/url"
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 )
 
 func TestNewRequiresSecret(t *testing.T) {
-	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+	hooktest.RunNewSecretCases(t, Type, New)
 }
 
 func TestVerify(t *testing.T) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := hooktest.New(t, Type, New)
 	body := hooktest.Read(t, "webhook.jira_issue_created.cloud.json")
 	cases := hooktest.SignatureCases(HeaderSignature, body)
 	q := func(v string) url.Values { return url.Values{QuerySecret: {v}} }
@@ -102,9 +98,26 @@ func FuzzClassify(f *testing.F) {
 		f.Add("id-1", hooktest.Read(f, name))
 	}
 	f.Add("", []byte(`{"webhookEvent":"jira:issue_created"}`))
+	for _, b := range hooktest.FuzzSeeds(`{"webhookEvent":%s}`) {
+		f.Add("", b)
+	}
 	f.Fuzz(func(t *testing.T, delivery string, body []byte) {
 		h := hooktest.WithSecrets(http.Header{HeaderDelivery: {delivery}})
 		in, err := Classify(h, body)
 		hooktest.CheckClassify(t, in, err)
+	})
+}
+
+// TestClassifyCorners pins the corners where reading a body in place could
+// part from decoding it with encoding/json: duplicate keys (the last wins),
+// escapes and unicode in keys and values, and members of other JSON types.
+func TestClassifyCorners(t *testing.T) {
+	hooktest.RunClassify(t, Classify, []hooktest.ClassifyCase{
+		{Name: "duplicate event, last wins", Body: `{"webhookEvent":"jira:issue_created","webhookEvent":"jira:issue_updated"}`, Want: "jira:issue_updated", OK: true},
+		{Name: "duplicate event, last null", Body: `{"webhookEvent":"jira:issue_created","webhookEvent":null}`, Want: "webhookEvent: missing"},
+		{Name: "escaped key", Body: `{"webhook\u0045vent":"jira:issue_created"}`, Want: "jira:issue_created", OK: true},
+		{Name: "key case matters", Body: `{"webhookevent":"jira:issue_created"}`, Want: "webhookEvent: missing"},
+		{Name: "unicode value", Body: `{"webhookEvent":"jira:\u00e9v\u00e9nement"}`, Want: "jira:événement", OK: true},
+		{Name: "number event", Body: `{"webhookEvent":1}`, Want: "webhookEvent: must be a string, got a number"},
 	})
 }

@@ -5,28 +5,17 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/tollgate-dev/tollgate/connectors"
-	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
+	"github.com/tollgate-dev/tollgate/core"
 )
 
 func TestNewRequiresSecret(t *testing.T) {
-	hooktest.RunNewSecretCases(t, Type, func(cfg connectors.Config) error { _, err := New(cfg); return err })
+	hooktest.RunNewSecretCases(t, Type, New)
 }
 
 func TestVerify(t *testing.T) {
-	w, err := New(hooktest.Config(Type))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := hooktest.Read(t, "sn_chg_rest.get_change.response.json")
-	cases := append(hooktest.SignatureCases(hook.SignatureHeader, body), hooktest.BasicCases(body)...)
-	for i := range cases {
-		if cases[i].Name == "missing" {
-			cases[i].WantErr = "missing X-Tollgate-Signature or Basic Authorization"
-		}
-	}
-	hooktest.RunVerify(t, w, cases)
+	w := hooktest.New(t, Type, New)
+	hooktest.RunVerify(t, w, hooktest.SignatureOrBasicCases(hooktest.Read(t, "sn_chg_rest.get_change.response.json")))
 }
 
 func TestClassifyFixtures(t *testing.T) {
@@ -141,8 +130,62 @@ func FuzzClassify(f *testing.F) {
 		f.Add(hooktest.Read(f, name))
 	}
 	f.Add([]byte(`{"result":{"sys_class_name":{"value":{"value":"x"}}}}`))
+	for _, b := range hooktest.FuzzSeeds(`{"sys_class_name":%s}`, `{"result":{"sys_class_name":{"value":%s}}}`) {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		in, err := Classify(hooktest.WithSecrets(http.Header{}), body)
 		hooktest.CheckClassify(t, in, err)
 	})
+}
+
+// TestClassifyCorners pins the corners where reading in place could part
+// from decoding: duplicate keys (the last wins, as encoding/json does;
+// gjson's own paths would take the first), escapes and unicode in keys and
+// values, the case-insensitive value member of a pair, and the envelope
+// rules.
+func TestClassifyCorners(t *testing.T) {
+	hooktest.RunClassify(t, Classify, []hooktest.ClassifyCase{
+		{Name: "duplicate class, last wins", Body: `{"sys_class_name":"incident","sys_class_name":"problem"}`, Want: "problem", OK: true},
+		{Name: "duplicate class, last null", Body: `{"sys_class_name":"incident","sys_class_name":null}`, Want: "sys_class_name: is empty"},
+		{Name: "duplicate result, last wins", Body: `{"result":{"sys_class_name":"a"},"result":{"sys_class_name":"b"}}`, Want: "b", OK: true},
+		{Name: "duplicate result, last a list", Body: `{"result":{"sys_class_name":"a"},"result":[1,2]}`, Want: "list of 2 records"},
+		{Name: "duplicate value member, last wins", Body: `{"sys_class_name":{"value":"a","value":"b"}}`, Want: "b", OK: true},
+		{Name: "value member case-insensitive", Body: `{"sys_class_name":{"VALUE":"a"}}`, Want: "a", OK: true},
+		{Name: "value members of both cases, last wins", Body: `{"sys_class_name":{"value":"a","Value":"b"}}`, Want: "b", OK: true},
+		{Name: "value member null", Body: `{"sys_class_name":{"value":null}}`, Want: "sys_class_name: is empty"},
+		{Name: "value member number", Body: `{"sys_class_name":{"display_value":"x","value":-1.5e3}}`, Want: "-1.5e3", OK: true},
+		{Name: "escaped key", Body: `{"sys_class\u005fname":"incident"}`, Want: "incident", OK: true},
+		{Name: "escaped result key", Body: `{"\u0072esult":{"sys_class_name":"incident"}}`, Want: "incident", OK: true},
+		{Name: "escaped value key", Body: `{"sys_class_name":{"v\u0061lue":"incident"}}`, Want: "incident", OK: true},
+		{Name: "key with dot is not a path", Body: `{"sys_class_name.value":"x","result.sys_class_name":"y"}`, Want: "sys_class_name: missing"},
+		{Name: "key case matters", Body: `{"SYS_CLASS_NAME":"incident"}`, Want: "sys_class_name: missing"},
+		{Name: "escapes in value", Body: `{"sys_class_name":"u_caf\u00e9\/x"}`, Want: "u_café/x", OK: true},
+		{Name: "unicode in value", Body: `{"sys_class_name":"u_日本"}`, Want: "u_日本", OK: true},
+		{Name: "lone surrogate becomes U+FFFD", Body: `{"sys_class_name":"u_\ud800"}`, Want: "u_\uFFFD", OK: true},
+		{Name: "invalid UTF-8 becomes U+FFFD", Body: "{\"sys_class_name\":\"u_\xff\"}", Want: "u_\uFFFD", OK: true},
+		{Name: "escaped control character", Body: `{"sys_class_name":"a\u0001"}`, Want: "contains control characters"},
+		{Name: "whitespace around", Body: " \r\n\t{ \"sys_class_name\" : \" incident \" } \n", Want: "incident", OK: true},
+		{Name: "nested class not read", Body: `{"number":{"sys_class_name":"incident"}}`, Want: "sys_class_name: missing"},
+		{Name: "result not unwrapped with own class", Body: `{"sys_class_name":null,"result":{"sys_class_name":"x"}}`, Want: "sys_class_name: is empty"},
+		{Name: "result true", Body: `{"result":true}`, Want: "result: must be a record object, got a boolean"},
+		{Name: "result number", Body: `{"result":1}`, Want: "result: must be a record object, got a number"},
+		{Name: "result list with spaces", Body: `{"result":[ {} , {} , {} ]}`, Want: "list of 3 records"},
+		{Name: "result empty object", Body: `{"result":{}}`, Want: "sys_class_name: missing"},
+		{Name: "trailing garbage", Body: `{"sys_class_name":"x"} x`, Want: "not valid JSON"},
+		{Name: "leading vertical tab", Body: "\v{\"sys_class_name\":\"x\"}", Want: "not valid JSON"},
+		{Name: "bool body", Body: `true`, Want: "not a JSON object (it is a JSON bool)"},
+		{Name: "null body", Body: ` null `, Want: "not a JSON object (it is null)"},
+	})
+}
+
+// TestValueInvalid documents the one deliberate change to Value: raw that
+// is not JSON is a KindInvalid error (it used to be whatever encoding/json
+// or the shape check made of it).
+func TestValueInvalid(t *testing.T) {
+	for _, raw := range []string{``, `{`, `"abc`, `{"value":}`} {
+		if _, err := Value(json.RawMessage(raw)); !core.IsKind(err, core.KindInvalid) {
+			t.Errorf("Value(%q) = %v, want KindInvalid", raw, err)
+		}
+	}
 }

@@ -1,4 +1,6 @@
-// Package testpg gives each test its own PostgreSQL database.
+// Package testpg gives each test its own PostgreSQL database: empty
+// (NewDatabase), or with the migrations applied (NewMigratedDatabase, a
+// clone of a template database migrated once per set of migrations).
 //
 // It finds a server through TOLLGATE_TEST_DATABASE_URL (a URL with rights to
 // CREATE DATABASE; scripts/test.sh sets it, starting a throwaway server when
@@ -82,12 +84,7 @@ func NewDatabase(t testing.TB) string {
 // "ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'".
 func NewDatabaseWith(t testing.TB, options string) string {
 	t.Helper()
-	if err := Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is required under CI=true: %v (set %s)", err, EnvURL)
-		}
-		t.Skipf("PostgreSQL not available: %v; run `make test`, which starts one", err)
-	}
+	requireServer(t)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "tollgate_test_" + hex.EncodeToString(b[:])
@@ -102,9 +99,29 @@ func NewDatabaseWith(t testing.TB, options string) string {
 			t.Logf("drop test database %s: %v", name, err)
 		}
 	})
-	p, err := url.Parse(srv.url)
+	u, err := databaseURL(srv.url, name)
 	if err != nil {
-		t.Fatalf("parse %s: %v", EnvURL, err)
+		t.Fatal(err)
+	}
+	return u
+}
+
+// requireServer skips t, or fails it under CI=true, when no server answers.
+func requireServer(t testing.TB) {
+	t.Helper()
+	if err := Available(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL is required under CI=true: %v (set %s)", err, EnvURL)
+		}
+		t.Skipf("PostgreSQL not available: %v; run `make test`, which starts one", err)
+	}
+}
+
+// databaseURL is the admin URL with its database replaced by name.
+func databaseURL(adminURL, name string) (string, error) {
+	p, err := url.Parse(adminURL)
+	if err != nil {
+		return "", fmt.Errorf("parse %s: %w", EnvURL, err)
 	}
 	p.Path = "/" + name
 	q := p.Query()
@@ -112,5 +129,5 @@ func NewDatabaseWith(t testing.TB, options string) string {
 		q.Set("sslmode", "disable")
 	}
 	p.RawQuery = q.Encode()
-	return p.String()
+	return p.String(), nil
 }

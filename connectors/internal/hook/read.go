@@ -14,8 +14,8 @@ import (
 // This file reads webhook bodies in place with gjson instead of decoding
 // them with encoding/json: one validation pass, then only the members a
 // connector needs. What it returns is exactly what decoding the body into
-// map[string]json.RawMessage and unmarshalling the members gave (Object,
-// and the connectors' differential fuzz tests against it, pin that down):
+// map[string]json.RawMessage and unmarshalling the members gave (FuzzRead
+// pins that down against Object and the legacy readers in hooktest):
 //
 //   - a member is found by its key after unescaping, compared exactly, and
 //     of duplicate keys the last one wins (gjson's own paths take the

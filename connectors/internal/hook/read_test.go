@@ -36,13 +36,20 @@ func TestParseObjectErrors(t *testing.T) {
 	}
 }
 
-// FuzzRead checks the in-place readers against encoding/json: ParseObject
-// and ValidObject refuse exactly what Object and the legacy ValidObject
-// refuse, with the same message, and on an accepted body String and
-// Member agree with the legacy readers for every top-level key.
+// FuzzRead checks the in-place readers against encoding/json (the legacy
+// readers in hooktest): ParseObject and ValidObject refuse exactly what
+// Object and the legacy ValidObject refuse, with the same message, and on
+// an accepted body Get, String, Member and LookupFold agree with the
+// legacy readers for every key, at the top level and inside every member
+// object one level down (where the connectors read build.phase,
+// result.sys_class_name and a field's value member). The connectors'
+// Classify functions are these readers and their own rules; the rules are
+// pinned by each connector's table tests.
 func FuzzRead(f *testing.F) {
 	for _, b := range hooktest.FuzzBodies {
 		f.Add([]byte(b))
+		f.Add([]byte(`{"a":` + b + `}`))
+		f.Add([]byte(`{"a":{"value":` + b + `},"a":{"b":` + b + `}}`))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if len(body) <= 20000 && strings.Count(string(body), "[")+strings.Count(string(body), "{") <= 10000 {
@@ -50,44 +57,67 @@ func FuzzRead(f *testing.F) {
 				t.Fatalf("gjson.ValidBytes = %v, json.Valid = %v", g, j)
 			}
 		}
-		same := func(what string, got, want error) {
-			t.Helper()
-			if (got == nil) != (want == nil) || got != nil && (got.Error() != want.Error() || core.KindOf(got) != core.KindOf(want)) {
-				t.Fatalf("%s: new %v; old %v", what, got, want)
-			}
-		}
-		same("ValidObject", hook.ValidObject(body), hooktest.LegacyValidObject(body))
+		sameErr(t, "ValidObject", hook.ValidObject(body), hooktest.LegacyValidObject(body))
 		obj, err := hook.ParseObject(body)
 		m, merr := hook.Object(body)
-		same("ParseObject", err, merr)
+		sameErr(t, "ParseObject", err, merr)
 		if err != nil {
 			return
 		}
-		keys := []string{"a", "A", "value", ""}
-		for k := range m {
-			if len(keys) == 64 { // each key is a pass over the body
-				break
-			}
-			keys = append(keys, k)
-		}
-		for _, k := range keys {
-			s, ok, err := hook.String(obj, k, "p")
-			ws, wok, werr := hooktest.LegacyString(m, k, "p")
-			same("String "+k, err, werr)
-			if s != ws || ok != wok {
-				t.Fatalf("String(%q) = %q, %v; old %q, %v", k, s, ok, ws, wok)
-			}
-			mo, ok, err := hook.Member(obj, k, "p")
-			wm, wok, werr := hooktest.LegacyMember(m, k, "p")
-			same("Member "+k, err, werr)
-			if ok != wok || ok && countMembers(mo) != len(wm) {
-				t.Fatalf("Member(%q) = %v; old %v (%d members)", k, ok, wok, len(wm))
-			}
-			if v := hook.Get(obj, k); v.Exists() != (m[k] != nil) || v.Exists() && hook.Kind(v) != hook.JSONKind(m[k]) {
-				t.Fatalf("Get(%q) kind %s; old %s", k, hook.Kind(v), hook.JSONKind(m[k]))
-			}
-		}
+		sameReads(t, "", obj, body, m, 1)
 	})
+}
+
+// sameErr fails t unless two errors are alike in kind and message.
+func sameErr(t *testing.T, what string, got, want error) {
+	t.Helper()
+	if (got == nil) != (want == nil) || got != nil && (got.Error() != want.Error() || core.KindOf(got) != core.KindOf(want)) {
+		t.Fatalf("%s: new %v; old %v", what, got, want)
+	}
+}
+
+// sameReads compares the readers on obj with the legacy readers on raw, the
+// same object's text, decoded as m, and recurses depth levels into member
+// objects.
+func sameReads(t *testing.T, at string, obj gjson.Result, raw []byte, m map[string]json.RawMessage, depth int) {
+	t.Helper()
+	keys := []string{"a", "A", "value", ""}
+	for k := range m {
+		if len(keys) == 64 { // each key is a pass over the body
+			break
+		}
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		s, ok, err := hook.String(obj, k, "p")
+		ws, wok, werr := hooktest.LegacyString(m, k, "p")
+		sameErr(t, at+"String "+k, err, werr)
+		if s != ws || ok != wok {
+			t.Fatalf("%sString(%q) = %q, %v; old %q, %v", at, k, s, ok, ws, wok)
+		}
+		mo, ok, err := hook.Member(obj, k, "p")
+		wm, wok, werr := hooktest.LegacyMember(m, k, "p")
+		sameErr(t, at+"Member "+k, err, werr)
+		if ok != wok || ok && countMembers(mo) != len(wm) {
+			t.Fatalf("%sMember(%q) = %v; old %v (%d members)", at, k, ok, wok, len(wm))
+		}
+		if v := hook.Get(obj, k); v.Exists() != (m[k] != nil) || v.Exists() && hook.Kind(v) != hook.JSONKind(m[k]) {
+			t.Fatalf("%sGet(%q) kind %s; old %s", at, k, hook.Kind(v), hook.JSONKind(m[k]))
+		}
+		if ok && depth > 0 {
+			sameReads(t, at+k+".", mo, m[k], wm, depth-1)
+		}
+	}
+	v, want := hook.LookupFold(obj, "value"), hooktest.LegacyValueMember(raw)
+	if v.Exists() != (want != nil) || v.Exists() && hook.Kind(v) != hook.JSONKind(want) {
+		t.Fatalf("%sLookupFold(value) = %s %q; old %s %q", at, hook.Kind(v), v.Raw, hook.JSONKind(want), want)
+	}
+	if v.Type == gjson.String {
+		var ws string
+		if err := json.Unmarshal(want, &ws); err != nil || hook.Text(v) != ws {
+			t.Fatalf("%sText(%s) = %q; old %q (%v)", at, v.Raw, hook.Text(v), ws, err)
+		}
+	}
 }
 
 // countMembers counts the distinct keys of obj, as a decoded map has them.

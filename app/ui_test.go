@@ -452,3 +452,38 @@ func TestUIReconciliation(t *testing.T) {
 		t.Errorf("auditor acknowledges: %d, want 403", st)
 	}
 }
+
+// TestUIInboxReplayAndEscaping: an admin sees a quarantined event with its
+// reason and body and replays it, alone or with its connector's; what
+// arrived from outside is shown escaped, never as markup.
+func TestUIInboxReplayAndEscaping(t *testing.T) {
+	s := boot(t, "sqlite", e2eConfig)
+	if st, raw := s.sendRaw([]byte(`{"key":"CHG-X1","approval":"approved","title":"<script>alert(1)</script>"}`)); st != http.StatusAccepted {
+		t.Fatalf("webhook: %d %s", st, raw)
+	}
+	c := s.uiClient()
+	c.signIn(adminSecret)
+	var body string
+	s.waitFor("the quarantined event in the inbox", func() bool {
+		_, _, body = c.get("/ui/inbox")
+		return strings.Contains(body, "/ui/inbox/") && strings.Contains(body, "Replay")
+	})
+	m := regexp.MustCompile(`href="/ui/inbox/([0-9a-f-]{36})"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no event link:\n%s", body)
+	}
+	st, _, ev := c.get("/ui/inbox/" + m[1])
+	if st != http.StatusOK || strings.Contains(ev, "<script>alert") || !strings.Contains(ev, "&lt;script&gt;alert(1)&lt;/script&gt;") ||
+		!strings.Contains(ev, "quarantined") {
+		t.Fatalf("event page: %d\n%s", st, ev)
+	}
+	if st, h, _ := c.post("/ui/inbox/"+m[1]+"/replay", nil); st != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "replayed=") {
+		t.Errorf("replay: %d %v", st, h)
+	}
+	if st, _, _ := c.post("/ui/inbox/replay", url.Values{"connector": {""}}); st != http.StatusBadRequest {
+		t.Errorf("replay without a connector: %d, want 400", st)
+	}
+	if st, h, _ := c.post("/ui/inbox/replay", url.Values{"connector": {"itsm"}}); st != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "itsm") {
+		t.Errorf("replay a connector: %d %v", st, h)
+	}
+}

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -591,16 +592,12 @@ func (u *UI) event(c *echo.Context, s *session) error {
 	if err != nil {
 		return err
 	}
+	// Indented as received (json.Indent keeps every string's bytes), shown
+	// as text: html/template escapes it.
 	body := string(e.Body)
-	var buf strings.Builder
-	if json.Valid(e.Body) {
-		var x any
-		if json.Unmarshal(e.Body, &x) == nil {
-			if b, err := json.MarshalIndent(x, "", "  "); err == nil {
-				buf.Write(b)
-				body = buf.String()
-			}
-		}
+	var buf bytes.Buffer
+	if json.Indent(&buf, e.Body, "", "  ") == nil {
+		body = buf.String()
 	}
 	return u.render(c, s, http.StatusOK, "event", "Event "+e.ID, eventView{Event: e, Body: strings.ToValidUTF8(body, "\uFFFD")})
 }

@@ -517,3 +517,13 @@ func (s *Server) verifyAudit(c *echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{"ok": brk == nil, "rows": n, "break": brk})
 }
+
+// auditHead answers the chain's head: kept outside the database, it is
+// what `tollgate audit verify --expect-head` holds the chain to.
+func (s *Server) auditHead(c *echo.Context) error {
+	head, err := s.deps.Reader.AuditHead(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, head)
+}

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -36,5 +37,33 @@ func TestHealthHEAD(t *testing.T) {
 	}
 	if code := probe(http.MethodGet, "/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("GET /readyz not ready: %d", code)
+	}
+}
+
+// TestReadyDetails: /readyz carries the ITSM circuits in details, ready or
+// not, and an open circuit does not make the server unready.
+func TestReadyDetails(t *testing.T) {
+	ready := error(nil)
+	s := api.New(api.Deps{
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Ready:        func(context.Context) error { return ready },
+		ReadyDetails: func() map[string]any { return map[string]any{"api_circuits": map[string]string{"servicenow": "open"}} },
+	})
+	for _, want := range []int{http.StatusOK, http.StatusServiceUnavailable} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		var body struct {
+			Status  string `json:"status"`
+			Details struct {
+				Circuits map[string]string `json:"api_circuits"`
+			} `json:"details"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Code != want || body.Details.Circuits["servicenow"] != "open" {
+			t.Errorf("readyz %d %s", rec.Code, rec.Body)
+		}
+		ready = core.Errorf(core.KindUnavailable, "database unreachable")
 	}
 }

@@ -35,6 +35,7 @@ type Reader interface {
 	GetDecision(ctx context.Context, id string) (core.GateDecision, error)
 	ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEntry, error)
 	VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error)
+	AuditHead(ctx context.Context) (core.AuditHead, error)
 }
 
 // Inbox receives webhooks and manages stored events.
@@ -81,7 +82,10 @@ type Deps struct {
 	}
 	// Ready reports whether the server can take traffic (database reachable,
 	// migrations applied).
-	Ready        func(ctx context.Context) error
+	Ready func(ctx context.Context) error
+	// ReadyDetails, when set, adds "details" to /readyz (each ITSM API's
+	// circuit): informative, they do not make the server unready.
+	ReadyDetails func() map[string]any
 	MaxBodyBytes int64
 	Version      string
 }
@@ -202,6 +206,7 @@ func (s *Server) routes() {
 
 	s.route(http.MethodGet, "/api/v1/audit", auditorUp, s.listAudit)
 	s.route(http.MethodGet, "/api/v1/audit/verify", auditorUp, s.verifyAudit)
+	s.route(http.MethodGet, "/api/v1/audit/head", auditorUp, s.auditHead)
 
 	if s.deps.UI != nil {
 		s.deps.UI.Routes(func(method, path string, h echo.HandlerFunc) { s.route(method, path, public, h) })
@@ -471,13 +476,20 @@ func (s *Server) healthz(c *echo.Context) error {
 func (s *Server) readyz(c *echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
 	defer cancel()
+	body := map[string]any{"status": "ready"}
+	if s.deps.ReadyDetails != nil {
+		if d := s.deps.ReadyDetails(); len(d) > 0 {
+			body["details"] = d
+		}
+	}
 	if s.deps.Ready != nil {
 		if err := s.deps.Ready(ctx); err != nil {
 			s.deps.Logger.WarnContext(ctx, "not ready", "error", err.Error())
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": publicMessage(err)})
+			body["status"], body["reason"] = "unavailable", publicMessage(err)
+			return c.JSON(http.StatusServiceUnavailable, body)
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	return c.JSON(http.StatusOK, body)
 }
 
 // publicMessage is an error's client-safe message.

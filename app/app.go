@@ -55,6 +55,13 @@ type App struct {
 	Reconciler  *service.Reconciler
 	Scheduler   *service.Scheduler
 	Server      *api.Server
+	// ITSM API side: one client per connector with an api block, the
+	// pollers, read-back, change creation and write-back.
+	APIs      map[string]all.API
+	Pollers   []*service.Poller
+	ReadBack  *service.ReadBack
+	Creator   *service.Creator
+	WriteBack *service.WriteBack
 }
 
 // New opens and migrates the store and builds every service.
@@ -116,6 +123,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if err != nil {
 		return nil, err
 	}
+	if err := a.buildAPIs(conns); err != nil {
+		return nil, err
+	}
 	workers := cfg.Inbox.Workers
 	if db.Dialect() == store.SQLite {
 		workers = 1 // one writer anyway
@@ -124,6 +134,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Workers: workers, BatchSize: cfg.Inbox.BatchSize, Lease: cfg.Inbox.Lease.D(), PollInterval: cfg.Inbox.PollInterval.D(),
 		MaxAttempts: cfg.Inbox.MaxAttempts, MaxFutureSkew: cfg.Inbox.MaxFutureSkew.D(),
 	})
+	a.wireITSM(conns, clock)
 	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
 	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, clock, log); err != nil {
 		return nil, err
@@ -139,7 +150,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	a.Server = api.New(api.Deps{
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
-		Ready: a.ready, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
+		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 		Reviews: a.Reviews, UI: web,
 	})
 	return a, nil
@@ -204,6 +215,19 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 		c := connectors.Config{
 			Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
 			DefaultEnvironment: cc.DefaultEnvironment, Mappings: cc.Mappings, Options: cc.Options, Records: cc.Records,
+			WriteBack: cc.WriteBack, Projects: cc.Projects,
+		}
+		if a := cc.API; a != nil {
+			c.API = &connectors.API{
+				URL: a.URL, Username: a.Username, Password: a.Password, ClientID: a.ClientID, ClientSecret: a.ClientSecret,
+				Token: a.Token, Timeout: a.Timeout.D(), PollInterval: a.PollInterval.D(), ReadBackTimeout: a.ReadBackTimeout.D(),
+			}
+		}
+		if cr := cc.ChangeCreation; cr != nil {
+			c.ChangeCreation = &connectors.ChangeCreation{
+				Environments: cr.Environments, Type: cr.Type, Template: cr.Template, Project: cr.Project,
+				IssueType: cr.IssueType, ServiceDeskID: cr.ServiceDeskID, RequestTypeID: cr.RequestTypeID,
+			}
 		}
 		wh, err := reg.New(c)
 		if err != nil {
@@ -240,6 +264,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		go func() { defer wg.Done(); f(bg) }()
 	}
 	run(a.Inbox.Run)
+	for _, p := range a.Pollers {
+		run(p.Run)
+	}
+	if a.WriteBack != nil {
+		run(a.WriteBack.Run)
+	}
 	run(a.listen)
 	run(a.reloadLoop)
 	run(a.Scheduler.Run)

@@ -137,13 +137,23 @@ type ConnectorConfig struct {
 	// Mappings names the mapping profiles to use; empty → the type's
 	// built-in profiles.
 	Mappings []string `yaml:"mappings"`
-	// Options holds type-specific settings (API base URL, credentials …).
+	// Options holds type-specific settings.
 	Options map[string]string `yaml:"options"`
 	// Records grants record kinds (changes, incidents, deployments,
 	// reviews) beyond the type's defaults: servicenow and jira write
 	// changes, incidents and reviews; github, gitlab, jenkins and generic
 	// deployments only.
 	Records []string `yaml:"records"`
+	// API is access to the system's API (servicenow, jira): polling,
+	// read-back, approvals, change creation and write-back go through it.
+	API *APIConfig `yaml:"api"`
+	// WriteBack writes work notes on the change when a deployment it
+	// covers starts and ends.
+	WriteBack bool `yaml:"write_back"`
+	// ChangeCreation opens a change for a gate check that links none.
+	ChangeCreation *ChangeCreationConfig `yaml:"change_creation"`
+	// Projects are the Jira projects the poller reads.
+	Projects []string `yaml:"projects"`
 }
 
 // Duration is a time.Duration written as "15m" in YAML.
@@ -356,6 +366,11 @@ func (c *Config) defaults() {
 	if c.Inbox.MaxFutureSkew == 0 {
 		c.Inbox.MaxFutureSkew = Duration(5 * time.Minute)
 	}
+	for i := range c.Connectors {
+		if a := c.Connectors[i].API; a != nil {
+			a.defaults()
+		}
+	}
 }
 
 var connectorName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -437,6 +452,7 @@ func (c *Config) Validate() error {
 		} else if len(cc.WebhookSecret) < 16 {
 			bad(f+".webhook_secret", "must be at least 16 characters")
 		}
+		cc.validateAPI(f, bad)
 	}
 	c.validateReports(bad)
 	if c.Policy != nil {
@@ -497,6 +513,8 @@ func (c *Config) LogValue() slog.Value {
 		conns = append(conns, map[string]any{
 			"name": cc.Name, "type": cc.Type, "webhook_secret": mask(cc.WebhookSecret),
 			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts, "records": cc.Records,
+			"api": cc.API.logValue(), "write_back": cc.WriteBack, "change_creation": cc.ChangeCreation != nil,
+			"projects": cc.Projects,
 		})
 	}
 	db := MaskDatabaseURL(c.DatabaseURL)

@@ -1,7 +1,9 @@
 // Package connectors defines the contract every source-system adapter
 // implements on its inbound side (verify a webhook delivery, classify it),
 // the per-connector configuration, and a registry that builds an adapter
-// from its configured type.
+// from its configured type. The API side of the ITSM connectors (records
+// read, changes opened, notes written) crosses into the services as the
+// plain values of api.go; connectors/all builds those clients.
 //
 // One package per system lives beneath this one (connectors/github,
 // connectors/gitlab, connectors/jira, connectors/servicenow,
@@ -17,6 +19,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -37,12 +40,62 @@ type Config struct {
 	// Mappings names the mapping profiles to use; empty means the type's
 	// defaults.
 	Mappings []string
-	// Options holds type-specific settings (API base URL, credentials …)
-	// for the API clients.
+	// Options holds type-specific settings.
 	Options map[string]string
+	// API is access to the system's API; nil when not configured.
+	API *API
+	// WriteBack writes work notes on changes about the deployments they
+	// cover.
+	WriteBack bool
+	// ChangeCreation, when set, opens changes for gate checks that link
+	// none in its environments.
+	ChangeCreation *ChangeCreation
+	// Projects are the Jira projects the poller reads.
+	Projects []string
 	// Records grants the connector record kinds (RecordChanges …) beyond
 	// those its type may write by default (DefaultRecords).
 	Records []string
+}
+
+// API is a connector's API access. Its String never shows a secret.
+type API struct {
+	URL                    string
+	Username, Password     string // HTTP Basic (Jira Cloud: e-mail + API token)
+	ClientID, ClientSecret string // ServiceNow OAuth client credentials
+	Token                  string // Jira Data Center personal access token
+	Timeout                time.Duration
+	PollInterval           time.Duration
+	ReadBackTimeout        time.Duration
+}
+
+// String describes the API access without secrets.
+func (a API) String() string { return "api " + a.URL }
+
+// GoString keeps %#v from printing secrets.
+func (a API) GoString() string { return a.String() }
+
+// ChangeCreation says where and how a connector opens changes.
+type ChangeCreation struct {
+	Environments  []string
+	Type          string // servicenow: normal or standard
+	Template      string // servicenow standard change template
+	Project       string // jira
+	IssueType     string // jira
+	ServiceDeskID string // jira service management
+	RequestTypeID string // jira service management
+}
+
+// Covers reports whether environment env is one change creation serves.
+func (c *ChangeCreation) Covers(env string) bool {
+	if c == nil {
+		return false
+	}
+	for _, e := range c.Environments {
+		if strings.EqualFold(e, env) {
+			return true
+		}
+	}
+	return false
 }
 
 // Record kinds: what a connector's events may write. Source authority

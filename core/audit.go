@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -90,10 +91,25 @@ func HashAuditEntry(prev string, e AuditEntry) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// AuditBreak describes the first row at which a chain fails verification.
+// AuditBreak describes the first place at which the audit trail fails
+// verification: a chain row (Seq), or a gate decision that disagrees with
+// its chain entry or has none (DecisionID; Seq is its entry's row, 0 when
+// it has none).
 type AuditBreak struct {
-	Seq    int64  `json:"seq"`
-	Reason string `json:"reason"`
+	Seq        int64  `json:"seq"`
+	DecisionID string `json:"decision_id,omitempty"`
+	Reason     string `json:"reason"`
+}
+
+// AuditHead is the chain's newest row: its sequence number and hash (0
+// and GenesisHash while the chain is empty). Kept outside the database, it
+// is the anchor that shows rows deleted from the chain's end, which no
+// chain can show by itself: verification fails when the chain no longer
+// reaches it.
+type AuditHead struct {
+	Seq  int64     `json:"seq"`
+	Hash string    `json:"hash"`
+	At   time.Time `json:"at,omitzero"`
 }
 
 // VerifyAuditChain checks rows (ordered by Seq ascending, starting at the
@@ -115,4 +131,98 @@ func VerifyAuditChain(rows []AuditEntry, prev string, expectSeq int64) (brk *Aud
 		expectSeq++
 	}
 	return nil, prev, expectSeq
+}
+
+// ActionGateDecision is the audit action of a recorded gate decision.
+const ActionGateDecision = "gate.decision"
+
+// DecisionAuditData is the data of a gate decision's audit entry.
+// DocSHA256 ties the stored decision document to the chain
+// (DecisionDocSHA256 of the document as stored), so a decision edited in
+// the database, in its columns or its document, no longer matches its
+// entry. Entries written before the hash was recorded have none; their
+// decisions are held to the decision and release alone.
+type DecisionAuditData struct {
+	DecisionID    string   `json:"decision_id"`
+	Decision      Decision `json:"decision"`
+	Reasons       []string `json:"reasons"`
+	PolicyVersion int      `json:"policy_version"`
+	DocSHA256     string   `json:"doc_sha256,omitempty"`
+}
+
+// DecisionDocSHA256 is the hex SHA-256 of a stored decision document.
+func DecisionDocSHA256(doc []byte) string {
+	h := sha256.Sum256(doc)
+	return hex.EncodeToString(h[:])
+}
+
+// StoredDecision is a gate decision as stored, as far as its audit entry
+// covers it.
+type StoredDecision struct {
+	ID, ReleaseID, Decision, Doc string
+}
+
+// DecisionIDOf returns the id of the decision a gate decision entry
+// records ("" for any other entry, or one naming none).
+func DecisionIDOf(e AuditEntry) string {
+	var data DecisionAuditData
+	if e.Action != ActionGateDecision || json.Unmarshal(e.Data, &data) != nil {
+		return ""
+	}
+	return data.DecisionID
+}
+
+// CheckDecisionEntry holds a gate decision entry e to its stored decision
+// (nil when it is missing) and returns the break, nil when they agree.
+func CheckDecisionEntry(e AuditEntry, d *StoredDecision) *AuditBreak {
+	var data DecisionAuditData
+	if err := json.Unmarshal(e.Data, &data); err != nil || data.DecisionID == "" {
+		return &AuditBreak{Seq: e.Seq, Reason: "a gate decision entry that names no decision"}
+	}
+	brk := func(format string, args ...any) *AuditBreak {
+		return &AuditBreak{Seq: e.Seq, DecisionID: data.DecisionID, Reason: "gate decision " + data.DecisionID + ": " + fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case d == nil:
+		return brk("its row is missing from gate_decisions (deleted)")
+	case d.Decision != string(data.Decision):
+		return brk("gate_decisions says %q, its audit entry recorded %q (the decision was edited)", d.Decision, data.Decision)
+	case "release:"+d.ReleaseID != e.Subject:
+		return brk("gate_decisions names release %s, its audit entry %s (the decision was edited)", d.ReleaseID, strings.TrimPrefix(e.Subject, "release:"))
+	case data.DocSHA256 != "" && DecisionDocSHA256([]byte(d.Doc)) != data.DocSHA256:
+		return brk("its document does not match the SHA-256 recorded in its audit entry (the document was edited)")
+	}
+	return nil
+}
+
+// AuditAnchor holds a chain walk to a head kept outside the database: the
+// chain must reach it, with row Expect.Seq having hash Expect.Hash (when
+// Expect.Seq is 0, some row must have that hash). An empty Expect.Hash is
+// no anchor. Feed it every intact row in order (Check), then End.
+type AuditAnchor struct {
+	Expect  AuditHead
+	reached bool
+}
+
+// Check checks row e against the anchor.
+func (a *AuditAnchor) Check(e AuditEntry) *AuditBreak {
+	switch {
+	case a.Expect.Hash == "" || a.reached:
+	case a.Expect.Seq == e.Seq && e.Hash != a.Expect.Hash:
+		return &AuditBreak{Seq: e.Seq, Reason: fmt.Sprintf("row %d has hash %s, not the expected head %s (the chain was rewritten from here or before)", e.Seq, e.Hash, a.Expect.Hash)}
+	case e.Hash == a.Expect.Hash && (a.Expect.Seq == 0 || a.Expect.Seq == e.Seq):
+		a.reached = true
+	}
+	return nil
+}
+
+// End fails a walk whose last row was last without reaching the anchor.
+func (a *AuditAnchor) End(last int64) *AuditBreak {
+	if a.Expect.Hash == "" || a.reached || (a.Expect.Seq == 0 && a.Expect.Hash == GenesisHash) {
+		return nil
+	}
+	if a.Expect.Seq > 0 {
+		return &AuditBreak{Seq: last + 1, Reason: fmt.Sprintf("the chain ends at row %d, before the expected head at row %d (rows were deleted from its end)", last, a.Expect.Seq)}
+	}
+	return &AuditBreak{Seq: last + 1, Reason: fmt.Sprintf("no row has the expected head hash %s: the chain, ending at row %d, was cut short or rewritten", a.Expect.Hash, last)}
 }

@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -81,4 +82,80 @@ func FuzzCompactData(f *testing.F) {
 			t.Fatalf("compactData(%q) = %q, want %q", data, got, want)
 		}
 	})
+}
+
+// TestCheckDecisionEntry: a decision entry holds its stored decision by
+// decision, release and document hash; entries from before the hash was
+// recorded are held by decision and release alone.
+func TestCheckDecisionEntry(t *testing.T) {
+	doc := `{"id":"d1","decision":"deny"}`
+	entry := func(data DecisionAuditData) AuditEntry {
+		b, _ := json.Marshal(data)
+		return AuditEntry{Seq: 7, Action: ActionGateDecision, Subject: "release:r1", Data: b}
+	}
+	withHash := entry(DecisionAuditData{DecisionID: "d1", Decision: Deny, DocSHA256: DecisionDocSHA256([]byte(doc))})
+	legacy := entry(DecisionAuditData{DecisionID: "d1", Decision: Deny})
+	stored := StoredDecision{ID: "d1", ReleaseID: "r1", Decision: "deny", Doc: doc}
+	edit := func(f func(*StoredDecision)) *StoredDecision { d := stored; f(&d); return &d }
+	for _, tc := range []struct {
+		name   string
+		e      AuditEntry
+		d      *StoredDecision
+		reason string // "" when they agree
+	}{
+		{"agree", withHash, &stored, ""},
+		{"missing", withHash, nil, "missing"},
+		{"decision flipped", withHash, edit(func(d *StoredDecision) { d.Decision = "allow" }), `says "allow"`},
+		{"document edited", withHash, edit(func(d *StoredDecision) { d.Doc = `{"id":"d1","decision":"allow"}` }), "document does not match"},
+		{"other release", withHash, edit(func(d *StoredDecision) { d.ReleaseID = "r2" }), "names release r2"},
+		{"legacy entry, document not covered", legacy, edit(func(d *StoredDecision) { d.Doc = "{}" }), ""},
+		{"legacy entry, decision flipped", legacy, edit(func(d *StoredDecision) { d.Decision = "allow" }), `says "allow"`},
+		{"entry naming no decision", AuditEntry{Seq: 7, Action: ActionGateDecision, Data: []byte(`{}`)}, &stored, "names no decision"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			brk := CheckDecisionEntry(tc.e, tc.d)
+			switch {
+			case tc.reason == "" && brk != nil:
+				t.Fatalf("unexpected break %+v", brk)
+			case tc.reason != "" && (brk == nil || brk.Seq != 7 || !strings.Contains(brk.Reason, tc.reason)):
+				t.Fatalf("break %+v, want row 7 with %q", brk, tc.reason)
+			}
+		})
+	}
+}
+
+// TestAuditAnchor: a walk must reach the expected head; the chain may
+// grow past it.
+func TestAuditAnchor(t *testing.T) {
+	rows := []AuditEntry{{Seq: 1, Hash: "h1"}, {Seq: 2, Hash: "h2"}, {Seq: 3, Hash: "h3"}}
+	walk := func(expect AuditHead, rows []AuditEntry) *AuditBreak {
+		a := AuditAnchor{Expect: expect}
+		for _, r := range rows {
+			if brk := a.Check(r); brk != nil {
+				return brk
+			}
+		}
+		return a.End(int64(len(rows)))
+	}
+	for _, tc := range []struct {
+		name   string
+		expect AuditHead
+		rows   []AuditEntry
+		reason string
+	}{
+		{"no anchor", AuditHead{}, rows[:1], ""},
+		{"reached", AuditHead{Seq: 2, Hash: "h2"}, rows, ""},
+		{"reached by hash", AuditHead{Hash: "h3"}, rows, ""},
+		{"genesis on an empty chain", AuditHead{Hash: GenesisHash}, nil, ""},
+		{"cut short", AuditHead{Seq: 3, Hash: "h3"}, rows[:2], "ends at row 2, before the expected head at row 3"},
+		{"cut short, hash only", AuditHead{Hash: "h3"}, rows[:2], "no row has the expected head hash"},
+		{"rewritten", AuditHead{Seq: 2, Hash: "other"}, rows, "row 2 has hash h2, not the expected head other"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			brk := walk(tc.expect, tc.rows)
+			if (tc.reason == "") != (brk == nil) || (brk != nil && !strings.Contains(brk.Reason, tc.reason)) {
+				t.Fatalf("break %+v, want %q", brk, tc.reason)
+			}
+		})
+	}
 }

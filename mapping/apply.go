@@ -273,8 +273,16 @@ func (c *Compiled) applyApprovals(res *Result, rec any, f *cfield, d *doc) {
 			return
 		}
 	}
+	// The first path present is read (an API-enriched member before a
+	// custom field, say); each element then maps the same way.
 	p := f.paths[0]
 	arr := d.get(p)
+	for _, alt := range f.paths[1:] {
+		if present(arr) {
+			break
+		}
+		p, arr = alt, d.get(alt)
+	}
 	if !present(arr) {
 		setTrace(res, f.name, tr)
 		if f.required {

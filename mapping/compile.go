@@ -400,8 +400,8 @@ func (cp *compiler) approvals(f *cfield, fp string, fs *FieldSpec, npaths int) {
 	if len(fs.Each) == 0 {
 		cp.fail(fp+".each", "is required for %s: map the fields of one element (%s)", f.name, strings.Join(sortedKeys(approvalFields), ", "))
 	}
-	if npaths != 1 {
-		cp.fail(fp+".path", "give one path to the array of approvals")
+	if npaths == 0 {
+		cp.fail(fp+".path", "give the path to the array of approvals (or paths: the first present is read)")
 	}
 	if len(fs.Transform) > 0 || fs.Map != nil || f.hasDefault || f.hasConst {
 		cp.fail(fp, "a list of approvals takes only path, each, when and required")

@@ -36,7 +36,8 @@
 // order → map (exact match; an unmapped value is an error unless
 // map_default or unmapped: keep) → default when still empty → required →
 // conversion to the field's type (enumerations such as change state or
-// deployment status are checked).
+// deployment status are checked). A list of approvals is read from the
+// first of its paths holding an array; each element is mapped by each.
 //
 // # Reading values
 //

@@ -27,6 +27,9 @@ type Deployments struct {
 	clock    core.Clock
 	log      *slog.Logger
 	maxList  int
+	// OnRecorded, when set, is told of every recorded deployment event
+	// (write-back of work notes). It must not block.
+	OnRecorded func(ctx context.Context, d core.Deployment)
 }
 
 // NewDeployments wires the service.
@@ -107,6 +110,9 @@ func (s *Deployments) Record(ctx context.Context, d core.Deployment) (core.Deplo
 	stored, created, err := s.store.RecordDeployment(ctx, d)
 	if err != nil {
 		return d, false, fmt.Errorf("record deployment: %w", err)
+	}
+	if s.OnRecorded != nil {
+		s.OnRecorded(ctx, stored)
 	}
 	if stored.Status == core.DeploySucceeded {
 		if err := s.requirePIR(ctx, stored); err != nil {

@@ -30,6 +30,19 @@ type Subscriber interface {
 	Subscribe() (<-chan string, func())
 }
 
+// ITSMGate is what the gate asks of the ITSMs.
+type ITSMGate interface {
+	// ReadBack fetches and stores the changes of keys the owning ITSM has;
+	// stored says whether any was, notes why each other key asked about
+	// is not there ("not in ServiceNow acme", "ServiceNow acme
+	// unreachable: …"). Keys no ITSM owns are left out.
+	ReadBack(ctx context.Context, keys []string) (stored bool, notes map[string]string)
+	// OpenChange returns the change opened for the release, opening it if
+	// none is; handled is false when no connector opens changes for the
+	// environment. An ITSM's refusal is a *CreationFailed.
+	OpenChange(ctx context.Context, req core.GateRequest, releaseID string) (key, system string, handled bool, err error)
+}
+
 // GateConfig tunes the gate.
 type GateConfig struct {
 	MaxWait      time.Duration // cap on ?wait=
@@ -49,6 +62,10 @@ type Gate struct {
 	stopOnce   sync.Once
 	stopping   chan struct{}
 	waiting    waitingSet // checks long-polling now (the UI's dashboard)
+
+	// ITSM, when set, reads back linked changes the store does not know
+	// and opens a change for a release that links none (itsm.go).
+	ITSM ITSMGate
 }
 
 // Shutdown makes every waiting check answer now with its current decision,
@@ -211,15 +228,33 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 // a check writes once.
 func (g *Gate) evaluate(ctx context.Context, cp *core.CompiledPolicy, req core.GateRequest) (core.GateDecision, error) {
 	newID := core.ReleaseID(req.Service, req.Version, req.Environment)
-	facts, err := g.store.GateFacts(ctx, core.FactsQuery{
+	var opened openedChange
+	if g.ITSM != nil {
+		var err error
+		if req, opened, err = g.openChange(ctx, req, newID); err != nil {
+			return core.GateDecision{}, err
+		}
+	}
+	q := core.FactsQuery{
 		Service: req.Service, Team: req.Team, Environment: req.Environment, Version: req.Version,
 		ChangeKeys: req.Changes, AllIncidents: cp.IncidentScopeAll(), ExcludeReleaseID: newID,
-	})
+	}
+	facts, err := g.store.GateFacts(ctx, q)
 	if err != nil {
 		return core.GateDecision{}, fmt.Errorf("gather facts for %s %s: %w", req.Service, req.Version, err)
 	}
+	var notes map[string]string
+	if g.ITSM != nil {
+		if facts, notes, err = g.readBack(ctx, q, facts); err != nil {
+			return core.GateDecision{}, fmt.Errorf("gather facts for %s %s: %w", req.Service, req.Version, err)
+		}
+	}
 	facts.Request, facts.ReleaseID = req, newID
-	return core.Evaluate(cp, facts, g.clock.Now()), nil
+	d := core.Evaluate(cp, facts, g.clock.Now())
+	if g.ITSM != nil {
+		annotateITSM(&d, notes, opened)
+	}
+	return d, nil
 }
 
 func (g *Gate) record(ctx context.Context, d core.GateDecision, actor string) (core.GateDecision, error) {
@@ -286,6 +321,9 @@ func relevant(topic string, req core.GateRequest) bool {
 	kind, key, _ := strings.Cut(topic, ":")
 	switch kind {
 	case "change":
+		if len(req.Changes) == 0 {
+			return true // the change tollgate opened for the release (itsm.go)
+		}
 		for _, k := range req.Changes {
 			if strings.EqualFold(k, key) {
 				return true

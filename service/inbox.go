@@ -37,6 +37,18 @@ type InboxStore interface {
 type Connector struct {
 	Config  connectors.Config
 	Webhook connectors.Webhook
+	// Enricher, when set, completes each raw record through the system's
+	// API before it is mapped (webhook and poll alike).
+	Enricher Enricher
+}
+
+// Enricher completes a raw record before mapping: ServiceNow references
+// given as bare sys_ids get display values, changes get their approvers.
+// An error means the record cannot be completed now: a *StatusError-like
+// 4xx answer quarantines the event (replayable once fixed), anything else
+// leaves it to be retried.
+type Enricher interface {
+	Enrich(ctx context.Context, eventType string, body []byte) ([]byte, error)
 }
 
 // InboxWaker is implemented by a store that announces stored deliveries
@@ -385,11 +397,22 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 	if err != nil {
 		return core.EventQuarantined, fmt.Sprintf("connector %q: %v", e.Connector, err), "", nil
 	}
-	prof, ok := set.Select(c.Config.Type, e.Type, e.Body)
+	body := e.Body
+	if c.Enricher != nil {
+		b, err := c.Enricher.Enrich(ctx, e.Type, e.Body)
+		if err != nil {
+			if permanentAPIError(err) {
+				return core.EventQuarantined, fmt.Sprintf("connector %q: completing the record through the API failed: %v", e.Connector, err), "", nil
+			}
+			return "", "", "", core.Wrap(core.KindUnavailable, err, "complete the record through the API")
+		}
+		body = b
+	}
+	prof, ok := set.Select(c.Config.Type, e.Type, body)
 	if !ok {
 		return core.EventIgnored, fmt.Sprintf("no mapping profile of connector %q (type %s) matches event type %q; tollgate does not use this event", e.Connector, c.Config.Type, e.Type), "", nil
 	}
-	res := prof.ApplyFast(e.Body) // no per-field traces: only previews need them
+	res := prof.ApplyFast(body) // no per-field traces: only previews need them
 	if err := res.Err(); err != nil {
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
 	}
@@ -531,3 +554,8 @@ func describe(r core.UpsertResult) string {
 	}
 	return string(r)
 }
+
+// permanentAPIError reports whether an API failure will not heal by
+// itself (bad credentials, a refused request): the event is quarantined
+// with the reason instead of retried forever.
+func permanentAPIError(err error) bool { return connectors.IsPermanent(err) }

@@ -31,19 +31,27 @@ func newBenchDB(b *testing.B) *DB {
 
 // BenchmarkAppendParallel measures gate-decision-shaped appends (one
 // decision row plus its audit entry) from many goroutines on PostgreSQL:
-// "group" through the group-commit appender, "one_per_tx" the baseline of
+// "group" through the group commit, "one_per_tx" the baseline of
 // one transaction per append, each taking the chain lock and reading the
 // head. Run: go test -run '^$' -bench AppendParallel -benchtime 3s ./store/
 func BenchmarkAppendParallel(b *testing.B) {
 	doc := mustJSON(core.GateDecision{Decision: core.Allow, Reasons: []core.Reason{{Code: core.CodeNoChange, Message: "standard change pre-approved"}},
 		Request: core.GateRequest{Service: "payments", Environment: "production", Version: "1.2.3", Changes: []string{"CHG0000024"}}})
-	row := func(ctx context.Context, tx *sqlx.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO gate_decisions (id, release_id, decision, policy_version, evaluated_at, actor, doc)
-			VALUES ($1, 'rel', 'allow', 1, $2, 'ci', $3)`, newID(), time.Now().UTC(), doc)
-		return err
+	// decision is a decision row written by a writer function, and its
+	// gate decision entry.
+	decision := func() (func(context.Context, *sqlx.Tx) error, []core.AuditEntry) {
+		id := newID()
+		return func(ctx context.Context, tx *sqlx.Tx) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO gate_decisions (id, release_id, decision, policy_version, evaluated_at, actor, doc)
+				VALUES ($1, 'rel', 'allow', 1, $2, 'ci', $3)`, id, time.Now().UTC(), doc)
+				return err
+			}, []core.AuditEntry{{Actor: "ci", Action: "gate.decision", Subject: "release:rel",
+				Data: json.RawMessage(`{"decision_id":"` + id + `","decision":"allow","reasons":["NO_CHANGE"],"policy_version":1}`)}}
 	}
 	entry := func() []core.AuditEntry {
-		return []core.AuditEntry{{Actor: "ci", Action: "gate.decision", Subject: "release:rel",
+		// Decision-shaped, but not a gate decision's entry: VerifyAudit
+		// would hold it to a stored decision.
+		return []core.AuditEntry{{Actor: "ci", Action: "bench.decision", Subject: "release:rel",
 			Data: json.RawMessage(`{"decision":"allow","reasons":["NO_CHANGE"],"policy_version":1}`)}}
 	}
 	for _, bc := range []struct {
@@ -51,17 +59,26 @@ func BenchmarkAppendParallel(b *testing.B) {
 		op   func(ctx context.Context, db *DB) error
 	}{
 		{"group_entry_only", func(ctx context.Context, db *DB) error { return db.appendWith(ctx, entry(), nil) }},
-		{"group", func(ctx context.Context, db *DB) error { return db.appendWith(ctx, entry(), row) }},
+		// The gate's write: SaveDecision, one statement per group.
+		{"decision", func(ctx context.Context, db *DB) error {
+			return db.SaveDecision(ctx, core.GateDecision{Decision: core.Allow, ReleaseID: "rel", Reasons: []core.Reason{{Code: core.CodeNoChange}},
+				Request: core.GateRequest{Service: "payments", Environment: "production", Version: "1.2.3", Changes: []string{"CHG0000024"}}}, "ci")
+		}},
+		{"group", func(ctx context.Context, db *DB) error {
+			write, entries := decision()
+			return db.appendWith(ctx, entries, write)
+		}},
 		{"one_per_tx", func(ctx context.Context, db *DB) error {
+			write, entries := decision()
 			return db.tx(ctx, func(tx *sqlx.Tx) error {
-				if err := row(ctx, tx); err != nil {
+				if err := write(ctx, tx); err != nil {
 					return err
 				}
-				head, err := db.lockChain(ctx, tx)
+				head, err := db.commits.LockChain(ctx, tx)
 				if err != nil {
 					return err
 				}
-				return db.appendTx(ctx, tx, head, entry())
+				return db.commits.AppendLocked(ctx, tx, head, entries)
 			})
 		}},
 	} {

@@ -28,6 +28,9 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/migrations"
+	"github.com/tollgate-dev/tollgate/store/factcache"
+	"github.com/tollgate-dev/tollgate/store/groupcommit"
+	"github.com/tollgate-dev/tollgate/store/stmtcache"
 )
 
 // Dialects.
@@ -49,39 +52,30 @@ type DB struct {
 	sqlitePath string
 	clock      core.Clock
 	log        *slog.Logger
-	hub        hub       // in-process fan-out of fact-change notifications
-	inbox      hub       // in-process fan-out of inbox wake-ups (notify.go)
-	audit      *appender // the audit group-commit goroutine
-	stmts      stmtCache
+	hub        hub // in-process fan-out of fact-change notifications
+	inbox      hub // in-process fan-out of inbox wake-ups (notify.go)
+	// commits is the audit chain's group commit (store/groupcommit).
+	commits *groupcommit.Committer
+	stmts   *stmtcache.Cache
 	// factsTexts caches GateFacts' rebound statement text per shape.
 	factsTexts sync.Map
-	// facts is the gate's fact cache (factcache.go); nil when disabled.
-	facts    *factCache
+	// facts is the gate's fact cache (store/factcache); nil when disabled.
+	facts    *factcache.Cache
 	txTopics txTopics
-	// wireIdle is how long a group-commit connection may sit idle before
-	// it is pinged (wireIdlePing; tests change it).
-	wireIdle time.Duration
-	// releases are the ids of releases known to exist (SaveDecision).
-	releases knownReleases
-	// wireTexts caches the one-statement group's text per shape (wireText).
-	wireTexts sync.Map
-	// wire is the group-commit workers' own pool (PostgreSQL): its
-	// connections send text[] parameters in binary (wire.go).
-	wire *sql.DB
 }
 
 // Options configure Open.
 type Options struct {
 	Clock  core.Clock   // default core.SystemClock
 	Logger *slog.Logger // default slog.Default()
-	// MaxOpenConns caps the PostgreSQL pool (default 20), not counting a
-	// connection for each audit group-commit worker (one). SQLite always uses
+	// MaxOpenConns caps the PostgreSQL pool (default 20), not counting the
+	// audit group commit's own connection. SQLite always uses
 	// one connection: it has one writer anyway, and this avoids SQLITE_BUSY.
 	MaxOpenConns int
 	// FactsCacheTTL bounds how long the gate's fact cache keeps an entry
-	// (default 30s; negative disables the cache). See factcache.go.
+	// (default 30s; negative disables the cache). See store/factcache.
 	FactsCacheTTL time.Duration
-	// FactsCacheMaxChanges caps the changes the cache holds (default 100,000).
+	// FactsCacheMaxChanges caps the changes the cache holds (default factcache.DefaultMaxChanges).
 	FactsCacheMaxChanges int
 }
 
@@ -96,7 +90,8 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	d := &DB{clock: opts.Clock, log: opts.Logger, facts: newFactCache(opts.FactsCacheTTL, opts.FactsCacheMaxChanges), wireIdle: wireIdlePing}
+	d := &DB{clock: opts.Clock, log: opts.Logger}
+	d.facts = factcache.New(factSource{d}, opts.Clock, opts.FactsCacheTTL, opts.FactsCacheMaxChanges)
 	switch {
 	case url == "" || strings.HasPrefix(url, "sqlite:"):
 		path, synchronous, err := SQLiteOptions(url)
@@ -126,7 +121,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		// One process: every write ends in this process (txEnded), so the
 		// fact cache is always coherent. On PostgreSQL it goes live with
 		// the notification listener (Listen).
-		d.facts.setLive(true)
+		d.facts.SetLive(true)
 	case strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") || strings.Contains(url, "="):
 		db, err := sqlx.Open("postgres", url)
 		if err != nil {
@@ -139,12 +134,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		db.SetMaxOpenConns(n)
 		db.SetMaxIdleConns(n)
 		db.SetConnMaxIdleTime(5 * time.Minute)
-		wire, err := openWirePool(url)
-		if err != nil {
-			_ = db.Close()
-			return nil, err
-		}
-		d.db, d.dialect, d.dsn, d.wire = db, Postgres, url, wire
+		d.db, d.dialect, d.dsn = db, Postgres, url
 	default:
 		return nil, core.Invalid("database_url", "unsupported database URL: want postgres://…, postgresql://…, a key=value string or sqlite:PATH")
 	}
@@ -154,17 +144,24 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		d.db.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", d.dialect, translate(err))
 	}
-	d.audit = newAppender(d)
+	d.stmts = stmtcache.New(d.db)
+	cfg := groupcommit.Config{DB: d.db, Now: d.clock.Now, Log: d.log, Translate: translate, TxEnded: d.txEnded, Prepared: d.stmts.InTx}
+	if d.dialect == Postgres {
+		cfg.URL = url
+	}
+	commits, err := groupcommit.New(cfg)
+	if err != nil {
+		d.db.Close()
+		return nil, err
+	}
+	d.commits = commits
 	return d, nil
 }
 
 // Close commits the audit appends already queued, then closes the pool.
 // Appends after Close fail with KindUnavailable.
 func (d *DB) Close() error {
-	d.audit.close()
-	if d.wire != nil {
-		_ = d.wire.Close()
-	}
+	d.commits.Close()
 	return d.db.Close()
 }
 

@@ -7,24 +7,24 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/groupcommit"
 )
 
-// The inserts of the hot path, merged across a group by group commit.
+// The inserts of the hot path, merged across a group by the group commit.
 var (
-	// Both are conflict-free (group commit writes them before taking the
-	// chain lock): decision ids are new UUIDv7s and the table has no other
-	// unique key; releases are created here and by plain transactions
-	// (deployments), never by a writer under the chain lock, and are
-	// inserted in id order.
-	decisionInsert = newBatchInsert("gate_decisions",
+	// Both are conflict-free (written before the chain lock is taken, and
+	// a group of them is one statement): decision ids are new UUIDv7s and
+	// the table has no other unique key; releases are created here and by
+	// plain transactions (deployments), never by a writer under the chain
+	// lock, and are inserted in id order.
+	decisionInsert = groupcommit.NewInsert("gate_decisions",
 		[]string{"id", "release_id", "decision", "emergency", "policy_version", "evaluated_at", "actor", "doc"},
-		[]string{"text", "text", "text", "boolean", "integer", "timestamptz", "text", "text"}, "").free(-1)
-	releaseInsert = newBatchInsert("releases", strings.Split(releaseCols, ", "),
+		[]string{"text", "text", "text", "boolean", "integer", "timestamptz", "text", "text"}, "").ConflictFree(-1)
+	releaseInsert = groupcommit.NewInsert("releases", strings.Split(releaseCols, ", "),
 		[]string{"text", "text", "text", "text", "text", "text", "jsonb", "jsonb", "timestamptz", "timestamptz"},
-		" ON CONFLICT DO NOTHING").free(0)
+		" ON CONFLICT DO NOTHING").ConflictFree(0)
 )
 
 // SaveDecision records a gate decision and its "gate.decision" audit entry
@@ -52,66 +52,36 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 	for _, r := range dec.Reasons {
 		codes = append(codes, r.Code)
 	}
+	// The document and its hash are computed here, in the caller, so the
+	// group commit's serial path only carries them.
+	doc, docHash := encodeDecision(dec)
+	subject := "release:" + dec.ReleaseID // also the release row's Once key
 	entry := core.AuditEntry{
-		Actor: actor, Action: "gate.decision", Subject: "release:" + dec.ReleaseID, At: dec.EvaluatedAt,
-		Data: json.RawMessage(mustJSON(struct {
-			DecisionID    string        `json:"decision_id"`
-			Decision      core.Decision `json:"decision"`
-			Reasons       []string      `json:"reasons"`
-			PolicyVersion int           `json:"policy_version"`
-		}{dec.ID, dec.Decision, codes, dec.PolicyVersion})),
+		Actor: actor, Action: core.ActionGateDecision, Subject: subject, At: dec.EvaluatedAt,
+		Data: json.RawMessage(mustJSON(core.DecisionAuditData{DecisionID: dec.ID, Decision: dec.Decision, Reasons: codes,
+			PolicyVersion: dec.PolicyVersion, DocSHA256: docHash})),
 	}
-	rows := []batchRow{{ins: decisionInsert, args: []any{dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency,
-		dec.PolicyVersion, dec.EvaluatedAt, actor, mustJSON(dec)}}}
-	if req := dec.Request; req.Service != "" && req.Version != "" && req.Environment != "" && dec.ReleaseID != "" &&
-		!d.releases.has(dec.ReleaseID) {
+	rows := []groupcommit.Row{{Insert: decisionInsert, Args: []any{dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency,
+		dec.PolicyVersion, dec.EvaluatedAt, actor, doc}}}
+	if req := dec.Request; req.Service != "" && req.Version != "" && req.Environment != "" &&
+		dec.ReleaseID != "" && !d.commits.Committed(subject) {
 		// The release the decision is about, created if it is new (an
 		// existing one keeps its links; deployment reports update them).
+		// Once this process saw it committed, later decisions leave it out.
 		now := d.now()
-		rows = append([]batchRow{{ins: releaseInsert, args: []any{dec.ReleaseID, req.Service, req.Version, req.Environment,
+		rows = append([]groupcommit.Row{{Insert: releaseInsert, Once: subject, Args: []any{dec.ReleaseID, req.Service, req.Version, req.Environment,
 			strings.TrimSpace(req.Team), strings.TrimSpace(req.Commit), strList(req.Changes), strList(req.Incidents), now, now}}}, rows...)
 	}
-	err := d.appendRows(ctx, []core.AuditEntry{entry}, rows...)
-	if err != nil {
+	if err := d.commits.Submit(ctx, groupcommit.Request{Entries: []core.AuditEntry{entry}, Rows: rows}); err != nil {
 		return fmt.Errorf("save gate decision %s: %w", dec.ID, err)
-	}
-	if len(rows) > 1 {
-		d.releases.add(dec.ReleaseID)
 	}
 	return nil
 }
 
-// knownReleases remembers ids of releases this process saw committed, so
-// that a decision about one of them (a pipeline asking again while it
-// waits) does not carry the release's insert, whose conflict check costs
-// two index lookups inside the group commit that every check waits for.
-// Releases are never deleted, so an id once known stays true; an unknown
-// one is inserted with ON CONFLICT DO NOTHING, as before. Two generations
-// of at most knownReleasesMax ids each bound its memory.
-type knownReleases struct {
-	mu        sync.Mutex
-	cur, prev map[string]struct{}
-}
-
-const knownReleasesMax = 1 << 16
-
-func (k *knownReleases) has(id string) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if _, ok := k.cur[id]; ok {
-		return true
-	}
-	_, ok := k.prev[id]
-	return ok
-}
-
-func (k *knownReleases) add(id string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.cur == nil || len(k.cur) >= knownReleasesMax {
-		k.prev, k.cur = k.cur, make(map[string]struct{}, 1024)
-	}
-	k.cur[id] = struct{}{}
+// encodeDecision returns dec's stored document and its hex SHA-256.
+func encodeDecision(dec core.GateDecision) (doc, sum string) {
+	b := mustJSONBytes(dec)
+	return string(b), core.DecisionDocSHA256(b)
 }
 
 // GetDecision returns the recorded decision with id.

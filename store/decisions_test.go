@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -44,8 +46,14 @@ func TestDecisionSaveAndGet(t *testing.T) {
 		if err := json.Unmarshal(e.Data, &data); err != nil {
 			t.Fatal(err)
 		}
+		// The entry covers the stored document by its SHA-256.
+		var doc string
+		if err := db.SQLX().GetContext(ctx, &doc, "SELECT doc FROM gate_decisions WHERE id = 'dec-1'"); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(doc))
 		want := map[string]any{"decision_id": "dec-1", "decision": "deny", "policy_version": float64(3),
-			"reasons": []any{core.CodeChangeNotApproved, core.CodeIncidentBlock}}
+			"reasons": []any{core.CodeChangeNotApproved, core.CodeIncidentBlock}, "doc_sha256": hex.EncodeToString(sum[:])}
 		if !reflect.DeepEqual(data, want) {
 			t.Fatalf("audit data %v, want %v", data, want)
 		}
@@ -134,7 +142,7 @@ func TestDecisionsShareGroupStatements(t *testing.T) {
 }
 
 // TestDecisionSkipsAKnownRelease: once a release is known to exist, later
-// decisions about it do not carry its insert (knownReleases); a release
+// decisions about it do not carry its insert (groupcommit.Row.Once); a release
 // the process does not know is still created with the decision. A
 // trigger refusing every insert into releases shows which is which.
 func TestDecisionSkipsAKnownRelease(t *testing.T) {
@@ -173,26 +181,4 @@ func TestDecisionSkipsAKnownRelease(t *testing.T) {
 			t.Fatalf("%d decisions (%v), want 4", n, err)
 		}
 	})
-}
-
-func TestKnownReleasesIsBounded(t *testing.T) {
-	var k knownReleases
-	if k.has("r0") {
-		t.Fatal("empty set has r0")
-	}
-	for i := range knownReleasesMax + 1 {
-		k.add(fmt.Sprintf("r%d", i))
-	}
-	if !k.has("r0") || !k.has(fmt.Sprintf("r%d", knownReleasesMax)) {
-		t.Fatal("the previous generation is forgotten too early")
-	}
-	for i := range knownReleasesMax {
-		k.add(fmt.Sprintf("s%d", i))
-	}
-	if k.has("r0") {
-		t.Fatal("two generations later r0 is still known")
-	}
-	if n := len(k.cur) + len(k.prev); n > 2*knownReleasesMax {
-		t.Fatalf("%d ids held", n)
-	}
 }

@@ -10,11 +10,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/factcache"
 )
 
 // MaxFactKeys bounds the change keys of one facts query.
 const MaxFactKeys = 1000
+
+// maxPreparedKeys: reads of up to this many change keys (the fact cache's
+// misses) use a prepared statement, one per count.
+const maxPreparedKeys = 8
 
 // Row kinds of the facts query.
 const (
@@ -52,7 +59,7 @@ const docCols = `NULL AS release_id, NULL AS service, NULL AS version, NULL AS e
 	NULL AS status, NULL AS required_at, NULL AS signed_off_by, NULL AS signed_off_at, NULL AS summary`
 
 // GateFacts gathers one release's facts: from the fact cache when it may
-// answer (current facts; factcache.go), reading only what it misses, else
+// answer (current facts; store/factcache), reading only what it misses, else
 // in a single statement (one UNION ALL of the PIR, change and incident
 // selects), on both dialects. Both give the same answer.
 //
@@ -72,7 +79,7 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 	if err != nil {
 		return core.Facts{}, err
 	}
-	if facts, ok, err := d.cachedFacts(ctx, q, keys); err != nil || ok {
+	if facts, ok, err := d.facts.Facts(ctx, q, keys, normService(q.Service)); err != nil || ok {
 		if err != nil {
 			return core.Facts{}, fmt.Errorf("gather facts: %w", err)
 		}
@@ -85,7 +92,7 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) (core.Facts, error) {
 	query, args := d.factsQuery(q, keys)
 	service, asOf := normService(q.Service), !q.AsOf.IsZero()
-	st, err := d.stmt(ctx, query)
+	st, err := d.stmts.Get(ctx, query)
 	if err != nil {
 		return core.Facts{}, fmt.Errorf("gather facts: %w", translate(err))
 	}
@@ -152,6 +159,15 @@ func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) 
 	return facts, nil
 }
 
+// docText reads a record document column as text (it is jsonb on
+// PostgreSQL).
+func (d *DB) docText(col string) string {
+	if d.dialect == Postgres {
+		return col + "::text"
+	}
+	return col
+}
+
 // factKeys dedupes a query's change keys (dropping empty ones) and bounds
 // their number.
 func factKeys(in []string) ([]string, error) {
@@ -174,11 +190,7 @@ func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
 	asOf := !q.AsOf.IsZero()
 	at := ts(q.AsOf)
 
-	// The documents are jsonb on PostgreSQL: read them as text.
-	doc, vdoc, idoc := "doc", "v.doc", "i.doc"
-	if d.dialect == Postgres {
-		doc, vdoc, idoc = "doc::text", "v.doc::text", "i.doc::text"
-	}
+	doc, vdoc, idoc := d.docText("doc"), d.docText("v.doc"), d.docText("i.doc")
 	var parts []string
 	var args []any
 	version, env := strings.TrimSpace(q.Version), strings.TrimSpace(q.Environment)
@@ -299,4 +311,86 @@ func (t *anyTime) parse(s string) error {
 		}
 	}
 	return fmt.Errorf("scan time: unrecognized format %q", s)
+}
+
+// factSource reads the fact cache's misses (factcache.Source).
+type factSource struct{ d *DB }
+
+var _ factcache.Source = factSource{}
+
+// ChangesByKey reads the current changes with the given keys. The usual
+// few keys go through a prepared statement per count: `key IN ($1, $2)`
+// keeps PostgreSQL on a generic plan, where `key = ANY($1)` would be
+// planned again on every execution.
+func (s factSource) ChangesByKey(ctx context.Context, keys []string) (map[string]core.Change, error) {
+	doc := s.d.docText("doc")
+	text := s.d.q(`SELECT ` + doc + ` FROM changes WHERE key IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(keys)), ", ") + `)`)
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
+	}
+	var (
+		rows *sqlx.Rows
+		err  error
+	)
+	if len(keys) <= maxPreparedKeys {
+		st, serr := s.d.stmts.Get(ctx, text)
+		if serr != nil {
+			return nil, fmt.Errorf("read changes: %w", translate(serr))
+		}
+		rows, err = st.QueryxContext(ctx, args...)
+	} else {
+		rows, err = s.d.db.QueryxContext(ctx, text, args...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read changes: %w", translate(err))
+	}
+	defer rows.Close()
+	out := make(map[string]core.Change, len(keys))
+	for rows.Next() {
+		var doc []byte
+		if err := rows.Scan(&doc); err != nil {
+			return nil, fmt.Errorf("read changes: %w", translate(err))
+		}
+		var ch core.Change
+		if err := json.Unmarshal(doc, &ch); err != nil {
+			return nil, fmt.Errorf("read changes: decode: %w", err)
+		}
+		out[ch.Key] = ch
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read changes: %w", translate(err))
+	}
+	return out, nil
+}
+
+// ActiveIncidents reads every active incident, sorted by key.
+func (s factSource) ActiveIncidents(ctx context.Context) ([]factcache.Incident, error) {
+	doc := s.d.docText("doc")
+	var docs [][]byte
+	if err := s.d.db.SelectContext(ctx, &docs, `SELECT `+doc+` FROM incidents WHERE active ORDER BY key`); err != nil {
+		return nil, fmt.Errorf("read active incidents: %w", translate(err))
+	}
+	out := make([]factcache.Incident, 0, len(docs))
+	for _, b := range docs {
+		var i core.Incident
+		if err := json.Unmarshal(b, &i); err != nil {
+			return nil, fmt.Errorf("read active incidents: decode: %w", err)
+		}
+		out = append(out, factcache.Incident{Incident: i, Services: serviceSet(i.Services)})
+	}
+	return out, nil
+}
+
+// PendingPIRs reads every pending PIR, by required time then release id.
+func (s factSource) PendingPIRs(ctx context.Context) ([]core.PIR, error) {
+	var rows []pirRow
+	if err := s.d.db.SelectContext(ctx, &rows, s.d.q(`SELECT `+pirCols+` FROM pirs WHERE status = ? ORDER BY required_at, release_id`), core.PIRPending); err != nil {
+		return nil, fmt.Errorf("read pending PIRs: %w", translate(err))
+	}
+	out := make([]core.PIR, len(rows))
+	for i, r := range rows {
+		out[i] = r.pir()
+	}
+	return out, nil
 }

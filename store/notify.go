@@ -12,6 +12,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/factcache"
 )
 
 // notifyChannel is the PostgreSQL LISTEN/NOTIFY channel on which stores
@@ -126,7 +127,7 @@ func (d *DB) SubscribeInbox() (<-chan string, func()) { return d.inbox.subscribe
 // returns nil at once: announceEnded and InsertEvent broadcast in-process
 // there.
 //
-// Listen also drives the fact cache (factcache.go): it is live only while
+// Listen also drives the fact cache (store/factcache): it is live only while
 // the listener is connected and answers its pings, and every notification
 // invalidates it before subscribers are woken.
 func (d *DB) Listen(ctx context.Context) error {
@@ -147,7 +148,7 @@ func (d *DB) Listen(ctx context.Context) error {
 		}
 	})
 	defer l.Close()
-	defer d.facts.setLive(false)
+	defer d.facts.SetLive(false)
 	for _, ch := range []string{notifyChannel, inboxChannel} {
 		if err := l.Listen(ch); err != nil && !errors.Is(err, pq.ErrChannelAlreadyOpen) {
 			return fmt.Errorf("listen on %s: %w", ch, translate(err))
@@ -171,7 +172,7 @@ func (d *DB) Listen(ctx context.Context) error {
 			case n.Channel == inboxChannel:
 				d.inbox.broadcast(n.Extra)
 			default:
-				d.facts.invalidate(n.Extra)
+				d.facts.Invalidate(n.Extra)
 				d.hub.broadcast(n.Extra)
 			}
 		case <-ping.C:
@@ -195,15 +196,15 @@ type connState struct {
 }
 
 // set records a connect (true) or disconnect; either empties the cache.
-func (c *connState) set(cache *factCache, connected bool) {
+func (c *connState) set(cache *factcache.Cache, connected bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	c.connected = connected
-	cache.setLive(connected)
+	cache.SetLive(connected)
 }
 
-func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factCache) {
+func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factcache.Cache) {
 	c.mu.Lock()
 	gen, up := c.gen, c.connected
 	c.mu.Unlock()
@@ -219,7 +220,7 @@ func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factCache) 
 	case <-time.After(listenPingTimeout):
 		c.mu.Lock()
 		if c.gen == gen {
-			cache.setLive(false)
+			cache.SetLive(false)
 		}
 		c.mu.Unlock()
 		err = <-done
@@ -232,10 +233,10 @@ func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factCache) 
 		return // connected or disconnected meanwhile: that event decided
 	}
 	if err != nil {
-		cache.setLive(false)
+		cache.SetLive(false)
 		return
 	}
 	// Alive: nothing was lost on this connection; a cache a slow ping
 	// took out of use comes back (emptied).
-	cache.resume()
+	cache.Resume()
 }

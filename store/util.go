@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,15 +38,17 @@ func tsp(t *time.Time) *time.Time {
 // mustJSON encodes v; the values stored are tollgate's own types, which
 // always encode. It uses segmentio/encoding's json, whose output is
 // encoding/json's byte for byte (TestMustJSONMatchesEncodingJSON,
-// FuzzMustJSON) at less than half its time and a quarter of its
-// allocations: on the gate's path it encodes every decision document,
-// ~12% of tollgate's CPU with encoding/json.
-func mustJSON(v any) string {
+// FuzzMustJSON) in much less time: the gate's path encodes every
+// decision document (figures in docs/benchmarks.md).
+func mustJSON(v any) string { return string(mustJSONBytes(v)) }
+
+// mustJSONBytes is mustJSON's encoding as bytes.
+func mustJSONBytes(v any) []byte {
 	b, err := segjson.Marshal(v)
 	if err != nil {
 		panic(fmt.Sprintf("store: encode %T: %v", v, err))
 	}
-	return string(b)
+	return b
 }
 
 // strList encodes a string slice as a JSON array ("[]" for nil).
@@ -104,4 +107,41 @@ func timePtr(n sql.NullTime) *time.Time {
 	}
 	t := n.Time.UTC()
 	return &t
+}
+
+// txTopics remembers the topics a transaction announced (notifyTx), so
+// the fact cache can drop them, and SQLite's subscribers be woken, when the
+// transaction ends in this process (read-your-writes, without waiting for
+// the NOTIFY to come back).
+type txTopics struct {
+	mu sync.Mutex
+	m  map[*sqlx.Tx][]string
+}
+
+func (t *txTopics) add(tx *sqlx.Tx, topic string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[*sqlx.Tx][]string{}
+	}
+	t.m[tx] = append(t.m[tx], topic)
+}
+
+func (t *txTopics) take(tx *sqlx.Tx) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	topics := t.m[tx]
+	delete(t.m, tx)
+	return topics
+}
+
+// txEnded drops from the cache what tx announced, whether it committed or
+// not (dropping too much only costs a read), then wakes SQLite's
+// subscribers (announceEnded).
+func (d *DB) txEnded(tx *sqlx.Tx) {
+	topics := d.txTopics.take(tx)
+	for _, topic := range topics {
+		d.facts.Invalidate(topic)
+	}
+	d.announceEnded(topics)
 }

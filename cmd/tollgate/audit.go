@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store"
 )
 
@@ -16,20 +21,62 @@ func newAuditCmd(c *cli) *cobra.Command {
 }
 
 func newAuditVerifyCmd(c *cli) *cobra.Command {
-	return &cobra.Command{
+	var expectHead string
+	verify := &cobra.Command{
 		Use:   "verify",
-		Short: "Verify the audit hash chain straight from the database (exit 1 when broken)",
+		Short: "Verify the audit hash chain and every gate decision straight from the database (exit 1 when broken)",
 		Args:  cobra.NoArgs,
 		RunE: c.withDB(func(ctx context.Context, db *store.DB) error {
-			brk, n, err := db.VerifyAudit(ctx)
-			if err != nil {
-				return err
-			}
-			if brk != nil {
-				return &exitError{code: 1, err: fmt.Errorf("audit chain BROKEN at row %d: %s (%d rows checked before it)", brk.Seq, brk.Reason, n)}
-			}
-			fmt.Fprintf(c.stdout, "audit chain intact: %d rows verified\n", n)
-			return nil
+			return verifyAudit(ctx, db, expectHead, c.stdout)
 		}),
 	}
+	verify.Flags().StringVar(&expectHead, "expect-head", "", "a head kept outside (GET /api/v1/audit/head): HASH or SEQ:HASH; fail when the chain does not reach it")
+	return verify
+}
+
+// verifyAudit is `tollgate audit verify`: the chain and every gate decision,
+// held to the anchor expectHead ("HASH" or "SEQ:HASH") when given.
+func verifyAudit(ctx context.Context, db *store.DB, expectHead string, stdout io.Writer) error {
+	head, err := parseHead(expectHead)
+	if err != nil {
+		return err
+	}
+	brk, n, err := db.VerifyAuditTo(ctx, head)
+	switch {
+	case err != nil:
+		return err
+	case brk != nil && brk.Seq == 0:
+		return &exitError{code: 1, err: fmt.Errorf("audit trail BROKEN: %s (%d chain rows verified)", brk.Reason, n)}
+	case brk != nil:
+		return &exitError{code: 1, err: fmt.Errorf("audit chain BROKEN at row %d: %s (%d rows verified before it)", brk.Seq, brk.Reason, n)}
+	}
+	if head.Hash != "" {
+		fmt.Fprintf(stdout, "audit chain intact: %d rows verified, the expected head included\n", n)
+		return nil
+	}
+	fmt.Fprintf(stdout, "audit chain intact: %d rows verified\n", n)
+	return nil
+}
+
+// parseHead reads --expect-head: a 64-digit hex hash, optionally after its
+// row number and a colon.
+func parseHead(s string) (core.AuditHead, error) {
+	if s == "" {
+		return core.AuditHead{}, nil
+	}
+	var head core.AuditHead
+	hash := s
+	if seq, h, ok := strings.Cut(s, ":"); ok {
+		n, err := strconv.ParseInt(seq, 10, 64)
+		if err != nil || n < 0 {
+			return head, fmt.Errorf("--expect-head %q: the part before ':' must be the head's row number", s)
+		}
+		head.Seq, hash = n, h
+	}
+	hash = strings.ToLower(hash)
+	if b, err := hex.DecodeString(hash); err != nil || len(b) != 32 {
+		return head, fmt.Errorf("--expect-head %q: want the head's hash, 64 hex digits (or SEQ:HASH)", s)
+	}
+	head.Hash = hash
+	return head, nil
 }

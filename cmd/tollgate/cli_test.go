@@ -56,8 +56,49 @@ func TestTokenCreateAndAuditVerifyOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, stderr = runCLI(t, env, "audit", "verify")
-	if code != 1 || !strings.Contains(stderr, "BROKEN at row 2") {
+	if code != 1 || !strings.Contains(stderr, "BROKEN at row 2") || !strings.Contains(stderr, "(1 rows verified before it)") {
 		t.Fatalf("tampered chain: %d %q", code, stderr)
+	}
+}
+
+// TestAuditVerifyExpectHead: rows deleted from the chain's end pass a
+// plain verify but not one held to the head kept outside.
+func TestAuditVerifyExpectHead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tollgate.db")
+	env := map[string]string{"TOLLGATE_DATABASE_URL": "sqlite:" + path}
+	for _, role := range []string{"ci", "auditor", "admin"} {
+		if code, _, stderr := runCLI(t, env, "token", "create", "--role", role, "--name", "cli-"+role); code != 0 {
+			t.Fatalf("token create: %d %q", code, stderr)
+		}
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var seq, hash string
+	if err := db.QueryRow(`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash); err != nil {
+		t.Fatal(err)
+	}
+	for _, anchor := range []string{hash, seq + ":" + hash, strings.ToUpper(hash)} {
+		if code, out, stderr := runCLI(t, env, "audit", "verify", "--expect-head", anchor); code != 0 || !strings.Contains(out, "expected head included") {
+			t.Fatalf("anchor %s: %d %q %q", anchor, code, out, stderr)
+		}
+	}
+	for _, bad := range []string{"xyz", "x:" + hash, hash[:60]} {
+		if code, _, stderr := runCLI(t, env, "audit", "verify", "--expect-head", bad); code == 0 || !strings.Contains(stderr, "--expect-head") {
+			t.Fatalf("bad anchor %q: %d %q", bad, code, stderr)
+		}
+	}
+	if _, err := db.Exec(`DELETE FROM audit_log WHERE seq = ` + seq); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCLI(t, env, "audit", "verify"); code != 0 {
+		t.Fatalf("a cut chain alone verifies: %d %q", code, stderr)
+	}
+	code, _, stderr := runCLI(t, env, "audit", "verify", "--expect-head", seq+":"+hash)
+	if code != 1 || !strings.Contains(stderr, "ends at row 2, before the expected head at row 3") {
+		t.Fatalf("cut chain against its head: %d %q", code, stderr)
 	}
 }
 

@@ -19,6 +19,12 @@ type Set struct {
 	InboxEvents  *prometheus.CounterVec // connector, outcome: received|duplicate|processed|quarantined|ignored|rejected|retried
 	InboxLag     prometheus.Gauge       // seconds since the oldest pending event was received
 	InboxPending prometheus.Gauge       // events waiting for the normalizer
+
+	PollLag      *prometheus.GaugeVec   // connector: seconds since the last complete poll
+	PollErrors   *prometheus.CounterVec // connector
+	APIRequests  *prometheus.CounterVec // connector, outcome: ok|client_error|server_error|error|circuit_open
+	APICircuit   *prometheus.GaugeVec   // connector: 0 closed, 1 half-open, 2 open
+	ChangeCreate *prometheus.CounterVec // connector, outcome: created|failed
 }
 
 // AuditStats are the group-commit appender's counters: groups committed,
@@ -66,7 +72,7 @@ func New() *Set {
 			Name: "tollgate_gate_decisions_total", Help: "Recorded gate decisions by environment and result.",
 		}, []string{"environment", "decision"}),
 		InboxEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tollgate_inbox_events_total", Help: "Webhook events by connector and outcome (received, duplicate, rejected, processed, quarantined, ignored, retried).",
+			Name: "tollgate_inbox_events_total", Help: "Inbox events by connector and outcome (received, duplicate, rejected, polled: read through an ITSM API, processed, quarantined, ignored, retried).",
 		}, []string{"connector", "outcome"}),
 		InboxLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_inbox_lag_seconds", Help: "Age of the oldest event waiting for the normalizer (0 when none).",
@@ -75,6 +81,22 @@ func New() *Set {
 			Name: "tollgate_inbox_pending_events", Help: "Events waiting for the normalizer.",
 		}),
 	}
+	s.PollLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_poll_lag_seconds", Help: "Seconds since the connector's poller last completed a poll (its records are at most this old plus one interval).",
+	}, []string{"connector"})
+	s.PollErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_poll_errors_total", Help: "Polls that failed, by connector.",
+	}, []string{"connector"})
+	s.APIRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_api_requests_total", Help: "Calls to ITSM APIs by connector and outcome (ok, client_error, server_error, error, circuit_open), after retries.",
+	}, []string{"connector", "outcome"})
+	s.APICircuit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_api_circuit_state", Help: "Circuit breaker of each connector's API: 0 closed, 1 half-open, 2 open (calls refused).",
+	}, []string{"connector"})
+	s.ChangeCreate = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_change_creations_total", Help: "Changes opened for releases that linked none, by connector and outcome (created, failed).",
+	}, []string{"connector", "outcome"})
+	r.MustRegister(s.PollLag, s.PollErrors, s.APIRequests, s.APICircuit, s.ChangeCreate)
 	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.InboxLag, s.InboxPending,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s

@@ -1,4 +1,4 @@
-package store
+package groupcommit
 
 import (
 	"context"
@@ -13,13 +13,13 @@ import (
 // TestTextArrayRoundTrip: textArray reaches PostgreSQL as the exact
 // strings, whatever they hold, as a text literal and in binary.
 func TestTextArrayRoundTrip(t *testing.T) {
-	db := newTestDB(t, Postgres, nil)
+	c, db := newTestCommitter(t, Config{})
 	awkward := textArray{"", "plain", `a "quoted" word`, `back\slash\`, `{"json": ["x", 1]}`, "a,b", "{}", "NULL", " spaced ", "ünï\tcode\n", `\"`}
-	// The main pool sends the text literal (Value), the group commit's
-	// pool PostgreSQL's binary format (BinaryValue).
+	// The store's pool sends the text literal (Value), the committer's
+	// own pool PostgreSQL's binary format (BinaryValue).
 	pools := map[string]interface {
 		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-	}{"text": db.SQLX(), "binary": db.wire}
+	}{"text": db, "binary": c.pool}
 	for name, pool := range pools {
 		for _, in := range []textArray{awkward, {}, {"one"}} {
 			t.Run(fmt.Sprintf("%s/%d", name, len(in)), func(t *testing.T) {
@@ -50,7 +50,7 @@ func TestTextArrayRoundTrip(t *testing.T) {
 	}
 	// Text that is not valid UTF-8 is refused by the server, not stored
 	// altered.
-	_, err := db.wire.ExecContext(context.Background(), `SELECT $1::text[]`, textArray{"ok", "bad \xff byte"})
+	_, err := c.pool.ExecContext(context.Background(), `SELECT $1::text[]`, textArray{"ok", "bad \xff byte"})
 	if err == nil || !strings.Contains(err.Error(), "UTF8") {
 		t.Fatalf("invalid UTF-8 in binary: err = %v, want the server's encoding error", err)
 	}
@@ -83,7 +83,7 @@ func TestTextArrayBinaryFormat(t *testing.T) {
 }
 
 // BenchmarkTextArray renders a group's decision documents as a text[]
-// literal (the escaping group commit does for every row).
+// literal (the escaping the interactive path does for every row).
 func BenchmarkTextArray(b *testing.B) {
 	doc := `{"decision_id":"0197","release_id":"x","decision":"allow","reasons":[],"facts":{"changes":{"CHG1":{"key":"CHG1","state":"scheduled","services":["svc-1"],"note":"a \"quoted\" word"}}}}`
 	for len(doc) < 4000 {

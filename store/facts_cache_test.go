@@ -26,11 +26,7 @@ func listening(t *testing.T, db *DB) {
 	waitFor(t, "the fact cache to go live", func() bool { return cacheLive(db) })
 }
 
-func cacheLive(db *DB) bool {
-	db.facts.mu.Lock()
-	defer db.facts.mu.Unlock()
-	return db.facts.live
-}
+func cacheLive(db *DB) bool { return db.facts.Live() }
 
 // waitFor polls cond for up to 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -100,7 +96,7 @@ func TestFactCacheMatchesDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, pass := range []string{"cold", "warm"} {
-				got, ok, err := db.cachedFacts(ctx, q, keys)
+				got, ok, err := db.facts.Facts(ctx, q, keys, normService(q.Service))
 				if err != nil || !ok {
 					t.Fatalf("%+v %s: cache answered %v, %v", q, pass, ok, err)
 				}
@@ -197,40 +193,12 @@ func TestFactCacheAcrossReplicas(t *testing.T) {
 	})
 }
 
-// TestFactCacheFillRacingAWrite: a fill whose read raced a write of the
-// same kind is not kept, so the older record cannot stay behind.
-func TestFactCacheFillRacingAWrite(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
-		ctx := context.Background()
-		listening(t, db)
-		if _, err := db.UpsertChange(ctx, testChange("CHG1", t0, core.ApprovalRequested)); err != nil {
-			t.Fatal(err)
-		}
-		db.facts.setLive(true) // empty
-		raced := false
-		db.facts.afterRead = func() {
-			if raced {
-				return
-			}
-			raced = true // the fill has read "requested"; now the approval lands
-			if _, err := db.UpsertChange(ctx, testChange("CHG1", t0.Add(time.Minute), core.ApprovalApproved)); err != nil {
-				t.Error(err)
-			}
-		}
-		if got := approvalOf(t, db, "CHG1"); got != core.ApprovalRequested {
-			t.Fatalf("the racing check saw %q", got) // it read before the write
-		}
-		if got := approvalOf(t, db, "CHG1"); got != core.ApprovalApproved {
-			t.Fatalf("the next check saw %q: the raced fill was kept", got)
-		}
-	})
-}
-
 // TestFactCacheTTL: an update that bypasses the store (no notification)
-// is seen once the entry's TTL has passed.
+// is seen once the entry's TTL has passed on the store's clock.
 func TestFactCacheTTL(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), Options{Logger: quietLog(), FactsCacheTTL: 50 * time.Millisecond})
+	clock := &testClock{t: t0}
+	db, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), Options{Logger: quietLog(), Clock: clock, FactsCacheTTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,10 +215,14 @@ func TestFactCacheTTL(t *testing.T) {
 	if _, err := db.SQLX().ExecContext(ctx, `UPDATE changes SET doc = json_set(doc, '$.approval', 'approved')`); err != nil {
 		t.Fatal(err)
 	}
+	clock.t = t0.Add(time.Minute)
 	if got := approvalOf(t, db, "CHG1"); got != core.ApprovalRequested {
 		t.Fatalf("within the TTL: got %q, want the cached requested", got)
 	}
-	waitFor(t, "the TTL to pass", func() bool { return approvalOf(t, db, "CHG1") == core.ApprovalApproved })
+	clock.t = t0.Add(time.Minute + time.Second)
+	if got := approvalOf(t, db, "CHG1"); got != core.ApprovalApproved {
+		t.Fatalf("past the TTL: got %q", got)
+	}
 }
 
 // TestFactCacheNotLiveWithoutListener: on PostgreSQL the cache answers only
@@ -305,37 +277,6 @@ func TestFactCacheListenerReconnect(t *testing.T) {
 	}
 	waitFor(t, "the update to be seen", func() bool { return approvalOf(t, db, "CHG1") == core.ApprovalApproved })
 	waitFor(t, "live again", func() bool { return cacheLive(db) })
-}
-
-// TestFactCacheEviction: the cache holds at most its maximum of changes
-// and answers right past it.
-func TestFactCacheEviction(t *testing.T) {
-	ctx := context.Background()
-	db, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), Options{Logger: quietLog(), FactsCacheMaxChanges: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for n := range 30 {
-		key := fmt.Sprintf("CHG%d", n)
-		if _, err := db.UpsertChange(ctx, testChange(key, t0, core.ApprovalApproved)); err != nil {
-			t.Fatal(err)
-		}
-		for range 2 {
-			if got := approvalOf(t, db, key); got != core.ApprovalApproved {
-				t.Fatalf("%s: %q", key, got)
-			}
-		}
-		db.facts.mu.Lock()
-		size := len(db.facts.changes)
-		db.facts.mu.Unlock()
-		if size > 8 {
-			t.Fatalf("cache holds %d changes", size)
-		}
-	}
 }
 
 // TestFactCacheOff: a negative TTL turns the cache off.

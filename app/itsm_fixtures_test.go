@@ -1,0 +1,168 @@
+package app_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/itsmfake"
+)
+
+// The same configuration for both servers of the comparison: the webhook
+// path and the poll path both complete records through the API.
+const itsmFixtureConfig = `
+inbox: {poll_interval: 50ms}
+connectors:
+  - name: servicenow
+    type: servicenow
+    webhook_secret: ${HOOK_SECRET}
+    api: {url: "${FAKE_URL}", username: "${SN_USER}", password: "${SN_PASSWORD}"%s}
+  - name: jira
+    type: jira
+    webhook_secret: ${HOOK_SECRET}
+    api: {url: "${FAKE_URL}", username: "${JIRA_USER}", password: "${JIRA_API_TOKEN}"%s}
+    projects: [OPS]
+`
+
+// TestFixturesPollPathEqualsWebhookPath: every ServiceNow record fixture
+// and every Jira issue fixture (as a change of a configured project) read
+// by the poller gives the same canonical record as delivered by webhook.
+func TestFixturesPollPathEqualsWebhookPath(t *testing.T) {
+	fake := itsmfake.New(snUser, snPassword)
+	defer fake.Close()
+	fake.AddUser(jiraUser, jiraToken)
+	webhook := bootITSM(t, "sqlite", fake, fmt.Sprintf(itsmFixtureConfig, "", ""))
+	poller := bootITSM(t, "sqlite", fake, fmt.Sprintf(itsmFixtureConfig, ", poll_interval: 1s", ", poll_interval: 1s"))
+
+	type want struct{ kind, key string }
+	var wants []want
+	for _, f := range []string{"sn_chg_rest.get_change.response.json", "table_api.get_incident.response.json",
+		"table_api.patch_incident.response.json", "table_api.post_incident.response.json"} {
+		raw, err := os.ReadFile(filepath.Join("../connectors/servicenow/testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env struct {
+			Result map[string]any `json:"result"`
+		}
+		if err := json.Unmarshal(raw, &env); err != nil {
+			t.Fatal(err)
+		}
+		rec := env.Result
+		table := snValueOf(rec["sys_class_name"])
+		fake.PutSN(table, rec)
+		if st, out := webhook.post("/webhooks/servicenow", raw); st != http.StatusAccepted {
+			t.Fatalf("%s: webhook %d %s", f, st, out)
+		}
+		kind := "changes"
+		if table == "incident" {
+			kind = "incidents"
+		}
+		wants = append(wants, want{kind, snValueOf(rec["number"])})
+	}
+	files, _ := filepath.Glob("../connectors/jira/testdata/webhook.*.json")
+	for i, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hook map[string]any
+		if err := json.Unmarshal(raw, &hook); err != nil {
+			t.Fatal(err)
+		}
+		is := hook["issue"].(map[string]any)
+		key := fmt.Sprintf("OPS-%d", 700+i)
+		is["key"] = key
+		fields := is["fields"].(map[string]any)
+		fields["project"] = map[string]any{"key": "OPS"}
+		fields["issuetype"] = map[string]any{"name": "Change"}
+		fake.PutJiraIssue(is)
+		body, _ := json.Marshal(hook)
+		if st, out := webhook.postJira(body); st != http.StatusAccepted {
+			t.Fatalf("%s: webhook %d %s", f, st, out)
+		}
+		wants = append(wants, want{"changes", key})
+	}
+	// The fixtures are years old: start the poller's watermark before them.
+	for _, c := range []string{"servicenow", "jira"} {
+		if err := poller.app.DB.SetWatermark(context.Background(), c, time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, w := range wants {
+		var a, b json.RawMessage
+		webhook.waitFor("webhook "+w.key, func() bool {
+			return webhook.do("GET", "/api/v1/"+w.kind+"/"+w.key, adminSecret, nil, nil) == http.StatusOK
+		})
+		poller.waitFor("poll "+w.key, func() bool {
+			return poller.do("GET", "/api/v1/"+w.kind+"/"+w.key, adminSecret, nil, nil) == http.StatusOK
+		})
+		webhook.do("GET", "/api/v1/"+w.kind+"/"+w.key, adminSecret, nil, &a)
+		poller.do("GET", "/api/v1/"+w.kind+"/"+w.key, adminSecret, nil, &b)
+		ra, rb := canonicalOf(t, w.kind, a), canonicalOf(t, w.kind, b)
+		if !strings.Contains(fmt.Sprintf("%+v", rb), w.key) {
+			t.Fatalf("%s: the poll path stored %+v", w.key, rb)
+		}
+		if !reflect.DeepEqual(ra, rb) {
+			t.Errorf("%s: webhook path %v\npoll path    %v", w.key, ra, rb)
+		}
+	}
+}
+
+// canonicalOf is the newest canonical record of a GET answer.
+func canonicalOf(t *testing.T, kind string, raw json.RawMessage) any {
+	t.Helper()
+	if kind == "changes" {
+		var out struct {
+			Change core.Change `json:"change"`
+		}
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.Change
+	}
+	var out struct {
+		Incident core.Incident `json:"incident"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Incident
+}
+
+func snValueOf(v any) string {
+	if m, ok := v.(map[string]any); ok {
+		return fmt.Sprint(m["value"])
+	}
+	return fmt.Sprint(v)
+}
+
+// postJira delivers a Jira webhook signed as Jira Cloud signs.
+func (s *server) postJira(body []byte) (int, string) {
+	mac := hmac.New(sha256.New, []byte(itsmSecret))
+	mac.Write(body)
+	req, _ := http.NewRequest("POST", s.url+"/webhooks/jira", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Hub-Signature", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := s.http.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	n, _ := resp.Body.Read(buf)
+	b.Write(buf[:n])
+	return resp.StatusCode, b.String()
+}

@@ -1,0 +1,666 @@
+package servicenow
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+)
+
+// The API client reads records through the Table API
+// (/api/now/table/{table}, sysparm_display_value=all, so every field is a
+// {display_value, value} pair and references carry their names), reads
+// approvals from sysapproval_approver, opens changes through the Change
+// Management API (/api/sn_chg_rest/change/normal or
+// /change/standard/{template}) and writes work notes. Records it hands out
+// are the Table API's own JSON, which the webhook path's mapping profiles
+// read unchanged.
+
+// Tables the poller reads, and the number prefixes of their records.
+const (
+	TableChange   = "change_request"
+	TableIncident = "incident"
+	tableApproval = "sysapproval_approver"
+)
+
+// timeLayout is how ServiceNow writes date-times (value form, UTC for an
+// integration user in UTC).
+const timeLayout = "2006-01-02 15:04:05"
+
+// pageSize is sysparm_limit of list reads; maxPages bounds one poll (the
+// next poll continues from the watermark).
+const (
+	pageSize = 100
+	maxPages = 50
+	maxBody  = 16 << 20
+)
+
+// ApprovalsMember is the member the client adds to a change_request record
+// with its approvals from sysapproval_approver; the servicenow-change
+// mapping profile reads it.
+const ApprovalsMember = "tollgate_approvals"
+
+// Client is one ServiceNow instance's API client.
+type Client struct {
+	name     string
+	base     string
+	api      connectors.API
+	creation *connectors.ChangeCreation
+	hc       *apiclient.Client
+	log      *slog.Logger
+	keys     *regexp.Regexp
+
+	tokenMu  sync.Mutex
+	token    string
+	tokenExp time.Time
+
+	refs refCache
+}
+
+// changeNumber is the default shape of a ServiceNow change number.
+var changeNumber = regexp.MustCompile(`^CHG[0-9]+$`)
+
+// NewClient builds the client for a connector with an api block.
+func NewClient(cfg connectors.Config, hc *apiclient.Client, log *slog.Logger) (*Client, error) {
+	if cfg.API == nil {
+		return nil, fmt.Errorf("connector %s has no api", cfg.Name)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{
+		name: cfg.Name, base: strings.TrimRight(cfg.API.URL, "/"), api: *cfg.API, creation: cfg.ChangeCreation,
+		hc: hc, log: log, keys: changeNumber, refs: refCache{m: map[string]refEntry{}, ttl: time.Hour},
+	}, nil
+}
+
+// Name is the connector's name.
+func (c *Client) Name() string { return c.name }
+
+// System names the instance for messages ("ServiceNow acme").
+func (c *Client) System() string { return "ServiceNow " + c.name }
+
+// OwnsChange reports whether key looks like one of this instance's change
+// numbers.
+func (c *Client) OwnsChange(key string) bool { return c.keys.MatchString(key) }
+
+// errorBody is ServiceNow's error answer.
+type errorBody struct {
+	Error struct {
+		Message string `json:"message"`
+		Detail  string `json:"detail"`
+	} `json:"error"`
+}
+
+// call sends one request and returns the answer's body for a 2xx; 404 is
+// connectors.ErrNotFound (wrapped); other statuses are
+// *apiclient.StatusError naming the instance, what and the status.
+func (c *Client) call(ctx context.Context, method, path, what string, q url.Values, body any) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		b, status, err := c.once(ctx, method, path, what, q, body)
+		// An OAuth token the instance revoked early: fetch a new one once.
+		if status == http.StatusUnauthorized && attempt == 0 && c.api.ClientID != "" {
+			c.dropToken()
+			continue
+		}
+		return b, err
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, path, what string, q url.Values, body any) ([]byte, int, error) {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var rd *bytes.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: %s: encode request: %w", c.System(), what, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	var req *http.Request
+	var err error
+	if rd != nil {
+		req, err = http.NewRequestWithContext(ctx, method, u, rd)
+	} else {
+		req, err = http.NewRequestWithContext(ctx, method, u, nil)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %s: %w", c.System(), what, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if err := c.authorize(ctx, req); err != nil {
+		return nil, 0, err
+	}
+	resp, err := c.hc.HTTPClient().Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %s: %w", c.System(), what, unwrapURL(err))
+	}
+	b, err := apiclient.ReadBody(resp, maxBody)
+	if err != nil {
+		return nil, resp.StatusCode, fmt.Errorf("%s: %s: read answer: %w", c.System(), what, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, resp.StatusCode, fmt.Errorf("%s: %s: %w", c.System(), what, connectors.ErrNotFound)
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		var eb errorBody
+		_ = json.Unmarshal(b, &eb)
+		msg := eb.Error.Message
+		if eb.Error.Detail != "" {
+			msg += " (" + eb.Error.Detail + ")"
+		}
+		return nil, resp.StatusCode, &apiclient.StatusError{Instance: c.System(), What: what, Status: resp.StatusCode, Message: apiclient.Trim(msg)}
+	}
+	if !json.Valid(b) {
+		return nil, resp.StatusCode, fmt.Errorf("%s: %s: the answer is not valid JSON", c.System(), what)
+	}
+	return b, resp.StatusCode, nil
+}
+
+// unwrapURL drops *url.Error's "GET URL:" prefix: the caller names what
+// was asked.
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// authorize sets Basic auth or the OAuth bearer token.
+func (c *Client) authorize(ctx context.Context, req *http.Request) error {
+	if c.api.ClientID == "" {
+		req.SetBasicAuth(c.api.Username, c.api.Password)
+		return nil
+	}
+	tok, err := c.oauthToken(ctx)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return nil
+}
+
+func (c *Client) dropToken() {
+	c.tokenMu.Lock()
+	c.token = ""
+	c.tokenMu.Unlock()
+}
+
+// oauthToken returns a client-credentials access token from
+// {url}/oauth_token.do, cached until shortly before it expires.
+func (c *Client) oauthToken(ctx context.Context) (string, error) {
+	c.tokenMu.Lock()
+	defer c.tokenMu.Unlock()
+	if c.token != "" && time.Now().Before(c.tokenExp) {
+		return c.token, nil
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.api.ClientID}, "client_secret": {c.api.ClientSecret}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth_token.do", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", fmt.Errorf("%s: oauth token: %w", c.System(), err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.HTTPClient().Do(req)
+	if err != nil {
+		return "", fmt.Errorf("%s: oauth token: %w", c.System(), unwrapURL(err))
+	}
+	b, err := apiclient.ReadBody(resp, 1<<20)
+	if err != nil {
+		return "", fmt.Errorf("%s: oauth token: %w", c.System(), err)
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
+		Error       string `json:"error_description"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &tr) != nil || tr.AccessToken == "" {
+		return "", &apiclient.StatusError{Instance: c.System(), What: "oauth token", Status: resp.StatusCode, Message: apiclient.Trim(tr.Error)}
+	}
+	life := time.Duration(tr.ExpiresIn) * time.Second
+	if life <= 0 {
+		life = 30 * time.Minute
+	}
+	c.token, c.tokenExp = tr.AccessToken, time.Now().Add(life*9/10)
+	return c.token, nil
+}
+
+// listResult is the Table API's list answer.
+type listResult struct {
+	Result []json.RawMessage `json:"result"`
+}
+
+// GetRecord reads one record by number from table with display values;
+// connectors.ErrNotFound (wrapped) when the instance has none.
+func (c *Client) GetRecord(ctx context.Context, table, number string) (connectors.Record, error) {
+	q := url.Values{
+		"sysparm_query":         {"number=" + number},
+		"sysparm_display_value": {"all"},
+		"sysparm_limit":         {"1"},
+	}
+	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+table, table+" "+number, q, nil)
+	if err != nil {
+		return connectors.Record{}, err
+	}
+	var lr listResult
+	if err := json.Unmarshal(b, &lr); err != nil {
+		return connectors.Record{}, fmt.Errorf("%s: %s %s: the answer is not a Table API list: %w", c.System(), table, number, err)
+	}
+	if len(lr.Result) == 0 {
+		return connectors.Record{}, fmt.Errorf("%s: %s %s: %w", c.System(), table, number, connectors.ErrNotFound)
+	}
+	return c.record(table, lr.Result[0])
+}
+
+// record turns one Table API record into a connectors.Record.
+func (c *Client) record(table string, raw json.RawMessage) (connectors.Record, error) {
+	r := gjson.ParseBytes(raw)
+	if !r.IsObject() {
+		return connectors.Record{}, fmt.Errorf("%s: %s: a record is not a JSON object", c.System(), table)
+	}
+	typ := fieldValue(r.Get("sys_class_name"))
+	if typ == "" {
+		typ = table
+	}
+	rec := connectors.Record{Type: typ, Key: fieldValue(r.Get("number")), Body: append([]byte(nil), raw...)}
+	if v := fieldValue(r.Get("sys_updated_on")); v != "" {
+		t, err := time.Parse(timeLayout, v)
+		if err != nil {
+			return connectors.Record{}, fmt.Errorf("%s: %s %s: sys_updated_on %q is not a date-time", c.System(), table, rec.Key, v)
+		}
+		rec.UpdatedAt = t.UTC()
+	}
+	return rec, nil
+}
+
+// fieldValue is a field's machine value in any of its shapes.
+func fieldValue(v gjson.Result) string {
+	if v.IsObject() {
+		return v.Get("value").String()
+	}
+	return v.String()
+}
+
+// fieldDisplay is a field's display value, or "" when it has none.
+func fieldDisplay(v gjson.Result) string {
+	if v.IsObject() {
+		return v.Get("display_value").String()
+	}
+	return ""
+}
+
+// ListUpdated calls emit for every record of table updated at or after
+// since, oldest first, paging with sysparm_limit/sysparm_offset. It
+// returns after maxPages pages; the caller's next watermark continues.
+func (c *Client) ListUpdated(ctx context.Context, table string, since time.Time, emit func(connectors.Record) error) error {
+	query := "sys_updated_on>=" + since.UTC().Format(timeLayout) + "^ORDERBYsys_updated_on"
+	for page := 0; page < maxPages; page++ {
+		q := url.Values{
+			"sysparm_query":         {query},
+			"sysparm_display_value": {"all"},
+			"sysparm_limit":         {fmt.Sprint(pageSize)},
+			"sysparm_offset":        {fmt.Sprint(page * pageSize)},
+		}
+		b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+table, table, q, nil)
+		if err != nil {
+			return err
+		}
+		var lr listResult
+		if err := json.Unmarshal(b, &lr); err != nil {
+			return fmt.Errorf("%s: %s: the answer is not a Table API list: %w", c.System(), table, err)
+		}
+		for _, raw := range lr.Result {
+			rec, err := c.record(table, raw)
+			if err != nil {
+				return err
+			}
+			if err := emit(rec); err != nil {
+				return err
+			}
+		}
+		if len(lr.Result) < pageSize {
+			return nil
+		}
+	}
+	return nil
+}
+
+// Poll implements the poller's source: changes, then incidents, updated
+// at or after since.
+func (c *Client) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
+	for _, t := range []string{TableChange, TableIncident} {
+		if err := c.ListUpdated(ctx, t, since, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadChange reads one change by number for the gate's read-back.
+func (c *Client) ReadChange(ctx context.Context, key string) (connectors.Record, error) {
+	return c.GetRecord(ctx, TableChange, key)
+}
+
+// Approval is one row of sysapproval_approver, as stored with the change.
+type Approval struct {
+	Approver string `json:"approver"`
+	State    string `json:"state"`
+	At       string `json:"at,omitempty"`
+	Comment  string `json:"comment,omitempty"`
+}
+
+// Approvals reads the approvers of the change with sysID (or, without
+// one, number): who, their decision and when. Rows that are not a
+// decision (not yet requested, no longer required, cancelled) are left
+// out.
+func (c *Client) Approvals(ctx context.Context, sysID, number string) ([]Approval, error) {
+	cond := "sysapproval=" + sysID
+	if sysID == "" {
+		cond = "sysapproval.number=" + number
+	}
+	q := url.Values{
+		"sysparm_query":         {cond + "^ORDERBYsys_updated_on"},
+		"sysparm_display_value": {"all"},
+		"sysparm_fields":        {"approver,approver.user_name,state,sys_updated_on,comments"},
+		"sysparm_limit":         {"200"},
+	}
+	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+tableApproval, tableApproval+" of "+number, q, nil)
+	if err != nil {
+		return nil, err
+	}
+	var lr listResult
+	if err := json.Unmarshal(b, &lr); err != nil {
+		return nil, fmt.Errorf("%s: %s: the answer is not a Table API list: %w", c.System(), tableApproval, err)
+	}
+	out := []Approval{}
+	for _, raw := range lr.Result {
+		r := gjson.ParseBytes(raw)
+		state := strings.ToLower(fieldValue(r.Get("state")))
+		switch state {
+		case "approved", "rejected", "requested":
+		default:
+			continue
+		}
+		who := fieldValue(r.Get("approver\\.user_name"))
+		if who == "" {
+			who = fieldDisplay(r.Get("approver"))
+		}
+		if who == "" {
+			who = fieldValue(r.Get("approver"))
+		}
+		a := Approval{Approver: who, State: state, At: fieldValue(r.Get("sys_updated_on"))}
+		if state != "requested" {
+			a.Comment = apiclient.Trim(fieldDisplay(r.Get("comments")))
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// Enrich completes a raw change or incident record before it is mapped,
+// webhook and poll alike: references that arrive as bare sys_ids get
+// their display values (cached), and a change gets its approvals from
+// sysapproval_approver under ApprovalsMember. Other records pass
+// unchanged. A failed call is an error: the record is mapped later rather
+// than stored without its approvers.
+func (c *Client) Enrich(ctx context.Context, eventType string, body []byte) ([]byte, error) {
+	if eventType != TableChange && eventType != TableIncident {
+		return body, nil
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return body, nil // the mapping reports the body's own problem
+	}
+	rec, wrapped := top, false
+	if _, ok := top[fieldClass]; !ok {
+		if inner, ok := top[fieldResult]; ok {
+			if err := json.Unmarshal(inner, &rec); err != nil {
+				return body, nil
+			}
+			wrapped = true
+		}
+	}
+	if err := c.completeRefs(ctx, rec); err != nil {
+		return nil, err
+	}
+	if eventType == TableChange {
+		sysID := fieldValue(gjson.ParseBytes(rec["sys_id"]))
+		number := fieldValue(gjson.ParseBytes(rec["number"]))
+		if number != "" || sysID != "" {
+			apps, err := c.Approvals(ctx, sysID, number)
+			if err != nil {
+				return nil, err
+			}
+			b, _ := json.Marshal(apps)
+			rec[ApprovalsMember] = b
+		}
+	}
+	if wrapped {
+		inner, err := json.Marshal(rec)
+		if err != nil {
+			return nil, fmt.Errorf("encode record: %w", err)
+		}
+		top[fieldResult] = inner
+		rec = top
+	}
+	out, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
+	return out, nil
+}
+
+// refFields are the reference fields the mapping profiles read by display
+// value, with the table each points at.
+var refFields = map[string]string{
+	"cmdb_ci": "cmdb_ci", "business_service": "cmdb_ci_service", "service_offering": "service_offering",
+	"assignment_group": "sys_user_group", "requested_by": "sys_user", "assigned_to": "sys_user",
+	"opened_by": "sys_user", "caller_id": "sys_user", "rfc": "change_request",
+	"std_change_producer_version": "std_change_producer_version", "chg_model": "chg_model",
+}
+
+var sysIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// completeRefs replaces each bare sys_id reference in rec (a plain string
+// or a {link,value} without display_value) with a {display_value, value}
+// pair.
+func (c *Client) completeRefs(ctx context.Context, rec map[string]json.RawMessage) error {
+	for field, table := range refFields {
+		raw, ok := rec[field]
+		if !ok {
+			continue
+		}
+		v := gjson.ParseBytes(raw)
+		if v.IsObject() && v.Get("display_value").Exists() {
+			continue
+		}
+		id := fieldValue(v)
+		if !sysIDPattern.MatchString(id) {
+			continue
+		}
+		name, err := c.display(ctx, table, id)
+		if err != nil {
+			if errors.Is(err, connectors.ErrNotFound) {
+				continue // a dangling reference keeps its sys_id
+			}
+			return err
+		}
+		b, _ := json.Marshal(map[string]string{"display_value": name, "value": id})
+		rec[field] = b
+	}
+	return nil
+}
+
+// displayField is the field each referenced table displays.
+func displayField(table string) string {
+	switch table {
+	case "change_request", "incident":
+		return "number"
+	}
+	return "name"
+}
+
+// display returns a referenced record's display value, cached.
+func (c *Client) display(ctx context.Context, table, id string) (string, error) {
+	if v, ok := c.refs.get(table + "/" + id); ok {
+		return v, nil
+	}
+	f := displayField(table)
+	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+table+"/"+id, table, url.Values{"sysparm_fields": {f}}, nil)
+	if err != nil {
+		return "", err
+	}
+	name := gjson.GetBytes(b, "result."+f)
+	v := fieldDisplay(name)
+	if v == "" {
+		v = fieldValue(name)
+	}
+	c.refs.put(table+"/"+id, v)
+	return v, nil
+}
+
+// refCache keeps display values of referenced records for ttl; it is
+// bounded (cleared when full), since the names change rarely and a miss
+// costs one call.
+type refCache struct {
+	mu  sync.Mutex
+	m   map[string]refEntry
+	ttl time.Duration
+}
+
+type refEntry struct {
+	v   string
+	exp time.Time
+}
+
+const refCacheMax = 10000
+
+func (r *refCache) get(k string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.m[k]
+	if !ok || time.Now().After(e.exp) {
+		return "", false
+	}
+	return e.v, true
+}
+
+func (r *refCache) put(k, v string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.m) >= refCacheMax {
+		clear(r.m)
+	}
+	r.m[k] = refEntry{v: v, exp: time.Now().Add(r.ttl)}
+}
+
+// CreateChange opens a change for a release through the Change
+// Management API: /change/normal, or /change/standard/{template}. The
+// release id goes in correlation_id, so FindCreated finds it after a
+// crash. It returns the new change's number.
+func (c *Client) CreateChange(ctx context.Context, n connectors.NewChange) (string, error) {
+	path := "/api/sn_chg_rest/change/normal"
+	if c.creation != nil && c.creation.Type == "standard" {
+		id, err := c.templateID(ctx, c.creation.Template)
+		if err != nil {
+			return "", err
+		}
+		path = "/api/sn_chg_rest/change/standard/" + url.PathEscape(id)
+	}
+	body := map[string]string{
+		"short_description":   n.Title(),
+		"description":         n.Description(),
+		"justification":       "Release " + n.Version + " of " + n.Service + " (pipeline " + n.RunURL + ")",
+		"correlation_id":      n.ReleaseID,
+		"correlation_display": "tollgate",
+	}
+	b, err := c.call(ctx, http.MethodPost, path, "change creation", nil, body)
+	if err != nil {
+		return "", err
+	}
+	num := fieldValue(gjson.GetBytes(b, "result.number"))
+	if num == "" {
+		return "", fmt.Errorf("%s: change creation: the answer names no change number", c.System())
+	}
+	return num, nil
+}
+
+// templateID is the sys_id of a standard change template given by sys_id
+// or by name (looked up in std_change_record_producer, cached).
+func (c *Client) templateID(ctx context.Context, t string) (string, error) {
+	if sysIDPattern.MatchString(t) {
+		return t, nil
+	}
+	if id, ok := c.refs.get("template/" + t); ok {
+		return id, nil
+	}
+	q := url.Values{"sysparm_query": {"name=" + t + "^active=true"}, "sysparm_fields": {"sys_id"}, "sysparm_limit": {"1"}}
+	b, err := c.call(ctx, http.MethodGet, "/api/now/table/std_change_record_producer", "standard change template "+t, q, nil)
+	if err != nil {
+		return "", err
+	}
+	id := fieldValue(gjson.GetBytes(b, "result.0.sys_id"))
+	if id == "" {
+		return "", &apiclient.StatusError{Instance: c.System(), What: "standard change template " + t, Status: http.StatusNotFound,
+			Message: "no active template of that name"}
+	}
+	c.refs.put("template/"+t, id)
+	return id, nil
+}
+
+// FindCreated returns the number of the change opened for releaseID
+// (by correlation_id), or connectors.ErrNotFound.
+func (c *Client) FindCreated(ctx context.Context, releaseID string) (string, error) {
+	q := url.Values{
+		"sysparm_query":  {"correlation_id=" + releaseID + "^ORDERBYsys_created_on"},
+		"sysparm_fields": {"number"},
+		"sysparm_limit":  {"1"},
+	}
+	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+TableChange, TableChange, q, nil)
+	if err != nil {
+		return "", err
+	}
+	num := fieldValue(gjson.GetBytes(b, "result.0.number"))
+	if num == "" {
+		return "", fmt.Errorf("%s: change for release %s: %w", c.System(), releaseID, connectors.ErrNotFound)
+	}
+	return num, nil
+}
+
+// AddWorkNote writes a work note on the change with number key.
+func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
+	q := url.Values{"sysparm_query": {"number=" + key}, "sysparm_fields": {"sys_id"}, "sysparm_limit": {"1"}}
+	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+TableChange, TableChange+" "+key, q, nil)
+	if err != nil {
+		return err
+	}
+	id := fieldValue(gjson.GetBytes(b, "result.0.sys_id"))
+	if id == "" {
+		return fmt.Errorf("%s: %s %s: %w", c.System(), TableChange, key, connectors.ErrNotFound)
+	}
+	_, err = c.call(ctx, http.MethodPatch, "/api/now/table/"+TableChange+"/"+id, TableChange+" "+key+" work note", nil, map[string]string{"work_notes": text})
+	return err
+}
+
+// Circuit is the state of the instance's circuit breaker.
+func (c *Client) Circuit() string { return c.hc.State() }

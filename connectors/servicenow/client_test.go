@@ -1,0 +1,322 @@
+package servicenow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/internal/itsmfake"
+)
+
+const (
+	testUser = "tollgate.api"
+	testPW   = "sn-pass-3e1f0a"
+)
+
+func pair(v string) map[string]any { return map[string]any{"display_value": v, "value": v} }
+func ref(name, id string) map[string]any {
+	return map[string]any{"display_value": name, "value": id, "link": "https://x/api/now/table/t/" + id}
+}
+
+func newClient(t *testing.T, fake *itsmfake.Server, mut func(*connectors.API)) *Client {
+	t.Helper()
+	api := connectors.API{URL: fake.URL, Username: testUser, Password: testPW, Timeout: 300 * time.Millisecond}
+	if mut != nil {
+		mut(&api)
+	}
+	hc := apiclient.New(apiclient.Options{Instance: "acme", Timeout: api.Timeout, RetryMax: 2,
+		RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond, FailuresToOpen: 100})
+	c, err := NewClient(connectors.Config{Name: "acme", Type: Type, API: &api,
+		ChangeCreation: &connectors.ChangeCreation{Environments: []string{"production"}, Type: "normal"}}, hc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func change(number string, updated time.Time) map[string]any {
+	return map[string]any{
+		"number": pair(number), "short_description": pair("release " + number), "type": pair("normal"),
+		"state": map[string]any{"display_value": "Scheduled", "value": "-2"}, "approval": pair("approved"),
+		"sys_updated_on": map[string]any{"display_value": itsmfake.SNTime(updated), "value": itsmfake.SNTime(updated)},
+		"sys_class_name": map[string]any{"display_value": "Change Request", "value": "change_request"},
+	}
+}
+
+func TestGetRecord(t *testing.T) {
+	fake := itsmfake.New(testUser, testPW)
+	defer fake.Close()
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	fake.PutSN("change_request", change("CHG0000101", at))
+	c := newClient(t, fake, nil)
+	ctx := context.Background()
+
+	rec, err := c.ReadChange(ctx, "CHG0000101")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Type != "change_request" || rec.Key != "CHG0000101" || !rec.UpdatedAt.Equal(at) {
+		t.Errorf("record %+v", rec)
+	}
+	calls := fake.Calls("/api/now/table/change_request")
+	if len(calls) != 1 || !strings.Contains(calls[0].Query, "sysparm_display_value=all") || calls[0].User != testUser {
+		t.Errorf("calls %+v", calls)
+	}
+	_, err = c.ReadChange(ctx, "CHG0009999")
+	if !errors.Is(err, connectors.ErrNotFound) {
+		t.Errorf("absent change: %v", err)
+	}
+}
+
+// TestListUpdatedPages: every record updated since the watermark, oldest
+// first, across pages of sysparm_limit.
+func TestListUpdatedPages(t *testing.T) {
+	fake := itsmfake.New(testUser, testPW)
+	defer fake.Close()
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < pageSize+30; i++ {
+		fake.PutSN("change_request", change(fmt.Sprintf("CHG%07d", i), base.Add(time.Duration(i)*time.Minute)))
+	}
+	c := newClient(t, fake, nil)
+	var got []connectors.Record
+	since := base.Add(10 * time.Minute)
+	if err := c.ListUpdated(context.Background(), TableChange, since, func(r connectors.Record) error { got = append(got, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != pageSize+20 {
+		t.Fatalf("got %d records, want %d", len(got), pageSize+20)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].UpdatedAt.Before(got[i-1].UpdatedAt) {
+			t.Fatalf("not oldest first at %d", i)
+		}
+	}
+	calls := fake.Calls("/api/now/table/change_request")
+	if len(calls) != 2 || !strings.Contains(calls[0].Query, "sys_updated_on>=2026-12-01 00:10:00^ORDERBYsys_updated_on") ||
+		!strings.Contains(calls[1].Query, "sysparm_offset=100") {
+		t.Errorf("calls %+v", calls)
+	}
+}
+
+// TestClientFaults: how each failure of the instance surfaces.
+func TestClientFaults(t *testing.T) {
+	tests := []struct {
+		name    string
+		fault   itsmfake.Fault
+		wantErr string // "" = success after retries
+	}{
+		{"429 then ok", itsmfake.Fault{Status: 429, RetryAfter: "0"}, ""},
+		{"500 twice then ok", itsmfake.Fault{Status: 500, Times: 2}, ""},
+		{"500 always", itsmfake.Fault{Status: 500, Times: 10}, "ServiceNow acme: change_request CHG0000101: HTTP 500"},
+		{"slow past timeout", itsmfake.Fault{Slow: time.Second, Times: 10}, "ServiceNow acme: change_request CHG0000101"},
+		{"malformed JSON", itsmfake.Fault{Malformed: true}, "not valid JSON"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := itsmfake.New(testUser, testPW)
+			defer fake.Close()
+			fake.PutSN("change_request", change("CHG0000101", time.Now()))
+			c := newClient(t, fake, nil)
+			tc.fault.Match = "CHG0000101"
+			fake.Inject(tc.fault)
+			_, err := c.ReadChange(context.Background(), "CHG0000101")
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), testPW) {
+				t.Errorf("error carries the password: %v", err)
+			}
+		})
+	}
+}
+
+// TestUnauthorizedNotRetried: a 401 is one call, and the error names the
+// status, never the credential.
+func TestUnauthorizedNotRetried(t *testing.T) {
+	fake := itsmfake.New(testUser, testPW)
+	defer fake.Close()
+	c := newClient(t, fake, func(a *connectors.API) { a.Password = "wrong-password-77" })
+	_, err := c.ReadChange(context.Background(), "CHG0000101")
+	var se *apiclient.StatusError
+	if !errors.As(err, &se) || se.Status != 401 {
+		t.Fatalf("want a 401 StatusError, got %v", err)
+	}
+	if strings.Contains(err.Error(), "wrong-password-77") {
+		t.Errorf("error carries the password: %v", err)
+	}
+	if n := len(fake.Calls("/api/now/table")); n != 1 {
+		t.Errorf("%d calls, want 1 (no retry on 401)", n)
+	}
+}
+
+func TestOAuth(t *testing.T) {
+	fake := itsmfake.New(testUser, testPW)
+	defer fake.Close()
+	fake.AddOAuthClient("cid", "csecret-91")
+	fake.PutSN("change_request", change("CHG0000101", time.Now()))
+	c := newClient(t, fake, func(a *connectors.API) {
+		a.Username, a.Password, a.ClientID, a.ClientSecret = "", "", "cid", "csecret-91"
+	})
+	for i := 0; i < 2; i++ {
+		if _, err := c.ReadChange(context.Background(), "CHG0000101"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(fake.Calls("/oauth_token.do")); n != 1 {
+		t.Errorf("%d token requests, want 1 (cached)", n)
+	}
+	if calls := fake.Calls("/api/now/table"); calls[0].User != "bearer" {
+		t.Errorf("table call not with the bearer token: %+v", calls[0])
+	}
+}
+
+// TestEnrich: a webhook's bare sys_id references get display values (one
+// call per referenced record, then cached), and a change gets its
+// approvals from sysapproval_approver.
+func TestEnrich(t *testing.T) {
+	fake := itsmfake.New(testUser, testPW)
+	defer fake.Close()
+	svc := fake.PutSN("cmdb_ci", map[string]any{"name": "checkout-api"})
+	grp := fake.PutSN("sys_user_group", map[string]any{"name": "Checkout"})
+	dana := fake.PutSN("sys_user", map[string]any{"name": "Dana Ops", "user_name": "dana.ops"})
+	chg := fake.PutSN("change_request", change("CHG0000200", time.Now()))
+	fake.PutSN("sysapproval_approver", map[string]any{"sysapproval": ref("CHG0000200", chg), "approver": ref("Dana Ops", dana),
+		"state": pair("approved"), "sys_updated_on": pair("2026-12-01 09:30:00"), "comments": pair("fine")})
+	fake.PutSN("sysapproval_approver", map[string]any{"sysapproval": ref("CHG0000200", chg), "approver": ref("Dana Ops", dana),
+		"state": pair("not requested")})
+	c := newClient(t, fake, nil)
+	body := fmt.Sprintf(`{"result":{"number":"CHG0000200","sys_id":%q,"sys_class_name":"change_request","cmdb_ci":%q,`+
+		`"business_service":{"link":"x","value":%q},"assignment_group":%q,"short_description":"x"}}`, chg, svc, svc, grp)
+	for i := 0; i < 2; i++ {
+		out, err := c.Enrich(context.Background(), TableChange, []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := gjson.GetBytes(out, "result")
+		if r.Get("cmdb_ci.display_value").String() != "checkout-api" || r.Get("business_service.display_value").String() != "checkout-api" ||
+			r.Get("assignment_group.display_value").String() != "Checkout" || r.Get("cmdb_ci.value").String() != svc {
+			t.Fatalf("references not completed: %s", out)
+		}
+		var apps []Approval
+		if err := json.Unmarshal([]byte(r.Get(ApprovalsMember).Raw), &apps); err != nil {
+			t.Fatal(err)
+		}
+		if len(apps) != 1 || apps[0].Approver != "dana.ops" || apps[0].State != "approved" || apps[0].At != "2026-12-01 09:30:00" {
+			t.Errorf("approvals %+v", apps)
+		}
+	}
+	if n := len(fake.Calls("/api/now/table/cmdb_ci/")); n != 1 {
+		t.Errorf("%d calls for the service's name, want 1 (cached)", n)
+	}
+	// Records other than changes and incidents pass unchanged.
+	out, err := c.Enrich(context.Background(), "problem", []byte(`{"number":"PRB1"}`))
+	if err != nil || string(out) != `{"number":"PRB1"}` {
+		t.Errorf("problem: %s %v", out, err)
+	}
+}
+
+func TestCreateChange(t *testing.T) {
+	fake := itsmfake.New(testUser, testPW)
+	defer fake.Close()
+	c := newClient(t, fake, nil)
+	n := connectors.NewChange{ReleaseID: "rel-1", Service: "payments-api", Environment: "production", Version: "2.0.0",
+		Commit: "9fceb02", RunURL: "https://ci.example.com/runs/7001"}
+	key, err := c.CreateChange(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := fake.Calls("/api/sn_chg_rest/change/normal")
+	if len(calls) != 1 || !strings.Contains(calls[0].Body, "2.0.0") || !strings.Contains(calls[0].Body, "9fceb02") || !strings.Contains(calls[0].Body, "runs/7001") {
+		t.Fatalf("calls %+v", calls)
+	}
+	found, err := c.FindCreated(context.Background(), "rel-1")
+	if err != nil || found != key {
+		t.Errorf("FindCreated = %q, %v; want %q", found, err, key)
+	}
+	if _, err := c.FindCreated(context.Background(), "rel-2"); !errors.Is(err, connectors.ErrNotFound) {
+		t.Errorf("FindCreated of another release: %v", err)
+	}
+	if err := c.AddWorkNote(context.Background(), key, "deployment started"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCreateStandardChange: a standard change from a template named in the
+// configuration by name (looked up once) or by sys_id.
+func TestCreateStandardChange(t *testing.T) {
+	fake := itsmfake.New(testUser, testPW)
+	defer fake.Close()
+	id := fake.PutSN("std_change_record_producer", map[string]any{"name": "Restart web tier", "active": "true"})
+	c := newClient(t, fake, nil)
+	c.creation = &connectors.ChangeCreation{Environments: []string{"production"}, Type: "standard", Template: "Restart web tier"}
+	for i := 0; i < 2; i++ {
+		if _, err := c.CreateChange(context.Background(), connectors.NewChange{ReleaseID: fmt.Sprint("rel-", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(fake.Calls("/api/sn_chg_rest/change/standard/" + id)); n != 2 {
+		t.Errorf("%d creations on the template's sys_id, want 2", n)
+	}
+	if n := len(fake.Calls("std_change_record_producer")); n != 1 {
+		t.Errorf("%d template lookups, want 1 (cached)", n)
+	}
+	c.creation.Template = "No such template"
+	if _, err := c.CreateChange(context.Background(), connectors.NewChange{ReleaseID: "rel-x"}); err == nil || !strings.Contains(err.Error(), "no active template") {
+		t.Errorf("unknown template: %v", err)
+	}
+}
+
+// TestCircuitOpensAndCloses: an instance failing call after call opens
+// the circuit (calls then fail at once, naming it, without reaching the
+// instance); once it is back, the trial call closes it.
+func TestCircuitOpensAndCloses(t *testing.T) {
+	fake := itsmfake.New(testUser, testPW)
+	defer fake.Close()
+	fake.PutSN("change_request", change("CHG0000101", time.Now()))
+	hc := apiclient.New(apiclient.Options{Instance: "acme", Timeout: 300 * time.Millisecond, RetryMax: -1,
+		FailuresToOpen: 3, OpenFor: 200 * time.Millisecond})
+	api := connectors.API{URL: fake.URL, Username: testUser, Password: testPW}
+	c, err := NewClient(connectors.Config{Name: "acme", Type: Type, API: &api}, hc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	fake.Inject(itsmfake.Fault{Match: "CHG0000101", Status: 502, Times: 3})
+	for i := 0; i < 3; i++ {
+		if _, err := c.ReadChange(ctx, "CHG0000101"); err == nil || !strings.Contains(err.Error(), "HTTP 502") {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if c.Circuit() != apiclient.CircuitOpen {
+		t.Fatalf("circuit %s after 3 failures", c.Circuit())
+	}
+	before := len(fake.Calls("CHG0000101"))
+	_, err = c.ReadChange(ctx, "CHG0000101")
+	if !errors.Is(err, apiclient.ErrCircuitOpen) || !strings.Contains(err.Error(), "ServiceNow acme") {
+		t.Errorf("open circuit: %v", err)
+	}
+	if len(fake.Calls("CHG0000101")) != before {
+		t.Error("an open circuit reached the instance")
+	}
+	time.Sleep(250 * time.Millisecond)
+	if _, err := c.ReadChange(ctx, "CHG0000101"); err != nil {
+		t.Fatalf("trial call: %v", err)
+	}
+	if c.Circuit() != apiclient.CircuitClosed {
+		t.Errorf("circuit %s after a good trial", c.Circuit())
+	}
+}

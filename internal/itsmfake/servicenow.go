@@ -1,0 +1,299 @@
+package itsmfake
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SNTime formats t as ServiceNow writes date-times.
+func SNTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }
+
+type snData struct {
+	tables  map[string][]map[string]any
+	seq     int
+	created []string
+}
+
+func (d *snData) init() { d.tables = map[string][]map[string]any{}; d.seq = 3000000 }
+
+func newSysID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// snValue is a field's value in any shape.
+func snValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case map[string]any:
+		return snValue(x["value"])
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	}
+	return fmt.Sprint(v)
+}
+
+// PutSN upserts a ServiceNow record (by sys_id, else number) in table,
+// as given: plain values, {link,value} or {display_value,value} pairs.
+// Missing sys_id, sys_class_name and sys_updated_on are filled. It returns
+// the record's sys_id.
+func (s *Server) PutSN(table string, rec map[string]any) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sn.put(table, rec)
+}
+
+func (d *snData) put(table string, rec map[string]any) string {
+	cp := map[string]any{}
+	for k, v := range rec {
+		cp[k] = v
+	}
+	if snValue(cp["sys_id"]) == "" {
+		cp["sys_id"] = newSysID()
+	}
+	if _, ok := cp["sys_class_name"]; !ok {
+		cp["sys_class_name"] = map[string]any{"display_value": table, "value": table}
+	}
+	if _, ok := cp["sys_updated_on"]; !ok {
+		cp["sys_updated_on"] = SNTime(time.Now())
+	}
+	list := d.tables[table]
+	for i, r := range list {
+		if snValue(r["sys_id"]) == snValue(cp["sys_id"]) || (snValue(cp["number"]) != "" && snValue(r["number"]) == snValue(cp["number"])) {
+			cp["sys_id"] = r["sys_id"]
+			list[i] = cp
+			return snValue(cp["sys_id"])
+		}
+	}
+	d.tables[table] = append(list, cp)
+	return snValue(cp["sys_id"])
+}
+
+// SNRecords returns the records of table.
+func (s *Server) SNRecords(table string) []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, r := range s.sn.tables[table] {
+		cp := make(map[string]any, len(r))
+		for k, v := range r {
+			cp[k] = v
+		}
+		out = append(out, cp)
+	}
+	return out
+}
+
+// SNCreated lists the change numbers created through the Change
+// Management API.
+func (s *Server) SNCreated() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.sn.created...)
+}
+
+func (d *snData) bySysID(id string) map[string]any {
+	for _, list := range d.tables {
+		for _, r := range list {
+			if snValue(r["sys_id"]) == id {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// field reads a possibly dot-walked field ("sysapproval.number").
+func (d *snData) field(r map[string]any, name string) any {
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		v, ok := r[p]
+		if !ok {
+			return nil
+		}
+		if i == len(parts)-1 {
+			return v
+		}
+		r = d.bySysID(snValue(v))
+		if r == nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+var condRe = regexp.MustCompile(`^([A-Za-z0-9_.]+)(>=|<=|!=|=|>|<)(.*)$`)
+
+func (d *snData) query(table, q string) []map[string]any {
+	var out []map[string]any
+	order := ""
+	var conds [][3]string
+	for _, c := range strings.Split(q, "^") {
+		switch {
+		case c == "":
+		case strings.HasPrefix(c, "ORDERBY"):
+			order = strings.TrimPrefix(c, "ORDERBY")
+		default:
+			if m := condRe.FindStringSubmatch(c); m != nil {
+				conds = append(conds, [3]string{m[1], m[2], m[3]})
+			}
+		}
+	}
+	for _, r := range d.tables[table] {
+		ok := true
+		for _, c := range conds {
+			v := snValue(d.field(r, c[0]))
+			switch c[1] {
+			case "=":
+				ok = ok && v == c[2]
+			case "!=":
+				ok = ok && v != c[2]
+			case ">=":
+				ok = ok && v >= c[2]
+			case "<=":
+				ok = ok && v <= c[2]
+			case ">":
+				ok = ok && v > c[2]
+			case "<":
+				ok = ok && v < c[2]
+			}
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	if order != "" {
+		sort.SliceStable(out, func(i, j int) bool { return snValue(out[i][order]) < snValue(out[j][order]) })
+	}
+	return out
+}
+
+func (d *snData) render(r map[string]any, fields string) map[string]any {
+	if fields == "" {
+		return r
+	}
+	out := map[string]any{}
+	for _, f := range strings.Split(fields, ",") {
+		f = strings.TrimSpace(f)
+		v := d.field(r, f)
+		if v == nil {
+			v = ""
+		}
+		out[f] = v
+	}
+	return out
+}
+
+var (
+	tablePath  = regexp.MustCompile(`^/api/now(?:/v\d+)?/table/([A-Za-z0-9_]+)(?:/([^/]+))?$`)
+	chgPath    = regexp.MustCompile(`^/api/sn_chg_rest(?:/v\d+)?/change/(normal|standard)(?:/([^/]+))?$`)
+	notFoundSN = map[string]any{"error": map[string]string{"message": "No Record found", "detail": "Record doesn't exist or ACL restricts the record retrieval"}, "status": "failure"}
+)
+
+func (s *Server) serviceNow(w http.ResponseWriter, r *http.Request, body string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := r.URL.Query()
+	if m := tablePath.FindStringSubmatch(r.URL.Path); m != nil {
+		table, id := m[1], m[2]
+		switch {
+		case r.Method == http.MethodGet && id == "":
+			recs := s.sn.query(table, q.Get("sysparm_query"))
+			off, _ := strconv.Atoi(q.Get("sysparm_offset"))
+			lim, _ := strconv.Atoi(q.Get("sysparm_limit"))
+			if lim <= 0 {
+				lim = 10000
+			}
+			w.Header().Set("X-Total-Count", strconv.Itoa(len(recs)))
+			page := []map[string]any{}
+			for i := off; i < len(recs) && i < off+lim; i++ {
+				page = append(page, s.sn.render(recs[i], q.Get("sysparm_fields")))
+			}
+			writeJSON(w, 200, map[string]any{"result": page})
+		case r.Method == http.MethodGet:
+			rec := s.sn.bySysID(id)
+			if rec == nil {
+				writeJSON(w, 404, notFoundSN)
+				return
+			}
+			writeJSON(w, 200, map[string]any{"result": s.sn.render(rec, q.Get("sysparm_fields"))})
+		case r.Method == http.MethodPatch && id != "":
+			rec := s.sn.bySysID(id)
+			if rec == nil {
+				writeJSON(w, 404, notFoundSN)
+				return
+			}
+			var data map[string]any
+			if json.Unmarshal([]byte(body), &data) != nil {
+				writeJSON(w, 400, map[string]any{"error": map[string]string{"message": "Exception while reading request"}})
+				return
+			}
+			for k, v := range data {
+				if k == "work_notes" {
+					notes, _ := rec["work_notes_journal"].([]any)
+					rec["work_notes_journal"] = append(notes, v)
+					continue
+				}
+				rec[k] = v
+			}
+			rec["sys_updated_on"] = SNTime(time.Now())
+			writeJSON(w, 200, map[string]any{"result": rec})
+		default:
+			writeJSON(w, 405, map[string]any{"error": map[string]string{"message": "Method not supported"}})
+		}
+		return
+	}
+	if m := chgPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodPost {
+		var data map[string]any
+		if json.Unmarshal([]byte(body), &data) != nil {
+			writeJSON(w, 400, map[string]any{"error": map[string]string{"message": "Exception while reading request"}})
+			return
+		}
+		s.sn.seq++
+		num := fmt.Sprintf("CHG%07d", s.sn.seq)
+		rec := map[string]any{"number": map[string]any{"display_value": num, "value": num}}
+		for k, v := range data {
+			rec[k] = map[string]any{"display_value": snValue(v), "value": snValue(v)}
+		}
+		typ := m[1]
+		rec["type"] = map[string]any{"display_value": typ, "value": typ}
+		rec["state"] = map[string]any{"display_value": "New", "value": "-5"}
+		rec["approval"] = map[string]any{"display_value": "Not Yet Requested", "value": "not requested"}
+		if typ == "standard" {
+			rec["std_change_producer_version"] = map[string]any{"display_value": m[2], "value": m[2]}
+			rec["approval"] = map[string]any{"display_value": "Approved", "value": "approved"}
+		}
+		rec["sys_updated_on"] = map[string]any{"display_value": SNTime(time.Now()), "value": SNTime(time.Now())}
+		s.sn.put("change_request", rec)
+		s.sn.created = append(s.sn.created, num)
+		writeJSON(w, 200, map[string]any{"result": rec})
+		return
+	}
+	writeJSON(w, 400, map[string]any{"error": map[string]string{"message": "Requested URI does not represent any resource"}})
+}
+
+func urlUnescape(s string) (string, error) { return url.QueryUnescape(s) }
+
+func parseForm(body string) (map[string]string, error) {
+	v, err := url.ParseQuery(body)
+	out := map[string]string{}
+	for k := range v {
+		out[k] = v.Get(k)
+	}
+	return out, err
+}

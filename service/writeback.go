@@ -1,0 +1,174 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// NoteWriter writes work notes on one ITSM's changes.
+type NoteWriter interface {
+	Name() string
+	OwnsChange(key string) bool
+	AddWorkNote(ctx context.Context, key, text string) error
+}
+
+// NoteStore is the durable outbox of work notes.
+type NoteStore interface {
+	EnqueueNote(ctx context.Context, n core.OutboxNote) error
+	ClaimNotes(ctx context.Context, limit int, lease time.Duration) ([]core.OutboxNote, error)
+	FinishNote(ctx context.Context, id, errText string, retryAt time.Time) error
+}
+
+// Write-back timing: a claimed note is retried after noteLease if its
+// writer vanished; failed writes back off from noteRetryMin to
+// noteRetryMax.
+const (
+	noteLease    = 2 * time.Minute
+	noteRetryMin = 10 * time.Second
+	noteRetryMax = time.Hour
+)
+
+// WriteBack writes a work note on each change a deployment covers when it
+// starts and ends (connectors with write_back: true): queued in a durable
+// outbox when the deployment is recorded, written by a background loop
+// that retries until the ITSM takes it. Neither the deployment report nor
+// the gate ever waits for the ITSM.
+type WriteBack struct {
+	store   NoteStore
+	writers []NoteWriter
+	clock   core.Clock
+	log     *slog.Logger
+	wake    chan struct{}
+	// retryMin is the first retry delay in nanoseconds (noteRetryMin
+	// unless SetRetryMin changed it).
+	retryMin atomic.Int64
+}
+
+// SetRetryMin sets the first retry delay of a failed write (tests).
+func (w *WriteBack) SetRetryMin(d time.Duration) { w.retryMin.Store(int64(d)) }
+
+// NewWriteBack wires an empty write-back; Add the writers.
+func NewWriteBack(store NoteStore, clock core.Clock, log *slog.Logger) *WriteBack {
+	w := &WriteBack{store: store, clock: clock, log: log, wake: make(chan struct{}, 1)}
+	w.retryMin.Store(int64(noteRetryMin))
+	return w
+}
+
+// Add registers a writer.
+func (w *WriteBack) Add(nw NoteWriter) { w.writers = append(w.writers, nw) }
+
+// Len is the number of writers.
+func (w *WriteBack) Len() int { return len(w.writers) }
+
+func (w *WriteBack) writer(name string) NoteWriter {
+	for _, nw := range w.writers {
+		if nw.Name() == name {
+			return nw
+		}
+	}
+	return nil
+}
+
+// DeploymentRecorded queues the notes of one deployment event: one per
+// change key a writer owns, once per status (repeats are deduplicated).
+func (w *WriteBack) DeploymentRecorded(ctx context.Context, d core.Deployment) {
+	queued := false
+	for _, key := range d.Changes {
+		for _, nw := range w.writers {
+			if !nw.OwnsChange(key) {
+				continue
+			}
+			err := w.store.EnqueueNote(ctx, core.OutboxNote{
+				DedupeKey: d.ID + ":" + d.Status + ":" + key, Connector: nw.Name(), ChangeKey: key, Body: noteText(d),
+			})
+			if err != nil {
+				w.log.WarnContext(ctx, "work note not queued", "connector", nw.Name(), "change", key, "error", err.Error())
+				continue
+			}
+			queued = true
+			break
+		}
+	}
+	if queued {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// noteText is the work note of one deployment event.
+func noteText(d core.Deployment) string {
+	verb := map[string]string{core.DeployStarted: "started", core.DeploySucceeded: "succeeded",
+		core.DeployFailed: "failed", core.DeployRolledBack: "was rolled back"}[d.Status]
+	s := fmt.Sprintf("tollgate: deployment of %s %s to %s %s", d.Service, d.Version, d.Environment, verb)
+	if d.URL != "" {
+		s += "\nRun: " + d.URL
+	}
+	if d.DecisionID != "" {
+		s += "\nGate decision: " + d.DecisionID
+	}
+	if d.Actor != "" {
+		s += "\nActor: " + d.Actor
+	}
+	return s
+}
+
+// Run writes queued notes until ctx ends.
+func (w *WriteBack) Run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if _, err := w.Flush(ctx); err != nil && ctx.Err() == nil {
+			w.log.WarnContext(ctx, "work-note outbox", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-w.wake:
+		}
+	}
+}
+
+// Flush writes the notes due now; it returns how many were written.
+func (w *WriteBack) Flush(ctx context.Context) (int, error) {
+	notes, err := w.store.ClaimNotes(ctx, 50, noteLease)
+	if err != nil {
+		return 0, err
+	}
+	written := 0
+	for _, n := range notes {
+		nw := w.writer(n.Connector)
+		var werr error
+		if nw == nil {
+			werr = fmt.Errorf("connector %q no longer writes back", n.Connector)
+		} else {
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			werr = nw.AddWorkNote(cctx, n.ChangeKey, n.Body)
+			cancel()
+		}
+		if werr == nil {
+			written++
+			if err := w.store.FinishNote(ctx, n.ID, "", time.Time{}); err != nil {
+				return written, err
+			}
+			continue
+		}
+		wait := time.Duration(w.retryMin.Load()) << min(n.Attempts-1, 10)
+		if wait > noteRetryMax || wait <= 0 {
+			wait = noteRetryMax
+		}
+		w.log.WarnContext(ctx, "work note not written; will retry", "connector", n.Connector, "change", n.ChangeKey,
+			"attempt", n.Attempts, "retry_in", wait, "error", werr.Error())
+		if err := w.store.FinishNote(ctx, n.ID, werr.Error(), w.clock.Now().Add(wait)); err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}

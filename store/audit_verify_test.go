@@ -1,0 +1,145 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// saveDecisions records a deny, an allow and a wait decision, with an
+// audit entry between them, and returns the decisions' ids.
+func saveDecisions(t *testing.T, db *DB) []string {
+	t.Helper()
+	ctx := context.Background()
+	var ids []string
+	for i, d := range []core.Decision{core.Deny, core.Allow, core.Wait} {
+		dec := core.GateDecision{ID: newID(), ReleaseID: core.ReleaseID("svc", "1.0", "production"), Decision: d,
+			Reasons: []core.Reason{{Code: "NO_CHANGE", Message: "no change"}},
+			Request: core.GateRequest{Service: "svc", Version: "1.0", Environment: "production"}}
+		if err := db.SaveDecision(ctx, dec, "ci"); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, dec.ID)
+		if i == 0 {
+			appendN(t, db, 1)
+		}
+	}
+	return ids
+}
+
+// TestVerifyFindsAnEditedDecision: a decision changed in the database (its
+// column, its document, or both, as one flipping deny to allow would) is
+// named by VerifyAudit with its entry's row, as are a deleted decision and
+// one inserted without an entry.
+func TestVerifyFindsAnEditedDecision(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper func(id string) []string
+		// entry is the row of the named decision's entry (0: none).
+		entry  int64
+		reason string
+	}{
+		{"deny flipped to allow, column and document", func(id string) []string {
+			return []string{`UPDATE gate_decisions SET decision = 'allow', doc = replace(doc, '"decision":"deny"', '"decision":"allow"') WHERE id = '` + id + `'`}
+		}, 1, "was edited"},
+		{"column only", func(id string) []string {
+			return []string{`UPDATE gate_decisions SET decision = 'allow' WHERE id = '` + id + `'`}
+		}, 1, `says "allow", its audit entry recorded "deny"`},
+		{"document only", func(id string) []string {
+			return []string{`UPDATE gate_decisions SET doc = replace(doc, '"decision":"deny"', '"decision":"allow"') WHERE id = '` + id + `'`}
+		}, 1, "document does not match"},
+		{"moved to another release", func(id string) []string {
+			return []string{`UPDATE gate_decisions SET release_id = 'other' WHERE id = '` + id + `'`}
+		}, 1, "names release other"},
+		{"deleted", func(id string) []string {
+			return []string{`DELETE FROM gate_decisions WHERE id = '` + id + `'`}
+		}, 1, "missing from gate_decisions"},
+		{"inserted without an entry", func(id string) []string {
+			return []string{`INSERT INTO gate_decisions (id, release_id, decision, emergency, policy_version, evaluated_at, actor, doc)
+				SELECT 'zzzz-forged', release_id, 'allow', emergency, policy_version, evaluated_at, actor, doc FROM gate_decisions WHERE id = '` + id + `'`}
+		}, 0, "has no audit entry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+				ctx := context.Background()
+				ids := saveDecisions(t, db)
+				if brk, rows, err := db.VerifyAudit(ctx); err != nil || brk != nil || rows != 4 {
+					t.Fatalf("before: brk %+v rows %d err %v", brk, rows, err)
+				}
+				for _, q := range tc.tamper(ids[0]) {
+					if _, err := db.SQLX().ExecContext(ctx, q); err != nil {
+						t.Fatalf("%s: %v", q, err)
+					}
+				}
+				brk, rows, err := db.VerifyAudit(ctx)
+				if err != nil || brk == nil {
+					t.Fatalf("edit not detected: brk %+v err %v", brk, err)
+				}
+				wantID := ids[0]
+				if tc.entry == 0 {
+					wantID = "zzzz-forged"
+				}
+				if brk.Seq != tc.entry || brk.DecisionID != wantID || !strings.Contains(brk.Reason, tc.reason) {
+					t.Fatalf("break %+v, want row %d, decision %s, %q", brk, tc.entry, wantID, tc.reason)
+				}
+				wantRows := int64(4) // the chain itself is intact
+				if tc.entry > 0 {
+					wantRows = tc.entry - 1
+				}
+				if rows != wantRows {
+					t.Fatalf("rows verified %d, want %d", rows, wantRows)
+				}
+			})
+		})
+	}
+}
+
+// TestVerifyHoldsTheChainToItsHead: rows deleted from the chain's end pass
+// a chain check alone, but not one held to a head kept outside.
+func TestVerifyHoldsTheChainToItsHead(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		ctx := context.Background()
+		head, err := db.AuditHead(ctx)
+		if err != nil || head.Seq != 0 || head.Hash != core.GenesisHash {
+			t.Fatalf("empty chain's head %+v %v", head, err)
+		}
+		if brk, _, err := db.VerifyAuditTo(ctx, head); brk != nil || err != nil {
+			t.Fatalf("empty chain against the genesis head: %+v %v", brk, err)
+		}
+		appendN(t, db, 5)
+		head, err = db.AuditHead(ctx)
+		if err != nil || head.Seq != 5 || len(head.Hash) != 64 || head.At.IsZero() {
+			t.Fatalf("head %+v %v", head, err)
+		}
+		all, _ := db.ListAudit(ctx, core.AuditFilter{})
+		if all[4].Hash != head.Hash {
+			t.Fatalf("head %s, row 5 %s", head.Hash, all[4].Hash)
+		}
+		appendN(t, db, 2) // the chain grows past the anchor
+		for _, h := range []core.AuditHead{head, {Hash: head.Hash}} {
+			if brk, rows, err := db.VerifyAuditTo(ctx, h); brk != nil || err != nil || rows != 7 {
+				t.Fatalf("anchor %+v: brk %+v rows %d %v", h, brk, rows, err)
+			}
+		}
+		if _, err := db.SQLX().ExecContext(ctx, "DELETE FROM audit_log WHERE seq >= 5"); err != nil {
+			t.Fatal(err)
+		}
+		if brk, _, err := db.VerifyAudit(ctx); brk != nil || err != nil {
+			t.Fatalf("without an anchor the cut is invisible: %+v %v", brk, err)
+		}
+		brk, rows, err := db.VerifyAuditTo(ctx, head)
+		if err != nil || brk == nil || !strings.Contains(brk.Reason, "ends at row 4, before the expected head at row 5") || rows != 4 {
+			t.Fatalf("cut chain: brk %+v rows %d %v", brk, rows, err)
+		}
+		if brk, _, _ := db.VerifyAuditTo(ctx, core.AuditHead{Hash: head.Hash}); brk == nil || !strings.Contains(brk.Reason, "no row has the expected head hash") {
+			t.Fatalf("cut chain, hash only: %+v", brk)
+		}
+		// A row at the anchor's seq with another hash: the chain was rewritten.
+		brk, _, _ = db.VerifyAuditTo(ctx, core.AuditHead{Seq: 3, Hash: head.Hash})
+		if brk == nil || brk.Seq != 3 || !strings.Contains(brk.Reason, "not the expected head") {
+			t.Fatalf("rewritten chain: %+v", brk)
+		}
+	})
+}

@@ -1,0 +1,210 @@
+package groupcommit
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// TestOneStatementConnectionLost: an own connection that died while idle
+// is pinged and replaced before a group is sent on it; one that dies with
+// no idle time in between fails its group with an unknown outcome, and
+// the next group gets a new connection.
+func TestOneStatementConnectionLost(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		idle    time.Duration
+		wantErr bool
+	}{
+		{"pinged after idle", time.Nanosecond, false},
+		{"no idle time", time.Hour, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, db := newTestCommitter(t, Config{IdlePing: tt.idle})
+			ctx := context.Background()
+			appendOne := func(i int) error {
+				return c.Submit(ctx, Request{Entries: []core.AuditEntry{{Action: "test.lost", Subject: fmt.Sprint(i)}}})
+			}
+			if err := appendOne(0); err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if err := db.GetContext(ctx, &n, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+				WHERE datname = current_database() AND application_name = $1`, connAppName); err != nil || n == 0 {
+				t.Fatalf("terminated %d: %v", n, err)
+			}
+			err := appendOne(1)
+			if tt.wantErr != (err != nil) || (err != nil && !strings.Contains(err.Error(), "may or may not have committed")) {
+				t.Fatalf("append after the loss: %v", err)
+			}
+			for i := 2; i < 4; i++ {
+				if err := appendOne(i); err != nil {
+					t.Fatalf("append %d: %v", i, err)
+				}
+			}
+			want := 4
+			if tt.wantErr {
+				want = 3
+			}
+			checkChain(t, db, want)
+		})
+	}
+}
+
+// TestOneStatementPreparedStatementLost: a group whose prepared statement
+// is gone from the session (DEALLOCATE, or a pooler that switched server
+// connections) is committed caller by caller, and the next group prepares
+// it again on a new connection.
+func TestOneStatementPreparedStatementLost(t *testing.T) {
+	c, db := newTestCommitter(t, Config{})
+	ctx := context.Background()
+	if err := c.Submit(ctx, decision("d1")); err != nil {
+		t.Fatal(err)
+	}
+	// The committer waits for requests: its connection is free to use here
+	// (the answer to d1 ordered its last use before this).
+	if _, err := c.conn.c.ExecContext(ctx, "DEALLOCATE ALL"); err != nil {
+		t.Fatal(err)
+	}
+	before := c.Stats()
+	if err := c.Submit(ctx, decision("d2")); err != nil {
+		t.Fatalf("with the statement gone: %v", err)
+	}
+	if err := c.Submit(ctx, decision("d3")); err != nil {
+		t.Fatalf("after: %v", err)
+	}
+	if got := c.Stats().OneStatement - before.OneStatement; got != 1 {
+		t.Errorf("one-statement groups: %d, want 1 (d3 only)", got)
+	}
+	checkChain(t, db, 3)
+}
+
+// TestRowsThatMayConflictGoInteractively: rows not marked conflict-free
+// are written under the chain lock, in an interactive transaction.
+func TestRowsThatMayConflictGoInteractively(t *testing.T) {
+	c, db := newTestCommitter(t, Config{})
+	ctx := context.Background()
+	leases := NewInsert("leases", []string{"name", "holder", "expires_at"}, []string{"text", "text", "timestamptz"}, "")
+	err := c.Submit(ctx, Request{Entries: []core.AuditEntry{{Action: "test.locked"}},
+		Rows: []Row{{Insert: leases, Args: []any{"l1", "h", time.Now().UTC()}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Groups != 1 || st.OneStatement != 0 {
+		t.Errorf("groups %d, as one statement %d: want 1 and 0", st.Groups, st.OneStatement)
+	}
+	var n int
+	if err := db.GetContext(ctx, &n, "SELECT count(*) FROM leases WHERE name = 'l1'"); err != nil || n != 1 {
+		t.Errorf("leases %d (%v)", n, err)
+	}
+	checkChain(t, db, 1)
+}
+
+// TestOneStatementText: a group's statement text depends on its shape only
+// (the inserts in order, entries or not), and is built once per shape.
+func TestOneStatementText(t *testing.T) {
+	c := &Committer{}
+	both := c.oneStatementText([]*Insert{testReleases, testDecisions}, true)
+	tests := []struct {
+		name        string
+		order       []*Insert
+		withEntries bool
+		want        []string // substrings, in order
+	}{
+		{"rows and entries", []*Insert{testReleases, testDecisions}, true,
+			[]string{"WITH i0 AS (INSERT INTO releases", "$1::text[]", "i1 AS (INSERT INTO gate_decisions", "$11::text[]", "tollgate_append_audit(", "$19::text[]", "$24::text[]", "(SELECT count(*) FROM i1) c1"}},
+		{"other order", []*Insert{testDecisions, testReleases}, true,
+			[]string{"WITH i0 AS (INSERT INTO gate_decisions", "i1 AS (INSERT INTO releases", "$9::text[]", "tollgate_append_audit(", "$19::text[]"}},
+		{"rows only", []*Insert{testDecisions}, false, []string{"WITH i0 AS (INSERT INTO gate_decisions", "SELECT 1 FROM (SELECT count(*) FROM i0) c0"}},
+		{"entries only", nil, true, []string{"SELECT tollgate_append_audit(", "$1::text[]", "$6::text[]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := c.oneStatementText(tt.order, tt.withEntries)
+			rest := got
+			for _, w := range tt.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("%q not found in order in\n%s", w, got)
+				}
+				rest = rest[i+len(w):]
+			}
+			if again := c.oneStatementText(tt.order, tt.withEntries); again != got {
+				t.Fatalf("second call differs:\n%s\n%s", got, again)
+			}
+		})
+	}
+	if c.oneStatementText([]*Insert{testReleases, testDecisions}, true) != both {
+		t.Fatal("cached text changed")
+	}
+}
+
+// TestBinaryArgs: the group's arguments become their binary renderings in
+// one buffer the connection keeps for the next group, unless it grew past
+// scratchMax.
+func TestBinaryArgs(t *testing.T) {
+	var w groupConn
+	group := func(docs ...string) []textArray {
+		return []textArray{docs, {"a"}, {}}
+	}
+	args, err := w.binaryArgs(group("one", `"two"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range group("one", `"two"`) {
+		want, _ := a.BinaryValue()
+		if got, ok := args[i].([]byte); !ok || string(got) != string(want) {
+			t.Fatalf("argument %d: %x, want %x", i, args[i], want)
+		}
+	}
+	kept := cap(w.scratch)
+	first := &w.scratch[:1][0]
+	if _, err := w.binaryArgs(group("x")); err != nil {
+		t.Fatal(err)
+	}
+	if cap(w.scratch) != kept || &w.scratch[:1][0] != first {
+		t.Fatal("a smaller group did not reuse the buffer")
+	}
+	if _, err := w.binaryArgs(group(strings.Repeat("d", scratchMax))); err != nil {
+		t.Fatal(err)
+	}
+	if cap(w.scratch) > scratchMax {
+		t.Fatalf("kept a %d-byte buffer", cap(w.scratch))
+	}
+}
+
+// TestOnceRowsAreLeftOutOnceCommitted: a row with a Once key is sent until
+// a commit carried it, then left out; the memo is bounded.
+func TestOnceRowsAreLeftOutOnceCommitted(t *testing.T) {
+	var m onceMemo
+	rows := []Row{{Once: "a"}, {}, {Once: "b"}}
+	if got := m.skipKnown(rows); len(got) != 3 {
+		t.Fatalf("nothing known yet: %d rows", len(got))
+	}
+	m.remember(rows[:1])
+	if got := m.skipKnown(rows); len(got) != 2 || got[0].Once != "" || got[1].Once != "b" {
+		t.Fatalf("a known: %+v", got)
+	}
+	if len(rows) != 3 || rows[0].Once != "a" {
+		t.Fatal("the caller's rows were changed")
+	}
+	for i := range onceMax + 1 {
+		m.add(fmt.Sprintf("r%d", i))
+	}
+	if !m.hasLocked("r0") || !m.hasLocked(fmt.Sprintf("r%d", onceMax)) {
+		t.Fatal("the previous generation is forgotten too early")
+	}
+	for i := range onceMax {
+		m.add(fmt.Sprintf("s%d", i))
+	}
+	if m.hasLocked("r0") {
+		t.Fatal("two generations later r0 is still known")
+	}
+	if n := len(m.cur) + len(m.prev); n > 2*onceMax {
+		t.Fatalf("%d keys held", n)
+	}
+}

@@ -1,0 +1,126 @@
+package store
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+func TestWatermark(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		if _, ok, err := db.Watermark(ctx, "sn"); err != nil || ok {
+			t.Fatalf("before the first poll: %v %v", ok, err)
+		}
+		wm := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+		for _, w := range []time.Time{wm.Add(-time.Hour), wm} {
+			if err := db.SetWatermark(ctx, "sn", w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, ok, err := db.Watermark(ctx, "sn")
+		if err != nil || !ok || !got.Equal(wm) {
+			t.Errorf("watermark %v %v %v, want %v", got, ok, err, wm)
+		}
+	})
+}
+
+// TestClaimCreation: of concurrent claims for one release exactly one owns
+// the attempt; a failed attempt or a stale pending one can be taken over;
+// a created change is final.
+func TestClaimCreation(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			owners int
+		)
+		for i := 0; i < 5; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, own, err := db.ClaimCreation(ctx, "rel-1", "sn", time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if own {
+					mu.Lock()
+					owners++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if owners != 1 {
+			t.Fatalf("%d owners, want 1", owners)
+		}
+		// A pending attempt is not taken over before it is stale …
+		if _, own, _ := db.ClaimCreation(ctx, "rel-1", "sn", time.Minute); own {
+			t.Fatal("fresh pending attempt taken over")
+		}
+		// … and is after.
+		clock.t = clock.t.Add(2 * time.Minute)
+		c, own, err := db.ClaimCreation(ctx, "rel-1", "sn", time.Minute)
+		if err != nil || !own || c.Attempts != 2 {
+			t.Fatalf("stale take-over: %+v %v %v", c, own, err)
+		}
+		if err := db.FinishCreation(ctx, "rel-1", "", "Invalid template"); err != nil {
+			t.Fatal(err)
+		}
+		c, own, err = db.ClaimCreation(ctx, "rel-1", "sn", time.Minute)
+		if err != nil || !own || c.Status != core.CreationPending {
+			t.Fatalf("retry after failure: %+v %v %v", c, own, err)
+		}
+		if err := db.FinishCreation(ctx, "rel-1", "CHG0000042", ""); err != nil {
+			t.Fatal(err)
+		}
+		clock.t = clock.t.Add(time.Hour)
+		c, own, err = db.ClaimCreation(ctx, "rel-1", "sn", time.Minute)
+		if err != nil || own || c.Status != core.CreationCreated || c.ChangeKey != "CHG0000042" {
+			t.Fatalf("created is final: %+v %v %v", c, own, err)
+		}
+		entries, err := db.ListAudit(ctx, core.AuditFilter{Subject: "release:rel-1", Limit: 10})
+		if err != nil || len(entries) != 2 || entries[0].Action != "change.creation_failed" || entries[1].Action != "change.created" {
+			t.Errorf("audit %+v %v", entries, err)
+		}
+	})
+}
+
+func TestOutbox(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		n := core.OutboxNote{DedupeKey: "d1", Connector: "sn", ChangeKey: "CHG1", Body: "started"}
+		for i := 0; i < 2; i++ {
+			if err := db.EnqueueNote(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := db.ClaimNotes(ctx, 10, time.Minute)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("claim: %+v %v", got, err)
+		}
+		if again, _ := db.ClaimNotes(ctx, 10, time.Minute); len(again) != 0 {
+			t.Fatal("a claimed note was claimed again within its lease")
+		}
+		if err := db.FinishNote(ctx, got[0].ID, "HTTP 503", clock.t.Add(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		clock.t = clock.t.Add(11 * time.Second)
+		got, err = db.ClaimNotes(ctx, 10, time.Minute)
+		if err != nil || len(got) != 1 || got[0].Attempts != 2 || got[0].LastError != "HTTP 503" {
+			t.Fatalf("retry: %+v %v", got, err)
+		}
+		if err := db.FinishNote(ctx, got[0].ID, "", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		clock.t = clock.t.Add(time.Hour)
+		if again, _ := db.ClaimNotes(ctx, 10, time.Minute); len(again) != 0 {
+			t.Fatal("a written note was claimed again")
+		}
+	})
+}

@@ -116,9 +116,9 @@ func TestUIBrowser(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("long-poll did not answer")
 	}
-	do("dashboard after approval", chromedp.Navigate(s.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("tr.answered .badge.allow")))
-	if got := text("tr.answered"); !strings.Contains(got, "payments-api 2.1.0") || !strings.Contains(got, "allow") {
-		t.Errorf("answered row: %q", got)
+	do("dashboard after approval", chromedp.Navigate(s.url+"/ui/"), chromedp.WaitVisible(chromedp.CSS("tr.decision .badge.allow")))
+	if got := text("tr.decision"); !strings.Contains(got, "payments-api 2.1.0") || !strings.Contains(got, "allow") {
+		t.Errorf("newest decision: %q", got)
 	}
 
 	// Edit a mapping: preview on a sample, then save as a new version.

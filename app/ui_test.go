@@ -341,8 +341,8 @@ func TestUITokensCreatedShownOnce(t *testing.T) {
 
 // TestUIDashboardWaitingThenAllowed: a long-polled check waiting on a
 // change shows on the dashboard with its reason; once the change's approval
-// arrives by webhook the check is answered and the dashboard shows it
-// allowed, and the release page lists both decisions.
+// arrives by webhook the check is answered and the dashboard's newest
+// gate decision shows it allowed, and the release page lists both decisions.
 func TestUIDashboardWaitingThenAllowed(t *testing.T) {
 	s := boot(t, "postgres", e2eConfig)
 	ci, _ := s.token(core.RoleCI)
@@ -371,7 +371,7 @@ func TestUIDashboardWaitingThenAllowed(t *testing.T) {
 		t.Fatal("long-poll did not answer")
 	}
 	_, _, body := c.get("/ui/")
-	if strings.Contains(body, `<tr class="waiting">`) || !regexp.MustCompile(`(?s)<tr class="answered">.*payments-api 2.0.0.*badge allow`).MatchString(body) {
+	if strings.Contains(body, `<tr class="waiting">`) || !regexp.MustCompile(`<tr class="decision">\s*<td><a [^>]*>payments-api 2.0.0 → production</a></td>\s*<td><span class="badge allow">`).MatchString(body) {
 		t.Errorf("dashboard after the approval:\n%s", body)
 	}
 	_, _, body = c.get("/ui/changes/CHG3001")

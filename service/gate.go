@@ -61,11 +61,38 @@ type Gate struct {
 	OnDecision func(d core.GateDecision)
 	stopOnce   sync.Once
 	stopping   chan struct{}
-	waiting    waitingSet // checks long-polling now (the UI's dashboard)
+	waiting    sync.Map // *WaitingCheck: the long-polled checks now waiting
 
 	// ITSM, when set, reads back linked changes the store does not know
 	// and opens a change for a release that links none (itsm.go).
 	ITSM ITSMGate
+}
+
+// WaitingCheck is a long-polled check that is waiting, as GET
+// /api/v1/gate/pending shows it.
+type WaitingCheck struct {
+	Request  core.GateRequest
+	Since    time.Time
+	Deadline time.Time
+	mu       sync.Mutex
+	reasons  []core.Reason
+}
+
+// Reasons are the reasons of the check's latest evaluation.
+func (w *WaitingCheck) Reasons() []core.Reason {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.reasons
+}
+
+// Waiting lists the long-polled checks waiting in this process.
+func (g *Gate) Waiting() []*WaitingCheck {
+	var out []*WaitingCheck
+	g.waiting.Range(func(k, _ any) bool {
+		out = append(out, k.(*WaitingCheck))
+		return true
+	})
+	return out
 }
 
 // Shutdown makes every waiting check answer now with its current decision,
@@ -192,8 +219,12 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	}
 	defer cancel()
 	deadline := g.clock.Now().Add(wait)
-	var slot uint64
-	defer func() { g.waiting.remove(slot) }()
+	var shown *WaitingCheck
+	defer func() {
+		if shown != nil {
+			g.waiting.Delete(shown)
+		}
+	}()
 
 	for final := wait <= 0; ; {
 		cp = g.policies.Current()
@@ -202,17 +233,19 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 			return core.GateDecision{}, err
 		}
 		if final || d.Decision != core.Wait || !d.EvaluatedAt.Before(deadline) {
-			rec, err := g.record(ctx, d, actor)
-			if err == nil && slot != 0 {
-				g.waiting.answered(slot, rec)
-			}
-			return rec, err
+			return g.record(ctx, d, actor)
 		}
 		until := deadline
 		if next, ok := core.NextChange(cp, *d.Facts, d.EvaluatedAt); ok && next.Before(until) {
 			until = next
 		}
-		slot = g.waiting.put(slot, WaitingCheck{Request: req, ReleaseID: d.ReleaseID, Reasons: d.Reasons, Since: d.EvaluatedAt, Deadline: deadline})
+		if shown == nil {
+			shown = &WaitingCheck{Request: req, Since: d.EvaluatedAt, Deadline: deadline}
+			g.waiting.Store(shown, struct{}{})
+		}
+		shown.mu.Lock()
+		shown.reasons = d.Reasons
+		shown.mu.Unlock()
 		switch g.await(ctx, wake, until.Sub(d.EvaluatedAt), req) {
 		case awaitDone:
 			return core.GateDecision{}, core.Wrap(core.KindUnavailable, ctx.Err(), "the request ended while waiting")

@@ -99,6 +99,26 @@ func (d *DB) DecisionsForRelease(ctx context.Context, releaseID string, limit in
 	return out, nil
 }
 
+// RecentDecisions returns the latest recorded gate decisions, newest
+// first (ids are UUIDv7: the primary key is time-ordered), without facts.
+func (d *DB) RecentDecisions(ctx context.Context, limit int) ([]core.GateDecision, error) {
+	var docs []string
+	if err := d.db.SelectContext(ctx, &docs, d.q("SELECT doc FROM gate_decisions ORDER BY id DESC LIMIT ?"), limit); err != nil {
+		return nil, fmt.Errorf("list recent decisions: %w", translate(err))
+	}
+	out := make([]core.GateDecision, 0, len(docs))
+	for _, doc := range docs {
+		var dec core.GateDecision
+		if err := json.Unmarshal([]byte(doc), &dec); err != nil {
+			return nil, fmt.Errorf("decode gate decision: %w", err)
+		}
+		dec.EvaluatedAt = dec.EvaluatedAt.UTC()
+		dec.Facts = nil
+		out = append(out, dec)
+	}
+	return out, nil
+}
+
 // ActiveIncidents returns the incidents that are not resolved, closed or
 // canceled, most urgent first.
 func (d *DB) ActiveIncidents(ctx context.Context) ([]core.Incident, error) {

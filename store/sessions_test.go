@@ -54,3 +54,41 @@ func TestUISessions(t *testing.T) {
 		}
 	})
 }
+
+// TestUIReads: the UI's reads — decisions of a release and the latest
+// decisions (newest first, without facts), active incidents only.
+func TestUIReads(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		req := core.GateRequest{Service: "pay", Environment: "prod", Version: "1"}
+		var ids []string
+		for i, d := range []core.Decision{core.Wait, core.Allow} {
+			dec := core.GateDecision{ID: newID(), ReleaseID: "rel-1", Decision: d, Request: req,
+				EvaluatedAt: clock.t.Add(time.Duration(i) * time.Minute), Facts: &core.Facts{}}
+			if err := db.SaveDecision(ctx, dec, "ci"); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, dec.ID)
+		}
+		recent, err := db.RecentDecisions(ctx, 10)
+		if err != nil || len(recent) != 2 || recent[0].ID != ids[1] || recent[0].Decision != core.Allow || recent[0].Facts != nil {
+			t.Fatalf("recent: %+v %v", recent, err)
+		}
+		of, err := db.DecisionsForRelease(ctx, "rel-1", 10)
+		if err != nil || len(of) != 2 || of[0].ID != ids[1] {
+			t.Fatalf("of release: %+v %v", of, err)
+		}
+		for _, in := range []core.Incident{
+			{Source: "itsm", Key: "INC1", Priority: 1, State: core.IncidentOpen, SourceUpdatedAt: clock.t},
+			{Source: "itsm", Key: "INC2", Priority: 1, State: core.IncidentResolved, SourceUpdatedAt: clock.t},
+		} {
+			if _, err := db.UpsertIncident(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+		}
+		active, err := db.ActiveIncidents(ctx)
+		if err != nil || len(active) != 1 || active[0].Key != "INC1" {
+			t.Fatalf("active: %+v %v", active, err)
+		}
+	})
+}

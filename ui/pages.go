@@ -17,7 +17,6 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/tollgate-dev/tollgate/core"
-	"github.com/tollgate-dev/tollgate/service"
 )
 
 const pageSize = 50
@@ -26,8 +25,8 @@ const pageSize = 50
 
 type dashboardView struct {
 	Deployments []core.Deployment
-	Waiting     []service.WaitingCheck
-	Answered    []service.WaitingCheck
+	Waiting     []waitingRow
+	Recent      []core.GateDecision
 	Incidents   []core.Incident
 	Freezes     []freezeRow
 	Days        []dayCount
@@ -38,6 +37,14 @@ type dashboardView struct {
 	Weeks      []weekMetrics
 	WeeksChart chart
 	HasReports bool
+}
+
+// waitingRow is a long-polled check waiting now, with its release.
+type waitingRow struct {
+	Request   core.GateRequest
+	ReleaseID string
+	Since     time.Time
+	Reasons   []core.Reason
 }
 
 type freezeRow struct {
@@ -51,8 +58,16 @@ func (u *UI) dashboard(c *echo.Context, s *session) error {
 	ctx := c.Request().Context()
 	now := u.deps.Clock.Now().UTC()
 	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
-	v := dashboardView{Waiting: u.deps.Gate.Waiting(), Answered: u.deps.Gate.Answered()}
+	var v dashboardView
+	for _, w := range u.deps.Gate.Waiting() {
+		v.Waiting = append(v.Waiting, waitingRow{Request: w.Request, Since: w.Since, Reasons: w.Reasons(),
+			ReleaseID: core.ReleaseID(w.Request.Service, w.Request.Version, w.Request.Environment)})
+	}
+	slices.SortFunc(v.Waiting, func(a, b waitingRow) int { return a.Since.Compare(b.Since) })
 	var err error
+	if v.Recent, err = u.deps.Reader.RecentDecisions(ctx, 10); err != nil {
+		return err
+	}
 	if v.Deployments, err = u.deps.Reader.ListDeployments(ctx, core.ReleaseFilter{From: today, Limit: 100}); err != nil {
 		return err
 	}

@@ -81,8 +81,7 @@ func (emptyReader) ListAudit(context.Context, core.AuditFilter) ([]core.AuditEnt
 
 type noGate struct{}
 
-func (noGate) Waiting() []service.WaitingCheck  { return nil }
-func (noGate) Answered() []service.WaitingCheck { return nil }
+func (noGate) Waiting() []*service.WaitingCheck { return nil }
 
 // TestSessionExpiry: a session ends after the idle timeout without a
 // request, and at its absolute age however busy it is.

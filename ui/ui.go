@@ -52,15 +52,15 @@ type Reader interface {
 	ListDeployments(ctx context.Context, f core.ReleaseFilter) ([]core.Deployment, error)
 	GetRelease(ctx context.Context, id string) (core.Release, error)
 	DecisionsForRelease(ctx context.Context, releaseID string, limit int) ([]core.GateDecision, error)
+	RecentDecisions(ctx context.Context, limit int) ([]core.GateDecision, error)
 	ActiveIncidents(ctx context.Context) ([]core.Incident, error)
 	ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEntry, error)
 	VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error)
 }
 
-// Gate reports the long-polled checks it holds and has answered.
+// Gate reports the long-polled checks it holds now.
 type Gate interface {
-	Waiting() []service.WaitingCheck
-	Answered() []service.WaitingCheck
+	Waiting() []*service.WaitingCheck
 }
 
 // Policies gives the policy in force.

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labstack/echo/v5"
+
 	"github.com/tollgate-dev/tollgate/api"
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/config/mappings"
@@ -139,7 +141,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	web, err := ui.New(ui.Deps{
 		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: db, Gate: a.Gate, Policies: a.Policies,
-		Mappings: a.Mappings, Inbox: a.Inbox,
+		Mappings: a.Mappings, Inbox: a.Inbox, Reports: a.Reconciler, Downloads: uiDownloads{a},
 		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy,
 	})
 	if err != nil {
@@ -158,6 +160,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	})
 	return a, nil
 }
+
+// uiDownloads gives the web UI the API's report downloads; the server is
+// built after the UI (the UI's routes are registered on it), so it is
+// looked up when a download is asked for.
+type uiDownloads struct{ a *App }
+
+func (d uiDownloads) ReportFile(c *echo.Context) error   { return d.a.Server.ReportFile(c) }
+func (d uiDownloads) ReportBundle(c *echo.Context) error { return d.a.Server.ReportBundle(c) }
 
 // bootstrapAdmin installs TOLLGATE_ADMIN_TOKEN's admin token, revoking
 // the token of an earlier value, and warns when no admin token exists at

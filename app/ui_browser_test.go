@@ -60,7 +60,8 @@ func browser(t *testing.T) context.Context {
 
 // TestUIBrowser walks the UI in a real Chromium as a person would: sign
 // in, see a check waiting on a change, see it allowed once the approval
-// webhook lands, edit a mapping with a preview and save it, have a form
+// webhook lands, edit a mapping with a preview and save it, run a
+// reconciliation report and acknowledge the unauthorized deployment in it, have a form
 // without its CSRF token refused, sign out (the old cookie then opens
 // nothing), and screenshot every page at 1280 px and 390 px.
 func TestUIBrowser(t *testing.T) {
@@ -133,6 +134,26 @@ func TestUIBrowser(t *testing.T) {
 		t.Errorf("after save: %q", got)
 	}
 
+	// Run a reconciliation report, find the deployment made without the
+	// gate's allow, acknowledge it.
+	day := time.Now().UTC().Format(time.DateOnly)
+	do("run report", chromedp.Navigate(s.url+"/ui/reconciliation"), chromedp.WaitVisible(chromedp.ID("r-from")),
+		chromedp.SetValue(chromedp.ID("r-from"), time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly)),
+		chromedp.SetValue(chromedp.ID("r-to"), day), chromedp.SetValue(chromedp.ID("r-env"), "production"),
+		chromedp.Click(chromedp.CSS(`form[action="/ui/reconciliation"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("#code-"+core.CodeGateBypassed)))
+	bypass := "#code-" + core.CodeGateBypassed + " + article, #code-" + core.CodeGateBypassed + " ~ article"
+	if got := text(bypass); !strings.Contains(got, "payments-api 1.9.0") {
+		t.Fatalf("the unauthorized deployment is not in the report: %q", got)
+	}
+	shots.take(ctx, "report", "")
+	do("acknowledge", chromedp.SendKeys(chromedp.CSS("#code-"+core.CodeGateBypassed+" ~ article textarea"), "emergency fix, approved by phone"),
+		chromedp.Click(chromedp.CSS("#code-"+core.CodeGateBypassed+" ~ article form.ack button")),
+		chromedp.WaitVisible(chromedp.CSS("article.acked")))
+	if got := text("article.acked"); !strings.Contains(got, "emergency fix, approved by phone") || !strings.Contains(got, "acknowledged") {
+		t.Errorf("acknowledged finding: %q", got)
+	}
+
 	// A form without its CSRF token is refused.
 	do("post without CSRF", chromedp.Navigate(s.url+"/ui/tokens"), chromedp.WaitVisible(chromedp.ID("t-name")),
 		chromedp.Evaluate[chromedp.Void](`document.querySelectorAll('form[action="/ui/tokens"] input[name=csrf]').forEach(e => e.remove())`),
@@ -148,6 +169,7 @@ func TestUIBrowser(t *testing.T) {
 		{"change", "/ui/changes/CHG4001", "table"}, {"mappings", "/ui/mappings", "table"},
 		{"mapping", "/ui/mappings/generic-change", "#source"}, {"inbox", "/ui/inbox", "table"}, {"policy", "/ui/policy", "table"},
 		{"audit", "/ui/audit?verify=1", "table"}, {"tokens", "/ui/tokens", "table"},
+		{"reconciliation", "/ui/reconciliation", "table"},
 	} {
 		do(p.name, chromedp.Navigate(s.url+p.path), chromedp.WaitVisible(chromedp.CSS(p.ready)))
 		shots.take(ctx, p.name, p.ready)

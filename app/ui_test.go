@@ -129,6 +129,8 @@ func TestUIPagesByRole(t *testing.T) {
 		{"/ui/inbox", admin, 200},
 		{"/ui/inbox/no-such-event", admin, 404},
 		{"/ui/tokens", admin, 200},
+		{"/ui/reconciliation", all, 200},
+		{"/ui/reconciliation/no-such-report", all, 404},
 		{"/ui/no-such-page", all, 404},
 	}
 	for _, p := range pages {
@@ -375,6 +377,79 @@ func TestUIDashboardWaitingThenAllowed(t *testing.T) {
 	_, _, body = c.get("/ui/changes/CHG3001")
 	if !strings.Contains(body, "Version 2") || !strings.Contains(body, "requested") || !strings.Contains(body, "ana.lima") {
 		t.Errorf("change page lacks the history or approvals:\n%s", body)
+	}
+}
+
+// TestUIReconciliation: a change manager runs a report for a period, reads
+// its findings grouped by code, finds the deployment made without the
+// gate's allow and acknowledges it with a comment; the downloads are the
+// API's files. An auditor reads but may not run or acknowledge.
+func TestUIReconciliation(t *testing.T) {
+	s := boot(t, "sqlite", e2eConfig)
+	ci, _ := s.token(core.RoleCI)
+	start := time.Now().UTC().Add(-3 * time.Hour)
+	if st := s.do("POST", "/api/v1/deployments", ci, map[string]any{"service": "payments-api", "environment": "production",
+		"version": "3.0.0", "status": "succeeded", "provider": "github", "run_id": "901", "actor": "eve",
+		"changes": []string{"CHG5001"}, "started_at": start}, nil); st != http.StatusCreated {
+		t.Fatalf("deployment: %d", st)
+	}
+	cmSecret, _ := s.token(core.RoleChangeManager)
+	cm := s.uiClient()
+	cm.signIn(cmSecret)
+	cm.get("/ui/reconciliation")
+	day := time.Now().UTC().Format(time.DateOnly)
+	if st, _, body := cm.post("/ui/reconciliation", url.Values{"from": {"not-a-day"}, "to": {day}}); st != http.StatusBadRequest || !strings.Contains(body, "from") {
+		t.Errorf("bad period: %d", st)
+	}
+	st, h, _ := cm.post("/ui/reconciliation", url.Values{"from": {time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly)}, "to": {day}, "environment": {"production"}})
+	if st != http.StatusSeeOther {
+		t.Fatalf("run: %d", st)
+	}
+	reportPath := h.Get("Location")
+	st, _, body := cm.get(reportPath)
+	if st != http.StatusOK || !strings.Contains(body, `id="code-`+core.CodeGateBypassed+`"`) || !strings.Contains(body, "payments-api 3.0.0") {
+		t.Fatalf("report page: %d\n%s", st, body)
+	}
+	m := regexp.MustCompile(`action="(/ui/reconciliation/[^"]+/findings/(\d+)/ack)"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatal("no acknowledge form")
+	}
+	if st, _, _ := cm.post(m[1], url.Values{"comment": {"  "}}); st != http.StatusBadRequest {
+		t.Errorf("ack without comment: %d, want 400", st)
+	}
+	if st, _, _ := cm.post(m[1], url.Values{"comment": {"hotfix agreed on the bridge call"}}); st != http.StatusSeeOther {
+		t.Fatalf("ack: %d", st)
+	}
+	_, _, body = cm.get(reportPath)
+	if !strings.Contains(body, "hotfix agreed on the bridge call") || !strings.Contains(body, "via ui") {
+		t.Errorf("acknowledgement not shown")
+	}
+	_, _, dash := cm.get("/ui/")
+	if !strings.Contains(dash, "Open findings") || !strings.Contains(dash, "Release metrics, last 8 weeks") {
+		t.Errorf("dashboard lacks findings or metrics")
+	}
+	for format, ctype := range map[string]string{"csv": "text/csv", "html": "text/html"} {
+		st, h, body := cm.get(reportPath + "/download?format=" + format)
+		if st != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), ctype) || !strings.Contains(h.Get("Content-Disposition"), "attachment") ||
+			!strings.Contains(body, core.CodeGateBypassed) {
+			t.Errorf("%s download: %d %v", format, st, h)
+		}
+	}
+	if st, h, body := cm.get(reportPath + "/bundle"); st != http.StatusOK || len(body) < 100 || !strings.Contains(h.Get("Content-Disposition"), ".tar.gz") {
+		t.Errorf("bundle: %d %v", st, h)
+	}
+
+	audSecret, _ := s.token(core.RoleAuditor)
+	aud := s.uiClient()
+	aud.signIn(audSecret)
+	if st, _, body := aud.get(reportPath); st != http.StatusOK || strings.Contains(body, "/ack") {
+		t.Errorf("auditor reads the report without ack forms: %d", st)
+	}
+	if st, _, _ := aud.post("/ui/reconciliation", url.Values{"from": {day}, "to": {day}}); st != http.StatusForbidden {
+		t.Errorf("auditor runs a report: %d, want 403", st)
+	}
+	if st, _, _ := aud.post(m[1], url.Values{"comment": {"x"}}); st != http.StatusForbidden {
+		t.Errorf("auditor acknowledges: %d, want 403", st)
 	}
 }
 

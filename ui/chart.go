@@ -56,21 +56,15 @@ func freezeSpans(cp *core.CompiledPolicy, env string, from, to time.Time) []free
 	return out
 }
 
-// chart is a bar chart of deployments per day by outcome, rendered as
-// inline SVG (no script, no external asset), with the same numbers as a
-// table for screen readers and for reading exact values.
+// chart is a stacked bar chart rendered as inline SVG (no script, no
+// external asset); pages show the same numbers as a table, for screen
+// readers and for reading exact values.
 type chart struct {
-	Days   []chartDay
 	Max    int
 	Width  int
 	Height int
 	Bars   []chartBar
 	Labels []chartLabel
-}
-
-type chartDay struct {
-	Day                               time.Time
-	Succeeded, Failed, Started, Total int
 }
 
 type chartBar struct {
@@ -84,57 +78,90 @@ type chartLabel struct {
 	Text string
 }
 
-func deploymentChart(ds []core.Deployment, today time.Time, days int) chart {
+// chartPart is one series of a stacked chart: its CSS class and name.
+type chartPart struct{ Class, Name string }
+
+// stackedChart draws one bar per label, stacked from values[i] (one value
+// per part).
+func stackedChart(labels []string, parts []chartPart, values [][]int) chart {
 	ch := chart{Width: 640, Height: 200}
-	first := today.AddDate(0, 0, -(days - 1))
-	ch.Days = make([]chartDay, days)
-	for i := range ch.Days {
-		ch.Days[i].Day = first.AddDate(0, 0, i)
-	}
-	for _, d := range ds {
-		i := int(d.StartedAt.UTC().Sub(first) / (24 * time.Hour))
-		if d.StartedAt.Before(first) || i < 0 || i >= days {
-			continue
+	for _, vs := range values {
+		sum := 0
+		for _, v := range vs {
+			sum += v
 		}
-		switch d.Status {
-		case core.DeploySucceeded:
-			ch.Days[i].Succeeded++
-		case core.DeployFailed, core.DeployRolledBack:
-			ch.Days[i].Failed++
-		default:
-			ch.Days[i].Started++
-		}
-		ch.Days[i].Total++
-	}
-	for _, d := range ch.Days {
-		ch.Max = max(ch.Max, d.Total)
+		ch.Max = max(ch.Max, sum)
 	}
 	scale := max(ch.Max, 1)
 	const top, bottom, left = 10, 30, 30
 	plot := ch.Height - top - bottom
-	slot := (ch.Width - left) / days
-	for i, d := range ch.Days {
+	n := max(len(labels), 1)
+	slot := (ch.Width - left) / n
+	for i, label := range labels {
 		x := left + i*slot + slot/6
 		w := slot * 2 / 3
 		y := top + plot
-		for _, part := range []struct {
-			n     int
-			class string
-			what  string
-		}{{d.Succeeded, "ok", "succeeded"}, {d.Failed, "bad", "failed or rolled back"}, {d.Started, "run", "started"}} {
-			if part.n == 0 {
+		for k, p := range parts {
+			v := values[i][k]
+			if v == 0 {
 				continue
 			}
-			h := part.n * plot / scale
+			h := max(v*plot/scale, 1)
 			y -= h
-			ch.Bars = append(ch.Bars, chartBar{X: x, Y: y, W: w, H: h, Class: part.class,
-				Title: fmt.Sprintf("%s: %d %s", d.Day.Format("Jan 2"), part.n, part.what)})
+			ch.Bars = append(ch.Bars, chartBar{X: x, Y: y, W: w, H: h, Class: p.Class, Title: fmt.Sprintf("%s: %d %s", label, v, p.Name)})
 		}
-		if i%2 == 0 || days <= 7 {
-			ch.Labels = append(ch.Labels, chartLabel{X: x + w/2, Y: ch.Height - 10, Text: d.Day.Format("Jan 2")})
+		if n <= 8 || i%2 == (n-1)%2 { // every label that fits, always the last
+			ch.Labels = append(ch.Labels, chartLabel{X: x + w/2, Y: ch.Height - 10, Text: label})
 		}
 	}
 	return ch
+}
+
+// dayCount is one day of the deployments chart.
+type dayCount struct {
+	Day                               time.Time
+	Succeeded, Failed, Started, Total int
+}
+
+// deploymentDays counts deployments per day by outcome, over the days
+// days ending today.
+func deploymentDays(ds []core.Deployment, today time.Time, days int) []dayCount {
+	first := today.AddDate(0, 0, -(days - 1))
+	out := make([]dayCount, days)
+	for i := range out {
+		out[i].Day = first.AddDate(0, 0, i)
+	}
+	for _, d := range ds {
+		if d.StartedAt.Before(first) {
+			continue
+		}
+		i := int(d.StartedAt.UTC().Sub(first) / (24 * time.Hour))
+		if i >= days {
+			continue
+		}
+		switch d.Status {
+		case core.DeploySucceeded:
+			out[i].Succeeded++
+		case core.DeployFailed, core.DeployRolledBack:
+			out[i].Failed++
+		default:
+			out[i].Started++
+		}
+		out[i].Total++
+	}
+	return out
+}
+
+var deployParts = []chartPart{{"ok", "succeeded"}, {"bad", "failed or rolled back"}, {"run", "started"}}
+
+func deploymentChart(days []dayCount) chart {
+	labels := make([]string, len(days))
+	values := make([][]int, len(days))
+	for i, d := range days {
+		labels[i] = d.Day.Format("Jan 2")
+		values[i] = []int{d.Succeeded, d.Failed, d.Started}
+	}
+	return stackedChart(labels, deployParts, values)
 }
 
 var funcs = template.FuncMap{

@@ -29,7 +29,14 @@ type dashboardView struct {
 	Recent      []core.GateDecision
 	Incidents   []core.Incident
 	Freezes     []freezeRow
+	Days        []dayCount
 	Chart       chart
+	// With reconciliation reports: the latest report's open findings and
+	// the release metrics of the last weeks.
+	Findings   *openFindings
+	Weeks      []weekMetrics
+	WeeksChart chart
+	HasReports bool
 }
 
 // waitingRow is a long-polled check waiting now, with its release.
@@ -95,7 +102,18 @@ func (u *UI) dashboard(c *echo.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	v.Chart = deploymentChart(past, today, 14)
+	v.Days = deploymentDays(past, today, 14)
+	v.Chart = deploymentChart(v.Days)
+	if u.deps.Reports != nil {
+		v.HasReports = true
+		if v.Findings, err = u.latestFindings(ctx); err != nil {
+			return err
+		}
+		if v.Weeks, err = u.weeklyMetrics(ctx, 8); err != nil {
+			return err
+		}
+		v.WeeksChart = weeksChart(v.Weeks)
+	}
 	return u.render(c, s, http.StatusOK, "dashboard", "Dashboard", v)
 }
 

@@ -97,6 +97,10 @@ type Deps struct {
 	Policies Policies
 	Mappings Mappings
 	Inbox    Inbox
+	// Reports and Downloads, when set, add the reconciliation pages and
+	// the dashboard's open findings and release metrics.
+	Reports   Reports
+	Downloads Downloads
 	// IdleTimeout ends a session after this long without a request;
 	// MaxAge ends it this long after sign-in whatever happens.
 	IdleTimeout, MaxAge time.Duration
@@ -180,6 +184,9 @@ func (u *UI) Routes(add func(method, path string, h echo.HandlerFunc)) {
 	add(get, "/ui/tokens", u.page(adminOnly, u.tokens))
 	add(post, "/ui/tokens", u.page(adminOnly, u.createToken))
 	add(post, "/ui/tokens/:id/revoke", u.page(adminOnly, u.revokeToken))
+	if u.deps.Reports != nil && u.deps.Downloads != nil {
+		u.reconcileRoutes(add)
+	}
 	// Any other UI path: the 404 page (after the sign-in, like every page).
 	add(get, "/ui/*", u.page(anyReader, u.notFound))
 }
@@ -317,6 +324,7 @@ var nav = []navItem{
 	{"/ui/releases", "Releases", anyReader},
 	{"/ui/deployments", "Deployments", anyReader},
 	{"/ui/changes", "Changes", anyReader},
+	{"/ui/reconciliation", "Reconciliation", anyReader},
 	{"/ui/mappings", "Mappings", anyReader},
 	{"/ui/inbox", "Inbox", adminOnly},
 	{"/ui/policy", "Policy", adminOnly},
@@ -351,6 +359,9 @@ func (u *UI) render(c *echo.Context, s *session, status int, name, title string,
 		v.User, v.Role, v.CSRF = s.token.Name, string(s.token.Role), s.csrf
 		v.IsAdmin = s.token.Role == core.RoleAdmin
 		for _, n := range nav {
+			if n.Path == "/ui/reconciliation" && u.deps.Reports == nil {
+				continue
+			}
 			if s.may(n.roles) {
 				cur := c.Request().URL.Path == n.Path || (n.Path != "/ui/" && len(c.Request().URL.Path) > len(n.Path) && c.Request().URL.Path[:len(n.Path)+1] == n.Path+"/")
 				v.Nav = append(v.Nav, navLink{Path: n.Path, Label: n.Label, Current: cur})

@@ -139,9 +139,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, clock, log); err != nil {
 		return nil, err
 	}
+	proposals := service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes)
 	web, err := ui.New(ui.Deps{
 		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: db, Gate: a.Gate, Policies: a.Policies,
-		Mappings: a.Mappings, Inbox: a.Inbox, Reports: a.Reconciler, Downloads: uiDownloads{a},
+		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Reports: a.Reconciler, Downloads: uiDownloads{a},
 		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy,
 	})
 	if err != nil {
@@ -156,7 +157,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Holds:     service.NewHolds(db, a.Policies, clock),
 		Evidence:  service.NewEvidence(db, a.Policies, clock),
 		Simulator: service.NewSimulator(db, a.Policies),
-		Proposals: service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes),
+		Proposals: proposals,
 	})
 	return a, nil
 }

@@ -487,3 +487,33 @@ func TestUIInboxReplayAndEscaping(t *testing.T) {
 		t.Errorf("replay a connector: %d %v", st, h)
 	}
 }
+
+// TestUIMappingSaveUnderFourEyes: with four-eyes governance a save from the
+// UI is a proposal, as through the API, and the profile is unchanged until
+// a second admin confirms it.
+func TestUIMappingSaveUnderFourEyes(t *testing.T) {
+	s := boot(t, "sqlite", "governance:\n  four_eyes: true\n")
+	c := s.uiClient()
+	c.signIn(adminSecret)
+	_, _, body := c.get("/ui/mappings/generic-change")
+	src := htmlUnescape(regexp.MustCompile(`(?s)<textarea id="source"[^>]*>(.*?)</textarea>`).FindStringSubmatch(body)[1])
+	edited := strings.Replace(src, "type: {path: type, default: normal}", "type: {path: type, default: standard}", 1)
+	st, h, _ := c.post("/ui/mappings/generic-change", url.Values{"action": {"save"}, "source": {edited}})
+	if st != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "proposed=") {
+		t.Fatalf("save under four-eyes: %d %v", st, h)
+	}
+	if _, _, body := c.get(h.Get("Location")); !strings.Contains(body, "second admin confirms") {
+		t.Error("no proposal message")
+	}
+	var m core.MappingProfile
+	if s.do("GET", "/api/v1/mappings/generic-change", adminSecret, nil, &m); m.Version != 0 || strings.Contains(m.Source, "default: standard") {
+		t.Errorf("the profile changed without a second admin: version %d", m.Version)
+	}
+	var ps struct {
+		Proposals []core.Proposal `json:"proposals"`
+	}
+	if s.do("GET", "/api/v1/proposals", adminSecret, nil, &ps); len(ps.Proposals) != 1 || ps.Proposals[0].Kind != core.ProposalMapping ||
+		!strings.Contains(ps.Proposals[0].ProposedBy, "via ui") {
+		t.Errorf("proposals: %+v", ps.Proposals)
+	}
+}

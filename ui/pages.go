@@ -390,6 +390,7 @@ type mappingView struct {
 	Preview  string   // the mapped record, indented JSON
 	Problems []string // every error of the preview or the save
 	Saved    bool
+	Proposed string // the id of the proposal a save made under four-eyes governance
 }
 
 func (u *UI) mapping(c *echo.Context, s *session) error {
@@ -398,7 +399,7 @@ func (u *UI) mapping(c *echo.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	v := mappingView{Profile: m, Source: m.Source, Saved: c.QueryParam("saved") == "1"}
+	v := mappingView{Profile: m, Source: m.Source, Saved: c.QueryParam("saved") == "1", Proposed: c.QueryParam("proposed")}
 	if v.Versions, err = u.deps.Mappings.Versions(ctx, m.Name); err != nil {
 		return err
 	}
@@ -421,6 +422,17 @@ func (u *UI) mappingPost(c *echo.Context, s *session) error {
 	status := http.StatusOK
 	switch c.FormValue("action") {
 	case "save":
+		if u.deps.Proposals != nil && u.deps.Proposals.FourEyes() {
+			p, err := u.deps.Proposals.Propose(ctx, core.ProposalMapping, name, []byte(src), s.actor())
+			if err == nil {
+				return c.Redirect(http.StatusSeeOther, "/ui/mappings/"+url.PathEscape(name)+"?proposed="+url.QueryEscape(p.ID))
+			}
+			if !isClientError(err) {
+				return err
+			}
+			v.Problems, status = problemLines(err), http.StatusBadRequest
+			break
+		}
 		m, err := u.deps.Mappings.Put(ctx, name, []byte(src), s.actor())
 		if err == nil {
 			return c.Redirect(http.StatusSeeOther, "/ui/mappings/"+url.PathEscape(m.Name)+"?saved=1")

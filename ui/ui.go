@@ -78,6 +78,14 @@ type Mappings interface {
 	Preview(ctx context.Context, name string, src, payload []byte) (any, error)
 }
 
+// Proposals is four-eyes governance: when it is on, a mapping save is a
+// proposal a second admin confirms (as PUT /api/v1/mappings/{name} then
+// answers), never a direct write.
+type Proposals interface {
+	FourEyes() bool
+	Propose(ctx context.Context, kind, target string, src []byte, actor string) (core.Proposal, error)
+}
+
 // Inbox lists and replays stored webhook events.
 type Inbox interface {
 	ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, error)
@@ -96,7 +104,9 @@ type Deps struct {
 	Gate     Gate
 	Policies Policies
 	Mappings Mappings
-	Inbox    Inbox
+	// Proposals may be nil (no four-eyes governance).
+	Proposals Proposals
+	Inbox     Inbox
 	// Reports and Downloads, when set, add the reconciliation pages and
 	// the dashboard's open findings and release metrics.
 	Reports   Reports

@@ -40,10 +40,11 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// browser starts a headless Chromium with a fresh profile.
-func browser(t *testing.T) context.Context {
+// browser starts a headless Chromium with a fresh profile. Start it after
+// the server: cleanups run last-first, so the browser (and the sockets it
+// opens ahead of use) is gone before the server drains its connections.
+func browser(t *testing.T, path string) context.Context {
 	t.Helper()
-	path := chromiumPath(t)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
@@ -65,8 +66,9 @@ func browser(t *testing.T) context.Context {
 // without its CSRF token refused, sign out (the old cookie then opens
 // nothing), and screenshot every page at 1280 px and 390 px.
 func TestUIBrowser(t *testing.T) {
-	ctx := browser(t)
+	path := chromiumPath(t)
 	s := boot(t, "postgres", e2eConfig)
+	ctx := browser(t, path)
 	ci, _ := s.token(core.RoleCI)
 	t0 := time.Now().UTC().Add(-time.Minute)
 	s.sendWebhook(change("CHG4001", core.ApprovalRequested, t0))

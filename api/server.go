@@ -77,6 +77,8 @@ type Deps struct {
 	Reader      Reader
 	Inbox       Inbox
 	Mappings    Mappings
+	// CIGates lists the gate requests CIs wait on (nil: none configured).
+	CIGates PendingLister
 	// UI, when set, registers the web UI's routes (/ui/…): public to the
 	// API's bearer check, the UI checks its own sessions and roles.
 	UI interface {
@@ -183,6 +185,7 @@ func (s *Server) routes() {
 
 	s.route(http.MethodPost, "/api/v1/gate/check", ciOnly, s.gateCheck)
 	s.route(http.MethodGet, "/api/v1/gate/decisions/:id", ciAuditor, s.getDecision)
+	s.route(http.MethodGet, "/api/v1/gate/pending", auditorUp, s.gatePending)
 	s.route(http.MethodPost, "/api/v1/deployments", ciOnly, s.postDeployment)
 	s.route(http.MethodGet, "/api/v1/deployments", auditorUp, s.listDeployments)
 	s.route(http.MethodGet, "/api/v1/releases", auditorUp, s.listReleases)

@@ -19,6 +19,7 @@ var (
 	_ service.TokenStore      = (*store.DB)(nil)
 	_ service.MappingStore    = (*store.DB)(nil)
 	_ service.InboxStore      = (*store.DB)(nil)
+	_ service.PendingStore    = (*store.DB)(nil)
 	_ api.Reader              = (*store.DB)(nil)
 	_ ui.Reader               = (*store.DB)(nil)
 	_ ui.Sessions             = (*store.DB)(nil)

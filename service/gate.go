@@ -259,6 +259,37 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	}
 }
 
+// Decide evaluates a gate request for a CI that waits at its own gate
+// (core.PendingGate) at this moment. While the answer is wait and the
+// deadline has not come, nothing is recorded: it returns the decision and
+// the next moment to evaluate again (the next time its answer can change
+// by time alone, core.NextChange, or the deadline). Otherwise the answer
+// is final and recorded like a check's: allow, deny, or a wait still
+// standing at the deadline turned into a deny with DEADLINE (fail closed).
+func (g *Gate) Decide(ctx context.Context, req core.GateRequest, actor string, deadline time.Time) (d core.GateDecision, next time.Time, final bool, err error) {
+	cp := g.policies.Current()
+	if req, err = g.normalize(cp, req); err != nil {
+		return d, next, false, err
+	}
+	if d, err = g.evaluate(ctx, cp, req); err != nil {
+		return d, next, false, err
+	}
+	if d.Decision == core.Wait {
+		if d.EvaluatedAt.Before(deadline) {
+			next = deadline
+			if n, ok := core.NextChange(cp, *d.Facts, d.EvaluatedAt); ok && n.Before(next) {
+				next = n
+			}
+			return d, next, false, nil
+		}
+		d.Decision = core.Deny
+		d.Reasons = append(d.Reasons, core.Reason{Code: core.CodeDeadline, Result: core.Deny,
+			Message: fmt.Sprintf("still waiting at the deadline (%s): rejected, fail closed", deadline.UTC().Format(time.RFC3339))})
+	}
+	d, err = g.record(ctx, d, actor)
+	return d, time.Time{}, err == nil, err
+}
+
 // evaluate gathers the facts (from the store's fact cache, or one round
 // trip) and applies the policy. The release is named by core.ReleaseID
 // and created with the decision when it is new, in the same group commit:

@@ -39,8 +39,13 @@ type dashboardView struct {
 	HasReports bool
 }
 
-// waitingRow is a long-polled check waiting now, with its release.
+// waitingRow is a gate waiting now, with its release: a long-polled check
+// or a CI's request at its own gate (Kind and State as /gate/pending).
 type waitingRow struct {
+	Kind      string // check, protection_rule, approval
+	Provider  string
+	State     string
+	RunURL    string
 	Request   core.GateRequest
 	ReleaseID string
 	Since     time.Time
@@ -60,8 +65,23 @@ func (u *UI) dashboard(c *echo.Context, s *session) error {
 	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
 	var v dashboardView
 	for _, w := range u.deps.Gate.Waiting() {
-		v.Waiting = append(v.Waiting, waitingRow{Request: w.Request, Since: w.Since, Reasons: w.Reasons(),
-			ReleaseID: core.ReleaseID(w.Request.Service, w.Request.Version, w.Request.Environment)})
+		v.Waiting = append(v.Waiting, waitingRow{Kind: "check", Provider: "api", State: core.PendingWaiting, Request: w.Request,
+			Since: w.Since, Reasons: w.Reasons(), ReleaseID: core.ReleaseID(w.Request.Service, w.Request.Version, w.Request.Environment)})
+	}
+	if u.deps.CIGates != nil {
+		ps, err := u.deps.CIGates.List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			kind := "protection_rule"
+			if p.Provider == "gitlab" {
+				kind = "approval"
+			}
+			v.Waiting = append(v.Waiting, waitingRow{Kind: kind, Provider: p.Provider, State: p.State, RunURL: p.RunURL,
+				Request: p.Request, Since: p.CreatedAt, Reasons: p.Reasons,
+				ReleaseID: core.ReleaseID(p.Request.Service, p.Request.Version, p.Request.Environment)})
+		}
 	}
 	slices.SortFunc(v.Waiting, func(a, b waitingRow) int { return a.Since.Compare(b.Since) })
 	var err error

@@ -63,6 +63,12 @@ type Gate interface {
 	Waiting() []*service.WaitingCheck
 }
 
+// CIGates lists the gate requests CIs wait on at their own gates (GitHub
+// protection rules, GitLab approvals), as GET /api/v1/gate/pending does.
+type CIGates interface {
+	List(ctx context.Context) ([]core.PendingGate, error)
+}
+
 // Policies gives the policy in force.
 type Policies interface {
 	Current() *core.CompiledPolicy
@@ -102,6 +108,8 @@ type Deps struct {
 	Sessions Sessions
 	Reader   Reader
 	Gate     Gate
+	// CIGates may be nil (no CI gate configured).
+	CIGates  CIGates
 	Policies Policies
 	Mappings Mappings
 	// Proposals may be nil (no four-eyes governance).

@@ -79,6 +79,11 @@ type Deps struct {
 	Mappings    Mappings
 	// CIGates lists the gate requests CIs wait on (nil: none configured).
 	CIGates PendingLister
+	// UI, when set, registers the web UI's routes (/ui/…): public to the
+	// API's bearer check, the UI checks its own sessions and roles.
+	UI interface {
+		Routes(add func(method, path string, h echo.HandlerFunc))
+	}
 	// Reports runs and reads reconciliation reports (nil: no report routes).
 	Reports Reports
 	// Ready reports whether the server can take traffic (database reachable,
@@ -231,6 +236,10 @@ func (s *Server) routes() {
 	s.route(http.MethodGet, "/api/v1/audit", auditorUp, s.listAudit)
 	s.route(http.MethodGet, "/api/v1/audit/verify", auditorUp, s.verifyAudit)
 	s.route(http.MethodGet, "/api/v1/audit/head", auditorUp, s.auditHead)
+
+	if s.deps.UI != nil {
+		s.deps.UI.Routes(func(method, path string, h echo.HandlerFunc) { s.route(method, path, public, h) })
+	}
 	if s.deps.Reports != nil {
 		s.reconcileRoutes()
 	}

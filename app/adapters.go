@@ -4,6 +4,7 @@ import (
 	"github.com/tollgate-dev/tollgate/api"
 	"github.com/tollgate-dev/tollgate/service"
 	"github.com/tollgate-dev/tollgate/store"
+	"github.com/tollgate-dev/tollgate/ui"
 )
 
 // The store is the adapter behind every interface its consumers declare:
@@ -20,4 +21,6 @@ var (
 	_ service.InboxStore      = (*store.DB)(nil)
 	_ service.PendingStore    = (*store.DB)(nil)
 	_ api.Reader              = (*store.DB)(nil)
+	_ ui.Reader               = (*store.DB)(nil)
+	_ ui.Sessions             = (*store.DB)(nil)
 )

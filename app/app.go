@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labstack/echo/v5"
+
 	"github.com/tollgate-dev/tollgate/api"
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/config/mappings"
@@ -27,6 +29,7 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/metrics"
 	"github.com/tollgate-dev/tollgate/service"
 	"github.com/tollgate-dev/tollgate/store"
+	"github.com/tollgate-dev/tollgate/ui"
 )
 
 // Version is the build's version (set with -ldflags "-X …app.Version=…").
@@ -150,16 +153,26 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if a.CIGates.Enabled() {
 		pending = a.CIGates
 	}
+	proposals := service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes)
+	web, err := ui.New(ui.Deps{
+		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: db, Gate: a.Gate, CIGates: pending, Policies: a.Policies,
+		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Reports: a.Reconciler, Downloads: uiDownloads{a},
+		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy,
+	})
+	if err != nil {
+		return nil, err
+	}
 	a.Server = api.New(api.Deps{
 		CIGates: pending,
 		Logger:  log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 		Reviews:   a.Reviews,
+		UI:        web,
 		Holds:     service.NewHolds(db, a.Policies, clock),
 		Evidence:  service.NewEvidence(db, a.Policies, clock),
 		Simulator: service.NewSimulator(db, a.Policies),
-		Proposals: service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes),
+		Proposals: proposals,
 		RateLimits: api.RateLimits{
 			TokenRate: cfg.RateLimit.PerToken.PerSecond(), TokenBurst: cfg.RateLimit.PerToken.Burst,
 			ConnectorRate: cfg.RateLimit.PerConnector.PerSecond(), ConnectorBurst: cfg.RateLimit.PerConnector.Burst,
@@ -168,6 +181,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	})
 	return a, nil
 }
+
+// uiDownloads gives the web UI the API's report downloads; the server is
+// built after the UI (the UI's routes are registered on it), so it is
+// looked up when a download is asked for.
+type uiDownloads struct{ a *App }
+
+func (d uiDownloads) ReportFile(c *echo.Context) error   { return d.a.Server.ReportFile(c) }
+func (d uiDownloads) ReportBundle(c *echo.Context) error { return d.a.Server.ReportBundle(c) }
 
 func connectorNames(cfg *config.Config) []string {
 	names := make([]string, len(cfg.Connectors))

@@ -99,6 +99,7 @@ var (
 
 		{"GET", "/api/v1/openapi.json", "none", nil},
 		{"GET", "/api/docs", "none", nil},
+		{"GET", "/ui", "none", nil},       // a redirect to /ui/
 		{"*", "/ui/", "session", uiRoles}, // every route under /ui/
 	}
 )

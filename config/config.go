@@ -61,6 +61,8 @@ type Config struct {
 	// Policy seeds the stored policy when the store has none yet; after
 	// that GET/PUT /api/v1/policy owns it. Absent → core.DefaultPolicy().
 	Policy *core.Policy `yaml:"policy"`
+	// UI configures the web UI's sessions.
+	UI UIConfig `yaml:"ui"`
 	// Governance: four_eyes stores every policy and mapping change as a
 	// proposal a second admin must confirm. It lives here, not in the
 	// policy, so a policy change cannot switch it off.

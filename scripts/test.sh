@@ -7,7 +7,8 @@
 #   3. a throwaway server started here (forced with TOLLGATE_TEST_PG=throwaway) (initdb + pg_ctl in a temp dir, on a
 #      free port, stopped on exit), installing Debian's postgresql package
 #      first when initdb is missing and we are root.
-# Under CI=true, no PostgreSQL is a failure, never a skip.
+# Under CI=true, no PostgreSQL is a failure, never a skip. Chromium (for the
+# web UI's browser tests) is installed the same way when missing.
 # Extra arguments go to `go test` (e.g. scripts/test.sh -run Gate ./app/).
 # Runs with -race where cgo and a C compiler are available
 # (TOLLGATE_TEST_RACE=0 turns it off).
@@ -83,6 +84,19 @@ elif ! start_throwaway; then
 		exit 1
 	fi
 	log "WARNING: no PostgreSQL; PostgreSQL tests will be skipped"
+fi
+
+# The web UI's browser tests drive Debian's chromium package: installed here
+# when missing and we are root with apt-get (as PostgreSQL above). Without
+# it they are skipped, or fail under CI=true.
+if [ -z "${TOLLGATE_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		log "chromium not found: installing Debian's chromium package (UI browser tests)"
+		{ DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2; } || log "WARNING: could not install chromium"
+	else
+		log "WARNING: no chromium; the UI browser tests will be skipped (they fail under CI=true)"
+	fi
 fi
 
 if [ $# -eq 0 ]; then set -- ./...; fi

@@ -1,0 +1,66 @@
+package ui
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+type dashReader struct{ emptyReader }
+
+func (dashReader) ListDeployments(context.Context, core.ReleaseFilter) ([]core.Deployment, error) {
+	return nil, nil
+}
+func (dashReader) RecentDecisions(context.Context, int) ([]core.GateDecision, error) { return nil, nil }
+func (dashReader) ActiveIncidents(context.Context) ([]core.Incident, error)          { return nil, nil }
+
+type noPolicy struct{}
+
+func (noPolicy) Current() *core.CompiledPolicy { return nil }
+func (noPolicy) Source(context.Context) (core.PolicyVersion, error) {
+	return core.PolicyVersion{}, nil
+}
+
+type ciGates []core.PendingGate
+
+func (c ciGates) List(context.Context) ([]core.PendingGate, error) { return c, nil }
+
+// TestDashboardListsCIGates: the requests CIs wait on at their own gates
+// show among the waiting gates, with their provider, run and reasons, as
+// GET /api/v1/gate/pending lists them.
+func TestDashboardListsCIGates(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	sessions := &memSessions{m: map[string]store.UISession{}}
+	u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
+		Sessions: sessions, Reader: dashReader{}, Gate: noGate{}, Policies: noPolicy{},
+		CIGates: ciGates{{ID: "p1", Provider: "github", State: core.PendingWaiting, RunURL: "https://ci.example/run/7",
+			Request:   core.GateRequest{Service: "pay", Version: "2.0", Environment: "production", Changes: []string{"CHG7"}},
+			Reasons:   []core.Reason{{Code: core.CodeChangeNotApproved, Message: "change CHG7 is awaiting approval"}},
+			CreatedAt: clock.t.Add(-time.Hour)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
+	sessions.m[hashID("sid")] = store.UISession{IDHash: hashID("sid"), Token: core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor},
+		CSRF: "c", CreatedAt: clock.t, LastSeenAt: clock.t, ExpiresAt: clock.t.Add(time.Hour)}
+	req := httptest.NewRequest("GET", "/ui/", nil)
+	req.AddCookie(&http.Cookie{Name: cookieName, Value: "sid"})
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+	body := rec.Body.String()
+	for _, want := range []string{`<tr class="waiting">`, "pay 2.0 → production", "github protection_rule",
+		`href="https://ci.example/run/7"`, core.CodeChangeNotApproved} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dashboard lacks %q (status %d)", want, rec.Code)
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package ui
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+const (
+	cookieName = "tollgate_session"
+	csrfField  = "csrf"
+)
+
+// session is a signed-in person: the token they signed in with, the
+// hash of the session id and the session's CSRF token.
+type session struct {
+	idHash string
+	token  core.Token
+	csrf   string
+}
+
+func (s *session) checkCSRF(got string) bool {
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) == 1
+}
+
+// actor names the signed-in person in the audit trail as the API does
+// ("token:<name>(<id>)"), with the channel.
+func (s *session) actor() string { return "token:" + s.token.Name + "(" + s.token.ID + ") via ui" }
+
+func randomString() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func hashID(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(h[:])
+}
+
+// load returns the request's live session, nil when there is none (no
+// cookie, unknown, ended, expired, or its token revoked).
+func (u *UI) load(c *echo.Context) (*session, error) {
+	ck, err := c.Cookie(cookieName)
+	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
+		return nil, nil //nolint:nilerr // no cookie: not signed in
+	}
+	ctx := c.Request().Context()
+	h := hashID(ck.Value)
+	st, err := u.deps.Sessions.Session(ctx, h)
+	if core.IsKind(err, core.KindNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := u.deps.Clock.Now()
+	if !now.Before(st.ExpiresAt) || now.Sub(st.LastSeenAt) >= u.deps.IdleTimeout {
+		if err := u.deps.Sessions.EndSession(ctx, h, now); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+	// Touch at most once a minute: reading pages should not be a write each.
+	if now.Sub(st.LastSeenAt) >= time.Minute {
+		if err := u.deps.Sessions.TouchSession(ctx, h, now); err != nil {
+			return nil, err
+		}
+	}
+	return &session{idHash: h, token: st.Token, csrf: st.CSRF}, nil
+}
+
+// secure reports whether the request came over TLS (directly, or through
+// a trusted proxy that says so).
+func (u *UI) secure(c *echo.Context) bool {
+	if c.Request().TLS != nil {
+		return true
+	}
+	return u.deps.TrustProxy && strings.EqualFold(c.Request().Header.Get("X-Forwarded-Proto"), "https")
+}
+
+// sameOrigin refuses forms posted from another site: browsers say so in
+// Sec-Fetch-Site and Origin (SameSite=Strict keeps the session cookie
+// away from such posts too; this also covers the sign-in form).
+func (u *UI) sameOrigin(c *echo.Context) bool {
+	r := c.Request()
+	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		ou, err := url.Parse(o)
+		if err != nil || !strings.EqualFold(ou.Host, r.Host) {
+			return false
+		}
+	}
+	return true
+}
+
+func (u *UI) setCookie(c *echo.Context, value string, maxAge int) {
+	c.SetCookie(&http.Cookie{
+		Name: cookieName, Value: value, Path: "/ui", MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: u.secure(c),
+	})
+}
+
+type signinView struct {
+	Error string
+	Next  string
+}
+
+func (u *UI) signinPage(c *echo.Context, status int, msg, next string) error {
+	if !safeNext(next) {
+		next = "/ui/"
+	}
+	return u.render(c, nil, status, "signin", "Sign in", signinView{Error: msg, Next: next})
+}
+
+// safeNext accepts only a UI path on this server as a place to return to.
+func safeNext(p string) bool {
+	return strings.HasPrefix(p, "/ui/") && !strings.HasPrefix(p, "//") && !strings.ContainsAny(p, "\\\r\n")
+}
+
+// signin exchanges an API token for a session. The ci role cannot sign in:
+// pipelines have no business in the UI.
+func (u *UI) signin(c *echo.Context) error {
+	securityHeaders(c.Response().Header())
+	next := c.FormValue("next")
+	if !u.sameOrigin(c) {
+		return u.signinPage(c, http.StatusForbidden, "This sign-in form was posted from another site.", next)
+	}
+	ctx := c.Request().Context()
+	t, err := u.deps.Tokens.Authenticate(ctx, strings.TrimSpace(c.FormValue("token")))
+	if core.IsKind(err, core.KindUnauthorized) {
+		return u.signinPage(c, http.StatusUnauthorized, "That token is unknown or revoked.", next)
+	}
+	if err != nil {
+		return u.fail(c, nil, err)
+	}
+	if t.Role == core.RoleCI {
+		return u.signinPage(c, http.StatusForbidden, "A ci token cannot sign in to the UI: use a change_manager, auditor or admin token.", next)
+	}
+	id, err := randomString()
+	if err != nil {
+		return u.fail(c, nil, err)
+	}
+	csrf, err := randomString()
+	if err != nil {
+		return u.fail(c, nil, err)
+	}
+	now := u.deps.Clock.Now()
+	if err := u.deps.Sessions.CreateSession(ctx, store.UISession{IDHash: hashID(id), Token: t, CSRF: csrf,
+		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(u.deps.MaxAge)}); err != nil {
+		return u.fail(c, nil, err)
+	}
+	// A session cookie (no Max-Age): the server ends it at the idle or
+	// absolute expiry, and the browser forgets it when closed.
+	u.setCookie(c, id, 0)
+	if !safeNext(next) {
+		next = "/ui/"
+	}
+	return c.Redirect(http.StatusSeeOther, next)
+}
+
+// signout ends the session server-side: the cookie is worthless after.
+func (u *UI) signout(c *echo.Context, s *session) error {
+	if err := u.deps.Sessions.EndSession(c.Request().Context(), s.idHash, u.deps.Clock.Now()); err != nil {
+		return err
+	}
+	u.setCookie(c, "", -1)
+	return c.Redirect(http.StatusSeeOther, "/ui/")
+}

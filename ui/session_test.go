@@ -1,0 +1,140 @@
+package ui
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/service"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.t }
+
+type memSessions struct {
+	mu sync.Mutex
+	m  map[string]store.UISession
+}
+
+func (m *memSessions) CreateSession(_ context.Context, s store.UISession) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.m[s.IDHash] = s
+	return nil
+}
+
+func (m *memSessions) Session(_ context.Context, h string) (store.UISession, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.m[h]
+	if !ok {
+		return s, core.Errorf(core.KindNotFound, "no such session")
+	}
+	return s, nil
+}
+
+func (m *memSessions) TouchSession(_ context.Context, h string, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.m[h]
+	s.LastSeenAt = at
+	m.m[h] = s
+	return nil
+}
+
+func (m *memSessions) EndSession(_ context.Context, h string, _ time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.m, h)
+	return nil
+}
+
+type oneToken struct{ core.Token }
+
+func (o oneToken) Authenticate(_ context.Context, secret string) (core.Token, error) {
+	if secret != "good" {
+		return core.Token{}, core.Errorf(core.KindUnauthorized, "invalid or revoked token")
+	}
+	return o.Token, nil
+}
+func (oneToken) Create(context.Context, string, core.Role, string) (string, core.Token, error) {
+	return "", core.Token{}, nil
+}
+func (oneToken) List(context.Context) ([]core.Token, error)   { return nil, nil }
+func (oneToken) Revoke(context.Context, string, string) error { return nil }
+
+type emptyReader struct{ Reader }
+
+func (emptyReader) ListAudit(context.Context, core.AuditFilter) ([]core.AuditEntry, error) {
+	return nil, nil
+}
+
+type noGate struct{}
+
+func (noGate) Waiting() []*service.WaitingCheck { return nil }
+
+// TestSessionExpiry: a session ends after the idle timeout without a
+// request, and at its absolute age however busy it is.
+func TestSessionExpiry(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	sessions := &memSessions{m: map[string]store.UISession{}}
+	u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
+		Sessions: sessions, Reader: emptyReader{}, Gate: noGate{}, IdleTimeout: 30 * time.Minute, MaxAge: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
+	signIn := func() *http.Cookie {
+		req := httptest.NewRequest("POST", "/ui/signin", strings.NewReader(url.Values{"token": {"good"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		if rec.Code != http.StatusSeeOther {
+			t.Fatalf("sign-in: %d", rec.Code)
+		}
+		return rec.Result().Cookies()[0]
+	}
+	open := func(ck *http.Cookie) int {
+		req := httptest.NewRequest("GET", "/ui/audit", nil)
+		req.AddCookie(ck)
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		return rec.Code
+	}
+
+	ck := signIn()
+	for _, step := range []struct {
+		after time.Duration
+		want  int
+	}{{29 * time.Minute, 200}, {29 * time.Minute, 200}, {29 * time.Minute, 200}, {30 * time.Minute, 401}} {
+		clock.t = clock.t.Add(step.after)
+		if got := open(ck); got != step.want {
+			t.Fatalf("idle: after %v: %d, want %d", step.after, got, step.want)
+		}
+	}
+	ck = signIn()
+	for i := 0; i < 7; i++ { // busy: a request every 20 minutes
+		clock.t = clock.t.Add(20 * time.Minute)
+		want := http.StatusOK
+		if i == 5 { // 2h after sign-in
+			want = http.StatusUnauthorized
+		}
+		if got := open(ck); got != want && i <= 5 {
+			t.Fatalf("absolute: request %d at +%v: %d, want %d", i, time.Duration(i+1)*20*time.Minute, got, want)
+		}
+	}
+	if len(sessions.m) != 0 {
+		t.Errorf("expired sessions not ended: %d left", len(sessions.m))
+	}
+}

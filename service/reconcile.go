@@ -42,10 +42,11 @@ type Reconciler struct {
 	PageSize int
 }
 
-// NewReconciler wires the service; opts are the reconcile-only rules'
-// thresholds (zero: defaults).
+// NewReconciler wires the service. The reconcile-only rules' thresholds
+// come from the policy in force (its emergency timers); a non-zero field
+// of opts overrides the policy's.
 func NewReconciler(store ReconcileStore, policies *Policies, clock core.Clock, log *slog.Logger, opts core.ReconcileOptions) *Reconciler {
-	return &Reconciler{store: store, policies: policies, clock: clock, log: log, opts: opts.WithDefaults()}
+	return &Reconciler{store: store, policies: policies, clock: clock, log: log, opts: opts}
 }
 
 // maxReportPeriod bounds one report's period.
@@ -93,9 +94,10 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 	}
 	now := s.clock.Now().UTC().Truncate(time.Microsecond)
 	q.Cutoff = now
+	opts := s.opts.Over(cp.ReconcileOptions())
 	r := core.Report{
 		ID: newID(), Kind: core.ReportKindReconciliation, Name: name, Query: q, PolicyVersion: cp.Version(),
-		Options: s.opts, Summary: core.NewReconcileSummary(), CreatedAt: now, CreatedBy: actor,
+		Options: opts, Summary: core.NewReconcileSummary(), CreatedAt: now, CreatedBy: actor,
 	}
 	if err := s.store.CreateReport(ctx, r); err != nil {
 		return core.Report{}, fmt.Errorf("create report: %w", err)
@@ -105,7 +107,7 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 	err = s.store.ReconcileScan(ctx, q, cp.IsMajor, s.PageSize, func(page []core.DeploymentFacts) error {
 		batch = batch[:0]
 		for _, df := range page {
-			fs := core.ReconcileDeployment(cp, df, now, s.opts)
+			fs := core.ReconcileDeployment(cp, df, now, opts)
 			r.Summary.Add(fs)
 			for i := range fs {
 				seq++

@@ -317,3 +317,77 @@ func TestReconciliationRoles(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestSimulateAgreesWithReconciler: the policy in force simulated over a
+// seeded period judges the same deployments as a reconciliation report of
+// that period, with the same finding codes for each.
+func TestSimulateAgreesWithReconciler(t *testing.T) {
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			s := boot(t, dialect, "")
+			from, to := seedReconcileHistory(t, s)
+			cm, _ := s.token(core.RoleChangeManager)
+			var rep reportAnswer
+			if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": from, "to": to, "environment": "production"}, &rep); st != http.StatusCreated {
+				t.Fatalf("run report: %d", st)
+			}
+			var doc struct {
+				Findings []core.ReconcileFinding `json:"findings"`
+			}
+			if st, body := s.get("/api/v1/reports/reconciliation/"+rep.ID, cm); st != http.StatusOK || json.Unmarshal([]byte(body), &doc) != nil {
+				t.Fatalf("read report: %d %s", st, body)
+			}
+			want := map[string][]string{}
+			for _, f := range doc.Findings {
+				want[f.Deployment.ID] = append(want[f.Deployment.ID], f.Code)
+			}
+
+			pol, _ := json.Marshal(s.app.Policies.Current().Policy())
+			body, _ := json.Marshal(map[string]any{"policy": json.RawMessage(pol), "from": from, "to": to, "environment": "production"})
+			req, _ := http.NewRequest("POST", s.url+"/api/v1/policy/simulate", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+cm)
+			resp, err := s.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("simulate: %d %s", resp.StatusCode, raw)
+			}
+			deployments := 0
+			for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+				var it struct {
+					Release *struct {
+						Source       string `json:"source"`
+						DeploymentID string `json:"deployment_id"`
+						InForce      struct {
+							Findings []string `json:"findings"`
+						} `json:"in_force"`
+						Proposed struct {
+							Findings []string `json:"findings"`
+						} `json:"proposed"`
+						Changed bool `json:"changed"`
+					} `json:"release"`
+				}
+				if err := json.Unmarshal([]byte(line), &it); err != nil {
+					t.Fatalf("line %q: %v", line, err)
+				}
+				if it.Release == nil || it.Release.Source != "deployment" {
+					continue
+				}
+				deployments++
+				r := it.Release
+				if strings.Join(r.InForce.Findings, ",") != strings.Join(want[r.DeploymentID], ",") {
+					t.Errorf("deployment %s: simulate %v, report %v", r.DeploymentID, r.InForce.Findings, want[r.DeploymentID])
+				}
+				if strings.Join(r.Proposed.Findings, ",") != strings.Join(r.InForce.Findings, ",") || r.Changed {
+					t.Errorf("deployment %s: the same policy proposed differs: %+v", r.DeploymentID, r)
+				}
+			}
+			if deployments != rep.Summary.DeploymentsChecked || deployments != 3 {
+				t.Fatalf("simulate judged %d deployments, the report %d", deployments, rep.Summary.DeploymentsChecked)
+			}
+		})
+	}
+}

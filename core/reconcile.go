@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -203,12 +204,15 @@ type ReconcileFinding struct {
 	Ref      string `json:"ref,omitempty"`
 	// ChangeKey and ChangeVersion name the change version the finding was
 	// judged against, when it concerns one change.
-	ChangeKey     string           `json:"change_key,omitempty"`
-	ChangeVersion int              `json:"change_version,omitempty"`
-	Remediation   string           `json:"remediation"`
-	Deployment    DeploymentRef    `json:"deployment"`
-	Lineage       Lineage          `json:"lineage"`
-	Ack           *Acknowledgement `json:"ack,omitempty"`
+	ChangeKey     string `json:"change_key,omitempty"`
+	ChangeVersion int    `json:"change_version,omitempty"`
+	// Controls are the compliance control ids of the evidence requirement
+	// a finding concerns (EVIDENCE_MISSING, EVIDENCE_FAILED).
+	Controls    []string         `json:"controls,omitempty"`
+	Remediation string           `json:"remediation"`
+	Deployment  DeploymentRef    `json:"deployment"`
+	Lineage     Lineage          `json:"lineage"`
+	Ack         *Acknowledgement `json:"ack,omitempty"`
 }
 
 // ReconcileDeployment returns the findings on one deployment (none: it was
@@ -247,16 +251,19 @@ func ReconcileEvaluate(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time,
 	if open && len(dec.Reasons) == 0 {
 		return nil, dec
 	}
-	ref := DeploymentRef{
-		ID: d.ID, ReleaseID: facts.ReleaseID, Service: d.Service, Environment: d.Environment, Version: d.Version,
-		Team: d.Team, Commit: d.Commit, Status: d.Status, StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
-		Actor: d.Actor, Provider: d.Provider, RunID: d.RunID, URL: d.URL,
-	}
+	ref := deploymentRef(d, facts.ReleaseID)
 	var out []ReconcileFinding
 	add := func(code, severity, ref0, msg string) {
 		f := ReconcileFinding{
 			Code: code, Severity: severity, Message: msg, Ref: ref0,
 			Remediation: Remediation(code), Deployment: ref, Lineage: lineage,
+		}
+		if code == CodeEvidenceMissing || code == CodeEvidenceFailed {
+			for _, m := range dec.Evidence {
+				if m.Rule == ref0 {
+					f.Controls = m.Controls
+				}
+			}
 		}
 		if v, ok := versions[strings.ToLower(ref0)]; ok && ref0 != "" {
 			f.ChangeKey, f.ChangeVersion = ref0, v
@@ -284,6 +291,62 @@ func ReconcileEvaluate(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time,
 		emergencyFindings(cp, df, cutoff, opts, add)
 	}
 	return out, dec
+}
+
+func deploymentRef(d *Deployment, releaseID string) DeploymentRef {
+	return DeploymentRef{
+		ID: d.ID, ReleaseID: releaseID, Service: d.Service, Environment: d.Environment, Version: d.Version,
+		Team: d.Team, Commit: d.Commit, Status: d.Status, StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
+		Actor: d.Actor, Provider: d.Provider, RunID: d.RunID, URL: d.URL,
+	}
+}
+
+// ControlProof is, in a report filtered by a control id, one deployment
+// whose evidence requirements carrying the control all passed: the
+// requirements as judged at its start and the evidence records they
+// matched.
+type ControlProof struct {
+	// ID numbers the proofs of a report from 1, in deployment order.
+	ID         int             `json:"id"`
+	Control    string          `json:"control"`
+	Deployment DeploymentRef   `json:"deployment"`
+	Matches    []EvidenceMatch `json:"matches"`
+	Evidence   []Evidence      `json:"evidence"`
+}
+
+// ForControl narrows one deployment's reconciliation to the evidence
+// requirements carrying control (case-insensitively): inScope is false
+// when its environment has none (the deployment is not relevant to the
+// control); kept are the findings on those requirements; proof is set when
+// there are none (every such requirement passed), with the evidence each
+// matched.
+func ForControl(df DeploymentFacts, fs []ReconcileFinding, dec GateDecision, control string) (kept []ReconcileFinding, proof *ControlProof, inScope bool) {
+	var matches []EvidenceMatch
+	for _, m := range dec.Evidence {
+		if slices.ContainsFunc(m.Controls, func(c string) bool { return strings.EqualFold(c, control) }) {
+			matches = append(matches, m)
+		}
+	}
+	if len(matches) == 0 {
+		return nil, nil, false
+	}
+	for _, f := range fs {
+		if slices.ContainsFunc(matches, func(m EvidenceMatch) bool { return m.Rule == f.Ref }) &&
+			(f.Code == CodeEvidenceMissing || f.Code == CodeEvidenceFailed) {
+			kept = append(kept, f)
+		}
+	}
+	if len(kept) > 0 {
+		return kept, nil, true
+	}
+	d := &df.Deployment
+	p := &ControlProof{Control: control, Deployment: deploymentRef(d, dec.ReleaseID), Matches: matches, Evidence: []Evidence{}}
+	for _, e := range df.Evidence {
+		if slices.ContainsFunc(matches, func(m EvidenceMatch) bool { return slices.Contains(m.Evidence, e.ID) }) {
+			p.Evidence = append(p.Evidence, e)
+		}
+	}
+	return nil, p, true
 }
 
 // asOfFacts turns a deployment's as-of records into the gate's Facts (its
@@ -529,6 +592,11 @@ type ReconcileQuery struct {
 	Environment string    `json:"environment,omitempty"`
 	Service     string    `json:"service,omitempty"`
 	Team        string    `json:"team,omitempty"`
+	// Control, when set, narrows the report to the deployments whose
+	// environment requires evidence carrying this compliance control id:
+	// the findings on those requirements, and the proof (ControlProof) of
+	// the deployments where they all passed.
+	Control string `json:"control,omitempty"`
 	// Cutoff is the data cut-off: records stored after it are not read,
 	// and the reconcile-only timers run until it.
 	Cutoff time.Time `json:"cutoff"`

@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/tollgate-dev/tollgate/app.Version=$(VERSION)
 
-.PHONY: help run build test lint vet bench fuzz
+.PHONY: help run build test lint vet bench fuzz vulncheck
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -32,10 +32,8 @@ bench: ## run the Go benchmarks (figures in docs/benchmarks.md)
 load: ## HTTP load run of the gate on a seeded PostgreSQL (figures in docs/benchmarks.md)
 	./scripts/load.sh
 
-fuzz: ## fuzz the webhook parsers, their JSON readers and the mapping engine (execution budgets, ~30s each)
-	# Execution counts, not -fuzztime durations: Go 1.26's fuzz coordinator
-	# can report a spurious "context deadline exceeded" when a duration
-	# runs out (golang/go#75804, fixed in Go 1.27).
-	for p in ./connectors/github ./connectors/gitlab ./connectors/jira ./connectors/servicenow ./connectors/jenkins ./connectors/generic; do $(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime 500000x $$p || exit 1; done
-	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime 200000x ./connectors/internal/hook
-	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 200000x ./mapping
+fuzz: ## fuzz every webhook parser, the mapping engine, the policy parser, the gate request decoder, the report filters and the evidence readers (200000 executions each; FUZZ_EXECS to change)
+	./scripts/fuzz.sh
+
+vulncheck: ## govulncheck ./... (installed when missing; says so when vuln.go.dev is unreachable)
+	./scripts/vulncheck.sh

@@ -40,6 +40,11 @@ func decodeJSON(c *echo.Context, v any) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return core.Invalid("body", "a JSON body is required")
 	}
+	if !utf8.Valid(b) {
+		// encoding/json would quietly turn the bad bytes into U+FFFD and
+		// record a service name nobody sent.
+		return core.Invalid("body", "the body is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -328,12 +333,18 @@ func (s *Server) putPolicy(c *echo.Context) error {
 
 func (s *Server) webhook(c *echo.Context) error {
 	name := c.Param("connector")
+	if err := s.limitConnector(c, name); err != nil {
+		return err
+	}
 	b, err := readBody(c)
 	if err != nil {
 		return err
 	}
 	id, dup, err := s.deps.Inbox.Receive(c.Request().Context(), name, c.Request().Header, c.QueryParams(), b)
 	if err != nil {
+		if core.IsKind(err, core.KindUnauthorized) {
+			s.authFailed(c.Request().Context(), c, authWebhookSignature, "")
+		}
 		return err
 	}
 	return c.JSON(http.StatusAccepted, map[string]any{"event_id": id, "duplicate": dup})

@@ -89,6 +89,8 @@ type Deps struct {
 	ReadyDetails func() map[string]any
 	MaxBodyBytes int64
 	Version      string
+	// RateLimits caps requests per API token and per webhook connector.
+	RateLimits RateLimits
 }
 
 // Server is the HTTP API.
@@ -100,6 +102,8 @@ type Server struct {
 	rules map[string]access
 	// paths holds every registered route template (metrics labels).
 	paths map[string]struct{}
+
+	tokenLimit, connectorLimit *limiter
 }
 
 // New builds the server with every route registered.
@@ -113,7 +117,9 @@ func New(deps Deps) *Server {
 	if deps.MaxBodyBytes <= 0 {
 		deps.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{deps: deps, rules: map[string]access{}, paths: map[string]struct{}{}}
+	s := &Server{deps: deps, rules: map[string]access{}, paths: map[string]struct{}{},
+		tokenLimit:     newLimiter(deps.RateLimits.TokenRate, deps.RateLimits.TokenBurst),
+		connectorLimit: newFixedLimiter(deps.RateLimits.ConnectorRate, deps.RateLimits.ConnectorBurst, deps.RateLimits.Connectors)}
 	e := echo.NewWithConfig(echo.Config{Logger: deps.Logger, HTTPErrorHandler: s.handleError})
 	s.echo = e
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
@@ -247,12 +253,17 @@ func (s *Server) authorize(roles []core.Role) echo.MiddlewareFunc {
 		return func(c *echo.Context) error {
 			h := c.Request().Header.Get(echo.HeaderAuthorization)
 			const prefix = "Bearer "
+			ctx := c.Request().Context()
 			if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
+				s.authFailed(ctx, c, authMissingToken, "")
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="tollgate"`)
 				return core.Errorf(core.KindUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
 			}
-			t, err := s.deps.Tokens.Authenticate(c.Request().Context(), h[len(prefix):])
+			t, err := s.deps.Tokens.Authenticate(ctx, h[len(prefix):])
 			if err != nil {
+				if core.IsKind(err, core.KindUnauthorized) {
+					s.authFailed(ctx, c, authInvalidToken, "")
+				}
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="tollgate", error="invalid_token"`)
 				return err
 			}
@@ -261,9 +272,13 @@ func (s *Server) authorize(roles []core.Role) echo.MiddlewareFunc {
 				allowed = allowed || t.Role == r
 			}
 			if !allowed {
+				s.authFailed(ctx, c, authForbidden, t.ID)
 				return core.Errorf(core.KindForbidden, "role %s may not %s %s", t.Role, c.Request().Method, c.Path())
 			}
 			c.Set(ctxToken, t)
+			if err := s.limitToken(c, t); err != nil {
+				return err
+			}
 			return next(c)
 		}
 	}
@@ -337,6 +352,7 @@ var kindStatus = map[core.ErrorKind]int{
 	core.KindForbidden:    http.StatusForbidden,
 	core.KindTooLarge:     http.StatusRequestEntityTooLarge,
 	core.KindUnavailable:  http.StatusServiceUnavailable,
+	core.KindRateLimited:  http.StatusTooManyRequests,
 	core.KindInternal:     http.StatusInternalServerError,
 }
 
@@ -372,6 +388,7 @@ func (s *Server) handleError(c *echo.Context, err error) {
 		s.deps.Logger.ErrorContext(c.Request().Context(), "request failed", "error", err.Error(),
 			"method", c.Request().Method, "path", c.Request().URL.Path, "request_id", requestID(c))
 	} else if status == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
 		s.deps.Logger.WarnContext(c.Request().Context(), "dependency unavailable", "error", err.Error(), "request_id", requestID(c))
 	}
 	detail.RequestID = requestID(c)
@@ -400,6 +417,10 @@ func codeForStatus(status int) string {
 		return "unsupported_media_type"
 	case http.StatusServiceUnavailable:
 		return string(core.KindUnavailable)
+	case http.StatusTooManyRequests:
+		return string(core.KindRateLimited)
+	case http.StatusRequestHeaderFieldsTooLarge:
+		return string(core.KindTooLarge)
 	}
 	return string(core.KindInternal)
 }

@@ -160,8 +160,21 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Evidence:  service.NewEvidence(db, a.Policies, clock),
 		Simulator: service.NewSimulator(db, a.Policies),
 		Proposals: service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes),
+		RateLimits: api.RateLimits{
+			TokenRate: cfg.RateLimit.PerToken.PerSecond(), TokenBurst: cfg.RateLimit.PerToken.Burst,
+			ConnectorRate: cfg.RateLimit.PerConnector.PerSecond(), ConnectorBurst: cfg.RateLimit.PerConnector.Burst,
+			Connectors: connectorNames(cfg),
+		},
 	})
 	return a, nil
+}
+
+func connectorNames(cfg *config.Config) []string {
+	names := make([]string, len(cfg.Connectors))
+	for i, c := range cfg.Connectors {
+		names[i] = c.Name
+	}
+	return names
 }
 
 // bootstrapAdmin installs TOLLGATE_ADMIN_TOKEN's admin token, revoking
@@ -298,9 +311,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 	srv := &http.Server{
 		Handler:           a.Server,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: a.Config.HTTP.ReadHeaderTimeout.D(),
+		ReadTimeout:       a.Config.HTTP.ReadTimeout.D(),
+		IdleTimeout:       a.Config.HTTP.IdleTimeout.D(),
+		MaxHeaderBytes:    a.Config.HTTP.MaxHeaderBytes,
 		// No WriteTimeout: gate checks long-poll up to gate.max_wait.
 		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
 	}

@@ -46,6 +46,11 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 
+	// HTTP bounds what one client may hold of the listener.
+	HTTP HTTPConfig `yaml:"http"`
+	// RateLimit caps requests per API token and per webhook connector.
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
+
 	Gate       GateConfig        `yaml:"gate"`
 	Inbox      InboxConfig       `yaml:"inbox"`
 	Connectors []ConnectorConfig `yaml:"connectors"`
@@ -101,6 +106,40 @@ func (g GateConfig) CacheTTL() time.Duration {
 		return -1
 	}
 	return g.FactsCacheTTL.D()
+}
+
+// HTTPConfig holds the listener's limits against slow or hostile clients.
+type HTTPConfig struct {
+	// ReadHeaderTimeout closes a connection whose request headers have not
+	// all arrived in time (slowloris; default 10s).
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included
+	// (default 60s).
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// IdleTimeout closes keep-alive connections idle that long
+	// (default 120s).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes caps a request's header block (default 64 KiB);
+	// larger → 431.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+}
+
+// RateLimitConfig sets the token buckets of the API and the webhooks.
+type RateLimitConfig struct {
+	// PerToken limits each API token (default 10000/s, burst 20000).
+	PerToken Limit `yaml:"per_token"`
+	// PerConnector limits each webhook connector (default 10000/s, burst
+	// 20000).
+	PerConnector Limit `yaml:"per_connector"`
+}
+
+// Limit is a token bucket: Rate requests per second on average, bursts of
+// up to Burst. Over it the server answers 429 with Retry-After.
+type Limit struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
+	// Off turns the limit off.
+	Off bool `yaml:"off"`
 }
 
 // InboxConfig configures the normalizer.
@@ -356,6 +395,7 @@ func (c *Config) defaults() {
 	if c.Gate.MaxWait == 0 {
 		c.Gate.MaxWait = Duration(15 * time.Minute)
 	}
+	c.httpDefaults()
 	if c.Gate.MaxListItems == 0 {
 		c.Gate.MaxListItems = 50
 	}
@@ -385,6 +425,66 @@ func (c *Config) defaults() {
 	}
 }
 
+// Default rate limits: far above what one pipeline or one vendor sends,
+// so that they only stop a runaway client; set them to the traffic seen.
+const (
+	defaultRate  = 10_000
+	defaultBurst = 20_000
+)
+
+func (c *Config) httpDefaults() {
+	h := &c.HTTP
+	if h.ReadHeaderTimeout == 0 {
+		h.ReadHeaderTimeout = Duration(10 * time.Second)
+	}
+	if h.ReadTimeout == 0 {
+		h.ReadTimeout = Duration(60 * time.Second)
+	}
+	if h.IdleTimeout == 0 {
+		h.IdleTimeout = Duration(120 * time.Second)
+	}
+	if h.MaxHeaderBytes == 0 {
+		h.MaxHeaderBytes = 64 << 10
+	}
+	for _, l := range []*Limit{&c.RateLimit.PerToken, &c.RateLimit.PerConnector} {
+		if l.Rate == 0 {
+			l.Rate = defaultRate
+		}
+		if l.Burst == 0 {
+			l.Burst = max(defaultBurst, int(2*l.Rate))
+		}
+	}
+}
+
+// PerSecond is the limit's rate, 0 when off.
+func (l Limit) PerSecond() float64 {
+	if l.Off {
+		return 0
+	}
+	return l.Rate
+}
+
+func (c *Config) validateHTTP(bad func(field, format string, args ...any)) {
+	for f, d := range map[string]Duration{
+		"http.read_header_timeout": c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
+	} {
+		if d.D() < 100*time.Millisecond || d.D() > time.Hour {
+			bad(f, "must be between 100ms and 1h")
+		}
+	}
+	if c.HTTP.MaxHeaderBytes < 4096 || c.HTTP.MaxHeaderBytes > 1<<20 {
+		bad("http.max_header_bytes", "must be between 4096 and 1048576, got %d", c.HTTP.MaxHeaderBytes)
+	}
+	for f, l := range map[string]Limit{"rate_limit.per_token": c.RateLimit.PerToken, "rate_limit.per_connector": c.RateLimit.PerConnector} {
+		if l.Rate < 0.01 || l.Rate > 1e6 {
+			bad(f+".rate", "must be between 0.01 and 1000000 requests per second (off: true turns the limit off)")
+		}
+		if l.Burst < 1 || l.Burst > 1e7 {
+			bad(f+".burst", "must be between 1 and 10000000")
+		}
+	}
+}
+
 var connectorName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // Validate checks everything and reports every problem, each naming its
@@ -410,6 +510,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout", "must not be negative")
 	}
+	c.validateHTTP(bad)
 	if c.Gate.MaxWait < 0 || c.Gate.MaxWait.D() > 24*time.Hour {
 		bad("gate.max_wait", "must be between 0 and 24h")
 	}
@@ -541,6 +642,10 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout.D()),
+		slog.Duration("http.read_header_timeout", c.HTTP.ReadHeaderTimeout.D()),
+		slog.Int("http.max_header_bytes", c.HTTP.MaxHeaderBytes),
+		slog.Float64("rate_limit.per_token", c.RateLimit.PerToken.PerSecond()),
+		slog.Float64("rate_limit.per_connector", c.RateLimit.PerConnector.PerSecond()),
 		slog.Duration("gate.max_wait", c.Gate.MaxWait.D()),
 		slog.Int("gate.max_list_items", c.Gate.MaxListItems),
 		slog.String("gate.facts_cache_ttl", c.Gate.cacheTTLString()),

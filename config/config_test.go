@@ -100,6 +100,22 @@ connectors:
 				t.Errorf("CacheTTL %v, want negative (off)", c.Gate.CacheTTL())
 			}
 		}},
+		{name: "http and rate limit defaults", src: "", check: func(t *testing.T, c *Config) {
+			if c.HTTP.ReadHeaderTimeout.D() != 10*time.Second || c.HTTP.MaxHeaderBytes != 64<<10 ||
+				c.RateLimit.PerToken.PerSecond() != 10_000 || c.RateLimit.PerConnector.Burst != 20_000 {
+				t.Errorf("defaults: %+v %+v", c.HTTP, c.RateLimit)
+			}
+		}},
+		{name: "rate limit off and set", src: "rate_limit:\n  per_token: {off: true}\n  per_connector: {rate: 50}\n", check: func(t *testing.T, c *Config) {
+			if c.RateLimit.PerToken.PerSecond() != 0 || c.RateLimit.PerConnector.PerSecond() != 50 || c.RateLimit.PerConnector.Burst != 20_000 {
+				t.Errorf("rate limits: %+v", c.RateLimit)
+			}
+		}},
+		{
+			name:    "bad http and rate limit values",
+			src:     "http:\n  read_header_timeout: 1ms\n  max_header_bytes: 10\nrate_limit:\n  per_token: {rate: -1}\n  per_connector: {burst: -5}\n",
+			wantErr: []string{"http.read_header_timeout", "http.max_header_bytes", "rate_limit.per_token.rate", "rate_limit.per_connector.burst"},
+		},
 		{name: "facts cache ttl", src: "gate:\n  facts_cache_ttl: 10s\n", check: func(t *testing.T, c *Config) {
 			if c.Gate.CacheTTL() != 10*time.Second {
 				t.Errorf("CacheTTL %v", c.Gate.CacheTTL())

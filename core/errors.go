@@ -19,6 +19,7 @@ const (
 	KindForbidden    ErrorKind = "forbidden"    // credentials lack the role (403)
 	KindTooLarge     ErrorKind = "too_large"    // body or list over its limit (413)
 	KindUnavailable  ErrorKind = "unavailable"  // a dependency is down; retry later (503)
+	KindRateLimited  ErrorKind = "rate_limited" // over a rate limit; retry after (429)
 	KindInternal     ErrorKind = "internal"     // a bug or an unexpected failure (500)
 )
 

@@ -278,8 +278,13 @@ func translate(err error) error {
 		case "40001", "40P01": // serialization failure, deadlock
 			return core.Wrap(core.KindUnavailable, err, "database conflict, retry")
 		}
-		if strings.HasPrefix(string(pe.Code), "08") || strings.HasPrefix(string(pe.Code), "57P") || pe.Code == "53300" {
+		switch {
+		case strings.HasPrefix(string(pe.Code), "08") || strings.HasPrefix(string(pe.Code), "57P"):
 			return core.Wrap(core.KindUnavailable, err, "database unavailable")
+		case strings.HasPrefix(string(pe.Code), "53"): // disk full, out of memory, too many connections
+			return core.Wrap(core.KindUnavailable, err, "database out of resources")
+		case pe.Code == "25006": // read_only_sql_transaction: a read-only database or a standby
+			return core.Wrap(core.KindUnavailable, err, "database is read-only")
 		}
 		return err
 	}
@@ -296,6 +301,8 @@ func translate(err error) error {
 			return core.Wrap(core.KindUnavailable, err, "database busy, retry")
 		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL:
 			return core.Wrap(core.KindUnavailable, err, "database unavailable")
+		case sqlite3.SQLITE_READONLY:
+			return core.Wrap(core.KindUnavailable, err, "database is read-only")
 		}
 		return err
 	}

@@ -150,7 +150,9 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 		if err != nil {
 			return exitUnreachable, fmt.Errorf("read gateway answer: %w", err)
 		}
-		if resp.StatusCode >= 500 {
+		// Rate limited after the retries: no answer either, never a deny
+		// the pipeline would read as the policy's.
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 			return exitUnreachable, fmt.Errorf("gateway error %d: %s", resp.StatusCode, errorText(raw))
 		}
 		if resp.StatusCode != http.StatusOK {

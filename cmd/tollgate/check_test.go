@@ -57,6 +57,14 @@ func TestCheckExitCodes(t *testing.T) {
 		{"refused token", answer("allow"), "", []string{"--token", "bad"}, 1, ""},
 		{"unreachable", nil, closed, []string{"--retries", "1"}, 3, ""},
 		{"server error", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }, "", []string{"--retries", "0"}, 3, ""},
+		{"database down", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Retry-After", "5")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}, "", []string{"--retries", "0"}, 3, ""},
+		{"rate limited", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}, "", []string{"--retries", "0"}, 3, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

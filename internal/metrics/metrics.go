@@ -20,6 +20,9 @@ type Set struct {
 	InboxLag     prometheus.Gauge       // seconds since the oldest pending event was received
 	InboxPending prometheus.Gauge       // events waiting for the normalizer
 
+	AuthFailures *prometheus.CounterVec // reason: missing_token|invalid_token|forbidden|webhook_signature
+	RateLimited  *prometheus.CounterVec // scope: token|connector
+
 	PollLag      *prometheus.GaugeVec   // connector: seconds since the last complete poll
 	PollErrors   *prometheus.CounterVec // connector
 	APIRequests  *prometheus.CounterVec // connector, outcome: ok|client_error|server_error|error|circuit_open
@@ -83,6 +86,12 @@ func New() *Set {
 		InboxPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_inbox_pending_events", Help: "Events waiting for the normalizer.",
 		}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_auth_failures_total", Help: "Refused authentications by reason (missing_token, invalid_token, forbidden, webhook_signature).",
+		}, []string{"reason"}),
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_rate_limited_total", Help: "Requests answered 429 by the rate limit that refused them (token, connector).",
+		}, []string{"scope"}),
 	}
 	s.PollLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tollgate_poll_lag_seconds", Help: "Seconds since the connector's poller last completed a poll (its records are at most this old plus one interval).",
@@ -108,6 +117,7 @@ func New() *Set {
 	}, []string{"provider", "outcome"})
 	r.MustRegister(s.GatePending, s.GateCallbacks)
 	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.InboxLag, s.InboxPending,
+		s.AuthFailures, s.RateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s
 }

@@ -1,0 +1,155 @@
+package api
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"golang.org/x/time/rate"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// RateLimits are the request rates the server accepts per API token and
+// per webhook connector (token buckets: Rate per second, bursts of Burst).
+// A zero Rate turns that limit off.
+type RateLimits struct {
+	TokenRate      float64
+	TokenBurst     int
+	ConnectorRate  float64
+	ConnectorBurst int
+	// Connectors are the configured connector names: each gets its own
+	// bucket; any other name in a webhook URL (answered 404 anyway) shares
+	// one, so a client inventing names neither grows memory nor spends a
+	// real connector's bucket.
+	Connectors []string
+}
+
+// maxLimiterKeys bounds the token buckets of the token scope (keys are the
+// ids of authenticated tokens); past it every further key shares one
+// bucket.
+const maxLimiterKeys = 10_000
+
+// limiter holds one token bucket per key.
+type limiter struct {
+	rate  rate.Limit
+	burst int
+
+	mu       sync.Mutex
+	buckets  map[string]*rate.Limiter
+	overflow *rate.Limiter
+	// fixed: only the keys made at start have buckets of their own.
+	fixed bool
+}
+
+// newFixedLimiter has one bucket per key given and one shared by every
+// other key.
+func newFixedLimiter(perSecond float64, burst int, keys []string) *limiter {
+	l := newLimiter(perSecond, burst)
+	if l == nil {
+		return nil
+	}
+	l.fixed = true
+	for _, k := range keys {
+		l.buckets[k] = rate.NewLimiter(l.rate, l.burst)
+	}
+	return l
+}
+
+func newLimiter(perSecond float64, burst int) *limiter {
+	if perSecond <= 0 {
+		return nil
+	}
+	if burst < 1 {
+		burst = max(1, int(math.Ceil(perSecond)))
+	}
+	return &limiter{
+		rate: rate.Limit(perSecond), burst: burst, buckets: map[string]*rate.Limiter{},
+		overflow: rate.NewLimiter(rate.Limit(perSecond), burst),
+	}
+}
+
+// allow takes one request from key's bucket; when the bucket is empty it
+// says how long until the request would have been allowed.
+func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	l.mu.Lock()
+	b, ok := l.buckets[key]
+	if !ok {
+		if !l.fixed && len(l.buckets) < maxLimiterKeys {
+			b = rate.NewLimiter(l.rate, l.burst)
+			l.buckets[key] = b
+		} else {
+			b = l.overflow
+		}
+	}
+	l.mu.Unlock()
+	r := b.ReserveN(now, 1)
+	if !r.OK() {
+		return false, time.Second
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now) // a refused request does not spend the bucket
+		return false, d
+	}
+	return true, 0
+}
+
+// rateLimited is the 429 answer; Retry-After carries the wait in whole
+// seconds (at least 1).
+func (s *Server) rateLimited(c *echo.Context, scope string, wait time.Duration) error {
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+	if m := s.deps.Metrics; m != nil {
+		m.RateLimited.WithLabelValues(scope).Inc()
+	}
+	return core.Errorf(core.KindRateLimited, "rate limit of this %s exceeded; retry after %d s", scope, secs)
+}
+
+// limitToken applies the per-token limit to an authenticated request.
+func (s *Server) limitToken(c *echo.Context, t core.Token) error {
+	if ok, wait := s.tokenLimit.allow(t.ID, time.Now()); !ok {
+		return s.rateLimited(c, "token", wait)
+	}
+	return nil
+}
+
+// limitConnector applies the per-connector limit to a webhook delivery.
+func (s *Server) limitConnector(c *echo.Context, name string) error {
+	if ok, wait := s.connectorLimit.allow(name, time.Now()); !ok {
+		return s.rateLimited(c, "connector", wait)
+	}
+	return nil
+}
+
+// Reasons for tollgate_auth_failures_total: a fixed set, so that clients
+// cannot add series.
+const (
+	authMissingToken     = "missing_token"
+	authInvalidToken     = "invalid_token"
+	authForbidden        = "forbidden"
+	authWebhookSignature = "webhook_signature"
+)
+
+// authFailed counts and logs a refused authentication. The log names the
+// reason, route and client, and never the credential presented.
+func (s *Server) authFailed(ctx context.Context, c *echo.Context, reason, tokenID string) {
+	if m := s.deps.Metrics; m != nil {
+		m.AuthFailures.WithLabelValues(reason).Inc()
+	}
+	attrs := []any{"reason", reason, "method", c.Request().Method, "route", s.routeLabel(c),
+		"remote_ip", c.RealIP(), "request_id", requestID(c)}
+	if tokenID != "" {
+		attrs = append(attrs, "token_id", tokenID)
+	}
+	s.deps.Logger.WarnContext(ctx, "authentication refused", attrs...)
+}
+
+// retryAfterUnavailable is the Retry-After sent with a 503: a dependency
+// (the database) is down, and senders such as webhook providers retry.
+const retryAfterUnavailable = "5"

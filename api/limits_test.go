@@ -1,0 +1,95 @@
+package api
+
+import (
+	"strconv"
+	"testing"
+	"time"
+)
+
+func TestLimiterBucket(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		rate      float64
+		burst     int
+		calls     int
+		wantOK    int
+		wantAfter time.Duration // minimum wait reported for the first refusal
+	}{
+		{"burst then refuse", 1, 3, 5, 3, 900 * time.Millisecond},
+		{"fast rate", 100, 10, 12, 10, 5 * time.Millisecond},
+		{"off", 0, 0, 1000, 1000, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLimiter(tt.rate, tt.burst)
+			ok, firstWait := 0, time.Duration(0)
+			for range tt.calls {
+				allowed, wait := l.allow("k", now)
+				if allowed {
+					ok++
+				} else if firstWait == 0 {
+					firstWait = wait
+				}
+			}
+			if ok != tt.wantOK {
+				t.Errorf("allowed %d of %d, want %d", ok, tt.calls, tt.wantOK)
+			}
+			if tt.wantAfter > 0 && firstWait < tt.wantAfter {
+				t.Errorf("first refusal says wait %v, want ≥ %v", firstWait, tt.wantAfter)
+			}
+		})
+	}
+}
+
+func TestLimiterRefusalDoesNotSpendAndRefills(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	l := newLimiter(1, 1)
+	if ok, _ := l.allow("a", now); !ok {
+		t.Fatal("first request refused")
+	}
+	for range 100 { // hammering while empty must not push the refill back
+		if ok, _ := l.allow("a", now); ok {
+			t.Fatal("second request in the same instant allowed")
+		}
+	}
+	if ok, _ := l.allow("a", now.Add(time.Second)); !ok {
+		t.Error("refused one second later: refused requests spent the bucket")
+	}
+	if ok, _ := l.allow("b", now); !ok {
+		t.Error("another key shares the bucket")
+	}
+}
+
+func TestLimiterKeysBounded(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	l := newLimiter(1, 1)
+	for i := range maxLimiterKeys + 500 {
+		l.allow("connector-"+strconv.Itoa(i), now)
+	}
+	if n := len(l.buckets); n != maxLimiterKeys {
+		t.Errorf("%d buckets kept, want the bound %d", n, maxLimiterKeys)
+	}
+	// Past the bound, invented keys share the overflow bucket (already
+	// spent by the first of them).
+	if ok, _ := l.allow("yet-another", now); ok {
+		t.Error("a key past the bound got a fresh bucket")
+	}
+}
+
+// TestFixedLimiterUnknownKeysShareOneBucket: connector names nobody
+// configured (invented by a client) neither make buckets nor spend a
+// configured connector's.
+func TestFixedLimiterUnknownKeysShareOneBucket(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	l := newFixedLimiter(1, 1, []string{"servicenow"})
+	for i := range 20_000 {
+		l.allow("invented-"+strconv.Itoa(i), now)
+	}
+	if n := len(l.buckets); n != 1 {
+		t.Errorf("%d buckets after 20,000 invented names, want 1 (the configured connector's)", n)
+	}
+	if ok, _ := l.allow("servicenow", now); !ok {
+		t.Error("the configured connector's bucket was spent by invented names")
+	}
+}

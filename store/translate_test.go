@@ -1,0 +1,62 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+
+	"github.com/lib/pq"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// TestTranslateResourceFailures: a full disk, exhausted resources or a
+// read-only database are "unavailable" (503, retry later), not internal
+// errors: nothing was stored and the sender should come back.
+func TestTranslateResourceFailures(t *testing.T) {
+	tests := []struct {
+		code pq.ErrorCode
+		want core.ErrorKind
+	}{
+		{"53100", core.KindUnavailable}, // disk_full
+		{"53200", core.KindUnavailable}, // out_of_memory
+		{"53300", core.KindUnavailable}, // too_many_connections
+		{"25006", core.KindUnavailable}, // read_only_sql_transaction
+		{"57P01", core.KindUnavailable}, // admin_shutdown
+		{"23505", core.KindConflict},
+		{"42P01", ""}, // undefined_table: a bug, stays internal
+	}
+	for _, tt := range tests {
+		err := translate(&pq.Error{Code: tt.code})
+		if got := core.KindOf(err); tt.want != "" && got != tt.want {
+			t.Errorf("SQLSTATE %s: kind %q, want %q", tt.code, got, tt.want)
+		}
+		if tt.want == "" && core.KindOf(err) == core.KindUnavailable {
+			t.Errorf("SQLSTATE %s: unavailable, want it left as is", tt.code)
+		}
+	}
+
+	// SQLite opened read-only: a write fails with SQLITE_READONLY.
+	path := filepath.Join(t.TempDir(), "ro.db")
+	rw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rw.Exec("CREATE TABLE x (a int)"); err != nil {
+		t.Fatal(err)
+	}
+	rw.Close()
+	ro, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	_, err = ro.ExecContext(context.Background(), "INSERT INTO x VALUES (1)")
+	if err == nil {
+		t.Fatal("insert into a read-only SQLite database succeeded")
+	}
+	if k := core.KindOf(translate(err)); k != core.KindUnavailable {
+		t.Errorf("SQLite read-only write: kind %q (%v), want unavailable", k, err)
+	}
+}

@@ -301,6 +301,20 @@ func deploymentRef(d *Deployment, releaseID string) DeploymentRef {
 	}
 }
 
+// RequiresAnyEvidence reports whether some environment of the policy
+// (the catch-all included) requires evidence.
+func (cp *CompiledPolicy) RequiresAnyEvidence() bool {
+	if cp == nil {
+		return false
+	}
+	for _, e := range cp.src.Environments {
+		if len(e.Evidence) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // ControlProof is, in a report filtered by a control id, one deployment
 // whose evidence requirements carrying the control all passed: the
 // requirements as judged at its start and the evidence records they
@@ -597,6 +611,9 @@ type ReconcileQuery struct {
 	// the findings on those requirements, and the proof (ControlProof) of
 	// the deployments where they all passed.
 	Control string `json:"control,omitempty"`
+	// SkipEvidence lets the scan skip reading evidence: the caller's
+	// policies require none (RequiresAnyEvidence). Not stored with a report.
+	SkipEvidence bool `json:"-"`
 	// Cutoff is the data cut-off: records stored after it are not read,
 	// and the reconcile-only timers run until it.
 	Cutoff time.Time `json:"cutoff"`

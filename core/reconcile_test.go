@@ -334,6 +334,9 @@ func recEvidencePolicy(t testing.TB) *CompiledPolicy {
 
 func TestReconcileEvidenceAndHolds(t *testing.T) {
 	cp := recEvidencePolicy(t)
+	if !cp.RequiresAnyEvidence() || recPolicy(t).RequiresAnyEvidence() {
+		t.Fatal("RequiresAnyEvidence: want true with evidence required in production, false without")
+	}
 	good := recChange("CHG1", recStart)
 	changes := []ChangeVersion{v(1, recStart.Add(-time.Hour), good)}
 	ev := func(id, kind, status string, at time.Time) Evidence {

@@ -119,6 +119,7 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 	}
 	now := s.clock.Now().UTC().Truncate(time.Microsecond)
 	q.Cutoff = now
+	q.SkipEvidence = !cp.RequiresAnyEvidence()
 	opts := s.opts.Over(cp.ReconcileOptions())
 	r := core.Report{
 		ID: newID(), Kind: core.ReportKindReconciliation, Name: name, Query: q, PolicyVersion: cp.Version(),
@@ -234,7 +235,7 @@ func (s *Reconciler) Metrics(ctx context.Context, q MetricsQuery) (core.ReleaseM
 	if !core.ValidGroupBy(q.GroupBy) {
 		return core.ReleaseMetrics{}, core.Invalid("group_by", "%q is not one of team, service, environment", q.GroupBy)
 	}
-	rq := core.ReconcileQuery{From: q.From.UTC(), To: q.To.UTC(), Cutoff: s.clock.Now()}
+	rq := core.ReconcileQuery{From: q.From.UTC(), To: q.To.UTC(), Cutoff: s.clock.Now(), SkipEvidence: true}
 	if err := rq.Validate(); err != nil {
 		return core.ReleaseMetrics{}, err
 	}

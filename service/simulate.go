@@ -125,7 +125,8 @@ func (s *Simulator) Run(ctx context.Context, proposed *core.CompiledPolicy, in S
 		clock = core.SystemClock
 	}
 	cutoff := clock.Now().UTC().Truncate(time.Microsecond)
-	q := core.ReconcileQuery{From: in.From.UTC(), To: in.To.UTC(), Environment: env, Cutoff: cutoff}
+	q := core.ReconcileQuery{From: in.From.UTC(), To: in.To.UTC(), Environment: env, Cutoff: cutoff,
+		SkipEvidence: !current.RequiresAnyEvidence() && !proposed.RequiresAnyEvidence()}
 	keep := func(i core.Incident) bool { return current.IsMajor(i) || proposed.IsMajor(i) }
 	inOpts, propOpts := current.ReconcileOptions(), proposed.ReconcileOptions()
 	n := 0

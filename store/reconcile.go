@@ -86,11 +86,11 @@ type reconcileRow struct {
 // one for the versions of the page's changes that may be in force during
 // it (an anti-join with NOT EXISTS; emergency changes again as of the
 // cut-off), one for the teams' reviews that may be pending in the page's
-// time span, one for the holds that may be in force in it, one for the
-// evidence of the page's releases recorded by its last start, and one for
-// the incident versions that begin within it (on
+// time span, one for the evidence of the page's releases recorded by its
+// last start (unless q.SkipEvidence), and one for the incident versions that begin within it (on
 // the first page, the versions in force at From: an anti-join). keep
-// filters incidents (the policy's IsMajor; nil keeps all). Data recorded
+// filters incidents (the policy's IsMajor; nil keeps all). The holds that
+// may be in force during the period are read once, first. Data recorded
 // after q.Cutoff is not read.
 func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func(core.Incident) bool, pageSize int, fn func([]core.DeploymentFacts) error) error {
 	if err := q.Validate(); err != nil {
@@ -106,6 +106,12 @@ func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func
 	from, to := ts(q.From), ts(q.To)
 	timeline := core.NewIncidentTimeline(keep)
 	if err := d.loadIncidentsInForce(ctx, timeline, from, cutoff); err != nil {
+		return err
+	}
+	// Holds are few (a change manager's explicit stops): those that may be
+	// in force at some instant of the period are read once.
+	holds, err := d.holdsSpanning(ctx, from, to, cutoff)
+	if err != nil {
 		return err
 	}
 	// The next page is read while this one is evaluated and its findings
@@ -146,6 +152,7 @@ func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func
 			}
 			loadedTo = pageMax
 		}
+		cur.holds = holds
 		page, err := pageFacts(cur, timeline, cutoff)
 		if err != nil {
 			return err
@@ -170,7 +177,7 @@ type fetchedPage struct {
 	versions map[string][]core.ChangeVersion // those that may be in force during the page
 	atCutoff map[string][]core.ChangeVersion // emergency changes as of the cut-off
 	pirs     []core.PIR
-	holds    []core.Hold                // those that may be in force during the page
+	holds    []core.Hold                // those that may be in force during the period
 	evidence map[string][]core.Evidence // by release id, recorded by the page's last start
 	err      error
 }
@@ -235,11 +242,10 @@ func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cut
 	if p.pirs, err = d.pirsSpanning(ctx, teams, pageMin, pageMax); err != nil {
 		return fetchedPage{err: err}
 	}
-	if p.holds, err = d.holdsSpanning(ctx, pageMin, pageMax, cutoff); err != nil {
-		return fetchedPage{err: err}
-	}
-	if p.evidence, err = d.evidenceBy(ctx, releases, pageMax, cutoff); err != nil {
-		return fetchedPage{err: err}
+	if !q.SkipEvidence {
+		if p.evidence, err = d.evidenceBy(ctx, releases, pageMax, cutoff); err != nil {
+			return fetchedPage{err: err}
+		}
 	}
 	return p
 }
@@ -255,8 +261,7 @@ func releaseOf(dep core.Deployment) string {
 // holdsSpanning returns the holds that may be in force at some instant of
 // [from, to], as recorded by the cut-off: placed by to (and the cut-off),
 // not lifted by from, not expired by from. A lift after the cut-off is not
-// read. Holds are few (a change manager's explicit stops): the page reads
-// them all in one statement.
+// read.
 func (d *DB) holdsSpanning(ctx context.Context, from, to, cutoff time.Time) ([]core.Hold, error) {
 	var rows []holdRow
 	err := d.db.SelectContext(ctx, &rows, d.q("SELECT "+holdCols+` FROM holds

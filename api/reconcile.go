@@ -18,6 +18,7 @@ type Reports interface {
 	Get(ctx context.Context, id string) (core.Report, error)
 	List(ctx context.Context, limit int, before string) ([]core.Report, error)
 	Findings(ctx context.Context, id string, fn func(core.ReconcileFinding) error) error
+	Proofs(ctx context.Context, id string, fn func(core.ControlProof) error) error
 	Ack(ctx context.Context, reportID string, findingID int, comment, actor string) (core.ReconcileFinding, error)
 	Metrics(ctx context.Context, q service.MetricsQuery) (core.ReleaseMetrics, error)
 }
@@ -39,6 +40,9 @@ type reportRequest struct {
 	Environment string     `json:"environment"`
 	Service     string     `json:"service"`
 	Team        string     `json:"team"`
+	// Control narrows the report to one compliance control id (see
+	// core.ReconcileQuery.Control).
+	Control string `json:"control"`
 }
 
 func (s *Server) runReport(c *echo.Context) error {
@@ -46,7 +50,7 @@ func (s *Server) runReport(c *echo.Context) error {
 	if err := decodeJSON(c, &r); err != nil {
 		return err
 	}
-	q := core.ReconcileQuery{Environment: r.Environment, Service: r.Service, Team: r.Team}
+	q := core.ReconcileQuery{Environment: r.Environment, Service: r.Service, Team: r.Team, Control: r.Control}
 	if r.From != nil {
 		q.From = *r.From
 	}
@@ -100,7 +104,11 @@ func (s *Server) getReport(c *echo.Context) error {
 	}
 	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	resp.WriteHeader(http.StatusOK)
-	return writeReportJSON(resp, rep, walk)
+	var proofs proofWalker
+	if rep.Query.Control != "" {
+		proofs = func(fn func(core.ControlProof) error) error { return s.deps.Reports.Proofs(ctx, id, fn) }
+	}
+	return writeReportJSON(resp, rep, walk, proofs)
 }
 
 // ackRequest is the body of a finding's acknowledgement.

@@ -50,7 +50,11 @@ func (s *Server) reportBundle(c *echo.Context) error {
 	}
 	var buf bytes.Buffer
 	bw := bundle.NewWriter(&buf, s.deps.Clock.Now())
-	if err := addReportFiles(bw, rep, walk); err != nil {
+	var proofs proofWalker
+	if rep.Query.Control != "" {
+		proofs = func(fn func(core.ControlProof) error) error { return s.deps.Reports.Proofs(ctx, id, fn) }
+	}
+	if err := addReportFiles(bw, rep, walk, proofs); err != nil {
 		return err
 	}
 	decisions, releases, err := s.addRecordFiles(c, bw, findings)
@@ -76,12 +80,12 @@ func (s *Server) reportBundle(c *echo.Context) error {
 }
 
 // addReportFiles writes the report as JSON, CSV and HTML.
-func addReportFiles(bw *bundle.Writer, rep core.Report, walk findingWalker) error {
+func addReportFiles(bw *bundle.Writer, rep core.Report, walk findingWalker, proofs proofWalker) error {
 	for _, r := range []struct {
 		name   string
 		render func(*bytes.Buffer) error
 	}{
-		{"report.json", func(b *bytes.Buffer) error { return writeReportJSON(b, rep, walk) }},
+		{"report.json", func(b *bytes.Buffer) error { return writeReportJSON(b, rep, walk, proofs) }},
 		{"report.csv", func(b *bytes.Buffer) error { return writeReportCSV(b, walk) }},
 		{"report.html", func(b *bytes.Buffer) error { return writeReportHTML(b, rep, walk) }},
 	} {

@@ -21,7 +21,13 @@ type findingWalker func(fn func(core.ReconcileFinding) error) error
 
 // writeReportJSON streams {"report": …, "findings": [ … ]}: one finding in
 // memory at a time.
-func writeReportJSON(w io.Writer, r core.Report, walk findingWalker) error {
+// proofWalker walks a report's control proofs in order.
+type proofWalker func(fn func(core.ControlProof) error) error
+
+// writeReportJSON streams {"report", "findings"} and, for a report filtered
+// by a control (proofs not nil), "proofs": the compliant deployments'
+// evidence for that control.
+func writeReportJSON(w io.Writer, r core.Report, walk findingWalker, proofs proofWalker) error {
 	bw := bufio.NewWriter(w)
 	head, err := json.Marshal(r)
 	if err != nil {
@@ -44,7 +50,28 @@ func writeReportJSON(w io.Writer, r core.Report, walk findingWalker) error {
 	if err != nil {
 		return err
 	}
-	bw.WriteString("]}\n")
+	bw.WriteByte(']')
+	if proofs != nil {
+		bw.WriteString(`,"proofs":[`)
+		first = true
+		err = proofs(func(p core.ControlProof) error {
+			b, err := json.Marshal(p)
+			if err != nil {
+				return err
+			}
+			if !first {
+				bw.WriteByte(',')
+			}
+			first = false
+			bw.Write(b)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		bw.WriteByte(']')
+	}
+	bw.WriteString("}\n")
 	return bw.Flush()
 }
 

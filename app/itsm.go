@@ -50,6 +50,7 @@ func (a *App) wireITSM(conns []service.Connector, clock core.Clock) {
 	a.ReadBack = service.NewReadBack(a.Inbox, a.Log)
 	a.Creator = service.NewCreator(a.DB, a.Log, a.Metrics)
 	a.WriteBack = service.NewWriteBack(a.DB, clock, a.Log)
+	a.WriteBack.FlagEmergencies(a.DB, a.Policies)
 	for _, c := range conns {
 		api, ok := a.APIs[c.Config.Name]
 		if !ok {

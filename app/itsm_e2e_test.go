@@ -649,3 +649,58 @@ func TestChangeCreationAfterCrash(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteBackFlagsEmergency: a deployment covering an emergency change
+// writes its work note through the outbox flagged as an emergency, with
+// when the review and the validation are due; a normal change's note is
+// not flagged.
+func TestWriteBackFlagsEmergency(t *testing.T) {
+	eachDialect(t, func(t *testing.T, dialect string) {
+		fake := itsmfake.New(snUser, snPassword)
+		defer fake.Close()
+		emergency := snAPIChange("CHG0079101", "approved", time.Now())
+		emergency["type"] = snPair("emergency")
+		fake.PutSN("change_request", emergency)
+		fake.PutSN("change_request", snAPIChange("CHG0079102", "approved", time.Now()))
+		s := bootITSM(t, dialect, fake, snWriteBackConfig)
+		s.app.WriteBack.SetRetryMin(50 * time.Millisecond)
+		ctx := context.Background()
+		for key, typ := range map[string]core.ChangeType{"CHG0079101": core.ChangeEmergency, "CHG0079102": core.ChangeNormal} {
+			c := core.Change{Source: "servicenow", Key: key, Type: typ, State: core.ChangeStateScheduled, Approval: core.ApprovalApproved,
+				Services: []string{"payments-api"}, SourceUpdatedAt: time.Now().UTC().Add(-time.Hour)}
+			if _, err := s.app.DB.UpsertChange(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ci, _ := s.token(core.RoleCI)
+		for i, key := range []string{"CHG0079101", "CHG0079102"} {
+			dep := map[string]any{"service": "payments-api", "environment": "production", "version": fmt.Sprintf("7.1.%d", i), "status": "started",
+				"started_at": time.Now().UTC().Format(time.RFC3339), "changes": []string{key}, "provider": "github", "run_id": fmt.Sprint(9100 + i)}
+			if st := s.do("POST", "/api/v1/deployments", ci, dep, nil); st != http.StatusCreated && st != http.StatusOK {
+				t.Fatalf("deployment: %d", st)
+			}
+		}
+		notes := func(key string) string {
+			for _, r := range fake.SNRecords("change_request") {
+				if snValueOf(r["number"]) == key {
+					j, _ := r["work_notes_journal"].([]any)
+					if len(j) > 0 {
+						return fmt.Sprint(j)
+					}
+				}
+			}
+			return ""
+		}
+		s.waitFor("both work notes", func() bool { return notes("CHG0079101") != "" && notes("CHG0079102") != "" })
+		got := notes("CHG0079101")
+		for _, want := range []string{"[EMERGENCY]", "Emergency change: CHG0079101", "Retrospective review due by", "24 business hours",
+			"Post-deployment validation due by", "4h0m0s after the start"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("emergency note %q lacks %q", got, want)
+			}
+		}
+		if normal := notes("CHG0079102"); strings.Contains(normal, "EMERGENCY") || !strings.Contains(normal, "started") {
+			t.Errorf("normal note %q", normal)
+		}
+	})
+}

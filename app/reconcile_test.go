@@ -8,6 +8,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -317,3 +318,153 @@ func TestReconciliationRoles(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestSimulateAgreesWithReconciler: the policy in force simulated over a
+// seeded period judges the same deployments as a reconciliation report of
+// that period, with the same finding codes for each.
+func TestSimulateAgreesWithReconciler(t *testing.T) {
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			s := boot(t, dialect, "")
+			from, to := seedReconcileHistory(t, s)
+			cm, _ := s.token(core.RoleChangeManager)
+			var rep reportAnswer
+			if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": from, "to": to, "environment": "production"}, &rep); st != http.StatusCreated {
+				t.Fatalf("run report: %d", st)
+			}
+			var doc struct {
+				Findings []core.ReconcileFinding `json:"findings"`
+			}
+			if st, body := s.get("/api/v1/reports/reconciliation/"+rep.ID, cm); st != http.StatusOK || json.Unmarshal([]byte(body), &doc) != nil {
+				t.Fatalf("read report: %d %s", st, body)
+			}
+			want := map[string][]string{}
+			for _, f := range doc.Findings {
+				want[f.Deployment.ID] = append(want[f.Deployment.ID], f.Code)
+			}
+
+			pol, _ := json.Marshal(s.app.Policies.Current().Policy())
+			body, _ := json.Marshal(map[string]any{"policy": json.RawMessage(pol), "from": from, "to": to, "environment": "production"})
+			req, _ := http.NewRequest("POST", s.url+"/api/v1/policy/simulate", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+cm)
+			resp, err := s.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("simulate: %d %s", resp.StatusCode, raw)
+			}
+			deployments := 0
+			for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+				var it struct {
+					Release *struct {
+						Source       string `json:"source"`
+						DeploymentID string `json:"deployment_id"`
+						InForce      struct {
+							Findings []string `json:"findings"`
+						} `json:"in_force"`
+						Proposed struct {
+							Findings []string `json:"findings"`
+						} `json:"proposed"`
+						Changed bool `json:"changed"`
+					} `json:"release"`
+				}
+				if err := json.Unmarshal([]byte(line), &it); err != nil {
+					t.Fatalf("line %q: %v", line, err)
+				}
+				if it.Release == nil || it.Release.Source != "deployment" {
+					continue
+				}
+				deployments++
+				r := it.Release
+				if strings.Join(r.InForce.Findings, ",") != strings.Join(want[r.DeploymentID], ",") {
+					t.Errorf("deployment %s: simulate %v, report %v", r.DeploymentID, r.InForce.Findings, want[r.DeploymentID])
+				}
+				if strings.Join(r.Proposed.Findings, ",") != strings.Join(r.InForce.Findings, ",") || r.Changed {
+					t.Errorf("deployment %s: the same policy proposed differs: %+v", r.DeploymentID, r)
+				}
+			}
+			if deployments != rep.Summary.DeploymentsChecked || deployments != 3 {
+				t.Fatalf("simulate judged %d deployments, the report %d", deployments, rep.Summary.DeploymentsChecked)
+			}
+		})
+	}
+}
+
+// TestReconciliationByControl: a report filtered by a control id covers
+// the deployments whose environment requires evidence carrying it: the
+// findings on those requirements (not the others) and the proof of the
+// compliant deployments, the evidence they matched; an unknown control is
+// refused.
+func TestReconciliationByControl(t *testing.T) {
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			s := boot(t, dialect, e2eConfig)
+			ci, _ := s.token(core.RoleCI)
+			cm, _ := s.token(core.RoleChangeManager)
+			from := time.Now().UTC().Add(-time.Hour)
+			p := core.DefaultPolicy()
+			prod := p.Environments["production"]
+			prod.Evidence = []core.EvidenceRequirement{{ID: "tests-pass", Kind: core.EvidenceTests, Controls: []string{"SOX-ITGC-CM-03"}}}
+			p.Environments["production"] = prod
+			s.putPolicy(adminSecret, p, http.StatusOK)
+			s.sendWebhook(change("CHG7001", core.ApprovalApproved, time.Now().UTC().Add(-time.Minute)))
+			s.waitFor("CHG7001 stored", func() bool { return s.changeState("CHG7001") == "approved" })
+			for i, withTests := range []bool{true, false} {
+				version := fmt.Sprintf("8.0.%d", i)
+				rel := map[string]any{"service": "payments-api", "environment": "production", "version": version}
+				if withTests {
+					rid := core.ReleaseID("payments-api", version, "production")
+					if st := s.do("POST", "/api/v1/releases/"+rid+"/evidence", ci, map[string]any{"kind": "tests", "name": "unit", "status": "passed",
+						"url": "https://ci.example/tests/1", "release": rel}, nil); st != http.StatusCreated {
+						t.Fatalf("attach: %d", st)
+					}
+				}
+				a := s.check(ci, "", map[string]any{"service": "payments-api", "environment": "production", "version": version, "commit": "abc", "changes": []string{"CHG7001"}})
+				body := map[string]any{"service": "payments-api", "environment": "production", "version": version, "commit": "abc",
+					"status": "succeeded", "started_at": time.Now().UTC(), "changes": []string{"CHG7001"}, "decision_id": a.DecisionID,
+					"provider": "github", "run_id": "r" + version}
+				if st := s.do("POST", "/api/v1/deployments", ci, body, nil); st != http.StatusCreated {
+					t.Fatalf("deployment %s: %d", version, st)
+				}
+			}
+			to := time.Now().UTC().Add(time.Minute)
+			if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": from, "to": to, "control": "HIPAA-164.312(b)"}, nil); st != http.StatusBadRequest {
+				t.Fatalf("unknown control: %d", st)
+			}
+			var rep reportAnswer
+			if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": from, "to": to, "control": "sox-itgc-cm-03"}, &rep); st != http.StatusCreated {
+				t.Fatalf("run report: %d", st)
+			}
+			if sum := rep.Summary; sum.DeploymentsChecked != 2 || sum.Compliant != 1 || sum.Findings != 1 || sum.ByCode[core.CodeEvidenceMissing] != 1 {
+				t.Fatalf("summary %+v", sum)
+			}
+			var doc struct {
+				Findings []core.ReconcileFinding `json:"findings"`
+				Proofs   []core.ControlProof     `json:"proofs"`
+			}
+			st, body := s.get("/api/v1/reports/reconciliation/"+rep.ID, cm)
+			if st != http.StatusOK || json.Unmarshal([]byte(body), &doc) != nil {
+				t.Fatalf("read: %d %s", st, body)
+			}
+			if len(doc.Findings) != 1 || doc.Findings[0].Deployment.Version != "8.0.1" || doc.Findings[0].Ref != "tests-pass" ||
+				len(doc.Findings[0].Controls) != 1 || doc.Findings[0].Controls[0] != "SOX-ITGC-CM-03" {
+				t.Fatalf("findings %+v", doc.Findings)
+			}
+			if len(doc.Proofs) != 1 || doc.Proofs[0].Deployment.Version != "8.0.0" || len(doc.Proofs[0].Evidence) != 1 ||
+				doc.Proofs[0].Evidence[0].URL != "https://ci.example/tests/1" || doc.Proofs[0].Matches[0].Result != core.MatchPassed {
+				t.Fatalf("proofs %+v", doc.Proofs)
+			}
+			// The unfiltered report of the same period has no proofs and more findings.
+			var all reportAnswer
+			if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": from, "to": to}, &all); st != http.StatusCreated || all.Summary.Findings <= 1 {
+				t.Fatalf("unfiltered: %d %+v", st, all.Summary)
+			}
+			if _, body := s.get("/api/v1/reports/reconciliation/"+all.ID, cm); strings.Contains(body, `"proofs"`) {
+				t.Errorf("an unfiltered report lists proofs")
+			}
+		})
+	}
+}

@@ -183,7 +183,7 @@ func TestShippedConfigFilesLoad(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 			continue
 		}
-		if f == "tollgate.example.yaml" && (len(c.Connectors) != 6 || c.Policy == nil || c.Policy.TimeZone != "Europe/Berlin") {
+		if f == "tollgate.example.yaml" && (len(c.Connectors) != 6 || c.Policy == nil || c.Policy.TimeZone != "Europe/Berlin" || c.Policy.Emergency.ReviewBusinessHours != 24 || c.Policy.Emergency.ValidationHours != 4) {
 			t.Errorf("%s: connectors %d, policy %+v", f, len(c.Connectors), c.Policy)
 		}
 	}

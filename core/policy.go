@@ -52,6 +52,21 @@ type Policy struct {
 	// (names, or group names as the approvals record them): an emergency
 	// change without one of their approvals is APPROVER_MISSING.
 	EmergencyApprovers []string `json:"emergency_approvers,omitempty" yaml:"emergency_approvers,omitempty"`
+	// Emergency sets the reconciler's emergency timers
+	// (EMERGENCY_REVIEW_OVERDUE, EMERGENCY_VALIDATION_OVERDUE).
+	Emergency EmergencyTimers `json:"emergency,omitempty" yaml:"emergency,omitempty"`
+}
+
+// EmergencyTimers are how long an emergency deployment has for its
+// follow-ups. Zero means the default.
+type EmergencyTimers struct {
+	// ReviewBusinessHours is how many business hours (the policy's
+	// calendar) an emergency change has for its retrospective review
+	// (default 24).
+	ReviewBusinessHours float64 `json:"review_business_hours,omitempty" yaml:"review_business_hours,omitempty"`
+	// ValidationHours is how many hours (wall clock) an emergency
+	// deployment has to report its post-deployment validation (default 4).
+	ValidationHours float64 `json:"validation_hours,omitempty" yaml:"validation_hours,omitempty"`
 }
 
 // BusinessHours is the working calendar, in Policy.TimeZone.

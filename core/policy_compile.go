@@ -90,6 +90,12 @@ func compile(p Policy) (*CompiledPolicy, error) {
 	}
 	cp.cal = compileBusinessHours(&ps, p.BusinessHours, cp.loc)
 	cp.kinds = evidenceKinds(&ps, p.EvidenceKinds)
+	if t := p.Emergency.ReviewBusinessHours; t < 0 || t > 10000 {
+		ps.add("emergency.review_business_hours", "must be between 0 (the default, 24) and 10000, not %g", t)
+	}
+	if t := p.Emergency.ValidationHours; t < 0 || t > 10000 {
+		ps.add("emergency.validation_hours", "must be between 0 (the default, 4) and 10000, not %g", t)
+	}
 	compileEnvironments(&ps, cp, p.Environments)
 
 	compileServices(&ps, cp, p.Services)

@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -79,6 +80,28 @@ func (o ReconcileOptions) WithDefaults() ReconcileOptions {
 	return o
 }
 
+// ReconcileOptions returns the policy's emergency timers (policy field
+// emergency), defaults filled.
+func (cp *CompiledPolicy) ReconcileOptions() ReconcileOptions {
+	var o ReconcileOptions
+	if cp != nil {
+		o.ReviewWithin = time.Duration(cp.src.Emergency.ReviewBusinessHours * float64(time.Hour))
+		o.ValidationWithin = time.Duration(cp.src.Emergency.ValidationHours * float64(time.Hour))
+	}
+	return o.WithDefaults()
+}
+
+// Over returns o with its zero thresholds taken from base.
+func (o ReconcileOptions) Over(base ReconcileOptions) ReconcileOptions {
+	if o.ReviewWithin <= 0 {
+		o.ReviewWithin = base.ReviewWithin
+	}
+	if o.ValidationWithin <= 0 {
+		o.ValidationWithin = base.ValidationWithin
+	}
+	return o
+}
+
 // DecisionRef is the gate decision a deployment relied on, as much of it as
 // a report shows.
 type DecisionRef struct {
@@ -89,7 +112,10 @@ type DecisionRef struct {
 	PolicyVersion int       `json:"policy_version"`
 	Commit        string    `json:"commit,omitempty"`
 	Actor         string    `json:"actor,omitempty"`
-	Reasons       []Reason  `json:"reasons"`
+	// Digest is the artifact digest the gate check named (evidence
+	// requirements with digest_matches_deployment compare with it).
+	Digest  string   `json:"digest,omitempty"`
+	Reasons []Reason `json:"reasons"`
 }
 
 // DeploymentFacts is one deployment with what the reconciler needs, as the
@@ -108,6 +134,13 @@ type DeploymentFacts struct {
 	// PendingPIRs are the team's reviews required by the start and not
 	// signed off then.
 	PendingPIRs []PIR
+	// Holds are the holds that may be in force at the start (the HOLD rule
+	// keeps those active then that name the release's service, team or
+	// environment), as recorded by the cut-off.
+	Holds []Hold
+	// Evidence is the release's evidence recorded by the start (and the
+	// cut-off), oldest first.
+	Evidence []Evidence
 	// Decision is the gate decision the deployment names (DecisionID), or
 	// else its release's newest decision at or before its start; nil when
 	// there is none.
@@ -171,12 +204,15 @@ type ReconcileFinding struct {
 	Ref      string `json:"ref,omitempty"`
 	// ChangeKey and ChangeVersion name the change version the finding was
 	// judged against, when it concerns one change.
-	ChangeKey     string           `json:"change_key,omitempty"`
-	ChangeVersion int              `json:"change_version,omitempty"`
-	Remediation   string           `json:"remediation"`
-	Deployment    DeploymentRef    `json:"deployment"`
-	Lineage       Lineage          `json:"lineage"`
-	Ack           *Acknowledgement `json:"ack,omitempty"`
+	ChangeKey     string `json:"change_key,omitempty"`
+	ChangeVersion int    `json:"change_version,omitempty"`
+	// Controls are the compliance control ids of the evidence requirement
+	// a finding concerns (EVIDENCE_MISSING, EVIDENCE_FAILED).
+	Controls    []string         `json:"controls,omitempty"`
+	Remediation string           `json:"remediation"`
+	Deployment  DeploymentRef    `json:"deployment"`
+	Lineage     Lineage          `json:"lineage"`
+	Ack         *Acknowledgement `json:"ack,omitempty"`
 }
 
 // ReconcileDeployment returns the findings on one deployment (none: it was
@@ -187,6 +223,19 @@ type ReconcileFinding struct {
 // yet reached by the cut-off is no finding). An environment where the
 // policy enables no gate rule (open) has no findings at all.
 func ReconcileDeployment(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time, opts ReconcileOptions) []ReconcileFinding {
+	fs, _ := ReconcileEvaluate(cp, df, cutoff, opts)
+	return fs
+}
+
+// ReconcileEvaluate is ReconcileDeployment that also returns the gate's
+// decision at the deployment's start (its reasons and how each evidence
+// requirement was judged, for a report's proof and for simulation).
+//
+// Holds (HOLD) and evidence requirements (EVIDENCE_MISSING,
+// EVIDENCE_FAILED) are judged as the gate judges them, with df's holds and
+// the release's evidence recorded by the start; they apply even in an
+// open environment, as at the gate, where the other rules do not.
+func ReconcileEvaluate(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time, opts ReconcileOptions) ([]ReconcileFinding, GateDecision) {
 	if cp == nil {
 		cp = &CompiledPolicy{}
 	}
@@ -196,21 +245,25 @@ func ReconcileDeployment(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Tim
 	if !known {
 		env = strings.TrimSpace(d.Environment)
 	}
-	if known && len(cp.Rules(env, d.Service)) == 0 {
-		return nil
-	}
+	open := known && len(cp.Rules(env, d.Service)) == 0
 	facts, lineage, versions := asOfFacts(df)
 	dec := Evaluate(cp, facts, d.StartedAt)
-	ref := DeploymentRef{
-		ID: d.ID, ReleaseID: facts.ReleaseID, Service: d.Service, Environment: d.Environment, Version: d.Version,
-		Team: d.Team, Commit: d.Commit, Status: d.Status, StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
-		Actor: d.Actor, Provider: d.Provider, RunID: d.RunID, URL: d.URL,
+	if open && len(dec.Reasons) == 0 {
+		return nil, dec
 	}
+	ref := deploymentRef(d, facts.ReleaseID)
 	var out []ReconcileFinding
 	add := func(code, severity, ref0, msg string) {
 		f := ReconcileFinding{
 			Code: code, Severity: severity, Message: msg, Ref: ref0,
 			Remediation: Remediation(code), Deployment: ref, Lineage: lineage,
+		}
+		if code == CodeEvidenceMissing || code == CodeEvidenceFailed {
+			for _, m := range dec.Evidence {
+				if m.Rule == ref0 {
+					f.Controls = m.Controls
+				}
+			}
 		}
 		if v, ok := versions[strings.ToLower(ref0)]; ok && ref0 != "" {
 			f.ChangeKey, f.ChangeVersion = ref0, v
@@ -224,6 +277,9 @@ func ReconcileDeployment(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Tim
 		}
 		add(r.Code, sev, r.Ref, r.Message)
 	}
+	if open {
+		return out, dec
+	}
 	if msg, ok := gateBypassed(df); ok {
 		ref0 := ""
 		if df.Decision != nil {
@@ -234,7 +290,77 @@ func ReconcileDeployment(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Tim
 	if dec.Emergency {
 		emergencyFindings(cp, df, cutoff, opts, add)
 	}
-	return out
+	return out, dec
+}
+
+func deploymentRef(d *Deployment, releaseID string) DeploymentRef {
+	return DeploymentRef{
+		ID: d.ID, ReleaseID: releaseID, Service: d.Service, Environment: d.Environment, Version: d.Version,
+		Team: d.Team, Commit: d.Commit, Status: d.Status, StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
+		Actor: d.Actor, Provider: d.Provider, RunID: d.RunID, URL: d.URL,
+	}
+}
+
+// RequiresAnyEvidence reports whether some environment of the policy
+// (the catch-all included) requires evidence.
+func (cp *CompiledPolicy) RequiresAnyEvidence() bool {
+	if cp == nil {
+		return false
+	}
+	for _, e := range cp.src.Environments {
+		if len(e.Evidence) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ControlProof is, in a report filtered by a control id, one deployment
+// whose evidence requirements carrying the control all passed: the
+// requirements as judged at its start and the evidence records they
+// matched.
+type ControlProof struct {
+	// ID numbers the proofs of a report from 1, in deployment order.
+	ID         int             `json:"id"`
+	Control    string          `json:"control"`
+	Deployment DeploymentRef   `json:"deployment"`
+	Matches    []EvidenceMatch `json:"matches"`
+	Evidence   []Evidence      `json:"evidence"`
+}
+
+// ForControl narrows one deployment's reconciliation to the evidence
+// requirements carrying control (case-insensitively): inScope is false
+// when its environment has none (the deployment is not relevant to the
+// control); kept are the findings on those requirements; proof is set when
+// there are none (every such requirement passed), with the evidence each
+// matched.
+func ForControl(df DeploymentFacts, fs []ReconcileFinding, dec GateDecision, control string) (kept []ReconcileFinding, proof *ControlProof, inScope bool) {
+	var matches []EvidenceMatch
+	for _, m := range dec.Evidence {
+		if slices.ContainsFunc(m.Controls, func(c string) bool { return strings.EqualFold(c, control) }) {
+			matches = append(matches, m)
+		}
+	}
+	if len(matches) == 0 {
+		return nil, nil, false
+	}
+	for _, f := range fs {
+		if slices.ContainsFunc(matches, func(m EvidenceMatch) bool { return m.Rule == f.Ref }) &&
+			(f.Code == CodeEvidenceMissing || f.Code == CodeEvidenceFailed) {
+			kept = append(kept, f)
+		}
+	}
+	if len(kept) > 0 {
+		return kept, nil, true
+	}
+	d := &df.Deployment
+	p := &ControlProof{Control: control, Deployment: deploymentRef(d, dec.ReleaseID), Matches: matches, Evidence: []Evidence{}}
+	for _, e := range df.Evidence {
+		if slices.ContainsFunc(matches, func(m EvidenceMatch) bool { return slices.Contains(m.Evidence, e.ID) }) {
+			p.Evidence = append(p.Evidence, e)
+		}
+	}
+	return nil, p, true
 }
 
 // asOfFacts turns a deployment's as-of records into the gate's Facts (its
@@ -255,6 +381,12 @@ func asOfFacts(df DeploymentFacts) (Facts, Lineage, map[string]int) {
 		Incidents:   df.Incidents,
 		PendingPIRs: df.PendingPIRs,
 		ReleaseID:   releaseID,
+		Holds:       df.Holds,
+		Evidence:    df.Evidence,
+	}
+	// The artifact digest is the one the gate check named for this release.
+	if g := df.Decision; g != nil && g.ReleaseID == releaseID {
+		facts.Request.Digest = g.Digest
 	}
 	versions := make(map[string]int, len(df.Changes))
 	lineage := Lineage{Changes: make([]ChangeLineage, 0, len(df.Changes)), Decision: df.Decision}
@@ -420,6 +552,14 @@ func Remediation(code string) string {
 		return "Have a second person approve changes: the deployer or requester may not be the only approver."
 	case CodeGateBypassed:
 		return "Make the pipeline call the gate and deploy only on allow, for the same release and commit."
+	case CodeHold:
+		return "Deployments must wait while a hold is in force: review the deployment with the change manager who placed the hold."
+	case CodeEvidenceMissing:
+		return "Attach the required evidence to the release (tollgate attest) before deploying, and make the pipeline wait for the gate."
+	case CodeEvidenceFailed:
+		return "Fix what the evidence reports (failed tests, findings above the threshold, a digest mismatch) and deploy a release whose evidence passes."
+	case CodeApproverMissing:
+		return "Have the required approver group approve the change before deploying."
 	case CodeEmergencyReviewOverdue:
 		return "Hold the emergency change's retrospective review and record it on the change."
 	case CodeEmergencyValidationOverdue:
@@ -466,6 +606,14 @@ type ReconcileQuery struct {
 	Environment string    `json:"environment,omitempty"`
 	Service     string    `json:"service,omitempty"`
 	Team        string    `json:"team,omitempty"`
+	// Control, when set, narrows the report to the deployments whose
+	// environment requires evidence carrying this compliance control id:
+	// the findings on those requirements, and the proof (ControlProof) of
+	// the deployments where they all passed.
+	Control string `json:"control,omitempty"`
+	// SkipEvidence lets the scan skip reading evidence: the caller's
+	// policies require none (RequiresAnyEvidence). Not stored with a report.
+	SkipEvidence bool `json:"-"`
 	// Cutoff is the data cut-off: records stored after it are not read,
 	// and the reconcile-only timers run until it.
 	Cutoff time.Time `json:"cutoff"`

@@ -2,6 +2,7 @@ package core
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,6 +41,8 @@ type recCase struct {
 	incidents  []IncidentVersion // every version of every incident
 	pirs       []PIR
 	decision   *DecisionRef
+	holds      []Hold     // as the store reads them around the start
+	evidence   []Evidence // the release's evidence recorded by the start
 	mutate     func(d *Deployment)
 	cutoff     time.Time
 	want       []string // finding codes, in order
@@ -76,7 +79,7 @@ func runRecCase(t *testing.T, cp *CompiledPolicy, tc recCase) []ReconcileFinding
 	if cutoff.IsZero() {
 		cutoff = start.Add(30 * 24 * time.Hour)
 	}
-	df := DeploymentFacts{Deployment: d, ChangesAtCutoff: map[string]Change{}, Decision: tc.decision}
+	df := DeploymentFacts{Deployment: d, ChangesAtCutoff: map[string]Change{}, Decision: tc.decision, Holds: tc.holds, Evidence: tc.evidence}
 	byKey := map[string][]ChangeVersion{}
 	for _, cv := range tc.changes {
 		byKey[cv.Change.Key] = append(byKey[cv.Change.Key], cv)
@@ -308,5 +311,133 @@ func TestIncidentTimelineKeepsOnlyBlocking(t *testing.T) {
 	tl.Prune(recStart.Add(2 * time.Hour))
 	if tl.Len() != 0 {
 		t.Fatalf("after prune %d held", tl.Len())
+	}
+}
+
+// recEvidencePolicy is recPolicy with production requiring passing tests
+// (control SOX-ITGC-CM-03) and a scan with at most medium findings.
+func recEvidencePolicy(t testing.TB) *CompiledPolicy {
+	t.Helper()
+	p := DefaultPolicy()
+	prod := p.Environments["production"]
+	prod.Evidence = []EvidenceRequirement{
+		{ID: "tests-pass", Kind: EvidenceTests, Controls: []string{"SOX-ITGC-CM-03"}},
+		{ID: "no-high-vulns", Kind: EvidenceSecurityScan, MaxSeverity: "medium", Controls: []string{"SOX-ITGC-CM-05"}},
+	}
+	p.Environments["production"] = prod
+	cp, err := Compile(p, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+func TestReconcileEvidenceAndHolds(t *testing.T) {
+	cp := recEvidencePolicy(t)
+	if !cp.RequiresAnyEvidence() || recPolicy(t).RequiresAnyEvidence() {
+		t.Fatal("RequiresAnyEvidence: want true with evidence required in production, false without")
+	}
+	good := recChange("CHG1", recStart)
+	changes := []ChangeVersion{v(1, recStart.Add(-time.Hour), good)}
+	ev := func(id, kind, status string, at time.Time) Evidence {
+		return Evidence{ID: id, ReleaseID: ReleaseID("checkout", "1.2.3", "production"), Kind: kind, Name: kind, Status: status, RecordedAt: at}
+	}
+	scan := func(id, sev string, at time.Time) Evidence {
+		e := ev(id, EvidenceSecurityScan, EvidencePassed, at)
+		e.Findings = &FindingSummary{Tools: []string{"gosec"}, MaxSeverity: sev}
+		return e
+	}
+	before := recStart.Add(-10 * time.Minute)
+	hold := func(at time.Time, lifted *time.Time) Hold {
+		return Hold{ID: "hold-1", Scope: HoldScopeService, Name: "checkout", Reason: "audit", CreatedBy: "cm", CreatedAt: at, LiftedAt: lifted}
+	}
+	cases := []recCase{
+		{name: "evidence passed before the deploy", changes: changes, decision: allow(recStart.Add(-time.Minute)),
+			evidence: []Evidence{ev("e1", EvidenceTests, EvidencePassed, before), scan("e2", "low", before)}, want: []string{}},
+		{name: "EVIDENCE_MISSING: no scan", changes: changes, decision: allow(recStart.Add(-time.Minute)),
+			evidence: []Evidence{ev("e1", EvidenceTests, EvidencePassed, before)}, want: []string{CodeEvidenceMissing}},
+		{name: "EVIDENCE_MISSING: tests attached only after the deploy", changes: changes, decision: allow(recStart.Add(-time.Minute)),
+			evidence: []Evidence{ev("e1", EvidenceTests, EvidencePassed, recStart.Add(time.Minute)), scan("e2", "none", before)},
+			want:     []string{CodeEvidenceMissing}},
+		{name: "EVIDENCE_FAILED: failed tests", changes: changes, decision: allow(recStart.Add(-time.Minute)),
+			evidence: []Evidence{ev("e1", EvidenceTests, EvidenceFailed, before), scan("e2", "none", before)}, want: []string{CodeEvidenceFailed}},
+		{name: "EVIDENCE_FAILED: high findings", changes: changes, decision: allow(recStart.Add(-time.Minute)),
+			evidence: []Evidence{ev("e1", EvidenceTests, EvidencePassed, before), scan("e2", "high", before)}, want: []string{CodeEvidenceFailed}},
+		{name: "a failing run superseded before the deploy", changes: changes, decision: allow(recStart.Add(-time.Minute)),
+			evidence: []Evidence{ev("e1", EvidenceTests, EvidenceFailed, before.Add(-time.Hour)), ev("e3", EvidenceTests, EvidencePassed, before), scan("e2", "none", before)},
+			want:     []string{}},
+		{name: "HOLD in force at the start", changes: changes, decision: allow(recStart.Add(-time.Minute)),
+			evidence: []Evidence{ev("e1", EvidenceTests, EvidencePassed, before), scan("e2", "none", before)},
+			holds:    []Hold{hold(recStart.Add(-time.Hour), nil)}, want: []string{CodeHold}},
+		{name: "hold lifted before the start", changes: changes, decision: allow(recStart.Add(-time.Minute)),
+			evidence: []Evidence{ev("e1", EvidenceTests, EvidencePassed, before), scan("e2", "none", before)},
+			holds:    []Hold{hold(recStart.Add(-time.Hour), tp(recStart.Add(-time.Minute)))}, want: []string{}},
+		{name: "hold placed after the start", changes: changes, decision: allow(recStart.Add(-time.Minute)),
+			evidence: []Evidence{ev("e1", EvidenceTests, EvidencePassed, before), scan("e2", "none", before)},
+			holds:    []Hold{hold(recStart.Add(time.Minute), nil)}, want: []string{}},
+		{name: "hold on another service", changes: changes, decision: allow(recStart.Add(-time.Minute)),
+			evidence: []Evidence{ev("e1", EvidenceTests, EvidencePassed, before), scan("e2", "none", before)},
+			holds:    []Hold{func() Hold { h := hold(recStart.Add(-time.Hour), nil); h.Name = "ledger"; return h }()}, want: []string{}},
+		{name: "HOLD in an open environment", mutate: func(d *Deployment) { d.Environment, d.Changes = "development", nil },
+			holds: []Hold{func() Hold {
+				h := hold(recStart.Add(-time.Hour), nil)
+				h.Scope, h.Name = HoldScopeEnvironment, "development"
+				return h
+			}()},
+			want: []string{CodeHold}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := runRecCase(t, cp, tc)
+			if got := codes(fs); !slices.Equal(got, tc.want) {
+				t.Fatalf("codes = %v, want %v (%+v)", got, tc.want, fs)
+			}
+			for _, f := range fs {
+				if f.Remediation == Remediation("") {
+					t.Errorf("%s has the generic remediation", f.Code)
+				}
+			}
+		})
+	}
+}
+
+func TestReconcileOptionsFromPolicy(t *testing.T) {
+	p := DefaultPolicy()
+	cp, err := Compile(p, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := cp.ReconcileOptions(); o.ReviewWithin != 24*time.Hour || o.ValidationWithin != 4*time.Hour {
+		t.Fatalf("defaults = %+v, want 24h and 4h", o)
+	}
+	p.Emergency = EmergencyTimers{ReviewBusinessHours: 8, ValidationHours: 1.5}
+	if cp, err = Compile(p, 2); err != nil {
+		t.Fatal(err)
+	}
+	o := cp.ReconcileOptions()
+	if o.ReviewWithin != 8*time.Hour || o.ValidationWithin != 90*time.Minute {
+		t.Fatalf("options = %+v, want 8h and 1h30m", o)
+	}
+	if got := (ReconcileOptions{ValidationWithin: time.Hour}).Over(o); got.ReviewWithin != 8*time.Hour || got.ValidationWithin != time.Hour {
+		t.Fatalf("Over = %+v", got)
+	}
+	p.Emergency.ValidationHours = -1
+	if _, err := Compile(p, 3); err == nil || !strings.Contains(err.Error(), "emergency.validation_hours") {
+		t.Fatalf("negative validation hours: err = %v", err)
+	}
+	// A deployment validated after 1.5 h is overdue under that policy.
+	friday := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	emergency := recChange("CHG1", friday)
+	emergency.Type, emergency.ReviewedAt = ChangeEmergency, tp(friday.Add(time.Hour))
+	d := Deployment{ID: "d", Service: "checkout", Environment: "production", Version: "1", Status: DeploySucceeded,
+		StartedAt: friday, FinishedAt: tp(friday.Add(2 * time.Hour)), Changes: []string{"CHG1"}}
+	df := DeploymentFacts{Deployment: d, Changes: []ChangeVersion{v(1, friday.Add(-time.Hour), emergency)},
+		Decision: &DecisionRef{ID: "g", ReleaseID: ReleaseID("checkout", "1", "production"), Decision: Allow, EvaluatedAt: friday.Add(-time.Minute)}}
+	cp, _ = Compile(DefaultPolicy(), 4)
+	if fs := ReconcileDeployment(cp, df, friday.Add(72*time.Hour), cp.ReconcileOptions()); slices.Contains(codes(fs), CodeEmergencyValidationOverdue) {
+		t.Fatalf("under the 4 h default: %v", codes(fs))
+	}
+	if fs := ReconcileDeployment(cp, df, friday.Add(72*time.Hour), o); !slices.Contains(codes(fs), CodeEmergencyValidationOverdue) {
+		t.Fatalf("under 1.5 h: %v, want EMERGENCY_VALIDATION_OVERDUE", codes(fs))
 	}
 }

@@ -17,6 +17,8 @@ type ReconcileStore interface {
 	ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func(core.Incident) bool, pageSize int, fn func([]core.DeploymentFacts) error) error
 	CreateReport(ctx context.Context, r core.Report) error
 	AddFindings(ctx context.Context, reportID string, fs []core.ReconcileFinding) error
+	AddProofs(ctx context.Context, reportID string, ps []core.ControlProof) error
+	ReportProofs(ctx context.Context, reportID string, fn func(core.ControlProof) error) error
 	FinishReport(ctx context.Context, r core.Report) error
 	DeleteReport(ctx context.Context, id string) error
 	GetReport(ctx context.Context, id string) (core.Report, error)
@@ -42,10 +44,11 @@ type Reconciler struct {
 	PageSize int
 }
 
-// NewReconciler wires the service; opts are the reconcile-only rules'
-// thresholds (zero: defaults).
+// NewReconciler wires the service. The reconcile-only rules' thresholds
+// come from the policy in force (its emergency timers); a non-zero field
+// of opts overrides the policy's.
 func NewReconciler(store ReconcileStore, policies *Policies, clock core.Clock, log *slog.Logger, opts core.ReconcileOptions) *Reconciler {
-	return &Reconciler{store: store, policies: policies, clock: clock, log: log, opts: opts.WithDefaults()}
+	return &Reconciler{store: store, policies: policies, clock: clock, log: log, opts: opts}
 }
 
 // maxReportPeriod bounds one report's period.
@@ -69,6 +72,14 @@ func (s *Reconciler) normalizeQuery(cp *core.CompiledPolicy, q core.ReconcileQue
 			return q, err
 		}
 	}
+	if q.Control = strings.TrimSpace(q.Control); q.Control != "" {
+		if len(q.Control) > 200 {
+			return q, core.Invalid("control", "is longer than 200 characters")
+		}
+		if !policyNamesControl(cp.Policy(), q.Control) {
+			return q, core.Invalid("control", "no evidence requirement of the policy in force carries control %q", q.Control)
+		}
+	}
 	if q.Environment != "" {
 		env, ok := cp.ResolveEnvironment(q.Environment)
 		if !ok {
@@ -78,6 +89,21 @@ func (s *Reconciler) normalizeQuery(cp *core.CompiledPolicy, q core.ReconcileQue
 	}
 	q.From, q.To = q.From.UTC(), q.To.UTC()
 	return q, nil
+}
+
+// policyNamesControl reports whether an evidence requirement of p carries
+// control (case-insensitively).
+func policyNamesControl(p core.Policy, control string) bool {
+	for _, e := range p.Environments {
+		for _, r := range e.Evidence {
+			for _, c := range r.Controls {
+				if strings.EqualFold(c, control) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // Run reconciles the period of q under the policy in force and stores the
@@ -93,19 +119,34 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 	}
 	now := s.clock.Now().UTC().Truncate(time.Microsecond)
 	q.Cutoff = now
+	q.SkipEvidence = !cp.RequiresAnyEvidence()
+	opts := s.opts.Over(cp.ReconcileOptions())
 	r := core.Report{
 		ID: newID(), Kind: core.ReportKindReconciliation, Name: name, Query: q, PolicyVersion: cp.Version(),
-		Options: s.opts, Summary: core.NewReconcileSummary(), CreatedAt: now, CreatedBy: actor,
+		Options: opts, Summary: core.NewReconcileSummary(), CreatedAt: now, CreatedBy: actor,
 	}
 	if err := s.store.CreateReport(ctx, r); err != nil {
 		return core.Report{}, fmt.Errorf("create report: %w", err)
 	}
-	seq := 0
+	seq, proofSeq := 0, 0
 	var batch []core.ReconcileFinding
+	var proofs []core.ControlProof
 	err = s.store.ReconcileScan(ctx, q, cp.IsMajor, s.PageSize, func(page []core.DeploymentFacts) error {
-		batch = batch[:0]
+		batch, proofs = batch[:0], proofs[:0]
 		for _, df := range page {
-			fs := core.ReconcileDeployment(cp, df, now, s.opts)
+			fs, dec := core.ReconcileEvaluate(cp, df, now, opts)
+			if q.Control != "" {
+				kept, proof, inScope := core.ForControl(df, fs, dec, q.Control)
+				if !inScope {
+					continue
+				}
+				fs = kept
+				if proof != nil {
+					proofSeq++
+					proof.ID = proofSeq
+					proofs = append(proofs, *proof)
+				}
+			}
 			r.Summary.Add(fs)
 			for i := range fs {
 				seq++
@@ -113,7 +154,10 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 			}
 			batch = append(batch, fs...)
 		}
-		return s.store.AddFindings(ctx, r.ID, batch)
+		if err := s.store.AddFindings(ctx, r.ID, batch); err != nil {
+			return err
+		}
+		return s.store.AddProofs(ctx, r.ID, proofs)
 	})
 	if err == nil {
 		err = s.store.FinishReport(ctx, r)
@@ -145,6 +189,12 @@ func (s *Reconciler) Findings(ctx context.Context, id string, fn func(core.Recon
 		return err
 	}
 	return s.store.ReportFindings(ctx, id, fn)
+}
+
+// Proofs calls fn with each control proof of a report (one filtered by a
+// control id), in order.
+func (s *Reconciler) Proofs(ctx context.Context, id string, fn func(core.ControlProof) error) error {
+	return s.store.ReportProofs(ctx, id, fn)
 }
 
 // Ack records a change manager's acceptance of a finding, with a required
@@ -185,7 +235,7 @@ func (s *Reconciler) Metrics(ctx context.Context, q MetricsQuery) (core.ReleaseM
 	if !core.ValidGroupBy(q.GroupBy) {
 		return core.ReleaseMetrics{}, core.Invalid("group_by", "%q is not one of team, service, environment", q.GroupBy)
 	}
-	rq := core.ReconcileQuery{From: q.From.UTC(), To: q.To.UTC(), Cutoff: s.clock.Now()}
+	rq := core.ReconcileQuery{From: q.From.UTC(), To: q.To.UTC(), Cutoff: s.clock.Now(), SkipEvidence: true}
 	if err := rq.Validate(); err != nil {
 		return core.ReleaseMetrics{}, err
 	}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,20 +13,26 @@ import (
 // SimulateStore is what the what-if simulation reads: the recorded
 // deployments and gate checks of a period, and the facts as of a moment.
 type SimulateStore interface {
-	ListDeployments(ctx context.Context, f core.ReleaseFilter) ([]core.Deployment, error)
+	// ReconcileScan streams deployments with their as-of facts: the
+	// reconciler's scan (see store.DB.ReconcileScan).
+	ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func(core.Incident) bool, pageSize int, fn func([]core.DeploymentFacts) error) error
 	ListDecisionsBetween(ctx context.Context, from, to time.Time, limit int) ([]core.GateDecision, error)
 	GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, error)
 }
 
 // Simulator answers "what would this policy have done?" before it is
 // saved: it evaluates a proposed policy and the policy in force over the
-// recorded deployments of a period (each at its start, with the facts as
-// they stood then, as the reconciler judges it) and over the releases
-// checked at the gate in the period that never reported a deployment (at
-// their last check).
+// recorded deployments of a period — read by the reconciler's own scan and
+// judged by the reconciler (core.ReconcileEvaluate) at each start with the
+// facts as they stood then, so a simulation with the policy in force
+// agrees with a reconciliation report — and over the releases checked at
+// the gate in the period that never reported a deployment (at their last
+// check).
 type Simulator struct {
 	store    SimulateStore
 	policies *Policies
+	// Clock is the data cut-off's clock (nil: the system clock).
+	Clock core.Clock
 }
 
 // NewSimulator wires the simulation.
@@ -41,6 +48,10 @@ type Outcome struct {
 	Decision core.Decision `json:"decision"`
 	WouldBe  core.Decision `json:"would_be,omitempty"`
 	Reasons  []core.Reason `json:"reasons"`
+	// Findings are, for a deployment, the codes a reconciliation report
+	// gives it under the policy (the gate's reasons and the reconcile-only
+	// rules: GATE_BYPASSED, the emergency timers), in report order.
+	Findings []string `json:"findings,omitempty"`
 }
 
 // SimulatedRelease is one deployment (or gate-checked release) judged by
@@ -109,30 +120,39 @@ func (s *Simulator) Run(ctx context.Context, proposed *core.CompiledPolicy, in S
 		}
 	}
 	deployed := map[string]bool{}
-	f := core.ReleaseFilter{Environment: env, From: in.From, To: in.To, Limit: 500}
-	for n := 0; n < MaxSimulated; {
-		deps, err := s.store.ListDeployments(ctx, f)
-		if err != nil {
-			return sum, err
-		}
-		for _, d := range deps {
-			n++
-			req := core.GateRequest{Service: d.Service, Environment: d.Environment, Version: d.Version, Commit: d.Commit,
-				Team: d.Team, Changes: d.Changes, Incidents: d.Incidents, Actor: d.Actor}
-			item, err := s.judge(ctx, current, proposed, req, d.StartedAt)
-			if err != nil {
-				return sum, err
+	clock := s.Clock
+	if clock == nil {
+		clock = core.SystemClock
+	}
+	cutoff := clock.Now().UTC().Truncate(time.Microsecond)
+	q := core.ReconcileQuery{From: in.From.UTC(), To: in.To.UTC(), Environment: env, Cutoff: cutoff,
+		SkipEvidence: !current.RequiresAnyEvidence() && !proposed.RequiresAnyEvidence()}
+	keep := func(i core.Incident) bool { return current.IsMajor(i) || proposed.IsMajor(i) }
+	inOpts, propOpts := current.ReconcileOptions(), proposed.ReconcileOptions()
+	n := 0
+	err := s.store.ReconcileScan(ctx, q, keep, 0, func(page []core.DeploymentFacts) error {
+		for _, df := range page {
+			if n++; n > MaxSimulated {
+				return errSimulationFull
 			}
-			item.Source, item.DeploymentID = "deployment", d.ID
+			inF, inDec := core.ReconcileEvaluate(current, df, cutoff, inOpts)
+			propF, propDec := core.ReconcileEvaluate(proposed, df, cutoff, propOpts)
+			d := &df.Deployment
+			item := SimulatedRelease{Source: "deployment", DeploymentID: d.ID, ReleaseID: inDec.ReleaseID,
+				Service: inDec.Request.Service, Environment: inDec.Request.Environment, Version: inDec.Request.Version, At: d.StartedAt,
+				InForce:  Outcome{Decision: inDec.Decision, WouldBe: inDec.WouldBe, Reasons: inDec.Reasons, Findings: findingCodes(inF)},
+				Proposed: Outcome{Decision: propDec.Decision, WouldBe: propDec.WouldBe, Reasons: propDec.Reasons, Findings: findingCodes(propF)},
+			}
+			item.Changed = effective(item.InForce) != effective(item.Proposed)
 			deployed[item.ReleaseID] = true
 			if err := s.count(&sum, item, emit); err != nil {
-				return sum, err
+				return err
 			}
 		}
-		if len(deps) < f.Limit {
-			break
-		}
-		f.After = deps[len(deps)-1].ID
+		return nil
+	})
+	if err != nil && !errors.Is(err, errSimulationFull) {
+		return sum, err
 	}
 	decs, err := s.store.ListDecisionsBetween(ctx, in.From, in.To, MaxSimulated)
 	if err != nil {
@@ -156,6 +176,18 @@ func (s *Simulator) Run(ctx context.Context, proposed *core.CompiledPolicy, in S
 		}
 	}
 	return sum, nil
+}
+
+// errSimulationFull stops the scan after MaxSimulated deployments.
+var errSimulationFull = errors.New("simulation: deployment bound reached")
+
+// findingCodes are the codes of a deployment's findings, in order.
+func findingCodes(fs []core.ReconcileFinding) []string {
+	out := make([]string, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, f.Code)
+	}
+	return out
 }
 
 func (s *Simulator) count(sum *SimulationSummary, item SimulatedRelease, emit func(SimulatedRelease) error) error {

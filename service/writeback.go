@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,23 @@ type WriteBack struct {
 	// retryMin is the first retry delay in nanoseconds (noteRetryMin
 	// unless SetRetryMin changed it).
 	retryMin atomic.Int64
+	// changes and policies, when set (FlagEmergencies), flag the notes of
+	// deployments that cover an emergency change.
+	changes  StoredChanges
+	policies *Policies
+}
+
+// StoredChanges reads a stored change.
+type StoredChanges interface {
+	GetChange(ctx context.Context, key string) (core.Change, error)
+}
+
+// FlagEmergencies makes the notes of a deployment covering an emergency
+// change (as stored when the deployment is recorded) say so, with when its
+// retrospective review and its validation are due under the policy in
+// force (its emergency timers).
+func (w *WriteBack) FlagEmergencies(changes StoredChanges, policies *Policies) {
+	w.changes, w.policies = changes, policies
 }
 
 // SetRetryMin sets the first retry delay of a failed write (tests).
@@ -78,13 +96,17 @@ func (w *WriteBack) writer(name string) NoteWriter {
 // change key a writer owns, once per status (repeats are deduplicated).
 func (w *WriteBack) DeploymentRecorded(ctx context.Context, d core.Deployment) {
 	queued := false
+	body := noteText(d)
+	if emergency := w.emergencyChanges(ctx, d); len(emergency) > 0 {
+		body = emergencyNoteText(d, emergency, w.policies.Current())
+	}
 	for _, key := range d.Changes {
 		for _, nw := range w.writers {
 			if !nw.OwnsChange(key) {
 				continue
 			}
 			err := w.store.EnqueueNote(ctx, core.OutboxNote{
-				DedupeKey: d.ID + ":" + d.Status + ":" + key, Connector: nw.Name(), ChangeKey: key, Body: noteText(d),
+				DedupeKey: d.ID + ":" + d.Status + ":" + key, Connector: nw.Name(), ChangeKey: key, Body: body,
 			})
 			if err != nil {
 				w.log.WarnContext(ctx, "work note not queued", "connector", nw.Name(), "change", key, "error", err.Error())
@@ -100,6 +122,44 @@ func (w *WriteBack) DeploymentRecorded(ctx context.Context, d core.Deployment) {
 		default:
 		}
 	}
+}
+
+// emergencyChanges returns the keys of d's changes that are stored as
+// emergency changes (none unless FlagEmergencies was called). A change
+// that cannot be read is not flagged; the note is still written.
+func (w *WriteBack) emergencyChanges(ctx context.Context, d core.Deployment) []string {
+	if w.changes == nil || w.policies == nil {
+		return nil
+	}
+	var out []string
+	for _, key := range d.Changes {
+		c, err := w.changes.GetChange(ctx, key)
+		if err != nil {
+			if !core.IsKind(err, core.KindNotFound) {
+				w.log.WarnContext(ctx, "work note: change type not read", "change", key, "error", err.Error())
+			}
+			continue
+		}
+		if c.Type == core.ChangeEmergency {
+			out = append(out, c.Key)
+		}
+	}
+	return out
+}
+
+// emergencyNoteText is the work note of an emergency deployment event:
+// flagged, naming the emergency changes and when the follow-ups the
+// reconciler checks are due.
+func emergencyNoteText(d core.Deployment, emergency []string, cp *core.CompiledPolicy) string {
+	opts := cp.ReconcileOptions()
+	start := d.StartedAt.UTC()
+	s := "[EMERGENCY] " + noteText(d)
+	s += "\nEmergency change: " + strings.Join(emergency, ", ")
+	s += fmt.Sprintf("\nRetrospective review due by %s (%g business hours after the start)",
+		cp.AddBusinessHours(start, opts.ReviewWithin).Format(time.RFC3339), opts.ReviewWithin.Hours())
+	s += fmt.Sprintf("\nPost-deployment validation due by %s (%s after the start)",
+		start.Add(opts.ValidationWithin).Format(time.RFC3339), opts.ValidationWithin)
+	return s
 }
 
 // noteText is the work note of one deployment event.

@@ -68,6 +68,7 @@ type reconcileRow struct {
 	gActor     sql.NullString
 	gCommit    sql.NullString
 	gReasons   sql.NullString
+	gDigest    sql.NullString
 	finishedAt anyTime
 }
 
@@ -80,13 +81,16 @@ type reconcileRow struct {
 // no cursor stays open while fn runs, so fn may write to the same database
 // (SQLite has one connection).
 //
-// Per page it runs one statement for the deployments and their decisions,
+// Per page it runs one statement for the deployments and their decisions
+// (with the artifact digest each gate check named),
 // one for the versions of the page's changes that may be in force during
 // it (an anti-join with NOT EXISTS; emergency changes again as of the
 // cut-off), one for the teams' reviews that may be pending in the page's
-// time span, and one for the incident versions that begin within it (on
+// time span, one for the evidence of the page's releases recorded by its
+// last start (unless q.SkipEvidence), and one for the incident versions that begin within it (on
 // the first page, the versions in force at From: an anti-join). keep
-// filters incidents (the policy's IsMajor; nil keeps all). Data recorded
+// filters incidents (the policy's IsMajor; nil keeps all). The holds that
+// may be in force during the period are read once, first. Data recorded
 // after q.Cutoff is not read.
 func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func(core.Incident) bool, pageSize int, fn func([]core.DeploymentFacts) error) error {
 	if err := q.Validate(); err != nil {
@@ -102,6 +106,12 @@ func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func
 	from, to := ts(q.From), ts(q.To)
 	timeline := core.NewIncidentTimeline(keep)
 	if err := d.loadIncidentsInForce(ctx, timeline, from, cutoff); err != nil {
+		return err
+	}
+	// Holds are few (a change manager's explicit stops): those that may be
+	// in force at some instant of the period are read once.
+	holds, err := d.holdsSpanning(ctx, from, to, cutoff)
+	if err != nil {
 		return err
 	}
 	// The next page is read while this one is evaluated and its findings
@@ -142,6 +152,7 @@ func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func
 			}
 			loadedTo = pageMax
 		}
+		cur.holds = holds
 		page, err := pageFacts(cur, timeline, cutoff)
 		if err != nil {
 			return err
@@ -166,6 +177,8 @@ type fetchedPage struct {
 	versions map[string][]core.ChangeVersion // those that may be in force during the page
 	atCutoff map[string][]core.ChangeVersion // emergency changes as of the cut-off
 	pirs     []core.PIR
+	holds    []core.Hold                // those that may be in force during the period
+	evidence map[string][]core.Evidence // by release id, recorded by the page's last start
 	err      error
 }
 
@@ -178,8 +191,9 @@ func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cut
 		return fetchedPage{err: err}
 	}
 	p := fetchedPage{rows: rows, deps: make([]core.Deployment, len(rows))}
-	var keys, teams []string
+	var keys, teams, releases []string
 	seen := make(map[string]struct{}, len(rows))
+	seenRel := make(map[string]struct{}, len(rows))
 	for i, r := range rows {
 		dep, err := r.dep.deployment()
 		if err != nil {
@@ -199,6 +213,12 @@ func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cut
 		}
 		if dep.Team != "" && !slices.Contains(teams, dep.Team) {
 			teams = append(teams, dep.Team)
+		}
+		if rel := releaseOf(dep); rel != "" {
+			if _, ok := seenRel[rel]; !ok {
+				seenRel[rel] = struct{}{}
+				releases = append(releases, rel)
+			}
 		}
 	}
 	pageMin, pageMax := rows[0].dep.StartedAt.UTC(), rows[len(rows)-1].dep.StartedAt.UTC()
@@ -222,14 +242,101 @@ func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cut
 	if p.pirs, err = d.pirsSpanning(ctx, teams, pageMin, pageMax); err != nil {
 		return fetchedPage{err: err}
 	}
+	if !q.SkipEvidence {
+		if p.evidence, err = d.evidenceBy(ctx, releases, pageMax, cutoff); err != nil {
+			return fetchedPage{err: err}
+		}
+	}
 	return p
 }
 
+// releaseOf is the release a deployment belongs to.
+func releaseOf(dep core.Deployment) string {
+	if dep.ReleaseID != "" {
+		return dep.ReleaseID
+	}
+	return core.ReleaseID(dep.Service, dep.Version, dep.Environment)
+}
+
+// holdsSpanning returns the holds that may be in force at some instant of
+// [from, to], as recorded by the cut-off: placed by to (and the cut-off),
+// not lifted by from, not expired by from. A lift after the cut-off is not
+// read.
+func (d *DB) holdsSpanning(ctx context.Context, from, to, cutoff time.Time) ([]core.Hold, error) {
+	var rows []holdRow
+	err := d.db.SelectContext(ctx, &rows, d.q("SELECT "+holdCols+` FROM holds
+		WHERE created_at <= ? AND created_at <= ? AND (lifted_at IS NULL OR lifted_at > ?) AND (until IS NULL OR until > ?)
+		ORDER BY created_at, id`), to, cutoff, from, from)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: read holds: %w", translate(err))
+	}
+	out := make([]core.Hold, len(rows))
+	for i, r := range rows {
+		out[i] = r.hold()
+		if h := &out[i]; h.LiftedAt != nil && h.LiftedAt.After(cutoff) {
+			h.LiftedAt, h.LiftedBy = nil, ""
+		}
+	}
+	return out, nil
+}
+
+// evidenceByPGSQL reads the evidence of a page's releases, the release ids
+// as one array looked up by index (evidence_release).
+const evidenceByPGSQL = `SELECT e.release_id, e.doc FROM unnest(?::text[]) AS k(id)
+	JOIN evidence e ON e.release_id = k.id
+	WHERE e.recorded_at <= ? AND e.recorded_at <= ?
+	ORDER BY e.release_id, e.recorded_at, e.id`
+
+// evidenceBy returns, by release id, the releases' evidence recorded by
+// upTo (the page's last start) and the cut-off, oldest first; the policy
+// judges each deployment with what was recorded by its own start.
+func (d *DB) evidenceBy(ctx context.Context, releases []string, upTo, cutoff time.Time) (map[string][]core.Evidence, error) {
+	out := map[string][]core.Evidence{}
+	for chunk := range slices.Chunk(releases, maxInList) {
+		query := `SELECT e.release_id, e.doc FROM evidence e WHERE e.release_id IN (` + placeholders(len(chunk)) + `)
+			AND e.recorded_at <= ? AND e.recorded_at <= ? ORDER BY e.release_id, e.recorded_at, e.id`
+		args := make([]any, 0, len(chunk)+2)
+		for _, r := range chunk {
+			args = append(args, r)
+		}
+		args = append(args, upTo, cutoff)
+		if d.dialect == Postgres {
+			query, args = evidenceByPGSQL, []any{pq.Array(chunk), upTo, cutoff}
+		}
+		rs, err := d.db.QueryContext(ctx, d.q(query), args...)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: read evidence: %w", translate(err))
+		}
+		for rs.Next() {
+			var (
+				rel  string
+				body []byte
+				e    core.Evidence
+			)
+			if err := rs.Scan(&rel, &body); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("reconcile: read evidence: %w", translate(err))
+			}
+			if err := segjson.Unmarshal(body, &e); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("reconcile: decode evidence of release %s: %w", rel, err)
+			}
+			out[rel] = append(out[rel], e)
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: read evidence: %w", translate(err))
+		}
+	}
+	return out, nil
+}
+
 func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to, cutoff, afterAt time.Time, afterID string, limit int) ([]reconcileRow, error) {
-	extract := `json_extract(g.doc, '$.request.commit') AS g_commit, json_extract(g.doc, '$.reasons') AS g_reasons`
+	extract := `json_extract(g.doc, '$.request.commit') AS g_commit, json_extract(g.doc, '$.reasons') AS g_reasons, json_extract(g.doc, '$.request.digest') AS g_digest`
 	if d.dialect == Postgres {
 		// The document is parsed once, in decisionJoin (j).
-		extract = `(g.j -> 'request' ->> 'commit') AS g_commit, (g.j -> 'reasons')::text AS g_reasons`
+		extract = `(g.j -> 'request' ->> 'commit') AS g_commit, (g.j -> 'reasons')::text AS g_reasons, (g.j -> 'request' ->> 'digest') AS g_digest`
 	}
 	var filter strings.Builder
 	args := []any{from, to, cutoff}
@@ -254,7 +361,7 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 		if err := rs.Scan(&r.dep.ID, &r.dep.ReleaseID, &r.dep.Service, &r.dep.Environment, &r.dep.Version, &r.dep.Commit,
 			&r.dep.Team, &r.dep.Status, &started, &r.finishedAt, &r.dep.Actor, &changes, &incidents, &r.dep.DecisionID,
 			&r.dep.Provider, &r.dep.RunID, &r.dep.URL,
-			&r.gID, &r.gRelease, &r.gDecision, &r.gAt, &r.gPolicy, &r.gActor, &r.gCommit, &r.gReasons); err != nil {
+			&r.gID, &r.gRelease, &r.gDecision, &r.gAt, &r.gPolicy, &r.gActor, &r.gCommit, &r.gReasons, &r.gDigest); err != nil {
 			return nil, fmt.Errorf("reconcile: read deployment row: %w", translate(err))
 		}
 		r.dep.StartedAt = started.Time
@@ -282,16 +389,19 @@ func pageFacts(p fetchedPage, timeline *core.IncidentTimeline, cutoff time.Time)
 			}
 		}
 		df.Incidents = timeline.ActiveAt(dep.StartedAt)
-		relID := dep.ReleaseID
-		if relID == "" {
-			relID = core.ReleaseID(dep.Service, dep.Version, dep.Environment)
+		relID := releaseOf(dep)
+		df.Holds = p.holds
+		for _, e := range p.evidence[relID] {
+			if !e.RecordedAt.After(dep.StartedAt) {
+				df.Evidence = append(df.Evidence, e)
+			}
 		}
 		df.PendingPIRs = core.PIRsPendingAt(p.pirs, dep.Team, relID, dep.Service, dep.Version, dep.Environment, dep.StartedAt)
 		if r := p.rows[i]; r.gID.Valid {
 			g := &core.DecisionRef{
 				ID: r.gID.String, ReleaseID: r.gRelease.String, Decision: core.Decision(r.gDecision.String),
 				EvaluatedAt: r.gAt.Time, PolicyVersion: int(r.gPolicy.Int64), Commit: r.gCommit.String, Actor: r.gActor.String,
-				Reasons: []core.Reason{},
+				Digest: r.gDigest.String, Reasons: []core.Reason{},
 			}
 			if r.gReasons.Valid && r.gReasons.String != "" && r.gReasons.String != "null" {
 				if err := segjson.Unmarshal([]byte(r.gReasons.String), &g.Reasons); err != nil {

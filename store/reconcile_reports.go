@@ -69,6 +69,63 @@ func (d *DB) AddFindings(ctx context.Context, reportID string, fs []core.Reconci
 	})
 }
 
+// AddProofs stores control proofs of a report (their IDs are their seq).
+func (d *DB) AddProofs(ctx context.Context, reportID string, ps []core.ControlProof) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	return d.tx(ctx, func(tx *sqlx.Tx) error {
+		for start := 0; start < len(ps); start += findingsPerInsert {
+			chunk := ps[start:min(start+findingsPerInsert, len(ps))]
+			var b strings.Builder
+			b.WriteString(`INSERT INTO report_proofs (report_id, seq, deployment_id, doc) VALUES `)
+			args := make([]any, 0, len(chunk)*4)
+			for i, p := range chunk {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString("(?, ?, ?, ?)")
+				args = append(args, reportID, p.ID, p.Deployment.ID, mustJSON(p))
+			}
+			if _, err := tx.ExecContext(ctx, d.q(b.String()), args...); err != nil {
+				return fmt.Errorf("add proofs to report %s: %w", reportID, err)
+			}
+		}
+		return nil
+	})
+}
+
+// ReportProofs calls fn with each control proof of the report in order,
+// read in keyset pages (no cursor open while fn runs).
+func (d *DB) ReportProofs(ctx context.Context, reportID string, fn func(core.ControlProof) error) error {
+	after := 0
+	for {
+		var rows []struct {
+			Seq int    `db:"seq"`
+			Doc string `db:"doc"`
+		}
+		err := d.db.SelectContext(ctx, &rows, d.q(`SELECT seq, doc FROM report_proofs WHERE report_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
+			reportID, after, findingsPage)
+		if err != nil {
+			return fmt.Errorf("read proofs of report %s: %w", reportID, translate(err))
+		}
+		for _, r := range rows {
+			var p core.ControlProof
+			if err := json.Unmarshal([]byte(r.Doc), &p); err != nil {
+				return fmt.Errorf("decode proof %d of report %s: %w", r.Seq, reportID, err)
+			}
+			p.ID = r.Seq
+			if err := fn(p); err != nil {
+				return err
+			}
+			after = r.Seq
+		}
+		if len(rows) < findingsPage {
+			return nil
+		}
+	}
+}
+
 // FinishReport stores the report's summary with its audit entry
 // ("report.reconciliation"), in one commit.
 func (d *DB) FinishReport(ctx context.Context, r core.Report) error {
@@ -104,6 +161,9 @@ func (d *DB) DeleteReport(ctx context.Context, id string) error {
 		if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM findings WHERE report_id = ?`), id); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM report_proofs WHERE report_id = ?`), id); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, d.q(`DELETE FROM reports WHERE id = ?`), id)
 		return err
 	})
@@ -114,6 +174,9 @@ func (d *DB) DeleteReport(ctx context.Context, id string) error {
 func (d *DB) DeleteReportsBefore(ctx context.Context, kind string, t time.Time) (int, error) {
 	var n int64
 	err := d.tx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM report_proofs WHERE report_id IN (SELECT id FROM reports WHERE kind = ? AND created_at < ?)`), kind, ts(t)); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM findings WHERE report_id IN (SELECT id FROM reports WHERE kind = ? AND created_at < ?)`), kind, ts(t)); err != nil {
 			return err
 		}

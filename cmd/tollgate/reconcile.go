@@ -27,10 +27,10 @@ const (
 )
 
 type reconcileOptions struct {
-	url, token, from, to, environment, service, team, format string
-	failOnFindings                                           bool
-	timeout                                                  time.Duration
-	retries                                                  int
+	url, token, from, to, environment, service, team, control, format string
+	failOnFindings                                                    bool
+	timeout                                                           time.Duration
+	retries                                                           int
 }
 
 func newReconcileCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
@@ -61,6 +61,7 @@ func newReconcileCmd(stdout, stderr io.Writer, getenv func(string) string) *cobr
 	f.StringVar(&o.environment, "environment", "", "only deployments to this environment")
 	f.StringVar(&o.service, "service", "", "only deployments of this service")
 	f.StringVar(&o.team, "team", "", "only deployments of this team")
+	f.StringVar(&o.control, "control", "", "only the evidence requirements carrying this compliance control id (findings, and the proof of compliant deployments)")
 	f.StringVar(&o.format, "format", "json", "output: json, csv or html")
 	f.BoolVar(&o.failOnFindings, "fail-on-findings", false, "exit 1 when the report has unacknowledged findings")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "timeout of each request (a long period takes a while)")
@@ -115,7 +116,7 @@ func runReconcile(ctx context.Context, o reconcileOptions, stdout, stderr io.Wri
 			return exitReconcileError, err
 		}
 	}
-	body, _ := json.Marshal(map[string]any{"from": from, "to": to, "environment": o.environment, "service": o.service, "team": o.team})
+	body, _ := json.Marshal(map[string]any{"from": from, "to": to, "environment": o.environment, "service": o.service, "team": o.team, "control": o.control})
 	rc := newReportClient(ctx, o)
 	raw, code, err := rc.do(http.MethodPost, rc.base, body, http.StatusCreated)
 	if err != nil {

@@ -73,4 +73,11 @@ func TestReconcileCommand(t *testing.T) {
 	if d := time.Since(from); d < 7*24*time.Hour-time.Minute || d > 7*24*time.Hour+time.Minute {
 		t.Errorf("--from 7d sent %v", seen["from"])
 	}
+	// --control narrows the report to one compliance control.
+	if code, _, stderr := runCLI(t, nil, "reconcile", "--url", withFindings.URL, "--token", "cm", "--from", "7d", "--control", "SOX-ITGC-CM-03"); code != 0 {
+		t.Fatalf("--control: exit %d %s", code, stderr)
+	}
+	if seen["control"] != "SOX-ITGC-CM-03" {
+		t.Errorf("--control sent %v", seen["control"])
+	}
 }

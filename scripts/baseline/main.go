@@ -59,22 +59,34 @@ func run(addr, dsn string, pool int, setup string) error {
 	if setup != "" {
 		return pgbenchSetup(ctx, db, setup)
 	}
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS baseline_decisions (
-		id text PRIMARY KEY, release_id text NOT NULL, decision text NOT NULL,
-		policy_version integer NOT NULL, evaluated_at timestamptz NOT NULL, actor text NOT NULL, doc text NOT NULL)`); err != nil {
-		return fmt.Errorf("create baseline_decisions: %w", err)
-	}
-	ins, err := db.PreparexContext(ctx, `INSERT INTO baseline_decisions (id, release_id, decision, policy_version, evaluated_at, actor, doc)
-		VALUES ($1, $2, 'allow', 1, $3, $4, $5)`)
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	if ta, ok := ln.Addr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
 		return fmt.Errorf("-addr %s: loopback only", addr)
+	}
+	e, err := newHandler(ctx, db)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("listening on http://%s\n", ln.Addr())
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
+	return srv.Serve(ln)
+}
+
+// newHandler creates baseline_decisions and returns the echo server whose
+// POST /api/v1/gate/check inserts one row per request.
+func newHandler(ctx context.Context, db *sqlx.DB) (*echo.Echo, error) {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS baseline_decisions (
+		id text PRIMARY KEY, release_id text NOT NULL, decision text NOT NULL,
+		policy_version integer NOT NULL, evaluated_at timestamptz NOT NULL, actor text NOT NULL, doc text NOT NULL)`); err != nil {
+		return nil, fmt.Errorf("create baseline_decisions: %w", err)
+	}
+	ins, err := db.PreparexContext(ctx, `INSERT INTO baseline_decisions (id, release_id, decision, policy_version, evaluated_at, actor, doc)
+		VALUES ($1, $2, 'allow', 1, $3, $4, $5)`)
+	if err != nil {
+		return nil, err
 	}
 	e := echo.New()
 	e.POST("/api/v1/gate/check", func(c *echo.Context) error {
@@ -94,9 +106,7 @@ func run(addr, dsn string, pool int, setup string) error {
 		}
 		return c.JSON(http.StatusOK, map[string]string{"id": id, "decision": "allow"})
 	})
-	fmt.Printf("listening on http://%s\n", ln.Addr())
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
-	return srv.Serve(ln)
+	return e, nil
 }
 
 func newID() string {

@@ -29,12 +29,15 @@
 # PATHS_HOOK_RATE (default 1000: half of 2,000/s), PATHS_CONCURRENCY
 # (closed loops, default 32), PATHS_ALT_ENV (e.g. "GOMEMLIMIT=120MiB": the
 # open loops again on a tollgate with that environment), PATHS_APPROVALS (samples, default 30; 0
-# skips), PATHS_SQLITE (1: default), TOLLGATE_LOAD_PG (admin URL).
+# skips), PATHS_SQLITE (1: default), PATHS_PERF (1: a perf profile of the
+# whole machine during each closed loop), PATHS_OUT (a directory to keep
+# the summary and profiles in), TOLLGATE_LOAD_PG (admin URL).
 # Traffic goes to 127.0.0.1 only; every phase is bounded by its duration
 # and the run stops by itself, dropping its database (also on ^C).
 # Needs: go, psql, pgbench, curl, jq.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -z "${PATHS_OUT:-}" ] || { mkdir -p "$PATHS_OUT" && PATHS_OUT=$(cd "$PATHS_OUT" && pwd); }
 
 PG_ADMIN=${TOLLGATE_LOAD_PG:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
 SCALE=${PATHS_SCALE:-full}
@@ -156,8 +159,26 @@ drive() {
 		rss_watch "$SERVER_PID" "$TMP/$label.rss" &
 		w=$!
 	fi
+	local prof=
+	case "$label" in *-closed) [ "${PATHS_PERF:-0}" = 1 ] && command -v perf >/dev/null && prof=1 ;; esac
+	if [ -n "$prof" ]; then # the whole machine's profile over the measured part
+		(sleep "$(secs "$WARMUP")" && exec perf record -q -F 199 -a -g -o "$TMP/$label.perf" -- sleep "$(secs "$DURATION")") >/dev/null 2>&1 &
+		prof=$!
+	fi
 	"$TMP/loadgen" -url "$url" -d "$DURATION" -warmup "$WARMUP" -label "$label" -timeout 10s "$@" | tee "$TMP/$label.out"
 	[ -z "${w:-}" ] || { kill "$w" 2>/dev/null; wait "$w" 2>/dev/null || true; }
+	if [ -n "$prof" ]; then
+		wait "$prof" 2>/dev/null || true
+		{
+			echo "== $label: CPU samples by process"
+			perf report -i "$TMP/$label.perf" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep . | head -8
+			for comm in tollgate postgres; do
+				echo "== $label: $comm, top functions (self)"
+				perf report -i "$TMP/$label.perf" --comm "$comm" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep . | head -15
+			done
+		} >"$TMP/$label.profile"
+		[ -z "${PATHS_OUT:-}" ] || cp "$TMP/$label.profile" "$PATHS_OUT/"
+	fi
 	sed -n 's/^RESULT //p' "$TMP/$label.out" >"$TMP/$label.json"
 	jq -r --arg l "$label" --arg la "$(cut -d' ' -f1 /proc/loadavg)" --arg rss "$(($(cat "$TMP/$label.rss") / 1024))" \
 		'"\($l)\t\(.checks_per_second|floor)/s\tp50 \(.p50_ms) ms\tp99 \(.p99_ms) ms\tmax \(.max_ms) ms\terrors \(.errors)\tmissed \(.missed // 0)\tRSS \($rss) MB\tload \($la)"' \
@@ -261,3 +282,4 @@ done
 echo
 echo "=== paths.sh summary: $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$SUMMARY"
+[ -z "${PATHS_OUT:-}" ] || cp "$SUMMARY" "$PATHS_OUT/summary.txt"

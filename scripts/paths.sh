@@ -29,8 +29,8 @@
 # PATHS_HOOK_RATE (default 1000: half of 2,000/s), PATHS_CONCURRENCY
 # (closed loops, default 32), PATHS_ALT_ENV (e.g. "GOMEMLIMIT=120MiB": the
 # open loops again on a tollgate with that environment), PATHS_APPROVALS (samples, default 30; 0
-# skips), PATHS_SQLITE (1: default), PATHS_PERF (1: a perf profile of the
-# whole machine during each closed loop), PATHS_OUT (a directory to keep
+# skips), PATHS_SQLITE (1: default), PATHS_PERF (1: closed loops of the gate
+# and of ingest again under a perf profile of the whole machine), PATHS_OUT (a directory to keep
 # the summary and profiles in), TOLLGATE_LOAD_PG (admin URL).
 # Traffic goes to 127.0.0.1 only; every phase is bounded by its duration
 # and the run stops by itself, dropping its database (also on ^C).
@@ -160,7 +160,7 @@ drive() {
 		w=$!
 	fi
 	local prof=
-	case "$label" in *-closed) [ "${PATHS_PERF:-0}" = 1 ] && command -v perf >/dev/null && prof=1 ;; esac
+	case "$label" in *-profile) command -v perf >/dev/null && prof=1 ;; esac
 	if [ -n "$prof" ]; then # the whole machine's profile over the measured part
 		(sleep "$(secs "$WARMUP")" && exec perf record -q -F 199 -a -g -o "$TMP/$label.perf" -- sleep "$(secs "$DURATION")") >/dev/null 2>&1 &
 		prof=$!
@@ -171,10 +171,10 @@ drive() {
 		wait "$prof" 2>/dev/null || true
 		{
 			echo "== $label: CPU samples by process"
-			perf report -i "$TMP/$label.perf" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep . | head -8
+			perf report -i "$TMP/$label.perf" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep . | head -8 || true
 			for comm in tollgate postgres; do
 				echo "== $label: $comm, top functions (self)"
-				perf report -i "$TMP/$label.perf" --comm "$comm" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep . | head -15
+				perf report -i "$TMP/$label.perf" --comm "$comm" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep . | head -15 || true
 			done
 		} >"$TMP/$label.profile"
 		[ -z "${PATHS_OUT:-}" ] || cp "$TMP/$label.profile" "$PATHS_OUT/"
@@ -224,6 +224,10 @@ pgbench -n -M prepared -c "$CONC" -j 2 -T "$(secs "$DURATION" | awk '{printf "%d
 PGB=$(awk '/^tps = /{printf "%d", $3}' "$TMP/pgbench.out")
 PGB_LAT=$(awk '/^latency average/{print $4}' "$TMP/pgbench.out")
 row "pgbench baseline: $PGB inserts/s at $CONC clients (average latency $PGB_LAT ms); ingest capacity / pgbench: $(awk -v a="$(rate_of hook-closed)" -v b="$PGB" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}') (target ≥ 0.6)"
+if [ "${PATHS_PERF:-0}" = 1 ]; then # profiled apart: perf's own cost would depress the figures above
+	drive gate-profile "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -c "$CONC"
+	drive hook-profile "$BASE" -target webhook -secret "$SECRET" -c "$CONC"
+fi
 row "tollgate peak resident memory (VmHWM), PostgreSQL phases: $(awk '/^VmHWM/{printf "%.0f MB", $2/1024}' "/proc/$SERVER_PID/status") (GOGC=${GOGC:-unset, serve sets 1000} GOMEMLIMIT=${GOMEMLIMIT:-unset})"
 
 # Reconcile: the whole seeded period, when the binary has the command.

@@ -81,6 +81,11 @@ type gateCheckResponse struct {
 	EvaluatedAt   time.Time     `json:"evaluated_at"`
 	Emergency     bool          `json:"emergency"`
 	PolicyVersion int           `json:"policy_version"`
+	// WouldBe is set in an environment in observe mode when enforcing
+	// would have answered wait or deny (Decision is then allow).
+	WouldBe core.Decision `json:"would_be,omitempty"`
+	// Evidence is how each evidence requirement was judged.
+	Evidence []core.EvidenceMatch `json:"evidence,omitempty"`
 }
 
 func (s *Server) gateCheck(c *echo.Context) error {
@@ -107,6 +112,7 @@ func (s *Server) gateCheck(c *echo.Context) error {
 	return c.JSON(http.StatusOK, gateCheckResponse{
 		Decision: d.Decision, DecisionID: d.ID, ReleaseID: d.ReleaseID, Reasons: reasons,
 		EvaluatedAt: d.EvaluatedAt, Emergency: d.Emergency, PolicyVersion: d.PolicyVersion,
+		WouldBe: d.WouldBe, Evidence: d.Evidence,
 	})
 }
 
@@ -310,6 +316,9 @@ func (s *Server) putPolicy(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.deps.Proposals.FourEyes() {
+		return s.propose(c, core.ProposalPolicy, "", b)
+	}
 	cp, err := s.deps.Policies.Put(c.Request().Context(), b, actor(c))
 	if err != nil {
 		return err
@@ -362,6 +371,9 @@ func (s *Server) putMapping(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.deps.Proposals.FourEyes() {
+		return s.propose(c, core.ProposalMapping, c.Param("name"), b)
+	}
 	m, err := s.deps.Mappings.Put(c.Request().Context(), c.Param("name"), b, actor(c))
 	if err != nil {
 		return err
@@ -370,6 +382,9 @@ func (s *Server) putMapping(c *echo.Context) error {
 }
 
 func (s *Server) deleteMapping(c *echo.Context) error {
+	if s.deps.Proposals.FourEyes() {
+		return s.propose(c, core.ProposalMappingDelete, c.Param("name"), nil)
+	}
 	if err := s.deps.Mappings.Delete(c.Request().Context(), c.Param("name"), actor(c)); err != nil {
 		return err
 	}

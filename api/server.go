@@ -70,9 +70,15 @@ type Deps struct {
 	Deployments *service.Deployments
 	Policies    *service.Policies
 	Reviews     *service.Reviews
+	Holds       *service.Holds
+	Evidence    *service.Evidence
+	Proposals   *service.Proposals
+	Simulator   *service.Simulator
 	Reader      Reader
 	Inbox       Inbox
 	Mappings    Mappings
+	// Reports runs and reads reconciliation reports (nil: no report routes).
+	Reports Reports
 	// Ready reports whether the server can take traffic (database reachable,
 	// migrations applied).
 	Ready func(ctx context.Context) error
@@ -176,11 +182,22 @@ func (s *Server) routes() {
 	s.route(http.MethodGet, "/api/v1/deployments", auditorUp, s.listDeployments)
 	s.route(http.MethodGet, "/api/v1/releases", auditorUp, s.listReleases)
 	s.route(http.MethodPost, "/api/v1/releases/:id/pir", changeMgr, s.signOffPIR)
+	s.route(http.MethodGet, "/api/v1/releases/:id", auditorUp, s.getRelease)
+	s.route(http.MethodPost, "/api/v1/releases/:id/evidence", ciOnly, s.attachEvidence)
+	s.route(http.MethodPost, "/api/v1/holds", changeMgr, s.placeHold)
+	s.route(http.MethodGet, "/api/v1/holds", auditorUp, s.listHolds)
+	s.route(http.MethodDelete, "/api/v1/holds/:id", changeMgr, s.liftHold)
 	s.route(http.MethodGet, "/api/v1/changes/:key", auditorUp, s.getChange)
 	s.route(http.MethodGet, "/api/v1/incidents/:key", auditorUp, s.getIncident)
 
 	s.route(http.MethodGet, "/api/v1/policy", adminOnly, s.getPolicy)
 	s.route(http.MethodPut, "/api/v1/policy", adminOnly, s.putPolicy)
+	s.route(http.MethodPost, "/api/v1/policy/simulate", changeMgr, s.simulatePolicy)
+	s.route(http.MethodGet, "/api/v1/reports/observe", auditorUp, s.observeReport)
+	s.route(http.MethodGet, "/api/v1/proposals", adminOnly, s.listProposals)
+	s.route(http.MethodGet, "/api/v1/proposals/:id", adminOnly, s.getProposal)
+	s.route(http.MethodPost, "/api/v1/proposals/:id/confirm", adminOnly, s.confirmProposal)
+	s.route(http.MethodPost, "/api/v1/proposals/:id/withdraw", adminOnly, s.withdrawProposal)
 
 	s.route(http.MethodGet, "/api/v1/mappings", auditorUp, s.listMappings)
 	s.route(http.MethodGet, "/api/v1/mappings/:name", auditorUp, s.getMapping)
@@ -200,6 +217,9 @@ func (s *Server) routes() {
 	s.route(http.MethodGet, "/api/v1/audit", auditorUp, s.listAudit)
 	s.route(http.MethodGet, "/api/v1/audit/verify", auditorUp, s.verifyAudit)
 	s.route(http.MethodGet, "/api/v1/audit/head", auditorUp, s.auditHead)
+	if s.deps.Reports != nil {
+		s.reconcileRoutes()
+	}
 }
 
 const ctxToken = "tollgate.token"

@@ -49,6 +49,8 @@ type App struct {
 	Reviews     *service.Reviews
 	Mappings    *service.Mappings
 	Inbox       *service.Inbox
+	Reconciler  *service.Reconciler
+	Scheduler   *service.Scheduler
 	Server      *api.Server
 	// ITSM API side: one client per connector with an api block, the
 	// pollers, read-back, change creation and write-back.
@@ -130,11 +132,19 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		MaxAttempts: cfg.Inbox.MaxAttempts, MaxFutureSkew: cfg.Inbox.MaxFutureSkew.D(),
 	})
 	a.wireITSM(conns, clock)
+	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
+	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, clock, log); err != nil {
+		return nil, err
+	}
 	a.Server = api.New(api.Deps{
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
-		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings,
+		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
-		Reviews: a.Reviews,
+		Reviews:   a.Reviews,
+		Holds:     service.NewHolds(db, a.Policies, clock),
+		Evidence:  service.NewEvidence(db, a.Policies, clock),
+		Simulator: service.NewSimulator(db, a.Policies),
+		Proposals: service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes),
 	})
 	return a, nil
 }
@@ -247,6 +257,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	run(a.listen)
 	run(a.reloadLoop)
+	run(a.Scheduler.Run)
 
 	srv := &http.Server{
 		Handler:           a.Server,

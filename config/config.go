@@ -56,6 +56,15 @@ type Config struct {
 	// Policy seeds the stored policy when the store has none yet; after
 	// that GET/PUT /api/v1/policy owns it. Absent → core.DefaultPolicy().
 	Policy *core.Policy `yaml:"policy"`
+	// Governance: four_eyes stores every policy and mapping change as a
+	// proposal a second admin must confirm. It lives here, not in the
+	// policy, so a policy change cannot switch it off.
+	Governance core.Governance `yaml:"governance"`
+	// Reports are scheduled reconciliation reports (reports.go), run by one
+	// replica at a time; ReportsRetention is how long any report is kept
+	// (default 400d).
+	Reports          []ReportSchedule `yaml:"reports"`
+	ReportsRetention *Period          `yaml:"reports_retention"`
 }
 
 // GateConfig configures the gate check.
@@ -447,6 +456,7 @@ func (c *Config) Validate() error {
 		}
 		cc.validateAPI(f, bad)
 	}
+	c.validateReports(bad)
 	if c.Policy != nil {
 		if err := c.Policy.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("policy: %w", err))
@@ -532,6 +542,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("mappings_dir", c.MappingsDir),
 		slog.Bool("policy_in_config", c.Policy != nil),
 		slog.Any("connectors", conns),
+		slog.Any("reports", c.reportsLogValue()),
 	)
 }
 

@@ -220,16 +220,27 @@ const (
 
 // Reason codes (the DESIGN.md rule table). They are public: never rename.
 const (
-	CodeNoChange                   = "NO_CHANGE"
-	CodeChangeNotFound             = "CHANGE_NOT_FOUND"
-	CodeChangeNotApproved          = "CHANGE_NOT_APPROVED"
-	CodeChangeIncomplete           = "CHANGE_INCOMPLETE"
-	CodeOutsideWindow              = "OUTSIDE_WINDOW"
-	CodeScopeMismatch              = "SCOPE_MISMATCH"
-	CodeIncidentBlock              = "INCIDENT_BLOCK"
-	CodePIRPending                 = "PIR_PENDING"
-	CodeFreeze                     = "FREEZE"
-	CodeSelfApproval               = "SELF_APPROVAL"
+	CodeNoChange          = "NO_CHANGE"
+	CodeChangeNotFound    = "CHANGE_NOT_FOUND"
+	CodeChangeNotApproved = "CHANGE_NOT_APPROVED"
+	CodeChangeIncomplete  = "CHANGE_INCOMPLETE"
+	CodeOutsideWindow     = "OUTSIDE_WINDOW"
+	CodeScopeMismatch     = "SCOPE_MISMATCH"
+	CodeIncidentBlock     = "INCIDENT_BLOCK"
+	CodePIRPending        = "PIR_PENDING"
+	CodeFreeze            = "FREEZE"
+	CodeSelfApproval      = "SELF_APPROVAL"
+	// CodeHold: a change manager's hold on the service, team or
+	// environment is in force (wait).
+	CodeHold = "HOLD"
+	// CodeEvidenceMissing: required evidence is absent for the artifact
+	// (wait); CodeEvidenceFailed: it is there and fails (deny).
+	CodeEvidenceMissing = "EVIDENCE_MISSING"
+	CodeEvidenceFailed  = "EVIDENCE_FAILED"
+	// CodeApproverMissing: a linked change lacks an approval from a group
+	// the policy requires for its risk or tier, or, for an emergency
+	// change, from the emergency approvers (wait).
+	CodeApproverMissing            = "APPROVER_MISSING"
 	CodeGateBypassed               = "GATE_BYPASSED"
 	CodeEmergencyReviewOverdue     = "EMERGENCY_REVIEW_OVERDUE"
 	CodeEmergencyValidationOverdue = "EMERGENCY_VALIDATION_OVERDUE"
@@ -243,7 +254,8 @@ const (
 var GateRules = []string{
 	CodeNoChange, CodeChangeNotFound, CodeChangeNotApproved, CodeChangeIncomplete,
 	CodeOutsideWindow, CodeScopeMismatch, CodeIncidentBlock, CodePIRPending,
-	CodeFreeze, CodeSelfApproval,
+	CodeFreeze, CodeSelfApproval, CodeHold, CodeEvidenceMissing, CodeEvidenceFailed,
+	CodeApproverMissing,
 }
 
 // Reason explains one rule's verdict. Ref points at the record concerned
@@ -253,6 +265,10 @@ type Reason struct {
 	Message string   `json:"message"`
 	Ref     string   `json:"ref,omitempty"`
 	Result  Decision `json:"result,omitempty"` // what this reason alone demands (wait/deny); empty for notes
+	// Controls are the compliance control ids of the rule that fired
+	// (evidence requirements), Evidence the evidence ids it judged.
+	Controls []string `json:"controls,omitempty"`
+	Evidence []string `json:"evidence,omitempty"`
 }
 
 // Pipeline identifies the CI run that asked.
@@ -278,6 +294,9 @@ type GateRequest struct {
 	// of the request body and selects nothing: Evaluate reports it in a
 	// TEAM_IGNORED note.
 	IgnoredTeam string `json:"-"`
+	// Digest is the artifact's digest (sha256:…), which evidence
+	// requirements with digest_matches_deployment compare.
+	Digest string `json:"digest,omitempty"`
 }
 
 // Facts is everything the policy engine looks at for one release. The gate
@@ -294,6 +313,13 @@ type Facts struct {
 	// ReleaseID is the release the request concerns (ReleaseID of its
 	// service, version and environment).
 	ReleaseID string `json:"release_id,omitempty"`
+	// Holds are the holds in force at the evaluation time (every scope;
+	// the HOLD rule picks those naming the release's service, team or
+	// environment) and those starting or ending later (NextChange).
+	Holds []Hold `json:"holds,omitempty"`
+	// Evidence is what is attached to the release, as of the evaluation
+	// time, oldest first.
+	Evidence []Evidence `json:"evidence,omitempty"`
 }
 
 // GateDecision is one recorded answer of the gate.
@@ -307,6 +333,13 @@ type GateDecision struct {
 	EvaluatedAt   time.Time   `json:"evaluated_at"`
 	Request       GateRequest `json:"request"`
 	Facts         *Facts      `json:"facts,omitempty"`
+	// WouldBe is, in an environment in observe mode, what enforcing would
+	// have answered (wait or deny); Decision is then allow and Reasons say
+	// why. Empty when enforcing, or when enforcing would allow too.
+	WouldBe Decision `json:"would_be,omitempty"`
+	// Evidence is how each of the environment's evidence requirements was
+	// judged: rule id, controls, the evidence matched, the outcome.
+	Evidence []EvidenceMatch `json:"evidence,omitempty"`
 }
 
 // Finding is one violation the reconciler found on a deployment.

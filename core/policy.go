@@ -36,6 +36,22 @@ type Policy struct {
 	MajorIncident MajorIncidentPolicy `json:"major_incident" yaml:"major_incident"`
 	// Freezes are the change freeze windows (FREEZE).
 	Freezes []Freeze `json:"freezes,omitempty" yaml:"freezes,omitempty"`
+	// EvidenceKinds declares evidence kinds beyond the built-in ones
+	// (BuiltinEvidenceKinds); evidence of any other kind is refused.
+	EvidenceKinds []string `json:"evidence_kinds,omitempty" yaml:"evidence_kinds,omitempty"`
+	// Approvals require approver groups by the change's risk or the
+	// service's tier (APPROVER_MISSING).
+	Approvals []ApproverRule `json:"approvals,omitempty" yaml:"approvals,omitempty"`
+	// ApproverGroups names each group's members, as the ITSM records
+	// approvers. An approval whose approver is the group's own name (an
+	// ITSM group approval) also counts for the group.
+	ApproverGroups map[string][]string `json:"approver_groups,omitempty" yaml:"approver_groups,omitempty"`
+	// FallbackApprovers satisfy any required group.
+	FallbackApprovers []string `json:"fallback_approvers,omitempty" yaml:"fallback_approvers,omitempty"`
+	// EmergencyApprovers, when set, are who may approve an emergency change
+	// (names, or group names as the approvals record them): an emergency
+	// change without one of their approvals is APPROVER_MISSING.
+	EmergencyApprovers []string `json:"emergency_approvers,omitempty" yaml:"emergency_approvers,omitempty"`
 }
 
 // BusinessHours is the working calendar, in Policy.TimeZone.
@@ -107,6 +123,25 @@ type EnvironmentPolicy struct {
 	// post-implementation review. Nil means [normal, emergency] for a strict
 	// environment and none otherwise; an explicit empty list means none.
 	PIRRequired []ChangeType `json:"pir_required,omitempty" yaml:"pir_required,omitempty"`
+	// Mode is "enforce" (default) or "observe": in observe mode the gate
+	// answers allow and reports what enforcing would have answered
+	// (would_be) with its reasons, so tollgate can be switched on without
+	// blocking anyone.
+	Mode string `json:"mode,omitempty" yaml:"mode,omitempty"`
+	// Evidence is the proof a release needs before it goes to this
+	// environment (EVIDENCE_MISSING, EVIDENCE_FAILED). Configuring it
+	// enables both rules, whatever the preset.
+	Evidence []EvidenceRequirement `json:"evidence,omitempty" yaml:"evidence,omitempty"`
+	// SigningKeys are the public keys (PEM, Ed25519 or ECDSA) that
+	// artifact signatures (DSSE envelopes) for this environment must
+	// verify against.
+	SigningKeys []SigningKey `json:"signing_keys,omitempty" yaml:"signing_keys,omitempty"`
+}
+
+// SigningKey is a trusted public key.
+type SigningKey struct {
+	ID        string `json:"id" yaml:"id"`
+	PublicKey string `json:"public_key" yaml:"public_key"`
 }
 
 // ServiceInfo is one entry of the service catalog.

@@ -26,6 +26,7 @@ type CompiledPolicy struct {
 	scopeAll bool
 	freezes  []compiledFreeze
 	cal      *businessCalendar
+	kinds    []string // evidence kinds: built-in and declared
 	// contexts recycles evaluation contexts: the rules are called through
 	// their table, so a context escapes to the heap, and reusing them keeps
 	// an evaluation to the allocations of its answer.
@@ -45,6 +46,9 @@ type compiledEnv struct {
 	cfRules  ruleSet
 	approval typeSet
 	pir      typeSet
+	observe  bool
+	evidence compiledEvidence
+	keys     []SigningKey
 }
 
 type compiledTemplate struct {
@@ -85,6 +89,7 @@ func compile(p Policy) (*CompiledPolicy, error) {
 		}
 	}
 	cp.cal = compileBusinessHours(&ps, p.BusinessHours, cp.loc)
+	cp.kinds = evidenceKinds(&ps, p.EvidenceKinds)
 	compileEnvironments(&ps, cp, p.Environments)
 
 	compileServices(&ps, cp, p.Services)
@@ -92,6 +97,7 @@ func compile(p Policy) (*CompiledPolicy, error) {
 	compileTemplates(&ps, cp, p.StandardTemplates)
 	cp.scopeAll = compileMajorIncident(&ps, p.MajorIncident)
 	compileFreezes(&ps, cp, p.Freezes)
+	compileApprovers(&ps, p)
 
 	if err := ps.err(); err != nil {
 		return nil, err
@@ -239,6 +245,8 @@ func compileEnvironments(ps *problems, cp *CompiledPolicy, envs map[string]Envir
 		}
 		compileAliases(ps, cp, field, name, ep.Aliases)
 		cp.envs[name] = compileEnv(ps, field, name, ep)
+		cp.envs[name].evidence = compileEvidence(ps, field, ep.Evidence, cp.kinds)
+		cp.envs[name].keys = compileKeys(ps, field, ep.SigningKeys)
 		if name != CatchAllEnvironment {
 			cp.envNames = append(cp.envNames, name)
 		}
@@ -287,6 +295,13 @@ func compileEnv(ps *problems, field, name string, ep EnvironmentPolicy) *compile
 		ce.rules = set
 	}
 	ce.cfRules = validateRules(ps, field+".customer_facing_rules", ep.CustomerFacingRules)
+	switch ep.Mode {
+	case "", ModeEnforce:
+	case ModeObserve:
+		ce.observe = true
+	default:
+		ps.add(field+".mode", "unknown mode %q; use %q or %q", ep.Mode, ModeEnforce, ModeObserve)
+	}
 	if ep.ApprovalRequired != nil {
 		ce.approval = validateTypes(ps, field+".approval_required", ep.ApprovalRequired)
 	} else {
@@ -554,10 +569,17 @@ func clonePolicy(p Policy) Policy {
 			e.CustomerFacingRules = slices.Clone(e.CustomerFacingRules)
 			e.ApprovalRequired = slices.Clone(e.ApprovalRequired)
 			e.PIRRequired = slices.Clone(e.PIRRequired)
+			e.Evidence = slices.Clone(e.Evidence)
+			e.SigningKeys = slices.Clone(e.SigningKeys)
 			q.Environments[k] = e
 		}
 	}
 	q.Services = maps.Clone(p.Services)
+	q.EvidenceKinds = slices.Clone(p.EvidenceKinds)
+	q.Approvals = slices.Clone(p.Approvals)
+	q.ApproverGroups = maps.Clone(p.ApproverGroups)
+	q.FallbackApprovers = slices.Clone(p.FallbackApprovers)
+	q.EmergencyApprovers = slices.Clone(p.EmergencyApprovers)
 	if p.StandardTemplates != nil {
 		q.StandardTemplates = make([]StandardTemplate, len(p.StandardTemplates))
 		for i, t := range p.StandardTemplates {

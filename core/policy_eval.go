@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -38,9 +39,15 @@ func Evaluate(cp *CompiledPolicy, f Facts, now time.Time) GateDecision {
 		}
 	}
 	noteTeamIgnored(ec)
+	decision, wouldBe := decide(ec.reasons), Decision("")
+	if ec.ce != nil && ec.ce.observe && decision != Allow {
+		decision, wouldBe = Allow, decision
+	}
 	return GateDecision{
 		ReleaseID:     f.ReleaseID,
-		Decision:      decide(ec.reasons),
+		Decision:      decision,
+		WouldBe:       wouldBe,
+		Evidence:      slices.Clone(ec.judged()),
 		Reasons:       ec.reasons,
 		Emergency:     ec.emergency,
 		PolicyVersion: cp.version,
@@ -86,6 +93,11 @@ type evalContext struct {
 	allEmergency, emergency bool
 	// reasons are what the rules found, in table order.
 	reasons []Reason
+	// matches (and why, their explanations) judge the environment's
+	// evidence requirements, once per evaluation (judged).
+	matches     []EvidenceMatch
+	why         []string
+	matchesDone bool
 }
 
 // evalContext returns a context for evaluating f at now (see init); give
@@ -105,6 +117,7 @@ func (cp *CompiledPolicy) evalContext(f *Facts, now time.Time) *evalContext {
 // lives at most two garbage collections).
 func (cp *CompiledPolicy) release(ec *evalContext) {
 	ec.cp, ec.f, ec.req, ec.ce, ec.links, ec.reasons = nil, nil, nil, nil, nil, nil
+	ec.matches, ec.why, ec.matchesDone = nil, nil, false
 	cp.contexts.Put(ec)
 }
 
@@ -113,6 +126,15 @@ func (cp *CompiledPolicy) release(ec *evalContext) {
 // so the rules) and gathers what the rules read.
 func (ec *evalContext) init(cp *CompiledPolicy, f *Facts, now time.Time) {
 	ec.ce, ec.rules, _ = cp.canonicalize(&f.Request)
+	// Holds apply everywhere; configured evidence and approver groups
+	// enable their rules whatever the preset.
+	ec.rules |= ruleBit(CodeHold)
+	if ec.ce != nil && len(ec.ce.evidence.reqs) > 0 {
+		ec.rules |= ruleBit(CodeEvidenceMissing) | ruleBit(CodeEvidenceFailed)
+	}
+	if len(cp.src.Approvals) > 0 || len(cp.src.EmergencyApprovers) > 0 {
+		ec.rules |= ruleBit(CodeApproverMissing)
+	}
 	ec.cp, ec.f, ec.req, ec.now = cp, f, &f.Request, now
 	ec.env = f.Request.Environment
 	ec.approval = typeBit(ChangeNormal)

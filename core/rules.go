@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -36,6 +37,10 @@ var gateRules = [...]rule{
 	{code: CodePIRPending, check: rulePIRPending},
 	{code: CodeFreeze, check: ruleFreeze, next: nextFreeze},
 	{code: CodeSelfApproval, check: ruleSelfApproval},
+	{code: CodeHold, check: ruleHold, next: nextHold},
+	{code: CodeEvidenceMissing, check: ruleEvidenceMissing},
+	{code: CodeEvidenceFailed, check: ruleEvidenceFailed},
+	{code: CodeApproverMissing, check: ruleApproverMissing},
 }
 
 // ruleNoChange is NO_CHANGE: denies a release that links no change (blank
@@ -286,4 +291,241 @@ func noteTeamIgnored(ec *evalContext) {
 		ec.add(CodeTeamIgnored, "", ec.req.IgnoredTeam, "the request names team %s, but the service catalog says %s belongs to team %s; the catalog's team was used",
 			ec.req.IgnoredTeam, ec.req.Service, ec.req.Team)
 	}
+}
+
+// ruleHold is HOLD: waits for each hold in force that names the release's
+// service, team or environment (case-insensitively), whatever else allows.
+// It runs in every environment, whatever its preset or rules: a hold is a
+// change manager's explicit stop.
+func ruleHold(ec *evalContext) {
+	for i := range ec.f.Holds {
+		h := &ec.f.Holds[i]
+		if !h.ActiveAt(ec.now) || !ec.holdApplies(h) {
+			continue
+		}
+		until := "until it is lifted"
+		if h.Until != nil {
+			until = "until " + ec.ts(*h.Until) + " unless lifted earlier"
+		}
+		ec.add(CodeHold, Wait, h.ID, "%s %s is on hold by %s (%s) since %s, %s", h.Scope, h.Name, orUnnamed(h.CreatedBy), h.Reason, ec.ts(h.CreatedAt), until)
+	}
+}
+
+// nextHold: HOLD changes when a hold in the facts that applies starts or
+// expires (lifting one is a fact change, notified).
+func nextHold(ec *evalContext, consider func(time.Time)) {
+	for i := range ec.f.Holds {
+		h := &ec.f.Holds[i]
+		if !ec.holdApplies(h) || (h.LiftedAt != nil && !h.LiftedAt.After(ec.now)) {
+			continue
+		}
+		consider(h.CreatedAt)
+		if h.Until != nil {
+			consider(*h.Until)
+		}
+	}
+}
+
+// holdApplies reports whether h names the release's service, team or
+// environment.
+func (ec *evalContext) holdApplies(h *Hold) bool {
+	var target string
+	switch h.Scope {
+	case HoldScopeService:
+		target = ec.req.Service
+	case HoldScopeTeam:
+		target = ec.req.Team
+	case HoldScopeEnvironment:
+		target = ec.env
+	}
+	return target != "" && strings.EqualFold(strings.TrimSpace(h.Name), target)
+}
+
+// ruleEvidenceMissing is EVIDENCE_MISSING: waits for each requirement of
+// the environment (environments.<env>.evidence) with no evidence of its
+// kind attached to the release by now, or, with
+// digest_matches_deployment, none naming the digest the check names (or
+// the check names none), or, with a metric, none reporting it.
+func ruleEvidenceMissing(ec *evalContext) {
+	for i := range ec.judged() {
+		m := &ec.matches[i]
+		if m.Result != MatchMissing {
+			continue
+		}
+		r := &ec.ce.evidence.reqs[i]
+		ec.addEvidence(CodeEvidenceMissing, Wait, r, m, "required evidence %s (%s) is missing for %s %s to %s: %s%s",
+			r.ID, r.Kind, orUnnamed(ec.req.Service), orUnnamed(ec.req.Version), orUnnamed(ec.env), ec.why[i], controlsNote(r.Controls))
+	}
+}
+
+// ruleEvidenceFailed is EVIDENCE_FAILED: denies each requirement whose
+// newest evidence of each name (of its kind) fails it: a status other than
+// the required one (a failed test run, a signature that did not verify),
+// findings above max_severity, a metric above max, or a digest other than
+// the one deployed.
+func ruleEvidenceFailed(ec *evalContext) {
+	for i := range ec.judged() {
+		m := &ec.matches[i]
+		if m.Result != MatchFailed {
+			continue
+		}
+		r := &ec.ce.evidence.reqs[i]
+		ec.addEvidence(CodeEvidenceFailed, Deny, r, m, "required evidence %s (%s) fails for %s %s to %s: %s%s",
+			r.ID, r.Kind, orUnnamed(ec.req.Service), orUnnamed(ec.req.Version), orUnnamed(ec.env), ec.why[i], controlsNote(r.Controls))
+	}
+}
+
+func (ec *evalContext) addEvidence(code string, result Decision, r *EvidenceRequirement, m *EvidenceMatch, format string, args ...any) {
+	ec.add(code, result, r.ID, format, args...)
+	last := &ec.reasons[len(ec.reasons)-1]
+	last.Controls, last.Evidence = r.Controls, m.Evidence
+}
+
+func controlsNote(controls []string) string {
+	if len(controls) == 0 {
+		return ""
+	}
+	return " (controls " + strings.Join(controls, ", ") + ")"
+}
+
+// judged judges every evidence requirement of the environment once per
+// evaluation (both evidence rules read it) and returns the matches.
+func (ec *evalContext) judged() []EvidenceMatch {
+	if ec.matchesDone || ec.ce == nil {
+		return ec.matches
+	}
+	ec.matchesDone = true
+	reqs := ec.ce.evidence.reqs
+	ec.matches, ec.why = make([]EvidenceMatch, len(reqs)), make([]string, len(reqs))
+	for i := range reqs {
+		ec.matches[i], ec.why[i] = judgeEvidence(&reqs[i], ec.f.Evidence, ec.req.Digest, ec.now)
+	}
+	return ec.matches
+}
+
+// judgeEvidence judges one requirement against the release's evidence as
+// of now: the newest record per name of the requirement's kind counts.
+func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest string, now time.Time) (EvidenceMatch, string) {
+	m := EvidenceMatch{Rule: r.ID, Kind: r.Kind, Controls: r.Controls, Result: MatchMissing}
+	latest := map[string]*Evidence{}
+	var order []string
+	for i := range all {
+		e := &all[i]
+		if e.Kind != r.Kind || e.RecordedAt.After(now) {
+			continue
+		}
+		if prev, ok := latest[e.Name]; !ok || !e.RecordedAt.Before(prev.RecordedAt) {
+			if !ok {
+				order = append(order, e.Name)
+			}
+			latest[e.Name] = e
+		}
+	}
+	if len(order) == 0 {
+		return m, "no " + r.Kind + " evidence is attached; attach it with tollgate attest"
+	}
+	var failed, missing []string
+	for _, name := range order {
+		e := latest[name]
+		if r.DigestMatchesDeployment && digest == "" {
+			missing = append(missing, "the gate check names no artifact digest to compare with")
+			continue
+		}
+		if r.DigestMatchesDeployment && !strings.EqualFold(e.Digest, digest) {
+			if e.Digest == "" {
+				missing = append(missing, fmt.Sprintf("%s names no digest", e.Name))
+			} else {
+				failed = append(failed, fmt.Sprintf("%s is for digest %s, the deployment is %s", e.Name, e.Digest, digest))
+			}
+			m.Evidence = append(m.Evidence, e.ID)
+			continue
+		}
+		m.Evidence = append(m.Evidence, e.ID)
+		if e.Status != r.Require && !(r.Require == "" && e.Status == EvidencePassed) {
+			failed = append(failed, fmt.Sprintf("%s is %s%s", e.Name, e.Status, evidenceDetail(e)))
+			continue
+		}
+		if r.MaxSeverity != "" {
+			got := "none"
+			if e.Findings != nil {
+				got = e.Findings.MaxSeverity
+			}
+			if SeverityRank(got) > SeverityRank(r.MaxSeverity) {
+				failed = append(failed, fmt.Sprintf("%s found %s severity findings (at most %s allowed)%s", e.Name, got, r.MaxSeverity, evidenceDetail(e)))
+				continue
+			}
+		}
+		if r.Metric != "" && r.Max != nil {
+			v, ok := e.Metrics[r.Metric]
+			switch {
+			case !ok:
+				missing = append(missing, fmt.Sprintf("%s reports no %s", e.Name, r.Metric))
+			case v > *r.Max:
+				failed = append(failed, fmt.Sprintf("%s reports %s %g (at most %g)", e.Name, r.Metric, v, *r.Max))
+			}
+		}
+	}
+	switch {
+	case len(failed) > 0:
+		m.Result = MatchFailed
+		return m, strings.Join(failed, "; ")
+	case len(missing) > 0:
+		return m, strings.Join(missing, "; ")
+	}
+	m.Result = MatchPassed
+	return m, ""
+}
+
+func evidenceDetail(e *Evidence) string {
+	switch {
+	case e.Tests != nil:
+		return fmt.Sprintf(" (%d tests: %d failures, %d errors, %d skipped)", e.Tests.Tests, e.Tests.Failures, e.Tests.Errors, e.Tests.Skipped)
+	case e.Findings != nil:
+		return fmt.Sprintf(" (%d findings, highest %s)", e.Findings.Findings, e.Findings.MaxSeverity)
+	}
+	return ""
+}
+
+// ruleApproverMissing is APPROVER_MISSING, per linked change: waits until
+// the change carries an approval from each group the policy's approvals
+// require for the change's risk or the service's tier (a member of the
+// group in approver_groups, the group itself, or a fallback approver), and,
+// for an emergency change when emergency_approvers is set, one from an
+// emergency approver. Approvals are as the ITSM recorded them.
+func ruleApproverMissing(ec *evalContext) {
+	p := &ec.cp.src
+	tier := ec.cp.Subject(ec.req.Service, ec.env, ec.req.Team).Tier
+	links := ec.links
+	for i := range links {
+		l := &links[i]
+		if !l.found {
+			continue
+		}
+		c := &l.c
+		if c.Type == ChangeEmergency && len(p.EmergencyApprovers) > 0 && !ec.emergencyApproved(c) {
+			ec.add(CodeApproverMissing, Wait, l.key, "emergency change %s has no approval from an emergency approver (%s)", l.key, strings.Join(p.EmergencyApprovers, ", "))
+		}
+		for _, r := range p.Approvals {
+			if (r.When.Risk != "" && !strings.EqualFold(r.When.Risk, c.Risk)) || (r.When.Tier != "" && !strings.EqualFold(r.When.Tier, tier)) {
+				continue
+			}
+			for _, g := range r.Groups {
+				if _, ok := ec.cp.approvedBy(c, g, p.ApproverGroups[g]); !ok {
+					ec.add(CodeApproverMissing, Wait, l.key, "change %s needs an approval from group %s (risk %s, tier %s)", l.key, g, orUnnamed(c.Risk), orUnnamed(tier))
+				}
+			}
+		}
+	}
+}
+
+// emergencyApproved: an approver of c is an emergency approver, by name or
+// as a member of a group named there.
+func (ec *evalContext) emergencyApproved(c *Change) bool {
+	p := &ec.cp.src
+	for _, who := range p.EmergencyApprovers {
+		if _, ok := ec.cp.approvedBy(c, who, p.ApproverGroups[who]); ok {
+			return true
+		}
+	}
+	return false
 }

@@ -52,6 +52,9 @@ type FactsQuery struct {
 	AsOf time.Time
 	// ExcludeReleaseID leaves the release itself out of PendingPIRs.
 	ExcludeReleaseID string
+	// Evidence reads the release's evidence too (the environment requires
+	// some). Holds are always read.
+	Evidence bool
 }
 
 // ReleaseFilter narrows a release or deployment listing.

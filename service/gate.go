@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/evidence"
 )
 
 // newID returns a time-ordered identifier (UUIDv7).
@@ -157,6 +158,9 @@ func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.Ga
 	if req.Incidents, err = normalizeKeys("incidents", req.Incidents, g.cfg.MaxListItems); err != nil {
 		return req, err
 	}
+	if req.Digest = strings.TrimSpace(req.Digest); req.Digest != "" && !evidence.ValidDigest(req.Digest) {
+		return req, core.Invalid("digest", "%q is not an artifact digest sha256:<64 hex digits>", req.Digest)
+	}
 	if p := req.Pipeline; p != nil && (len(p.Provider) > 64 || len(p.RunID) > 256 || len(p.URL) > 2048) {
 		return req, core.Invalid("pipeline", "provider, run_id or url is too long")
 	}
@@ -230,6 +234,7 @@ func (g *Gate) evaluate(ctx context.Context, cp *core.CompiledPolicy, req core.G
 	q := core.FactsQuery{
 		Service: req.Service, Team: req.Team, Environment: req.Environment, Version: req.Version,
 		ChangeKeys: req.Changes, AllIncidents: cp.IncidentScopeAll(), ExcludeReleaseID: newID,
+		Evidence: cp.RequiresEvidence(req.Environment),
 	}
 	facts, err := g.store.GateFacts(ctx, q)
 	if err != nil {
@@ -307,8 +312,8 @@ func (g *Gate) await(ctx context.Context, wake <-chan string, d time.Duration, r
 }
 
 // relevant reports whether a notification may change req's answer.
-// Incidents and PIRs are matched broadly (their services and teams are in
-// the record, not the topic); changes by key.
+// Incidents, PIRs and holds are matched broadly (their services and teams
+// are in the record, not the topic); changes by key, evidence by release.
 func relevant(topic string, req core.GateRequest) bool {
 	kind, key, _ := strings.Cut(topic, ":")
 	switch kind {
@@ -322,7 +327,9 @@ func relevant(topic string, req core.GateRequest) bool {
 			}
 		}
 		return false
-	default: // incident, pir, policy, "*" (listener reconnected)
+	case "evidence":
+		return key == core.ReleaseID(req.Service, req.Version, req.Environment)
+	default: // incident, pir, hold, policy, "*" (listener reconnected)
 		return true
 	}
 }

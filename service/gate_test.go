@@ -177,10 +177,11 @@ func asError(err error, target **core.Error) bool {
 }
 
 func TestRelevant(t *testing.T) {
-	req := core.GateRequest{Changes: []string{"CHG1", "chg2"}}
+	req := core.GateRequest{Service: "pay", Version: "1", Environment: "production", Changes: []string{"CHG1", "chg2"}}
 	for topic, want := range map[string]bool{
 		"change:CHG1": true, "change:CHG2": true, "change:CHG3": false,
-		"incident:INC1": true, "pir:r1": true, "policy": true, "*": true,
+		"incident:INC1": true, "pir:r1": true, "policy": true, "*": true, "hold": true,
+		"evidence:" + core.ReleaseID("pay", "1", "production"): true, "evidence:" + core.ReleaseID("pay", "2", "production"): false,
 	} {
 		if got := relevant(topic, req); got != want {
 			t.Errorf("relevant(%q) = %v, want %v", topic, got, want)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/groupcommit"
@@ -110,4 +111,25 @@ func notFound(err error, what, key string) error {
 	}
 	terr := translate(err)
 	return fmt.Errorf("%s %s: %w", what, key, terr)
+}
+
+// ListDecisionsBetween returns the gate decisions evaluated in [from, to),
+// oldest first, at most limit (what-if simulation replays their requests).
+func (d *DB) ListDecisionsBetween(ctx context.Context, from, to time.Time, limit int) ([]core.GateDecision, error) {
+	var docs []string
+	err := d.db.SelectContext(ctx, &docs, d.q("SELECT doc FROM gate_decisions WHERE evaluated_at >= ? AND evaluated_at < ? ORDER BY evaluated_at, id LIMIT ?"),
+		ts(from), ts(to), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list gate decisions: %w", translate(err))
+	}
+	out := make([]core.GateDecision, 0, len(docs))
+	for _, doc := range docs {
+		var dec core.GateDecision
+		if err := json.Unmarshal([]byte(doc), &dec); err != nil {
+			return nil, fmt.Errorf("decode gate decision: %w", err)
+		}
+		dec.Facts = nil
+		out = append(out, dec)
+	}
+	return out, nil
 }

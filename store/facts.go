@@ -79,13 +79,19 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 	if err != nil {
 		return core.Facts{}, err
 	}
-	if facts, ok, err := d.facts.Facts(ctx, q, keys, normService(q.Service)); err != nil || ok {
-		if err != nil {
-			return core.Facts{}, fmt.Errorf("gather facts: %w", err)
-		}
-		return facts, nil
+	facts, ok, err := d.facts.Facts(ctx, q, keys, normService(q.Service))
+	if err != nil {
+		return core.Facts{}, fmt.Errorf("gather facts: %w", err)
 	}
-	return d.gateFactsDB(ctx, q, keys)
+	if !ok {
+		if facts, err = d.gateFactsDB(ctx, q, keys); err != nil {
+			return core.Facts{}, err
+		}
+	}
+	if err := d.governanceFacts(ctx, q, &facts); err != nil {
+		return core.Facts{}, err
+	}
+	return facts, nil
 }
 
 // gateFactsDB is GateFacts read from the database in one statement.

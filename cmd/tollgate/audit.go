@@ -16,7 +16,7 @@ import (
 
 func newAuditCmd(c *cli) *cobra.Command {
 	audit := &cobra.Command{Use: "audit", Short: "Work with the audit trail"}
-	audit.AddCommand(newAuditVerifyCmd(c))
+	audit.AddCommand(withBundleFlag(newAuditVerifyCmd(c), c.stdout))
 	return audit
 }
 

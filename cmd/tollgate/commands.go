@@ -71,6 +71,8 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 		newVersionCmd(c),
 		newHealthcheckCmd(c),
 		newCheckCmd(stdout, stderr, getenv),
+		newAttestCmd(stdout, stderr, getenv),
+		newReconcileCmd(stdout, stderr, getenv),
 		newMappingCmd(stdout),
 	)
 	return root

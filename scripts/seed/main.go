@@ -47,6 +47,12 @@ import (
 // sizes are the seeded table sizes.
 type sizes struct {
 	Changes, Incidents, Releases, Deployments, Services, Teams int
+	// Profile is "gate" (the gate's load data) or "reconcile" (a history
+	// the reconciler accounts for exactly; reconcile.go).
+	Profile string
+	// Unauthorized is the reconcile profile's share of unauthorized
+	// deployments.
+	Unauthorized float64
 }
 
 func main() {
@@ -58,6 +64,8 @@ func main() {
 	flag.IntVar(&sz.Deployments, "deployments", 1_000_000, "deployments")
 	flag.IntVar(&sz.Services, "services", 500, "services (svc-000 …)")
 	flag.IntVar(&sz.Teams, "teams", 100, "teams (team-00 …); each service belongs to one")
+	flag.StringVar(&sz.Profile, "profile", "gate", "gate (the gate's load data) or reconcile (an exactly accountable history; see reconcile.go)")
+	flag.Float64Var(&sz.Unauthorized, "unauthorized", 0.02, "reconcile profile: share of unauthorized deployments (0–1); the exact count is printed")
 	flag.Parse()
 	if err := run(context.Background(), *dbURL, sz, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "seed:", err)
@@ -79,6 +87,18 @@ func (s sizes) validate() error {
 	}
 	if s.Teams > 100 || s.Teams > s.Services {
 		return fmt.Errorf("-teams must be at most 100 and at most -services, got %d", s.Teams)
+	}
+	switch s.Profile {
+	case "gate":
+	case "reconcile":
+		if s.Changes%s.Services != 0 {
+			return fmt.Errorf("-profile reconcile: -changes (%d) must be a multiple of -services (%d), so each release's change covers its service", s.Changes, s.Services)
+		}
+		if s.Unauthorized < 0 || s.Unauthorized > 1 {
+			return fmt.Errorf("-unauthorized must be between 0 and 1, got %g", s.Unauthorized)
+		}
+	default:
+		return fmt.Errorf("-profile must be gate or reconcile, got %q", s.Profile)
 	}
 	if s.Changes < s.Services {
 		return fmt.Errorf("-changes must be at least -services (%d), got %d", s.Services, s.Changes)
@@ -125,7 +145,11 @@ func run(ctx context.Context, dbURL string, sz sizes, out io.Writer) error {
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	started := time.Now()
-	for _, st := range steps(sz) {
+	seedSteps := steps(sz)
+	if sz.Profile == "reconcile" {
+		seedSteps = reconcileSteps(sz)
+	}
+	for _, st := range seedSteps {
 		t := time.Now()
 		res, err := conn.ExecContext(ctx, st.query(), st.params(now)...)
 		if err != nil {
@@ -143,6 +167,13 @@ func run(ctx context.Context, dbURL string, sz sizes, out io.Writer) error {
 	}
 	if want := core.ReleaseID(r.Service, r.Version, r.Environment); r.ID != want {
 		return fmt.Errorf("release %s %s %s was seeded with id %s, core.ReleaseID says %s", r.Service, r.Version, r.Environment, r.ID, want)
+	}
+	if sz.Profile == "reconcile" {
+		n, err := countUnauthorized(ctx, conn, sz.Unauthorized)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "seed: unauthorized deployments: %d of %d (share %g)\n", n, sz.Deployments, sz.Unauthorized)
 	}
 	fmt.Fprintf(out, "seed: done in %.1fs (as of %s)\n", time.Since(started).Seconds(), now.Format(time.RFC3339))
 	return nil

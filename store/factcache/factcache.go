@@ -71,6 +71,7 @@ type Cache struct {
 	changes   map[string]cachedChange // by key exactly as asked; absent keys too
 	incidents cachedSet[Incident]
 	pirs      cachedSet[core.PIR]
+	holds     cachedSet[core.Hold]
 	// afterRead, in tests, runs between a fill's read and its store.
 	afterRead func()
 }
@@ -149,11 +150,13 @@ func (c *Cache) flushLocked() {
 	c.incidents.valid, c.incidents.items = false, nil
 	c.pirs.gen++
 	c.pirs.valid, c.pirs.items = false, nil
+	c.holds.gen++
+	c.holds.valid, c.holds.items = false, nil
 }
 
 // Invalidate drops what a notification topic names ("change:KEY",
-// "incident:KEY", "pir:RELEASE"); "policy" concerns no fact, anything
-// else flushes everything.
+// "incident:KEY", "pir:RELEASE", "hold"); "policy" and "evidence:RELEASE"
+// concern nothing cached, anything else flushes everything.
 func (c *Cache) Invalidate(topic string) {
 	if c == nil {
 		return
@@ -171,7 +174,10 @@ func (c *Cache) Invalidate(topic string) {
 	case "pir":
 		c.pirs.gen++
 		c.pirs.valid = false
-	case "policy":
+	case "hold":
+		c.holds.gen++
+		c.holds.valid = false
+	case "policy", "evidence": // not cached
 	default:
 		c.flushLocked()
 	}
@@ -281,6 +287,28 @@ func (c *Cache) evictLocked(n int) {
 		delete(c.changes, k)
 		drop--
 	}
+}
+
+// Holds returns the cached holds (the set read loads: those not lifted
+// nor expired), loading it with read on a miss. ok is false when the cache
+// may not answer: the caller reads the database.
+func (c *Cache) Holds(ctx context.Context, read func(context.Context) ([]core.Hold, error)) (holds []core.Hold, ok bool, err error) {
+	if c == nil {
+		return nil, false, nil
+	}
+	c.mu.Lock()
+	live := c.live
+	holds, fresh := c.holds.fresh(c.clock.Now(), c.ttl)
+	c.mu.Unlock()
+	if !live {
+		return nil, false, nil
+	}
+	if !fresh {
+		if holds, err = loadSet(ctx, c, &c.holds, read); err != nil {
+			return nil, false, err
+		}
+	}
+	return holds, true, nil
 }
 
 // fresh returns the set when it is loaded and younger than ttl.

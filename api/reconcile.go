@@ -1,0 +1,150 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/service"
+)
+
+// Reports runs and reads reconciliation reports (service.Reconciler).
+type Reports interface {
+	Run(ctx context.Context, q core.ReconcileQuery, actor, name string) (core.Report, error)
+	Get(ctx context.Context, id string) (core.Report, error)
+	List(ctx context.Context, limit int, before string) ([]core.Report, error)
+	Findings(ctx context.Context, id string, fn func(core.ReconcileFinding) error) error
+	Ack(ctx context.Context, reportID string, findingID int, comment, actor string) (core.ReconcileFinding, error)
+	Metrics(ctx context.Context, q service.MetricsQuery) (core.ReleaseMetrics, error)
+}
+
+// reconcileRoutes registers the reconciliation report routes.
+func (s *Server) reconcileRoutes() {
+	s.route(http.MethodPost, "/api/v1/reports/reconciliation", changeMgr, s.runReport)
+	s.route(http.MethodGet, "/api/v1/reports/reconciliation", auditorUp, s.listReports)
+	s.route(http.MethodGet, "/api/v1/reports/reconciliation/:id", auditorUp, s.getReport)
+	s.route(http.MethodPost, "/api/v1/reports/reconciliation/:id/findings/:fid/ack", changeMgr, s.ackFinding)
+	s.route(http.MethodGet, "/api/v1/reports/reconciliation/:id/bundle", auditorUp, s.reportBundle)
+	s.route(http.MethodGet, "/api/v1/metrics/releases", auditorUp, s.releaseMetrics)
+}
+
+// reportRequest is the body of POST /api/v1/reports/reconciliation.
+type reportRequest struct {
+	From        *time.Time `json:"from"`
+	To          *time.Time `json:"to"`
+	Environment string     `json:"environment"`
+	Service     string     `json:"service"`
+	Team        string     `json:"team"`
+}
+
+func (s *Server) runReport(c *echo.Context) error {
+	var r reportRequest
+	if err := decodeJSON(c, &r); err != nil {
+		return err
+	}
+	q := core.ReconcileQuery{Environment: r.Environment, Service: r.Service, Team: r.Team}
+	if r.From != nil {
+		q.From = *r.From
+	}
+	if r.To != nil {
+		q.To = *r.To
+	}
+	rep, err := s.deps.Reports.Run(c.Request().Context(), q, actor(c), "")
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, rep)
+}
+
+func (s *Server) listReports(c *echo.Context) error {
+	limit, err := queryLimit(c)
+	if err != nil {
+		return err
+	}
+	rs, err := s.deps.Reports.List(c.Request().Context(), limit, c.QueryParam("after"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newPage(rs, limit, func(r core.Report) string { return r.ID }))
+}
+
+func (s *Server) getReport(c *echo.Context) error {
+	ctx := c.Request().Context()
+	format := c.QueryParam("format")
+	switch format {
+	case "", "json", "csv", "html":
+	default:
+		return core.Invalid("format", "%q is not one of json, csv, html", format)
+	}
+	id := c.Param("id")
+	rep, err := s.deps.Reports.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	walk := func(fn func(core.ReconcileFinding) error) error { return s.deps.Reports.Findings(ctx, id, fn) }
+	resp := c.Response()
+	switch format {
+	case "csv":
+		resp.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+		resp.Header().Set(echo.HeaderContentDisposition, `attachment; filename="reconciliation-`+rep.ID+`.csv"`)
+		resp.WriteHeader(http.StatusOK)
+		return writeReportCSV(resp, walk)
+	case "html":
+		resp.Header().Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
+		resp.WriteHeader(http.StatusOK)
+		return writeReportHTML(resp, rep, walk)
+	}
+	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	resp.WriteHeader(http.StatusOK)
+	return writeReportJSON(resp, rep, walk)
+}
+
+// ackRequest is the body of a finding's acknowledgement.
+type ackRequest struct {
+	Comment string `json:"comment"`
+}
+
+func (s *Server) ackFinding(c *echo.Context) error {
+	var r ackRequest
+	if err := decodeJSON(c, &r); err != nil {
+		return err
+	}
+	fid, err := strconv.Atoi(c.Param("fid"))
+	if err != nil || fid <= 0 {
+		return core.Invalid("finding_id", "%q is not a finding number", c.Param("fid"))
+	}
+	f, err := s.deps.Reports.Ack(c.Request().Context(), c.Param("id"), fid, r.Comment, actor(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, f)
+}
+
+// releaseMetrics answers GET /api/v1/metrics/releases?from&to&group_by
+// (&failure_window): from and to are required RFC 3339 times.
+func (s *Server) releaseMetrics(c *echo.Context) error {
+	q := service.MetricsQuery{GroupBy: c.QueryParam("group_by")}
+	var err error
+	if q.From, err = queryTime(c, "from"); err != nil {
+		return err
+	}
+	if q.To, err = queryTime(c, "to"); err != nil {
+		return err
+	}
+	if w := c.QueryParam("failure_window"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d <= 0 || d > 30*24*time.Hour {
+			return core.Invalid("failure_window", "%q is not a duration from 1s to 720h", w)
+		}
+		q.FailureWindow = d
+	}
+	m, err := s.deps.Reports.Metrics(c.Request().Context(), q)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, m)
+}

@@ -1,0 +1,211 @@
+package api
+
+import (
+	"bufio"
+	"embed"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// findingWalker calls fn with each finding of a report, in order.
+type findingWalker func(fn func(core.ReconcileFinding) error) error
+
+// writeReportJSON streams {"report": …, "findings": [ … ]}: one finding in
+// memory at a time.
+func writeReportJSON(w io.Writer, r core.Report, walk findingWalker) error {
+	bw := bufio.NewWriter(w)
+	head, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(bw, "{\"report\":%s,\"findings\":[", head)
+	first := true
+	err = walk(func(f core.ReconcileFinding) error {
+		b, err := json.Marshal(f)
+		if err != nil {
+			return err
+		}
+		if !first {
+			bw.WriteByte(',')
+		}
+		first = false
+		bw.Write(b)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	bw.WriteString("]}\n")
+	return bw.Flush()
+}
+
+// csvHeader is the CSV export's header row: one finding a row.
+var csvHeader = []string{
+	"finding_id", "code", "severity", "message", "ref", "change_key", "change_version", "remediation",
+	"deployment_id", "service", "environment", "version", "commit", "team", "status", "started_at", "finished_at",
+	"actor", "provider", "run_id", "url",
+	"requested_by", "approvals", "decision_id", "decision", "decision_at", "decision_reasons",
+	"acknowledged", "acknowledged_by", "acknowledged_at", "acknowledgement_comment",
+}
+
+// spreadsheetSafe neutralises a cell a spreadsheet would read as a formula
+// (leading =, +, -, @, tab or carriage return) by prefixing a quote, the
+// OWASP CSV-injection advice.
+func spreadsheetSafe(s string) string {
+	if s == "" {
+		return s
+	}
+	switch s[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		return "'" + s
+	}
+	return s
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func fmtTimePtr(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return fmtTime(*t)
+}
+
+// approvalsText lists a finding's approvals: "KEY vN: who decision at; …".
+func approvalsText(l core.Lineage) (requested, approvals string) {
+	var req, appr []string
+	for _, c := range l.Changes {
+		if c.RequestedBy != "" {
+			req = append(req, c.Key+": "+c.RequestedBy)
+		}
+		for _, a := range c.Approvals {
+			s := fmt.Sprintf("%s v%d: %s %s", c.Key, c.Version, a.Approver, a.Decision)
+			if a.At != nil {
+				s += " at " + fmtTime(*a.At)
+			}
+			appr = append(appr, s)
+		}
+	}
+	return strings.Join(req, "; "), strings.Join(appr, "; ")
+}
+
+func reasonsText(rs []core.Reason) string {
+	parts := make([]string, 0, len(rs))
+	for _, r := range rs {
+		parts = append(parts, r.Code+": "+r.Message)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// writeReportCSV streams the findings as RFC 4180 CSV with a header row.
+func writeReportCSV(w io.Writer, walk findingWalker) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(csvHeader); err != nil {
+		return err
+	}
+	err := walk(func(f core.ReconcileFinding) error {
+		req, appr := approvalsText(f.Lineage)
+		var decID, dec, decAt, decReasons string
+		if g := f.Lineage.Decision; g != nil {
+			decID, dec, decAt, decReasons = g.ID, string(g.Decision), fmtTime(g.EvaluatedAt), reasonsText(g.Reasons)
+		}
+		acked, ackBy, ackAt, ackComment := "no", "", "", ""
+		if f.Ack != nil {
+			acked, ackBy, ackAt, ackComment = "yes", f.Ack.By, fmtTime(f.Ack.At), f.Ack.Comment
+		}
+		version := ""
+		if f.ChangeVersion > 0 {
+			version = strconv.Itoa(f.ChangeVersion)
+		}
+		d := f.Deployment
+		row := []string{
+			strconv.Itoa(f.ID), f.Code, f.Severity, f.Message, f.Ref, f.ChangeKey, version, f.Remediation,
+			d.ID, d.Service, d.Environment, d.Version, d.Commit, d.Team, d.Status, fmtTime(d.StartedAt), fmtTimePtr(d.FinishedAt),
+			d.Actor, d.Provider, d.RunID, d.URL,
+			req, appr, decID, dec, decAt, decReasons,
+			acked, ackBy, ackAt, ackComment,
+		}
+		for i := range row {
+			row[i] = spreadsheetSafe(row[i])
+		}
+		return cw.Write(row)
+	})
+	if err != nil {
+		return err
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+//go:embed templates/report.html
+var templateFS embed.FS
+
+var reportTemplate = template.Must(template.New("report.html").Funcs(template.FuncMap{
+	"time":    fmtTime,
+	"timeptr": fmtTimePtr,
+}).ParseFS(templateFS, "templates/report.html"))
+
+// findingGroup is the findings of one code, for the HTML report.
+type findingGroup struct {
+	Code        string
+	Remediation string
+	Findings    []core.ReconcileFinding
+}
+
+type countRow struct {
+	Name  string
+	Count int
+}
+
+func sortedCounts(m map[string]int) []countRow {
+	out := make([]countRow, 0, len(m))
+	for k, v := range m {
+		out = append(out, countRow{k, v})
+	}
+	slices.SortFunc(out, func(a, b countRow) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// writeReportHTML renders the printable report: summary, then the findings
+// grouped by code with their deployment, lineage and acknowledgement. The
+// page holds every finding, so it reads them all.
+func writeReportHTML(w io.Writer, r core.Report, walk findingWalker) error {
+	groups := map[string]*findingGroup{}
+	err := walk(func(f core.ReconcileFinding) error {
+		g := groups[f.Code]
+		if g == nil {
+			g = &findingGroup{Code: f.Code, Remediation: core.Remediation(f.Code)}
+			groups[f.Code] = g
+		}
+		g.Findings = append(g.Findings, f)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	list := make([]*findingGroup, 0, len(groups))
+	for _, g := range groups {
+		list = append(list, g)
+	}
+	slices.SortFunc(list, func(a, b *findingGroup) int { return strings.Compare(a.Code, b.Code) })
+	return reportTemplate.Execute(w, map[string]any{
+		"Report":     r,
+		"Groups":     list,
+		"ByCode":     sortedCounts(r.Summary.ByCode),
+		"BySeverity": sortedCounts(r.Summary.BySeverity),
+	})
+}

@@ -1,0 +1,502 @@
+package core
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The reconciler answers, for a deployment that already happened, "was it
+// authorized?". It evaluates the gate's own rules (Evaluate) at the
+// deployment's start with the facts as they stood then, so the gate and the
+// reconciler are one implementation asked at two moments, and adds the
+// reconcile-only rules below, each a small function saying when it fires.
+
+// Finding severities.
+const (
+	// SeverityHigh: the deployment should not have happened (a rule that
+	// denies, or the gate was bypassed).
+	SeverityHigh = "high"
+	// SeverityMedium: the deployment should have waited, or a follow-up
+	// obligation (review, validation) was missed.
+	SeverityMedium = "medium"
+)
+
+// ReconcileOptions are the reconcile-only rules' thresholds.
+type ReconcileOptions struct {
+	// ReviewWithin is how many business hours (the policy's calendar) an
+	// emergency change has for its retrospective review (default 24h).
+	ReviewWithin time.Duration `json:"review_within"`
+	// ValidationWithin is how long (wall clock) an emergency deployment has
+	// to report its post-deployment validation (default 4h).
+	ValidationWithin time.Duration `json:"validation_within"`
+}
+
+// reconcileOptionsJSON is ReconcileOptions on the wire: durations as Go
+// duration strings ("24h0m0s").
+type reconcileOptionsJSON struct {
+	ReviewWithin     string `json:"review_within"`
+	ValidationWithin string `json:"validation_within"`
+}
+
+// MarshalJSON writes the durations as strings.
+func (o ReconcileOptions) MarshalJSON() ([]byte, error) {
+	return json.Marshal(reconcileOptionsJSON{o.ReviewWithin.String(), o.ValidationWithin.String()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (o *ReconcileOptions) UnmarshalJSON(b []byte) error {
+	var w reconcileOptionsJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		s string
+		d *time.Duration
+	}{{w.ReviewWithin, &o.ReviewWithin}, {w.ValidationWithin, &o.ValidationWithin}} {
+		if f.s == "" {
+			*f.d = 0
+			continue
+		}
+		d, err := time.ParseDuration(f.s)
+		if err != nil {
+			return fmt.Errorf("reconcile options: %w", err)
+		}
+		*f.d = d
+	}
+	return nil
+}
+
+// WithDefaults fills zero thresholds with their defaults.
+func (o ReconcileOptions) WithDefaults() ReconcileOptions {
+	if o.ReviewWithin <= 0 {
+		o.ReviewWithin = 24 * time.Hour
+	}
+	if o.ValidationWithin <= 0 {
+		o.ValidationWithin = 4 * time.Hour
+	}
+	return o
+}
+
+// DecisionRef is the gate decision a deployment relied on, as much of it as
+// a report shows.
+type DecisionRef struct {
+	ID            string    `json:"id"`
+	ReleaseID     string    `json:"release_id"`
+	Decision      Decision  `json:"decision"`
+	EvaluatedAt   time.Time `json:"evaluated_at"`
+	PolicyVersion int       `json:"policy_version"`
+	Commit        string    `json:"commit,omitempty"`
+	Actor         string    `json:"actor,omitempty"`
+	Reasons       []Reason  `json:"reasons"`
+}
+
+// DeploymentFacts is one deployment with what the reconciler needs, as the
+// store read it for a report with a given cut-off.
+type DeploymentFacts struct {
+	Deployment Deployment
+	// Changes are the linked changes that existed at the deployment's start,
+	// each the version in force then (the newest with ValidFrom <= start).
+	Changes []ChangeVersion
+	// ChangesAtCutoff are the same changes' newest versions as of the
+	// report's cut-off (their retrospective review may come later).
+	ChangesAtCutoff map[string]Change
+	// Incidents are the incidents active at the start that the policy counts
+	// as major (Evaluate decides which of them affect the service).
+	Incidents []Incident
+	// PendingPIRs are the team's reviews required by the start and not
+	// signed off then.
+	PendingPIRs []PIR
+	// Decision is the gate decision the deployment names (DecisionID), or
+	// else its release's newest decision at or before its start; nil when
+	// there is none.
+	Decision *DecisionRef
+}
+
+// DeploymentRef identifies a deployment in a finding.
+type DeploymentRef struct {
+	ID          string     `json:"id"`
+	ReleaseID   string     `json:"release_id,omitempty"`
+	Service     string     `json:"service"`
+	Environment string     `json:"environment"`
+	Version     string     `json:"version"`
+	Team        string     `json:"team,omitempty"`
+	Commit      string     `json:"commit,omitempty"`
+	Status      string     `json:"status"`
+	StartedAt   time.Time  `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Actor       string     `json:"actor,omitempty"`
+	Provider    string     `json:"provider"`
+	RunID       string     `json:"run_id"`
+	URL         string     `json:"url,omitempty"`
+}
+
+// ChangeLineage is one linked change as the reconciler judged it: the
+// version in force at the deployment's start and who asked and approved.
+type ChangeLineage struct {
+	Key         string        `json:"key"`
+	Version     int           `json:"version"`
+	ValidFrom   time.Time     `json:"valid_from"`
+	Type        ChangeType    `json:"type"`
+	State       string        `json:"state"`
+	Approval    ApprovalState `json:"approval"`
+	RequestedBy string        `json:"requested_by,omitempty"`
+	Approvals   []Approval    `json:"approvals,omitempty"`
+	ReviewedAt  *time.Time    `json:"reviewed_at,omitempty"`
+}
+
+// Lineage is how a deployment came to be authorized (or not): its changes
+// as they stood and the gate decision that let it through.
+type Lineage struct {
+	Changes  []ChangeLineage `json:"changes"`
+	Decision *DecisionRef    `json:"decision,omitempty"`
+}
+
+// Acknowledgement is a change manager's acceptance of a finding. An
+// acknowledged finding stays in the report, shown as accepted.
+type Acknowledgement struct {
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+	Comment string    `json:"comment"`
+}
+
+// ReconcileFinding is one violation found on one deployment.
+type ReconcileFinding struct {
+	// ID numbers the findings of a report from 1, in deployment order.
+	ID       int    `json:"id"`
+	Code     string `json:"code"`
+	Severity string `json:"severity"`
+	Message  string `json:"message"`
+	Ref      string `json:"ref,omitempty"`
+	// ChangeKey and ChangeVersion name the change version the finding was
+	// judged against, when it concerns one change.
+	ChangeKey     string           `json:"change_key,omitempty"`
+	ChangeVersion int              `json:"change_version,omitempty"`
+	Remediation   string           `json:"remediation"`
+	Deployment    DeploymentRef    `json:"deployment"`
+	Lineage       Lineage          `json:"lineage"`
+	Ack           *Acknowledgement `json:"ack,omitempty"`
+}
+
+// ReconcileDeployment returns the findings on one deployment (none: it was
+// compliant). The gate rules are Evaluate at the deployment's start with
+// df's as-of facts; every wait or deny reason is a finding. Then the
+// reconcile-only rules: gateBypassed, emergencyReviewOverdue and
+// emergencyValidationOverdue, whose timers run until cutoff (a deadline not
+// yet reached by the cut-off is no finding). An environment where the
+// policy enables no gate rule (open) has no findings at all.
+func ReconcileDeployment(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time, opts ReconcileOptions) []ReconcileFinding {
+	if cp == nil {
+		cp = &CompiledPolicy{}
+	}
+	opts = opts.WithDefaults()
+	d := &df.Deployment
+	env, known := cp.ResolveEnvironment(d.Environment)
+	if !known {
+		env = strings.TrimSpace(d.Environment)
+	}
+	if known && len(cp.Rules(env, d.Service)) == 0 {
+		return nil
+	}
+	facts, lineage, versions := asOfFacts(df)
+	dec := Evaluate(cp, facts, d.StartedAt)
+	ref := DeploymentRef{
+		ID: d.ID, ReleaseID: facts.ReleaseID, Service: d.Service, Environment: d.Environment, Version: d.Version,
+		Team: d.Team, Commit: d.Commit, Status: d.Status, StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
+		Actor: d.Actor, Provider: d.Provider, RunID: d.RunID, URL: d.URL,
+	}
+	var out []ReconcileFinding
+	add := func(code, severity, ref0, msg string) {
+		f := ReconcileFinding{
+			Code: code, Severity: severity, Message: msg, Ref: ref0,
+			Remediation: Remediation(code), Deployment: ref, Lineage: lineage,
+		}
+		if v, ok := versions[strings.ToLower(ref0)]; ok && ref0 != "" {
+			f.ChangeKey, f.ChangeVersion = ref0, v
+		}
+		out = append(out, f)
+	}
+	for _, r := range dec.Reasons {
+		sev := SeverityMedium
+		if r.Result == Deny {
+			sev = SeverityHigh
+		}
+		add(r.Code, sev, r.Ref, r.Message)
+	}
+	if msg, ok := gateBypassed(df); ok {
+		ref0 := ""
+		if df.Decision != nil {
+			ref0 = df.Decision.ID
+		}
+		add(CodeGateBypassed, SeverityHigh, ref0, msg)
+	}
+	if dec.Emergency {
+		emergencyFindings(cp, df, cutoff, opts, add)
+	}
+	return out
+}
+
+// asOfFacts turns a deployment's as-of records into the gate's Facts (its
+// request rebuilt from the deployment), its approval lineage, and the
+// version number of each linked change (by lower-case key).
+func asOfFacts(df DeploymentFacts) (Facts, Lineage, map[string]int) {
+	d := &df.Deployment
+	releaseID := d.ReleaseID
+	if releaseID == "" {
+		releaseID = ReleaseID(d.Service, d.Version, d.Environment)
+	}
+	facts := Facts{
+		Request: GateRequest{
+			Service: d.Service, Environment: d.Environment, Version: d.Version, Commit: d.Commit,
+			Team: d.Team, Changes: d.Changes, Incidents: d.Incidents, Actor: d.Actor,
+		},
+		Changes:     make(map[string]Change, len(df.Changes)),
+		Incidents:   df.Incidents,
+		PendingPIRs: df.PendingPIRs,
+		ReleaseID:   releaseID,
+	}
+	versions := make(map[string]int, len(df.Changes))
+	lineage := Lineage{Changes: make([]ChangeLineage, 0, len(df.Changes)), Decision: df.Decision}
+	for _, v := range df.Changes {
+		c := v.Change
+		facts.Changes[c.Key] = c
+		versions[strings.ToLower(c.Key)] = v.Version
+		lineage.Changes = append(lineage.Changes, ChangeLineage{
+			Key: c.Key, Version: v.Version, ValidFrom: v.ValidFrom, Type: c.Type, State: c.State, Approval: c.Approval,
+			RequestedBy: c.RequestedBy, Approvals: c.Approvals, ReviewedAt: c.ReviewedAt,
+		})
+	}
+	return facts, lineage, versions
+}
+
+// emergencyFindings applies the emergency timers to a deployment that
+// linked an emergency change: the review of each emergency change (as of
+// the cut-off), and the deployment's validation.
+func emergencyFindings(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time, opts ReconcileOptions, add func(code, severity, ref, msg string)) {
+	d := &df.Deployment
+	for _, v := range df.Changes {
+		if v.Change.Type != ChangeEmergency {
+			continue
+		}
+		later, ok := df.ChangesAtCutoff[v.Change.Key]
+		if !ok {
+			later = v.Change
+		}
+		if msg, ok := emergencyReviewOverdue(cp, d.StartedAt, later, cutoff, opts.ReviewWithin); ok {
+			add(CodeEmergencyReviewOverdue, SeverityMedium, v.Change.Key, msg)
+		}
+	}
+	if msg, ok := emergencyValidationOverdue(*d, cutoff, opts.ValidationWithin); ok {
+		add(CodeEmergencyValidationOverdue, SeverityMedium, "", msg)
+	}
+}
+
+// DecisionClockSkew is how much later than a deployment's reported start
+// its gate decision may be stamped and still count as made before it: the
+// start comes from the CI system's clock (often to the second), the
+// decision from tollgate's.
+const DecisionClockSkew = time.Minute
+
+// gateBypassed fires when a deployment ran without the gate's allow for
+// exactly its release and commit: when it names a gate decision that does
+// not exist, belongs to another release, or was made after it started
+// (by more than DecisionClockSkew);
+// when there is no gate decision for its release at or before its start;
+// when the decision in force at its start (the one it names, else the
+// release's newest) was deny ("deployed after a deny") or wait ("deployed
+// while waiting"); or when that allow was for another commit. A decision
+// or deployment without a commit matches any commit.
+func gateBypassed(df DeploymentFacts) (string, bool) {
+	d := &df.Deployment
+	g := df.Decision
+	start := d.StartedAt.UTC().Format(time.RFC3339)
+	switch {
+	case g == nil && d.DecisionID != "":
+		return fmt.Sprintf("the deployment names gate decision %s, which does not exist", d.DecisionID), true
+	case g == nil:
+		return fmt.Sprintf("no gate decision was made for %s %s to %s before it was deployed at %s", orUnnamed(d.Service), orUnnamed(d.Version), orUnnamed(d.Environment), start), true
+	case d.ReleaseID != "" && g.ReleaseID != d.ReleaseID:
+		return fmt.Sprintf("the deployment names gate decision %s, which was about another release (%s)", g.ID, g.ReleaseID), true
+	case g.EvaluatedAt.After(d.StartedAt.Add(DecisionClockSkew)):
+		return fmt.Sprintf("gate decision %s was made at %s, after the deployment started at %s", g.ID, g.EvaluatedAt.UTC().Format(time.RFC3339), start), true
+	case g.Decision == Deny:
+		return fmt.Sprintf("deployed after a deny: gate decision %s at %s denied the release (%s)", g.ID, g.EvaluatedAt.UTC().Format(time.RFC3339), reasonCodes(g.Reasons)), true
+	case g.Decision == Wait:
+		return fmt.Sprintf("deployed while waiting: gate decision %s at %s said wait (%s)", g.ID, g.EvaluatedAt.UTC().Format(time.RFC3339), reasonCodes(g.Reasons)), true
+	case g.Decision != Allow:
+		return fmt.Sprintf("gate decision %s has no allow (%q)", g.ID, g.Decision), true
+	case d.Commit != "" && g.Commit != "" && !strings.EqualFold(d.Commit, g.Commit):
+		return fmt.Sprintf("gate decision %s allowed commit %s, but commit %s was deployed", g.ID, g.Commit, d.Commit), true
+	}
+	return "", false
+}
+
+func reasonCodes(rs []Reason) string {
+	if len(rs) == 0 {
+		return "no reasons recorded"
+	}
+	codes := make([]string, 0, len(rs))
+	for _, r := range rs {
+		codes = append(codes, r.Code)
+	}
+	return strings.Join(codes, ", ")
+}
+
+// emergencyReviewOverdue fires for an emergency change deployed at start
+// when its retrospective review (ReviewedAt in the change as of the
+// cut-off) did not happen within `within` business hours of the start, in
+// the policy's calendar (work days, hours, holidays), once that deadline
+// has passed by the cut-off. A review still possible before the deadline
+// is no finding yet.
+func emergencyReviewOverdue(cp *CompiledPolicy, start time.Time, c Change, cutoff time.Time, within time.Duration) (string, bool) {
+	deadline := cp.AddBusinessHours(start, within)
+	if c.ReviewedAt != nil && !c.ReviewedAt.After(deadline) {
+		return "", false
+	}
+	if c.ReviewedAt == nil && !cutoff.After(deadline) {
+		return "", false
+	}
+	hours := within.Hours()
+	if c.ReviewedAt != nil {
+		return fmt.Sprintf("emergency change %s was reviewed at %s, after its deadline %s (%g business hours after the deployment)",
+			c.Key, c.ReviewedAt.UTC().Format(time.RFC3339), deadline.UTC().Format(time.RFC3339), hours), true
+	}
+	return fmt.Sprintf("emergency change %s has no retrospective review; it was due by %s (%g business hours after the deployment)",
+		c.Key, deadline.UTC().Format(time.RFC3339), hours), true
+}
+
+// emergencyValidationOverdue fires for an emergency deployment that did not
+// report its post-deployment validation — the pipeline reporting the run
+// succeeded, with its finish time — within `within` of its start, once that
+// time has passed by the cut-off. A run that failed or was rolled back was
+// not validated.
+func emergencyValidationOverdue(d Deployment, cutoff time.Time, within time.Duration) (string, bool) {
+	deadline := d.StartedAt.Add(within)
+	if d.Status == DeploySucceeded && d.FinishedAt != nil && !d.FinishedAt.After(deadline) {
+		return "", false
+	}
+	if d.Status == DeployStarted && !cutoff.After(deadline) {
+		return "", false
+	}
+	if d.Status == DeploySucceeded && d.FinishedAt == nil && !cutoff.After(deadline) {
+		return "", false
+	}
+	switch d.Status {
+	case DeployFailed, DeployRolledBack:
+		return fmt.Sprintf("emergency deployment ended %s, not validated", d.Status), true
+	case DeploySucceeded:
+		if d.FinishedAt != nil {
+			return fmt.Sprintf("emergency deployment was validated at %s, after its deadline %s (%s after the start)",
+				d.FinishedAt.UTC().Format(time.RFC3339), deadline.UTC().Format(time.RFC3339), within), true
+		}
+	}
+	return fmt.Sprintf("emergency deployment has no post-deployment validation; it was due by %s (%s after the start)",
+		deadline.UTC().Format(time.RFC3339), within), true
+}
+
+// Remediation is the hint a report gives for a finding code.
+func Remediation(code string) string {
+	switch code {
+	case CodeNoChange:
+		return "Raise a retrospective change for the deployment, and make the pipeline link a change (or cover the service with a standard template)."
+	case CodeChangeNotFound:
+		return "Correct the change key in the pipeline, or synchronize the change from its ITSM."
+	case CodeChangeNotApproved:
+		return "Have the change approved (or a retrospective approval recorded) and make the pipeline wait for the gate."
+	case CodeChangeIncomplete:
+		return "Complete the change's risk assessment and backout plan."
+	case CodeOutsideWindow:
+		return "Deploy within the change's planned window, or have the window amended before deploying."
+	case CodeScopeMismatch:
+		return "Link a change that covers the service, or add the service to the change's scope."
+	case CodeIncidentBlock:
+		return "Review the deployment against the incident; link releases that fix an incident as its fix."
+	case CodePIRPending:
+		return "Sign off the team's pending post-implementation reviews before releasing again."
+	case CodeFreeze:
+		return "Deploy outside freeze windows, or use an emergency change when it cannot wait."
+	case CodeSelfApproval:
+		return "Have a second person approve changes: the deployer or requester may not be the only approver."
+	case CodeGateBypassed:
+		return "Make the pipeline call the gate and deploy only on allow, for the same release and commit."
+	case CodeEmergencyReviewOverdue:
+		return "Hold the emergency change's retrospective review and record it on the change."
+	case CodeEmergencyValidationOverdue:
+		return "Run and report the post-deployment validation of emergency deployments promptly."
+	}
+	return "Review the deployment with its change owner."
+}
+
+// ReconcileSummary counts a report's outcome.
+type ReconcileSummary struct {
+	DeploymentsChecked int            `json:"deployments_checked"`
+	Compliant          int            `json:"compliant"`
+	Findings           int            `json:"findings"`
+	ByCode             map[string]int `json:"by_code"`
+	BySeverity         map[string]int `json:"by_severity"`
+	// Acknowledged is how many findings a change manager has accepted so far
+	// (filled when the report is read).
+	Acknowledged int `json:"acknowledged"`
+}
+
+// NewReconcileSummary returns an empty summary.
+func NewReconcileSummary() ReconcileSummary {
+	return ReconcileSummary{ByCode: map[string]int{}, BySeverity: map[string]int{}}
+}
+
+// Add counts one deployment and its findings.
+func (s *ReconcileSummary) Add(findings []ReconcileFinding) {
+	s.DeploymentsChecked++
+	if len(findings) == 0 {
+		s.Compliant++
+	}
+	for _, f := range findings {
+		s.Findings++
+		s.ByCode[f.Code]++
+		s.BySeverity[f.Severity]++
+	}
+}
+
+// ReconcileQuery is the scope of a reconciliation report: deployments that
+// started in [From, To), optionally of one environment, service or team.
+type ReconcileQuery struct {
+	From        time.Time `json:"from"`
+	To          time.Time `json:"to"`
+	Environment string    `json:"environment,omitempty"`
+	Service     string    `json:"service,omitempty"`
+	Team        string    `json:"team,omitempty"`
+	// Cutoff is the data cut-off: records stored after it are not read,
+	// and the reconcile-only timers run until it.
+	Cutoff time.Time `json:"cutoff"`
+}
+
+// Validate checks the period and names.
+func (q ReconcileQuery) Validate() error {
+	switch {
+	case q.From.IsZero():
+		return Invalid("from", "is required (RFC 3339)")
+	case q.To.IsZero():
+		return Invalid("to", "is required (RFC 3339)")
+	case !q.To.After(q.From):
+		return Invalid("to", "must be after from")
+	}
+	return nil
+}
+
+// Report is a stored reconciliation report (without its findings).
+type Report struct {
+	ID    string         `json:"id"`
+	Kind  string         `json:"kind"`
+	Name  string         `json:"name,omitempty"` // the schedule that made it, if any
+	Query ReconcileQuery `json:"query"`
+	// PolicyVersion is the policy the report judged by.
+	PolicyVersion int              `json:"policy_version"`
+	Options       ReconcileOptions `json:"options"`
+	Summary       ReconcileSummary `json:"summary"`
+	CreatedAt     time.Time        `json:"created_at"`
+	CreatedBy     string           `json:"created_by,omitempty"`
+}
+
+// ReportKindReconciliation is the kind of reconciliation reports.
+const ReportKindReconciliation = "reconciliation"

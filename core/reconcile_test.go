@@ -1,0 +1,312 @@
+package core
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// recPolicy is the reconciliation tests' policy: UTC, Monday–Friday
+// 09:00–17:00 with 2026-12-01 a holiday, a dated freeze in December.
+func recPolicy(t testing.TB) *CompiledPolicy {
+	t.Helper()
+	p := DefaultPolicy()
+	p.BusinessHours.Holidays = []string{"2026-12-01"}
+	p.Freezes = []Freeze{{Name: "peak", Dated: []DatedWindow{{From: "2026-12-10T00:00", To: "2026-12-12T00:00"}}}}
+	cp, err := Compile(p, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+// recStart is the deployments' start: Wednesday 2026-11-25 10:00 UTC.
+var recStart = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+func recChange(key string, at time.Time) Change {
+	return Change{
+		Source: "snow", Key: key, Type: ChangeNormal, State: ChangeStateScheduled, Approval: ApprovalApproved,
+		Approvals:    []Approval{{Approver: "cab-alice", Decision: ApprovalApproved, At: tp(at.Add(-48 * time.Hour))}},
+		PlannedStart: tp(at.Add(-2 * time.Hour)), PlannedEnd: tp(at.Add(4 * time.Hour)),
+		Services: []string{"checkout"}, RequestedBy: "bob", HasRiskAssessment: true, HasBackoutPlan: true,
+	}
+}
+
+// history is a record's stored versions; asOf picks them as the store does.
+type recCase struct {
+	name       string
+	start      time.Time
+	changes    []ChangeVersion   // every version of every linked change
+	incidents  []IncidentVersion // every version of every incident
+	pirs       []PIR
+	decision   *DecisionRef
+	mutate     func(d *Deployment)
+	cutoff     time.Time
+	want       []string // finding codes, in order
+	wantChange int      // the change version the first finding was judged against (0: not checked)
+}
+
+func v(n int, from time.Time, c Change) ChangeVersion {
+	return ChangeVersion{Version: n, ValidFrom: from, RecordedAt: from, Change: c}
+}
+
+func allow(at time.Time) *DecisionRef {
+	return &DecisionRef{ID: "dec-1", ReleaseID: ReleaseID("checkout", "1.2.3", "production"), Decision: Allow, EvaluatedAt: at, Commit: "abc123"}
+}
+
+// runRecCase assembles a deployment's facts from full histories the way
+// the store does (ChangeAsOf, IncidentTimeline, PIRsPendingAt) and
+// reconciles it.
+func runRecCase(t *testing.T, cp *CompiledPolicy, tc recCase) []ReconcileFinding {
+	t.Helper()
+	start := tc.start
+	if start.IsZero() {
+		start = recStart
+	}
+	d := Deployment{
+		ID: "dep-1", ReleaseID: ReleaseID("checkout", "1.2.3", "production"), Service: "checkout", Environment: "production",
+		Version: "1.2.3", Commit: "abc123", Team: "payments", Status: DeploySucceeded, StartedAt: start,
+		FinishedAt: tp(start.Add(20 * time.Minute)), Actor: "deployer", Changes: []string{"CHG1"},
+		Provider: "github", RunID: "42", URL: "https://ci.example/run/42",
+	}
+	if tc.mutate != nil {
+		tc.mutate(&d)
+	}
+	cutoff := tc.cutoff
+	if cutoff.IsZero() {
+		cutoff = start.Add(30 * 24 * time.Hour)
+	}
+	df := DeploymentFacts{Deployment: d, ChangesAtCutoff: map[string]Change{}, Decision: tc.decision}
+	byKey := map[string][]ChangeVersion{}
+	for _, cv := range tc.changes {
+		byKey[cv.Change.Key] = append(byKey[cv.Change.Key], cv)
+	}
+	for _, k := range d.Changes {
+		if cv, ok := ChangeAsOf(byKey[k], d.StartedAt); ok {
+			df.Changes = append(df.Changes, cv)
+			if later, ok := ChangeAsOf(byKey[k], cutoff); ok {
+				df.ChangesAtCutoff[k] = later.Change
+			}
+		}
+	}
+	tl := NewIncidentTimeline(cp.IsMajor)
+	for _, iv := range tc.incidents {
+		tl.Add(iv)
+	}
+	df.Incidents = tl.ActiveAt(d.StartedAt)
+	df.PendingPIRs = PIRsPendingAt(tc.pirs, d.Team, d.ReleaseID, d.Service, d.Version, d.Environment, d.StartedAt)
+	return ReconcileDeployment(cp, df, cutoff, ReconcileOptions{})
+}
+
+func codes(fs []ReconcileFinding) []string {
+	out := []string{}
+	for _, f := range fs {
+		out = append(out, f.Code)
+	}
+	return out
+}
+
+func TestReconcileDeployment(t *testing.T) {
+	cp := recPolicy(t)
+	good := recChange("CHG1", recStart)
+	requested := good
+	requested.Approval, requested.Approvals = ApprovalRequested, []Approval{{Approver: "cab-alice", Decision: ApprovalRequested}}
+	emergency := good
+	emergency.Type = ChangeEmergency
+	friday := time.Date(2026, 11, 27, 16, 0, 0, 0, time.UTC) // 1 business hour left that day
+	emergencyFri := recChange("CHG1", friday)
+	emergencyFri.Type = ChangeEmergency
+	reviewed := func(c Change, at time.Time) Change { c.ReviewedAt = tp(at); return c }
+	major := Incident{Source: "snow", Key: "INC1", Priority: 1, State: IncidentOpen, Services: []string{"checkout"}}
+	resolved := major
+	resolved.State, resolved.ResolvedAt = IncidentResolved, tp(recStart.Add(time.Hour))
+
+	cases := []recCase{
+		{name: "compliant", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)}, decision: allow(recStart.Add(-time.Minute)), want: []string{}},
+		{name: "NO_CHANGE", mutate: func(d *Deployment) { d.Changes = nil }, decision: allow(recStart.Add(-time.Minute)), want: []string{CodeNoChange}},
+		{name: "CHANGE_NOT_FOUND", decision: allow(recStart.Add(-time.Minute)), want: []string{CodeChangeNotFound}},
+		{name: "CHANGE_NOT_FOUND: created after the deploy", changes: []ChangeVersion{v(1, recStart.Add(time.Minute), good)},
+			decision: allow(recStart.Add(-time.Minute)), want: []string{CodeChangeNotFound}},
+		{name: "CHANGE_NOT_APPROVED: approved an hour after the deploy",
+			changes:  []ChangeVersion{v(1, recStart.Add(-24*time.Hour), requested), v(2, recStart.Add(time.Hour), good)},
+			decision: allow(recStart.Add(-time.Minute)), want: []string{CodeChangeNotApproved}, wantChange: 1},
+		{name: "CHANGE_INCOMPLETE", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), func() Change { c := good; c.HasBackoutPlan = false; return c }())},
+			decision: allow(recStart.Add(-time.Minute)), want: []string{CodeChangeIncomplete}},
+		{name: "change edited after the deploy: judged by the version then (window missed)",
+			changes: []ChangeVersion{
+				v(1, recStart.Add(-24*time.Hour), func() Change { c := good; c.PlannedEnd = tp(recStart.Add(-time.Hour)); return c }()),
+				v(2, recStart.Add(2*time.Hour), good), // window widened afterwards
+			},
+			decision: allow(recStart.Add(-time.Minute)), want: []string{CodeOutsideWindow}, wantChange: 1},
+		{name: "change edited after the deploy: a later scope cut does not matter",
+			changes: []ChangeVersion{v(1, recStart.Add(-24*time.Hour), good),
+				v(2, recStart.Add(time.Hour), func() Change { c := good; c.Services = []string{"ledger"}; return c }())},
+			decision: allow(recStart.Add(-time.Minute)), want: []string{}},
+		{name: "SCOPE_MISMATCH", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), func() Change { c := good; c.Services = []string{"ledger"}; return c }())},
+			decision: allow(recStart.Add(-time.Minute)), want: []string{CodeScopeMismatch}},
+		{name: "INCIDENT_BLOCK: incident resolved after the deploy still blocked it",
+			changes:   []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			incidents: []IncidentVersion{{Version: 1, ValidFrom: recStart.Add(-time.Hour), Incident: major}, {Version: 2, ValidFrom: recStart.Add(time.Hour), Incident: resolved}},
+			decision:  allow(recStart.Add(-time.Minute)), want: []string{CodeIncidentBlock}},
+		{name: "incident resolved before the deploy",
+			changes:   []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			incidents: []IncidentVersion{{Version: 1, ValidFrom: recStart.Add(-3 * time.Hour), Incident: major}, {Version: 2, ValidFrom: recStart.Add(-time.Hour), Incident: resolved}},
+			decision:  allow(recStart.Add(-time.Minute)), want: []string{}},
+		{name: "incident opened after the deploy",
+			changes:   []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			incidents: []IncidentVersion{{Version: 1, ValidFrom: recStart.Add(time.Minute), Incident: major}},
+			decision:  allow(recStart.Add(-time.Minute)), want: []string{}},
+		{name: "PIR_PENDING: signed off only after the deploy",
+			changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			pirs: []PIR{{ReleaseID: "rel-0", Service: "checkout", Version: "1.2.2", Environment: "production", Team: "payments",
+				Status: PIRSignedOff, RequiredAt: recStart.Add(-48 * time.Hour), SignedOffAt: tp(recStart.Add(time.Hour))}},
+			decision: allow(recStart.Add(-time.Minute)), want: []string{CodePIRPending}},
+		{name: "PIR signed off before the deploy",
+			changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			pirs: []PIR{{ReleaseID: "rel-0", Service: "checkout", Version: "1.2.2", Environment: "production", Team: "payments",
+				Status: PIRSignedOff, RequiredAt: recStart.Add(-48 * time.Hour), SignedOffAt: tp(recStart.Add(-time.Hour))}},
+			decision: allow(recStart.Add(-time.Minute)), want: []string{}},
+		{name: "FREEZE", start: time.Date(2026, 12, 10, 10, 0, 0, 0, time.UTC),
+			changes:  []ChangeVersion{v(1, time.Date(2026, 12, 10, 9, 0, 0, 0, time.UTC), recChange("CHG1", time.Date(2026, 12, 10, 10, 0, 0, 0, time.UTC)))},
+			mutate:   func(d *Deployment) {},
+			decision: allow(time.Date(2026, 12, 10, 9, 59, 0, 0, time.UTC)), want: []string{CodeFreeze}},
+		{name: "freeze that started after the deploy", start: time.Date(2026, 12, 9, 23, 0, 0, 0, time.UTC),
+			changes:  []ChangeVersion{v(1, time.Date(2026, 12, 9, 22, 0, 0, 0, time.UTC), recChange("CHG1", time.Date(2026, 12, 9, 23, 0, 0, 0, time.UTC)))},
+			decision: allow(time.Date(2026, 12, 9, 22, 59, 0, 0, time.UTC)), want: []string{}},
+		{name: "SELF_APPROVAL", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), func() Change {
+			c := good
+			c.Approvals = []Approval{{Approver: "Deployer", Decision: ApprovalApproved}}
+			return c
+		}())}, decision: allow(recStart.Add(-time.Minute)), want: []string{CodeSelfApproval}},
+		{name: "GATE_BYPASSED: no decision", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)}, want: []string{CodeGateBypassed}},
+		{name: "GATE_BYPASSED: names a missing decision", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			mutate: func(d *Deployment) { d.DecisionID = "nope" }, want: []string{CodeGateBypassed}},
+		{name: "GATE_BYPASSED: after a deny", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			decision: func() *DecisionRef { g := allow(recStart.Add(-time.Minute)); g.Decision = Deny; return g }(), want: []string{CodeGateBypassed}},
+		{name: "GATE_BYPASSED: while waiting", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			decision: func() *DecisionRef { g := allow(recStart.Add(-time.Minute)); g.Decision = Wait; return g }(), want: []string{CodeGateBypassed}},
+		{name: "GATE_BYPASSED: allow for another commit", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			decision: func() *DecisionRef { g := allow(recStart.Add(-time.Minute)); g.Commit = "fff999"; return g }(), want: []string{CodeGateBypassed}},
+		{name: "GATE_BYPASSED: allow for another release", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			decision: func() *DecisionRef { g := allow(recStart.Add(-time.Minute)); g.ReleaseID = "other"; return g }(), want: []string{CodeGateBypassed}},
+		{name: "GATE_BYPASSED: allow made after the start", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			decision: allow(recStart.Add(2 * time.Minute)), want: []string{CodeGateBypassed}},
+		{name: "allow stamped seconds after a start the CI reported to the second", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			mutate: func(d *Deployment) { d.DecisionID = "dec-1" }, decision: allow(recStart.Add(700 * time.Millisecond)), want: []string{}},
+		{name: "open environment: nothing", mutate: func(d *Deployment) { d.Environment, d.Changes = "development", nil }, want: []string{}},
+		{name: "emergency reviewed in time (weekend and holiday skipped)", start: friday,
+			changes:  []ChangeVersion{v(1, friday.Add(-time.Hour), emergencyFri), v(2, time.Date(2026, 12, 3, 15, 0, 0, 0, time.UTC), reviewed(emergencyFri, time.Date(2026, 12, 3, 15, 0, 0, 0, time.UTC)))},
+			decision: allow(friday.Add(-time.Minute)), want: []string{}},
+		{name: "EMERGENCY_REVIEW_OVERDUE: reviewed after 24 business hours", start: friday,
+			changes:  []ChangeVersion{v(1, friday.Add(-time.Hour), emergencyFri), v(2, time.Date(2026, 12, 3, 16, 30, 0, 0, time.UTC), reviewed(emergencyFri, time.Date(2026, 12, 3, 16, 30, 0, 0, time.UTC)))},
+			decision: allow(friday.Add(-time.Minute)), want: []string{CodeEmergencyReviewOverdue}},
+		{name: "emergency unreviewed, deadline not reached at the cut-off", start: friday, cutoff: time.Date(2026, 12, 3, 15, 59, 0, 0, time.UTC),
+			changes:  []ChangeVersion{v(1, friday.Add(-time.Hour), emergencyFri)},
+			decision: allow(friday.Add(-time.Minute)), want: []string{}},
+		{name: "EMERGENCY_REVIEW_OVERDUE: unreviewed past the deadline", start: friday, cutoff: time.Date(2026, 12, 3, 16, 1, 0, 0, time.UTC),
+			changes:  []ChangeVersion{v(1, friday.Add(-time.Hour), emergencyFri)},
+			decision: allow(friday.Add(-time.Minute)), want: []string{CodeEmergencyReviewOverdue}},
+		{name: "EMERGENCY_VALIDATION_OVERDUE: finished late", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), reviewed(emergency, recStart.Add(time.Hour)))},
+			mutate:   func(d *Deployment) { d.FinishedAt = tp(recStart.Add(5 * time.Hour)) },
+			decision: allow(recStart.Add(-time.Minute)), want: []string{CodeEmergencyValidationOverdue}},
+		{name: "EMERGENCY_VALIDATION_OVERDUE: rolled back", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), reviewed(emergency, recStart.Add(time.Hour)))},
+			mutate:   func(d *Deployment) { d.Status = DeployRolledBack },
+			decision: allow(recStart.Add(-time.Minute)), want: []string{CodeEmergencyValidationOverdue}},
+		{name: "emergency still running before its validation deadline", cutoff: recStart.Add(3 * time.Hour),
+			changes:  []ChangeVersion{v(1, recStart.Add(-time.Hour), reviewed(emergency, recStart.Add(time.Hour)))},
+			mutate:   func(d *Deployment) { d.Status, d.FinishedAt = DeployStarted, nil },
+			decision: allow(recStart.Add(-time.Minute)), want: []string{}},
+		{name: "several findings on one deployment", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), requested)},
+			want: []string{CodeChangeNotApproved, CodeGateBypassed}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := runRecCase(t, cp, tc)
+			if !slices.Equal(codes(got), tc.want) {
+				for _, f := range got {
+					t.Logf("finding %s: %s", f.Code, f.Message)
+				}
+				t.Fatalf("codes = %v, want %v", codes(got), tc.want)
+			}
+			for _, f := range got {
+				if f.Severity == "" || f.Remediation == "" || f.Deployment.ID != "dep-1" || f.Deployment.URL == "" {
+					t.Errorf("finding %s incomplete: %+v", f.Code, f)
+				}
+			}
+			if tc.wantChange != 0 {
+				f := got[0]
+				if f.ChangeKey != "CHG1" || f.ChangeVersion != tc.wantChange {
+					t.Errorf("judged against %s v%d, want CHG1 v%d", f.ChangeKey, f.ChangeVersion, tc.wantChange)
+				}
+				if len(f.Lineage.Changes) != 1 || f.Lineage.Changes[0].Version != tc.wantChange {
+					t.Errorf("lineage = %+v", f.Lineage)
+				}
+			}
+		})
+	}
+}
+
+// TestReconcileLineage: a finding carries who requested and approved the
+// change, and the decision that let the deployment through.
+func TestReconcileLineage(t *testing.T) {
+	cp := recPolicy(t)
+	c := recChange("CHG1", recStart)
+	c.Approvals = []Approval{{Approver: "Deployer", Decision: ApprovalApproved, At: tp(recStart.Add(-2 * time.Hour))}}
+	dec := allow(recStart.Add(-time.Minute))
+	dec.Reasons = []Reason{}
+	got := runRecCase(t, cp, recCase{changes: []ChangeVersion{v(4, recStart.Add(-time.Hour), c)}, decision: dec})
+	if len(got) != 1 || got[0].Code != CodeSelfApproval || got[0].Severity != SeverityHigh {
+		t.Fatalf("findings = %+v", got)
+	}
+	l := got[0].Lineage
+	if l.Decision == nil || l.Decision.ID != "dec-1" || l.Decision.Decision != Allow {
+		t.Errorf("decision lineage = %+v", l.Decision)
+	}
+	if len(l.Changes) != 1 || l.Changes[0].RequestedBy != "bob" || l.Changes[0].Approvals[0].Approver != "Deployer" || l.Changes[0].Version != 4 {
+		t.Errorf("change lineage = %+v", l.Changes)
+	}
+}
+
+func TestIncidentTimelinePrune(t *testing.T) {
+	tl := NewIncidentTimeline(nil)
+	t0 := recStart
+	open := Incident{Key: "INC1", Priority: 1, State: IncidentOpen}
+	closed := open
+	closed.State = IncidentClosed
+	tl.Add(IncidentVersion{Version: 1, ValidFrom: t0, Incident: open})
+	tl.Add(IncidentVersion{Version: 2, ValidFrom: t0.Add(time.Hour), Incident: closed})
+	tl.Add(IncidentVersion{Version: 1, ValidFrom: t0, Incident: Incident{Key: "INC2", State: IncidentOpen}})
+	if got := tl.ActiveAt(t0.Add(30 * time.Minute)); len(got) != 2 {
+		t.Fatalf("active = %v", got)
+	}
+	tl.Prune(t0.Add(2 * time.Hour))
+	if tl.Len() != 1 {
+		t.Fatalf("after prune %d incidents held, want 1 (INC2)", tl.Len())
+	}
+	if got := tl.ActiveAt(t0.Add(3 * time.Hour)); len(got) != 1 || got[0].Key != "INC2" {
+		t.Fatalf("active = %v", got)
+	}
+}
+
+// TestIncidentTimelineKeepsOnlyBlocking: versions that cannot block are
+// not held unless they end an incident that did.
+func TestIncidentTimelineKeepsOnlyBlocking(t *testing.T) {
+	major := func(i Incident) bool { return i.Priority == 1 }
+	tl := NewIncidentTimeline(major)
+	tl.Add(IncidentVersion{Version: 1, ValidFrom: recStart, Incident: Incident{Key: "MINOR", Priority: 3, State: IncidentOpen}})
+	tl.Add(IncidentVersion{Version: 1, ValidFrom: recStart, Incident: Incident{Key: "MAJOR", Priority: 1, State: IncidentOpen}})
+	tl.Add(IncidentVersion{Version: 2, ValidFrom: recStart.Add(time.Hour), Incident: Incident{Key: "MAJOR", Priority: 1, State: IncidentResolved}})
+	if tl.Len() != 1 {
+		t.Fatalf("held %d incidents, want only MAJOR", tl.Len())
+	}
+	if got := tl.ActiveAt(recStart.Add(time.Minute)); len(got) != 1 || got[0].Key != "MAJOR" {
+		t.Fatalf("active = %v", got)
+	}
+	if got := tl.ActiveAt(recStart.Add(2 * time.Hour)); len(got) != 0 {
+		t.Fatalf("resolved incident still active: %v", got)
+	}
+	tl.Prune(recStart.Add(2 * time.Hour))
+	if tl.Len() != 0 {
+		t.Fatalf("after prune %d held", tl.Len())
+	}
+}

@@ -1,0 +1,314 @@
+// Package bundle writes and verifies auditor evidence bundles: one tar.gz
+// holding a reconciliation report (JSON, CSV, HTML), the gate decisions,
+// change and incident versions it relied on, a slice of the audit trail
+// with its hashes, and MANIFEST.json with the SHA-256 of every other file.
+// Verify checks a bundle offline — every file against the manifest, every
+// audit row against its hash and its neighbour — and names the first
+// mismatch.
+package bundle
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// Format names the bundle layout in its manifest.
+const Format = "tollgate-evidence-bundle/1"
+
+// ManifestName is the manifest's file name; it is the bundle's last file.
+const ManifestName = "MANIFEST.json"
+
+// AuditName is the audit-trail slice: a JSON array of core.AuditEntry in
+// sequence order.
+const AuditName = "audit.json"
+
+// File is one manifest entry.
+type File struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// Manifest lists the bundle's files with their digests.
+type Manifest struct {
+	Format    string    `json:"format"`
+	ReportID  string    `json:"report_id"`
+	CreatedAt time.Time `json:"created_at"`
+	// AuditHead is the audit chain's head when the bundle was made: with
+	// `tollgate audit verify --expect-head SEQ:HASH` the live chain can be
+	// shown to still contain it.
+	AuditHead *core.AuditHead `json:"audit_head,omitempty"`
+	Files     []File          `json:"files"`
+}
+
+// Writer writes a bundle. Add files, then Close.
+type Writer struct {
+	gz    *gzip.Writer
+	tw    *tar.Writer
+	at    time.Time
+	files []File
+}
+
+// NewWriter starts a bundle on w; at stamps its entries.
+func NewWriter(w io.Writer, at time.Time) *Writer {
+	gz := gzip.NewWriter(w)
+	return &Writer{gz: gz, tw: tar.NewWriter(gz), at: at.UTC()}
+}
+
+// validName accepts relative slash paths without "..".
+func validName(name string) bool {
+	return name != "" && name != ManifestName && !strings.HasPrefix(name, "/") && path.Clean(name) == name && !strings.HasPrefix(name, "..")
+}
+
+// Add writes one file and records its digest.
+func (b *Writer) Add(name string, content []byte) error {
+	if !validName(name) {
+		return fmt.Errorf("bundle: invalid file name %q", name)
+	}
+	if slices.ContainsFunc(b.files, func(f File) bool { return f.Name == name }) {
+		return fmt.Errorf("bundle: %s added twice", name)
+	}
+	if err := b.write(name, content); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(content)
+	b.files = append(b.files, File{Name: name, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content))})
+	return nil
+}
+
+// AddJSON writes v as indented JSON.
+func (b *Writer) AddJSON(name string, v any) error {
+	j, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bundle: encode %s: %w", name, err)
+	}
+	return b.Add(name, append(j, '\n'))
+}
+
+func (b *Writer) write(name string, content []byte) error {
+	hdr := &tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), ModTime: b.at, Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+	if err := b.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("bundle: write %s: %w", name, err)
+	}
+	if _, err := b.tw.Write(content); err != nil {
+		return fmt.Errorf("bundle: write %s: %w", name, err)
+	}
+	return nil
+}
+
+// Close writes the manifest (m's Files and Format are filled) and ends
+// the archive.
+func (b *Writer) Close(m Manifest) error {
+	m.Format, m.Files = Format, b.files
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = b.at
+	}
+	j, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bundle: encode manifest: %w", err)
+	}
+	if err := b.write(ManifestName, append(j, '\n')); err != nil {
+		return err
+	}
+	if err := b.tw.Close(); err != nil {
+		return fmt.Errorf("bundle: close tar: %w", err)
+	}
+	return b.gz.Close()
+}
+
+// Mismatch is the first thing Verify found wrong: the file (and, in the
+// audit slice, the row) and why.
+type Mismatch struct {
+	File   string
+	Reason string
+}
+
+func (m *Mismatch) Error() string { return m.File + ": " + m.Reason }
+
+// Result is what Verify checked.
+type Result struct {
+	Manifest   Manifest
+	Files      int
+	AuditRows  int
+	ManifestSH string // SHA-256 of MANIFEST.json, to compare with a copy kept elsewhere
+}
+
+// maxFileSize bounds one file read from a bundle.
+const maxFileSize = 1 << 30
+
+// Verify reads a bundle and checks it: the manifest is present and well
+// formed; every file is listed with the SHA-256 and size of its content,
+// no listed file is missing and no unlisted one present; and every row of
+// the audit slice matches its hash (over its previous hash and content)
+// and, where rows are consecutive, links to the row before. The first
+// problem is returned as a *Mismatch naming the file; a bundle that cannot
+// be read at all is another error.
+func Verify(r io.Reader) (Result, error) {
+	a, err := readArchive(r)
+	if err != nil {
+		return Result{}, err
+	}
+	if a.manifest == nil {
+		return Result{}, &Mismatch{File: ManifestName, Reason: "missing"}
+	}
+	var m Manifest
+	if err := json.Unmarshal(a.manifest, &m); err != nil {
+		return Result{}, &Mismatch{File: ManifestName, Reason: "not valid JSON: " + err.Error()}
+	}
+	if m.Format != Format {
+		return Result{}, &Mismatch{File: ManifestName, Reason: fmt.Sprintf("format %q, want %q", m.Format, Format)}
+	}
+	if err := checkFiles(m, a); err != nil {
+		return Result{}, err
+	}
+	res := Result{Manifest: m, Files: len(a.order)}
+	sum := sha256.Sum256(a.manifest)
+	res.ManifestSH = hex.EncodeToString(sum[:])
+	if a.audit != nil {
+		n, err := verifyAudit(a.audit)
+		if err != nil {
+			return Result{}, err
+		}
+		res.AuditRows = n
+	}
+	return res, nil
+}
+
+// archive is what readArchive found in a bundle.
+type archive struct {
+	digests  map[string]File // by name: the digest of each file's content
+	order    []string        // file names in archive order
+	manifest []byte
+	audit    []byte
+}
+
+// readArchive reads every file of a bundle, digesting each.
+func readArchive(r io.Reader) (archive, error) {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return archive{}, fmt.Errorf("not a gzip file: %w", err)
+	}
+	tr := tar.NewReader(gz)
+	a := archive{digests: map[string]File{}}
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return a, nil
+		}
+		if err != nil {
+			return archive{}, fmt.Errorf("read tar: %w", err)
+		}
+		if hdr.Typeflag == tar.TypeDir {
+			continue // a directory entry (an archive re-made with tar -C dir .)
+		}
+		// An archive re-made from an unpacked bundle names "./report.csv".
+		hdr.Name = strings.TrimPrefix(hdr.Name, "./")
+		switch {
+		case hdr.Typeflag != tar.TypeReg:
+			return archive{}, &Mismatch{File: hdr.Name, Reason: "not a regular file"}
+		case hdr.Size > maxFileSize:
+			return archive{}, &Mismatch{File: hdr.Name, Reason: "larger than a bundle file may be"}
+		}
+		content, err := io.ReadAll(io.LimitReader(tr, maxFileSize))
+		if err != nil {
+			return archive{}, fmt.Errorf("read %s: %w", hdr.Name, err)
+		}
+		if hdr.Name == ManifestName {
+			a.manifest = content
+			continue
+		}
+		if _, dup := a.digests[hdr.Name]; dup {
+			return archive{}, &Mismatch{File: hdr.Name, Reason: "appears twice in the bundle"}
+		}
+		sum := sha256.Sum256(content)
+		a.digests[hdr.Name] = File{Name: hdr.Name, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content))}
+		a.order = append(a.order, hdr.Name)
+		if hdr.Name == AuditName {
+			a.audit = content
+		}
+	}
+}
+
+// checkFiles compares the files with the manifest: in archive order, then
+// anything listed but absent.
+func checkFiles(m Manifest, a archive) error {
+	listed := map[string]File{}
+	for _, f := range m.Files {
+		listed[f.Name] = f
+	}
+	for _, name := range a.order {
+		want, ok := listed[name]
+		got := a.digests[name]
+		switch {
+		case !ok:
+			return &Mismatch{File: name, Reason: "not listed in the manifest"}
+		case want.SHA256 != got.SHA256:
+			return &Mismatch{File: name, Reason: fmt.Sprintf("SHA-256 %s does not match the manifest's %s (the file was changed)", got.SHA256, want.SHA256)}
+		case want.Size != got.Size:
+			return &Mismatch{File: name, Reason: fmt.Sprintf("size %d does not match the manifest's %d", got.Size, want.Size)}
+		}
+	}
+	for _, f := range m.Files {
+		if _, ok := a.digests[f.Name]; !ok {
+			return &Mismatch{File: f.Name, Reason: "listed in the manifest but missing"}
+		}
+	}
+	return nil
+}
+
+// verifyAudit checks each row's hash and the links between consecutive
+// rows of the slice.
+func verifyAudit(raw []byte) (int, error) {
+	var rows []core.AuditEntry
+	if err := json.Unmarshal(raw, &rows); err != nil {
+		return 0, &Mismatch{File: AuditName, Reason: "not a JSON array of audit rows: " + err.Error()}
+	}
+	for i, e := range rows {
+		if got := core.HashAuditEntry(e.PrevHash, e); got != e.Hash {
+			return 0, &Mismatch{File: AuditName, Reason: fmt.Sprintf("row %d: hash does not match the row's content (the row was edited)", e.Seq)}
+		}
+		if i > 0 {
+			prev := rows[i-1]
+			if e.Seq <= prev.Seq {
+				return 0, &Mismatch{File: AuditName, Reason: fmt.Sprintf("row %d: out of sequence order after row %d", e.Seq, prev.Seq)}
+			}
+			if e.Seq == prev.Seq+1 && e.PrevHash != prev.Hash {
+				return 0, &Mismatch{File: AuditName, Reason: fmt.Sprintf("row %d: prev_hash does not match row %d's hash", e.Seq, prev.Seq)}
+			}
+		}
+	}
+	return len(rows), nil
+}
+
+// ReadFile returns one file of a bundle (for tests and tools).
+func ReadFile(r io.Reader, name string) ([]byte, error) {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	tr := tar.NewReader(gz)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			return nil, fmt.Errorf("%s not in bundle: %w", name, err)
+		}
+		if hdr.Name == name {
+			var b bytes.Buffer
+			_, err := io.Copy(&b, io.LimitReader(tr, maxFileSize))
+			return b.Bytes(), err
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package bundle
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// chain returns n linked audit rows.
+func chain(n int) []core.AuditEntry {
+	prev := core.GenesisHash
+	var out []core.AuditEntry
+	for i := 1; i <= n; i++ {
+		e := core.AuditEntry{Seq: int64(i), At: time.Date(2026, 12, 1, 10, 0, i, 0, time.UTC), Actor: "token:cm", Action: "report.reconciliation",
+			Subject: "report:r1", Data: json.RawMessage(`{"n":1}`), PrevHash: prev}
+		e.Hash = core.HashAuditEntry(prev, e)
+		prev = e.Hash
+		out = append(out, e)
+	}
+	return out
+}
+
+// Sample writes a small valid bundle.
+func sample(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := NewWriter(&buf, time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))
+	for _, f := range []struct{ name, body string }{{"report.json", `{"report":{}}`}, {"report.csv", "finding_id,code\n1,NO_CHANGE\n"}, {"decisions/d1.json", `{}`}} {
+		if err := w.Add(f.name, []byte(f.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.AddJSON(AuditName, chain(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(Manifest{ReportID: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// rewrite re-packs a bundle with edit applied to each file's content.
+func rewrite(t *testing.T, in []byte, edit func(name string, b []byte) []byte) []byte {
+	t.Helper()
+	gz, err := gzip.NewReader(bytes.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var out bytes.Buffer
+	gw := gzip.NewWriter(&out)
+	tw := tar.NewWriter(gw)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		if b = edit(hdr.Name, b); b == nil {
+			continue
+		}
+		hdr.Size = int64(len(b))
+		_ = tw.WriteHeader(hdr)
+		_, _ = tw.Write(b)
+	}
+	_ = tw.Close()
+	_ = gw.Close()
+	return out.Bytes()
+}
+
+func TestVerify(t *testing.T) {
+	good := sample(t)
+	res, err := Verify(bytes.NewReader(good))
+	if err == nil {
+		_, err = Verify(bytes.NewReader(rewriteDotted(t, good, "")))
+	}
+	if err != nil || res.Files != 4 || res.AuditRows != 3 || res.Manifest.ReportID != "r1" || res.ManifestSH == "" {
+		t.Fatalf("intact bundle: %+v %v", res, err)
+	}
+	flip := func(target string, at int) func(string, []byte) []byte {
+		return func(name string, b []byte) []byte {
+			if name == target {
+				b = bytes.Clone(b)
+				b[at] ^= 0x01
+			}
+			return b
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		edit     func(string, []byte) []byte
+		wantFile string
+	}{
+		{"one byte of the CSV", flip("report.csv", 3), "report.csv"},
+		{"one byte of a decision", flip("decisions/d1.json", 0), "decisions/d1.json"},
+		{"a file removed", func(n string, b []byte) []byte {
+			if n == "report.json" {
+				return nil
+			}
+			return b
+		}, "report.json"},
+		{"the manifest removed", func(n string, b []byte) []byte {
+			if n == ManifestName {
+				return nil
+			}
+			return b
+		}, ManifestName},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Verify(bytes.NewReader(rewrite(t, good, tc.edit)))
+			var mm *Mismatch
+			if !errors.As(err, &mm) || mm.File != tc.wantFile {
+				t.Fatalf("err = %v, want a mismatch in %s", err, tc.wantFile)
+			}
+		})
+	}
+	// Unpacked and re-packed with tar -C dir . ("./" names, a directory
+	// entry): still verifiable, and a changed file is named.
+	dotted := rewriteDotted(t, good, "report.csv")
+	_, err = Verify(bytes.NewReader(dotted))
+	var dm *Mismatch
+	if !errors.As(err, &dm) || dm.File != "report.csv" {
+		t.Fatalf("re-packed tampered bundle: %v", err)
+	}
+	// An audit row edited and the manifest updated to match: the row's own
+	// hash still catches it.
+	var buf bytes.Buffer
+	w := NewWriter(&buf, time.Now())
+	rows := chain(3)
+	rows[1].Actor = "someone-else"
+	_ = w.AddJSON(AuditName, rows)
+	_ = w.Close(Manifest{ReportID: "r1"})
+	_, err = Verify(&buf)
+	var mm *Mismatch
+	if !errors.As(err, &mm) || mm.File != AuditName || !bytes.Contains([]byte(mm.Reason), []byte("row 2")) {
+		t.Fatalf("edited audit row: %v", err)
+	}
+}
+
+// rewriteDotted re-packs a bundle as tar -C dir . would: a "./" directory
+// entry and "./"-prefixed names; target (if any) gets one byte appended.
+func rewriteDotted(t *testing.T, in []byte, target string) []byte {
+	t.Helper()
+	first := true
+	return rewriteWith(t, in, func(tw *tar.Writer, hdr *tar.Header, b []byte) ([]byte, *tar.Header) {
+		if first {
+			first = false
+			_ = tw.WriteHeader(&tar.Header{Name: "./", Typeflag: tar.TypeDir, Mode: 0o755})
+		}
+		if hdr.Name == target {
+			b = append(bytes.Clone(b), 'X')
+		}
+		hdr.Name = "./" + hdr.Name
+		return b, hdr
+	})
+}
+
+func rewriteWith(t *testing.T, in []byte, edit func(tw *tar.Writer, hdr *tar.Header, b []byte) ([]byte, *tar.Header)) []byte {
+	t.Helper()
+	gz, err := gzip.NewReader(bytes.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var out bytes.Buffer
+	gw := gzip.NewWriter(&out)
+	tw := tar.NewWriter(gw)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		b, hdr = edit(tw, hdr, b)
+		hdr.Size = int64(len(b))
+		_ = tw.WriteHeader(hdr)
+		_, _ = tw.Write(b)
+	}
+	_ = tw.Close()
+	_ = gw.Close()
+	return out.Bytes()
+}

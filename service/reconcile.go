@@ -1,0 +1,222 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// ReconcileStore is what reconciliation reports need from storage.
+type ReconcileStore interface {
+	// ReconcileScan streams the deployments of q with their as-of facts,
+	// a page at a time (see store.DB.ReconcileScan).
+	ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func(core.Incident) bool, pageSize int, fn func([]core.DeploymentFacts) error) error
+	CreateReport(ctx context.Context, r core.Report) error
+	AddFindings(ctx context.Context, reportID string, fs []core.ReconcileFinding) error
+	FinishReport(ctx context.Context, r core.Report) error
+	DeleteReport(ctx context.Context, id string) error
+	GetReport(ctx context.Context, id string) (core.Report, error)
+	ListReports(ctx context.Context, kind string, limit int, before string) ([]core.Report, error)
+	ReportFindings(ctx context.Context, reportID string, fn func(core.ReconcileFinding) error) error
+	AckFinding(ctx context.Context, reportID string, id int, by, comment string, at time.Time) (core.ReconcileFinding, error)
+	IncidentsOpenedBetween(ctx context.Context, from, to time.Time, fn func(core.Incident)) error
+	IncidentsByKey(ctx context.Context, keys []string, fn func(core.Incident)) error
+	GateOutcomes(ctx context.Context, from, to time.Time, fn func(service, environment, team string, dec core.Decision, n int)) error
+	GateWaits(ctx context.Context, from, to time.Time, fn func(service, environment, team string, firstWait, firstAllow time.Time)) error
+}
+
+// Reconciler runs and reads reconciliation reports: every deployment of a
+// period checked against the records as they stood when it started.
+type Reconciler struct {
+	store    ReconcileStore
+	policies *Policies
+	clock    core.Clock
+	log      *slog.Logger
+	opts     core.ReconcileOptions
+	// PageSize is how many deployments are read per page (0: the store's
+	// default).
+	PageSize int
+}
+
+// NewReconciler wires the service; opts are the reconcile-only rules'
+// thresholds (zero: defaults).
+func NewReconciler(store ReconcileStore, policies *Policies, clock core.Clock, log *slog.Logger, opts core.ReconcileOptions) *Reconciler {
+	return &Reconciler{store: store, policies: policies, clock: clock, log: log, opts: opts.WithDefaults()}
+}
+
+// maxReportPeriod bounds one report's period.
+const maxReportPeriod = 5 * 366 * 24 * time.Hour
+
+// maxAckComment bounds an acknowledgement's comment.
+const maxAckComment = 4000
+
+// normalizeQuery validates q against the policy in force: the environment
+// resolved to its canonical name, names checked, the period bounded.
+func (s *Reconciler) normalizeQuery(cp *core.CompiledPolicy, q core.ReconcileQuery) (core.ReconcileQuery, error) {
+	if err := q.Validate(); err != nil {
+		return q, err
+	}
+	if q.To.Sub(q.From) > maxReportPeriod {
+		return q, core.Invalid("to", "the period is longer than %d days", int(maxReportPeriod.Hours()/24))
+	}
+	q.Environment, q.Service, q.Team = strings.TrimSpace(q.Environment), strings.TrimSpace(q.Service), strings.TrimSpace(q.Team)
+	for _, f := range []struct{ name, v string }{{"environment", q.Environment}, {"service", q.Service}, {"team", q.Team}} {
+		if err := validateName(f.name, f.v, false); err != nil {
+			return q, err
+		}
+	}
+	if q.Environment != "" {
+		env, ok := cp.ResolveEnvironment(q.Environment)
+		if !ok {
+			return q, core.Invalid("environment", "unknown environment %q; the policy knows %s", q.Environment, strings.Join(cp.Environments(), ", "))
+		}
+		q.Environment = env
+	}
+	q.From, q.To = q.From.UTC(), q.To.UTC()
+	return q, nil
+}
+
+// Run reconciles the period of q under the policy in force and stores the
+// report (its findings, summary, policy version and data cut-off: now), so
+// reading it later gives the same answer. name is the schedule that asked,
+// or "". The findings are written a page at a time: memory stays flat
+// whatever the period. A run that fails leaves no report behind.
+func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name string) (core.Report, error) {
+	cp := s.policies.Current()
+	q, err := s.normalizeQuery(cp, q)
+	if err != nil {
+		return core.Report{}, err
+	}
+	now := s.clock.Now().UTC().Truncate(time.Microsecond)
+	q.Cutoff = now
+	r := core.Report{
+		ID: newID(), Kind: core.ReportKindReconciliation, Name: name, Query: q, PolicyVersion: cp.Version(),
+		Options: s.opts, Summary: core.NewReconcileSummary(), CreatedAt: now, CreatedBy: actor,
+	}
+	if err := s.store.CreateReport(ctx, r); err != nil {
+		return core.Report{}, fmt.Errorf("create report: %w", err)
+	}
+	seq := 0
+	var batch []core.ReconcileFinding
+	err = s.store.ReconcileScan(ctx, q, cp.IsMajor, s.PageSize, func(page []core.DeploymentFacts) error {
+		batch = batch[:0]
+		for _, df := range page {
+			fs := core.ReconcileDeployment(cp, df, now, s.opts)
+			r.Summary.Add(fs)
+			for i := range fs {
+				seq++
+				fs[i].ID = seq
+			}
+			batch = append(batch, fs...)
+		}
+		return s.store.AddFindings(ctx, r.ID, batch)
+	})
+	if err == nil {
+		err = s.store.FinishReport(ctx, r)
+	}
+	if err != nil {
+		if derr := s.store.DeleteReport(context.WithoutCancel(ctx), r.ID); derr != nil {
+			s.log.ErrorContext(ctx, "could not remove a failed report", "report", r.ID, "error", derr)
+		}
+		return core.Report{}, fmt.Errorf("reconcile %s to %s: %w", q.From.Format(time.RFC3339), q.To.Format(time.RFC3339), err)
+	}
+	s.log.InfoContext(ctx, "reconciliation report", "report", r.ID, "deployments", r.Summary.DeploymentsChecked,
+		"findings", r.Summary.Findings, "policy_version", r.PolicyVersion, "schedule", name)
+	return r, nil
+}
+
+// Get returns a stored report.
+func (s *Reconciler) Get(ctx context.Context, id string) (core.Report, error) {
+	return s.store.GetReport(ctx, id)
+}
+
+// List returns reports, newest first.
+func (s *Reconciler) List(ctx context.Context, limit int, before string) ([]core.Report, error) {
+	return s.store.ListReports(ctx, core.ReportKindReconciliation, limit, before)
+}
+
+// Findings calls fn with each finding of a report, in order.
+func (s *Reconciler) Findings(ctx context.Context, id string, fn func(core.ReconcileFinding) error) error {
+	if _, err := s.store.GetReport(ctx, id); err != nil {
+		return err
+	}
+	return s.store.ReportFindings(ctx, id, fn)
+}
+
+// Ack records a change manager's acceptance of a finding, with a required
+// comment. The finding stays in the report, shown as accepted.
+func (s *Reconciler) Ack(ctx context.Context, reportID string, findingID int, comment, actor string) (core.ReconcileFinding, error) {
+	comment = strings.TrimSpace(comment)
+	switch {
+	case comment == "":
+		return core.ReconcileFinding{}, core.Invalid("comment", "is required: say why the finding is accepted")
+	case len(comment) > maxAckComment:
+		return core.ReconcileFinding{}, core.Invalid("comment", "is longer than %d characters", maxAckComment)
+	case findingID <= 0:
+		return core.ReconcileFinding{}, core.Invalid("finding_id", "must be a positive number")
+	}
+	if _, err := s.store.GetReport(ctx, reportID); err != nil {
+		return core.ReconcileFinding{}, err
+	}
+	return s.store.AckFinding(ctx, reportID, findingID, actor, comment, s.clock.Now())
+}
+
+// MetricsQuery asks for release metrics.
+type MetricsQuery struct {
+	From, To time.Time
+	GroupBy  string // team (default), service or environment
+	// FailureWindow is how long after a deployment a new incident on its
+	// service counts against it (default core.DefaultFailureWindow).
+	FailureWindow time.Duration
+}
+
+// Metrics computes release metrics for deployments started in [From, To)
+// (docs/metrics.md defines each figure). It streams the deployments as the
+// reconciler does (their changes as of their start), so memory holds the
+// per-group samples, not the deployments.
+func (s *Reconciler) Metrics(ctx context.Context, q MetricsQuery) (core.ReleaseMetrics, error) {
+	if q.GroupBy == "" {
+		q.GroupBy = core.GroupByTeam
+	}
+	if !core.ValidGroupBy(q.GroupBy) {
+		return core.ReleaseMetrics{}, core.Invalid("group_by", "%q is not one of team, service, environment", q.GroupBy)
+	}
+	rq := core.ReconcileQuery{From: q.From.UTC(), To: q.To.UTC(), Cutoff: s.clock.Now()}
+	if err := rq.Validate(); err != nil {
+		return core.ReleaseMetrics{}, err
+	}
+	if q.To.Sub(q.From) > maxReportPeriod {
+		return core.ReleaseMetrics{}, core.Invalid("to", "the period is longer than %d days", int(maxReportPeriod.Hours()/24))
+	}
+	acc := core.NewMetricsAccumulator(rq.From, rq.To, q.GroupBy, q.FailureWindow)
+	if err := s.store.IncidentsOpenedBetween(ctx, rq.From, rq.To.Add(acc.Window()), acc.AddIncident); err != nil {
+		return core.ReleaseMetrics{}, err
+	}
+	err := s.store.ReconcileScan(ctx, rq, func(core.Incident) bool { return false }, s.PageSize, func(page []core.DeploymentFacts) error {
+		for _, df := range page {
+			acc.AddDeployment(df)
+		}
+		return nil
+	})
+	if err != nil {
+		return core.ReleaseMetrics{}, fmt.Errorf("metrics: %w", err)
+	}
+	if err := s.store.IncidentsByKey(ctx, acc.FixedIncidents(), acc.AddFixedIncident); err != nil {
+		return core.ReleaseMetrics{}, err
+	}
+	if err := s.store.GateOutcomes(ctx, rq.From, rq.To, func(service, env, team string, d core.Decision, n int) {
+		acc.AddGateCount(acc.GroupKey(service, env, team), d, n)
+	}); err != nil {
+		return core.ReleaseMetrics{}, err
+	}
+	if err := s.store.GateWaits(ctx, rq.From, rq.To, func(service, env, team string, w, a time.Time) {
+		acc.AddWait(acc.GroupKey(service, env, team), w, a)
+	}); err != nil {
+		return core.ReleaseMetrics{}, err
+	}
+	return acc.Result(), nil
+}

@@ -1,0 +1,239 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// CronSchedule is a parsed cron expression (robfig/cron's Schedule).
+type CronSchedule interface {
+	// Next returns the next activation time after t.
+	Next(t time.Time) time.Time
+}
+
+// ReportSchedule is one scheduled reconciliation report.
+type ReportSchedule struct {
+	Name        string
+	Cron        CronSchedule
+	Period      time.Duration
+	Environment string
+	WebhookURL  string
+}
+
+// ScheduleStore is what the scheduler needs besides the reconciler: the
+// lease that makes one replica run the schedules, when each schedule last
+// ran, and retention.
+type ScheduleStore interface {
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+	LastReportAt(ctx context.Context, kind, name string) (time.Time, bool, error)
+	DeleteReportsBefore(ctx context.Context, kind string, t time.Time) (int, error)
+}
+
+// reportsLease names the lease of the report scheduler.
+const reportsLease = "reports"
+
+// Scheduler runs the scheduled reports on the one replica holding the
+// "reports" lease, posts their summaries to their webhooks, and deletes
+// reports older than the retention.
+type Scheduler struct {
+	rec       *Reconciler
+	store     ScheduleStore
+	schedules []ReportSchedule
+	retention time.Duration
+	holder    string
+	clock     core.Clock
+	log       *slog.Logger
+	client    *retryablehttp.Client
+	started   time.Time
+	tickMu    sync.Mutex // one tick at a time (Run's, or a caller's TickAt)
+	lastPurge time.Time
+	// OnMetrics, when set, receives release metrics of the trailing
+	// MetricsWindow grouped by environment (a bounded set, so they can be
+	// gauges), computed at most hourly by the lease holder.
+	OnMetrics     func(core.ReleaseMetrics)
+	MetricsWindow time.Duration
+	lastMetrics   time.Time
+	// Tick is how often Run looks for due work (default 30s); the lease
+	// lasts LeaseTTL (default 10m) and is renewed every tick, so a long run
+	// keeps it.
+	Tick     time.Duration
+	LeaseTTL time.Duration
+}
+
+// NewScheduler wires the scheduler; holder names this replica.
+func NewScheduler(rec *Reconciler, store ScheduleStore, schedules []ReportSchedule, retention time.Duration, holder string, clock core.Clock, log *slog.Logger) *Scheduler {
+	client := retryablehttp.NewClient()
+	client.RetryMax = 4
+	client.RetryWaitMin = time.Second
+	client.RetryWaitMax = 30 * time.Second
+	client.HTTPClient.Timeout = 15 * time.Second
+	client.Logger = nil
+	return &Scheduler{rec: rec, store: store, schedules: schedules, retention: retention, holder: holder,
+		clock: clock, log: log, client: client, started: clock.Now(), Tick: 30 * time.Second, LeaseTTL: 10 * time.Minute}
+}
+
+// Run ticks until ctx ends, then gives the lease up.
+func (s *Scheduler) Run(ctx context.Context) {
+	t := time.NewTicker(s.Tick)
+	defer t.Stop()
+	for {
+		if err := s.TickAt(ctx, s.clock.Now()); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "scheduled reports", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			if err := s.store.ReleaseLease(context.WithoutCancel(ctx), reportsLease, s.holder); err != nil {
+				s.log.Warn("release the reports lease", "error", err)
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// TickAt does what is due at now, when this replica holds the lease: each
+// schedule whose next fire time after its last report (or after this
+// scheduler started, for a schedule that never ran) has come runs once,
+// for the latest fire time passed (a replica that was down does not
+// replay every missed run); then, at most hourly, old reports are deleted
+// and the release metrics handed to OnMetrics.
+func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	held, err := s.store.AcquireLease(ctx, reportsLease, s.holder, s.LeaseTTL)
+	if err != nil || !held {
+		return err
+	}
+	var errs []error
+	for _, sc := range s.schedules {
+		last, ok, err := s.store.LastReportAt(ctx, core.ReportKindReconciliation, sc.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !ok {
+			last = s.started
+		}
+		fire := sc.Cron.Next(last)
+		if fire.After(now) {
+			continue
+		}
+		for n := sc.Cron.Next(fire); !n.After(now); n = sc.Cron.Next(n) {
+			fire = n
+		}
+		if err := s.runOne(ctx, sc, fire); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.retention > 0 && now.Sub(s.lastPurge) >= time.Hour {
+		n, err := s.store.DeleteReportsBefore(ctx, core.ReportKindReconciliation, now.Add(-s.retention))
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			s.lastPurge = now
+			if n > 0 {
+				s.log.InfoContext(ctx, "old reports deleted", "reports", n, "retention", s.retention)
+			}
+		}
+	}
+	if s.OnMetrics != nil && now.Sub(s.lastMetrics) >= time.Hour {
+		window := s.MetricsWindow
+		if window <= 0 {
+			window = 30 * 24 * time.Hour
+		}
+		m, err := s.rec.Metrics(ctx, MetricsQuery{From: now.Add(-window), To: now, GroupBy: core.GroupByEnvironment})
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			s.lastMetrics = now
+			s.OnMetrics(m)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%d scheduled tasks failed, first: %w", len(errs), errs[0])
+	}
+	return nil
+}
+
+func (s *Scheduler) runOne(ctx context.Context, sc ReportSchedule, fire time.Time) error {
+	q := core.ReconcileQuery{From: fire.Add(-sc.Period), To: fire, Environment: sc.Environment}
+	rep, err := s.rec.Run(ctx, q, "schedule:"+sc.Name, sc.Name)
+	if err != nil {
+		return fmt.Errorf("scheduled report %s: %w", sc.Name, err)
+	}
+	if sc.WebhookURL == "" {
+		return nil
+	}
+	if err := s.post(ctx, sc, rep); err != nil {
+		// The report is stored; only its announcement failed.
+		return fmt.Errorf("scheduled report %s: post summary: %w", sc.Name, err)
+	}
+	return nil
+}
+
+// webhookMessage is Slack- and Teams-compatible: both render "text".
+type webhookMessage struct {
+	Text string `json:"text"`
+}
+
+// SummaryText is the one-message summary of a report posted to webhooks.
+func SummaryText(name string, r core.Report) string {
+	env := r.Query.Environment
+	if env == "" {
+		env = "all environments"
+	}
+	sum := r.Summary
+	codes := make([]string, 0, len(sum.ByCode))
+	for c, n := range sum.ByCode {
+		codes = append(codes, fmt.Sprintf("%s %d", c, n))
+	}
+	slices.Sort(codes)
+	detail := ""
+	if len(codes) > 0 {
+		detail = " (" + strings.Join(codes, ", ") + ")"
+	}
+	return fmt.Sprintf("tollgate reconciliation report %s, %s to %s, %s: %d deployments checked, %d compliant, %d findings%s. Report %s.",
+		name, r.Query.From.Format(time.RFC3339), r.Query.To.Format(time.RFC3339), env,
+		sum.DeploymentsChecked, sum.Compliant, sum.Findings, detail, r.ID)
+}
+
+func (s *Scheduler) post(ctx context.Context, sc ReportSchedule, r core.Report) error {
+	body, err := json.Marshal(webhookMessage{Text: SummaryText(sc.Name, r)})
+	if err != nil {
+		return err
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, sc.WebhookURL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		// The error text names the URL, whose path is the webhook's
+		// secret: report the host only.
+		host := "(unparsable URL)"
+		if u, perr := url.Parse(sc.WebhookURL); perr == nil {
+			host = u.Host
+		}
+		return fmt.Errorf("webhook at %s unreachable after retries", host)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("webhook answered %d", resp.StatusCode)
+	}
+	return nil
+}

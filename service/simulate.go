@@ -1,0 +1,238 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// SimulateStore is what the what-if simulation reads: the recorded
+// deployments and gate checks of a period, and the facts as of a moment.
+type SimulateStore interface {
+	ListDeployments(ctx context.Context, f core.ReleaseFilter) ([]core.Deployment, error)
+	ListDecisionsBetween(ctx context.Context, from, to time.Time, limit int) ([]core.GateDecision, error)
+	GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, error)
+}
+
+// Simulator answers "what would this policy have done?" before it is
+// saved: it evaluates a proposed policy and the policy in force over the
+// recorded deployments of a period (each at its start, with the facts as
+// they stood then, as the reconciler judges it) and over the releases
+// checked at the gate in the period that never reported a deployment (at
+// their last check).
+type Simulator struct {
+	store    SimulateStore
+	policies *Policies
+}
+
+// NewSimulator wires the simulation.
+func NewSimulator(store SimulateStore, policies *Policies) *Simulator {
+	return &Simulator{store: store, policies: policies}
+}
+
+// MaxSimulated bounds the deployments and gate checks one simulation reads.
+const MaxSimulated = 20000
+
+// Outcome is one policy's answer.
+type Outcome struct {
+	Decision core.Decision `json:"decision"`
+	WouldBe  core.Decision `json:"would_be,omitempty"`
+	Reasons  []core.Reason `json:"reasons"`
+}
+
+// SimulatedRelease is one deployment (or gate-checked release) judged by
+// both policies.
+type SimulatedRelease struct {
+	Source       string    `json:"source"` // deployment or gate_check
+	DeploymentID string    `json:"deployment_id,omitempty"`
+	DecisionID   string    `json:"decision_id,omitempty"`
+	ReleaseID    string    `json:"release_id"`
+	Service      string    `json:"service"`
+	Environment  string    `json:"environment"`
+	Version      string    `json:"version"`
+	At           time.Time `json:"at"`
+	InForce      Outcome   `json:"in_force"`
+	Proposed     Outcome   `json:"proposed"`
+	Changed      bool      `json:"changed"`
+}
+
+// SimulationSummary counts the answers of both policies.
+type SimulationSummary struct {
+	Releases int                   `json:"releases"`
+	Changed  int                   `json:"changed"`
+	InForce  map[core.Decision]int `json:"in_force"`
+	Proposed map[core.Decision]int `json:"proposed"`
+	// PolicyVersion is the version in force it was compared with.
+	PolicyVersion int `json:"policy_version"`
+}
+
+// SimulateInput is the request: the proposed policy document (YAML or
+// JSON), the period [From, To) and optionally one environment.
+type SimulateInput struct {
+	Policy      []byte
+	From, To    time.Time
+	Environment string
+}
+
+// Prepare validates the input and compiles the proposed policy, before
+// anything is streamed.
+func (s *Simulator) Prepare(in SimulateInput) (*core.CompiledPolicy, error) {
+	pol, err := config.ParsePolicy(in.Policy)
+	if err != nil {
+		return nil, err
+	}
+	proposed, err := core.Compile(pol, 0)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case in.From.IsZero() || in.To.IsZero():
+		return nil, core.Invalid("from", "from and to are required (RFC 3339)")
+	case !in.From.Before(in.To):
+		return nil, core.Invalid("to", "must be after from")
+	}
+	return proposed, nil
+}
+
+// Run judges the period with both policies, calling emit for each release
+// in time order, and returns the counts.
+func (s *Simulator) Run(ctx context.Context, proposed *core.CompiledPolicy, in SimulateInput, emit func(SimulatedRelease) error) (SimulationSummary, error) {
+	current := s.policies.Current()
+	sum := SimulationSummary{InForce: map[core.Decision]int{}, Proposed: map[core.Decision]int{}, PolicyVersion: current.Version()}
+	env := in.Environment
+	if env != "" {
+		if canonical, ok := current.ResolveEnvironment(env); ok {
+			env = canonical
+		}
+	}
+	deployed := map[string]bool{}
+	f := core.ReleaseFilter{Environment: env, From: in.From, To: in.To, Limit: 500}
+	for n := 0; n < MaxSimulated; {
+		deps, err := s.store.ListDeployments(ctx, f)
+		if err != nil {
+			return sum, err
+		}
+		for _, d := range deps {
+			n++
+			req := core.GateRequest{Service: d.Service, Environment: d.Environment, Version: d.Version, Commit: d.Commit,
+				Team: d.Team, Changes: d.Changes, Incidents: d.Incidents, Actor: d.Actor}
+			item, err := s.judge(ctx, current, proposed, req, d.StartedAt)
+			if err != nil {
+				return sum, err
+			}
+			item.Source, item.DeploymentID = "deployment", d.ID
+			deployed[item.ReleaseID] = true
+			if err := s.count(&sum, item, emit); err != nil {
+				return sum, err
+			}
+		}
+		if len(deps) < f.Limit {
+			break
+		}
+		f.After = deps[len(deps)-1].ID
+	}
+	decs, err := s.store.ListDecisionsBetween(ctx, in.From, in.To, MaxSimulated)
+	if err != nil {
+		return sum, err
+	}
+	last := map[string]int{}
+	for i, d := range decs {
+		last[d.ReleaseID] = i
+	}
+	for i, d := range decs {
+		if last[d.ReleaseID] != i || deployed[d.ReleaseID] || (env != "" && d.Request.Environment != env) {
+			continue
+		}
+		item, err := s.judge(ctx, current, proposed, d.Request, d.EvaluatedAt)
+		if err != nil {
+			return sum, err
+		}
+		item.Source, item.DecisionID = "gate_check", d.ID
+		if err := s.count(&sum, item, emit); err != nil {
+			return sum, err
+		}
+	}
+	return sum, nil
+}
+
+func (s *Simulator) count(sum *SimulationSummary, item SimulatedRelease, emit func(SimulatedRelease) error) error {
+	sum.Releases++
+	sum.InForce[effective(item.InForce)]++
+	sum.Proposed[effective(item.Proposed)]++
+	if item.Changed {
+		sum.Changed++
+	}
+	return emit(item)
+}
+
+// effective is what enforcing answers (observe mode's would_be).
+func effective(o Outcome) core.Decision {
+	if o.WouldBe != "" {
+		return o.WouldBe
+	}
+	return o.Decision
+}
+
+// judge evaluates both policies on the facts as of at.
+func (s *Simulator) judge(ctx context.Context, current, proposed *core.CompiledPolicy, req core.GateRequest, at time.Time) (SimulatedRelease, error) {
+	creq, _ := proposed.CanonicalRequest(req)
+	id := core.ReleaseID(creq.Service, creq.Version, creq.Environment)
+	facts, err := s.store.GateFacts(ctx, core.FactsQuery{
+		Service: creq.Service, Team: creq.Team, Environment: creq.Environment, Version: creq.Version, ChangeKeys: req.Changes,
+		AllIncidents: current.IncidentScopeAll() || proposed.IncidentScopeAll(), AsOf: at, ExcludeReleaseID: id, Evidence: true,
+	})
+	if err != nil {
+		return SimulatedRelease{}, fmt.Errorf("facts of %s %s as of %s: %w", req.Service, req.Version, at.Format(time.RFC3339), err)
+	}
+	facts.Request, facts.ReleaseID = req, id
+	in, out := core.Evaluate(current, facts, at), core.Evaluate(proposed, facts, at)
+	return SimulatedRelease{ReleaseID: id, Service: creq.Service, Environment: creq.Environment, Version: creq.Version, At: at,
+		InForce:  Outcome{Decision: in.Decision, WouldBe: in.WouldBe, Reasons: in.Reasons},
+		Proposed: Outcome{Decision: out.Decision, WouldBe: out.WouldBe, Reasons: out.Reasons},
+		Changed:  effective(Outcome{Decision: in.Decision, WouldBe: in.WouldBe}) != effective(Outcome{Decision: out.Decision, WouldBe: out.WouldBe}),
+	}, nil
+}
+
+// Observed is one check answered in observe mode that enforcing would
+// have blocked.
+type Observed struct {
+	DecisionID  string        `json:"decision_id"`
+	ReleaseID   string        `json:"release_id"`
+	Service     string        `json:"service"`
+	Environment string        `json:"environment"`
+	Version     string        `json:"version"`
+	EvaluatedAt time.Time     `json:"evaluated_at"`
+	WouldBe     core.Decision `json:"would_be"`
+	Reasons     []core.Reason `json:"reasons"`
+}
+
+// WouldHaveBlocked lists the gate checks of [from, to) (of one environment
+// when env is set) that observe mode allowed and enforcing would have
+// answered wait or deny, oldest first, at most MaxSimulated checks read.
+func (s *Simulator) WouldHaveBlocked(ctx context.Context, from, to time.Time, env string) ([]Observed, error) {
+	switch {
+	case from.IsZero() || to.IsZero():
+		return nil, core.Invalid("from", "from and to are required (RFC 3339)")
+	case !from.Before(to):
+		return nil, core.Invalid("to", "must be after from")
+	}
+	if canonical, ok := s.policies.Current().ResolveEnvironment(env); ok && env != "" {
+		env = canonical
+	}
+	decs, err := s.store.ListDecisionsBetween(ctx, from, to, MaxSimulated)
+	if err != nil {
+		return nil, err
+	}
+	out := []Observed{}
+	for _, d := range decs {
+		if d.WouldBe == "" || (env != "" && d.Request.Environment != env) {
+			continue
+		}
+		out = append(out, Observed{DecisionID: d.ID, ReleaseID: d.ReleaseID, Service: d.Request.Service, Environment: d.Request.Environment,
+			Version: d.Request.Version, EvaluatedAt: d.EvaluatedAt, WouldBe: d.WouldBe, Reasons: d.Reasons})
+	}
+	return out, nil
+}

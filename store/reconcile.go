@@ -1,0 +1,469 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+	segjson "github.com/segmentio/encoding/json"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// DefaultReconcilePage is how many deployments ReconcileScan reads per page.
+const DefaultReconcilePage = 2000
+
+// maxInList bounds the values of one IN (…) list.
+const maxInList = 1000
+
+// reconcileDeploymentsSQL reads one keyset page of deployments in start
+// order with the gate decision each relied on: the one it names, else its
+// release's newest decision at or before its start (a correlated subquery
+// on gate_decisions_release). The page is chosen first, in a subquery with
+// its own LIMIT, so the decisions are looked up for its rows only: joined
+// before the limit, PostgreSQL's plan for a late page looked them up for
+// every deployment left in the period (each page then cost more than the
+// last). The decision document is text; its commit and reasons are read
+// from it by the database. The %s are the dialect's JSON extraction of
+// commit and reasons, the filter, and decisionJoin.
+const reconcileDeploymentsSQL = `SELECT d.id, d.release_id, d.service, d.environment, d.version, d.commit_sha, d.team, d.status,
+	d.started_at, d.finished_at, d.actor, d.changes, d.incidents, d.decision_id, d.provider, d.run_id, d.url,
+	g.id AS g_id, g.release_id AS g_release, g.decision AS g_decision, g.evaluated_at AS g_at,
+	g.policy_version AS g_policy, g.actor AS g_actor, %s
+FROM (SELECT * FROM deployments d
+	WHERE d.started_at >= ? AND d.started_at < ? AND d.created_at <= ?%s
+		AND (d.started_at, d.id) > (?, ?)
+	ORDER BY d.started_at, d.id
+	LIMIT ?) d
+%s
+ORDER BY d.started_at, d.id`
+
+// decisionRelied is the id of the gate decision a deployment d relied on.
+const decisionRelied = `CASE WHEN d.decision_id <> '' THEN d.decision_id ELSE (
+	SELECT g2.id FROM gate_decisions g2
+	WHERE g2.release_id = d.release_id AND g2.evaluated_at <= d.started_at
+	ORDER BY g2.evaluated_at DESC, g2.id DESC LIMIT 1) END`
+
+// decisionJoin joins each deployment of the page to that decision. On
+// PostgreSQL it is a LATERAL lookup kept from being flattened (OFFSET 0):
+// as a plain join the planner hashed the whole gate_decisions table for
+// every page. SQLite looks it up by primary key either way.
+var decisionJoin = map[string]string{
+	SQLite:   `LEFT JOIN gate_decisions g ON g.id = ` + decisionRelied,
+	Postgres: `LEFT JOIN LATERAL (SELECT g.*, g.doc::json AS j FROM gate_decisions g WHERE g.id = ` + decisionRelied + ` OFFSET 0) g ON true`,
+}
+
+// reconcileRow is one row of reconcileDeploymentsSQL.
+type reconcileRow struct {
+	dep        deploymentRow
+	gID        sql.NullString
+	gRelease   sql.NullString
+	gDecision  sql.NullString
+	gAt        anyTime
+	gPolicy    sql.NullInt64
+	gActor     sql.NullString
+	gCommit    sql.NullString
+	gReasons   sql.NullString
+	finishedAt anyTime
+}
+
+// ReconcileScan streams the deployments of q (started in [From, To),
+// recorded by the cut-off, of the environment, service and team when set)
+// in start order, a page of pageSize at a time (DefaultReconcilePage when
+// <= 0), each with its facts as of its start (core.DeploymentFacts), and
+// calls fn once per page. Memory holds two pages (the next is read while fn
+// runs) and the incidents that may block around them, whatever the period;
+// no cursor stays open while fn runs, so fn may write to the same database
+// (SQLite has one connection).
+//
+// Per page it runs one statement for the deployments and their decisions,
+// one for the versions of the page's changes that may be in force during
+// it (an anti-join with NOT EXISTS; emergency changes again as of the
+// cut-off), one for the teams' reviews that may be pending in the page's
+// time span, and one for the incident versions that begin within it (on
+// the first page, the versions in force at From: an anti-join). keep
+// filters incidents (the policy's IsMajor; nil keeps all). Data recorded
+// after q.Cutoff is not read.
+func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func(core.Incident) bool, pageSize int, fn func([]core.DeploymentFacts) error) error {
+	if err := q.Validate(); err != nil {
+		return err
+	}
+	if pageSize <= 0 {
+		pageSize = DefaultReconcilePage
+	}
+	cutoff := ts(q.Cutoff)
+	if q.Cutoff.IsZero() {
+		cutoff = d.now()
+	}
+	from, to := ts(q.From), ts(q.To)
+	timeline := core.NewIncidentTimeline(keep)
+	if err := d.loadIncidentsInForce(ctx, timeline, from, cutoff); err != nil {
+		return err
+	}
+	// The next page is read while this one is evaluated and its findings
+	// written (PostgreSQL works while Go does); the fetch is waited for
+	// before returning, so nothing uses the store after ReconcileScan.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fetch := func(afterAt time.Time, afterID string) <-chan fetchedPage {
+		ch := make(chan fetchedPage, 1)
+		go func() { ch <- d.fetchPage(ctx, q, from, to, cutoff, afterAt, afterID, pageSize) }()
+		return ch
+	}
+	var pending <-chan fetchedPage
+	defer func() {
+		if pending != nil {
+			cancel()
+			<-pending
+		}
+	}()
+	loadedTo := from
+	cur := d.fetchPage(ctx, q, from, to, cutoff, from.Add(-time.Microsecond), "", pageSize)
+	for {
+		if cur.err != nil {
+			return cur.err
+		}
+		rows := cur.rows
+		if len(rows) == 0 {
+			return nil
+		}
+		last := rows[len(rows)-1].dep
+		if len(rows) == pageSize {
+			pending = fetch(last.StartedAt.UTC(), last.ID)
+		}
+		pageMax := last.StartedAt.UTC()
+		if pageMax.After(loadedTo) {
+			if err := d.loadIncidentVersions(ctx, timeline, loadedTo, pageMax, cutoff); err != nil {
+				return err
+			}
+			loadedTo = pageMax
+		}
+		page, err := pageFacts(cur, timeline, cutoff)
+		if err != nil {
+			return err
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		timeline.Prune(pageMax)
+		if pending == nil {
+			return nil
+		}
+		cur = <-pending
+		pending = nil
+	}
+}
+
+// fetchedPage is one page of deployments with the changes' versions and
+// the teams' reviews it needs.
+type fetchedPage struct {
+	rows     []reconcileRow
+	deps     []core.Deployment
+	versions map[string][]core.ChangeVersion // those that may be in force during the page
+	atCutoff map[string][]core.ChangeVersion // emergency changes as of the cut-off
+	pirs     []core.PIR
+	err      error
+}
+
+// fetchPage reads one page: the deployments after the keyset, then the
+// versions of their changes up to the cut-off and their teams' reviews
+// that may be pending in the page's span.
+func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cutoff, afterAt time.Time, afterID string, limit int) fetchedPage {
+	rows, err := d.reconcilePage(ctx, q, from, to, cutoff, afterAt, afterID, limit)
+	if err != nil || len(rows) == 0 {
+		return fetchedPage{err: err}
+	}
+	p := fetchedPage{rows: rows, deps: make([]core.Deployment, len(rows))}
+	var keys, teams []string
+	seen := make(map[string]struct{}, len(rows))
+	for i, r := range rows {
+		dep, err := r.dep.deployment()
+		if err != nil {
+			return fetchedPage{err: err}
+		}
+		dep.FinishedAt = nil
+		if r.finishedAt.Valid {
+			t := r.finishedAt.Time
+			dep.FinishedAt = &t
+		}
+		p.deps[i] = dep
+		for _, k := range dep.Changes {
+			if _, ok := seen[k]; !ok {
+				seen[k] = struct{}{}
+				keys = append(keys, k)
+			}
+		}
+		if dep.Team != "" && !slices.Contains(teams, dep.Team) {
+			teams = append(teams, dep.Team)
+		}
+	}
+	pageMin, pageMax := rows[0].dep.StartedAt.UTC(), rows[len(rows)-1].dep.StartedAt.UTC()
+	if p.versions, err = d.changeVersionsSpanning(ctx, keys, pageMin, pageMax, cutoff); err != nil {
+		return fetchedPage{err: err}
+	}
+	// The emergency rules look at an emergency change as of the cut-off
+	// (its retrospective review comes after the deployment).
+	var emergency []string
+	for k, vs := range p.versions {
+		if slices.ContainsFunc(vs, func(v core.ChangeVersion) bool { return v.Change.Type == core.ChangeEmergency }) {
+			emergency = append(emergency, k)
+		}
+	}
+	if len(emergency) > 0 {
+		slices.Sort(emergency)
+		if p.atCutoff, err = d.changeVersionsSpanning(ctx, emergency, cutoff, cutoff, cutoff); err != nil {
+			return fetchedPage{err: err}
+		}
+	}
+	if p.pirs, err = d.pirsSpanning(ctx, teams, pageMin, pageMax); err != nil {
+		return fetchedPage{err: err}
+	}
+	return p
+}
+
+func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to, cutoff, afterAt time.Time, afterID string, limit int) ([]reconcileRow, error) {
+	extract := `json_extract(g.doc, '$.request.commit') AS g_commit, json_extract(g.doc, '$.reasons') AS g_reasons`
+	if d.dialect == Postgres {
+		// The document is parsed once, in decisionJoin (j).
+		extract = `(g.j -> 'request' ->> 'commit') AS g_commit, (g.j -> 'reasons')::text AS g_reasons`
+	}
+	var filter strings.Builder
+	args := []any{from, to, cutoff}
+	for _, f := range []struct{ col, v string }{{"environment", q.Environment}, {"service", q.Service}, {"team", q.Team}} {
+		if v := strings.TrimSpace(f.v); v != "" {
+			filter.WriteString(" AND d." + f.col + " = ?")
+			args = append(args, v)
+		}
+	}
+	args = append(args, afterAt, afterID, limit)
+	text := d.q(fmt.Sprintf(reconcileDeploymentsSQL, extract, filter.String(), decisionJoin[d.dialect]))
+	rs, err := d.db.QueryContext(ctx, text, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: read deployments: %w", translate(err))
+	}
+	defer rs.Close()
+	out := make([]reconcileRow, 0, limit)
+	for rs.Next() {
+		var r reconcileRow
+		var started anyTime
+		var changes, incidents []byte
+		if err := rs.Scan(&r.dep.ID, &r.dep.ReleaseID, &r.dep.Service, &r.dep.Environment, &r.dep.Version, &r.dep.Commit,
+			&r.dep.Team, &r.dep.Status, &started, &r.finishedAt, &r.dep.Actor, &changes, &incidents, &r.dep.DecisionID,
+			&r.dep.Provider, &r.dep.RunID, &r.dep.URL,
+			&r.gID, &r.gRelease, &r.gDecision, &r.gAt, &r.gPolicy, &r.gActor, &r.gCommit, &r.gReasons); err != nil {
+			return nil, fmt.Errorf("reconcile: read deployment row: %w", translate(err))
+		}
+		r.dep.StartedAt = started.Time
+		r.dep.Changes, r.dep.Incidents = string(changes), string(incidents)
+		out = append(out, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("reconcile: read deployments: %w", translate(err))
+	}
+	return out, nil
+}
+
+// pageFacts assembles each deployment's as-of facts for one page.
+func pageFacts(p fetchedPage, timeline *core.IncidentTimeline, cutoff time.Time) ([]core.DeploymentFacts, error) {
+	out := make([]core.DeploymentFacts, len(p.rows))
+	for i, dep := range p.deps {
+		df := core.DeploymentFacts{Deployment: dep, ChangesAtCutoff: map[string]core.Change{}}
+		for _, k := range dep.Changes {
+			vs := p.versions[k]
+			if cv, ok := core.ChangeAsOf(vs, dep.StartedAt); ok {
+				df.Changes = append(df.Changes, cv)
+				if later, ok := core.ChangeAsOf(p.atCutoff[k], cutoff); ok {
+					df.ChangesAtCutoff[k] = later.Change
+				}
+			}
+		}
+		df.Incidents = timeline.ActiveAt(dep.StartedAt)
+		relID := dep.ReleaseID
+		if relID == "" {
+			relID = core.ReleaseID(dep.Service, dep.Version, dep.Environment)
+		}
+		df.PendingPIRs = core.PIRsPendingAt(p.pirs, dep.Team, relID, dep.Service, dep.Version, dep.Environment, dep.StartedAt)
+		if r := p.rows[i]; r.gID.Valid {
+			g := &core.DecisionRef{
+				ID: r.gID.String, ReleaseID: r.gRelease.String, Decision: core.Decision(r.gDecision.String),
+				EvaluatedAt: r.gAt.Time, PolicyVersion: int(r.gPolicy.Int64), Commit: r.gCommit.String, Actor: r.gActor.String,
+				Reasons: []core.Reason{},
+			}
+			if r.gReasons.Valid && r.gReasons.String != "" && r.gReasons.String != "null" {
+				if err := segjson.Unmarshal([]byte(r.gReasons.String), &g.Reasons); err != nil {
+					return nil, fmt.Errorf("reconcile: decode reasons of decision %s: %w", g.ID, err)
+				}
+			}
+			df.Decision = g
+		}
+		out[i] = df
+	}
+	return out, nil
+}
+
+// placeholders returns "?, ?, …" for n values.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// changeVersionsSQL reads, for the changes with the listed keys, the
+// versions that may be in force at some instant of [$min, $max]: those
+// that became true by $max, except those superseded by a version that
+// became true by $min (an anti-join); only versions recorded by the
+// cut-off count. %s is the document column, %s the key placeholders.
+const changeVersionsSQL = `SELECT v.key, v.version, v.valid_from, v.recorded_at, %s FROM change_versions v
+	WHERE v.key IN (%s) AND v.valid_from <= ? AND v.recorded_at <= ?
+	AND NOT EXISTS (SELECT 1 FROM change_versions w
+		WHERE w.key = v.key AND w.version > v.version AND w.valid_from <= ? AND w.recorded_at <= ?)
+	ORDER BY v.key, v.version`
+
+// changeVersionsPGSQL is changeVersionsSQL for PostgreSQL: the keys come
+// as one array, and each key's versions are looked up by index in a
+// LATERAL subquery kept from being flattened (OFFSET 0). With an IN list
+// of a page's keys the planner chose a parallel sequential scan of
+// change_versions and its anti-join, several times slower (measurements
+// in docs/benchmarks.md).
+const changeVersionsPGSQL = `SELECT v.key, v.version, v.valid_from, v.recorded_at, v.doc::text
+	FROM unnest(?::text[]) AS k(key)
+	CROSS JOIN LATERAL (SELECT * FROM change_versions v
+		WHERE v.key = k.key AND v.valid_from <= ? AND v.recorded_at <= ?
+		AND NOT EXISTS (SELECT 1 FROM change_versions w
+			WHERE w.key = v.key AND w.version > v.version AND w.valid_from <= ? AND w.recorded_at <= ?)
+		OFFSET 0) v
+	ORDER BY v.key, v.version`
+
+// changeVersionsSpanning returns, by key, the versions of the changes that
+// may be in force at some instant of [from, to] (see changeVersionsSQL);
+// with from = to = the cut-off, each change's version as of the cut-off.
+func (d *DB) changeVersionsSpanning(ctx context.Context, keys []string, from, to, cutoff time.Time) (map[string][]core.ChangeVersion, error) {
+	out := make(map[string][]core.ChangeVersion, len(keys))
+	doc := "v.doc"
+	if d.dialect == Postgres {
+		doc = "v.doc::text"
+	}
+	for chunk := range slices.Chunk(keys, maxInList) {
+		args := make([]any, 0, len(chunk)+4)
+		for _, k := range chunk {
+			args = append(args, k)
+		}
+		args = append(args, to, cutoff, from, cutoff)
+		query := fmt.Sprintf(changeVersionsSQL, doc, placeholders(len(chunk)))
+		if d.dialect == Postgres {
+			query, args = changeVersionsPGSQL, []any{pq.Array(chunk), to, cutoff, from, cutoff}
+		}
+		rs, err := d.db.QueryContext(ctx, d.q(query), args...)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: read change versions: %w", translate(err))
+		}
+		for rs.Next() {
+			var (
+				key      string
+				cv       core.ChangeVersion
+				from, at anyTime
+				body     []byte
+			)
+			if err := rs.Scan(&key, &cv.Version, &from, &at, &body); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("reconcile: read change version: %w", translate(err))
+			}
+			cv.ValidFrom, cv.RecordedAt = from.Time, at.Time
+			if err := segjson.Unmarshal(body, &cv.Change); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("reconcile: decode change %s version %d: %w", key, cv.Version, err)
+			}
+			out[key] = append(out[key], cv)
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: read change versions: %w", translate(err))
+		}
+	}
+	return out, nil
+}
+
+// pirsSpanning returns the teams' reviews that may be pending at some
+// instant of [from, to]: required by to, not signed off by from.
+func (d *DB) pirsSpanning(ctx context.Context, teams []string, from, to time.Time) ([]core.PIR, error) {
+	var out []core.PIR
+	for chunk := range slices.Chunk(teams, maxInList) {
+		args := make([]any, 0, len(chunk)+2)
+		for _, t := range chunk {
+			args = append(args, t)
+		}
+		args = append(args, to, from)
+		var rows []pirRow
+		err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+pirCols+` FROM pirs WHERE team IN (`+placeholders(len(chunk))+`)
+			AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?) ORDER BY required_at, release_id`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: read reviews: %w", translate(err))
+		}
+		for _, r := range rows {
+			out = append(out, r.pir())
+		}
+	}
+	return out, nil
+}
+
+// incidentVersionCols are what the timeline needs of an incident version.
+const incidentVersionCols = `v.version, v.valid_from, v.recorded_at, %s`
+
+func (d *DB) incidentDoc() string {
+	if d.dialect == Postgres {
+		return "v.doc::text"
+	}
+	return "v.doc"
+}
+
+// loadIncidentsInForce adds to tl the active incident versions in force at
+// at (recorded by cutoff): per incident the newest version that became true
+// by then, found with an anti-join.
+func (d *DB) loadIncidentsInForce(ctx context.Context, tl *core.IncidentTimeline, at, cutoff time.Time) error {
+	query := `SELECT ` + fmt.Sprintf(incidentVersionCols, d.incidentDoc()) + ` FROM incident_versions v
+		WHERE v.valid_from <= ? AND v.recorded_at <= ?
+		AND COALESCE(v.doc ->> 'state', '') NOT IN (` + inactiveStates + `)
+		AND NOT EXISTS (SELECT 1 FROM incident_versions w
+			WHERE w.key = v.key AND w.version > v.version AND w.valid_from <= ? AND w.recorded_at <= ?)
+		ORDER BY v.key, v.version`
+	return d.addIncidentVersions(ctx, tl, query, at, cutoff, at, cutoff)
+}
+
+// loadIncidentVersions adds to tl every incident version that became true
+// in (after, upTo] and was recorded by cutoff.
+func (d *DB) loadIncidentVersions(ctx context.Context, tl *core.IncidentTimeline, after, upTo, cutoff time.Time) error {
+	query := `SELECT ` + fmt.Sprintf(incidentVersionCols, d.incidentDoc()) + ` FROM incident_versions v
+		WHERE v.valid_from > ? AND v.valid_from <= ? AND v.recorded_at <= ?
+		ORDER BY v.valid_from, v.key, v.version`
+	return d.addIncidentVersions(ctx, tl, query, after, upTo, cutoff)
+}
+
+func (d *DB) addIncidentVersions(ctx context.Context, tl *core.IncidentTimeline, query string, args ...any) error {
+	rs, err := d.db.QueryContext(ctx, d.q(query), args...)
+	if err != nil {
+		return fmt.Errorf("reconcile: read incident versions: %w", translate(err))
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var (
+			iv       core.IncidentVersion
+			from, at anyTime
+			body     []byte
+		)
+		if err := rs.Scan(&iv.Version, &from, &at, &body); err != nil {
+			return fmt.Errorf("reconcile: read incident version: %w", translate(err))
+		}
+		iv.ValidFrom, iv.RecordedAt = from.Time, at.Time
+		if err := segjson.Unmarshal(body, &iv.Incident); err != nil {
+			return fmt.Errorf("reconcile: decode incident version: %w", err)
+		}
+		tl.Add(iv)
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("reconcile: read incident versions: %w", translate(err))
+	}
+	return nil
+}

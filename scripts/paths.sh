@@ -21,7 +21,9 @@
 #                   sampled every 0.25 s) at the GOGC/GOMEMLIMIT in the
 #                   environment (unset: serve's defaults)
 #   SQLite          the ingest and normalizer rows again on an embedded store
-#   reconcile       measured when the binary has a `reconcile` command
+#   reconcile       scripts/reconcilebench over a store seeded with
+#                   `-profile reconcile` at the same scale, against the
+#                   hand-written query scripts/reconcile-bench.sql
 #
 # Knobs: PATHS_SCALE (full: 1M deployments, 200k changes, 50k incidents;
 # small: a tenth; tiny: for the smoke run), PATHS_DURATION (per phase,
@@ -29,7 +31,7 @@
 # PATHS_HOOK_RATE (default 1000: half of 2,000/s), PATHS_CONCURRENCY
 # (closed loops, default 32), PATHS_ALT_ENV (e.g. "GOMEMLIMIT=120MiB": the
 # open loops again on a tollgate with that environment), PATHS_APPROVALS (samples, default 30; 0
-# skips), PATHS_SQLITE (1: default), PATHS_PERF (1: closed loops of the gate
+# skips), PATHS_SQLITE (1: default), PATHS_RECONCILE (1: default), PATHS_PERF (1: closed loops of the gate
 # and of ingest again under a perf profile of the whole machine), PATHS_OUT (a directory to keep
 # the summary and profiles in), TOLLGATE_LOAD_PG (admin URL).
 # Traffic goes to 127.0.0.1 only; every phase is bounded by its duration
@@ -67,6 +69,9 @@ DB_CREATED=
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [ -n "${RDB_CREATED:-}" ]; then
+		psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS $RDB WITH (FORCE)" >/dev/null 2>&1 || log "could not drop database $RDB"
+	fi
 	if [ -n "$DB_CREATED" ]; then
 		psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" >/dev/null 2>&1 || log "could not drop database $DBNAME"
 	fi
@@ -171,7 +176,7 @@ drive() {
 		wait "$prof" 2>/dev/null || true
 		{
 			echo "== $label: CPU samples by process"
-			perf report -i "$TMP/$label.perf" --sort comm --stdio 2>/dev/null | grep -v '^#' | grep . | head -8 || true
+			perf report -i "$TMP/$label.perf" --sort comm --stdio -g none 2>/dev/null | grep -v '^#' | grep . | head -8 || true
 			for comm in tollgate postgres; do
 				echo "== $label: $comm, top functions (self)"
 				perf report -i "$TMP/$label.perf" --comm "$comm" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep . | head -15 || true
@@ -230,17 +235,6 @@ if [ "${PATHS_PERF:-0}" = 1 ]; then # profiled apart: perf's own cost would depr
 fi
 row "tollgate peak resident memory (VmHWM), PostgreSQL phases: $(awk '/^VmHWM/{printf "%.0f MB", $2/1024}' "/proc/$SERVER_PID/status") (GOGC=${GOGC:-unset, serve sets 1000} GOMEMLIMIT=${GOMEMLIMIT:-unset})"
 
-# Reconcile: the whole seeded period, when the binary has the command.
-if "$TMP/tollgate" --help 2>/dev/null | grep -qE "^  reconcile "; then
-	t0=$(date +%s.%N)
-	if timeout 300 "$TMP/tollgate" reconcile --url "$BASE" --token "$ADMIN_TOKEN" --from 3650d --format json >"$TMP/reconcile.json" 2>"$TMP/reconcile.err"; then
-		row "reconcile of the seeded store (all deployments, 10 years): $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b - a}') s (target ≤ 2 s; the hand-written SQL baseline is not scripted)"
-	else
-		row "reconcile: FAILED ($(head -c 300 "$TMP/reconcile.err"))"
-	fi
-else
-	row "reconcile 1M deployments: NOT MEASURED (no \`tollgate reconcile\` in this build)"
-fi
 row "inbox after the ingest runs: $(psql "$DB_URL" -qAtc "SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM inbox_events GROUP BY 1 ORDER BY 1) s")"
 stop_tollgate
 
@@ -266,6 +260,37 @@ if [ "$SQLITE" = 1 ]; then
 	drive sqlite-hook-closed "$BASE" -target webhook -secret "$SECRET" -c "$CONC"
 	row "tollgate peak resident memory (VmHWM), SQLite: $(awk '/^VmHWM/{printf "%.0f MB", $2/1024}' "/proc/$SERVER_PID/status")"
 	stop_tollgate
+fi
+
+# ---- reconcile ------------------------------------------------------------------
+# scripts/reconcilebench (service.Reconciler.Run, the code behind POST
+# /api/v1/reports/reconciliation) over a store seeded with `scripts/seed
+# -profile reconcile` at this scale, against the same question as one
+# hand-written query (scripts/reconcile-bench.sql). PATHS_RECONCILE=0 skips.
+if [ "${PATHS_RECONCILE:-1}" = 1 ]; then
+	RDB="${DBNAME}_recon"
+	RDB_URL=$(printf '%s' "$DB_URL" | sed -E "s#/$DBNAME([?]|$)#/$RDB\1#")
+	case "$SCALE" in
+	full) RSEED=() ;;
+	small) RSEED=(-changes 20000 -incidents 5000 -releases 10000 -deployments 100000) ;;
+	tiny) RSEED=(-changes 1000 -incidents 200 -releases 500 -deployments 5000 -services 50 -teams 10) ;;
+	esac
+	[ "$SCALE" = tiny ] || RSEED+=(-teams 50)
+	log "reconcile: seeding $RDB (-profile reconcile)"
+	psql "$PG_ADMIN" -qAtc "CREATE DATABASE $RDB" >/dev/null
+	RDB_CREATED=1
+	go build -o "$TMP/reconcilebench" ./scripts/reconcilebench
+	"$TMP/seed" -db "$RDB_URL" -profile reconcile -unauthorized 0.02 "${RSEED[@]}" 2>&1 | grep -E 'unauthorized|done' >&2 || true
+	psql "$RDB_URL" -qAtc "CHECKPOINT" >/dev/null 2>&1 || true
+	if timeout 600 "$TMP/reconcilebench" -db "$RDB_URL" -runs 1 >"$TMP/reconcile.out" 2>&1; then
+		RSECS=$(sed -nE 's/.* in ([0-9.]+)s .*/\1/p' "$TMP/reconcile.out" | tail -n 1)
+		SQLMS=$(timeout 600 psql "$RDB_URL" -f scripts/reconcile-bench.sql 2>&1 | sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' | tail -n 1)
+		row "== reconcile ($SCALE)"
+		row "$(tail -n 1 "$TMP/reconcile.out") — load $(cut -d' ' -f1 /proc/loadavg)"
+		row "hand-written SQL: $(awk -v m="${SQLMS:-0}" 'BEGIN{printf "%.2f", m / 1000}') s; reconciler / SQL: $(awk -v a="${RSECS:-0}" -v m="${SQLMS:-0}" 'BEGIN{printf "%.2f", (m > 0 ? a * 1000 / m : 0)}') (targets: ≤ 2 s for 1M, ≤ 1.2×)"
+	else
+		row "reconcile: FAILED ($(tail -n 3 "$TMP/reconcile.out" | tr '\n' ' '))"
+	fi
 fi
 
 # ---- approval webhook → waiting check answered --------------------------------

@@ -77,6 +77,8 @@ type Deps struct {
 	Reader      Reader
 	Inbox       Inbox
 	Mappings    Mappings
+	// CIGates lists the gate requests CIs wait on (nil: none configured).
+	CIGates PendingLister
 	// Reports runs and reads reconciliation reports (nil: no report routes).
 	Reports Reports
 	// Ready reports whether the server can take traffic (database reachable,
@@ -178,6 +180,7 @@ func (s *Server) routes() {
 
 	s.route(http.MethodPost, "/api/v1/gate/check", ciOnly, s.gateCheck)
 	s.route(http.MethodGet, "/api/v1/gate/decisions/:id", ciAuditor, s.getDecision)
+	s.route(http.MethodGet, "/api/v1/gate/pending", auditorUp, s.gatePending)
 	s.route(http.MethodPost, "/api/v1/deployments", ciOnly, s.postDeployment)
 	s.route(http.MethodGet, "/api/v1/deployments", auditorUp, s.listDeployments)
 	s.route(http.MethodGet, "/api/v1/releases", auditorUp, s.listReleases)

@@ -18,5 +18,6 @@ var (
 	_ service.TokenStore      = (*store.DB)(nil)
 	_ service.MappingStore    = (*store.DB)(nil)
 	_ service.InboxStore      = (*store.DB)(nil)
+	_ service.PendingStore    = (*store.DB)(nil)
 	_ api.Reader              = (*store.DB)(nil)
 )

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -49,6 +50,7 @@ type App struct {
 	Reviews     *service.Reviews
 	Mappings    *service.Mappings
 	Inbox       *service.Inbox
+	CIGates     *service.CIGates
 	Reconciler  *service.Reconciler
 	Scheduler   *service.Scheduler
 	Server      *api.Server
@@ -131,13 +133,26 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Workers: workers, BatchSize: cfg.Inbox.BatchSize, Lease: cfg.Inbox.Lease.D(), PollInterval: cfg.Inbox.PollInterval.D(),
 		MaxAttempts: cfg.Inbox.MaxAttempts, MaxFutureSkew: cfg.Inbox.MaxFutureSkew.D(),
 	})
+	a.CIGates = service.NewCIGates(db, a.Gate, db, conns, clock, log, service.CIGatesConfig{})
+	a.CIGates.OnAnswer = func(provider, outcome string) { a.Metrics.GateCallbacks.WithLabelValues(provider, outcome).Inc() }
+	a.CIGates.OnPending = func(by map[string]int) {
+		for p, n := range by {
+			a.Metrics.GatePending.WithLabelValues(p).Set(float64(n))
+		}
+	}
+	a.Inbox.SetCIGates(a.CIGates)
 	a.wireITSM(conns, clock)
 	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
 	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, clock, log); err != nil {
 		return nil, err
 	}
+	var pending api.PendingLister
+	if a.CIGates.Enabled() {
+		pending = a.CIGates
+	}
 	a.Server = api.New(api.Deps{
-		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
+		CIGates: pending,
+		Logger:  log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 		Reviews:   a.Reviews,
@@ -206,6 +221,25 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 			c.API = &connectors.API{
 				URL: a.URL, Username: a.Username, Password: a.Password, ClientID: a.ClientID, ClientSecret: a.ClientSecret,
 				Token: a.Token, Timeout: a.Timeout.D(), PollInterval: a.PollInterval.D(), ReadBackTimeout: a.ReadBackTimeout.D(),
+				AppID: a.AppID,
+			}
+			if cc.Type == "github" {
+				key, err := a.GitHubAppKey()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("connectors[%d] (%s): api: %w", i, cc.Name, err))
+					continue
+				}
+				c.API.PrivateKey = key
+			}
+		}
+		if g := cc.CIGate(); g != nil {
+			c.CIGate = &connectors.CIGate{Deadline: g.Deadline.D(), Services: cc.Services}
+			patterns := cc.ChangeKeyPatterns
+			if len(patterns) == 0 {
+				patterns = config.DefaultChangeKeyPatterns
+			}
+			for _, p := range patterns {
+				c.CIGate.ChangeKeyPatterns = append(c.CIGate.ChangeKeyPatterns, regexp.MustCompile(p)) // validated at load
 			}
 		}
 		if cr := cc.ChangeCreation; cr != nil {
@@ -254,6 +288,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	if a.WriteBack != nil {
 		run(a.WriteBack.Run)
+	}
+	if a.CIGates.Enabled() {
+		run(a.CIGates.Run)
 	}
 	run(a.listen)
 	run(a.reloadLoop)

@@ -19,8 +19,8 @@ func (a *App) buildAPIs(conns []service.Connector) error {
 	a.APIs = map[string]all.API{}
 	for i := range conns {
 		cfg := conns[i].Config
-		if cfg.API == nil {
-			continue
+		if cfg.API == nil || cfg.Type == "github" || cfg.Type == "gitlab" {
+			continue // the CI connectors' api answers their gates (service.CIGates)
 		}
 		name := cfg.Name
 		circuit := a.Metrics.APICircuit.WithLabelValues(name)

@@ -156,6 +156,15 @@ type ConnectorConfig struct {
 	ChangeCreation *ChangeCreationConfig `yaml:"change_creation"`
 	// Projects are the Jira projects the poller reads.
 	Projects []string `yaml:"projects"`
+	// ProtectionRule (github) and Approvals (gitlab) configure the gates
+	// where the CI waits (connector_ci.go).
+	ProtectionRule *CIGateConfig `yaml:"protection_rule"`
+	Approvals      *CIGateConfig `yaml:"approvals"`
+	// Services maps a repository or project path (acme/payments) to its
+	// service; default: the repository's name.
+	Services map[string]string `yaml:"services"`
+	// ChangeKeyPatterns find change keys in a CI gate request's texts.
+	ChangeKeyPatterns []string `yaml:"change_key_patterns"`
 }
 
 // Duration is a time.Duration written as "15m" in YAML.
@@ -372,6 +381,7 @@ func (c *Config) defaults() {
 		if a := c.Connectors[i].API; a != nil {
 			a.defaults()
 		}
+		c.Connectors[i].ciGateDefaults()
 	}
 }
 
@@ -516,7 +526,7 @@ func (c *Config) LogValue() slog.Value {
 			"name": cc.Name, "type": cc.Type, "webhook_secret": mask(cc.WebhookSecret),
 			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts, "records": cc.Records,
 			"api": cc.API.logValue(), "write_back": cc.WriteBack, "change_creation": cc.ChangeCreation != nil,
-			"projects": cc.Projects,
+			"projects": cc.Projects, "ci_gate": cc.ciGateLogValue(),
 		})
 	}
 	db := MaskDatabaseURL(c.DatabaseURL)

@@ -21,6 +21,11 @@ type APIConfig struct {
 	ClientID     string `yaml:"client_id"`
 	ClientSecret string `yaml:"client_secret"`
 	Token        string `yaml:"token"`
+	// AppID, PrivateKeyFile and PrivateKey are the GitHub App's
+	// credentials (connector_ci.go); Token is also GitLab's approver token.
+	AppID          string `yaml:"app_id"`
+	PrivateKeyFile string `yaml:"private_key_file"`
+	PrivateKey     string `yaml:"private_key"`
 	// Timeout bounds one HTTP call (default 10s).
 	Timeout Duration `yaml:"timeout"`
 	// PollInterval is how often the poller asks for updated records; 0
@@ -71,6 +76,10 @@ func (a *APIConfig) defaults() {
 // keys of one connector; f is the connector's path ("connectors[0]").
 func (cc *ConnectorConfig) validateAPI(f string, bad func(field, format string, args ...any)) {
 	a := cc.API
+	if contains(ciAPITypes, cc.Type) {
+		cc.validateCIGate(f, bad)
+		return
+	}
 	hasAPI := contains(apiTypes, cc.Type)
 	if a == nil {
 		if cc.WriteBack {
@@ -85,7 +94,7 @@ func (cc *ConnectorConfig) validateAPI(f string, bad func(field, format string, 
 		return
 	}
 	if !hasAPI {
-		bad(f+".api", "connectors of type %q have no API client (only %s)", cc.Type, strings.Join(apiTypes, ", "))
+		bad(f+".api", "connectors of type %q have no API client (only %s)", cc.Type, strings.Join(append(apiTypes, ciAPITypes...), ", "))
 		return
 	}
 	p := f + ".api"
@@ -203,6 +212,7 @@ func (a *APIConfig) logValue() map[string]any {
 	return map[string]any{
 		"url": a.URL, "username": a.Username, "password": mask(a.Password),
 		"client_id": a.ClientID, "client_secret": mask(a.ClientSecret), "token": mask(a.Token),
+		"app_id": a.AppID, "private_key_file": a.PrivateKeyFile, "private_key": mask(a.PrivateKey),
 		"timeout": a.Timeout.D().String(), "poll_interval": a.PollInterval.D().String(),
 		"read_back_timeout": a.ReadBackTimeout.D().String(),
 	}

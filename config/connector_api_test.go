@@ -42,7 +42,7 @@ func TestConnectorAPI(t *testing.T) {
 			"\n    api: {url: https://acme.atlassian.net, username: a@b.c, password: t, poll_interval: 1m}\n", []string{"connectors[0].projects"}},
 		{"jira pat", "connectors:\n  - name: jira\n    type: jira\n    webhook_secret: " + snSecret +
 			"\n    api: {url: https://jira.example.com, token: pat}\n    projects: [OPS]\n    change_creation: {environments: [production], project: OPS, issue_type: Change}\n", nil},
-		{"api on github", "connectors:\n  - name: gh\n    type: github\n    webhook_secret: " + snSecret +
+		{"api on jenkins", "connectors:\n  - name: ci\n    type: jenkins\n    webhook_secret: " + snSecret +
 			"\n    api: {url: https://api.github.com, username: a, password: b}\n", []string{"connectors[0].api", "no API client"}},
 		{"write_back without api", "connectors:\n  - name: sn\n    type: servicenow\n    webhook_secret: " + snSecret + "\n    write_back: true\n", []string{"write_back"}},
 	}

@@ -52,6 +52,9 @@ type Config struct {
 	ChangeCreation *ChangeCreation
 	// Projects are the Jira projects the poller reads.
 	Projects []string
+	// CIGate, when set (github, gitlab with an API), makes the CI's own
+	// gate a gate request tollgate answers (cigate.go).
+	CIGate *CIGate
 	// Records grants the connector record kinds (RecordChanges …) beyond
 	// those its type may write by default (DefaultRecords).
 	Records []string
@@ -62,7 +65,9 @@ type API struct {
 	URL                    string
 	Username, Password     string // HTTP Basic (Jira Cloud: e-mail + API token)
 	ClientID, ClientSecret string // ServiceNow OAuth client credentials
-	Token                  string // Jira Data Center personal access token
+	Token                  string // Jira Data Center personal access token; GitLab approver token
+	AppID                  string // GitHub App id
+	PrivateKey             []byte // GitHub App private key (PEM)
 	Timeout                time.Duration
 	PollInterval           time.Duration
 	ReadBackTimeout        time.Duration

@@ -687,8 +687,14 @@ type pipelinesServer struct {
 // a loopback port, with a ServiceNow connector to receive the changes.
 func bootPipelinesServer(t *testing.T, dbURL string) *pipelinesServer {
 	t.Helper()
+	return bootServer(t, dbURL, "connectors:\n  - {name: servicenow, type: servicenow, webhook_secret: "+pipelinesSecret+"}\ninbox:\n  poll_interval: 50ms\n")
+}
+
+// bootServer starts a real tollgate with the configuration cfgYAML on a
+// loopback port, stopped when the test ends.
+func bootServer(t *testing.T, dbURL, cfgYAML string) *pipelinesServer {
+	t.Helper()
 	env := map[string]string{"TOLLGATE_ADMIN_TOKEN": pipelinesAdmin, "TOLLGATE_DATABASE_URL": dbURL}
-	cfgYAML := "connectors:\n  - {name: servicenow, type: servicenow, webhook_secret: " + pipelinesSecret + "}\ninbox:\n  poll_interval: 50ms\n"
 	cfg, err := config.Parse([]byte(cfgYAML), func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("config: %v", err)

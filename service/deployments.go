@@ -16,6 +16,7 @@ type DeploymentStore interface {
 	RecordDeployment(ctx context.Context, d core.Deployment) (core.Deployment, bool, error)
 	RequirePIR(ctx context.Context, p core.PIR) error
 	GetChange(ctx context.Context, key string) (core.Change, error)
+	GetDecision(ctx context.Context, id string) (core.GateDecision, error)
 }
 
 // Deployments records what pipelines actually deployed, from the REST API
@@ -99,6 +100,9 @@ func (s *Deployments) Record(ctx context.Context, d core.Deployment) (core.Deplo
 	if err != nil {
 		return d, false, err
 	}
+	if err := s.bindDecision(ctx, &d); err != nil {
+		return d, false, err
+	}
 	rel, err := s.store.UpsertRelease(ctx, core.Release{
 		Service: d.Service, Version: d.Version, Environment: d.Environment, Team: d.Team,
 		Commit: d.Commit, Changes: d.Changes, FixesIncidents: d.Incidents,
@@ -120,6 +124,49 @@ func (s *Deployments) Record(ctx context.Context, d core.Deployment) (core.Deplo
 		}
 	}
 	return stored, created, nil
+}
+
+// bindDecision keeps a deployment's decision_id only when that decision
+// was about this very release: the same service, environment and version,
+// and the same commit when both name one. An allow is bound to its
+// release: a re-run or a later report of another commit does not reuse
+// it; the deployment is then recorded without a decision (and the
+// reconciler reports it as GATE_BYPASSED). An id no recorded decision has
+// is kept as reported: it allows nothing (the reconciler finds no decision
+// behind it), and the report stays as the pipeline sent it.
+func (s *Deployments) bindDecision(ctx context.Context, d *core.Deployment) error {
+	if d.DecisionID == "" {
+		return nil
+	}
+	dec, err := s.store.GetDecision(ctx, d.DecisionID)
+	if core.IsKind(err, core.KindNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load decision %s: %w", d.DecisionID, err)
+	}
+	if why := releaseMismatch(dec.Request, *d); why != "" {
+		s.log.WarnContext(ctx, "deployment is not the release its decision was about; recorded without it",
+			"decision_id", d.DecisionID, "service", d.Service, "run_id", d.RunID, "mismatch", why)
+		d.DecisionID = ""
+	}
+	return nil
+}
+
+// releaseMismatch names what differs between a decision's release and a
+// deployment's, or returns "".
+func releaseMismatch(r core.GateRequest, d core.Deployment) string {
+	switch {
+	case !strings.EqualFold(r.Service, d.Service):
+		return "service"
+	case !strings.EqualFold(r.Environment, d.Environment):
+		return "environment"
+	case r.Version != d.Version:
+		return "version"
+	case r.Commit != "" && d.Commit != "" && !strings.EqualFold(r.Commit, d.Commit):
+		return "commit"
+	}
+	return ""
 }
 
 func (s *Deployments) requirePIR(ctx context.Context, d core.Deployment) error {

@@ -62,10 +62,38 @@ type Gate struct {
 	OnDecision func(d core.GateDecision)
 	stopOnce   sync.Once
 	stopping   chan struct{}
+	waiting    sync.Map // *WaitingCheck: the long-polled checks now waiting
 
 	// ITSM, when set, reads back linked changes the store does not know
 	// and opens a change for a release that links none (itsm.go).
 	ITSM ITSMGate
+}
+
+// WaitingCheck is a long-polled check that is waiting, as GET
+// /api/v1/gate/pending shows it.
+type WaitingCheck struct {
+	Request  core.GateRequest
+	Since    time.Time
+	Deadline time.Time
+	mu       sync.Mutex
+	reasons  []core.Reason
+}
+
+// Reasons are the reasons of the check's latest evaluation.
+func (w *WaitingCheck) Reasons() []core.Reason {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.reasons
+}
+
+// Waiting lists the long-polled checks waiting in this process.
+func (g *Gate) Waiting() []*WaitingCheck {
+	var out []*WaitingCheck
+	g.waiting.Range(func(k, _ any) bool {
+		out = append(out, k.(*WaitingCheck))
+		return true
+	})
+	return out
 }
 
 // Shutdown makes every waiting check answer now with its current decision,
@@ -195,6 +223,12 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	}
 	defer cancel()
 	deadline := g.clock.Now().Add(wait)
+	var shown *WaitingCheck
+	defer func() {
+		if shown != nil {
+			g.waiting.Delete(shown)
+		}
+	}()
 
 	for final := wait <= 0; ; {
 		cp = g.policies.Current()
@@ -209,6 +243,13 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 		if next, ok := core.NextChange(cp, *d.Facts, d.EvaluatedAt); ok && next.Before(until) {
 			until = next
 		}
+		if shown == nil {
+			shown = &WaitingCheck{Request: req, Since: d.EvaluatedAt, Deadline: deadline}
+			g.waiting.Store(shown, struct{}{})
+		}
+		shown.mu.Lock()
+		shown.reasons = d.Reasons
+		shown.mu.Unlock()
 		switch g.await(ctx, wake, until.Sub(d.EvaluatedAt), req) {
 		case awaitDone:
 			return core.GateDecision{}, core.Wrap(core.KindUnavailable, ctx.Err(), "the request ended while waiting")
@@ -216,6 +257,37 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 			final = true
 		}
 	}
+}
+
+// Decide evaluates a gate request for a CI that waits at its own gate
+// (core.PendingGate) at this moment. While the answer is wait and the
+// deadline has not come, nothing is recorded: it returns the decision and
+// the next moment to evaluate again (the next time its answer can change
+// by time alone, core.NextChange, or the deadline). Otherwise the answer
+// is final and recorded like a check's: allow, deny, or a wait still
+// standing at the deadline turned into a deny with DEADLINE (fail closed).
+func (g *Gate) Decide(ctx context.Context, req core.GateRequest, actor string, deadline time.Time) (d core.GateDecision, next time.Time, final bool, err error) {
+	cp := g.policies.Current()
+	if req, err = g.normalize(cp, req); err != nil {
+		return d, next, false, err
+	}
+	if d, err = g.evaluate(ctx, cp, req); err != nil {
+		return d, next, false, err
+	}
+	if d.Decision == core.Wait {
+		if d.EvaluatedAt.Before(deadline) {
+			next = deadline
+			if n, ok := core.NextChange(cp, *d.Facts, d.EvaluatedAt); ok && n.Before(next) {
+				next = n
+			}
+			return d, next, false, nil
+		}
+		d.Decision = core.Deny
+		d.Reasons = append(d.Reasons, core.Reason{Code: core.CodeDeadline, Result: core.Deny,
+			Message: fmt.Sprintf("still waiting at the deadline (%s): rejected, fail closed", deadline.UTC().Format(time.RFC3339))})
+	}
+	d, err = g.record(ctx, d, actor)
+	return d, time.Time{}, err == nil, err
 }
 
 // evaluate gathers the facts (from the store's fact cache, or one round

@@ -86,7 +86,12 @@ type Inbox struct {
 	log         *slog.Logger
 	cfg         InboxConfig
 	wake        chan struct{}
+	gates       *CIGates
 }
+
+// SetCIGates hands the gate requests of CIs that wait at their own gate
+// (GateRequester connectors) to gates.
+func (in *Inbox) SetCIGates(gates *CIGates) { in.gates = gates }
 
 // NewInbox wires the inbox.
 func NewInbox(store InboxStore, conns []Connector, mappings *Mappings, deployments *Deployments, m *metrics.Set, clock core.Clock, log *slog.Logger, cfg InboxConfig) *Inbox {
@@ -393,6 +398,9 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 	if !ok {
 		return core.EventQuarantined, fmt.Sprintf("connector %q is no longer configured", e.Connector), "", nil
 	}
+	if status, reason, record, err, ok := in.gateRequest(ctx, c, e); ok {
+		return status, reason, record, err
+	}
 	set, err := in.mappings.forConnector(c.Config.Mappings)
 	if err != nil {
 		return core.EventQuarantined, fmt.Sprintf("connector %q: %v", e.Connector, err), "", nil
@@ -429,6 +437,57 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: applying the record failed: %v", prof.Name(), err), "", nil
 	default:
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
+	}
+}
+
+// gateRequest hands a CI's waiting-gate event (a GitHub deployment
+// protection rule, a GitLab deployment held for approval) to the CI gates
+// when the connector answers them; ok is false for every other event,
+// which is mapped as usual.
+func (in *Inbox) gateRequest(ctx context.Context, c Connector, e core.Event) (status, reason, record string, err error, ok bool) {
+	gr, isReq := c.Webhook.(GateRequester)
+	if !isReq || c.Config.CIGate == nil || !in.gates.Enabled() {
+		return "", "", "", nil, false
+	}
+	p, isGate, err := gr.GateRequest(ctx, e.Type, e.Body)
+	switch {
+	case !isGate:
+		return "", "", "", nil, false
+	case err != nil && core.IsKind(err, core.KindUnavailable):
+		return "", "", "", err, true
+	case err != nil:
+		return core.EventQuarantined, fmt.Sprintf("gate request: %v", err), "", nil, true
+	}
+	stored, created, err := in.gates.Submit(ctx, c.Config, p)
+	if err != nil {
+		if core.IsKind(err, core.KindInvalid) {
+			return core.EventQuarantined, fmt.Sprintf("gate request: %v", err), "", nil, true
+		}
+		return "", "", "", err, true
+	}
+	if !created {
+		return core.EventProcessed, "gate request already known (state " + stored.State + ")", "gate:" + stored.ID, nil, true
+	}
+	return core.EventProcessed, "gate request pending", "gate:" + stored.ID, nil, true
+}
+
+// inheritGate links a CI deployment that was held at the CI's own gate
+// to the gate request that released it (by the CI's deployment id): the
+// deployment takes that request's decision, its service (as the
+// connector's services map named it) and, when it names none, its changes
+// (GitHub's deployment payload names none). Only for the same commit: a
+// deployment of another commit is not the release the gate decided.
+func (in *Inbox) inheritGate(ctx context.Context, c Connector, r *core.Deployment) {
+	if in.gates == nil || r.DecisionID != "" {
+		return
+	}
+	p, ok := in.gates.Released(ctx, c.Config.Name, r.RunID)
+	if !ok || (r.Commit != "" && p.Request.Commit != "" && !strings.EqualFold(r.Commit, p.Request.Commit)) {
+		return
+	}
+	r.DecisionID, r.Service = p.DecisionID, p.Request.Service
+	if len(r.Changes) == 0 {
+		r.Changes = p.Request.Changes
 	}
 }
 
@@ -500,6 +559,7 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, reco
 		if err := in.authorize(c, connectors.RecordDeployments, r.StartedAt, finished); err != nil {
 			return "", "", err
 		}
+		in.inheritGate(ctx, c, r)
 		d, created, err := in.deployments.Record(ctx, *r)
 		if err != nil {
 			return "", "", err

@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -32,9 +33,13 @@ var keptHeaders = []string{
 	"User-Agent", "Content-Type",
 }
 
-// Webhook verifies and classifies GitHub deliveries.
+// Webhook verifies and classifies GitHub deliveries and, with an App
+// configured (api and protection_rule), turns deployment protection rules
+// into gate requests and answers them (gate.go).
 type Webhook struct {
 	secret []byte
+	gate   *connectors.CIGate
+	app    *appClient
 }
 
 var _ connectors.Webhook = (*Webhook)(nil)
@@ -45,7 +50,14 @@ func New(cfg connectors.Config) (*Webhook, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Webhook{secret: secret}, nil
+	w := &Webhook{secret: secret, gate: cfg.CIGate}
+	if a := cfg.API; a != nil && cfg.CIGate != nil {
+		hc := apiclient.New(apiclient.Options{Instance: cfg.Name, Timeout: a.Timeout}).HTTPClient()
+		if w.app, err = newAppClient(a.URL, a.AppID, a.PrivateKey, hc); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
 }
 
 // Factory adapts New to connectors.Factory.

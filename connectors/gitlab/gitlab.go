@@ -6,8 +6,10 @@ package gitlab
 import (
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -32,9 +34,13 @@ var keptHeaders = []string{
 	"User-Agent", "Content-Type",
 }
 
-// Webhook verifies and classifies GitLab deliveries.
+// Webhook verifies and classifies GitLab deliveries and, with an API
+// token and approvals configured, turns deployments blocked for approval
+// into gate requests and answers them (gate.go).
 type Webhook struct {
 	secret []byte
+	gate   *connectors.CIGate
+	api    *api
 }
 
 var _ connectors.Webhook = (*Webhook)(nil)
@@ -45,7 +51,15 @@ func New(cfg connectors.Config) (*Webhook, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Webhook{secret: secret}, nil
+	w := &Webhook{secret: secret, gate: cfg.CIGate}
+	if a := cfg.API; a != nil && cfg.CIGate != nil {
+		if a.Token == "" {
+			return nil, core.Invalid("api.token", "is required to approve deployments")
+		}
+		w.api = &api{base: strings.TrimSuffix(a.URL, "/"), token: a.Token,
+			http: apiclient.New(apiclient.Options{Instance: cfg.Name, Timeout: a.Timeout}).HTTPClient()}
+	}
+	return w, nil
 }
 
 // Factory adapts New to connectors.Factory.

@@ -25,6 +25,9 @@ type Set struct {
 	APIRequests  *prometheus.CounterVec // connector, outcome: ok|client_error|server_error|error|circuit_open
 	APICircuit   *prometheus.GaugeVec   // connector: 0 closed, 1 half-open, 2 open
 	ChangeCreate *prometheus.CounterVec // connector, outcome: created|failed
+
+	GatePending   *prometheus.GaugeVec   // provider: CI gate requests waiting or being answered
+	GateCallbacks *prometheus.CounterVec // provider, outcome: approved|rejected|retried|failed
 }
 
 // AuditStats are the group-commit appender's counters: groups committed,
@@ -97,6 +100,13 @@ func New() *Set {
 		Name: "tollgate_change_creations_total", Help: "Changes opened for releases that linked none, by connector and outcome (created, failed).",
 	}, []string{"connector", "outcome"})
 	r.MustRegister(s.PollLag, s.PollErrors, s.APIRequests, s.APICircuit, s.ChangeCreate)
+	s.GatePending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_gate_pending", Help: "Gate requests a CI waits on (GitHub protection rules, GitLab approvals) not yet answered, by provider.",
+	}, []string{"provider"})
+	s.GateCallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_gate_callbacks_total", Help: "Answers sent to a CI's gate by provider and outcome (approved, rejected, retried, failed).",
+	}, []string{"provider", "outcome"})
+	r.MustRegister(s.GatePending, s.GateCallbacks)
 	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.InboxLag, s.InboxPending,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s

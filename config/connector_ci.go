@@ -1,0 +1,193 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// CIGateConfig configures a gate where the CI waits: a GitHub deployment
+// protection rule (protection_rule) or GitLab deployment approvals
+// (approvals).
+type CIGateConfig struct {
+	// Deadline is how long a request may wait for an allow before it is
+	// rejected with DEADLINE (fail closed); default 4h.
+	Deadline Duration `yaml:"deadline"`
+}
+
+// DefaultCIGateDeadline is the deadline of a CI gate request.
+const DefaultCIGateDeadline = 4 * time.Hour
+
+// DefaultChangeKeyPatterns find change keys in a CI gate request when the
+// connector names no change_key_patterns: ServiceNow change numbers and
+// Jira issue keys.
+var DefaultChangeKeyPatterns = []string{`CHG\d{7}`, `[A-Z][A-Z0-9]+-\d+`}
+
+// maxCIGateDeadline is GitHub's own limit: a protection rule that is not
+// answered within 30 days fails the run.
+const maxCIGateDeadline = 30 * 24 * time.Hour
+
+// ciAPITypes are the CI connector types with an API client: they answer
+// the gates where the CI waits.
+var ciAPITypes = []string{"github", "gitlab"}
+
+var serviceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/@:+-]{0,127}$`)
+
+func (cc *ConnectorConfig) ciGateDefaults() {
+	for _, g := range []*CIGateConfig{cc.ProtectionRule, cc.Approvals} {
+		if g != nil && g.Deadline == 0 {
+			g.Deadline = Duration(DefaultCIGateDeadline)
+		}
+	}
+}
+
+// CIGate returns the connector's gate configuration (protection_rule on
+// github, approvals on gitlab), or nil when it answers no CI gate: that
+// needs the gate block and an api block to answer through.
+func (cc *ConnectorConfig) CIGate() *CIGateConfig {
+	if cc.API == nil {
+		return nil
+	}
+	switch cc.Type {
+	case "github":
+		return cc.ProtectionRule
+	case "gitlab":
+		return cc.Approvals
+	}
+	return nil
+}
+
+// validateCIGate checks the github and gitlab api block and the keys of
+// the gates where the CI waits: protection_rule, approvals, services,
+// change_key_patterns. f is the connector's path ("connectors[2]").
+func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format string, args ...any)) {
+	for _, k := range []struct {
+		name string
+		set  bool
+		typ  string
+	}{
+		{"write_back", cc.WriteBack, ""}, {"change_creation", cc.ChangeCreation != nil, ""}, {"projects", len(cc.Projects) > 0, ""},
+	} {
+		if k.set {
+			bad(f+"."+k.name, "is a servicenow/jira setting")
+		}
+	}
+	if cc.ProtectionRule != nil && cc.Type != "github" {
+		bad(f+".protection_rule", "is a github setting (GitLab: approvals)")
+	}
+	if cc.Approvals != nil && cc.Type != "gitlab" {
+		bad(f+".approvals", "is a gitlab setting (GitHub: protection_rule)")
+	}
+	for _, g := range []struct {
+		name string
+		c    *CIGateConfig
+	}{{"protection_rule", cc.ProtectionRule}, {"approvals", cc.Approvals}} {
+		if g.c != nil && (g.c.Deadline.D() < time.Second || g.c.Deadline.D() > maxCIGateDeadline) {
+			bad(f+"."+g.name+".deadline", "must be between 1s and 720h (GitHub fails a run whose rule is unanswered for 30 days)")
+		}
+	}
+	for repo, svc := range cc.Services {
+		if strings.TrimSpace(repo) == "" {
+			bad(f+".services", "has an empty repository name")
+		}
+		if !serviceName.MatchString(svc) {
+			bad(f+".services", "%q → %q: the service is not a valid name", repo, svc)
+		}
+	}
+	for i, p := range cc.ChangeKeyPatterns {
+		if _, err := regexp.Compile(p); err != nil {
+			bad(fmt.Sprintf("%s.change_key_patterns[%d]", f, i), "is not a regular expression: %v", err)
+		}
+	}
+	a := cc.API
+	if a == nil {
+		if cc.ProtectionRule != nil || cc.Approvals != nil {
+			bad(f+".api", "is required to answer the CI's gate (GitHub: url, app_id, private_key_file; GitLab: url, token)")
+		}
+		return
+	}
+	p := f + ".api"
+	if err := validateAPIURL(a.URL); err != nil {
+		bad(p+".url", "%v", err)
+	}
+	if a.Username != "" || a.Password != "" || a.ClientID != "" || a.ClientSecret != "" {
+		bad(p+".username", "username, password, client_id and client_secret are servicenow/jira settings")
+	}
+	if a.PollInterval != 0 {
+		bad(p+".poll_interval", "is a servicenow/jira setting")
+	}
+	if a.Timeout < 0 || a.Timeout.D() > 5*time.Minute {
+		bad(p+".timeout", "must be between 0 and 5m")
+	}
+	switch cc.Type {
+	case "github":
+		if a.Token != "" {
+			bad(p+".token", "GitHub authenticates as a GitHub App: app_id and private_key_file (or private_key)")
+		}
+		if !regexp.MustCompile(`^[0-9]{1,20}$`).MatchString(a.AppID) {
+			bad(p+".app_id", "is required: the GitHub App's numeric id (quote it: \"123456\")")
+		}
+		if _, err := a.GitHubAppKey(); err != nil {
+			bad(p+".private_key_file", "%v", err)
+		}
+	case "gitlab":
+		if a.AppID != "" || a.PrivateKey != "" || a.PrivateKeyFile != "" {
+			bad(p+".app_id", "app_id and private_key are github settings")
+		}
+		if strings.TrimSpace(a.Token) == "" {
+			bad(p+".token", "is required: a token of a user allowed to approve deployments to the protected environments")
+		}
+	}
+}
+
+// GitHubAppKey returns the GitHub App's private key (PEM), from
+// private_key or the file private_key_file names, after checking that it
+// is an RSA private key. Errors never quote the key.
+func (a *APIConfig) GitHubAppKey() ([]byte, error) {
+	var pem []byte
+	switch {
+	case a.PrivateKey != "" && a.PrivateKeyFile != "":
+		return nil, fmt.Errorf("set private_key_file or private_key, not both")
+	case a.PrivateKey != "":
+		pem = []byte(a.PrivateKey)
+	case a.PrivateKeyFile != "":
+		b, err := os.ReadFile(a.PrivateKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the GitHub App key %s: %v", a.PrivateKeyFile, unwrapPath(err))
+		}
+		pem = b
+	default:
+		return nil, fmt.Errorf("is required: the GitHub App's private key (PEM), or private_key with the PEM text")
+	}
+	if _, err := jwt.ParseRSAPrivateKeyFromPEM(pem); err != nil {
+		return nil, fmt.Errorf("the GitHub App key is not an RSA private key in PEM form")
+	}
+	return pem, nil
+}
+
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// ciGateLogValue renders the CI gate keys for the start-up log.
+func (cc *ConnectorConfig) ciGateLogValue() map[string]any {
+	g := cc.ProtectionRule
+	if g == nil {
+		g = cc.Approvals
+	}
+	if g == nil && len(cc.Services) == 0 && len(cc.ChangeKeyPatterns) == 0 {
+		return nil
+	}
+	out := map[string]any{"services": cc.Services, "change_key_patterns": cc.ChangeKeyPatterns}
+	if g != nil {
+		out["deadline"] = g.Deadline.D().String()
+	}
+	return out
+}

@@ -1,0 +1,125 @@
+package config
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// appKey writes a throwaway RSA key (PKCS#1 PEM, as GitHub hands out App
+// keys) and returns its path and text.
+func appKey(t *testing.T) (string, []byte) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemText := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+	path := filepath.Join(t.TempDir(), "app.pem")
+	if err := os.WriteFile(path, pemText, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, pemText
+}
+
+func ghConfig(body string) string {
+	return "connectors:\n  - name: github\n    type: github\n    webhook_secret: " + snSecret + "\n" + body
+}
+
+func glConfig(body string) string {
+	return "connectors:\n  - name: gitlab\n    type: gitlab\n    webhook_secret: " + snSecret + "\n" + body
+}
+
+// TestCIGateConfig: the keys of the gates where the CI waits are checked
+// at start, each problem naming its key.
+func TestCIGateConfig(t *testing.T) {
+	testAppKey, pemText := appKey(t)
+	inline := "      private_key: |\n        " + strings.ReplaceAll(strings.TrimSpace(string(pemText)), "\n", "\n        ") + "\n"
+	tests := []struct {
+		name    string
+		src     string
+		wantErr []string
+	}{
+		{"github full", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"123456\"\n      private_key_file: " + testAppKey +
+			"\n    protection_rule:\n      deadline: 4h\n    services: {\"acme/payments\": payments-api}\n    change_key_patterns: ['CHG\\d{7}', '[A-Z][A-Z0-9]+-\\d+']\n"), nil},
+		{"github inline key", ghConfig("    api:\n      url: https://ghe.example.com/api/v3\n      app_id: \"7\"\n" + inline + "    protection_rule: {deadline: 10s}\n"), nil},
+		{"gitlab full", glConfig("    api:\n      url: https://gitlab.example.com\n      token: glpat-x\n    approvals: {deadline: 2m}\n"), nil},
+		{"github no app id", ghConfig("    api:\n      url: https://api.github.com\n      private_key_file: " + testAppKey + "\n"), []string{"api.app_id"}},
+		{"github key missing", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: /nonexistent/app.pem\n"), []string{"api.private_key_file", "cannot read"}},
+		{"github key not rsa", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key: not-a-key\n"), []string{"api.private_key_file", "not an RSA private key"}},
+		{"github both keys", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key: x\n      private_key_file: " + testAppKey + "\n"), []string{"not both"}},
+		{"github token", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n      token: t\n"), []string{"api.token"}},
+		{"gitlab no token", glConfig("    api:\n      url: https://gitlab.example.com\n    approvals: {deadline: 2m}\n"), []string{"api.token", "required"}},
+		{"rule without api", ghConfig("    protection_rule: {deadline: 1h}\n"), []string{"connectors[0].api", "required"}},
+		{"approvals on github", ghConfig("    approvals: {deadline: 1h}\n"), []string{"approvals", "gitlab setting"}},
+		{"protection_rule on gitlab", glConfig("    protection_rule: {deadline: 1h}\n"), []string{"protection_rule", "github setting"}},
+		{"deadline too long", glConfig("    api: {url: https://gitlab.example.com, token: t}\n    approvals: {deadline: 800h}\n"), []string{"approvals.deadline"}},
+		{"bad pattern", glConfig("    change_key_patterns: ['CHG(']\n"), []string{"change_key_patterns[0]"}},
+		{"bad service", glConfig("    services: {\"acme/x\": \"no spaces allowed\"}\n"), []string{"services"}},
+		{"unknown key", glConfig("    approvals: {dedline: 2m}\n"), []string{"dedline"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.src), func(string) string { return "" })
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if g := c.Connectors[0].CIGate(); g == nil && !strings.Contains(tt.name, "no") {
+					t.Fatal("CIGate() is nil for a configured gate")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error; want one naming %v", tt.wantErr)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestCIGateDefaultsAndMasking: the deadline defaults to 4h; the App key
+// and the GitLab token never reach the logged configuration.
+func TestCIGateDefaultsAndMasking(t *testing.T) {
+	_, pemText := appKey(t)
+	src := "connectors:\n  - name: github\n    type: github\n    webhook_secret: " + snSecret +
+		"\n    api:\n      url: https://api.github.com\n      app_id: \"42\"\n      private_key: ${APP_KEY}\n    protection_rule: {}\n" +
+		"  - name: gitlab\n    type: gitlab\n    webhook_secret: " + snSecret + "\n    api: {url: https://gitlab.example.com, token: glpat-secret-approver}\n    approvals: {}\n"
+	c, err := Parse([]byte(src), func(k string) string {
+		if k == "APP_KEY" {
+			return string(pemText)
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Connectors {
+		if g := c.Connectors[i].CIGate(); g == nil || g.Deadline.D() != 4*time.Hour {
+			t.Fatalf("connector %d: gate %+v, want a 4h deadline", i, g)
+		}
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("config", "config", c)
+	out := buf.String()
+	for _, secret := range []string{"glpat-secret-approver", "PRIVATE KEY", strings.Split(string(pemText), "\n")[1]} {
+		if strings.Contains(out, secret) {
+			t.Errorf("logged configuration shows a secret (%q)", secret[:10])
+		}
+	}
+	if !strings.Contains(out, `"app_id":"42"`) || !strings.Contains(out, `"deadline":"4h0m0s"`) {
+		t.Errorf("logged configuration lacks app_id or deadline: %s", out)
+	}
+}

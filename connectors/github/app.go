@@ -1,0 +1,210 @@
+package github
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// appClient calls the GitHub API as a GitHub App: an RS256 JWT signed
+// with the App's key (issuer: the app id) buys an installation access
+// token (POST /app/installations/{id}/access_tokens), which is cached per
+// installation until shortly before it expires.
+type appClient struct {
+	base  string // API base URL without the trailing slash
+	appID string
+	key   *rsa.PrivateKey
+	http  *http.Client
+	now   func() time.Time
+
+	mu     sync.Mutex
+	tokens map[string]installationToken
+}
+
+type installationToken struct {
+	token   string
+	expires time.Time
+}
+
+// tokenMargin is how long before its expiry a cached installation token
+// is replaced: a call started with it must not meet its expiry.
+const tokenMargin = 5 * time.Minute
+
+// jwtLifetime is the App JWT's life: GitHub refuses more than 10 minutes;
+// its iat is set a minute back for clock drift, as GitHub advises.
+const jwtLifetime = 9 * time.Minute
+
+func newAppClient(base, appID string, pemKey []byte, hc *http.Client) (*appClient, error) {
+	key, err := jwt.ParseRSAPrivateKeyFromPEM(pemKey)
+	if err != nil {
+		return nil, core.Invalid("api.private_key_file", "the GitHub App key is not an RSA private key in PEM form")
+	}
+	return &appClient{base: strings.TrimSuffix(base, "/"), appID: appID, key: key, http: hc, now: time.Now, tokens: map[string]installationToken{}}, nil
+}
+
+// appJWT signs a fresh App JWT.
+func (c *appClient) appJWT() (string, error) {
+	now := c.now()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.RegisteredClaims{
+		Issuer:    c.appID,
+		IssuedAt:  jwt.NewNumericDate(now.Add(-time.Minute)),
+		ExpiresAt: jwt.NewNumericDate(now.Add(jwtLifetime)),
+	})
+	s, err := tok.SignedString(c.key)
+	if err != nil {
+		return "", fmt.Errorf("sign the GitHub App JWT: %w", err)
+	}
+	return s, nil
+}
+
+// installationToken returns a cached or new access token of installation.
+func (c *appClient) installationToken(ctx context.Context, installation string) (string, error) {
+	c.mu.Lock()
+	t, ok := c.tokens[installation]
+	c.mu.Unlock()
+	if ok && c.now().Add(tokenMargin).Before(t.expires) {
+		return t.token, nil
+	}
+	signed, err := c.appJWT()
+	if err != nil {
+		return "", err
+	}
+	var out struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	what := "installation " + installation + " access token"
+	if err := c.do(ctx, http.MethodPost, "/app/installations/"+url.PathEscape(installation)+"/access_tokens", "Bearer "+signed, nil, what, &out); err != nil {
+		return "", err
+	}
+	if out.Token == "" {
+		return "", core.Errorf(core.KindUnavailable, "github: %s: the answer has no token", what)
+	}
+	if out.ExpiresAt.IsZero() {
+		out.ExpiresAt = c.now().Add(time.Hour) // GitHub's documented lifetime
+	}
+	c.mu.Lock()
+	c.tokens[installation] = installationToken{token: out.Token, expires: out.ExpiresAt}
+	c.mu.Unlock()
+	return out.Token, nil
+}
+
+func (c *appClient) forget(installation string) {
+	c.mu.Lock()
+	delete(c.tokens, installation)
+	c.mu.Unlock()
+}
+
+// reviewBody is the protection rule review (deployment_protection_rule
+// callback) body.
+type reviewBody struct {
+	EnvironmentName string `json:"environment_name"`
+	State           string `json:"state"`
+	Comment         string `json:"comment,omitempty"`
+}
+
+// review answers a protection rule. A refused token is dropped and the
+// call reported transient (the next attempt gets a new token).
+func (c *appClient) review(ctx context.Context, installation, repo, run string, body reviewBody) error {
+	token, err := c.installationToken(ctx, installation)
+	if err != nil {
+		return err
+	}
+	path := "/repos/" + repo + "/actions/runs/" + url.PathEscape(run) + "/deployment_protection_rule"
+	err = c.do(ctx, http.MethodPost, path, "Bearer "+token, body, "run "+run+" protection rule review", nil)
+	var se *apiclient.StatusError
+	if errors.As(err, &se) && se.Status == http.StatusUnauthorized {
+		c.forget(installation)
+		return core.Wrap(core.KindUnavailable, err, "github refused the installation token")
+	}
+	return err
+}
+
+// commitMessage reads a commit's message as the installation.
+func (c *appClient) commitMessage(ctx context.Context, installation, repo, sha string) (string, error) {
+	token, err := c.installationToken(ctx, installation)
+	if err != nil {
+		return "", err
+	}
+	var out struct {
+		Commit struct {
+			Message string `json:"message"`
+		} `json:"commit"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/repos/"+repo+"/commits/"+url.PathEscape(sha), "Bearer "+token, nil, "commit "+sha, &out); err != nil {
+		return "", err
+	}
+	return out.Commit.Message, nil
+}
+
+// maxAnswer bounds an API answer read.
+const maxAnswer = 1 << 20
+
+// do sends one API call: 2xx decodes into out (when set); other statuses
+// are *apiclient.StatusError wrapped as KindUnavailable (5xx, 429, 401)
+// or KindInvalid (other 4xx: GitHub refused it for good, e.g. a run that
+// no longer waits); no answer is KindUnavailable.
+func (c *appClient) do(ctx context.Context, method, path, auth string, in any, what string, out any) error {
+	var body *bytes.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", what, err)
+		}
+		body = bytes.NewReader(b)
+	} else {
+		body = bytes.NewReader(nil)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return core.Wrap(core.KindInvalid, err, "github: bad request for "+what)
+	}
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
+	req.Header.Set("User-Agent", "tollgate")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return core.Wrap(core.KindUnavailable, err, "github: "+what)
+	}
+	b, rerr := apiclient.ReadBody(resp, maxAnswer)
+	if resp.StatusCode >= 300 {
+		var msg struct {
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(b, &msg)
+		se := &apiclient.StatusError{Instance: "github", What: what, Status: resp.StatusCode, Message: apiclient.Trim(msg.Message)}
+		kind := core.KindInvalid
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized {
+			kind = core.KindUnavailable
+		}
+		return core.Wrap(kind, se, se.Error())
+	}
+	if rerr != nil {
+		return core.Wrap(core.KindUnavailable, rerr, "github: "+what)
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return core.Wrap(core.KindUnavailable, err, "github: "+what+": undecodable answer")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+package github
+
+import (
+	"context"
+	"encoding/json"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// EventProtectionRule is the event of a custom deployment protection rule:
+// a workflow job waits for this app's answer before it deploys.
+const EventProtectionRule = "deployment_protection_rule"
+
+// protectionRule is the part of a deployment_protection_rule delivery a
+// gate request needs.
+type protectionRule struct {
+	Action      string `json:"action"`
+	Environment string `json:"environment"`
+	Event       string `json:"event"`
+	CallbackURL string `json:"deployment_callback_url"`
+	Deployment  *struct {
+		ID          json.Number     `json:"id"`
+		SHA         string          `json:"sha"`
+		Ref         string          `json:"ref"`
+		Description *string         `json:"description"`
+		Environment string          `json:"environment"`
+		Payload     json.RawMessage `json:"payload"`
+		Creator     *struct {
+			Login string `json:"login"`
+		} `json:"creator"`
+	} `json:"deployment"`
+	PullRequests []struct {
+		Title   string `json:"title"`
+		HTMLURL string `json:"html_url"`
+	} `json:"pull_requests"`
+	Repository struct {
+		FullName string `json:"full_name"`
+		HTMLURL  string `json:"html_url"`
+	} `json:"repository"`
+	Sender *struct {
+		Login string `json:"login"`
+	} `json:"sender"`
+	Installation *struct {
+		ID json.Number `json:"id"`
+	} `json:"installation"`
+}
+
+var (
+	callbackRun = regexp.MustCompile(`/repos/([^/]+/[^/]+)/actions/runs/([0-9]+)/deployment_protection_rule$`)
+	shaPattern  = regexp.MustCompile(`^[0-9a-fA-F]{7,64}$`)
+	repoPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
+)
+
+// ParseProtectionRule reads a deployment_protection_rule delivery: ok is
+// false for other events and actions. The request names the repository's
+// service, the environment, the deployment's sha as commit, its
+// payload.version (else the sha) as version, and the change keys
+// found in the deployment's description and payload and in the pull
+// requests' titles. It is pure: the head commit's message is read by the
+// caller (Webhook.GateRequest).
+func ParseProtectionRule(eventType string, body []byte) (ev protectionRule, ok bool, err error) {
+	if eventType != EventProtectionRule {
+		return ev, false, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.UseNumber()
+	if err := dec.Decode(&ev); err != nil {
+		return ev, true, core.Invalid("body", "not a deployment_protection_rule event: %v", err)
+	}
+	if ev.Action != "requested" {
+		return ev, false, nil
+	}
+	switch {
+	case ev.Environment == "":
+		return ev, true, core.Invalid("environment", "the protection rule names no environment")
+	case ev.Deployment == nil || !shaPattern.MatchString(ev.Deployment.SHA):
+		return ev, true, core.Invalid("deployment.sha", "the protection rule names no deployment commit")
+	case !repoPattern.MatchString(ev.Repository.FullName):
+		return ev, true, core.Invalid("repository.full_name", "%q is not owner/name", ev.Repository.FullName)
+	case ev.Installation == nil || ev.Installation.ID == "":
+		return ev, true, core.Invalid("installation.id", "the event names no app installation (is it delivered to the GitHub App's webhook?)")
+	}
+	m := callbackRun.FindStringSubmatch(ev.CallbackURL)
+	if m == nil {
+		return ev, true, core.Invalid("deployment_callback_url", "is not a …/actions/runs/{run_id}/deployment_protection_rule URL")
+	}
+	if !strings.EqualFold(m[1], ev.Repository.FullName) {
+		return ev, true, core.Invalid("deployment_callback_url", "names another repository than the event")
+	}
+	return ev, true, nil
+}
+
+func (ev protectionRule) runID() string { return callbackRun.FindStringSubmatch(ev.CallbackURL)[2] }
+
+// version is the deployment's payload.version when it names one (as the
+// deployment_status mapping reads it), else its commit.
+func (ev protectionRule) version() string {
+	var p struct {
+		Version any `json:"version"`
+	}
+	if len(ev.Deployment.Payload) > 0 && json.Unmarshal(ev.Deployment.Payload, &p) == nil {
+		switch v := p.Version.(type) {
+		case string:
+			if v = strings.TrimSpace(v); v != "" {
+				return v
+			}
+		case float64:
+			return strconv.FormatFloat(v, 'f', -1, 64)
+		}
+	}
+	return ev.Deployment.SHA
+}
+
+// texts are where change keys are looked for, head commit message aside.
+func (ev protectionRule) texts() []string {
+	var out []string
+	if d := ev.Deployment.Description; d != nil {
+		out = append(out, *d)
+	}
+	if len(ev.Deployment.Payload) > 0 && string(ev.Deployment.Payload) != "{}" {
+		out = append(out, string(ev.Deployment.Payload))
+	}
+	for _, pr := range ev.PullRequests {
+		out = append(out, pr.Title)
+	}
+	return out
+}
+
+// GateRequest implements service.GateRequester: a deployment protection
+// rule is a gate request answered through its callback. The head commit's
+// message is read from the API for its change keys (a failure to read it
+// only loses those keys).
+func (w *Webhook) GateRequest(ctx context.Context, eventType string, body []byte) (core.PendingGate, bool, error) {
+	ev, ok, err := ParseProtectionRule(eventType, body)
+	if !ok || err != nil {
+		return core.PendingGate{}, ok, err
+	}
+	texts := ev.texts()
+	if w.app != nil {
+		// Best effort: a commit that cannot be read only loses its keys
+		// (the request then waits or is denied for NO_CHANGE, visibly).
+		if msg, err := w.app.commitMessage(ctx, ev.Installation.ID.String(), ev.Repository.FullName, ev.Deployment.SHA); err == nil {
+			texts = append(texts, msg)
+		}
+	}
+	run := ev.runID()
+	runURL := strings.TrimSuffix(ev.Repository.HTMLURL, "/") + "/actions/runs/" + run
+	if ev.Repository.HTMLURL == "" {
+		runURL = ev.CallbackURL
+	}
+	actor := ""
+	if ev.Deployment.Creator != nil {
+		actor = ev.Deployment.Creator.Login
+	} else if ev.Sender != nil {
+		actor = ev.Sender.Login
+	}
+	req := core.GateRequest{
+		Service: w.gate.Service(ev.Repository.FullName), Environment: ev.Environment, Version: ev.version(),
+		Commit: ev.Deployment.SHA, Changes: w.gate.ChangeKeys(texts...), Actor: actor,
+		Pipeline: &core.Pipeline{Provider: Type, RunID: run, URL: runURL},
+	}
+	return core.PendingGate{
+		Provider: Type,
+		// One request per deployment: a re-run of the job creates a new
+		// deployment, so it is a new request, evaluated for its own commit.
+		ExternalID: "deployment:" + ev.Deployment.ID.String(),
+		Request:    req, RunURL: runURL,
+		Target: map[string]string{
+			"repository": ev.Repository.FullName, "run_id": run, "environment_name": ev.Environment,
+			"installation_id": ev.Installation.ID.String(), "deployment_id": ev.Deployment.ID.String(),
+		},
+	}, true, nil
+}
+
+// Answer implements service.Answerer: it reviews the protection rule
+// (POST /repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule)
+// as the GitHub App installation the event came from.
+func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool, comment string) error {
+	if w.app == nil {
+		return core.Errorf(core.KindInvalid, "connector has no GitHub App configured")
+	}
+	state := "rejected"
+	if approved {
+		state = "approved"
+	}
+	t := p.Target
+	return w.app.review(ctx, t["installation_id"], t["repository"], t["run_id"], reviewBody{
+		EnvironmentName: t["environment_name"], State: state, Comment: comment,
+	})
+}

@@ -1,0 +1,169 @@
+package github
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// ruleFromFixture is the recorded deployment payload in the shape of a
+// deployment_protection_rule "requested" event.
+func ruleFromFixture(t testing.TB, callback string, mutate func(map[string]any)) []byte {
+	raw, err := os.ReadFile("testdata/deployment.created.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dep map[string]any
+	if err := json.Unmarshal(raw, &dep); err != nil {
+		t.Fatal(err)
+	}
+	ev := map[string]any{"action": "requested", "environment": "production", "event": "push",
+		"deployment_callback_url": callback + "/repos/Codertocat/Hello-World/actions/runs/77/deployment_protection_rule",
+		"deployment":              dep["deployment"], "pull_requests": []any{map[string]any{"title": "OPS-12 fix the ledger"}},
+		"repository": dep["repository"], "sender": dep["sender"], "installation": map[string]any{"id": 99}}
+	if mutate != nil {
+		mutate(ev)
+	}
+	b, _ := json.Marshal(ev)
+	return b
+}
+
+func testGate() *connectors.CIGate {
+	return &connectors.CIGate{Deadline: time.Hour, Services: map[string]string{"codertocat/hello-world": "hello-api"},
+		ChangeKeyPatterns: []*regexp.Regexp{regexp.MustCompile(`CHG\d{7}`), regexp.MustCompile(`[A-Z][A-Z0-9]+-\d+`)}}
+}
+
+// TestParseProtectionRule: a requested rule is a gate request for the
+// repository's service, the environment and the deployment's commit, with
+// the change keys of its texts; other events and actions are not; a
+// malformed one is refused with the field.
+func TestParseProtectionRule(t *testing.T) {
+	w := &Webhook{gate: testGate()}
+	p, ok, err := w.GateRequest(context.Background(), EventProtectionRule, ruleFromFixture(t, "https://api.github.com", nil))
+	if err != nil || !ok {
+		t.Fatalf("requested rule: ok %v, %v", ok, err)
+	}
+	r := p.Request
+	if r.Service != "hello-api" || r.Environment != "production" || r.Commit != "f95f852bd8fca8fcc58a9a2d6c842781e32a215e" ||
+		r.Version != r.Commit || strings.Join(r.Changes, ",") != "OPS-12" || r.Pipeline.RunID != "77" ||
+		p.Target["installation_id"] != "99" || p.ExternalID != "deployment:145988746" || !strings.HasSuffix(p.RunURL, "/actions/runs/77") {
+		t.Fatalf("request %+v target %v ext %s url %s", r, p.Target, p.ExternalID, p.RunURL)
+	}
+	if _, ok, _ := w.GateRequest(context.Background(), "deployment", ruleFromFixture(t, "x", nil)); ok {
+		t.Error("a deployment event is not a gate request")
+	}
+	if _, ok, _ := w.GateRequest(context.Background(), EventProtectionRule, ruleFromFixture(t, "x", func(m map[string]any) { m["action"] = "completed" })); ok {
+		t.Error("an action other than requested is not a gate request")
+	}
+	bad := []struct {
+		name, field string
+		mutate      func(map[string]any)
+	}{
+		{"no environment", "environment", func(m map[string]any) { delete(m, "environment") }},
+		{"no installation", "installation.id", func(m map[string]any) { delete(m, "installation") }},
+		{"foreign callback", "deployment_callback_url", func(m map[string]any) {
+			m["deployment_callback_url"] = "https://api.github.com/repos/evil/repo/actions/runs/1/deployment_protection_rule"
+		}},
+		{"not a callback", "deployment_callback_url", func(m map[string]any) { m["deployment_callback_url"] = "https://example.com/" }},
+		{"no deployment", "deployment.sha", func(m map[string]any) { delete(m, "deployment") }},
+	}
+	for _, b := range bad {
+		_, ok, err := w.GateRequest(context.Background(), EventProtectionRule, ruleFromFixture(t, "https://api.github.com", b.mutate))
+		var ce *core.Error
+		if !ok || err == nil || !core.IsKind(err, core.KindInvalid) || !strings.Contains(err.Error(), b.field) {
+			t.Errorf("%s: ok %v err %v (%T %v), want invalid naming %s", b.name, ok, err, ce, err, b.field)
+		}
+	}
+	if _, _, err := w.GateRequest(context.Background(), EventProtectionRule, []byte(`{"action":`)); err == nil {
+		t.Error("broken JSON accepted")
+	}
+}
+
+// FuzzParseProtectionRule: no input panics the parser.
+func FuzzParseProtectionRule(f *testing.F) {
+	f.Add(ruleFromFixture(f, "https://api.github.com", nil))
+	f.Add([]byte(`{"action":"requested","deployment":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _ = ParseProtectionRule(EventProtectionRule, b)
+	})
+}
+
+// TestAppAnswer: the answer goes to the run's callback with an
+// installation token bought with a valid App JWT; the token is cached
+// across answers, and bought again when GitHub refuses it.
+func TestAppAnswer(t *testing.T) {
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	var tokens, reviews atomic.Int32
+	var revoke atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		switch {
+		case r.URL.Path == "/app/installations/99/access_tokens":
+			var c jwt.RegisteredClaims
+			if _, err := jwt.ParseWithClaims(auth, &c, func(*jwt.Token) (any, error) { return &key.PublicKey, nil },
+				jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer("42"), jwt.WithExpirationRequired()); err != nil {
+				t.Errorf("app JWT: %v", err)
+				w.WriteHeader(401)
+				return
+			}
+			n := tokens.Add(1)
+			w.WriteHeader(201)
+			_ = json.NewEncoder(w).Encode(map[string]any{"token": "ghs_" + string(rune('a'+n)), "expires_at": time.Now().Add(time.Hour)})
+		case r.URL.Path == "/repos/Codertocat/Hello-World/actions/runs/77/deployment_protection_rule":
+			if revoke.CompareAndSwap(true, false) || !strings.HasPrefix(auth, "ghs_") {
+				w.WriteHeader(401)
+				return
+			}
+			var b reviewBody
+			if err := json.NewDecoder(r.Body).Decode(&b); err != nil || b.EnvironmentName != "production" || b.State != "rejected" || b.Comment != "why" {
+				t.Errorf("review body %+v %v", b, err)
+			}
+			reviews.Add(1)
+			w.WriteHeader(204)
+		default:
+			w.WriteHeader(404)
+		}
+	}))
+	defer srv.Close()
+	w, err := New(connectors.Config{Name: "github", Type: Type, WebhookSecret: "0123456789abcdef",
+		API: &connectors.API{URL: srv.URL, AppID: "42", PrivateKey: pemKey}, CIGate: testGate()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := w.GateRequest(context.Background(), EventProtectionRule, ruleFromFixture(t, srv.URL, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := w.Answer(context.Background(), p, false, "why"); err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+	}
+	if tokens.Load() != 1 || reviews.Load() != 2 {
+		t.Fatalf("%d tokens for %d reviews, want one cached token", tokens.Load(), reviews.Load())
+	}
+	revoke.Store(true)
+	if err := w.Answer(context.Background(), p, false, "why"); !core.IsKind(err, core.KindUnavailable) {
+		t.Fatalf("refused token: %v, want a transient error", err)
+	}
+	if err := w.Answer(context.Background(), p, false, "why"); err != nil || tokens.Load() != 2 {
+		t.Fatalf("after a refused token: %v, %d tokens; want a new one", err, tokens.Load())
+	}
+}

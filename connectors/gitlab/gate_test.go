@@ -1,0 +1,85 @@
+package gitlab
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+func blockedHook(t testing.TB, mutate func(map[string]any)) []byte {
+	raw, err := os.ReadFile("testdata/deployment_hook.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	m["status"], m["commit_title"] = "blocked", "CHG0001234 add new file"
+	if mutate != nil {
+		mutate(m)
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// TestBlockedDeployment: a Deployment Hook with status blocked is a gate
+// request (other statuses are deployments, mapped as usual), answered
+// through the approval API with the token; a refusal for good is not
+// transient.
+func TestBlockedDeployment(t *testing.T) {
+	var got map[string]string
+	status := 201
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v4/projects/30/deployments/15/approval" || r.Header.Get("PRIVATE-TOKEN") != "glpat-x" {
+			w.WriteHeader(401)
+			return
+		}
+		_ = json.NewDecoder(r.Body).Decode(&got)
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(`{"message":"Deployment is not blocked"}`))
+	}))
+	defer srv.Close()
+	w, err := New(connectors.Config{Name: "gitlab", Type: Type, WebhookSecret: "0123456789abcdef",
+		API:    &connectors.API{URL: srv.URL, Token: "glpat-x"},
+		CIGate: &connectors.CIGate{Deadline: time.Hour, ChangeKeyPatterns: []*regexp.Regexp{regexp.MustCompile(`CHG\d{7}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok, err := w.GateRequest(context.Background(), "Deployment Hook", blockedHook(t, nil))
+	r := p.Request
+	if err != nil || !ok || r.Service != "test-deployment-webhooks" || r.Environment != "staging" ||
+		r.Commit != "279484c09fbe69ededfced8c1bb6e6d24616b468" || strings.Join(r.Changes, ",") != "CHG0001234" ||
+		p.ExternalID != "deployment:15" || !strings.HasSuffix(p.RunURL, "/-/jobs/796") {
+		t.Fatalf("blocked deployment: %+v %v %v", p, ok, err)
+	}
+	if _, ok, _ := w.GateRequest(context.Background(), "Deployment Hook", blockedHook(t, func(m map[string]any) { m["status"] = "success" })); ok {
+		t.Error("a successful deployment is not a gate request")
+	}
+	if _, ok, err := w.GateRequest(context.Background(), "Deployment Hook", blockedHook(t, func(m map[string]any) { delete(m, "deployment_id") })); !ok || !core.IsKind(err, core.KindInvalid) {
+		t.Errorf("no deployment id: %v %v, want invalid", ok, err)
+	}
+	if err := w.Answer(context.Background(), p, true, "tollgate: allow"); err != nil || got["status"] != "approved" || got["comment"] != "tollgate: allow" {
+		t.Fatalf("approve: %v %v", err, got)
+	}
+	status = 400
+	if err := w.Answer(context.Background(), p, false, "no"); err == nil || core.IsKind(err, core.KindUnavailable) || !strings.Contains(err.Error(), "not blocked") {
+		t.Fatalf("refused approval: %v, want a final error with GitLab's message", err)
+	}
+}
+
+// FuzzParseBlockedDeployment: no input panics the parser.
+func FuzzParseBlockedDeployment(f *testing.F) {
+	f.Add(blockedHook(f, nil))
+	f.Add([]byte(`{"status":"blocked","project":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _ = ParseBlockedDeployment("Deployment Hook", b)
+	})
+}

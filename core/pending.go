@@ -1,0 +1,50 @@
+package core
+
+import "time"
+
+// CodeDeadline is the reason a CI-side gate request (a GitHub deployment
+// protection rule, a GitLab deployment approval) is rejected when it is
+// still waiting at its deadline: fail closed.
+const CodeDeadline = "DEADLINE"
+
+// States of a PendingGate.
+const (
+	// PendingWaiting: the decision is wait; re-evaluated when a fact
+	// changes, at the next time-flip moment and at the deadline.
+	PendingWaiting = "pending"
+	// PendingAnswering: decided (allow or deny, recorded); the answer to
+	// the CI is being sent or retried.
+	PendingAnswering = "answering"
+	// PendingAnswered: the CI took the answer.
+	PendingAnswered = "answered"
+	// PendingFailed: the answer could not be delivered (the CI refused it,
+	// or the retries ran out).
+	PendingFailed = "failed"
+)
+
+// PendingGate is a gate request from a CI that waits at its own gate for
+// tollgate's answer: GitHub's deployment protection rule, GitLab's
+// deployment approval. It is stored durably until answered, so any
+// replica (or the same one after a restart) can answer it.
+type PendingGate struct {
+	ID         string      `json:"id"`
+	Connector  string      `json:"connector"`
+	Provider   string      `json:"provider"`    // github, gitlab
+	ExternalID string      `json:"external_id"` // the CI's identity of the request (unique per connector)
+	Request    GateRequest `json:"request"`
+	// Target is what the connector needs to answer (callback run id,
+	// installation, environment name, project and deployment ids).
+	Target      map[string]string `json:"target,omitempty"`
+	RunURL      string            `json:"run_url,omitempty"`
+	State       string            `json:"state"`
+	Decision    Decision          `json:"decision,omitempty"`
+	DecisionID  string            `json:"decision_id,omitempty"`
+	Reasons     []Reason          `json:"reasons"`
+	Comment     string            `json:"comment,omitempty"`
+	CreatedAt   time.Time         `json:"created_at"`
+	Deadline    time.Time         `json:"deadline"`
+	NextCheckAt time.Time         `json:"next_check_at"`
+	Attempts    int               `json:"attempts,omitempty"`
+	LastError   string            `json:"last_error,omitempty"`
+	AnsweredAt  *time.Time        `json:"answered_at,omitempty"`
+}

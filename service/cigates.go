@@ -1,0 +1,399 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// PendingStore is what the CI gates need from storage.
+type PendingStore interface {
+	InsertPendingGate(ctx context.Context, p core.PendingGate) (core.PendingGate, bool, error)
+	ClaimPendingGates(ctx context.Context, all bool, limit int, lease time.Duration) ([]core.PendingGate, error)
+	SavePendingGate(ctx context.Context, p core.PendingGate) error
+	ListPendingGates(ctx context.Context, states []string, limit int) ([]core.PendingGate, error)
+	AnsweredGateFor(ctx context.Context, connector, externalID string) (core.PendingGate, error)
+	MarkPendingDue(ctx context.Context, ids []string) error
+}
+
+// GateRequester is a connector whose events include a CI waiting at its
+// own gate (a GitHub deployment protection rule, a GitLab deployment held
+// for approval). GateRequest reports whether the event is one (ok) and
+// the request it makes: provider, external id, request, answer target and
+// run URL (the caller sets the rest). A KindInvalid error quarantines the
+// event; KindUnavailable retries it.
+type GateRequester interface {
+	GateRequest(ctx context.Context, eventType string, body []byte) (p core.PendingGate, ok bool, err error)
+}
+
+// Answerer answers a CI's gate through the CI's API. An error of
+// KindUnavailable is transient (retried with backoff); any other is final
+// (the CI refused the answer) and the request is shown as failed.
+type Answerer interface {
+	Answer(ctx context.Context, p core.PendingGate, approved bool, comment string) error
+}
+
+// CIGatesConfig tunes the pending-gate worker.
+type CIGatesConfig struct {
+	// PollInterval is how often the worker looks for requests whose next
+	// check or delivery attempt has come (default 1s); fact changes wake
+	// it at once.
+	PollInterval time.Duration
+	// Lease is how long one replica holds a claimed request (default 2m).
+	Lease time.Duration
+	// GiveUpAfter is how long after the request a failing answer is still
+	// retried (default 720h: GitHub fails a run whose protection rule is
+	// unanswered for 30 days, so trying longer is pointless); then it is
+	// shown as failed.
+	GiveUpAfter time.Duration
+	// MaxAttempts, when positive, also bounds the deliveries tried.
+	MaxAttempts int
+	// RetryMin and RetryMax bound the delivery backoff (1s, 5m).
+	RetryMin, RetryMax time.Duration
+}
+
+// CIGates keeps the gate requests CIs wait on (core.PendingGate) and
+// answers them: as soon as a fact change (change, incident, PIR, policy)
+// flips the decision, at the next moment it can change by time alone, and
+// at the deadline (DEADLINE, fail closed). Requests are stored, and
+// claimed by one replica at a time, so a restart or another replica
+// answers them too.
+type CIGates struct {
+	store     PendingStore
+	gate      *Gate
+	subs      Subscriber
+	answerers map[string]Answerer // by connector name
+	deadlines map[string]time.Duration
+	clock     core.Clock
+	log       *slog.Logger
+	cfg       CIGatesConfig
+	wake      chan struct{}
+	// OnAnswer, when set, observes each delivery outcome (approved,
+	// rejected, retried, failed) by provider.
+	OnAnswer func(provider, outcome string)
+	// OnPending, when set, is told the open requests by provider after
+	// each pass.
+	OnPending func(byProvider map[string]int)
+}
+
+// NewCIGates wires the CI gates for the connectors that answer one.
+func NewCIGates(store PendingStore, gate *Gate, subs Subscriber, conns []Connector, clock core.Clock, log *slog.Logger, cfg CIGatesConfig) *CIGates {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 2 * time.Minute
+	}
+	if cfg.GiveUpAfter <= 0 {
+		cfg.GiveUpAfter = 30 * 24 * time.Hour
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Minute
+	}
+	s := &CIGates{store: store, gate: gate, subs: subs, answerers: map[string]Answerer{}, deadlines: map[string]time.Duration{},
+		clock: clock, log: log, cfg: cfg, wake: make(chan struct{}, 1)}
+	for _, c := range conns {
+		a, ok := c.Webhook.(Answerer)
+		if c.Config.CIGate != nil && ok {
+			s.answerers[c.Config.Name] = a
+			s.deadlines[c.Config.Name] = c.Config.CIGate.Deadline
+		}
+	}
+	return s
+}
+
+// Enabled reports whether any connector answers a CI gate.
+func (s *CIGates) Enabled() bool { return s != nil && len(s.answerers) > 0 }
+
+// Submit stores a new gate request from connector c (a redelivery returns
+// the stored one) and wakes the worker to evaluate it.
+func (s *CIGates) Submit(ctx context.Context, c connectors.Config, p core.PendingGate) (core.PendingGate, bool, error) {
+	if _, ok := s.answerers[c.Name]; !ok {
+		return p, false, core.Errorf(core.KindInvalid, "connector %q answers no CI gate (its api and gate blocks are not configured)", c.Name)
+	}
+	now := s.clock.Now()
+	p.Connector, p.State, p.CreatedAt, p.NextCheckAt = c.Name, core.PendingWaiting, now, now
+	p.Deadline = now.Add(s.deadlines[c.Name])
+	stored, created, err := s.store.InsertPendingGate(ctx, p)
+	if err != nil {
+		return stored, false, err
+	}
+	if created {
+		s.Wake()
+	}
+	return stored, created, nil
+}
+
+// Released returns the gate request that held the CI deployment
+// deploymentID of connector at its gate, when it was decided: a deployment
+// the CI reports afterwards is linked to it (DESIGN: data flow 5).
+func (s *CIGates) Released(ctx context.Context, connector, deploymentID string) (core.PendingGate, bool) {
+	if !s.Enabled() || deploymentID == "" {
+		return core.PendingGate{}, false
+	}
+	p, err := s.store.AnsweredGateFor(ctx, connector, "deployment:"+deploymentID)
+	if err != nil || p.DecisionID == "" {
+		return core.PendingGate{}, false
+	}
+	return p, true
+}
+
+// Wake makes the worker look for due requests now.
+func (s *CIGates) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// List returns the open requests (waiting, or answering) and the failed
+// ones.
+func (s *CIGates) List(ctx context.Context) ([]core.PendingGate, error) {
+	return s.store.ListPendingGates(ctx, []string{core.PendingWaiting, core.PendingAnswering, core.PendingFailed}, 1000)
+}
+
+// Run works the requests until ctx ends: every waiting one after start
+// (notifications may have been missed while no process ran), those a fact
+// change may flip as soon as it lands, and the due ones (next check,
+// deadline, delivery retry) every PollInterval.
+func (s *CIGates) Run(ctx context.Context) {
+	var topics <-chan string
+	if s.subs != nil {
+		sub, cancel := s.subs.Subscribe()
+		defer cancel()
+		topics = sub
+	}
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	s.pass(ctx, true)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case topic := <-topics:
+			changed := []string{topic}
+		drain:
+			for {
+				select {
+				case topic := <-topics:
+					changed = append(changed, topic)
+				default:
+					break drain
+				}
+			}
+			s.markDue(ctx, changed)
+		case <-s.wake:
+		case <-t.C:
+		}
+		s.pass(ctx, false)
+	}
+}
+
+// markDue makes the waiting requests a fact change may flip due now: those
+// linking a changed change, and every one for an incident, PIR or policy
+// update (their services and teams are in the record, not the topic).
+func (s *CIGates) markDue(ctx context.Context, topics []string) {
+	waiting, err := s.store.ListPendingGates(ctx, []string{core.PendingWaiting}, 100000)
+	if err != nil {
+		s.log.WarnContext(ctx, "list pending gates failed", "error", err.Error())
+		return
+	}
+	var ids []string
+	for _, p := range waiting {
+		for _, topic := range topics {
+			if relevant(topic, p.Request) {
+				ids = append(ids, p.ID)
+				break
+			}
+		}
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		if err := s.store.MarkPendingDue(ctx, ids[:n]); err != nil {
+			s.log.WarnContext(ctx, "mark pending gates due failed", "error", err.Error())
+			return
+		}
+		ids = ids[n:]
+	}
+}
+
+// claimBatch bounds one claim.
+const claimBatch = 100
+
+// pass claims and works the due requests (all waiting ones with all).
+func (s *CIGates) pass(ctx context.Context, all bool) {
+	for ctx.Err() == nil {
+		batch, err := s.store.ClaimPendingGates(ctx, all, claimBatch, s.cfg.Lease)
+		if err != nil {
+			s.log.WarnContext(ctx, "claim pending gates failed", "error", err.Error())
+			return
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 8) // answers go out in parallel: one slow CI does not hold the others
+		for _, p := range batch {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				s.work(ctx, p)
+			}()
+		}
+		wg.Wait()
+		if len(batch) < claimBatch {
+			break
+		}
+		all = false
+	}
+	s.count(ctx)
+}
+
+func (s *CIGates) count(ctx context.Context) {
+	if s.OnPending == nil {
+		return
+	}
+	open, err := s.store.ListPendingGates(ctx, []string{core.PendingWaiting, core.PendingAnswering}, 100000)
+	if err != nil {
+		return
+	}
+	by := map[string]int{"github": 0, "gitlab": 0}
+	for _, p := range open {
+		by[p.Provider]++
+	}
+	s.OnPending(by)
+}
+
+// work evaluates one claimed request and, once decided, delivers the
+// answer; the outcome is saved (which ends the claim).
+func (s *CIGates) work(ctx context.Context, p core.PendingGate) {
+	// The outcome is saved even when the process is stopping, so the
+	// request is not left claimed (and unanswered) until its lease ends.
+	save := func(p core.PendingGate) {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := s.store.SavePendingGate(sctx, p); err != nil {
+			s.log.WarnContext(ctx, "cannot save a pending gate", "id", p.ID, "error", err.Error())
+		}
+	}
+	if p.State == core.PendingWaiting && !s.decide(ctx, &p) {
+		save(p)
+		return
+	}
+	s.deliver(ctx, &p)
+	save(p)
+}
+
+// decide evaluates p now: a decided request (recorded) becomes answering
+// and decide returns true; one that still waits gets its reasons and next
+// check, and decide returns false.
+func (s *CIGates) decide(ctx context.Context, p *core.PendingGate) bool {
+	now := s.clock.Now()
+	d, next, final, err := s.gate.Decide(ctx, p.Request, "connector:"+p.Connector, p.Deadline)
+	switch {
+	case err != nil && core.IsKind(err, core.KindInvalid):
+		// The request cannot be evaluated (an environment the policy does
+		// not know, a malformed service): it is refused, fail closed.
+		p.Decision, p.Reasons = core.Deny, []core.Reason{{Code: "INVALID_REQUEST", Message: invalidMessage(err), Result: core.Deny}}
+	case err != nil:
+		s.log.WarnContext(ctx, "pending gate evaluation failed; will retry", "id", p.ID, "error", err.Error())
+		p.NextCheckAt = now.Add(s.cfg.RetryMin)
+		return false
+	case !final:
+		p.Reasons, p.NextCheckAt = d.Reasons, next
+		return false
+	default:
+		p.Decision, p.DecisionID, p.Reasons = d.Decision, d.ID, d.Reasons
+	}
+	p.State, p.Attempts, p.Comment = core.PendingAnswering, 0, connectors.Comment(comment(*p))
+	return true
+}
+
+// deliver sends p's answer, settling p's state: answered, failed, or
+// answering again after a backoff.
+func (s *CIGates) deliver(ctx context.Context, p *core.PendingGate) {
+	a, ok := s.answerers[p.Connector]
+	if !ok {
+		p.State, p.LastError = core.PendingFailed, fmt.Sprintf("connector %q no longer answers CI gates", p.Connector)
+		s.observe(p.Provider, "failed")
+		return
+	}
+	approved := p.Decision == core.Allow
+	p.Attempts++
+	err := a.Answer(ctx, *p, approved, p.Comment)
+	now := s.clock.Now()
+	switch {
+	case err == nil:
+		p.State, p.AnsweredAt, p.LastError = core.PendingAnswered, &now, ""
+		outcome := "rejected"
+		if approved {
+			outcome = "approved"
+		}
+		s.observe(p.Provider, outcome)
+		s.log.InfoContext(ctx, "CI gate answered", "id", p.ID, "provider", p.Provider, "run", p.RunURL, "decision", string(p.Decision), "decision_id", p.DecisionID)
+	case core.IsKind(err, core.KindUnavailable) && (s.cfg.MaxAttempts <= 0 || p.Attempts < s.cfg.MaxAttempts) &&
+		now.Add(s.backoff(p.Attempts)).Before(p.CreatedAt.Add(s.cfg.GiveUpAfter)):
+		p.LastError, p.NextCheckAt = err.Error(), now.Add(s.backoff(p.Attempts))
+		s.observe(p.Provider, "retried")
+		s.log.WarnContext(ctx, "CI gate answer failed; will retry", "id", p.ID, "attempt", p.Attempts, "retry_at", p.NextCheckAt.Format(time.RFC3339), "error", err.Error())
+	default:
+		p.State, p.LastError = core.PendingFailed, err.Error()
+		s.observe(p.Provider, "failed")
+		s.log.ErrorContext(ctx, "CI gate answer failed for good", "id", p.ID, "provider", p.Provider, "run", p.RunURL, "attempts", p.Attempts, "error", err.Error())
+	}
+}
+
+func (s *CIGates) observe(provider, outcome string) {
+	if s.OnAnswer != nil {
+		s.OnAnswer(provider, outcome)
+	}
+}
+
+// backoff is the wait before delivery attempt n+1: doubling from RetryMin,
+// capped at RetryMax.
+func (s *CIGates) backoff(n int) time.Duration {
+	d := s.cfg.RetryMin << min(max(n-1, 0), 20)
+	return min(d, s.cfg.RetryMax)
+}
+
+// comment is the answer's text: the decision, its id and its reasons.
+func comment(p core.PendingGate) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tollgate: %s", p.Decision)
+	if p.DecisionID != "" {
+		fmt.Fprintf(&b, " (decision %s)", p.DecisionID)
+	}
+	for _, r := range p.Reasons {
+		if r.Result == "" && p.Decision != core.Allow {
+			continue // notes
+		}
+		b.WriteString("\n- " + r.Code)
+		if r.Ref != "" {
+			b.WriteString(" " + r.Ref)
+		}
+		if r.Message != "" {
+			b.WriteString(": " + r.Message)
+		}
+	}
+	return b.String()
+}
+
+// invalidMessage is a KindInvalid error's client-safe text.
+func invalidMessage(err error) string {
+	var ce *core.Error
+	if errors.As(err, &ce) {
+		if ce.Field != "" {
+			return ce.Field + ": " + ce.Message
+		}
+		return ce.Message
+	}
+	return "the request is not valid"
+}

@@ -1,0 +1,271 @@
+package service
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// memPending is an in-memory PendingStore.
+type memPending struct {
+	mu    sync.Mutex
+	items map[string]core.PendingGate
+}
+
+func (m *memPending) InsertPendingGate(_ context.Context, p core.PendingGate) (core.PendingGate, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, q := range m.items {
+		if q.Connector == p.Connector && q.ExternalID == p.ExternalID {
+			return q, false, nil
+		}
+	}
+	if p.ID == "" {
+		p.ID = newID()
+	}
+	m.items[p.ID] = p
+	return p, true, nil
+}
+
+func (m *memPending) ClaimPendingGates(_ context.Context, all bool, limit int, _ time.Duration) ([]core.PendingGate, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []core.PendingGate
+	for _, p := range m.items {
+		open := p.State == core.PendingWaiting || p.State == core.PendingAnswering
+		if open && (!p.NextCheckAt.After(time.Now()) || (all && p.State == core.PendingWaiting)) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (m *memPending) SavePendingGate(_ context.Context, p core.PendingGate) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.items[p.ID] = p
+	return nil
+}
+
+func (m *memPending) ListPendingGates(_ context.Context, states []string, _ int) ([]core.PendingGate, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []core.PendingGate
+	for _, p := range m.items {
+		for _, s := range states {
+			if p.State == s {
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (m *memPending) AnsweredGateFor(_ context.Context, connector, ext string) (core.PendingGate, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.items {
+		if p.Connector == connector && p.ExternalID == ext {
+			return p, nil
+		}
+	}
+	return core.PendingGate{}, core.NotFound("gate request", ext)
+}
+
+func (m *memPending) MarkPendingDue(_ context.Context, ids []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		if p, ok := m.items[id]; ok && p.State == core.PendingWaiting {
+			p.NextCheckAt = time.Now()
+			m.items[id] = p
+		}
+	}
+	return nil
+}
+
+// flakyAnswerer fails its first calls with err, then accepts.
+type flakyAnswerer struct {
+	connectors.Webhook
+	mu       sync.Mutex
+	failures int
+	err      error
+	calls    int
+	comments []string
+}
+
+func (f *flakyAnswerer) Answer(_ context.Context, _ core.PendingGate, _ bool, comment string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	f.comments = append(f.comments, comment)
+	if f.calls <= f.failures {
+		return f.err
+	}
+	return nil
+}
+
+// TestCIGateDelivery: a failed answer is retried with backoff until it is
+// delivered; one the CI refuses for good, or still failing after
+// MaxAttempts, is shown as failed; each outcome is counted.
+func TestCIGateDelivery(t *testing.T) {
+	tests := []struct {
+		name      string
+		failures  int
+		err       error
+		wantState string
+		wantCalls int
+		outcomes  []string
+	}{
+		{"delivered at once", 0, nil, core.PendingAnswered, 1, []string{"approved"}},
+		{"transient failures retried", 2, core.Errorf(core.KindUnavailable, "502"), core.PendingAnswered, 3, []string{"retried", "retried", "approved"}},
+		{"refused for good", 5, core.Errorf(core.KindInvalid, "422 run no longer waiting"), core.PendingFailed, 1, []string{"failed"}},
+		{"attempts spent", 9, core.Errorf(core.KindUnavailable, "503"), core.PendingFailed, 3, []string{"retried", "retried", "failed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &memPending{items: map[string]core.PendingGate{}}
+			ans := &flakyAnswerer{failures: tt.failures, err: tt.err}
+			conns := []Connector{{Config: connectors.Config{Name: "github", Type: "github", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: ans}}
+			g := NewCIGates(st, nil, nil, conns, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)),
+				CIGatesConfig{MaxAttempts: 3, RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond})
+			var mu sync.Mutex
+			var outcomes []string
+			g.OnAnswer = func(provider, outcome string) {
+				mu.Lock()
+				outcomes = append(outcomes, outcome)
+				mu.Unlock()
+			}
+			long := make([]byte, 3000)
+			for i := range long {
+				long[i] = 'x'
+			}
+			st.items["p1"] = core.PendingGate{ID: "p1", Connector: "github", Provider: "github", State: core.PendingAnswering, CreatedAt: time.Now(),
+				Decision: core.Allow, DecisionID: "d1", Comment: connectors.Comment(string(long)), Deadline: time.Now().Add(time.Hour)}
+			ctx := context.Background()
+			for i := 0; i < 20 && st.items["p1"].State == core.PendingAnswering; i++ {
+				time.Sleep(3 * time.Millisecond)
+				g.pass(ctx, false)
+			}
+			p := st.items["p1"]
+			if p.State != tt.wantState || ans.calls != tt.wantCalls {
+				t.Fatalf("state %s after %d calls (last error %q), want %s after %d", p.State, ans.calls, p.LastError, tt.wantState, tt.wantCalls)
+			}
+			if tt.wantState == core.PendingFailed && p.LastError == "" {
+				t.Error("a failed answer keeps no error")
+			}
+			if len(ans.comments[0]) > connectors.MaxComment {
+				t.Errorf("comment of %d bytes sent, want at most %d", len(ans.comments[0]), connectors.MaxComment)
+			}
+			if len(outcomes) != len(tt.outcomes) {
+				t.Fatalf("outcomes %v, want %v", outcomes, tt.outcomes)
+			}
+			for i := range outcomes {
+				if outcomes[i] != tt.outcomes[i] {
+					t.Fatalf("outcomes %v, want %v", outcomes, tt.outcomes)
+				}
+			}
+		})
+	}
+}
+
+// TestGateDecide: a CI gate request is evaluated at the moment given:
+// while it waits nothing is recorded and the next check is the next time
+// flip (a window opening) or the deadline; at the window it is allowed;
+// at the deadline a wait becomes a deny with DEADLINE (fail closed).
+func TestGateDecide(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 30, 0, time.UTC)
+	change := func(start time.Time, approval core.ApprovalState) core.Change {
+		end := t0.Add(time.Hour)
+		return core.Change{Key: "CHG1", Type: core.ChangeNormal, State: core.ChangeStateScheduled, Approval: approval,
+			Approvals:    []core.Approval{{Approver: "ana", Decision: approval}, {Approver: "bo", Decision: approval}},
+			PlannedStart: &start, PlannedEnd: &end, Services: []string{"api"}, RequestedBy: "carla",
+			HasRiskAssessment: true, HasBackoutPlan: true}
+	}
+	ctx := context.Background()
+	t.Run("window opening", func(t *testing.T) {
+		opens := t0.Add(24 * time.Second)
+		store := &fakeGateStore{change: change(opens, core.ApprovalApproved)}
+		clock := newFakeClock(t0)
+		g := gateWithPolicy(t, store, core.DefaultPolicy(), clock)
+		d, next, final, err := g.Decide(ctx, checkReq, "connector:github", t0.Add(time.Hour))
+		if err != nil || final || d.Decision != core.Wait || !next.Equal(opens) || len(store.decisions) != 0 {
+			t.Fatalf("before the window: %s final=%v next=%v err=%v recorded=%d; want wait until %v, nothing recorded", d.Decision, final, next, err, len(store.decisions), opens)
+		}
+		clock.set(opens)
+		d, _, final, err = g.Decide(ctx, checkReq, "connector:github", t0.Add(time.Hour))
+		if err != nil || !final || d.Decision != core.Allow || !d.EvaluatedAt.Equal(opens) || len(store.decisions) != 1 {
+			t.Fatalf("at the window: %s final=%v err=%v; want allow recorded at %v", d.Decision, final, err, opens)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		store := &fakeGateStore{change: change(t0.Add(-time.Hour), core.ApprovalRequested)}
+		clock := newFakeClock(t0)
+		g := gateWithPolicy(t, store, core.DefaultPolicy(), clock)
+		deadline := t0.Add(30 * time.Second)
+		_, next, final, _ := g.Decide(ctx, checkReq, "connector:github", deadline)
+		if final || !next.Equal(deadline) {
+			t.Fatalf("awaiting approval: final=%v next=%v, want the deadline %v", final, next, deadline)
+		}
+		clock.set(deadline)
+		d, _, final, err := g.Decide(ctx, checkReq, "connector:github", deadline)
+		if err != nil || !final || d.Decision != core.Deny || len(store.decisions) != 1 {
+			t.Fatalf("at the deadline: %s final=%v err=%v", d.Decision, final, err)
+		}
+		codes := map[string]bool{}
+		for _, r := range d.Reasons {
+			codes[r.Code] = true
+		}
+		if !codes[core.CodeDeadline] || !codes[core.CodeChangeNotApproved] {
+			t.Fatalf("reasons %+v, want DEADLINE with what it waited for", d.Reasons)
+		}
+	})
+}
+
+// TestCIGateDeliveryGivesUp: a transient failure is not retried past
+// GitHub's own limit (30 days after the request): the request is failed.
+func TestCIGateDeliveryGivesUp(t *testing.T) {
+	st := &memPending{items: map[string]core.PendingGate{}}
+	ans := &flakyAnswerer{failures: 1, err: core.Errorf(core.KindUnavailable, "503")}
+	conns := []Connector{{Config: connectors.Config{Name: "gitlab", Type: "gitlab", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: ans}}
+	g := NewCIGates(st, nil, nil, conns, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)), CIGatesConfig{})
+	st.items["p1"] = core.PendingGate{ID: "p1", Connector: "gitlab", Provider: "gitlab", State: core.PendingAnswering,
+		Decision: core.Deny, CreatedAt: time.Now().Add(-30*24*time.Hour + time.Second)}
+	g.pass(context.Background(), false)
+	if p := st.items["p1"]; p.State != core.PendingFailed || ans.calls != 1 {
+		t.Fatalf("state %s after %d calls, want failed after 1", p.State, ans.calls)
+	}
+}
+
+// TestCIGateMarkDue: a change notification makes due only the waiting
+// requests that link that change; an incident makes every one due.
+func TestCIGateMarkDue(t *testing.T) {
+	later := time.Now().Add(time.Hour)
+	st := &memPending{items: map[string]core.PendingGate{
+		"a": {ID: "a", State: core.PendingWaiting, NextCheckAt: later, Request: core.GateRequest{Changes: []string{"CHG1"}}},
+		"b": {ID: "b", State: core.PendingWaiting, NextCheckAt: later, Request: core.GateRequest{Changes: []string{"CHG2"}}},
+	}}
+	g := NewCIGates(st, nil, nil, nil, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)), CIGatesConfig{})
+	due := func() (out []string) {
+		for _, id := range []string{"a", "b"} {
+			if st.items[id].NextCheckAt.Before(later) {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	g.markDue(context.Background(), []string{"change:chg1"})
+	if d := due(); len(d) != 1 || d[0] != "a" {
+		t.Fatalf("after change:CHG1 due %v, want [a]", d)
+	}
+	g.markDue(context.Background(), []string{"incident:INC9"})
+	if d := due(); len(d) != 2 {
+		t.Fatalf("after an incident due %v, want both", d)
+	}
+}

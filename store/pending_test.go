@@ -1,0 +1,88 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// TestPendingGates: a gate request is stored once per external id, claimed
+// by one claimer at a time when due (or, after a fact changed, at once),
+// and its outcome saved; answered ones are no longer claimed.
+func TestPendingGates(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		now := clock.t
+		p := core.PendingGate{
+			Connector: "github", Provider: "github", ExternalID: "7100001/production/1",
+			Request: core.GateRequest{Service: "payments-api", Environment: "production", Version: "1.0", Commit: "abc", Changes: []string{"CHG1"}},
+			Target:  map[string]string{"run_id": "7100001", "note": "bad\x00byte"}, RunURL: "https://github.com/acme/payments/actions/runs/7100001",
+			CreatedAt: now, Deadline: now.Add(time.Hour), NextCheckAt: now.Add(10 * time.Minute),
+		}
+		got, created, err := db.InsertPendingGate(ctx, p)
+		if err != nil || !created || got.State != core.PendingWaiting || got.Request.Commit != "abc" || got.Target["run_id"] != "7100001" {
+			t.Fatalf("insert: %+v %v %v", got, created, err)
+		}
+		again, created, err := db.InsertPendingGate(ctx, p)
+		if err != nil || created || again.ID != got.ID {
+			t.Fatalf("redelivery: %+v %v %v, want the stored request", again, created, err)
+		}
+		claimed, err := db.ClaimPendingGates(ctx, false, 10, time.Minute)
+		if err != nil || len(claimed) != 0 {
+			t.Fatalf("not due yet: %v %v", claimed, err)
+		}
+		claimed, err = db.ClaimPendingGates(ctx, true, 10, time.Minute) // a fact changed
+		if err != nil || len(claimed) != 1 || claimed[0].ID != got.ID {
+			t.Fatalf("claim all: %v %v", claimed, err)
+		}
+		if other, _ := db.ClaimPendingGates(ctx, true, 10, time.Minute); len(other) != 0 {
+			t.Fatalf("claimed twice: %v", other)
+		}
+		w := claimed[0]
+		w.NextCheckAt = now.Add(time.Hour)
+		if err := db.SavePendingGate(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.MarkPendingDue(ctx, []string{w.ID, "unknown"}); err != nil {
+			t.Fatal(err)
+		}
+		if claimed, err = db.ClaimPendingGates(ctx, false, 10, time.Minute); err != nil || len(claimed) != 1 {
+			t.Fatalf("marked due: %v %v", claimed, err)
+		}
+		w = claimed[0]
+		w.Reasons = []core.Reason{{Code: core.CodeChangeNotApproved, Message: "awaiting approval"}}
+		w.NextCheckAt = now.Add(time.Minute)
+		if err := db.SavePendingGate(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		clock.t = now.Add(2 * time.Minute) // due
+		claimed, err = db.ClaimPendingGates(ctx, false, 10, time.Minute)
+		if err != nil || len(claimed) != 1 || len(claimed[0].Reasons) != 1 {
+			t.Fatalf("due: %v %v", claimed, err)
+		}
+		at := clock.t
+		w = claimed[0]
+		w.State, w.Decision, w.DecisionID, w.Comment, w.AnsweredAt = core.PendingAnswered, core.Allow, "dec-1", "allowed", &at
+		if err := db.SavePendingGate(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		clock.t = now.Add(time.Hour)
+		if c, _ := db.ClaimPendingGates(ctx, true, 10, time.Minute); len(c) != 0 {
+			t.Fatalf("answered request claimed: %v", c)
+		}
+		open, err := db.ListPendingGates(ctx, []string{core.PendingWaiting, core.PendingAnswering}, 0)
+		if err != nil || len(open) != 0 {
+			t.Fatalf("open list: %v %v", open, err)
+		}
+		all, err := db.ListPendingGates(ctx, nil, 0)
+		if err != nil || len(all) != 1 || all[0].DecisionID != "dec-1" || all[0].AnsweredAt == nil {
+			t.Fatalf("list: %+v %v", all, err)
+		}
+		byExt, err := db.AnsweredGateFor(ctx, "github", p.ExternalID)
+		if err != nil || byExt.Decision != core.Allow {
+			t.Fatalf("by external id: %+v %v", byExt, err)
+		}
+	})
+}

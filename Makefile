@@ -37,6 +37,13 @@ bench: ## run the Go benchmarks (figures in docs/benchmarks.md)
 load: ## HTTP load run of the gate on a seeded PostgreSQL (figures in docs/benchmarks.md)
 	./scripts/load.sh
 
+.PHONY: load-all load-smoke
+load-all: ## every path against its baseline, open model (PATHS_SCALE, PATHS_DURATION…; docs/benchmarks.md)
+	./scripts/paths.sh
+
+load-smoke: ## scripts/paths.sh on a tiny store for a few seconds (keeps the scripts working)
+	PATHS_SCALE=tiny PATHS_DURATION=2s PATHS_GATE_RATE=200 PATHS_HOOK_RATE=200 PATHS_CONCURRENCY=4 PATHS_APPROVALS=3 ./scripts/paths.sh
+
 fuzz: ## fuzz every webhook parser, the mapping engine, the policy parser, the gate request decoder, the report filters and the evidence readers (200000 executions each; FUZZ_EXECS to change)
 	./scripts/fuzz.sh
 

@@ -72,6 +72,12 @@ type config struct {
 	Timeout           time.Duration
 	SampleGoodChanges int
 	Client            string
+	// Target is what is driven: gate (POST /api/v1/gate/check) or webhook
+	// (signed vendor deliveries to /webhooks/{servicenow,jira,github}).
+	Target          string
+	Secret          string  // the connectors' webhook secret (webhook target)
+	Dup, OutOfOrder float64 // webhook target: fractions resent as-is, and sent as an older version
+	Keys            int     // webhook target: distinct record keys
 }
 
 func main() {
@@ -91,6 +97,11 @@ func main() {
 	flag.DurationVar(&c.Timeout, "timeout", 10*time.Second, "per-request timeout (counted as an error)")
 	flag.IntVar(&c.SampleGoodChanges, "sample", 20_000, "approved changes to sample")
 	flag.StringVar(&c.Client, "client", "raw", "HTTP client: raw (lean HTTP/1.1 over one connection per worker) or std (net/http)")
+	flag.StringVar(&c.Target, "target", "gate", "what to drive: gate (POST /api/v1/gate/check, bodies from -db) or webhook (signed ServiceNow, Jira and GitHub deliveries)")
+	flag.StringVar(&c.Secret, "secret", os.Getenv("TOLLGATE_LOAD_WEBHOOK_SECRET"), "webhook secret of the servicenow, jira and github connectors (-target webhook)")
+	flag.Float64Var(&c.Dup, "dup", 0.05, "webhook target: fraction of deliveries resent as-is (a duplicate)")
+	flag.Float64Var(&c.OutOfOrder, "ooo", 0.05, "webhook target: fraction of deliveries carrying an older version of their record (out of order)")
+	flag.IntVar(&c.Keys, "keys", 2000, "webhook target: distinct change and issue keys")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -108,10 +119,18 @@ func (c config) validate() error {
 		return fmt.Errorf("-url %q: only loopback addresses are allowed", c.URL)
 	}
 	switch {
-	case c.Token == "":
+	case c.Target != "gate" && c.Target != "webhook":
+		return fmt.Errorf("-target must be gate or webhook, not %q", c.Target)
+	case c.Target == "gate" && c.Token == "":
 		return errors.New("-token is required (a ci token)")
-	case c.DB == "":
+	case c.Target == "gate" && c.DB == "":
 		return errors.New("-db is required (the seeded database)")
+	case c.Target == "webhook" && c.Secret == "":
+		return errors.New("-secret is required (the connectors' webhook secret)")
+	case c.Dup < 0 || c.OutOfOrder < 0 || c.Dup+c.OutOfOrder > 1:
+		return errors.New("-dup and -ooo must be fractions summing to at most 1")
+	case c.Keys < 1:
+		return errors.New("-keys must be at least 1")
 	case c.Concurrency < 1 || c.Concurrency > 1024:
 		return fmt.Errorf("-c must be 1…1024, got %d", c.Concurrency)
 	case c.Duration <= 0 || c.Duration > 10*time.Minute:
@@ -257,26 +276,54 @@ type stats struct {
 	lat                 []time.Duration
 	errors, allow, wait int
 	deny, other         int
+	accepted, duplicate int // webhook target: 202s, and those the inbox knew already
 	firstErr            string
 }
+
+// request is one HTTP request to send: a POST of body to path.
+type request struct {
+	path   string
+	header [][2]string
+	body   []byte
+}
+
+// sender sends a request over worker w's connection and returns the
+// answer's body; a status outside 2xx is an error.
+type sender func(w int, rq request) ([]byte, error)
 
 func run(c config) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	ctx := context.Background()
-	t0 := time.Now()
-	s, err := loadSample(ctx, c.DB, c.SampleGoodChanges)
-	if err != nil {
-		return err
+	var gen func(w int) func() request
+	switch c.Target {
+	case "gate":
+		t0 := time.Now()
+		s, err := loadSample(context.Background(), c.DB, c.SampleGoodChanges)
+		if err != nil {
+			return err
+		}
+		bodies, err := buildBodies(s, c)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "loadgen: %d bodies over %d services built in %.1fs\n", len(bodies), len(s.svcs), time.Since(t0).Seconds())
+		hdr := [][2]string{{"Authorization", "Bearer " + c.Token}, {"Content-Type", "application/json"}}
+		gen = func(w int) func() request {
+			i := w * len(bodies) / c.Concurrency
+			return func() request {
+				i++
+				return request{path: "/api/v1/gate/check", header: hdr, body: bodies[i%len(bodies)]}
+			}
+		}
+	case "webhook":
+		wh, err := newWebhooks(c)
+		if err != nil {
+			return err
+		}
+		gen = wh.worker
 	}
-	bodies, err := buildBodies(s, c)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "loadgen: %d bodies over %d services built in %.1fs\n", len(bodies), len(s.svcs), time.Since(t0).Seconds())
-
-	var send func(w int, body []byte) ([]byte, error)
+	var send sender
 	switch c.Client {
 	case "std":
 		send = stdClient(c)
@@ -285,67 +332,90 @@ func run(c config) error {
 	default:
 		return fmt.Errorf("-client must be raw or std, not %q", c.Client)
 	}
+	total, elapsed, missed, cpu := drive(c, gen, send)
+	report(c, total, elapsed, missed, cpu)
+	return nil
+}
 
+// classify counts one answer.
+func classify(st *stats, out []byte, err error) {
+	switch {
+	case err != nil:
+		st.errors++
+		if st.firstErr == "" {
+			st.firstErr = err.Error()
+		}
+	case bytes.Contains(out, []byte(`"decision":"allow"`)):
+		st.allow++
+	case bytes.Contains(out, []byte(`"decision":"wait"`)):
+		st.wait++
+	case bytes.Contains(out, []byte(`"decision":"deny"`)):
+		st.deny++
+	case bytes.Contains(out, []byte(`"event_id"`)):
+		st.accepted++
+		if bytes.Contains(out, []byte(`"duplicate":true`)) {
+			st.duplicate++
+		}
+	default:
+		st.other++
+	}
+}
+
+// drive runs the load: a warm-up, then c.Duration measured, and stops.
+// gen(w) returns worker w's source of requests.
+//
+// Closed loop (c.Rate == 0): each worker sends its next request when the
+// answer arrives; latency is the request's own time.
+//
+// Open loop (c.Rate > 0): request n is due at start + n/rate whatever the
+// answers do, and its latency counts from that intended time, so a server
+// that stalls is charged for every request that should have gone out
+// during the stall (no coordinated omission). Due requests wait in a queue
+// of 4 per worker; one finding it full is counted as missed.
+func drive(c config, gen func(w int) func() request, send sender) (*stats, time.Duration, int64, time.Duration) {
 	var measuring atomic.Bool
-	do := func(w int, st *stats, body []byte, since time.Time) {
-		out, err := send(w, body)
+	do := func(w int, st *stats, rq request, since time.Time) {
+		out, err := send(w, rq)
 		if !measuring.Load() {
 			return
 		}
 		st.lat = append(st.lat, time.Since(since))
-		switch {
-		case err != nil:
-			st.errors++
-			if st.firstErr == "" {
-				st.firstErr = err.Error()
-			}
-		case bytes.Contains(out, []byte(`"decision":"allow"`)):
-			st.allow++
-		case bytes.Contains(out, []byte(`"decision":"wait"`)):
-			st.wait++
-		case bytes.Contains(out, []byte(`"decision":"deny"`)):
-			st.deny++
-		default:
-			st.other++
-		}
+		classify(st, out, err)
 	}
 
 	all := make([]*stats, c.Concurrency)
 	var wg sync.WaitGroup
 	var missed atomic.Int64
 	stop := make(chan struct{})
-	var measureStart time.Time
 	if c.Rate == 0 {
 		for w := range all {
-			st := &stats{lat: make([]time.Duration, 0, 1<<16)}
+			st := &stats{lat: make([]time.Duration, 0, 1<<14)}
 			all[w] = st
+			next := gen(w)
 			wg.Add(1)
 			go func(w int) {
 				defer wg.Done()
-				i := w * len(bodies) / c.Concurrency
 				for {
 					select {
 					case <-stop:
 						return
 					default:
 					}
-					do(w, st, bodies[i%len(bodies)], time.Now())
-					i++
+					do(w, st, next(), time.Now())
 				}
 			}(w)
 		}
 	} else {
 		queue := make(chan time.Time, 4*c.Concurrency)
 		for w := range all {
-			st := &stats{lat: make([]time.Duration, 0, 1<<16)}
+			st := &stats{lat: make([]time.Duration, 0, 1<<14)}
 			all[w] = st
+			next := gen(w)
 			wg.Add(1)
 			go func(w int) {
 				defer wg.Done()
-				i := w * len(bodies) / c.Concurrency
 				for at := range queue {
-					do(w, st, bodies[i%len(bodies)], at)
-					i++
+					do(w, st, next(), at)
 				}
 			}(w)
 		}
@@ -382,7 +452,7 @@ func run(c config) error {
 	}
 	time.Sleep(c.Warmup)
 	measuring.Store(true)
-	measureStart = time.Now()
+	measureStart := time.Now()
 	cpu0 := cpuTime()
 	time.Sleep(c.Duration)
 	measuring.Store(false)
@@ -399,54 +469,53 @@ func run(c config) error {
 		total.wait += st.wait
 		total.deny += st.deny
 		total.other += st.other
+		total.accepted += st.accepted
+		total.duplicate += st.duplicate
 		if total.firstErr == "" {
 			total.firstErr = st.firstErr
 		}
 	}
-	report(c, &total, elapsed, missed.Load(), cpu)
-	return nil
+	return &total, elapsed, missed.Load(), cpu
 }
 
 // stdClient sends with net/http (keep-alive, one pool for all workers).
-func stdClient(c config) func(int, []byte) ([]byte, error) {
+func stdClient(c config) sender {
 	tr := &http.Transport{
 		MaxIdleConns: c.Concurrency, MaxIdleConnsPerHost: c.Concurrency, MaxConnsPerHost: c.Concurrency,
 		DisableCompression: true, IdleConnTimeout: time.Minute,
 	}
 	client := &http.Client{Transport: tr, Timeout: c.Timeout}
-	endpoint := strings.TrimSuffix(c.URL, "/") + "/api/v1/gate/check"
-	auth := "Bearer " + c.Token
-	return func(_ int, body []byte) ([]byte, error) {
-		req, _ := http.NewRequest(http.MethodPost, endpoint, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", auth)
+	base := strings.TrimSuffix(c.URL, "/")
+	return func(_ int, rq request) ([]byte, error) {
+		req, _ := http.NewRequest(http.MethodPost, base+rq.path, bytes.NewReader(rq.body))
+		for _, h := range rq.header {
+			req.Header.Set(h[0], h[1])
+		}
 		resp, err := client.Do(req)
 		if err != nil {
 			return nil, err
 		}
 		defer resp.Body.Close()
 		out, err := io.ReadAll(resp.Body)
-		if err == nil && resp.StatusCode != http.StatusOK {
+		if err == nil && resp.StatusCode/100 != 2 {
 			err = fmt.Errorf("status %d: %.200s", resp.StatusCode, out)
 		}
 		return out, err
 	}
 }
 
-// rawClient sends pre-built HTTP/1.1 requests, each worker over its own
+// rawClient writes HTTP/1.1 requests itself, each worker over its own
 // keep-alive connection (redialled after an error or "Connection: close"),
 // and reads responses framed by Content-Length or chunked.
-func rawClient(c config) func(int, []byte) ([]byte, error) {
+func rawClient(c config) sender {
 	u, _ := url.Parse(c.URL) // validated
-	head := "POST /api/v1/gate/check HTTP/1.1\r\nHost: " + u.Host + "\r\nAuthorization: Bearer " + c.Token +
-		"\r\nContent-Type: application/json\r\nContent-Length: "
 	type conn struct {
 		nc  net.Conn
 		r   *bufio.Reader
 		buf []byte
 	}
 	conns := make([]conn, c.Concurrency)
-	return func(w int, body []byte) ([]byte, error) {
+	return func(w int, rq request) ([]byte, error) {
 		cn := &conns[w]
 		if cn.nc == nil {
 			nc, err := net.DialTimeout("tcp", u.Host, c.Timeout)
@@ -455,7 +524,12 @@ func rawClient(c config) func(int, []byte) ([]byte, error) {
 			}
 			cn.nc, cn.r = nc, bufio.NewReaderSize(nc, 16<<10)
 		}
-		out, keep, err := rawExchange(cn.nc, cn.r, &cn.buf, head, body, c.Timeout)
+		head := "POST " + rq.path + " HTTP/1.1\r\nHost: " + u.Host + "\r\n"
+		for _, h := range rq.header {
+			head += h[0] + ": " + h[1] + "\r\n"
+		}
+		head += "Content-Length: "
+		out, keep, err := rawExchange(cn.nc, cn.r, &cn.buf, head, rq.body, c.Timeout)
 		if err != nil || !keep {
 			cn.nc.Close()
 			cn.nc = nil
@@ -525,7 +599,7 @@ func rawExchange(nc net.Conn, r *bufio.Reader, buf *[]byte, head string, body []
 			return nil, false, err
 		}
 	}
-	if status != http.StatusOK {
+	if status/100 != 2 {
 		return out, keep, fmt.Errorf("status %d: %.200s", status, out)
 	}
 	return out, keep, nil
@@ -567,6 +641,7 @@ func readChunked(r *bufio.Reader) ([]byte, error) {
 // result is the machine-readable summary (one JSON line).
 type result struct {
 	Label       string  `json:"label,omitempty"`
+	Target      string  `json:"target"`
 	Mode        string  `json:"mode"`
 	Concurrency int     `json:"concurrency"`
 	Rate        float64 `json:"target_rate,omitempty"`
@@ -583,6 +658,8 @@ type result struct {
 	Allow       int     `json:"allow"`
 	Wait        int     `json:"wait"`
 	Deny        int     `json:"deny"`
+	Accepted    int     `json:"accepted,omitempty"`
+	Duplicates  int     `json:"duplicates,omitempty"`
 	// CPUSeconds is the CPU time this generator used while measuring (it
 	// shares the machine's cores with the server and PostgreSQL).
 	CPUSeconds float64 `json:"loadgen_cpu_seconds"`
@@ -599,21 +676,26 @@ func report(c config, t *stats, elapsed time.Duration, missed int64, cpu time.Du
 		return float64(t.lat[i].Microseconds()) / 1000
 	}
 	r := result{
-		Label: c.Label, Mode: "closed", Concurrency: c.Concurrency, Rate: c.Rate, Seconds: elapsed.Seconds(),
+		Label: c.Label, Target: c.Target, Mode: "closed", Concurrency: c.Concurrency, Rate: c.Rate, Seconds: elapsed.Seconds(),
 		Requests: len(t.lat), Errors: t.errors, Missed: missed,
 		PerSecond: float64(len(t.lat)-t.errors) / elapsed.Seconds(),
 		P50ms:     pct(0.50), P90ms: pct(0.90), P99ms: pct(0.99), P999ms: pct(0.999), MaxMs: pct(1),
-		Allow: t.allow, Wait: t.wait, Deny: t.deny, CPUSeconds: cpu.Seconds(),
+		Allow: t.allow, Wait: t.wait, Deny: t.deny, Accepted: t.accepted, Duplicates: t.duplicate, CPUSeconds: cpu.Seconds(),
 	}
 	if c.Rate > 0 {
 		r.Mode = "open"
 	}
 	fmt.Printf("%s %s loop, %d connections%s, %.1fs: %d requests, %d errors%s\n",
 		orDefault(c.Label, "run"), r.Mode, c.Concurrency, rateText(c.Rate), r.Seconds, r.Requests, r.Errors, missedText(missed))
-	fmt.Printf("  throughput %.0f checks/s   latency p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms\n",
-		r.PerSecond, r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs)
-	fmt.Printf("  decisions: allow %d, wait %d, deny %d, other %d; load generator CPU %.1fs (%.2f cores)\n",
-		t.allow, t.wait, t.deny, t.other, r.CPUSeconds, r.CPUSeconds/r.Seconds)
+	fmt.Printf("  throughput %.0f %s/s   latency p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms\n",
+		r.PerSecond, map[bool]string{true: "deliveries", false: "checks"}[c.Target == "webhook"], r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs)
+	if c.Target == "webhook" {
+		fmt.Printf("  accepted (202) %d, of them duplicates %d, other %d; load generator CPU %.1fs (%.2f cores)\n",
+			t.accepted, t.duplicate, t.other, r.CPUSeconds, r.CPUSeconds/r.Seconds)
+	} else {
+		fmt.Printf("  decisions: allow %d, wait %d, deny %d, other %d; load generator CPU %.1fs (%.2f cores)\n",
+			t.allow, t.wait, t.deny, t.other, r.CPUSeconds, r.CPUSeconds/r.Seconds)
+	}
 	if t.firstErr != "" {
 		fmt.Printf("  first error: %s\n", t.firstErr)
 	}

@@ -38,6 +38,9 @@ func TestRawExchange(t *testing.T) {
 	}))
 	defer srv.Close()
 	send := rawClient(config{URL: srv.URL, Token: "tok", Concurrency: 1, Timeout: 5 * time.Second})
+	gate := func(body string) request {
+		return request{path: "/api/v1/gate/check", header: [][2]string{{"Authorization", "Bearer tok"}}, body: []byte(body)}
+	}
 	for _, tc := range []struct{ body, want, wantErr string }{
 		{"plain", `{"decision":"allow"}`, ""},
 		{"chunked", `{"decision":"wait"}`, ""},
@@ -45,7 +48,7 @@ func TestRawExchange(t *testing.T) {
 		{"close", `{"decision":"deny"}`, ""},
 		{"plain", `{"decision":"allow"}`, ""}, // on a new connection
 	} {
-		out, err := send(0, []byte(tc.body))
+		out, err := send(0, gate(tc.body))
 		switch {
 		case tc.wantErr != "":
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {

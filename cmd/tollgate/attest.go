@@ -22,11 +22,12 @@ import (
 )
 
 type attestOptions struct {
-	url, token, release, service, environment, version, commit string
-	kind, name, status, junitFile, sarifFile, dsseFile         string
-	digest, link                                               string
-	metrics                                                    []string
-	timeout                                                    time.Duration
+	gatewayFlags
+	release, service, environment, version, commit     string
+	kind, name, status, junitFile, sarifFile, dsseFile string
+	digest, link                                       string
+	metrics                                            []string
+	timeout                                            time.Duration
 }
 
 // newAttestCmd is `tollgate attest`: attach evidence to a release. The
@@ -39,12 +40,7 @@ func newAttestCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.C
 		Short: "Attach evidence (a status, a JUnit or SARIF report, a DSSE envelope) to a release; fails closed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.url == "" {
-				o.url = getenv("TOLLGATE_URL")
-			}
-			if o.token == "" {
-				o.token = getenv("TOLLGATE_TOKEN")
-			}
+			o.fromEnv(getenv)
 			if err := runAttest(cmd.Context(), o, stdout); err != nil {
 				return &exitError{code: 1, err: err}
 			}
@@ -52,8 +48,7 @@ func newAttestCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.C
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.url, "url", "", "gateway base URL (env TOLLGATE_URL)")
-	f.StringVar(&o.token, "token", "", "API token with role ci (env TOLLGATE_TOKEN)")
+	o.bind(f, "ci")
 	f.StringVar(&o.release, "release", "", "release id (or name it with --service, --environment, --version)")
 	f.StringVar(&o.service, "service", "", "service name")
 	f.StringVar(&o.environment, "environment", "", "target environment")

@@ -30,12 +30,13 @@ const (
 const maxPoll = 10 * time.Minute
 
 type checkOptions struct {
-	url, token, service, environment, version, commit, team, actor string
-	provider, runID, runURL                                        string
-	changes, incidents                                             []string
-	wait, timeout                                                  time.Duration
-	retries                                                        int
-	jsonOut                                                        bool
+	gatewayFlags
+	service, environment, version, commit, team, actor string
+	provider, runID, runURL                            string
+	changes, incidents                                 []string
+	wait, timeout                                      time.Duration
+	retries                                            int
+	jsonOut                                            bool
 }
 
 func newCheckCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
@@ -45,12 +46,7 @@ func newCheckCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Co
 		Short: "Ask the gate whether a release may deploy now (exit 0 allow, 1 deny, 2 still waiting, 3 gateway unreachable)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.url == "" {
-				o.url = getenv("TOLLGATE_URL")
-			}
-			if o.token == "" {
-				o.token = getenv("TOLLGATE_TOKEN")
-			}
+			o.fromEnv(getenv)
 			code, err := runCheck(cmd.Context(), o, stdout, stderr)
 			if code == exitAllow && err == nil {
 				return nil
@@ -59,8 +55,7 @@ func newCheckCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Co
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.url, "url", "", "gateway base URL (env TOLLGATE_URL)")
-	f.StringVar(&o.token, "token", "", "API token with role ci (env TOLLGATE_TOKEN)")
+	o.bind(f, "ci")
 	f.StringVar(&o.service, "service", "", "service name (required)")
 	f.StringVar(&o.environment, "environment", "", "target environment (required)")
 	f.StringVar(&o.version, "version", "", "version being deployed (required)")

@@ -27,10 +27,11 @@ const (
 )
 
 type reconcileOptions struct {
-	url, token, from, to, environment, service, team, control, format string
-	failOnFindings                                                    bool
-	timeout                                                           time.Duration
-	retries                                                           int
+	gatewayFlags
+	from, to, environment, service, team, control, format string
+	failOnFindings                                        bool
+	timeout                                               time.Duration
+	retries                                               int
 }
 
 func newReconcileCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
@@ -40,12 +41,7 @@ func newReconcileCmd(stdout, stderr io.Writer, getenv func(string) string) *cobr
 		Short: "Run a reconciliation report on the gateway and print it (exit 1 with --fail-on-findings when any finding is unacknowledged)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.url == "" {
-				o.url = getenv("TOLLGATE_URL")
-			}
-			if o.token == "" {
-				o.token = getenv("TOLLGATE_TOKEN")
-			}
+			o.fromEnv(getenv)
 			code, err := runReconcile(cmd.Context(), o, stdout, stderr)
 			if code == exitReconcileOK && err == nil {
 				return nil
@@ -54,8 +50,7 @@ func newReconcileCmd(stdout, stderr io.Writer, getenv func(string) string) *cobr
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.url, "url", "", "gateway base URL (env TOLLGATE_URL)")
-	f.StringVar(&o.token, "token", "", "API token with role change_manager or admin (env TOLLGATE_TOKEN)")
+	o.bind(f, "change_manager or admin")
 	f.StringVar(&o.from, "from", "", "start of the period: RFC 3339 time, a date YYYY-MM-DD (00:00 UTC), or a duration before now like 7d or 36h (required)")
 	f.StringVar(&o.to, "to", "", "end of the period (exclusive), same forms; default now")
 	f.StringVar(&o.environment, "environment", "", "only deployments to this environment")

@@ -64,6 +64,11 @@ func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no inbox wake-up")
 	}
+	// The listener may hear the send before its counters are updated.
+	deadline := time.Now().Add(5 * time.Second)
+	for n.stats().Sends == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if st := n.stats(); st.Sends != 1 || st.Notifications != 11 || st.Failures != 0 {
 		t.Fatalf("stats %+v, want one send of 11 notifications", st)
 	}

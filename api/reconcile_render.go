@@ -19,14 +19,12 @@ import (
 // findingWalker calls fn with each finding of a report, in order.
 type findingWalker func(fn func(core.ReconcileFinding) error) error
 
-// writeReportJSON streams {"report": …, "findings": [ … ]}: one finding in
-// memory at a time.
 // proofWalker walks a report's control proofs in order.
 type proofWalker func(fn func(core.ControlProof) error) error
 
 // writeReportJSON streams {"report", "findings"} and, for a report filtered
 // by a control (proofs not nil), "proofs": the compliant deployments'
-// evidence for that control.
+// evidence for that control. One finding in memory at a time.
 func writeReportJSON(w io.Writer, r core.Report, walk findingWalker, proofs proofWalker) error {
 	bw := bufio.NewWriter(w)
 	head, err := json.Marshal(r)

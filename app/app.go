@@ -158,9 +158,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		pending = a.CIGates
 	}
 	proposals := service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes)
+	holds := service.NewHolds(db, a.Policies, clock)
 	web, err := ui.New(ui.Deps{
 		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: db, Gate: a.Gate, CIGates: pending, Policies: a.Policies,
-		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Reports: a.Reconciler, Downloads: uiDownloads{a},
+		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Holds: holds, Reports: a.Reconciler, Downloads: uiDownloads{a},
 		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy,
 	})
 	if err != nil {
@@ -173,7 +174,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 		Reviews:   a.Reviews,
 		UI:        web,
-		Holds:     service.NewHolds(db, a.Policies, clock),
+		Holds:     holds,
 		Evidence:  service.NewEvidence(db, a.Policies, clock),
 		Simulator: service.NewSimulator(db, a.Policies),
 		Proposals: proposals,

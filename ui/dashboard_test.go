@@ -64,3 +64,49 @@ func TestDashboardListsCIGates(t *testing.T) {
 		}
 	}
 }
+
+type holdList []core.Hold
+
+func (h holdList) List(context.Context, bool) ([]core.Hold, error) { return h, nil }
+
+// TestDashboardListsHolds: the holds in force show on the dashboard with
+// their scope, reason, who placed them and until when (escaped).
+func TestDashboardListsHolds(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	until := clock.t.Add(2 * time.Hour)
+	for _, tc := range []struct {
+		name  string
+		holds Holds
+		want  []string
+	}{
+		{"one hold", holdList{{ID: "h1", Scope: "service", Name: "payments-api", Reason: "ledger <migration>",
+			CreatedBy: "token:cm(t2)", CreatedAt: clock.t.Add(-time.Hour), Until: &until}},
+			[]string{"Holds in force", "service payments-api", "ledger &lt;migration&gt;", "token:cm(t2)", "2026-11-27 12:00 UTC"}},
+		{"none", holdList{}, []string{"No hold is in force."}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sessions := &memSessions{m: map[string]store.UISession{}}
+			u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
+				Sessions: sessions, Reader: dashReader{}, Gate: noGate{}, Policies: noPolicy{}, Holds: tc.holds})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := echo.New()
+			u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
+			sessions.m[hashID("sid")] = store.UISession{IDHash: hashID("sid"), Token: core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor},
+				CSRF: "c", CreatedAt: clock.t, LastSeenAt: clock.t, ExpiresAt: clock.t.Add(time.Hour)}
+			req := httptest.NewRequest("GET", "/ui/", nil)
+			req.AddCookie(&http.Cookie{Name: cookieName, Value: "sid"})
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(rec.Body.String(), want) {
+					t.Errorf("dashboard lacks %q", want)
+				}
+			}
+		})
+	}
+}

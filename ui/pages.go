@@ -28,6 +28,8 @@ type dashboardView struct {
 	Waiting     []waitingRow
 	Recent      []core.GateDecision
 	Incidents   []core.Incident
+	Holds       []core.Hold
+	HasHolds    bool
 	Freezes     []freezeRow
 	Days        []dayCount
 	Chart       chart
@@ -94,6 +96,12 @@ func (u *UI) dashboard(c *echo.Context, s *session) error {
 	incidents, err := u.deps.Reader.ActiveIncidents(ctx)
 	if err != nil {
 		return err
+	}
+	if u.deps.Holds != nil {
+		v.HasHolds = true
+		if v.Holds, err = u.deps.Holds.List(ctx, false); err != nil {
+			return err
+		}
 	}
 	cp := u.deps.Policies.Current()
 	for _, in := range incidents {

@@ -100,6 +100,11 @@ type Inbox interface {
 	ReplayQuarantined(ctx context.Context, connector, actor string) (int, error)
 }
 
+// Holds lists change managers' holds (HOLD), as GET /api/v1/holds does.
+type Holds interface {
+	List(ctx context.Context, all bool) ([]core.Hold, error)
+}
+
 // Deps is what the UI needs.
 type Deps struct {
 	Logger   *slog.Logger
@@ -115,6 +120,8 @@ type Deps struct {
 	// Proposals may be nil (no four-eyes governance).
 	Proposals Proposals
 	Inbox     Inbox
+	// Holds, when set, shows the holds in force on the dashboard.
+	Holds Holds
 	// Reports and Downloads, when set, add the reconciliation pages and
 	// the dashboard's open findings and release metrics.
 	Reports   Reports

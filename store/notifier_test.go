@@ -146,9 +146,11 @@ func TestNotifyFailureNeverFailsTheWrite(t *testing.T) {
 // queued for the notifier after the commit), "in_transaction" the same
 // insert with pg_notify in its statement, as the store did before (every
 // such commit serialized on the notification queue's lock). The sub-
-// benchmarks alternate with -count. Run:
+// benchmarks run in turn; for interleaved rounds run them alternately:
 //
-//	go test -run '^$' -bench InsertEventNotify -benchtime 5s -count 3 ./store/
+//	for i in 1 2 3; do for m in after_commit in_transaction; do
+//	  go test -run '^$' -bench "InsertEventNotify/$m" -benchtime 3s ./store/
+//	done; done
 func BenchmarkInsertEventNotify(b *testing.B) {
 	db := newBenchDB(b)
 	ctx := context.Background()
@@ -175,7 +177,7 @@ func BenchmarkInsertEventNotify(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetParallelism(16) // 32 writers on 2 cores, like the ingest closed loop
-			start := time.Now()
+			start, sends := time.Now(), db.NotifyStats().Sends
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if err := bc.op(event()); err != nil {
@@ -185,6 +187,9 @@ func BenchmarkInsertEventNotify(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "inserts/s")
+			if n := db.NotifyStats().Sends - sends; n > 0 {
+				b.ReportMetric(float64(b.N)/float64(n), "inserts/send")
+			}
 		})
 	}
 }

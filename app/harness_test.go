@@ -65,7 +65,10 @@ func serve(t testing.TB, cfgYAML string, env map[string]string, log *slog.Logger
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	cfg.ShutdownTimeout = config.Duration(5 * time.Second)
+	// Above net/http's 5 s grace for a connection that was dialled but
+	// never carried a request (a concurrent client leaves some): the drain
+	// waits that long for one, so a 5 s bound could expire under load.
+	cfg.ShutdownTimeout = config.Duration(10 * time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, log, app.Options{})
 	if err != nil {

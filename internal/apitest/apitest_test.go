@@ -54,6 +54,9 @@ func TestValidatorCatchesWhatIsOutOfContract(t *testing.T) {
 		{"no credentials refused", "GET", "/api/v1/tokens", "", "", canned{401, errJSON}, ""},
 		{"wrong enum value", "GET", "/api/v1/tokens", "Bearer t", "", canned{200, `{"items":[{"id":"1","name":"n","role":"root","created_at":"2026-12-02T16:07:47Z"}]}`}, "role"},
 		{"unsigned webhook accepted", "POST", "/webhooks/gh", "", `{}`, canned{202, `{"event_id":"1","duplicate":false}`}, "rejects this request"},
+		{"web UI page (not the API)", "GET", "/ui/", "", "", canned{200, `<!doctype html>`}, ""},
+		{"web UI redirect", "GET", "/ui", "", "", canned{301, ``}, ""},
+		{"a path only starting like the UI", "GET", "/uix", "", "", canned{200, `{}`}, "no documented operation"},
 		{"body past the validated size", "POST", "/api/v1/tokens", "Bearer t", strings.Repeat(" ", 3<<20), canned{413, errJSON}, ""},
 	}
 	for _, tt := range tests {

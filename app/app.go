@@ -93,6 +93,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		st := db.AppenderStats()
 		return metrics.AuditStats{Groups: st.Groups, OneStatement: st.OneStatement, Appends: st.Requests, BusySeconds: st.Busy.Seconds()}
 	})
+	a.Metrics.WatchNotify(func() metrics.NotifyStats {
+		st := db.NotifyStats()
+		return metrics.NotifyStats{Sends: st.Sends, Notifications: st.Notifications, Failures: st.Failures}
+	})
 	a.Tokens = service.NewTokens(db, clock)
 	if err := a.bootstrapAdmin(ctx); err != nil {
 		return nil, err

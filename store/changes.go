@@ -305,5 +305,6 @@ func (d *DB) storeVersion(ctx context.Context, tx *sqlx.Tx, u versionedUpsert, v
 			return err
 		}
 	}
-	return d.notifyTx(ctx, tx, u.what+":"+u.key)
+	d.notifyTx(tx, u.what+":"+u.key)
+	return nil
 }

@@ -62,6 +62,9 @@ type DB struct {
 	// facts is the gate's fact cache (store/factcache); nil when disabled.
 	facts    *factcache.Cache
 	txTopics txTopics
+	// notify sends committed writes' wake-ups to the other replicas
+	// (notifier.go); nil on SQLite.
+	notify *notifier
 }
 
 // Options configure Open.
@@ -155,13 +158,24 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	d.commits = commits
+	if d.dialect == Postgres {
+		if d.notify, err = newNotifier(url, d.log); err != nil {
+			d.commits.Close()
+			d.db.Close()
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
-// Close commits the audit appends already queued, then closes the pool.
+// Close commits the audit appends already queued, sends the wake-ups
+// still queued for other replicas, then closes the pool.
 // Appends after Close fail with KindUnavailable.
 func (d *DB) Close() error {
 	d.commits.Close()
+	if d.notify != nil {
+		d.notify.close() // after the commits, which may announce topics
+	}
 	return d.db.Close()
 }
 

@@ -113,17 +113,16 @@ func (d *DB) InsertEvent(ctx context.Context, e core.Event) (string, bool, error
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (connector, dedupe_key) DO NOTHING
 		RETURNING id`
-	if d.dialect == Postgres {
-		// The wake-up travels with the insert (one round trip), is sent
-		// only when a row was inserted, and is delivered at commit.
-		insert = `WITH ins AS (` + insert + `)
-		SELECT ins.id FROM ins, LATERAL (SELECT pg_notify('` + inboxChannel + `', ins.id)) n`
-	}
 	var id string
 	err := d.db.GetContext(ctx, &id, d.q(insert), e.ID, e.Connector, e.Type, e.DedupeKey, headers, body, ts(e.ReceivedAt), core.EventPending)
 	if err == nil {
-		if d.dialect != Postgres {
-			d.inbox.broadcast(id)
+		// Committed (one statement): wake this process's normalizer now,
+		// the other replicas' through the notifier, after the commit and
+		// merged with the burst's other deliveries (notifier.go: a
+		// pg_notify in the insert would serialize the inserts' commits).
+		d.inbox.broadcast(id)
+		if d.notify != nil {
+			d.notify.addInbox(id)
 		}
 		return id, false, nil
 	}

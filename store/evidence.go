@@ -39,7 +39,8 @@ func (d *DB) AddEvidence(ctx context.Context, e core.Evidence) (core.Evidence, e
 			e.ID, e.ReleaseID, e.Kind, e.Name, e.Status, e.Digest, doc, e.RecordedBy, e.RecordedAt); err != nil {
 			return err
 		}
-		return d.notifyTx(ctx, tx, topicEvidence+e.ReleaseID)
+		d.notifyTx(tx, topicEvidence+e.ReleaseID)
+		return nil
 	})
 	if err != nil {
 		return core.Evidence{}, fmt.Errorf("add evidence to release %s: %w", e.ReleaseID, err)

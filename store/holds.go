@@ -52,7 +52,8 @@ func (d *DB) CreateHold(ctx context.Context, h core.Hold, actor string) (core.Ho
 			h.ID, h.Scope, h.Name, h.Reason, nullTime(h.Until), h.CreatedBy, h.CreatedAt); err != nil {
 			return err
 		}
-		return d.notifyTx(ctx, tx, topicHold)
+		d.notifyTx(tx, topicHold)
+		return nil
 	})
 	if err != nil {
 		return core.Hold{}, fmt.Errorf("create hold: %w", err)
@@ -90,7 +91,8 @@ func (d *DB) LiftHold(ctx context.Context, id, actor string, at time.Time) (core
 		out = r.hold()
 		out.LiftedBy, out.LiftedAt = actor, &at
 		entries[0].Data = json.RawMessage(mustJSON(out))
-		return d.notifyTx(ctx, tx, topicHold)
+		d.notifyTx(tx, topicHold)
+		return nil
 	})
 	if err != nil {
 		return core.Hold{}, fmt.Errorf("lift hold %s: %w", id, err)

@@ -75,32 +75,27 @@ func (h *hub) broadcast(topic string) {
 	}
 }
 
-// notifyTx announces inside tx that the facts named by topic (e.g.
-// "change:CHG0000024") changed. On PostgreSQL it is a NOTIFY, delivered to
-// every replica when tx commits; on SQLite (one process) it is an
-// in-process broadcast when tx ends (announceEnded).
-func (d *DB) notifyTx(ctx context.Context, tx *sqlx.Tx, topic string) error {
-	d.txTopics.add(tx, topic) // the fact cache drops it when tx ends
-	if d.dialect == Postgres {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", notifyChannel, topic); err != nil {
-			return fmt.Errorf("notify %s: %w", topic, err)
-		}
-	}
-	return nil
+// notifyTx announces that tx changes the facts named by topic (e.g.
+// "change:CHG0000024"). Nothing is sent inside tx: when tx ends committed,
+// txEnded drops the topic from this process's fact cache, wakes this
+// process's subscribers, and on PostgreSQL queues it for the notifier
+// (notifier.go), which sends it to every replica after the commit.
+func (d *DB) notifyTx(tx *sqlx.Tx, topic string) {
+	d.txTopics.add(tx, topic)
 }
 
-// announceEnded wakes this process's subscribers on SQLite for the topics
-// a transaction announced, once it has ended and the fact cache has
-// dropped them. Not earlier: a waiter woken inside the transaction would
-// re-read the old state (from the cache, or the database's last committed
-// snapshot), go back to waiting, and never be woken again. (On PostgreSQL
-// the NOTIFY arrives after the commit by itself.)
+// announceEnded wakes this process's subscribers for the topics a
+// committed transaction announced, once the fact cache has dropped them,
+// and queues them for the other replicas. Not earlier: a waiter woken
+// inside the transaction would re-read the old state (from the cache, or
+// the database's last committed snapshot), go back to waiting, and never
+// be woken again.
 func (d *DB) announceEnded(topics []string) {
-	if d.dialect == Postgres {
-		return
-	}
 	for _, topic := range topics {
 		d.hub.broadcast(topic)
+	}
+	if d.notify != nil {
+		d.notify.addFacts(topics)
 	}
 }
 
@@ -108,8 +103,9 @@ func (d *DB) announceEnded(topics []string) {
 // "policy", or TopicAll) and a function that ends the subscription. The
 // channel is buffered and never blocks the sender: a subscriber that falls
 // behind misses topics but always has a wake-up pending, so it should
-// re-check what it waits for on any receive. On PostgreSQL topics arrive
-// only while Listen runs.
+// re-check what it waits for on any receive. This process's own writes
+// arrive as they commit; on PostgreSQL other replicas' writes arrive only
+// while Listen runs (and this process's own once more, echoed).
 func (d *DB) Subscribe() (<-chan string, func()) { return d.hub.subscribe() }
 
 // SubscribeInbox returns a channel that receives a value (the event id, or
@@ -124,8 +120,8 @@ func (d *DB) SubscribeInbox() (<-chan string, func()) { return d.inbox.subscribe
 // SubscribeInbox's) until ctx ends, reconnecting when the connection drops
 // (and then broadcasting TopicAll, since notifications sent while
 // disconnected are lost). It returns nil when ctx ends. On SQLite it
-// returns nil at once: announceEnded and InsertEvent broadcast in-process
-// there.
+// returns nil at once: there is no other replica, and this process's
+// writes wake its subscribers directly (announceEnded, InsertEvent).
 //
 // Listen also drives the fact cache (store/factcache): it is live only while
 // the listener is connected and answers its pings, and every notification

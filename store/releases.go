@@ -429,7 +429,8 @@ func (d *DB) RequirePIR(ctx context.Context, p core.PIR) error {
 		if n, err := r.RowsAffected(); err != nil {
 			return fmt.Errorf("insert: %w", err)
 		} else if n == 1 {
-			return d.notifyTx(ctx, tx, "pir:"+id)
+			d.notifyTx(tx, "pir:"+id)
+			return nil
 		}
 		var exists int
 		err = tx.GetContext(ctx, &exists, d.q(`SELECT COUNT(*) FROM releases WHERE id = ?`), id)
@@ -493,7 +494,8 @@ func (d *DB) SignOffPIR(ctx context.Context, releaseID, by, summary string, at t
 			return fmt.Errorf("update: %w", err)
 		}
 		out = row.pir()
-		return d.notifyTx(ctx, tx, "pir:"+id)
+		d.notifyTx(tx, "pir:"+id)
+		return nil
 	})
 	if err != nil {
 		return core.PIR{}, fmt.Errorf("sign off PIR for release %s: %w", id, err)

@@ -81,11 +81,13 @@ func (d *DB) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", translate(err))
 	}
-	defer d.txEnded(tx)
+	committed := false
+	defer func() { d.txEnded(tx, committed) }()
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return translate(err)
 	}
+	committed = true
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", translate(err))
 	}
@@ -136,12 +138,15 @@ func (t *txTopics) take(tx *sqlx.Tx) []string {
 }
 
 // txEnded drops from the cache what tx announced, whether it committed or
-// not (dropping too much only costs a read), then wakes SQLite's
-// subscribers (announceEnded).
-func (d *DB) txEnded(tx *sqlx.Tx) {
+// not (dropping too much only costs a read), then, if a commit was
+// attempted (its outcome may be unknown: a spurious wake-up costs a
+// re-check, a lost one a waiter), wakes the subscribers (announceEnded).
+func (d *DB) txEnded(tx *sqlx.Tx, committed bool) {
 	topics := d.txTopics.take(tx)
 	for _, topic := range topics {
 		d.facts.Invalidate(topic)
 	}
-	d.announceEnded(topics)
+	if committed {
+		d.announceEnded(topics)
+	}
 }

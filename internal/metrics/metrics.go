@@ -62,6 +62,30 @@ func (s *Set) WatchAudit(stats func() AuditStats) {
 	)
 }
 
+// NotifyStats are the cross-replica notifier's counters: transactions
+// sent, notifications they carried, and failed sends (retried; the writes
+// they announce have committed regardless).
+type NotifyStats struct {
+	Sends, Notifications, Failures int64
+}
+
+// WatchNotify exports the notifier's counters: notifications per send is
+// the merging achieved; failures mean other replicas learn of changes
+// late (from their polls and the fact cache's TTL).
+func (s *Set) WatchNotify(stats func() NotifyStats) {
+	s.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_notify_sends_total", Help: "Transactions that sent wake-ups (LISTEN/NOTIFY) to other replicas after the writes committed.",
+		}, func() float64 { return float64(stats().Sends) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_notify_notifications_total", Help: "Notifications those transactions carried (merged fact topics, one inbox wake-up per burst).",
+		}, func() float64 { return float64(stats().Notifications) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_notify_failures_total", Help: "Failed sends of wake-ups to other replicas (retried; the writes are committed).",
+		}, func() float64 { return float64(stats().Failures) }),
+	)
+}
+
 // New builds a Set on a fresh registry, with Go and process collectors.
 func New() *Set {
 	r := prometheus.NewRegistry()

@@ -17,7 +17,8 @@
 //     even if a notification were lost without the listener noticing.
 //
 // A check on one replica can thus see a write committed on another only
-// once its NOTIFY has arrived (normally well under a millisecond later),
+// once its NOTIFY, sent right after the commit, has arrived (normally a
+// millisecond or two later),
 // which is no different from the check having arrived that much earlier.
 package factcache
 

@@ -67,8 +67,10 @@ type Config struct {
 	// Translate turns driver errors into core errors (by SQLSTATE).
 	Translate func(error) error
 	// TxEnded is called after each interactive group transaction ends,
-	// committed or not (the store's fact cache drops what it announced).
-	TxEnded func(*sqlx.Tx)
+	// committed or not (the store's fact cache drops what it announced);
+	// committed tells whether a commit was attempted (its outcome may be
+	// unknown), so the store announces only what may have committed.
+	TxEnded func(tx *sqlx.Tx, committed bool)
 	// Prepared returns query's prepared statement bound to tx, or nil
 	// when it is not prepared yet (the text is then executed as is). It
 	// must never wait for a pool connection: the transaction may hold the

@@ -58,8 +58,9 @@ func (c *Committer) attempt(gctx context.Context, group []*request, results []er
 	if err != nil {
 		return fmt.Errorf("append audit: begin: %w", c.cfg.Translate(err))
 	}
+	committed := false
 	if c.cfg.TxEnded != nil {
-		defer c.cfg.TxEnded(tx)
+		defer func() { c.cfg.TxEnded(tx, committed) }()
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	// failed ends the optimistic attempt on a writer's error: alone in its
@@ -121,6 +122,7 @@ func (c *Committer) attempt(gctx context.Context, group []*request, results []er
 		}
 		return fmt.Errorf("append audit: %w", c.cfg.Translate(err))
 	}
+	committed = true
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("append audit: commit: %w", c.cfg.Translate(err))
 	}

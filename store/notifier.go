@@ -1,0 +1,258 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// The notifier sends the cross-replica wake-ups (LISTEN/NOTIFY) of
+// committed writes after their commit, outside the writing transactions.
+//
+// Why not pg_notify inside the writing transaction: PostgreSQL commits
+// transactions that notified one at a time (a cluster-wide lock on the
+// notification queue, held until the commit record is flushed), so those
+// writes cannot share a WAL flush; webhook ingest and the normalizer were
+// bounded by it (docs/benchmarks.md). Here the writers commit as plain
+// transactions and one goroutine per store sends what they announced, a
+// burst merged into one short transaction that writes nothing durable.
+//
+// No wake-up is lost: a topic added while a send is in flight is sent by
+// the next one, and a failed send is retried (merged with what arrived
+// meanwhile) with backoff. A send never fails a write: the write has
+// committed by then; failures are logged and counted (NotifyStats), and the
+// normalizer's poll, the gate's re-checks and the fact cache's TTL are the
+// backstop.
+
+// Notifier limits.
+const (
+	// notifyMaxTopics caps the distinct fact topics one send carries; past
+	// it the burst is sent as TopicAll (every replica flushes its fact
+	// cache and re-checks), which is cheaper than thousands of
+	// notifications.
+	notifyMaxTopics = 500
+	// notifyRetryMin and notifyRetryMax bound the backoff between failed sends.
+	notifyRetryMin = 100 * time.Millisecond
+	notifyRetryMax = 5 * time.Second
+	// notifyCloseTimeout bounds the last send when the store closes.
+	notifyCloseTimeout = 2 * time.Second
+)
+
+// NotifyStats are the notifier's counters: sends (transactions sent),
+// notifications they carried, and failed sends.
+type NotifyStats struct {
+	Sends, Notifications, Failures int64
+}
+
+// notifier coalesces and sends wake-ups on its own connection.
+type notifier struct {
+	db  *sql.DB // one connection, apart from the store's pool
+	log *slog.Logger
+
+	mu     sync.Mutex
+	facts  map[string]struct{} // fact topics waiting to be sent
+	inbox  string              // newest stored delivery's id waiting to be sent ("" none)
+	closed bool
+
+	signal chan struct{} // capacity 1: a pending token means "send again"
+	stop   context.CancelFunc
+	done   chan struct{}
+
+	sends, notifications, failures atomic.Int64
+}
+
+// newNotifier starts a notifier on the PostgreSQL database at dsn.
+func newNotifier(dsn string, log *slog.Logger) (*notifier, error) {
+	n, err := openNotifier(dsn, log)
+	if err != nil {
+		return nil, err
+	}
+	n.start()
+	return n, nil
+}
+
+// openNotifier makes a notifier that queues but does not send until start.
+func openNotifier(dsn string, log *slog.Logger) (*notifier, error) {
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open notifier connection: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	return &notifier{db: db, log: log, facts: map[string]struct{}{}, signal: make(chan struct{}, 1), done: make(chan struct{})}, nil
+}
+
+func (n *notifier) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stop = cancel
+	go n.run(ctx)
+}
+
+// addFacts queues fact topics (committed writes' notifyTx) for every replica.
+func (n *notifier) addFacts(topics []string) {
+	if len(topics) == 0 {
+		return
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	for _, t := range topics {
+		n.facts[t] = struct{}{}
+	}
+	n.mu.Unlock()
+	n.wake()
+}
+
+// addInbox queues the wake-up of every replica's normalizer for a stored
+// delivery. A burst is one notification carrying its newest id: the
+// listeners only wake a worker, which claims whatever is pending.
+func (n *notifier) addInbox(id string) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.inbox = id
+	n.mu.Unlock()
+	n.wake()
+}
+
+func (n *notifier) wake() {
+	select {
+	case n.signal <- struct{}{}:
+	default: // a send is already due; it will take what was just added
+	}
+}
+
+// take empties the queue into the channels and payloads of one send.
+func (n *notifier) take() (channels, payloads []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.facts) > notifyMaxTopics {
+		n.facts = map[string]struct{}{TopicAll: {}}
+	}
+	for t := range n.facts {
+		channels, payloads = append(channels, notifyChannel), append(payloads, t)
+	}
+	clear(n.facts)
+	if n.inbox != "" {
+		channels, payloads = append(channels, inboxChannel), append(payloads, n.inbox)
+		n.inbox = ""
+	}
+	return channels, payloads
+}
+
+// putBack requeues a failed send's notifications, under what arrived
+// meanwhile (a newer inbox id wins).
+func (n *notifier) putBack(channels, payloads []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i, ch := range channels {
+		switch {
+		case ch == notifyChannel:
+			n.facts[payloads[i]] = struct{}{}
+		case n.inbox == "":
+			n.inbox = payloads[i]
+		}
+	}
+}
+
+func (n *notifier) run(ctx context.Context) {
+	defer close(n.done)
+	retry := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			// The store is closing: one last try for what is queued.
+			if ch, p := n.take(); len(ch) > 0 {
+				sctx, cancel := context.WithTimeout(context.Background(), notifyCloseTimeout)
+				if err := n.send(sctx, ch, p); err != nil {
+					n.failures.Add(1)
+					n.putBack(ch, p) // unsent: left queued, for the record
+					n.log.Warn("notify other replicas at close", "notifications", len(ch), "err", err)
+				}
+				cancel()
+			}
+			return
+		case <-n.signal:
+		}
+		ch, p := n.take()
+		if len(ch) == 0 {
+			continue
+		}
+		err := n.send(ctx, ch, p)
+		if err == nil {
+			retry = 0
+			continue
+		}
+		n.failures.Add(1)
+		n.putBack(ch, p)
+		retry = min(max(2*retry, notifyRetryMin), notifyRetryMax)
+		n.log.Warn("notify other replicas; retrying (the writes are committed)", "notifications", len(ch), "retry_in", retry, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry):
+		}
+		n.wake()
+	}
+}
+
+// send delivers one burst in one transaction. It writes nothing durable,
+// so it does not wait for a WAL flush (synchronous_commit off): it holds
+// the notification queue's lock for the length of a commit without I/O.
+func (n *notifier) send(ctx context.Context, channels, payloads []string) error {
+	tx, err := n.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", translate(err))
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit TO off"); err != nil {
+		return fmt.Errorf("set synchronous_commit: %w", translate(err))
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
+		pq.Array(channels), pq.Array(payloads)); err != nil {
+		return fmt.Errorf("notify: %w", translate(err))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", translate(err))
+	}
+	n.sends.Add(1)
+	n.notifications.Add(int64(len(channels)))
+	return nil
+}
+
+// close sends what is queued (bounded by notifyCloseTimeout), stops the
+// goroutine and closes the connection; later additions are dropped.
+func (n *notifier) close() {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.closed = true
+	n.mu.Unlock()
+	n.stop()
+	<-n.done
+	n.db.Close()
+}
+
+func (n *notifier) stats() NotifyStats {
+	return NotifyStats{Sends: n.sends.Load(), Notifications: n.notifications.Load(), Failures: n.failures.Load()}
+}
+
+// NotifyStats returns the cross-replica notifier's counters (zero on
+// SQLite, which has no other replicas).
+func (d *DB) NotifyStats() NotifyStats {
+	if d.notify == nil {
+		return NotifyStats{}
+	}
+	return d.notify.stats()
+}

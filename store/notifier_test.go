@@ -1,0 +1,195 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// unreachableDSN refuses connections at once.
+const unreachableDSN = "host=127.0.0.1 port=1 sslmode=disable connect_timeout=1"
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// What arrives while no send can go out is merged: one send carries every
+// fact topic once, and one inbox wake-up the newest delivery's id.
+func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
+	db := newTestDB(t, Postgres, nil)
+	stop := listen(t, db)
+	defer stop()
+	sub, unsub := db.Subscribe()
+	defer unsub()
+	inbox, unsubInbox := db.SubscribeInbox()
+	defer unsubInbox()
+
+	n, err := openNotifier(db.dsn, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for i := range 10 {
+		topic := "change:CHG" + strconv.Itoa(i)
+		want[topic] = true
+		n.addFacts([]string{topic, topic})
+	}
+	n.addInbox("e1")
+	n.addInbox("e2")
+	n.start()
+	defer n.close()
+
+	timeout := time.After(5 * time.Second)
+	for len(want) > 0 {
+		select {
+		case got := <-sub:
+			delete(want, got)
+		case <-timeout:
+			t.Fatalf("topics never arrived: %v", want)
+		}
+	}
+	select {
+	case got := <-inbox:
+		if got != "e2" {
+			t.Fatalf("inbox woken with %q, want the newest id e2", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no inbox wake-up")
+	}
+	// The listener may hear the send before its counters are updated.
+	deadline := time.Now().Add(5 * time.Second)
+	for n.stats().Sends == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := n.stats(); st.Sends != 1 || st.Notifications != 11 || st.Failures != 0 {
+		t.Fatalf("stats %+v, want one send of 11 notifications", st)
+	}
+}
+
+// Past notifyMaxTopics distinct topics, a burst is sent as TopicAll (every
+// replica flushes its fact cache and re-checks).
+func TestNotifierCollapsesAHugeBurstToTopicAll(t *testing.T) {
+	n, err := openNotifier(unreachableDSN, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.db.Close()
+	for i := range notifyMaxTopics + 1 {
+		n.addFacts([]string{"change:CHG" + strconv.Itoa(i)})
+	}
+	n.addInbox("e1")
+	channels, payloads := n.take()
+	got := fmt.Sprint(channels, payloads)
+	if want := fmt.Sprint([]string{notifyChannel, inboxChannel}, []string{TopicAll, "e1"}); got != want {
+		t.Fatalf("sent %s, want %s", got, want)
+	}
+	if channels, _ := n.take(); len(channels) != 0 {
+		t.Fatalf("queue not emptied: %v", channels)
+	}
+}
+
+// A wake-up that cannot be sent fails no write: the writes commit, this
+// process's subscribers are woken, the failure is counted and the send
+// retried, and what was not sent stays queued (not dropped).
+func TestNotifyFailureNeverFailsTheWrite(t *testing.T) {
+	db := newTestDB(t, Postgres, nil)
+	db.notify.close()
+	broken, err := newNotifier(unreachableDSN, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.notify = broken
+	sub, unsub := db.Subscribe()
+	defer unsub()
+	inbox, unsubInbox := db.SubscribeInbox()
+	defer unsubInbox()
+	ctx := context.Background()
+
+	id, _, err := db.InsertEvent(ctx, newEvent("github", "nf1", time.Now()))
+	if err != nil {
+		t.Fatalf("insert failed with the notifier down: %v", err)
+	}
+	if err := db.tx(ctx, func(tx *sqlx.Tx) error { db.notifyTx(tx, "change:CHGNF"); return nil }); err != nil {
+		t.Fatalf("write failed with the notifier down: %v", err)
+	}
+	if got := <-inbox; got != id {
+		t.Fatalf("local normalizer woken with %q, want %q", got, id)
+	}
+	waitTopic(t, sub, "change:CHGNF")
+	if ev, err := db.GetEvent(ctx, id); err != nil || ev.Status != core.EventPending {
+		t.Fatalf("event not stored: %+v %v", ev, err)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for db.NotifyStats().Failures < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retry after a failed send: %+v", db.NotifyStats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	broken.close()
+	if _, ok := broken.facts["change:CHGNF"]; !ok || broken.inbox != id {
+		t.Fatalf("unsent wake-ups dropped: facts %v, inbox %q", broken.facts, broken.inbox)
+	}
+}
+
+// BenchmarkInsertEventNotify measures webhook-delivery inserts from many
+// goroutines on PostgreSQL: "after_commit" is InsertEvent (the wake-up
+// queued for the notifier after the commit), "in_transaction" the same
+// insert with pg_notify in its statement, as the store did before (every
+// such commit serialized on the notification queue's lock). The sub-
+// benchmarks run in turn; for interleaved rounds run them alternately:
+//
+//	for i in 1 2 3; do for m in after_commit in_transaction; do
+//	  go test -run '^$' -bench "InsertEventNotify/$m" -benchtime 3s ./store/
+//	done; done
+func BenchmarkInsertEventNotify(b *testing.B) {
+	db := newBenchDB(b)
+	ctx := context.Background()
+	body := `{"payload":"` + strings.Repeat("x", 2000) + `"}`
+	var seq atomic.Int64
+	event := func() core.Event {
+		k := strconv.FormatInt(seq.Add(1), 10) + "-" + newID()
+		return core.Event{Connector: "bench", Type: "push", DedupeKey: k, Headers: map[string]string{"X-Delivery": k}, Body: []byte(body)}
+	}
+	inTx := db.q(`WITH ins AS (INSERT INTO inbox_events (id, connector, type, dedupe_key, headers, body, received_at, status)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (connector, dedupe_key) DO NOTHING
+		RETURNING id)
+		SELECT ins.id FROM ins, LATERAL (SELECT pg_notify('` + inboxChannel + `', ins.id)) n`)
+	for _, bc := range []struct {
+		name string
+		op   func(core.Event) error
+	}{
+		{"after_commit", func(e core.Event) error { _, _, err := db.InsertEvent(ctx, e); return err }},
+		{"in_transaction", func(e core.Event) error {
+			var id string
+			return db.db.GetContext(ctx, &id, inTx, newID(), e.Connector, e.Type, e.DedupeKey, mustJSON(e.Headers), []byte(e.Body), time.Now().UTC(), core.EventPending)
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetParallelism(16) // 32 writers on 2 cores, like the ingest closed loop
+			start, sends := time.Now(), db.NotifyStats().Sends
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := bc.op(event()); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "inserts/s")
+			if n := db.NotifyStats().Sends - sends; n > 0 {
+				b.ReportMetric(float64(b.N)/float64(n), "inserts/send")
+			}
+		})
+	}
+}

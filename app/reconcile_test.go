@@ -1,9 +1,7 @@
 package app_test
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/bundle"
+	"github.com/tollgate-dev/tollgate/internal/bundle/bundletest"
 )
 
 // get fetches a path and returns the status and body.
@@ -83,39 +82,6 @@ func seedReconcileHistory(t *testing.T, s *server) (time.Time, time.Time) {
 	deploy("1.0.1", "=HYPERLINK(\"http://evil\")", []string{"CHG0001"}, "2")
 	deploy("1.0.2", "dora", nil, "3")
 	return from, time.Now().UTC().Add(time.Minute)
-}
-
-// flipInBundle re-packs a bundle with one byte of one file changed.
-func flipInBundle(t *testing.T, in []byte, target string) []byte {
-	t.Helper()
-	gz, err := gzip.NewReader(bytes.NewReader(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	var out bytes.Buffer
-	gw := gzip.NewWriter(&out)
-	tw := tar.NewWriter(gw)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		if hdr.Name == target {
-			b[len(b)/2] ^= 0x20
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		_, _ = tw.Write(b)
-	}
-	_ = tw.Close()
-	_ = gw.Close()
-	return out.Bytes()
 }
 
 func rtp(t time.Time) *time.Time { return &t }
@@ -255,7 +221,7 @@ func TestReconciliationReportEndToEnd(t *testing.T) {
 			if decisionFiles != 1 || res.AuditRows < 3 { // the deny, the report, the acknowledgement
 				t.Errorf("bundle: %d decisions, %d audit rows", decisionFiles, res.AuditRows)
 			}
-			tampered := flipInBundle(t, []byte(body), "report.csv")
+			tampered := bundletest.Flip(t, []byte(body), "report.csv")
 			var mm *bundle.Mismatch
 			if _, err := bundle.Verify(bytes.NewReader(tampered)); !errors.As(err, &mm) || mm.File != "report.csv" {
 				t.Errorf("tampered bundle: %v", err)

@@ -1,11 +1,7 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/internal/bundle"
+	"github.com/tollgate-dev/tollgate/internal/bundle/bundletest"
 )
 
 // TestAuditVerifyBundle: `audit verify --bundle` passes an intact bundle
@@ -41,7 +38,7 @@ func TestAuditVerifyBundle(t *testing.T) {
 
 	// The same bundle with one byte of "report.csv" changed (re-packed, so
 	// the archive itself stays sound).
-	tampered := repack(t, buf.Bytes(), func(name string, b []byte) []byte {
+	tampered := bundletest.RepackFiles(t, buf.Bytes(), func(name string, b []byte) []byte {
 		if name == "report.csv" {
 			b[3] ^= 0x20
 		}
@@ -58,35 +55,4 @@ func TestAuditVerifyBundle(t *testing.T) {
 	if code, _, _ := runCLI(t, nil, "audit", "verify", "--bundle", filepath.Join(dir, "missing.tar.gz")); code == 0 {
 		t.Error("a missing file verified")
 	}
-}
-
-func repack(t *testing.T, in []byte, edit func(string, []byte) []byte) []byte {
-	t.Helper()
-	gz, err := gzip.NewReader(bytes.NewReader(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	var out bytes.Buffer
-	gw := gzip.NewWriter(&out)
-	tw := tar.NewWriter(gw)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		b = edit(hdr.Name, b)
-		hdr.Size = int64(len(b))
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		_, _ = tw.Write(b)
-	}
-	_ = tw.Close()
-	_ = gw.Close()
-	return out.Bytes()
 }

@@ -3,14 +3,13 @@ package bundle
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"errors"
-	"io"
 	"testing"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/bundle/bundletest"
 )
 
 // chain returns n linked audit rows.
@@ -44,38 +43,6 @@ func sample(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
-}
-
-// rewrite re-packs a bundle with edit applied to each file's content.
-func rewrite(t *testing.T, in []byte, edit func(name string, b []byte) []byte) []byte {
-	t.Helper()
-	gz, err := gzip.NewReader(bytes.NewReader(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	var out bytes.Buffer
-	gw := gzip.NewWriter(&out)
-	tw := tar.NewWriter(gw)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		if b = edit(hdr.Name, b); b == nil {
-			continue
-		}
-		hdr.Size = int64(len(b))
-		_ = tw.WriteHeader(hdr)
-		_, _ = tw.Write(b)
-	}
-	_ = tw.Close()
-	_ = gw.Close()
-	return out.Bytes()
 }
 
 func TestVerify(t *testing.T) {
@@ -117,7 +84,7 @@ func TestVerify(t *testing.T) {
 		}, ManifestName},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Verify(bytes.NewReader(rewrite(t, good, tc.edit)))
+			_, err := Verify(bytes.NewReader(bundletest.RepackFiles(t, good, tc.edit)))
 			var mm *Mismatch
 			if !errors.As(err, &mm) || mm.File != tc.wantFile {
 				t.Fatalf("err = %v, want a mismatch in %s", err, tc.wantFile)
@@ -152,7 +119,7 @@ func TestVerify(t *testing.T) {
 func rewriteDotted(t *testing.T, in []byte, target string) []byte {
 	t.Helper()
 	first := true
-	return rewriteWith(t, in, func(tw *tar.Writer, hdr *tar.Header, b []byte) ([]byte, *tar.Header) {
+	return bundletest.Repack(t, in, func(tw *tar.Writer, hdr *tar.Header, b []byte) ([]byte, *tar.Header) {
 		if first {
 			first = false
 			_ = tw.WriteHeader(&tar.Header{Name: "./", Typeflag: tar.TypeDir, Mode: 0o755})
@@ -163,33 +130,4 @@ func rewriteDotted(t *testing.T, in []byte, target string) []byte {
 		hdr.Name = "./" + hdr.Name
 		return b, hdr
 	})
-}
-
-func rewriteWith(t *testing.T, in []byte, edit func(tw *tar.Writer, hdr *tar.Header, b []byte) ([]byte, *tar.Header)) []byte {
-	t.Helper()
-	gz, err := gzip.NewReader(bytes.NewReader(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	var out bytes.Buffer
-	gw := gzip.NewWriter(&out)
-	tw := tar.NewWriter(gw)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		b, hdr = edit(tw, hdr, b)
-		hdr.Size = int64(len(b))
-		_ = tw.WriteHeader(hdr)
-		_, _ = tw.Write(b)
-	}
-	_ = tw.Close()
-	_ = gw.Close()
-	return out.Bytes()
 }

@@ -31,10 +31,27 @@ func writeReportJSON(w io.Writer, r core.Report, walk findingWalker, proofs proo
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(bw, "{\"report\":%s,\"findings\":[", head)
+	fmt.Fprintf(bw, "{\"report\":%s,\"findings\":", head)
+	if err := writeJSONArray(bw, walk); err != nil {
+		return err
+	}
+	if proofs != nil {
+		bw.WriteString(`,"proofs":`)
+		if err := writeJSONArray(bw, proofs); err != nil {
+			return err
+		}
+	}
+	bw.WriteString("}\n")
+	return bw.Flush()
+}
+
+// writeJSONArray writes the items walk yields as one JSON array, one item
+// in memory at a time.
+func writeJSONArray[T any](bw *bufio.Writer, walk func(fn func(T) error) error) error {
+	bw.WriteByte('[')
 	first := true
-	err = walk(func(f core.ReconcileFinding) error {
-		b, err := json.Marshal(f)
+	err := walk(func(item T) error {
+		b, err := json.Marshal(item)
 		if err != nil {
 			return err
 		}
@@ -48,29 +65,7 @@ func writeReportJSON(w io.Writer, r core.Report, walk findingWalker, proofs proo
 	if err != nil {
 		return err
 	}
-	bw.WriteByte(']')
-	if proofs != nil {
-		bw.WriteString(`,"proofs":[`)
-		first = true
-		err = proofs(func(p core.ControlProof) error {
-			b, err := json.Marshal(p)
-			if err != nil {
-				return err
-			}
-			if !first {
-				bw.WriteByte(',')
-			}
-			first = false
-			bw.Write(b)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		bw.WriteByte(']')
-	}
-	bw.WriteString("}\n")
-	return bw.Flush()
+	return bw.WriteByte(']')
 }
 
 // csvHeader is the CSV export's header row: one finding a row.

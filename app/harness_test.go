@@ -33,6 +33,12 @@ type server struct {
 	http *http.Client
 }
 
+// testShutdownTimeout bounds a test server's graceful drain: above
+// net/http's 5 s grace for a connection that was dialled but never carried
+// a request (a concurrent client leaves some), so the drain cannot expire
+// on one under load.
+const testShutdownTimeout = config.Duration(10 * time.Second)
+
 // boot starts the real server on port 0. dialect is "postgres" or "sqlite";
 // cfgYAML is extra configuration. A PostgreSQL server starts on a clone of
 // testpg's migrated template (its start-up migration then finds nothing to
@@ -65,10 +71,7 @@ func serve(t testing.TB, cfgYAML string, env map[string]string, log *slog.Logger
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	// Above net/http's 5 s grace for a connection that was dialled but
-	// never carried a request (a concurrent client leaves some): the drain
-	// waits that long for one, so a 5 s bound could expire under load.
-	cfg.ShutdownTimeout = config.Duration(10 * time.Second)
+	cfg.ShutdownTimeout = testShutdownTimeout
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, log, app.Options{})
 	if err != nil {

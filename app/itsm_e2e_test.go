@@ -60,7 +60,7 @@ func bootITSM(t *testing.T, dialect string, fake *itsmfake.Server, cfgYAML strin
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	cfg.ShutdownTimeout = config.Duration(5 * time.Second)
+	cfg.ShutdownTimeout = testShutdownTimeout
 	logs := &syncBuffer{}
 	log := logging.New(logs, slog.LevelDebug)
 	log.Info("configuration", "config", cfg)

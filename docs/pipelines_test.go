@@ -699,7 +699,9 @@ func bootServer(t *testing.T, dbURL, cfgYAML string) *pipelinesServer {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	cfg.ShutdownTimeout = config.Duration(5 * time.Second)
+	// Above net/http's 5 s grace for a connection that never carried a
+	// request, so the drain cannot expire on one under load.
+	cfg.ShutdownTimeout = config.Duration(10 * time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), app.Options{})
 	if err != nil {

@@ -233,7 +233,7 @@ if [ "${PATHS_PERF:-0}" = 1 ]; then # profiled apart: perf's own cost would depr
 	drive gate-profile "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -c "$CONC"
 	drive hook-profile "$BASE" -target webhook -secret "$SECRET" -c "$CONC"
 fi
-row "tollgate peak resident memory (VmHWM), PostgreSQL phases: $(awk '/^VmHWM/{printf "%.0f MB", $2/1024}' "/proc/$SERVER_PID/status") (GOGC=${GOGC:-unset, serve sets 1000} GOMEMLIMIT=${GOMEMLIMIT:-unset})"
+row "tollgate peak resident memory (VmHWM), PostgreSQL phases: $(awk '/^VmHWM/{printf "%.0f MB", $2/1024}' "/proc/$SERVER_PID/status") (GOGC=${GOGC:-unset, serve sets 1000} GOMEMLIMIT=${GOMEMLIMIT:-unset, serve sets 120MiB})"
 
 row "inbox after the ingest runs: $(psql "$DB_URL" -qAtc "SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM inbox_events GROUP BY 1 ORDER BY 1) s")"
 stop_tollgate

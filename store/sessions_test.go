@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,8 +38,16 @@ func TestUISessions(t *testing.T) {
 		if _, err := db.Session(ctx, "hash-unknown"); !core.IsKind(err, core.KindNotFound) {
 			t.Errorf("unknown: %v", err)
 		}
-		if err := db.EndSession(ctx, "hash-1", now.Add(6*time.Minute)); err != nil {
+		if err := db.EndSession(ctx, "hash-1", SessionSignedOut, now.Add(6*time.Minute)); err != nil {
 			t.Fatal(err)
+		}
+		// Ended twice (two tabs signing out, or a replica seeing it
+		// expire): audited once.
+		if err := db.EndSession(ctx, "hash-1", SessionExpired, now.Add(7*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.EndSession(ctx, "hash-1", "ui.other", now); !core.IsKind(err, core.KindInvalid) {
+			t.Errorf("unknown action: %v", err)
 		}
 		if _, err := db.Session(ctx, "hash-1"); !core.IsKind(err, core.KindNotFound) {
 			t.Errorf("ended session still found: %v", err)
@@ -51,6 +61,27 @@ func TestUISessions(t *testing.T) {
 		}
 		if _, err := db.Session(ctx, "hash-2"); !core.IsKind(err, core.KindNotFound) {
 			t.Errorf("session of a revoked token found: %v", err)
+		}
+		// Sign-ins and endings are in the audit trail, by the person, with
+		// no session id or hash in them.
+		var audited []string
+		for _, action := range []string{"ui.signin", SessionSignedOut, SessionExpired} {
+			es, err := db.ListAudit(ctx, core.AuditFilter{Action: action, Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range es {
+				if e.Actor != "token:ana(tok-ui) via ui" || e.Subject != "token:tok-ui" || strings.Contains(string(e.Data), "hash-") {
+					t.Errorf("entry %+v", e)
+				}
+				audited = append(audited, e.Action)
+			}
+		}
+		if want := []string{"ui.signin", "ui.signin", SessionSignedOut}; !slices.Equal(audited, want) {
+			t.Errorf("audited %v, want %v", audited, want)
+		}
+		if brk, _, err := db.VerifyAudit(ctx); err != nil || brk != nil {
+			t.Errorf("verify: %+v %v", brk, err)
 		}
 	})
 }

@@ -69,7 +69,7 @@ func (u *UI) load(c *echo.Context) (*session, error) {
 	}
 	now := u.deps.Clock.Now()
 	if !now.Before(st.ExpiresAt) || now.Sub(st.LastSeenAt) >= u.deps.IdleTimeout {
-		if err := u.deps.Sessions.EndSession(ctx, h, now); err != nil {
+		if err := u.deps.Sessions.EndSession(ctx, h, store.SessionExpired, now); err != nil {
 			return nil, err
 		}
 		return nil, nil
@@ -176,7 +176,7 @@ func (u *UI) signin(c *echo.Context) error {
 
 // signout ends the session server-side: the cookie is worthless after.
 func (u *UI) signout(c *echo.Context, s *session) error {
-	if err := u.deps.Sessions.EndSession(c.Request().Context(), s.idHash, u.deps.Clock.Now()); err != nil {
+	if err := u.deps.Sessions.EndSession(c.Request().Context(), s.idHash, store.SessionSignedOut, u.deps.Clock.Now()); err != nil {
 		return err
 	}
 	u.setCookie(c, "", -1)

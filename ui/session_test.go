@@ -52,7 +52,7 @@ func (m *memSessions) TouchSession(_ context.Context, h string, at time.Time) er
 	return nil
 }
 
-func (m *memSessions) EndSession(_ context.Context, h string, _ time.Time) error {
+func (m *memSessions) EndSession(_ context.Context, h, _ string, _ time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.m, h)

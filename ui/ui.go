@@ -41,7 +41,7 @@ type Sessions interface {
 	CreateSession(ctx context.Context, s store.UISession) error
 	Session(ctx context.Context, idHash string) (store.UISession, error)
 	TouchSession(ctx context.Context, idHash string, at time.Time) error
-	EndSession(ctx context.Context, idHash string, at time.Time) error
+	EndSession(ctx context.Context, idHash, action string, at time.Time) error
 }
 
 // Reader is the read side of the store the pages render.

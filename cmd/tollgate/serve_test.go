@@ -1,0 +1,33 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+)
+
+func TestTuneRuntime(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		env          map[string]string
+		gogc, memlim bool
+	}{
+		{"defaults", nil, true, true},
+		{"GOGC set", map[string]string{"GOGC": "200"}, false, true},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB"}, true, false},
+		{"both set", map[string]string{"GOGC": "off", "GOMEMLIMIT": "1GiB"}, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gotGC, gotLimit int64 = -1, -1
+			tuneRuntime(func(k string) string { return tc.env[k] }, slog.New(slog.NewTextHandler(io.Discard, nil)),
+				func(p int) int { gotGC = int64(p); return 100 },
+				func(b int64) int64 { gotLimit = b; return 0 })
+			if tc.gogc != (gotGC == defaultGOGC) || (!tc.gogc && gotGC != -1) {
+				t.Errorf("GOGC: set %d, want set=%v", gotGC, tc.gogc)
+			}
+			if tc.memlim != (gotLimit == defaultMemLimit) || (!tc.memlim && gotLimit != -1) {
+				t.Errorf("memory limit: set %d, want set=%v", gotLimit, tc.memlim)
+			}
+		})
+	}
+}

@@ -31,7 +31,7 @@
 # PATHS_HOOK_RATE (default 1000: half of 2,000/s), PATHS_CONCURRENCY
 # (closed loops, default 32), PATHS_ALT_ENV (e.g. "GOMEMLIMIT=120MiB": the
 # open loops again on a tollgate with that environment), PATHS_APPROVALS (samples, default 30; 0
-# skips), PATHS_SQLITE (1: default), PATHS_RECONCILE (1: default), PATHS_PERF (1: closed loops of the gate
+# skips), PATHS_SQLITE (1: default), PATHS_SQLITE_GATE (1: default; the gate on a SQLite copy of the store), PATHS_RECONCILE (1: default), PATHS_PERF (1: closed loops of the gate
 # and of ingest again under a perf profile of the whole machine), PATHS_OUT (a directory to keep
 # the summary and profiles in), TOLLGATE_LOAD_PG (admin URL).
 # Traffic goes to 127.0.0.1 only; every phase is bounded by its duration
@@ -260,6 +260,20 @@ if [ "$SQLITE" = 1 ]; then
 	drive sqlite-hook-closed "$BASE" -target webhook -secret "$SECRET" -c "$CONC"
 	row "tollgate peak resident memory (VmHWM), SQLite: $(awk '/^VmHWM/{printf "%.0f MB", $2/1024}' "/proc/$SERVER_PID/status")"
 	stop_tollgate
+	# The gate on SQLite: the seeded PostgreSQL store (as the phases above
+	# left it) copied into a SQLite file; the request bodies still sample
+	# their keys from PostgreSQL, which holds the same rows.
+	if [ "${PATHS_SQLITE_GATE:-1}" = 1 ]; then
+		log "copying the seeded store into SQLite for the gate phases"
+		go build -o "$TMP/reconcilebench" ./scripts/reconcilebench
+		"$TMP/reconcilebench" -db "$DB_URL" -copy-to-sqlite "$TMP/paths-gate.db" >"$TMP/copy.out" 2>&1 || { cat "$TMP/copy.out" >&2; exit 1; }
+		start_tollgate "sqlite:$TMP/paths-gate.db" "$TMP/server-sqlite-gate.log"
+		row "== gate check (SQLite, the same store copied)"
+		drive sqlite-gate-open "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -rate "$GATE_RATE" -c 64
+		drive sqlite-gate-closed "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -c "$CONC"
+		row "tollgate peak resident memory (VmHWM), SQLite gate: $(awk '/^VmHWM/{printf "%.0f MB", $2/1024}' "/proc/$SERVER_PID/status")"
+		stop_tollgate
+	fi
 fi
 
 # ---- reconcile ------------------------------------------------------------------
@@ -302,7 +316,7 @@ if [ "$APPROVALS" -gt 0 ]; then
 		printf "approval → answer %s: p50 %s ms, p99 %s ms (target p99 < 1000 ms)\n", $1, p50, p99}' "$TMP/approval.out" >>"$SUMMARY"
 fi
 
-for f in server-pg server-pg-alt server-sqlite; do
+for f in server-pg server-pg-alt server-sqlite server-sqlite-gate; do
 	[ -f "$TMP/$f.log" ] || continue
 	e=$(grep -c '"level":"ERROR"' "$TMP/$f.log" || true)
 	row "$f log: $e errors"

@@ -29,7 +29,7 @@ import (
 // the token, state and comment; commits) and a fake GitLab deployment
 // approval API (checked for the token, status and comment).
 type fakeCI struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *httptest.Server
 	appID   string
 	key     *rsa.PrivateKey
@@ -62,7 +62,7 @@ var (
 	fakeApprPath   = regexp.MustCompile(`^/api/v4/projects/([^/]+)/deployments/([^/]+)/approval$`)
 )
 
-func newFakeCI(t *testing.T) *fakeCI {
+func newFakeCI(t testing.TB) *fakeCI {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

@@ -15,8 +15,9 @@
 #                   inbox_events is its baseline
 #   normalizer      seconds from the end of the ingest load until
 #                   tollgate_inbox_pending_events is 0 again
-#   approval        app BenchmarkWebhookToAnswer (webhook → waiting check
-#                   answered), PostgreSQL and SQLite
+#   approval        app BenchmarkWebhookToAnswer and BenchmarkWebhookToCallback
+#                   (webhook → waiting check answered; webhook → GitHub's
+#                   protection-rule callback received), PostgreSQL and SQLite
 #   memory          tollgate's peak resident size in each phase (VmRSS
 #                   sampled every 0.25 s) at the GOGC/GOMEMLIMIT in the
 #                   environment (unset: serve's defaults)
@@ -309,10 +310,10 @@ fi
 
 # ---- approval webhook → waiting check answered --------------------------------
 if [ "$APPROVALS" -gt 0 ]; then
-	log "approval → answer, $APPROVALS samples per store (app BenchmarkWebhookToAnswer)"
-	TOLLGATE_TEST_RACE=0 timeout 300 ./scripts/test.sh ./app -run '^$' -bench WebhookToAnswer -benchtime "${APPROVALS}x" 2>&1 |
+	log "approval → answer, $APPROVALS samples per store (app BenchmarkWebhookToAnswer, BenchmarkWebhookToCallback)"
+	TOLLGATE_TEST_RACE=0 timeout 300 ./scripts/test.sh ./app -run '^$' -bench 'WebhookTo(Answer|Callback)' -benchtime "${APPROVALS}x" 2>&1 |
 		tee "$TMP/approval.out" | grep -E '^Benchmark' || true
-	awk '/^BenchmarkWebhookToAnswer/{for (i = 3; i < NF; i++) { if ($(i+1) == "p50-ms") p50 = $i; if ($(i+1) == "p99-ms") p99 = $i }
+	awk '/^BenchmarkWebhookTo/{for (i = 3; i < NF; i++) { if ($(i+1) == "p50-ms") p50 = $i; if ($(i+1) == "p99-ms") p99 = $i }
 		printf "approval → answer %s: p50 %s ms, p99 %s ms (target p99 < 1000 ms)\n", $1, p50, p99}' "$TMP/approval.out" >>"$SUMMARY"
 fi
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,12 +65,58 @@ func parseList(s string) ([]string, error) {
 	if s == "" || s == "[]" || s == "null" {
 		return nil, nil
 	}
+	if v, ok := parsePlainList(s); ok {
+		return v, nil
+	}
 	var v []string
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
 		return nil, fmt.Errorf("decode list column: %w", err)
 	}
 	return v, nil
 }
+
+// parsePlainList decodes the shape list columns almost always hold, a JSON
+// array of strings without escapes (["CHG-1"], PostgreSQL's ["a", "b"]),
+// without the reflection of encoding/json: the reconciler decodes two
+// lists per deployment. ok is false for anything else (escapes, other
+// value types, malformed text), which parseList then hands to
+// encoding/json, so both paths accept and refuse the same input.
+func parsePlainList(s string) (v []string, ok bool) {
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' || strings.IndexByte(s, '\\') >= 0 {
+		return nil, false
+	}
+	rest := trimJSONSpace(s[1 : len(s)-1])
+	if rest == "" {
+		return nil, true
+	}
+	for {
+		if len(rest) == 0 || rest[0] != '"' {
+			return nil, false
+		}
+		end := strings.IndexByte(rest[1:], '"')
+		if end < 0 {
+			return nil, false
+		}
+		item := rest[1 : 1+end]
+		for i := 0; i < len(item); i++ {
+			if item[i] < 0x20 || item[i] >= 0x80 { // control characters are invalid; non-ASCII needs UTF-8 checks
+				return nil, false
+			}
+		}
+		v = append(v, item)
+		rest = trimJSONSpace(rest[2+end:])
+		if rest == "" {
+			return v, true
+		}
+		if rest[0] != ',' {
+			return nil, false
+		}
+		rest = trimJSONSpace(rest[1:])
+	}
+}
+
+// trimJSONSpace trims JSON's insignificant whitespace.
+func trimJSONSpace(s string) string { return strings.Trim(s, " \t\n\r") }
 
 // q rebinds a query written with ? placeholders for the dialect.
 func (d *DB) q(query string) string { return d.db.Rebind(query) }

@@ -21,54 +21,161 @@ const DefaultReconcilePage = 2000
 const maxInList = 1000
 
 // reconcileDeploymentsSQL reads one keyset page of deployments in start
-// order with the gate decision each relied on: the one it names, else its
-// release's newest decision at or before its start (a correlated subquery
-// on gate_decisions_release). The page is chosen first, in a subquery with
-// its own LIMIT, so the decisions are looked up for its rows only: joined
-// before the limit, PostgreSQL's plan for a late page looked them up for
-// every deployment left in the period (each page then cost more than the
-// last). The decision document is text; its commit and reasons are read
-// from it by the database. The %s are the dialect's JSON extraction of
-// commit and reasons, the filter, and decisionJoin.
+// order. %s is the filter.
 const reconcileDeploymentsSQL = `SELECT d.id, d.release_id, d.service, d.environment, d.version, d.commit_sha, d.team, d.status,
-	d.started_at, d.finished_at, d.actor, d.changes, d.incidents, d.decision_id, d.provider, d.run_id, d.url,
-	g.id AS g_id, g.release_id AS g_release, g.decision AS g_decision, g.evaluated_at AS g_at,
-	g.policy_version AS g_policy, g.actor AS g_actor, %s
-FROM (SELECT * FROM deployments d
-	WHERE d.started_at >= ? AND d.started_at < ? AND d.created_at <= ?%s
-		AND (d.started_at, d.id) > (?, ?)
-	ORDER BY d.started_at, d.id
-	LIMIT ?) d
-%s
-ORDER BY d.started_at, d.id`
+	d.started_at, d.finished_at, d.actor, d.changes, d.incidents, d.decision_id, d.provider, d.run_id, d.url
+FROM deployments d
+WHERE d.started_at >= ? AND d.started_at < ? AND d.created_at <= ?%s
+	AND (d.started_at, d.id) > (?, ?)
+ORDER BY d.started_at, d.id
+LIMIT ?`
 
-// decisionRelied is the id of the gate decision a deployment d relied on.
-const decisionRelied = `CASE WHEN d.decision_id <> '' THEN d.decision_id ELSE (
-	SELECT g2.id FROM gate_decisions g2
-	WHERE g2.release_id = d.release_id AND g2.evaluated_at <= d.started_at
-	ORDER BY g2.evaluated_at DESC, g2.id DESC LIMIT 1) END`
+// decisionCols are what a finding needs of a gate decision; %s is the
+// dialect's extraction of commit, reasons and digest from its document.
+const decisionCols = `g.id, g.release_id, g.decision, g.evaluated_at, g.policy_version, g.actor, %s`
 
-// decisionJoin joins each deployment of the page to that decision. On
-// PostgreSQL it is a LATERAL lookup kept from being flattened (OFFSET 0):
-// as a plain join the planner hashed the whole gate_decisions table for
-// every page. SQLite looks it up by primary key either way.
-var decisionJoin = map[string]string{
-	SQLite:   `LEFT JOIN gate_decisions g ON g.id = ` + decisionRelied,
-	Postgres: `LEFT JOIN LATERAL (SELECT g.*, g.doc::json AS j FROM gate_decisions g WHERE g.id = ` + decisionRelied + ` OFFSET 0) g ON true`,
+// decisionsSpanningSQL reads, for the releases listed, the gate decisions
+// that may be the release's newest at some instant of [$min, $max]: those
+// evaluated by $max, except those superseded by a decision evaluated by
+// $min (an anti-join), in (evaluated_at, id) order — the order the
+// deployment's lookup breaks ties by. The %s are the columns and the
+// release placeholders.
+const decisionsSpanningSQL = `SELECT %s FROM gate_decisions g
+	WHERE g.release_id IN (%s) AND g.evaluated_at <= ?
+	AND NOT EXISTS (SELECT 1 FROM gate_decisions w
+		WHERE w.release_id = g.release_id AND w.evaluated_at <= ?
+		AND (w.evaluated_at > g.evaluated_at OR (w.evaluated_at = g.evaluated_at AND w.id > g.id)))
+	ORDER BY g.release_id, g.evaluated_at, g.id`
+
+// decisionsSpanningPGSQL is decisionsSpanningSQL for PostgreSQL: the
+// releases as one array, each looked up by index (gate_decisions_release)
+// in a LATERAL subquery kept from being flattened (OFFSET 0).
+const decisionsSpanningPGSQL = `SELECT %s FROM unnest(?::text[]) AS k(id)
+	CROSS JOIN LATERAL (SELECT g.*, g.doc::json AS j FROM gate_decisions g
+		WHERE g.release_id = k.id AND g.evaluated_at <= ?
+		AND NOT EXISTS (SELECT 1 FROM gate_decisions w
+			WHERE w.release_id = g.release_id AND w.evaluated_at <= ?
+			AND (w.evaluated_at > g.evaluated_at OR (w.evaluated_at = g.evaluated_at AND w.id > g.id)))
+		OFFSET 0) g
+	ORDER BY g.release_id, g.evaluated_at, g.id`
+
+// decisionsByIDSQL reads the decisions deployments name (%s: columns and
+// id placeholders; PostgreSQL takes them as one array).
+const (
+	decisionsByIDSQL   = `SELECT %s FROM gate_decisions g WHERE g.id IN (%s)`
+	decisionsByIDPGSQL = `SELECT %s FROM (SELECT g.*, g.doc::json AS j FROM gate_decisions g WHERE g.id = ANY(?::text[])) g`
+)
+
+// decisionExtract is each dialect's extraction of a decision document's
+// commit, reasons and digest (PostgreSQL parses the document once, as j).
+var decisionExtract = map[string]string{
+	SQLite:   `json_extract(g.doc, '$.request.commit'), json_extract(g.doc, '$.reasons'), json_extract(g.doc, '$.request.digest')`,
+	Postgres: `(g.j -> 'request' ->> 'commit'), (g.j -> 'reasons')::text, (g.j -> 'request' ->> 'digest')`,
+}
+
+// pageDecisions are the gate decisions a page of deployments may rely on.
+type pageDecisions struct {
+	byRelease map[string][]reliedRow // in (evaluated_at, id) order
+	byID      map[string]reliedRow   // those named by a deployment
+}
+
+// relied returns the decision dep relied on: the one it names, else its
+// release's newest at or before its start (ties: the greatest id).
+func (p pageDecisions) relied(dep core.Deployment) (reliedRow, bool) {
+	if dep.DecisionID != "" {
+		g, ok := p.byID[dep.DecisionID]
+		return g, ok
+	}
+	gs := p.byRelease[dep.ReleaseID]
+	for i := len(gs) - 1; i >= 0; i-- {
+		if !gs[i].at.Time.After(dep.StartedAt) {
+			return gs[i], true
+		}
+	}
+	return reliedRow{}, false
+}
+
+// reliedRow is one row of the decision statements.
+type reliedRow struct {
+	id, release, decision string
+	at                    anyTime
+	policy                sql.NullInt64
+	actor                 sql.NullString
+	commit                sql.NullString
+	reasons               sql.NullString
+	digest                sql.NullString
+}
+
+// decisionsFor reads the decisions the page's deployments may rely on:
+// those of releases that may be in force during [from, to] and those
+// named by id.
+func (d *DB) decisionsFor(ctx context.Context, releases, named []string, from, to time.Time) (pageDecisions, error) {
+	out := pageDecisions{byRelease: make(map[string][]reliedRow, len(releases)), byID: make(map[string]reliedRow, len(named))}
+	cols := fmt.Sprintf(decisionCols, decisionExtract[d.dialect])
+	add := func(rows []reliedRow, byID bool) {
+		for _, g := range rows {
+			if byID {
+				out.byID[g.id] = g
+			} else {
+				out.byRelease[g.release] = append(out.byRelease[g.release], g)
+			}
+		}
+	}
+	for chunk := range slices.Chunk(releases, maxInList) {
+		query, args := fmt.Sprintf(decisionsSpanningSQL, cols, placeholders(len(chunk))), make([]any, 0, len(chunk)+2)
+		for _, r := range chunk {
+			args = append(args, r)
+		}
+		args = append(args, to, from)
+		if d.dialect == Postgres {
+			query, args = fmt.Sprintf(decisionsSpanningPGSQL, cols), []any{pq.Array(chunk), to, from}
+		}
+		rows, err := d.queryDecisions(ctx, query, args)
+		if err != nil {
+			return out, err
+		}
+		add(rows, false)
+	}
+	for chunk := range slices.Chunk(named, maxInList) {
+		query, args := fmt.Sprintf(decisionsByIDSQL, cols, placeholders(len(chunk))), make([]any, 0, len(chunk))
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		if d.dialect == Postgres {
+			query, args = fmt.Sprintf(decisionsByIDPGSQL, cols), []any{pq.Array(chunk)}
+		}
+		rows, err := d.queryDecisions(ctx, query, args)
+		if err != nil {
+			return out, err
+		}
+		add(rows, true)
+	}
+	return out, nil
+}
+
+func (d *DB) queryDecisions(ctx context.Context, query string, args []any) ([]reliedRow, error) {
+	rs, err := d.db.QueryContext(ctx, d.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: read decisions: %w", translate(err))
+	}
+	defer rs.Close()
+	var out []reliedRow
+	for rs.Next() {
+		var g reliedRow
+		if err := rs.Scan(&g.id, &g.release, &g.decision, &g.at, &g.policy, &g.actor, &g.commit, &g.reasons, &g.digest); err != nil {
+			return nil, fmt.Errorf("reconcile: read decision: %w", translate(err))
+		}
+		out = append(out, g)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("reconcile: read decisions: %w", translate(err))
+	}
+	return out, nil
 }
 
 // reconcileRow is one row of reconcileDeploymentsSQL.
 type reconcileRow struct {
 	dep        deploymentRow
-	gID        sql.NullString
-	gRelease   sql.NullString
-	gDecision  sql.NullString
-	gAt        anyTime
-	gPolicy    sql.NullInt64
-	gActor     sql.NullString
-	gCommit    sql.NullString
-	gReasons   sql.NullString
-	gDigest    sql.NullString
 	finishedAt anyTime
 }
 
@@ -81,9 +188,11 @@ type reconcileRow struct {
 // no cursor stays open while fn runs, so fn may write to the same database
 // (SQLite has one connection).
 //
-// Per page it runs one statement for the deployments and their decisions
-// (with the artifact digest each gate check named),
-// one for the versions of the page's changes that may be in force during
+// Per page it runs one statement for the deployments, one for the gate
+// decisions they may rely on (of the page's releases, those that may be
+// the newest during the page: a release is deployed many times, so this
+// reads far fewer decisions than a lookup per deployment; and those named
+// by id), one for the versions of the page's changes that may be in force during
 // it (an anti-join with NOT EXISTS; emergency changes again as of the
 // cut-off), one for the teams' reviews that may be pending in the page's
 // time span, one for the evidence of the page's releases recorded by its
@@ -172,14 +281,15 @@ func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func
 // fetchedPage is one page of deployments with the changes' versions and
 // the teams' reviews it needs.
 type fetchedPage struct {
-	rows     []reconcileRow
-	deps     []core.Deployment
-	versions map[string][]core.ChangeVersion // those that may be in force during the page
-	atCutoff map[string][]core.ChangeVersion // emergency changes as of the cut-off
-	pirs     []core.PIR
-	holds    []core.Hold                // those that may be in force during the period
-	evidence map[string][]core.Evidence // by release id, recorded by the page's last start
-	err      error
+	rows      []reconcileRow
+	deps      []core.Deployment
+	versions  map[string][]core.ChangeVersion // those that may be in force during the page
+	atCutoff  map[string][]core.ChangeVersion // emergency changes as of the cut-off
+	pirs      []core.PIR
+	holds     []core.Hold                // those that may be in force during the period
+	evidence  map[string][]core.Evidence // by release id, recorded by the page's last start
+	decisions pageDecisions
+	err       error
 }
 
 // fetchPage reads one page: the deployments after the keyset, then the
@@ -191,7 +301,8 @@ func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cut
 		return fetchedPage{err: err}
 	}
 	p := fetchedPage{rows: rows, deps: make([]core.Deployment, len(rows))}
-	var keys, teams, releases []string
+	var keys, teams, releases, decReleases, named []string
+	seenNamed, seenDecRel := map[string]struct{}{}, make(map[string]struct{}, len(rows))
 	seen := make(map[string]struct{}, len(rows))
 	seenRel := make(map[string]struct{}, len(rows))
 	for i, r := range rows {
@@ -213,6 +324,17 @@ func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cut
 		}
 		if dep.Team != "" && !slices.Contains(teams, dep.Team) {
 			teams = append(teams, dep.Team)
+		}
+		// The decision relied on: the one named, else the release's
+		// newest by the start (the release_id column, as stored).
+		if id := dep.DecisionID; id != "" {
+			if _, ok := seenNamed[id]; !ok {
+				seenNamed[id] = struct{}{}
+				named = append(named, id)
+			}
+		} else if _, ok := seenDecRel[dep.ReleaseID]; !ok {
+			seenDecRel[dep.ReleaseID] = struct{}{}
+			decReleases = append(decReleases, dep.ReleaseID)
 		}
 		if rel := releaseOf(dep); rel != "" {
 			if _, ok := seenRel[rel]; !ok {
@@ -238,6 +360,9 @@ func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cut
 		if p.atCutoff, err = d.changeVersionsSpanning(ctx, emergency, cutoff, cutoff, cutoff); err != nil {
 			return fetchedPage{err: err}
 		}
+	}
+	if p.decisions, err = d.decisionsFor(ctx, decReleases, named, pageMin, pageMax); err != nil {
+		return fetchedPage{err: err}
 	}
 	if p.pirs, err = d.pirsSpanning(ctx, teams, pageMin, pageMax); err != nil {
 		return fetchedPage{err: err}
@@ -333,11 +458,6 @@ func (d *DB) evidenceBy(ctx context.Context, releases []string, upTo, cutoff tim
 }
 
 func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to, cutoff, afterAt time.Time, afterID string, limit int) ([]reconcileRow, error) {
-	extract := `json_extract(g.doc, '$.request.commit') AS g_commit, json_extract(g.doc, '$.reasons') AS g_reasons, json_extract(g.doc, '$.request.digest') AS g_digest`
-	if d.dialect == Postgres {
-		// The document is parsed once, in decisionJoin (j).
-		extract = `(g.j -> 'request' ->> 'commit') AS g_commit, (g.j -> 'reasons')::text AS g_reasons, (g.j -> 'request' ->> 'digest') AS g_digest`
-	}
 	var filter strings.Builder
 	args := []any{from, to, cutoff}
 	for _, f := range []struct{ col, v string }{{"environment", q.Environment}, {"service", q.Service}, {"team", q.Team}} {
@@ -347,7 +467,7 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 		}
 	}
 	args = append(args, afterAt, afterID, limit)
-	text := d.q(fmt.Sprintf(reconcileDeploymentsSQL, extract, filter.String(), decisionJoin[d.dialect]))
+	text := d.q(fmt.Sprintf(reconcileDeploymentsSQL, filter.String()))
 	rs, err := d.db.QueryContext(ctx, text, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: read deployments: %w", translate(err))
@@ -360,8 +480,7 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 		var changes, incidents []byte
 		if err := rs.Scan(&r.dep.ID, &r.dep.ReleaseID, &r.dep.Service, &r.dep.Environment, &r.dep.Version, &r.dep.Commit,
 			&r.dep.Team, &r.dep.Status, &started, &r.finishedAt, &r.dep.Actor, &changes, &incidents, &r.dep.DecisionID,
-			&r.dep.Provider, &r.dep.RunID, &r.dep.URL,
-			&r.gID, &r.gRelease, &r.gDecision, &r.gAt, &r.gPolicy, &r.gActor, &r.gCommit, &r.gReasons, &r.gDigest); err != nil {
+			&r.dep.Provider, &r.dep.RunID, &r.dep.URL); err != nil {
 			return nil, fmt.Errorf("reconcile: read deployment row: %w", translate(err))
 		}
 		r.dep.StartedAt = started.Time
@@ -397,14 +516,14 @@ func pageFacts(p fetchedPage, timeline *core.IncidentTimeline, cutoff time.Time)
 			}
 		}
 		df.PendingPIRs = core.PIRsPendingAt(p.pirs, dep.Team, relID, dep.Service, dep.Version, dep.Environment, dep.StartedAt)
-		if r := p.rows[i]; r.gID.Valid {
+		if r, ok := p.decisions.relied(dep); ok {
 			g := &core.DecisionRef{
-				ID: r.gID.String, ReleaseID: r.gRelease.String, Decision: core.Decision(r.gDecision.String),
-				EvaluatedAt: r.gAt.Time, PolicyVersion: int(r.gPolicy.Int64), Commit: r.gCommit.String, Actor: r.gActor.String,
-				Digest: r.gDigest.String, Reasons: []core.Reason{},
+				ID: r.id, ReleaseID: r.release, Decision: core.Decision(r.decision),
+				EvaluatedAt: r.at.Time, PolicyVersion: int(r.policy.Int64), Commit: r.commit.String, Actor: r.actor.String,
+				Digest: r.digest.String, Reasons: []core.Reason{},
 			}
-			if r.gReasons.Valid && r.gReasons.String != "" && r.gReasons.String != "null" {
-				if err := segjson.Unmarshal([]byte(r.gReasons.String), &g.Reasons); err != nil {
+			if r.reasons.Valid && r.reasons.String != "" && r.reasons.String != "null" {
+				if err := segjson.Unmarshal([]byte(r.reasons.String), &g.Reasons); err != nil {
 					return nil, fmt.Errorf("reconcile: decode reasons of decision %s: %w", g.ID, err)
 				}
 			}

@@ -6,7 +6,11 @@
 // Usage:
 //
 //	go run ./scripts/reconcilebench -db 'postgres://…/tollgate_recon?sslmode=disable' [-page 1000] [-runs 3]
+//	go run ./scripts/reconcilebench -db 'postgres://…' -scan-only   # the store's scan alone: no evaluation, nothing written
 //	go run ./scripts/reconcilebench -db 'postgres://…' -copy-to-sqlite /tmp/recon.db   # then -db sqlite:/tmp/recon.db
+//
+// Each run also prints the process's CPU time (user + system) over it: on
+// a shared machine wall time measures the neighbours too.
 package main
 
 import (
@@ -19,6 +23,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
@@ -31,6 +36,7 @@ func main() {
 	page := flag.Int("page", store.DefaultReconcilePage, "deployments per page")
 	runs := flag.Int("runs", 3, "reports to run (each is timed)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the runs to this file")
+	scanOnly := flag.Bool("scan-only", false, "time store.ReconcileScan alone (reading and assembling the facts), not the report")
 	copyTo := flag.String("copy-to-sqlite", "", "instead of timing, copy the seeded PostgreSQL store (-db) into a new SQLite store at this path")
 	flag.Parse()
 	if *copyTo != "" {
@@ -52,14 +58,14 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(context.Background(), *dbURL, *page, *runs); err != nil {
+	if err := run(context.Background(), *dbURL, *page, *runs, *scanOnly); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "reconcilebench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, dbURL string, page, runs int) error {
+func run(ctx context.Context, dbURL string, page, runs int, scanOnly bool) error {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	db, err := store.Open(ctx, dbURL, store.Options{Logger: log})
 	if err != nil {
@@ -78,20 +84,45 @@ func run(ctx context.Context, dbURL string, page, runs int) error {
 	now := time.Now().UTC()
 	q := core.ReconcileQuery{From: now.Add(-5 * 365 * 24 * time.Hour), To: now.Add(time.Minute)}
 	for i := 0; i < runs; i++ {
-		start := time.Now()
+		start, cpu0 := time.Now(), cpuTime()
+		if scanOnly {
+			n := 0
+			q.Cutoff = time.Now().UTC()
+			err := db.ReconcileScan(ctx, q, pols.Current().IsMajor, page, func(p []core.DeploymentFacts) error {
+				n += len(p)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			el := time.Since(start)
+			fmt.Printf("scan %d: %d deployments in %.2fs = %.0f deployments/s; CPU %.2fs; peak RSS %s\n",
+				i+1, n, el.Seconds(), float64(n)/el.Seconds(), (cpuTime() - cpu0).Seconds(), peakRSS())
+			continue
+		}
 		rep, err := rec.Run(ctx, q, "reconcilebench", "")
 		if err != nil {
 			return err
 		}
 		el := time.Since(start)
 		s := rep.Summary
-		fmt.Printf("run %d: %d deployments, %d findings (%v) in %.2fs = %.0f deployments/s; peak RSS %s\n",
-			i+1, s.DeploymentsChecked, s.Findings, s.ByCode, el.Seconds(), float64(s.DeploymentsChecked)/el.Seconds(), peakRSS())
+		fmt.Printf("run %d: %d deployments, %d findings (%v) in %.2fs = %.0f deployments/s; CPU %.2fs; peak RSS %s\n",
+			i+1, s.DeploymentsChecked, s.Findings, s.ByCode, el.Seconds(), float64(s.DeploymentsChecked)/el.Seconds(),
+			(cpuTime() - cpu0).Seconds(), peakRSS())
 		if err := db.DeleteReport(ctx, rep.ID); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// cpuTime is the process's CPU time so far (user + system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // peakRSS reads the process's peak resident set (VmHWM) on Linux.

@@ -245,15 +245,23 @@ func ReconcileEvaluate(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time,
 	if !known {
 		env = strings.TrimSpace(d.Environment)
 	}
-	open := known && len(cp.Rules(env, d.Service)) == 0
-	facts, lineage, versions := asOfFacts(df)
+	open := known && cp.rulesFor(cp.envPolicy(env), d.Service)&allRules == 0
+	facts := asOfFacts(df)
 	dec := Evaluate(cp, facts, d.StartedAt)
 	if open && len(dec.Reasons) == 0 {
 		return nil, dec
 	}
 	ref := deploymentRef(d, facts.ReleaseID)
 	var out []ReconcileFinding
+	// Most deployments have no finding: the lineage is built for the first.
+	var (
+		lineage  Lineage
+		versions map[string]int
+	)
 	add := func(code, severity, ref0, msg string) {
+		if versions == nil {
+			lineage, versions = changeLineage(df)
+		}
 		f := ReconcileFinding{
 			Code: code, Severity: severity, Message: msg, Ref: ref0,
 			Remediation: Remediation(code), Deployment: ref, Lineage: lineage,
@@ -364,9 +372,8 @@ func ForControl(df DeploymentFacts, fs []ReconcileFinding, dec GateDecision, con
 }
 
 // asOfFacts turns a deployment's as-of records into the gate's Facts (its
-// request rebuilt from the deployment), its approval lineage, and the
-// version number of each linked change (by lower-case key).
-func asOfFacts(df DeploymentFacts) (Facts, Lineage, map[string]int) {
+// request rebuilt from the deployment).
+func asOfFacts(df DeploymentFacts) Facts {
 	d := &df.Deployment
 	releaseID := d.ReleaseID
 	if releaseID == "" {
@@ -388,18 +395,26 @@ func asOfFacts(df DeploymentFacts) (Facts, Lineage, map[string]int) {
 	if g := df.Decision; g != nil && g.ReleaseID == releaseID {
 		facts.Request.Digest = g.Digest
 	}
+	for _, v := range df.Changes {
+		facts.Changes[v.Change.Key] = v.Change
+	}
+	return facts
+}
+
+// changeLineage is what a deployment's findings carry of its changes and
+// gate decision, and each linked change's version by lower-cased key.
+func changeLineage(df DeploymentFacts) (Lineage, map[string]int) {
 	versions := make(map[string]int, len(df.Changes))
 	lineage := Lineage{Changes: make([]ChangeLineage, 0, len(df.Changes)), Decision: df.Decision}
 	for _, v := range df.Changes {
 		c := v.Change
-		facts.Changes[c.Key] = c
 		versions[strings.ToLower(c.Key)] = v.Version
 		lineage.Changes = append(lineage.Changes, ChangeLineage{
 			Key: c.Key, Version: v.Version, ValidFrom: v.ValidFrom, Type: c.Type, State: c.State, Approval: c.Approval,
 			RequestedBy: c.RequestedBy, Approvals: c.Approvals, ReviewedAt: c.ReviewedAt,
 		})
 	}
-	return facts, lineage, versions
+	return lineage, versions
 }
 
 // emergencyFindings applies the emergency timers to a deployment that

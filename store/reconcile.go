@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lib/pq"
@@ -223,38 +224,16 @@ func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func
 	if err != nil {
 		return err
 	}
-	// The next page is read while this one is evaluated and its findings
-	// written (PostgreSQL works while Go does); the fetch is waited for
-	// before returning, so nothing uses the store after ReconcileScan.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	fetch := func(afterAt time.Time, afterID string) <-chan fetchedPage {
-		ch := make(chan fetchedPage, 1)
-		go func() { ch <- d.fetchPage(ctx, q, from, to, cutoff, afterAt, afterID, pageSize) }()
-		return ch
-	}
-	var pending <-chan fetchedPage
-	defer func() {
-		if pending != nil {
-			cancel()
-			<-pending
-		}
-	}()
+	pages, stop := d.prefetchPages(ctx, q, from, to, cutoff, pageSize)
+	defer stop()
 	loadedTo := from
-	cur := d.fetchPage(ctx, q, from, to, cutoff, from.Add(-time.Microsecond), "", pageSize)
-	for {
+	for ch := range pages {
+		cur := <-ch
 		if cur.err != nil {
 			return cur.err
 		}
 		rows := cur.rows
-		if len(rows) == 0 {
-			return nil
-		}
-		last := rows[len(rows)-1].dep
-		if len(rows) == pageSize {
-			pending = fetch(last.StartedAt.UTC(), last.ID)
-		}
-		pageMax := last.StartedAt.UTC()
+		pageMax := rows[len(rows)-1].dep.StartedAt.UTC()
 		if pageMax.After(loadedTo) {
 			if err := d.loadIncidentVersions(ctx, timeline, loadedTo, pageMax, cutoff); err != nil {
 				return err
@@ -270,11 +249,64 @@ func (d *DB) ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func
 			return err
 		}
 		timeline.Prune(pageMax)
-		if pending == nil {
-			return nil
+	}
+	return ctx.Err()
+}
+
+// reconcileAhead is how many pages ReconcileScan reads ahead of the one
+// being evaluated.
+const reconcileAhead = 3
+
+// prefetchPages reads the pages of a scan ahead of their use: one
+// goroutine walks the keyset (a cheap statement per page), and each page's
+// changes, decisions, reviews and evidence are read by a goroutine of its
+// own, so that on PostgreSQL several pages' statements run at once, on
+// several connections, while the caller evaluates an earlier page. The
+// pages come out in order, each a channel that yields it; no page is read
+// more than reconcileAhead ahead of the one received last, so memory stays
+// a few pages whatever the period. A page with an error ends the scan.
+// stop cancels what is still running and waits for it: nothing uses the
+// store after it returns. On SQLite (one connection) the statements queue
+// for the connection, the caller's writes among them.
+func (d *DB) prefetchPages(ctx context.Context, q core.ReconcileQuery, from, to, cutoff time.Time, pageSize int) (<-chan chan fetchedPage, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	out := make(chan chan fetchedPage, reconcileAhead-1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(out)
+		afterAt, afterID := from.Add(-time.Microsecond), ""
+		for {
+			ch := make(chan fetchedPage, 1)
+			rows, err := d.reconcilePage(ctx, q, from, to, cutoff, afterAt, afterID, pageSize)
+			switch {
+			case err != nil:
+				ch <- fetchedPage{err: err}
+			case len(rows) > 0:
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ch <- d.pageDetails(ctx, q, rows, cutoff)
+				}()
+			default:
+				return
+			}
+			select {
+			case out <- ch:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil || len(rows) < pageSize {
+				return
+			}
+			last := rows[len(rows)-1].dep
+			afterAt, afterID = last.StartedAt.UTC(), last.ID
 		}
-		cur = <-pending
-		pending = nil
+	}()
+	return out, func() {
+		cancel()
+		wg.Wait()
 	}
 }
 
@@ -292,14 +324,12 @@ type fetchedPage struct {
 	err       error
 }
 
-// fetchPage reads one page: the deployments after the keyset, then the
-// versions of their changes up to the cut-off and their teams' reviews
-// that may be pending in the page's span.
-func (d *DB) fetchPage(ctx context.Context, q core.ReconcileQuery, from, to, cutoff, afterAt time.Time, afterID string, limit int) fetchedPage {
-	rows, err := d.reconcilePage(ctx, q, from, to, cutoff, afterAt, afterID, limit)
-	if err != nil || len(rows) == 0 {
-		return fetchedPage{err: err}
-	}
+// pageDetails reads what one page of deployments needs: the versions of
+// their changes up to the cut-off, the gate decisions they may rely on,
+// their teams' reviews that may be pending in the page's span and their
+// releases' evidence.
+func (d *DB) pageDetails(ctx context.Context, q core.ReconcileQuery, rows []reconcileRow, cutoff time.Time) fetchedPage {
+	var err error
 	p := fetchedPage{rows: rows, deps: make([]core.Deployment, len(rows))}
 	var keys, teams, releases, decReleases, named []string
 	seenNamed, seenDecRel := map[string]struct{}{}, make(map[string]struct{}, len(rows))

@@ -526,8 +526,12 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 // pageFacts assembles each deployment's as-of facts for one page.
 func pageFacts(p fetchedPage, timeline *core.IncidentTimeline, cutoff time.Time) ([]core.DeploymentFacts, error) {
 	out := make([]core.DeploymentFacts, len(p.rows))
+	// A release is deployed many times: each decision's reasons are decoded
+	// once per page and shared, read-only, by the deployments relying on it.
+	reasons := make(map[string][]core.Reason)
 	for i, dep := range p.deps {
-		df := core.DeploymentFacts{Deployment: dep, ChangesAtCutoff: map[string]core.Change{}}
+		df := &out[i] // built in place: the struct is large
+		*df = core.DeploymentFacts{Deployment: dep, ChangesAtCutoff: map[string]core.Change{}}
 		for _, k := range dep.Changes {
 			vs := p.versions[k]
 			if cv, ok := core.ChangeAsOf(vs, dep.StartedAt); ok {
@@ -550,16 +554,21 @@ func pageFacts(p fetchedPage, timeline *core.IncidentTimeline, cutoff time.Time)
 			g := &core.DecisionRef{
 				ID: r.id, ReleaseID: r.release, Decision: core.Decision(r.decision),
 				EvaluatedAt: r.at.Time, PolicyVersion: int(r.policy.Int64), Commit: r.commit.String, Actor: r.actor.String,
-				Digest: r.digest.String, Reasons: []core.Reason{},
+				Digest: r.digest.String,
 			}
-			if r.reasons.Valid && r.reasons.String != "" && r.reasons.String != "null" {
-				if err := segjson.Unmarshal([]byte(r.reasons.String), &g.Reasons); err != nil {
-					return nil, fmt.Errorf("reconcile: decode reasons of decision %s: %w", g.ID, err)
+			rs, ok := reasons[r.id]
+			if !ok {
+				rs = []core.Reason{}
+				if r.reasons.Valid && r.reasons.String != "" && r.reasons.String != "null" {
+					if err := segjson.Unmarshal([]byte(r.reasons.String), &rs); err != nil {
+						return nil, fmt.Errorf("reconcile: decode reasons of decision %s: %w", g.ID, err)
+					}
 				}
+				reasons[r.id] = rs
 			}
+			g.Reasons = rs
 			df.Decision = g
 		}
-		out[i] = df
 	}
 	return out, nil
 }

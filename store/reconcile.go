@@ -505,17 +505,17 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 	defer rs.Close()
 	out := make([]reconcileRow, 0, limit)
 	for rs.Next() {
-		var r reconcileRow
+		// Scanned in place, the JSON lists straight into strings (through
+		// []byte they were copied twice).
+		out = append(out, reconcileRow{})
+		r := &out[len(out)-1]
 		var started anyTime
-		var changes, incidents []byte
 		if err := rs.Scan(&r.dep.ID, &r.dep.ReleaseID, &r.dep.Service, &r.dep.Environment, &r.dep.Version, &r.dep.Commit,
-			&r.dep.Team, &r.dep.Status, &started, &r.finishedAt, &r.dep.Actor, &changes, &incidents, &r.dep.DecisionID,
+			&r.dep.Team, &r.dep.Status, &started, &r.finishedAt, &r.dep.Actor, &r.dep.Changes, &r.dep.Incidents, &r.dep.DecisionID,
 			&r.dep.Provider, &r.dep.RunID, &r.dep.URL); err != nil {
 			return nil, fmt.Errorf("reconcile: read deployment row: %w", translate(err))
 		}
 		r.dep.StartedAt = started.Time
-		r.dep.Changes, r.dep.Incidents = string(changes), string(incidents)
-		out = append(out, r)
 	}
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("reconcile: read deployments: %w", translate(err))

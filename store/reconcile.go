@@ -184,8 +184,9 @@ type reconcileRow struct {
 // recorded by the cut-off, of the environment, service and team when set)
 // in start order, a page of pageSize at a time (DefaultReconcilePage when
 // <= 0), each with its facts as of its start (core.DeploymentFacts), and
-// calls fn once per page. Memory holds two pages (the next is read while fn
-// runs) and the incidents that may block around them, whatever the period;
+// calls fn once per page. Memory holds a few pages (the next ones are read
+// while fn runs: prefetchPages) and the incidents that may block around
+// them, whatever the period;
 // no cursor stays open while fn runs, so fn may write to the same database
 // (SQLite has one connection).
 //

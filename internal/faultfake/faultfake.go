@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -57,6 +58,9 @@ type Mode struct {
 	Status     int    // for Status
 	RetryAfter string // for Status: the Retry-After header, when set
 	Failures   int    // 0: always fail
+	// Match, when set, limits the fault to requests whose path contains
+	// it; the others are answered healthy and not counted.
+	Match string
 }
 
 // Server is the fault server.
@@ -127,8 +131,14 @@ func (s *Server) Times() []time.Time {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
+	m := s.mode
+	if m.Match != "" && !strings.Contains(r.URL.Path, m.Match) {
+		s.mu.Unlock()
+		s.healthy.ServeHTTP(w, r)
+		return
+	}
 	s.times = append(s.times, time.Now())
-	n, m := len(s.times), s.mode
+	n := len(s.times)
 	s.mu.Unlock()
 	if m.Fault == Healthy || (m.Failures > 0 && n > m.Failures) {
 		s.healthy.ServeHTTP(w, r)

@@ -29,6 +29,13 @@ type Limits struct {
 	Names []string
 	// Secrets must appear in no error (passwords, tokens, keys).
 	Secrets []string
+	// Match limits the faults to the requests whose path contains it
+	// (one call of several a client call makes).
+	Match string
+	// BodyIgnored: the faulted request is a write whose 2xx status is the
+	// whole answer (a review, an approval): garbage, truncated and
+	// trickled bodies of a 2xx are a success, not a reason to write again.
+	BodyIgnored bool
 }
 
 // Slack is what a bound allows beyond the configured waits, for a
@@ -65,7 +72,7 @@ func Table(l Limits) []Case {
 		return Case{Name: "permanent " + http.StatusText(code), Mode: Mode{Fault: Status, Status: code},
 			Want: `HTTP ` + strconv.Itoa(code), Attempts: 1, Bound: Slack}
 	}
-	return []Case{
+	cases := []Case{
 		{Name: "hang", Mode: Mode{Fault: Hang}, Want: `timeout`, Attempts: tries,
 			Bound: time.Duration(tries)*l.Timeout + waits + Slack},
 		{Name: "reset", Mode: Mode{Fault: Reset}, Want: `connection (reset|closed)`, Attempts: tries,
@@ -92,6 +99,14 @@ func Table(l Limits) []Case {
 		{Name: "503 Retry-After 3600 is capped", Mode: Mode{Fault: Status, Status: http.StatusServiceUnavailable, RetryAfter: "3600", Failures: 1},
 			OK: true, Attempts: -1, MinGap: l.MaxRetryAfter, MaxGap: l.MaxRetryAfter + Slack, Bound: l.MaxRetryAfter + Slack},
 	}
+	for i := range cases {
+		c := &cases[i]
+		c.Mode.Match = l.Match
+		if l.BodyIgnored && (c.Mode.Fault == Garbage || c.Mode.Fault == Truncated || c.Mode.Fault == Trickle) {
+			c.OK, c.Name = true, c.Name+" (body ignored)"
+		}
+	}
+	return cases
 }
 
 // RunTable runs every case of Table(l) against newCall (a new client on
@@ -194,7 +209,7 @@ func RunCircuit(t *testing.T, healthy http.Handler, c Circuit, l Limits, newCall
 	defer srv.Close()
 	call := newCall(t, srv.URL)
 	ctx := context.Background()
-	srv.Set(Mode{Fault: Status, Status: http.StatusServiceUnavailable})
+	srv.Set(Mode{Fault: Status, Status: http.StatusServiceUnavailable, Match: l.Match})
 	for i := 0; i < c.FailuresToOpen; i++ {
 		if err := call(ctx); err == nil {
 			t.Fatalf("call %d succeeded against a 503", i+1)

@@ -312,8 +312,14 @@ func (e *StatusError) Permanent() bool {
 	return e.Status >= 400 && e.Status < 500 && e.Status != 408 && e.Status != 429
 }
 
+// Error is "instance: what: HTTP status: message"; without Instance and
+// What (a caller that names them in its own wrapping) "HTTP status:
+// message".
 func (e *StatusError) Error() string {
-	s := fmt.Sprintf("%s: %s: HTTP %d", e.Instance, e.What, e.Status)
+	s := fmt.Sprintf("HTTP %d", e.Status)
+	if e.Instance != "" || e.What != "" {
+		s = fmt.Sprintf("%s: %s: %s", e.Instance, e.What, s)
+	}
 	if e.Message != "" {
 		s += ": " + e.Message
 	}

@@ -93,6 +93,7 @@ func TestOutboundFaults(t *testing.T) {
 		{"commit", onCommit, commit},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			faultfake.RunTable(t, healthyGitHub, tc.l, func(t *testing.T, url string) faultfake.Call {
 				return tc.call(faultWebhook(t, url, 100, time.Minute))
 			})

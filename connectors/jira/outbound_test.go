@@ -54,6 +54,7 @@ func TestOutboundFaults(t *testing.T) {
 	}
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			faultfake.RunTable(t, fake.Handler(), outboundLimits, func(t *testing.T, url string) faultfake.Call {
 				return call(faultClient(t, url, 100, time.Minute))
 			})

@@ -67,8 +67,8 @@ type Mode struct {
 type Server struct {
 	*httptest.Server
 	healthy http.Handler
-	done    chan struct{}
-	once    sync.Mutex
+	done    chan struct{} // closed by Close: hanging and trickling handlers return
+	closeMu sync.Mutex
 	closed  bool
 
 	mu    sync.Mutex
@@ -99,12 +99,12 @@ func New(healthy http.Handler) *Server {
 
 // Close releases hanging handlers, then stops the server.
 func (s *Server) Close() {
-	s.once.Lock()
+	s.closeMu.Lock()
 	if !s.closed {
 		s.closed = true
 		close(s.done)
 	}
-	s.once.Unlock()
+	s.closeMu.Unlock()
 	s.Server.Close()
 }
 

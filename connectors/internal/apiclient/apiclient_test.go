@@ -296,3 +296,25 @@ func TestAnswerSizeCapped(t *testing.T) {
 		t.Errorf("read %d bytes, %v; want %d bytes then ErrTooLarge", n, err, MaxBody)
 	}
 }
+
+// TestNoAnswerSaysWhy: a call that got no answer names the host, the
+// attempts and the cause in plain words, and still unwraps to it.
+func TestNoAnswerSaysWhy(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	host := srv.Listener.Addr().String()
+	srv.Close() // nothing listens there any more
+	var o outcomes
+	c := New(fastOpts(&o))
+	_, err := c.HTTPClient().Get("http://" + host + "/x?token=secret")
+	var na *NoAnswerError
+	if !errors.As(err, &na) || na.Attempts != 3 {
+		t.Fatalf("want a NoAnswerError after 3 attempts, got %v", err)
+	}
+	want := "no answer from " + host + " after 3 attempt(s): connection refused"
+	if na.Error() != want {
+		t.Errorf("error %q, want %q", na.Error(), want)
+	}
+	if o.last() != OutcomeError {
+		t.Errorf("outcome %s", o.last())
+	}
+}

@@ -40,9 +40,14 @@ func NewAPI(cfg connectors.Config, hooks connectors.APIHooks, log *slog.Logger) 
 	if cfg.API == nil {
 		return nil, fmt.Errorf("connector %s has no api block", cfg.Name)
 	}
-	hc := apiclient.New(apiclient.Options{
+	o := apiclient.Options{
 		Instance: cfg.Name, Timeout: cfg.API.Timeout, Observe: hooks.Observe, OnState: hooks.OnCircuit, Logger: log,
-	})
+	}
+	if r := hooks.Retry; r != nil {
+		o.RetryMax, o.RetryWaitMin, o.RetryWaitMax, o.MaxRetryAfter = r.Max, r.WaitMin, r.WaitMax, r.MaxRetryAfter
+		o.FailuresToOpen, o.OpenFor = r.FailuresToOpen, r.OpenFor
+	}
+	hc := apiclient.New(o)
 	switch cfg.Type {
 	case servicenow.Type:
 		return servicenow.NewClient(cfg, hc, log)

@@ -116,22 +116,46 @@ func (c *Client) raw(ctx context.Context, method, path, what string, body, out a
 	if err == nil {
 		return nil
 	}
-	if resp == nil || resp.Response == nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
+	var hr *http.Response
+	if resp != nil {
+		hr = resp.Response
+	}
+	return c.failed(what, hr, err)
+}
+
+// failed names what went wrong with a go-jira call: no answer (the
+// outbound client's timeout, reset …), 404 as connectors.ErrNotFound,
+// another status with Jira's own error text, or a 2xx whose body could
+// not be decoded: not JSON, or a read that failed (a timeout while the
+// body trickled in is a timeout, not bad JSON).
+func (c *Client) failed(what string, resp *http.Response, err error) error {
+	switch {
+	case resp == nil:
+		if isBadJSON(err) {
 			return fmt.Errorf("%s: %s: the answer is not valid JSON", c.System(), what)
 		}
 		return fmt.Errorf("%s: %s: %w", c.System(), what, unwrapURL(err))
-	}
-	if resp.StatusCode == http.StatusNotFound {
+	case resp.StatusCode == http.StatusNotFound:
 		resp.Body.Close()
 		return fmt.Errorf("%s: %s: %w", c.System(), what, connectors.ErrNotFound)
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		resp.Body.Close()
-		return fmt.Errorf("%s: %s: the answer is not valid JSON", c.System(), what)
+		if isBadJSON(err) {
+			return fmt.Errorf("%s: %s: the answer is not valid JSON", c.System(), what)
+		}
+		return fmt.Errorf("%s: %s: %w", c.System(), what, apiclient.ReadError(err))
 	}
-	return &apiclient.StatusError{Instance: c.System(), What: what, Status: resp.StatusCode, Message: apiclient.Trim(jiraMessage(resp.Response))}
+	return &apiclient.StatusError{Instance: c.System(), What: what, Status: resp.StatusCode, Message: apiclient.Trim(jiraMessage(resp))}
+}
+
+// isBadJSON reports a decode error of the answer itself (not of reading
+// it): a syntax error, a wrong type, or JSON cut off at a clean end.
+func isBadJSON(err error) bool {
+	var (
+		se *json.SyntaxError
+		te *json.UnmarshalTypeError
+	)
+	return errors.As(err, &se) || errors.As(err, &te) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 // jiraMessage reads Jira's own error text from an error answer
@@ -470,14 +494,10 @@ var errFound = errors.New("found")
 
 // AddWorkNote comments on the issue.
 func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
-	_, resp, err := c.jc.Issue.AddCommentWithContext(ctx, key, &gojira.Comment{Body: text})
-	if err != nil {
-		if resp != nil && resp.Response != nil {
-			return &apiclient.StatusError{Instance: c.System(), What: "comment on " + key, Status: resp.StatusCode, Message: apiclient.Trim(err.Error())}
-		}
-		return fmt.Errorf("%s: comment on %s: %w", c.System(), key, unwrapURL(err))
-	}
-	return nil
+	// Through raw rather than go-jira's AddComment, whose error wrapping
+	// reads the body again and loses a timeout or a status's text.
+	var out json.RawMessage
+	return c.raw(ctx, http.MethodPost, "rest/api/2/issue/"+url.PathEscape(key)+"/comment", "comment on "+key, &gojira.Comment{Body: text}, &out)
 }
 
 // Circuit is the state of the site's circuit breaker.

@@ -156,7 +156,7 @@ func (c *Client) once(ctx context.Context, method, path, what string, q url.Valu
 	}
 	b, err := apiclient.ReadBody(resp, maxBody)
 	if err != nil {
-		return nil, resp.StatusCode, fmt.Errorf("%s: %s: read answer: %w", c.System(), what, err)
+		return nil, resp.StatusCode, fmt.Errorf("%s: %s: %w", c.System(), what, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:

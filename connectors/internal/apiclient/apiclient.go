@@ -15,9 +15,12 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -118,8 +121,15 @@ func New(o Options) *Client {
 	rc.CheckRetry = retryablehttp.DefaultRetryPolicy
 	rc.Backoff = c.backoff
 	// Hand back the last answer (a 503, a 429) rather than a generic
-	// "giving up" error, so the caller can name the status.
-	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	// "giving up" error, so the caller can name the status; no answer at
+	// all becomes a *NoAnswerError that says why and after how many
+	// attempts.
+	rc.ErrorHandler = func(resp *http.Response, err error, attempts int) (*http.Response, error) {
+		if err == nil || resp != nil {
+			return resp, err
+		}
+		return nil, &NoAnswerError{Attempts: attempts, Timeout: o.Timeout, Err: err}
+	}
 	rc.RequestLogHook = func(_ retryablehttp.Logger, r *http.Request, attempt int) {
 		if attempt > 0 {
 			o.Logger.Debug("api call retried", "connector", o.Instance, "method", r.Method, "path", r.URL.Path, "attempt", attempt)
@@ -189,7 +199,16 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, nil
 	})
-	var fs failedStatus
+	var (
+		fs failedStatus
+		na *NoAnswerError
+	)
+	if errors.As(err, &na) {
+		na.Host = req.URL.Host
+	}
+	if resp != nil {
+		resp.Body = &limitedBody{rc: resp.Body, left: MaxBody}
+	}
 	switch {
 	case errors.As(err, &fs):
 		c.observe(OutcomeServerError)
@@ -236,24 +255,23 @@ func (e *attemptsError) Unwrap() error { return e.err }
 // backoff is the wait before retry attempt+1: the server's Retry-After on
 // 429 and 503 (capped), else a full-jitter exponential backoff between
 // min and max, so many replicas do not retry in step.
-func (c *Client) backoff(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
+func (c *Client) backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		if d, ok := RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			if d > c.opts.MaxRetryAfter {
-				d = c.opts.MaxRetryAfter
-			}
-			return d
+			// Capped, and never sooner than the backoff's floor: a
+			// "Retry-After: 0" must not turn into a tight loop.
+			return min(max(d, c.opts.RetryWaitMin), c.opts.MaxRetryAfter)
 		}
 	}
-	d := min << attempt
-	if d <= 0 || d > max {
-		d = max
+	d := lo << attempt
+	if d <= 0 || d > hi {
+		d = hi
 	}
-	// Full jitter over [min, d].
-	if d <= min {
-		return min
+	// Full jitter over [lo, d].
+	if d <= lo {
+		return lo
 	}
-	return min + rand.N(d-min+1)
+	return lo + rand.N(d-lo+1)
 }
 
 // RetryAfter parses a Retry-After header: delay-seconds or an HTTP date.
@@ -294,25 +312,126 @@ func (e *StatusError) Permanent() bool {
 	return e.Status >= 400 && e.Status < 500 && e.Status != 408 && e.Status != 429
 }
 
+// Error is "instance: what: HTTP status: message"; without Instance and
+// What (a caller that names them in its own wrapping) "HTTP status:
+// message".
 func (e *StatusError) Error() string {
-	s := fmt.Sprintf("%s: %s: HTTP %d", e.Instance, e.What, e.Status)
+	s := fmt.Sprintf("HTTP %d", e.Status)
+	if e.Instance != "" || e.What != "" {
+		s = fmt.Sprintf("%s: %s: %s", e.Instance, e.What, s)
+	}
 	if e.Message != "" {
 		s += ": " + e.Message
 	}
 	return s
 }
 
-// ReadBody reads at most limit bytes of an answer and closes it.
+// MaxBody bounds every answer read through a Client (16 MiB): a
+// misbehaving instance cannot make the gateway buffer without end, even
+// through a vendor library that decodes the body itself (go-jira).
+const MaxBody = 16 << 20
+
+// ErrTooLarge is returned (wrapped) when an answer is over its limit.
+var ErrTooLarge = errors.New("answer too large")
+
+// limitedBody fails a read past MaxBody rather than truncating silently.
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("%w: more than %d MiB", ErrTooLarge, MaxBody>>20)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left+1] // one byte more tells a body of exactly MaxBody from a larger one
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n + int(b.left), fmt.Errorf("%w: more than %d MiB", ErrTooLarge, MaxBody>>20)
+	}
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// NoAnswerError is a call that got no answer after its retries: a
+// timeout, a reset or closed connection, a refused connection. Its
+// message names the host, the attempts and the cause in plain words.
+type NoAnswerError struct {
+	Host     string
+	Attempts int
+	Timeout  time.Duration // per attempt
+	Err      error
+}
+
+func (e *NoAnswerError) Error() string {
+	host := e.Host
+	if host == "" {
+		host = "the instance"
+	}
+	return fmt.Sprintf("no answer from %s after %d attempt(s): %s", host, e.Attempts, e.cause())
+}
+
+func (e *NoAnswerError) Unwrap() error { return e.Err }
+
+func (e *NoAnswerError) cause() string {
+	var ne net.Error
+	switch err := e.Err; {
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return fmt.Sprintf("timeout (%s per attempt)", e.Timeout)
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed before an answer"
+	}
+	var ue *url.Error
+	if errors.As(e.Err, &ue) {
+		return ue.Err.Error() // without the method and URL
+	}
+	return e.Err.Error()
+}
+
+// ReadBody reads at most limit bytes (at most MaxBody) of an answer and
+// closes it. A read that fails says why in plain words ("timeout",
+// "connection reset").
 func ReadBody(resp *http.Response, limit int64) ([]byte, error) {
 	defer resp.Body.Close()
+	if limit <= 0 || limit > MaxBody {
+		limit = MaxBody
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, err
+		return nil, ReadError(err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("answer larger than %d bytes", limit)
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrTooLarge, limit)
 	}
 	return b, nil
+}
+
+// ReadError names why reading an answer's body failed: "timeout while
+// reading the answer", "connection reset while reading the answer",
+// "answer too large"; the cause stays wrapped.
+func ReadError(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return err
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("timeout while reading the answer: %w", err)
+	case errors.Is(err, syscall.ECONNRESET):
+		return fmt.Errorf("connection reset while reading the answer: %w", err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("connection closed while reading the answer: %w", err)
+	}
+	return fmt.Errorf("read the answer: %w", err)
 }
 
 // Trim shortens an instance's error text for messages.

@@ -2,6 +2,7 @@ package apiclient
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -247,5 +248,73 @@ func TestClientErrorsKeepCircuitClosed(t *testing.T) {
 	}
 	if c.State() != CircuitClosed {
 		t.Errorf("404s opened the circuit")
+	}
+}
+
+// TestRetryAfterFloorAndCap: Retry-After waits at least RetryWaitMin and
+// at most MaxRetryAfter.
+func TestRetryAfterFloorAndCap(t *testing.T) {
+	c := New(Options{Instance: "x", RetryWaitMin: 20 * time.Millisecond, MaxRetryAfter: 2 * time.Second})
+	for _, tc := range []struct {
+		header string
+		want   time.Duration
+	}{{"0", 20 * time.Millisecond}, {"1", time.Second}, {"3600", 2 * time.Second}} {
+		resp := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {tc.header}}}
+		if got := c.backoff(20*time.Millisecond, time.Second, 0, resp); got != tc.want {
+			t.Errorf("Retry-After %s: wait %v, want %v", tc.header, got, tc.want)
+		}
+	}
+}
+
+// TestAnswerSizeCapped: an answer over MaxBody fails its read, through
+// ReadBody and through the body a vendor library reads itself.
+func TestAnswerSizeCapped(t *testing.T) {
+	chunk := make([]byte, 1<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i < MaxBody>>20+1; i++ {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	c := New(Options{Instance: "x", Timeout: 10 * time.Second})
+	resp, err := c.HTTPClient().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadBody(resp, 1<<30); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("ReadBody of a %d MiB answer: %v, want ErrTooLarge", MaxBody>>20+1, err)
+	}
+	resp, err = c.HTTPClient().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if !errors.Is(err, ErrTooLarge) || n != MaxBody {
+		t.Errorf("read %d bytes, %v; want %d bytes then ErrTooLarge", n, err, MaxBody)
+	}
+}
+
+// TestNoAnswerSaysWhy: a call that got no answer names the host, the
+// attempts and the cause in plain words, and still unwraps to it.
+func TestNoAnswerSaysWhy(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	host := srv.Listener.Addr().String()
+	srv.Close() // nothing listens there any more
+	var o outcomes
+	c := New(fastOpts(&o))
+	_, err := c.HTTPClient().Get("http://" + host + "/x?token=secret")
+	var na *NoAnswerError
+	if !errors.As(err, &na) || na.Attempts != 3 {
+		t.Fatalf("want a NoAnswerError after 3 attempts, got %v", err)
+	}
+	want := "no answer from " + host + " after 3 attempt(s): connection refused"
+	if na.Error() != want {
+		t.Errorf("error %q, want %q", na.Error(), want)
+	}
+	if o.last() != OutcomeError {
+		t.Errorf("outcome %s", o.last())
 	}
 }

@@ -51,12 +51,15 @@ type eventBatcher struct {
 	// SQLite.
 	pool    *sql.DB
 	ownPool bool
-	insert  *sql.Stmt // PostgreSQL: the group's statement (pgInsertEvents)
-	lookup  *sql.Stmt // PostgreSQL: ids of keys stored meanwhile (pgLookupEvents)
-	reqs    chan *eventReq
-	mu      sync.RWMutex // guards closed against sends on a closed reqs
-	closed  bool
-	exited  sync.WaitGroup
+	// prepMu guards insert and lookup, prepared at the first delivery (the
+	// store is opened before it is migrated).
+	prepMu sync.Mutex
+	insert *sql.Stmt // PostgreSQL: the group's statement (pgInsertEvents)
+	lookup *sql.Stmt // PostgreSQL: ids of keys stored meanwhile (pgLookupEvents)
+	reqs   chan *eventReq
+	mu     sync.RWMutex // guards closed against sends on a closed reqs
+	closed bool
+	exited sync.WaitGroup
 	// groups and rows count what the writers did (tests, tuning).
 	groups, rows atomic.Int64
 }
@@ -112,14 +115,6 @@ func newEventBatcher(d *DB, url string) (*eventBatcher, error) {
 		b.pool.SetMaxOpenConns(eventWriters)
 		b.pool.SetMaxIdleConns(eventWriters)
 		b.pool.SetConnMaxIdleTime(5 * time.Minute)
-		// Prepared lazily by database/sql on each connection at first use.
-		if b.insert, err = b.pool.Prepare(pgInsertEvents); err == nil {
-			b.lookup, err = b.pool.Prepare(pgLookupEvents)
-		}
-		if err != nil {
-			b.pool.Close()
-			return nil, fmt.Errorf("prepare inbox writer: %w", translate(err))
-		}
 		writers = eventWriters
 	}
 	for range writers {
@@ -178,8 +173,12 @@ func (b *eventBatcher) close() {
 	b.mu.Unlock()
 	b.exited.Wait()
 	if b.ownPool {
-		b.insert.Close()
-		b.lookup.Close()
+		if b.insert != nil {
+			b.insert.Close()
+		}
+		if b.lookup != nil {
+			b.lookup.Close()
+		}
 		b.pool.Close()
 	}
 }
@@ -262,7 +261,7 @@ func (b *eventBatcher) write(ctx context.Context, evs []pendingEvent) []eventRes
 		uniq = append(uniq, e)
 	}
 	stored, err := b.store(ctx, uniq)
-	if err != nil && len(uniq) > 1 && refused(err) {
+	if err != nil && len(uniq) > 1 && b.refused(err) {
 		stored, err = map[string]eventResult{}, nil
 		for _, e := range uniq {
 			one, err := b.store(ctx, []pendingEvent{e})
@@ -303,14 +302,17 @@ func (b *eventBatcher) write(ctx context.Context, evs []pendingEvent) []eventRes
 type eventKey struct{ connector, dedupeKey string }
 
 // refused reports whether err is the database refusing a statement (its
-// effects rolled back), not a lost connection (outcome unknown).
-func refused(err error) bool {
-	var pe *pq.Error
-	if errors.As(err, &pe) {
-		return !strings.HasPrefix(string(pe.Code), "08") // connection exception
+// effects rolled back), not a lost connection or an ended context (the
+// outcome unknown, or nothing to retry on).
+func (b *eventBatcher) refused(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
 	}
-	// SQLite: a lost connection is not a thing; a refused row is.
-	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+	if !b.postgres {
+		return true // SQLite has no connection to lose: an error is a refusal
+	}
+	var pe *pq.Error
+	return errors.As(err, &pe) && !strings.HasPrefix(string(pe.Code), "08") // 08: connection exception
 }
 
 // store inserts evs (distinct keys) in one statement and returns, by each
@@ -347,7 +349,29 @@ WHERE u.id NOT IN (SELECT id FROM ins)`
 const pgLookupEvents = `SELECT e.connector, e.dedupe_key, e.id FROM inbox_events e
 	JOIN unnest($1::text[], $2::text[]) AS k(connector, dedupe_key) ON e.connector = k.connector AND e.dedupe_key = k.dedupe_key`
 
+// prepared returns the PostgreSQL statements, prepared on first use
+// (database/sql then prepares each on every connection of the pool once).
+func (b *eventBatcher) prepared(ctx context.Context) (insert, lookup *sql.Stmt, err error) {
+	b.prepMu.Lock()
+	defer b.prepMu.Unlock()
+	if b.insert == nil {
+		if b.insert, err = b.pool.PrepareContext(ctx, pgInsertEvents); err != nil {
+			return nil, nil, err
+		}
+	}
+	if b.lookup == nil {
+		if b.lookup, err = b.pool.PrepareContext(ctx, pgLookupEvents); err != nil {
+			return nil, nil, err
+		}
+	}
+	return b.insert, b.lookup, nil
+}
+
 func (b *eventBatcher) storePG(ctx context.Context, evs []pendingEvent) (map[string]eventResult, error) {
+	insert, lookup, err := b.prepared(ctx)
+	if err != nil {
+		return nil, err
+	}
 	// Rows are inserted in key order, so two groups inserting the same
 	// keys wait for each other in the same order (never a deadlock).
 	sorted := sortedByKey(evs)
@@ -361,7 +385,7 @@ func (b *eventBatcher) storePG(ctx context.Context, evs []pendingEvent) (map[str
 		cols[5].add(e.body)
 		cols[6].addTime(e.receivedAt)
 	}
-	rows, err := b.insert.QueryContext(ctx, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6])
+	rows, err := insert.QueryContext(ctx, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6])
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +415,7 @@ func (b *eventBatcher) storePG(ctx context.Context, evs []pendingEvent) (map[str
 			keys.addString(e.dedupeKey)
 		}
 	}
-	rows, err = b.lookup.QueryContext(ctx, &conns, &keys)
+	rows, err = lookup.QueryContext(ctx, &conns, &keys)
 	if err != nil {
 		return nil, fmt.Errorf("find duplicates: %w", err)
 	}

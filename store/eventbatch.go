@@ -246,42 +246,56 @@ func (b *eventBatcher) commit(group []*eventReq) {
 func (b *eventBatcher) write(ctx context.Context, evs []pendingEvent) []eventResult {
 	b.groups.Add(1)
 	b.rows.Add(int64(len(evs)))
-	results := make([]eventResult, len(evs))
-	// first[i] is the index of the first delivery with evs[i]'s key.
-	first := make([]int, len(evs))
+	// at[i] is the index in uniq of the first delivery with evs[i]'s key.
+	at := make([]int, len(evs))
+	firstOfKey := make([]bool, len(evs))
 	seen := make(map[eventKey]int, len(evs))
 	var uniq []pendingEvent
+	ids := make(map[string]bool, len(evs))
+	sameID := false // two keys given one explicit id: store answers by id
 	for i, e := range evs {
 		k := eventKey{e.connector, e.dedupeKey}
-		if j, ok := seen[k]; ok {
-			first[i] = j
+		if u, ok := seen[k]; ok {
+			at[i] = u
 			continue
 		}
-		seen[k], first[i] = i, i
+		seen[k], at[i], firstOfKey[i] = len(uniq), len(uniq), true
 		uniq = append(uniq, e)
+		sameID = sameID || ids[e.id]
+		ids[e.id] = true
 	}
-	stored, err := b.store(ctx, uniq)
-	if err != nil && len(uniq) > 1 && b.refused(err) {
-		stored, err = map[string]eventResult{}, nil
-		for _, e := range uniq {
+	stored := make([]eventResult, len(uniq))
+	var err error
+	if !sameID {
+		var byID map[string]eventResult
+		if byID, err = b.store(ctx, uniq); err == nil {
+			for u, e := range uniq {
+				stored[u] = byID[e.id]
+			}
+		}
+	}
+	if sameID || err != nil && len(uniq) > 1 && b.refused(err) {
+		err = nil
+		for u, e := range uniq {
 			one, err := b.store(ctx, []pendingEvent{e})
 			if err != nil {
 				one = map[string]eventResult{e.id: {err: err}}
 			}
-			stored[e.id] = one[e.id]
+			stored[u] = one[e.id]
 		}
 	}
+	results := make([]eventResult, len(evs))
 	newest := ""
 	for i, e := range evs {
-		switch j := first[i]; {
+		switch u := at[i]; {
 		case err != nil:
 			results[i] = eventResult{err: fmt.Errorf("insert %s event %s: %w", e.connector, e.dedupeKey, translate(err))}
-		case stored[evs[j].id].err != nil:
-			results[i] = eventResult{err: fmt.Errorf("insert %s event %s: %w", e.connector, e.dedupeKey, translate(stored[evs[j].id].err))}
-		case j != i:
-			results[i] = eventResult{id: stored[evs[j].id].id, dup: true}
+		case stored[u].err != nil:
+			results[i] = eventResult{err: fmt.Errorf("insert %s event %s: %w", e.connector, e.dedupeKey, translate(stored[u].err))}
+		case !firstOfKey[i]:
+			results[i] = eventResult{id: stored[u].id, dup: true}
 		default:
-			results[i] = stored[e.id]
+			results[i] = stored[u]
 			if !results[i].dup {
 				newest = max(newest, e.id)
 			}

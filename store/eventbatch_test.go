@@ -85,6 +85,26 @@ func TestEventBatchRowFailure(t *testing.T) {
 	})
 }
 
+// TestEventBatchSameExplicitID: two keys given one explicit event id in
+// one group: the first is stored, the second fails alone (as it would
+// have one at a time), and neither caller is told the other's outcome.
+func TestEventBatchSameExplicitID(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		group := []pendingEvent{pending("github", "a", clock.t), pending("github", "b", clock.t), pending("github", "c", clock.t)}
+		group[1].id = group[0].id
+		res := db.events.write(context.Background(), group)
+		if res[0].err != nil || res[0].id != group[0].id || res[0].dup {
+			t.Fatalf("first: %+v", res[0])
+		}
+		if res[1].err == nil {
+			t.Fatalf("second, same id: %+v, want an error", res[1])
+		}
+		if res[2].err != nil || res[2].id != group[2].id {
+			t.Fatalf("third: %+v", res[2])
+		}
+	})
+}
+
 // TestEventBatchConcurrent: concurrent deliveries, many of one key, are
 // grouped, stored once per key, and every caller learns the stored id.
 func TestEventBatchConcurrent(t *testing.T) {

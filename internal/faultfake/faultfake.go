@@ -8,6 +8,7 @@
 package faultfake
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -151,6 +152,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		case <-s.done:
 		}
 	case Reset:
+		// The whole request is read first: the instance may have acted
+		// on it, which is what makes a write's outcome unknown.
+		_, _ = io.Copy(io.Discard, r.Body)
 		hj, ok := w.(http.Hijacker)
 		if !ok {
 			panic("faultfake: the response writer cannot be hijacked")

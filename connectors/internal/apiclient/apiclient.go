@@ -282,14 +282,22 @@ func replayable(req *http.Request) bool {
 // (ErrOutcomeUnknown); a status goes back to the caller as is.
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	retry, cerr := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
-	if unsafe, _ := ctx.Value(unsafeKey{}).(bool); !retry || cerr != nil || !unsafe {
+	if unsafe, _ := ctx.Value(unsafeKey{}).(bool); !unsafe {
 		return retry, cerr
 	}
 	if err != nil {
-		if notSent(err) {
-			return true, nil
+		switch {
+		case notSent(err):
+			return retry, cerr
+		case !retry && cerr == nil:
+			return false, nil // a bad certificate, scheme or redirect: DefaultRetryPolicy's permanent errors
 		}
+		// Sent, perhaps acted on: a reset, a timeout, or the caller gave
+		// up (its context) while waiting for the answer.
 		return false, &notRepeated{err: err}
+	}
+	if !retry || cerr != nil {
+		return retry, cerr
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
@@ -329,6 +337,29 @@ func (e *notRepeated) Unwrap() error { return e.err }
 // may or may not have been acted on and was not repeated: look before
 // sending it again.
 var ErrOutcomeUnknown = errors.New("outcome unknown: the instance may have acted on the request")
+
+// Uncertain reports whether a write that failed with err may still have
+// been acted on, so that sending it again could do it twice: true for no
+// answer after it was sent (ErrOutcomeUnknown), a 5xx, or an answer that
+// could not be read; false when the instance refused it (a 4xx), the
+// circuit kept it back, or it never reached the instance.
+func Uncertain(err error) bool {
+	var (
+		se *StatusError
+		na *NoAnswerError
+	)
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &se):
+		return se.Status >= 500
+	case errors.Is(err, ErrCircuitOpen):
+		return false
+	case errors.As(err, &na):
+		return na.Unknown
+	}
+	return true
+}
 
 func (c *Client) observe(outcome string) {
 	if c.opts.Observe != nil {

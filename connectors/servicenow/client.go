@@ -215,7 +215,9 @@ func (c *Client) oauthToken(ctx context.Context) (string, error) {
 		return c.token, nil
 	}
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.api.ClientID}, "client_secret": {c.api.ClientSecret}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth_token.do", strings.NewReader(form.Encode()))
+	// A token grant is safe to repeat: a lost answer only leaves a token
+	// unused until it expires.
+	req, err := http.NewRequestWithContext(apiclient.Idempotent(ctx), http.MethodPost, c.base+"/oauth_token.do", strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", fmt.Errorf("%s: oauth token: %w", c.System(), err)
 	}
@@ -594,16 +596,57 @@ func (c *Client) CreateChange(ctx context.Context, n connectors.NewChange) (stri
 		"correlation_id":      n.ReleaseID,
 		"correlation_display": "tollgate",
 	}
+	// The POST is not repeated once it may have been acted on (apiclient
+	// retries it only when it certainly was not): a repeat after a reset
+	// or a 500 could open a second change.
 	b, err := c.call(ctx, http.MethodPost, path, "change creation", nil, body)
-	if err != nil {
-		return "", err
+	num := ""
+	if err == nil {
+		if num = fieldValue(gjson.GetBytes(b, "result.number")); num == "" {
+			err = fmt.Errorf("%s: change creation: the answer names no change number", c.System())
+		}
 	}
-	num := fieldValue(gjson.GetBytes(b, "result.number"))
-	if num == "" {
-		return "", fmt.Errorf("%s: change creation: the answer names no change number", c.System())
+	if err == nil || errors.Is(err, connectors.ErrNotFound) || !apiclient.Uncertain(err) {
+		return num, err
 	}
-	return num, nil
+	// The instance may have opened the change and then failed, or the
+	// answer was lost: look for it by correlation_id before anything else.
+	num, ferr := c.FindCreated(ctx, n.ReleaseID)
+	if ferr == nil {
+		return num, nil
+	}
+	return "", &CreationUnknown{System: c.System(), ReleaseID: n.ReleaseID, Err: err, Lookup: ferr}
 }
+
+// CreationUnknown is a change creation that may or may not have opened the
+// change (no answer after the request was sent, a 5xx, an unreadable
+// answer) and whose lookup by correlation_id found none, or failed. It is
+// not retried here: the creator's next attempt looks again before opening
+// one (the lookup may lag the creation), or an operator checks.
+type CreationUnknown struct {
+	System    string
+	ReleaseID string
+	Err       error // the creation's failure
+	Lookup    error // connectors.ErrNotFound, or why the lookup failed
+}
+
+func (e *CreationUnknown) Error() string {
+	s := e.Err.Error()
+	if !errors.Is(e.Err, apiclient.ErrOutcomeUnknown) {
+		s += "; outcome unknown: the change may have been opened"
+	}
+	if errors.Is(e.Lookup, connectors.ErrNotFound) {
+		s += "; no change with correlation_id " + e.ReleaseID + " found yet"
+	} else {
+		s += "; the lookup by correlation_id failed too: " + e.Lookup.Error()
+	}
+	return s + "; the next attempt looks again before opening one"
+}
+
+func (e *CreationUnknown) Unwrap() error { return e.Err }
+
+// Is matches apiclient.ErrOutcomeUnknown whatever the failure was.
+func (e *CreationUnknown) Is(target error) bool { return target == apiclient.ErrOutcomeUnknown }
 
 // templateID is the sys_id of a standard change template given by sys_id
 // or by name (looked up in std_change_record_producer, cached).

@@ -3,11 +3,8 @@ package servicenow
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,26 +88,6 @@ func TestOutboundFaults(t *testing.T) {
 
 var releases atomic.Int32
 
-// actThenReset serves the request with h (the instance acts on it), then
-// resets the connection instead of sending the answer.
-func actThenReset(h http.Handler, match string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.Contains(r.URL.Path, match) {
-			h.ServeHTTP(w, r)
-			return
-		}
-		h.ServeHTTP(httptest.NewRecorder(), r)
-		conn, _, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			panic(err)
-		}
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		_ = conn.Close()
-	})
-}
-
 // TestCreationNotDuplicated: the instance opens the change and the
 // connection is reset before its answer. The creation is not sent again:
 // the change is found by its correlation_id. When the lookup finds none
@@ -119,8 +96,9 @@ func actThenReset(h http.Handler, match string) http.Handler {
 func TestCreationNotDuplicated(t *testing.T) {
 	fake := healthyInstance()
 	defer fake.Close()
-	srv := httptest.NewServer(actThenReset(fake.Handler(), "/sn_chg_rest/"))
+	srv := faultfake.New(fake.Handler())
 	defer srv.Close()
+	srv.Set(faultfake.Mode{Fault: faultfake.ActReset, Match: "/sn_chg_rest/"})
 	c := faultClient(t, srv.URL, 100, time.Minute)
 	n := connectors.NewChange{ReleaseID: "rel-reset", Service: "payments-api", Environment: "production", Version: "2.0.0"}
 	key, err := c.CreateChange(context.Background(), n)

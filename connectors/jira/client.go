@@ -508,6 +508,29 @@ func (c *Client) FindCreated(ctx context.Context, releaseID string) (string, err
 // errFound stops a search at its first issue.
 var errFound = errors.New("found")
 
+// HasWorkNote reports whether the issue already carries a comment that is
+// exactly text, among its latest 100. The outbox asks before commenting
+// again after a failed attempt, which may have been taken: the POST is not
+// repeated by the client.
+func (c *Client) HasWorkNote(ctx context.Context, key, text string) (bool, error) {
+	var out struct {
+		Comments []struct {
+			Body string `json:"body"`
+		} `json:"comments"`
+	}
+	path := "rest/api/2/issue/" + url.PathEscape(key) + "/comment?orderBy=-created&maxResults=100"
+	if err := c.raw(ctx, http.MethodGet, path, "comments on "+key, nil, &out); err != nil {
+		return false, err
+	}
+	norm := func(s string) string { return strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n")) }
+	for _, cm := range out.Comments {
+		if norm(cm.Body) == norm(text) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // AddWorkNote comments on the issue.
 func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
 	// Through raw rather than go-jira's AddComment, whose error wrapping

@@ -690,16 +690,57 @@ func (c *Client) FindCreated(ctx context.Context, releaseID string) (string, err
 	return num, nil
 }
 
-// AddWorkNote writes a work note on the change with number key.
-func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
+// changeID is the sys_id of the change with number key.
+func (c *Client) changeID(ctx context.Context, key string) (string, error) {
 	q := url.Values{"sysparm_query": {"number=" + key}, "sysparm_fields": {"sys_id"}, "sysparm_limit": {"1"}}
 	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+TableChange, TableChange+" "+key, q, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	id := fieldValue(gjson.GetBytes(b, "result.0.sys_id"))
 	if id == "" {
-		return fmt.Errorf("%s: %s %s: %w", c.System(), TableChange, key, connectors.ErrNotFound)
+		return "", fmt.Errorf("%s: %s %s: %w", c.System(), TableChange, key, connectors.ErrNotFound)
+	}
+	return id, nil
+}
+
+// HasWorkNote reports whether the change with number key already carries
+// a work note that is exactly text, among its latest 100 (read from
+// sys_journal_field: the integration user needs read access to it). The
+// outbox asks before writing a note again after a failed attempt, which
+// may have been taken: the PATCH is not repeated by the client.
+func (c *Client) HasWorkNote(ctx context.Context, key, text string) (bool, error) {
+	id, err := c.changeID(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	q := url.Values{"sysparm_query": {"element_id=" + id + "^element=work_notes^ORDERBYDESCsys_created_on"},
+		"sysparm_fields": {"value"}, "sysparm_limit": {"100"}}
+	b, err := c.call(ctx, http.MethodGet, "/api/now/table/sys_journal_field", TableChange+" "+key+" work notes", q, nil)
+	if err != nil {
+		return false, err
+	}
+	for _, v := range gjson.GetBytes(b, "result.#.value").Array() {
+		if sameNote(fieldValue(v), text) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// sameNote compares a note as stored with the text written, ignoring line
+// endings and surrounding space, which the instance may normalise.
+func sameNote(stored, text string) bool {
+	norm := func(s string) string { return strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n")) }
+	return norm(stored) == norm(text)
+}
+
+// AddWorkNote writes a work note on the change with number key. The PATCH
+// is not repeated once it may have been taken (see HasWorkNote).
+func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
+	id, err := c.changeID(ctx, key)
+	if err != nil {
+		return err
 	}
 	_, err = c.call(ctx, http.MethodPatch, "/api/now/table/"+TableChange+"/"+id, TableChange+" "+key+" work note", nil, map[string]string{"work_notes": text})
 	return err

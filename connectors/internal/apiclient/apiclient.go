@@ -4,9 +4,10 @@
 // exponential backoff, a per-attempt timeout, and a circuit breaker per
 // instance (sony/gobreaker) that stops calling a dead instance for a
 // while. Retries are method-aware (see Idempotent): a POST or PATCH is
-// repeated only when the instance certainly did not act on it. It knows nothing about any vendor: connectors build their
-// requests and read their answers; Client.HTTPClient is a plain
-// *http.Client (go-jira takes it as is).
+// repeated only when the instance certainly did not act on it. It knows
+// nothing about any vendor: connectors build their requests and read
+// their answers; Client.HTTPClient is a plain *http.Client (go-jira takes
+// it as is).
 package apiclient
 
 import (

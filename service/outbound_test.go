@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -171,4 +172,45 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestWriteBackNoteTakenThenReset: ServiceNow takes the work note and the
+// connection is reset before its answer. The client does not repeat the
+// PATCH (the outcome is unknown); the outbox's next attempt finds the note
+// on the change and writes nothing: the change carries it once.
+func TestWriteBackNoteTakenThenReset(t *testing.T) {
+	fake, srv, api := outageInstance(t)
+	_, db := newTestInbox(t, core.ClockFunc(time.Now), InboxConfig{})
+	w := NewWriteBack(db, core.ClockFunc(time.Now), slog.New(slog.DiscardHandler))
+	w.SetRetryMin(time.Millisecond)
+	w.Add(api)
+	ctx := context.Background()
+	srv.Set(faultfake.Mode{Fault: faultfake.ActReset, Match: "/change_request/"})
+	if err := db.EnqueueNote(ctx, core.OutboxNote{DedupeKey: "d2:start:CHG0000301", Connector: "servicenow",
+		ChangeKey: "CHG0000301", Body: "deployment started\nRun: https://ci.example.com/runs/7"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.Flush(ctx); err != nil || n != 0 {
+		t.Fatalf("first flush: %d written, %v", n, err)
+	}
+	if srv.Requests() != 1 {
+		t.Errorf("the PATCH was sent %d times, want once", srv.Requests())
+	}
+	notes, err := db.Notes(ctx, "servicenow")
+	if err != nil || len(notes) != 1 || !strings.Contains(notes[0].LastError, "outcome unknown") {
+		t.Fatalf("outbox after the reset: %+v %v", notes, err)
+	}
+	srv.Set(faultfake.Mode{Fault: faultfake.Healthy})
+	waitFor(t, 5*time.Second, "the note is found and settled", func() bool {
+		_, _ = w.Flush(ctx)
+		ns, _ := db.Notes(ctx, "servicenow")
+		return len(ns) == 1 && ns[0].Status == "done"
+	})
+	var journal []any
+	for _, r := range fake.SNRecords("change_request") {
+		journal, _ = r["work_notes_journal"].([]any)
+	}
+	if len(journal) != 1 {
+		t.Errorf("work notes %v, want the note once", journal)
+	}
 }

@@ -25,6 +25,9 @@ type API interface {
 	CreateChange(ctx context.Context, n connectors.NewChange) (string, error)
 	FindCreated(ctx context.Context, releaseID string) (string, error)
 	AddWorkNote(ctx context.Context, key, text string) error
+	// HasWorkNote reports whether the change already carries the note
+	// (the outbox looks before writing one again).
+	HasWorkNote(ctx context.Context, key, text string) (bool, error)
 	// Circuit is the state of its circuit breaker: closed, half-open, open.
 	Circuit() string
 }

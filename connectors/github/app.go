@@ -88,7 +88,9 @@ func (c *appClient) installationToken(ctx context.Context, installation string) 
 		ExpiresAt time.Time `json:"expires_at"`
 	}
 	what := "installation " + installation + " access token"
-	if err := c.do(ctx, http.MethodPost, "/app/installations/"+url.PathEscape(installation)+"/access_tokens", "Bearer "+signed, nil, what, &out); err != nil {
+	// A token grant is safe to repeat: a lost answer only leaves an
+	// unused token that expires within the hour.
+	if err := c.do(apiclient.Idempotent(ctx), http.MethodPost, "/app/installations/"+url.PathEscape(installation)+"/access_tokens", "Bearer "+signed, nil, what, &out); err != nil {
 		return "", err
 	}
 	if out.Token == "" {
@@ -125,7 +127,10 @@ func (c *appClient) review(ctx context.Context, installation, repo, run string, 
 		return err
 	}
 	path := "/repos/" + repo + "/actions/runs/" + url.PathEscape(run) + "/deployment_protection_rule"
-	err = c.do(ctx, http.MethodPost, path, "Bearer "+token, body, "run "+run+" protection rule review", nil)
+	// Safe to repeat: GitHub takes one review per run and environment; a
+	// review of a run no longer waiting (the first one was taken) is
+	// refused with a 4xx and changes nothing.
+	err = c.do(apiclient.Idempotent(ctx), http.MethodPost, path, "Bearer "+token, body, "run "+run+" protection rule review", nil)
 	var se *apiclient.StatusError
 	if errors.As(err, &se) && se.Status == http.StatusUnauthorized {
 		c.forget(installation)

@@ -124,7 +124,10 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 	}
 	what := w.api.system + ": deployment " + p.Target["deployment_id"] + " approval"
 	u := w.api.base + "/api/v4/projects/" + url.PathEscape(p.Target["project_id"]) + "/deployments/" + url.PathEscape(p.Target["deployment_id"]) + "/approval"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	// Safe to repeat: GitLab keeps one approval per user and deployment
+	// (Deployments::ApprovalService upserts it), so a second one updates
+	// the first or is refused once the deployment no longer waits.
+	req, err := http.NewRequestWithContext(apiclient.Idempotent(ctx), http.MethodPost, u, bytes.NewReader(b))
 	if err != nil {
 		return core.Wrap(core.KindInvalid, err, what+": bad request")
 	}

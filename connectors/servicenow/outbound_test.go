@@ -2,6 +2,10 @@ package servicenow
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,21 +48,81 @@ func healthyInstance() *itsmfake.Server {
 func TestOutboundFaults(t *testing.T) {
 	fake := healthyInstance()
 	defer fake.Close()
-	calls := map[string]func(*Client) faultfake.Call{
-		"read change": func(c *Client) faultfake.Call {
+	// The work note's PATCH and the change creation's POST are not safe to
+	// repeat: sent once after a hang, a reset or a 5xx.
+	onNote := outboundLimits
+	onNote.Match, onNote.Unsafe = "/change_request/", true
+	onCreate := outboundLimits
+	onCreate.Match, onCreate.Unsafe = "/sn_chg_rest/", true
+	for _, tc := range []struct {
+		name string
+		l    faultfake.Limits
+		call func(*Client) faultfake.Call
+	}{
+		{"read change", outboundLimits, func(c *Client) faultfake.Call {
 			return func(ctx context.Context) error { _, err := c.ReadChange(ctx, "CHG0000101"); return err }
-		},
-		"work note": func(c *Client) faultfake.Call {
+		}},
+		{"work note lookup", outboundLimits, func(c *Client) faultfake.Call {
 			return func(ctx context.Context) error { return c.AddWorkNote(ctx, "CHG0000101", "deployed") }
-		},
-	}
-	for name, call := range calls {
-		t.Run(name, func(t *testing.T) {
+		}},
+		{"work note", onNote, func(c *Client) faultfake.Call {
+			return func(ctx context.Context) error { return c.AddWorkNote(ctx, "CHG0000101", "deployed") }
+		}},
+		{"change creation", onCreate, func(c *Client) faultfake.Call {
+			return func(ctx context.Context) error {
+				// One release per case: a lookup must not find another case's change.
+				id := "rel-fault-" + strconv.Itoa(int(releases.Add(1)))
+				_, err := c.CreateChange(ctx, connectors.NewChange{ReleaseID: id, Service: "payments-api", Version: "2.0.0"})
+				return err
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			faultfake.RunTable(t, fake.Handler(), outboundLimits, func(t *testing.T, url string) faultfake.Call {
-				return call(faultClient(t, url, 100, time.Minute))
+			faultfake.RunTable(t, fake.Handler(), tc.l, func(t *testing.T, url string) faultfake.Call {
+				return tc.call(faultClient(t, url, 100, time.Minute))
 			})
 		})
+	}
+}
+
+var releases atomic.Int32
+
+// TestCreationNotDuplicated: the instance opens the change and the
+// connection is reset before its answer. The creation is not sent again:
+// the change is found by its correlation_id. When the lookup finds none
+// (a 500 before the instance acted), the error says the outcome is
+// unknown, and nothing was opened twice.
+func TestCreationNotDuplicated(t *testing.T) {
+	fake := healthyInstance()
+	defer fake.Close()
+	srv := faultfake.New(fake.Handler())
+	defer srv.Close()
+	srv.Set(faultfake.Mode{Fault: faultfake.ActReset, Match: "/sn_chg_rest/"})
+	c := faultClient(t, srv.URL, 100, time.Minute)
+	n := connectors.NewChange{ReleaseID: "rel-reset", Service: "payments-api", Environment: "production", Version: "2.0.0"}
+	key, err := c.CreateChange(context.Background(), n)
+	if err != nil {
+		t.Fatalf("want the change found after the reset, got %v", err)
+	}
+	if posts := fake.Calls("/api/sn_chg_rest/change/normal"); len(posts) != 1 {
+		t.Errorf("%d creation request(s), want 1", len(posts))
+	}
+	if created := fake.SNCreated(); len(created) != 1 || created[0] != key {
+		t.Errorf("created %v, want just %s", created, key)
+	}
+
+	ff := faultfake.New(fake.Handler())
+	defer ff.Close()
+	ff.Set(faultfake.Mode{Fault: faultfake.Status, Status: http.StatusInternalServerError, Match: "/sn_chg_rest/"})
+	_, err = faultClient(t, ff.URL, 100, time.Minute).CreateChange(context.Background(), connectors.NewChange{ReleaseID: "rel-500", Service: "payments-api"})
+	var cu *CreationUnknown
+	if !errors.As(err, &cu) || !errors.Is(err, apiclient.ErrOutcomeUnknown) {
+		t.Fatalf("want a CreationUnknown, got %v", err)
+	}
+	faultfake.CheckError(t, err, `HTTP 500.*outcome unknown.*no change with correlation_id rel-500 found`, outboundLimits)
+	if ff.Requests() != 1 {
+		t.Errorf("%d creation request(s) after a 500, want 1", ff.Requests())
 	}
 }
 

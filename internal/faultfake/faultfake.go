@@ -8,6 +8,7 @@
 package faultfake
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -29,6 +30,7 @@ const (
 	Garbage                // answer 200 with a body that is not JSON
 	Truncated              // answer 200 with JSON cut off mid-way
 	Trickle                // answer 200 and send the body one byte at a time, too slowly
+	ActReset               // let the healthy handler act on the request, then reset instead of answering
 )
 
 func (f Fault) String() string {
@@ -47,6 +49,8 @@ func (f Fault) String() string {
 		return "truncated"
 	case Trickle:
 		return "trickle"
+	case ActReset:
+		return "act-reset"
 	}
 	return "fault" + strconv.Itoa(int(f))
 }
@@ -151,18 +155,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		case <-s.done:
 		}
 	case Reset:
-		hj, ok := w.(http.Hijacker)
-		if !ok {
-			panic("faultfake: the response writer cannot be hijacked")
-		}
-		conn, _, err := hj.Hijack()
-		if err != nil {
-			return
-		}
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0) // close sends RST, not FIN
-		}
-		_ = conn.Close()
+		// The whole request is read first: the instance may have acted
+		// on it, which is what makes a write's outcome unknown.
+		_, _ = io.Copy(io.Discard, r.Body)
+		reset(w)
+	case ActReset:
+		s.healthy.ServeHTTP(httptest.NewRecorder(), r)
+		reset(w)
 	case Status:
 		if m.RetryAfter != "" {
 			w.Header().Set("Retry-After", m.RetryAfter)
@@ -196,4 +195,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// reset closes the request's connection with an RST, not a FIN.
+func reset(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic("faultfake: the response writer cannot be hijacked")
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
 }

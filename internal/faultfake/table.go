@@ -36,6 +36,12 @@ type Limits struct {
 	// whole answer (a review, an approval): garbage, truncated and
 	// trickled bodies of a 2xx are a success, not a reason to write again.
 	BodyIgnored bool
+	// Unsafe: the faulted request is a write not safe to repeat (a POST or
+	// PATCH the client does not mark apiclient.Idempotent). It is repeated
+	// only when the server certainly did not act on it (429, 503 with
+	// Retry-After); after a hang, a reset or another 5xx it is sent once,
+	// and no answer must say the outcome is unknown.
+	Unsafe bool
 }
 
 // Slack is what a bound allows beyond the configured waits, for a
@@ -102,11 +108,36 @@ func Table(l Limits) []Case {
 	for i := range cases {
 		c := &cases[i]
 		c.Mode.Match = l.Match
+		if l.Unsafe {
+			c.unsafe(l)
+		}
 		if l.BodyIgnored && (c.Mode.Fault == Garbage || c.Mode.Fault == Truncated || c.Mode.Fault == Trickle) {
 			c.OK, c.Name = true, c.Name+" (body ignored)"
 		}
 	}
 	return cases
+}
+
+// unsafe turns a case into what a write not safe to repeat must see: sent
+// once after a hang, a reset or a 5xx other than a 503 with Retry-After
+// (which the server sends before any work, as a 429).
+func (c *Case) unsafe(l Limits) {
+	m := c.Mode
+	switch {
+	case m.Fault == Hang || m.Fault == Reset:
+		c.Name += " (not repeated)"
+		c.OK, c.Attempts, c.MinGap, c.MaxGap = false, 1, 0, 0
+		c.Want = map[Fault]string{Hang: `timeout`, Reset: `connection (reset|closed)`}[m.Fault] + `.*outcome unknown`
+		c.Bound = m.timeout(l) + Slack
+	case m.Fault == Status && m.Status >= 500 && m.RetryAfter == "":
+		if c.OK { // a 503 that heals: the server says when to come back
+			c.Name += " (with Retry-After)"
+			c.Mode.RetryAfter = "0"
+			return
+		}
+		c.Name += " (not repeated)"
+		c.Attempts, c.MinGap, c.MaxGap, c.Bound = 1, 0, 0, Slack
+	}
 }
 
 // RunTable runs every case of Table(l) against newCall (a new client on

@@ -3,13 +3,16 @@
 // and 429, honouring Retry-After; never other 4xx) with jittered
 // exponential backoff, a per-attempt timeout, and a circuit breaker per
 // instance (sony/gobreaker) that stops calling a dead instance for a
-// while. It knows nothing about any vendor: connectors build their
-// requests and read their answers; Client.HTTPClient is a plain
-// *http.Client (go-jira takes it as is).
+// while. Retries are method-aware (see Idempotent): a POST or PATCH is
+// repeated only when the instance certainly did not act on it. It knows
+// nothing about any vendor: connectors build their requests and read
+// their answers; Client.HTTPClient is a plain *http.Client (go-jira takes
+// it as is).
 package apiclient
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -118,7 +121,7 @@ func New(o Options) *Client {
 	}
 	rc.RetryMax = o.RetryMax
 	rc.RetryWaitMin, rc.RetryWaitMax = o.RetryWaitMin, o.RetryWaitMax
-	rc.CheckRetry = retryablehttp.DefaultRetryPolicy
+	rc.CheckRetry = checkRetry
 	rc.Backoff = c.backoff
 	// Hand back the last answer (a 503, a 429) rather than a generic
 	// "giving up" error, so the caller can name the status; no answer at
@@ -128,7 +131,12 @@ func New(o Options) *Client {
 		if err == nil || resp != nil {
 			return resp, err
 		}
-		return nil, &NoAnswerError{Attempts: attempts, Timeout: o.Timeout, Err: err}
+		na := &NoAnswerError{Attempts: attempts, Timeout: o.Timeout, Err: err}
+		var nr *notRepeated
+		if errors.As(err, &nr) {
+			na.Err, na.Unknown = nr.err, true
+		}
+		return nil, na
 	}
 	rc.RequestLogHook = func(_ retryablehttp.Logger, r *http.Request, attempt int) {
 		if attempt > 0 {
@@ -189,6 +197,9 @@ func (f failedStatus) Error() string { return "HTTP " + strconv.Itoa(f.status) }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := (*Client)(t)
+	if !replayable(req) {
+		req = req.WithContext(context.WithValue(req.Context(), unsafeKey{}, true))
+	}
 	resp, err := c.cb.Execute(func() (*http.Response, error) {
 		resp, err := (&retryablehttp.RoundTripper{Client: c.rc}).RoundTrip(req)
 		if err != nil {
@@ -225,6 +236,130 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.observe(OutcomeOK)
 	}
 	return resp, nil
+}
+
+type idempotentKey struct{}
+
+// unsafeKey marks, for checkRetry, a request that must not be repeated
+// once it may have reached the instance.
+type unsafeKey struct{}
+
+// Idempotent marks the requests sent with the returned context as safe to
+// repeat whatever their method: the instance acts on them at most once,
+// or acting twice does no harm (an approval that is an upsert, a token
+// grant). Without it a POST or PATCH is repeated only when the instance
+// certainly did not act on it (see checkRetry).
+func Idempotent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, idempotentKey{}, true)
+}
+
+// replayable reports whether req may be sent again after it may have
+// reached the instance: its method is idempotent (RFC 9110 9.2.2), or the
+// caller says so with Idempotent or an Idempotency-Key header, the rule
+// net/http's own transport follows (http.Request.isReplayable) before it
+// replays a request on a new connection.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	if v, _ := req.Context().Value(idempotentKey{}).(bool); v {
+		return true
+	}
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
+}
+
+// checkRetry is go-retryablehttp's DefaultRetryPolicy for requests safe
+// to repeat. A request that is not (a POST or PATCH not marked
+// Idempotent) is retried only when the instance certainly did not act on
+// it: the connection was never made (notSent), or it answered 429, or 503
+// with a Retry-After (a deliberate "come back later", as a rate limiter or
+// maintenance page answers before any work). A reset, a timeout, a 500 or
+// a bare 503 (a proxy whose backend died mid-request answers that too)
+// may follow the instance's work, so the request is not repeated: no
+// answer becomes a NoAnswerError that says the outcome is unknown
+// (ErrOutcomeUnknown); a status goes back to the caller as is.
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	retry, cerr := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+	if unsafe, _ := ctx.Value(unsafeKey{}).(bool); !unsafe {
+		return retry, cerr
+	}
+	if err != nil {
+		switch {
+		case notSent(err):
+			return retry, cerr
+		case !retry && cerr == nil:
+			return false, nil // a bad certificate, scheme or redirect: DefaultRetryPolicy's permanent errors
+		}
+		// Sent, perhaps acted on: a reset, a timeout, or the caller gave
+		// up (its context) while waiting for the answer.
+		return false, &notRepeated{err: err}
+	}
+	if !retry || cerr != nil {
+		return retry, cerr
+	}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return true, nil
+	case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+		return true, nil
+	}
+	return false, nil
+}
+
+// notSent reports whether a request certainly never reached the instance:
+// the connection could not be made (refused, no route, no such host), or
+// the TLS handshake before the request failed.
+func notSent(err error) bool {
+	var (
+		oe *net.OpError
+		re *tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return true
+	case errors.As(err, &re):
+		return true // the server does not speak TLS: nothing was written
+	}
+	// net/http's handshake timeout has no exported type.
+	return strings.Contains(err.Error(), "TLS handshake timeout")
+}
+
+// notRepeated carries, from checkRetry to the ErrorHandler, the failure
+// of a request that was not repeated because it may have been acted on.
+type notRepeated struct{ err error }
+
+func (e *notRepeated) Error() string { return e.err.Error() }
+func (e *notRepeated) Unwrap() error { return e.err }
+
+// ErrOutcomeUnknown is matched (errors.Is) by the error of a request that
+// may or may not have been acted on and was not repeated: look before
+// sending it again.
+var ErrOutcomeUnknown = errors.New("outcome unknown: the instance may have acted on the request")
+
+// Uncertain reports whether a write that failed with err may still have
+// been acted on, so that sending it again could do it twice: true for no
+// answer after it was sent (ErrOutcomeUnknown), a 5xx, or an answer that
+// could not be read; false when the instance refused it (a 4xx), the
+// circuit kept it back, or it never reached the instance.
+func Uncertain(err error) bool {
+	var (
+		se *StatusError
+		na *NoAnswerError
+	)
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &se):
+		return se.Status >= 500
+	case errors.Is(err, ErrCircuitOpen):
+		return false
+	case errors.As(err, &na):
+		return na.Unknown
+	}
+	return true
 }
 
 func (c *Client) observe(outcome string) {
@@ -365,6 +500,9 @@ type NoAnswerError struct {
 	Attempts int
 	Timeout  time.Duration // per attempt
 	Err      error
+	// Unknown: the request was not repeated because the instance may
+	// have acted on it (a write that got no answer after it was sent).
+	Unknown bool
 }
 
 func (e *NoAnswerError) Error() string {
@@ -372,10 +510,17 @@ func (e *NoAnswerError) Error() string {
 	if host == "" {
 		host = "the instance"
 	}
-	return fmt.Sprintf("no answer from %s after %d attempt(s): %s", host, e.Attempts, e.cause())
+	s := fmt.Sprintf("no answer from %s after %d attempt(s): %s", host, e.Attempts, e.cause())
+	if e.Unknown {
+		s += "; outcome unknown: the request may have been acted on, so it was not repeated"
+	}
+	return s
 }
 
 func (e *NoAnswerError) Unwrap() error { return e.Err }
+
+// Is matches ErrOutcomeUnknown when the request was not repeated.
+func (e *NoAnswerError) Is(target error) bool { return e.Unknown && target == ErrOutcomeUnknown }
 
 func (e *NoAnswerError) cause() string {
 	var ne net.Error

@@ -1,6 +1,8 @@
 package app_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -112,5 +114,63 @@ connectors:
 	}
 	if n := f.answerCount("7200001"); n != 1 {
 		t.Errorf("answered %d times", n)
+	}
+}
+
+// TestLongPollAcrossReplicasAfterOutage: a gate check long-polling on
+// replica A across a long PostgreSQL outage is answered when the approval
+// reaches replica B after the database is back, within 5 s of its return:
+// A's notification listener must be listening again by then, however long
+// the outage made its reconnect backoff.
+func TestLongPollAcrossReplicasAfterOutage(t *testing.T) {
+	pg := testpg.NewPrivate(t)
+	a := bootURL(t, pg.URL, e2eConfig)
+	b := bootURL(t, pg.URL, e2eConfig)
+	ci, _ := a.token(core.RoleCI)
+	t0 := time.Now().UTC().Add(-time.Minute)
+	b.sendWebhook(change("CHG3101", core.ApprovalRequested, t0))
+	b.waitFor("CHG3101 stored", func() bool { return b.changeState("CHG3101") == "requested" })
+	req := map[string]any{"service": "payments-api", "environment": "production", "version": "3.1.0",
+		"changes": []string{"CHG3101"}, "actor": "dave.deployer"}
+	answered := make(chan gateAnswer, 1)
+	go func() { answered <- a.check(ci, "?wait=50s", req) }()
+	time.Sleep(300 * time.Millisecond)
+
+	pg.Stop()
+	time.Sleep(17 * time.Second) // long enough for a 30 s reconnect backoff cap to matter
+	pg.Start()
+	back := time.Now()
+	body, _ := json.Marshal(change("CHG3101", core.ApprovalApproved, t0.Add(time.Second)))
+	for {
+		hreq, _ := http.NewRequest("POST", b.url+"/webhooks/itsm", bytes.NewReader(body))
+		hreq.Header.Set("Content-Type", "application/json")
+		hreq.Header.Set("X-Tollgate-Signature", signed(body))
+		resp, err := b.http.Do(hreq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		st := resp.StatusCode
+		if st == http.StatusAccepted {
+			break
+		}
+		if time.Since(back) > 5*time.Second {
+			t.Fatalf("replica B still refuses the approval 5 s after the database's return: %d", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	approved := time.Since(back)
+	select {
+	case ans := <-answered:
+		if ans.Decision != "allow" {
+			t.Fatalf("replica A answered %s %s", ans.Decision, ans.codes())
+		}
+		took := time.Since(back)
+		t.Logf("approval accepted by B %v, A's long-poll answered allow %v after PostgreSQL was back", approved.Round(time.Millisecond), took.Round(time.Millisecond))
+		if took > 5*time.Second {
+			t.Errorf("replica A answered %v after the database's return, want within 5 s", took)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("replica A was not woken")
 	}
 }

@@ -367,6 +367,9 @@ func (s *Server) putPolicy(c *echo.Context) error {
 
 func (s *Server) webhook(c *echo.Context) error {
 	name := c.Param("connector")
+	if err := s.deps.AuthFailures.Refuse(c); err != nil {
+		return err
+	}
 	if err := s.limitConnector(c, name); err != nil {
 		return err
 	}
@@ -381,6 +384,7 @@ func (s *Server) webhook(c *echo.Context) error {
 	if err != nil {
 		if core.IsKind(err, core.KindUnauthorized) {
 			s.authFailed(c.Request().Context(), c, authWebhookSignature, "")
+			s.deps.AuthFailures.Failed(c)
 		}
 		return err
 	}

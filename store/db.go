@@ -308,7 +308,9 @@ func translate(err error) error {
 		switch {
 		case strings.HasPrefix(string(pe.Code), "08") || strings.HasPrefix(string(pe.Code), "57P"):
 			return core.Wrap(core.KindUnavailable, err, "database unavailable")
-		case strings.HasPrefix(string(pe.Code), "53"): // disk full, out of memory, too many connections
+		case pe.Code == "53100": // disk_full
+			return core.Wrap(core.KindUnavailable, err, "database disk is full")
+		case strings.HasPrefix(string(pe.Code), "53"): // out of memory, too many connections
 			return core.Wrap(core.KindUnavailable, err, "database out of resources")
 		case pe.Code == "25006": // read_only_sql_transaction: a read-only database or a standby
 			return core.Wrap(core.KindUnavailable, err, "database is read-only")
@@ -326,7 +328,9 @@ func translate(err error) error {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
 			return core.Wrap(core.KindUnavailable, err, "database busy, retry")
-		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL:
+		case sqlite3.SQLITE_FULL:
+			return core.Wrap(core.KindUnavailable, err, "database disk is full")
+		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR:
 			return core.Wrap(core.KindUnavailable, err, "database unavailable")
 		case sqlite3.SQLITE_READONLY:
 			return core.Wrap(core.KindUnavailable, err, "database is read-only")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -202,6 +203,77 @@ func (d *DB) FinishEvent(ctx context.Context, id, status, reason, record string)
 		return err
 	}
 	return core.Errorf(core.KindConflict, "event %s is already %s", id, cur.Status)
+}
+
+// FinishEvents records the outcomes of a claimed batch in one
+// transaction (one statement on PostgreSQL), so a batch costs one commit
+// instead of one per event. settled[i] reports whether outcomes[i] was
+// recorded; false means the event was no longer pending (another worker
+// finished it after this one's lease ended) or does not exist. On an
+// error nothing is recorded, and the caller settles the events one by one
+// (FinishEvent), so one bad outcome cannot hold back the others. Reasons
+// and records are made valid text, as in FinishEvent.
+func (d *DB) FinishEvents(ctx context.Context, outcomes []core.EventOutcome) (settled []bool, err error) {
+	ids := make([]string, len(outcomes))
+	statuses := make([]string, len(outcomes))
+	reasons := make([]string, len(outcomes))
+	records := make([]string, len(outcomes))
+	for i, o := range outcomes {
+		switch o.Status {
+		case core.EventProcessed, core.EventQuarantined, core.EventIgnored:
+		default:
+			return nil, core.Invalid("status", "must be processed, quarantined or ignored, not %q", o.Status)
+		}
+		if !textOK(o.ID) {
+			return nil, core.NotFound("event", o.ID)
+		}
+		ids[i], statuses[i], reasons[i], records[i] = o.ID, o.Status, cleanText(o.Reason), cleanText(o.Record)
+	}
+	if len(outcomes) == 0 {
+		return nil, nil
+	}
+	now := d.now()
+	done := make(map[string]bool, len(outcomes))
+	if d.dialect == Postgres {
+		var got []string
+		err = d.db.SelectContext(ctx, &got, `UPDATE inbox_events e SET status = o.status, reason = o.reason, record = o.record,
+				processed_at = $5, claimed_until = NULL, last_error = ''
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS o(id, status, reason, record)
+			WHERE e.id = o.id AND e.status = 'pending'
+			RETURNING e.id`, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), pq.Array(records), now)
+		for _, id := range got {
+			done[id] = true
+		}
+	} else {
+		err = d.tx(ctx, func(tx *sqlx.Tx) error {
+			st, err := tx.PreparexContext(ctx, `UPDATE inbox_events SET status = ?, reason = ?, record = ?, processed_at = ?, claimed_until = NULL, last_error = ''
+				WHERE id = ? AND status = 'pending'`)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			for i := range outcomes {
+				res, err := st.ExecContext(ctx, statuses[i], reasons[i], records[i], now, ids[i])
+				if err != nil {
+					return err
+				}
+				n, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				done[ids[i]] = n == 1
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("finish %d events: %w", len(outcomes), translate(err))
+	}
+	settled = make([]bool, len(outcomes))
+	for i, id := range ids {
+		settled[i] = done[id]
+	}
+	return settled, nil
 }
 
 // RetryEvent records a transient failure of a pending event: lastError

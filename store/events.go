@@ -281,11 +281,26 @@ func (d *DB) FinishEvents(ctx context.Context, outcomes []core.EventOutcome) (se
 // moved to retryAt, when any worker may claim it again. KindNotFound for
 // an unknown id; KindConflict when it is no longer pending.
 func (d *DB) RetryEvent(ctx context.Context, id, lastError string, retryAt time.Time) error {
+	return d.retryEvent(ctx, id, lastError, retryAt, "")
+}
+
+// PostponeEvent is RetryEvent for a failure that is not the event's (the
+// database was unavailable, the process is stopping): the attempt its
+// claim counted is given back, so an outage never spends an event's
+// attempts and quarantines it. An empty lastError keeps the last one.
+func (d *DB) PostponeEvent(ctx context.Context, id, lastError string, retryAt time.Time) error {
+	return d.retryEvent(ctx, id, lastError, retryAt, ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
+}
+
+func (d *DB) retryEvent(ctx context.Context, id, lastError string, retryAt time.Time, set string) error {
 	if !textOK(id) {
 		return core.NotFound("event", id)
 	}
-	res, err := d.db.ExecContext(ctx, d.q(`UPDATE inbox_events SET last_error = ?, claimed_until = ? WHERE id = ? AND status = 'pending'`),
-		cleanText(lastError), ts(retryAt), id)
+	query, args := `UPDATE inbox_events SET claimed_until = ?`+set+` WHERE id = ? AND status = 'pending'`, []any{ts(retryAt), id}
+	if lastError != "" || set == "" {
+		query, args = `UPDATE inbox_events SET last_error = ?, claimed_until = ?`+set+` WHERE id = ? AND status = 'pending'`, []any{cleanText(lastError), ts(retryAt), id}
+	}
+	res, err := d.db.ExecContext(ctx, d.q(query), args...)
 	if err != nil {
 		return fmt.Errorf("retry event %s: %w", id, translate(err))
 	}

@@ -241,7 +241,10 @@ func (in *Inbox) Run(ctx context.Context) {
 			in.worker(ctx)
 		}()
 	}
-	lag := time.NewTicker(5 * time.Second)
+	// Every second: the drain is watched through these gauges (lag back
+	// to 0 within seconds of a burst), so they must not trail it by more.
+	in.updateLag(ctx)
+	lag := time.NewTicker(time.Second)
 	defer lag.Stop()
 	for running := in.cfg.Workers; running > 0; {
 		select {
@@ -254,8 +257,11 @@ func (in *Inbox) Run(ctx context.Context) {
 }
 
 func (in *Inbox) updateLag(ctx context.Context) {
+	if in.metrics == nil {
+		return
+	}
 	oldest, n, err := in.store.InboxLag(ctx)
-	if err != nil || in.metrics == nil {
+	if err != nil {
 		return
 	}
 	in.metrics.InboxPending.Set(float64(n))
@@ -279,7 +285,9 @@ func (in *Inbox) worker(ctx context.Context) {
 		for ctx.Err() == nil {
 			n, err := in.ProcessBatch(ctx)
 			if err != nil {
-				in.log.WarnContext(ctx, "normalizer batch failed", "error", err.Error())
+				if ctx.Err() == nil { // a claim cancelled by the stop is no failure
+					in.log.WarnContext(ctx, "normalizer batch failed", "error", err.Error())
+				}
 				break
 			}
 			if n < in.cfg.BatchSize {

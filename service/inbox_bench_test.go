@@ -28,7 +28,7 @@ import (
 // drainBacklog is the backlog BenchmarkInboxDrain stores before each run.
 const drainBacklog = 1000
 
-// BenchmarkInboxDrain measures how fast the normalizer (Run, default
+// BenchmarkInboxDrain measures how fast the normalizer (Run, serve's
 // workers and batch size) drains a backlog of stored deliveries: the
 // payloads scripts/loadgen sends (half ServiceNow changes, a quarter Jira
 // issues, a quarter GitHub deployment statuses) over 2,000 keys, mostly
@@ -123,7 +123,16 @@ func newDrainInbox(b *testing.B, dialect string) (*Inbox, *store.DB, func(n int)
 		}
 		conns = append(conns, Connector{Config: cfg, Webhook: wh})
 	}
-	in := NewInbox(db, conns, maps, NewDeployments(db, policies, core.SystemClock, log, 0), metrics.New(), core.SystemClock, log, InboxConfig{})
+	// As tollgate serve runs it: inbox.workers' default on PostgreSQL, one
+	// worker on SQLite; BENCH_INBOX_WORKERS overrides.
+	workers := 4
+	if dialect == "sqlite" {
+		workers = 1
+	}
+	if w, err := strconv.Atoi(os.Getenv("BENCH_INBOX_WORKERS")); err == nil && w > 0 {
+		workers = w
+	}
+	in := NewInbox(db, conns, maps, NewDeployments(db, policies, core.SystemClock, log, 0), metrics.New(), core.SystemClock, log, InboxConfig{Workers: workers})
 
 	read := func(name string) string {
 		body, err := os.ReadFile(filepath.Join("..", "scripts", "loadgen", "testdata", name))

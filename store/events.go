@@ -151,13 +151,17 @@ func (d *DB) ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([
 	}
 	limit = min(limit, maxClaim)
 	now := d.now()
-	skipLocked := ""
+	// The claim reads the first rows of inbox_events_claim, fitted to it.
+	// SQLite without statistics would rather find the pending rows by the
+	// status index and sort them all (21 ms at 10k pending, against a few
+	// µs), so it is told which index to use.
+	skipLocked, from := "", "inbox_events INDEXED BY inbox_events_claim"
 	if d.dialect == Postgres {
-		skipLocked = " FOR UPDATE SKIP LOCKED"
+		skipLocked, from = " FOR UPDATE SKIP LOCKED", "inbox_events"
 	}
 	var rows []eventRow
 	err := d.db.SelectContext(ctx, &rows, d.q(`UPDATE inbox_events SET claimed_until = ?, attempts = attempts + 1
-		WHERE id IN (SELECT id FROM inbox_events
+		WHERE id IN (SELECT id FROM `+from+`
 			WHERE status = 'pending' AND (claimed_until IS NULL OR claimed_until < ?)
 			ORDER BY received_at, id LIMIT ?`+skipLocked+`)
 		RETURNING `+eventColumns), ts(now.Add(lease)), now, limit)
@@ -460,8 +464,14 @@ func (d *DB) InboxLag(ctx context.Context) (time.Time, int, error) {
 	}
 	// A plain column read, not MIN(): SQLite keeps the column's TIMESTAMP
 	// type only for a column, not for an aggregate.
+	// On SQLite through the claim index, as in ClaimEvents: not a sort of
+	// every pending row.
+	from := "inbox_events"
+	if d.dialect == SQLite {
+		from = "inbox_events INDEXED BY inbox_events_claim"
+	}
 	var oldest time.Time
-	err := d.db.GetContext(ctx, &oldest, "SELECT received_at FROM inbox_events WHERE status = 'pending' ORDER BY received_at LIMIT 1")
+	err := d.db.GetContext(ctx, &oldest, "SELECT received_at FROM "+from+" WHERE status = 'pending' ORDER BY received_at LIMIT 1")
 	if errors.Is(err, sql.ErrNoRows) { // processed meanwhile
 		return time.Time{}, 0, nil
 	}

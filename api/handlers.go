@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -28,6 +29,39 @@ func readBody(c *echo.Context) ([]byte, error) {
 		return nil, core.Wrap(core.KindInvalid, err, "could not read the request body")
 	}
 	return b, nil
+}
+
+// maxPooledBody caps the buffers bodyBuffers keeps: a rare large delivery
+// is read into a buffer that is then dropped, not kept for every request.
+const maxPooledBody = 256 << 10
+
+// bodyBuffers are the webhook handler's read buffers, reused across
+// deliveries: io.ReadAll grows a fresh buffer from 512 bytes, several
+// allocations and copies for every delivery of a few kilobytes.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readPooledBody reads the whole (already size-limited) body, as readBody,
+// into a pooled buffer. The bytes are valid until release is called; the
+// caller must not let them outlive it.
+func readPooledBody(c *echo.Context) (b []byte, release func(), err error) {
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	release = func() {
+		if buf.Cap() <= maxPooledBody {
+			bodyBuffers.Put(buf)
+		}
+	}
+	if n := c.Request().ContentLength; n > 0 && n <= maxPooledBody {
+		buf.Grow(int(n) + bytes.MinRead) // ReadFrom wants MinRead free to read the end
+	}
+	if _, err := buf.ReadFrom(c.Request().Body); err != nil {
+		release()
+		if echo.StatusCode(err) == http.StatusRequestEntityTooLarge {
+			return nil, nil, core.Errorf(core.KindTooLarge, "request body is larger than the limit")
+		}
+		return nil, nil, core.Wrap(core.KindInvalid, err, "could not read the request body")
+	}
+	return buf.Bytes(), release, nil
 }
 
 // decodeJSON strictly decodes a JSON body into v: unknown fields, trailing
@@ -333,17 +367,24 @@ func (s *Server) putPolicy(c *echo.Context) error {
 
 func (s *Server) webhook(c *echo.Context) error {
 	name := c.Param("connector")
+	if err := s.deps.AuthFailures.Refuse(c); err != nil {
+		return err
+	}
 	if err := s.limitConnector(c, name); err != nil {
 		return err
 	}
-	b, err := readBody(c)
+	// The inbox copies what it keeps (the stored row is written before
+	// Receive returns), so the body's buffer is reused once it returns.
+	b, release, err := readPooledBody(c)
 	if err != nil {
 		return err
 	}
+	defer release()
 	id, dup, err := s.deps.Inbox.Receive(c.Request().Context(), name, c.Request().Header, c.QueryParams(), b)
 	if err != nil {
 		if core.IsKind(err, core.KindUnauthorized) {
 			s.authFailed(c.Request().Context(), c, authWebhookSignature, "")
+			s.deps.AuthFailures.Failed(c)
 		}
 		return err
 	}

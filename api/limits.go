@@ -11,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
 )
 
 // RateLimits are the request rates the server accepts per API token and
@@ -43,6 +44,10 @@ type limiter struct {
 	overflow *rate.Limiter
 	// fixed: only the keys made at start have buckets of their own.
 	fixed bool
+	// sweep: at maxLimiterKeys, full buckets (which hold no state: a new
+	// one would be the same) are dropped before a new key must share the
+	// overflow bucket.
+	sweep bool
 }
 
 // newFixedLimiter has one bucket per key given and one shared by every
@@ -81,6 +86,13 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	b, ok := l.buckets[key]
 	if !ok {
+		if l.sweep && len(l.buckets) >= maxLimiterKeys {
+			for k, b := range l.buckets {
+				if b.TokensAt(now) >= float64(l.burst) {
+					delete(l.buckets, k)
+				}
+			}
+		}
 		if !l.fixed && len(l.buckets) < maxLimiterKeys {
 			b = rate.NewLimiter(l.rate, l.burst)
 			l.buckets[key] = b
@@ -98,6 +110,75 @@ func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+// peek reports whether key's bucket has a request left, without taking
+// it; when not, how long until it will.
+func (l *limiter) peek(key string, now time.Time) (bool, time.Duration) {
+	if l == nil {
+		return true, 0
+	}
+	l.mu.Lock()
+	b, ok := l.buckets[key]
+	if !ok && (l.fixed || len(l.buckets) >= maxLimiterKeys) {
+		b, ok = l.overflow, true
+	}
+	l.mu.Unlock()
+	if !ok {
+		return true, 0
+	}
+	if tokens := b.TokensAt(now); tokens < 1 {
+		return false, time.Duration((1 - tokens) / float64(l.rate) * float64(time.Second))
+	}
+	return true, 0
+}
+
+// AuthFailureLimit bounds the failed authentications of each client IP:
+// every bad bearer token, webhook signature or UI sign-in token spends one
+// request from the client's bucket, and while it is empty the client's
+// requests that carry a credential are refused (429) before the
+// credential is checked, so a guesser gets rate tries a second whatever
+// it sends. Successful authentications spend nothing. A nil limit is off.
+type AuthFailureLimit struct {
+	l       *limiter
+	metrics *metrics.Set
+}
+
+// NewAuthFailureLimit makes the limit (nil, off, for a zero rate).
+func NewAuthFailureLimit(perSecond float64, burst int, m *metrics.Set) *AuthFailureLimit {
+	l := newLimiter(perSecond, burst)
+	if l == nil {
+		return nil
+	}
+	l.sweep = true
+	return &AuthFailureLimit{l: l, metrics: m}
+}
+
+// Refuse returns the 429 (with Retry-After set) when the request's client
+// has no failure left, nil otherwise. Call it before checking a
+// credential.
+func (a *AuthFailureLimit) Refuse(c *echo.Context) error {
+	if a == nil {
+		return nil
+	}
+	ok, wait := a.l.peek(c.RealIP(), time.Now())
+	if ok {
+		return nil
+	}
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+	if a.metrics != nil {
+		a.metrics.RateLimited.WithLabelValues("client").Inc()
+	}
+	return core.Errorf(core.KindRateLimited, "too many failed authentications from this client; retry after %d s", secs)
+}
+
+// Failed spends one of the request's client's failures.
+func (a *AuthFailureLimit) Failed(c *echo.Context) {
+	if a == nil {
+		return
+	}
+	a.l.allow(c.RealIP(), time.Now())
 }
 
 // rateLimited is the 429 answer; Retry-After carries the wait in whole

@@ -93,3 +93,35 @@ func TestFixedLimiterUnknownKeysShareOneBucket(t *testing.T) {
 		t.Error("the configured connector's bucket was spent by invented names")
 	}
 }
+
+// TestFailureLimiterPeekAndSweep: peek refuses only an empty bucket and
+// takes nothing; at the key bound, full buckets are dropped so that a new
+// client gets a bucket of its own instead of the shared overflow, while a
+// client with failures on record keeps its bucket.
+func TestFailureLimiterPeekAndSweep(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	l := NewAuthFailureLimit(1, 2, nil).l
+	if ok, _ := l.peek("10.0.0.1", now); !ok {
+		t.Fatal("a client with no failures refused")
+	}
+	l.allow("10.0.0.1", now)
+	l.allow("10.0.0.1", now)
+	for range 3 {
+		if ok, wait := l.peek("10.0.0.1", now); ok || wait < 900*time.Millisecond || wait > time.Second {
+			t.Fatalf("after the burst: ok %v wait %v, want refused for about 1 s", ok, wait)
+		}
+	}
+	if ok, _ := l.peek("10.0.0.1", now.Add(time.Second)); !ok {
+		t.Fatal("not refilled after a second")
+	}
+	for i := range maxLimiterKeys - 1 { // clients that failed once, long ago
+		l.allow("10.1."+strconv.Itoa(i), now.Add(-time.Hour))
+	}
+	l.allow("10.9.9.9", now.Add(time.Second)) // at the bound: the full buckets go
+	if n := len(l.buckets); n != 2 {
+		t.Errorf("%d buckets after the sweep, want 2 (the limited client and the new one)", n)
+	}
+	if ok, _ := l.peek("10.0.0.1", now.Add(500*time.Millisecond)); ok {
+		t.Error("the limited client lost its record in the sweep")
+	}
+}

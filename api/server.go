@@ -96,6 +96,9 @@ type Deps struct {
 	Version      string
 	// RateLimits caps requests per API token and per webhook connector.
 	RateLimits RateLimits
+	// AuthFailures, when set, bounds each client's failed
+	// authentications (shared with the UI's sign-in).
+	AuthFailures *AuthFailureLimit
 }
 
 // Server is the HTTP API.
@@ -273,10 +276,14 @@ func (s *Server) authorize(roles []core.Role) echo.MiddlewareFunc {
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="tollgate"`)
 				return core.Errorf(core.KindUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
 			}
+			if err := s.deps.AuthFailures.Refuse(c); err != nil {
+				return err
+			}
 			t, err := s.deps.Tokens.Authenticate(ctx, h[len(prefix):])
 			if err != nil {
 				if core.IsKind(err, core.KindUnauthorized) {
 					s.authFailed(ctx, c, authInvalidToken, "")
+					s.deps.AuthFailures.Failed(c)
 				}
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="tollgate", error="invalid_token"`)
 				return err

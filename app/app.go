@@ -159,17 +159,19 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	proposals := service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes)
 	holds := service.NewHolds(db, a.Policies, clock)
+	authFailures := api.NewAuthFailureLimit(cfg.RateLimit.AuthFailuresPerClient.PerSecond(), cfg.RateLimit.AuthFailuresPerClient.Burst, a.Metrics)
 	web, err := ui.New(ui.Deps{
 		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: db, Gate: a.Gate, CIGates: pending, Policies: a.Policies,
 		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Holds: holds, Reports: a.Reconciler, Downloads: uiDownloads{a},
 		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy,
+		AuthFailures: uiAuthFailures(authFailures),
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.Server = api.New(api.Deps{
-		CIGates: pending,
-		Logger:  log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
+		CIGates: pending, AuthFailures: authFailures,
+		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 		Reviews:   a.Reviews,
@@ -408,3 +410,12 @@ func (a *App) reloadLoop(ctx context.Context) {
 
 // Close releases the store.
 func (a *App) Close() error { return a.DB.Close() }
+
+// uiAuthFailures hands the UI the limit, or no limit (a nil interface,
+// not a nil pointer in one) when it is off.
+func uiAuthFailures(l *api.AuthFailureLimit) ui.AuthFailures {
+	if l == nil {
+		return nil
+	}
+	return l
+}

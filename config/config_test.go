@@ -111,10 +111,21 @@ connectors:
 				t.Errorf("rate limits: %+v", c.RateLimit)
 			}
 		}},
+		{name: "auth failure limit", src: "", check: func(t *testing.T, c *Config) {
+			if l := c.RateLimit.AuthFailuresPerClient; l.PerSecond() != 10 || l.Burst != 50 {
+				t.Errorf("auth_failures_per_client default: %+v, want 10/s burst 50", l)
+			}
+		}},
+		{name: "auth failure limit set", src: "rate_limit:\n  auth_failures_per_client: {rate: 2}\n", check: func(t *testing.T, c *Config) {
+			if l := c.RateLimit.AuthFailuresPerClient; l.PerSecond() != 2 || l.Burst != 10 {
+				t.Errorf("auth_failures_per_client: %+v, want 2/s burst 10", l)
+			}
+		}},
 		{
-			name:    "bad http and rate limit values",
-			src:     "http:\n  read_header_timeout: 1ms\n  max_header_bytes: 10\nrate_limit:\n  per_token: {rate: -1}\n  per_connector: {burst: -5}\n",
-			wantErr: []string{"http.read_header_timeout", "http.max_header_bytes", "rate_limit.per_token.rate", "rate_limit.per_connector.burst"},
+			name: "bad http and rate limit values",
+			src:  "http:\n  read_header_timeout: 1ms\n  max_header_bytes: 10\nrate_limit:\n  per_token: {rate: -1}\n  per_connector: {burst: -5}\n  auth_failures_per_client: {rate: 1, burst: -1}\n",
+			wantErr: []string{"http.read_header_timeout", "http.max_header_bytes", "rate_limit.per_token.rate", "rate_limit.per_connector.burst",
+				"rate_limit.auth_failures_per_client.burst"},
 		},
 		{name: "facts cache ttl", src: "gate:\n  facts_cache_ttl: 10s\n", check: func(t *testing.T, c *Config) {
 			if c.Gate.CacheTTL() != 10*time.Second {

@@ -97,4 +97,18 @@ type APIHooks struct {
 	// OnCircuit is told each circuit state change: closed, half-open,
 	// open.
 	OnCircuit func(state string)
+	// Retry, when set, replaces the outbound client's retry and circuit
+	// defaults (tests that fail an instance and heal it in seconds).
+	Retry *RetryPolicy
+}
+
+// RetryPolicy tunes a connector's outbound client; zero fields keep the
+// defaults (3 retries, 250ms-5s backoff, Retry-After capped at 60s, the
+// circuit open for 30s after 5 failed calls).
+type RetryPolicy struct {
+	Max              int // retries after the first attempt; negative: none
+	WaitMin, WaitMax time.Duration
+	MaxRetryAfter    time.Duration
+	FailuresToOpen   uint32
+	OpenFor          time.Duration
 }

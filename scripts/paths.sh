@@ -24,7 +24,8 @@
 #   SQLite          the ingest and normalizer rows again on an embedded store
 #   reconcile       scripts/reconcilebench over a store seeded with
 #                   `-profile reconcile` at the same scale, against the
-#                   hand-written query scripts/reconcile-bench.sql
+#                   hand-written query scripts/reconcile-bench.sql; and on
+#                   SQLite at a tenth of the scale (a copy of such a store)
 #
 # Knobs: PATHS_SCALE (full: 1M deployments, 200k changes, 50k incidents;
 # small: a tenth; tiny: for the smoke run), PATHS_DURATION (per phase,
@@ -72,6 +73,9 @@ cleanup() {
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	if [ -n "${RDB_CREATED:-}" ]; then
 		psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS $RDB WITH (FORCE)" >/dev/null 2>&1 || log "could not drop database $RDB"
+	fi
+	if [ -n "${RDB2_CREATED:-}" ]; then
+		psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS $RDB2 WITH (FORCE)" >/dev/null 2>&1 || log "could not drop database $RDB2"
 	fi
 	if [ -n "$DB_CREATED" ]; then
 		psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" >/dev/null 2>&1 || log "could not drop database $DBNAME"
@@ -305,6 +309,26 @@ if [ "${PATHS_RECONCILE:-1}" = 1 ]; then
 		row "hand-written SQL: $(awk -v m="${SQLMS:-0}" 'BEGIN{printf "%.2f", m / 1000}') s; reconciler / SQL: $(awk -v a="${RSECS:-0}" -v m="${SQLMS:-0}" 'BEGIN{printf "%.2f", (m > 0 ? a * 1000 / m : 0)}') (targets: ≤ 2 s for 1M, ≤ 1.2×)"
 	else
 		row "reconcile: FAILED ($(tail -n 3 "$TMP/reconcile.out" | tr '\n' ' '))"
+	fi
+	# SQLite beside it, at a tenth of the scale (100k deployments for
+	# full): a store seeded the same way on PostgreSQL, copied into SQLite.
+	if [ "$SQLITE" = 1 ]; then
+		RDB2="${DBNAME}_recon_sqlite"
+		RDB2_URL=$(printf '%s' "$DB_URL" | sed -E "s#/$DBNAME([?]|$)#/$RDB2\1#")
+		case "$SCALE" in
+		full) RSEED2=(-changes 20000 -incidents 5000 -releases 10000 -deployments 100000 -teams 50) ;;
+		*) RSEED2=(-changes 1000 -incidents 200 -releases 500 -deployments 5000 -services 50 -teams 10) ;;
+		esac
+		psql "$PG_ADMIN" -qAtc "CREATE DATABASE $RDB2" >/dev/null
+		RDB2_CREATED=1
+		"$TMP/seed" -db "$RDB2_URL" -profile reconcile -unauthorized 0.02 "${RSEED2[@]}" 2>&1 | grep -E 'unauthorized' >&2 || true
+		rm -f "$TMP/recon.db"
+		if "$TMP/reconcilebench" -db "$RDB2_URL" -copy-to-sqlite "$TMP/recon.db" >"$TMP/recon-copy.out" 2>&1 &&
+			timeout 600 "$TMP/reconcilebench" -db "sqlite:$TMP/recon.db" -runs 1 >"$TMP/reconcile-sqlite.out" 2>&1; then
+			row "SQLite ($(sed -nE 's/.*-deployments ([0-9]+).*/\1/p' <<<"${RSEED2[*]}") deployments): $(tail -n 1 "$TMP/reconcile-sqlite.out") — load $(cut -d' ' -f1 /proc/loadavg)"
+		else
+			row "reconcile (SQLite): FAILED ($(tail -n 3 "$TMP/reconcile-sqlite.out" "$TMP/recon-copy.out" 2>/dev/null | tr '\n' ' '))"
+		fi
 	fi
 fi
 

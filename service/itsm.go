@@ -90,6 +90,9 @@ const (
 	// minute precision and records updated in the same second as the
 	// watermark must not be skipped. The inbox deduplicates the repeats.
 	pollOverlap = time.Minute
+	// pollLeaseRetry is the wait after the lease could not be read (the
+	// database is away) when the interval is longer.
+	pollLeaseRetry = time.Second
 )
 
 // Poller brings the records of one connector's API into the inbox every
@@ -134,9 +137,14 @@ func (p *Poller) Run(ctx context.Context) {
 		}
 		ttl := 2*p.interval + 30*time.Second
 		held, err := p.store.AcquireLease(ctx, "poll:"+p.name, p.holder, ttl)
+		next := p.interval
 		switch {
 		case err != nil:
 			p.failed(ctx, err)
+			// The database is away: try again soon, not an interval
+			// later, so that polling resumes within about a second of
+			// its return whatever the interval.
+			next = min(p.interval, pollLeaseRetry)
 		case held:
 			if _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
 				p.failed(ctx, err)
@@ -149,7 +157,7 @@ func (p *Poller) Run(ctx context.Context) {
 			}
 			p.metrics.PollLag.WithLabelValues(p.name).Set(p.clock.Now().Sub(last).Seconds())
 		}
-		t.Reset(p.interval)
+		t.Reset(next)
 	}
 }
 

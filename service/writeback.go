@@ -18,6 +18,14 @@ type NoteWriter interface {
 	AddWorkNote(ctx context.Context, key, text string) error
 }
 
+// NoteFinder, when a NoteWriter implements it, tells whether a change
+// already carries a note. A failed write may have been taken (no answer
+// after it was sent, a 5xx; the outbound client does not repeat it), so a
+// note's later attempts look before writing it again.
+type NoteFinder interface {
+	HasWorkNote(ctx context.Context, key, text string) (bool, error)
+}
+
 // NoteStore is the durable outbox of work notes.
 type NoteStore interface {
 	EnqueueNote(ctx context.Context, n core.OutboxNote) error
@@ -179,6 +187,22 @@ func noteText(d core.Deployment) string {
 	return s
 }
 
+// write writes n, unless an earlier attempt (this is not the first: one
+// failed or its writer vanished) is found to have written it already.
+func (w *WriteBack) write(ctx context.Context, nw NoteWriter, n core.OutboxNote) error {
+	if nf, ok := nw.(NoteFinder); ok && n.Attempts > 1 {
+		found, err := nf.HasWorkNote(ctx, n.ChangeKey, n.Body)
+		if err != nil {
+			return fmt.Errorf("look for the note an earlier attempt may have written: %w", err)
+		}
+		if found {
+			w.log.InfoContext(ctx, "work note already written by an earlier attempt", "connector", n.Connector, "change", n.ChangeKey, "attempt", n.Attempts)
+			return nil
+		}
+	}
+	return nw.AddWorkNote(ctx, n.ChangeKey, n.Body)
+}
+
 // Run writes queued notes until ctx ends.
 func (w *WriteBack) Run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
@@ -210,7 +234,7 @@ func (w *WriteBack) Flush(ctx context.Context) (int, error) {
 			werr = fmt.Errorf("connector %q no longer writes back", n.Connector)
 		} else {
 			cctx, cancel := context.WithTimeout(ctx, time.Minute)
-			werr = nw.AddWorkNote(cctx, n.ChangeKey, n.Body)
+			werr = w.write(cctx, nw, n)
 			cancel()
 		}
 		if werr == nil {

@@ -62,6 +62,8 @@ type DB struct {
 	// facts is the gate's fact cache (store/factcache); nil when disabled.
 	facts    *factcache.Cache
 	txTopics txTopics
+	// events is the group commit of webhook deliveries (eventbatch.go).
+	events *eventBatcher
 	// notify sends committed writes' wake-ups to the other replicas
 	// (notifier.go); nil on SQLite.
 	notify *notifier
@@ -72,7 +74,8 @@ type Options struct {
 	Clock  core.Clock   // default core.SystemClock
 	Logger *slog.Logger // default slog.Default()
 	// MaxOpenConns caps the PostgreSQL pool (default 20), not counting the
-	// audit group commit's own connection. SQLite always uses
+	// audit group commit's own connection and the inbox writers' two
+	// (eventbatch.go). SQLite always uses
 	// one connection: it has one writer anyway, and this avoids SQLITE_BUSY.
 	MaxOpenConns int
 	// FactsCacheTTL bounds how long the gate's fact cache keeps an entry
@@ -165,13 +168,23 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 			return nil, err
 		}
 	}
+	if d.events, err = newEventBatcher(d, url); err != nil {
+		if d.notify != nil {
+			d.notify.close()
+		}
+		d.commits.Close()
+		d.db.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
-// Close commits the audit appends already queued, sends the wake-ups
+// Close stores the webhook deliveries and commits the audit appends
+// already queued, sends the wake-ups
 // still queued for other replicas, then closes the pool.
 // Appends after Close fail with KindUnavailable.
 func (d *DB) Close() error {
+	d.events.close()
 	d.commits.Close()
 	if d.notify != nil {
 		d.notify.close() // after the commits, which may announce topics
@@ -295,7 +308,9 @@ func translate(err error) error {
 		switch {
 		case strings.HasPrefix(string(pe.Code), "08") || strings.HasPrefix(string(pe.Code), "57P"):
 			return core.StoreDown(err, "database unavailable")
-		case strings.HasPrefix(string(pe.Code), "53"): // disk full, out of memory, too many connections
+		case pe.Code == "53100": // disk_full
+			return core.StoreDown(err, "database disk is full")
+		case strings.HasPrefix(string(pe.Code), "53"): // out of memory, too many connections
 			return core.StoreDown(err, "database out of resources")
 		case pe.Code == "25006": // read_only_sql_transaction: a read-only database or a standby
 			return core.StoreDown(err, "database is read-only")
@@ -313,7 +328,9 @@ func translate(err error) error {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
 			return core.Wrap(core.KindUnavailable, err, "database busy, retry")
-		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL:
+		case sqlite3.SQLITE_FULL:
+			return core.StoreDown(err, "database disk is full")
+		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR:
 			return core.StoreDown(err, "database unavailable")
 		case sqlite3.SQLITE_READONLY:
 			return core.StoreDown(err, "database is read-only")

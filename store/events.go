@@ -98,6 +98,9 @@ func (d *DB) InsertEvent(ctx context.Context, e core.Event) (string, bool, error
 	if e.ReceivedAt.IsZero() {
 		e.ReceivedAt = d.now()
 	}
+	if y := e.ReceivedAt.UTC().Year(); y < 1 || y > 9999 {
+		return "", false, core.Invalid("received_at", "year %d is out of range", y)
+	}
 	headers := "{}"
 	if len(e.Headers) > 0 {
 		h := make(map[string]string, len(e.Headers))
@@ -110,31 +113,10 @@ func (d *DB) InsertEvent(ctx context.Context, e core.Event) (string, bool, error
 	if body == nil {
 		body = []byte{}
 	}
-	insert := `INSERT INTO inbox_events (id, connector, type, dedupe_key, headers, body, received_at, status)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (connector, dedupe_key) DO NOTHING
-		RETURNING id`
-	var id string
-	err := d.db.GetContext(ctx, &id, d.q(insert), e.ID, e.Connector, e.Type, e.DedupeKey, headers, body, ts(e.ReceivedAt), core.EventPending)
-	if err == nil {
-		// Committed (one statement): wake this process's normalizer now,
-		// the other replicas' through the notifier, after the commit and
-		// merged with the burst's other deliveries (notifier.go: a
-		// pg_notify in the insert would serialize the inserts' commits).
-		d.inbox.broadcast(id)
-		if d.notify != nil {
-			d.notify.addInbox(id)
-		}
-		return id, false, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return "", false, fmt.Errorf("insert %s event %s: %w", e.Connector, e.DedupeKey, translate(err))
-	}
-	err = d.db.GetContext(ctx, &id, d.q("SELECT id FROM inbox_events WHERE connector = ? AND dedupe_key = ?"), e.Connector, e.DedupeKey)
-	if err != nil {
-		return "", false, fmt.Errorf("find duplicate %s event %s: %w", e.Connector, e.DedupeKey, translate(err))
-	}
-	return id, true, nil
+	// Stored with the deliveries waiting at the moment, in one statement
+	// (eventbatch.go); answered after the commit.
+	return d.events.submit(ctx, pendingEvent{id: e.ID, connector: e.Connector, typ: e.Type, dedupeKey: e.DedupeKey,
+		headers: headers, body: body, receivedAt: ts(e.ReceivedAt)})
 }
 
 // ClaimEvents leases up to limit pending events, oldest first, to the

@@ -22,7 +22,7 @@ func (c *testClock) Now() time.Time { return c.t }
 // newTestDB opens and migrates a fresh store of the given dialect. A
 // PostgreSQL store is a clone of testpg's migrated template, so its
 // Migrate must find nothing to do.
-func newTestDB(t *testing.T, dialect string, clock core.Clock) *DB {
+func newTestDB(t testing.TB, dialect string, clock core.Clock) *DB {
 	t.Helper()
 	var url string
 	switch dialect {
@@ -43,7 +43,7 @@ func newTestDB(t *testing.T, dialect string, clock core.Clock) *DB {
 }
 
 // openTestDB opens the store at url (closed when t ends), without migrating.
-func openTestDB(t *testing.T, url string, clock core.Clock) *DB {
+func openTestDB(t testing.TB, url string, clock core.Clock) *DB {
 	t.Helper()
 	db, err := Open(context.Background(), url, Options{Clock: clock, Logger: quietLog()})
 	if err != nil {

@@ -29,10 +29,14 @@ const inboxChannel = "tollgate_inbox"
 // listener reconnected): every waiter should re-check its facts.
 const TopicAll = "*"
 
-// Listener reconnect backoff and keep-alive.
+// Listener reconnect backoff and keep-alive. The backoff is capped low:
+// until the listener is back, other replicas' wake-ups do not reach this
+// one (a long-poll waits on) and the fact cache is out of use, so after an
+// outage it must listen again within seconds of the database's return; a
+// connection attempt every 2 s costs a database that is away nothing.
 const (
 	listenMinReconnect = 500 * time.Millisecond
-	listenMaxReconnect = 30 * time.Second
+	listenMaxReconnect = 2 * time.Second
 	// listenPing is how often the listener's connection is checked;
 	// listenPingTimeout how long a ping may take before the fact cache
 	// stops answering (so a silently dead connection makes it stale for

@@ -59,4 +59,28 @@ func TestTranslateResourceFailures(t *testing.T) {
 	if k := core.KindOf(translate(err)); k != core.KindUnavailable {
 		t.Errorf("SQLite read-only write: kind %q (%v), want unavailable", k, err)
 	}
+
+	// SQLite out of room (max_page_count reached, as a full disk is):
+	// SQLITE_FULL, unavailable, and a message that says so.
+	full, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "full.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	full.SetMaxOpenConns(1) // max_page_count is the connection's
+	for _, q := range []string{"CREATE TABLE x (a blob)", "PRAGMA max_page_count = 1"} {
+		if _, err := full.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = full.Exec("INSERT INTO x VALUES (zeroblob(100000))")
+	if err == nil {
+		t.Fatal("insert past max_page_count succeeded")
+	}
+	if k, msg := core.KindOf(translate(err)), translate(err).(*core.Error).Message; k != core.KindUnavailable || msg != "database disk is full" {
+		t.Errorf("SQLite full: kind %q message %q (%v), want unavailable, \"database disk is full\"", k, msg, err)
+	}
+	if msg := translate(&pq.Error{Code: "53100"}).(*core.Error).Message; msg != "database disk is full" {
+		t.Errorf("PostgreSQL disk_full: message %q", msg)
+	}
 }

@@ -142,8 +142,16 @@ func (u *UI) signin(c *echo.Context) error {
 		return u.signinPage(c, http.StatusForbidden, "This sign-in form was posted from another site.", next)
 	}
 	ctx := c.Request().Context()
+	if u.deps.AuthFailures != nil {
+		if err := u.deps.AuthFailures.Refuse(c); err != nil {
+			return u.signinPage(c, http.StatusTooManyRequests, "Too many failed sign-ins from your address: wait a few seconds and try again.", next)
+		}
+	}
 	t, err := u.deps.Tokens.Authenticate(ctx, strings.TrimSpace(c.FormValue("token")))
 	if core.IsKind(err, core.KindUnauthorized) {
+		if u.deps.AuthFailures != nil {
+			u.deps.AuthFailures.Failed(c)
+		}
 		return u.signinPage(c, http.StatusUnauthorized, "That token is unknown or revoked.", next)
 	}
 	if err != nil {

@@ -132,6 +132,9 @@ type Deps struct {
 	// TrustProxy makes X-Forwarded-Proto: https count as TLS (cookies
 	// are then Secure), for a server behind a TLS-terminating proxy.
 	TrustProxy bool
+	// AuthFailures, when set, bounds each client's failed sign-ins
+	// (shared with the API's bearer tokens and webhook signatures).
+	AuthFailures AuthFailures
 }
 
 // UI serves the pages.
@@ -281,6 +284,14 @@ type errorView struct {
 
 // fail renders err as a page: client errors with their message, anything
 // else as a 500 whose detail goes to the log only.
+// AuthFailures bounds a client's failed authentications: Refuse returns
+// a rate-limited error (Retry-After set) while the client has none left;
+// Failed spends one.
+type AuthFailures interface {
+	Refuse(c *echo.Context) error
+	Failed(c *echo.Context)
+}
+
 func (u *UI) fail(c *echo.Context, s *session, err error) error {
 	var ce *core.Error
 	status := http.StatusInternalServerError

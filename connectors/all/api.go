@@ -25,6 +25,9 @@ type API interface {
 	CreateChange(ctx context.Context, n connectors.NewChange) (string, error)
 	FindCreated(ctx context.Context, releaseID string) (string, error)
 	AddWorkNote(ctx context.Context, key, text string) error
+	// HasWorkNote reports whether the change already carries the note
+	// (the outbox looks before writing one again).
+	HasWorkNote(ctx context.Context, key, text string) (bool, error)
 	// Circuit is the state of its circuit breaker: closed, half-open, open.
 	Circuit() string
 }
@@ -40,9 +43,14 @@ func NewAPI(cfg connectors.Config, hooks connectors.APIHooks, log *slog.Logger) 
 	if cfg.API == nil {
 		return nil, fmt.Errorf("connector %s has no api block", cfg.Name)
 	}
-	hc := apiclient.New(apiclient.Options{
+	o := apiclient.Options{
 		Instance: cfg.Name, Timeout: cfg.API.Timeout, Observe: hooks.Observe, OnState: hooks.OnCircuit, Logger: log,
-	})
+	}
+	if r := hooks.Retry; r != nil {
+		o.RetryMax, o.RetryWaitMin, o.RetryWaitMax, o.MaxRetryAfter = r.Max, r.WaitMin, r.WaitMax, r.MaxRetryAfter
+		o.FailuresToOpen, o.OpenFor = r.FailuresToOpen, r.OpenFor
+	}
+	hc := apiclient.New(o)
 	switch cfg.Type {
 	case servicenow.Type:
 		return servicenow.NewClient(cfg, hc, log)

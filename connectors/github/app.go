@@ -24,11 +24,12 @@ import (
 // token (POST /app/installations/{id}/access_tokens), which is cached per
 // installation until shortly before it expires.
 type appClient struct {
-	base  string // API base URL without the trailing slash
-	appID string
-	key   *rsa.PrivateKey
-	http  *http.Client
-	now   func() time.Time
+	system string // "GitHub <connector>", in errors
+	base   string // API base URL without the trailing slash
+	appID  string
+	key    *rsa.PrivateKey
+	http   *http.Client
+	now    func() time.Time
 
 	mu     sync.Mutex
 	tokens map[string]installationToken
@@ -47,12 +48,12 @@ const tokenMargin = 5 * time.Minute
 // its iat is set a minute back for clock drift, as GitHub advises.
 const jwtLifetime = 9 * time.Minute
 
-func newAppClient(base, appID string, pemKey []byte, hc *http.Client) (*appClient, error) {
+func newAppClient(system, base, appID string, pemKey []byte, hc *http.Client) (*appClient, error) {
 	key, err := jwt.ParseRSAPrivateKeyFromPEM(pemKey)
 	if err != nil {
 		return nil, core.Invalid("api.private_key_file", "the GitHub App key is not an RSA private key in PEM form")
 	}
-	return &appClient{base: strings.TrimSuffix(base, "/"), appID: appID, key: key, http: hc, now: time.Now, tokens: map[string]installationToken{}}, nil
+	return &appClient{system: system, base: strings.TrimSuffix(base, "/"), appID: appID, key: key, http: hc, now: time.Now, tokens: map[string]installationToken{}}, nil
 }
 
 // appJWT signs a fresh App JWT.
@@ -87,11 +88,13 @@ func (c *appClient) installationToken(ctx context.Context, installation string) 
 		ExpiresAt time.Time `json:"expires_at"`
 	}
 	what := "installation " + installation + " access token"
-	if err := c.do(ctx, http.MethodPost, "/app/installations/"+url.PathEscape(installation)+"/access_tokens", "Bearer "+signed, nil, what, &out); err != nil {
+	// A token grant is safe to repeat: a lost answer only leaves an
+	// unused token that expires within the hour.
+	if err := c.do(apiclient.Idempotent(ctx), http.MethodPost, "/app/installations/"+url.PathEscape(installation)+"/access_tokens", "Bearer "+signed, nil, what, &out); err != nil {
 		return "", err
 	}
 	if out.Token == "" {
-		return "", core.Errorf(core.KindUnavailable, "github: %s: the answer has no token", what)
+		return "", core.Errorf(core.KindUnavailable, "%s: %s: the answer has no token", c.system, what)
 	}
 	if out.ExpiresAt.IsZero() {
 		out.ExpiresAt = c.now().Add(time.Hour) // GitHub's documented lifetime
@@ -124,7 +127,10 @@ func (c *appClient) review(ctx context.Context, installation, repo, run string, 
 		return err
 	}
 	path := "/repos/" + repo + "/actions/runs/" + url.PathEscape(run) + "/deployment_protection_rule"
-	err = c.do(ctx, http.MethodPost, path, "Bearer "+token, body, "run "+run+" protection rule review", nil)
+	// Safe to repeat: GitHub takes one review per run and environment; a
+	// review of a run no longer waiting (the first one was taken) is
+	// refused with a 4xx and changes nothing.
+	err = c.do(apiclient.Idempotent(ctx), http.MethodPost, path, "Bearer "+token, body, "run "+run+" protection rule review", nil)
 	var se *apiclient.StatusError
 	if errors.As(err, &se) && se.Status == http.StatusUnauthorized {
 		c.forget(installation)
@@ -153,16 +159,19 @@ func (c *appClient) commitMessage(ctx context.Context, installation, repo, sha s
 // maxAnswer bounds an API answer read.
 const maxAnswer = 1 << 20
 
-// do sends one API call: 2xx decodes into out (when set); other statuses
-// are *apiclient.StatusError wrapped as KindUnavailable (5xx, 429, 401)
-// or KindInvalid (other 4xx: GitHub refused it for good, e.g. a run that
-// no longer waits); no answer is KindUnavailable.
+// do sends one API call: 2xx decodes into out (when set; a call without
+// out takes any 2xx as done, whatever its body); other statuses are
+// *apiclient.StatusError wrapped as KindUnavailable (5xx, 429, 401) or
+// KindInvalid (other 4xx: GitHub refused it for good, e.g. a run that no
+// longer waits); no answer, an answer that cannot be read or decoded are
+// KindUnavailable. Every error names the instance and what was asked.
 func (c *appClient) do(ctx context.Context, method, path, auth string, in any, what string, out any) error {
+	what = c.system + ": " + what
 	var body *bytes.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("encode %s: %w", what, err)
+			return fmt.Errorf("%s: encode: %w", what, err)
 		}
 		body = bytes.NewReader(b)
 	} else {
@@ -170,7 +179,7 @@ func (c *appClient) do(ctx context.Context, method, path, auth string, in any, w
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return core.Wrap(core.KindInvalid, err, "github: bad request for "+what)
+		return core.Wrap(core.KindInvalid, err, what+": bad request")
 	}
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
@@ -183,7 +192,11 @@ func (c *appClient) do(ctx context.Context, method, path, auth string, in any, w
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return core.Wrap(core.KindUnavailable, err, "github: "+what)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the caller names what was asked; the URL adds nothing
+		}
+		return core.Wrap(core.KindUnavailable, err, what)
 	}
 	b, rerr := apiclient.ReadBody(resp, maxAnswer)
 	if resp.StatusCode >= 300 {
@@ -191,20 +204,21 @@ func (c *appClient) do(ctx context.Context, method, path, auth string, in any, w
 			Message string `json:"message"`
 		}
 		_ = json.Unmarshal(b, &msg)
-		se := &apiclient.StatusError{Instance: "github", What: what, Status: resp.StatusCode, Message: apiclient.Trim(msg.Message)}
+		se := &apiclient.StatusError{Status: resp.StatusCode, Message: apiclient.Trim(msg.Message)}
 		kind := core.KindInvalid
 		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized {
 			kind = core.KindUnavailable
 		}
-		return core.Wrap(kind, se, se.Error())
+		return core.Wrap(kind, se, what)
+	}
+	if out == nil {
+		return nil
 	}
 	if rerr != nil {
-		return core.Wrap(core.KindUnavailable, rerr, "github: "+what)
+		return core.Wrap(core.KindUnavailable, rerr, what)
 	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return core.Wrap(core.KindUnavailable, err, "github: "+what+": undecodable answer")
-		}
+	if err := json.Unmarshal(b, out); err != nil {
+		return core.Wrap(core.KindUnavailable, err, what+": the answer is not valid JSON")
 	}
 	return nil
 }

@@ -45,15 +45,23 @@ type Webhook struct {
 var _ connectors.Webhook = (*Webhook)(nil)
 
 // New builds the webhook for cfg; the secret is required.
-func New(cfg connectors.Config) (*Webhook, error) {
+func New(cfg connectors.Config) (*Webhook, error) { return newWebhook(cfg, apiclient.Options{}) }
+
+// newWebhook is New with the outbound client's options (tests make its
+// waits short); Instance and, when unset, Timeout come from cfg.
+func newWebhook(cfg connectors.Config, o apiclient.Options) (*Webhook, error) {
 	secret, err := hook.Secret(cfg)
 	if err != nil {
 		return nil, err
 	}
 	w := &Webhook{secret: secret, gate: cfg.CIGate}
 	if a := cfg.API; a != nil && cfg.CIGate != nil {
-		hc := apiclient.New(apiclient.Options{Instance: cfg.Name, Timeout: a.Timeout}).HTTPClient()
-		if w.app, err = newAppClient(a.URL, a.AppID, a.PrivateKey, hc); err != nil {
+		o.Instance = cfg.Name
+		if o.Timeout == 0 {
+			o.Timeout = a.Timeout
+		}
+		hc := apiclient.New(o).HTTPClient()
+		if w.app, err = newAppClient("GitHub "+cfg.Name, a.URL, a.AppID, a.PrivateKey, hc); err != nil {
 			return nil, err
 		}
 	}

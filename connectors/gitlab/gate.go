@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -121,20 +122,29 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 	if err != nil {
 		return fmt.Errorf("encode approval: %w", err)
 	}
-	what := "deployment " + p.Target["deployment_id"] + " approval"
+	what := w.api.system + ": deployment " + p.Target["deployment_id"] + " approval"
 	u := w.api.base + "/api/v4/projects/" + url.PathEscape(p.Target["project_id"]) + "/deployments/" + url.PathEscape(p.Target["deployment_id"]) + "/approval"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	// Safe to repeat: GitLab keeps one approval per user and deployment
+	// (Deployments::ApprovalService upserts it), so a second one updates
+	// the first or is refused once the deployment no longer waits.
+	req, err := http.NewRequestWithContext(apiclient.Idempotent(ctx), http.MethodPost, u, bytes.NewReader(b))
 	if err != nil {
-		return core.Wrap(core.KindInvalid, err, "gitlab: bad request for "+what)
+		return core.Wrap(core.KindInvalid, err, what+": bad request")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("PRIVATE-TOKEN", w.api.token)
 	resp, err := w.api.http.Do(req)
 	if err != nil {
-		return core.Wrap(core.KindUnavailable, err, "gitlab: "+what)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL adds nothing to what was asked
+		}
+		return core.Wrap(core.KindUnavailable, err, what)
 	}
 	body, _ := apiclient.ReadBody(resp, 1<<20)
 	if resp.StatusCode < 300 {
+		// The status is the answer: GitLab recorded the approval, whatever
+		// the body says (asking again would meet "already approved").
 		return nil
 	}
 	var msg struct {
@@ -146,17 +156,18 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 	if text == "" && msg.Message != nil {
 		text = fmt.Sprint(msg.Message)
 	}
-	se := &apiclient.StatusError{Instance: "gitlab", What: what, Status: resp.StatusCode, Message: apiclient.Trim(text)}
+	se := &apiclient.StatusError{Status: resp.StatusCode, Message: apiclient.Trim(text)}
 	kind := core.KindInvalid // GitLab refused it for good (already approved, not blocked any more …)
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized {
 		kind = core.KindUnavailable
 	}
-	return core.Wrap(kind, se, se.Error())
+	return core.Wrap(kind, se, what)
 }
 
 // api is the GitLab API access of a connector that answers approvals.
 type api struct {
-	base  string
-	token string
-	http  *http.Client
+	system string // "GitLab <connector>", in errors
+	base   string
+	token  string
+	http   *http.Client
 }

@@ -46,7 +46,11 @@ type Webhook struct {
 var _ connectors.Webhook = (*Webhook)(nil)
 
 // New builds the webhook for cfg; the secret is required.
-func New(cfg connectors.Config) (*Webhook, error) {
+func New(cfg connectors.Config) (*Webhook, error) { return newWebhook(cfg, apiclient.Options{}) }
+
+// newWebhook is New with the outbound client's options (tests make its
+// waits short); Instance and, when unset, Timeout come from cfg.
+func newWebhook(cfg connectors.Config, o apiclient.Options) (*Webhook, error) {
 	secret, err := hook.Secret(cfg)
 	if err != nil {
 		return nil, err
@@ -56,8 +60,12 @@ func New(cfg connectors.Config) (*Webhook, error) {
 		if a.Token == "" {
 			return nil, core.Invalid("api.token", "is required to approve deployments")
 		}
-		w.api = &api{base: strings.TrimSuffix(a.URL, "/"), token: a.Token,
-			http: apiclient.New(apiclient.Options{Instance: cfg.Name, Timeout: a.Timeout}).HTTPClient()}
+		o.Instance = cfg.Name
+		if o.Timeout == 0 {
+			o.Timeout = a.Timeout
+		}
+		w.api = &api{system: "GitLab " + cfg.Name, base: strings.TrimSuffix(a.URL, "/"), token: a.Token,
+			http: apiclient.New(o).HTTPClient()}
 	}
 	return w, nil
 }

@@ -116,22 +116,46 @@ func (c *Client) raw(ctx context.Context, method, path, what string, body, out a
 	if err == nil {
 		return nil
 	}
-	if resp == nil || resp.Response == nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
+	var hr *http.Response
+	if resp != nil {
+		hr = resp.Response
+	}
+	return c.failed(what, hr, err)
+}
+
+// failed names what went wrong with a go-jira call: no answer (the
+// outbound client's timeout, reset …), 404 as connectors.ErrNotFound,
+// another status with Jira's own error text, or a 2xx whose body could
+// not be decoded: not JSON, or a read that failed (a timeout while the
+// body trickled in is a timeout, not bad JSON).
+func (c *Client) failed(what string, resp *http.Response, err error) error {
+	switch {
+	case resp == nil:
+		if isBadJSON(err) {
 			return fmt.Errorf("%s: %s: the answer is not valid JSON", c.System(), what)
 		}
 		return fmt.Errorf("%s: %s: %w", c.System(), what, unwrapURL(err))
-	}
-	if resp.StatusCode == http.StatusNotFound {
+	case resp.StatusCode == http.StatusNotFound:
 		resp.Body.Close()
 		return fmt.Errorf("%s: %s: %w", c.System(), what, connectors.ErrNotFound)
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		resp.Body.Close()
-		return fmt.Errorf("%s: %s: the answer is not valid JSON", c.System(), what)
+		if isBadJSON(err) {
+			return fmt.Errorf("%s: %s: the answer is not valid JSON", c.System(), what)
+		}
+		return fmt.Errorf("%s: %s: %w", c.System(), what, apiclient.ReadError(err))
 	}
-	return &apiclient.StatusError{Instance: c.System(), What: what, Status: resp.StatusCode, Message: apiclient.Trim(jiraMessage(resp.Response))}
+	return &apiclient.StatusError{Instance: c.System(), What: what, Status: resp.StatusCode, Message: apiclient.Trim(jiraMessage(resp))}
+}
+
+// isBadJSON reports a decode error of the answer itself (not of reading
+// it): a syntax error, a wrong type, or JSON cut off at a clean end.
+func isBadJSON(err error) bool {
+	var (
+		se *json.SyntaxError
+		te *json.UnmarshalTypeError
+	)
+	return errors.As(err, &se) || errors.As(err, &te) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 // jiraMessage reads Jira's own error text from an error answer
@@ -407,10 +431,10 @@ func (c *Client) CreateChange(ctx context.Context, n connectors.NewChange) (stri
 			IssueKey string `json:"issueKey"`
 		}
 		if err := c.raw(ctx, http.MethodPost, "rest/servicedeskapi/request", "change creation", body, &out); err != nil {
-			return "", err
+			return "", unknownCreation(err)
 		}
 		if out.IssueKey == "" {
-			return "", fmt.Errorf("%s: change creation: the answer names no issue key", c.System())
+			return "", unknownCreation(fmt.Errorf("%s: change creation: the answer names no issue key", c.System()))
 		}
 		return out.IssueKey, nil
 	}
@@ -428,14 +452,30 @@ func (c *Client) CreateChange(ctx context.Context, n connectors.NewChange) (stri
 	created, resp, err := c.jc.Issue.CreateWithContext(ctx, issue)
 	if err != nil {
 		if resp != nil && resp.Response != nil {
-			return "", &apiclient.StatusError{Instance: c.System(), What: "change creation", Status: resp.StatusCode, Message: apiclient.Trim(err.Error())}
+			return "", unknownCreation(&apiclient.StatusError{Instance: c.System(), What: "change creation", Status: resp.StatusCode, Message: apiclient.Trim(err.Error())})
 		}
-		return "", fmt.Errorf("%s: change creation: %w", c.System(), unwrapURL(err))
+		return "", unknownCreation(fmt.Errorf("%s: change creation: %w", c.System(), unwrapURL(err)))
 	}
 	if created == nil || created.Key == "" {
-		return "", fmt.Errorf("%s: change creation: the answer names no issue key", c.System())
+		return "", unknownCreation(fmt.Errorf("%s: change creation: the answer names no issue key", c.System()))
 	}
 	return created.Key, nil
+}
+
+// unknownCreation says so when a creation that failed may have opened the
+// issue anyway (apiclient.Uncertain: no answer after it was sent, a 5xx,
+// an unreadable answer). It is not repeated here, nor looked up at once:
+// Jira's search index lags a creation, so "not found" right away proves
+// nothing. The creator's next attempt looks by the release label before
+// opening one.
+func unknownCreation(err error) error {
+	if errors.Is(err, connectors.ErrNotFound) || !apiclient.Uncertain(err) {
+		return err
+	}
+	if errors.Is(err, apiclient.ErrOutcomeUnknown) {
+		return err // it says so already
+	}
+	return fmt.Errorf("%w; %w (the issue may have been opened; the next attempt looks for it by its release label before opening one)", err, apiclient.ErrOutcomeUnknown)
 }
 
 // FindCreated returns the key of the issue opened for releaseID (by its
@@ -468,16 +508,35 @@ func (c *Client) FindCreated(ctx context.Context, releaseID string) (string, err
 // errFound stops a search at its first issue.
 var errFound = errors.New("found")
 
+// HasWorkNote reports whether the issue already carries a comment that is
+// exactly text, among its latest 100. The outbox asks before commenting
+// again after a failed attempt, which may have been taken: the POST is not
+// repeated by the client.
+func (c *Client) HasWorkNote(ctx context.Context, key, text string) (bool, error) {
+	var out struct {
+		Comments []struct {
+			Body string `json:"body"`
+		} `json:"comments"`
+	}
+	path := "rest/api/2/issue/" + url.PathEscape(key) + "/comment?orderBy=-created&maxResults=100"
+	if err := c.raw(ctx, http.MethodGet, path, "comments on "+key, nil, &out); err != nil {
+		return false, err
+	}
+	norm := func(s string) string { return strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n")) }
+	for _, cm := range out.Comments {
+		if norm(cm.Body) == norm(text) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // AddWorkNote comments on the issue.
 func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
-	_, resp, err := c.jc.Issue.AddCommentWithContext(ctx, key, &gojira.Comment{Body: text})
-	if err != nil {
-		if resp != nil && resp.Response != nil {
-			return &apiclient.StatusError{Instance: c.System(), What: "comment on " + key, Status: resp.StatusCode, Message: apiclient.Trim(err.Error())}
-		}
-		return fmt.Errorf("%s: comment on %s: %w", c.System(), key, unwrapURL(err))
-	}
-	return nil
+	// Through raw rather than go-jira's AddComment, whose error wrapping
+	// reads the body again and loses a timeout or a status's text.
+	var out json.RawMessage
+	return c.raw(ctx, http.MethodPost, "rest/api/2/issue/"+url.PathEscape(key)+"/comment", "comment on "+key, &gojira.Comment{Body: text}, &out)
 }
 
 // Circuit is the state of the site's circuit breaker.

@@ -253,3 +253,25 @@ func TestCreateJSMRequest(t *testing.T) {
 		t.Errorf("refusal: %v", err)
 	}
 }
+
+// TestHasWorkNote: the outbox's look before commenting again finds a
+// comment by its exact text, and nothing else.
+func TestHasWorkNote(t *testing.T) {
+	fake := healthySite()
+	defer fake.Close()
+	c := newClient(t, fake, nil)
+	ctx := context.Background()
+	note := "tollgate: deployment of payments-api 2.0.0 to production started\nRun: https://ci/runs/1"
+	if ok, err := c.HasWorkNote(ctx, "OPS-1", note); err != nil || ok {
+		t.Fatalf("before the comment: %v, %v", ok, err)
+	}
+	if err := c.AddWorkNote(ctx, "OPS-1", note); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.HasWorkNote(ctx, "OPS-1", note); err != nil || !ok {
+		t.Errorf("after the comment: %v, %v", ok, err)
+	}
+	if ok, err := c.HasWorkNote(ctx, "OPS-1", "tollgate: deployment of payments-api 2.0.0 to production succeeded"); err != nil || ok {
+		t.Errorf("another note: %v, %v", ok, err)
+	}
+}

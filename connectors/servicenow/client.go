@@ -156,7 +156,7 @@ func (c *Client) once(ctx context.Context, method, path, what string, q url.Valu
 	}
 	b, err := apiclient.ReadBody(resp, maxBody)
 	if err != nil {
-		return nil, resp.StatusCode, fmt.Errorf("%s: %s: read answer: %w", c.System(), what, err)
+		return nil, resp.StatusCode, fmt.Errorf("%s: %s: %w", c.System(), what, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
@@ -215,7 +215,9 @@ func (c *Client) oauthToken(ctx context.Context) (string, error) {
 		return c.token, nil
 	}
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.api.ClientID}, "client_secret": {c.api.ClientSecret}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth_token.do", strings.NewReader(form.Encode()))
+	// A token grant is safe to repeat: a lost answer only leaves a token
+	// unused until it expires.
+	req, err := http.NewRequestWithContext(apiclient.Idempotent(ctx), http.MethodPost, c.base+"/oauth_token.do", strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", fmt.Errorf("%s: oauth token: %w", c.System(), err)
 	}
@@ -594,16 +596,57 @@ func (c *Client) CreateChange(ctx context.Context, n connectors.NewChange) (stri
 		"correlation_id":      n.ReleaseID,
 		"correlation_display": "tollgate",
 	}
+	// The POST is not repeated once it may have been acted on (apiclient
+	// retries it only when it certainly was not): a repeat after a reset
+	// or a 500 could open a second change.
 	b, err := c.call(ctx, http.MethodPost, path, "change creation", nil, body)
-	if err != nil {
-		return "", err
+	num := ""
+	if err == nil {
+		if num = fieldValue(gjson.GetBytes(b, "result.number")); num == "" {
+			err = fmt.Errorf("%s: change creation: the answer names no change number", c.System())
+		}
 	}
-	num := fieldValue(gjson.GetBytes(b, "result.number"))
-	if num == "" {
-		return "", fmt.Errorf("%s: change creation: the answer names no change number", c.System())
+	if err == nil || errors.Is(err, connectors.ErrNotFound) || !apiclient.Uncertain(err) {
+		return num, err
 	}
-	return num, nil
+	// The instance may have opened the change and then failed, or the
+	// answer was lost: look for it by correlation_id before anything else.
+	num, ferr := c.FindCreated(ctx, n.ReleaseID)
+	if ferr == nil {
+		return num, nil
+	}
+	return "", &CreationUnknown{System: c.System(), ReleaseID: n.ReleaseID, Err: err, Lookup: ferr}
 }
+
+// CreationUnknown is a change creation that may or may not have opened the
+// change (no answer after the request was sent, a 5xx, an unreadable
+// answer) and whose lookup by correlation_id found none, or failed. It is
+// not retried here: the creator's next attempt looks again before opening
+// one (the lookup may lag the creation), or an operator checks.
+type CreationUnknown struct {
+	System    string
+	ReleaseID string
+	Err       error // the creation's failure
+	Lookup    error // connectors.ErrNotFound, or why the lookup failed
+}
+
+func (e *CreationUnknown) Error() string {
+	s := e.Err.Error()
+	if !errors.Is(e.Err, apiclient.ErrOutcomeUnknown) {
+		s += "; outcome unknown: the change may have been opened"
+	}
+	if errors.Is(e.Lookup, connectors.ErrNotFound) {
+		s += "; no change with correlation_id " + e.ReleaseID + " found yet"
+	} else {
+		s += "; the lookup by correlation_id failed too: " + e.Lookup.Error()
+	}
+	return s + "; the next attempt looks again before opening one"
+}
+
+func (e *CreationUnknown) Unwrap() error { return e.Err }
+
+// Is matches apiclient.ErrOutcomeUnknown whatever the failure was.
+func (e *CreationUnknown) Is(target error) bool { return target == apiclient.ErrOutcomeUnknown }
 
 // templateID is the sys_id of a standard change template given by sys_id
 // or by name (looked up in std_change_record_producer, cached).
@@ -647,16 +690,57 @@ func (c *Client) FindCreated(ctx context.Context, releaseID string) (string, err
 	return num, nil
 }
 
-// AddWorkNote writes a work note on the change with number key.
-func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
+// changeID is the sys_id of the change with number key.
+func (c *Client) changeID(ctx context.Context, key string) (string, error) {
 	q := url.Values{"sysparm_query": {"number=" + key}, "sysparm_fields": {"sys_id"}, "sysparm_limit": {"1"}}
 	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+TableChange, TableChange+" "+key, q, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	id := fieldValue(gjson.GetBytes(b, "result.0.sys_id"))
 	if id == "" {
-		return fmt.Errorf("%s: %s %s: %w", c.System(), TableChange, key, connectors.ErrNotFound)
+		return "", fmt.Errorf("%s: %s %s: %w", c.System(), TableChange, key, connectors.ErrNotFound)
+	}
+	return id, nil
+}
+
+// HasWorkNote reports whether the change with number key already carries
+// a work note that is exactly text, among its latest 100 (read from
+// sys_journal_field: the integration user needs read access to it). The
+// outbox asks before writing a note again after a failed attempt, which
+// may have been taken: the PATCH is not repeated by the client.
+func (c *Client) HasWorkNote(ctx context.Context, key, text string) (bool, error) {
+	id, err := c.changeID(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	q := url.Values{"sysparm_query": {"element_id=" + id + "^element=work_notes^ORDERBYDESCsys_created_on"},
+		"sysparm_fields": {"value"}, "sysparm_limit": {"100"}}
+	b, err := c.call(ctx, http.MethodGet, "/api/now/table/sys_journal_field", TableChange+" "+key+" work notes", q, nil)
+	if err != nil {
+		return false, err
+	}
+	for _, v := range gjson.GetBytes(b, "result.#.value").Array() {
+		if sameNote(fieldValue(v), text) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// sameNote compares a note as stored with the text written, ignoring line
+// endings and surrounding space, which the instance may normalise.
+func sameNote(stored, text string) bool {
+	norm := func(s string) string { return strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n")) }
+	return norm(stored) == norm(text)
+}
+
+// AddWorkNote writes a work note on the change with number key. The PATCH
+// is not repeated once it may have been taken (see HasWorkNote).
+func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
+	id, err := c.changeID(ctx, key)
+	if err != nil {
+		return err
 	}
 	_, err = c.call(ctx, http.MethodPatch, "/api/now/table/"+TableChange+"/"+id, TableChange+" "+key+" work note", nil, map[string]string{"work_notes": text})
 	return err

@@ -320,3 +320,28 @@ func TestCircuitOpensAndCloses(t *testing.T) {
 		t.Errorf("circuit %s after a good trial", c.Circuit())
 	}
 }
+
+// TestHasWorkNote: the outbox's look before writing a note again finds it
+// in the change's journal by its exact text, and nothing else.
+func TestHasWorkNote(t *testing.T) {
+	fake := healthyInstance()
+	defer fake.Close()
+	c := newClient(t, fake, nil)
+	ctx := context.Background()
+	note := "tollgate: deployment of payments-api 2.0.0 to production started\nRun: https://ci/runs/1?a=b"
+	if ok, err := c.HasWorkNote(ctx, "CHG0000101", note); err != nil || ok {
+		t.Fatalf("before the note: %v, %v", ok, err)
+	}
+	if err := c.AddWorkNote(ctx, "CHG0000101", note); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.HasWorkNote(ctx, "CHG0000101", note); err != nil || !ok {
+		t.Errorf("after the note: %v, %v", ok, err)
+	}
+	if ok, err := c.HasWorkNote(ctx, "CHG0000101", "tollgate: another note"); err != nil || ok {
+		t.Errorf("another note: %v, %v", ok, err)
+	}
+	if _, err := c.HasWorkNote(ctx, "CHG0009999", note); !errors.Is(err, connectors.ErrNotFound) {
+		t.Errorf("unknown change: %v", err)
+	}
+}

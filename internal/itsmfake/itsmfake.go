@@ -252,3 +252,7 @@ func readAll(r *http.Request) string {
 	}
 	return sb.String()
 }
+
+// Handler is the fake's handler, to serve it from another server (a
+// faultfake.Server answering as the fake once its fault heals).
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serve) }

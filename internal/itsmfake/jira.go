@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -162,6 +163,20 @@ func (s *Server) jiraServe(w http.ResponseWriter, r *http.Request, body string) 
 		_ = json.Unmarshal([]byte(body), &c)
 		s.jira.comments[key] = append(s.jira.comments[key], c.Body)
 		writeJSON(w, 201, map[string]any{"id": "10000", "body": c.Body})
+	case commentPath.MatchString(p) && r.Method == http.MethodGet:
+		key := commentPath.FindStringSubmatch(p)[1]
+		if _, ok := s.jira.issues[key]; !ok {
+			writeJSON(w, 404, jiraNotFound)
+			return
+		}
+		list := []map[string]any{}
+		for i, b := range s.jira.comments[key] {
+			list = append(list, map[string]any{"id": strconv.Itoa(10000 + i), "body": b})
+		}
+		if r.URL.Query().Get("orderBy") == "-created" {
+			slices.Reverse(list)
+		}
+		writeJSON(w, 200, map[string]any{"startAt": 0, "maxResults": len(list), "total": len(list), "comments": list})
 	case issuePath.MatchString(p) && r.Method == http.MethodGet:
 		key := issuePath.FindStringSubmatch(p)[1]
 		is, ok := s.jira.issues[key]

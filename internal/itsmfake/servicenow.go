@@ -247,6 +247,9 @@ func (s *Server) serviceNow(w http.ResponseWriter, r *http.Request, body string)
 				if k == "work_notes" {
 					notes, _ := rec["work_notes_journal"].([]any)
 					rec["work_notes_journal"] = append(notes, v)
+					// As the instance keeps it: one sys_journal_field row per note.
+					s.sn.put("sys_journal_field", map[string]any{"element_id": id, "element": "work_notes", "name": table,
+						"value": v, "sys_created_on": SNTime(time.Now())})
 					continue
 				}
 				rec[k] = v

@@ -21,7 +21,7 @@ type Set struct {
 	InboxPending prometheus.Gauge       // events waiting for the normalizer
 
 	AuthFailures *prometheus.CounterVec // reason: missing_token|invalid_token|forbidden|webhook_signature
-	RateLimited  *prometheus.CounterVec // scope: token|connector
+	RateLimited  *prometheus.CounterVec // scope: token|connector|client
 
 	PollLag      *prometheus.GaugeVec   // connector: seconds since the last complete poll
 	PollErrors   *prometheus.CounterVec // connector
@@ -114,7 +114,7 @@ func New() *Set {
 			Name: "tollgate_auth_failures_total", Help: "Refused authentications by reason (missing_token, invalid_token, forbidden, webhook_signature).",
 		}, []string{"reason"}),
 		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tollgate_rate_limited_total", Help: "Requests answered 429 by the rate limit that refused them (token, connector).",
+			Name: "tollgate_rate_limited_total", Help: "Requests answered 429 by the rate limit that refused them (token, connector, client: its failed authentications).",
 		}, []string{"scope"}),
 	}
 	s.PollLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{

@@ -3,21 +3,27 @@
 // and 429, honouring Retry-After; never other 4xx) with jittered
 // exponential backoff, a per-attempt timeout, and a circuit breaker per
 // instance (sony/gobreaker) that stops calling a dead instance for a
-// while. It knows nothing about any vendor: connectors build their
-// requests and read their answers; Client.HTTPClient is a plain
-// *http.Client (go-jira takes it as is).
+// while. Retries are method-aware (see Idempotent): a POST or PATCH is
+// repeated only when the instance certainly did not act on it. It knows
+// nothing about any vendor: connectors build their requests and read
+// their answers; Client.HTTPClient is a plain *http.Client (go-jira takes
+// it as is).
 package apiclient
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -115,11 +121,23 @@ func New(o Options) *Client {
 	}
 	rc.RetryMax = o.RetryMax
 	rc.RetryWaitMin, rc.RetryWaitMax = o.RetryWaitMin, o.RetryWaitMax
-	rc.CheckRetry = retryablehttp.DefaultRetryPolicy
+	rc.CheckRetry = checkRetry
 	rc.Backoff = c.backoff
 	// Hand back the last answer (a 503, a 429) rather than a generic
-	// "giving up" error, so the caller can name the status.
-	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	// "giving up" error, so the caller can name the status; no answer at
+	// all becomes a *NoAnswerError that says why and after how many
+	// attempts.
+	rc.ErrorHandler = func(resp *http.Response, err error, attempts int) (*http.Response, error) {
+		if err == nil || resp != nil {
+			return resp, err
+		}
+		na := &NoAnswerError{Attempts: attempts, Timeout: o.Timeout, Err: err}
+		var nr *notRepeated
+		if errors.As(err, &nr) {
+			na.Err, na.Unknown = nr.err, true
+		}
+		return nil, na
+	}
 	rc.RequestLogHook = func(_ retryablehttp.Logger, r *http.Request, attempt int) {
 		if attempt > 0 {
 			o.Logger.Debug("api call retried", "connector", o.Instance, "method", r.Method, "path", r.URL.Path, "attempt", attempt)
@@ -179,6 +197,9 @@ func (f failedStatus) Error() string { return "HTTP " + strconv.Itoa(f.status) }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := (*Client)(t)
+	if !replayable(req) {
+		req = req.WithContext(context.WithValue(req.Context(), unsafeKey{}, true))
+	}
 	resp, err := c.cb.Execute(func() (*http.Response, error) {
 		resp, err := (&retryablehttp.RoundTripper{Client: c.rc}).RoundTrip(req)
 		if err != nil {
@@ -189,7 +210,16 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, nil
 	})
-	var fs failedStatus
+	var (
+		fs failedStatus
+		na *NoAnswerError
+	)
+	if errors.As(err, &na) {
+		na.Host = req.URL.Host
+	}
+	if resp != nil {
+		resp.Body = &limitedBody{rc: resp.Body, left: MaxBody}
+	}
 	switch {
 	case errors.As(err, &fs):
 		c.observe(OutcomeServerError)
@@ -206,6 +236,130 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.observe(OutcomeOK)
 	}
 	return resp, nil
+}
+
+type idempotentKey struct{}
+
+// unsafeKey marks, for checkRetry, a request that must not be repeated
+// once it may have reached the instance.
+type unsafeKey struct{}
+
+// Idempotent marks the requests sent with the returned context as safe to
+// repeat whatever their method: the instance acts on them at most once,
+// or acting twice does no harm (an approval that is an upsert, a token
+// grant). Without it a POST or PATCH is repeated only when the instance
+// certainly did not act on it (see checkRetry).
+func Idempotent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, idempotentKey{}, true)
+}
+
+// replayable reports whether req may be sent again after it may have
+// reached the instance: its method is idempotent (RFC 9110 9.2.2), or the
+// caller says so with Idempotent or an Idempotency-Key header, the rule
+// net/http's own transport follows (http.Request.isReplayable) before it
+// replays a request on a new connection.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	if v, _ := req.Context().Value(idempotentKey{}).(bool); v {
+		return true
+	}
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
+}
+
+// checkRetry is go-retryablehttp's DefaultRetryPolicy for requests safe
+// to repeat. A request that is not (a POST or PATCH not marked
+// Idempotent) is retried only when the instance certainly did not act on
+// it: the connection was never made (notSent), or it answered 429, or 503
+// with a Retry-After (a deliberate "come back later", as a rate limiter or
+// maintenance page answers before any work). A reset, a timeout, a 500 or
+// a bare 503 (a proxy whose backend died mid-request answers that too)
+// may follow the instance's work, so the request is not repeated: no
+// answer becomes a NoAnswerError that says the outcome is unknown
+// (ErrOutcomeUnknown); a status goes back to the caller as is.
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	retry, cerr := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+	if unsafe, _ := ctx.Value(unsafeKey{}).(bool); !unsafe {
+		return retry, cerr
+	}
+	if err != nil {
+		switch {
+		case notSent(err):
+			return retry, cerr
+		case !retry && cerr == nil:
+			return false, nil // a bad certificate, scheme or redirect: DefaultRetryPolicy's permanent errors
+		}
+		// Sent, perhaps acted on: a reset, a timeout, or the caller gave
+		// up (its context) while waiting for the answer.
+		return false, &notRepeated{err: err}
+	}
+	if !retry || cerr != nil {
+		return retry, cerr
+	}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return true, nil
+	case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+		return true, nil
+	}
+	return false, nil
+}
+
+// notSent reports whether a request certainly never reached the instance:
+// the connection could not be made (refused, no route, no such host), or
+// the TLS handshake before the request failed.
+func notSent(err error) bool {
+	var (
+		oe *net.OpError
+		re *tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return true
+	case errors.As(err, &re):
+		return true // the server does not speak TLS: nothing was written
+	}
+	// net/http's handshake timeout has no exported type.
+	return strings.Contains(err.Error(), "TLS handshake timeout")
+}
+
+// notRepeated carries, from checkRetry to the ErrorHandler, the failure
+// of a request that was not repeated because it may have been acted on.
+type notRepeated struct{ err error }
+
+func (e *notRepeated) Error() string { return e.err.Error() }
+func (e *notRepeated) Unwrap() error { return e.err }
+
+// ErrOutcomeUnknown is matched (errors.Is) by the error of a request that
+// may or may not have been acted on and was not repeated: look before
+// sending it again.
+var ErrOutcomeUnknown = errors.New("outcome unknown: the instance may have acted on the request")
+
+// Uncertain reports whether a write that failed with err may still have
+// been acted on, so that sending it again could do it twice: true for no
+// answer after it was sent (ErrOutcomeUnknown), a 5xx, or an answer that
+// could not be read; false when the instance refused it (a 4xx), the
+// circuit kept it back, or it never reached the instance.
+func Uncertain(err error) bool {
+	var (
+		se *StatusError
+		na *NoAnswerError
+	)
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &se):
+		return se.Status >= 500
+	case errors.Is(err, ErrCircuitOpen):
+		return false
+	case errors.As(err, &na):
+		return na.Unknown
+	}
+	return true
 }
 
 func (c *Client) observe(outcome string) {
@@ -236,24 +390,23 @@ func (e *attemptsError) Unwrap() error { return e.err }
 // backoff is the wait before retry attempt+1: the server's Retry-After on
 // 429 and 503 (capped), else a full-jitter exponential backoff between
 // min and max, so many replicas do not retry in step.
-func (c *Client) backoff(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
+func (c *Client) backoff(lo, hi time.Duration, attempt int, resp *http.Response) time.Duration {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		if d, ok := RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			if d > c.opts.MaxRetryAfter {
-				d = c.opts.MaxRetryAfter
-			}
-			return d
+			// Capped, and never sooner than the backoff's floor: a
+			// "Retry-After: 0" must not turn into a tight loop.
+			return min(max(d, c.opts.RetryWaitMin), c.opts.MaxRetryAfter)
 		}
 	}
-	d := min << attempt
-	if d <= 0 || d > max {
-		d = max
+	d := lo << attempt
+	if d <= 0 || d > hi {
+		d = hi
 	}
-	// Full jitter over [min, d].
-	if d <= min {
-		return min
+	// Full jitter over [lo, d].
+	if d <= lo {
+		return lo
 	}
-	return min + rand.N(d-min+1)
+	return lo + rand.N(d-lo+1)
 }
 
 // RetryAfter parses a Retry-After header: delay-seconds or an HTTP date.
@@ -294,25 +447,136 @@ func (e *StatusError) Permanent() bool {
 	return e.Status >= 400 && e.Status < 500 && e.Status != 408 && e.Status != 429
 }
 
+// Error is "instance: what: HTTP status: message"; without Instance and
+// What (a caller that names them in its own wrapping) "HTTP status:
+// message".
 func (e *StatusError) Error() string {
-	s := fmt.Sprintf("%s: %s: HTTP %d", e.Instance, e.What, e.Status)
+	s := fmt.Sprintf("HTTP %d", e.Status)
+	if e.Instance != "" || e.What != "" {
+		s = fmt.Sprintf("%s: %s: %s", e.Instance, e.What, s)
+	}
 	if e.Message != "" {
 		s += ": " + e.Message
 	}
 	return s
 }
 
-// ReadBody reads at most limit bytes of an answer and closes it.
+// MaxBody bounds every answer read through a Client (16 MiB): a
+// misbehaving instance cannot make the gateway buffer without end, even
+// through a vendor library that decodes the body itself (go-jira).
+const MaxBody = 16 << 20
+
+// ErrTooLarge is returned (wrapped) when an answer is over its limit.
+var ErrTooLarge = errors.New("answer too large")
+
+// limitedBody fails a read past MaxBody rather than truncating silently.
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("%w: more than %d MiB", ErrTooLarge, MaxBody>>20)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left+1] // one byte more tells a body of exactly MaxBody from a larger one
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n + int(b.left), fmt.Errorf("%w: more than %d MiB", ErrTooLarge, MaxBody>>20)
+	}
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// NoAnswerError is a call that got no answer after its retries: a
+// timeout, a reset or closed connection, a refused connection. Its
+// message names the host, the attempts and the cause in plain words.
+type NoAnswerError struct {
+	Host     string
+	Attempts int
+	Timeout  time.Duration // per attempt
+	Err      error
+	// Unknown: the request was not repeated because the instance may
+	// have acted on it (a write that got no answer after it was sent).
+	Unknown bool
+}
+
+func (e *NoAnswerError) Error() string {
+	host := e.Host
+	if host == "" {
+		host = "the instance"
+	}
+	s := fmt.Sprintf("no answer from %s after %d attempt(s): %s", host, e.Attempts, e.cause())
+	if e.Unknown {
+		s += "; outcome unknown: the request may have been acted on, so it was not repeated"
+	}
+	return s
+}
+
+func (e *NoAnswerError) Unwrap() error { return e.Err }
+
+// Is matches ErrOutcomeUnknown when the request was not repeated.
+func (e *NoAnswerError) Is(target error) bool { return e.Unknown && target == ErrOutcomeUnknown }
+
+func (e *NoAnswerError) cause() string {
+	var ne net.Error
+	switch err := e.Err; {
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return fmt.Sprintf("timeout (%s per attempt)", e.Timeout)
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed before an answer"
+	}
+	var ue *url.Error
+	if errors.As(e.Err, &ue) {
+		return ue.Err.Error() // without the method and URL
+	}
+	return e.Err.Error()
+}
+
+// ReadBody reads at most limit bytes (at most MaxBody) of an answer and
+// closes it. A read that fails says why in plain words ("timeout",
+// "connection reset").
 func ReadBody(resp *http.Response, limit int64) ([]byte, error) {
 	defer resp.Body.Close()
+	if limit <= 0 || limit > MaxBody {
+		limit = MaxBody
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, err
+		return nil, ReadError(err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("answer larger than %d bytes", limit)
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrTooLarge, limit)
 	}
 	return b, nil
+}
+
+// ReadError names why reading an answer's body failed: "timeout while
+// reading the answer", "connection reset while reading the answer",
+// "answer too large"; the cause stays wrapped.
+func ReadError(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return err
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("timeout while reading the answer: %w", err)
+	case errors.Is(err, syscall.ECONNRESET):
+		return fmt.Errorf("connection reset while reading the answer: %w", err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("connection closed while reading the answer: %w", err)
+	}
+	return fmt.Errorf("read the answer: %w", err)
 }
 
 // Trim shortens an instance's error text for messages.

@@ -1,13 +1,23 @@
 package apiclient
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/faultfake"
 )
 
 type outcomes struct {
@@ -247,5 +257,191 @@ func TestClientErrorsKeepCircuitClosed(t *testing.T) {
 	}
 	if c.State() != CircuitClosed {
 		t.Errorf("404s opened the circuit")
+	}
+}
+
+// TestRetryAfterFloorAndCap: Retry-After waits at least RetryWaitMin and
+// at most MaxRetryAfter.
+func TestRetryAfterFloorAndCap(t *testing.T) {
+	c := New(Options{Instance: "x", RetryWaitMin: 20 * time.Millisecond, MaxRetryAfter: 2 * time.Second})
+	for _, tc := range []struct {
+		header string
+		want   time.Duration
+	}{{"0", 20 * time.Millisecond}, {"1", time.Second}, {"3600", 2 * time.Second}} {
+		resp := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {tc.header}}}
+		if got := c.backoff(20*time.Millisecond, time.Second, 0, resp); got != tc.want {
+			t.Errorf("Retry-After %s: wait %v, want %v", tc.header, got, tc.want)
+		}
+	}
+}
+
+// TestAnswerSizeCapped: an answer over MaxBody fails its read, through
+// ReadBody and through the body a vendor library reads itself.
+func TestAnswerSizeCapped(t *testing.T) {
+	chunk := make([]byte, 1<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i < MaxBody>>20+1; i++ {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	c := New(Options{Instance: "x", Timeout: 10 * time.Second})
+	resp, err := c.HTTPClient().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadBody(resp, 1<<30); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("ReadBody of a %d MiB answer: %v, want ErrTooLarge", MaxBody>>20+1, err)
+	}
+	resp, err = c.HTTPClient().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if !errors.Is(err, ErrTooLarge) || n != MaxBody {
+		t.Errorf("read %d bytes, %v; want %d bytes then ErrTooLarge", n, err, MaxBody)
+	}
+}
+
+// TestNoAnswerSaysWhy: a call that got no answer names the host, the
+// attempts and the cause in plain words, and still unwraps to it.
+func TestNoAnswerSaysWhy(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	host := srv.Listener.Addr().String()
+	srv.Close() // nothing listens there any more
+	var o outcomes
+	c := New(fastOpts(&o))
+	_, err := c.HTTPClient().Get("http://" + host + "/x?token=secret")
+	var na *NoAnswerError
+	if !errors.As(err, &na) || na.Attempts != 3 {
+		t.Fatalf("want a NoAnswerError after 3 attempts, got %v", err)
+	}
+	want := "no answer from " + host + " after 3 attempt(s): connection refused"
+	if na.Error() != want {
+		t.Errorf("error %q, want %q", na.Error(), want)
+	}
+	if o.last() != OutcomeError {
+		t.Errorf("outcome %s", o.last())
+	}
+}
+
+// TestRetriesByMethod: a request safe to repeat (GET, PUT, DELETE, or a
+// POST marked Idempotent or carrying an Idempotency-Key) is retried on
+// any transient failure; a POST or PATCH only when the instance
+// certainly did not act on it (429, 503 with Retry-After), never after a
+// reset once the body was read or a 500, and then its error says the
+// outcome is unknown.
+func TestRetriesByMethod(t *testing.T) {
+	reset := faultfake.Mode{Fault: faultfake.Reset}
+	status := func(code int, retryAfter string) faultfake.Mode {
+		return faultfake.Mode{Fault: faultfake.Status, Status: code, RetryAfter: retryAfter}
+	}
+	tests := []struct {
+		name         string
+		method       string
+		idempotent   bool   // apiclient.Idempotent(ctx)
+		header       string // an idempotency header set on the request
+		mode         faultfake.Mode
+		wantAttempts int
+		wantUnknown  bool // the error matches ErrOutcomeUnknown
+	}{
+		{"GET reset", http.MethodGet, false, "", reset, 3, false},
+		{"GET 500", http.MethodGet, false, "", status(500, ""), 3, false},
+		{"PUT reset", http.MethodPut, false, "", reset, 3, false},
+		{"DELETE 502", http.MethodDelete, false, "", status(502, ""), 3, false},
+		{"POST reset after the body was read", http.MethodPost, false, "", reset, 1, true},
+		{"PATCH reset after the body was read", http.MethodPatch, false, "", reset, 1, true},
+		{"POST 500", http.MethodPost, false, "", status(500, ""), 1, false},
+		{"POST 502", http.MethodPost, false, "", status(502, ""), 1, false},
+		{"POST bare 503", http.MethodPost, false, "", status(503, ""), 1, false},
+		{"POST 503 Retry-After", http.MethodPost, false, "", status(503, "0"), 3, false},
+		{"POST 429", http.MethodPost, false, "", status(429, ""), 3, false},
+		{"POST 400", http.MethodPost, false, "", status(400, ""), 1, false},
+		{"POST idempotent reset", http.MethodPost, true, "", reset, 3, false},
+		{"POST idempotent 500", http.MethodPost, true, "", status(500, ""), 3, false},
+		{"PATCH idempotent 500", http.MethodPatch, true, "", status(500, ""), 3, false},
+		{"POST Idempotency-Key 500", http.MethodPost, false, "Idempotency-Key", status(500, ""), 3, false},
+		{"POST X-Idempotency-Key reset", http.MethodPost, false, "X-Idempotency-Key", reset, 3, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := faultfake.New(nil)
+			defer srv.Close()
+			srv.Set(tc.mode)
+			var o outcomes
+			c := New(fastOpts(&o))
+			ctx := context.Background()
+			if tc.idempotent {
+				ctx = Idempotent(ctx)
+			}
+			req, err := http.NewRequestWithContext(ctx, tc.method, srv.URL+"/x", strings.NewReader(`{"work_notes":"deployed"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.header != "" {
+				req.Header.Set(tc.header, "release-1")
+			}
+			resp, err := c.HTTPClient().Do(req)
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if got := srv.Requests(); got != tc.wantAttempts {
+				t.Errorf("%d request(s), want %d", got, tc.wantAttempts)
+			}
+			if errors.Is(err, ErrOutcomeUnknown) != tc.wantUnknown {
+				t.Errorf("error %v: outcome unknown %v, want %v", err, !tc.wantUnknown, tc.wantUnknown)
+			}
+			if tc.wantUnknown && !strings.Contains(fmt.Sprint(err), "outcome unknown") {
+				t.Errorf("error %q does not say the outcome is unknown", err)
+			}
+			if tc.mode.Fault == faultfake.Reset && err == nil {
+				t.Errorf("want an error after a reset")
+			}
+		})
+	}
+}
+
+// TestPostRetriedWhenNeverSent: a POST whose connection is refused never
+// reached the instance, so it is retried like a GET, and its error does
+// not claim an unknown outcome.
+func TestPostRetriedWhenNeverSent(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	host := srv.Listener.Addr().String()
+	srv.Close()
+	var o outcomes
+	c := New(fastOpts(&o))
+	resp, err := c.HTTPClient().Post("http://"+host+"/x", "application/json", strings.NewReader(`{}`))
+	if resp != nil {
+		resp.Body.Close()
+	}
+	var na *NoAnswerError
+	if !errors.As(err, &na) || na.Attempts != 3 {
+		t.Fatalf("want a NoAnswerError after 3 attempts, got %v", err)
+	}
+	if errors.Is(err, ErrOutcomeUnknown) || strings.Contains(err.Error(), "unknown") {
+		t.Errorf("a refused connection is not an unknown outcome: %v", err)
+	}
+}
+
+// TestNotSent: the failures that prove a request was never written.
+func TestNotSent(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
+		{&url.Error{Op: "Post", URL: "http://x", Err: &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "x"}}}, true},
+		{&url.Error{Op: "Post", URL: "https://x", Err: &tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}}, true},
+		{errors.New("net/http: TLS handshake timeout"), true},
+		{&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, false},
+		{io.EOF, false},
+		{context.DeadlineExceeded, false},
+	} {
+		if got := notSent(tc.err); got != tc.want {
+			t.Errorf("notSent(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

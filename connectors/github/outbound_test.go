@@ -1,0 +1,138 @@
+package github
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/faultfake"
+)
+
+// outboundLimits are small timeouts and waits, so the fault table runs
+// in a couple of seconds.
+var outboundLimits = faultfake.Limits{
+	Timeout: 200 * time.Millisecond, RetryMax: 2, RetryWaitMin: 20 * time.Millisecond, RetryWaitMax: 60 * time.Millisecond,
+	MaxRetryAfter: 1500 * time.Millisecond, Names: []string{"GitHub acme"}, Secrets: []string{"ghs_installation_token", "PRIVATE KEY"},
+}
+
+// healthyGitHub answers the App's calls: an installation token, a
+// commit, a protection rule review.
+var healthyGitHub = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/app/installations/99/access_tokens":
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(map[string]any{"token": "ghs_installation_token", "expires_at": time.Now().Add(time.Hour)})
+	case "/repos/Codertocat/Hello-World/commits/0123456789abcdef":
+		_ = json.NewEncoder(w).Encode(map[string]any{"commit": map[string]any{"message": "release CHG0000101"}})
+	case "/repos/Codertocat/Hello-World/actions/runs/77/deployment_protection_rule":
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		w.WriteHeader(http.StatusNotFound)
+	}
+})
+
+var testKey = func() []byte {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+}()
+
+func faultWebhook(t *testing.T, url string, failuresToOpen uint32, openFor time.Duration) *Webhook {
+	t.Helper()
+	l := outboundLimits
+	w, err := newWebhook(connectors.Config{Name: "acme", Type: Type, WebhookSecret: "0123456789abcdef",
+		API: &connectors.API{URL: url, AppID: "42", PrivateKey: testKey}, CIGate: testGate()},
+		apiclient.Options{Timeout: l.Timeout, RetryMax: l.RetryMax, RetryWaitMin: l.RetryWaitMin, RetryWaitMax: l.RetryWaitMax,
+			MaxRetryAfter: l.MaxRetryAfter, FailuresToOpen: failuresToOpen, OpenFor: openFor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+var pendingReview = core.PendingGate{Target: map[string]string{
+	"repository": "Codertocat/Hello-World", "run_id": "77", "environment_name": "production", "installation_id": "99",
+}}
+
+// TestOutboundFaults: the protection rule review (an installation token,
+// then the review) and a commit read against a GitHub that hangs,
+// resets, answers 5xx/429/4xx or garbage, trickles, or heals within the
+// retries.
+func TestOutboundFaults(t *testing.T) {
+	review := func(w *Webhook) faultfake.Call {
+		return func(ctx context.Context) error { return w.Answer(ctx, pendingReview, true, "tollgate: allow") }
+	}
+	commit := func(w *Webhook) faultfake.Call {
+		return func(ctx context.Context) error {
+			_, err := w.app.commitMessage(ctx, "99", "Codertocat/Hello-World", "0123456789abcdef")
+			return err
+		}
+	}
+	onReview := outboundLimits
+	onReview.Match, onReview.BodyIgnored = "/deployment_protection_rule", true
+	onCommit := outboundLimits
+	onCommit.Match = "/commits/"
+	for _, tc := range []struct {
+		name string
+		l    faultfake.Limits
+		call func(*Webhook) faultfake.Call
+	}{
+		{"installation token", outboundLimits, review},
+		{"protection rule review", onReview, review},
+		{"commit", onCommit, commit},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			faultfake.RunTable(t, healthyGitHub, tc.l, func(t *testing.T, url string) faultfake.Call {
+				return tc.call(faultWebhook(t, url, 100, time.Minute))
+			})
+		})
+	}
+}
+
+// TestOutboundKinds: what the CI gate worker does with each failure
+// depends on its kind: transient ones are retried, a 4xx is final.
+func TestOutboundKinds(t *testing.T) {
+	for _, tc := range []struct {
+		mode faultfake.Mode
+		kind core.ErrorKind
+	}{
+		{faultfake.Mode{Fault: faultfake.Hang}, core.KindUnavailable},
+		{faultfake.Mode{Fault: faultfake.Reset}, core.KindUnavailable},
+		{faultfake.Mode{Fault: faultfake.Status, Status: 503}, core.KindUnavailable},
+		{faultfake.Mode{Fault: faultfake.Status, Status: 429}, core.KindUnavailable},
+		{faultfake.Mode{Fault: faultfake.Garbage}, core.KindUnavailable},
+		{faultfake.Mode{Fault: faultfake.Status, Status: 422}, core.KindInvalid},
+	} {
+		srv := faultfake.New(healthyGitHub)
+		srv.Set(tc.mode)
+		err := faultWebhook(t, srv.URL, 100, time.Minute).Answer(context.Background(), pendingReview, true, "x")
+		srv.Close()
+		if !core.IsKind(err, tc.kind) {
+			t.Errorf("%v %d: %v, want %s", tc.mode.Fault, tc.mode.Status, err, tc.kind)
+		}
+	}
+}
+
+// TestOutboundCircuit: failing calls open the circuit; a trial call
+// after OpenFor that finds GitHub healthy closes it.
+func TestOutboundCircuit(t *testing.T) {
+	c := faultfake.Circuit{FailuresToOpen: 3, OpenFor: 200 * time.Millisecond, ErrOpen: apiclient.ErrCircuitOpen}
+	onReview := outboundLimits
+	onReview.Match = "/deployment_protection_rule"
+	faultfake.RunCircuit(t, healthyGitHub, c, onReview, func(t *testing.T, url string) faultfake.Call {
+		w := faultWebhook(t, url, uint32(c.FailuresToOpen), c.OpenFor)
+		return func(ctx context.Context) error { return w.Answer(ctx, pendingReview, true, "tollgate: allow") }
+	})
+}

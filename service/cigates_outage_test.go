@@ -1,0 +1,106 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/github"
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/faultfake"
+)
+
+// TestCIGateAnswerThroughOutage: a decided protection rule whose review
+// GitHub answers 502 is kept answering (its last error shown) and
+// retried with the worker's backoff; once GitHub heals the review is
+// delivered, once.
+func TestCIGateAnswerThroughOutage(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	var reviews atomic.Int32
+	healthy := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/app/installations/99/access_tokens":
+			w.WriteHeader(http.StatusCreated)
+			_ = json.NewEncoder(w).Encode(map[string]any{"token": "ghs_x", "expires_at": time.Now().Add(time.Hour)})
+		case "/repos/Codertocat/Hello-World/actions/runs/77/deployment_protection_rule":
+			reviews.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	})
+	srv := faultfake.New(healthy)
+	defer srv.Close()
+	srv.Set(faultfake.Mode{Fault: faultfake.Status, Status: http.StatusBadGateway, Match: "/deployment_protection_rule"})
+
+	gh, err := github.New(connectors.Config{Name: "gh", Type: github.Type, WebhookSecret: "0123456789abcdef",
+		API:    &connectors.API{URL: srv.URL, AppID: "42", PrivateKey: pemKey, Timeout: time.Second},
+		CIGate: &connectors.CIGate{Deadline: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, db := newTestInbox(t, core.ClockFunc(time.Now), InboxConfig{})
+	ctx := context.Background()
+	now := time.Now()
+	p, _, err := db.InsertPendingGate(ctx, core.PendingGate{Connector: "gh", Provider: "github", ExternalID: "deployment:1",
+		Request:   core.GateRequest{Service: "hello", Environment: "production"},
+		Target:    map[string]string{"repository": "Codertocat/Hello-World", "run_id": "77", "environment_name": "production", "installation_id": "99"},
+		CreatedAt: now, Deadline: now.Add(time.Hour), NextCheckAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.State, p.Decision, p.Comment = core.PendingAnswering, core.Allow, "tollgate: allow"
+	if err := db.SavePendingGate(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	var outcomes sync.Map
+	gates := NewCIGates(db, nil, nil, []Connector{{Config: connectors.Config{Name: "gh", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: gh}},
+		core.ClockFunc(time.Now), slog.New(slog.DiscardHandler), CIGatesConfig{PollInterval: 50 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: time.Second})
+	gates.OnAnswer = func(_, outcome string) {
+		n, _ := outcomes.LoadOrStore(outcome, new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); gates.Run(cctx) }()
+	defer func() { cancel(); wg.Wait() }()
+
+	waitFor(t, 10*time.Second, "a failed delivery", func() bool {
+		g, _ := db.GetPendingGate(ctx, p.ID)
+		return g.Attempts >= 1 && g.LastError != ""
+	})
+	g, _ := db.GetPendingGate(ctx, p.ID)
+	if g.State != core.PendingAnswering {
+		t.Fatalf("after a 502: state %s (%s), want answering", g.State, g.LastError)
+	}
+	t.Logf("during the outage: %s", g.LastError)
+	srv.Set(faultfake.Mode{Fault: faultfake.Healthy})
+	took := waitFor(t, 10*time.Second, "the answer delivered after the heal", func() bool {
+		g, _ := db.GetPendingGate(ctx, p.ID)
+		return g.State == core.PendingAnswered
+	})
+	t.Logf("answered %v after the heal", took.Round(10*time.Millisecond))
+	time.Sleep(200 * time.Millisecond) // later passes must not answer again
+	g, _ = db.GetPendingGate(ctx, p.ID)
+	if reviews.Load() != 1 || g.LastError != "" {
+		t.Errorf("%d reviews delivered (want 1), last error %q", reviews.Load(), g.LastError)
+	}
+	if n, ok := outcomes.Load("approved"); !ok || n.(*atomic.Int32).Load() != 1 {
+		t.Errorf("approved outcomes: %v", n)
+	}
+}

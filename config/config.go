@@ -152,7 +152,8 @@ type Limit struct {
 
 // InboxConfig configures the normalizer.
 type InboxConfig struct {
-	// Workers is the number of normalizer workers (default 2; SQLite: 1).
+	// Workers is the number of normalizer workers (default 4; SQLite: 1).
+	// Each worker mostly waits on its commits, so several overlap them.
 	Workers int `yaml:"workers"`
 	// BatchSize is how many events a worker claims at once (default 50).
 	BatchSize int `yaml:"batch_size"`
@@ -415,7 +416,7 @@ func (c *Config) defaults() {
 		c.Gate.MaxListItems = 50
 	}
 	if c.Inbox.Workers == 0 {
-		c.Inbox.Workers = 2
+		c.Inbox.Workers = 4
 	}
 	if c.Inbox.BatchSize == 0 {
 		c.Inbox.BatchSize = 50

@@ -79,6 +79,32 @@ func KindOf(err error) ErrorKind {
 // IsKind reports whether err's kind is kind.
 func IsKind(err error, kind ErrorKind) bool { return err != nil && KindOf(err) == kind }
 
+// StoreDown is a KindUnavailable error for a failure of the store itself
+// (the database unreachable, its connection lost, out of resources,
+// read-only), as opposed to contention on the rows a call touched: such a
+// failure says nothing about the request, and work retried because of it
+// should not be held against what it was doing (IsStoreDown). Its text is
+// message and cause, as Wrap's.
+func StoreDown(cause error, message string) *Error {
+	return &Error{Kind: KindUnavailable, Message: message, Err: storeDown{cause}}
+}
+
+// IsStoreDown reports whether err is, or wraps, a StoreDown error.
+func IsStoreDown(err error) bool {
+	var d storeDown
+	return errors.As(err, &d)
+}
+
+type storeDown struct{ cause error }
+
+func (d storeDown) Error() string {
+	if d.cause == nil {
+		return "store down"
+	}
+	return d.cause.Error()
+}
+func (d storeDown) Unwrap() error { return d.cause }
+
 // Sentinel errors that stores return (wrapped with context). They are
 // *Error values, so KindOf classifies them.
 var (

@@ -72,6 +72,15 @@ type Event struct {
 	ProcessedAt *time.Time `json:"processed_at,omitempty"`
 }
 
+// EventOutcome is how processing settled one pending event: processed,
+// quarantined or ignored, with a reason and the record it became.
+type EventOutcome struct {
+	ID     string
+	Status string
+	Reason string
+	Record string
+}
+
 // MappingProfile is one stored version of a field-mapping profile. Source is
 // the YAML text exactly as the admin wrote it.
 type MappingProfile struct {

@@ -22,7 +22,9 @@ type InboxStore interface {
 	InsertEvent(ctx context.Context, e core.Event) (string, bool, error)
 	ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([]core.Event, error)
 	FinishEvent(ctx context.Context, id, status, reason, record string) error
+	FinishEvents(ctx context.Context, outcomes []core.EventOutcome) ([]bool, error)
 	RetryEvent(ctx context.Context, id, lastError string, retryAt time.Time) error
+	PostponeEvent(ctx context.Context, id, lastError string, retryAt time.Time) error
 	GetEvent(ctx context.Context, id string) (core.Event, error)
 	ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, error)
 	ReplayEvent(ctx context.Context, id, actor string) error
@@ -239,7 +241,10 @@ func (in *Inbox) Run(ctx context.Context) {
 			in.worker(ctx)
 		}()
 	}
-	lag := time.NewTicker(5 * time.Second)
+	// Every second: the drain is watched through these gauges (lag back
+	// to 0 within seconds of a burst), so they must not trail it by more.
+	in.updateLag(ctx)
+	lag := time.NewTicker(time.Second)
 	defer lag.Stop()
 	for running := in.cfg.Workers; running > 0; {
 		select {
@@ -252,8 +257,11 @@ func (in *Inbox) Run(ctx context.Context) {
 }
 
 func (in *Inbox) updateLag(ctx context.Context) {
+	if in.metrics == nil {
+		return
+	}
 	oldest, n, err := in.store.InboxLag(ctx)
-	if err != nil || in.metrics == nil {
+	if err != nil {
 		return
 	}
 	in.metrics.InboxPending.Set(float64(n))
@@ -277,7 +285,9 @@ func (in *Inbox) worker(ctx context.Context) {
 		for ctx.Err() == nil {
 			n, err := in.ProcessBatch(ctx)
 			if err != nil {
-				in.log.WarnContext(ctx, "normalizer batch failed", "error", err.Error())
+				if ctx.Err() == nil { // a claim cancelled by the stop is no failure
+					in.log.WarnContext(ctx, "normalizer batch failed", "error", err.Error())
+				}
 				break
 			}
 			if n < in.cfg.BatchSize {
@@ -288,45 +298,139 @@ func (in *Inbox) worker(ctx context.Context) {
 	}
 }
 
+// settleTimeout bounds recording the outcomes of a batch whose context
+// ended (the process is stopping): the work is done, and recording it
+// spares the events a second processing and an attempt after the restart.
+const settleTimeout = 5 * time.Second
+
 // ProcessBatch claims and normalizes one batch; it returns how many events
-// it claimed. Each event is settled on its own: whatever one event does
-// (fails to map, carries bytes the database refuses, panics the mapping,
-// keeps failing), it is quarantined or retried alone and the rest of the
-// batch goes on. The error is only the claim's.
+// it claimed. The batch's outcomes are recorded together (one statement);
+// when that fails, each event is settled on its own: whatever one event
+// does (fails to map, carries bytes the database refuses, panics the
+// mapping, keeps failing), it is quarantined or retried alone and the rest
+// of the batch goes on. When ctx ends mid-batch, the events not yet
+// processed are handed back uncounted. The error is only the claim's.
 func (in *Inbox) ProcessBatch(ctx context.Context) (int, error) {
 	evs, err := in.store.ClaimEvents(ctx, in.cfg.BatchSize, in.cfg.Lease)
 	if err != nil {
 		return 0, fmt.Errorf("claim events: %w", err)
 	}
-	for _, e := range evs {
-		in.process(ctx, e)
+	var done []core.EventOutcome
+	var settled []core.Event
+	for i, e := range evs {
+		if ctx.Err() != nil {
+			in.handBack(ctx, evs[i:])
+			break
+		}
+		if o, ok := in.process(ctx, e); ok {
+			done, settled = append(done, o), append(settled, e)
+		}
 	}
+	in.settle(ctx, settled, done)
 	return len(evs), nil
 }
 
-// process settles one claimed event: an event claimed more than
-// MaxAttempts times (its processing kept failing, or crashed the process)
-// is quarantined with its last error; a transient failure is retried
-// after a backoff, and quarantined once the attempts are spent.
-func (in *Inbox) process(ctx context.Context, e core.Event) {
-	if e.Attempts > in.cfg.MaxAttempts {
-		in.finish(ctx, e, core.EventQuarantined, gaveUp(e.Attempts-1, e.LastError), "")
+// handBack gives the claims of events left unprocessed (the process is
+// stopping) back at once, without counting the attempt, so a restart or
+// another replica takes them without waiting for their lease.
+func (in *Inbox) handBack(ctx context.Context, evs []core.Event) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	for _, e := range evs {
+		if err := in.store.PostponeEvent(ctx, e.ID, "", in.clock.Now()); err != nil && !core.IsKind(err, core.KindConflict) {
+			// The claim still ends with its lease.
+			in.log.InfoContext(ctx, "cannot hand back an event's claim at shutdown", "event_id", e.ID, "error", err.Error())
+		}
+	}
+}
+
+// settle records the outcomes of a batch in one statement, or, when that
+// fails, event by event.
+func (in *Inbox) settle(ctx context.Context, evs []core.Event, outcomes []core.EventOutcome) {
+	if len(outcomes) == 0 {
 		return
+	}
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+	}
+	ok, err := in.store.FinishEvents(ctx, outcomes)
+	if err != nil {
+		in.log.WarnContext(ctx, "cannot record the batch's outcomes: recording them one by one", "events", len(outcomes), "error", err.Error())
+		for i, o := range outcomes {
+			in.finish(ctx, evs[i], o.Status, o.Reason, o.Record)
+		}
+		return
+	}
+	for i, o := range outcomes {
+		if !ok[i] {
+			in.log.InfoContext(ctx, "event already finished by another worker", "event_id", o.ID)
+			continue
+		}
+		in.recorded(ctx, evs[i], o.Status, o.Reason)
+	}
+}
+
+// process normalizes one claimed event and returns its outcome to record;
+// ok is false when the event was retried instead. An event claimed more
+// than MaxAttempts times (its processing kept failing, or crashed the
+// process) is quarantined with its last error; a transient failure is
+// retried after a backoff, and quarantined once the attempts are spent;
+// a failure of the database itself (or the process stopping) is retried
+// without spending an attempt.
+func (in *Inbox) process(ctx context.Context, e core.Event) (core.EventOutcome, bool) {
+	out := func(status, reason, record string) (core.EventOutcome, bool) {
+		return core.EventOutcome{ID: e.ID, Status: status, Reason: reason, Record: record}, true
+	}
+	if e.Attempts > in.cfg.MaxAttempts {
+		return out(core.EventQuarantined, gaveUp(e.Attempts-1, e.LastError), "")
 	}
 	status, reason, record, err := in.normalizeSafe(ctx, e)
 	if err == nil {
-		in.finish(ctx, e, status, reason, record)
-		return
+		return out(status, reason, record)
+	}
+	if notTheEvents(ctx, err) {
+		in.postpone(ctx, e, err)
+		return core.EventOutcome{}, false
 	}
 	if e.Attempts >= in.cfg.MaxAttempts {
-		in.finish(ctx, e, core.EventQuarantined, gaveUp(e.Attempts, err.Error()), "")
-		return
+		return out(core.EventQuarantined, gaveUp(e.Attempts, err.Error()), "")
 	}
 	retryAt := in.clock.Now().Add(in.backoff(e.Attempts))
 	in.log.WarnContext(ctx, "event will be retried", "event_id", e.ID, "connector", e.Connector, "attempt", e.Attempts,
 		"retry_at", retryAt.Format(time.RFC3339), "error", err.Error())
 	in.count(e.Connector, "retried")
 	if rerr := in.store.RetryEvent(ctx, e.ID, err.Error(), retryAt); rerr != nil && !core.IsKind(rerr, core.KindConflict) {
+		// The claim still ends with its lease: the event is tried again then.
+		in.log.WarnContext(ctx, "cannot record the retry", "event_id", e.ID, "error", rerr.Error())
+	}
+	return core.EventOutcome{}, false
+}
+
+// notTheEvents reports whether a failure says nothing about the event:
+// the database itself was unavailable (not contention on the event's
+// record), or the process is stopping.
+func notTheEvents(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || core.IsStoreDown(err)
+}
+
+// postpone retries an event after a failure that is not its own, giving
+// back the attempt its claim counted. At shutdown the claim is handed back
+// at once, otherwise after the backoff of its attempts so far.
+func (in *Inbox) postpone(ctx context.Context, e core.Event, cause error) {
+	retryAt := in.clock.Now()
+	lastErr := ""
+	if ctx.Err() == nil {
+		retryAt = retryAt.Add(in.backoff(e.Attempts))
+		lastErr = cause.Error()
+		in.log.WarnContext(ctx, "the database is unavailable: event postponed, its attempt not counted", "event_id", e.ID,
+			"connector", e.Connector, "retry_at", retryAt.Format(time.RFC3339), "error", lastErr)
+		in.count(e.Connector, "retried")
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	if rerr := in.store.PostponeEvent(pctx, e.ID, lastErr, retryAt); rerr != nil && !core.IsKind(rerr, core.KindConflict) {
 		// The claim still ends with its lease: the event is tried again then.
 		in.log.WarnContext(ctx, "cannot record the retry", "event_id", e.ID, "error", rerr.Error())
 	}
@@ -346,13 +450,19 @@ func (in *Inbox) backoff(attempt int) time.Duration {
 	return min(d, in.cfg.Lease)
 }
 
-// finish records an event's outcome. When that fails (other than because
+// finish records an event's outcome. When the database is unavailable,
+// the event is postponed without spending an attempt (processing it again
+// is idempotent). When recording fails otherwise (other than because
 // another worker finished it first), the event is quarantined with the
 // failure as its reason; when even that fails, the failure is kept as the
 // event's last error and its claim runs out, so it is tried again and
 // counts an attempt.
 func (in *Inbox) finish(ctx context.Context, e core.Event, status, reason, record string) {
 	err := in.store.FinishEvent(ctx, e.ID, status, reason, record)
+	if core.IsKind(err, core.KindUnavailable) {
+		in.postpone(ctx, e, err)
+		return
+	}
 	if err != nil && !core.IsKind(err, core.KindConflict) && status != core.EventQuarantined {
 		in.log.WarnContext(ctx, "cannot record the event's outcome: quarantining it", "event_id", e.ID, "status", status, "error", err.Error())
 		reason = fmt.Sprintf("recording the outcome (%s: %s) failed: %v", status, reason, err)
@@ -373,6 +483,11 @@ func (in *Inbox) finish(ctx context.Context, e core.Event, status, reason, recor
 		}
 		return
 	}
+	in.recorded(ctx, e, status, reason)
+}
+
+// recorded counts a recorded outcome and logs a quarantine.
+func (in *Inbox) recorded(ctx context.Context, e core.Event, status, reason string) {
 	in.count(e.Connector, status)
 	if status == core.EventQuarantined {
 		in.log.WarnContext(ctx, "event quarantined", "event_id", e.ID, "connector", e.Connector, "type", e.Type, "reason", reason)
@@ -428,6 +543,8 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 	switch {
 	case err == nil:
 		return core.EventProcessed, outcome, record, nil
+	case ctx.Err() != nil:
+		return "", "", "", ctx.Err() // stopping: not the event's failure
 	case core.IsKind(err, core.KindUnavailable):
 		return "", "", "", err
 	case core.IsKind(err, core.KindForbidden):

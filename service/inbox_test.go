@@ -63,6 +63,17 @@ func (f *faultyStore) FinishEvent(ctx context.Context, id, status, reason, recor
 	return f.DB.FinishEvent(ctx, id, status, reason, record)
 }
 
+// FinishEvents fails the whole batch when one of its events' outcome
+// would fail alone, as a database refusing one row fails the statement.
+func (f *faultyStore) FinishEvents(ctx context.Context, outcomes []core.EventOutcome) ([]bool, error) {
+	for _, o := range outcomes {
+		if err, ok := f.finish[o.ID]; ok && o.Status == core.EventProcessed {
+			return nil, err
+		}
+	}
+	return f.DB.FinishEvents(ctx, outcomes)
+}
+
 func newTestInbox(t *testing.T, clock core.Clock, cfg InboxConfig) (*Inbox, *faultyStore) {
 	t.Helper()
 	ctx := context.Background()
@@ -185,6 +196,74 @@ func TestInboxSettlesEachEventAlone(t *testing.T) {
 	}
 	if e := get("CHG1"); e.Status != core.EventProcessed {
 		t.Fatalf("replayed event: %s %q", e.Status, e.Reason)
+	}
+}
+
+// A database outage is not the event's failure: an event whose record
+// cannot be written because the store is down is postponed with the error
+// shown, but its attempts are given back, so however long the outage, it
+// is processed once the database is back, never quarantined for it.
+func TestInboxOutageSpendsNoAttempts(t *testing.T) {
+	ctx := context.Background()
+	clock := &stepClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
+	id := snEvent(t, fs.DB, "CHG1", clock.Now())
+	down := true
+	fs.upsert["CHG1"] = func() error {
+		if down {
+			return core.StoreDown(errors.New("dial tcp 127.0.0.1:5432: connect: connection refused"), "database unavailable")
+		}
+		return nil
+	}
+	for round := range 10 {
+		if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
+			t.Fatalf("round %d: %d %v", round, n, err)
+		}
+		e, err := fs.GetEvent(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Status != core.EventPending || e.Attempts != 0 || !strings.Contains(e.LastError, "connection refused") {
+			t.Fatalf("round %d: %s, %d attempts, last error %q; want pending, no attempt spent, the outage shown", round, e.Status, e.Attempts, e.LastError)
+		}
+		clock.add(time.Minute)
+	}
+	down = false
+	if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("after the outage: %d %v", n, err)
+	}
+	if e, _ := fs.GetEvent(ctx, id); e.Status != core.EventProcessed || e.Record != "change:CHG1" {
+		t.Fatalf("after the outage: %s %q", e.Status, e.Reason)
+	}
+}
+
+// A batch cut short by the process stopping: the event being processed
+// and those after it are handed back at once, uncounted; what was
+// processed before is recorded. No event is quarantined for the stop.
+func TestInboxStopHandsBackClaims(t *testing.T) {
+	clock := &stepClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, snEvent(t, fs.DB, fmt.Sprint("CHG", i+1), clock.Now().Add(time.Duration(i)*time.Millisecond)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	fs.upsert["CHG2"] = func() error { cancel(); return context.Canceled }
+	if n, err := in.ProcessBatch(ctx); err != nil || n != 4 {
+		t.Fatalf("batch: %d %v", n, err)
+	}
+	bg := context.Background()
+	for i, id := range ids {
+		e, err := fs.GetEvent(bg, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case i == 0 && e.Status != core.EventProcessed:
+			t.Fatalf("event processed before the stop: %s %q", e.Status, e.Reason)
+		case i > 0 && (e.Status != core.EventPending || e.Attempts != 0 || e.ClaimedUntil == nil || e.ClaimedUntil.After(clock.Now())):
+			t.Fatalf("event %d after the stop: %+v, want pending, claimable now, no attempt spent", i, e)
+		}
 	}
 }
 

@@ -111,12 +111,12 @@ func (d *DB) UpsertChange(ctx context.Context, c core.Change) (core.UpsertResult
 			return changeCanon(old), nil
 		},
 		insert: func(ctx context.Context, tx *sqlx.Tx, now time.Time) (sql.Result, error) {
-			return tx.ExecContext(ctx, d.q(`INSERT INTO changes (key, source, version, type, state, approval, doc, source_updated_at, updated_at)
+			return d.execTx(ctx, tx, d.q(`INSERT INTO changes (key, source, version, type, state, approval, doc, source_updated_at, updated_at)
 				VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`),
 				c.Key, c.Source, string(c.Type), c.State, string(c.Approval), doc, c.SourceUpdatedAt, now)
 		},
 		update: func(ctx context.Context, tx *sqlx.Tx, version int, now time.Time) (sql.Result, error) {
-			return tx.ExecContext(ctx, d.q(`UPDATE changes SET version = ?, type = ?, state = ?, approval = ?, doc = ?,
+			return d.execTx(ctx, tx, d.q(`UPDATE changes SET version = ?, type = ?, state = ?, approval = ?, doc = ?,
 				source_updated_at = ?, updated_at = ? WHERE key = ? AND source = ?`),
 				version, string(c.Type), c.State, string(c.Approval), doc, c.SourceUpdatedAt, now, c.Key, c.Source)
 		},
@@ -234,7 +234,7 @@ func (d *DB) upsertVersioned(ctx context.Context, u versionedUpsert) (core.Upser
 				stamp   time.Time
 				owner   string
 			)
-			err := tx.QueryRowxContext(ctx, d.q(`SELECT version, doc, source_updated_at, source FROM `+u.table+` WHERE key = ?`+lock), u.key).
+			err := d.queryRowTx(ctx, tx, d.q(`SELECT version, doc, source_updated_at, source FROM `+u.table+` WHERE key = ?`+lock), u.key).
 				Scan(&version, &stored, &stamp, &owner)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
@@ -296,7 +296,7 @@ func notOwner(u versionedUpsert, owner string) error {
 // storeVersion appends version to the history, maintains derived rows and
 // announces the change.
 func (d *DB) storeVersion(ctx context.Context, tx *sqlx.Tx, u versionedUpsert, version int, now time.Time) error {
-	if _, err := tx.ExecContext(ctx, d.q(`INSERT INTO `+u.versions+` (key, version, valid_from, recorded_at, doc) VALUES (?, ?, ?, ?, ?)`),
+	if _, err := d.execTx(ctx, tx, d.q(`INSERT INTO `+u.versions+` (key, version, valid_from, recorded_at, doc) VALUES (?, ?, ?, ?, ?)`),
 		u.key, version, u.stamp, now, u.doc); err != nil {
 		return fmt.Errorf("insert version %d: %w", version, err)
 	}

@@ -292,7 +292,7 @@ func translate(err error) error {
 		return err
 	}
 	if errors.Is(err, driver.ErrBadConn) {
-		return core.Wrap(core.KindUnavailable, err, "database connection lost")
+		return core.StoreDown(err, "database connection lost")
 	}
 	var pe *pq.Error
 	if errors.As(err, &pe) {
@@ -307,13 +307,13 @@ func translate(err error) error {
 		}
 		switch {
 		case strings.HasPrefix(string(pe.Code), "08") || strings.HasPrefix(string(pe.Code), "57P"):
-			return core.Wrap(core.KindUnavailable, err, "database unavailable")
+			return core.StoreDown(err, "database unavailable")
 		case pe.Code == "53100": // disk_full
-			return core.Wrap(core.KindUnavailable, err, "database disk is full")
+			return core.StoreDown(err, "database disk is full")
 		case strings.HasPrefix(string(pe.Code), "53"): // out of memory, too many connections
-			return core.Wrap(core.KindUnavailable, err, "database out of resources")
+			return core.StoreDown(err, "database out of resources")
 		case pe.Code == "25006": // read_only_sql_transaction: a read-only database or a standby
-			return core.Wrap(core.KindUnavailable, err, "database is read-only")
+			return core.StoreDown(err, "database is read-only")
 		}
 		return err
 	}
@@ -329,16 +329,19 @@ func translate(err error) error {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
 			return core.Wrap(core.KindUnavailable, err, "database busy, retry")
 		case sqlite3.SQLITE_FULL:
-			return core.Wrap(core.KindUnavailable, err, "database disk is full")
+			return core.StoreDown(err, "database disk is full")
 		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR:
-			return core.Wrap(core.KindUnavailable, err, "database unavailable")
+			return core.StoreDown(err, "database unavailable")
 		case sqlite3.SQLITE_READONLY:
-			return core.Wrap(core.KindUnavailable, err, "database is read-only")
+			return core.StoreDown(err, "database is read-only")
 		}
 		return err
 	}
 	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.As(err, &ne) || errors.Is(err, sql.ErrConnDone) {
+		return core.StoreDown(err, "database unavailable")
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
 		return core.Wrap(core.KindUnavailable, err, "database unavailable")
 	}
 	return err

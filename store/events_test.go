@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -137,6 +138,56 @@ func TestEventClaimLeaseFinish(t *testing.T) {
 		}
 		if _, err := db.ClaimEvents(ctx, 0, time.Minute); !core.IsKind(err, core.KindInvalid) {
 			t.Fatalf("zero limit: %v", err)
+		}
+	})
+}
+
+// FinishEvents settles a claimed batch at once: each outcome is recorded
+// as FinishEvent would, an event finished meanwhile by another worker is
+// reported unsettled and left as it is, and a bad status records nothing.
+func TestEventFinishBatch(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		for i := range 4 {
+			if _, _, err := db.InsertEvent(ctx, newEvent("github", fmt.Sprint("e", i), clock.t.Add(time.Duration(i)*time.Second))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := db.ClaimEvents(ctx, 10, time.Minute)
+		if err != nil || len(got) != 4 {
+			t.Fatalf("claim: %+v %v", got, err)
+		}
+		// Another worker finished e3 after this one's lease ended.
+		if err := db.FinishEvent(ctx, got[3].ID, core.EventIgnored, "by the other worker", ""); err != nil {
+			t.Fatal(err)
+		}
+		outcomes := []core.EventOutcome{
+			{ID: got[0].ID, Status: core.EventProcessed, Reason: "created", Record: "change:CHG1"},
+			{ID: got[1].ID, Status: core.EventQuarantined, Reason: "mapping failed"},
+			{ID: got[2].ID, Status: core.EventIgnored, Reason: "no profile"},
+			{ID: got[3].ID, Status: core.EventProcessed, Reason: "created", Record: "change:CHG3"},
+		}
+		if _, err := db.FinishEvents(ctx, append(slices.Clone(outcomes[:1]), core.EventOutcome{ID: got[1].ID, Status: "done"})); !core.IsKind(err, core.KindInvalid) {
+			t.Fatalf("bad status: %v", err)
+		}
+		if e, _ := db.GetEvent(ctx, got[0].ID); e.Status != core.EventPending {
+			t.Fatalf("a refused batch recorded %s", e.Status)
+		}
+		settled, err := db.FinishEvents(ctx, outcomes)
+		if err != nil || !slices.Equal(settled, []bool{true, true, true, false}) {
+			t.Fatalf("finish batch: %v %v", settled, err)
+		}
+		for i, want := range outcomes[:3] {
+			e, err := db.GetEvent(ctx, got[i].ID)
+			if err != nil || e.Status != want.Status || e.Reason != want.Reason || e.Record != want.Record || e.ProcessedAt == nil || e.ClaimedUntil != nil {
+				t.Fatalf("event %d: %+v %v, want %+v", i, e, err, want)
+			}
+		}
+		if e, _ := db.GetEvent(ctx, got[3].ID); e.Status != core.EventIgnored || e.Reason != "by the other worker" {
+			t.Fatalf("the other worker's outcome was overwritten: %+v", e)
+		}
+		if _, pending, err := db.InboxLag(ctx); err != nil || pending != 0 {
+			t.Fatalf("pending after the batch: %d %v", pending, err)
 		}
 	})
 }

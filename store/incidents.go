@@ -95,17 +95,17 @@ func (d *DB) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertRe
 			return incidentCanon(old), nil
 		},
 		insert: func(ctx context.Context, tx *sqlx.Tx, now time.Time) (sql.Result, error) {
-			return tx.ExecContext(ctx, d.q(`INSERT INTO incidents (key, source, version, priority, major, state, active, global, doc, source_updated_at, updated_at)
+			return d.execTx(ctx, tx, d.q(`INSERT INTO incidents (key, source, version, priority, major, state, active, global, doc, source_updated_at, updated_at)
 				VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`),
 				i.Key, i.Source, i.Priority, i.Major, i.State, i.Active(), global, doc, i.SourceUpdatedAt, now)
 		},
 		update: func(ctx context.Context, tx *sqlx.Tx, version int, now time.Time) (sql.Result, error) {
-			return tx.ExecContext(ctx, d.q(`UPDATE incidents SET version = ?, priority = ?, major = ?, state = ?, active = ?, global = ?,
+			return d.execTx(ctx, tx, d.q(`UPDATE incidents SET version = ?, priority = ?, major = ?, state = ?, active = ?, global = ?,
 				doc = ?, source_updated_at = ?, updated_at = ? WHERE key = ? AND source = ?`),
 				version, i.Priority, i.Major, i.State, i.Active(), global, doc, i.SourceUpdatedAt, now, i.Key, i.Source)
 		},
 		after: func(ctx context.Context, tx *sqlx.Tx) error {
-			if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM incident_services WHERE incident_key = ?`), i.Key); err != nil {
+			if _, err := d.execTx(ctx, tx, d.q(`DELETE FROM incident_services WHERE incident_key = ?`), i.Key); err != nil {
 				return fmt.Errorf("clear services: %w", err)
 			}
 			if len(services) == 0 {

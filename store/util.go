@@ -141,6 +141,24 @@ func (d *DB) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	return nil
 }
 
+// execTx runs a hot statement of a transaction prepared (once per
+// connection, stmtcache), or, until it is prepared, as text. query is
+// already rebound (d.q).
+func (d *DB) execTx(ctx context.Context, tx *sqlx.Tx, query string, args ...any) (sql.Result, error) {
+	if st := d.stmts.InTx(ctx, tx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
+// queryRowTx is execTx for a statement returning one row.
+func (d *DB) queryRowTx(ctx context.Context, tx *sqlx.Tx, query string, args ...any) *sqlx.Row {
+	if st := d.stmts.InTx(ctx, tx, query); st != nil {
+		return st.QueryRowxContext(ctx, args...)
+	}
+	return tx.QueryRowxContext(ctx, query, args...)
+}
+
 // nullTime converts an optional time for a nullable column.
 func nullTime(t *time.Time) sql.NullTime {
 	if t == nil {

@@ -59,7 +59,7 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 	subject := "release:" + dec.ReleaseID // also the release row's Once key
 	entry := core.AuditEntry{
 		Actor: actor, Action: core.ActionGateDecision, Subject: subject, At: dec.EvaluatedAt,
-		Data: json.RawMessage(mustJSON(core.DecisionAuditData{DecisionID: dec.ID, Decision: dec.Decision, Reasons: codes,
+		Data: json.RawMessage(mustJSONBytes(core.DecisionAuditData{DecisionID: dec.ID, Decision: dec.Decision, Reasons: codes,
 			PolicyVersion: dec.PolicyVersion, DocSHA256: docHash})),
 	}
 	rows := []groupcommit.Row{{Insert: decisionInsert, Args: []any{dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency,

@@ -63,6 +63,11 @@ func TestMustJSONMatchesEncodingJSON(t *testing.T) {
 			if got := mustJSON(v); got != string(want) {
 				t.Fatalf("mustJSON:      %s\nencoding/json: %s", got, want)
 			}
+			if d, ok := v.(core.GateDecision); ok {
+				if doc, sum := encodeDecision(d); doc != string(want) || sum != core.DecisionDocSHA256(want) {
+					t.Fatalf("encodeDecision: %s %s\nencoding/json: %s", doc, sum, want)
+				}
+			}
 		})
 	}
 }
@@ -97,6 +102,19 @@ func BenchmarkMustJSON(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			_ = mustJSON(d)
+		}
+	})
+	b.Run("encodeDecision", func(b *testing.B) { // the document and its hash, as SaveDecision
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = encodeDecision(d)
+		}
+	})
+	b.Run("mustJSON+hash", func(b *testing.B) { // what encodeDecision did before its buffer
+		b.ReportAllocs()
+		for b.Loop() {
+			doc := mustJSONBytes(d)
+			_, _ = string(doc), core.DecisionDocSHA256(doc)
 		}
 	})
 	b.Run("encoding-json", func(b *testing.B) {

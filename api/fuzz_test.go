@@ -30,7 +30,7 @@ func FuzzGateRequestDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c := e.NewContext(httptest.NewRequest("POST", "/api/v1/gate/check", bytes.NewReader(body)), httptest.NewRecorder())
 		var req core.GateRequest
-		err := limit(func(c *echo.Context) error { return decodeJSON(c, &req) })(c)
+		err := limit(func(c *echo.Context) error { return decodeGateRequest(c, &req) })(c)
 		if err != nil {
 			if echo.StatusCode(err) == 413 { // refused by the limit up front (Content-Length)
 				return

@@ -71,6 +71,11 @@ func decodeJSON(c *echo.Context, v any) error {
 	if err != nil {
 		return err
 	}
+	return decodeJSONBytes(b, v)
+}
+
+// decodeJSONBytes is decodeJSON of a body already read.
+func decodeJSONBytes(b []byte, v any) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return core.Invalid("body", "a JSON body is required")
 	}
@@ -129,7 +134,7 @@ type gateCheckResponse struct {
 
 func (s *Server) gateCheck(c *echo.Context) error {
 	var req core.GateRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := decodeGateRequest(c, &req); err != nil {
 		return err
 	}
 	var wait time.Duration
@@ -148,7 +153,7 @@ func (s *Server) gateCheck(c *echo.Context) error {
 	if reasons == nil {
 		reasons = []core.Reason{}
 	}
-	return c.JSON(http.StatusOK, gateCheckResponse{
+	return renderGateCheck(c, gateCheckResponse{
 		Decision: d.Decision, DecisionID: d.ID, ReleaseID: d.ReleaseID, Reasons: reasons,
 		EvaluatedAt: d.EvaluatedAt, Emergency: d.Emergency, PolicyVersion: d.PolicyVersion,
 		WouldBe: d.WouldBe, Evidence: d.Evidence,

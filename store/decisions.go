@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
+
+	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/groupcommit"
@@ -59,7 +62,7 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 	subject := "release:" + dec.ReleaseID // also the release row's Once key
 	entry := core.AuditEntry{
 		Actor: actor, Action: core.ActionGateDecision, Subject: subject, At: dec.EvaluatedAt,
-		Data: json.RawMessage(mustJSON(core.DecisionAuditData{DecisionID: dec.ID, Decision: dec.Decision, Reasons: codes,
+		Data: json.RawMessage(mustJSONBytes(core.DecisionAuditData{DecisionID: dec.ID, Decision: dec.Decision, Reasons: codes,
 			PolicyVersion: dec.PolicyVersion, DocSHA256: docHash})),
 	}
 	rows := []groupcommit.Row{{Insert: decisionInsert, Args: []any{dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency,
@@ -79,11 +82,22 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 	return nil
 }
 
-// encodeDecision returns dec's stored document and its hex SHA-256.
+// encodeDecision returns dec's stored document (mustJSON's bytes) and its
+// hex SHA-256. It encodes into a pooled buffer, so the document (facts and
+// all, the largest thing a check allocates) is copied once, into doc.
 func encodeDecision(dec core.GateDecision) (doc, sum string) {
-	b := mustJSONBytes(dec)
+	buf := docBufs.Get().(*[]byte)
+	defer docBufs.Put(buf)
+	b, err := segjson.Append((*buf)[:0], dec, segjson.EscapeHTML|segjson.SortMapKeys) // as segjson.Marshal
+	if err != nil {
+		panic(fmt.Sprintf("store: encode %T: %v", dec, err))
+	}
+	*buf = b
 	return string(b), core.DecisionDocSHA256(b)
 }
+
+// docBufs are encodeDecision's buffers.
+var docBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 // GetDecision returns the recorded decision with id.
 func (d *DB) GetDecision(ctx context.Context, id string) (core.GateDecision, error) {

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -120,13 +119,13 @@ func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) 
 		switch r.Kind {
 		case factChange:
 			var c core.Change
-			if err := json.Unmarshal([]byte(r.Doc.String), &c); err != nil {
+			if err := decodeDoc([]byte(r.Doc.String), &c); err != nil {
 				return core.Facts{}, fmt.Errorf("gather facts: decode change: %w", err)
 			}
 			facts.Changes[c.Key] = c
 		case factIncident:
 			var i core.Incident
-			if err := json.Unmarshal([]byte(r.Doc.String), &i); err != nil {
+			if err := decodeDoc([]byte(r.Doc.String), &i); err != nil {
 				return core.Facts{}, fmt.Errorf("gather facts: decode incident: %w", err)
 			}
 			if asOf && (!i.Active() || (!q.AllIncidents && !affects(i, service))) {
@@ -359,7 +358,7 @@ func (s factSource) ChangesByKey(ctx context.Context, keys []string) (map[string
 			return nil, fmt.Errorf("read changes: %w", translate(err))
 		}
 		var ch core.Change
-		if err := json.Unmarshal(doc, &ch); err != nil {
+		if err := decodeDoc(doc, &ch); err != nil {
 			return nil, fmt.Errorf("read changes: decode: %w", err)
 		}
 		out[ch.Key] = ch
@@ -380,7 +379,7 @@ func (s factSource) ActiveIncidents(ctx context.Context) ([]factcache.Incident, 
 	out := make([]factcache.Incident, 0, len(docs))
 	for _, b := range docs {
 		var i core.Incident
-		if err := json.Unmarshal(b, &i); err != nil {
+		if err := decodeDoc(b, &i); err != nil {
 			return nil, fmt.Errorf("read active incidents: decode: %w", err)
 		}
 		out = append(out, factcache.Incident{Incident: i, Services: serviceSet(i.Services)})

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -62,6 +63,11 @@ func TestMustJSONMatchesEncodingJSON(t *testing.T) {
 			if got := mustJSON(v); got != string(want) {
 				t.Fatalf("mustJSON:      %s\nencoding/json: %s", got, want)
 			}
+			if d, ok := v.(core.GateDecision); ok {
+				if doc, sum := encodeDecision(d); doc != string(want) || sum != core.DecisionDocSHA256(want) {
+					t.Fatalf("encodeDecision: %s %s\nencoding/json: %s", doc, sum, want)
+				}
+			}
 		})
 	}
 }
@@ -96,6 +102,19 @@ func BenchmarkMustJSON(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			_ = mustJSON(d)
+		}
+	})
+	b.Run("encodeDecision", func(b *testing.B) { // the document and its hash, as SaveDecision
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = encodeDecision(d)
+		}
+	})
+	b.Run("mustJSON+hash", func(b *testing.B) { // what encodeDecision did before its buffer
+		b.ReportAllocs()
+		for b.Loop() {
+			doc := mustJSONBytes(d)
+			_, _ = string(doc), core.DecisionDocSHA256(doc)
 		}
 	})
 	b.Run("encoding-json", func(b *testing.B) {
@@ -143,4 +162,65 @@ func FuzzParseList(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(checkParseList)
+}
+
+// TestDecodeDocMatchesEncodingJSON: decodeDoc reads the documents the
+// store writes (as written, and as PostgreSQL's jsonb gives them back,
+// spaced and with keys reordered) to what encoding/json reads.
+func TestDecodeDocMatchesEncodingJSON(t *testing.T) {
+	at := time.Date(2026, 3, 29, 2, 30, 0, 123456789, time.FixedZone("CEST", 2*3600))
+	for _, s := range []string{"svc-1", `<script>&"'</script>`, "a\u2028b\u2029c", "\x00\x01\t\n\r\x1f\x7f",
+		"a\xffb\xc3(", "ünïcode ✓ 🚀", `\\"\u0041`, ""} {
+		f := awkwardDecision(s, at, len(s)).Facts
+		checkDecodeDoc(t, f.Changes[s])
+		checkDecodeDoc(t, f.Changes["CHG1"])
+		checkDecodeDoc(t, f.Incidents[0])
+		checkDecodeDoc(t, core.Incident{})
+	}
+	for _, doc := range []string{ // jsonb's text form; null, and fields no longer in the type
+		`{"key": "CHG1", "risk": "moderate", "type": "normal", "state": "scheduled", "source": "servicenow", "approval": "approved", "approvals": [{"at": "2026-01-01T09:00:00Z", "approver": "cab-1", "decision": "approved"}], "planned_end": "2026-02-01T00:00:00Z", "planned_start": null, "services": ["svc-1"], "old_field": {"a": [1, 2.5e3, true]}, "source_updated_at": "2026-01-01T09:00:00+01:00"}`,
+		`{"key": "INC1", "major": true, "state": "open", "global": false, "priority": 1, "services": [], "opened_at": "2026-01-01T09:00:00.5Z", "fix_changes": null}`,
+	} {
+		var c1, c2 core.Change
+		var i1, i2 core.Incident
+		if err := decodeDoc([]byte(doc), &c1); err != nil || json.Unmarshal([]byte(doc), &c2) != nil || !reflect.DeepEqual(c1, c2) {
+			t.Errorf("change %s: decodeDoc %#v (%v), encoding/json %#v", doc, c1, err, c2)
+		}
+		if err := decodeDoc([]byte(doc), &i1); err != nil || json.Unmarshal([]byte(doc), &i2) != nil || !reflect.DeepEqual(i1, i2) {
+			t.Errorf("incident %s: decodeDoc %#v (%v), encoding/json %#v", doc, i1, err, i2)
+		}
+	}
+}
+
+// checkDecodeDoc encodes v as the store does and decodes it both ways.
+func checkDecodeDoc[T any](t *testing.T, v T) {
+	t.Helper()
+	doc := mustJSONBytes(v)
+	var got, want T
+	if err := decodeDoc(doc, &got); err != nil {
+		t.Fatalf("decodeDoc %s: %v", doc, err)
+	}
+	if err := json.Unmarshal(doc, &want); err != nil {
+		t.Fatalf("encoding/json %s: %v", doc, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s:\ndecodeDoc     %#v\nencoding/json %#v", doc, got, want)
+	}
+}
+
+// BenchmarkDecodeDoc decodes a change document as a fact-cache miss does,
+// with decodeDoc and with encoding/json.
+func BenchmarkDecodeDoc(b *testing.B) {
+	doc := []byte(`{"key": "CHG0000042", "risk": "moderate", "type": "normal", "state": "scheduled", "source": "servicenow", "approval": "approved", "approvals": [{"at": "2026-01-01T09:00:00Z", "approver": "cab-0", "decision": "approved"}], "services": ["svc-42"], "planned_end": "2026-12-31T10:00:00Z", "requested_by": "dev-9", "planned_start": "2026-12-01T10:00:00Z", "has_backout_plan": true, "source_updated_at": "2026-01-01T09:00:00Z", "has_risk_assessment": true}`)
+	for name, decode := range map[string]func([]byte, any) error{"decodeDoc": decodeDoc, "encoding-json": json.Unmarshal} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var c core.Change
+				if err := decode(doc, &c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -32,11 +32,14 @@ targets="
 ./core FuzzCompactData
 ./config FuzzParsePolicy
 ./api FuzzGateRequestDecode
+./api FuzzGateRequestFastDecode
 ./api FuzzReportRequestDecode
 ./evidence FuzzJUnit
 ./evidence FuzzSARIF
 ./evidence FuzzDSSE
 ./store FuzzMustJSON
+./store FuzzParseList
+./service FuzzShapeMatchesPatterns
 "
 # Every Fuzz function in the tree must be listed above, with its package.
 missing=$(grep -rHoE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sed -E 's#^\./(.*)/[^/]+_test\.go:func (.*)#./\1 \2#' | sort -u | while read -r line; do

@@ -3,9 +3,9 @@ package service
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
 // TestMain fails the package's tests if any leaves a goroutine behind
 // (a retry loop, a hanging call, a connection never closed).
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testpg.VerifyNoLeaks(m) }

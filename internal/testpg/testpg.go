@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	_ "github.com/lib/pq" // the PostgreSQL driver
 )
 
@@ -130,4 +132,22 @@ func databaseURL(adminURL, name string) (string, error) {
 	}
 	p.RawQuery = q.Encode()
 	return p.String(), nil
+}
+
+// VerifyNoLeaks runs a package's tests, closes the shared admin pool (which
+// lives for the whole binary on purpose), and then fails the run if any
+// goroutine is left: the TestMain of a package that both uses this server
+// and checks for leaks (goleak.VerifyTestMain would count the pool).
+func VerifyNoLeaks(m *testing.M) {
+	code := m.Run()
+	if srv.admin != nil {
+		srv.admin.Close()
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines left after the tests: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

@@ -83,46 +83,28 @@ func TestOutboundFaults(t *testing.T) {
 	onReview.Match, onReview.BodyIgnored = "/deployment_protection_rule", true
 	onCommit := outboundLimits
 	onCommit.Match = "/commits/"
-	for _, tc := range []struct {
-		name string
-		l    faultfake.Limits
-		call func(*Webhook) faultfake.Call
-	}{
-		{"installation token", outboundLimits, review},
-		{"protection rule review", onReview, review},
-		{"commit", onCommit, commit},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			faultfake.RunTable(t, healthyGitHub, tc.l, func(t *testing.T, url string) faultfake.Call {
-				return tc.call(faultWebhook(t, url, 100, time.Minute))
-			})
+	faultfake.RunCalls(t, healthyGitHub, func(t *testing.T, url string) *Webhook { return faultWebhook(t, url, 100, time.Minute) },
+		[]faultfake.NamedCall[*Webhook]{
+			{Name: "installation token", Limits: outboundLimits, Call: review},
+			{Name: "protection rule review", Limits: onReview, Call: review},
+			{Name: "commit", Limits: onCommit, Call: commit},
 		})
-	}
 }
 
 // TestOutboundKinds: what the CI gate worker does with each failure
 // depends on its kind: transient ones are retried, a 4xx is final.
 func TestOutboundKinds(t *testing.T) {
-	for _, tc := range []struct {
-		mode faultfake.Mode
-		kind core.ErrorKind
-	}{
-		{faultfake.Mode{Fault: faultfake.Hang}, core.KindUnavailable},
-		{faultfake.Mode{Fault: faultfake.Reset}, core.KindUnavailable},
-		{faultfake.Mode{Fault: faultfake.Status, Status: 503}, core.KindUnavailable},
-		{faultfake.Mode{Fault: faultfake.Status, Status: 429}, core.KindUnavailable},
-		{faultfake.Mode{Fault: faultfake.Garbage}, core.KindUnavailable},
-		{faultfake.Mode{Fault: faultfake.Status, Status: 422}, core.KindInvalid},
-	} {
-		srv := faultfake.New(healthyGitHub)
-		srv.Set(tc.mode)
-		err := faultWebhook(t, srv.URL, 100, time.Minute).Answer(context.Background(), pendingReview, true, "x")
-		srv.Close()
-		if !core.IsKind(err, tc.kind) {
-			t.Errorf("%v %d: %v, want %s", tc.mode.Fault, tc.mode.Status, err, tc.kind)
-		}
-	}
+	faultfake.RunKinds(t, healthyGitHub, []faultfake.KindCase{
+		{Mode: faultfake.Mode{Fault: faultfake.Hang}, Kind: core.KindUnavailable},
+		{Mode: faultfake.Mode{Fault: faultfake.Reset}, Kind: core.KindUnavailable},
+		{Mode: faultfake.Mode{Fault: faultfake.Status, Status: 503}, Kind: core.KindUnavailable},
+		{Mode: faultfake.Mode{Fault: faultfake.Status, Status: 429}, Kind: core.KindUnavailable},
+		{Mode: faultfake.Mode{Fault: faultfake.Garbage}, Kind: core.KindUnavailable},
+		{Mode: faultfake.Mode{Fault: faultfake.Status, Status: 422}, Kind: core.KindInvalid},
+	}, func(t *testing.T, url string) faultfake.Call {
+		w := faultWebhook(t, url, 100, time.Minute)
+		return func(ctx context.Context) error { return w.Answer(ctx, pendingReview, true, "x") }
+	})
 }
 
 // TestOutboundCircuit: failing calls open the circuit; a trial call

@@ -58,24 +58,16 @@ func TestOutboundFaults(t *testing.T) {
 // TestOutboundKinds: transient failures are KindUnavailable (the CI gate
 // worker retries them), a refusal is final.
 func TestOutboundKinds(t *testing.T) {
-	for _, tc := range []struct {
-		mode faultfake.Mode
-		kind core.ErrorKind
-	}{
-		{faultfake.Mode{Fault: faultfake.Hang}, core.KindUnavailable},
-		{faultfake.Mode{Fault: faultfake.Reset}, core.KindUnavailable},
-		{faultfake.Mode{Fault: faultfake.Status, Status: 502}, core.KindUnavailable},
-		{faultfake.Mode{Fault: faultfake.Status, Status: 429}, core.KindUnavailable},
-		{faultfake.Mode{Fault: faultfake.Status, Status: 400}, core.KindInvalid},
-	} {
-		srv := faultfake.New(healthyGitLab)
-		srv.Set(tc.mode)
-		err := faultWebhook(t, srv.URL, 100, time.Minute).Answer(context.Background(), pendingApproval, true, "x")
-		srv.Close()
-		if !core.IsKind(err, tc.kind) {
-			t.Errorf("%v %d: %v, want %s", tc.mode.Fault, tc.mode.Status, err, tc.kind)
-		}
-	}
+	faultfake.RunKinds(t, healthyGitLab, []faultfake.KindCase{
+		{Mode: faultfake.Mode{Fault: faultfake.Hang}, Kind: core.KindUnavailable},
+		{Mode: faultfake.Mode{Fault: faultfake.Reset}, Kind: core.KindUnavailable},
+		{Mode: faultfake.Mode{Fault: faultfake.Status, Status: 502}, Kind: core.KindUnavailable},
+		{Mode: faultfake.Mode{Fault: faultfake.Status, Status: 429}, Kind: core.KindUnavailable},
+		{Mode: faultfake.Mode{Fault: faultfake.Status, Status: 400}, Kind: core.KindInvalid},
+	}, func(t *testing.T, url string) faultfake.Call {
+		w := faultWebhook(t, url, 100, time.Minute)
+		return func(ctx context.Context) error { return w.Answer(ctx, pendingApproval, true, "x") }
+	})
 }
 
 // TestOutboundCircuit: failing approvals open the circuit; a trial call

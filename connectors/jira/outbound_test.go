@@ -48,25 +48,15 @@ func TestOutboundFaults(t *testing.T) {
 	// reset or a 5xx.
 	onComment := outboundLimits
 	onComment.Match, onComment.Unsafe = "/comment", true
-	for _, tc := range []struct {
-		name string
-		l    faultfake.Limits
-		call func(*Client) faultfake.Call
-	}{
-		{"read issue", outboundLimits, func(c *Client) faultfake.Call {
-			return func(ctx context.Context) error { _, err := c.ReadChange(ctx, "OPS-1"); return err }
-		}},
-		{"comment", onComment, func(c *Client) faultfake.Call {
-			return func(ctx context.Context) error { return c.AddWorkNote(ctx, "OPS-1", "deployed") }
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			faultfake.RunTable(t, fake.Handler(), tc.l, func(t *testing.T, url string) faultfake.Call {
-				return tc.call(faultClient(t, url, 100, time.Minute))
-			})
+	faultfake.RunCalls(t, fake.Handler(), func(t *testing.T, url string) *Client { return faultClient(t, url, 100, time.Minute) },
+		[]faultfake.NamedCall[*Client]{
+			{Name: "read issue", Limits: outboundLimits, Call: func(c *Client) faultfake.Call {
+				return func(ctx context.Context) error { _, err := c.ReadChange(ctx, "OPS-1"); return err }
+			}},
+			{Name: "comment", Limits: onComment, Call: func(c *Client) faultfake.Call {
+				return func(ctx context.Context) error { return c.AddWorkNote(ctx, "OPS-1", "deployed") }
+			}},
 		})
-	}
 }
 
 // TestOutboundCircuit: failing calls open the site's circuit; a trial

@@ -54,36 +54,26 @@ func TestOutboundFaults(t *testing.T) {
 	onNote.Match, onNote.Unsafe = "/change_request/", true
 	onCreate := outboundLimits
 	onCreate.Match, onCreate.Unsafe = "/sn_chg_rest/", true
-	for _, tc := range []struct {
-		name string
-		l    faultfake.Limits
-		call func(*Client) faultfake.Call
-	}{
-		{"read change", outboundLimits, func(c *Client) faultfake.Call {
-			return func(ctx context.Context) error { _, err := c.ReadChange(ctx, "CHG0000101"); return err }
-		}},
-		{"work note lookup", outboundLimits, func(c *Client) faultfake.Call {
-			return func(ctx context.Context) error { return c.AddWorkNote(ctx, "CHG0000101", "deployed") }
-		}},
-		{"work note", onNote, func(c *Client) faultfake.Call {
-			return func(ctx context.Context) error { return c.AddWorkNote(ctx, "CHG0000101", "deployed") }
-		}},
-		{"change creation", onCreate, func(c *Client) faultfake.Call {
-			return func(ctx context.Context) error {
-				// One release per case: a lookup must not find another case's change.
-				id := "rel-fault-" + strconv.Itoa(int(releases.Add(1)))
-				_, err := c.CreateChange(ctx, connectors.NewChange{ReleaseID: id, Service: "payments-api", Version: "2.0.0"})
-				return err
-			}
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			faultfake.RunTable(t, fake.Handler(), tc.l, func(t *testing.T, url string) faultfake.Call {
-				return tc.call(faultClient(t, url, 100, time.Minute))
-			})
+	faultfake.RunCalls(t, fake.Handler(), func(t *testing.T, url string) *Client { return faultClient(t, url, 100, time.Minute) },
+		[]faultfake.NamedCall[*Client]{
+			{Name: "read change", Limits: outboundLimits, Call: func(c *Client) faultfake.Call {
+				return func(ctx context.Context) error { _, err := c.ReadChange(ctx, "CHG0000101"); return err }
+			}},
+			{Name: "work note lookup", Limits: outboundLimits, Call: func(c *Client) faultfake.Call {
+				return func(ctx context.Context) error { return c.AddWorkNote(ctx, "CHG0000101", "deployed") }
+			}},
+			{Name: "work note", Limits: onNote, Call: func(c *Client) faultfake.Call {
+				return func(ctx context.Context) error { return c.AddWorkNote(ctx, "CHG0000101", "deployed") }
+			}},
+			{Name: "change creation", Limits: onCreate, Call: func(c *Client) faultfake.Call {
+				return func(ctx context.Context) error {
+					// One release per case: a lookup must not find another case's change.
+					id := "rel-fault-" + strconv.Itoa(int(releases.Add(1)))
+					_, err := c.CreateChange(ctx, connectors.NewChange{ReleaseID: id, Service: "payments-api", Version: "2.0.0"})
+					return err
+				}
+			}},
 		})
-	}
 }
 
 var releases atomic.Int32

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
 )
 
 // Call is one client call under test; the client is built for one
@@ -269,5 +271,47 @@ func RunCircuit(t *testing.T, healthy http.Handler, c Circuit, l Limits, newCall
 	}
 	if srv.Requests() == 0 {
 		t.Errorf("the trial call did not reach the server")
+	}
+}
+
+// NamedCall is one call of a client C that RunCalls puts through the fault
+// table, with the limits its client was built with.
+type NamedCall[C any] struct {
+	Name   string
+	Limits Limits
+	Call   func(C) Call
+}
+
+// RunCalls runs each call through RunTable in a parallel subtest of its
+// own, on a client newClient builds for each fault server.
+func RunCalls[C any](t *testing.T, healthy http.Handler, newClient func(t *testing.T, url string) C, calls []NamedCall[C]) {
+	t.Helper()
+	for _, tc := range calls {
+		t.Run(tc.Name, func(t *testing.T) {
+			t.Parallel()
+			RunTable(t, healthy, tc.Limits, func(t *testing.T, url string) Call { return tc.Call(newClient(t, url)) })
+		})
+	}
+}
+
+// KindCase is a fault and the kind of error its caller must get for it
+// (what a retrying caller decides on: transient or final).
+type KindCase struct {
+	Mode Mode
+	Kind core.ErrorKind
+}
+
+// RunKinds makes the call once against each fault and checks the error's
+// kind.
+func RunKinds(t *testing.T, healthy http.Handler, cases []KindCase, newCall func(t *testing.T, url string) Call) {
+	t.Helper()
+	for _, tc := range cases {
+		srv := New(healthy)
+		srv.Set(tc.Mode)
+		err := newCall(t, srv.URL)(context.Background())
+		srv.Close()
+		if !core.IsKind(err, tc.Kind) {
+			t.Errorf("%v %d: %v, want %s", tc.Mode.Fault, tc.Mode.Status, err, tc.Kind)
+		}
 	}
 }

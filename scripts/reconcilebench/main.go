@@ -10,7 +10,10 @@
 //	go run ./scripts/reconcilebench -db 'postgres://…' -copy-to-sqlite /tmp/recon.db   # then -db sqlite:/tmp/recon.db
 //
 // Each run also prints the process's CPU time (user + system) over it: on
-// a shared machine wall time measures the neighbours too.
+// a shared machine wall time measures the neighbours too. It runs under
+// the collector settings `tollgate serve` uses (internal/gctune: GOGC and
+// GOMEMLIMIT from the environment, else serve's defaults), since the
+// reconciler runs inside serve.
 package main
 
 import (
@@ -27,6 +30,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/gctune"
 	"github.com/tollgate-dev/tollgate/service"
 	"github.com/tollgate-dev/tollgate/store"
 )
@@ -39,6 +43,7 @@ func main() {
 	scanOnly := flag.Bool("scan-only", false, "time store.ReconcileScan alone (reading and assembling the facts), not the report")
 	copyTo := flag.String("copy-to-sqlite", "", "instead of timing, copy the seeded PostgreSQL store (-db) into a new SQLite store at this path")
 	flag.Parse()
+	gctune.Apply(os.Getenv, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if *copyTo != "" {
 		if err := copyToSQLite(context.Background(), *dbURL, "sqlite:"+*copyTo); err != nil {
 			fmt.Fprintln(os.Stderr, "reconcilebench:", err)

@@ -1,4 +1,4 @@
-package main
+package gctune
 
 import (
 	"io"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestTuneRuntime(t *testing.T) {
+func TestApply(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		env          map[string]string
@@ -19,13 +19,13 @@ func TestTuneRuntime(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var gotGC, gotLimit int64 = -1, -1
-			tuneRuntime(func(k string) string { return tc.env[k] }, slog.New(slog.NewTextHandler(io.Discard, nil)),
+			apply(func(k string) string { return tc.env[k] }, slog.New(slog.NewTextHandler(io.Discard, nil)),
 				func(p int) int { gotGC = int64(p); return 100 },
 				func(b int64) int64 { gotLimit = b; return 0 })
-			if tc.gogc != (gotGC == defaultGOGC) || (!tc.gogc && gotGC != -1) {
+			if tc.gogc != (gotGC == GOGC) || (!tc.gogc && gotGC != -1) {
 				t.Errorf("GOGC: set %d, want set=%v", gotGC, tc.gogc)
 			}
-			if tc.memlim != (gotLimit == defaultMemLimit) || (!tc.memlim && gotLimit != -1) {
+			if tc.memlim != (gotLimit == MemLimit) || (!tc.memlim && gotLimit != -1) {
 				t.Errorf("memory limit: set %d, want set=%v", gotLimit, tc.memlim)
 			}
 		})

@@ -19,10 +19,7 @@ import (
 
 // outboundLimits are small timeouts and waits, so the fault table runs
 // in a couple of seconds.
-var outboundLimits = faultfake.Limits{
-	Timeout: 200 * time.Millisecond, RetryMax: 2, RetryWaitMin: 20 * time.Millisecond, RetryWaitMax: 60 * time.Millisecond,
-	MaxRetryAfter: 1500 * time.Millisecond, Names: []string{"GitHub acme"}, Secrets: []string{"ghs_installation_token", "PRIVATE KEY"},
-}
+var outboundLimits = faultfake.FastLimits("GitHub acme", "ghs_installation_token", "PRIVATE KEY")
 
 // healthyGitHub answers the App's calls: an installation token, a
 // commit, a protection rule review.

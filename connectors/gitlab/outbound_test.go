@@ -16,10 +16,11 @@ const testToken = "glpat-outbound-secret"
 
 // outboundLimits are small timeouts and waits, so the fault table runs
 // in a couple of seconds. The approval's 2xx is the whole answer.
-var outboundLimits = faultfake.Limits{
-	Timeout: 200 * time.Millisecond, RetryMax: 2, RetryWaitMin: 20 * time.Millisecond, RetryWaitMax: 60 * time.Millisecond,
-	MaxRetryAfter: 1500 * time.Millisecond, Names: []string{"GitLab acme"}, Secrets: []string{testToken}, BodyIgnored: true,
-}
+var outboundLimits = func() faultfake.Limits {
+	l := faultfake.FastLimits("GitLab acme", testToken)
+	l.BodyIgnored = true
+	return l
+}()
 
 var healthyGitLab = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/api/v4/projects/30/deployments/15/approval" || r.Header.Get("PRIVATE-TOKEN") != testToken {

@@ -13,10 +13,7 @@ import (
 
 // outboundLimits are small timeouts and waits, so the fault table runs
 // in a couple of seconds.
-var outboundLimits = faultfake.Limits{
-	Timeout: 200 * time.Millisecond, RetryMax: 2, RetryWaitMin: 20 * time.Millisecond, RetryWaitMax: 60 * time.Millisecond,
-	MaxRetryAfter: 1500 * time.Millisecond, Names: []string{"Jira ops"}, Secrets: []string{testToken},
-}
+var outboundLimits = faultfake.FastLimits("Jira ops", testToken)
 
 func faultClient(t *testing.T, url string, failuresToOpen uint32, openFor time.Duration) *Client {
 	t.Helper()

@@ -315,3 +315,14 @@ func RunKinds(t *testing.T, healthy http.Handler, cases []KindCase, newCall func
 		}
 	}
 }
+
+// FastLimits are small timeouts and waits (200 ms an attempt, two retries
+// 20–60 ms apart, Retry-After honoured up to 1.5 s), so a client's whole
+// fault table runs in a couple of seconds. name is what every error must
+// say (e.g. "ServiceNow acme"); no error may say any of secrets.
+func FastLimits(name string, secrets ...string) Limits {
+	return Limits{
+		Timeout: 200 * time.Millisecond, RetryMax: 2, RetryWaitMin: 20 * time.Millisecond, RetryWaitMax: 60 * time.Millisecond,
+		MaxRetryAfter: 1500 * time.Millisecond, Names: []string{name}, Secrets: secrets,
+	}
+}

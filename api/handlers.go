@@ -23,12 +23,18 @@ import (
 func readBody(c *echo.Context) ([]byte, error) {
 	b, err := io.ReadAll(c.Request().Body)
 	if err != nil {
-		if echo.StatusCode(err) == http.StatusRequestEntityTooLarge {
-			return nil, core.Errorf(core.KindTooLarge, "request body is larger than the limit")
-		}
-		return nil, core.Wrap(core.KindInvalid, err, "could not read the request body")
+		return nil, bodyReadError(err)
 	}
 	return b, nil
+}
+
+// bodyReadError says why a body could not be read: over the server's
+// limit (413), or cut short (400).
+func bodyReadError(err error) error {
+	if echo.StatusCode(err) == http.StatusRequestEntityTooLarge {
+		return core.Errorf(core.KindTooLarge, "request body is larger than the limit")
+	}
+	return core.Wrap(core.KindInvalid, err, "could not read the request body")
 }
 
 // maxPooledBody caps the buffers bodyBuffers keeps: a rare large delivery
@@ -56,10 +62,7 @@ func readPooledBody(c *echo.Context) (b []byte, release func(), err error) {
 	}
 	if _, err := buf.ReadFrom(c.Request().Body); err != nil {
 		release()
-		if echo.StatusCode(err) == http.StatusRequestEntityTooLarge {
-			return nil, nil, core.Errorf(core.KindTooLarge, "request body is larger than the limit")
-		}
-		return nil, nil, core.Wrap(core.KindInvalid, err, "could not read the request body")
+		return nil, nil, bodyReadError(err)
 	}
 	return buf.Bytes(), release, nil
 }
@@ -378,8 +381,9 @@ func (s *Server) webhook(c *echo.Context) error {
 	if err := s.limitConnector(c, name); err != nil {
 		return err
 	}
-	// The inbox copies what it keeps (the stored row is written before
-	// Receive returns), so the body's buffer is reused once it returns.
+	// Receive returns once the row is stored, or once its delivery is
+	// given up before a writer took it, so nothing reads the body after
+	// it: the buffer is reused from then on.
 	b, release, err := readPooledBody(c)
 	if err != nil {
 		return err

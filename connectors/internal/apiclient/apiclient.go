@@ -476,7 +476,7 @@ type limitedBody struct {
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
+	if b.left < 0 {
 		return 0, fmt.Errorf("%w: more than %d MiB", ErrTooLarge, MaxBody>>20)
 	}
 	if int64(len(p)) > b.left {

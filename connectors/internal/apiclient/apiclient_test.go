@@ -279,30 +279,41 @@ func TestRetryAfterFloorAndCap(t *testing.T) {
 // ReadBody and through the body a vendor library reads itself.
 func TestAnswerSizeCapped(t *testing.T) {
 	chunk := make([]byte, 1<<20)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for i := 0; i < MaxBody>>20+1; i++ {
-			if _, err := w.Write(chunk); err != nil {
-				return
+	for _, tc := range []struct {
+		name     string
+		size     int // MiB
+		tooLarge bool
+	}{
+		{"exactly the limit", MaxBody >> 20, false},
+		{"over the limit", MaxBody>>20 + 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for range tc.size {
+					if _, err := w.Write(chunk); err != nil {
+						return
+					}
+				}
+			}))
+			defer srv.Close()
+			c := New(Options{Instance: "x", Timeout: 10 * time.Second})
+			resp, err := c.HTTPClient().Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}))
-	defer srv.Close()
-	c := New(Options{Instance: "x", Timeout: 10 * time.Second})
-	resp, err := c.HTTPClient().Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ReadBody(resp, 1<<30); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("ReadBody of a %d MiB answer: %v, want ErrTooLarge", MaxBody>>20+1, err)
-	}
-	resp, err = c.HTTPClient().Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	n, err := io.Copy(io.Discard, resp.Body)
-	if !errors.Is(err, ErrTooLarge) || n != MaxBody {
-		t.Errorf("read %d bytes, %v; want %d bytes then ErrTooLarge", n, err, MaxBody)
+			if _, err := ReadBody(resp, 1<<30); errors.Is(err, ErrTooLarge) != tc.tooLarge {
+				t.Errorf("ReadBody of a %d MiB answer: %v, want ErrTooLarge %v", tc.size, err, tc.tooLarge)
+			}
+			resp, err = c.HTTPClient().Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			n, err := io.Copy(io.Discard, resp.Body)
+			if errors.Is(err, ErrTooLarge) != tc.tooLarge || n != int64(min(tc.size<<20, MaxBody)) || !tc.tooLarge && err != nil {
+				t.Errorf("read %d bytes, %v; want %d bytes, ErrTooLarge %v", n, err, min(tc.size<<20, MaxBody), tc.tooLarge)
+			}
+		})
 	}
 }
 

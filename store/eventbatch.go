@@ -316,17 +316,15 @@ func (b *eventBatcher) write(ctx context.Context, evs []pendingEvent) []eventRes
 type eventKey struct{ connector, dedupeKey string }
 
 // refused reports whether err is the database refusing a statement (its
-// effects rolled back), not a lost connection or an ended context (the
-// outcome unknown, or nothing to retry on).
+// effects rolled back), so its rows may be tried one by one: not an ended
+// context, nor a failure of the store itself (a lost connection, whose
+// outcome is unknown; a full or read-only disk, which no row would pass),
+// as translate classifies them.
 func (b *eventBatcher) refused(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return false
 	}
-	if !b.postgres {
-		return true // SQLite has no connection to lose: an error is a refusal
-	}
-	var pe *pq.Error
-	return errors.As(err, &pe) && !strings.HasPrefix(string(pe.Code), "08") // 08: connection exception
+	return !core.IsStoreDown(translate(err))
 }
 
 // store inserts evs (distinct keys) in one statement and returns, by each

@@ -147,6 +147,35 @@ type DeploymentFacts struct {
 	Decision *DecisionRef
 }
 
+// Verdict is one deployment's outcome as a report judged it, kept so that
+// later reports over the same deployment need not judge it again while
+// nothing it was judged by changes (store.SaveVerdicts).
+type Verdict struct {
+	DeploymentID string
+	StartedAt    time.Time
+	Environment  string
+	Service      string
+	Team         string
+	// Findings are the deployment's findings in evaluation order (none:
+	// compliant).
+	Findings []ReconcileFinding
+	// Volatile verdicts hold only for the report that judged them: the
+	// emergency timers ran against its cut-off, or the deployment was too
+	// recent for every record of its start to have arrived.
+	Volatile bool
+}
+
+// VerdictPlan is what a report that reuses stored verdicts must judge.
+type VerdictPlan struct {
+	// ByID: only the Deployments listed (in start order); otherwise every
+	// deployment of the period.
+	ByID        bool
+	Deployments []string
+	// Reused counts the settled verdicts the report reuses, ReusedCompliant
+	// those without findings.
+	Reused, ReusedCompliant int
+}
+
 // DeploymentRef identifies a deployment in a finding.
 type DeploymentRef struct {
 	ID          string     `json:"id"`
@@ -629,6 +658,10 @@ type ReconcileQuery struct {
 	// SkipEvidence lets the scan skip reading evidence: the caller's
 	// policies require none (RequiresAnyEvidence). Not stored with a report.
 	SkipEvidence bool `json:"-"`
+	// ByID narrows the scan to the Deployments listed, in start order (the
+	// ones without a stored verdict). Not stored with a report.
+	ByID        bool     `json:"-"`
+	Deployments []string `json:"-"`
 	// Cutoff is the data cut-off: records stored after it are not read,
 	// and the reconcile-only timers run until it.
 	Cutoff time.Time `json:"cutoff"`

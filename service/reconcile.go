@@ -42,6 +42,9 @@ type Reconciler struct {
 	// PageSize is how many deployments are read per page (0: the store's
 	// default).
 	PageSize int
+	// NoStoredVerdicts makes every report judge every deployment of its
+	// period, neither reusing nor storing verdicts (see VerdictStore).
+	NoStoredVerdicts bool
 }
 
 // NewReconciler wires the service. The reconcile-only rules' thresholds
@@ -128,37 +131,11 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 	if err := s.store.CreateReport(ctx, r); err != nil {
 		return core.Report{}, fmt.Errorf("create report: %w", err)
 	}
-	seq, proofSeq := 0, 0
-	var batch []core.ReconcileFinding
-	var proofs []core.ControlProof
-	err = s.store.ReconcileScan(ctx, q, cp.IsMajor, s.PageSize, func(page []core.DeploymentFacts) error {
-		batch, proofs = batch[:0], proofs[:0]
-		for _, df := range page {
-			fs, dec := core.ReconcileEvaluate(cp, df, now, opts)
-			if q.Control != "" {
-				kept, proof, inScope := core.ForControl(df, fs, dec, q.Control)
-				if !inScope {
-					continue
-				}
-				fs = kept
-				if proof != nil {
-					proofSeq++
-					proof.ID = proofSeq
-					proofs = append(proofs, *proof)
-				}
-			}
-			r.Summary.Add(fs)
-			for i := range fs {
-				seq++
-				fs[i].ID = seq
-			}
-			batch = append(batch, fs...)
-		}
-		if err := s.store.AddFindings(ctx, r.ID, batch); err != nil {
-			return err
-		}
-		return s.store.AddProofs(ctx, r.ID, proofs)
-	})
+	if vs, ok := s.store.(VerdictStore); ok && q.Control == "" && !s.NoStoredVerdicts {
+		r.Summary, err = s.judgeWithVerdicts(ctx, vs, cp, q, opts, r.ID)
+	} else {
+		r.Summary, err = s.judgeEach(ctx, cp, q, opts, r.ID)
+	}
 	if err == nil {
 		err = s.store.FinishReport(ctx, r)
 	}
@@ -269,4 +246,42 @@ func (s *Reconciler) Metrics(ctx context.Context, q MetricsQuery) (core.ReleaseM
 		return core.ReleaseMetrics{}, err
 	}
 	return acc.Result(), nil
+}
+
+// judgeEach judges every deployment of q and adds the findings (and, for
+// a control, the proofs) to report id a page at a time.
+func (s *Reconciler) judgeEach(ctx context.Context, cp *core.CompiledPolicy, q core.ReconcileQuery, opts core.ReconcileOptions, id string) (core.ReconcileSummary, error) {
+	sum := core.NewReconcileSummary()
+	seq, proofSeq := 0, 0
+	var batch []core.ReconcileFinding
+	var proofs []core.ControlProof
+	err := s.store.ReconcileScan(ctx, q, cp.IsMajor, s.PageSize, func(page []core.DeploymentFacts) error {
+		batch, proofs = batch[:0], proofs[:0]
+		for _, df := range page {
+			fs, dec := core.ReconcileEvaluate(cp, df, q.Cutoff, opts)
+			if q.Control != "" {
+				kept, proof, inScope := core.ForControl(df, fs, dec, q.Control)
+				if !inScope {
+					continue
+				}
+				fs = kept
+				if proof != nil {
+					proofSeq++
+					proof.ID = proofSeq
+					proofs = append(proofs, *proof)
+				}
+			}
+			sum.Add(fs)
+			for i := range fs {
+				seq++
+				fs[i].ID = seq
+			}
+			batch = append(batch, fs...)
+		}
+		if err := s.store.AddFindings(ctx, id, batch); err != nil {
+			return err
+		}
+		return s.store.AddProofs(ctx, id, proofs)
+	})
+	return sum, err
 }

@@ -278,9 +278,20 @@ func (d *DB) prefetchPages(ctx context.Context, q core.ReconcileQuery, from, to,
 		defer wg.Done()
 		defer close(out)
 		afterAt, afterID := from.Add(-time.Microsecond), ""
+		listed := q.Deployments
 		for {
 			ch := make(chan fetchedPage, 1)
-			rows, err := d.reconcilePage(ctx, q, from, to, cutoff, afterAt, afterID, pageSize)
+			var (
+				rows []reconcileRow
+				err  error
+			)
+			if q.ByID {
+				n := min(len(listed), pageSize, maxInList)
+				rows, err = d.reconcilePageByID(ctx, listed[:n])
+				listed = listed[n:]
+			} else {
+				rows, err = d.reconcilePage(ctx, q, from, to, cutoff, afterAt, afterID, pageSize)
+			}
 			switch {
 			case err != nil:
 				ch <- fetchedPage{err: err}
@@ -298,7 +309,7 @@ func (d *DB) prefetchPages(ctx context.Context, q core.ReconcileQuery, from, to,
 			case <-ctx.Done():
 				return
 			}
-			if err != nil || len(rows) < pageSize {
+			if err != nil || (!q.ByID && len(rows) < pageSize) || (q.ByID && len(listed) == 0) {
 				return
 			}
 			last := rows[len(rows)-1].dep
@@ -498,7 +509,29 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 		}
 	}
 	args = append(args, afterAt, afterID, limit)
-	text := d.q(fmt.Sprintf(reconcileDeploymentsSQL, filter.String()))
+	return d.scanReconcileRows(ctx, d.q(fmt.Sprintf(reconcileDeploymentsSQL, filter.String())), args, limit)
+}
+
+// reconcileByIDSQL reads the deployments listed (%s: the id placeholders)
+// in start order.
+const reconcileByIDSQL = `SELECT d.id, d.release_id, d.service, d.environment, d.version, d.commit_sha, d.team, d.status,
+	d.started_at, d.finished_at, d.actor, d.changes, d.incidents, d.decision_id, d.provider, d.run_id, d.url
+FROM deployments d WHERE d.id IN (%s) ORDER BY d.started_at, d.id`
+
+// reconcilePageByID reads one page of listed deployments (q.ByID).
+func (d *DB) reconcilePageByID(ctx context.Context, ids []string) ([]reconcileRow, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return d.scanReconcileRows(ctx, d.q(fmt.Sprintf(reconcileByIDSQL, placeholders(len(ids)))), args, len(ids))
+}
+
+// scanReconcileRows runs a statement of reconcileDeploymentsSQL's columns.
+func (d *DB) scanReconcileRows(ctx context.Context, text string, args []any, limit int) ([]reconcileRow, error) {
 	rs, err := d.db.QueryContext(ctx, text, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: read deployments: %w", translate(err))

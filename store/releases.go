@@ -418,11 +418,13 @@ func (d *DB) RequirePIR(ctx context.Context, p core.PIR) error {
 		at = d.now()
 	}
 	err = d.tx(ctx, func(tx *sqlx.Tx) error {
-		r, err := tx.ExecContext(ctx, d.q(`INSERT INTO pirs (`+pirCols+`)
-			SELECT r.id, r.service, r.version, r.environment, CASE WHEN ? <> '' THEN ? ELSE r.team END, ?, ?, '', NULL, ''
+		// updated_at tells the reconciler's stored verdicts that a review
+		// changed (store/verdicts.go).
+		r, err := tx.ExecContext(ctx, d.q(`INSERT INTO pirs (`+pirCols+`, updated_at)
+			SELECT r.id, r.service, r.version, r.environment, CASE WHEN ? <> '' THEN ? ELSE r.team END, ?, ?, '', NULL, '', ?
 			FROM releases r WHERE r.id = ?
 			ON CONFLICT (release_id) DO NOTHING`),
-			p.Team, p.Team, core.PIRPending, ts(at), id)
+			p.Team, p.Team, core.PIRPending, ts(at), d.now(), id)
 		if err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}
@@ -476,9 +478,9 @@ func (d *DB) SignOffPIR(ctx context.Context, releaseID, by, summary string, at t
 	var out core.PIR
 	err = d.appendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
 		var row pirRow
-		err := tx.GetContext(ctx, &row, d.q(`UPDATE pirs SET status = ?, signed_off_by = ?, signed_off_at = ?, summary = ?
+		err := tx.GetContext(ctx, &row, d.q(`UPDATE pirs SET status = ?, signed_off_by = ?, signed_off_at = ?, summary = ?, updated_at = ?
 			WHERE release_id = ? AND status = ? RETURNING `+pirCols),
-			core.PIRSignedOff, by, at, summary, id, core.PIRPending)
+			core.PIRSignedOff, by, at, summary, d.now(), id, core.PIRPending)
 		if errors.Is(err, sql.ErrNoRows) {
 			var cur pirRow
 			err := tx.GetContext(ctx, &cur, d.q(`SELECT `+pirCols+` FROM pirs WHERE release_id = ?`), id)

@@ -41,6 +41,8 @@ func main() {
 	runs := flag.Int("runs", 3, "reports to run (each is timed)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the runs to this file")
 	scanOnly := flag.Bool("scan-only", false, "time store.ReconcileScan alone (reading and assembling the facts), not the report")
+	afresh := flag.Bool("afresh", false, "judge every deployment in every run, neither reusing nor storing verdicts (service.Reconciler.NoStoredVerdicts)")
+	clear := flag.Bool("clear", false, "delete the stored verdicts first: the first run judges every deployment and stores its verdict")
 	copyTo := flag.String("copy-to-sqlite", "", "instead of timing, copy the seeded PostgreSQL store (-db) into a new SQLite store at this path")
 	flag.Parse()
 	gctune.Apply(os.Getenv, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -63,14 +65,14 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(context.Background(), *dbURL, *page, *runs, *scanOnly); err != nil {
+	if err := run(context.Background(), *dbURL, *page, *runs, *scanOnly, *afresh, *clear); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "reconcilebench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, dbURL string, page, runs int, scanOnly bool) error {
+func run(ctx context.Context, dbURL string, page, runs int, scanOnly, afresh, clear bool) error {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	db, err := store.Open(ctx, dbURL, store.Options{Logger: log})
 	if err != nil {
@@ -85,7 +87,12 @@ func run(ctx context.Context, dbURL string, page, runs int, scanOnly bool) error
 		return err
 	}
 	rec := service.NewReconciler(db, pols, core.SystemClock, log, core.ReconcileOptions{})
-	rec.PageSize = page
+	rec.PageSize, rec.NoStoredVerdicts = page, afresh
+	if clear {
+		if err := db.ClearVerdicts(ctx); err != nil {
+			return err
+		}
+	}
 	now := time.Now().UTC()
 	q := core.ReconcileQuery{From: now.Add(-5 * 365 * 24 * time.Hour), To: now.Add(time.Minute)}
 	for i := 0; i < runs; i++ {

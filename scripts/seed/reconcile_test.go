@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"regexp"
@@ -59,5 +60,13 @@ func TestReconcileProfileCountMatchesReport(t *testing.T) {
 	}
 	if s.ByCode[core.CodeNoChange]+s.ByCode[core.CodeGateBypassed] != want {
 		t.Errorf("unexpected codes: %v", s.ByCode)
+	}
+	// The next report reuses every stored verdict and says the same.
+	again, err := rec.Run(ctx, core.ReconcileQuery{From: now.Add(-400 * 24 * time.Hour), To: now.Add(time.Minute)}, "test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := fmt.Sprint(again.Summary), fmt.Sprint(s); a != b {
+		t.Fatalf("the report reusing stored verdicts says %s; the first said %s", a, b)
 	}
 }

@@ -1,0 +1,140 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	segjson "github.com/segmentio/encoding/json"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// VerdictStore keeps the verdicts reports judged, so that the next report
+// judges only the deployments whose verdict is missing or may have
+// changed (see store.DB.CheckVerdicts).
+type VerdictStore interface {
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+	CheckVerdicts(ctx context.Context, at time.Time) (since time.Time, err error)
+	PlanVerdicts(ctx context.Context, q core.ReconcileQuery, key string, since time.Time, limit int) (core.VerdictPlan, error)
+	SaveVerdicts(ctx context.Context, key string, at time.Time, vs []core.Verdict) error
+	AddVerdictFindings(ctx context.Context, reportID string, q core.ReconcileQuery, key string) (core.ReconcileSummary, error)
+}
+
+// verdictLease serializes the reports that check, write and read stored
+// verdicts, across replicas: a report that cannot take it judges every
+// deployment itself and stores nothing.
+const (
+	verdictLease    = "reconcile-verdicts"
+	verdictLeaseTTL = 10 * time.Minute
+)
+
+// maxUnjudged is how many deployments without a stored verdict a report
+// lists to judge by id; past it, it judges its whole period in start
+// order, storing every verdict.
+const maxUnjudged = 100_000
+
+// verdictSettle is how recent a deployment's start leaves its verdict
+// volatile: records of its start may still be arriving.
+const verdictSettle = 5 * time.Minute
+
+// judgeWithVerdicts judges the deployments of q that have no stored
+// verdict under the policy in force (all of them the first time, or after
+// the policy or tollgate changed), stores their verdicts, then gives
+// report id the findings of every verdict of q, numbered in deployment
+// order, and returns the summary. The stored verdicts are first checked
+// against the records stored since the last report. Findings are the same
+// as judgeEach's: a verdict is reused only while nothing it was judged by
+// has changed.
+func (s *Reconciler) judgeWithVerdicts(ctx context.Context, vs VerdictStore, cp *core.CompiledPolicy, q core.ReconcileQuery, opts core.ReconcileOptions, id string) (core.ReconcileSummary, error) {
+	held, err := vs.AcquireLease(ctx, verdictLease, id, verdictLeaseTTL)
+	if err != nil {
+		return core.ReconcileSummary{}, err
+	}
+	if !held {
+		s.log.InfoContext(ctx, "another report is using the stored verdicts: judging every deployment", "report", id)
+		return s.judgeEach(ctx, cp, q, opts, id)
+	}
+	defer func() {
+		if err := vs.ReleaseLease(context.WithoutCancel(ctx), verdictLease, id); err != nil {
+			s.log.WarnContext(ctx, "could not release the verdicts' lease", "report", id, "error", err)
+		}
+	}()
+	started := time.Now()
+	since, err := vs.CheckVerdicts(ctx, q.Cutoff)
+	if err != nil {
+		return core.ReconcileSummary{}, err
+	}
+	key := verdictKey(cp, opts, q.SkipEvidence)
+	plan, err := vs.PlanVerdicts(ctx, q, key, since, maxUnjudged)
+	if err != nil {
+		return core.ReconcileSummary{}, err
+	}
+	scan := q
+	scan.ByID, scan.Deployments = plan.ByID, plan.Deployments
+	judged := core.NewReconcileSummary()
+	var batch []core.Verdict
+	err = s.store.ReconcileScan(ctx, scan, cp.IsMajor, s.PageSize, func(page []core.DeploymentFacts) error {
+		if _, err := vs.AcquireLease(ctx, verdictLease, id, verdictLeaseTTL); err != nil {
+			return err
+		}
+		batch = batch[:0]
+		for _, df := range page {
+			fs, dec := core.ReconcileEvaluate(cp, df, q.Cutoff, opts)
+			judged.Add(fs)
+			d := &df.Deployment
+			batch = append(batch, core.Verdict{
+				DeploymentID: d.ID, StartedAt: d.StartedAt, Environment: d.Environment, Service: d.Service, Team: d.Team,
+				Findings: fs, Volatile: dec.Emergency || d.StartedAt.After(q.Cutoff.Add(-verdictSettle)),
+			})
+		}
+		return vs.SaveVerdicts(ctx, key, q.Cutoff, batch)
+	})
+	if err != nil {
+		return core.ReconcileSummary{}, err
+	}
+	sum, err := vs.AddVerdictFindings(ctx, id, q, key)
+	if err != nil {
+		return core.ReconcileSummary{}, err
+	}
+	sum.DeploymentsChecked = plan.Reused + judged.DeploymentsChecked
+	sum.Compliant = plan.ReusedCompliant + judged.Compliant
+	s.log.DebugContext(ctx, "stored verdicts", "report", id, "reused", plan.Reused, "judged", judged.DeploymentsChecked,
+		"by_id", plan.ByID, "took", time.Since(started))
+	return sum, nil
+}
+
+// verdictKey names what a verdict was judged by: the policy version, the
+// reconcile options, whether evidence was read, and the tollgate build
+// (another build may judge differently).
+func verdictKey(cp *core.CompiledPolicy, opts core.ReconcileOptions, skipEvidence bool) string {
+	o, _ := segjson.Marshal(opts)
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\x00%s\x00%t\x00%s", cp.Version(), o, skipEvidence, buildFingerprint())
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// buildFingerprint identifies the running build: the SHA-256 of its
+// executable (any change to the code changes it), else its build info.
+var buildFingerprint = sync.OnceValue(func() string {
+	if exe, err := os.Executable(); err == nil {
+		if f, err := os.Open(exe); err == nil {
+			defer f.Close()
+			h := sha256.New()
+			if _, err := io.Copy(h, f); err == nil {
+				return hex.EncodeToString(h.Sum(nil))
+			}
+		}
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.String()
+	}
+	return "unknown"
+})

@@ -1,0 +1,321 @@
+package service
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+// setClock is a clock the test moves by hand.
+type setClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *setClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *setClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// openVerdictStore opens a migrated store and returns it with its SQLite
+// file ("" on PostgreSQL).
+func openVerdictStore(t *testing.T, dialect string, clock core.Clock) (*store.DB, string) {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "t.db")
+	url := "sqlite:" + path
+	if dialect == store.Postgres {
+		url, path = testpg.NewMigratedDatabase(t), ""
+	}
+	db, err := store.Open(ctx, url, store.Options{Clock: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db, path
+}
+
+// verdictHistory is a production and staging history over a week (in
+// hours from base): changes approved and not, an emergency change without
+// its review, a major incident, a pending review of one team, and
+// deployments of four services by two teams, some with an allow.
+type verdictHistory struct {
+	base       time.Time
+	from, to   time.Time
+	oldRelease string // its review is pending from hour 10
+}
+
+func seedVerdictHistory(t *testing.T, db *store.DB, clock *setClock) verdictHistory {
+	t.Helper()
+	ctx := context.Background()
+	base := clock.Now().Add(-10 * 24 * time.Hour).Truncate(time.Hour)
+	h := verdictHistory{base: base, from: base.Add(-time.Hour), to: base.Add(9 * 24 * time.Hour)}
+	at := func(hours float64) time.Time { return base.Add(time.Duration(hours * float64(time.Hour))) }
+	tp := func(hours float64) *time.Time { v := at(hours); return &v }
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	services := []string{"payments-api", "ledger", "search", "checkout"}
+	for i, svc := range services {
+		approval := core.ApprovalApproved
+		if i == 2 {
+			approval = core.ApprovalRequested // CHG2 waits for approval: findings until the late approval
+		}
+		must(db.UpsertChange(ctx, core.Change{
+			Source: "snow", Key: fmt.Sprintf("CHG%d", i), Type: core.ChangeNormal, State: core.ChangeStateScheduled, Approval: approval,
+			Approvals: []core.Approval{{Approver: "ana", Decision: core.ApprovalApproved}}, RequestedBy: "carla",
+			PlannedStart: tp(0), PlannedEnd: tp(24 * 8), Services: []string{svc}, HasRiskAssessment: true, HasBackoutPlan: true,
+			SourceUpdatedAt: at(-1),
+		}))
+	}
+	must(db.UpsertChange(ctx, core.Change{
+		Source: "snow", Key: "CHGE", Type: core.ChangeEmergency, State: core.ChangeStateImplement, Approval: core.ApprovalApproved,
+		Approvals: []core.Approval{{Approver: "ana", Decision: core.ApprovalApproved}}, RequestedBy: "carla",
+		PlannedStart: tp(0), PlannedEnd: tp(24 * 8), Services: []string{"ledger"}, HasRiskAssessment: true, HasBackoutPlan: true,
+		SourceUpdatedAt: at(-1),
+	}))
+	must(db.UpsertIncident(ctx, core.Incident{Source: "snow", Key: "INC1", Priority: 1, Major: true, State: core.IncidentOpen,
+		Services: []string{"search"}, OpenedAt: tp(30), SourceUpdatedAt: at(30)}))
+	old, err := db.UpsertRelease(ctx, core.Release{Service: "checkout", Version: "0.9", Environment: "production", Team: "blue"})
+	must(nil, err)
+	h.oldRelease = old.ID
+	if err := db.RequirePIR(ctx, core.PIR{ReleaseID: old.ID, Team: "blue", RequiredAt: at(10)}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for hour := 1.0; hour < 24*8; hour += 3.5 {
+		n++
+		svc := services[n%len(services)]
+		env, team := "production", "red"
+		if n%5 == 0 {
+			env = "staging"
+		}
+		if svc == "checkout" || svc == "search" {
+			team = "blue"
+		}
+		changes := []string{fmt.Sprintf("CHG%d", n%len(services))}
+		if n%11 == 0 {
+			changes = append(changes, "CHGE")
+		}
+		if n%13 == 0 {
+			changes = nil
+		}
+		status := core.DeploySucceeded
+		if n%7 == 0 || n%11 == 0 {
+			status = core.DeployStarted
+		}
+		_, _, err = db.RecordDeployment(ctx, core.Deployment{
+			Service: svc, Environment: env, Version: fmt.Sprintf("1.%d", n), Commit: "c0ffee", Team: team, Status: status,
+			StartedAt: at(hour), FinishedAt: tp(hour + 0.2), Actor: "dora", Changes: changes, Provider: "github",
+			RunID: fmt.Sprint(n), URL: "https://ci.example/runs/" + fmt.Sprint(n), Source: "api",
+		})
+		must(nil, err)
+	}
+	return h
+}
+
+// TestStoredVerdictsMatchJudgingAfresh: a report that reuses stored
+// verdicts says exactly what a report judging every deployment afresh
+// says (the same findings, numbered alike, and the same summary) — on
+// its first run, on a run that reuses every verdict, with filters, and
+// after each kind of record that changes the past arrives late: a change
+// approved with an earlier stamp, an incident resolved with an earlier
+// stamp, a review signed off with an earlier time, a deployment's row
+// updated. Each late record changes the findings, so a stale verdict
+// would show. The emergency timers run on (volatile verdicts).
+func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
+	for _, dialect := range []string{store.Postgres, store.SQLite} {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			clock := &setClock{t: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
+			db, _ := openVerdictStore(t, dialect, clock)
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			pols := NewPolicies(db, log)
+			if err := pols.Load(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+			h := seedVerdictHistory(t, db, clock)
+			clock.add(time.Hour)
+			reuse := NewReconciler(db, pols, clock, log, core.ReconcileOptions{})
+			afresh := NewReconciler(db, pols, clock, log, core.ReconcileOptions{})
+			reuse.PageSize, afresh.PageSize, afresh.NoStoredVerdicts = 7, 7, true
+
+			same := func(step string, q core.ReconcileQuery) []core.ReconcileFinding {
+				t.Helper()
+				got, gotSum := runReport(t, reuse, q)
+				want, wantSum := runReport(t, afresh, q)
+				if a, b := mustJSON(t, gotSum), mustJSON(t, wantSum); a != b {
+					t.Fatalf("%s: summary with stored verdicts\n%s\njudged afresh\n%s", step, a, b)
+				}
+				if a, b := mustJSON(t, got), mustJSON(t, want); a != b {
+					t.Fatalf("%s: findings with stored verdicts differ from judging afresh:\n%s\n---\n%s", step, a, b)
+				}
+				if len(got) == 0 {
+					t.Fatalf("%s: no findings: the history proves nothing", step)
+				}
+				return got
+			}
+			q := core.ReconcileQuery{From: h.from, To: h.to}
+			first := same("first report", q)
+			same("second report (every verdict reused)", q)
+			same("one team", core.ReconcileQuery{From: h.from, To: h.to, Team: "blue"})
+			same("one environment", core.ReconcileQuery{From: h.from, To: h.to, Environment: "staging"})
+			if codes := findingCodes(first); !slices.Contains(codes, core.CodeIncidentBlock) || !slices.Contains(codes, core.CodePIRPending) ||
+				!slices.Contains(codes, core.CodeChangeNotApproved) || !slices.Contains(codes, core.CodeEmergencyValidationOverdue) {
+				t.Fatalf("the history lacks a code the late records change: %v", codes)
+			}
+
+			prev := first
+			late := []struct {
+				name   string
+				record func()
+			}{
+				{"a change approved with an earlier stamp", func() {
+					c := core.Change{Source: "snow", Key: "CHG2", Type: core.ChangeNormal, State: core.ChangeStateScheduled, Approval: core.ApprovalApproved,
+						Approvals: []core.Approval{{Approver: "ana", Decision: core.ApprovalApproved}}, RequestedBy: "carla",
+						PlannedStart: ptr(h.base), PlannedEnd: ptr(h.base.Add(24 * 8 * time.Hour)), Services: []string{"search"},
+						HasRiskAssessment: true, HasBackoutPlan: true, SourceUpdatedAt: h.base.Add(48 * time.Hour)}
+					if _, err := db.UpsertChange(ctx, c); err != nil {
+						t.Fatal(err)
+					}
+				}},
+				{"an incident resolved with an earlier stamp", func() {
+					if _, err := db.UpsertIncident(ctx, core.Incident{Source: "snow", Key: "INC1", Priority: 1, Major: true, State: core.IncidentResolved,
+						Services: []string{"search"}, OpenedAt: ptr(h.base.Add(30 * time.Hour)), ResolvedAt: ptr(h.base.Add(60 * time.Hour)),
+						SourceUpdatedAt: h.base.Add(60 * time.Hour)}); err != nil {
+						t.Fatal(err)
+					}
+				}},
+				{"a review signed off with an earlier time", func() {
+					if _, err := db.SignOffPIR(ctx, h.oldRelease, "ana", "done", h.base.Add(90*time.Hour)); err != nil {
+						t.Fatal(err)
+					}
+				}},
+				{"a deployment's row updated", func() {
+					// run 21: ledger to production at hour 71, still "started"
+					if _, _, err := db.RecordDeployment(ctx, core.Deployment{Service: "ledger", Environment: "production", Version: "1.21",
+						Status: core.DeployFailed, StartedAt: h.base.Add(71 * time.Hour), FinishedAt: ptr(h.base.Add(72 * time.Hour)),
+						Provider: "github", RunID: "21", Source: "api"}); err != nil {
+						t.Fatal(err)
+					}
+				}},
+			}
+			for _, l := range late {
+				clock.add(10 * time.Minute)
+				l.record()
+				// Past the check's margin: the next step's check no longer
+				// reads this record, so each step shows its own kind.
+				clock.add(store.VerdictSettle + time.Minute)
+				got := same("after "+l.name, q)
+				if mustJSON(t, got) == mustJSON(t, prev) {
+					t.Fatalf("%s changed no finding: the step proves nothing", l.name)
+				}
+				prev = got
+			}
+			clock.add(3 * 24 * time.Hour) // the emergency review's deadline passes
+			same("days later", q)
+		})
+	}
+}
+
+// TestStoredVerdictIsWhatTheNextReportReads: a report does reuse the
+// verdicts stored by the one before (a verdict altered in the store shows
+// in the next report), and a new policy version judges afresh.
+func TestStoredVerdictIsWhatTheNextReportReads(t *testing.T) {
+	ctx := context.Background()
+	clock := &setClock{t: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
+	db, path := openVerdictStore(t, store.SQLite, clock)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pols := NewPolicies(db, log)
+	if err := pols.Load(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	h := seedVerdictHistory(t, db, clock)
+	clock.add(time.Hour)
+	rec := NewReconciler(db, pols, clock, log, core.ReconcileOptions{})
+	q := core.ReconcileQuery{From: h.from, To: h.to}
+	first, _ := runReport(t, rec, q)
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.ExecContext(ctx, `UPDATE reconcile_verdict_findings SET doc = json_set(doc, '$.message', 'from the store')`); err != nil {
+		t.Fatal(err)
+	}
+	clock.add(time.Minute)
+	second, _ := runReport(t, rec, q)
+	stored := 0
+	for _, f := range second {
+		if f.Message == "from the store" {
+			stored++
+		}
+	}
+	if stored == 0 || stored == len(first) {
+		t.Fatalf("%d of %d findings came from stored verdicts; want all but the volatile ones", stored, len(second))
+	}
+	src, err := pols.Source(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pols.Put(ctx, []byte(src.Source+"\n"), "admin"); err != nil {
+		t.Fatal(err)
+	}
+	clock.add(time.Minute)
+	third, _ := runReport(t, rec, q)
+	for _, f := range third {
+		if f.Message == "from the store" {
+			t.Fatalf("a new policy version reused a verdict: %+v", f)
+		}
+	}
+}
+
+func runReport(t *testing.T, rec *Reconciler, q core.ReconcileQuery) ([]core.ReconcileFinding, core.ReconcileSummary) {
+	t.Helper()
+	ctx := context.Background()
+	r, err := rec.Run(ctx, q, "test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fs []core.ReconcileFinding
+	if err := rec.Findings(ctx, r.ID, func(f core.ReconcileFinding) error { fs = append(fs, f); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return fs, r.Summary
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,418 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// Stored verdicts (migration 00025, docs/reconciliation.md#stored-verdicts)
+// keep each deployment's findings as a report judged them, so that the
+// next report over the same deployments copies them instead of reading
+// every deployment's facts and judging it again. A verdict holds while
+// nothing it was judged by changes: CheckVerdicts deletes those a record
+// stored since the last check could change, before a report reads any.
+//
+// What can change a settled deployment's verdict is a record whose
+// validity starts before the deployment but that was stored after the
+// verdict: a change or incident version (valid_from is the source's
+// stamp), a review required or signed off with an earlier time, or the
+// deployment's own row updated. Gate decisions, holds and evidence take
+// effect when tollgate stamps them, so nothing stored after a verdict
+// predates a settled deployment; the policy (and the code judging by it)
+// is part of a verdict's key.
+
+// VerdictSettle is how long a deployment's verdict stays volatile after
+// its start, and how far before the last check CheckVerdicts reads the
+// records stored since: a record is stamped before its transaction
+// commits, and replicas' clocks differ, by less than this.
+const VerdictSettle = 5 * time.Minute
+
+// verdictStateID is the one row of reconcile_verdict_state.
+const verdictStateID = 1
+
+// CheckVerdicts marks for a recheck the stored verdicts that a record
+// stored since the last check (less VerdictSettle) could change, and
+// records that the rest hold as of at. It returns the time from which it
+// read records; with no check on record, or with at before the last one
+// (the clock went back), it deletes every verdict and returns the zero
+// time.
+func (d *DB) CheckVerdicts(ctx context.Context, at time.Time) (time.Time, error) {
+	at = ts(at)
+	var since time.Time
+	err := d.tx(ctx, func(tx *sqlx.Tx) error {
+		lock := ""
+		if d.dialect == Postgres {
+			lock = " FOR UPDATE"
+		}
+		var last anyTime
+		err := tx.QueryRowContext(ctx, d.q(`SELECT validated_at FROM reconcile_verdict_state WHERE id = ?`+lock), verdictStateID).Scan(&last)
+		stmts, args := d.verdictChecks(), []any{ts(last.Time.Add(-VerdictSettle))}
+		switch {
+		case errors.Is(err, sql.ErrNoRows) || (err == nil && at.Before(last.Time)):
+			stmts, args = d.clearVerdicts(), nil
+		case err != nil:
+			return fmt.Errorf("read the verdicts' check: %w", err)
+		default:
+			since = args[0].(time.Time)
+		}
+		for _, s := range stmts {
+			if _, err := tx.ExecContext(ctx, d.q(s), args...); err != nil {
+				return fmt.Errorf("check verdicts: %w", err)
+			}
+		}
+		_, err = tx.ExecContext(ctx, d.q(`INSERT INTO reconcile_verdict_state (id, validated_at) VALUES (?, ?)
+			ON CONFLICT (id) DO UPDATE SET validated_at = excluded.validated_at`), verdictStateID, at)
+		return err
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("check stored verdicts: %w", err)
+	}
+	return since, nil
+}
+
+// verdictChecks are CheckVerdicts' statements, each taking the time since
+// which records count. They mark for a recheck the verdict of a
+// deployment updated (and copy its period and filter columns); of one
+// linking a change with a version stored since, valid by its start; of
+// any deployment started after an incident version stored since became
+// valid (the policy decides which incidents block which services); of a
+// deployment of a team with a review required or signed off since,
+// required by its start.
+func (d *DB) verdictChecks() []string {
+	linked := `d.changes @> jsonb_build_array(cv.key)`
+	if d.dialect == SQLite {
+		linked = `EXISTS (SELECT 1 FROM json_each(d.changes) j WHERE j.value = cv.key)`
+	}
+	return []string{
+		`UPDATE reconcile_verdicts SET recheck = TRUE, started_at = d.started_at, environment = d.environment, service = d.service, team = d.team
+			FROM deployments d WHERE d.id = reconcile_verdicts.deployment_id AND d.updated_at > ?`,
+		`UPDATE reconcile_verdicts SET recheck = TRUE WHERE deployment_id IN (SELECT d.id FROM change_versions cv
+			JOIN deployments d ON d.started_at >= cv.valid_from AND ` + linked + `
+			WHERE cv.recorded_at > ?)`,
+		`UPDATE reconcile_verdicts SET recheck = TRUE
+			WHERE started_at >= (SELECT min(valid_from) FROM incident_versions WHERE recorded_at > ?) AND NOT recheck`,
+		`UPDATE reconcile_verdicts SET recheck = TRUE WHERE deployment_id IN (SELECT v.deployment_id FROM pirs p
+			JOIN reconcile_verdicts v ON v.team = p.team AND v.started_at >= p.required_at
+			WHERE p.updated_at > ?)`,
+	}
+}
+
+// ClearVerdicts deletes every stored verdict: the next report judges each
+// deployment afresh.
+func (d *DB) ClearVerdicts(ctx context.Context) error {
+	return d.tx(ctx, func(tx *sqlx.Tx) error {
+		for _, s := range d.clearVerdicts() {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return fmt.Errorf("clear stored verdicts: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// clearVerdicts are the statements that delete every verdict; on
+// PostgreSQL a TRUNCATE, which leaves no dead rows for the next report's
+// writes to wade through.
+func (d *DB) clearVerdicts() []string {
+	if d.dialect == Postgres {
+		return []string{`TRUNCATE reconcile_verdict_findings, reconcile_verdicts`}
+	}
+	return []string{`DELETE FROM reconcile_verdict_findings`, `DELETE FROM reconcile_verdicts`}
+}
+
+// verdictFilter is the WHERE clause of q's period and filters over
+// deployments (alias d) or verdicts (alias v), with its arguments.
+func verdictFilter(alias string, q core.ReconcileQuery) (string, []any) {
+	var b strings.Builder
+	b.WriteString(alias + ".started_at >= ? AND " + alias + ".started_at < ?")
+	args := []any{ts(q.From), ts(q.To)}
+	for _, f := range []struct{ col, v string }{{"environment", q.Environment}, {"service", q.Service}, {"team", q.Team}} {
+		if v := strings.TrimSpace(f.v); v != "" {
+			b.WriteString(" AND " + alias + "." + f.col + " = ?")
+			args = append(args, v)
+		}
+	}
+	return b.String(), args
+}
+
+// PlanVerdicts finds what a report over q (with its cut-off) must judge
+// with the verdicts stored under key, after CheckVerdicts returned since:
+// the deployments whose verdict is marked for a recheck or was judged
+// under another key, and those without one — found among the
+// deployments updated since, else (a period not judged before) by an
+// anti-join. It counts the settled verdicts the report reuses. With more
+// than limit to judge, the plan is to judge the whole period.
+func (d *DB) PlanVerdicts(ctx context.Context, q core.ReconcileQuery, key string, since time.Time, limit int) (core.VerdictPlan, error) {
+	plan, err := d.planVerdicts(ctx, q, key, since, limit)
+	if err != nil {
+		return core.VerdictPlan{}, fmt.Errorf("plan the stored verdicts: %w", translate(err))
+	}
+	return plan, nil
+}
+
+func (d *DB) planVerdicts(ctx context.Context, q core.ReconcileQuery, key string, since time.Time, limit int) (core.VerdictPlan, error) {
+	whereD, argsD := verdictFilter("d", q)
+	whereV, argsV := verdictFilter("v", q)
+	var deployments, rows, reused, compliant, otherKey sql.NullInt64
+	if err := d.db.QueryRowContext(ctx, d.q(`SELECT count(*) FROM deployments d WHERE `+whereD), argsD...).Scan(&deployments); err != nil {
+		return core.VerdictPlan{}, err
+	}
+	if err := d.db.QueryRowContext(ctx, d.q(`SELECT count(*),
+		sum(CASE WHEN v.policy_key = ? AND NOT v.recheck THEN 1 ELSE 0 END),
+		sum(CASE WHEN v.policy_key = ? AND NOT v.recheck AND v.findings = 0 THEN 1 ELSE 0 END),
+		sum(CASE WHEN v.policy_key <> ? THEN 1 ELSE 0 END)
+		FROM reconcile_verdicts v WHERE `+whereV), append([]any{key, key, key}, argsV...)...).Scan(&rows, &reused, &compliant, &otherKey); err != nil {
+		return core.VerdictPlan{}, err
+	}
+	full := core.VerdictPlan{}
+	if int(otherKey.Int64) > limit {
+		return full, nil
+	}
+	type unjudged struct {
+		id      string
+		started anyTime
+		created anyTime
+	}
+	var todo []unjudged
+	collect := func(query string, args ...any) error {
+		rs, err := d.db.QueryContext(ctx, d.q(query), args...)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var u unjudged
+			if err := rs.Scan(&u.id, &u.started, &u.created); err != nil {
+				return err
+			}
+			todo = append(todo, u)
+		}
+		return rs.Err()
+	}
+	stale := ` AND v.recheck`
+	if otherKey.Int64 > 0 {
+		stale = ` AND (v.recheck OR v.policy_key <> ?)`
+		argsV = append(argsV, key)
+	}
+	if err := collect(`SELECT v.deployment_id, v.started_at, v.computed_at FROM reconcile_verdicts v WHERE `+whereV+stale+` LIMIT ?`, append(argsV, limit+1)...); err != nil {
+		return core.VerdictPlan{}, err
+	}
+	if len(todo) > limit {
+		return full, nil
+	}
+	if missing := int(deployments.Int64 - rows.Int64); missing > 0 {
+		if missing > limit-len(todo) {
+			return full, nil
+		}
+		// Those updated since the last check, unless that finds fewer than
+		// are missing (a period not judged before): then all of them.
+		n := len(todo)
+		noVerdict := ` AND NOT EXISTS (SELECT 1 FROM reconcile_verdicts v WHERE v.deployment_id = d.id) LIMIT ?`
+		if !since.IsZero() {
+			if err := collect(`SELECT d.id, d.started_at, d.created_at FROM deployments d WHERE d.updated_at > ? AND `+whereD+noVerdict,
+				append(append([]any{ts(since)}, argsD...), missing+1)...); err != nil {
+				return core.VerdictPlan{}, err
+			}
+		}
+		if len(todo)-n < missing {
+			todo = todo[:n]
+			if err := collect(`SELECT d.id, d.started_at, d.created_at FROM deployments d WHERE `+whereD+noVerdict, append(argsD, missing+1)...); err != nil {
+				return core.VerdictPlan{}, err
+			}
+		}
+	}
+	cutoff := ts(q.Cutoff)
+	todo = slices.DeleteFunc(todo, func(u unjudged) bool { return u.created.Time.After(cutoff) })
+	slices.SortFunc(todo, func(a, b unjudged) int {
+		if c := a.started.Time.Compare(b.started.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	plan := core.VerdictPlan{ByID: true, Deployments: make([]string, len(todo)), Reused: int(reused.Int64), ReusedCompliant: int(compliant.Int64)}
+	for i, u := range todo {
+		plan.Deployments[i] = u.id
+	}
+	return plan, nil
+}
+
+// verdictsPerInsert bounds the rows of one SQLite verdict INSERT (under
+// its parameter limit).
+const verdictsPerInsert = 500
+
+// SaveVerdicts stores the verdicts of one page of a report under key,
+// judged as of at, replacing the deployments' earlier ones (an upsert of
+// the verdict, its findings deleted and written anew).
+func (d *DB) SaveVerdicts(ctx context.Context, key string, at time.Time, vs []core.Verdict) error {
+	if len(vs) == 0 {
+		return nil
+	}
+	at = ts(at)
+	err := d.tx(ctx, func(tx *sqlx.Tx) error {
+		ids := make([]string, len(vs))
+		for i, v := range vs {
+			ids[i] = v.DeploymentID
+		}
+		if err := d.deleteVerdicts(ctx, tx, ids); err != nil {
+			return err
+		}
+		if d.dialect == Postgres {
+			return d.insertVerdictsPG(ctx, tx, key, at, vs)
+		}
+		return d.insertVerdictsSQLite(ctx, tx, key, at, vs)
+	})
+	if err != nil {
+		return fmt.Errorf("store verdicts: %w", err)
+	}
+	return nil
+}
+
+func (d *DB) deleteVerdicts(ctx context.Context, tx *sqlx.Tx, ids []string) error {
+	if d.dialect == Postgres {
+		_, err := tx.ExecContext(ctx, `DELETE FROM reconcile_verdict_findings WHERE deployment_id = ANY($1::text[])`, pq.Array(ids))
+		return err
+	}
+	for chunk := range slices.Chunk(ids, maxInList) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM reconcile_verdict_findings WHERE deployment_id IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upsertVerdict ends a verdict INSERT: a deployment's verdict replaces its
+// earlier one.
+const upsertVerdict = ` ON CONFLICT (deployment_id) DO UPDATE SET started_at = excluded.started_at, environment = excluded.environment,
+	service = excluded.service, team = excluded.team, policy_key = excluded.policy_key, computed_at = excluded.computed_at,
+	recheck = excluded.recheck, findings = excluded.findings`
+
+// verdictRows are a page's verdicts and findings as column arrays.
+type verdictRows struct {
+	ids, started, envs, services, teams []string
+	recheck                             []bool
+	counts                              []int64
+	fIDs, fCodes, fSev, fMsg, fRef      []string
+	fDocs                               []string
+	fIdx                                []int64
+}
+
+func newVerdictRows(vs []core.Verdict) verdictRows {
+	var r verdictRows
+	for _, v := range vs {
+		r.ids = append(r.ids, v.DeploymentID)
+		r.started = append(r.started, ts(v.StartedAt).Format(time.RFC3339Nano))
+		r.envs, r.services, r.teams = append(r.envs, v.Environment), append(r.services, v.Service), append(r.teams, v.Team)
+		r.recheck, r.counts = append(r.recheck, v.Volatile), append(r.counts, int64(len(v.Findings)))
+		for i, f := range v.Findings {
+			f.ID, f.Ack = 0, nil
+			r.fIDs, r.fIdx = append(r.fIDs, v.DeploymentID), append(r.fIdx, int64(i))
+			r.fCodes, r.fSev, r.fMsg, r.fRef = append(r.fCodes, f.Code), append(r.fSev, f.Severity), append(r.fMsg, f.Message), append(r.fRef, f.Ref)
+			r.fDocs = append(r.fDocs, mustJSON(f))
+		}
+	}
+	return r
+}
+
+func (d *DB) insertVerdictsPG(ctx context.Context, tx *sqlx.Tx, key string, at time.Time, vs []core.Verdict) error {
+	r := newVerdictRows(vs)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO reconcile_verdicts (deployment_id, started_at, environment, service, team, policy_key, computed_at, recheck, findings)
+		SELECT u.id, u.s::timestamptz, u.e, u.sv, u.t, $6, $7, u.v, u.n
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $8::bool[], $9::int[]) AS u(id, s, e, sv, t, v, n)`+upsertVerdict,
+		pq.Array(r.ids), pq.Array(r.started), pq.Array(r.envs), pq.Array(r.services), pq.Array(r.teams), key, at,
+		pq.Array(r.recheck), pq.Array(r.counts)); err != nil {
+		return err
+	}
+	if len(r.fIDs) == 0 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO reconcile_verdict_findings (deployment_id, idx, code, severity, message, ref, doc)
+		SELECT u.id, u.i, u.c, u.s, u.m, u.r, u.d::jsonb
+		FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(id, i, c, s, m, r, d)`,
+		pq.Array(r.fIDs), pq.Array(r.fIdx), pq.Array(r.fCodes), pq.Array(r.fSev), pq.Array(r.fMsg), pq.Array(r.fRef), pq.Array(r.fDocs))
+	return err
+}
+
+func (d *DB) insertVerdictsSQLite(ctx context.Context, tx *sqlx.Tx, key string, at time.Time, vs []core.Verdict) error {
+	for chunk := range slices.Chunk(vs, verdictsPerInsert) {
+		args := make([]any, 0, len(chunk)*9)
+		for _, v := range chunk {
+			args = append(args, v.DeploymentID, ts(v.StartedAt), v.Environment, v.Service, v.Team, key, at, v.Volatile, len(v.Findings))
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO reconcile_verdicts (deployment_id, started_at, environment, service, team, policy_key, computed_at, recheck, findings) VALUES `+
+			rowsOf(len(chunk), 9)+upsertVerdict, args...); err != nil {
+			return err
+		}
+	}
+	r := newVerdictRows(vs)
+	for start := 0; start < len(r.fIDs); start += verdictsPerInsert {
+		end := min(start+verdictsPerInsert, len(r.fIDs))
+		args := make([]any, 0, (end-start)*7)
+		for i := start; i < end; i++ {
+			args = append(args, r.fIDs[i], r.fIdx[i], r.fCodes[i], r.fSev[i], r.fMsg[i], r.fRef[i], r.fDocs[i])
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO reconcile_verdict_findings (deployment_id, idx, code, severity, message, ref, doc) VALUES `+
+			rowsOf(end-start, 7), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowsOf returns "(?, …), (?, …)": n rows of cols placeholders.
+func rowsOf(n, cols int) string {
+	row := "(" + placeholders(cols) + ")"
+	return strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
+}
+
+// AddVerdictFindings gives report reportID the findings of q's verdicts
+// stored under key — those settled, and those the report judged itself
+// (as of its cut-off) — numbered from 1 in deployment order, and returns
+// how many there are by code and severity.
+func (d *DB) AddVerdictFindings(ctx context.Context, reportID string, q core.ReconcileQuery, key string) (core.ReconcileSummary, error) {
+	sum := core.NewReconcileSummary()
+	where, args := verdictFilter("v", q)
+	where += " AND v.findings > 0 AND v.policy_key = ? AND (NOT v.recheck OR v.computed_at = ?)"
+	args = append(args, key, ts(q.Cutoff))
+	err := d.tx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, d.q(`INSERT INTO findings (report_id, seq, deployment_id, code, message, ref, evidence, severity, ack_by)
+			SELECT ?, row_number() OVER (ORDER BY v.started_at, v.deployment_id, f.idx), f.deployment_id, f.code, f.message, f.ref, f.doc, f.severity, ''
+			FROM reconcile_verdicts v JOIN reconcile_verdict_findings f ON f.deployment_id = v.deployment_id
+			WHERE `+where), append([]any{reportID}, args...)...); err != nil {
+			return fmt.Errorf("copy findings: %w", err)
+		}
+		rs, err := tx.QueryContext(ctx, d.q(`SELECT code, severity, count(*) FROM findings WHERE report_id = ? GROUP BY code, severity`), reportID)
+		if err != nil {
+			return fmt.Errorf("count findings: %w", err)
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var code, sev string
+			var n int
+			if err := rs.Scan(&code, &sev, &n); err != nil {
+				return fmt.Errorf("count findings: %w", err)
+			}
+			sum.Findings += n
+			sum.ByCode[code] += n
+			sum.BySeverity[sev] += n
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return sum, fmt.Errorf("add stored findings to report %s: %w", reportID, translate(err))
+	}
+	return sum, nil
+}

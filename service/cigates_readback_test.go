@@ -31,6 +31,9 @@ import (
 // taken ("" before any).
 type fakeRun struct {
 	statuses func(taken string) (int, []string)
+	// refuseReads: the first status reads are refused 401 (a stale
+	// installation token: transient).
+	refuseReads int
 
 	mu      sync.Mutex
 	taken   string   // the state of the review taken
@@ -62,6 +65,9 @@ func (f *fakeRun) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/repos/Codertocat/Hello-World/deployments/4242/statuses":
 		f.reads++
 		code, states := f.statuses(f.taken)
+		if f.reads <= f.refuseReads {
+			code = http.StatusUnauthorized
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		if code != http.StatusOK {
@@ -104,6 +110,9 @@ func TestCIGateLostAnswerReadBack(t *testing.T) {
 		lastErr  []string
 		reviews  int
 		reads    bool
+		// refuseReads: status reads refused 401 first, each a retried
+		// outcome and one more review refused before the next read.
+		refuseReads int
 	}{
 		{name: "approval taken, deployment ran", approved: true, lost: true, statuses: ran,
 			want: core.PendingAnswered, outcome: "approved", reviews: 2, reads: true},
@@ -121,6 +130,8 @@ func TestCIGateLostAnswerReadBack(t *testing.T) {
 			statuses: func(string) (int, []string) { return http.StatusForbidden, nil },
 			want:     core.PendingUnknown, outcome: "unknown", reviews: 2, reads: true,
 			lastErr: []string{"outcome unknown", "could not be read", "HTTP 403"}},
+		{name: "approval taken, first read-back refused: read again on the next attempt", approved: true, lost: true, statuses: ran,
+			refuseReads: 1, want: core.PendingAnswered, outcome: "approved", reviews: 3, reads: true},
 		{name: "refused at once, nothing lost", approved: true, statuses: ran,
 			want: core.PendingFailed, outcome: "failed", reviews: 1, lastErr: []string{"HTTP 422"}},
 	}
@@ -145,7 +156,7 @@ func TestCIGateLostAnswerReadBack(t *testing.T) {
 				if _, err := db.Migrate(ctx); err != nil {
 					t.Fatal(err)
 				}
-				run := &fakeRun{statuses: tt.statuses}
+				run := &fakeRun{statuses: tt.statuses, refuseReads: tt.refuseReads}
 				if !tt.lost { // a run that already took a review elsewhere
 					run.taken = "rejected"
 				}
@@ -223,8 +234,8 @@ func TestCIGateLostAnswerReadBack(t *testing.T) {
 				if outcomes[tt.outcome] != 1 {
 					t.Errorf("outcomes %v, want one %s", outcomes, tt.outcome)
 				}
-				if tt.lost && outcomes["retried"] != 1 {
-					t.Errorf("outcomes %v, want one retried (the lost reply)", outcomes)
+				if tt.lost && outcomes["retried"] != 1+tt.refuseReads {
+					t.Errorf("outcomes %v, want %d retried (the lost reply, the refused reads)", outcomes, 1+tt.refuseReads)
 				}
 			})
 		}

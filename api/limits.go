@@ -133,12 +133,15 @@ func (l *limiter) peek(key string, now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
-// AuthFailureLimit bounds the failed authentications of each client IP:
-// every bad bearer token, webhook signature or UI sign-in token spends one
-// request from the client's bucket, and while it is empty the client's
-// requests that carry a credential are refused (429) before the
-// credential is checked, so a guesser gets rate tries a second whatever
-// it sends. Successful authentications spend nothing. A nil limit is off.
+// AuthFailureLimit bounds the failed authentications of each client
+// address (c.RealIP(): the peer, or the client a trusted proxy names):
+// every bad bearer token, webhook signature or UI sign-in token, and every
+// request to an authenticated API route with no credential at all, spends
+// one request from the client's bucket, and while it is empty the
+// client's requests to authenticated routes, webhooks and the UI sign-in
+// are refused (429) before any credential is checked, so a guesser gets
+// rate tries a second whatever it sends. Successful authentications spend
+// nothing. A nil limit is off.
 type AuthFailureLimit struct {
 	l       *limiter
 	metrics *metrics.Set
@@ -225,6 +228,9 @@ func (s *Server) authFailed(ctx context.Context, c *echo.Context, reason, tokenI
 	}
 	attrs := []any{"reason", reason, "method", c.Request().Method, "route", s.routeLabel(c),
 		"remote_ip", c.RealIP(), "request_id", requestID(c)}
+	if peer := peerIP(c); peer != c.RealIP() {
+		attrs = append(attrs, "peer_ip", peer)
+	}
 	if tokenID != "" {
 		attrs = append(attrs, "token_id", tokenID)
 	}

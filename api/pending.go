@@ -42,7 +42,8 @@ type pendingItem struct {
 
 // gatePending lists every waiting gate: the stored CI gate requests
 // (GitHub protection rules, GitLab approvals; those whose answer could not
-// be delivered are listed as failed) and this replica's long-polled checks.
+// be delivered are listed as failed, those whose delivery could not be
+// told as unknown) and this replica's long-polled checks.
 func (s *Server) gatePending(c *echo.Context) error {
 	items := []pendingItem{}
 	if s.deps.CIGates != nil {
@@ -63,7 +64,7 @@ func (s *Server) gatePending(c *echo.Context) error {
 			if p.Request.Pipeline != nil {
 				it.RunID = p.Request.Pipeline.RunID
 			}
-			if p.State != core.PendingFailed {
+			if p.State != core.PendingFailed && p.State != core.PendingUnknown {
 				it.NextCheckAt = &next
 			}
 			items = append(items, it)

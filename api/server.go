@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"time"
@@ -99,6 +101,10 @@ type Deps struct {
 	// AuthFailures, when set, bounds each client's failed
 	// authentications (shared with the UI's sign-in).
 	AuthFailures *AuthFailureLimit
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (clientIPExtractor); none: the connection's peer is the
+	// client.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is the HTTP API.
@@ -131,7 +137,8 @@ func New(deps Deps) *Server {
 	s := &Server{deps: deps, rules: map[string]access{}, paths: map[string]struct{}{},
 		tokenLimit:     newLimiter(deps.RateLimits.TokenRate, deps.RateLimits.TokenBurst),
 		connectorLimit: newFixedLimiter(deps.RateLimits.ConnectorRate, deps.RateLimits.ConnectorBurst, deps.RateLimits.Connectors)}
-	e := echo.NewWithConfig(echo.Config{Logger: deps.Logger, HTTPErrorHandler: s.handleError})
+	e := echo.NewWithConfig(echo.Config{Logger: deps.Logger, HTTPErrorHandler: s.handleError,
+		IPExtractor: clientIPExtractor(deps.TrustedProxies)})
 	s.echo = e
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		TargetHeader: echo.HeaderXRequestID,
@@ -271,13 +278,20 @@ func (s *Server) authorize(roles []core.Role) echo.MiddlewareFunc {
 			h := c.Request().Header.Get(echo.HeaderAuthorization)
 			const prefix = "Bearer "
 			ctx := c.Request().Context()
-			if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
-				s.authFailed(ctx, c, authMissingToken, "")
-				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="tollgate"`)
-				return core.Errorf(core.KindUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
-			}
+			// A client past its failed authentications is refused before
+			// anything is checked. A request with no credential at all
+			// spends one too: a flood of them is abuse as well, and no
+			// pipeline, webhook or UI page sends one to these routes (the
+			// CLI needs a token, webhooks and the UI are public routes
+			// with checks of their own).
 			if err := s.deps.AuthFailures.Refuse(c); err != nil {
 				return err
+			}
+			if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
+				s.authFailed(ctx, c, authMissingToken, "")
+				s.deps.AuthFailures.Failed(c)
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="tollgate"`)
+				return core.Errorf(core.KindUnauthorized, "missing bearer token (Authorization: Bearer <token>)")
 			}
 			t, err := s.deps.Tokens.Authenticate(ctx, h[len(prefix):])
 			if err != nil {
@@ -304,6 +318,34 @@ func (s *Server) authorize(roles []core.Role) echo.MiddlewareFunc {
 		}
 	}
 }
+
+// clientIPExtractor is how the server tells a request's client address:
+// the key of the failed-authentication limit and remote_ip in the logs
+// (c.RealIP()). With no trusted proxy it is the connection's peer:
+// X-Forwarded-For and X-Real-IP are anyone's to write, so they are
+// ignored. With trusted proxies it is echo's X-Forwarded-For extractor:
+// when the peer is a trusted proxy, the client is the right-most address
+// of X-Forwarded-For that is not one (each proxy appends the address it
+// got the request from, so whatever the client wrote itself stays on the
+// left of the address its proxy saw); a peer that is not trusted is the
+// client whatever it sends. Echo also trusts every loopback, link-local
+// and private address by default: those defaults are turned off, so only
+// the configured ranges are trusted.
+func clientIPExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		bits := p.Addr().BitLen()
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: net.IP(p.Masked().Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), bits)}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// peerIP is the address of the connection the request came on (a proxy's,
+// when one forwarded it).
+func peerIP(c *echo.Context) string { return echo.ExtractIPDirect()(c.Request()) }
 
 func equalFoldASCII(a, b string) bool {
 	if len(a) != len(b) {
@@ -488,6 +530,9 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.String("method", c.Request().Method), slog.String("path", c.Request().URL.Path),
 			slog.String("route", route), slog.Int("status", status), slog.Duration("duration", elapsed),
 			slog.String("request_id", requestID(c)), slog.String("remote_ip", c.RealIP()),
+		}
+		if peer := peerIP(c); peer != c.RealIP() {
+			attrs = append(attrs, slog.String("peer_ip", peer)) // the proxy that forwarded it
 		}
 		if t := tokenOf(c); t.ID != "" {
 			attrs = append(attrs, slog.String("token_id", t.ID), slog.String("role", string(t.Role)))

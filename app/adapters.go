@@ -2,6 +2,8 @@ package app
 
 import (
 	"github.com/tollgate-dev/tollgate/api"
+	"github.com/tollgate-dev/tollgate/connectors/github"
+	"github.com/tollgate-dev/tollgate/connectors/gitlab"
 	"github.com/tollgate-dev/tollgate/service"
 	"github.com/tollgate-dev/tollgate/store"
 	"github.com/tollgate-dev/tollgate/ui"
@@ -23,4 +25,13 @@ var (
 	_ api.Reader              = (*store.DB)(nil)
 	_ ui.Reader               = (*store.DB)(nil)
 	_ ui.Sessions             = (*store.DB)(nil)
+)
+
+// The CI connectors that answer a gate: the worker finds their optional
+// read-back by a type assertion, so a renamed method would silently turn
+// it off; these keep it on.
+var (
+	_ service.Answerer      = (*github.Webhook)(nil)
+	_ service.AnswerChecker = (*github.Webhook)(nil)
+	_ service.Answerer      = (*gitlab.Webhook)(nil)
 )

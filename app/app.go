@@ -159,6 +159,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	proposals := service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes)
 	holds := service.NewHolds(db, a.Policies, clock)
+	trustedProxies, err := cfg.HTTP.TrustedProxyPrefixes()
+	if err != nil {
+		return nil, err
+	}
 	authFailures := api.NewAuthFailureLimit(cfg.RateLimit.AuthFailuresPerClient.PerSecond(), cfg.RateLimit.AuthFailuresPerClient.Burst, a.Metrics)
 	web, err := ui.New(ui.Deps{
 		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: db, Gate: a.Gate, CIGates: pending, Policies: a.Policies,
@@ -170,7 +174,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		return nil, err
 	}
 	a.Server = api.New(api.Deps{
-		CIGates: pending, AuthFailures: authFailures,
+		CIGates: pending, AuthFailures: authFailures, TrustedProxies: trustedProxies,
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,

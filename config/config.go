@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -124,6 +125,60 @@ type HTTPConfig struct {
 	// MaxHeaderBytes caps a request's header block (default 64 KiB);
 	// larger → 431.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// TrustedProxies are the reverse proxies and load balancers in front
+	// of tollgate (IP addresses or CIDRs) whose X-Forwarded-For is
+	// believed: a request whose connection comes from one of them is from
+	// the right-most address of its X-Forwarded-For that is not one of
+	// them. Empty (the default): no proxy is trusted, the connection's
+	// peer is the client and X-Forwarded-For and X-Real-IP are ignored,
+	// since any client can write them. The client address keys the
+	// failed-authentication limit and is logged as remote_ip.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TrustedProxyPrefixes returns TrustedProxies parsed, each address a
+// one-address prefix (/32, /128). Load has validated them.
+func (h HTTPConfig) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(h.TrustedProxies))
+	for i, s := range h.TrustedProxies {
+		p, err := parseTrustedProxy(s)
+		if err != nil {
+			return nil, core.Invalid(fmt.Sprintf("http.trusted_proxies[%d]", i), "%v", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// parseTrustedProxy reads one trusted_proxies entry: an IP address or a
+// CIDR. A CIDR with bits set past its prefix (10.0.0.7/8) is refused
+// rather than widened or narrowed by guess, and so is a prefix of length
+// 0: trusting every address would let any client choose the address it
+// is limited and logged under.
+func parseTrustedProxy(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	const like = "like 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7"
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR (%s)", s, like)
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR (%s)", s, like)
+	case p.Addr().Is4In6():
+		return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 range: write it in IPv4 form", s)
+	case p.Bits() == 0:
+		return netip.Prefix{}, fmt.Errorf("%q trusts every address: any client could then pick its own address with X-Forwarded-For; list the proxies' addresses", s)
+	case p != p.Masked():
+		return netip.Prefix{}, fmt.Errorf("%q has address bits set past its /%d: write %s for the network or %s for the one address",
+			s, p.Bits(), p.Masked(), netip.PrefixFrom(p.Addr(), p.Addr().BitLen()))
+	}
+	return p, nil
 }
 
 // RateLimitConfig sets the token buckets of the API and the webhooks.
@@ -135,9 +190,11 @@ type RateLimitConfig struct {
 	PerConnector Limit `yaml:"per_connector"`
 	// AuthFailuresPerClient limits the failed authentications (bad bearer
 	// tokens, bad webhook signatures, UI sign-ins with a wrong token) of
-	// one client IP (default 10/s, burst 50): past it the client's
-	// requests carrying a credential get 429 before the credential is
-	// checked. Behind a reverse proxy every client shares the proxy's IP.
+	// one client address (default 10/s, burst 50), and requests to an
+	// authenticated API route that carry no credential at all: past it
+	// the client's requests to authenticated routes, webhooks and the UI
+	// sign-in get 429 before any credential is checked. The client address
+	// is the connection's peer unless http.trusted_proxies says otherwise.
 	AuthFailuresPerClient Limit `yaml:"auth_failures_per_client"`
 }
 
@@ -504,6 +561,11 @@ func (c *Config) validateHTTP(bad func(field, format string, args ...any)) {
 	if c.HTTP.MaxHeaderBytes < 4096 || c.HTTP.MaxHeaderBytes > 1<<20 {
 		bad("http.max_header_bytes", "must be between 4096 and 1048576, got %d", c.HTTP.MaxHeaderBytes)
 	}
+	for i, s := range c.HTTP.TrustedProxies {
+		if _, err := parseTrustedProxy(s); err != nil {
+			bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "%v", err)
+		}
+	}
 	for f, l := range map[string]Limit{"rate_limit.per_token": c.RateLimit.PerToken, "rate_limit.per_connector": c.RateLimit.PerConnector,
 		"rate_limit.auth_failures_per_client": c.RateLimit.AuthFailuresPerClient} {
 		if l.Rate < 0.01 || l.Rate > 1e6 {
@@ -674,6 +736,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout.D()),
 		slog.Duration("http.read_header_timeout", c.HTTP.ReadHeaderTimeout.D()),
 		slog.Int("http.max_header_bytes", c.HTTP.MaxHeaderBytes),
+		slog.Any("http.trusted_proxies", c.HTTP.TrustedProxies),
 		slog.Float64("rate_limit.per_token", c.RateLimit.PerToken.PerSecond()),
 		slog.Float64("rate_limit.per_connector", c.RateLimit.PerConnector.PerSecond()),
 		slog.Float64("rate_limit.auth_failures_per_client", c.RateLimit.AuthFailuresPerClient.PerSecond()),

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -126,6 +127,28 @@ connectors:
 			src:  "http:\n  read_header_timeout: 1ms\n  max_header_bytes: 10\nrate_limit:\n  per_token: {rate: -1}\n  per_connector: {burst: -5}\n  auth_failures_per_client: {rate: 1, burst: -1}\n",
 			wantErr: []string{"http.read_header_timeout", "http.max_header_bytes", "rate_limit.per_token.rate", "rate_limit.per_connector.burst",
 				"rate_limit.auth_failures_per_client.burst"},
+		},
+		{name: "no trusted proxy by default", src: "", check: func(t *testing.T, c *Config) {
+			if ps, err := c.HTTP.TrustedProxyPrefixes(); err != nil || len(ps) != 0 {
+				t.Errorf("trusted proxies by default: %v %v", ps, err)
+			}
+		}},
+		{name: "trusted proxies: CIDRs and addresses", src: "http:\n  trusted_proxies: [\"10.0.0.0/8\", \"127.0.0.1\", \"2001:db8::/32\", \"::ffff:192.0.2.7\", \" 192.0.2.0/24 \"]\n",
+			check: func(t *testing.T, c *Config) {
+				ps, err := c.HTTP.TrustedProxyPrefixes()
+				got := fmt.Sprint(ps)
+				if err != nil || got != "[10.0.0.0/8 127.0.0.1/32 2001:db8::/32 192.0.2.7/32 192.0.2.0/24]" {
+					t.Errorf("trusted proxies: %s %v", got, err)
+				}
+			}},
+		{
+			name: "bad trusted proxies are each named with the reason",
+			src:  "http:\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/33\", proxy.example.com, \"\", \"0.0.0.0/0\", \"::/0\", \"10.1.2.3/8\", \"fe80::1%eth0\"]\n",
+			wantErr: []string{`http.trusted_proxies[1]: "10.0.0.0/33" is not an IP address or CIDR`,
+				`http.trusted_proxies[2]: "proxy.example.com" is not an IP address or CIDR`, `http.trusted_proxies[3]: "" is not`,
+				`http.trusted_proxies[4]: "0.0.0.0/0" trusts every address`, `http.trusted_proxies[5]: "::/0" trusts every address`,
+				`http.trusted_proxies[6]: "10.1.2.3/8" has address bits set past its /8: write 10.0.0.0/8 for the network or 10.1.2.3/32 for the one address`,
+				`http.trusted_proxies[7]`},
 		},
 		{name: "facts cache ttl", src: "gate:\n  facts_cache_ttl: 10s\n", check: func(t *testing.T, c *Config) {
 			if c.Gate.CacheTTL() != 10*time.Second {

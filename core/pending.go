@@ -20,6 +20,11 @@ const (
 	// PendingFailed: the answer could not be delivered (the CI refused it,
 	// or the retries ran out).
 	PendingFailed = "failed"
+	// PendingUnknown: an earlier delivery attempt may have been taken
+	// (its reply was lost), the CI refused a later one, and the CI's own
+	// state could not show whether the answer was taken; LastError says
+	// what it shows. Never counted as answered.
+	PendingUnknown = "unknown"
 )
 
 // PendingGate is a gate request from a CI that waits at its own gate for

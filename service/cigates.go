@@ -35,9 +35,23 @@ type GateRequester interface {
 
 // Answerer answers a CI's gate through the CI's API. An error of
 // KindUnavailable is transient (retried with backoff); any other is final
-// (the CI refused the answer) and the request is shown as failed.
+// (the CI refused the answer) and the request is shown as failed, unless
+// an earlier attempt may have been taken (AnswerChecker).
 type Answerer interface {
 	Answer(ctx context.Context, p core.PendingGate, approved bool, comment string) error
+}
+
+// AnswerChecker is an Answerer that can read back from the CI whether an
+// answer was taken. The worker asks it when the CI refuses a delivery
+// after an earlier attempt failed without a refusal (no reply, a 5xx):
+// that attempt may have been taken with its reply lost, and the refusal
+// may only mean the CI no longer waits because it took it.
+type AnswerChecker interface {
+	// AnswerTaken reports whether the CI's state shows p answered as
+	// approved says; why says what it shows (the reason recorded when it
+	// cannot tell). An error is a failed read: KindUnavailable is
+	// transient.
+	AnswerTaken(ctx context.Context, p core.PendingGate, approved bool) (taken bool, why string, err error)
 }
 
 // CIGatesConfig tunes the pending-gate worker.
@@ -156,10 +170,10 @@ func (s *CIGates) Wake() {
 	}
 }
 
-// List returns the open requests (waiting, or answering) and the failed
-// ones.
+// List returns the open requests (waiting, or answering) and those whose
+// answer failed or has an unknown outcome.
 func (s *CIGates) List(ctx context.Context) ([]core.PendingGate, error) {
-	return s.store.ListPendingGates(ctx, []string{core.PendingWaiting, core.PendingAnswering, core.PendingFailed}, 1000)
+	return s.store.ListPendingGates(ctx, []string{core.PendingWaiting, core.PendingAnswering, core.PendingFailed, core.PendingUnknown}, 1000)
 }
 
 // Run works the requests until ctx ends: every waiting one after start
@@ -330,17 +344,18 @@ func (s *CIGates) deliver(ctx context.Context, p *core.PendingGate) {
 	p.Attempts++
 	err := a.Answer(ctx, *p, approved, p.Comment)
 	now := s.clock.Now()
+	// Attempts > 1: an earlier attempt failed transiently (a refusal or a
+	// success settles p), so it may have been taken with its reply lost (a
+	// reset, a timeout). A refusal now is then no proof the answer was
+	// not delivered: ask the CI.
+	if c, ok := a.(AnswerChecker); ok && err != nil && !core.IsKind(err, core.KindUnavailable) && p.Attempts > 1 {
+		s.readBack(ctx, c, p, approved, err)
+		return
+	}
 	switch {
 	case err == nil:
-		p.State, p.AnsweredAt, p.LastError = core.PendingAnswered, &now, ""
-		outcome := "rejected"
-		if approved {
-			outcome = "approved"
-		}
-		s.observe(p.Provider, outcome)
-		s.log.InfoContext(ctx, "CI gate answered", "id", p.ID, "provider", p.Provider, "run", p.RunURL, "decision", string(p.Decision), "decision_id", p.DecisionID)
-	case core.IsKind(err, core.KindUnavailable) && (s.cfg.MaxAttempts <= 0 || p.Attempts < s.cfg.MaxAttempts) &&
-		now.Add(s.backoff(p.Attempts)).Before(p.CreatedAt.Add(s.cfg.GiveUpAfter)):
+		s.answered(ctx, p, approved, now)
+	case core.IsKind(err, core.KindUnavailable) && s.mayRetry(p, now):
 		p.LastError, p.NextCheckAt = err.Error(), now.Add(s.backoff(p.Attempts))
 		s.observe(p.Provider, "retried")
 		s.log.WarnContext(ctx, "CI gate answer failed; will retry", "id", p.ID, "attempt", p.Attempts, "retry_at", p.NextCheckAt.Format(time.RFC3339), "error", err.Error())
@@ -348,6 +363,54 @@ func (s *CIGates) deliver(ctx context.Context, p *core.PendingGate) {
 		p.State, p.LastError = core.PendingFailed, err.Error()
 		s.observe(p.Provider, "failed")
 		s.log.ErrorContext(ctx, "CI gate answer failed for good", "id", p.ID, "provider", p.Provider, "run", p.RunURL, "attempts", p.Attempts, "error", err.Error())
+	}
+}
+
+// answered settles p as delivered.
+func (s *CIGates) answered(ctx context.Context, p *core.PendingGate, approved bool, now time.Time) {
+	p.State, p.AnsweredAt, p.LastError = core.PendingAnswered, &now, ""
+	outcome := "rejected"
+	if approved {
+		outcome = "approved"
+	}
+	s.observe(p.Provider, outcome)
+	s.log.InfoContext(ctx, "CI gate answered", "id", p.ID, "provider", p.Provider, "run", p.RunURL, "decision", string(p.Decision), "decision_id", p.DecisionID)
+}
+
+// mayRetry reports whether a delivery that failed at now may be tried
+// again: within MaxAttempts and before GiveUpAfter.
+func (s *CIGates) mayRetry(p *core.PendingGate, now time.Time) bool {
+	return (s.cfg.MaxAttempts <= 0 || p.Attempts < s.cfg.MaxAttempts) &&
+		now.Add(s.backoff(p.Attempts)).Before(p.CreatedAt.Add(s.cfg.GiveUpAfter))
+}
+
+// readBack settles p after the CI refused its answer (refused) following
+// attempts that may have been taken: answered when the CI's state shows
+// the answer taken; unknown, with what the CI shows, when it cannot tell
+// or cannot be read (a transient read failure is retried first). An
+// approval is never recorded by guess.
+func (s *CIGates) readBack(ctx context.Context, c AnswerChecker, p *core.PendingGate, approved bool, refused error) {
+	taken, why, err := c.AnswerTaken(ctx, *p, approved)
+	now := s.clock.Now()
+	switch {
+	case err == nil && taken:
+		s.log.InfoContext(ctx, "CI gate answer taken by an earlier attempt whose reply was lost", "id", p.ID, "provider", p.Provider,
+			"run", p.RunURL, "attempts", p.Attempts, "refused", refused.Error(), "read_back", why)
+		s.answered(ctx, p, approved, now)
+	case err != nil && core.IsKind(err, core.KindUnavailable) && s.mayRetry(p, now):
+		p.LastError = fmt.Sprintf("%v; reading back whether an earlier attempt was taken failed: %v", refused, err)
+		p.NextCheckAt = now.Add(s.backoff(p.Attempts))
+		s.observe(p.Provider, "retried")
+		s.log.WarnContext(ctx, "CI gate read-back failed; will retry", "id", p.ID, "attempt", p.Attempts, "retry_at", p.NextCheckAt.Format(time.RFC3339), "error", p.LastError)
+	default:
+		if err != nil {
+			why = "the CI's state could not be read: " + err.Error()
+		}
+		p.State = core.PendingUnknown
+		p.LastError = fmt.Sprintf("outcome unknown: an earlier attempt may have been taken with its reply lost, the CI refused attempt %d (%v), and %s",
+			p.Attempts, refused, why)
+		s.observe(p.Provider, "unknown")
+		s.log.ErrorContext(ctx, "CI gate answer outcome unknown", "id", p.ID, "provider", p.Provider, "run", p.RunURL, "attempts", p.Attempts, "error", p.LastError)
 	}
 }
 

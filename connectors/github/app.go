@@ -127,16 +127,46 @@ func (c *appClient) review(ctx context.Context, installation, repo, run string, 
 		return err
 	}
 	path := "/repos/" + repo + "/actions/runs/" + url.PathEscape(run) + "/deployment_protection_rule"
-	// Safe to repeat: GitHub takes one review per run and environment; a
-	// review of a run no longer waiting (the first one was taken) is
-	// refused with a 4xx and changes nothing.
-	err = c.do(apiclient.Idempotent(ctx), http.MethodPost, path, "Bearer "+token, body, "run "+run+" protection rule review", nil)
+	// Not marked Idempotent, so not repeated once it may have reached
+	// GitHub (a reset, a timeout): GitHub takes one review per run and
+	// environment and refuses a second with a 4xx, so repeating a review
+	// whose reply was lost turns an answer GitHub took into a refusal.
+	// The error says the outcome is unknown; the CI gate worker tries
+	// again later and, refused then, reads the deployment back
+	// (Webhook.AnswerTaken).
+	err = c.do(ctx, http.MethodPost, path, "Bearer "+token, body, "run "+run+" protection rule review", nil)
+	return c.refusedToken(installation, err)
+}
+
+// refusedToken drops the cached token of installation when GitHub
+// refused it (401), and reports the call transient: the next attempt gets
+// a new token.
+func (c *appClient) refusedToken(installation string, err error) error {
 	var se *apiclient.StatusError
 	if errors.As(err, &se) && se.Status == http.StatusUnauthorized {
 		c.forget(installation)
 		return core.Wrap(core.KindUnavailable, err, "github refused the installation token")
 	}
 	return err
+}
+
+// deploymentStatus is one status of a deployment, as GitHub lists them.
+type deploymentStatus struct {
+	State string `json:"state"`
+}
+
+// deploymentStatuses lists a deployment's statuses
+// (GET /repos/{owner}/{repo}/deployments/{id}/statuses; the App's
+// Deployments permission, which a protection rule App has, reads them).
+func (c *appClient) deploymentStatuses(ctx context.Context, installation, repo, id string) ([]deploymentStatus, error) {
+	token, err := c.installationToken(ctx, installation)
+	if err != nil {
+		return nil, err
+	}
+	var out []deploymentStatus
+	err = c.do(ctx, http.MethodGet, "/repos/"+repo+"/deployments/"+url.PathEscape(id)+"/statuses?per_page=100", "Bearer "+token, nil,
+		"deployment "+id+" statuses", &out)
+	return out, c.refusedToken(installation, err)
 }
 
 // commitMessage reads a commit's message as the installation.

@@ -191,3 +191,52 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 		EnvironmentName: t["environment_name"], State: state, Comment: comment,
 	})
 }
+
+// AnswerTaken implements service.AnswerChecker: it reads the statuses of
+// the deployment held at the rule. A deployment that reached in_progress
+// or success ran, which GitHub lets it do only once every protection
+// rule approved: an approval was taken. One that ended in failure or
+// error without ever running was stopped: a rejection was taken. Any
+// other state (still waiting, no statuses, or the opposite of the answer
+// sent) cannot tell, and why says what GitHub shows; an approval is never
+// inferred from anything but the deployment having run.
+func (w *Webhook) AnswerTaken(ctx context.Context, p core.PendingGate, approved bool) (bool, string, error) {
+	if w.app == nil {
+		return false, "", core.Errorf(core.KindInvalid, "connector has no GitHub App configured")
+	}
+	t := p.Target
+	id := t["deployment_id"]
+	if id == "" {
+		return false, "the request names no deployment to read back", nil
+	}
+	statuses, err := w.app.deploymentStatuses(ctx, t["installation_id"], t["repository"], id)
+	if err != nil {
+		return false, "", err
+	}
+	ran, stopped := false, false
+	var seen []string
+	for _, st := range statuses {
+		switch st.State {
+		case "in_progress", "success":
+			ran = true
+		case "failure", "error":
+			stopped = true
+		}
+		seen = append(seen, st.State)
+	}
+	shows := "GitHub shows deployment " + id + " with no status"
+	if len(seen) > 0 {
+		shows = "GitHub shows deployment " + id + " with statuses " + strings.Join(seen, ", ")
+	}
+	switch {
+	case ran && approved:
+		return true, shows + ": it ran, so the approval was taken", nil
+	case ran:
+		return false, shows + ": it ran although tollgate rejected it (the rejection was not taken, or the rule was bypassed)", nil
+	case stopped && !approved:
+		return true, shows + ": it never ran, so the rejection was taken", nil
+	case stopped:
+		return false, shows + ": it never ran, so the approval was not taken or another rule stopped it", nil
+	}
+	return false, shows + ": it has not run yet, so whether the answer was taken cannot be told", nil
+}

@@ -167,3 +167,64 @@ func TestAppAnswer(t *testing.T) {
 		t.Fatalf("after a refused token: %v, %d tokens; want a new one", err, tokens.Load())
 	}
 }
+
+// TestAnswerTaken: what a deployment's statuses tell of an answer whose
+// reply was lost. Only a deployment that ran shows an approval taken;
+// only one stopped without running shows a rejection taken; anything else
+// cannot tell, and says what GitHub shows.
+func TestAnswerTaken(t *testing.T) {
+	tests := []struct {
+		name     string
+		statuses string // the JSON answer, "" for a 404
+		approved bool
+		taken    bool
+		why      string
+		kind     core.ErrorKind // of the error, "" for none
+	}{
+		{name: "ran, approval", statuses: `[{"state":"success"},{"state":"in_progress"},{"state":"waiting"}]`, approved: true, taken: true, why: "it ran, so the approval was taken"},
+		{name: "ran, rejection", statuses: `[{"state":"in_progress"},{"state":"waiting"}]`, why: "it ran although tollgate rejected it"},
+		{name: "stopped, rejection", statuses: `[{"state":"failure"},{"state":"waiting"}]`, taken: true, why: "never ran, so the rejection was taken"},
+		{name: "stopped, approval", statuses: `[{"state":"error"}]`, approved: true, why: "never ran, so the approval was not taken"},
+		{name: "queued only", statuses: `[{"state":"queued"},{"state":"waiting"}]`, approved: true, why: "statuses queued, waiting: it has not run yet"},
+		{name: "no status", statuses: `[]`, approved: true, why: "with no status: it has not run yet"},
+		{name: "no such deployment", approved: true, kind: core.KindInvalid},
+	}
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case r.URL.Path == "/app/installations/99/access_tokens":
+					w.WriteHeader(201)
+					_ = json.NewEncoder(w).Encode(map[string]any{"token": "ghs_x", "expires_at": time.Now().Add(time.Hour)})
+				case r.URL.Path == "/repos/Codertocat/Hello-World/deployments/4242/statuses" && tt.statuses != "":
+					if r.Method != http.MethodGet || r.Header.Get("Authorization") != "Bearer ghs_x" {
+						t.Errorf("%s with %q", r.Method, r.Header.Get("Authorization"))
+					}
+					_, _ = w.Write([]byte(tt.statuses))
+				default:
+					w.WriteHeader(404)
+				}
+			}))
+			defer srv.Close()
+			w, err := New(connectors.Config{Name: "github", Type: Type, WebhookSecret: "0123456789abcdef",
+				API: &connectors.API{URL: srv.URL, AppID: "42", PrivateKey: pemKey}, CIGate: testGate()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := core.PendingGate{Target: map[string]string{"repository": "Codertocat/Hello-World", "run_id": "77",
+				"environment_name": "production", "installation_id": "99", "deployment_id": "4242"}}
+			taken, why, err := w.AnswerTaken(context.Background(), p, tt.approved)
+			if tt.kind != "" {
+				if !core.IsKind(err, tt.kind) {
+					t.Fatalf("error %v, want %s", err, tt.kind)
+				}
+				return
+			}
+			if err != nil || taken != tt.taken || !strings.Contains(why, tt.why) {
+				t.Errorf("taken %t, why %q, err %v; want taken %t saying %q", taken, why, err, tt.taken, tt.why)
+			}
+		})
+	}
+}

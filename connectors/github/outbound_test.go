@@ -77,7 +77,9 @@ func TestOutboundFaults(t *testing.T) {
 		}
 	}
 	onReview := outboundLimits
-	onReview.Match, onReview.BodyIgnored = "/deployment_protection_rule", true
+	// The review is not repeated once GitHub may have taken it: a second
+	// review is refused, which would hide that the first was taken.
+	onReview.Match, onReview.BodyIgnored, onReview.Unsafe = "/deployment_protection_rule", true, true
 	onCommit := outboundLimits
 	onCommit.Match = "/commits/"
 	faultfake.RunCalls(t, healthyGitHub, func(t *testing.T, url string) *Webhook { return faultWebhook(t, url, 100, time.Minute) },

@@ -30,7 +30,7 @@ type Set struct {
 	ChangeCreate *prometheus.CounterVec // connector, outcome: created|failed
 
 	GatePending   *prometheus.GaugeVec   // provider: CI gate requests waiting or being answered
-	GateCallbacks *prometheus.CounterVec // provider, outcome: approved|rejected|retried|failed
+	GateCallbacks *prometheus.CounterVec // provider, outcome: approved|rejected|retried|failed|unknown
 }
 
 // AuditStats are the group-commit appender's counters: groups committed,
@@ -137,7 +137,7 @@ func New() *Set {
 		Name: "tollgate_gate_pending", Help: "Gate requests a CI waits on (GitHub protection rules, GitLab approvals) not yet answered, by provider.",
 	}, []string{"provider"})
 	s.GateCallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tollgate_gate_callbacks_total", Help: "Answers sent to a CI's gate by provider and outcome (approved, rejected, retried, failed).",
+		Name: "tollgate_gate_callbacks_total", Help: "Answers sent to a CI's gate by provider and outcome (approved, rejected, retried, failed, unknown).",
 	}, []string{"provider", "outcome"})
 	r.MustRegister(s.GatePending, s.GateCallbacks)
 	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.InboxLag, s.InboxPending,

@@ -301,14 +301,23 @@ if [ "${PATHS_RECONCILE:-1}" = 1 ]; then
 	go build -o "$TMP/reconcilebench" ./scripts/reconcilebench
 	"$TMP/seed" -db "$RDB_URL" -profile reconcile -unauthorized 0.02 "${RSEED[@]}" 2>&1 | grep -E 'unauthorized|done' >&2 || true
 	psql "$RDB_URL" -qAtc "CHECKPOINT" >/dev/null 2>&1 || true
-	if timeout 600 "$TMP/reconcilebench" -db "$RDB_URL" -runs 1 >"$TMP/reconcile.out" 2>&1; then
-		RSECS=$(sed -nE 's/.* in ([0-9.]+)s .*/\1/p' "$TMP/reconcile.out" | tail -n 1)
+	# Three processes (each its own peak RSS): every deployment judged
+	# afresh (no stored verdicts: the figure a report had before verdicts
+	# were kept, and a -afresh report's now); the first report on the store,
+	# judging every deployment and storing its verdict; then three reports
+	# reusing them — the steady state, timed against the hand-written query.
+	if timeout 900 "$TMP/reconcilebench" -db "$RDB_URL" -afresh -runs 1 >"$TMP/reconcile-afresh.out" 2>&1 &&
+		timeout 900 "$TMP/reconcilebench" -db "$RDB_URL" -clear -runs 1 >"$TMP/reconcile-first.out" 2>&1 &&
+		timeout 600 "$TMP/reconcilebench" -db "$RDB_URL" -runs 3 >"$TMP/reconcile.out" 2>&1; then
+		RSECS=$(sed -nE 's/.* in ([0-9.]+)s .*/\1/p' "$TMP/reconcile.out" | sort -n | sed -n 2p)
 		SQLMS=$(timeout 600 psql "$RDB_URL" -f scripts/reconcile-bench.sql 2>&1 | sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' | tail -n 1)
 		row "== reconcile ($SCALE)"
-		row "$(tail -n 1 "$TMP/reconcile.out") — load $(cut -d' ' -f1 /proc/loadavg)"
-		row "hand-written SQL: $(awk -v m="${SQLMS:-0}" 'BEGIN{printf "%.2f", m / 1000}') s; reconciler / SQL: $(awk -v a="${RSECS:-0}" -v m="${SQLMS:-0}" 'BEGIN{printf "%.2f", (m > 0 ? a * 1000 / m : 0)}') (targets: ≤ 2 s for 1M, ≤ 1.2×)"
+		row "judging afresh: $(tail -n 1 "$TMP/reconcile-afresh.out")"
+		row "first report (judges all, stores verdicts): $(tail -n 1 "$TMP/reconcile-first.out")"
+		while read -r l; do row "reusing stored verdicts: $l"; done <"$TMP/reconcile.out"
+		row "load $(cut -d' ' -f1 /proc/loadavg); hand-written SQL: $(awk -v m="${SQLMS:-0}" 'BEGIN{printf "%.2f", m / 1000}') s; reconciler (median of the reusing runs) / SQL: $(awk -v a="${RSECS:-0}" -v m="${SQLMS:-0}" 'BEGIN{printf "%.2f", (m > 0 ? a * 1000 / m : 0)}') (targets: ≤ 2 s for 1M, ≤ 1.2×)"
 	else
-		row "reconcile: FAILED ($(tail -n 3 "$TMP/reconcile.out" | tr '\n' ' '))"
+		row "reconcile: FAILED ($(tail -n 3 "$TMP/reconcile-afresh.out" "$TMP/reconcile-first.out" "$TMP/reconcile.out" 2>/dev/null | tr '\n' ' '))"
 	fi
 	# SQLite beside it, at a tenth of the scale (100k deployments for
 	# full): a store seeded the same way on PostgreSQL, copied into SQLite.
@@ -324,8 +333,14 @@ if [ "${PATHS_RECONCILE:-1}" = 1 ]; then
 		"$TMP/seed" -db "$RDB2_URL" -profile reconcile -unauthorized 0.02 "${RSEED2[@]}" 2>&1 | grep -E 'unauthorized' >&2 || true
 		rm -f "$TMP/recon.db"
 		if "$TMP/reconcilebench" -db "$RDB2_URL" -copy-to-sqlite "$TMP/recon.db" >"$TMP/recon-copy.out" 2>&1 &&
-			timeout 600 "$TMP/reconcilebench" -db "sqlite:$TMP/recon.db" -runs 1 >"$TMP/reconcile-sqlite.out" 2>&1; then
-			row "SQLite ($(sed -nE 's/.*-deployments ([0-9]+).*/\1/p' <<<"${RSEED2[*]}") deployments): $(tail -n 1 "$TMP/reconcile-sqlite.out") — load $(cut -d' ' -f1 /proc/loadavg)"
+			timeout 600 "$TMP/reconcilebench" -db "sqlite:$TMP/recon.db" -afresh -runs 1 >"$TMP/reconcile-sqlite-afresh.out" 2>&1 &&
+			timeout 600 "$TMP/reconcilebench" -db "sqlite:$TMP/recon.db" -clear -runs 1 >"$TMP/reconcile-sqlite-first.out" 2>&1 &&
+			timeout 600 "$TMP/reconcilebench" -db "sqlite:$TMP/recon.db" -runs 3 >"$TMP/reconcile-sqlite.out" 2>&1; then
+			N2=$(sed -nE 's/.*-deployments ([0-9]+).*/\1/p' <<<"${RSEED2[*]}")
+			row "SQLite ($N2 deployments), judging afresh: $(tail -n 1 "$TMP/reconcile-sqlite-afresh.out")"
+			row "SQLite ($N2 deployments), first report: $(tail -n 1 "$TMP/reconcile-sqlite-first.out")"
+			while read -r l; do row "SQLite ($N2 deployments), reusing stored verdicts: $l"; done <"$TMP/reconcile-sqlite.out"
+			row "load $(cut -d' ' -f1 /proc/loadavg)"
 		else
 			row "reconcile (SQLite): FAILED ($(tail -n 3 "$TMP/reconcile-sqlite.out" "$TMP/recon-copy.out" 2>/dev/null | tr '\n' ' '))"
 		fi

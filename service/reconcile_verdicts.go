@@ -24,7 +24,8 @@ type VerdictStore interface {
 	ReleaseLease(ctx context.Context, name, holder string) error
 	CheckVerdicts(ctx context.Context, at time.Time) (since time.Time, err error)
 	PlanVerdicts(ctx context.Context, q core.ReconcileQuery, key string, since time.Time, limit int) (core.VerdictPlan, error)
-	SaveVerdicts(ctx context.Context, key string, at time.Time, vs []core.Verdict) error
+	SaveVerdicts(ctx context.Context, key string, at time.Time, vs []core.Verdict, fresh bool) error
+	ForgetVerdicts(ctx context.Context, q core.ReconcileQuery) error
 	AddVerdictFindings(ctx context.Context, reportID string, q core.ReconcileQuery, key string) (core.ReconcileSummary, error)
 }
 
@@ -77,6 +78,13 @@ func (s *Reconciler) judgeWithVerdicts(ctx context.Context, vs VerdictStore, cp 
 	if err != nil {
 		return core.ReconcileSummary{}, err
 	}
+	if !plan.ByID {
+		// Every deployment of the period is judged: its verdicts go first,
+		// so the new ones are written without an upsert each.
+		if err := vs.ForgetVerdicts(ctx, q); err != nil {
+			return core.ReconcileSummary{}, err
+		}
+	}
 	scan := q
 	scan.ByID, scan.Deployments = plan.ByID, plan.Deployments
 	judged := core.NewReconcileSummary()
@@ -95,7 +103,7 @@ func (s *Reconciler) judgeWithVerdicts(ctx context.Context, vs VerdictStore, cp 
 				Findings: fs, Volatile: dec.Emergency || d.StartedAt.After(q.Cutoff.Add(-verdictSettle)),
 			})
 		}
-		return vs.SaveVerdicts(ctx, key, q.Cutoff, batch)
+		return vs.SaveVerdicts(ctx, key, q.Cutoff, batch, !plan.ByID)
 	})
 	if err != nil {
 		return core.ReconcileSummary{}, err

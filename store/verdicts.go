@@ -56,17 +56,18 @@ func (d *DB) CheckVerdicts(ctx context.Context, at time.Time) (time.Time, error)
 		}
 		var last anyTime
 		err := tx.QueryRowContext(ctx, d.q(`SELECT validated_at FROM reconcile_verdict_state WHERE id = ?`+lock), verdictStateID).Scan(&last)
-		stmts, args := d.verdictChecks(), []any{ts(last.Time.Add(-VerdictSettle))}
 		switch {
 		case errors.Is(err, sql.ErrNoRows) || (err == nil && at.Before(last.Time)):
-			stmts, args = d.clearVerdicts(), nil
+			for _, s := range d.clearVerdicts() {
+				if _, err := tx.ExecContext(ctx, s); err != nil {
+					return fmt.Errorf("clear verdicts: %w", err)
+				}
+			}
 		case err != nil:
 			return fmt.Errorf("read the verdicts' check: %w", err)
 		default:
-			since = args[0].(time.Time)
-		}
-		for _, s := range stmts {
-			if _, err := tx.ExecContext(ctx, d.q(s), args...); err != nil {
+			since = ts(last.Time.Add(-VerdictSettle))
+			if err := d.markVerdicts(ctx, tx, since); err != nil {
 				return fmt.Errorf("check verdicts: %w", err)
 			}
 		}
@@ -80,44 +81,75 @@ func (d *DB) CheckVerdicts(ctx context.Context, at time.Time) (time.Time, error)
 	return since, nil
 }
 
-// verdictChecks are CheckVerdicts' statements, each taking the time since
-// which records count. They mark for a recheck the verdict of a
-// deployment updated (and copy its period and filter columns); of one
-// linking a change with a version stored since, valid by its start; of
-// any deployment started after an incident version stored since became
-// valid (the policy decides which incidents block which services); of a
-// deployment of a team with a review required or signed off since,
-// required by its start.
-func (d *DB) verdictChecks() []string {
-	linked := `d.changes @> jsonb_build_array(cv.key)`
-	if d.dialect == SQLite {
-		linked = `EXISTS (SELECT 1 FROM json_each(d.changes) j WHERE j.value = cv.key)`
-	}
-	return []string{
-		`UPDATE reconcile_verdicts SET recheck = TRUE, started_at = d.started_at, environment = d.environment, service = d.service, team = d.team
-			FROM deployments d WHERE d.id = reconcile_verdicts.deployment_id AND d.updated_at > ?`,
-		`UPDATE reconcile_verdicts SET recheck = TRUE WHERE deployment_id IN (SELECT d.id FROM change_versions cv
-			JOIN deployments d ON d.started_at >= cv.valid_from AND ` + linked + `
-			WHERE cv.recorded_at > ?)`,
-		`UPDATE reconcile_verdicts SET recheck = TRUE
-			WHERE started_at >= (SELECT min(valid_from) FROM incident_versions WHERE recorded_at > ?) AND NOT recheck`,
-		`UPDATE reconcile_verdicts SET recheck = TRUE WHERE deployment_id IN (SELECT v.deployment_id FROM pirs p
-			JOIN reconcile_verdicts v ON v.team = p.team AND v.started_at >= p.required_at
-			WHERE p.updated_at > ?)`,
-	}
-}
+// maxLateChanges is how many changes with versions recorded since the
+// last check markVerdicts follows one by one; past it, every verdict from
+// the earliest version's validity on is marked.
+const maxLateChanges = 200
 
-// ClearVerdicts deletes every stored verdict: the next report judges each
-// deployment afresh.
-func (d *DB) ClearVerdicts(ctx context.Context) error {
-	return d.tx(ctx, func(tx *sqlx.Tx) error {
-		for _, s := range d.clearVerdicts() {
-			if _, err := tx.ExecContext(ctx, s); err != nil {
-				return fmt.Errorf("clear stored verdicts: %w", err)
-			}
+// markVerdicts marks for a recheck the verdicts the records stored since
+// could change: that of a deployment updated (its period and filter
+// columns copied); those of deployments linking a change with a version
+// stored since, started at or after its validity; those of every
+// deployment started at or after the validity of an incident version
+// stored since (the policy decides which incidents block which services);
+// those of a team's deployments started at or after a review of the team
+// required or signed off since was required. The records since are read
+// first (few, by the recorded_at / updated_at indexes), so each marking
+// is an index range of the verdicts, whatever the planner knows of them.
+func (d *DB) markVerdicts(ctx context.Context, tx *sqlx.Tx, since time.Time) error {
+	mark := func(query string, args ...any) error {
+		_, err := tx.ExecContext(ctx, d.q(`UPDATE reconcile_verdicts SET recheck = TRUE WHERE NOT recheck AND `+query), args...)
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, d.q(`UPDATE reconcile_verdicts SET recheck = TRUE, started_at = d.started_at,
+		environment = d.environment, service = d.service, team = d.team
+		FROM deployments d WHERE d.id = reconcile_verdicts.deployment_id AND d.updated_at > ?`), since); err != nil {
+		return err
+	}
+	var incidents anyTime
+	if err := tx.QueryRowContext(ctx, d.q(`SELECT min(valid_from) FROM incident_versions WHERE recorded_at > ?`), since).Scan(&incidents); err != nil {
+		return err
+	}
+	if incidents.Valid {
+		if err := mark(`started_at >= ?`, ts(incidents.Time)); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	type late struct {
+		Key  string  `db:"key"`
+		From anyTime `db:"valid_from"`
+	}
+	var changes, teams []late
+	if err := tx.SelectContext(ctx, &changes, d.q(`SELECT key, min(valid_from) AS valid_from FROM change_versions
+		WHERE recorded_at > ? GROUP BY key ORDER BY key LIMIT ?`), since, maxLateChanges+1); err != nil {
+		return err
+	}
+	if len(changes) > maxLateChanges {
+		var earliest anyTime
+		if err := tx.QueryRowContext(ctx, d.q(`SELECT min(valid_from) FROM change_versions WHERE recorded_at > ?`), since).Scan(&earliest); err != nil {
+			return err
+		}
+		return mark(`started_at >= ?`, ts(earliest.Time))
+	}
+	linked := `d.changes @> jsonb_build_array(?::text)`
+	if d.dialect == SQLite {
+		linked = `EXISTS (SELECT 1 FROM json_each(d.changes) j WHERE j.value = ?)`
+	}
+	for _, c := range changes {
+		if err := mark(`deployment_id IN (SELECT d.id FROM deployments d WHERE d.started_at >= ? AND `+linked+`)`, ts(c.From.Time), c.Key); err != nil {
+			return err
+		}
+	}
+	if err := tx.SelectContext(ctx, &teams, d.q(`SELECT team AS key, min(required_at) AS valid_from FROM pirs
+		WHERE updated_at > ? GROUP BY team`), since); err != nil {
+		return err
+	}
+	for _, t := range teams {
+		if err := mark(`team = ? AND started_at >= ?`, t.Key, ts(t.From.Time)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // clearVerdicts are the statements that delete every verdict; on
@@ -252,13 +284,18 @@ const verdictsPerInsert = 500
 
 // SaveVerdicts stores the verdicts of one page of a report under key,
 // judged as of at, replacing the deployments' earlier ones (an upsert of
-// the verdict, its findings deleted and written anew).
-func (d *DB) SaveVerdicts(ctx context.Context, key string, at time.Time, vs []core.Verdict) error {
+// the verdict, its findings deleted and written anew). fresh says the
+// deployments have none (ForgetVerdicts): on PostgreSQL they are then
+// written with COPY, several times faster than an upsert per row.
+func (d *DB) SaveVerdicts(ctx context.Context, key string, at time.Time, vs []core.Verdict, fresh bool) error {
 	if len(vs) == 0 {
 		return nil
 	}
 	at = ts(at)
 	err := d.tx(ctx, func(tx *sqlx.Tx) error {
+		if fresh && d.dialect == Postgres {
+			return copyVerdicts(ctx, tx, key, at, vs)
+		}
 		ids := make([]string, len(vs))
 		for i, v := range vs {
 			ids[i] = v.DeploymentID
@@ -275,6 +312,65 @@ func (d *DB) SaveVerdicts(ctx context.Context, key string, at time.Time, vs []co
 		return fmt.Errorf("store verdicts: %w", err)
 	}
 	return nil
+}
+
+// ForgetVerdicts deletes the verdicts of q's deployments (its period and
+// filters), before a report judges them all.
+func (d *DB) ForgetVerdicts(ctx context.Context, q core.ReconcileQuery) error {
+	where, args := verdictFilter("v", q)
+	err := d.tx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM reconcile_verdict_findings WHERE deployment_id IN
+			(SELECT v.deployment_id FROM reconcile_verdicts v WHERE v.findings > 0 AND `+where+`)`), args...); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, d.q(`DELETE FROM reconcile_verdicts WHERE deployment_id IN
+			(SELECT v.deployment_id FROM reconcile_verdicts v WHERE `+where+`)`), args...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("forget the stored verdicts: %w", translate(err))
+	}
+	return nil
+}
+
+// copyVerdicts writes new verdicts and their findings with COPY.
+func copyVerdicts(ctx context.Context, tx *sqlx.Tx, key string, at time.Time, vs []core.Verdict) error {
+	copyIn := func(table string, cols []string, rows func(add func(args ...any) error) error) error {
+		st, err := tx.PrepareContext(ctx, pq.CopyIn(table, cols...))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if err := rows(func(args ...any) error { _, err := st.ExecContext(ctx, args...); return err }); err != nil {
+			return err
+		}
+		_, err = st.ExecContext(ctx)
+		return err
+	}
+	err := copyIn("reconcile_verdicts", []string{"deployment_id", "started_at", "environment", "service", "team", "policy_key", "computed_at", "recheck", "findings"},
+		func(add func(args ...any) error) error {
+			for _, v := range vs {
+				if err := add(v.DeploymentID, ts(v.StartedAt), v.Environment, v.Service, v.Team, key, at, v.Volatile, len(v.Findings)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+	return copyIn("reconcile_verdict_findings", []string{"deployment_id", "idx", "code", "severity", "message", "ref", "doc"},
+		func(add func(args ...any) error) error {
+			for _, v := range vs {
+				for i, f := range v.Findings {
+					f.ID, f.Ack = 0, nil
+					if err := add(v.DeploymentID, i, f.Code, f.Severity, f.Message, f.Ref, mustJSON(f)); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
 }
 
 func (d *DB) deleteVerdicts(ctx context.Context, tx *sqlx.Tx, ids []string) error {

@@ -24,6 +24,7 @@ CREATE TABLE reconcile_verdicts (
     findings      integer NOT NULL
 );
 CREATE INDEX reconcile_verdicts_started ON reconcile_verdicts (started_at);
+CREATE INDEX reconcile_verdicts_team ON reconcile_verdicts (team, started_at);
 CREATE INDEX reconcile_verdicts_recheck ON reconcile_verdicts (started_at) WHERE recheck;
 CREATE INDEX reconcile_verdicts_findings ON reconcile_verdicts (started_at, deployment_id) WHERE findings > 0;
 

@@ -26,19 +26,11 @@ const (
 type AppenderStats = groupcommit.Stats
 
 // AppenderStats reports the group commit's counters.
-func (d *DB) AppenderStats() AppenderStats { return d.commits.Stats() }
-
-// appendWith commits entries to the audit chain together with the writes
-// fn makes, in one transaction of the group commit: the record and its
-// audit rows are durable together or not at all. fn may be nil; see
-// groupcommit.Request.Write for what it may do.
-func (d *DB) appendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {
-	return d.commits.Submit(ctx, groupcommit.Request{Entries: entries, Write: fn})
-}
+func (d *DB) AppenderStats() AppenderStats { return d.base.Commits().Stats() }
 
 // Append adds entries to the chain and returns once they are committed.
 func (d *DB) Append(ctx context.Context, entries ...core.AuditEntry) error {
-	return d.commits.Submit(ctx, groupcommit.Request{Entries: entries})
+	return d.base.Commits().Submit(ctx, groupcommit.Request{Entries: entries})
 }
 
 // auditRow is an audit_log row as scanned.

@@ -250,9 +250,9 @@ func holdAppender(t *testing.T, db *DB) (release func() error) {
 func waitQueued(t *testing.T, db *DB, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for db.commits.Queued() < n {
+	for db.base.Commits().Queued() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d requests queued", db.commits.Queued(), n)
+			t.Fatalf("only %d of %d requests queued", db.base.Commits().Queued(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -406,7 +406,7 @@ func TestAuditCloseDrainsQueue(t *testing.T) {
 		waitQueued(t, db, n)
 		closed := make(chan struct{})
 		go func() {
-			db.commits.Close() // the pool stays open so the test can look
+			db.base.Commits().Close() // the pool stays open so the test can look
 			close(closed)
 		}()
 		if err := release(); err != nil {
@@ -445,11 +445,11 @@ func TestAuditChainLockHolderNeedsNoSecondConnection(t *testing.T) {
 	for i := range n {
 		go func() {
 			errs <- db.tx(ctx, func(tx *sqlx.Tx) error {
-				head, err := db.commits.LockChain(ctx, tx)
+				head, err := db.base.Commits().LockChain(ctx, tx)
 				if err != nil {
 					return err
 				}
-				return db.commits.AppendLocked(ctx, tx, head, []core.AuditEntry{{Action: "test.pool", Subject: fmt.Sprint(i)}})
+				return db.base.Commits().AppendLocked(ctx, tx, head, []core.AuditEntry{{Action: "test.pool", Subject: fmt.Sprint(i)}})
 			})
 		}()
 	}

@@ -2,9 +2,7 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -68,7 +66,7 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 	rows := []groupcommit.Row{{Insert: decisionInsert, Args: []any{dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency,
 		dec.PolicyVersion, dec.EvaluatedAt, actor, doc}}}
 	if req := dec.Request; req.Service != "" && req.Version != "" && req.Environment != "" &&
-		dec.ReleaseID != "" && !d.commits.Committed(subject) {
+		dec.ReleaseID != "" && !d.base.Commits().Committed(subject) {
 		// The release the decision is about, created if it is new (an
 		// existing one keeps its links; deployment reports update them).
 		// Once this process saw it committed, later decisions leave it out.
@@ -76,7 +74,7 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 		rows = append([]groupcommit.Row{{Insert: releaseInsert, Once: subject, Args: []any{dec.ReleaseID, req.Service, req.Version, req.Environment,
 			strings.TrimSpace(req.Team), strings.TrimSpace(req.Commit), strList(req.Changes), strList(req.Incidents), now, now}}}, rows...)
 	}
-	if err := d.commits.Submit(ctx, groupcommit.Request{Entries: []core.AuditEntry{entry}, Rows: rows}); err != nil {
+	if err := d.base.Commits().Submit(ctx, groupcommit.Request{Entries: []core.AuditEntry{entry}, Rows: rows}); err != nil {
 		return fmt.Errorf("save gate decision %s: %w", dec.ID, err)
 	}
 	return nil
@@ -112,19 +110,6 @@ func (d *DB) GetDecision(ctx context.Context, id string) (core.GateDecision, err
 	}
 	dec.EvaluatedAt = dec.EvaluatedAt.UTC()
 	return dec, nil
-}
-
-// notFound maps a missing row to core.NotFound(what, key) and wraps any
-// other driver error with context.
-func notFound(err error, what, key string) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return core.NotFound(what, key)
-	}
-	terr := translate(err)
-	return fmt.Errorf("%s %s: %w", what, key, terr)
 }
 
 // ListDecisionsBetween returns the gate decisions evaluated in [from, to),

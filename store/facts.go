@@ -97,7 +97,7 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) (core.Facts, error) {
 	query, args := d.factsQuery(q, keys)
 	service, asOf := normService(q.Service), !q.AsOf.IsZero()
-	st, err := d.stmts.Get(ctx, query)
+	st, err := d.base.Stmts().Get(ctx, query)
 	if err != nil {
 		return core.Facts{}, fmt.Errorf("gather facts: %w", translate(err))
 	}
@@ -339,7 +339,7 @@ func (s factSource) ChangesByKey(ctx context.Context, keys []string) (map[string
 		err  error
 	)
 	if len(keys) <= maxPreparedKeys {
-		st, serr := s.d.stmts.Get(ctx, text)
+		st, serr := s.d.base.Stmts().Get(ctx, text)
 		if serr != nil {
 			return nil, fmt.Errorf("read changes: %w", translate(serr))
 		}

@@ -32,7 +32,7 @@ func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
 	inbox, unsubInbox := db.SubscribeInbox()
 	defer unsubInbox()
 
-	n, err := openNotifier(db.dsn, discardLog())
+	n, err := openNotifier(db.base.DSN(), discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}

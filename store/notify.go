@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
 	"github.com/tollgate-dev/tollgate/core"
@@ -79,15 +78,6 @@ func (h *hub) broadcast(topic string) {
 	}
 }
 
-// notifyTx announces that tx changes the facts named by topic (e.g.
-// "change:CHG0000024"). Nothing is sent inside tx: when tx ends committed,
-// txEnded drops the topic from this process's fact cache, wakes this
-// process's subscribers, and on PostgreSQL queues it for the notifier
-// (notifier.go), which sends it to every replica after the commit.
-func (d *DB) notifyTx(tx *sqlx.Tx, topic string) {
-	d.txTopics.add(tx, topic)
-}
-
 // announceEnded wakes this process's subscribers for the topics a
 // committed transaction announced, once the fact cache has dropped them,
 // and queues them for the other replicas. Not earlier: a waiter woken
@@ -135,16 +125,16 @@ func (d *DB) Listen(ctx context.Context) error {
 		return nil
 	}
 	var conn connState
-	l := pq.NewListener(d.dsn, listenMinReconnect, listenMaxReconnect, func(ev pq.ListenerEventType, err error) {
+	l := pq.NewListener(d.base.DSN(), listenMinReconnect, listenMaxReconnect, func(ev pq.ListenerEventType, err error) {
 		switch ev {
 		case pq.ListenerEventDisconnected:
 			conn.set(d.facts, false)
-			d.log.WarnContext(ctx, "notification listener disconnected", "err", err)
+			d.base.Log().WarnContext(ctx, "notification listener disconnected", "err", err)
 		case pq.ListenerEventConnectionAttemptFailed:
 			conn.set(d.facts, false)
-			d.log.WarnContext(ctx, "notification listener cannot connect", "err", err)
+			d.base.Log().WarnContext(ctx, "notification listener cannot connect", "err", err)
 		case pq.ListenerEventReconnected:
-			d.log.InfoContext(ctx, "notification listener reconnected")
+			d.base.Log().InfoContext(ctx, "notification listener reconnected")
 		}
 	})
 	defer l.Close()

@@ -15,7 +15,7 @@ import (
 // would.
 func openReplica(t *testing.T, db *DB) *DB {
 	t.Helper()
-	r, err := Open(context.Background(), db.dsn, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	r, err := Open(context.Background(), db.base.DSN(), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/factcache"
+	"github.com/tollgate-dev/tollgate/store/notify"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
@@ -37,8 +38,8 @@ type DB struct {
 	base    *sqldb.DB
 	db      *sqlx.DB
 	dialect string
-	hub     hub // in-process fan-out of fact-change notifications
-	inbox   hub // in-process fan-out of inbox wake-ups (notify.go)
+	hub     notify.Hub // in-process fan-out of fact-change notifications
+	inbox   notify.Hub // in-process fan-out of inbox wake-ups (notify.go)
 	// factsTexts caches GateFacts' rebound statement text per shape.
 	factsTexts sync.Map
 	// facts is the gate's fact cache (store/factcache); nil when disabled.
@@ -46,8 +47,8 @@ type DB struct {
 	// events is the group commit of webhook deliveries (eventbatch.go).
 	events *eventBatcher
 	// notify sends committed writes' wake-ups to the other replicas
-	// (notifier.go); nil on SQLite.
-	notify *notifier
+	// (store/notify); nil on SQLite.
+	notify *notify.Notifier
 }
 
 // Options configure Open.
@@ -89,13 +90,13 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		// fact cache is always coherent. On PostgreSQL it goes live with
 		// the notification listener (Listen).
 		d.facts.SetLive(true)
-	} else if d.notify, err = newNotifier(url, base.Log()); err != nil {
+	} else if d.notify, err = notify.NewNotifier(url, base.Log()); err != nil {
 		base.Close()
 		return nil, err
 	}
 	if d.events, err = newEventBatcher(d, url); err != nil {
 		if d.notify != nil {
-			d.notify.close()
+			d.notify.Close()
 		}
 		base.Close()
 		return nil, err
@@ -111,7 +112,7 @@ func (d *DB) Close() error {
 	d.events.close()
 	err := d.base.Close()
 	if d.notify != nil {
-		d.notify.close() // after the commits, which may announce topics
+		d.notify.Close() // after the commits, which may announce topics
 	}
 	return err
 }

@@ -305,10 +305,7 @@ func (b *eventBatcher) write(ctx context.Context, evs []pendingEvent) []eventRes
 		// Committed: wake this process's normalizer now, the other
 		// replicas' through the notifier, once per group (notifier.go: a
 		// pg_notify in the insert would serialize the inserts' commits).
-		b.d.inbox.broadcast(newest)
-		if b.d.notify != nil {
-			b.d.notify.addInbox(newest)
-		}
+		b.d.wakeInbox(newest)
 	}
 	return results
 }

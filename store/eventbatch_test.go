@@ -253,7 +253,7 @@ func TestEventBatchKeepsArrivalOrder(t *testing.T) {
 func TestEventBatchWakesOncePerGroup(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
 		ctx := context.Background()
-		ch, stop := db.inbox.subscribe()
+		ch, stop := db.inbox.Subscribe()
 		defer stop()
 		group := []pendingEvent{pending("github", "a", clock.t), pending("github", "b", clock.t), pending("github", "c", clock.t)}
 		db.events.write(ctx, group)

@@ -45,7 +45,7 @@ func listen(t *testing.T, db *DB) (stop func()) {
 	for {
 		// Straight to the notifier: this process's subscribers are woken
 		// by its own commits without the listener.
-		db.notify.addFacts([]string{"probe"})
+		db.notify.AddFacts([]string{"probe"})
 		select {
 		case <-sub:
 			// Drain probes still in flight so tests see only their topics.

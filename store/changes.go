@@ -47,7 +47,7 @@ func lookupKey(key string) bool { return len(key) <= maxKeyLen && textOK(key) }
 
 // normChange returns c ready to store: times in UTC at microseconds (what
 // the databases keep, so a re-delivery compares equal), slices copied,
-// text made valid (text.go), and SourceUpdatedAt set (now when zero).
+// text made valid (sqldb.CleanStrings), and SourceUpdatedAt set (now when zero).
 func normChange(c core.Change, now time.Time) core.Change {
 	c.PlannedStart = tsp(c.PlannedStart)
 	c.PlannedEnd = tsp(c.PlannedEnd)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/factcache"
+	"github.com/tollgate-dev/tollgate/store/inbox"
 	"github.com/tollgate-dev/tollgate/store/notify"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
@@ -33,19 +34,20 @@ const DefaultSQLitePath = sqldb.DefaultSQLitePath
 
 // DB is a tollgate store on one database.
 type DB struct {
+	// The repositories, whose methods are the store's.
+	*inbox.Inbox
+
 	// base is the database the repositories share (store/sqldb); db and
 	// dialect are its pool and dialect, which this package's queries use.
 	base    *sqldb.DB
 	db      *sqlx.DB
 	dialect string
 	hub     notify.Hub // in-process fan-out of fact-change notifications
-	inbox   notify.Hub // in-process fan-out of inbox wake-ups (notify.go)
+	inbox   notify.Hub // in-process fan-out of inbox wake-ups (wakeInbox)
 	// factsTexts caches GateFacts' rebound statement text per shape.
 	factsTexts sync.Map
 	// facts is the gate's fact cache (store/factcache); nil when disabled.
 	facts *factcache.Cache
-	// events is the group commit of webhook deliveries (eventbatch.go).
-	events *eventBatcher
 	// notify sends committed writes' wake-ups to the other replicas
 	// (store/notify); nil on SQLite.
 	notify *notify.Notifier
@@ -57,7 +59,7 @@ type Options struct {
 	Logger *slog.Logger // default slog.Default()
 	// MaxOpenConns caps the PostgreSQL pool (default 20), not counting the
 	// audit group commit's own connection and the inbox writers' two
-	// (eventbatch.go). SQLite always uses
+	// (store/inbox). SQLite always uses
 	// one connection: it has one writer anyway, and this avoids SQLITE_BUSY.
 	MaxOpenConns int
 	// FactsCacheTTL bounds how long the gate's fact cache keeps an entry
@@ -94,7 +96,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		base.Close()
 		return nil, err
 	}
-	if d.events, err = newEventBatcher(d, url); err != nil {
+	if d.Inbox, err = inbox.New(base, d.wakeInbox); err != nil {
 		if d.notify != nil {
 			d.notify.Close()
 		}
@@ -109,7 +111,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 // still queued for other replicas, then closes the pool.
 // Appends after Close fail with KindUnavailable.
 func (d *DB) Close() error {
-	d.events.close()
+	d.Inbox.Close()
 	err := d.base.Close()
 	if d.notify != nil {
 		d.notify.Close() // after the commits, which may announce topics

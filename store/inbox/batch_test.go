@@ -1,4 +1,4 @@
-package store
+package inbox
 
 import (
 	"context"
@@ -10,18 +10,19 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // pending is a delivery as InsertEvent hands it to the batcher.
 func pending(connector, key string, at time.Time) pendingEvent {
-	return pendingEvent{id: newID(), connector: connector, typ: "push", dedupeKey: key, headers: `{"X-Delivery":"` + key + `"}`,
-		body: []byte(`{"k":"` + key + `"}`), receivedAt: ts(at)}
+	return pendingEvent{id: sqldb.NewID(), connector: connector, typ: "push", dedupeKey: key, headers: `{"X-Delivery":"` + key + `"}`,
+		body: []byte(`{"k":"` + key + `"}`), receivedAt: sqldb.TS(at)}
 }
 
 // TestEventBatchDuplicates writes one group holding a key twice and a key
 // stored before: each is stored once, and every caller gets the stored id.
 func TestEventBatchDuplicates(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *testClock) {
 		ctx := context.Background()
 		old, dup, err := db.InsertEvent(ctx, newEvent("github", "old", clock.t))
 		if err != nil || dup {
@@ -55,7 +56,7 @@ func TestEventBatchDuplicates(t *testing.T) {
 // TestEventBatchRowFailure: a row the database refuses fails its own
 // caller (and its duplicates in the group) only.
 func TestEventBatchRowFailure(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *testClock) {
 		ctx := context.Background()
 		poison := map[string]string{
 			Postgres: `CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -89,7 +90,7 @@ func TestEventBatchRowFailure(t *testing.T) {
 // one group: the first is stored, the second fails alone (as it would
 // have one at a time), and neither caller is told the other's outcome.
 func TestEventBatchSameExplicitID(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *testClock) {
 		group := []pendingEvent{pending("github", "a", clock.t), pending("github", "b", clock.t), pending("github", "c", clock.t)}
 		group[1].id = group[0].id
 		res := db.events.write(context.Background(), group)
@@ -108,7 +109,7 @@ func TestEventBatchSameExplicitID(t *testing.T) {
 // TestEventBatchConcurrent: concurrent deliveries, many of one key, are
 // grouped, stored once per key, and every caller learns the stored id.
 func TestEventBatchConcurrent(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *testClock) {
 		ctx := context.Background()
 		const n = 200
 		type answer struct {
@@ -159,7 +160,7 @@ func TestEventBatchConcurrent(t *testing.T) {
 // delivery waits for a writer gets ctx's error, and nothing is stored for
 // it; the writers go on with the others.
 func TestEventBatchCancelWhileQueued(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *testClock) {
 		ctx := context.Background()
 		b := db.events
 		// Hold every connection of the writers' pool: each writer then
@@ -223,7 +224,7 @@ func TestEventBatchCancelWhileQueued(t *testing.T) {
 // order in one group keep their own received times, so the normalizer
 // claims them in arrival order (it compares the source's version itself).
 func TestEventBatchKeepsArrivalOrder(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *testClock) {
 		ctx := context.Background()
 		// Keys sort opposite to arrival: the group inserts in key order.
 		group := []pendingEvent{pending("servicenow", "z-v2", clock.t), pending("servicenow", "y-v1", clock.t.Add(time.Millisecond)),
@@ -251,7 +252,7 @@ func TestEventBatchKeepsArrivalOrder(t *testing.T) {
 // inbox's subscribers once, not once per delivery; a group of duplicates
 // only does not wake them.
 func TestEventBatchWakesOncePerGroup(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *testClock) {
 		ctx := context.Background()
 		ch, stop := db.inbox.Subscribe()
 		defer stop()

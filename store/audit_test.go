@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
+	"github.com/tollgate-dev/tollgate/store/audit"
 )
 
 // appendN appends n entries one call at a time.
@@ -153,11 +154,11 @@ func TestAuditVerifyFindsTampering(t *testing.T) {
 	}
 }
 
-// TestAuditVerifyPages crosses verifyPage boundaries.
+// TestAuditVerifyPages crosses audit.VerifyPage boundaries.
 func TestAuditVerifyPages(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
 		ctx := context.Background()
-		entries := make([]core.AuditEntry, 2*verifyPage+7)
+		entries := make([]core.AuditEntry, 2*audit.VerifyPage+7)
 		for i := range entries {
 			entries[i] = core.AuditEntry{Actor: "bulk", Action: "bulk.append", Subject: fmt.Sprint(i)}
 		}
@@ -168,11 +169,11 @@ func TestAuditVerifyPages(t *testing.T) {
 		if err != nil || brk != nil || rows != int64(len(entries)) {
 			t.Fatalf("brk %v rows %d err %v", brk, rows, err)
 		}
-		if _, err := db.SQLX().ExecContext(ctx, db.q(`UPDATE audit_log SET subject = 'x' WHERE seq = ?`), verifyPage+3); err != nil {
+		if _, err := db.SQLX().ExecContext(ctx, db.q(`UPDATE audit_log SET subject = 'x' WHERE seq = ?`), audit.VerifyPage+3); err != nil {
 			t.Fatal(err)
 		}
 		brk, rows, err = db.VerifyAudit(ctx)
-		if err != nil || brk == nil || brk.Seq != verifyPage+3 || rows != verifyPage+2 {
+		if err != nil || brk == nil || brk.Seq != audit.VerifyPage+3 || rows != audit.VerifyPage+2 {
 			t.Fatalf("brk %v rows %d err %v", brk, rows, err)
 		}
 	})

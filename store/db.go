@@ -16,6 +16,8 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/audit"
+	"github.com/tollgate-dev/tollgate/store/auth"
 	"github.com/tollgate-dev/tollgate/store/factcache"
 	"github.com/tollgate-dev/tollgate/store/inbox"
 	"github.com/tollgate-dev/tollgate/store/notify"
@@ -36,6 +38,9 @@ const DefaultSQLitePath = sqldb.DefaultSQLitePath
 type DB struct {
 	// The repositories, whose methods are the store's.
 	*inbox.Inbox
+	*audit.Trail
+	*auth.Tokens
+	*auth.Sessions
 
 	// base is the database the repositories share (store/sqldb); db and
 	// dialect are its pool and dialect, which this package's queries use.
@@ -87,6 +92,8 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	d.base, d.db, d.dialect = base, base.SQLX(), base.Dialect()
+	d.Trail = audit.New(base)
+	d.Tokens, d.Sessions = auth.NewTokens(base), auth.NewSessions(base)
 	if d.dialect == SQLite {
 		// One process: every write ends in this process (txEnded), so the
 		// fact cache is always coherent. On PostgreSQL it goes live with

@@ -132,3 +132,44 @@ func (d *DB) ListDecisionsBetween(ctx context.Context, from, to time.Time, limit
 	}
 	return out, nil
 }
+
+// DecisionsForRelease returns a release's recorded gate decisions, newest
+// first, at most limit.
+func (d *DB) DecisionsForRelease(ctx context.Context, releaseID string, limit int) ([]core.GateDecision, error) {
+	var docs []string
+	if err := d.db.SelectContext(ctx, &docs, d.q(`SELECT doc FROM gate_decisions WHERE release_id = ?
+		ORDER BY evaluated_at DESC, id DESC LIMIT ?`), releaseID, limit); err != nil {
+		return nil, fmt.Errorf("list decisions of release %s: %w", releaseID, translate(err))
+	}
+	out := make([]core.GateDecision, 0, len(docs))
+	for _, doc := range docs {
+		var dec core.GateDecision
+		if err := json.Unmarshal([]byte(doc), &dec); err != nil {
+			return nil, fmt.Errorf("decode gate decision of release %s: %w", releaseID, err)
+		}
+		dec.EvaluatedAt = dec.EvaluatedAt.UTC()
+		dec.Facts = nil
+		out = append(out, dec)
+	}
+	return out, nil
+}
+
+// RecentDecisions returns the latest recorded gate decisions, newest
+// first (ids are UUIDv7: the primary key is time-ordered), without facts.
+func (d *DB) RecentDecisions(ctx context.Context, limit int) ([]core.GateDecision, error) {
+	var docs []string
+	if err := d.db.SelectContext(ctx, &docs, d.q("SELECT doc FROM gate_decisions ORDER BY id DESC LIMIT ?"), limit); err != nil {
+		return nil, fmt.Errorf("list recent decisions: %w", translate(err))
+	}
+	out := make([]core.GateDecision, 0, len(docs))
+	for _, doc := range docs {
+		var dec core.GateDecision
+		if err := json.Unmarshal([]byte(doc), &dec); err != nil {
+			return nil, fmt.Errorf("decode gate decision: %w", err)
+		}
+		dec.EvaluatedAt = dec.EvaluatedAt.UTC()
+		dec.Facts = nil
+		out = append(out, dec)
+	}
+	return out, nil
+}

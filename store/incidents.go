@@ -174,3 +174,21 @@ func (d *DB) IncidentHistory(ctx context.Context, key string) ([]core.IncidentVe
 	}
 	return out, nil
 }
+
+// ActiveIncidents returns the incidents that are not resolved, closed or
+// canceled, most urgent first.
+func (d *DB) ActiveIncidents(ctx context.Context) ([]core.Incident, error) {
+	var docs []string
+	if err := d.db.SelectContext(ctx, &docs, "SELECT doc FROM incidents WHERE active ORDER BY priority, key LIMIT 200"); err != nil {
+		return nil, fmt.Errorf("list active incidents: %w", translate(err))
+	}
+	out := make([]core.Incident, 0, len(docs))
+	for _, doc := range docs {
+		var in core.Incident
+		if err := json.Unmarshal([]byte(doc), &in); err != nil {
+			return nil, fmt.Errorf("decode incident: %w", err)
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate-dev/tollgate/store/auth"
 	"github.com/tollgate-dev/tollgate/store/factcache"
 	"github.com/tollgate-dev/tollgate/store/inbox"
+	"github.com/tollgate-dev/tollgate/store/itsm"
 	"github.com/tollgate-dev/tollgate/store/notify"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
@@ -41,6 +42,8 @@ type DB struct {
 	*audit.Trail
 	*auth.Tokens
 	*auth.Sessions
+	*itsm.ITSM
+	*itsm.PendingGates
 
 	// base is the database the repositories share (store/sqldb); db and
 	// dialect are its pool and dialect, which this package's queries use.
@@ -94,6 +97,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	d.base, d.db, d.dialect = base, base.SQLX(), base.Dialect()
 	d.Trail = audit.New(base)
 	d.Tokens, d.Sessions = auth.NewTokens(base), auth.NewSessions(base)
+	d.ITSM, d.PendingGates = itsm.New(base), itsm.NewPendingGates(base)
 	if d.dialect == SQLite {
 		// One process: every write ends in this process (txEnded), so the
 		// fact cache is always coherent. On PostgreSQL it goes live with

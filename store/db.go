@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate-dev/tollgate/store/audit"
 	"github.com/tollgate-dev/tollgate/store/auth"
 	"github.com/tollgate-dev/tollgate/store/factcache"
+	"github.com/tollgate-dev/tollgate/store/governance"
 	"github.com/tollgate-dev/tollgate/store/inbox"
 	"github.com/tollgate-dev/tollgate/store/itsm"
 	"github.com/tollgate-dev/tollgate/store/notify"
@@ -44,6 +45,11 @@ type DB struct {
 	*auth.Sessions
 	*itsm.ITSM
 	*itsm.PendingGates
+	*governance.Holds
+	*governance.Evidence
+	*governance.Proposals
+	*governance.Policies
+	*governance.Mappings
 
 	// base is the database the repositories share (store/sqldb); db and
 	// dialect are its pool and dialect, which this package's queries use.
@@ -98,6 +104,8 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	d.Trail = audit.New(base)
 	d.Tokens, d.Sessions = auth.NewTokens(base), auth.NewSessions(base)
 	d.ITSM, d.PendingGates = itsm.New(base), itsm.NewPendingGates(base)
+	d.Holds, d.Evidence = governance.NewHolds(base, d.facts), governance.NewEvidence(base)
+	d.Proposals, d.Policies, d.Mappings = governance.NewProposals(base), governance.NewPolicies(base), governance.NewMappings(base)
 	if d.dialect == SQLite {
 		// One process: every write ends in this process (txEnded), so the
 		// fact cache is always coherent. On PostgreSQL it goes live with

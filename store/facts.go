@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/factcache"
+	"github.com/tollgate-dev/tollgate/store/governance"
 )
 
 // MaxFactKeys bounds the change keys of one facts query.
@@ -270,6 +271,44 @@ func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
 	d.factsTexts.Store(shape, final)
 	return final, flat
 }
+
+// governanceFacts adds to facts the holds in force at the facts' moment
+// (q.AsOf, else now: from the fact cache when it may answer) and, when
+// q.Evidence, the release's evidence recorded by then (read from the
+// database: it is per release, and only environments requiring evidence
+// ask for it).
+func (d *DB) governanceFacts(ctx context.Context, q core.FactsQuery, facts *core.Facts) error {
+	var (
+		holds []core.Hold
+		err   error
+	)
+	if q.AsOf.IsZero() {
+		holds, err = d.CurrentHolds(ctx)
+	} else {
+		holds, err = d.HoldsAt(ctx, q.AsOf)
+	}
+	if err != nil {
+		return fmt.Errorf("gather facts: %w", err)
+	}
+	facts.Holds = holds
+	if q.Evidence {
+		id := core.ReleaseID(q.Service, q.Version, q.Environment)
+		ev, err := d.ListEvidence(ctx, id, q.AsOf)
+		if err != nil {
+			return fmt.Errorf("gather facts: %w", err)
+		}
+		facts.Evidence = ev
+	}
+	return nil
+}
+
+// holdRow and holdCols are a holds row as governance scans it, for the
+// reconciler's bulk read of holds.
+type holdRow governance.HoldRow
+
+func (r holdRow) hold() core.Hold { return governance.HoldRow(r).Hold() }
+
+const holdCols = governance.HoldCols
 
 // anyTime scans a nullable time that a driver may deliver as time.Time or,
 // from an SQLite expression column, as text in the format the SQLite driver

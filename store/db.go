@@ -23,6 +23,7 @@ import (
 	"github.com/tollgate-dev/tollgate/store/inbox"
 	"github.com/tollgate-dev/tollgate/store/itsm"
 	"github.com/tollgate-dev/tollgate/store/notify"
+	"github.com/tollgate-dev/tollgate/store/records"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
@@ -50,6 +51,8 @@ type DB struct {
 	*governance.Proposals
 	*governance.Policies
 	*governance.Mappings
+	*records.Changes
+	*records.Incidents
 
 	// base is the database the repositories share (store/sqldb); db and
 	// dialect are its pool and dialect, which this package's queries use.
@@ -105,6 +108,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	d.Tokens, d.Sessions = auth.NewTokens(base), auth.NewSessions(base)
 	d.ITSM, d.PendingGates = itsm.New(base), itsm.NewPendingGates(base)
 	d.Holds, d.Evidence = governance.NewHolds(base, d.facts), governance.NewEvidence(base)
+	d.Changes, d.Incidents = records.NewChanges(base), records.NewIncidents(base)
 	d.Proposals, d.Policies, d.Mappings = governance.NewProposals(base), governance.NewPolicies(base), governance.NewMappings(base)
 	if d.dialect == SQLite {
 		// One process: every write ends in this process (txEnded), so the

@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/factcache"
 	"github.com/tollgate-dev/tollgate/store/governance"
+	"github.com/tollgate-dev/tollgate/store/records"
 )
 
 // MaxFactKeys bounds the change keys of one facts query.
@@ -79,7 +80,7 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 	if err != nil {
 		return core.Facts{}, err
 	}
-	facts, ok, err := d.facts.Facts(ctx, q, keys, normService(q.Service))
+	facts, ok, err := d.facts.Facts(ctx, q, keys, records.NormService(q.Service))
 	if err != nil {
 		return core.Facts{}, fmt.Errorf("gather facts: %w", err)
 	}
@@ -97,7 +98,7 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 // gateFactsDB is GateFacts read from the database in one statement.
 func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) (core.Facts, error) {
 	query, args := d.factsQuery(q, keys)
-	service, asOf := normService(q.Service), !q.AsOf.IsZero()
+	service, asOf := records.NormService(q.Service), !q.AsOf.IsZero()
 	st, err := d.base.Stmts().Get(ctx, query)
 	if err != nil {
 		return core.Facts{}, fmt.Errorf("gather facts: %w", translate(err))
@@ -129,7 +130,7 @@ func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) 
 			if err := decodeDoc([]byte(r.Doc.String), &i); err != nil {
 				return core.Facts{}, fmt.Errorf("gather facts: decode incident: %w", err)
 			}
-			if asOf && (!i.Active() || (!q.AllIncidents && !affects(i, service))) {
+			if asOf && (!i.Active() || (!q.AllIncidents && !records.Affects(i, service))) {
 				continue
 			}
 			facts.Incidents = append(facts.Incidents, i)
@@ -191,7 +192,7 @@ func factKeys(in []string) ([]string, error) {
 
 // factsQuery builds GateFacts' statement for the deduplicated keys.
 func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
-	service := normService(q.Service)
+	service := records.NormService(q.Service)
 	team := strings.TrimSpace(q.Team)
 	asOf := !q.AsOf.IsZero()
 	at := ts(q.AsOf)
@@ -421,7 +422,7 @@ func (s factSource) ActiveIncidents(ctx context.Context) ([]factcache.Incident, 
 		if err := decodeDoc(b, &i); err != nil {
 			return nil, fmt.Errorf("read active incidents: decode: %w", err)
 		}
-		out = append(out, factcache.Incident{Incident: i, Services: serviceSet(i.Services)})
+		out = append(out, factcache.Incident{Incident: i, Services: records.ServiceSet(i.Services)})
 	}
 	return out, nil
 }

@@ -22,33 +22,21 @@ func (d *DB) now() time.Time { return d.base.Now() }
 
 func (d *DB) notifyTx(tx *sqlx.Tx, topic string) { d.base.NotifyTx(tx, topic) }
 
-func (d *DB) execTx(ctx context.Context, tx *sqlx.Tx, query string, args ...any) (sql.Result, error) {
-	return d.base.ExecTx(ctx, tx, query, args...)
-}
-
-func (d *DB) queryRowTx(ctx context.Context, tx *sqlx.Tx, query string, args ...any) *sqlx.Row {
-	return d.base.QueryRowTx(ctx, tx, query, args...)
-}
-
 func (d *DB) appendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {
 	return d.base.AppendWith(ctx, entries, fn)
 }
 
-func translate(err error) error                  { return sqldb.Translate(err) }
-func notFound(err error, what, key string) error { return sqldb.NotFound(err, what, key) }
-func newID() string                              { return sqldb.NewID() }
-func ts(t time.Time) time.Time                   { return sqldb.TS(t) }
-func tsp(t *time.Time) *time.Time                { return sqldb.TSP(t) }
-func nullTime(t *time.Time) sql.NullTime         { return sqldb.NullTime(t) }
-func timePtr(n sql.NullTime) *time.Time          { return sqldb.TimePtr(n) }
-func mustJSON(v any) string                      { return sqldb.MustJSON(v) }
-func mustJSONBytes(v any) []byte                 { return sqldb.MustJSONBytes(v) }
-func decodeDoc(b []byte, v any) error            { return sqldb.DecodeDoc(b, v) }
-func strList(v []string) string                  { return sqldb.StrList(v) }
-func parseList(s string) ([]string, error)       { return sqldb.ParseList(s) }
-func textOK(s string) bool                       { return sqldb.TextOK(s) }
-func cleanText(s string) string                  { return sqldb.CleanText(s) }
-func cleanStrings(v any)                         { sqldb.CleanStrings(v) }
+func translate(err error) error            { return sqldb.Translate(err) }
+func newID() string                        { return sqldb.NewID() }
+func ts(t time.Time) time.Time             { return sqldb.TS(t) }
+func tsp(t *time.Time) *time.Time          { return sqldb.TSP(t) }
+func nullTime(t *time.Time) sql.NullTime   { return sqldb.NullTime(t) }
+func timePtr(n sql.NullTime) *time.Time    { return sqldb.TimePtr(n) }
+func mustJSON(v any) string                { return sqldb.MustJSON(v) }
+func mustJSONBytes(v any) []byte           { return sqldb.MustJSONBytes(v) }
+func decodeDoc(b []byte, v any) error      { return sqldb.DecodeDoc(b, v) }
+func strList(v []string) string            { return sqldb.StrList(v) }
+func parseList(s string) ([]string, error) { return sqldb.ParseList(s) }
 
 // txEnded drops from the cache what a transaction announced, whether it
 // committed or not (dropping too much only costs a read), then, if a

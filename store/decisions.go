@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/groupcommit"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // The inserts of the hot path, merged across a group by the group commit.
@@ -102,7 +103,7 @@ func (d *DB) GetDecision(ctx context.Context, id string) (core.GateDecision, err
 	var doc string
 	err := d.db.GetContext(ctx, &doc, d.q("SELECT doc FROM gate_decisions WHERE id = ?"), id)
 	if err != nil {
-		return core.GateDecision{}, notFound(err, "gate decision", id)
+		return core.GateDecision{}, sqldb.NotFound(err, "gate decision", id)
 	}
 	var dec core.GateDecision
 	if err := json.Unmarshal([]byte(doc), &dec); err != nil {

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -14,12 +12,8 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/notify"
+	"github.com/tollgate-dev/tollgate/store/sqldb/sqldbtest"
 )
-
-// unreachableDSN refuses connections at once.
-const unreachableDSN = "host=127.0.0.1 port=1 sslmode=disable connect_timeout=1"
-
-func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // A wake-up that cannot be sent fails no write: the writes commit, this
 // process's subscribers are woken, and the failure is counted and the send
@@ -28,7 +22,7 @@ func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard,
 func TestNotifyFailureNeverFailsTheWrite(t *testing.T) {
 	db := newTestDB(t, Postgres, nil)
 	db.notify.Close()
-	broken, err := notify.NewNotifier(unreachableDSN, discardLog())
+	broken, err := notify.NewNotifier(sqldbtest.UnreachableDSN, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package notify
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -12,12 +10,8 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
 	"github.com/tollgate-dev/tollgate/store/factcache"
+	"github.com/tollgate-dev/tollgate/store/sqldb/sqldbtest"
 )
-
-// unreachableDSN refuses connections at once.
-const unreachableDSN = "host=127.0.0.1 port=1 sslmode=disable connect_timeout=1"
-
-func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // listen runs a Listener on dsn into fresh hubs until the test ends, and
 // returns once it demonstrably receives notifications (probes sent by
@@ -26,7 +20,7 @@ func listen(t *testing.T, dsn string, probe *Notifier) (facts, inbox *Hub) {
 	t.Helper()
 	facts, inbox = &Hub{}, &Hub{}
 	cache := factcache.New(nil, core.SystemClock, -1, 0)
-	l := Listener{DSN: dsn, Log: discardLog(), Facts: cache, FactsHub: facts, InboxHub: inbox}
+	l := Listener{DSN: dsn, Log: sqldbtest.DiscardLog(), Facts: cache, FactsHub: facts, InboxHub: inbox}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
@@ -55,7 +49,7 @@ func listen(t *testing.T, dsn string, probe *Notifier) (facts, inbox *Hub) {
 // fact topic once, and one inbox wake-up the newest delivery's id.
 func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
 	dsn := testpg.NewDatabase(t)
-	probe, err := NewNotifier(dsn, discardLog())
+	probe, err := NewNotifier(dsn, sqldbtest.DiscardLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +60,7 @@ func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
 	inbox, unsubInbox := inboxHub.Subscribe()
 	defer unsubInbox()
 
-	n, err := openNotifier(dsn, discardLog())
+	n, err := openNotifier(dsn, sqldbtest.DiscardLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +105,7 @@ func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
 // Past notifyMaxTopics distinct topics, a burst is sent as TopicAll (every
 // replica flushes its fact cache and re-checks).
 func TestNotifierCollapsesAHugeBurstToTopicAll(t *testing.T) {
-	n, err := openNotifier(unreachableDSN, discardLog())
+	n, err := openNotifier(sqldbtest.UnreachableDSN, sqldbtest.DiscardLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +128,7 @@ func TestNotifierCollapsesAHugeBurstToTopicAll(t *testing.T) {
 // queued (not dropped), through Close. (The store's side, that such a
 // failure fails no write, is TestNotifyFailureNeverFailsTheWrite.)
 func TestNotifierKeepsWhatItCannotSend(t *testing.T) {
-	n, err := NewNotifier(unreachableDSN, discardLog())
+	n, err := NewNotifier(sqldbtest.UnreachableDSN, sqldbtest.DiscardLog())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,17 @@
 // Package store implements core's storage interfaces on PostgreSQL (the
 // production store, through lib/pq) and on an embedded SQLite file (the
 // pure-Go modernc.org/sqlite driver, so tollgate runs on a bare machine).
-// Both speak sqlx; the few places where the dialects differ (advisory locks,
-// SKIP LOCKED, LISTEN/NOTIFY) are behind the dialect checks in this package.
-// Driver errors become core errors by SQLSTATE / SQLite result code, never
-// by message text.
+//
+// A DB is one database (store/sqldb: the pool and its dialect,
+// transactions, the audit chain's group commit, driver errors made core
+// errors) and the repositories built on it, whose methods are the DB's:
+// webhook deliveries (store/inbox), the audit chain (store/audit), tokens
+// and UI sessions (store/auth), the connectors' records (store/itsm),
+// holds, evidence, proposals, policy and mappings (store/governance), and
+// changes and incidents (store/records). This package keeps what joins
+// them: the gate's facts and their cache (store/factcache), gate
+// decisions, releases and deployments, the reconciliation, and the
+// wake-ups of committed writes (store/notify).
 package store
 
 import (
@@ -56,11 +63,11 @@ type DB struct {
 
 	// base is the database the repositories share (store/sqldb); db and
 	// dialect are its pool and dialect, which this package's queries use.
-	base    *sqldb.DB
-	db      *sqlx.DB
-	dialect string
-	hub     notify.Hub // in-process fan-out of fact-change notifications
-	inbox   notify.Hub // in-process fan-out of inbox wake-ups (wakeInbox)
+	base     *sqldb.DB
+	db       *sqlx.DB
+	dialect  string
+	hub      notify.Hub // in-process fan-out of fact-change notifications
+	inboxHub notify.Hub // in-process fan-out of inbox wake-ups (wakeInbox)
 	// factsTexts caches GateFacts' rebound statement text per shape.
 	factsTexts sync.Map
 	// facts is the gate's fact cache (store/factcache); nil when disabled.
@@ -130,9 +137,8 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 }
 
 // Close stores the webhook deliveries and commits the audit appends
-// already queued, sends the wake-ups
-// still queued for other replicas, then closes the pool.
-// Appends after Close fail with KindUnavailable.
+// already queued and closes the pool, then sends the wake-ups still queued
+// for other replicas. Appends after Close fail with KindUnavailable.
 func (d *DB) Close() error {
 	d.Inbox.Close()
 	err := d.base.Close()

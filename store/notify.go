@@ -32,7 +32,7 @@ func (d *DB) announceEnded(topics []string) {
 // deliveries (id is the newest): this process's at once, the other
 // replicas' through the notifier.
 func (d *DB) wakeInbox(id string) {
-	d.inbox.Broadcast(id)
+	d.inboxHub.Broadcast(id)
 	if d.notify != nil {
 		d.notify.AddInbox(id)
 	}
@@ -52,7 +52,7 @@ func (d *DB) Subscribe() (<-chan string, func()) { return d.hub.Subscribe() }
 // stored, on any replica, and a function that ends the subscription. Like
 // Subscribe it never blocks the sender. On PostgreSQL wake-ups from other
 // replicas arrive only while Listen runs; on SQLite they are in-process.
-func (d *DB) SubscribeInbox() (<-chan string, func()) { return d.inbox.Subscribe() }
+func (d *DB) SubscribeInbox() (<-chan string, func()) { return d.inboxHub.Subscribe() }
 
 // Listen forwards PostgreSQL notifications on the facts channel to this
 // process's subscribers (and those on the inbox channel to
@@ -69,7 +69,7 @@ func (d *DB) Listen(ctx context.Context) error {
 	if d.dialect != Postgres {
 		return nil
 	}
-	l := notify.Listener{DSN: d.base.DSN(), Log: d.base.Log(), Facts: d.facts, FactsHub: &d.hub, InboxHub: &d.inbox}
+	l := notify.Listener{DSN: d.base.DSN(), Log: d.base.Log(), Facts: d.facts, FactsHub: &d.hub, InboxHub: &d.inboxHub}
 	return l.Run(ctx)
 }
 

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
-	"github.com/tollgate-dev/tollgate/store"
+	"github.com/tollgate-dev/tollgate/store/auth"
 )
 
 // Who may call what, written from DESIGN.md's HTTP contract table — not
@@ -284,7 +284,7 @@ func newSessionMaker(t *testing.T, s *server, tok core.Token) *sessionMaker {
 func (m *sessionMaker) make(kind string) string {
 	m.t.Helper()
 	now := time.Now().UTC()
-	sess := store.UISession{Token: m.tok, CSRF: "csrf-" + kind}
+	sess := auth.UISession{Token: m.tok, CSRF: "csrf-" + kind}
 	switch kind {
 	case "live":
 		sess.CreatedAt, sess.LastSeenAt, sess.ExpiresAt = now, now, now.Add(12*time.Hour)

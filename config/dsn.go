@@ -6,7 +6,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/tollgate-dev/tollgate/store"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // The database URL takes three forms: "sqlite:PATH[?synchronous=…]",
@@ -33,7 +33,7 @@ func isKeyValueDSN(s string) bool {
 func validateDatabaseURL(u string) error {
 	switch {
 	case u == "", strings.HasPrefix(u, "sqlite:"):
-		_, _, err := store.SQLiteOptions(u)
+		_, _, err := sqldb.SQLiteOptions(u)
 		return err
 	case strings.Contains(u, "://"):
 		p, err := url.Parse(u)

@@ -74,11 +74,11 @@ func BenchmarkAppendParallel(b *testing.B) {
 				if err := write(ctx, tx); err != nil {
 					return err
 				}
-				head, err := db.commits.LockChain(ctx, tx)
+				head, err := db.base.Commits().LockChain(ctx, tx)
 				if err != nil {
 					return err
 				}
-				return db.commits.AppendLocked(ctx, tx, head, entries)
+				return db.base.Commits().AppendLocked(ctx, tx, head, entries)
 			})
 		}},
 	} {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
+	"github.com/tollgate-dev/tollgate/store/audit"
 )
 
 // appendN appends n entries one call at a time.
@@ -153,11 +154,11 @@ func TestAuditVerifyFindsTampering(t *testing.T) {
 	}
 }
 
-// TestAuditVerifyPages crosses verifyPage boundaries.
+// TestAuditVerifyPages crosses audit.VerifyPage boundaries.
 func TestAuditVerifyPages(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
 		ctx := context.Background()
-		entries := make([]core.AuditEntry, 2*verifyPage+7)
+		entries := make([]core.AuditEntry, 2*audit.VerifyPage+7)
 		for i := range entries {
 			entries[i] = core.AuditEntry{Actor: "bulk", Action: "bulk.append", Subject: fmt.Sprint(i)}
 		}
@@ -168,11 +169,11 @@ func TestAuditVerifyPages(t *testing.T) {
 		if err != nil || brk != nil || rows != int64(len(entries)) {
 			t.Fatalf("brk %v rows %d err %v", brk, rows, err)
 		}
-		if _, err := db.SQLX().ExecContext(ctx, db.q(`UPDATE audit_log SET subject = 'x' WHERE seq = ?`), verifyPage+3); err != nil {
+		if _, err := db.SQLX().ExecContext(ctx, db.q(`UPDATE audit_log SET subject = 'x' WHERE seq = ?`), audit.VerifyPage+3); err != nil {
 			t.Fatal(err)
 		}
 		brk, rows, err = db.VerifyAudit(ctx)
-		if err != nil || brk == nil || brk.Seq != verifyPage+3 || rows != verifyPage+2 {
+		if err != nil || brk == nil || brk.Seq != audit.VerifyPage+3 || rows != audit.VerifyPage+2 {
 			t.Fatalf("brk %v rows %d err %v", brk, rows, err)
 		}
 	})
@@ -250,9 +251,9 @@ func holdAppender(t *testing.T, db *DB) (release func() error) {
 func waitQueued(t *testing.T, db *DB, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for db.commits.Queued() < n {
+	for db.base.Commits().Queued() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d requests queued", db.commits.Queued(), n)
+			t.Fatalf("only %d of %d requests queued", db.base.Commits().Queued(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -406,7 +407,7 @@ func TestAuditCloseDrainsQueue(t *testing.T) {
 		waitQueued(t, db, n)
 		closed := make(chan struct{})
 		go func() {
-			db.commits.Close() // the pool stays open so the test can look
+			db.base.Commits().Close() // the pool stays open so the test can look
 			close(closed)
 		}()
 		if err := release(); err != nil {
@@ -445,11 +446,11 @@ func TestAuditChainLockHolderNeedsNoSecondConnection(t *testing.T) {
 	for i := range n {
 		go func() {
 			errs <- db.tx(ctx, func(tx *sqlx.Tx) error {
-				head, err := db.commits.LockChain(ctx, tx)
+				head, err := db.base.Commits().LockChain(ctx, tx)
 				if err != nil {
 					return err
 				}
-				return db.commits.AppendLocked(ctx, tx, head, []core.AuditEntry{{Action: "test.pool", Subject: fmt.Sprint(i)}})
+				return db.base.Commits().AppendLocked(ctx, tx, head, []core.AuditEntry{{Action: "test.pool", Subject: fmt.Sprint(i)}})
 			})
 		}()
 	}

@@ -78,7 +78,7 @@ func TestUpsertChangeSequence(t *testing.T) {
 func TestUpsertChangeZeroStampIsNow(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
 		ctx := context.Background()
-		events, cancel := db.hub.subscribe()
+		events, cancel := db.hub.Subscribe()
 		defer cancel()
 		for range 2 { // created, then unchanged
 			if _, err := db.UpsertChange(ctx, testChange("CHG2", time.Time{}, core.ApprovalApproved)); err != nil {

@@ -2,9 +2,7 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/groupcommit"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // The inserts of the hot path, merged across a group by the group commit.
@@ -68,7 +67,7 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 	rows := []groupcommit.Row{{Insert: decisionInsert, Args: []any{dec.ID, dec.ReleaseID, string(dec.Decision), dec.Emergency,
 		dec.PolicyVersion, dec.EvaluatedAt, actor, doc}}}
 	if req := dec.Request; req.Service != "" && req.Version != "" && req.Environment != "" &&
-		dec.ReleaseID != "" && !d.commits.Committed(subject) {
+		dec.ReleaseID != "" && !d.base.Commits().Committed(subject) {
 		// The release the decision is about, created if it is new (an
 		// existing one keeps its links; deployment reports update them).
 		// Once this process saw it committed, later decisions leave it out.
@@ -76,7 +75,7 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 		rows = append([]groupcommit.Row{{Insert: releaseInsert, Once: subject, Args: []any{dec.ReleaseID, req.Service, req.Version, req.Environment,
 			strings.TrimSpace(req.Team), strings.TrimSpace(req.Commit), strList(req.Changes), strList(req.Incidents), now, now}}}, rows...)
 	}
-	if err := d.commits.Submit(ctx, groupcommit.Request{Entries: []core.AuditEntry{entry}, Rows: rows}); err != nil {
+	if err := d.base.Commits().Submit(ctx, groupcommit.Request{Entries: []core.AuditEntry{entry}, Rows: rows}); err != nil {
 		return fmt.Errorf("save gate decision %s: %w", dec.ID, err)
 	}
 	return nil
@@ -104,7 +103,7 @@ func (d *DB) GetDecision(ctx context.Context, id string) (core.GateDecision, err
 	var doc string
 	err := d.db.GetContext(ctx, &doc, d.q("SELECT doc FROM gate_decisions WHERE id = ?"), id)
 	if err != nil {
-		return core.GateDecision{}, notFound(err, "gate decision", id)
+		return core.GateDecision{}, sqldb.NotFound(err, "gate decision", id)
 	}
 	var dec core.GateDecision
 	if err := json.Unmarshal([]byte(doc), &dec); err != nil {
@@ -112,19 +111,6 @@ func (d *DB) GetDecision(ctx context.Context, id string) (core.GateDecision, err
 	}
 	dec.EvaluatedAt = dec.EvaluatedAt.UTC()
 	return dec, nil
-}
-
-// notFound maps a missing row to core.NotFound(what, key) and wraps any
-// other driver error with context.
-func notFound(err error, what, key string) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return core.NotFound(what, key)
-	}
-	terr := translate(err)
-	return fmt.Errorf("%s %s: %w", what, key, terr)
 }
 
 // ListDecisionsBetween returns the gate decisions evaluated in [from, to),
@@ -142,6 +128,47 @@ func (d *DB) ListDecisionsBetween(ctx context.Context, from, to time.Time, limit
 		if err := json.Unmarshal([]byte(doc), &dec); err != nil {
 			return nil, fmt.Errorf("decode gate decision: %w", err)
 		}
+		dec.Facts = nil
+		out = append(out, dec)
+	}
+	return out, nil
+}
+
+// DecisionsForRelease returns a release's recorded gate decisions, newest
+// first, at most limit.
+func (d *DB) DecisionsForRelease(ctx context.Context, releaseID string, limit int) ([]core.GateDecision, error) {
+	var docs []string
+	if err := d.db.SelectContext(ctx, &docs, d.q(`SELECT doc FROM gate_decisions WHERE release_id = ?
+		ORDER BY evaluated_at DESC, id DESC LIMIT ?`), releaseID, limit); err != nil {
+		return nil, fmt.Errorf("list decisions of release %s: %w", releaseID, translate(err))
+	}
+	out := make([]core.GateDecision, 0, len(docs))
+	for _, doc := range docs {
+		var dec core.GateDecision
+		if err := json.Unmarshal([]byte(doc), &dec); err != nil {
+			return nil, fmt.Errorf("decode gate decision of release %s: %w", releaseID, err)
+		}
+		dec.EvaluatedAt = dec.EvaluatedAt.UTC()
+		dec.Facts = nil
+		out = append(out, dec)
+	}
+	return out, nil
+}
+
+// RecentDecisions returns the latest recorded gate decisions, newest
+// first (ids are UUIDv7: the primary key is time-ordered), without facts.
+func (d *DB) RecentDecisions(ctx context.Context, limit int) ([]core.GateDecision, error) {
+	var docs []string
+	if err := d.db.SelectContext(ctx, &docs, d.q("SELECT doc FROM gate_decisions ORDER BY id DESC LIMIT ?"), limit); err != nil {
+		return nil, fmt.Errorf("list recent decisions: %w", translate(err))
+	}
+	out := make([]core.GateDecision, 0, len(docs))
+	for _, doc := range docs {
+		var dec core.GateDecision
+		if err := json.Unmarshal([]byte(doc), &dec); err != nil {
+			return nil, fmt.Errorf("decode gate decision: %w", err)
+		}
+		dec.EvaluatedAt = dec.EvaluatedAt.UTC()
 		dec.Facts = nil
 		out = append(out, dec)
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/factcache"
+	"github.com/tollgate-dev/tollgate/store/governance"
+	"github.com/tollgate-dev/tollgate/store/records"
 )
 
 // MaxFactKeys bounds the change keys of one facts query.
@@ -78,7 +80,7 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 	if err != nil {
 		return core.Facts{}, err
 	}
-	facts, ok, err := d.facts.Facts(ctx, q, keys, normService(q.Service))
+	facts, ok, err := d.facts.Facts(ctx, q, keys, records.NormService(q.Service))
 	if err != nil {
 		return core.Facts{}, fmt.Errorf("gather facts: %w", err)
 	}
@@ -96,8 +98,8 @@ func (d *DB) GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, erro
 // gateFactsDB is GateFacts read from the database in one statement.
 func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) (core.Facts, error) {
 	query, args := d.factsQuery(q, keys)
-	service, asOf := normService(q.Service), !q.AsOf.IsZero()
-	st, err := d.stmts.Get(ctx, query)
+	service, asOf := records.NormService(q.Service), !q.AsOf.IsZero()
+	st, err := d.base.Stmts().Get(ctx, query)
 	if err != nil {
 		return core.Facts{}, fmt.Errorf("gather facts: %w", translate(err))
 	}
@@ -128,7 +130,7 @@ func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) 
 			if err := decodeDoc([]byte(r.Doc.String), &i); err != nil {
 				return core.Facts{}, fmt.Errorf("gather facts: decode incident: %w", err)
 			}
-			if asOf && (!i.Active() || (!q.AllIncidents && !affects(i, service))) {
+			if asOf && (!i.Active() || (!q.AllIncidents && !records.Affects(i, service))) {
 				continue
 			}
 			facts.Incidents = append(facts.Incidents, i)
@@ -190,7 +192,7 @@ func factKeys(in []string) ([]string, error) {
 
 // factsQuery builds GateFacts' statement for the deduplicated keys.
 func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
-	service := normService(q.Service)
+	service := records.NormService(q.Service)
 	team := strings.TrimSpace(q.Team)
 	asOf := !q.AsOf.IsZero()
 	at := ts(q.AsOf)
@@ -271,6 +273,44 @@ func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
 	return final, flat
 }
 
+// governanceFacts adds to facts the holds in force at the facts' moment
+// (q.AsOf, else now: from the fact cache when it may answer) and, when
+// q.Evidence, the release's evidence recorded by then (read from the
+// database: it is per release, and only environments requiring evidence
+// ask for it).
+func (d *DB) governanceFacts(ctx context.Context, q core.FactsQuery, facts *core.Facts) error {
+	var (
+		holds []core.Hold
+		err   error
+	)
+	if q.AsOf.IsZero() {
+		holds, err = d.CurrentHolds(ctx)
+	} else {
+		holds, err = d.HoldsAt(ctx, q.AsOf)
+	}
+	if err != nil {
+		return fmt.Errorf("gather facts: %w", err)
+	}
+	facts.Holds = holds
+	if q.Evidence {
+		id := core.ReleaseID(q.Service, q.Version, q.Environment)
+		ev, err := d.ListEvidence(ctx, id, q.AsOf)
+		if err != nil {
+			return fmt.Errorf("gather facts: %w", err)
+		}
+		facts.Evidence = ev
+	}
+	return nil
+}
+
+// holdRow and holdCols are a holds row as governance scans it, for the
+// reconciler's bulk read of holds.
+type holdRow governance.HoldRow
+
+func (r holdRow) hold() core.Hold { return governance.HoldRow(r).Hold() }
+
+const holdCols = governance.HoldCols
+
 // anyTime scans a nullable time that a driver may deliver as time.Time or,
 // from an SQLite expression column, as text in the format the SQLite driver
 // writes (time.Time.String) or RFC 3339.
@@ -339,7 +379,7 @@ func (s factSource) ChangesByKey(ctx context.Context, keys []string) (map[string
 		err  error
 	)
 	if len(keys) <= maxPreparedKeys {
-		st, serr := s.d.stmts.Get(ctx, text)
+		st, serr := s.d.base.Stmts().Get(ctx, text)
 		if serr != nil {
 			return nil, fmt.Errorf("read changes: %w", translate(serr))
 		}
@@ -382,7 +422,7 @@ func (s factSource) ActiveIncidents(ctx context.Context) ([]factcache.Incident, 
 		if err := decodeDoc(b, &i); err != nil {
 			return nil, fmt.Errorf("read active incidents: decode: %w", err)
 		}
-		out = append(out, factcache.Incident{Incident: i, Services: serviceSet(i.Services)})
+		out = append(out, factcache.Incident{Incident: i, Services: records.ServiceSet(i.Services)})
 	}
 	return out, nil
 }

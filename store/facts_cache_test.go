@@ -10,6 +10,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
+	"github.com/tollgate-dev/tollgate/store/records"
 )
 
 // listening runs db's notification listener until the test ends and waits
@@ -96,7 +97,7 @@ func TestFactCacheMatchesDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, pass := range []string{"cold", "warm"} {
-				got, ok, err := db.facts.Facts(ctx, q, keys, normService(q.Service))
+				got, ok, err := db.facts.Facts(ctx, q, keys, records.NormService(q.Service))
 				if err != nil || !ok {
 					t.Fatalf("%+v %s: cache answered %v, %v", q, pass, ok, err)
 				}

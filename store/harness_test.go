@@ -2,16 +2,15 @@ package store
 
 import (
 	"context"
-	"io"
 	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
 	"github.com/tollgate-dev/tollgate/migrations"
+	"github.com/tollgate-dev/tollgate/store/sqldb/sqldbtest"
 )
 
 // testClock is a settable clock for store tests.
@@ -24,14 +23,7 @@ func (c *testClock) Now() time.Time { return c.t }
 // Migrate must find nothing to do.
 func newTestDB(t testing.TB, dialect string, clock core.Clock) *DB {
 	t.Helper()
-	var url string
-	switch dialect {
-	case Postgres:
-		url = testpg.NewMigratedDatabase(t)
-	case SQLite:
-		url = "sqlite:" + filepath.Join(t.TempDir(), "tollgate.db")
-	}
-	db := openTestDB(t, url, clock)
+	db := openTestDB(t, sqldbtest.URL(t, dialect), clock)
 	n, err := db.Migrate(context.Background())
 	if err != nil {
 		t.Fatalf("migrate %s: %v", dialect, err)
@@ -53,18 +45,15 @@ func openTestDB(t testing.TB, url string, clock core.Clock) *DB {
 	return db
 }
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLog() *slog.Logger { return sqldbtest.DiscardLog() }
 
 // forEachStore runs the contract test fn against PostgreSQL and SQLite:
 // one store contract, two implementations.
 func forEachStore(t *testing.T, fn func(t *testing.T, db *DB, clock *testClock)) {
-	for _, dialect := range []string{Postgres, SQLite} {
-		t.Run(dialect, func(t *testing.T) {
-			t.Parallel()
-			clock := &testClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-			fn(t, newTestDB(t, dialect, clock), clock)
-		})
-	}
+	sqldbtest.ForEachDialect(t, func(t *testing.T, dialect string) {
+		clock := &testClock{t: sqldbtest.Start}
+		fn(t, newTestDB(t, dialect, clock), clock)
+	})
 }
 
 func TestMigrateTwiceIsNoop(t *testing.T) {

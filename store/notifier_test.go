@@ -2,9 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -14,95 +11,18 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/notify"
+	"github.com/tollgate-dev/tollgate/store/sqldb/sqldbtest"
 )
 
-// unreachableDSN refuses connections at once.
-const unreachableDSN = "host=127.0.0.1 port=1 sslmode=disable connect_timeout=1"
-
-func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// What arrives while no send can go out is merged: one send carries every
-// fact topic once, and one inbox wake-up the newest delivery's id.
-func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
-	db := newTestDB(t, Postgres, nil)
-	stop := listen(t, db)
-	defer stop()
-	sub, unsub := db.Subscribe()
-	defer unsub()
-	inbox, unsubInbox := db.SubscribeInbox()
-	defer unsubInbox()
-
-	n, err := openNotifier(db.dsn, discardLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]bool{}
-	for i := range 10 {
-		topic := "change:CHG" + strconv.Itoa(i)
-		want[topic] = true
-		n.addFacts([]string{topic, topic})
-	}
-	n.addInbox("e1")
-	n.addInbox("e2")
-	n.start()
-	defer n.close()
-
-	timeout := time.After(5 * time.Second)
-	for len(want) > 0 {
-		select {
-		case got := <-sub:
-			delete(want, got)
-		case <-timeout:
-			t.Fatalf("topics never arrived: %v", want)
-		}
-	}
-	select {
-	case got := <-inbox:
-		if got != "e2" {
-			t.Fatalf("inbox woken with %q, want the newest id e2", got)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no inbox wake-up")
-	}
-	// The listener may hear the send before its counters are updated.
-	deadline := time.Now().Add(5 * time.Second)
-	for n.stats().Sends == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if st := n.stats(); st.Sends != 1 || st.Notifications != 11 || st.Failures != 0 {
-		t.Fatalf("stats %+v, want one send of 11 notifications", st)
-	}
-}
-
-// Past notifyMaxTopics distinct topics, a burst is sent as TopicAll (every
-// replica flushes its fact cache and re-checks).
-func TestNotifierCollapsesAHugeBurstToTopicAll(t *testing.T) {
-	n, err := openNotifier(unreachableDSN, discardLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.db.Close()
-	for i := range notifyMaxTopics + 1 {
-		n.addFacts([]string{"change:CHG" + strconv.Itoa(i)})
-	}
-	n.addInbox("e1")
-	channels, payloads := n.take()
-	got := fmt.Sprint(channels, payloads)
-	if want := fmt.Sprint([]string{notifyChannel, inboxChannel}, []string{TopicAll, "e1"}); got != want {
-		t.Fatalf("sent %s, want %s", got, want)
-	}
-	if channels, _ := n.take(); len(channels) != 0 {
-		t.Fatalf("queue not emptied: %v", channels)
-	}
-}
-
-// A wake-up that cannot be sent fails no write: the writes commit, this
-// process's subscribers are woken, the failure is counted and the send
-// retried, and what was not sent stays queued (not dropped).
+// A wake-up that cannot be sent fails no write: the writes commit and this
+// process's subscribers are woken. (That the failure is counted, the send
+// retried and what was not sent kept queued is
+// TestNotifierKeepsWhatItCannotSend in store/notify.)
 func TestNotifyFailureNeverFailsTheWrite(t *testing.T) {
 	db := newTestDB(t, Postgres, nil)
-	db.notify.close()
-	broken, err := newNotifier(unreachableDSN, discardLog())
+	db.notify.Close()
+	broken, err := notify.NewNotifier(sqldbtest.UnreachableDSN, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,17 +47,9 @@ func TestNotifyFailureNeverFailsTheWrite(t *testing.T) {
 	if ev, err := db.GetEvent(ctx, id); err != nil || ev.Status != core.EventPending {
 		t.Fatalf("event not stored: %+v %v", ev, err)
 	}
-
-	deadline := time.Now().Add(10 * time.Second)
-	for db.NotifyStats().Failures < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no retry after a failed send: %+v", db.NotifyStats())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	broken.close()
-	if _, ok := broken.facts["change:CHGNF"]; !ok || broken.inbox != id {
-		t.Fatalf("unsent wake-ups dropped: facts %v, inbox %q", broken.facts, broken.inbox)
+	broken.Close()
+	if st := db.NotifyStats(); st != broken.Stats() || st.Sends != 0 {
+		t.Fatalf("store's notifier stats %+v, notifier's %+v: want the notifier's, no send", st, broken.Stats())
 	}
 }
 
@@ -164,7 +76,7 @@ func BenchmarkInsertEventNotify(b *testing.B) {
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (connector, dedupe_key) DO NOTHING
 		RETURNING id)
-		SELECT ins.id FROM ins, LATERAL (SELECT pg_notify('` + inboxChannel + `', ins.id)) n`)
+		SELECT ins.id FROM ins, LATERAL (SELECT pg_notify('` + notify.InboxChannel + `', ins.id)) n`)
 	for _, bc := range []struct {
 		name string
 		op   func(core.Event) error

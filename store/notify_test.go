@@ -15,7 +15,7 @@ import (
 // would.
 func openReplica(t *testing.T, db *DB) *DB {
 	t.Helper()
-	r, err := Open(context.Background(), db.dsn, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	r, err := Open(context.Background(), db.base.DSN(), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func listen(t *testing.T, db *DB) (stop func()) {
 	for {
 		// Straight to the notifier: this process's subscribers are woken
 		// by its own commits without the listener.
-		db.notify.addFacts([]string{"probe"})
+		db.notify.AddFacts([]string{"probe"})
 		select {
 		case <-sub:
 			// Drain probes still in flight so tests see only their topics.

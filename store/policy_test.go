@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -65,7 +66,7 @@ func TestPolicyVersions(t *testing.T) {
 		if err := json.Unmarshal(entries[0].Data, &data); err != nil {
 			t.Fatal(err)
 		}
-		if data.Version != 1 || data.SHA != sourceDigest("rules: []\n") || entries[0].Actor != "alice" || entries[0].Subject != "policy:1" {
+		if data.Version != 1 || data.SHA != fmt.Sprintf("%x", sha256.Sum256([]byte("rules: []\n"))) || entries[0].Actor != "alice" || entries[0].Subject != "policy:1" {
 			t.Fatalf("audit entry %+v data %+v", entries[0], data)
 		}
 		checkLinear(t, db, 11)

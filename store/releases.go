@@ -93,7 +93,7 @@ func (d *DB) UpsertRelease(ctx context.Context, r core.Release) (core.Release, e
 	}
 	now := d.now()
 	var row releaseRow
-	st, err := d.stmts.Get(ctx, d.q(`INSERT INTO releases (`+releaseCols+`)
+	st, err := d.base.Stmts().Get(ctx, d.q(`INSERT INTO releases (`+releaseCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (service, version, environment) DO UPDATE SET
 			team = CASE WHEN excluded.team <> '' THEN excluded.team ELSE releases.team END,

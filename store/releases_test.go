@@ -276,7 +276,7 @@ func TestPIRLifecycle(t *testing.T) {
 		if _, err := db.GetPIR(ctx, rel.ID); !core.IsKind(err, core.KindNotFound) {
 			t.Errorf("get before required: %v", err)
 		}
-		events, cancel := db.hub.subscribe()
+		events, cancel := db.hub.Subscribe()
 		defer cancel()
 		if err := db.RequirePIR(ctx, core.PIR{ReleaseID: rel.ID}); err != nil {
 			t.Fatal(err)

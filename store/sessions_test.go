@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/auth"
 )
 
 // TestUISessions: a session is found by its id hash with its token until
@@ -20,7 +21,7 @@ func TestUISessions(t *testing.T) {
 			t.Fatal(err)
 		}
 		now := clock.t
-		s := UISession{IDHash: "hash-1", Token: tok, CSRF: "csrf-1", CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
+		s := auth.UISession{IDHash: "hash-1", Token: tok, CSRF: "csrf-1", CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}
 		if err := db.CreateSession(ctx, s); err != nil {
 			t.Fatal(err)
 		}
@@ -38,12 +39,12 @@ func TestUISessions(t *testing.T) {
 		if _, err := db.Session(ctx, "hash-unknown"); !core.IsKind(err, core.KindNotFound) {
 			t.Errorf("unknown: %v", err)
 		}
-		if err := db.EndSession(ctx, "hash-1", SessionSignedOut, now.Add(6*time.Minute)); err != nil {
+		if err := db.EndSession(ctx, "hash-1", auth.SessionSignedOut, now.Add(6*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		// Ended twice (two tabs signing out, or a replica seeing it
 		// expire): audited once.
-		if err := db.EndSession(ctx, "hash-1", SessionExpired, now.Add(7*time.Minute)); err != nil {
+		if err := db.EndSession(ctx, "hash-1", auth.SessionExpired, now.Add(7*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.EndSession(ctx, "hash-1", "ui.other", now); !core.IsKind(err, core.KindInvalid) {
@@ -65,7 +66,7 @@ func TestUISessions(t *testing.T) {
 		// Sign-ins and endings are in the audit trail, by the person, with
 		// no session id or hash in them.
 		var audited []string
-		for _, action := range []string{"ui.signin", SessionSignedOut, SessionExpired} {
+		for _, action := range []string{"ui.signin", auth.SessionSignedOut, auth.SessionExpired} {
 			es, err := db.ListAudit(ctx, core.AuditFilter{Action: action, Limit: 10})
 			if err != nil {
 				t.Fatal(err)
@@ -77,7 +78,7 @@ func TestUISessions(t *testing.T) {
 				audited = append(audited, e.Action)
 			}
 		}
-		if want := []string{"ui.signin", "ui.signin", SessionSignedOut}; !slices.Equal(audited, want) {
+		if want := []string{"ui.signin", "ui.signin", auth.SessionSignedOut}; !slices.Equal(audited, want) {
 			t.Errorf("audited %v, want %v", audited, want)
 		}
 		if brk, _, err := db.VerifyAudit(ctx); err != nil || brk != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/tollgate-dev/tollgate/core"
-	"github.com/tollgate-dev/tollgate/store"
+	"github.com/tollgate-dev/tollgate/store/auth"
 )
 
 type dashReader struct{ emptyReader }
@@ -38,7 +38,7 @@ func (c ciGates) List(context.Context) ([]core.PendingGate, error) { return c, n
 // GET /api/v1/gate/pending lists them.
 func TestDashboardListsCIGates(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-	sessions := &memSessions{m: map[string]store.UISession{}}
+	sessions := &memSessions{m: map[string]auth.UISession{}}
 	u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
 		Sessions: sessions, Reader: dashReader{}, Gate: noGate{}, Policies: noPolicy{},
 		CIGates: ciGates{{ID: "p1", Provider: "github", State: core.PendingWaiting, RunURL: "https://ci.example/run/7",
@@ -50,7 +50,7 @@ func TestDashboardListsCIGates(t *testing.T) {
 	}
 	e := echo.New()
 	u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
-	sessions.m[hashID("sid")] = store.UISession{IDHash: hashID("sid"), Token: core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor},
+	sessions.m[hashID("sid")] = auth.UISession{IDHash: hashID("sid"), Token: core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor},
 		CSRF: "c", CreatedAt: clock.t, LastSeenAt: clock.t, ExpiresAt: clock.t.Add(time.Hour)}
 	req := httptest.NewRequest("GET", "/ui/", nil)
 	req.AddCookie(&http.Cookie{Name: cookieName, Value: "sid"})
@@ -85,7 +85,7 @@ func TestDashboardListsHolds(t *testing.T) {
 		{"none", holdList{}, []string{"No hold is in force."}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sessions := &memSessions{m: map[string]store.UISession{}}
+			sessions := &memSessions{m: map[string]auth.UISession{}}
 			u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
 				Sessions: sessions, Reader: dashReader{}, Gate: noGate{}, Policies: noPolicy{}, Holds: tc.holds})
 			if err != nil {
@@ -93,7 +93,7 @@ func TestDashboardListsHolds(t *testing.T) {
 			}
 			e := echo.New()
 			u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
-			sessions.m[hashID("sid")] = store.UISession{IDHash: hashID("sid"), Token: core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor},
+			sessions.m[hashID("sid")] = auth.UISession{IDHash: hashID("sid"), Token: core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor},
 				CSRF: "c", CreatedAt: clock.t, LastSeenAt: clock.t, ExpiresAt: clock.t.Add(time.Hour)}
 			req := httptest.NewRequest("GET", "/ui/", nil)
 			req.AddCookie(&http.Cookie{Name: cookieName, Value: "sid"})

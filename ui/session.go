@@ -14,7 +14,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/tollgate-dev/tollgate/core"
-	"github.com/tollgate-dev/tollgate/store"
+	"github.com/tollgate-dev/tollgate/store/auth"
 )
 
 const (
@@ -69,7 +69,7 @@ func (u *UI) load(c *echo.Context) (*session, error) {
 	}
 	now := u.deps.Clock.Now()
 	if !now.Before(st.ExpiresAt) || now.Sub(st.LastSeenAt) >= u.deps.IdleTimeout {
-		if err := u.deps.Sessions.EndSession(ctx, h, store.SessionExpired, now); err != nil {
+		if err := u.deps.Sessions.EndSession(ctx, h, auth.SessionExpired, now); err != nil {
 			return nil, err
 		}
 		return nil, nil
@@ -169,7 +169,7 @@ func (u *UI) signin(c *echo.Context) error {
 		return u.fail(c, nil, err)
 	}
 	now := u.deps.Clock.Now()
-	if err := u.deps.Sessions.CreateSession(ctx, store.UISession{IDHash: hashID(id), Token: t, CSRF: csrf,
+	if err := u.deps.Sessions.CreateSession(ctx, auth.UISession{IDHash: hashID(id), Token: t, CSRF: csrf,
 		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(u.deps.MaxAge)}); err != nil {
 		return u.fail(c, nil, err)
 	}
@@ -184,7 +184,7 @@ func (u *UI) signin(c *echo.Context) error {
 
 // signout ends the session server-side: the cookie is worthless after.
 func (u *UI) signout(c *echo.Context, s *session) error {
-	if err := u.deps.Sessions.EndSession(c.Request().Context(), s.idHash, store.SessionSignedOut, u.deps.Clock.Now()); err != nil {
+	if err := u.deps.Sessions.EndSession(c.Request().Context(), s.idHash, auth.SessionSignedOut, u.deps.Clock.Now()); err != nil {
 		return err
 	}
 	u.setCookie(c, "", -1)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/service"
-	"github.com/tollgate-dev/tollgate/store"
+	"github.com/tollgate-dev/tollgate/store/auth"
 )
 
 type fakeClock struct{ t time.Time }
@@ -23,17 +23,17 @@ func (c *fakeClock) Now() time.Time { return c.t }
 
 type memSessions struct {
 	mu sync.Mutex
-	m  map[string]store.UISession
+	m  map[string]auth.UISession
 }
 
-func (m *memSessions) CreateSession(_ context.Context, s store.UISession) error {
+func (m *memSessions) CreateSession(_ context.Context, s auth.UISession) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.m[s.IDHash] = s
 	return nil
 }
 
-func (m *memSessions) Session(_ context.Context, h string) (store.UISession, error) {
+func (m *memSessions) Session(_ context.Context, h string) (auth.UISession, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.m[h]
@@ -87,7 +87,7 @@ func (noGate) Waiting() []*service.WaitingCheck { return nil }
 // request, and at its absolute age however busy it is.
 func TestSessionExpiry(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-	sessions := &memSessions{m: map[string]store.UISession{}}
+	sessions := &memSessions{m: map[string]auth.UISession{}}
 	u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
 		Sessions: sessions, Reader: emptyReader{}, Gate: noGate{}, IdleTimeout: 30 * time.Minute, MaxAge: 2 * time.Hour})
 	if err != nil {

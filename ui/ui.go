@@ -22,7 +22,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/service"
-	"github.com/tollgate-dev/tollgate/store"
+	"github.com/tollgate-dev/tollgate/store/auth"
 )
 
 //go:embed templates/*.html static/*
@@ -38,8 +38,8 @@ type Tokens interface {
 
 // Sessions stores sessions durably (by the hash of their id).
 type Sessions interface {
-	CreateSession(ctx context.Context, s store.UISession) error
-	Session(ctx context.Context, idHash string) (store.UISession, error)
+	CreateSession(ctx context.Context, s auth.UISession) error
+	Session(ctx context.Context, idHash string) (auth.UISession, error)
 	TouchSession(ctx context.Context, idHash string, at time.Time) error
 	EndSession(ctx context.Context, idHash, action string, at time.Time) error
 }

@@ -1,4 +1,4 @@
-package store
+package sqldb
 
 import (
 	"context"
@@ -82,11 +82,11 @@ func createPrivate(path string, log *slog.Logger) error {
 // both saw version 0 and both created the tables), as the PostgreSQL
 // advisory lock does for replicas. PostgreSQL: a no-op here (goose takes
 // the advisory lock).
-func (d *DB) lockMigrations(ctx context.Context) (unlock func(), err error) {
-	if d.dialect != SQLite || d.sqlitePath == ":memory:" {
+func (b *DB) lockMigrations(ctx context.Context) (unlock func(), err error) {
+	if b.dialect != SQLite || b.sqlitePath == ":memory:" {
 		return func() {}, nil
 	}
-	unlock, err = lockSQLite(ctx, d.sqlitePath)
+	unlock, err = lockSQLite(ctx, b.sqlitePath)
 	if err != nil {
 		return nil, fmt.Errorf("migrate sqlite: %w", err)
 	}

@@ -1,4 +1,4 @@
-package store
+package inbox
 
 import (
 	"context"
@@ -10,26 +10,28 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
+	"github.com/tollgate-dev/tollgate/store/sqldb/sqldbtest"
 )
 
 // pending is a delivery as InsertEvent hands it to the batcher.
 func pending(connector, key string, at time.Time) pendingEvent {
-	return pendingEvent{id: newID(), connector: connector, typ: "push", dedupeKey: key, headers: `{"X-Delivery":"` + key + `"}`,
-		body: []byte(`{"k":"` + key + `"}`), receivedAt: ts(at)}
+	return pendingEvent{id: sqldb.NewID(), connector: connector, typ: "push", dedupeKey: key, headers: `{"X-Delivery":"` + key + `"}`,
+		body: []byte(`{"k":"` + key + `"}`), receivedAt: sqldb.TS(at)}
 }
 
 // TestEventBatchDuplicates writes one group holding a key twice and a key
 // stored before: each is stored once, and every caller gets the stored id.
 func TestEventBatchDuplicates(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
 		ctx := context.Background()
-		old, dup, err := db.InsertEvent(ctx, newEvent("github", "old", clock.t))
+		old, dup, err := db.InsertEvent(ctx, newEvent("github", "old", clock.T))
 		if err != nil || dup {
 			t.Fatal(old, dup, err)
 		}
 		group := []pendingEvent{
-			pending("github", "a", clock.t), pending("github", "old", clock.t), pending("github", "a", clock.t),
-			pending("gitlab", "a", clock.t), pending("github", "b", clock.t),
+			pending("github", "a", clock.T), pending("github", "old", clock.T), pending("github", "a", clock.T),
+			pending("gitlab", "a", clock.T), pending("github", "b", clock.T),
 		}
 		res := db.events.write(ctx, group)
 		want := []struct {
@@ -46,7 +48,7 @@ func TestEventBatchDuplicates(t *testing.T) {
 			t.Fatalf("%d events stored (%v), want 4", n, err)
 		}
 		got, err := db.GetEvent(ctx, group[4].id)
-		if err != nil || string(got.Body) != `{"k":"b"}` || got.Headers["X-Delivery"] != "b" || !got.ReceivedAt.Equal(clock.t) || got.Status != core.EventPending {
+		if err != nil || string(got.Body) != `{"k":"b"}` || got.Headers["X-Delivery"] != "b" || !got.ReceivedAt.Equal(clock.T) || got.Status != core.EventPending {
 			t.Fatalf("read back %+v %v", got, err)
 		}
 	})
@@ -55,7 +57,7 @@ func TestEventBatchDuplicates(t *testing.T) {
 // TestEventBatchRowFailure: a row the database refuses fails its own
 // caller (and its duplicates in the group) only.
 func TestEventBatchRowFailure(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
 		ctx := context.Background()
 		poison := map[string]string{
 			Postgres: `CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -67,8 +69,8 @@ func TestEventBatchRowFailure(t *testing.T) {
 		if _, err := db.SQLX().ExecContext(ctx, poison); err != nil {
 			t.Fatal(err)
 		}
-		group := []pendingEvent{pending("github", "a", clock.t), pending("github", "poison", clock.t),
-			pending("github", "b", clock.t), pending("github", "poison", clock.t)}
+		group := []pendingEvent{pending("github", "a", clock.T), pending("github", "poison", clock.T),
+			pending("github", "b", clock.T), pending("github", "poison", clock.T)}
 		res := db.events.write(ctx, group)
 		for i, bad := range []bool{false, true, false, true} {
 			if bad != (res[i].err != nil) {
@@ -89,8 +91,8 @@ func TestEventBatchRowFailure(t *testing.T) {
 // one group: the first is stored, the second fails alone (as it would
 // have one at a time), and neither caller is told the other's outcome.
 func TestEventBatchSameExplicitID(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
-		group := []pendingEvent{pending("github", "a", clock.t), pending("github", "b", clock.t), pending("github", "c", clock.t)}
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
+		group := []pendingEvent{pending("github", "a", clock.T), pending("github", "b", clock.T), pending("github", "c", clock.T)}
 		group[1].id = group[0].id
 		res := db.events.write(context.Background(), group)
 		if res[0].err != nil || res[0].id != group[0].id || res[0].dup {
@@ -108,7 +110,7 @@ func TestEventBatchSameExplicitID(t *testing.T) {
 // TestEventBatchConcurrent: concurrent deliveries, many of one key, are
 // grouped, stored once per key, and every caller learns the stored id.
 func TestEventBatchConcurrent(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
 		ctx := context.Background()
 		const n = 200
 		type answer struct {
@@ -122,7 +124,7 @@ func TestEventBatchConcurrent(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				key := fmt.Sprintf("k%d", i%50)
-				id, dup, err := db.InsertEvent(ctx, newEvent("github", key, clock.t))
+				id, dup, err := db.InsertEvent(ctx, newEvent("github", key, clock.T))
 				if err != nil {
 					t.Error(err)
 				}
@@ -159,7 +161,7 @@ func TestEventBatchConcurrent(t *testing.T) {
 // delivery waits for a writer gets ctx's error, and nothing is stored for
 // it; the writers go on with the others.
 func TestEventBatchCancelWhileQueued(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
 		ctx := context.Background()
 		b := db.events
 		// Hold every connection of the writers' pool: each writer then
@@ -181,7 +183,7 @@ func TestEventBatchCancelWhileQueued(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, _, err := db.InsertEvent(ctx, newEvent("github", fmt.Sprintf("blocker%d", i), clock.t)); err != nil {
+				if _, _, err := db.InsertEvent(ctx, newEvent("github", fmt.Sprintf("blocker%d", i), clock.T)); err != nil {
 					t.Error(err)
 				}
 			}()
@@ -195,7 +197,7 @@ func TestEventBatchCancelWhileQueued(t *testing.T) {
 		}
 		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
-		_, _, err := db.InsertEvent(cctx, newEvent("github", "gave-up", clock.t))
+		_, _, err := db.InsertEvent(cctx, newEvent("github", "gave-up", clock.T))
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("got %v, want the context's deadline", err)
 		}
@@ -204,7 +206,7 @@ func TestEventBatchCancelWhileQueued(t *testing.T) {
 		}
 		wg.Wait()
 		// A later delivery goes through, and the abandoned one was never written.
-		if _, dup, err := db.InsertEvent(ctx, newEvent("github", "after", clock.t)); err != nil || dup {
+		if _, dup, err := db.InsertEvent(ctx, newEvent("github", "after", clock.T)); err != nil || dup {
 			t.Fatal(dup, err)
 		}
 		var n int
@@ -213,7 +215,7 @@ func TestEventBatchCancelWhileQueued(t *testing.T) {
 		}
 		// Already ended: refused before queueing.
 		cancel()
-		if _, _, err := db.InsertEvent(cctx, newEvent("github", "late", clock.t)); err == nil {
+		if _, _, err := db.InsertEvent(cctx, newEvent("github", "late", clock.T)); err == nil {
 			t.Fatal("an ended context was queued")
 		}
 	})
@@ -223,11 +225,11 @@ func TestEventBatchCancelWhileQueued(t *testing.T) {
 // order in one group keep their own received times, so the normalizer
 // claims them in arrival order (it compares the source's version itself).
 func TestEventBatchKeepsArrivalOrder(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
 		ctx := context.Background()
 		// Keys sort opposite to arrival: the group inserts in key order.
-		group := []pendingEvent{pending("servicenow", "z-v2", clock.t), pending("servicenow", "y-v1", clock.t.Add(time.Millisecond)),
-			pending("servicenow", "x-v3", clock.t.Add(2*time.Millisecond))}
+		group := []pendingEvent{pending("servicenow", "z-v2", clock.T), pending("servicenow", "y-v1", clock.T.Add(time.Millisecond)),
+			pending("servicenow", "x-v3", clock.T.Add(2*time.Millisecond))}
 		for i, r := range db.events.write(ctx, group) {
 			if r.err != nil || r.dup {
 				t.Fatalf("delivery %d: %+v", i, r)
@@ -251,17 +253,17 @@ func TestEventBatchKeepsArrivalOrder(t *testing.T) {
 // inbox's subscribers once, not once per delivery; a group of duplicates
 // only does not wake them.
 func TestEventBatchWakesOncePerGroup(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
 		ctx := context.Background()
-		ch, stop := db.inbox.subscribe()
+		ch, stop := db.inbox.Subscribe()
 		defer stop()
-		group := []pendingEvent{pending("github", "a", clock.t), pending("github", "b", clock.t), pending("github", "c", clock.t)}
+		group := []pendingEvent{pending("github", "a", clock.T), pending("github", "b", clock.T), pending("github", "c", clock.T)}
 		db.events.write(ctx, group)
 		if len(ch) != 1 {
 			t.Fatalf("%d wake-ups for one group, want 1", len(ch))
 		}
 		<-ch
-		db.events.write(ctx, []pendingEvent{pending("github", "a", clock.t)})
+		db.events.write(ctx, []pendingEvent{pending("github", "a", clock.T)})
 		if len(ch) != 0 {
 			t.Fatalf("%d wake-ups for a group of duplicates, want 0", len(ch))
 		}

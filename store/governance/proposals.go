@@ -1,4 +1,4 @@
-package store
+package governance
 
 import (
 	"context"
@@ -10,7 +10,18 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
+
+// Proposals are the changes to policy and mappings awaiting a second
+// admin's confirmation, in one database.
+type Proposals struct {
+	base *sqldb.DB
+	db   *sqlx.DB
+}
+
+// NewProposals returns the proposals in db.
+func NewProposals(db *sqldb.DB) *Proposals { return &Proposals{base: db, db: db.SQLX()} }
 
 const proposalCols = "id, kind, target, source, status, proposed_by, proposed_at, decided_by, decided_at, base_version"
 
@@ -29,21 +40,21 @@ type proposalRow struct {
 
 func (r proposalRow) proposal() core.Proposal {
 	return core.Proposal{ID: r.ID, Kind: r.Kind, Target: r.Target, Source: r.Source, Status: r.Status,
-		ProposedBy: r.ProposedBy, ProposedAt: r.ProposedAt.UTC(), DecidedBy: r.DecidedBy, DecidedAt: timePtr(r.DecidedAt), BaseVersion: r.BaseVersion}
+		ProposedBy: r.ProposedBy, ProposedAt: r.ProposedAt.UTC(), DecidedBy: r.DecidedBy, DecidedAt: sqldb.TimePtr(r.DecidedAt), BaseVersion: r.BaseVersion}
 }
 
 // CreateProposal stores a pending proposal with a "proposal.create" audit
 // entry naming its proposer.
-func (d *DB) CreateProposal(ctx context.Context, p core.Proposal) (core.Proposal, error) {
+func (pr *Proposals) CreateProposal(ctx context.Context, p core.Proposal) (core.Proposal, error) {
 	if p.ProposedAt.IsZero() {
-		p.ProposedAt = d.now()
+		p.ProposedAt = pr.base.Now()
 	}
-	p.ProposedAt, p.Status = ts(p.ProposedAt), core.ProposalPending
+	p.ProposedAt, p.Status = sqldb.TS(p.ProposedAt), core.ProposalPending
 	entry := core.AuditEntry{Actor: p.ProposedBy, Action: "proposal.create", Subject: "proposal:" + p.ID, At: p.ProposedAt,
-		Data: json.RawMessage(mustJSON(map[string]any{"kind": p.Kind, "target": p.Target, "proposed_by": p.ProposedBy,
+		Data: json.RawMessage(sqldb.MustJSON(map[string]any{"kind": p.Kind, "target": p.Target, "proposed_by": p.ProposedBy,
 			"base_version": p.BaseVersion, "source_sha256": sourceDigest(p.Source)}))}
-	err := d.appendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
-		_, err := tx.ExecContext(ctx, d.q("INSERT INTO proposals (id, kind, target, source, status, proposed_by, proposed_at, base_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+	err := pr.base.AppendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
+		_, err := tx.ExecContext(ctx, pr.base.Q("INSERT INTO proposals (id, kind, target, source, status, proposed_by, proposed_at, base_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
 			p.ID, p.Kind, p.Target, p.Source, p.Status, p.ProposedBy, p.ProposedAt, p.BaseVersion)
 		return err
 	})
@@ -54,25 +65,25 @@ func (d *DB) CreateProposal(ctx context.Context, p core.Proposal) (core.Proposal
 }
 
 // GetProposal returns proposal id.
-func (d *DB) GetProposal(ctx context.Context, id string) (core.Proposal, error) {
+func (pr *Proposals) GetProposal(ctx context.Context, id string) (core.Proposal, error) {
 	var r proposalRow
-	if err := d.db.GetContext(ctx, &r, d.q("SELECT "+proposalCols+" FROM proposals WHERE id = ?"), id); err != nil {
-		return core.Proposal{}, notFound(err, "proposal", id)
+	if err := pr.db.GetContext(ctx, &r, pr.base.Q("SELECT "+proposalCols+" FROM proposals WHERE id = ?"), id); err != nil {
+		return core.Proposal{}, sqldb.NotFound(err, "proposal", id)
 	}
 	return r.proposal(), nil
 }
 
 // ListProposals returns proposals with status (every one when empty),
 // newest first.
-func (d *DB) ListProposals(ctx context.Context, status string) ([]core.Proposal, error) {
+func (pr *Proposals) ListProposals(ctx context.Context, status string) ([]core.Proposal, error) {
 	query, args := "SELECT "+proposalCols+" FROM proposals ORDER BY proposed_at DESC, id DESC", []any(nil)
 	if status != "" {
 		query = "SELECT " + proposalCols + " FROM proposals WHERE status = ? ORDER BY proposed_at DESC, id DESC"
 		args = []any{status}
 	}
 	var rows []proposalRow
-	if err := d.db.SelectContext(ctx, &rows, d.q(query), args...); err != nil {
-		return nil, fmt.Errorf("list proposals: %w", translate(err))
+	if err := pr.db.SelectContext(ctx, &rows, pr.base.Q(query), args...); err != nil {
+		return nil, fmt.Errorf("list proposals: %w", sqldb.Translate(err))
 	}
 	out := make([]core.Proposal, len(rows))
 	for i, r := range rows {
@@ -85,22 +96,22 @@ func (d *DB) ListProposals(ctx context.Context, status string) ([]core.Proposal,
 // withdrawn) by actor, with a "proposal.<status>" audit entry naming both
 // the proposer and actor. KindConflict when it is no longer pending (two
 // admins confirming at once: one wins).
-func (d *DB) DecideProposal(ctx context.Context, id, status, actor string, at time.Time) (core.Proposal, error) {
+func (pr *Proposals) DecideProposal(ctx context.Context, id, status, actor string, at time.Time) (core.Proposal, error) {
 	if at.IsZero() {
-		at = d.now()
+		at = pr.base.Now()
 	}
-	at = ts(at)
+	at = sqldb.TS(at)
 	var out core.Proposal
 	entries := []core.AuditEntry{{Actor: actor, Action: "proposal." + status, Subject: "proposal:" + id, At: at}}
-	err := d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+	err := pr.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
 		var r proposalRow
-		if err := tx.GetContext(ctx, &r, d.q("SELECT "+proposalCols+" FROM proposals WHERE id = ?"), id); err != nil {
-			return notFound(err, "proposal", id)
+		if err := tx.GetContext(ctx, &r, pr.base.Q("SELECT "+proposalCols+" FROM proposals WHERE id = ?"), id); err != nil {
+			return sqldb.NotFound(err, "proposal", id)
 		}
 		if r.Status != core.ProposalPending {
 			return core.Errorf(core.KindConflict, "proposal %q is already %s", id, r.Status)
 		}
-		res, err := tx.ExecContext(ctx, d.q("UPDATE proposals SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = ?"),
+		res, err := tx.ExecContext(ctx, pr.base.Q("UPDATE proposals SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = ?"),
 			status, actor, at, id, core.ProposalPending)
 		if err != nil {
 			return err
@@ -112,7 +123,7 @@ func (d *DB) DecideProposal(ctx context.Context, id, status, actor string, at ti
 		}
 		out = r.proposal()
 		out.Status, out.DecidedBy, out.DecidedAt = status, actor, &at
-		entries[0].Data = json.RawMessage(mustJSON(map[string]any{"kind": out.Kind, "target": out.Target,
+		entries[0].Data = json.RawMessage(sqldb.MustJSON(map[string]any{"kind": out.Kind, "target": out.Target,
 			"proposed_by": out.ProposedBy, "decided_by": actor, "status": status}))
 		return nil
 	})

@@ -1,4 +1,4 @@
-package store
+package governance
 
 import (
 	"context"
@@ -12,7 +12,17 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
+
+// Mappings are the mapping profiles' versions in one database.
+type Mappings struct {
+	base *sqldb.DB
+	db   *sqlx.DB
+}
+
+// NewMappings returns the mapping profiles in db.
+func NewMappings(db *sqldb.DB) *Mappings { return &Mappings{base: db, db: db.SQLX()} }
 
 type mappingRow struct {
 	Name      string    `db:"name"`
@@ -47,22 +57,22 @@ func checkMappingName(name string) error {
 
 // newestMapping reads the newest version of name inside tx (sql.ErrNoRows
 // when none).
-func (d *DB) newestMapping(ctx context.Context, q sqlx.QueryerContext, name string) (mappingRow, error) {
+func (m *Mappings) newestMapping(ctx context.Context, q sqlx.QueryerContext, name string) (mappingRow, error) {
 	var r mappingRow
-	err := sqlx.GetContext(ctx, q, &r, d.q("SELECT "+mappingColumns+" FROM mapping_profiles WHERE name = ? ORDER BY version DESC LIMIT 1"), name)
+	err := sqlx.GetContext(ctx, q, &r, m.base.Q("SELECT "+mappingColumns+" FROM mapping_profiles WHERE name = ? ORDER BY version DESC LIMIT 1"), name)
 	return r, err
 }
 
 // putMappingVersion inserts the next version of name with an audit entry.
-func (d *DB) putMappingVersion(ctx context.Context, name, source, actor, action string, deleted bool) (int, error) {
+func (m *Mappings) putMappingVersion(ctx context.Context, name, source, actor, action string, deleted bool) (int, error) {
 	var version int
 	err := versionedPut(func() error {
 		entries := []core.AuditEntry{{Actor: actor, Action: action, Subject: "mapping:" + name}}
-		return d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
-			if err := d.xactLock(ctx, tx, mappingLockKey); err != nil {
+		return m.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+			if err := xactLock(ctx, m.base, tx, mappingLockKey); err != nil {
 				return err
 			}
-			prev, err := d.newestMapping(ctx, tx, name)
+			prev, err := m.newestMapping(ctx, tx, name)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				if deleted {
@@ -74,15 +84,15 @@ func (d *DB) putMappingVersion(ctx context.Context, name, source, actor, action 
 				return core.NotFound("mapping profile", name)
 			}
 			version = prev.Version + 1
-			if _, err := tx.ExecContext(ctx, d.q("INSERT INTO mapping_profiles (name, version, source, deleted, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)"),
-				name, version, source, deleted, d.now(), actor); err != nil {
+			if _, err := tx.ExecContext(ctx, m.base.Q("INSERT INTO mapping_profiles (name, version, source, deleted, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)"),
+				name, version, source, deleted, m.base.Now(), actor); err != nil {
 				return err
 			}
 			data := map[string]any{"name": name, "version": version}
 			if !deleted {
 				data["sha256"] = sourceDigest(source)
 			}
-			entries[0].Data = json.RawMessage(mustJSON(data))
+			entries[0].Data = json.RawMessage(sqldb.MustJSON(data))
 			return nil
 		})
 	})
@@ -92,14 +102,14 @@ func (d *DB) putMappingVersion(ctx context.Context, name, source, actor, action 
 // PutMapping stores source as the next version of the named profile (older
 // versions are kept) with a "mapping.put" audit entry, and returns the
 // version.
-func (d *DB) PutMapping(ctx context.Context, name, source, actor string) (int, error) {
+func (m *Mappings) PutMapping(ctx context.Context, name, source, actor string) (int, error) {
 	if err := checkMappingName(name); err != nil {
 		return 0, err
 	}
 	if err := checkSource(source); err != nil {
 		return 0, err
 	}
-	v, err := d.putMappingVersion(ctx, name, source, actor, "mapping.put", false)
+	v, err := m.putMappingVersion(ctx, name, source, actor, "mapping.put", false)
 	if err != nil {
 		return 0, fmt.Errorf("put mapping profile %s: %w", name, err)
 	}
@@ -109,11 +119,11 @@ func (d *DB) PutMapping(ctx context.Context, name, source, actor string) (int, e
 // DeleteMapping records a deleted version of the profile with a
 // "mapping.delete" audit entry. KindNotFound when it does not exist or is
 // already deleted.
-func (d *DB) DeleteMapping(ctx context.Context, name, actor string) error {
+func (m *Mappings) DeleteMapping(ctx context.Context, name, actor string) error {
 	if err := checkMappingName(name); err != nil {
 		return err
 	}
-	if _, err := d.putMappingVersion(ctx, name, "", actor, "mapping.delete", true); err != nil {
+	if _, err := m.putMappingVersion(ctx, name, "", actor, "mapping.delete", true); err != nil {
 		return fmt.Errorf("delete mapping profile %s: %w", name, err)
 	}
 	return nil
@@ -121,10 +131,10 @@ func (d *DB) DeleteMapping(ctx context.Context, name, actor string) error {
 
 // GetMapping returns the newest version of the profile; KindNotFound when
 // there is none or it is deleted.
-func (d *DB) GetMapping(ctx context.Context, name string) (core.MappingProfile, error) {
-	r, err := d.newestMapping(ctx, d.db, name)
+func (m *Mappings) GetMapping(ctx context.Context, name string) (core.MappingProfile, error) {
+	r, err := m.newestMapping(ctx, m.db, name)
 	if err != nil {
-		return core.MappingProfile{}, notFound(err, "mapping profile", name)
+		return core.MappingProfile{}, sqldb.NotFound(err, "mapping profile", name)
 	}
 	if r.Deleted {
 		return core.MappingProfile{}, core.NotFound("mapping profile", name)
@@ -134,16 +144,16 @@ func (d *DB) GetMapping(ctx context.Context, name string) (core.MappingProfile, 
 
 // ListMappings returns the newest version of every profile not deleted,
 // by name.
-func (d *DB) ListMappings(ctx context.Context) ([]core.MappingProfile, error) {
+func (m *Mappings) ListMappings(ctx context.Context) ([]core.MappingProfile, error) {
 	var rows []mappingRow
-	err := d.db.SelectContext(ctx, &rows, `SELECT m.name, m.version, m.source, m.deleted, m.updated_at, m.updated_by
+	err := m.db.SelectContext(ctx, &rows, `SELECT m.name, m.version, m.source, m.deleted, m.updated_at, m.updated_by
 		FROM mapping_profiles m
 		JOIN (SELECT name, MAX(version) AS version FROM mapping_profiles GROUP BY name) newest
 		  ON newest.name = m.name AND newest.version = m.version
 		WHERE NOT m.deleted
 		ORDER BY m.name`)
 	if err != nil {
-		return nil, fmt.Errorf("list mapping profiles: %w", translate(err))
+		return nil, fmt.Errorf("list mapping profiles: %w", sqldb.Translate(err))
 	}
 	out := make([]core.MappingProfile, len(rows))
 	for i, r := range rows {
@@ -154,10 +164,10 @@ func (d *DB) ListMappings(ctx context.Context) ([]core.MappingProfile, error) {
 
 // MappingVersions returns every version of the profile, deleted ones
 // included, oldest first; KindNotFound when it never existed.
-func (d *DB) MappingVersions(ctx context.Context, name string) ([]core.MappingProfile, error) {
+func (m *Mappings) MappingVersions(ctx context.Context, name string) ([]core.MappingProfile, error) {
 	var rows []mappingRow
-	if err := d.db.SelectContext(ctx, &rows, d.q("SELECT "+mappingColumns+" FROM mapping_profiles WHERE name = ? ORDER BY version"), name); err != nil {
-		return nil, fmt.Errorf("mapping profile %s versions: %w", name, translate(err))
+	if err := m.db.SelectContext(ctx, &rows, m.base.Q("SELECT "+mappingColumns+" FROM mapping_profiles WHERE name = ? ORDER BY version"), name); err != nil {
+		return nil, fmt.Errorf("mapping profile %s versions: %w", name, sqldb.Translate(err))
 	}
 	if len(rows) == 0 {
 		return nil, core.NotFound("mapping profile", name)

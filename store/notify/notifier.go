@@ -1,4 +1,4 @@
-package store
+package notify
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // The notifier sends the cross-replica wake-ups (LISTEN/NOTIFY) of
@@ -26,7 +28,7 @@ import (
 // No wake-up is lost: a topic added while a send is in flight is sent by
 // the next one, and a failed send is retried (merged with what arrived
 // meanwhile) with backoff. A send never fails a write: the write has
-// committed by then; failures are logged and counted (NotifyStats), and the
+// committed by then; failures are logged and counted (Stats), and the
 // normalizer's poll, the gate's re-checks and the fact cache's TTL are the
 // backstop.
 
@@ -44,14 +46,14 @@ const (
 	notifyCloseTimeout = 2 * time.Second
 )
 
-// NotifyStats are the notifier's counters: sends (transactions sent),
+// Stats are the notifier's counters: sends (transactions sent),
 // notifications they carried, and failed sends.
-type NotifyStats struct {
+type Stats struct {
 	Sends, Notifications, Failures int64
 }
 
-// notifier coalesces and sends wake-ups on its own connection.
-type notifier struct {
+// Notifier coalesces and sends wake-ups on its own connection.
+type Notifier struct {
 	db  *sql.DB // one connection, apart from the store's pool
 	log *slog.Logger
 
@@ -67,8 +69,8 @@ type notifier struct {
 	sends, notifications, failures atomic.Int64
 }
 
-// newNotifier starts a notifier on the PostgreSQL database at dsn.
-func newNotifier(dsn string, log *slog.Logger) (*notifier, error) {
+// NewNotifier starts a notifier on the PostgreSQL database at dsn.
+func NewNotifier(dsn string, log *slog.Logger) (*Notifier, error) {
 	n, err := openNotifier(dsn, log)
 	if err != nil {
 		return nil, err
@@ -78,24 +80,24 @@ func newNotifier(dsn string, log *slog.Logger) (*notifier, error) {
 }
 
 // openNotifier makes a notifier that queues but does not send until start.
-func openNotifier(dsn string, log *slog.Logger) (*notifier, error) {
+func openNotifier(dsn string, log *slog.Logger) (*Notifier, error) {
 	db, err := sql.Open("postgres", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open notifier connection: %w", err)
 	}
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	return &notifier{db: db, log: log, facts: map[string]struct{}{}, signal: make(chan struct{}, 1), done: make(chan struct{})}, nil
+	return &Notifier{db: db, log: log, facts: map[string]struct{}{}, signal: make(chan struct{}, 1), done: make(chan struct{})}, nil
 }
 
-func (n *notifier) start() {
+func (n *Notifier) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
 	go n.run(ctx)
 }
 
-// addFacts queues fact topics (committed writes' notifyTx) for every replica.
-func (n *notifier) addFacts(topics []string) {
+// AddFacts queues fact topics (committed writes' announcements) for every replica.
+func (n *Notifier) AddFacts(topics []string) {
 	if len(topics) == 0 {
 		return
 	}
@@ -111,10 +113,10 @@ func (n *notifier) addFacts(topics []string) {
 	n.wake()
 }
 
-// addInbox queues the wake-up of every replica's normalizer for a stored
+// AddInbox queues the wake-up of every replica's normalizer for a stored
 // delivery. A burst is one notification carrying its newest id: the
 // listeners only wake a worker, which claims whatever is pending.
-func (n *notifier) addInbox(id string) {
+func (n *Notifier) AddInbox(id string) {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -125,7 +127,7 @@ func (n *notifier) addInbox(id string) {
 	n.wake()
 }
 
-func (n *notifier) wake() {
+func (n *Notifier) wake() {
 	select {
 	case n.signal <- struct{}{}:
 	default: // a send is already due; it will take what was just added
@@ -133,18 +135,18 @@ func (n *notifier) wake() {
 }
 
 // take empties the queue into the channels and payloads of one send.
-func (n *notifier) take() (channels, payloads []string) {
+func (n *Notifier) take() (channels, payloads []string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if len(n.facts) > notifyMaxTopics {
 		n.facts = map[string]struct{}{TopicAll: {}}
 	}
 	for t := range n.facts {
-		channels, payloads = append(channels, notifyChannel), append(payloads, t)
+		channels, payloads = append(channels, FactsChannel), append(payloads, t)
 	}
 	clear(n.facts)
 	if n.inbox != "" {
-		channels, payloads = append(channels, inboxChannel), append(payloads, n.inbox)
+		channels, payloads = append(channels, InboxChannel), append(payloads, n.inbox)
 		n.inbox = ""
 	}
 	return channels, payloads
@@ -152,12 +154,12 @@ func (n *notifier) take() (channels, payloads []string) {
 
 // putBack requeues a failed send's notifications, under what arrived
 // meanwhile (a newer inbox id wins).
-func (n *notifier) putBack(channels, payloads []string) {
+func (n *Notifier) putBack(channels, payloads []string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for i, ch := range channels {
 		switch {
-		case ch == notifyChannel:
+		case ch == FactsChannel:
 			n.facts[payloads[i]] = struct{}{}
 		case n.inbox == "":
 			n.inbox = payloads[i]
@@ -165,7 +167,7 @@ func (n *notifier) putBack(channels, payloads []string) {
 	}
 }
 
-func (n *notifier) run(ctx context.Context) {
+func (n *Notifier) run(ctx context.Context) {
 	defer close(n.done)
 	retry := time.Duration(0)
 	for {
@@ -208,30 +210,30 @@ func (n *notifier) run(ctx context.Context) {
 // send delivers one burst in one transaction. It writes nothing durable,
 // so it does not wait for a WAL flush (synchronous_commit off): it holds
 // the notification queue's lock for the length of a commit without I/O.
-func (n *notifier) send(ctx context.Context, channels, payloads []string) error {
+func (n *Notifier) send(ctx context.Context, channels, payloads []string) error {
 	tx, err := n.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", translate(err))
+		return fmt.Errorf("begin: %w", sqldb.Translate(err))
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit TO off"); err != nil {
-		return fmt.Errorf("set synchronous_commit: %w", translate(err))
+		return fmt.Errorf("set synchronous_commit: %w", sqldb.Translate(err))
 	}
 	if _, err := tx.ExecContext(ctx, "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
 		pq.Array(channels), pq.Array(payloads)); err != nil {
-		return fmt.Errorf("notify: %w", translate(err))
+		return fmt.Errorf("notify: %w", sqldb.Translate(err))
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", translate(err))
+		return fmt.Errorf("commit: %w", sqldb.Translate(err))
 	}
 	n.sends.Add(1)
 	n.notifications.Add(int64(len(channels)))
 	return nil
 }
 
-// close sends what is queued (bounded by notifyCloseTimeout), stops the
+// Close sends what is queued (bounded by notifyCloseTimeout), stops the
 // goroutine and closes the connection; later additions are dropped.
-func (n *notifier) close() {
+func (n *Notifier) Close() {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -244,15 +246,7 @@ func (n *notifier) close() {
 	n.db.Close()
 }
 
-func (n *notifier) stats() NotifyStats {
-	return NotifyStats{Sends: n.sends.Load(), Notifications: n.notifications.Load(), Failures: n.failures.Load()}
-}
-
-// NotifyStats returns the cross-replica notifier's counters (zero on
-// SQLite, which has no other replicas).
-func (d *DB) NotifyStats() NotifyStats {
-	if d.notify == nil {
-		return NotifyStats{}
-	}
-	return d.notify.stats()
+// Stats returns the notifier's counters.
+func (n *Notifier) Stats() Stats {
+	return Stats{Sends: n.sends.Load(), Notifications: n.notifications.Load(), Failures: n.failures.Load()}
 }

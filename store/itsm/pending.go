@@ -1,4 +1,4 @@
-package store
+package itsm
 
 import (
 	"context"
@@ -8,13 +8,23 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
-// Pending gates: the gate requests a CI waits on at its own gate (GitHub
+// PendingGates are the gate requests a CI waits on at its own gate (GitHub
 // deployment protection rules, GitLab deployment approvals), kept until
 // they are answered so that any replica, or this one after a restart,
 // answers them.
+type PendingGates struct {
+	base *sqldb.DB
+	db   *sqlx.DB
+}
+
+// NewPendingGates returns the pending gate requests in db.
+func NewPendingGates(db *sqldb.DB) *PendingGates { return &PendingGates{base: db, db: db.SQLX()} }
 
 const pendingCols = `id, connector, provider, external_id, request, target, run_url, state, decision, decision_id,
 	reasons, comment, created_at, deadline, next_check_at, attempts, last_error, answered_at`
@@ -45,7 +55,7 @@ func (r pendingRow) pending() (core.PendingGate, error) {
 		ID: r.ID, Connector: r.Connector, Provider: r.Provider, ExternalID: r.ExternalID, RunURL: r.RunURL,
 		State: r.State, Decision: core.Decision(r.Decision), DecisionID: r.DecisionID, Comment: r.Comment,
 		CreatedAt: r.CreatedAt.UTC(), Deadline: r.Deadline.UTC(), NextCheckAt: r.NextCheckAt.UTC(),
-		Attempts: r.Attempts, LastError: r.LastError, AnsweredAt: timePtr(r.AnsweredAt),
+		Attempts: r.Attempts, LastError: r.LastError, AnsweredAt: sqldb.TimePtr(r.AnsweredAt),
 	}
 	if err := json.Unmarshal([]byte(r.Request), &p.Request); err != nil {
 		return p, fmt.Errorf("pending gate %s request: %w", r.ID, err)
@@ -75,9 +85,9 @@ func pendingList(rows []pendingRow) ([]core.PendingGate, error) {
 // (created false) when the connector already holds one with the same
 // external id: a redelivered webhook is one request. The unique index
 // decides, so two replicas normalizing the same delivery store it once.
-func (d *DB) InsertPendingGate(ctx context.Context, p core.PendingGate) (core.PendingGate, bool, error) {
+func (g *PendingGates) InsertPendingGate(ctx context.Context, p core.PendingGate) (core.PendingGate, bool, error) {
 	if p.ID == "" {
-		p.ID = newID()
+		p.ID = sqldb.NewID()
 	}
 	if p.Reasons == nil {
 		p.Reasons = []core.Reason{}
@@ -85,33 +95,33 @@ func (d *DB) InsertPendingGate(ctx context.Context, p core.PendingGate) (core.Pe
 	if p.State == "" {
 		p.State = core.PendingWaiting
 	}
-	cleanStrings(&p)
-	res, err := d.db.ExecContext(ctx, d.q(`INSERT INTO pending_gates (id, connector, provider, external_id, request, target, run_url,
+	sqldb.CleanStrings(&p)
+	res, err := g.db.ExecContext(ctx, g.base.Q(`INSERT INTO pending_gates (id, connector, provider, external_id, request, target, run_url,
 		state, reasons, created_at, deadline, next_check_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (connector, external_id) DO NOTHING`),
-		p.ID, p.Connector, p.Provider, p.ExternalID, mustJSON(p.Request), mustJSON(p.Target), cleanText(p.RunURL),
-		p.State, mustJSON(p.Reasons), ts(p.CreatedAt), ts(p.Deadline), ts(p.NextCheckAt))
+		p.ID, p.Connector, p.Provider, p.ExternalID, sqldb.MustJSON(p.Request), sqldb.MustJSON(p.Target), sqldb.CleanText(p.RunURL),
+		p.State, sqldb.MustJSON(p.Reasons), sqldb.TS(p.CreatedAt), sqldb.TS(p.Deadline), sqldb.TS(p.NextCheckAt))
 	if err != nil {
-		return p, false, fmt.Errorf("store pending gate %s: %w", p.ExternalID, translate(err))
+		return p, false, fmt.Errorf("store pending gate %s: %w", p.ExternalID, sqldb.Translate(err))
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
-		got, err := d.GetPendingGate(ctx, p.ID)
+		got, err := g.GetPendingGate(ctx, p.ID)
 		return got, true, err
 	}
 	var row pendingRow
-	if err := d.db.GetContext(ctx, &row, d.q(`SELECT `+pendingCols+` FROM pending_gates WHERE connector = ? AND external_id = ?`),
+	if err := g.db.GetContext(ctx, &row, g.base.Q(`SELECT `+pendingCols+` FROM pending_gates WHERE connector = ? AND external_id = ?`),
 		p.Connector, p.ExternalID); err != nil {
-		return p, false, notFound(err, "pending gate", p.ExternalID)
+		return p, false, sqldb.NotFound(err, "pending gate", p.ExternalID)
 	}
 	got, err := row.pending()
 	return got, false, err
 }
 
 // GetPendingGate returns one gate request.
-func (d *DB) GetPendingGate(ctx context.Context, id string) (core.PendingGate, error) {
+func (g *PendingGates) GetPendingGate(ctx context.Context, id string) (core.PendingGate, error) {
 	var row pendingRow
-	if err := d.db.GetContext(ctx, &row, d.q(`SELECT `+pendingCols+` FROM pending_gates WHERE id = ?`), id); err != nil {
-		return core.PendingGate{}, notFound(err, "pending gate", id)
+	if err := g.db.GetContext(ctx, &row, g.base.Q(`SELECT `+pendingCols+` FROM pending_gates WHERE id = ?`), id); err != nil {
+		return core.PendingGate{}, sqldb.NotFound(err, "pending gate", id)
 	}
 	return row.pending()
 }
@@ -122,58 +132,58 @@ func (d *DB) GetPendingGate(ctx context.Context, id string) (core.PendingGate, e
 // ones whose next delivery attempt has come. Requests another claimer
 // holds are skipped (SKIP LOCKED on PostgreSQL, and the lease), so one
 // request is worked on by one replica at a time.
-func (d *DB) ClaimPendingGates(ctx context.Context, all bool, limit int, lease time.Duration) ([]core.PendingGate, error) {
+func (g *PendingGates) ClaimPendingGates(ctx context.Context, all bool, limit int, lease time.Duration) ([]core.PendingGate, error) {
 	if limit <= 0 || lease <= 0 {
 		return nil, core.Invalid("limit", "limit and lease must be positive")
 	}
-	now := d.now()
+	now := g.base.Now()
 	skipLocked := ""
-	if d.dialect == Postgres {
+	if g.base.Dialect() == sqldb.Postgres {
 		skipLocked = " FOR UPDATE SKIP LOCKED"
 	}
 	var rows []pendingRow
-	err := d.db.SelectContext(ctx, &rows, d.q(`UPDATE pending_gates SET claimed_until = ?
+	err := g.db.SelectContext(ctx, &rows, g.base.Q(`UPDATE pending_gates SET claimed_until = ?
 		WHERE id IN (SELECT id FROM pending_gates
 			WHERE state IN ('pending', 'answering') AND (claimed_until IS NULL OR claimed_until < ?)
 			AND (next_check_at <= ? OR (state = 'pending' AND ?))
 			ORDER BY next_check_at, id LIMIT ?`+skipLocked+`)
-		RETURNING `+pendingCols), ts(now.Add(lease)), now, now, all, limit)
+		RETURNING `+pendingCols), sqldb.TS(now.Add(lease)), now, now, all, limit)
 	if err != nil {
-		return nil, fmt.Errorf("claim pending gates: %w", translate(err))
+		return nil, fmt.Errorf("claim pending gates: %w", sqldb.Translate(err))
 	}
 	return pendingList(rows)
 }
 
 // MarkPendingDue makes the waiting requests named by ids due now (a fact
 // they depend on changed), so the next claim takes them.
-func (d *DB) MarkPendingDue(ctx context.Context, ids []string) error {
+func (g *PendingGates) MarkPendingDue(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	args := []any{d.now()}
+	args := []any{g.base.Now()}
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	if _, err := d.db.ExecContext(ctx, d.q(`UPDATE pending_gates SET next_check_at = ?
+	if _, err := g.db.ExecContext(ctx, g.base.Q(`UPDATE pending_gates SET next_check_at = ?
 		WHERE state = 'pending' AND id IN (?`+repeatArg(len(ids)-1)+`)`), args...); err != nil {
-		return fmt.Errorf("mark pending gates due: %w", translate(err))
+		return fmt.Errorf("mark pending gates due: %w", sqldb.Translate(err))
 	}
 	return nil
 }
 
 // SavePendingGate writes a claimed request's outcome (state, decision,
 // reasons, next check, delivery attempts) and ends the claim.
-func (d *DB) SavePendingGate(ctx context.Context, p core.PendingGate) error {
+func (g *PendingGates) SavePendingGate(ctx context.Context, p core.PendingGate) error {
 	if p.Reasons == nil {
 		p.Reasons = []core.Reason{}
 	}
-	cleanStrings(&p)
-	res, err := d.db.ExecContext(ctx, d.q(`UPDATE pending_gates SET state = ?, decision = ?, decision_id = ?, reasons = ?,
+	sqldb.CleanStrings(&p)
+	res, err := g.db.ExecContext(ctx, g.base.Q(`UPDATE pending_gates SET state = ?, decision = ?, decision_id = ?, reasons = ?,
 		comment = ?, next_check_at = ?, attempts = ?, last_error = ?, answered_at = ?, claimed_until = NULL WHERE id = ?`),
-		p.State, string(p.Decision), p.DecisionID, mustJSON(p.Reasons), cleanText(p.Comment), ts(p.NextCheckAt),
-		p.Attempts, cleanText(p.LastError), nullTime(p.AnsweredAt), p.ID)
+		p.State, string(p.Decision), p.DecisionID, sqldb.MustJSON(p.Reasons), sqldb.CleanText(p.Comment), sqldb.TS(p.NextCheckAt),
+		p.Attempts, sqldb.CleanText(p.LastError), sqldb.NullTime(p.AnsweredAt), p.ID)
 	if err != nil {
-		return fmt.Errorf("save pending gate %s: %w", p.ID, translate(err))
+		return fmt.Errorf("save pending gate %s: %w", p.ID, sqldb.Translate(err))
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return core.NotFound("pending gate", p.ID)
@@ -183,7 +193,7 @@ func (d *DB) SavePendingGate(ctx context.Context, p core.PendingGate) error {
 
 // ListPendingGates lists the gate requests in the given states (all
 // states when none), oldest first, at most limit.
-func (d *DB) ListPendingGates(ctx context.Context, states []string, limit int) ([]core.PendingGate, error) {
+func (g *PendingGates) ListPendingGates(ctx context.Context, states []string, limit int) ([]core.PendingGate, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
@@ -198,8 +208,8 @@ func (d *DB) ListPendingGates(ctx context.Context, states []string, limit int) (
 	q += ` ORDER BY created_at, id LIMIT ?`
 	args = append(args, limit)
 	var rows []pendingRow
-	if err := d.db.SelectContext(ctx, &rows, d.q(q), args...); err != nil {
-		return nil, fmt.Errorf("list pending gates: %w", translate(err))
+	if err := g.db.SelectContext(ctx, &rows, g.base.Q(q), args...); err != nil {
+		return nil, fmt.Errorf("list pending gates: %w", sqldb.Translate(err))
 	}
 	return pendingList(rows)
 }
@@ -207,15 +217,15 @@ func (d *DB) ListPendingGates(ctx context.Context, states []string, limit int) (
 // AnsweredGateFor returns the answered allow of a connector's gate request
 // for a CI-side identity (external id prefix match is not needed: the
 // caller names the request), or KindNotFound.
-func (d *DB) AnsweredGateFor(ctx context.Context, connector, externalID string) (core.PendingGate, error) {
+func (g *PendingGates) AnsweredGateFor(ctx context.Context, connector, externalID string) (core.PendingGate, error) {
 	var row pendingRow
-	err := d.db.GetContext(ctx, &row, d.q(`SELECT `+pendingCols+` FROM pending_gates WHERE connector = ? AND external_id = ?`),
+	err := g.db.GetContext(ctx, &row, g.base.Q(`SELECT `+pendingCols+` FROM pending_gates WHERE connector = ? AND external_id = ?`),
 		connector, externalID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return core.PendingGate{}, core.NotFound("gate request", externalID)
 	}
 	if err != nil {
-		return core.PendingGate{}, fmt.Errorf("gate request %s: %w", externalID, translate(err))
+		return core.PendingGate{}, fmt.Errorf("gate request %s: %w", externalID, sqldb.Translate(err))
 	}
 	return row.pending()
 }

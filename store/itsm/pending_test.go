@@ -1,4 +1,4 @@
-package store
+package itsm
 
 import (
 	"context"
@@ -6,15 +6,16 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb/sqldbtest"
 )
 
 // TestPendingGates: a gate request is stored once per external id, claimed
 // by one claimer at a time when due (or, after a fact changed, at once),
 // and its outcome saved; answered ones are no longer claimed.
 func TestPendingGates(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
 		ctx := context.Background()
-		now := clock.t
+		now := clock.T
 		p := core.PendingGate{
 			Connector: "github", Provider: "github", ExternalID: "7100001/production/1",
 			Request: core.GateRequest{Service: "payments-api", Environment: "production", Version: "1.0", Commit: "abc", Changes: []string{"CHG1"}},
@@ -57,18 +58,18 @@ func TestPendingGates(t *testing.T) {
 		if err := db.SavePendingGate(ctx, w); err != nil {
 			t.Fatal(err)
 		}
-		clock.t = now.Add(2 * time.Minute) // due
+		clock.T = now.Add(2 * time.Minute) // due
 		claimed, err = db.ClaimPendingGates(ctx, false, 10, time.Minute)
 		if err != nil || len(claimed) != 1 || len(claimed[0].Reasons) != 1 {
 			t.Fatalf("due: %v %v", claimed, err)
 		}
-		at := clock.t
+		at := clock.T
 		w = claimed[0]
 		w.State, w.Decision, w.DecisionID, w.Comment, w.AnsweredAt = core.PendingAnswered, core.Allow, "dec-1", "allowed", &at
 		if err := db.SavePendingGate(ctx, w); err != nil {
 			t.Fatal(err)
 		}
-		clock.t = now.Add(time.Hour)
+		clock.T = now.Add(time.Hour)
 		if c, _ := db.ClaimPendingGates(ctx, true, 10, time.Minute); len(c) != 0 {
 			t.Fatalf("answered request claimed: %v", c)
 		}

@@ -1,4 +1,9 @@
-package store
+// Package inbox is the store of webhook deliveries: each one is stored
+// durably, once per connector and delivery id, before it is acknowledged
+// (the writers group concurrent deliveries into one statement, batch.go),
+// and the normalizers claim, retry and settle them from here; operators
+// list and replay them.
+package inbox
 
 import (
 	"context"
@@ -14,7 +19,30 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
+
+// Inbox is the inbox of one database.
+type Inbox struct {
+	base   *sqldb.DB
+	db     *sqlx.DB
+	events *eventBatcher
+}
+
+// New starts the inbox's writers on db. wake is called after each group
+// of deliveries that stored new ones commits, with the newest one's id;
+// it wakes the normalizers (store/notify) and must not block.
+func New(db *sqldb.DB, wake func(id string)) (*Inbox, error) {
+	b, err := newEventBatcher(db, wake)
+	if err != nil {
+		return nil, err
+	}
+	return &Inbox{base: db, db: db.SQLX(), events: b}, nil
+}
+
+// Close stores the deliveries already queued and stops the writers;
+// deliveries after Close fail with KindUnavailable.
+func (in *Inbox) Close() { in.events.close() }
 
 // Inbox limits.
 const (
@@ -45,9 +73,9 @@ type eventRow struct {
 func (r eventRow) event() core.Event {
 	e := core.Event{ID: r.ID, Connector: r.Connector, Type: r.Type, DedupeKey: r.DedupeKey, Body: json.RawMessage(r.Body),
 		ReceivedAt: r.ReceivedAt.UTC(), Status: r.Status, Reason: r.Reason, Attempts: r.Attempts, LastError: r.LastError,
-		Record: r.Record, ProcessedAt: timePtr(r.ProcessedAt)}
+		Record: r.Record, ProcessedAt: sqldb.TimePtr(r.ProcessedAt)}
 	if e.Status == core.EventPending {
-		e.ClaimedUntil = timePtr(r.ClaimedUntil)
+		e.ClaimedUntil = sqldb.TimePtr(r.ClaimedUntil)
 	}
 	if r.Headers != "" && r.Headers != "{}" {
 		// The headers are informational: an event whose stored headers do
@@ -79,24 +107,24 @@ const eventColumns = "id, connector, type, dedupe_key, headers, body, received_a
 // delivery is refused, not stored half-readable); header values are made
 // valid; the body is kept as bytes. A new event wakes the normalizers of
 // every replica (SubscribeInbox).
-func (d *DB) InsertEvent(ctx context.Context, e core.Event) (string, bool, error) {
+func (in *Inbox) InsertEvent(ctx context.Context, e core.Event) (string, bool, error) {
 	switch {
 	case strings.TrimSpace(e.Connector) == "":
 		return "", false, core.Invalid("connector", "is required")
 	case strings.TrimSpace(e.DedupeKey) == "":
 		return "", false, core.Invalid("dedupe_key", "is required")
-	case !textOK(e.Connector):
+	case !sqldb.TextOK(e.Connector):
 		return "", false, core.Invalid("connector", "contains a NUL byte or invalid UTF-8")
-	case !textOK(e.Type):
+	case !sqldb.TextOK(e.Type):
 		return "", false, core.Invalid("type", "the event type %q contains a NUL byte or invalid UTF-8", e.Type)
-	case !textOK(e.DedupeKey):
+	case !sqldb.TextOK(e.DedupeKey):
 		return "", false, core.Invalid("dedupe_key", "the delivery id %q contains a NUL byte or invalid UTF-8", e.DedupeKey)
 	}
 	if e.ID == "" {
-		e.ID = newID()
+		e.ID = sqldb.NewID()
 	}
 	if e.ReceivedAt.IsZero() {
-		e.ReceivedAt = d.now()
+		e.ReceivedAt = in.base.Now()
 	}
 	if y := e.ReceivedAt.UTC().Year(); y < 1 || y > 9999 {
 		return "", false, core.Invalid("received_at", "year %d is out of range", y)
@@ -105,18 +133,18 @@ func (d *DB) InsertEvent(ctx context.Context, e core.Event) (string, bool, error
 	if len(e.Headers) > 0 {
 		h := make(map[string]string, len(e.Headers))
 		for k, v := range e.Headers {
-			h[cleanText(k)] = cleanText(v)
+			h[sqldb.CleanText(k)] = sqldb.CleanText(v)
 		}
-		headers = mustJSON(h)
+		headers = sqldb.MustJSON(h)
 	}
 	body := []byte(e.Body)
 	if body == nil {
 		body = []byte{}
 	}
 	// Stored with the deliveries waiting at the moment, in one statement
-	// (eventbatch.go); answered after the commit.
-	return d.events.submit(ctx, pendingEvent{id: e.ID, connector: e.Connector, typ: e.Type, dedupeKey: e.DedupeKey,
-		headers: headers, body: body, receivedAt: ts(e.ReceivedAt)})
+	// (batch.go); answered after the commit.
+	return in.events.submit(ctx, pendingEvent{id: e.ID, connector: e.Connector, typ: e.Type, dedupeKey: e.DedupeKey,
+		headers: headers, body: body, receivedAt: sqldb.TS(e.ReceivedAt)})
 }
 
 // ClaimEvents leases up to limit pending events, oldest first, to the
@@ -124,7 +152,7 @@ func (d *DB) InsertEvent(ctx context.Context, e core.Event) (string, bool, error
 // another worker whose lease has not ended are skipped; on PostgreSQL
 // concurrent claimers skip each other's locked rows (SKIP LOCKED), so no
 // event goes to two workers at once.
-func (d *DB) ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([]core.Event, error) {
+func (in *Inbox) ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([]core.Event, error) {
 	switch {
 	case limit <= 0:
 		return nil, core.Invalid("limit", "must be positive")
@@ -132,23 +160,23 @@ func (d *DB) ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([
 		return nil, core.Invalid("lease", "must be positive")
 	}
 	limit = min(limit, maxClaim)
-	now := d.now()
+	now := in.base.Now()
 	// The claim reads the first rows of inbox_events_claim, fitted to it.
 	// SQLite without statistics would rather find the pending rows by the
 	// status index and sort them all (21 ms at 10k pending, against a few
 	// µs), so it is told which index to use.
 	skipLocked, from := "", "inbox_events INDEXED BY inbox_events_claim"
-	if d.dialect == Postgres {
+	if in.base.Dialect() == sqldb.Postgres {
 		skipLocked, from = " FOR UPDATE SKIP LOCKED", "inbox_events"
 	}
 	var rows []eventRow
-	err := d.db.SelectContext(ctx, &rows, d.q(`UPDATE inbox_events SET claimed_until = ?, attempts = attempts + 1
+	err := in.db.SelectContext(ctx, &rows, in.base.Q(`UPDATE inbox_events SET claimed_until = ?, attempts = attempts + 1
 		WHERE id IN (SELECT id FROM `+from+`
 			WHERE status = 'pending' AND (claimed_until IS NULL OR claimed_until < ?)
 			ORDER BY received_at, id LIMIT ?`+skipLocked+`)
-		RETURNING `+eventColumns), ts(now.Add(lease)), now, limit)
+		RETURNING `+eventColumns), sqldb.TS(now.Add(lease)), now, limit)
 	if err != nil {
-		return nil, fmt.Errorf("claim events: %w", translate(err))
+		return nil, fmt.Errorf("claim events: %w", sqldb.Translate(err))
 	}
 	slices.SortFunc(rows, func(a, b eventRow) int {
 		if c := a.ReceivedAt.Compare(b.ReceivedAt); c != 0 {
@@ -165,26 +193,26 @@ func (d *DB) ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([
 // longer pending (another worker finished it after this one's lease ended).
 // The reason and record are made valid text (they may quote what the
 // event carried), so recording an outcome never fails on their bytes.
-func (d *DB) FinishEvent(ctx context.Context, id, status, reason, record string) error {
+func (in *Inbox) FinishEvent(ctx context.Context, id, status, reason, record string) error {
 	switch status {
 	case core.EventProcessed, core.EventQuarantined, core.EventIgnored:
 	default:
 		return core.Invalid("status", "must be processed, quarantined or ignored, not %q", status)
 	}
-	if !textOK(id) {
+	if !sqldb.TextOK(id) {
 		return core.NotFound("event", id)
 	}
-	res, err := d.db.ExecContext(ctx, d.q(`UPDATE inbox_events SET status = ?, reason = ?, record = ?, processed_at = ?, claimed_until = NULL, last_error = ''
-		WHERE id = ? AND status = 'pending'`), status, cleanText(reason), cleanText(record), d.now(), id)
+	res, err := in.db.ExecContext(ctx, in.base.Q(`UPDATE inbox_events SET status = ?, reason = ?, record = ?, processed_at = ?, claimed_until = NULL, last_error = ''
+		WHERE id = ? AND status = 'pending'`), status, sqldb.CleanText(reason), sqldb.CleanText(record), in.base.Now(), id)
 	if err != nil {
-		return fmt.Errorf("finish event %s: %w", id, translate(err))
+		return fmt.Errorf("finish event %s: %w", id, sqldb.Translate(err))
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("finish event %s: %w", id, translate(err))
+		return fmt.Errorf("finish event %s: %w", id, sqldb.Translate(err))
 	} else if n == 1 {
 		return nil
 	}
-	cur, err := d.GetEvent(ctx, id)
+	cur, err := in.GetEvent(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -199,7 +227,7 @@ func (d *DB) FinishEvent(ctx context.Context, id, status, reason, record string)
 // error nothing is recorded, and the caller settles the events one by one
 // (FinishEvent), so one bad outcome cannot hold back the others. Reasons
 // and records are made valid text, as in FinishEvent.
-func (d *DB) FinishEvents(ctx context.Context, outcomes []core.EventOutcome) (settled []bool, err error) {
+func (in *Inbox) FinishEvents(ctx context.Context, outcomes []core.EventOutcome) (settled []bool, err error) {
 	ids := make([]string, len(outcomes))
 	statuses := make([]string, len(outcomes))
 	reasons := make([]string, len(outcomes))
@@ -210,19 +238,19 @@ func (d *DB) FinishEvents(ctx context.Context, outcomes []core.EventOutcome) (se
 		default:
 			return nil, core.Invalid("status", "must be processed, quarantined or ignored, not %q", o.Status)
 		}
-		if !textOK(o.ID) {
+		if !sqldb.TextOK(o.ID) {
 			return nil, core.NotFound("event", o.ID)
 		}
-		ids[i], statuses[i], reasons[i], records[i] = o.ID, o.Status, cleanText(o.Reason), cleanText(o.Record)
+		ids[i], statuses[i], reasons[i], records[i] = o.ID, o.Status, sqldb.CleanText(o.Reason), sqldb.CleanText(o.Record)
 	}
 	if len(outcomes) == 0 {
 		return nil, nil
 	}
-	now := d.now()
+	now := in.base.Now()
 	done := make(map[string]bool, len(outcomes))
-	if d.dialect == Postgres {
+	if in.base.Dialect() == sqldb.Postgres {
 		var got []string
-		err = d.db.SelectContext(ctx, &got, `UPDATE inbox_events e SET status = o.status, reason = o.reason, record = o.record,
+		err = in.db.SelectContext(ctx, &got, `UPDATE inbox_events e SET status = o.status, reason = o.reason, record = o.record,
 				processed_at = $5, claimed_until = NULL, last_error = ''
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS o(id, status, reason, record)
 			WHERE e.id = o.id AND e.status = 'pending'
@@ -231,7 +259,7 @@ func (d *DB) FinishEvents(ctx context.Context, outcomes []core.EventOutcome) (se
 			done[id] = true
 		}
 	} else {
-		err = d.tx(ctx, func(tx *sqlx.Tx) error {
+		err = in.base.Tx(ctx, func(tx *sqlx.Tx) error {
 			st, err := tx.PreparexContext(ctx, `UPDATE inbox_events SET status = ?, reason = ?, record = ?, processed_at = ?, claimed_until = NULL, last_error = ''
 				WHERE id = ? AND status = 'pending'`)
 			if err != nil {
@@ -253,7 +281,7 @@ func (d *DB) FinishEvents(ctx context.Context, outcomes []core.EventOutcome) (se
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("finish %d events: %w", len(outcomes), translate(err))
+		return nil, fmt.Errorf("finish %d events: %w", len(outcomes), sqldb.Translate(err))
 	}
 	settled = make([]bool, len(outcomes))
 	for i, id := range ids {
@@ -266,36 +294,36 @@ func (d *DB) FinishEvents(ctx context.Context, outcomes []core.EventOutcome) (se
 // (made valid text) is kept for the listing, and the event's claim is
 // moved to retryAt, when any worker may claim it again. KindNotFound for
 // an unknown id; KindConflict when it is no longer pending.
-func (d *DB) RetryEvent(ctx context.Context, id, lastError string, retryAt time.Time) error {
-	return d.retryEvent(ctx, id, lastError, retryAt, "")
+func (in *Inbox) RetryEvent(ctx context.Context, id, lastError string, retryAt time.Time) error {
+	return in.retryEvent(ctx, id, lastError, retryAt, "")
 }
 
 // PostponeEvent is RetryEvent for a failure that is not the event's (the
 // database was unavailable, the process is stopping): the attempt its
 // claim counted is given back, so an outage never spends an event's
 // attempts and quarantines it. An empty lastError keeps the last one.
-func (d *DB) PostponeEvent(ctx context.Context, id, lastError string, retryAt time.Time) error {
-	return d.retryEvent(ctx, id, lastError, retryAt, ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
+func (in *Inbox) PostponeEvent(ctx context.Context, id, lastError string, retryAt time.Time) error {
+	return in.retryEvent(ctx, id, lastError, retryAt, ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
 }
 
-func (d *DB) retryEvent(ctx context.Context, id, lastError string, retryAt time.Time, set string) error {
-	if !textOK(id) {
+func (in *Inbox) retryEvent(ctx context.Context, id, lastError string, retryAt time.Time, set string) error {
+	if !sqldb.TextOK(id) {
 		return core.NotFound("event", id)
 	}
-	query, args := `UPDATE inbox_events SET claimed_until = ?`+set+` WHERE id = ? AND status = 'pending'`, []any{ts(retryAt), id}
+	query, args := `UPDATE inbox_events SET claimed_until = ?`+set+` WHERE id = ? AND status = 'pending'`, []any{sqldb.TS(retryAt), id}
 	if lastError != "" || set == "" {
-		query, args = `UPDATE inbox_events SET last_error = ?, claimed_until = ?`+set+` WHERE id = ? AND status = 'pending'`, []any{cleanText(lastError), ts(retryAt), id}
+		query, args = `UPDATE inbox_events SET last_error = ?, claimed_until = ?`+set+` WHERE id = ? AND status = 'pending'`, []any{sqldb.CleanText(lastError), sqldb.TS(retryAt), id}
 	}
-	res, err := d.db.ExecContext(ctx, d.q(query), args...)
+	res, err := in.db.ExecContext(ctx, in.base.Q(query), args...)
 	if err != nil {
-		return fmt.Errorf("retry event %s: %w", id, translate(err))
+		return fmt.Errorf("retry event %s: %w", id, sqldb.Translate(err))
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("retry event %s: %w", id, translate(err))
+		return fmt.Errorf("retry event %s: %w", id, sqldb.Translate(err))
 	} else if n == 1 {
 		return nil
 	}
-	cur, err := d.GetEvent(ctx, id)
+	cur, err := in.GetEvent(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -304,13 +332,13 @@ func (d *DB) retryEvent(ctx context.Context, id, lastError string, retryAt time.
 
 // GetEvent returns the event with id. An id that is not valid text cannot
 // exist: KindNotFound without asking the database.
-func (d *DB) GetEvent(ctx context.Context, id string) (core.Event, error) {
-	if !textOK(id) {
+func (in *Inbox) GetEvent(ctx context.Context, id string) (core.Event, error) {
+	if !sqldb.TextOK(id) {
 		return core.Event{}, core.NotFound("event", id)
 	}
 	var r eventRow
-	if err := d.db.GetContext(ctx, &r, d.q("SELECT "+eventColumns+" FROM inbox_events WHERE id = ?"), id); err != nil {
-		return core.Event{}, notFound(err, "event", id)
+	if err := in.db.GetContext(ctx, &r, in.base.Q("SELECT "+eventColumns+" FROM inbox_events WHERE id = ?"), id); err != nil {
+		return core.Event{}, sqldb.NotFound(err, "event", id)
 	}
 	return r.event(), nil
 }
@@ -318,7 +346,7 @@ func (d *DB) GetEvent(ctx context.Context, id string) (core.Event, error) {
 // ListEvents returns events by id (oldest first), optionally of one status
 // and/or connector, after the cursor f.After, at most f.Limit (default
 // 100, at most 1000).
-func (d *DB) ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, error) {
+func (in *Inbox) ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, error) {
 	switch f.Status {
 	case "", core.EventPending, core.EventProcessed, core.EventQuarantined, core.EventIgnored:
 	default:
@@ -332,10 +360,10 @@ func (d *DB) ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, 
 	case f.Limit > maxEventLimit:
 		f.Limit = maxEventLimit
 	}
-	if !textOK(f.Connector) {
+	if !sqldb.TextOK(f.Connector) {
 		return nil, core.Invalid("connector", "contains a NUL byte or invalid UTF-8")
 	}
-	if !textOK(f.After) {
+	if !sqldb.TextOK(f.After) {
 		return nil, core.Invalid("after", "contains a NUL byte or invalid UTF-8")
 	}
 	query := "SELECT " + eventColumns + " FROM inbox_events WHERE 1 = 1"
@@ -355,8 +383,8 @@ func (d *DB) ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, 
 	query += " ORDER BY id LIMIT ?"
 	args = append(args, f.Limit)
 	var rows []eventRow
-	if err := d.db.SelectContext(ctx, &rows, d.q(query), args...); err != nil {
-		return nil, fmt.Errorf("list events: %w", translate(err))
+	if err := in.db.SelectContext(ctx, &rows, in.base.Q(query), args...); err != nil {
+		return nil, fmt.Errorf("list events: %w", sqldb.Translate(err))
 	}
 	return eventsOf(rows), nil
 }
@@ -370,20 +398,20 @@ const requeue = "status = 'pending', claimed_until = NULL, reason = '', processe
 // finished event (after a mapping fix), or a pending one the normalizer
 // keeps failing on (its claim and attempts reset). KindNotFound for an
 // unknown id.
-func (d *DB) ReplayEvent(ctx context.Context, id, actor string) error {
-	if !textOK(id) {
+func (in *Inbox) ReplayEvent(ctx context.Context, id, actor string) error {
+	if !sqldb.TextOK(id) {
 		return core.NotFound("event", id)
 	}
 	entries := []core.AuditEntry{{Actor: actor, Action: "event.replay", Subject: "event:" + id}}
-	err := d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+	err := in.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
 		var cur struct {
 			Connector string `db:"connector"`
 			Status    string `db:"status"`
 		}
-		if err := tx.GetContext(ctx, &cur, d.q("SELECT connector, status FROM inbox_events WHERE id = ?"), id); err != nil {
-			return notFound(err, "event", id)
+		if err := tx.GetContext(ctx, &cur, in.base.Q("SELECT connector, status FROM inbox_events WHERE id = ?"), id); err != nil {
+			return sqldb.NotFound(err, "event", id)
 		}
-		res, err := tx.ExecContext(ctx, d.q("UPDATE inbox_events SET "+requeue+" WHERE id = ? AND status = ?"), id, cur.Status)
+		res, err := tx.ExecContext(ctx, in.base.Q("UPDATE inbox_events SET "+requeue+" WHERE id = ? AND status = ?"), id, cur.Status)
 		if err != nil {
 			return err
 		}
@@ -392,7 +420,7 @@ func (d *DB) ReplayEvent(ctx context.Context, id, actor string) error {
 		} else if n == 0 {
 			return core.Errorf(core.KindConflict, "event %s changed meanwhile, retry", id)
 		}
-		entries[0].Data = json.RawMessage(mustJSON(map[string]string{"connector": cur.Connector, "previous_status": cur.Status}))
+		entries[0].Data = json.RawMessage(sqldb.MustJSON(map[string]string{"connector": cur.Connector, "previous_status": cur.Status}))
 		return nil
 	})
 	if err != nil {
@@ -404,18 +432,18 @@ func (d *DB) ReplayEvent(ctx context.Context, id, actor string) error {
 // ReplayQuarantined puts every quarantined event of connector back to
 // pending with one "event.replay" audit entry (count and up to 100 ids),
 // and returns how many.
-func (d *DB) ReplayQuarantined(ctx context.Context, connector, actor string) (int, error) {
+func (in *Inbox) ReplayQuarantined(ctx context.Context, connector, actor string) (int, error) {
 	if strings.TrimSpace(connector) == "" {
 		return 0, core.Invalid("connector", "is required")
 	}
-	if !textOK(connector) {
+	if !sqldb.TextOK(connector) {
 		return 0, core.Invalid("connector", "contains a NUL byte or invalid UTF-8")
 	}
 	var n int
 	entries := []core.AuditEntry{{Actor: actor, Action: "event.replay", Subject: "inbox:" + connector}}
-	err := d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+	err := in.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
 		var ids []string
-		if err := tx.SelectContext(ctx, &ids, d.q("UPDATE inbox_events SET "+requeue+" WHERE connector = ? AND status = 'quarantined' RETURNING id"), connector); err != nil {
+		if err := tx.SelectContext(ctx, &ids, in.base.Q("UPDATE inbox_events SET "+requeue+" WHERE connector = ? AND status = 'quarantined' RETURNING id"), connector); err != nil {
 			return err
 		}
 		n = len(ids)
@@ -425,7 +453,7 @@ func (d *DB) ReplayQuarantined(ctx context.Context, connector, actor string) (in
 			ids, data["ids_truncated"] = ids[:maxReplayIDs], true
 		}
 		data["ids"] = ids
-		entries[0].Data = json.RawMessage(mustJSON(data))
+		entries[0].Data = json.RawMessage(sqldb.MustJSON(data))
 		return nil
 	})
 	if err != nil {
@@ -436,10 +464,10 @@ func (d *DB) ReplayQuarantined(ctx context.Context, connector, actor string) (in
 
 // InboxLag returns when the oldest pending event arrived (zero when none)
 // and how many are pending.
-func (d *DB) InboxLag(ctx context.Context) (time.Time, int, error) {
+func (in *Inbox) InboxLag(ctx context.Context) (time.Time, int, error) {
 	var pending int
-	if err := d.db.GetContext(ctx, &pending, "SELECT count(*) FROM inbox_events WHERE status = 'pending'"); err != nil {
-		return time.Time{}, 0, fmt.Errorf("inbox lag: %w", translate(err))
+	if err := in.db.GetContext(ctx, &pending, "SELECT count(*) FROM inbox_events WHERE status = 'pending'"); err != nil {
+		return time.Time{}, 0, fmt.Errorf("inbox lag: %w", sqldb.Translate(err))
 	}
 	if pending == 0 {
 		return time.Time{}, 0, nil
@@ -449,16 +477,16 @@ func (d *DB) InboxLag(ctx context.Context) (time.Time, int, error) {
 	// On SQLite through the claim index, as in ClaimEvents: not a sort of
 	// every pending row.
 	from := "inbox_events"
-	if d.dialect == SQLite {
+	if in.base.Dialect() == sqldb.SQLite {
 		from = "inbox_events INDEXED BY inbox_events_claim"
 	}
 	var oldest time.Time
-	err := d.db.GetContext(ctx, &oldest, "SELECT received_at FROM "+from+" WHERE status = 'pending' ORDER BY received_at LIMIT 1")
+	err := in.db.GetContext(ctx, &oldest, "SELECT received_at FROM "+from+" WHERE status = 'pending' ORDER BY received_at LIMIT 1")
 	if errors.Is(err, sql.ErrNoRows) { // processed meanwhile
 		return time.Time{}, 0, nil
 	}
 	if err != nil {
-		return time.Time{}, 0, fmt.Errorf("inbox lag: %w", translate(err))
+		return time.Time{}, 0, fmt.Errorf("inbox lag: %w", sqldb.Translate(err))
 	}
 	return oldest.UTC(), pending, nil
 }

@@ -1,4 +1,4 @@
-package store
+package records
 
 import (
 	"context"
@@ -13,12 +13,22 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
+
+// Incidents are the incident records of one database.
+type Incidents struct {
+	base *sqldb.DB
+	db   *sqlx.DB
+}
+
+// NewIncidents returns the incidents in db.
+func NewIncidents(db *sqldb.DB) *Incidents { return &Incidents{base: db, db: db.SQLX()} }
 
 // normIncident returns i ready to store (see normChange).
 func normIncident(i core.Incident, now time.Time) core.Incident {
-	i.OpenedAt = tsp(i.OpenedAt)
-	i.ResolvedAt = tsp(i.ResolvedAt)
+	i.OpenedAt = sqldb.TSP(i.OpenedAt)
+	i.ResolvedAt = sqldb.TSP(i.ResolvedAt)
 	if i.Services != nil {
 		i.Services = append([]string(nil), i.Services...)
 	}
@@ -28,22 +38,22 @@ func normIncident(i core.Incident, now time.Time) core.Incident {
 	if i.SourceUpdatedAt.IsZero() {
 		i.SourceUpdatedAt = now
 	}
-	i.SourceUpdatedAt = ts(i.SourceUpdatedAt)
-	cleanStrings(&i)
+	i.SourceUpdatedAt = sqldb.TS(i.SourceUpdatedAt)
+	sqldb.CleanStrings(&i)
 	return i
 }
 
 func incidentCanon(i core.Incident) string {
 	i.SourceUpdatedAt = time.Time{}
-	return mustJSON(i)
+	return sqldb.MustJSON(i)
 }
 
-// serviceSet returns the distinct normalized, non-empty services, sorted.
+// ServiceSet returns the distinct normalized, non-empty services, sorted.
 // An incident whose set is empty is global: it affects every service.
-func serviceSet(services []string) []string {
+func ServiceSet(services []string) []string {
 	var out []string
 	for _, s := range services {
-		if s = normService(s); s != "" && !slices.Contains(out, s) {
+		if s = NormService(s); s != "" && !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}
@@ -51,10 +61,10 @@ func serviceSet(services []string) []string {
 	return out
 }
 
-// affects reports whether the incident affects service (normalized), or is
+// Affects reports whether the incident affects service (normalized), or is
 // global.
-func affects(i core.Incident, service string) bool {
-	set := serviceSet(i.Services)
+func Affects(i core.Incident, service string) bool {
+	set := ServiceSet(i.Services)
 	return len(set) == 0 || slices.Contains(set, service)
 }
 
@@ -64,21 +74,21 @@ func affects(i core.Incident, service string) bool {
 // incident_services index of the newest version. An incident belongs to
 // the source that created it: a write from another source is refused with
 // KindForbidden.
-func (d *DB) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertResult, error) {
+func (in *Incidents) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertResult, error) {
 	if err := checkKey(i.Key); err != nil {
 		return "", err
 	}
-	if strings.TrimSpace(i.Source) == "" || !textOK(i.Source) {
+	if strings.TrimSpace(i.Source) == "" || !sqldb.TextOK(i.Source) {
 		return "", core.Invalid("source", "is required (valid text)")
 	}
 	if i.Priority < 0 {
 		return "", core.Invalid("priority", "must not be negative, got %d", i.Priority)
 	}
-	i = normIncident(i, d.now())
-	doc := mustJSON(i)
-	services := serviceSet(i.Services)
+	i = normIncident(i, in.base.Now())
+	doc := sqldb.MustJSON(i)
+	services := ServiceSet(i.Services)
 	global := len(services) == 0
-	res, err := d.upsertVersioned(ctx, versionedUpsert{
+	res, err := upsertVersioned(ctx, in.base, versionedUpsert{
 		what:     "incident",
 		table:    "incidents",
 		versions: "incident_versions",
@@ -95,17 +105,17 @@ func (d *DB) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertRe
 			return incidentCanon(old), nil
 		},
 		insert: func(ctx context.Context, tx *sqlx.Tx, now time.Time) (sql.Result, error) {
-			return d.execTx(ctx, tx, d.q(`INSERT INTO incidents (key, source, version, priority, major, state, active, global, doc, source_updated_at, updated_at)
+			return in.base.ExecTx(ctx, tx, in.base.Q(`INSERT INTO incidents (key, source, version, priority, major, state, active, global, doc, source_updated_at, updated_at)
 				VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`),
 				i.Key, i.Source, i.Priority, i.Major, i.State, i.Active(), global, doc, i.SourceUpdatedAt, now)
 		},
 		update: func(ctx context.Context, tx *sqlx.Tx, version int, now time.Time) (sql.Result, error) {
-			return d.execTx(ctx, tx, d.q(`UPDATE incidents SET version = ?, priority = ?, major = ?, state = ?, active = ?, global = ?,
+			return in.base.ExecTx(ctx, tx, in.base.Q(`UPDATE incidents SET version = ?, priority = ?, major = ?, state = ?, active = ?, global = ?,
 				doc = ?, source_updated_at = ?, updated_at = ? WHERE key = ? AND source = ?`),
 				version, i.Priority, i.Major, i.State, i.Active(), global, doc, i.SourceUpdatedAt, now, i.Key, i.Source)
 		},
 		after: func(ctx context.Context, tx *sqlx.Tx) error {
-			if _, err := d.execTx(ctx, tx, d.q(`DELETE FROM incident_services WHERE incident_key = ?`), i.Key); err != nil {
+			if _, err := in.base.ExecTx(ctx, tx, in.base.Q(`DELETE FROM incident_services WHERE incident_key = ?`), i.Key); err != nil {
 				return fmt.Errorf("clear services: %w", err)
 			}
 			if len(services) == 0 {
@@ -121,7 +131,7 @@ func (d *DB) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertRe
 				b.WriteString("(?, ?, ?)")
 				args = append(args, i.Key, s, i.Active())
 			}
-			if _, err := tx.ExecContext(ctx, d.q(b.String()), args...); err != nil {
+			if _, err := tx.ExecContext(ctx, in.base.Q(b.String()), args...); err != nil {
 				return fmt.Errorf("index services: %w", err)
 			}
 			return nil
@@ -134,17 +144,17 @@ func (d *DB) UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertRe
 }
 
 // GetIncident returns the newest version of the incident.
-func (d *DB) GetIncident(ctx context.Context, key string) (core.Incident, error) {
+func (in *Incidents) GetIncident(ctx context.Context, key string) (core.Incident, error) {
 	if !lookupKey(key) {
 		return core.Incident{}, core.NotFound("incident", key)
 	}
 	var doc []byte
-	err := d.db.GetContext(ctx, &doc, d.q(`SELECT doc FROM incidents WHERE key = ?`), key)
+	err := in.db.GetContext(ctx, &doc, in.base.Q(`SELECT doc FROM incidents WHERE key = ?`), key)
 	if errors.Is(err, sql.ErrNoRows) {
 		return core.Incident{}, core.NotFound("incident", key)
 	}
 	if err != nil {
-		return core.Incident{}, fmt.Errorf("load incident %s: %w", key, translate(err))
+		return core.Incident{}, fmt.Errorf("load incident %s: %w", key, sqldb.Translate(err))
 	}
 	var i core.Incident
 	if err := json.Unmarshal(doc, &i); err != nil {
@@ -154,11 +164,11 @@ func (d *DB) GetIncident(ctx context.Context, key string) (core.Incident, error)
 }
 
 // IncidentHistory returns every version of the incident, oldest first.
-func (d *DB) IncidentHistory(ctx context.Context, key string) ([]core.IncidentVersion, error) {
+func (in *Incidents) IncidentHistory(ctx context.Context, key string) ([]core.IncidentVersion, error) {
 	if !lookupKey(key) {
 		return nil, core.NotFound("incident", key)
 	}
-	rows, err := d.history(ctx, "incident_versions", key)
+	rows, err := history(ctx, in.base, "incident_versions", key)
 	if err != nil {
 		return nil, fmt.Errorf("load incident %s history: %w", key, err)
 	}
@@ -171,6 +181,24 @@ func (d *DB) IncidentHistory(ctx context.Context, key string) ([]core.IncidentVe
 		if err := json.Unmarshal(r.Doc, &out[n].Incident); err != nil {
 			return nil, fmt.Errorf("decode incident %s version %d: %w", key, r.Version, err)
 		}
+	}
+	return out, nil
+}
+
+// ActiveIncidents returns the incidents that are not resolved, closed or
+// canceled, most urgent first.
+func (in *Incidents) ActiveIncidents(ctx context.Context) ([]core.Incident, error) {
+	var docs []string
+	if err := in.db.SelectContext(ctx, &docs, "SELECT doc FROM incidents WHERE active ORDER BY priority, key LIMIT 200"); err != nil {
+		return nil, fmt.Errorf("list active incidents: %w", sqldb.Translate(err))
+	}
+	out := make([]core.Incident, 0, len(docs))
+	for _, doc := range docs {
+		var in core.Incident
+		if err := json.Unmarshal([]byte(doc), &in); err != nil {
+			return nil, fmt.Errorf("decode incident: %w", err)
+		}
+		out = append(out, in)
 	}
 	return out, nil
 }

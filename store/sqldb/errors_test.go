@@ -1,4 +1,4 @@
-package store
+package sqldb
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func TestTranslateResourceFailures(t *testing.T) {
 		{"42P01", ""}, // undefined_table: a bug, stays internal
 	}
 	for _, tt := range tests {
-		err := translate(&pq.Error{Code: tt.code})
+		err := Translate(&pq.Error{Code: tt.code})
 		if got := core.KindOf(err); tt.want != "" && got != tt.want {
 			t.Errorf("SQLSTATE %s: kind %q, want %q", tt.code, got, tt.want)
 		}
@@ -56,7 +56,7 @@ func TestTranslateResourceFailures(t *testing.T) {
 	if err == nil {
 		t.Fatal("insert into a read-only SQLite database succeeded")
 	}
-	if k := core.KindOf(translate(err)); k != core.KindUnavailable {
+	if k := core.KindOf(Translate(err)); k != core.KindUnavailable {
 		t.Errorf("SQLite read-only write: kind %q (%v), want unavailable", k, err)
 	}
 
@@ -77,10 +77,10 @@ func TestTranslateResourceFailures(t *testing.T) {
 	if err == nil {
 		t.Fatal("insert past max_page_count succeeded")
 	}
-	if k, msg := core.KindOf(translate(err)), translate(err).(*core.Error).Message; k != core.KindUnavailable || msg != "database disk is full" {
+	if k, msg := core.KindOf(Translate(err)), Translate(err).(*core.Error).Message; k != core.KindUnavailable || msg != "database disk is full" {
 		t.Errorf("SQLite full: kind %q message %q (%v), want unavailable, \"database disk is full\"", k, msg, err)
 	}
-	if msg := translate(&pq.Error{Code: "53100"}).(*core.Error).Message; msg != "database disk is full" {
+	if msg := Translate(&pq.Error{Code: "53100"}).(*core.Error).Message; msg != "database disk is full" {
 		t.Errorf("PostgreSQL disk_full: message %q", msg)
 	}
 }

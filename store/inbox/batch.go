@@ -1,4 +1,4 @@
-package store
+package inbox
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // Webhook deliveries are stored in groups: the deliveries waiting at the
@@ -45,7 +46,8 @@ const (
 
 // eventBatcher is the group commit of webhook deliveries (InsertEvent).
 type eventBatcher struct {
-	d        *DB
+	// wake is told the newest id of each group that stored new deliveries.
+	wake     func(id string)
 	postgres bool
 	// pool is the writers' pool: their own on PostgreSQL, the store's on
 	// SQLite.
@@ -94,11 +96,11 @@ type eventReq struct {
 	done  chan eventResult // buffered: a writer never blocks on a caller
 }
 
-func newEventBatcher(d *DB, url string) (*eventBatcher, error) {
-	b := &eventBatcher{d: d, postgres: d.dialect == Postgres, pool: d.db.DB, reqs: make(chan *eventReq, eventQueueLen)}
+func newEventBatcher(db *sqldb.DB, wake func(id string)) (*eventBatcher, error) {
+	b := &eventBatcher{wake: wake, postgres: db.Dialect() == sqldb.Postgres, pool: db.SQLX().DB, reqs: make(chan *eventReq, eventQueueLen)}
 	writers := 1
 	if b.postgres {
-		cfg, err := pq.NewConfig(url)
+		cfg, err := pq.NewConfig(db.DSN())
 		if err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
 		}
@@ -289,9 +291,9 @@ func (b *eventBatcher) write(ctx context.Context, evs []pendingEvent) []eventRes
 	for i, e := range evs {
 		switch u := at[i]; {
 		case err != nil:
-			results[i] = eventResult{err: fmt.Errorf("insert %s event %s: %w", e.connector, e.dedupeKey, translate(err))}
+			results[i] = eventResult{err: fmt.Errorf("insert %s event %s: %w", e.connector, e.dedupeKey, sqldb.Translate(err))}
 		case stored[u].err != nil:
-			results[i] = eventResult{err: fmt.Errorf("insert %s event %s: %w", e.connector, e.dedupeKey, translate(stored[u].err))}
+			results[i] = eventResult{err: fmt.Errorf("insert %s event %s: %w", e.connector, e.dedupeKey, sqldb.Translate(stored[u].err))}
 		case !firstOfKey[i]:
 			results[i] = eventResult{id: stored[u].id, dup: true}
 		default:
@@ -302,13 +304,9 @@ func (b *eventBatcher) write(ctx context.Context, evs []pendingEvent) []eventRes
 		}
 	}
 	if newest != "" {
-		// Committed: wake this process's normalizer now, the other
-		// replicas' through the notifier, once per group (notifier.go: a
-		// pg_notify in the insert would serialize the inserts' commits).
-		b.d.inbox.broadcast(newest)
-		if b.d.notify != nil {
-			b.d.notify.addInbox(newest)
-		}
+		// Committed: wake the normalizers, once per group (store/notify:
+		// a pg_notify in the insert would serialize the inserts' commits).
+		b.wake(newest)
 	}
 	return results
 }
@@ -324,7 +322,7 @@ func (b *eventBatcher) refused(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return false
 	}
-	return !core.IsStoreDown(translate(err))
+	return !core.IsStoreDown(sqldb.Translate(err))
 }
 
 // store inserts evs (distinct keys) in one statement and returns, by each

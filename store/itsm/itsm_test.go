@@ -1,4 +1,4 @@
-package store
+package itsm
 
 import (
 	"context"
@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb/sqldbtest"
 )
 
 func TestWatermark(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
 		ctx := context.Background()
 		if _, ok, err := db.Watermark(ctx, "sn"); err != nil || ok {
 			t.Fatalf("before the first poll: %v %v", ok, err)
@@ -32,7 +33,7 @@ func TestWatermark(t *testing.T) {
 // the attempt; a failed attempt or a stale pending one can be taken over;
 // a created change is final.
 func TestClaimCreation(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
 		ctx := context.Background()
 		var (
 			wg     sync.WaitGroup
@@ -64,7 +65,7 @@ func TestClaimCreation(t *testing.T) {
 			t.Fatal("fresh pending attempt taken over")
 		}
 		// … and is after.
-		clock.t = clock.t.Add(2 * time.Minute)
+		clock.T = clock.T.Add(2 * time.Minute)
 		c, own, err := db.ClaimCreation(ctx, "rel-1", "sn", time.Minute)
 		if err != nil || !own || c.Attempts != 2 {
 			t.Fatalf("stale take-over: %+v %v %v", c, own, err)
@@ -79,7 +80,7 @@ func TestClaimCreation(t *testing.T) {
 		if err := db.FinishCreation(ctx, "rel-1", "CHG0000042", ""); err != nil {
 			t.Fatal(err)
 		}
-		clock.t = clock.t.Add(time.Hour)
+		clock.T = clock.T.Add(time.Hour)
 		c, own, err = db.ClaimCreation(ctx, "rel-1", "sn", time.Minute)
 		if err != nil || own || c.Status != core.CreationCreated || c.ChangeKey != "CHG0000042" {
 			t.Fatalf("created is final: %+v %v %v", c, own, err)
@@ -92,7 +93,7 @@ func TestClaimCreation(t *testing.T) {
 }
 
 func TestOutbox(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
 		ctx := context.Background()
 		n := core.OutboxNote{DedupeKey: "d1", Connector: "sn", ChangeKey: "CHG1", Body: "started"}
 		for i := 0; i < 2; i++ {
@@ -107,10 +108,10 @@ func TestOutbox(t *testing.T) {
 		if again, _ := db.ClaimNotes(ctx, 10, time.Minute); len(again) != 0 {
 			t.Fatal("a claimed note was claimed again within its lease")
 		}
-		if err := db.FinishNote(ctx, got[0].ID, "HTTP 503", clock.t.Add(10*time.Second)); err != nil {
+		if err := db.FinishNote(ctx, got[0].ID, "HTTP 503", clock.T.Add(10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		clock.t = clock.t.Add(11 * time.Second)
+		clock.T = clock.T.Add(11 * time.Second)
 		got, err = db.ClaimNotes(ctx, 10, time.Minute)
 		if err != nil || len(got) != 1 || got[0].Attempts != 2 || got[0].LastError != "HTTP 503" {
 			t.Fatalf("retry: %+v %v", got, err)
@@ -118,7 +119,7 @@ func TestOutbox(t *testing.T) {
 		if err := db.FinishNote(ctx, got[0].ID, "", time.Time{}); err != nil {
 			t.Fatal(err)
 		}
-		clock.t = clock.t.Add(time.Hour)
+		clock.T = clock.T.Add(time.Hour)
 		if again, _ := db.ClaimNotes(ctx, 10, time.Minute); len(again) != 0 {
 			t.Fatal("a written note was claimed again")
 		}

@@ -1,4 +1,4 @@
-package store
+package governance
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // maxSourceBytes caps a stored policy or mapping document.
@@ -48,8 +49,8 @@ const (
 
 // xactLock takes a transaction-scoped advisory lock on PostgreSQL; SQLite
 // has one writer anyway.
-func (d *DB) xactLock(ctx context.Context, tx *sqlx.Tx, key int64) error {
-	if d.dialect != Postgres {
+func xactLock(ctx context.Context, db *sqldb.DB, tx *sqlx.Tx, key int64) error {
+	if db.Dialect() != sqldb.Postgres {
 		return nil
 	}
 	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", key); err != nil {
@@ -71,30 +72,39 @@ func versionedPut(put func() error) error {
 	return err
 }
 
+// Policies are the policy's versions in one database.
+type Policies struct {
+	base *sqldb.DB
+	db   *sqlx.DB
+}
+
+// NewPolicies returns the policy versions in db.
+func NewPolicies(db *sqldb.DB) *Policies { return &Policies{base: db, db: db.SQLX()} }
+
 // PutPolicy stores source as the next policy version with a "policy.put"
 // audit entry (actor, version, SHA-256 of the source), notifies waiting
 // gate checks, and returns the version.
-func (d *DB) PutPolicy(ctx context.Context, source, actor string) (int, error) {
+func (po *Policies) PutPolicy(ctx context.Context, source, actor string) (int, error) {
 	if err := checkSource(source); err != nil {
 		return 0, err
 	}
 	var version int
 	err := versionedPut(func() error {
 		entries := []core.AuditEntry{{Actor: actor, Action: "policy.put", Subject: "policy"}}
-		return d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
-			if err := d.xactLock(ctx, tx, policyLockKey); err != nil {
+		return po.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+			if err := xactLock(ctx, po.base, tx, policyLockKey); err != nil {
 				return err
 			}
 			if err := tx.GetContext(ctx, &version, "SELECT COALESCE(MAX(version), 0) + 1 FROM policy_versions"); err != nil {
 				return fmt.Errorf("next policy version: %w", err)
 			}
-			if _, err := tx.ExecContext(ctx, d.q("INSERT INTO policy_versions (version, source, created_at, created_by) VALUES (?, ?, ?, ?)"),
-				version, source, d.now(), actor); err != nil {
+			if _, err := tx.ExecContext(ctx, po.base.Q("INSERT INTO policy_versions (version, source, created_at, created_by) VALUES (?, ?, ?, ?)"),
+				version, source, po.base.Now(), actor); err != nil {
 				return err
 			}
 			entries[0].Subject = fmt.Sprintf("policy:%d", version)
-			entries[0].Data = json.RawMessage(mustJSON(map[string]any{"version": version, "sha256": sourceDigest(source)}))
-			d.notifyTx(tx, "policy")
+			entries[0].Data = json.RawMessage(sqldb.MustJSON(map[string]any{"version": version, "sha256": sourceDigest(source)}))
+			po.base.NotifyTx(tx, "policy")
 			return nil
 		})
 	})
@@ -113,14 +123,14 @@ type policyRow struct {
 
 // CurrentPolicy returns the newest policy version; KindNotFound when none
 // was stored yet.
-func (d *DB) CurrentPolicy(ctx context.Context) (core.PolicyVersion, error) {
+func (po *Policies) CurrentPolicy(ctx context.Context) (core.PolicyVersion, error) {
 	var r policyRow
-	err := d.db.GetContext(ctx, &r, "SELECT version, source, created_at, created_by FROM policy_versions ORDER BY version DESC LIMIT 1")
+	err := po.db.GetContext(ctx, &r, "SELECT version, source, created_at, created_by FROM policy_versions ORDER BY version DESC LIMIT 1")
 	if errors.Is(err, sql.ErrNoRows) {
 		return core.PolicyVersion{}, core.Errorf(core.KindNotFound, "no policy stored yet")
 	}
 	if err != nil {
-		return core.PolicyVersion{}, fmt.Errorf("current policy: %w", translate(err))
+		return core.PolicyVersion{}, fmt.Errorf("current policy: %w", sqldb.Translate(err))
 	}
 	return core.PolicyVersion{Version: r.Version, Source: r.Source, CreatedAt: r.CreatedAt.UTC(), CreatedBy: r.CreatedBy}, nil
 }

@@ -1,4 +1,9 @@
-package store
+// Package itsm keeps durably what tollgate's ITSM and CI connectors need
+// between calls: the ITSM pollers' watermarks, the changes opened for
+// releases (one attempt at a time, across replicas), the outbox of work
+// notes to write back, and the gate requests a CI waits on at its own
+// gate until they are answered.
+package itsm
 
 import (
 	"context"
@@ -12,34 +17,42 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
-// This file keeps what the ITSM connectors' API side needs durably: the
+// ITSM is what the ITSM connectors' API side keeps in one database: the
 // pollers' watermarks, the record of changes opened for releases, and the
 // outbox of work notes to write back.
+type ITSM struct {
+	base *sqldb.DB
+	db   *sqlx.DB
+}
+
+// New returns the ITSM connectors' records in db.
+func New(db *sqldb.DB) *ITSM { return &ITSM{base: db, db: db.SQLX()} }
 
 // Watermark returns the connector poller's watermark; ok is false before
 // its first poll.
-func (d *DB) Watermark(ctx context.Context, connector string) (time.Time, bool, error) {
+func (s *ITSM) Watermark(ctx context.Context, connector string) (time.Time, bool, error) {
 	var t time.Time
-	err := d.db.GetContext(ctx, &t, d.q(`SELECT watermark FROM poll_watermarks WHERE connector = ?`), connector)
+	err := s.db.GetContext(ctx, &t, s.base.Q(`SELECT watermark FROM poll_watermarks WHERE connector = ?`), connector)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, false, nil
 	}
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("load watermark of %s: %w", connector, translate(err))
+		return time.Time{}, false, fmt.Errorf("load watermark of %s: %w", connector, sqldb.Translate(err))
 	}
 	return t.UTC(), true, nil
 }
 
 // SetWatermark stores the connector poller's watermark (the lease holder
 // is its only writer).
-func (d *DB) SetWatermark(ctx context.Context, connector string, wm time.Time) error {
-	_, err := d.db.ExecContext(ctx, d.q(`INSERT INTO poll_watermarks (connector, watermark, polled_at) VALUES (?, ?, ?)
+func (s *ITSM) SetWatermark(ctx context.Context, connector string, wm time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.base.Q(`INSERT INTO poll_watermarks (connector, watermark, polled_at) VALUES (?, ?, ?)
 		ON CONFLICT (connector) DO UPDATE SET watermark = excluded.watermark, polled_at = excluded.polled_at`),
-		connector, ts(wm), d.now())
+		connector, sqldb.TS(wm), s.base.Now())
 	if err != nil {
-		return fmt.Errorf("store watermark of %s: %w", connector, translate(err))
+		return fmt.Errorf("store watermark of %s: %w", connector, sqldb.Translate(err))
 	}
 	return nil
 }
@@ -67,7 +80,7 @@ func (r creationRow) core() core.ChangeCreation {
 // updated for staleAfter (its owner crashed: the caller must first look
 // for the change that owner may have opened). The database's primary key
 // decides between concurrent callers, never a check-then-insert.
-func (d *DB) ClaimCreation(ctx context.Context, releaseID, connector string, staleAfter time.Duration) (core.ChangeCreation, bool, error) {
+func (s *ITSM) ClaimCreation(ctx context.Context, releaseID, connector string, staleAfter time.Duration) (core.ChangeCreation, bool, error) {
 	if strings.TrimSpace(releaseID) == "" {
 		return core.ChangeCreation{}, false, core.Invalid("release_id", "is required")
 	}
@@ -75,9 +88,9 @@ func (d *DB) ClaimCreation(ctx context.Context, releaseID, connector string, sta
 		row   creationRow
 		owner bool
 	)
-	err := d.tx(ctx, func(tx *sqlx.Tx) error {
-		now := d.now()
-		res, err := tx.ExecContext(ctx, d.q(`INSERT INTO change_creations (release_id, connector, status, created_at, updated_at)
+	err := s.base.Tx(ctx, func(tx *sqlx.Tx) error {
+		now := s.base.Now()
+		res, err := tx.ExecContext(ctx, s.base.Q(`INSERT INTO change_creations (release_id, connector, status, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?) ON CONFLICT (release_id) DO NOTHING`), releaseID, connector, core.CreationPending, now, now)
 		if err != nil {
 			return err
@@ -85,7 +98,7 @@ func (d *DB) ClaimCreation(ctx context.Context, releaseID, connector string, sta
 		if n, _ := res.RowsAffected(); n == 1 {
 			owner = true
 		} else {
-			res, err = tx.ExecContext(ctx, d.q(`UPDATE change_creations SET status = ?, connector = ?, attempts = attempts + 1, error = '', updated_at = ?
+			res, err = tx.ExecContext(ctx, s.base.Q(`UPDATE change_creations SET status = ?, connector = ?, attempts = attempts + 1, error = '', updated_at = ?
 				WHERE release_id = ? AND (status = ? OR (status = ? AND updated_at < ?))`),
 				core.CreationPending, connector, now, releaseID, core.CreationFailed, core.CreationPending, now.Add(-staleAfter))
 			if err != nil {
@@ -94,55 +107,55 @@ func (d *DB) ClaimCreation(ctx context.Context, releaseID, connector string, sta
 			n, _ := res.RowsAffected()
 			owner = n == 1
 		}
-		return tx.GetContext(ctx, &row, d.q(`SELECT release_id, connector, status, change_key, error, attempts, created_at, updated_at
+		return tx.GetContext(ctx, &row, s.base.Q(`SELECT release_id, connector, status, change_key, error, attempts, created_at, updated_at
 			FROM change_creations WHERE release_id = ?`), releaseID)
 	})
 	if err != nil {
-		return core.ChangeCreation{}, false, fmt.Errorf("claim change creation for %s: %w", releaseID, translate(err))
+		return core.ChangeCreation{}, false, fmt.Errorf("claim change creation for %s: %w", releaseID, sqldb.Translate(err))
 	}
 	return row.core(), owner, nil
 }
 
 // GetCreation returns the creation record of releaseID (KindNotFound when
 // none).
-func (d *DB) GetCreation(ctx context.Context, releaseID string) (core.ChangeCreation, error) {
+func (s *ITSM) GetCreation(ctx context.Context, releaseID string) (core.ChangeCreation, error) {
 	var row creationRow
-	err := d.db.GetContext(ctx, &row, d.q(`SELECT release_id, connector, status, change_key, error, attempts, created_at, updated_at
+	err := s.db.GetContext(ctx, &row, s.base.Q(`SELECT release_id, connector, status, change_key, error, attempts, created_at, updated_at
 		FROM change_creations WHERE release_id = ?`), releaseID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return core.ChangeCreation{}, core.NotFound("change creation", releaseID)
 	}
 	if err != nil {
-		return core.ChangeCreation{}, fmt.Errorf("load change creation for %s: %w", releaseID, translate(err))
+		return core.ChangeCreation{}, fmt.Errorf("load change creation for %s: %w", releaseID, sqldb.Translate(err))
 	}
 	return row.core(), nil
 }
 
 // FinishCreation records the outcome of the owner's attempt: the change's
 // key (created), or the ITSM's error text (failed), with an audit entry.
-func (d *DB) FinishCreation(ctx context.Context, releaseID, key, errText string) error {
+func (s *ITSM) FinishCreation(ctx context.Context, releaseID, key, errText string) error {
 	status, action := core.CreationCreated, "change.created"
 	if key == "" {
 		status, action = core.CreationFailed, "change.creation_failed"
 	}
 	var connector string
-	if err := d.db.GetContext(ctx, &connector, d.q(`SELECT connector FROM change_creations WHERE release_id = ?`), releaseID); err != nil {
+	if err := s.db.GetContext(ctx, &connector, s.base.Q(`SELECT connector FROM change_creations WHERE release_id = ?`), releaseID); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return core.NotFound("change creation", releaseID)
 		}
-		return fmt.Errorf("finish change creation for %s: %w", releaseID, translate(err))
+		return fmt.Errorf("finish change creation for %s: %w", releaseID, sqldb.Translate(err))
 	}
 	entry := core.AuditEntry{
 		Actor: "connector:" + connector, Action: action, Subject: "release:" + releaseID,
-		Data: []byte(mustJSON(map[string]string{"change": key, "error": errText, "connector": connector})),
+		Data: []byte(sqldb.MustJSON(map[string]string{"change": key, "error": errText, "connector": connector})),
 	}
-	err := d.appendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
-		_, err := tx.ExecContext(ctx, d.q(`UPDATE change_creations SET status = ?, change_key = ?, error = ?, updated_at = ? WHERE release_id = ?`),
-			status, key, errText, d.now(), releaseID)
+	err := s.base.AppendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
+		_, err := tx.ExecContext(ctx, s.base.Q(`UPDATE change_creations SET status = ?, change_key = ?, error = ?, updated_at = ? WHERE release_id = ?`),
+			status, key, errText, s.base.Now(), releaseID)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("finish change creation for %s: %w", releaseID, translate(err))
+		return fmt.Errorf("finish change creation for %s: %w", releaseID, sqldb.Translate(err))
 	}
 	return nil
 }
@@ -161,33 +174,33 @@ type noteRow struct {
 
 // EnqueueNote adds a work note to the outbox unless one with its dedupe
 // key is there (a repeated deployment event writes one note).
-func (d *DB) EnqueueNote(ctx context.Context, n core.OutboxNote) error {
-	now := d.now()
-	_, err := d.db.ExecContext(ctx, d.q(`INSERT INTO itsm_outbox (id, dedupe_key, connector, change_key, body, status, next_at, created_at, updated_at)
+func (s *ITSM) EnqueueNote(ctx context.Context, n core.OutboxNote) error {
+	now := s.base.Now()
+	_, err := s.db.ExecContext(ctx, s.base.Q(`INSERT INTO itsm_outbox (id, dedupe_key, connector, change_key, body, status, next_at, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING`),
 		uuid.Must(uuid.NewV7()).String(), n.DedupeKey, n.Connector, n.ChangeKey, n.Body, now, now, now)
 	if err != nil {
-		return fmt.Errorf("enqueue work note for %s: %w", n.ChangeKey, translate(err))
+		return fmt.Errorf("enqueue work note for %s: %w", n.ChangeKey, sqldb.Translate(err))
 	}
 	return nil
 }
 
 // ClaimNotes leases up to limit due notes for lease: a crashed writer's
 // notes are due again when the lease ends.
-func (d *DB) ClaimNotes(ctx context.Context, limit int, lease time.Duration) ([]core.OutboxNote, error) {
+func (s *ITSM) ClaimNotes(ctx context.Context, limit int, lease time.Duration) ([]core.OutboxNote, error) {
 	var rows []noteRow
 	lock := ""
-	if d.dialect == Postgres {
+	if s.base.Dialect() == sqldb.Postgres {
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
-	err := d.tx(ctx, func(tx *sqlx.Tx) error {
-		now := d.now()
-		if err := tx.SelectContext(ctx, &rows, d.q(`SELECT id, dedupe_key, connector, change_key, body, status, attempts, last_error, next_at
+	err := s.base.Tx(ctx, func(tx *sqlx.Tx) error {
+		now := s.base.Now()
+		if err := tx.SelectContext(ctx, &rows, s.base.Q(`SELECT id, dedupe_key, connector, change_key, body, status, attempts, last_error, next_at
 			FROM itsm_outbox WHERE status = 'pending' AND next_at <= ? ORDER BY next_at LIMIT ?`+lock), now, limit); err != nil {
 			return err
 		}
 		for _, r := range rows {
-			if _, err := tx.ExecContext(ctx, d.q(`UPDATE itsm_outbox SET next_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?`),
+			if _, err := tx.ExecContext(ctx, s.base.Q(`UPDATE itsm_outbox SET next_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?`),
 				now.Add(lease), now, r.ID); err != nil {
 				return err
 			}
@@ -195,7 +208,7 @@ func (d *DB) ClaimNotes(ctx context.Context, limit int, lease time.Duration) ([]
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("claim work notes: %w", translate(err))
+		return nil, fmt.Errorf("claim work notes: %w", sqldb.Translate(err))
 	}
 	out := make([]core.OutboxNote, len(rows))
 	for i, r := range rows {
@@ -206,25 +219,25 @@ func (d *DB) ClaimNotes(ctx context.Context, limit int, lease time.Duration) ([]
 }
 
 // FinishNote marks a note written, or, with errText, due again at retryAt.
-func (d *DB) FinishNote(ctx context.Context, id, errText string, retryAt time.Time) error {
+func (s *ITSM) FinishNote(ctx context.Context, id, errText string, retryAt time.Time) error {
 	var err error
 	if errText == "" {
-		_, err = d.db.ExecContext(ctx, d.q(`UPDATE itsm_outbox SET status = 'done', last_error = '', updated_at = ? WHERE id = ?`), d.now(), id)
+		_, err = s.db.ExecContext(ctx, s.base.Q(`UPDATE itsm_outbox SET status = 'done', last_error = '', updated_at = ? WHERE id = ?`), s.base.Now(), id)
 	} else {
-		_, err = d.db.ExecContext(ctx, d.q(`UPDATE itsm_outbox SET last_error = ?, next_at = ?, updated_at = ? WHERE id = ?`), errText, ts(retryAt), d.now(), id)
+		_, err = s.db.ExecContext(ctx, s.base.Q(`UPDATE itsm_outbox SET last_error = ?, next_at = ?, updated_at = ? WHERE id = ?`), errText, sqldb.TS(retryAt), s.base.Now(), id)
 	}
 	if err != nil {
-		return fmt.Errorf("finish work note %s: %w", id, translate(err))
+		return fmt.Errorf("finish work note %s: %w", id, sqldb.Translate(err))
 	}
 	return nil
 }
 
 // Notes lists the outbox (newest first), for tests and operators.
-func (d *DB) Notes(ctx context.Context, connector string) ([]core.OutboxNote, error) {
+func (s *ITSM) Notes(ctx context.Context, connector string) ([]core.OutboxNote, error) {
 	var rows []noteRow
-	if err := d.db.SelectContext(ctx, &rows, d.q(`SELECT id, dedupe_key, connector, change_key, body, status, attempts, last_error, next_at
+	if err := s.db.SelectContext(ctx, &rows, s.base.Q(`SELECT id, dedupe_key, connector, change_key, body, status, attempts, last_error, next_at
 		FROM itsm_outbox WHERE connector = ? ORDER BY created_at DESC`), connector); err != nil {
-		return nil, fmt.Errorf("list work notes: %w", translate(err))
+		return nil, fmt.Errorf("list work notes: %w", sqldb.Translate(err))
 	}
 	out := make([]core.OutboxNote, len(rows))
 	for i, r := range rows {

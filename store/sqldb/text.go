@@ -1,4 +1,4 @@
-package store
+package sqldb
 
 import (
 	"reflect"
@@ -15,21 +15,21 @@ import (
 // each offending byte with U+FFFD. Raw webhook bodies are bytes (bytea,
 // blob) and kept exactly as received.
 
-// textOK reports whether s can be stored in a text column as it is.
-func textOK(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+// TextOK reports whether s can be stored in a text column as it is.
+func TextOK(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
-// cleanText returns s with invalid UTF-8 and NUL replaced by U+FFFD.
-func cleanText(s string) string {
-	if textOK(s) {
+// CleanText returns s with invalid UTF-8 and NUL replaced by U+FFFD.
+func CleanText(s string) string {
+	if TextOK(s) {
 		return s
 	}
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
-// cleanStrings makes every string reachable from the struct v points to
+// CleanStrings makes every string reachable from the struct v points to
 // (fields, slices, nested structs and pointers to them) valid text, in
 // place. Canonical records are small; this runs once per stored version.
-func cleanStrings(v any) { cleanValue(reflect.ValueOf(v)) }
+func CleanStrings(v any) { cleanValue(reflect.ValueOf(v)) }
 
 func cleanValue(v reflect.Value) {
 	switch v.Kind() {
@@ -38,8 +38,8 @@ func cleanValue(v reflect.Value) {
 			cleanValue(v.Elem())
 		}
 	case reflect.String:
-		if s := v.String(); !textOK(s) && v.CanSet() {
-			v.SetString(cleanText(s))
+		if s := v.String(); !TextOK(s) && v.CanSet() {
+			v.SetString(CleanText(s))
 		}
 	case reflect.Slice, reflect.Array:
 		for i := 0; i < v.Len(); i++ {
@@ -57,9 +57,9 @@ func cleanValue(v reflect.Value) {
 		}
 		for _, k := range v.MapKeys() {
 			val := v.MapIndex(k).String()
-			if !textOK(k.String()) || !textOK(val) {
+			if !TextOK(k.String()) || !TextOK(val) {
 				v.SetMapIndex(k, reflect.Value{})
-				v.SetMapIndex(reflect.ValueOf(cleanText(k.String())).Convert(v.Type().Key()), reflect.ValueOf(cleanText(val)).Convert(v.Type().Elem()))
+				v.SetMapIndex(reflect.ValueOf(CleanText(k.String())).Convert(v.Type().Key()), reflect.ValueOf(CleanText(val)).Convert(v.Type().Elem()))
 			}
 		}
 	}

@@ -1,4 +1,9 @@
-package store
+// Package audit reads and verifies the audit chain: the hash-linked log
+// every audited write appends to through the group commit
+// (store/groupcommit, sqldb.DB.AppendWith). It lists the chain, gives its
+// head (the anchor to keep outside the database) and walks it to find the
+// first break, holding every gate decision to its chain entry.
+package audit
 
 import (
 	"context"
@@ -12,11 +17,24 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/groupcommit"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
-// Audit listing and verification page sizes.
+// Trail is the audit chain of one database.
+type Trail struct {
+	base *sqldb.DB
+	db   *sqlx.DB
+}
+
+// New returns the audit chain of db.
+func New(db *sqldb.DB) *Trail { return &Trail{base: db, db: db.SQLX()} }
+
+// VerifyPage is how many chain rows (and gate decisions) a verification
+// reads at a time.
+const VerifyPage = 1000
+
+// Audit listing page sizes.
 const (
-	verifyPage        = 1000
 	defaultAuditLimit = 100
 	maxAuditLimit     = 1000
 )
@@ -26,19 +44,11 @@ const (
 type AppenderStats = groupcommit.Stats
 
 // AppenderStats reports the group commit's counters.
-func (d *DB) AppenderStats() AppenderStats { return d.commits.Stats() }
-
-// appendWith commits entries to the audit chain together with the writes
-// fn makes, in one transaction of the group commit: the record and its
-// audit rows are durable together or not at all. fn may be nil; see
-// groupcommit.Request.Write for what it may do.
-func (d *DB) appendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {
-	return d.commits.Submit(ctx, groupcommit.Request{Entries: entries, Write: fn})
-}
+func (t *Trail) AppenderStats() AppenderStats { return t.base.Commits().Stats() }
 
 // Append adds entries to the chain and returns once they are committed.
-func (d *DB) Append(ctx context.Context, entries ...core.AuditEntry) error {
-	return d.commits.Submit(ctx, groupcommit.Request{Entries: entries})
+func (t *Trail) Append(ctx context.Context, entries ...core.AuditEntry) error {
+	return t.base.Commits().Submit(ctx, groupcommit.Request{Entries: entries})
 }
 
 // auditRow is an audit_log row as scanned.
@@ -66,7 +76,7 @@ const auditColumns = "seq, at, actor, action, subject, data, prev_hash, hash"
 // ListAudit returns up to f.Limit rows (default 100, at most 1000) with Seq
 // greater than f.AfterSeq, oldest first, optionally only those of one
 // subject and/or action.
-func (d *DB) ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEntry, error) {
+func (t *Trail) ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEntry, error) {
 	switch {
 	case f.Limit < 0:
 		return nil, core.Invalid("limit", "must not be negative")
@@ -90,8 +100,8 @@ func (d *DB) ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEnt
 	query += " ORDER BY seq LIMIT ?"
 	args = append(args, f.Limit)
 	var rows []auditRow
-	if err := d.db.SelectContext(ctx, &rows, d.q(query), args...); err != nil {
-		return nil, fmt.Errorf("list audit: %w", translate(err))
+	if err := t.db.SelectContext(ctx, &rows, t.base.Q(query), args...); err != nil {
+		return nil, fmt.Errorf("list audit: %w", sqldb.Translate(err))
 	}
 	out := make([]core.AuditEntry, len(rows))
 	for i, r := range rows {
@@ -102,14 +112,14 @@ func (d *DB) ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEnt
 
 // AuditHead returns the chain's newest row (seq 0 and core.GenesisHash when
 // the chain is empty): the anchor to keep outside the database.
-func (d *DB) AuditHead(ctx context.Context) (core.AuditHead, error) {
+func (t *Trail) AuditHead(ctx context.Context) (core.AuditHead, error) {
 	var row auditRow
-	err := d.db.GetContext(ctx, &row, "SELECT "+auditColumns+" FROM audit_log ORDER BY seq DESC LIMIT 1")
+	err := t.db.GetContext(ctx, &row, "SELECT "+auditColumns+" FROM audit_log ORDER BY seq DESC LIMIT 1")
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return core.AuditHead{Hash: core.GenesisHash}, nil
 	case err != nil:
-		return core.AuditHead{}, fmt.Errorf("read the audit chain's head: %w", translate(err))
+		return core.AuditHead{}, fmt.Errorf("read the audit chain's head: %w", sqldb.Translate(err))
 	}
 	return core.AuditHead{Seq: row.Seq, Hash: row.Hash, At: row.At.UTC()}, nil
 }
@@ -121,21 +131,21 @@ func (d *DB) AuditHead(ctx context.Context) (core.AuditHead, error) {
 // sequence, link and hash), every gate decision is held to its chain
 // entry (core.CheckDecisionEntry), and a decision row without an entry is
 // a break too.
-func (d *DB) VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error) {
-	return d.VerifyAuditTo(ctx, core.AuditHead{})
+func (t *Trail) VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error) {
+	return t.VerifyAuditTo(ctx, core.AuditHead{})
 }
 
 // VerifyAuditTo is VerifyAudit that also holds the chain to an anchor kept
 // outside the database, a head read earlier (AuditHead; see
 // core.AuditAnchor): rows deleted from the chain's end, or a chain
 // recomputed after an edit, fail here.
-func (d *DB) VerifyAuditTo(ctx context.Context, expect core.AuditHead) (*core.AuditBreak, int64, error) {
-	q, done, err := d.verifySnapshot(ctx)
+func (t *Trail) VerifyAuditTo(ctx context.Context, expect core.AuditHead) (*core.AuditBreak, int64, error) {
+	q, done, err := t.verifySnapshot(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer done()
-	v := verification{d: d, q: q, anchor: core.AuditAnchor{Expect: expect}, prev: core.GenesisHash, next: 1}
+	v := verification{t: t, q: q, anchor: core.AuditAnchor{Expect: expect}, prev: core.GenesisHash, next: 1}
 	brk, err := v.run(ctx)
 	return brk, v.checked, err
 }
@@ -145,20 +155,20 @@ func (d *DB) VerifyAuditTo(ctx context.Context, expect core.AuditHead) (*core.Au
 // are one snapshot (a decision committed during the walk is not taken for
 // one without an entry); on SQLite the pool (a transaction there would
 // take the only connection, and the write lock, for the whole walk).
-func (d *DB) verifySnapshot(ctx context.Context) (sqlx.QueryerContext, func(), error) {
-	if d.dialect != Postgres {
-		return d.db, func() {}, nil
+func (t *Trail) verifySnapshot(ctx context.Context) (sqlx.QueryerContext, func(), error) {
+	if t.base.Dialect() != sqldb.Postgres {
+		return t.db, func() {}, nil
 	}
-	tx, err := d.db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	tx, err := t.db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
-		return nil, nil, fmt.Errorf("verify audit: begin: %w", translate(err))
+		return nil, nil, fmt.Errorf("verify audit: begin: %w", sqldb.Translate(err))
 	}
 	return tx, func() { _ = tx.Rollback() }, nil
 }
 
 // verification is one VerifyAudit walk.
 type verification struct {
-	d      *DB
+	t      *Trail
 	q      sqlx.QueryerContext
 	anchor core.AuditAnchor
 	// prev and next are the hash and seq the next row must have.
@@ -173,8 +183,8 @@ func (v *verification) run(ctx context.Context) (*core.AuditBreak, error) {
 	after := int64(-1) << 62 // from the very first row, whatever its seq
 	for {
 		var rows []auditRow
-		if err := sqlx.SelectContext(ctx, v.q, &rows, v.d.q("SELECT "+auditColumns+" FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"), after, verifyPage); err != nil {
-			return nil, fmt.Errorf("verify audit: read rows after %d: %w", after, translate(err))
+		if err := sqlx.SelectContext(ctx, v.q, &rows, v.t.base.Q("SELECT "+auditColumns+" FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"), after, VerifyPage); err != nil {
+			return nil, fmt.Errorf("verify audit: read rows after %d: %w", after, sqldb.Translate(err))
 		}
 		if len(rows) == 0 {
 			break
@@ -256,8 +266,8 @@ func (v *verification) decisionRows(ctx context.Context, page []core.AuditEntry)
 		return nil, fmt.Errorf("verify audit: %w", err)
 	}
 	var rows []decisionRow
-	if err := sqlx.SelectContext(ctx, v.q, &rows, v.d.q(query), args...); err != nil {
-		return nil, fmt.Errorf("verify audit: read gate decisions: %w", translate(err))
+	if err := sqlx.SelectContext(ctx, v.q, &rows, v.t.base.Q(query), args...); err != nil {
+		return nil, fmt.Errorf("verify audit: read gate decisions: %w", sqldb.Translate(err))
 	}
 	for _, r := range rows {
 		out[r.ID] = &core.StoredDecision{ID: r.ID, ReleaseID: r.ReleaseID, Decision: r.Decision, Doc: r.Doc}
@@ -272,12 +282,12 @@ func (v *verification) decisionRows(ctx context.Context, page []core.AuditEntry)
 func (v *verification) unrecordedDecision(ctx context.Context) (*core.AuditBreak, error) {
 	var n int64
 	if err := sqlx.GetContext(ctx, v.q, &n, "SELECT count(*) FROM gate_decisions"); err != nil {
-		return nil, fmt.Errorf("verify audit: count gate decisions: %w", translate(err))
+		return nil, fmt.Errorf("verify audit: count gate decisions: %w", sqldb.Translate(err))
 	}
 	for after := ""; n > v.decisions; {
 		var rows []decisionRow
-		if err := sqlx.SelectContext(ctx, v.q, &rows, v.d.q("SELECT id, release_id FROM gate_decisions WHERE id > ? ORDER BY id LIMIT ?"), after, verifyPage); err != nil {
-			return nil, fmt.Errorf("verify audit: read gate decisions: %w", translate(err))
+		if err := sqlx.SelectContext(ctx, v.q, &rows, v.t.base.Q("SELECT id, release_id FROM gate_decisions WHERE id > ? ORDER BY id LIMIT ?"), after, VerifyPage); err != nil {
+			return nil, fmt.Errorf("verify audit: read gate decisions: %w", sqldb.Translate(err))
 		}
 		if len(rows) == 0 {
 			break
@@ -291,8 +301,8 @@ func (v *verification) unrecordedDecision(ctx context.Context) (*core.AuditBreak
 			return nil, fmt.Errorf("verify audit: %w", err)
 		}
 		var entries []auditRow
-		if err := sqlx.SelectContext(ctx, v.q, &entries, v.d.q(query), args...); err != nil {
-			return nil, fmt.Errorf("verify audit: read decision entries: %w", translate(err))
+		if err := sqlx.SelectContext(ctx, v.q, &entries, v.t.base.Q(query), args...); err != nil {
+			return nil, fmt.Errorf("verify audit: read decision entries: %w", sqldb.Translate(err))
 		}
 		recorded := make(map[string]bool, len(entries))
 		for _, e := range entries {

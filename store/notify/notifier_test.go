@@ -1,0 +1,148 @@
+package notify
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
+	"github.com/tollgate-dev/tollgate/store/factcache"
+	"github.com/tollgate-dev/tollgate/store/sqldb/sqldbtest"
+)
+
+// listen runs a Listener on dsn into fresh hubs until the test ends, and
+// returns once it demonstrably receives notifications (probes sent by
+// probe, drained before it returns).
+func listen(t *testing.T, dsn string, probe *Notifier) (facts, inbox *Hub) {
+	t.Helper()
+	facts, inbox = &Hub{}, &Hub{}
+	cache := factcache.New(nil, core.SystemClock, -1, 0)
+	l := Listener{DSN: dsn, Log: sqldbtest.DiscardLog(), Facts: cache, FactsHub: facts, InboxHub: inbox}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("listen: %v", err)
+		}
+	})
+	sub, unsub := facts.Subscribe()
+	defer unsub()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		probe.AddFacts([]string{"probe"})
+		select {
+		case <-sub:
+			time.Sleep(50 * time.Millisecond)
+			return facts, inbox
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatal("listener never received a notification")
+	return nil, nil
+}
+
+// What arrives while no send can go out is merged: one send carries every
+// fact topic once, and one inbox wake-up the newest delivery's id.
+func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	probe, err := NewNotifier(dsn, sqldbtest.DiscardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	facts, inboxHub := listen(t, dsn, probe)
+	sub, unsub := facts.Subscribe()
+	defer unsub()
+	inbox, unsubInbox := inboxHub.Subscribe()
+	defer unsubInbox()
+
+	n, err := openNotifier(dsn, sqldbtest.DiscardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for i := range 10 {
+		topic := "change:CHG" + strconv.Itoa(i)
+		want[topic] = true
+		n.AddFacts([]string{topic, topic})
+	}
+	n.AddInbox("e1")
+	n.AddInbox("e2")
+	n.start()
+	defer n.Close()
+
+	timeout := time.After(5 * time.Second)
+	for len(want) > 0 {
+		select {
+		case got := <-sub:
+			delete(want, got)
+		case <-timeout:
+			t.Fatalf("topics never arrived: %v", want)
+		}
+	}
+	select {
+	case got := <-inbox:
+		if got != "e2" {
+			t.Fatalf("inbox woken with %q, want the newest id e2", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no inbox wake-up")
+	}
+	// The listener may hear the send before its counters are updated.
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Stats().Sends == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := n.Stats(); st.Sends != 1 || st.Notifications != 11 || st.Failures != 0 {
+		t.Fatalf("stats %+v, want one send of 11 notifications", st)
+	}
+}
+
+// Past notifyMaxTopics distinct topics, a burst is sent as TopicAll (every
+// replica flushes its fact cache and re-checks).
+func TestNotifierCollapsesAHugeBurstToTopicAll(t *testing.T) {
+	n, err := openNotifier(sqldbtest.UnreachableDSN, sqldbtest.DiscardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.db.Close()
+	for i := range notifyMaxTopics + 1 {
+		n.AddFacts([]string{"change:CHG" + strconv.Itoa(i)})
+	}
+	n.AddInbox("e1")
+	channels, payloads := n.take()
+	got := fmt.Sprint(channels, payloads)
+	if want := fmt.Sprint([]string{FactsChannel, InboxChannel}, []string{TopicAll, "e1"}); got != want {
+		t.Fatalf("sent %s, want %s", got, want)
+	}
+	if channels, _ := n.take(); len(channels) != 0 {
+		t.Fatalf("queue not emptied: %v", channels)
+	}
+}
+
+// A send that fails is counted and retried, and what was not sent stays
+// queued (not dropped), through Close. (The store's side, that such a
+// failure fails no write, is TestNotifyFailureNeverFailsTheWrite.)
+func TestNotifierKeepsWhatItCannotSend(t *testing.T) {
+	n, err := NewNotifier(sqldbtest.UnreachableDSN, sqldbtest.DiscardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.AddFacts([]string{"change:CHGNF"})
+	n.AddInbox("e1")
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Stats().Failures < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retry after a failed send: %+v", n.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	n.Close()
+	if _, ok := n.facts["change:CHGNF"]; !ok || n.inbox != "e1" {
+		t.Fatalf("unsent wake-ups dropped: facts %v, inbox %q", n.facts, n.inbox)
+	}
+}

@@ -1,0 +1,101 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/groupcommit"
+)
+
+// Tx runs fn in a transaction, committing when fn returns nil. Driver
+// errors come back translated.
+func (b *DB) Tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := b.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", Translate(err))
+	}
+	committed := false
+	defer func() { b.ended(tx, committed) }()
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return Translate(err)
+	}
+	committed = true
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", Translate(err))
+	}
+	return nil
+}
+
+// ExecTx runs a hot statement of a transaction prepared (once per
+// connection, stmtcache), or, until it is prepared, as text. query is
+// already rebound (Q).
+func (b *DB) ExecTx(ctx context.Context, tx *sqlx.Tx, query string, args ...any) (sql.Result, error) {
+	if st := b.stmts.InTx(ctx, tx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
+// QueryRowTx is ExecTx for a statement returning one row.
+func (b *DB) QueryRowTx(ctx context.Context, tx *sqlx.Tx, query string, args ...any) *sqlx.Row {
+	if st := b.stmts.InTx(ctx, tx, query); st != nil {
+		return st.QueryRowxContext(ctx, args...)
+	}
+	return tx.QueryRowxContext(ctx, query, args...)
+}
+
+// AppendWith commits entries to the audit chain together with the writes
+// fn makes, in one transaction of the group commit: the record and its
+// audit rows are durable together or not at all. fn may be nil; see
+// groupcommit.Request.Write for what it may do.
+func (b *DB) AppendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {
+	return b.commits.Submit(ctx, groupcommit.Request{Entries: entries, Write: fn})
+}
+
+// NotifyTx announces that tx changes the facts named by topic (e.g.
+// "change:CHG0000024"). Nothing is sent inside tx: when tx ends, the
+// topics it announced go to Options.TxEnded (the store drops them from
+// its fact cache and, once committed, wakes their subscribers on every
+// replica).
+func (b *DB) NotifyTx(tx *sqlx.Tx, topic string) { b.topics.add(tx, topic) }
+
+// ended hands what tx announced to Options.TxEnded, whether it committed
+// or not (dropping too much from a cache only costs a read).
+func (b *DB) ended(tx *sqlx.Tx, committed bool) {
+	topics := b.topics.take(tx)
+	if b.txEnded != nil {
+		b.txEnded(topics, committed)
+	}
+}
+
+// txTopics remembers the topics a transaction announced (NotifyTx), so
+// the fact cache can drop them, and SQLite's subscribers be woken, when the
+// transaction ends in this process (read-your-writes, without waiting for
+// the NOTIFY to come back).
+type txTopics struct {
+	mu sync.Mutex
+	m  map[*sqlx.Tx][]string
+}
+
+func (t *txTopics) add(tx *sqlx.Tx, topic string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[*sqlx.Tx][]string{}
+	}
+	t.m[tx] = append(t.m[tx], topic)
+}
+
+func (t *txTopics) take(tx *sqlx.Tx) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	topics := t.m[tx]
+	delete(t.m, tx)
+	return topics
+}

@@ -1,0 +1,135 @@
+package sqldb
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	segjson "github.com/segmentio/encoding/json"
+)
+
+// NewID returns a new time-ordered identifier (UUIDv7), so ids sort by
+// creation time and make good page cursors.
+func NewID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// TS normalizes a time for storage: UTC, microseconds.
+func TS(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// TSP normalizes an optional time.
+func TSP(t *time.Time) *time.Time {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	v := TS(*t)
+	return &v
+}
+
+// MustJSON encodes v; the values stored are tollgate's own types, which
+// always encode. It uses segmentio/encoding's json, whose output is
+// encoding/json's byte for byte (TestMustJSONMatchesEncodingJSON,
+// FuzzMustJSON) in much less time: the gate's path encodes every
+// decision document (figures in docs/benchmarks.md).
+func MustJSON(v any) string { return string(MustJSONBytes(v)) }
+
+// MustJSONBytes is MustJSON's encoding as bytes.
+func MustJSONBytes(v any) []byte {
+	b, err := segjson.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("store: encode %T: %v", v, err))
+	}
+	return b
+}
+
+// DecodeDoc decodes a document the store wrote (a change's, an
+// incident's) with segmentio/encoding's json, to what encoding/json
+// decodes (TestDecodeDocMatchesEncodingJSON) in less time: the gate's
+// facts are decoded from these on every fact-cache miss.
+func DecodeDoc(b []byte, v any) error { return segjson.Unmarshal(b, v) }
+
+// StrList encodes a string slice as a JSON array ("[]" for nil).
+func StrList(v []string) string {
+	if len(v) == 0 {
+		return "[]"
+	}
+	return MustJSON(v)
+}
+
+// ParseList decodes a JSON array column.
+func ParseList(s string) ([]string, error) {
+	if s == "" || s == "[]" || s == "null" {
+		return nil, nil
+	}
+	if v, ok := parsePlainList(s); ok {
+		return v, nil
+	}
+	var v []string
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("decode list column: %w", err)
+	}
+	return v, nil
+}
+
+// parsePlainList decodes the shape list columns almost always hold, a JSON
+// array of strings without escapes (["CHG-1"], PostgreSQL's ["a", "b"]),
+// without the reflection of encoding/json: the reconciler decodes two
+// lists per deployment. ok is false for anything else (escapes, other
+// value types, malformed text), which ParseList then hands to
+// encoding/json, so both paths accept and refuse the same input.
+func parsePlainList(s string) (v []string, ok bool) {
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' || strings.IndexByte(s, '\\') >= 0 {
+		return nil, false
+	}
+	rest := trimJSONSpace(s[1 : len(s)-1])
+	if rest == "" {
+		return nil, true
+	}
+	for {
+		if len(rest) == 0 || rest[0] != '"' {
+			return nil, false
+		}
+		end := strings.IndexByte(rest[1:], '"')
+		if end < 0 {
+			return nil, false
+		}
+		item := rest[1 : 1+end]
+		for i := 0; i < len(item); i++ {
+			if item[i] < 0x20 || item[i] >= 0x80 { // control characters are invalid; non-ASCII needs UTF-8 checks
+				return nil, false
+			}
+		}
+		v = append(v, item)
+		rest = trimJSONSpace(rest[2+end:])
+		if rest == "" {
+			return v, true
+		}
+		if rest[0] != ',' {
+			return nil, false
+		}
+		rest = trimJSONSpace(rest[1:])
+	}
+}
+
+// trimJSONSpace trims JSON's insignificant whitespace.
+func trimJSONSpace(s string) string { return strings.Trim(s, " \t\n\r") }
+
+// NullTime converts an optional time for a nullable column.
+func NullTime(t *time.Time) sql.NullTime {
+	if t == nil {
+		return sql.NullTime{}
+	}
+	return sql.NullTime{Time: TS(*t), Valid: true}
+}
+
+// TimePtr converts a nullable column back.
+func TimePtr(n sql.NullTime) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := n.Time.UTC()
+	return &t
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/tollgate-dev/tollgate/store/notify"
 	"github.com/tollgate-dev/tollgate/store/records"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
+	"github.com/tollgate-dev/tollgate/store/verdicts"
 )
 
 // Dialects.
@@ -60,6 +61,7 @@ type DB struct {
 	*governance.Mappings
 	*records.Changes
 	*records.Incidents
+	*verdicts.Store
 
 	// base is the database the repositories share (store/sqldb); db and
 	// dialect are its pool and dialect, which this package's queries use.
@@ -116,6 +118,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	d.ITSM, d.PendingGates = itsm.New(base), itsm.NewPendingGates(base)
 	d.Holds, d.Evidence = governance.NewHolds(base, d.facts), governance.NewEvidence(base)
 	d.Changes, d.Incidents = records.NewChanges(base), records.NewIncidents(base)
+	d.Store = verdicts.New(base)
 	d.Proposals, d.Policies, d.Mappings = governance.NewProposals(base), governance.NewPolicies(base), governance.NewMappings(base)
 	if d.dialect == SQLite {
 		// One process: every write ends in this process (txEnded), so the

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/tollgate-dev/tollgate/store/factcache"
 	"github.com/tollgate-dev/tollgate/store/governance"
 	"github.com/tollgate-dev/tollgate/store/records"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // MaxFactKeys bounds the change keys of one facts query.
@@ -311,52 +311,8 @@ func (r holdRow) hold() core.Hold { return governance.HoldRow(r).Hold() }
 
 const holdCols = governance.HoldCols
 
-// anyTime scans a nullable time that a driver may deliver as time.Time or,
-// from an SQLite expression column, as text in the format the SQLite driver
-// writes (time.Time.String) or RFC 3339.
-type anyTime struct {
-	Time  time.Time
-	Valid bool
-}
-
-// timeLayouts are the text forms anyTime accepts.
-var timeLayouts = []string{
-	"2006-01-02 15:04:05.999999999 -0700 MST",
-	"2006-01-02 15:04:05.999999999-07:00",
-	time.RFC3339Nano,
-	"2006-01-02 15:04:05.999999999",
-}
-
-// Scan implements sql.Scanner.
-func (t *anyTime) Scan(v any) error {
-	switch v := v.(type) {
-	case nil:
-		*t = anyTime{}
-		return nil
-	case time.Time:
-		*t = anyTime{Time: v.UTC(), Valid: true}
-		return nil
-	case []byte:
-		return t.parse(string(v))
-	case string:
-		return t.parse(v)
-	}
-	return fmt.Errorf("scan time: unsupported type %T", v)
-}
-
-func (t *anyTime) parse(s string) error {
-	// time.Time.String may append a monotonic clock reading.
-	if i := strings.Index(s, " m="); i >= 0 {
-		s = s[:i]
-	}
-	for _, layout := range timeLayouts {
-		if v, err := time.Parse(layout, s); err == nil {
-			*t = anyTime{Time: v.UTC(), Valid: true}
-			return nil
-		}
-	}
-	return fmt.Errorf("scan time: unrecognized format %q", s)
-}
+// anyTime scans a nullable time delivered as time.Time or text (sqldb.AnyTime).
+type anyTime = sqldb.AnyTime
 
 // factSource reads the fact cache's misses (factcache.Source).
 type factSource struct{ d *DB }

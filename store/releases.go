@@ -419,7 +419,7 @@ func (d *DB) RequirePIR(ctx context.Context, p core.PIR) error {
 	}
 	err = d.tx(ctx, func(tx *sqlx.Tx) error {
 		// updated_at tells the reconciler's stored verdicts that a review
-		// changed (store/verdicts.go).
+		// changed (store/verdicts).
 		r, err := tx.ExecContext(ctx, d.q(`INSERT INTO pirs (`+pirCols+`, updated_at)
 			SELECT r.id, r.service, r.version, r.environment, CASE WHEN ? <> '' THEN ? ELSE r.team END, ?, ?, '', NULL, '', ?
 			FROM releases r WHERE r.id = ?

@@ -133,3 +133,50 @@ func TimePtr(n sql.NullTime) *time.Time {
 	t := n.Time.UTC()
 	return &t
 }
+
+// AnyTime scans a nullable time that a driver may deliver as time.Time or,
+// from an SQLite expression column, as text in the format the SQLite driver
+// writes (time.Time.String) or RFC 3339.
+type AnyTime struct {
+	Time  time.Time
+	Valid bool
+}
+
+// timeLayouts are the text forms AnyTime accepts.
+var timeLayouts = []string{
+	"2006-01-02 15:04:05.999999999 -0700 MST",
+	"2006-01-02 15:04:05.999999999-07:00",
+	time.RFC3339Nano,
+	"2006-01-02 15:04:05.999999999",
+}
+
+// Scan implements sql.Scanner.
+func (t *AnyTime) Scan(v any) error {
+	switch v := v.(type) {
+	case nil:
+		*t = AnyTime{}
+		return nil
+	case time.Time:
+		*t = AnyTime{Time: v.UTC(), Valid: true}
+		return nil
+	case []byte:
+		return t.parse(string(v))
+	case string:
+		return t.parse(v)
+	}
+	return fmt.Errorf("scan time: unsupported type %T", v)
+}
+
+func (t *AnyTime) parse(s string) error {
+	// time.Time.String may append a monotonic clock reading.
+	if i := strings.Index(s, " m="); i >= 0 {
+		s = s[:i]
+	}
+	for _, layout := range timeLayouts {
+		if v, err := time.Parse(layout, s); err == nil {
+			*t = AnyTime{Time: v.UTC(), Valid: true}
+			return nil
+		}
+	}
+	return fmt.Errorf("scan time: unrecognized format %q", s)
+}

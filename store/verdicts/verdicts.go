@@ -1,4 +1,8 @@
-package store
+// Package verdicts keeps the reconciler's stored verdicts: each
+// deployment's findings as a report judged them, reused by the next report
+// while nothing they were judged by changes (docs/reconciliation.md,
+// "Stored verdicts").
+package verdicts
 
 import (
 	"context"
@@ -13,6 +17,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // Stored verdicts (migration 00025, docs/reconciliation.md#stored-verdicts)
@@ -31,31 +36,48 @@ import (
 // predates a settled deployment; the policy (and the code judging by it)
 // is part of a verdict's key.
 
-// VerdictSettle is how long a deployment's verdict stays volatile after
+// Settle is how long a deployment's verdict stays volatile after
 // its start, and how far before the last check CheckVerdicts reads the
 // records stored since: a record is stamped before its transaction
 // commits, and replicas' clocks differ, by less than this.
-const VerdictSettle = 5 * time.Minute
+const Settle = 5 * time.Minute
+
+// Store is the stored verdicts in one database.
+type Store struct {
+	base *sqldb.DB
+	db   *sqlx.DB
+}
+
+// New returns the stored verdicts in db.
+func New(db *sqldb.DB) *Store { return &Store{base: db, db: db.SQLX()} }
+
+// maxInList bounds the values of one IN (…) list.
+const maxInList = 1000
+
+// placeholders returns "?, ?, …" for n values.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
 
 // verdictStateID is the one row of reconcile_verdict_state.
 const verdictStateID = 1
 
 // CheckVerdicts marks for a recheck the stored verdicts that a record
-// stored since the last check (less VerdictSettle) could change, and
+// stored since the last check (less Settle) could change, and
 // records that the rest hold as of at. It returns the time from which it
 // read records; with no check on record, or with at before the last one
 // (the clock went back), it deletes every verdict and returns the zero
 // time.
-func (d *DB) CheckVerdicts(ctx context.Context, at time.Time) (time.Time, error) {
-	at = ts(at)
+func (d *Store) CheckVerdicts(ctx context.Context, at time.Time) (time.Time, error) {
+	at = sqldb.TS(at)
 	var since time.Time
-	err := d.tx(ctx, func(tx *sqlx.Tx) error {
+	err := d.base.Tx(ctx, func(tx *sqlx.Tx) error {
 		lock := ""
-		if d.dialect == Postgres {
+		if d.base.Dialect() == sqldb.Postgres {
 			lock = " FOR UPDATE"
 		}
-		var last anyTime
-		err := tx.QueryRowContext(ctx, d.q(`SELECT validated_at FROM reconcile_verdict_state WHERE id = ?`+lock), verdictStateID).Scan(&last)
+		var last sqldb.AnyTime
+		err := tx.QueryRowContext(ctx, d.base.Q(`SELECT validated_at FROM reconcile_verdict_state WHERE id = ?`+lock), verdictStateID).Scan(&last)
 		switch {
 		case errors.Is(err, sql.ErrNoRows) || (err == nil && at.Before(last.Time)):
 			for _, s := range d.clearVerdicts() {
@@ -66,12 +88,12 @@ func (d *DB) CheckVerdicts(ctx context.Context, at time.Time) (time.Time, error)
 		case err != nil:
 			return fmt.Errorf("read the verdicts' check: %w", err)
 		default:
-			since = ts(last.Time.Add(-VerdictSettle))
+			since = sqldb.TS(last.Time.Add(-Settle))
 			if err := d.markVerdicts(ctx, tx, since); err != nil {
 				return fmt.Errorf("check verdicts: %w", err)
 			}
 		}
-		_, err = tx.ExecContext(ctx, d.q(`INSERT INTO reconcile_verdict_state (id, validated_at) VALUES (?, ?)
+		_, err = tx.ExecContext(ctx, d.base.Q(`INSERT INTO reconcile_verdict_state (id, validated_at) VALUES (?, ?)
 			ON CONFLICT (id) DO UPDATE SET validated_at = excluded.validated_at`), verdictStateID, at)
 		return err
 	})
@@ -96,67 +118,80 @@ const maxLateChanges = 200
 // required or signed off since was required. The records since are read
 // first (few, by the recorded_at / updated_at indexes), so each marking
 // is an index range of the verdicts, whatever the planner knows of them.
-func (d *DB) markVerdicts(ctx context.Context, tx *sqlx.Tx, since time.Time) error {
+func (d *Store) markVerdicts(ctx context.Context, tx *sqlx.Tx, since time.Time) error {
 	mark := func(query string, args ...any) error {
-		_, err := tx.ExecContext(ctx, d.q(`UPDATE reconcile_verdicts SET recheck = TRUE WHERE NOT recheck AND `+query), args...)
+		_, err := tx.ExecContext(ctx, d.base.Q(`UPDATE reconcile_verdicts SET recheck = TRUE WHERE NOT recheck AND `+query), args...)
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, d.q(`UPDATE reconcile_verdicts SET recheck = TRUE, started_at = d.started_at,
+	if _, err := tx.ExecContext(ctx, d.base.Q(`UPDATE reconcile_verdicts SET recheck = TRUE, started_at = d.started_at,
 		environment = d.environment, service = d.service, team = d.team
 		FROM deployments d WHERE d.id = reconcile_verdicts.deployment_id AND d.updated_at > ?`), since); err != nil {
 		return err
 	}
-	var incidents anyTime
-	if err := tx.QueryRowContext(ctx, d.q(`SELECT min(valid_from) FROM incident_versions WHERE recorded_at > ?`), since).Scan(&incidents); err != nil {
+	var incidents sqldb.AnyTime
+	if err := tx.QueryRowContext(ctx, d.base.Q(`SELECT min(valid_from) FROM incident_versions WHERE recorded_at > ?`), since).Scan(&incidents); err != nil {
 		return err
 	}
 	if incidents.Valid {
-		if err := mark(`started_at >= ?`, ts(incidents.Time)); err != nil {
+		if err := mark(`started_at >= ?`, sqldb.TS(incidents.Time)); err != nil {
 			return err
 		}
 	}
 	type late struct {
-		Key  string  `db:"key"`
-		From anyTime `db:"valid_from"`
+		Key  string        `db:"key"`
+		From sqldb.AnyTime `db:"valid_from"`
 	}
 	var changes, teams []late
-	if err := tx.SelectContext(ctx, &changes, d.q(`SELECT key, min(valid_from) AS valid_from FROM change_versions
+	if err := tx.SelectContext(ctx, &changes, d.base.Q(`SELECT key, min(valid_from) AS valid_from FROM change_versions
 		WHERE recorded_at > ? GROUP BY key ORDER BY key LIMIT ?`), since, maxLateChanges+1); err != nil {
 		return err
 	}
 	if len(changes) > maxLateChanges {
-		var earliest anyTime
-		if err := tx.QueryRowContext(ctx, d.q(`SELECT min(valid_from) FROM change_versions WHERE recorded_at > ?`), since).Scan(&earliest); err != nil {
+		var earliest sqldb.AnyTime
+		if err := tx.QueryRowContext(ctx, d.base.Q(`SELECT min(valid_from) FROM change_versions WHERE recorded_at > ?`), since).Scan(&earliest); err != nil {
 			return err
 		}
-		return mark(`started_at >= ?`, ts(earliest.Time))
+		return mark(`started_at >= ?`, sqldb.TS(earliest.Time))
 	}
 	linked := `d.changes @> jsonb_build_array(?::text)`
-	if d.dialect == SQLite {
+	if d.base.Dialect() == sqldb.SQLite {
 		linked = `EXISTS (SELECT 1 FROM json_each(d.changes) j WHERE j.value = ?)`
 	}
 	for _, c := range changes {
-		if err := mark(`deployment_id IN (SELECT d.id FROM deployments d WHERE d.started_at >= ? AND `+linked+`)`, ts(c.From.Time), c.Key); err != nil {
+		if err := mark(`deployment_id IN (SELECT d.id FROM deployments d WHERE d.started_at >= ? AND `+linked+`)`, sqldb.TS(c.From.Time), c.Key); err != nil {
 			return err
 		}
 	}
-	if err := tx.SelectContext(ctx, &teams, d.q(`SELECT team AS key, min(required_at) AS valid_from FROM pirs
+	if err := tx.SelectContext(ctx, &teams, d.base.Q(`SELECT team AS key, min(required_at) AS valid_from FROM pirs
 		WHERE updated_at > ? GROUP BY team`), since); err != nil {
 		return err
 	}
 	for _, t := range teams {
-		if err := mark(`team = ? AND started_at >= ?`, t.Key, ts(t.From.Time)); err != nil {
+		if err := mark(`team = ? AND started_at >= ?`, t.Key, sqldb.TS(t.From.Time)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// ClearVerdicts deletes every stored verdict: the next report judges each
+// deployment afresh.
+func (d *Store) ClearVerdicts(ctx context.Context) error {
+	return d.base.Tx(ctx, func(tx *sqlx.Tx) error {
+		for _, s := range d.clearVerdicts() {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return fmt.Errorf("clear stored verdicts: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
 // clearVerdicts are the statements that delete every verdict; on
 // PostgreSQL a TRUNCATE, which leaves no dead rows for the next report's
 // writes to wade through.
-func (d *DB) clearVerdicts() []string {
-	if d.dialect == Postgres {
+func (d *Store) clearVerdicts() []string {
+	if d.base.Dialect() == sqldb.Postgres {
 		return []string{`TRUNCATE reconcile_verdict_findings, reconcile_verdicts`}
 	}
 	return []string{`DELETE FROM reconcile_verdict_findings`, `DELETE FROM reconcile_verdicts`}
@@ -167,7 +202,7 @@ func (d *DB) clearVerdicts() []string {
 func verdictFilter(alias string, q core.ReconcileQuery) (string, []any) {
 	var b strings.Builder
 	b.WriteString(alias + ".started_at >= ? AND " + alias + ".started_at < ?")
-	args := []any{ts(q.From), ts(q.To)}
+	args := []any{sqldb.TS(q.From), sqldb.TS(q.To)}
 	for _, f := range []struct{ col, v string }{{"environment", q.Environment}, {"service", q.Service}, {"team", q.Team}} {
 		if v := strings.TrimSpace(f.v); v != "" {
 			b.WriteString(" AND " + alias + "." + f.col + " = ?")
@@ -184,22 +219,22 @@ func verdictFilter(alias string, q core.ReconcileQuery) (string, []any) {
 // deployments updated since, else (a period not judged before) by an
 // anti-join. It counts the settled verdicts the report reuses. With more
 // than limit to judge, the plan is to judge the whole period.
-func (d *DB) PlanVerdicts(ctx context.Context, q core.ReconcileQuery, key string, since time.Time, limit int) (core.VerdictPlan, error) {
+func (d *Store) PlanVerdicts(ctx context.Context, q core.ReconcileQuery, key string, since time.Time, limit int) (core.VerdictPlan, error) {
 	plan, err := d.planVerdicts(ctx, q, key, since, limit)
 	if err != nil {
-		return core.VerdictPlan{}, fmt.Errorf("plan the stored verdicts: %w", translate(err))
+		return core.VerdictPlan{}, fmt.Errorf("plan the stored verdicts: %w", sqldb.Translate(err))
 	}
 	return plan, nil
 }
 
-func (d *DB) planVerdicts(ctx context.Context, q core.ReconcileQuery, key string, since time.Time, limit int) (core.VerdictPlan, error) {
+func (d *Store) planVerdicts(ctx context.Context, q core.ReconcileQuery, key string, since time.Time, limit int) (core.VerdictPlan, error) {
 	whereD, argsD := verdictFilter("d", q)
 	whereV, argsV := verdictFilter("v", q)
 	var deployments, rows, reused, compliant, otherKey sql.NullInt64
-	if err := d.db.QueryRowContext(ctx, d.q(`SELECT count(*) FROM deployments d WHERE `+whereD), argsD...).Scan(&deployments); err != nil {
+	if err := d.db.QueryRowContext(ctx, d.base.Q(`SELECT count(*) FROM deployments d WHERE `+whereD), argsD...).Scan(&deployments); err != nil {
 		return core.VerdictPlan{}, err
 	}
-	if err := d.db.QueryRowContext(ctx, d.q(`SELECT count(*),
+	if err := d.db.QueryRowContext(ctx, d.base.Q(`SELECT count(*),
 		sum(CASE WHEN v.policy_key = ? AND NOT v.recheck THEN 1 ELSE 0 END),
 		sum(CASE WHEN v.policy_key = ? AND NOT v.recheck AND v.findings = 0 THEN 1 ELSE 0 END),
 		sum(CASE WHEN v.policy_key <> ? THEN 1 ELSE 0 END)
@@ -212,12 +247,12 @@ func (d *DB) planVerdicts(ctx context.Context, q core.ReconcileQuery, key string
 	}
 	type unjudged struct {
 		id      string
-		started anyTime
-		created anyTime
+		started sqldb.AnyTime
+		created sqldb.AnyTime
 	}
 	var todo []unjudged
 	collect := func(query string, args ...any) error {
-		rs, err := d.db.QueryContext(ctx, d.q(query), args...)
+		rs, err := d.db.QueryContext(ctx, d.base.Q(query), args...)
 		if err != nil {
 			return err
 		}
@@ -252,7 +287,7 @@ func (d *DB) planVerdicts(ctx context.Context, q core.ReconcileQuery, key string
 		noVerdict := ` AND NOT EXISTS (SELECT 1 FROM reconcile_verdicts v WHERE v.deployment_id = d.id) LIMIT ?`
 		if !since.IsZero() {
 			if err := collect(`SELECT d.id, d.started_at, d.created_at FROM deployments d WHERE d.updated_at > ? AND `+whereD+noVerdict,
-				append(append([]any{ts(since)}, argsD...), missing+1)...); err != nil {
+				append(append([]any{sqldb.TS(since)}, argsD...), missing+1)...); err != nil {
 				return core.VerdictPlan{}, err
 			}
 		}
@@ -263,7 +298,7 @@ func (d *DB) planVerdicts(ctx context.Context, q core.ReconcileQuery, key string
 			}
 		}
 	}
-	cutoff := ts(q.Cutoff)
+	cutoff := sqldb.TS(q.Cutoff)
 	todo = slices.DeleteFunc(todo, func(u unjudged) bool { return u.created.Time.After(cutoff) })
 	slices.SortFunc(todo, func(a, b unjudged) int {
 		if c := a.started.Time.Compare(b.started.Time); c != 0 {
@@ -287,13 +322,13 @@ const verdictsPerInsert = 500
 // the verdict, its findings deleted and written anew). fresh says the
 // deployments have none (ForgetVerdicts): on PostgreSQL they are then
 // written with COPY, several times faster than an upsert per row.
-func (d *DB) SaveVerdicts(ctx context.Context, key string, at time.Time, vs []core.Verdict, fresh bool) error {
+func (d *Store) SaveVerdicts(ctx context.Context, key string, at time.Time, vs []core.Verdict, fresh bool) error {
 	if len(vs) == 0 {
 		return nil
 	}
-	at = ts(at)
-	err := d.tx(ctx, func(tx *sqlx.Tx) error {
-		if fresh && d.dialect == Postgres {
+	at = sqldb.TS(at)
+	err := d.base.Tx(ctx, func(tx *sqlx.Tx) error {
+		if fresh && d.base.Dialect() == sqldb.Postgres {
 			return copyVerdicts(ctx, tx, key, at, vs)
 		}
 		ids := make([]string, len(vs))
@@ -303,7 +338,7 @@ func (d *DB) SaveVerdicts(ctx context.Context, key string, at time.Time, vs []co
 		if err := d.deleteVerdicts(ctx, tx, ids); err != nil {
 			return err
 		}
-		if d.dialect == Postgres {
+		if d.base.Dialect() == sqldb.Postgres {
 			return d.insertVerdictsPG(ctx, tx, key, at, vs)
 		}
 		return d.insertVerdictsSQLite(ctx, tx, key, at, vs)
@@ -316,19 +351,19 @@ func (d *DB) SaveVerdicts(ctx context.Context, key string, at time.Time, vs []co
 
 // ForgetVerdicts deletes the verdicts of q's deployments (its period and
 // filters), before a report judges them all.
-func (d *DB) ForgetVerdicts(ctx context.Context, q core.ReconcileQuery) error {
+func (d *Store) ForgetVerdicts(ctx context.Context, q core.ReconcileQuery) error {
 	where, args := verdictFilter("v", q)
-	err := d.tx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM reconcile_verdict_findings WHERE deployment_id IN
+	err := d.base.Tx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, d.base.Q(`DELETE FROM reconcile_verdict_findings WHERE deployment_id IN
 			(SELECT v.deployment_id FROM reconcile_verdicts v WHERE v.findings > 0 AND `+where+`)`), args...); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, d.q(`DELETE FROM reconcile_verdicts WHERE deployment_id IN
+		_, err := tx.ExecContext(ctx, d.base.Q(`DELETE FROM reconcile_verdicts WHERE deployment_id IN
 			(SELECT v.deployment_id FROM reconcile_verdicts v WHERE `+where+`)`), args...)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("forget the stored verdicts: %w", translate(err))
+		return fmt.Errorf("forget the stored verdicts: %w", sqldb.Translate(err))
 	}
 	return nil
 }
@@ -350,7 +385,7 @@ func copyVerdicts(ctx context.Context, tx *sqlx.Tx, key string, at time.Time, vs
 	err := copyIn("reconcile_verdicts", []string{"deployment_id", "started_at", "environment", "service", "team", "policy_key", "computed_at", "recheck", "findings"},
 		func(add func(args ...any) error) error {
 			for _, v := range vs {
-				if err := add(v.DeploymentID, ts(v.StartedAt), v.Environment, v.Service, v.Team, key, at, v.Volatile, len(v.Findings)); err != nil {
+				if err := add(v.DeploymentID, sqldb.TS(v.StartedAt), v.Environment, v.Service, v.Team, key, at, v.Volatile, len(v.Findings)); err != nil {
 					return err
 				}
 			}
@@ -364,7 +399,7 @@ func copyVerdicts(ctx context.Context, tx *sqlx.Tx, key string, at time.Time, vs
 			for _, v := range vs {
 				for i, f := range v.Findings {
 					f.ID, f.Ack = 0, nil
-					if err := add(v.DeploymentID, i, f.Code, f.Severity, f.Message, f.Ref, mustJSON(f)); err != nil {
+					if err := add(v.DeploymentID, i, f.Code, f.Severity, f.Message, f.Ref, sqldb.MustJSON(f)); err != nil {
 						return err
 					}
 				}
@@ -373,8 +408,8 @@ func copyVerdicts(ctx context.Context, tx *sqlx.Tx, key string, at time.Time, vs
 		})
 }
 
-func (d *DB) deleteVerdicts(ctx context.Context, tx *sqlx.Tx, ids []string) error {
-	if d.dialect == Postgres {
+func (d *Store) deleteVerdicts(ctx context.Context, tx *sqlx.Tx, ids []string) error {
+	if d.base.Dialect() == sqldb.Postgres {
 		_, err := tx.ExecContext(ctx, `DELETE FROM reconcile_verdict_findings WHERE deployment_id = ANY($1::text[])`, pq.Array(ids))
 		return err
 	}
@@ -410,20 +445,20 @@ func newVerdictRows(vs []core.Verdict) verdictRows {
 	var r verdictRows
 	for _, v := range vs {
 		r.ids = append(r.ids, v.DeploymentID)
-		r.started = append(r.started, ts(v.StartedAt).Format(time.RFC3339Nano))
+		r.started = append(r.started, sqldb.TS(v.StartedAt).Format(time.RFC3339Nano))
 		r.envs, r.services, r.teams = append(r.envs, v.Environment), append(r.services, v.Service), append(r.teams, v.Team)
 		r.recheck, r.counts = append(r.recheck, v.Volatile), append(r.counts, int64(len(v.Findings)))
 		for i, f := range v.Findings {
 			f.ID, f.Ack = 0, nil
 			r.fIDs, r.fIdx = append(r.fIDs, v.DeploymentID), append(r.fIdx, int64(i))
 			r.fCodes, r.fSev, r.fMsg, r.fRef = append(r.fCodes, f.Code), append(r.fSev, f.Severity), append(r.fMsg, f.Message), append(r.fRef, f.Ref)
-			r.fDocs = append(r.fDocs, mustJSON(f))
+			r.fDocs = append(r.fDocs, sqldb.MustJSON(f))
 		}
 	}
 	return r
 }
 
-func (d *DB) insertVerdictsPG(ctx context.Context, tx *sqlx.Tx, key string, at time.Time, vs []core.Verdict) error {
+func (d *Store) insertVerdictsPG(ctx context.Context, tx *sqlx.Tx, key string, at time.Time, vs []core.Verdict) error {
 	r := newVerdictRows(vs)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO reconcile_verdicts (deployment_id, started_at, environment, service, team, policy_key, computed_at, recheck, findings)
 		SELECT u.id, u.s::timestamptz, u.e, u.sv, u.t, $6, $7, u.v, u.n
@@ -442,11 +477,11 @@ func (d *DB) insertVerdictsPG(ctx context.Context, tx *sqlx.Tx, key string, at t
 	return err
 }
 
-func (d *DB) insertVerdictsSQLite(ctx context.Context, tx *sqlx.Tx, key string, at time.Time, vs []core.Verdict) error {
+func (d *Store) insertVerdictsSQLite(ctx context.Context, tx *sqlx.Tx, key string, at time.Time, vs []core.Verdict) error {
 	for chunk := range slices.Chunk(vs, verdictsPerInsert) {
 		args := make([]any, 0, len(chunk)*9)
 		for _, v := range chunk {
-			args = append(args, v.DeploymentID, ts(v.StartedAt), v.Environment, v.Service, v.Team, key, at, v.Volatile, len(v.Findings))
+			args = append(args, v.DeploymentID, sqldb.TS(v.StartedAt), v.Environment, v.Service, v.Team, key, at, v.Volatile, len(v.Findings))
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO reconcile_verdicts (deployment_id, started_at, environment, service, team, policy_key, computed_at, recheck, findings) VALUES `+
 			rowsOf(len(chunk), 9)+upsertVerdict, args...); err != nil {
@@ -478,19 +513,19 @@ func rowsOf(n, cols int) string {
 // stored under key — those settled, and those the report judged itself
 // (as of its cut-off) — numbered from 1 in deployment order, and returns
 // how many there are by code and severity.
-func (d *DB) AddVerdictFindings(ctx context.Context, reportID string, q core.ReconcileQuery, key string) (core.ReconcileSummary, error) {
+func (d *Store) AddVerdictFindings(ctx context.Context, reportID string, q core.ReconcileQuery, key string) (core.ReconcileSummary, error) {
 	sum := core.NewReconcileSummary()
 	where, args := verdictFilter("v", q)
 	where += " AND v.findings > 0 AND v.policy_key = ? AND (NOT v.recheck OR v.computed_at = ?)"
-	args = append(args, key, ts(q.Cutoff))
-	err := d.tx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, d.q(`INSERT INTO findings (report_id, seq, deployment_id, code, message, ref, evidence, severity, ack_by)
+	args = append(args, key, sqldb.TS(q.Cutoff))
+	err := d.base.Tx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, d.base.Q(`INSERT INTO findings (report_id, seq, deployment_id, code, message, ref, evidence, severity, ack_by)
 			SELECT ?, row_number() OVER (ORDER BY v.started_at, v.deployment_id, f.idx), f.deployment_id, f.code, f.message, f.ref, f.doc, f.severity, ''
 			FROM reconcile_verdicts v JOIN reconcile_verdict_findings f ON f.deployment_id = v.deployment_id
 			WHERE `+where), append([]any{reportID}, args...)...); err != nil {
 			return fmt.Errorf("copy findings: %w", err)
 		}
-		rs, err := tx.QueryContext(ctx, d.q(`SELECT code, severity, count(*) FROM findings WHERE report_id = ? GROUP BY code, severity`), reportID)
+		rs, err := tx.QueryContext(ctx, d.base.Q(`SELECT code, severity, count(*) FROM findings WHERE report_id = ? GROUP BY code, severity`), reportID)
 		if err != nil {
 			return fmt.Errorf("count findings: %w", err)
 		}
@@ -508,7 +543,7 @@ func (d *DB) AddVerdictFindings(ctx context.Context, reportID string, q core.Rec
 		return rs.Err()
 	})
 	if err != nil {
-		return sum, fmt.Errorf("add stored findings to report %s: %w", reportID, translate(err))
+		return sum, fmt.Errorf("add stored findings to report %s: %w", reportID, sqldb.Translate(err))
 	}
 	return sum, nil
 }

@@ -45,6 +45,10 @@ type Reconciler struct {
 	// NoStoredVerdicts makes every report judge every deployment of its
 	// period, neither reusing nor storing verdicts (see VerdictStore).
 	NoStoredVerdicts bool
+	// MaxJudgedByID is how many deployments without a stored verdict a
+	// report judges by id before it judges its whole period instead (0:
+	// 100,000).
+	MaxJudgedByID int
 }
 
 // NewReconciler wires the service. The reconcile-only rules' thresholds

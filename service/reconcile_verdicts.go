@@ -38,8 +38,8 @@ const (
 )
 
 // maxUnjudged is how many deployments without a stored verdict a report
-// lists to judge by id; past it, it judges its whole period in start
-// order, storing every verdict.
+// lists to judge by id (Reconciler.MaxJudgedByID); past it, it judges its
+// whole period in start order, storing every verdict.
 const maxUnjudged = 100_000
 
 // verdictSettle is how recent a deployment's start leaves its verdict
@@ -74,7 +74,11 @@ func (s *Reconciler) judgeWithVerdicts(ctx context.Context, vs VerdictStore, cp 
 		return core.ReconcileSummary{}, err
 	}
 	key := verdictKey(cp, opts, q.SkipEvidence)
-	plan, err := vs.PlanVerdicts(ctx, q, key, since, maxUnjudged)
+	limit := s.MaxJudgedByID
+	if limit <= 0 {
+		limit = maxUnjudged
+	}
+	plan, err := vs.PlanVerdicts(ctx, q, key, since, limit)
 	if err != nil {
 		return core.ReconcileSummary{}, err
 	}

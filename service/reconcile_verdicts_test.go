@@ -150,8 +150,12 @@ func seedVerdictHistory(t *testing.T, db *store.DB, clock *setClock) verdictHist
 // updated. Each late record changes the findings, so a stale verdict
 // would show. The emergency timers run on (volatile verdicts).
 func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
-	for _, dialect := range []string{store.Postgres, store.SQLite} {
-		t.Run(dialect, func(t *testing.T) {
+	for _, c := range []struct {
+		dialect string
+		byID    int // Reconciler.MaxJudgedByID: 2 makes most reports judge their whole period
+	}{{store.Postgres, 0}, {store.SQLite, 0}, {store.Postgres, 2}, {store.SQLite, 2}} {
+		dialect := c.dialect
+		t.Run(fmt.Sprintf("%s/by-id-max-%d", dialect, c.byID), func(t *testing.T) {
 			ctx := context.Background()
 			clock := &setClock{t: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
 			db, _ := openVerdictStore(t, dialect, clock)
@@ -165,6 +169,7 @@ func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
 			reuse := NewReconciler(db, pols, clock, log, core.ReconcileOptions{})
 			afresh := NewReconciler(db, pols, clock, log, core.ReconcileOptions{})
 			reuse.PageSize, afresh.PageSize, afresh.NoStoredVerdicts = 7, 7, true
+			reuse.MaxJudgedByID = c.byID
 
 			same := func(step string, q core.ReconcileQuery) []core.ReconcileFinding {
 				t.Helper()
@@ -240,6 +245,16 @@ func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
 			}
 			clock.add(3 * 24 * time.Hour) // the emergency review's deadline passes
 			same("days later", q)
+			same("one environment, days later", core.ReconcileQuery{From: h.from, To: h.to, Environment: "production"})
+			src, err := pols.Source(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pols.Put(ctx, []byte(src.Source+"\n"), "admin"); err != nil {
+				t.Fatal(err)
+			}
+			same("under a new policy version", q)
+			same("under a new policy version, again", q)
 		})
 	}
 }

@@ -331,12 +331,14 @@ func (d *Store) SaveVerdicts(ctx context.Context, key string, at time.Time, vs [
 		if fresh && d.base.Dialect() == sqldb.Postgres {
 			return copyVerdicts(ctx, tx, key, at, vs)
 		}
-		ids := make([]string, len(vs))
-		for i, v := range vs {
-			ids[i] = v.DeploymentID
-		}
-		if err := d.deleteVerdicts(ctx, tx, ids); err != nil {
-			return err
+		if !fresh {
+			ids := make([]string, len(vs))
+			for i, v := range vs {
+				ids[i] = v.DeploymentID
+			}
+			if err := d.deleteVerdicts(ctx, tx, ids); err != nil {
+				return err
+			}
 		}
 		if d.base.Dialect() == sqldb.Postgres {
 			return d.insertVerdictsPG(ctx, tx, key, at, vs)
@@ -354,6 +356,19 @@ func (d *Store) SaveVerdicts(ctx context.Context, key string, at time.Time, vs [
 func (d *Store) ForgetVerdicts(ctx context.Context, q core.ReconcileQuery) error {
 	where, args := verdictFilter("v", q)
 	err := d.base.Tx(ctx, func(tx *sqlx.Tx) error {
+		if d.base.Dialect() == sqldb.Postgres && len(args) == 2 {
+			// The whole history, as after a new policy: a TRUNCATE,
+			// where a DELETE of every row takes longer than judging them.
+			var outside bool
+			if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM reconcile_verdicts WHERE started_at < $1)
+				OR EXISTS (SELECT 1 FROM reconcile_verdicts WHERE started_at >= $2)`, args...).Scan(&outside); err != nil {
+				return err
+			}
+			if !outside {
+				_, err := tx.ExecContext(ctx, `TRUNCATE reconcile_verdict_findings, reconcile_verdicts`)
+				return err
+			}
+		}
 		if _, err := tx.ExecContext(ctx, d.base.Q(`DELETE FROM reconcile_verdict_findings WHERE deployment_id IN
 			(SELECT v.deployment_id FROM reconcile_verdicts v WHERE v.findings > 0 AND `+where+`)`), args...); err != nil {
 			return err

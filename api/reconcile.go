@@ -18,6 +18,7 @@ type Reports interface {
 	Get(ctx context.Context, id string) (core.Report, error)
 	List(ctx context.Context, limit int, before string) ([]core.Report, error)
 	Findings(ctx context.Context, id string, fn func(core.ReconcileFinding) error) error
+	FindingsOfCode(ctx context.Context, id, code string, fn func(core.ReconcileFinding) error) error
 	Proofs(ctx context.Context, id string, fn func(core.ControlProof) error) error
 	Ack(ctx context.Context, reportID string, findingID int, comment, actor string) (core.ReconcileFinding, error)
 	Metrics(ctx context.Context, q service.MetricsQuery) (core.ReleaseMetrics, error)
@@ -100,7 +101,9 @@ func (s *Server) getReport(c *echo.Context) error {
 	case "html":
 		resp.Header().Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
 		resp.WriteHeader(http.StatusOK)
-		return writeReportHTML(resp, rep, walk)
+		return writeReportHTML(resp, rep, func(code string, fn func(core.ReconcileFinding) error) error {
+			return s.deps.Reports.FindingsOfCode(ctx, id, code, fn)
+		})
 	}
 	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	resp.WriteHeader(http.StatusOK)

@@ -87,7 +87,16 @@ func addReportFiles(bw *bundle.Writer, rep core.Report, walk findingWalker, proo
 	}{
 		{"report.json", func(b *bytes.Buffer) error { return writeReportJSON(b, rep, walk, proofs) }},
 		{"report.csv", func(b *bytes.Buffer) error { return writeReportCSV(b, walk) }},
-		{"report.html", func(b *bytes.Buffer) error { return writeReportHTML(b, rep, walk) }},
+		{"report.html", func(b *bytes.Buffer) error {
+			return writeReportHTML(b, rep, func(code string, fn func(core.ReconcileFinding) error) error {
+				return walk(func(f core.ReconcileFinding) error {
+					if f.Code != code {
+						return nil
+					}
+					return fn(f)
+				})
+			})
+		}},
 	} {
 		var b bytes.Buffer
 		if err := r.render(&b); err != nil {

@@ -179,12 +179,16 @@ var reportTemplate = template.Must(template.New("report.html").Funcs(template.Fu
 	"timeptr": fmtTimePtr,
 }).ParseFS(templateFS, "templates/report.html"))
 
-// findingGroup is the findings of one code, for the HTML report.
+// findingGroup heads the findings of one code in the HTML report.
 type findingGroup struct {
 	Code        string
 	Remediation string
-	Findings    []core.ReconcileFinding
+	Count       int
 }
+
+// codeWalker calls fn with each finding of a report with one code, in
+// order.
+type codeWalker func(code string, fn func(core.ReconcileFinding) error) error
 
 type countRow struct {
 	Name  string
@@ -201,31 +205,34 @@ func sortedCounts(m map[string]int) []countRow {
 }
 
 // writeReportHTML renders the printable report: summary, then the findings
-// grouped by code with their deployment, lineage and acknowledgement. The
-// page holds every finding, so it reads them all.
-func writeReportHTML(w io.Writer, r core.Report, walk findingWalker) error {
-	groups := map[string]*findingGroup{}
-	err := walk(func(f core.ReconcileFinding) error {
-		g := groups[f.Code]
-		if g == nil {
-			g = &findingGroup{Code: f.Code, Remediation: core.Remediation(f.Code)}
-			groups[f.Code] = g
-		}
-		g.Findings = append(g.Findings, f)
-		return nil
-	})
-	if err != nil {
+// grouped by code (in code order, each group in finding order) with their
+// deployment, lineage and acknowledgement. It streams: a group's findings
+// are read and written one at a time, so memory does not grow with the
+// report.
+func writeReportHTML(w io.Writer, r core.Report, walk codeWalker) error {
+	byCode := sortedCounts(r.Summary.ByCode)
+	if err := reportTemplate.ExecuteTemplate(w, "head", map[string]any{
+		"Report": r, "ByCode": byCode, "BySeverity": sortedCounts(r.Summary.BySeverity),
+	}); err != nil {
 		return err
 	}
-	list := make([]*findingGroup, 0, len(groups))
-	for _, g := range groups {
-		list = append(list, g)
+	groups := 0
+	for _, c := range byCode {
+		if c.Count == 0 {
+			continue
+		}
+		groups++
+		if err := reportTemplate.ExecuteTemplate(w, "group", findingGroup{Code: c.Name, Remediation: core.Remediation(c.Name), Count: c.Count}); err != nil {
+			return err
+		}
+		if err := walk(c.Name, func(f core.ReconcileFinding) error { return reportTemplate.ExecuteTemplate(w, "finding", f) }); err != nil {
+			return err
+		}
 	}
-	slices.SortFunc(list, func(a, b *findingGroup) int { return strings.Compare(a.Code, b.Code) })
-	return reportTemplate.Execute(w, map[string]any{
-		"Report":     r,
-		"Groups":     list,
-		"ByCode":     sortedCounts(r.Summary.ByCode),
-		"BySeverity": sortedCounts(r.Summary.BySeverity),
-	})
+	if groups == 0 {
+		if err := reportTemplate.ExecuteTemplate(w, "none", nil); err != nil {
+			return err
+		}
+	}
+	return reportTemplate.ExecuteTemplate(w, "foot", nil)
 }

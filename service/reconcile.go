@@ -24,6 +24,7 @@ type ReconcileStore interface {
 	GetReport(ctx context.Context, id string) (core.Report, error)
 	ListReports(ctx context.Context, kind string, limit int, before string) ([]core.Report, error)
 	ReportFindings(ctx context.Context, reportID string, fn func(core.ReconcileFinding) error) error
+	ReportFindingsOfCode(ctx context.Context, reportID, code string, fn func(core.ReconcileFinding) error) error
 	AckFinding(ctx context.Context, reportID string, id int, by, comment string, at time.Time) (core.ReconcileFinding, error)
 	IncidentsOpenedBetween(ctx context.Context, from, to time.Time, fn func(core.Incident)) error
 	IncidentsByKey(ctx context.Context, keys []string, fn func(core.Incident)) error
@@ -170,6 +171,12 @@ func (s *Reconciler) Findings(ctx context.Context, id string, fn func(core.Recon
 		return err
 	}
 	return s.store.ReportFindings(ctx, id, fn)
+}
+
+// FindingsOfCode calls fn with each finding of a report with the given
+// code, in order.
+func (s *Reconciler) FindingsOfCode(ctx context.Context, id, code string, fn func(core.ReconcileFinding) error) error {
+	return s.store.ReportFindingsOfCode(ctx, id, code, fn)
 }
 
 // Proofs calls fn with each control proof of a report (one filtered by a

@@ -281,6 +281,19 @@ const findingsPage = 1000
 // ReportFindings calls fn with each finding of the report in order, read in
 // keyset pages (no cursor open while fn runs).
 func (d *DB) ReportFindings(ctx context.Context, reportID string, fn func(core.ReconcileFinding) error) error {
+	return d.reportFindings(ctx, reportID, "", fn)
+}
+
+// ReportFindingsOfCode calls fn with each finding of a report with the
+// given code, in order (the HTML report renders a code at a time).
+func (d *DB) ReportFindingsOfCode(ctx context.Context, reportID, code string, fn func(core.ReconcileFinding) error) error {
+	if code == "" {
+		return core.Invalid("code", "is required")
+	}
+	return d.reportFindings(ctx, reportID, code, fn)
+}
+
+func (d *DB) reportFindings(ctx context.Context, reportID, code string, fn func(core.ReconcileFinding) error) error {
 	evidence := "evidence"
 	if d.dialect == Postgres {
 		evidence = "evidence::text"
@@ -289,7 +302,7 @@ func (d *DB) ReportFindings(ctx context.Context, reportID string, fn func(core.R
 	for {
 		var rows []findingRow
 		err := d.db.SelectContext(ctx, &rows, d.q(`SELECT seq, `+evidence+` AS evidence, ack_by, ack_at, ack_comment FROM findings
-			WHERE report_id = ? AND seq > ? ORDER BY seq LIMIT ?`), reportID, after, findingsPage)
+			WHERE report_id = ? AND (? = '' OR code = ?) AND seq > ? ORDER BY seq LIMIT ?`), reportID, code, code, after, findingsPage)
 		if err != nil {
 			return fmt.Errorf("read findings of report %s: %w", reportID, translate(err))
 		}

@@ -29,6 +29,7 @@ func buildScheduler(cfg *config.Config, rec *service.Reconciler, db *store.DB, r
 	holder := fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()[:8])
 	sch := service.NewScheduler(rec, db, schedules, cfg.Retention(), holder, clock, log)
 	sch.OnMetrics = releaseGauges(reg)
+	sch.VerdictsEvery = cfg.VerdictsEvery()
 	return sch, nil
 }
 

@@ -73,6 +73,10 @@ type Config struct {
 	// (default 400d).
 	Reports          []ReportSchedule `yaml:"reports"`
 	ReportsRetention *Period          `yaml:"reports_retention"`
+	// VerdictsRefresh is how often the replica holding the reports lease
+	// brings the reconciler's stored verdicts up to date, so that reports
+	// find them judged (default 5m; "0s" turns it off).
+	VerdictsRefresh *Period `yaml:"verdicts_refresh"`
 }
 
 // GateConfig configures the gate check.

@@ -109,6 +109,22 @@ func (c *Config) validateReports(bad func(field, format string, args ...any)) {
 	if c.ReportsRetention != nil && c.ReportsRetention.D() < 24*time.Hour {
 		bad("reports_retention", "must be at least 1d")
 	}
+	if v := c.VerdictsRefresh; v != nil && v.D() != 0 && (v.D() < 10*time.Second || v.D() > 24*time.Hour) {
+		bad("verdicts_refresh", "must be 0s (off) or between 10s and 24h")
+	}
+}
+
+// DefaultVerdictsRefresh is how often stored verdicts are brought up to
+// date unless configured.
+const DefaultVerdictsRefresh = Period(5 * time.Minute)
+
+// VerdictsEvery is how often the stored verdicts are brought up to date
+// (0: never).
+func (c *Config) VerdictsEvery() time.Duration {
+	if c.VerdictsRefresh == nil {
+		return DefaultVerdictsRefresh.D()
+	}
+	return c.VerdictsRefresh.D()
 }
 
 // Retention is how long reports are kept.

@@ -67,6 +67,11 @@ type Scheduler struct {
 	OnMetrics     func(core.ReleaseMetrics)
 	MetricsWindow time.Duration
 	lastMetrics   time.Time
+	// VerdictsEvery is how often the lease holder brings the stored
+	// verdicts up to date (Reconciler.RefreshVerdicts), so that reports
+	// find the deployments judged; 0 never.
+	VerdictsEvery time.Duration
+	lastVerdicts  time.Time
 	// Tick is how often Run looks for due work (default 30s); the lease
 	// lasts LeaseTTL (default 10m) and is renewed every tick, so a long run
 	// keeps it.
@@ -110,7 +115,8 @@ func (s *Scheduler) Run(ctx context.Context) {
 // scheduler started, for a schedule that never ran) has come runs once,
 // for the latest fire time passed (a replica that was down does not
 // replay every missed run); then, at most hourly, old reports are deleted
-// and the release metrics handed to OnMetrics.
+// and the release metrics handed to OnMetrics; every VerdictsEvery, the
+// stored verdicts are brought up to date.
 func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 	s.tickMu.Lock()
 	defer s.tickMu.Unlock()
@@ -161,6 +167,13 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 		} else {
 			s.lastMetrics = now
 			s.OnMetrics(m)
+		}
+	}
+	if s.VerdictsEvery > 0 && now.Sub(s.lastVerdicts) >= s.VerdictsEvery {
+		if _, err := s.rec.RefreshVerdicts(ctx); err != nil {
+			errs = append(errs, err)
+		} else {
+			s.lastVerdicts = now
 		}
 	}
 	if len(errs) > 0 {

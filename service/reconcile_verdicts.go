@@ -55,7 +55,7 @@ const verdictSettle = 5 * time.Minute
 // as judgeEach's: a verdict is reused only while nothing it was judged by
 // has changed.
 func (s *Reconciler) judgeWithVerdicts(ctx context.Context, vs VerdictStore, cp *core.CompiledPolicy, q core.ReconcileQuery, opts core.ReconcileOptions, id string) (core.ReconcileSummary, error) {
-	held, err := vs.AcquireLease(ctx, verdictLease, id, verdictLeaseTTL)
+	held, err := s.awaitVerdictLease(ctx, vs, id, verdictLeaseWait)
 	if err != nil {
 		return core.ReconcileSummary{}, err
 	}
@@ -63,15 +63,27 @@ func (s *Reconciler) judgeWithVerdicts(ctx context.Context, vs VerdictStore, cp 
 		s.log.InfoContext(ctx, "another report is using the stored verdicts: judging every deployment", "report", id)
 		return s.judgeEach(ctx, cp, q, opts, id)
 	}
-	defer func() {
-		if err := vs.ReleaseLease(context.WithoutCancel(ctx), verdictLease, id); err != nil {
-			s.log.WarnContext(ctx, "could not release the verdicts' lease", "report", id, "error", err)
-		}
-	}()
+	defer s.releaseVerdictLease(ctx, vs, id)
+	sum, _, err := s.judgeStored(ctx, vs, cp, q, opts, id, true)
+	return sum, err
+}
+
+// releaseVerdictLease gives the verdicts' lease up.
+func (s *Reconciler) releaseVerdictLease(ctx context.Context, vs VerdictStore, holder string) {
+	if err := vs.ReleaseLease(context.WithoutCancel(ctx), verdictLease, holder); err != nil {
+		s.log.WarnContext(ctx, "could not release the verdicts' lease", "holder", holder, "error", err)
+	}
+}
+
+// judgeStored is judgeWithVerdicts under the lease, which id holds: it
+// checks and plans the stored verdicts, judges what the plan lists and
+// stores the verdicts, and, when report, gives report id the findings.
+// It returns the summary (when report) and how many deployments it judged.
+func (s *Reconciler) judgeStored(ctx context.Context, vs VerdictStore, cp *core.CompiledPolicy, q core.ReconcileQuery, opts core.ReconcileOptions, id string, report bool) (core.ReconcileSummary, int, error) {
 	started := time.Now()
 	since, err := vs.CheckVerdicts(ctx, q.Cutoff)
 	if err != nil {
-		return core.ReconcileSummary{}, err
+		return core.ReconcileSummary{}, 0, err
 	}
 	key := verdictKey(cp, opts, q.SkipEvidence)
 	limit := s.MaxJudgedByID
@@ -80,13 +92,13 @@ func (s *Reconciler) judgeWithVerdicts(ctx context.Context, vs VerdictStore, cp 
 	}
 	plan, err := vs.PlanVerdicts(ctx, q, key, since, limit)
 	if err != nil {
-		return core.ReconcileSummary{}, err
+		return core.ReconcileSummary{}, 0, err
 	}
 	if !plan.ByID {
 		// Every deployment of the period is judged: its verdicts go first,
 		// so the new ones are written without an upsert each.
 		if err := vs.ForgetVerdicts(ctx, q); err != nil {
-			return core.ReconcileSummary{}, err
+			return core.ReconcileSummary{}, 0, err
 		}
 	}
 	scan := q
@@ -110,17 +122,70 @@ func (s *Reconciler) judgeWithVerdicts(ctx context.Context, vs VerdictStore, cp 
 		return vs.SaveVerdicts(ctx, key, q.Cutoff, batch, !plan.ByID)
 	})
 	if err != nil {
-		return core.ReconcileSummary{}, err
+		return core.ReconcileSummary{}, 0, err
 	}
-	sum, err := vs.AddVerdictFindings(ctx, id, q, key)
-	if err != nil {
-		return core.ReconcileSummary{}, err
+	sum := core.NewReconcileSummary()
+	if report {
+		if sum, err = vs.AddVerdictFindings(ctx, id, q, key); err != nil {
+			return core.ReconcileSummary{}, 0, err
+		}
 	}
 	sum.DeploymentsChecked = plan.Reused + judged.DeploymentsChecked
 	sum.Compliant = plan.ReusedCompliant + judged.Compliant
 	s.log.DebugContext(ctx, "stored verdicts", "report", id, "reused", plan.Reused, "judged", judged.DeploymentsChecked,
 		"by_id", plan.ByID, "took", time.Since(started))
-	return sum, nil
+	return sum, judged.DeploymentsChecked, nil
+}
+
+// verdictLeaseWait is how long a report waits for another report or a
+// refresh to finish with the stored verdicts before it judges afresh.
+const verdictLeaseWait = 30 * time.Second
+
+// awaitVerdictLease takes the verdicts' lease for holder, waiting up to
+// wait for its holder to finish.
+func (s *Reconciler) awaitVerdictLease(ctx context.Context, vs VerdictStore, holder string, wait time.Duration) (bool, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		held, err := vs.AcquireLease(ctx, verdictLease, holder, verdictLeaseTTL)
+		if err != nil || held || !time.Now().Before(deadline) {
+			return held, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// RefreshVerdicts brings the stored verdicts up to date without a report:
+// it judges, under the policy in force, every deployment of the last five
+// years whose verdict is missing or may have changed, so that the next
+// report finds them judged. It returns how many it judged; when a report
+// holds the verdicts it does nothing.
+func (s *Reconciler) RefreshVerdicts(ctx context.Context) (int, error) {
+	vs, ok := s.store.(VerdictStore)
+	if !ok || s.NoStoredVerdicts {
+		return 0, nil
+	}
+	holder := "refresh:" + newID()
+	held, err := s.awaitVerdictLease(ctx, vs, holder, 0)
+	if err != nil || !held {
+		return 0, err
+	}
+	defer s.releaseVerdictLease(ctx, vs, holder)
+	cp := s.policies.Current()
+	now := s.clock.Now().UTC().Truncate(time.Microsecond)
+	q := core.ReconcileQuery{From: now.Add(-maxReportPeriod), To: now.Add(time.Minute), Cutoff: now, SkipEvidence: !cp.RequiresAnyEvidence()}
+	started := time.Now()
+	_, judged, err := s.judgeStored(ctx, vs, cp, q, s.opts.Over(cp.ReconcileOptions()), holder, false)
+	if err != nil {
+		return 0, fmt.Errorf("refresh stored verdicts: %w", err)
+	}
+	if judged > 0 {
+		s.log.InfoContext(ctx, "stored verdicts refreshed", "judged", judged, "took", time.Since(started))
+	}
+	return judged, nil
 }
 
 // verdictKey names what a verdict was judged by: the policy version, the

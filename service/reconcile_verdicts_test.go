@@ -260,8 +260,9 @@ func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
 }
 
 // TestStoredVerdictIsWhatTheNextReportReads: a report does reuse the
-// verdicts stored by the one before (a verdict altered in the store shows
-// in the next report), and a new policy version judges afresh.
+// verdicts stored before it — by the scheduler's refresh (a verdict
+// altered in the store shows in the next report) — and a new policy
+// version judges afresh.
 func TestStoredVerdictIsWhatTheNextReportReads(t *testing.T) {
 	ctx := context.Background()
 	clock := &setClock{t: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
@@ -275,7 +276,20 @@ func TestStoredVerdictIsWhatTheNextReportReads(t *testing.T) {
 	clock.add(time.Hour)
 	rec := NewReconciler(db, pols, clock, log, core.ReconcileOptions{})
 	q := core.ReconcileQuery{From: h.from, To: h.to}
-	first, _ := runReport(t, rec, q)
+	// The scheduler's refresh judges every deployment; the next refresh
+	// only those whose verdicts serve one report (emergency timers).
+	all, err := rec.RefreshVerdicts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.add(time.Minute)
+	again, err := rec.RefreshVerdicts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all < 50 || again == 0 || again >= all/5 {
+		t.Fatalf("the refreshes judged %d, then %d deployments", all, again)
+	}
 	raw, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -285,14 +299,17 @@ func TestStoredVerdictIsWhatTheNextReportReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.add(time.Minute)
-	second, _ := runReport(t, rec, q)
+	second, sum := runReport(t, rec, q)
 	stored := 0
 	for _, f := range second {
 		if f.Message == "from the store" {
 			stored++
 		}
 	}
-	if stored == 0 || stored == len(first) {
+	if sum.DeploymentsChecked != all {
+		t.Fatalf("the report checked %d deployments; the refresh judged %d", sum.DeploymentsChecked, all)
+	}
+	if stored == 0 || stored == len(second) {
 		t.Fatalf("%d of %d findings came from stored verdicts; want all but the volatile ones", stored, len(second))
 	}
 	src, err := pols.Source(ctx)

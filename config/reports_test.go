@@ -34,8 +34,11 @@ reports_retention: 90d
 	if strings.Contains(buf.String(), "XXXXSECRET") || !strings.Contains(buf.String(), "weekly-prod") {
 		t.Errorf("start-up log: %s", buf.String())
 	}
-	if d, _ := Parse(nil, env); d.Retention() != 400*24*time.Hour {
-		t.Errorf("default retention %v", d.Retention())
+	if d, _ := Parse(nil, env); d.Retention() != 400*24*time.Hour || d.VerdictsEvery() != 5*time.Minute {
+		t.Errorf("default retention %v, verdicts refresh %v", d.Retention(), d.VerdictsEvery())
+	}
+	if off, err := Parse([]byte("verdicts_refresh: 0s"), env); err != nil || off.VerdictsEvery() != 0 {
+		t.Errorf("verdicts_refresh: 0s → %v, %v; want off", off.VerdictsEvery(), err)
 	}
 	for _, tc := range []struct{ yaml, field string }{
 		{"reports: [{name: a, cron: \"61 * * * *\", period: 7d}]", "reports[0].cron"},
@@ -44,6 +47,8 @@ reports_retention: 90d
 		{"reports: [{name: a, cron: \"@daily\", period: 7d}, {name: a, cron: \"@daily\", period: 7d}]", "reports[1].name"},
 		{"reports: [{name: \"bad name\", cron: \"@daily\", period: 7d}]", "reports[0].name"},
 		{"reports_retention: 1h", "reports_retention"},
+		{"verdicts_refresh: 2s", "verdicts_refresh"},
+		{"verdicts_refresh: 2d", "verdicts_refresh"},
 	} {
 		if _, err := Parse([]byte(tc.yaml), env); err == nil || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: err %v, want one naming %s", tc.yaml, err, tc.field)

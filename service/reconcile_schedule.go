@@ -169,6 +169,10 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 			s.OnMetrics(m)
 		}
 	}
+	if s.lastVerdicts.IsZero() {
+		// The first refresh comes a minute after start, not amid it.
+		s.lastVerdicts = s.started.Add(time.Minute - s.VerdictsEvery)
+	}
 	if s.VerdictsEvery > 0 && now.Sub(s.lastVerdicts) >= s.VerdictsEvery {
 		if _, err := s.rec.RefreshVerdicts(ctx); err != nil {
 			errs = append(errs, err)

@@ -105,7 +105,18 @@ func (s *Reconciler) judgeStored(ctx context.Context, vs VerdictStore, cp *core.
 	scan.ByID, scan.Deployments = plan.ByID, plan.Deployments
 	judged := core.NewReconcileSummary()
 	var batch []core.Verdict
+	pageStart := time.Now()
 	err = s.store.ReconcileScan(ctx, scan, cp.IsMajor, s.PageSize, func(page []core.DeploymentFacts) error {
+		if !report {
+			// A refresh is background work: it rests refreshRest times as
+			// long as each page took (reading and judging it), so that it
+			// never takes more than a fraction of the machine from the
+			// gate, however much it has to judge.
+			if err := sleepCtx(ctx, time.Duration(refreshRest*float64(time.Since(pageStart)))); err != nil {
+				return err
+			}
+			defer func() { pageStart = time.Now() }()
+		}
 		if _, err := vs.AcquireLease(ctx, verdictLease, id, verdictLeaseTTL); err != nil {
 			return err
 		}
@@ -135,6 +146,25 @@ func (s *Reconciler) judgeStored(ctx context.Context, vs VerdictStore, cp *core.
 	s.log.DebugContext(ctx, "stored verdicts", "report", id, "reused", plan.Reused, "judged", judged.DeploymentsChecked,
 		"by_id", plan.ByID, "took", time.Since(started))
 	return sum, judged.DeploymentsChecked, nil
+}
+
+// refreshRest is how long a refresh rests after each page, as a multiple
+// of the time the page took: 3 keeps it to about a quarter of the time.
+const refreshRest = 3.0
+
+// sleepCtx waits d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // verdictLeaseWait is how long a report waits for another report or a

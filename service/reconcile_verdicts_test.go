@@ -31,6 +31,12 @@ func (c *setClock) Now() time.Time {
 	return c.t
 }
 
+func (c *setClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
 func (c *setClock) add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -352,3 +358,45 @@ func mustJSON(t *testing.T, v any) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSchedulerRefreshesVerdicts: the reports lease holder's first
+// refresh comes a minute after it starts, not amid it, then every
+// VerdictsEvery.
+func TestSchedulerRefreshesVerdicts(t *testing.T) {
+	ctx := context.Background()
+	clock := &setClock{t: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
+	db, path := openVerdictStore(t, store.SQLite, clock)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pols := NewPolicies(db, log)
+	if err := pols.Load(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	seedVerdictHistory(t, db, clock)
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	stored := func() (n int) {
+		t.Helper()
+		if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM reconcile_verdicts`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	start := clock.Now()
+	sch := NewScheduler(NewReconciler(db, pols, clock, log, core.ReconcileOptions{}), db, nil, 0, "replica-a", clock, log)
+	sch.VerdictsEvery = 5 * time.Minute
+	for _, step := range []struct {
+		after time.Duration
+		want  bool // verdicts stored by then
+	}{{0, false}, {30 * time.Second, false}, {time.Minute, true}} {
+		clock.set(start.Add(step.after))
+		if err := sch.TickAt(ctx, clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if got := stored() > 0; got != step.want {
+			t.Fatalf("%v after start: verdicts stored %v, want %v", step.after, got, step.want)
+		}
+	}
+}

@@ -165,6 +165,13 @@ type Verdict struct {
 	Volatile bool
 }
 
+// VerdictSettle is how long after its start a deployment's verdict stays
+// volatile (records of its start may still be arriving), and how far
+// before the last check of the stored verdicts the next one reads the
+// records stored since: a record is stamped before its transaction
+// commits, and replicas' clocks differ, by less than this.
+const VerdictSettle = 5 * time.Minute
+
 // VerdictPlan is what a report that reuses stored verdicts must judge.
 type VerdictPlan struct {
 	// ByID: only the Deployments listed (in start order); otherwise every

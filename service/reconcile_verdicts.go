@@ -29,9 +29,10 @@ type VerdictStore interface {
 	AddVerdictFindings(ctx context.Context, reportID string, q core.ReconcileQuery, key string) (core.ReconcileSummary, error)
 }
 
-// verdictLease serializes the reports that check, write and read stored
-// verdicts, across replicas: a report that cannot take it judges every
-// deployment itself and stores nothing.
+// verdictLease serializes the reports and refreshes that check, write and
+// read stored verdicts, across replicas: a report that cannot take it
+// within verdictLeaseWait judges every deployment itself and stores
+// nothing.
 const (
 	verdictLease    = "reconcile-verdicts"
 	verdictLeaseTTL = 10 * time.Minute
@@ -41,10 +42,6 @@ const (
 // lists to judge by id (Reconciler.MaxJudgedByID); past it, it judges its
 // whole period in start order, storing every verdict.
 const maxUnjudged = 100_000
-
-// verdictSettle is how recent a deployment's start leaves its verdict
-// volatile: records of its start may still be arriving.
-const verdictSettle = 5 * time.Minute
 
 // judgeWithVerdicts judges the deployments of q that have no stored
 // verdict under the policy in force (all of them the first time, or after
@@ -127,7 +124,7 @@ func (s *Reconciler) judgeStored(ctx context.Context, vs VerdictStore, cp *core.
 			d := &df.Deployment
 			batch = append(batch, core.Verdict{
 				DeploymentID: d.ID, StartedAt: d.StartedAt, Environment: d.Environment, Service: d.Service, Team: d.Team,
-				Findings: fs, Volatile: dec.Emergency || d.StartedAt.After(q.Cutoff.Add(-verdictSettle)),
+				Findings: fs, Volatile: dec.Emergency || d.StartedAt.After(q.Cutoff.Add(-core.VerdictSettle)),
 			})
 		}
 		return vs.SaveVerdicts(ctx, key, q.Cutoff, batch, !plan.ByID)

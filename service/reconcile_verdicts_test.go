@@ -16,7 +16,6 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
 	"github.com/tollgate-dev/tollgate/store"
-	"github.com/tollgate-dev/tollgate/store/verdicts"
 )
 
 // setClock is a clock the test moves by hand.
@@ -242,7 +241,7 @@ func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
 				l.record()
 				// Past the check's margin: the next step's check no longer
 				// reads this record, so each step shows its own kind.
-				clock.add(verdicts.Settle + time.Minute)
+				clock.add(core.VerdictSettle + time.Minute)
 				got := same("after "+l.name, q)
 				if mustJSON(t, got) == mustJSON(t, prev) {
 					t.Fatalf("%s changed no finding: the step proves nothing", l.name)

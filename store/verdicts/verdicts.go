@@ -24,8 +24,9 @@ import (
 // keep each deployment's findings as a report judged them, so that the
 // next report over the same deployments copies them instead of reading
 // every deployment's facts and judging it again. A verdict holds while
-// nothing it was judged by changes: CheckVerdicts deletes those a record
-// stored since the last check could change, before a report reads any.
+// nothing it was judged by changes: CheckVerdicts marks for a recheck
+// those a record stored since the last check could change, before a
+// report reads any.
 //
 // What can change a settled deployment's verdict is a record whose
 // validity starts before the deployment but that was stored after the
@@ -35,12 +36,6 @@ import (
 // effect when tollgate stamps them, so nothing stored after a verdict
 // predates a settled deployment; the policy (and the code judging by it)
 // is part of a verdict's key.
-
-// Settle is how long a deployment's verdict stays volatile after
-// its start, and how far before the last check CheckVerdicts reads the
-// records stored since: a record is stamped before its transaction
-// commits, and replicas' clocks differ, by less than this.
-const Settle = 5 * time.Minute
 
 // Store is the stored verdicts in one database.
 type Store struct {
@@ -63,7 +58,7 @@ func placeholders(n int) string {
 const verdictStateID = 1
 
 // CheckVerdicts marks for a recheck the stored verdicts that a record
-// stored since the last check (less Settle) could change, and
+// stored since the last check (less core.VerdictSettle) could change, and
 // records that the rest hold as of at. It returns the time from which it
 // read records; with no check on record, or with at before the last one
 // (the clock went back), it deletes every verdict and returns the zero
@@ -88,7 +83,7 @@ func (d *Store) CheckVerdicts(ctx context.Context, at time.Time) (time.Time, err
 		case err != nil:
 			return fmt.Errorf("read the verdicts' check: %w", err)
 		default:
-			since = sqldb.TS(last.Time.Add(-Settle))
+			since = sqldb.TS(last.Time.Add(-core.VerdictSettle))
 			if err := d.markVerdicts(ctx, tx, since); err != nil {
 				return fmt.Errorf("check verdicts: %w", err)
 			}

@@ -33,6 +33,12 @@ func (c *stepClock) Now() time.Time {
 	return c.t
 }
 
+func (c *stepClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
 func (c *stepClock) add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

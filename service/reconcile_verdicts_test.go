@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,30 +16,6 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/testpg"
 	"github.com/tollgate-dev/tollgate/store"
 )
-
-// setClock is a clock the test moves by hand.
-type setClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *setClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *setClock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *setClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // openVerdictStore opens a migrated store and returns it with its SQLite
 // file ("" on PostgreSQL).
@@ -73,7 +48,7 @@ type verdictHistory struct {
 	oldRelease string // its review is pending from hour 10
 }
 
-func seedVerdictHistory(t *testing.T, db *store.DB, clock *setClock) verdictHistory {
+func seedVerdictHistory(t *testing.T, db *store.DB, clock *stepClock) verdictHistory {
 	t.Helper()
 	ctx := context.Background()
 	base := clock.Now().Add(-10 * 24 * time.Hour).Truncate(time.Hour)
@@ -145,6 +120,30 @@ func seedVerdictHistory(t *testing.T, db *store.DB, clock *setClock) verdictHist
 	return h
 }
 
+// verdictWorld is a store seeded with verdictHistory, its policies and a
+// clock an hour after the history was recorded.
+type verdictWorld struct {
+	clock *stepClock
+	db    *store.DB
+	path  string // the SQLite file ("" on PostgreSQL)
+	pols  *Policies
+	log   *slog.Logger
+	h     verdictHistory
+}
+
+func newVerdictWorld(t *testing.T, dialect string) verdictWorld {
+	t.Helper()
+	w := verdictWorld{clock: &stepClock{t: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	w.db, w.path = openVerdictStore(t, dialect, w.clock)
+	w.pols = NewPolicies(w.db, w.log)
+	if err := w.pols.Load(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.h = seedVerdictHistory(t, w.db, w.clock)
+	w.clock.add(time.Hour)
+	return w
+}
+
 // TestStoredVerdictsMatchJudgingAfresh: a report that reuses stored
 // verdicts says exactly what a report judging every deployment afresh
 // says (the same findings, numbered alike, and the same summary) — on
@@ -162,15 +161,8 @@ func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
 		dialect := c.dialect
 		t.Run(fmt.Sprintf("%s/by-id-max-%d", dialect, c.byID), func(t *testing.T) {
 			ctx := context.Background()
-			clock := &setClock{t: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
-			db, _ := openVerdictStore(t, dialect, clock)
-			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			pols := NewPolicies(db, log)
-			if err := pols.Load(ctx, nil); err != nil {
-				t.Fatal(err)
-			}
-			h := seedVerdictHistory(t, db, clock)
-			clock.add(time.Hour)
+			w := newVerdictWorld(t, dialect)
+			clock, db, pols, log, h := w.clock, w.db, w.pols, w.log, w.h
 			reuse := NewReconciler(db, pols, clock, log, core.ReconcileOptions{})
 			afresh := NewReconciler(db, pols, clock, log, core.ReconcileOptions{})
 			reuse.PageSize, afresh.PageSize, afresh.NoStoredVerdicts = 7, 7, true
@@ -251,13 +243,7 @@ func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
 			clock.add(3 * 24 * time.Hour) // the emergency review's deadline passes
 			same("days later", q)
 			same("one environment, days later", core.ReconcileQuery{From: h.from, To: h.to, Environment: "production"})
-			src, err := pols.Source(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := pols.Put(ctx, []byte(src.Source+"\n"), "admin"); err != nil {
-				t.Fatal(err)
-			}
+			newPolicyVersion(t, pols)
 			same("under a new policy version", q)
 			same("under a new policy version, again", q)
 		})
@@ -270,15 +256,8 @@ func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
 // version judges afresh.
 func TestStoredVerdictIsWhatTheNextReportReads(t *testing.T) {
 	ctx := context.Background()
-	clock := &setClock{t: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
-	db, path := openVerdictStore(t, store.SQLite, clock)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pols := NewPolicies(db, log)
-	if err := pols.Load(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	h := seedVerdictHistory(t, db, clock)
-	clock.add(time.Hour)
+	w := newVerdictWorld(t, store.SQLite)
+	clock, db, path, pols, log, h := w.clock, w.db, w.path, w.pols, w.log, w.h
 	rec := NewReconciler(db, pols, clock, log, core.ReconcileOptions{})
 	q := core.ReconcileQuery{From: h.from, To: h.to}
 	// The scheduler's refresh judges every deployment; the next refresh
@@ -317,19 +296,26 @@ func TestStoredVerdictIsWhatTheNextReportReads(t *testing.T) {
 	if stored == 0 || stored == len(second) {
 		t.Fatalf("%d of %d findings came from stored verdicts; want all but the volatile ones", stored, len(second))
 	}
-	src, err := pols.Source(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pols.Put(ctx, []byte(src.Source+"\n"), "admin"); err != nil {
-		t.Fatal(err)
-	}
+	newPolicyVersion(t, pols)
 	clock.add(time.Minute)
 	third, _ := runReport(t, rec, q)
 	for _, f := range third {
 		if f.Message == "from the store" {
 			t.Fatalf("a new policy version reused a verdict: %+v", f)
 		}
+	}
+}
+
+// newPolicyVersion puts the policy in force again, as a new version.
+func newPolicyVersion(t *testing.T, pols *Policies) {
+	t.Helper()
+	ctx := context.Background()
+	src, err := pols.Source(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pols.Put(ctx, []byte(src.Source+"\n"), "admin"); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -363,14 +349,8 @@ func ptr[T any](v T) *T { return &v }
 // VerdictsEvery.
 func TestSchedulerRefreshesVerdicts(t *testing.T) {
 	ctx := context.Background()
-	clock := &setClock{t: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}
-	db, path := openVerdictStore(t, store.SQLite, clock)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pols := NewPolicies(db, log)
-	if err := pols.Load(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	seedVerdictHistory(t, db, clock)
+	w := newVerdictWorld(t, store.SQLite)
+	clock, db, path, pols, log := w.clock, w.db, w.path, w.pols, w.log
 	raw, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)

@@ -38,7 +38,7 @@ targets="
 ./evidence FuzzSARIF
 ./evidence FuzzDSSE
 ./store FuzzMustJSON
-./store FuzzParseList
+./store/sqldb FuzzParseList
 ./service FuzzShapeMatchesPatterns
 "
 # Every Fuzz function in the tree must be listed above, with its package.

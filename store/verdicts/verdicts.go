@@ -408,8 +408,7 @@ func copyVerdicts(ctx context.Context, tx *sqlx.Tx, key string, at time.Time, vs
 		func(add func(args ...any) error) error {
 			for _, v := range vs {
 				for i, f := range v.Findings {
-					f.ID, f.Ack = 0, nil
-					if err := add(v.DeploymentID, i, f.Code, f.Severity, f.Message, f.Ref, sqldb.MustJSON(f)); err != nil {
+					if err := add(v.DeploymentID, i, f.Code, f.Severity, f.Message, f.Ref, findingDoc(f)); err != nil {
 						return err
 					}
 				}
@@ -441,6 +440,13 @@ const upsertVerdict = ` ON CONFLICT (deployment_id) DO UPDATE SET started_at = e
 	service = excluded.service, team = excluded.team, policy_key = excluded.policy_key, computed_at = excluded.computed_at,
 	recheck = excluded.recheck, findings = excluded.findings`
 
+// findingDoc is a verdict's finding as stored: the document a report
+// copies into its findings, without the report's number or acknowledgement.
+func findingDoc(f core.ReconcileFinding) string {
+	f.ID, f.Ack = 0, nil
+	return sqldb.MustJSON(f)
+}
+
 // verdictRows are a page's verdicts and findings as column arrays.
 type verdictRows struct {
 	ids, started, envs, services, teams []string
@@ -459,10 +465,9 @@ func newVerdictRows(vs []core.Verdict) verdictRows {
 		r.envs, r.services, r.teams = append(r.envs, v.Environment), append(r.services, v.Service), append(r.teams, v.Team)
 		r.recheck, r.counts = append(r.recheck, v.Volatile), append(r.counts, int64(len(v.Findings)))
 		for i, f := range v.Findings {
-			f.ID, f.Ack = 0, nil
 			r.fIDs, r.fIdx = append(r.fIDs, v.DeploymentID), append(r.fIdx, int64(i))
 			r.fCodes, r.fSev, r.fMsg, r.fRef = append(r.fCodes, f.Code), append(r.fSev, f.Severity), append(r.fMsg, f.Message), append(r.fRef, f.Ref)
-			r.fDocs = append(r.fDocs, sqldb.MustJSON(f))
+			r.fDocs = append(r.fDocs, findingDoc(f))
 		}
 	}
 	return r

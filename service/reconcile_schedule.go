@@ -156,6 +156,12 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 			}
 		}
 	}
+	if s.lastMetrics.IsZero() {
+		// Like the verdicts' refresh, the first metrics come a minute after
+		// start: reading 30 days of deployments amid a start (a rollout
+		// under traffic) would compete with the gate for the database.
+		s.lastMetrics = s.started.Add(time.Minute - time.Hour)
+	}
 	if s.OnMetrics != nil && now.Sub(s.lastMetrics) >= time.Hour {
 		window := s.MetricsWindow
 		if window <= 0 {

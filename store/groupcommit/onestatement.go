@@ -13,6 +13,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/pgconn"
 )
 
 // One-statement groups (PostgreSQL).
@@ -331,16 +332,15 @@ func (c *Committer) connect(ctx context.Context) error {
 // lib/pq would send any []byte argument in binary, which a jsonb
 // parameter, say, does not take.
 func openBinaryPool(url string) (*sql.DB, error) {
-	cfg, err := pq.NewConfig(url)
+	cfg, err := pgconn.Config(url, "tollgate audit committer")
 	if err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return nil, err
 	}
 	cfg.BinaryParameters = true
-	conn, err := pq.NewConnectorConfig(cfg)
+	db, err := pgconn.Open(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return nil, err
 	}
-	db := sql.OpenDB(conn)
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	return db, nil

@@ -12,9 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/lib/pq"
-
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/pgconn"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
@@ -100,20 +99,16 @@ func newEventBatcher(db *sqldb.DB, wake func(id string)) (*eventBatcher, error) 
 	b := &eventBatcher{wake: wake, postgres: db.Dialect() == sqldb.Postgres, pool: db.SQLX().DB, reqs: make(chan *eventReq, eventQueueLen)}
 	writers := 1
 	if b.postgres {
-		cfg, err := pq.NewConfig(db.DSN())
+		cfg, err := pgconn.Config(db.DSN(), "tollgate inbox writer")
 		if err != nil {
-			return nil, fmt.Errorf("open postgres: %w", err)
+			return nil, err
 		}
 		cfg.BinaryParameters = true
-		if cfg.Runtime == nil {
-			cfg.Runtime = map[string]string{}
-		}
-		cfg.Runtime["application_name"] = "tollgate inbox writer"
-		conn, err := pq.NewConnectorConfig(cfg)
+		pool, err := pgconn.Open(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("open postgres: %w", err)
+			return nil, err
 		}
-		b.pool, b.ownPool = sql.OpenDB(conn), true
+		b.pool, b.ownPool = pool, true
 		b.pool.SetMaxOpenConns(eventWriters)
 		b.pool.SetMaxIdleConns(eventWriters)
 		b.pool.SetConnMaxIdleTime(5 * time.Minute)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/groupcommit"
+	"github.com/tollgate-dev/tollgate/store/pgconn"
 	"github.com/tollgate-dev/tollgate/store/stmtcache"
 )
 
@@ -104,10 +105,15 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		db.SetMaxOpenConns(1)
 		b.db, b.dialect, b.dsn, b.sqlitePath = db, SQLite, dsn, path
 	case strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") || strings.Contains(url, "="):
-		db, err := sqlx.Open("postgres", url)
+		cfg, err := pgconn.Config(url, "")
 		if err != nil {
-			return nil, fmt.Errorf("open postgres: %w", err)
+			return nil, core.Invalid("database_url", "%v", err)
 		}
+		pool, err := pgconn.Open(cfg)
+		if err != nil {
+			return nil, err
+		}
+		db := sqlx.NewDb(pool, "postgres")
 		n := opts.MaxOpenConns
 		if n <= 0 {
 			n = 20

@@ -1,0 +1,34 @@
+package pgconn
+
+import "testing"
+
+func TestConfigSessionDefaults(t *testing.T) {
+	tests := []struct {
+		name, url, app string
+		wantJIT        string
+		wantApp        string
+	}{
+		{"url", "postgres://u@h:5432/db?sslmode=disable", "", "off", ""},
+		{"url with an application", "postgres://u@h/db?sslmode=disable", "tollgate inbox writer", "off", "tollgate inbox writer"},
+		{"the URL's jit wins", "postgres://u@h/db?sslmode=disable&jit=on", "", "on", ""},
+		{"the URL's application name wins", "postgres://u@h/db?application_name=mine", "tollgate inbox writer", "off", "mine"},
+		{"key=value string", "host=h dbname=db sslmode=disable", "", "off", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Config(tt.url, tt.app)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Runtime["jit"]; got != tt.wantJIT {
+				t.Errorf("jit = %q, want %q", got, tt.wantJIT)
+			}
+			if tt.wantApp != "" && cfg.ApplicationName != tt.wantApp {
+				t.Errorf("application_name = %q, want %q", cfg.ApplicationName, tt.wantApp)
+			}
+		})
+	}
+	if _, err := Config("postgres://u@h/db?sslmode=bogus", ""); err == nil {
+		t.Error("a bad URL was accepted")
+	}
+}

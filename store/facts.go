@@ -21,8 +21,22 @@ import (
 const MaxFactKeys = 1000
 
 // maxPreparedKeys: reads of up to this many change keys (the fact cache's
-// misses) use a prepared statement, one per count.
-const maxPreparedKeys = 8
+// misses) use a prepared statement, one per count (preparedKeyCount).
+const maxPreparedKeys = 256
+
+// preparedKeyCount is the number of keys a read of n keys asks for: n up
+// to 8, else n rounded up to a power of two (n itself beyond
+// maxPreparedKeys, read without preparing).
+func preparedKeyCount(n int) int {
+	if n <= 8 || n > maxPreparedKeys {
+		return n
+	}
+	p := 16
+	for p < n {
+		p *= 2
+	}
+	return p
+}
 
 // Row kinds of the facts query.
 const (
@@ -319,22 +333,29 @@ type factSource struct{ d *DB }
 
 var _ factcache.Source = factSource{}
 
-// ChangesByKey reads the current changes with the given keys. The usual
-// few keys go through a prepared statement per count: `key IN ($1, $2)`
-// keeps PostgreSQL on a generic plan, where `key = ANY($1)` would be
-// planned again on every execution.
+// ChangesByKey reads the current changes with the given keys. Every read
+// of up to maxPreparedKeys keys goes through a statement prepared per
+// count of keys: `key IN ($1, $2)` keeps PostgreSQL on a generic plan,
+// where `key = ANY($1)` would be planned again on every execution. The
+// fact cache's shared fills read more keys at once; their count is rounded
+// up to a power of two (the last key repeated) so that few statements
+// serve every size.
 func (s factSource) ChangesByKey(ctx context.Context, keys []string) (map[string]core.Change, error) {
+	if len(keys) == 0 {
+		return map[string]core.Change{}, nil
+	}
+	n := preparedKeyCount(len(keys))
 	doc := s.d.docText("doc")
-	text := s.d.q(`SELECT ` + doc + ` FROM changes WHERE key IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(keys)), ", ") + `)`)
-	args := make([]any, len(keys))
-	for i, k := range keys {
-		args[i] = k
+	text := s.d.q(`SELECT ` + doc + ` FROM changes WHERE key IN (` + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + `)`)
+	args := make([]any, n)
+	for i := range args {
+		args[i] = keys[min(i, len(keys)-1)]
 	}
 	var (
 		rows *sqlx.Rows
 		err  error
 	)
-	if len(keys) <= maxPreparedKeys {
+	if n <= maxPreparedKeys {
 		st, serr := s.d.base.Stmts().Get(ctx, text)
 		if serr != nil {
 			return nil, fmt.Errorf("read changes: %w", translate(serr))

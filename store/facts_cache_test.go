@@ -298,3 +298,43 @@ func TestFactCacheOff(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestChangesByKeyEveryCount: the fact cache's reads of any number of keys
+// (the prepared counts, the padded ones, beyond the prepared maximum) find
+// exactly the changes that exist, absent and repeated keys included.
+func TestChangesByKeyEveryCount(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		ctx := context.Background()
+		for n := range 300 {
+			if _, err := db.UpsertChange(ctx, core.Change{Source: "servicenow", Key: fmt.Sprintf("CHG%d", n), Approval: core.ApprovalApproved}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		src := factSource{db}
+		for _, n := range []int{1, 2, 8, 9, 16, 17, 100, 256, 257, 400} {
+			keys := make([]string, n)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("CHG%d", i*3/4) // repeats, and absent keys past CHG299
+			}
+			got, err := src.ChangesByKey(ctx, keys)
+			if err != nil {
+				t.Fatalf("%d keys: %v", n, err)
+			}
+			want := map[string]bool{}
+			for _, k := range keys {
+				var i int
+				if _, err := fmt.Sscanf(k, "CHG%d", &i); err == nil && i < 300 {
+					want[k] = true
+				}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%d keys: %d changes, want %d", n, len(got), len(want))
+			}
+			for k := range want {
+				if got[k].Key != k {
+					t.Fatalf("%d keys: %s missing", n, k)
+				}
+			}
+		}
+	})
+}

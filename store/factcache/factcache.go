@@ -75,6 +75,44 @@ type Cache struct {
 	holds     cachedSet[core.Hold]
 	// afterRead, in tests, runs between a fill's read and its store.
 	afterRead func()
+
+	// The changes' fills: misses of concurrent checks share reads.
+	fillMu   sync.Mutex
+	next     *fill // collecting keys; starts when a read slot frees
+	inFlight int    // reads under way (at most maxFills)
+}
+
+// Fills of missed changes. A check whose keys miss joins the fill that is
+// collecting keys, and the fill reads when fewer than maxFills are under
+// way, else as soon as one ends: under load, concurrent misses become one
+// read of many keys instead of a round trip each, and when the database
+// is idle a miss is read at once. A fill is joined only before its read
+// starts, so a check always reads after its own arrival (an invalidation
+// it follows is never missed).
+const (
+	maxFills    = 1
+	maxFillKeys = 256
+	// fillTimeout bounds a shared read, which no single check's context
+	// may cancel.
+	fillTimeout = 30 * time.Second
+)
+
+// fill is one read of missed changes on behalf of the checks that joined it.
+type fill struct {
+	keys  []string
+	seen  map[string]struct{}
+	done  chan struct{} // closed when found and err are set
+	found map[string]core.Change
+	err   error
+}
+
+func (f *fill) add(keys []string) {
+	for _, k := range keys {
+		if _, dup := f.seen[k]; !dup {
+			f.seen[k] = struct{}{}
+			f.keys = append(f.keys, k)
+		}
+	}
 }
 
 type cachedChange struct {
@@ -210,14 +248,19 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 			facts.Changes[e.change.Key] = e.change
 		}
 	}
-	gen := c.changeGen
 	incidents, incOK := c.incidents.fresh(now, c.ttl)
 	pirs, pirOK := c.pirs.fresh(now, c.ttl)
 	c.mu.Unlock()
 
 	if len(misses) > 0 {
-		if err := c.fillChanges(ctx, facts.Changes, misses, gen, now); err != nil {
+		found, err := c.fillChanges(ctx, misses)
+		if err != nil {
 			return core.Facts{}, false, err
+		}
+		for _, k := range misses {
+			if ch, hit := found[k]; hit {
+				facts.Changes[ch.Key] = ch
+			}
 		}
 	}
 	if !incOK {
@@ -249,32 +292,83 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 	return facts, true, nil
 }
 
-// fillChanges reads the missed keys into changes and keeps them unless a
-// change was invalidated since gen was read.
-func (c *Cache) fillChanges(ctx context.Context, changes map[string]core.Change, misses []string, gen uint64, now time.Time) error {
-	found, err := c.src.ChangesByKey(ctx, misses)
-	if err != nil {
-		return err
+// fillChanges returns the missed changes (absent keys left out), read by
+// the fill it joins (see maxFills).
+func (c *Cache) fillChanges(ctx context.Context, misses []string) (map[string]core.Change, error) {
+	c.fillMu.Lock()
+	f := c.next
+	if f == nil || len(f.keys) >= maxFillKeys {
+		f = &fill{seen: make(map[string]struct{}, len(misses)), done: make(chan struct{})}
+		if c.next == nil {
+			c.next = f
+		}
 	}
-	if c.afterRead != nil {
-		c.afterRead()
+	f.add(misses)
+	start := c.inFlight < maxFills || f != c.next // a full fill's overflow reads at once
+	if start {
+		if f == c.next {
+			c.next = nil
+		}
+		c.inFlight++
 	}
+	c.fillMu.Unlock()
+	if start {
+		c.read(ctx, f)
+	}
+	select {
+	case <-f.done:
+		return f.found, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// read runs fill f, then the fill that collected keys meanwhile, if any,
+// on its own goroutine so that f's checks are answered now.
+func (c *Cache) read(ctx context.Context, f *fill) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
+	defer cancel()
+	c.mu.Lock()
+	gen, now := c.changeGen, c.clock.Now()
+	c.mu.Unlock()
+	found, err := c.src.ChangesByKey(rctx, f.keys)
+	if err == nil {
+		if c.afterRead != nil {
+			c.afterRead()
+		}
+		c.keep(f.keys, found, gen, now)
+	}
+	f.found, f.err = found, err
+	close(f.done)
+
+	c.fillMu.Lock()
+	c.inFlight--
+	next := c.next
+	if next != nil {
+		c.next = nil
+		c.inFlight++
+	}
+	c.fillMu.Unlock()
+	if next != nil {
+		go c.read(ctx, next)
+	}
+}
+
+// keep stores a fill's result unless a change was invalidated since gen
+// was read (before the fill's read began).
+func (c *Cache) keep(keys []string, found map[string]core.Change, gen uint64, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	keep := c.live && c.changeGen == gen
-	if keep && len(c.changes)+len(misses) > c.maxChanges {
-		c.evictLocked(len(misses))
+	if !c.live || c.changeGen != gen {
+		return
 	}
-	for _, k := range misses {
+	if len(c.changes)+len(keys) > c.maxChanges {
+		c.evictLocked(len(keys))
+	}
+	for _, k := range keys {
 		ch, hit := found[k]
-		if hit {
-			changes[ch.Key] = ch
-		}
-		if keep {
-			c.changes[k] = cachedChange{change: ch, found: hit, at: now}
-		}
+		c.changes[k] = cachedChange{change: ch, found: hit, at: now}
 	}
-	return nil
 }
 
 // evictLocked makes room for n more changes by dropping about an eighth of

@@ -138,3 +138,154 @@ func TestNotLiveOrOff(t *testing.T) {
 	off.Invalidate("change:X")
 	off.SetLive(true)
 }
+
+// blockingSource is a fakeSource whose reads take their snapshot, announce
+// their keys on started and wait for release before answering.
+type blockingSource struct {
+	*fakeSource
+	started chan []string
+	release chan struct{}
+}
+
+func (b *blockingSource) ChangesByKey(ctx context.Context, keys []string) (map[string]core.Change, error) {
+	found, err := b.fakeSource.ChangesByKey(ctx, keys)
+	b.started <- append([]string(nil), keys...)
+	<-b.release
+	return found, err
+}
+
+func newBlockingCache() (*Cache, *blockingSource) {
+	src := &blockingSource{fakeSource: &fakeSource{changes: map[string]core.Change{}}, started: make(chan []string, 64), release: make(chan struct{})}
+	c := New(src, &clock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}, time.Minute, 0)
+	c.SetLive(true)
+	return c, src
+}
+
+// queued waits until the fill collecting keys holds n of them.
+func queued(t *testing.T, c *Cache, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		c.fillMu.Lock()
+		got := 0
+		if c.next != nil {
+			got = len(c.next.keys)
+		}
+		c.fillMu.Unlock()
+		if got == n {
+			return
+		}
+	}
+	t.Fatalf("the next fill never held %d keys", n)
+}
+
+type answer struct {
+	key  string
+	got  core.ApprovalState
+	err  error
+	seen bool
+}
+
+func check(ctx context.Context, c *Cache, key string, out chan<- answer) {
+	f, ok, err := c.Facts(ctx, core.FactsQuery{ChangeKeys: []string{key}}, []string{key}, "")
+	if err == nil && !ok {
+		err = fmt.Errorf("not answered")
+	}
+	ch, seen := f.Changes[key]
+	out <- answer{key: key, got: ch.Approval, err: err, seen: seen}
+}
+
+// TestConcurrentMissesShareAFill: while the reads under way take every
+// slot, the misses of further checks collect in one fill, read once, and
+// every check gets its own change.
+func TestConcurrentMissesShareAFill(t *testing.T) {
+	c, src := newBlockingCache()
+	for n := range 12 {
+		src.set(core.Change{Key: fmt.Sprintf("CHG%d", n), Approval: core.ApprovalApproved})
+	}
+	out := make(chan answer, 12)
+	ctx := context.Background()
+	for n := range maxFills { // these take the read slots
+		go check(ctx, c, fmt.Sprintf("CHG%d", n), out)
+		<-src.started
+	}
+	for n := maxFills; n < 12; n++ {
+		go check(ctx, c, fmt.Sprintf("CHG%d", n), out)
+	}
+	queued(t, c, 12-maxFills)
+	close(src.release)
+	for range 12 {
+		a := <-out
+		if a.err != nil || !a.seen || a.got != core.ApprovalApproved {
+			t.Fatalf("%s: %+v", a.key, a)
+		}
+	}
+	if src.reads != maxFills+1 {
+		t.Fatalf("%d reads for 12 misses, want %d", src.reads, maxFills+1)
+	}
+	if shared := <-src.started; len(shared) != 12-maxFills {
+		t.Fatalf("the shared fill read %v", shared)
+	}
+}
+
+// TestFillStartedBeforeAWriteIsNotJoined: a check that arrives after a
+// write (and its invalidation) never takes the answer of a read that began
+// before it; the read that began before is not kept.
+func TestFillStartedBeforeAWriteIsNotJoined(t *testing.T) {
+	c, src := newBlockingCache()
+	src.set(core.Change{Key: "CHG1", Approval: core.ApprovalRequested})
+	out := make(chan answer, maxFills+2)
+	ctx := context.Background()
+	go check(ctx, c, "CHG1", out) // reads "requested"…
+	<-src.started
+	for n := 1; n < maxFills; n++ { // …and every slot is taken
+		go check(ctx, c, fmt.Sprintf("CHG%d", 100+n), out)
+		<-src.started
+	}
+	src.set(core.Change{Key: "CHG1", Approval: core.ApprovalApproved}) // the approval lands
+	c.Invalidate("change:CHG1")
+	go check(ctx, c, "CHG1", out)
+	queued(t, c, 1)
+	close(src.release)
+	got := map[core.ApprovalState]int{}
+	for range maxFills + 1 {
+		a := <-out
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		if a.key == "CHG1" {
+			got[a.got]++
+		}
+	}
+	if got[core.ApprovalRequested] != 1 || got[core.ApprovalApproved] != 1 {
+		t.Fatalf("CHG1 answers %v: the check after the write must see it", got)
+	}
+	if a := approval(t, c, "CHG1"); a != core.ApprovalApproved {
+		t.Fatalf("cached %q: the read that raced the write was kept", a)
+	}
+}
+
+// TestWaiterLeavesWithItsContext: a check whose context ends while its
+// fill waits returns at once; the fill still answers the others.
+func TestWaiterLeavesWithItsContext(t *testing.T) {
+	c, src := newBlockingCache()
+	src.set(core.Change{Key: "CHG3", Approval: core.ApprovalApproved})
+	out := make(chan answer, 4)
+	for n := range maxFills {
+		go check(context.Background(), c, fmt.Sprintf("CHG%d", n), out)
+		<-src.started
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go check(ctx, c, "CHG3", out)
+	go check(context.Background(), c, "CHG3", out)
+	queued(t, c, 1)
+	cancel()
+	if a := <-out; a.err == nil {
+		t.Fatalf("the cancelled check answered %+v", a)
+	}
+	close(src.release)
+	for range maxFills + 1 {
+		if a := <-out; a.err != nil {
+			t.Fatalf("%s: %v", a.key, a.err)
+		}
+	}
+}

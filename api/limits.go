@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"math"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -134,7 +135,8 @@ func (l *limiter) peek(key string, now time.Time) (bool, time.Duration) {
 }
 
 // AuthFailureLimit bounds the failed authentications of each client
-// address (c.RealIP(): the peer, or the client a trusted proxy names):
+// (c.RealIP(): the peer, or the client a trusted proxy names; an IPv6
+// client by its /64, clientKey):
 // every bad bearer token, webhook signature or UI sign-in token, and every
 // request to an authenticated API route with no credential at all, spends
 // one request from the client's bucket, and while it is empty the
@@ -164,7 +166,7 @@ func (a *AuthFailureLimit) Refuse(c *echo.Context) error {
 	if a == nil {
 		return nil
 	}
-	ok, wait := a.l.peek(c.RealIP(), time.Now())
+	ok, wait := a.l.peek(clientKey(c.RealIP()), time.Now())
 	if ok {
 		return nil
 	}
@@ -181,7 +183,27 @@ func (a *AuthFailureLimit) Failed(c *echo.Context) {
 	if a == nil {
 		return
 	}
-	a.l.allow(c.RealIP(), time.Now())
+	a.l.allow(clientKey(c.RealIP()), time.Now())
+}
+
+// clientKey is the bucket a client address spends from: an IPv4 address
+// itself, an IPv6 address its /64 — one host is routinely given a whole
+// /64, so counting each of its addresses apart would hand a guesser 2^64
+// buckets. Anything unparsable is its own key.
+func clientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.WithZone("").Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
 
 // rateLimited is the 429 answer; Retry-After carries the wait in whole

@@ -125,3 +125,26 @@ func TestFailureLimiterPeekAndSweep(t *testing.T) {
 		t.Error("the limited client lost its record in the sweep")
 	}
 }
+
+// TestClientKey: the auth-failure limit counts an IPv6 client by its /64
+// (its other addresses spend the same bucket), an IPv4 client by its
+// address, whatever form either comes in.
+func TestClientKey(t *testing.T) {
+	tests := []struct {
+		a, b string
+		same bool
+	}{
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe", true},
+		{"2001:db8:1:2::1", "2001:db8:1:3::1", false},
+		{"fe80::1%eth0", "fe80::2", true},
+		{"192.0.2.1", "::ffff:192.0.2.1", true},
+		{"192.0.2.1", "192.0.2.2", false},
+		{"not-an-address", "not-an-address", true},
+		{"not-an-address", "192.0.2.1", false},
+	}
+	for _, tt := range tests {
+		if got := clientKey(tt.a) == clientKey(tt.b); got != tt.same {
+			t.Errorf("%s and %s: same bucket %v (%q, %q), want %v", tt.a, tt.b, got, clientKey(tt.a), clientKey(tt.b), tt.same)
+		}
+	}
+}

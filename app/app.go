@@ -138,7 +138,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	a.Inbox = service.NewInbox(db, conns, a.Mappings, a.Deployments, a.Metrics, clock, log, service.InboxConfig{
 		Workers: workers, BatchSize: cfg.Inbox.BatchSize, Lease: cfg.Inbox.Lease.D(), PollInterval: cfg.Inbox.PollInterval.D(),
-		MaxAttempts: cfg.Inbox.MaxAttempts, MaxFutureSkew: cfg.Inbox.MaxFutureSkew.D(),
+		MaxAttempts: cfg.Inbox.MaxAttempts, MaxFutureSkew: cfg.Inbox.MaxFutureSkew.D(), StoreOnly: !cfg.Inbox.Normalizes(),
 	})
 	a.CIGates = service.NewCIGates(db, a.Gate, db, conns, clock, log, service.CIGatesConfig{})
 	a.CIGates.OnAnswer = func(provider, outcome string) { a.Metrics.GateCallbacks.WithLabelValues(provider, outcome).Inc() }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -124,4 +125,41 @@ func TestTwoReplicasOneDatabase(t *testing.T) {
 		t.Logf("claims of the dead replica taken over %v after they were made (lease 1s)", d.Round(10*time.Millisecond))
 	}
 	verify(b)
+}
+
+// TestStoreOnlyReplica: a replica with inbox.normalize: false acknowledges
+// and stores deliveries but leaves them pending (its lag gauge shows
+// them); a normalizing replica on the same database normalizes them.
+func TestStoreOnlyReplica(t *testing.T) {
+	dbURL := testpg.NewDatabase(t)
+	receiver := bootURL(t, dbURL, e2eConfig+"  normalize: false\n")
+	body, _ := json.Marshal(change("CHG6001", core.ApprovalApproved, time.Now().UTC().Add(-time.Hour)))
+	if st, raw := receiver.sendRaw(body); st != http.StatusAccepted {
+		t.Fatalf("delivery: %d %s", st, raw)
+	}
+	db, err := sql.Open("postgres", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	status := func() string {
+		var s string
+		if err := db.QueryRowContext(context.Background(), "SELECT status FROM inbox_events").Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	time.Sleep(1500 * time.Millisecond) // many polls and a lag update later
+	if s := status(); s != "pending" {
+		t.Fatalf("the store-only replica normalized the delivery: %s", s)
+	}
+	if _, prom := receiver.get("/metrics", ""); !strings.Contains(prom, "tollgate_inbox_pending_events 1") {
+		t.Error("the store-only replica's gauge does not show the pending delivery")
+	}
+	bootURL(t, dbURL, e2eConfig)
+	for deadline := time.Now().Add(10 * time.Second); status() != "processed"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the normalizing replica left the delivery %s", status())
+		}
+	}
 }

@@ -233,7 +233,16 @@ type InboxConfig struct {
 	// an event stamped later is quarantined, so it cannot freeze a record
 	// against the source's later updates (default 5m).
 	MaxFutureSkew Duration `yaml:"max_future_skew"`
+	// Normalize: false makes this replica store and acknowledge deliveries
+	// without normalizing them — the replicas that normalize (the default)
+	// take them from the shared database. For webhook receivers scaled
+	// apart from the normalizers; meaningless on SQLite (one process).
+	Normalize *bool `yaml:"normalize"`
 }
+
+// Normalizes reports whether this replica runs the normalizer
+// (inbox.normalize, default true).
+func (c InboxConfig) Normalizes() bool { return c.Normalize == nil || *c.Normalize }
 
 // ConnectorConfig declares one connector.
 type ConnectorConfig struct {
@@ -628,6 +637,9 @@ func (c *Config) Validate() error {
 	if c.Inbox.PollInterval.D() < 10*time.Millisecond {
 		bad("inbox.poll_interval", "must be at least 10ms")
 	}
+	if !c.Inbox.Normalizes() && (c.DatabaseURL == "" || strings.HasPrefix(c.DatabaseURL, "sqlite:")) {
+		bad("inbox.normalize", "false needs PostgreSQL: on SQLite no other replica could normalize the deliveries")
+	}
 	if c.Inbox.MaxAttempts < 1 || c.Inbox.MaxAttempts > 100 {
 		bad("inbox.max_attempts", "must be between 1 and 100")
 	}
@@ -750,6 +762,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int("inbox.workers", c.Inbox.Workers),
 		slog.Int("inbox.batch_size", c.Inbox.BatchSize),
 		slog.Duration("inbox.lease", c.Inbox.Lease.D()),
+		slog.Bool("inbox.normalize", c.Inbox.Normalizes()),
 		slog.Int("inbox.max_attempts", c.Inbox.MaxAttempts),
 		slog.Duration("inbox.max_future_skew", c.Inbox.MaxFutureSkew.D()),
 		slog.String("mappings_dir", c.MappingsDir),

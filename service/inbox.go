@@ -72,6 +72,10 @@ type InboxConfig struct {
 	// MaxFutureSkew is how far in the future a source stamp may lie
 	// (default 5m); a later one is quarantined.
 	MaxFutureSkew time.Duration
+	// StoreOnly makes Run start no workers: this replica stores and
+	// acknowledges deliveries, other replicas normalize them (Run still
+	// keeps the lag gauges).
+	StoreOnly bool
 }
 
 // Inbox takes webhook deliveries (verify → store raw → acknowledge) and
@@ -220,7 +224,11 @@ func (in *Inbox) ReplayQuarantined(ctx context.Context, connector, actor string)
 // event stored on any replica is normalized at once rather than at the
 // next poll.
 func (in *Inbox) Run(ctx context.Context) {
-	if w, ok := in.store.(InboxWaker); ok {
+	workers := in.cfg.Workers
+	if in.cfg.StoreOnly {
+		workers = 0
+	}
+	if w, ok := in.store.(InboxWaker); ok && workers > 0 {
 		wake, cancel := w.SubscribeInbox()
 		defer cancel()
 		go func() {
@@ -235,7 +243,7 @@ func (in *Inbox) Run(ctx context.Context) {
 		}()
 	}
 	done := make(chan struct{})
-	for i := 0; i < in.cfg.Workers; i++ {
+	for range workers {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			in.worker(ctx)
@@ -246,10 +254,18 @@ func (in *Inbox) Run(ctx context.Context) {
 	in.updateLag(ctx)
 	lag := time.NewTicker(time.Second)
 	defer lag.Stop()
-	for running := in.cfg.Workers; running > 0; {
+	stop := ctx.Done()
+	for running := workers; ; {
 		select {
 		case <-done:
-			running--
+			if running--; running == 0 {
+				return
+			}
+		case <-stop: // the workers stop with ctx; wait for them
+			if running == 0 {
+				return
+			}
+			stop = nil
 		case <-lag.C:
 			in.updateLag(ctx)
 		}

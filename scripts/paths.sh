@@ -10,7 +10,9 @@
 #                   of a decision-sized row on a pool of the same size)
 #   webhook ingest  signed ServiceNow, Jira and GitHub deliveries with
 #                   duplicates and out-of-order versions, open loop at
-#                   PATHS_HOOK_RATE and a closed loop for the capacity;
+#                   PATHS_HOOK_RATE and a closed loop for the capacity,
+#                   then the path alone on a receiver with
+#                   inbox.normalize: false;
 #                   pgbench inserting the same row into a copy of
 #                   inbox_events is its baseline
 #   normalizer      seconds from the end of the ingest load until
@@ -125,13 +127,16 @@ connectors:
   - {name: github, type: github, webhook_secret: "$SECRET"}
 EOF
 
+# The store-only receiver's configuration: the same, normalizing nothing.
+{ cat "$TMP/tollgate.yaml"; printf 'inbox:\n  normalize: false\n'; } >"$TMP/tollgate-store-only.yaml"
+
 SERVER_PID= BASE= CI_TOKEN=
-start_tollgate() { # database URL, log file, then VAR=value… for its environment
+start_tollgate() { # database URL, log file, then VAR=value… for its environment (TOLLGATE_CONFIG=… replaces the configuration)
 	local port db=$1 logf=$2
 	shift 2
 	port=$(free_port)
 	BASE="http://127.0.0.1:$port"
-	env "$@" TOLLGATE_CONFIG="$TMP/tollgate.yaml" TOLLGATE_ADDR="127.0.0.1:$port" TOLLGATE_DATABASE_URL="$db" \
+	env TOLLGATE_CONFIG="$TMP/tollgate.yaml" "$@" TOLLGATE_ADDR="127.0.0.1:$port" TOLLGATE_DATABASE_URL="$db" \
 		TOLLGATE_ADMIN_TOKEN="$ADMIN_TOKEN" "$TMP/tollgate" serve >"$logf" 2>&1 &
 	SERVER_PID=$!
 	PIDS+=("$SERVER_PID")
@@ -247,6 +252,17 @@ row "tollgate peak resident memory (VmHWM), PostgreSQL phases: $(awk '/^VmHWM/{p
 
 row "inbox after the ingest runs: $(psql "$DB_URL" -qAtc "SELECT string_agg(status || ' ' || n, ', ') FROM (SELECT status, count(*) n FROM inbox_events GROUP BY 1 ORDER BY 1) s")"
 stop_tollgate
+
+# The ingest path alone (verify, durable insert, 202), as pgbench's row:
+# a receiver with inbox.normalize: false, the normalizers being other
+# replicas (none runs here, so the deliveries stay pending).
+start_tollgate "$DB_URL" "$TMP/server-pg-store-only.log" TOLLGATE_CONFIG="$TMP/tollgate-store-only.yaml"
+row "== webhook ingest alone (PostgreSQL, a receiver with inbox.normalize: false)"
+drive hook-alone-closed "$BASE" -target webhook -secret "$SECRET" -c "$CONC"
+row "ingest alone capacity / pgbench: $(awk -v a="$(rate_of hook-alone-closed)" -v b="$PGB" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}') (target ≥ 0.6)"
+stop_tollgate
+# What it left pending would be normalized amid the later phases.
+psql "$DB_URL" -qAtc "DELETE FROM inbox_events WHERE status = 'pending'" >/dev/null
 
 # The memory settings to compare: the same open-loop phases again on a
 # tollgate started with PATHS_ALT_ENV (e.g. "GOMEMLIMIT=120MiB").

@@ -79,7 +79,7 @@ type Cache struct {
 	// The changes' fills: misses of concurrent checks share reads.
 	fillMu   sync.Mutex
 	next     *fill // collecting keys; starts when a read slot frees
-	inFlight int    // reads under way (at most maxFills)
+	inFlight int   // reads under way (at most maxFills)
 }
 
 // Fills of missed changes. A check whose keys miss joins the fill that is

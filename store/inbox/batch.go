@@ -104,6 +104,18 @@ func newEventBatcher(db *sqldb.DB, wake func(id string)) (*eventBatcher, error) 
 			return nil, err
 		}
 		cfg.BinaryParameters = true
+		// The writers' statements are prepared once, and PostgreSQL keeps
+		// the generic plan it makes after a few executions — on a fresh
+		// store, when inbox_events holds a handful of rows, a hash join
+		// over a sequential scan of it to find the duplicates, which then
+		// reads the whole inbox for every group as it grows. These
+		// connections run nothing else: plan them with the dedupe index
+		// at every size.
+		for k, v := range map[string]string{"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"} {
+			if _, set := cfg.Runtime[k]; !set {
+				cfg.Runtime[k] = v
+			}
+		}
 		pool, err := pgconn.Open(cfg)
 		if err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -301,5 +302,36 @@ func BenchmarkInsertEvent(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestWritersPlanWithTheDedupeIndex: on PostgreSQL the writers' prepared
+// statements find duplicates through the dedupe index at any table size:
+// their sessions plan without sequential scans or hash and merge joins
+// (a generic plan made on a near-empty inbox would otherwise scan the
+// whole inbox for every group once it has grown).
+func TestWritersPlanWithTheDedupeIndex(t *testing.T) {
+	db := newTestDB(t, Postgres, nil)
+	ctx := context.Background()
+	conn, err := db.events.pool.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, name := range []string{"enable_seqscan", "enable_hashjoin", "enable_mergejoin", "jit"} {
+		var v string
+		if err := conn.QueryRowContext(ctx, "SHOW "+name).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		if v != "off" {
+			t.Errorf("%s = %s on a writer's session, want off", name, v)
+		}
+	}
+	var plan string
+	if err := conn.QueryRowContext(ctx, "EXPLAIN (COSTS OFF) SELECT id FROM inbox_events WHERE connector = 'a' AND dedupe_key = 'b'").Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan, "inbox_events_connector_dedupe_key_key") {
+		t.Errorf("a lookup on the empty inbox plans %q, not the dedupe index", plan)
 	}
 }

@@ -30,21 +30,20 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
+-- Back to the server's default for every lz4 column but gate_decisions.doc
+-- (00004's).
 -- +goose StatementBegin
 DO $$
 DECLARE
-    col text[];
+    r record;
 BEGIN
-    FOREACH col SLICE 1 IN ARRAY ARRAY[
-        ['inbox_events', 'body'], ['inbox_events', 'headers'],
-        ['changes', 'doc'], ['change_versions', 'doc'],
-        ['incidents', 'doc'], ['incident_versions', 'doc'],
-        ['evidence', 'doc'], ['audit_log', 'data'],
-        ['reports', 'summary'], ['report_proofs', 'doc'],
-        ['reconcile_verdict_findings', 'doc'],
-        ['itsm_outbox', 'body'], ['pending_gates', 'request']
-    ] LOOP
-        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET COMPRESSION default', col[1], col[2]);
+    FOR r IN SELECT c.relname, a.attname FROM pg_attribute a
+            JOIN pg_class c ON c.oid = a.attrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = current_schema() AND c.relkind = 'r' AND a.attcompression = 'l'
+            AND NOT (c.relname = 'gate_decisions' AND a.attname = 'doc')
+    LOOP
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET COMPRESSION default', r.relname, r.attname);
     END LOOP;
 END
 $$;

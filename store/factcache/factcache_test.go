@@ -164,7 +164,7 @@ func newBlockingCache() (*Cache, *blockingSource) {
 // queued waits until the fill collecting keys holds n of them.
 func queued(t *testing.T, c *Cache, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	for range 5000 { // ~5 s
 		c.fillMu.Lock()
 		got := 0
 		if c.next != nil {
@@ -174,6 +174,7 @@ func queued(t *testing.T, c *Cache, n int) {
 		if got == n {
 			return
 		}
+		time.Sleep(time.Millisecond)
 	}
 	t.Fatalf("the next fill never held %d keys", n)
 }

@@ -13,6 +13,7 @@ import (
 
 	segjson "github.com/segmentio/encoding/json"
 
+	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
 )
 
@@ -109,7 +110,7 @@ func (s *Reconciler) judgeStored(ctx context.Context, vs VerdictStore, cp *core.
 			// long as each page took (reading and judging it), so that it
 			// never takes more than a fraction of the machine from the
 			// gate, however much it has to judge.
-			if err := sleepCtx(ctx, time.Duration(refreshRest*float64(time.Since(pageStart)))); err != nil {
+			if err := connectors.Sleep(ctx, time.Duration(refreshRest*float64(time.Since(pageStart)))); err != nil {
 				return err
 			}
 			defer func() { pageStart = time.Now() }()
@@ -148,21 +149,6 @@ func (s *Reconciler) judgeStored(ctx context.Context, vs VerdictStore, cp *core.
 // refreshRest is how long a refresh rests after each page, as a multiple
 // of the time the page took: 3 keeps it to about a quarter of the time.
 const refreshRest = 3.0
-
-// sleepCtx waits d, or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // verdictLeaseWait is how long a report waits for another report or a
 // refresh to finish with the stored verdicts before it judges afresh.

@@ -2,8 +2,8 @@
 -- TOAST-compress the large values written on the ingest and normalizer
 -- paths (delivery bodies, record documents and their versions) and the
 -- other documents with lz4 rather than pglz, where the server has lz4:
--- pglz took a tenth of the machine's CPU under webhook load, lz4 a
--- fraction of that for about the same size. Values already stored keep
+-- pglz compresses these kilobyte-sized values at several times lz4's CPU
+-- for about the same size, on the hottest write paths. Values already stored keep
 -- their compression; new ones use lz4. (gate_decisions.doc has used lz4
 -- since 00004.)
 -- +goose StatementBegin

@@ -14,7 +14,11 @@
 //     listener is connected and answers its pings (SetLive); otherwise,
 //     and for AsOf queries, the store reads the database;
 //   - every entry is also refreshed after its TTL, a bound on staleness
-//     even if a notification were lost without the listener noticing.
+//     even if a notification were lost without the listener noticing;
+//     expired entries are dropped at most a TTL later.
+//
+// Changes are kept encoded (cachedChange), so the cache adds almost
+// nothing to what each garbage collection scans.
 //
 // A check on one replica can thus see a write committed on another only
 // once its NOTIFY, sent right after the commit, has arrived (normally a
@@ -24,10 +28,13 @@ package factcache
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -70,6 +77,8 @@ type Cache struct {
 	// fill that saw another value is dropped.
 	changeGen uint64
 	changes   map[string]cachedChange // by key exactly as asked; absent keys too
+	// swept is when changes past their TTL were last dropped (sweepLocked).
+	swept     time.Time
 	incidents cachedSet[Incident]
 	pirs      cachedSet[core.PIR]
 	holds     cachedSet[core.Hold]
@@ -115,10 +124,16 @@ func (f *fill) add(keys []string) {
 	}
 }
 
+// cachedChange is a change kept as its JSON, decoded on each answer: a
+// decoded core.Change is a dozen small objects (strings, times, slices)
+// that every garbage collection would scan, tens of thousands of them for
+// a busy gateway, while a byte slice is one object the collector skips.
+// A decode costs microseconds per check; scanning the decoded cache cost
+// the gate its tail latency.
 type cachedChange struct {
-	change core.Change
-	found  bool
-	at     time.Time
+	doc   []byte // the change as JSON (nil when absent)
+	found bool
+	at    time.Time
 }
 
 // cachedSet is a whole set loaded at once (the active incidents, the
@@ -203,6 +218,7 @@ func (c *Cache) Invalidate(topic string) {
 	kind, key, _ := strings.Cut(topic, ":")
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.sweepLocked(c.clock.Now())
 	switch kind {
 	case "change":
 		c.changeGen++
@@ -233,6 +249,7 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 	now := c.clock.Now()
 	facts = core.Facts{Changes: make(map[string]core.Change, len(keys))}
 	var misses []string
+	var hits [][]byte
 
 	c.mu.Lock()
 	if !c.live {
@@ -245,13 +262,20 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 		case !hit || now.Sub(e.at) > c.ttl:
 			misses = append(misses, k)
 		case e.found:
-			facts.Changes[e.change.Key] = e.change
+			hits = append(hits, e.doc)
 		}
 	}
 	incidents, incOK := c.incidents.fresh(now, c.ttl)
 	pirs, pirOK := c.pirs.fresh(now, c.ttl)
 	c.mu.Unlock()
 
+	for _, doc := range hits {
+		var ch core.Change
+		if err := segjson.Unmarshal(doc, &ch); err != nil {
+			return core.Facts{}, false, fmt.Errorf("facts cache: decode a change: %w", err)
+		}
+		facts.Changes[ch.Key] = ch
+	}
 	if len(misses) > 0 {
 		found, err := c.fillChanges(ctx, misses)
 		if err != nil {
@@ -357,17 +381,45 @@ func (c *Cache) read(ctx context.Context, f *fill) {
 // keep stores a fill's result unless a change was invalidated since gen
 // was read (before the fill's read began).
 func (c *Cache) keep(keys []string, found map[string]core.Change, gen uint64, now time.Time) {
+	// Encoded before the lock is taken: checks answered from memory do
+	// not wait for a fill's encoding.
+	docs := make(map[string][]byte, len(found))
+	for k, ch := range found {
+		if doc, err := segjson.Marshal(ch); err == nil {
+			docs[k] = doc
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.live || c.changeGen != gen {
 		return
 	}
+	c.sweepLocked(now)
 	if len(c.changes)+len(keys) > c.maxChanges {
 		c.evictLocked(len(keys))
 	}
 	for _, k := range keys {
-		ch, hit := found[k]
-		c.changes[k] = cachedChange{change: ch, found: hit, at: now}
+		doc, hit := docs[k]
+		if _, read := found[k]; read && !hit {
+			continue // could not be encoded: read again next time
+		}
+		c.changes[k] = cachedChange{doc: doc, found: hit, at: now}
+	}
+}
+
+// sweepLocked drops the changes past their TTL, at most once a TTL (from
+// keep and Invalidate: a store's writes notify, so a gateway whose checks
+// have stopped still sheds them). An expired entry is read again before
+// it is answered, so it is only memory the collector keeps scanning.
+func (c *Cache) sweepLocked(now time.Time) {
+	if now.Sub(c.swept) < c.ttl {
+		return
+	}
+	c.swept = now
+	for k, e := range c.changes {
+		if now.Sub(e.at) > c.ttl {
+			delete(c.changes, k)
+		}
 	}
 }
 

@@ -290,3 +290,33 @@ func TestWaiterLeavesWithItsContext(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiredChangesAreSwept: changes past their TTL leave the cache at
+// the next notification (or fill) once a TTL has passed since the last
+// sweep; fresh ones stay.
+func TestExpiredChangesAreSwept(t *testing.T) {
+	c, src, clk := newTestCache(0)
+	size := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.changes)
+	}
+	for n := range 10 {
+		src.set(core.Change{Key: fmt.Sprintf("CHG%d", n), Approval: core.ApprovalApproved})
+		approval(t, c, fmt.Sprintf("CHG%d", n)) // the first fill sweeps (nothing) and starts the interval
+	}
+	clk.t = clk.t.Add(30 * time.Second)
+	approval(t, c, "CHG0") // fresh: from memory
+	c.Invalidate("incident:INC1")
+	if got := size(); got != 10 {
+		t.Fatalf("within the TTL the cache holds %d changes, want 10", got)
+	}
+	clk.t = clk.t.Add(31 * time.Second)
+	c.Invalidate("incident:INC1")
+	if got := size(); got != 0 {
+		t.Fatalf("past the TTL the cache holds %d changes, want 0", got)
+	}
+	if got := approval(t, c, "CHG1"); got != core.ApprovalApproved || src.reads != 11 {
+		t.Fatalf("CHG1 %q after %d reads, want it read again (11)", got, src.reads)
+	}
+}

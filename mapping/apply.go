@@ -676,6 +676,14 @@ func toInt(v value) (value, error) {
 // JSON matches on connector and event type alone, so that Apply reports it
 // and the event is quarantined rather than ignored.
 func (c *Compiled) Matches(connectorType, eventType string, payload []byte) bool {
+	var text *string
+	return c.matches(connectorType, eventType, payload, &text)
+}
+
+// matches is Matches with the payload's text shared across the profiles
+// a Set tries: *text is set the first time a profile needs it, so an
+// event is copied into a string once, not once per profile.
+func (c *Compiled) matches(connectorType, eventType string, payload []byte, text **string) bool {
 	m := c.profile.Match
 	if m.ConnectorType != "" && !strings.EqualFold(m.ConnectorType, connectorType) {
 		return false
@@ -698,7 +706,11 @@ func (c *Compiled) Matches(connectorType, eventType string, payload []byte) bool
 	if !validJSON(payload) {
 		return true
 	}
-	r, err := record(string(payload), c.unwrap)
+	if *text == nil {
+		t := string(payload)
+		*text = &t
+	}
+	r, err := record(**text, c.unwrap)
 	if err != nil {
 		return false
 	}

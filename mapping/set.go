@@ -44,8 +44,9 @@ func (s *Set) Select(connectorType, eventType string, payload []byte) (*Compiled
 	if s == nil {
 		return nil, false
 	}
+	var text *string
 	for _, c := range s.ordered {
-		if c.Matches(connectorType, eventType, payload) {
+		if c.matches(connectorType, eventType, payload, &text) {
 			return c, true
 		}
 	}

@@ -393,6 +393,19 @@ func (b *eventBatcher) storePG(ctx context.Context, evs []pendingEvent) (map[str
 	// keys wait for each other in the same order (never a deadlock).
 	sorted := sortedByKey(evs)
 	cols := [7]pgArray{{oid: oidText}, {oid: oidText}, {oid: oidText}, {oid: oidText}, {oid: oidText}, {oid: oidBytea}, {oid: oidTimestamptz}}
+	var sizes [7]int
+	for _, e := range sorted {
+		sizes[0] += len(e.id)
+		sizes[1] += len(e.connector)
+		sizes[2] += len(e.typ)
+		sizes[3] += len(e.dedupeKey)
+		sizes[4] += len(e.headers)
+		sizes[5] += len(e.body)
+	}
+	sizes[6] = 8 * len(sorted)
+	for i := range cols {
+		cols[i].reserve(len(sorted), sizes[i])
+	}
 	for _, e := range sorted {
 		cols[0].addString(e.id)
 		cols[1].addString(e.connector)
@@ -543,19 +556,42 @@ const (
 // format (array_recv), built element by element: no escaping on either
 // side, and bytea goes as its bytes. Only for a pool with lib/pq's
 // binary_parameters on, which sends what BinaryValue returns.
+//
+// The buffer holds the header's room, then the elements, so BinaryValue
+// fills the header in and returns the buffer as it is: a batch's bodies
+// are copied once into it (sized by reserve), not again into a rendering.
 type pgArray struct {
 	oid  uint32
 	n    int
-	data []byte // each element as its length and bytes
+	data []byte // pgArrayHeader bytes of room, then each element as its length and bytes
+}
+
+// pgArrayHeader is the binary header of a one-dimensional array:
+// dimensions, has-nulls, element type, length and lower bound.
+const pgArrayHeader = 20
+
+// reserve makes room for n more elements of size bytes in all.
+func (a *pgArray) reserve(n, size int) {
+	if len(a.data) == 0 {
+		a.data = make([]byte, pgArrayHeader, pgArrayHeader+4*n+size)
+		return
+	}
+	a.data = slices.Grow(a.data, 4*n+size)
 }
 
 func (a *pgArray) add(b []byte) {
+	if len(a.data) == 0 {
+		a.reserve(1, len(b))
+	}
 	a.n++
 	a.data = binary.BigEndian.AppendUint32(a.data, uint32(len(b)))
 	a.data = append(a.data, b...)
 }
 
 func (a *pgArray) addString(s string) {
+	if len(a.data) == 0 {
+		a.reserve(1, len(s))
+	}
 	a.n++
 	a.data = binary.BigEndian.AppendUint32(a.data, uint32(len(s)))
 	a.data = append(a.data, s...)
@@ -568,14 +604,18 @@ var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 // times are within a few centuries of now (validated by InsertEvent), so
 // the arithmetic cannot overflow.
 func (a *pgArray) addTime(t time.Time) {
+	if len(a.data) == 0 {
+		a.reserve(1, 8)
+	}
 	us := (t.Unix()-pgEpoch.Unix())*1_000_000 + int64(t.Nanosecond()/1000)
 	a.n++
 	a.data = binary.BigEndian.AppendUint32(a.data, 8)
 	a.data = binary.BigEndian.AppendUint64(a.data, uint64(us))
 }
 
-// BinaryValue is the array's binary form: dimensions, has-nulls, element
-// type, length and lower bound, then the elements.
+// BinaryValue is the array's binary form: the header filled in before
+// the elements. The driver copies it into its message before the
+// statement returns.
 func (a *pgArray) BinaryValue() ([]byte, error) {
 	if a.n == 0 {
 		b := make([]byte, 0, 12)
@@ -583,13 +623,13 @@ func (a *pgArray) BinaryValue() ([]byte, error) {
 		b = binary.BigEndian.AppendUint32(b, 0)
 		return binary.BigEndian.AppendUint32(b, a.oid), nil
 	}
-	b := make([]byte, 0, 20+len(a.data))
-	b = binary.BigEndian.AppendUint32(b, 1)
-	b = binary.BigEndian.AppendUint32(b, 0)
-	b = binary.BigEndian.AppendUint32(b, a.oid)
-	b = binary.BigEndian.AppendUint32(b, uint32(a.n))
-	b = binary.BigEndian.AppendUint32(b, 1)
-	return append(b, a.data...), nil
+	h := a.data[:0:pgArrayHeader]
+	h = binary.BigEndian.AppendUint32(h, 1)
+	h = binary.BigEndian.AppendUint32(h, 0)
+	h = binary.BigEndian.AppendUint32(h, a.oid)
+	h = binary.BigEndian.AppendUint32(h, uint32(a.n))
+	binary.BigEndian.AppendUint32(h, 1)
+	return a.data, nil
 }
 
 func sortEvents(s []pendingEvent) {

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -47,7 +49,16 @@ type DB struct {
 	commits *groupcommit.Committer
 	topics  txTopics
 	txEnded func(topics []string, committed bool)
+	// rebound caches Q's PostgreSQL texts by query (at most maxRebound):
+	// the hot paths' queries are constants, rebound on every call
+	// otherwise.
+	rebound     sync.Map
+	reboundSize atomic.Int32
 }
+
+// maxRebound bounds DB.rebound, so queries built at run time (IN lists of
+// every length) cannot grow it without end.
+const maxRebound = 1024
 
 // Options configure Open.
 type Options struct {
@@ -176,7 +187,21 @@ func (b *DB) Commits() *groupcommit.Committer { return b.commits }
 func (b *DB) Now() time.Time { return TS(b.clock.Now()) }
 
 // Q rebinds a query written with ? placeholders for the dialect.
-func (b *DB) Q(query string) string { return b.db.Rebind(query) }
+func (b *DB) Q(query string) string {
+	if b.dialect != Postgres {
+		return b.db.Rebind(query) // SQLite's ? stay as they are: nothing to cache
+	}
+	if q, ok := b.rebound.Load(query); ok {
+		return q.(string)
+	}
+	q := b.db.Rebind(query)
+	if b.reboundSize.Load() < maxRebound {
+		if _, loaded := b.rebound.LoadOrStore(query, q); !loaded {
+			b.reboundSize.Add(1)
+		}
+	}
+	return q
+}
 
 // Ping checks that the database answers.
 func (b *DB) Ping(ctx context.Context) error {

@@ -44,6 +44,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -78,6 +79,10 @@ type config struct {
 	Secret          string  // the connectors' webhook secret (webhook target)
 	Dup, OutOfOrder float64 // webhook target: fractions resent as-is, and sent as an older version
 	Keys            int     // webhook target: distinct record keys
+	// Series, when > 0, prints latency per window of this length (by the
+	// request's send time) after the run: whether the tail is spikes or
+	// spread evenly.
+	Series time.Duration
 }
 
 func main() {
@@ -102,6 +107,7 @@ func main() {
 	flag.Float64Var(&c.Dup, "dup", 0.05, "webhook target: fraction of deliveries resent as-is (a duplicate)")
 	flag.Float64Var(&c.OutOfOrder, "ooo", 0.05, "webhook target: fraction of deliveries carrying an older version of their record (out of order)")
 	flag.IntVar(&c.Keys, "keys", 2000, "webhook target: distinct change and issue keys")
+	flag.DurationVar(&c.Series, "series", 0, "print p50/p99/max per window of this length (by send time) to stderr; 0 = off")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -274,6 +280,7 @@ func buildBodies(s *sample, c config) ([][]byte, error) {
 // stats is one worker's measurements.
 type stats struct {
 	lat                 []time.Duration
+	sent                []time.Time // with -series: each request's send (or due) time, beside lat
 	errors, allow, wait int
 	deny, other         int
 	accepted, duplicate int // webhook target: 202s, and those the inbox knew already
@@ -333,6 +340,9 @@ func run(c config) error {
 		return fmt.Errorf("-client must be raw or std, not %q", c.Client)
 	}
 	total, elapsed, missed, cpu := drive(c, gen, send)
+	if c.Series > 0 {
+		printSeries(os.Stderr, total, c.Series)
+	}
 	report(c, total, elapsed, missed, cpu)
 	return nil
 }
@@ -380,6 +390,9 @@ func drive(c config, gen func(w int) func() request, send sender) (*stats, time.
 			return
 		}
 		st.lat = append(st.lat, time.Since(since))
+		if c.Series > 0 {
+			st.sent = append(st.sent, since)
+		}
 		classify(st, out, err)
 	}
 
@@ -464,6 +477,7 @@ func drive(c config, gen func(w int) func() request, send sender) (*stats, time.
 	var total stats
 	for _, st := range all {
 		total.lat = append(total.lat, st.lat...)
+		total.sent = append(total.sent, st.sent...)
 		total.errors += st.errors
 		total.allow += st.allow
 		total.wait += st.wait
@@ -701,6 +715,30 @@ func report(c config, t *stats, elapsed time.Duration, missed int64, cpu time.Du
 	}
 	b, _ := json.Marshal(r)
 	fmt.Printf("RESULT %s\n", b)
+}
+
+// printSeries writes latency percentiles per window of the run, windows
+// taken by each request's send time (its due time in an open loop).
+func printSeries(w io.Writer, t *stats, window time.Duration) {
+	if len(t.sent) == 0 {
+		return
+	}
+	start := slices.MinFunc(t.sent, time.Time.Compare)
+	byWin := map[int][]time.Duration{}
+	for i, at := range t.sent {
+		k := int(at.Sub(start) / window)
+		byWin[k] = append(byWin[k], t.lat[i])
+	}
+	keys := slices.Sorted(maps.Keys(byWin))
+	fmt.Fprintf(w, "%10s %8s %9s %9s %9s\n", "from", "requests", "p50 ms", "p99 ms", "max ms")
+	for _, k := range keys {
+		l := byWin[k]
+		slices.Sort(l)
+		at := func(p float64) float64 {
+			return float64(l[min(len(l)-1, int(p*float64(len(l))))].Microseconds()) / 1000
+		}
+		fmt.Fprintf(w, "%9.2fs %8d %9.2f %9.2f %9.2f\n", (time.Duration(k) * window).Seconds(), len(l), at(0.5), at(0.99), at(1))
+	}
 }
 
 func orDefault(s, d string) string {

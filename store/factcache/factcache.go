@@ -298,9 +298,18 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 		}
 	}
 
-	facts.Incidents = make([]core.Incident, 0, 4)
+	inScope := func(i Incident) bool {
+		return q.AllIncidents || len(i.Services) == 0 || slices.Contains(i.Services, service)
+	}
+	n := 0
 	for _, i := range incidents {
-		if q.AllIncidents || len(i.Services) == 0 || slices.Contains(i.Services, service) {
+		if inScope(i) {
+			n++
+		}
+	}
+	facts.Incidents = make([]core.Incident, 0, n) // counted first: an incident is hundreds of bytes, every check allocates these
+	for _, i := range incidents {
+		if inScope(i) {
 			facts.Incidents = append(facts.Incidents, i.Incident)
 		}
 	}

@@ -74,10 +74,15 @@ type Row struct {
 
 // pgSQL is b's PostgreSQL statement with its arrays at $first… .
 func (b *Insert) pgSQL(first int) string {
+	return b.pgSQLWith(func(i int) string { return "$" + strconv.Itoa(first+i) + "::text[]" })
+}
+
+// pgSQLWith is b's PostgreSQL statement with column i's array at ref(i).
+func (b *Insert) pgSQLWith(ref func(i int) string) string {
 	var sel, arr []string
 	for i, c := range b.cols {
 		sel = append(sel, "u."+c+"::"+b.types[i])
-		arr = append(arr, "$"+strconv.Itoa(first+i)+"::text[]")
+		arr = append(arr, ref(i))
 	}
 	return "INSERT INTO " + b.table + " (" + strings.Join(b.cols, ", ") + ") SELECT " + strings.Join(sel, ", ") +
 		" FROM unnest(" + strings.Join(arr, ", ") + ") AS u(" + strings.Join(b.cols, ", ") + ")" + b.tail

@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -23,9 +25,9 @@ import (
 // transaction block on the committer's own connection, so it is its own
 // transaction and commits when it ends:
 //
-//	WITH i0 AS (INSERT INTO releases … FROM unnest($1::text[], …) … RETURNING 1),
+//	WITH i0 AS (INSERT INTO releases … FROM unnest(<column 0>, …) … RETURNING 1),
 //	     i1 AS (INSERT INTO gate_decisions … RETURNING 1)
-//	SELECT tollgate_append_audit(key, $19::text[], …)  -- chain lock, head, link, insert
+//	SELECT tollgate_append_audit(key, <column 18>, …)  -- chain lock, head, link, insert
 //	FROM (SELECT count(*) FROM i0) c0, (SELECT count(*) FROM i1) c1
 //
 // Counting the inserts' rows in FROM makes them finish before the function
@@ -36,8 +38,8 @@ import (
 // rows, commit). The entries are linked inside the database (migration
 // 00006) from core.AuditContentTail, which tollgate computes; a test holds
 // the function's hash to core.HashAuditEntry, and `tollgate audit verify`
-// rechecks every hash in Go. Each column travels as one text[] parameter
-// in PostgreSQL's binary format (textArray.BinaryValue, on the own
+// rechecks every hash in Go. The columns travel as slices of one text[]
+// parameter in PostgreSQL's binary format (binaryArgs, on the own
 // connection's pool, openBinaryPool): each element is its length and its
 // bytes, so neither side escapes or parses the kilobytes of decision
 // documents a group carries, and no SQL is built from data.
@@ -208,6 +210,15 @@ func (c *Committer) oneStatement(rows []Row, entries []core.AuditEntry) (string,
 // order's tables (in that order) and linking entries when withEntries;
 // built once per shape (c.texts), as the committer would otherwise
 // rebuild the same text for every group.
+//
+// The group's columns travel as two parameters (binaryArgs): $2 every
+// column's elements one after another in one text[], $1 the int4[] of
+// each column's first and last subscript in it; column k is the slice
+// $2[$1[2k+1]:$1[2k+2]]. One large parameter rather than one per column,
+// because lib/pq grows its Bind message by appending parameter after
+// parameter: with a dozen columns it reallocated and copied the group's
+// kilobytes of documents several times per group; with one it allocates
+// the message once.
 func (c *Committer) oneStatementText(order []*Insert, withEntries bool) string {
 	var key strings.Builder
 	for _, ins := range order {
@@ -223,31 +234,38 @@ func (c *Committer) oneStatementText(order []*Insert, withEntries bool) string {
 	var text string
 	if len(order) > 0 {
 		var with, from []string
-		n := 1
+		k := 0
 		for i, ins := range order {
-			with = append(with, fmt.Sprintf("i%d AS (%s RETURNING 1)", i, ins.pgSQL(n)))
+			first := k
+			with = append(with, fmt.Sprintf("i%d AS (%s RETURNING 1)", i, ins.pgSQLWith(func(j int) string { return columnRef(first + j) })))
 			from = append(from, fmt.Sprintf("(SELECT count(*) FROM i%d) c%d", i, i))
-			n += len(ins.cols)
+			k += len(ins.cols)
 		}
 		text = "WITH " + strings.Join(with, ", ") + " SELECT "
 		if withEntries {
-			text += appendAuditCall(n) + " FROM " + strings.Join(from, ", ")
+			text += appendAuditCall(k) + " FROM " + strings.Join(from, ", ")
 		} else {
 			text += "1 FROM " + strings.Join(from, ", ")
 		}
 	} else {
-		text = "SELECT " + appendAuditCall(1)
+		text = "SELECT " + appendAuditCall(0)
 	}
 	c.texts.Store(key.String(), text)
 	return text
 }
 
-// appendAuditCall is the call linking a group's entries, its arrays at
-// $first… .
+// columnRef is column k's array in a one-statement group (see
+// oneStatementText).
+func columnRef(k int) string {
+	return fmt.Sprintf("($2::text[])[($1::int4[])[%d]:($1::int4[])[%d]]", 2*k+1, 2*k+2)
+}
+
+// appendAuditCall is the call linking a group's entries, its arrays the
+// columns first… .
 func appendAuditCall(first int) string {
 	p := make([]string, 6)
 	for i := range p {
-		p[i] = "$" + strconv.Itoa(first+i) + "::text[]"
+		p[i] = columnRef(first + i)
 	}
 	return "tollgate_append_audit(" + strconv.Itoa(LockKey) + ", " + strings.Join(p, ", ") + ")"
 }
@@ -257,34 +275,78 @@ func appendAuditCall(first int) string {
 // after use.
 const scratchMax = 1 << 20
 
-// binaryArgs returns the group's text[] arguments in their binary
-// renderings (what lib/pq would ask BinaryValue for), all in one buffer
-// reused from group to group: lib/pq copies the arguments into its
-// message before ExecContext returns, so the next group may overwrite
-// them. Saves allocating (and zeroing) each group's documents anew.
+// int4OID is the type oid of int4, the element type of the bounds.
+const int4OID = 23
+
+// binaryArgs returns the group's two parameters (oneStatementText) in
+// PostgreSQL's binary format, in one buffer reused from group to group:
+// the int4[] of each column's first and last subscript, and the text[]
+// of every column's elements in turn. lib/pq copies the arguments into
+// its message before ExecContext returns, so the next group may
+// overwrite them. Saves allocating (and zeroing) each group's documents
+// anew.
 func (w *groupConn) binaryArgs(arrays []textArray) ([]any, error) {
-	n := 0
+	elems, size := 0, 0
 	for _, a := range arrays {
-		size, err := a.binarySize()
-		if err != nil {
-			return nil, err
+		for _, s := range a {
+			if len(s) > math.MaxInt32 {
+				return nil, fmt.Errorf("text[] element of %d bytes is too long", len(s))
+			}
+			size += 4 + len(s)
 		}
-		n += size
+		elems += len(a)
+	}
+	boundsLen := 12 + 8 + 2*8*len(arrays)
+	if len(arrays) == 0 {
+		boundsLen = 12
+	}
+	textLen := 12 + 8 + size
+	if elems == 0 {
+		textLen = 12
+	}
+	if int64(textLen) > math.MaxInt32 {
+		return nil, fmt.Errorf("group of %d bytes is too large for one statement", textLen)
 	}
 	buf := w.scratch[:0]
-	if cap(buf) < n {
-		buf = make([]byte, 0, n)
+	if cap(buf) < boundsLen+textLen {
+		buf = make([]byte, 0, boundsLen+textLen)
 	}
-	args := make([]any, len(arrays))
-	for i, a := range arrays {
-		start := len(buf)
-		buf = a.appendBinary(buf)
-		args[i] = buf[start:len(buf):len(buf)]
+	header := func(b []byte, oid uint32, n int) []byte {
+		if n == 0 {
+			b = binary.BigEndian.AppendUint32(b, 0) // no dimensions: '{}'
+		} else {
+			b = binary.BigEndian.AppendUint32(b, 1)
+		}
+		b = binary.BigEndian.AppendUint32(b, 0) // no nulls
+		b = binary.BigEndian.AppendUint32(b, oid)
+		if n > 0 {
+			b = binary.BigEndian.AppendUint32(b, uint32(n))
+			b = binary.BigEndian.AppendUint32(b, 1) // lower bound
+		}
+		return b
 	}
+	buf = header(buf, int4OID, 2*len(arrays))
+	next := 1
+	for _, a := range arrays {
+		for _, v := range []int{next, next + len(a) - 1} { // [next:next-1] is empty
+			buf = binary.BigEndian.AppendUint32(buf, 4)
+			buf = binary.BigEndian.AppendUint32(buf, uint32(int32(v)))
+		}
+		next += len(a)
+	}
+	bounds := buf[:len(buf):len(buf)]
+	buf = header(buf, textOID, elems)
+	for _, a := range arrays {
+		for _, s := range a {
+			buf = binary.BigEndian.AppendUint32(buf, uint32(len(s)))
+			buf = append(buf, s...)
+		}
+	}
+	text := buf[len(bounds):len(buf):len(buf)]
 	if cap(buf) <= scratchMax {
 		w.scratch = buf
 	}
-	return args, nil
+	return []any{bounds, text}, nil
 }
 
 // connect gives the own connection a live connection: a new one, or its

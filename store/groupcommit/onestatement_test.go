@@ -2,6 +2,7 @@ package groupcommit
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
@@ -116,11 +117,11 @@ func TestOneStatementText(t *testing.T) {
 		want        []string // substrings, in order
 	}{
 		{"rows and entries", []*Insert{testReleases, testDecisions}, true,
-			[]string{"WITH i0 AS (INSERT INTO releases", "$1::text[]", "i1 AS (INSERT INTO gate_decisions", "$11::text[]", "tollgate_append_audit(", "$19::text[]", "$24::text[]", "(SELECT count(*) FROM i1) c1"}},
+			[]string{"WITH i0 AS (INSERT INTO releases", columnRef(0), "i1 AS (INSERT INTO gate_decisions", columnRef(10), "tollgate_append_audit(", columnRef(18), columnRef(23), "(SELECT count(*) FROM i1) c1"}},
 		{"other order", []*Insert{testDecisions, testReleases}, true,
-			[]string{"WITH i0 AS (INSERT INTO gate_decisions", "i1 AS (INSERT INTO releases", "$9::text[]", "tollgate_append_audit(", "$19::text[]"}},
+			[]string{"WITH i0 AS (INSERT INTO gate_decisions", "i1 AS (INSERT INTO releases", columnRef(8), "tollgate_append_audit(", columnRef(18)}},
 		{"rows only", []*Insert{testDecisions}, false, []string{"WITH i0 AS (INSERT INTO gate_decisions", "SELECT 1 FROM (SELECT count(*) FROM i0) c0"}},
-		{"entries only", nil, true, []string{"SELECT tollgate_append_audit(", "$1::text[]", "$6::text[]"}},
+		{"entries only", nil, true, []string{"SELECT tollgate_append_audit(", columnRef(0), columnRef(5)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,23 +144,48 @@ func TestOneStatementText(t *testing.T) {
 	}
 }
 
-// TestBinaryArgs: the group's arguments become their binary renderings in
-// one buffer the connection keeps for the next group, unless it grew past
-// scratchMax.
+// TestBinaryArgs: a group's columns become two parameters in one buffer
+// the connection keeps for the next group (unless it grew past
+// scratchMax): each column's first and last subscript, and every element
+// in turn in one text[].
 func TestBinaryArgs(t *testing.T) {
 	var w groupConn
 	group := func(docs ...string) []textArray {
 		return []textArray{docs, {"a"}, {}}
 	}
+	int4s := func(v ...int) []byte {
+		b := binary.BigEndian.AppendUint32(nil, 1)
+		b = binary.BigEndian.AppendUint32(b, 0)
+		b = binary.BigEndian.AppendUint32(b, int4OID)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+		b = binary.BigEndian.AppendUint32(b, 1)
+		for _, x := range v {
+			b = binary.BigEndian.AppendUint32(b, 4)
+			b = binary.BigEndian.AppendUint32(b, uint32(int32(x)))
+		}
+		return b
+	}
 	args, err := w.binaryArgs(group("one", `"two"`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, a := range group("one", `"two"`) {
-		want, _ := a.BinaryValue()
-		if got, ok := args[i].([]byte); !ok || string(got) != string(want) {
-			t.Fatalf("argument %d: %x, want %x", i, args[i], want)
-		}
+	wantText, _ := textArray{"one", `"two"`, "a"}.BinaryValue()
+	if len(args) != 2 {
+		t.Fatalf("%d arguments, want 2", len(args))
+	}
+	if got, ok := args[0].([]byte); !ok || string(got) != string(int4s(1, 2, 3, 3, 4, 3)) {
+		t.Fatalf("bounds %x, want %x", args[0], int4s(1, 2, 3, 3, 4, 3))
+	}
+	if got, ok := args[1].([]byte); !ok || string(got) != string(wantText) {
+		t.Fatalf("elements %x, want %x", args[1], wantText)
+	}
+	empty, err := w.binaryArgs([]textArray{{}, {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEmpty, _ := textArray{}.BinaryValue()
+	if string(empty[0].([]byte)) != string(int4s(1, 0, 1, 0)) || string(empty[1].([]byte)) != string(wantEmpty) {
+		t.Fatalf("empty columns: %x %x", empty[0], empty[1])
 	}
 	kept := cap(w.scratch)
 	first := &w.scratch[:1][0]

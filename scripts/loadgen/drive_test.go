@@ -109,3 +109,31 @@ func TestWebhooksVaryAndRepeat(t *testing.T) {
 		t.Errorf("only %d distinct bodies", len(bodies))
 	}
 }
+
+// TestTemplateRendersAsReplacer: a body assembled from a template is the
+// fixture with strings.NewReplacer's (or strings.Replace's) result.
+func TestTemplateRendersAsReplacer(t *testing.T) {
+	w, err := newWebhooks(config{Secret: "s3cret", Seed: 1, Keys: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		got  []byte
+		want string
+	}{
+		{"servicenow", w.snT.render("CHG8000042", "2026-01-02 03:04:05", "2026-01-02 03:04:05"),
+			strings.NewReplacer("CHG0000024", "CHG8000042", w.snTime, "2026-01-02 03:04:05", w.snDisplay, "2026-01-02 03:04:05").Replace(w.sn)},
+		{"jira", w.jiraT.render("LOAD-7", "2026-01-02T03:04:05.000+0000", "1767323045000"),
+			strings.NewReplacer("TES-41", "LOAD-7", w.jiraUpdated, "2026-01-02T03:04:05.000+0000", w.jiraTS, "1767323045000").Replace(w.jira)},
+		{"github", w.ghT.render("10000000042"), strings.Replace(w.gh, w.ghStatusID, "10000000042", 1)},
+		{"nothing to replace", newTemplate("abc", -1, "x").render("y"), "abc"},
+		{"adjacent", newTemplate("xxax", -1, "x", "a").render("1", "2"), "1121"},
+		{"first only", newTemplate("xx", 1, "x").render("y"), "yx"},
+	}
+	for _, tt := range tests {
+		if string(tt.got) != tt.want {
+			t.Errorf("%s: rendered body differs from the replaced fixture", tt.name)
+		}
+	}
+}

@@ -30,6 +30,7 @@ func buildScheduler(cfg *config.Config, rec *service.Reconciler, db *store.DB, r
 	sch := service.NewScheduler(rec, db, schedules, cfg.Retention(), holder, clock, log)
 	sch.OnMetrics = releaseGauges(reg)
 	sch.VerdictsEvery = cfg.VerdictsEvery()
+	sch.MetricsEvery = cfg.MetricsEvery()
 	return sch, nil
 }
 
@@ -37,8 +38,8 @@ func buildScheduler(cfg *config.Config, rec *service.Reconciler, db *store.DB, r
 // the release metrics of the trailing 30 days per environment. Both labels
 // are bounded (the policy's environments, the fixed metric names below),
 // unlike teams and services, which are not exported. The replica holding
-// the reports lease refreshes them hourly, the first time a minute after
-// start; on the others they are absent.
+// the reports lease refreshes them every release_metrics_refresh (1h),
+// the first time a minute after start; on the others they are absent.
 func releaseGauges(reg prometheus.Registerer) func(core.ReleaseMetrics) {
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tollgate_release_metric",

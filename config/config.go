@@ -77,6 +77,10 @@ type Config struct {
 	// brings the reconciler's stored verdicts up to date, so that reports
 	// find them judged (default 5m; "0s" turns it off).
 	VerdictsRefresh *Period `yaml:"verdicts_refresh"`
+	// ReleaseMetricsRefresh is how often the replica holding the reports
+	// lease recomputes the tollgate_release_metric gauges (default 1h; 0s:
+	// off, the gauges stay absent; the API computes on request anyway).
+	ReleaseMetricsRefresh *Period `yaml:"release_metrics_refresh"`
 }
 
 // GateConfig configures the gate check.

@@ -112,6 +112,22 @@ func (c *Config) validateReports(bad func(field, format string, args ...any)) {
 	if v := c.VerdictsRefresh; v != nil && v.D() != 0 && (v.D() < 10*time.Second || v.D() > 24*time.Hour) {
 		bad("verdicts_refresh", "must be 0s (off) or between 10s and 24h")
 	}
+	if v := c.ReleaseMetricsRefresh; v != nil && v.D() != 0 && (v.D() < time.Minute || v.D() > 24*time.Hour) {
+		bad("release_metrics_refresh", "must be 0s (off) or between 1m and 24h")
+	}
+}
+
+// DefaultReleaseMetricsRefresh is how often the release metrics gauges
+// are recomputed unless configured.
+const DefaultReleaseMetricsRefresh = Period(time.Hour)
+
+// MetricsEvery is how often the release metrics gauges are recomputed
+// (0: never).
+func (c *Config) MetricsEvery() time.Duration {
+	if c.ReleaseMetricsRefresh == nil {
+		return DefaultReleaseMetricsRefresh.D()
+	}
+	return c.ReleaseMetricsRefresh.D()
 }
 
 // DefaultVerdictsRefresh is how often stored verdicts are brought up to

@@ -37,6 +37,15 @@ reports_retention: 90d
 	if d, _ := Parse(nil, env); d.Retention() != 400*24*time.Hour || d.VerdictsEvery() != 5*time.Minute {
 		t.Errorf("default retention %v, verdicts refresh %v", d.Retention(), d.VerdictsEvery())
 	}
+	if d, _ := Parse(nil, env); d.MetricsEvery() != time.Hour {
+		t.Errorf("default release metrics refresh %v", d.MetricsEvery())
+	}
+	if off, err := Parse([]byte("release_metrics_refresh: 0s"), env); err != nil || off.MetricsEvery() != 0 {
+		t.Errorf("release_metrics_refresh: 0s → %v, %v; want off", off.MetricsEvery(), err)
+	}
+	if _, err := Parse([]byte("release_metrics_refresh: 10s"), env); err == nil || !strings.Contains(err.Error(), "release_metrics_refresh") {
+		t.Errorf("release_metrics_refresh: 10s accepted (%v)", err)
+	}
 	if off, err := Parse([]byte("verdicts_refresh: 0s"), env); err != nil || off.VerdictsEvery() != 0 {
 		t.Errorf("verdicts_refresh: 0s → %v, %v; want off", off.VerdictsEvery(), err)
 	}

@@ -118,9 +118,13 @@ ADMIN_TOKEN="paths-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 # refresh judges every deployment (the reconcile phase measures that work),
 # which is not the gate's or ingest's path; in steady state a refresh reads
 # the records since the last one, a second of PostgreSQL every 5 minutes.
+# release_metrics_refresh is off too: its first run, a minute after start,
+# reads 30 days of the 1M deployments (~1.6 s of PostgreSQL, hourly after
+# that) and would land amid whichever phase runs then.
 cat >"$TMP/tollgate.yaml" <<EOF
 log_level: info
 verdicts_refresh: 0s
+release_metrics_refresh: 0s
 connectors:
   - {name: servicenow, type: servicenow, webhook_secret: "$SECRET"}
   - {name: jira, type: jira, webhook_secret: "$SECRET"}

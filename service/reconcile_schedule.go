@@ -63,9 +63,11 @@ type Scheduler struct {
 	lastPurge time.Time
 	// OnMetrics, when set, receives release metrics of the trailing
 	// MetricsWindow grouped by environment (a bounded set, so they can be
-	// gauges), computed at most hourly by the lease holder.
+	// gauges), computed every MetricsEvery (default an hour; 0 never) by
+	// the lease holder.
 	OnMetrics     func(core.ReleaseMetrics)
 	MetricsWindow time.Duration
+	MetricsEvery  time.Duration
 	lastMetrics   time.Time
 	// VerdictsEvery is how often the lease holder brings the stored
 	// verdicts up to date (Reconciler.RefreshVerdicts), so that reports
@@ -88,7 +90,8 @@ func NewScheduler(rec *Reconciler, store ScheduleStore, schedules []ReportSchedu
 	client.HTTPClient.Timeout = 15 * time.Second
 	client.Logger = nil
 	return &Scheduler{rec: rec, store: store, schedules: schedules, retention: retention, holder: holder,
-		clock: clock, log: log, client: client, started: clock.Now(), Tick: 30 * time.Second, LeaseTTL: 10 * time.Minute}
+		clock: clock, log: log, client: client, started: clock.Now(), Tick: 30 * time.Second, LeaseTTL: 10 * time.Minute,
+		MetricsEvery: time.Hour}
 }
 
 // Run ticks until ctx ends, then gives the lease up.
@@ -114,9 +117,9 @@ func (s *Scheduler) Run(ctx context.Context) {
 // schedule whose next fire time after its last report (or after this
 // scheduler started, for a schedule that never ran) has come runs once,
 // for the latest fire time passed (a replica that was down does not
-// replay every missed run); then, at most hourly, old reports are deleted
-// and the release metrics handed to OnMetrics; every VerdictsEvery, the
-// stored verdicts are brought up to date.
+// replay every missed run); then, at most hourly, old reports are deleted;
+// every MetricsEvery the release metrics are handed to OnMetrics, and
+// every VerdictsEvery the stored verdicts are brought up to date.
 func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 	s.tickMu.Lock()
 	defer s.tickMu.Unlock()
@@ -160,9 +163,9 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 		// Like the verdicts' refresh, the first metrics come a minute after
 		// start: reading 30 days of deployments amid a start (a rollout
 		// under traffic) would compete with the gate for the database.
-		s.lastMetrics = s.started.Add(time.Minute - time.Hour)
+		s.lastMetrics = s.started.Add(time.Minute - s.MetricsEvery)
 	}
-	if s.OnMetrics != nil && now.Sub(s.lastMetrics) >= time.Hour {
+	if s.OnMetrics != nil && s.MetricsEvery > 0 && now.Sub(s.lastMetrics) >= s.MetricsEvery {
 		window := s.MetricsWindow
 		if window <= 0 {
 			window = 30 * 24 * time.Hour

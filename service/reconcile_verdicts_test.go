@@ -379,3 +379,33 @@ func TestSchedulerRefreshesVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// TestSchedulerReleaseMetrics: the lease holder hands the release metrics
+// over a minute after it starts, then every MetricsEvery; never at 0.
+func TestSchedulerReleaseMetrics(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		every time.Duration
+		steps []time.Duration // ticks after start
+		want  []int           // metrics handed over by each tick
+	}{
+		{10 * time.Minute, []time.Duration{0, 30 * time.Second, time.Minute, 5 * time.Minute, 11 * time.Minute}, []int{0, 0, 1, 1, 2}},
+		{0, []time.Duration{time.Minute, 2 * time.Hour}, []int{0, 0}},
+	} {
+		w := newVerdictWorld(t, store.SQLite)
+		start := w.clock.Now()
+		sch := NewScheduler(NewReconciler(w.db, w.pols, w.clock, w.log, core.ReconcileOptions{}), w.db, nil, 0, "replica-a", w.clock, w.log)
+		sch.MetricsEvery = tt.every
+		got := 0
+		sch.OnMetrics = func(core.ReleaseMetrics) { got++ }
+		for i, after := range tt.steps {
+			w.clock.set(start.Add(after))
+			if err := sch.TickAt(ctx, w.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want[i] {
+				t.Fatalf("every %v, %v after start: metrics handed over %d times, want %d", tt.every, after, got, tt.want[i])
+			}
+		}
+	}
+}

@@ -24,10 +24,13 @@ import (
 // only encoding/json takes) is decoded again by decodeJSONBytes, so what
 // is rejected, and the message saying why, are decodeJSON's.
 func decodeGateRequest(c *echo.Context, req *core.GateRequest) error {
-	b, err := readBody(c)
+	// The decoders copy every string they keep, so the body's buffer goes
+	// back to the pool when they are done.
+	b, release, err := readPooledBody(c)
 	if err != nil {
 		return err
 	}
+	defer release()
 	if fastGateRequest(b, req) {
 		return nil
 	}

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/core"
@@ -140,6 +142,43 @@ func TestVerifyHoldsTheChainToItsHead(t *testing.T) {
 		brk, _, _ = db.VerifyAuditTo(ctx, core.AuditHead{Seq: 3, Hash: head.Hash})
 		if brk == nil || brk.Seq != 3 || !strings.Contains(brk.Reason, "not the expected head") {
 			t.Fatalf("rewritten chain: %+v", brk)
+		}
+	})
+}
+
+// TestConcurrentDecisionsKeepTheirDocuments: decisions saved at once —
+// some by callers that give up (their context cancelled) while their
+// group may still be committing — are each stored with their own
+// document: the pooled buffer a document is encoded in is reused only
+// after its group committed, so every stored document matches the hash
+// its audit entry recorded, and a decision an abandoned caller left to
+// the committer is whole or absent.
+func TestConcurrentDecisionsKeepTheirDocuments(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		const callers, each = 16, 25
+		var wg sync.WaitGroup
+		for c := range callers {
+			wg.Go(func() {
+				for i := range each {
+					ctx, cancel := context.WithCancel(context.Background())
+					if i%5 == 4 {
+						cancel() // gives up at once: Submit may return before the group commits
+					}
+					svc := fmt.Sprintf("svc-%d-%d", c, i)
+					dec := core.GateDecision{ReleaseID: core.ReleaseID(svc, "1.0", "production"), Decision: core.Deny,
+						Reasons: []core.Reason{{Code: "NO_CHANGE", Message: strings.Repeat(svc+" ", 40+i)}},
+						Request: core.GateRequest{Service: svc, Version: "1.0", Environment: "production"}}
+					err := db.SaveDecision(ctx, dec, "ci")
+					cancel()
+					if err != nil && i%5 != 4 {
+						t.Errorf("%s: %v", svc, err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if brk, rows, err := db.VerifyAudit(context.Background()); err != nil || brk != nil || rows == 0 {
+			t.Fatalf("verify: break %+v after %d rows, err %v", brk, rows, err)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	segjson "github.com/segmentio/encoding/json"
 
@@ -56,8 +57,14 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 		codes = append(codes, r.Code)
 	}
 	// The document and its hash are computed here, in the caller, so the
-	// group commit's serial path only carries them.
-	doc, docHash := encodeDecision(dec)
+	// group commit's serial path only carries them. The document stays in
+	// its pooled buffer (no copy, the largest thing a check allocated):
+	// the group commit reads it until this check's group has committed,
+	// so the buffer is reused only once Submit has returned nil — after
+	// an error the committer may still hold it, and it is left to the
+	// collector.
+	buf := docBufs.Get().(*[]byte)
+	doc, docHash := encodeDecision(buf, dec)
 	subject := "release:" + dec.ReleaseID // also the release row's Once key
 	entry := core.AuditEntry{
 		Actor: actor, Action: core.ActionGateDecision, Subject: subject, At: dec.EvaluatedAt,
@@ -78,25 +85,30 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 	if err := d.base.Commits().Submit(ctx, groupcommit.Request{Entries: []core.AuditEntry{entry}, Rows: rows}); err != nil {
 		return fmt.Errorf("save gate decision %s: %w", dec.ID, err)
 	}
+	if cap(*buf) <= maxDocBuf {
+		docBufs.Put(buf)
+	}
 	return nil
 }
 
-// encodeDecision returns dec's stored document (mustJSON's bytes) and its
-// hex SHA-256. It encodes into a pooled buffer, so the document (facts and
-// all, the largest thing a check allocates) is copied once, into doc.
-func encodeDecision(dec core.GateDecision) (doc, sum string) {
-	buf := docBufs.Get().(*[]byte)
-	defer docBufs.Put(buf)
+// encodeDecision encodes dec's stored document (mustJSON's bytes) into
+// buf and returns it, as a string sharing buf's bytes, with its hex
+// SHA-256. The string is valid until buf is reused.
+func encodeDecision(buf *[]byte, dec core.GateDecision) (doc, sum string) {
 	b, err := segjson.Append((*buf)[:0], dec, segjson.EscapeHTML|segjson.SortMapKeys) // as segjson.Marshal
 	if err != nil {
 		panic(fmt.Sprintf("store: encode %T: %v", dec, err))
 	}
 	*buf = b
-	return string(b), core.DecisionDocSHA256(b)
+	return unsafe.String(unsafe.SliceData(b), len(b)), core.DecisionDocSHA256(b)
 }
 
-// docBufs are encodeDecision's buffers.
+// docBufs are encodeDecision's buffers, up to maxDocBuf each.
 var docBufs = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// maxDocBuf caps the buffers docBufs keeps: a rare huge decision's is
+// dropped after use.
+const maxDocBuf = 256 << 10
 
 // GetDecision returns the recorded decision with id.
 func (d *DB) GetDecision(ctx context.Context, id string) (core.GateDecision, error) {

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -86,10 +87,27 @@ func (u *UI) load(c *echo.Context) (*session, error) {
 // secure reports whether the request came over TLS (directly, or through
 // a trusted proxy that says so).
 func (u *UI) secure(c *echo.Context) bool {
-	if c.Request().TLS != nil {
+	r := c.Request()
+	if r.TLS != nil {
 		return true
 	}
-	return u.deps.TrustProxy && strings.EqualFold(c.Request().Header.Get("X-Forwarded-Proto"), "https")
+	if !u.deps.TrustProxy || !strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return false
+	}
+	if len(u.deps.TrustedProxies) == 0 {
+		return true
+	}
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := peer.Addr().Unmap()
+	for _, p := range u.deps.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // sameOrigin refuses forms posted from another site: browsers say so in

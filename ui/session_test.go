@@ -2,8 +2,10 @@ package ui
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -136,5 +138,60 @@ func TestSessionExpiry(t *testing.T) {
 	}
 	if len(sessions.m) != 0 {
 		t.Errorf("expired sessions not ended: %d left", len(sessions.m))
+	}
+}
+
+// TestSecureCookieBehindProxy: the session cookie is Secure over TLS, and
+// over plain HTTP only with trust_proxy and X-Forwarded-Proto: https —
+// from a peer in the trusted proxies when they are listed.
+func TestSecureCookieBehindProxy(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}
+	for _, tt := range []struct {
+		name      string
+		trust     bool
+		trusted   []netip.Prefix
+		peer      string
+		forwarded string
+		tls       bool
+		want      bool
+	}{
+		{"tls", false, nil, "192.0.2.1:4000", "", true, true},
+		{"plain http", false, nil, "192.0.2.1:4000", "", false, false},
+		{"header without trust_proxy", false, nil, "192.0.2.1:4000", "https", false, false},
+		{"trust_proxy, any peer", true, nil, "192.0.2.1:4000", "https", false, true},
+		{"trust_proxy, http forwarded", true, nil, "192.0.2.1:4000", "http", false, false},
+		{"trusted proxy", true, proxies, "10.1.2.3:4000", "https", false, true},
+		{"trusted proxy, IPv6", true, proxies, "[2001:db8::7]:4000", "https", false, true},
+		{"trusted proxy, v4-mapped", true, proxies, "[::ffff:10.1.2.3]:4000", "https", false, true},
+		{"not a trusted proxy", true, proxies, "192.0.2.1:4000", "https", false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+			u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
+				Sessions: &memSessions{m: map[string]auth.UISession{}}, Reader: emptyReader{}, Gate: noGate{},
+				IdleTimeout: time.Hour, MaxAge: time.Hour, TrustProxy: tt.trust, TrustedProxies: tt.trusted})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := echo.New()
+			u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
+			req := httptest.NewRequest("POST", "/ui/signin", strings.NewReader(url.Values{"token": {"good"}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.RemoteAddr = tt.peer
+			if tt.forwarded != "" {
+				req.Header.Set("X-Forwarded-Proto", tt.forwarded)
+			}
+			if tt.tls {
+				req.TLS = &tls.ConnectionState{}
+			}
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, req)
+			if rec.Code != http.StatusSeeOther || len(rec.Result().Cookies()) == 0 {
+				t.Fatalf("sign-in: %d", rec.Code)
+			}
+			if got := rec.Result().Cookies()[0].Secure; got != tt.want {
+				t.Fatalf("Secure %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -130,8 +131,11 @@ type Deps struct {
 	// MaxAge ends it this long after sign-in whatever happens.
 	IdleTimeout, MaxAge time.Duration
 	// TrustProxy makes X-Forwarded-Proto: https count as TLS (cookies
-	// are then Secure), for a server behind a TLS-terminating proxy.
-	TrustProxy bool
+	// are then Secure), for a server behind a TLS-terminating proxy:
+	// from a peer in TrustedProxies when that is set (http.trusted_proxies),
+	// from any peer otherwise.
+	TrustProxy     bool
+	TrustedProxies []netip.Prefix
 	// AuthFailures, when set, bounds each client's failed sign-ins
 	// (shared with the API's bearer tokens and webhook signatures).
 	AuthFailures AuthFailures

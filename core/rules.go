@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -226,6 +227,9 @@ func ruleIncidentBlock(ec *evalContext) {
 // review in the facts (the team's earlier releases; the team is the
 // catalog's, see CompiledPolicy.Subject), except the release's own.
 func rulePIRPending(ec *evalContext) {
+	// One reason per pending review: a team can have dozens, so the room
+	// is made once rather than by doubling.
+	ec.reasons = slices.Grow(ec.reasons, len(ec.f.PendingPIRs))
 	for i := range ec.f.PendingPIRs {
 		p := &ec.f.PendingPIRs[i]
 		if p.Status == PIRSignedOff || (ec.f.ReleaseID != "" && p.ReleaseID == ec.f.ReleaseID) {

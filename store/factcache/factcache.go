@@ -307,7 +307,7 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 			n++
 		}
 	}
-	facts.Incidents = make([]core.Incident, 0, n) // counted first: an incident is hundreds of bytes, every check allocates these
+	facts.Incidents = make([]core.Incident, 0, n) // counted first: an incident is hundreds of bytes, and every check copies those in scope
 	for _, i := range incidents {
 		if inScope(i) {
 			facts.Incidents = append(facts.Incidents, i.Incident)
@@ -316,9 +316,21 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 	facts.PendingPIRs = []core.PIR{}
 	if team := strings.TrimSpace(q.Team); team != "" {
 		svc, version, env := strings.TrimSpace(q.Service), strings.TrimSpace(q.Version), strings.TrimSpace(q.Environment)
+		pending := func(p core.PIR) bool {
+			return p.Team == team && p.ReleaseID != q.ExcludeReleaseID && (p.Service != svc || p.Version != version || p.Environment != env)
+		}
+		n := 0
 		for _, p := range pirs {
-			if p.Team == team && p.ReleaseID != q.ExcludeReleaseID && (p.Service != svc || p.Version != version || p.Environment != env) {
-				facts.PendingPIRs = append(facts.PendingPIRs, p)
+			if pending(p) {
+				n++
+			}
+		}
+		if n > 0 { // counted first, as the incidents
+			facts.PendingPIRs = make([]core.PIR, 0, n)
+			for _, p := range pirs {
+				if pending(p) {
+					facts.PendingPIRs = append(facts.PendingPIRs, p)
+				}
 			}
 		}
 	}

@@ -288,22 +288,14 @@ const int4OID = 23
 func (w *groupConn) binaryArgs(arrays []textArray) ([]any, error) {
 	elems, size := 0, 0
 	for _, a := range arrays {
-		for _, s := range a {
-			if len(s) > math.MaxInt32 {
-				return nil, fmt.Errorf("text[] element of %d bytes is too long", len(s))
-			}
-			size += 4 + len(s)
+		n, err := a.elementsSize()
+		if err != nil {
+			return nil, err
 		}
-		elems += len(a)
+		elems, size = elems+len(a), size+n
 	}
-	boundsLen := 12 + 8 + 2*8*len(arrays)
-	if len(arrays) == 0 {
-		boundsLen = 12
-	}
-	textLen := 12 + 8 + size
-	if elems == 0 {
-		textLen = 12
-	}
+	boundsLen := arrayHeaderSize(2*len(arrays)) + 2*8*len(arrays)
+	textLen := arrayHeaderSize(elems) + size
 	if int64(textLen) > math.MaxInt32 {
 		return nil, fmt.Errorf("group of %d bytes is too large for one statement", textLen)
 	}
@@ -311,21 +303,7 @@ func (w *groupConn) binaryArgs(arrays []textArray) ([]any, error) {
 	if cap(buf) < boundsLen+textLen {
 		buf = make([]byte, 0, boundsLen+textLen)
 	}
-	header := func(b []byte, oid uint32, n int) []byte {
-		if n == 0 {
-			b = binary.BigEndian.AppendUint32(b, 0) // no dimensions: '{}'
-		} else {
-			b = binary.BigEndian.AppendUint32(b, 1)
-		}
-		b = binary.BigEndian.AppendUint32(b, 0) // no nulls
-		b = binary.BigEndian.AppendUint32(b, oid)
-		if n > 0 {
-			b = binary.BigEndian.AppendUint32(b, uint32(n))
-			b = binary.BigEndian.AppendUint32(b, 1) // lower bound
-		}
-		return b
-	}
-	buf = header(buf, int4OID, 2*len(arrays))
+	buf = appendArrayHeader(buf, int4OID, 2*len(arrays))
 	next := 1
 	for _, a := range arrays {
 		for _, v := range []int{next, next + len(a) - 1} { // [next:next-1] is empty
@@ -335,12 +313,9 @@ func (w *groupConn) binaryArgs(arrays []textArray) ([]any, error) {
 		next += len(a)
 	}
 	bounds := buf[:len(buf):len(buf)]
-	buf = header(buf, textOID, elems)
+	buf = appendArrayHeader(buf, textOID, elems)
 	for _, a := range arrays {
-		for _, s := range a {
-			buf = binary.BigEndian.AppendUint32(buf, uint32(len(s)))
-			buf = append(buf, s...)
-		}
+		buf = a.appendElements(buf)
 	}
 	text := buf[len(bounds):len(buf):len(buf)]
 	if cap(buf) <= scratchMax {

@@ -36,10 +36,14 @@ func (a textArray) BinaryValue() ([]byte, error) {
 
 // binarySize is the length of a's binary rendering.
 func (a textArray) binarySize() (int, error) {
-	n := 12
-	if len(a) > 0 {
-		n += 8
-	}
+	n, err := a.elementsSize()
+	return arrayHeaderSize(len(a)) + n, err
+}
+
+// elementsSize is the length of a's elements in the binary format (each
+// its length and bytes), past the header.
+func (a textArray) elementsSize() (int, error) {
+	n := 0
 	for _, s := range a {
 		if len(s) > math.MaxInt32 {
 			return 0, fmt.Errorf("text[] element of %d bytes is too long", len(s))
@@ -51,20 +55,42 @@ func (a textArray) binarySize() (int, error) {
 
 // appendBinary appends a's binary rendering (BinaryValue) to b.
 func (a textArray) appendBinary(b []byte) []byte {
-	if len(a) == 0 {
-		b = binary.BigEndian.AppendUint32(b, 0) // no dimensions: '{}'
+	return a.appendElements(appendArrayHeader(b, textOID, len(a)))
+}
+
+// appendElements appends a's elements, each as its length and bytes.
+func (a textArray) appendElements(b []byte) []byte {
+	for _, s := range a {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+// arrayHeaderSize is the length of a one-dimensional array's binary
+// header for n elements (appendArrayHeader).
+func arrayHeaderSize(n int) int {
+	if n == 0 {
+		return 12
+	}
+	return 20
+}
+
+// appendArrayHeader appends the binary header of a one-dimensional array
+// of n elements of type oid: the number of dimensions, a has-nulls flag,
+// the element type, then the dimension's length and lower bound ('{}',
+// no dimension, when n is 0).
+func appendArrayHeader(b []byte, oid uint32, n int) []byte {
+	if n == 0 {
+		b = binary.BigEndian.AppendUint32(b, 0)
 	} else {
 		b = binary.BigEndian.AppendUint32(b, 1)
 	}
 	b = binary.BigEndian.AppendUint32(b, 0) // no nulls
-	b = binary.BigEndian.AppendUint32(b, textOID)
-	if len(a) > 0 {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(a)))
+	b = binary.BigEndian.AppendUint32(b, oid)
+	if n > 0 {
+		b = binary.BigEndian.AppendUint32(b, uint32(n))
 		b = binary.BigEndian.AppendUint32(b, 1) // lower bound
-	}
-	for _, s := range a {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
-		b = append(b, s...)
 	}
 	return b
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/jsonscan"
 )
 
 // Trace sources that are not paths.
@@ -703,7 +704,7 @@ func (c *Compiled) matches(connectorType, eventType string, payload []byte, text
 	if len(c.match) == 0 {
 		return true
 	}
-	if !validJSON(payload) {
+	if !jsonscan.Valid(payload) {
 		return true
 	}
 	if *text == nil {

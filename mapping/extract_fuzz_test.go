@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tollgate-dev/tollgate/internal/jsonscan"
 )
 
 // FuzzExtractText checks doc.extract's in-place reading of indexed values
@@ -22,7 +24,7 @@ func FuzzExtractText(f *testing.F) {
 		f.Add([]byte(s), "display_value")
 	}
 	f.Fuzz(func(t *testing.T, raw []byte, key string) {
-		if !validJSON(raw) || len(bytes.TrimSpace(raw)) != len(raw) {
+		if !jsonscan.Valid(raw) || len(bytes.TrimSpace(raw)) != len(raw) {
 			return // spans hold exactly one value
 		}
 		for _, rest := range []string{"", "display_value", "value", "name", key} {

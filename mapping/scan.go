@@ -1,11 +1,12 @@
 package mapping
 
 import (
-	"encoding/binary"
 	"math/bits"
 	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/tollgate-dev/tollgate/internal/jsonscan"
 )
 
 // This file is Apply's single pass over a payload: it validates the JSON
@@ -21,17 +22,16 @@ type span struct{ start, end int }
 
 // scanner validates one payload and indexes it for one profile.
 type scanner struct {
-	data   []byte
-	keys   map[string]int // top-level key → slot (Compiled.topKeys)
-	filter *keyFilter
-	unwrap string // envelope key, "" when not indexing an envelope
+	jsonscan.Scanner                // the payload (Data) and the validator
+	keys             map[string]int // top-level key → slot (Compiled.topKeys)
+	filter           *keyFilter
+	unwrap           string // envelope key, "" when not indexing an envelope
 	// root holds the spans of the indexed keys of the top-level object,
 	// rec those of the first envelope value when it is an object; nil
 	// slices index nothing.
 	root, rec []span
 	env       span // the first envelope value
 	envFound  bool
-	memo      [4]memoKey // keys remembered by flat, by position
 }
 
 // keyFilter finds the slot of a top-level key without hashing: bits
@@ -67,15 +67,15 @@ func newKeyFilter(keys map[string]int) *keyFilter {
 // envelope object inside it, its only recursion); skip validates all the
 // rest, with an explicit stack for nesting (no recursion).
 func (s *scanner) valid() bool {
-	d := s.data
-	i := ws(d, 0)
+	d := s.Data
+	i := jsonscan.WS(d, 0)
 	var ok bool
 	if i < len(d) && d[i] == '{' && (s.root != nil || s.unwrap != "") {
 		i, ok = s.object(i, s.root, true)
 	} else {
-		i, ok = s.skip(i)
+		i, ok = s.Skip(i)
 	}
-	return ok && ws(d, i) == len(d)
+	return ok && jsonscan.WS(d, i) == len(d)
 }
 
 // object validates the object whose '{' is at i and records in slots
@@ -84,8 +84,8 @@ func (s *scanner) valid() bool {
 // and, when its value is an object and s.rec is not nil, indexes that
 // object into s.rec. It returns the offset after the object.
 func (s *scanner) object(i int, slots []span, top bool) (int, bool) {
-	d := s.data
-	i = ws(d, i+1)
+	d := s.Data
+	i = jsonscan.WS(d, i+1)
 	if i < len(d) && d[i] == '}' {
 		return i + 1, true
 	}
@@ -95,15 +95,15 @@ func (s *scanner) object(i int, slots []span, top bool) (int, bool) {
 		}
 		ks := i + 1
 		var esc, ok bool
-		if i, esc, ok = str(d, ks); !ok {
+		if i, esc, ok = jsonscan.Str(d, ks); !ok {
 			return i, false
 		}
 		key := d[ks : i-1]
-		i = ws(d, i)
+		i = jsonscan.WS(d, i)
 		if i >= len(d) || d[i] != ':' {
 			return i, false
 		}
-		i = wsColon(d, i+1)
+		i = jsonscan.WSColon(d, i+1)
 		vs, slot := i, -1
 		if slots != nil {
 			slot = s.slot(key, esc)
@@ -112,11 +112,11 @@ func (s *scanner) object(i int, slots []span, top bool) (int, bool) {
 			if i < len(d) && d[i] == '{' && s.rec != nil {
 				i, ok = s.object(i, s.rec, false)
 			} else {
-				i, ok = s.skip(i)
+				i, ok = s.Skip(i)
 			}
 			s.env, s.envFound = span{vs, i}, true
 		} else {
-			i, ok = s.skip(i)
+			i, ok = s.Skip(i)
 		}
 		if !ok {
 			return i, false
@@ -124,322 +124,19 @@ func (s *scanner) object(i int, slots []span, top bool) (int, bool) {
 		if slot >= 0 && slots[slot].end == 0 {
 			slots[slot] = span{vs, i}
 		}
-		i = ws(d, i)
+		i = jsonscan.WS(d, i)
 		if i >= len(d) {
 			return i, false
 		}
 		switch d[i] {
 		case ',':
-			i = ws(d, i+1)
+			i = jsonscan.WS(d, i+1)
 		case '}':
 			return i + 1, true
 		default:
 			return i, false
 		}
 	}
-}
-
-// skip validates the JSON value at i, indexing nothing, and returns the
-// offset after it. A string is checked directly; an object goes to flat
-// first, which handles objects of scalars, and the general loop (nested)
-// takes over at the first member value that is itself a container.
-func (s *scanner) skip(i int) (int, bool) {
-	d := s.data
-	if i < len(d) {
-		switch d[i] {
-		case '"':
-			j, _, ok := str(d, i+1)
-			return j, ok
-		case '{':
-			j, nested, ok := s.flat(i)
-			if !nested || !ok {
-				return j, ok
-			}
-			return s.nested(j, true)
-		}
-	}
-	return s.nested(i, false)
-}
-
-// nested validates the JSON value at i with one loop and an explicit stack
-// of open containers (no recursion); inObject says that i is a member value
-// of an object already open, whose '}' ends the value. Objects go to flat
-// first, as in skip.
-func (s *scanner) nested(i int, inObject bool) (int, bool) {
-	d := s.data
-	var (
-		buf   [32]byte
-		stack = buf[:0] // '{' or '[' per open container
-		ok    bool
-	)
-	if inObject {
-		stack = append(stack, '{')
-	}
-value:
-	if i >= len(d) {
-		return i, false
-	}
-	switch d[i] {
-	case '"':
-		if i, _, ok = str(d, i+1); !ok {
-			return i, false
-		}
-	case '{':
-		var nested bool
-		if i, nested, ok = s.flat(i); !ok {
-			return i, false
-		}
-		if nested {
-			stack = append(stack, '{')
-			goto value
-		}
-	case '[':
-		stack = append(stack, '[')
-		i = ws(d, i+1)
-		if i < len(d) && d[i] == ']' {
-			i++
-			stack = stack[:len(stack)-1]
-			break
-		}
-		goto value
-	default:
-		if i, ok = scalarEnd(d, i); !ok {
-			return i, false
-		}
-	}
-after: // a value ended at i
-	if len(stack) == 0 {
-		return i, true
-	}
-	i = ws(d, i)
-	if i >= len(d) {
-		return i, false
-	}
-	switch d[i] {
-	case ',':
-		i = ws(d, i+1)
-		if stack[len(stack)-1] == '[' {
-			goto value
-		}
-	case '}':
-		if stack[len(stack)-1] != '{' {
-			return i, false
-		}
-		i++
-		stack = stack[:len(stack)-1]
-		goto after
-	case ']':
-		if stack[len(stack)-1] != '[' {
-			return i, false
-		}
-		i++
-		stack = stack[:len(stack)-1]
-		goto after
-	default:
-		return i, false
-	}
-	// The next member's key.
-	if i >= len(d) || d[i] != '"' {
-		return i, false
-	}
-	if i, _, ok = str(d, i+1); !ok {
-		return i, false
-	}
-	i = ws(d, i)
-	if i >= len(d) || d[i] != ':' {
-		return i, false
-	}
-	i = wsColon(d, i+1)
-	goto value
-}
-
-// flat validates the object whose '{' is at i without a stack. It returns
-// the offset after the object (nested false), or the offset of the first
-// member value that is an object or array (nested true), from where
-// nested goes on with the object open; ok is false for invalid JSON.
-//
-// Objects of one payload tend to have the same keys in the same order
-// (ServiceNow's {"display_value","value"} pairs, {"link","value"}
-// references), so flat remembers, for each of the first members of the
-// last object, the text from the key's opening quote to the value (key,
-// colon and whitespace); a member starting with the same bytes is valid up
-// to its value without looking at them one by one.
-func (s *scanner) flat(i int) (end int, nested, ok bool) {
-	d := s.data
-	i = ws(d, i+1)
-	if i < len(d) && d[i] == '}' {
-		return i + 1, false, true
-	}
-	for k := 0; ; k++ {
-		if i >= len(d) || d[i] != '"' {
-			return i, false, false
-		}
-		if k < len(s.memo) && s.memo[k].match(d, i) {
-			i = ws(d, i+s.memo[k].n)
-		} else {
-			ks := i
-			var esc bool
-			if i, esc, ok = str(d, i+1); !ok {
-				return i, false, false
-			}
-			i = ws(d, i)
-			if i >= len(d) || d[i] != ':' {
-				return i, false, false
-			}
-			i = wsColon(d, i+1)
-			if k < len(s.memo) {
-				s.memo[k].set(d, ks, i, esc)
-			}
-		}
-		if i >= len(d) {
-			return i, false, false
-		}
-		switch d[i] {
-		case '"':
-			if i+1 < len(d) && d[i+1] == '"' {
-				i += 2 // ""
-			} else if i, _, ok = str(d, i+1); !ok {
-				return i, false, false
-			}
-		case '{', '[':
-			return i, true, true
-		default:
-			if i, ok = scalarEnd(d, i); !ok {
-				return i, false, false
-			}
-		}
-		i = ws(d, i)
-		if i >= len(d) {
-			return i, false, false
-		}
-		switch d[i] {
-		case ',':
-			i = ws(d, i+1)
-		case '}':
-			return i + 1, false, true
-		default:
-			return i, false, false
-		}
-	}
-}
-
-// memoKey is what flat remembers of a member: the n bytes (n <= 32) from
-// its key's opening quote to its value, as four little-endian words and
-// masks of the bytes that count. n 0 matches nothing.
-type memoKey struct {
-	n    int
-	w, m [4]uint64
-}
-
-// set remembers d[start:end], a key (escaped when esc), its colon and the
-// whitespace around it; what does not fit, or has escapes, is forgotten.
-func (m *memoKey) set(d []byte, start, end int, esc bool) {
-	n := end - start
-	if esc || n > 32 || start+32 > len(d) {
-		m.n = 0
-		return
-	}
-	m.n = n
-	for j := range 4 {
-		var mask uint64
-		switch b := n - 8*j; {
-		case b >= 8:
-			mask = ^uint64(0)
-		case b > 0:
-			mask = 1<<(8*b) - 1
-		}
-		m.m[j] = mask
-		m.w[j] = binary.LittleEndian.Uint64(d[start+8*j:]) & mask
-	}
-}
-
-// match reports whether d[i:] starts with the remembered bytes.
-func (m *memoKey) match(d []byte, i int) bool {
-	if m.n == 0 || i < 0 || i+32 > len(d) {
-		return false
-	}
-	p := d[i : i+32]
-	x := (binary.LittleEndian.Uint64(p)&m.m[0] ^ m.w[0]) |
-		(binary.LittleEndian.Uint64(p[8:])&m.m[1] ^ m.w[1]) |
-		(binary.LittleEndian.Uint64(p[16:])&m.m[2] ^ m.w[2]) |
-		(binary.LittleEndian.Uint64(p[24:])&m.m[3] ^ m.w[3])
-	return x == 0
-}
-
-// wsColon is ws after a colon, where one space is usual.
-func wsColon(d []byte, i int) int {
-	if i < len(d) && d[i] == ' ' {
-		i++
-	}
-	return ws(d, i)
-}
-
-// ws skips whitespace from i. The test for none is small enough to inline.
-func ws(d []byte, i int) int {
-	if i < len(d) && d[i] > ' ' {
-		return i
-	}
-	return skipWS(d, i)
-}
-
-// skipWS skips whitespace from i in a payload or one of its values.
-//
-//go:noinline // keeps ws and wsStr small enough to inline
-func skipWS[T string | []byte](d T, i int) int {
-	for i < len(d) {
-		switch d[i] {
-		case '\n':
-			// A line break and its indentation.
-			i++
-			fallthrough
-		case ' ':
-			// Indentation: skip a run of spaces 8 bytes at a time.
-			if i+8 <= len(d) {
-				w := d[i : i+8] // one bounds check for the 8 bytes
-				x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
-					uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
-				if x ^= lsb * ' '; x != 0 {
-					i += bits.TrailingZeros64(x) / 8
-					if d[i] > ' ' {
-						return i
-					}
-				} else {
-					i += 8
-				}
-				continue
-			}
-			if i < len(d) && d[i] == ' ' {
-				i++
-			}
-		case '\t', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// scalarEnd validates the literal (true, false, null) or number at i.
-func scalarEnd(d []byte, i int) (int, bool) {
-	switch c := d[i]; {
-	case c == 't':
-		return lit(d, i, "true")
-	case c == 'f':
-		return lit(d, i, "false")
-	case c == 'n':
-		return lit(d, i, "null")
-	case c == '-' || c >= '0' && c <= '9':
-		return number(d, i)
-	}
-	return i, false
-}
-
-func lit(d []byte, i int, w string) (int, bool) {
-	if len(d)-i >= len(w) && string(d[i:i+len(w)]) == w {
-		return i + len(w), true
-	}
-	return i, false
 }
 
 // unescapeKey returns a key's text as gjson compares it.
@@ -479,130 +176,12 @@ func (s *scanner) slot(key []byte, esc bool) int {
 	return -1
 }
 
-const (
-	lsb = 0x0101010101010101
-	msb = 0x8080808080808080
-)
-
-// special flags the bytes of x (little endian) that are '"', '\\' or
-// control characters. Borrows may flag bytes above a flagged one, but the
-// lowest flag is exact.
-//
-// x^2 permutes the control characters among themselves and maps '"' to
-// 0x20, and no other byte below 0x21, so one "less than 0x21" test finds
-// both.
-func special(x uint64) uint64 {
-	q := x ^ (lsb * 2)
-	b := x ^ (lsb * '\\')
-	return ((q-lsb*0x21)&^q | (b-lsb)&^b) & msb
-}
-
-// str validates a string whose opening quote is at i-1; it returns the
-// offset after the closing quote and whether the string has escapes.
-func str(d []byte, i int) (int, bool, bool) {
-	esc := false
-	for {
-		for i+8 <= len(d) {
-			if m := special(binary.LittleEndian.Uint64(d[i : i+8])); m != 0 {
-				i += bits.TrailingZeros64(m) / 8
-				if d[i] == '"' {
-					return i + 1, esc, true
-				}
-				break
-			}
-			i += 8
-		}
-		if i >= len(d) {
-			return i, esc, false
-		}
-		switch c := d[i]; {
-		case c == '"':
-			return i + 1, esc, true
-		case c == '\\':
-			esc = true
-			i++
-			if i >= len(d) {
-				return i, esc, false
-			}
-			switch d[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i++
-			case 'u':
-				for range 4 {
-					i++
-					if i >= len(d) || !ishex(d[i]) {
-						return i, esc, false
-					}
-				}
-				i++
-			default:
-				return i, esc, false
-			}
-		case c < ' ':
-			return i, esc, false
-		default:
-			i++
-		}
-	}
-}
-
-func ishex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// number validates a JSON number starting at i.
-func number(d []byte, i int) (int, bool) {
-	if d[i] == '-' {
-		i++
-		if i >= len(d) || !isDigit(d[i]) {
-			return i, false
-		}
-	}
-	if d[i] == '0' {
-		i++
-	} else {
-		for i < len(d) && isDigit(d[i]) {
-			i++
-		}
-	}
-	if i < len(d) && d[i] == '.' {
-		i++
-		if i >= len(d) || !isDigit(d[i]) {
-			return i, false
-		}
-		for i < len(d) && isDigit(d[i]) {
-			i++
-		}
-	}
-	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
-		i++
-		if i < len(d) && (d[i] == '+' || d[i] == '-') {
-			i++
-		}
-		if i >= len(d) || !isDigit(d[i]) {
-			return i, false
-		}
-		for i < len(d) && isDigit(d[i]) {
-			i++
-		}
-	}
-	return i, true
-}
-
-// validJSON reports whether payload is valid JSON, as gjson.ValidBytes.
-func validJSON(payload []byte) bool {
-	s := scanner{data: payload}
-	return s.valid()
-}
-
 // scanRecord validates payload and, when the record can be read from the
 // index (the top level is an object; the envelope, if the profile names one
 // and the payload has it, is an object), fills d. handled is false when the caller must find
 // the record the general way; valid is false for invalid JSON.
 func (c *Compiled) scanRecord(payload []byte, d *doc) (valid, handled bool) {
-	s := scanner{data: payload, keys: c.topKeys, filter: c.filter}
+	s := scanner{Scanner: jsonscan.Scanner{Data: payload}, keys: c.topKeys, filter: c.filter}
 	if c.indexable {
 		s.unwrap = c.unwrap
 	}
@@ -628,7 +207,7 @@ func (c *Compiled) scanRecord(payload []byte, d *doc) (valid, handled bool) {
 	if !c.indexable {
 		return true, false
 	}
-	start := ws(payload, 0)
+	start := jsonscan.WS(payload, 0)
 	if payload[start] != '{' {
 		return true, false
 	}
@@ -773,7 +352,7 @@ func wsStr(s string, i int) int {
 	if i < len(s) && s[i] > ' ' {
 		return i
 	}
-	return skipWS(s, i)
+	return jsonscan.SkipWS(s, i)
 }
 
 // skipString returns the offset after the (valid) string whose opening
@@ -790,6 +369,12 @@ func skipString(s string, i int) (int, bool) {
 		i = j + 2 // past the escape pair, which may be \"
 	}
 }
+
+// Byte-lane constants for testing eight bytes at a time.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
 
 // quoteOrBackslash returns the offset of the first '"' or '\\' in s from
 // i, or -1. Strings in payloads are mostly short, so it tests 8 bytes at a

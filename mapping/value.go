@@ -321,3 +321,5 @@ func parseUnix(s string, ms bool) (time.Time, error) {
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

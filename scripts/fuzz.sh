@@ -25,7 +25,7 @@ targets="
 ./connectors/internal/hook FuzzRead
 ./mapping FuzzApply
 ./mapping FuzzExtractText
-./mapping FuzzValidJSON
+./internal/jsonscan FuzzValid
 ./mapping FuzzObjectGet
 ./mapping FuzzScanRecord
 ./core FuzzCompilePolicy

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
 	"github.com/tollgate-dev/tollgate/core"
@@ -84,11 +86,11 @@ func (w *Webhook) Classify(h http.Header, body []byte) (connectors.Inbound, erro
 // ("jira:issue_updated" …), the delivery id X-Atlassian-Webhook-Identifier
 // (the same on retries; Jira Data Center does not send it).
 func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
-	obj, err := hook.ParseObject(body)
-	if err != nil {
+	var member [1]gjson.Result
+	if _, err := hook.ParseLookup(body, member[:], "webhookEvent"); err != nil {
 		return connectors.Inbound{}, err
 	}
-	event, ok, err := hook.String(obj, "webhookEvent", "webhookEvent")
+	event, ok, err := hook.StringValue(member[0], "webhookEvent")
 	if err != nil {
 		return connectors.Inbound{}, err
 	}

@@ -87,12 +87,10 @@ const (
 
 // classOf returns the validated sys_class_name of the record body holds.
 func classOf(body []byte) (string, error) {
-	obj, err := hook.ParseObject(body)
-	if err != nil {
+	var top [2]gjson.Result
+	if _, err := hook.ParseLookup(body, top[:], fieldClass, fieldResult); err != nil {
 		return "", err
 	}
-	var top [2]gjson.Result
-	hook.Lookup(obj, top[:], fieldClass, fieldResult)
 	class, result := top[0], top[1]
 	if !class.Exists() && result.Exists() {
 		switch {

@@ -26,6 +26,34 @@ func TestLookupLastWins(t *testing.T) {
 	}
 }
 
+// ParseLookup agrees with ParseObject then Lookup: what each refuses, with
+// the same error, and the members each finds, on bodies past the depth
+// check's threshold and nested past encoding/json's limit too.
+func TestParseLookupAgrees(t *testing.T) {
+	long := `{"pad":"` + strings.Repeat("x", 12000) + `","a":{"b":[1,{"c":2}]},"a":"last"}`
+	deep := `{"a":1,"d":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`
+	for _, body := range []string{
+		`{}`, ` {"a":1} `, `{"a":1,}`, `{"a":1 "b":2}`, `{"a":}`, `{"a":1}x`, `{"a":1}{}`, `[1]`, `"a"`, ``,
+		`{"\u0061":"esc","b":null}`, `{"a":"x\"y","b":true,"a":false}`, "{\"a\":\"\xff\"}",
+		`{"a":{"x":1},"b":[{"a":2}]}`, `{"a":1,"b":{"c":}}`, long, deep, long[:len(long)-1],
+	} {
+		keys := []string{"a", "b"}
+		var got, want [2]gjson.Result
+		_, err := hook.ParseLookup([]byte(body), got[:], keys...)
+		obj, werr := hook.ParseObject([]byte(body))
+		sameErr(t, "ParseLookup", err, werr)
+		if werr != nil {
+			continue
+		}
+		hook.Lookup(obj, want[:], keys...)
+		for k := range keys {
+			if got[k].Raw != want[k].Raw || got[k].Type != want[k].Type || got[k].Str != want[k].Str {
+				t.Errorf("%.40q: ParseLookup %q = %q, Lookup = %q", body, keys[k], got[k].Raw, want[k].Raw)
+			}
+		}
+	}
+}
+
 func TestParseObjectErrors(t *testing.T) {
 	for _, body := range hooktest.FuzzBodies {
 		_, got := hook.ParseObject([]byte(body))
@@ -65,6 +93,19 @@ func FuzzRead(f *testing.F) {
 			return
 		}
 		sameReads(t, "", obj, body, m, 1)
+		// ParseLookup finds in its one pass what Lookup finds after
+		// ParseObject.
+		keys := []string{"a", "b", "value", ""}
+		var want, got [4]gjson.Result
+		hook.Lookup(obj, want[:], keys...)
+		if _, err := hook.ParseLookup(body, got[:], keys...); err != nil {
+			t.Fatalf("ParseLookup: %v after ParseObject accepted the body", err)
+		}
+		for k := range keys {
+			if got[k].Raw != want[k].Raw || got[k].Type != want[k].Type || got[k].Str != want[k].Str {
+				t.Fatalf("ParseLookup %q = %#v, Lookup = %#v", keys[k], got[k], want[k])
+			}
+		}
 	})
 }
 

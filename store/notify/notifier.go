@@ -11,6 +11,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/tollgate-dev/tollgate/store/pgconn"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
@@ -56,6 +57,9 @@ type Stats struct {
 type Notifier struct {
 	db  *sql.DB // one connection, apart from the store's pool
 	log *slog.Logger
+	// stmt is notifyStatement, prepared at the first send (database/sql
+	// prepares it again on a new connection after a lost one).
+	stmt *sql.Stmt
 
 	mu     sync.Mutex
 	facts  map[string]struct{} // fact topics waiting to be sent
@@ -81,7 +85,16 @@ func NewNotifier(dsn string, log *slog.Logger) (*Notifier, error) {
 
 // openNotifier makes a notifier that queues but does not send until start.
 func openNotifier(dsn string, log *slog.Logger) (*Notifier, error) {
-	db, err := sql.Open("postgres", dsn)
+	cfg, err := pgconn.Config(dsn, "tollgate notifier")
+	if err != nil {
+		return nil, fmt.Errorf("open notifier connection: %w", err)
+	}
+	// A notification makes its transaction take an xid, so its commit
+	// would wait for a WAL flush; nothing here is durable (see send).
+	if _, set := cfg.Runtime["synchronous_commit"]; !set {
+		cfg.Runtime["synchronous_commit"] = "off"
+	}
+	db, err := pgconn.Open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open notifier connection: %w", err)
 	}
@@ -207,24 +220,25 @@ func (n *Notifier) run(ctx context.Context) {
 	}
 }
 
+// notifyStatement sends a burst: one statement, so one round trip and its
+// own (implicit) transaction; the notifications are delivered when it
+// commits.
+const notifyStatement = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)"
+
 // send delivers one burst in one transaction. It writes nothing durable,
-// so it does not wait for a WAL flush (synchronous_commit off): it holds
-// the notification queue's lock for the length of a commit without I/O.
+// so the connection commits without waiting for a WAL flush
+// (synchronous_commit off, unless the URL sets it): it holds the
+// notification queue's lock for the length of a commit without I/O.
 func (n *Notifier) send(ctx context.Context, channels, payloads []string) error {
-	tx, err := n.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", sqldb.Translate(err))
+	if n.stmt == nil {
+		stmt, err := n.db.PrepareContext(ctx, notifyStatement)
+		if err != nil {
+			return fmt.Errorf("prepare notify: %w", sqldb.Translate(err))
+		}
+		n.stmt = stmt
 	}
-	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit TO off"); err != nil {
-		return fmt.Errorf("set synchronous_commit: %w", sqldb.Translate(err))
-	}
-	if _, err := tx.ExecContext(ctx, "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
-		pq.Array(channels), pq.Array(payloads)); err != nil {
+	if _, err := n.stmt.ExecContext(ctx, pq.Array(channels), pq.Array(payloads)); err != nil {
 		return fmt.Errorf("notify: %w", sqldb.Translate(err))
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", sqldb.Translate(err))
 	}
 	n.sends.Add(1)
 	n.notifications.Add(int64(len(channels)))
@@ -243,6 +257,9 @@ func (n *Notifier) Close() {
 	n.mu.Unlock()
 	n.stop()
 	<-n.done
+	if n.stmt != nil {
+		n.stmt.Close()
+	}
 	n.db.Close()
 }
 

@@ -64,6 +64,12 @@ func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A send writes nothing durable: its commit must not wait for a WAL
+	// flush.
+	var syncCommit string
+	if err := n.db.QueryRow("SHOW synchronous_commit").Scan(&syncCommit); err != nil || syncCommit != "off" {
+		t.Fatalf("the notifier's synchronous_commit = %q (%v), want off", syncCommit, err)
+	}
 	want := map[string]bool{}
 	for i := range 10 {
 		topic := "change:CHG" + strconv.Itoa(i)

@@ -173,6 +173,17 @@ rss_watch() {
 	done
 }
 
+# cpu_ticks: the machine's CPU ticks so far, all and stolen (/proc/stat;
+# guest time is already in user). On a VM, stolen time is CPU the host
+# gave to other guests: it slows a run without showing in its load
+# average, so each row gives its share.
+cpu_ticks() { awk '/^cpu /{t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9; exit}' /proc/stat; }
+steal_since() { # TOTAL STEAL from cpu_ticks at the start: the stolen share since, in %
+	local t s
+	read -r t s < <(cpu_ticks)
+	awk -v t="$((t - $1))" -v s="$((s - $2))" 'BEGIN{printf "%.0f", (t > 0 ? 100 * s / t : 0)}'
+}
+
 # drive LABEL URL loadgen-flags…: one loadgen run; the RESULT line lands in
 # $TMP/LABEL.json, tollgate's peak RSS over the run in $TMP/LABEL.rss.
 # With CHECKPOINT_DB set (the PostgreSQL phases), the run starts from a
@@ -202,7 +213,11 @@ drive() {
 		(sleep "$(secs "$WARMUP")" && exec perf record -q -F 199 -a -g -o "$TMP/$label.perf" -- sleep "$(secs "$DURATION")") >/dev/null 2>&1 &
 		prof=$!
 	fi
+	local t0 s0
+	read -r t0 s0 < <(cpu_ticks)
 	"$TMP/loadgen" -url "$url" -d "$DURATION" -warmup "$WARMUP" -label "$label" -timeout 10s "$@" | tee "$TMP/$label.out"
+	local steal
+	steal=$(steal_since "$t0" "$s0")
 	[ -z "${w:-}" ] || { kill "$w" 2>/dev/null; wait "$w" 2>/dev/null || true; }
 	if [ -n "$prof" ]; then
 		wait "$prof" 2>/dev/null || true
@@ -217,8 +232,8 @@ drive() {
 		[ -z "${PATHS_OUT:-}" ] || cp "$TMP/$label.profile" "$PATHS_OUT/"
 	fi
 	sed -n 's/^RESULT //p' "$TMP/$label.out" >"$TMP/$label.json"
-	jq -r --arg l "$label" --arg la "$(cut -d' ' -f1 /proc/loadavg)" --arg rss "$(($(cat "$TMP/$label.rss") / 1024))" \
-		'"\($l)\t\(.checks_per_second|floor)/s\tp50 \(.p50_ms) ms\tp99 \(.p99_ms) ms\tmax \(.max_ms) ms\terrors \(.errors)\tmissed \(.missed // 0)\tRSS \($rss) MB\tload \($la)"' \
+	jq -r --arg l "$label" --arg la "$(cut -d' ' -f1 /proc/loadavg)" --arg rss "$(($(cat "$TMP/$label.rss") / 1024))" --arg st "$steal" \
+		'"\($l)\t\(.checks_per_second|floor)/s\tp50 \(.p50_ms) ms\tp99 \(.p99_ms) ms\tmax \(.max_ms) ms\terrors \(.errors)\tmissed \(.missed // 0)\tRSS \($rss) MB\tload \($la)\tsteal \($st)%"' \
 		"$TMP/$label.json" >>"$SUMMARY"
 }
 rate_of() { jq -r '.checks_per_second' "$TMP/$1.json"; }
@@ -261,10 +276,11 @@ row "normalizer: pending back to 0 $(pending_zero) s after the closed loop stopp
 psql "$DB_URL" -qAtc "CHECKPOINT" >/dev/null 2>&1 || true
 SCRIPT=$("$TMP/baseline" -db "$DB_URL" -pgbench-setup scripts/loadgen/testdata/sn_chg_rest.get_change.response.json,scripts/loadgen/testdata/webhook.jira_issue_updated.status-resolved.cloud.json,scripts/loadgen/testdata/deployment_status.created.json)
 mv "$SCRIPT" "$TMP/pgbench.sql"
+read -r T0 S0 < <(cpu_ticks)
 pgbench -n -M prepared -c "$CONC" -j 2 -T "$(secs "$DURATION" | awk '{printf "%d", ($1 < 1 ? 1 : $1)}')" -f "$TMP/pgbench.sql" "$DB_URL" >"$TMP/pgbench.out" 2>&1 || { cat "$TMP/pgbench.out" >&2; exit 1; }
 PGB=$(awk '/^tps = /{printf "%d", $3}' "$TMP/pgbench.out")
 PGB_LAT=$(awk '/^latency average/{print $4}' "$TMP/pgbench.out")
-row "pgbench baseline: $PGB inserts/s at $CONC clients (average latency $PGB_LAT ms); ingest capacity / pgbench: $(awk -v a="$(rate_of hook-closed)" -v b="$PGB" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}') (target ≥ 0.6)"
+row "pgbench baseline: $PGB inserts/s at $CONC clients (average latency $PGB_LAT ms, steal $(steal_since "$T0" "$S0")%); ingest capacity / pgbench: $(awk -v a="$(rate_of hook-closed)" -v b="$PGB" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}') (target ≥ 0.6)"
 if [ "${PATHS_PERF:-0}" = 1 ]; then # profiled apart: perf's own cost would depress the figures above
 	drive gate-profile "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -c "$CONC"
 	drive hook-profile "$BASE" -target webhook -secret "$SECRET" -c "$CONC"

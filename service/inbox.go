@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -366,11 +367,11 @@ func (in *Inbox) settle(ctx context.Context, evs []core.Event, outcomes []core.E
 	if len(outcomes) == 0 {
 		return
 	}
-	if ctx.Err() != nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-		defer cancel()
-	}
+	// The work is done: a stop arriving while its outcomes are recorded
+	// must not cut the recording short (the events would be normalized
+	// again and their attempts counted), so it has a time of its own.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
 	ok, err := in.store.FinishEvents(ctx, outcomes)
 	if err != nil {
 		in.log.WarnContext(ctx, "cannot record the batch's outcomes: recording them one by one", "events", len(outcomes), "error", err.Error())
@@ -468,13 +469,21 @@ func (in *Inbox) backoff(attempt int) time.Duration {
 
 // finish records an event's outcome. When the database is unavailable,
 // the event is postponed without spending an attempt (processing it again
-// is idempotent). When recording fails otherwise (other than because
+// is idempotent); when the time to record it ran out, its claim is left to
+// run out. When recording fails otherwise (other than because
 // another worker finished it first), the event is quarantined with the
 // failure as its reason; when even that fails, the failure is kept as the
 // event's last error and its claim runs out, so it is tried again and
 // counts an attempt.
 func (in *Inbox) finish(ctx context.Context, e core.Event, status, reason, record string) {
 	err := in.store.FinishEvent(ctx, e.ID, status, reason, record)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// Out of time (settleTimeout): that says nothing about the event.
+		// Its claim runs out and it is normalized again then.
+		in.log.WarnContext(ctx, "cannot record the event's outcome in time: it is tried again when its claim ends",
+			"event_id", e.ID, "status", status, "error", err.Error())
+		return
+	}
 	if core.IsKind(err, core.KindUnavailable) {
 		in.postpone(ctx, e, err)
 		return

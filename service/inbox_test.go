@@ -51,6 +51,9 @@ type faultyStore struct {
 	*store.DB
 	upsert map[string]func() error // by change key
 	finish map[string]error        // by event id, for outcome "processed"
+	// finishes, when set, runs before a batch's outcomes are recorded and
+	// fails the batch with its error.
+	finishes func(ctx context.Context) error
 }
 
 func (f *faultyStore) UpsertChange(ctx context.Context, c core.Change) (core.UpsertResult, error) {
@@ -72,6 +75,11 @@ func (f *faultyStore) FinishEvent(ctx context.Context, id, status, reason, recor
 // FinishEvents fails the whole batch when one of its events' outcome
 // would fail alone, as a database refusing one row fails the statement.
 func (f *faultyStore) FinishEvents(ctx context.Context, outcomes []core.EventOutcome) ([]bool, error) {
+	if f.finishes != nil {
+		if err := f.finishes(ctx); err != nil {
+			return nil, err
+		}
+	}
 	for _, o := range outcomes {
 		if err, ok := f.finish[o.ID]; ok && o.Status == core.EventProcessed {
 			return nil, err
@@ -270,6 +278,46 @@ func TestInboxStopHandsBackClaims(t *testing.T) {
 		case i > 0 && (e.Status != core.EventPending || e.Attempts != 0 || e.ClaimedUntil == nil || e.ClaimedUntil.After(clock.Now())):
 			t.Fatalf("event %d after the stop: %+v, want pending, claimable now, no attempt spent", i, e)
 		}
+	}
+}
+
+// A stop that arrives while a batch's outcomes are being recorded does
+// not cut the recording short: the work is done, and cutting it would have
+// it done again with an attempt counted (and, before, quarantined events
+// whose recording the stop had failed). An outcome that cannot be recorded
+// in time quarantines nothing either: the event's claim runs out.
+func TestInboxStopWhileRecordingLosesNoWork(t *testing.T) {
+	clock := &stepClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, snEvent(t, fs.DB, fmt.Sprint("CHG", i+1), clock.Now().Add(time.Duration(i)*time.Millisecond)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	fs.finishes = func(rctx context.Context) error {
+		cancel() // the stop arrives now
+		return rctx.Err()
+	}
+	if n, err := in.ProcessBatch(ctx); err != nil || n != 3 {
+		t.Fatalf("batch: %d %v", n, err)
+	}
+	bg := context.Background()
+	for _, id := range ids {
+		if e, _ := fs.GetEvent(bg, id); e.Status != core.EventProcessed || e.Attempts != 1 {
+			t.Fatalf("event %s after a stop during its recording: %+v, want processed at its first attempt", id, e)
+		}
+	}
+
+	// The batch statement fails, and one event's own outcome runs out of
+	// time.
+	late := snEvent(t, fs.DB, "CHG9", clock.Now())
+	fs.finishes = func(context.Context) error { return errors.New("batch refused") }
+	fs.finish[late] = context.DeadlineExceeded
+	if n, err := in.ProcessBatch(bg); err != nil || n != 1 {
+		t.Fatalf("second batch: %d %v", n, err)
+	}
+	if e, _ := fs.GetEvent(bg, late); e.Status != core.EventPending || e.ClaimedUntil == nil || !e.ClaimedUntil.After(clock.Now()) {
+		t.Fatalf("event whose outcome ran out of time: %+v, want pending under its claim, not quarantined", e)
 	}
 }
 

@@ -13,9 +13,10 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/jsonscan"
 )
 
-// This file reads webhook bodies in place with gjson instead of decoding
-// them with encoding/json: one validation pass, then only the members a
-// connector needs. What it returns is exactly what decoding the body into
+// This file reads webhook bodies in place instead of decoding them with
+// encoding/json: one validation pass (internal/jsonscan), then only the
+// members a connector needs, as gjson Results (ParseLookup finds the
+// top-level ones during the validation pass). What it returns is exactly what decoding the body into
 // map[string]json.RawMessage and unmarshalling the members gave (FuzzRead
 // pins that down against Object and the legacy readers in hooktest):
 //
@@ -31,7 +32,7 @@ import (
 // the caller's buffer.
 
 // maxDepth is encoding/json's nesting limit: it refuses a body nested more
-// deeply, and gjson's validator, which recurses, must not see one.
+// deeply, so such a body goes to encoding/json to be refused alike.
 const maxDepth = 10000
 
 // ParseObject validates body as one JSON object and returns it for reading

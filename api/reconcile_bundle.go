@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"regexp"
@@ -26,6 +27,14 @@ func bundleFileName(dir, key string) string {
 // the audit-trail rows of the report, its acknowledgements and those
 // decisions, with their hashes; and MANIFEST.json with the SHA-256 of each
 // file. `tollgate audit verify --bundle FILE` checks it offline.
+//
+// The archive is streamed: a report over a million deployments has tens
+// of thousands of findings, and neither they nor the compressed archive
+// are held whole (one rendered file at a time is, since a tar header
+// carries its file's size). What can be refused with a status — the
+// report, the records it names, the audit slice — is read before the
+// first byte; a failure after that aborts the connection, and the archive
+// ends without its manifest, which `audit verify` refuses.
 func (s *Server) reportBundle(c *echo.Context) error {
 	ctx := c.Request().Context()
 	id := c.Param("id")
@@ -33,70 +42,101 @@ func (s *Server) reportBundle(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var findings []core.ReconcileFinding
-	if err := s.deps.Reports.Findings(ctx, id, func(f core.ReconcileFinding) error {
-		findings = append(findings, f)
-		return nil
-	}); err != nil {
-		return err
-	}
-	walk := func(fn func(core.ReconcileFinding) error) error {
-		for _, f := range findings {
-			if err := fn(f); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	var buf bytes.Buffer
-	bw := bundle.NewWriter(&buf, s.deps.Clock.Now())
-	var proofs proofWalker
-	if rep.Query.Control != "" {
-		proofs = func(fn func(core.ControlProof) error) error { return s.deps.Reports.Proofs(ctx, id, fn) }
-	}
-	if err := addReportFiles(bw, rep, walk, proofs); err != nil {
-		return err
-	}
-	decisions, releases, err := s.addRecordFiles(c, bw, findings)
+	walk := func(fn func(core.ReconcileFinding) error) error { return s.deps.Reports.Findings(ctx, id, fn) }
+	refs, err := findingRefs(walk)
 	if err != nil {
 		return err
 	}
-	audit, err := s.auditSlice(c, rep.ID, releases, decisions)
+	audit, err := s.auditSlice(c, rep.ID, refs.releases.list, refs.decisions)
 	if err != nil {
-		return err
-	}
-	if err := bw.AddJSON(bundle.AuditName, audit); err != nil {
 		return err
 	}
 	head, err := s.deps.Reader.AuditHead(ctx)
 	if err != nil {
 		return err
 	}
-	if err := bw.Close(bundle.Manifest{ReportID: rep.ID, AuditHead: &head}); err != nil {
-		return err
+	var proofs proofWalker
+	if rep.Query.Control != "" {
+		proofs = func(fn func(core.ControlProof) error) error { return s.deps.Reports.Proofs(ctx, id, fn) }
 	}
-	c.Response().Header().Set(echo.HeaderContentDisposition, `attachment; filename="reconciliation-`+rep.ID+`.tar.gz"`)
-	return c.Blob(http.StatusOK, "application/gzip", buf.Bytes())
+
+	resp := c.Response()
+	resp.Header().Set(echo.HeaderContentDisposition, `attachment; filename="reconciliation-`+rep.ID+`.tar.gz"`)
+	resp.Header().Set(echo.HeaderContentType, "application/gzip")
+	resp.WriteHeader(http.StatusOK)
+	bw := bundle.NewWriter(resp, s.deps.Clock.Now())
+	ofCode := func(code string, fn func(core.ReconcileFinding) error) error {
+		return s.deps.Reports.FindingsOfCode(ctx, id, code, fn)
+	}
+	err = addReportFiles(bw, rep, walk, ofCode, proofs)
+	if err == nil {
+		err = s.addRecordFiles(ctx, bw, refs)
+	}
+	if err == nil {
+		err = bw.AddJSON(bundle.AuditName, audit)
+	}
+	if err == nil {
+		err = bw.Close(bundle.Manifest{ReportID: rep.ID, AuditHead: &head})
+	}
+	if err != nil {
+		s.deps.Logger.ErrorContext(ctx, "evidence bundle cut short: the connection is aborted", "report_id", rep.ID,
+			"error", err.Error(), "request_id", requestID(c))
+		panic(http.ErrAbortHandler) // net/http closes the connection mid-body
+	}
+	return nil
 }
 
-// addReportFiles writes the report as JSON, CSV and HTML.
-func addReportFiles(bw *bundle.Writer, rep core.Report, walk findingWalker, proofs proofWalker) error {
+// idSet is a list of distinct ids in the order first seen.
+type idSet struct {
+	list []string
+	seen map[string]bool
+}
+
+func (s *idSet) add(v string) {
+	if v == "" || s.seen[v] {
+		return
+	}
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	s.seen[v] = true
+	s.list = append(s.list, v)
+}
+
+// bundleRefs are the records a report's findings name.
+type bundleRefs struct {
+	decisions, releases, changes, incidents idSet
+}
+
+// findingRefs walks the findings once for the records they name.
+func findingRefs(walk findingWalker) (*bundleRefs, error) {
+	var r bundleRefs
+	err := walk(func(f core.ReconcileFinding) error {
+		if d := f.Lineage.Decision; d != nil {
+			r.decisions.add(d.ID)
+			r.releases.add(d.ReleaseID)
+		}
+		for _, ch := range f.Lineage.Changes {
+			r.changes.add(ch.Key)
+		}
+		if f.Code == core.CodeIncidentBlock {
+			r.incidents.add(f.Ref)
+		}
+		return nil
+	})
+	return &r, err
+}
+
+// addReportFiles writes the report as JSON, CSV and HTML; ofCode walks
+// the findings of one code (the HTML renders a code at a time).
+func addReportFiles(bw *bundle.Writer, rep core.Report, walk findingWalker, ofCode codeWalker, proofs proofWalker) error {
 	for _, r := range []struct {
 		name   string
 		render func(*bytes.Buffer) error
 	}{
 		{"report.json", func(b *bytes.Buffer) error { return writeReportJSON(b, rep, walk, proofs) }},
 		{"report.csv", func(b *bytes.Buffer) error { return writeReportCSV(b, walk) }},
-		{"report.html", func(b *bytes.Buffer) error {
-			return writeReportHTML(b, rep, func(code string, fn func(core.ReconcileFinding) error) error {
-				return walk(func(f core.ReconcileFinding) error {
-					if f.Code != code {
-						return nil
-					}
-					return fn(f)
-				})
-			})
-		}},
+		{"report.html", func(b *bytes.Buffer) error { return writeReportHTML(b, rep, ofCode) }},
 	} {
 		var b bytes.Buffer
 		if err := r.render(&b); err != nil {
@@ -110,65 +150,45 @@ func addReportFiles(bw *bundle.Writer, rep core.Report, walk findingWalker, proo
 }
 
 // addRecordFiles writes the gate decisions the findings relied on and the
-// histories of the changes and incidents they name, and returns the
-// decisions' and their releases' ids.
-func (s *Server) addRecordFiles(c *echo.Context, bw *bundle.Writer, findings []core.ReconcileFinding) (decisions, releases []string, err error) {
-	ctx := c.Request().Context()
-	var changes, incidents []string
-	add := func(list *[]string, v string) {
-		if v != "" && !slices.Contains(*list, v) {
-			*list = append(*list, v)
-		}
-	}
-	for _, f := range findings {
-		if d := f.Lineage.Decision; d != nil {
-			add(&decisions, d.ID)
-			add(&releases, d.ReleaseID)
-		}
-		for _, ch := range f.Lineage.Changes {
-			add(&changes, ch.Key)
-		}
-		if f.Code == core.CodeIncidentBlock {
-			add(&incidents, f.Ref)
-		}
-	}
-	for _, dID := range decisions {
+// histories of the changes and incidents they name.
+func (s *Server) addRecordFiles(ctx context.Context, bw *bundle.Writer, refs *bundleRefs) error {
+	for _, dID := range refs.decisions.list {
 		d, err := s.deps.Reader.GetDecision(ctx, dID)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		if err := bw.AddJSON(bundleFileName("decisions", dID), d); err != nil {
-			return nil, nil, err
+			return err
 		}
 	}
-	for _, key := range changes {
+	for _, key := range refs.changes.list {
 		h, err := s.deps.Reader.ChangeHistory(ctx, key)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		if err := bw.AddJSON(bundleFileName("changes", key), h); err != nil {
-			return nil, nil, err
+			return err
 		}
 	}
-	for _, key := range incidents {
+	for _, key := range refs.incidents.list {
 		h, err := s.deps.Reader.IncidentHistory(ctx, key)
 		if core.IsKind(err, core.KindNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		if err := bw.AddJSON(bundleFileName("incidents", key), h); err != nil {
-			return nil, nil, err
+			return err
 		}
 	}
-	return decisions, releases, nil
+	return nil
 }
 
 // auditSlice gathers the audit rows of the report (its creation and
 // acknowledgements) and of the gate decisions it relied on, in sequence
 // order.
-func (s *Server) auditSlice(c *echo.Context, reportID string, releases, decisions []string) ([]core.AuditEntry, error) {
+func (s *Server) auditSlice(c *echo.Context, reportID string, releases []string, decisions idSet) ([]core.AuditEntry, error) {
 	ctx := c.Request().Context()
 	var out []core.AuditEntry
 	collect := func(f core.AuditFilter, keep func(core.AuditEntry) bool) error {
@@ -197,7 +217,7 @@ func (s *Server) auditSlice(c *echo.Context, reportID string, releases, decision
 			var d struct {
 				DecisionID string `json:"decision_id"`
 			}
-			return json.Unmarshal(e.Data, &d) == nil && slices.Contains(decisions, d.DecisionID)
+			return json.Unmarshal(e.Data, &d) == nil && decisions.seen[d.DecisionID]
 		})
 		if err != nil {
 			return nil, err

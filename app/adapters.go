@@ -34,4 +34,5 @@ var (
 	_ service.Answerer      = (*github.Webhook)(nil)
 	_ service.AnswerChecker = (*github.Webhook)(nil)
 	_ service.Answerer      = (*gitlab.Webhook)(nil)
+	_ service.AnswerChecker = (*gitlab.Webhook)(nil)
 )

@@ -147,6 +147,84 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 		// the body says (asking again would meet "already approved").
 		return nil
 	}
+	return w.api.refusal(resp.StatusCode, body, what)
+}
+
+// AnswerTaken implements service.AnswerChecker: it reads the deployment
+// (GET /api/v4/projects/:id/deployments/:deployment_id) and looks among
+// its approvals for the answer tollgate sent, known by its comment (which
+// names the decision). The answer is taken when that approval carries
+// the status sent; anything else — no such approval, or the other
+// status — cannot tell, and why says what GitLab shows. An approval is
+// never inferred from the deployment's own status, which other approval
+// rules also move.
+func (w *Webhook) AnswerTaken(ctx context.Context, p core.PendingGate, approved bool) (bool, string, error) {
+	if w.api == nil {
+		return false, "", core.Errorf(core.KindInvalid, "connector has no GitLab API configured")
+	}
+	id := p.Target["deployment_id"]
+	if id == "" {
+		return false, "the request names no deployment to read back", nil
+	}
+	what := w.api.system + ": deployment " + id
+	u := w.api.base + "/api/v4/projects/" + url.PathEscape(p.Target["project_id"]) + "/deployments/" + url.PathEscape(id)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, "", core.Wrap(core.KindInvalid, err, what+": bad request")
+	}
+	req.Header.Set("PRIVATE-TOKEN", w.api.token)
+	resp, err := w.api.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return false, "", core.Wrap(core.KindUnavailable, err, what)
+	}
+	body, _ := apiclient.ReadBody(resp, 4<<20)
+	if resp.StatusCode >= 300 {
+		return false, "", w.api.refusal(resp.StatusCode, body, what)
+	}
+	var d struct {
+		Status    string `json:"status"`
+		Approvals []struct {
+			Status  string `json:"status"`
+			Comment string `json:"comment"`
+		} `json:"approvals"`
+	}
+	if err := json.Unmarshal(body, &d); err != nil {
+		return false, "", core.Wrap(core.KindUnavailable, err, what+": unreadable answer")
+	}
+	want := "rejected"
+	if approved {
+		want = "approved"
+	}
+	shows := fmt.Sprintf("GitLab shows deployment %s %s with %d approval(s)", id, d.Status, len(d.Approvals))
+	for _, a := range d.Approvals {
+		if !sentBy(p, a.Comment) {
+			continue
+		}
+		if a.Status == want {
+			return true, shows + ", tollgate's among them " + want + ": the answer was taken", nil
+		}
+		return false, shows + ", tollgate's among them " + a.Status + " where " + want + " was sent", nil
+	}
+	return false, shows + ", none of them tollgate's: the answer was not taken, or another approver's stands in its place", nil
+}
+
+// sentBy reports whether an approval's comment is the one tollgate sent
+// for p: it names p's decision (GitLab may shorten a long comment).
+func sentBy(p core.PendingGate, comment string) bool {
+	if p.DecisionID != "" {
+		return strings.Contains(comment, "(decision "+p.DecisionID+")")
+	}
+	return comment != "" && comment == p.Comment
+}
+
+// refusal is the error of a GitLab API answer with a status of 300 or
+// more: GitLab's message, transient for 5xx, 429 and 401, final
+// otherwise.
+func (a *api) refusal(status int, body []byte, what string) error {
 	var msg struct {
 		Message any    `json:"message"`
 		Error   string `json:"error"`
@@ -156,9 +234,9 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 	if text == "" && msg.Message != nil {
 		text = fmt.Sprint(msg.Message)
 	}
-	se := &apiclient.StatusError{Status: resp.StatusCode, Message: apiclient.Trim(text)}
+	se := &apiclient.StatusError{Status: status, Message: apiclient.Trim(text)}
 	kind := core.KindInvalid // GitLab refused it for good (already approved, not blocked any more …)
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized {
+	if status >= 500 || status == http.StatusTooManyRequests || status == http.StatusUnauthorized {
 		kind = core.KindUnavailable
 	}
 	return core.Wrap(kind, se, what)

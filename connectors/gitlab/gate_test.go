@@ -3,6 +3,7 @@ package gitlab
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -72,6 +73,70 @@ func TestBlockedDeployment(t *testing.T) {
 	status = 400
 	if err := w.Answer(context.Background(), p, false, "no"); err == nil || core.IsKind(err, core.KindUnavailable) || !strings.Contains(err.Error(), "not blocked") {
 		t.Fatalf("refused approval: %v, want a final error with GitLab's message", err)
+	}
+}
+
+// TestAnswerTaken: after GitLab refused a repeated answer, the deployment
+// is read back and the answer counts as taken only when tollgate's own
+// approval (known by the decision its comment names) carries the status
+// sent; a failed read is transient or final as GitLab's status says.
+func TestAnswerTaken(t *testing.T) {
+	var answer string
+	status := 200
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/api/v4/projects/30/deployments/15" || r.Header.Get("PRIVATE-TOKEN") != "glpat-x" {
+			w.WriteHeader(404)
+			return
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(answer))
+	}))
+	defer srv.Close()
+	w, err := New(connectors.Config{Name: "gitlab", Type: Type, WebhookSecret: "0123456789abcdef",
+		API: &connectors.API{URL: srv.URL, Token: "glpat-x"}, CIGate: &connectors.CIGate{Deadline: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := core.PendingGate{DecisionID: "dec-1", Comment: "tollgate: allow (decision dec-1)",
+		Target: map[string]string{"project_id": "30", "deployment_id": "15"}}
+	ours := `{"status":%q,"comment":"tollgate: allow (decision dec-1): change CHG0001234 approved"}`
+	other := `{"status":"approved","comment":"LGTM"}`
+	for _, tc := range []struct {
+		name      string
+		status    int
+		body      string
+		approved  bool
+		taken     bool
+		why, kind string
+	}{
+		{name: "ours approved", status: 200, body: `{"status":"running","approvals":[` + other + `,` + fmt.Sprintf(ours, "approved") + `]}`, approved: true, taken: true, why: "tollgate's among them approved"},
+		{name: "ours rejected", status: 200, body: `{"status":"canceled","approvals":[` + fmt.Sprintf(ours, "rejected") + `]}`, approved: false, taken: true},
+		{name: "ours the other way", status: 200, body: `{"status":"blocked","approvals":[` + fmt.Sprintf(ours, "rejected") + `]}`, approved: true, why: "rejected where approved was sent"},
+		{name: "not ours", status: 200, body: `{"status":"running","approvals":[` + other + `]}`, approved: true, why: "none of them tollgate's"},
+		{name: "no approvals", status: 200, body: `{"status":"blocked"}`, approved: true, why: "blocked with 0 approval(s)"},
+		{name: "garbage", status: 200, body: `<html>`, approved: true, kind: "unavailable"},
+		{name: "server error", status: 502, body: `{"message":"bad gateway"}`, approved: true, kind: "unavailable"},
+		{name: "gone", status: 404, body: `{"message":"404 Deployment Not Found"}`, approved: true, kind: "invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, answer = tc.status, tc.body
+			taken, why, err := w.AnswerTaken(context.Background(), p, tc.approved)
+			switch tc.kind {
+			case "unavailable":
+				if !core.IsKind(err, core.KindUnavailable) {
+					t.Fatalf("err %v, want unavailable", err)
+				}
+				return
+			case "invalid":
+				if err == nil || core.IsKind(err, core.KindUnavailable) {
+					t.Fatalf("err %v, want a final error", err)
+				}
+				return
+			}
+			if err != nil || taken != tc.taken || !strings.Contains(why, tc.why) {
+				t.Fatalf("taken %v %q %v, want %v and %q", taken, why, err, tc.taken, tc.why)
+			}
+		})
 	}
 }
 

@@ -251,16 +251,24 @@ func TestInboxOutageSpendsNoAttempts(t *testing.T) {
 	}
 }
 
+// inboxWithEvents is a test inbox (batches of 10, a minute's lease, 3
+// attempts) holding n pending ServiceNow deliveries CHG1…CHGn.
+func inboxWithEvents(t *testing.T, n int) (*Inbox, *faultyStore, *stepClock, []string) {
+	t.Helper()
+	clock := &stepClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
+	var ids []string
+	for i := range n {
+		ids = append(ids, snEvent(t, fs.DB, fmt.Sprint("CHG", i+1), clock.Now().Add(time.Duration(i)*time.Millisecond)))
+	}
+	return in, fs, clock, ids
+}
+
 // A batch cut short by the process stopping: the event being processed
 // and those after it are handed back at once, uncounted; what was
 // processed before is recorded. No event is quarantined for the stop.
 func TestInboxStopHandsBackClaims(t *testing.T) {
-	clock := &stepClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-	in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
-	var ids []string
-	for i := range 4 {
-		ids = append(ids, snEvent(t, fs.DB, fmt.Sprint("CHG", i+1), clock.Now().Add(time.Duration(i)*time.Millisecond)))
-	}
+	in, fs, clock, ids := inboxWithEvents(t, 4)
 	ctx, cancel := context.WithCancel(context.Background())
 	fs.upsert["CHG2"] = func() error { cancel(); return context.Canceled }
 	if n, err := in.ProcessBatch(ctx); err != nil || n != 4 {
@@ -287,12 +295,7 @@ func TestInboxStopHandsBackClaims(t *testing.T) {
 // whose recording the stop had failed). An outcome that cannot be recorded
 // in time quarantines nothing either: the event's claim runs out.
 func TestInboxStopWhileRecordingLosesNoWork(t *testing.T) {
-	clock := &stepClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-	in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
-	var ids []string
-	for i := range 3 {
-		ids = append(ids, snEvent(t, fs.DB, fmt.Sprint("CHG", i+1), clock.Now().Add(time.Duration(i)*time.Millisecond)))
-	}
+	in, fs, clock, ids := inboxWithEvents(t, 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	fs.finishes = func(rctx context.Context) error {
 		cancel() // the stop arrives now

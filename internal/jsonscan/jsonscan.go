@@ -4,8 +4,9 @@
 // eight bytes at a time, nesting is tracked on an explicit stack (no
 // recursion, so no depth can exhaust the goroutine's stack), and the
 // members of objects that repeat the same keys are recognised by their
-// first bytes. The webhook receivers validate every delivery with Valid;
-// mapping builds its single-pass payload index on Scanner.
+// first bytes. The webhook receivers validate every delivery with it
+// (connectors/internal/hook), and mapping builds its single-pass payload
+// index on Scanner.
 package jsonscan
 
 import (

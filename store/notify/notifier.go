@@ -90,10 +90,9 @@ func openNotifier(dsn string, log *slog.Logger) (*Notifier, error) {
 		return nil, fmt.Errorf("open notifier connection: %w", err)
 	}
 	// A notification makes its transaction take an xid, so its commit
-	// would wait for a WAL flush; nothing here is durable (see send).
-	if _, set := cfg.Runtime["synchronous_commit"]; !set {
-		cfg.Runtime["synchronous_commit"] = "off"
-	}
+	// would wait for a WAL flush; nothing here is durable (see send), so
+	// this connection never waits, whatever the URL sets.
+	cfg.Runtime["synchronous_commit"] = "off"
 	db, err := pgconn.Open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open notifier connection: %w", err)
@@ -227,8 +226,8 @@ const notifyStatement = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text
 
 // send delivers one burst in one transaction. It writes nothing durable,
 // so the connection commits without waiting for a WAL flush
-// (synchronous_commit off, unless the URL sets it): it holds the
-// notification queue's lock for the length of a commit without I/O.
+// (synchronous_commit off): it holds the notification queue's lock for
+// the length of a commit without I/O.
 func (n *Notifier) send(ctx context.Context, channels, payloads []string) error {
 	if n.stmt == nil {
 		stmt, err := n.db.PrepareContext(ctx, notifyStatement)

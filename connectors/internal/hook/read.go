@@ -16,9 +16,10 @@ import (
 // This file reads webhook bodies in place instead of decoding them with
 // encoding/json: one validation pass (internal/jsonscan), then only the
 // members a connector needs, as gjson Results (ParseLookup finds the
-// top-level ones during the validation pass). What it returns is exactly what decoding the body into
-// map[string]json.RawMessage and unmarshalling the members gave (FuzzRead
-// pins that down against Object and the legacy readers in hooktest):
+// top-level ones during the validation pass). What it returns is exactly
+// what decoding the body into map[string]json.RawMessage and
+// unmarshalling the members gave (FuzzRead pins that down against Object
+// and the legacy readers in hooktest):
 //
 //   - a member is found by its key after unescaping, compared exactly, and
 //     of duplicate keys the last one wins (gjson's own paths take the

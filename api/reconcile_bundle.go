@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"slices"
@@ -79,7 +80,11 @@ func (s *Server) reportBundle(c *echo.Context) error {
 		err = bw.Close(bundle.Manifest{ReportID: rep.ID, AuditHead: &head})
 	}
 	if err != nil {
-		s.deps.Logger.ErrorContext(ctx, "evidence bundle cut short: the connection is aborted", "report_id", rep.ID,
+		level := slog.LevelError
+		if ctx.Err() != nil {
+			level = slog.LevelInfo // the client went away
+		}
+		s.deps.Logger.Log(ctx, level, "evidence bundle cut short: the connection is aborted", "report_id", rep.ID,
 			"error", err.Error(), "request_id", requestID(c))
 		panic(http.ErrAbortHandler) // net/http closes the connection mid-body
 	}

@@ -33,9 +33,11 @@ func bundleFileName(dir, key string) string {
 // of thousands of findings, and neither they nor the compressed archive
 // are held whole (one rendered file at a time is, since a tar header
 // carries its file's size). What can be refused with a status — the
-// report, the records it names, the audit slice — is read before the
-// first byte; a failure after that aborts the connection, and the archive
-// ends without its manifest, which `audit verify` refuses.
+// report, the ids of the records its findings name, the audit slice and
+// head — is read before the first byte; the records themselves are read
+// as they are written. A failure after the first byte aborts the
+// connection, and the archive ends without its manifest, which `audit
+// verify` refuses.
 func (s *Server) reportBundle(c *echo.Context) error {
 	ctx := c.Request().Context()
 	id := c.Param("id")

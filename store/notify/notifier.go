@@ -45,6 +45,16 @@ const (
 	notifyRetryMax = 5 * time.Second
 	// notifyCloseTimeout bounds the last send when the store closes.
 	notifyCloseTimeout = 2 * time.Second
+	// inboxNotifyEvery spaces the sends that carry only an inbox wake-up.
+	// Under webhook load a group of deliveries commits every millisecond
+	// or so, and a send per group (a transaction here, a notification to
+	// read on every listening connection, a wake-up in every replica)
+	// cost the database and tollgate as much as the rows themselves. The
+	// other replicas' normalizers need to hear that there is work, not
+	// of each group: they claim whatever is pending. The writing replica
+	// wakes its own at once, and fact topics are never held (waiting gate
+	// checks and the fact cache depend on them).
+	inboxNotifyEvery = 20 * time.Millisecond
 )
 
 // Stats are the notifier's counters: sends (transactions sent),
@@ -67,8 +77,10 @@ type Notifier struct {
 	closed bool
 
 	signal chan struct{} // capacity 1: a pending token means "send again"
-	stop   context.CancelFunc
-	done   chan struct{}
+	// inboxEvery is inboxNotifyEvery (tests change it, under mu).
+	inboxEvery time.Duration
+	stop       context.CancelFunc
+	done       chan struct{}
 
 	sends, notifications, failures atomic.Int64
 }
@@ -99,7 +111,8 @@ func openNotifier(dsn string, log *slog.Logger) (*Notifier, error) {
 	}
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	return &Notifier{db: db, log: log, facts: map[string]struct{}{}, signal: make(chan struct{}, 1), done: make(chan struct{})}, nil
+	return &Notifier{db: db, log: log, facts: map[string]struct{}{}, signal: make(chan struct{}, 1),
+		inboxEvery: inboxNotifyEvery, done: make(chan struct{})}, nil
 }
 
 func (n *Notifier) start() {
@@ -182,6 +195,7 @@ func (n *Notifier) putBack(channels, payloads []string) {
 func (n *Notifier) run(ctx context.Context) {
 	defer close(n.done)
 	retry := time.Duration(0)
+	var lastInbox time.Time // the last send that carried an inbox wake-up
 	for {
 		select {
 		case <-ctx.Done():
@@ -198,6 +212,9 @@ func (n *Notifier) run(ctx context.Context) {
 			return
 		case <-n.signal:
 		}
+		if !n.holdInbox(ctx, lastInbox) {
+			continue // closing: the top of the loop sends what is queued
+		}
 		ch, p := n.take()
 		if len(ch) == 0 {
 			continue
@@ -205,6 +222,9 @@ func (n *Notifier) run(ctx context.Context) {
 		err := n.send(ctx, ch, p)
 		if err == nil {
 			retry = 0
+			if ch[len(ch)-1] == InboxChannel {
+				lastInbox = time.Now()
+			}
 			continue
 		}
 		n.failures.Add(1)
@@ -216,6 +236,31 @@ func (n *Notifier) run(ctx context.Context) {
 		case <-time.After(retry):
 		}
 		n.wake()
+	}
+}
+
+// holdInbox waits while only an inbox wake-up is queued and the last one
+// went out less than n.inboxEvery ago; a fact topic queued meanwhile ends
+// the wait (the wake-up goes with it). It returns false if ctx ended.
+func (n *Notifier) holdInbox(ctx context.Context, lastInbox time.Time) bool {
+	for {
+		n.mu.Lock()
+		onlyInbox := len(n.facts) == 0 && n.inbox != ""
+		every := n.inboxEvery
+		n.mu.Unlock()
+		wait := time.Until(lastInbox.Add(every))
+		if !onlyInbox || wait <= 0 {
+			return true
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		case <-n.signal:
+			t.Stop()
+		}
 	}
 }
 

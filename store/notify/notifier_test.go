@@ -108,6 +108,70 @@ func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
 	}
 }
 
+// Inbox wake-ups are spaced: while one went out less than inboxEvery ago,
+// the next waits (carrying the newest id when it goes), unless a fact
+// topic is queued, which is sent at once and takes the wake-up along.
+func TestNotifierSpacesInboxWakeups(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	probe, err := NewNotifier(dsn, sqldbtest.DiscardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	facts, inboxHub := listen(t, dsn, probe)
+	factSub, unsubFacts := facts.Subscribe()
+	defer unsubFacts()
+	inbox, unsubInbox := inboxHub.Subscribe()
+	defer unsubInbox()
+	recv := func(ch <-chan string, within time.Duration) string {
+		t.Helper()
+		select {
+		case got := <-ch:
+			return got
+		case <-time.After(within):
+			return ""
+		}
+	}
+
+	n, err := openNotifier(dsn, sqldbtest.DiscardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.inboxEvery = time.Hour // held until a fact topic comes
+	n.start()
+	defer n.Close()
+
+	n.AddInbox("e1") // the first goes at once
+	if got := recv(inbox, 5*time.Second); got != "e1" {
+		t.Fatalf("first wake-up %q, want e1 at once", got)
+	}
+	for _, id := range []string{"e2", "e3", "e4"} {
+		n.AddInbox(id)
+	}
+	if got := recv(inbox, 300*time.Millisecond); got != "" {
+		t.Fatalf("wake-up %q sent within the spacing", got)
+	}
+	if st := n.Stats(); st.Sends != 1 {
+		t.Fatalf("stats %+v, want the one send", st)
+	}
+	n.AddFacts([]string{"change:CHG1"})
+	if got := recv(factSub, 5*time.Second); got != "change:CHG1" {
+		t.Fatalf("fact topic %q, want it sent at once", got)
+	}
+	if got := recv(inbox, 5*time.Second); got != "e4" {
+		t.Fatalf("held wake-up %q, want the newest id e4 with the fact topic", got)
+	}
+	// Once the spacing has passed, the held wake-up goes by itself.
+	n.mu.Lock()
+	n.inboxEvery = time.Second
+	n.mu.Unlock()
+	n.AddInbox("e5")
+	n.AddInbox("e6")
+	if got := recv(inbox, 5*time.Second); got != "e6" {
+		t.Fatalf("wake-up %q, want e6 once the spacing passed", got)
+	}
+}
+
 // Past notifyMaxTopics distinct topics, a burst is sent as TopicAll (every
 // replica flushes its fact cache and re-checks).
 func TestNotifierCollapsesAHugeBurstToTopicAll(t *testing.T) {

@@ -31,9 +31,13 @@ import (
 // the one writer uses the store's single connection.
 const (
 	// eventWriters is how many groups are written at once on PostgreSQL
-	// (and the size of the writers' pool): one gathers while the other
-	// commits.
-	eventWriters = 2
+	// (and the size of the writers' pool). One: while its group commits,
+	// the next one gathers in the queue. A second writer lets two groups
+	// overlap, but each is half the size, and a group's statement, commit
+	// and wake-up cost the database about as much as its rows: on two
+	// cores the pair stored fewer deliveries per second than one writer
+	// (docs/benchmarks.md).
+	eventWriters = 1
 	// maxEventGroup caps a group, so one statement stays short.
 	maxEventGroup = 256
 	// eventQueueLen is how many deliveries may wait for a writer before
@@ -347,20 +351,22 @@ func (b *eventBatcher) store(ctx context.Context, evs []pendingEvent) (map[strin
 // under its key: the same when it is new; an earlier event's when its key
 // was taken before this statement began. A key taken by a transaction
 // that committed while this statement ran is in neither part: it is
-// looked up afterwards (pgLookupEvents).
-const pgInsertEvents = `WITH u AS MATERIALIZED (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[])
-		AS u(id, connector, type, dedupe_key, headers, body, received_at)
-), ins AS (
+// looked up afterwards (pgLookupEvents). The duplicates' part unnests
+// only the key columns again: materializing the rows once for both parts
+// would copy every body into a tuplestore.
+const pgInsertEvents = `WITH ins AS (
 	INSERT INTO inbox_events (id, connector, type, dedupe_key, headers, body, received_at, status)
-	SELECT id, connector, type, dedupe_key, headers::jsonb, body, received_at, 'pending' FROM u
+	SELECT id, connector, type, dedupe_key, headers::jsonb, body, received_at, 'pending'
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[])
+		AS u(id, connector, type, dedupe_key, headers, body, received_at)
 	ON CONFLICT (connector, dedupe_key) DO NOTHING
 	RETURNING id
 )
 SELECT id, id FROM ins
 UNION ALL
-SELECT u.id, e.id FROM u JOIN inbox_events e ON e.connector = u.connector AND e.dedupe_key = u.dedupe_key
-WHERE u.id NOT IN (SELECT id FROM ins)`
+SELECT k.id, e.id FROM unnest($1::text[], $2::text[], $4::text[]) AS k(id, connector, dedupe_key)
+JOIN inbox_events e ON e.connector = k.connector AND e.dedupe_key = k.dedupe_key
+WHERE k.id NOT IN (SELECT id FROM ins)`
 
 // pgLookupEvents returns the stored ids of keys given as two arrays.
 const pgLookupEvents = `SELECT e.connector, e.dedupe_key, e.id FROM inbox_events e

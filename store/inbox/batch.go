@@ -399,6 +399,10 @@ func (b *eventBatcher) storePG(ctx context.Context, evs []pendingEvent) (map[str
 	// keys wait for each other in the same order (never a deadlock).
 	sorted := sortedByKey(evs)
 	cols := [7]pgArray{{oid: oidText}, {oid: oidText}, {oid: oidText}, {oid: oidText}, {oid: oidText}, {oid: oidBytea}, {oid: oidTimestamptz}}
+	bufs := colBufs.Get().(*[7][]byte)
+	for i := range cols {
+		cols[i].data = bufs[i][:0]
+	}
 	var sizes [7]int
 	for _, e := range sorted {
 		sizes[0] += len(e.id)
@@ -422,6 +426,7 @@ func (b *eventBatcher) storePG(ctx context.Context, evs []pendingEvent) (map[str
 		cols[6].addTime(e.receivedAt)
 	}
 	rows, err := insert.QueryContext(ctx, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6])
+	keepColBufs(bufs, &cols) // the driver has copied them into its message
 	if err != nil {
 		return nil, err
 	}
@@ -572,14 +577,41 @@ type pgArray struct {
 	data []byte // pgArrayHeader bytes of room, then each element as its length and bytes
 }
 
+// colBufs keeps storePG's column buffers between groups. A buffer made
+// for each group was zeroed first, and the bodies' column is as large as
+// the group: clearing it was a twentieth of the ingest's CPU, in the
+// writer's serial path.
+var colBufs = sync.Pool{New: func() any { return new([7][]byte) }}
+
+// maxColBufs caps the buffers colBufs keeps (a group of large bodies is
+// left to the collector).
+const maxColBufs = 8 << 20
+
+// keepColBufs returns cols' buffers to colBufs through bufs, unless they
+// grew past maxColBufs together.
+func keepColBufs(bufs *[7][]byte, cols *[7]pgArray) {
+	total := 0
+	for i := range cols {
+		total += cap(cols[i].data)
+	}
+	if total > maxColBufs {
+		return
+	}
+	for i := range cols {
+		bufs[i] = cols[i].data[:0]
+		cols[i].data = nil // the array is not to be rendered again
+	}
+	colBufs.Put(bufs)
+}
+
 // pgArrayHeader is the binary header of a one-dimensional array:
 // dimensions, has-nulls, element type, length and lower bound.
 const pgArrayHeader = 20
 
 // reserve makes room for n more elements of size bytes in all.
 func (a *pgArray) reserve(n, size int) {
-	if len(a.data) == 0 {
-		a.data = make([]byte, pgArrayHeader, pgArrayHeader+4*n+size)
+	if len(a.data) == 0 { // a.data may have room already (colBufs)
+		a.data = slices.Grow(a.data[:0], pgArrayHeader+4*n+size)[:pgArrayHeader]
 		return
 	}
 	a.data = slices.Grow(a.data, 4*n+size)

@@ -42,6 +42,17 @@ func TestPGArrayBinaryValue(t *testing.T) {
 			want(oidText, []byte("abc"), []byte("defgh"))},
 		{"bytes", func(a *pgArray) { a.oid = oidBytea; a.add([]byte{0, 1, 2}) }, want(oidBytea, []byte{0, 1, 2})},
 		{"time", func(a *pgArray) { a.oid = oidTimestamptz; a.reserve(1, 8); a.addTime(at) }, want(oidTimestamptz, us)},
+		{"a kept buffer, stale bytes in it", func(a *pgArray) {
+			a.data = bytes.Repeat([]byte{0xff}, 64)[:0]
+			a.reserve(2, 4)
+			a.addString("ab")
+			a.addString("cd")
+		}, want(oidText, []byte("ab"), []byte("cd"))},
+		{"a kept buffer too small", func(a *pgArray) {
+			a.data = make([]byte, 0, 8)
+			a.reserve(1, 5)
+			a.addString("hello")
+		}, want(oidText, []byte("hello"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

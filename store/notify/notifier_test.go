@@ -45,20 +45,29 @@ func listen(t *testing.T, dsn string, probe *Notifier) (facts, inbox *Hub) {
 	return nil, nil
 }
 
-// What arrives while no send can go out is merged: one send carries every
-// fact topic once, and one inbox wake-up the newest delivery's id.
-func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
+// listening makes a fresh database with a listener on it and returns its
+// URL and subscriptions to the fact topics and inbox wake-ups it hears,
+// all ended when the test ends.
+func listening(t *testing.T) (dsn string, facts, inbox <-chan string) {
+	t.Helper()
+	dsn = testpg.NewDatabase(t)
 	probe, err := NewNotifier(dsn, sqldbtest.DiscardLog())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer probe.Close()
-	facts, inboxHub := listen(t, dsn, probe)
-	sub, unsub := facts.Subscribe()
-	defer unsub()
+	t.Cleanup(probe.Close)
+	factsHub, inboxHub := listen(t, dsn, probe)
+	facts, unsubFacts := factsHub.Subscribe()
+	t.Cleanup(unsubFacts)
 	inbox, unsubInbox := inboxHub.Subscribe()
-	defer unsubInbox()
+	t.Cleanup(unsubInbox)
+	return dsn, facts, inbox
+}
+
+// What arrives while no send can go out is merged: one send carries every
+// fact topic once, and one inbox wake-up the newest delivery's id.
+func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
+	dsn, sub, inbox := listening(t)
 
 	n, err := openNotifier(dsn, sqldbtest.DiscardLog())
 	if err != nil {
@@ -112,17 +121,7 @@ func TestNotifierMergesABurstIntoOneSend(t *testing.T) {
 // the next waits (carrying the newest id when it goes), unless a fact
 // topic is queued, which is sent at once and takes the wake-up along.
 func TestNotifierSpacesInboxWakeups(t *testing.T) {
-	dsn := testpg.NewDatabase(t)
-	probe, err := NewNotifier(dsn, sqldbtest.DiscardLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Close()
-	facts, inboxHub := listen(t, dsn, probe)
-	factSub, unsubFacts := facts.Subscribe()
-	defer unsubFacts()
-	inbox, unsubInbox := inboxHub.Subscribe()
-	defer unsubInbox()
+	dsn, factSub, inbox := listening(t)
 	recv := func(ch <-chan string, within time.Duration) string {
 		t.Helper()
 		select {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -222,7 +223,7 @@ func (n *Notifier) run(ctx context.Context) {
 		err := n.send(ctx, ch, p)
 		if err == nil {
 			retry = 0
-			if ch[len(ch)-1] == InboxChannel {
+			if slices.Contains(ch, InboxChannel) {
 				lastInbox = time.Now()
 			}
 			continue

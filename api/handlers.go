@@ -203,7 +203,7 @@ func (s *Server) postDeployment(c *echo.Context) error {
 	if r.StartedAt != nil {
 		d.StartedAt = *r.StartedAt
 	}
-	stored, created, err := s.deps.Deployments.Record(c.Request().Context(), d)
+	stored, created, err := s.deps.Deployments.Record(c.Request().Context(), d, actor(c))
 	if err != nil {
 		return err
 	}

@@ -151,6 +151,25 @@ fields:
 				t.Fatalf("deployments after replay: %+v", deps.Items)
 			}
 
+			// The pipeline's own report of the same run fills in the change
+			// the webhook did not name: the deployment keeps one record,
+			// and the change of its links is audited with who made it.
+			ci, ciID := s.token(core.RoleCI)
+			dep["environment"], dep["changes"] = "production", []string{"CHG0000077"}
+			var reported core.Deployment
+			if st := s.do("POST", "/api/v1/deployments", ci, dep, &reported); st != http.StatusOK || reported.ID != deps.Items[0].ID ||
+				len(reported.Changes) != 1 {
+				t.Fatalf("pipeline report: %d %+v", st, reported)
+			}
+			var relinks struct {
+				Items []core.AuditEntry `json:"items"`
+			}
+			s.do("GET", "/api/v1/audit?action=deployment.links", adminSecret, nil, &relinks)
+			if len(relinks.Items) != 1 || relinks.Items[0].Actor != "token:test-ci("+ciID+")" ||
+				relinks.Items[0].Subject != "deployment:"+reported.ID || !strings.Contains(string(relinks.Items[0].Data), `"before":{"changes":[]`) {
+				t.Fatalf("relink audit: %+v", relinks.Items)
+			}
+
 			// Invalid JSON, even correctly signed, is refused at the door
 			// with a reason; nothing is stored.
 			if st, body := s.sendRaw([]byte("{not json")); st != http.StatusBadRequest || !strings.Contains(body, "JSON") {

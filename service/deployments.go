@@ -13,7 +13,7 @@ import (
 // DeploymentStore is what Deployments needs from storage.
 type DeploymentStore interface {
 	UpsertRelease(ctx context.Context, r core.Release) (core.Release, error)
-	RecordDeployment(ctx context.Context, d core.Deployment) (core.Deployment, bool, error)
+	RecordDeployment(ctx context.Context, d core.Deployment, by string) (core.Deployment, bool, error)
 	RequirePIR(ctx context.Context, p core.PIR) error
 	GetChange(ctx context.Context, key string) (core.Change, error)
 	GetDecision(ctx context.Context, id string) (core.GateDecision, error)
@@ -94,8 +94,10 @@ func (s *Deployments) Validate(d core.Deployment) (core.Deployment, error) {
 
 // Record stores a deployment event idempotently (provider + run id +
 // service + environment) and, when it succeeded in an environment whose
-// policy requires a review for its change types, requires the PIR.
-func (s *Deployments) Record(ctx context.Context, d core.Deployment) (core.Deployment, bool, error) {
+// policy requires a review for its change types, requires the PIR. by
+// names the reporter (a token, a connector) for the audit entry of a
+// report that changes a recorded deployment's links.
+func (s *Deployments) Record(ctx context.Context, d core.Deployment, by string) (core.Deployment, bool, error) {
 	d, err := s.Validate(d)
 	if err != nil {
 		return d, false, err
@@ -111,7 +113,7 @@ func (s *Deployments) Record(ctx context.Context, d core.Deployment) (core.Deplo
 		return d, false, fmt.Errorf("record release of deployment: %w", err)
 	}
 	d.ReleaseID = rel.ID
-	stored, created, err := s.store.RecordDeployment(ctx, d)
+	stored, created, err := s.store.RecordDeployment(ctx, d, by)
 	if err != nil {
 		return d, false, fmt.Errorf("record deployment: %w", err)
 	}

@@ -702,7 +702,7 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, reco
 			return "", "", err
 		}
 		in.inheritGate(ctx, c, r)
-		d, created, err := in.deployments.Record(ctx, *r)
+		d, created, err := in.deployments.Record(ctx, *r, "connector:"+c.Config.Name)
 		if err != nil {
 			return "", "", err
 		}

@@ -114,7 +114,7 @@ func seedVerdictHistory(t *testing.T, db *store.DB, clock *stepClock) verdictHis
 			Service: svc, Environment: env, Version: fmt.Sprintf("1.%d", n), Commit: "c0ffee", Team: team, Status: status,
 			StartedAt: at(hour), FinishedAt: tp(hour + 0.2), Actor: "dora", Changes: changes, Provider: "github",
 			RunID: fmt.Sprint(n), URL: "https://ci.example/runs/" + fmt.Sprint(n), Source: "api",
-		})
+		}, "test")
 		must(nil, err)
 	}
 	return h
@@ -223,7 +223,7 @@ func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
 					// run 21: ledger to production at hour 71, still "started"
 					if _, _, err := db.RecordDeployment(ctx, core.Deployment{Service: "ledger", Environment: "production", Version: "1.21",
 						Status: core.DeployFailed, StartedAt: h.base.Add(71 * time.Hour), FinishedAt: ptr(h.base.Add(72 * time.Hour)),
-						Provider: "github", RunID: "21", Source: "api"}); err != nil {
+						Provider: "github", RunID: "21", Source: "api"}, "test"); err != nil {
 						t.Fatal(err)
 					}
 				}},

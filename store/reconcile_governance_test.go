@@ -61,7 +61,7 @@ func governanceHistory(t *testing.T, db *DB) {
 			Status: core.DeploySucceeded, StartedAt: at, FinishedAt: rtp(at.Add(10 * time.Minute)), Actor: "dora",
 			Changes: []string{"CHG-L"}, Provider: "github", RunID: fmt.Sprint(n),
 		}
-		if _, _, err := db.RecordDeployment(ctx, d); err != nil {
+		if _, _, err := db.RecordDeployment(ctx, d, "test"); err != nil {
 			t.Fatal(err)
 		}
 	}

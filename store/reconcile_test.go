@@ -72,7 +72,7 @@ func reconcileHistory(t *testing.T, db *DB) {
 		if edit != nil {
 			edit(&d)
 		}
-		if _, _, err := db.RecordDeployment(ctx, d); err != nil {
+		if _, _, err := db.RecordDeployment(ctx, d, "test"); err != nil {
 			t.Fatalf("record deployment: %v", err)
 		}
 	}

@@ -273,27 +273,83 @@ func nonEmpty(col, empty string) string {
 	return fmt.Sprintf("%[1]s = CASE WHEN excluded.%[1]s <> '%[2]s' THEN excluded.%[1]s ELSE deployments.%[1]s END", col, empty)
 }
 
-var recordDeploymentSQL = `INSERT INTO deployments (` + deploymentCols + `)
+// recordDeploymentSQL is the deployment upsert. relinkGuard, when set,
+// makes the update conditional: a repeat that would change the stored
+// row's links (changes, incidents, decision_id) updates nothing and
+// returns no row, so RecordDeployment can redo it with the audit entry
+// that change needs. A repeat that leaves the links as they are, or names
+// none, stays one statement.
+func recordDeploymentSQL(relinkGuard bool) string {
+	q := `INSERT INTO deployments (` + deploymentCols + `)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (provider, run_id, service, environment) DO UPDATE SET
 		` + strings.Join([]string{
-	nonEmpty("release_id", ""), nonEmpty("version", ""), nonEmpty("commit_sha", ""), nonEmpty("team", ""),
-	nonEmpty("actor", ""), nonEmpty("changes", "[]"), nonEmpty("incidents", "[]"), nonEmpty("decision_id", ""),
-	nonEmpty("url", ""), nonEmpty("source", ""),
-	"status = CASE WHEN " + adoptSQL + " THEN excluded.status ELSE deployments.status END",
-	"finished_at = CASE WHEN " + adoptSQL + " THEN COALESCE(excluded.finished_at, deployments.finished_at) ELSE deployments.finished_at END",
-	"started_at = CASE WHEN excluded.started_at < deployments.started_at THEN excluded.started_at ELSE deployments.started_at END",
-	"updated_at = excluded.updated_at",
-}, ",\n\t\t") + `
+		nonEmpty("release_id", ""), nonEmpty("version", ""), nonEmpty("commit_sha", ""), nonEmpty("team", ""),
+		nonEmpty("actor", ""), nonEmpty("changes", "[]"), nonEmpty("incidents", "[]"), nonEmpty("decision_id", ""),
+		nonEmpty("url", ""), nonEmpty("source", ""),
+		"status = CASE WHEN " + adoptSQL + " THEN excluded.status ELSE deployments.status END",
+		"finished_at = CASE WHEN " + adoptSQL + " THEN COALESCE(excluded.finished_at, deployments.finished_at) ELSE deployments.finished_at END",
+		"started_at = CASE WHEN excluded.started_at < deployments.started_at THEN excluded.started_at ELSE deployments.started_at END",
+		"updated_at = excluded.updated_at",
+	}, ",\n\t\t")
+	if relinkGuard {
+		q += `
+	WHERE ` + strings.Join([]string{keeps("changes", "[]"), keeps("incidents", "[]"), keeps("decision_id", "")}, " AND ")
+	}
+	return q + `
 	RETURNING ` + deploymentCols
+}
+
+// keeps is true when a repeat leaves the stored col as it is: it names
+// nothing (empty) or the same value.
+func keeps(col, empty string) string {
+	return fmt.Sprintf("(excluded.%[1]s = '%[2]s' OR excluded.%[1]s = deployments.%[1]s)", col, empty)
+}
+
+var (
+	recordDeploymentGuardedSQL = recordDeploymentSQL(true)
+	recordDeploymentAnySQL     = recordDeploymentSQL(false)
+)
+
+// ActionDeploymentLinks is the audit action of a report that changed the
+// links of a deployment already recorded.
+const ActionDeploymentLinks = "deployment.links"
+
+// deploymentLinks are what a deployment's reconciliation is judged by
+// besides its release: the changes it implements, the incidents it fixes
+// and the gate decision it names.
+type deploymentLinks struct {
+	Changes    []string `json:"changes"`
+	Incidents  []string `json:"incidents"`
+	DecisionID string   `json:"decision_id"`
+}
+
+func linksOf(d core.Deployment) deploymentLinks {
+	return deploymentLinks{Changes: nonNil(d.Changes), Incidents: nonNil(d.Incidents), DecisionID: d.DecisionID}
+}
+
+func nonNil(v []string) []string {
+	if v == nil {
+		return []string{}
+	}
+	return v
+}
 
 // RecordDeployment stores a deployment event, idempotent on provider, run
 // id, service and environment. A repeat merges into the stored row: the
 // status never moves backwards (see adoptSQL), non-empty fields replace
 // stored ones, and started_at keeps the earliest value seen. A zero
-// StartedAt means FinishedAt, or now when that is unset too. The id is assigned on the first insert; d.ID is
-// ignored. created is true only for the first insert.
-func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment) (core.Deployment, bool, error) {
+// StartedAt means FinishedAt, or now when that is unset too. The id is
+// assigned on the first insert; d.ID is ignored. created is true only for
+// the first insert.
+//
+// A repeat that changes the stored links — fills links the row lacked or
+// replaces them, as a pipeline's report after a CI webhook's, or a re-run
+// under the same run id, does — is committed with an audit entry
+// (ActionDeploymentLinks, actor by) holding the links before and after, so
+// a deployment whose links were changed after the fact cannot look as if
+// it had always named them.
+func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by string) (core.Deployment, bool, error) {
 	var err error
 	for _, f := range []struct {
 		name string
@@ -322,11 +378,14 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment) (core.De
 		return core.Deployment{}, false, core.Invalid("finished_at", "is before started_at")
 	}
 	id := newID()
-	var row deploymentRow
-	err = d.db.GetContext(ctx, &row, d.q(recordDeploymentSQL),
-		id, dep.ReleaseID, dep.Service, dep.Environment, dep.Version, dep.Commit, dep.Team, dep.Status,
+	args := []any{id, dep.ReleaseID, dep.Service, dep.Environment, dep.Version, dep.Commit, dep.Team, dep.Status,
 		ts(dep.StartedAt), nullTime(dep.FinishedAt), dep.Actor, strList(dep.Changes), strList(dep.Incidents),
-		dep.DecisionID, dep.Provider, dep.RunID, dep.URL, dep.Source, now, now)
+		dep.DecisionID, dep.Provider, dep.RunID, dep.URL, dep.Source, now, now}
+	var row deploymentRow
+	err = d.db.GetContext(ctx, &row, d.q(recordDeploymentGuardedSQL), args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		row, err = d.relinkDeployment(ctx, dep, by, now, args)
+	}
 	if err != nil {
 		return core.Deployment{}, false, fmt.Errorf("record deployment %s/%s %s %s: %w", dep.Provider, dep.RunID, dep.Service, dep.Environment, translate(err))
 	}
@@ -337,6 +396,63 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment) (core.De
 	// Only an insert keeps the id generated here; a conflict returns the
 	// stored row's id. This works the same on both dialects.
 	return stored, row.ID == id, nil
+}
+
+// relinkDeployment is RecordDeployment's upsert for a repeat that changes
+// the stored row's links: in one transaction of the audit chain's group
+// commit it locks the row, reads its links, upserts and appends what
+// changed.
+func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, by string, now time.Time, args []any) (deploymentRow, error) {
+	lock := ""
+	if d.dialect == Postgres {
+		lock = " FOR UPDATE"
+	}
+	if by == "" {
+		by = "source:" + dep.Source
+	}
+	entries := []core.AuditEntry{{Actor: by, Action: ActionDeploymentLinks, At: now}}
+	var row deploymentRow
+	err := d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+		var before deploymentRow
+		err := tx.GetContext(ctx, &before, d.q(`SELECT `+deploymentCols+` FROM deployments
+			WHERE provider = ? AND run_id = ? AND service = ? AND environment = ?`+lock),
+			dep.Provider, dep.RunID, dep.Service, dep.Environment)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		row = deploymentRow{}
+		if err := tx.GetContext(ctx, &row, d.q(recordDeploymentAnySQL), args...); err != nil {
+			return err
+		}
+		after, err := row.deployment()
+		if err != nil {
+			return err
+		}
+		rec := struct {
+			Provider    string           `json:"provider"`
+			RunID       string           `json:"run_id"`
+			Service     string           `json:"service"`
+			Environment string           `json:"environment"`
+			Version     string           `json:"version"`
+			Status      string           `json:"status"`
+			Source      string           `json:"source"`
+			Before      *deploymentLinks `json:"before"`
+			After       deploymentLinks  `json:"after"`
+		}{Provider: after.Provider, RunID: after.RunID, Service: after.Service, Environment: after.Environment,
+			Version: after.Version, Status: after.Status, Source: dep.Source, After: linksOf(after)}
+		if before.ID != "" { // nil: the row was not there (removed since the guarded upsert)
+			b, err := before.deployment()
+			if err != nil {
+				return err
+			}
+			l := linksOf(b)
+			rec.Before = &l
+		}
+		entries[0].Subject = "deployment:" + row.ID
+		entries[0].Data = mustJSONBytes(rec)
+		return nil
+	})
+	return row, err
 }
 
 // GetDeployment returns the deployment with id.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -152,7 +153,7 @@ func TestRecordDeploymentIdempotentAndMonotonic(t *testing.T) {
 		var id string
 		for _, s := range steps {
 			clock.t = clock.t.Add(time.Second)
-			got, created, err := db.RecordDeployment(ctx, s.dep)
+			got, created, err := db.RecordDeployment(ctx, s.dep, "test")
 			if err != nil {
 				t.Fatalf("%s: %v", s.name, err)
 			}
@@ -167,11 +168,11 @@ func TestRecordDeploymentIdempotentAndMonotonic(t *testing.T) {
 		// Other fields: non-empty replaces, empty keeps.
 		d := testDeployment(core.DeployStarted, nil)
 		d.DecisionID, d.Changes, d.Actor = "dec-1", []string{"CHG1"}, "alice"
-		got, _, err := db.RecordDeployment(ctx, d)
+		got, _, err := db.RecordDeployment(ctx, d, "test")
 		if err != nil || got.DecisionID != "dec-1" || got.Actor != "alice" || !slices.Equal(got.Changes, []string{"CHG1"}) {
 			t.Fatalf("merge: %+v, %v", got, err)
 		}
-		got, _, err = db.RecordDeployment(ctx, testDeployment(core.DeployStarted, nil))
+		got, _, err = db.RecordDeployment(ctx, testDeployment(core.DeployStarted, nil), "test")
 		if err != nil || got.DecisionID != "dec-1" || !slices.Equal(got.Changes, []string{"CHG1"}) {
 			t.Fatalf("empty repeat erased fields: %+v, %v", got, err)
 		}
@@ -181,11 +182,142 @@ func TestRecordDeploymentIdempotentAndMonotonic(t *testing.T) {
 		// Another environment of the same run is another deployment.
 		other := testDeployment(core.DeployStarted, nil)
 		other.Environment = "staging"
-		if o, created, err := db.RecordDeployment(ctx, other); err != nil || !created || o.ID == id {
+		if o, created, err := db.RecordDeployment(ctx, other, "test"); err != nil || !created || o.ID == id {
 			t.Errorf("other environment: %+v created %v, %v", o, created, err)
 		}
 		if _, err := db.GetDeployment(ctx, "nope"); !core.IsKind(err, core.KindNotFound) {
 			t.Errorf("missing deployment: %v", err)
+		}
+	})
+}
+
+// TestRecordDeploymentLinksAudited: a report that changes a recorded
+// deployment's links — fills them after a CI webhook's report, replaces
+// them — commits an audit entry with the links before and after and who
+// reported; a repeat that leaves them as they are adds none.
+func TestRecordDeploymentLinksAudited(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		type links = deploymentLinks
+		report := func(changes, incidents []string, decision string) core.Deployment {
+			d := testDeployment(core.DeployStarted, nil)
+			d.Changes, d.Incidents, d.DecisionID = changes, incidents, decision
+			return d
+		}
+		none := links{Changes: []string{}, Incidents: []string{}}
+		for _, s := range []struct {
+			name   string
+			dep    core.Deployment
+			by     string
+			before *links // nil with audited false: no entry
+			after  links
+			audit  bool
+		}{
+			{"webhook, no links", report(nil, nil, ""), "connector:github", nil, none, false},
+			{"pipeline fills the links", report([]string{"CHG1"}, nil, "dec-1"), "token:ci(t1)",
+				&none, links{Changes: []string{"CHG1"}, Incidents: []string{}, DecisionID: "dec-1"}, true},
+			{"same links again", report([]string{"CHG1"}, nil, "dec-1"), "token:ci(t1)", nil,
+				links{Changes: []string{"CHG1"}, Incidents: []string{}, DecisionID: "dec-1"}, false},
+			{"a repeat naming none keeps them", report(nil, nil, ""), "connector:github", nil,
+				links{Changes: []string{"CHG1"}, Incidents: []string{}, DecisionID: "dec-1"}, false},
+			{"a later report replaces the change", report([]string{"CHG2"}, nil, ""), "token:other(t2)",
+				&links{Changes: []string{"CHG1"}, Incidents: []string{}, DecisionID: "dec-1"},
+				links{Changes: []string{"CHG2"}, Incidents: []string{}, DecisionID: "dec-1"}, true},
+			{"and adds a fixed incident", report(nil, []string{"INC9"}, ""), "token:other(t2)",
+				&links{Changes: []string{"CHG2"}, Incidents: []string{}, DecisionID: "dec-1"},
+				links{Changes: []string{"CHG2"}, Incidents: []string{"INC9"}, DecisionID: "dec-1"}, true},
+		} {
+			clock.t = clock.t.Add(time.Second)
+			before, err := db.ListAudit(ctx, core.AuditFilter{Action: ActionDeploymentLinks, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := db.RecordDeployment(ctx, s.dep, s.by)
+			if err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+			if l := linksOf(got); !slices.Equal(l.Changes, s.after.Changes) || !slices.Equal(l.Incidents, s.after.Incidents) || l.DecisionID != s.after.DecisionID {
+				t.Errorf("%s: stored links %+v, want %+v", s.name, l, s.after)
+			}
+			entries, err := db.ListAudit(ctx, core.AuditFilter{Action: ActionDeploymentLinks, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if added := len(entries) - len(before); added != map[bool]int{false: 0, true: 1}[s.audit] {
+				t.Fatalf("%s: %d audit entries added", s.name, added)
+			}
+			if !s.audit {
+				continue
+			}
+			e := entries[len(entries)-1]
+			var data struct {
+				RunID  string `json:"run_id"`
+				Source string `json:"source"`
+				Before *links `json:"before"`
+				After  links  `json:"after"`
+			}
+			if err := json.Unmarshal(e.Data, &data); err != nil {
+				t.Fatal(err)
+			}
+			if e.Actor != s.by || e.Subject != "deployment:"+got.ID || data.RunID != "42" || data.Source != "api" ||
+				data.Before == nil || !slices.Equal(data.Before.Changes, s.before.Changes) || data.Before.DecisionID != s.before.DecisionID ||
+				!slices.Equal(data.Before.Incidents, s.before.Incidents) ||
+				!slices.Equal(data.After.Changes, s.after.Changes) || !slices.Equal(data.After.Incidents, s.after.Incidents) {
+				t.Errorf("%s: entry %s %s %s", s.name, e.Actor, e.Subject, e.Data)
+			}
+		}
+		if brk, n, err := db.VerifyAudit(ctx); err != nil || brk != nil || n == 0 {
+			t.Errorf("verify: %v %d %v", brk, n, err)
+		}
+	})
+}
+
+// TestRecordDeploymentRelinkConcurrent: reports racing to relink one
+// deployment each leave an entry whose "before" is the links the one
+// before it left, so the entries replay to the stored row.
+func TestRecordDeploymentRelinkConcurrent(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		ctx := context.Background()
+		first, _, err := db.RecordDeployment(ctx, testDeployment(core.DeployStarted, nil), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 8
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				d := testDeployment(core.DeployStarted, nil)
+				d.Changes = []string{fmt.Sprintf("CHG%d", i)}
+				_, _, err := db.RecordDeployment(ctx, d, fmt.Sprintf("token:r%d", i))
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		entries, err := db.ListAudit(ctx, core.AuditFilter{Subject: "deployment:" + first.ID, Action: ActionDeploymentLinks, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != n {
+			t.Fatalf("%d entries for %d relinks", len(entries), n)
+		}
+		prev := []string{}
+		for _, e := range entries {
+			var data struct{ Before, After deploymentLinks }
+			if err := json.Unmarshal(e.Data, &data); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(data.Before.Changes, prev) {
+				t.Fatalf("entry %d: before %v, the one before left %v", e.Seq, data.Before.Changes, prev)
+			}
+			prev = data.After.Changes
+		}
+		stored, err := db.GetDeployment(ctx, first.ID)
+		if err != nil || !slices.Equal(stored.Changes, prev) {
+			t.Fatalf("stored %v, the last entry left %v (%v)", stored.Changes, prev, err)
 		}
 	})
 }
@@ -217,7 +349,7 @@ func TestRecordDeploymentInvalid(t *testing.T) {
 		} {
 			d := testDeployment(core.DeploySucceeded, nil)
 			tc.edit(&d)
-			_, _, err := db.RecordDeployment(context.Background(), d)
+			_, _, err := db.RecordDeployment(context.Background(), d, "test")
 			var ce *core.Error
 			if !errors.As(err, &ce) || ce.Kind != core.KindInvalid || ce.Field != tc.field {
 				t.Errorf("want invalid %s, got %v", tc.field, err)
@@ -233,7 +365,7 @@ func TestListDeployments(t *testing.T) {
 		for n, env := range []string{"production", "staging", "production"} {
 			d := testDeployment(core.DeployStarted, nil)
 			d.Environment, d.RunID, d.StartedAt = env, string(rune('a'+n)), t0.Add(time.Duration(n)*time.Hour)
-			got, _, err := db.RecordDeployment(ctx, d)
+			got, _, err := db.RecordDeployment(ctx, d, "test")
 			if err != nil {
 				t.Fatal(err)
 			}

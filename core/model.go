@@ -185,6 +185,10 @@ type Deployment struct {
 	Source    string    `json:"source,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// LinksChangedAt is when a later report last changed the deployment's
+	// links (Changes, Incidents, DecisionID); nil while they are its first
+	// report's. Each change is in the audit trail (deployment.links).
+	LinksChangedAt *time.Time `json:"links_changed_at,omitempty"`
 }
 
 // PIR statuses.
@@ -244,6 +248,10 @@ const (
 	CodeGateBypassed               = "GATE_BYPASSED"
 	CodeEmergencyReviewOverdue     = "EMERGENCY_REVIEW_OVERDUE"
 	CodeEmergencyValidationOverdue = "EMERGENCY_VALIDATION_OVERDUE"
+	// CodeLinksChangedAfterDeploy (reconciliation only): a report changed
+	// the deployment's links (changes, incidents, gate decision) more than
+	// LinksChangeGrace after it finished (or started, when it has not).
+	CodeLinksChangedAfterDeploy = "LINKS_CHANGED_AFTER_DEPLOY"
 	// CodeTeamIgnored is a note, not a rule: the request named a team the
 	// service catalog contradicts, and the catalog's team was used. It never
 	// changes the decision.

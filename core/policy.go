@@ -391,7 +391,7 @@ func validateRules(ps *problems, field string, codes []string) ruleSet {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		bit := ruleBit(strings.TrimSpace(code))
 		switch {
-		case bit == 0 && (code == CodeGateBypassed || code == CodeEmergencyReviewOverdue || code == CodeEmergencyValidationOverdue):
+		case bit == 0 && (code == CodeGateBypassed || code == CodeEmergencyReviewOverdue || code == CodeEmergencyValidationOverdue || code == CodeLinksChangedAfterDeploy):
 			ps.add(f, "%s is a reconciliation finding, not a gate rule; gate rules are %s", code, strings.Join(GateRules, ", "))
 		case bit == 0:
 			ps.add(f, "unknown rule code %q; gate rules are %s", code, strings.Join(GateRules, ", "))

@@ -254,9 +254,9 @@ type ReconcileFinding struct {
 // ReconcileDeployment returns the findings on one deployment (none: it was
 // compliant). The gate rules are Evaluate at the deployment's start with
 // df's as-of facts; every wait or deny reason is a finding. Then the
-// reconcile-only rules: gateBypassed, emergencyReviewOverdue and
-// emergencyValidationOverdue, whose timers run until cutoff (a deadline not
-// yet reached by the cut-off is no finding). An environment where the
+// reconcile-only rules: gateBypassed, linksChangedAfterDeploy,
+// emergencyReviewOverdue and emergencyValidationOverdue, whose timers run
+// until cutoff (a deadline not yet reached by the cut-off is no finding). An environment where the
 // policy enables no gate rule (open) has no findings at all.
 func ReconcileDeployment(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time, opts ReconcileOptions) []ReconcileFinding {
 	fs, _ := ReconcileEvaluate(cp, df, cutoff, opts)
@@ -331,10 +331,50 @@ func ReconcileEvaluate(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time,
 		}
 		add(CodeGateBypassed, SeverityHigh, ref0, msg)
 	}
+	if msg, ok := linksChangedAfterDeploy(d); ok {
+		add(CodeLinksChangedAfterDeploy, SeverityMedium, "", msg)
+	}
 	if dec.Emergency {
 		emergencyFindings(cp, df, cutoff, opts, add)
 	}
 	return out, dec
+}
+
+// LinksChangeGrace is how long after a deployment finished (or started,
+// while it has not) a report may still change its links unremarked: a
+// CI system's webhook and the pipeline's own report of one run arrive
+// seconds to minutes apart, in either order, and the one that comes
+// second may fill in what the first did not know.
+const LinksChangeGrace = time.Hour
+
+// linksChangedAfterDeploy fires when a report changed the deployment's
+// links (the change it implements, the incidents it fixes, the gate
+// decision it names) more than LinksChangeGrace after it ran: the
+// deployment is judged by links it did not have when it ran, and the
+// audit trail's deployment.links entries say what they were before.
+func linksChangedAfterDeploy(d *Deployment) (string, bool) {
+	if d.LinksChangedAt == nil {
+		return "", false
+	}
+	ran, what := d.StartedAt, "started"
+	if d.FinishedAt != nil {
+		ran, what = *d.FinishedAt, "finished"
+	}
+	late := d.LinksChangedAt.Sub(ran)
+	if late <= LinksChangeGrace {
+		return "", false
+	}
+	return fmt.Sprintf("a report changed the deployment's links (changes, incidents or gate decision) at %s, %s after it %s at %s: it is judged by links it did not have when it ran; the audit trail's deployment.links entries hold what they were",
+		d.LinksChangedAt.UTC().Format(time.RFC3339), roughly(late), what, ran.UTC().Format(time.RFC3339)), true
+}
+
+// roughly writes a duration of an hour or more for a reader: whole days
+// from two days on, else hours and minutes.
+func roughly(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }
 
 func deploymentRef(d *Deployment, releaseID string) DeploymentRef {
@@ -615,6 +655,8 @@ func Remediation(code string) string {
 		return "Hold the emergency change's retrospective review and record it on the change."
 	case CodeEmergencyValidationOverdue:
 		return "Run and report the post-deployment validation of emergency deployments promptly."
+	case CodeLinksChangedAfterDeploy:
+		return "Check the audit trail's deployment.links entries for who changed the links and why; pipelines should name the change and gate decision when they report the deployment."
 	}
 	return "Review the deployment with its change owner."
 }

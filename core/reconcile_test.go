@@ -197,6 +197,18 @@ func TestReconcileDeployment(t *testing.T) {
 		{name: "allow stamped seconds after a start the CI reported to the second", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
 			mutate: func(d *Deployment) { d.DecisionID = "dec-1" }, decision: allow(recStart.Add(700 * time.Millisecond)), want: []string{}},
 		{name: "open environment: nothing", mutate: func(d *Deployment) { d.Environment, d.Changes = "development", nil }, want: []string{}},
+		{name: "links filled in minutes after the run: within the grace", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			decision: allow(recStart.Add(-time.Minute)), mutate: func(d *Deployment) { d.LinksChangedAt = tp(d.FinishedAt.Add(5 * time.Minute)) }, want: []string{}},
+		{name: "LINKS_CHANGED_AFTER_DEPLOY: links changed a day after it finished", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			decision: allow(recStart.Add(-time.Minute)), mutate: func(d *Deployment) { d.LinksChangedAt = tp(d.FinishedAt.Add(24 * time.Hour)) },
+			want: []string{CodeLinksChangedAfterDeploy}},
+		{name: "LINKS_CHANGED_AFTER_DEPLOY: unfinished, counted from its start", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			decision: allow(recStart.Add(-time.Minute)), mutate: func(d *Deployment) {
+				d.Status, d.FinishedAt, d.LinksChangedAt = DeployStarted, nil, tp(d.StartedAt.Add(LinksChangeGrace+time.Minute))
+			}, want: []string{CodeLinksChangedAfterDeploy}},
+		{name: "links changed late in an open environment: nothing", mutate: func(d *Deployment) {
+			d.Environment, d.Changes, d.LinksChangedAt = "development", nil, tp(d.FinishedAt.Add(24*time.Hour))
+		}, want: []string{}},
 		{name: "emergency reviewed in time (weekend and holiday skipped)", start: friday,
 			changes:  []ChangeVersion{v(1, friday.Add(-time.Hour), emergencyFri), v(2, time.Date(2026, 12, 3, 15, 0, 0, 0, time.UTC), reviewed(emergencyFri, time.Date(2026, 12, 3, 15, 0, 0, 0, time.UTC)))},
 			decision: allow(friday.Add(-time.Minute)), want: []string{}},

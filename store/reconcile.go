@@ -24,7 +24,8 @@ const maxInList = 1000
 // reconcileDeploymentsSQL reads one keyset page of deployments in start
 // order. %s is the filter.
 const reconcileDeploymentsSQL = `SELECT d.id, d.release_id, d.service, d.environment, d.version, d.commit_sha, d.team, d.status,
-	d.started_at, d.finished_at, d.actor, d.changes, d.incidents, d.decision_id, d.provider, d.run_id, d.url
+	d.started_at, d.finished_at, d.actor, d.changes, d.incidents, d.decision_id, d.provider, d.run_id, d.url,
+	d.links_changed_at
 FROM deployments d
 WHERE d.started_at >= ? AND d.started_at < ? AND d.created_at <= ?%s
 	AND (d.started_at, d.id) > (?, ?)
@@ -176,8 +177,9 @@ func (d *DB) queryDecisions(ctx context.Context, query string, args []any) ([]re
 
 // reconcileRow is one row of reconcileDeploymentsSQL.
 type reconcileRow struct {
-	dep        deploymentRow
-	finishedAt anyTime
+	dep          deploymentRow
+	finishedAt   anyTime
+	linksChanged anyTime
 }
 
 // ReconcileScan streams the deployments of q (started in [From, To),
@@ -352,11 +354,7 @@ func (d *DB) pageDetails(ctx context.Context, q core.ReconcileQuery, rows []reco
 		if err != nil {
 			return fetchedPage{err: err}
 		}
-		dep.FinishedAt = nil
-		if r.finishedAt.Valid {
-			t := r.finishedAt.Time
-			dep.FinishedAt = &t
-		}
+		dep.FinishedAt, dep.LinksChangedAt = r.finishedAt.Ptr(), r.linksChanged.Ptr()
 		p.deps[i] = dep
 		for _, k := range dep.Changes {
 			if _, ok := seen[k]; !ok {
@@ -515,7 +513,8 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 // reconcileByIDSQL reads the deployments listed (%s: the id placeholders)
 // in start order.
 const reconcileByIDSQL = `SELECT d.id, d.release_id, d.service, d.environment, d.version, d.commit_sha, d.team, d.status,
-	d.started_at, d.finished_at, d.actor, d.changes, d.incidents, d.decision_id, d.provider, d.run_id, d.url
+	d.started_at, d.finished_at, d.actor, d.changes, d.incidents, d.decision_id, d.provider, d.run_id, d.url,
+	d.links_changed_at
 FROM deployments d WHERE d.id IN (%s) ORDER BY d.started_at, d.id`
 
 // reconcilePageByID reads one page of listed deployments (q.ByID).
@@ -546,7 +545,7 @@ func (d *DB) scanReconcileRows(ctx context.Context, text string, args []any, lim
 		var started anyTime
 		if err := rs.Scan(&r.dep.ID, &r.dep.ReleaseID, &r.dep.Service, &r.dep.Environment, &r.dep.Version, &r.dep.Commit,
 			&r.dep.Team, &r.dep.Status, &started, &r.finishedAt, &r.dep.Actor, &r.dep.Changes, &r.dep.Incidents, &r.dep.DecisionID,
-			&r.dep.Provider, &r.dep.RunID, &r.dep.URL); err != nil {
+			&r.dep.Provider, &r.dep.RunID, &r.dep.URL, &r.linksChanged); err != nil {
 			return nil, fmt.Errorf("reconcile: read deployment row: %w", translate(err))
 		}
 		r.dep.StartedAt = started.Time

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -199,6 +200,10 @@ func (d *DB) ListReleases(ctx context.Context, f core.ReleaseFilter) ([]core.Rel
 const deploymentCols = `id, release_id, service, environment, version, commit_sha, team, status, started_at, finished_at,
 	actor, changes, incidents, decision_id, provider, run_id, url, source, created_at, updated_at`
 
+// deploymentReadCols are what a read returns: the inserted columns and
+// links_changed_at, which only relinkDeployment sets.
+const deploymentReadCols = deploymentCols + `, links_changed_at`
+
 type deploymentRow struct {
 	ID          string       `db:"id"`
 	ReleaseID   string       `db:"release_id"`
@@ -220,6 +225,8 @@ type deploymentRow struct {
 	Source      string       `db:"source"`
 	CreatedAt   time.Time    `db:"created_at"`
 	UpdatedAt   time.Time    `db:"updated_at"`
+	// LinksChanged is when a report last changed the links.
+	LinksChanged sql.NullTime `db:"links_changed_at"`
 }
 
 func (r deploymentRow) deployment() (core.Deployment, error) {
@@ -237,7 +244,7 @@ func (r deploymentRow) deployment() (core.Deployment, error) {
 		StartedAt: r.StartedAt.UTC(), FinishedAt: timePtr(r.FinishedAt), Actor: r.Actor,
 		Changes: changes, Incidents: incidents, DecisionID: r.DecisionID,
 		Provider: r.Provider, RunID: r.RunID, URL: r.URL, Source: r.Source,
-		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), LinksChangedAt: timePtr(r.LinksChanged),
 	}, nil
 }
 
@@ -297,7 +304,7 @@ func recordDeploymentSQL(relinkGuard bool) string {
 	WHERE ` + strings.Join([]string{keeps("changes", "[]"), keeps("incidents", "[]"), keeps("decision_id", "")}, " AND ")
 	}
 	return q + `
-	RETURNING ` + deploymentCols
+	RETURNING ` + deploymentReadCols
 }
 
 // keeps is true when a repeat leaves the stored col as it is: it names
@@ -326,6 +333,10 @@ type deploymentLinks struct {
 
 func linksOf(d core.Deployment) deploymentLinks {
 	return deploymentLinks{Changes: nonNil(d.Changes), Incidents: nonNil(d.Incidents), DecisionID: d.DecisionID}
+}
+
+func sameLinks(a, b deploymentLinks) bool {
+	return slices.Equal(a.Changes, b.Changes) && slices.Equal(a.Incidents, b.Incidents) && a.DecisionID == b.DecisionID
 }
 
 func nonNil(v []string) []string {
@@ -414,7 +425,7 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, by strin
 	var row deploymentRow
 	err := d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
 		var before deploymentRow
-		err := tx.GetContext(ctx, &before, d.q(`SELECT `+deploymentCols+` FROM deployments
+		err := tx.GetContext(ctx, &before, d.q(`SELECT `+deploymentReadCols+` FROM deployments
 			WHERE provider = ? AND run_id = ? AND service = ? AND environment = ?`+lock),
 			dep.Provider, dep.RunID, dep.Service, dep.Environment)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -447,6 +458,11 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, by strin
 			}
 			l := linksOf(b)
 			rec.Before = &l
+			if !sameLinks(l, rec.After) {
+				if err := tx.GetContext(ctx, &row.LinksChanged, d.q(`UPDATE deployments SET links_changed_at = ? WHERE id = ? RETURNING links_changed_at`), now, row.ID); err != nil {
+					return err
+				}
+			}
 		}
 		entries[0].Subject = "deployment:" + row.ID
 		entries[0].Data = mustJSONBytes(rec)
@@ -458,7 +474,7 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, by strin
 // GetDeployment returns the deployment with id.
 func (d *DB) GetDeployment(ctx context.Context, id string) (core.Deployment, error) {
 	var row deploymentRow
-	err := d.db.GetContext(ctx, &row, d.q(`SELECT `+deploymentCols+` FROM deployments WHERE id = ?`), id)
+	err := d.db.GetContext(ctx, &row, d.q(`SELECT `+deploymentReadCols+` FROM deployments WHERE id = ?`), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return core.Deployment{}, core.NotFound("deployment", id)
 	}
@@ -481,7 +497,7 @@ func (d *DB) ListDeployments(ctx context.Context, f core.ReleaseFilter) ([]core.
 		return nil, err
 	}
 	var rows []deploymentRow
-	if err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+deploymentCols+` FROM deployments`+where+` ORDER BY id LIMIT ?`), append(args, limit)...); err != nil {
+	if err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+deploymentReadCols+` FROM deployments`+where+` ORDER BY id LIMIT ?`), append(args, limit)...); err != nil {
 		return nil, fmt.Errorf("list deployments: %w", translate(err))
 	}
 	out := make([]core.Deployment, 0, len(rows))

@@ -205,6 +205,7 @@ func TestRecordDeploymentLinksAudited(t *testing.T) {
 			return d
 		}
 		none := links{Changes: []string{}, Incidents: []string{}}
+		var changedAt *time.Time // when the links last changed: the clock at the last audited step
 		for _, s := range []struct {
 			name   string
 			dep    core.Deployment
@@ -238,6 +239,13 @@ func TestRecordDeploymentLinksAudited(t *testing.T) {
 			}
 			if l := linksOf(got); !slices.Equal(l.Changes, s.after.Changes) || !slices.Equal(l.Incidents, s.after.Incidents) || l.DecisionID != s.after.DecisionID {
 				t.Errorf("%s: stored links %+v, want %+v", s.name, l, s.after)
+			}
+			if s.audit {
+				at := clock.t
+				changedAt = &at
+			}
+			if (got.LinksChangedAt == nil) != (changedAt == nil) || (changedAt != nil && !got.LinksChangedAt.Equal(*changedAt)) {
+				t.Errorf("%s: links_changed_at %v, want %v", s.name, got.LinksChangedAt, changedAt)
 			}
 			entries, err := db.ListAudit(ctx, core.AuditFilter{Action: ActionDeploymentLinks, Limit: 100})
 			if err != nil {

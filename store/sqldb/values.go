@@ -167,6 +167,15 @@ func (t *AnyTime) Scan(v any) error {
 	return fmt.Errorf("scan time: unsupported type %T", v)
 }
 
+// Ptr is the time, or nil when it is NULL.
+func (t AnyTime) Ptr() *time.Time {
+	if !t.Valid {
+		return nil
+	}
+	v := t.Time
+	return &v
+}
+
 func (t *AnyTime) parse(s string) error {
 	// time.Time.String may append a monotonic clock reading.
 	if i := strings.Index(s, " m="); i >= 0 {

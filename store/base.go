@@ -38,6 +38,11 @@ func decodeDoc(b []byte, v any) error      { return sqldb.DecodeDoc(b, v) }
 func strList(v []string) string            { return sqldb.StrList(v) }
 func parseList(s string) ([]string, error) { return sqldb.ParseList(s) }
 
+// txBegun tells the fact cache a transaction writes topic: until the
+// transaction ends (txEnded), the cache reads it from the database, so a
+// check that follows the commit never gets the cache's older answer.
+func (d *DB) txBegun(topic string) { d.facts.Begin(topic) }
+
 // txEnded drops from the cache what a transaction announced, whether it
 // committed or not (dropping too much only costs a read), then, if a
 // commit was attempted (its outcome may be unknown: a spurious wake-up
@@ -45,7 +50,7 @@ func parseList(s string) ([]string, error) { return sqldb.ParseList(s) }
 // (announceEnded).
 func (d *DB) txEnded(topics []string, committed bool) {
 	for _, topic := range topics {
-		d.facts.Invalidate(topic)
+		d.facts.End(topic)
 	}
 	if committed {
 		d.announceEnded(topics)

@@ -108,7 +108,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	}
 	d := &DB{}
 	d.facts = factcache.New(factSource{d}, opts.Clock, opts.FactsCacheTTL, opts.FactsCacheMaxChanges)
-	base, err := sqldb.Open(ctx, url, sqldb.Options{Clock: opts.Clock, Logger: opts.Logger, MaxOpenConns: opts.MaxOpenConns, TxEnded: d.txEnded})
+	base, err := sqldb.Open(ctx, url, sqldb.Options{Clock: opts.Clock, Logger: opts.Logger, MaxOpenConns: opts.MaxOpenConns, TxEnded: d.txEnded, TxBegun: d.txBegun})
 	if err != nil {
 		return nil, err
 	}

@@ -77,6 +77,10 @@ type Cache struct {
 	// fill that saw another value is dropped.
 	changeGen uint64
 	changes   map[string]cachedChange // by key exactly as asked; absent keys too
+	// changeWriters counts, by key, this process's transactions that
+	// write the change and have not ended (Begin, End): while one is under
+	// way the key is read from the database and not kept.
+	changeWriters map[string]int
 	// swept is when changes past their TTL were last dropped (sweepLocked).
 	swept     time.Time
 	incidents cachedSet[Incident]
@@ -141,9 +145,13 @@ type cachedChange struct {
 type cachedSet[T any] struct {
 	gen   uint64 // invalidations and flushes
 	valid bool
-	at    time.Time
-	items []T
-	load  sync.Mutex // one loader at a time
+	// writers counts this process's transactions writing a member that
+	// have not ended (Begin, End): while one is under way the set is
+	// read from the database and not kept.
+	writers int
+	at      time.Time
+	items   []T
+	load    sync.Mutex // one loader at a time
 }
 
 // New returns a cache reading misses from src, its entries' ages by clock
@@ -159,7 +167,7 @@ func New(src Source, clock core.Clock, ttl time.Duration, maxChanges int) *Cache
 	if maxChanges <= 0 {
 		maxChanges = DefaultMaxChanges
 	}
-	return &Cache{src: src, clock: clock, ttl: ttl, maxChanges: maxChanges, changes: map[string]cachedChange{}}
+	return &Cache{src: src, clock: clock, ttl: ttl, maxChanges: maxChanges, changes: map[string]cachedChange{}, changeWriters: map[string]int{}}
 }
 
 // SetLive empties the cache and says whether it may answer from now on.
@@ -208,6 +216,42 @@ func (c *Cache) flushLocked() {
 	c.holds.valid, c.holds.items = false, nil
 }
 
+// Begin tells the cache that a transaction of this process writes what
+// topic names and has not committed; End, which must follow once for each
+// Begin, that it has ended. In between, what the topic names is read from
+// the database on every check and not kept: a check that comes after the
+// commit — even in the moment between the commit and End — reads what
+// was committed, never the cache's older answer. Both drop what topic
+// names, as Invalidate does.
+func (c *Cache) Begin(topic string) { c.writing(topic, 1) }
+
+// End: see Begin.
+func (c *Cache) End(topic string) { c.writing(topic, -1) }
+
+func (c *Cache) writing(topic string, delta int) {
+	if c == nil {
+		return
+	}
+	kind, key, _ := strings.Cut(topic, ":")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch kind {
+	case "change":
+		if n := c.changeWriters[key] + delta; n > 0 {
+			c.changeWriters[key] = n
+		} else {
+			delete(c.changeWriters, key)
+		}
+	case "incident":
+		c.incidents.writers = max(c.incidents.writers+delta, 0)
+	case "pir":
+		c.pirs.writers = max(c.pirs.writers+delta, 0)
+	case "hold":
+		c.holds.writers = max(c.holds.writers+delta, 0)
+	}
+	c.invalidateLocked(kind, key)
+}
+
 // Invalidate drops what a notification topic names ("change:KEY",
 // "incident:KEY", "pir:RELEASE", "hold"); "policy" and "evidence:RELEASE"
 // concern nothing cached, anything else flushes everything.
@@ -218,6 +262,10 @@ func (c *Cache) Invalidate(topic string) {
 	kind, key, _ := strings.Cut(topic, ":")
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.invalidateLocked(kind, key)
+}
+
+func (c *Cache) invalidateLocked(kind, key string) {
 	c.sweepLocked(c.clock.Now())
 	switch kind {
 	case "change":
@@ -259,7 +307,7 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 	for _, k := range keys {
 		e, hit := c.changes[k]
 		switch {
-		case !hit || now.Sub(e.at) > c.ttl:
+		case !hit || now.Sub(e.at) > c.ttl || c.changeWriters[k] > 0:
 			misses = append(misses, k)
 		case e.found:
 			hits = append(hits, e.doc)
@@ -424,6 +472,9 @@ func (c *Cache) keep(keys []string, found map[string]core.Change, gen uint64, no
 		if _, read := found[k]; read && !hit {
 			continue // could not be encoded: read again next time
 		}
+		if c.changeWriters[k] > 0 {
+			continue // a write is under way: read it again next time
+		}
 		c.changes[k] = cachedChange{doc: doc, found: hit, at: now}
 	}
 }
@@ -481,7 +532,7 @@ func (c *Cache) Holds(ctx context.Context, read func(context.Context) ([]core.Ho
 
 // fresh returns the set when it is loaded and younger than ttl.
 func (s *cachedSet[T]) fresh(now time.Time, ttl time.Duration) ([]T, bool) {
-	if s.valid && now.Sub(s.at) <= ttl {
+	if s.valid && s.writers == 0 && now.Sub(s.at) <= ttl {
 		return s.items, true
 	}
 	return nil, false
@@ -505,7 +556,7 @@ func loadSet[T any](ctx context.Context, c *Cache, s *cachedSet[T], read func(co
 		return nil, err
 	}
 	c.mu.Lock()
-	if c.live && s.gen == gen {
+	if c.live && s.gen == gen && s.writers == 0 {
 		s.valid, s.at, s.items = true, now, items
 	}
 	c.mu.Unlock()

@@ -3,6 +3,7 @@ package factcache
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -12,9 +13,10 @@ import (
 
 // fakeSource is a database of changes in memory that counts its reads.
 type fakeSource struct {
-	mu      sync.Mutex
-	changes map[string]core.Change
-	reads   int
+	mu        sync.Mutex
+	changes   map[string]core.Change
+	incidents []Incident
+	reads     int
 }
 
 func (f *fakeSource) set(c core.Change) {
@@ -36,8 +38,12 @@ func (f *fakeSource) ChangesByKey(_ context.Context, keys []string) (map[string]
 	return out, nil
 }
 
-func (f *fakeSource) ActiveIncidents(context.Context) ([]Incident, error) { return nil, nil }
-func (f *fakeSource) PendingPIRs(context.Context) ([]core.PIR, error)     { return nil, nil }
+func (f *fakeSource) ActiveIncidents(context.Context) ([]Incident, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.incidents), nil
+}
+func (f *fakeSource) PendingPIRs(context.Context) ([]core.PIR, error) { return nil, nil }
 
 type clock struct{ t time.Time }
 
@@ -83,6 +89,57 @@ func TestFillRacingAWrite(t *testing.T) {
 	}
 	if got := approval(t, c, "CHG1"); got != core.ApprovalApproved {
 		t.Fatalf("the next check saw %q: the raced fill was kept", got)
+	}
+}
+
+// TestWriteUnderWayIsReadFromTheSource: between a transaction's Begin and
+// End the topic is read from the source on every check and not kept, so
+// a check in the moment between the commit and End sees the commit; after
+// End the cache answers again.
+func TestWriteUnderWayIsReadFromTheSource(t *testing.T) {
+	c, src, _ := newTestCache(0)
+	src.set(core.Change{Key: "CHG1", Approval: core.ApprovalRequested})
+	incidents := func() int {
+		t.Helper()
+		f, ok, err := c.Facts(context.Background(), core.FactsQuery{AllIncidents: true}, nil, "")
+		if err != nil || !ok {
+			t.Fatalf("cache answered %v, %v", ok, err)
+		}
+		return len(f.Incidents)
+	}
+	if approval(t, c, "CHG1") != core.ApprovalRequested || incidents() != 0 {
+		t.Fatal("first answers")
+	}
+	c.Begin("change:CHG1")
+	c.Begin("incident:INC1")
+	// Read before the commit: the old records, which must not be kept.
+	if approval(t, c, "CHG1") != core.ApprovalRequested || incidents() != 0 {
+		t.Fatal("answers before the commit")
+	}
+	// Committed; End has not run yet.
+	src.set(core.Change{Key: "CHG1", Approval: core.ApprovalApproved})
+	src.mu.Lock()
+	src.incidents = []Incident{{Incident: core.Incident{Key: "INC1", Priority: 1, State: core.IncidentOpen}}}
+	src.mu.Unlock()
+	if got := approval(t, c, "CHG1"); got != core.ApprovalApproved {
+		t.Errorf("a check after the commit, before End, saw %q", got)
+	}
+	if n := incidents(); n != 1 {
+		t.Errorf("a check after the commit, before End, saw %d incidents", n)
+	}
+	c.End("change:CHG1")
+	c.End("incident:INC1")
+	reads := src.reads
+	for range 3 {
+		if approval(t, c, "CHG1") != core.ApprovalApproved || incidents() != 1 {
+			t.Fatal("answers after End")
+		}
+	}
+	if src.reads != reads+1 {
+		t.Errorf("%d change reads after End, want 1 (then answered from memory)", src.reads-reads)
+	}
+	if len(c.changeWriters) != 0 || c.incidents.writers != 0 {
+		t.Errorf("writers left: %v, %d", c.changeWriters, c.incidents.writers)
 	}
 }
 

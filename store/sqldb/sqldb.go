@@ -49,6 +49,7 @@ type DB struct {
 	commits *groupcommit.Committer
 	topics  txTopics
 	txEnded func(topics []string, committed bool)
+	txBegun func(topic string)
 	// rebound caches Q's PostgreSQL texts by query (at most maxRebound):
 	// the hot paths' queries are constants, rebound on every call
 	// otherwise.
@@ -74,6 +75,9 @@ type Options struct {
 	// unknown). The store drops those topics from its fact cache and wakes
 	// their subscribers there.
 	TxEnded func(topics []string, committed bool)
+	// TxBegun, when set, is told of each topic a transaction announces
+	// (NotifyTx) as it does, before the commit; TxEnded follows with it.
+	TxBegun func(topic string)
 }
 
 // Open connects to the database named by url: "postgres://…" or
@@ -88,7 +92,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	b := &DB{clock: opts.Clock, log: opts.Logger, txEnded: opts.TxEnded}
+	b := &DB{clock: opts.Clock, log: opts.Logger, txEnded: opts.TxEnded, txBegun: opts.TxBegun}
 	switch {
 	case url == "" || strings.HasPrefix(url, "sqlite:"):
 		path, synchronous, err := SQLiteOptions(url)

@@ -59,11 +59,17 @@ func (b *DB) AppendWith(ctx context.Context, entries []core.AuditEntry, fn func(
 }
 
 // NotifyTx announces that tx changes the facts named by topic (e.g.
-// "change:CHG0000024"). Nothing is sent inside tx: when tx ends, the
+// "change:CHG0000024"): at once to Options.TxBegun (the fact cache stops
+// answering for the topic from memory), and when tx ends, the
 // topics it announced go to Options.TxEnded (the store drops them from
 // its fact cache and, once committed, wakes their subscribers on every
 // replica).
-func (b *DB) NotifyTx(tx *sqlx.Tx, topic string) { b.topics.add(tx, topic) }
+func (b *DB) NotifyTx(tx *sqlx.Tx, topic string) {
+	b.topics.add(tx, topic)
+	if b.txBegun != nil {
+		b.txBegun(topic)
+	}
+}
 
 // ended hands what tx announced to Options.TxEnded, whether it committed
 // or not (dropping too much from a cache only costs a read).

@@ -380,6 +380,37 @@ func TestUIDashboardWaitingThenAllowed(t *testing.T) {
 	}
 }
 
+// TestUIDeploymentLinksChanged: a deployment whose links a later report
+// changed says so in the deployments list, linking to the audit entries.
+func TestUIDeploymentLinksChanged(t *testing.T) {
+	s := boot(t, "sqlite", e2eConfig)
+	ci, _ := s.token(core.RoleCI)
+	dep := map[string]any{"service": "payments-api", "environment": "production", "version": "3.1.0", "status": "succeeded",
+		"provider": "github", "run_id": "902", "changes": []string{"CHG5001"}, "started_at": time.Now().UTC().Add(-time.Hour)}
+	var first core.Deployment
+	if st := s.do("POST", "/api/v1/deployments", ci, dep, &first); st != http.StatusCreated {
+		t.Fatalf("deployment: %d", st)
+	}
+	aud, _ := s.token(core.RoleAuditor)
+	ui := s.uiClient()
+	ui.signIn(aud)
+	if _, _, body := ui.get("/ui/deployments"); strings.Contains(body, "links changed") {
+		t.Fatal("a deployment as first reported shows a change of links")
+	}
+	dep["changes"] = []string{"CHG5002"}
+	if st := s.do("POST", "/api/v1/deployments", ci, dep, nil); st != http.StatusOK {
+		t.Fatalf("relink: %d", st)
+	}
+	st, _, body := ui.get("/ui/deployments")
+	if st != http.StatusOK || !strings.Contains(body, "links changed") ||
+		!strings.Contains(body, `href="/ui/audit?subject=deployment:`+first.ID+`&amp;action=deployment.links"`) {
+		t.Fatalf("deployments page: %d\n%s", st, body)
+	}
+	if st, _, body := ui.get("/ui/audit?subject=deployment:" + first.ID + "&action=deployment.links"); st != http.StatusOK || !strings.Contains(body, "deployment.links") {
+		t.Fatalf("audit page: %d\n%s", st, body)
+	}
+}
+
 // TestUIReconciliation: a change manager runs a report for a period, reads
 // its findings grouped by code, finds the deployment made without the
 // gate's allow and acknowledges it with a comment; the downloads are the

@@ -3,10 +3,14 @@
 // gate check costs no read round trip. It is coherent through the same
 // notifications that wake waiting checks:
 //
-//   - every write of a change, incident or PIR announces its topic; the
-//     store invalidates what the topic names when the writing transaction
-//     ends in this process (read-your-writes) and when the NOTIFY arrives
-//     from any replica (PostgreSQL) — before waiting checks are woken;
+//   - every write of a change, incident or PIR announces its topic; from
+//     that moment until the writing transaction ends in this process
+//     (Begin, End) the topic is read from the database on every check and
+//     not kept, so a check that follows the commit in this process sees it
+//     (read-your-writes, also in the instant between commit and End); the
+//     store invalidates what the topic names again when the transaction
+//     ends and when the NOTIFY arrives from any replica (PostgreSQL) —
+//     before waiting checks are woken;
 //   - a fill (a read after a miss) is kept only if no invalidation of its
 //     kind happened while it read, so a fill racing a write can never
 //     leave the older record behind;

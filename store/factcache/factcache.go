@@ -534,6 +534,13 @@ func (c *Cache) Holds(ctx context.Context, read func(context.Context) ([]core.Ho
 	return holds, true, nil
 }
 
+// setWritten reports whether a write of s is under way (Begin).
+func setWritten[T any](c *Cache, s *cachedSet[T]) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return s.writers > 0
+}
+
 // fresh returns the set when it is loaded and younger than ttl.
 func (s *cachedSet[T]) fresh(now time.Time, ttl time.Duration) ([]T, bool) {
 	if s.valid && s.writers == 0 && now.Sub(s.at) <= ttl {
@@ -544,7 +551,13 @@ func (s *cachedSet[T]) fresh(now time.Time, ttl time.Duration) ([]T, bool) {
 
 // loadSet reloads one set (one loader at a time: the others wait and take
 // its result) and keeps it unless an invalidation happened while it read.
+// While a write of the set is under way (Begin) each caller reads the
+// database itself and nothing is kept: its own read is the one that began
+// after it arrived, and callers do not queue behind each other's reads.
 func loadSet[T any](ctx context.Context, c *Cache, s *cachedSet[T], read func(context.Context) ([]T, error)) ([]T, error) {
+	if setWritten(c, s) {
+		return read(ctx)
+	}
 	s.load.Lock()
 	defer s.load.Unlock()
 	now := c.clock.Now()
@@ -552,6 +565,10 @@ func loadSet[T any](ctx context.Context, c *Cache, s *cachedSet[T], read func(co
 	if items, ok := s.fresh(now, c.ttl); ok {
 		c.mu.Unlock()
 		return items, nil // loaded while this caller waited
+	}
+	if s.writers > 0 { // a write began while this caller waited
+		c.mu.Unlock()
+		return read(ctx)
 	}
 	gen := s.gen
 	c.mu.Unlock()

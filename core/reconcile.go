@@ -256,8 +256,9 @@ type ReconcileFinding struct {
 // df's as-of facts; every wait or deny reason is a finding. Then the
 // reconcile-only rules: gateBypassed, linksChangedAfterDeploy,
 // emergencyReviewOverdue and emergencyValidationOverdue, whose timers run
-// until cutoff (a deadline not yet reached by the cut-off is no finding). An environment where the
-// policy enables no gate rule (open) has no findings at all.
+// until cutoff (a deadline not yet reached by the cut-off is no finding).
+// An environment where the policy enables no gate rule (open) has no
+// findings at all.
 func ReconcileDeployment(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time, opts ReconcileOptions) []ReconcileFinding {
 	fs, _ := ReconcileEvaluate(cp, df, cutoff, opts)
 	return fs

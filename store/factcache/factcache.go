@@ -559,19 +559,21 @@ func loadSet[T any](ctx context.Context, c *Cache, s *cachedSet[T], read func(co
 		return read(ctx)
 	}
 	s.load.Lock()
-	defer s.load.Unlock()
 	now := c.clock.Now()
 	c.mu.Lock()
 	if items, ok := s.fresh(now, c.ttl); ok {
 		c.mu.Unlock()
+		s.load.Unlock()
 		return items, nil // loaded while this caller waited
 	}
 	if s.writers > 0 { // a write began while this caller waited
 		c.mu.Unlock()
+		s.load.Unlock()
 		return read(ctx)
 	}
 	gen := s.gen
 	c.mu.Unlock()
+	defer s.load.Unlock()
 	items, err := read(ctx)
 	if err != nil {
 		return nil, err

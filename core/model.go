@@ -250,7 +250,7 @@ const (
 	CodeEmergencyValidationOverdue = "EMERGENCY_VALIDATION_OVERDUE"
 	// CodeLinksChangedAfterDeploy (reconciliation only): a report changed
 	// the deployment's links (changes, incidents, gate decision) more than
-	// LinksChangeGrace after it finished (or started, when it has not).
+	// the policy's grace after it finished (or started, when it has not).
 	CodeLinksChangedAfterDeploy = "LINKS_CHANGED_AFTER_DEPLOY"
 	// CodeTeamIgnored is a note, not a rule: the request named a team the
 	// service catalog contradicts, and the catalog's team was used. It never

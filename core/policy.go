@@ -55,6 +55,17 @@ type Policy struct {
 	// Emergency sets the reconciler's emergency timers
 	// (EMERGENCY_REVIEW_OVERDUE, EMERGENCY_VALIDATION_OVERDUE).
 	Emergency EmergencyTimers `json:"emergency,omitempty" yaml:"emergency,omitempty"`
+	// Reconcile sets the reconciler's other thresholds.
+	Reconcile ReconcileThresholds `json:"reconcile,omitempty" yaml:"reconcile,omitempty"`
+}
+
+// ReconcileThresholds are the reconciler's thresholds besides the
+// emergency timers.
+type ReconcileThresholds struct {
+	// LinksChangeGraceHours is how long (wall clock) after a deployment
+	// finished a report may still change its links before the reconciler
+	// reports LINKS_CHANGED_AFTER_DEPLOY (default 1).
+	LinksChangeGraceHours float64 `json:"links_change_grace_hours,omitempty" yaml:"links_change_grace_hours,omitempty"`
 }
 
 // EmergencyTimers are how long an emergency deployment has for its

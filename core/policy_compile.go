@@ -96,6 +96,9 @@ func compile(p Policy) (*CompiledPolicy, error) {
 	if t := p.Emergency.ValidationHours; t < 0 || t > 10000 {
 		ps.add("emergency.validation_hours", "must be between 0 (the default, 4) and 10000, not %g", t)
 	}
+	if t := p.Reconcile.LinksChangeGraceHours; t < 0 || t > 10000 {
+		ps.add("reconcile.links_change_grace_hours", "must be between 0 (the default, 1) and 10000, not %g", t)
+	}
 	compileEnvironments(&ps, cp, p.Environments)
 
 	compileServices(&ps, cp, p.Services)

@@ -32,6 +32,10 @@ type ReconcileOptions struct {
 	// ValidationWithin is how long (wall clock) an emergency deployment has
 	// to report its post-deployment validation (default 4h).
 	ValidationWithin time.Duration `json:"validation_within"`
+	// LinksChangeGrace is how long after a deployment finished (or
+	// started, while it has not) a report may still change its links
+	// unremarked (default DefaultLinksChangeGrace).
+	LinksChangeGrace time.Duration `json:"links_change_grace"`
 }
 
 // reconcileOptionsJSON is ReconcileOptions on the wire: durations as Go
@@ -39,11 +43,16 @@ type ReconcileOptions struct {
 type reconcileOptionsJSON struct {
 	ReviewWithin     string `json:"review_within"`
 	ValidationWithin string `json:"validation_within"`
+	LinksChangeGrace string `json:"links_change_grace,omitempty"`
 }
 
 // MarshalJSON writes the durations as strings.
 func (o ReconcileOptions) MarshalJSON() ([]byte, error) {
-	return json.Marshal(reconcileOptionsJSON{o.ReviewWithin.String(), o.ValidationWithin.String()})
+	w := reconcileOptionsJSON{ReviewWithin: o.ReviewWithin.String(), ValidationWithin: o.ValidationWithin.String()}
+	if o.LinksChangeGrace > 0 {
+		w.LinksChangeGrace = o.LinksChangeGrace.String()
+	}
+	return json.Marshal(w)
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -55,7 +64,7 @@ func (o *ReconcileOptions) UnmarshalJSON(b []byte) error {
 	for _, f := range []struct {
 		s string
 		d *time.Duration
-	}{{w.ReviewWithin, &o.ReviewWithin}, {w.ValidationWithin, &o.ValidationWithin}} {
+	}{{w.ReviewWithin, &o.ReviewWithin}, {w.ValidationWithin, &o.ValidationWithin}, {w.LinksChangeGrace, &o.LinksChangeGrace}} {
 		if f.s == "" {
 			*f.d = 0
 			continue
@@ -77,16 +86,20 @@ func (o ReconcileOptions) WithDefaults() ReconcileOptions {
 	if o.ValidationWithin <= 0 {
 		o.ValidationWithin = 4 * time.Hour
 	}
+	if o.LinksChangeGrace <= 0 {
+		o.LinksChangeGrace = DefaultLinksChangeGrace
+	}
 	return o
 }
 
 // ReconcileOptions returns the policy's emergency timers (policy field
-// emergency), defaults filled.
+// emergency) and thresholds (reconcile), defaults filled.
 func (cp *CompiledPolicy) ReconcileOptions() ReconcileOptions {
 	var o ReconcileOptions
 	if cp != nil {
 		o.ReviewWithin = time.Duration(cp.src.Emergency.ReviewBusinessHours * float64(time.Hour))
 		o.ValidationWithin = time.Duration(cp.src.Emergency.ValidationHours * float64(time.Hour))
+		o.LinksChangeGrace = time.Duration(cp.src.Reconcile.LinksChangeGraceHours * float64(time.Hour))
 	}
 	return o.WithDefaults()
 }
@@ -98,6 +111,9 @@ func (o ReconcileOptions) Over(base ReconcileOptions) ReconcileOptions {
 	}
 	if o.ValidationWithin <= 0 {
 		o.ValidationWithin = base.ValidationWithin
+	}
+	if o.LinksChangeGrace <= 0 {
+		o.LinksChangeGrace = base.LinksChangeGrace
 	}
 	return o
 }
@@ -332,7 +348,7 @@ func ReconcileEvaluate(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time,
 		}
 		add(CodeGateBypassed, SeverityHigh, ref0, msg)
 	}
-	if msg, ok := linksChangedAfterDeploy(d); ok {
+	if msg, ok := linksChangedAfterDeploy(d, opts.LinksChangeGrace); ok {
 		add(CodeLinksChangedAfterDeploy, SeverityMedium, "", msg)
 	}
 	if dec.Emergency {
@@ -341,19 +357,21 @@ func ReconcileEvaluate(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time,
 	return out, dec
 }
 
-// LinksChangeGrace is how long after a deployment finished (or started,
-// while it has not) a report may still change its links unremarked: a
-// CI system's webhook and the pipeline's own report of one run arrive
-// seconds to minutes apart, in either order, and the one that comes
-// second may fill in what the first did not know.
-const LinksChangeGrace = time.Hour
+// DefaultLinksChangeGrace is how long after a deployment finished (or
+// started, while it has not) a report may still change its links
+// unremarked, unless the policy says otherwise
+// (reconcile.links_change_grace_hours): a CI system's webhook and the
+// pipeline's own report of one run arrive seconds to minutes apart, in
+// either order, and the one that comes second may fill in what the first
+// did not know.
+const DefaultLinksChangeGrace = time.Hour
 
 // linksChangedAfterDeploy fires when a report changed the deployment's
 // links (the change it implements, the incidents it fixes, the gate
-// decision it names) more than LinksChangeGrace after it ran: the
+// decision it names) more than grace after it ran: the
 // deployment is judged by links it did not have when it ran, and the
 // audit trail's deployment.links entries say what they were before.
-func linksChangedAfterDeploy(d *Deployment) (string, bool) {
+func linksChangedAfterDeploy(d *Deployment, grace time.Duration) (string, bool) {
 	if d.LinksChangedAt == nil {
 		return "", false
 	}
@@ -362,7 +380,7 @@ func linksChangedAfterDeploy(d *Deployment) (string, bool) {
 		ran, what = *d.FinishedAt, "finished"
 	}
 	late := d.LinksChangedAt.Sub(ran)
-	if late <= LinksChangeGrace {
+	if late <= grace {
 		return "", false
 	}
 	return fmt.Sprintf("a report changed the deployment's links (changes, incidents or gate decision) at %s, %s after it %s at %s: it is judged by links it did not have when it ran; the audit trail's deployment.links entries hold what they were",

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -204,7 +205,7 @@ func TestReconcileDeployment(t *testing.T) {
 			want: []string{CodeLinksChangedAfterDeploy}},
 		{name: "LINKS_CHANGED_AFTER_DEPLOY: unfinished, counted from its start", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
 			decision: allow(recStart.Add(-time.Minute)), mutate: func(d *Deployment) {
-				d.Status, d.FinishedAt, d.LinksChangedAt = DeployStarted, nil, tp(d.StartedAt.Add(LinksChangeGrace+time.Minute))
+				d.Status, d.FinishedAt, d.LinksChangedAt = DeployStarted, nil, tp(d.StartedAt.Add(DefaultLinksChangeGrace+time.Minute))
 			}, want: []string{CodeLinksChangedAfterDeploy}},
 		{name: "links changed late in an open environment: nothing", mutate: func(d *Deployment) {
 			d.Environment, d.Changes, d.LinksChangedAt = "development", nil, tp(d.FinishedAt.Add(24*time.Hour))
@@ -419,17 +420,39 @@ func TestReconcileOptionsFromPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o := cp.ReconcileOptions(); o.ReviewWithin != 24*time.Hour || o.ValidationWithin != 4*time.Hour {
-		t.Fatalf("defaults = %+v, want 24h and 4h", o)
+	if o := cp.ReconcileOptions(); o.ReviewWithin != 24*time.Hour || o.ValidationWithin != 4*time.Hour || o.LinksChangeGrace != time.Hour {
+		t.Fatalf("defaults = %+v, want 24h, 4h and 1h", o)
 	}
 	p.Emergency = EmergencyTimers{ReviewBusinessHours: 8, ValidationHours: 1.5}
+	p.Reconcile.LinksChangeGraceHours = 12
 	if cp, err = Compile(p, 2); err != nil {
 		t.Fatal(err)
 	}
 	o := cp.ReconcileOptions()
-	if o.ReviewWithin != 8*time.Hour || o.ValidationWithin != 90*time.Minute {
-		t.Fatalf("options = %+v, want 8h and 1h30m", o)
+	if o.ReviewWithin != 8*time.Hour || o.ValidationWithin != 90*time.Minute || o.LinksChangeGrace != 12*time.Hour {
+		t.Fatalf("options = %+v, want 8h, 1h30m and 12h", o)
 	}
+	var back ReconcileOptions // a report keeps its options as JSON
+	if b, err := json.Marshal(o); err != nil || json.Unmarshal(b, &back) != nil || back != o {
+		t.Fatalf("options through JSON: %s -> %+v (%v)", b, back, err)
+	}
+	// Links changed 5 h after the deployment finished: a finding under the
+	// default hour, none under that policy's 12 h.
+	late := Deployment{ID: "l", Service: "checkout", Environment: "production", Version: "1", Status: DeploySucceeded,
+		StartedAt: recStart, FinishedAt: tp(recStart.Add(time.Minute)), LinksChangedAt: tp(recStart.Add(5 * time.Hour))}
+	for _, tc := range []struct {
+		opts ReconcileOptions
+		want bool
+	}{{ReconcileOptions{}.WithDefaults(), true}, {o, false}} {
+		if _, got := linksChangedAfterDeploy(&late, tc.opts.LinksChangeGrace); got != tc.want {
+			t.Errorf("grace %s: finding %v, want %v", tc.opts.LinksChangeGrace, got, tc.want)
+		}
+	}
+	p.Reconcile.LinksChangeGraceHours = -1
+	if _, err := Compile(p, 3); err == nil || !strings.Contains(err.Error(), "reconcile.links_change_grace_hours") {
+		t.Fatalf("negative grace: err = %v", err)
+	}
+	p.Reconcile.LinksChangeGraceHours = 0
 	if got := (ReconcileOptions{ValidationWithin: time.Hour}).Over(o); got.ReviewWithin != 8*time.Hour || got.ValidationWithin != time.Hour {
 		t.Fatalf("Over = %+v", got)
 	}

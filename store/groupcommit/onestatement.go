@@ -57,6 +57,10 @@ import (
 // idlePing is the default Config.IdlePing.
 const idlePing = 500 * time.Millisecond
 
+// queryCanceled is PostgreSQL's SQLSTATE for a statement cancelled, here
+// by the session's statement_timeout.
+const queryCanceled = "57014"
+
 // connAppName is the own connection's application_name (in
 // pg_stat_activity).
 const connAppName = "tollgate group commit"
@@ -132,9 +136,14 @@ func (c *Committer) commitOneStatement(ctx context.Context, group []*request) er
 	if err != nil {
 		return err
 	}
+	// The statement runs under a context that never ends: the session
+	// bounds it (statement_timeout, openBinaryPool) and the dialer a dead
+	// peer (pgconn), where a context that can end would make lib/pq start
+	// a goroutine to watch it for every group.
+	run := context.WithoutCancel(ctx)
 	st, ok := w.prepared[text]
 	if !ok {
-		if st, err = w.c.PrepareContext(ctx, text); err != nil {
+		if st, err = w.c.PrepareContext(run, text); err != nil {
 			// Nothing of the group was sent: it runs interactively, where
 			// a real problem (a missing table) reaches its callers.
 			c.cfg.Log.Warn("audit group commit: cannot prepare the group's statement; committing the group interactively", "err", err)
@@ -143,13 +152,18 @@ func (c *Committer) commitOneStatement(ctx context.Context, group []*request) er
 		}
 		w.prepared[text] = st
 	}
-	_, err = st.ExecContext(ctx, args...)
+	_, err = st.ExecContext(run, args...)
 	w.lastUsed = time.Now()
 	if err == nil {
 		return nil
 	}
 	var pe *pq.Error
-	if errors.As(err, &pe) && !pe.Fatal() && ctx.Err() == nil {
+	if errors.As(err, &pe) && pe.Code == queryCanceled {
+		// statement_timeout: rolled back, and the connection is sound; the
+		// database is too slow to take the group, not refusing a row.
+		return fmt.Errorf("append audit: the group's statement timed out (nothing of it committed): %w", c.cfg.Translate(err))
+	}
+	if errors.As(err, &pe) && !pe.Fatal() {
 		// The statement's transaction was rolled back. A prepared
 		// statement gone from the session (DEALLOCATE, a pooler switching
 		// server connections) is prepared again on a new connection next
@@ -374,6 +388,7 @@ func openBinaryPool(url string) (*sql.DB, error) {
 		return nil, err
 	}
 	cfg.BinaryParameters = true
+	pgconn.Bounded(&cfg, groupTimeout)
 	db, err := pgconn.Open(cfg)
 	if err != nil {
 		return nil, err

@@ -4,11 +4,17 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"log/slog"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
 // TestOneStatementConnectionLost: an own connection that died while idle
@@ -233,4 +239,93 @@ func TestOnceRowsAreLeftOutOnceCommitted(t *testing.T) {
 	if n := len(m.cur) + len(m.prev); n > 2*onceMax {
 		t.Fatalf("%d keys held", n)
 	}
+}
+
+// TestOneStatementStartsNoGoroutinePerGroup: a one-statement group runs
+// under a context that never ends, so lib/pq starts no goroutine to
+// watch it; at thousands of groups a second that was a goroutine each.
+func TestOneStatementStartsNoGoroutinePerGroup(t *testing.T) {
+	c, db := newTestCommitter(t, Config{IdlePing: time.Hour})
+	ctx := context.Background()
+	if err := c.Submit(ctx, decision("warm")); err != nil {
+		t.Fatal(err)
+	}
+	const groups = 200
+	before := goroutinesCreated()
+	for i := range groups {
+		if err := c.Submit(ctx, decision(fmt.Sprint("d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if created := goroutinesCreated() - before; created > groups/10 {
+		t.Errorf("%d goroutines started for %d groups", created, groups)
+	}
+	if got := c.Stats().OneStatement; got != groups+1 {
+		t.Errorf("one-statement groups: %d, want %d", got, groups+1)
+	}
+	checkChain(t, db, groups+1)
+}
+
+// TestOneStatementTimesOut: the own connection's session bounds a group's
+// statement (statement_timeout); a group held past it — here behind the
+// chain lock — fails as timed out (sqldb.Translate makes it unavailable:
+// TestTranslateResourceFailures), nothing of it stored,
+// and is not retried caller by caller; the next group commits on the
+// same connection.
+func TestOneStatementTimesOut(t *testing.T) {
+	url := testpg.NewMigratedDatabase(t)
+	db, err := sqlx.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	c, err := New(Config{DB: db, URL: url + sep + "statement_timeout=300", Now: time.Now, IdlePing: time.Hour,
+		Translate: func(err error) error { return err }, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx := context.Background()
+	if err := c.Submit(ctx, decision("d1")); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", LockKey); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = c.Submit(ctx, decision("d2"))
+	took := time.Since(start)
+	_ = tx.Rollback()
+	if err == nil || !strings.Contains(err.Error(), "timed out") || !strings.Contains(err.Error(), "57014") {
+		t.Fatalf("a group held past statement_timeout: %v", err)
+	}
+	if took > 10*time.Second {
+		t.Errorf("the timed-out group took %v", took)
+	}
+	if err := c.Submit(ctx, decision("d3")); err != nil {
+		t.Fatalf("after the timeout: %v", err)
+	}
+	var ids []string
+	if err := db.SelectContext(ctx, &ids, "SELECT id FROM gate_decisions ORDER BY id"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(ids, ",") != "d1,d3" {
+		t.Errorf("decisions stored: %v, want d1,d3", ids)
+	}
+	checkChain(t, db, 2)
+}
+
+// goroutinesCreated is the process's count of goroutines started so far.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }

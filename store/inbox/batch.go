@@ -43,7 +43,8 @@ const (
 	// eventQueueLen is how many deliveries may wait for a writer before
 	// InsertEvent blocks.
 	eventQueueLen = 1024
-	// eventGroupTimeout bounds one group's statements.
+	// eventGroupTimeout bounds one group's statements: by its context on
+	// SQLite, by the writer's session (statement_timeout) on PostgreSQL.
 	eventGroupTimeout = 30 * time.Second
 )
 
@@ -120,6 +121,7 @@ func newEventBatcher(db *sqldb.DB, wake func(id string)) (*eventBatcher, error) 
 				cfg.Runtime[k] = v
 			}
 		}
+		pgconn.Bounded(&cfg, eventGroupTimeout)
 		pool, err := pgconn.Open(cfg)
 		if err != nil {
 			return nil, err
@@ -425,7 +427,12 @@ func (b *eventBatcher) storePG(ctx context.Context, evs []pendingEvent) (map[str
 		cols[5].add(e.body)
 		cols[6].addTime(e.receivedAt)
 	}
-	rows, err := insert.QueryContext(ctx, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6])
+	// The writer's statements run under a context that never ends: the
+	// session bounds them (statement_timeout) and the dialer a dead peer
+	// (pgconn), where a context that can end would make lib/pq and
+	// database/sql each start a goroutine to watch it for every group.
+	run := context.WithoutCancel(ctx)
+	rows, err := insert.QueryContext(run, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6])
 	keepColBufs(bufs, &cols) // the driver has copied them into its message
 	if err != nil {
 		return nil, err
@@ -456,7 +463,7 @@ func (b *eventBatcher) storePG(ctx context.Context, evs []pendingEvent) (map[str
 			keys.addString(e.dedupeKey)
 		}
 	}
-	rows, err = lookup.QueryContext(ctx, &conns, &keys)
+	rows, err = lookup.QueryContext(run, &conns, &keys)
 	if err != nil {
 		return nil, fmt.Errorf("find duplicates: %w", err)
 	}

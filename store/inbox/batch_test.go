@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
@@ -333,5 +334,30 @@ func TestWritersPlanWithTheDedupeIndex(t *testing.T) {
 	}
 	if !strings.Contains(plan, "inbox_events_connector_dedupe_key_key") {
 		t.Errorf("a lookup on the empty inbox plans %q, not the dedupe index", plan)
+	}
+}
+
+// TestEventBatchStartsNoGoroutinePerGroup: on PostgreSQL the writer's
+// statements run under a context that never ends (the session bounds
+// them), so neither lib/pq nor database/sql starts a goroutine to watch
+// each group's.
+func TestEventBatchStartsNoGoroutinePerGroup(t *testing.T) {
+	db := newTestDB(t, Postgres, core.SystemClock)
+	ctx := context.Background()
+	if _, _, err := db.InsertEvent(ctx, newEvent("github", "warm", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	const groups = 200
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	before := s[0].Value.Uint64()
+	for i := range groups {
+		if _, _, err := db.InsertEvent(ctx, newEvent("github", fmt.Sprint("k", i), time.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metrics.Read(s)
+	if created := s[0].Value.Uint64() - before; created > groups/10 {
+		t.Errorf("%d goroutines started for %d groups", created, groups)
 	}
 }

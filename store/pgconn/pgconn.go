@@ -10,13 +10,44 @@
 // job, took several times as long with it on, and starved the gate on the
 // same cores while they ran). A URL that names jit (…?jit=on) keeps its
 // own setting.
+//
+// Every connection is dialled with TCP keepalives and (on Linux) a TCP
+// user timeout, so a database that vanishes from the network — a cut
+// link, a host that died without closing its sockets — fails the
+// connection within about half a minute instead of leaving a statement
+// waiting for an answer that will never come. A context's deadline does
+// not do that: lib/pq, when a context ends, sends a cancel request on a
+// new connection (which cannot arrive either) and keeps reading.
+//
+// The writers that run one statement after another on a connection of
+// their own (the audit chain's group commit, the inbox writer, the
+// notifier) bound their statements with the session's statement_timeout
+// (Bounded) and run them under a context that never ends: lib/pq starts a
+// goroutine to watch every statement whose context can end, a goroutine
+// per group at thousands of groups a second.
 package pgconn
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
+	"net"
+	"strconv"
+	"time"
 
 	"github.com/lib/pq"
+)
+
+const (
+	// keepAliveIdle, keepAliveInterval and keepAliveCount: an idle
+	// connection whose peer stopped answering is dropped after
+	// 15 s + 4 × 5 s.
+	keepAliveIdle     = 15 * time.Second
+	keepAliveInterval = 5 * time.Second
+	keepAliveCount    = 4
+	// userTimeout is how long sent data may stay unacknowledged before the
+	// kernel drops the connection (TCP_USER_TIMEOUT, Linux).
+	userTimeout = 30 * time.Second
 )
 
 // Defaults are the run-time parameters set on every session unless the URL
@@ -45,11 +76,53 @@ func Config(url, application string) (pq.Config, error) {
 	return cfg, nil
 }
 
-// Open returns a pool connecting with cfg.
+// Bounded sets the session's statement_timeout to d unless the URL sets
+// one: for a connection whose statements run under a context that never
+// ends, the server's own bound on each of them.
+func Bounded(cfg *pq.Config, d time.Duration) {
+	if cfg.Runtime == nil {
+		cfg.Runtime = map[string]string{}
+	}
+	if _, set := cfg.Runtime["statement_timeout"]; !set {
+		cfg.Runtime["statement_timeout"] = strconv.FormatInt(d.Milliseconds(), 10)
+	}
+}
+
+// Open returns a pool connecting with cfg, its TCP connections dialled by
+// Dialer.
 func Open(cfg pq.Config) (*sql.DB, error) {
 	conn, err := pq.NewConnectorConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
+	conn.Dialer(Dialer{})
 	return sql.OpenDB(conn), nil
+}
+
+// Dialer dials PostgreSQL with TCP keepalives and a TCP user timeout (see
+// the package comment); a Unix socket is dialled plainly.
+type Dialer struct{}
+
+func (Dialer) dialer() *net.Dialer {
+	return &net.Dialer{
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepAliveIdle, Interval: keepAliveInterval, Count: keepAliveCount},
+		Control:         setUserTimeout,
+	}
+}
+
+// Dial implements pq.Dialer.
+func (d Dialer) Dial(network, address string) (net.Conn, error) {
+	return d.dialer().Dial(network, address)
+}
+
+// DialTimeout implements pq.Dialer.
+func (d Dialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	nd := d.dialer()
+	nd.Timeout = timeout
+	return nd.Dial(network, address)
+}
+
+// DialContext implements pq.DialerContext.
+func (d Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	return d.dialer().DialContext(ctx, network, address)
 }

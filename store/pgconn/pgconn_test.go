@@ -1,6 +1,9 @@
 package pgconn
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestConfigSessionDefaults(t *testing.T) {
 	tests := []struct {
@@ -30,5 +33,24 @@ func TestConfigSessionDefaults(t *testing.T) {
 	}
 	if _, err := Config("postgres://u@h/db?sslmode=bogus", ""); err == nil {
 		t.Error("a bad URL was accepted")
+	}
+}
+
+func TestBounded(t *testing.T) {
+	cfg, err := Config("postgres://u@h/db?sslmode=disable", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	Bounded(&cfg, 30*time.Second)
+	if got := cfg.Runtime["statement_timeout"]; got != "30000" {
+		t.Errorf("statement_timeout = %q, want 30000", got)
+	}
+	cfg, err = Config("postgres://u@h/db?sslmode=disable&statement_timeout=5000", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	Bounded(&cfg, 30*time.Second)
+	if got := cfg.Runtime["statement_timeout"]; got != "5000" {
+		t.Errorf("the URL's statement_timeout = %q, want 5000", got)
 	}
 }

@@ -46,6 +46,8 @@ func Translate(err error) error {
 		switch {
 		case strings.HasPrefix(string(pe.Code), "08") || strings.HasPrefix(string(pe.Code), "57P"):
 			return core.StoreDown(err, "database unavailable")
+		case pe.Code == "57014": // query_canceled: a statement_timeout, or a cancel request
+			return core.StoreDown(err, "database statement timed out or was cancelled")
 		case pe.Code == "53100": // disk_full
 			return core.StoreDown(err, "database disk is full")
 		case strings.HasPrefix(string(pe.Code), "53"): // out of memory, too many connections

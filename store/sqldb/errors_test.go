@@ -24,6 +24,7 @@ func TestTranslateResourceFailures(t *testing.T) {
 		{"53300", core.KindUnavailable}, // too_many_connections
 		{"25006", core.KindUnavailable}, // read_only_sql_transaction
 		{"57P01", core.KindUnavailable}, // admin_shutdown
+		{"57014", core.KindUnavailable}, // query_canceled: statement_timeout
 		{"23505", core.KindConflict},
 		{"42P01", ""}, // undefined_table: a bug, stays internal
 	}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package pgconn
+
+import "syscall"
+
+// setUserTimeout does nothing where TCP_USER_TIMEOUT is not available: the
+// keepalives still find a dead peer of an idle connection.
+func setUserTimeout(string, string, syscall.RawConn) error { return nil }

@@ -37,7 +37,10 @@
 # open loops again on a tollgate with that environment), PATHS_APPROVALS (samples, default 30; 0
 # skips), PATHS_SQLITE (1: default), PATHS_SQLITE_GATE (1: default; the gate on a SQLite copy of the store), PATHS_RECONCILE (1: default), PATHS_PERF (1: closed loops of the gate
 # and of ingest again under a perf profile of the whole machine), PATHS_OUT (a directory to keep
-# the summary and profiles in), TOLLGATE_LOAD_PG (admin URL).
+# the summary, the profiles, each open loop's p50/p99/max per 250 ms (LABEL.series)
+# and the servers' logs without their access lines), PATHS_FLUSH_DIR (where the disk's flush
+# latency is probed during each phase, default the run's temporary directory: put it on the
+# database's disk), TOLLGATE_LOAD_PG (admin URL).
 # Traffic goes to 127.0.0.1 only; every phase is bounded by its duration
 # and the run stops by itself, dropping its database (also on ^C).
 # Needs: go, psql, pgbench, curl, jq.
@@ -67,6 +70,9 @@ for tool in go psql pgbench curl jq; do
 done
 
 TMP=$(mktemp -d /tmp/tollgate-paths.XXXXXX)
+# The flush probe's file goes here: on the database's disk for its figure
+# to be the commits' (on this box /tmp and PostgreSQL's data share one).
+FLUSH_DIR=${PATHS_FLUSH_DIR:-$TMP}
 DBNAME="tollgate_paths_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
 PIDS=()
 DB_CREATED=
@@ -81,6 +87,11 @@ cleanup() {
 	fi
 	if [ -n "$DB_CREATED" ]; then
 		psql "$PG_ADMIN" -qAtc "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" >/dev/null 2>&1 || log "could not drop database $DBNAME"
+	fi
+	if [ -n "${PATHS_OUT:-}" ]; then # the servers' own lines, for a row to be looked into
+		for f in "$TMP"/server-*.log; do
+			[ -e "$f" ] && { grep -v '"msg":"http request"' "$f" >"$PATHS_OUT/$(basename "$f")" || true; }
+		done
 	fi
 	rm -rf "$TMP"
 }
@@ -97,6 +108,7 @@ go build -o "$TMP/tollgate" ./cmd/tollgate
 go build -o "$TMP/seed" ./scripts/seed
 go build -o "$TMP/loadgen" ./scripts/loadgen
 go build -o "$TMP/baseline" ./scripts/baseline
+go build -o "$TMP/flushprobe" ./scripts/flushprobe
 
 psql "$PG_ADMIN" -qAtc "CREATE DATABASE $DBNAME" >/dev/null
 DB_CREATED=1
@@ -213,11 +225,25 @@ drive() {
 		(sleep "$(secs "$WARMUP")" && exec perf record -q -F 199 -a -g -o "$TMP/$label.perf" -- sleep "$(secs "$DURATION")") >/dev/null 2>&1 &
 		prof=$!
 	fi
+	# The disk's flush latency over the measured part (scripts/flushprobe):
+	# a stalled flush stalls every durable commit, the baseline's as well.
+	(sleep "$(secs "$WARMUP")" && exec "$TMP/flushprobe" -dir "$FLUSH_DIR" -d "$DURATION") >"$TMP/$label.flush" 2>&1 &
+	local fp=$!
 	local t0 s0
 	read -r t0 s0 < <(cpu_ticks)
-	"$TMP/loadgen" -url "$url" -d "$DURATION" -warmup "$WARMUP" -label "$label" -timeout 10s "$@" | tee "$TMP/$label.out"
-	local steal
+	if [ -n "${PATHS_OUT:-}" ] && [[ " $* " == *" -rate "* ]]; then
+		# An open loop's p50/p99/max per 250 ms of send time: when a
+		# figure is off, this says when in the run.
+		"$TMP/loadgen" -url "$url" -d "$DURATION" -warmup "$WARMUP" -label "$label" -timeout 10s -series 250ms "$@" \
+			2> >(tee "$PATHS_OUT/$label.series" >&2) | tee "$TMP/$label.out"
+	else
+		"$TMP/loadgen" -url "$url" -d "$DURATION" -warmup "$WARMUP" -label "$label" -timeout 10s "$@" | tee "$TMP/$label.out"
+	fi
+	local steal flush
 	steal=$(steal_since "$t0" "$s0")
+	wait "$fp" 2>/dev/null || true
+	flush=$(sed -nE 's/.* max ([0-9.]+) ms.*/\1/p' "$TMP/$label.flush")
+	[ -z "${PATHS_OUT:-}" ] || cp "$TMP/$label.flush" "$PATHS_OUT/"
 	[ -z "${w:-}" ] || { kill "$w" 2>/dev/null; wait "$w" 2>/dev/null || true; }
 	if [ -n "$prof" ]; then
 		wait "$prof" 2>/dev/null || true
@@ -232,8 +258,8 @@ drive() {
 		[ -z "${PATHS_OUT:-}" ] || cp "$TMP/$label.profile" "$PATHS_OUT/"
 	fi
 	sed -n 's/^RESULT //p' "$TMP/$label.out" >"$TMP/$label.json"
-	jq -r --arg l "$label" --arg la "$(cut -d' ' -f1 /proc/loadavg)" --arg rss "$(($(cat "$TMP/$label.rss") / 1024))" --arg st "$steal" \
-		'"\($l)\t\(.checks_per_second|floor)/s\tp50 \(.p50_ms) ms\tp99 \(.p99_ms) ms\tmax \(.max_ms) ms\terrors \(.errors)\tmissed \(.missed // 0)\tRSS \($rss) MB\tload \($la)\tsteal \($st)%"' \
+	jq -r --arg l "$label" --arg la "$(cut -d' ' -f1 /proc/loadavg)" --arg rss "$(($(cat "$TMP/$label.rss") / 1024))" --arg st "$steal" --arg fl "${flush:-?}" \
+		'"\($l)\t\(.checks_per_second|floor)/s\tp50 \(.p50_ms) ms\tp99 \(.p99_ms) ms\tmax \(.max_ms) ms\terrors \(.errors)\tmissed \(.missed // 0)\tRSS \($rss) MB\tload \($la)\tsteal \($st)%\tflush max \($fl) ms"' \
 		"$TMP/$label.json" >>"$SUMMARY"
 }
 rate_of() { jq -r '.checks_per_second' "$TMP/$1.json"; }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/factcache"
+	"github.com/tollgate-dev/tollgate/store/pgconn"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
@@ -113,7 +114,7 @@ type Listener struct {
 // invalidates it before subscribers are woken.
 func (l *Listener) Run(ctx context.Context) error {
 	var conn connState
-	pl := pq.NewListener(l.DSN, listenMinReconnect, listenMaxReconnect, func(ev pq.ListenerEventType, err error) {
+	pl := pq.NewDialListener(pgconn.Dialer{}, l.DSN, listenMinReconnect, listenMaxReconnect, func(ev pq.ListenerEventType, err error) {
 		switch ev {
 		case pq.ListenerEventDisconnected:
 			conn.set(l.Facts, false)

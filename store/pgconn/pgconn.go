@@ -20,11 +20,11 @@
 // new connection (which cannot arrive either) and keeps reading.
 //
 // The writers that run one statement after another on a connection of
-// their own (the audit chain's group commit, the inbox writer, the
-// notifier) bound their statements with the session's statement_timeout
-// (Bounded) and run them under a context that never ends: lib/pq starts a
-// goroutine to watch every statement whose context can end, a goroutine
-// per group at thousands of groups a second.
+// their own (the audit chain's group commit, the inbox writer) bound
+// their statements with the session's statement_timeout (Bounded) and
+// run them under a context that never ends: lib/pq starts a goroutine to
+// watch every statement whose context can end, a goroutine per group at
+// thousands of groups a second.
 package pgconn
 
 import (

@@ -40,8 +40,10 @@ import (
 
 const (
 	// keepAliveIdle, keepAliveInterval and keepAliveCount: an idle
-	// connection whose peer stopped answering is dropped after
-	// 15 s + 4 × 5 s.
+	// connection whose peer stopped answering is probed after 15 s, then
+	// every 5 s, and dropped after 4 unanswered probes — or, on Linux,
+	// once the user timeout has passed since the peer last answered
+	// (TCP_USER_TIMEOUT overrides the count there).
 	keepAliveIdle     = 15 * time.Second
 	keepAliveInterval = 5 * time.Second
 	keepAliveCount    = 4

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/tollgate-dev/tollgate/store/pgconn"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
@@ -14,18 +15,26 @@ import (
 // PostgreSQL key=value string ("host=db dbname=tollgate password='a b'"),
 // which lib/pq accepts as libpq does.
 
-// kvPair is one key=value of a libpq connection string: the value is bare
-// (no space) or single-quoted with backslash escapes.
-var kvPair = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*)`)
+// paramName is a libpq connection parameter's name.
+var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// isKeyValueDSN reports whether s is a libpq key=value string: nothing but
-// key=value pairs separated by spaces.
-func isKeyValueDSN(s string) bool {
-	if strings.TrimSpace(s) == "" || strings.Contains(s, "://") {
-		return false
+// keyValuePairs splits s if it is a libpq key=value string — nothing but
+// key=value pairs separated by spaces (pgconn.Pairs) — and reports
+// whether it is.
+func keyValuePairs(s string) ([]pgconn.Pair, bool) {
+	if strings.Contains(s, "://") {
+		return nil, false
 	}
-	rest := kvPair.ReplaceAllString(s, "")
-	return strings.TrimSpace(rest) == ""
+	pairs, err := pgconn.Pairs(s)
+	if err != nil || len(pairs) == 0 {
+		return nil, false
+	}
+	for _, p := range pairs {
+		if !paramName.MatchString(p.Key) {
+			return nil, false
+		}
+	}
+	return pairs, true
 }
 
 // validateDatabaseURL checks the form without echoing the string (it may
@@ -44,7 +53,8 @@ func validateDatabaseURL(u string) error {
 			return fmt.Errorf("want postgres://…, postgresql://…, a key=value string (host=… dbname=…) or sqlite:PATH")
 		}
 		return nil
-	case isKeyValueDSN(u):
+	}
+	if _, ok := keyValuePairs(u); ok {
 		return nil
 	}
 	return fmt.Errorf("want postgres://…, postgresql://…, a key=value string (host=… dbname=…) or sqlite:PATH")
@@ -65,16 +75,19 @@ func MaskDatabaseURL(u string) string {
 		}
 		p.RawQuery = maskQuery(p.RawQuery)
 		return p.Redacted() // the userinfo password as "xxxxx"
-	case isKeyValueDSN(u):
-		return kvPair.ReplaceAllStringFunc(u, func(m string) string {
-			sub := kvPair.FindStringSubmatch(m)
-			if isSecretKey(sub[1]) {
-				return sub[1] + "=" + masked
-			}
-			return m
-		})
 	}
-	return masked
+	pairs, ok := keyValuePairs(u)
+	if !ok {
+		return masked
+	}
+	out := make([]string, len(pairs))
+	for i, p := range pairs {
+		out[i] = p.Text
+		if isSecretKey(p.Key) {
+			out[i] = p.Key + "=" + masked
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // maskQuery masks secret parameters of a raw query, keeping its order.

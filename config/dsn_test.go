@@ -23,6 +23,8 @@ func TestMaskDatabaseURL(t *testing.T) {
 		{"host=db dbname=tollgate user=tg password=Sup3rSecretPw sslmode=require", "Sup3rSecretPw", "host=db dbname=tollgate user=tg password=**** sslmode=require"},
 		{"host=db password='Sup3r Secret\\' Pw' dbname=x", "Secret", "host=db password=**** dbname=x"},
 		{"host=db sslpassword = KeyPassphrase1", "KeyPassphrase1", "host=db"},
+		{`host=db password=Sup3r\ Secret\ Pw dbname=x`, "Secret", "host=db password=**** dbname=x"},
+		{"host=db tcp_user_timeout=10000 password='x'", "'x'", "host=db tcp_user_timeout=10000 password=****"},
 		{"postgres://%zz:Sup3rSecretPw@db", "Sup3rSecretPw", "****"},
 		{"sqlite:./data/t.db?synchronous=full", "", "sqlite:./data/t.db?synchronous=full"},
 	}
@@ -44,6 +46,7 @@ func TestDatabaseURLForms(t *testing.T) {
 		"", "sqlite:x.db", "sqlite:./data/x.db?synchronous=full", "sqlite:x.db?synchronous=NORMAL",
 		"postgres://u:p@h/db", "postgresql://h/db?password=x",
 		"host=db dbname=tollgate password='a b' sslmode=disable", "dbname=x",
+		`host=db password=a\ b keepalives_idle=5`, "postgres://h/db?tcp_user_timeout=10000",
 	} {
 		if err := validateDatabaseURL(ok); err != nil {
 			t.Errorf("%q refused: %v", ok, err)

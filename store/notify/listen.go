@@ -114,7 +114,7 @@ type Listener struct {
 // invalidates it before subscribers are woken.
 func (l *Listener) Run(ctx context.Context) error {
 	var conn connState
-	pl := pq.NewDialListener(pgconn.Dialer{}, l.DSN, listenMinReconnect, listenMaxReconnect, func(ev pq.ListenerEventType, err error) {
+	pl, err := pgconn.NewListener(l.DSN, listenMinReconnect, listenMaxReconnect, func(ev pq.ListenerEventType, err error) {
 		switch ev {
 		case pq.ListenerEventDisconnected:
 			conn.set(l.Facts, false)
@@ -126,6 +126,9 @@ func (l *Listener) Run(ctx context.Context) error {
 			l.Log.InfoContext(ctx, "notification listener reconnected")
 		}
 	})
+	if err != nil {
+		return core.Errorf(core.KindInvalid, "notification listener: %v", err)
+	}
 	defer pl.Close()
 	defer l.Facts.SetLive(false)
 	for _, ch := range []string{FactsChannel, InboxChannel} {

@@ -17,7 +17,10 @@
 // connection within about half a minute instead of leaving a statement
 // waiting for an answer that will never come. A context's deadline does
 // not do that: lib/pq, when a context ends, sends a cancel request on a
-// new connection (which cannot arrive either) and keeps reading.
+// new connection (which cannot arrive either) and keeps reading. The URL
+// changes them with libpq's parameters for the socket (keepalives,
+// keepalives_idle, keepalives_interval, keepalives_count,
+// tcp_user_timeout), which lib/pq itself does not know.
 //
 // The writers that run one statement after another on a connection of
 // their own (the audit chain's group commit, the inbox writer) bound
@@ -33,6 +36,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/lib/pq"
@@ -59,9 +63,17 @@ var defaults = map[string]string{"jit": "off"}
 // Config parses url (postgres://…, postgresql://… or a key=value string)
 // with the session defaults added; application names the connections in
 // pg_stat_activity unless the URL names them ("" leaves lib/pq's default).
+//
+// The URL may set libpq's parameters for the TCP connection itself —
+// keepalives, keepalives_idle, keepalives_interval, keepalives_count and
+// tcp_user_timeout, in libpq's units — which lib/pq does not know: Open
+// applies them to the dialer instead of sending them to the server.
 func Config(url, application string) (pq.Config, error) {
 	cfg, err := pq.NewConfig(url)
 	if err != nil {
+		return pq.Config{}, fmt.Errorf("open postgres: %w", err)
+	}
+	if _, _, err := splitTCP(cfg); err != nil {
 		return pq.Config{}, fmt.Errorf("open postgres: %w", err)
 	}
 	if cfg.Runtime == nil {
@@ -91,25 +103,62 @@ func Bounded(cfg *pq.Config, d time.Duration) {
 }
 
 // Open returns a pool connecting with cfg, its TCP connections dialled by
-// Dialer.
+// a Dialer with the URL's TCP parameters (see Config).
 func Open(cfg pq.Config) (*sql.DB, error) {
+	tcp, cfg, err := splitTCP(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
 	conn, err := pq.NewConnectorConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
-	conn.Dialer(Dialer{})
+	conn.Dialer(Dialer{TCP: &tcp})
 	return sql.OpenDB(conn), nil
+}
+
+// NewListener is pq.NewDialListener on dsn with the dialer its TCP
+// parameters give (see Config), which are taken out of the DSN lib/pq
+// sees.
+func NewListener(dsn string, minReconnect, maxReconnect time.Duration, cb pq.EventCallbackType) (*pq.Listener, error) {
+	cfg, err := pq.NewConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres listener: %w", err)
+	}
+	tcp, _, err := splitTCP(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres listener: %w", err)
+	}
+	dsn, err = withoutParams(dsn, tcpParams)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres listener: %w", err)
+	}
+	return pq.NewDialListener(Dialer{TCP: &tcp}, dsn, minReconnect, maxReconnect, cb), nil
 }
 
 // Dialer dials PostgreSQL with TCP keepalives and a TCP user timeout (see
 // the package comment); a Unix socket is dialled plainly.
-type Dialer struct{}
+type Dialer struct {
+	// TCP is how the sockets are kept; nil is DefaultTCP.
+	TCP *TCP
+}
 
-func (Dialer) dialer() *net.Dialer {
-	return &net.Dialer{
-		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepAliveIdle, Interval: keepAliveInterval, Count: keepAliveCount},
-		Control:         setUserTimeout,
+func (d Dialer) dialer() *net.Dialer {
+	tcp := DefaultTCP()
+	if d.TCP != nil {
+		tcp = *d.TCP
 	}
+	nd := &net.Dialer{KeepAliveConfig: tcp.KeepAlive}
+	if !tcp.KeepAlive.Enable {
+		nd.KeepAlive = -1 // off: net.Dialer's own default is on
+	}
+	if tcp.UserTimeout > 0 {
+		ut := tcp.UserTimeout
+		nd.Control = func(network, address string, c syscall.RawConn) error {
+			return setUserTimeout(network, c, ut)
+		}
+	}
+	return nd
 }
 
 // Dial implements pq.Dialer.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/api"
 	"github.com/tollgate-dev/tollgate/core"
@@ -65,5 +66,32 @@ func TestReadyDetails(t *testing.T) {
 			t.Errorf("readyz %d %s", rec.Code, rec.Body)
 		}
 		ready = core.Errorf(core.KindUnavailable, "database unreachable")
+	}
+}
+
+// TestReadyzBounded: a readiness check that does not return — a ping to a
+// database gone from the network, which lib/pq does not abandon when its
+// context ends — still gets its 503 at the probe's deadline.
+func TestReadyzBounded(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	s := api.New(api.Deps{
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Ready:        func(context.Context) error { <-release; return nil },
+		ReadyTimeout: 100 * time.Millisecond,
+	})
+	start := time.Now()
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	took := time.Since(start)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with a check that hangs: %d %s", rec.Code, rec.Body)
+	}
+	if took > 5*time.Second {
+		t.Errorf("readyz answered after %v, its bound is 100ms", took)
+	}
+	var body struct{ Status, Reason string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Status != "unavailable" || body.Reason == "" {
+		t.Errorf("body %s (%v): want status unavailable with a reason", rec.Body, err)
 	}
 }

@@ -91,6 +91,9 @@ type Deps struct {
 	// Ready reports whether the server can take traffic (database reachable,
 	// migrations applied).
 	Ready func(ctx context.Context) error
+	// ReadyTimeout bounds /readyz (0: 5 s): past it the probe answers 503
+	// even if Ready has not returned.
+	ReadyTimeout time.Duration
 	// ReadyDetails, when set, adds "details" to /readyz (each ITSM API's
 	// circuit): informative, they do not make the server unready.
 	ReadyDetails func() map[string]any
@@ -570,7 +573,11 @@ func (s *Server) healthz(c *echo.Context) error {
 }
 
 func (s *Server) readyz(c *echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+	bound := s.deps.ReadyTimeout
+	if bound <= 0 {
+		bound = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), bound)
 	defer cancel()
 	body := map[string]any{"status": "ready"}
 	if s.deps.ReadyDetails != nil {
@@ -579,13 +586,30 @@ func (s *Server) readyz(c *echo.Context) error {
 		}
 	}
 	if s.deps.Ready != nil {
-		if err := s.deps.Ready(ctx); err != nil {
+		if err := readyWithin(ctx, s.deps.Ready); err != nil {
 			s.deps.Logger.WarnContext(ctx, "not ready", "error", err.Error())
 			body["status"], body["reason"] = "unavailable", publicMessage(err)
 			return c.JSON(http.StatusServiceUnavailable, body)
 		}
 	}
 	return c.JSON(http.StatusOK, body)
+}
+
+// readyWithin runs ready and returns its answer, or an unavailable error
+// once ctx ends without one. lib/pq does not interrupt a read when a
+// context ends, so a ping to a database gone from the network waits for
+// the connection's TCP user timeout (database_url's tcp_user_timeout);
+// the probe answers at its own deadline, and the ping finishes in the
+// background when the kernel gives the connection up.
+func readyWithin(ctx context.Context, ready func(context.Context) error) error {
+	res := make(chan error, 1)
+	go func() { res <- ready(ctx) }()
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return core.Errorf(core.KindUnavailable, "the readiness check did not finish in time (database not answering)")
+	}
 }
 
 // publicMessage is an error's client-safe message.

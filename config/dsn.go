@@ -52,10 +52,10 @@ func validateDatabaseURL(u string) error {
 		if p.Scheme != "postgres" && p.Scheme != "postgresql" {
 			return fmt.Errorf("want postgres://…, postgresql://…, a key=value string (host=… dbname=…) or sqlite:PATH")
 		}
-		return nil
+		return pgconn.CheckParams(u)
 	}
 	if _, ok := keyValuePairs(u); ok {
-		return nil
+		return pgconn.CheckParams(u)
 	}
 	return fmt.Errorf("want postgres://…, postgresql://…, a key=value string (host=… dbname=…) or sqlite:PATH")
 }

@@ -55,6 +55,7 @@ func TestDatabaseURLForms(t *testing.T) {
 	for _, bad := range []string{
 		"mysql://u:Sup3rSecretPw@h/db", "just-a-word", "host=db Sup3rSecretPw", "sqlite:x.db?synchronous=sometimes",
 		"sqlite:x.db?cache=shared", "postgres://u:Sup3rSecretPw@h:port/db",
+		"postgres://u:Sup3rSecretPw@h/db?tcp_user_timeout=30s", "host=h password=Sup3rSecretPw keepalives_idle=-1",
 	} {
 		err := validateDatabaseURL(bad)
 		if err == nil {

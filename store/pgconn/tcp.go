@@ -60,7 +60,7 @@ func splitTCP(cfg pq.Config) (TCP, pq.Config, error) {
 		delete(cfg.Runtime, k)
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 {
-			return TCP{}, pq.Config{}, fmt.Errorf("%s=%q: want a whole number of %s, 0 or more", k, v, tcpUnit(k))
+			return TCP{}, pq.Config{}, &ParamError{Key: k, Value: v}
 		}
 		switch k {
 		case "keepalives":
@@ -79,6 +79,27 @@ func splitTCP(cfg pq.Config) (TCP, pq.Config, error) {
 		}
 	}
 	return tcp, cfg, nil
+}
+
+// ParamError is a socket parameter of the database URL whose value is not
+// one libpq would take. Its message quotes the parameter and its value
+// (a number, never a credential), nothing else of the URL.
+type ParamError struct{ Key, Value string }
+
+func (e *ParamError) Error() string {
+	return fmt.Sprintf("%s=%q: want a whole number of %s, 0 or more", e.Key, e.Value, tcpUnit(e.Key))
+}
+
+// CheckParams reports a socket parameter of url (a postgres:// URL or a
+// key=value string) that Open would refuse, as a *ParamError; nil when
+// there is none or when lib/pq cannot read url at all (Open reports that).
+func CheckParams(url string) error {
+	cfg, err := pq.NewConfig(url)
+	if err != nil {
+		return nil
+	}
+	_, _, err = splitTCP(cfg)
+	return err
 }
 
 func tcpUnit(k string) string {

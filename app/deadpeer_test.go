@@ -1,13 +1,8 @@
 package app_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"net/http"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,18 +30,7 @@ func TestDatabaseVanishes(t *testing.T) {
 	s := bootURL(t, u, e2eConfig+"  lease: 2s\n")
 	ci, _ := s.token(core.RoleCI)
 	gate := map[string]any{"service": "pay", "environment": "staging", "version": "1", "changes": []string{"CHG1"}}
-	hook := func(n int) (int, http.Header) {
-		body, _ := json.Marshal(change(fmt.Sprintf("CHG%d", n), core.ApprovalApproved, time.Now()))
-		req, _ := http.NewRequest("POST", s.url+"/webhooks/itsm", bytes.NewReader(body))
-		req.Header.Set("X-Tollgate-Signature", signed(body))
-		resp, err := s.http.Do(req)
-		if err != nil {
-			t.Error(err)
-			return 0, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode, resp.Header
-	}
+	hook := itsmHook(s)
 	status := func(path string) int { return s.do("GET", path, "", nil, nil) }
 	// answered runs f and fails t unless it returns within bound: a
 	// request waiting for a database that will never answer is the bug.
@@ -65,17 +49,6 @@ func TestDatabaseVanishes(t *testing.T) {
 			return 0
 		}
 	}
-	within := func(what string, limit time.Duration, cond func() bool) time.Duration {
-		t.Helper()
-		start := time.Now()
-		for !cond() {
-			if time.Since(start) > limit {
-				t.Fatalf("%s: not within %v", what, limit)
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
-		return time.Since(start)
-	}
 	if st, _ := hook(1); st != 202 {
 		t.Fatalf("webhook before the cut: %d", st)
 	}
@@ -83,35 +56,7 @@ func TestDatabaseVanishes(t *testing.T) {
 		t.Fatalf("gate before the cut: %d", st)
 	}
 
-	// Deliveries across the cut: every one answered 202 must be kept.
-	var (
-		mu    sync.Mutex
-		acked []int
-		codes = map[int]int{}
-		stop  = make(chan struct{})
-		wg    sync.WaitGroup
-	)
-	for w := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 100 + w; ; i += 3 {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				st, _ := hook(i)
-				mu.Lock()
-				codes[st]++
-				if st == 202 {
-					acked = append(acked, i)
-				}
-				mu.Unlock()
-				time.Sleep(10 * time.Millisecond)
-			}
-		}()
-	}
+	load := startDeliveries(hook) // across the cut
 	time.Sleep(200 * time.Millisecond)
 	if err := proxy.Drop(); errors.Is(err, blackhole.ErrUnsupported) {
 		t.Skip(err)
@@ -130,7 +75,7 @@ func TestDatabaseVanishes(t *testing.T) {
 	}); st != 503 || retryAfter == "" {
 		t.Errorf("webhook during the cut: %d Retry-After %q, want 503 with Retry-After", st, retryAfter)
 	}
-	d := within("/readyz 503 during the cut", bound, func() bool {
+	d := within(t, "/readyz 503 during the cut", bound, func() bool {
 		return answered("/readyz during the cut", func() int { return status("/readyz") }) == 503
 	})
 	t.Logf("/readyz 503 %v into the cut's checks", d.Round(time.Millisecond))
@@ -141,32 +86,9 @@ func TestDatabaseVanishes(t *testing.T) {
 	if err := proxy.Restore(); err != nil {
 		t.Fatal(err)
 	}
-	d = within("full service after the network came back", 5*time.Second, func() bool {
+	d = within(t, "full service after the network came back", 5*time.Second, func() bool {
 		return status("/readyz") == 200 && s.do("POST", "/api/v1/gate/check", ci, gate, nil) == 200
 	})
 	t.Logf("full service %v after the network came back", d.Round(time.Millisecond))
-	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	t.Logf("deliveries under load: %v by status", codes)
-	if codes[503] == 0 || len(codes) != 2 {
-		t.Errorf("statuses under load %v: want only 202 and 503", codes)
-	}
-	if st, _ := hook(3); st != 202 {
-		t.Errorf("webhook after the cut: %d", st)
-	}
-	keys := []string{"CHG1", "CHG3"}
-	for _, n := range acked {
-		keys = append(keys, fmt.Sprintf("CHG%d", n))
-	}
-	for _, key := range keys {
-		k := key
-		s.waitFor(k+" normalized", func() bool { return s.do("GET", "/api/v1/changes/"+k, adminSecret, nil, nil) == 200 })
-	}
-	var v struct {
-		OK bool `json:"ok"`
-	}
-	if st := s.do("GET", "/api/v1/audit/verify", adminSecret, nil, &v); st != 200 || !v.OK {
-		t.Errorf("audit verify after the cut: %d %+v", st, v)
-	}
+	load.finish(t, s, hook, "CHG1")
 }

@@ -27,32 +27,11 @@ func TestDatabaseOutage(t *testing.T) {
 	s := bootURL(t, pg.URL, e2eConfig+"  lease: 2s\n")
 	ci, _ := s.token(core.RoleCI)
 	gate := map[string]any{"service": "pay", "environment": "staging", "version": "1", "changes": []string{"CHG1"}}
-	hook := func(n int) (int, http.Header) {
-		body, _ := json.Marshal(change(fmt.Sprintf("CHG%d", n), core.ApprovalApproved, time.Now()))
-		req, _ := http.NewRequest("POST", s.url+"/webhooks/itsm", bytes.NewReader(body))
-		req.Header.Set("X-Tollgate-Signature", signed(body))
-		resp, err := s.http.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode, resp.Header
-	}
+	hook := itsmHook(s)
 	gateStatus := func() int {
 		return s.do("POST", "/api/v1/gate/check", ci, gate, nil)
 	}
 	status := func(path string) int { return s.do("GET", path, "", nil, nil) }
-	within := func(what string, limit time.Duration, cond func() bool) time.Duration {
-		t.Helper()
-		start := time.Now()
-		for !cond() {
-			if time.Since(start) > limit {
-				t.Fatalf("%s: not within %v", what, limit)
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
-		return time.Since(start)
-	}
 	if st, _ := hook(1); st != 202 {
 		t.Fatalf("webhook before the outage: %d", st)
 	}
@@ -60,38 +39,10 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Fatalf("gate before the outage: %d", st)
 	}
 
-	// Load across the outage: every delivery answered 202 must be kept.
-	var (
-		mu    sync.Mutex
-		acked []int
-		codes = map[int]int{}
-		stop  = make(chan struct{})
-		wg    sync.WaitGroup
-	)
-	for w := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 100 + w; ; i += 3 {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				st, _ := hook(i)
-				mu.Lock()
-				codes[st]++
-				if st == 202 {
-					acked = append(acked, i)
-				}
-				mu.Unlock()
-				time.Sleep(10 * time.Millisecond)
-			}
-		}()
-	}
+	load := startDeliveries(hook) // across the outage
 	time.Sleep(200 * time.Millisecond)
 	pg.Stop()
-	d := within("/readyz 503 after the database stopped", time.Second, func() bool { return status("/readyz") == 503 })
+	d := within(t, "/readyz 503 after the database stopped", time.Second, func() bool { return status("/readyz") == 503 })
 	t.Logf("/readyz 503 %v after the stop", d.Round(time.Millisecond))
 	st, h := hook(2)
 	if st != 503 || h.Get("Retry-After") == "" {
@@ -105,22 +56,100 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 
 	pg.Start()
-	d = within("full service after the database came back", 5*time.Second, func() bool {
+	d = within(t, "full service after the database came back", 5*time.Second, func() bool {
 		return status("/readyz") == 200 && gateStatus() == 200
 	})
 	t.Logf("full service %v after the database answered again", d.Round(time.Millisecond))
+	load.finish(t, s, hook, "CHG1")
+}
+
+// itsmHook returns a sender of signed generic change records to s's
+// /webhooks/itsm: hook(n) posts CHG<n>, approved, and returns the status
+// and headers (0 when the request itself failed, which fails the test).
+func itsmHook(s *server) func(n int) (int, http.Header) {
+	return func(n int) (int, http.Header) {
+		body, _ := json.Marshal(change(fmt.Sprintf("CHG%d", n), core.ApprovalApproved, time.Now()))
+		req, _ := http.NewRequest("POST", s.url+"/webhooks/itsm", bytes.NewReader(body))
+		req.Header.Set("X-Tollgate-Signature", signed(body))
+		resp, err := s.http.Do(req)
+		if err != nil {
+			s.t.Error(err)
+			return 0, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+}
+
+// within polls cond every 25 ms and fails t unless it holds within limit;
+// it returns how long that took.
+func within(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// deliveries is webhook load across a fault: three senders, each posting
+// the next change record every 10 ms, counting the statuses and keeping
+// the numbers answered 202.
+type deliveries struct {
+	mu    sync.Mutex
+	acked []int
+	codes map[int]int
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func startDeliveries(hook func(n int) (int, http.Header)) *deliveries {
+	l := &deliveries{codes: map[int]int{}, stop: make(chan struct{})}
+	for w := range 3 {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 100 + w; ; i += 3 {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				st, _ := hook(i)
+				l.mu.Lock()
+				l.codes[st]++
+				if st == 202 {
+					l.acked = append(l.acked, i)
+				}
+				l.mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+	return l
+}
+
+// finish stops the load 200 ms after service returned and checks what a
+// fault must leave: only 202 and 503 answered (some 503), a delivery after
+// it accepted, every delivery answered 202 (and those named in before)
+// normalized, and the audit chain verifying.
+func (l *deliveries) finish(t *testing.T, s *server, hook func(n int) (int, http.Header), before ...string) {
+	t.Helper()
 	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	t.Logf("deliveries under load: %v by status", codes)
-	if codes[503] == 0 || len(codes) != 2 {
-		t.Errorf("statuses under load %v: want only 202 and 503", codes)
+	close(l.stop)
+	l.wg.Wait()
+	t.Logf("deliveries under load: %v by status", l.codes)
+	if l.codes[503] == 0 || len(l.codes) != 2 {
+		t.Errorf("statuses under load %v: want only 202 and 503", l.codes)
 	}
 	if st, _ := hook(3); st != 202 {
-		t.Errorf("webhook after the outage: %d", st)
+		t.Errorf("webhook after the fault: %d", st)
 	}
-	keys := []string{"CHG1", "CHG3"}
-	for _, n := range acked {
+	keys := append(before, "CHG3")
+	for _, n := range l.acked {
 		keys = append(keys, fmt.Sprintf("CHG%d", n))
 	}
 	for _, key := range keys {
@@ -131,7 +160,7 @@ func TestDatabaseOutage(t *testing.T) {
 		OK bool `json:"ok"`
 	}
 	if st := s.do("GET", "/api/v1/audit/verify", adminSecret, nil, &v); st != 200 || !v.OK {
-		t.Errorf("audit verify after the outage: %d %+v", st, v)
+		t.Errorf("audit verify after the fault: %d %+v", st, v)
 	}
 }
 

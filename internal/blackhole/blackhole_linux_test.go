@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/tollgate-dev/tollgate/store/pgconn"
 )
 
 // echo serves an echo server on loopback until t ends.
@@ -31,18 +31,10 @@ func echo(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// dial connects to addr with a TCP user timeout of d.
+// dial connects to addr with a TCP user timeout of d (pgconn's dialer,
+// keepalives off: the test is about unacknowledged data).
 func dial(addr string, d time.Duration) (net.Conn, error) {
-	nd := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	return nd.Dial("tcp", addr)
+	return pgconn.Dialer{TCP: &pgconn.TCP{UserTimeout: d}}.DialTimeout("tcp", addr, 5*time.Second)
 }
 
 func roundTrip(c net.Conn, msg string) error {

@@ -19,7 +19,6 @@ import (
 	"github.com/labstack/echo/v5"
 	"github.com/labstack/echo/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/metrics"
@@ -125,9 +124,6 @@ type Server struct {
 	contract contract
 
 	tokenLimit, connectorLimit *limiter
-	// readyCalls shares one readiness check among the probes that arrive
-	// while it runs (readyWithin).
-	readyCalls singleflight.Group
 }
 
 // New builds the server with every route registered.
@@ -590,7 +586,7 @@ func (s *Server) readyz(c *echo.Context) error {
 		}
 	}
 	if s.deps.Ready != nil {
-		if err := s.readyWithin(ctx, bound); err != nil {
+		if err := readyWithin(ctx, s.deps.Ready); err != nil {
 			s.deps.Logger.WarnContext(ctx, "not ready", "error", err.Error())
 			body["status"], body["reason"] = "unavailable", publicMessage(err)
 			return c.JSON(http.StatusServiceUnavailable, body)
@@ -599,25 +595,18 @@ func (s *Server) readyz(c *echo.Context) error {
 	return c.JSON(http.StatusOK, body)
 }
 
-// readyWithin runs the readiness check and returns its answer, or an
-// unavailable error once ctx ends without one. lib/pq does not interrupt a
-// read when a context ends, so a ping to a database gone from the network
-// waits for the connection's TCP user timeout (database_url's
-// tcp_user_timeout): the probe answers at its own deadline, and the ping
-// finishes in the background when the kernel gives the connection up.
-// Probes arriving meanwhile share that check instead of starting their
-// own, so a cut network leaves one ping waiting, not one per probe, each
-// holding a connection of the pool.
-func (s *Server) readyWithin(ctx context.Context, bound time.Duration) error {
-	res := s.readyCalls.DoChan("ready", func() (any, error) {
-		// Detached from the probe that started it: others wait for it too.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
-		defer cancel()
-		return nil, s.deps.Ready(cctx)
-	})
+// readyWithin runs ready and returns its answer, or an unavailable error
+// once ctx ends without one. lib/pq does not interrupt a read when a
+// context ends, so a ping to a database gone from the network waits for
+// the connection's TCP user timeout (database_url's tcp_user_timeout);
+// the probe answers at its own deadline, and the ping finishes in the
+// background when the kernel gives the connection up.
+func readyWithin(ctx context.Context, ready func(context.Context) error) error {
+	res := make(chan error, 1)
+	go func() { res <- ready(ctx) }()
 	select {
-	case r := <-res:
-		return r.Err
+	case err := <-res:
+		return err
 	case <-ctx.Done():
 		return core.Errorf(core.KindUnavailable, "the readiness check did not finish in time (database not answering)")
 	}

@@ -109,12 +109,18 @@ type Poller struct {
 	log      *slog.Logger
 	metrics  *metrics.Set
 	lastOK   time.Time
+	leaseTTL time.Duration // 0: 2×interval + 30 s
 }
 
 // NewPoller wires a poller; holder names this replica for the lease.
 func NewPoller(name string, src PollSource, store PollStore, inbox *Inbox, interval time.Duration, holder string, clock core.Clock, log *slog.Logger, m *metrics.Set) *Poller {
 	return &Poller{name: name, src: src, store: store, inbox: inbox, interval: interval, holder: holder, clock: clock, log: log, metrics: m}
 }
+
+// SetLeaseTTL sets how long the poll lease lasts past each renewal —
+// how long a replica that stopped answering keeps the others from
+// polling — instead of twice the interval plus 30 s.
+func (p *Poller) SetLeaseTTL(d time.Duration) { p.leaseTTL = d }
 
 // Run polls every interval until ctx ends, then gives up its lease so
 // another replica takes over at once.
@@ -135,7 +141,10 @@ func (p *Poller) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		ttl := 2*p.interval + 30*time.Second
+		ttl := p.leaseTTL
+		if ttl <= 0 {
+			ttl = 2*p.interval + 30*time.Second
+		}
 		held, err := p.store.AcquireLease(ctx, "poll:"+p.name, p.holder, ttl)
 		next := p.interval
 		switch {

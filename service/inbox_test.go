@@ -54,6 +54,15 @@ type faultyStore struct {
 	// finishes, when set, runs before a batch's outcomes are recorded and
 	// fails the batch with its error.
 	finishes func(ctx context.Context) error
+	// postponeDown, when set, fails every PostponeEvent as unavailable.
+	postponeDown bool
+}
+
+func (f *faultyStore) PostponeEvent(ctx context.Context, id, lastError string, retryAt time.Time) error {
+	if f.postponeDown {
+		return core.StoreDown(errors.New("read tcp 127.0.0.1:5432: connection timed out"), "database unavailable")
+	}
+	return f.DB.PostponeEvent(ctx, id, lastError, retryAt)
 }
 
 func (f *faultyStore) UpsertChange(ctx context.Context, c core.Change) (core.UpsertResult, error) {
@@ -248,6 +257,64 @@ func TestInboxOutageSpendsNoAttempts(t *testing.T) {
 	}
 	if e, _ := fs.GetEvent(ctx, id); e.Status != core.EventProcessed || e.Record != "change:CHG1" {
 		t.Fatalf("after the outage: %s %q", e.Status, e.Reason)
+	}
+}
+
+// An outage that also keeps the normalizer from giving its claim back (the
+// postponement fails too) leaves the event claimed: once the database
+// answers again, the next batch hands the claim back, uncounted, and the
+// event is processed — not a lease (here a minute) later. A claim at its
+// lease's end is left to it: another worker may hold the event by then.
+func TestInboxHandsBackClaimsTheOutageLeft(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		downFor  time.Duration // from the claim to the database's return
+		handBack bool
+	}{
+		{"the database back within the lease", 30 * time.Second, true},
+		{"back as the lease ends", time.Minute - 500*time.Millisecond, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			clock := &stepClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+			in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
+			id := snEvent(t, fs.DB, "CHG1", clock.Now())
+			down := true
+			fs.upsert["CHG1"] = func() error {
+				if down {
+					return core.StoreDown(errors.New("read tcp 127.0.0.1:5432: connection timed out"), "database unavailable")
+				}
+				return nil
+			}
+			fs.postponeDown = true
+			if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
+				t.Fatalf("during the outage: %d %v", n, err)
+			}
+			if e, _ := fs.GetEvent(ctx, id); e.Status != core.EventPending || e.Attempts != 1 || e.ClaimedUntil == nil || !e.ClaimedUntil.After(clock.Now()) {
+				t.Fatalf("during the outage: %+v, want pending and still claimed", e)
+			}
+			// Still down: a batch hands nothing back and forgets nothing.
+			if n, err := in.ProcessBatch(ctx); err != nil || n != 0 {
+				t.Fatalf("still down: %d %v", n, err)
+			}
+
+			clock.add(tt.downFor)
+			down, fs.postponeDown = false, false
+			// The first batch hands the claim back as of now; the step
+			// clock then moves on a millisecond, as a real one would have.
+			if _, err := in.ProcessBatch(ctx); err != nil {
+				t.Fatal(err)
+			}
+			clock.add(time.Millisecond)
+			_, _ = in.ProcessBatch(ctx)
+			e, _ := fs.GetEvent(ctx, id)
+			switch {
+			case tt.handBack && (e.Status != core.EventProcessed || e.Attempts != 1):
+				t.Fatalf("%v into the claim: %s, %d attempts (%q); want processed, the outage's attempt given back", tt.downFor, e.Status, e.Attempts, e.Reason)
+			case !tt.handBack && (e.Status != core.EventPending || e.Attempts != 1):
+				t.Fatalf("%v into the claim: %s, %d attempts; want left claimed to its lease", tt.downFor, e.Status, e.Attempts)
+			}
+		})
 	}
 }
 

@@ -95,6 +95,19 @@ type CIGates struct {
 	// OnPending, when set, is told the open requests by provider after
 	// each pass.
 	OnPending func(byProvider map[string]int)
+
+	// stranded holds the outcomes this process could not save because the
+	// database was unavailable; the next pass saves them (saveStranded).
+	strandedMu sync.Mutex
+	stranded   map[string]strandedGate
+}
+
+// strandedGate is a worked request whose outcome the database was not
+// there to take: its claim would hold it, unanswered in the store
+// (though perhaps answered to the CI), until the lease ends.
+type strandedGate struct {
+	p     core.PendingGate
+	until time.Time // no later than the claim's end
 }
 
 // NewCIGates wires the CI gates for the connectors that answer one.
@@ -246,7 +259,9 @@ const claimBatch = 100
 
 // pass claims and works the due requests (all waiting ones with all).
 func (s *CIGates) pass(ctx context.Context, all bool) {
+	s.saveStranded(ctx)
 	for ctx.Err() == nil {
+		until := s.clock.Now().Add(s.cfg.Lease) // the claims end no sooner
 		batch, err := s.store.ClaimPendingGates(ctx, all, claimBatch, s.cfg.Lease)
 		if err != nil {
 			s.log.WarnContext(ctx, "claim pending gates failed", "error", err.Error())
@@ -259,7 +274,7 @@ func (s *CIGates) pass(ctx context.Context, all bool) {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				s.work(ctx, p)
+				s.work(ctx, p, until)
 			}()
 		}
 		wg.Wait()
@@ -287,15 +302,20 @@ func (s *CIGates) count(ctx context.Context) {
 }
 
 // work evaluates one claimed request and, once decided, delivers the
-// answer; the outcome is saved (which ends the claim).
-func (s *CIGates) work(ctx context.Context, p core.PendingGate) {
+// answer; the outcome is saved (which ends the claim, held until until at
+// the least).
+func (s *CIGates) work(ctx context.Context, p core.PendingGate, until time.Time) {
 	// The outcome is saved even when the process is stopping, so the
-	// request is not left claimed (and unanswered) until its lease ends.
+	// request is not left claimed (and unanswered) until its lease ends;
+	// when the database is unavailable, the next pass saves it.
 	save := func(p core.PendingGate) {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if err := s.store.SavePendingGate(sctx, p); err != nil {
 			s.log.WarnContext(ctx, "cannot save a pending gate", "id", p.ID, "error", err.Error())
+			if core.IsStoreDown(err) {
+				s.strand(p, until)
+			}
 		}
 	}
 	if p.State == core.PendingWaiting && !s.decide(ctx, &p) {
@@ -304,6 +324,48 @@ func (s *CIGates) work(ctx context.Context, p core.PendingGate) {
 	}
 	s.deliver(ctx, &p)
 	save(p)
+}
+
+func (s *CIGates) strand(p core.PendingGate, until time.Time) {
+	s.strandedMu.Lock()
+	defer s.strandedMu.Unlock()
+	if s.stranded == nil {
+		s.stranded = map[string]strandedGate{}
+	}
+	s.stranded[p.ID] = strandedGate{p: p, until: until}
+}
+
+// saveStranded saves the outcomes an outage kept from the database, as
+// soon as it answers again: a request answered to its CI just before the
+// outage is recorded answered (not worked again a lease later), and one
+// that still waits is released to the next pass. An outcome whose claim
+// has ended (or nearly) is dropped: the request is worked again, as after
+// a crash. Those the database still refuses are kept for the next pass.
+func (s *CIGates) saveStranded(ctx context.Context) {
+	s.strandedMu.Lock()
+	gates := s.stranded
+	s.stranded = nil
+	s.strandedMu.Unlock()
+	now := s.clock.Now()
+	for id, g := range gates {
+		delete(gates, id)
+		if !now.Add(strandMargin).Before(g.until) {
+			continue
+		}
+		err := s.store.SavePendingGate(ctx, g.p)
+		switch {
+		case err == nil:
+			s.log.InfoContext(ctx, "the database answers again: a pending gate's outcome saved", "id", id, "state", g.p.State)
+		case core.IsStoreDown(err):
+			s.strand(g.p, g.until)
+			for _, g := range gates { // still down: the rest waits too
+				s.strand(g.p, g.until)
+			}
+			return
+		default:
+			s.log.WarnContext(ctx, "cannot save a pending gate's outcome the outage kept", "id", id, "error", err.Error())
+		}
+	}
 }
 
 // decide evaluates p now: a decided request (recorded) becomes answering

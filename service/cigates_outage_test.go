@@ -104,3 +104,79 @@ func TestCIGateAnswerThroughOutage(t *testing.T) {
 		t.Errorf("approved outcomes: %v", n)
 	}
 }
+
+// TestCIGateOutcomeSavedAfterOutage: the database goes away between a
+// protection rule's review reaching GitHub and its outcome being saved.
+// The request is not left claimed and "answering" until its lease ends,
+// to be reviewed a second time then: the next pass after the database
+// answers saves it answered, and GitHub got one review.
+func TestCIGateOutcomeSavedAfterOutage(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	var reviews atomic.Int32
+	srv := faultfake.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/app/installations/99/access_tokens":
+			w.WriteHeader(http.StatusCreated)
+			_ = json.NewEncoder(w).Encode(map[string]any{"token": "ghs_x", "expires_at": time.Now().Add(time.Hour)})
+		case "/repos/Codertocat/Hello-World/actions/runs/77/deployment_protection_rule":
+			reviews.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	gh, err := github.New(connectors.Config{Name: "gh", Type: github.Type, WebhookSecret: "0123456789abcdef",
+		API:    &connectors.API{URL: srv.URL, AppID: "42", PrivateKey: pemKey, Timeout: time.Second},
+		CIGate: &connectors.CIGate{Deadline: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, db := newTestInbox(t, core.ClockFunc(time.Now), InboxConfig{})
+	ctx := context.Background()
+	now := time.Now()
+	p, _, err := db.InsertPendingGate(ctx, core.PendingGate{Connector: "gh", Provider: "github", ExternalID: "deployment:1",
+		Request:   core.GateRequest{Service: "hello", Environment: "production"},
+		Target:    map[string]string{"repository": "Codertocat/Hello-World", "run_id": "77", "environment_name": "production", "installation_id": "99"},
+		CreatedAt: now, Deadline: now.Add(time.Hour), NextCheckAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.State, p.Decision, p.Comment = core.PendingAnswering, core.Allow, "tollgate: allow"
+	if err := db.SavePendingGate(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	gates := NewCIGates(db, nil, nil, []Connector{{Config: connectors.Config{Name: "gh", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: gh}},
+		core.ClockFunc(time.Now), slog.New(slog.DiscardHandler), CIGatesConfig{PollInterval: time.Hour, Lease: time.Minute})
+	state := func() core.PendingGate {
+		t.Helper()
+		all, err := db.ListPendingGates(ctx, nil, 10)
+		if err != nil || len(all) != 1 {
+			t.Fatalf("pending gates: %v %v", all, err)
+		}
+		return all[0]
+	}
+
+	db.saveDown = true
+	gates.pass(ctx, true) // claims, reviews, cannot save
+	if n := reviews.Load(); n != 1 {
+		t.Fatalf("%d reviews sent, want 1", n)
+	}
+	if st := state(); st.State != core.PendingAnswering {
+		t.Fatalf("during the outage: %s, want still answering in the store", st.State)
+	}
+	gates.pass(ctx, false) // still down: nothing claimed (the claim holds), nothing lost
+	db.saveDown = false
+	gates.pass(ctx, false)
+	if st := state(); st.State != core.PendingAnswered || st.Decision != core.Allow {
+		t.Fatalf("after the outage: %s %s, want answered allow at the next pass (not a lease later)", st.State, st.Decision)
+	}
+	gates.pass(ctx, true)
+	if n := reviews.Load(); n != 1 {
+		t.Errorf("%d reviews sent, want the one before the outage only", n)
+	}
+}

@@ -474,8 +474,9 @@ func (in *Inbox) postpone(ctx context.Context, e core.Event, cause error) {
 	}
 }
 
-// strandMargin keeps a stranded claim from being handed back this close
-// to its end, when another worker may claim the event at any moment.
+// strandMargin keeps a stranded claim (an inbox event's, a CI gate
+// request's) from being handed back this close to its end, when another
+// worker or replica may claim it at any moment.
 const strandMargin = time.Second
 
 // strand remembers a claim the database was not there to take back.

@@ -54,8 +54,16 @@ type faultyStore struct {
 	// finishes, when set, runs before a batch's outcomes are recorded and
 	// fails the batch with its error.
 	finishes func(ctx context.Context) error
-	// postponeDown, when set, fails every PostponeEvent as unavailable.
-	postponeDown bool
+	// postponeDown, when set, fails every PostponeEvent as unavailable;
+	// saveDown every SavePendingGate.
+	postponeDown, saveDown bool
+}
+
+func (f *faultyStore) SavePendingGate(ctx context.Context, p core.PendingGate) error {
+	if f.saveDown {
+		return core.StoreDown(errors.New("read tcp 127.0.0.1:5432: connection timed out"), "database unavailable")
+	}
+	return f.DB.SavePendingGate(ctx, p)
 }
 
 func (f *faultyStore) PostponeEvent(ctx context.Context, id, lastError string, retryAt time.Time) error {

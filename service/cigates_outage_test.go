@@ -25,48 +25,10 @@ import (
 // retried with the worker's backoff; once GitHub heals the review is
 // delivered, once.
 func TestCIGateAnswerThroughOutage(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	var reviews atomic.Int32
-	healthy := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/app/installations/99/access_tokens":
-			w.WriteHeader(http.StatusCreated)
-			_ = json.NewEncoder(w).Encode(map[string]any{"token": "ghs_x", "expires_at": time.Now().Add(time.Hour)})
-		case "/repos/Codertocat/Hello-World/actions/runs/77/deployment_protection_rule":
-			reviews.Add(1)
-			w.WriteHeader(http.StatusNoContent)
-		default:
-			w.WriteHeader(http.StatusNotFound)
-		}
-	})
-	srv := faultfake.New(healthy)
-	defer srv.Close()
-	srv.Set(faultfake.Mode{Fault: faultfake.Status, Status: http.StatusBadGateway, Match: "/deployment_protection_rule"})
-
-	gh, err := github.New(connectors.Config{Name: "gh", Type: github.Type, WebhookSecret: "0123456789abcdef",
-		API:    &connectors.API{URL: srv.URL, AppID: "42", PrivateKey: pemKey, Timeout: time.Second},
-		CIGate: &connectors.CIGate{Deadline: time.Hour}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, db := newTestInbox(t, core.ClockFunc(time.Now), InboxConfig{})
+	f := newProtectionRule(t)
+	srv, db, gh, p, reviews := f.srv, f.db, f.gh, f.p, &f.reviews
 	ctx := context.Background()
-	now := time.Now()
-	p, _, err := db.InsertPendingGate(ctx, core.PendingGate{Connector: "gh", Provider: "github", ExternalID: "deployment:1",
-		Request:   core.GateRequest{Service: "hello", Environment: "production"},
-		Target:    map[string]string{"repository": "Codertocat/Hello-World", "run_id": "77", "environment_name": "production", "installation_id": "99"},
-		CreatedAt: now, Deadline: now.Add(time.Hour), NextCheckAt: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.State, p.Decision, p.Comment = core.PendingAnswering, core.Allow, "tollgate: allow"
-	if err := db.SavePendingGate(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	srv.Set(faultfake.Mode{Fault: faultfake.Status, Status: http.StatusBadGateway, Match: "/deployment_protection_rule"})
 	var outcomes sync.Map
 	gates := NewCIGates(db, nil, nil, []Connector{{Config: connectors.Config{Name: "gh", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: gh}},
 		core.ClockFunc(time.Now), slog.New(slog.DiscardHandler), CIGatesConfig{PollInterval: 50 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: time.Second})
@@ -111,45 +73,9 @@ func TestCIGateAnswerThroughOutage(t *testing.T) {
 // to be reviewed a second time then: the next pass after the database
 // answers saves it answered, and GitHub got one review.
 func TestCIGateOutcomeSavedAfterOutage(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	var reviews atomic.Int32
-	srv := faultfake.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/app/installations/99/access_tokens":
-			w.WriteHeader(http.StatusCreated)
-			_ = json.NewEncoder(w).Encode(map[string]any{"token": "ghs_x", "expires_at": time.Now().Add(time.Hour)})
-		case "/repos/Codertocat/Hello-World/actions/runs/77/deployment_protection_rule":
-			reviews.Add(1)
-			w.WriteHeader(http.StatusNoContent)
-		default:
-			w.WriteHeader(http.StatusNotFound)
-		}
-	}))
-	defer srv.Close()
-	gh, err := github.New(connectors.Config{Name: "gh", Type: github.Type, WebhookSecret: "0123456789abcdef",
-		API:    &connectors.API{URL: srv.URL, AppID: "42", PrivateKey: pemKey, Timeout: time.Second},
-		CIGate: &connectors.CIGate{Deadline: time.Hour}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, db := newTestInbox(t, core.ClockFunc(time.Now), InboxConfig{})
+	f := newProtectionRule(t)
+	db, gh, reviews := f.db, f.gh, &f.reviews
 	ctx := context.Background()
-	now := time.Now()
-	p, _, err := db.InsertPendingGate(ctx, core.PendingGate{Connector: "gh", Provider: "github", ExternalID: "deployment:1",
-		Request:   core.GateRequest{Service: "hello", Environment: "production"},
-		Target:    map[string]string{"repository": "Codertocat/Hello-World", "run_id": "77", "environment_name": "production", "installation_id": "99"},
-		CreatedAt: now, Deadline: now.Add(time.Hour), NextCheckAt: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.State, p.Decision, p.Comment = core.PendingAnswering, core.Allow, "tollgate: allow"
-	if err := db.SavePendingGate(ctx, p); err != nil {
-		t.Fatal(err)
-	}
 	gates := NewCIGates(db, nil, nil, []Connector{{Config: connectors.Config{Name: "gh", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: gh}},
 		core.ClockFunc(time.Now), slog.New(slog.DiscardHandler), CIGatesConfig{PollInterval: time.Hour, Lease: time.Minute})
 	state := func() core.PendingGate {
@@ -179,4 +105,57 @@ func TestCIGateOutcomeSavedAfterOutage(t *testing.T) {
 	if n := reviews.Load(); n != 1 {
 		t.Errorf("%d reviews sent, want the one before the outage only", n)
 	}
+}
+
+// protectionRule is a GitHub App connector against a fake GitHub (f.srv)
+// that takes protection rule reviews (counted), and a store holding one
+// request decided allow, answering.
+type protectionRule struct {
+	srv     *faultfake.Server
+	gh      *github.Webhook
+	db      *faultyStore
+	p       core.PendingGate
+	reviews atomic.Int32
+}
+
+func newProtectionRule(t *testing.T) *protectionRule {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	f := &protectionRule{}
+	f.srv = faultfake.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/app/installations/99/access_tokens":
+			w.WriteHeader(http.StatusCreated)
+			_ = json.NewEncoder(w).Encode(map[string]any{"token": "ghs_x", "expires_at": time.Now().Add(time.Hour)})
+		case "/repos/Codertocat/Hello-World/actions/runs/77/deployment_protection_rule":
+			f.reviews.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(f.srv.Close)
+	if f.gh, err = github.New(connectors.Config{Name: "gh", Type: github.Type, WebhookSecret: "0123456789abcdef",
+		API:    &connectors.API{URL: f.srv.URL, AppID: "42", PrivateKey: pemKey, Timeout: time.Second},
+		CIGate: &connectors.CIGate{Deadline: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	_, f.db = newTestInbox(t, core.ClockFunc(time.Now), InboxConfig{})
+	ctx := context.Background()
+	now := time.Now()
+	if f.p, _, err = f.db.InsertPendingGate(ctx, core.PendingGate{Connector: "gh", Provider: "github", ExternalID: "deployment:1",
+		Request:   core.GateRequest{Service: "hello", Environment: "production"},
+		Target:    map[string]string{"repository": "Codertocat/Hello-World", "run_id": "77", "environment_name": "production", "installation_id": "99"},
+		CreatedAt: now, Deadline: now.Add(time.Hour), NextCheckAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	f.p.State, f.p.Decision, f.p.Comment = core.PendingAnswering, core.Allow, "tollgate: allow"
+	if err := f.db.SavePendingGate(ctx, f.p); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -240,12 +240,7 @@ func TestInboxOutageSpendsNoAttempts(t *testing.T) {
 	in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
 	id := snEvent(t, fs.DB, "CHG1", clock.Now())
 	down := true
-	fs.upsert["CHG1"] = func() error {
-		if down {
-			return core.StoreDown(errors.New("dial tcp 127.0.0.1:5432: connect: connection refused"), "database unavailable")
-		}
-		return nil
-	}
+	fs.upsert["CHG1"] = downWhile(&down, "dial tcp 127.0.0.1:5432: connect: connection refused")
 	for round := range 10 {
 		if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
 			t.Fatalf("round %d: %d %v", round, n, err)
@@ -288,12 +283,7 @@ func TestInboxHandsBackClaimsTheOutageLeft(t *testing.T) {
 			in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
 			id := snEvent(t, fs.DB, "CHG1", clock.Now())
 			down := true
-			fs.upsert["CHG1"] = func() error {
-				if down {
-					return core.StoreDown(errors.New("read tcp 127.0.0.1:5432: connection timed out"), "database unavailable")
-				}
-				return nil
-			}
+			fs.upsert["CHG1"] = downWhile(&down, "read tcp 127.0.0.1:5432: connection timed out")
 			fs.postponeDown = true
 			if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
 				t.Fatalf("during the outage: %d %v", n, err)
@@ -323,6 +313,16 @@ func TestInboxHandsBackClaimsTheOutageLeft(t *testing.T) {
 				t.Fatalf("%v into the claim: %s, %d attempts; want left claimed to its lease", tt.downFor, e.Status, e.Attempts)
 			}
 		})
+	}
+}
+
+// downWhile is a store fault: unavailable (cause) while *down is set.
+func downWhile(down *bool, cause string) func() error {
+	return func() error {
+		if *down {
+			return core.StoreDown(errors.New(cause), "database unavailable")
+		}
+		return nil
 	}
 }
 

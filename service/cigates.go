@@ -97,17 +97,10 @@ type CIGates struct {
 	OnPending func(byProvider map[string]int)
 
 	// stranded holds the outcomes this process could not save because the
-	// database was unavailable; the next pass saves them (saveStranded).
-	strandedMu sync.Mutex
-	stranded   map[string]strandedGate
-}
-
-// strandedGate is a worked request whose outcome the database was not
-// there to take: its claim would hold it, unanswered in the store
-// (though perhaps answered to the CI), until the lease ends.
-type strandedGate struct {
-	p     core.PendingGate
-	until time.Time // no later than the claim's end
+	// database was unavailable — requests its claims would hold unanswered
+	// in the store (though perhaps answered to the CI) until their lease
+	// ends; the next pass saves them (saveStranded).
+	stranded stranded[core.PendingGate]
 }
 
 // NewCIGates wires the CI gates for the connectors that answer one.
@@ -314,7 +307,7 @@ func (s *CIGates) work(ctx context.Context, p core.PendingGate, until time.Time)
 		if err := s.store.SavePendingGate(sctx, p); err != nil {
 			s.log.WarnContext(ctx, "cannot save a pending gate", "id", p.ID, "error", err.Error())
 			if core.IsStoreDown(err) {
-				s.strand(p, until)
+				s.stranded.add(p.ID, p, until)
 			}
 		}
 	}
@@ -326,15 +319,6 @@ func (s *CIGates) work(ctx context.Context, p core.PendingGate, until time.Time)
 	save(p)
 }
 
-func (s *CIGates) strand(p core.PendingGate, until time.Time) {
-	s.strandedMu.Lock()
-	defer s.strandedMu.Unlock()
-	if s.stranded == nil {
-		s.stranded = map[string]strandedGate{}
-	}
-	s.stranded[p.ID] = strandedGate{p: p, until: until}
-}
-
 // saveStranded saves the outcomes an outage kept from the database, as
 // soon as it answers again: a request answered to its CI just before the
 // outage is recorded answered (not worked again a lease later), and one
@@ -342,30 +326,16 @@ func (s *CIGates) strand(p core.PendingGate, until time.Time) {
 // has ended (or nearly) is dropped: the request is worked again, as after
 // a crash. Those the database still refuses are kept for the next pass.
 func (s *CIGates) saveStranded(ctx context.Context) {
-	s.strandedMu.Lock()
-	gates := s.stranded
-	s.stranded = nil
-	s.strandedMu.Unlock()
-	now := s.clock.Now()
-	for id, g := range gates {
-		delete(gates, id)
-		if !now.Add(strandMargin).Before(g.until) {
-			continue
-		}
-		err := s.store.SavePendingGate(ctx, g.p)
+	s.stranded.flush(s.clock.Now(), func(id string, p core.PendingGate) error {
+		err := s.store.SavePendingGate(ctx, p)
 		switch {
 		case err == nil:
-			s.log.InfoContext(ctx, "the database answers again: a pending gate's outcome saved", "id", id, "state", g.p.State)
-		case core.IsStoreDown(err):
-			s.strand(g.p, g.until)
-			for _, g := range gates { // still down: the rest waits too
-				s.strand(g.p, g.until)
-			}
-			return
-		default:
+			s.log.InfoContext(ctx, "the database answers again: a pending gate's outcome saved", "id", id, "state", p.State)
+		case !core.IsStoreDown(err):
 			s.log.WarnContext(ctx, "cannot save a pending gate's outcome the outage kept", "id", id, "error", err.Error())
 		}
-	}
+		return err
+	})
 }
 
 // decide evaluates p now: a decided request (recorded) becomes answering

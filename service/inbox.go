@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/connectors"
@@ -96,19 +95,10 @@ type Inbox struct {
 	wake        chan struct{}
 	gates       *CIGates
 
-	// stranded holds the claims this process could not give back because
-	// the database was unavailable (strand); the next batch hands them
-	// back (handBackStranded).
-	strandedMu sync.Mutex
-	stranded   map[string]strandedClaim
-}
-
-// strandedClaim is a claim left held by an outage: the event would wait
-// for the claim's lease (two minutes by default) after the database
-// returns, though nothing of it is settled.
-type strandedClaim struct {
-	lastErr string
-	until   time.Time // the claim's end: past it the claim is not ours
+	// stranded holds, with their last errors, the claims this process
+	// could not give back because the database was unavailable; the next
+	// batch hands them back (handBackStranded).
+	stranded stranded[string]
 }
 
 // SetCIGates hands the gate requests of CIs that wait at their own gate
@@ -469,62 +459,25 @@ func (in *Inbox) postpone(ctx context.Context, e core.Event, cause error) {
 		// is still ours.
 		in.log.WarnContext(ctx, "cannot record the retry", "event_id", e.ID, "error", rerr.Error())
 		if core.IsStoreDown(rerr) && e.ClaimedUntil != nil {
-			in.strand(e.ID, lastErr, *e.ClaimedUntil)
+			in.stranded.add(e.ID, lastErr, *e.ClaimedUntil)
 		}
 	}
-}
-
-// strandMargin keeps a stranded claim (an inbox event's, a CI gate
-// request's) from being handed back this close to its end, when another
-// worker or replica may claim it at any moment.
-const strandMargin = time.Second
-
-// strand remembers a claim the database was not there to take back.
-func (in *Inbox) strand(id, lastErr string, until time.Time) {
-	in.strandedMu.Lock()
-	defer in.strandedMu.Unlock()
-	if in.stranded == nil {
-		in.stranded = map[string]strandedClaim{}
-	}
-	in.stranded[id] = strandedClaim{lastErr: lastErr, until: until}
 }
 
 // handBackStranded gives back the claims an outage left held, as soon as
 // the database answers again, without counting their attempts: their
 // events are claimed again at once instead of when the claims' lease
 // ends. A claim whose end has come (or nearly) is left to its lease:
-// another worker may hold the event by now. Each claim is taken out of
-// the set before it is handed back, so two workers never hand one back
-// twice; those the database still refuses go back into it.
+// another worker may hold the event by now (stranded.flush).
 func (in *Inbox) handBackStranded(ctx context.Context) {
-	in.strandedMu.Lock()
-	claims := in.stranded
-	in.stranded = nil
-	in.strandedMu.Unlock()
-	if len(claims) == 0 {
-		return
-	}
 	now := in.clock.Now()
-	handed := 0
-	for id, c := range claims {
-		delete(claims, id)
-		if !now.Add(strandMargin).Before(c.until) {
-			continue
-		}
-		err := in.store.PostponeEvent(ctx, id, c.lastErr, now)
-		switch {
-		case err == nil:
-			handed++
-		case core.IsStoreDown(err):
-			in.strand(id, c.lastErr, c.until)
-			for id, c := range claims { // still down: the rest waits too
-				in.strand(id, c.lastErr, c.until)
-			}
-			return
-		case !core.IsKind(err, core.KindConflict) && !core.IsKind(err, core.KindNotFound):
+	handed := in.stranded.flush(now, func(id, lastErr string) error {
+		err := in.store.PostponeEvent(ctx, id, lastErr, now)
+		if err != nil && !core.IsStoreDown(err) && !core.IsKind(err, core.KindConflict) && !core.IsKind(err, core.KindNotFound) {
 			in.log.WarnContext(ctx, "cannot hand back a claim the outage left", "event_id", id, "error", err.Error())
 		}
-	}
+		return err
+	})
 	if handed > 0 {
 		in.log.InfoContext(ctx, "the database answers again: claims the outage left are handed back", "events", handed)
 	}

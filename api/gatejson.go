@@ -10,6 +10,7 @@ import (
 	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/jsonenc"
 )
 
 // The gate check is the hot path of the API: its request and its answer
@@ -55,7 +56,7 @@ func fastGateRequest(b []byte, req *core.GateRequest) bool {
 func renderGateCheck(c *echo.Context, resp gateCheckResponse) error {
 	buf := answerBufs.Get().(*[]byte)
 	defer answerBufs.Put(buf)
-	b, err := segjson.Append((*buf)[:0], resp, segjson.EscapeHTML)
+	b, err := jsonenc.Append((*buf)[:0], resp, jsonenc.EscapeHTML)
 	if err != nil {
 		return err
 	}

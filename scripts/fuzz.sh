@@ -8,6 +8,7 @@
 # package, where the next plain `go test` replays it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/toolchain.sh
 execs="${FUZZ_EXECS:-200000}"
 # package  target   (every webhook parser, the mapping engine, the policy
 # parser, the gate request decoder, the report filters, the JUnit, SARIF
@@ -25,6 +26,7 @@ targets="
 ./connectors/internal/hook FuzzRead
 ./mapping FuzzApply
 ./mapping FuzzExtractText
+./internal/jsonenc FuzzMarshal
 ./internal/jsonscan FuzzValid
 ./mapping FuzzObjectGet
 ./mapping FuzzScanRecord

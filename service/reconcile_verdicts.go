@@ -11,10 +11,9 @@ import (
 	"sync"
 	"time"
 
-	segjson "github.com/segmentio/encoding/json"
-
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/jsonenc"
 )
 
 // VerdictStore keeps the verdicts reports judged, so that the next report
@@ -205,7 +204,7 @@ func (s *Reconciler) RefreshVerdicts(ctx context.Context) (int, error) {
 // reconcile options, whether evidence was read, and the tollgate build
 // (another build may judge differently).
 func verdictKey(cp *core.CompiledPolicy, opts core.ReconcileOptions, skipEvidence bool) string {
-	o, _ := segjson.Marshal(opts)
+	o, _ := jsonenc.Marshal(opts)
 	h := sha256.New()
 	fmt.Fprintf(h, "%d\x00%s\x00%t\x00%s", cp.Version(), o, skipEvidence, buildFingerprint())
 	return hex.EncodeToString(h.Sum(nil)[:12])

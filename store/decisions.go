@@ -9,9 +9,8 @@ import (
 	"time"
 	"unsafe"
 
-	segjson "github.com/segmentio/encoding/json"
-
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/jsonenc"
 	"github.com/tollgate-dev/tollgate/store/groupcommit"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
@@ -95,7 +94,7 @@ func (d *DB) SaveDecision(ctx context.Context, dec core.GateDecision, actor stri
 // buf and returns it, as a string sharing buf's bytes, with its hex
 // SHA-256. The string is valid until buf is reused.
 func encodeDecision(buf *[]byte, dec core.GateDecision) (doc, sum string) {
-	b, err := segjson.Append((*buf)[:0], dec, segjson.EscapeHTML|segjson.SortMapKeys) // as segjson.Marshal
+	b, err := jsonenc.Append((*buf)[:0], dec, jsonenc.MarshalFlags)
 	if err != nil {
 		panic(fmt.Sprintf("store: encode %T: %v", dec, err))
 	}

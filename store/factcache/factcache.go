@@ -41,6 +41,7 @@ import (
 	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/jsonenc"
 )
 
 // Defaults.
@@ -458,7 +459,7 @@ func (c *Cache) keep(keys []string, found map[string]core.Change, gen uint64, no
 	// not wait for a fill's encoding.
 	docs := make(map[string][]byte, len(found))
 	for k, ch := range found {
-		if doc, err := segjson.Marshal(ch); err == nil {
+		if doc, err := jsonenc.Marshal(ch); err == nil {
 			docs[k] = doc
 		}
 	}

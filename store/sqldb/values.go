@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	segjson "github.com/segmentio/encoding/json"
+
+	"github.com/tollgate-dev/tollgate/internal/jsonenc"
 )
 
 // NewID returns a new time-ordered identifier (UUIDv7), so ids sort by
@@ -30,15 +32,16 @@ func TSP(t *time.Time) *time.Time {
 }
 
 // MustJSON encodes v; the values stored are tollgate's own types, which
-// always encode. It uses segmentio/encoding's json, whose output is
-// encoding/json's byte for byte (TestMustJSONMatchesEncodingJSON,
-// FuzzMustJSON) in much less time: the gate's path encodes every
-// decision document (figures in docs/benchmarks.md).
+// always encode. It uses segmentio/encoding's json through
+// internal/jsonenc, whose output is the build's encoding/json's byte for
+// byte (TestMustJSONMatchesEncodingJSON, FuzzMustJSON) in much less time:
+// the gate's path encodes every decision document (figures in
+// docs/benchmarks.md).
 func MustJSON(v any) string { return string(MustJSONBytes(v)) }
 
 // MustJSONBytes is MustJSON's encoding as bytes.
 func MustJSONBytes(v any) []byte {
-	b, err := segjson.Marshal(v)
+	b, err := jsonenc.Marshal(v)
 	if err != nil {
 		panic(fmt.Sprintf("store: encode %T: %v", v, err))
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
@@ -184,6 +185,12 @@ func article(v string) string {
 func goKind(te *json.UnmarshalTypeError) string {
 	if te.Type == nil {
 		return "another type"
+	}
+	if te.Type == reflect.TypeFor[json.Number]() {
+		// Go 1.27's encoding/json reports a number field holding text as
+		// a type error (Go 1.26's as a syntax error): a json.Number is a
+		// string to reflect, but a number to the sender.
+		return "a number"
 	}
 	switch te.Type.Kind().String() {
 	case "string":

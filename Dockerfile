@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # Build: a static binary (no cgo: the embedded SQLite is pure Go).
-FROM golang:1.26.8-bookworm AS build
+# The Go of go.mod's `toolchain` line (the image's own Go would otherwise
+# build it: the image sets GOTOOLCHAIN=local).
+FROM golang:1.27.3-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -1,5 +1,10 @@
 # tollgate — common tasks. `make help` lists them.
 GO      ?= go
+# The toolchain go.mod's `toolchain` line names, also where the machine's Go
+# sets GOTOOLCHAIN=local (scripts/lib/toolchain.sh does the same for the scripts).
+ifeq ($(origin GOTOOLCHAIN),undefined)
+export GOTOOLCHAIN := $(shell awk '$$1 == "toolchain" { print $$2 "+auto" }' go.mod)
+endif
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/tollgate-dev/tollgate/app.Version=$(VERSION)
 

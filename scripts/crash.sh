@@ -7,4 +7,5 @@
 #   scripts/crash.sh [KILLS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/toolchain.sh
 TOLLGATE_CRASH_KILLS="${1:-20}" TOLLGATE_TEST_RACE=0 exec ./scripts/test.sh ./cmd/tollgate -run '^TestCrashKill9$' -v

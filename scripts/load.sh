@@ -23,6 +23,7 @@
 # Needs: go, psql, curl, jq.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/toolchain.sh
 
 PG_ADMIN=${TOLLGATE_LOAD_PG:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
 DURATION=${LOAD_DURATION:-20s}

@@ -46,6 +46,7 @@
 # Needs: go, psql, pgbench, curl, jq.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/toolchain.sh
 [ -z "${PATHS_OUT:-}" ] || { mkdir -p "$PATHS_OUT" && PATHS_OUT=$(cd "$PATHS_OUT" && pwd); }
 
 PG_ADMIN=${TOLLGATE_LOAD_PG:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}

@@ -14,6 +14,7 @@
 # (TOLLGATE_TEST_RACE=0 turns it off).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/toolchain.sh
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 

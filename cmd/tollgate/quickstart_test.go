@@ -78,7 +78,7 @@ func TestQuickStartRunsAsWritten(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	for _, tool := range []string{"bash", "curl", "openssl", "go"} {
+	for _, tool := range []string{"bash", "curl", "openssl", "go", "make"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("the Quick start needs %s: %v", tool, err)
 		}
@@ -88,7 +88,7 @@ func TestQuickStartRunsAsWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	block := quickStart(t, string(readme))
-	for _, want := range []string{"go build -o bin/tollgate", "bin/tollgate serve &", "/readyz", "token create", "bin/tollgate check"} {
+	for _, want := range []string{"make build", "bin/tollgate serve &", "/readyz", "token create", "bin/tollgate check"} {
 		if !strings.Contains(block, want) {
 			t.Fatalf("the Quick start lost %q:\n%s", want, block)
 		}

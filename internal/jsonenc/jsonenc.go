@@ -55,9 +55,9 @@ func Append(b []byte, v any, flags Flags) ([]byte, error) {
 var replacementEscape = []byte(`\ufffd`)
 
 // unescapeReplacement rewrites, in place, every \ufffd escape of b[start:]
-// as the character U+FFFD (3 bytes for 6). Every backslash in a JSON
-// text outside a string's escape is itself an escape's first byte, so
-// walking escape by escape never takes the tail of `\\ufffd` for one.
+// as the character U+FFFD (3 bytes for 6). In a JSON text every
+// backslash begins an escape, so walking escape by escape never takes the
+// tail of `\\ufffd` (an escaped backslash, then text) for one.
 func unescapeReplacement(b []byte, start int) []byte {
 	if !bytes.Contains(b[start:], replacementEscape) {
 		return b

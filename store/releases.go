@@ -12,6 +12,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // Listing limits.
@@ -106,9 +107,21 @@ func (d *DB) UpsertRelease(ctx context.Context, r core.Release) (core.Release, e
 	if err != nil {
 		return core.Release{}, translate(err)
 	}
-	err = st.GetContext(ctx, &row,
-		core.ReleaseID(r.Service, r.Version, r.Environment), r.Service, r.Version, r.Environment, strings.TrimSpace(r.Team), strings.TrimSpace(r.Commit),
-		strList(r.Changes), strList(r.FixesIncidents), now, now)
+	// The conflict target is the release's key, and its id, derived from
+	// the same three values, is unique too. PostgreSQL's speculative
+	// insertion turns a conflict into the update only on the target's
+	// index: when two transactions insert a new release at once, the one
+	// that meets the other's row on the id instead fails with a unique
+	// violation, after the other has committed. Asked again, it finds
+	// that row and updates it.
+	for attempt := 1; ; attempt++ {
+		err = st.GetContext(ctx, &row,
+			core.ReleaseID(r.Service, r.Version, r.Environment), r.Service, r.Version, r.Environment, strings.TrimSpace(r.Team), strings.TrimSpace(r.Commit),
+			strList(r.Changes), strList(r.FixesIncidents), now, now)
+		if err == nil || attempt == 3 || !sqldb.IsUniqueViolation(err) || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		return core.Release{}, fmt.Errorf("upsert release %s %s %s: %w", r.Service, r.Version, r.Environment, translate(err))
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -469,6 +470,42 @@ func TestPIRLifecycle(t *testing.T) {
 			if !slices.Equal(topics, []string{"pir:" + rel.ID, "pir:" + rel.ID}) {
 				t.Errorf("notifications %v, want require and sign-off", topics)
 			}
+		}
+	})
+}
+
+// Concurrent first writers of one release — deployment events of a new
+// release normalized by several workers at once — all succeed and share
+// its one row. The release's id is derived from the key the upsert's
+// conflict target names, so both are unique: a race lost on the id must
+// not surface as a conflict (it quarantined deliveries).
+func TestUpsertReleaseConcurrentFirstInsert(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		ctx := context.Background()
+		const releases, writers = 40, 6
+		for r := range releases {
+			version := fmt.Sprintf("9.%d.0", r)
+			var start sync.WaitGroup
+			start.Add(1)
+			errs := make(chan error, writers)
+			for w := range writers {
+				go func() {
+					start.Wait()
+					_, err := db.UpsertRelease(ctx, core.Release{Service: "race-svc", Version: version, Environment: "production",
+						Team: fmt.Sprintf("team-%d", w)})
+					errs <- err
+				}()
+			}
+			start.Done()
+			for range writers {
+				if err := <-errs; err != nil {
+					t.Fatalf("release %s: %v", version, err)
+				}
+			}
+		}
+		got, err := db.ListReleases(ctx, core.ReleaseFilter{Service: "race-svc", Limit: 100})
+		if err != nil || len(got) != releases {
+			t.Fatalf("%d releases stored for %d written (%v)", len(got), releases, err)
 		}
 	})
 }

@@ -87,6 +87,20 @@ func Translate(err error) error {
 	return err
 }
 
+// IsUniqueViolation reports whether err is the database refusing a row
+// whose key a unique index already holds.
+func IsUniqueViolation(err error) bool {
+	var pe *pq.Error
+	if errors.As(err, &pe) {
+		return pe.Code == "23505"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
 // NotFound maps a missing row to core.NotFound(what, key) and wraps any
 // other driver error with context.
 func NotFound(err error, what, key string) error {

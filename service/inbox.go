@@ -600,7 +600,11 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 		return core.EventProcessed, outcome, record, nil
 	case ctx.Err() != nil:
 		return "", "", "", ctx.Err() // stopping: not the event's failure
-	case core.IsKind(err, core.KindUnavailable):
+	case core.IsKind(err, core.KindUnavailable), core.IsKind(err, core.KindConflict):
+		// A conflict is contention with a concurrent writer of the same
+		// row (another worker, another replica, the API): the next attempt
+		// finds the row it lost to. One that persists is quarantined once
+		// the attempts are spent, with the error.
 		return "", "", "", err
 	case core.IsKind(err, core.KindForbidden):
 		return core.EventQuarantined, err.Error(), "", nil

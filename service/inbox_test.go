@@ -230,6 +230,37 @@ func TestInboxSettlesEachEventAlone(t *testing.T) {
 	}
 }
 
+// A conflict with a concurrent writer of the record is retried like
+// other contention, not quarantined at its first attempt.
+func TestInboxRetriesAConflict(t *testing.T) {
+	ctx := context.Background()
+	clock := &stepClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
+	id := snEvent(t, fs.DB, "CHG4", clock.Now())
+	conflicts := 1
+	fs.upsert["CHG4"] = func() error {
+		if conflicts == 0 {
+			return nil
+		}
+		conflicts--
+		return core.Wrap(core.KindConflict, errors.New(`pq: duplicate key value violates unique constraint "changes_pkey"`), "already exists")
+	}
+	if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("batch: %d %v", n, err)
+	}
+	e, err := fs.GetEvent(ctx, id)
+	if err != nil || e.Status != core.EventPending || e.Attempts != 1 || !strings.Contains(e.LastError, "already exists") {
+		t.Fatalf("after a conflict: %+v (%v), want pending with its error", e, err)
+	}
+	clock.add(time.Minute)
+	if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("retry: %d %v", n, err)
+	}
+	if e, _ := fs.GetEvent(ctx, id); e.Status != core.EventProcessed {
+		t.Fatalf("retried event: %s %q", e.Status, e.Reason)
+	}
+}
+
 // A database outage is not the event's failure: an event whose record
 // cannot be written because the store is down is postponed with the error
 // shown, but its attempts are given back, so however long the outage, it

@@ -197,13 +197,25 @@ func (m *Mappings) Put(ctx context.Context, name string, src []byte, actor strin
 	if _, err := mapping.Compile(p); err != nil {
 		return core.MappingProfile{}, err
 	}
-	if _, err := m.store.PutMapping(ctx, name, string(src), actor); err != nil {
+	v, err := m.store.PutMapping(ctx, name, string(src), actor)
+	if err != nil {
 		return core.MappingProfile{}, fmt.Errorf("store mapping profile %s: %w", name, err)
 	}
 	if err := m.Reload(ctx); err != nil {
 		return core.MappingProfile{}, err
 	}
-	return m.store.GetMapping(ctx, name)
+	// The version this call stored, not the newest: another admin's put
+	// may have followed it already.
+	versions, err := m.store.MappingVersions(ctx, name)
+	if err != nil {
+		return core.MappingProfile{}, fmt.Errorf("read back mapping profile %s: %w", name, err)
+	}
+	for i := len(versions) - 1; i >= 0; i-- {
+		if versions[i].Version == v {
+			return versions[i], nil
+		}
+	}
+	return core.MappingProfile{}, core.Errorf(core.KindInternal, "mapping profile %s: version %d was stored but cannot be read back", name, v)
 }
 
 // Delete removes the stored profile (a built-in of the same name applies

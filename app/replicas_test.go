@@ -127,6 +127,84 @@ func TestTwoReplicasOneDatabase(t *testing.T) {
 	verify(b)
 }
 
+// Deployments of a new release reported at once by different pipelines
+// and normalized by workers of both replicas (a batch of one event each,
+// so they run side by side) all become deployments of one release: none
+// is quarantined for losing the race to create the release.
+func TestConcurrentDeploymentsOfNewReleasesAcrossReplicas(t *testing.T) {
+	dbURL := testpg.NewDatabase(t)
+	cfg := `
+connectors:
+  - name: itsm
+    type: generic
+    webhook_secret: ` + webhookSecret + `
+    records: [deployments]
+inbox:
+  poll_interval: 50ms
+  batch_size: 1
+`
+	a := bootURL(t, dbURL, cfg)
+	b := bootURL(t, dbURL, cfg)
+	replicas := []*server{a, b}
+	const releases, pipelines = 12, 6
+	started := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
+	var wg sync.WaitGroup
+	for r := range releases {
+		for p := range pipelines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				body := fmt.Sprintf(`{"service":"race-svc","environment":"production","version":"3.%d.0","status":"succeeded",`+
+					`"provider":"github","run_id":"run-%d-%d","started_at":%q}`, r, r, p, started)
+				if st, raw := replicas[p%2].sendRaw([]byte(body)); st != http.StatusAccepted {
+					t.Errorf("release %d pipeline %d: %d %s", r, p, st, raw)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	db, err := sql.Open("postgres", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	count := func(q string) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRowContext(context.Background(), q).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	a.waitFor("every deployment event settled", func() bool {
+		return count("SELECT count(*) FROM inbox_events WHERE status = 'pending'") == 0
+	})
+	var reasons []string
+	rows, err := db.Query("SELECT reason FROM inbox_events WHERE status <> 'processed'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			t.Fatal(err)
+		}
+		reasons = append(reasons, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(reasons) > 0 {
+		t.Fatalf("%d of %d events not processed: %q", len(reasons), releases*pipelines, reasons[0])
+	}
+	if n := count("SELECT count(*) FROM releases WHERE service = 'race-svc'"); n != releases {
+		t.Errorf("%d releases, want %d", n, releases)
+	}
+	if n := count("SELECT count(*) FROM deployments WHERE service = 'race-svc'"); n != releases*pipelines {
+		t.Errorf("%d deployments, want %d", n, releases*pipelines)
+	}
+}
+
 // TestStoreOnlyReplica: a replica with inbox.normalize: false acknowledges
 // and stores deliveries but leaves them pending (its lag gauge shows
 // them); a normalizing replica on the same database normalizes them.

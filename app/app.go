@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -353,7 +354,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv.RegisterOnShutdown(a.Gate.Shutdown)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	a.Log.InfoContext(ctx, "tollgate serving", "addr", ln.Addr().String(), "version", Version, "store", a.DB.Dialect())
+	a.Log.InfoContext(ctx, "tollgate serving", "addr", ln.Addr().String(), "version", Version, "go", runtime.Version(), "store", a.DB.Dialect())
+	if g := OlderGo(runtime.Version()); g != "" {
+		a.Log.WarnContext(ctx, "built with a Go older than tollgate's toolchain: the standard library's vulnerabilities fixed since are in this binary; build with `make build` (README, Go toolchain)",
+			"go", g, "toolchain", Toolchain)
+	}
 
 	var err error
 	select {

@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
 	_ "modernc.org/sqlite"
 
+	"github.com/tollgate-dev/tollgate/app"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
@@ -208,5 +210,17 @@ func TestConfigLogMasksDatabasePassword(t *testing.T) {
 	}
 	if strings.Contains(stderr, "Sup3rSecretPw") {
 		t.Errorf("password logged:\n%s", stderr)
+	}
+}
+
+// `tollgate version` names the Go that built the binary; a build with the
+// project's toolchain (as the tests are) carries no warning.
+func TestVersionNamesItsGo(t *testing.T) {
+	code, out, stderr := runCLI(t, nil, "version")
+	if code != 0 || out != "tollgate dev ("+runtime.Version()+")\n" {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if want := app.OlderGo(runtime.Version()) != ""; want != strings.Contains(stderr, "warning: built with") {
+		t.Fatalf("stderr %q, warning expected: %v", stderr, want)
 	}
 }

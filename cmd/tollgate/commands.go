@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
@@ -115,9 +116,14 @@ func (c *cli) withDB(fn func(ctx context.Context, db *store.DB) error) func(*cob
 func newVersionCmd(c *cli) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version and the Go that built it",
 		Args:  cobra.NoArgs,
-		Run:   func(*cobra.Command, []string) { fmt.Fprintln(c.stdout, "tollgate", app.Version) },
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(c.stdout, "tollgate", app.Version, "("+runtime.Version()+")")
+			if g := app.OlderGo(runtime.Version()); g != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: built with %s, older than tollgate's toolchain %s: the standard library's vulnerabilities fixed since are in this binary; build with `make build`\n", g, app.Toolchain)
+			}
+		},
 	}
 }
 

@@ -32,11 +32,12 @@ func Translate(err error) error {
 	if errors.Is(err, driver.ErrBadConn) {
 		return core.StoreDown(err, "database connection lost")
 	}
+	if IsUniqueViolation(err) {
+		return core.Wrap(core.KindConflict, err, "already exists")
+	}
 	var pe *pq.Error
 	if errors.As(err, &pe) {
 		switch pe.Code {
-		case "23505": // unique_violation
-			return core.Wrap(core.KindConflict, err, "already exists")
 		case "23503", "23502", "23514", "22P02", "22001", // FK, not null, check, bad text repr, too long
 			"22021", "22P05": // NUL or invalid UTF-8 in text, \u0000 in jsonb
 			return core.Wrap(core.KindInvalid, err, "rejected by the database")
@@ -60,8 +61,6 @@ func Translate(err error) error {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-			return core.Wrap(core.KindConflict, err, "already exists")
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY, sqlite3.SQLITE_CONSTRAINT_NOTNULL, sqlite3.SQLITE_CONSTRAINT_CHECK:
 			return core.Wrap(core.KindInvalid, err, "rejected by the database")
 		}
@@ -88,7 +87,8 @@ func Translate(err error) error {
 }
 
 // IsUniqueViolation reports whether err is the database refusing a row
-// whose key a unique index already holds.
+// whose key a unique index already holds (SQLSTATE 23505; SQLite's unique
+// and primary key constraints). Translate makes it KindConflict.
 func IsUniqueViolation(err error) bool {
 	var pe *pq.Error
 	if errors.As(err, &pe) {

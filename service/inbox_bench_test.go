@@ -75,8 +75,11 @@ func BenchmarkInboxDrain(b *testing.B) {
 			b.ReportMetric(float64(b.N*drainBacklog)/elapsed.Seconds(), "events/s")
 			var bad []core.Event
 			bad, err := db.ListEvents(ctx, core.EventFilter{Status: core.EventQuarantined, Limit: 3})
-			if err != nil || len(bad) > 0 {
-				b.Fatalf("quarantined events (%v): %+v", err, bad)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range bad {
+				b.Errorf("quarantined: %s %s %s: %s", e.Connector, e.Type, e.ID, e.Reason)
 			}
 		})
 	}

@@ -356,8 +356,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { errc <- srv.Serve(ln) }()
 	a.Log.InfoContext(ctx, "tollgate serving", "addr", ln.Addr().String(), "version", Version, "go", runtime.Version(), "store", a.DB.Dialect())
 	if g := OlderGo(runtime.Version()); g != "" {
-		a.Log.WarnContext(ctx, "built with a Go older than tollgate's toolchain: the standard library's vulnerabilities fixed since are in this binary; build with `make build` (README, Go toolchain)",
-			"go", g, "toolchain", Toolchain)
+		a.Log.WarnContext(ctx, "built with a Go older than tollgate's toolchain: "+OlderGoAdvice, "go", g, "toolchain", Toolchain)
 	}
 
 	var err error

@@ -121,7 +121,7 @@ func newVersionCmd(c *cli) *cobra.Command {
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintln(c.stdout, "tollgate", app.Version, "("+runtime.Version()+")")
 			if g := app.OlderGo(runtime.Version()); g != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: built with %s, older than tollgate's toolchain %s: the standard library's vulnerabilities fixed since are in this binary; build with `make build`\n", g, app.Toolchain)
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: built with %s, older than tollgate's toolchain %s: %s\n", g, app.Toolchain, app.OlderGoAdvice)
 			}
 		},
 	}

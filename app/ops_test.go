@@ -2,11 +2,13 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	neturl "net/url"
 	"path/filepath"
@@ -229,5 +231,63 @@ func TestKeyValueDatabaseURL(t *testing.T) {
 	}
 	if got := config.MaskDatabaseURL(kv); strings.Contains(got, "not used here") || !strings.Contains(got, "password=****") {
 		t.Errorf("masked: %s", got)
+	}
+}
+
+// TestProfilerOnItsOwnListener: debug_addr's listener serves Go's
+// profiler (the index, a heap profile, a CPU profile of the seconds asked)
+// and stops with its context; the API's listener serves none of it, to
+// an admin either.
+func TestProfilerOnItsOwnListener(t *testing.T) {
+	s := boot(t, "sqlite", "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.app.ServeDebug(ctx, ln) }()
+	get := func(url, token string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(b)
+	}
+	debug := "http://" + ln.Addr().String()
+	for _, tt := range []struct{ path, want string }{
+		{"/debug/pprof/", "goroutine"},
+		{"/debug/pprof/heap?debug=1", "heap profile"},
+		{"/debug/pprof/profile?seconds=1", ""}, // gzipped protobuf
+	} {
+		code, body := get(debug+tt.path, "")
+		if code != http.StatusOK || len(body) == 0 || !strings.Contains(body, tt.want) {
+			t.Errorf("GET %s on the profiler's listener: %d, %d bytes, want 200 with %q", tt.path, code, len(body), tt.want)
+		}
+	}
+	for _, token := range []string{"", adminSecret} {
+		if code, body := get(s.url+"/debug/pprof/", token); code == http.StatusOK || strings.Contains(body, "goroutine") {
+			t.Errorf("GET /debug/pprof/ on the API's listener (token %t): %d %.80s", token != "", code, body)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("ServeDebug: %v", err)
+	}
+	if _, err := http.Get(debug + "/debug/pprof/"); err == nil {
+		t.Error("the profiler still answers after its context ended")
 	}
 }

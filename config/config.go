@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +48,11 @@ type Config struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// DebugAddr, when set, serves Go's profiler (net/http/pprof, under
+	// /debug/pprof/) on a listener of its own (TOLLGATE_DEBUG_ADDR). It has
+	// no authentication, so it must be a loopback address
+	// (127.0.0.1:6060, [::1]:6060, localhost:6060); off when empty.
+	DebugAddr string `yaml:"debug_addr"`
 
 	// HTTP bounds what one client may hold of the listener.
 	HTTP HTTPConfig `yaml:"http"`
@@ -438,6 +445,7 @@ func Parse(raw []byte, getenv func(string) string) (*Config, error) {
 func (c *Config) applyEnv(getenv func(string) string) {
 	for env, dst := range map[string]*string{
 		"TOLLGATE_ADDR":             &c.Addr,
+		"TOLLGATE_DEBUG_ADDR":       &c.DebugAddr,
 		"TOLLGATE_DATABASE_URL":     &c.DatabaseURL,
 		"TOLLGATE_ADMIN_TOKEN":      &c.AdminToken,
 		"TOLLGATE_ADMIN_TOKEN_FILE": &c.AdminTokenFile,
@@ -604,6 +612,11 @@ func (c *Config) Validate() error {
 	if _, _, err := splitAddr(c.Addr); err != nil {
 		bad("addr", "%v", err)
 	}
+	if c.DebugAddr != "" {
+		if err := loopbackAddr(c.DebugAddr); err != nil {
+			bad("debug_addr", "%v", err)
+		}
+	}
 	if err := validateDatabaseURL(c.DatabaseURL); err != nil {
 		bad("database_url", "%v", err)
 	}
@@ -696,6 +709,22 @@ func splitAddr(addr string) (string, string, error) {
 	return addr[:i], addr[i+1:], nil
 }
 
+// loopbackAddr accepts host:port whose host is a loopback address or
+// localhost: the profiler it is for answers anyone who reaches it.
+func loopbackAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:6060)", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: the port must be a number from 0 to 65535", addr)
+	}
+	if ip, err := netip.ParseAddr(host); (err == nil && ip.IsLoopback()) || host == "localhost" {
+		return nil
+	}
+	return fmt.Errorf("%q: the profiler has no authentication, so it listens on loopback only (127.0.0.1, ::1 or localhost); reach it through an SSH tunnel or kubectl port-forward", addr)
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
@@ -748,6 +777,7 @@ func (c *Config) LogValue() slog.Value {
 	}
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
+		slog.String("debug_addr", c.DebugAddr),
 		slog.String("database_url", db),
 		slog.String("admin_token", mask(c.AdminToken)),
 		slog.String("admin_token_file", c.AdminTokenFile),

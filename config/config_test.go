@@ -150,6 +150,26 @@ connectors:
 				`http.trusted_proxies[6]: "10.1.2.3/8" has address bits set past its /8: write 10.0.0.0/8 for the network or 10.1.2.3/32 for the one address`,
 				`http.trusted_proxies[7]`},
 		},
+		{name: "the profiler on loopback", src: "debug_addr: 127.0.0.1:6060\n", check: func(t *testing.T, c *Config) {
+			if c.DebugAddr != "127.0.0.1:6060" {
+				t.Errorf("debug_addr %q", c.DebugAddr)
+			}
+		}},
+		{name: "the profiler from the environment", env: map[string]string{"TOLLGATE_DEBUG_ADDR": "127.0.0.1:6061"}, check: func(t *testing.T, c *Config) {
+			if c.DebugAddr != "127.0.0.1:6061" {
+				t.Errorf("debug_addr %q", c.DebugAddr)
+			}
+		}},
+		{name: "the profiler on [::1]", src: "debug_addr: \"[::1]:0\"\n"},
+		{name: "the profiler on localhost", src: "debug_addr: localhost:6060\n"},
+		{name: "the profiler on every interface is refused", src: "debug_addr: \":6060\"\n",
+			wantErr: []string{`debug_addr: ":6060": the profiler has no authentication, so it listens on loopback only`}},
+		{name: "the profiler on a public address is refused", src: "debug_addr: 192.0.2.7:6060\n",
+			wantErr: []string{`debug_addr: "192.0.2.7:6060": the profiler has no authentication`}},
+		{name: "the profiler's address must be host:port", src: "debug_addr: 127.0.0.1\n",
+			wantErr: []string{`debug_addr: "127.0.0.1" is not host:port`}},
+		{name: "the profiler's port must be a number", src: "debug_addr: localhost:http\n",
+			wantErr: []string{`debug_addr: "localhost:http": the port must be a number`}},
 		{name: "facts cache ttl", src: "gate:\n  facts_cache_ttl: 10s\n", check: func(t *testing.T, c *Config) {
 			if c.Gate.CacheTTL() != 10*time.Second {
 				t.Errorf("CacheTTL %v", c.Gate.CacheTTL())
@@ -173,7 +193,9 @@ connectors:
 			if err != nil {
 				t.Fatalf("unexpected error: %v", err)
 			}
-			tt.check(t, c)
+			if tt.check != nil {
+				tt.check(t, c)
+			}
 		})
 	}
 }

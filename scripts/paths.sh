@@ -36,7 +36,9 @@
 # (closed loops, default 32), PATHS_ALT_ENV (e.g. "GOMEMLIMIT=120MiB": the
 # open loops again on a tollgate with that environment), PATHS_APPROVALS (samples, default 30; 0
 # skips), PATHS_SQLITE (1: default), PATHS_SQLITE_GATE (1: default; the gate on a SQLite copy of the store), PATHS_RECONCILE (1: default), PATHS_PERF (1: closed loops of the gate
-# and of ingest again under a perf profile of the whole machine), PATHS_OUT (a directory to keep
+# and of ingest again under a perf profile of the whole machine), PATHS_PPROF (1: the same two
+# loops again under Go's CPU profile of tollgate, fetched from its debug_addr: LABEL.cpu.pprof
+# and its top functions in LABEL.pprof.txt), PATHS_OUT (a directory to keep
 # the summary, the profiles, each open loop's p50/p99/max per 250 ms (LABEL.series)
 # and the servers' logs without their access lines), PATHS_FLUSH_DIR (where the disk's flush
 # latency is probed during each phase, default the run's temporary directory: put it on the
@@ -153,8 +155,9 @@ start_tollgate() { # database URL, log file, then VAR=value… for its environme
 	shift 2
 	port=$(free_port)
 	BASE="http://127.0.0.1:$port"
-	env TOLLGATE_CONFIG="$TMP/tollgate.yaml" "$@" TOLLGATE_ADDR="127.0.0.1:$port" TOLLGATE_DATABASE_URL="$db" \
-		TOLLGATE_ADMIN_TOKEN="$ADMIN_TOKEN" "$TMP/tollgate" serve >"$logf" 2>&1 &
+	DEBUG_ADDR="127.0.0.1:$(free_port)" # Go's profiler (debug_addr), for PATHS_PPROF
+	env TOLLGATE_CONFIG="$TMP/tollgate.yaml" "$@" TOLLGATE_ADDR="127.0.0.1:$port" TOLLGATE_DEBUG_ADDR="$DEBUG_ADDR" \
+		TOLLGATE_DATABASE_URL="$db" TOLLGATE_ADMIN_TOKEN="$ADMIN_TOKEN" "$TMP/tollgate" serve >"$logf" 2>&1 &
 	SERVER_PID=$!
 	PIDS+=("$SERVER_PID")
 	for _ in $(seq 150); do
@@ -226,6 +229,13 @@ drive() {
 		(sleep "$(secs "$WARMUP")" && exec perf record -q -F 199 -a -g -o "$TMP/$label.perf" -- sleep "$(secs "$DURATION")") >/dev/null 2>&1 &
 		prof=$!
 	fi
+	local pprof=
+	case "$label" in *-pprof) # tollgate's own CPU profile over the measured part, from its debug_addr
+		(sleep "$(secs "$WARMUP")" && exec curl -fsS -o "$TMP/$label.cpu.pprof" \
+			"http://$DEBUG_ADDR/debug/pprof/profile?seconds=$(secs "$DURATION" | awk '{printf "%d", ($1 < 1 ? 1 : $1)}')") >/dev/null 2>&1 &
+		pprof=$!
+		;;
+	esac
 	# The disk's flush latency over the measured part (scripts/flushprobe):
 	# a stalled flush stalls every durable commit, the baseline's as well.
 	(sleep "$(secs "$WARMUP")" && exec "$TMP/flushprobe" -dir "$FLUSH_DIR" -d "$DURATION") >"$TMP/$label.flush" 2>&1 &
@@ -257,6 +267,20 @@ drive() {
 			done
 		} >"$TMP/$label.profile"
 		[ -z "${PATHS_OUT:-}" ] || cp "$TMP/$label.profile" "$PATHS_OUT/"
+	fi
+	if [ -n "$pprof" ]; then
+		wait "$pprof" 2>/dev/null || true
+		if [ -s "$TMP/$label.cpu.pprof" ]; then
+			{
+				echo "== $label: tollgate's CPU profile, top functions (cumulative)"
+				go tool pprof -top -cum -nodecount=30 "$TMP/tollgate" "$TMP/$label.cpu.pprof" 2>/dev/null || true
+				echo "== $label: top functions (self)"
+				go tool pprof -top -nodecount=20 "$TMP/tollgate" "$TMP/$label.cpu.pprof" 2>/dev/null || true
+			} >"$TMP/$label.pprof.txt"
+			[ -z "${PATHS_OUT:-}" ] || cp "$TMP/$label.cpu.pprof" "$TMP/$label.pprof.txt" "$PATHS_OUT/"
+		else
+			log "no CPU profile from $DEBUG_ADDR for $label"
+		fi
 	fi
 	sed -n 's/^RESULT //p' "$TMP/$label.out" >"$TMP/$label.json"
 	jq -r --arg l "$label" --arg la "$(cut -d' ' -f1 /proc/loadavg)" --arg rss "$(($(cat "$TMP/$label.rss") / 1024))" --arg st "$steal" --arg fl "${flush:-?}" \
@@ -311,6 +335,10 @@ row "pgbench baseline: $PGB inserts/s at $CONC clients (average latency $PGB_LAT
 if [ "${PATHS_PERF:-0}" = 1 ]; then # profiled apart: perf's own cost would depress the figures above
 	drive gate-profile "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -c "$CONC"
 	drive hook-profile "$BASE" -target webhook -secret "$SECRET" -c "$CONC"
+fi
+if [ "${PATHS_PPROF:-0}" = 1 ]; then # the same, profiled by Go's profiler inside tollgate
+	drive gate-pprof "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -c "$CONC"
+	drive hook-pprof "$BASE" -target webhook -secret "$SECRET" -c "$CONC"
 fi
 row "tollgate peak resident memory (VmHWM), PostgreSQL phases: $(awk '/^VmHWM/{printf "%.0f MB", $2/1024}' "/proc/$SERVER_PID/status") (GOGC=${GOGC:-unset, serve sets 1000} GOMEMLIMIT=${GOMEMLIMIT:-unset, serve sets 120MiB})"
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 
@@ -30,6 +31,20 @@ func newServeCmd(c *cli) *cobra.Command {
 			ln, err := net.Listen("tcp", cfg.Addr)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+			}
+			if cfg.DebugAddr != "" {
+				dln, err := net.Listen("tcp", cfg.DebugAddr)
+				if err != nil {
+					ln.Close()
+					return fmt.Errorf("debug_addr: listen on %s: %w", cfg.DebugAddr, err)
+				}
+				dctx, stop := context.WithCancel(ctx)
+				defer stop()
+				go func() {
+					if err := a.ServeDebug(dctx, dln); err != nil {
+						log.Error("the profiler's listener stopped", "error", err.Error())
+					}
+				}()
 			}
 			return a.Serve(ctx, ln)
 		},

@@ -31,6 +31,11 @@ type InboxStore interface {
 	ReplayEvent(ctx context.Context, id, actor string) error
 	ReplayQuarantined(ctx context.Context, connector, actor string) (int, error)
 	InboxLag(ctx context.Context) (time.Time, int, error)
+	// Together runs fn with a context under which the store's
+	// transactions are one, committed when fn returns nil; SharesCommits
+	// says whether that is worth holding its locks for.
+	Together(ctx context.Context, fn func(ctx context.Context) error) error
+	SharesCommits() bool
 	UpsertChange(ctx context.Context, c core.Change) (core.UpsertResult, error)
 	UpsertIncident(ctx context.Context, i core.Incident) (core.UpsertResult, error)
 	SignOffPIR(ctx context.Context, releaseID, by, summary string, at time.Time) (core.PIR, error)
@@ -338,11 +343,10 @@ func (in *Inbox) ProcessBatch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("claim events: %w", err)
 	}
-	var done []core.EventOutcome
-	var settled []core.Event
-	for i, e := range evs {
+	done, settled, rest := in.storeTogether(ctx, evs)
+	for i, e := range rest {
 		if ctx.Err() != nil {
-			in.handBack(ctx, evs[i:])
+			in.handBack(ctx, rest[i:])
 			break
 		}
 		if o, ok := in.process(ctx, e); ok {
@@ -351,6 +355,111 @@ func (in *Inbox) ProcessBatch(ctx context.Context) (int, error) {
 	}
 	in.settle(ctx, settled, done)
 	return len(evs), nil
+}
+
+// staged is an event whose record storeTogether stores with others.
+type staged struct {
+	e    core.Event
+	c    Connector
+	rec  any
+	kind int // 0 change, 1 incident: the order records are locked in
+	key  string
+}
+
+// storeTogether stores the records of a batch's plain change and incident
+// events in one transaction (one commit instead of one per event) and
+// returns their outcomes; rest is every other event, to be processed one
+// by one — and all of them when any of those writes fails, so a failure
+// stays the one event's, as process handles it. Records are written in
+// the order of their keys (a key's events keep their order), so two
+// workers whose batches share records lock them in the same order and
+// never deadlock. On PostgreSQL only (SharesCommits). Events that need
+// more than mapping and one upsert — a
+// connector that completes records through its API, a CI's gate
+// request, deployments, reviews, a mapping that fails, an event out of
+// attempts — are left to process.
+func (in *Inbox) storeTogether(ctx context.Context, evs []core.Event) (done []core.EventOutcome, settled, rest []core.Event) {
+	if len(evs) < 2 || !in.store.SharesCommits() {
+		return nil, nil, evs
+	}
+	var batch []staged
+	for _, e := range evs {
+		if s, ok := in.stage(e); ok {
+			batch = append(batch, s)
+		} else {
+			rest = append(rest, e)
+		}
+	}
+	if len(batch) < 2 {
+		return nil, nil, evs
+	}
+	sort.SliceStable(batch, func(i, j int) bool {
+		if batch[i].kind != batch[j].kind {
+			return batch[i].kind < batch[j].kind
+		}
+		return batch[i].key < batch[j].key
+	})
+	err := in.store.Together(ctx, func(ctx context.Context) (err error) {
+		defer func() {
+			if p := recover(); p != nil { // process quarantines the event that panics
+				err = fmt.Errorf("panic: %v", p)
+			}
+		}()
+		done, settled = done[:0], settled[:0]
+		for _, s := range batch {
+			outcome, record, err := in.apply(ctx, s.c, s.rec)
+			if err != nil {
+				return fmt.Errorf("event %s: %w", s.e.ID, err)
+			}
+			done = append(done, core.EventOutcome{ID: s.e.ID, Status: core.EventProcessed, Reason: outcome, Record: record})
+			settled = append(settled, s.e)
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			in.log.InfoContext(ctx, "storing a batch's records together failed: storing them one by one", "events", len(batch), "error", err.Error())
+		}
+		return nil, nil, evs
+	}
+	return done, settled, rest
+}
+
+// stage maps e when storeTogether may store it: a change or incident of
+// a connector that needs no API to complete it. Anything else — and a
+// mapping that fails or panics — is for process, which reports it.
+func (in *Inbox) stage(e core.Event) (s staged, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	c, known := in.conns[e.Connector]
+	if !known || e.Attempts > in.cfg.MaxAttempts || c.Enricher != nil {
+		return staged{}, false
+	}
+	if _, isReq := c.Webhook.(GateRequester); isReq && c.Config.CIGate != nil {
+		return staged{}, false
+	}
+	set, err := in.mappings.forConnector(c.Config.Mappings)
+	if err != nil {
+		return staged{}, false
+	}
+	prof, found := set.Select(c.Config.Type, e.Type, e.Body)
+	if !found {
+		return staged{}, false
+	}
+	res := prof.ApplyFast(e.Body)
+	if res.Err() != nil {
+		return staged{}, false
+	}
+	switch r := res.Record.(type) {
+	case *core.Change:
+		return staged{e: e, c: c, rec: r, kind: 0, key: r.Key}, r.Key != ""
+	case *core.Incident:
+		return staged{e: e, c: c, rec: r, kind: 1, key: r.Key}, r.Key != ""
+	}
+	return staged{}, false
 }
 
 // handBack gives the claims of events left unprocessed (the process is

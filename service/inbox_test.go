@@ -107,9 +107,14 @@ func (f *faultyStore) FinishEvents(ctx context.Context, outcomes []core.EventOut
 
 func newTestInbox(t *testing.T, clock core.Clock, cfg InboxConfig) (*Inbox, *faultyStore) {
 	t.Helper()
+	return newTestInboxOn(t, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), clock, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// newTestInboxOn is newTestInbox on the database at url, logging to log.
+func newTestInboxOn(t *testing.T, url string, clock core.Clock, cfg InboxConfig, log *slog.Logger) (*Inbox, *faultyStore) {
+	t.Helper()
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), store.Options{Clock: clock, Logger: log})
+	db, err := store.Open(ctx, url, store.Options{Clock: clock, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,19 @@ func (d *DB) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error { return 
 
 func (d *DB) now() time.Time { return d.base.Now() }
 
+// Together runs fn with a context under which the store's transactions
+// are one (sqldb.DB.Together): the normalizer stores a batch's records
+// with one commit.
+func (d *DB) Together(ctx context.Context, fn func(ctx context.Context) error) error {
+	return d.base.Together(ctx, fn)
+}
+
+// SharesCommits reports whether Together is worth its lock time: on
+// PostgreSQL it saves a commit (and its WAL flush) per write; SQLite's
+// one connection serves every request, so a transaction held across many
+// writes would hold up the webhooks and gate checks behind it.
+func (d *DB) SharesCommits() bool { return d.base.Dialect() == sqldb.Postgres }
+
 func (d *DB) notifyTx(tx *sqlx.Tx, topic string) { d.base.NotifyTx(tx, topic) }
 
 func (d *DB) appendWith(ctx context.Context, entries []core.AuditEntry, fn func(ctx context.Context, tx *sqlx.Tx) error) error {

@@ -13,8 +13,12 @@ import (
 )
 
 // Tx runs fn in a transaction, committing when fn returns nil. Driver
-// errors come back translated.
+// errors come back translated. Under Together's context fn runs in
+// Together's transaction instead, which commits or rolls back as a whole.
 func (b *DB) Tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	if t, ok := ctx.Value(togetherKey{}).(together); ok && t.db == b {
+		return Translate(fn(t.tx))
+	}
 	tx, err := b.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", Translate(err))
@@ -30,6 +34,26 @@ func (b *DB) Tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 		return fmt.Errorf("commit: %w", Translate(err))
 	}
 	return nil
+}
+
+// Together runs fn with a context under which every Tx of b is one
+// transaction, committed when fn returns nil and rolled back, with all of
+// fn's writes, when it returns an error: many small writes share one
+// commit. A write that fails aborts them all (PostgreSQL refuses any
+// statement after a failed one), so fn returns the first error and the
+// caller redoes the writes one transaction each. Writes outside Tx (the
+// audit chain's group commit, statements on the pool) are not part of it.
+func (b *DB) Together(ctx context.Context, fn func(ctx context.Context) error) error {
+	return b.Tx(ctx, func(tx *sqlx.Tx) error {
+		return fn(context.WithValue(ctx, togetherKey{}, together{db: b, tx: tx}))
+	})
+}
+
+type togetherKey struct{}
+
+type together struct {
+	db *DB
+	tx *sqlx.Tx
 }
 
 // ExecTx runs a hot statement of a transaction prepared (once per

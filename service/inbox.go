@@ -16,6 +16,7 @@ import (
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/metrics"
+	"github.com/tollgate-dev/tollgate/mapping"
 )
 
 // InboxStore is what the inbox and its normalizer need from storage.
@@ -374,10 +375,9 @@ type staged struct {
 // the order of their keys (a key's events keep their order), so two
 // workers whose batches share records lock them in the same order and
 // never deadlock. On PostgreSQL only (SharesCommits). Events that need
-// more than mapping and one upsert — a
-// connector that completes records through its API, a CI's gate
-// request, deployments, reviews, a mapping that fails, an event out of
-// attempts — are left to process.
+// more than mapping and one upsert — a connector that completes records
+// through its API, a CI's gate request, deployments, reviews, a mapping
+// that fails, an event out of attempts — are left to process.
 func (in *Inbox) storeTogether(ctx context.Context, evs []core.Event) (done []core.EventOutcome, settled, rest []core.Event) {
 	if len(evs) < 2 || !in.store.SharesCommits() {
 		return nil, nil, evs
@@ -426,7 +426,8 @@ func (in *Inbox) storeTogether(ctx context.Context, evs []core.Event) (done []co
 }
 
 // stage maps e when storeTogether may store it: a change or incident of
-// a connector that needs no API to complete it. Anything else — and a
+// a connector that needs no API to complete it (other kinds are not
+// mapped here, so process maps them once). Anything else — and a
 // mapping that fails or panics — is for process, which reports it.
 func (in *Inbox) stage(e core.Event) (s staged, ok bool) {
 	defer func() {
@@ -446,8 +447,8 @@ func (in *Inbox) stage(e core.Event) (s staged, ok bool) {
 		return staged{}, false
 	}
 	prof, found := set.Select(c.Config.Type, e.Type, e.Body)
-	if !found {
-		return staged{}, false
+	if !found || (prof.Kind() != mapping.KindChange && prof.Kind() != mapping.KindIncident) {
+		return staged{}, false // mapped once, by process
 	}
 	res := prof.ApplyFast(e.Body)
 	if res.Err() != nil {

@@ -405,7 +405,6 @@ func (in *Inbox) storeTogether(ctx context.Context, evs []core.Event) (done []co
 				err = fmt.Errorf("panic: %v", p)
 			}
 		}()
-		done, settled = done[:0], settled[:0]
 		for _, s := range batch {
 			outcome, record, err := in.apply(ctx, s.c, s.rec)
 			if err != nil {

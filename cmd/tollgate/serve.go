@@ -39,12 +39,14 @@ func newServeCmd(c *cli) *cobra.Command {
 					return fmt.Errorf("debug_addr: listen on %s: %w", cfg.DebugAddr, err)
 				}
 				dctx, stop := context.WithCancel(ctx)
-				defer stop()
+				done := make(chan struct{})
 				go func() {
+					defer close(done)
 					if err := a.ServeDebug(dctx, dln); err != nil {
 						log.Error("the profiler's listener stopped", "error", err.Error())
 					}
 				}()
+				defer func() { stop(); <-done }() // closed before the app is
 			}
 			return a.Serve(ctx, ln)
 		},

@@ -111,3 +111,11 @@ var (
 	ErrNotFound = &Error{Kind: KindNotFound, Message: "not found"}
 	ErrConflict = &Error{Kind: KindConflict, Message: "conflict"}
 )
+
+// ErrOwnCommit is what a store returns for a write made inside a shared
+// transaction (its Together) that needs a commit of its own: one that goes
+// through the audit chain's group commit, which a transaction holding
+// row locks must not wait for. The caller rolls the shared transaction back
+// and makes the write again outside it. It is an internal error: it never
+// reaches a client.
+var ErrOwnCommit = &Error{Kind: KindInternal, Message: "the write needs a commit of its own, outside the shared transaction"}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -17,6 +18,11 @@ type DeploymentStore interface {
 	RequirePIR(ctx context.Context, p core.PIR) error
 	GetChange(ctx context.Context, key string) (core.Change, error)
 	GetDecision(ctx context.Context, id string) (core.GateDecision, error)
+	// Together runs fn with a context under which the store's writes are
+	// one transaction; SharesCommits reports whether that saves commits
+	// (see InboxStore).
+	Together(ctx context.Context, fn func(ctx context.Context) error) error
+	SharesCommits() bool
 }
 
 // Deployments records what pipelines actually deployed, from the REST API
@@ -98,13 +104,78 @@ func (s *Deployments) Validate(d core.Deployment) (core.Deployment, error) {
 // names the reporter (a token, a connector) for the audit entry of a
 // report that changes a recorded deployment's links.
 func (s *Deployments) Record(ctx context.Context, d core.Deployment, by string) (core.Deployment, bool, error) {
-	d, err := s.Validate(d)
+	d, err := s.Prepare(ctx, d)
 	if err != nil {
 		return d, false, err
 	}
+	return s.Store(ctx, d, by)
+}
+
+// Prepare validates a deployment event (Validate) and keeps the decision
+// it names only when that decision was about this release (bindDecision):
+// the reads Store needs, made before any of its writes.
+func (s *Deployments) Prepare(ctx context.Context, d core.Deployment) (core.Deployment, error) {
+	d, err := s.Validate(d)
+	if err != nil {
+		return d, err
+	}
 	if err := s.bindDecision(ctx, &d); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// Store records a prepared deployment event (Prepare): its release, the
+// event, and the review its success requires. Under a shared transaction
+// (the inbox's batch) it writes in it, and what the recorded event
+// triggers (OnRecorded) waits for that transaction's commit.
+func (s *Deployments) Store(ctx context.Context, d core.Deployment, by string) (core.Deployment, bool, error) {
+	var (
+		stored  core.Deployment
+		created bool
+		err     error
+	)
+	write := func(ctx context.Context) (err error) {
+		stored, created, err = s.write(ctx, d, by)
+		return err
+	}
+	if s.store.SharesCommits() {
+		// The release, the deployment and its review requirement with one
+		// commit; alone when the deployment's links change, which the
+		// audit chain's group commit records, or when the shared
+		// transaction lost a race: a deadlock, or the release's first
+		// insert meeting another's.
+		err = s.store.Together(ctx, write)
+		if errors.Is(err, core.ErrOwnCommit) || (core.IsKind(err, core.KindUnavailable) && !core.IsStoreDown(err) && ctx.Err() == nil) {
+			err = write(ctx)
+		}
+	} else {
+		err = write(ctx)
+	}
+	if err != nil {
 		return d, false, err
 	}
+	if s.OnRecorded != nil {
+		if later, ok := ctx.Value(afterCommitKey{}).(*afterCommit); ok {
+			*later = append(*later, func(ctx context.Context) { s.OnRecorded(ctx, stored) })
+		} else {
+			s.OnRecorded(ctx, stored)
+		}
+	}
+	return stored, created, nil
+}
+
+// afterCommit is what waits for a shared transaction's commit (the
+// inbox's batch, storeTogether): a deployment's write-back must not be
+// queued for a record that is then rolled back and recorded again under
+// another id.
+type afterCommit []func(ctx context.Context)
+
+type afterCommitKey struct{}
+
+// write stores a validated deployment: its release, the deployment event,
+// and the review its success requires.
+func (s *Deployments) write(ctx context.Context, d core.Deployment, by string) (core.Deployment, bool, error) {
 	rel, err := s.store.UpsertRelease(ctx, core.Release{
 		Service: d.Service, Version: d.Version, Environment: d.Environment, Team: d.Team,
 		Commit: d.Commit, Changes: d.Changes, FixesIncidents: d.Incidents,
@@ -116,9 +187,6 @@ func (s *Deployments) Record(ctx context.Context, d core.Deployment, by string) 
 	stored, created, err := s.store.RecordDeployment(ctx, d, by)
 	if err != nil {
 		return d, false, fmt.Errorf("record deployment: %w", err)
-	}
-	if s.OnRecorded != nil {
-		s.OnRecorded(ctx, stored)
 	}
 	if stored.Status == core.DeploySucceeded {
 		if err := s.requirePIR(ctx, stored); err != nil {

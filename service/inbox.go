@@ -363,28 +363,33 @@ type staged struct {
 	e    core.Event
 	c    Connector
 	rec  any
-	kind int // 0 change, 1 incident: the order records are locked in
+	kind int // 0 change, 1 incident, 2 deployment: the order records are locked in
 	key  string
 }
 
-// storeTogether stores the records of a batch's plain change and incident
-// events in one transaction (one commit instead of one per event) and
-// returns their outcomes; rest is every other event, to be processed one
-// by one — and all of them when any of those writes fails, so a failure
-// stays the one event's, as process handles it. Records are written in
-// the order of their keys (a key's events keep their order), so two
-// workers whose batches share records lock them in the same order and
-// never deadlock. On PostgreSQL only (SharesCommits). Events that need
-// more than mapping and one upsert — a connector that completes records
-// through its API, a CI's gate request, deployments, reviews, a mapping
-// that fails, an event out of attempts — are left to process.
+// storeTogether stores the records of a batch's plain change, incident
+// and deployment events in one transaction (one commit instead of one or
+// three per event) and returns their outcomes; rest is every other event,
+// to be processed one by one — and all of them when any of those writes
+// fails, so a failure stays the one event's, as process handles it.
+// Records are written in the order of their keys (a key's events keep
+// their order; deployments by their release's id, the order the audit
+// chain's group commit inserts releases in), so two workers whose batches
+// share records, or a batch and the group commit, lock them in the same
+// order and never deadlock. A deployment whose links change needs the
+// group commit (core.ErrOwnCommit): its batch is then stored one by one.
+// What a recorded deployment triggers (the write-back of work notes) runs
+// once the batch has committed. On PostgreSQL only (SharesCommits).
+// Events that need more — a connector that completes records through its
+// API, a CI's gate request, reviews, a mapping that fails, an event out of
+// attempts — are left to process.
 func (in *Inbox) storeTogether(ctx context.Context, evs []core.Event) (done []core.EventOutcome, settled, rest []core.Event) {
 	if len(evs) < 2 || !in.store.SharesCommits() {
 		return nil, nil, evs
 	}
 	var batch []staged
 	for _, e := range evs {
-		if s, ok := in.stage(e); ok {
+		if s, ok := in.stage(ctx, e); ok {
 			batch = append(batch, s)
 		} else {
 			rest = append(rest, e)
@@ -399,14 +404,20 @@ func (in *Inbox) storeTogether(ctx context.Context, evs []core.Event) (done []co
 		}
 		return batch[i].key < batch[j].key
 	})
-	err := in.store.Together(ctx, func(ctx context.Context) (err error) {
+	var later afterCommit
+	err := in.store.Together(context.WithValue(ctx, afterCommitKey{}, &later), func(ctx context.Context) (err error) {
 		defer func() {
 			if p := recover(); p != nil { // process quarantines the event that panics
 				err = fmt.Errorf("panic: %v", p)
 			}
 		}()
 		for _, s := range batch {
-			outcome, record, err := in.apply(ctx, s.c, s.rec)
+			var outcome, record string
+			if d, ok := s.rec.(*core.Deployment); ok {
+				outcome, record, err = deploymentOutcome(in.deployments.Store(ctx, *d, "connector:"+s.c.Config.Name))
+			} else {
+				outcome, record, err = in.apply(ctx, s.c, s.rec)
+			}
 			if err != nil {
 				return fmt.Errorf("event %s: %w", s.e.ID, err)
 			}
@@ -421,14 +432,19 @@ func (in *Inbox) storeTogether(ctx context.Context, evs []core.Event) (done []co
 		}
 		return nil, nil, evs
 	}
+	for _, fn := range later {
+		fn(ctx)
+	}
 	return done, settled, rest
 }
 
-// stage maps e when storeTogether may store it: a change or incident of
-// a connector that needs no API to complete it (other kinds are not
-// mapped here, so process maps them once). Anything else — and a
-// mapping that fails or panics — is for process, which reports it.
-func (in *Inbox) stage(e core.Event) (s staged, ok bool) {
+// stage maps e when storeTogether may store it: a change, incident or
+// deployment of a connector that needs no API to complete it (other kinds
+// are not mapped here, so process maps them once); a deployment is
+// prepared for recording (its environment, its source's authority, the
+// CI gate it passed). Anything else — and a mapping or preparation that
+// fails or panics — is for process, which reports it.
+func (in *Inbox) stage(ctx context.Context, e core.Event) (s staged, ok bool) {
 	defer func() {
 		if recover() != nil {
 			ok = false
@@ -446,7 +462,7 @@ func (in *Inbox) stage(e core.Event) (s staged, ok bool) {
 		return staged{}, false
 	}
 	prof, found := set.Select(c.Config.Type, e.Type, e.Body)
-	if !found || (prof.Kind() != mapping.KindChange && prof.Kind() != mapping.KindIncident) {
+	if k := prof.Kind(); !found || (k != mapping.KindChange && k != mapping.KindIncident && k != mapping.KindDeployment) {
 		return staged{}, false // mapped once, by process
 	}
 	res := prof.ApplyFast(e.Body)
@@ -458,6 +474,16 @@ func (in *Inbox) stage(e core.Event) (s staged, ok bool) {
 		return staged{e: e, c: c, rec: r, kind: 0, key: r.Key}, r.Key != ""
 	case *core.Incident:
 		return staged{e: e, c: c, rec: r, kind: 1, key: r.Key}, r.Key != ""
+	case *core.Deployment:
+		if in.deployments == nil || in.prepareDeployment(ctx, c, r) != nil {
+			return staged{}, false
+		}
+		d, err := in.deployments.Prepare(ctx, *r)
+		if err != nil {
+			return staged{}, false
+		}
+		key := core.ReleaseID(d.Service, d.Version, d.Environment) + "\x00" + d.Provider + "\x00" + d.RunID + "\x00" + d.Service + "\x00" + d.Environment
+		return staged{e: e, c: c, rec: &d, kind: 2, key: key}, true
 	}
 	return staged{}, false
 }
@@ -825,34 +851,10 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, reco
 		}
 		return describe(res), "incident:" + r.Key, nil
 	case *core.Deployment:
-		r.Source = c.Config.Name
-		if r.Provider == "" {
-			r.Provider = c.Config.Type
-		}
-		env, err := connectors.ApplyDefaultEnvironment(c.Config, r.Environment)
-		if err != nil {
+		if err := in.prepareDeployment(ctx, c, r); err != nil {
 			return "", "", err
 		}
-		r.Environment = env
-		if r.StartedAt.IsZero() {
-			r.StartedAt = in.clock.Now()
-		}
-		var finished time.Time
-		if r.FinishedAt != nil {
-			finished = *r.FinishedAt
-		}
-		if err := in.authorize(c, connectors.RecordDeployments, r.StartedAt, finished); err != nil {
-			return "", "", err
-		}
-		in.inheritGate(ctx, c, r)
-		d, created, err := in.deployments.Record(ctx, *r, "connector:"+c.Config.Name)
-		if err != nil {
-			return "", "", err
-		}
-		if created {
-			return "deployment recorded", "deployment:" + d.ID, nil
-		}
-		return "deployment updated", "deployment:" + d.ID, nil
+		return deploymentOutcome(in.deployments.Record(ctx, *r, "connector:"+c.Config.Name))
 	case *core.PIR:
 		if r.ReleaseID == "" {
 			return "", "", core.Invalid("release_id", "the review names no release")
@@ -884,6 +886,44 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, reco
 		return "review signed off", "release:" + r.ReleaseID, nil
 	}
 	return "", "", core.Errorf(core.KindInternal, "mapping produced an unsupported record type %T", rec)
+}
+
+// prepareDeployment completes a mapped deployment for recording: its
+// source and provider, the connector's default environment, a start time,
+// the source's authority to report it, and the CI gate it passed.
+func (in *Inbox) prepareDeployment(ctx context.Context, c Connector, r *core.Deployment) error {
+	r.Source = c.Config.Name
+	if r.Provider == "" {
+		r.Provider = c.Config.Type
+	}
+	env, err := connectors.ApplyDefaultEnvironment(c.Config, r.Environment)
+	if err != nil {
+		return err
+	}
+	r.Environment = env
+	if r.StartedAt.IsZero() {
+		r.StartedAt = in.clock.Now()
+	}
+	var finished time.Time
+	if r.FinishedAt != nil {
+		finished = *r.FinishedAt
+	}
+	if err := in.authorize(c, connectors.RecordDeployments, r.StartedAt, finished); err != nil {
+		return err
+	}
+	in.inheritGate(ctx, c, r)
+	return nil
+}
+
+// deploymentOutcome describes what recording a deployment did.
+func deploymentOutcome(d core.Deployment, created bool, err error) (outcome, record string, _ error) {
+	if err != nil {
+		return "", "", err
+	}
+	if created {
+		return "deployment recorded", "deployment:" + d.ID, nil
+	}
+	return "deployment updated", "deployment:" + d.ID, nil
 }
 
 func describe(r core.UpsertResult) string {

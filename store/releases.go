@@ -95,7 +95,7 @@ func (d *DB) UpsertRelease(ctx context.Context, r core.Release) (core.Release, e
 	}
 	now := d.now()
 	var row releaseRow
-	st, err := d.base.Stmts().Get(ctx, d.q(`INSERT INTO releases (`+releaseCols+`)
+	query := d.q(`INSERT INTO releases (` + releaseCols + `)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (service, version, environment) DO UPDATE SET
 			team = CASE WHEN excluded.team <> '' THEN excluded.team ELSE releases.team END,
@@ -103,7 +103,21 @@ func (d *DB) UpsertRelease(ctx context.Context, r core.Release) (core.Release, e
 			changes = CASE WHEN excluded.changes <> '[]' THEN excluded.changes ELSE releases.changes END,
 			fixes_incidents = CASE WHEN excluded.fixes_incidents <> '[]' THEN excluded.fixes_incidents ELSE releases.fixes_incidents END,
 			updated_at = excluded.updated_at
-		RETURNING `+releaseCols))
+		RETURNING ` + releaseCols)
+	args := []any{core.ReleaseID(r.Service, r.Version, r.Environment), r.Service, r.Version, r.Environment, strings.TrimSpace(r.Team), strings.TrimSpace(r.Commit),
+		strList(r.Changes), strList(r.FixesIncidents), now, now}
+	if tx := d.base.TogetherTx(ctx); tx != nil {
+		// In a shared transaction a unique violation aborts it: the
+		// caller makes the write again on its own, where it is retried.
+		if err = d.base.QueryRowTx(ctx, tx, query, args...).StructScan(&row); sqldb.IsUniqueViolation(err) {
+			err = fmt.Errorf("%w: %w", core.ErrOwnCommit, err)
+		}
+		if err != nil {
+			return core.Release{}, fmt.Errorf("upsert release %s %s %s: %w", r.Service, r.Version, r.Environment, translate(err))
+		}
+		return row.release()
+	}
+	st, err := d.base.Stmts().Get(ctx, query)
 	if err != nil {
 		return core.Release{}, translate(err)
 	}
@@ -115,9 +129,7 @@ func (d *DB) UpsertRelease(ctx context.Context, r core.Release) (core.Release, e
 	// violation, after the other has committed. Asked again, it finds
 	// that row and updates it.
 	for attempt := 1; ; attempt++ {
-		err = st.GetContext(ctx, &row,
-			core.ReleaseID(r.Service, r.Version, r.Environment), r.Service, r.Version, r.Environment, strings.TrimSpace(r.Team), strings.TrimSpace(r.Commit),
-			strList(r.Changes), strList(r.FixesIncidents), now, now)
+		err = st.GetContext(ctx, &row, args...)
 		if err == nil || attempt == 3 || !sqldb.IsUniqueViolation(err) || ctx.Err() != nil {
 			break
 		}
@@ -406,9 +418,18 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 		ts(dep.StartedAt), nullTime(dep.FinishedAt), dep.Actor, strList(dep.Changes), strList(dep.Incidents),
 		dep.DecisionID, dep.Provider, dep.RunID, dep.URL, dep.Source, now, now}
 	var row deploymentRow
-	err = d.db.GetContext(ctx, &row, d.q(recordDeploymentGuardedSQL), args...)
-	if errors.Is(err, sql.ErrNoRows) {
-		row, err = d.relinkDeployment(ctx, dep, by, now, args)
+	if tx := d.base.TogetherTx(ctx); tx != nil {
+		err = d.base.QueryRowTx(ctx, tx, d.q(recordDeploymentGuardedSQL), args...).StructScan(&row)
+		if errors.Is(err, sql.ErrNoRows) {
+			// A relink goes through the group commit, which may wait for
+			// the row this transaction now holds locked.
+			err = core.ErrOwnCommit
+		}
+	} else {
+		err = d.db.GetContext(ctx, &row, d.q(recordDeploymentGuardedSQL), args...)
+		if errors.Is(err, sql.ErrNoRows) {
+			row, err = d.relinkDeployment(ctx, dep, by, now, args)
+		}
 	}
 	if err != nil {
 		return core.Deployment{}, false, fmt.Errorf("record deployment %s/%s %s %s: %w", dep.Provider, dep.RunID, dep.Service, dep.Environment, translate(err))

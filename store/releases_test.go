@@ -509,3 +509,92 @@ func TestUpsertReleaseConcurrentFirstInsert(t *testing.T) {
 		}
 	})
 }
+
+// Under Together a release, its deployment and its review requirement are
+// written in the shared transaction (one commit, or none when it rolls
+// back). A repeat that changes the deployment's links needs the audit
+// chain's group commit: under Together it is refused with
+// core.ErrOwnCommit, nothing of it stays once the transaction rolls back,
+// and made again outside it, it is recorded and audited.
+func TestDeploymentWritesTogether(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		write := func(ctx context.Context, d core.Deployment) (core.Deployment, error) {
+			rel, err := db.UpsertRelease(ctx, core.Release{Service: d.Service, Version: d.Version, Environment: d.Environment, Team: "payments-team"})
+			if err != nil {
+				return core.Deployment{}, err
+			}
+			d.ReleaseID = rel.ID
+			stored, _, err := db.RecordDeployment(ctx, d, "connector:github")
+			if err != nil {
+				return core.Deployment{}, err
+			}
+			return stored, db.RequirePIR(ctx, core.PIR{ReleaseID: rel.ID, Team: "payments-team"})
+		}
+
+		var first core.Deployment
+		if err := db.Together(ctx, func(ctx context.Context) (err error) {
+			first, err = write(ctx, testDeployment(core.DeploySucceeded, nil))
+			return err
+		}); err != nil {
+			t.Fatalf("together: %v", err)
+		}
+		if _, err := db.GetDeployment(ctx, first.ID); err != nil {
+			t.Fatalf("the deployment written together: %v", err)
+		}
+		if _, err := db.GetPIR(ctx, first.ReleaseID); err != nil {
+			t.Fatalf("the review written together: %v", err)
+		}
+		if db.SharesCommits() {
+			var n int
+			if err := db.SQLX().Get(&n, `SELECT count(DISTINCT x) FROM (
+				SELECT xmin::text AS x FROM releases UNION ALL SELECT xmin::text FROM deployments UNION ALL SELECT xmin::text FROM pirs) t`); err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 {
+				t.Errorf("release, deployment and review written by %d transactions, want 1", n)
+			}
+		}
+
+		// A rolled-back Together leaves nothing.
+		other := testDeployment(core.DeploySucceeded, nil)
+		other.Version, other.RunID = "1.4.3", "43"
+		boom := errors.New("boom")
+		if err := db.Together(ctx, func(ctx context.Context) error {
+			if _, err := write(ctx, other); err != nil {
+				return err
+			}
+			return boom
+		}); !errors.Is(err, boom) {
+			t.Fatalf("together: %v, want boom", err)
+		}
+		if got, err := db.ListDeployments(ctx, core.ReleaseFilter{Limit: 10}); err != nil || len(got) != 1 {
+			t.Fatalf("deployments after the rollback: %d (%v), want the first only", len(got), err)
+		}
+
+		relinked := testDeployment(core.DeploySucceeded, nil)
+		relinked.Changes = []string{"CHG9"}
+		clock.t = clock.t.Add(time.Second)
+		err := db.Together(ctx, func(ctx context.Context) error {
+			_, err := write(ctx, relinked)
+			return err
+		})
+		if !errors.Is(err, core.ErrOwnCommit) {
+			t.Fatalf("a relink under Together: %v, want ErrOwnCommit", err)
+		}
+		if got, err := db.GetDeployment(ctx, first.ID); err != nil || len(got.Changes) != 0 {
+			t.Fatalf("after the refused relink: %+v %v, want no links", got, err)
+		}
+		if _, err := write(ctx, relinked); err != nil {
+			t.Fatalf("the relink alone: %v", err)
+		}
+		got, err := db.GetDeployment(ctx, first.ID)
+		if err != nil || !slices.Equal(got.Changes, []string{"CHG9"}) {
+			t.Fatalf("after the relink: %+v %v", got, err)
+		}
+		entries, err := db.ListAudit(ctx, core.AuditFilter{Action: ActionDeploymentLinks, Limit: 10})
+		if err != nil || len(entries) != 1 || entries[0].Subject != "deployment:"+first.ID {
+			t.Fatalf("audit of the relink: %+v %v", entries, err)
+		}
+	})
+}

@@ -117,7 +117,13 @@ func (ch *Changes) GetChange(ctx context.Context, key string) (core.Change, erro
 		return core.Change{}, core.NotFound("change", key)
 	}
 	var doc []byte
-	err := ch.db.GetContext(ctx, &doc, ch.base.Q(`SELECT doc FROM changes WHERE key = ?`), key)
+	q := ch.base.Q(`SELECT doc FROM changes WHERE key = ?`)
+	var err error
+	if tx := ch.base.TogetherTx(ctx); tx != nil {
+		err = tx.GetContext(ctx, &doc, q, key) // what the shared transaction wrote so far
+	} else {
+		err = ch.db.GetContext(ctx, &doc, q, key)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return core.Change{}, core.NotFound("change", key)
 	}

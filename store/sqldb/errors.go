@@ -41,7 +41,7 @@ func Translate(err error) error {
 		case "23503", "23502", "23514", "22P02", "22001", // FK, not null, check, bad text repr, too long
 			"22021", "22P05": // NUL or invalid UTF-8 in text, \u0000 in jsonb
 			return core.Wrap(core.KindInvalid, err, "rejected by the database")
-		case "40001", "40P01": // serialization failure, deadlock
+		case "40001", "40P01", "55P03": // serialization failure, deadlock, lock wait timed out (lock_timeout)
 			return core.Wrap(core.KindUnavailable, err, "database conflict, retry")
 		}
 		switch {

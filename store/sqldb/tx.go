@@ -42,11 +42,22 @@ func (b *DB) Tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 // commit. A write that fails aborts them all (PostgreSQL refuses any
 // statement after a failed one), so fn returns the first error and the
 // caller redoes the writes one transaction each. Writes outside Tx (the
-// audit chain's group commit, statements on the pool) are not part of it.
+// audit chain's group commit, statements on the pool) are not part of it,
+// except those that ask for TogetherTx. A Together under another joins it.
 func (b *DB) Together(ctx context.Context, fn func(ctx context.Context) error) error {
 	return b.Tx(ctx, func(tx *sqlx.Tx) error {
 		return fn(context.WithValue(ctx, togetherKey{}, together{db: b, tx: tx}))
 	})
+}
+
+// TogetherTx returns the transaction of the Together ctx is under, or nil:
+// a write made on the pool or a prepared statement of its own goes through
+// it, so that it commits with the rest.
+func (b *DB) TogetherTx(ctx context.Context) *sqlx.Tx {
+	if t, ok := ctx.Value(togetherKey{}).(together); ok && t.db == b {
+		return t.tx
+	}
+	return nil
 }
 
 type togetherKey struct{}

@@ -1,0 +1,74 @@
+package service
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+// On PostgreSQL a deployment event is stored with one commit: its
+// release, the deployment and the review its success requires. A later
+// report that changes the deployment's links is recorded alone, through
+// the audit chain, and audited.
+func TestDeploymentRecordedWithOneCommit(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := store.Open(ctx, testpg.NewMigratedDatabase(t), store.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	policies := NewPolicies(db, log)
+	if err := policies.Load(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, key := range []string{"CHG1", "CHG2"} {
+		if _, err := db.UpsertChange(ctx, core.Change{Source: "snow", Key: key, Type: core.ChangeNormal, State: core.ChangeStateScheduled,
+			Approval: core.ApprovalApproved, Services: []string{"payments-api"}, SourceUpdatedAt: now.Add(-time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var recorded []core.Deployment
+	deps := NewDeployments(db, policies, core.SystemClock, log, 0)
+	deps.OnRecorded = func(_ context.Context, d core.Deployment) { recorded = append(recorded, d) }
+
+	d := core.Deployment{Service: "payments-api", Environment: "production", Version: "1.4.2", Team: "payments",
+		Status: core.DeploySucceeded, StartedAt: now.Add(-time.Minute), FinishedAt: &now, Provider: "github", RunID: "7",
+		Changes: []string{"CHG1"}, Source: "api"}
+	first, created, err := deps.Record(ctx, d, "token:ci")
+	if err != nil || !created {
+		t.Fatalf("record: %+v %v %v", first, created, err)
+	}
+	if p, err := db.GetPIR(ctx, first.ReleaseID); err != nil || p.Status != core.PIRPending {
+		t.Fatalf("review: %+v %v", p, err)
+	}
+	var txs int
+	if err := db.SQLX().Get(&txs, `SELECT count(DISTINCT x) FROM (
+		SELECT xmin::text AS x FROM releases UNION ALL SELECT xmin::text FROM deployments UNION ALL SELECT xmin::text FROM pirs) t`); err != nil {
+		t.Fatal(err)
+	}
+	if txs != 1 {
+		t.Errorf("release, deployment and review written by %d transactions, want 1", txs)
+	}
+
+	d.Changes = []string{"CHG1", "CHG2"}
+	again, created, err := deps.Record(ctx, d, "token:ci")
+	if err != nil || created || again.ID != first.ID || !slices.Equal(again.Changes, d.Changes) {
+		t.Fatalf("relink: %+v %v %v", again, created, err)
+	}
+	entries, err := db.ListAudit(ctx, core.AuditFilter{Action: store.ActionDeploymentLinks, Limit: 10})
+	if err != nil || len(entries) != 1 || entries[0].Subject != "deployment:"+first.ID || entries[0].Actor != "token:ci" {
+		t.Fatalf("the relink's audit entry: %+v %v", entries, err)
+	}
+	if len(recorded) != 2 || recorded[0].ID != first.ID || !slices.Equal(recorded[1].Changes, d.Changes) {
+		t.Errorf("OnRecorded told of %+v, want both reports, after their commits", recorded)
+	}
+}

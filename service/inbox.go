@@ -462,7 +462,10 @@ func (in *Inbox) stage(ctx context.Context, e core.Event) (s staged, ok bool) {
 		return staged{}, false
 	}
 	prof, found := set.Select(c.Config.Type, e.Type, e.Body)
-	if k := prof.Kind(); !found || (k != mapping.KindChange && k != mapping.KindIncident && k != mapping.KindDeployment) {
+	if !found {
+		return staged{}, false
+	}
+	if k := prof.Kind(); k != mapping.KindChange && k != mapping.KindIncident && k != mapping.KindDeployment {
 		return staged{}, false // mapped once, by process
 	}
 	res := prof.ApplyFast(e.Body)

@@ -32,8 +32,10 @@ const (
 // gate-check load and kills it with SIGKILL at random moments (3 times;
 // TOLLGATE_CRASH_KILLS for more: scripts/crash.sh). After the last
 // restart: every delivery answered 202 is stored exactly once, the
-// normalizer finishes them all, every answered gate decision is in the
-// audit chain, and `tollgate audit verify` passes.
+// normalizer finishes them all (changes, and deployments of those changes
+// stored with them in its batches: each acknowledged deployment recorded
+// once, with its release), every answered gate decision is in the audit
+// chain, and `tollgate audit verify` passes.
 func TestCrashKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the binary")
@@ -51,7 +53,7 @@ func TestCrashKill9(t *testing.T) {
 	cfg := filepath.Join(dir, "tollgate.yaml")
 	if err := os.WriteFile(cfg, []byte(`
 connectors:
-  - {name: itsm, type: generic, webhook_secret: `+crashSecret+`, records: [changes]}
+  - {name: itsm, type: generic, webhook_secret: `+crashSecret+`, records: [changes, deployments]}
 inbox: {lease: 2s, poll_interval: 50ms}
 `), 0o600); err != nil {
 		t.Fatal(err)
@@ -122,8 +124,9 @@ inbox: {lease: 2s, poll_interval: 50ms}
 
 	var (
 		mu        sync.Mutex
-		events    []string // event ids answered 202
-		decisions []string // decision ids answered 200
+		events    []string            // event ids answered 202
+		runs      = map[string]bool{} // run ids of the deployments among them
+		decisions []string            // decision ids answered 200
 		stop      = make(chan struct{})
 		wg        sync.WaitGroup
 	)
@@ -138,6 +141,13 @@ inbox: {lease: 2s, poll_interval: 50ms}
 				default:
 				}
 				body := []byte(fmt.Sprintf(`{"kind":"change","key":"CHG-%d-%d","state":"scheduled","approval":"approved","source_updated_at":"2026-11-27T10:00:00Z"}`, w, i))
+				run := ""
+				if w == 2 && i%2 == 1 { // deployments of the change just sent: stored in the same batches
+					run = fmt.Sprintf("run-%d", i)
+					body = []byte(fmt.Sprintf(`{"kind":"deployment","service":"svc-%d","environment":"staging","version":"2.0.%d","status":"succeeded",`+
+						`"started_at":"2026-11-27T10:00:00Z","finished_at":"2026-11-27T10:05:00Z","provider":"crash","run_id":%q,"changes":["CHG-2-%d"]}`,
+						i%7, i, run, i-1))
+				}
 				mac := hmac.New(sha256.New, []byte(crashSecret))
 				mac.Write(body)
 				st, raw := post("/webhooks/itsm", "", body, map[string]string{"X-Tollgate-Signature": "sha256=" + hex.EncodeToString(mac.Sum(nil))})
@@ -147,6 +157,9 @@ inbox: {lease: 2s, poll_interval: 50ms}
 				if st == 202 && json.Unmarshal(raw, &ack) == nil {
 					mu.Lock()
 					events = append(events, ack.EventID)
+					if run != "" {
+						runs[run] = true
+					}
 					mu.Unlock()
 				}
 			}
@@ -181,7 +194,7 @@ inbox: {lease: 2s, poll_interval: 50ms}
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
 	wg.Wait()
-	t.Logf("%d kills: %d deliveries and %d gate decisions acknowledged", kills, len(events), len(decisions))
+	t.Logf("%d kills: %d deliveries (%d deployments) and %d gate decisions acknowledged", kills, len(events), len(runs), len(decisions))
 	if len(events) == 0 || len(decisions) == 0 {
 		t.Fatal("nothing acknowledged: the load did not run")
 	}
@@ -219,6 +232,14 @@ inbox: {lease: 2s, poll_interval: 50ms}
 	var unfinished int
 	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM inbox_events WHERE status <> 'processed'").Scan(&unfinished); err != nil || unfinished != 0 {
 		t.Errorf("%d events not processed (quarantined or ignored) (%v)", unfinished, err)
+	}
+	for run := range runs {
+		var n int
+		err := db.QueryRowContext(ctx, `SELECT count(*) FROM deployments d JOIN releases r ON r.id = d.release_id
+			WHERE d.provider = 'crash' AND d.run_id = $1`, run).Scan(&n)
+		if err != nil || n != 1 {
+			t.Errorf("acknowledged deployment %s recorded with its release %d times (%v)", run, n, err)
+		}
 	}
 	for _, id := range decisions {
 		var n int

@@ -24,6 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/toolchain.sh
+. scripts/lib/ports.sh
 
 PG_ADMIN=${TOLLGATE_LOAD_PG:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
 DURATION=${LOAD_DURATION:-20s}
@@ -83,14 +84,6 @@ psql "$DB_URL" -qAtc "SELECT 'seeded: ' || (SELECT count(*) FROM deployments) ||
 psql "$DB_URL" -qAtc "CHECKPOINT" >/dev/null 2>&1 ||
 	log "could not CHECKPOINT (needs superuser or pg_checkpoint): the seed's writes may be flushed during the runs"
 
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$(( 20000 + RANDOM % 20000 ))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-	done
-	return 1
-}
 PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
 ADMIN_TOKEN="load-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"

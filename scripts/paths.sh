@@ -49,6 +49,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/toolchain.sh
+. scripts/lib/ports.sh
 [ -z "${PATHS_OUT:-}" ] || { mkdir -p "$PATHS_OUT" && PATHS_OUT=$(cd "$PATHS_OUT" && pwd); }
 
 PG_ADMIN=${TOLLGATE_LOAD_PG:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
@@ -118,14 +119,6 @@ DB_CREATED=1
 "$TMP/seed" -db "$DB_URL" "${SEED_FLAGS[@]}"
 psql "$DB_URL" -qAtc "CHECKPOINT" >/dev/null 2>&1 || log "could not CHECKPOINT: the seed's writes may be flushed during the runs"
 
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 20000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-	done
-	return 1
-}
 
 SECRET="paths-hook-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 ADMIN_TOKEN="paths-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"

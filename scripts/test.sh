@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/toolchain.sh
+. scripts/lib/ports.sh
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
@@ -59,7 +60,7 @@ start_throwaway() {
 		chown postgres "$tmp"
 		runas=(runuser -u postgres --)
 	fi
-	port=$(( 20000 + RANDOM % 20000 ))
+	port=$(free_port) || { log "no free port for a throwaway PostgreSQL"; return 1; }
 	log "starting a throwaway PostgreSQL ($bindir) in $tmp on port $port"
 	"${runas[@]}" "$bindir/initdb" -D "$tmp/data" -A trust -U postgres --no-sync -E UTF8 >"$tmp/initdb.log" 2>&1 \
 		|| { cat "$tmp/initdb.log" >&2; return 1; }

@@ -113,6 +113,16 @@ func newTestInbox(t *testing.T, clock core.Clock, cfg InboxConfig) (*Inbox, *fau
 // newTestInboxOn is newTestInbox on the database at url, logging to log.
 func newTestInboxOn(t *testing.T, url string, clock core.Clock, cfg InboxConfig, log *slog.Logger) (*Inbox, *faultyStore) {
 	t.Helper()
+	db, maps := openInboxStore(t, url, clock, log)
+	fs := &faultyStore{DB: db, upsert: map[string]func() error{}, finish: map[string]error{}}
+	conns := []Connector{{Config: connectors.Config{Name: "servicenow", Type: "servicenow"}}}
+	return NewInbox(fs, conns, maps, nil, metrics.New(), clock, log, cfg), fs
+}
+
+// openInboxStore opens and migrates the store at url, with the shipped
+// mapping profiles loaded.
+func openInboxStore(t *testing.T, url string, clock core.Clock, log *slog.Logger) (*store.DB, *Mappings) {
+	t.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, url, store.Options{Clock: clock, Logger: log})
 	if err != nil {
@@ -129,9 +139,50 @@ func newTestInboxOn(t *testing.T, url string, clock core.Clock, cfg InboxConfig,
 	if err := maps.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	fs := &faultyStore{DB: db, upsert: map[string]func() error{}, finish: map[string]error{}}
-	conns := []Connector{{Config: connectors.Config{Name: "servicenow", Type: "servicenow"}}}
-	return NewInbox(fs, conns, maps, nil, metrics.New(), clock, log, cfg), fs
+	return db, maps
+}
+
+// runUntilDrained runs the inboxes until no event is pending (at most 30
+// s), stops them, and reports every event not processed; it returns how
+// many were.
+func runUntilDrained(t *testing.T, db *store.DB, inboxes ...*Inbox) int {
+	t.Helper()
+	ctx := context.Background()
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, in := range inboxes {
+		wg.Go(func() { in.Run(rctx) })
+	}
+	defer func() { cancel(); wg.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, n, err := db.InboxLag(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events still pending", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	evs, err := db.ListEvents(ctx, core.EventFilter{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	processed := 0
+	for _, e := range evs {
+		if e.Status == core.EventProcessed {
+			processed++
+		} else {
+			t.Errorf("event %s: %s %q", e.ID, e.Status, e.Reason)
+		}
+	}
+	return processed
 }
 
 func snEvent(t *testing.T, db *store.DB, key string, at time.Time) string {

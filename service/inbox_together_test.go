@@ -134,7 +134,6 @@ func TestInboxBatchTogetherPanic(t *testing.T) {
 // that batch would be stored again one event at a time). Every event is
 // processed and no batch falls back.
 func TestInboxBatchesTogetherNeverDeadlock(t *testing.T) {
-	ctx := context.Background()
 	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	url := testpg.NewMigratedDatabase(t)
 	var fallbacks atomic.Int64
@@ -148,40 +147,7 @@ func TestInboxBatchesTogetherNeverDeadlock(t *testing.T) {
 		key := fmt.Sprintf("CHG%d", rnd.IntN(keys)) // each batch meets the keys in an order of its own
 		snVersion(t, fs.DB, key, fmt.Sprintf("d%d", i), at.Add(time.Duration(i)*time.Second))
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{}, 2)
-	for _, in := range []*Inbox{a, b} {
-		go func() { in.Run(rctx); done <- struct{}{} }()
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, n, err := fs.InboxLag(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d events still pending", n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	<-done
-	evs, err := fs.ListEvents(ctx, core.EventFilter{Limit: events + 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	processed := 0
-	for _, e := range evs {
-		if e.Status == core.EventProcessed {
-			processed++
-		} else {
-			t.Errorf("event %s: %s %q", e.ID, e.Status, e.Reason)
-		}
-	}
+	processed := runUntilDrained(t, fs.DB, a, b)
 	if processed != events {
 		t.Errorf("%d events processed, want %d", processed, events)
 	}

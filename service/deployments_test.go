@@ -50,12 +50,7 @@ func TestDeploymentRecordedWithOneCommit(t *testing.T) {
 	if p, err := db.GetPIR(ctx, first.ReleaseID); err != nil || p.Status != core.PIRPending {
 		t.Fatalf("review: %+v %v", p, err)
 	}
-	var txs int
-	if err := db.SQLX().Get(&txs, `SELECT count(DISTINCT x) FROM (
-		SELECT xmin::text AS x FROM releases UNION ALL SELECT xmin::text FROM deployments UNION ALL SELECT xmin::text FROM pirs) t`); err != nil {
-		t.Fatal(err)
-	}
-	if txs != 1 {
+	if txs := testpg.Transactions(t, db.SQLX(), "releases", "deployments", "pirs"); txs != 1 {
 		t.Errorf("release, deployment and review written by %d transactions, want 1", txs)
 	}
 

@@ -88,16 +88,6 @@ func (di *deployInbox) deployment(t *testing.T, run int, version, state, changes
 	return id
 }
 
-func (di *deployInbox) txs(t *testing.T) int {
-	t.Helper()
-	var n int
-	if err := di.db.SQLX().Get(&n, `SELECT count(DISTINCT x) FROM (SELECT xmin::text AS x FROM changes
-		UNION ALL SELECT xmin::text FROM releases UNION ALL SELECT xmin::text FROM deployments UNION ALL SELECT xmin::text FROM pirs) t`); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func (di *deployInbox) wantProcessed(t *testing.T, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
@@ -134,7 +124,7 @@ func TestInboxStoresDeploymentsTogether(t *testing.T) {
 			t.Fatalf("batch: %d %v", n, err)
 		}
 		di.wantProcessed(t, ids...)
-		if n := di.txs(t); n != 1 {
+		if n := testpg.Transactions(t, di.db.SQLX(), "changes", "releases", "deployments", "pirs"); n != 1 {
 			t.Errorf("changes, releases, deployments and reviews written by %d transactions, want 1", n)
 		}
 		deps, err := di.db.ListDeployments(ctx, core.ReleaseFilter{Limit: 10})

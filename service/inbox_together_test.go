@@ -29,16 +29,6 @@ func snVersion(t *testing.T, db *store.DB, key, dedupe string, at time.Time) str
 	return id
 }
 
-// commits counts the transactions that wrote the stored changes.
-func commits(t *testing.T, db *store.DB) int {
-	t.Helper()
-	var n int
-	if err := db.SQLX().Get(&n, `SELECT count(DISTINCT xmin::text) FROM changes`); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // On PostgreSQL a batch's change records are stored in one transaction:
 // one commit for the batch, every event processed with its own outcome.
 // When one of those writes fails, nothing of the batch's transaction
@@ -63,7 +53,7 @@ func TestInboxStoresABatchTogether(t *testing.T) {
 				t.Fatalf("event %s: %+v %v", id, e, err)
 			}
 		}
-		if n := commits(t, fs.DB); n != 1 {
+		if n := testpg.Transactions(t, fs.DB.SQLX(), "changes"); n != 1 {
 			t.Errorf("the batch's changes were stored by %d transactions, want 1", n)
 		}
 	})
@@ -90,7 +80,7 @@ func TestInboxStoresABatchTogether(t *testing.T) {
 				t.Errorf("event of %s: %s %q, want processed, created", key, e.Status, e.Reason)
 			}
 		}
-		if n := commits(t, fs.DB); n != 3 {
+		if n := testpg.Transactions(t, fs.DB.SQLX(), "changes"); n != 3 {
 			t.Errorf("changes stored by %d transactions, want 3 (one each, after the batch's was rolled back)", n)
 		}
 	})

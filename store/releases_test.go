@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
 func mustRelease(t *testing.T, db *DB, r core.Release) core.Release {
@@ -546,12 +547,7 @@ func TestDeploymentWritesTogether(t *testing.T) {
 			t.Fatalf("the review written together: %v", err)
 		}
 		if db.SharesCommits() {
-			var n int
-			if err := db.SQLX().Get(&n, `SELECT count(DISTINCT x) FROM (
-				SELECT xmin::text AS x FROM releases UNION ALL SELECT xmin::text FROM deployments UNION ALL SELECT xmin::text FROM pirs) t`); err != nil {
-				t.Fatal(err)
-			}
-			if n != 1 {
+			if n := testpg.Transactions(t, db.SQLX(), "releases", "deployments", "pirs"); n != 1 {
 				t.Errorf("release, deployment and review written by %d transactions, want 1", n)
 			}
 		}

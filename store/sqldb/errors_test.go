@@ -28,6 +28,15 @@ func TestTranslateResourceFailures(t *testing.T) {
 		{"23505", core.KindConflict},
 		{"42P01", ""}, // undefined_table: a bug, stays internal
 	}
+	// Lost races between transactions are retried, and are not the
+	// database being down: a shared transaction that loses one is made
+	// again alone (service.Deployments.Store).
+	for _, code := range []pq.ErrorCode{"40001", "40P01", "55P03"} { // serialization_failure, deadlock_detected, lock_not_available
+		err := Translate(&pq.Error{Code: code})
+		if core.KindOf(err) != core.KindUnavailable || core.IsStoreDown(err) {
+			t.Errorf("SQLSTATE %s: kind %q, store down %v; want a retryable conflict", code, core.KindOf(err), core.IsStoreDown(err))
+		}
+	}
 	for _, tt := range tests {
 		err := Translate(&pq.Error{Code: tt.code})
 		if got := core.KindOf(err); tt.want != "" && got != tt.want {

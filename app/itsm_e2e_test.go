@@ -604,7 +604,9 @@ func TestPollerLease(t *testing.T) {
 	defer stopB()
 	doneA := make(chan struct{})
 	go func() { pa.Run(ctxA); close(doneA) }()
-	time.Sleep(100 * time.Millisecond)
+	// B starts once A holds the lease (it has polled), however slow the
+	// machine: a fixed pause let B take the lease first on a loaded one.
+	s.waitFor("replica A's first poll", func() bool { return a.polls() > 0 })
 	go pb.Run(ctxB)
 	time.Sleep(500 * time.Millisecond)
 	if a.polls() < 3 || b.polls() != 0 {

@@ -44,10 +44,26 @@
 # latency is probed during each phase, default the run's temporary directory: put it on the
 # database's disk), TOLLGATE_LOAD_PG (admin URL).
 # Traffic goes to 127.0.0.1 only; every phase is bounded by its duration
-# and the run stops by itself, dropping its database (also on ^C).
+# and the run stops by itself, dropping its database (also on ^C or TERM,
+# at once: the work runs in a process group the signal is passed to).
 # Needs: go, psql, pgbench, curl, jq.
 set -euo pipefail
+self=$(readlink -f "$0")
 cd "$(dirname "$0")/.."
+# The work runs in a process group of its own that this process waits
+# for: bash holds a trapped signal until its foreground command ends (a
+# seed or a reconcile takes minutes), so a TERM or ^C here is passed to
+# the whole group at once; the group's own trap still drops its databases.
+if [ -z "${PATHS_GROUP:-}" ] && command -v setsid >/dev/null 2>&1; then
+	PATHS_GROUP=1 setsid bash "$self" "$@" &
+	group=$!
+	trap 'kill -TERM -- "-$group" 2>/dev/null || true' INT TERM
+	status=0
+	while kill -0 "$group" 2>/dev/null; do
+		wait "$group" && status=0 || status=$? # a trapped signal ends wait early: wait again for the cleanup
+	done
+	exit "$status"
+fi
 . scripts/lib/toolchain.sh
 . scripts/lib/ports.sh
 [ -z "${PATHS_OUT:-}" ] || { mkdir -p "$PATHS_OUT" && PATHS_OUT=$(cd "$PATHS_OUT" && pwd); }

@@ -139,7 +139,13 @@ func (s *Deployments) Store(ctx context.Context, d core.Deployment, by string) (
 		stored, created, err = s.write(ctx, d, by)
 		return err
 	}
-	if s.store.SharesCommits() {
+	later, inBatch := ctx.Value(afterCommitKey{}).(*afterCommit)
+	switch {
+	case inBatch:
+		// The batch's transaction holds the writes; a failure fails the
+		// batch, which stores its events one by one.
+		err = write(ctx)
+	case s.store.SharesCommits():
 		// The release, the deployment and its review requirement with one
 		// commit; alone when the deployment's links change, which the
 		// audit chain's group commit records, or when the shared
@@ -149,14 +155,14 @@ func (s *Deployments) Store(ctx context.Context, d core.Deployment, by string) (
 		if errors.Is(err, core.ErrOwnCommit) || (core.IsKind(err, core.KindUnavailable) && !core.IsStoreDown(err) && ctx.Err() == nil) {
 			err = write(ctx)
 		}
-	} else {
+	default:
 		err = write(ctx)
 	}
 	if err != nil {
 		return d, false, err
 	}
 	if s.OnRecorded != nil {
-		if later, ok := ctx.Value(afterCommitKey{}).(*afterCommit); ok {
+		if inBatch {
 			*later = append(*later, func(ctx context.Context) { s.OnRecorded(ctx, stored) })
 		} else {
 			s.OnRecorded(ctx, stored)
@@ -165,10 +171,10 @@ func (s *Deployments) Store(ctx context.Context, d core.Deployment, by string) (
 	return stored, created, nil
 }
 
-// afterCommit is what waits for a shared transaction's commit (the
-// inbox's batch, storeTogether): a deployment's write-back must not be
-// queued for a record that is then rolled back and recorded again under
-// another id.
+// afterCommit is what waits for the commit of the inbox's batch
+// (storeTogether), whose transaction a context carrying it is under: a
+// deployment's write-back must not be queued for a record that is then
+// rolled back and recorded again under another id.
 type afterCommit []func(ctx context.Context)
 
 type afterCommitKey struct{}

@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -65,5 +67,68 @@ func TestDeploymentRecordedWithOneCommit(t *testing.T) {
 	}
 	if len(recorded) != 2 || recorded[0].ID != first.ID || !slices.Equal(recorded[1].Changes, d.Changes) {
 		t.Errorf("OnRecorded told of %+v, want both reports, after their commits", recorded)
+	}
+}
+
+// togetherFails is a store whose shared transaction fails with err
+// without writing.
+type togetherFails struct {
+	*store.DB
+	err   error
+	calls int
+}
+
+func (f *togetherFails) Together(context.Context, func(context.Context) error) error {
+	f.calls++
+	return f.err
+}
+
+// A shared transaction that loses a race (a deadlock, a relink that needs
+// the audit chain) is made again alone; one that fails because the
+// database is down is not, and the error is the caller's.
+func TestDeploymentStoreRedoesALostRaceAlone(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := store.Open(ctx, testpg.NewMigratedDatabase(t), store.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	policies := NewPolicies(db, log)
+	if err := policies.Load(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	for i, tt := range []struct {
+		name   string
+		err    error
+		stored bool
+	}{
+		{"deadlock", core.Wrap(core.KindUnavailable, errors.New("pq: deadlock detected"), "database conflict, retry"), true},
+		{"needs its own commit", core.ErrOwnCommit, true},
+		{"database down", core.StoreDown(errors.New("dial tcp: connection refused"), "database unavailable"), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := &togetherFails{DB: db, err: tt.err}
+			deps := NewDeployments(fs, policies, core.SystemClock, log, 0)
+			d := core.Deployment{Service: "payments-api", Environment: "staging", Version: fmt.Sprintf("2.%d.0", i),
+				Status: core.DeployStarted, StartedAt: now, Provider: "github", RunID: fmt.Sprint(900 + i), Source: "api"}
+			got, _, err := deps.Record(ctx, d, "token:ci")
+			if fs.calls != 1 {
+				t.Fatalf("Together called %d times, want 1", fs.calls)
+			}
+			if !tt.stored {
+				if !core.IsStoreDown(err) {
+					t.Fatalf("err %v, want the database down", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("record: %v", err)
+			}
+			if _, err := db.GetDeployment(ctx, got.ID); err != nil {
+				t.Fatalf("the deployment made alone: %v", err)
+			}
+		})
 	}
 }

@@ -185,10 +185,25 @@ func runUntilDrained(t *testing.T, db *store.DB, inboxes ...*Inbox) int {
 	return processed
 }
 
+// snEvent stores a ServiceNow delivery of change key, received at at.
 func snEvent(t *testing.T, db *store.DB, key string, at time.Time) string {
 	t.Helper()
-	body := fmt.Sprintf(`{"result":{"sys_class_name":"change_request","number":%q,"state":"-5","sys_updated_on":"2026-11-24 10:00:00"}}`, key)
-	id, _, err := db.InsertEvent(context.Background(), core.Event{Connector: "servicenow", Type: "change_request", DedupeKey: key, Body: []byte(body), ReceivedAt: at})
+	return snDelivery(t, db, key, key, time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC), at)
+}
+
+// snVersion stores a ServiceNow delivery of change key as it stood at at
+// (its own delivery: dedupe names it).
+func snVersion(t *testing.T, db *store.DB, key, dedupe string, at time.Time) string {
+	t.Helper()
+	return snDelivery(t, db, key, dedupe, at, at)
+}
+
+// snDelivery stores a ServiceNow delivery of change key updated at
+// updated, received at received.
+func snDelivery(t *testing.T, db *store.DB, key, dedupe string, updated, received time.Time) string {
+	t.Helper()
+	body := fmt.Sprintf(`{"result":{"sys_class_name":"change_request","number":%q,"state":"-5","sys_updated_on":%q}}`, key, updated.Format("2006-01-02 15:04:05"))
+	id, _, err := db.InsertEvent(context.Background(), core.Event{Connector: "servicenow", Type: "change_request", DedupeKey: dedupe, Body: []byte(body), ReceivedAt: received})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,20 +14,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
-	"github.com/tollgate-dev/tollgate/store"
 )
-
-// snVersion stores a ServiceNow delivery of change key as it stood at at
-// (its own delivery: dedupe names it).
-func snVersion(t *testing.T, db *store.DB, key, dedupe string, at time.Time) string {
-	t.Helper()
-	body := fmt.Sprintf(`{"result":{"sys_class_name":"change_request","number":%q,"state":"-5","sys_updated_on":%q}}`, key, at.Format("2006-01-02 15:04:05"))
-	id, _, err := db.InsertEvent(context.Background(), core.Event{Connector: "servicenow", Type: "change_request", DedupeKey: dedupe, Body: []byte(body), ReceivedAt: at})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
 
 // On PostgreSQL a batch's change records are stored in one transaction:
 // one commit for the batch, every event processed with its own outcome.

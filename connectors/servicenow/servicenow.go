@@ -85,17 +85,24 @@ const (
 	fieldResult = "result"
 )
 
+// The members classOf reads: at the top level, and in the result record.
+var (
+	topFields   = []string{fieldClass, fieldResult}
+	innerFields = []string{fieldClass}
+)
+
 // classOf returns the validated sys_class_name of the record body holds.
 func classOf(body []byte) (string, error) {
 	var top [2]gjson.Result
-	if _, err := hook.ParseLookup(body, top[:], fieldClass, fieldResult); err != nil {
+	var inner [1]gjson.Result // the result record's sys_class_name, read in the same pass
+	if _, err := hook.ParseLookupIn(body, top[:], topFields, fieldResult, inner[:], innerFields); err != nil {
 		return "", err
 	}
 	class, result := top[0], top[1]
 	if !class.Exists() && result.Exists() {
 		switch {
 		case result.IsObject():
-			class = hook.Get(result, fieldClass)
+			class = inner[0]
 		case result.IsArray():
 			n := 0
 			result.ForEach(func(_, _ gjson.Result) bool { n++; return true })

@@ -109,16 +109,27 @@ func Get(obj gjson.Result, key string) gjson.Result {
 // body: the members are looked up as they are validated. Its errors are
 // ParseObject's.
 func ParseLookup(body []byte, vals []gjson.Result, keys ...string) (gjson.Result, error) {
+	return ParseLookupIn(body, vals, keys, "", nil, nil)
+}
+
+// ParseLookupIn is ParseLookup that also looks up inKeys inside the
+// member named in, in the same pass: inVals[k] is what Get(v, inKeys[k])
+// gives for v the value of the last member named in (nothing when that
+// value is not an object). A ServiceNow envelope's record is read so,
+// without a second walk over it.
+func ParseLookupIn(body []byte, vals []gjson.Result, keys []string, in string, inVals []gjson.Result, inKeys []string) (gjson.Result, error) {
 	i := 0
 	for i < len(body) && isSpace(body[i]) {
 		i++
 	}
-	for k := range keys {
-		vals[k] = gjson.Result{}
-	}
+	clear(vals[:len(keys)])
+	clear(inVals[:len(inKeys)])
 	raw := unsafe.String(unsafe.SliceData(body), len(body))
-	if i < len(body) && body[i] == '{' && !tooDeep(body) && walk(raw[i:], false, vals, keys) {
-		return gjson.Parse(raw), nil
+	if i < len(body) && body[i] == '{' && !tooDeep(body) {
+		w := walker{raw: raw[i:], s: jsonscan.Scanner{Data: body[i:]}}
+		if end, ok := w.object(0, false, vals, keys, in, inVals, inKeys); ok && jsonscan.WS(w.s.Data, end) == len(w.s.Data) {
+			return gjson.Parse(raw), nil
+		}
 	}
 	// Invalid, or possibly nested more deeply than encoding/json accepts:
 	// the general way words the error and decides.
@@ -127,6 +138,9 @@ func ParseLookup(body []byte, vals []gjson.Result, keys ...string) (gjson.Result
 		return gjson.Result{}, err
 	}
 	lookup(obj, false, vals, keys)
+	if in != "" {
+		lookup(Get(obj, in), false, inVals, inKeys)
+	}
 	return obj, nil
 }
 
@@ -147,19 +161,35 @@ func lookup(obj gjson.Result, fold bool, vals []gjson.Result, keys []string) {
 // whitespace); at the first byte that is not, it stops, keeping what it
 // found, as gjson's ForEach would. vals must be cleared by the caller.
 func walk(raw string, fold bool, vals []gjson.Result, keys []string) bool {
-	d := unsafe.Slice(unsafe.StringData(raw), len(raw))
-	s := jsonscan.Scanner{Data: d}
-	i := jsonscan.WS(d, 1)
+	w := walker{raw: raw, s: jsonscan.Scanner{Data: unsafe.Slice(unsafe.StringData(raw), len(raw))}}
+	end, ok := w.object(0, fold, vals, keys, "", nil, nil)
+	return ok && jsonscan.WS(w.s.Data, end) == len(w.s.Data)
+}
+
+// walker reads objects in raw (the same bytes as s.Data) in place.
+type walker struct {
+	raw string
+	s   jsonscan.Scanner
+}
+
+// object walks the object whose '{' is at i, as walk describes, and
+// returns the index just past its '}' and whether it was valid up to
+// there. The members of the member named in (when in is not "") that is
+// an object are walked the same way for inKeys, into inVals (cleared for
+// each such member, so the last one wins).
+func (w *walker) object(i int, fold bool, vals []gjson.Result, keys []string, in string, inVals []gjson.Result, inKeys []string) (int, bool) {
+	d, raw := w.s.Data, w.raw
+	i = jsonscan.WS(d, i+1)
 	if i < len(d) && d[i] == '}' {
-		return jsonscan.WS(d, i+1) == len(d)
+		return i + 1, true
 	}
 	for {
 		if i >= len(d) || d[i] != '"' {
-			return false
+			return i, false
 		}
 		end, esc, ok := jsonscan.Str(d, i+1)
 		if !ok {
-			return false
+			return i, false
 		}
 		// Without escapes, and in valid UTF-8, the raw key is the decoded
 		// one.
@@ -168,11 +198,21 @@ func walk(raw string, fold bool, vals []gjson.Result, keys []string) bool {
 			name = decodeString(raw[i:end])
 		}
 		if i = jsonscan.WS(d, end); i >= len(d) || d[i] != ':' {
-			return false
+			return i, false
 		}
 		start := jsonscan.WSColon(d, i+1)
-		if i, ok = s.Skip(start); !ok {
-			return false
+		if in != "" && name == in {
+			clear(inVals[:len(inKeys)])
+			if start < len(d) && d[start] == '{' {
+				i, ok = w.object(start, false, inVals, inKeys, "", nil, nil)
+			} else {
+				i, ok = w.s.Skip(start)
+			}
+		} else {
+			i, ok = w.s.Skip(start)
+		}
+		if !ok {
+			return i, false
 		}
 		for k, want := range keys {
 			if name == want || fold && strings.EqualFold(name, want) {
@@ -180,15 +220,15 @@ func walk(raw string, fold bool, vals []gjson.Result, keys []string) bool {
 			}
 		}
 		if i = jsonscan.WS(d, i); i >= len(d) {
-			return false
+			return i, false
 		}
 		switch d[i] {
 		case ',':
 			i = jsonscan.WS(d, i+1)
 		case '}':
-			return jsonscan.WS(d, i+1) == len(d)
+			return i + 1, true
 		default:
-			return false
+			return i, false
 		}
 	}
 }

@@ -51,6 +51,49 @@ func TestParseLookupAgrees(t *testing.T) {
 				t.Errorf("%.40q: ParseLookup %q = %q, Lookup = %q", body, keys[k], got[k].Raw, want[k].Raw)
 			}
 		}
+		sameLookupIn(t, []byte(body), obj)
+	}
+	// The member looked into: the last one wins, also when it is not an
+	// object; keys inside arrays and deeper objects are not its members.
+	for body, want := range map[string]string{
+		`{"r":{"c":1}}`:                     "1",
+		`{"r":{"c":1},"r":{"c":2}}`:         "2",
+		`{"r":{"c":1},"r":{"d":2}}`:         "",
+		`{"r":{"c":1},"r":[{"c":2}]}`:       "",
+		`{"r":{"x":{"c":1},"c":[3]}}`:       "[3]",
+		`{"r":{"x":{"c":1}}}`:               "",
+		`{"c":0,"r":{"c":"v","c":"w"}}`:     `"w"`,
+		`{"r":{"c":1},"r":"s","z":{"c":4}}`: "",
+	} {
+		var top [1]gjson.Result
+		var in [1]gjson.Result
+		if _, err := hook.ParseLookupIn([]byte(body), top[:], []string{"c"}, "r", in[:], []string{"c"}); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if in[0].Raw != want {
+			t.Errorf("ParseLookupIn(%s) r.c = %q, want %q", body, in[0].Raw, want)
+		}
+	}
+}
+
+// sameLookupIn fails t unless ParseLookupIn, looking into member "a",
+// finds what Lookup finds at the top and then in Get(obj, "a").
+func sameLookupIn(t *testing.T, body []byte, obj gjson.Result) {
+	t.Helper()
+	keys := []string{"a", "b", "value", ""}
+	var got, want, gotIn, wantIn [4]gjson.Result
+	if _, err := hook.ParseLookupIn(body, got[:], keys, "a", gotIn[:], keys); err != nil {
+		t.Fatalf("ParseLookupIn: %v after ParseObject accepted the body", err)
+	}
+	hook.Lookup(obj, want[:], keys...)
+	hook.Lookup(hook.Get(obj, "a"), wantIn[:], keys...)
+	for k := range keys {
+		if got[k].Raw != want[k].Raw || got[k].Type != want[k].Type || got[k].Str != want[k].Str {
+			t.Fatalf("%.40q: ParseLookupIn %q = %#v, Lookup = %#v", body, keys[k], got[k], want[k])
+		}
+		if gotIn[k].Raw != wantIn[k].Raw || gotIn[k].Type != wantIn[k].Type || gotIn[k].Str != wantIn[k].Str {
+			t.Fatalf("%.40q: ParseLookupIn a.%q = %#v, Lookup = %#v", body, keys[k], gotIn[k], wantIn[k])
+		}
 	}
 }
 
@@ -106,6 +149,7 @@ func FuzzRead(f *testing.F) {
 				t.Fatalf("ParseLookup %q = %#v, Lookup = %#v", keys[k], got[k], want[k])
 			}
 		}
+		sameLookupIn(t, body, obj)
 	})
 }
 

@@ -23,6 +23,7 @@ import (
 // and the waiting protection rule is answered approved through the fake
 // GitHub, within 5 s of the database answering again.
 func TestOutageResumesPollerAndPendingAnswers(t *testing.T) {
+	t.Parallel() // mostly waiting on its private server and the poller
 	pg := testpg.NewPrivate(t)
 	fake := itsmfake.New(snUser, snPassword)
 	defer fake.Close()
@@ -123,6 +124,7 @@ connectors:
 // A's notification listener must be listening again by then, however long
 // the outage made its reconnect backoff.
 func TestLongPollAcrossReplicasAfterOutage(t *testing.T) {
+	t.Parallel() // mostly the outage's wait: it runs beside the package's other parallel tests
 	pg := testpg.NewPrivate(t)
 	a := bootURL(t, pg.URL, e2eConfig)
 	b := bootURL(t, pg.URL, e2eConfig)

@@ -21,16 +21,7 @@ import (
 // the audit chain, and audited.
 func TestDeploymentRecordedWithOneCommit(t *testing.T) {
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := store.Open(ctx, testpg.NewMigratedDatabase(t), store.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	policies := NewPolicies(db, log)
-	if err := policies.Load(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
+	db, policies, log := openDeploymentStore(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	for _, key := range []string{"CHG1", "CHG2"} {
 		if _, err := db.UpsertChange(ctx, core.Change{Source: "snow", Key: key, Type: core.ChangeNormal, State: core.ChangeStateScheduled,
@@ -70,6 +61,23 @@ func TestDeploymentRecordedWithOneCommit(t *testing.T) {
 	}
 }
 
+// openDeploymentStore opens a migrated PostgreSQL store, closed when t
+// ends, with its default policy loaded.
+func openDeploymentStore(t *testing.T) (*store.DB, *Policies, *slog.Logger) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := store.Open(context.Background(), testpg.NewMigratedDatabase(t), store.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	policies := NewPolicies(db, log)
+	if err := policies.Load(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	return db, policies, log
+}
+
 // togetherFails is a store whose shared transaction fails with err
 // without writing.
 type togetherFails struct {
@@ -88,16 +96,7 @@ func (f *togetherFails) Together(context.Context, func(context.Context) error) e
 // database is down is not, and the error is the caller's.
 func TestDeploymentStoreRedoesALostRaceAlone(t *testing.T) {
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := store.Open(ctx, testpg.NewMigratedDatabase(t), store.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	policies := NewPolicies(db, log)
-	if err := policies.Load(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
+	db, policies, log := openDeploymentStore(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	for i, tt := range []struct {
 		name   string

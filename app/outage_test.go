@@ -10,16 +10,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lib/pq"
+
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
-// TestDatabaseOutage stops a private PostgreSQL under a running tollgate:
-// /readyz turns 503 within a second, webhooks get 503 with Retry-After
+// TestDatabaseOutage stops a private PostgreSQL under a running tollgate —
+// a fast shutdown, and a crash (immediate shutdown: what the server's WAL
+// buffers held unwritten is lost, as the normalizer's commits that do not
+// wait for their flush may be) — with webhook and gate-check load across
+// it: /readyz turns 503 within a second, webhooks get 503 with Retry-After
 // (the senders retry), gate checks get 503 (the CLI's exit 3, never an
 // allow); the database back, full service returns within 5 s without a
-// restart, and the deliveries acknowledged before and after are all kept.
+// restart, every delivery acknowledged before, during and after is kept
+// and normalized, and every gate decision answered is in the audit chain.
 func TestDatabaseOutage(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		stop func(*testpg.Private)
+	}{
+		{"stopped", (*testpg.Private).Stop},
+		{"crashed", (*testpg.Private).Crash},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // each on a PostgreSQL of its own
+			databaseOutage(t, tt.stop)
+		})
+	}
+}
+
+func databaseOutage(t *testing.T, stop func(*testpg.Private)) {
 	pg := testpg.NewPrivate(t)
 	// An event being normalized when the database went away keeps its
 	// claim (recording the retry failed too) until the claim's lease ends:
@@ -38,10 +59,20 @@ func TestDatabaseOutage(t *testing.T) {
 	if st := gateStatus(); st != 200 {
 		t.Fatalf("gate before the outage: %d", st)
 	}
+	db, err := sql.Open("postgres", pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
 
 	load := startDeliveries(hook) // across the outage
-	time.Sleep(200 * time.Millisecond)
-	pg.Stop()
+	checks := startChecks(s, ci, gate)
+	time.Sleep(300 * time.Millisecond)
+	var processed []string // outcomes recorded just before the outage
+	if err := db.QueryRow(`SELECT coalesce(array_agg(id), '{}') FROM inbox_events WHERE status = 'processed'`).Scan(pq.Array(&processed)); err != nil {
+		t.Fatal(err)
+	}
+	stop(pg)
 	d := within(t, "/readyz 503 after the database stopped", time.Second, func() bool { return status("/readyz") == 503 })
 	t.Logf("/readyz 503 %v after the stop", d.Round(time.Millisecond))
 	st, h := hook(2)
@@ -56,11 +87,73 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 
 	pg.Start()
+	var undone int // outcomes the outage took back (the crash's lost commits): normalized again below
+	if err := db.QueryRow(`SELECT count(*) FROM inbox_events WHERE id = ANY($1) AND status <> 'processed'`, pq.Array(processed)).Scan(&undone); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d of the %d outcomes recorded just before the outage were not there after it", undone, len(processed))
 	d = within(t, "full service after the database came back", 5*time.Second, func() bool {
 		return status("/readyz") == 200 && gateStatus() == 200
 	})
 	t.Logf("full service %v after the database answered again", d.Round(time.Millisecond))
 	load.finish(t, s, hook, "CHG1")
+	checks.finish(t, db)
+}
+
+// checks is gate-check load across a fault: one loop checking a release,
+// keeping the decision ids answered 200.
+type checks struct {
+	mu        sync.Mutex
+	decisions []string
+	codes     map[int]int
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+func startChecks(s *server, token string, req map[string]any) *checks {
+	c := &checks{codes: map[int]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for {
+			select {
+			case <-c.stop:
+				return
+			default:
+			}
+			var d struct {
+				DecisionID string `json:"decision_id"`
+			}
+			st := s.do("POST", "/api/v1/gate/check", token, req, &d)
+			c.mu.Lock()
+			c.codes[st]++
+			if st == 200 {
+				c.decisions = append(c.decisions, d.DecisionID)
+			}
+			c.mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return c
+}
+
+// finish stops the checks and fails t unless they were answered only 200
+// or 503 and every decision answered is in db's audit chain, once.
+func (c *checks) finish(t *testing.T, db *sql.DB) {
+	t.Helper()
+	close(c.stop)
+	<-c.done
+	t.Logf("gate checks under load: %v by status", c.codes)
+	if len(c.codes) > 2 || c.codes[200] == 0 || (len(c.codes) == 2 && c.codes[503] == 0) {
+		t.Errorf("gate checks under load %v: want only 200 and 503", c.codes)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM audit_log WHERE action = 'gate.decision' AND data::jsonb->>'decision_id' = ANY($1)`,
+		pq.Array(c.decisions)).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(c.decisions) {
+		t.Errorf("%d gate decisions answered, %d of them in the audit chain", len(c.decisions), n)
+	}
 }
 
 // itsmHook returns a sender of signed generic change records to s's

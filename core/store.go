@@ -1,6 +1,9 @@
 package core
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // The types below are the vocabulary between tollgate's use cases and its
 // storage. core declares no store interfaces: each consumer (the services,
@@ -23,6 +26,28 @@ func (f ClockFunc) Now() time.Time { return f() }
 
 // SystemClock is the wall clock, in UTC.
 var SystemClock Clock = ClockFunc(func() time.Time { return time.Now().UTC() })
+
+// WithReplayableWrites marks the writes made under ctx as derived from
+// input that is durable already and processed again when they are lost:
+// the normalizer's records and outcomes, rebuilt from the inbox's stored
+// deliveries. A store may acknowledge such a write before it is durable
+// (on PostgreSQL its commit does not wait for the WAL flush), which takes
+// the normalizer's flushes off the path of the writes that must wait for
+// theirs (webhook deliveries, gate decisions). A crash of the database
+// can then lose the last such commits — never part of one — and their
+// events are pending again. Nothing answered to a caller outside
+// tollgate may be written under it.
+func WithReplayableWrites(ctx context.Context) context.Context {
+	return context.WithValue(ctx, replayableKey{}, true)
+}
+
+// ReplayableWrites reports whether ctx is under WithReplayableWrites.
+func ReplayableWrites(ctx context.Context) bool {
+	v, _ := ctx.Value(replayableKey{}).(bool)
+	return v
+}
+
+type replayableKey struct{}
 
 // UpsertResult says what an upsert of a versioned record did.
 type UpsertResult string

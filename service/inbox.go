@@ -300,7 +300,17 @@ func (in *Inbox) updateLag(ctx context.Context) {
 	}
 }
 
+// worker normalizes batches until ctx ends. Its writes are replayable
+// (core.WithReplayableWrites): everything it stores is derived from the
+// inbox's deliveries, which were durable before their senders were
+// answered, and an event whose outcome a crash of the database loses is
+// pending again. So its commits do not wait for their flushes, and the
+// deliveries' and decisions' commits, which must, do not queue behind
+// them. What it answers to the outside (a CI's gate request, a
+// protection-rule callback) follows a gate decision, which the audit
+// chain's group commit makes durable together with everything before it.
 func (in *Inbox) worker(ctx context.Context) {
+	ctx = core.WithReplayableWrites(ctx)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {

@@ -528,3 +528,37 @@ func TestInboxWakesOnStoredDelivery(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestInboxWorkerWritesAreReplayable: the normalizer's workers write under
+// core.WithReplayableWrites (what they store is rebuilt from the inbox when
+// a crash of the database loses it); a batch processed on request — an
+// admin's call, a test — is not.
+func TestInboxWorkerWritesAreReplayable(t *testing.T) {
+	in, fs := newTestInbox(t, core.SystemClock, InboxConfig{PollInterval: 10 * time.Millisecond})
+	replayable := make(chan bool, 4)
+	fs.finishes = func(ctx context.Context) error {
+		replayable <- core.ReplayableWrites(ctx)
+		return nil
+	}
+	snEvent(t, fs.DB, "CHG1", time.Now())
+	if n, err := in.ProcessBatch(context.Background()); err != nil || n != 1 {
+		t.Fatalf("ProcessBatch = %d, %v", n, err)
+	}
+	if <-replayable {
+		t.Error("a batch processed on request wrote under WithReplayableWrites")
+	}
+
+	snEvent(t, fs.DB, "CHG2", time.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { in.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case r := <-replayable:
+		if !r {
+			t.Error("the worker's batch did not write under WithReplayableWrites")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the worker recorded no outcome in 5 s")
+	}
+}

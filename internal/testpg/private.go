@@ -106,6 +106,16 @@ func (p *Private) Start() {
 		"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", p.port, p.dir), "start")
 }
 
+// Crash stops the server as a crash would (immediate shutdown: no
+// checkpoint, and what its WAL buffers held that no commit had written
+// out is gone); Start recovers it from the WAL.
+func (p *Private) Crash() {
+	p.t.Helper()
+	if err := p.pgctl("-m", "immediate", "stop"); err != nil {
+		p.t.Fatalf("pg_ctl stop -m immediate: %v", err)
+	}
+}
+
 // Stop stops the server at once (fast shutdown: sessions are
 // disconnected, as when the database host goes away).
 func (p *Private) Stop() {

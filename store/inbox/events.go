@@ -147,6 +147,18 @@ func (in *Inbox) InsertEvent(ctx context.Context, e core.Event) (string, bool, e
 		headers: headers, body: body, receivedAt: sqldb.TS(e.ReceivedAt)})
 }
 
+// write runs fn on the pool, or, for writes under
+// core.WithReplayableWrites on PostgreSQL, in a transaction that commits
+// without waiting for its flush (sqldb.DB.Tx): a claim or an outcome
+// lost with such a commit leaves its events pending, to be processed
+// again.
+func (in *Inbox) write(ctx context.Context, fn func(q sqlx.ExtContext) error) error {
+	if in.base.Dialect() == sqldb.Postgres && core.ReplayableWrites(ctx) {
+		return in.base.Tx(ctx, func(tx *sqlx.Tx) error { return fn(tx) })
+	}
+	return fn(in.db)
+}
+
 // ClaimEvents leases up to limit pending events, oldest first, to the
 // caller until now+lease and counts an attempt on each. Events claimed by
 // another worker whose lease has not ended are skipped; on PostgreSQL
@@ -170,11 +182,13 @@ func (in *Inbox) ClaimEvents(ctx context.Context, limit int, lease time.Duration
 		skipLocked, from = " FOR UPDATE SKIP LOCKED", "inbox_events"
 	}
 	var rows []eventRow
-	err := in.db.SelectContext(ctx, &rows, in.base.Q(`UPDATE inbox_events SET claimed_until = ?, attempts = attempts + 1
+	err := in.write(ctx, func(q sqlx.ExtContext) error {
+		return sqlx.SelectContext(ctx, q, &rows, in.base.Q(`UPDATE inbox_events SET claimed_until = ?, attempts = attempts + 1
 		WHERE id IN (SELECT id FROM `+from+`
 			WHERE status = 'pending' AND (claimed_until IS NULL OR claimed_until < ?)
 			ORDER BY received_at, id LIMIT ?`+skipLocked+`)
 		RETURNING `+eventColumns), sqldb.TS(now.Add(lease)), now, limit)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim events: %w", sqldb.Translate(err))
 	}
@@ -250,11 +264,13 @@ func (in *Inbox) FinishEvents(ctx context.Context, outcomes []core.EventOutcome)
 	done := make(map[string]bool, len(outcomes))
 	if in.base.Dialect() == sqldb.Postgres {
 		var got []string
-		err = in.db.SelectContext(ctx, &got, `UPDATE inbox_events e SET status = o.status, reason = o.reason, record = o.record,
+		err = in.write(ctx, func(q sqlx.ExtContext) error {
+			return sqlx.SelectContext(ctx, q, &got, `UPDATE inbox_events e SET status = o.status, reason = o.reason, record = o.record,
 				processed_at = $5, claimed_until = NULL, last_error = ''
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS o(id, status, reason, record)
 			WHERE e.id = o.id AND e.status = 'pending'
 			RETURNING e.id`, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), pq.Array(records), now)
+		})
 		for _, id := range got {
 			done[id] = true
 		}

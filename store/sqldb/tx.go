@@ -25,6 +25,10 @@ func (b *DB) Tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	}
 	committed := false
 	defer func() { b.ended(tx, committed) }()
+	if err := b.replayable(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return Translate(err)
@@ -32,6 +36,21 @@ func (b *DB) Tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	committed = true
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", Translate(err))
+	}
+	return nil
+}
+
+// replayable lets tx commit without waiting for its WAL flush when ctx is
+// under core.WithReplayableWrites (PostgreSQL; SQLite has one writer and
+// one setting for the file). The commit stays atomic, and WAL order keeps
+// what depends on it behind it: a durable commit of any session that saw
+// these writes flushes them too.
+func (b *DB) replayable(ctx context.Context, tx *sqlx.Tx) error {
+	if b.dialect != Postgres || !core.ReplayableWrites(ctx) {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+		return fmt.Errorf("begin: %w", Translate(err))
 	}
 	return nil
 }

@@ -65,6 +65,9 @@ type App struct {
 	ReadBack  *service.ReadBack
 	Creator   *service.Creator
 	WriteBack *service.WriteBack
+	// Redeliverers ask GitHub to redeliver the App deliveries that
+	// failed.
+	Redeliverers []*service.Redeliverer
 }
 
 // New opens and migrates the store and builds every service.
@@ -150,6 +153,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	a.Inbox.SetCIGates(a.CIGates)
 	a.wireITSM(conns, clock)
+	a.wireRedelivery(conns, clock)
 	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
 	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, clock, log); err != nil {
 		return nil, err
@@ -276,6 +280,7 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 					continue
 				}
 				c.API.PrivateKey = key
+				c.API.RedeliverInterval = a.Redeliver()
 			}
 		}
 		if g := cc.CIGate(); g != nil {
@@ -331,6 +336,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	run(a.Inbox.Run)
 	for _, p := range a.Pollers {
 		run(p.Run)
+	}
+	for _, r := range a.Redeliverers {
+		run(r.Run)
 	}
 	if a.WriteBack != nil {
 		run(a.WriteBack.Run)

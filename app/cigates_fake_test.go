@@ -42,6 +42,11 @@ type fakeCI struct {
 	answers []fakeAnswer
 	fail    int // answer this many reviews with 502 first
 	calls   []string
+
+	// The App's webhook as GitHub sends it (fakeDeliveries).
+	hookURL    string // "" while tollgate is down: attempts are refused
+	deliveries []fakeDelivery
+	sending    sync.WaitGroup
 }
 
 // fakeAnswer is one accepted answer.
@@ -60,6 +65,7 @@ var (
 	fakeReviewPath = regexp.MustCompile(`^/repos/([^/]+/[^/]+)/actions/runs/([0-9]+)/deployment_protection_rule$`)
 	fakeCommitPath = regexp.MustCompile(`^/repos/([^/]+/[^/]+)/commits/([^/]+)$`)
 	fakeApprPath   = regexp.MustCompile(`^/api/v4/projects/([^/]+)/deployments/([^/]+)/approval$`)
+	fakeRedoPath   = regexp.MustCompile(`^/app/hook/deliveries/([0-9]+)/attempts$`)
 )
 
 func newFakeCI(t testing.TB) *fakeCI {
@@ -77,6 +83,7 @@ func newFakeCI(t testing.TB) *fakeCI {
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
+	t.Cleanup(f.sending.Wait) // redeliveries under way end first
 	return f
 }
 
@@ -94,6 +101,12 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	bearer := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	switch p := r.URL.Path; {
+	case strings.HasPrefix(p, "/app/hook/deliveries"):
+		if err := f.checkJWT(bearer); err != nil {
+			reply(401, map[string]string{"message": err.Error()})
+			return
+		}
+		f.serveDeliveries(w, r, reply)
 	case r.Method == "POST" && fakeTokenPath.MatchString(p):
 		inst := fakeTokenPath.FindStringSubmatch(p)[1]
 		if err := f.checkJWT(bearer); err != nil {
@@ -228,4 +241,110 @@ func hmacHexWith(secret string, body []byte) string {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// fakeDelivery is one attempt of the App's webhook, as GitHub lists it
+// (GET /app/hook/deliveries), with what it sent.
+type fakeDelivery struct {
+	ID          int64     `json:"id"`
+	GUID        string    `json:"guid"`
+	DeliveredAt time.Time `json:"delivered_at"`
+	Redelivery  bool      `json:"redelivery"`
+	Status      string    `json:"status"`
+	StatusCode  int       `json:"status_code"`
+	Event       string    `json:"event"`
+	Action      string    `json:"action"`
+	body        []byte
+}
+
+// setHook points the App's webhook at url (tollgate is up).
+func (f *fakeCI) setHook(url string) {
+	f.mu.Lock()
+	f.hookURL = url
+	f.mu.Unlock()
+}
+
+// deliver sends one delivery of the App's webhook as GitHub does — signed,
+// once — and logs the attempt; with no hook URL (tollgate down) the
+// attempt fails with no answer.
+func (f *fakeCI) deliver(event, guid string, body []byte, redelivery bool) {
+	f.mu.Lock()
+	url := f.hookURL
+	f.mu.Unlock()
+	code, status := 0, "failed to connect to host"
+	if url != "" {
+		req, _ := http.NewRequest("POST", url, strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-GitHub-Event", event)
+		req.Header.Set("X-GitHub-Delivery", guid)
+		req.Header.Set("X-Hub-Signature-256", "sha256="+hmacHexWith(authoritySecret, body))
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			code, status = resp.StatusCode, fmt.Sprintf("Invalid HTTP Response: %d", resp.StatusCode)
+			if code/100 == 2 {
+				status = "OK"
+			}
+		}
+	}
+	var action struct{ Action string }
+	_ = json.Unmarshal(body, &action)
+	f.mu.Lock()
+	f.deliveries = append(f.deliveries, fakeDelivery{ID: int64(len(f.deliveries) + 1), GUID: guid, DeliveredAt: time.Now().UTC(),
+		Redelivery: redelivery, Status: status, StatusCode: code, Event: event, Action: action.Action, body: body})
+	f.mu.Unlock()
+}
+
+// attempts returns the logged attempts of guid.
+func (f *fakeCI) attempts(guid string) []fakeDelivery {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []fakeDelivery
+	for _, d := range f.deliveries {
+		if d.GUID == guid {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// serveDeliveries lists the attempts newest first (one page) and
+// redelivers one on request: 202 at once, the attempt made afterwards.
+func (f *fakeCI) serveDeliveries(w http.ResponseWriter, r *http.Request, reply func(int, any)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r.Method == "GET" && r.URL.Path == "/app/hook/deliveries" {
+		out := make([]fakeDelivery, 0, len(f.deliveries))
+		for i := len(f.deliveries) - 1; i >= 0; i-- {
+			out = append(out, f.deliveries[i])
+		}
+		reply(200, out)
+		return
+	}
+	m := fakeRedoPath.FindStringSubmatch(r.URL.Path)
+	if r.Method != "POST" || m == nil {
+		reply(404, map[string]string{"message": "Not Found"})
+		return
+	}
+	for _, d := range f.deliveries {
+		if fmt.Sprint(d.ID) == m[1] {
+			f.sending.Add(1)
+			go func() {
+				defer f.sending.Done()
+				// GitHub redelivers after it answered; a tollgate that
+				// is starting gets up to 10 s to be pointed at.
+				for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+					f.mu.Lock()
+					up := f.hookURL != ""
+					f.mu.Unlock()
+					if up {
+						break
+					}
+				}
+				f.deliver(d.Event, d.GUID, d.body, true)
+			}()
+			reply(202, map[string]any{})
+			return
+		}
+	}
+	reply(404, map[string]string{"message": "Not Found"})
 }

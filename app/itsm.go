@@ -92,6 +92,31 @@ func (a *App) readyDetails() map[string]any {
 	return map[string]any{"api_circuits": circuits}
 }
 
+// wireRedelivery gives each GitHub connector with an App (and a
+// redeliver_interval that is not 0s) a redeliverer: GitHub never sends a
+// failed delivery again by itself (service.Redeliverer).
+func (a *App) wireRedelivery(conns []service.Connector, clock core.Clock) {
+	holder := replicaID()
+	for _, c := range conns {
+		api := c.Config.API
+		if api == nil || api.RedeliverInterval <= 0 {
+			continue
+		}
+		dl, ok := c.Webhook.(redeliverable)
+		if !ok || !dl.RedeliversFailed() {
+			continue
+		}
+		a.Redeliverers = append(a.Redeliverers, service.NewRedeliverer(c.Config.Name, dl, a.DB, api.RedeliverInterval, holder, clock, a.Log, a.Metrics))
+	}
+}
+
+// redeliverable is a webhook whose sender's delivery log tollgate can read
+// (connectors/github with an App).
+type redeliverable interface {
+	service.DeliveryLog
+	RedeliversFailed() bool
+}
+
 // replicaID names this process for leases: host, pid and a random part.
 func replicaID() string {
 	host, _ := os.Hostname()

@@ -767,7 +767,7 @@ func (c *Config) LogValue() slog.Value {
 		conns = append(conns, map[string]any{
 			"name": cc.Name, "type": cc.Type, "webhook_secret": mask(cc.WebhookSecret),
 			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts, "records": cc.Records,
-			"api": cc.API.logValue(), "write_back": cc.WriteBack, "change_creation": cc.ChangeCreation != nil,
+			"api": cc.API.logValue(cc.Type), "write_back": cc.WriteBack, "change_creation": cc.ChangeCreation != nil,
 			"projects": cc.Projects, "ci_gate": cc.ciGateLogValue(),
 		})
 	}

@@ -34,6 +34,23 @@ type APIConfig struct {
 	// ReadBackTimeout is the budget of a gate check's read-back of a
 	// change the store does not know (default 2s).
 	ReadBackTimeout Duration `yaml:"read_back_timeout"`
+	// RedeliverInterval (github) is how often the App's webhook
+	// deliveries that failed are asked for again (default 5m; 0s: never).
+	RedeliverInterval *Duration `yaml:"redeliver_interval"`
+}
+
+// DefaultRedeliverInterval is how often a GitHub App's failed webhook
+// deliveries are looked for when redeliver_interval is not set.
+const DefaultRedeliverInterval = 5 * time.Minute
+
+// Redeliver returns how often a GitHub App's failed deliveries are asked
+// for again: redeliver_interval, DefaultRedeliverInterval when it is not
+// set, 0 (never) when it is 0s.
+func (a *APIConfig) Redeliver() time.Duration {
+	if a.RedeliverInterval == nil {
+		return DefaultRedeliverInterval
+	}
+	return a.RedeliverInterval.D()
 }
 
 // ChangeCreationConfig turns on change creation for the environments
@@ -110,6 +127,9 @@ func (cc *ConnectorConfig) validateAPI(f string, bad func(field, format string, 
 	}
 	if a.ReadBackTimeout < 0 || a.ReadBackTimeout.D() > time.Minute {
 		bad(p+".read_back_timeout", "must be between 0 and 1m")
+	}
+	if a.RedeliverInterval != nil {
+		bad(p+".redeliver_interval", "is a github setting (the ITSMs' missed webhooks are read back by poll_interval)")
 	}
 	if cc.Type == "jira" {
 		for i, pr := range cc.Projects {
@@ -205,15 +225,19 @@ func validateAPIURL(raw string) error {
 }
 
 // logValue renders the API block with its secrets masked.
-func (a *APIConfig) logValue() map[string]any {
+func (a *APIConfig) logValue(typ string) map[string]any {
 	if a == nil {
 		return nil
 	}
-	return map[string]any{
+	v := map[string]any{
 		"url": a.URL, "username": a.Username, "password": mask(a.Password),
 		"client_id": a.ClientID, "client_secret": mask(a.ClientSecret), "token": mask(a.Token),
 		"app_id": a.AppID, "private_key_file": a.PrivateKeyFile, "private_key": mask(a.PrivateKey),
 		"timeout": a.Timeout.D().String(), "poll_interval": a.PollInterval.D().String(),
 		"read_back_timeout": a.ReadBackTimeout.D().String(),
 	}
+	if typ == "github" {
+		v["redeliver_interval"] = a.Redeliver().String()
+	}
+	return v
 }

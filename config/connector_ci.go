@@ -125,6 +125,9 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 	}
 	switch cc.Type {
 	case "github":
+		if r := a.Redeliver(); r != 0 && (r < 30*time.Second || r > 24*time.Hour) {
+			bad(p+".redeliver_interval", "must be 0s (never) or between 30s and 24h")
+		}
 		if a.Token != "" {
 			bad(p+".token", "GitHub authenticates as a GitHub App: app_id and private_key_file (or private_key)")
 		}
@@ -135,6 +138,9 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 			bad(p+".private_key_file", "%v", err)
 		}
 	case "gitlab":
+		if a.RedeliverInterval != nil {
+			bad(p+".redeliver_interval", "is a github setting")
+		}
 		if a.AppID != "" || a.PrivateKey != "" || a.PrivateKeyFile != "" {
 			bad(p+".app_id", "app_id and private_key are github settings")
 		}

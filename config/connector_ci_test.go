@@ -57,6 +57,10 @@ func TestCIGateConfig(t *testing.T) {
 		{"github key not rsa", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key: not-a-key\n"), []string{"api.private_key_file", "not an RSA private key"}},
 		{"github both keys", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key: x\n      private_key_file: " + testAppKey + "\n"), []string{"not both"}},
 		{"github token", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n      token: t\n"), []string{"api.token"}},
+		{"github app, no rule, redelivery off", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n      redeliver_interval: 0s\n"), nil},
+		{"github redelivery too often", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n      redeliver_interval: 10s\n"), []string{"api.redeliver_interval", "30s and 24h"}},
+		{"github redelivery negative", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n      redeliver_interval: -5m\n"), []string{"api.redeliver_interval"}},
+		{"redelivery on gitlab", glConfig("    api: {url: https://gitlab.example.com, token: t, redeliver_interval: 5m}\n"), []string{"api.redeliver_interval", "github setting"}},
 		{"gitlab no token", glConfig("    api:\n      url: https://gitlab.example.com\n    approvals: {deadline: 2m}\n"), []string{"api.token", "required"}},
 		{"rule without api", ghConfig("    protection_rule: {deadline: 1h}\n"), []string{"connectors[0].api", "required"}},
 		{"approvals on github", ghConfig("    approvals: {deadline: 1h}\n"), []string{"approvals", "gitlab setting"}},
@@ -121,5 +125,30 @@ func TestCIGateDefaultsAndMasking(t *testing.T) {
 	}
 	if !strings.Contains(out, `"app_id":"42"`) || !strings.Contains(out, `"deadline":"4h0m0s"`) {
 		t.Errorf("logged configuration lacks app_id or deadline: %s", out)
+	}
+}
+
+// TestRedeliverInterval: a GitHub App's failed deliveries are asked for
+// again every 5 minutes unless redeliver_interval says otherwise (0s:
+// never); the ITSMs have pollers instead and refuse the key.
+func TestRedeliverInterval(t *testing.T) {
+	testAppKey, _ := appKey(t)
+	for _, tt := range []struct {
+		set  string
+		want time.Duration
+	}{{"", DefaultRedeliverInterval}, {"      redeliver_interval: 0s\n", 0}, {"      redeliver_interval: 1h\n", time.Hour}} {
+		c, err := Parse([]byte(ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: "+testAppKey+"\n"+tt.set)),
+			func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Connectors[0].API.Redeliver(); got != tt.want {
+			t.Errorf("%q: every %v, want %v", tt.set, got, tt.want)
+		}
+	}
+	_, err := Parse([]byte("connectors:\n  - name: sn\n    type: servicenow\n    webhook_secret: "+snSecret+
+		"\n    api: {url: https://acme.service-now.com, username: u, password: p, redeliver_interval: 5m}\n"), func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "redeliver_interval") || !strings.Contains(err.Error(), "github setting") {
+		t.Errorf("redeliver_interval on servicenow: %v", err)
 	}
 }

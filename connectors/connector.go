@@ -71,6 +71,9 @@ type API struct {
 	Timeout                time.Duration
 	PollInterval           time.Duration
 	ReadBackTimeout        time.Duration
+	// RedeliverInterval is how often the deliveries the sender failed to
+	// make are asked for again (GitHub App webhooks); 0: never.
+	RedeliverInterval time.Duration
 }
 
 // String describes the API access without secrets.

@@ -76,8 +76,7 @@ type PollSource interface {
 
 // PollStore is what a poller needs from storage: its lease and watermark.
 type PollStore interface {
-	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
-	ReleaseLease(ctx context.Context, name, holder string) error
+	Leaser
 	Watermark(ctx context.Context, connector string) (time.Time, bool, error)
 	SetWatermark(ctx context.Context, connector string, wm time.Time) error
 }
@@ -126,45 +125,70 @@ func (p *Poller) SetLeaseTTL(d time.Duration) { p.leaseTTL = d }
 // another replica takes over at once.
 func (p *Poller) Run(ctx context.Context) {
 	start := p.clock.Now()
+	leased{name: "poll:" + p.name, holder: p.holder, interval: p.interval, ttl: p.leaseTTL, store: p.store, log: p.log}.run(ctx,
+		func(ctx context.Context) {
+			if _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
+				p.failed(ctx, err)
+			}
+			if p.metrics != nil {
+				last := p.lastOK
+				if last.IsZero() {
+					last = start
+				}
+				p.metrics.PollLag.WithLabelValues(p.name).Set(p.clock.Now().Sub(last).Seconds())
+			}
+		},
+		func(ctx context.Context, err error) { p.failed(ctx, err) })
+}
+
+// Leaser is the lease table: one replica at a time holds a named lease.
+type Leaser interface {
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
+// leased runs work every interval on the replica that holds the lease
+// name, until ctx ends, and then gives the lease up so another replica
+// takes over at once.
+type leased struct {
+	name, holder string
+	interval     time.Duration
+	ttl          time.Duration // 0: 2×interval + 30 s
+	store        Leaser
+	log          *slog.Logger
+}
+
+func (l leased) run(ctx context.Context, work func(context.Context), leaseFailed func(context.Context, error)) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := p.store.ReleaseLease(rctx, "poll:"+p.name, p.holder); err != nil {
-			p.log.Warn("poll lease not released", "connector", p.name, "error", err.Error())
+		if err := l.store.ReleaseLease(rctx, l.name, l.holder); err != nil {
+			l.log.Warn("lease not released", "lease", l.name, "error", err.Error())
 		}
 	}()
+	ttl := l.ttl
+	if ttl <= 0 {
+		ttl = 2*l.interval + 30*time.Second
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		ttl := p.leaseTTL
-		if ttl <= 0 {
-			ttl = 2*p.interval + 30*time.Second
-		}
-		held, err := p.store.AcquireLease(ctx, "poll:"+p.name, p.holder, ttl)
-		next := p.interval
+		held, err := l.store.AcquireLease(ctx, l.name, l.holder, ttl)
+		next := l.interval
 		switch {
 		case err != nil:
-			p.failed(ctx, err)
+			leaseFailed(ctx, err)
 			// The database is away: try again soon, not an interval
-			// later, so that polling resumes within about a second of
+			// later, so that the work resumes within about a second of
 			// its return whatever the interval.
-			next = min(p.interval, pollLeaseRetry)
+			next = min(l.interval, pollLeaseRetry)
 		case held:
-			if _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
-				p.failed(ctx, err)
-			}
-		}
-		if p.metrics != nil && held {
-			last := p.lastOK
-			if last.IsZero() {
-				last = start
-			}
-			p.metrics.PollLag.WithLabelValues(p.name).Set(p.clock.Now().Sub(last).Seconds())
+			work(ctx)
 		}
 		t.Reset(next)
 	}

@@ -196,12 +196,18 @@ const maxAnswer = 1 << 20
 // longer waits); no answer, an answer that cannot be read or decoded are
 // KindUnavailable. Every error names the instance and what was asked.
 func (c *appClient) do(ctx context.Context, method, path, auth string, in any, what string, out any) error {
+	_, err := c.call(ctx, method, path, auth, in, what, out)
+	return err
+}
+
+// call is do that also returns the answer's headers (on a 2xx).
+func (c *appClient) call(ctx context.Context, method, path, auth string, in any, what string, out any) (http.Header, error) {
 	what = c.system + ": " + what
 	var body *bytes.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("%s: encode: %w", what, err)
+			return nil, fmt.Errorf("%s: encode: %w", what, err)
 		}
 		body = bytes.NewReader(b)
 	} else {
@@ -209,7 +215,7 @@ func (c *appClient) do(ctx context.Context, method, path, auth string, in any, w
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return core.Wrap(core.KindInvalid, err, what+": bad request")
+		return nil, core.Wrap(core.KindInvalid, err, what+": bad request")
 	}
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
@@ -226,7 +232,7 @@ func (c *appClient) do(ctx context.Context, method, path, auth string, in any, w
 		if errors.As(err, &ue) {
 			err = ue.Err // the caller names what was asked; the URL adds nothing
 		}
-		return core.Wrap(core.KindUnavailable, err, what)
+		return nil, core.Wrap(core.KindUnavailable, err, what)
 	}
 	b, rerr := apiclient.ReadBody(resp, maxAnswer)
 	if resp.StatusCode >= 300 {
@@ -239,16 +245,16 @@ func (c *appClient) do(ctx context.Context, method, path, auth string, in any, w
 		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized {
 			kind = core.KindUnavailable
 		}
-		return core.Wrap(kind, se, what)
+		return nil, core.Wrap(kind, se, what)
 	}
 	if out == nil {
-		return nil
+		return resp.Header, nil
 	}
 	if rerr != nil {
-		return core.Wrap(core.KindUnavailable, rerr, what)
+		return nil, core.Wrap(core.KindUnavailable, rerr, what)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return core.Wrap(core.KindUnavailable, err, what+": the answer is not valid JSON")
+		return nil, core.Wrap(core.KindUnavailable, err, what+": the answer is not valid JSON")
 	}
-	return nil
+	return resp.Header, nil
 }

@@ -33,9 +33,10 @@ var keptHeaders = []string{
 	"User-Agent", "Content-Type",
 }
 
-// Webhook verifies and classifies GitHub deliveries and, with an App
-// configured (api and protection_rule), turns deployment protection rules
-// into gate requests and answers them (gate.go).
+// Webhook verifies and classifies GitHub deliveries. With an App
+// configured (api) it lists and redelivers the App's failed deliveries
+// (deliveries.go), and with protection_rule too it turns deployment
+// protection rules into gate requests and answers them (gate.go).
 type Webhook struct {
 	secret []byte
 	gate   *connectors.CIGate
@@ -55,7 +56,7 @@ func newWebhook(cfg connectors.Config, o apiclient.Options) (*Webhook, error) {
 		return nil, err
 	}
 	w := &Webhook{secret: secret, gate: cfg.CIGate}
-	if a := cfg.API; a != nil && cfg.CIGate != nil {
+	if a := cfg.API; a != nil {
 		o.Instance = cfg.Name
 		if o.Timeout == 0 {
 			o.Timeout = a.Timeout

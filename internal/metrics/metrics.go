@@ -28,6 +28,7 @@ type Set struct {
 	APIRequests  *prometheus.CounterVec // connector, outcome: ok|client_error|server_error|error|circuit_open
 	APICircuit   *prometheus.GaugeVec   // connector: 0 closed, 1 half-open, 2 open
 	ChangeCreate *prometheus.CounterVec // connector, outcome: created|failed
+	Redeliveries *prometheus.CounterVec // connector, outcome: requested|stored|abandoned|refused|error
 
 	GatePending   *prometheus.GaugeVec   // provider: CI gate requests waiting or being answered
 	GateCallbacks *prometheus.CounterVec // provider, outcome: approved|rejected|retried|failed|unknown
@@ -132,7 +133,10 @@ func New() *Set {
 	s.ChangeCreate = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_change_creations_total", Help: "Changes opened for releases that linked none, by connector and outcome (created, failed).",
 	}, []string{"connector", "outcome"})
-	r.MustRegister(s.PollLag, s.PollErrors, s.APIRequests, s.APICircuit, s.ChangeCreate)
+	s.Redeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_redeliveries_total", Help: "Failed webhook deliveries found in the sender's delivery log (GitHub Apps), by connector and outcome: requested again, stored (tollgate had it), abandoned (still failing after the most redeliveries), refused (the sender would not redeliver), error (a run that failed).",
+	}, []string{"connector", "outcome"})
+	r.MustRegister(s.PollLag, s.PollErrors, s.APIRequests, s.APICircuit, s.ChangeCreate, s.Redeliveries)
 	s.GatePending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tollgate_gate_pending", Help: "Gate requests a CI waits on (GitHub protection rules, GitLab approvals) not yet answered, by provider.",
 	}, []string{"provider"})

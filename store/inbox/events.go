@@ -346,6 +346,36 @@ func (in *Inbox) retryEvent(ctx context.Context, id, lastError string, retryAt t
 	return core.Errorf(core.KindConflict, "event %s is already %s", id, cur.Status)
 }
 
+// StoredKeys returns which of keys (delivery ids: dedupe keys) the inbox
+// holds for connector, whatever became of them.
+func (in *Inbox) StoredKeys(ctx context.Context, connector string, keys []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(keys))
+	valid := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if sqldb.TextOK(k) { // one that is not valid text was never stored
+			valid = append(valid, k)
+		}
+	}
+	const chunk = 500
+	for len(valid) > 0 {
+		n := min(len(valid), chunk)
+		query, args, err := sqlx.In("SELECT dedupe_key FROM inbox_events WHERE connector = ? AND dedupe_key IN (?)", connector, valid[:n])
+		if err != nil {
+			return nil, fmt.Errorf("look up stored %s deliveries: %w", connector, err)
+		}
+		var found []string
+		// Rebind, not Q: a list of each length is its own text, not one to cache.
+		if err := in.db.SelectContext(ctx, &found, in.db.Rebind(query), args...); err != nil {
+			return nil, fmt.Errorf("look up stored %s deliveries: %w", connector, sqldb.Translate(err))
+		}
+		for _, k := range found {
+			out[k] = true
+		}
+		valid = valid[n:]
+	}
+	return out, nil
+}
+
 // GetEvent returns the event with id. An id that is not valid text cannot
 // exist: KindNotFound without asking the database.
 func (in *Inbox) GetEvent(ctx context.Context, id string) (core.Event, error) {

@@ -79,3 +79,35 @@ func TestReplayableClaimsAndOutcomes(t *testing.T) {
 		}
 	})
 }
+
+// TestStoredKeys: which delivery ids the inbox holds, per connector,
+// whatever their status; keys that are not valid text and long lists
+// (more than one query's worth) are answered too.
+func TestStoredKeys(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
+		ctx := context.Background()
+		for _, k := range []string{"d-1", "d-2"} {
+			if _, _, err := db.InsertEvent(ctx, newEvent("github", k, clock.T)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := db.InsertEvent(ctx, newEvent("other", "d-3", clock.T)); err != nil {
+			t.Fatal(err)
+		}
+		keys := []string{"d-1", "d-3", "nope", "bad\x00key", "\xff"}
+		for i := 0; i < 1200; i++ {
+			keys = append(keys, fmt.Sprintf("absent-%d", i))
+		}
+		keys = append(keys, "d-2")
+		got, err := db.StoredKeys(ctx, "github", keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || !got["d-1"] || !got["d-2"] {
+			t.Errorf("stored %v, want d-1 and d-2 (d-3 is another connector's)", got)
+		}
+		if got, err := db.StoredKeys(ctx, "github", nil); err != nil || len(got) != 0 {
+			t.Errorf("no keys: %v %v", got, err)
+		}
+	})
+}

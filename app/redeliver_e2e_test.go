@@ -1,0 +1,90 @@
+package app_test
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/testpg"
+)
+
+// TestRedeliveryAfterDowntime: GitHub never sends a failed delivery
+// again by itself. A protection rule GitHub could not deliver while
+// tollgate was down is asked for again by the redeliverer's first run
+// after tollgate starts, stored, and the rule answered; a delivery
+// tollgate refused (401) is not asked for; GitHub's log then holds one
+// successful redelivery; the metrics count it.
+func TestRedeliveryAfterDowntime(t *testing.T) {
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeCI(t)
+			sha := strings.Repeat("b", 40)
+			f.commit("acme/payments", sha, "release\n\nChange: CHG0097301")
+			// tollgate is down: GitHub's attempts find no one.
+			f.deliver("deployment_protection_rule", "guid-rule", protectionRule(f.srv.URL, "acme/payments", "7300001", "930001", sha, ""), false)
+			f.mu.Lock()
+			f.deliveries = append(f.deliveries, fakeDelivery{ID: 99, GUID: "guid-refused", DeliveredAt: time.Now().UTC(),
+				Status: "Invalid HTTP Response: 401", StatusCode: 401, Event: "deployment", body: []byte(`{}`)})
+			f.mu.Unlock()
+
+			dbURL := "sqlite:" + filepath.Join(t.TempDir(), "tollgate.db")
+			if dialect == "postgres" {
+				dbURL = testpg.NewDatabase(t)
+			}
+			s := bootURL(t, dbURL, fmt.Sprintf(`
+connectors:
+  - {name: servicenow, type: servicenow, webhook_secret: %[1]s}
+  - name: github
+    type: github
+    webhook_secret: %[1]s
+    api: {url: %[2]s, app_id: "%[3]s", private_key_file: %[4]s}
+    protection_rule: {deadline: 1h}
+    services: {"acme/payments": payments-api}
+    change_key_patterns: ['CHG\d{7}']
+inbox:
+  poll_interval: 50ms
+`, authoritySecret, f.srv.URL, f.appID, f.keyFile))
+			f.setHook(s.url + "/webhooks/github")
+			s.snSettled(snChange("CHG0097301", "payments-api", "approved", time.Now().UTC().Add(-time.Minute)))
+
+			a, ok := f.answer("7300001", 15*time.Second)
+			if !ok || a.State != "approved" {
+				t.Fatalf("the rule GitHub failed to deliver: answer %+v (ok %v), want approved", a, ok)
+			}
+			got := f.attempts("guid-rule")
+			if len(got) != 2 || got[0].StatusCode != 0 || !got[1].Redelivery || got[1].StatusCode != http.StatusAccepted {
+				t.Errorf("GitHub's attempts of the rule: %+v, want the failed one and one redelivery answered 202", got)
+			}
+			if n := len(f.attempts("guid-refused")); n != 1 {
+				t.Errorf("the delivery tollgate refused was attempted %d times, want 1 (never asked for again)", n)
+			}
+			var events struct {
+				Items []struct {
+					DedupeKey string `json:"dedupe_key"`
+				} `json:"items"`
+			}
+			if st := s.do("GET", "/api/v1/events?connector=github", adminSecret, nil, &events); st != http.StatusOK || len(events.Items) != 1 ||
+				events.Items[0].DedupeKey != "guid-rule" {
+				t.Errorf("github's inbox: %d %+v, want the redelivered rule once", st, events.Items)
+			}
+			if m := s.metricsText(); !strings.Contains(m, `tollgate_redeliveries_total{connector="github",outcome="requested"} 1`) {
+				t.Errorf("metrics lack the redelivery:\n%s", grepLines(m, "tollgate_redeliveries"))
+			}
+		})
+	}
+}
+
+// grepLines returns the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,41 @@
+package connectors
+
+import "time"
+
+// Delivery is one attempt of a sender to deliver a webhook, as the
+// sender's own API lists it (a GitHub App's webhook deliveries: GitHub
+// keeps them three days and sends none again by itself).
+type Delivery struct {
+	// ID names the attempt at the sender: what a redelivery asks for.
+	ID string
+	// GUID is the delivery's id, the same in every attempt of it
+	// (X-GitHub-Delivery): the inbox's dedupe key.
+	GUID string
+	// At is when the attempt was made.
+	At time.Time
+	// StatusCode is the HTTP status the sender got; 0 when it got none
+	// (the connection refused or reset, no answer in time).
+	StatusCode int
+	// OK reports whether the sender counts the attempt delivered.
+	OK bool
+	// Redelivery reports whether the attempt was a redelivery.
+	Redelivery bool
+	// Event and Action say what it carried (deployment_protection_rule,
+	// requested).
+	Event, Action string
+}
+
+// Transient reports whether the attempt failed in a way another attempt
+// may not: no answer, a timeout, rate limiting or a server error. A
+// refusal (a bad signature, a body too large or malformed) is the
+// receiver's answer and would be given again.
+func (d Delivery) Transient() bool {
+	switch c := d.StatusCode; {
+	case d.OK:
+		return false
+	case c == 0, c == 408, c == 425, c == 429:
+		return true
+	default:
+		return c >= 500
+	}
+}

@@ -1,0 +1,135 @@
+package github
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// GitHub sends a failed webhook delivery again only when asked: the App's
+// deliveries (GET /app/hook/deliveries, newest first, as the App's JWT)
+// show which attempts failed, and POST
+// /app/hook/deliveries/{id}/attempts sends one again, with the same
+// X-GitHub-Delivery, signed as before. service.Redeliverer uses both to
+// bring back what tollgate missed while it or its database was away.
+
+// deliveriesPage is the most GitHub lists per page.
+const deliveriesPage = 100
+
+// hookDelivery is one attempt as GitHub lists it.
+type hookDelivery struct {
+	ID          int64     `json:"id"`
+	GUID        string    `json:"guid"`
+	DeliveredAt time.Time `json:"delivered_at"`
+	Redelivery  bool      `json:"redelivery"`
+	Status      string    `json:"status"`
+	StatusCode  int       `json:"status_code"`
+	Event       string    `json:"event"`
+	Action      string    `json:"action"`
+}
+
+// RedeliversFailed reports whether the connector can list and redeliver
+// its App's deliveries (an api block with the App's credentials).
+func (w *Webhook) RedeliversFailed() bool { return w.app != nil }
+
+// Deliveries calls fn with the App webhook's delivery attempts from the
+// newest back to the first made before since (which is not passed on).
+func (w *Webhook) Deliveries(ctx context.Context, since time.Time, fn func(connectors.Delivery) error) error {
+	if w.app == nil {
+		return core.Errorf(core.KindInvalid, "connector has no GitHub App configured")
+	}
+	return w.app.deliveries(ctx, since, fn)
+}
+
+// Redeliver asks GitHub to send the attempt d again.
+func (w *Webhook) Redeliver(ctx context.Context, d connectors.Delivery) error {
+	if w.app == nil {
+		return core.Errorf(core.KindInvalid, "connector has no GitHub App configured")
+	}
+	return w.app.redeliver(ctx, d.ID)
+}
+
+func (c *appClient) deliveries(ctx context.Context, since time.Time, fn func(connectors.Delivery) error) error {
+	signed, err := c.appJWT()
+	if err != nil {
+		return err
+	}
+	cursor := ""
+	for page := 1; ; page++ {
+		q := url.Values{"per_page": {strconv.Itoa(deliveriesPage)}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		var out []hookDelivery
+		h, err := c.call(ctx, http.MethodGet, "/app/hook/deliveries?"+q.Encode(), "Bearer "+signed, nil,
+			"app webhook deliveries, page "+strconv.Itoa(page), &out)
+		if err != nil {
+			return err
+		}
+		for _, d := range out {
+			if d.DeliveredAt.Before(since) {
+				return nil // newest first: the rest are older still
+			}
+			if err := fn(connectors.Delivery{
+				ID: strconv.FormatInt(d.ID, 10), GUID: d.GUID, At: d.DeliveredAt.UTC(), StatusCode: d.StatusCode,
+				OK: d.Status == "OK" || (d.StatusCode >= 200 && d.StatusCode < 300), Redelivery: d.Redelivery,
+				Event: d.Event, Action: d.Action,
+			}); err != nil {
+				return err
+			}
+		}
+		next := nextCursor(h.Get("Link"))
+		if next == "" || next == cursor || len(out) == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// nextCursor reads the cursor of the Link header's rel="next" page. Only
+// the cursor is taken: the next request goes to the configured API URL,
+// whatever host the header names.
+func nextCursor(link string) string {
+	for _, part := range strings.Split(link, ",") {
+		target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
+		if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+			continue
+		}
+		next := false
+		for _, p := range strings.Split(params, ";") {
+			if k, v, _ := strings.Cut(strings.TrimSpace(p), "="); strings.EqualFold(k, "rel") && strings.Trim(v, `"`) == "next" {
+				next = true
+			}
+		}
+		if !next {
+			continue
+		}
+		u, err := url.Parse(target[1 : len(target)-1])
+		if err != nil {
+			return ""
+		}
+		return u.Query().Get("cursor")
+	}
+	return ""
+}
+
+func (c *appClient) redeliver(ctx context.Context, id string) error {
+	if _, err := strconv.ParseInt(id, 10, 64); err != nil {
+		return core.Invalid("delivery", "%q is not a GitHub delivery id", id)
+	}
+	signed, err := c.appJWT()
+	if err != nil {
+		return err
+	}
+	// Safe to repeat: a second attempt of the same delivery carries the
+	// same X-GitHub-Delivery, and the inbox stores it once.
+	return c.do(apiclient.Idempotent(ctx), http.MethodPost, "/app/hook/deliveries/"+id+"/attempts", "Bearer "+signed, nil,
+		"redeliver app webhook delivery "+id, nil)
+}

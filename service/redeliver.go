@@ -1,0 +1,265 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/metrics"
+)
+
+// A webhook sender that does not retry (GitHub) leaves tollgate's inbox
+// without every delivery it failed to make while tollgate, its load
+// balancer or its database was away — a deployment the reconciler never
+// sees, a protection rule that waits for an answer until GitHub gives up
+// after 30 days. The Redeliverer reads the sender's own record of its
+// attempts and asks it to send again what failed and tollgate did not
+// store.
+
+// DeliveryLog is a webhook whose sender lists its delivery attempts and
+// sends one again on request (a GitHub App's webhook).
+type DeliveryLog interface {
+	// Deliveries calls fn with the attempts from the newest back to since.
+	Deliveries(ctx context.Context, since time.Time, fn func(connectors.Delivery) error) error
+	// Redeliver asks the sender to make the attempt d again.
+	Redeliver(ctx context.Context, d connectors.Delivery) error
+}
+
+// RedeliverStore is what a redeliverer keeps and reads in the database:
+// its lease, its watermark and which deliveries the inbox holds.
+type RedeliverStore interface {
+	PollStore
+	// StoredKeys returns which of keys connector's inbox holds.
+	StoredKeys(ctx context.Context, connector string, keys []string) (map[string]bool, error)
+}
+
+// Redelivery limits.
+const (
+	// MaxRedeliveries is how many times one delivery is asked for again
+	// before the redeliverer gives up on it (and says so in the log):
+	// one tollgate keeps failing needs a person, not more attempts.
+	MaxRedeliveries = 5
+	// maxRedeliveriesPerRun bounds the requests of one run, so that a
+	// long outage's backlog comes back over a few intervals rather than
+	// as one burst against the connector's rate limit.
+	maxRedeliveriesPerRun = 200
+	// redeliverOverlap is read again on every run: a sender lists an
+	// attempt once it has ended, possibly after later ones.
+	redeliverOverlap = 5 * time.Minute
+	// redeliverMemory is how long a delivery's request count is kept:
+	// past it the delivery is behind the watermark.
+	redeliverMemory = 24 * time.Hour
+)
+
+// Redeliverer asks one connector's sender, every interval and on one
+// replica at a time (the holder of the lease "redeliver:<connector>"), to
+// send again each delivery whose attempts since its watermark all failed
+// transiently (no answer, a timeout, 429, 5xx) and that the inbox does not
+// hold. A delivery the receiver refused (4xx: a bad signature, a body too
+// large) is not asked for again: it would be refused again.
+type Redeliverer struct {
+	name     string
+	src      DeliveryLog
+	store    RedeliverStore
+	interval time.Duration
+	holder   string
+	clock    core.Clock
+	log      *slog.Logger
+	metrics  *metrics.Set
+
+	// asked counts the redeliveries this process requested per delivery
+	// id (only the lease holder runs, so the count lives here).
+	asked map[string]redeliverAsk
+}
+
+type redeliverAsk struct {
+	n    int // redeliveries requested; -1: settled (stored, given up on, refused by the sender)
+	last time.Time
+}
+
+// NewRedeliverer wires a redeliverer; holder names this replica for the
+// lease.
+func NewRedeliverer(name string, src DeliveryLog, store RedeliverStore, interval time.Duration, holder string, clock core.Clock, log *slog.Logger, m *metrics.Set) *Redeliverer {
+	return &Redeliverer{name: name, src: src, store: store, interval: interval, holder: holder, clock: clock, log: log, metrics: m,
+		asked: map[string]redeliverAsk{}}
+}
+
+// Run redelivers every interval until ctx ends, then gives up its lease.
+func (r *Redeliverer) Run(ctx context.Context) {
+	leased{name: "redeliver:" + r.name, holder: r.holder, interval: r.interval, store: r.store, log: r.log}.run(ctx,
+		func(ctx context.Context) {
+			if _, err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
+				r.failed(ctx, err)
+			}
+		}, r.failed)
+}
+
+func (r *Redeliverer) failed(ctx context.Context, err error) {
+	r.count("error", 1)
+	r.log.WarnContext(ctx, "redelivery run failed", "connector", r.name, "error", err.Error())
+}
+
+func (r *Redeliverer) count(outcome string, n int) {
+	if r.metrics != nil && n > 0 {
+		r.metrics.Redeliveries.WithLabelValues(r.name, outcome).Add(float64(n))
+	}
+}
+
+// RedeliverRun is what one run found and did.
+type RedeliverRun struct {
+	// Attempts is how many attempts the sender listed since the watermark.
+	Attempts int `json:"attempts"`
+	// Failed is how many deliveries had no successful attempt and a
+	// transient failure last.
+	Failed int `json:"failed"`
+	// Stored of those were in the inbox all the same (the sender gave up
+	// waiting after tollgate had stored it).
+	Stored int `json:"stored"`
+	// Requested were asked for again.
+	Requested int `json:"requested"`
+	// Abandoned were given up on in this run: asked for MaxRedeliveries
+	// times already (the log names each; they are not counted again).
+	Abandoned int `json:"abandoned"`
+}
+
+// watermarkKey is the redeliverer's row among the pollers' watermarks.
+func (r *Redeliverer) watermarkKey() string { return "redeliver:" + r.name }
+
+// RunOnce reads the sender's attempts since the watermark (less an
+// overlap; InitialLookback before the first run), asks for the failed
+// deliveries again, oldest first, and moves the watermark to the newest
+// attempt read — or, when it stopped early, to the oldest delivery it
+// left, so the next run finds it again.
+func (r *Redeliverer) RunOnce(ctx context.Context) (RedeliverRun, error) {
+	var run RedeliverRun
+	now := r.clock.Now()
+	wm, ok, err := r.store.Watermark(ctx, r.watermarkKey())
+	if err != nil {
+		return run, err
+	}
+	if !ok {
+		wm = now.Add(-InitialLookback)
+	}
+	for id, a := range r.asked {
+		if now.Sub(a.last) > redeliverMemory {
+			delete(r.asked, id)
+		}
+	}
+
+	type seen struct {
+		ok       bool
+		attempts int
+		last     connectors.Delivery // the newest attempt
+	}
+	byID := map[string]*seen{}
+	newest := wm
+	err = r.src.Deliveries(ctx, wm.Add(-redeliverOverlap), func(d connectors.Delivery) error {
+		run.Attempts++
+		if d.At.After(newest) {
+			newest = d.At
+		}
+		if d.GUID == "" {
+			return nil
+		}
+		s := byID[d.GUID]
+		if s == nil {
+			s = &seen{last: d}
+			byID[d.GUID] = s
+		} else if d.At.After(s.last.At) {
+			s.last = d
+		}
+		s.attempts++
+		s.ok = s.ok || d.OK
+		return nil
+	})
+	if err != nil {
+		return run, fmt.Errorf("list %s deliveries: %w", r.name, err)
+	}
+
+	var failed []connectors.Delivery
+	for id, s := range byID {
+		switch {
+		case s.ok:
+			delete(r.asked, id)
+		case s.last.Transient():
+			failed = append(failed, s.last)
+		}
+	}
+	sort.Slice(failed, func(i, j int) bool { return failed[i].At.Before(failed[j].At) })
+	run.Failed = len(failed)
+	if len(failed) > 0 {
+		ids := make([]string, len(failed))
+		for i, d := range failed {
+			ids[i] = d.GUID
+		}
+		stored, err := r.store.StoredKeys(ctx, r.name, ids)
+		if err != nil {
+			return run, err
+		}
+		var stop error
+		for _, d := range failed {
+			a := r.asked[d.GUID]
+			if a.n < 0 {
+				continue // settled in an earlier run: stored, given up on, or refused by the sender
+			}
+			if stored[d.GUID] {
+				run.Stored++
+				r.asked[d.GUID] = redeliverAsk{n: -1, last: now}
+				continue
+			}
+			if a.n >= MaxRedeliveries || byID[d.GUID].attempts > MaxRedeliveries {
+				run.Abandoned++
+				r.asked[d.GUID] = redeliverAsk{n: -1, last: now}
+				r.log.ErrorContext(ctx, "delivery still failing after redeliveries: giving up; see the sender's delivery log",
+					"connector", r.name, "delivery", d.GUID, "event", d.Event, "action", d.Action, "status", d.StatusCode,
+					"attempts", byID[d.GUID].attempts)
+				continue
+			}
+			if run.Requested >= maxRedeliveriesPerRun {
+				newest = minTime(newest, d.At)
+				break
+			}
+			if err := r.src.Redeliver(ctx, d); err != nil {
+				if core.IsKind(err, core.KindInvalid) {
+					// The sender refused this one for good (too old to
+					// redeliver, gone): asking again would not help.
+					r.log.WarnContext(ctx, "redelivery refused", "connector", r.name, "delivery", d.GUID, "error", err.Error())
+					r.asked[d.GUID] = redeliverAsk{n: -1, last: now}
+					r.count("refused", 1)
+					continue
+				}
+				newest = minTime(newest, d.At)
+				stop = fmt.Errorf("redeliver %s delivery %s: %w", r.name, d.GUID, err)
+				break
+			}
+			run.Requested++
+			r.asked[d.GUID] = redeliverAsk{n: a.n + 1, last: now}
+			r.log.InfoContext(ctx, "asked the sender to redeliver a failed delivery", "connector", r.name, "delivery", d.GUID,
+				"event", d.Event, "action", d.Action, "status", d.StatusCode, "failed_at", d.At, "redelivery", a.n+1)
+		}
+		r.count("requested", run.Requested)
+		r.count("stored", run.Stored)
+		r.count("abandoned", run.Abandoned)
+		if stop != nil {
+			if serr := r.store.SetWatermark(ctx, r.watermarkKey(), newest); serr != nil {
+				r.log.WarnContext(ctx, "redelivery watermark not stored", "connector", r.name, "error", serr.Error())
+			}
+			return run, stop
+		}
+	}
+	if err := r.store.SetWatermark(ctx, r.watermarkKey(), newest); err != nil {
+		return run, err
+	}
+	return run, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,230 @@
+package service
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// fakeDeliveryLog is a sender's delivery log: a redelivery it is asked for
+// becomes a new attempt (now), failing or not as the test says.
+type fakeDeliveryLog struct {
+	now      func() time.Time
+	attempts []connectors.Delivery
+	asked    []string // GUIDs asked for again
+	refuse   map[string]error
+	redoOK   bool // a redelivery succeeds
+	listErr  error
+	sinceArg time.Time
+}
+
+func (f *fakeDeliveryLog) Deliveries(_ context.Context, since time.Time, fn func(connectors.Delivery) error) error {
+	f.sinceArg = since
+	if f.listErr != nil {
+		return f.listErr
+	}
+	sorted := slices.Clone(f.attempts)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].At.After(sorted[j].At) })
+	for _, d := range sorted {
+		if d.At.Before(since) {
+			return nil
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fakeDeliveryLog) Redeliver(_ context.Context, d connectors.Delivery) error {
+	if err := f.refuse[d.GUID]; err != nil {
+		return err
+	}
+	f.asked = append(f.asked, d.GUID)
+	redo := d
+	redo.ID, redo.At, redo.Redelivery, redo.OK, redo.StatusCode = d.ID+"r", f.now(), true, f.redoOK, 503
+	if f.redoOK {
+		redo.StatusCode = 202
+	}
+	f.attempts = append(f.attempts, redo)
+	return nil
+}
+
+// redeliverStore is the lease, watermark and inbox lookup in memory.
+type redeliverStore struct {
+	outageStore
+	stored map[string]bool
+}
+
+func (s *redeliverStore) StoredKeys(_ context.Context, connector string, keys []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, k := range keys {
+		if s.stored[connector+"/"+k] {
+			out[k] = true
+		}
+	}
+	return out, nil
+}
+
+// TestRedeliverer: what one run asks the sender for again, and where it
+// leaves its watermark.
+func TestRedeliverer(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	at := func(min int) time.Time { return now.Add(time.Duration(min) * time.Minute) }
+	failed := func(guid string, min, status int) connectors.Delivery {
+		return connectors.Delivery{ID: guid + "-" + time.Duration(min).String(), GUID: guid, At: at(min), StatusCode: status, Event: "deployment"}
+	}
+	ok := func(guid string, min int) connectors.Delivery {
+		return connectors.Delivery{ID: guid + "-ok", GUID: guid, At: at(min), StatusCode: 202, OK: true, Event: "deployment"}
+	}
+	cases := []struct {
+		name     string
+		attempts []connectors.Delivery
+		stored   []string
+		refuse   map[string]error
+		wm       time.Time // zero: first run
+		want     []string  // asked for again, in order
+		run      RedeliverRun
+		wantWM   time.Time
+		wantErr  bool
+	}{
+		{
+			name: "transient failures asked for again, oldest first; refusals, successes and stored ones not",
+			attempts: []connectors.Delivery{
+				failed("timeout", -30, 0), failed("bad-gateway", -40, 502), failed("limited", -20, 429),
+				failed("bad-signature", -25, 401), failed("too-large", -24, 413),
+				failed("healed", -50, 503), ok("healed", -45),
+				failed("stored-late", -35, 0), ok("fine", -10),
+			},
+			stored: []string{"stored-late"},
+			want:   []string{"bad-gateway", "timeout", "limited"},
+			run:    RedeliverRun{Attempts: 9, Failed: 4, Stored: 1, Requested: 3},
+			wantWM: at(-10),
+		},
+		{
+			name:     "the last attempt decides: a transient failure after a refusal is asked for",
+			attempts: []connectors.Delivery{failed("x", -20, 400), failed("x", -10, 503)},
+			want:     []string{"x"},
+			run:      RedeliverRun{Attempts: 2, Failed: 1, Requested: 1},
+			wantWM:   at(-10),
+		},
+		{
+			name:     "attempts before the watermark less the overlap are not read",
+			attempts: []connectors.Delivery{failed("old", -120, 0), failed("new", -30, 0)},
+			wm:       at(-60),
+			want:     []string{"new"},
+			run:      RedeliverRun{Attempts: 1, Failed: 1, Requested: 1},
+			wantWM:   at(-30),
+		},
+		{
+			name: "a delivery tried more than the most redeliveries is given up on",
+			attempts: []connectors.Delivery{failed("hopeless", -60, 0), failed("hopeless", -50, 500), failed("hopeless", -40, 500),
+				failed("hopeless", -30, 500), failed("hopeless", -20, 500), failed("hopeless", -10, 500)},
+			run:    RedeliverRun{Attempts: 6, Failed: 1, Abandoned: 1},
+			wantWM: at(-10),
+		},
+		{
+			name:     "the sender refusing a redelivery for good skips it",
+			attempts: []connectors.Delivery{failed("gone", -30, 0), failed("next", -20, 0)},
+			refuse:   map[string]error{"gone": core.Invalid("delivery", "too old")},
+			want:     []string{"next"},
+			run:      RedeliverRun{Attempts: 2, Failed: 2, Requested: 1},
+			wantWM:   at(-20),
+		},
+		{
+			name:     "the sender failing stops the run with the watermark before the delivery left",
+			attempts: []connectors.Delivery{failed("a", -30, 0), failed("b", -20, 0), ok("c", -5)},
+			refuse:   map[string]error{"b": core.Errorf(core.KindUnavailable, "GitHub is away")},
+			want:     []string{"a"},
+			run:      RedeliverRun{Attempts: 3, Failed: 2, Requested: 1},
+			wantWM:   at(-20),
+			wantErr:  true,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			log := &fakeDeliveryLog{now: func() time.Time { return now }, attempts: c.attempts, refuse: c.refuse}
+			st := &redeliverStore{stored: map[string]bool{}}
+			st.wm = c.wm
+			for _, k := range c.stored {
+				st.stored["gh/"+k] = true
+			}
+			r := NewRedeliverer("gh", log, st, time.Minute, "test", core.ClockFunc(func() time.Time { return now }), slog.New(slog.DiscardHandler), nil)
+			run, err := r.RunOnce(context.Background())
+			if (err != nil) != c.wantErr {
+				t.Fatalf("err %v, want error %v", err, c.wantErr)
+			}
+			if !slices.Equal(log.asked, c.want) {
+				t.Errorf("asked for %v, want %v", log.asked, c.want)
+			}
+			if run != c.run {
+				t.Errorf("run %+v, want %+v", run, c.run)
+			}
+			if !st.wm.Equal(c.wantWM) {
+				t.Errorf("watermark %v, want %v", st.wm, c.wantWM)
+			}
+			first := now.Add(-InitialLookback - redeliverOverlap)
+			if !c.wm.IsZero() {
+				first = c.wm.Add(-redeliverOverlap)
+			}
+			if !log.sinceArg.Equal(first) {
+				t.Errorf("read since %v, want %v", log.sinceArg, first)
+			}
+		})
+	}
+}
+
+// TestRedelivererAcrossRuns: a redelivery that fails again is asked for
+// again in the next runs, up to MaxRedeliveries, then given up on once
+// (not counted again); one that succeeds is not asked for again; a list
+// that fails leaves the watermark where it was.
+func TestRedelivererAcrossRuns(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	clock := &now
+	log := &fakeDeliveryLog{now: func() time.Time { return *clock }, attempts: []connectors.Delivery{
+		{ID: "1", GUID: "keeps-failing", At: now.Add(-time.Minute), StatusCode: 0},
+	}}
+	st := &redeliverStore{stored: map[string]bool{}}
+	r := NewRedeliverer("gh", log, st, time.Minute, "test", core.ClockFunc(func() time.Time { return *clock }), slog.New(slog.DiscardHandler), nil)
+	var abandoned int
+	for i := 0; i < MaxRedeliveries+3; i++ {
+		run, err := r.RunOnce(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		abandoned += run.Abandoned
+		*clock = clock.Add(time.Minute)
+	}
+	if len(log.asked) != MaxRedeliveries || abandoned != 1 {
+		t.Errorf("asked %d times and gave up %d times, want %d and 1", len(log.asked), abandoned, MaxRedeliveries)
+	}
+
+	log.attempts = append(log.attempts, connectors.Delivery{ID: "2", GUID: "heals", At: *clock, StatusCode: 502})
+	log.redoOK = true
+	log.asked = nil
+	*clock = clock.Add(time.Minute)
+	for i := 0; i < 3; i++ {
+		if _, err := r.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		*clock = clock.Add(time.Minute)
+	}
+	if !slices.Equal(log.asked, []string{"heals"}) {
+		t.Errorf("asked for %v, want [heals] once", log.asked)
+	}
+
+	wm := st.wm
+	log.listErr = core.Errorf(core.KindUnavailable, "GitHub is away")
+	if _, err := r.RunOnce(context.Background()); err == nil {
+		t.Fatal("a failed list is no error")
+	}
+	if !st.wm.Equal(wm) {
+		t.Errorf("watermark moved from %v to %v on a failed list", wm, st.wm)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -68,6 +69,8 @@ type App struct {
 	// Redeliverers ask GitHub to redeliver the App deliveries that
 	// failed.
 	Redeliverers []*service.Redeliverer
+
+	draining atomic.Bool // shutting down: /readyz answers 503 (drain)
 }
 
 // New opens and migrates the store and builds every service.
@@ -309,8 +312,12 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 	return out, errors.Join(errs...)
 }
 
-// ready is the readiness check: database reachable, migrations applied.
+// ready is the readiness check: not shutting down, database reachable,
+// migrations applied.
 func (a *App) ready(ctx context.Context) error {
+	if a.draining.Load() {
+		return core.Errorf(core.KindUnavailable, "shutting down")
+	}
 	if err := a.DB.Ping(ctx); err != nil {
 		return core.Wrap(core.KindUnavailable, err, "database unreachable")
 	}
@@ -371,6 +378,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+		a.drain(srv, errc)
 		a.Log.Info("shutting down: draining in-flight requests", "timeout", a.Config.ShutdownTimeout.D())
 		sctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout.D())
 		err = srv.Shutdown(sctx)
@@ -382,6 +390,29 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	return err
+}
+
+// drain keeps serving for shutdown_delay while /readyz answers 503 and
+// every answer closes its connection, so that a load balancer takes the
+// replica out of rotation and its clients reconnect elsewhere before the
+// listener closes: a rolling restart then refuses no request.
+func (a *App) drain(srv *http.Server, errc <-chan error) {
+	d := a.Config.ShutdownDelay.D()
+	if d <= 0 {
+		return
+	}
+	a.draining.Store(true)
+	srv.SetKeepAlivesEnabled(false)
+	a.Log.Info("shutting down: not ready, still serving", "shutdown_delay", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case err := <-errc: // the server stopped by itself meanwhile
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.Log.Error("server stopped while draining", "error", err.Error())
+		}
+	}
 }
 
 // listen forwards database notifications (other replicas' updates) to the

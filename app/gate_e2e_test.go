@@ -291,3 +291,52 @@ func TestShutdownAnswersWaitingChecks(t *testing.T) {
 		t.Fatal("shutdown did not answer the waiting check")
 	}
 }
+
+// TestShutdownDelayDrains: with shutdown_delay, SIGTERM first makes the
+// replica unready — /readyz 503 "shutting down" — while it still answers
+// every request, each with Connection: close so its clients reconnect
+// through the load balancer; the listener closes only after the delay.
+func TestShutdownDelayDrains(t *testing.T) {
+	const delay = time.Second
+	s := boot(t, "sqlite", e2eConfig+"shutdown_delay: 1s\n")
+	ci, _ := s.token(core.RoleCI)
+	if st := s.do("GET", "/readyz", "", nil, nil); st != http.StatusOK {
+		t.Fatalf("readyz before the shutdown: %d", st)
+	}
+	start := time.Now()
+	stopped := make(chan time.Duration, 1)
+	go func() { s.stop(); stopped <- time.Since(start) }()
+
+	raw := &http.Client{Timeout: 5 * time.Second}
+	var ready *http.Response
+	s.waitFor("/readyz 503 while draining", func() bool {
+		resp, err := raw.Get(s.url + "/readyz")
+		if err != nil {
+			t.Fatalf("readyz during the delay: %v (the listener closed early)", err)
+		}
+		resp.Body.Close()
+		ready = resp
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	if !ready.Close {
+		t.Error("a draining replica's answer keeps its connection open")
+	}
+	var body struct{ Status, Reason string }
+	if st := s.do("GET", "/readyz", "", nil, &body); st != http.StatusServiceUnavailable || body.Reason != "shutting down" {
+		t.Errorf("readyz while draining: %d %+v, want 503 shutting down", st, body)
+	}
+	if ans := s.check(ci, "", map[string]any{"service": "payments-api", "environment": "staging", "version": "4.0.1"}); ans.Decision == "" {
+		t.Errorf("a gate check while draining: %+v, want an answer", ans)
+	}
+	select {
+	case took := <-stopped:
+		if took < delay {
+			t.Errorf("stopped %v after SIGTERM, before the %v delay", took, delay)
+		}
+	case <-time.After(delay + 15*time.Second):
+		t.Fatal("not stopped after the delay")
+	}
+	if _, err := raw.Get(s.url + "/readyz"); err == nil {
+		t.Error("the listener still answers after the shutdown")
+	}
+}

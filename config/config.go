@@ -48,6 +48,11 @@ type Config struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// ShutdownDelay is how long, on SIGTERM, the replica keeps serving
+	// while /readyz answers 503 and each answer closes its connection,
+	// before the listener closes: the time a load balancer needs to stop
+	// sending it requests (default 0: close at once).
+	ShutdownDelay Duration `yaml:"shutdown_delay"`
 	// DebugAddr, when set, serves Go's profiler (net/http/pprof, under
 	// /debug/pprof/) on a listener of its own (TOLLGATE_DEBUG_ADDR). It has
 	// no authentication, so it must be a loopback address
@@ -629,6 +634,9 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20 {
 		bad("max_body_bytes", "must be between 1024 and 67108864, got %d", c.MaxBodyBytes)
 	}
+	if c.ShutdownDelay < 0 || c.ShutdownDelay.D() > 5*time.Minute {
+		bad("shutdown_delay", "must be between 0 and 5m")
+	}
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout", "must not be negative")
 	}
@@ -783,7 +791,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("admin_token_file", c.AdminTokenFile),
 		slog.String("log_level", c.LogLevel),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
-		slog.Duration("shutdown_timeout", c.ShutdownTimeout.D()),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout.D()), slog.Duration("shutdown_delay", c.ShutdownDelay.D()),
 		slog.Duration("http.read_header_timeout", c.HTTP.ReadHeaderTimeout.D()),
 		slog.Int("http.max_header_bytes", c.HTTP.MaxHeaderBytes),
 		slog.Any("http.trusted_proxies", c.HTTP.TrustedProxies),

@@ -89,6 +89,8 @@ connectors:
 		{name: "duplicate connector", src: "connectors:\n  - {name: a, type: generic, webhook_secret: 0123456789abcdef}\n  - {name: a, type: generic, webhook_secret: 0123456789abcdef}\n", wantErr: []string{"declared twice"}},
 		{name: "short admin token", src: "", env: map[string]string{"TOLLGATE_ADMIN_TOKEN": "short"}, wantErr: []string{"admin_token"}},
 		{name: "bad log level", src: "log_level: loud\n", wantErr: []string{"log_level"}},
+		{name: "negative shutdown delay", src: "shutdown_delay: -1s\n", wantErr: []string{"shutdown_delay"}},
+		{name: "shutdown delay over 5m", src: "shutdown_delay: 10m\n", wantErr: []string{"shutdown_delay", "between 0 and 5m"}},
 		{name: "negative facts cache ttl", src: "gate:\n  facts_cache_ttl: -1s\n", wantErr: []string{"gate.facts_cache_ttl"}},
 		{name: "facts cache ttl over an hour", src: "gate:\n  facts_cache_ttl: 2h\n", wantErr: []string{"gate.facts_cache_ttl"}},
 		{name: "facts cache default", src: "", check: func(t *testing.T, c *Config) {

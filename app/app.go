@@ -60,7 +60,8 @@ type App struct {
 	Scheduler   *service.Scheduler
 	Server      *api.Server
 	// ITSM API side: one client per connector with an api block, the
-	// pollers, read-back, change creation and write-back.
+	// pollers (GitLab's too: wireCIRecovery), read-back, change creation
+	// and write-back.
 	APIs      map[string]all.API
 	Pollers   []*service.Poller
 	ReadBack  *service.ReadBack
@@ -156,7 +157,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	a.Inbox.SetCIGates(a.CIGates)
 	a.wireITSM(conns, clock)
-	a.wireRedelivery(conns, clock)
+	a.wireCIRecovery(conns, clock)
 	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
 	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, clock, log); err != nil {
 		return nil, err

@@ -47,6 +47,10 @@ type fakeCI struct {
 	hookURL    string // "" while tollgate is down: attempts are refused
 	deliveries []fakeDelivery
 	sending    sync.WaitGroup
+
+	// GitLab's deployments waiting for approval in project acme/ledger
+	// (id 31), whose Deployment Hooks never arrived.
+	glBlocked []map[string]any
 }
 
 // fakeAnswer is one accepted answer.
@@ -160,6 +164,22 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		reply(200, map[string]any{"sha": m[2], "commit": map[string]any{"message": msg}})
+	case r.Method == "GET" && strings.HasPrefix(p, "/api/v4/projects/"):
+		if r.Header.Get("PRIVATE-TOKEN") != f.glToken {
+			reply(401, map[string]string{"message": "401 Unauthorized"})
+			return
+		}
+		f.mu.Lock()
+		blocked := f.glBlocked
+		f.mu.Unlock()
+		switch {
+		case r.URL.EscapedPath() == "/api/v4/projects/acme%2Fledger":
+			reply(200, map[string]any{"id": 31, "name": "ledger", "path_with_namespace": "acme/ledger", "web_url": f.srv.URL + "/acme/ledger"})
+		case p == "/api/v4/projects/31/deployments" && r.URL.Query().Get("status") == "blocked":
+			reply(200, blocked)
+		default:
+			reply(404, map[string]string{"message": "404 Not Found"})
+		}
 	case r.Method == "POST" && fakeApprPath.MatchString(p):
 		m := fakeApprPath.FindStringSubmatch(p)
 		if r.Header.Get("PRIVATE-TOKEN") != f.glToken {

@@ -45,10 +45,18 @@ const testShutdownTimeout = config.Duration(10 * time.Second)
 // do); TestLongPollAcrossReplicas starts two replicas on an empty one.
 func boot(t testing.TB, dialect, cfgYAML string) *server {
 	t.Helper()
+	return bootURL(t, newDatabase(t, dialect), cfgYAML)
+}
+
+// newDatabase returns the URL of a new database of dialect ("postgres":
+// a clone of testpg's migrated template; "sqlite": a file in a temporary
+// directory), for servers that share it or start on it again.
+func newDatabase(t testing.TB, dialect string) string {
+	t.Helper()
 	if dialect == "postgres" {
-		return bootURL(t, testpg.NewMigratedDatabase(t), cfgYAML)
+		return testpg.NewMigratedDatabase(t)
 	}
-	return bootURL(t, "sqlite:"+filepath.Join(t.TempDir(), "tollgate.db"), cfgYAML)
+	return "sqlite:" + filepath.Join(t.TempDir(), "tollgate.db")
 }
 
 // bootURL starts a server on the given database (replicas share one).

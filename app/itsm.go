@@ -92,21 +92,25 @@ func (a *App) readyDetails() map[string]any {
 	return map[string]any{"api_circuits": circuits}
 }
 
-// wireRedelivery gives each GitHub connector with an App (and a
-// redeliver_interval that is not 0s) a redeliverer: GitHub never sends a
-// failed delivery again by itself (service.Redeliverer).
-func (a *App) wireRedelivery(conns []service.Connector, clock core.Clock) {
+// wireCIRecovery brings back what the CIs' webhooks could not deliver
+// while tollgate was away, as neither CI sends a delivery again by
+// itself: each GitHub connector with an App (and a redeliver_interval
+// that is not 0s) gets a redeliverer (service.Redeliverer), each GitLab
+// connector with approvals, projects and an api.poll_interval a poller
+// of the deployments waiting for approval.
+func (a *App) wireCIRecovery(conns []service.Connector, clock core.Clock) {
 	holder := replicaID()
 	for _, c := range conns {
 		api := c.Config.API
-		if api == nil || api.RedeliverInterval <= 0 {
+		if api == nil {
 			continue
 		}
-		dl, ok := c.Webhook.(redeliverable)
-		if !ok || !dl.RedeliversFailed() {
-			continue
+		if dl, ok := c.Webhook.(redeliverable); ok && dl.RedeliversFailed() && api.RedeliverInterval > 0 {
+			a.Redeliverers = append(a.Redeliverers, service.NewRedeliverer(c.Config.Name, dl, a.DB, api.RedeliverInterval, holder, clock, a.Log, a.Metrics))
 		}
-		a.Redeliverers = append(a.Redeliverers, service.NewRedeliverer(c.Config.Name, dl, a.DB, api.RedeliverInterval, holder, clock, a.Log, a.Metrics))
+		if ps, ok := c.Webhook.(blockedPoller); ok && ps.PollsBlocked() && api.PollInterval > 0 {
+			a.Pollers = append(a.Pollers, service.NewPoller(c.Config.Name, ps, a.DB, a.Inbox, api.PollInterval, holder, clock, a.Log, a.Metrics))
+		}
 	}
 }
 
@@ -115,6 +119,13 @@ func (a *App) wireRedelivery(conns []service.Connector, clock core.Clock) {
 type redeliverable interface {
 	service.DeliveryLog
 	RedeliversFailed() bool
+}
+
+// blockedPoller is a webhook whose CI lists the deployments waiting at
+// its gate (connectors/gitlab with approvals and projects).
+type blockedPoller interface {
+	service.PollSource
+	PollsBlocked() bool
 }
 
 // replicaID names this process for leases: host, pid and a random part.

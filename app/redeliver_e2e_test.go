@@ -3,12 +3,9 @@ package app_test
 import (
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tollgate-dev/tollgate/internal/testpg"
 )
 
 // TestRedeliveryAfterDowntime: GitHub never sends a failed delivery
@@ -31,10 +28,7 @@ func TestRedeliveryAfterDowntime(t *testing.T) {
 				Status: "Invalid HTTP Response: 401", StatusCode: 401, Event: "deployment", body: []byte(`{}`)})
 			f.mu.Unlock()
 
-			dbURL := "sqlite:" + filepath.Join(t.TempDir(), "tollgate.db")
-			if dialect == "postgres" {
-				dbURL = testpg.NewDatabase(t)
-			}
+			dbURL := newDatabase(t, dialect)
 			s := bootURL(t, dbURL, fmt.Sprintf(`
 connectors:
   - {name: servicenow, type: servicenow, webhook_secret: %[1]s}
@@ -73,6 +67,63 @@ inbox:
 			}
 			if m := s.metricsText(); !strings.Contains(m, `tollgate_redeliveries_total{connector="github",outcome="requested"} 1`) {
 				t.Errorf("metrics lack the redelivery:\n%s", grepLines(m, "tollgate_redeliveries"))
+			}
+		})
+	}
+}
+
+// TestGitLabBlockedAfterDowntime: GitLab sends a Deployment Hook once.
+// A deployment held for approval whose hook found tollgate down is found
+// by the GitLab poller's first run after start (the projects'
+// deployments with status blocked), becomes a gate request, and is
+// approved through the approval API (its change was approved before);
+// it is answered once.
+func TestGitLabBlockedAfterDowntime(t *testing.T) {
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeCI(t)
+			sha := strings.Repeat("c", 40)
+			f.glBlocked = []map[string]any{{"id": 4401, "ref": "main", "sha": sha, "status": "blocked",
+				"updated_at": time.Now().UTC().Add(-time.Minute).Format(time.RFC3339), "user": map[string]any{"username": "dev"},
+				"environment": map[string]any{"name": "production"},
+				"deployable":  map[string]any{"id": 88001, "commit": map[string]any{"title": "ledger CHG0097401"}}}}
+			dbURL := newDatabase(t, dialect)
+			// Before the outage: the change is approved and stored.
+			before := bootURL(t, dbURL, fmt.Sprintf("connectors:\n  - {name: servicenow, type: servicenow, webhook_secret: %s}\n", authoritySecret))
+			before.snSettled(snChange("CHG0097401", "ledger", "approved", time.Now().UTC().Add(-time.Minute)))
+			before.stop()
+			// Back up, with the deployment held meanwhile.
+			s := bootURL(t, dbURL, fmt.Sprintf(`
+connectors:
+  - {name: servicenow, type: servicenow, webhook_secret: %[1]s}
+  - name: gitlab
+    type: gitlab
+    webhook_secret: %[1]s
+    api: {url: %[2]s, token: %[3]s, poll_interval: 10s}
+    approvals: {deadline: 1h}
+    projects: [acme/ledger]
+inbox:
+  poll_interval: 50ms
+`, authoritySecret, f.srv.URL, f.glToken))
+			a, ok := f.answer("4401", 15*time.Second)
+			if !ok || a.Provider != "gitlab" || a.State != "approved" || a.Installation != "31" {
+				t.Fatalf("the deployment whose hook never came: answer %+v (ok %v), want approved in project 31", a, ok)
+			}
+			var events struct {
+				Items []struct {
+					DedupeKey string `json:"dedupe_key"`
+					Type      string `json:"type"`
+					Record    string `json:"record"`
+				} `json:"items"`
+			}
+			if st := s.do("GET", "/api/v1/events?connector=gitlab", adminSecret, nil, &events); st != http.StatusOK || len(events.Items) != 1 ||
+				!strings.HasPrefix(events.Items[0].DedupeKey, "api:deployment:4401@") || events.Items[0].Type != "Deployment Hook" {
+				t.Errorf("gitlab's inbox: %d %+v, want the polled deployment once", st, events.Items)
+			}
+			time.Sleep(200 * time.Millisecond)
+			if n := f.answerCount("4401"); n != 1 {
+				t.Errorf("deployment 4401 answered %d times, want 1", n)
 			}
 		})
 	}

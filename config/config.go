@@ -288,7 +288,9 @@ type ConnectorConfig struct {
 	WriteBack bool `yaml:"write_back"`
 	// ChangeCreation opens a change for a gate check that links none.
 	ChangeCreation *ChangeCreationConfig `yaml:"change_creation"`
-	// Projects are the Jira projects the poller reads.
+	// Projects are the Jira projects the poller reads; GitLab: the
+	// projects (ids or paths) whose deployments waiting for approval the
+	// poller looks for.
 	Projects []string `yaml:"projects"`
 	// ProtectionRule (github) and Approvals (gitlab) configure the gates
 	// where the CI waits (connector_ci.go).

@@ -70,10 +70,11 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 		set  bool
 		typ  string
 	}{
-		{"write_back", cc.WriteBack, ""}, {"change_creation", cc.ChangeCreation != nil, ""}, {"projects", len(cc.Projects) > 0, ""},
+		{"write_back", cc.WriteBack, "servicenow/jira"}, {"change_creation", cc.ChangeCreation != nil, "servicenow/jira"},
+		{"projects", len(cc.Projects) > 0 && cc.Type != "gitlab", "jira/gitlab"},
 	} {
 		if k.set {
-			bad(f+"."+k.name, "is a servicenow/jira setting")
+			bad(f+"."+k.name, "is a %s setting", k.typ)
 		}
 	}
 	if cc.ProtectionRule != nil && cc.Type != "github" {
@@ -105,6 +106,9 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 	}
 	a := cc.API
 	if a == nil {
+		if len(cc.Projects) > 0 && cc.Type == "gitlab" {
+			bad(f+".projects", "are the gitlab poller's: it needs api with poll_interval")
+		}
 		if cc.ProtectionRule != nil || cc.Approvals != nil {
 			bad(f+".api", "is required to answer the CI's gate (GitHub: url, app_id, private_key_file; GitLab: url, token)")
 		}
@@ -117,8 +121,11 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 	if a.Username != "" || a.Password != "" || a.ClientID != "" || a.ClientSecret != "" {
 		bad(p+".username", "username, password, client_id and client_secret are servicenow/jira settings")
 	}
-	if a.PollInterval != 0 {
-		bad(p+".poll_interval", "is a servicenow/jira setting")
+	switch {
+	case cc.Type != "gitlab" && a.PollInterval != 0:
+		bad(p+".poll_interval", "is a servicenow/jira/gitlab setting")
+	case cc.Type == "gitlab":
+		cc.validateGitLabPoll(f, bad)
 	}
 	if a.Timeout < 0 || a.Timeout.D() > 5*time.Minute {
 		bad(p+".timeout", "must be between 0 and 5m")
@@ -146,6 +153,32 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 		}
 		if strings.TrimSpace(a.Token) == "" {
 			bad(p+".token", "is required: a token of a user allowed to approve deployments to the protected environments")
+		}
+	}
+}
+
+// gitlabProject is a GitLab project id or its path with namespace.
+var gitlabProject = regexp.MustCompile(`^([0-9]{1,20}|[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+)$`)
+
+// validateGitLabPoll checks the gitlab poller: api.poll_interval, and the
+// projects whose deployments waiting for approval it looks for.
+func (cc *ConnectorConfig) validateGitLabPoll(f string, bad func(field, format string, args ...any)) {
+	a := cc.API
+	if a.PollInterval < 0 || (a.PollInterval > 0 && a.PollInterval.D() < 10*time.Second) || a.PollInterval.D() > 24*time.Hour {
+		bad(f+".api.poll_interval", "must be 0 (no poller) or between 10s and 24h")
+	}
+	if a.PollInterval > 0 && cc.Approvals == nil {
+		bad(f+".api.poll_interval", "the gitlab poller looks for deployments waiting for approval: it needs approvals")
+	}
+	if a.PollInterval > 0 && len(cc.Projects) == 0 {
+		bad(f+".projects", "the gitlab poller needs the projects it looks at (ids or paths such as acme/payments)")
+	}
+	if a.PollInterval == 0 && len(cc.Projects) > 0 {
+		bad(f+".projects", "are the gitlab poller's: set api.poll_interval")
+	}
+	for i, pr := range cc.Projects {
+		if !gitlabProject.MatchString(pr) {
+			bad(fmt.Sprintf("%s.projects[%d]", f, i), "%q is not a GitLab project id or path (group/project)", pr)
 		}
 	}
 }

@@ -166,25 +166,6 @@ func (w *Webhook) AnswerTaken(ctx context.Context, p core.PendingGate, approved 
 	if id == "" {
 		return false, "the request names no deployment to read back", nil
 	}
-	what := w.api.system + ": deployment " + id
-	u := w.api.base + "/api/v4/projects/" + url.PathEscape(p.Target["project_id"]) + "/deployments/" + url.PathEscape(id)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return false, "", core.Wrap(core.KindInvalid, err, what+": bad request")
-	}
-	req.Header.Set("PRIVATE-TOKEN", w.api.token)
-	resp, err := w.api.http.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return false, "", core.Wrap(core.KindUnavailable, err, what)
-	}
-	body, _ := apiclient.ReadBody(resp, 4<<20)
-	if resp.StatusCode >= 300 {
-		return false, "", w.api.refusal(resp.StatusCode, body, what)
-	}
 	var d struct {
 		Status    string `json:"status"`
 		Approvals []struct {
@@ -192,8 +173,8 @@ func (w *Webhook) AnswerTaken(ctx context.Context, p core.PendingGate, approved 
 			Comment string `json:"comment"`
 		} `json:"approvals"`
 	}
-	if err := json.Unmarshal(body, &d); err != nil {
-		return false, "", core.Wrap(core.KindUnavailable, err, what+": unreadable answer")
+	if _, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(p.Target["project_id"])+"/deployments/"+url.PathEscape(id), "deployment "+id, &d); err != nil {
+		return false, "", err
 	}
 	want := "rejected"
 	if approved {

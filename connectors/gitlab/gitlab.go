@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
@@ -41,6 +42,10 @@ type Webhook struct {
 	secret []byte
 	gate   *connectors.CIGate
 	api    *api
+	// projects are those whose deployments waiting for approval the
+	// poller looks for (poll.go); projectsRead caches them as read.
+	projects     []string
+	projectsRead sync.Map
 }
 
 var _ connectors.Webhook = (*Webhook)(nil)
@@ -55,7 +60,7 @@ func newWebhook(cfg connectors.Config, o apiclient.Options) (*Webhook, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Webhook{secret: secret, gate: cfg.CIGate}
+	w := &Webhook{secret: secret, gate: cfg.CIGate, projects: cfg.Projects}
 	if a := cfg.API; a != nil && cfg.CIGate != nil {
 		if a.Token == "" {
 			return nil, core.Invalid("api.token", "is required to approve deployments")

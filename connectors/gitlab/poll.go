@@ -1,0 +1,200 @@
+package gitlab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// GitLab sends a Deployment Hook once. A deployment held for approval
+// whose hook found tollgate away stays blocked until someone approves it
+// by hand: nothing would ever put it before the gate. The poller asks
+// GitLab for the deployments that wait (status blocked) of the
+// configured projects and hands each to the inbox as the hook GitLab
+// would have sent; a deployment tollgate already has a gate request for
+// is that request (the CI gates know it by its deployment id).
+
+// PollsBlocked reports whether the connector looks for deployments that
+// wait for approval (an api block, approvals and projects).
+func (w *Webhook) PollsBlocked() bool { return w.api != nil && len(w.projects) > 0 }
+
+// Poll implements service.PollSource: each configured project's
+// deployments with status blocked, as Deployment Hook records. since is
+// not used: every deployment still waiting is listed (they are few), and
+// the inbox stores each once per update.
+func (w *Webhook) Poll(ctx context.Context, _ time.Time, emit func(connectors.Record) error) error {
+	if !w.PollsBlocked() {
+		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects to poll")
+	}
+	for _, p := range w.projects {
+		if err := w.pollProject(ctx, p, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// glProject is what a Deployment Hook says of its project.
+type glProject struct {
+	ID                json.Number `json:"id"`
+	Name              string      `json:"name"`
+	PathWithNamespace string      `json:"path_with_namespace"`
+	WebURL            string      `json:"web_url"`
+}
+
+// glDeployment is a deployment as GET /projects/:id/deployments lists it.
+type glDeployment struct {
+	ID          json.Number `json:"id"`
+	Ref         string      `json:"ref"`
+	SHA         string      `json:"sha"`
+	Status      string      `json:"status"`
+	UpdatedAt   time.Time   `json:"updated_at"`
+	User        *glUser     `json:"user"`
+	Environment struct {
+		Name        string `json:"name"`
+		ExternalURL string `json:"external_url"`
+	} `json:"environment"`
+	Deployable *struct {
+		ID     json.Number `json:"id"`
+		WebURL string      `json:"web_url"`
+		Commit *struct {
+			Title string `json:"title"`
+		} `json:"commit"`
+	} `json:"deployable"`
+}
+
+type glUser struct {
+	Username string `json:"username"`
+	Name     string `json:"name"`
+}
+
+// waitingHook is the Deployment Hook GitLab sends for a deployment held
+// for approval (fixtures/gitlab/deployment_hook.json's fields).
+type waitingHook struct {
+	ObjectKind      string      `json:"object_kind"`
+	Status          string      `json:"status"`
+	StatusChangedAt string      `json:"status_changed_at"`
+	DeploymentID    json.Number `json:"deployment_id"`
+	DeployableID    json.Number `json:"deployable_id,omitempty"`
+	DeployableURL   string      `json:"deployable_url,omitempty"`
+	Environment     string      `json:"environment"`
+	ExternalURL     string      `json:"environment_external_url,omitempty"`
+	Project         glProject   `json:"project"`
+	ShortSHA        string      `json:"short_sha"`
+	User            *glUser     `json:"user,omitempty"`
+	CommitURL       string      `json:"commit_url"`
+	CommitTitle     string      `json:"commit_title"`
+	Ref             string      `json:"ref"`
+}
+
+// pollPages bounds the pages read per project and poll: 100 waiting
+// deployments a page.
+const pollPages = 20
+
+func (w *Webhook) pollProject(ctx context.Context, ref string, emit func(connectors.Record) error) error {
+	proj, err := w.project(ctx, ref)
+	if err != nil {
+		return err
+	}
+	for page := 1; page <= pollPages; page++ {
+		var ds []glDeployment
+		q := url.Values{"status": {"blocked"}, "order_by": {"id"}, "sort": {"asc"}, "per_page": {"100"}, "page": {strconv.Itoa(page)}}
+		h, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(proj.ID.String())+"/deployments?"+q.Encode(),
+			"project "+ref+" deployments waiting for approval", &ds)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			if d.Status != "blocked" || d.ID == "" {
+				continue // a GitLab that ignores the filter lists the others too
+			}
+			body, err := json.Marshal(hookOf(proj, d))
+			if err != nil {
+				return err
+			}
+			if err := emit(connectors.Record{Type: "Deployment Hook", Key: "deployment:" + d.ID.String(), UpdatedAt: d.UpdatedAt.UTC(), Body: body}); err != nil {
+				return err
+			}
+		}
+		if next := h.Get("X-Next-Page"); next == "" || len(ds) == 0 {
+			return nil
+		}
+	}
+	return nil
+}
+
+// hookOf is the Deployment Hook of a deployment that waits.
+func hookOf(p glProject, d glDeployment) waitingHook {
+	h := waitingHook{
+		ObjectKind: "deployment", Status: "blocked", StatusChangedAt: d.UpdatedAt.UTC().Format(time.RFC3339),
+		DeploymentID: d.ID, Environment: d.Environment.Name, ExternalURL: d.Environment.ExternalURL,
+		Project: p, User: d.User, Ref: d.Ref, CommitURL: p.WebURL + "/-/commit/" + d.SHA, ShortSHA: d.SHA,
+	}
+	if len(d.SHA) > 8 {
+		h.ShortSHA = d.SHA[:8]
+	}
+	if dep := d.Deployable; dep != nil {
+		h.DeployableID, h.DeployableURL = dep.ID, dep.WebURL
+		if h.DeployableURL == "" && dep.ID != "" {
+			h.DeployableURL = p.WebURL + "/-/jobs/" + dep.ID.String()
+		}
+		if dep.Commit != nil {
+			h.CommitTitle = dep.Commit.Title
+		}
+	}
+	return h
+}
+
+// project returns a configured project (an id or a path) as GitLab
+// names it, read once.
+func (w *Webhook) project(ctx context.Context, ref string) (glProject, error) {
+	if p, ok := w.projectsRead.Load(ref); ok {
+		return p.(glProject), nil
+	}
+	var p glProject
+	if _, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(ref), "project "+ref, &p); err != nil {
+		return p, err
+	}
+	if p.ID == "" {
+		return p, core.Errorf(core.KindUnavailable, "%s: project %s: the answer has no id", w.api.system, ref)
+	}
+	w.projectsRead.Store(ref, p)
+	return p, nil
+}
+
+// get reads one API answer into out and returns its headers.
+func (a *api) get(ctx context.Context, path, what string, out any) (http.Header, error) {
+	what = a.system + ": " + what
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
+	if err != nil {
+		return nil, core.Wrap(core.KindInvalid, err, what+": bad request")
+	}
+	req.Header.Set("PRIVATE-TOKEN", a.token)
+	resp, err := a.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL adds nothing to what was asked
+		}
+		return nil, core.Wrap(core.KindUnavailable, err, what)
+	}
+	body, rerr := apiclient.ReadBody(resp, 4<<20)
+	if resp.StatusCode >= 300 {
+		return nil, a.refusal(resp.StatusCode, body, what)
+	}
+	if rerr != nil {
+		return nil, core.Wrap(core.KindUnavailable, rerr, what)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return nil, core.Wrap(core.KindUnavailable, err, what+": unreadable answer")
+	}
+	return resp.Header, nil
+}

@@ -48,9 +48,9 @@ type fakeCI struct {
 	deliveries []fakeDelivery
 	sending    sync.WaitGroup
 
-	// GitLab's deployments waiting for approval in project acme/ledger
-	// (id 31), whose Deployment Hooks never arrived.
-	glBlocked []map[string]any
+	// GitLab's deployments in project acme/ledger (id 31), newest update
+	// first, whose Deployment Hooks never arrived.
+	glDeployments []map[string]any
 }
 
 // fakeAnswer is one accepted answer.
@@ -170,13 +170,20 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.mu.Lock()
-		blocked := f.glBlocked
+		var listed []map[string]any
+		for _, d := range f.glDeployments {
+			if st := r.URL.Query().Get("status"); st == "" || d["status"] == st {
+				listed = append(listed, d)
+			}
+		}
 		f.mu.Unlock()
 		switch {
 		case r.URL.EscapedPath() == "/api/v4/projects/acme%2Fledger":
 			reply(200, map[string]any{"id": 31, "name": "ledger", "path_with_namespace": "acme/ledger", "web_url": f.srv.URL + "/acme/ledger"})
-		case p == "/api/v4/projects/31/deployments" && r.URL.Query().Get("status") == "blocked":
-			reply(200, blocked)
+		case p == "/api/v4/projects/31/deployments" && r.URL.Query().Get("page") == "1":
+			reply(200, listed)
+		case p == "/api/v4/projects/31/deployments":
+			reply(200, []any{})
 		default:
 			reply(404, map[string]string{"message": "404 Not Found"})
 		}

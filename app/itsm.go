@@ -97,7 +97,8 @@ func (a *App) readyDetails() map[string]any {
 // itself: each GitHub connector with an App (and a redeliver_interval
 // that is not 0s) gets a redeliverer (service.Redeliverer), each GitLab
 // connector with approvals, projects and an api.poll_interval a poller
-// of the deployments waiting for approval.
+// of the projects' deployments (those waiting for approval, and those
+// that ran since its watermark).
 func (a *App) wireCIRecovery(conns []service.Connector, clock core.Clock) {
 	holder := replicaID()
 	for _, c := range conns {

@@ -77,17 +77,24 @@ inbox:
 // by the GitLab poller's first run after start (the projects'
 // deployments with status blocked), becomes a gate request, and is
 // approved through the approval API (its change was approved before);
-// it is answered once.
+// it is answered once. A deployment approved by hand in GitLab and run
+// meanwhile is recorded (the reconciler sees it).
 func TestGitLabBlockedAfterDowntime(t *testing.T) {
 	for _, dialect := range []string{"postgres", "sqlite"} {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
 			f := newFakeCI(t)
 			sha := strings.Repeat("c", 40)
-			f.glBlocked = []map[string]any{{"id": 4401, "ref": "main", "sha": sha, "status": "blocked",
+			f.glDeployments = []map[string]any{{"id": 4401, "ref": "main", "sha": sha, "status": "blocked",
 				"updated_at": time.Now().UTC().Add(-time.Minute).Format(time.RFC3339), "user": map[string]any{"username": "dev"},
 				"environment": map[string]any{"name": "production"},
-				"deployable":  map[string]any{"id": 88001, "commit": map[string]any{"title": "ledger CHG0097401"}}}}
+				"deployable":  map[string]any{"id": 88001, "commit": map[string]any{"title": "ledger CHG0097401"}},
+			}, { // approved by hand in GitLab meanwhile, and run
+				"id": 4402, "ref": "main", "sha": strings.Repeat("d", 40), "status": "success",
+				"updated_at": time.Now().UTC().Add(-2 * time.Minute).Format(time.RFC3339), "user": map[string]any{"username": "dev"},
+				"environment": map[string]any{"name": "production"},
+				"deployable":  map[string]any{"id": 88002, "commit": map[string]any{"title": "ledger hotfix"}},
+			}}
 			dbURL := newDatabase(t, dialect)
 			// Before the outage: the change is approved and stored.
 			before := bootURL(t, dbURL, fmt.Sprintf("connectors:\n  - {name: servicenow, type: servicenow, webhook_secret: %s}\n", authoritySecret))
@@ -117,9 +124,17 @@ inbox:
 					Record    string `json:"record"`
 				} `json:"items"`
 			}
-			if st := s.do("GET", "/api/v1/events?connector=gitlab", adminSecret, nil, &events); st != http.StatusOK || len(events.Items) != 1 ||
-				!strings.HasPrefix(events.Items[0].DedupeKey, "api:deployment:4401@") || events.Items[0].Type != "Deployment Hook" {
-				t.Errorf("gitlab's inbox: %d %+v, want the polled deployment once", st, events.Items)
+			s.waitFor("the deployment that ran meanwhile recorded", func() bool {
+				s.do("GET", "/api/v1/events?connector=gitlab", adminSecret, nil, &events)
+				for _, e := range events.Items {
+					if strings.HasPrefix(e.DedupeKey, "api:deployment:4402@") && strings.HasPrefix(e.Record, "deployment:") {
+						return true
+					}
+				}
+				return false
+			})
+			if len(events.Items) != 2 || !strings.HasPrefix(events.Items[0].DedupeKey, "api:deployment:4401@") || events.Items[0].Type != "Deployment Hook" {
+				t.Errorf("gitlab's inbox: %+v, want the waiting deployment and the one that ran, once each", events.Items)
 			}
 			time.Sleep(200 * time.Millisecond)
 			if n := f.answerCount("4401"); n != 1 {

@@ -289,8 +289,7 @@ type ConnectorConfig struct {
 	// ChangeCreation opens a change for a gate check that links none.
 	ChangeCreation *ChangeCreationConfig `yaml:"change_creation"`
 	// Projects are the Jira projects the poller reads; GitLab: the
-	// projects (ids or paths) whose deployments waiting for approval the
-	// poller looks for.
+	// projects (ids or paths) whose deployments the poller reads.
 	Projects []string `yaml:"projects"`
 	// ProtectionRule (github) and Approvals (gitlab) configure the gates
 	// where the CI waits (connector_ci.go).

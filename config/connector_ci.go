@@ -161,7 +161,7 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 var gitlabProject = regexp.MustCompile(`^([0-9]{1,20}|[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+)$`)
 
 // validateGitLabPoll checks the gitlab poller: api.poll_interval, and the
-// projects whose deployments waiting for approval it looks for.
+// projects whose deployments it reads.
 func (cc *ConnectorConfig) validateGitLabPoll(f string, bad func(field, format string, args ...any)) {
 	a := cc.API
 	if a.PollInterval < 0 || (a.PollInterval > 0 && a.PollInterval.D() < 10*time.Second) || a.PollInterval.D() > 24*time.Hour {

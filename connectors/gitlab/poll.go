@@ -16,26 +16,30 @@ import (
 
 // GitLab sends a Deployment Hook once. A deployment held for approval
 // whose hook found tollgate away stays blocked until someone approves it
-// by hand: nothing would ever put it before the gate. The poller asks
-// GitLab for the deployments that wait (status blocked) of the
-// configured projects and hands each to the inbox as the hook GitLab
-// would have sent; a deployment tollgate already has a gate request for
-// is that request (the CI gates know it by its deployment id).
+// by hand: nothing would ever put it before the gate; and a deployment
+// that ran meanwhile (approved by hand, or to an environment without
+// approvals) is one the reconciler never sees. The poller asks GitLab
+// for the configured projects' deployments that wait (status blocked)
+// and for those updated since its watermark, and hands each to the inbox
+// as the hook GitLab would have sent: a deployment tollgate already has
+// a gate request for is that request (the CI gates know it by its
+// deployment id), and one it has recorded is recorded again as it is.
 
-// PollsBlocked reports whether the connector looks for deployments that
-// wait for approval (an api block, approvals and projects).
+// PollsBlocked reports whether the connector polls its projects'
+// deployments (an api block, approvals and projects).
 func (w *Webhook) PollsBlocked() bool { return w.api != nil && len(w.projects) > 0 }
 
 // Poll implements service.PollSource: each configured project's
-// deployments with status blocked, as Deployment Hook records. since is
-// not used: every deployment still waiting is listed (they are few), and
-// the inbox stores each once per update.
-func (w *Webhook) Poll(ctx context.Context, _ time.Time, emit func(connectors.Record) error) error {
+// deployments with status blocked — every one still waiting, whenever it
+// was last updated (they are few) — then those that started, ran or
+// ended since since, oldest first, as Deployment Hook records. The inbox
+// stores each once per update.
+func (w *Webhook) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
 	if !w.PollsBlocked() {
 		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects to poll")
 	}
 	for _, p := range w.projects {
-		if err := w.pollProject(ctx, p, emit); err != nil {
+		if err := w.pollProject(ctx, p, since, emit); err != nil {
 			return err
 		}
 	}
@@ -76,9 +80,9 @@ type glUser struct {
 	Name     string `json:"name"`
 }
 
-// waitingHook is the Deployment Hook GitLab sends for a deployment held
-// for approval (fixtures/gitlab/deployment_hook.json's fields).
-type waitingHook struct {
+// hookBody is a Deployment Hook (fixtures/gitlab/deployment_hook.json's
+// fields).
+type hookBody struct {
 	ObjectKind      string      `json:"object_kind"`
 	Status          string      `json:"status"`
 	StatusChangedAt string      `json:"status_changed_at"`
@@ -99,7 +103,7 @@ type waitingHook struct {
 // deployments a page.
 const pollPages = 20
 
-func (w *Webhook) pollProject(ctx context.Context, ref string, emit func(connectors.Record) error) error {
+func (w *Webhook) pollProject(ctx context.Context, ref string, since time.Time, emit func(connectors.Record) error) error {
 	proj, err := w.project(ctx, ref)
 	if err != nil {
 		return err
@@ -125,16 +129,58 @@ func (w *Webhook) pollProject(ctx context.Context, ref string, emit func(connect
 			}
 		}
 		if next := h.Get("X-Next-Page"); next == "" || len(ds) == 0 {
-			return nil
+			break
+		}
+	}
+	return w.pollRecent(ctx, ref, proj, since, emit)
+}
+
+// pollRecent emits the project's deployments updated since since (newest
+// first from GitLab, then oldest first to the inbox, so that a failure
+// part-way keeps the watermark before what was not stored), except those
+// waiting (pollProject's) and those created but not started.
+func (w *Webhook) pollRecent(ctx context.Context, ref string, proj glProject, since time.Time, emit func(connectors.Record) error) error {
+	var recent []glDeployment
+	reached := false
+	for page := 1; page <= pollPages && !reached; page++ {
+		var ds []glDeployment
+		q := url.Values{"order_by": {"updated_at"}, "sort": {"desc"}, "per_page": {"100"}, "page": {strconv.Itoa(page)},
+			"updated_after": {since.UTC().Format(time.RFC3339)}}
+		h, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(proj.ID.String())+"/deployments?"+q.Encode(),
+			"project "+ref+" deployments since "+since.UTC().Format(time.RFC3339), &ds)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			if d.UpdatedAt.Before(since) {
+				reached = true
+				break
+			}
+			if d.ID != "" && d.Status != "blocked" && d.Status != "created" {
+				recent = append(recent, d)
+			}
+		}
+		if h.Get("X-Next-Page") == "" || len(ds) == 0 {
+			reached = true
+		}
+	}
+	for i := len(recent) - 1; i >= 0; i-- {
+		body, err := json.Marshal(hookOf(proj, recent[i]))
+		if err != nil {
+			return err
+		}
+		if err := emit(connectors.Record{Type: "Deployment Hook", Key: "deployment:" + recent[i].ID.String(), UpdatedAt: recent[i].UpdatedAt.UTC(), Body: body}); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// hookOf is the Deployment Hook of a deployment that waits.
-func hookOf(p glProject, d glDeployment) waitingHook {
-	h := waitingHook{
-		ObjectKind: "deployment", Status: "blocked", StatusChangedAt: d.UpdatedAt.UTC().Format(time.RFC3339),
+// hookOf is the Deployment Hook GitLab sends for deployment d in its
+// current status (status_changed_at: its last update).
+func hookOf(p glProject, d glDeployment) hookBody {
+	h := hookBody{
+		ObjectKind: "deployment", Status: d.Status, StatusChangedAt: d.UpdatedAt.UTC().Format(time.RFC3339),
 		DeploymentID: d.ID, Environment: d.Environment.Name, ExternalURL: d.Environment.ExternalURL,
 		Project: p, User: d.User, Ref: d.Ref, CommitURL: p.WebURL + "/-/commit/" + d.SHA, ShortSHA: d.SHA,
 	}

@@ -47,6 +47,31 @@ func (f *fakeBlocked) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.EscapedPath() == "/api/v4/projects/acme%2Fpayments":
 		f.projectReads++
 		_ = json.NewEncoder(w).Encode(map[string]any{"id": 30, "name": "payments", "path_with_namespace": "acme/payments", "web_url": "https://gitlab.example.com/acme/payments"})
+	case r.URL.Path == "/api/v4/projects/30/deployments" && r.URL.Query().Get("order_by") == "updated_at":
+		// Recent ones, newest first; the filter is not applied (the
+		// poller stops at the first one before since by itself).
+		q := r.URL.Query()
+		if q.Get("sort") != "desc" || q.Get("updated_after") != "2026-12-06T10:00:00Z" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		switch q.Get("page") {
+		case "1":
+			w.Header().Set("X-Next-Page", "2")
+			_ = json.NewEncoder(w).Encode([]any{deployment("18", "failed", strings.Repeat("e", 40), "x"), deployment("17", "blocked", strings.Repeat("b", 40), "OPS-7 hotfix")})
+		case "2":
+			w.Header().Set("X-Next-Page", "3")
+			_ = json.NewEncoder(w).Encode([]any{deployment("16", "success", strings.Repeat("c", 40), "done"), deployment("13", "created", strings.Repeat("f", 40), "not yet")})
+		case "3":
+			w.Header().Set("X-Next-Page", "4")
+			old := deployment("9", "success", strings.Repeat("9", 40), "old")
+			old["updated_at"] = "2026-12-06T09:59:00.000Z"
+			_ = json.NewEncoder(w).Encode([]any{old})
+		default:
+			t := "page " + q.Get("page") + " read past since"
+			w.WriteHeader(http.StatusTeapot)
+			_, _ = w.Write([]byte(`{"message":"` + t + `"}`))
+		}
 	case r.URL.Path == "/api/v4/projects/30/deployments":
 		q := r.URL.Query()
 		if q.Get("status") != "blocked" || q.Get("per_page") != "100" {
@@ -72,8 +97,10 @@ func (f *fakeBlocked) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // TestPollBlocked: the poller lists each project's deployments waiting
 // for approval, page by page, as the Deployment Hook GitLab would have
 // sent — a gate request for the project's service, the deployment's
-// commit and the change keys of its commit title — reading the project
-// once; a refusal is final (KindInvalid), a 401 transient.
+// commit and the change keys of its commit title — then those updated
+// since the watermark that ran or ended, oldest first (not those created
+// only, nor past the first one before since), reading the project once;
+// a refusal is final (KindInvalid), a 401 transient.
 func TestPollBlocked(t *testing.T) {
 	f := &fakeBlocked{}
 	srv := httptest.NewServer(f)
@@ -89,17 +116,32 @@ func TestPollBlocked(t *testing.T) {
 		t.Fatal("PollsBlocked is false with an API and projects")
 	}
 	var recs []connectors.Record
+	since := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 	for i := 0; i < 2; i++ {
 		recs = nil
-		if err := w.Poll(context.Background(), time.Time{}, func(r connectors.Record) error { recs = append(recs, r); return nil }); err != nil {
+		if err := w.Poll(context.Background(), since, func(r connectors.Record) error { recs = append(recs, r); return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if f.projectReads != 1 {
 		t.Errorf("the project was read %d times over two polls, want 1", f.projectReads)
 	}
-	if len(recs) != 2 || recs[0].Key != "deployment:15" || recs[1].Key != "deployment:17" {
-		t.Fatalf("records %+v, want deployments 15 and 17 (16 ran already)", recs)
+	var keys []string
+	for _, r := range recs {
+		keys = append(keys, r.Key)
+	}
+	if want := "deployment:15 deployment:17 deployment:16 deployment:18"; strings.Join(keys, " ") != want {
+		t.Fatalf("records %v, want %s (the waiting ones, then the recent ones oldest first)", keys, want)
+	}
+	for i, want := range []string{"success", "failed"} {
+		var h map[string]any
+		_ = json.Unmarshal(recs[2+i].Body, &h)
+		if h["status"] != want || h["object_kind"] != "deployment" || h["status_changed_at"] != recs[2+i].UpdatedAt.Format(time.RFC3339) {
+			t.Errorf("recent record %d: %s", i, recs[2+i].Body)
+		}
+		if _, gate, _ := w.GateRequest(context.Background(), recs[2+i].Type, recs[2+i].Body); gate {
+			t.Errorf("recent record %d (%s) is a gate request", i, want)
+		}
 	}
 	if recs[0].Type != "Deployment Hook" || !recs[0].UpdatedAt.Equal(time.Date(2026, 12, 6, 10, 5, 0, 0, time.UTC)) {
 		t.Errorf("record 0: type %q, updated %v", recs[0].Type, recs[0].UpdatedAt)
@@ -126,7 +168,7 @@ func TestPollBlocked(t *testing.T) {
 		f.mu.Lock()
 		f.status = c.status
 		f.mu.Unlock()
-		err := w.Poll(context.Background(), time.Time{}, func(connectors.Record) error { return nil })
+		err := w.Poll(context.Background(), since, func(connectors.Record) error { return nil })
 		if !core.IsKind(err, c.kind) || !strings.Contains(err.Error(), "GitLab gitlab: project acme/payments deployments waiting for approval") {
 			t.Errorf("GitLab answering %d: %v, want %v naming what was asked", c.status, err, c.kind)
 		}

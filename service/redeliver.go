@@ -149,37 +149,10 @@ func (r *Redeliverer) RunOnce(ctx context.Context) (RedeliverRun, error) {
 			delete(r.asked, id)
 		}
 	}
-
-	type seen struct {
-		ok       bool
-		attempts int
-		last     connectors.Delivery // the newest attempt
-	}
-	byID := map[string]*seen{}
-	newest := wm
-	err = r.src.Deliveries(ctx, wm.Add(-redeliverOverlap), func(d connectors.Delivery) error {
-		run.Attempts++
-		if d.At.After(newest) {
-			newest = d.At
-		}
-		if d.GUID == "" {
-			return nil
-		}
-		s := byID[d.GUID]
-		if s == nil {
-			s = &seen{last: d}
-			byID[d.GUID] = s
-		} else if d.At.After(s.last.At) {
-			s.last = d
-		}
-		s.attempts++
-		s.ok = s.ok || d.OK
-		return nil
-	})
+	byID, newest, err := r.read(ctx, wm, &run)
 	if err != nil {
-		return run, fmt.Errorf("list %s deliveries: %w", r.name, err)
+		return run, err
 	}
-
 	var failed []connectors.Delivery
 	for id, s := range byID {
 		switch {
@@ -191,70 +164,112 @@ func (r *Redeliverer) RunOnce(ctx context.Context) (RedeliverRun, error) {
 	}
 	sort.Slice(failed, func(i, j int) bool { return failed[i].At.Before(failed[j].At) })
 	run.Failed = len(failed)
-	if len(failed) > 0 {
-		ids := make([]string, len(failed))
-		for i, d := range failed {
-			ids[i] = d.GUID
-		}
-		stored, err := r.store.StoredKeys(ctx, r.name, ids)
-		if err != nil {
-			return run, err
-		}
-		var stop error
-		for _, d := range failed {
-			a := r.asked[d.GUID]
-			if a.n < 0 {
-				continue // settled in an earlier run: stored, given up on, or refused by the sender
-			}
-			if stored[d.GUID] {
-				run.Stored++
-				r.asked[d.GUID] = redeliverAsk{n: -1, last: now}
-				continue
-			}
-			if a.n >= MaxRedeliveries || byID[d.GUID].attempts > MaxRedeliveries {
-				run.Abandoned++
-				r.asked[d.GUID] = redeliverAsk{n: -1, last: now}
-				r.log.ErrorContext(ctx, "delivery still failing after redeliveries: giving up; see the sender's delivery log",
-					"connector", r.name, "delivery", d.GUID, "event", d.Event, "action", d.Action, "status", d.StatusCode,
-					"attempts", byID[d.GUID].attempts)
-				continue
-			}
-			if run.Requested >= maxRedeliveriesPerRun {
-				newest = minTime(newest, d.At)
-				break
-			}
-			if err := r.src.Redeliver(ctx, d); err != nil {
-				if core.IsKind(err, core.KindInvalid) {
-					// The sender refused this one for good (too old to
-					// redeliver, gone): asking again would not help.
-					r.log.WarnContext(ctx, "redelivery refused", "connector", r.name, "delivery", d.GUID, "error", err.Error())
-					r.asked[d.GUID] = redeliverAsk{n: -1, last: now}
-					r.count("refused", 1)
-					continue
-				}
-				newest = minTime(newest, d.At)
-				stop = fmt.Errorf("redeliver %s delivery %s: %w", r.name, d.GUID, err)
-				break
-			}
-			run.Requested++
-			r.asked[d.GUID] = redeliverAsk{n: a.n + 1, last: now}
-			r.log.InfoContext(ctx, "asked the sender to redeliver a failed delivery", "connector", r.name, "delivery", d.GUID,
-				"event", d.Event, "action", d.Action, "status", d.StatusCode, "failed_at", d.At, "redelivery", a.n+1)
-		}
-		r.count("requested", run.Requested)
-		r.count("stored", run.Stored)
-		r.count("abandoned", run.Abandoned)
+	stop := r.ask(ctx, failed, byID, now, &run, &newest)
+	r.count("requested", run.Requested)
+	r.count("stored", run.Stored)
+	r.count("abandoned", run.Abandoned)
+	if err := r.store.SetWatermark(ctx, r.watermarkKey(), newest); err != nil {
 		if stop != nil {
-			if serr := r.store.SetWatermark(ctx, r.watermarkKey(), newest); serr != nil {
-				r.log.WarnContext(ctx, "redelivery watermark not stored", "connector", r.name, "error", serr.Error())
-			}
+			r.log.WarnContext(ctx, "redelivery watermark not stored", "connector", r.name, "error", err.Error())
 			return run, stop
 		}
-	}
-	if err := r.store.SetWatermark(ctx, r.watermarkKey(), newest); err != nil {
 		return run, err
 	}
-	return run, nil
+	return run, stop
+}
+
+// seenDelivery is what a run read of one delivery's attempts.
+type seenDelivery struct {
+	ok       bool // one attempt succeeded
+	attempts int
+	last     connectors.Delivery // the newest attempt
+}
+
+// read reads the attempts made since wm less the overlap, by delivery,
+// and the newest attempt's time (wm when none is newer).
+func (r *Redeliverer) read(ctx context.Context, wm time.Time, run *RedeliverRun) (map[string]*seenDelivery, time.Time, error) {
+	byID := map[string]*seenDelivery{}
+	newest := wm
+	err := r.src.Deliveries(ctx, wm.Add(-redeliverOverlap), func(d connectors.Delivery) error {
+		run.Attempts++
+		if d.At.After(newest) {
+			newest = d.At
+		}
+		if d.GUID == "" {
+			return nil
+		}
+		s := byID[d.GUID]
+		if s == nil {
+			s = &seenDelivery{last: d}
+			byID[d.GUID] = s
+		} else if d.At.After(s.last.At) {
+			s.last = d
+		}
+		s.attempts++
+		s.ok = s.ok || d.OK
+		return nil
+	})
+	if err != nil {
+		return nil, wm, fmt.Errorf("list %s deliveries: %w", r.name, err)
+	}
+	return byID, newest, nil
+}
+
+// ask asks the sender for each failed delivery again, oldest first,
+// unless the inbox holds it, it was settled before, or it has been asked
+// for MaxRedeliveries times; newest is moved back to a delivery left
+// (the run's limit, or the sender failing, whose error it returns).
+func (r *Redeliverer) ask(ctx context.Context, failed []connectors.Delivery, byID map[string]*seenDelivery, now time.Time, run *RedeliverRun, newest *time.Time) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	ids := make([]string, len(failed))
+	for i, d := range failed {
+		ids[i] = d.GUID
+	}
+	stored, err := r.store.StoredKeys(ctx, r.name, ids)
+	if err != nil {
+		*newest = minTime(*newest, failed[0].At)
+		return err
+	}
+	for _, d := range failed {
+		a := r.asked[d.GUID]
+		switch {
+		case a.n < 0:
+			continue // settled in an earlier run: stored, given up on, or refused by the sender
+		case stored[d.GUID]:
+			run.Stored++
+			r.asked[d.GUID] = redeliverAsk{n: -1, last: now}
+			continue
+		case a.n >= MaxRedeliveries || byID[d.GUID].attempts > MaxRedeliveries:
+			run.Abandoned++
+			r.asked[d.GUID] = redeliverAsk{n: -1, last: now}
+			r.log.ErrorContext(ctx, "delivery still failing after redeliveries: giving up; see the sender's delivery log",
+				"connector", r.name, "delivery", d.GUID, "event", d.Event, "action", d.Action, "status", d.StatusCode,
+				"attempts", byID[d.GUID].attempts)
+			continue
+		case run.Requested >= maxRedeliveriesPerRun:
+			*newest = minTime(*newest, d.At)
+			return nil
+		}
+		if err := r.src.Redeliver(ctx, d); err != nil {
+			if core.IsKind(err, core.KindInvalid) {
+				// The sender refused this one for good (too old to
+				// redeliver, gone): asking again would not help.
+				r.log.WarnContext(ctx, "redelivery refused", "connector", r.name, "delivery", d.GUID, "error", err.Error())
+				r.asked[d.GUID] = redeliverAsk{n: -1, last: now}
+				r.count("refused", 1)
+				continue
+			}
+			*newest = minTime(*newest, d.At)
+			return fmt.Errorf("redeliver %s delivery %s: %w", r.name, d.GUID, err)
+		}
+		run.Requested++
+		r.asked[d.GUID] = redeliverAsk{n: a.n + 1, last: now}
+		r.log.InfoContext(ctx, "asked the sender to redeliver a failed delivery", "connector", r.name, "delivery", d.GUID,
+			"event", d.Event, "action", d.Action, "status", d.StatusCode, "failed_at", d.At, "redelivery", a.n+1)
+	}
+	return nil
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -133,8 +133,8 @@ inbox:
 				}
 				return false
 			})
-			if len(events.Items) != 2 || !strings.HasPrefix(events.Items[0].DedupeKey, "api:deployment:4401@") || events.Items[0].Type != "Deployment Hook" {
-				t.Errorf("gitlab's inbox: %+v, want the waiting deployment and the one that ran, once each", events.Items)
+			if len(events.Items) != 2 || !strings.HasPrefix(events.Items[1].DedupeKey, "api:deployment:4401@") || events.Items[1].Type != "Deployment Hook" {
+				t.Errorf("gitlab's inbox: %+v, want the deployment that ran, then the waiting one, once each", events.Items)
 			}
 			time.Sleep(200 * time.Millisecond)
 			if n := f.answerCount("4401"); n != 1 {

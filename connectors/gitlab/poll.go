@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"time"
 
@@ -29,21 +30,59 @@ import (
 // deployments (an api block, approvals and projects).
 func (w *Webhook) PollsBlocked() bool { return w.api != nil && len(w.projects) > 0 }
 
-// Poll implements service.PollSource: each configured project's
-// deployments with status blocked — every one still waiting, whenever it
-// was last updated (they are few) — then those that started, ran or
-// ended since since, oldest first, as Deployment Hook records. The inbox
-// stores each once per update.
+// Poll implements service.PollSource: the configured projects'
+// deployments that started, ran or ended since since, oldest first
+// across the projects, then every deployment still waiting for approval
+// (status blocked, whenever it was last updated: they are few), as
+// Deployment Hook records; the inbox stores each once per update. The
+// order keeps the poller's watermark (the newest record stored) from
+// passing a deployment not yet stored when a call fails part-way.
 func (w *Webhook) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
 	if !w.PollsBlocked() {
 		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects to poll")
 	}
-	for _, p := range w.projects {
-		if err := w.pollProject(ctx, p, since, emit); err != nil {
+	projects := make([]glProject, len(w.projects))
+	var recent []projectDeployment
+	for i, ref := range w.projects {
+		p, err := w.project(ctx, ref)
+		if err != nil {
+			return err
+		}
+		projects[i] = p
+		ds, err := w.recent(ctx, ref, p, since)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			recent = append(recent, projectDeployment{p, d})
+		}
+	}
+	sort.SliceStable(recent, func(i, j int) bool { return recent[i].d.UpdatedAt.Before(recent[j].d.UpdatedAt) })
+	for _, r := range recent {
+		if err := emitHook(r.p, r.d, emit); err != nil {
+			return err
+		}
+	}
+	for i, ref := range w.projects {
+		if err := w.emitBlocked(ctx, ref, projects[i], emit); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+type projectDeployment struct {
+	p glProject
+	d glDeployment
+}
+
+// emitHook emits deployment d of project p as its Deployment Hook.
+func emitHook(p glProject, d glDeployment, emit func(connectors.Record) error) error {
+	body, err := json.Marshal(hookOf(p, d))
+	if err != nil {
+		return err
+	}
+	return emit(connectors.Record{Type: "Deployment Hook", Key: "deployment:" + d.ID.String(), UpdatedAt: d.UpdatedAt.UTC(), Body: body})
 }
 
 // glProject is what a Deployment Hook says of its project.
@@ -99,15 +138,12 @@ type hookBody struct {
 	Ref             string      `json:"ref"`
 }
 
-// pollPages bounds the pages read per project and poll: 100 waiting
-// deployments a page.
+// pollPages bounds the pages read per project, listing and poll (100
+// deployments a page).
 const pollPages = 20
 
-func (w *Webhook) pollProject(ctx context.Context, ref string, since time.Time, emit func(connectors.Record) error) error {
-	proj, err := w.project(ctx, ref)
-	if err != nil {
-		return err
-	}
+// emitBlocked emits the project's deployments waiting for approval.
+func (w *Webhook) emitBlocked(ctx context.Context, ref string, proj glProject, emit func(connectors.Record) error) error {
 	for page := 1; page <= pollPages; page++ {
 		var ds []glDeployment
 		q := url.Values{"status": {"blocked"}, "order_by": {"id"}, "sort": {"asc"}, "per_page": {"100"}, "page": {strconv.Itoa(page)}}
@@ -120,60 +156,44 @@ func (w *Webhook) pollProject(ctx context.Context, ref string, since time.Time, 
 			if d.Status != "blocked" || d.ID == "" {
 				continue // a GitLab that ignores the filter lists the others too
 			}
-			body, err := json.Marshal(hookOf(proj, d))
-			if err != nil {
-				return err
-			}
-			if err := emit(connectors.Record{Type: "Deployment Hook", Key: "deployment:" + d.ID.String(), UpdatedAt: d.UpdatedAt.UTC(), Body: body}); err != nil {
+			if err := emitHook(proj, d, emit); err != nil {
 				return err
 			}
 		}
-		if next := h.Get("X-Next-Page"); next == "" || len(ds) == 0 {
-			break
+		if h.Get("X-Next-Page") == "" || len(ds) == 0 {
+			return nil
 		}
 	}
-	return w.pollRecent(ctx, ref, proj, since, emit)
+	return nil
 }
 
-// pollRecent emits the project's deployments updated since since (newest
-// first from GitLab, then oldest first to the inbox, so that a failure
-// part-way keeps the watermark before what was not stored), except those
-// waiting (pollProject's) and those created but not started.
-func (w *Webhook) pollRecent(ctx context.Context, ref string, proj glProject, since time.Time, emit func(connectors.Record) error) error {
-	var recent []glDeployment
-	reached := false
-	for page := 1; page <= pollPages && !reached; page++ {
+// recent lists the project's deployments updated since since, newest
+// first, down to the first one before it, except those waiting
+// (emitBlocked's) and those created but not started.
+func (w *Webhook) recent(ctx context.Context, ref string, proj glProject, since time.Time) ([]glDeployment, error) {
+	var out []glDeployment
+	for page := 1; page <= pollPages; page++ {
 		var ds []glDeployment
 		q := url.Values{"order_by": {"updated_at"}, "sort": {"desc"}, "per_page": {"100"}, "page": {strconv.Itoa(page)},
 			"updated_after": {since.UTC().Format(time.RFC3339)}}
 		h, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(proj.ID.String())+"/deployments?"+q.Encode(),
 			"project "+ref+" deployments since "+since.UTC().Format(time.RFC3339), &ds)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, d := range ds {
 			if d.UpdatedAt.Before(since) {
-				reached = true
-				break
+				return out, nil
 			}
 			if d.ID != "" && d.Status != "blocked" && d.Status != "created" {
-				recent = append(recent, d)
+				out = append(out, d)
 			}
 		}
 		if h.Get("X-Next-Page") == "" || len(ds) == 0 {
-			reached = true
+			return out, nil
 		}
 	}
-	for i := len(recent) - 1; i >= 0; i-- {
-		body, err := json.Marshal(hookOf(proj, recent[i]))
-		if err != nil {
-			return err
-		}
-		if err := emit(connectors.Record{Type: "Deployment Hook", Key: "deployment:" + recent[i].ID.String(), UpdatedAt: recent[i].UpdatedAt.UTC(), Body: body}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return out, nil
 }
 
 // hookOf is the Deployment Hook GitLab sends for deployment d in its

@@ -97,7 +97,7 @@ func (f *fakeBlocked) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // TestPollBlocked: the poller lists each project's deployments waiting
 // for approval, page by page, as the Deployment Hook GitLab would have
 // sent — a gate request for the project's service, the deployment's
-// commit and the change keys of its commit title — then those updated
+// commit and the change keys of its commit title — after those updated
 // since the watermark that ran or ended, oldest first (not those created
 // only, nor past the first one before since), reading the project once;
 // a refusal is final (KindInvalid), a 401 transient.
@@ -130,19 +130,31 @@ func TestPollBlocked(t *testing.T) {
 	for _, r := range recs {
 		keys = append(keys, r.Key)
 	}
-	if want := "deployment:15 deployment:17 deployment:16 deployment:18"; strings.Join(keys, " ") != want {
-		t.Fatalf("records %v, want %s (the waiting ones, then the recent ones oldest first)", keys, want)
+	if want := "deployment:16 deployment:18 deployment:15 deployment:17"; strings.Join(keys, " ") != want {
+		t.Fatalf("records %v, want %s (the recent ones oldest first, then the waiting ones)", keys, want)
 	}
 	for i, want := range []string{"success", "failed"} {
 		var h map[string]any
-		_ = json.Unmarshal(recs[2+i].Body, &h)
-		if h["status"] != want || h["object_kind"] != "deployment" || h["status_changed_at"] != recs[2+i].UpdatedAt.Format(time.RFC3339) {
-			t.Errorf("recent record %d: %s", i, recs[2+i].Body)
+		_ = json.Unmarshal(recs[i].Body, &h)
+		if h["status"] != want || h["object_kind"] != "deployment" || h["status_changed_at"] != recs[i].UpdatedAt.Format(time.RFC3339) {
+			t.Errorf("recent record %d: %s", i, recs[i].Body)
 		}
-		if _, gate, _ := w.GateRequest(context.Background(), recs[2+i].Type, recs[2+i].Body); gate {
+		if _, gate, _ := w.GateRequest(context.Background(), recs[i].Type, recs[i].Body); gate {
 			t.Errorf("recent record %d (%s) is a gate request", i, want)
 		}
 	}
+	var first []string
+	stop := core.Errorf(core.KindUnavailable, "database away")
+	if err := w.Poll(context.Background(), since, func(r connectors.Record) error {
+		if len(first) == 1 {
+			return stop
+		}
+		first = append(first, r.Key)
+		return nil
+	}); err != stop || len(first) != 1 || first[0] != "deployment:16" {
+		t.Errorf("a store failing at the second record: %v after %v, want the error after the oldest only", err, first)
+	}
+	recs = recs[2:] // the waiting ones
 	if recs[0].Type != "Deployment Hook" || !recs[0].UpdatedAt.Equal(time.Date(2026, 12, 6, 10, 5, 0, 0, time.UTC)) {
 		t.Errorf("record 0: type %q, updated %v", recs[0].Type, recs[0].UpdatedAt)
 	}
@@ -169,7 +181,7 @@ func TestPollBlocked(t *testing.T) {
 		f.status = c.status
 		f.mu.Unlock()
 		err := w.Poll(context.Background(), since, func(connectors.Record) error { return nil })
-		if !core.IsKind(err, c.kind) || !strings.Contains(err.Error(), "GitLab gitlab: project acme/payments deployments waiting for approval") {
+		if !core.IsKind(err, c.kind) || !strings.Contains(err.Error(), "GitLab gitlab: project acme/payments deployments since 2026-12-06T10:00:00Z") {
 			t.Errorf("GitLab answering %d: %v, want %v naming what was asked", c.status, err, c.kind)
 		}
 	}

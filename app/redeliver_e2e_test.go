@@ -29,19 +29,7 @@ func TestRedeliveryAfterDowntime(t *testing.T) {
 			f.mu.Unlock()
 
 			dbURL := newDatabase(t, dialect)
-			s := bootURL(t, dbURL, fmt.Sprintf(`
-connectors:
-  - {name: servicenow, type: servicenow, webhook_secret: %[1]s}
-  - name: github
-    type: github
-    webhook_secret: %[1]s
-    api: {url: %[2]s, app_id: "%[3]s", private_key_file: %[4]s}
-    protection_rule: {deadline: 1h}
-    services: {"acme/payments": payments-api}
-    change_key_patterns: ['CHG\d{7}']
-inbox:
-  poll_interval: 50ms
-`, authoritySecret, f.srv.URL, f.appID, f.keyFile))
+			s := bootURL(t, dbURL, githubAppConfig(f))
 			f.setHook(s.url + "/webhooks/github")
 			s.snSettled(snChange("CHG0097301", "payments-api", "approved", time.Now().UTC().Add(-time.Minute)))
 
@@ -141,6 +129,53 @@ inbox:
 				t.Errorf("deployment 4401 answered %d times, want 1", n)
 			}
 		})
+	}
+}
+
+// githubAppConfig: a GitHub connector with an App answering protection
+// rules through the fake (redelivery at its default interval).
+func githubAppConfig(f *fakeCI) string {
+	return fmt.Sprintf(`
+connectors:
+  - {name: servicenow, type: servicenow, webhook_secret: %[1]s}
+  - name: github
+    type: github
+    webhook_secret: %[1]s
+    api: {url: %[2]s, app_id: "%[3]s", private_key_file: %[4]s}
+    protection_rule: {deadline: 1h}
+    services: {"acme/payments": payments-api}
+    change_key_patterns: ['CHG\d{7}']
+inbox:
+  poll_interval: 50ms
+`, authoritySecret, f.srv.URL, f.appID, f.keyFile)
+}
+
+// TestRedeliveryAcrossReplicas: two replicas start on one database after
+// GitHub failed a delivery; one of them (the lease holder) asks for it
+// again, once, and the rule is answered once.
+func TestRedeliveryAcrossReplicas(t *testing.T) {
+	f := newFakeCI(t)
+	sha := strings.Repeat("e", 40)
+	f.commit("acme/payments", sha, "release\n\nChange: CHG0097501")
+	f.deliver("deployment_protection_rule", "guid-replicas", protectionRule(f.srv.URL, "acme/payments", "7500001", "950001", sha, ""), false)
+	dbURL := newDatabase(t, "postgres")
+	a, b := bootURL(t, dbURL, githubAppConfig(f)), bootURL(t, dbURL, githubAppConfig(f))
+	f.setHook(a.url + "/webhooks/github")
+	b.snSettled(snChange("CHG0097501", "payments-api", "approved", time.Now().UTC().Add(-time.Minute)))
+	if ans, ok := f.answer("7500001", 15*time.Second); !ok || ans.State != "approved" {
+		t.Fatalf("answer %+v (ok %v), want approved", ans, ok)
+	}
+	time.Sleep(300 * time.Millisecond)
+	f.mu.Lock()
+	asked := 0
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, "POST /app/hook/deliveries/") {
+			asked++
+		}
+	}
+	f.mu.Unlock()
+	if asked != 1 || len(f.attempts("guid-replicas")) != 2 || f.answerCount("7500001") != 1 {
+		t.Errorf("asked for %d redeliveries, %d attempts, %d answers; want 1, 2 and 1", asked, len(f.attempts("guid-replicas")), f.answerCount("7500001"))
 	}
 }
 

@@ -269,7 +269,7 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 		c := connectors.Config{
 			Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
 			DefaultEnvironment: cc.DefaultEnvironment, Mappings: cc.Mappings, Options: cc.Options, Records: cc.Records,
-			WriteBack: cc.WriteBack, Projects: cc.Projects,
+			WriteBack: cc.WriteBack, Projects: cc.Projects, Jobs: cc.Jobs,
 		}
 		if a := cc.API; a != nil {
 			c.API = &connectors.API{

@@ -19,8 +19,8 @@ func (a *App) buildAPIs(conns []service.Connector) error {
 	a.APIs = map[string]all.API{}
 	for i := range conns {
 		cfg := conns[i].Config
-		if cfg.API == nil || cfg.Type == "github" || cfg.Type == "gitlab" {
-			continue // the CI connectors' api answers their gates (service.CIGates)
+		if cfg.API == nil || cfg.Type == "github" || cfg.Type == "gitlab" || cfg.Type == "jenkins" {
+			continue // the CI connectors' api answers their gates (service.CIGates) or serves their pollers
 		}
 		name := cfg.Name
 		circuit := a.Metrics.APICircuit.WithLabelValues(name)
@@ -98,7 +98,8 @@ func (a *App) readyDetails() map[string]any {
 // that is not 0s) gets a redeliverer (service.Redeliverer), each GitLab
 // connector with approvals, projects and an api.poll_interval a poller
 // of the projects' deployments (those waiting for approval, and those
-// that ran since its watermark).
+// that ran since its watermark), each Jenkins connector with jobs and an
+// api.poll_interval a poller of the jobs' builds.
 func (a *App) wireCIRecovery(conns []service.Connector, clock core.Clock) {
 	holder := replicaID()
 	for _, c := range conns {
@@ -109,7 +110,7 @@ func (a *App) wireCIRecovery(conns []service.Connector, clock core.Clock) {
 		if dl, ok := c.Webhook.(redeliverable); ok && dl.RedeliversFailed() && api.RedeliverInterval > 0 {
 			a.Redeliverers = append(a.Redeliverers, service.NewRedeliverer(c.Config.Name, dl, a.DB, api.RedeliverInterval, holder, clock, a.Log, a.Metrics))
 		}
-		if ps, ok := c.Webhook.(blockedPoller); ok && ps.PollsBlocked() && api.PollInterval > 0 {
+		if ps, ok := c.Webhook.(apiPoller); ok && ps.Polls() && api.PollInterval > 0 {
 			a.Pollers = append(a.Pollers, service.NewPoller(c.Config.Name, ps, a.DB, a.Inbox, api.PollInterval, holder, clock, a.Log, a.Metrics))
 		}
 	}
@@ -122,11 +123,12 @@ type redeliverable interface {
 	RedeliversFailed() bool
 }
 
-// blockedPoller is a webhook whose CI lists the deployments waiting at
-// its gate (connectors/gitlab with approvals and projects).
-type blockedPoller interface {
+// apiPoller is a webhook whose CI lists what its hooks sent
+// (connectors/gitlab with approvals and projects, connectors/jenkins with
+// jobs).
+type apiPoller interface {
 	service.PollSource
-	PollsBlocked() bool
+	Polls() bool
 }
 
 // replicaID names this process for leases: host, pid and a random part.

@@ -291,6 +291,9 @@ type ConnectorConfig struct {
 	// Projects are the Jira projects the poller reads; GitLab: the
 	// projects (ids or paths) whose deployments the poller reads.
 	Projects []string `yaml:"projects"`
+	// Jobs are the Jenkins jobs (folder/job paths) whose builds the
+	// poller reads.
+	Jobs []string `yaml:"jobs"`
 	// ProtectionRule (github) and Approvals (gitlab) configure the gates
 	// where the CI waits (connector_ci.go).
 	ProtectionRule *CIGateConfig `yaml:"protection_rule"`
@@ -777,7 +780,7 @@ func (c *Config) LogValue() slog.Value {
 			"name": cc.Name, "type": cc.Type, "webhook_secret": mask(cc.WebhookSecret),
 			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts, "records": cc.Records,
 			"api": cc.API.logValue(cc.Type), "write_back": cc.WriteBack, "change_creation": cc.ChangeCreation != nil,
-			"projects": cc.Projects, "ci_gate": cc.ciGateLogValue(),
+			"projects": cc.Projects, "jobs": cc.Jobs, "ci_gate": cc.ciGateLogValue(),
 		})
 	}
 	db := MaskDatabaseURL(c.DatabaseURL)

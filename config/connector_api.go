@@ -93,8 +93,15 @@ func (a *APIConfig) defaults() {
 // keys of one connector; f is the connector's path ("connectors[0]").
 func (cc *ConnectorConfig) validateAPI(f string, bad func(field, format string, args ...any)) {
 	a := cc.API
+	if len(cc.Jobs) > 0 && cc.Type != "jenkins" {
+		bad(f+".jobs", "is a jenkins setting")
+	}
 	if contains(ciAPITypes, cc.Type) {
 		cc.validateCIGate(f, bad)
+		return
+	}
+	if cc.Type == "jenkins" {
+		cc.validateJenkinsAPI(f, bad)
 		return
 	}
 	hasAPI := contains(apiTypes, cc.Type)
@@ -111,7 +118,7 @@ func (cc *ConnectorConfig) validateAPI(f string, bad func(field, format string, 
 		return
 	}
 	if !hasAPI {
-		bad(f+".api", "connectors of type %q have no API client (only %s)", cc.Type, strings.Join(append(apiTypes, ciAPITypes...), ", "))
+		bad(f+".api", "connectors of type %q have no API client (only %s)", cc.Type, strings.Join(append(append(apiTypes, ciAPITypes...), "jenkins"), ", "))
 		return
 	}
 	p := f + ".api"
@@ -145,6 +152,53 @@ func (cc *ConnectorConfig) validateAPI(f string, bad func(field, format string, 
 	}
 	if c := cc.ChangeCreation; c != nil {
 		validateChangeCreation(cc.Type, f+".change_creation", c, bad)
+	}
+}
+
+// jenkinsJob is a Jenkins job's full name: its folders and name, by /.
+var jenkinsJob = regexp.MustCompile(`^[^/\s]([^/]*[^/\s])?(/[^/\s]([^/]*[^/\s])?)*$`)
+
+// validateJenkinsAPI checks a jenkins connector's api block, which only
+// its poller uses, and jobs.
+func (cc *ConnectorConfig) validateJenkinsAPI(f string, bad func(field, format string, args ...any)) {
+	for _, k := range []struct {
+		name string
+		set  bool
+	}{{"write_back", cc.WriteBack}, {"change_creation", cc.ChangeCreation != nil}, {"projects", len(cc.Projects) > 0}} {
+		if k.set {
+			bad(f+"."+k.name, "is not a jenkins setting")
+		}
+	}
+	a := cc.API
+	if a == nil {
+		if len(cc.Jobs) > 0 {
+			bad(f+".jobs", "are the jenkins poller's: it needs api with url, username, password (an API token) and poll_interval")
+		}
+		return
+	}
+	p := f + ".api"
+	if err := validateAPIURL(a.URL); err != nil {
+		bad(p+".url", "%v", err)
+	}
+	if a.Username == "" || a.Password == "" {
+		bad(p+".username", "username and password (a Jenkins API token) are required")
+	}
+	if a.ClientID != "" || a.ClientSecret != "" || a.Token != "" || a.AppID != "" || a.PrivateKey != "" || a.PrivateKeyFile != "" || a.RedeliverInterval != nil {
+		bad(p, "jenkins takes url, username, password, timeout and poll_interval only")
+	}
+	if a.Timeout < 0 || a.Timeout.D() > 5*time.Minute {
+		bad(p+".timeout", "must be between 0 and 5m")
+	}
+	if a.PollInterval.D() < 10*time.Second || a.PollInterval.D() > 24*time.Hour {
+		bad(p+".poll_interval", "must be between 10s and 24h (the api block only serves the poller)")
+	}
+	if len(cc.Jobs) == 0 {
+		bad(f+".jobs", "the jenkins poller needs the jobs whose builds it reads (folder/job paths)")
+	}
+	for i, j := range cc.Jobs {
+		if !jenkinsJob.MatchString(j) {
+			bad(fmt.Sprintf("%s.jobs[%d]", f, i), "%q is not a Jenkins job name (folder/job)", j)
+		}
 	}
 }
 

@@ -42,8 +42,18 @@ func TestConnectorAPI(t *testing.T) {
 			"\n    api: {url: https://acme.atlassian.net, username: a@b.c, password: t, poll_interval: 1m}\n", []string{"connectors[0].projects"}},
 		{"jira pat", "connectors:\n  - name: jira\n    type: jira\n    webhook_secret: " + snSecret +
 			"\n    api: {url: https://jira.example.com, token: pat}\n    projects: [OPS]\n    change_creation: {environments: [production], project: OPS, issue_type: Change}\n", nil},
-		{"api on jenkins", "connectors:\n  - name: ci\n    type: jenkins\n    webhook_secret: " + snSecret +
+		{"api on generic", "connectors:\n  - name: ci\n    type: generic\n    webhook_secret: " + snSecret +
 			"\n    api: {url: https://api.github.com, username: a, password: b}\n", []string{"connectors[0].api", "no API client"}},
+		{"jenkins poller", "connectors:\n  - name: ci\n    type: jenkins\n    webhook_secret: " + snSecret +
+			"\n    api: {url: https://ci.example.com, username: a, password: b, poll_interval: 1m}\n    jobs: [deploy-payments, team/deploy ledger]\n", nil},
+		{"jenkins api without poller or jobs", "connectors:\n  - name: ci\n    type: jenkins\n    webhook_secret: " + snSecret +
+			"\n    api: {url: https://ci.example.com, username: a, password: b}\n", []string{"api.poll_interval", "connectors[0].jobs"}},
+		{"jenkins jobs without api", "connectors:\n  - name: ci\n    type: jenkins\n    webhook_secret: " + snSecret +
+			"\n    jobs: [deploy]\n", []string{"connectors[0].jobs", "needs api"}},
+		{"jenkins bad job, token, no password", "connectors:\n  - name: ci\n    type: jenkins\n    webhook_secret: " + snSecret +
+			"\n    api: {url: https://ci.example.com, username: a, token: t, poll_interval: 1m}\n    jobs: [\"/lead\", \"a//b\", \"trail/\"]\n",
+			[]string{"api.username", "url, username, password", "jobs[0]", "jobs[1]", "jobs[2]"}},
+		{"jobs on servicenow", "connectors:\n  - name: sn\n    type: servicenow\n    webhook_secret: " + snSecret + "\n    jobs: [deploy]\n", []string{"connectors[0].jobs", "jenkins setting"}},
 		{"write_back without api", "connectors:\n  - name: sn\n    type: servicenow\n    webhook_secret: " + snSecret + "\n    write_back: true\n", []string{"write_back"}},
 	}
 	for _, tc := range tests {

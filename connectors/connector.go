@@ -50,8 +50,11 @@ type Config struct {
 	// ChangeCreation, when set, opens changes for gate checks that link
 	// none in its environments.
 	ChangeCreation *ChangeCreation
-	// Projects are the Jira projects the poller reads.
+	// Projects are the Jira projects the poller reads; GitLab: the
+	// projects whose deployments it reads.
 	Projects []string
+	// Jobs are the Jenkins jobs whose builds the poller reads.
+	Jobs []string
 	// CIGate, when set (github, gitlab with an API), makes the CI's own
 	// gate a gate request tollgate answers (cigate.go).
 	CIGate *CIGate

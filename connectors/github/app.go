@@ -228,10 +228,7 @@ func (c *appClient) call(ctx context.Context, method, path, auth string, in any,
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the caller names what was asked; the URL adds nothing
-		}
+		err = apiclient.UnwrapURL(err) // the caller names what was asked
 		return nil, core.Wrap(core.KindUnavailable, err, what)
 	}
 	b, rerr := apiclient.ReadBody(resp, maxAnswer)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -135,10 +134,7 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 	req.Header.Set("PRIVATE-TOKEN", w.api.token)
 	resp, err := w.api.http.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the URL adds nothing to what was asked
-		}
+		err = apiclient.UnwrapURL(err) // the caller names what was asked
 		return core.Wrap(core.KindUnavailable, err, what)
 	}
 	body, _ := apiclient.ReadBody(resp, 1<<20)

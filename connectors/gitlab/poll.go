@@ -3,7 +3,6 @@ package gitlab
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"sort"
@@ -26,9 +25,9 @@ import (
 // a gate request for is that request (the CI gates know it by its
 // deployment id), and one it has recorded is recorded again as it is.
 
-// PollsBlocked reports whether the connector polls its projects'
+// Polls reports whether the connector polls its projects'
 // deployments (an api block, approvals and projects).
-func (w *Webhook) PollsBlocked() bool { return w.api != nil && len(w.projects) > 0 }
+func (w *Webhook) Polls() bool { return w.api != nil && len(w.projects) > 0 }
 
 // Poll implements service.PollSource: the configured projects'
 // deployments that started, ran or ended since since, oldest first
@@ -38,7 +37,7 @@ func (w *Webhook) PollsBlocked() bool { return w.api != nil && len(w.projects) >
 // order keeps the poller's watermark (the newest record stored) from
 // passing a deployment not yet stored when a call fails part-way.
 func (w *Webhook) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
-	if !w.PollsBlocked() {
+	if !w.Polls() {
 		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects to poll")
 	}
 	projects := make([]glProject, len(w.projects))
@@ -246,10 +245,7 @@ func (a *api) get(ctx context.Context, path, what string, out any) (http.Header,
 	req.Header.Set("PRIVATE-TOKEN", a.token)
 	resp, err := a.http.Do(req)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the URL adds nothing to what was asked
-		}
+		err = apiclient.UnwrapURL(err) // the caller names what was asked
 		return nil, core.Wrap(core.KindUnavailable, err, what)
 	}
 	body, rerr := apiclient.ReadBody(resp, 4<<20)

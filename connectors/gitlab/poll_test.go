@@ -112,8 +112,8 @@ func TestPollBlocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !w.PollsBlocked() {
-		t.Fatal("PollsBlocked is false with an API and projects")
+	if !w.Polls() {
+		t.Fatal("Polls is false with an API and projects")
 	}
 	var recs []connectors.Record
 	since := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
@@ -187,7 +187,7 @@ func TestPollBlocked(t *testing.T) {
 	}
 	noProjects, _ := New(connectors.Config{Name: "gitlab", Type: Type, WebhookSecret: "0123456789abcdef",
 		API: &connectors.API{URL: srv.URL, Token: "glpat-x"}, CIGate: &connectors.CIGate{Deadline: time.Hour}})
-	if noProjects.PollsBlocked() {
-		t.Error("PollsBlocked without projects")
+	if noProjects.Polls() {
+		t.Error("Polls without projects")
 	}
 }

@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
 
 	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -74,9 +76,12 @@ type SCM struct {
 	Culprits []string `json:"culprits,omitempty"`
 }
 
-// Webhook verifies and classifies Jenkins deliveries.
+// Webhook verifies and classifies Jenkins deliveries and, with an api
+// block and jobs, reads the jobs' builds (poll.go).
 type Webhook struct {
 	secret []byte
+	api    *jenkinsAPI
+	jobs   []string
 }
 
 var _ connectors.Webhook = (*Webhook)(nil)
@@ -85,12 +90,25 @@ var _ connectors.Webhook = (*Webhook)(nil)
 // cfg.DefaultEnvironment matters for Jenkins (its messages name no
 // environment) but is applied by the normalizer through
 // connectors.ApplyDefaultEnvironment, not here.
-func New(cfg connectors.Config) (*Webhook, error) {
+func New(cfg connectors.Config) (*Webhook, error) { return newWebhook(cfg, apiclient.Options{}) }
+
+// newWebhook is New with the API client's options (tests make its waits
+// short); Instance and, when unset, Timeout come from cfg.
+func newWebhook(cfg connectors.Config, o apiclient.Options) (*Webhook, error) {
 	secret, err := hook.Secret(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Webhook{secret: secret}, nil
+	w := &Webhook{secret: secret, jobs: cfg.Jobs}
+	if a := cfg.API; a != nil {
+		o.Instance = cfg.Name
+		if o.Timeout == 0 {
+			o.Timeout = a.Timeout
+		}
+		w.api = &jenkinsAPI{system: "Jenkins " + cfg.Name, base: strings.TrimSuffix(a.URL, "/"), user: a.Username, password: a.Password,
+			http: apiclient.New(o).HTTPClient()}
+	}
+	return w, nil
 }
 
 // Factory adapts New to connectors.Factory.

@@ -134,7 +134,7 @@ func (c *Client) failed(what string, resp *http.Response, err error) error {
 		if isBadJSON(err) {
 			return fmt.Errorf("%s: %s: the answer is not valid JSON", c.System(), what)
 		}
-		return fmt.Errorf("%s: %s: %w", c.System(), what, unwrapURL(err))
+		return fmt.Errorf("%s: %s: %w", c.System(), what, apiclient.UnwrapURL(err))
 	case resp.StatusCode == http.StatusNotFound:
 		resp.Body.Close()
 		return fmt.Errorf("%s: %s: %w", c.System(), what, connectors.ErrNotFound)
@@ -183,14 +183,6 @@ func jiraMessage(resp *http.Response) string {
 	}
 	slices.Sort(parts[len(e.ErrorMessages):])
 	return strings.Join(parts, "; ")
-}
-
-func unwrapURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // GetIssue reads one issue as a record (wrapped as an issue-updated
@@ -454,7 +446,7 @@ func (c *Client) CreateChange(ctx context.Context, n connectors.NewChange) (stri
 		if resp != nil && resp.Response != nil {
 			return "", unknownCreation(&apiclient.StatusError{Instance: c.System(), What: "change creation", Status: resp.StatusCode, Message: apiclient.Trim(err.Error())})
 		}
-		return "", unknownCreation(fmt.Errorf("%s: change creation: %w", c.System(), unwrapURL(err)))
+		return "", unknownCreation(fmt.Errorf("%s: change creation: %w", c.System(), apiclient.UnwrapURL(err)))
 	}
 	if created == nil || created.Key == "" {
 		return "", unknownCreation(fmt.Errorf("%s: change creation: the answer names no issue key", c.System()))

@@ -152,7 +152,7 @@ func (c *Client) once(ctx context.Context, method, path, what string, q url.Valu
 	}
 	resp, err := c.hc.HTTPClient().Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %s: %w", c.System(), what, unwrapURL(err))
+		return nil, 0, fmt.Errorf("%s: %s: %w", c.System(), what, apiclient.UnwrapURL(err))
 	}
 	b, err := apiclient.ReadBody(resp, maxBody)
 	if err != nil {
@@ -174,16 +174,6 @@ func (c *Client) once(ctx context.Context, method, path, what string, q url.Valu
 		return nil, resp.StatusCode, fmt.Errorf("%s: %s: the answer is not valid JSON", c.System(), what)
 	}
 	return b, resp.StatusCode, nil
-}
-
-// unwrapURL drops *url.Error's "GET URL:" prefix: the caller names what
-// was asked.
-func unwrapURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // authorize sets Basic auth or the OAuth bearer token.
@@ -225,7 +215,7 @@ func (c *Client) oauthToken(ctx context.Context) (string, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.hc.HTTPClient().Do(req)
 	if err != nil {
-		return "", fmt.Errorf("%s: oauth token: %w", c.System(), unwrapURL(err))
+		return "", fmt.Errorf("%s: oauth token: %w", c.System(), apiclient.UnwrapURL(err))
 	}
 	b, err := apiclient.ReadBody(resp, 1<<20)
 	if err != nil {

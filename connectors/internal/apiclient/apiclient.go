@@ -579,6 +579,16 @@ func ReadError(err error) error {
 	return fmt.Errorf("read the answer: %w", err)
 }
 
+// UnwrapURL drops *url.Error's "GET URL:" prefix from a call's error:
+// the caller names what was asked, and the URL adds nothing to it.
+func UnwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
 // Trim shortens an instance's error text for messages.
 func Trim(s string) string {
 	s = strings.Join(strings.Fields(s), " ")

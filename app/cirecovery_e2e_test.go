@@ -1,11 +1,15 @@
 package app_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
 )
 
 // TestRedeliveryAfterDowntime: GitHub never sends a failed delivery
@@ -176,6 +180,69 @@ func TestRedeliveryAcrossReplicas(t *testing.T) {
 	f.mu.Unlock()
 	if asked != 1 || len(f.attempts("guid-replicas")) != 2 || f.answerCount("7500001") != 1 {
 		t.Errorf("asked for %d redeliveries, %d attempts, %d answers; want 1, 2 and 1", asked, len(f.attempts("guid-replicas")), f.answerCount("7500001"))
+	}
+}
+
+// TestJenkinsBuildsAfterDowntime: the Notification plugin sends each
+// message once. A deployment build that ran while tollgate was down is
+// read by the Jenkins poller's first run after start (Jenkins's JSON API,
+// the API token as password), recorded with its start and end, and the
+// next reconciliation report finds it deployed without passing the gate.
+func TestJenkinsBuildsAfterDowntime(t *testing.T) {
+	start := time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Second)
+	jenkins := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "tollgate" || p != "jenkins-api-token-0123" || r.URL.Path != "/job/deploy-payments/api/json" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"builds": []any{map[string]any{
+			"number": 41, "url": "https://ci.example.com/job/deploy-payments/41/", "result": "SUCCESS", "building": false,
+			"timestamp": start.UnixMilli(), "duration": 90000,
+			"actions": []any{map[string]any{"_class": "hudson.model.ParametersAction", "parameters": []any{
+				map[string]any{"name": "SERVICE", "value": "payments-api"}, map[string]any{"name": "VERSION", "value": "9.4.1"}}},
+				map[string]any{"lastBuiltRevision": map[string]any{"SHA1": strings.Repeat("f", 40)}}},
+		}}})
+	}))
+	defer jenkins.Close()
+	s := boot(t, "sqlite", fmt.Sprintf(`
+connectors:
+  - name: jenkins
+    type: jenkins
+    webhook_secret: %[1]s
+    default_environment: production
+    api: {url: %[2]s, username: tollgate, password: jenkins-api-token-0123, poll_interval: 10s}
+    jobs: [deploy-payments]
+inbox:
+  poll_interval: 50ms
+`, authoritySecret, jenkins.URL))
+	var events struct {
+		Items []struct {
+			Type   string `json:"type"`
+			Status string `json:"status"`
+			Record string `json:"record"`
+		} `json:"items"`
+	}
+	s.waitFor("the build's two messages recorded", func() bool {
+		s.do("GET", "/api/v1/events?connector=jenkins", adminSecret, nil, &events)
+		n := 0
+		for _, e := range events.Items {
+			if e.Status == "processed" && strings.HasPrefix(e.Record, "deployment:") {
+				n++
+			}
+		}
+		return n == 2
+	})
+	if events.Items[0].Type != "STARTED" || events.Items[1].Type != "COMPLETED" {
+		t.Errorf("events %+v, want STARTED then COMPLETED", events.Items)
+	}
+	cm, _ := s.token(core.RoleChangeManager)
+	var rep reportAnswer
+	if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": start.Add(-time.Hour), "to": time.Now().UTC().Add(time.Minute),
+		"environment": "production"}, &rep); st != http.StatusCreated {
+		t.Fatalf("report: %d", st)
+	}
+	if rep.Summary.DeploymentsChecked != 1 || rep.Summary.ByCode[core.CodeGateBypassed] != 1 {
+		t.Errorf("report %+v, want the build found deployed without the gate", rep.Summary)
 	}
 }
 

@@ -1,0 +1,185 @@
+package jenkins
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// The Notification plugin sends each message once: a build that started
+// or finished while tollgate was away is a deployment the reconciler
+// never sees. With an api block and jobs, the poller reads the jobs'
+// recent builds through Jenkins's JSON API and hands each to the inbox as
+// the messages the plugin would have sent: STARTED at its start and,
+// once it ended, COMPLETED at its end.
+
+// jenkinsAPI is a connector's access to Jenkins's JSON API.
+type jenkinsAPI struct {
+	system         string // "Jenkins <connector>", in errors
+	base           string
+	user, password string // the API token
+	http           *http.Client
+}
+
+// pollBuilds is how many of a job's newest builds one poll reads.
+const pollBuilds = 100
+
+// buildsTree is the part of a job's builds the poller reads.
+var buildsTree = "builds[number,url,result,building,timestamp,duration,actions[parameters[name,value],lastBuiltRevision[SHA1]]]{0," +
+	strconv.Itoa(pollBuilds) + "}"
+
+// Polls reports whether the connector reads its jobs' builds (an api
+// block and jobs).
+func (w *Webhook) Polls() bool { return w.api != nil && len(w.jobs) > 0 }
+
+// jobBuild is a build as the JSON API lists it.
+type jobBuild struct {
+	Number    json.Number `json:"number"`
+	URL       string      `json:"url"`
+	Result    string      `json:"result"`
+	Building  bool        `json:"building"`
+	Timestamp int64       `json:"timestamp"` // start, ms since the epoch
+	Duration  int64       `json:"duration"`  // ms
+	Actions   []struct {
+		Parameters []struct {
+			Name  string          `json:"name"`
+			Value json.RawMessage `json:"value"`
+		} `json:"parameters"`
+		LastBuiltRevision *struct {
+			SHA1 string `json:"SHA1"`
+		} `json:"lastBuiltRevision"`
+	} `json:"actions"`
+}
+
+// Poll implements service.PollSource: the configured jobs' builds that
+// started or ended since since, as the Notification plugin's STARTED and
+// COMPLETED messages, oldest first across the jobs (so the poller's
+// watermark, the newest record stored, never passes one not yet stored).
+// A build still running is sent as started whenever it began; the inbox
+// stores each message once.
+func (w *Webhook) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
+	if !w.Polls() {
+		return core.Errorf(core.KindInvalid, "connector has no Jenkins API and jobs to poll")
+	}
+	var recs []connectors.Record
+	for _, job := range w.jobs {
+		var out struct {
+			Builds []jobBuild `json:"builds"`
+		}
+		if err := w.api.get(ctx, jobPath(job)+"/api/json?tree="+url.QueryEscape(buildsTree), "job "+job+" builds", &out); err != nil {
+			return err
+		}
+		for _, b := range out.Builds {
+			rs, err := messagesOf(job, b, since)
+			if err != nil {
+				return err
+			}
+			recs = append(recs, rs...)
+		}
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].UpdatedAt.Before(recs[j].UpdatedAt) })
+	for _, r := range recs {
+		if err := emit(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// messagesOf returns the plugin's messages of build b of job that fall
+// since since: STARTED at its start (or while it runs), COMPLETED at its
+// end.
+func messagesOf(job string, b jobBuild, since time.Time) ([]connectors.Record, error) {
+	if b.Number == "" || b.Timestamp <= 0 {
+		return nil, nil
+	}
+	start := time.UnixMilli(b.Timestamp).UTC()
+	end := time.UnixMilli(b.Timestamp + b.Duration).UTC()
+	var out []connectors.Record
+	add := func(phase string, at time.Time) error {
+		n := Notification{Name: job, URL: "job/" + job + "/", Build: Build{
+			FullURL: b.URL, Number: b.Number, Phase: phase, Timestamp: json.Number(strconv.FormatInt(at.UnixMilli(), 10)),
+			URL: "job/" + job + "/" + b.Number.String() + "/", Parameters: map[string]json.RawMessage{},
+		}}
+		if phase == PhaseCompleted {
+			n.Build.Status, n.Build.Duration = b.Result, json.Number(strconv.FormatInt(b.Duration, 10))
+		}
+		for _, a := range b.Actions {
+			for _, p := range a.Parameters {
+				if p.Name != "" && len(p.Value) > 0 {
+					n.Build.Parameters[p.Name] = p.Value
+				}
+			}
+			if a.LastBuiltRevision != nil && a.LastBuiltRevision.SHA1 != "" {
+				n.Build.SCM = &SCM{Commit: a.LastBuiltRevision.SHA1}
+			}
+		}
+		body, err := json.Marshal(n)
+		if err != nil {
+			return err
+		}
+		out = append(out, connectors.Record{Type: phase, Key: "build:" + job + "#" + b.Number.String() + ":" + phase, UpdatedAt: at, Body: body})
+		return nil
+	}
+	if b.Building || !start.Before(since) {
+		if err := add(PhaseStarted, start); err != nil {
+			return nil, err
+		}
+	}
+	if !b.Building && b.Result != "" && !end.Before(since) {
+		if err := add(PhaseCompleted, end); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// jobPath is a job's path on Jenkins: a job in a folder ("team/deploy")
+// is /job/team/job/deploy.
+func jobPath(job string) string {
+	var b strings.Builder
+	for _, seg := range strings.Split(job, "/") {
+		b.WriteString("/job/")
+		b.WriteString(url.PathEscape(seg))
+	}
+	return b.String()
+}
+
+// get reads one API answer into out.
+func (a *jenkinsAPI) get(ctx context.Context, path, what string, out any) error {
+	what = a.system + ": " + what
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
+	if err != nil {
+		return core.Wrap(core.KindInvalid, err, what+": bad request")
+	}
+	req.SetBasicAuth(a.user, a.password)
+	resp, err := a.http.Do(req)
+	if err != nil {
+		err = apiclient.UnwrapURL(err) // the caller names what was asked
+		return core.Wrap(core.KindUnavailable, err, what)
+	}
+	body, rerr := apiclient.ReadBody(resp, 8<<20)
+	if resp.StatusCode >= 300 {
+		kind := core.KindInvalid // a job that does not exist, a token refused for good
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized {
+			kind = core.KindUnavailable
+		}
+		return core.Wrap(kind, &apiclient.StatusError{Status: resp.StatusCode}, what)
+	}
+	if rerr != nil {
+		return core.Wrap(core.KindUnavailable, rerr, what)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return core.Wrap(core.KindUnavailable, err, what+": unreadable answer")
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+package jenkins
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/config/mappings"
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/mapping"
+)
+
+// fakeJenkins is Jenkins's JSON API for two jobs, one in a folder, with
+// Basic auth checked (the API token as the password).
+func fakeJenkins(t *testing.T, status *int) *httptest.Server {
+	at := func(hhmm string) int64 {
+		ts, _ := time.Parse("2006-01-02 15:04", "2026-12-06 "+hhmm)
+		return ts.UnixMilli()
+	}
+	build := func(n int, result string, building bool, start string, dur time.Duration, params ...string) map[string]any {
+		var ps []map[string]any
+		for i := 0; i+1 < len(params); i += 2 {
+			ps = append(ps, map[string]any{"_class": "hudson.model.StringParameterValue", "name": params[i], "value": params[i+1]})
+		}
+		ps = append(ps, map[string]any{"_class": "hudson.model.PasswordParameterValue", "name": "DEPLOY_KEY"}) // no value: secret
+		b := map[string]any{"_class": "org.jenkinsci.plugins.workflow.job.WorkflowRun", "number": n, "url": fmt.Sprintf("https://ci.example.com/job/x/%d/", n),
+			"building": building, "timestamp": at(start), "duration": dur.Milliseconds(),
+			"actions": []any{map[string]any{}, map[string]any{"_class": "hudson.model.ParametersAction", "parameters": ps},
+				map[string]any{"_class": "hudson.plugins.git.util.BuildData", "lastBuiltRevision": map[string]any{"SHA1": strings.Repeat(string(rune('a'+n)), 40)}}}}
+		if !building {
+			b["result"] = result
+		}
+		return b
+	}
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "tollgate" || p != "api-token" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if *status != 0 {
+			w.WriteHeader(*status)
+			return
+		}
+		if !strings.HasPrefix(r.URL.Query().Get("tree"), "builds[number,url,result,building,timestamp,duration,actions[") {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		switch r.URL.Path {
+		case "/job/deploy-payments/api/json":
+			_ = json.NewEncoder(w).Encode(map[string]any{"builds": []any{
+				build(7, "", true, "09:00", 0),
+				build(6, "SUCCESS", false, "10:10", time.Minute, "SERVICE", "payments-api", "ENVIRONMENT", "production", "CHANGE_KEY", "CHG0000123"),
+				build(5, "FAILURE", false, "09:50", 5*time.Minute),
+				build(4, "SUCCESS", false, "09:58", 4*time.Minute, "SERVICE", "payments-api"),
+			}})
+		case "/job/team/job/deploy%20ledger/api/json", "/job/team/job/deploy ledger/api/json":
+			_ = json.NewEncoder(w).Encode(map[string]any{"builds": []any{build(3, "UNSTABLE", false, "10:05", time.Minute, "SERVICE", "ledger")}})
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+}
+
+// TestPollBuilds: the jobs' builds that started or ended since the
+// watermark come back as the plugin's STARTED and COMPLETED messages,
+// oldest first across the jobs (a running build as started, whenever it
+// began); the jenkins-build profile maps them (service, environment,
+// changes, commit, status, started and finished); a secret parameter has
+// no value to pass on; a refusal is final, a 5xx transient.
+func TestPollBuilds(t *testing.T) {
+	status := 0
+	srv := fakeJenkins(t, &status)
+	defer srv.Close()
+	w, err := newWebhook(connectors.Config{Name: "jenkins", Type: Type, WebhookSecret: "0123456789abcdef", Jobs: []string{"deploy-payments", "team/deploy ledger"},
+		API: &connectors.API{URL: srv.URL + "/", Username: "tollgate", Password: "api-token"}},
+		apiclient.Options{RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.Polls() {
+		t.Fatal("Polls is false with an API and jobs")
+	}
+	since := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	var recs []connectors.Record
+	if err := w.Poll(context.Background(), since, func(r connectors.Record) error { recs = append(recs, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.Key+"@"+r.UpdatedAt.Format("15:04"))
+	}
+	want := "build:deploy-payments#7:STARTED@09:00 build:deploy-payments#4:COMPLETED@10:02 build:team/deploy ledger#3:STARTED@10:05 " +
+		"build:team/deploy ledger#3:COMPLETED@10:06 build:deploy-payments#6:STARTED@10:10 build:deploy-payments#6:COMPLETED@10:11"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("records\n%s\nwant\n%s", strings.Join(got, " "), want)
+	}
+
+	profiles, err := mapping.LoadDir(mappings.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := mapping.NewSet(profiles...)
+	deployment := func(r connectors.Record) core.Deployment {
+		t.Helper()
+		in, err := Classify(nil, r.Body)
+		if err != nil || in.Type != r.Type {
+			t.Fatalf("%s: classified %q, %v", r.Key, in.Type, err)
+		}
+		c, ok := set.Select(Type, in.Type, r.Body)
+		if !ok {
+			t.Fatalf("%s: no profile", r.Key)
+		}
+		res := c.Apply(r.Body)
+		if len(res.Errors) > 0 {
+			t.Fatalf("%s: %v", r.Key, res.Errors)
+		}
+		return *res.Record.(*core.Deployment)
+	}
+	started, done := deployment(recs[4]), deployment(recs[5])
+	if started.Status != "started" || !started.StartedAt.Equal(recs[4].UpdatedAt) || done.Status != "succeeded" ||
+		done.FinishedAt == nil || !done.FinishedAt.Equal(recs[5].UpdatedAt) || done.Service != "payments-api" || done.Environment != "production" ||
+		done.Commit != strings.Repeat("g", 40) || done.RunID != "6" || len(done.Changes) != 1 || done.Changes[0] != "CHG0000123" {
+		t.Errorf("build 6 mapped to\n%+v\n%+v", started, done)
+	}
+	if d := deployment(recs[3]); d.Service != "ledger" || d.Status != "failed" {
+		t.Errorf("the unstable build in the folder mapped to %+v", d)
+	}
+	if strings.Contains(string(recs[5].Body), "DEPLOY_KEY") {
+		t.Errorf("a secret parameter (no value) passed on: %s", recs[5].Body)
+	}
+
+	for _, c := range []struct {
+		status int
+		kind   core.ErrorKind
+	}{{http.StatusNotFound, core.KindInvalid}, {http.StatusBadGateway, core.KindUnavailable}} {
+		status = c.status
+		err := w.Poll(context.Background(), since, func(connectors.Record) error { return nil })
+		if !core.IsKind(err, c.kind) || !strings.Contains(err.Error(), "Jenkins jenkins: job deploy-payments builds") {
+			t.Errorf("Jenkins answering %d: %v, want %v naming what was asked", c.status, err, c.kind)
+		}
+	}
+	plain, _ := New(connectors.Config{Name: "jenkins", Type: Type, WebhookSecret: "0123456789abcdef"})
+	if plain.Polls() {
+		t.Error("Polls without an API")
+	}
+}

@@ -34,8 +34,10 @@ func TestRedeliveryAfterDowntime(t *testing.T) {
 
 			dbURL := newDatabase(t, dialect)
 			s := bootURL(t, dbURL, githubAppConfig(f))
-			f.setHook(s.url + "/webhooks/github")
+			// The change is stored before GitHub can redeliver (it waits
+			// for the hook's URL): the rule then finds it approved.
 			s.snSettled(snChange("CHG0097301", "payments-api", "approved", time.Now().UTC().Add(-time.Minute)))
+			f.setHook(s.url + "/webhooks/github")
 
 			a, ok := f.answer("7300001", 15*time.Second)
 			if !ok || a.State != "approved" {
@@ -164,8 +166,8 @@ func TestRedeliveryAcrossReplicas(t *testing.T) {
 	f.deliver("deployment_protection_rule", "guid-replicas", protectionRule(f.srv.URL, "acme/payments", "7500001", "950001", sha, ""), false)
 	dbURL := newDatabase(t, "postgres")
 	a, b := bootURL(t, dbURL, githubAppConfig(f)), bootURL(t, dbURL, githubAppConfig(f))
-	f.setHook(a.url + "/webhooks/github")
 	b.snSettled(snChange("CHG0097501", "payments-api", "approved", time.Now().UTC().Add(-time.Minute)))
+	f.setHook(a.url + "/webhooks/github")
 	if ans, ok := f.answer("7500001", 15*time.Second); !ok || ans.State != "approved" {
 		t.Fatalf("answer %+v (ok %v), want approved", ans, ok)
 	}

@@ -96,7 +96,7 @@ func (a *App) readyDetails() map[string]any {
 // while tollgate was away, as neither CI sends a delivery again by
 // itself: each GitHub connector with an App (and a redeliver_interval
 // that is not 0s) gets a redeliverer (service.Redeliverer), each GitLab
-// connector with approvals, projects and an api.poll_interval a poller
+// connector with projects and an api.poll_interval a poller
 // of the projects' deployments (those waiting for approval, and those
 // that ran since its watermark), each Jenkins connector with jobs and an
 // api.poll_interval a poller of the jobs' builds.
@@ -124,8 +124,7 @@ type redeliverable interface {
 }
 
 // apiPoller is a webhook whose CI lists what its hooks sent
-// (connectors/gitlab with approvals and projects, connectors/jenkins with
-// jobs).
+// (connectors/gitlab with projects, connectors/jenkins with jobs).
 type apiPoller interface {
 	service.PollSource
 	Polls() bool

@@ -152,7 +152,7 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 			bad(p+".app_id", "app_id and private_key are github settings")
 		}
 		if strings.TrimSpace(a.Token) == "" {
-			bad(p+".token", "is required: a token of a user allowed to approve deployments to the protected environments")
+			bad(p+".token", "is required: a token of a user allowed to approve deployments to the protected environments (without approvals: one that reads the projects' deployments)")
 		}
 	}
 }
@@ -166,9 +166,6 @@ func (cc *ConnectorConfig) validateGitLabPoll(f string, bad func(field, format s
 	a := cc.API
 	if a.PollInterval < 0 || (a.PollInterval > 0 && a.PollInterval.D() < 10*time.Second) || a.PollInterval.D() > 24*time.Hour {
 		bad(f+".api.poll_interval", "must be 0 (no poller) or between 10s and 24h")
-	}
-	if a.PollInterval > 0 && cc.Approvals == nil {
-		bad(f+".api.poll_interval", "the gitlab poller looks for deployments waiting for approval: it needs approvals")
 	}
 	if a.PollInterval > 0 && len(cc.Projects) == 0 {
 		bad(f+".projects", "the gitlab poller needs the projects it looks at (ids or paths such as acme/payments)")

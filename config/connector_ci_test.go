@@ -65,7 +65,7 @@ func TestCIGateConfig(t *testing.T) {
 		{"gitlab poller without projects", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 2m}\n    approvals: {deadline: 1h}\n"), []string{"projects", "needs the projects"}},
 		{"gitlab projects without poller", glConfig("    api: {url: https://gitlab.example.com, token: t}\n    approvals: {deadline: 1h}\n    projects: [acme/payments]\n"), []string{"projects", "poll_interval"}},
 		{"gitlab projects without api", glConfig("    projects: [acme/payments]\n"), []string{"projects", "needs api"}},
-		{"gitlab poller without approvals", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 2m}\n    projects: [acme/payments]\n"), []string{"api.poll_interval", "needs approvals"}},
+		{"gitlab poller, no approvals: it records the deployments", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 2m}\n    projects: [acme/payments]\n"), nil},
 		{"gitlab poller too often", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 1s}\n    approvals: {deadline: 1h}\n    projects: [acme/payments]\n"), []string{"api.poll_interval", "10s and 24h"}},
 		{"gitlab bad project", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 2m}\n    approvals: {deadline: 1h}\n    projects: [\"not a path\", /lead]\n"), []string{"projects[0]", "projects[1]"}},
 		{"github projects", ghConfig("    projects: [acme/payments]\n"), []string{"projects", "jira/gitlab setting"}},

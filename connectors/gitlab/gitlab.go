@@ -35,9 +35,10 @@ var keptHeaders = []string{
 	"User-Agent", "Content-Type",
 }
 
-// Webhook verifies and classifies GitLab deliveries and, with an API
-// token and approvals configured, turns deployments blocked for approval
-// into gate requests and answers them (gate.go).
+// Webhook verifies and classifies GitLab deliveries. With an API token
+// and approvals configured it turns deployments blocked for approval into
+// gate requests and answers them (gate.go); with an API token and
+// projects it polls the projects' deployments (poll.go).
 type Webhook struct {
 	secret []byte
 	gate   *connectors.CIGate
@@ -61,9 +62,9 @@ func newWebhook(cfg connectors.Config, o apiclient.Options) (*Webhook, error) {
 		return nil, err
 	}
 	w := &Webhook{secret: secret, gate: cfg.CIGate, projects: cfg.Projects}
-	if a := cfg.API; a != nil && cfg.CIGate != nil {
+	if a := cfg.API; a != nil {
 		if a.Token == "" {
-			return nil, core.Invalid("api.token", "is required to approve deployments")
+			return nil, core.Invalid("api.token", "is required to approve or read deployments")
 		}
 		o.Instance = cfg.Name
 		if o.Timeout == 0 {

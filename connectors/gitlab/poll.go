@@ -25,8 +25,9 @@ import (
 // a gate request for is that request (the CI gates know it by its
 // deployment id), and one it has recorded is recorded again as it is.
 
-// Polls reports whether the connector polls its projects'
-// deployments (an api block, approvals and projects).
+// Polls reports whether the connector polls its projects' deployments
+// (an api block and projects; with approvals too, the waiting ones are
+// gate requests).
 func (w *Webhook) Polls() bool { return w.api != nil && len(w.projects) > 0 }
 
 // Poll implements service.PollSource: the configured projects'

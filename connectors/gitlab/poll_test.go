@@ -190,4 +190,9 @@ func TestPollBlocked(t *testing.T) {
 	if noProjects.Polls() {
 		t.Error("Polls without projects")
 	}
+	recordsOnly, _ := New(connectors.Config{Name: "gitlab", Type: Type, WebhookSecret: "0123456789abcdef", Projects: []string{"acme/payments"},
+		API: &connectors.API{URL: srv.URL, Token: "glpat-x"}})
+	if !recordsOnly.Polls() {
+		t.Error("no Polls with an API and projects but no approvals (the deployments are still recorded)")
+	}
 }

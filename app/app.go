@@ -71,7 +71,8 @@ type App struct {
 	// failed.
 	Redeliverers []*service.Redeliverer
 
-	draining atomic.Bool // shutting down: /readyz answers 503 (drain)
+	draining atomic.Bool         // shutting down: /readyz answers 503 (drain)
+	conns    []service.Connector // the connectors (their outbound clients: closeOutbound)
 }
 
 // New opens and migrates the store and builds every service.
@@ -137,6 +138,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if err != nil {
 		return nil, err
 	}
+	a.conns = conns
 	if err := a.buildAPIs(conns); err != nil {
 		return nil, err
 	}
@@ -387,10 +389,25 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopBG()
 	wg.Wait()
+	a.closeOutbound()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// closeOutbound closes the outbound clients' idle connections once the
+// background work that used them has stopped, so that no connection (nor
+// its two goroutines) outlives Serve.
+func (a *App) closeOutbound() {
+	for _, c := range a.APIs {
+		c.CloseIdleConnections()
+	}
+	for _, c := range a.conns {
+		if ci, ok := c.Webhook.(interface{ CloseIdleConnections() }); ok {
+			ci.CloseIdleConnections()
+		}
+	}
 }
 
 // drain keeps serving for shutdown_delay while /readyz answers 503 and

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/tollgate-dev/tollgate/core"
 )
 
@@ -33,7 +35,7 @@ func TestRedeliveryAfterDowntime(t *testing.T) {
 			f.mu.Unlock()
 
 			dbURL := newDatabase(t, dialect)
-			s := bootURL(t, dbURL, githubAppConfig(f))
+			s := bootURL(t, dbURL, githubAppConfig(f, ""))
 			// The change is stored before GitHub can redeliver (it waits
 			// for the hook's URL): the rule then finds it approved.
 			s.snSettled(snChange("CHG0097301", "payments-api", "approved", time.Now().UTC().Add(-time.Minute)))
@@ -139,8 +141,9 @@ inbox:
 }
 
 // githubAppConfig: a GitHub connector with an App answering protection
-// rules through the fake (redelivery at its default interval).
-func githubAppConfig(f *fakeCI) string {
+// rules through the fake (redelivery at its default interval), and the
+// connectors of extra.
+func githubAppConfig(f *fakeCI, extra string) string {
 	return fmt.Sprintf(`
 connectors:
   - {name: servicenow, type: servicenow, webhook_secret: %[1]s}
@@ -151,9 +154,9 @@ connectors:
     protection_rule: {deadline: 1h}
     services: {"acme/payments": payments-api}
     change_key_patterns: ['CHG\d{7}']
-inbox:
+%[5]sinbox:
   poll_interval: 50ms
-`, authoritySecret, f.srv.URL, f.appID, f.keyFile)
+`, authoritySecret, f.srv.URL, f.appID, f.keyFile, extra)
 }
 
 // TestRedeliveryAcrossReplicas: two replicas start on one database after
@@ -165,7 +168,7 @@ func TestRedeliveryAcrossReplicas(t *testing.T) {
 	f.commit("acme/payments", sha, "release\n\nChange: CHG0097501")
 	f.deliver("deployment_protection_rule", "guid-replicas", protectionRule(f.srv.URL, "acme/payments", "7500001", "950001", sha, ""), false)
 	dbURL := newDatabase(t, "postgres")
-	a, b := bootURL(t, dbURL, githubAppConfig(f)), bootURL(t, dbURL, githubAppConfig(f))
+	a, b := bootURL(t, dbURL, githubAppConfig(f, "")), bootURL(t, dbURL, githubAppConfig(f, ""))
 	b.snSettled(snChange("CHG0097501", "payments-api", "approved", time.Now().UTC().Add(-time.Minute)))
 	f.setHook(a.url + "/webhooks/github")
 	if ans, ok := f.answer("7500001", 15*time.Second); !ok || ans.State != "approved" {
@@ -257,4 +260,49 @@ func grepLines(text, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestCIRecoveryLeavesNoGoroutine: a server running the GitHub
+// redeliverer and the GitLab and Jenkins pollers, stopped after their
+// first runs, leaves no goroutine behind (their loops, their clients'
+// connections).
+func TestCIRecoveryLeavesNoGoroutine(t *testing.T) {
+	f := newFakeCI(t)
+	polled := make(chan struct{}, 1)
+	jenkins := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"builds":[]}`))
+		select {
+		case polled <- struct{}{}:
+		default:
+		}
+	}))
+	defer jenkins.Close()
+	dbURL := newDatabase(t, "postgres")
+	before := goleak.IgnoreCurrent()
+	s := bootURL(t, dbURL, githubAppConfig(f, fmt.Sprintf(`
+  - name: gitlab
+    type: gitlab
+    webhook_secret: %[1]s
+    api: {url: %[2]s, token: %[3]s, poll_interval: 10s}
+    projects: [acme/ledger]
+  - name: jenkins
+    type: jenkins
+    webhook_secret: %[1]s
+    api: {url: %[4]s, username: tollgate, password: jenkins-api-token-0123, poll_interval: 10s}
+    jobs: [deploy-payments]
+`, authoritySecret, f.srv.URL, f.glToken, jenkins.URL)))
+	s.waitFor("the first runs", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var gh, gl bool
+		for _, c := range f.calls {
+			gh = gh || c == "GET /app/hook/deliveries"
+			gl = gl || c == "GET /api/v4/projects/31/deployments"
+		}
+		return gh && gl && len(polled) == 1
+	})
+	s.http.CloseIdleConnections()
+	s.stop()
+	http.DefaultClient.CloseIdleConnections()
+	goleak.VerifyNone(t, before)
 }

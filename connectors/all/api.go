@@ -30,6 +30,8 @@ type API interface {
 	HasWorkNote(ctx context.Context, key, text string) (bool, error)
 	// Circuit is the state of its circuit breaker: closed, half-open, open.
 	Circuit() string
+	// CloseIdleConnections closes the connections kept for the next call.
+	CloseIdleConnections()
 }
 
 var (

@@ -35,6 +35,13 @@ type hookDelivery struct {
 	Action      string    `json:"action"`
 }
 
+// CloseIdleConnections closes the App client's idle connections.
+func (w *Webhook) CloseIdleConnections() {
+	if w.app != nil {
+		w.app.http.CloseIdleConnections()
+	}
+}
+
 // RedeliversFailed reports whether the connector can list and redeliver
 // its App's deliveries (an api block with the App's credentials).
 func (w *Webhook) RedeliversFailed() bool { return w.app != nil }

@@ -25,6 +25,13 @@ import (
 // a gate request for is that request (the CI gates know it by its
 // deployment id), and one it has recorded is recorded again as it is.
 
+// CloseIdleConnections closes the API client's idle connections.
+func (w *Webhook) CloseIdleConnections() {
+	if w.api != nil {
+		w.api.http.CloseIdleConnections()
+	}
+}
+
 // Polls reports whether the connector polls its projects' deployments
 // (an api block and projects; with approvals too, the waiting ones are
 // gate requests).

@@ -37,6 +37,13 @@ const pollBuilds = 100
 var buildsTree = "builds[number,url,result,building,timestamp,duration,actions[parameters[name,value],lastBuiltRevision[SHA1]]]{0," +
 	strconv.Itoa(pollBuilds) + "}"
 
+// CloseIdleConnections closes the API client's idle connections.
+func (w *Webhook) CloseIdleConnections() {
+	if w.api != nil {
+		w.api.http.CloseIdleConnections()
+	}
+}
+
 // Polls reports whether the connector reads its jobs' builds (an api
 // block and jobs).
 func (w *Webhook) Polls() bool { return w.api != nil && len(w.jobs) > 0 }

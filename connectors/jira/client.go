@@ -533,3 +533,6 @@ func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
 
 // Circuit is the state of the site's circuit breaker.
 func (c *Client) Circuit() string { return c.hc.State() }
+
+// CloseIdleConnections closes the client's idle connections.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }

@@ -167,6 +167,14 @@ func New(o Options) *Client {
 // through the circuit and the retries.
 func (c *Client) HTTPClient() *http.Client { return c.hc }
 
+// CloseIdleConnections closes the connections kept for the next call
+// (their goroutines end with them): for a server that stops.
+func (c *Client) CloseIdleConnections() { c.rc.HTTPClient.CloseIdleConnections() }
+
+// CloseIdleConnections lets HTTPClient().CloseIdleConnections reach the
+// pooled transport under the retries.
+func (t *transport) CloseIdleConnections() { (*Client)(t).CloseIdleConnections() }
+
 // Instance is the instance name the client was built for.
 func (c *Client) Instance() string { return c.opts.Instance }
 

@@ -60,8 +60,8 @@ type App struct {
 	Scheduler   *service.Scheduler
 	Server      *api.Server
 	// ITSM API side: one client per connector with an api block, the
-	// pollers (GitLab's too: wireCIRecovery), read-back, change creation
-	// and write-back.
+	// pollers (GitLab's and Jenkins's too: wireCIRecovery), read-back,
+	// change creation and write-back.
 	APIs      map[string]all.API
 	Pollers   []*service.Poller
 	ReadBack  *service.ReadBack

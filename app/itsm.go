@@ -93,12 +93,12 @@ func (a *App) readyDetails() map[string]any {
 }
 
 // wireCIRecovery brings back what the CIs' webhooks could not deliver
-// while tollgate was away, as neither CI sends a delivery again by
-// itself: each GitHub connector with an App (and a redeliver_interval
-// that is not 0s) gets a redeliverer (service.Redeliverer), each GitLab
-// connector with projects and an api.poll_interval a poller
-// of the projects' deployments (those waiting for approval, and those
-// that ran since its watermark), each Jenkins connector with jobs and an
+// while tollgate was away, as no CI sends a delivery again by itself:
+// each GitHub connector with an App (and a redeliver_interval that is
+// not 0s) gets a redeliverer (service.Redeliverer), each GitLab
+// connector with projects and an api.poll_interval a poller of the
+// projects' deployments (those waiting for approval, and those that ran
+// since its watermark), each Jenkins connector with jobs and an
 // api.poll_interval a poller of the jobs' builds.
 func (a *App) wireCIRecovery(conns []service.Connector, clock core.Clock) {
 	holder := replicaID()

@@ -137,8 +137,7 @@ func (p *Poller) Run(ctx context.Context) {
 				}
 				p.metrics.PollLag.WithLabelValues(p.name).Set(p.clock.Now().Sub(last).Seconds())
 			}
-		},
-		func(ctx context.Context, err error) { p.failed(ctx, err) })
+		}, p.failed)
 }
 
 // Leaser is the lease table: one replica at a time holds a named lease.

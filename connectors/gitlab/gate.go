@@ -14,25 +14,24 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-// deploymentHook is the part of a Deployment Hook a gate request needs.
+// deploymentHook is a Deployment Hook (fixtures/gitlab/deployment_hook.json's
+// fields that tollgate reads): what a gate request needs, and what the
+// poller writes for a deployment whose hook never came (poll.go).
 type deploymentHook struct {
-	ObjectKind    string      `json:"object_kind"`
-	Status        string      `json:"status"`
-	DeploymentID  json.Number `json:"deployment_id"`
-	DeployableURL string      `json:"deployable_url"`
-	Environment   string      `json:"environment"`
-	ShortSHA      string      `json:"short_sha"`
-	CommitURL     string      `json:"commit_url"`
-	CommitTitle   string      `json:"commit_title"`
-	Ref           string      `json:"ref"`
-	Project       struct {
-		ID                json.Number `json:"id"`
-		PathWithNamespace string      `json:"path_with_namespace"`
-		WebURL            string      `json:"web_url"`
-	} `json:"project"`
-	User *struct {
-		Username string `json:"username"`
-	} `json:"user"`
+	ObjectKind      string      `json:"object_kind"`
+	Status          string      `json:"status"`
+	StatusChangedAt string      `json:"status_changed_at,omitempty"`
+	DeploymentID    json.Number `json:"deployment_id"`
+	DeployableID    json.Number `json:"deployable_id,omitempty"`
+	DeployableURL   string      `json:"deployable_url,omitempty"`
+	Environment     string      `json:"environment"`
+	ExternalURL     string      `json:"environment_external_url,omitempty"`
+	ShortSHA        string      `json:"short_sha"`
+	CommitURL       string      `json:"commit_url"`
+	CommitTitle     string      `json:"commit_title"`
+	Ref             string      `json:"ref"`
+	Project         glProject   `json:"project"`
+	User            *glUser     `json:"user,omitempty"`
 }
 
 var commitSHA = regexp.MustCompile(`([0-9a-f]{7,64})$`)

@@ -126,25 +126,6 @@ type glUser struct {
 	Name     string `json:"name"`
 }
 
-// hookBody is a Deployment Hook (fixtures/gitlab/deployment_hook.json's
-// fields).
-type hookBody struct {
-	ObjectKind      string      `json:"object_kind"`
-	Status          string      `json:"status"`
-	StatusChangedAt string      `json:"status_changed_at"`
-	DeploymentID    json.Number `json:"deployment_id"`
-	DeployableID    json.Number `json:"deployable_id,omitempty"`
-	DeployableURL   string      `json:"deployable_url,omitempty"`
-	Environment     string      `json:"environment"`
-	ExternalURL     string      `json:"environment_external_url,omitempty"`
-	Project         glProject   `json:"project"`
-	ShortSHA        string      `json:"short_sha"`
-	User            *glUser     `json:"user,omitempty"`
-	CommitURL       string      `json:"commit_url"`
-	CommitTitle     string      `json:"commit_title"`
-	Ref             string      `json:"ref"`
-}
-
 // pollPages bounds the pages read per project, listing and poll (100
 // deployments a page).
 const pollPages = 20
@@ -205,8 +186,8 @@ func (w *Webhook) recent(ctx context.Context, ref string, proj glProject, since 
 
 // hookOf is the Deployment Hook GitLab sends for deployment d in its
 // current status (status_changed_at: its last update).
-func hookOf(p glProject, d glDeployment) hookBody {
-	h := hookBody{
+func hookOf(p glProject, d glDeployment) deploymentHook {
+	h := deploymentHook{
 		ObjectKind: "deployment", Status: d.Status, StatusChangedAt: d.UpdatedAt.UTC().Format(time.RFC3339),
 		DeploymentID: d.ID, Environment: d.Environment.Name, ExternalURL: d.Environment.ExternalURL,
 		Project: p, User: d.User, Ref: d.Ref, CommitURL: p.WebURL + "/-/commit/" + d.SHA, ShortSHA: d.SHA,

@@ -61,15 +61,16 @@ const (
 type example struct {
 	name     string // its marker
 	parse    func(t *testing.T, block string, in ciInput) []step
-	report   string // the step that reports the deployment
-	provider string // as the report names it
-	version  string // the version it deploys on a build without a tag; "" means the commit
+	report   string                  // the step that reports the deployment
+	provider string                  // as the report names it
+	version  string                  // the version it deploys on a build without a tag; "" means the commit
+	runID    func(run string) string // the run id the report gives for the CI's run; nil: the run's own
 }
 
 var examples = []example{
-	{"github-actions", githubSteps, "Deploy and report", "github", "v1.4.2"}, // the workflow runs on tags
-	{"gitlab-ci", gitlabSteps, "deploy", "gitlab", ""},
-	{"jenkins", jenkinsSteps, "Deploy", "jenkins", ""},
+	{"github-actions", githubSteps, "Deploy and report", "github", "v1.4.2", nil}, // the workflow runs on tags
+	{"gitlab-ci", gitlabSteps, "deploy", "gitlab", "", nil},
+	{"jenkins", jenkinsSteps, "Deploy", "jenkins", "", func(run string) string { return "job/payments-api/" + run + "/" }},
 }
 
 // scenario is one run of an example: the user's variables, the build, and
@@ -159,6 +160,10 @@ func (r *exampleRunner) input(change *string, tag string) ciInput {
 func (r *exampleRunner) scenario(t *testing.T, ex example, block string, sc scenario) {
 	in := r.input(sc.change, sc.tag)
 	steps := ex.parse(t, block, in)
+	runID := in.runID
+	if ex.runID != nil {
+		runID = ex.runID(in.runID)
+	}
 	ws := workspace(t, sc.deployFail)
 	if sc.approveAt > 0 {
 		approved := make(chan struct{})
@@ -194,14 +199,14 @@ func (r *exampleRunner) scenario(t *testing.T, ex example, block string, sc scen
 		if deployed(ws) || slices.Contains(out.ran, ex.report) {
 			t.Fatalf("deployed after a deny (steps run: %v)", out.ran)
 		}
-		if r.srv.deployment(ex.provider, in.runID) != nil {
+		if r.srv.deployment(ex.provider, runID) != nil {
 			t.Fatal("a deployment was reported after a deny")
 		}
 	case sc.deployFail:
 		if out.failed != ex.report || !deployed(ws) {
 			t.Fatalf("want the report step to fail after deploying; failed %q:\n%s", out.failed, out.output)
 		}
-		r.srv.checkDeployment(t, ex.provider, in.runID, env, "failed", version, []string{approvedKey})
+		r.srv.checkDeployment(t, ex.provider, runID, env, "failed", version, []string{approvedKey})
 	default:
 		if out.failed != "" || !deployed(ws) {
 			t.Fatalf("step %q failed (exit %d):\n%s", out.failed, out.code, out.output)
@@ -210,7 +215,7 @@ func (r *exampleRunner) scenario(t *testing.T, ex example, block string, sc scen
 		if sc.change != nil {
 			changes = []string{*sc.change}
 		}
-		r.srv.checkDeployment(t, ex.provider, in.runID, env, "succeeded", version, changes)
+		r.srv.checkDeployment(t, ex.provider, runID, env, "succeeded", version, changes)
 		if sc.approveAt > 0 && time.Since(start) < sc.approveAt {
 			t.Fatalf("allowed after %v, before the approval was sent", time.Since(start))
 		}

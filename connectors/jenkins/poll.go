@@ -113,9 +113,9 @@ func messagesOf(job string, b jobBuild, since time.Time) ([]connectors.Record, e
 	end := time.UnixMilli(b.Timestamp + b.Duration).UTC()
 	var out []connectors.Record
 	add := func(phase string, at time.Time) error {
-		n := Notification{Name: job, URL: "job/" + job + "/", Build: Build{
+		n := Notification{Name: jobName(job), URL: jobURL(job), Build: Build{
 			FullURL: b.URL, Number: b.Number, Phase: phase, Timestamp: json.Number(strconv.FormatInt(at.UnixMilli(), 10)),
-			URL: "job/" + job + "/" + b.Number.String() + "/", Parameters: map[string]json.RawMessage{},
+			URL: jobURL(job) + b.Number.String() + "/", Parameters: map[string]json.RawMessage{},
 		}}
 		if phase == PhaseCompleted {
 			n.Build.Status, n.Build.Duration = b.Result, json.Number(strconv.FormatInt(b.Duration, 10))
@@ -149,6 +149,18 @@ func messagesOf(job string, b jobBuild, since time.Time) ([]connectors.Record, e
 	}
 	return out, nil
 }
+
+// jobName is a job's own name, without its folders, as the plugin's
+// message names it (Job.getName): the profile's service when no SERVICE
+// parameter is set, so a build polled and the same build sent by the
+// plugin name one service.
+func jobName(job string) string { return job[strings.LastIndex(job, "/")+1:] }
+
+// jobURL is a job's URL relative to Jenkins's root, as the plugin's
+// message gives it (Job.getUrl): job/team/job/deploy/. A build's is the
+// job's followed by its number and a slash, unique across the jobs, which
+// is why the profile takes it as the run id.
+func jobURL(job string) string { return strings.TrimPrefix(jobPath(job), "/") + "/" }
 
 // jobPath is a job's path on Jenkins: a job in a folder ("team/deploy")
 // is /job/team/job/deploy.

@@ -126,11 +126,18 @@ func TestPollBuilds(t *testing.T) {
 	started, done := deployment(recs[4]), deployment(recs[5])
 	if started.Status != "started" || !started.StartedAt.Equal(recs[4].UpdatedAt) || done.Status != "succeeded" ||
 		done.FinishedAt == nil || !done.FinishedAt.Equal(recs[5].UpdatedAt) || done.Service != "payments-api" || done.Environment != "production" ||
-		done.Commit != strings.Repeat("g", 40) || done.RunID != "6" || len(done.Changes) != 1 || done.Changes[0] != "CHG0000123" {
+		done.Commit != strings.Repeat("g", 40) || done.RunID != "job/deploy-payments/6/" || len(done.Changes) != 1 || done.Changes[0] != "CHG0000123" {
 		t.Errorf("build 6 mapped to\n%+v\n%+v", started, done)
 	}
-	if d := deployment(recs[3]); d.Service != "ledger" || d.Status != "failed" {
+	if d := deployment(recs[3]); d.Service != "ledger" || d.Status != "failed" || d.RunID != "job/team/job/deploy%20ledger/3/" {
 		t.Errorf("the unstable build in the folder mapped to %+v", d)
+	}
+	// The plugin names a job in a folder by its own name (the service when
+	// no SERVICE parameter is set) and gives its URL with a job/ before
+	// each folder: the poll's message for the same build must match it.
+	var folder Notification
+	if err := json.Unmarshal(recs[3].Body, &folder); err != nil || folder.Name != "deploy ledger" || folder.URL != "job/team/job/deploy%20ledger/" {
+		t.Errorf("the folder job's message names %q at %q (%v)", folder.Name, folder.URL, err)
 	}
 	if strings.Contains(string(recs[5].Body), "DEPLOY_KEY") {
 		t.Errorf("a secret parameter (no value) passed on: %s", recs[5].Body)

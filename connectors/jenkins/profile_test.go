@@ -66,11 +66,11 @@ func TestBuiltInProfile(t *testing.T) {
 			map[string]string{"ENVIRONMENT": "production", "CHANGE_KEY": "CHG0030001", "VERSION": ""}, commit),
 			core.Deployment{Service: "payments-api", Environment: "production", Version: "c6d86dc654b12425e706bcf951adfe5a8627a517",
 				Commit: "c6d86dc654b12425e706bcf951adfe5a8627a517", Status: "succeeded", StartedAt: at, Changes: []string{"CHG0030001"},
-				Provider: "jenkins", RunID: "412", URL: "https://ci.example.com/job/payments-api/412/"}, true},
+				Provider: "jenkins", RunID: "job/payments-api/412/", URL: "https://ci.example.com/job/payments-api/412/"}, true},
 		{"started before the checkout: no commit yet, empty parameters", current("STARTED", "",
 			map[string]string{"CHANGE_KEY": "", "CHANGES": ""}, map[string]any{}),
 			core.Deployment{Service: "payments-api", Version: "412", Status: "started", StartedAt: at,
-				Provider: "jenkins", RunID: "412", URL: "https://ci.example.com/job/payments-api/412/"}, false},
+				Provider: "jenkins", RunID: "job/payments-api/412/", URL: "https://ci.example.com/job/payments-api/412/"}, false},
 		{"multibranch job named after its branch, SERVICE and CHANGES parameters", func() []byte {
 			var m map[string]any
 			_ = json.Unmarshal(current("FINALIZED", "FAILURE",
@@ -80,11 +80,11 @@ func TestBuiltInProfile(t *testing.T) {
 			return b
 		}(), core.Deployment{Service: "payments-api", Version: "1.4.2", Commit: "c6d86dc654b12425e706bcf951adfe5a8627a517",
 			Status: "failed", StartedAt: at, Changes: []string{"CHG0030001", "CHG0030002"},
-			Provider: "jenkins", RunID: "412", URL: "https://ci.example.com/job/payments-api/412/"}, false},
+			Provider: "jenkins", RunID: "job/payments-api/412/", URL: "https://ci.example.com/job/payments-api/412/"}, false},
 		{"wiki example (old shape, no timestamp)", wiki,
 			core.Deployment{Service: "asgard", Version: "c6d86dc654b12425e706bcf951adfe5a8627a517",
 				Commit: "c6d86dc654b12425e706bcf951adfe5a8627a517", Status: "succeeded",
-				Provider: "jenkins", RunID: "18", URL: "http://localhost:8080/job/asgard/18/"}, false},
+				Provider: "jenkins", RunID: "job/asgard/18/", URL: "http://localhost:8080/job/asgard/18/"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

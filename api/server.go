@@ -260,6 +260,14 @@ func (s *Server) routes() {
 
 const ctxToken = "tollgate.token"
 
+// ctxExpected503 marks an answer of 503 that is no fault (a draining
+// replica's /readyz): its access line is not logged as an error.
+const ctxExpected503 = "tollgate.expected503"
+
+// ErrShuttingDown is what Deps.Ready returns once the server is draining
+// (shutdown_delay): /readyz answers 503 "shutting down", logged at info.
+var ErrShuttingDown = core.Errorf(core.KindUnavailable, "shutting down")
+
 // tokenOf returns the authenticated token of the request.
 func tokenOf(c *echo.Context) core.Token {
 	t, _ := c.Get(ctxToken).(core.Token)
@@ -526,7 +534,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			m.HTTPDuration.WithLabelValues(method, route).Observe(elapsed.Seconds())
 		}
 		level := slog.LevelInfo
-		if status >= 500 {
+		if expected, _ := c.Get(ctxExpected503).(bool); status >= 500 && !expected {
 			level = slog.LevelError
 		}
 		attrs := []slog.Attr{
@@ -587,7 +595,14 @@ func (s *Server) readyz(c *echo.Context) error {
 	}
 	if s.deps.Ready != nil {
 		if err := readyWithin(ctx, s.deps.Ready); err != nil {
-			s.deps.Logger.WarnContext(ctx, "not ready", "error", err.Error())
+			level := slog.LevelWarn
+			if errors.Is(err, ErrShuttingDown) {
+				// Expected on every rolling restart: the balancer is being told
+				// to stop sending. Logged, but not as a fault to alert on.
+				level = slog.LevelInfo
+				c.Set(ctxExpected503, true)
+			}
+			s.deps.Logger.Log(ctx, level, "not ready", "error", err.Error())
 			body["status"], body["reason"] = "unavailable", publicMessage(err)
 			return c.JSON(http.StatusServiceUnavailable, body)
 		}

@@ -319,7 +319,7 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 // migrations applied.
 func (a *App) ready(ctx context.Context) error {
 	if a.draining.Load() {
-		return core.Errorf(core.KindUnavailable, "shutting down")
+		return api.ErrShuttingDown
 	}
 	if err := a.DB.Ping(ctx); err != nil {
 		return core.Wrap(core.KindUnavailable, err, "database unreachable")

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -296,9 +297,14 @@ func TestShutdownAnswersWaitingChecks(t *testing.T) {
 // replica unready — /readyz 503 "shutting down" — while it still answers
 // every request, each with Connection: close so its clients reconnect
 // through the load balancer; the listener closes only after the delay.
+// The draining probes are logged at info: a rolling restart is no fault
+// to alert on.
 func TestShutdownDelayDrains(t *testing.T) {
 	const delay = time.Second
-	s := boot(t, "sqlite", e2eConfig+"shutdown_delay: 1s\n")
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	env := map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret, "TOLLGATE_DATABASE_URL": newDatabase(t, "sqlite")}
+	s := serve(t, e2eConfig+"shutdown_delay: 1s\n", env, log)
 	ci, _ := s.token(core.RoleCI)
 	if st := s.do("GET", "/readyz", "", nil, nil); st != http.StatusOK {
 		t.Fatalf("readyz before the shutdown: %d", st)
@@ -338,5 +344,21 @@ func TestShutdownDelayDrains(t *testing.T) {
 	}
 	if _, err := raw.Get(s.url + "/readyz"); err == nil {
 		t.Error("the listener still answers after the shutdown")
+	}
+	draining := 0
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec struct{ Level, Msg, Path, Error string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec.Level == "ERROR" || rec.Level == "WARN" {
+			t.Errorf("logged while draining: %s", line)
+		}
+		if rec.Msg == "not ready" && rec.Error == "shutting down" {
+			draining++
+		}
+	}
+	if draining == 0 {
+		t.Error("the draining probes are not logged")
 	}
 }

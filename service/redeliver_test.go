@@ -60,9 +60,13 @@ func (f *fakeDeliveryLog) Redeliver(_ context.Context, d connectors.Delivery) er
 type redeliverStore struct {
 	outageStore
 	stored map[string]bool
+	err    error // the inbox lookup fails
 }
 
 func (s *redeliverStore) StoredKeys(_ context.Context, connector string, keys []string) (map[string]bool, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
 	out := map[string]bool{}
 	for _, k := range keys {
 		if s.stored[connector+"/"+k] {
@@ -87,6 +91,7 @@ func TestRedeliverer(t *testing.T) {
 		name     string
 		attempts []connectors.Delivery
 		stored   []string
+		storeErr error // the inbox lookup fails
 		refuse   map[string]error
 		wm       time.Time // zero: first run
 		want     []string  // asked for again, in order
@@ -146,11 +151,19 @@ func TestRedeliverer(t *testing.T) {
 			wantWM:   at(-20),
 			wantErr:  true,
 		},
+		{
+			name:     "the inbox failing asks for nothing and leaves the watermark before the oldest failure",
+			attempts: []connectors.Delivery{failed("a", -30, 0), failed("b", -20, 0), ok("c", -5)},
+			storeErr: core.Errorf(core.KindUnavailable, "database unreachable"),
+			run:      RedeliverRun{Attempts: 3, Failed: 2},
+			wantWM:   at(-30),
+			wantErr:  true,
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			log := &fakeDeliveryLog{now: func() time.Time { return now }, attempts: c.attempts, refuse: c.refuse}
-			st := &redeliverStore{stored: map[string]bool{}}
+			st := &redeliverStore{stored: map[string]bool{}, err: c.storeErr}
 			st.wm = c.wm
 			for _, k := range c.stored {
 				st.stored["gh/"+k] = true

@@ -224,4 +224,5 @@ type api struct {
 	base   string
 	token  string
 	http   *http.Client
+	pages  int // pages of a listing the poller reads per project and poll (0: pollPages)
 }

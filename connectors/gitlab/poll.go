@@ -43,35 +43,50 @@ func (w *Webhook) Polls() bool { return w.api != nil && len(w.projects) > 0 }
 // (status blocked, whenever it was last updated: they are few), as
 // Deployment Hook records; the inbox stores each once per update. The
 // order keeps the poller's watermark (the newest record stored) from
-// passing a deployment not yet stored when a call fails part-way.
+// passing a deployment not yet stored when a call fails part-way. A
+// project with more deployments since since than one poll reads (after
+// a long outage) is read oldest first up to the limit, and nothing newer
+// than the last one read is emitted, from any project, so the next poll
+// goes on from there.
 func (w *Webhook) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
 	if !w.Polls() {
 		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects to poll")
 	}
 	projects := make([]glProject, len(w.projects))
 	var recent []projectDeployment
+	var cutoff time.Time // zero: every project read to the end
 	for i, ref := range w.projects {
 		p, err := w.project(ctx, ref)
 		if err != nil {
 			return err
 		}
 		projects[i] = p
-		ds, err := w.recent(ctx, ref, p, since)
+		ds, more, err := w.recent(ctx, ref, p, since)
 		if err != nil {
 			return err
+		}
+		if more && len(ds) > 0 && (cutoff.IsZero() || ds[len(ds)-1].UpdatedAt.Before(cutoff)) {
+			cutoff = ds[len(ds)-1].UpdatedAt
 		}
 		for _, d := range ds {
 			recent = append(recent, projectDeployment{p, d})
 		}
 	}
+	after := func(d glDeployment) bool { return !cutoff.IsZero() && d.UpdatedAt.After(cutoff) }
 	sort.SliceStable(recent, func(i, j int) bool { return recent[i].d.UpdatedAt.Before(recent[j].d.UpdatedAt) })
 	for _, r := range recent {
+		if after(r.d) {
+			break
+		}
+		if r.d.Status == "blocked" || r.d.Status == "created" {
+			continue // the waiting ones are emitted below; created ones have not started
+		}
 		if err := emitHook(r.p, r.d, emit); err != nil {
 			return err
 		}
 	}
 	for i, ref := range w.projects {
-		if err := w.emitBlocked(ctx, ref, projects[i], emit); err != nil {
+		if err := w.emitBlocked(ctx, ref, projects[i], after, emit); err != nil {
 			return err
 		}
 	}
@@ -130,9 +145,18 @@ type glUser struct {
 // deployments a page).
 const pollPages = 20
 
-// emitBlocked emits the project's deployments waiting for approval.
-func (w *Webhook) emitBlocked(ctx context.Context, ref string, proj glProject, emit func(connectors.Record) error) error {
-	for page := 1; page <= pollPages; page++ {
+// maxPages is how many pages of a listing one poll reads per project.
+func (a *api) maxPages() int {
+	if a.pages > 0 {
+		return a.pages
+	}
+	return pollPages
+}
+
+// emitBlocked emits the project's deployments waiting for approval, but
+// none updated after the poll's cutoff (skip): the next poll emits those.
+func (w *Webhook) emitBlocked(ctx context.Context, ref string, proj glProject, skip func(glDeployment) bool, emit func(connectors.Record) error) error {
+	for page := 1; page <= w.api.maxPages(); page++ {
 		var ds []glDeployment
 		q := url.Values{"status": {"blocked"}, "order_by": {"id"}, "sort": {"asc"}, "per_page": {"100"}, "page": {strconv.Itoa(page)}}
 		h, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(proj.ID.String())+"/deployments?"+q.Encode(),
@@ -141,7 +165,7 @@ func (w *Webhook) emitBlocked(ctx context.Context, ref string, proj glProject, e
 			return err
 		}
 		for _, d := range ds {
-			if d.Status != "blocked" || d.ID == "" {
+			if d.Status != "blocked" || d.ID == "" || skip(d) {
 				continue // a GitLab that ignores the filter lists the others too
 			}
 			if err := emitHook(proj, d, emit); err != nil {
@@ -155,33 +179,29 @@ func (w *Webhook) emitBlocked(ctx context.Context, ref string, proj glProject, e
 	return nil
 }
 
-// recent lists the project's deployments updated since since, newest
-// first, down to the first one before it, except those waiting
-// (emitBlocked's) and those created but not started.
-func (w *Webhook) recent(ctx context.Context, ref string, proj glProject, since time.Time) ([]glDeployment, error) {
+// recent lists the project's deployments updated since since, oldest
+// first, and whether more remain past the pages one poll reads.
+func (w *Webhook) recent(ctx context.Context, ref string, proj glProject, since time.Time) ([]glDeployment, bool, error) {
 	var out []glDeployment
-	for page := 1; page <= pollPages; page++ {
+	for page := 1; page <= w.api.maxPages(); page++ {
 		var ds []glDeployment
-		q := url.Values{"order_by": {"updated_at"}, "sort": {"desc"}, "per_page": {"100"}, "page": {strconv.Itoa(page)},
+		q := url.Values{"order_by": {"updated_at"}, "sort": {"asc"}, "per_page": {"100"}, "page": {strconv.Itoa(page)},
 			"updated_after": {since.UTC().Format(time.RFC3339)}}
 		h, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(proj.ID.String())+"/deployments?"+q.Encode(),
 			"project "+ref+" deployments since "+since.UTC().Format(time.RFC3339), &ds)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		for _, d := range ds {
-			if d.UpdatedAt.Before(since) {
-				return out, nil
-			}
-			if d.ID != "" && d.Status != "blocked" && d.Status != "created" {
+			if d.ID != "" && !d.UpdatedAt.Before(since) {
 				out = append(out, d)
 			}
 		}
 		if h.Get("X-Next-Page") == "" || len(ds) == 0 {
-			return out, nil
+			return out, false, nil
 		}
 	}
-	return out, nil
+	return out, true, nil
 }
 
 // hookOf is the Deployment Hook GitLab sends for deployment d in its

@@ -3,9 +3,11 @@ package gitlab
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -48,27 +50,27 @@ func (f *fakeBlocked) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.projectReads++
 		_ = json.NewEncoder(w).Encode(map[string]any{"id": 30, "name": "payments", "path_with_namespace": "acme/payments", "web_url": "https://gitlab.example.com/acme/payments"})
 	case r.URL.Path == "/api/v4/projects/30/deployments" && r.URL.Query().Get("order_by") == "updated_at":
-		// Recent ones, newest first; the filter is not applied (the
-		// poller stops at the first one before since by itself).
+		// Recent ones, oldest first, every status; the filter is not
+		// applied (the poller skips one before since by itself).
 		q := r.URL.Query()
-		if q.Get("sort") != "desc" || q.Get("updated_after") != "2026-12-06T10:00:00Z" {
+		if q.Get("sort") != "asc" || q.Get("updated_after") != "2026-12-06T10:00:00Z" {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
 		switch q.Get("page") {
 		case "1":
 			w.Header().Set("X-Next-Page", "2")
-			_ = json.NewEncoder(w).Encode([]any{deployment("18", "failed", strings.Repeat("e", 40), "x"), deployment("17", "blocked", strings.Repeat("b", 40), "OPS-7 hotfix")})
-		case "2":
-			w.Header().Set("X-Next-Page", "3")
-			_ = json.NewEncoder(w).Encode([]any{deployment("16", "success", strings.Repeat("c", 40), "done"), deployment("13", "created", strings.Repeat("f", 40), "not yet")})
-		case "3":
-			w.Header().Set("X-Next-Page", "4")
 			old := deployment("9", "success", strings.Repeat("9", 40), "old")
 			old["updated_at"] = "2026-12-06T09:59:00.000Z"
-			_ = json.NewEncoder(w).Encode([]any{old})
+			_ = json.NewEncoder(w).Encode([]any{old, deployment("13", "created", strings.Repeat("f", 40), "not yet")})
+		case "2":
+			w.Header().Set("X-Next-Page", "3")
+			_ = json.NewEncoder(w).Encode([]any{deployment("16", "success", strings.Repeat("c", 40), "done"), deployment("17", "blocked", strings.Repeat("b", 40), "OPS-7 hotfix")})
+		case "3":
+			w.Header().Set("X-Next-Page", "")
+			_ = json.NewEncoder(w).Encode([]any{deployment("18", "failed", strings.Repeat("e", 40), "x")})
 		default:
-			t := "page " + q.Get("page") + " read past since"
+			t := "page " + q.Get("page") + " read past the last"
 			w.WriteHeader(http.StatusTeapot)
 			_, _ = w.Write([]byte(`{"message":"` + t + `"}`))
 		}
@@ -99,7 +101,7 @@ func (f *fakeBlocked) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // sent — a gate request for the project's service, the deployment's
 // commit and the change keys of its commit title — after those updated
 // since the watermark that ran or ended, oldest first (not those created
-// only, nor past the first one before since), reading the project once;
+// only, nor one before since), reading the project once;
 // a refusal is final (KindInvalid), a 401 transient.
 func TestPollBlocked(t *testing.T) {
 	f := &fakeBlocked{}
@@ -194,5 +196,113 @@ func TestPollBlocked(t *testing.T) {
 		API: &connectors.API{URL: srv.URL, Token: "glpat-x"}})
 	if !recordsOnly.Polls() {
 		t.Error("no Polls with an API and projects but no approvals (the deployments are still recorded)")
+	}
+}
+
+// fakeProjects is GitLab's deployments API over several projects (ids
+// 40, 41, …, paths acme/p40, …): per_page and page honoured, the recent
+// listing sorted by updated_at ascending and filtered by updated_after,
+// the waiting one by status.
+type fakeProjects struct {
+	deployments map[int][]map[string]any // by project id, oldest first
+}
+
+func (f *fakeProjects) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var id int
+	if _, err := fmt.Sscanf(r.URL.EscapedPath(), "/api/v4/projects/acme%%2Fp%d", &id); err == nil && !strings.Contains(r.URL.Path, "/deployments") {
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "name": fmt.Sprint("p", id), "path_with_namespace": fmt.Sprint("acme/p", id)})
+		return
+	}
+	if _, err := fmt.Sscanf(r.URL.Path, "/api/v4/projects/%d/deployments", &id); err != nil {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	q := r.URL.Query()
+	var list []map[string]any
+	for _, d := range f.deployments[id] {
+		switch {
+		case q.Get("status") != "" && d["status"] != q.Get("status"):
+		case q.Get("updated_after") != "" && updatedBefore(d["updated_at"].(string), q.Get("updated_after")):
+		default:
+			list = append(list, d)
+		}
+	}
+	page, _ := strconv.Atoi(q.Get("page"))
+	per, _ := strconv.Atoi(q.Get("per_page"))
+	from, to := min((page-1)*per, len(list)), min(page*per, len(list))
+	if to < len(list) {
+		w.Header().Set("X-Next-Page", strconv.Itoa(page+1))
+	}
+	_ = json.NewEncoder(w).Encode(list[from:to])
+}
+
+func updatedBefore(at, after string) bool {
+	a, _ := time.Parse(time.RFC3339, at)
+	b, _ := time.Parse(time.RFC3339, after)
+	return a.Before(b)
+}
+
+// TestPollCatchesUp: a project with more deployments since the watermark
+// than one poll reads is read oldest first up to the limit, and no record
+// newer than the last one read is emitted, from any project (the waiting
+// ones included), so the watermark never passes a deployment not read;
+// the next poll, from the newest record emitted, reads the rest.
+func TestPollCatchesUp(t *testing.T) {
+	since := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	dep := func(id int, status string, at time.Time) map[string]any {
+		return map[string]any{"id": id, "status": status, "sha": strings.Repeat("a", 40), "ref": "main",
+			"updated_at": at.Format("2006-01-02T15:04:05.000Z"), "environment": map[string]any{"name": "production"}}
+	}
+	f := &fakeProjects{deployments: map[int][]map[string]any{}}
+	for i := 0; i < 250; i++ { // a busy project: 250 deployments, one a minute
+		f.deployments[40] = append(f.deployments[40], dep(1000+i, "success", since.Add(time.Duration(i)*time.Minute)))
+	}
+	f.deployments[41] = []map[string]any{
+		dep(2000, "success", since.Add(30*time.Minute)), dep(2001, "blocked", since.Add(40*time.Minute)),
+		dep(2002, "failed", since.Add(220*time.Minute)), dep(2003, "blocked", since.Add(230*time.Minute)),
+	}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	w, err := newWebhook(connectors.Config{Name: "gitlab", Type: Type, WebhookSecret: "0123456789abcdef", Projects: []string{"acme/p40", "acme/p41"},
+		API: &connectors.API{URL: srv.URL, Token: "glpat-x"}}, apiclient.Options{RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.api.pages = 2 // 200 deployments a project and poll
+
+	seen := map[string]bool{}
+	poll := func(since time.Time) (newest time.Time) {
+		t.Helper()
+		err := w.Poll(context.Background(), since, func(r connectors.Record) error {
+			if r.UpdatedAt.After(newest) {
+				newest = r.UpdatedAt
+			}
+			seen[r.Key] = true
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newest
+	}
+	first := poll(since)
+	if cutoff := since.Add(199 * time.Minute); !first.Equal(cutoff) {
+		t.Errorf("first poll's newest record at %v, want the last one read of the busy project (%v)", first, cutoff)
+	}
+	for _, k := range []string{"deployment:2002", "deployment:2003", "deployment:1200"} {
+		if seen[k] {
+			t.Errorf("first poll emitted %s, newer than the busy project's last one read", k)
+		}
+	}
+	if !seen["deployment:2000"] || !seen["deployment:2001"] || !seen["deployment:1199"] {
+		t.Errorf("first poll missed a deployment before the cutoff")
+	}
+	poll(first)
+	for id := range f.deployments {
+		for _, d := range f.deployments[id] {
+			if k := fmt.Sprint("deployment:", d["id"]); !seen[k] {
+				t.Errorf("%s never emitted", k)
+			}
+		}
 	}
 }

@@ -28,14 +28,22 @@ type jenkinsAPI struct {
 	base           string
 	user, password string // the API token
 	http           *http.Client
+	pages          int // pages of builds read per job and poll (0: pollPages)
 }
 
-// pollBuilds is how many of a job's newest builds one poll reads.
-const pollBuilds = 100
+// pollBuilds is how many of a job's builds one call reads; pollPages how
+// many calls one poll makes per job at most (the newest 5,000 builds).
+const (
+	pollBuilds = 100
+	pollPages  = 50
+)
 
-// buildsTree is the part of a job's builds the poller reads.
-var buildsTree = "builds[number,url,result,building,timestamp,duration,actions[parameters[name,value],lastBuiltRevision[SHA1]]]{0," +
-	strconv.Itoa(pollBuilds) + "}"
+// buildsTree is the part of a job's builds the poller reads: from the
+// from-th newest, pollBuilds of them.
+func buildsTree(from int) string {
+	return "builds[number,url,result,building,timestamp,duration,actions[parameters[name,value],lastBuiltRevision[SHA1]]]{" +
+		strconv.Itoa(from) + "," + strconv.Itoa(from+pollBuilds) + "}"
+}
 
 // CloseIdleConnections closes the API client's idle connections.
 func (w *Webhook) CloseIdleConnections() {
@@ -78,20 +86,16 @@ func (w *Webhook) Poll(ctx context.Context, since time.Time, emit func(connector
 		return core.Errorf(core.KindInvalid, "connector has no Jenkins API and jobs to poll")
 	}
 	var recs []connectors.Record
+	var unread []string
 	for _, job := range w.jobs {
-		var out struct {
-			Builds []jobBuild `json:"builds"`
-		}
-		if err := w.api.get(ctx, jobPath(job)+"/api/json?tree="+url.QueryEscape(buildsTree), "job "+job+" builds", &out); err != nil {
+		rs, all, err := w.builds(ctx, job, since)
+		if err != nil {
 			return err
 		}
-		for _, b := range out.Builds {
-			rs, err := messagesOf(job, b, since)
-			if err != nil {
-				return err
-			}
-			recs = append(recs, rs...)
+		if !all {
+			unread = append(unread, job)
 		}
+		recs = append(recs, rs...)
 	}
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].UpdatedAt.Before(recs[j].UpdatedAt) })
 	for _, r := range recs {
@@ -99,7 +103,51 @@ func (w *Webhook) Poll(ctx context.Context, since time.Time, emit func(connector
 			return err
 		}
 	}
+	if len(unread) > 0 {
+		// Jenkins lists builds newest first only: the ones past the last
+		// page are older than every message handed on, and the watermark
+		// has passed them. Said loudly, since they are not recovered.
+		return core.Errorf(core.KindUnavailable, "%s: job %s: more than %d builds since %s; the older ones were not read",
+			w.api.system, strings.Join(unread, ", "), w.api.maxPages()*pollBuilds, since.UTC().Format(time.RFC3339))
+	}
 	return nil
+}
+
+// builds returns the messages of job's builds since since, reading back
+// a page at a time until a page ends with a build that ended before
+// since, and whether it read that far.
+func (w *Webhook) builds(ctx context.Context, job string, since time.Time) ([]connectors.Record, bool, error) {
+	var recs []connectors.Record
+	for page := 0; page < w.api.maxPages(); page++ {
+		var out struct {
+			Builds []jobBuild `json:"builds"`
+		}
+		if err := w.api.get(ctx, jobPath(job)+"/api/json?tree="+url.QueryEscape(buildsTree(page*pollBuilds)), "job "+job+" builds", &out); err != nil {
+			return nil, false, err
+		}
+		for _, b := range out.Builds {
+			rs, err := messagesOf(job, b, since)
+			if err != nil {
+				return nil, false, err
+			}
+			recs = append(recs, rs...)
+		}
+		if len(out.Builds) < pollBuilds {
+			return recs, true, nil // the job's whole history
+		}
+		if last := out.Builds[len(out.Builds)-1]; !last.Building && time.UnixMilli(last.Timestamp+last.Duration).Before(since) {
+			return recs, true, nil // older builds ended before since too
+		}
+	}
+	return recs, false, nil
+}
+
+// maxPages is how many pages of builds one poll reads per job.
+func (a *jenkinsAPI) maxPages() int {
+	if a.pages > 0 {
+		return a.pages
+	}
+	return pollPages
 }
 
 // messagesOf returns the plugin's messages of build b of job that fall

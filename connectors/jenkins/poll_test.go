@@ -158,3 +158,65 @@ func TestPollBuilds(t *testing.T) {
 		t.Error("Polls without an API")
 	}
 }
+
+// TestPollBuildsPages: a job with more builds than one call lists is read
+// back a page at a time until a page ends before the watermark; past the
+// pages one poll reads, the messages read are handed on and the poll
+// fails naming the job (the older builds are not recovered).
+func TestPollBuildsPages(t *testing.T) {
+	base := time.Date(2026, 12, 6, 6, 0, 0, 0, time.UTC)
+	const builds = 250 // build n started n minutes after base, ran 30 s; the newest still runs
+	var calls []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var from, to int
+		tree := r.URL.Query().Get("tree")
+		if _, err := fmt.Sscanf(tree[strings.LastIndex(tree, "{"):], "{%d,%d}", &from, &to); err != nil || r.URL.Path != "/job/busy/api/json" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		calls = append(calls, fmt.Sprintf("%d-%d", from, to))
+		var out []map[string]any
+		for n := builds - from; n > builds-to && n > 0; n-- {
+			b := map[string]any{"number": n, "url": fmt.Sprintf("%s/job/busy/%d/", "https://ci.example.com", n), "building": n == builds,
+				"timestamp": base.Add(time.Duration(n) * time.Minute).UnixMilli(), "duration": 30000, "actions": []any{}}
+			if n != builds {
+				b["result"] = "SUCCESS"
+			}
+			out = append(out, b)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"builds": out})
+	}))
+	defer srv.Close()
+	w, err := newWebhook(connectors.Config{Name: "jenkins", Type: Type, WebhookSecret: "0123456789abcdef", Jobs: []string{"busy"},
+		API: &connectors.API{URL: srv.URL, Username: "u", Password: "p"}},
+		apiclient.Options{RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll := func(since time.Time) ([]connectors.Record, error) {
+		calls = nil
+		var recs []connectors.Record
+		err := w.Poll(context.Background(), since, func(r connectors.Record) error { recs = append(recs, r); return nil })
+		return recs, err
+	}
+	recs, err := poll(base.Add(120 * time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Builds 120 to 249 started and ended since; 250 started and runs.
+	if want := 2*(249-120+1) + 1; len(recs) != want || recs[0].Key != "build:busy#120:STARTED" || recs[len(recs)-1].Key != "build:busy#250:STARTED" {
+		t.Errorf("%d records from %s to %s, want %d from build 120's start to build 250's", len(recs), recs[0].Key, recs[len(recs)-1].Key, want)
+	}
+	if strings.Join(calls, " ") != "0-100 100-200" {
+		t.Errorf("read %v, want two pages (the second ends with a build that ended before since)", calls)
+	}
+
+	w.api.pages = 1
+	recs, err = poll(base)
+	if !core.IsKind(err, core.KindUnavailable) || !strings.Contains(err.Error(), "job busy: more than 100 builds since 2026-12-06T06:00:00Z") {
+		t.Errorf("a poll that could not read back to since: %v, want an error naming the job", err)
+	}
+	if len(recs) != 2*99+1 || recs[0].Key != "build:busy#151:STARTED" {
+		t.Errorf("%d records from %s, want the newest page's, handed on before the error", len(recs), recs[0].Key)
+	}
+}

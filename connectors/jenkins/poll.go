@@ -15,12 +15,13 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 )
 
-// The Notification plugin sends each message once: a build that started
-// or finished while tollgate was away is a deployment the reconciler
-// never sees. With an api block and jobs, the poller reads the jobs'
-// recent builds through Jenkins's JSON API and hands each to the inbox as
-// the messages the plugin would have sent: STARTED at its start and,
-// once it ended, COMPLETED at its end.
+// The Notification plugin sends each message once (its Retries setting
+// tries again at once, with no pause to outlast a restart): a build that
+// started or finished while tollgate was away is a deployment the
+// reconciler never sees. With an api block and jobs, the poller reads the
+// jobs' recent builds through Jenkins's JSON API and hands each to the
+// inbox as the messages the plugin would have sent: STARTED at its start
+// and, once it ended, COMPLETED at its end.
 
 // jenkinsAPI is a connector's access to Jenkins's JSON API.
 type jenkinsAPI struct {

@@ -305,46 +305,87 @@ func fieldDisplay(v gjson.Result) string {
 // since, oldest first, paging with sysparm_limit/sysparm_offset. It
 // returns after maxPages pages; the caller's next watermark continues.
 func (c *Client) ListUpdated(ctx context.Context, table string, since time.Time, emit func(connectors.Record) error) error {
-	query := "sys_updated_on>=" + since.UTC().Format(timeLayout) + "^ORDERBYsys_updated_on"
-	for page := 0; page < maxPages; page++ {
-		q := url.Values{
-			"sysparm_query":         {query},
-			"sysparm_display_value": {"all"},
-			"sysparm_limit":         {fmt.Sprint(pageSize)},
-			"sysparm_offset":        {fmt.Sprint(page * pageSize)},
+	return c.listMerged(ctx, since, emit, table)
+}
+
+// Poll implements the poller's source: changes and incidents updated at
+// or after since, oldest first across the two tables.
+func (c *Client) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
+	return c.listMerged(ctx, since, emit, TableChange, TableIncident)
+}
+
+// listMerged emits the records of tables updated at or after since,
+// oldest first across them, holding one page of each. The poller keeps
+// the newest record stored as its watermark, so no record may be emitted
+// while an older one of another table is unread: a failure part-way, or
+// a table with more than one poll's pages (it stops there), would
+// otherwise leave the older ones behind the watermark for good.
+func (c *Client) listMerged(ctx context.Context, since time.Time, emit func(connectors.Record) error, tables ...string) error {
+	curs := make([]*tableCursor, len(tables))
+	for i, t := range tables {
+		curs[i] = &tableCursor{c: c, table: t, query: "sys_updated_on>=" + since.UTC().Format(timeLayout) + "^ORDERBYsys_updated_on"}
+	}
+	for {
+		var next *tableCursor
+		for _, tc := range curs {
+			if err := tc.fill(ctx); err != nil {
+				return err
+			}
+			if len(tc.buf) == 0 && !tc.done {
+				return nil // read as far as one poll goes; the next goes on from here
+			}
+			if len(tc.buf) > 0 && (next == nil || tc.buf[0].UpdatedAt.Before(next.buf[0].UpdatedAt)) {
+				next = tc
+			}
 		}
-		b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+table, table, q, nil)
+		if next == nil {
+			return nil
+		}
+		if err := emit(next.buf[0]); err != nil {
+			return err
+		}
+		next.buf = next.buf[1:]
+	}
+}
+
+// tableCursor reads one table's records oldest first, a page at a time.
+type tableCursor struct {
+	c            *Client
+	table, query string
+	page         int
+	buf          []connectors.Record
+	done         bool // the table's last page is read
+}
+
+// fill reads the next page when the buffer is empty, unless the table's
+// last page or one poll's pages (maxPages) are read.
+func (tc *tableCursor) fill(ctx context.Context) error {
+	if len(tc.buf) > 0 || tc.done || tc.page == maxPages {
+		return nil
+	}
+	q := url.Values{
+		"sysparm_query":         {tc.query},
+		"sysparm_display_value": {"all"},
+		"sysparm_limit":         {fmt.Sprint(pageSize)},
+		"sysparm_offset":        {fmt.Sprint(tc.page * pageSize)},
+	}
+	b, err := tc.c.call(ctx, http.MethodGet, "/api/now/table/"+tc.table, tc.table, q, nil)
+	if err != nil {
+		return err
+	}
+	var lr listResult
+	if err := json.Unmarshal(b, &lr); err != nil {
+		return fmt.Errorf("%s: %s: the answer is not a Table API list: %w", tc.c.System(), tc.table, err)
+	}
+	for _, raw := range lr.Result {
+		rec, err := tc.c.record(tc.table, raw)
 		if err != nil {
 			return err
 		}
-		var lr listResult
-		if err := json.Unmarshal(b, &lr); err != nil {
-			return fmt.Errorf("%s: %s: the answer is not a Table API list: %w", c.System(), table, err)
-		}
-		for _, raw := range lr.Result {
-			rec, err := c.record(table, raw)
-			if err != nil {
-				return err
-			}
-			if err := emit(rec); err != nil {
-				return err
-			}
-		}
-		if len(lr.Result) < pageSize {
-			return nil
-		}
+		tc.buf = append(tc.buf, rec)
 	}
-	return nil
-}
-
-// Poll implements the poller's source: changes, then incidents, updated
-// at or after since.
-func (c *Client) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
-	for _, t := range []string{TableChange, TableIncident} {
-		if err := c.ListUpdated(ctx, t, since, emit); err != nil {
-			return err
-		}
-	}
+	tc.page++
+	tc.done = len(lr.Result) < pageSize
 	return nil
 }
 

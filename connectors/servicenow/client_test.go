@@ -345,3 +345,82 @@ func TestHasWorkNote(t *testing.T) {
 		t.Errorf("unknown change: %v", err)
 	}
 }
+
+func incident(number string, updated time.Time) map[string]any {
+	return map[string]any{
+		"number": pair(number), "short_description": pair("outage " + number), "priority": pair("1"), "state": pair("2"),
+		"sys_updated_on": map[string]any{"display_value": itsmfake.SNTime(updated), "value": itsmfake.SNTime(updated)},
+		"sys_class_name": map[string]any{"display_value": "Incident", "value": "incident"},
+	}
+}
+
+// TestPollMergesTables: the poll hands on changes and incidents oldest
+// first across the two tables, so that whatever stops it part-way (the
+// store failing, one poll's pages read) never leaves a record older than
+// the newest one handed on unread: the poller's watermark would pass it.
+func TestPollMergesTables(t *testing.T) {
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	t.Run("order, and a failure part-way", func(t *testing.T) {
+		fake := itsmfake.New(testUser, testPW)
+		defer fake.Close()
+		for i := 0; i < 5; i++ {
+			fake.PutSN("change_request", change(fmt.Sprintf("CHG%07d", i), base.Add(time.Duration(2*i)*time.Minute)))
+			fake.PutSN("incident", incident(fmt.Sprintf("INC%07d", i), base.Add(time.Duration(2*i+1)*time.Minute)))
+		}
+		c := newClient(t, fake, nil)
+		var got []string
+		if err := c.Poll(context.Background(), base, func(r connectors.Record) error { got = append(got, r.Key); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want := "CHG0000000 INC0000000 CHG0000001 INC0000001 CHG0000002 INC0000002 CHG0000003 INC0000003 CHG0000004 INC0000004"
+		if strings.Join(got, " ") != want {
+			t.Errorf("order %v, want %s", got, want)
+		}
+		got = nil
+		stop := errors.New("database away")
+		err := c.Poll(context.Background(), base, func(r connectors.Record) error {
+			if len(got) == 3 {
+				return stop
+			}
+			got = append(got, r.Key)
+			return nil
+		})
+		if !errors.Is(err, stop) || strings.Join(got, " ") != "CHG0000000 INC0000000 CHG0000001" {
+			t.Errorf("a store failing at the fourth record: %v after %v, want the three oldest of both tables", err, got)
+		}
+	})
+	t.Run("a table with more than one poll reads", func(t *testing.T) {
+		fake := itsmfake.New(testUser, testPW)
+		defer fake.Close()
+		n := maxPages*pageSize + 10
+		for i := 0; i < n; i++ { // one a second: the first poll reads up to 5,000
+			fake.PutSN("change_request", change(fmt.Sprintf("CHG%07d", i), base.Add(time.Duration(i)*time.Second)))
+		}
+		fake.PutSN("incident", incident("INC0000001", base.Add(30*time.Second)))
+		fake.PutSN("incident", incident("INC0000002", base.Add(2*time.Hour)))
+		c := newClient(t, fake, nil)
+		seen := map[string]bool{}
+		poll := func(since time.Time) (newest time.Time) {
+			t.Helper()
+			if err := c.Poll(context.Background(), since, func(r connectors.Record) error {
+				seen[r.Key] = true
+				if r.UpdatedAt.After(newest) {
+					newest = r.UpdatedAt
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return newest
+		}
+		first := poll(base)
+		if last := base.Add(time.Duration(maxPages*pageSize-1) * time.Second); !first.Equal(last) || seen["INC0000002"] || !seen["INC0000001"] {
+			t.Errorf("first poll: newest %v (want the last change read, %v); later incident handed on %v, earlier %v",
+				first, last, seen["INC0000002"], seen["INC0000001"])
+		}
+		poll(first)
+		if len(seen) != n+2 {
+			t.Errorf("%d records handed on over two polls, want %d", len(seen), n+2)
+		}
+	})
+}

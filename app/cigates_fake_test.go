@@ -51,6 +51,7 @@ type fakeCI struct {
 	// GitLab's deployments in project acme/ledger (id 31), newest update
 	// first, whose Deployment Hooks never arrived.
 	glDeployments []map[string]any
+	glHooks       []map[string]any // project 31's webhooks
 }
 
 // fakeAnswer is one accepted answer.
@@ -180,6 +181,11 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.EscapedPath() == "/api/v4/projects/acme%2Fledger":
 			reply(200, map[string]any{"id": 31, "name": "ledger", "path_with_namespace": "acme/ledger", "web_url": f.srv.URL + "/acme/ledger"})
+		case p == "/api/v4/projects/31/hooks":
+			f.mu.Lock()
+			hooks := append([]map[string]any{}, f.glHooks...)
+			f.mu.Unlock()
+			reply(200, hooks)
 		case p == "/api/v4/projects/31/deployments" && r.URL.Query().Get("page") == "1":
 			reply(200, listed)
 		case p == "/api/v4/projects/31/deployments":

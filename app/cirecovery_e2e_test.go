@@ -74,7 +74,8 @@ func TestRedeliveryAfterDowntime(t *testing.T) {
 // deployments with status blocked), becomes a gate request, and is
 // approved through the approval API (its change was approved before);
 // it is answered once. A deployment approved by hand in GitLab and run
-// meanwhile is recorded (the reconciler sees it).
+// meanwhile is recorded (the reconciler sees it). The webhook GitLab
+// disabled after the failed deliveries shows in /metrics.
 func TestGitLabBlockedAfterDowntime(t *testing.T) {
 	for _, dialect := range []string{"postgres", "sqlite"} {
 		t.Run(dialect, func(t *testing.T) {
@@ -91,6 +92,9 @@ func TestGitLabBlockedAfterDowntime(t *testing.T) {
 				"environment": map[string]any{"name": "production"},
 				"deployable":  map[string]any{"id": 88002, "commit": map[string]any{"title": "ledger hotfix"}},
 			}}
+			// GitLab disabled the webhook to tollgate after its failures.
+			f.glHooks = []map[string]any{{"id": 5, "url": "https://tollgate.example.com/webhooks/gitlab", "alert_status": "temporarily_disabled",
+				"disabled_until": time.Now().UTC().Add(30 * time.Minute).Format(time.RFC3339)}}
 			dbURL := newDatabase(t, dialect)
 			// Before the outage: the change is approved and stored.
 			before := bootURL(t, dbURL, fmt.Sprintf("connectors:\n  - {name: servicenow, type: servicenow, webhook_secret: %s}\n", authoritySecret))
@@ -136,6 +140,8 @@ inbox:
 			if n := f.answerCount("4401"); n != 1 {
 				t.Errorf("deployment 4401 answered %d times, want 1", n)
 			}
+			disabled := `tollgate_ci_webhook_disabled{connector="gitlab",webhook="project acme/ledger hook 5"} 1`
+			s.waitFor("the disabled webhook in /metrics", func() bool { return strings.Contains(s.metricsText(), disabled) })
 		})
 	}
 }

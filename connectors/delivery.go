@@ -39,3 +39,19 @@ func (d Delivery) Transient() bool {
 		return c >= 500
 	}
 }
+
+// HookState is how a sender holds a webhook of its that points at a
+// connector. A sender that disables a webhook after failed deliveries
+// (GitLab) sends nothing through it until it is enabled again.
+type HookState struct {
+	// Where names the webhook at the sender ("project acme/payments hook 12").
+	Where string
+	// Disabled reports whether the sender sends nothing through it now.
+	Disabled bool
+	// Until is when the sender enables it again by itself; zero when it
+	// does not (a person must).
+	Until time.Time
+	// Status is the sender's own word for the state (GitLab's
+	// alert_status), or "absent": no webhook points at the connector.
+	Status string
+}

@@ -108,7 +108,8 @@ type Poller struct {
 	log      *slog.Logger
 	metrics  *metrics.Set
 	lastOK   time.Time
-	leaseTTL time.Duration // 0: 2×interval + 30 s
+	leaseTTL time.Duration   // 0: 2×interval + 30 s
+	hooks    map[string]bool // the source's webhooks (HookWatcher): disabled, as last read
 }
 
 // NewPoller wires a poller; holder names this replica for the lease.
@@ -129,6 +130,8 @@ func (p *Poller) Run(ctx context.Context) {
 		func(ctx context.Context) {
 			if _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
 				p.failed(ctx, err)
+			} else if err == nil {
+				p.CheckHooks(ctx)
 			}
 			if p.metrics != nil {
 				last := p.lastOK

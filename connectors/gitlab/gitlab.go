@@ -47,6 +47,11 @@ type Webhook struct {
 	// poller looks for (poll.go); projectsRead caches them as read.
 	projects     []string
 	projectsRead sync.Map
+	// name is the connector's: its webhook path is /webhooks/<name>.
+	name string
+	// hooksForbidden holds the projects whose webhooks the token may not
+	// read (HookStates says so once).
+	hooksForbidden sync.Map
 }
 
 var _ connectors.Webhook = (*Webhook)(nil)
@@ -61,7 +66,7 @@ func newWebhook(cfg connectors.Config, o apiclient.Options) (*Webhook, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Webhook{secret: secret, gate: cfg.CIGate, projects: cfg.Projects}
+	w := &Webhook{secret: secret, gate: cfg.CIGate, projects: cfg.Projects, name: cfg.Name}
 	if a := cfg.API; a != nil {
 		if a.Token == "" {
 			return nil, core.Invalid("api.token", "is required to approve or read deployments")

@@ -29,6 +29,7 @@ type Set struct {
 	APICircuit   *prometheus.GaugeVec   // connector: 0 closed, 1 half-open, 2 open
 	ChangeCreate *prometheus.CounterVec // connector, outcome: created|failed
 	Redeliveries *prometheus.CounterVec // connector, outcome: requested|stored|abandoned|refused|error
+	HookDisabled *prometheus.GaugeVec   // connector, webhook: 1 while the CI sends nothing through it
 
 	GatePending   *prometheus.GaugeVec   // provider: CI gate requests waiting or being answered
 	GateCallbacks *prometheus.CounterVec // provider, outcome: approved|rejected|retried|failed|unknown
@@ -136,7 +137,10 @@ func New() *Set {
 	s.Redeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_redeliveries_total", Help: "Failed webhook deliveries found in the sender's delivery log (GitHub Apps), by connector and outcome: requested again, stored (tollgate had it), abandoned (still failing after the most redeliveries), refused (the sender would not redeliver), error (a run that failed).",
 	}, []string{"connector", "outcome"})
-	r.MustRegister(s.PollLag, s.PollErrors, s.APIRequests, s.APICircuit, s.ChangeCreate, s.Redeliveries)
+	s.HookDisabled = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_ci_webhook_disabled", Help: "1 while a CI sends nothing through its webhook to the connector (GitLab disables one after failed deliveries, or none points at tollgate), 0 once it is enabled, by connector and webhook.",
+	}, []string{"connector", "webhook"})
+	r.MustRegister(s.PollLag, s.PollErrors, s.APIRequests, s.APICircuit, s.ChangeCreate, s.Redeliveries, s.HookDisabled)
 	s.GatePending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tollgate_gate_pending", Help: "Gate requests a CI waits on (GitHub protection rules, GitLab approvals) not yet answered, by provider.",
 	}, []string{"provider"})

@@ -1,0 +1,89 @@
+package gitlab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// glHook is a project webhook as GET /projects/:id/hooks lists it.
+type glHook struct {
+	ID            json.Number `json:"id"`
+	URL           string      `json:"url"`
+	AlertStatus   string      `json:"alert_status"` // executable, temporarily_disabled, disabled
+	DisabledUntil *time.Time  `json:"disabled_until"`
+}
+
+// HookStates implements service.HookWatcher: for each configured project,
+// the state of each of its webhooks whose URL is this connector's
+// (…/webhooks/<name>), or an "absent" state when none is. Reading a
+// project's webhooks needs the Maintainer role: a project whose webhooks
+// the token may not read is said once in an error, then passed over.
+func (w *Webhook) HookStates(ctx context.Context) ([]connectors.HookState, error) {
+	if !w.Polls() {
+		return nil, nil
+	}
+	var out []connectors.HookState
+	var errs []error
+	for _, ref := range w.projects {
+		if _, ok := w.hooksForbidden.Load(ref); ok {
+			continue
+		}
+		p, err := w.project(ctx, ref)
+		if err != nil {
+			return out, err
+		}
+		var hooks []glHook
+		_, err = w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(p.ID.String())+"/hooks?per_page=100", "project "+ref+" webhooks", &hooks)
+		var se *apiclient.StatusError
+		if errors.As(err, &se) && (se.Status == http.StatusForbidden || se.Status == http.StatusNotFound) {
+			w.hooksForbidden.Store(ref, true)
+			errs = append(errs, core.Wrap(core.KindInvalid, err, "the token may not read them (that needs the Maintainer role): their state is not watched"))
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		found := false
+		for _, h := range hooks {
+			if !w.pointsHere(h.URL) {
+				continue
+			}
+			found = true
+			s := connectors.HookState{Where: "project " + ref + " hook " + h.ID.String(), Status: h.AlertStatus}
+			switch h.AlertStatus {
+			case "temporarily_disabled":
+				s.Disabled = true
+				if h.DisabledUntil != nil {
+					s.Until = h.DisabledUntil.UTC()
+				}
+			case "disabled":
+				s.Disabled = true
+			}
+			out = append(out, s)
+		}
+		if !found {
+			out = append(out, connectors.HookState{Where: "project " + ref, Disabled: true, Status: "absent"})
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// pointsHere reports whether a webhook URL is this connector's: its path
+// ends with /webhooks/<name>. (GitLab may mask parts of a URL; the path
+// of tollgate's webhooks carries no secret, so it stays readable.)
+func (w *Webhook) pointsHere(raw string) bool {
+	path := raw
+	if u, err := url.Parse(raw); err == nil {
+		path = u.Path
+	}
+	return strings.HasSuffix(strings.TrimSuffix(path, "/"), "/webhooks/"+w.name)
+}

@@ -66,3 +66,16 @@ func (p *Poller) CheckHooks(ctx context.Context) {
 		}
 	}
 }
+
+// forgetHooks drops the webhooks' gauges once this replica no longer
+// polls (another holds the lease, or it stops): the holder reports them,
+// and a stale 1 left here would keep an alert firing after the webhook
+// is enabled again.
+func (p *Poller) forgetHooks() {
+	if p.metrics != nil {
+		for where := range p.hooks {
+			p.metrics.HookDisabled.DeleteLabelValues(p.name, where)
+		}
+	}
+	p.hooks = nil
+}

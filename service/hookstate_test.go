@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tollgate-dev/tollgate/connectors"
@@ -111,6 +112,25 @@ func TestPollerCheckHooks(t *testing.T) {
 		}
 	}
 
+	// Another replica takes the lease: this one drops its gauges, so that
+	// a stale 1 does not outlive the webhook's return.
+	series := func() int {
+		ch := make(chan prometheus.Metric, 16)
+		m.HookDisabled.Collect(ch)
+		close(ch)
+		return len(ch)
+	}
+	if series() != 3 {
+		t.Fatalf("%d webhook series before the lease moved, want 3", series())
+	}
+	p.store = &notHolder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	waitFor(t, 5*time.Second, "the gauges dropped by a replica without the lease", func() bool { return series() == 0 })
+	cancel()
+	<-done
+
 	// A source without webhooks to watch is passed over.
 	plain := NewPoller("servicenow", &plainSource{}, nil, nil, time.Minute, "test", core.SystemClock, log, m)
 	logs.Reset()
@@ -125,4 +145,11 @@ type plainSource struct{}
 
 func (plainSource) Poll(context.Context, time.Time, func(connectors.Record) error) error {
 	return nil
+}
+
+// notHolder is a lease table in which another replica holds every lease.
+type notHolder struct{ outageStore }
+
+func (*notHolder) AcquireLease(context.Context, string, string, time.Duration) (bool, error) {
+	return false, nil
 }

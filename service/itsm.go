@@ -126,7 +126,9 @@ func (p *Poller) SetLeaseTTL(d time.Duration) { p.leaseTTL = d }
 // another replica takes over at once.
 func (p *Poller) Run(ctx context.Context) {
 	start := p.clock.Now()
-	leased{name: "poll:" + p.name, holder: p.holder, interval: p.interval, ttl: p.leaseTTL, store: p.store, log: p.log}.run(ctx,
+	defer p.forgetHooks()
+	leased{name: "poll:" + p.name, holder: p.holder, interval: p.interval, ttl: p.leaseTTL, store: p.store, log: p.log,
+		idle: func(context.Context) { p.forgetHooks() }}.run(ctx,
 		func(ctx context.Context) {
 			if _, err := p.PollOnce(ctx); err != nil && ctx.Err() == nil {
 				p.failed(ctx, err)
@@ -158,6 +160,9 @@ type leased struct {
 	ttl          time.Duration // 0: 2×interval + 30 s
 	store        Leaser
 	log          *slog.Logger
+	// idle, when set, runs when another replica holds the lease: what
+	// this one reported as the holder is no longer its to report.
+	idle func(context.Context)
 }
 
 func (l leased) run(ctx context.Context, work func(context.Context), leaseFailed func(context.Context, error)) {
@@ -191,6 +196,8 @@ func (l leased) run(ctx context.Context, work func(context.Context), leaseFailed
 			next = min(l.interval, pollLeaseRetry)
 		case held:
 			work(ctx)
+		case l.idle != nil:
+			l.idle(ctx)
 		}
 		t.Reset(next)
 	}

@@ -286,6 +286,8 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 					continue
 				}
 				c.API.PrivateKey = key
+			}
+			if cc.Type == "github" || cc.Type == "gitlab" {
 				c.API.RedeliverInterval = a.Redeliver()
 			}
 		}

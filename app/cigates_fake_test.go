@@ -52,6 +52,20 @@ type fakeCI struct {
 	// first, whose Deployment Hooks never arrived.
 	glDeployments []map[string]any
 	glHooks       []map[string]any // project 31's webhooks
+	// Project 31's webhook 5 as GitLab sends it (glDeliver), and its log.
+	glHookURL string // "" while tollgate is down
+	glEvents  []fakeGLEvent
+}
+
+// fakeGLEvent is one logged attempt of GitLab's webhook 5.
+type fakeGLEvent struct {
+	ID             int               `json:"id"`
+	Trigger        string            `json:"trigger"`
+	RequestHeaders map[string]string `json:"request_headers"`
+	ResponseStatus string            `json:"response_status"`
+	CreatedAt      time.Time         `json:"created_at"`
+	event          string
+	body           []byte
 }
 
 // fakeAnswer is one accepted answer.
@@ -71,6 +85,7 @@ var (
 	fakeCommitPath = regexp.MustCompile(`^/repos/([^/]+/[^/]+)/commits/([^/]+)$`)
 	fakeApprPath   = regexp.MustCompile(`^/api/v4/projects/([^/]+)/deployments/([^/]+)/approval$`)
 	fakeRedoPath   = regexp.MustCompile(`^/app/hook/deliveries/([0-9]+)/attempts$`)
+	fakeResendPath = regexp.MustCompile(`^/api/v4/projects/31/hooks/5/events/([0-9]+)/resend$`)
 )
 
 func newFakeCI(t testing.TB) *fakeCI {
@@ -181,6 +196,14 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.EscapedPath() == "/api/v4/projects/acme%2Fledger":
 			reply(200, map[string]any{"id": 31, "name": "ledger", "path_with_namespace": "acme/ledger", "web_url": f.srv.URL + "/acme/ledger"})
+		case p == "/api/v4/projects/31/hooks/5/events":
+			f.mu.Lock()
+			out := make([]fakeGLEvent, 0, len(f.glEvents))
+			for i := len(f.glEvents) - 1; i >= 0; i-- { // newest first
+				out = append(out, f.glEvents[i])
+			}
+			f.mu.Unlock()
+			reply(200, out)
 		case p == "/api/v4/projects/31/hooks":
 			f.mu.Lock()
 			hooks := append([]map[string]any{}, f.glHooks...)
@@ -193,6 +216,38 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 		default:
 			reply(404, map[string]string{"message": "404 Not Found"})
 		}
+	case r.Method == "POST" && fakeResendPath.MatchString(p):
+		if r.Header.Get("PRIVATE-TOKEN") != f.glToken {
+			reply(401, map[string]string{"message": "401 Unauthorized"})
+			return
+		}
+		id := fakeResendPath.FindStringSubmatch(p)[1]
+		f.mu.Lock()
+		var ev *fakeGLEvent
+		for i := range f.glEvents {
+			if fmt.Sprint(f.glEvents[i].ID) == id {
+				ev = &f.glEvents[i]
+			}
+		}
+		f.mu.Unlock()
+		if ev == nil {
+			reply(404, map[string]string{"message": "404 Not Found"})
+			return
+		}
+		f.sending.Add(1)
+		go func(event, key string, body []byte) {
+			defer f.sending.Done()
+			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+				f.mu.Lock()
+				up := f.glHookURL != ""
+				f.mu.Unlock()
+				if up {
+					break
+				}
+			}
+			f.glDeliver(event, key, body)
+		}(ev.event, ev.RequestHeaders["Idempotency-Key"], ev.body)
+		reply(201, map[string]any{})
 	case r.Method == "POST" && fakeApprPath.MatchString(p):
 		m := fakeApprPath.FindStringSubmatch(p)
 		if r.Header.Get("PRIVATE-TOKEN") != f.glToken {
@@ -380,4 +435,43 @@ func (f *fakeCI) serveDeliveries(w http.ResponseWriter, r *http.Request, reply f
 		}
 	}
 	reply(404, map[string]string{"message": "Not Found"})
+}
+
+// glDeliver sends one event of GitLab's webhook 5 as GitLab does — with
+// its token and Idempotency-Key, once — and logs the attempt; with no
+// hook URL (tollgate down) it gets no answer ("internal error").
+func (f *fakeCI) glDeliver(event, key string, body []byte) {
+	f.mu.Lock()
+	url := f.glHookURL
+	f.mu.Unlock()
+	status := "internal error"
+	headers := map[string]string{"X-Gitlab-Event": event, "Idempotency-Key": key, "Content-Type": "application/json"}
+	if url != "" {
+		req, _ := http.NewRequest("POST", url, strings.NewReader(string(body)))
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("X-Gitlab-Token", authoritySecret)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			status = fmt.Sprint(resp.StatusCode)
+		}
+	}
+	f.mu.Lock()
+	f.glEvents = append(f.glEvents, fakeGLEvent{ID: 700 + len(f.glEvents), Trigger: "pipeline_hooks", RequestHeaders: headers,
+		ResponseStatus: status, CreatedAt: time.Now().UTC(), event: event, body: body})
+	f.mu.Unlock()
+}
+
+// glAttempts returns the logged attempts of the event with key.
+func (f *fakeCI) glAttempts(key string) []fakeGLEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []fakeGLEvent
+	for _, e := range f.glEvents {
+		if e.RequestHeaders["Idempotency-Key"] == key {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -142,6 +144,60 @@ inbox:
 			}
 			disabled := `tollgate_ci_webhook_disabled{connector="gitlab",webhook="project acme/ledger hook 5"} 1`
 			s.waitFor("the disabled webhook in /metrics", func() bool { return strings.Contains(s.metricsText(), disabled) })
+		})
+	}
+}
+
+// TestGitLabEventResentAfterDowntime: GitLab sends a webhook event once.
+// A Pipeline Hook that found tollgate down is in the project webhook's
+// event log; the GitLab connector's redeliverer, at start, asks GitLab
+// to resend it, and tollgate stores it once (its Idempotency-Key) and
+// records the pipeline's deployment.
+func TestGitLabEventResentAfterDowntime(t *testing.T) {
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeCI(t)
+			f.glHooks = []map[string]any{{"id": 5, "url": "https://tollgate.example.com/webhooks/gitlab", "alert_status": "executable"}}
+			body, err := os.ReadFile(filepath.Join("..", "connectors", "gitlab", "testdata", "pipeline_hook.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.glDeliver("Pipeline Hook", "pipeline-key-1", body) // tollgate is down
+			s := boot(t, dialect, fmt.Sprintf(`
+connectors:
+  - name: gitlab
+    type: gitlab
+    webhook_secret: %[1]s
+    default_environment: production
+    api: {url: %[2]s, token: %[3]s, poll_interval: 10s, redeliver_interval: 30s}
+    projects: [acme/ledger]
+inbox:
+  poll_interval: 50ms
+`, authoritySecret, f.srv.URL, f.glToken))
+			f.mu.Lock()
+			f.glHookURL = s.url + "/webhooks/gitlab"
+			f.mu.Unlock()
+			var events struct {
+				Items []struct {
+					DedupeKey string `json:"dedupe_key"`
+					Status    string `json:"status"`
+					Record    string `json:"record"`
+				} `json:"items"`
+			}
+			s.waitFor("the resent pipeline stored and recorded", func() bool {
+				s.do("GET", "/api/v1/events?connector=gitlab", adminSecret, nil, &events)
+				for _, e := range events.Items {
+					if e.DedupeKey == "pipeline-key-1" && strings.HasPrefix(e.Record, "deployment:") {
+						return true
+					}
+				}
+				return false
+			})
+			f.sending.Wait()
+			if att := f.glAttempts("pipeline-key-1"); len(att) != 2 || att[1].ResponseStatus != "202" {
+				t.Errorf("GitLab's log of the event: %+v, want the failed attempt and one resend answered 202", att)
+			}
 		})
 	}
 }

@@ -34,17 +34,19 @@ type APIConfig struct {
 	// ReadBackTimeout is the budget of a gate check's read-back of a
 	// change the store does not know (default 2s).
 	ReadBackTimeout Duration `yaml:"read_back_timeout"`
-	// RedeliverInterval (github) is how often the App's webhook
-	// deliveries that failed are asked for again (default 5m; 0s: never).
+	// RedeliverInterval (github; gitlab with projects) is how often the
+	// sender's webhook deliveries that failed are asked for again (default
+	// 5m; 0s: never).
 	RedeliverInterval *Duration `yaml:"redeliver_interval"`
 }
 
-// DefaultRedeliverInterval is how often a GitHub App's failed webhook
-// deliveries are looked for when redeliver_interval is not set.
+// DefaultRedeliverInterval is how often a GitHub App's or GitLab
+// project's failed webhook deliveries are looked for when
+// redeliver_interval is not set.
 const DefaultRedeliverInterval = 5 * time.Minute
 
-// Redeliver returns how often a GitHub App's failed deliveries are asked
-// for again: redeliver_interval, DefaultRedeliverInterval when it is not
+// Redeliver returns how often a CI's failed deliveries are asked for
+// again: redeliver_interval, DefaultRedeliverInterval when it is not
 // set, 0 (never) when it is 0s.
 func (a *APIConfig) Redeliver() time.Duration {
 	if a.RedeliverInterval == nil {
@@ -136,7 +138,7 @@ func (cc *ConnectorConfig) validateAPI(f string, bad func(field, format string, 
 		bad(p+".read_back_timeout", "must be between 0 and 1m")
 	}
 	if a.RedeliverInterval != nil {
-		bad(p+".redeliver_interval", "is a github setting (the ITSMs' missed webhooks are read back by poll_interval)")
+		bad(p+".redeliver_interval", "is a github/gitlab setting (the ITSMs' missed webhooks are read back by poll_interval)")
 	}
 	if cc.Type == "jira" {
 		for i, pr := range cc.Projects {
@@ -290,7 +292,7 @@ func (a *APIConfig) logValue(typ string) map[string]any {
 		"timeout": a.Timeout.D().String(), "poll_interval": a.PollInterval.D().String(),
 		"read_back_timeout": a.ReadBackTimeout.D().String(),
 	}
-	if typ == "github" {
+	if typ == "github" || typ == "gitlab" {
 		v["redeliver_interval"] = a.Redeliver().String()
 	}
 	return v

@@ -130,11 +130,11 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 	if a.Timeout < 0 || a.Timeout.D() > 5*time.Minute {
 		bad(p+".timeout", "must be between 0 and 5m")
 	}
+	if r := a.Redeliver(); r != 0 && (r < 30*time.Second || r > 24*time.Hour) {
+		bad(p+".redeliver_interval", "must be 0s (never) or between 30s and 24h")
+	}
 	switch cc.Type {
 	case "github":
-		if r := a.Redeliver(); r != 0 && (r < 30*time.Second || r > 24*time.Hour) {
-			bad(p+".redeliver_interval", "must be 0s (never) or between 30s and 24h")
-		}
 		if a.Token != "" {
 			bad(p+".token", "GitHub authenticates as a GitHub App: app_id and private_key_file (or private_key)")
 		}
@@ -145,8 +145,8 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 			bad(p+".private_key_file", "%v", err)
 		}
 	case "gitlab":
-		if a.RedeliverInterval != nil {
-			bad(p+".redeliver_interval", "is a github setting")
+		if a.RedeliverInterval != nil && a.Redeliver() > 0 && len(cc.Projects) == 0 {
+			bad(p+".redeliver_interval", "redelivers the projects' webhook events: set projects (and api.poll_interval)")
 		}
 		if a.AppID != "" || a.PrivateKey != "" || a.PrivateKeyFile != "" {
 			bad(p+".app_id", "app_id and private_key are github settings")

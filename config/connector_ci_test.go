@@ -60,7 +60,10 @@ func TestCIGateConfig(t *testing.T) {
 		{"github app, no rule, redelivery off", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n      redeliver_interval: 0s\n"), nil},
 		{"github redelivery too often", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n      redeliver_interval: 10s\n"), []string{"api.redeliver_interval", "30s and 24h"}},
 		{"github redelivery negative", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n      redeliver_interval: -5m\n"), []string{"api.redeliver_interval"}},
-		{"redelivery on gitlab", glConfig("    api: {url: https://gitlab.example.com, token: t, redeliver_interval: 5m}\n"), []string{"api.redeliver_interval", "github setting"}},
+		{"gitlab redelivery without projects", glConfig("    api: {url: https://gitlab.example.com, token: t, redeliver_interval: 5m}\n"), []string{"api.redeliver_interval", "set projects"}},
+		{"gitlab redelivery off without projects", glConfig("    api: {url: https://gitlab.example.com, token: t, redeliver_interval: 0s}\n    approvals: {deadline: 1h}\n"), nil},
+		{"gitlab redelivery too often", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 1m, redeliver_interval: 5s}\n    projects: [acme/payments]\n"), []string{"api.redeliver_interval", "30s and 24h"}},
+		{"gitlab redelivery with projects", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 1m, redeliver_interval: 2m}\n    approvals: {deadline: 1h}\n    projects: [acme/payments]\n"), nil},
 		{"gitlab poller", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 2m}\n    approvals: {deadline: 1h}\n    projects: [acme/payments, \"42\", group/sub/app.x]\n"), nil},
 		{"gitlab poller without projects", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 2m}\n    approvals: {deadline: 1h}\n"), []string{"projects", "needs the projects"}},
 		{"gitlab projects without poller", glConfig("    api: {url: https://gitlab.example.com, token: t}\n    approvals: {deadline: 1h}\n    projects: [acme/payments]\n"), []string{"projects", "poll_interval"}},
@@ -157,7 +160,7 @@ func TestRedeliverInterval(t *testing.T) {
 	}
 	_, err := Parse([]byte("connectors:\n  - name: sn\n    type: servicenow\n    webhook_secret: "+snSecret+
 		"\n    api: {url: https://acme.service-now.com, username: u, password: p, redeliver_interval: 5m}\n"), func(string) string { return "" })
-	if err == nil || !strings.Contains(err.Error(), "redeliver_interval") || !strings.Contains(err.Error(), "github setting") {
+	if err == nil || !strings.Contains(err.Error(), "redeliver_interval") || !strings.Contains(err.Error(), "github/gitlab setting") {
 		t.Errorf("redeliver_interval on servicenow: %v", err)
 	}
 }

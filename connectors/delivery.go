@@ -3,13 +3,14 @@ package connectors
 import "time"
 
 // Delivery is one attempt of a sender to deliver a webhook, as the
-// sender's own API lists it (a GitHub App's webhook deliveries: GitHub
-// keeps them three days and sends none again by itself).
+// sender's own API lists it (a GitHub App's webhook deliveries, a GitLab
+// project webhook's events: neither CI sends one again by itself).
 type Delivery struct {
 	// ID names the attempt at the sender: what a redelivery asks for.
 	ID string
 	// GUID is the delivery's id, the same in every attempt of it
-	// (X-GitHub-Delivery): the inbox's dedupe key.
+	// (X-GitHub-Delivery; GitLab's Idempotency-Key): the inbox's dedupe
+	// key.
 	GUID string
 	// At is when the attempt was made.
 	At time.Time

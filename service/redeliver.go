@@ -12,8 +12,8 @@ import (
 	"github.com/tollgate-dev/tollgate/internal/metrics"
 )
 
-// A webhook sender that does not retry (GitHub) leaves tollgate's inbox
-// without every delivery it failed to make while tollgate, its load
+// A webhook sender that does not retry (GitHub, GitLab) leaves tollgate's
+// inbox without every delivery it failed to make while tollgate, its load
 // balancer or its database was away — a deployment the reconciler never
 // sees, a protection rule that waits for an answer until GitHub gives up
 // after 30 days. The Redeliverer reads the sender's own record of its
@@ -21,7 +21,8 @@ import (
 // store.
 
 // DeliveryLog is a webhook whose sender lists its delivery attempts and
-// sends one again on request (a GitHub App's webhook).
+// sends one again on request (a GitHub App's webhook, GitLab's project
+// webhooks).
 type DeliveryLog interface {
 	// Deliveries calls fn with the attempts from the newest back to since.
 	Deliveries(ctx context.Context, since time.Time, fn func(connectors.Delivery) error) error

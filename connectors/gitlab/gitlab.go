@@ -50,8 +50,9 @@ type Webhook struct {
 	// name is the connector's: its webhook path is /webhooks/<name>.
 	name string
 	// hooksForbidden holds the projects whose webhooks the token may not
-	// read (HookStates says so once).
-	hooksForbidden sync.Map
+	// read (HookStates or Deliveries says so once); noEventsAPI those on a
+	// GitLab without the webhook events API.
+	hooksForbidden, noEventsAPI sync.Map
 }
 
 var _ connectors.Webhook = (*Webhook)(nil)

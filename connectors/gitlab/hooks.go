@@ -37,27 +37,15 @@ func (w *Webhook) HookStates(ctx context.Context) ([]connectors.HookState, error
 		if _, ok := w.hooksForbidden.Load(ref); ok {
 			continue
 		}
-		p, err := w.project(ctx, ref)
-		if err != nil {
-			return out, err
-		}
-		var hooks []glHook
-		_, err = w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(p.ID.String())+"/hooks?per_page=100", "project "+ref+" webhooks", &hooks)
-		var se *apiclient.StatusError
-		if errors.As(err, &se) && (se.Status == http.StatusForbidden || se.Status == http.StatusNotFound) {
-			w.hooksForbidden.Store(ref, true)
-			errs = append(errs, core.Wrap(core.KindInvalid, err, "the token may not read them (that needs the Maintainer role): their state is not watched"))
+		_, hooks, err := w.ownHooks(ctx, ref)
+		if errors.Is(err, errHooksForbidden) {
+			errs = append(errs, err)
 			continue
 		}
 		if err != nil {
 			return out, err
 		}
-		found := false
 		for _, h := range hooks {
-			if !w.pointsHere(h.URL) {
-				continue
-			}
-			found = true
 			s := connectors.HookState{Where: "project " + ref + " hook " + h.ID.String(), Status: h.AlertStatus}
 			switch h.AlertStatus {
 			case "temporarily_disabled":
@@ -70,11 +58,43 @@ func (w *Webhook) HookStates(ctx context.Context) ([]connectors.HookState, error
 			}
 			out = append(out, s)
 		}
-		if !found {
+		if len(hooks) == 0 {
 			out = append(out, connectors.HookState{Where: "project " + ref, Disabled: true, Status: "absent"})
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// errHooksForbidden marks the error of a project whose webhooks the token
+// may not read.
+var errHooksForbidden = errors.New("the token may not read them (that needs the Maintainer role): their state is not watched and their failed deliveries are not resent")
+
+// ownHooks returns project ref and those of its webhooks whose URL is this
+// connector's. A token that may not read them (403, or 404 where GitLab
+// hides the list) gets errHooksForbidden, once: the project is passed
+// over after it.
+func (w *Webhook) ownHooks(ctx context.Context, ref string) (glProject, []glHook, error) {
+	p, err := w.project(ctx, ref)
+	if err != nil {
+		return p, nil, err
+	}
+	var hooks []glHook
+	_, err = w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(p.ID.String())+"/hooks?per_page=100", "project "+ref+" webhooks", &hooks)
+	var se *apiclient.StatusError
+	if errors.As(err, &se) && (se.Status == http.StatusForbidden || se.Status == http.StatusNotFound) {
+		w.hooksForbidden.Store(ref, true)
+		return p, nil, core.Wrap(core.KindInvalid, errHooksForbidden, err.Error())
+	}
+	if err != nil {
+		return p, nil, err
+	}
+	own := hooks[:0]
+	for _, h := range hooks {
+		if w.pointsHere(h.URL) {
+			own = append(own, h)
+		}
+	}
+	return p, own, nil
 }
 
 // pointsHere reports whether a webhook URL is this connector's: its path

@@ -1,0 +1,157 @@
+package gitlab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// GitLab sends a webhook event once: a pipeline or job whose hook found
+// tollgate away is not seen (the poller brings back deployments only).
+// GitLab 17.4 and later log each project webhook's events (GET
+// /projects/:id/hooks/:hook_id/events, newest first, about a week back)
+// and send one again on request (POST …/events/:id/resend), with the
+// same Idempotency-Key. service.Redeliverer uses both, for the webhooks
+// of the configured projects that point at this connector.
+
+// glHookEvent is one attempt as GitLab logs it.
+type glHookEvent struct {
+	ID             json.Number       `json:"id"`
+	Trigger        string            `json:"trigger"` // pipeline_hooks, job_hooks, deployment_hooks …
+	RequestHeaders map[string]string `json:"request_headers"`
+	ResponseStatus string            `json:"response_status"` // "200", or "internal error" when no answer came
+	CreatedAt      time.Time         `json:"created_at"`
+}
+
+// errNoEventsAPI marks a GitLab that has no webhook events API (before
+// 17.4).
+var errNoEventsAPI = errors.New("this GitLab lists no webhook events (GitLab 17.4 and later do): its failed deliveries are not resent")
+
+// RedeliversFailed reports whether the connector can list and resend its
+// projects' webhook events (an api block and projects).
+func (w *Webhook) RedeliversFailed() bool { return w.Polls() }
+
+// Deliveries implements service.DeliveryLog: the events of each webhook of
+// the configured projects that points at this connector, from the newest
+// back to since. A project whose webhooks the token may not read, or a
+// GitLab without the events API, is said once in an error, then passed
+// over.
+func (w *Webhook) Deliveries(ctx context.Context, since time.Time, fn func(connectors.Delivery) error) error {
+	if !w.Polls() {
+		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects")
+	}
+	var errs []error
+	for _, ref := range w.projects {
+		if _, ok := w.hooksForbidden.Load(ref); ok {
+			continue
+		}
+		p, hooks, err := w.ownHooks(ctx, ref)
+		if errors.Is(err, errHooksForbidden) {
+			errs = append(errs, err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, h := range hooks {
+			err := w.hookEvents(ctx, ref, p, h, since, fn)
+			if errors.Is(err, errNoEventsAPI) {
+				if _, told := w.noEventsAPI.LoadOrStore(ref, true); !told {
+					errs = append(errs, err)
+				}
+				break
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hookEvents calls fn with webhook h's events from the newest back to
+// since, reading at most the poller's pages.
+func (w *Webhook) hookEvents(ctx context.Context, ref string, p glProject, h glHook, since time.Time, fn func(connectors.Delivery) error) error {
+	path := "/api/v4/projects/" + url.PathEscape(p.ID.String()) + "/hooks/" + url.PathEscape(h.ID.String()) + "/events"
+	what := "project " + ref + " hook " + h.ID.String() + " events"
+	for page := 1; page <= w.api.maxPages(); page++ {
+		var evs []glHookEvent
+		hdr, err := w.api.get(ctx, path+"?per_page=100&page="+strconv.Itoa(page), what, &evs)
+		var se *apiclient.StatusError
+		if errors.As(err, &se) && se.Status == http.StatusNotFound && page == 1 {
+			return core.Wrap(core.KindInvalid, errNoEventsAPI, err.Error())
+		}
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if ev.CreatedAt.Before(since) {
+				return nil // newest first: the rest are older still
+			}
+			status, _ := strconv.Atoi(ev.ResponseStatus) // "internal error": no answer, 0
+			if err := fn(connectors.Delivery{
+				ID: p.ID.String() + "/" + h.ID.String() + "/" + ev.ID.String(), GUID: eventKey(ev.RequestHeaders),
+				At: ev.CreatedAt.UTC(), StatusCode: status, OK: status >= 200 && status < 300, Event: ev.Trigger,
+			}); err != nil {
+				return err
+			}
+		}
+		if hdr.Get("X-Next-Page") == "" || len(evs) == 0 {
+			return nil
+		}
+	}
+	return nil
+}
+
+// eventKey is an event's delivery id as Classify reads it from the
+// headers sent: Idempotency-Key, else X-Gitlab-Event-UUID.
+func eventKey(headers map[string]string) string {
+	for _, want := range []string{HeaderIdempotencyKey, HeaderEventUUID} {
+		for k, v := range headers {
+			if strings.EqualFold(k, want) && v != "" {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// Redeliver implements service.DeliveryLog: it asks GitLab to send event
+// d again (POST /projects/:id/hooks/:hook_id/events/:event_id/resend).
+func (w *Webhook) Redeliver(ctx context.Context, d connectors.Delivery) error {
+	if w.api == nil {
+		return core.Errorf(core.KindInvalid, "connector has no GitLab API configured")
+	}
+	parts := strings.Split(d.ID, "/")
+	if len(parts) != 3 {
+		return core.Errorf(core.KindInvalid, "%q is not a GitLab webhook event", d.ID)
+	}
+	what := w.api.system + ": project " + parts[0] + " hook " + parts[1] + " event " + parts[2] + " resend"
+	u := w.api.base + "/api/v4/projects/" + url.PathEscape(parts[0]) + "/hooks/" + url.PathEscape(parts[1]) + "/events/" + url.PathEscape(parts[2]) + "/resend"
+	// Safe to repeat: a second resend sends the event again, with the
+	// same Idempotency-Key, and the inbox stores it once.
+	req, err := http.NewRequestWithContext(apiclient.Idempotent(ctx), http.MethodPost, u, nil)
+	if err != nil {
+		return core.Wrap(core.KindInvalid, err, what+": bad request")
+	}
+	req.Header.Set("PRIVATE-TOKEN", w.api.token)
+	resp, err := w.api.http.Do(req)
+	if err != nil {
+		err = apiclient.UnwrapURL(err) // the caller names what was asked
+		return core.Wrap(core.KindUnavailable, err, what)
+	}
+	body, _ := apiclient.ReadBody(resp, 1<<20)
+	if resp.StatusCode < 300 {
+		return nil
+	}
+	return w.api.refusal(resp.StatusCode, body, what)
+}

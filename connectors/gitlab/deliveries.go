@@ -49,33 +49,23 @@ func (w *Webhook) Deliveries(ctx context.Context, since time.Time, fn func(conne
 	if !w.Polls() {
 		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects")
 	}
-	var errs []error
-	for _, ref := range w.projects {
-		if _, ok := w.hooksForbidden.Load(ref); ok {
-			continue
-		}
-		p, hooks, err := w.ownHooks(ctx, ref)
-		if errors.Is(err, errHooksForbidden) {
-			errs = append(errs, err)
-			continue
-		}
-		if err != nil {
-			return err
-		}
+	var told []error
+	err := w.eachOwnHooks(ctx, func(ref string, p glProject, hooks []glHook) error {
 		for _, h := range hooks {
 			err := w.hookEvents(ctx, ref, p, h, since, fn)
 			if errors.Is(err, errNoEventsAPI) {
-				if _, told := w.noEventsAPI.LoadOrStore(ref, true); !told {
-					errs = append(errs, err)
+				if _, done := w.noEventsAPI.LoadOrStore(ref, true); !done {
+					told = append(told, err)
 				}
-				break
+				return nil
 			}
 			if err != nil {
 				return err
 			}
 		}
-	}
-	return errors.Join(errs...)
+		return nil
+	})
+	return errors.Join(err, errors.Join(told...))
 }
 
 // hookEvents calls fn with webhook h's events from the newest back to
@@ -135,23 +125,8 @@ func (w *Webhook) Redeliver(ctx context.Context, d connectors.Delivery) error {
 	if len(parts) != 3 {
 		return core.Errorf(core.KindInvalid, "%q is not a GitLab webhook event", d.ID)
 	}
-	what := w.api.system + ": project " + parts[0] + " hook " + parts[1] + " event " + parts[2] + " resend"
-	u := w.api.base + "/api/v4/projects/" + url.PathEscape(parts[0]) + "/hooks/" + url.PathEscape(parts[1]) + "/events/" + url.PathEscape(parts[2]) + "/resend"
 	// Safe to repeat: a second resend sends the event again, with the
 	// same Idempotency-Key, and the inbox stores it once.
-	req, err := http.NewRequestWithContext(apiclient.Idempotent(ctx), http.MethodPost, u, nil)
-	if err != nil {
-		return core.Wrap(core.KindInvalid, err, what+": bad request")
-	}
-	req.Header.Set("PRIVATE-TOKEN", w.api.token)
-	resp, err := w.api.http.Do(req)
-	if err != nil {
-		err = apiclient.UnwrapURL(err) // the caller names what was asked
-		return core.Wrap(core.KindUnavailable, err, what)
-	}
-	body, _ := apiclient.ReadBody(resp, 1<<20)
-	if resp.StatusCode < 300 {
-		return nil
-	}
-	return w.api.refusal(resp.StatusCode, body, what)
+	return w.api.post(ctx, "/api/v4/projects/"+url.PathEscape(parts[0])+"/hooks/"+url.PathEscape(parts[1])+"/events/"+url.PathEscape(parts[2])+"/resend",
+		nil, "project "+parts[0]+" hook "+parts[1]+" event "+parts[2]+" resend")
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -120,29 +121,42 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 	if err != nil {
 		return fmt.Errorf("encode approval: %w", err)
 	}
-	what := w.api.system + ": deployment " + p.Target["deployment_id"] + " approval"
-	u := w.api.base + "/api/v4/projects/" + url.PathEscape(p.Target["project_id"]) + "/deployments/" + url.PathEscape(p.Target["deployment_id"]) + "/approval"
 	// Safe to repeat: GitLab keeps one approval per user and deployment
 	// (Deployments::ApprovalService upserts it), so a second one updates
-	// the first or is refused once the deployment no longer waits.
-	req, err := http.NewRequestWithContext(apiclient.Idempotent(ctx), http.MethodPost, u, bytes.NewReader(b))
+	// the first or is refused once the deployment no longer waits. The
+	// status is the answer: GitLab recorded the approval whatever the body
+	// says (asking again would meet "already approved").
+	return w.api.post(ctx, "/api/v4/projects/"+url.PathEscape(p.Target["project_id"])+"/deployments/"+url.PathEscape(p.Target["deployment_id"])+"/approval",
+		b, "deployment "+p.Target["deployment_id"]+" approval")
+}
+
+// post sends a POST that is safe to repeat (its retries included), with
+// body as JSON when there is one: nil when GitLab answers 2xx, else
+// GitLab's refusal.
+func (a *api) post(ctx context.Context, path string, body []byte, what string) error {
+	what = a.system + ": " + what
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(apiclient.Idempotent(ctx), http.MethodPost, a.base+path, rd)
 	if err != nil {
 		return core.Wrap(core.KindInvalid, err, what+": bad request")
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("PRIVATE-TOKEN", w.api.token)
-	resp, err := w.api.http.Do(req)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("PRIVATE-TOKEN", a.token)
+	resp, err := a.http.Do(req)
 	if err != nil {
 		err = apiclient.UnwrapURL(err) // the caller names what was asked
 		return core.Wrap(core.KindUnavailable, err, what)
 	}
-	body, _ := apiclient.ReadBody(resp, 1<<20)
+	answer, _ := apiclient.ReadBody(resp, 1<<20)
 	if resp.StatusCode < 300 {
-		// The status is the answer: GitLab recorded the approval, whatever
-		// the body says (asking again would meet "already approved").
 		return nil
 	}
-	return w.api.refusal(resp.StatusCode, body, what)
+	return a.refusal(resp.StatusCode, answer, what)
 }
 
 // AnswerTaken implements service.AnswerChecker: it reads the deployment

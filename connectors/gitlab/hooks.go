@@ -32,19 +32,7 @@ func (w *Webhook) HookStates(ctx context.Context) ([]connectors.HookState, error
 		return nil, nil
 	}
 	var out []connectors.HookState
-	var errs []error
-	for _, ref := range w.projects {
-		if _, ok := w.hooksForbidden.Load(ref); ok {
-			continue
-		}
-		_, hooks, err := w.ownHooks(ctx, ref)
-		if errors.Is(err, errHooksForbidden) {
-			errs = append(errs, err)
-			continue
-		}
-		if err != nil {
-			return out, err
-		}
+	err := w.eachOwnHooks(ctx, func(ref string, _ glProject, hooks []glHook) error {
 		for _, h := range hooks {
 			s := connectors.HookState{Where: "project " + ref + " hook " + h.ID.String(), Status: h.AlertStatus}
 			switch h.AlertStatus {
@@ -61,8 +49,34 @@ func (w *Webhook) HookStates(ctx context.Context) ([]connectors.HookState, error
 		if len(hooks) == 0 {
 			out = append(out, connectors.HookState{Where: "project " + ref, Disabled: true, Status: "absent"})
 		}
+		return nil
+	})
+	return out, err
+}
+
+// eachOwnHooks calls fn with each configured project and those of its
+// webhooks that point at this connector, passing over a project whose
+// webhooks the token may not read: that is said once, in the error
+// returned after the others.
+func (w *Webhook) eachOwnHooks(ctx context.Context, fn func(ref string, p glProject, hooks []glHook) error) error {
+	var errs []error
+	for _, ref := range w.projects {
+		if _, ok := w.hooksForbidden.Load(ref); ok {
+			continue
+		}
+		p, hooks, err := w.ownHooks(ctx, ref)
+		if errors.Is(err, errHooksForbidden) {
+			errs = append(errs, err)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(ref, p, hooks); err != nil {
+			return err
+		}
 	}
-	return out, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // errHooksForbidden marks the error of a project whose webhooks the token

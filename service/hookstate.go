@@ -25,7 +25,8 @@ type HookWatcher interface {
 
 // CheckHooks reads the state of the source's webhooks, when it has any,
 // sets tollgate_ci_webhook_disabled for each, and logs a webhook turned
-// off (an error when only a person can turn it on again) or on again.
+// off (an error when only a person can turn it on again) or on again,
+// and a place with none at the connector's path (a warning).
 func (p *Poller) CheckHooks(ctx context.Context) {
 	hw, ok := p.src.(HookWatcher)
 	if !ok {
@@ -42,7 +43,9 @@ func (p *Poller) CheckHooks(ctx context.Context) {
 		p.hooks = map[string]bool{}
 	}
 	for _, s := range states {
-		if p.metrics != nil {
+		// No webhook with the connector's path may be one behind a proxy
+		// that rewrites paths: said once, but no alert is raised on it.
+		if p.metrics != nil && s.Status != "absent" {
 			v := 0.0
 			if s.Disabled {
 				v = 1
@@ -53,7 +56,7 @@ func (p *Poller) CheckHooks(ctx context.Context) {
 		p.hooks[s.Where] = s.Disabled
 		switch {
 		case s.Disabled && !was && s.Status == "absent":
-			p.log.ErrorContext(ctx, "no webhook of the CI points at this connector: it sends tollgate nothing; the poller alone finds its deployments",
+			p.log.WarnContext(ctx, "no webhook of the CI points at this connector's path (/webhooks/<connector>): unless a proxy rewrites the path, it sends tollgate nothing and the poller alone finds its deployments",
 				"connector", p.name, "webhook", s.Where)
 		case s.Disabled && !was && s.Until.IsZero():
 			p.log.ErrorContext(ctx, "the CI has disabled its webhook to tollgate until someone enables it again (after failed deliveries): it sends nothing through it; the poller alone finds its deployments",

@@ -138,7 +138,7 @@ func New() *Set {
 		Name: "tollgate_redeliveries_total", Help: "Failed webhook deliveries found in the sender's delivery log (GitHub Apps, GitLab project webhooks), by connector and outcome: requested again, stored (tollgate had it), abandoned (still failing after the most redeliveries), refused (the sender would not redeliver), error (a run that failed).",
 	}, []string{"connector", "outcome"})
 	s.HookDisabled = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "tollgate_ci_webhook_disabled", Help: "1 while a CI sends nothing through its webhook to the connector (GitLab disables one after failed deliveries, or none points at tollgate), 0 once it is enabled, by connector and webhook.",
+		Name: "tollgate_ci_webhook_disabled", Help: "1 while a CI sends nothing through its webhook to the connector (GitLab disables one after failed deliveries), 0 once it is enabled, by connector and webhook.",
 	}, []string{"connector", "webhook"})
 	r.MustRegister(s.PollLag, s.PollErrors, s.APIRequests, s.APICircuit, s.ChangeCreate, s.Redeliveries, s.HookDisabled)
 	s.GatePending = prometheus.NewGaugeVec(prometheus.GaugeOpts{

@@ -43,8 +43,9 @@ func (p *Poller) CheckHooks(ctx context.Context) {
 		p.hooks = map[string]bool{}
 	}
 	for _, s := range states {
-		// No webhook with the connector's path may be one behind a proxy
-		// that rewrites paths: said once, but no alert is raised on it.
+		// No project webhook at the connector's path may mean a group
+		// webhook, or a proxy that rewrites paths: said once, but no alert
+		// is raised on it.
 		if p.metrics != nil && s.Status != "absent" {
 			v := 0.0
 			if s.Disabled {
@@ -56,7 +57,7 @@ func (p *Poller) CheckHooks(ctx context.Context) {
 		p.hooks[s.Where] = s.Disabled
 		switch {
 		case s.Disabled && !was && s.Status == "absent":
-			p.log.WarnContext(ctx, "no webhook of the CI points at this connector's path (/webhooks/<connector>): unless a proxy rewrites the path, it sends tollgate nothing and the poller alone finds its deployments",
+			p.log.WarnContext(ctx, "no webhook of the project points at this connector's path (/webhooks/<connector>): unless a group webhook sends its events, or a proxy rewrites the path, it sends tollgate nothing and the poller alone finds its deployments",
 				"connector", p.name, "webhook", s.Where)
 		case s.Disabled && !was && s.Until.IsZero():
 			p.log.ErrorContext(ctx, "the CI has disabled its webhook to tollgate until someone enables it again (after failed deliveries): it sends nothing through it; the poller alone finds its deployments",

@@ -127,6 +127,14 @@ func (w *Webhook) Redeliver(ctx context.Context, d connectors.Delivery) error {
 	}
 	// Safe to repeat: a second resend sends the event again, with the
 	// same Idempotency-Key, and the inbox stores it once.
-	return w.api.post(ctx, "/api/v4/projects/"+url.PathEscape(parts[0])+"/hooks/"+url.PathEscape(parts[1])+"/events/"+url.PathEscape(parts[2])+"/resend",
+	err := w.api.post(ctx, "/api/v4/projects/"+url.PathEscape(parts[0])+"/hooks/"+url.PathEscape(parts[1])+"/events/"+url.PathEscape(parts[2])+"/resend",
 		nil, "project "+parts[0]+" hook "+parts[1]+" event "+parts[2]+" resend")
+	var se *apiclient.StatusError
+	if errors.As(err, &se) && se.Status == http.StatusUnprocessableEntity && strings.Contains(strings.ToLower(se.Message), "disabled") {
+		// GitLab sends nothing through a webhook it holds disabled, a
+		// resend included ("Hook disabled"): not a refusal of this event,
+		// which is asked for again once GitLab enables the webhook.
+		return core.Wrap(core.KindUnavailable, err, "the webhook is disabled")
+	}
+	return err
 }

@@ -22,7 +22,8 @@ import (
 // and GitLab's status ("internal error": no answer); a project whose
 // webhooks the token may not read and a GitLab without the events API
 // are said once, then passed over; a resend goes to the event's own
-// path, and GitLab's refusals keep their kinds.
+// path, and GitLab's refusals keep their kinds, but for a webhook GitLab
+// holds disabled (asked for again later).
 func TestDeliveries(t *testing.T) {
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	at := func(min int) string { return now.Add(time.Duration(-min) * time.Minute).Format(time.RFC3339) }
@@ -68,6 +69,12 @@ func TestDeliveries(t *testing.T) {
 		case r.Method == "POST" && p == "/api/v4/projects/30/hooks/7/events/103/resend":
 			resent = append(resent, "103")
 			w.WriteHeader(http.StatusCreated)
+		case r.Method == "POST" && p == "/api/v4/projects/30/hooks/7/events/101/resend":
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			_, _ = w.Write([]byte(`{"message":"Hook disabled"}`))
+		case r.Method == "POST" && p == "/api/v4/projects/30/hooks/7/events/100/resend":
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			_, _ = w.Write([]byte(`{"message":"The hook URL has changed, and this log entry cannot be retried"}`))
 		case r.Method == "POST" && p == "/api/v4/projects/30/hooks/7/events/102/resend":
 			w.WriteHeader(http.StatusTooManyRequests)
 			_, _ = w.Write([]byte(`{"message":"This endpoint has been requested too many times. Try again later."}`))
@@ -115,7 +122,8 @@ func TestDeliveries(t *testing.T) {
 	for _, c := range []struct {
 		id   string
 		kind core.ErrorKind
-	}{{"30/7/102", core.KindUnavailable}, {"30/7/999", core.KindInvalid}, {"not-an-event", core.KindInvalid}} {
+	}{{"30/7/102", core.KindUnavailable}, {"30/7/101", core.KindUnavailable}, {"30/7/100", core.KindInvalid},
+		{"30/7/999", core.KindInvalid}, {"not-an-event", core.KindInvalid}} {
 		if err := w.Redeliver(ctx, connectors.Delivery{ID: c.id}); !core.IsKind(err, c.kind) {
 			t.Errorf("resend of %s: %v, want %v", c.id, err, c.kind)
 		}

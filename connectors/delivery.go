@@ -1,6 +1,9 @@
 package connectors
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Delivery is one attempt of a sender to deliver a webhook, as the
 // sender's own API lists it (a GitHub App's webhook deliveries, a GitLab
@@ -25,6 +28,11 @@ type Delivery struct {
 	// requested).
 	Event, Action string
 }
+
+// ErrDeferred marks a redelivery the sender cannot make now but will
+// later (GitLab holding the webhook disabled): not a refusal of the
+// delivery, and no reason to hold up the others.
+var ErrDeferred = errors.New("the sender cannot send this delivery again until later")
 
 // Transient reports whether the attempt failed in a way another attempt
 // may not: no answer, a timeout, rate limiting or a server error. A

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -125,6 +126,9 @@ type RedeliverRun struct {
 	// Abandoned were given up on in this run: asked for MaxRedeliveries
 	// times already (the log names each; they are not counted again).
 	Abandoned int `json:"abandoned"`
+	// Deferred could not be sent now (connectors.ErrDeferred: a webhook
+	// the sender holds disabled): read and asked for again next run.
+	Deferred int `json:"deferred"`
 }
 
 // watermarkKey is the redeliverer's row among the pollers' watermarks.
@@ -169,6 +173,7 @@ func (r *Redeliverer) RunOnce(ctx context.Context) (RedeliverRun, error) {
 	r.count("requested", run.Requested)
 	r.count("stored", run.Stored)
 	r.count("abandoned", run.Abandoned)
+	r.count("deferred", run.Deferred)
 	if err := r.store.SetWatermark(ctx, r.watermarkKey(), newest); err != nil {
 		if stop != nil {
 			r.log.WarnContext(ctx, "redelivery watermark not stored", "connector", r.name, "error", err.Error())
@@ -254,6 +259,15 @@ func (r *Redeliverer) ask(ctx context.Context, failed []connectors.Delivery, byI
 			return nil
 		}
 		if err := r.src.Redeliver(ctx, d); err != nil {
+			if errors.Is(err, connectors.ErrDeferred) {
+				// This one cannot be sent now; the others can. The
+				// watermark stays before it, so the next run reads it
+				// again (the others, stored by then, are not asked twice).
+				*newest = minTime(*newest, d.At)
+				run.Deferred++
+				r.log.DebugContext(ctx, "redelivery deferred", "connector", r.name, "delivery", d.GUID, "error", err.Error())
+				continue
+			}
 			if core.IsKind(err, core.KindInvalid) {
 				// The sender refused this one for good (too old to
 				// redeliver, gone): asking again would not help.

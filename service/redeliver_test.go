@@ -152,6 +152,14 @@ func TestRedeliverer(t *testing.T) {
 			wantErr:  true,
 		},
 		{
+			name:     "a delivery the sender defers is passed over, the others asked for, the watermark left before it",
+			attempts: []connectors.Delivery{failed("held", -30, 0), failed("next", -20, 0), ok("c", -5)},
+			refuse:   map[string]error{"held": core.Wrap(core.KindUnavailable, connectors.ErrDeferred, "the webhook is disabled")},
+			want:     []string{"next"},
+			run:      RedeliverRun{Attempts: 3, Failed: 2, Requested: 1, Deferred: 1},
+			wantWM:   at(-30),
+		},
+		{
 			name:     "the inbox failing asks for nothing and leaves the watermark before the oldest failure",
 			attempts: []connectors.Delivery{failed("a", -30, 0), failed("b", -20, 0), ok("c", -5)},
 			storeErr: core.Errorf(core.KindUnavailable, "database unreachable"),

@@ -134,7 +134,7 @@ func (w *Webhook) Redeliver(ctx context.Context, d connectors.Delivery) error {
 		// GitLab sends nothing through a webhook it holds disabled, a
 		// resend included ("Hook disabled"): not a refusal of this event,
 		// which is asked for again once GitLab enables the webhook.
-		return core.Wrap(core.KindUnavailable, err, "the webhook is disabled")
+		return core.Wrap(core.KindUnavailable, errors.Join(connectors.ErrDeferred, err), "the webhook is disabled")
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package gitlab
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -120,12 +121,14 @@ func TestDeliveries(t *testing.T) {
 		t.Errorf("resend: %v (resent %v)", err, resent)
 	}
 	for _, c := range []struct {
-		id   string
-		kind core.ErrorKind
-	}{{"30/7/102", core.KindUnavailable}, {"30/7/101", core.KindUnavailable}, {"30/7/100", core.KindInvalid},
-		{"30/7/999", core.KindInvalid}, {"not-an-event", core.KindInvalid}} {
-		if err := w.Redeliver(ctx, connectors.Delivery{ID: c.id}); !core.IsKind(err, c.kind) {
-			t.Errorf("resend of %s: %v, want %v", c.id, err, c.kind)
+		id       string
+		kind     core.ErrorKind
+		deferred bool
+	}{{"30/7/102", core.KindUnavailable, false}, {"30/7/101", core.KindUnavailable, true}, {"30/7/100", core.KindInvalid, false},
+		{"30/7/999", core.KindInvalid, false}, {"not-an-event", core.KindInvalid, false}} {
+		err := w.Redeliver(ctx, connectors.Delivery{ID: c.id})
+		if !core.IsKind(err, c.kind) || errors.Is(err, connectors.ErrDeferred) != c.deferred {
+			t.Errorf("resend of %s: %v, want %v (deferred %v)", c.id, err, c.kind, c.deferred)
 		}
 	}
 }

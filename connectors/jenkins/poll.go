@@ -212,12 +212,34 @@ func jobName(job string) string { return job[strings.LastIndex(job, "/")+1:] }
 func jobURL(job string) string { return strings.TrimPrefix(jobPath(job), "/") + "/" }
 
 // jobPath is a job's path on Jenkins: a job in a folder ("team/deploy")
-// is /job/team/job/deploy.
+// is /job/team/job/deploy, each name escaped as Jenkins escapes it.
 func jobPath(job string) string {
 	var b strings.Builder
 	for _, seg := range strings.Split(job, "/") {
 		b.WriteString("/job/")
-		b.WriteString(url.PathEscape(seg))
+		b.WriteString(rawEncode(seg))
+	}
+	return b.String()
+}
+
+// rawEncode escapes a job's name as Jenkins's Util.rawEncode does in the
+// URLs it gives (Job.getUrl, and so the plugin's url and build.url, the
+// run id): control characters, space, "#%/:;<>?[\]^` and every byte
+// past 'z' (so {|}~ and all of UTF-8 beyond ASCII); letters, digits and
+// !$&'()*+,-.=@_ stay as they are. A polled build's run id is then the
+// plugin's to the byte.
+func rawEncode(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 33 || c > 'z' || strings.IndexByte("\"#%/:;<>?[\\]^`", c) >= 0 {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
 	}
 	return b.String()
 }

@@ -220,3 +220,25 @@ func TestPollBuildsPages(t *testing.T) {
 		t.Errorf("%d records from %s, want the newest page's, handed on before the error", len(recs), recs[0].Key)
 	}
 }
+
+// TestRawEncode: a job's name is escaped as Jenkins's Util.rawEncode
+// escapes it in the URLs the plugin sends, so a polled build's run id is
+// the plugin's.
+func TestRawEncode(t *testing.T) {
+	for _, c := range []struct{ name, want string }{
+		{"deploy-payments_2.x", "deploy-payments_2.x"},
+		{"deploy ledger", "deploy%20ledger"},
+		{"a(b)!*'+,=@$&", "a(b)!*'+,=@$&"},
+		{`x:y;z?#%"<>[\]^` + "`", "x%3Ay%3Bz%3F%23%25%22%3C%3E%5B%5C%5D%5E%60"},
+		{"{|}~", "%7B%7C%7D%7E"},
+		{"zürich", "z%C3%BCrich"},
+		{"tab\there", "tab%09here"},
+	} {
+		if got := rawEncode(c.name); got != c.want {
+			t.Errorf("rawEncode(%q) = %q, want %q", c.name, got, c.want)
+		}
+	}
+	if got := jobURL("team a/deploy(prod)"); got != "job/team%20a/job/deploy(prod)/" {
+		t.Errorf("jobURL = %q", got)
+	}
+}

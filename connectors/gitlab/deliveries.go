@@ -68,12 +68,21 @@ func (w *Webhook) Deliveries(ctx context.Context, since time.Time, fn func(conne
 	return errors.Join(err, errors.Join(told...))
 }
 
+// eventPages bounds the pages of a webhook's events one run reads (100
+// events a page): a webhook logs every job's every status, so an outage
+// of a busy project's hours can hold thousands.
+const eventPages = 100
+
 // hookEvents calls fn with webhook h's events from the newest back to
-// since, reading at most the poller's pages.
+// since, reading at most eventPages pages.
 func (w *Webhook) hookEvents(ctx context.Context, ref string, p glProject, h glHook, since time.Time, fn func(connectors.Delivery) error) error {
 	path := "/api/v4/projects/" + url.PathEscape(p.ID.String()) + "/hooks/" + url.PathEscape(h.ID.String()) + "/events"
 	what := "project " + ref + " hook " + h.ID.String() + " events"
-	for page := 1; page <= w.api.maxPages(); page++ {
+	pages := eventPages
+	if w.api.pages > 0 {
+		pages = w.api.pages
+	}
+	for page := 1; page <= pages; page++ {
 		var evs []glHookEvent
 		hdr, err := w.api.get(ctx, path+"?per_page=100&page="+strconv.Itoa(page), what, &evs)
 		var se *apiclient.StatusError

@@ -78,11 +78,7 @@ const eventPages = 100
 func (w *Webhook) hookEvents(ctx context.Context, ref string, p glProject, h glHook, since time.Time, fn func(connectors.Delivery) error) error {
 	path := "/api/v4/projects/" + url.PathEscape(p.ID.String()) + "/hooks/" + url.PathEscape(h.ID.String()) + "/events"
 	what := "project " + ref + " hook " + h.ID.String() + " events"
-	pages := eventPages
-	if w.api.pages > 0 {
-		pages = w.api.pages
-	}
-	for page := 1; page <= pages; page++ {
+	for page := 1; page <= w.api.maxPages(eventPages); page++ {
 		var evs []glHookEvent
 		hdr, err := w.api.get(ctx, path+"?per_page=100&page="+strconv.Itoa(page), what, &evs)
 		var se *apiclient.StatusError

@@ -238,5 +238,5 @@ type api struct {
 	base   string
 	token  string
 	http   *http.Client
-	pages  int // pages of a listing the poller reads per project and poll (0: pollPages)
+	pages  int // pages of a listing one run reads (0: the listing's own bound; tests lower it)
 }

@@ -145,18 +145,19 @@ type glUser struct {
 // deployments a page).
 const pollPages = 20
 
-// maxPages is how many pages of a listing one poll reads per project.
-func (a *api) maxPages() int {
+// maxPages is how many pages of a listing one run reads: def, or the
+// tests' smaller number.
+func (a *api) maxPages(def int) int {
 	if a.pages > 0 {
 		return a.pages
 	}
-	return pollPages
+	return def
 }
 
 // emitBlocked emits the project's deployments waiting for approval, but
 // none updated after the poll's cutoff (skip): the next poll emits those.
 func (w *Webhook) emitBlocked(ctx context.Context, ref string, proj glProject, skip func(glDeployment) bool, emit func(connectors.Record) error) error {
-	for page := 1; page <= w.api.maxPages(); page++ {
+	for page := 1; page <= w.api.maxPages(pollPages); page++ {
 		var ds []glDeployment
 		q := url.Values{"status": {"blocked"}, "order_by": {"id"}, "sort": {"asc"}, "per_page": {"100"}, "page": {strconv.Itoa(page)}}
 		h, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(proj.ID.String())+"/deployments?"+q.Encode(),
@@ -183,7 +184,7 @@ func (w *Webhook) emitBlocked(ctx context.Context, ref string, proj glProject, s
 // first, and whether more remain past the pages one poll reads.
 func (w *Webhook) recent(ctx context.Context, ref string, proj glProject, since time.Time) ([]glDeployment, bool, error) {
 	var out []glDeployment
-	for page := 1; page <= w.api.maxPages(); page++ {
+	for page := 1; page <= w.api.maxPages(pollPages); page++ {
 		var ds []glDeployment
 		q := url.Values{"order_by": {"updated_at"}, "sort": {"asc"}, "per_page": {"100"}, "page": {strconv.Itoa(page)},
 			"updated_after": {since.UTC().Format(time.RFC3339)}}

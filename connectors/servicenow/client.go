@@ -301,13 +301,6 @@ func fieldDisplay(v gjson.Result) string {
 	return ""
 }
 
-// ListUpdated calls emit for every record of table updated at or after
-// since, oldest first, paging with sysparm_limit/sysparm_offset. It
-// returns after maxPages pages; the caller's next watermark continues.
-func (c *Client) ListUpdated(ctx context.Context, table string, since time.Time, emit func(connectors.Record) error) error {
-	return c.listMerged(ctx, since, emit, table)
-}
-
 // Poll implements the poller's source: changes and incidents updated at
 // or after since, oldest first across the two tables.
 func (c *Client) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {

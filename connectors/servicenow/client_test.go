@@ -76,8 +76,8 @@ func TestGetRecord(t *testing.T) {
 	}
 }
 
-// TestListUpdatedPages: every record updated since the watermark, oldest
-// first, across pages of sysparm_limit.
+// TestListUpdatedPages: every record of a table updated since the
+// watermark, oldest first, across pages of sysparm_limit.
 func TestListUpdatedPages(t *testing.T) {
 	fake := itsmfake.New(testUser, testPW)
 	defer fake.Close()
@@ -88,7 +88,7 @@ func TestListUpdatedPages(t *testing.T) {
 	c := newClient(t, fake, nil)
 	var got []connectors.Record
 	since := base.Add(10 * time.Minute)
-	if err := c.ListUpdated(context.Background(), TableChange, since, func(r connectors.Record) error { got = append(got, r); return nil }); err != nil {
+	if err := c.listMerged(context.Background(), since, func(r connectors.Record) error { got = append(got, r); return nil }, TableChange); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != pageSize+20 {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/connectors"
@@ -111,13 +110,5 @@ func (w *Webhook) ownHooks(ctx context.Context, ref string) (glProject, []glHook
 	return p, own, nil
 }
 
-// pointsHere reports whether a webhook URL is this connector's: its path
-// ends with /webhooks/<name>. (GitLab may mask parts of a URL; the path
-// of tollgate's webhooks carries no secret, so it stays readable.)
-func (w *Webhook) pointsHere(raw string) bool {
-	path := raw
-	if u, err := url.Parse(raw); err == nil {
-		path = u.Path
-	}
-	return strings.HasSuffix(strings.TrimSuffix(path, "/"), "/webhooks/"+w.name)
-}
+// pointsHere reports whether a webhook URL is this connector's.
+func (w *Webhook) pointsHere(raw string) bool { return connectors.PointsAt(raw, w.name) }

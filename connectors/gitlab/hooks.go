@@ -19,6 +19,11 @@ type glHook struct {
 	URL           string      `json:"url"`
 	AlertStatus   string      `json:"alert_status"` // executable, temporarily_disabled, disabled
 	DisabledUntil *time.Time  `json:"disabled_until"`
+	// The triggers the preflight checks (preflight.go).
+	DeploymentEvents      bool `json:"deployment_events"`
+	JobEvents             bool `json:"job_events"`
+	PipelineEvents        bool `json:"pipeline_events"`
+	EnableSSLVerification bool `json:"enable_ssl_verification"`
 }
 
 // HookStates implements service.HookWatcher: for each configured project,

@@ -35,6 +35,16 @@ type hookDelivery struct {
 	Action      string    `json:"action"`
 }
 
+// delivery is d as the redeliverer reads it: OK when GitHub counts it
+// delivered or tollgate answered with a 2xx.
+func (d hookDelivery) delivery() connectors.Delivery {
+	return connectors.Delivery{
+		ID: strconv.FormatInt(d.ID, 10), GUID: d.GUID, At: d.DeliveredAt.UTC(), StatusCode: d.StatusCode,
+		OK: d.Status == "OK" || (d.StatusCode >= 200 && d.StatusCode < 300), Redelivery: d.Redelivery,
+		Event: d.Event, Action: d.Action,
+	}
+}
+
 // CloseIdleConnections closes the App client's idle connections.
 func (w *Webhook) CloseIdleConnections() {
 	if w.app != nil {
@@ -84,11 +94,7 @@ func (c *appClient) deliveries(ctx context.Context, since time.Time, fn func(con
 			if d.DeliveredAt.Before(since) {
 				return nil // newest first: the rest are older still
 			}
-			if err := fn(connectors.Delivery{
-				ID: strconv.FormatInt(d.ID, 10), GUID: d.GUID, At: d.DeliveredAt.UTC(), StatusCode: d.StatusCode,
-				OK: d.Status == "OK" || (d.StatusCode >= 200 && d.StatusCode < 300), Redelivery: d.Redelivery,
-				Event: d.Event, Action: d.Action,
-			}); err != nil {
+			if err := fn(d.delivery()); err != nil {
 				return err
 			}
 		}

@@ -55,21 +55,12 @@ func (w *Webhook) Preflight(ctx context.Context, in connectors.PreflightInput) [
 	return out
 }
 
-// statusOf is the HTTP status of a GitLab refusal, 0 for another error.
-func statusOf(err error) int {
-	var se *apiclient.StatusError
-	if errors.As(err, &se) {
-		return se.Status
-	}
-	return 0
-}
-
 // checkToken is the "token" check; goOn is false when the token can read
 // nothing, so checking the projects would only repeat it.
 func (w *Webhook) checkToken(ctx context.Context) (out []connectors.Finding, goOn bool) {
 	var t glToken
 	_, err := w.api.get(ctx, "/api/v4/personal_access_tokens/self", "the token", &t)
-	switch statusOf(err) {
+	switch apiclient.Status(err) {
 	case 0:
 		if err != nil {
 			return []connectors.Finding{connectors.Fail("token", err.Error())}, false
@@ -94,7 +85,7 @@ func refused() []connectors.Finding {
 func (w *Webhook) checkUser(ctx context.Context) ([]connectors.Finding, bool) {
 	var u glUser
 	_, err := w.api.get(ctx, "/api/v4/user", "the token's user", &u)
-	switch statusOf(err) {
+	switch apiclient.Status(err) {
 	case 0:
 		if err != nil {
 			return []connectors.Finding{connectors.Fail("token", err.Error())}, false
@@ -154,7 +145,7 @@ func expiry(s string) (time.Time, bool) {
 func (w *Webhook) checkProject(ctx context.Context, ref string, in connectors.PreflightInput) []connectors.Finding {
 	check := "project " + ref
 	if _, err := w.project(ctx, ref); err != nil {
-		if st := statusOf(err); st == http.StatusNotFound || st == http.StatusForbidden {
+		if st := apiclient.Status(err); st == http.StatusNotFound || st == http.StatusForbidden {
 			return []connectors.Finding{connectors.Fail(check, "no project "+ref+", or the token may not read it")}
 		}
 		return []connectors.Finding{connectors.Fail(check, err.Error())}

@@ -2,7 +2,6 @@ package jenkins
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -38,15 +37,6 @@ func (w *Webhook) Preflight(ctx context.Context, _ connectors.PreflightInput) []
 	return append(out, w.checkPlugin(ctx))
 }
 
-// statusOf is the HTTP status of a Jenkins refusal, 0 for another error.
-func statusOf(err error) int {
-	var se *apiclient.StatusError
-	if errors.As(err, &se) {
-		return se.Status
-	}
-	return 0
-}
-
 // checkCredentials is the "credentials" check (GET /whoAmI/api/json);
 // goOn is false when there is no point in the others.
 func (w *Webhook) checkCredentials(ctx context.Context) (connectors.Finding, bool) {
@@ -56,7 +46,7 @@ func (w *Webhook) checkCredentials(ctx context.Context) (connectors.Finding, boo
 		Authenticated *bool  `json:"authenticated"`
 	}
 	err := w.api.get(ctx, "/whoAmI/api/json", "who am I", &who)
-	switch st := statusOf(err); {
+	switch st := apiclient.Status(err); {
 	case st == http.StatusUnauthorized || st == http.StatusForbidden:
 		return connectors.Fail("credentials", "Jenkins refused user "+w.api.user+" or its API token (HTTP "+strconv.Itoa(st)+
 			"): tollgate cannot read the jobs' builds"), false
@@ -77,7 +67,7 @@ func (w *Webhook) checkJob(ctx context.Context, job string) connectors.Finding {
 		Buildable *bool  `json:"buildable"` // absent for a folder
 	}
 	err := w.api.get(ctx, jobPath(job)+"/api/json?tree="+url.QueryEscape("name,buildable"), check, &j)
-	switch st := statusOf(err); {
+	switch st := apiclient.Status(err); {
 	case st == http.StatusNotFound || st == http.StatusForbidden:
 		return connectors.Fail(check, "no job "+job+", or the user may not read it")
 	case err != nil:
@@ -102,7 +92,7 @@ func (w *Webhook) checkPlugin(ctx context.Context) connectors.Finding {
 	}
 	err := w.api.get(ctx, "/pluginManager/api/json?tree="+url.QueryEscape("plugins[shortName,active,version]"), "plugins", &pm)
 	switch {
-	case statusOf(err) == http.StatusForbidden:
+	case apiclient.Status(err) == http.StatusForbidden:
 		return connectors.Warn("plugin", "cannot list plugins (needs Overall/SystemRead or Administer): "+
 			"whether the Notification plugin is installed is not checked")
 	case err != nil:

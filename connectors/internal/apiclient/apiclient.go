@@ -449,6 +449,16 @@ type StatusError struct {
 	Message  string // the instance's error text, trimmed
 }
 
+// Status is the HTTP status of err's StatusError: 0 when err is nil or
+// not an answer (no connection, a timeout, a body it could not read).
+func Status(err error) int {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Status
+	}
+	return 0
+}
+
 // Permanent reports whether asking again cannot help: a 4xx other than
 // 408 and 429.
 func (e *StatusError) Permanent() bool {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -107,6 +108,9 @@ func (s *Server) Calls(match string) []Call {
 			out = append(out, c)
 		}
 	}
+	// A call is kept once answered, so a client's next call on the same
+	// connection can be kept before it: the order is the arrivals'.
+	slices.SortStableFunc(out, func(a, b Call) int { return a.At.Compare(b.At) })
 	return out
 }
 

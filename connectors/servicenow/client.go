@@ -63,6 +63,11 @@ type Client struct {
 	log      *slog.Logger
 	keys     *regexp.Regexp
 
+	// writeBack: the connector writes work notes (connectors.Config's
+	// WriteBack), which the outbox looks for before writing one again
+	// (HasWorkNote).
+	writeBack bool
+
 	tokenMu  sync.Mutex
 	token    string
 	tokenExp time.Time
@@ -82,7 +87,7 @@ func NewClient(cfg connectors.Config, hc *apiclient.Client, log *slog.Logger) (*
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Client{
-		name: cfg.Name, base: strings.TrimRight(cfg.API.URL, "/"), api: *cfg.API, creation: cfg.ChangeCreation,
+		name: cfg.Name, base: strings.TrimRight(cfg.API.URL, "/"), api: *cfg.API, creation: cfg.ChangeCreation, writeBack: cfg.WriteBack,
 		hc: hc, log: log, keys: changeNumber, refs: refCache{m: map[string]refEntry{}, ttl: time.Hour},
 	}, nil
 }

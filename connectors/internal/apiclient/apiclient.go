@@ -28,6 +28,8 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/tollgate-dev/tollgate/connectors"
 )
 
 // Outcomes of one logical call, for tollgate_api_requests_total.
@@ -449,9 +451,13 @@ type StatusError struct {
 	Message  string // the instance's error text, trimmed
 }
 
-// Status is the HTTP status of err's StatusError: 0 when err is nil or
-// not an answer (no connection, a timeout, a body it could not read).
+// Status is the HTTP status of err's StatusError (404 for an
+// ITSM client's connectors.ErrNotFound): 0 when err is nil or not an
+// answer (no connection, a timeout, a body it could not read).
 func Status(err error) int {
+	if errors.Is(err, connectors.ErrNotFound) {
+		return http.StatusNotFound
+	}
 	var se *StatusError
 	if errors.As(err, &se) {
 		return se.Status

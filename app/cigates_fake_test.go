@@ -121,6 +121,12 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	bearer := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	switch p := r.URL.Path; {
+	case r.Method == "GET" && (p == "/app" || p == "/app/hook/config" || p == "/app/installations"):
+		if err := f.checkJWT(bearer); err != nil {
+			reply(401, map[string]string{"message": err.Error()})
+			return
+		}
+		reply(200, f.appInfo(p))
 	case strings.HasPrefix(p, "/app/hook/deliveries"):
 		if err := f.checkJWT(bearer); err != nil {
 			reply(401, map[string]string{"message": err.Error()})
@@ -180,6 +186,13 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		reply(200, map[string]any{"sha": m[2], "commit": map[string]any{"message": msg}})
+	case r.Method == "GET" && p == "/api/v4/personal_access_tokens/self":
+		if r.Header.Get("PRIVATE-TOKEN") != f.glToken {
+			reply(401, map[string]string{"message": "401 Unauthorized"})
+			return
+		}
+		reply(200, map[string]any{"name": "tollgate", "scopes": []string{"api"}, "active": true, "revoked": false,
+			"expires_at": time.Now().AddDate(0, 6, 0).Format(time.DateOnly)})
 	case r.Method == "GET" && strings.HasPrefix(p, "/api/v4/projects/"):
 		if r.Header.Get("PRIVATE-TOKEN") != f.glToken {
 			reply(401, map[string]string{"message": "401 Unauthorized"})
@@ -474,4 +487,26 @@ func (f *fakeCI) glAttempts(key string) []fakeGLEvent {
 		}
 	}
 	return out
+}
+
+// appInfo is what the fake App's read-only endpoints answer (the doctor's
+// calls): the App subscribed to every event tollgate reads, its webhook at
+// hookURL (or a connector named github), one installation.
+func (f *fakeCI) appInfo(path string) any {
+	switch path {
+	case "/app":
+		return map[string]any{"id": 123456, "slug": "tollgate-test",
+			"events":      []string{"deployment", "deployment_protection_rule", "deployment_status", "workflow_job", "workflow_run"},
+			"permissions": map[string]string{"actions": "read", "contents": "read", "deployments": "write"}}
+	case "/app/hook/config":
+		f.mu.Lock()
+		url := f.hookURL
+		f.mu.Unlock()
+		if url == "" {
+			url = "https://tollgate.example.com/webhooks/github"
+		}
+		return map[string]any{"url": url, "content_type": "json", "secret": "********", "insecure_ssl": "0"}
+	}
+	return []map[string]any{{"id": 4242001, "account": map[string]any{"login": "acme"},
+		"permissions": map[string]string{"contents": "read", "deployments": "write"}}}
 }

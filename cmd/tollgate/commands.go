@@ -76,6 +76,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 		newReconcileCmd(stdout, stderr, getenv),
 		newMappingCmd(stdout),
 		newConfigCmd(c),
+		newDoctorCmd(c),
 	)
 	return root
 }

@@ -1,0 +1,231 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/config/mappings"
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/all"
+	"github.com/tollgate-dev/tollgate/connectors/github"
+	"github.com/tollgate-dev/tollgate/connectors/gitlab"
+	"github.com/tollgate-dev/tollgate/connectors/jenkins"
+	"github.com/tollgate-dev/tollgate/connectors/jira"
+	"github.com/tollgate-dev/tollgate/connectors/servicenow"
+	"github.com/tollgate-dev/tollgate/mapping"
+	"github.com/tollgate-dev/tollgate/service"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+// preflighter is a connector side that can check itself against its live
+// system: the CI webhooks with an API (GitHub App, GitLab, Jenkins) and
+// the ITSM API clients (ServiceNow, Jira).
+type preflighter interface {
+	Preflight(ctx context.Context, in connectors.PreflightInput) []connectors.Finding
+}
+
+// Every connector side with an API checks itself; a renamed method would
+// silently drop it from the doctor, so these keep it in.
+var (
+	_ preflighter = (*github.Webhook)(nil)
+	_ preflighter = (*gitlab.Webhook)(nil)
+	_ preflighter = (*jenkins.Webhook)(nil)
+	_ preflighter = (*servicenow.Client)(nil)
+	_ preflighter = (*jira.Client)(nil)
+)
+
+// DoctorSection is what the doctor found about one thing it checked: the
+// database, or one connector.
+type DoctorSection struct {
+	// Scope is "database" or "connector <name>".
+	Scope string `json:"scope"`
+	// Type is the database's dialect or the connector's type.
+	Type     string               `json:"type"`
+	Findings []connectors.Finding `json:"findings"`
+}
+
+// DoctorOptions tune the doctor.
+type DoctorOptions struct {
+	// Timeout bounds each connector's checks (default 30s).
+	Timeout time.Duration
+	// Retry, when set, replaces the ITSM clients' retry defaults (tests).
+	Retry *connectors.RetryPolicy
+}
+
+// Doctor checks a configuration against the systems it names, reading
+// only: the database (reachable, schema current) and each connector with
+// an API (its credentials, what they may read, and whether the CI's or
+// ITSM's webhooks point at it and send what its mapping profiles read).
+// Nothing is migrated, written or sent to any system.
+func Doctor(ctx context.Context, cfg *config.Config, log *slog.Logger, o DoctorOptions) []DoctorSection {
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	dbSection, db, current := doctorDatabase(ctx, cfg, log)
+	if db != nil {
+		defer db.Close()
+	}
+	out := []DoctorSection{dbSection}
+	stored := db
+	if !current {
+		stored = nil // no profiles stored yet, or not where this build reads them
+	}
+	set, err := doctorMappings(ctx, cfg, stored, log)
+	if err != nil {
+		out = append(out, DoctorSection{Scope: "mappings", Findings: []connectors.Finding{
+			connectors.Fail("profiles", err.Error()),
+		}})
+	}
+	conns, err := buildConnectors(cfg)
+	if err != nil {
+		out = append(out, DoctorSection{Scope: "configuration", Findings: []connectors.Finding{
+			connectors.Fail("connectors", err.Error()),
+		}})
+	}
+	sections := make([]DoctorSection, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, o.Timeout)
+			defer cancel()
+			sections[i] = doctorConnector(cctx, c, set, log, o.Retry)
+		})
+	}
+	wg.Wait()
+	return append(out, sections...)
+}
+
+// doctorDatabase opens the configured store without migrating it and says
+// whether it answers and whether its schema is current.
+func doctorDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (s DoctorSection, db *store.DB, current bool) {
+	s = DoctorSection{Scope: "database"}
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log})
+	if err != nil {
+		s.Findings = append(s.Findings, connectors.Fail("reachable", err.Error()))
+		return s, nil, false
+	}
+	s.Type = db.Dialect()
+	if err := db.Ping(ctx); err != nil {
+		s.Findings = append(s.Findings, connectors.Fail("reachable", err.Error()))
+		db.Close()
+		return s, nil, false
+	}
+	s.Findings = append(s.Findings, connectors.OK("reachable", config.MaskDatabaseURL(orEmbedded(cfg.DatabaseURL))))
+	switch n, err := db.MigrationsPending(ctx); {
+	case err != nil:
+		s.Findings = append(s.Findings, connectors.Fail("schema", "cannot read the migration status: "+err.Error()))
+	case n > 0:
+		s.Findings = append(s.Findings, connectors.Warn("schema",
+			fmt.Sprintf("%d migrations not applied: serve applies them when it starts (or run tollgate migrate first)", n)))
+	default:
+		s.Findings = append(s.Findings, connectors.OK("schema", "every migration applied"))
+		current = true
+	}
+	return s, db, current
+}
+
+func orEmbedded(url string) string {
+	if url == "" {
+		return "the embedded store (no database_url)"
+	}
+	return url
+}
+
+// doctorMappings loads the mapping profiles the server would use: the
+// built-in ones, mappings_dir's, and those admins stored in db (nil: a
+// database not reached or not yet migrated holds none to read).
+func doctorMappings(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logger) (*mapping.Set, error) {
+	sources := []fs.FS{mappings.FS}
+	if cfg.MappingsDir != "" {
+		sources = append(sources, os.DirFS(cfg.MappingsDir))
+	}
+	var ms *service.Mappings
+	var err error
+	if db != nil {
+		ms, err = service.NewMappings(db, log, sources...)
+	} else {
+		ms, err = service.NewMappings(nil, log, sources...)
+	}
+	if err != nil {
+		return mapping.NewSet(), err
+	}
+	if db != nil {
+		if err := ms.Reload(ctx); err != nil {
+			return ms.Set(), fmt.Errorf("the profiles stored in the database: %w", err)
+		}
+	}
+	return ms.Set(), nil
+}
+
+// doctorConnector runs one connector's preflight: its CI webhook's, or its
+// ITSM API client's.
+func doctorConnector(ctx context.Context, c service.Connector, set *mapping.Set, log *slog.Logger, retry *connectors.RetryPolicy) DoctorSection {
+	cfg := c.Config
+	s := DoctorSection{Scope: "connector " + cfg.Name, Type: cfg.Type}
+	if cfg.API == nil {
+		s.Findings = []connectors.Finding{connectors.OK("api",
+			"no api block: webhooks only, nothing to check at "+cfg.Type)}
+		return s
+	}
+	in := connectors.PreflightInput{Name: cfg.Name, Events: consumedEvents(cfg, set)}
+	p, ok := c.Webhook.(preflighter)
+	if !ok {
+		client, err := all.NewAPI(cfg, connectors.APIHooks{Retry: retry}, log)
+		if err != nil {
+			s.Findings = []connectors.Finding{connectors.Fail("api", err.Error())}
+			return s
+		}
+		defer client.CloseIdleConnections()
+		if p, ok = client.(preflighter); !ok {
+			s.Findings = []connectors.Finding{connectors.OK("api", "nothing to check at "+cfg.Type)}
+			return s
+		}
+	}
+	s.Findings = p.Preflight(ctx, in)
+	if ctx.Err() != nil {
+		s.Findings = append(s.Findings, connectors.Fail("time", "the checks did not finish in time: "+ctx.Err().Error()))
+	}
+	return s
+}
+
+// consumedEvents lists the event types a connector's mapping profiles read
+// (those it names, else every profile of its type) and its CI gate waits
+// for.
+func consumedEvents(cfg connectors.Config, set *mapping.Set) []string {
+	var out []string
+	add := func(e string) {
+		if !slices.ContainsFunc(out, func(o string) bool { return strings.EqualFold(o, e) }) {
+			out = append(out, e)
+		}
+	}
+	for _, p := range set.Profiles() {
+		m := p.Profile().Match
+		if len(cfg.Mappings) > 0 && !slices.Contains(cfg.Mappings, p.Name()) {
+			continue
+		}
+		if m.ConnectorType != "" && m.ConnectorType != cfg.Type {
+			continue
+		}
+		for _, e := range m.EventTypes {
+			add(e)
+		}
+	}
+	if cfg.CIGate != nil {
+		switch cfg.Type {
+		case github.Type:
+			add("deployment_protection_rule")
+		case gitlab.Type:
+			add("Deployment Hook")
+		}
+	}
+	slices.Sort(out)
+	return out
+}

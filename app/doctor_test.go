@@ -1,0 +1,158 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate-dev/tollgate/app"
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/internal/itsmfake"
+	"github.com/tollgate-dev/tollgate/internal/logging"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+// TestDoctor: the doctor reads the database and every connector with an
+// API against live (fake) systems: all is well; then a wrong ServiceNow
+// password, a GitLab webhook disabled and the GitHub App's webhook pointing
+// elsewhere each fail, with the secret in no detail; and nothing was
+// written to any system.
+func TestDoctor(t *testing.T) {
+	eachDialect(t, func(t *testing.T, dialect string) {
+		sn := itsmfake.New(snUser, snPassword)
+		defer sn.Close()
+		ci := newFakeCI(t)
+		dbURL := "sqlite:" + filepath.Join(t.TempDir(), "tollgate.db")
+		if dialect == "postgres" {
+			dbURL = testpg.NewDatabase(t)
+		}
+		doctor := func(password string) map[string][]connectors.Finding {
+			t.Helper()
+			env := map[string]string{"TOLLGATE_DATABASE_URL": dbURL, "SN_PASSWORD": password}
+			cfg, err := config.Parse([]byte(doctorConfig(sn.URL, ci)), func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatalf("config: %v", err)
+			}
+			logs := &syncBuffer{}
+			out := map[string][]connectors.Finding{}
+			for _, s := range app.Doctor(context.Background(), cfg, logging.New(logs, slog.LevelInfo), app.DoctorOptions{Timeout: 20 * time.Second}) {
+				out[s.Scope] = s.Findings
+				for _, f := range s.Findings {
+					for _, secret := range []string{snPassword, "wrong-password-123", ci.glToken, authoritySecret} {
+						if strings.Contains(f.Detail, secret) {
+							t.Errorf("%s %s shows a secret: %s", s.Scope, f.Check, f.Detail)
+						}
+					}
+				}
+			}
+			return out
+		}
+		ci.glHooks = []map[string]any{{"id": 5, "url": "https://tollgate.example.com/webhooks/gitlab", "alert_status": "executable",
+			"deployment_events": true, "job_events": true, "pipeline_events": true, "enable_ssl_verification": true}}
+
+		sn.PutSN("change_request", snAPIChange("CHG0088001", "approved", time.Now()))
+		sn.PutSN("incident", map[string]any{"number": snPair("INC0088001"), "state": snPair("2"), "priority": snPair("4")})
+
+		// A database not yet migrated: a warning, and the profiles are the
+		// files' alone.
+		got := doctor(snPassword)
+		if !hasFinding(got["database"], "schema", connectors.StatusWarn) || got["mappings"] != nil {
+			t.Errorf("unmigrated database: %+v, mappings %+v", got["database"], got["mappings"])
+		}
+		db, err := store.Open(context.Background(), dbURL, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+
+		got = doctor(snPassword)
+		want := map[string]string{ // scope → its checks, each ok
+			"database":             "reachable schema",
+			"connector servicenow": "change_request incident sysapproval_approver",
+			"connector github":     "app events permissions webhook installations deliveries",
+			"connector gitlab":     "token project acme/ledger",
+			"connector jenkins":    "api",
+		}
+		for scope, checks := range want {
+			var names []string
+			for _, f := range got[scope] {
+				names = append(names, f.Check)
+				if f.Status != connectors.StatusOK {
+					t.Errorf("%s: %s is %s: %s", scope, f.Check, f.Status, f.Detail)
+				}
+			}
+			if strings.Join(names, " ") != checks {
+				t.Errorf("%s checked %q, want %q", scope, names, checks)
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("sections %v, want %d", got, len(want))
+		}
+
+		ci.glHooks[0]["alert_status"] = "disabled"
+		ci.setHook("https://old.example.com/hooks/github?token=s3cr3t")
+		got = doctor("wrong-password-123")
+		for scope, check := range map[string]string{"connector servicenow": "change_request", "connector gitlab": "project acme/ledger", "connector github": "webhook"} {
+			if !hasFinding(got[scope], check, connectors.StatusFail) {
+				t.Errorf("%s: no failed %s in %+v", scope, check, got[scope])
+			}
+		}
+		for _, f := range got["connector github"] {
+			if strings.Contains(f.Detail, "s3cr3t") {
+				t.Errorf("the webhook URL's query is shown: %s", f.Detail)
+			}
+		}
+		for _, c := range sn.Calls("") {
+			if c.Method != "GET" {
+				t.Errorf("the doctor wrote to ServiceNow: %s %s", c.Method, c.Path)
+			}
+		}
+		ci.mu.Lock()
+		defer ci.mu.Unlock()
+		for _, c := range ci.calls {
+			if !strings.HasPrefix(c, "GET ") {
+				t.Errorf("the doctor wrote to the CI: %s", c)
+			}
+		}
+	})
+}
+
+func hasFinding(fs []connectors.Finding, check string, st connectors.Status) bool {
+	for _, f := range fs {
+		if f.Check == check && f.Status == st {
+			return true
+		}
+	}
+	return false
+}
+
+func doctorConfig(snURL string, ci *fakeCI) string {
+	return fmt.Sprintf(`
+connectors:
+  - name: servicenow
+    type: servicenow
+    webhook_secret: %[1]s
+    api: {url: %[2]s, username: %[3]s, password: "${SN_PASSWORD}", poll_interval: 1m}
+  - name: github
+    type: github
+    webhook_secret: %[1]s
+    api: {url: %[4]s, app_id: "%[5]s", private_key_file: %[6]s}
+    protection_rule: {deadline: 1h}
+  - name: gitlab
+    type: gitlab
+    webhook_secret: %[1]s
+    api: {url: %[4]s, token: %[7]s, poll_interval: 1m}
+    projects: [acme/ledger]
+    approvals: {deadline: 1h}
+  - {name: jenkins, type: jenkins, webhook_secret: %[1]s}
+`, authoritySecret, snURL, snUser, ci.srv.URL, ci.appID, ci.keyFile, ci.glToken)
+}

@@ -15,6 +15,10 @@ type Delivery struct {
 	// (X-GitHub-Delivery; GitLab's Idempotency-Key): the inbox's dedupe
 	// key.
 	GUID string
+	// Log names the sender's log the attempt is in when it keeps several
+	// (GitLab: one per webhook, "<project id>/<hook id>"); "" when it keeps
+	// one (a GitHub App). The redeliverer keeps a watermark per log.
+	Log string
 	// At is when the attempt was made.
 	At time.Time
 	// StatusCode is the HTTP status the sender got; 0 when it got none

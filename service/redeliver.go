@@ -25,8 +25,10 @@ import (
 // sends one again on request (a GitHub App's webhook, GitLab's project
 // webhooks).
 type DeliveryLog interface {
-	// Deliveries calls fn with the attempts from the newest back to since.
-	Deliveries(ctx context.Context, since time.Time, fn func(connectors.Delivery) error) error
+	// Deliveries calls fn with the attempts of each of the sender's logs
+	// (connectors.Delivery.Log: one per GitLab webhook; a GitHub App has
+	// one, "") from the newest back to since(log).
+	Deliveries(ctx context.Context, since func(log string) time.Time, fn func(connectors.Delivery) error) error
 	// Redeliver asks the sender to make the attempt d again.
 	Redeliver(ctx context.Context, d connectors.Delivery) error
 }
@@ -131,18 +133,28 @@ type RedeliverRun struct {
 	Deferred int `json:"deferred"`
 }
 
-// watermarkKey is the redeliverer's row among the pollers' watermarks.
-func (r *Redeliverer) watermarkKey() string { return "redeliver:" + r.name }
+// watermarkKey is the row of the redeliverer's watermark of a log among
+// the pollers' watermarks: "redeliver:<connector>" for the sender's only
+// (or default) log, "redeliver:<connector>:<log>" for each of several.
+func (r *Redeliverer) watermarkKey(log string) string {
+	if log == "" {
+		return "redeliver:" + r.name
+	}
+	return "redeliver:" + r.name + ":" + log
+}
 
-// RunOnce reads the sender's attempts since the watermark (less an
-// overlap; InitialLookback before the first run), asks for the failed
-// deliveries again, oldest first, and moves the watermark to the newest
-// attempt read — or, when it stopped early, to the oldest delivery it
-// left, so the next run finds it again.
+// RunOnce reads the sender's attempts since each log's watermark (less an
+// overlap; a log without one from the connector's, InitialLookback before
+// the first run), asks for the failed deliveries again, oldest first, and
+// moves each log's watermark to the newest attempt read in it — or, when
+// it left a delivery of the log (the run's limit, the sender failing or
+// deferring it), to the oldest left, so the next run finds it again. A
+// webhook the sender holds disabled so keeps its own watermark back, not
+// the others'.
 func (r *Redeliverer) RunOnce(ctx context.Context) (RedeliverRun, error) {
 	var run RedeliverRun
 	now := r.clock.Now()
-	wm, ok, err := r.store.Watermark(ctx, r.watermarkKey())
+	wm, ok, err := r.store.Watermark(ctx, r.watermarkKey(""))
 	if err != nil {
 		return run, err
 	}
@@ -154,7 +166,8 @@ func (r *Redeliverer) RunOnce(ctx context.Context) (RedeliverRun, error) {
 			delete(r.asked, id)
 		}
 	}
-	byID, newest, err := r.read(ctx, wm, &run)
+	marks := &logMarks{r: r, ctx: ctx, first: wm, from: map[string]time.Time{"": wm}, newest: map[string]time.Time{"": wm}}
+	byID, err := r.read(ctx, marks, &run)
 	if err != nil {
 		return run, err
 	}
@@ -169,12 +182,12 @@ func (r *Redeliverer) RunOnce(ctx context.Context) (RedeliverRun, error) {
 	}
 	sort.Slice(failed, func(i, j int) bool { return failed[i].At.Before(failed[j].At) })
 	run.Failed = len(failed)
-	stop := r.ask(ctx, failed, byID, now, &run, &newest)
+	stop := r.ask(ctx, failed, byID, now, &run, marks)
 	r.count("requested", run.Requested)
 	r.count("stored", run.Stored)
 	r.count("abandoned", run.Abandoned)
 	r.count("deferred", run.Deferred)
-	if err := r.store.SetWatermark(ctx, r.watermarkKey(), newest); err != nil {
+	if err := marks.save(ctx); err != nil {
 		if stop != nil {
 			r.log.WarnContext(ctx, "redelivery watermark not stored", "connector", r.name, "error", err.Error())
 			return run, stop
@@ -191,16 +204,13 @@ type seenDelivery struct {
 	last     connectors.Delivery // the newest attempt
 }
 
-// read reads the attempts made since wm less the overlap, by delivery,
-// and the newest attempt's time (wm when none is newer).
-func (r *Redeliverer) read(ctx context.Context, wm time.Time, run *RedeliverRun) (map[string]*seenDelivery, time.Time, error) {
+// read reads each log's attempts made since its watermark less the
+// overlap, by delivery, moving marks to the newest attempt of each log.
+func (r *Redeliverer) read(ctx context.Context, marks *logMarks, run *RedeliverRun) (map[string]*seenDelivery, error) {
 	byID := map[string]*seenDelivery{}
-	newest := wm
-	err := r.src.Deliveries(ctx, wm.Add(-redeliverOverlap), func(d connectors.Delivery) error {
+	err := r.src.Deliveries(ctx, marks.since, func(d connectors.Delivery) error {
 		run.Attempts++
-		if d.At.After(newest) {
-			newest = d.At
-		}
+		marks.saw(d)
 		if d.GUID == "" {
 			return nil
 		}
@@ -215,17 +225,21 @@ func (r *Redeliverer) read(ctx context.Context, wm time.Time, run *RedeliverRun)
 		s.ok = s.ok || d.OK
 		return nil
 	})
-	if err != nil {
-		return nil, wm, fmt.Errorf("list %s deliveries: %w", r.name, err)
+	if err == nil {
+		err = marks.err
 	}
-	return byID, newest, nil
+	if err != nil {
+		return nil, fmt.Errorf("list %s deliveries: %w", r.name, err)
+	}
+	return byID, nil
 }
 
 // ask asks the sender for each failed delivery again, oldest first,
 // unless the inbox holds it, it was settled before, or it has been asked
-// for MaxRedeliveries times; newest is moved back to a delivery left
-// (the run's limit, or the sender failing, whose error it returns).
-func (r *Redeliverer) ask(ctx context.Context, failed []connectors.Delivery, byID map[string]*seenDelivery, now time.Time, run *RedeliverRun, newest *time.Time) error {
+// for MaxRedeliveries times; the watermarks are held back before the
+// deliveries left (the run's limit, the sender deferring one, or the
+// sender failing, whose error it returns).
+func (r *Redeliverer) ask(ctx context.Context, failed []connectors.Delivery, byID map[string]*seenDelivery, now time.Time, run *RedeliverRun, marks *logMarks) error {
 	if len(failed) == 0 {
 		return nil
 	}
@@ -235,10 +249,10 @@ func (r *Redeliverer) ask(ctx context.Context, failed []connectors.Delivery, byI
 	}
 	stored, err := r.store.StoredKeys(ctx, r.name, ids)
 	if err != nil {
-		*newest = minTime(*newest, failed[0].At)
+		marks.hold(failed...)
 		return err
 	}
-	for _, d := range failed {
+	for i, d := range failed {
 		a := r.asked[d.GUID]
 		switch {
 		case a.n < 0:
@@ -255,7 +269,7 @@ func (r *Redeliverer) ask(ctx context.Context, failed []connectors.Delivery, byI
 				"attempts", byID[d.GUID].attempts)
 			continue
 		case run.Requested >= maxRedeliveriesPerRun:
-			*newest = minTime(*newest, d.At)
+			marks.hold(failed[i:]...)
 			return nil
 		}
 		if err := r.src.Redeliver(ctx, d); err != nil {
@@ -263,7 +277,7 @@ func (r *Redeliverer) ask(ctx context.Context, failed []connectors.Delivery, byI
 				// This one cannot be sent now; the others can. The
 				// watermark stays before it, so the next run reads it
 				// again (the others, stored by then, are not asked twice).
-				*newest = minTime(*newest, d.At)
+				marks.hold(d)
 				run.Deferred++
 				r.log.DebugContext(ctx, "redelivery deferred", "connector", r.name, "delivery", d.GUID, "error", err.Error())
 				continue
@@ -276,7 +290,7 @@ func (r *Redeliverer) ask(ctx context.Context, failed []connectors.Delivery, byI
 				r.count("refused", 1)
 				continue
 			}
-			*newest = minTime(*newest, d.At)
+			marks.hold(failed[i:]...)
 			return fmt.Errorf("redeliver %s delivery %s: %w", r.name, d.GUID, err)
 		}
 		run.Requested++
@@ -292,4 +306,68 @@ func minTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// logMarks are one run's watermarks, one per log of the sender.
+type logMarks struct {
+	r   *Redeliverer
+	ctx context.Context
+	// first is where a log without a watermark of its own starts: the
+	// connector's (the log "" — a GitHub App's only one).
+	first  time.Time
+	from   map[string]time.Time // each log's watermark as read
+	newest map[string]time.Time // each log read: where its watermark goes
+	err    error                // reading a log's watermark failed
+}
+
+// since is where log is read from: its watermark less the overlap.
+func (m *logMarks) since(log string) time.Time {
+	wm, ok := m.from[log]
+	if !ok {
+		wm = m.first
+		stored, found, err := m.r.store.Watermark(m.ctx, m.r.watermarkKey(log))
+		switch {
+		case err != nil:
+			m.err = errors.Join(m.err, err)
+		case found:
+			wm = stored
+		}
+		m.from[log], m.newest[log] = wm, wm
+	}
+	return wm.Add(-redeliverOverlap)
+}
+
+// saw moves d's log's watermark to d when it is newer.
+func (m *logMarks) saw(d connectors.Delivery) {
+	if _, ok := m.from[d.Log]; !ok {
+		m.since(d.Log) // a sender that did not ask for this log's since
+	}
+	if d.At.After(m.newest[d.Log]) {
+		m.newest[d.Log] = d.At
+	}
+}
+
+// hold keeps each delivery's log's watermark at or before it.
+func (m *logMarks) hold(ds ...connectors.Delivery) {
+	for _, d := range ds {
+		m.newest[d.Log] = minTime(m.newest[d.Log], d.At)
+	}
+}
+
+// save stores every log's watermark, and the connector's: where a log
+// that appears later (a webhook added) starts — the newest any log got
+// to, when the sender keeps several.
+func (m *logMarks) save(ctx context.Context) error {
+	for log, wm := range m.newest {
+		if log != "" && wm.After(m.newest[""]) {
+			m.newest[""] = wm
+		}
+	}
+	var errs []error
+	for log, wm := range m.newest {
+		if err := m.r.store.SetWatermark(ctx, m.r.watermarkKey(log), wm); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,25 +16,29 @@ import (
 // fakeDeliveryLog is a sender's delivery log: a redelivery it is asked for
 // becomes a new attempt (now), failing or not as the test says.
 type fakeDeliveryLog struct {
-	now      func() time.Time
-	attempts []connectors.Delivery
-	asked    []string // GUIDs asked for again
-	refuse   map[string]error
-	redoOK   bool // a redelivery succeeds
-	listErr  error
-	sinceArg time.Time
+	now       func() time.Time
+	attempts  []connectors.Delivery
+	asked     []string // GUIDs asked for again
+	refuse    map[string]error
+	redoOK    bool // a redelivery succeeds
+	listErr   error
+	sinceArg  time.Time            // the log "" was read from
+	sinceArgs map[string]time.Time // each log was read from
 }
 
-func (f *fakeDeliveryLog) Deliveries(_ context.Context, since time.Time, fn func(connectors.Delivery) error) error {
-	f.sinceArg = since
+func (f *fakeDeliveryLog) Deliveries(_ context.Context, since func(string) time.Time, fn func(connectors.Delivery) error) error {
+	f.sinceArg = since("")
+	f.sinceArgs = map[string]time.Time{}
 	if f.listErr != nil {
 		return f.listErr
 	}
 	sorted := slices.Clone(f.attempts)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].At.After(sorted[j].At) })
 	for _, d := range sorted {
-		if d.At.Before(since) {
-			return nil
+		from := since(d.Log)
+		f.sinceArgs[d.Log] = from
+		if d.At.Before(from) {
+			continue // newest first: this log's others are older still
 		}
 		if err := fn(d); err != nil {
 			return err
@@ -56,11 +61,32 @@ func (f *fakeDeliveryLog) Redeliver(_ context.Context, d connectors.Delivery) er
 	return nil
 }
 
-// redeliverStore is the lease, watermark and inbox lookup in memory.
+// redeliverStore is the lease, watermarks and inbox lookup in memory: the
+// connector's watermark in outageStore's, each log's in logs.
 type redeliverStore struct {
 	outageStore
 	stored map[string]bool
 	err    error // the inbox lookup fails
+	logs   map[string]time.Time
+}
+
+func (s *redeliverStore) Watermark(ctx context.Context, key string) (time.Time, bool, error) {
+	if strings.Count(key, ":") < 2 {
+		return s.outageStore.Watermark(ctx, key)
+	}
+	wm, ok := s.logs[key]
+	return wm, ok, nil
+}
+
+func (s *redeliverStore) SetWatermark(ctx context.Context, key string, wm time.Time) error {
+	if strings.Count(key, ":") < 2 {
+		return s.outageStore.SetWatermark(ctx, key, wm)
+	}
+	if s.logs == nil {
+		s.logs = map[string]time.Time{}
+	}
+	s.logs[key] = wm
+	return nil
 }
 
 func (s *redeliverStore) StoredKeys(_ context.Context, connector string, keys []string) (map[string]bool, error) {
@@ -247,5 +273,55 @@ func TestRedelivererAcrossRuns(t *testing.T) {
 	}
 	if !st.wm.Equal(wm) {
 		t.Errorf("watermark moved from %v to %v on a failed list", wm, st.wm)
+	}
+}
+
+// TestRedelivererPerLog: a sender with several logs (GitLab's webhooks)
+// has a watermark per log: a delivery deferred in one (a webhook GitLab
+// holds disabled) holds back that log's watermark alone, the next run
+// reads each log from its own, and a log that appears later starts from
+// the newest any log got to.
+func TestRedelivererPerLog(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	at := func(min int) time.Time { return now.Add(time.Duration(min) * time.Minute) }
+	attempt := func(log, guid string, min, status int) connectors.Delivery {
+		return connectors.Delivery{ID: log + "/" + guid, Log: log, GUID: guid, At: at(min), StatusCode: status, OK: status == 202}
+	}
+	log := &fakeDeliveryLog{now: func() time.Time { return now }, attempts: []connectors.Delivery{
+		attempt("31/5", "held", -30, 0), attempt("31/5", "held-ok", -40, 202),
+		attempt("31/6", "b1", -20, 502), attempt("31/6", "b2", -5, 202),
+	}, refuse: map[string]error{"held": core.Wrap(core.KindUnavailable, connectors.ErrDeferred, "the webhook is disabled")}, redoOK: true}
+	st := &redeliverStore{stored: map[string]bool{}}
+	r := NewRedeliverer("gl", log, st, time.Minute, "test", core.ClockFunc(func() time.Time { return now }), slog.New(slog.DiscardHandler), nil)
+
+	run, err := r.RunOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(log.asked, []string{"b1"}) || run.Deferred != 1 {
+		t.Errorf("asked for %v (%+v), want [b1] and held deferred", log.asked, run)
+	}
+	want := map[string]time.Time{"redeliver:gl:31/5": at(-30), "redeliver:gl:31/6": at(-5)}
+	for k, wm := range want {
+		if !st.logs[k].Equal(wm) {
+			t.Errorf("%s at %v, want %v", k, st.logs[k], wm)
+		}
+	}
+	if !st.wm.Equal(at(-5)) {
+		t.Errorf("the connector's watermark at %v, want the newest of the logs %v", st.wm, at(-5))
+	}
+
+	log.asked = nil
+	log.attempts = append(log.attempts, attempt("31/7", "new-hook", -3, 0))
+	if _, err := r.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for lg, from := range map[string]time.Time{"31/5": at(-30), "31/6": at(-5), "31/7": at(-5)} {
+		if got := log.sinceArgs[lg]; !got.Equal(from.Add(-redeliverOverlap)) {
+			t.Errorf("log %s read from %v, want %v less the overlap", lg, got, from)
+		}
+	}
+	if !slices.Equal(log.asked, []string{"new-hook"}) {
+		t.Errorf("second run asked for %v, want [new-hook] (held still deferred, b1 asked once)", log.asked)
 	}
 }

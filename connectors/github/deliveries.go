@@ -57,12 +57,13 @@ func (w *Webhook) CloseIdleConnections() {
 func (w *Webhook) RedeliversFailed() bool { return w.app != nil }
 
 // Deliveries calls fn with the App webhook's delivery attempts from the
-// newest back to the first made before since (which is not passed on).
-func (w *Webhook) Deliveries(ctx context.Context, since time.Time, fn func(connectors.Delivery) error) error {
+// newest back to the first made before since("") (which is not passed
+// on): an App has one webhook, one log.
+func (w *Webhook) Deliveries(ctx context.Context, since func(log string) time.Time, fn func(connectors.Delivery) error) error {
 	if w.app == nil {
 		return core.Errorf(core.KindInvalid, "connector has no GitHub App configured")
 	}
-	return w.app.deliveries(ctx, since, fn)
+	return w.app.deliveries(ctx, since(""), fn)
 }
 
 // Redeliver asks GitHub to send the attempt d again.

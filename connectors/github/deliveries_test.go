@@ -106,7 +106,7 @@ func TestDeliveries(t *testing.T) {
 		t.Fatal("an App without a protection rule should still redeliver")
 	}
 	var got []connectors.Delivery
-	if err := w.Deliveries(context.Background(), t0.Add(30*time.Second), func(d connectors.Delivery) error {
+	if err := w.Deliveries(context.Background(), func(string) time.Time { return t0.Add(30 * time.Second) }, func(d connectors.Delivery) error {
 		got = append(got, d)
 		return nil
 	}); err != nil {
@@ -165,7 +165,7 @@ func TestDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if noApp.RedeliversFailed() || noApp.Deliveries(context.Background(), t0, func(connectors.Delivery) error { return nil }) == nil {
+	if noApp.RedeliversFailed() || noApp.Deliveries(context.Background(), func(string) time.Time { return t0 }, func(connectors.Delivery) error { return nil }) == nil {
 		t.Error("a connector without an App lists deliveries")
 	}
 }

@@ -42,17 +42,18 @@ func (w *Webhook) RedeliversFailed() bool { return w.Polls() }
 
 // Deliveries implements service.DeliveryLog: the events of each webhook of
 // the configured projects that points at this connector, from the newest
-// back to since. A project whose webhooks the token may not read, or a
+// back to since(log), where each webhook is its own log ("<project
+// id>/<hook id>"). A project whose webhooks the token may not read, or a
 // GitLab without the events API, is said once in an error, then passed
 // over.
-func (w *Webhook) Deliveries(ctx context.Context, since time.Time, fn func(connectors.Delivery) error) error {
+func (w *Webhook) Deliveries(ctx context.Context, since func(log string) time.Time, fn func(connectors.Delivery) error) error {
 	if !w.Polls() {
 		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects")
 	}
 	var told []error
 	err := w.eachOwnHooks(ctx, func(ref string, p glProject, hooks []glHook) error {
 		for _, h := range hooks {
-			err := w.hookEvents(ctx, ref, p, h, since, fn)
+			err := w.hookEvents(ctx, ref, p, h, since(hookLog(p, h)), fn)
 			if errors.Is(err, errNoEventsAPI) {
 				if _, done := w.noEventsAPI.LoadOrStore(ref, true); !done {
 					told = append(told, err)
@@ -67,6 +68,9 @@ func (w *Webhook) Deliveries(ctx context.Context, since time.Time, fn func(conne
 	})
 	return errors.Join(err, errors.Join(told...))
 }
+
+// hookLog names webhook h's event log: "<project id>/<hook id>".
+func hookLog(p glProject, h glHook) string { return p.ID.String() + "/" + h.ID.String() }
 
 // eventPages bounds the pages of a webhook's events one run reads (100
 // events a page): a webhook logs every job's every status, so an outage
@@ -94,7 +98,7 @@ func (w *Webhook) hookEvents(ctx context.Context, ref string, p glProject, h glH
 			}
 			status, _ := strconv.Atoi(ev.ResponseStatus) // "internal error": no answer, 0
 			if err := fn(connectors.Delivery{
-				ID: p.ID.String() + "/" + h.ID.String() + "/" + ev.ID.String(), GUID: eventKey(ev.RequestHeaders),
+				ID: hookLog(p, h) + "/" + ev.ID.String(), Log: hookLog(p, h), GUID: eventKey(ev.RequestHeaders),
 				At: ev.CreatedAt.UTC(), StatusCode: status, OK: status >= 200 && status < 300, Event: ev.Trigger,
 			}); err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -94,13 +95,20 @@ func TestDeliveries(t *testing.T) {
 		t.Fatal("RedeliversFailed is false with an API and projects")
 	}
 	for round := 0; round < 2; round++ {
-		var got []string
-		err := w.Deliveries(context.Background(), now.Add(-time.Hour), func(d connectors.Delivery) error {
+		var got, logs []string
+		since := func(log string) time.Time { logs = append(logs, log); return now.Add(-time.Hour) }
+		err := w.Deliveries(context.Background(), since, func(d connectors.Delivery) error {
+			if d.Log != "30/7" {
+				t.Errorf("event %s in log %q, want its webhook's, 30/7", d.ID, d.Log)
+			}
 			got = append(got, fmt.Sprintf("%s %s %s %s ok=%v %d transient=%v", d.ID, d.GUID, d.At.Format("15:04"), d.Event, d.OK, d.StatusCode, d.Transient()))
 			return nil
 		})
 		want := "30/7/103 k3 11:59 pipeline_hooks ok=false 0 transient=true|30/7/102 u2 11:55 pipeline_hooks ok=false 503 transient=true|" +
 			"30/7/101 k1 11:50 pipeline_hooks ok=true 200 transient=false"
+		if !slices.Equal(logs, []string{"30/7", "32/7"}) {
+			t.Errorf("round %d: read the logs %v from their watermarks, want each own webhook's, [30/7 32/7]", round, logs)
+		}
 		if strings.Join(got, "|") != want {
 			t.Errorf("round %d: deliveries\n%s\nwant\n%s", round, strings.Join(got, "|"), want)
 		}

@@ -312,7 +312,16 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 			errs = append(errs, fmt.Errorf("connectors[%d] (%s): %w", i, cc.Name, err))
 			continue
 		}
-		out = append(out, service.Connector{Config: c, Webhook: wh})
+		sc := service.Connector{Config: c, Webhook: wh}
+		if cc.WebhookSecretPrevious != "" {
+			// Only its Verify is used: a webhook without API or gate.
+			if sc.Previous, err = reg.New(connectors.Config{Name: c.Name, Type: c.Type, WebhookSecret: cc.WebhookSecretPrevious,
+				DefaultEnvironment: c.DefaultEnvironment, Mappings: c.Mappings, Options: c.Options}); err != nil {
+				errs = append(errs, fmt.Errorf("connectors[%d] (%s): webhook_secret_previous: %w", i, cc.Name, err))
+				continue
+			}
+		}
+		out = append(out, sc)
 	}
 	return out, errors.Join(errs...)
 }

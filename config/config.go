@@ -268,6 +268,11 @@ type ConnectorConfig struct {
 	Type string `yaml:"type"`
 	// WebhookSecret authenticates deliveries (scheme by type; DESIGN.md).
 	WebhookSecret string `yaml:"webhook_secret"`
+	// WebhookSecretPrevious, while a secret is rotated, is accepted beside
+	// WebhookSecret: the sender moves to the new secret while deliveries
+	// signed with the old one still arrive (and are counted, so it is
+	// known when none does any more and it can be removed).
+	WebhookSecretPrevious string `yaml:"webhook_secret_previous"`
 	// DefaultEnvironment is used for CI events that name none.
 	DefaultEnvironment string `yaml:"default_environment"`
 	// Mappings names the mapping profiles to use; empty → the type's
@@ -702,6 +707,13 @@ func (c *Config) Validate() error {
 		} else if len(cc.WebhookSecret) < 16 {
 			bad(f+".webhook_secret", "must be at least 16 characters")
 		}
+		switch p := cc.WebhookSecretPrevious; {
+		case p == "":
+		case len(p) < 16:
+			bad(f+".webhook_secret_previous", "must be at least 16 characters")
+		case p == cc.WebhookSecret:
+			bad(f+".webhook_secret_previous", "is the same as webhook_secret: set the old secret here and the new one in webhook_secret")
+		}
 		cc.validateAPI(f, bad)
 	}
 	c.validateReports(bad)
@@ -778,6 +790,7 @@ func (c *Config) LogValue() slog.Value {
 		}
 		conns = append(conns, map[string]any{
 			"name": cc.Name, "type": cc.Type, "webhook_secret": mask(cc.WebhookSecret),
+			"webhook_secret_previous": mask(cc.WebhookSecretPrevious),
 			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts, "records": cc.Records,
 			"api": cc.API.logValue(cc.Type), "write_back": cc.WriteBack, "change_creation": cc.ChangeCreation != nil,
 			"projects": cc.Projects, "jobs": cc.Jobs, "ci_gate": cc.ciGateLogValue(),

@@ -86,6 +86,12 @@ connectors:
 			src:     "connectors:\n  - name: Bad Name\n    type: svn\n  - name: ok\n    type: github\n    webhook_secret: short\n",
 			wantErr: []string{"connectors[0].name", "connectors[0].type", "connectors[0].webhook_secret", "connectors[1].webhook_secret"},
 		},
+		{
+			name: "previous webhook secret too short, or the current one again",
+			src: "connectors:\n  - {name: a, type: generic, webhook_secret: 0123456789abcdef, webhook_secret_previous: short}\n" +
+				"  - {name: b, type: generic, webhook_secret: 0123456789abcdef, webhook_secret_previous: 0123456789abcdef}\n",
+			wantErr: []string{"connectors[0].webhook_secret_previous: must be at least 16", "connectors[1].webhook_secret_previous: is the same as webhook_secret"},
+		},
 		{name: "duplicate connector", src: "connectors:\n  - {name: a, type: generic, webhook_secret: 0123456789abcdef}\n  - {name: a, type: generic, webhook_secret: 0123456789abcdef}\n", wantErr: []string{"declared twice"}},
 		{name: "short admin token", src: "", env: map[string]string{"TOLLGATE_ADMIN_TOKEN": "short"}, wantErr: []string{"admin_token"}},
 		{name: "bad log level", src: "log_level: loud\n", wantErr: []string{"log_level"}},

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/connectors"
@@ -49,6 +50,10 @@ type Connector struct {
 	// Enricher, when set, completes each raw record through the system's
 	// API before it is mapped (webhook and poll alike).
 	Enricher Enricher
+	// Previous, while the connector's webhook secret is rotated, verifies
+	// deliveries with the previous secret (webhook_secret_previous) when
+	// the current one refuses them.
+	Previous connectors.Webhook
 }
 
 // Enricher completes a raw record before mapping: ServiceNow references
@@ -105,6 +110,9 @@ type Inbox struct {
 	// could not give back because the database was unavailable; the next
 	// batch hands them back (handBackStranded).
 	stranded stranded[string]
+	// previousSaid holds the connectors whose previous secret was used
+	// (said once in the log).
+	previousSaid sync.Map
 }
 
 // SetCIGates hands the gate requests of CIs that wait at their own gate
@@ -139,6 +147,18 @@ func NewInbox(store InboxStore, conns []Connector, mappings *Mappings, deploymen
 		clock: clock, log: log, cfg: cfg, wake: make(chan struct{}, 1)}
 }
 
+// previousSecret counts a delivery authenticated with the connector's
+// previous secret, and says so in the log the first time.
+func (in *Inbox) previousSecret(ctx context.Context, connector string) {
+	if in.metrics != nil {
+		in.metrics.PreviousSecret.WithLabelValues(connector).Inc()
+	}
+	if _, said := in.previousSaid.LoadOrStore(connector, true); !said {
+		in.log.InfoContext(ctx, "a delivery was authenticated with webhook_secret_previous: the sender still uses the old secret "+
+			"(tollgate_webhook_previous_secret_total counts them; remove webhook_secret_previous once it stops rising)", "connector", connector)
+	}
+}
+
 func (in *Inbox) count(connector, outcome string) {
 	if in.metrics != nil {
 		in.metrics.InboxEvents.WithLabelValues(connector, outcome).Inc()
@@ -164,9 +184,12 @@ func (in *Inbox) Receive(ctx context.Context, name string, h http.Header, query 
 		return "", false, core.NotFound("connector", name)
 	}
 	if err := c.Webhook.Verify(h, query, body); err != nil {
-		in.count(name, "rejected")
-		in.log.WarnContext(ctx, "webhook refused", "connector", name, "reason", err.Error())
-		return "", false, err
+		if c.Previous == nil || c.Previous.Verify(h, query, body) != nil {
+			in.count(name, "rejected")
+			in.log.WarnContext(ctx, "webhook refused", "connector", name, "reason", err.Error())
+			return "", false, err
+		}
+		in.previousSecret(ctx, name)
 	}
 	inb, err := c.Webhook.Classify(h, body)
 	if err != nil {

@@ -21,6 +21,9 @@ type Set struct {
 	InboxPending prometheus.Gauge       // events waiting for the normalizer
 
 	AuthFailures *prometheus.CounterVec // reason: missing_token|invalid_token|forbidden|webhook_signature
+	// PreviousSecret counts deliveries accepted with a connector's
+	// webhook_secret_previous (a rotation under way).
+	PreviousSecret *prometheus.CounterVec // connector
 	RateLimited  *prometheus.CounterVec // scope: token|connector|client
 
 	PollLag      *prometheus.GaugeVec   // connector: seconds since the last complete poll
@@ -106,6 +109,10 @@ func New() *Set {
 		InboxEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_inbox_events_total", Help: "Inbox events by connector and outcome (received, duplicate, rejected, polled: read through an ITSM API, processed, quarantined, ignored, retried).",
 		}, []string{"connector", "outcome"}),
+		PreviousSecret: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_webhook_previous_secret_total",
+			Help: "Deliveries authenticated with the connector's webhook_secret_previous: while it rises the sender still uses the old secret, which can be removed once it stops.",
+		}, []string{"connector"}),
 		InboxLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tollgate_inbox_lag_seconds", Help: "Age of the oldest event waiting for the normalizer (0 when none).",
 		}),
@@ -148,7 +155,7 @@ func New() *Set {
 		Name: "tollgate_gate_callbacks_total", Help: "Answers sent to a CI's gate by provider and outcome (approved, rejected, retried, failed, unknown).",
 	}, []string{"provider", "outcome"})
 	r.MustRegister(s.GatePending, s.GateCallbacks)
-	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.InboxLag, s.InboxPending,
+	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.PreviousSecret, s.InboxLag, s.InboxPending,
 		s.AuthFailures, s.RateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s

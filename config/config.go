@@ -791,7 +791,7 @@ func (c *Config) LogValue() slog.Value {
 		conns = append(conns, map[string]any{
 			"name": cc.Name, "type": cc.Type, "webhook_secret": mask(cc.WebhookSecret),
 			"webhook_secret_previous": mask(cc.WebhookSecretPrevious),
-			"default_environment": cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts, "records": cc.Records,
+			"default_environment":     cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts, "records": cc.Records,
 			"api": cc.API.logValue(cc.Type), "write_back": cc.WriteBack, "change_creation": cc.ChangeCreation != nil,
 			"projects": cc.Projects, "jobs": cc.Jobs, "ci_gate": cc.ciGateLogValue(),
 		})

@@ -24,7 +24,7 @@ type Set struct {
 	// PreviousSecret counts deliveries accepted with a connector's
 	// webhook_secret_previous (a rotation under way).
 	PreviousSecret *prometheus.CounterVec // connector
-	RateLimited  *prometheus.CounterVec // scope: token|connector|client
+	RateLimited    *prometheus.CounterVec // scope: token|connector|client
 
 	PollLag      *prometheus.GaugeVec   // connector: seconds since the last complete poll
 	PollErrors   *prometheus.CounterVec // connector

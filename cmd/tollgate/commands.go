@@ -77,6 +77,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 		newMappingCmd(stdout),
 		newConfigCmd(c),
 		newDoctorCmd(c),
+		newBackupCmd(c),
 	)
 	return root
 }

@@ -299,6 +299,11 @@ type ConnectorConfig struct {
 	// Jobs are the Jenkins jobs (folder/job paths) whose builds the
 	// poller reads.
 	Jobs []string `yaml:"jobs"`
+	// Repositories and Organizations (github, with the App) are those
+	// whose own webhooks pointing at the connector have their failed
+	// deliveries redelivered, through the App's installation on them.
+	Repositories  []string `yaml:"repositories"`
+	Organizations []string `yaml:"organizations"`
 	// ProtectionRule (github) and Approvals (gitlab) configure the gates
 	// where the CI waits (connector_ci.go).
 	ProtectionRule *CIGateConfig `yaml:"protection_rule"`
@@ -794,6 +799,7 @@ func (c *Config) LogValue() slog.Value {
 			"default_environment":     cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts, "records": cc.Records,
 			"api": cc.API.logValue(cc.Type), "write_back": cc.WriteBack, "change_creation": cc.ChangeCreation != nil,
 			"projects": cc.Projects, "jobs": cc.Jobs, "ci_gate": cc.ciGateLogValue(),
+			"repositories": cc.Repositories, "organizations": cc.Organizations,
 		})
 	}
 	db := MaskDatabaseURL(c.DatabaseURL)

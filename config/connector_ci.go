@@ -227,3 +227,38 @@ func (cc *ConnectorConfig) ciGateLogValue() map[string]any {
 	}
 	return out
 }
+
+var (
+	githubRepo = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$`)
+	githubOrg  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}$`)
+)
+
+// validateGitHubHooks checks repositories and organizations: github
+// settings that need the App (api) to read their webhooks' deliveries.
+func (cc *ConnectorConfig) validateGitHubHooks(f string, bad func(field, format string, args ...any)) {
+	lists := []struct {
+		key   string
+		items []string
+		form  *regexp.Regexp
+		what  string
+	}{
+		{"repositories", cc.Repositories, githubRepo, "a GitHub repository (owner/name)"},
+		{"organizations", cc.Organizations, githubOrg, "a GitHub organization name"},
+	}
+	for _, l := range lists {
+		switch {
+		case len(l.items) == 0:
+			continue
+		case cc.Type != "github":
+			bad(f+"."+l.key, "is a github setting")
+			continue
+		case cc.API == nil:
+			bad(f+"."+l.key, "are read through the GitHub App: set api (url, app_id, private_key_file)")
+		}
+		for i, it := range l.items {
+			if !l.form.MatchString(it) {
+				bad(fmt.Sprintf("%s.%s[%d]", f, l.key, i), "%q is not %s", it, l.what)
+			}
+		}
+	}
+}

@@ -60,6 +60,12 @@ func TestCIGateConfig(t *testing.T) {
 		{"github app, no rule, redelivery off", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n      redeliver_interval: 0s\n"), nil},
 		{"github redelivery too often", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n      redeliver_interval: 10s\n"), []string{"api.redeliver_interval", "30s and 24h"}},
 		{"github redelivery negative", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n      redeliver_interval: -5m\n"), []string{"api.redeliver_interval"}},
+		{"github repositories and organizations, no rule", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey +
+			"\n    repositories: [acme/payments, acme/ledger.api]\n    organizations: [acme]\n"), nil},
+		{"github repositories without the App", ghConfig("    repositories: [acme/payments]\n"), []string{"connectors[0].repositories", "through the GitHub App"}},
+		{"github malformed repository and organization", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey +
+			"\n    repositories: [payments]\n    organizations: [acme/x]\n"), []string{"repositories[0]", "owner/name", "organizations[0]"}},
+		{"gitlab organizations", glConfig("    organizations: [acme]\n"), []string{"organizations", "is a github setting"}},
 		{"gitlab redelivery without projects", glConfig("    api: {url: https://gitlab.example.com, token: t, redeliver_interval: 5m}\n"), []string{"api.redeliver_interval", "set projects"}},
 		{"gitlab redelivery off without projects", glConfig("    api: {url: https://gitlab.example.com, token: t, redeliver_interval: 0s}\n    approvals: {deadline: 1h}\n"), nil},
 		{"gitlab redelivery too often", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 1m, redeliver_interval: 5s}\n    projects: [acme/payments]\n"), []string{"api.redeliver_interval", "30s and 24h"}},

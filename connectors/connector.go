@@ -55,6 +55,10 @@ type Config struct {
 	Projects []string
 	// Jobs are the Jenkins jobs whose builds the poller reads.
 	Jobs []string
+	// Repositories ("owner/name") and Organizations (GitHub, with the
+	// App): their own webhooks pointing at the connector have their failed
+	// deliveries redelivered, as the App's are.
+	Repositories, Organizations []string
 	// CIGate, when set (github, gitlab with an API), makes the CI's own
 	// gate a gate request tollgate answers (cigate.go).
 	CIGate *CIGate

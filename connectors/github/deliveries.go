@@ -58,27 +58,41 @@ func (w *Webhook) RedeliversFailed() bool { return w.app != nil }
 
 // Deliveries calls fn with the App webhook's delivery attempts from the
 // newest back to the first made before since("") (which is not passed
-// on): an App has one webhook, one log.
+// on) — the App's webhook is the log "" — then, for each configured
+// repository and organization, those of each of its own webhooks that
+// point at this connector, each its own log ("repos/acme/payments/hooks/12")
+// back to its since. A repository or organization whose webhooks the App
+// may not read is said once in an error, then passed over.
 func (w *Webhook) Deliveries(ctx context.Context, since func(log string) time.Time, fn func(connectors.Delivery) error) error {
 	if w.app == nil {
 		return core.Errorf(core.KindInvalid, "connector has no GitHub App configured")
 	}
-	return w.app.deliveries(ctx, since(""), fn)
+	signed, err := w.app.appJWT()
+	if err != nil {
+		return err
+	}
+	if err := w.app.deliveries(ctx, "/app/hook/deliveries", "Bearer "+signed, "app webhook deliveries", since(""), fn); err != nil {
+		return err
+	}
+	return w.ownerDeliveries(ctx, since, fn)
 }
 
-// Redeliver asks GitHub to send the attempt d again.
+// Redeliver asks GitHub to send the attempt d again: the App's as the
+// App, a repository's or organization's webhook's as the App's
+// installation there.
 func (w *Webhook) Redeliver(ctx context.Context, d connectors.Delivery) error {
 	if w.app == nil {
 		return core.Errorf(core.KindInvalid, "connector has no GitHub App configured")
 	}
-	return w.app.redeliver(ctx, d.ID)
+	if d.Log == "" {
+		return w.app.redeliver(ctx, d.ID)
+	}
+	return w.redeliverOwned(ctx, d)
 }
 
-func (c *appClient) deliveries(ctx context.Context, since time.Time, fn func(connectors.Delivery) error) error {
-	signed, err := c.appJWT()
-	if err != nil {
-		return err
-	}
+// deliveries calls fn with the attempts a delivery list (path, read with
+// auth) holds, from the newest back to the first made before since.
+func (c *appClient) deliveries(ctx context.Context, path, auth, what string, since time.Time, fn func(connectors.Delivery) error) error {
 	cursor := ""
 	for page := 1; ; page++ {
 		q := url.Values{"per_page": {strconv.Itoa(deliveriesPage)}}
@@ -86,8 +100,7 @@ func (c *appClient) deliveries(ctx context.Context, since time.Time, fn func(con
 			q.Set("cursor", cursor)
 		}
 		var out []hookDelivery
-		h, err := c.call(ctx, http.MethodGet, "/app/hook/deliveries?"+q.Encode(), "Bearer "+signed, nil,
-			"app webhook deliveries, page "+strconv.Itoa(page), &out)
+		h, err := c.call(ctx, http.MethodGet, path+"?"+q.Encode(), auth, nil, what+", page "+strconv.Itoa(page), &out)
 		if err != nil {
 			return err
 		}

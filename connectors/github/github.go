@@ -6,6 +6,7 @@ package github
 import (
 	"net/http"
 	"net/url"
+	"sync"
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
@@ -41,6 +42,15 @@ type Webhook struct {
 	secret []byte
 	gate   *connectors.CIGate
 	app    *appClient
+	// name is the connector's: its webhook path is /webhooks/<name>.
+	name string
+	// owners are the repositories ("repos/acme/payments") and
+	// organizations ("orgs/acme") whose own webhooks pointing here have
+	// their failed deliveries redelivered (hooks.go); installs caches
+	// each one's App installation, hooksForbidden holds those whose
+	// webhooks the App may not read (said once).
+	owners                   []string
+	installs, hooksForbidden sync.Map
 }
 
 var _ connectors.Webhook = (*Webhook)(nil)
@@ -55,7 +65,13 @@ func newWebhook(cfg connectors.Config, o apiclient.Options) (*Webhook, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Webhook{secret: secret, gate: cfg.CIGate}
+	w := &Webhook{secret: secret, gate: cfg.CIGate, name: cfg.Name}
+	for _, r := range cfg.Repositories {
+		w.owners = append(w.owners, "repos/"+r)
+	}
+	for _, o := range cfg.Organizations {
+		w.owners = append(w.owners, "orgs/"+o)
+	}
 	if a := cfg.API; a != nil {
 		o.Instance = cfg.Name
 		if o.Timeout == 0 {

@@ -110,7 +110,11 @@ func (w *Webhook) Preflight(ctx context.Context, in connectors.PreflightInput) [
 	out = append(out, p.permissions(app)...)
 	out = append(out, p.webhook(ctx)...)
 	out = append(out, p.installations(ctx, app)...)
-	return append(out, p.deliveries(ctx, w.RedeliversFailed()))
+	out = append(out, p.deliveries(ctx, w.RedeliversFailed()))
+	for _, owner := range w.owners {
+		out = append(out, w.checkOwner(ctx, owner, in)...)
+	}
+	return out
 }
 
 // get reads path as the App into out.

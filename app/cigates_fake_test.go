@@ -85,6 +85,7 @@ var (
 	fakeCommitPath = regexp.MustCompile(`^/repos/([^/]+/[^/]+)/commits/([^/]+)$`)
 	fakeApprPath   = regexp.MustCompile(`^/api/v4/projects/([^/]+)/deployments/([^/]+)/approval$`)
 	fakeRedoPath   = regexp.MustCompile(`^/app/hook/deliveries/([0-9]+)/attempts$`)
+	fakeRepoRedo   = regexp.MustCompile(`^/repos/acme/payments/hooks/11/deliveries/([0-9]+)/attempts$`)
 	fakeResendPath = regexp.MustCompile(`^/api/v4/projects/31/hooks/5/events/([0-9]+)/resend$`)
 )
 
@@ -133,6 +134,21 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.serveDeliveries(w, r, reply)
+	case p == "/repos/acme/payments/installation":
+		if err := f.checkJWT(bearer); err != nil {
+			reply(401, map[string]string{"message": err.Error()})
+			return
+		}
+		reply(200, map[string]any{"id": 4242001})
+	case strings.HasPrefix(p, "/repos/acme/payments/hooks"):
+		f.mu.Lock()
+		_, ok := f.tokens[bearer]
+		f.mu.Unlock()
+		if !ok {
+			reply(401, map[string]string{"message": "Bad credentials"})
+			return
+		}
+		f.serveRepoHook(w, r, reply)
 	case r.Method == "POST" && fakeTokenPath.MatchString(p):
 		inst := fakeTokenPath.FindStringSubmatch(p)[1]
 		if err := f.checkJWT(bearer); err != nil {
@@ -356,6 +372,7 @@ type fakeDelivery struct {
 	Event       string    `json:"event"`
 	Action      string    `json:"action"`
 	body        []byte
+	repo        bool // an attempt of acme/payments's webhook 11, not the App's
 }
 
 // setHook points the App's webhook at url (tollgate is up).
@@ -369,6 +386,12 @@ func (f *fakeCI) setHook(url string) {
 // once — and logs the attempt; with no hook URL (tollgate down) the
 // attempt fails with no answer.
 func (f *fakeCI) deliver(event, guid string, body []byte, redelivery bool) {
+	f.send(event, guid, body, redelivery, false)
+}
+
+// send is deliver through the App's webhook or (repo) acme/payments's
+// webhook 11: both go to the connector github.
+func (f *fakeCI) send(event, guid string, body []byte, redelivery, repo bool) {
 	f.mu.Lock()
 	url := f.hookURL
 	f.mu.Unlock()
@@ -391,7 +414,7 @@ func (f *fakeCI) deliver(event, guid string, body []byte, redelivery bool) {
 	_ = json.Unmarshal(body, &action)
 	f.mu.Lock()
 	f.deliveries = append(f.deliveries, fakeDelivery{ID: int64(len(f.deliveries) + 1), GUID: guid, DeliveredAt: time.Now().UTC(),
-		Redelivery: redelivery, Status: status, StatusCode: code, Event: event, Action: action.Action, body: body})
+		Redelivery: redelivery, Status: status, StatusCode: code, Event: event, Action: action.Action, body: body, repo: repo})
 	f.mu.Unlock()
 }
 
@@ -414,14 +437,44 @@ func (f *fakeCI) serveDeliveries(w http.ResponseWriter, r *http.Request, reply f
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r.Method == "GET" && r.URL.Path == "/app/hook/deliveries" {
-		out := make([]fakeDelivery, 0, len(f.deliveries))
-		for i := len(f.deliveries) - 1; i >= 0; i-- {
-			out = append(out, f.deliveries[i])
-		}
-		reply(200, out)
+		reply(200, f.logged(false))
 		return
 	}
-	m := fakeRedoPath.FindStringSubmatch(r.URL.Path)
+	f.redeliver(fakeRedoPath, w, r, reply)
+}
+
+// serveRepoHook is acme/payments's webhook 11, pointing at the connector
+// github: listed, its attempts listed newest first, one redelivered on
+// request as the App's are.
+func (f *fakeCI) serveRepoHook(w http.ResponseWriter, r *http.Request, reply func(int, any)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case r.Method == "GET" && r.URL.Path == "/repos/acme/payments/hooks":
+		reply(200, []map[string]any{{"id": 11, "active": true, "events": []string{"deployment", "deployment_status"},
+			"config": map[string]any{"url": "https://tollgate.example.com/webhooks/github", "content_type": "json"}}})
+	case r.Method == "GET" && r.URL.Path == "/repos/acme/payments/hooks/11/deliveries":
+		reply(200, f.logged(true))
+	default:
+		f.redeliver(fakeRepoRedo, w, r, reply)
+	}
+}
+
+// logged lists the App's attempts, or (repo) webhook 11's, newest first.
+func (f *fakeCI) logged(repo bool) []fakeDelivery {
+	out := []fakeDelivery{}
+	for i := len(f.deliveries) - 1; i >= 0; i-- {
+		if f.deliveries[i].repo == repo {
+			out = append(out, f.deliveries[i])
+		}
+	}
+	return out
+}
+
+// redeliver answers a redelivery request matching path: 202 at once,
+// the attempt made afterwards. f.mu is held.
+func (f *fakeCI) redeliver(path *regexp.Regexp, _ http.ResponseWriter, r *http.Request, reply func(int, any)) {
+	m := path.FindStringSubmatch(r.URL.Path)
 	if r.Method != "POST" || m == nil {
 		reply(404, map[string]string{"message": "Not Found"})
 		return
@@ -441,7 +494,7 @@ func (f *fakeCI) serveDeliveries(w http.ResponseWriter, r *http.Request, reply f
 						break
 					}
 				}
-				f.deliver(d.Event, d.GUID, d.body, true)
+				f.send(d.Event, d.GUID, d.body, true, d.repo)
 			}()
 			reply(202, map[string]any{})
 			return

@@ -70,6 +70,54 @@ func TestRedeliveryAfterDowntime(t *testing.T) {
 	}
 }
 
+// TestRepoWebhookRedeliveredAfterDowntime: a deployment sent through a
+// repository's own webhook (not the App's) while tollgate was down is
+// found in that webhook's delivery log through the App's installation on
+// the repository, asked for again, and stored once; the App's own log is
+// read beside it.
+func TestRepoWebhookRedeliveredAfterDowntime(t *testing.T) {
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeCI(t)
+			body, err := os.ReadFile(filepath.Join("..", "connectors", "github", "testdata", "deployment_status.created.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.send("deployment_status", "guid-repo-hook", body, false, true) // tollgate is down
+			s := bootURL(t, newDatabase(t, dialect), githubAppConfig(f, "    repositories: [acme/payments]\n"))
+			f.setHook(s.url + "/webhooks/github")
+
+			var got []fakeDelivery
+			for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				if got = f.attempts("guid-repo-hook"); len(got) == 2 {
+					break
+				}
+			}
+			if len(got) != 2 || !got[1].Redelivery || got[1].StatusCode != http.StatusAccepted || !got[1].repo {
+				t.Fatalf("the repository webhook's attempts: %+v, want the failed one and one redelivery answered 202", got)
+			}
+			var events struct {
+				Items []struct {
+					DedupeKey string `json:"dedupe_key"`
+				} `json:"items"`
+			}
+			if st := s.do("GET", "/api/v1/events?connector=github", adminSecret, nil, &events); st != http.StatusOK || len(events.Items) != 1 ||
+				events.Items[0].DedupeKey != "guid-repo-hook" {
+				t.Errorf("github's inbox: %d %+v, want the redelivered deployment status once", st, events.Items)
+			}
+			f.mu.Lock()
+			calls := strings.Join(f.calls, "\n")
+			f.mu.Unlock()
+			for _, want := range []string{"GET /app/hook/deliveries", "GET /repos/acme/payments/installation", "GET /repos/acme/payments/hooks/11/deliveries"} {
+				if !strings.Contains(calls, want) {
+					t.Errorf("GitHub was not asked %s", want)
+				}
+			}
+		})
+	}
+}
+
 // TestGitLabBlockedAfterDowntime: GitLab sends a Deployment Hook once.
 // A deployment held for approval whose hook found tollgate down is found
 // by the GitLab poller's first run after start (the projects'

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 )
 
 // reply is a fake GitLab's answer to one path.
@@ -213,19 +213,5 @@ func TestPreflight(t *testing.T) {
 // detail"), in order, and looks for the secret in every detail.
 func checkFindings(t *testing.T, got []connectors.Finding, want []string, secret string) {
 	t.Helper()
-	var lines []string
-	for _, f := range got {
-		lines = append(lines, fmt.Sprintf("%s|%s|%s", f.Check, f.Status, f.Detail))
-		if strings.Contains(f.Detail, secret) {
-			t.Errorf("finding %s holds the token: %s", f.Check, f.Detail)
-		}
-	}
-	ok := len(got) == len(want)
-	for i := 0; ok && i < len(want); i++ {
-		parts := strings.SplitN(want[i], "|", 3)
-		ok = got[i].Check == parts[0] && string(got[i].Status) == parts[1] && strings.Contains(got[i].Detail, parts[2])
-	}
-	if !ok {
-		t.Errorf("findings\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
-	}
+	hooktest.CheckFindings(t, got, hooktest.Wants(want...), secret)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 	"github.com/tollgate-dev/tollgate/internal/itsmfake"
 )
 
@@ -152,22 +153,11 @@ func TestPreflightNoRecordVisible(t *testing.T) {
 // that no detail holds a secret.
 func checkFindings(t *testing.T, got []connectors.Finding, want []finding) {
 	t.Helper()
-	for _, f := range got {
-		for _, secret := range []string{testPW, "csecret-91", "wrong-password-77", "wrong-secret-12"} {
-			if strings.Contains(f.Detail, secret) {
-				t.Errorf("%s: the detail holds a secret: %s", f.Check, f.Detail)
-			}
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%d findings, want %d: %+v", len(got), len(want), got)
-	}
+	ws := make([]hooktest.Want, len(want))
 	for i, w := range want {
-		g := got[i]
-		if g.Check != w.check || g.Status != w.status || !strings.Contains(g.Detail, w.detail) {
-			t.Errorf("finding %d = %s %s %q\nwant %s %s with %q", i, g.Check, g.Status, g.Detail, w.check, w.status, w.detail)
-		}
+		ws[i] = hooktest.Want{Check: w.check, Status: w.status, Detail: w.detail}
 	}
+	hooktest.CheckFindings(t, got, ws, testPW, "csecret-91", "wrong-password-77", "wrong-secret-12")
 }
 
 // checkReadOnly fails the test if the preflight sent anything but GETs

@@ -13,13 +13,10 @@ import (
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 )
 
-// reply is a fake GitLab's answer to one path.
-type reply struct {
-	status int // 200 when 0; hangUp: the connection is closed, no answer
-	body   string
-}
+// reply is a fake's answer to one path.
+type reply = hooktest.Reply
 
-const hangUp = -1
+const hangUp = hooktest.HangUp
 
 // fakeDoctor answers the preflight's reads from routes (by escaped path),
 // and the rest as fakeBlocked does (acme/payments, id 30, and the
@@ -39,17 +36,7 @@ func (f *fakeDoctor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.fakeBlocked.ServeHTTP(w, r)
 		return
 	}
-	if rep.status == hangUp {
-		conn, _, err := w.(http.Hijacker).Hijack()
-		if err == nil {
-			_ = conn.Close()
-		}
-		return
-	}
-	if rep.status != 0 {
-		w.WriteHeader(rep.status)
-	}
-	_, _ = w.Write([]byte(rep.body))
+	rep.Write(w)
 }
 
 // doctorHook is a webhook of project 30 as GET /projects/:id/hooks lists it.
@@ -81,14 +68,14 @@ func expiresIn(days int) string { return time.Now().AddDate(0, 0, days).Format(t
 
 // tokenReply is GET /personal_access_tokens/self's answer.
 func tokenReply(scopes string, expires string) reply {
-	return reply{body: `{"id": 4, "name": "tollgate", "revoked": false, "active": true, "scopes": [` + scopes + `], "expires_at": ` + expires + `}`}
+	return reply{Body: `{"id": 4, "name": "tollgate", "revoked": false, "active": true, "scopes": [` + scopes + `], "expires_at": ` + expires + `}`}
 }
 
 // goodRoutes are a token with the api scope, a year to go, and project
 // 30's webhooks: one of the connector's, sending deployments and jobs.
 func goodRoutes() map[string]reply {
 	return map[string]reply{selfPath: tokenReply(`"api", "read_repository"`, `"`+expiresIn(365)+`"`),
-		hooksPath: {body: "[" + doctorHook(12, ownURL, "executable", true, true, false, true) + "," +
+		hooksPath: {Body: "[" + doctorHook(12, ownURL, "executable", true, true, false, true) + "," +
 			doctorHook(13, "https://chat.example.com/hook", "disabled", false, false, false, false) + "]"}}
 }
 
@@ -111,11 +98,11 @@ func tokenCases() []doctorCase {
 			`token|ok|token "tollgate" with scopes api, read_repository`, "project acme/payments|ok|hook 12 sends Deployment Hook, Job Hook"}},
 		{name: "token refused", token: "glpat-wrong", gate: true, projects: []string{"acme/payments", "acme/ledger"}, routes: good, want: []string{
 			"token|fail|refused the token"}},
-		{name: "first check's 500", routes: goodWith(map[string]reply{selfPath: {status: 500, body: `{"message":"boom"}`}}), want: []string{
+		{name: "first check's 500", routes: goodWith(map[string]reply{selfPath: {Status: 500, Body: `{"message":"boom"}`}}), want: []string{
 			"token|fail|HTTP 500: boom"}},
-		{name: "older GitLab", routes: goodWith(map[string]reply{selfPath: {status: 404}, "/api/v4/user": {body: `{"id": 9, "username": "tollgate-bot"}`}}), want: []string{
+		{name: "older GitLab", routes: goodWith(map[string]reply{selfPath: {Status: 404}, "/api/v4/user": {Body: `{"id": 9, "username": "tollgate-bot"}`}}), want: []string{
 			"token|ok|as tollgate-bot; scopes not readable", "project acme/payments|ok|hook 12 sends Deployment Hook, Job Hook"}},
-		{name: "older GitLab, no API scope", routes: goodWith(map[string]reply{selfPath: {status: 404}, "/api/v4/user": {status: 403, body: `{"error":"insufficient_scope"}`}}),
+		{name: "older GitLab, no API scope", routes: goodWith(map[string]reply{selfPath: {Status: 404}, "/api/v4/user": {Status: 403, Body: `{"error":"insufficient_scope"}`}}),
 			want: []string{"token|fail|needs the read_api or api scope"}},
 		{name: "read_api without a gate", routes: goodWith(map[string]reply{selfPath: tokenReply(`"read_api"`, "null")}), want: []string{
 			`token|ok|token "tollgate" with scopes read_api`, "project acme/payments|ok|hook 12"}},
@@ -135,31 +122,31 @@ func projectCases() []doctorCase {
 		{name: "project unreadable", projects: []string{"acme/gone", "acme/payments"}, routes: good, want: []string{
 			"token|ok|", "project acme/gone|fail|no project acme/gone, or the token may not read it", "project acme/payments|ok|hook 12"}},
 		{name: "a later check's 500", projects: []string{"acme/payments", "acme/ledger"},
-			routes: goodWith(map[string]reply{ledgerPath: {status: 502, body: `{"message":"bad gateway"}`}}), want: []string{
+			routes: goodWith(map[string]reply{ledgerPath: {Status: 502, Body: `{"message":"bad gateway"}`}}), want: []string{
 				"token|ok|", "project acme/payments|ok|hook 12", "project acme/ledger|fail|project acme/ledger: HTTP 502: bad gateway"}},
-		{name: "webhooks 500", routes: goodWith(map[string]reply{hooksPath: {status: 500}}), want: []string{
+		{name: "webhooks 500", routes: goodWith(map[string]reply{hooksPath: {Status: 500}}), want: []string{
 			"token|ok|", "project acme/payments|warn|the webhooks were not checked: GitLab gitlab: project acme/payments webhooks: HTTP 500"}},
-		{name: "webhooks unanswered", routes: goodWith(map[string]reply{hooksPath: {status: hangUp}}), want: []string{
+		{name: "webhooks unanswered", routes: goodWith(map[string]reply{hooksPath: {Status: hangUp}}), want: []string{
 			"token|ok|", "project acme/payments|warn|the webhooks were not checked: GitLab gitlab: project acme/payments webhooks: no answer from"}},
-		{name: "webhooks forbidden", routes: goodWith(map[string]reply{hooksPath: {status: 403, body: `{"message":"403 Forbidden"}`}}), want: []string{
+		{name: "webhooks forbidden", routes: goodWith(map[string]reply{hooksPath: {Status: 403, Body: `{"message":"403 Forbidden"}`}}), want: []string{
 			"token|ok|", "project acme/payments|warn|Maintainer role"}},
-		{name: "no own webhook", routes: goodWith(map[string]reply{hooksPath: {body: "[" + doctorHook(13, "https://chat.example.com/hook", "executable", true, true, true, true) + "]"}}),
+		{name: "no own webhook", routes: goodWith(map[string]reply{hooksPath: {Body: "[" + doctorHook(13, "https://chat.example.com/hook", "executable", true, true, true, true) + "]"}}),
 			want: []string{"token|ok|", "project acme/payments|warn|no webhook of the project points at …/webhooks/gitlab; a group webhook"}},
-		{name: "webhook disabled", routes: goodWith(map[string]reply{hooksPath: {body: "[" + doctorHook(12, ownURL, "disabled", true, true, false, true) + "]"}}),
+		{name: "webhook disabled", routes: goodWith(map[string]reply{hooksPath: {Body: "[" + doctorHook(12, ownURL, "disabled", true, true, false, true) + "]"}}),
 			want: []string{"token|ok|", "project acme/payments|fail|hook 12 is disabled: GitLab sends nothing"}},
-		{name: "webhook temporarily disabled", routes: goodWith(map[string]reply{hooksPath: {body: `[{"id": 12, "url": "` + ownURL +
+		{name: "webhook temporarily disabled", routes: goodWith(map[string]reply{hooksPath: {Body: `[{"id": 12, "url": "` + ownURL +
 			`", "alert_status": "temporarily_disabled", "disabled_until": "2026-12-06T12:30:00.000Z", "deployment_events": true, "enable_ssl_verification": true}]`}}),
 			want: []string{"token|ok|", "project acme/payments|warn|hook 12 is temporarily disabled until 2026-12-06T12:30:00Z"}},
 		{name: "wanted events off", events: []string{"Deployment Hook", "Job Hook", "Pipeline Hook"},
-			routes: goodWith(map[string]reply{hooksPath: {body: "[" + doctorHook(12, ownURL, "executable", true, false, false, true) + "]"}}),
+			routes: goodWith(map[string]reply{hooksPath: {Body: "[" + doctorHook(12, ownURL, "executable", true, false, false, true) + "]"}}),
 			want:   []string{"token|ok|", "project acme/payments|warn|hook 12 does not send Job Hook, Pipeline Hook, which the connector consumes"}},
 		{name: "gate without deployment events, SSL off", gate: true, events: deploymentJob,
-			routes: goodWith(map[string]reply{hooksPath: {body: "[" + doctorHook(12, ownURL, "executable", false, false, true, false) + "," +
+			routes: goodWith(map[string]reply{hooksPath: {Body: "[" + doctorHook(12, ownURL, "executable", false, false, true, false) + "," +
 				doctorHook(14, "https://tollgate-b.example.com/webhooks/gitlab/", "executable", true, true, false, true) + "]"}}),
 			want: []string{"token|ok|", "project acme/payments|fail|hook 12 does not send Deployment Hook (deployment events): deployments blocked",
 				"project acme/payments|warn|hook 12 does not send Job Hook, which", "project acme/payments|warn|hook 12 does not verify the TLS certificate"}},
 		{name: "two good webhooks, one plain http", events: deploymentJob,
-			routes: goodWith(map[string]reply{hooksPath: {body: "[" + doctorHook(12, ownURL, "executable", true, true, false, true) + "," +
+			routes: goodWith(map[string]reply{hooksPath: {Body: "[" + doctorHook(12, ownURL, "executable", true, true, false, true) + "," +
 				doctorHook(14, "http://tollgate-b.internal/webhooks/gitlab", "executable", true, true, true, false) + "]"}}),
 			want: []string{"token|ok|", "project acme/payments|ok|hook 12 sends Deployment Hook, Job Hook; hook 14 sends Deployment Hook, Job Hook, Pipeline Hook"}},
 	}
@@ -171,8 +158,8 @@ func TestPreflight(t *testing.T) {
 	for _, c := range append(tokenCases(), projectCases()...) {
 		t.Run(c.name, func(t *testing.T) {
 			f := &fakeDoctor{routes: map[string]reply{
-				ledgerPath:                  {body: `{"id": 31, "path_with_namespace": "acme/ledger"}`},
-				"/api/v4/projects/31/hooks": {body: "[" + doctorHook(20, ownURL, "executable", true, true, true, true) + "]"},
+				ledgerPath:                  {Body: `{"id": 31, "path_with_namespace": "acme/ledger"}`},
+				"/api/v4/projects/31/hooks": {Body: "[" + doctorHook(20, ownURL, "executable", true, true, true, true) + "]"},
 			}}
 			for k, v := range c.routes {
 				f.routes[k] = v

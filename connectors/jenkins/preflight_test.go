@@ -12,13 +12,10 @@ import (
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 )
 
-// reply is a fake Jenkins's answer to one path.
-type reply struct {
-	status int // 200 when 0; hangUp: the connection is closed, no answer
-	body   string
-}
+// reply is a fake's answer to one path.
+type reply = hooktest.Reply
 
-const hangUp = -1
+const hangUp = hooktest.HangUp
 
 // Paths the preflight reads, and the tree each asks for.
 const (
@@ -49,15 +46,8 @@ func fakeDoctor(routes map[string]reply) *httptest.Server {
 		case r.URL.Query().Get("tree") != trees[r.URL.EscapedPath()]:
 			w.WriteHeader(http.StatusBadRequest)
 			return
-		case rep.status == hangUp:
-			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
-				_ = conn.Close()
-			}
-			return
-		case rep.status != 0:
-			w.WriteHeader(rep.status)
 		}
-		_, _ = w.Write([]byte(rep.body))
+		rep.Write(w)
 	}))
 }
 
@@ -65,10 +55,10 @@ func fakeDoctor(routes map[string]reply) *httptest.Server {
 // each job, then the Notification plugin.
 func TestPreflight(t *testing.T) {
 	good := map[string]reply{
-		whoAmIPath:  {body: `{"_class": "hudson.security.WhoAmI", "anonymous": false, "authenticated": true, "authorities": ["authenticated"], "name": "tollgate"}`},
-		paymentsJob: {body: `{"_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob", "buildable": true, "name": "deploy-payments"}`},
-		ledgerJob:   {body: `{"_class": "hudson.model.FreeStyleProject", "buildable": true, "name": "deploy ledger"}`},
-		pluginsPath: {body: `{"_class": "hudson.LocalPluginManager", "plugins": [{"active": true, "shortName": "git", "version": "5.2.1"},
+		whoAmIPath:  {Body: `{"_class": "hudson.security.WhoAmI", "anonymous": false, "authenticated": true, "authorities": ["authenticated"], "name": "tollgate"}`},
+		paymentsJob: {Body: `{"_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob", "buildable": true, "name": "deploy-payments"}`},
+		ledgerJob:   {Body: `{"_class": "hudson.model.FreeStyleProject", "buildable": true, "name": "deploy ledger"}`},
+		pluginsPath: {Body: `{"_class": "hudson.LocalPluginManager", "plugins": [{"active": true, "shortName": "git", "version": "5.2.1"},
 			{"active": true, "shortName": "notification", "version": "1.17"}]}`},
 	}
 	with := func(over map[string]reply) map[string]reply {
@@ -94,29 +84,29 @@ func TestPreflight(t *testing.T) {
 	}{
 		{name: "all good", routes: good, want: okThen(allJobsOK, pluginOK)},
 		{name: "token refused", password: "wrong", routes: good, want: []string{"credentials|fail|Jenkins refused user tollgate or its API token (HTTP 401)"}},
-		{name: "user forbidden", routes: with(map[string]reply{whoAmIPath: {status: 403}}), want: []string{"credentials|fail|(HTTP 403)"}},
-		{name: "first check unanswered", routes: with(map[string]reply{whoAmIPath: {status: hangUp}}), want: []string{"credentials|fail|Jenkins jenkins: who am I: no answer from"}},
-		{name: "anonymous", routes: with(map[string]reply{whoAmIPath: {body: `{"anonymous": true, "authenticated": true, "name": "anonymous"}`}}),
+		{name: "user forbidden", routes: with(map[string]reply{whoAmIPath: {Status: 403}}), want: []string{"credentials|fail|(HTTP 403)"}},
+		{name: "first check unanswered", routes: with(map[string]reply{whoAmIPath: {Status: hangUp}}), want: []string{"credentials|fail|Jenkins jenkins: who am I: no answer from"}},
+		{name: "anonymous", routes: with(map[string]reply{whoAmIPath: {Body: `{"anonymous": true, "authenticated": true, "name": "anonymous"}`}}),
 			want: append(append([]string{"credentials|warn|as anonymous: jobs anonymous may not read are hidden"}, allJobsOK...), pluginOK)},
-		{name: "not authenticated", routes: with(map[string]reply{whoAmIPath: {body: `{"anonymous": false, "authenticated": false, "name": "anonymous"}`}}),
+		{name: "not authenticated", routes: with(map[string]reply{whoAmIPath: {Body: `{"anonymous": false, "authenticated": false, "name": "anonymous"}`}}),
 			want: append(append([]string{"credentials|warn|as anonymous"}, allJobsOK...), pluginOK)},
-		{name: "job missing", routes: with(map[string]reply{paymentsJob: {status: 404}}), want: okThen(
+		{name: "job missing", routes: with(map[string]reply{paymentsJob: {Status: 404}}), want: okThen(
 			[]string{"job deploy-payments|fail|no job deploy-payments, or the user may not read it", allJobsOK[1]}, pluginOK)},
-		{name: "job disabled", routes: with(map[string]reply{ledgerJob: {body: `{"buildable": false, "name": "deploy ledger"}`}}), want: okThen(
+		{name: "job disabled", routes: with(map[string]reply{ledgerJob: {Body: `{"buildable": false, "name": "deploy ledger"}`}}), want: okThen(
 			[]string{allJobsOK[0], "job team/deploy ledger|warn|team/deploy ledger is disabled"}, pluginOK)},
-		{name: "a folder", routes: with(map[string]reply{ledgerJob: {body: `{"_class": "com.cloudbees.hudson.plugins.folder.Folder", "name": "deploy ledger"}`}}),
+		{name: "a folder", routes: with(map[string]reply{ledgerJob: {Body: `{"_class": "com.cloudbees.hudson.plugins.folder.Folder", "name": "deploy ledger"}`}}),
 			want: okThen([]string{allJobsOK[0], "job team/deploy ledger|warn|is not a job that builds (a folder?)"}, pluginOK)},
-		{name: "a later check's 500", routes: with(map[string]reply{paymentsJob: {status: 500}}), want: okThen(
+		{name: "a later check's 500", routes: with(map[string]reply{paymentsJob: {Status: 500}}), want: okThen(
 			[]string{"job deploy-payments|fail|Jenkins jenkins: job deploy-payments: HTTP 500", allJobsOK[1]}, pluginOK)},
-		{name: "a job unanswered", routes: with(map[string]reply{ledgerJob: {status: hangUp}}), want: okThen(
+		{name: "a job unanswered", routes: with(map[string]reply{ledgerJob: {Status: hangUp}}), want: okThen(
 			[]string{allJobsOK[0], "job team/deploy ledger|fail|Jenkins jenkins: job team/deploy ledger: no answer from"}, pluginOK)},
-		{name: "plugins forbidden", routes: with(map[string]reply{pluginsPath: {status: 403}}), want: okThen(allJobsOK,
+		{name: "plugins forbidden", routes: with(map[string]reply{pluginsPath: {Status: 403}}), want: okThen(allJobsOK,
 			"plugin|warn|cannot list plugins (needs Overall/SystemRead or Administer): whether the Notification plugin is installed is not checked")},
-		{name: "plugins 502", routes: with(map[string]reply{pluginsPath: {status: 502}}), want: okThen(allJobsOK,
+		{name: "plugins 502", routes: with(map[string]reply{pluginsPath: {Status: 502}}), want: okThen(allJobsOK,
 			"plugin|warn|whether the Notification plugin is installed is not checked: Jenkins jenkins: plugins: HTTP 502")},
-		{name: "no plugin", routes: with(map[string]reply{pluginsPath: {body: `{"plugins": [{"active": true, "shortName": "git", "version": "5.2.1"}]}`}}),
+		{name: "no plugin", routes: with(map[string]reply{pluginsPath: {Body: `{"plugins": [{"active": true, "shortName": "git", "version": "5.2.1"}]}`}}),
 			want: okThen(allJobsOK, "plugin|warn|the Notification plugin is not installed: builds reach tollgate only by polling every poll_interval")},
-		{name: "plugin inactive", routes: with(map[string]reply{pluginsPath: {body: `{"plugins": [{"active": false, "shortName": "notification", "version": "1.17"}]}`}}),
+		{name: "plugin inactive", routes: with(map[string]reply{pluginsPath: {Body: `{"plugins": [{"active": false, "shortName": "notification", "version": "1.17"}]}`}}),
 			want: okThen(allJobsOK, "plugin|warn|the Notification plugin 1.17 is installed but not active: builds reach tollgate only by polling")},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package hooktest
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -53,4 +54,29 @@ func Wants(lines ...string) []Want {
 		out[i] = Want{Check: parts[0], Status: connectors.Status(parts[1]), Detail: parts[2]}
 	}
 	return out
+}
+
+// Reply is a fake API's answer to one path in a preflight test: Status
+// (200 when 0; HangUp: the connection is closed without an answer) and
+// Body.
+type Reply struct {
+	Status int
+	Body   string
+}
+
+// HangUp is the Reply status of a connection closed without an answer.
+const HangUp = -1
+
+// Write sends r on w.
+func (r Reply) Write(w http.ResponseWriter) {
+	if r.Status == HangUp {
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			_ = conn.Close()
+		}
+		return
+	}
+	if r.Status != 0 {
+		w.WriteHeader(r.Status)
+	}
+	_, _ = w.Write([]byte(r.Body))
 }

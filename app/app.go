@@ -272,7 +272,7 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 			Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
 			DefaultEnvironment: cc.DefaultEnvironment, Mappings: cc.Mappings, Options: cc.Options, Records: cc.Records,
 			WriteBack: cc.WriteBack, Projects: cc.Projects, Jobs: cc.Jobs,
-			Repositories: cc.Repositories, Organizations: cc.Organizations,
+			Repositories: cc.Repositories, Organizations: cc.Organizations, Groups: cc.Groups,
 		}
 		if a := cc.API; a != nil {
 			c.API = &connectors.API{

@@ -304,6 +304,9 @@ type ConnectorConfig struct {
 	// deliveries redelivered, through the App's installation on them.
 	Repositories  []string `yaml:"repositories"`
 	Organizations []string `yaml:"organizations"`
+	// Groups (gitlab) are those whose own webhooks pointing at the
+	// connector are watched and have their failed events resent.
+	Groups []string `yaml:"groups"`
 	// ProtectionRule (github) and Approvals (gitlab) configure the gates
 	// where the CI waits (connector_ci.go).
 	ProtectionRule *CIGateConfig `yaml:"protection_rule"`
@@ -799,7 +802,7 @@ func (c *Config) LogValue() slog.Value {
 			"default_environment":     cc.DefaultEnvironment, "mappings": cc.Mappings, "options": opts, "records": cc.Records,
 			"api": cc.API.logValue(cc.Type), "write_back": cc.WriteBack, "change_creation": cc.ChangeCreation != nil,
 			"projects": cc.Projects, "jobs": cc.Jobs, "ci_gate": cc.ciGateLogValue(),
-			"repositories": cc.Repositories, "organizations": cc.Organizations,
+			"repositories": cc.Repositories, "organizations": cc.Organizations, "groups": cc.Groups,
 		})
 	}
 	db := MaskDatabaseURL(c.DatabaseURL)

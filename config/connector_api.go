@@ -98,7 +98,7 @@ func (cc *ConnectorConfig) validateAPI(f string, bad func(field, format string, 
 	if len(cc.Jobs) > 0 && cc.Type != "jenkins" {
 		bad(f+".jobs", "is a jenkins setting")
 	}
-	cc.validateGitHubHooks(f, bad)
+	cc.validateOwnHooks(f, bad)
 	if contains(ciAPITypes, cc.Type) {
 		cc.validateCIGate(f, bad)
 		return

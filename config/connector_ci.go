@@ -145,8 +145,8 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 			bad(p+".private_key_file", "%v", err)
 		}
 	case "gitlab":
-		if a.RedeliverInterval != nil && a.Redeliver() > 0 && len(cc.Projects) == 0 {
-			bad(p+".redeliver_interval", "redelivers the projects' webhook events: set projects (and api.poll_interval)")
+		if a.RedeliverInterval != nil && a.Redeliver() > 0 && len(cc.Projects) == 0 && len(cc.Groups) == 0 {
+			bad(p+".redeliver_interval", "redelivers the projects' and groups' webhook events: set projects (and api.poll_interval) or groups")
 		}
 		if a.AppID != "" || a.PrivateKey != "" || a.PrivateKeyFile != "" {
 			bad(p+".app_id", "app_id and private_key are github settings")
@@ -229,31 +229,36 @@ func (cc *ConnectorConfig) ciGateLogValue() map[string]any {
 }
 
 var (
-	githubRepo = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$`)
-	githubOrg  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}$`)
+	gitlabGroup = regexp.MustCompile(`^([0-9]{1,20}|[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*)$`)
+	githubRepo  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$`)
+	githubOrg   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}$`)
 )
 
-// validateGitHubHooks checks repositories and organizations: github
-// settings that need the App (api) to read their webhooks' deliveries.
-func (cc *ConnectorConfig) validateGitHubHooks(f string, bad func(field, format string, args ...any)) {
+// validateOwnHooks checks the lists of those whose own webhooks a
+// connector reads: repositories and organizations (github, through the
+// App), groups (gitlab, with the token).
+func (cc *ConnectorConfig) validateOwnHooks(f string, bad func(field, format string, args ...any)) {
 	lists := []struct {
-		key   string
-		items []string
-		form  *regexp.Regexp
-		what  string
+		key, typ string
+		items    []string
+		form     *regexp.Regexp
+		what     string
 	}{
-		{"repositories", cc.Repositories, githubRepo, "a GitHub repository (owner/name)"},
-		{"organizations", cc.Organizations, githubOrg, "a GitHub organization name"},
+		{"repositories", "github", cc.Repositories, githubRepo, "a GitHub repository (owner/name)"},
+		{"organizations", "github", cc.Organizations, githubOrg, "a GitHub organization name"},
+		{"groups", "gitlab", cc.Groups, gitlabGroup, "a GitLab group id or path"},
 	}
 	for _, l := range lists {
 		switch {
 		case len(l.items) == 0:
 			continue
-		case cc.Type != "github":
-			bad(f+"."+l.key, "is a github setting")
+		case cc.Type != l.typ:
+			bad(f+"."+l.key, "is a %s setting", l.typ)
 			continue
-		case cc.API == nil:
+		case cc.API == nil && l.typ == "github":
 			bad(f+"."+l.key, "are read through the GitHub App: set api (url, app_id, private_key_file)")
+		case cc.API == nil:
+			bad(f+"."+l.key, "are read with the GitLab API: set api (url, token)")
 		}
 		for i, it := range l.items {
 			if !l.form.MatchString(it) {

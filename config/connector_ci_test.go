@@ -66,6 +66,10 @@ func TestCIGateConfig(t *testing.T) {
 		{"github malformed repository and organization", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey +
 			"\n    repositories: [payments]\n    organizations: [acme/x]\n"), []string{"repositories[0]", "owner/name", "organizations[0]"}},
 		{"gitlab organizations", glConfig("    organizations: [acme]\n"), []string{"organizations", "is a github setting"}},
+		{"gitlab groups, no poller", glConfig("    api: {url: https://gitlab.example.com, token: t, redeliver_interval: 5m}\n    groups: [acme, acme/platform, \"77\"]\n    approvals: {deadline: 1h}\n"), nil},
+		{"gitlab groups without api", glConfig("    groups: [acme]\n"), []string{"connectors[0].groups", "set api"}},
+		{"gitlab malformed group", glConfig("    api: {url: https://gitlab.example.com, token: t}\n    groups: [\"acme platform\"]\n"), []string{"groups[0]", "GitLab group"}},
+		{"github groups", ghConfig("    groups: [acme]\n"), []string{"groups", "is a gitlab setting"}},
 		{"gitlab redelivery without projects", glConfig("    api: {url: https://gitlab.example.com, token: t, redeliver_interval: 5m}\n"), []string{"api.redeliver_interval", "set projects"}},
 		{"gitlab redelivery off without projects", glConfig("    api: {url: https://gitlab.example.com, token: t, redeliver_interval: 0s}\n    approvals: {deadline: 1h}\n"), nil},
 		{"gitlab redelivery too often", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 1m, redeliver_interval: 5s}\n    projects: [acme/payments]\n"), []string{"api.redeliver_interval", "30s and 24h"}},

@@ -59,6 +59,9 @@ type Config struct {
 	// App): their own webhooks pointing at the connector have their failed
 	// deliveries redelivered, as the App's are.
 	Repositories, Organizations []string
+	// Groups (GitLab) are those whose own webhooks are watched and whose
+	// failed events are resent, as the projects' are.
+	Groups []string
 	// CIGate, when set (github, gitlab with an API), makes the CI's own
 	// gate a gate request tollgate answers (cigate.go).
 	CIGate *CIGate

@@ -37,25 +37,28 @@ type glHookEvent struct {
 var errNoEventsAPI = errors.New("this GitLab lists no webhook events (GitLab 17.4 and later do): its failed deliveries are not resent")
 
 // RedeliversFailed reports whether the connector can list and resend its
-// projects' webhook events (an api block and projects).
-func (w *Webhook) RedeliversFailed() bool { return w.Polls() }
+// projects' and groups' webhook events (an api block, and projects or
+// groups).
+func (w *Webhook) RedeliversFailed() bool {
+	return w.api != nil && (len(w.projects) > 0 || len(w.groups) > 0)
+}
 
 // Deliveries implements service.DeliveryLog: the events of each webhook of
-// the configured projects that points at this connector, from the newest
-// back to since(log), where each webhook is its own log ("<project
-// id>/<hook id>"). A project whose webhooks the token may not read, or a
-// GitLab without the events API, is said once in an error, then passed
-// over.
+// the configured projects and groups that points at this connector, from
+// the newest back to since(log), where each webhook is its own log
+// ("<project id>/<hook id>", "groups/<group path>/<hook id>"). A project
+// or group whose webhooks the token may not read, or a GitLab without the
+// events API, is said once in an error, then passed over.
 func (w *Webhook) Deliveries(ctx context.Context, since func(log string) time.Time, fn func(connectors.Delivery) error) error {
-	if !w.Polls() {
-		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects")
+	if !w.RedeliversFailed() {
+		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects or groups")
 	}
 	var told []error
-	err := w.eachOwnHooks(ctx, func(ref string, p glProject, hooks []glHook) error {
+	err := w.eachOwnHooks(ctx, func(o hookOwner, hooks []glHook) error {
 		for _, h := range hooks {
-			err := w.hookEvents(ctx, ref, p, h, since(hookLog(p, h)), fn)
+			err := w.hookEvents(ctx, o, h, since(hookLog(o, h)), fn)
 			if errors.Is(err, errNoEventsAPI) {
-				if _, done := w.noEventsAPI.LoadOrStore(ref, true); !done {
+				if _, done := w.noEventsAPI.LoadOrStore(o.key, true); !done {
 					told = append(told, err)
 				}
 				return nil
@@ -69,8 +72,9 @@ func (w *Webhook) Deliveries(ctx context.Context, since func(log string) time.Ti
 	return errors.Join(err, errors.Join(told...))
 }
 
-// hookLog names webhook h's event log: "<project id>/<hook id>".
-func hookLog(p glProject, h glHook) string { return p.ID.String() + "/" + h.ID.String() }
+// hookLog names webhook h's event log: "<project id>/<hook id>", or
+// "groups/<escaped group path>/<hook id>".
+func hookLog(o hookOwner, h glHook) string { return o.log + "/" + h.ID.String() }
 
 // eventPages bounds the pages of a webhook's events one run reads (100
 // events a page): a webhook logs every job's every status, so an outage
@@ -79,9 +83,9 @@ const eventPages = 100
 
 // hookEvents calls fn with webhook h's events from the newest back to
 // since, reading at most eventPages pages.
-func (w *Webhook) hookEvents(ctx context.Context, ref string, p glProject, h glHook, since time.Time, fn func(connectors.Delivery) error) error {
-	path := "/api/v4/projects/" + url.PathEscape(p.ID.String()) + "/hooks/" + url.PathEscape(h.ID.String()) + "/events"
-	what := "project " + ref + " hook " + h.ID.String() + " events"
+func (w *Webhook) hookEvents(ctx context.Context, o hookOwner, h glHook, since time.Time, fn func(connectors.Delivery) error) error {
+	path := o.base + "/hooks/" + url.PathEscape(h.ID.String()) + "/events"
+	what := o.what + " hook " + h.ID.String() + " events"
 	for page := 1; page <= w.api.maxPages(eventPages); page++ {
 		var evs []glHookEvent
 		hdr, err := w.api.get(ctx, path+"?per_page=100&page="+strconv.Itoa(page), what, &evs)
@@ -98,7 +102,7 @@ func (w *Webhook) hookEvents(ctx context.Context, ref string, p glProject, h glH
 			}
 			status, _ := strconv.Atoi(ev.ResponseStatus) // "internal error": no answer, 0
 			if err := fn(connectors.Delivery{
-				ID: hookLog(p, h) + "/" + ev.ID.String(), Log: hookLog(p, h), GUID: eventKey(ev.RequestHeaders),
+				ID: hookLog(o, h) + "/" + ev.ID.String(), Log: hookLog(o, h), GUID: eventKey(ev.RequestHeaders),
 				At: ev.CreatedAt.UTC(), StatusCode: status, OK: status >= 200 && status < 300, Event: ev.Trigger,
 			}); err != nil {
 				return err
@@ -130,14 +134,23 @@ func (w *Webhook) Redeliver(ctx context.Context, d connectors.Delivery) error {
 	if w.api == nil {
 		return core.Errorf(core.KindInvalid, "connector has no GitLab API configured")
 	}
-	parts := strings.Split(d.ID, "/")
+	base, what := "/api/v4/projects/", "project "
+	id := d.ID
+	if g, ok := strings.CutPrefix(id, "groups/"); ok {
+		base, what, id = "/api/v4/groups/", "group ", g
+	}
+	parts := strings.Split(id, "/")
 	if len(parts) != 3 {
+		return core.Errorf(core.KindInvalid, "%q is not a GitLab webhook event", d.ID)
+	}
+	owner, err := url.PathUnescape(parts[0]) // a group's path is kept escaped in the id
+	if err != nil {
 		return core.Errorf(core.KindInvalid, "%q is not a GitLab webhook event", d.ID)
 	}
 	// Safe to repeat: a second resend sends the event again, with the
 	// same Idempotency-Key, and the inbox stores it once.
-	err := w.api.post(ctx, "/api/v4/projects/"+url.PathEscape(parts[0])+"/hooks/"+url.PathEscape(parts[1])+"/events/"+url.PathEscape(parts[2])+"/resend",
-		nil, "project "+parts[0]+" hook "+parts[1]+" event "+parts[2]+" resend")
+	err = w.api.post(ctx, base+url.PathEscape(owner)+"/hooks/"+url.PathEscape(parts[1])+"/events/"+url.PathEscape(parts[2])+"/resend",
+		nil, what+owner+" hook "+parts[1]+" event "+parts[2]+" resend")
 	var se *apiclient.StatusError
 	if errors.As(err, &se) && se.Status == http.StatusUnprocessableEntity && strings.Contains(strings.ToLower(se.Message), "disabled") {
 		// GitLab sends nothing through a webhook it holds disabled, a

@@ -47,6 +47,9 @@ type Webhook struct {
 	// poller looks for (poll.go); projectsRead caches them as read.
 	projects     []string
 	projectsRead sync.Map
+	// groups are those whose own webhooks (a group's, GitLab Premium) are
+	// watched and whose failed events are resent, as the projects' are.
+	groups []string
 	// name is the connector's: its webhook path is /webhooks/<name>.
 	name string
 	// hooksForbidden holds the projects whose webhooks the token may not
@@ -67,7 +70,7 @@ func newWebhook(cfg connectors.Config, o apiclient.Options) (*Webhook, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Webhook{secret: secret, gate: cfg.CIGate, projects: cfg.Projects, name: cfg.Name}
+	w := &Webhook{secret: secret, gate: cfg.CIGate, projects: cfg.Projects, groups: cfg.Groups, name: cfg.Name}
 	if a := cfg.API; a != nil {
 		if a.Token == "" {
 			return nil, core.Invalid("api.token", "is required to approve or read deployments")

@@ -52,6 +52,9 @@ func (w *Webhook) Preflight(ctx context.Context, in connectors.PreflightInput) [
 	for _, ref := range w.projects {
 		out = append(out, w.checkProject(ctx, ref, in)...)
 	}
+	for _, ref := range w.groups {
+		out = append(out, w.checkGroup(ctx, ref, in)...)
+	}
 	return out
 }
 
@@ -159,8 +162,32 @@ func (w *Webhook) checkProject(ctx context.Context, ref string, in connectors.Pr
 		return []connectors.Finding{connectors.Warn(check, "the webhooks were not checked: "+err.Error())}
 	case len(hooks) == 0:
 		return []connectors.Finding{connectors.Warn(check, "no webhook of the project points at …/webhooks/"+w.name+
-			"; a group webhook cannot be seen from here")}
+			"; a group's webhook is seen when the group is in the connector's groups")}
 	}
+	return w.ownHookFindings(check, hooks, in)
+}
+
+// checkGroup is the "group <ref>" check: the group's webhooks that point
+// at the connector; one OK, or each problem.
+func (w *Webhook) checkGroup(ctx context.Context, ref string, in connectors.PreflightInput) []connectors.Finding {
+	check := "group " + ref
+	_, hooks, err := w.ownHooks(ctx, ref)
+	w.hooksForbidden.Delete(ref) // the doctor's look is not the watcher's "said once"
+	switch {
+	case errors.Is(err, errHooksForbidden):
+		return []connectors.Finding{connectors.Warn(check, "no group "+ref+", or the token may not read its webhooks (that needs the Owner role): "+
+			"the webhook's state is not watched and its failed events are not resent")}
+	case err != nil:
+		return []connectors.Finding{connectors.Warn(check, "the webhooks were not checked: "+err.Error())}
+	case len(hooks) == 0:
+		return []connectors.Finding{connectors.Warn(check, "no webhook of the group points at …/webhooks/"+w.name)}
+	}
+	return w.ownHookFindings(check, hooks, in)
+}
+
+// ownHookFindings judges a project's or group's webhooks that point at the
+// connector: one OK naming what each sends, or each problem.
+func (w *Webhook) ownHookFindings(check string, hooks []glHook, in connectors.PreflightInput) []connectors.Finding {
 	var out []connectors.Finding
 	var sends []string
 	for _, h := range hooks {

@@ -131,7 +131,7 @@ func projectCases() []doctorCase {
 		{name: "webhooks forbidden", routes: goodWith(map[string]reply{hooksPath: {Status: 403, Body: `{"message":"403 Forbidden"}`}}), want: []string{
 			"token|ok|", "project acme/payments|warn|Maintainer role"}},
 		{name: "no own webhook", routes: goodWith(map[string]reply{hooksPath: {Body: "[" + doctorHook(13, "https://chat.example.com/hook", "executable", true, true, true, true) + "]"}}),
-			want: []string{"token|ok|", "project acme/payments|warn|no webhook of the project points at …/webhooks/gitlab; a group webhook"}},
+			want: []string{"token|ok|", "project acme/payments|warn|no webhook of the project points at …/webhooks/gitlab; a group's webhook is seen when the group is in the connector's groups"}},
 		{name: "webhook disabled", routes: goodWith(map[string]reply{hooksPath: {Body: "[" + doctorHook(12, ownURL, "disabled", true, true, false, true) + "]"}}),
 			want: []string{"token|ok|", "project acme/payments|fail|hook 12 is disabled: GitLab sends nothing"}},
 		{name: "webhook temporarily disabled", routes: goodWith(map[string]reply{hooksPath: {Body: `[{"id": 12, "url": "` + ownURL +

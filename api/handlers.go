@@ -16,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
 )
 
@@ -610,4 +611,20 @@ func (s *Server) auditHead(c *echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, head)
+}
+
+// doctorReport is GET /api/v1/doctor's answer.
+type doctorReport struct {
+	Sections []connectors.Section `json:"sections"`
+	Failed   int                  `json:"failed"`
+	Warnings int                  `json:"warnings"`
+}
+
+// doctor runs tollgate doctor's read-only checks of the database and each
+// connector's system, as the CLI does (admin only: the findings describe
+// the integration's set-up).
+func (s *Server) doctor(c *echo.Context) error {
+	sections := s.deps.Doctor.CheckConnectors(c.Request().Context())
+	failed, warnings := connectors.Count(sections)
+	return c.JSON(http.StatusOK, doctorReport{Sections: sections, Failed: failed, Warnings: warnings})
 }

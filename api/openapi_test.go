@@ -16,6 +16,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/tollgate-dev/tollgate/api"
+	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
 )
 
@@ -33,7 +34,7 @@ func loadDoc(t *testing.T) *openapi3.T {
 type noReports struct{ api.Reports }
 
 func newServer() *api.Server {
-	return api.New(api.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "1.2.3-test", Reports: noReports{}})
+	return api.New(api.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "1.2.3-test", Reports: noReports{}, Doctor: noDoctor{}})
 }
 
 var echoParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)
@@ -290,3 +291,8 @@ func TestOpenAPIServed(t *testing.T) {
 		t.Error("/api/docs loads scripts or a CDN")
 	}
 }
+
+// noDoctor stands for the app's checks: the route exists, nothing is run.
+type noDoctor struct{}
+
+func (noDoctor) CheckConnectors(context.Context) []connectors.Section { return nil }

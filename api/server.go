@@ -20,6 +20,7 @@ import (
 	"github.com/labstack/echo/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/metrics"
 	"github.com/tollgate-dev/tollgate/service"
@@ -104,6 +105,11 @@ type Deps struct {
 	// AuthFailures, when set, bounds each client's failed
 	// authentications (shared with the UI's sign-in).
 	AuthFailures *AuthFailureLimit
+	// Doctor, when set, runs tollgate doctor's checks for GET
+	// /api/v1/doctor (the serving app's CheckConnectors).
+	Doctor interface {
+		CheckConnectors(ctx context.Context) []connectors.Section
+	}
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (clientIPExtractor); none: the connection's peer is the
 	// client.
@@ -249,6 +255,9 @@ func (s *Server) routes() {
 	s.route(http.MethodGet, "/api/v1/audit", auditorUp, s.listAudit)
 	s.route(http.MethodGet, "/api/v1/audit/verify", auditorUp, s.verifyAudit)
 	s.route(http.MethodGet, "/api/v1/audit/head", auditorUp, s.auditHead)
+	if s.deps.Doctor != nil {
+		s.route(http.MethodGet, "/api/v1/doctor", adminOnly, s.doctor)
+	}
 
 	if s.deps.UI != nil {
 		s.deps.UI.Routes(func(method, path string, h echo.HandlerFunc) { s.route(method, path, public, h) })

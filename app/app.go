@@ -71,8 +71,13 @@ type App struct {
 	// failed.
 	Redeliverers []*service.Redeliverer
 
-	draining atomic.Bool         // shutting down: /readyz answers 503 (drain)
-	conns    []service.Connector // the connectors (their outbound clients: closeOutbound)
+	draining atomic.Bool // shutting down: /readyz answers 503 (drain)
+	// doctorRuns serializes GET /api/v1/doctor's runs; doctorLast and
+	// doctorAt are the last one's findings and end (CheckConnectors).
+	doctorRuns sync.Mutex
+	doctorLast []connectors.Section
+	doctorAt   time.Time
+	conns      []service.Connector // the connectors (their outbound clients: closeOutbound)
 }
 
 // New opens and migrates the store and builds every service.
@@ -195,6 +200,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Evidence:  service.NewEvidence(db, a.Policies, clock),
 		Simulator: service.NewSimulator(db, a.Policies),
 		Proposals: proposals,
+		Doctor:    a,
 		RateLimits: api.RateLimits{
 			TokenRate: cfg.RateLimit.PerToken.PerSecond(), TokenBurst: cfg.RateLimit.PerToken.Burst,
 			ConnectorRate: cfg.RateLimit.PerConnector.PerSecond(), ConnectorBurst: cfg.RateLimit.PerConnector.Burst,

@@ -44,13 +44,7 @@ var (
 
 // DoctorSection is what the doctor found about one thing it checked: the
 // database, or one connector.
-type DoctorSection struct {
-	// Scope is "database" or "connector <name>".
-	Scope string `json:"scope"`
-	// Type is the database's dialect or the connector's type.
-	Type     string               `json:"type"`
-	Findings []connectors.Finding `json:"findings"`
-}
+type DoctorSection = connectors.Section
 
 // DoctorOptions tune the doctor.
 type DoctorOptions struct {
@@ -58,6 +52,9 @@ type DoctorOptions struct {
 	Timeout time.Duration
 	// Retry, when set, replaces the ITSM clients' retry defaults (tests).
 	Retry *connectors.RetryPolicy
+	// DB, when set, is the open store to check (a serving app's); else
+	// the configured one is opened, and closed after.
+	DB *store.DB
 }
 
 // Doctor checks a configuration against the systems it names, reading
@@ -69,8 +66,8 @@ func Doctor(ctx context.Context, cfg *config.Config, log *slog.Logger, o DoctorO
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
 	}
-	dbSection, db, current := doctorDatabase(ctx, cfg, log)
-	if db != nil {
+	dbSection, db, current := doctorDatabase(ctx, cfg, o.DB, log)
+	if db != nil && o.DB == nil {
 		defer db.Close()
 	}
 	out := []DoctorSection{dbSection}
@@ -105,17 +102,22 @@ func Doctor(ctx context.Context, cfg *config.Config, log *slog.Logger, o DoctorO
 
 // doctorDatabase opens the configured store without migrating it and says
 // whether it answers and whether its schema is current.
-func doctorDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (s DoctorSection, db *store.DB, current bool) {
+func doctorDatabase(ctx context.Context, cfg *config.Config, open *store.DB, log *slog.Logger) (s DoctorSection, db *store.DB, current bool) {
 	s = DoctorSection{Scope: "database"}
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log})
-	if err != nil {
-		s.Findings = append(s.Findings, connectors.Fail("reachable", err.Error()))
-		return s, nil, false
+	db = open
+	if db == nil {
+		var err error
+		if db, err = store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log}); err != nil {
+			s.Findings = append(s.Findings, connectors.Fail("reachable", err.Error()))
+			return s, nil, false
+		}
 	}
 	s.Type = db.Dialect()
 	if err := db.Ping(ctx); err != nil {
 		s.Findings = append(s.Findings, connectors.Fail("reachable", err.Error()))
-		db.Close()
+		if open == nil {
+			db.Close()
+		}
 		return s, nil, false
 	}
 	s.Findings = append(s.Findings, connectors.OK("reachable", config.MaskDatabaseURL(orEmbedded(cfg.DatabaseURL))))
@@ -229,3 +231,22 @@ func consumedEvents(cfg connectors.Config, set *mapping.Set) []string {
 	slices.Sort(out)
 	return out
 }
+
+// CheckConnectors runs the doctor's checks from the serving app (GET
+// /api/v1/doctor) on its own store, one run at a time: a request that
+// arrives during a run gets that run's findings.
+func (a *App) CheckConnectors(ctx context.Context) []connectors.Section {
+	a.doctorRuns.Lock()
+	defer a.doctorRuns.Unlock()
+	if time.Since(a.doctorAt) < doctorReuse && a.doctorLast != nil {
+		return a.doctorLast
+	}
+	out := Doctor(ctx, a.Config, a.Log, DoctorOptions{DB: a.DB})
+	a.doctorLast, a.doctorAt = out, time.Now()
+	return out
+}
+
+// doctorReuse is how long a run's findings answer the requests after it:
+// the checks call every connector's system, and a page reloaded or a
+// script looping must not multiply those calls.
+const doctorReuse = 10 * time.Second

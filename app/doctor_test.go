@@ -12,6 +12,7 @@ import (
 	"github.com/tollgate-dev/tollgate/app"
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/itsmfake"
 	"github.com/tollgate-dev/tollgate/internal/logging"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
@@ -65,7 +66,7 @@ func TestDoctor(t *testing.T) {
 		if !hasFinding(got["database"], "schema", connectors.StatusWarn) || got["mappings"] != nil {
 			t.Errorf("unmigrated database: %+v, mappings %+v", got["database"], got["mappings"])
 		}
-		db, err := store.Open(context.Background(), dbURL, store.Options{})
+		db, err := store.Open(context.Background(), dbURL, store.Options{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,4 +156,53 @@ connectors:
     approvals: {deadline: 1h}
   - {name: jenkins, type: jenkins, webhook_secret: %[1]s}
 `, authoritySecret, snURL, snUser, ci.srv.URL, ci.appID, ci.keyFile, ci.glToken)
+}
+
+// TestDoctorAPI: GET /api/v1/doctor runs the same checks from the serving
+// app, on its own store, for an admin; a run's findings answer the
+// requests that follow within seconds, without calling the systems again.
+func TestDoctorAPI(t *testing.T) {
+	sn := itsmfake.New(snUser, snPassword)
+	defer sn.Close()
+	sn.PutSN("change_request", snAPIChange("CHG0088002", "approved", time.Now()))
+	sn.PutSN("incident", map[string]any{"number": snPair("INC0088002"), "state": snPair("2"), "priority": snPair("4")})
+	ci := newFakeCI(t)
+	ci.glHooks = []map[string]any{{"id": 5, "url": "https://tollgate.example.com/webhooks/gitlab", "alert_status": "executable",
+		"deployment_events": true, "job_events": true, "pipeline_events": true, "enable_ssl_verification": true}}
+	env := map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret, "TOLLGATE_DATABASE_URL": newDatabase(t, "sqlite"), "SN_PASSWORD": snPassword}
+	s := serve(t, doctorConfig(sn.URL, ci), env, slog.New(slog.DiscardHandler))
+	var rep struct {
+		Sections []struct {
+			Scope    string
+			Findings []connectors.Finding
+		}
+		Failed, Warnings int
+	}
+	var reads []int // ServiceNow's preflight reads of the approvers (its poller reads them by change)
+	for range 2 {
+		if st := s.do("GET", "/api/v1/doctor", adminSecret, nil, &rep); st != 200 {
+			t.Fatalf("GET /api/v1/doctor: %d", st)
+		}
+		n := 0
+		for _, c := range sn.Calls("sysapproval_approver") {
+			if strings.Contains(c.Query, "sysparm_limit=1") && !strings.Contains(c.Query, "sysparm_query") {
+				n++
+			}
+		}
+		reads = append(reads, n)
+	}
+	scopes := map[string]bool{}
+	for _, sec := range rep.Sections {
+		scopes[sec.Scope] = true
+	}
+	if rep.Failed != 0 || !scopes["database"] || !scopes["connector servicenow"] || !scopes["connector github"] || !scopes["connector gitlab"] {
+		t.Errorf("report %+v", rep)
+	}
+	if reads[0] != reads[1] || reads[0] == 0 {
+		t.Errorf("ServiceNow's approvers read %v after each request, want once in all (the run's findings reused)", reads)
+	}
+	auditor, _ := s.token(core.RoleAuditor)
+	if st := s.do("GET", "/api/v1/doctor", auditor, nil, nil); st != 403 {
+		t.Errorf("an auditor: %d, want 403", st)
+	}
 }

@@ -35,6 +35,32 @@ type Finding struct {
 	Detail string `json:"detail"`
 }
 
+// Section is what a preflight found about one thing it checked: the
+// database, or one connector.
+type Section struct {
+	// Scope is "database" or "connector <name>" (also "mappings" or
+	// "configuration" when those cannot be read).
+	Scope string `json:"scope"`
+	// Type is the database's dialect or the connector's type.
+	Type     string    `json:"type"`
+	Findings []Finding `json:"findings"`
+}
+
+// Count returns how many findings of sections failed and warned.
+func Count(sections []Section) (failed, warnings int) {
+	for _, s := range sections {
+		for _, f := range s.Findings {
+			switch f.Status {
+			case StatusFail:
+				failed++
+			case StatusWarn:
+				warnings++
+			}
+		}
+	}
+	return failed, warnings
+}
+
 // OK, Warn and Fail build findings.
 func OK(check, detail string) Finding { return Finding{Check: check, Status: StatusOK, Detail: detail} }
 func Warn(check, detail string) Finding {

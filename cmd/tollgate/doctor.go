@@ -43,7 +43,7 @@ rotating a credential, or when an alert of docs/alerts.md fires.`,
 				return err
 			}
 			sections := app.Doctor(cmd.Context(), cfg, log, app.DoctorOptions{Timeout: timeout})
-			fails, warns := countFindings(sections)
+			fails, warns := connectors.Count(sections)
 			if asJSON {
 				if err := writeDoctorJSON(c.stdout, sections, fails, warns); err != nil {
 					return err
@@ -60,20 +60,6 @@ rotating a credential, or when an alert of docs/alerts.md fires.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the findings as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "time allowed for each connector's checks")
 	return cmd
-}
-
-func countFindings(sections []app.DoctorSection) (fails, warns int) {
-	for _, s := range sections {
-		for _, f := range s.Findings {
-			switch f.Status {
-			case connectors.StatusFail:
-				fails++
-			case connectors.StatusWarn:
-				warns++
-			}
-		}
-	}
-	return fails, warns
 }
 
 func writeDoctorText(w io.Writer, sections []app.DoctorSection, fails, warns int) {

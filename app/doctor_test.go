@@ -205,4 +205,17 @@ func TestDoctorAPI(t *testing.T) {
 	if st := s.do("GET", "/api/v1/doctor", auditor, nil, nil); st != 403 {
 		t.Errorf("an auditor: %d, want 403", st)
 	}
+
+	// The Connections page shows the same findings to an admin.
+	admin, _ := s.token(core.RoleAdmin)
+	c := s.uiClient()
+	if st, _ := c.signIn(admin); st != 303 {
+		t.Fatalf("sign-in: %d", st)
+	}
+	st, _, body := c.get("/ui/connections")
+	for _, want := range []string{"connector github", "installations", "connector gitlab", "project acme/ledger", `<span class="badge ok">ok</span>`, "Nothing failed"} {
+		if st != 200 || !strings.Contains(body, want) {
+			t.Errorf("/ui/connections: %d, lacks %q", st, want)
+		}
+	}
 }

@@ -170,7 +170,7 @@ func TestUIBrowser(t *testing.T) {
 		{"dashboard", "/ui/", "#h-chart"}, {"releases", "/ui/releases", "table"}, {"deployments", "/ui/deployments", "table"},
 		{"change", "/ui/changes/CHG4001", "table"}, {"mappings", "/ui/mappings", "table"},
 		{"mapping", "/ui/mappings/generic-change", "#source"}, {"inbox", "/ui/inbox", "table"}, {"policy", "/ui/policy", "table"},
-		{"audit", "/ui/audit?verify=1", "table"}, {"tokens", "/ui/tokens", "table"},
+		{"audit", "/ui/audit?verify=1", "table"}, {"tokens", "/ui/tokens", "table"}, {"connections", "/ui/connections", "table"},
 		{"reconciliation", "/ui/reconciliation", "table"},
 	} {
 		do(p.name, chromedp.Navigate(s.url+p.path), chromedp.WaitVisible(chromedp.CSS(p.ready)))

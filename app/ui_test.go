@@ -129,6 +129,7 @@ func TestUIPagesByRole(t *testing.T) {
 		{"/ui/inbox", admin, 200},
 		{"/ui/inbox/no-such-event", admin, 404},
 		{"/ui/tokens", admin, 200},
+		{"/ui/connections", admin, 200},
 		{"/ui/reconciliation", all, 200},
 		{"/ui/reconciliation/no-such-report", all, 404},
 		{"/ui/no-such-page", all, 404},

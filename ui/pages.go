@@ -16,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
 )
 
@@ -716,4 +717,23 @@ func (u *UI) revokeToken(c *echo.Context, s *session) error {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/ui/tokens")
+}
+
+// connectionsView is the Connections page: tollgate doctor's findings.
+type connectionsView struct {
+	Sections         []connectors.Section
+	Failed, Warnings int
+	At               time.Time
+}
+
+// connections runs (or reuses, within seconds) the doctor's checks and
+// shows them: what an admin looks at when a connector goes quiet.
+func (u *UI) connections(c *echo.Context, s *session) error {
+	if u.deps.Doctor == nil {
+		return u.notFound(c, s)
+	}
+	sections := u.deps.Doctor.CheckConnectors(c.Request().Context())
+	failed, warnings := connectors.Count(sections)
+	return u.render(c, s, http.StatusOK, "connections", "Connections", connectionsView{
+		Sections: sections, Failed: failed, Warnings: warnings, At: u.deps.Clock.Now()})
 }

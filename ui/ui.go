@@ -21,6 +21,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/service"
 	"github.com/tollgate-dev/tollgate/store/auth"
@@ -139,6 +140,14 @@ type Deps struct {
 	// AuthFailures, when set, bounds each client's failed sign-ins
 	// (shared with the API's bearer tokens and webhook signatures).
 	AuthFailures AuthFailures
+	// Doctor, when set, shows tollgate doctor's checks of the database and
+	// each connector's system on the Connections page.
+	Doctor Doctor
+}
+
+// Doctor runs tollgate doctor's read-only checks (the serving app's).
+type Doctor interface {
+	CheckConnectors(ctx context.Context) []connectors.Section
 }
 
 // UI serves the pages.
@@ -216,6 +225,7 @@ func (u *UI) Routes(add func(method, path string, h echo.HandlerFunc)) {
 	add(get, "/ui/tokens", u.page(adminOnly, u.tokens))
 	add(post, "/ui/tokens", u.page(adminOnly, u.createToken))
 	add(post, "/ui/tokens/:id/revoke", u.page(adminOnly, u.revokeToken))
+	add(get, "/ui/connections", u.page(adminOnly, u.connections))
 	if u.deps.Reports != nil && u.deps.Downloads != nil {
 		u.reconcileRoutes(add)
 	}
@@ -370,6 +380,7 @@ var nav = []navItem{
 	{"/ui/policy", "Policy", adminOnly},
 	{"/ui/audit", "Audit", anyReader},
 	{"/ui/tokens", "Tokens", adminOnly},
+	{"/ui/connections", "Connections", adminOnly},
 }
 
 // view is what the layout renders around a page.

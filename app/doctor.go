@@ -178,6 +178,9 @@ func doctorConnector(ctx context.Context, c service.Connector, set *mapping.Set,
 		return s
 	}
 	in := connectors.PreflightInput{Name: cfg.Name, Events: consumedEvents(cfg, set)}
+	if cl, ok := c.Webhook.(interface{ CloseIdleConnections() }); ok {
+		defer cl.CloseIdleConnections() // the doctor's own client: nothing reuses it
+	}
 	p, ok := c.Webhook.(preflighter)
 	if !ok {
 		client, err := all.NewAPI(cfg, connectors.APIHooks{Retry: retry}, log)

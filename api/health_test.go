@@ -1,12 +1,14 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +95,36 @@ func TestReadyzBounded(t *testing.T) {
 	var body struct{ Status, Reason string }
 	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Status != "unavailable" || body.Reason == "" {
 		t.Errorf("body %s (%v): want status unavailable with a reason", rec.Body, err)
+	}
+}
+
+// TestReadyzProbeGone: a probe whose connection closed before its answer
+// (the prober gave up; a draining server closed the connection) is not a
+// fault: logged at info, never as the database not answering; and a check
+// that answers at once as the context ends (a draining server) is the
+// answer, not the deadline's.
+func TestReadyzProbeGone(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		ready func(context.Context) error
+		want  string
+	}{
+		{"a check that waits for the context", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }, "connection closed"},
+		{"a draining server", func(context.Context) error { return api.ErrShuttingDown }, "shutting down"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			s := api.New(api.Deps{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Ready: c.ready})
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // gone before the server looked
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil).WithContext(ctx))
+			if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), c.want) {
+				t.Errorf("readyz: %d %s, want 503 naming %q", rec.Code, rec.Body, c.want)
+			}
+			if strings.Contains(logs.String(), `"level":"WARN"`) || strings.Contains(logs.String(), `"level":"ERROR"`) {
+				t.Errorf("logged as a fault:\n%s", logs.String())
+			}
+		})
 	}
 }

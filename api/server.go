@@ -604,8 +604,11 @@ func (s *Server) readyz(c *echo.Context) error {
 	}
 	if s.deps.Ready != nil {
 		if err := readyWithin(ctx, s.deps.Ready); err != nil {
+			if errors.Is(ctx.Err(), context.Canceled) && !errors.Is(err, ErrShuttingDown) {
+				err = errProbeGone // whatever the check said, nobody is waiting for it
+			}
 			level := slog.LevelWarn
-			if errors.Is(err, ErrShuttingDown) {
+			if errors.Is(err, ErrShuttingDown) || errors.Is(err, errProbeGone) {
 				// Expected on every rolling restart: the balancer is being told
 				// to stop sending. Logged, but not as a fault to alert on.
 				level = slog.LevelInfo
@@ -632,9 +635,29 @@ func readyWithin(ctx context.Context, ready func(context.Context) error) error {
 	case err := <-res:
 		return err
 	case <-ctx.Done():
-		return core.Errorf(core.KindUnavailable, "the readiness check did not finish in time (database not answering)")
 	}
+	select {
+	case err := <-res: // answered as the context ended: the answer stands
+		return err
+	case <-time.After(time.Millisecond):
+		// A check that answers at once (a draining server) has its say
+		// even when the probe's context ended before its goroutine ran.
+		select {
+		case err := <-res:
+			return err
+		default:
+		}
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return errProbeGone
+	}
+	return core.Errorf(core.KindUnavailable, "the readiness check did not finish in time (database not answering)")
 }
+
+// errProbeGone is a readiness probe whose connection closed before it was
+// answered (the prober gave up, or a draining server closed the
+// connection): nothing to report.
+var errProbeGone = core.Errorf(core.KindUnavailable, "the probe's connection closed before it was answered")
 
 // publicMessage is an error's client-safe message.
 func publicMessage(err error) string {

@@ -377,6 +377,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	run(a.listen)
 	run(a.reloadLoop)
 	run(a.Scheduler.Run)
+	run(a.doctorLoop)
 
 	srv := &http.Server{
 		Handler:           a.Server,

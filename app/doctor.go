@@ -253,3 +253,53 @@ func (a *App) CheckConnectors(ctx context.Context) []connectors.Section {
 // the checks call every connector's system, and a page reloaded or a
 // script looping must not multiply those calls.
 const doctorReuse = 10 * time.Second
+
+// doctorLoop runs the doctor's checks every interval (the first an
+// interval after start) and exports what did not pass, so that a
+// credential about to expire, a webhook someone disabled or a read right
+// taken away is alerted on before a deploy meets it.
+func (a *App) doctorLoop(ctx context.Context) {
+	every := a.Config.DoctorEvery()
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.RunDoctor(ctx)
+		}
+	}
+}
+
+// RunDoctor runs the doctor's checks once, exports each finding that did
+// not pass in tollgate_doctor_findings (replacing the last run's) and logs
+// each, a warn as a warning and a fail as an error.
+func (a *App) RunDoctor(ctx context.Context) []connectors.Section {
+	a.doctorRuns.Lock()
+	out := Doctor(ctx, a.Config, a.Log, DoctorOptions{DB: a.DB})
+	a.doctorLast, a.doctorAt = out, time.Now()
+	a.doctorRuns.Unlock()
+	if ctx.Err() != nil {
+		return out
+	}
+	a.Metrics.DoctorFindings.Reset()
+	for _, s := range out {
+		for _, f := range s.Findings {
+			if f.Status == connectors.StatusOK {
+				continue
+			}
+			a.Metrics.DoctorFindings.WithLabelValues(s.Scope, f.Check, string(f.Status)).Set(1)
+			level := slog.LevelWarn
+			if f.Status == connectors.StatusFail {
+				level = slog.LevelError
+			}
+			a.Log.Log(ctx, level, "doctor: "+s.Scope+": "+f.Check+" "+string(f.Status), "detail", f.Detail)
+		}
+	}
+	a.Metrics.DoctorRun.SetToCurrentTime()
+	return out
+}

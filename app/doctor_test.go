@@ -206,6 +206,24 @@ func TestDoctorAPI(t *testing.T) {
 		t.Errorf("an auditor: %d, want 403", st)
 	}
 
+	// The scheduled run exports what did not pass, and drops it once it
+	// passes again.
+	ci.mu.Lock()
+	ci.glHooks[0]["alert_status"] = "disabled"
+	ci.mu.Unlock()
+	s.app.RunDoctor(context.Background())
+	failing := `tollgate_doctor_findings{check="project acme/ledger",scope="connector gitlab",status="fail"} 1`
+	if m := s.metricsText(); !strings.Contains(m, failing) || strings.Contains(m, "tollgate_doctor_last_run_timestamp_seconds 0") {
+		t.Errorf("metrics after a run with the webhook disabled:\n%s", grepLines(m, "tollgate_doctor"))
+	}
+	ci.mu.Lock()
+	ci.glHooks[0]["alert_status"] = "executable"
+	ci.mu.Unlock()
+	s.app.RunDoctor(context.Background())
+	if m := s.metricsText(); strings.Contains(m, `scope="connector gitlab"`) {
+		t.Errorf("metrics after the webhook was enabled again:\n%s", grepLines(m, "tollgate_doctor"))
+	}
+
 	// The Connections page shows the same findings to an admin.
 	admin, _ := s.token(core.RoleAdmin)
 	c := s.uiClient()

@@ -93,6 +93,12 @@ type Config struct {
 	// lease recomputes the tollgate_release_metric gauges (default 1h; 0s:
 	// off, the gauges stay absent; the API computes on request anyway).
 	ReleaseMetricsRefresh *Period `yaml:"release_metrics_refresh"`
+	// DoctorInterval is how often each replica runs tollgate doctor's
+	// checks and exports their findings (tollgate_doctor_findings), so
+	// that a credential about to expire or a webhook someone disabled is
+	// alerted on (default 6h, the first run one interval after start; 0s:
+	// off).
+	DoctorInterval *Period `yaml:"doctor_interval"`
 }
 
 // GateConfig configures the gate check.

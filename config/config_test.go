@@ -92,6 +92,7 @@ connectors:
 				"  - {name: b, type: generic, webhook_secret: 0123456789abcdef, webhook_secret_previous: 0123456789abcdef}\n",
 			wantErr: []string{"connectors[0].webhook_secret_previous: must be at least 16", "connectors[1].webhook_secret_previous: is the same as webhook_secret"},
 		},
+		{name: "doctor interval too short", src: "doctor_interval: 1m\n", wantErr: []string{"doctor_interval", "between 5m and 7d"}},
 		{name: "duplicate connector", src: "connectors:\n  - {name: a, type: generic, webhook_secret: 0123456789abcdef}\n  - {name: a, type: generic, webhook_secret: 0123456789abcdef}\n", wantErr: []string{"declared twice"}},
 		{name: "short admin token", src: "", env: map[string]string{"TOLLGATE_ADMIN_TOKEN": "short"}, wantErr: []string{"admin_token"}},
 		{name: "bad log level", src: "log_level: loud\n", wantErr: []string{"log_level"}},

@@ -115,6 +115,21 @@ func (c *Config) validateReports(bad func(field, format string, args ...any)) {
 	if v := c.ReleaseMetricsRefresh; v != nil && v.D() != 0 && (v.D() < time.Minute || v.D() > 24*time.Hour) {
 		bad("release_metrics_refresh", "must be 0s (off) or between 1m and 24h")
 	}
+	if v := c.DoctorInterval; v != nil && v.D() != 0 && (v.D() < 5*time.Minute || v.D() > 7*24*time.Hour) {
+		bad("doctor_interval", "must be 0s (off) or between 5m and 7d")
+	}
+}
+
+// DefaultDoctorInterval is how often the doctor's checks run in serve
+// unless configured.
+const DefaultDoctorInterval = Period(6 * time.Hour)
+
+// DoctorEvery is how often serve runs the doctor's checks (0: never).
+func (c *Config) DoctorEvery() time.Duration {
+	if c.DoctorInterval == nil {
+		return DefaultDoctorInterval.D()
+	}
+	return c.DoctorInterval.D()
 }
 
 // DefaultReleaseMetricsRefresh is how often the release metrics gauges

@@ -49,7 +49,7 @@ func TestAlertRules(t *testing.T) {
 	helps := metricHelps(t)
 	metric := regexp.MustCompile(`tollgate_[a-z_]+`)
 	selector := regexp.MustCompile(`(tollgate_[a-z_]+)\{([^}]*)\}`)
-	matcher := regexp.MustCompile(`(outcome|reason)=~?"([^"]+)"`)
+	matcher := regexp.MustCompile(`(outcome|reason|status)=~?"([^"]+)"`)
 	seen := map[string]bool{}
 	n := 0
 	for _, g := range file.Groups {

@@ -21,6 +21,11 @@ type Set struct {
 	InboxPending prometheus.Gauge       // events waiting for the normalizer
 
 	AuthFailures *prometheus.CounterVec // reason: missing_token|invalid_token|forbidden|webhook_signature
+	// DoctorFindings is 1 for each check of the last scheduled doctor run
+	// that did not pass (scope, check, status: warn|fail).
+	DoctorFindings *prometheus.GaugeVec
+	// DoctorRun is when the last scheduled doctor run ended (Unix seconds).
+	DoctorRun prometheus.Gauge
 	// PreviousSecret counts deliveries accepted with a connector's
 	// webhook_secret_previous (a rotation under way).
 	PreviousSecret *prometheus.CounterVec // connector
@@ -109,6 +114,13 @@ func New() *Set {
 		InboxEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_inbox_events_total", Help: "Inbox events by connector and outcome (received, duplicate, rejected, polled: read through an ITSM API, processed, quarantined, ignored, retried).",
 		}, []string{"connector", "outcome"}),
+		DoctorFindings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tollgate_doctor_findings",
+			Help: "1 for each check of the last scheduled doctor run that did not pass, by scope (database, connector <name>), check and status (warn, fail); a passing check has no series.",
+		}, []string{"scope", "check", "status"}),
+		DoctorRun: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tollgate_doctor_last_run_timestamp_seconds", Help: "When the last scheduled doctor run ended (Unix seconds; 0 before the first).",
+		}),
 		PreviousSecret: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_webhook_previous_secret_total",
 			Help: "Deliveries authenticated with the connector's webhook_secret_previous: while it rises the sender still uses the old secret, which can be removed once it stops.",
@@ -155,7 +167,7 @@ func New() *Set {
 		Name: "tollgate_gate_callbacks_total", Help: "Answers sent to a CI's gate by provider and outcome (approved, rejected, retried, failed, unknown).",
 	}, []string{"provider", "outcome"})
 	r.MustRegister(s.GatePending, s.GateCallbacks)
-	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.PreviousSecret, s.InboxLag, s.InboxPending,
+	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.PreviousSecret, s.DoctorFindings, s.DoctorRun, s.InboxLag, s.InboxPending,
 		s.AuthFailures, s.RateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s

@@ -166,7 +166,7 @@ func (r *Redeliverer) RunOnce(ctx context.Context) (RedeliverRun, error) {
 			delete(r.asked, id)
 		}
 	}
-	marks := &logMarks{r: r, ctx: ctx, first: wm, from: map[string]time.Time{"": wm}, newest: map[string]time.Time{"": wm}}
+	marks := &logMarks{r: r, ctx: ctx, first: wm, from: map[string]time.Time{"": wm}, newest: map[string]time.Time{"": wm}, held: map[string]bool{}}
 	byID, err := r.read(ctx, marks, &run)
 	if err != nil {
 		return run, err
@@ -317,6 +317,7 @@ type logMarks struct {
 	first  time.Time
 	from   map[string]time.Time // each log's watermark as read
 	newest map[string]time.Time // each log read: where its watermark goes
+	held   map[string]bool      // logs whose watermark a delivery left holds back
 	err    error                // reading a log's watermark failed
 }
 
@@ -351,15 +352,17 @@ func (m *logMarks) saw(d connectors.Delivery) {
 func (m *logMarks) hold(ds ...connectors.Delivery) {
 	for _, d := range ds {
 		m.newest[d.Log] = minTime(m.newest[d.Log], d.At)
+		m.held[d.Log] = true
 	}
 }
 
-// save stores every log's watermark, and the connector's: where a log
-// that appears later (a webhook added) starts — the newest any log got
-// to, when the sender keeps several.
+// save stores every log's watermark, and the connector's: the log ""'s
+// (a GitHub App's own), which is also where a log that appears later (a
+// webhook added) starts — so, unless a delivery of "" holds it back, the
+// newest any log got to.
 func (m *logMarks) save(ctx context.Context) error {
 	for log, wm := range m.newest {
-		if log != "" && wm.After(m.newest[""]) {
+		if log != "" && !m.held[""] && wm.After(m.newest[""]) {
 			m.newest[""] = wm
 		}
 	}

@@ -325,3 +325,23 @@ func TestRedelivererPerLog(t *testing.T) {
 		t.Errorf("second run asked for %v, want [new-hook] (held still deferred, b1 asked once)", log.asked)
 	}
 }
+
+// TestRedelivererHeldAppLog: a sender whose own log "" (a GitHub App's)
+// holds a deferred delivery keeps that watermark back even when its other
+// logs (repository webhooks) got further: the held delivery is read again.
+func TestRedelivererHeldAppLog(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	at := func(min int) time.Time { return now.Add(time.Duration(min) * time.Minute) }
+	log := &fakeDeliveryLog{now: func() time.Time { return now }, attempts: []connectors.Delivery{
+		{ID: "1", GUID: "app-held", At: at(-30)},
+		{ID: "repos/acme/x/hooks/1/deliveries/2", Log: "repos/acme/x/hooks/1", GUID: "repo-ok", At: at(-5), StatusCode: 202, OK: true},
+	}, refuse: map[string]error{"app-held": core.Wrap(core.KindUnavailable, connectors.ErrDeferred, "later")}}
+	st := &redeliverStore{stored: map[string]bool{}}
+	r := NewRedeliverer("gh", log, st, time.Minute, "test", core.ClockFunc(func() time.Time { return now }), slog.New(slog.DiscardHandler), nil)
+	if _, err := r.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !st.wm.Equal(at(-30)) || !st.logs["redeliver:gh:repos/acme/x/hooks/1"].Equal(at(-5)) {
+		t.Errorf("watermarks: the App's %v (want %v, held), the repository webhook's %v (want %v)", st.wm, at(-30), st.logs, at(-5))
+	}
+}

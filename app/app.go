@@ -478,16 +478,23 @@ func (a *App) listen(ctx context.Context) {
 
 // reloadLoop picks up mapping changes made on other replicas.
 func (a *App) reloadLoop(ctx context.Context) {
-	t := time.NewTicker(30 * time.Second)
+	every(ctx, 30*time.Second, func() {
+		if err := a.Mappings.Reload(ctx); err != nil {
+			a.Log.Warn("mapping reload failed", "error", err.Error())
+		}
+	})
+}
+
+// every calls fn every d (the first time d from now) until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.Mappings.Reload(ctx); err != nil {
-				a.Log.Warn("mapping reload failed", "error", err.Error())
-			}
+			fn()
 		}
 	}
 }

@@ -259,19 +259,8 @@ const doctorReuse = 10 * time.Second
 // credential about to expire, a webhook someone disabled or a read right
 // taken away is alerted on before a deploy meets it.
 func (a *App) doctorLoop(ctx context.Context) {
-	every := a.Config.DoctorEvery()
-	if every <= 0 {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.RunDoctor(ctx)
-		}
+	if d := a.Config.DoctorEvery(); d > 0 {
+		every(ctx, d, func() { a.RunDoctor(ctx) })
 	}
 }
 

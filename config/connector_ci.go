@@ -167,8 +167,8 @@ func (cc *ConnectorConfig) validateGitLabPoll(f string, bad func(field, format s
 	if a.PollInterval < 0 || (a.PollInterval > 0 && a.PollInterval.D() < 10*time.Second) || a.PollInterval.D() > 24*time.Hour {
 		bad(f+".api.poll_interval", "must be 0 (no poller) or between 10s and 24h")
 	}
-	if a.PollInterval > 0 && len(cc.Projects) == 0 {
-		bad(f+".projects", "the gitlab poller needs the projects it looks at (ids or paths such as acme/payments)")
+	if a.PollInterval > 0 && len(cc.Projects) == 0 && len(cc.Groups) == 0 {
+		bad(f+".projects", "the gitlab poller needs the projects it looks at (ids or paths such as acme/payments), or the groups whose webhooks it watches")
 	}
 	if a.PollInterval == 0 && len(cc.Projects) > 0 {
 		bad(f+".projects", "are the gitlab poller's: set api.poll_interval")

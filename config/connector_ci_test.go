@@ -67,6 +67,7 @@ func TestCIGateConfig(t *testing.T) {
 			"\n    repositories: [payments]\n    organizations: [acme/x]\n"), []string{"repositories[0]", "owner/name", "organizations[0]"}},
 		{"gitlab organizations", glConfig("    organizations: [acme]\n"), []string{"organizations", "is a github setting"}},
 		{"gitlab groups, no poller", glConfig("    api: {url: https://gitlab.example.com, token: t, redeliver_interval: 5m}\n    groups: [acme, acme/platform, \"77\"]\n    approvals: {deadline: 1h}\n"), nil},
+		{"gitlab groups watched, no projects", glConfig("    api: {url: https://gitlab.example.com, token: t, poll_interval: 2m}\n    groups: [acme]\n    approvals: {deadline: 1h}\n"), nil},
 		{"gitlab groups without api", glConfig("    groups: [acme]\n"), []string{"connectors[0].groups", "set api"}},
 		{"gitlab malformed group", glConfig("    api: {url: https://gitlab.example.com, token: t}\n    groups: [\"acme platform\"]\n"), []string{"groups[0]", "GitLab group"}},
 		{"github groups", ghConfig("    groups: [acme]\n"), []string{"groups", "is a gitlab setting"}},

@@ -57,7 +57,7 @@ func (p *Poller) CheckHooks(ctx context.Context) {
 		p.hooks[s.Where] = s.Disabled
 		switch {
 		case s.Disabled && !was && s.Status == "absent":
-			p.log.WarnContext(ctx, "no webhook of the project points at this connector's path (/webhooks/<connector>): unless a group webhook sends its events, or a proxy rewrites the path, it sends tollgate nothing and the poller alone finds its deployments",
+			p.log.WarnContext(ctx, "no webhook there points at this connector's path (/webhooks/<connector>): unless a group webhook sends its events (list the group in the connector's groups to watch it), or a proxy rewrites the path, it sends tollgate nothing and the poller alone finds its deployments",
 				"connector", p.name, "webhook", s.Where)
 		case s.Disabled && !was && s.Until.IsZero():
 			p.log.ErrorContext(ctx, "the CI has disabled its webhook to tollgate until someone enables it again (after failed deliveries): it sends nothing through it; the poller alone finds its deployments",

@@ -59,7 +59,7 @@ func TestPollerCheckHooks(t *testing.T) {
 				{Where: "project acme/web", Disabled: true, Status: "absent"},
 			},
 			logged: []string{"level=WARN msg=\"the CI has disabled its webhook to tollgate for a while", "until=2026-12-06T12:30:00.000Z",
-				"level=WARN msg=\"no webhook of the project points at this connector's path"},
+				"level=WARN msg=\"no webhook there points at this connector's path"},
 			gauges: map[string]float64{"project acme/payments hook 1": 0, "project acme/ledger hook 2": 1},
 		},
 		{ // the same again: nothing logged

@@ -39,9 +39,7 @@ var errNoEventsAPI = errors.New("this GitLab lists no webhook events (GitLab 17.
 // RedeliversFailed reports whether the connector can list and resend its
 // projects' and groups' webhook events (an api block, and projects or
 // groups).
-func (w *Webhook) RedeliversFailed() bool {
-	return w.api != nil && (len(w.projects) > 0 || len(w.groups) > 0)
-}
+func (w *Webhook) RedeliversFailed() bool { return w.Polls() }
 
 // Deliveries implements service.DeliveryLog: the events of each webhook of
 // the configured projects and groups that points at this connector, from

@@ -34,7 +34,7 @@ type glHook struct {
 // Owner role: one whose webhooks the token may not read is said once in an
 // error, then passed over.
 func (w *Webhook) HookStates(ctx context.Context) ([]connectors.HookState, error) {
-	if !w.RedeliversFailed() {
+	if !w.Polls() {
 		return nil, nil
 	}
 	var out []connectors.HookState

@@ -132,8 +132,8 @@ func TestGroupHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if !w.RedeliversFailed() || w.Polls() {
-		t.Fatal("groups without projects: resent, not polled")
+	if !w.RedeliversFailed() || !w.Polls() {
+		t.Fatal("groups without projects: resent, and watched after each poll")
 	}
 	states, err := w.HookStates(ctx)
 	if len(states) != 1 || states[0].Where != "group acme/platform hook 9" || !states[0].Disabled || states[0].Until.IsZero() {

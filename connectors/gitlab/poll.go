@@ -34,8 +34,9 @@ func (w *Webhook) CloseIdleConnections() {
 
 // Polls reports whether the connector polls its projects' deployments
 // (an api block and projects; with approvals too, the waiting ones are
-// gate requests).
-func (w *Webhook) Polls() bool { return w.api != nil && len(w.projects) > 0 }
+// gate requests), or watches its groups' webhooks after each poll (an api
+// block and groups: a poll of no project reads nothing).
+func (w *Webhook) Polls() bool { return w.api != nil && (len(w.projects) > 0 || len(w.groups) > 0) }
 
 // Poll implements service.PollSource: the configured projects'
 // deployments that started, ran or ended since since, oldest first
@@ -50,7 +51,7 @@ func (w *Webhook) Polls() bool { return w.api != nil && len(w.projects) > 0 }
 // goes on from there.
 func (w *Webhook) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
 	if !w.Polls() {
-		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects to poll")
+		return core.Errorf(core.KindInvalid, "connector has no GitLab API and projects or groups to poll")
 	}
 	projects := make([]glProject, len(w.projects))
 	var recent []projectDeployment

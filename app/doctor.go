@@ -55,6 +55,8 @@ type DoctorOptions struct {
 	// DB, when set, is the open store to check (a serving app's); else
 	// the configured one is opened, and closed after.
 	DB *store.DB
+	// Connectors, when set, limits the connectors checked to those named.
+	Connectors []string
 }
 
 // Doctor checks a configuration against the systems it names, reading
@@ -86,6 +88,16 @@ func Doctor(ctx context.Context, cfg *config.Config, log *slog.Logger, o DoctorO
 		out = append(out, DoctorSection{Scope: "configuration", Findings: []connectors.Finding{
 			connectors.Fail("connectors", err.Error()),
 		}})
+	}
+	if len(o.Connectors) > 0 {
+		conns = slices.DeleteFunc(conns, func(c service.Connector) bool { return !slices.Contains(o.Connectors, c.Config.Name) })
+		for _, name := range o.Connectors {
+			if !slices.ContainsFunc(conns, func(c service.Connector) bool { return c.Config.Name == name }) {
+				out = append(out, DoctorSection{Scope: "connector " + name, Findings: []connectors.Finding{
+					connectors.Fail("configuration", "no connector of that name in the configuration"),
+				}})
+			}
+		}
 	}
 	sections := make([]DoctorSection, len(conns))
 	var wg sync.WaitGroup

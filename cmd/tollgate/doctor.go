@@ -18,6 +18,7 @@ func newDoctorCmd(c *cli) *cobra.Command {
 	var (
 		asJSON  bool
 		timeout time.Duration
+		only    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "doctor [--config FILE]",
@@ -42,7 +43,7 @@ rotating a credential, or when an alert of docs/alerts.md fires.`,
 			if err != nil {
 				return err
 			}
-			sections := app.Doctor(cmd.Context(), cfg, log, app.DoctorOptions{Timeout: timeout})
+			sections := app.Doctor(cmd.Context(), cfg, log, app.DoctorOptions{Timeout: timeout, Connectors: only})
 			fails, warns := connectors.Count(sections)
 			if asJSON {
 				if err := writeDoctorJSON(c.stdout, sections, fails, warns); err != nil {
@@ -59,6 +60,7 @@ rotating a credential, or when an alert of docs/alerts.md fires.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the findings as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "time allowed for each connector's checks")
+	cmd.Flags().StringSliceVar(&only, "connector", nil, "check only this connector (repeat, or NAME,NAME; the database is always checked)")
 	return cmd
 }
 

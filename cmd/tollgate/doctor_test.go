@@ -56,6 +56,11 @@ func TestDoctorCommand(t *testing.T) {
 		t.Errorf("--json: exit %d, %v, %+v", code, err, rep)
 	}
 
+	code, out, _ = runCLI(t, env, "doctor", "--connector", "nope", "--config", withSN)
+	if code != 1 || strings.Contains(out, "connector sn") || !strings.Contains(out, "connector nope") {
+		t.Errorf("--connector nope: exit %d, want only the unknown name failed:\n%s", code, out)
+	}
+
 	webhooksOnly := filepath.Join(dir, "gl.yaml")
 	if err := writeFile(webhooksOnly, "connectors:\n  - {name: gl, type: gitlab, webhook_secret: webhook-secret-0123456789}\n"); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/tollgate-dev/tollgate/mapping"
 	"github.com/tollgate-dev/tollgate/service"
 	"github.com/tollgate-dev/tollgate/store"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // preflighter is a connector side that can check itself against its live
@@ -117,6 +119,12 @@ func Doctor(ctx context.Context, cfg *config.Config, log *slog.Logger, o DoctorO
 func doctorDatabase(ctx context.Context, cfg *config.Config, open *store.DB, log *slog.Logger) (s DoctorSection, db *store.DB, current bool) {
 	s = DoctorSection{Scope: "database"}
 	db = open
+	if path, ok := missingSQLite(cfg.DatabaseURL); db == nil && ok {
+		// Opening it would create it: the doctor writes nothing.
+		s.Type = store.SQLite
+		s.Findings = append(s.Findings, connectors.Warn("reachable", "no embedded store at "+path+" yet: serve creates it when it first starts"))
+		return s, nil, false
+	}
 	if db == nil {
 		var err error
 		if db, err = store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log}); err != nil {
@@ -144,6 +152,20 @@ func doctorDatabase(ctx context.Context, cfg *config.Config, open *store.DB, log
 		current = true
 	}
 	return s, db, current
+}
+
+// missingSQLite reports whether url names an embedded store whose file
+// does not exist yet, and its path.
+func missingSQLite(url string) (string, bool) {
+	if url != "" && !strings.HasPrefix(url, "sqlite:") {
+		return "", false
+	}
+	path, _, err := sqldb.SQLiteOptions(url)
+	if err != nil {
+		return "", false // Open says what is wrong with it
+	}
+	_, err = os.Stat(path)
+	return path, errors.Is(err, fs.ErrNotExist)
 }
 
 func orEmbedded(url string) string {

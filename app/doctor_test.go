@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,11 +61,19 @@ func TestDoctor(t *testing.T) {
 		sn.PutSN("change_request", snAPIChange("CHG0088001", "approved", time.Now()))
 		sn.PutSN("incident", map[string]any{"number": snPair("INC0088001"), "state": snPair("2"), "priority": snPair("4")})
 
-		// A database not yet migrated: a warning, and the profiles are the
-		// files' alone.
+		// A database not yet migrated (an embedded store not yet created,
+		// which the doctor does not create): a warning, and the profiles
+		// are the files' alone.
 		got := doctor(snPassword)
-		if !hasFinding(got["database"], "schema", connectors.StatusWarn) || got["mappings"] != nil {
+		unmigrated := "schema"
+		if dialect == "sqlite" {
+			unmigrated = "reachable"
+		}
+		if !hasFinding(got["database"], unmigrated, connectors.StatusWarn) || got["mappings"] != nil {
 			t.Errorf("unmigrated database: %+v, mappings %+v", got["database"], got["mappings"])
+		}
+		if _, err := os.Stat(strings.TrimPrefix(dbURL, "sqlite:")); dialect == "sqlite" && err == nil {
+			t.Error("the doctor created the embedded store")
 		}
 		db, err := store.Open(context.Background(), dbURL, store.Options{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,10 +36,13 @@ func TestDoctorCommand(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", code, out)
 	}
-	for _, want := range []string{"database (sqlite)", "connector sn (servicenow)", "fail  change_request", "1 failed"} {
+	for _, want := range []string{"database (sqlite)", "no embedded store at", "connector sn (servicenow)", "fail  change_request", "1 failed"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "t.db")); err == nil {
+		t.Error("the doctor created the embedded store it was to check")
 	}
 	if strings.Contains(out, "not-the-password-42") {
 		t.Errorf("the password is shown:\n%s", out)

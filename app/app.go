@@ -5,6 +5,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ var Version = "dev"
 // Options are what tests vary.
 type Options struct {
 	Clock core.Clock
+	// SchemaEvery is how often a running replica checks that it may still
+	// run against the schema (default 10 s).
+	SchemaEvery time.Duration
 }
 
 // App is a running tollgate.
@@ -78,6 +82,8 @@ type App struct {
 	doctorLast []connectors.Section
 	doctorAt   time.Time
 	conns      []service.Connector // the connectors (their outbound clients: closeOutbound)
+	// schemaEvery is how often watchSchema reads the schema's floor.
+	schemaEvery time.Duration
 }
 
 // New opens and migrates the store and builds every service.
@@ -95,6 +101,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		db.Close()
 		return nil, err
 	}
+	a.schemaEvery = cmp.Or(opts.SchemaEvery, defaultSchemaEvery)
 	return a, nil
 }
 
@@ -342,19 +349,23 @@ func (a *App) ready(ctx context.Context) error {
 	if err := a.DB.Ping(ctx); err != nil {
 		return core.Wrap(core.KindUnavailable, err, "database unreachable")
 	}
-	n, err := a.DB.MigrationsPending(ctx)
+	st, err := a.DB.Schema(ctx)
 	if err != nil {
 		return core.Wrap(core.KindUnavailable, err, "cannot read migration status")
 	}
-	if n > 0 {
-		return core.Errorf(core.KindUnavailable, "%d migrations not applied", n)
+	if st.Pending > 0 {
+		return core.Errorf(core.KindUnavailable, "%d migrations not applied", st.Pending)
 	}
-	return nil
+	return st.Err()
 }
 
 // Serve serves HTTP on ln and runs the background work until ctx ends,
 // then drains in-flight requests (up to the shutdown timeout) and stops.
+// A replica whose schema a newer tollgate migrated past what it can run
+// against stops the same way, and returns that error.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	run := func(f func(context.Context)) {
@@ -378,6 +389,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	run(a.reloadLoop)
 	run(a.Scheduler.Run)
 	run(a.doctorLoop)
+	run(func(ctx context.Context) { a.watchSchema(ctx, stop) })
 
 	srv := &http.Server{
 		Handler:           a.Server,
@@ -411,6 +423,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.closeOutbound()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
+	}
+	if cause := context.Cause(ctx); err == nil && errors.Is(cause, store.ErrSchemaTooNew) {
+		err = cause
 	}
 	return err
 }

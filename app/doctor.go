@@ -141,14 +141,20 @@ func doctorDatabase(ctx context.Context, cfg *config.Config, open *store.DB, log
 		return s, nil, false
 	}
 	s.Findings = append(s.Findings, connectors.OK("reachable", config.MaskDatabaseURL(orEmbedded(cfg.DatabaseURL))))
-	switch n, err := db.MigrationsPending(ctx); {
+	switch st, err := db.Schema(ctx); {
 	case err != nil:
 		s.Findings = append(s.Findings, connectors.Fail("schema", "cannot read the migration status: "+err.Error()))
-	case n > 0:
+	case st.Err() != nil:
+		s.Findings = append(s.Findings, connectors.Fail("schema", st.Err().Error()))
+	case st.Pending > 0:
 		s.Findings = append(s.Findings, connectors.Warn("schema",
-			fmt.Sprintf("%d migrations not applied: serve applies them when it starts (or run tollgate migrate first)", n)))
+			fmt.Sprintf("%d migrations not applied: serve applies them when it starts (or run tollgate migrate first)", st.Pending)))
+	case st.Ahead():
+		s.Findings = append(s.Findings, connectors.Warn("schema",
+			fmt.Sprintf("the database is at migration %d, newer than this tollgate knows (%d): a newer one migrated it; this one can still run against it, but upgrade it", st.Applied, st.Known)))
+		current = true
 	default:
-		s.Findings = append(s.Findings, connectors.OK("schema", "every migration applied"))
+		s.Findings = append(s.Findings, connectors.OK("schema", fmt.Sprintf("every migration applied (%d)", st.Applied)))
 		current = true
 	}
 	return s, db, current

@@ -163,8 +163,14 @@ func (d *DB) Ping(ctx context.Context) error { return d.base.Ping(ctx) }
 // Migrate applies every pending migration and returns how many it applied.
 func (d *DB) Migrate(ctx context.Context) (int, error) { return d.base.Migrate(ctx) }
 
-// MigrationsPending reports how many migrations are not applied yet (for
-// readiness).
-func (d *DB) MigrationsPending(ctx context.Context) (int, error) {
-	return d.base.MigrationsPending(ctx)
-}
+// Schema is the database's migration state as this build sees it.
+type Schema = sqldb.Schema
+
+// ErrSchemaTooNew: a newer tollgate migrated the schema past what this
+// build can run against (Schema.Err, Migrate).
+var ErrSchemaTooNew = sqldb.ErrSchemaTooNew
+
+// Schema reads the database's migration state (for readiness, the
+// doctor and the replica's own check that its schema is one it can run
+// against).
+func (d *DB) Schema(ctx context.Context) (Schema, error) { return d.base.Schema(ctx) }

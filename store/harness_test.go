@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,9 +65,60 @@ func TestMigrateTwiceIsNoop(t *testing.T) {
 		if err != nil || n != 0 {
 			t.Fatalf("second migrate: applied %d, err %v", n, err)
 		}
-		pending, err := db.MigrationsPending(ctx)
-		if err != nil || pending != 0 {
-			t.Fatalf("pending %d, err %v", pending, err)
+		st, err := db.Schema(ctx)
+		if err != nil || st.Pending != 0 {
+			t.Fatalf("pending %d, err %v", st.Pending, err)
+		}
+	})
+}
+
+// TestSchemaFloor: a schema a newer build migrated with additive
+// migrations only is run against; one whose floor is above what this build
+// knows is refused — by Migrate, which leaves it as it is, and by Err,
+// which readiness and the replica's own check read — and a build never
+// lowers the floor.
+func TestSchemaFloor(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		ctx := context.Background()
+		floor, err := migrations.OldestReader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := db.Schema(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Pending != 0 || st.Applied != st.Known || st.Floor != floor || st.Ahead() || st.Err() != nil {
+			t.Fatalf("migrated: %+v (ahead %v, err %v), want floor %d and nothing pending", st, st.Ahead(), st.Err(), floor)
+		}
+		exec := func(q string, args ...any) {
+			t.Helper()
+			if _, err := db.SQLX().ExecContext(ctx, db.SQLX().Rebind(q), args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A newer build's additive migration: this one still runs.
+		exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (?, ?)`, st.Known+1, true)
+		if st, err = db.Schema(ctx); err != nil || !st.Ahead() || st.Err() != nil || st.Pending != 0 {
+			t.Fatalf("an additive migration ahead: %+v (ahead %v, err %v / %v)", st, st.Ahead(), st.Err(), err)
+		}
+		if n, err := db.Migrate(ctx); n != 0 || err != nil {
+			t.Fatalf("migrate against a schema ahead: applied %d, err %v", n, err)
+		}
+		// One this build cannot run against.
+		exec(`UPDATE schema_floor SET oldest_reader = ?`, st.Known+1)
+		st, err = db.Schema(ctx)
+		if err != nil || !errors.Is(st.Err(), ErrSchemaTooNew) || core.KindOf(st.Err()) != core.KindUnavailable {
+			t.Fatalf("a floor above this build: %+v, err %v / %v", st, st.Err(), err)
+		}
+		if !strings.Contains(st.Err().Error(), "upgrade it") {
+			t.Errorf("the refusal says not what to do: %v", st.Err())
+		}
+		if _, err := db.Migrate(ctx); !errors.Is(err, ErrSchemaTooNew) {
+			t.Fatalf("migrate against a floor above this build: %v", err)
+		}
+		if st, _ := db.Schema(ctx); st.Floor != st.Known+1 {
+			t.Fatalf("the floor was lowered to %d", st.Floor)
 		}
 	})
 }
@@ -102,9 +155,9 @@ func TestConcurrentMigrateOnPostgres(t *testing.T) {
 		total += n
 	}
 	db := openTestDB(t, url, nil)
-	pending, err := db.MigrationsPending(ctx)
-	if err != nil || pending != 0 {
-		t.Fatalf("pending %d, err %v", pending, err)
+	st, err := db.Schema(ctx)
+	if err != nil || st.Pending != 0 {
+		t.Fatalf("pending %d, err %v", st.Pending, err)
 	}
 	files, _ := migrationCount(Postgres)
 	if total != files {

@@ -113,8 +113,8 @@ func TestConcurrentSQLiteMigrate(t *testing.T) {
 			t.Errorf("round %d: %v", round, err)
 		}
 		db := openTestDB(t, "sqlite:"+path, nil)
-		if n, err := db.MigrationsPending(context.Background()); err != nil || n != 0 {
-			t.Errorf("round %d: %d pending (%v)", round, n, err)
+		if st, err := db.Schema(context.Background()); err != nil || st.Pending != 0 {
+			t.Errorf("round %d: %d pending (%v)", round, st.Pending, err)
 		}
 		if t.Failed() {
 			return

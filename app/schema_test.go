@@ -1,0 +1,190 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/tollgate-dev/tollgate/app"
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/migrations"
+	"github.com/tollgate-dev/tollgate/store"
+)
+
+// replica is one app serving on a loopback port whose Serve's error the
+// test reads (the harness's serve fails the test on one).
+type replica struct {
+	url  string
+	done chan struct{} // closed when Serve returned, with err
+	err  error
+}
+
+func startReplica(t *testing.T, cfg *config.Config, log *slog.Logger, every time.Duration) *replica {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, log, app.Options{SchemaEvery: every})
+	if err != nil {
+		cancel()
+		t.Fatalf("app: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		a.Close()
+		t.Fatal(err)
+	}
+	r := &replica{url: "http://" + ln.Addr().String(), done: make(chan struct{})}
+	go func() { r.err = a.Serve(ctx, ln); a.Close(); close(r.done) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(20 * time.Second):
+			t.Error("a replica did not stop")
+		}
+	})
+	return r
+}
+
+func (r *replica) ready(t *testing.T) (int, string) {
+	t.Helper()
+	resp, err := http.Get(r.url + "/readyz")
+	if err != nil {
+		t.Fatalf("readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestSchemaFloorStopsOlderReplicas: a newer tollgate migrates the schema
+// while older replicas run. Where its migrations are additive the older
+// ones keep serving, saying once that they should be upgraded, and the
+// doctor warns; where they are not (the schema's floor above what the
+// older build knows) an older replica turns unready, stops its background
+// work and exits with the reason, a new one refuses to start, and the
+// doctor fails the schema — a binary rolled back past a migration it
+// cannot read is refused the same way.
+func TestSchemaFloorStopsOlderReplicas(t *testing.T) {
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			url := newDatabase(t, dialect)
+			env := map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret, "TOLLGATE_DATABASE_URL": url}
+			cfg, err := config.Parse([]byte(e2eConfig), func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.ShutdownTimeout = testShutdownTimeout
+			logs := &lockedBuffer{}
+			log := slog.New(slog.NewJSONHandler(logs, nil))
+			watching := startReplica(t, cfg, log, 50*time.Millisecond)
+			idle := startReplica(t, cfg, log, time.Hour) // checks only at start: readiness alone
+			for _, r := range []*replica{watching, idle} {
+				if st, body := r.ready(t); st != http.StatusOK {
+					t.Fatalf("readyz at start: %d %s", st, body)
+				}
+			}
+			db := openRaw(t, dialect, url)
+			vs, err := migrations.Versions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			known := vs[len(vs)-1]
+			exec := func(q string, args ...any) {
+				t.Helper()
+				if _, err := db.ExecContext(ctx, db.Rebind(q), args...); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			// A newer build's additive migration.
+			exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (?, ?)`, known+1, true)
+			again := startReplica(t, cfg, log, time.Hour)
+			if st, body := again.ready(t); st != http.StatusOK {
+				t.Fatalf("readyz against an additive migration ahead: %d %s", st, body)
+			}
+			waitLog(t, logs, "a newer tollgate migrated the schema")
+			if f := doctorSchema(t, cfg); f.Status != connectors.StatusWarn || !strings.Contains(f.Detail, "newer than this tollgate knows") {
+				t.Errorf("doctor against an additive migration ahead: %+v", f)
+			}
+
+			// One the older build cannot run against.
+			exec(`INSERT INTO goose_db_version (version_id, is_applied) VALUES (?, ?)`, known+2, true)
+			exec(`UPDATE schema_floor SET oldest_reader = ?`, known+2)
+			select {
+			case <-watching.done:
+				if err := watching.err; !errors.Is(err, store.ErrSchemaTooNew) || !strings.Contains(err.Error(), "upgrade it") {
+					t.Errorf("the watching replica stopped with %v, want the schema's reason", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("a replica older than the schema's floor still runs")
+			}
+			waitLog(t, logs, "stopping: the database is at migration")
+			if st, body := idle.ready(t); st != http.StatusServiceUnavailable || !strings.Contains(body, "needs a tollgate that knows migration") {
+				t.Errorf("readyz on an older replica: %d %s, want 503 saying why", st, body)
+			}
+			if _, err := app.New(ctx, cfg, log, app.Options{}); !errors.Is(err, store.ErrSchemaTooNew) {
+				t.Errorf("an older build starting: %v, want it refused", err)
+			}
+			if f := doctorSchema(t, cfg); f.Status != connectors.StatusFail || !strings.Contains(f.Detail, "upgrade it") {
+				t.Errorf("doctor against a floor above this build: %+v", f)
+			}
+			var floor int64
+			if err := db.GetContext(ctx, &floor, `SELECT oldest_reader FROM schema_floor`); err != nil || floor != known+2 {
+				t.Errorf("the floor is %d (%v) after an older build tried to start: it must not be lowered", floor, err)
+			}
+		})
+	}
+}
+
+// openRaw opens the test's database beside tollgate, as another tool would.
+func openRaw(t *testing.T, dialect, url string) *sqlx.DB {
+	t.Helper()
+	driver, dsn := "postgres", url
+	if dialect == "sqlite" {
+		driver, dsn = "sqlite", strings.TrimPrefix(url, "sqlite:")+"?_pragma=busy_timeout(5000)"
+	}
+	db, err := sqlx.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func doctorSchema(t *testing.T, cfg *config.Config) connectors.Finding {
+	t.Helper()
+	for _, s := range app.Doctor(context.Background(), cfg, slog.New(slog.DiscardHandler), app.DoctorOptions{}) {
+		if s.Scope != "database" {
+			continue
+		}
+		for _, f := range s.Findings {
+			if f.Check == "schema" {
+				return f
+			}
+		}
+	}
+	t.Fatal("the doctor checked no schema")
+	return connectors.Finding{}
+}
+
+func waitLog(t *testing.T, logs *lockedBuffer, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), msg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not logged: %q", msg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -470,6 +470,8 @@ func (s *Server) handleError(c *echo.Context, err error) {
 		detail = errorDetail{Code: string(core.KindInternal), Message: "internal error; the request id identifies it in the server log"}
 		s.deps.Logger.ErrorContext(c.Request().Context(), "request failed", "error", err.Error(),
 			"method", c.Request().Method, "path", c.Request().URL.Path, "request_id", requestID(c))
+	} else if status == http.StatusTooManyRequests && c.Response().Header().Get("Retry-After") == "" {
+		c.Response().Header().Set("Retry-After", retryAfterBusy)
 	} else if status == http.StatusServiceUnavailable {
 		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
 		s.deps.Logger.WarnContext(c.Request().Context(), "dependency unavailable", "error", err.Error(), "request_id", requestID(c))

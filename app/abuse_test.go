@@ -2,9 +2,15 @@ package app_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,6 +124,101 @@ rate_limit:
 	if v := s.metricValue(`tollgate_rate_limited_total{scope="connector"}`); v != "1" {
 		t.Errorf("tollgate_rate_limited_total{scope=connector} = %q, want 1", v)
 	}
+}
+
+// TestWaitingChecksCapped: a token opening long-polls without end cannot
+// hold more than gate.max_waiting_per_token of them, nor all tokens more
+// than gate.max_waiting: past either a check that would wait is answered
+// 429 with Retry-After at once, and records no decision; a check that
+// need not wait (or asks without ?wait=) is answered as ever, and a slot
+// freed by a wait that ended is taken again.
+func TestWaitingChecksCapped(t *testing.T) {
+	s := boot(t, "sqlite", e2eConfig+`
+gate:
+  max_waiting: 3
+  max_waiting_per_token: 2
+`)
+	ci, _ := s.token(core.RoleCI)
+	other, _ := s.token(core.RoleCI)
+	s.sendWebhook(change("CHG5001", core.ApprovalRequested, time.Now().UTC()))
+	s.waitFor("CHG5001 stored", func() bool { return s.changeState("CHG5001") == "requested" })
+	req := func(v string) []byte {
+		b, _ := json.Marshal(map[string]any{"service": "payments-api", "environment": "production", "version": v, "changes": []string{"CHG5001"}})
+		return b
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var waits sync.WaitGroup
+	hold := func(token, v string) context.CancelFunc {
+		wctx, stop := context.WithCancel(ctx)
+		waits.Add(1)
+		go func() {
+			defer waits.Done()
+			r, _ := http.NewRequestWithContext(wctx, "POST", s.url+"/api/v1/gate/check?wait=1m", bytes.NewReader(req(v)))
+			r.Header.Set("Authorization", "Bearer "+token)
+			if resp, err := http.DefaultClient.Do(r); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		return stop
+	}
+	waiting := func(n string) {
+		s.waitFor(n+" checks waiting", func() bool { return s.metricValue("tollgate_gate_waiting_checks") == n })
+	}
+	ask := func(token, query, v string) (int, string) {
+		r, _ := http.NewRequest("POST", s.url+"/api/v1/gate/check"+query, bytes.NewReader(req(v)))
+		r.Header.Set("Authorization", "Bearer "+token)
+		r.Header.Set("Content-Type", "application/json")
+		resp, err := s.http.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") != "5" {
+			t.Errorf("a refused wait's Retry-After %q, want 5", resp.Header.Get("Retry-After"))
+		}
+		return resp.StatusCode, string(body)
+	}
+	decisions := func() int { // every decision is one audit entry
+		var head struct{ Seq int }
+		if st := s.do("GET", "/api/v1/audit/head", adminSecret, nil, &head); st != http.StatusOK {
+			t.Fatalf("audit head: %d", st)
+		}
+		return head.Seq
+	}
+
+	first := hold(ci, "5.0.1")
+	hold(ci, "5.0.2")
+	waiting("2")
+	before := decisions()
+	if st, body := ask(ci, "?wait=1m", "5.0.3"); st != http.StatusTooManyRequests || !strings.Contains(body, "gate.max_waiting_per_token") {
+		t.Errorf("a third wait of one token: %d %s, want 429 naming gate.max_waiting_per_token", st, body)
+	}
+	if st, _ := ask(ci, "", "5.0.3"); st != http.StatusOK {
+		t.Errorf("a check of the same token without ?wait=: %d, want its answer", st)
+	}
+	hold(other, "5.0.4")
+	waiting("3")
+	st, body := ask(other, "?wait=1m", "5.0.5")
+	if st != http.StatusTooManyRequests || !strings.Contains(body, "gate.max_waiting)") {
+		t.Errorf("a wait past the replica's limit: %d %s, want 429 naming gate.max_waiting", st, body)
+	}
+	if got := decisions(); got != before+1 {
+		t.Errorf("%d decisions recorded while waits were refused, want only the check without ?wait= (1)", got-before)
+	}
+	first()
+	waiting("2")
+	hold(other, "5.0.6")
+	waiting("3")
+	if v := s.metricValue(`tollgate_gate_waits_refused_total{limit="token"}`); v != "1" {
+		t.Errorf(`tollgate_gate_waits_refused_total{limit="token"} = %q, want 1`, v)
+	}
+	if v := s.metricValue(`tollgate_gate_waits_refused_total{limit="replica"}`); v != "1" {
+		t.Errorf(`tollgate_gate_waits_refused_total{limit="replica"} = %q, want 1`, v)
+	}
+	cancel()
+	waits.Wait()
 }
 
 func equalInts(a, b []int) bool {
@@ -235,5 +336,46 @@ connectors:
 	}
 	if !strings.Contains(all["log"], `"msg":"authentication refused","reason":"invalid_token"`) {
 		t.Error("refused authentications are not logged")
+	}
+}
+
+// BenchmarkWaitingCheckMemory measures what one long-polled check holds
+// on the server while it waits — its goroutines, connection buffers,
+// subscription and decision — as the heap and stacks in use before and
+// after 500 checks start waiting (each from a bare connection that only
+// writes its request). Reported as bytes/wait; gate.max_waiting times it
+// bounds what waits can hold.
+func BenchmarkWaitingCheckMemory(b *testing.B) {
+	const n = 500
+	s := boot(b, "sqlite", e2eConfig+"gate: {max_waiting: 1000, max_waiting_per_token: 1000}\n")
+	ci, _ := s.token(core.RoleCI)
+	s.sendWebhook(change("CHG5101", core.ApprovalRequested, time.Now().UTC()))
+	s.waitFor("CHG5101 stored", func() bool { return s.changeState("CHG5101") == "requested" })
+	addr := strings.TrimPrefix(s.url, "http://")
+	inUse := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse + m.StackInuse
+	}
+	for b.Loop() {
+		before := inUse()
+		conns := make([]net.Conn, 0, n)
+		for i := range n {
+			body := fmt.Sprintf(`{"service":"payments-api","environment":"production","version":"9.%d.0","changes":["CHG5101"]}`, i)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fmt.Fprintf(c, "POST /api/v1/gate/check?wait=1m HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", ci, len(body), body)
+			conns = append(conns, c)
+		}
+		s.waitFor("the checks waiting", func() bool { return s.metricValue("tollgate_gate_waiting_checks") == strconv.Itoa(n) })
+		after := inUse()
+		b.ReportMetric(float64(after-before)/n, "bytes/wait")
+		for _, c := range conns {
+			c.Close()
+		}
+		s.waitFor("the waits ended", func() bool { return s.metricValue("tollgate_gate_waiting_checks") == "0" })
 	}
 }

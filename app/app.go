@@ -128,7 +128,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	a.Gate = service.NewGate(db, a.Policies, db, clock, log, service.GateConfig{
 		MaxWait: cfg.Gate.MaxWait.D(), MaxListItems: cfg.Gate.MaxListItems,
+		MaxWaiting: cfg.Gate.MaxWaiting, MaxWaitingPerActor: cfg.Gate.MaxWaitingPerToken,
 	})
+	a.Gate.OnWaitRefused = func(limit string) { a.Metrics.GateWaitsRefused.WithLabelValues(limit).Inc() }
+	a.Metrics.WatchGateWaiting(a.Gate.WaitingCount)
 	a.Gate.OnDecision = func(d core.GateDecision) {
 		a.Metrics.GateDecisions.WithLabelValues(environmentLabel(a.Policies.Current(), d.Request.Environment), string(d.Decision)).Inc()
 	}

@@ -108,6 +108,12 @@ type GateConfig struct {
 	// MaxListItems caps the changes and incidents lists of one check
 	// (default 50).
 	MaxListItems int `yaml:"max_list_items"`
+	// MaxWaiting caps the checks long-polling (?wait=) at once on a
+	// replica (default 2000), MaxWaitingPerToken those of one token
+	// (default 500, or max_waiting when lower): past either, a check asking to wait is answered 429
+	// with Retry-After, before anything is recorded.
+	MaxWaiting         int `yaml:"max_waiting"`
+	MaxWaitingPerToken int `yaml:"max_waiting_per_token"`
 	// FactsCacheTTL bounds how long the gate's in-memory fact cache keeps
 	// an entry (default 30s; 0 turns the cache off, every check then reads
 	// the database). The cache is kept coherent by change notifications;
@@ -525,6 +531,12 @@ func (c *Config) defaults() {
 	if c.Gate.MaxListItems == 0 {
 		c.Gate.MaxListItems = 50
 	}
+	if c.Gate.MaxWaiting == 0 {
+		c.Gate.MaxWaiting = 2000
+	}
+	if c.Gate.MaxWaitingPerToken == 0 && c.Gate.MaxWaiting > 0 {
+		c.Gate.MaxWaitingPerToken = min(500, c.Gate.MaxWaiting)
+	}
 	if c.Inbox.Workers == 0 {
 		c.Inbox.Workers = 4
 	}
@@ -672,6 +684,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Gate.MaxListItems < 1 || c.Gate.MaxListItems > 1000 {
 		bad("gate.max_list_items", "must be between 1 and 1000")
+	}
+	if c.Gate.MaxWaiting < 1 || c.Gate.MaxWaiting > 1000000 {
+		bad("gate.max_waiting", "must be between 1 and 1000000")
+	}
+	if c.Gate.MaxWaitingPerToken < 1 || c.Gate.MaxWaitingPerToken > c.Gate.MaxWaiting {
+		bad("gate.max_waiting_per_token", "must be between 1 and gate.max_waiting (%d)", c.Gate.MaxWaiting)
 	}
 	if c.Inbox.Workers < 1 || c.Inbox.Workers > 64 {
 		bad("inbox.workers", "must be between 1 and 64")
@@ -832,6 +850,8 @@ func (c *Config) LogValue() slog.Value {
 		slog.Float64("rate_limit.auth_failures_per_client", c.RateLimit.AuthFailuresPerClient.PerSecond()),
 		slog.Duration("gate.max_wait", c.Gate.MaxWait.D()),
 		slog.Int("gate.max_list_items", c.Gate.MaxListItems),
+		slog.Int("gate.max_waiting", c.Gate.MaxWaiting),
+		slog.Int("gate.max_waiting_per_token", c.Gate.MaxWaitingPerToken),
 		slog.String("gate.facts_cache_ttl", c.Gate.cacheTTLString()),
 		slog.Int("inbox.workers", c.Inbox.Workers),
 		slog.Int("inbox.batch_size", c.Inbox.BatchSize),

@@ -38,6 +38,9 @@ connectors:
 			name: "empty file gives defaults",
 			src:  "",
 			check: func(t *testing.T, c *Config) {
+				if c.Gate.MaxWaiting != 2000 || c.Gate.MaxWaitingPerToken != 500 {
+					t.Errorf("waiting caps %d / %d, want 2000 / 500", c.Gate.MaxWaiting, c.Gate.MaxWaitingPerToken)
+				}
 				if c.Addr != ":8080" || c.DatabaseURL != "" || c.Gate.MaxWait.D() != 15*time.Minute || c.MaxBodyBytes != 1<<20 {
 					t.Errorf("defaults: %+v", c)
 				}
@@ -80,6 +83,13 @@ connectors:
 		{name: "unset variable is named", src: good, env: map[string]string{"DB_URL": "postgres://db/x"}, wantErr: []string{"GH_SECRET"}},
 		{name: "unknown key", src: "adress: :80\n", wantErr: []string{"adress"}},
 		{name: "bad duration", src: "gate:\n  max_wait: soon\n", wantErr: []string{"not a duration"}},
+		{name: "waiting caps", src: "gate:\n  max_waiting: 10\n  max_waiting_per_token: 11\n", wantErr: []string{"gate.max_waiting_per_token", "between 1 and gate.max_waiting (10)"}},
+		{name: "waiting caps defaults", src: "gate: {max_waiting: 100}\n", check: func(t *testing.T, c *Config) {
+			if c.Gate.MaxWaiting != 100 || c.Gate.MaxWaitingPerToken != 100 {
+				t.Errorf("max_waiting %d, per token %d: want 100 and 100", c.Gate.MaxWaiting, c.Gate.MaxWaitingPerToken)
+			}
+		}},
+		{name: "waiting cap negative", src: "gate: {max_waiting: -1, max_waiting_per_token: 1}\n", wantErr: []string{"gate.max_waiting"}},
 		{name: "bad database url", src: "database_url: mysql://x\n", wantErr: []string{"database_url"}},
 		{
 			name:    "connector problems are all named",

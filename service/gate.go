@@ -47,6 +47,12 @@ type ITSMGate interface {
 type GateConfig struct {
 	MaxWait      time.Duration // cap on ?wait=
 	MaxListItems int           // cap on changes/incidents per request
+	// MaxWaiting caps the checks waiting at once in this process, and
+	// MaxWaitingPerActor those of one actor (a token): each holds a
+	// connection, a goroutine and a subscription for up to MaxWait, so a
+	// client opening waits without end — a leaked CI token, a loop gone
+	// wrong — would otherwise grow memory without bound. 0: no cap.
+	MaxWaiting, MaxWaitingPerActor int
 }
 
 // Gate answers "may this release go to this environment now?".
@@ -62,6 +68,12 @@ type Gate struct {
 	stopOnce   sync.Once
 	stopping   chan struct{}
 	waiting    sync.Map // *WaitingCheck: the long-polled checks now waiting
+	// OnWaitRefused, when set, observes a wait refused by a cap
+	// ("replica" or "token"; metrics).
+	OnWaitRefused func(limit string)
+	waitMu        sync.Mutex
+	waitTotal     int            // checks waiting now (admitWait)
+	waitBy        map[string]int // … by actor
 
 	// ITSM, when set, reads back linked changes the store does not know
 	// and opens a change for a release that links none (itsm.go).
@@ -265,6 +277,11 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 			until = next
 		}
 		if shown == nil {
+			release, err := g.admitWait(actor)
+			if err != nil {
+				return core.GateDecision{}, err
+			}
+			defer release()
 			shown = &WaitingCheck{Request: req, Since: d.EvaluatedAt, Deadline: deadline}
 			g.waiting.Store(shown, struct{}{})
 		}
@@ -278,6 +295,49 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 			final = true
 		}
 	}
+}
+
+// admitWait counts a check that starts waiting against the caps, or
+// refuses it (KindRateLimited: the API answers 429 with Retry-After) —
+// before anything is recorded, so a refused check leaves no decision.
+func (g *Gate) admitWait(actor string) (release func(), err error) {
+	g.waitMu.Lock()
+	defer g.waitMu.Unlock()
+	limit := ""
+	switch {
+	case g.cfg.MaxWaiting > 0 && g.waitTotal >= g.cfg.MaxWaiting:
+		limit, err = "replica", core.Errorf(core.KindRateLimited,
+			"%d checks are waiting on this replica, its limit (gate.max_waiting): ask again after Retry-After, or without ?wait=", g.waitTotal)
+	case g.cfg.MaxWaitingPerActor > 0 && g.waitBy[actor] >= g.cfg.MaxWaitingPerActor:
+		limit, err = "token", core.Errorf(core.KindRateLimited,
+			"%d checks of this token are waiting on this replica, its limit (gate.max_waiting_per_token): ask again after Retry-After, or without ?wait=", g.waitBy[actor])
+	}
+	if err != nil {
+		if g.OnWaitRefused != nil {
+			g.OnWaitRefused(limit)
+		}
+		return nil, err
+	}
+	if g.waitBy == nil {
+		g.waitBy = map[string]int{}
+	}
+	g.waitTotal++
+	g.waitBy[actor]++
+	return func() {
+		g.waitMu.Lock()
+		defer g.waitMu.Unlock()
+		g.waitTotal--
+		if g.waitBy[actor]--; g.waitBy[actor] <= 0 {
+			delete(g.waitBy, actor)
+		}
+	}, nil
+}
+
+// WaitingCount is how many checks are waiting in this process (metrics).
+func (g *Gate) WaitingCount() int {
+	g.waitMu.Lock()
+	defer g.waitMu.Unlock()
+	return g.waitTotal
 }
 
 // Decide evaluates a gate request for a CI that waits at its own gate

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ func newCheckCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Co
 	f.StringVar(&o.provider, "provider", "", "CI provider (github, gitlab, jenkins …)")
 	f.StringVar(&o.runID, "run-id", "", "CI run id")
 	f.StringVar(&o.runURL, "run-url", "", "CI run URL")
-	f.DurationVar(&o.wait, "wait", 0, "keep waiting while the answer is wait, up to this long (e.g. 30m)")
+	f.DurationVar(&o.wait, "wait", 0, "keep waiting while the answer is wait, or the gateway answers 429 (too many checks waiting), up to this long (e.g. 30m)")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of one request, on top of its wait")
 	f.IntVar(&o.retries, "retries", 5, "retries when the gateway is briefly unreachable")
 	f.BoolVar(&o.jsonOut, "json", false, "print the decision as JSON")
@@ -144,6 +145,21 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 		resp.Body.Close()
 		if err != nil {
 			return exitUnreachable, fmt.Errorf("read gateway answer: %w", err)
+		}
+		// Too many checks waiting (or rate limited) after the retries:
+		// while --wait lasts, ask again after Retry-After, as for a wait.
+		if resp.StatusCode == http.StatusTooManyRequests && poll > 0 {
+			pause := min(retryAfter(resp.Header.Get("Retry-After")), time.Until(deadline))
+			if pause > 0 {
+				fmt.Fprintf(stderr, "gateway busy (%s left), asking again in %s: %s\n",
+					time.Until(deadline).Round(time.Second), pause.Round(time.Second), errorText(raw))
+				select {
+				case <-ctx.Done():
+					return exitUnreachable, ctx.Err()
+				case <-time.After(pause):
+				}
+				continue
+			}
 		}
 		// Rate limited after the retries: no answer either, never a deny
 		// the pipeline would read as the policy's.
@@ -233,4 +249,14 @@ func printDecision(w io.Writer, d checkResponse, asJSON bool) {
 		}
 		fmt.Fprintf(w, "  - %s%s: %s\n", r.Code, ref, r.Message)
 	}
+}
+
+// retryAfter is a Retry-After header's wait in seconds (5 s when absent
+// or not a number of seconds; at most a minute).
+func retryAfter(h string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(h))
+	if err != nil || n < 1 {
+		return 5 * time.Second
+	}
+	return min(time.Duration(n)*time.Second, time.Minute)
 }

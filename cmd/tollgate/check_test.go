@@ -65,6 +65,10 @@ func TestCheckExitCodes(t *testing.T) {
 			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusTooManyRequests)
 		}, "", []string{"--retries", "0"}, 3, ""},
+		// Too many checks waiting at the gateway: --wait asks again after
+		// Retry-After until its deadline, as for a wait.
+		{"busy, then allow", busyThen(answer("allow")), "", []string{"--retries", "0", "--wait", "1m"}, 0, "ALLOW"},
+		{"busy past --wait", busyThen(nil), "", []string{"--retries", "0", "--wait", "2s"}, 3, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,5 +89,20 @@ func TestCheckExitCodes(t *testing.T) {
 				t.Errorf("stdout %q lacks %q", stdout.String(), tt.out)
 			}
 		})
+	}
+}
+
+// busyThen answers 429 (Retry-After 1) to the first request, and to every
+// one when next is nil; then next.
+func busyThen(next http.HandlerFunc) http.HandlerFunc {
+	var n atomic.Int32
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 || next == nil {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"error":{"code":"rate_limited","message":"3 checks are waiting on this replica"}}`))
+			return
+		}
+		next(w, r)
 	}
 }

@@ -41,6 +41,16 @@ type Set struct {
 
 	GatePending   *prometheus.GaugeVec   // provider: CI gate requests waiting or being answered
 	GateCallbacks *prometheus.CounterVec // provider, outcome: approved|rejected|retried|failed|unknown
+	// GateWaitsRefused counts long-polled checks refused by a cap on the
+	// checks waiting at once (limit: replica|token).
+	GateWaitsRefused *prometheus.CounterVec
+}
+
+// WatchGateWaiting exports how many long-polled checks wait now.
+func (s *Set) WatchGateWaiting(n func() int) {
+	s.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_gate_waiting_checks", Help: "Gate checks long-polling (?wait=) on this replica now.",
+	}, func() float64 { return float64(n()) }))
 }
 
 // AuditStats are the group-commit appender's counters: groups committed,
@@ -166,7 +176,10 @@ func New() *Set {
 	s.GateCallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_gate_callbacks_total", Help: "Answers sent to a CI's gate by provider and outcome (approved, rejected, retried, failed, unknown).",
 	}, []string{"provider", "outcome"})
-	r.MustRegister(s.GatePending, s.GateCallbacks)
+	s.GateWaitsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_gate_waits_refused_total", Help: "Long-polled gate checks answered 429 because too many were waiting, by limit: replica (gate.max_waiting) or token (gate.max_waiting_per_token).",
+	}, []string{"limit"})
+	r.MustRegister(s.GatePending, s.GateCallbacks, s.GateWaitsRefused)
 	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.PreviousSecret, s.DoctorFindings, s.DoctorRun, s.InboxLag, s.InboxPending,
 		s.AuthFailures, s.RateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -392,7 +392,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	run(a.reloadLoop)
 	run(a.Scheduler.Run)
 	run(a.doctorLoop)
-	run(func(ctx context.Context) { a.watchSchema(ctx, stop) })
+	run(func(ctx context.Context) { a.watchDatabase(ctx, stop) })
 
 	srv := &http.Server{
 		Handler:           a.Server,

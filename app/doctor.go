@@ -157,7 +157,35 @@ func doctorDatabase(ctx context.Context, cfg *config.Config, open *store.DB, log
 		s.Findings = append(s.Findings, connectors.OK("schema", fmt.Sprintf("every migration applied (%d)", st.Applied)))
 		current = true
 	}
+	if f, ok := doctorClock(ctx, db); ok {
+		s.Findings = append(s.Findings, f)
+	}
 	return s, db, current
+}
+
+// clockSkewFail is the distance from the database's clock past which the
+// doctor fails the clock: a change window would open or close for this
+// host that long before or after it does for the others.
+const clockSkewFail = time.Minute
+
+// doctorClock compares this host's clock with the database server's
+// (PostgreSQL; ok false on SQLite, whose clock is this host's).
+func doctorClock(ctx context.Context, db *store.DB) (connectors.Finding, bool) {
+	skew, ok, err := db.ClockSkew(ctx)
+	switch {
+	case err != nil:
+		return connectors.Warn("clock", "cannot read the database's clock: "+err.Error()), true
+	case !ok:
+		return connectors.Finding{}, false
+	}
+	d := skew.Round(time.Millisecond).String()
+	switch a := skew.Abs(); {
+	case a > clockSkewFail:
+		return connectors.Fail("clock", "this host's clock is "+d+" from the database server's: change windows and freezes open and close that far off on this replica; synchronise its clock (NTP)"), true
+	case a > clockSkewWarn:
+		return connectors.Warn("clock", "this host's clock is "+d+" from the database server's: change windows and freezes are judged by it; synchronise it (NTP)"), true
+	}
+	return connectors.OK("clock", "within "+d+" of the database server's"), true
 }
 
 // missingSQLite reports whether url names an embedded store whose file

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/tollgate-dev/tollgate/app"
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/migrations"
 	"github.com/tollgate-dev/tollgate/store"
 )
@@ -30,8 +33,13 @@ type replica struct {
 
 func startReplica(t *testing.T, cfg *config.Config, log *slog.Logger, every time.Duration) *replica {
 	t.Helper()
+	return startReplicaWith(t, cfg, log, app.Options{SchemaEvery: every})
+}
+
+func startReplicaWith(t *testing.T, cfg *config.Config, log *slog.Logger, opts app.Options) *replica {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, log, app.Options{SchemaEvery: every})
+	a, err := app.New(ctx, cfg, log, opts)
 	if err != nil {
 		cancel()
 		t.Fatalf("app: %v", err)
@@ -144,6 +152,58 @@ func TestSchemaFloorStopsOlderReplicas(t *testing.T) {
 				t.Errorf("the floor is %d (%v) after an older build tried to start: it must not be lowered", floor, err)
 			}
 		})
+	}
+}
+
+// TestClockSkew: a replica whose clock is off from the database server's
+// exports how far (tollgate_clock_skew_seconds), says so in its log, and
+// the doctor warns past a second and fails past a minute.
+func TestClockSkew(t *testing.T) {
+	ctx := context.Background()
+	url := newDatabase(t, "postgres")
+	env := map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret, "TOLLGATE_DATABASE_URL": url}
+	cfg, err := config.Parse([]byte(e2eConfig), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ShutdownTimeout = testShutdownTimeout
+	ahead := func(d time.Duration) core.Clock { return core.ClockFunc(func() time.Time { return time.Now().Add(d) }) }
+	logs := &lockedBuffer{}
+	r := startReplicaWith(t, cfg, slog.New(slog.NewJSONHandler(logs, nil)), app.Options{Clock: ahead(2 * time.Minute), SchemaEvery: time.Hour})
+	waitLog(t, logs, "this host's clock is off from the database's")
+	resp, err := http.Get(r.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`(?m)^tollgate_clock_skew_seconds (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		t.Fatal("no tollgate_clock_skew_seconds in /metrics")
+	}
+	if v, err := strconv.ParseFloat(string(m[1]), 64); err != nil || v > -119 || v < -121 {
+		t.Errorf("tollgate_clock_skew_seconds %s, want about -120 (the database 2 minutes behind this replica)", m[1])
+	}
+	for _, tt := range []struct {
+		off  time.Duration
+		want connectors.Status
+	}{{0, connectors.StatusOK}, {3 * time.Second, connectors.StatusWarn}, {-2 * time.Minute, connectors.StatusFail}} {
+		db, err := store.Open(ctx, url, store.Options{Clock: ahead(tt.off), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var clock connectors.Finding
+		for _, s := range app.Doctor(ctx, cfg, slog.New(slog.DiscardHandler), app.DoctorOptions{DB: db}) {
+			for _, f := range s.Findings {
+				if s.Scope == "database" && f.Check == "clock" {
+					clock = f
+				}
+			}
+		}
+		db.Close()
+		if clock.Status != tt.want {
+			t.Errorf("a clock %v off: the doctor's clock finding %+v, want %s", tt.off, clock, tt.want)
+		}
 	}
 }
 

@@ -163,6 +163,12 @@ func (d *DB) Ping(ctx context.Context) error { return d.base.Ping(ctx) }
 // Migrate applies every pending migration and returns how many it applied.
 func (d *DB) Migrate(ctx context.Context) (int, error) { return d.base.Migrate(ctx) }
 
+// ClockSkew is how far the database server's clock is from this
+// process's (ok false on SQLite).
+func (d *DB) ClockSkew(ctx context.Context) (time.Duration, bool, error) {
+	return d.base.ClockSkew(ctx)
+}
+
 // Schema is the database's migration state as this build sees it.
 type Schema = sqldb.Schema
 

@@ -41,6 +41,9 @@ type Set struct {
 
 	GatePending   *prometheus.GaugeVec   // provider: CI gate requests waiting or being answered
 	GateCallbacks *prometheus.CounterVec // provider, outcome: approved|rejected|retried|failed|unknown
+	// ClockSkew is the database's clock less this replica's, in seconds
+	// (PostgreSQL; measured every 10 s).
+	ClockSkew prometheus.Gauge
 	// GateWaitsRefused counts long-polled checks refused by a cap on the
 	// checks waiting at once (limit: replica|token).
 	GateWaitsRefused *prometheus.CounterVec
@@ -179,7 +182,10 @@ func New() *Set {
 	s.GateWaitsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_gate_waits_refused_total", Help: "Long-polled gate checks answered 429 because too many were waiting, by limit: replica (gate.max_waiting) or token (gate.max_waiting_per_token).",
 	}, []string{"limit"})
-	r.MustRegister(s.GatePending, s.GateCallbacks, s.GateWaitsRefused)
+	s.ClockSkew = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tollgate_clock_skew_seconds", Help: "The database server's clock less this replica's (PostgreSQL), halfway through the query's round trip: change windows and freezes are judged by the replica's clock.",
+	})
+	r.MustRegister(s.GatePending, s.GateCallbacks, s.GateWaitsRefused, s.ClockSkew)
 	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.PreviousSecret, s.DoctorFindings, s.DoctorRun, s.InboxLag, s.InboxPending,
 		s.AuthFailures, s.RateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

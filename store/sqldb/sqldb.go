@@ -214,3 +214,22 @@ func (b *DB) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ClockSkew measures how far the database server's clock is from this
+// process's (the store's clock, the one the gate judges by): the server's
+// clock less the local time halfway through the round trip. ok is false on SQLite, whose clock is this host's.
+// Replicas judge change windows and freezes by their own clocks; one far
+// from the others' (and the database's) judges them differently.
+func (b *DB) ClockSkew(ctx context.Context) (skew time.Duration, ok bool, err error) {
+	if b.dialect != Postgres {
+		return 0, false, nil
+	}
+	var server time.Time
+	start := b.clock.Now()
+	if err := b.db.QueryRowContext(ctx, `SELECT clock_timestamp()`).Scan(&server); err != nil {
+		return 0, false, fmt.Errorf("read the database's clock: %w", Translate(err))
+	}
+	end := b.clock.Now()
+	mid := start.Add(end.Sub(start) / 2)
+	return server.Sub(mid), true, nil
+}

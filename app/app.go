@@ -126,15 +126,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if err := a.Policies.Load(ctx, cfg.Policy); err != nil {
 		return nil, err
 	}
-	a.Gate = service.NewGate(db, a.Policies, db, clock, log, service.GateConfig{
-		MaxWait: cfg.Gate.MaxWait.D(), MaxListItems: cfg.Gate.MaxListItems,
-		MaxWaiting: cfg.Gate.MaxWaiting, MaxWaitingPerActor: cfg.Gate.MaxWaitingPerToken,
-	})
-	a.Gate.OnWaitRefused = func(limit string) { a.Metrics.GateWaitsRefused.WithLabelValues(limit).Inc() }
-	a.Metrics.WatchGateWaiting(a.Gate.WaitingCount)
-	a.Gate.OnDecision = func(d core.GateDecision) {
-		a.Metrics.GateDecisions.WithLabelValues(environmentLabel(a.Policies.Current(), d.Request.Environment), string(d.Decision)).Inc()
-	}
+	a.buildGate(clock)
 	a.Deployments = service.NewDeployments(db, a.Policies, clock, log, cfg.Gate.MaxListItems)
 	a.Reviews = service.NewReviews(db, clock)
 
@@ -218,6 +210,20 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		},
 	})
 	return a, nil
+}
+
+// buildGate builds the gate and exports what it does.
+func (a *App) buildGate(clock core.Clock) {
+	cfg := a.Config.Gate
+	a.Gate = service.NewGate(a.DB, a.Policies, a.DB, clock, a.Log, service.GateConfig{
+		MaxWait: cfg.MaxWait.D(), MaxListItems: cfg.MaxListItems,
+		MaxWaiting: cfg.MaxWaiting, MaxWaitingPerActor: cfg.MaxWaitingPerToken,
+	})
+	a.Gate.OnWaitRefused = func(limit string) { a.Metrics.GateWaitsRefused.WithLabelValues(limit).Inc() }
+	a.Metrics.WatchGateWaiting(a.Gate.WaitingCount)
+	a.Gate.OnDecision = func(d core.GateDecision) {
+		a.Metrics.GateDecisions.WithLabelValues(environmentLabel(a.Policies.Current(), d.Request.Environment), string(d.Decision)).Inc()
+	}
 }
 
 // uiDownloads gives the web UI the API's report downloads; the server is

@@ -60,6 +60,13 @@ func TestDoctor(t *testing.T) {
 
 		sn.PutSN("change_request", snAPIChange("CHG0088001", "approved", time.Now()))
 		sn.PutSN("incident", map[string]any{"number": snPair("INC0088001"), "state": snPair("2"), "priority": snPair("4")})
+		// What sends the instance's deliveries here: a REST message and a
+		// business rule on each table calling it.
+		sn.PutSN("sys_rest_message", map[string]any{"name": "Tollgate", "rest_endpoint": "https://tollgate.example.com/webhooks/servicenow"})
+		for _, tb := range []string{"change_request", "incident"} {
+			sn.PutSN("sys_script", map[string]any{"name": "Tollgate " + tb, "collection": tb, "active": "true", "when": "after",
+				"action_insert": "true", "action_update": "true", "script": "new sn_ws.RESTMessageV2('Tollgate', 'post').executeAsync();"})
+		}
 
 		// A database not yet migrated (an embedded store not yet created,
 		// which the doctor does not create): a warning, and the profiles
@@ -91,7 +98,7 @@ func TestDoctor(t *testing.T) {
 		}
 		want := map[string]string{ // scope → its checks, each ok
 			"database":             dbChecks,
-			"connector servicenow": "change_request incident sysapproval_approver",
+			"connector servicenow": "change_request incident sysapproval_approver outbound change_request outbound incident",
 			"connector github":     "app events permissions webhook installations deliveries",
 			"connector gitlab":     "token project acme/ledger",
 			"connector jenkins":    "api",

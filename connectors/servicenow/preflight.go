@@ -35,12 +35,28 @@ const tableTemplate = "std_change_record_producer"
 //     found (by sys_id or by name); nothing is created.
 //   - sys_journal_field, with write-back: one row is read (the outbox
 //     looks for a note there before writing it again).
+//   - outbound: what sends the instance's deliveries to
+//     /webhooks/<in.Name>. The Outbound REST Messages (sys_rest_message)
+//     and their HTTP methods (sys_rest_message_fn) whose endpoint's path
+//     is that one are found (a ${variable} host is fine), then the active
+//     business rules (sys_script) on change_request and incident whose
+//     script names one of those messages or holds the path itself
+//     (setEndpoint). One finding per table the connector's profiles read
+//     (in.Events; both when they name neither), "outbound change_request"
+//     and "outbound incident": ok naming the rule and the message; a warn
+//     for a rule that runs before or on display, or that does not fire on
+//     both insert and update, and for a table no rule sends from (its
+//     records then arrive only by the poll, if one runs). A single
+//     "outbound" warn instead when nothing points at the path at all
+//     (other connectors' paths the search met are named), when the user
+//     may not read those tables (a 403: reading them needs admin or a
+//     role granting it, which the integration user rightly lacks) or on
+//     any other error. It never fails: the webhook is the fast path, the
+//     poll the fallback.
 //
-// It only reads: every call is a GET of at most one record (and, with
-// OAuth, the token grant). Whatever sends the instance's deliveries to
-// tollgate (a business rule, a REST message) is not checked: the Table
-// API names no webhook to look for, so in is not used.
-func (c *Client) Preflight(ctx context.Context, _ connectors.PreflightInput) []connectors.Finding {
+// It only reads: every call is a GET, of at most one record (the
+// outbound check's of at most 20), and, with OAuth, the token grant.
+func (c *Client) Preflight(ctx context.Context, in connectors.PreflightInput) []connectors.Finding {
 	n, err := c.peek(ctx, TableChange, "sys_id,number")
 	if c.refused(err) {
 		return []connectors.Finding{connectors.Fail(TableChange, c.refusedDetail(err))}
@@ -66,7 +82,7 @@ func (c *Client) Preflight(ctx context.Context, _ connectors.PreflightInput) []c
 			"the user may not read sys_journal_field: a work note whose first write failed is looked for there before it is written again, "+
 				"so it stays queued and is never written; grant it read access", false))
 	}
-	return out
+	return append(out, c.checkOutbound(ctx, in)...)
 }
 
 // peek reads at most one record of table (only fields) and returns how

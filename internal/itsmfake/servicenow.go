@@ -137,41 +137,58 @@ func (d *snData) field(r map[string]any, name string) any {
 	return nil
 }
 
-var condRe = regexp.MustCompile(`^([A-Za-z0-9_.]+)(>=|<=|!=|=|>|<)(.*)$`)
+var (
+	condRe = regexp.MustCompile(`^([A-Za-z0-9_.]+)(>=|<=|!=|=|>|<)(.*)$`)
+	// wordRe: the operators spelled in capitals after a lower-case field
+	// name (scriptLIKEfoo, collectionINa,b).
+	wordRe = regexp.MustCompile(`^([a-z0-9_.]+)(NOT LIKE|LIKE|STARTSWITH|ENDSWITH|NOT IN|IN)(.*)$`)
+)
 
+// query filters table by an encoded query: conditions joined by ^ (and)
+// and ^OR (or, binding tighter: a^b^ORc is a and (b or c)), with =, !=,
+// <, <=, >, >=, LIKE, NOT LIKE, STARTSWITH, ENDSWITH, IN and NOT IN
+// (LIKE and the like without regard to case, as the instance compares),
+// ^^ for a ^ in a value, and ORDERBY. A condition it cannot read is
+// ignored.
 func (d *snData) query(table, q string) []map[string]any {
 	var out []map[string]any
 	order := ""
-	var conds [][3]string
-	for _, c := range strings.Split(q, "^") {
+	var groups [][][3]string // and of ors
+	const caret = "\x00caret\x00"
+	for _, c := range strings.Split(strings.ReplaceAll(q, "^^", caret), "^") {
+		c = strings.ReplaceAll(c, caret, "^")
+		or := false
+		if strings.HasPrefix(c, "OR") && !strings.HasPrefix(c, "ORDERBY") {
+			c, or = strings.TrimPrefix(c, "OR"), true
+		}
 		switch {
 		case c == "":
 		case strings.HasPrefix(c, "ORDERBY"):
 			order = strings.TrimPrefix(c, "ORDERBY")
 		default:
-			if m := condRe.FindStringSubmatch(c); m != nil {
-				conds = append(conds, [3]string{m[1], m[2], m[3]})
+			m := wordRe.FindStringSubmatch(c)
+			if m == nil {
+				m = condRe.FindStringSubmatch(c)
+			}
+			if m == nil {
+				continue
+			}
+			cond := [3]string{m[1], m[2], m[3]}
+			if or && len(groups) > 0 {
+				groups[len(groups)-1] = append(groups[len(groups)-1], cond)
+			} else {
+				groups = append(groups, [][3]string{cond})
 			}
 		}
 	}
 	for _, r := range d.tables[table] {
 		ok := true
-		for _, c := range conds {
-			v := snValue(d.field(r, c[0]))
-			switch c[1] {
-			case "=":
-				ok = ok && v == c[2]
-			case "!=":
-				ok = ok && v != c[2]
-			case ">=":
-				ok = ok && v >= c[2]
-			case "<=":
-				ok = ok && v <= c[2]
-			case ">":
-				ok = ok && v > c[2]
-			case "<":
-				ok = ok && v < c[2]
+		for _, g := range groups {
+			hit := false
+			for _, c := range g {
+				hit = hit || d.holds(r, c)
 			}
+			ok = ok && hit
 		}
 		if ok {
 			out = append(out, r)
@@ -183,9 +200,69 @@ func (d *snData) query(table, q string) []map[string]any {
 	return out
 }
 
-func (d *snData) render(r map[string]any, fields string) map[string]any {
+// holds reports whether record r meets condition c (field, operator,
+// value).
+func (d *snData) holds(r map[string]any, c [3]string) bool {
+	v := snValue(d.field(r, c[0]))
+	lv, lc := strings.ToLower(v), strings.ToLower(c[2])
+	in := func() bool {
+		for _, x := range strings.Split(c[2], ",") {
+			if v == strings.TrimSpace(x) {
+				return true
+			}
+		}
+		return false
+	}
+	switch c[1] {
+	case "=":
+		return v == c[2]
+	case "!=":
+		return v != c[2]
+	case ">=":
+		return v >= c[2]
+	case "<=":
+		return v <= c[2]
+	case ">":
+		return v > c[2]
+	case "<":
+		return v < c[2]
+	case "LIKE":
+		return strings.Contains(lv, lc)
+	case "NOT LIKE":
+		return !strings.Contains(lv, lc)
+	case "STARTSWITH":
+		return strings.HasPrefix(lv, lc)
+	case "ENDSWITH":
+		return strings.HasSuffix(lv, lc)
+	case "IN":
+		return in()
+	case "NOT IN":
+		return !in()
+	}
+	return true
+}
+
+// render is record r as the Table API answers it: only fields when given
+// and, with sysparm_display_value=true, a {display_value,value} pair as
+// its display value (other records as they were given).
+func (d *snData) render(r map[string]any, fields, display string) map[string]any {
+	show := func(v any) any {
+		if m, ok := v.(map[string]any); ok && display == "true" {
+			if dv, ok := m["display_value"]; ok {
+				return dv
+			}
+		}
+		return v
+	}
 	if fields == "" {
-		return r
+		if display != "true" {
+			return r
+		}
+		out := make(map[string]any, len(r))
+		for k, v := range r {
+			out[k] = show(v)
+		}
+		return out
 	}
 	out := map[string]any{}
 	for _, f := range strings.Split(fields, ",") {
@@ -194,7 +271,7 @@ func (d *snData) render(r map[string]any, fields string) map[string]any {
 		if v == nil {
 			v = ""
 		}
-		out[f] = v
+		out[f] = show(v)
 	}
 	return out
 }
@@ -222,7 +299,7 @@ func (s *Server) serviceNow(w http.ResponseWriter, r *http.Request, body string)
 			w.Header().Set("X-Total-Count", strconv.Itoa(len(recs)))
 			page := []map[string]any{}
 			for i := off; i < len(recs) && i < off+lim; i++ {
-				page = append(page, s.sn.render(recs[i], q.Get("sysparm_fields")))
+				page = append(page, s.sn.render(recs[i], q.Get("sysparm_fields"), q.Get("sysparm_display_value")))
 			}
 			writeJSON(w, 200, map[string]any{"result": page})
 		case r.Method == http.MethodGet:
@@ -231,7 +308,7 @@ func (s *Server) serviceNow(w http.ResponseWriter, r *http.Request, body string)
 				writeJSON(w, 404, notFoundSN)
 				return
 			}
-			writeJSON(w, 200, map[string]any{"result": s.sn.render(rec, q.Get("sysparm_fields"))})
+			writeJSON(w, 200, map[string]any{"result": s.sn.render(rec, q.Get("sysparm_fields"), q.Get("sysparm_display_value"))})
 		case r.Method == http.MethodPatch && id != "":
 			rec := s.sn.bySysID(id)
 			if rec == nil {

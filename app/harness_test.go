@@ -85,18 +85,7 @@ func serve(t testing.TB, cfgYAML string, env map[string]string, log *slog.Logger
 		// fail authentication on purpose far past the default burst.
 		cfg.RateLimit.AuthFailuresPerClient.Off = true
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, log, app.Options{})
-	if err != nil {
-		cancel()
-		t.Fatalf("app: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		a.Close()
-		t.Fatal(err)
-	}
+	ctx, cancel, a, ln := newApp(t, cfg, log, app.Options{})
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx, ln) }()
 	var once sync.Once
@@ -115,6 +104,25 @@ func serve(t testing.TB, cfgYAML string, env map[string]string, log *slog.Logger
 		client.Transport = contract(t).Transport(nil, t.Errorf)
 	}
 	return &server{stop: stop, t: t, app: a, url: "http://" + ln.Addr().String(), http: client}
+}
+
+// newApp builds an app as `tollgate serve` would and a loopback listener
+// for it; cancel ends the context Serve is to run under.
+func newApp(t testing.TB, cfg *config.Config, log *slog.Logger, opts app.Options) (context.Context, context.CancelFunc, *app.App, net.Listener) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, log, opts)
+	if err != nil {
+		cancel()
+		t.Fatalf("app: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		a.Close()
+		t.Fatal(err)
+	}
+	return ctx, cancel, a, ln
 }
 
 // loadContract reads the OpenAPI document once per test binary.

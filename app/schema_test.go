@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -38,18 +37,7 @@ func startReplica(t *testing.T, cfg *config.Config, log *slog.Logger, every time
 
 func startReplicaWith(t *testing.T, cfg *config.Config, log *slog.Logger, opts app.Options) *replica {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, log, opts)
-	if err != nil {
-		cancel()
-		t.Fatalf("app: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		a.Close()
-		t.Fatal(err)
-	}
+	ctx, cancel, a, ln := newApp(t, cfg, log, opts)
 	r := &replica{url: "http://" + ln.Addr().String(), done: make(chan struct{})}
 	go func() { r.err = a.Serve(ctx, ln); a.Close(); close(r.done) }()
 	t.Cleanup(func() {

@@ -186,29 +186,26 @@ func (c *Client) outboundMessages(ctx context.Context, name string) (messages, e
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, m := range msgs {
-		n, ep := displayOf(m.Get("name")), fieldValue(m.Get("rest_endpoint"))
+	found := func(msg, method, ep string) {
 		switch {
-		case n == "":
+		case msg == "":
 		case pointsHere(ep, name):
-			messages = appendNew(messages, n)
+			messages = appendNew(messages, msg)
+		case method == "":
+			elsewhere = append(elsewhere, fmt.Sprintf("REST message %q → %s", msg, endpointPath(ep)))
 		default:
-			elsewhere = append(elsewhere, fmt.Sprintf("REST message %q → %s", n, endpointPath(ep)))
+			elsewhere = append(elsewhere, fmt.Sprintf("REST message %q method %q → %s", msg, method, endpointPath(ep)))
 		}
+	}
+	for _, m := range msgs {
+		found(displayOf(m.Get("name")), "", fieldValue(m.Get("rest_endpoint")))
 	}
 	fns, err := c.outboundList(ctx, tableRESTMethod, q+"^ORDERBYfunction_name", "sys_id,function_name,http_method,rest_endpoint,rest_message", true)
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, f := range fns {
-		n, ep := displayOf(f.Get("rest_message")), fieldValue(f.Get("rest_endpoint"))
-		switch {
-		case n == "":
-		case pointsHere(ep, name):
-			messages = appendNew(messages, n)
-		default:
-			elsewhere = append(elsewhere, fmt.Sprintf("REST message %q method %q → %s", n, displayOf(f.Get("function_name")), endpointPath(ep)))
-		}
+		found(displayOf(f.Get("rest_message")), displayOf(f.Get("function_name")), fieldValue(f.Get("rest_endpoint")))
 	}
 	return messages, elsewhere, nil
 }

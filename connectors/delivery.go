@@ -38,6 +38,39 @@ type Delivery struct {
 // delivery, and no reason to hold up the others.
 var ErrDeferred = errors.New("the sender cannot send this delivery again until later")
 
+// ErrUnread marks a delivery log read only in part: the sender lists it
+// newest first, and the run's page limit came before the log's
+// watermark, so attempts older than those read were not seen. A sender's
+// Deliveries returns it (joined with others) after handing on what it
+// read; the redeliverer goes on with those and reports the rest as
+// unread, since no later run reaches them either.
+var ErrUnread = errors.New("delivery log read only in part")
+
+// SplitUnread returns the ErrUnread errors joined in err, and whether err
+// holds no other.
+func SplitUnread(err error) (unread []error, only bool) {
+	if err == nil {
+		return nil, false
+	}
+	only = true
+	var walk func(error)
+	walk = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		if errors.Is(e, ErrUnread) {
+			unread = append(unread, e)
+		} else {
+			only = false
+		}
+	}
+	walk(err)
+	return unread, only
+}
+
 // Transient reports whether the attempt failed in a way another attempt
 // may not: no answer, a timeout, rate limiting or a server error. A
 // refusal (a bad signature, a body too large or malformed) is the

@@ -131,6 +131,9 @@ type RedeliverRun struct {
 	// Deferred could not be sent now (connectors.ErrDeferred: a webhook
 	// the sender holds disabled): read and asked for again next run.
 	Deferred int `json:"deferred"`
+	// Unread counts the logs read only in part (connectors.ErrUnread):
+	// the sender held more attempts since the watermark than a run reads.
+	Unread int `json:"unread"`
 }
 
 // watermarkKey is the row of the redeliverer's watermark of a log among
@@ -225,6 +228,16 @@ func (r *Redeliverer) read(ctx context.Context, marks *logMarks, run *RedeliverR
 		s.ok = s.ok || d.OK
 		return nil
 	})
+	if unread, only := connectors.SplitUnread(err); only {
+		// What was read is asked for; what a log holds beyond the run's
+		// limit no later run reaches either: said, loudly, once.
+		for _, u := range unread {
+			r.log.ErrorContext(ctx, "redelivery: "+u.Error(), "connector", r.name)
+		}
+		r.count("unread", len(unread))
+		run.Unread = len(unread)
+		err = nil
+	}
 	if err == nil {
 		err = marks.err
 	}

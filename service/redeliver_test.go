@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
@@ -22,6 +24,7 @@ type fakeDeliveryLog struct {
 	refuse    map[string]error
 	redoOK    bool // a redelivery succeeds
 	listErr   error
+	tailErr   error                // returned after the attempts are handed on
 	sinceArg  time.Time            // the log "" was read from
 	sinceArgs map[string]time.Time // each log was read from
 }
@@ -44,7 +47,7 @@ func (f *fakeDeliveryLog) Deliveries(_ context.Context, since func(string) time.
 			return err
 		}
 	}
-	return nil
+	return f.tailErr
 }
 
 func (f *fakeDeliveryLog) Redeliver(_ context.Context, d connectors.Delivery) error {
@@ -343,5 +346,36 @@ func TestRedelivererHeldAppLog(t *testing.T) {
 	}
 	if !st.wm.Equal(at(-30)) || !st.logs["redeliver:gh:repos/acme/x/hooks/1"].Equal(at(-5)) {
 		t.Errorf("watermarks: the App's %v (want %v, held), the repository webhook's %v (want %v)", st.wm, at(-30), st.logs, at(-5))
+	}
+}
+
+// TestRedelivererUnread: a log the sender could not list back to its
+// watermark within a run (connectors.ErrUnread) does not stop the run:
+// what was read is asked for, the watermarks move, and the loss is said
+// (logged as an error, counted in run.Unread); any other error joined to
+// it still fails the run.
+func TestRedelivererUnread(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	at := func(min int) time.Time { return now.Add(time.Duration(min) * time.Minute) }
+	unread := fmt.Errorf("%w: project acme/x hook 6 events: more than 10000 since …", connectors.ErrUnread)
+	log := &fakeDeliveryLog{now: func() time.Time { return now }, redoOK: true, tailErr: errors.Join(unread), attempts: []connectors.Delivery{
+		{ID: "31/6/1", Log: "31/6", GUID: "u1", At: at(-5), StatusCode: 0},
+	}}
+	st := &redeliverStore{stored: map[string]bool{}}
+	var logs strings.Builder
+	r := NewRedeliverer("gl", log, st, time.Minute, "test", core.ClockFunc(func() time.Time { return now }), slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	run, err := r.RunOnce(context.Background())
+	if err != nil || run.Unread != 1 || !slices.Equal(log.asked, []string{"u1"}) {
+		t.Fatalf("run %+v, err %v, asked %v: want u1 asked and one log unread", run, err, log.asked)
+	}
+	if !st.logs["redeliver:gl:31/6"].Equal(at(-5)) {
+		t.Errorf("the log's watermark at %v, want moved to %v", st.logs["redeliver:gl:31/6"], at(-5))
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "more than 10000") {
+		t.Errorf("the unread log is not said: %s", logs.String())
+	}
+	log.tailErr = errors.Join(unread, errors.New("project acme/y: 500"))
+	if _, err := r.RunOnce(context.Background()); err == nil {
+		t.Error("an error beside the unread log did not fail the run")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -55,6 +56,10 @@ func (w *Webhook) Deliveries(ctx context.Context, since func(log string) time.Ti
 	err := w.eachOwnHooks(ctx, func(o hookOwner, hooks []glHook) error {
 		for _, h := range hooks {
 			err := w.hookEvents(ctx, o, h, since(hookLog(o, h)), fn)
+			if errors.Is(err, connectors.ErrUnread) {
+				told = append(told, err) // the other webhooks are still read
+				continue
+			}
 			if errors.Is(err, errNoEventsAPI) {
 				if _, done := w.noEventsAPI.LoadOrStore(o.key, true); !done {
 					told = append(told, err)
@@ -80,11 +85,18 @@ func hookLog(o hookOwner, h glHook) string { return o.log + "/" + h.ID.String() 
 const eventPages = 100
 
 // hookEvents calls fn with webhook h's events from the newest back to
-// since, reading at most eventPages pages.
+// since, reading at most eventPages pages; when those end before since,
+// an ErrUnread says from when on the events were read.
 func (w *Webhook) hookEvents(ctx context.Context, o hookOwner, h glHook, since time.Time, fn func(connectors.Delivery) error) error {
 	path := o.base + "/hooks/" + url.PathEscape(h.ID.String()) + "/events"
 	what := o.what + " hook " + h.ID.String() + " events"
-	for page := 1; page <= w.api.maxPages(eventPages); page++ {
+	read, oldest := 0, time.Time{}
+	pages := w.api.maxPages(eventPages)
+	for page := 1; ; page++ {
+		if page > pages {
+			return fmt.Errorf("%w: %s: more than %d since %s; those read go back to %s, and the failed deliveries among older ones are not sent again (GitLab deployments among them are still found by the poller)",
+				connectors.ErrUnread, what, read, since.UTC().Format(time.RFC3339), oldest.UTC().Format(time.RFC3339))
+		}
 		var evs []glHookEvent
 		hdr, err := w.api.get(ctx, path+"?per_page=100&page="+strconv.Itoa(page), what, &evs)
 		var se *apiclient.StatusError
@@ -98,6 +110,7 @@ func (w *Webhook) hookEvents(ctx context.Context, o hookOwner, h glHook, since t
 			if ev.CreatedAt.Before(since) {
 				return nil // newest first: the rest are older still
 			}
+			read, oldest = read+1, ev.CreatedAt
 			status, _ := strconv.Atoi(ev.ResponseStatus) // "internal error": no answer, 0
 			if err := fn(connectors.Delivery{
 				ID: hookLog(o, h) + "/" + ev.ID.String(), Log: hookLog(o, h), GUID: eventKey(ev.RequestHeaders),
@@ -110,7 +123,6 @@ func (w *Webhook) hookEvents(ctx context.Context, o hookOwner, h glHook, since t
 			return nil
 		}
 	}
-	return nil
 }
 
 // eventKey is an event's delivery id as Classify reads it from the

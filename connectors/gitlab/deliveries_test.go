@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -138,5 +139,54 @@ func TestDeliveries(t *testing.T) {
 		if !core.IsKind(err, c.kind) || errors.Is(err, connectors.ErrDeferred) != c.deferred {
 			t.Errorf("resend of %s: %v, want %v (deferred %v)", c.id, err, c.kind, c.deferred)
 		}
+	}
+}
+
+// TestDeliveriesUnread: a webhook whose events since its watermark run
+// past the pages one run reads hands on those it read and is named in an
+// ErrUnread with how far back they go; the other webhooks are still read,
+// and no other error is joined.
+func TestDeliveriesUnread(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		event := func(id, min int) map[string]any {
+			return map[string]any{"id": id, "trigger": "job_hooks", "request_headers": map[string]string{"Idempotency-Key": fmt.Sprint("k", id)},
+				"response_status": "internal error", "created_at": now.Add(time.Duration(-min) * time.Minute).Format(time.RFC3339)}
+		}
+		switch r.URL.Path {
+		case "/api/v4/projects/acme%2Fbusy", "/api/v4/projects/acme/busy":
+			_, _ = w.Write([]byte(`{"id": 40}`))
+		case "/api/v4/projects/40/hooks":
+			_, _ = w.Write([]byte(`[{"id": 7, "url": "https://tollgate.example.com/webhooks/gitlab", "alert_status": "executable"},
+				{"id": 9, "url": "https://tollgate.example.com/webhooks/gitlab", "alert_status": "executable"}]`))
+		case "/api/v4/projects/40/hooks/7/events": // a busy one: a next page always
+			w.Header().Set("X-Next-Page", strconv.Itoa(page+1))
+			_ = json.NewEncoder(w).Encode([]any{event(page*10, page), event(page*10+1, page)})
+		case "/api/v4/projects/40/hooks/9/events":
+			_ = json.NewEncoder(w).Encode([]any{event(900, 1)})
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	w, err := newWebhook(connectors.Config{Name: "gitlab", Type: Type, WebhookSecret: "0123456789abcdef", Projects: []string{"acme/busy"},
+		API: &connectors.API{URL: srv.URL, Token: "glpat-x"}}, apiclient.Options{RetryMax: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.api.pages = 3
+	got := map[string]int{}
+	err = w.Deliveries(context.Background(), func(string) time.Time { return now.Add(-time.Hour) }, func(d connectors.Delivery) error {
+		got[d.Log]++
+		return nil
+	})
+	unread, only := connectors.SplitUnread(err)
+	if !only || len(unread) != 1 || !strings.Contains(err.Error(), "hook 7 events: more than 6 since 2026-12-06T11:00:00Z") ||
+		!strings.Contains(err.Error(), "go back to 2026-12-06T11:57:00Z") {
+		t.Errorf("Deliveries: %v, want hook 7 unread alone, saying how far back it was read", err)
+	}
+	if got["40/7"] != 6 || got["40/9"] != 1 {
+		t.Errorf("handed on %v, want hook 7's six events read and hook 9's one", got)
 	}
 }

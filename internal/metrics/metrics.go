@@ -167,7 +167,7 @@ func New() *Set {
 		Name: "tollgate_change_creations_total", Help: "Changes opened for releases that linked none, by connector and outcome (created, failed).",
 	}, []string{"connector", "outcome"})
 	s.Redeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tollgate_redeliveries_total", Help: "Failed webhook deliveries found in the sender's delivery log (GitHub Apps, GitLab project webhooks), by connector and outcome: requested again, stored (tollgate had it), abandoned (still failing after the most redeliveries), refused (the sender would not redeliver), deferred (the sender cannot now: a webhook it holds disabled; asked again next run), error (a run that failed).",
+		Name: "tollgate_redeliveries_total", Help: "Failed webhook deliveries found in the sender's delivery log (GitHub Apps, GitLab project webhooks), by connector and outcome: requested again, stored (tollgate had it), abandoned (still failing after the most redeliveries), refused (the sender would not redeliver), deferred (the sender cannot now: a webhook it holds disabled; asked again next run), error (a run that failed), unread (a webhook whose events since the last run were more than one run reads: the older ones are not asked for).",
 	}, []string{"connector", "outcome"})
 	s.HookDisabled = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tollgate_ci_webhook_disabled", Help: "1 while a CI sends nothing through its webhook to the connector (GitLab disables one after failed deliveries), 0 once it is enabled, by connector and webhook.",

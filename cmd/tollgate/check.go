@@ -126,40 +126,21 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 		if poll > maxPoll {
 			poll = maxPoll
 		}
-		u := strings.TrimRight(o.url, "/") + "/api/v1/gate/check"
-		if poll > 0 {
-			u += "?wait=" + url.QueryEscape(poll.String())
-		}
-		client.HTTPClient.Timeout = poll + o.timeout
-		r, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+		resp, raw, code, err := askGate(ctx, client, o, body, poll)
 		if err != nil {
-			return exitDeny, fmt.Errorf("build request: %w", err)
-		}
-		r.Header.Set("Content-Type", "application/json")
-		r.Header.Set("Authorization", "Bearer "+o.token)
-		resp, err := client.Do(r)
-		if err != nil {
-			return exitUnreachable, fmt.Errorf("gateway unreachable at %s: %w", o.url, err)
-		}
-		raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-		resp.Body.Close()
-		if err != nil {
-			return exitUnreachable, fmt.Errorf("read gateway answer: %w", err)
+			return code, err
 		}
 		// Too many checks waiting (or rate limited) after the retries:
 		// while --wait lasts, ask again after Retry-After, as for a wait.
-		if resp.StatusCode == http.StatusTooManyRequests && poll > 0 {
-			pause := min(retryAfter(resp.Header.Get("Retry-After")), time.Until(deadline))
-			if pause > 0 {
-				fmt.Fprintf(stderr, "gateway busy (%s left), asking again in %s: %s\n",
-					time.Until(deadline).Round(time.Second), pause.Round(time.Second), errorText(raw))
-				select {
-				case <-ctx.Done():
-					return exitUnreachable, ctx.Err()
-				case <-time.After(pause):
-				}
-				continue
+		if pause := busyPause(resp, poll, deadline); pause > 0 {
+			fmt.Fprintf(stderr, "gateway busy (%s left), asking again in %s: %s\n",
+				time.Until(deadline).Round(time.Second), pause.Round(time.Second), errorText(raw))
+			select {
+			case <-ctx.Done():
+				return exitUnreachable, ctx.Err()
+			case <-time.After(pause):
 			}
+			continue
 		}
 		// Rate limited after the retries: no answer either, never a deny
 		// the pipeline would read as the policy's.
@@ -187,6 +168,42 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 			return exitDeny, fmt.Errorf("deployment denied")
 		}
 	}
+}
+
+// askGate sends one check, long-polling up to poll, and reads its answer;
+// on failure, the exit code to end with.
+func askGate(ctx context.Context, client *retryablehttp.Client, o checkOptions, body []byte, poll time.Duration) (*http.Response, []byte, int, error) {
+	u := strings.TrimRight(o.url, "/") + "/api/v1/gate/check"
+	if poll > 0 {
+		u += "?wait=" + url.QueryEscape(poll.String())
+	}
+	client.HTTPClient.Timeout = poll + o.timeout
+	r, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, exitDeny, fmt.Errorf("build request: %w", err)
+	}
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Authorization", "Bearer "+o.token)
+	resp, err := client.Do(r)
+	if err != nil {
+		return nil, nil, exitUnreachable, fmt.Errorf("gateway unreachable at %s: %w", o.url, err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	resp.Body.Close()
+	if err != nil {
+		return nil, nil, exitUnreachable, fmt.Errorf("read gateway answer: %w", err)
+	}
+	return resp, raw, 0, nil
+}
+
+// busyPause is how long to wait before asking again after a 429 (too
+// many checks waiting, or a rate limit) while --wait lasts: the answer's
+// Retry-After, at most until the deadline; 0 when not to ask again.
+func busyPause(resp *http.Response, poll time.Duration, deadline time.Time) time.Duration {
+	if resp.StatusCode != http.StatusTooManyRequests || poll <= 0 {
+		return 0
+	}
+	return max(0, min(retryAfter(resp.Header.Get("Retry-After")), time.Until(deadline)))
 }
 
 // nonEmpty drops blank values of a repeatable key flag. A pipeline passes

@@ -628,3 +628,13 @@ func (s *Server) doctor(c *echo.Context) error {
 	failed, warnings := connectors.Count(sections)
 	return c.JSON(http.StatusOK, doctorReport{Sections: sections, Failed: failed, Warnings: warnings})
 }
+
+// replicas is GET /api/v1/replicas: every replica the database knows,
+// the live ones and those stopped without a word within the last day.
+func (s *Server) replicas(c *echo.Context) error {
+	reps, err := s.deps.Replicas.Replicas(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": reps})
+}

@@ -34,7 +34,7 @@ func loadDoc(t *testing.T) *openapi3.T {
 type noReports struct{ api.Reports }
 
 func newServer() *api.Server {
-	return api.New(api.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "1.2.3-test", Reports: noReports{}, Doctor: noDoctor{}})
+	return api.New(api.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "1.2.3-test", Reports: noReports{}, Doctor: noDoctor{}, Replicas: noReplicas{}})
 }
 
 var echoParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)
@@ -296,3 +296,7 @@ func TestOpenAPIServed(t *testing.T) {
 type noDoctor struct{}
 
 func (noDoctor) CheckConnectors(context.Context) []connectors.Section { return nil }
+
+type noReplicas struct{}
+
+func (noReplicas) Replicas(context.Context) ([]core.Replica, error) { return nil, nil }

@@ -110,6 +110,11 @@ type Deps struct {
 	Doctor interface {
 		CheckConnectors(ctx context.Context) []connectors.Section
 	}
+	// Replicas, when set, lists the replicas running on the database for
+	// GET /api/v1/replicas.
+	Replicas interface {
+		Replicas(ctx context.Context) ([]core.Replica, error)
+	}
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (clientIPExtractor); none: the connection's peer is the
 	// client.
@@ -257,6 +262,9 @@ func (s *Server) routes() {
 	s.route(http.MethodGet, "/api/v1/audit/head", auditorUp, s.auditHead)
 	if s.deps.Doctor != nil {
 		s.route(http.MethodGet, "/api/v1/doctor", adminOnly, s.doctor)
+	}
+	if s.deps.Replicas != nil {
+		s.route(http.MethodGet, "/api/v1/replicas", adminOnly, s.replicas)
 	}
 
 	if s.deps.UI != nil {

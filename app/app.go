@@ -82,8 +82,12 @@ type App struct {
 	doctorLast []connectors.Section
 	doctorAt   time.Time
 	conns      []service.Connector // the connectors (their outbound clients: closeOutbound)
-	// schemaEvery is how often watchSchema reads the schema's floor.
+	// schemaEvery is how often watchDatabase reads the schema's floor,
+	// measures the clock and records the replica.
 	schemaEvery time.Duration
+	// replica is this process as GET /api/v1/replicas lists it; its ID
+	// also holds the leases.
+	replica core.Replica
 }
 
 // New opens and migrates the store and builds every service.
@@ -109,7 +113,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if _, err := db.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	a := &App{Config: cfg, Log: log, DB: db, Metrics: metrics.New()}
+	a := &App{Config: cfg, Log: log, DB: db, Metrics: metrics.New(), replica: newReplica(clock)}
 	a.Metrics.WatchAudit(func() metrics.AuditStats {
 		st := db.AppenderStats()
 		return metrics.AuditStats{Groups: st.Groups, OneStatement: st.OneStatement, Appends: st.Requests, BusySeconds: st.Busy.Seconds()}
@@ -203,6 +207,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Simulator: service.NewSimulator(db, a.Policies),
 		Proposals: proposals,
 		Doctor:    a,
+		Replicas:  a,
 		RateLimits: api.RateLimits{
 			TokenRate: cfg.RateLimit.PerToken.PerSecond(), TokenBurst: cfg.RateLimit.PerToken.Burst,
 			ConnectorRate: cfg.RateLimit.PerConnector.PerSecond(), ConnectorBurst: cfg.RateLimit.PerConnector.Burst,
@@ -429,6 +434,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stopBG()
 	wg.Wait()
+	a.forgetReplica()
 	a.closeOutbound()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

@@ -104,6 +104,7 @@ var (
 		{"GET", "/api/v1/audit/verify", "bearer", auditorPlus},
 		{"GET", "/api/v1/audit/head", "bearer", auditorPlus},
 		{"GET", "/api/v1/doctor", "bearer", adminOnly},
+		{"GET", "/api/v1/replicas", "bearer", adminOnly},
 
 		{"GET", "/api/v1/openapi.json", "none", nil},
 		{"GET", "/api/docs", "none", nil},

@@ -160,7 +160,49 @@ func doctorDatabase(ctx context.Context, cfg *config.Config, open *store.DB, log
 	if f, ok := doctorClock(ctx, db); ok {
 		s.Findings = append(s.Findings, f)
 	}
+	if current {
+		s.Findings = append(s.Findings, doctorReplicas(ctx, db))
+	}
 	return s, db, current
+}
+
+// doctorReplicas says which replicas run on the database: a warning when
+// the live ones run different builds (an upgrade under way, or a replica
+// left behind) or one's clock is off from the database server's.
+func doctorReplicas(ctx context.Context, db *store.DB) connectors.Finding {
+	reps, err := db.Replicas(ctx, 3*defaultSchemaEvery)
+	if err != nil {
+		return connectors.Warn("replicas", "cannot list the replicas: "+err.Error())
+	}
+	builds := map[string][]string{}
+	var order, skewed []string
+	for _, r := range reps {
+		if !r.Live {
+			continue
+		}
+		b := fmt.Sprintf("%s (migration %d)", r.Version, r.SchemaKnown)
+		if builds[b] == nil {
+			order = append(order, b)
+		}
+		builds[b] = append(builds[b], r.ID)
+		if r.ClockSkewMS != nil && (time.Duration(*r.ClockSkewMS)*time.Millisecond).Abs() > clockSkewWarn {
+			skewed = append(skewed, fmt.Sprintf("%s's clock is %d ms from the database server's", r.ID, *r.ClockSkewMS))
+		}
+	}
+	switch {
+	case len(order) == 0:
+		return connectors.OK("replicas", "none running")
+	case len(order) > 1:
+		var parts []string
+		for _, b := range order {
+			parts = append(parts, b+": "+strings.Join(builds[b], ", "))
+		}
+		return connectors.Warn("replicas", "the replicas run different builds — "+strings.Join(parts, "; ")+
+			": an upgrade under way, or a replica left on the older build (GET /api/v1/replicas)")
+	case len(skewed) > 0:
+		return connectors.Warn("replicas", strings.Join(skewed, "; ")+": synchronise their clocks (NTP)")
+	}
+	return connectors.OK("replicas", fmt.Sprintf("%d running, all %s", len(builds[order[0]]), order[0]))
 }
 
 // clockSkewFail is the distance from the database's clock past which the

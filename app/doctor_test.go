@@ -92,9 +92,9 @@ func TestDoctor(t *testing.T) {
 		db.Close()
 
 		got = doctor(snPassword)
-		dbChecks := "reachable schema"
+		dbChecks := "reachable schema replicas"
 		if dialect == "postgres" {
-			dbChecks += " clock" // SQLite's clock is this host's
+			dbChecks = "reachable schema clock replicas" // SQLite's clock is this host's
 		}
 		want := map[string]string{ // scope → its checks, each ok
 			"database":             dbChecks,

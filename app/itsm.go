@@ -46,7 +46,7 @@ func (a *App) wireITSM(conns []service.Connector, clock core.Clock) {
 	if len(a.APIs) == 0 {
 		return
 	}
-	holder := replicaID()
+	holder := a.replica.ID
 	a.ReadBack = service.NewReadBack(a.Inbox, a.Log)
 	a.Creator = service.NewCreator(a.DB, a.Log, a.Metrics)
 	a.WriteBack = service.NewWriteBack(a.DB, clock, a.Log)
@@ -101,7 +101,7 @@ func (a *App) readyDetails() map[string]any {
 // since its watermark), each Jenkins connector with jobs and an
 // api.poll_interval a poller of the jobs' builds.
 func (a *App) wireCIRecovery(conns []service.Connector, clock core.Clock) {
-	holder := replicaID()
+	holder := a.replica.ID
 	for _, c := range conns {
 		api := c.Config.API
 		if api == nil {

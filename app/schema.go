@@ -3,6 +3,9 @@ package app
 import (
 	"context"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/migrations"
 )
 
 // clockSkewWarn is the distance from the database's clock past which a
@@ -26,7 +29,11 @@ func (a *App) watchDatabase(ctx context.Context, stop context.CancelCauseFunc) {
 	check := func() {
 		schema()
 		skew, ok, err := a.DB.ClockSkew(ctx)
-		if !ok || err != nil {
+		if err != nil {
+			return // the database away: readiness says so, and the next check retries
+		}
+		a.heartbeat(ctx, skew, ok)
+		if !ok {
 			return
 		}
 		a.Metrics.ClockSkew.Set(skew.Seconds())
@@ -68,4 +75,45 @@ func (a *App) schemaCheck(ctx context.Context, stop context.CancelCauseFunc) fun
 				"applied", st.Applied, "known", st.Known, "floor", st.Floor, "version", Version)
 		}
 	}
+}
+
+// newReplica is this process as the replicas table records it.
+func newReplica(clock core.Clock) core.Replica {
+	r := core.Replica{ID: replicaID(), Version: Version, StartedAt: clock.Now()}
+	if vs, err := migrations.Versions(); err == nil && len(vs) > 0 {
+		r.SchemaKnown = vs[len(vs)-1]
+	}
+	return r
+}
+
+// heartbeat records that this replica runs, with its clock's skew when
+// measured.
+func (a *App) heartbeat(ctx context.Context, skew time.Duration, measured bool) {
+	r := a.replica
+	if measured {
+		ms := skew.Milliseconds()
+		r.ClockSkewMS = &ms
+	}
+	if err := a.DB.Heartbeat(ctx, r); err != nil && ctx.Err() == nil {
+		a.Log.WarnContext(ctx, "replica not recorded", "error", err.Error())
+	}
+}
+
+// forgetReplica removes this replica's row when it stops, so that the
+// replicas listed are those running.
+func (a *App) forgetReplica() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := a.DB.RemoveReplica(ctx, a.replica.ID); err != nil {
+		a.Log.Warn("replica not removed from the replicas table", "error", err.Error())
+	}
+}
+
+// liveWithin is how lately a replica must have been seen to count as
+// running: three of its checks.
+func (a *App) liveWithin() time.Duration { return 3 * a.schemaEvery }
+
+// Replicas lists the replicas the database knows (GET /api/v1/replicas).
+func (a *App) Replicas(ctx context.Context) ([]core.Replica, error) {
+	return a.DB.Replicas(ctx, a.liveWithin())
 }

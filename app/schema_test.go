@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate-dev/tollgate/config"
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/testpg"
 	"github.com/tollgate-dev/tollgate/migrations"
 	"github.com/tollgate-dev/tollgate/store"
 )
@@ -234,5 +235,78 @@ func waitLog(t *testing.T, logs *lockedBuffer, msg string) {
 			t.Fatalf("not logged: %q", msg)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReplicasListed: each replica records itself as it starts — its
+// build, the newest migration it knows, its clock's skew — and GET
+// /api/v1/replicas (admin) lists them; one stopped gracefully is gone;
+// the doctor says how many run and warns when they run different builds.
+func TestReplicasListed(t *testing.T) {
+	url := testpg.NewMigratedDatabase(t)
+	a := bootURL(t, url, e2eConfig)
+	b := bootURL(t, url, e2eConfig)
+	vs, err := migrations.Versions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type replica struct {
+		ID          string
+		Version     string
+		SchemaKnown int64  `json:"schema_known"`
+		ClockSkewMS *int64 `json:"clock_skew_ms"`
+		Live        bool
+	}
+	list := func() []replica {
+		t.Helper()
+		var out struct{ Items []replica }
+		if st := a.do("GET", "/api/v1/replicas", adminSecret, nil, &out); st != http.StatusOK {
+			t.Fatalf("GET /api/v1/replicas: %d", st)
+		}
+		return out.Items
+	}
+	var got []replica
+	a.waitFor("both replicas recorded", func() bool { got = list(); return len(got) == 2 })
+	for _, r := range got {
+		if !r.Live || r.Version != app.Version || r.SchemaKnown != vs[len(vs)-1] || r.ClockSkewMS == nil || r.ID == "" {
+			t.Errorf("replica %+v", r)
+		}
+	}
+	auditor, _ := a.token(core.RoleAuditor)
+	if st := a.do("GET", "/api/v1/replicas", auditor, nil, nil); st != http.StatusForbidden {
+		t.Errorf("an auditor: %d, want 403", st)
+	}
+	cfg := func() *config.Config {
+		env := map[string]string{"TOLLGATE_DATABASE_URL": url}
+		c, err := config.Parse([]byte(e2eConfig), func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}()
+	finding := func() connectors.Finding {
+		for _, s := range app.Doctor(context.Background(), cfg, slog.New(slog.DiscardHandler), app.DoctorOptions{}) {
+			for _, f := range s.Findings {
+				if s.Scope == "database" && f.Check == "replicas" {
+					return f
+				}
+			}
+		}
+		t.Fatal("the doctor checked no replicas")
+		return connectors.Finding{}
+	}
+	if f := finding(); f.Status != connectors.StatusOK || !strings.HasPrefix(f.Detail, "2 running, all "+app.Version) {
+		t.Errorf("doctor: %+v, want 2 running", f)
+	}
+	b.stop()
+	if got := list(); len(got) != 1 {
+		t.Errorf("after a graceful stop: %+v, want one", got)
+	}
+	db := openRaw(t, "postgres", url)
+	if _, err := db.Exec(`INSERT INTO replicas (id, version, schema_known, started_at, seen_at) VALUES ('old-host/1/aa', 'v0.0.1', 28, now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	if f := finding(); f.Status != connectors.StatusWarn || !strings.Contains(f.Detail, "v0.0.1 (migration 28): old-host/1/aa") {
+		t.Errorf("doctor with an older replica running: %+v, want a warning naming it", f)
 	}
 }

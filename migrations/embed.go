@@ -32,6 +32,7 @@ func FS(dialect string) (fs.FS, error) {
 // one writing rows the schema no longer means is not.
 var additive = map[int64]bool{
 	28: true, // schema_floor itself: older builds never read it
+	29: true, // replicas: older builds neither read nor write it
 }
 
 // FloorSince is the migration that created the schema_floor table; a

@@ -224,3 +224,39 @@ func TestVersionNamesItsGo(t *testing.T) {
 		t.Fatalf("stderr %q, warning expected: %v", stderr, want)
 	}
 }
+
+// TestMigrateStatus: --status applies nothing, says where the schema
+// stands, and exits 1 with the reason once the schema's floor is above
+// this build.
+func TestMigrateStatus(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tollgate.db")
+	env := map[string]string{"TOLLGATE_DATABASE_URL": "sqlite:" + path}
+	code, out, stderr := runCLI(t, env, "migrate", "--status")
+	if code != 0 || !strings.Contains(out, "at migration 0") || !strings.Contains(out, "pending") ||
+		!strings.Contains(out, "once its pending migrations are applied") {
+		t.Fatalf("migrate --status on a new store: %d %q %q", code, out, stderr)
+	}
+	if code, out, stderr = runCLI(t, env, "migrate"); code != 0 {
+		t.Fatalf("migrate: %d %q %q", code, out, stderr)
+	}
+	code, out, stderr = runCLI(t, env, "migrate", "--status")
+	if code != 0 || !strings.Contains(out, "; 0 pending") || !strings.Contains(out, "builds that know migration") ||
+		!strings.HasSuffix(out, "may run against it\n") {
+		t.Fatalf("migrate --status after migrating: %d %q %q", code, out, stderr)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE schema_floor SET oldest_reader = 100000`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = runCLI(t, env, "migrate", "--status")
+	if code != 1 || !strings.Contains(out, "may NOT run against it") || !strings.Contains(stderr, "upgrade it") {
+		t.Errorf("migrate --status below the floor: %d %q %q, want exit 1 with the reason", code, out, stderr)
+	}
+	if code, _, stderr = runCLI(t, env, "migrate"); code != 1 || !strings.Contains(stderr, "needs a tollgate that knows migration 100000") {
+		t.Errorf("migrate below the floor: %d %q, want it refused", code, stderr)
+	}
+}

@@ -172,7 +172,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	a.wireITSM(conns, clock)
 	a.wireCIRecovery(conns, clock)
 	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
-	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, clock, log); err != nil {
+	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, a.replica.ID, clock, log); err != nil {
 		return nil, err
 	}
 	var pending api.PendingLister
@@ -188,7 +188,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	authFailures := api.NewAuthFailureLimit(cfg.RateLimit.AuthFailuresPerClient.PerSecond(), cfg.RateLimit.AuthFailuresPerClient.Burst, a.Metrics)
 	web, err := ui.New(ui.Deps{
 		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: db, Gate: a.Gate, CIGates: pending, Policies: a.Policies,
-		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Holds: holds, Reports: a.Reconciler, Downloads: uiDownloads{a}, Doctor: a,
+		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Holds: holds, Reports: a.Reconciler, Downloads: uiDownloads{a}, Doctor: a, Replicas: a,
 		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy, TrustedProxies: trustedProxies,
 		AuthFailures: uiAuthFailures(authFailures),
 	})

@@ -3,9 +3,7 @@ package app
 import (
 	"fmt"
 	"log/slog"
-	"os"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate-dev/tollgate/config"
@@ -16,7 +14,7 @@ import (
 
 // buildScheduler turns the config's report schedules into the scheduler.
 // It always runs: it also applies the reports' retention.
-func buildScheduler(cfg *config.Config, rec *service.Reconciler, db *store.DB, reg prometheus.Registerer, clock core.Clock, log *slog.Logger) (*service.Scheduler, error) {
+func buildScheduler(cfg *config.Config, rec *service.Reconciler, db *store.DB, reg prometheus.Registerer, holder string, clock core.Clock, log *slog.Logger) (*service.Scheduler, error) {
 	schedules := make([]service.ReportSchedule, 0, len(cfg.Reports))
 	for i, r := range cfg.Reports {
 		c, err := config.ParseCron(r.Cron)
@@ -25,11 +23,10 @@ func buildScheduler(cfg *config.Config, rec *service.Reconciler, db *store.DB, r
 		}
 		schedules = append(schedules, service.ReportSchedule{Name: r.Name, Cron: c, Period: r.Period.D(), Environment: r.Environment, WebhookURL: r.WebhookURL})
 	}
-	host, _ := os.Hostname()
-	holder := fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()[:8])
 	sch := service.NewScheduler(rec, db, schedules, cfg.Retention(), holder, clock, log)
 	sch.OnMetrics = releaseGauges(reg)
 	sch.VerdictsEvery = cfg.VerdictsEvery()
+	sch.InboxRetention = cfg.Inbox.RetentionD()
 	sch.MetricsEvery = cfg.MetricsEvery()
 	return sch, nil
 }

@@ -266,6 +266,24 @@ type InboxConfig struct {
 	// take them from the shared database. For webhook receivers scaled
 	// apart from the normalizers; meaningless on SQLite (one process).
 	Normalize *bool `yaml:"normalize"`
+	// Retention is how long a delivery settled as processed or ignored
+	// is kept (default 400d, at least 30d; "0d" keeps every one): what
+	// it said is in the records, their versions and the audit trail, and
+	// a replay or re-mapping needs the raw body only while it is recent.
+	// Pending and quarantined deliveries are never deleted.
+	Retention *Period `yaml:"retention"`
+}
+
+// DefaultInboxRetention is how long settled deliveries are kept unless
+// inbox.retention says otherwise.
+const DefaultInboxRetention = Period(400 * 24 * time.Hour)
+
+// RetentionD is inbox.retention, or its default; 0 keeps every delivery.
+func (c InboxConfig) RetentionD() time.Duration {
+	if c.Retention == nil {
+		return DefaultInboxRetention.D()
+	}
+	return c.Retention.D()
 }
 
 // Normalizes reports whether this replica runs the normalizer
@@ -685,6 +703,9 @@ func (c *Config) Validate() error {
 	if c.Gate.MaxListItems < 1 || c.Gate.MaxListItems > 1000 {
 		bad("gate.max_list_items", "must be between 1 and 1000")
 	}
+	if r := c.Inbox.Retention; r != nil && *r != 0 && (r.D() < 30*24*time.Hour || r.D() > 100*365*24*time.Hour) {
+		bad("inbox.retention", "must be 0d (keep every delivery) or between 30d and 36500d: the CIs' redelivery and a replay read recent deliveries")
+	}
 	if c.Gate.MaxWaiting < 1 || c.Gate.MaxWaiting > 1000000 {
 		bad("gate.max_waiting", "must be between 1 and 1000000")
 	}
@@ -857,6 +878,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int("inbox.batch_size", c.Inbox.BatchSize),
 		slog.Duration("inbox.lease", c.Inbox.Lease.D()),
 		slog.Bool("inbox.normalize", c.Inbox.Normalizes()),
+		slog.Duration("inbox.retention", c.Inbox.RetentionD()),
 		slog.Int("inbox.max_attempts", c.Inbox.MaxAttempts),
 		slog.Duration("inbox.max_future_skew", c.Inbox.MaxFutureSkew.D()),
 		slog.String("mappings_dir", c.MappingsDir),

@@ -89,6 +89,17 @@ connectors:
 				t.Errorf("max_waiting %d, per token %d: want 100 and 100", c.Gate.MaxWaiting, c.Gate.MaxWaitingPerToken)
 			}
 		}},
+		{name: "inbox retention too short", src: "inbox: {retention: 7d}\n", wantErr: []string{"inbox.retention", "between 30d"}},
+		{name: "inbox retention off", src: "inbox: {retention: 0d}\n", check: func(t *testing.T, c *Config) {
+			if c.Inbox.RetentionD() != 0 {
+				t.Errorf("retention %v, want 0 (keep every delivery)", c.Inbox.RetentionD())
+			}
+		}},
+		{name: "inbox retention default", src: "", check: func(t *testing.T, c *Config) {
+			if c.Inbox.RetentionD() != 400*24*time.Hour {
+				t.Errorf("retention %v, want 400d", c.Inbox.RetentionD())
+			}
+		}},
 		{name: "waiting cap negative", src: "gate: {max_waiting: -1, max_waiting_per_token: 1}\n", wantErr: []string{"gate.max_waiting"}},
 		{name: "bad database url", src: "database_url: mysql://x\n", wantErr: []string{"database_url"}},
 		{

@@ -41,14 +41,20 @@ type ScheduleStore interface {
 	ReleaseLease(ctx context.Context, name, holder string) error
 	LastReportAt(ctx context.Context, kind, name string) (time.Time, bool, error)
 	DeleteReportsBefore(ctx context.Context, kind string, t time.Time) (int, error)
+	DeleteSettledBefore(ctx context.Context, t time.Time, max int) (int, error)
 }
+
+// inboxPurgeMax is how many settled deliveries one tick deletes: a first
+// purge of a large inbox goes on tick after tick, in short statements.
+const inboxPurgeMax = 100000
 
 // reportsLease names the lease of the report scheduler.
 const reportsLease = "reports"
 
 // Scheduler runs the scheduled reports on the one replica holding the
 // "reports" lease, posts their summaries to their webhooks, and deletes
-// reports older than the retention.
+// reports older than the retention and settled inbox deliveries older
+// than InboxRetention.
 type Scheduler struct {
 	rec       *Reconciler
 	store     ScheduleStore
@@ -74,6 +80,10 @@ type Scheduler struct {
 	// find the deployments judged; 0 never.
 	VerdictsEvery time.Duration
 	lastVerdicts  time.Time
+	// InboxRetention is how long settled (processed or ignored) inbox
+	// deliveries are kept; 0 keeps them all.
+	InboxRetention time.Duration
+	lastInboxPurge time.Time
 	// Tick is how often Run looks for due work (default 30s); the lease
 	// lasts LeaseTTL (default 10m) and is renewed every tick, so a long run
 	// keeps it.
@@ -158,6 +168,9 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 				s.log.InfoContext(ctx, "old reports deleted", "reports", n, "retention", s.retention)
 			}
 		}
+	}
+	if err := s.purgeInbox(ctx, now); err != nil {
+		errs = append(errs, err)
 	}
 	if s.lastMetrics.IsZero() {
 		// Like the verdicts' refresh, the first metrics come a minute after
@@ -262,4 +275,21 @@ func (s *Scheduler) post(ctx context.Context, sc ReportSchedule, r core.Report) 
 		return fmt.Errorf("webhook answered %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// purgeInbox deletes, at most hourly, the settled inbox deliveries older
+// than InboxRetention — again at the next tick while a purge is cut short
+// by inboxPurgeMax.
+func (s *Scheduler) purgeInbox(ctx context.Context, now time.Time) error {
+	if s.InboxRetention <= 0 || now.Sub(s.lastInboxPurge) < time.Hour {
+		return nil
+	}
+	n, err := s.store.DeleteSettledBefore(ctx, now.Add(-s.InboxRetention), inboxPurgeMax)
+	if n > 0 {
+		s.log.InfoContext(ctx, "settled inbox deliveries deleted", "events", n, "retention", s.InboxRetention)
+	}
+	if err == nil && n < inboxPurgeMax {
+		s.lastInboxPurge = now
+	}
+	return err
 }

@@ -409,3 +409,47 @@ func TestSchedulerReleaseMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestSchedulerPurgesInbox: the lease holder deletes the settled
+// deliveries older than InboxRetention, at most hourly; pending and
+// quarantined ones, and recent ones, stay; 0 keeps every one.
+func TestSchedulerPurgesInbox(t *testing.T) {
+	ctx := context.Background()
+	for _, retention := range []time.Duration{30 * 24 * time.Hour, 0} {
+		w := newVerdictWorld(t, store.SQLite)
+		start := w.clock.Now()
+		add := func(key, status string) string {
+			t.Helper()
+			id, _, err := w.db.InsertEvent(ctx, core.Event{Connector: "itsm", Type: "change", DedupeKey: key, Body: []byte(`{}`), ReceivedAt: w.clock.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status != core.EventPending {
+				if err := w.db.FinishEvent(ctx, id, status, "", ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return id
+		}
+		old := []string{add("old-processed", core.EventProcessed), add("old-ignored", core.EventIgnored)}
+		kept := []string{add("old-pending", core.EventPending), add("old-quarantined", core.EventQuarantined)}
+		w.clock.set(start.Add(40 * 24 * time.Hour))
+		kept = append(kept, add("new-processed", core.EventProcessed))
+		sch := NewScheduler(NewReconciler(w.db, w.pols, w.clock, w.log, core.ReconcileOptions{}), w.db, nil, 0, "replica-a", w.clock, w.log)
+		sch.InboxRetention = retention
+		if err := sch.TickAt(ctx, w.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range old {
+			_, err := w.db.GetEvent(ctx, id)
+			if gone := core.IsKind(err, core.KindNotFound); gone != (retention > 0) {
+				t.Errorf("retention %v: old settled delivery %s gone %v", retention, id, gone)
+			}
+		}
+		for _, id := range kept {
+			if _, err := w.db.GetEvent(ctx, id); err != nil {
+				t.Errorf("retention %v: delivery %s: %v, want kept", retention, id, err)
+			}
+		}
+	}
+}

@@ -536,3 +536,30 @@ func (in *Inbox) InboxLag(ctx context.Context) (time.Time, int, error) {
 	}
 	return oldest.UTC(), pending, nil
 }
+
+// deleteBatch is how many settled events one DELETE of DeleteSettledBefore
+// removes: short statements, so the inbox's writers never wait long on it.
+const deleteBatch = 5000
+
+// DeleteSettledBefore deletes the events settled as processed or ignored
+// that were received before t, at most max (in statements of deleteBatch),
+// and returns how many it deleted. Pending events (not yet settled) and
+// quarantined ones (waiting for a person) are never deleted.
+func (in *Inbox) DeleteSettledBefore(ctx context.Context, t time.Time, max int) (int, error) {
+	q := in.base.Q(`DELETE FROM inbox_events WHERE id IN (SELECT id FROM inbox_events
+		WHERE status IN ('` + core.EventProcessed + `', '` + core.EventIgnored + `') AND received_at < ? LIMIT ?)`)
+	total := 0
+	for total < max {
+		n := min(deleteBatch, max-total)
+		res, err := in.db.ExecContext(ctx, q, sqldb.TS(t), n)
+		if err != nil {
+			return total, fmt.Errorf("delete settled events: %w", sqldb.Translate(err))
+		}
+		done, _ := res.RowsAffected()
+		total += int(done)
+		if int(done) < n {
+			break
+		}
+	}
+	return total, nil
+}

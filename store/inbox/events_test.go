@@ -111,3 +111,51 @@ func TestStoredKeys(t *testing.T) {
 		}
 	})
 }
+
+// TestDeleteSettledBefore: the events settled as processed or ignored
+// before the cut-off are deleted, at most max a call; pending and
+// quarantined ones, and those received since, are kept.
+func TestDeleteSettledBefore(t *testing.T) {
+	forEachStore(t, func(t *testing.T, in *testDB, clock *sqldbtest.Clock) {
+		ctx := context.Background()
+		old := clock.T
+		add := func(key, status string) string {
+			t.Helper()
+			id, _, err := in.InsertEvent(ctx, newEvent("c", key, clock.T))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status != core.EventPending {
+				if err := in.FinishEvent(ctx, id, status, "", ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return id
+		}
+		var oldSettled []string
+		for i := range 3 {
+			oldSettled = append(oldSettled, add(fmt.Sprint("p", i), core.EventProcessed))
+		}
+		oldSettled = append(oldSettled, add("ign", core.EventIgnored))
+		kept := []string{add("pend", core.EventPending), add("quar", core.EventQuarantined)}
+		clock.T = old.Add(48 * time.Hour)
+		kept = append(kept, add("new", core.EventProcessed))
+		cut := old.Add(time.Hour)
+		if n, err := in.DeleteSettledBefore(ctx, cut, 3); err != nil || n != 3 {
+			t.Fatalf("first call: %d, %v; want 3 (its max)", n, err)
+		}
+		if n, err := in.DeleteSettledBefore(ctx, cut, 100); err != nil || n != 1 {
+			t.Fatalf("second call: %d, %v; want the last old settled one", n, err)
+		}
+		for _, id := range oldSettled {
+			if _, err := in.GetEvent(ctx, id); !core.IsKind(err, core.KindNotFound) {
+				t.Errorf("old settled event %s: %v, want deleted", id, err)
+			}
+		}
+		for _, id := range kept {
+			if _, err := in.GetEvent(ctx, id); err != nil {
+				t.Errorf("event %s: %v, want kept", id, err)
+			}
+		}
+	})
+}

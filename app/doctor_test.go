@@ -251,7 +251,8 @@ func TestDoctorAPI(t *testing.T) {
 		t.Fatalf("sign-in: %d", st)
 	}
 	st, _, body := c.get("/ui/connections")
-	for _, want := range []string{"connector github", "installations", "connector gitlab", "project acme/ledger", `<span class="badge ok">ok</span>`, "Nothing failed"} {
+	for _, want := range []string{"connector github", "installations", "connector gitlab", "project acme/ledger", `<span class="badge ok">ok</span>`, "Nothing failed",
+		"<h2>Replicas</h2>", `<span class="badge ok">live</span>`, app.Version} {
 		if st != 200 || !strings.Contains(body, want) {
 			t.Errorf("/ui/connections: %d, lacks %q", st, want)
 		}

@@ -719,11 +719,13 @@ func (u *UI) revokeToken(c *echo.Context, s *session) error {
 	return c.Redirect(http.StatusSeeOther, "/ui/tokens")
 }
 
-// connectionsView is the Connections page: tollgate doctor's findings.
+// connectionsView is the Connections page: tollgate doctor's findings,
+// and the replicas running.
 type connectionsView struct {
 	Sections         []connectors.Section
 	Failed, Warnings int
 	At               time.Time
+	Replicas         []core.Replica
 }
 
 // connections runs (or reuses, within seconds) the doctor's checks and
@@ -734,6 +736,13 @@ func (u *UI) connections(c *echo.Context, s *session) error {
 	}
 	sections := u.deps.Doctor.CheckConnectors(c.Request().Context())
 	failed, warnings := connectors.Count(sections)
-	return u.render(c, s, http.StatusOK, "connections", "Connections", connectionsView{
-		Sections: sections, Failed: failed, Warnings: warnings, At: u.deps.Clock.Now()})
+	v := connectionsView{Sections: sections, Failed: failed, Warnings: warnings, At: u.deps.Clock.Now()}
+	if u.deps.Replicas != nil {
+		reps, err := u.deps.Replicas.Replicas(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		v.Replicas = reps
+	}
+	return u.render(c, s, http.StatusOK, "connections", "Connections", v)
 }

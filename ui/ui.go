@@ -143,11 +143,19 @@ type Deps struct {
 	// Doctor, when set, shows tollgate doctor's checks of the database and
 	// each connector's system on the Connections page.
 	Doctor Doctor
+	// Replicas, when set, lists the replicas running on the database on
+	// the Connections page.
+	Replicas Replicas
 }
 
 // Doctor runs tollgate doctor's read-only checks (the serving app's).
 type Doctor interface {
 	CheckConnectors(ctx context.Context) []connectors.Section
+}
+
+// Replicas lists the replicas the database knows (GET /api/v1/replicas).
+type Replicas interface {
+	Replicas(ctx context.Context) ([]core.Replica, error)
 }
 
 // UI serves the pages.

@@ -88,6 +88,10 @@ type App struct {
 	// replica is this process as GET /api/v1/replicas lists it; its ID
 	// also holds the leases.
 	replica core.Replica
+	// skew is the database server's clock less this replica's, as last
+	// measured (nanoseconds), once skewKnown (clockUnfit).
+	skew      atomic.Int64
+	skewKnown atomic.Bool
 }
 
 // New opens and migrates the store and builds every service.
@@ -224,6 +228,9 @@ func (a *App) buildGate(clock core.Clock) {
 		MaxWait: cfg.MaxWait.D(), MaxListItems: cfg.MaxListItems,
 		MaxWaiting: cfg.MaxWaiting, MaxWaitingPerActor: cfg.MaxWaitingPerToken,
 	})
+	if cfg.MaxClockSkew > 0 {
+		a.Gate.Unfit = a.clockUnfit
+	}
 	a.Gate.OnWaitRefused = func(limit string) { a.Metrics.GateWaitsRefused.WithLabelValues(limit).Inc() }
 	a.Metrics.WatchGateWaiting(a.Gate.WaitingCount)
 	a.Gate.OnDecision = func(d core.GateDecision) {
@@ -370,7 +377,10 @@ func (a *App) ready(ctx context.Context) error {
 	if st.Pending > 0 {
 		return core.Errorf(core.KindUnavailable, "%d migrations not applied", st.Pending)
 	}
-	return st.Err()
+	if err := st.Err(); err != nil {
+		return err
+	}
+	return a.clockUnfit()
 }
 
 // Serve serves HTTP on ln and runs the background work until ctx ends,

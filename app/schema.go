@@ -37,6 +37,8 @@ func (a *App) watchDatabase(ctx context.Context, stop context.CancelCauseFunc) {
 			return
 		}
 		a.Metrics.ClockSkew.Set(skew.Seconds())
+		a.skew.Store(int64(skew))
+		a.skewKnown.Store(true)
 		if off := skew.Abs() > clockSkewWarn; off != skewed {
 			skewed = off
 			if off {
@@ -116,4 +118,22 @@ func (a *App) liveWithin() time.Duration { return 3 * a.schemaEvery }
 // Replicas lists the replicas the database knows (GET /api/v1/replicas).
 func (a *App) Replicas(ctx context.Context) ([]core.Replica, error) {
 	return a.DB.Replicas(ctx, a.liveWithin())
+}
+
+// clockUnfit refuses judging while this replica's clock, as last
+// measured, is further from the database server's than
+// gate.max_clock_skew (when set): the gate's checks and CI answers
+// (service.Gate.Unfit) and readiness, so a load balancer takes the
+// replica out while the others answer.
+func (a *App) clockUnfit() error {
+	max := a.Config.Gate.MaxClockSkew.D()
+	if max <= 0 || !a.skewKnown.Load() {
+		return nil
+	}
+	if skew := time.Duration(a.skew.Load()); skew.Abs() > max {
+		return core.Errorf(core.KindUnavailable,
+			"this replica's clock is %s from the database server's, past gate.max_clock_skew (%s): it does not judge change windows until its clock is synchronised (NTP)",
+			skew.Round(time.Millisecond), max)
+	}
+	return nil
 }

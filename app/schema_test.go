@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,5 +309,63 @@ func TestReplicasListed(t *testing.T) {
 	}
 	if f := finding(); f.Status != connectors.StatusWarn || !strings.Contains(f.Detail, "v0.0.1 (migration 28): old-host/1/aa") {
 		t.Errorf("doctor with an older replica running: %+v, want a warning naming it", f)
+	}
+}
+
+// TestMaxClockSkew: with gate.max_clock_skew, a replica whose clock is
+// further than that from the database server's refuses gate checks (503,
+// nothing recorded) and answers /readyz 503 saying why; once its clock
+// agrees again (the next check of it), it answers both.
+func TestMaxClockSkew(t *testing.T) {
+	url := newDatabase(t, "postgres")
+	env := map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret, "TOLLGATE_DATABASE_URL": url}
+	cfg, err := config.Parse([]byte(e2eConfig+"gate: {max_clock_skew: 1m}\n"), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ShutdownTimeout = testShutdownTimeout
+	var offset atomic.Int64
+	offset.Store(int64(2 * time.Minute))
+	clock := core.ClockFunc(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
+	r := startReplicaWith(t, cfg, slog.New(slog.DiscardHandler), app.Options{Clock: clock, SchemaEvery: 50 * time.Millisecond})
+	check := func() (int, string) {
+		req, _ := http.NewRequest("POST", r.url+"/api/v1/gate/check", strings.NewReader(`{"service":"payments-api","environment":"staging","version":"1.0.0"}`))
+		req.Header.Set("Authorization", "Bearer "+adminSecret)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, body := r.ready(t)
+		if st == http.StatusServiceUnavailable && strings.Contains(body, "gate.max_clock_skew") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz with the clock 2 minutes off: %d %s", st, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st, body := check(); st != http.StatusServiceUnavailable || !strings.Contains(body, "does not judge change windows") {
+		t.Errorf("a gate check with the clock 2 minutes off: %d %s, want 503 saying why", st, body)
+	}
+	offset.Store(0)
+	for {
+		st, _ := r.ready(t)
+		if st == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("readyz not back once the clock agrees")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st, body := check(); st != http.StatusOK {
+		t.Errorf("a gate check once the clock agrees: %d %s", st, body)
 	}
 }

@@ -119,6 +119,13 @@ type GateConfig struct {
 	// the database). The cache is kept coherent by change notifications;
 	// the TTL only bounds staleness should one be lost unnoticed.
 	FactsCacheTTL *Duration `yaml:"facts_cache_ttl"`
+	// MaxClockSkew, when set, is how far this replica's clock may be from
+	// the database server's (measured every 10 s, PostgreSQL) before it
+	// refuses gate checks and CI gate answers (503) and answers /readyz
+	// 503: change windows and freezes are judged by its clock, and one
+	// that far off does not know whether a window is open. 0 (the
+	// default): only said (metric, log, alert, doctor).
+	MaxClockSkew Duration `yaml:"max_clock_skew"`
 }
 
 func (g GateConfig) cacheTTLString() string {
@@ -700,6 +707,9 @@ func (c *Config) Validate() error {
 	if t := c.Gate.FactsCacheTTL; t != nil && (*t < 0 || t.D() > time.Hour) {
 		bad("gate.facts_cache_ttl", "must be between 0 (off) and 1h")
 	}
+	if c.Gate.MaxClockSkew != 0 && (c.Gate.MaxClockSkew.D() < time.Second || c.Gate.MaxClockSkew.D() > time.Hour) {
+		bad("gate.max_clock_skew", "must be 0 (off) or between 1s and 1h")
+	}
 	if c.Gate.MaxListItems < 1 || c.Gate.MaxListItems > 1000 {
 		bad("gate.max_list_items", "must be between 1 and 1000")
 	}
@@ -874,6 +884,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int("gate.max_waiting", c.Gate.MaxWaiting),
 		slog.Int("gate.max_waiting_per_token", c.Gate.MaxWaitingPerToken),
 		slog.String("gate.facts_cache_ttl", c.Gate.cacheTTLString()),
+		slog.Duration("gate.max_clock_skew", c.Gate.MaxClockSkew.D()),
 		slog.Int("inbox.workers", c.Inbox.Workers),
 		slog.Int("inbox.batch_size", c.Inbox.BatchSize),
 		slog.Duration("inbox.lease", c.Inbox.Lease.D()),

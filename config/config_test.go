@@ -89,6 +89,7 @@ connectors:
 				t.Errorf("max_waiting %d, per token %d: want 100 and 100", c.Gate.MaxWaiting, c.Gate.MaxWaitingPerToken)
 			}
 		}},
+		{name: "clock skew limit too small", src: "gate: {max_clock_skew: 500ms}\n", wantErr: []string{"gate.max_clock_skew", "between 1s and 1h"}},
 		{name: "inbox retention too short", src: "inbox: {retention: 7d}\n", wantErr: []string{"inbox.retention", "between 30d"}},
 		{name: "inbox retention off", src: "inbox: {retention: 0d}\n", check: func(t *testing.T, c *Config) {
 			if c.Inbox.RetentionD() != 0 {

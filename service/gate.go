@@ -78,6 +78,10 @@ type Gate struct {
 	// ITSM, when set, reads back linked changes the store does not know
 	// and opens a change for a release that links none (itsm.go).
 	ITSM ITSMGate
+	// Unfit, when set, says why this process may not judge now (its
+	// clock too far from the database's): Check and Decide then refuse
+	// with that error, recording nothing.
+	Unfit func() error
 }
 
 // WaitingCheck is a long-polled check that is waiting, as GET
@@ -237,6 +241,9 @@ func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.Ga
 // wait evaluated at the deadline (or at shutdown). Only the answered
 // decision is recorded (durably, in the audit chain).
 func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wait time.Duration) (core.GateDecision, error) {
+	if err := g.fit(); err != nil {
+		return core.GateDecision{}, err
+	}
 	cp := g.policies.Current()
 	req, err := g.normalize(cp, req)
 	if err != nil {
@@ -264,6 +271,9 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	}()
 
 	for final := wait <= 0; ; {
+		if err := g.fit(); err != nil { // the clock may drift while a check waits
+			return core.GateDecision{}, err
+		}
 		cp = g.policies.Current()
 		d, err := g.evaluate(ctx, cp, req)
 		if err != nil {
@@ -295,6 +305,14 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 			final = true
 		}
 	}
+}
+
+// fit is Unfit's verdict, nil when none is set.
+func (g *Gate) fit() error {
+	if g.Unfit == nil {
+		return nil
+	}
+	return g.Unfit()
 }
 
 // admitWait counts a check that starts waiting against the caps, or
@@ -348,6 +366,9 @@ func (g *Gate) WaitingCount() int {
 // is final and recorded like a check's: allow, deny, or a wait still
 // standing at the deadline turned into a deny with DEADLINE (fail closed).
 func (g *Gate) Decide(ctx context.Context, req core.GateRequest, actor string, deadline time.Time) (d core.GateDecision, next time.Time, final bool, err error) {
+	if err := g.fit(); err != nil {
+		return d, next, false, err
+	}
 	cp := g.policies.Current()
 	if req, err = g.normalize(cp, req); err != nil {
 		return d, next, false, err

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,6 +131,34 @@ func TestCheckLongPoll(t *testing.T) {
 		d, err := g.Check(ctx, checkReq, "ci", time.Hour)
 		if err != nil || d.Decision != core.Wait {
 			t.Fatalf("got %+v, %v", d, err)
+		}
+	})
+	t.Run("unfit to judge: refused, nothing recorded, a wait included", func(t *testing.T) {
+		store := &fakeGateStore{change: pendingChange()}
+		subs := fakeSubs{ch: make(chan string, 1)}
+		g := newTestGate(t, store, subs)
+		var unfit atomic.Bool
+		g.Unfit = func() error {
+			if unfit.Load() {
+				return core.Errorf(core.KindUnavailable, "clock off")
+			}
+			return nil
+		}
+		unfit.Store(true)
+		if _, err := g.Check(ctx, checkReq, "ci", 0); !core.IsKind(err, core.KindUnavailable) {
+			t.Errorf("Check: %v, want refused", err)
+		}
+		if _, _, _, err := g.Decide(ctx, checkReq, "ci", time.Now().Add(time.Minute)); !core.IsKind(err, core.KindUnavailable) {
+			t.Errorf("Decide: %v, want refused", err)
+		}
+		unfit.Store(false)
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			unfit.Store(true) // the clock drifts while the check waits
+			subs.ch <- "change:CHG1"
+		}()
+		if _, err := g.Check(ctx, checkReq, "ci", 30*time.Second); !core.IsKind(err, core.KindUnavailable) || len(store.decisions) != 0 {
+			t.Errorf("a waiting check turned unfit: %v, %d decisions; want refused, none recorded", err, len(store.decisions))
 		}
 	})
 	t.Run("a client that goes away records nothing", func(t *testing.T) {

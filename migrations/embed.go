@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 //go:embed postgres/*.sql sqlite/*.sql
@@ -40,8 +41,15 @@ var additive = map[int64]bool{
 const FloorSince = 28
 
 // Versions returns the migrations' versions, in order (both dialects have
-// the same ones).
+// the same ones). They are read once: readiness asks at every probe.
 func Versions() ([]int64, error) {
+	vs, err := versions()
+	return slices.Clone(vs), err
+}
+
+var versions = sync.OnceValues(readVersions)
+
+func readVersions() ([]int64, error) {
 	entries, err := fs.ReadDir(files, "postgres")
 	if err != nil {
 		return nil, err

@@ -57,7 +57,7 @@ func (b *DB) Migrate(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer unlock()
-	st, err := b.schema(ctx, p)
+	st, err := b.schema(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -127,18 +127,15 @@ func (s Schema) Err() error {
 
 // Schema reads the database's migration state: pending migrations, the
 // newest applied and the floor (for readiness and the doctor).
-func (b *DB) Schema(ctx context.Context) (Schema, error) {
-	p, err := b.provider()
-	if err != nil {
-		return Schema{}, err
-	}
-	return b.schema(ctx, p)
-}
+func (b *DB) Schema(ctx context.Context) (Schema, error) { return b.schema(ctx) }
 
 // schema reads the state from goose's version table itself: goose's own
 // status calls take the migration lock, which a replica migrating holds
-// for as long as it takes, and readiness must not wait on it.
-func (b *DB) schema(ctx context.Context, p *goose.Provider) (Schema, error) {
+// for as long as it takes, and readiness must not wait on it. The
+// versions this build knows come from the migrations' file names
+// (migrations.Versions), not a goose provider, which would parse every
+// file at each readiness probe and each replica's check.
+func (b *DB) schema(ctx context.Context) (Schema, error) {
 	var s Schema
 	exists := `SELECT to_regclass('goose_db_version') IS NOT NULL`
 	if b.dialect == SQLite {
@@ -159,9 +156,13 @@ func (b *DB) schema(ctx context.Context, p *goose.Provider) (Schema, error) {
 			s.Applied = max(s.Applied, v)
 		}
 	}
-	for _, src := range p.ListSources() {
-		s.Known = max(s.Known, src.Version)
-		if !applied[src.Version] {
+	known, err := migrations.Versions()
+	if err != nil {
+		return s, err
+	}
+	for _, v := range known {
+		s.Known = max(s.Known, v)
+		if !applied[v] {
 			s.Pending++
 		}
 	}

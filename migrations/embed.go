@@ -40,6 +40,9 @@ var additive = map[int64]bool{
 // schema older than it has no floor.
 const FloorSince = 28
 
+// ReplicasSince is the migration that created the replicas table.
+const ReplicasSince = 29
+
 // Versions returns the migrations' versions, in order (both dialects have
 // the same ones). They are read once: readiness asks at every probe.
 func Versions() ([]int64, error) {

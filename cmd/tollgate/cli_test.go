@@ -11,11 +11,14 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite"
 
 	"github.com/tollgate-dev/tollgate/app"
+	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
+	"github.com/tollgate-dev/tollgate/store"
 )
 
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
@@ -258,5 +261,33 @@ func TestMigrateStatus(t *testing.T) {
 	}
 	if code, _, stderr = runCLI(t, env, "migrate"); code != 1 || !strings.Contains(stderr, "needs a tollgate that knows migration 100000") {
 		t.Errorf("migrate below the floor: %d %q, want it refused", code, stderr)
+	}
+}
+
+// TestReplicasCommand: tollgate replicas lists, from the database, the
+// replicas that recorded themselves (none before the schema has the
+// table), as a table or as the API's JSON.
+func TestReplicasCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tollgate.db")
+	env := map[string]string{"TOLLGATE_DATABASE_URL": "sqlite:" + path}
+	if code, out, stderr := runCLI(t, env, "replicas", "--json"); code != 0 || !strings.Contains(out, `"items": []`) {
+		t.Fatalf("replicas on a new store: %d %q %q", code, out, stderr)
+	}
+	if code, _, stderr := runCLI(t, env, "migrate"); code != 0 {
+		t.Fatalf("migrate: %d %q", code, stderr)
+	}
+	db, err := store.Open(context.Background(), "sqlite:"+path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	skew := int64(-4)
+	err = db.Heartbeat(context.Background(), core.Replica{ID: "host-a/7/abc", Version: "v9.9.9", SchemaKnown: 29, StartedAt: time.Now(), ClockSkewMS: &skew})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, env, "replicas")
+	if code != 0 || !strings.Contains(out, "host-a/7/abc") || !strings.Contains(out, "v9.9.9") || !strings.Contains(out, "-4 ms") || !strings.Contains(out, "true") {
+		t.Errorf("replicas: %d %q %q", code, out, stderr)
 	}
 }

@@ -67,6 +67,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 	root.AddCommand(
 		newServeCmd(c),
 		newMigrateCmd(c),
+		newReplicasCmd(c),
 		newTokenCmd(c),
 		newAuditCmd(c),
 		newVersionCmd(c),

@@ -247,6 +247,20 @@ type listResult struct {
 	Result []json.RawMessage `json:"result"`
 }
 
+// list GETs table's records the query q asks for (what names the read in
+// errors) and returns them as the Table API lists them.
+func (c *Client) list(ctx context.Context, table, what string, q url.Values) ([]json.RawMessage, error) {
+	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+table, what, q, nil)
+	if err != nil {
+		return nil, err
+	}
+	var lr listResult
+	if err := json.Unmarshal(b, &lr); err != nil {
+		return nil, fmt.Errorf("%s: %s: the answer is not a Table API list: %w", c.System(), what, err)
+	}
+	return lr.Result, nil
+}
+
 // GetRecord reads one record by number from table with display values;
 // connectors.ErrNotFound (wrapped) when the instance has none.
 func (c *Client) GetRecord(ctx context.Context, table, number string) (connectors.Record, error) {
@@ -255,18 +269,14 @@ func (c *Client) GetRecord(ctx context.Context, table, number string) (connector
 		"sysparm_display_value": {"all"},
 		"sysparm_limit":         {"1"},
 	}
-	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+table, table+" "+number, q, nil)
+	rows, err := c.list(ctx, table, table+" "+number, q)
 	if err != nil {
 		return connectors.Record{}, err
 	}
-	var lr listResult
-	if err := json.Unmarshal(b, &lr); err != nil {
-		return connectors.Record{}, fmt.Errorf("%s: %s %s: the answer is not a Table API list: %w", c.System(), table, number, err)
-	}
-	if len(lr.Result) == 0 {
+	if len(rows) == 0 {
 		return connectors.Record{}, fmt.Errorf("%s: %s %s: %w", c.System(), table, number, connectors.ErrNotFound)
 	}
-	return c.record(table, lr.Result[0])
+	return c.record(table, rows[0])
 }
 
 // record turns one Table API record into a connectors.Record.
@@ -367,15 +377,11 @@ func (tc *tableCursor) fill(ctx context.Context) error {
 		"sysparm_limit":         {fmt.Sprint(pageSize)},
 		"sysparm_offset":        {fmt.Sprint(tc.page * pageSize)},
 	}
-	b, err := tc.c.call(ctx, http.MethodGet, "/api/now/table/"+tc.table, tc.table, q, nil)
+	rows, err := tc.c.list(ctx, tc.table, tc.table, q)
 	if err != nil {
 		return err
 	}
-	var lr listResult
-	if err := json.Unmarshal(b, &lr); err != nil {
-		return fmt.Errorf("%s: %s: the answer is not a Table API list: %w", tc.c.System(), tc.table, err)
-	}
-	for _, raw := range lr.Result {
+	for _, raw := range rows {
 		rec, err := tc.c.record(tc.table, raw)
 		if err != nil {
 			return err
@@ -383,7 +389,7 @@ func (tc *tableCursor) fill(ctx context.Context) error {
 		tc.buf = append(tc.buf, rec)
 	}
 	tc.page++
-	tc.done = len(lr.Result) < pageSize
+	tc.done = len(rows) < pageSize
 	return nil
 }
 
@@ -415,16 +421,12 @@ func (c *Client) Approvals(ctx context.Context, sysID, number string) ([]Approva
 		"sysparm_fields":        {"approver,approver.user_name,state,sys_updated_on,comments"},
 		"sysparm_limit":         {"200"},
 	}
-	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+tableApproval, tableApproval+" of "+number, q, nil)
+	rows, err := c.list(ctx, tableApproval, tableApproval+" of "+number, q)
 	if err != nil {
 		return nil, err
 	}
-	var lr listResult
-	if err := json.Unmarshal(b, &lr); err != nil {
-		return nil, fmt.Errorf("%s: %s: the answer is not a Table API list: %w", c.System(), tableApproval, err)
-	}
 	out := []Approval{}
-	for _, raw := range lr.Result {
+	for _, raw := range rows {
 		r := gjson.ParseBytes(raw)
 		state := strings.ToLower(fieldValue(r.Get("state")))
 		switch state {

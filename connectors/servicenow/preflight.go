@@ -2,7 +2,6 @@ package servicenow
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -88,16 +87,8 @@ func (c *Client) Preflight(ctx context.Context, in connectors.PreflightInput) []
 // peek reads at most one record of table (only fields) and returns how
 // many it got.
 func (c *Client) peek(ctx context.Context, table, fields string) (int, error) {
-	q := url.Values{"sysparm_limit": {"1"}, "sysparm_fields": {fields}}
-	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+table, table, q, nil)
-	if err != nil {
-		return 0, err
-	}
-	var lr listResult
-	if err := json.Unmarshal(b, &lr); err != nil {
-		return 0, fmt.Errorf("%s: %s: the answer is not a Table API list: %w", c.System(), table, err)
-	}
-	return len(lr.Result), nil
+	rows, err := c.list(ctx, table, table, url.Values{"sysparm_limit": {"1"}, "sysparm_fields": {fields}})
+	return len(rows), err
 }
 
 // tableFinding is the finding of a peek at table: bad (Fail or Warn) with

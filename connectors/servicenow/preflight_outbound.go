@@ -2,7 +2,6 @@ package servicenow
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -161,16 +160,12 @@ func (c *Client) outboundList(ctx context.Context, table, q, fields string, disp
 	if display {
 		v.Set("sysparm_display_value", "true")
 	}
-	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+table, table, v, nil)
+	rows, err := c.list(ctx, table, table, v)
 	if err != nil {
 		return nil, err
 	}
-	var lr listResult
-	if err := json.Unmarshal(b, &lr); err != nil {
-		return nil, fmt.Errorf("%s: %s: the answer is not a Table API list: %w", c.System(), table, err)
-	}
-	out := make([]gjson.Result, len(lr.Result))
-	for i, r := range lr.Result {
+	out := make([]gjson.Result, len(rows))
+	for i, r := range rows {
 		out[i] = gjson.ParseBytes(r)
 	}
 	return out, nil

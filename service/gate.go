@@ -241,9 +241,6 @@ func (g *Gate) normalize(cp *core.CompiledPolicy, req core.GateRequest) (core.Ga
 // wait evaluated at the deadline (or at shutdown). Only the answered
 // decision is recorded (durably, in the audit chain).
 func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wait time.Duration) (core.GateDecision, error) {
-	if err := g.fit(); err != nil {
-		return core.GateDecision{}, err
-	}
 	cp := g.policies.Current()
 	req, err := g.normalize(cp, req)
 	if err != nil {
@@ -271,7 +268,7 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 	}()
 
 	for final := wait <= 0; ; {
-		if err := g.fit(); err != nil { // the clock may drift while a check waits
+		if err := g.fit(); err != nil { // before every evaluation: the clock may drift while a check waits
 			return core.GateDecision{}, err
 		}
 		cp = g.policies.Current()

@@ -170,7 +170,7 @@ func doctorDatabase(ctx context.Context, cfg *config.Config, open *store.DB, log
 // the live ones run different builds (an upgrade under way, or a replica
 // left behind) or one's clock is off from the database server's.
 func doctorReplicas(ctx context.Context, db *store.DB) connectors.Finding {
-	reps, err := db.Replicas(ctx, 3*defaultSchemaEvery)
+	reps, err := db.Replicas(ctx, ReplicaLive)
 	if err != nil {
 		return connectors.Warn("replicas", "cannot list the replicas: "+err.Error())
 	}

@@ -19,6 +19,10 @@ const clockSkewWarn = time.Second
 // writing after a newer one migrated past what it can run against.
 const defaultSchemaEvery = 10 * time.Second
 
+// ReplicaLive is how lately a replica at the defaults must have recorded
+// itself to count as running: three of its checks.
+const ReplicaLive = 3 * defaultSchemaEvery
+
 // watchDatabase checks, every schemaEvery, that the replica may still run
 // against the schema (schemaCheck) and how far its clock is from the
 // database's (tollgate_clock_skew_seconds, and a warning past

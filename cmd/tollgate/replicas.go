@@ -2,21 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tollgate-dev/tollgate/app"
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/migrations"
 	"github.com/tollgate-dev/tollgate/store"
 )
-
-// replicasLive is how lately a replica must have recorded itself to count
-// as running: three of its 10-second checks, as the server counts.
-const replicasLive = 30 * time.Second
 
 func newReplicasCmd(c *cli) *cobra.Command {
 	var jsonOut bool
@@ -34,14 +30,12 @@ runs. During an upgrade it shows which still run the older build.`,
 			}
 			reps := []core.Replica{}
 			if st.Applied >= migrations.ReplicasSince {
-				if reps, err = db.Replicas(ctx, replicasLive); err != nil {
+				if reps, err = db.Replicas(ctx, app.ReplicaLive); err != nil {
 					return err
 				}
 			}
 			if jsonOut {
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"items": reps})
+				return printJSON(c.stdout, map[string]any{"items": reps})
 			}
 			w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tLIVE\tVERSION\tMIGRATION\tSTARTED\tLAST SEEN\tCLOCK SKEW")

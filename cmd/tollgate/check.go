@@ -250,9 +250,7 @@ func summary(d checkResponse) string {
 
 func printDecision(w io.Writer, d checkResponse, asJSON bool) {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(d)
+		_ = printJSON(w, d)
 		return
 	}
 	fmt.Fprintf(w, "decision: %s (decision %s, release %s)\n", strings.ToUpper(d.Decision), d.DecisionID, d.ReleaseID)

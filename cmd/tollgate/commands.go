@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -135,4 +136,11 @@ func currentUser() string {
 		return u
 	}
 	return "unknown"
+}
+
+// printJSON writes v as indented JSON, as the commands' --json print it.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

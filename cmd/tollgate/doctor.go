@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -85,9 +84,7 @@ func writeDoctorText(w io.Writer, sections []app.DoctorSection, fails, warns int
 }
 
 func writeDoctorJSON(w io.Writer, sections []app.DoctorSection, fails, warns int) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(struct {
+	return printJSON(w, struct {
 		Sections []app.DoctorSection `json:"sections"`
 		Failed   int                 `json:"failed"`
 		Warnings int                 `json:"warnings"`

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -41,9 +40,7 @@ func newMappingCmd(stdout io.Writer) *cobra.Command {
 				return fmt.Errorf("payload: %w", err)
 			}
 			res := c.Apply(payload)
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(res); err != nil {
+			if err := printJSON(stdout, res); err != nil {
 				return err
 			}
 			if len(res.Errors) > 0 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -38,9 +37,7 @@ func newTokenListCmd(c *cli) *cobra.Command {
 				if ts == nil {
 					ts = []core.Token{}
 				}
-				enc := json.NewEncoder(c.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"items": ts})
+				return printJSON(c.stdout, map[string]any{"items": ts})
 			}
 			w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tNAME\tROLE\tCREATED\tCREATED BY\tREVOKED")

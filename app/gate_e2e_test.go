@@ -61,10 +61,16 @@ func (s *server) sendRaw(body []byte) (int, string) {
 // normalizer is asynchronous).
 func (s *server) waitFor(what string, cond func() bool) {
 	s.t.Helper()
+	eventually(s.t, what, cond)
+}
+
+// eventually polls cond until true, failing t after 10 s.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			s.t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -77,12 +77,7 @@ func TestSchemaFloorStopsOlderReplicas(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			ctx := context.Background()
 			url := newDatabase(t, dialect)
-			env := map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret, "TOLLGATE_DATABASE_URL": url}
-			cfg, err := config.Parse([]byte(e2eConfig), func(k string) string { return env[k] })
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.ShutdownTimeout = testShutdownTimeout
+			cfg := replicaConfig(t, url, "")
 			logs := &lockedBuffer{}
 			log := slog.New(slog.NewJSONHandler(logs, nil))
 			watching := startReplica(t, cfg, log, 50*time.Millisecond)
@@ -112,7 +107,7 @@ func TestSchemaFloorStopsOlderReplicas(t *testing.T) {
 				t.Fatalf("readyz against an additive migration ahead: %d %s", st, body)
 			}
 			waitLog(t, logs, "a newer tollgate migrated the schema")
-			if f := doctorSchema(t, cfg); f.Status != connectors.StatusWarn || !strings.Contains(f.Detail, "newer than this tollgate knows") {
+			if f := doctorFinding(t, cfg, nil, "schema"); f.Status != connectors.StatusWarn || !strings.Contains(f.Detail, "newer than this tollgate knows") {
 				t.Errorf("doctor against an additive migration ahead: %+v", f)
 			}
 
@@ -134,7 +129,7 @@ func TestSchemaFloorStopsOlderReplicas(t *testing.T) {
 			if _, err := app.New(ctx, cfg, log, app.Options{}); !errors.Is(err, store.ErrSchemaTooNew) {
 				t.Errorf("an older build starting: %v, want it refused", err)
 			}
-			if f := doctorSchema(t, cfg); f.Status != connectors.StatusFail || !strings.Contains(f.Detail, "upgrade it") {
+			if f := doctorFinding(t, cfg, nil, "schema"); f.Status != connectors.StatusFail || !strings.Contains(f.Detail, "upgrade it") {
 				t.Errorf("doctor against a floor above this build: %+v", f)
 			}
 			var floor int64
@@ -151,12 +146,7 @@ func TestSchemaFloorStopsOlderReplicas(t *testing.T) {
 func TestClockSkew(t *testing.T) {
 	ctx := context.Background()
 	url := newDatabase(t, "postgres")
-	env := map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret, "TOLLGATE_DATABASE_URL": url}
-	cfg, err := config.Parse([]byte(e2eConfig), func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ShutdownTimeout = testShutdownTimeout
+	cfg := replicaConfig(t, url, "")
 	ahead := func(d time.Duration) core.Clock { return core.ClockFunc(func() time.Time { return time.Now().Add(d) }) }
 	logs := &lockedBuffer{}
 	r := startReplicaWith(t, cfg, slog.New(slog.NewJSONHandler(logs, nil)), app.Options{Clock: ahead(2 * time.Minute), SchemaEvery: time.Hour})
@@ -182,14 +172,7 @@ func TestClockSkew(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var clock connectors.Finding
-		for _, s := range app.Doctor(ctx, cfg, slog.New(slog.DiscardHandler), app.DoctorOptions{DB: db}) {
-			for _, f := range s.Findings {
-				if s.Scope == "database" && f.Check == "clock" {
-					clock = f
-				}
-			}
-		}
+		clock := doctorFinding(t, cfg, db, "clock")
 		db.Close()
 		if clock.Status != tt.want {
 			t.Errorf("a clock %v off: the doctor's clock finding %+v, want %s", tt.off, clock, tt.want)
@@ -212,31 +195,40 @@ func openRaw(t *testing.T, dialect, url string) *sqlx.DB {
 	return db
 }
 
-func doctorSchema(t *testing.T, cfg *config.Config) connectors.Finding {
+// replicaConfig is the e2e configuration (and extra) on the database at
+// url, with the admin token.
+func replicaConfig(t *testing.T, url, extra string) *config.Config {
 	t.Helper()
-	for _, s := range app.Doctor(context.Background(), cfg, slog.New(slog.DiscardHandler), app.DoctorOptions{}) {
+	env := map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret, "TOLLGATE_DATABASE_URL": url}
+	cfg, err := config.Parse([]byte(e2eConfig+extra), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ShutdownTimeout = testShutdownTimeout
+	return cfg
+}
+
+// doctorFinding runs the doctor (on db when set, else the configured
+// database) and returns its database section's finding of check.
+func doctorFinding(t *testing.T, cfg *config.Config, db *store.DB, check string) connectors.Finding {
+	t.Helper()
+	for _, s := range app.Doctor(context.Background(), cfg, slog.New(slog.DiscardHandler), app.DoctorOptions{DB: db}) {
 		if s.Scope != "database" {
 			continue
 		}
 		for _, f := range s.Findings {
-			if f.Check == "schema" {
+			if f.Check == check {
 				return f
 			}
 		}
 	}
-	t.Fatal("the doctor checked no schema")
+	t.Fatalf("the doctor checked no %s", check)
 	return connectors.Finding{}
 }
 
 func waitLog(t *testing.T, logs *lockedBuffer, msg string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), msg) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not logged: %q", msg)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, "the log line "+msg, func() bool { return strings.Contains(logs.String(), msg) })
 }
 
 // TestReplicasListed: each replica records itself as it starts — its
@@ -277,25 +269,8 @@ func TestReplicasListed(t *testing.T) {
 	if st := a.do("GET", "/api/v1/replicas", auditor, nil, nil); st != http.StatusForbidden {
 		t.Errorf("an auditor: %d, want 403", st)
 	}
-	cfg := func() *config.Config {
-		env := map[string]string{"TOLLGATE_DATABASE_URL": url}
-		c, err := config.Parse([]byte(e2eConfig), func(k string) string { return env[k] })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}()
-	finding := func() connectors.Finding {
-		for _, s := range app.Doctor(context.Background(), cfg, slog.New(slog.DiscardHandler), app.DoctorOptions{}) {
-			for _, f := range s.Findings {
-				if s.Scope == "database" && f.Check == "replicas" {
-					return f
-				}
-			}
-		}
-		t.Fatal("the doctor checked no replicas")
-		return connectors.Finding{}
-	}
+	cfg := replicaConfig(t, url, "")
+	finding := func() connectors.Finding { return doctorFinding(t, cfg, nil, "replicas") }
 	if f := finding(); f.Status != connectors.StatusOK || !strings.HasPrefix(f.Detail, "2 running, all "+app.Version) {
 		t.Errorf("doctor: %+v, want 2 running", f)
 	}
@@ -318,12 +293,7 @@ func TestReplicasListed(t *testing.T) {
 // agrees again (the next check of it), it answers both.
 func TestMaxClockSkew(t *testing.T) {
 	url := newDatabase(t, "postgres")
-	env := map[string]string{"TOLLGATE_ADMIN_TOKEN": adminSecret, "TOLLGATE_DATABASE_URL": url}
-	cfg, err := config.Parse([]byte(e2eConfig+"gate: {max_clock_skew: 1m}\n"), func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ShutdownTimeout = testShutdownTimeout
+	cfg := replicaConfig(t, url, "gate: {max_clock_skew: 1m}\n")
 	var offset atomic.Int64
 	offset.Store(int64(2 * time.Minute))
 	clock := core.ClockFunc(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
@@ -340,31 +310,15 @@ func TestMaxClockSkew(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, "readyz 503 with the clock 2 minutes off", func() bool {
 		st, body := r.ready(t)
-		if st == http.StatusServiceUnavailable && strings.Contains(body, "gate.max_clock_skew") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("readyz with the clock 2 minutes off: %d %s", st, body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return st == http.StatusServiceUnavailable && strings.Contains(body, "gate.max_clock_skew")
+	})
 	if st, body := check(); st != http.StatusServiceUnavailable || !strings.Contains(body, "does not judge change windows") {
 		t.Errorf("a gate check with the clock 2 minutes off: %d %s, want 503 saying why", st, body)
 	}
 	offset.Store(0)
-	for {
-		st, _ := r.ready(t)
-		if st == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("readyz not back once the clock agrees")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, "readyz back once the clock agrees", func() bool { st, _ := r.ready(t); return st == http.StatusOK })
 	if st, body := check(); st != http.StatusOK {
 		t.Errorf("a gate check once the clock agrees: %d %s", st, body)
 	}

@@ -30,6 +30,9 @@ type appClient struct {
 	key    *rsa.PrivateKey
 	http   *http.Client
 	now    func() time.Time
+	// pages bounds the pages of a delivery log one run reads
+	// (deliveryPages when 0; tests set fewer).
+	pages int
 
 	mu     sync.Mutex
 	tokens map[string]installationToken

@@ -2,6 +2,8 @@ package github
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -22,6 +24,12 @@ import (
 
 // deliveriesPage is the most GitHub lists per page.
 const deliveriesPage = 100
+
+// deliveryPages bounds the pages of one delivery log a run reads: the
+// App's log holds every installation's every event, so an outage of a
+// busy App's hours can hold tens of thousands of attempts, and a run
+// keeps what it read of them until it has asked for the failed ones.
+const deliveryPages = 200
 
 // hookDelivery is one attempt as GitHub lists it.
 type hookDelivery struct {
@@ -62,7 +70,9 @@ func (w *Webhook) RedeliversFailed() bool { return w.app != nil }
 // repository and organization, those of each of its own webhooks that
 // point at this connector, each its own log ("repos/acme/payments/hooks/12")
 // back to its since. A repository or organization whose webhooks the App
-// may not read is said once in an error, then passed over.
+// may not read is said once in an error, then passed over; so is a log
+// holding more since its watermark than a run reads (connectors.ErrUnread,
+// after what was read is handed on).
 func (w *Webhook) Deliveries(ctx context.Context, since func(log string) time.Time, fn func(connectors.Delivery) error) error {
 	if w.app == nil {
 		return core.Errorf(core.KindInvalid, "connector has no GitHub App configured")
@@ -71,10 +81,12 @@ func (w *Webhook) Deliveries(ctx context.Context, since func(log string) time.Ti
 	if err != nil {
 		return err
 	}
-	if err := w.app.deliveries(ctx, "/app/hook/deliveries", "Bearer "+signed, "app webhook deliveries", since(""), fn); err != nil {
+	err = w.app.deliveries(ctx, "/app/hook/deliveries", "Bearer "+signed, "app webhook deliveries", since(""), fn)
+	if err != nil && !errors.Is(err, connectors.ErrUnread) {
 		return err
 	}
-	return w.ownerDeliveries(ctx, since, fn)
+	// A log read only in part does not stop the others being read.
+	return errors.Join(err, w.ownerDeliveries(ctx, since, fn))
 }
 
 // Redeliver asks GitHub to send the attempt d again: the App's as the
@@ -91,10 +103,22 @@ func (w *Webhook) Redeliver(ctx context.Context, d connectors.Delivery) error {
 }
 
 // deliveries calls fn with the attempts a delivery list (path, read with
-// auth) holds, from the newest back to the first made before since.
+// auth) holds, from the newest back to the first made before since,
+// reading at most c.pages pages (deliveryPages unless set); when those
+// end before since, an ErrUnread says from when on the attempts were
+// read.
 func (c *appClient) deliveries(ctx context.Context, path, auth, what string, since time.Time, fn func(connectors.Delivery) error) error {
 	cursor := ""
+	pages := c.pages
+	if pages <= 0 {
+		pages = deliveryPages
+	}
+	read, oldest := 0, time.Time{}
 	for page := 1; ; page++ {
+		if page > pages {
+			return fmt.Errorf("%w: %s: more than %d since %s; those read go back to %s, and the failed deliveries among older ones are not sent again (see the webhook's recent deliveries on GitHub)",
+				connectors.ErrUnread, what, read, since.UTC().Format(time.RFC3339), oldest.UTC().Format(time.RFC3339))
+		}
 		q := url.Values{"per_page": {strconv.Itoa(deliveriesPage)}}
 		if cursor != "" {
 			q.Set("cursor", cursor)
@@ -111,6 +135,7 @@ func (c *appClient) deliveries(ctx context.Context, path, auth, what string, sin
 			if err := fn(d.delivery()); err != nil {
 				return err
 			}
+			read, oldest = read+1, d.DeliveredAt
 		}
 		next := nextCursor(h.Get("Link"))
 		if next == "" || next == cursor || len(out) == 0 {

@@ -170,6 +170,39 @@ func TestDeliveries(t *testing.T) {
 	}
 }
 
+// TestDeliveriesPageLimit: a log holding more attempts since its
+// watermark than a run's pages is read newest first up to the limit,
+// what was read is handed on, and the rest is said in an ErrUnread naming
+// how far back the run read, and nothing else.
+func TestDeliveriesPageLimit(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	f := &fakeDeliveries{t: t}
+	for i := 9; i >= 0; i-- {
+		f.all = append(f.all, hookDelivery{ID: int64(100 + i), GUID: "g-" + strconv.Itoa(i), DeliveredAt: t0.Add(time.Duration(i) * time.Minute),
+			Status: "timed out", Event: "deployment"})
+	}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	w := deliveriesWebhook(t, srv.URL)
+	w.app.pages = 2
+	var got []string
+	err := w.Deliveries(context.Background(), func(string) time.Time { return t0 }, func(d connectors.Delivery) error {
+		got = append(got, d.ID)
+		return nil
+	})
+	unread, only := connectors.SplitUnread(err)
+	if !only || len(unread) != 1 {
+		t.Fatalf("Deliveries: %v, want one ErrUnread alone", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "app webhook deliveries: more than 4 since 2026-12-06T12:00:00Z") ||
+		!strings.Contains(msg, "go back to 2026-12-06T12:06:00Z") {
+		t.Errorf("error %q does not say how far the run read", msg)
+	}
+	if strings.Join(got, ",") != "109,108,107,106" || f.pages != 2 {
+		t.Errorf("read %v in %d pages, want the newest 4 in 2", got, f.pages)
+	}
+}
+
 func TestNextCursor(t *testing.T) {
 	for _, c := range []struct{ link, want string }{
 		{`<https://api.github.com/app/hook/deliveries?per_page=100&cursor=v1_123>; rel="next"`, "v1_123"},

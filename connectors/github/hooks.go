@@ -64,6 +64,10 @@ func (w *Webhook) ownerDeliveries(ctx context.Context, since func(string) time.T
 				d.ID, d.Log = log+"/deliveries/"+d.ID, log
 				return fn(d)
 			})
+			if errors.Is(err, connectors.ErrUnread) {
+				told = append(told, err) // the other webhooks are still read
+				continue
+			}
 			if err != nil {
 				return w.app.refusedToken(w.installation(owner), err)
 			}

@@ -72,6 +72,8 @@ func (f *fakeOwners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = w.Write([]byte(`{"message":"Resource not accessible by integration"}`))
 	case p == "/repos/acme/payments/hooks/11/deliveries" && auth == "ghs_7":
+		// A next page, which reads that stop at since never reach.
+		w.Header().Set("Link", `<https://api.github.com/repos/acme/payments/hooks/11/deliveries?cursor=v1_2>; rel="next"`)
 		reply([]hookDelivery{attempt(1102, "g2", 5, 0), attempt(1101, "g1", 30, 202), attempt(1100, "g0", 120, 503)})
 	case p == "/orgs/acme/hooks/21/deliveries" && auth == "ghs_8":
 		reply([]hookDelivery{attempt(2101, "o1", 10, 503)})
@@ -131,6 +133,22 @@ func TestOwnerDeliveries(t *testing.T) {
 	if f.forbidden != 1 {
 		t.Errorf("acme-labs's webhooks asked %d times, want once", f.forbidden)
 	}
+
+	// A webhook's log holding more since its watermark than a run reads
+	// is said unread; the logs after it are still read.
+	w.app.pages = 1
+	var got []string
+	err = w.Deliveries(context.Background(), func(string) time.Time { return now.Add(-3 * time.Hour) }, func(d connectors.Delivery) error {
+		got = append(got, d.ID)
+		return nil
+	})
+	if unread, only := connectors.SplitUnread(err); !only || len(unread) != 1 || !strings.Contains(err.Error(), "repos/acme/payments/hooks/11 deliveries: more than 3") {
+		t.Errorf("a log past the run's pages: %v, want it alone said unread", err)
+	}
+	if len(got) != 4 || got[3] != "orgs/acme/hooks/21/deliveries/2101" {
+		t.Errorf("read %v, want the repository webhook's 3 then the organization's", got)
+	}
+	w.app.pages = 0
 
 	ctx := context.Background()
 	for _, d := range []connectors.Delivery{

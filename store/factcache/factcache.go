@@ -21,8 +21,9 @@
 //     even if a notification were lost without the listener noticing;
 //     expired entries are dropped at most a TTL later.
 //
-// Changes are kept encoded (cachedChange), so the cache adds almost
-// nothing to what each garbage collection scans.
+// Changes are kept encoded, in a table the garbage collector does not
+// scan (changeTable), so the cache adds almost nothing to what each
+// collection marks.
 //
 // A check on one replica can thus see a write committed on another only
 // once its NOTIFY, sent right after the commit, has arrived (normally a
@@ -81,7 +82,7 @@ type Cache struct {
 	// changeGen counts invalidations of changes (any key) and flushes: a
 	// fill that saw another value is dropped.
 	changeGen uint64
-	changes   map[string]cachedChange // by key exactly as asked; absent keys too
+	changes   *changeTable // by key exactly as asked; absent keys too
 	// changeWriters counts, by key, this process's transactions that
 	// write the change and have not ended (Begin, End): while one is under
 	// way the key is read from the database and not kept.
@@ -133,18 +134,6 @@ func (f *fill) add(keys []string) {
 	}
 }
 
-// cachedChange is a change kept as its JSON, decoded on each answer: a
-// decoded core.Change is a dozen small objects (strings, times, slices)
-// that every garbage collection would scan, tens of thousands of them for
-// a busy gateway, while a byte slice is one object the collector skips.
-// A decode costs microseconds per check; scanning the decoded cache cost
-// the gate its tail latency.
-type cachedChange struct {
-	doc   []byte // the change as JSON (nil when absent)
-	found bool
-	at    time.Time
-}
-
 // cachedSet is a whole set loaded at once (the active incidents, the
 // pending PIRs): small, and reloaded after any invalidation of its kind.
 type cachedSet[T any] struct {
@@ -172,7 +161,7 @@ func New(src Source, clock core.Clock, ttl time.Duration, maxChanges int) *Cache
 	if maxChanges <= 0 {
 		maxChanges = DefaultMaxChanges
 	}
-	return &Cache{src: src, clock: clock, ttl: ttl, maxChanges: maxChanges, changes: map[string]cachedChange{}, changeWriters: map[string]int{}}
+	return &Cache{src: src, clock: clock, ttl: ttl, maxChanges: maxChanges, changes: newChangeTable(), changeWriters: map[string]int{}}
 }
 
 // SetLive empties the cache and says whether it may answer from now on.
@@ -212,7 +201,7 @@ func (c *Cache) Resume() {
 
 func (c *Cache) flushLocked() {
 	c.changeGen++
-	clear(c.changes)
+	c.changes.reset()
 	c.incidents.gen++
 	c.incidents.valid, c.incidents.items = false, nil
 	c.pirs.gen++
@@ -275,7 +264,7 @@ func (c *Cache) invalidateLocked(kind, key string) {
 	switch kind {
 	case "change":
 		c.changeGen++
-		delete(c.changes, key)
+		c.changes.remove(key)
 	case "incident":
 		c.incidents.gen++
 		c.incidents.valid = false
@@ -310,12 +299,16 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 		return core.Facts{}, false, nil
 	}
 	for _, k := range keys {
-		e, hit := c.changes[k]
+		// A change is kept as its JSON and decoded on each answer: a
+		// decoded core.Change is a dozen small objects that every
+		// collection would mark, tens of thousands of them for a busy
+		// gateway; a decode costs microseconds per check.
+		doc, found, at, hit := c.changes.get(k)
 		switch {
-		case !hit || now.Sub(e.at) > c.ttl || c.changeWriters[k] > 0:
+		case !hit || now.Sub(at) > c.ttl || c.changeWriters[k] > 0:
 			misses = append(misses, k)
-		case e.found:
-			hits = append(hits, e.doc)
+		case found:
+			hits = append(hits, doc)
 		}
 	}
 	incidents, incOK := c.incidents.fresh(now, c.ttl)
@@ -469,7 +462,7 @@ func (c *Cache) keep(keys []string, found map[string]core.Change, gen uint64, no
 		return
 	}
 	c.sweepLocked(now)
-	if len(c.changes)+len(keys) > c.maxChanges {
+	if c.changes.len()+len(keys) > c.maxChanges {
 		c.evictLocked(len(keys))
 	}
 	for _, k := range keys {
@@ -480,7 +473,7 @@ func (c *Cache) keep(keys []string, found map[string]core.Change, gen uint64, no
 		if c.changeWriters[k] > 0 {
 			continue // a write is under way: read it again next time
 		}
-		c.changes[k] = cachedChange{doc: doc, found: hit, at: now}
+		c.changes.put(k, doc, hit, now)
 	}
 }
 
@@ -493,24 +486,13 @@ func (c *Cache) sweepLocked(now time.Time) {
 		return
 	}
 	c.swept = now
-	for k, e := range c.changes {
-		if now.Sub(e.at) > c.ttl {
-			delete(c.changes, k)
-		}
-	}
+	c.changes.removeIf(-1, func(at time.Time) bool { return now.Sub(at) > c.ttl })
 }
 
 // evictLocked makes room for n more changes by dropping about an eighth of
-// the cache (map order is random).
+// the cache.
 func (c *Cache) evictLocked(n int) {
-	drop := max(n, c.maxChanges/8)
-	for k := range c.changes {
-		if drop == 0 {
-			return
-		}
-		delete(c.changes, k)
-		drop--
-	}
+	c.changes.removeIf(max(n, c.maxChanges/8), func(time.Time) bool { return true })
 }
 
 // Holds returns the cached holds (the set read loads: those not lifted

@@ -173,7 +173,7 @@ func TestEviction(t *testing.T) {
 			}
 		}
 		c.mu.Lock()
-		size := len(c.changes)
+		size := c.changes.len()
 		c.mu.Unlock()
 		if size > 8 {
 			t.Fatalf("cache holds %d changes", size)
@@ -356,7 +356,7 @@ func TestExpiredChangesAreSwept(t *testing.T) {
 	size := func() int {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return len(c.changes)
+		return c.changes.len()
 	}
 	for n := range 10 {
 		src.set(core.Change{Key: fmt.Sprintf("CHG%d", n), Approval: core.ApprovalApproved})

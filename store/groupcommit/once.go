@@ -1,6 +1,9 @@
 package groupcommit
 
-import "sync"
+import (
+	"hash/maphash"
+	"sync"
+)
 
 // onceMemo remembers the Once keys of rows this process saw committed, so
 // that a later request leaves them out (a pipeline asking again about the
@@ -9,9 +12,27 @@ import "sync"
 // Such rows are never deleted, so a key once known stays true; an unknown
 // one is inserted (its insert does nothing on conflict). Two generations of
 // at most onceMax keys each bound its memory.
+//
+// A key is kept as two 64-bit hashes of it under different seeds: a map
+// without pointers is one object the garbage collector does not scan,
+// where the keys themselves would be tens of thousands of strings it
+// marks at every collection while checks wait. A key taken for another
+// (an insert left out that was needed) needs both hashes to collide:
+// about 2^-128 a pair.
 type onceMemo struct {
 	mu        sync.Mutex
-	cur, prev map[string]struct{}
+	seeds     [2]maphash.Seed
+	seeded    bool
+	cur, prev map[onceKey]struct{}
+}
+
+type onceKey [2]uint64
+
+func (m *onceMemo) hash(key string) onceKey {
+	if !m.seeded {
+		m.seeds, m.seeded = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, true
+	}
+	return onceKey{maphash.String(m.seeds[0], key), maphash.String(m.seeds[1], key)}
 }
 
 const onceMax = 1 << 16
@@ -59,10 +80,11 @@ func (m *onceMemo) remember(rows []Row) {
 }
 
 func (m *onceMemo) hasLocked(key string) bool {
-	if _, ok := m.cur[key]; ok {
+	h := m.hash(key)
+	if _, ok := m.cur[h]; ok {
 		return true
 	}
-	_, ok := m.prev[key]
+	_, ok := m.prev[h]
 	return ok
 }
 
@@ -70,9 +92,9 @@ func (m *onceMemo) add(key string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cur == nil || len(m.cur) >= onceMax {
-		m.prev, m.cur = m.cur, make(map[string]struct{}, 1024)
+		m.prev, m.cur = m.cur, make(map[onceKey]struct{}, 1024)
 	}
-	m.cur[key] = struct{}{}
+	m.cur[m.hash(key)] = struct{}{}
 }
 
 func hasOnce(rows []Row) bool {

@@ -12,7 +12,8 @@ import (
 // the same hash misses), replaced and removed; a document handed out
 // keeps its bytes whatever the table does after (replacements, removals,
 // compaction, reset); dropping by age and by count drops what it says;
-// compaction keeps the arena within about twice what the entries use.
+// chunks emptied are let go, and compaction keeps the chunks held within
+// about twice what the entries use.
 func TestChangeTable(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	tb := newChangeTable()
@@ -48,8 +49,8 @@ func TestChangeTable(t *testing.T) {
 	if !bytes.Equal(held, doc(1)) {
 		t.Fatal("a document handed out changed under its holder")
 	}
-	if tb.len() != 302 || len(tb.arena) > 2*tb.live+compactAbove {
-		t.Fatalf("%d entries; arena %d bytes for %d live", tb.len(), len(tb.arena), tb.live)
+	if tb.len() != 302 || tb.held > max(compactAbove, 2*tb.live+chunkSize)+chunkSize {
+		t.Fatalf("%d entries; chunks of %d bytes held for %d used", tb.len(), tb.held, tb.live)
 	}
 	for i := 4700; i < 5000; i++ {
 		if got, _, _, ok := tb.get("K" + strconv.Itoa(i%300)); !ok || !bytes.Equal(got, doc(i)) {
@@ -72,7 +73,17 @@ func TestChangeTable(t *testing.T) {
 	if tb.len() != 110 {
 		t.Fatalf("%d entries after dropping 40, want 110", tb.len())
 	}
+	// An entry larger than a chunk gets one of its own.
+	big := bytes.Repeat([]byte("x"), 2*chunkSize)
+	tb.put("BIG", big, true, t0.Add(time.Hour))
+	if got, _, _, ok := tb.get("BIG"); !ok || !bytes.Equal(got, big) {
+		t.Fatal("an entry larger than a chunk")
+	}
 	kept, _, _, _ := tb.get("K199") // put last, at i = 4999
+	tb.removeIf(-1, func(time.Time) bool { return true })
+	if tb.len() != 0 || tb.held != 0 {
+		t.Fatalf("every entry dropped: %d left, %d bytes of chunks held", tb.len(), tb.held)
+	}
 	tb.reset()
 	if tb.len() != 0 || !bytes.Equal(kept, doc(4999)) {
 		t.Fatal("reset: entries left, or a document handed out changed")

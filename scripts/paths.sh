@@ -20,6 +20,8 @@
 #   approval        app BenchmarkWebhookToAnswer and BenchmarkWebhookToCallback
 #                   (webhook → waiting check answered; webhook → GitHub's
 #                   protection-rule callback received), PostgreSQL and SQLite
+#   audit verify    `tollgate audit verify` over the chain the gate and
+#                   ingest phases wrote (PostgreSQL, and SQLite's gate copy)
 #   memory          tollgate's peak resident size in each phase (VmRSS
 #                   sampled every 0.25 s) at the GOGC/GOMEMLIMIT in the
 #                   environment (unset: serve's defaults)
@@ -187,6 +189,23 @@ stop_tollgate() {
 SUMMARY="$TMP/summary"
 : >"$SUMMARY"
 row() { printf '%s\n' "$*" >>"$SUMMARY"; }
+
+# audit_verify LABEL DATABASE-URL: the auditor's path, `tollgate audit
+# verify` (offline, every row's link and hash, every decision held to its
+# entry) over the chain the phases before wrote, timed, with its peak RSS.
+audit_verify() {
+	local out t0 t1 n rss=
+	t0=$(date +%s.%N)
+	if [ -x /usr/bin/time ]; then
+		out=$(/usr/bin/time -f 'RSS %M' env TOLLGATE_CONFIG="$TMP/tollgate.yaml" TOLLGATE_DATABASE_URL="$2" "$TMP/tollgate" audit verify 2>&1) || { row "$1: FAILED: $out"; return; }
+		rss=$(sed -nE 's/^RSS ([0-9]+)$/\1/p' <<<"$out")
+	else
+		out=$(env TOLLGATE_CONFIG="$TMP/tollgate.yaml" TOLLGATE_DATABASE_URL="$2" "$TMP/tollgate" audit verify 2>&1) || { row "$1: FAILED: $out"; return; }
+	fi
+	t1=$(date +%s.%N)
+	n=$(sed -nE 's/.*intact: ([0-9]+) rows.*/\1/p' <<<"$out")
+	row "$1: $(awk -v n="${n:-0}" -v a="$t0" -v b="$t1" -v r="${rss:-0}" 'BEGIN{d = b - a; printf "%d rows intact in %.2f s = %.0f rows/s; peak RSS %.0f MB", n, d, (d > 0 ? n / d : 0), r / 1024}')"
+}
 
 # rss_watch PID FILE: the highest VmRSS (kB) seen, every 0.25 s, until killed.
 rss_watch() {
@@ -362,6 +381,8 @@ row "== webhook ingest alone (PostgreSQL, a receiver with inbox.normalize: false
 drive hook-alone-closed "$BASE" -target webhook -secret "$SECRET" -c "$CONC"
 row "ingest alone capacity / pgbench: $(awk -v a="$(rate_of hook-alone-closed)" -v b="$PGB" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}') (target ≥ 0.6)"
 stop_tollgate
+row "== audit verify (PostgreSQL, the chain the phases above wrote)"
+audit_verify "audit verify" "$DB_URL"
 # What it left pending would be normalized amid the later phases.
 psql "$DB_URL" -qAtc "DELETE FROM inbox_events WHERE status = 'pending'" >/dev/null
 
@@ -401,6 +422,7 @@ if [ "$SQLITE" = 1 ]; then
 		drive sqlite-gate-closed "$BASE" -token "$CI_TOKEN" -db "$DB_URL" -c "$CONC"
 		row "tollgate peak resident memory (VmHWM), SQLite gate: $(awk '/^VmHWM/{printf "%.0f MB", $2/1024}' "/proc/$SERVER_PID/status")"
 		stop_tollgate
+		audit_verify "audit verify (SQLite)" "sqlite:$TMP/paths-gate.db"
 	fi
 fi
 

@@ -12,10 +12,12 @@ import (
 )
 
 // copiedTables are the tables a reconciliation reads, copied in this
-// order (parents before children).
+// order (parents before children), and the audit chain, which holds an
+// entry for every gate decision: without it the copy's chain would not
+// verify.
 var copiedTables = []string{
 	"changes", "change_versions", "incidents", "incident_services", "incident_versions",
-	"releases", "gate_decisions", "deployments", "pirs",
+	"releases", "gate_decisions", "deployments", "pirs", "audit_log",
 }
 
 // copyToSQLite copies a seeded PostgreSQL store's reconciliation tables

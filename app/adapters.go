@@ -22,8 +22,8 @@ var (
 	_ service.MappingStore    = (*store.DB)(nil)
 	_ service.InboxStore      = (*store.DB)(nil)
 	_ service.PendingStore    = (*store.DB)(nil)
-	_ api.Reader              = (*store.DB)(nil)
-	_ ui.Reader               = (*store.DB)(nil)
+	_ api.Reader              = onlineReader{}
+	_ ui.Reader               = onlineReader{}
 	_ ui.Sessions             = (*store.DB)(nil)
 )
 

@@ -190,8 +190,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		return nil, err
 	}
 	authFailures := api.NewAuthFailureLimit(cfg.RateLimit.AuthFailuresPerClient.PerSecond(), cfg.RateLimit.AuthFailuresPerClient.Burst, a.Metrics)
+	reader := newOnlineReader(db)
 	web, err := ui.New(ui.Deps{
-		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: db, Gate: a.Gate, CIGates: pending, Policies: a.Policies,
+		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: reader, Gate: a.Gate, CIGates: pending, Policies: a.Policies,
 		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Holds: holds, Reports: a.Reconciler, Downloads: uiDownloads{a}, Doctor: a, Replicas: a,
 		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy, TrustedProxies: trustedProxies,
 		AuthFailures: uiAuthFailures(authFailures),
@@ -202,7 +203,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	a.Server = api.New(api.Deps{
 		CIGates: pending, AuthFailures: authFailures, TrustedProxies: trustedProxies,
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
-		Deployments: a.Deployments, Policies: a.Policies, Reader: db, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
+		Deployments: a.Deployments, Policies: a.Policies, Reader: reader, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 		Reviews:   a.Reviews,
 		UI:        web,

@@ -23,6 +23,10 @@ const (
 	tableRESTMessage = "sys_rest_message"
 	tableRESTMethod  = "sys_rest_message_fn"
 	tableRule        = "sys_script"
+	// tableTask is the table change_request and incident extend: a
+	// business rule on it runs for theirs too (its condition, not read
+	// here, may narrow it).
+	tableTask = "task"
 )
 
 // outboundLimit is sysparm_limit of the outbound check's reads.
@@ -214,11 +218,12 @@ type outboundRule struct {
 	via string
 }
 
-// outboundRules reads the active business rules on change_request and
-// incident whose script names one of messages or holds /webhooks/<name>
-// (LIKE on the instance, confirmed here).
+// outboundRules reads the active business rules on change_request,
+// incident and task (whose rules run for both) whose script names one of
+// messages or holds /webhooks/<name> (LIKE on the instance, confirmed
+// here).
 func (c *Client) outboundRules(ctx context.Context, name string, messages []string) ([]outboundRule, error) {
-	q := "active=true^collectionIN" + TableChange + "," + TableIncident + "^scriptLIKE" + escapeQuery("/webhooks/"+name)
+	q := "active=true^collectionIN" + TableChange + "," + TableIncident + "," + tableTask + "^scriptLIKE" + escapeQuery("/webhooks/"+name)
 	for _, m := range messages {
 		q += "^ORscriptLIKE" + escapeQuery(m)
 	}
@@ -264,7 +269,7 @@ func (c *Client) outboundTable(table, hook string, messages []string, rules []ou
 	noun, article := tableNoun(table)
 	var on, good []outboundRule
 	for _, r := range rules {
-		if r.table == table {
+		if r.table == table || r.table == tableTask {
 			on = append(on, r)
 		}
 	}
@@ -308,7 +313,11 @@ func (c *Client) outboundTable(table, hook string, messages []string, rules []ou
 			sends = append(sends, fmt.Sprintf("and %d more", len(on)-i))
 			break
 		}
-		sends = append(sends, fmt.Sprintf("business rule %q (%s) sends to %s %s", r.name, r.describe(), hook, r.via))
+		onTask := ""
+		if r.table == tableTask {
+			onTask = fmt.Sprintf(" on task, which runs for every kind of task unless its condition says otherwise (%s among them),", table)
+		}
+		sends = append(sends, fmt.Sprintf("business rule %q%s (%s) sends to %s %s", r.name, onTask, r.describe(), hook, r.via))
 	}
 	detail := strings.Join(sends, "; ")
 	if len(problems) == 0 {

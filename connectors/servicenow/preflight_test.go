@@ -272,6 +272,13 @@ func TestPreflightOutbound(t *testing.T) {
 			want: withOutbound(
 				finding{"outbound change_request", statusWarn, "no active business rule on change_request sends to /webhooks/acme: changes reach tollgate only by polling (every 5m, api.poll_interval)"},
 				allGood[6])},
+		{name: "one rule on task covers both tables", setup: both(
+			set(tableRule, snRuleChange, map[string]any{"collection": "task", "name": "Tollgate: send tasks"}),
+			set(tableRule, snRuleIncident, map[string]any{"active": "false"})),
+			want: withOutbound(
+				finding{"outbound change_request", statusOK, `business rule "Tollgate: send tasks" on task, which runs for every kind of task unless its condition says otherwise (change_request among them), ` +
+					`(after, on insert and update) sends to /webhooks/acme by REST message "Tollgate"`},
+				finding{"outbound incident", statusOK, `business rule "Tollgate: send tasks" on task, which runs for every kind of task unless its condition says otherwise (incident among them),`})},
 		{name: "a message pointing at another connector's path only", setup: elsewhere,
 			want: withOutbound(finding{"outbound", statusWarn, "no REST message and no active business rule on change_request or incident points at /webhooks/acme: " +
 				"changes reach tollgate only when a gate check reads one back, and incidents never reach tollgate (nothing polls: api.poll_interval is not set); " +

@@ -110,3 +110,34 @@ func TestDashboardListsHolds(t *testing.T) {
 		})
 	}
 }
+
+type busyVerifier struct{ emptyReader }
+
+func (busyVerifier) VerifyAudit(context.Context) (*core.AuditBreak, int64, error) {
+	return nil, 0, core.Errorf(core.KindRateLimited, "a verification of the audit chain is already running on this replica")
+}
+
+// TestAuditVerifyBusy: the audit page's verification refused because
+// another runs (rate limited) is a 429 page with Retry-After and the
+// reason, not a 500.
+func TestAuditVerifyBusy(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
+	sessions := &memSessions{m: map[string]auth.UISession{}}
+	u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
+		Sessions: sessions, Reader: busyVerifier{}, Gate: noGate{}, Policies: noPolicy{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
+	sessions.m[hashID("sid")] = auth.UISession{IDHash: hashID("sid"), Token: core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor},
+		CSRF: "c", CreatedAt: clock.t, LastSeenAt: clock.t, ExpiresAt: clock.t.Add(time.Hour)}
+	req := httptest.NewRequest("GET", "/ui/audit?verify=1", nil)
+	req.AddCookie(&http.Cookie{Name: cookieName, Value: "sid"})
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" ||
+		!strings.Contains(rec.Body.String(), "already running on this replica") {
+		t.Fatalf("status %d, Retry-After %q, body lacks the reason: %.300s", rec.Code, rec.Header().Get("Retry-After"), rec.Body.String())
+	}
+}

@@ -304,8 +304,6 @@ type errorView struct {
 	Details []string
 }
 
-// fail renders err as a page: client errors with their message, anything
-// else as a 500 whose detail goes to the log only.
 // AuthFailures bounds a client's failed authentications: Refuse returns
 // a rate-limited error (Retry-After set) while the client has none left;
 // Failed spends one.
@@ -314,6 +312,9 @@ type AuthFailures interface {
 	Failed(c *echo.Context)
 }
 
+// fail renders err as a page: client errors with their message (a rate
+// limit with Retry-After, as the API sets it), anything else as a 500
+// whose detail goes to the log only.
 func (u *UI) fail(c *echo.Context, s *session, err error) error {
 	var ce *core.Error
 	status := http.StatusInternalServerError
@@ -325,6 +326,9 @@ func (u *UI) fail(c *echo.Context, s *session, err error) error {
 				msg = ce.Field + ": " + msg
 			}
 		}
+	}
+	if status == http.StatusTooManyRequests && c.Response().Header().Get("Retry-After") == "" {
+		c.Response().Header().Set("Retry-After", retryAfterBusy)
 	}
 	if status >= 500 {
 		u.deps.Logger.ErrorContext(c.Request().Context(), "ui request failed", "error", err.Error(),
@@ -341,7 +345,12 @@ var kindStatus = map[core.ErrorKind]int{
 	core.KindForbidden:    http.StatusForbidden,
 	core.KindTooLarge:     http.StatusRequestEntityTooLarge,
 	core.KindUnavailable:  http.StatusServiceUnavailable,
+	core.KindRateLimited:  http.StatusTooManyRequests,
 }
+
+// retryAfterBusy is the Retry-After of a page refused as rate limited
+// (a verification of the audit chain already running): the API's.
+const retryAfterBusy = "5"
 
 // problemList flattens joined errors into "field: message" lines, when
 // there are several.

@@ -29,6 +29,28 @@ func (noPolicy) Source(context.Context) (core.PolicyVersion, error) {
 	return core.PolicyVersion{}, nil
 }
 
+// getAsAuditor serves GET path to an auditor's session on a UI built from
+// deps (its clock, tokens, sessions, gate and policy filled in here).
+func getAsAuditor(t *testing.T, clock *fakeClock, deps Deps, path string) *httptest.ResponseRecorder {
+	t.Helper()
+	sessions := &memSessions{m: map[string]auth.UISession{}}
+	tok := core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}
+	deps.Clock, deps.Tokens, deps.Sessions, deps.Gate, deps.Policies = clock, oneToken{tok}, sessions, noGate{}, noPolicy{}
+	u, err := New(deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
+	sessions.m[hashID("sid")] = auth.UISession{IDHash: hashID("sid"), Token: tok,
+		CSRF: "c", CreatedAt: clock.t, LastSeenAt: clock.t, ExpiresAt: clock.t.Add(time.Hour)}
+	req := httptest.NewRequest("GET", path, nil)
+	req.AddCookie(&http.Cookie{Name: cookieName, Value: "sid"})
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+	return rec
+}
+
 type ciGates []core.PendingGate
 
 func (c ciGates) List(context.Context) ([]core.PendingGate, error) { return c, nil }
@@ -38,24 +60,11 @@ func (c ciGates) List(context.Context) ([]core.PendingGate, error) { return c, n
 // GET /api/v1/gate/pending lists them.
 func TestDashboardListsCIGates(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-	sessions := &memSessions{m: map[string]auth.UISession{}}
-	u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
-		Sessions: sessions, Reader: dashReader{}, Gate: noGate{}, Policies: noPolicy{},
+	rec := getAsAuditor(t, clock, Deps{Reader: dashReader{},
 		CIGates: ciGates{{ID: "p1", Provider: "github", State: core.PendingWaiting, RunURL: "https://ci.example/run/7",
 			Request:   core.GateRequest{Service: "pay", Version: "2.0", Environment: "production", Changes: []string{"CHG7"}},
 			Reasons:   []core.Reason{{Code: core.CodeChangeNotApproved, Message: "change CHG7 is awaiting approval"}},
-			CreatedAt: clock.t.Add(-time.Hour)}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := echo.New()
-	u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
-	sessions.m[hashID("sid")] = auth.UISession{IDHash: hashID("sid"), Token: core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor},
-		CSRF: "c", CreatedAt: clock.t, LastSeenAt: clock.t, ExpiresAt: clock.t.Add(time.Hour)}
-	req := httptest.NewRequest("GET", "/ui/", nil)
-	req.AddCookie(&http.Cookie{Name: cookieName, Value: "sid"})
-	rec := httptest.NewRecorder()
-	e.ServeHTTP(rec, req)
+			CreatedAt: clock.t.Add(-time.Hour)}}}, "/ui/")
 	body := rec.Body.String()
 	for _, want := range []string{`<tr class="waiting">`, "pay 2.0 → production", "github protection_rule",
 		`href="https://ci.example/run/7"`, core.CodeChangeNotApproved} {
@@ -85,20 +94,7 @@ func TestDashboardListsHolds(t *testing.T) {
 		{"none", holdList{}, []string{"No hold is in force."}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sessions := &memSessions{m: map[string]auth.UISession{}}
-			u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
-				Sessions: sessions, Reader: dashReader{}, Gate: noGate{}, Policies: noPolicy{}, Holds: tc.holds})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e := echo.New()
-			u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
-			sessions.m[hashID("sid")] = auth.UISession{IDHash: hashID("sid"), Token: core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor},
-				CSRF: "c", CreatedAt: clock.t, LastSeenAt: clock.t, ExpiresAt: clock.t.Add(time.Hour)}
-			req := httptest.NewRequest("GET", "/ui/", nil)
-			req.AddCookie(&http.Cookie{Name: cookieName, Value: "sid"})
-			rec := httptest.NewRecorder()
-			e.ServeHTTP(rec, req)
+			rec := getAsAuditor(t, clock, Deps{Reader: dashReader{}, Holds: tc.holds}, "/ui/")
 			if rec.Code != http.StatusOK {
 				t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
 			}
@@ -121,21 +117,7 @@ func (busyVerifier) VerifyAudit(context.Context) (*core.AuditBreak, int64, error
 // another runs (rate limited) is a 429 page with Retry-After and the
 // reason, not a 500.
 func TestAuditVerifyBusy(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
-	sessions := &memSessions{m: map[string]auth.UISession{}}
-	u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
-		Sessions: sessions, Reader: busyVerifier{}, Gate: noGate{}, Policies: noPolicy{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := echo.New()
-	u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
-	sessions.m[hashID("sid")] = auth.UISession{IDHash: hashID("sid"), Token: core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor},
-		CSRF: "c", CreatedAt: clock.t, LastSeenAt: clock.t, ExpiresAt: clock.t.Add(time.Hour)}
-	req := httptest.NewRequest("GET", "/ui/audit?verify=1", nil)
-	req.AddCookie(&http.Cookie{Name: cookieName, Value: "sid"})
-	rec := httptest.NewRecorder()
-	e.ServeHTTP(rec, req)
+	rec := getAsAuditor(t, &fakeClock{t: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}, Deps{Reader: busyVerifier{}}, "/ui/audit?verify=1")
 	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" ||
 		!strings.Contains(rec.Body.String(), "already running on this replica") {
 		t.Fatalf("status %d, Retry-After %q, body lacks the reason: %.300s", rec.Code, rec.Header().Get("Retry-After"), rec.Body.String())

@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -45,6 +46,14 @@ var ErrDeferred = errors.New("the sender cannot send this delivery again until l
 // read; the redeliverer goes on with those and reports the rest as
 // unread, since no later run reaches them either.
 var ErrUnread = errors.New("delivery log read only in part")
+
+// Unread is the ErrUnread of the log what, read only as far as the run's
+// page limit: read attempts since since, the oldest of them at oldest;
+// note says where the older ones can still be seen.
+func Unread(what string, read int, since, oldest time.Time, note string) error {
+	return fmt.Errorf("%w: %s: more than %d since %s; those read go back to %s, and the failed deliveries among older ones are not sent again (%s)",
+		ErrUnread, what, read, since.UTC().Format(time.RFC3339), oldest.UTC().Format(time.RFC3339), note)
+}
 
 // SplitUnread returns the ErrUnread errors joined in err, and whether err
 // holds no other.

@@ -194,15 +194,12 @@ row() { printf '%s\n' "$*" >>"$SUMMARY"; }
 # verify` (offline, every row's link and hash, every decision held to its
 # entry) over the chain the phases before wrote, timed, with its peak RSS.
 audit_verify() {
-	local out t0 t1 n rss=
+	local out t0 t1 n rss timer=()
+	[ -x /usr/bin/time ] && timer=(/usr/bin/time -f 'RSS %M')
 	t0=$(date +%s.%N)
-	if [ -x /usr/bin/time ]; then
-		out=$(/usr/bin/time -f 'RSS %M' env TOLLGATE_CONFIG="$TMP/tollgate.yaml" TOLLGATE_DATABASE_URL="$2" "$TMP/tollgate" audit verify 2>&1) || { row "$1: FAILED: $out"; return; }
-		rss=$(sed -nE 's/^RSS ([0-9]+)$/\1/p' <<<"$out")
-	else
-		out=$(env TOLLGATE_CONFIG="$TMP/tollgate.yaml" TOLLGATE_DATABASE_URL="$2" "$TMP/tollgate" audit verify 2>&1) || { row "$1: FAILED: $out"; return; }
-	fi
+	out=$("${timer[@]}" env TOLLGATE_CONFIG="$TMP/tollgate.yaml" TOLLGATE_DATABASE_URL="$2" "$TMP/tollgate" audit verify 2>&1) || { row "$1: FAILED: $out"; return; }
 	t1=$(date +%s.%N)
+	rss=$(sed -nE 's/^RSS ([0-9]+)$/\1/p' <<<"$out")
 	n=$(sed -nE 's/.*intact: ([0-9]+) rows.*/\1/p' <<<"$out")
 	row "$1: $(awk -v n="${n:-0}" -v a="$t0" -v b="$t1" -v r="${rss:-0}" 'BEGIN{d = b - a; printf "%d rows intact in %.2f s = %.0f rows/s; peak RSS %.0f MB", n, d, (d > 0 ? n / d : 0), r / 1024}')"
 }

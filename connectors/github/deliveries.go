@@ -3,7 +3,6 @@ package github
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -116,8 +115,7 @@ func (c *appClient) deliveries(ctx context.Context, path, auth, what string, sin
 	read, oldest := 0, time.Time{}
 	for page := 1; ; page++ {
 		if page > pages {
-			return fmt.Errorf("%w: %s: more than %d since %s; those read go back to %s, and the failed deliveries among older ones are not sent again (see the webhook's recent deliveries on GitHub)",
-				connectors.ErrUnread, what, read, since.UTC().Format(time.RFC3339), oldest.UTC().Format(time.RFC3339))
+			return connectors.Unread(what, read, since, oldest, "see the webhook's recent deliveries on GitHub")
 		}
 		q := url.Values{"per_page": {strconv.Itoa(deliveriesPage)}}
 		if cursor != "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -94,8 +93,7 @@ func (w *Webhook) hookEvents(ctx context.Context, o hookOwner, h glHook, since t
 	pages := w.api.maxPages(eventPages)
 	for page := 1; ; page++ {
 		if page > pages {
-			return fmt.Errorf("%w: %s: more than %d since %s; those read go back to %s, and the failed deliveries among older ones are not sent again (GitLab deployments among them are still found by the poller)",
-				connectors.ErrUnread, what, read, since.UTC().Format(time.RFC3339), oldest.UTC().Format(time.RFC3339))
+			return connectors.Unread(what, read, since, oldest, "GitLab deployments among them are still found by the poller")
 		}
 		var evs []glHookEvent
 		hdr, err := w.api.get(ctx, path+"?per_page=100&page="+strconv.Itoa(page), what, &evs)

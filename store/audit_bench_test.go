@@ -3,12 +3,14 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
@@ -103,4 +105,39 @@ func BenchmarkAppendParallel(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkAuditVerify walks a chain of gate decisions (each with a
+// decision document of the load run's size) as `tollgate audit verify`
+// does, on PostgreSQL. Run: go test -run '^$' -bench AuditVerify ./store/
+func BenchmarkAuditVerify(b *testing.B) {
+	const decisions = 20000
+	db := newBenchDB(b)
+	ctx := context.Background()
+	d := awkwardDecision("svc-042", time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC), 3)
+	for i := range 4 { // more changes and incidents, as in the load run's documents
+		k := fmt.Sprintf("CHG%07d", i)
+		d.Facts.Changes[k] = d.Facts.Changes["svc-042"]
+		d.Facts.Incidents = append(d.Facts.Incidents, d.Facts.Incidents[0])
+	}
+	var g errgroup.Group
+	g.SetLimit(16)
+	for range decisions {
+		g.Go(func() error {
+			dec := d
+			dec.ID = ""
+			return db.SaveDecision(ctx, dec, "ci")
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		if brk, rows, err := db.VerifyAudit(ctx); err != nil || brk != nil || rows < decisions {
+			b.Fatalf("verify: %v %d %v", brk, rows, err)
+		}
+	}
+	b.ReportMetric(float64(b.N)*decisions/time.Since(start).Seconds(), "rows/s")
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -176,7 +177,33 @@ func TestAuditVerifyPages(t *testing.T) {
 		if err != nil || brk == nil || brk.Seq != audit.VerifyPage+3 || rows != audit.VerifyPage+2 {
 			t.Fatalf("brk %v rows %d err %v", brk, rows, err)
 		}
+		// A break on the first page, while the pages after it are being
+		// read ahead: the walk stops there, and its reader with it.
+		if _, err := db.SQLX().ExecContext(ctx, db.q(`UPDATE audit_log SET subject = 'y' WHERE seq = 3`)); err != nil {
+			t.Fatal(err)
+		}
+		brk, rows, err = db.VerifyAudit(ctx)
+		if err != nil || brk == nil || brk.Seq != 3 || rows != 2 {
+			t.Fatalf("brk %v rows %d err %v", brk, rows, err)
+		}
+		waitNoReader(t)
 	})
+}
+
+// waitNoReader fails t unless no audit verification's page reader is
+// left running shortly after the verification returned.
+func waitNoReader(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if !strings.Contains(stacks, "(*verification).readPages") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a verification's page reader outlived it:\n%s", stacks)
+		}
+	}
 }
 
 // checkLinear verifies the chain and that seq runs 1..n without gaps.

@@ -179,34 +179,81 @@ type verification struct {
 	checked, decisions int64
 }
 
+// readPage is one page of the chain with the gate decisions its entries
+// record, read ahead of its verification.
+type readPage struct {
+	entries   []core.AuditEntry
+	decisions map[string]*core.StoredDecision
+	err       error
+}
+
+// run walks the chain page by page. One goroutine reads the pages and
+// their decisions ahead while this one hashes and checks the page before:
+// the walk is a database read and a CPU-bound check per page, and
+// overlapping the two keeps both busy. The reader is done with q before
+// run returns, so q (a transaction) is never used by two at once.
 func (v *verification) run(ctx context.Context) (*core.AuditBreak, error) {
-	after := int64(-1) << 62 // from the very first row, whatever its seq
-	for {
-		var rows []auditRow
-		if err := sqlx.SelectContext(ctx, v.q, &rows, v.t.base.Q("SELECT "+auditColumns+" FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"), after, VerifyPage); err != nil {
-			return nil, fmt.Errorf("verify audit: read rows after %d: %w", after, sqldb.Translate(err))
+	readCtx, cancel := context.WithCancel(ctx)
+	pages := make(chan readPage, 1)
+	go v.readPages(readCtx, pages)
+	stop := func() {
+		cancel()
+		for range pages { // until the reader has returned
 		}
-		if len(rows) == 0 {
-			break
-		}
-		page := make([]core.AuditEntry, len(rows))
-		for i, r := range rows {
-			page[i] = r.entry()
-		}
-		if brk, err := v.page(ctx, page); brk != nil || err != nil {
-			return brk, err
-		}
-		after = rows[len(rows)-1].Seq
 	}
+	for p := range pages {
+		if p.err != nil {
+			stop()
+			return nil, p.err
+		}
+		if brk := v.page(p.entries, p.decisions); brk != nil {
+			stop()
+			return brk, nil
+		}
+	}
+	cancel()
 	if brk := v.anchor.End(v.next - 1); brk != nil {
 		return brk, nil
 	}
 	return v.unrecordedDecision(ctx)
 }
 
+// readPages reads the chain in seq order, a page at a time with the
+// decisions its entries record, and closes out when it has read the last
+// page, failed (the error is its last page) or ctx ended.
+func (v *verification) readPages(ctx context.Context, out chan<- readPage) {
+	defer close(out)
+	after := int64(-1) << 62 // from the very first row, whatever its seq
+	for {
+		var rows []auditRow
+		var p readPage
+		if err := sqlx.SelectContext(ctx, v.q, &rows, v.t.base.Q("SELECT "+auditColumns+" FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"), after, VerifyPage); err != nil {
+			p.err = fmt.Errorf("verify audit: read rows after %d: %w", after, sqldb.Translate(err))
+		} else if len(rows) == 0 {
+			return
+		} else {
+			p.entries = make([]core.AuditEntry, len(rows))
+			for i, r := range rows {
+				p.entries[i] = r.entry()
+			}
+			p.decisions, p.err = v.decisionRows(ctx, p.entries)
+			after = rows[len(rows)-1].Seq
+		}
+		select {
+		case out <- p:
+		case <-ctx.Done():
+			return
+		}
+		if p.err != nil {
+			return
+		}
+	}
+}
+
 // page verifies one page of rows in order: the first row that breaks the
 // chain, misses the anchor or whose decision disagrees is the break.
-func (v *verification) page(ctx context.Context, page []core.AuditEntry) (*core.AuditBreak, error) {
+// decisions holds the page's gate decisions by id.
+func (v *verification) page(page []core.AuditEntry, decisions map[string]*core.StoredDecision) *core.AuditBreak {
 	chainBrk, last, next := core.VerifyAuditChain(page, v.prev, v.next)
 	intact := page
 	if chainBrk != nil {
@@ -217,27 +264,23 @@ func (v *verification) page(ctx context.Context, page []core.AuditEntry) (*core.
 			}
 		}
 	}
-	decisions, err := v.decisionRows(ctx, intact)
-	if err != nil {
-		return nil, err
-	}
 	for _, e := range intact {
 		if brk := v.anchor.Check(e); brk != nil {
-			return brk, nil
+			return brk
 		}
 		if e.Action == core.ActionGateDecision {
 			if brk := core.CheckDecisionEntry(e, decisions[core.DecisionIDOf(e)]); brk != nil {
-				return brk, nil
+				return brk
 			}
 			v.decisions++
 		}
 		v.checked++
 	}
 	if chainBrk != nil {
-		return chainBrk, nil
+		return chainBrk
 	}
 	v.prev, v.next = last, next
-	return nil, nil
+	return nil
 }
 
 // decisionRow is a gate_decisions row as verification reads it.

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/tollgate-dev/tollgate/core"
 )
 
@@ -29,27 +31,46 @@ type TokenStore interface {
 // not read the token table on every request. A revocation through this
 // process takes effect at once; one made on another replica within
 // CacheTTL.
+//
+// A token in use is read again in the background in its entry's last
+// RefreshAhead, so under load its entry never expires: were it let
+// expire, every request in flight with it would read the token table at
+// once — a burst of round trips that took the pool from the gate's
+// writes every CacheTTL. A token not cached is read once however many
+// requests carry it meanwhile.
 type Tokens struct {
 	store TokenStore
 	clock core.Clock
 	mu    sync.Mutex
 	cache map[string]cachedToken // by hash
+	reads singleflight.Group     // store reads by hash
+	now   func() time.Time       // the cache's clock: real time, whatever clock decisions use
 }
 
 type cachedToken struct {
-	token   core.Token
-	expires time.Time
+	token      core.Token
+	expires    time.Time
+	refreshing bool // a background read of it is under way
 }
 
 // CacheTTL is how long an authenticated token is trusted without reading
 // the store again.
 const CacheTTL = 5 * time.Second
 
+// RefreshAhead is how long before its entry expires a token in use is
+// read again, in the background.
+const RefreshAhead = time.Second
+
+// tokenReadTimeout bounds a token read that requests share: it runs
+// apart from any one request's context, so that one request gone does
+// not fail the others waiting for the same read.
+const tokenReadTimeout = 10 * time.Second
+
 const maxCachedTokens = 10000
 
 // NewTokens wires the service.
 func NewTokens(store TokenStore, clock core.Clock) *Tokens {
-	return &Tokens{store: store, clock: clock, cache: map[string]cachedToken{}}
+	return &Tokens{store: store, clock: clock, cache: map[string]cachedToken{}, now: time.Now}
 }
 
 // TokenPrefix starts every generated token, so leaked tokens are easy to
@@ -170,28 +191,65 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (core.Token, e
 		return core.Token{}, core.Errorf(core.KindUnauthorized, "invalid or revoked token")
 	}
 	hash := HashToken(secret)
-	now := time.Now()
+	now := s.now()
 	s.mu.Lock()
 	c, ok := s.cache[hash]
+	if ok && now.Before(c.expires) && c.expires.Sub(now) < RefreshAhead && !c.refreshing {
+		c.refreshing = true
+		s.cache[hash] = c
+		go s.refresh(hash)
+	}
 	s.mu.Unlock()
 	if ok && now.Before(c.expires) {
 		return c.token, nil
 	}
+	ch := s.reads.DoChan(hash, func() (any, error) { return s.read(context.WithoutCancel(ctx), hash) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return core.Token{}, r.Err
+		}
+		return r.Val.(core.Token), nil
+	case <-ctx.Done():
+		return core.Token{}, fmt.Errorf("authenticate: %w", ctx.Err())
+	}
+}
+
+// refresh reads a cached token again before its entry expires (see
+// Tokens).
+func (s *Tokens) refresh(hash string) {
+	_, _, _ = s.reads.Do(hash, func() (any, error) { return s.read(context.Background(), hash) })
+	s.mu.Lock()
+	if c, ok := s.cache[hash]; ok && c.refreshing { // the read failed: a later request may try again
+		c.refreshing = false
+		s.cache[hash] = c
+	}
+	s.mu.Unlock()
+}
+
+// read reads the token of hash from the store and caches it, or drops it
+// from the cache when it is unknown or revoked.
+func (s *Tokens) read(ctx context.Context, hash string) (core.Token, error) {
+	ctx, cancel := context.WithTimeout(ctx, tokenReadTimeout)
+	defer cancel()
 	t, err := s.store.TokenByHash(ctx, hash)
+	if err == nil && t.RevokedAt != nil {
+		err = core.Errorf(core.KindNotFound, "token revoked")
+	}
 	if core.IsKind(err, core.KindNotFound) {
+		s.mu.Lock()
+		delete(s.cache, hash)
+		s.mu.Unlock()
 		return core.Token{}, core.Errorf(core.KindUnauthorized, "invalid or revoked token")
 	}
 	if err != nil {
 		return core.Token{}, fmt.Errorf("authenticate: %w", err)
 	}
-	if t.RevokedAt != nil {
-		return core.Token{}, core.Errorf(core.KindUnauthorized, "invalid or revoked token")
-	}
 	s.mu.Lock()
 	if len(s.cache) >= maxCachedTokens {
 		clear(s.cache)
 	}
-	s.cache[hash] = cachedToken{token: t, expires: now.Add(CacheTTL)}
+	s.cache[hash] = cachedToken{token: t, expires: s.now().Add(CacheTTL)}
 	s.mu.Unlock()
 	return t, nil
 }

@@ -187,6 +187,21 @@ func TestAuditVerifyPages(t *testing.T) {
 			t.Fatalf("brk %v rows %d err %v", brk, rows, err)
 		}
 		waitNoReader(t)
+
+		// A walk whose context ends is an error, never a chain cut short:
+		// held to a head, the rows not read would read as deleted.
+		head, err := db.AuditHead(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone, cancel := context.WithCancel(ctx)
+		cancel()
+		for range 20 {
+			if brk, _, err := db.VerifyAuditTo(gone, head); err == nil || brk != nil {
+				t.Fatalf("cancelled walk: brk %v err %v, want an error and no break", brk, err)
+			}
+		}
+		waitNoReader(t)
 	})
 }
 

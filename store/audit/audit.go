@@ -212,6 +212,9 @@ func (v *verification) run(ctx context.Context) (*core.AuditBreak, error) {
 		}
 	}
 	cancel()
+	if err := ctx.Err(); err != nil { // the reader stopped for ctx, not at the chain's end
+		return nil, fmt.Errorf("verify audit: %w", err)
+	}
 	if brk := v.anchor.End(v.next - 1); brk != nil {
 		return brk, nil
 	}

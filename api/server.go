@@ -649,7 +649,7 @@ func readyWithin(ctx context.Context, ready func(context.Context) error) error {
 	select {
 	case err := <-res: // answered as the context ended: the answer stands
 		return err
-	case <-time.After(time.Millisecond):
+	case <-time.After(readyGrace):
 		// A check that answers at once (a draining server) has its say
 		// even when the probe's context ended before its goroutine ran.
 		select {
@@ -663,6 +663,12 @@ func readyWithin(ctx context.Context, ready func(context.Context) error) error {
 	}
 	return core.Errorf(core.KindUnavailable, "the readiness check did not finish in time (database not answering)")
 }
+
+// readyGrace is how long a readiness check whose probe's context has
+// ended may still answer: long enough for its goroutine to be scheduled on
+// a busy host (a millisecond was not, under the race detector on two
+// cores), short enough that nobody waits for it.
+const readyGrace = 20 * time.Millisecond
 
 // errProbeGone is a readiness probe whose connection closed before it was
 // answered (the prober gave up, or a draining server closed the

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,8 +30,10 @@ type TokenStore interface {
 //
 // Authenticated tokens are cached for CacheTTL so the gate's hot path does
 // not read the token table on every request. A revocation through this
-// process takes effect at once; one made on another replica within
-// CacheTTL.
+// process takes effect at once — for a request that arrives after Revoke
+// returns, even if a read of the token begun before the revocation is
+// still under way: that read's answer is not cached, and later requests
+// do not share it; one made on another replica within CacheTTL.
 //
 // A token in use is read again in the background in its entry's last
 // RefreshAhead, so under load its entry never expires: were it let
@@ -43,8 +46,13 @@ type Tokens struct {
 	clock core.Clock
 	mu    sync.Mutex
 	cache map[string]cachedToken // by hash
-	reads singleflight.Group     // store reads by hash
+	reads singleflight.Group     // store reads by hash and generation
 	now   func() time.Time       // the cache's clock: real time, whatever clock decisions use
+	// gen counts revocations through this process. A read caches its
+	// token only if no revocation happened since it began, and requests
+	// share only reads begun in their generation: a read racing a
+	// revocation may have seen the token before it was revoked.
+	gen uint64
 }
 
 type cachedToken struct {
@@ -194,16 +202,17 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (core.Token, e
 	now := s.now()
 	s.mu.Lock()
 	c, ok := s.cache[hash]
+	gen := s.gen
 	if ok && now.Before(c.expires) && c.expires.Sub(now) < RefreshAhead && !c.refreshing {
 		c.refreshing = true
 		s.cache[hash] = c
-		go s.refresh(hash)
+		go s.refresh(hash, gen)
 	}
 	s.mu.Unlock()
 	if ok && now.Before(c.expires) {
 		return c.token, nil
 	}
-	ch := s.reads.DoChan(hash, func() (any, error) { return s.read(context.WithoutCancel(ctx), hash) })
+	ch := s.reads.DoChan(readKey(hash, gen), func() (any, error) { return s.read(context.WithoutCancel(ctx), hash, gen) })
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -215,10 +224,16 @@ func (s *Tokens) Authenticate(ctx context.Context, secret string) (core.Token, e
 	}
 }
 
+// readKey names a read that requests may share: the token's hash in
+// the generation the read began in (Tokens.gen).
+func readKey(hash string, gen uint64) string {
+	return hash + "/" + strconv.FormatUint(gen, 10)
+}
+
 // refresh reads a cached token again before its entry expires (see
 // Tokens).
-func (s *Tokens) refresh(hash string) {
-	_, _, _ = s.reads.Do(hash, func() (any, error) { return s.read(context.Background(), hash) })
+func (s *Tokens) refresh(hash string, gen uint64) {
+	_, _, _ = s.reads.Do(readKey(hash, gen), func() (any, error) { return s.read(context.Background(), hash, gen) })
 	s.mu.Lock()
 	if c, ok := s.cache[hash]; ok && c.refreshing { // the read failed: a later request may try again
 		c.refreshing = false
@@ -227,9 +242,11 @@ func (s *Tokens) refresh(hash string) {
 	s.mu.Unlock()
 }
 
-// read reads the token of hash from the store and caches it, or drops it
-// from the cache when it is unknown or revoked.
-func (s *Tokens) read(ctx context.Context, hash string) (core.Token, error) {
+// read reads the token of hash from the store and caches it — unless a
+// revocation through this process happened since generation gen, when
+// what it read may be older than the revocation — or drops it from the
+// cache when it is unknown or revoked.
+func (s *Tokens) read(ctx context.Context, hash string, gen uint64) (core.Token, error) {
 	ctx, cancel := context.WithTimeout(ctx, tokenReadTimeout)
 	defer cancel()
 	t, err := s.store.TokenByHash(ctx, hash)
@@ -246,11 +263,17 @@ func (s *Tokens) read(ctx context.Context, hash string) (core.Token, error) {
 		return core.Token{}, fmt.Errorf("authenticate: %w", err)
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != gen {
+		// The requests sharing this read arrived before the revocation
+		// returned, so answering them with what it read is as if they had
+		// been answered just before; nothing later may rely on it.
+		return t, nil
+	}
 	if len(s.cache) >= maxCachedTokens {
 		clear(s.cache)
 	}
 	s.cache[hash] = cachedToken{token: t, expires: s.now().Add(CacheTTL)}
-	s.mu.Unlock()
 	return t, nil
 }
 
@@ -263,6 +286,7 @@ func (s *Tokens) Revoke(ctx context.Context, id, actor string) error {
 		return err
 	}
 	s.mu.Lock()
+	s.gen++ // reads under way may have seen the token before its revocation
 	for h, c := range s.cache {
 		if c.token.ID == id {
 			delete(s.cache, h)

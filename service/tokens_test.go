@@ -48,7 +48,12 @@ func (f *tokenStore) TokenByHash(ctx context.Context, hash string) (core.Token, 
 
 func (f *tokenStore) CreateToken(context.Context, core.Token, string) error { return nil }
 func (f *tokenStore) ListTokens(context.Context) ([]core.Token, error)      { return nil, nil }
-func (f *tokenStore) RevokeToken(context.Context, string, string, time.Time) error {
+func (f *tokenStore) RevokeToken(_ context.Context, id, _ string, at time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.token.ID == id {
+		f.token.RevokedAt = &at
+	}
 	return nil
 }
 
@@ -184,5 +189,45 @@ func TestTokensReadFailures(t *testing.T) {
 	close(st.hold)
 	if err := <-res; err != nil {
 		t.Fatalf("the request still waiting: %v", err)
+	}
+}
+
+// TestTokensRevokeRacingRead: a revocation through this process takes
+// effect for every request that arrives after it returns, even while a
+// read of the token begun before it (which saw the token live) is still
+// under way: that read is neither shared with later requests nor cached.
+func TestTokensRevokeRacingRead(t *testing.T) {
+	const secret = "tg_revoke-racing-read"
+	ctx := context.Background()
+	ts, st, _ := testTokens(secret)
+	st.set(func(f *tokenStore) { f.hold, f.started = make(chan struct{}), make(chan struct{}, 100) })
+	before := make(chan error, 1)
+	go func() { _, err := ts.Authenticate(ctx, secret); before <- err }()
+	<-st.started // the read has the token as it was before the revocation
+
+	if err := ts.Revoke(ctx, "t1", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	after := make(chan error, 1)
+	go func() { _, err := ts.Authenticate(ctx, secret); after <- err }()
+	select {
+	case <-st.started: // a read of its own, not the one under way
+	case <-time.After(5 * time.Second):
+		close(st.hold)
+		t.Fatalf("a request after the revocation joined the read begun before it (answer: %v)", <-after)
+	}
+	close(st.hold)
+	if err := <-before; err != nil {
+		t.Fatalf("the request that arrived before the revocation: %v", err)
+	}
+	if err := <-after; !core.IsKind(err, core.KindUnauthorized) {
+		t.Fatalf("a request after the revocation, while an earlier read ran: %v, want unauthorized", err)
+	}
+	st.set(func(f *tokenStore) { f.hold, f.started = nil, nil })
+	if _, err := ts.Authenticate(ctx, secret); !core.IsKind(err, core.KindUnauthorized) {
+		t.Fatalf("once the earlier read ended: %v, want unauthorized (its token must not be cached)", err)
+	}
+	if n := st.reads.Load(); n != 3 {
+		t.Fatalf("%d store reads, want 3", n)
 	}
 }

@@ -44,6 +44,10 @@ type Options struct {
 	// SchemaEvery is how often a running replica checks that it may still
 	// run against the schema (default 10 s).
 	SchemaEvery time.Duration
+	// PolicyEvery is how often a running replica reads which policy
+	// version is in force, whatever the notifications said (default
+	// defaultPolicyEvery).
+	PolicyEvery time.Duration
 }
 
 // App is a running tollgate.
@@ -85,6 +89,7 @@ type App struct {
 	// schemaEvery is how often watchDatabase reads the schema's floor,
 	// measures the clock and records the replica.
 	schemaEvery time.Duration
+	policyEvery time.Duration // policyLoop's interval
 	// replica is this process as GET /api/v1/replicas lists it; its ID
 	// also holds the leases.
 	replica core.Replica
@@ -110,6 +115,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return nil, err
 	}
 	a.schemaEvery = cmp.Or(opts.SchemaEvery, defaultSchemaEvery)
+	a.policyEvery = cmp.Or(opts.PolicyEvery, defaultPolicyEvery)
 	return a, nil
 }
 
@@ -411,6 +417,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		run(a.CIGates.Run)
 	}
 	run(a.listen)
+	run(a.policyLoop)
 	run(a.reloadLoop)
 	run(a.Scheduler.Run)
 	run(a.doctorLoop)
@@ -515,6 +522,30 @@ func (a *App) listen(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// defaultPolicyEvery bounds how long a replica can go on judging checks
+// by an older policy than the one stored: a new version's notification
+// normally puts it in force at once, but one can be lost — the writing
+// replica killed between its commit and the send, the reload it started
+// failing, or the listener's queue full — and a policy switched to
+// enforce, or given a freeze, must not wait for a restart.
+const defaultPolicyEvery = 10 * time.Second
+
+// policyLoop reads, every policyEvery, which policy version is stored and
+// puts a newer one in force. A failing read is said once, and its end.
+func (a *App) policyLoop(ctx context.Context) {
+	failing := false
+	every(ctx, a.policyEvery, func() {
+		err := a.Policies.Reload(ctx)
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			a.Log.Warn("policy recheck failed; the policy in force stays until a read succeeds", "error", err.Error())
+		case err == nil && failing:
+			a.Log.Info("policy recheck succeeds again")
+		}
+		failing = err != nil
+	})
 }
 
 // reloadLoop picks up mapping changes made on other replicas.

@@ -449,7 +449,7 @@ func (in *Inbox) storeTogether(ctx context.Context, evs []core.Event) (done []co
 			if d, ok := s.rec.(*core.Deployment); ok {
 				outcome, record, err = deploymentOutcome(in.deployments.Store(ctx, *d, "connector:"+s.c.Config.Name))
 			} else {
-				outcome, record, err = in.apply(ctx, s.c, s.rec)
+				outcome, record, err = in.apply(ctx, s.c, s.rec, s.e.ReceivedAt)
 			}
 			if err != nil {
 				return fmt.Errorf("event %s: %w", s.e.ID, err)
@@ -511,7 +511,7 @@ func (in *Inbox) stage(ctx context.Context, e core.Event) (s staged, ok bool) {
 	case *core.Incident:
 		return staged{e: e, c: c, rec: r, kind: 1, key: r.Key}, r.Key != ""
 	case *core.Deployment:
-		if in.deployments == nil || in.prepareDeployment(ctx, c, r) != nil {
+		if in.deployments == nil || in.prepareDeployment(ctx, c, r, e.ReceivedAt) != nil {
 			return staged{}, false
 		}
 		d, err := in.deployments.Prepare(ctx, *r)
@@ -765,7 +765,7 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 	if err := res.Err(); err != nil {
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
 	}
-	outcome, record, err := in.apply(ctx, c, res.Record)
+	outcome, record, err := in.apply(ctx, c, res.Record, e.ReceivedAt)
 	switch {
 	case err == nil:
 		return core.EventProcessed, outcome, record, nil
@@ -857,8 +857,9 @@ func (in *Inbox) authorize(c Connector, kind string, stamps ...time.Time) error 
 	return nil
 }
 
-// apply stores one canonical record and describes what happened.
-func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, record string, err error) {
+// apply stores one canonical record and describes what happened; received
+// is when its delivery was received.
+func (in *Inbox) apply(ctx context.Context, c Connector, rec any, received time.Time) (outcome, record string, err error) {
 	switch r := rec.(type) {
 	case *core.Change:
 		r.Source = c.Config.Name
@@ -887,7 +888,7 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, reco
 		}
 		return describe(res), "incident:" + r.Key, nil
 	case *core.Deployment:
-		if err := in.prepareDeployment(ctx, c, r); err != nil {
+		if err := in.prepareDeployment(ctx, c, r, received); err != nil {
 			return "", "", err
 		}
 		return deploymentOutcome(in.deployments.Record(ctx, *r, "connector:"+c.Config.Name))
@@ -927,7 +928,8 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any) (outcome, reco
 // prepareDeployment completes a mapped deployment for recording: its
 // source and provider, the connector's default environment, a start time,
 // the source's authority to report it, and the CI gate it passed.
-func (in *Inbox) prepareDeployment(ctx context.Context, c Connector, r *core.Deployment) error {
+// received is when tollgate received the delivery.
+func (in *Inbox) prepareDeployment(ctx context.Context, c Connector, r *core.Deployment, received time.Time) error {
 	r.Source = c.Config.Name
 	if r.Provider == "" {
 		r.Provider = c.Config.Type
@@ -938,7 +940,7 @@ func (in *Inbox) prepareDeployment(ctx context.Context, c Connector, r *core.Dep
 	}
 	r.Environment = env
 	if r.StartedAt.IsZero() {
-		r.StartedAt = in.clock.Now()
+		r.StartedAt = startOf(r, received, in.clock.Now())
 	}
 	var finished time.Time
 	if r.FinishedAt != nil {
@@ -949,6 +951,24 @@ func (in *Inbox) prepareDeployment(ctx context.Context, c Connector, r *core.Dep
 	}
 	in.inheritGate(ctx, c, r)
 	return nil
+}
+
+// startOf is when a deployment whose source reported no start (old
+// Jenkins plugins send no build.timestamp) is taken to have started: its
+// reported finish, when that came first, else when its delivery was
+// received — the nearest tollgate knows, and what the reconciler judges
+// it at. Never when the event is processed, which a backlog, a retry's
+// backoff or a replay days later moves past the deployment itself; now
+// only stands in for a delivery with no receive time.
+func startOf(r *core.Deployment, received, now time.Time) time.Time {
+	start := received
+	if start.IsZero() {
+		start = now
+	}
+	if r.FinishedAt != nil && !r.FinishedAt.IsZero() && r.FinishedAt.Before(start) {
+		start = *r.FinishedAt
+	}
+	return start
 }
 
 // deploymentOutcome describes what recording a deployment did.

@@ -6,6 +6,8 @@
 package generic
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/url"
 
@@ -68,7 +70,11 @@ func (w *Webhook) Classify(h http.Header, body []byte) (connectors.Inbound, erro
 // Classify reads a generic delivery: the type is the X-Tollgate-Event
 // header or the body's "kind" string, optional (the default profiles
 // recognize canonical records by shape); when both are present they must
-// agree. There is no delivery id: the inbox deduplicates on the body hash.
+// agree. There is no delivery id: the inbox deduplicates on the body hash,
+// except where the type comes from the header alone — then the same body
+// sent as two types is two deliveries (deploy.started, then
+// deploy.succeeded), and its key (DeliveryID) hashes the type with the
+// body.
 func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
 	obj, err := hook.ParseObject(body)
 	if err != nil {
@@ -89,12 +95,15 @@ func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
 			return connectors.Inbound{}, err
 		}
 	}
-	var typ string
+	var typ, id string
 	switch {
 	case header != "" && hasKind && header != kind:
 		return connectors.Inbound{}, core.Invalid(HeaderEvent, "%q disagrees with the body's kind %q", header, kind)
 	case header != "":
 		typ = header
+		if !hasKind {
+			id = typedKey(header, body)
+		}
 	case hasKind:
 		typ = kind
 	default:
@@ -102,5 +111,15 @@ func Classify(h http.Header, body []byte) (connectors.Inbound, error) {
 		// recognize deployments, changes and incidents by their shape.
 		typ = TypeCanonical
 	}
-	return connectors.Inbound{Type: typ, Headers: hook.Keep(h, keptHeaders...)}, nil
+	return connectors.Inbound{Type: typ, DeliveryID: id, Headers: hook.Keep(h, keptHeaders...)}, nil
+}
+
+// typedKey is the deduplication key of a body whose type only the header
+// gives: a hash of both, stable across the sender's retries.
+func typedKey(typ string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(typ))
+	h.Write([]byte{0}) // a type never holds NUL (hook.Label)
+	h.Write(body)
+	return "sha256-typed:" + hex.EncodeToString(h.Sum(nil))
 }

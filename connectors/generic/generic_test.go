@@ -1,6 +1,7 @@
 package generic
 
 import (
+	"bytes"
 	"net/http"
 	"testing"
 
@@ -58,10 +59,44 @@ func TestClassify(t *testing.T) {
 				hooktest.RequireInvalid(t, err, tc.want)
 				return
 			}
-			if err != nil || in.Type != tc.want || in.DeliveryID != "" || in.Headers["User-Agent"] != "curl/8" {
+			// Only a type the header alone gives keys the delivery apart
+			// from the same body of another type.
+			typed := tc.header != "" && bytes.Equal(tc.body, noKind)
+			if err != nil || in.Type != tc.want || (in.DeliveryID != "") != typed || in.Headers["User-Agent"] != "curl/8" {
 				t.Fatalf("got %+v, %v", in, err)
 			}
 		})
+	}
+}
+
+// TestClassifyTypedKey: the same body sent with two X-Tollgate-Event
+// types (deploy.started, then deploy.succeeded) is two deliveries, each
+// stable across its sender's retries; a body that names its kind keeps
+// the inbox's body hash.
+func TestClassifyTypedKey(t *testing.T) {
+	body := hooktest.Read(t, "deployment.no-kind.json")
+	key := func(typ string, b []byte) string {
+		t.Helper()
+		h := http.Header{}
+		h.Set(HeaderEvent, typ)
+		in, err := Classify(h, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in.DeliveryID
+	}
+	started, succeeded := key("deploy.started", body), key("deploy.succeeded", body)
+	if started == "" || started == succeeded {
+		t.Fatalf("keys %q and %q: want two different keys", started, succeeded)
+	}
+	if again := key("deploy.started", body); again != started {
+		t.Fatalf("a retry's key %q, want %q", again, started)
+	}
+	if other := key("deploy.started", append([]byte(" "), body...)); other == started {
+		t.Fatal("another body, the same key")
+	}
+	if k := key("deployment", hooktest.Read(t, "deployment.succeeded.json")); k != "" {
+		t.Fatalf("a body with its kind: key %q, want none (the body hash)", k)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +127,38 @@ func TestReadyzProbeGone(t *testing.T) {
 				t.Errorf("logged as a fault:\n%s", logs.String())
 			}
 		})
+	}
+}
+
+// goneInbox is an Inbox whose Receive waits for the request's context to
+// end, as a delivery queued for the writer does when its client leaves.
+type goneInbox struct{ api.Inbox }
+
+func (goneInbox) Receive(ctx context.Context, _ string, _ http.Header, _ url.Values, _ []byte) (string, bool, error) {
+	<-ctx.Done()
+	return "", false, ctx.Err()
+}
+
+// TestClientGoneIsNotAServerError: a request whose client closes its
+// connection while it is served ends as 499 in the access log and
+// metrics, logged as the client's doing — never as a 500, an error the
+// server made.
+func TestClientGoneIsNotAServerError(t *testing.T) {
+	var logs bytes.Buffer
+	s := api.New(api.Deps{
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Inbox:  goneInbox{},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequest(http.MethodPost, "/webhooks/github", strings.NewReader(`{}`)).WithContext(ctx)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	time.AfterFunc(20*time.Millisecond, cancel)
+	s.ServeHTTP(rec, req)
+	if rec.Code != 499 {
+		t.Errorf("status %d, want 499", rec.Code)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "client closed the request") {
+		t.Errorf("logged:\n%s", logs.String())
 	}
 }

@@ -449,6 +449,10 @@ var kindStatus = map[core.ErrorKind]int{
 
 // handleError is the one place where errors become HTTP statuses. Client
 // errors carry their message; internal details go to the log only.
+// statusClientClosed is the status of a request whose client closed its
+// connection before the answer (no HTTP status says so; 499 is nginx's).
+const statusClientClosed = 499
+
 func (s *Server) handleError(c *echo.Context, err error) {
 	if r, uerr := echo.UnwrapResponse(c.Response()); uerr == nil && r.Committed {
 		return
@@ -459,6 +463,14 @@ func (s *Server) handleError(c *echo.Context, err error) {
 		ce     *core.Error
 	)
 	switch {
+	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
+		// The client went away (its connection closed) while the request
+		// was served: nobody reads this answer, and it is not the server's
+		// failure. 499 as nginx records it, in the access log and metrics.
+		status = statusClientClosed
+		detail = errorDetail{Code: "client_closed", Message: "the client closed the request before its answer"}
+		s.deps.Logger.InfoContext(c.Request().Context(), "client closed the request", "error", err.Error(),
+			"method", c.Request().Method, "path", c.Request().URL.Path, "request_id", requestID(c))
 	case errors.As(err, &ce):
 		status = kindStatus[ce.Kind]
 		if status == 0 {

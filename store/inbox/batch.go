@@ -40,6 +40,11 @@ const (
 	eventWriters = 1
 	// maxEventGroup caps a group, so one statement stays short.
 	maxEventGroup = 256
+	// maxEventGroupBytes caps a group's bodies (the last one taken may pass
+	// it): on PostgreSQL they travel as one bind parameter, and a message
+	// is limited to 1 GB — which 256 deliveries at the largest body limit
+	// (http.max_body_bytes, up to 64 MiB) would pass, failing every one.
+	maxEventGroupBytes = 32 << 20
 	// eventQueueLen is how many deliveries may wait for a writer before
 	// InsertEvent blocks.
 	eventQueueLen = 1024
@@ -208,22 +213,31 @@ func (b *eventBatcher) run() {
 		if !ok {
 			return
 		}
-		group = append(group[:0], first)
-	collect:
-		for len(group) < maxEventGroup {
-			select {
-			case r, ok := <-b.reqs:
-				if !ok {
-					break collect
-				}
-				group = append(group, r)
-			default:
-				break collect
-			}
-		}
+		group = gather(group, first, b.reqs)
 		b.commit(group)
 		clear(group) // let the requests (and their bodies) be collected
 	}
+}
+
+// gather makes a group of first and the requests already queued after
+// it, up to maxEventGroup of them and until their bodies reach
+// maxEventGroupBytes; the rest wait for the next group.
+func gather(group []*eventReq, first *eventReq, reqs <-chan *eventReq) []*eventReq {
+	group = append(group[:0], first)
+	size := len(first.ev.body)
+	for len(group) < maxEventGroup && size < maxEventGroupBytes {
+		select {
+		case r, ok := <-reqs:
+			if !ok {
+				return group
+			}
+			group = append(group, r)
+			size += len(r.ev.body)
+		default:
+			return group
+		}
+	}
+	return group
 }
 
 // commit writes one group and answers each of its live callers once.

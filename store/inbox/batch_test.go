@@ -361,3 +361,34 @@ func TestEventBatchStartsNoGoroutinePerGroup(t *testing.T) {
 		t.Errorf("%d goroutines started for %d groups", created, groups)
 	}
 }
+
+// TestEventGroupCaps: a group takes the deliveries already queued up to
+// maxEventGroup of them, and stops once their bodies reach
+// maxEventGroupBytes (the next group takes the rest).
+func TestEventGroupCaps(t *testing.T) {
+	req := func(size int) *eventReq { return &eventReq{ev: pendingEvent{body: make([]byte, size)}} }
+	for _, tc := range []struct {
+		name        string
+		queued, len int // queued after the first, of len bytes each
+		want        int
+	}{
+		{"small bodies: the count caps", 1000, 1 << 10, maxEventGroup},
+		{"large bodies: the bytes cap", 100, 8 << 20, maxEventGroupBytes / (8 << 20)},
+		{"one body past the cap alone", 3, maxEventGroupBytes, 1},
+		{"fewer queued than either cap", 5, 1 << 10, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reqs := make(chan *eventReq, tc.queued)
+			for range tc.queued {
+				reqs <- req(tc.len)
+			}
+			group := gather(nil, req(tc.len), reqs)
+			if len(group) != tc.want {
+				t.Errorf("group of %d, want %d", len(group), tc.want)
+			}
+			if left := len(reqs); left != tc.queued+1-len(group) {
+				t.Errorf("%d left queued, want %d", left, tc.queued+1-len(group))
+			}
+		})
+	}
+}

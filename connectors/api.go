@@ -61,6 +61,11 @@ func (n NewChange) Description() string {
 	return s
 }
 
+// ErrCircuitOpen is what outbound clients return (wrapped) for a call
+// their open circuit kept back: the system failed for every call lately,
+// so the failure says nothing about what was asked.
+var ErrCircuitOpen = errors.New("circuit open: the instance failed repeatedly; calls resume after a pause")
+
 // ErrNotFound is what ITSM clients return (wrapped) for a record the
 // instance does not have.
 var ErrNotFound = notFound{}

@@ -604,9 +604,11 @@ func (in *Inbox) process(ctx context.Context, e core.Event) (core.EventOutcome, 
 
 // notTheEvents reports whether a failure says nothing about the event:
 // the database itself was unavailable (not contention on the event's
-// record), or the process is stopping.
+// record), the connector's API failed for every call lately (its circuit
+// is open: completing records through it waits for it to heal), or the
+// process is stopping.
 func notTheEvents(ctx context.Context, err error) bool {
-	return ctx.Err() != nil || core.IsStoreDown(err)
+	return ctx.Err() != nil || core.IsStoreDown(err) || errors.Is(err, connectors.ErrCircuitOpen)
 }
 
 // postpone retries an event after a failure that is not its own, giving
@@ -618,7 +620,7 @@ func (in *Inbox) postpone(ctx context.Context, e core.Event, cause error) {
 	if ctx.Err() == nil {
 		retryAt = retryAt.Add(in.backoff(e.Attempts))
 		lastErr = cause.Error()
-		in.log.WarnContext(ctx, "the database is unavailable: event postponed, its attempt not counted", "event_id", e.ID,
+		in.log.WarnContext(ctx, "a dependency is unavailable (the database, or the connector's API): event postponed, its attempt not counted", "event_id", e.ID,
 			"connector", e.Connector, "retry_at", retryAt.Format(time.RFC3339), "error", lastErr)
 		in.count(e.Connector, "retried")
 	}

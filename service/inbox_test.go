@@ -562,3 +562,50 @@ func TestInboxWorkerWritesAreReplayable(t *testing.T) {
 		t.Fatal("the worker recorded no outcome in 5 s")
 	}
 }
+
+// circuitEnricher completes records as given, or fails as an outbound
+// client whose circuit is open does while open is set.
+type circuitEnricher struct{ open *bool }
+
+func (c circuitEnricher) Enrich(_ context.Context, _ string, body []byte) ([]byte, error) {
+	if *c.open {
+		return nil, fmt.Errorf("ServiceNow acme: read change_request: %w", connectors.ErrCircuitOpen)
+	}
+	return body, nil
+}
+
+// An ITSM API whose circuit is open is not the event's failure either: an
+// event that needs the API to complete its record waits for the circuit
+// to heal, its attempts given back, instead of being quarantined once the
+// retries' backoff (seconds) is spent during an outage of minutes.
+func TestInboxAPICircuitOpenSpendsNoAttempts(t *testing.T) {
+	ctx := context.Background()
+	clock := &stepClock{t: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, maps := openInboxStore(t, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), clock, log)
+	fs := &faultyStore{DB: db, upsert: map[string]func() error{}, finish: map[string]error{}}
+	open := true
+	conns := []Connector{{Config: connectors.Config{Name: "servicenow", Type: "servicenow"}, Enricher: circuitEnricher{&open}}}
+	in := NewInbox(fs, conns, maps, nil, metrics.New(), clock, log, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
+	id := snEvent(t, fs.DB, "CHG1", clock.Now())
+	for round := range 10 {
+		if _, err := in.ProcessBatch(ctx); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		e, err := fs.GetEvent(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Status != core.EventPending || e.Attempts != 0 || !strings.Contains(e.LastError, "circuit open") {
+			t.Fatalf("round %d: %s, %d attempts, last error %q; want pending, no attempt spent, the open circuit shown", round, e.Status, e.Attempts, e.LastError)
+		}
+		clock.add(time.Minute)
+	}
+	open = false
+	if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("once the circuit heals: %d %v", n, err)
+	}
+	if e, _ := fs.GetEvent(ctx, id); e.Status != core.EventProcessed || e.Record != "change:CHG1" {
+		t.Fatalf("once the circuit heals: %s %q", e.Status, e.Reason)
+	}
+}

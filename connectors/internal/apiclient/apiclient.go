@@ -184,7 +184,7 @@ func (c *Client) Instance() string { return c.opts.Instance }
 func (c *Client) State() string { return stateName(c.cb.State()) }
 
 // ErrCircuitOpen is returned (wrapped) for calls refused by an open circuit.
-var ErrCircuitOpen = errors.New("circuit open: the instance failed repeatedly; calls resume after a pause")
+var ErrCircuitOpen = connectors.ErrCircuitOpen
 
 func stateName(s gobreaker.State) string {
 	switch s {

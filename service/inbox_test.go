@@ -337,12 +337,20 @@ func TestInboxRetriesAConflict(t *testing.T) {
 // shown, but its attempts are given back, so however long the outage, it
 // is processed once the database is back, never quarantined for it.
 func TestInboxOutageSpendsNoAttempts(t *testing.T) {
-	ctx := context.Background()
 	clock := &stepClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	in, fs := newTestInbox(t, clock, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
 	id := snEvent(t, fs.DB, "CHG1", clock.Now())
 	down := true
 	fs.upsert["CHG1"] = downWhile(&down, "dial tcp 127.0.0.1:5432: connect: connection refused")
+	requireWaitsOut(t, in, fs, clock, id, "connection refused", &down)
+}
+
+// requireWaitsOut processes the event id in ten batches a minute apart
+// while *down: each leaves it pending with no attempt spent and shown
+// (its last error); once *down is cleared, the next batch processes it.
+func requireWaitsOut(t *testing.T, in *Inbox, fs *faultyStore, clock *stepClock, id, shown string, down *bool) {
+	t.Helper()
+	ctx := context.Background()
 	for round := range 10 {
 		if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
 			t.Fatalf("round %d: %d %v", round, n, err)
@@ -351,17 +359,17 @@ func TestInboxOutageSpendsNoAttempts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.Status != core.EventPending || e.Attempts != 0 || !strings.Contains(e.LastError, "connection refused") {
-			t.Fatalf("round %d: %s, %d attempts, last error %q; want pending, no attempt spent, the outage shown", round, e.Status, e.Attempts, e.LastError)
+		if e.Status != core.EventPending || e.Attempts != 0 || !strings.Contains(e.LastError, shown) {
+			t.Fatalf("round %d: %s, %d attempts, last error %q; want pending, no attempt spent, %q shown", round, e.Status, e.Attempts, e.LastError, shown)
 		}
 		clock.add(time.Minute)
 	}
-	down = false
+	*down = false
 	if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
-		t.Fatalf("after the outage: %d %v", n, err)
+		t.Fatalf("once back: %d %v", n, err)
 	}
 	if e, _ := fs.GetEvent(ctx, id); e.Status != core.EventProcessed || e.Record != "change:CHG1" {
-		t.Fatalf("after the outage: %s %q", e.Status, e.Reason)
+		t.Fatalf("once back: %s %q", e.Status, e.Reason)
 	}
 }
 
@@ -579,7 +587,6 @@ func (c circuitEnricher) Enrich(_ context.Context, _ string, body []byte) ([]byt
 // to heal, its attempts given back, instead of being quarantined once the
 // retries' backoff (seconds) is spent during an outage of minutes.
 func TestInboxAPICircuitOpenSpendsNoAttempts(t *testing.T) {
-	ctx := context.Background()
 	clock := &stepClock{t: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	db, maps := openInboxStore(t, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), clock, log)
@@ -588,24 +595,5 @@ func TestInboxAPICircuitOpenSpendsNoAttempts(t *testing.T) {
 	conns := []Connector{{Config: connectors.Config{Name: "servicenow", Type: "servicenow"}, Enricher: circuitEnricher{&open}}}
 	in := NewInbox(fs, conns, maps, nil, metrics.New(), clock, log, InboxConfig{BatchSize: 10, Lease: time.Minute, MaxAttempts: 3})
 	id := snEvent(t, fs.DB, "CHG1", clock.Now())
-	for round := range 10 {
-		if _, err := in.ProcessBatch(ctx); err != nil {
-			t.Fatalf("round %d: %v", round, err)
-		}
-		e, err := fs.GetEvent(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Status != core.EventPending || e.Attempts != 0 || !strings.Contains(e.LastError, "circuit open") {
-			t.Fatalf("round %d: %s, %d attempts, last error %q; want pending, no attempt spent, the open circuit shown", round, e.Status, e.Attempts, e.LastError)
-		}
-		clock.add(time.Minute)
-	}
-	open = false
-	if n, err := in.ProcessBatch(ctx); err != nil || n != 1 {
-		t.Fatalf("once the circuit heals: %d %v", n, err)
-	}
-	if e, _ := fs.GetEvent(ctx, id); e.Status != core.EventProcessed || e.Record != "change:CHG1" {
-		t.Fatalf("once the circuit heals: %s %q", e.Status, e.Reason)
-	}
+	requireWaitsOut(t, in, fs, clock, id, "circuit open", &open)
 }

@@ -447,12 +447,12 @@ var kindStatus = map[core.ErrorKind]int{
 	core.KindInternal:     http.StatusInternalServerError,
 }
 
-// handleError is the one place where errors become HTTP statuses. Client
-// errors carry their message; internal details go to the log only.
 // statusClientClosed is the status of a request whose client closed its
 // connection before the answer (no HTTP status says so; 499 is nginx's).
 const statusClientClosed = 499
 
+// handleError is the one place where errors become HTTP statuses. Client
+// errors carry their message; internal details go to the log only.
 func (s *Server) handleError(c *echo.Context, err error) {
 	if r, uerr := echo.UnwrapResponse(c.Response()); uerr == nil && r.Committed {
 		return

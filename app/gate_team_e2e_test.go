@@ -46,3 +46,53 @@ func TestTeamFromCatalogEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestPIRHeldByServiceEndToEnd: for a service the catalog does not list,
+// the team is the caller's word, so the service's own unreviewed releases
+// hold it back too: a check that omits the team, spells it in capitals or
+// names another is held, and a release reported without a team holds the
+// service's next one.
+func TestPIRHeldByServiceEndToEnd(t *testing.T) {
+	s := boot(t, "sqlite", e2eConfig)
+	ci, _ := s.token(core.RoleCI)
+	pol := "environments:\n  production:\n    preset: strict\n    pir_required: [normal]\n"
+	if st := s.do("PUT", "/api/v1/policy", adminSecret, pol, nil); st != http.StatusOK {
+		t.Fatalf("put policy: %d", st)
+	}
+	chg := change("CHG8101", core.ApprovalApproved, time.Now().UTC())
+	chg["services"] = []string{"ledger-api", "search-api", "checkout-api"}
+	s.sendWebhook(chg)
+	s.waitFor("the change", func() bool { return s.changeState("CHG8101") == "approved" })
+	deploy := func(service, team, run string) {
+		t.Helper()
+		var dep core.Deployment
+		if st := s.do("POST", "/api/v1/deployments", ci, map[string]any{"service": service, "environment": "production", "version": "1.0.0",
+			"team": team, "status": "succeeded", "started_at": time.Now().UTC(), "changes": []string{"CHG8101"},
+			"provider": "github", "run_id": run}, &dep); st != http.StatusCreated {
+			t.Fatalf("deployment of %s: %d %+v", service, st, dep)
+		}
+	}
+	deploy("ledger-api", "ledger", "8101")
+	deploy("search-api", "", "8102")
+	for _, req := range []map[string]any{
+		{"service": "ledger-api", "environment": "production", "version": "1.0.1", "changes": []string{"CHG8101"}},
+		{"service": "ledger-api", "environment": "production", "version": "1.0.1", "team": "LEDGER", "changes": []string{"CHG8101"}},
+		{"service": "Ledger-API", "environment": "production", "version": "1.0.1", "team": "someone-else", "changes": []string{"CHG8101"}},
+		{"service": "checkout-api", "environment": "production", "version": "2.0.0", "team": " Ledger", "changes": []string{"CHG8101"}},
+		{"service": "search-api", "environment": "production", "version": "1.0.1", "changes": []string{"CHG8101"}},
+	} {
+		if a := s.check(ci, "", req); a.Decision != "wait" || a.codes() != core.CodePIRPending {
+			t.Fatalf("%v: %s %s, want wait %s", req, a.Decision, a.codes(), core.CodePIRPending)
+		}
+	}
+	// The release itself is not held by its own review, and another
+	// team's other service is not held at all.
+	for _, req := range []map[string]any{
+		{"service": "LEDGER-API", "environment": "production", "version": "1.0.0", "changes": []string{"CHG8101"}},
+		{"service": "checkout-api", "environment": "production", "version": "2.0.0", "team": "checkout", "changes": []string{"CHG8101"}},
+	} {
+		if a := s.check(ci, "", req); a.Decision != "allow" {
+			t.Fatalf("%v: %s %s, want allow", req, a.Decision, a.codes())
+		}
+	}
+}

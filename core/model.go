@@ -2,6 +2,7 @@ package core
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -209,6 +210,24 @@ type PIR struct {
 	SignedOffBy string     `json:"signed_off_by,omitempty"`
 	SignedOffAt *time.Time `json:"signed_off_at,omitempty"`
 	Summary     string     `json:"summary,omitempty"`
+}
+
+// HoldsBack reports whether p, if pending, holds back a release of service
+// (version, environment) checked for team: the review is the team's (team
+// names compared case-insensitively) or an earlier release's of the same
+// service, and it is not the release's own (releaseID, or the same
+// service, version and environment). The service matters besides the team
+// because the team is the caller's word where the policy's catalog does
+// not list the service: a check that omits the team, or spells it another
+// way, is still held by its service's unreviewed releases, and a release
+// reported without a team still holds its service's next one.
+func (p PIR) HoldsBack(team, releaseID, service, version, env string) bool {
+	team, service = strings.TrimSpace(team), strings.TrimSpace(service)
+	sameService := service != "" && strings.EqualFold(strings.TrimSpace(p.Service), service)
+	if p.ReleaseID == releaseID || (sameService && p.Version == strings.TrimSpace(version) && p.Environment == strings.TrimSpace(env)) {
+		return false
+	}
+	return sameService || (team != "" && strings.EqualFold(strings.TrimSpace(p.Team), team))
 }
 
 // Decision is a gate result.

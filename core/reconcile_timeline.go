@@ -125,12 +125,13 @@ func ChangeAsOf(vs []ChangeVersion, at time.Time) (ChangeVersion, bool) {
 	return best, ok
 }
 
-// PIRsPendingAt returns the PIRs of team required by at and not signed off
-// then (as they stood: pending), leaving out the release itself.
+// PIRsPendingAt returns the PIRs holding back the release (PIR.HoldsBack:
+// team's or the service's, not its own) required by at and not signed off
+// then (as they stood: pending).
 func PIRsPendingAt(pirs []PIR, team, releaseID, service, version, env string, at time.Time) []PIR {
 	var out []PIR
 	for _, p := range pirs {
-		if p.Team != team || p.ReleaseID == releaseID || (p.Service == service && p.Version == version && p.Environment == env) {
+		if !p.HoldsBack(team, releaseID, service, version, env) {
 			continue
 		}
 		if p.RequiredAt.After(at) || (p.SignedOffAt != nil && !p.SignedOffAt.After(at)) {

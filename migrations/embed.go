@@ -35,6 +35,7 @@ var additive = map[int64]bool{
 	28: true, // schema_floor itself: older builds never read it
 	29: true, // replicas: older builds neither read nor write it
 	30: true, // an index on settled inbox events: nothing to read or write
+	31: true, // indexes on pending PIRs: nothing to read or write
 }
 
 // FloorSince is the migration that created the schema_floor table; a

@@ -246,9 +246,6 @@ func releaseMismatch(r core.GateRequest, d core.Deployment) string {
 }
 
 func (s *Deployments) requirePIR(ctx context.Context, d core.Deployment) error {
-	if d.Team == "" {
-		return nil // no team: no "team's previous release" to hold back
-	}
 	types := make([]core.ChangeType, 0, len(d.Changes))
 	for _, k := range d.Changes {
 		c, err := s.store.GetChange(ctx, k)

@@ -219,6 +219,15 @@ func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
 						t.Fatal(err)
 					}
 				}},
+				{"a review required late of a release without a team (held back by its service)", func() {
+					rel, err := db.UpsertRelease(ctx, core.Release{Service: "Payments-API", Version: "0.8", Environment: "production"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := db.RequirePIR(ctx, core.PIR{ReleaseID: rel.ID, RequiredAt: h.base.Add(20 * time.Hour)}); err != nil {
+						t.Fatal(err)
+					}
+				}},
 				{"a deployment's row updated", func() {
 					// run 21: ledger to production at hour 71, still "started"
 					if _, _, err := db.RecordDeployment(ctx, core.Deployment{Service: "ledger", Environment: "production", Version: "1.21",

@@ -81,8 +81,9 @@ const docCols = `NULL AS release_id, NULL AS service, NULL AS version, NULL AS e
 // Without AsOf it reads the current rows: the changes with the given keys,
 // the active incidents that affect q.Service (matched trimmed and
 // case-insensitively through incident_services) or are global, or all
-// active ones with q.AllIncidents, and q.Team's pending PIRs except
-// q.ExcludeReleaseID (none when Team is empty). With AsOf it reads the
+// active ones with q.AllIncidents, and the pending PIRs that hold the
+// release back (q.Team's or q.Service's, core.PIR.HoldsBack) except
+// q.ExcludeReleaseID. With AsOf it reads the
 // history: each change's and incident's newest version with valid_from <=
 // AsOf, the incidents active in that version (the service match is then
 // made here on the version's services), and the PIRs required by AsOf and
@@ -215,22 +216,34 @@ func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
 	var parts []string
 	var args []any
 	version, env := strings.TrimSpace(q.Version), strings.TrimSpace(q.Environment)
-	// The release itself never holds itself back: leave out its own PIR,
-	// by id and by name.
-	self := `NOT (service = ? AND version = ? AND environment = ?)`
-	selfArgs := []any{strings.TrimSpace(q.Service), version, env}
+	// A pending review holds the release back when it is the team's or the
+	// service's (core.PIR.HoldsBack; lower() compares as strings.EqualFold
+	// does for ASCII names), never the release's own: left out by id and
+	// by name.
+	var whos []string
+	var whoArgs []any
+	if service != "" {
+		whos, whoArgs = append(whos, `lower(service) = ?`), append(whoArgs, service)
+	}
 	if team != "" {
+		whos, whoArgs = append(whos, `lower(team) = ?`), append(whoArgs, strings.ToLower(team))
+	}
+	who := "(" + strings.Join(whos, " OR ") + ")"
+	self := `NOT (lower(service) = ? AND version = ? AND environment = ?)`
+	selfArgs := []any{service, version, env}
+	if len(whos) > 0 {
 		if asOf {
 			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs
-				WHERE team = ? AND release_id <> ? AND `+self+` AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?)`)
-			args = append(append(append(args, team, q.ExcludeReleaseID), selfArgs...), at, at)
+				WHERE `+who+` AND release_id <> ? AND `+self+` AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?)`)
+			args = append(append(append(append(args, whoArgs...), q.ExcludeReleaseID), selfArgs...), at, at)
 		} else {
 			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs
-				WHERE status = '`+core.PIRPending+`' AND team = ? AND release_id <> ? AND `+self)
+				WHERE status = '`+core.PIRPending+`' AND `+who+` AND release_id <> ? AND `+self)
 			// The status is a literal, not a parameter: it matches the partial
-			// index pirs_team_pending, so PostgreSQL can keep one generic plan
-			// for the prepared statement instead of planning every execution.
-			args = append(append(args, team, q.ExcludeReleaseID), selfArgs...)
+			// indexes pirs_pending_team and pirs_pending_service, so PostgreSQL
+			// can keep one generic plan for the prepared statement instead of
+			// planning every execution.
+			args = append(append(append(args, whoArgs...), q.ExcludeReleaseID), selfArgs...)
 		}
 	}
 	if len(keys) > 0 {

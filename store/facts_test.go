@@ -51,12 +51,12 @@ func TestGateFacts(t *testing.T) {
 		must(db.UpsertIncident(ctx, testIncident("INC-OLD", t0, core.IncidentOpen, "payments")))
 		must(db.UpsertIncident(ctx, testIncident("INC-OLD", t0.Add(15*time.Minute), core.IncidentResolved, "payments")))
 		must(db.UpsertIncident(ctx, testIncident("INC-LATE", t0.Add(40*time.Minute), core.IncidentOpen, "payments")))
-		// PIRs of team core: r1 pending, r2 signed off at clock+1h, r3 is
-		// the release asking; r4 another team.
-		rel := func(v, team string) string {
-			return mustRelease(t, db, core.Release{Service: "payments", Version: v, Environment: "production", Team: team}).ID
+		// PIRs of team core on payments: r1 pending, r2 signed off at
+		// clock+1h, r3 is the release asking; r4 another team's on ledger.
+		rel := func(svc, v, team string) string {
+			return mustRelease(t, db, core.Release{Service: svc, Version: v, Environment: "production", Team: team}).ID
 		}
-		r1, r2, r3, r4 := rel("1", "core"), rel("2", "core"), rel("3", "core"), rel("4", "other")
+		r1, r2, r3, r4 := rel("payments", "1", "core"), rel("payments", "2", "core"), rel("payments", "3", "core"), rel("ledger", "4", "other")
 		for n, id := range []string{r1, r2, r3, r4} {
 			if err := db.RequirePIR(ctx, core.PIR{ReleaseID: id, RequiredAt: t0.Add(time.Duration(n) * time.Minute)}); err != nil {
 				t.Fatal(err)
@@ -76,18 +76,24 @@ func TestGateFacts(t *testing.T) {
 			{name: "current", q: core.FactsQuery{Service: "payments", Team: "core", ChangeKeys: []string{"CHG1", "CHG2", "MISSING", "CHG1", ""}, ExcludeReleaseID: r3},
 				changes: []string{"CHG1", "CHG2"}, incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1},
 				wantApproval: core.ApprovalApproved, wantPIRStatus: core.PIRPending},
+			// A review holds back its service's next release whatever team
+			// the check names, or none (core.PIR.HoldsBack).
 			{name: "service case-insensitive", q: core.FactsQuery{Service: " PAYMENTS"},
-				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}},
+				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1, r3}},
+			{name: "the release itself in another case", q: core.FactsQuery{Service: "Payments", Version: "3", Environment: "production"},
+				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1}},
+			{name: "team in another case", q: core.FactsQuery{Service: "checkout", Team: " CORE"},
+				incidents: []string{"INC-GLOBAL", "INC-OTHER"}, pirs: []string{r1, r3}},
 			{name: "other service", q: core.FactsQuery{Service: "checkout"},
 				incidents: []string{"INC-GLOBAL", "INC-OTHER"}},
 			{name: "all incidents", q: core.FactsQuery{Service: "checkout", AllIncidents: true},
 				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-OTHER", "INC-PAY"}},
 			{name: "empty query: global only", q: core.FactsQuery{},
 				incidents: []string{"INC-GLOBAL"}},
-			{name: "no team: no PIRs", q: core.FactsQuery{Service: "ledger", ChangeKeys: []string{"CHG2"}},
-				changes: []string{"CHG2"}, incidents: []string{"INC-GLOBAL"}},
+			{name: "no team: the service's PIRs", q: core.FactsQuery{Service: "ledger", ChangeKeys: []string{"CHG2"}},
+				changes: []string{"CHG2"}, incidents: []string{"INC-GLOBAL"}, pirs: []string{r4}},
 			{name: "team without exclusion", q: core.FactsQuery{Service: "ledger", Team: "core"},
-				incidents: []string{"INC-GLOBAL"}, pirs: []string{r1, r3}},
+				incidents: []string{"INC-GLOBAL"}, pirs: []string{r1, r3, r4}},
 			// As of the deployment's start, CHG1 was not approved yet, CHG2
 			// did not exist, INC-OLD was still open, INC-LATE not yet
 			// opened, and r2's review was still pending.
@@ -100,7 +106,7 @@ func TestGateFacts(t *testing.T) {
 				changes: []string{"CHG1"}, incidents: []string{"INC-GLOBAL", "INC-PAY"}, pirs: []string{r1, r3},
 				wantApproval: core.ApprovalApproved},
 			{name: "as of, all incidents", q: core.FactsQuery{Service: "ledger", AllIncidents: true, AsOf: t0.Add(10 * time.Minute)},
-				incidents: []string{"INC-GLOBAL", "INC-OLD", "INC-OTHER", "INC-PAY"}},
+				incidents: []string{"INC-GLOBAL", "INC-OLD", "INC-OTHER", "INC-PAY"}, pirs: []string{r4}},
 			{name: "as of before anything", q: core.FactsQuery{Service: "payments", Team: "core", ChangeKeys: []string{"CHG1"}, AsOf: t0.Add(-time.Hour)}},
 		}
 		for _, tc := range tests {
@@ -119,7 +125,8 @@ func TestGateFacts(t *testing.T) {
 				t.Errorf("%s: CHG1 approval %q, want %q", tc.name, f.Changes["CHG1"].Approval, tc.wantApproval)
 			}
 			for _, p := range f.PendingPIRs {
-				if p.Status != core.PIRPending || p.SignedOffAt != nil || p.Team != "core" || p.Service != "payments" || p.RequiredAt.IsZero() {
+				ours := strings.EqualFold(p.Team, strings.TrimSpace(tc.q.Team)) || strings.EqualFold(p.Service, strings.TrimSpace(tc.q.Service))
+				if p.Status != core.PIRPending || p.SignedOffAt != nil || !ours || p.RequiredAt.IsZero() {
 					t.Errorf("%s: PIR %+v", tc.name, p)
 				}
 			}

@@ -13,6 +13,7 @@ import (
 	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/records"
 )
 
 // DefaultReconcilePage is how many deployments ReconcileScan reads per page.
@@ -345,8 +346,8 @@ type fetchedPage struct {
 func (d *DB) pageDetails(ctx context.Context, q core.ReconcileQuery, rows []reconcileRow, cutoff time.Time) fetchedPage {
 	var err error
 	p := fetchedPage{rows: rows, deps: make([]core.Deployment, len(rows))}
-	var keys, teams, releases, decReleases, named []string
-	seenNamed, seenDecRel := map[string]struct{}{}, make(map[string]struct{}, len(rows))
+	var keys, teams, services, releases, decReleases, named []string
+	seenNamed, seenDecRel, seenSvc := map[string]struct{}{}, make(map[string]struct{}, len(rows)), map[string]struct{}{}
 	seen := make(map[string]struct{}, len(rows))
 	seenRel := make(map[string]struct{}, len(rows))
 	for i, r := range rows {
@@ -362,8 +363,16 @@ func (d *DB) pageDetails(ctx context.Context, q core.ReconcileQuery, rows []reco
 				keys = append(keys, k)
 			}
 		}
-		if dep.Team != "" && !slices.Contains(teams, dep.Team) {
-			teams = append(teams, dep.Team)
+		// Reviews hold a release back by team or by service
+		// (core.PIR.HoldsBack), both compared case-insensitively.
+		if t := strings.ToLower(strings.TrimSpace(dep.Team)); t != "" && !slices.Contains(teams, t) {
+			teams = append(teams, t)
+		}
+		if s := records.NormService(dep.Service); s != "" {
+			if _, ok := seenSvc[s]; !ok {
+				seenSvc[s] = struct{}{}
+				services = append(services, s)
+			}
 		}
 		// The decision relied on: the one named, else the release's
 		// newest by the start (the release_id column, as stored).
@@ -404,7 +413,7 @@ func (d *DB) pageDetails(ctx context.Context, q core.ReconcileQuery, rows []reco
 	if p.decisions, err = d.decisionsFor(ctx, decReleases, named, pageMin, pageMax); err != nil {
 		return fetchedPage{err: err}
 	}
-	if p.pirs, err = d.pirsSpanning(ctx, teams, pageMin, pageMax); err != nil {
+	if p.pirs, err = d.pirsSpanning(ctx, teams, services, pageMin, pageMax); err != nil {
 		return fetchedPage{err: err}
 	}
 	if !q.SkipEvidence {
@@ -687,26 +696,43 @@ func (d *DB) changeVersionsSpanning(ctx context.Context, keys []string, from, to
 	return out, nil
 }
 
-// pirsSpanning returns the teams' reviews that may be pending at some
-// instant of [from, to]: required by to, not signed off by from.
-func (d *DB) pirsSpanning(ctx context.Context, teams []string, from, to time.Time) ([]core.PIR, error) {
+// pirsSpanning returns the reviews of the teams or the services (both
+// lower-cased) that may be pending at some instant of [from, to]: required
+// by to, not signed off by from. A review of one of the teams and one of
+// the services is returned once.
+func (d *DB) pirsSpanning(ctx context.Context, teams, services []string, from, to time.Time) ([]core.PIR, error) {
 	var out []core.PIR
-	for chunk := range slices.Chunk(teams, maxInList) {
-		args := make([]any, 0, len(chunk)+2)
-		for _, t := range chunk {
-			args = append(args, t)
-		}
-		args = append(args, to, from)
-		var rows []pirRow
-		err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+pirCols+` FROM pirs WHERE team IN (`+placeholders(len(chunk))+`)
-			AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?) ORDER BY required_at, release_id`), args...)
-		if err != nil {
-			return nil, fmt.Errorf("reconcile: read reviews: %w", translate(err))
-		}
-		for _, r := range rows {
-			out = append(out, r.pir())
+	seen := map[string]struct{}{}
+	for _, by := range []struct {
+		col  string
+		vals []string
+	}{{"team", teams}, {"service", services}} {
+		for chunk := range slices.Chunk(by.vals, maxInList) {
+			args := make([]any, 0, len(chunk)+2)
+			for _, v := range chunk {
+				args = append(args, v)
+			}
+			args = append(args, to, from)
+			var rows []pirRow
+			err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+pirCols+` FROM pirs WHERE lower(`+by.col+`) IN (`+placeholders(len(chunk))+`)
+				AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?)`), args...)
+			if err != nil {
+				return nil, fmt.Errorf("reconcile: read reviews: %w", translate(err))
+			}
+			for _, r := range rows {
+				if _, ok := seen[r.ReleaseID]; !ok {
+					seen[r.ReleaseID] = struct{}{}
+					out = append(out, r.pir())
+				}
+			}
 		}
 	}
+	slices.SortFunc(out, func(a, b core.PIR) int {
+		if c := a.RequiredAt.Compare(b.RequiredAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ReleaseID, b.ReleaseID)
+	})
 	return out, nil
 }
 

@@ -360,10 +360,9 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 		}
 	}
 	facts.PendingPIRs = []core.PIR{}
-	if team := strings.TrimSpace(q.Team); team != "" {
-		svc, version, env := strings.TrimSpace(q.Service), strings.TrimSpace(q.Version), strings.TrimSpace(q.Environment)
+	if strings.TrimSpace(q.Team) != "" || strings.TrimSpace(q.Service) != "" {
 		pending := func(p core.PIR) bool {
-			return p.Team == team && p.ReleaseID != q.ExcludeReleaseID && (p.Service != svc || p.Version != version || p.Environment != env)
+			return p.HoldsBack(q.Team, q.ExcludeReleaseID, q.Service, q.Version, q.Environment)
 		}
 		n := 0
 		for _, p := range pirs {

@@ -109,10 +109,11 @@ const maxLateChanges = 200
 // stored since, started at or after its validity; those of every
 // deployment started at or after the validity of an incident version
 // stored since (the policy decides which incidents block which services);
-// those of a team's deployments started at or after a review of the team
-// required or signed off since was required. The records since are read
-// first (few, by the recorded_at / updated_at indexes), so each marking
-// is an index range of the verdicts, whatever the planner knows of them.
+// those of a team's or a service's deployments started at or after a
+// review holding them back (core.PIR.HoldsBack) required or signed off
+// since was required. The records since are read first (few, by the
+// recorded_at / updated_at indexes), so each marking is an index range of
+// the verdicts, whatever the planner knows of them.
 func (d *Store) markVerdicts(ctx context.Context, tx *sqlx.Tx, since time.Time) error {
 	mark := func(query string, args ...any) error {
 		_, err := tx.ExecContext(ctx, d.base.Q(`UPDATE reconcile_verdicts SET recheck = TRUE WHERE NOT recheck AND `+query), args...)
@@ -136,7 +137,7 @@ func (d *Store) markVerdicts(ctx context.Context, tx *sqlx.Tx, since time.Time) 
 		Key  string        `db:"key"`
 		From sqldb.AnyTime `db:"valid_from"`
 	}
-	var changes, teams []late
+	var changes []late
 	if err := tx.SelectContext(ctx, &changes, d.base.Q(`SELECT key, min(valid_from) AS valid_from FROM change_versions
 		WHERE recorded_at > ? GROUP BY key ORDER BY key LIMIT ?`), since, maxLateChanges+1); err != nil {
 		return err
@@ -157,13 +158,19 @@ func (d *Store) markVerdicts(ctx context.Context, tx *sqlx.Tx, since time.Time) 
 			return err
 		}
 	}
-	if err := tx.SelectContext(ctx, &teams, d.base.Q(`SELECT team AS key, min(required_at) AS valid_from FROM pirs
-		WHERE updated_at > ? GROUP BY team`), since); err != nil {
-		return err
-	}
-	for _, t := range teams {
-		if err := mark(`team = ? AND started_at >= ?`, t.Key, sqldb.TS(t.From.Time)); err != nil {
+	// A review holds back its team's releases and its service's
+	// (core.PIR.HoldsBack, case-insensitively): both kinds of verdict from
+	// the earliest time a changed review was required.
+	for _, col := range []string{"team", "service"} {
+		var held []late
+		if err := tx.SelectContext(ctx, &held, d.base.Q(`SELECT lower(`+col+`) AS key, min(required_at) AS valid_from FROM pirs
+			WHERE updated_at > ? AND `+col+` <> '' GROUP BY lower(`+col+`)`), since); err != nil {
 			return err
+		}
+		for _, t := range held {
+			if err := mark(`lower(`+col+`) = ? AND started_at >= ?`, t.Key, sqldb.TS(t.From.Time)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

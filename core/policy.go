@@ -201,6 +201,12 @@ type MajorIncidentPolicy struct {
 	MajorFlag   bool `json:"major_flag,omitempty" yaml:"major_flag,omitempty"`
 	// Scope is "service" (default) or "all".
 	Scope string `json:"scope,omitempty" yaml:"scope,omitempty"`
+	// FixFromRecord counts a release as an incident's fix only when the
+	// incident's record lists one of the release's linked changes as its
+	// fix (fix_changes, from the ITSM): a request naming the incident
+	// among those it fixes (incidents) is then not enough. Off, the
+	// request's word suffices (it is recorded with the decision).
+	FixFromRecord bool `json:"fix_from_record,omitempty" yaml:"fix_from_record,omitempty"`
 }
 
 // Freeze is a named change freeze. It is active at an instant when any of

@@ -175,9 +175,10 @@ func (ec *evalContext) add(code string, result Decision, ref, format string, arg
 func (ec *evalContext) ts(t time.Time) string { return t.In(ec.cp.Location()).Format(time.RFC3339) }
 
 // fixes reports whether the request is linked as the incident's fix: it
-// names the incident, or links a change the incident lists as its fix.
+// links a change the incident lists as its fix, or names the incident
+// (unless the policy takes the fix from the incident's record only).
 func (ec *evalContext) fixes(in *Incident) bool {
-	if containsFold(ec.req.Incidents, in.Key) {
+	if !ec.cp.major.FixFromRecord && containsFold(ec.req.Incidents, in.Key) {
 		return true
 	}
 	links := ec.links

@@ -366,6 +366,28 @@ func TestRuleIncidentBlock(t *testing.T) {
 			f.Incidents = []Incident{majorIncident("INC1", "checkout"), majorIncident("INC2")}
 			f.Request.Incidents = []string{"INC1"}
 		}, want: Wait, reasons: []string{"INCIDENT_BLOCK:wait:INC2"}},
+		// fix_from_record: only the incident's record makes a release its
+		// fix; the request's word alone still waits, and says why.
+		{name: "fix from record: the request's word alone waits", policy: func(p *Policy) { p.MajorIncident.FixFromRecord = true },
+			mod: func(f *Facts) {
+				f.Incidents = []Incident{majorIncident("INC1", "checkout")}
+				f.Request.Incidents = []string{"INC1"}
+			}, want: Wait, reasons: []string{"INCIDENT_BLOCK:wait:INC1"},
+			msg: "the request names this release as its fix, but the policy takes the fix from the incident's record, which lists none of the release's changes (CHG1) as its fix"},
+		{name: "fix from record: the incident listing the change passes", policy: func(p *Policy) { p.MajorIncident.FixFromRecord = true },
+			mod: func(f *Facts) {
+				in := majorIncident("INC1", "checkout")
+				in.FixChanges = []string{"chg1"}
+				f.Incidents = []Incident{in}
+				f.Request.Incidents = []string{"INC1"}
+			}, want: Allow},
+		{name: "fix from record: another incident's fix does not pass", policy: func(p *Policy) { p.MajorIncident.FixFromRecord = true },
+			mod: func(f *Facts) {
+				fixed := majorIncident("INC1", "checkout")
+				fixed.FixChanges = []string{"CHG1"}
+				f.Incidents = []Incident{fixed, majorIncident("INC2", "checkout")}
+				f.Request.Incidents = []string{"INC1", "INC2"}
+			}, want: Wait, reasons: []string{"INCIDENT_BLOCK:wait:INC2"}},
 		{name: "major detection off", policy: func(p *Policy) { p.MajorIncident = MajorIncidentPolicy{} },
 			mod: func(f *Facts) { f.Incidents = []Incident{majorIncident("INC1", "checkout")} }, want: Allow},
 	})

@@ -198,8 +198,8 @@ func ruleScopeMismatch(ec *evalContext) {
 // ruleIncidentBlock is INCIDENT_BLOCK: waits for each active incident the
 // policy counts as major (IsMajor) that lists the service, or lists none
 // (global), or any service under major_incident.scope "all" — unless the
-// request names it among the incidents it fixes or links a change the
-// incident lists in FixChanges.
+// request links a change the incident lists in FixChanges, or names it
+// among the incidents it fixes (not with major_incident.fix_from_record).
 func ruleIncidentBlock(ec *evalContext) {
 	svc := ec.req.Service
 	for i := range ec.f.Incidents {
@@ -217,6 +217,11 @@ func ruleIncidentBlock(ec *evalContext) {
 			affects = "all services"
 		case !onService:
 			affects = strings.Join(in.Services, ", ") + " (the policy blocks every release during a major incident)"
+		}
+		if ec.cp.major.FixFromRecord && containsFold(ec.req.Incidents, in.Key) {
+			ec.add(CodeIncidentBlock, Wait, in.Key, "major incident %s%s is active and affects %s; the request names this release as its fix, but the policy takes the fix from the incident's record, which lists none of the release's changes (%s) as its fix; wait until it is resolved, or link the change the incident lists",
+				in.Key, incidentDetail(in), affects, orUnnamed(strings.Join(ec.req.Changes, ", ")))
+			continue
 		}
 		ec.add(CodeIncidentBlock, Wait, in.Key, "major incident %s%s is active and affects %s; wait until it is resolved, or link this release as its fix",
 			in.Key, incidentDetail(in), affects)

@@ -24,6 +24,7 @@ import (
 type InboxStore interface {
 	InsertEvent(ctx context.Context, e core.Event) (string, bool, error)
 	ClaimEvents(ctx context.Context, limit int, lease time.Duration) ([]core.Event, error)
+	ExtendClaims(ctx context.Context, ids []string, until, newUntil time.Time) (int, error)
 	FinishEvent(ctx context.Context, id, status, reason, record string) error
 	FinishEvents(ctx context.Context, outcomes []core.EventOutcome) ([]bool, error)
 	RetryEvent(ctx context.Context, id, lastError string, retryAt time.Time) error
@@ -377,6 +378,7 @@ func (in *Inbox) ProcessBatch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("claim events: %w", err)
 	}
+	defer in.keepClaimed(ctx, evs)()
 	done, settled, rest := in.storeTogether(ctx, evs)
 	for i, e := range rest {
 		if ctx.Err() != nil {
@@ -389,6 +391,64 @@ func (in *Inbox) ProcessBatch(ctx context.Context) (int, error) {
 	}
 	in.settle(ctx, settled, done)
 	return len(evs), nil
+}
+
+// keepClaimed extends the claims of a batch being processed every third of
+// the lease, until the returned function stops it (after the batch's
+// outcomes are recorded). A batch slower than the lease — an ITSM API
+// answering slowly for each of its events — would otherwise be claimed
+// again by another worker, processed twice and its attempts counted
+// twice, so that a slow API alone could quarantine deliveries. Only the
+// claims still this batch's are extended (ExtendClaims): one taken over
+// after a failed extension, postponed, handed back or settled is left.
+func (in *Inbox) keepClaimed(ctx context.Context, evs []core.Event) (stop func()) {
+	if len(evs) == 0 || evs[0].ClaimedUntil == nil {
+		return func() {}
+	}
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = e.ID
+	}
+	every := max(in.cfg.Lease/3, time.Millisecond)
+	var mu sync.Mutex
+	until, stopped := *evs[0].ClaimedUntil, false
+	var t *time.Timer
+	mu.Lock() // the beat reads t under mu
+	defer mu.Unlock()
+	t = time.AfterFunc(every, func() {
+		mu.Lock()
+		from, done := until, stopped
+		mu.Unlock()
+		if done {
+			return
+		}
+		// A lease from now, and never less than a beat past the claim's
+		// end (the store stamped it by its own clock).
+		next := in.clock.Now().Add(in.cfg.Lease)
+		if floor := from.Add(every); next.Before(floor) {
+			next = floor
+		}
+		next = next.UTC().Truncate(time.Microsecond)
+		n, err := in.store.ExtendClaims(ctx, ids, from, next)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case stopped:
+		case err != nil:
+			// The claim still ends at until; the next beat tries again.
+			in.log.InfoContext(ctx, "cannot extend a slow batch's claims", "events", len(ids), "error", err.Error())
+			t.Reset(every)
+		case n > 0:
+			until = next
+			t.Reset(every)
+		}
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
 }
 
 // staged is an event whose record storeTogether stores with others.

@@ -597,3 +597,62 @@ func TestInboxAPICircuitOpenSpendsNoAttempts(t *testing.T) {
 	id := snEvent(t, fs.DB, "CHG1", clock.Now())
 	requireWaitsOut(t, in, fs, clock, id, "circuit open", &open)
 }
+
+// gatedEnricher completes records as given once release is closed,
+// telling entered when the first call arrives: an ITSM API answering as
+// slowly as the test wants.
+type gatedEnricher struct {
+	entered chan struct{}
+	once    *sync.Once
+	release chan struct{}
+}
+
+func (g gatedEnricher) Enrich(ctx context.Context, _ string, body []byte) ([]byte, error) {
+	g.once.Do(func() { close(g.entered) })
+	select {
+	case <-g.release:
+		return body, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// A batch slower than the lease keeps its claims: another worker asking
+// for events while the first waits on a slow API gets none of them, and
+// the event is processed once with one attempt counted.
+func TestInboxSlowBatchKeepsItsClaims(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, maps := openInboxStore(t, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), core.SystemClock, log)
+	const lease = time.Second
+	slow := gatedEnricher{entered: make(chan struct{}), once: &sync.Once{}, release: make(chan struct{})}
+	cfg := InboxConfig{BatchSize: 10, Lease: lease, MaxAttempts: 5}
+	a := NewInbox(db, []Connector{{Config: connectors.Config{Name: "servicenow", Type: "servicenow"}, Enricher: slow}}, maps, nil, metrics.New(), core.SystemClock, log, cfg)
+	b := NewInbox(db, []Connector{{Config: connectors.Config{Name: "servicenow", Type: "servicenow"}, Enricher: circuitEnricher{new(bool)}}}, maps, nil, metrics.New(), core.SystemClock, log, cfg)
+	id := snEvent(t, db, "CHG1", time.Now())
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.ProcessBatch(context.Background())
+		done <- err
+	}()
+	select {
+	case <-slow.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first worker never called the API")
+	}
+	time.Sleep(5 * lease / 2) // the claim's first lease has long ended
+	if n, err := b.ProcessBatch(context.Background()); err != nil || n != 0 {
+		t.Fatalf("the second worker claimed %d events (%v) while the first still worked on them", n, err)
+	}
+	close(slow.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	e, err := db.GetEvent(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Status != core.EventProcessed || e.Attempts != 1 {
+		t.Fatalf("event %s after %d attempts (%s), want processed after 1", e.Status, e.Attempts, e.Reason)
+	}
+}

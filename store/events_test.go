@@ -142,6 +142,57 @@ func TestEventClaimLeaseFinish(t *testing.T) {
 	})
 }
 
+// ExtendClaims moves the end of the claims still the caller's only: not
+// one settled, postponed, or taken over by another worker after it ended.
+func TestEventExtendClaims(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		for i := range 4 {
+			if _, _, err := db.InsertEvent(ctx, newEvent("github", fmt.Sprint("x", i), clock.t.Add(time.Duration(i)*time.Second))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := db.ClaimEvents(ctx, 4, time.Minute)
+		if err != nil || len(got) != 4 || got[0].ClaimedUntil == nil {
+			t.Fatalf("claim: %+v %v", got, err)
+		}
+		until := *got[0].ClaimedUntil
+		ids := []string{got[0].ID, got[1].ID, got[2].ID, got[3].ID, "nope", "bad\x00id"}
+		if err := db.FinishEvent(ctx, got[0].ID, core.EventProcessed, "", ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.PostponeEvent(ctx, got[1].ID, "", clock.t.Add(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		next := until.Add(40 * time.Second)
+		if n, err := db.ExtendClaims(ctx, ids, until, next); err != nil || n != 2 {
+			t.Fatalf("extend: %d %v, want 2 (the two still claimed)", n, err)
+		}
+		// An extension from a claim's old end is not ours any more.
+		if n, err := db.ExtendClaims(ctx, ids, until, next.Add(time.Minute)); err != nil || n != 0 {
+			t.Fatalf("extend from the old end: %d %v, want 0", n, err)
+		}
+		// Past the first lease, within the extension: still not claimable.
+		clock.t = clock.t.Add(61 * time.Second)
+		if again, err := db.ClaimEvents(ctx, 10, time.Minute); err != nil || len(again) != 1 || again[0].ID != got[1].ID {
+			t.Fatalf("claim past the first lease: %+v %v, want the postponed event only", again, err)
+		}
+		// Past the extension, another worker takes the claims over: the
+		// first worker's next extension changes nothing.
+		clock.t = clock.t.Add(time.Minute)
+		taken, err := db.ClaimEvents(ctx, 10, time.Minute)
+		if err != nil || len(taken) != 2 {
+			t.Fatalf("claim past the extension: %+v %v", taken, err)
+		}
+		if n, err := db.ExtendClaims(ctx, ids, next, next.Add(time.Minute)); err != nil || n != 0 {
+			t.Fatalf("extend claims taken over: %d %v, want 0", n, err)
+		}
+		if n, err := db.ExtendClaims(ctx, nil, next, next); err != nil || n != 0 {
+			t.Fatalf("extend nothing: %d %v", n, err)
+		}
+	})
+}
+
 // FinishEvents settles a claimed batch at once: each outcome is recorded
 // as FinishEvent would, an event finished meanwhile by another worker is
 // reported unsettled and left as it is, and a bad status records nothing.

@@ -201,6 +201,36 @@ func (in *Inbox) ClaimEvents(ctx context.Context, limit int, lease time.Duration
 	return eventsOf(rows), nil
 }
 
+// ExtendClaims moves the end of a claim still held to newUntil: of the
+// events ids, those still pending whose claim ends at until (the caller's
+// claim: not ended and taken by another worker, postponed, handed back or
+// settled since). It returns how many it extended.
+func (in *Inbox) ExtendClaims(ctx context.Context, ids []string, until, newUntil time.Time) (int, error) {
+	valid := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if sqldb.TextOK(id) {
+			valid = append(valid, id)
+		}
+	}
+	if len(valid) == 0 {
+		return 0, nil
+	}
+	query, args, err := sqlx.In(`UPDATE inbox_events SET claimed_until = ? WHERE id IN (?) AND status = 'pending' AND claimed_until = ?`,
+		sqldb.TS(newUntil), valid, sqldb.TS(until))
+	if err != nil {
+		return 0, fmt.Errorf("extend claims: %w", err)
+	}
+	res, err := in.db.ExecContext(ctx, in.base.Q(query), args...)
+	if err != nil {
+		return 0, fmt.Errorf("extend claims: %w", sqldb.Translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("extend claims: %w", sqldb.Translate(err))
+	}
+	return int(n), nil
+}
+
 // FinishEvent records the outcome of processing a pending event:
 // processed, quarantined or ignored, with a reason and the record it
 // became. KindNotFound for an unknown id; KindConflict when the event is no

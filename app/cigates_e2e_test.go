@@ -305,6 +305,8 @@ func TestCIGatesEndToEnd(t *testing.T) {
 				return false
 			})
 
+			s.signOffPIR(dec.Request.Service, dec.Request.Version, "production") // not this test's subject
+
 			// The job re-run with another commit is a new request (a new
 			// deployment), decided for its own commit.
 			f.commit("acme/payments", shaB, "CHG0097001 again")

@@ -215,4 +215,15 @@ func (s *server) token(role core.Role) (string, string) {
 	return out.Token, out.ID
 }
 
+// signOffPIR signs off, as the bootstrap admin, the review the release of
+// service, version and environment requires: a test whose subject is not
+// PIR_PENDING lets the service's next release through that way.
+func (s *server) signOffPIR(service, version, environment string) {
+	s.t.Helper()
+	id := core.ReleaseID(service, version, environment)
+	if st := s.do("POST", "/api/v1/releases/"+id+"/pir", adminSecret, map[string]any{"summary": "reviewed"}, nil); st != http.StatusOK {
+		s.t.Fatalf("sign off the review of %s %s in %s: status %d", service, version, environment, st)
+	}
+}
+
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -74,6 +74,12 @@ func seedReconcileHistory(t *testing.T, s *server) (time.Time, time.Time) {
 		if st := s.do("POST", "/api/v1/deployments", ci, body, nil); st != http.StatusCreated {
 			t.Fatalf("deployment %s: %d", version, st)
 		}
+		// Reviewed at once (a review is required of a release linking a
+		// normal change): the history's subject is the gate and its
+		// changes, not PIR_PENDING.
+		if len(changes) > 0 {
+			s.signOffPIR("payments-api", version, "production")
+		}
 	}
 	if d := s.check(ci, "", map[string]any{"service": "payments-api", "environment": "production", "version": "1.0.2", "commit": "aaa"}); d.Decision != string(core.Deny) {
 		t.Fatalf("gate without a change: %+v", d)

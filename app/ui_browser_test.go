@@ -76,6 +76,7 @@ func TestUIBrowser(t *testing.T) {
 	s.do("POST", "/api/v1/deployments", ci, map[string]any{"service": "payments-api", "environment": "production",
 		"version": "1.9.0", "status": "succeeded", "provider": "github", "run_id": "77", "changes": []string{"CHG4001"},
 		"started_at": time.Now().UTC().Add(-2 * time.Hour)}, nil)
+	s.signOffPIR("payments-api", "1.9.0", "production")
 
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()

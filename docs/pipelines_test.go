@@ -833,4 +833,13 @@ func (s *pipelinesServer) checkDeployment(t *testing.T, provider, runID, env, st
 	case d.FinishedAt == nil || d.FinishedAt.Before(d.StartedAt) || time.Since(d.StartedAt) > time.Minute:
 		t.Fatalf("deployment times: started %v, finished %v", d.StartedAt, d.FinishedAt)
 	}
+	if status == core.DeploySucceeded && env == "production" && len(changes) > 0 {
+		// The policy requires a review of this release before the
+		// service's next one goes to production (PIR_PENDING): signed off
+		// here, as a change manager would, so the next example runs.
+		st, raw := s.do("POST", "/api/v1/releases/"+d.ReleaseID+"/pir", pipelinesAdmin, nil, []byte(`{"summary":"reviewed"}`))
+		if st != http.StatusOK {
+			t.Fatalf("sign off the review of %s: %d %s", d.ReleaseID, st, raw)
+		}
+	}
 }

@@ -297,7 +297,7 @@ func actor(c *echo.Context) string {
 	if t.ID == "" {
 		return "anonymous"
 	}
-	return "token:" + t.Name + "(" + t.ID + ")"
+	return core.TokenActor(t, "")
 }
 
 func (s *Server) authorize(roles []core.Role) echo.MiddlewareFunc {

@@ -189,7 +189,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if a.CIGates.Enabled() {
 		pending = a.CIGates
 	}
-	proposals := service.NewProposals(db, a.Policies, a.Mappings, clock, cfg.Governance.FourEyes)
+	proposals := service.NewProposals(db, a.Policies, a.Mappings, clock, log, cfg.Governance.FourEyes)
 	holds := service.NewHolds(db, a.Policies, clock)
 	trustedProxies, err := cfg.HTTP.TrustedProxyPrefixes()
 	if err != nil {

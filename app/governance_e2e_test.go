@@ -332,46 +332,76 @@ func TestObserveModeEndToEnd(t *testing.T) {
 
 // TestFourEyes: with governance.four_eyes a policy change is a proposal
 // (202) that is not in force until a second admin confirms it; the
-// proposer cannot confirm their own, an unknown proposal is 404, a
-// decided one 409; both names are in the audit trail.
+// proposer cannot confirm their own — nor can the token that made the
+// proposer's, nor one the proposer's made —, an unknown proposal is 404, a
+// decided one 409, one made against a policy version that changed since
+// 409; both names are in the audit trail.
 func TestFourEyes(t *testing.T) {
 	for _, dialect := range dialects {
 		t.Run(dialect, func(t *testing.T) {
 			s := boot(t, dialect, e2eConfig+"governance:\n  four_eyes: true\n")
-			second, _ := s.token(core.RoleAdmin)
+			mint := func(by, name string) string {
+				t.Helper()
+				var out struct{ Token string }
+				if st := s.do("POST", "/api/v1/tokens", by, map[string]any{"name": name, "role": core.RoleAdmin}, &out); st != http.StatusCreated {
+					t.Fatalf("create token %s: %d", name, st)
+				}
+				return out.Token
+			}
+			// Two people's tokens, made by the bootstrap admin.
+			alice, bob := mint(adminSecret, "alice"), mint(adminSecret, "bob")
 			v0 := s.policyVersion()
 			p := core.DefaultPolicy()
 			prod := p.Environments["production"]
 			prod.Mode = core.ModeObserve
 			p.Environments["production"] = prod
-			out := s.putPolicy(adminSecret, p, http.StatusAccepted)
-			raw, _ := json.Marshal(out["proposal"])
-			var pr core.Proposal
-			_ = json.Unmarshal(raw, &pr)
-			if pr.ID == "" || pr.Status != core.ProposalPending || s.policyVersion() != v0 {
+			propose := func(by string, pol core.Policy) core.Proposal {
+				t.Helper()
+				out := s.putPolicy(by, pol, http.StatusAccepted)
+				raw, _ := json.Marshal(out["proposal"])
+				var pr core.Proposal
+				_ = json.Unmarshal(raw, &pr)
+				return pr
+			}
+			pr := propose(alice, p)
+			if pr.ID == "" || pr.Status != core.ProposalPending || s.policyVersion() != v0 || pr.BaseVersion != v0 {
 				t.Fatalf("proposal %+v, version %d (was %d)", pr, s.policyVersion(), v0)
 			}
 			bad := p
 			bad.Environments = map[string]core.EnvironmentPolicy{"production": {Mode: "dry-run"}}
-			s.putPolicy(adminSecret, bad, http.StatusBadRequest)
+			s.putPolicy(alice, bad, http.StatusBadRequest)
 
-			if st := s.do("POST", "/api/v1/proposals/"+pr.ID+"/confirm", adminSecret, nil, nil); st != http.StatusForbidden {
-				t.Fatalf("self-confirm: %d", st)
+			// The proposer, the token that made hers, and a token she makes
+			// now are all hers as far as tollgate can tell.
+			for who, token := range map[string]string{"the proposer": alice, "the token that made hers": adminSecret, "a token she made": mint(alice, "alice-2")} {
+				if st := s.do("POST", "/api/v1/proposals/"+pr.ID+"/confirm", token, nil, nil); st != http.StatusForbidden {
+					t.Fatalf("confirmed by %s: %d, want 403", who, st)
+				}
 			}
-			if st := s.do("POST", "/api/v1/proposals/nope/confirm", second, nil, nil); st != http.StatusNotFound {
+			if st := s.do("POST", "/api/v1/proposals/nope/confirm", bob, nil, nil); st != http.StatusNotFound {
 				t.Fatalf("unknown proposal: %d", st)
 			}
 			if s.policyVersion() != v0 {
 				t.Fatal("a refused confirmation changed the policy")
 			}
-			if st := s.do("POST", "/api/v1/proposals/"+pr.ID+"/confirm", second, nil, &pr); st != http.StatusOK || pr.Status != core.ProposalConfirmed {
+			// A second proposal made against the same version goes stale
+			// when the first is confirmed: confirming it would undo the first.
+			stale := p
+			stale.TimeZone = "Europe/Berlin"
+			second := propose(alice, stale)
+			if st := s.do("POST", "/api/v1/proposals/"+pr.ID+"/confirm", bob, nil, &pr); st != http.StatusOK || pr.Status != core.ProposalConfirmed {
 				t.Fatalf("confirm: %d %+v", st, pr)
 			}
 			if s.policyVersion() != v0+1 {
 				t.Fatalf("confirmed policy not in force: version %d", s.policyVersion())
 			}
-			if st := s.do("POST", "/api/v1/proposals/"+pr.ID+"/confirm", second, nil, nil); st != http.StatusConflict {
+			if st := s.do("POST", "/api/v1/proposals/"+pr.ID+"/confirm", bob, nil, nil); st != http.StatusConflict {
 				t.Fatalf("confirming twice: %d", st)
+			}
+			var errBody struct{ Error struct{ Message string } }
+			if st := s.do("POST", "/api/v1/proposals/"+second.ID+"/confirm", bob, nil, &errBody); st != http.StatusConflict ||
+				!strings.Contains(errBody.Error.Message, "changed since the proposal") || s.policyVersion() != v0+1 {
+				t.Fatalf("confirming a proposal made against an older version: %d %q, version %d", st, errBody.Error.Message, s.policyVersion())
 			}
 			var audit struct{ Items []core.AuditEntry }
 			s.do("GET", "/api/v1/audit?subject=proposal:"+pr.ID, adminSecret, nil, &audit)
@@ -388,17 +418,17 @@ func TestFourEyes(t *testing.T) {
 				t.Fatalf("audit: created %+v confirmed %+v", created, confirmed)
 			}
 			// Mapping changes are proposals too.
-			if st := s.do("PUT", "/api/v1/mappings/x", adminSecret, "name: y\n", nil); st != http.StatusBadRequest {
+			if st := s.do("PUT", "/api/v1/mappings/x", alice, "name: y\n", nil); st != http.StatusBadRequest {
 				t.Fatalf("mapping proposal with a wrong name: %d", st)
 			}
 			var del struct{ Proposal core.Proposal }
-			if st := s.do("DELETE", "/api/v1/mappings/servicenow", adminSecret, nil, &del); st != http.StatusAccepted || del.Proposal.Kind != core.ProposalMappingDelete {
+			if st := s.do("DELETE", "/api/v1/mappings/servicenow", alice, nil, &del); st != http.StatusAccepted || del.Proposal.Kind != core.ProposalMappingDelete {
 				t.Fatalf("mapping delete under four-eyes: %d %+v", st, del)
 			}
-			if st := s.do("POST", "/api/v1/proposals/"+del.Proposal.ID+"/withdraw", adminSecret, nil, nil); st != http.StatusOK {
+			if st := s.do("POST", "/api/v1/proposals/"+del.Proposal.ID+"/withdraw", alice, nil, nil); st != http.StatusOK {
 				t.Fatalf("withdraw: %d", st)
 			}
-			if st := s.do("POST", "/api/v1/proposals/"+del.Proposal.ID+"/confirm", second, nil, nil); st != http.StatusConflict {
+			if st := s.do("POST", "/api/v1/proposals/"+del.Proposal.ID+"/confirm", bob, nil, nil); st != http.StatusConflict {
 				t.Fatalf("confirming a withdrawn proposal: %d", st)
 			}
 		})

@@ -546,6 +546,11 @@ func TestUIMappingSaveUnderFourEyes(t *testing.T) {
 	}
 	if s.do("GET", "/api/v1/proposals", adminSecret, nil, &ps); len(ps.Proposals) != 1 || ps.Proposals[0].Kind != core.ProposalMapping ||
 		!strings.Contains(ps.Proposals[0].ProposedBy, "via ui") {
-		t.Errorf("proposals: %+v", ps.Proposals)
+		t.Fatalf("proposals: %+v", ps.Proposals)
+	}
+	// The same token is the same admin through the API: the channel in
+	// the proposer's name does not make it a second one.
+	if st := s.do("POST", "/api/v1/proposals/"+ps.Proposals[0].ID+"/confirm", adminSecret, nil, nil); st != http.StatusForbidden {
+		t.Fatalf("confirmed through the API by the token that proposed it in the UI: %d, want 403", st)
 	}
 }

@@ -159,3 +159,21 @@ func TestAuditAnchor(t *testing.T) {
 		})
 	}
 }
+
+// TestActorTokenID: the token id reads back from every actor TokenActor
+// writes, whatever the name holds, and from no other actor.
+func TestActorTokenID(t *testing.T) {
+	for _, name := range []string{"alice", "", "a(b)", "x) via ui", "ci (prod)", "(", ")"} {
+		tok := Token{ID: "01a2-id", Name: name}
+		for _, channel := range []string{"", "ui"} {
+			if got := ActorTokenID(TokenActor(tok, channel)); got != tok.ID {
+				t.Errorf("ActorTokenID(%q) = %q, want %q", TokenActor(tok, channel), got, tok.ID)
+			}
+		}
+	}
+	for _, actor := range []string{"system", "anonymous", "token:", "token:alice", "carla", "connector:servicenow"} {
+		if got := ActorTokenID(actor); got != "" {
+			t.Errorf("ActorTokenID(%q) = %q, want none", actor, got)
+		}
+	}
+}

@@ -369,6 +369,8 @@ type Proposal struct {
 	ProposedAt time.Time  `json:"proposed_at"`
 	DecidedBy  string     `json:"decided_by,omitempty"`
 	DecidedAt  *time.Time `json:"decided_at,omitempty"`
-	// BaseVersion is the policy version in force when it was proposed.
+	// BaseVersion is the version the proposal was made against: the newest
+	// policy version (kind policy), the profile's newest version, 0 for
+	// none (mapping kinds). It is confirmed only while that is still so.
 	BaseVersion int `json:"base_version,omitempty"`
 }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,38 @@ type Token struct {
 	CreatedAt time.Time  `json:"created_at"`
 	CreatedBy string     `json:"created_by,omitempty"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// TokenActor names a token's holder in the audit trail and in records'
+// actor fields: "token:<name>(<id>)", followed by " via <channel>" when
+// the request came through one (the UI). ActorTokenID reads the id back.
+func TokenActor(t Token, channel string) string {
+	a := "token:" + t.Name + "(" + t.ID + ")"
+	if channel != "" {
+		a += " via " + channel
+	}
+	return a
+}
+
+// ActorTokenID returns the id of the token an actor string (TokenActor)
+// names, "" when it names none ("system", a name without a token). The id
+// is the last parenthesized part, so a name holding parentheses does not
+// confuse it.
+func ActorTokenID(actor string) string {
+	if !strings.HasPrefix(actor, "token:") {
+		return ""
+	}
+	if i := strings.LastIndex(actor, ") via "); i > 0 && !strings.Contains(actor[i+len(") via "):], ")") {
+		actor = actor[:i+1]
+	}
+	if !strings.HasSuffix(actor, ")") {
+		return ""
+	}
+	open := strings.LastIndexByte(actor, '(')
+	if open < 0 {
+		return ""
+	}
+	return actor[open+1 : len(actor)-1]
 }
 
 // Inbox event statuses.

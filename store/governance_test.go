@@ -132,6 +132,9 @@ func TestProposals(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
 		ctx := context.Background()
 		p, err := db.CreateProposal(ctx, core.Proposal{ID: "p1", Kind: core.ProposalPolicy, Source: "environments: {}", ProposedBy: "alice", BaseVersion: 3})
+		if err == nil && p.BaseVersion != 0 { // the store reads it: no policy stored yet
+			t.Fatalf("base version %d, want 0 (the caller's 3 is not the store's)", p.BaseVersion)
+		}
 		if err != nil || p.Status != core.ProposalPending {
 			t.Fatalf("create: %+v %v", p, err)
 		}
@@ -148,8 +151,73 @@ func TestProposals(t *testing.T) {
 		if ps, _ := db.ListProposals(ctx, core.ProposalPending); len(ps) != 0 {
 			t.Fatalf("pending: %+v", ps)
 		}
-		if got, _ := db.GetProposal(ctx, "p1"); got.Source != "environments: {}" || got.BaseVersion != 3 || got.DecidedAt == nil {
+		if got, _ := db.GetProposal(ctx, "p1"); got.Source != "environments: {}" || got.BaseVersion != 0 || got.DecidedAt == nil {
 			t.Fatalf("get: %+v", got)
+		}
+	})
+}
+
+// TestConfirmProposal: a confirmation puts the change in force with the
+// proposal's decision in one write, only while what it changes is still
+// at the version it was made against; a refused one writes nothing.
+func TestConfirmProposal(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		propose := func(id, kind, target, src string) core.Proposal {
+			t.Helper()
+			p, err := db.CreateProposal(ctx, core.Proposal{ID: id, Kind: kind, Target: target, Source: src, ProposedBy: "alice"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		if _, err := db.PutPolicy(ctx, "environments: {}", "system"); err != nil {
+			t.Fatal(err)
+		}
+		p1, p2 := propose("p1", core.ProposalPolicy, "", "time_zone: UTC\n"), propose("p2", core.ProposalPolicy, "", "time_zone: Europe/Berlin\n")
+		m1 := propose("m1", core.ProposalMapping, "custom", "name: custom\n")
+		if p1.BaseVersion != 1 || p2.BaseVersion != 1 || m1.BaseVersion != 0 {
+			t.Fatalf("base versions %d %d %d, want 1 1 0", p1.BaseVersion, p2.BaseVersion, m1.BaseVersion)
+		}
+		got, v, err := db.ConfirmProposal(ctx, "p1", "bob", time.Time{})
+		if err != nil || v != 2 || got.Status != core.ProposalConfirmed || got.DecidedBy != "bob" {
+			t.Fatalf("confirm p1: %+v %d %v", got, v, err)
+		}
+		if cur, _ := db.CurrentPolicy(ctx); cur.Version != 2 || cur.Source != "time_zone: UTC\n" || cur.CreatedBy != "bob" {
+			t.Fatalf("policy in force: %+v", cur)
+		}
+		// p2 was made against version 1: confirming it would undo p1.
+		if _, _, err := db.ConfirmProposal(ctx, "p2", "bob", time.Time{}); !core.IsKind(err, core.KindConflict) {
+			t.Fatalf("confirm a stale proposal: %v", err)
+		}
+		if cur, _ := db.CurrentPolicy(ctx); cur.Version != 2 {
+			t.Fatalf("a refused confirmation wrote version %d", cur.Version)
+		}
+		if p, _ := db.GetProposal(ctx, "p2"); p.Status != core.ProposalPending {
+			t.Fatalf("a refused confirmation decided the proposal: %+v", p)
+		}
+		// A profile put meanwhile makes the mapping proposal stale too.
+		if _, err := db.PutMapping(ctx, "custom", "name: custom\nkind: change\n", "carol"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := db.ConfirmProposal(ctx, "m1", "bob", time.Time{}); !core.IsKind(err, core.KindConflict) {
+			t.Fatalf("confirm a stale mapping proposal: %v", err)
+		}
+		d1 := propose("d1", core.ProposalMappingDelete, "custom", "")
+		if _, v, err := db.ConfirmProposal(ctx, "d1", "bob", time.Time{}); err != nil || v != 2 || d1.BaseVersion != 1 {
+			t.Fatalf("confirm the delete: %d %v (base %d)", v, err, d1.BaseVersion)
+		}
+		if _, err := db.GetMapping(ctx, "custom"); !core.IsKind(err, core.KindNotFound) {
+			t.Fatalf("the deleted profile: %v", err)
+		}
+		if _, _, err := db.ConfirmProposal(ctx, "d1", "bob", time.Time{}); !core.IsKind(err, core.KindConflict) {
+			t.Fatalf("confirm twice: %v", err)
+		}
+		if _, err := db.DecideProposal(ctx, "p2", core.ProposalWithdrawn, "alice", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := db.ConfirmProposal(ctx, "p2", "bob", time.Time{}); !core.IsKind(err, core.KindConflict) {
+			t.Fatalf("confirm a withdrawn proposal: %v", err)
 		}
 	})
 }

@@ -37,7 +37,7 @@ func (s *session) checkCSRF(got string) bool {
 
 // actor names the signed-in person in the audit trail as the API does
 // ("token:<name>(<id>)"), with the channel.
-func (s *session) actor() string { return "token:" + s.token.Name + "(" + s.token.ID + ") via ui" }
+func (s *session) actor() string { return core.TokenActor(s.token, "ui") }
 
 func randomString() (string, error) {
 	b := make([]byte, 32)

@@ -89,6 +89,18 @@ func (tk *Tokens) TokenByHash(ctx context.Context, hash string) (core.Token, err
 	return r.token(), nil
 }
 
+// TokenByID returns the token with that id, revoked or not.
+func (tk *Tokens) TokenByID(ctx context.Context, id string) (core.Token, error) {
+	var r tokenRow
+	if !sqldb.TextOK(id) {
+		return core.Token{}, core.NotFound("token", id)
+	}
+	if err := tk.db.GetContext(ctx, &r, tk.base.Q("SELECT "+tokenColumns+" FROM api_tokens WHERE id = ?"), id); err != nil {
+		return core.Token{}, sqldb.NotFound(err, "token", id)
+	}
+	return r.token(), nil
+}
+
 // ListTokens returns every token, oldest first.
 func (tk *Tokens) ListTokens(ctx context.Context) ([]core.Token, error) {
 	var rows []tokenRow

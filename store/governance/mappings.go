@@ -57,9 +57,9 @@ func checkMappingName(name string) error {
 
 // newestMapping reads the newest version of name inside tx (sql.ErrNoRows
 // when none).
-func (m *Mappings) newestMapping(ctx context.Context, q sqlx.QueryerContext, name string) (mappingRow, error) {
+func newestMapping(ctx context.Context, db *sqldb.DB, q sqlx.QueryerContext, name string) (mappingRow, error) {
 	var r mappingRow
-	err := sqlx.GetContext(ctx, q, &r, m.base.Q("SELECT "+mappingColumns+" FROM mapping_profiles WHERE name = ? ORDER BY version DESC LIMIT 1"), name)
+	err := sqlx.GetContext(ctx, q, &r, db.Q("SELECT "+mappingColumns+" FROM mapping_profiles WHERE name = ? ORDER BY version DESC LIMIT 1"), name)
 	return r, err
 }
 
@@ -68,35 +68,45 @@ func (m *Mappings) putMappingVersion(ctx context.Context, name, source, actor, a
 	var version int
 	err := versionedPut(func() error {
 		entries := []core.AuditEntry{{Actor: actor, Action: action, Subject: "mapping:" + name}}
-		return m.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
-			if err := xactLock(ctx, m.base, tx, mappingLockKey); err != nil {
-				return err
-			}
-			prev, err := m.newestMapping(ctx, tx, name)
-			switch {
-			case errors.Is(err, sql.ErrNoRows):
-				if deleted {
-					return core.NotFound("mapping profile", name)
-				}
-			case err != nil:
-				return fmt.Errorf("newest version: %w", err)
-			case deleted && prev.Deleted:
-				return core.NotFound("mapping profile", name)
-			}
-			version = prev.Version + 1
-			if _, err := tx.ExecContext(ctx, m.base.Q("INSERT INTO mapping_profiles (name, version, source, deleted, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)"),
-				name, version, source, deleted, m.base.Now(), actor); err != nil {
-				return err
-			}
-			data := map[string]any{"name": name, "version": version}
-			if !deleted {
-				data["sha256"] = sourceDigest(source)
-			}
-			entries[0].Data = json.RawMessage(sqldb.MustJSON(data))
-			return nil
+		return m.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) (err error) {
+			version, err = insertMapping(ctx, m.base, tx, name, source, actor, deleted, -1, &entries[0])
+			return err
 		})
 	})
 	return version, err
+}
+
+// insertMapping stores the next version of the profile name in tx (a
+// deleted one with deleted), under the mapping lock, and describes it in
+// entry's data. With base >= 0 the profile's newest version must still be
+// base, 0 for none (a proposal's confirmation): KindConflict otherwise.
+func insertMapping(ctx context.Context, db *sqldb.DB, tx *sqlx.Tx, name, source, actor string, deleted bool, base int, entry *core.AuditEntry) (int, error) {
+	if err := xactLock(ctx, db, tx, mappingLockKey); err != nil {
+		return 0, err
+	}
+	prev, err := newestMapping(ctx, db, tx, name)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return 0, fmt.Errorf("newest version: %w", err)
+	}
+	if base >= 0 && prev.Version != base {
+		return 0, core.Errorf(core.KindConflict, "mapping profile %s changed since the proposal was made: it was made against version %d, version %d is the newest now; propose the change again against it", name, base, prev.Version)
+	}
+	if deleted && (prev.Version == 0 || prev.Deleted) {
+		return 0, core.NotFound("mapping profile", name)
+	}
+	version := prev.Version + 1
+	if _, err := tx.ExecContext(ctx, db.Q("INSERT INTO mapping_profiles (name, version, source, deleted, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)"),
+		name, version, source, deleted, db.Now(), actor); err != nil {
+		return 0, err
+	}
+	data := map[string]any{"name": name, "version": version}
+	if !deleted {
+		data["sha256"] = sourceDigest(source)
+	}
+	entry.Data = json.RawMessage(sqldb.MustJSON(data))
+	return version, nil
 }
 
 // PutMapping stores source as the next version of the named profile (older
@@ -132,7 +142,7 @@ func (m *Mappings) DeleteMapping(ctx context.Context, name, actor string) error 
 // GetMapping returns the newest version of the profile; KindNotFound when
 // there is none or it is deleted.
 func (m *Mappings) GetMapping(ctx context.Context, name string) (core.MappingProfile, error) {
-	r, err := m.newestMapping(ctx, m.db, name)
+	r, err := newestMapping(ctx, m.base, m.db, name)
 	if err != nil {
 		return core.MappingProfile{}, sqldb.NotFound(err, "mapping profile", name)
 	}

@@ -91,26 +91,39 @@ func (po *Policies) PutPolicy(ctx context.Context, source, actor string) (int, e
 	var version int
 	err := versionedPut(func() error {
 		entries := []core.AuditEntry{{Actor: actor, Action: "policy.put", Subject: "policy"}}
-		return po.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
-			if err := xactLock(ctx, po.base, tx, policyLockKey); err != nil {
-				return err
-			}
-			if err := tx.GetContext(ctx, &version, "SELECT COALESCE(MAX(version), 0) + 1 FROM policy_versions"); err != nil {
-				return fmt.Errorf("next policy version: %w", err)
-			}
-			if _, err := tx.ExecContext(ctx, po.base.Q("INSERT INTO policy_versions (version, source, created_at, created_by) VALUES (?, ?, ?, ?)"),
-				version, source, po.base.Now(), actor); err != nil {
-				return err
-			}
-			entries[0].Subject = fmt.Sprintf("policy:%d", version)
-			entries[0].Data = json.RawMessage(sqldb.MustJSON(map[string]any{"version": version, "sha256": sourceDigest(source)}))
-			po.base.NotifyTx(tx, "policy")
-			return nil
+		return po.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) (err error) {
+			version, err = insertPolicy(ctx, po.base, tx, source, actor, -1, &entries[0])
+			return err
 		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("put policy: %w", err)
 	}
+	return version, nil
+}
+
+// insertPolicy stores source as the next policy version in tx, under the
+// policy lock, names it in entry (its "policy.put") and notifies every
+// replica at commit. With base >= 0 the newest version must still be base
+// (a proposal's confirmation): KindConflict otherwise.
+func insertPolicy(ctx context.Context, db *sqldb.DB, tx *sqlx.Tx, source, actor string, base int, entry *core.AuditEntry) (int, error) {
+	if err := xactLock(ctx, db, tx, policyLockKey); err != nil {
+		return 0, err
+	}
+	var version int
+	if err := tx.GetContext(ctx, &version, "SELECT COALESCE(MAX(version), 0) + 1 FROM policy_versions"); err != nil {
+		return 0, fmt.Errorf("next policy version: %w", err)
+	}
+	if base >= 0 && version-1 != base {
+		return 0, core.Errorf(core.KindConflict, "the policy changed since the proposal was made: it was made against version %d, version %d is in force now; propose the change again against it", base, version-1)
+	}
+	if _, err := tx.ExecContext(ctx, db.Q("INSERT INTO policy_versions (version, source, created_at, created_by) VALUES (?, ?, ?, ?)"),
+		version, source, db.Now(), actor); err != nil {
+		return 0, err
+	}
+	entry.Subject = fmt.Sprintf("policy:%d", version)
+	entry.Data = json.RawMessage(sqldb.MustJSON(map[string]any{"version": version, "sha256": sourceDigest(source)}))
+	db.NotifyTx(tx, "policy")
 	return version, nil
 }
 

@@ -44,16 +44,27 @@ func (r proposalRow) proposal() core.Proposal {
 }
 
 // CreateProposal stores a pending proposal with a "proposal.create" audit
-// entry naming its proposer.
+// entry naming its proposer. Its BaseVersion is read in the same
+// transaction: the newest policy version (kind policy) or the profile's
+// newest version, 0 for none (mapping kinds) — what ConfirmProposal holds
+// the proposal to.
 func (pr *Proposals) CreateProposal(ctx context.Context, p core.Proposal) (core.Proposal, error) {
 	if p.ProposedAt.IsZero() {
 		p.ProposedAt = pr.base.Now()
 	}
 	p.ProposedAt, p.Status = sqldb.TS(p.ProposedAt), core.ProposalPending
-	entry := core.AuditEntry{Actor: p.ProposedBy, Action: "proposal.create", Subject: "proposal:" + p.ID, At: p.ProposedAt,
-		Data: json.RawMessage(sqldb.MustJSON(map[string]any{"kind": p.Kind, "target": p.Target, "proposed_by": p.ProposedBy,
-			"base_version": p.BaseVersion, "source_sha256": sourceDigest(p.Source)}))}
-	err := pr.base.AppendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
+	entries := []core.AuditEntry{{Actor: p.ProposedBy, Action: "proposal.create", Subject: "proposal:" + p.ID, At: p.ProposedAt}}
+	err := pr.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+		base := "SELECT COALESCE(MAX(version), 0) FROM policy_versions"
+		args := []any(nil)
+		if p.Kind != core.ProposalPolicy {
+			base, args = "SELECT COALESCE(MAX(version), 0) FROM mapping_profiles WHERE name = ?", []any{p.Target}
+		}
+		if err := tx.GetContext(ctx, &p.BaseVersion, pr.base.Q(base), args...); err != nil {
+			return fmt.Errorf("base version: %w", err)
+		}
+		entries[0].Data = json.RawMessage(sqldb.MustJSON(map[string]any{"kind": p.Kind, "target": p.Target, "proposed_by": p.ProposedBy,
+			"base_version": p.BaseVersion, "source_sha256": sourceDigest(p.Source)}))
 		_, err := tx.ExecContext(ctx, pr.base.Q("INSERT INTO proposals (id, kind, target, source, status, proposed_by, proposed_at, base_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
 			p.ID, p.Kind, p.Target, p.Source, p.Status, p.ProposedBy, p.ProposedAt, p.BaseVersion)
 		return err
@@ -90,6 +101,73 @@ func (pr *Proposals) ListProposals(ctx context.Context, status string) ([]core.P
 		out[i] = r.proposal()
 	}
 	return out, nil
+}
+
+// ConfirmProposal puts a pending proposal in force as actor in one
+// transaction: the change itself (a new policy or profile version, with
+// its own "policy.put", "mapping.put" or "mapping.delete" entry, and the
+// notification to every replica) and the proposal's "proposal.confirmed".
+// The policy or profile must still be at the proposal's BaseVersion —
+// confirming a change made against an older version would silently undo
+// what came between — and the proposal still pending (a concurrent
+// confirmation or withdrawal wins): KindConflict otherwise, and nothing
+// is written. It returns the proposal and the version put in force.
+func (pr *Proposals) ConfirmProposal(ctx context.Context, id, actor string, at time.Time) (core.Proposal, int, error) {
+	cur, err := pr.GetProposal(ctx, id)
+	if err != nil {
+		return core.Proposal{}, 0, err
+	}
+	if at.IsZero() {
+		at = pr.base.Now()
+	}
+	at = sqldb.TS(at)
+	change := core.AuditEntry{Actor: actor, Action: "policy.put", Subject: "policy", At: at}
+	switch cur.Kind {
+	case core.ProposalMapping:
+		change.Action, change.Subject = "mapping.put", "mapping:"+cur.Target
+	case core.ProposalMappingDelete:
+		change.Action, change.Subject = "mapping.delete", "mapping:"+cur.Target
+	}
+	entries := []core.AuditEntry{change, {Actor: actor, Action: "proposal." + core.ProposalConfirmed, Subject: "proposal:" + id, At: at}}
+	var version int
+	out := cur
+	err = versionedPut(func() error {
+		return pr.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+			// The proposal first: its row lock orders a concurrent
+			// withdrawal before or after this confirmation, never between.
+			res, err := tx.ExecContext(ctx, pr.base.Q("UPDATE proposals SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = ?"),
+				core.ProposalConfirmed, actor, at, id, core.ProposalPending)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return core.Errorf(core.KindConflict, "proposal %q is no longer pending", id)
+			}
+			switch cur.Kind {
+			case core.ProposalPolicy:
+				version, err = insertPolicy(ctx, pr.base, tx, cur.Source, actor, cur.BaseVersion, &entries[0])
+			case core.ProposalMapping:
+				version, err = insertMapping(ctx, pr.base, tx, cur.Target, cur.Source, actor, false, cur.BaseVersion, &entries[0])
+			case core.ProposalMappingDelete:
+				version, err = insertMapping(ctx, pr.base, tx, cur.Target, "", actor, true, cur.BaseVersion, &entries[0])
+			default:
+				err = core.Invalid("kind", "unknown proposal kind %q", cur.Kind)
+			}
+			if err != nil {
+				return err
+			}
+			out.Status, out.DecidedBy, out.DecidedAt = core.ProposalConfirmed, actor, &at
+			entries[1].Data = json.RawMessage(sqldb.MustJSON(map[string]any{"kind": out.Kind, "target": out.Target,
+				"proposed_by": out.ProposedBy, "decided_by": actor, "status": core.ProposalConfirmed, "version": version}))
+			return nil
+		})
+	})
+	if err != nil {
+		return core.Proposal{}, 0, fmt.Errorf("confirm proposal %s: %w", id, err)
+	}
+	return out, version, nil
 }
 
 // DecideProposal moves a pending proposal to status (confirmed or

@@ -208,7 +208,11 @@ func TestEvidenceFailsClosed(t *testing.T) {
 				body map[string]any
 				want string
 			}{
-				{"empty status", map[string]any{"kind": "tests", "name": "unit", "status": ""}, "status"},
+				{"empty status", map[string]any{"kind": "approval_checklist", "name": "cab", "status": ""}, "status"},
+				{"a status for tests", map[string]any{"kind": "tests", "name": "unit", "status": "passed"}, "JUnit report"},
+				{"a status for a scan", map[string]any{"kind": "security_scan", "name": "gosec", "status": "passed"}, "SARIF scan"},
+				{"a status for a signature", map[string]any{"kind": "artifact_signature", "name": "cosign", "status": "passed", "digest": digest}, "signed DSSE envelope"},
+				{"a scan for tests", map[string]any{"kind": "tests", "name": "unit", "sarif": json.RawMessage(testdata(t, "gosec.sarif"))}, "JUnit report"},
 				{"no document", map[string]any{"kind": "tests", "name": "unit"}, "exactly one"},
 				{"unknown kind", map[string]any{"kind": "sbom", "name": "x", "status": "passed"}, "unknown evidence kind"},
 				{"zero tests", map[string]any{"kind": "tests", "name": "unit", "junit": testdata(t, "junit-zero-tests.xml")}, "zero tests"},
@@ -298,7 +302,7 @@ func TestObserveModeEndToEnd(t *testing.T) {
 				body := map[string]any{"service": "payments-api", "environment": env, "version": version, "changes": changes}
 				if withTests {
 					rid := core.ReleaseID("payments-api", version, env)
-					if st := s.do("POST", "/api/v1/releases/"+rid+"/evidence", ci, map[string]any{"kind": "tests", "name": "unit", "status": "passed",
+					if st := s.do("POST", "/api/v1/releases/"+rid+"/evidence", ci, map[string]any{"kind": "tests", "name": "unit", "junit": testdata(t, "gotestsum-passing.xml"),
 						"release": map[string]any{"service": "payments-api", "environment": env, "version": version}}, nil); st != http.StatusCreated {
 						t.Fatalf("attach: %d", st)
 					}

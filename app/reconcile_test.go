@@ -389,7 +389,7 @@ func TestReconciliationByControl(t *testing.T) {
 				rel := map[string]any{"service": "payments-api", "environment": "production", "version": version}
 				if withTests {
 					rid := core.ReleaseID("payments-api", version, "production")
-					if st := s.do("POST", "/api/v1/releases/"+rid+"/evidence", ci, map[string]any{"kind": "tests", "name": "unit", "status": "passed",
+					if st := s.do("POST", "/api/v1/releases/"+rid+"/evidence", ci, map[string]any{"kind": "tests", "name": "unit", "junit": testdata(t, "gotestsum-passing.xml"),
 						"url": "https://ci.example/tests/1", "release": rel}, nil); st != http.StatusCreated {
 						t.Fatalf("attach: %d", st)
 					}

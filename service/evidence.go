@@ -111,6 +111,17 @@ func (s *Evidence) Attach(ctx context.Context, id string, in EvidenceInput, acto
 	return s.store.AddEvidence(ctx, e)
 }
 
+// evidenceDocument is the document field that alone proves each built-in
+// kind that has one; the other kinds (checklists, performance, the
+// policy's own) take a status or any document.
+var evidenceDocument = map[string]string{
+	core.EvidenceTests:             "junit",
+	core.EvidenceSecurityScan:      "sarif",
+	core.EvidenceArtifactSignature: "dsse",
+}
+
+var documentName = map[string]string{"junit": "JUnit report", "sarif": "SARIF scan", "dsse": "signed DSSE envelope"}
+
 // validate checks the fields common to every kind of evidence.
 func (s *Evidence) validate(cp *core.CompiledPolicy, e *core.Evidence, in EvidenceInput) error {
 	if e.Kind == "" {
@@ -136,6 +147,15 @@ func (s *Evidence) validate(cp *core.CompiledPolicy, e *core.Evidence, in Eviden
 	}
 	if n != 1 {
 		return core.Invalid("status", "give exactly one of status (passed or failed), junit, sarif or dsse; got %d", n)
+	}
+	// A kind a document proves is proved by that document only: a bare
+	// "passed" would satisfy a signature, scan or test requirement that
+	// nothing verified.
+	if field, ok := evidenceDocument[e.Kind]; ok {
+		given := map[string]bool{"junit": in.JUnit != nil, "sarif": len(in.SARIF) > 0, "dsse": len(in.DSSE) > 0}
+		if !given[field] {
+			return core.Invalid(field, "evidence of kind %s is proved by its %s document (%s); a status or another document proves nothing about it", e.Kind, documentName[field], field)
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(in.Metrics)) {
 		if err := validateName("metrics", k, true); err != nil {

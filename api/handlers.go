@@ -379,9 +379,6 @@ func (s *Server) webhook(c *echo.Context) error {
 	if err := s.deps.AuthFailures.Refuse(c); err != nil {
 		return err
 	}
-	if err := s.limitConnector(c, name); err != nil {
-		return err
-	}
 	// Receive returns once the row is stored, or once its delivery is
 	// given up before a writer took it, so nothing reads the body after
 	// it: the buffer is reused from then on.
@@ -390,7 +387,10 @@ func (s *Server) webhook(c *echo.Context) error {
 		return err
 	}
 	defer release()
-	id, dup, err := s.deps.Inbox.Receive(c.Request().Context(), name, c.Request().Header, c.QueryParams(), b)
+	// The connector's limit is spent by authenticated deliveries only:
+	// unsigned junk is the per-client auth-failure limit's.
+	id, dup, err := s.deps.Inbox.Receive(c.Request().Context(), name, c.Request().Header, c.QueryParams(), b,
+		func() error { return s.limitConnector(c, name) })
 	if err != nil {
 		if core.IsKind(err, core.KindUnauthorized) {
 			s.authFailed(c.Request().Context(), c, authWebhookSignature, "")

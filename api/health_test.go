@@ -134,7 +134,7 @@ func TestReadyzProbeGone(t *testing.T) {
 // end, as a delivery queued for the writer does when its client leaves.
 type goneInbox struct{ api.Inbox }
 
-func (goneInbox) Receive(ctx context.Context, _ string, _ http.Header, _ url.Values, _ []byte) (string, bool, error) {
+func (goneInbox) Receive(ctx context.Context, _ string, _ http.Header, _ url.Values, _ []byte, _ func() error) (string, bool, error) {
 	<-ctx.Done()
 	return "", false, ctx.Err()
 }

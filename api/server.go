@@ -44,7 +44,7 @@ type Reader interface {
 // Inbox receives webhooks and manages stored events.
 type Inbox interface {
 	// Receive verifies, classifies and durably stores one delivery.
-	Receive(ctx context.Context, connector string, h http.Header, query url.Values, body []byte) (id string, duplicate bool, err error)
+	Receive(ctx context.Context, connector string, h http.Header, query url.Values, body []byte, admit func() error) (id string, duplicate bool, err error)
 	ListEvents(ctx context.Context, f core.EventFilter) ([]core.Event, error)
 	GetEvent(ctx context.Context, id string) (core.Event, error)
 	Replay(ctx context.Context, id, actor string) error

@@ -103,6 +103,21 @@ rate_limit:
 		resp.Body.Close()
 		return resp.StatusCode, resp.Header
 	}
+	// Deliveries nobody signed are refused before the connector's limit
+	// is consulted: they spend none of the real sender's.
+	forged := func() (int, http.Header) {
+		req, _ := http.NewRequest("POST", s.url+"/webhooks/itsm", strings.NewReader(`{"kind":"change"}`))
+		req.Header.Set("X-Tollgate-Signature", "sha256="+strings.Repeat("0", 64))
+		resp, err := s.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	if codes, _ := statuses(3, forged); !equalInts(codes, []int{401, 401, 401}) {
+		t.Errorf("unsigned deliveries: %v, want 401s", codes)
+	}
 	codes, h = statuses(3, hook)
 	if codes[0] != 202 || codes[1] != 202 || codes[2] != 429 || h.Get("Retry-After") == "" {
 		t.Errorf("per connector: %v (Retry-After %q), want 202 202 429 with Retry-After", codes, h.Get("Retry-After"))

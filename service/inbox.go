@@ -179,7 +179,10 @@ func (in *Inbox) Connectors() []string {
 // Receive authenticates one delivery, reads its type and delivery id, and
 // stores it durably. Duplicates (same delivery id, or same body when the
 // vendor sends no id) are acknowledged with duplicate=true, stored once.
-func (in *Inbox) Receive(ctx context.Context, name string, h http.Header, query url.Values, body []byte) (string, bool, error) {
+// admit, when given, runs once the delivery is authenticated and before
+// it is stored; its error refuses the delivery (the connector's rate
+// limit: deliveries nobody signed must not spend the real sender's).
+func (in *Inbox) Receive(ctx context.Context, name string, h http.Header, query url.Values, body []byte, admit func() error) (string, bool, error) {
 	c, ok := in.conns[name]
 	if !ok {
 		return "", false, core.NotFound("connector", name)
@@ -191,6 +194,11 @@ func (in *Inbox) Receive(ctx context.Context, name string, h http.Header, query 
 			return "", false, err
 		}
 		in.previousSecret(ctx, name)
+	}
+	if admit != nil {
+		if err := admit(); err != nil {
+			return "", false, err
+		}
 	}
 	inb, err := c.Webhook.Classify(h, body)
 	if err != nil {

@@ -182,7 +182,7 @@ func newDrainInbox(b *testing.B, dialect string) (*Inbox, *store.DB, func(n int)
 			h.Set("X-GitHub-Delivery", fmt.Sprintf("gh-%s-%d", run, n))
 			h.Set("X-Hub-Signature-256", sign(body))
 		}
-		if _, _, err := in.Receive(ctx, conn, h, nil, []byte(body)); err != nil {
+		if _, _, err := in.Receive(ctx, conn, h, nil, []byte(body), nil); err != nil {
 			b.Fatalf("delivery %d (%s): %v", n, conn, err)
 		}
 	}

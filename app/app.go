@@ -510,6 +510,7 @@ func (a *App) listen(ctx context.Context) {
 			a.Log.Error("notification listener stopped", "error", err.Error())
 		}
 	}()
+	a.DB.AnnounceStart()
 	for {
 		select {
 		case <-ctx.Done():

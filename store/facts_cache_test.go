@@ -194,6 +194,55 @@ func TestFactCacheAcrossReplicas(t *testing.T) {
 	})
 }
 
+// TestFactCacheFlushedWhenAReplicaStarts: a write whose notification was
+// lost (its replica killed between the commit and the send; here an
+// update that sends none) stays in another replica's cache only until a
+// replica starts and announces it, not for the TTL (an hour here).
+func TestFactCacheFlushedWhenAReplicaStarts(t *testing.T) {
+	url := testpg.NewDatabase(t)
+	ctx := context.Background()
+	a, err := Open(ctx, url, Options{Logger: quietLog(), FactsCacheTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if _, err := a.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	listening(t, a)
+	// Written by another replica, whose notification must have reached a
+	// before a fills its cache, or it would empty the entry itself.
+	sub, unsubscribe := a.Subscribe()
+	defer unsubscribe()
+	w := openTestDB(t, url, nil)
+	if _, err := w.UpsertChange(ctx, testChange("CHG1", t0, core.ApprovalApproved)); err != nil {
+		t.Fatal(err)
+	}
+	for topic := ""; topic != "change:CHG1"; {
+		select {
+		case topic = <-sub:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the write's notification never came")
+		}
+	}
+	for range 3 { // filled, and kept (a fill that raced an invalidation is not)
+		if approvalOf(t, a, "CHG1") != core.ApprovalApproved {
+			t.Fatal("not approved")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := a.SQLX().ExecContext(ctx, `UPDATE changes SET doc = jsonb_set(doc, '{approval}', '"rejected"')`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := approvalOf(t, a, "CHG1"); got != core.ApprovalApproved {
+		t.Fatalf("without an announcement: %q, want the cached approval", got)
+	}
+	b := openTestDB(t, url, nil)
+	b.AnnounceStart()
+	waitFor(t, "replica a to drop what it cached", func() bool { return approvalOf(t, a, "CHG1") == core.ApprovalRejected })
+}
+
 // TestFactCacheTTL: an update that bypasses the store (no notification)
 // is seen once the entry's TTL has passed on the store's clock.
 func TestFactCacheTTL(t *testing.T) {

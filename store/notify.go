@@ -73,6 +73,19 @@ func (d *DB) Listen(ctx context.Context) error {
 	return l.Run(ctx)
 }
 
+// AnnounceStart tells every replica that this process has started
+// (TopicAll): each flushes its fact cache, re-checks its waiting checks and
+// rereads the policy. The notifier sends a write's notification after its
+// commit, so a replica killed between the two leaves the others trusting
+// what they cached for up to gate.facts_cache_ttl; when it starts again —
+// a supervisor restarts it within seconds — that ends. Nothing on SQLite
+// (one process).
+func (d *DB) AnnounceStart() {
+	if d.notify != nil {
+		d.notify.AddFacts([]string{notify.TopicAll})
+	}
+}
+
 // NotifyStats returns the cross-replica notifier's counters (zero on
 // SQLite, which has no other replicas).
 func (d *DB) NotifyStats() NotifyStats {

@@ -146,8 +146,12 @@ type Result struct {
 	ManifestSH string // SHA-256 of MANIFEST.json, to compare with a copy kept elsewhere
 }
 
-// maxFileSize bounds one file read from a bundle.
-const maxFileSize = 1 << 30
+// maxFileSize bounds one file read from a bundle; maxManifestSize its
+// manifest (a list of names and digests).
+const (
+	maxFileSize     = 1 << 30
+	maxManifestSize = 64 << 20
+)
 
 // Verify reads a bundle and checks it: the manifest is present and well
 // formed; every file is listed with the SHA-256 and size of its content,
@@ -222,22 +226,35 @@ func readArchive(r io.Reader) (archive, error) {
 		case hdr.Size > maxFileSize:
 			return archive{}, &Mismatch{File: hdr.Name, Reason: "larger than a bundle file may be"}
 		}
-		content, err := io.ReadAll(io.LimitReader(tr, maxFileSize))
-		if err != nil {
-			return archive{}, fmt.Errorf("read %s: %w", hdr.Name, err)
-		}
 		if hdr.Name == ManifestName {
-			a.manifest = content
+			if hdr.Size > maxManifestSize {
+				return archive{}, &Mismatch{File: hdr.Name, Reason: "larger than a manifest may be"}
+			}
+			if a.manifest, err = io.ReadAll(io.LimitReader(tr, maxManifestSize)); err != nil {
+				return archive{}, fmt.Errorf("read %s: %w", hdr.Name, err)
+			}
 			continue
 		}
 		if _, dup := a.digests[hdr.Name]; dup {
 			return archive{}, &Mismatch{File: hdr.Name, Reason: "appears twice in the bundle"}
 		}
-		sum := sha256.Sum256(content)
-		a.digests[hdr.Name] = File{Name: hdr.Name, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content))}
+		// Digested as it streams: only the audit slice, which is read
+		// row by row afterwards, is held in memory, so a crafted archive
+		// (a gzip bomb) cannot make the verifier hold its other entries.
+		h := sha256.New()
+		var src io.Reader = io.LimitReader(tr, maxFileSize)
+		var audit bytes.Buffer
+		if hdr.Name == AuditName {
+			src = io.TeeReader(src, &audit)
+		}
+		n, err := io.Copy(h, src)
+		if err != nil {
+			return archive{}, fmt.Errorf("read %s: %w", hdr.Name, err)
+		}
+		a.digests[hdr.Name] = File{Name: hdr.Name, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}
 		a.order = append(a.order, hdr.Name)
 		if hdr.Name == AuditName {
-			a.audit = content
+			a.audit = audit.Bytes()
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -130,4 +131,34 @@ func rewriteDotted(t *testing.T, in []byte, target string) []byte {
 		hdr.Name = "./" + hdr.Name
 		return b, hdr
 	})
+}
+
+// TestVerifyStreamsLargeFiles: an entry that inflates far beyond its
+// compressed size (a gzip bomb, or a genuine large export) is digested as
+// it streams, not held in memory.
+func TestVerifyStreamsLargeFiles(t *testing.T) {
+	const size = 64 << 20
+	var buf bytes.Buffer
+	w := NewWriter(&buf, time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))
+	if err := w.Add("report.csv", make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddJSON(AuditName, chain(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(Manifest{ReportID: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	packed := buf.Bytes()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	res, err := Verify(bytes.NewReader(packed))
+	runtime.ReadMemStats(&after)
+	if err != nil || res.Files != 2 || res.AuditRows != 2 {
+		t.Fatalf("verify: %+v %v", res, err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > size/4 {
+		t.Errorf("verifying a %d MiB entry allocated %d MiB: it was held in memory", size>>20, got>>20)
+	}
 }

@@ -154,7 +154,7 @@ func safeNext(p string) bool {
 // signin exchanges an API token for a session. The ci role cannot sign in:
 // pipelines have no business in the UI.
 func (u *UI) signin(c *echo.Context) error {
-	securityHeaders(c.Response().Header())
+	u.securityHeaders(c)
 	next := c.FormValue("next")
 	if !u.sameOrigin(c) {
 		return u.signinPage(c, http.StatusForbidden, "This sign-in form was posted from another site.", next)
@@ -187,6 +187,13 @@ func (u *UI) signin(c *echo.Context) error {
 		return u.fail(c, nil, err)
 	}
 	now := u.deps.Clock.Now()
+	// A session this browser already had ends here: signing in as
+	// someone else must not leave the earlier one usable until it idles.
+	if ck, err := c.Cookie(cookieName); err == nil && ck.Value != "" {
+		if err := u.deps.Sessions.EndSession(ctx, hashID(ck.Value), auth.SessionSignedOut, now); err != nil && !core.IsKind(err, core.KindNotFound) {
+			return u.fail(c, nil, err)
+		}
+	}
 	if err := u.deps.Sessions.CreateSession(ctx, auth.UISession{IDHash: hashID(id), Token: t, CSRF: csrf,
 		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(u.deps.MaxAge)}); err != nil {
 		return u.fail(c, nil, err)

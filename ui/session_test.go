@@ -192,6 +192,47 @@ func TestSecureCookieBehindProxy(t *testing.T) {
 			if got := rec.Result().Cookies()[0].Secure; got != tt.want {
 				t.Fatalf("Secure %v, want %v", got, tt.want)
 			}
+			if hsts := rec.Header().Get("Strict-Transport-Security"); (hsts != "") != tt.want {
+				t.Fatalf("Strict-Transport-Security %q over a secure connection %v", hsts, tt.want)
+			}
 		})
+	}
+}
+
+// TestSignInEndsTheEarlierSession: signing in from a browser that holds a
+// session ends that session; only the new one opens pages.
+func TestSignInEndsTheEarlierSession(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	sessions := &memSessions{m: map[string]auth.UISession{}}
+	u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
+		Sessions: sessions, Reader: emptyReader{}, Gate: noGate{}, IdleTimeout: time.Hour, MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
+	signIn := func(cookie *http.Cookie) *http.Cookie {
+		t.Helper()
+		req := httptest.NewRequest("POST", "/ui/signin", strings.NewReader(url.Values{"token": {"good"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		if rec.Code != http.StatusSeeOther || len(rec.Result().Cookies()) == 0 {
+			t.Fatalf("sign-in: %d", rec.Code)
+		}
+		return rec.Result().Cookies()[0]
+	}
+	first := signIn(nil)
+	second := signIn(first)
+	sessions.mu.Lock()
+	defer sessions.mu.Unlock()
+	if _, ok := sessions.m[hashID(first.Value)]; ok || len(sessions.m) != 1 {
+		t.Fatalf("the earlier session is still open (%d sessions)", len(sessions.m))
+	}
+	if _, ok := sessions.m[hashID(second.Value)]; !ok {
+		t.Fatal("the new session is not open")
 	}
 }

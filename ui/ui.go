@@ -247,7 +247,13 @@ func (u *UI) notFound(c *echo.Context, s *session) error {
 }
 
 // securityHeaders go on every UI response.
-func securityHeaders(h http.Header) {
+func (u *UI) securityHeaders(c *echo.Context) {
+	h := c.Response().Header()
+	if u.secure(c) {
+		// Over TLS (or a trusted proxy's): browsers keep to HTTPS for a
+		// year, so a session cookie is never offered over plain HTTP.
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
 	h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
@@ -256,7 +262,7 @@ func securityHeaders(h http.Header) {
 }
 
 func (u *UI) stylesheet(c *echo.Context) error {
-	securityHeaders(c.Response().Header())
+	u.securityHeaders(c)
 	c.Response().Header().Set("Cache-Control", "public, max-age=3600")
 	return c.Blob(http.StatusOK, "text/css; charset=utf-8", u.css)
 }
@@ -269,7 +275,7 @@ type handler func(c *echo.Context, s *session) error
 // and errors rendered as pages.
 func (u *UI) page(roles []core.Role, h handler) echo.HandlerFunc {
 	return func(c *echo.Context) error {
-		securityHeaders(c.Response().Header())
+		u.securityHeaders(c)
 		s, err := u.load(c)
 		if err != nil {
 			return u.fail(c, nil, err)
@@ -444,7 +450,7 @@ func (u *UI) render(c *echo.Context, s *session, status int, name, title string,
 		buf.WriteString("<!doctype html><title>Error</title><p>The page could not be rendered; the log has the details.</p>")
 		status = http.StatusInternalServerError
 	}
-	securityHeaders(c.Response().Header())
+	u.securityHeaders(c)
 	return c.HTMLBlob(status, buf.Bytes())
 }
 

@@ -54,7 +54,7 @@ func (ss *Sessions) CreateSession(ctx context.Context, s UISession) error {
 
 // sessionActor names a session's person in the audit trail as the API
 // names a token's caller, with the channel.
-func sessionActor(t core.Token) string { return "token:" + t.Name + "(" + t.ID + ") via ui" }
+func sessionActor(t core.Token) string { return core.TokenActor(t, "ui") }
 
 // Session returns the session with that id hash when it has not ended and
 // its token is not revoked; KindNotFound otherwise. Expiry is the

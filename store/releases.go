@@ -325,8 +325,10 @@ func recordDeploymentSQL(relinkGuard bool) string {
 		"updated_at = excluded.updated_at",
 	}, ",\n\t\t")
 	if relinkGuard {
+		// The last placeholder is the report's start plus startGrace.
 		q += `
-	WHERE ` + strings.Join([]string{keeps("changes", "[]"), keeps("incidents", "[]"), keeps("decision_id", "")}, " AND ")
+	WHERE ` + strings.Join([]string{keeps("changes", "[]"), keeps("incidents", "[]"), keeps("decision_id", ""),
+			fills("version"), fills("commit_sha"), fills("actor"), fills("team"), "deployments.started_at <= ?"}, " AND ")
 	}
 	return q + `
 	RETURNING ` + deploymentReadCols
@@ -336,6 +338,12 @@ func recordDeploymentSQL(relinkGuard bool) string {
 // nothing (empty) or the same value.
 func keeps(col, empty string) string {
 	return fmt.Sprintf("(excluded.%[1]s = '%[2]s' OR excluded.%[1]s = deployments.%[1]s)", col, empty)
+}
+
+// fills is keeps for a text column a repeat may also fill in when the
+// stored one is empty.
+func fills(col string) string {
+	return fmt.Sprintf("(excluded.%[1]s = '' OR deployments.%[1]s = '' OR excluded.%[1]s = deployments.%[1]s)", col)
 }
 
 var (
@@ -354,14 +362,41 @@ type deploymentLinks struct {
 	Changes    []string `json:"changes"`
 	Incidents  []string `json:"incidents"`
 	DecisionID string   `json:"decision_id"`
+	// What else the reconciler judges the deployment by. A report that
+	// fills one in (the stored one empty) changes nothing recorded; one
+	// that rewrites it — or moves the start earlier by more than
+	// startGrace — does, as a change of the links does.
+	Version   string    `json:"version,omitempty"`
+	Commit    string    `json:"commit,omitempty"`
+	Actor     string    `json:"actor,omitempty"`
+	Team      string    `json:"team,omitempty"`
+	StartedAt time.Time `json:"started_at"`
 }
+
+// startGrace is how much earlier than the stored start a repeat may say
+// its run started without that being a change of the record (two
+// reporters of one run — a pipeline's call and its CI's webhook — stamp
+// its start apart by seconds); maxBackdate how far before the run was
+// first reported a repeat may move its start at all. Past it the stored
+// start is kept and the report's is only audited: moving a deployment
+// out of the periods its reports cover would hide it from them.
+const (
+	startGrace  = time.Hour
+	maxBackdate = 24 * time.Hour
+)
 
 func linksOf(d core.Deployment) deploymentLinks {
-	return deploymentLinks{Changes: nonNil(d.Changes), Incidents: nonNil(d.Incidents), DecisionID: d.DecisionID}
+	return deploymentLinks{Changes: nonNil(d.Changes), Incidents: nonNil(d.Incidents), DecisionID: d.DecisionID,
+		Version: d.Version, Commit: d.Commit, Actor: d.Actor, Team: d.Team, StartedAt: d.StartedAt.UTC()}
 }
 
-func sameLinks(a, b deploymentLinks) bool {
-	return slices.Equal(a.Changes, b.Changes) && slices.Equal(a.Incidents, b.Incidents) && a.DecisionID == b.DecisionID
+// sameLinks reports whether after records what before did: the same
+// links, and the rest kept or only filled in.
+func sameLinks(before, after deploymentLinks) bool {
+	kept := func(b, a string) bool { return b == "" || b == a }
+	return slices.Equal(before.Changes, after.Changes) && slices.Equal(before.Incidents, after.Incidents) && before.DecisionID == after.DecisionID &&
+		kept(before.Version, after.Version) && kept(before.Commit, after.Commit) && kept(before.Actor, after.Actor) && kept(before.Team, after.Team) &&
+		!after.StartedAt.Before(before.StartedAt.Add(-startGrace))
 }
 
 func nonNil(v []string) []string {
@@ -418,15 +453,16 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 		ts(dep.StartedAt), nullTime(dep.FinishedAt), dep.Actor, strList(dep.Changes), strList(dep.Incidents),
 		dep.DecisionID, dep.Provider, dep.RunID, dep.URL, dep.Source, now, now}
 	var row deploymentRow
+	guarded := append(slices.Clip(args), ts(dep.StartedAt.Add(startGrace)))
 	if tx := d.base.TogetherTx(ctx); tx != nil {
-		err = d.base.QueryRowTx(ctx, tx, d.q(recordDeploymentGuardedSQL), args...).StructScan(&row)
+		err = d.base.QueryRowTx(ctx, tx, d.q(recordDeploymentGuardedSQL), guarded...).StructScan(&row)
 		if errors.Is(err, sql.ErrNoRows) {
 			// A relink goes through the group commit, which may wait for
 			// the row this transaction now holds locked.
 			err = core.ErrOwnCommit
 		}
 	} else {
-		err = d.db.GetContext(ctx, &row, d.q(recordDeploymentGuardedSQL), args...)
+		err = d.db.GetContext(ctx, &row, d.q(recordDeploymentGuardedSQL), guarded...)
 		if errors.Is(err, sql.ErrNoRows) {
 			row, err = d.relinkDeployment(ctx, dep, by, now, args)
 		}
@@ -465,6 +501,13 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, by strin
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
+		var refusedStart *time.Time
+		if before.ID != "" && dep.StartedAt.Before(before.CreatedAt.Add(-maxBackdate)) {
+			// Kept as stored: the report's start is only audited.
+			at := dep.StartedAt.UTC()
+			refusedStart, args = &at, slices.Clone(args)
+			args[8] = ts(before.StartedAt)
+		}
 		row = deploymentRow{}
 		if err := tx.GetContext(ctx, &row, d.q(recordDeploymentAnySQL), args...); err != nil {
 			return err
@@ -483,8 +526,11 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, by strin
 			Source      string           `json:"source"`
 			Before      *deploymentLinks `json:"before"`
 			After       deploymentLinks  `json:"after"`
+			// StartRefused is a start the report gave more than
+			// maxBackdate before the run was first reported: not taken.
+			StartRefused *time.Time `json:"start_refused,omitempty"`
 		}{Provider: after.Provider, RunID: after.RunID, Service: after.Service, Environment: after.Environment,
-			Version: after.Version, Status: after.Status, Source: dep.Source, After: linksOf(after)}
+			Version: after.Version, Status: after.Status, Source: dep.Source, After: linksOf(after), StartRefused: refusedStart}
 		if before.ID != "" { // nil: the row was not there (removed since the guarded upsert)
 			b, err := before.deployment()
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -278,6 +279,73 @@ func TestRecordDeploymentLinksAudited(t *testing.T) {
 		}
 		if brk, n, err := db.VerifyAudit(ctx); err != nil || brk != nil || n == 0 {
 			t.Errorf("verify: %v %d %v", brk, n, err)
+		}
+	})
+}
+
+// TestRecordDeploymentRewritesAudited: a repeat may fill in what the first
+// report left empty, silently; rewriting the version, commit, actor or
+// team, or moving the start more than startGrace earlier, is a change of
+// the record (audited, links_changed_at set); and a start more than
+// maxBackdate before the run was first reported is not taken at all (a
+// report cannot move a deployment out of the periods that cover it).
+func TestRecordDeploymentRewritesAudited(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		clock.t = t0.Add(10 * time.Minute) // first reported 10 minutes after it started
+		base := testDeployment(core.DeployStarted, nil)
+		base.Actor = "octocat"
+		first, _, err := db.RecordDeployment(ctx, base, "connector:github")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []struct {
+			name    string
+			edit    func(d *core.Deployment)
+			audited bool
+			start   time.Time // the stored start after it
+		}{
+			{"fills in the commit and team", func(d *core.Deployment) { d.Commit, d.Team = "abc", "payments" }, false, t0},
+			{"starts half an hour earlier", func(d *core.Deployment) { d.StartedAt = t0.Add(-30 * time.Minute) }, false, t0.Add(-30 * time.Minute)},
+			{"rewrites the actor", func(d *core.Deployment) { d.Actor = "mallory" }, true, t0.Add(-30 * time.Minute)},
+			{"rewrites the version", func(d *core.Deployment) { d.Version = "9.9.9" }, true, t0.Add(-30 * time.Minute)},
+			{"rewrites the commit", func(d *core.Deployment) { d.Commit = "def" }, true, t0.Add(-30 * time.Minute)},
+			{"starts three hours earlier", func(d *core.Deployment) { d.StartedAt = t0.Add(-3 * time.Hour) }, true, t0.Add(-3 * time.Hour)},
+			{"starts in 2000", func(d *core.Deployment) { d.StartedAt = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC) }, true, t0.Add(-3 * time.Hour)},
+		} {
+			clock.t = clock.t.Add(time.Second)
+			before, err := db.ListAudit(ctx, core.AuditFilter{Action: ActionDeploymentLinks, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			prev, err := db.GetDeployment(ctx, first.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := base
+			d.Version, d.Commit, d.Actor, d.Team, d.StartedAt = prev.Version, prev.Commit, prev.Actor, prev.Team, prev.StartedAt
+			s.edit(&d)
+			got, _, err := db.RecordDeployment(ctx, d, "token:ci(t9)")
+			if err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+			after, err := db.ListAudit(ctx, core.AuditFilter{Action: ActionDeploymentLinks, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if added := len(after) - len(before); added != map[bool]int{false: 0, true: 1}[s.audited] {
+				t.Errorf("%s: %d audit entries added", s.name, added)
+			}
+			changed := got.LinksChangedAt != nil && got.LinksChangedAt.Equal(clock.t)
+			if s.audited && s.name != "starts in 2000" && !changed {
+				t.Errorf("%s: links_changed_at %v, want %v", s.name, got.LinksChangedAt, clock.t)
+			}
+			if !got.StartedAt.Equal(s.start) {
+				t.Errorf("%s: stored start %v, want %v", s.name, got.StartedAt, s.start)
+			}
+			if s.name == "starts in 2000" && !strings.Contains(string(after[len(after)-1].Data), `"start_refused":"2000-01-01T00:00:00Z"`) {
+				t.Errorf("%s: the refused start is not in the audit entry: %s", s.name, after[len(after)-1].Data)
+			}
 		}
 	})
 }

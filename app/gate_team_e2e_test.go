@@ -17,9 +17,7 @@ func TestTeamFromCatalogEndToEnd(t *testing.T) {
 	ci, _ := s.token(core.RoleCI)
 	pol := "environments:\n  production:\n    aliases: [prod]\n    preset: strict\n    pir_required: [normal]\n" +
 		"services:\n  payments-api: {team: payments}\n"
-	if st := s.do("PUT", "/api/v1/policy", adminSecret, pol, nil); st != http.StatusOK {
-		t.Fatalf("put policy: %d", st)
-	}
+	s.putPolicyYAML(pol)
 	s.sendWebhook(change("CHG8001", core.ApprovalApproved, time.Now().UTC()))
 	s.waitFor("the change", func() bool { return s.changeState("CHG8001") == "approved" })
 
@@ -56,9 +54,7 @@ func TestPIRHeldByServiceEndToEnd(t *testing.T) {
 	s := boot(t, "sqlite", e2eConfig)
 	ci, _ := s.token(core.RoleCI)
 	pol := "environments:\n  production:\n    preset: strict\n    pir_required: [normal]\n"
-	if st := s.do("PUT", "/api/v1/policy", adminSecret, pol, nil); st != http.StatusOK {
-		t.Fatalf("put policy: %d", st)
-	}
+	s.putPolicyYAML(pol)
 	chg := change("CHG8101", core.ApprovalApproved, time.Now().UTC())
 	chg["services"] = []string{"ledger-api", "search-api", "checkout-api"}
 	s.sendWebhook(chg)

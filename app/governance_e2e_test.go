@@ -24,6 +24,14 @@ import (
 var dialects = []string{"postgres", "sqlite"}
 
 // putPolicy stores p as the policy (admin) and fails unless status is want.
+// putPolicyYAML puts the policy source src in force as the bootstrap admin.
+func (s *server) putPolicyYAML(src string) {
+	s.t.Helper()
+	if st := s.do("PUT", "/api/v1/policy", adminSecret, src, nil); st != http.StatusOK {
+		s.t.Fatalf("put policy: %d", st)
+	}
+}
+
 func (s *server) putPolicy(token string, p core.Policy, want int) map[string]any {
 	s.t.Helper()
 	body, err := json.Marshal(p)

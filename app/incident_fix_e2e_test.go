@@ -16,9 +16,7 @@ func TestIncidentFixFromRecordEndToEnd(t *testing.T) {
 	s := boot(t, "sqlite", e2eConfig)
 	ci, _ := s.token(core.RoleCI)
 	pol := "environments:\n  production:\n    preset: strict\nmajor_incident:\n  max_priority: 1\n  fix_from_record: true\n"
-	if st := s.do("PUT", "/api/v1/policy", adminSecret, pol, nil); st != http.StatusOK {
-		t.Fatalf("put policy: %d", st)
-	}
+	s.putPolicyYAML(pol)
 	var got struct {
 		Policy core.Policy `json:"policy"`
 	}

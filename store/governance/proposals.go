@@ -135,16 +135,10 @@ func (pr *Proposals) ConfirmProposal(ctx context.Context, id, actor string, at t
 		return pr.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
 			// The proposal first: its row lock orders a concurrent
 			// withdrawal before or after this confirmation, never between.
-			res, err := tx.ExecContext(ctx, pr.base.Q("UPDATE proposals SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = ?"),
-				core.ProposalConfirmed, actor, at, id, core.ProposalPending)
-			if err != nil {
+			if err := pr.decide(ctx, tx, id, core.ProposalConfirmed, actor, at); err != nil {
 				return err
 			}
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n == 0 {
-				return core.Errorf(core.KindConflict, "proposal %q is no longer pending", id)
-			}
+			var err error
 			switch cur.Kind {
 			case core.ProposalPolicy:
 				version, err = insertPolicy(ctx, pr.base, tx, cur.Source, actor, cur.BaseVersion, &entries[0])
@@ -189,15 +183,8 @@ func (pr *Proposals) DecideProposal(ctx context.Context, id, status, actor strin
 		if r.Status != core.ProposalPending {
 			return core.Errorf(core.KindConflict, "proposal %q is already %s", id, r.Status)
 		}
-		res, err := tx.ExecContext(ctx, pr.base.Q("UPDATE proposals SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = ?"),
-			status, actor, at, id, core.ProposalPending)
-		if err != nil {
+		if err := pr.decide(ctx, tx, id, status, actor, at); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return core.Errorf(core.KindConflict, "proposal %q was decided meanwhile", id)
 		}
 		out = r.proposal()
 		out.Status, out.DecidedBy, out.DecidedAt = status, actor, &at
@@ -209,4 +196,20 @@ func (pr *Proposals) DecideProposal(ctx context.Context, id, status, actor strin
 		return core.Proposal{}, fmt.Errorf("%s proposal %s: %w", status, id, err)
 	}
 	return out, nil
+}
+
+// decide moves proposal id from pending to status in tx; KindConflict
+// when it is no longer pending (decided by a concurrent writer).
+func (pr *Proposals) decide(ctx context.Context, tx *sqlx.Tx, id, status, actor string, at time.Time) error {
+	res, err := tx.ExecContext(ctx, pr.base.Q("UPDATE proposals SET status = ?, decided_by = ?, decided_at = ? WHERE id = ? AND status = ?"),
+		status, actor, at, id, core.ProposalPending)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return core.Errorf(core.KindConflict, "proposal %q is no longer pending", id)
+	}
+	return nil
 }

@@ -230,6 +230,15 @@ func (p PIR) HoldsBack(team, releaseID, service, version, env string) bool {
 	return sameService || (team != "" && strings.EqualFold(strings.TrimSpace(p.Team), team))
 }
 
+// ComparePIRs orders reviews by required time, then release id: the order
+// facts and reports list pending reviews in.
+func ComparePIRs(a, b PIR) int {
+	if c := a.RequiredAt.Compare(b.RequiredAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ReleaseID, b.ReleaseID)
+}
+
 // Decision is a gate result.
 type Decision string
 

@@ -2,7 +2,6 @@ package core
 
 import (
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -140,11 +139,6 @@ func PIRsPendingAt(pirs []PIR, team, releaseID, service, version, env string, at
 		p.Status, p.SignedOffBy, p.SignedOffAt, p.Summary = PIRPending, "", nil, ""
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(a, b PIR) int {
-		if c := a.RequiredAt.Compare(b.RequiredAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ReleaseID, b.ReleaseID)
-	})
+	slices.SortFunc(out, ComparePIRs)
 	return out
 }

@@ -413,11 +413,8 @@ func (in *Inbox) keepClaimed(ctx context.Context, evs []core.Event) (stop func()
 	if len(evs) == 0 || evs[0].ClaimedUntil == nil {
 		return func() {}
 	}
-	ids := make([]string, len(evs))
-	for i, e := range evs {
-		ids[i] = e.ID
-	}
 	every := max(in.cfg.Lease/3, time.Millisecond)
+	var ids []string // made at the first beat: most batches end before one
 	var mu sync.Mutex
 	until, stopped := *evs[0].ClaimedUntil, false
 	var t *time.Timer
@@ -429,6 +426,12 @@ func (in *Inbox) keepClaimed(ctx context.Context, evs []core.Event) (stop func()
 		mu.Unlock()
 		if done {
 			return
+		}
+		if ids == nil { // beats run one at a time
+			ids = make([]string, len(evs))
+			for i, e := range evs {
+				ids[i] = e.ID
+			}
 		}
 		// A lease from now, and never less than a beat past the claim's
 		// end (the store stamped it by its own clock).

@@ -172,12 +172,7 @@ func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) 
 		return core.Facts{}, fmt.Errorf("gather facts: %w", translate(err))
 	}
 	slices.SortFunc(facts.Incidents, func(a, b core.Incident) int { return strings.Compare(a.Key, b.Key) })
-	slices.SortFunc(facts.PendingPIRs, func(a, b core.PIR) int {
-		if c := a.RequiredAt.Compare(b.RequiredAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ReleaseID, b.ReleaseID)
-	})
+	slices.SortFunc(facts.PendingPIRs, core.ComparePIRs)
 	return facts, nil
 }
 

@@ -727,12 +727,7 @@ func (d *DB) pirsSpanning(ctx context.Context, teams, services []string, from, t
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b core.PIR) int {
-		if c := a.RequiredAt.Compare(b.RequiredAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ReleaseID, b.ReleaseID)
-	})
+	slices.SortFunc(out, core.ComparePIRs)
 	return out, nil
 }
 

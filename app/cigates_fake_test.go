@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -80,13 +81,14 @@ type fakeAnswer struct {
 }
 
 var (
-	fakeTokenPath  = regexp.MustCompile(`^/app/installations/([^/]+)/access_tokens$`)
-	fakeReviewPath = regexp.MustCompile(`^/repos/([^/]+/[^/]+)/actions/runs/([0-9]+)/deployment_protection_rule$`)
-	fakeCommitPath = regexp.MustCompile(`^/repos/([^/]+/[^/]+)/commits/([^/]+)$`)
-	fakeApprPath   = regexp.MustCompile(`^/api/v4/projects/([^/]+)/deployments/([^/]+)/approval$`)
-	fakeRedoPath   = regexp.MustCompile(`^/app/hook/deliveries/([0-9]+)/attempts$`)
-	fakeRepoRedo   = regexp.MustCompile(`^/repos/acme/payments/hooks/11/deliveries/([0-9]+)/attempts$`)
-	fakeResendPath = regexp.MustCompile(`^/api/v4/projects/31/hooks/5/events/([0-9]+)/resend$`)
+	fakeTokenPath    = regexp.MustCompile(`^/app/installations/([^/]+)/access_tokens$`)
+	fakeReviewPath   = regexp.MustCompile(`^/repos/([^/]+/[^/]+)/actions/runs/([0-9]+)/deployment_protection_rule$`)
+	fakeCommitPath   = regexp.MustCompile(`^/repos/([^/]+/[^/]+)/commits/([^/]+)$`)
+	fakeApprPath     = regexp.MustCompile(`^/api/v4/projects/([^/]+)/deployments/([^/]+)/approval$`)
+	fakeGLDeployment = regexp.MustCompile(`^/api/v4/projects/([^/]+)/deployments/([0-9]+)$`)
+	fakeRedoPath     = regexp.MustCompile(`^/app/hook/deliveries/([0-9]+)/attempts$`)
+	fakeRepoRedo     = regexp.MustCompile(`^/repos/acme/payments/hooks/11/deliveries/([0-9]+)/attempts$`)
+	fakeResendPath   = regexp.MustCompile(`^/api/v4/projects/31/hooks/5/events/([0-9]+)/resend$`)
 )
 
 func newFakeCI(t testing.TB) *fakeCI {
@@ -223,6 +225,30 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		f.mu.Unlock()
 		switch {
+		case fakeGLDeployment.MatchString(r.URL.EscapedPath()):
+			// A gate request's read-back: the deployment when the fake
+			// lists it, else a blocked one GitLab tells nothing more of
+			// (the hook's commit and environment stand).
+			// A listed deployment is found only in its own project (its
+			// "project", the fake's own key).
+			m := fakeGLDeployment.FindStringSubmatch(r.URL.EscapedPath())
+			project, _ := url.PathUnescape(m[1])
+			f.mu.Lock()
+			var found map[string]any
+			for _, d := range f.glDeployments {
+				if fmt.Sprint(d["id"]) == m[2] {
+					found = d
+				}
+			}
+			f.mu.Unlock()
+			switch {
+			case found == nil:
+				reply(200, map[string]any{"id": json.Number(m[2]), "status": "blocked"})
+			case found["project"] != nil && found["project"] != project:
+				reply(404, map[string]string{"message": "404 Not found"})
+			default:
+				reply(200, found)
+			}
 		case r.URL.EscapedPath() == "/api/v4/projects/acme%2Fledger":
 			reply(200, map[string]any{"id": 31, "name": "ledger", "path_with_namespace": "acme/ledger", "web_url": f.srv.URL + "/acme/ledger"})
 		case p == "/api/v4/projects/31/hooks/5/events":

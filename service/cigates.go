@@ -19,7 +19,7 @@ type PendingStore interface {
 	ClaimPendingGates(ctx context.Context, all bool, limit int, lease time.Duration) ([]core.PendingGate, error)
 	SavePendingGate(ctx context.Context, p core.PendingGate) error
 	ListPendingGates(ctx context.Context, states []string, limit int) ([]core.PendingGate, error)
-	AnsweredGateFor(ctx context.Context, connector, externalID string) (core.PendingGate, error)
+	GateRequestFor(ctx context.Context, connector, externalID string) (core.PendingGate, error)
 	MarkPendingDue(ctx context.Context, ids []string) error
 }
 
@@ -154,6 +154,15 @@ func (s *CIGates) Submit(ctx context.Context, c connectors.Config, p core.Pendin
 	return stored, created, nil
 }
 
+// Known returns connector's gate request externalID, held in any state;
+// KindNotFound when there is none.
+func (s *CIGates) Known(ctx context.Context, connector, externalID string) (core.PendingGate, error) {
+	if externalID == "" {
+		return core.PendingGate{}, core.NotFound("gate request", externalID)
+	}
+	return s.store.GateRequestFor(ctx, connector, externalID)
+}
+
 // Released returns the gate request that held the CI deployment
 // deploymentID of connector at its gate, when it was decided: a deployment
 // the CI reports afterwards is linked to it (DESIGN: data flow 5).
@@ -161,7 +170,7 @@ func (s *CIGates) Released(ctx context.Context, connector, deploymentID string) 
 	if !s.Enabled() || deploymentID == "" {
 		return core.PendingGate{}, false
 	}
-	p, err := s.store.AnsweredGateFor(ctx, connector, "deployment:"+deploymentID)
+	p, err := s.store.GateRequestFor(ctx, connector, "deployment:"+deploymentID)
 	if err != nil || p.DecisionID == "" {
 		return core.PendingGate{}, false
 	}

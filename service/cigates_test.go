@@ -67,7 +67,7 @@ func (m *memPending) ListPendingGates(_ context.Context, states []string, _ int)
 	return out, nil
 }
 
-func (m *memPending) AnsweredGateFor(_ context.Context, connector, ext string) (core.PendingGate, error) {
+func (m *memPending) GateRequestFor(_ context.Context, connector, ext string) (core.PendingGate, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range m.items {

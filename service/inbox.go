@@ -876,6 +876,11 @@ func (in *Inbox) gateRequest(ctx context.Context, c Connector, e core.Event) (st
 	case err != nil && core.IsKind(err, core.KindUnavailable):
 		return "", "", "", err, true
 	case err != nil:
+		// A redelivery of a request already answered finds its deployment
+		// no longer waiting: it is the request held, not a refusal.
+		if known, kerr := in.gates.Known(ctx, c.Config.Name, p.ExternalID); kerr == nil {
+			return core.EventProcessed, "gate request already known (state " + known.State + ")", "gate:" + known.ID, nil, true
+		}
 		return core.EventQuarantined, fmt.Sprintf("gate request: %v", err), "", nil, true
 	}
 	stored, created, err := in.gates.Submit(ctx, c.Config, p)

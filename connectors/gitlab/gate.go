@@ -76,7 +76,11 @@ func (ev deploymentHook) sha() string {
 
 // GateRequest implements service.GateRequester: a deployment blocked for
 // approval is a gate request, answered through the deployment approval API.
-func (w *Webhook) GateRequest(_ context.Context, eventType string, body []byte) (core.PendingGate, bool, error) {
+// The deployment is read back from GitLab first (confirm): what is
+// evaluated and answered is GitLab's deployment, not the hook's word. When
+// the read-back refuses the request, p still names it (ExternalID), so a
+// caller can tell a redelivery of a request it already holds.
+func (w *Webhook) GateRequest(ctx context.Context, eventType string, body []byte) (core.PendingGate, bool, error) {
 	ev, ok, err := ParseBlockedDeployment(eventType, body)
 	if !ok || err != nil {
 		return core.PendingGate{}, ok, err
@@ -84,6 +88,11 @@ func (w *Webhook) GateRequest(_ context.Context, eventType string, body []byte) 
 	project := ev.Project.PathWithNamespace
 	if project == "" {
 		project = ev.Project.ID.String()
+	}
+	if w.api != nil {
+		if err := w.confirm(ctx, project, &ev); err != nil {
+			return core.PendingGate{Provider: Type, ExternalID: "deployment:" + ev.DeploymentID.String()}, true, err
+		}
 	}
 	sha := ev.sha()
 	actor := ""
@@ -104,6 +113,54 @@ func (w *Webhook) GateRequest(_ context.Context, eventType string, body []byte) 
 		Request: req, RunURL: runURL,
 		Target: map[string]string{"project_id": ev.Project.ID.String(), "deployment_id": ev.DeploymentID.String(), "project": project},
 	}, true, nil
+}
+
+// confirm reads the hook's deployment back from GitLab
+// (GET /projects/:path/deployments/:id) and holds the request to it. A
+// webhook token proves only that the sender holds it, and one token may
+// serve many projects (a group's hook, one secret configured everywhere):
+// a maintainer of one project could otherwise sign a hook naming another
+// project's waiting deployment with their own commit, environment and
+// change keys, and tollgate would approve that deployment with its own
+// credentials. Read by the project's path, the deployment is found only
+// in the project the request names (its service); it must still be
+// blocked, for the hook's commit and environment. GitLab's commit,
+// environment, ref, user and commit title then replace the hook's (a
+// field GitLab leaves out keeps the hook's). A refusal is KindInvalid (the
+// event is quarantined with it); a failed read is KindUnavailable (the
+// event is retried).
+func (w *Webhook) confirm(ctx context.Context, project string, ev *deploymentHook) error {
+	id := ev.DeploymentID.String()
+	var d glDeployment
+	if _, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(project)+"/deployments/"+url.PathEscape(id),
+		"reading back deployment "+id+" of project "+project, &d); err != nil {
+		if core.IsKind(err, core.KindUnavailable) {
+			return err
+		}
+		return core.Wrap(core.KindInvalid, err, "the request is not answered: GitLab does not show this deployment in this project to tollgate's token")
+	}
+	hookSHA := strings.ToLower(ev.sha())
+	switch {
+	case d.Status != "" && d.Status != "blocked":
+		return core.Invalid("status", "GitLab shows deployment %s of %s %s: it no longer waits for approval", id, project, d.Status)
+	case d.SHA != "" && !strings.HasPrefix(strings.ToLower(d.SHA), hookSHA):
+		return core.Invalid("commit_url", "the hook names commit %s, GitLab's deployment %s of %s deploys %s: the request is not answered", hookSHA, id, project, d.SHA)
+	case d.Environment.Name != "" && d.Environment.Name != ev.Environment:
+		return core.Invalid("environment", "the hook names environment %q, GitLab's deployment %s of %s deploys to %q: the request is not answered", ev.Environment, id, project, d.Environment.Name)
+	}
+	if d.SHA != "" {
+		ev.CommitURL, ev.ShortSHA = "", strings.ToLower(d.SHA)
+	}
+	if d.Ref != "" {
+		ev.Ref = d.Ref
+	}
+	if d.User != nil && d.User.Username != "" {
+		ev.User = d.User
+	}
+	if d.Deployable != nil && d.Deployable.Commit != nil && d.Deployable.Commit.Title != "" {
+		ev.CommitTitle = d.Deployable.Commit.Title
+	}
+	return nil
 }
 
 // Answer implements service.Answerer: POST

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
 	"github.com/tollgate-dev/tollgate/core"
 )
 
@@ -39,6 +40,10 @@ func TestBlockedDeployment(t *testing.T) {
 	var got map[string]string
 	status := 201
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.EscapedPath() == "/api/v4/projects/root%2Ftest-deployment-webhooks/deployments/15" {
+			_, _ = w.Write([]byte(`{"id":15,"status":"blocked"}`)) // a GitLab that leaves the rest out: the hook's stand
+			return
+		}
 		if r.URL.Path != "/api/v4/projects/30/deployments/15/approval" || r.Header.Get("PRIVATE-TOKEN") != "glpat-x" {
 			w.WriteHeader(401)
 			return
@@ -73,6 +78,78 @@ func TestBlockedDeployment(t *testing.T) {
 	status = 400
 	if err := w.Answer(context.Background(), p, false, "no"); err == nil || core.IsKind(err, core.KindUnavailable) || !strings.Contains(err.Error(), "not blocked") {
 		t.Fatalf("refused approval: %v, want a final error with GitLab's message", err)
+	}
+}
+
+// TestGateRequestReadBack: a blocked deployment's hook is held to the
+// deployment GitLab shows, read by the project's path: evaluated for
+// GitLab's commit, ref, user and commit title; refused (KindInvalid, the
+// event quarantined) when GitLab does not show it in that project, it no
+// longer waits, or it deploys another commit or environment; retried
+// (KindUnavailable) when GitLab cannot be read. A refused request still
+// names its deployment.
+func TestGateRequestReadBack(t *testing.T) {
+	sha := "279484c09fbe69ededfced8c1bb6e6d24616b468"
+	var status int
+	var answer, asked string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = r.Method + " " + r.URL.EscapedPath()
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(answer))
+	}))
+	defer srv.Close()
+	w, err := newWebhook(connectors.Config{Name: "gitlab", Type: Type, WebhookSecret: "0123456789abcdef",
+		API:    &connectors.API{URL: srv.URL, Token: "glpat-x"},
+		CIGate: &connectors.CIGate{Deadline: time.Hour, ChangeKeyPatterns: []*regexp.Regexp{regexp.MustCompile(`CHG\d{7}`)}}},
+		apiclient.Options{RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployment := func(status, sha, env string) string {
+		return fmt.Sprintf(`{"id":15,"status":%q,"sha":%q,"ref":"release","user":{"username":"alice"},"environment":{"name":%q},
+			"deployable":{"id":796,"commit":{"title":"CHG0009999 the real commit"}}}`, status, sha, env)
+	}
+	short := blockedHook(t, func(m map[string]any) { delete(m, "commit_url") }) // short_sha only
+	for _, tc := range []struct {
+		name, answer, kind, says string
+		status                   int
+		hook                     []byte
+	}{
+		{name: "confirmed", status: 200, answer: deployment("blocked", sha, "staging")},
+		{name: "confirmed from the short sha", status: 200, answer: deployment("blocked", sha, "staging"), hook: short},
+		{name: "not in this project", status: 404, answer: `{"message":"404 Not found"}`, kind: "invalid", says: "does not show this deployment in this project"},
+		{name: "no longer waits", status: 200, answer: deployment("running", sha, "staging"), kind: "invalid", says: "running: it no longer waits"},
+		{name: "another commit", status: 200, answer: deployment("blocked", strings.Repeat("d", 40), "staging"), kind: "invalid", says: "deploys " + strings.Repeat("d", 40)},
+		{name: "another environment", status: 200, answer: deployment("blocked", sha, "production"), kind: "invalid", says: `deploys to "production"`},
+		{name: "token refused", status: 401, answer: `{"message":"401 Unauthorized"}`, kind: "unavailable"},
+		{name: "GitLab down", status: 502, answer: `bad gateway`, kind: "unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, answer = tc.status, tc.answer
+			hook := tc.hook
+			if hook == nil {
+				hook = blockedHook(t, nil)
+			}
+			p, ok, err := w.GateRequest(context.Background(), "Deployment Hook", hook)
+			if !ok || asked != "GET /api/v4/projects/root%2Ftest-deployment-webhooks/deployments/15" {
+				t.Fatalf("ok %v, asked %q", ok, asked)
+			}
+			switch tc.kind {
+			case "invalid", "unavailable":
+				want := core.KindInvalid
+				if tc.kind == "unavailable" {
+					want = core.KindUnavailable
+				}
+				if !core.IsKind(err, want) || !strings.Contains(err.Error(), tc.says) || p.ExternalID != "deployment:15" {
+					t.Fatalf("%v (external id %q), want %s saying %q", err, p.ExternalID, tc.kind, tc.says)
+				}
+				return
+			}
+			r := p.Request
+			if err != nil || r.Commit != sha || r.Version != sha || r.Actor != "alice" || strings.Join(r.Changes, ",") != "CHG0009999" || r.Environment != "staging" {
+				t.Fatalf("confirmed request %+v: %v, want GitLab's commit, user and commit title", r, err)
+			}
+		})
 	}
 }
 

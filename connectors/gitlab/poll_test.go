@@ -46,6 +46,10 @@ func (f *fakeBlocked) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"deployable":  map[string]any{"id": json.Number("79" + id), "commit": map[string]any{"title": title}}}
 	}
 	switch {
+	case r.URL.EscapedPath() == "/api/v4/projects/acme%2Fpayments/deployments/15": // the gate request's read-back
+		_ = json.NewEncoder(w).Encode(deployment("15", "blocked", strings.Repeat("a", 40), "release CHG0001234"))
+	case r.URL.EscapedPath() == "/api/v4/projects/acme%2Fpayments/deployments/17":
+		_ = json.NewEncoder(w).Encode(deployment("17", "blocked", strings.Repeat("b", 40), "OPS-7 hotfix"))
 	case r.URL.EscapedPath() == "/api/v4/projects/acme%2Fpayments":
 		f.projectReads++
 		_ = json.NewEncoder(w).Encode(map[string]any{"id": 30, "name": "payments", "path_with_namespace": "acme/payments", "web_url": "https://gitlab.example.com/acme/payments"})

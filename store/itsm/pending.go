@@ -214,10 +214,9 @@ func (g *PendingGates) ListPendingGates(ctx context.Context, states []string, li
 	return pendingList(rows)
 }
 
-// AnsweredGateFor returns the answered allow of a connector's gate request
-// for a CI-side identity (external id prefix match is not needed: the
-// caller names the request), or KindNotFound.
-func (g *PendingGates) AnsweredGateFor(ctx context.Context, connector, externalID string) (core.PendingGate, error) {
+// GateRequestFor returns a connector's gate request by its CI-side
+// identity (external id), in whatever state it is, or KindNotFound.
+func (g *PendingGates) GateRequestFor(ctx context.Context, connector, externalID string) (core.PendingGate, error) {
 	var row pendingRow
 	err := g.db.GetContext(ctx, &row, g.base.Q(`SELECT `+pendingCols+` FROM pending_gates WHERE connector = ? AND external_id = ?`),
 		connector, externalID)

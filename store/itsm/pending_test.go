@@ -81,7 +81,7 @@ func TestPendingGates(t *testing.T) {
 		if err != nil || len(all) != 1 || all[0].DecisionID != "dec-1" || all[0].AnsweredAt == nil {
 			t.Fatalf("list: %+v %v", all, err)
 		}
-		byExt, err := db.AnsweredGateFor(ctx, "github", p.ExternalID)
+		byExt, err := db.GateRequestFor(ctx, "github", p.ExternalID)
 		if err != nil || byExt.Decision != core.Allow {
 			t.Fatalf("by external id: %+v %v", byExt, err)
 		}

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,11 +60,12 @@ func TestPIRHeldByServiceEndToEnd(t *testing.T) {
 	chg["services"] = []string{"ledger-api", "search-api", "checkout-api"}
 	s.sendWebhook(chg)
 	s.waitFor("the change", func() bool { return s.changeState("CHG8101") == "approved" })
+	shaA, shaB := strings.Repeat("a1", 20), strings.Repeat("b2", 20)
 	deploy := func(service, team, run string) {
 		t.Helper()
 		var dep core.Deployment
 		if st := s.do("POST", "/api/v1/deployments", ci, map[string]any{"service": service, "environment": "production", "version": "1.0.0",
-			"team": team, "status": "succeeded", "started_at": time.Now().UTC(), "changes": []string{"CHG8101"},
+			"team": team, "status": "succeeded", "started_at": time.Now().UTC(), "changes": []string{"CHG8101"}, "commit": shaA,
 			"provider": "github", "run_id": run}, &dep); st != http.StatusCreated {
 			t.Fatalf("deployment of %s: %d %+v", service, st, dep)
 		}
@@ -76,6 +78,9 @@ func TestPIRHeldByServiceEndToEnd(t *testing.T) {
 		{"service": "Ledger-API", "environment": "production", "version": "1.0.1", "team": "someone-else", "changes": []string{"CHG8101"}},
 		{"service": "checkout-api", "environment": "production", "version": "2.0.0", "team": " Ledger", "changes": []string{"CHG8101"}},
 		{"service": "search-api", "environment": "production", "version": "1.0.1", "changes": []string{"CHG8101"}},
+		// The version label reused for other code is held by the review
+		// of the code deployed under it.
+		{"service": "ledger-api", "environment": "production", "version": "1.0.0", "commit": shaB, "changes": []string{"CHG8101"}},
 	} {
 		if a := s.check(ci, "", req); a.Decision != "wait" || a.codes() != core.CodePIRPending {
 			t.Fatalf("%v: %s %s, want wait %s", req, a.Decision, a.codes(), core.CodePIRPending)
@@ -85,6 +90,7 @@ func TestPIRHeldByServiceEndToEnd(t *testing.T) {
 	// team's other service is not held at all.
 	for _, req := range []map[string]any{
 		{"service": "LEDGER-API", "environment": "production", "version": "1.0.0", "changes": []string{"CHG8101"}},
+		{"service": "ledger-api", "environment": "production", "version": "1.0.0", "commit": strings.ToUpper(shaA), "changes": []string{"CHG8101"}},
 		{"service": "checkout-api", "environment": "production", "version": "2.0.0", "team": "checkout", "changes": []string{"CHG8101"}},
 	} {
 		if a := s.check(ci, "", req); a.Decision != "allow" {

@@ -200,11 +200,14 @@ const (
 
 // PIR is the post-implementation review of one release.
 type PIR struct {
-	ReleaseID   string     `json:"release_id"`
-	Service     string     `json:"service"`
-	Version     string     `json:"version"`
-	Environment string     `json:"environment"`
-	Team        string     `json:"team"`
+	ReleaseID   string `json:"release_id"`
+	Service     string `json:"service"`
+	Version     string `json:"version"`
+	Environment string `json:"environment"`
+	Team        string `json:"team"`
+	// Commit is the commit whose deployment required the review (""
+	// when it named none).
+	Commit      string     `json:"commit,omitempty"`
 	Status      string     `json:"status"` // pending or signed_off
 	RequiredAt  time.Time  `json:"required_at"`
 	SignedOffBy string     `json:"signed_off_by,omitempty"`
@@ -221,13 +224,26 @@ type PIR struct {
 // not list the service: a check that omits the team, or spells it another
 // way, is still held by its service's unreviewed releases, and a release
 // reported without a team still holds its service's next one.
-func (p PIR) HoldsBack(team, releaseID, service, version, env string) bool {
+//
+// The release's own review is left out only for its own code: when both
+// the review and the release name a commit and they differ (a version
+// label reused for other code), the release is held back by its own
+// pending review like any other.
+func (p PIR) HoldsBack(team, releaseID, service, version, env, commit string) bool {
 	team, service = strings.TrimSpace(team), strings.TrimSpace(service)
 	sameService := service != "" && strings.EqualFold(strings.TrimSpace(p.Service), service)
-	if p.ReleaseID == releaseID || (sameService && p.Version == strings.TrimSpace(version) && p.Environment == strings.TrimSpace(env)) {
+	own := p.ReleaseID == releaseID || (sameService && p.Version == strings.TrimSpace(version) && p.Environment == strings.TrimSpace(env))
+	if own && SameCommit(p.Commit, commit) {
 		return false
 	}
-	return sameService || (team != "" && strings.EqualFold(strings.TrimSpace(p.Team), team))
+	return own || sameService || (team != "" && strings.EqualFold(strings.TrimSpace(p.Team), team))
+}
+
+// SameCommit reports whether two commit references may name the same
+// commit: equal ignoring case, or one of them unknown ("").
+func SameCommit(a, b string) bool {
+	a, b = strings.TrimSpace(a), strings.TrimSpace(b)
+	return a == "" || b == "" || strings.EqualFold(a, b)
 }
 
 // ComparePIRs orders reviews by required time, then release id: the order

@@ -402,6 +402,14 @@ func TestRulePIRPending(t *testing.T) {
 		{name: "own and signed-off PIRs are ignored", mod: func(f *Facts) {
 			f.PendingPIRs = []PIR{{ReleaseID: "rel-9", Status: PIRPending}, {ReleaseID: "rel-2", Status: PIRSignedOff}}
 		}, want: Allow},
+		{name: "own PIR of the same commit is ignored", mod: func(f *Facts) {
+			f.Request.Commit = "ABC123"
+			f.PendingPIRs = []PIR{{ReleaseID: "rel-9", Commit: "abc123", Status: PIRPending}}
+		}, want: Allow},
+		{name: "own PIR of another commit waits: the version reused", mod: func(f *Facts) {
+			f.Request.Commit = "def456"
+			f.PendingPIRs = []PIR{{ReleaseID: "rel-9", Service: "checkout", Version: "1.2.3", Environment: "production", Commit: "abc123", Status: PIRPending}}
+		}, want: Wait, reasons: []string{"PIR_PENDING:wait:rel-9"}, msg: "was deployed from commit abc123 and awaits its post-implementation review; this check deploys commit def456 under the same version"},
 	})
 }
 

@@ -98,7 +98,7 @@ func runRecCase(t *testing.T, cp *CompiledPolicy, tc recCase) []ReconcileFinding
 		tl.Add(iv)
 	}
 	df.Incidents = tl.ActiveAt(d.StartedAt)
-	df.PendingPIRs = PIRsPendingAt(tc.pirs, d.Team, d.ReleaseID, d.Service, d.Version, d.Environment, d.StartedAt)
+	df.PendingPIRs = PIRsPendingAt(tc.pirs, d.Team, d.ReleaseID, d.Service, d.Version, d.Environment, d.Commit, d.StartedAt)
 	return ReconcileDeployment(cp, df, cutoff, ReconcileOptions{})
 }
 
@@ -165,6 +165,16 @@ func TestReconcileDeployment(t *testing.T) {
 			pirs: []PIR{{ReleaseID: "rel-0", Service: "checkout", Version: "1.2.2", Environment: "production", Team: "payments",
 				Status: PIRSignedOff, RequiredAt: recStart.Add(-48 * time.Hour), SignedOffAt: tp(recStart.Add(time.Hour))}},
 			decision: allow(recStart.Add(-time.Minute)), want: []string{CodePIRPending}},
+		{name: "PIR_PENDING: the release's own review, of another commit (the version reused)",
+			changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			pirs: []PIR{{ReleaseID: ReleaseID("checkout", "1.2.3", "production"), Service: "checkout", Version: "1.2.3", Environment: "production", Team: "payments",
+				Commit: "fff999", Status: PIRPending, RequiredAt: recStart.Add(-48 * time.Hour)}},
+			decision: allow(recStart.Add(-time.Minute)), want: []string{CodePIRPending}},
+		{name: "the release's own review, of its own commit",
+			changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			pirs: []PIR{{ReleaseID: ReleaseID("checkout", "1.2.3", "production"), Service: "checkout", Version: "1.2.3", Environment: "production", Team: "payments",
+				Commit: "ABC123", Status: PIRPending, RequiredAt: recStart.Add(-48 * time.Hour)}},
+			decision: allow(recStart.Add(-time.Minute)), want: []string{}},
 		{name: "PIR signed off before the deploy",
 			changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
 			pirs: []PIR{{ReleaseID: "rel-0", Service: "checkout", Version: "1.2.2", Environment: "production", Team: "payments",

@@ -127,10 +127,10 @@ func ChangeAsOf(vs []ChangeVersion, at time.Time) (ChangeVersion, bool) {
 // PIRsPendingAt returns the PIRs holding back the release (PIR.HoldsBack:
 // team's or the service's, not its own) required by at and not signed off
 // then (as they stood: pending).
-func PIRsPendingAt(pirs []PIR, team, releaseID, service, version, env string, at time.Time) []PIR {
+func PIRsPendingAt(pirs []PIR, team, releaseID, service, version, env, commit string, at time.Time) []PIR {
 	var out []PIR
 	for _, p := range pirs {
-		if !p.HoldsBack(team, releaseID, service, version, env) {
+		if !p.HoldsBack(team, releaseID, service, version, env, commit) {
 			continue
 		}
 		if p.RequiredAt.After(at) || (p.SignedOffAt != nil && !p.SignedOffAt.After(at)) {

@@ -230,14 +230,20 @@ func ruleIncidentBlock(ec *evalContext) {
 
 // rulePIRPending is PIR_PENDING: waits for each pending post-implementation
 // review in the facts (the team's earlier releases; the team is the
-// catalog's, see CompiledPolicy.Subject), except the release's own.
+// catalog's, see CompiledPolicy.Subject), except the release's own for its
+// own code (PIR.HoldsBack: a review naming another commit holds it).
 func rulePIRPending(ec *evalContext) {
 	// One reason per pending review: a team can have dozens, so the room
 	// is made once rather than by doubling.
 	ec.reasons = slices.Grow(ec.reasons, len(ec.f.PendingPIRs))
 	for i := range ec.f.PendingPIRs {
 		p := &ec.f.PendingPIRs[i]
-		if p.Status == PIRSignedOff || (ec.f.ReleaseID != "" && p.ReleaseID == ec.f.ReleaseID) {
+		if p.Status == PIRSignedOff || (ec.f.ReleaseID != "" && p.ReleaseID == ec.f.ReleaseID && SameCommit(p.Commit, ec.req.Commit)) {
+			continue
+		}
+		if ec.f.ReleaseID != "" && p.ReleaseID == ec.f.ReleaseID {
+			ec.add(CodePIRPending, Wait, p.ReleaseID, "release %s (%s %s to %s) was deployed from commit %s and awaits its post-implementation review; this check deploys commit %s under the same version: sign the review off first, or give the new code its own version",
+				p.ReleaseID, orUnnamed(p.Service), orUnnamed(p.Version), orUnnamed(p.Environment), p.Commit, ec.req.Commit)
 			continue
 		}
 		ec.add(CodePIRPending, Wait, p.ReleaseID, "release %s (%s %s to %s) of team %s awaits its post-implementation review; sign it off before the next release",

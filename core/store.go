@@ -75,8 +75,12 @@ type FactsQuery struct {
 	// AsOf, when set, answers as the records stood at that instant (the
 	// reconciler); zero means the newest versions (the gate).
 	AsOf time.Time
-	// ExcludeReleaseID leaves the release itself out of PendingPIRs.
+	// ExcludeReleaseID leaves the release itself out of PendingPIRs
+	// (core.PIR.HoldsBack: unless its review names another commit than
+	// Commit).
 	ExcludeReleaseID string
+	// Commit is the commit checked, when the check names one.
+	Commit string
 	// Evidence reads the release's evidence too (the environment requires
 	// some). Holds are always read.
 	Evidence bool

@@ -266,7 +266,7 @@ func (s *Deployments) requirePIR(ctx context.Context, d core.Deployment) error {
 	}
 	err := s.store.RequirePIR(ctx, core.PIR{
 		ReleaseID: d.ReleaseID, Service: d.Service, Version: d.Version, Environment: d.Environment,
-		Team: d.Team, Status: core.PIRPending, RequiredAt: at.UTC().Truncate(time.Microsecond),
+		Team: d.Team, Commit: d.Commit, Status: core.PIRPending, RequiredAt: at.UTC().Truncate(time.Microsecond),
 	})
 	if err != nil {
 		return fmt.Errorf("require PIR for release %s: %w", d.ReleaseID, err)

@@ -404,7 +404,7 @@ func (g *Gate) evaluate(ctx context.Context, cp *core.CompiledPolicy, req core.G
 	}
 	q := core.FactsQuery{
 		Service: req.Service, Team: req.Team, Environment: req.Environment, Version: req.Version,
-		ChangeKeys: req.Changes, AllIncidents: cp.IncidentScopeAll(), ExcludeReleaseID: newID,
+		ChangeKeys: req.Changes, AllIncidents: cp.IncidentScopeAll(), ExcludeReleaseID: newID, Commit: req.Commit,
 		Evidence: cp.RequiresEvidence(req.Environment),
 	}
 	facts, err := g.store.GateFacts(ctx, q)

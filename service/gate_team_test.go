@@ -31,7 +31,7 @@ func (s *pirStore) GateFacts(_ context.Context, q core.FactsQuery) (core.Facts, 
 		}
 	}
 	for _, p := range s.pirs {
-		if p.HoldsBack(q.Team, q.ExcludeReleaseID, q.Service, q.Version, q.Environment) {
+		if p.HoldsBack(q.Team, q.ExcludeReleaseID, q.Service, q.Version, q.Environment, q.Commit) {
 			f.PendingPIRs = append(f.PendingPIRs, p)
 		}
 	}

@@ -214,7 +214,7 @@ func (s *Simulator) judge(ctx context.Context, current, proposed *core.CompiledP
 	id := core.ReleaseID(creq.Service, creq.Version, creq.Environment)
 	facts, err := s.store.GateFacts(ctx, core.FactsQuery{
 		Service: creq.Service, Team: creq.Team, Environment: creq.Environment, Version: creq.Version, ChangeKeys: req.Changes,
-		AllIncidents: current.IncidentScopeAll() || proposed.IncidentScopeAll(), AsOf: at, ExcludeReleaseID: id, Evidence: true,
+		AllIncidents: current.IncidentScopeAll() || proposed.IncidentScopeAll(), AsOf: at, ExcludeReleaseID: id, Commit: creq.Commit, Evidence: true,
 	})
 	if err != nil {
 		return SimulatedRelease{}, fmt.Errorf("facts of %s %s as of %s: %w", req.Service, req.Version, at.Format(time.RFC3339), err)

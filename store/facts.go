@@ -67,11 +67,12 @@ type factRow struct {
 	SignedOffBy sql.NullString `db:"signed_off_by"`
 	SignedOffAt anyTime        `db:"signed_off_at"`
 	Summary     sql.NullString `db:"summary"`
+	Commit      sql.NullString `db:"commit_sha"`
 }
 
 // docCols pads a change or incident branch to the PIR branch's columns.
 const docCols = `NULL AS release_id, NULL AS service, NULL AS version, NULL AS environment, NULL AS team,
-	NULL AS status, NULL AS required_at, NULL AS signed_off_by, NULL AS signed_off_at, NULL AS summary`
+	NULL AS status, NULL AS required_at, NULL AS signed_off_by, NULL AS signed_off_at, NULL AS summary, NULL AS commit_sha`
 
 // GateFacts gathers one release's facts: from the fact cache when it may
 // answer (current facts; store/factcache), reading only what it misses, else
@@ -130,7 +131,7 @@ func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) 
 		// Positional scan (every branch selects kind, doc, then pirCols):
 		// no reflection on the gate's hot path.
 		if err := rows.Scan(&r.Kind, &r.Doc, &r.ReleaseID, &r.Service, &r.Version, &r.Environment, &r.Team,
-			&r.Status, &r.RequiredAt, &r.SignedOffBy, &r.SignedOffAt, &r.Summary); err != nil {
+			&r.Status, &r.RequiredAt, &r.SignedOffBy, &r.SignedOffAt, &r.Summary, &r.Commit); err != nil {
 			return core.Facts{}, fmt.Errorf("gather facts: read row: %w", translate(err))
 		}
 		switch r.Kind {
@@ -152,7 +153,7 @@ func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) 
 		case factPIR:
 			p := core.PIR{
 				ReleaseID: r.ReleaseID.String, Service: r.Service.String, Version: r.Version.String,
-				Environment: r.Environment.String, Team: r.Team.String, Status: r.Status.String,
+				Environment: r.Environment.String, Team: r.Team.String, Commit: r.Commit.String, Status: r.Status.String,
 				RequiredAt: r.RequiredAt.Time, SignedOffBy: r.SignedOffBy.String, Summary: r.Summary.String,
 			}
 			if r.SignedOffAt.Valid {
@@ -213,8 +214,8 @@ func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
 	version, env := strings.TrimSpace(q.Version), strings.TrimSpace(q.Environment)
 	// A pending review holds the release back when it is the team's or the
 	// service's (core.PIR.HoldsBack; lower() compares as strings.EqualFold
-	// does for ASCII names), never the release's own: left out by id and
-	// by name.
+	// does for ASCII names), never the release's own (by id or by name)
+	// unless the review names another commit than the check.
 	var whos []string
 	var whoArgs []any
 	if service != "" {
@@ -224,21 +225,23 @@ func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
 		whos, whoArgs = append(whos, `lower(team) = ?`), append(whoArgs, strings.ToLower(team))
 	}
 	who := "(" + strings.Join(whos, " OR ") + ")"
-	self := `NOT (lower(service) = ? AND version = ? AND environment = ?)`
-	selfArgs := []any{service, version, env}
+	commit := strings.ToLower(strings.TrimSpace(q.Commit))
+	self := `NOT ((release_id = ? OR (lower(service) = ? AND version = ? AND environment = ?))
+		AND (commit_sha = '' OR ? = '' OR lower(commit_sha) = ?))`
+	selfArgs := []any{q.ExcludeReleaseID, service, version, env, commit, commit}
 	if len(whos) > 0 {
 		if asOf {
 			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs
-				WHERE `+who+` AND release_id <> ? AND `+self+` AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?)`)
-			args = append(append(append(append(args, whoArgs...), q.ExcludeReleaseID), selfArgs...), at, at)
+				WHERE `+who+` AND `+self+` AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?)`)
+			args = append(append(append(args, whoArgs...), selfArgs...), at, at)
 		} else {
 			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs
-				WHERE status = '`+core.PIRPending+`' AND `+who+` AND release_id <> ? AND `+self)
+				WHERE status = '`+core.PIRPending+`' AND `+who+` AND `+self)
 			// The status is a literal, not a parameter: it matches the partial
 			// indexes pirs_pending_team and pirs_pending_service, so PostgreSQL
 			// can keep one generic plan for the prepared statement instead of
 			// planning every execution.
-			args = append(append(append(args, whoArgs...), q.ExcludeReleaseID), selfArgs...)
+			args = append(append(args, whoArgs...), selfArgs...)
 		}
 	}
 	if len(keys) > 0 {

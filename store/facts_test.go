@@ -58,7 +58,8 @@ func TestGateFacts(t *testing.T) {
 		}
 		r1, r2, r3, r4 := rel("payments", "1", "core"), rel("payments", "2", "core"), rel("payments", "3", "core"), rel("ledger", "4", "other")
 		for n, id := range []string{r1, r2, r3, r4} {
-			if err := db.RequirePIR(ctx, core.PIR{ReleaseID: id, RequiredAt: t0.Add(time.Duration(n) * time.Minute)}); err != nil {
+			commit := map[string]string{r3: " ABC123"}[id] // r3's review names the commit deployed
+			if err := db.RequirePIR(ctx, core.PIR{ReleaseID: id, Commit: commit, RequiredAt: t0.Add(time.Duration(n) * time.Minute)}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -82,6 +83,14 @@ func TestGateFacts(t *testing.T) {
 				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1, r3}},
 			{name: "the release itself in another case", q: core.FactsQuery{Service: "Payments", Version: "3", Environment: "production"},
 				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1}},
+			// The release's own review holds back another commit under its
+			// version label, not its own.
+			{name: "the release itself, its own commit", q: core.FactsQuery{Service: "payments", Version: "3", Environment: "production", ExcludeReleaseID: r3, Commit: "abc123"},
+				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1}},
+			{name: "the release itself, another commit", q: core.FactsQuery{Service: "payments", Version: "3", Environment: "production", ExcludeReleaseID: r3, Commit: "DEF456"},
+				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1, r3}},
+			{name: "as of t0+35m, the release itself with another commit", q: core.FactsQuery{Service: "payments", Team: "core", ExcludeReleaseID: r3, Commit: "def456", AsOf: t0.Add(35 * time.Minute)},
+				incidents: []string{"INC-GLOBAL", "INC-PAY"}, pirs: []string{r1, r3}},
 			{name: "team in another case", q: core.FactsQuery{Service: "checkout", Team: " CORE"},
 				incidents: []string{"INC-GLOBAL", "INC-OTHER"}, pirs: []string{r1, r3}},
 			{name: "other service", q: core.FactsQuery{Service: "checkout"},

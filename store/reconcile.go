@@ -591,7 +591,7 @@ func pageFacts(p fetchedPage, timeline *core.IncidentTimeline, cutoff time.Time)
 				df.Evidence = append(df.Evidence, e)
 			}
 		}
-		df.PendingPIRs = core.PIRsPendingAt(p.pirs, dep.Team, relID, dep.Service, dep.Version, dep.Environment, dep.StartedAt)
+		df.PendingPIRs = core.PIRsPendingAt(p.pirs, dep.Team, relID, dep.Service, dep.Version, dep.Environment, dep.Commit, dep.StartedAt)
 		if r, ok := p.decisions.relied(dep); ok {
 			g := &core.DecisionRef{
 				ID: r.id, ReleaseID: r.release, Decision: core.Decision(r.decision),

@@ -593,7 +593,7 @@ func (d *DB) ListDeployments(ctx context.Context, f core.ReleaseFilter) ([]core.
 
 // --- post-implementation reviews
 
-const pirCols = `release_id, service, version, environment, team, status, required_at, signed_off_by, signed_off_at, summary`
+const pirCols = `release_id, service, version, environment, team, status, required_at, signed_off_by, signed_off_at, summary, commit_sha`
 
 type pirRow struct {
 	ReleaseID   string       `db:"release_id"`
@@ -606,19 +606,21 @@ type pirRow struct {
 	SignedOffBy string       `db:"signed_off_by"`
 	SignedOffAt sql.NullTime `db:"signed_off_at"`
 	Summary     string       `db:"summary"`
+	Commit      string       `db:"commit_sha"`
 }
 
 func (r pirRow) pir() core.PIR {
 	return core.PIR{
 		ReleaseID: r.ReleaseID, Service: r.Service, Version: r.Version, Environment: r.Environment,
-		Team: r.Team, Status: r.Status, RequiredAt: r.RequiredAt.UTC(),
+		Team: r.Team, Commit: r.Commit, Status: r.Status, RequiredAt: r.RequiredAt.UTC(),
 		SignedOffBy: r.SignedOffBy, SignedOffAt: timePtr(r.SignedOffAt), Summary: r.Summary,
 	}
 }
 
 // RequirePIR records that the release's review is required (pending). The
 // service, version and environment come from the release; the team is
-// p.Team, or the release's when empty. A zero RequiredAt means now. A
+// p.Team, or the release's when empty; the commit is p.Commit (the first
+// deployment's that required it). A zero RequiredAt means now. A
 // repeat is a no-op. KindNotFound when the release does not exist.
 func (d *DB) RequirePIR(ctx context.Context, p core.PIR) error {
 	id, err := required("release_id", p.ReleaseID)
@@ -633,10 +635,10 @@ func (d *DB) RequirePIR(ctx context.Context, p core.PIR) error {
 		// updated_at tells the reconciler's stored verdicts that a review
 		// changed (store/verdicts).
 		r, err := tx.ExecContext(ctx, d.q(`INSERT INTO pirs (`+pirCols+`, updated_at)
-			SELECT r.id, r.service, r.version, r.environment, CASE WHEN ? <> '' THEN ? ELSE r.team END, ?, ?, '', NULL, '', ?
+			SELECT r.id, r.service, r.version, r.environment, CASE WHEN ? <> '' THEN ? ELSE r.team END, ?, ?, '', NULL, '', ?, ?
 			FROM releases r WHERE r.id = ?
 			ON CONFLICT (release_id) DO NOTHING`),
-			p.Team, p.Team, core.PIRPending, ts(at), d.now(), id)
+			p.Team, p.Team, core.PIRPending, ts(at), strings.ToLower(strings.TrimSpace(p.Commit)), d.now(), id)
 		if err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}

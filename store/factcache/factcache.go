@@ -362,7 +362,7 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 	facts.PendingPIRs = []core.PIR{}
 	if strings.TrimSpace(q.Team) != "" || strings.TrimSpace(q.Service) != "" {
 		pending := func(p core.PIR) bool {
-			return p.HoldsBack(q.Team, q.ExcludeReleaseID, q.Service, q.Version, q.Environment)
+			return p.HoldsBack(q.Team, q.ExcludeReleaseID, q.Service, q.Version, q.Environment, q.Commit)
 		}
 		n := 0
 		for _, p := range pirs {

@@ -186,7 +186,8 @@ func testdata(t *testing.T, name string) string {
 // degenerate input is refused with a 400 and the reason, and nothing of it
 // is recorded; the gate waits on missing evidence, denies on failing
 // evidence and allows once every requirement passes, binding the
-// signature to the digest deployed. PostgreSQL and SQLite.
+// signature to the digest deployed and evidence attached for a commit to
+// that commit. PostgreSQL and SQLite.
 func TestEvidenceFailsClosed(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	_, otherPriv, _ := ed25519.GenerateKey(nil)
@@ -276,6 +277,24 @@ func TestEvidenceFailsClosed(t *testing.T) {
 			s.do("GET", "/api/v1/releases/"+a.ReleaseID, aud, nil, &rel)
 			if len(rel.Evidence) != 4 || rel.Evidence[2].Signer != "ci-key" || rel.Evidence[2].Digest != digest || rel.Evidence[0].RecordedBy == "" {
 				t.Fatalf("release evidence: %+v", rel.Evidence)
+			}
+
+			// Evidence attached for a commit proves nothing about other code
+			// shipped under the same version.
+			shaA, shaB := strings.Repeat("a", 40), strings.Repeat("b", 40)
+			ref := map[string]any{"service": "payments-api", "environment": "production", "version": "3.1.0", "commit": strings.ToUpper(shaA)}
+			path = "/api/v1/releases/" + core.ReleaseID("payments-api", "3.1.0", "production") + "/evidence"
+			attach(map[string]any{"kind": "tests", "name": "unit", "junit": testdata(t, "gotestsum-passing.xml"), "release": ref})
+			attach(map[string]any{"kind": "security_scan", "name": "semgrep", "sarif": json.RawMessage(testdata(t, "semgrep-clean.sarif")), "release": ref})
+			attach(map[string]any{"kind": "artifact_signature", "name": "cosign", "dsse": signedStatement(t, priv, digest), "release": ref})
+			reqB := map[string]any{"service": "payments-api", "environment": "production", "version": "3.1.0", "changes": []string{"CHG4001"}, "digest": digest, "commit": shaB}
+			if a := s.check(ci, "", reqB); a.Decision != "wait" || a.codes() != "EVIDENCE_MISSING,EVIDENCE_MISSING,EVIDENCE_MISSING" ||
+				!strings.Contains(a.Reasons[0].Message, "is for commit "+shaA+", not "+shaB) {
+				t.Fatalf("the version reused for commit B: %s %+v, want evidence missing for B", a.Decision, a.Reasons)
+			}
+			reqB["commit"] = shaA
+			if a := s.check(ci, "", reqB); a.Decision != "allow" {
+				t.Fatalf("commit A, its evidence attached: %s %+v", a.Decision, a.Reasons)
 			}
 		})
 	}

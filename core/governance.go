@@ -93,12 +93,16 @@ type FindingSummary struct {
 // good enough is the policy's call (EVIDENCE_FAILED). A later record of the
 // same kind and name supersedes an earlier one.
 type Evidence struct {
-	ID         string             `json:"id"`
-	ReleaseID  string             `json:"release_id"`
-	Kind       string             `json:"kind"`
-	Name       string             `json:"name"`
-	Status     string             `json:"status"`
-	Digest     string             `json:"digest,omitempty"`
+	ID        string `json:"id"`
+	ReleaseID string `json:"release_id"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	Status    string `json:"status"`
+	Digest    string `json:"digest,omitempty"`
+	// Commit is the commit the evidence is for, when the attaching
+	// pipeline named one: it then counts only for checks of that commit
+	// (or checks naming none).
+	Commit     string             `json:"commit,omitempty"`
 	URL        string             `json:"url,omitempty"`
 	Format     string             `json:"format,omitempty"` // junit, sarif, dsse or status
 	Tests      *TestSummary       `json:"tests,omitempty"`

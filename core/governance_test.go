@@ -74,6 +74,19 @@ func TestEvidenceRules(t *testing.T) {
 			reasons: []string{"EVIDENCE_FAILED:deny:perf"}},
 		{name: "a performance run without the metric waits", mod: func(f *Facts) { f.Evidence[3].Metrics = nil }, want: Wait,
 			reasons: []string{"EVIDENCE_MISSING:wait:perf"}},
+		{name: "evidence of the commit checked counts", mod: func(f *Facts) {
+			f.Request.Commit = "ABC123"
+			f.Evidence[0].Commit = "abc123"
+		}, want: Allow, reasons: []string{}},
+		{name: "evidence of another commit under the same version does not count", mod: func(f *Facts) {
+			f.Request.Commit = "def456"
+			f.Evidence[0].Commit = "abc123"
+		}, want: Wait, reasons: []string{"EVIDENCE_MISSING:wait:tests-pass"}},
+		{name: "a newer run for another commit does not supersede this commit's", mod: func(f *Facts) {
+			f.Request.Commit = "abc123"
+			f.Evidence[0].Commit = "abc123"
+			f.Evidence = append(f.Evidence, Evidence{ID: "e5", Kind: EvidenceTests, Name: "unit", Status: EvidenceFailed, Commit: "def456", RecordedAt: wednesday.Add(-time.Minute)})
+		}, want: Allow, reasons: []string{}},
 		{name: "failed and missing together deny", mod: func(f *Facts) { f.Evidence = f.Evidence[1:]; f.Evidence[0].Findings.MaxSeverity = "critical" }, want: Deny,
 			reasons: []string{"EVIDENCE_MISSING:wait:tests-pass", "EVIDENCE_FAILED:deny:no-high-vulns"}},
 	}
@@ -96,6 +109,21 @@ func TestEvidenceRules(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEvidenceOfAnotherCommitSaysSo: evidence attached only for another
+// commit under the same version is missing for this one, and the reason
+// names both commits.
+func TestEvidenceOfAnotherCommitSaysSo(t *testing.T) {
+	cp := mustCompile(t, evidencePolicy())
+	f := goodFacts()
+	f.Request.Digest, f.Request.Commit = digestA, "def456"
+	f.Evidence = fullEvidence()
+	f.Evidence[0].Commit = "abc123"
+	d := Evaluate(cp, f, wednesday)
+	if len(d.Reasons) != 1 || !strings.Contains(d.Reasons[0].Message, "the tests evidence attached is for commit abc123, not def456") {
+		t.Fatalf("reasons %+v, want the tests evidence missing for commit def456", d.Reasons)
 	}
 }
 

@@ -413,20 +413,28 @@ func (ec *evalContext) judged() []EvidenceMatch {
 	reqs := ec.ce.evidence.reqs
 	ec.matches, ec.why = make([]EvidenceMatch, len(reqs)), make([]string, len(reqs))
 	for i := range reqs {
-		ec.matches[i], ec.why[i] = judgeEvidence(&reqs[i], ec.f.Evidence, ec.req.Digest, ec.now)
+		ec.matches[i], ec.why[i] = judgeEvidence(&reqs[i], ec.f.Evidence, ec.req.Digest, ec.req.Commit, ec.now)
 	}
 	return ec.matches
 }
 
 // judgeEvidence judges one requirement against the release's evidence as
-// of now: the newest record per name of the requirement's kind counts.
-func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest string, now time.Time) (EvidenceMatch, string) {
+// of now: the newest record per name of the requirement's kind counts,
+// among those for the commit checked (SameCommit: evidence attached for
+// another commit under the same version proves nothing about this one).
+func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest, commit string, now time.Time) (EvidenceMatch, string) {
 	m := EvidenceMatch{Rule: r.ID, Kind: r.Kind, Controls: r.Controls, Result: MatchMissing}
 	latest := map[string]*Evidence{}
-	var order []string
+	var order, otherCommits []string
 	for i := range all {
 		e := &all[i]
 		if e.Kind != r.Kind || e.RecordedAt.After(now) {
+			continue
+		}
+		if !SameCommit(e.Commit, commit) {
+			if !slices.Contains(otherCommits, e.Commit) {
+				otherCommits = append(otherCommits, e.Commit)
+			}
 			continue
 		}
 		if prev, ok := latest[e.Name]; !ok || !e.RecordedAt.Before(prev.RecordedAt) {
@@ -435,6 +443,10 @@ func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest string, now ti
 			}
 			latest[e.Name] = e
 		}
+	}
+	if len(order) == 0 && len(otherCommits) > 0 {
+		return m, fmt.Sprintf("the %s evidence attached is for commit %s, not %s; attach it for this commit with tollgate attest --commit",
+			r.Kind, strings.Join(otherCommits, ", "), commit)
 	}
 	if len(order) == 0 {
 		return m, "no " + r.Kind + " evidence is attached; attach it with tollgate attest"

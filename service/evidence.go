@@ -93,6 +93,14 @@ func (s *Evidence) Attach(ctx context.Context, id string, in EvidenceInput, acto
 		return core.Evidence{}, err
 	}
 	e.ReleaseID = rel.ID
+	if in.Release != nil {
+		// Bound to its commit: a version label reused for other code does
+		// not inherit this evidence (core.SameCommit).
+		e.Commit = strings.ToLower(strings.TrimSpace(in.Release.Commit))
+		if len(e.Commit) > 128 {
+			return core.Evidence{}, core.Invalid("release.commit", "is longer than 128 characters")
+		}
+	}
 	if err := s.read(ctx, cp, &e, in, rel.Environment); err != nil {
 		return core.Evidence{}, err
 	}

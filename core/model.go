@@ -240,11 +240,24 @@ func (p PIR) HoldsBack(team, releaseID, service, version, env, commit string) bo
 }
 
 // SameCommit reports whether two commit references may name the same
-// commit: equal ignoring case, or one of them unknown ("").
+// commit: one of them unknown (""), equal ignoring case, or one an
+// abbreviation of the other (at least MinCommitPrefix characters): a
+// pipeline may name a commit by its short hash in one call and its full
+// hash in another.
 func SameCommit(a, b string) bool {
-	a, b = strings.TrimSpace(a), strings.TrimSpace(b)
-	return a == "" || b == "" || strings.EqualFold(a, b)
+	a, b = strings.ToLower(strings.TrimSpace(a)), strings.ToLower(strings.TrimSpace(b))
+	if a == "" || b == "" || a == b {
+		return true
+	}
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	return len(a) >= MinCommitPrefix && strings.HasPrefix(b, a)
 }
+
+// MinCommitPrefix is the shortest abbreviation SameCommit takes for a
+// commit (git's default short hash).
+const MinCommitPrefix = 7
 
 // ComparePIRs orders reviews by required time, then release id: the order
 // facts and reports list pending reviews in.

@@ -225,10 +225,14 @@ func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
 		whos, whoArgs = append(whos, `lower(team) = ?`), append(whoArgs, strings.ToLower(team))
 	}
 	who := "(" + strings.Join(whos, " OR ") + ")"
+	// The same commit as core.SameCommit: unknown on either side, equal,
+	// or one an abbreviation of the other.
 	commit := strings.ToLower(strings.TrimSpace(q.Commit))
 	self := `NOT ((release_id = ? OR (lower(service) = ? AND version = ? AND environment = ?))
-		AND (commit_sha = '' OR ? = '' OR lower(commit_sha) = ?))`
-	selfArgs := []any{q.ExcludeReleaseID, service, version, env, commit, commit}
+		AND (commit_sha = '' OR ? = '' OR lower(commit_sha) = ?
+			OR (? >= ` + strconv.Itoa(core.MinCommitPrefix) + ` AND substr(lower(commit_sha), 1, ?) = ?)
+			OR (length(commit_sha) >= ` + strconv.Itoa(core.MinCommitPrefix) + ` AND substr(?, 1, length(commit_sha)) = lower(commit_sha))))`
+	selfArgs := []any{q.ExcludeReleaseID, service, version, env, commit, commit, len(commit), len(commit), commit, commit}
 	if len(whos) > 0 {
 		if asOf {
 			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs

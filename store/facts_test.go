@@ -56,9 +56,10 @@ func TestGateFacts(t *testing.T) {
 		rel := func(svc, v, team string) string {
 			return mustRelease(t, db, core.Release{Service: svc, Version: v, Environment: "production", Team: team}).ID
 		}
+		sha3 := "abc1234def5678abc1234def5678abc1234def56"
 		r1, r2, r3, r4 := rel("payments", "1", "core"), rel("payments", "2", "core"), rel("payments", "3", "core"), rel("ledger", "4", "other")
 		for n, id := range []string{r1, r2, r3, r4} {
-			commit := map[string]string{r3: " ABC123"}[id] // r3's review names the commit deployed
+			commit := map[string]string{r3: " " + strings.ToUpper(sha3)}[id] // r3's review names the commit deployed
 			if err := db.RequirePIR(ctx, core.PIR{ReleaseID: id, Commit: commit, RequiredAt: t0.Add(time.Duration(n) * time.Minute)}); err != nil {
 				t.Fatal(err)
 			}
@@ -85,9 +86,13 @@ func TestGateFacts(t *testing.T) {
 				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1}},
 			// The release's own review holds back another commit under its
 			// version label, not its own.
-			{name: "the release itself, its own commit", q: core.FactsQuery{Service: "payments", Version: "3", Environment: "production", ExcludeReleaseID: r3, Commit: "abc123"},
+			{name: "the release itself, its own commit", q: core.FactsQuery{Service: "payments", Version: "3", Environment: "production", ExcludeReleaseID: r3, Commit: sha3},
 				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1}},
-			{name: "the release itself, another commit", q: core.FactsQuery{Service: "payments", Version: "3", Environment: "production", ExcludeReleaseID: r3, Commit: "DEF456"},
+			{name: "the release itself, its own commit abbreviated", q: core.FactsQuery{Service: "payments", Version: "3", Environment: "production", ExcludeReleaseID: r3, Commit: strings.ToUpper(sha3[:7])},
+				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1}},
+			{name: "the release itself, six characters are no abbreviation", q: core.FactsQuery{Service: "payments", Version: "3", Environment: "production", ExcludeReleaseID: r3, Commit: sha3[:6]},
+				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1, r3}},
+			{name: "the release itself, another commit", q: core.FactsQuery{Service: "payments", Version: "3", Environment: "production", ExcludeReleaseID: r3, Commit: "DEF4567"},
 				incidents: []string{"INC-GLOBAL", "INC-LATE", "INC-PAY"}, pirs: []string{r1, r3}},
 			{name: "as of t0+35m, the release itself with another commit", q: core.FactsQuery{Service: "payments", Team: "core", ExcludeReleaseID: r3, Commit: "def456", AsOf: t0.Add(35 * time.Minute)},
 				incidents: []string{"INC-GLOBAL", "INC-PAY"}, pirs: []string{r1, r3}},

@@ -8,10 +8,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,6 +131,40 @@ func TestHoldOverridesApprovedChange(t *testing.T) {
 				t.Fatalf("audit of the hold: %v", seen)
 			}
 		})
+	}
+}
+
+// TestTeamHoldHoldsItsServices: a team hold lists the services the team
+// released (the catalog's, and those recorded with the team that the
+// catalog gives to no other team), and holds their checks whatever team
+// they name, or none; other teams' services are not held.
+func TestTeamHoldHoldsItsServices(t *testing.T) {
+	s := boot(t, "postgres", e2eConfig)
+	ci, _ := s.token(core.RoleCI)
+	cm, _ := s.token(core.RoleChangeManager)
+	chg := change("CHG3101", core.ApprovalApproved, time.Now().UTC().Add(-time.Minute))
+	chg["services"] = []string{"search-api", "ledger-api", "checkout-api"}
+	s.sendWebhook(chg)
+	s.waitFor("CHG3101 stored", func() bool { return s.changeState("CHG3101") == "approved" })
+	for i, d := range []struct{ service, team string }{{"search-api", "Search"}, {"ledger-api", "ledger"}} {
+		if st := s.do("POST", "/api/v1/deployments", ci, map[string]any{"service": d.service, "environment": "staging", "version": "1.0.0",
+			"team": d.team, "status": "succeeded", "started_at": time.Now().UTC(), "provider": "github", "run_id": fmt.Sprint(9100 + i)}, nil); st != http.StatusCreated {
+			t.Fatalf("deployment of %s: %d", d.service, st)
+		}
+	}
+	var h core.Hold
+	if st := s.do("POST", "/api/v1/holds", cm, map[string]any{"scope": "team", "name": "SEARCH", "reason": "search outage review"}, &h); st != http.StatusCreated ||
+		!slices.Equal(h.Services, []string{"search-api"}) {
+		t.Fatalf("team hold: %d, services %v, want [search-api]", st, h.Services)
+	}
+	for _, team := range []string{"", "someone-else", "search"} {
+		req := map[string]any{"service": "search-api", "environment": "production", "version": "1.1.0", "team": team, "changes": []string{"CHG3101"}}
+		if a := s.check(ci, "", req); a.Decision != "wait" || !strings.Contains(a.codes(), core.CodeHold) {
+			t.Errorf("search-api naming team %q: %s %s, want held", team, a.Decision, a.codes())
+		}
+	}
+	if a := s.check(ci, "", map[string]any{"service": "ledger-api", "environment": "production", "version": "1.1.0", "changes": []string{"CHG3101"}}); a.Decision != "allow" {
+		t.Errorf("another team's service: %s %s, want allow", a.Decision, a.codes())
 	}
 }
 

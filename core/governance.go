@@ -20,11 +20,17 @@ const (
 // or to an environment (HOLD), whatever else allows: from CreatedAt until
 // it is lifted or Until passes.
 type Hold struct {
-	ID        string     `json:"id"`
-	Scope     string     `json:"scope"`
-	Name      string     `json:"name"`
-	Reason    string     `json:"reason"`
-	Until     *time.Time `json:"until,omitempty"`
+	ID     string     `json:"id"`
+	Scope  string     `json:"scope"`
+	Name   string     `json:"name"`
+	Reason string     `json:"reason"`
+	Until  *time.Time `json:"until,omitempty"`
+	// Services, for a team hold, are the services the team was known to
+	// release when the hold was placed (the policy's catalog and the
+	// releases and deployments recorded with the team): their checks are
+	// held whatever team they name, or none, since the team is the
+	// caller's word for a service the catalog does not list.
+	Services  []string   `json:"services,omitempty"`
 	CreatedBy string     `json:"created_by"`
 	CreatedAt time.Time  `json:"created_at"`
 	LiftedBy  string     `json:"lifted_by,omitempty"`

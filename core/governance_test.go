@@ -190,6 +190,16 @@ func TestHoldRule(t *testing.T) {
 		{name: "service hold overrides an approved change", h: hold(HoldScopeService, "Checkout"), want: Wait, reasons: []string{"HOLD:wait:h1"}},
 		{name: "team hold (catalog team)", h: hold(HoldScopeTeam, "payments"), want: Wait, reasons: []string{"HOLD:wait:h1"}},
 		{name: "environment hold", h: hold(HoldScopeEnvironment, "production"), want: Wait, reasons: []string{"HOLD:wait:h1"}},
+		{name: "another team's hold listing the service", h: func() Hold {
+			h := hold(HoldScopeTeam, "other-team")
+			h.Services = []string{"ledger", "CHECKOUT"}
+			return h
+		}(), want: Wait, reasons: []string{"HOLD:wait:h1"}},
+		{name: "another team's hold listing other services", h: func() Hold {
+			h := hold(HoldScopeTeam, "other-team")
+			h.Services = []string{"ledger"}
+			return h
+		}(), want: Allow, reasons: []string{}},
 		{name: "hold applies in an open environment too", env: "dev", h: hold(HoldScopeEnvironment, "development"), want: Wait, reasons: []string{"HOLD:wait:h1"}},
 		{name: "another service's hold", h: hold(HoldScopeService, "ledger"), want: Allow, reasons: []string{}},
 		{name: "lifted hold", h: func() Hold {

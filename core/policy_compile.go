@@ -469,6 +469,20 @@ type Subject struct {
 	Tier string
 }
 
+// TeamServices lists the services the catalog gives to team (compared
+// case-insensitively), sorted.
+func (cp *CompiledPolicy) TeamServices(team string) []string {
+	team = strings.TrimSpace(team)
+	var out []string
+	for _, e := range cp.services {
+		if team != "" && strings.EqualFold(e.Team, team) {
+			out = append(out, e.name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Subject canonicalizes the fields of a request or deployment report that
 // select rules: the environment (aliases, case, space), the service's
 // spelling, its team and tier (from the catalog, never from the caller).

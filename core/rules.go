@@ -342,7 +342,7 @@ func nextHold(ec *evalContext, consider func(time.Time)) {
 }
 
 // holdApplies reports whether h names the release's service, team or
-// environment.
+// environment; a team hold also holds the services it lists (Hold.Services).
 func (ec *evalContext) holdApplies(h *Hold) bool {
 	var target string
 	switch h.Scope {
@@ -350,6 +350,9 @@ func (ec *evalContext) holdApplies(h *Hold) bool {
 		target = ec.req.Service
 	case HoldScopeTeam:
 		target = ec.req.Team
+		if svc := strings.TrimSpace(ec.req.Service); svc != "" && slices.ContainsFunc(h.Services, func(s string) bool { return strings.EqualFold(s, svc) }) {
+			return true
+		}
 	case HoldScopeEnvironment:
 		target = ec.env
 	}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 // HoldStore is what Holds needs from storage.
 type HoldStore interface {
 	CreateHold(ctx context.Context, h core.Hold, actor string) (core.Hold, error)
+	RecordedTeamServices(ctx context.Context, team string) ([]string, error)
 	LiftHold(ctx context.Context, id, actor string, at time.Time) (core.Hold, error)
 	ListHolds(ctx context.Context, all bool, now time.Time) ([]core.Hold, error)
 }
@@ -69,8 +71,38 @@ func (h *Holds) Place(ctx context.Context, in HoldInput, actor string) (core.Hol
 	case core.HoldScopeService:
 		in.Name = cp.Subject(in.Name, "", "").Service
 	}
+	var services []string
+	if in.Scope == core.HoldScopeTeam {
+		var err error
+		if services, err = h.teamServices(ctx, cp, in.Name); err != nil {
+			return core.Hold{}, err
+		}
+	}
 	return h.store.CreateHold(ctx, core.Hold{ID: newID(), Scope: in.Scope, Name: in.Name, Reason: in.Reason, Until: in.Until,
-		CreatedBy: actor, CreatedAt: now}, actor)
+		Services: services, CreatedBy: actor, CreatedAt: now}, actor)
+}
+
+// teamServices are the services a hold on team also holds: the catalog's
+// for the team, and those recorded with the team (releases, deployments)
+// that the catalog does not give to another team. A check of one names
+// the team or not as its pipeline likes; the service is what it deploys.
+func (h *Holds) teamServices(ctx context.Context, cp *core.CompiledPolicy, team string) ([]string, error) {
+	recorded, err := h.store.RecordedTeamServices(ctx, team)
+	if err != nil {
+		return nil, err
+	}
+	out := cp.TeamServices(team)
+	for _, s := range recorded {
+		sub := cp.Subject(s, "", "")
+		if sub.Team != "" && !strings.EqualFold(sub.Team, team) {
+			continue
+		}
+		if !slices.ContainsFunc(out, func(o string) bool { return strings.EqualFold(o, sub.Service) }) {
+			out = append(out, sub.Service)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	return out, nil
 }
 
 // Lift ends a hold now (audited with who lifted it).

@@ -91,6 +91,9 @@ func TestDashboardListsHolds(t *testing.T) {
 		{"one hold", holdList{{ID: "h1", Scope: "service", Name: "payments-api", Reason: "ledger <migration>",
 			CreatedBy: "token:cm(t2)", CreatedAt: clock.t.Add(-time.Hour), Until: &until}},
 			[]string{"Holds in force", "service payments-api", "ledger &lt;migration&gt;", "token:cm(t2)", "2026-11-27 12:00 UTC"}},
+		{"a team hold and its services", holdList{{ID: "h2", Scope: "team", Name: "search", Reason: "outage review", Services: []string{"search-api", "indexer"},
+			CreatedBy: "token:cm(t2)", CreatedAt: clock.t.Add(-time.Hour)}},
+			[]string{"team search", "(services search-api, indexer)", "outage review"}},
 		{"none", holdList{}, []string{"No hold is in force."}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -37,7 +38,7 @@ func NewHolds(db *sqldb.DB, facts *factcache.Cache) *Holds {
 const topicHold = "hold"
 
 // HoldCols are the holds table's columns, in HoldRow's order.
-const HoldCols = "id, scope, name, reason, until, created_by, created_at, lifted_by, lifted_at"
+const HoldCols = "id, scope, name, reason, until, created_by, created_at, lifted_by, lifted_at, services"
 
 // HoldRow is a holds row as scanned (the reconciler reads holds in bulk).
 type HoldRow struct {
@@ -50,12 +51,19 @@ type HoldRow struct {
 	CreatedAt time.Time    `db:"created_at"`
 	LiftedBy  string       `db:"lifted_by"`
 	LiftedAt  sql.NullTime `db:"lifted_at"`
+	Services  string       `db:"services"` // a JSON array, or "" for none
 }
 
 // Hold returns the row as a core.Hold.
 func (r HoldRow) Hold() core.Hold {
-	return core.Hold{ID: r.ID, Scope: r.Scope, Name: r.Name, Reason: r.Reason, Until: sqldb.TimePtr(r.Until),
+	h := core.Hold{ID: r.ID, Scope: r.Scope, Name: r.Name, Reason: r.Reason, Until: sqldb.TimePtr(r.Until),
 		CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt.UTC(), LiftedBy: r.LiftedBy, LiftedAt: sqldb.TimePtr(r.LiftedAt)}
+	if r.Services != "" {
+		// Written by CreateHold only; one that cannot be read holds
+		// nothing more than its team.
+		_ = json.Unmarshal([]byte(r.Services), &h.Services)
+	}
+	return h
 }
 
 // CreateHold stores h (its ID set by the caller; a zero CreatedAt becomes
@@ -71,8 +79,12 @@ func (hs *Holds) CreateHold(ctx context.Context, h core.Hold, actor string) (cor
 	entry := core.AuditEntry{Actor: actor, Action: "hold.create", Subject: "hold:" + h.ID, At: h.CreatedAt,
 		Data: json.RawMessage(sqldb.MustJSON(h))}
 	err := hs.base.AppendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, hs.base.Q("INSERT INTO holds (id, scope, name, reason, until, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
-			h.ID, h.Scope, h.Name, h.Reason, sqldb.NullTime(h.Until), h.CreatedBy, h.CreatedAt); err != nil {
+		services := ""
+		if len(h.Services) > 0 {
+			services = sqldb.MustJSON(h.Services)
+		}
+		if _, err := tx.ExecContext(ctx, hs.base.Q("INSERT INTO holds (id, scope, name, reason, until, created_by, created_at, services) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+			h.ID, h.Scope, h.Name, h.Reason, sqldb.NullTime(h.Until), h.CreatedBy, h.CreatedAt, services); err != nil {
 			return err
 		}
 		hs.base.NotifyTx(tx, topicHold)
@@ -82,6 +94,23 @@ func (hs *Holds) CreateHold(ctx context.Context, h core.Hold, actor string) (cor
 		return core.Hold{}, fmt.Errorf("create hold: %w", err)
 	}
 	return h, nil
+}
+
+// maxTeamServices bounds the services a team hold lists.
+const maxTeamServices = 1000
+
+// RecordedTeamServices lists the services whose releases or deployments
+// were recorded with team (compared case-insensitively), sorted: what a
+// team hold also holds where the policy's catalog does not list them.
+func (hs *Holds) RecordedTeamServices(ctx context.Context, team string) ([]string, error) {
+	var out []string
+	err := hs.db.SelectContext(ctx, &out, hs.base.Q(`SELECT service FROM releases WHERE lower(team) = ?
+		UNION SELECT service FROM deployments WHERE lower(team) = ? ORDER BY 1 LIMIT ?`),
+		strings.ToLower(strings.TrimSpace(team)), strings.ToLower(strings.TrimSpace(team)), maxTeamServices)
+	if err != nil {
+		return nil, fmt.Errorf("services of team %s: %w", team, sqldb.Translate(err))
+	}
+	return out, nil
 }
 
 // LiftHold ends hold id now (or at at), with a "hold.lift" audit entry

@@ -160,6 +160,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		return nil, err
 	}
 	a.conns = conns
+	for _, f := range connectors.TrustFindings(connectorConfigs(conns)) {
+		log.WarnContext(ctx, "configuration: "+f.Detail, "check", f.Check)
+	}
 	if err := a.buildAPIs(conns); err != nil {
 		return nil, err
 	}

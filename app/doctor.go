@@ -91,6 +91,9 @@ func Doctor(ctx context.Context, cfg *config.Config, log *slog.Logger, o DoctorO
 			connectors.Fail("connectors", err.Error()),
 		}})
 	}
+	if trust := connectors.TrustFindings(connectorConfigs(conns)); len(trust) > 0 {
+		out = append(out, DoctorSection{Scope: "configuration", Findings: trust})
+	}
 	if len(o.Connectors) > 0 {
 		conns = slices.DeleteFunc(conns, func(c service.Connector) bool { return !slices.Contains(o.Connectors, c.Config.Name) })
 		for _, name := range o.Connectors {
@@ -112,6 +115,14 @@ func Doctor(ctx context.Context, cfg *config.Config, log *slog.Logger, o DoctorO
 	}
 	wg.Wait()
 	return append(out, sections...)
+}
+
+func connectorConfigs(conns []service.Connector) []connectors.Config {
+	out := make([]connectors.Config, len(conns))
+	for i, c := range conns {
+		out[i] = c.Config
+	}
+	return out
 }
 
 // doctorDatabase opens the configured store without migrating it and says

@@ -165,16 +165,16 @@ connectors:
     api: {url: %[2]s, username: %[3]s, password: "${SN_PASSWORD}", poll_interval: 1m}
   - name: github
     type: github
-    webhook_secret: %[1]s
+    webhook_secret: %[1]s-github
     api: {url: %[4]s, app_id: "%[5]s", private_key_file: %[6]s}
     protection_rule: {deadline: 1h}
   - name: gitlab
     type: gitlab
-    webhook_secret: %[1]s
+    webhook_secret: %[1]s-gitlab
     api: {url: %[4]s, token: %[7]s, poll_interval: 1m}
     projects: [acme/ledger]
     approvals: {deadline: 1h}
-  - {name: jenkins, type: jenkins, webhook_secret: %[1]s}
+  - {name: jenkins, type: jenkins, webhook_secret: %[1]s-jenkins}
 `, authoritySecret, snURL, snUser, ci.srv.URL, ci.appID, ci.keyFile, ci.glToken)
 }
 

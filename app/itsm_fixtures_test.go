@@ -166,3 +166,47 @@ func (s *server) postJira(body []byte) (int, string) {
 	b.Write(buf[:n])
 	return resp.StatusCode, b.String()
 }
+
+// TestJiraWebhookScopedToProjects: a Jira connector with projects takes
+// changes from those projects only: the same issue webhook from another
+// project of the site is quarantined with the reason, nothing stored.
+func TestJiraWebhookScopedToProjects(t *testing.T) {
+	fake := itsmfake.New(snUser, snPassword)
+	defer fake.Close()
+	fake.AddUser(jiraUser, jiraToken)
+	s := bootITSM(t, "sqlite", fake, fmt.Sprintf(itsmFixtureConfig, "", ""))
+	raw, err := os.ReadFile("../connectors/jira/testdata/webhook.jira_issue_created.cloud.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ project, status, reason string }{
+		{"DEV", core.EventQuarantined, `not an issue of connector "jira"'s projects (OPS)`},
+		{"OPS", core.EventProcessed, ""},
+	} {
+		var hook map[string]any
+		_ = json.Unmarshal(raw, &hook)
+		is := hook["issue"].(map[string]any)
+		key := tc.project + "-901"
+		is["key"] = key
+		fields := is["fields"].(map[string]any)
+		fields["project"] = map[string]any{"key": tc.project}
+		fields["issuetype"] = map[string]any{"name": "Change"}
+		fake.PutJiraIssue(is)
+		body, _ := json.Marshal(hook)
+		st, out := s.postJira(body)
+		var acc struct {
+			EventID string `json:"event_id"`
+		}
+		if err := json.Unmarshal([]byte(out), &acc); st != http.StatusAccepted || err != nil {
+			t.Fatalf("%s: webhook %d %s", key, st, out)
+		}
+		e := s.settled(acc.EventID)
+		if e.Status != tc.status || !strings.Contains(e.Reason, tc.reason) {
+			t.Errorf("%s: %s (%q), want %s saying %q", key, e.Status, e.Reason, tc.status, tc.reason)
+		}
+		stored := s.do("GET", "/api/v1/changes/"+key, adminSecret, nil, nil) == http.StatusOK
+		if stored != (tc.status == core.EventProcessed) {
+			t.Errorf("%s: stored %v", key, stored)
+		}
+	}
+}

@@ -50,7 +50,8 @@ type Config struct {
 	// ChangeCreation, when set, opens changes for gate checks that link
 	// none in its environments.
 	ChangeCreation *ChangeCreation
-	// Projects are the Jira projects the poller reads; GitLab: the
+	// Projects are the Jira projects the poller reads, and the only ones
+	// whose issues the connector's records may be (OwnsKey); GitLab: the
 	// projects whose deployments it reads.
 	Projects []string
 	// Jobs are the Jenkins jobs whose builds the poller reads.
@@ -146,6 +147,43 @@ func DefaultRecords(typ string) []string {
 // type's default or a grant in its records key.
 func (c Config) Writes(kind string) bool {
 	return slices.Contains(DefaultRecords(c.Type), kind) || slices.Contains(c.Records, kind)
+}
+
+// OwnsKey reports whether a change or incident keyed key may come from
+// the connector: for a Jira connector with projects, only an issue of one
+// of them (a Jira webhook sends every project's issues, and whoever may
+// create an issue of the change type anywhere on the site could otherwise
+// write a change); any key for the others.
+func (c Config) OwnsKey(key string) bool {
+	if c.Type != "jira" || len(c.Projects) == 0 {
+		return true
+	}
+	project, _, ok := strings.Cut(strings.TrimSpace(key), "-")
+	return ok && slices.ContainsFunc(c.Projects, func(p string) bool { return strings.EqualFold(strings.TrimSpace(p), project) })
+}
+
+// TrustFindings are warnings about what a set of connectors lets a
+// sender do beyond what their configuration says: two connectors sharing
+// a webhook secret while one may write records the other may not (the
+// holder of the lesser one's secret can sign the other's events: a CI
+// secret must never approve a change), and a Jira connector writing
+// changes or incidents with no projects (any project's issue of the
+// mapped type is a record).
+func TrustFindings(cs []Config) []Finding {
+	var out []Finding
+	for i, a := range cs {
+		for _, b := range cs[i+1:] {
+			if a.WebhookSecret == "" || a.WebhookSecret != b.WebhookSecret || slices.Equal(a.WritableRecords(), b.WritableRecords()) {
+				continue
+			}
+			out = append(out, Warn("secrets", fmt.Sprintf("connectors %s (writes %s) and %s (writes %s) share a webhook secret: whoever holds one can sign the other's events; give each its own",
+				a.Name, strings.Join(a.WritableRecords(), ", "), b.Name, strings.Join(b.WritableRecords(), ", "))))
+		}
+		if a.Type == "jira" && len(a.Projects) == 0 && (a.Writes(RecordChanges) || a.Writes(RecordIncidents)) {
+			out = append(out, Warn("projects", fmt.Sprintf("connector %s takes changes and incidents from every project of the Jira site: anyone who may create an issue of the mapped type in any project writes one; set projects to the change and incident projects", a.Name)))
+		}
+	}
+	return out
 }
 
 // WritableRecords lists what the connector may write, in RecordKinds

@@ -143,3 +143,57 @@ func TestConfigStringHidesSecret(t *testing.T) {
 		t.Fatalf("String() leaks the secret: %s", s)
 	}
 }
+
+// TestOwnsKey: a Jira connector with projects owns its projects' issue
+// keys only (project keys in any case); without projects, and for other
+// types, any key.
+func TestOwnsKey(t *testing.T) {
+	jira := connectors.Config{Name: "jira", Type: "jira", Projects: []string{"OPS", " chg "}}
+	for _, tc := range []struct {
+		c    connectors.Config
+		key  string
+		want bool
+	}{
+		{jira, "OPS-12", true}, {jira, "CHG-1", true}, {jira, "ops-3", true},
+		{jira, "DEV-12", false}, {jira, "OPSX-1", false}, {jira, "OPS", false}, {jira, "", false},
+		{connectors.Config{Type: "jira"}, "DEV-12", true},
+		{connectors.Config{Type: "servicenow", Projects: []string{"OPS"}}, "CHG0001234", true},
+	} {
+		if got := tc.c.OwnsKey(tc.key); got != tc.want {
+			t.Errorf("%s %v OwnsKey(%q) = %v, want %v", tc.c.Type, tc.c.Projects, tc.key, got, tc.want)
+		}
+	}
+}
+
+// TestTrustFindings: a webhook secret shared by connectors that may write
+// different records, and a Jira connector writing changes from every
+// project, are warned about; secrets shared by alike connectors, and a
+// Jira connector with projects, are not.
+func TestTrustFindings(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cs   []connectors.Config
+		want []string
+	}{
+		{"a CI secret that signs change approvals",
+			[]connectors.Config{{Name: "servicenow", Type: "servicenow", WebhookSecret: "s1"}, {Name: "github", Type: "github", WebhookSecret: "s1"}},
+			[]string{"secrets: connectors servicenow (writes changes, incidents, reviews) and github (writes deployments) share a webhook secret"}},
+		{"alike connectors sharing one", []connectors.Config{{Name: "gh", Type: "github", WebhookSecret: "s1"}, {Name: "gl", Type: "gitlab", WebhookSecret: "s1"}}, nil},
+		{"own secrets", []connectors.Config{{Name: "servicenow", Type: "servicenow", WebhookSecret: "s1"}, {Name: "github", Type: "github", WebhookSecret: "s2"}}, nil},
+		{"jira without projects", []connectors.Config{{Name: "jira", Type: "jira", WebhookSecret: "s1"}},
+			[]string{"projects: connector jira takes changes and incidents from every project"}},
+		{"jira with projects", []connectors.Config{{Name: "jira", Type: "jira", WebhookSecret: "s1", Projects: []string{"OPS"}}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := connectors.TrustFindings(tc.cs)
+			if len(got) != len(tc.want) {
+				t.Fatalf("findings %+v, want %d", got, len(tc.want))
+			}
+			for i, f := range got {
+				if f.Status != connectors.StatusWarn || !strings.HasPrefix(f.Check+": "+f.Detail, tc.want[i]) {
+					t.Errorf("finding %+v, want a warning starting %q", f, tc.want[i])
+				}
+			}
+		})
+	}
+}

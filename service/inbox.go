@@ -916,6 +916,17 @@ func (in *Inbox) inheritGate(ctx context.Context, c Connector, r *core.Deploymen
 	}
 }
 
+// owns refuses (KindForbidden: the event is quarantined with it) a change
+// or incident whose key the connector may not write: for a Jira connector
+// with projects, an issue of another project (connectors.Config.OwnsKey).
+func owns(c Connector, what, key string) error {
+	if c.Config.OwnsKey(key) {
+		return nil
+	}
+	return core.Errorf(core.KindForbidden, "source authority: %s %s is not an issue of connector %q's projects (%s); add its project to projects if it is one",
+		what, key, c.Config.Name, strings.Join(c.Config.Projects, ", "))
+}
+
 // authorize enforces source authority: the connector may write records of
 // kind (its type's default or a grant in its config), and the source's
 // own stamp is not further in the future than MaxFutureSkew. A refusal is
@@ -947,6 +958,9 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any, received time.
 		if err := in.authorize(c, connectors.RecordChanges, r.SourceUpdatedAt); err != nil {
 			return "", "", err
 		}
+		if err := owns(c, "change", r.Key); err != nil {
+			return "", "", err
+		}
 		res, err := in.store.UpsertChange(ctx, *r)
 		if err != nil {
 			return "", "", err
@@ -958,6 +972,9 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any, received time.
 			return "", "", core.Invalid("key", "the incident has no key")
 		}
 		if err := in.authorize(c, connectors.RecordIncidents, r.SourceUpdatedAt); err != nil {
+			return "", "", err
+		}
+		if err := owns(c, "incident", r.Key); err != nil {
 			return "", "", err
 		}
 		res, err := in.store.UpsertIncident(ctx, *r)

@@ -191,7 +191,7 @@ func TestPollerBringsMissedChange(t *testing.T) {
 		fake.PutSN("change_request", snAPIChange("CHG0077001", "approved", t0.Add(30*time.Second)))
 		s.waitFor("the approval", func() bool { c, _ := s.changeOf("CHG0077001"); return c.Approval == core.ApprovalApproved })
 		c, _ := s.changeOf("CHG0077001")
-		if len(c.Approvals) != 1 || c.Approvals[0].Approver != "cab.carol" || c.Approvals[0].Decision != core.ApprovalApproved || c.Approvals[0].At == nil {
+		if len(c.Approvals) != 1 || c.Approvals[0].Approver != "cab.carol" || c.Approvals[0].Name != "Carol CAB" || c.Approvals[0].Decision != core.ApprovalApproved || c.Approvals[0].At == nil {
 			t.Errorf("approvals %+v", c.Approvals)
 		}
 		if a := s.check(ci, "", req); a.Decision != "allow" {
@@ -199,6 +199,21 @@ func TestPollerBringsMissedChange(t *testing.T) {
 		}
 		if !strings.Contains(s.metricsText(), `tollgate_api_requests_total{connector="servicenow",outcome="ok"}`) {
 			t.Error("no API request metric")
+		}
+		// Carol requested a change (a display name) and approved it alone
+		// (a user name): separation of duties still sees her.
+		own := snAPIChange("CHG0077002", "approved", t0.Add(40*time.Second))
+		own["requested_by"] = map[string]any{"display_value": "Carol CAB", "value": carol}
+		ownID := "0123456789abcdef0123456789abcd02"
+		own["sys_id"] = snPair(ownID)
+		fake.PutSN("sysapproval_approver", map[string]any{"sysapproval": map[string]any{"display_value": "CHG0077002", "value": ownID},
+			"approver": map[string]any{"display_value": "Carol CAB", "value": carol}, "state": snPair("approved"),
+			"sys_updated_on": snPair(itsmfake.SNTime(t0.Add(40 * time.Second)))})
+		fake.PutSN("change_request", own)
+		s.waitFor("the self-approved change", func() bool { c, _ := s.changeOf("CHG0077002"); return c.Approval == core.ApprovalApproved })
+		req["changes"] = []string{"CHG0077002"}
+		if a := s.check(ci, "", req); a.Decision != "deny" || a.codes() != core.CodeSelfApproval || !strings.Contains(a.Reasons[0].Message, "who requested it") {
+			t.Fatalf("a change approved only by its requester: %s %+v", a.Decision, a.Reasons)
 		}
 		var ready map[string]any
 		s.do("GET", "/readyz", "", nil, &ready)

@@ -49,10 +49,22 @@ const (
 
 // Approval is one approver's decision on a change.
 type Approval struct {
-	Approver string        `json:"approver"`
+	Approver string `json:"approver"`
+	// Name is the approver's display name when the source gives one
+	// beside a user name in Approver (ServiceNow's approver.user_name and
+	// display value): the same person is named either way elsewhere (a
+	// change's requested_by is a display value).
+	Name     string        `json:"name,omitempty"`
 	Decision ApprovalState `json:"decision"` // requested, approved or rejected
 	At       *time.Time    `json:"at,omitempty"`
 	Comment  string        `json:"comment,omitempty"`
+}
+
+// Is reports whether the approval is person's, by user name or display
+// name (case and surrounding space ignored).
+func (a Approval) Is(person string) bool {
+	person = strings.TrimSpace(person)
+	return person != "" && (strings.EqualFold(strings.TrimSpace(a.Approver), person) || strings.EqualFold(strings.TrimSpace(a.Name), person))
 }
 
 // Change is the canonical change record, whatever system it came from.

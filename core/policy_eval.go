@@ -233,10 +233,10 @@ func incidentDetail(in *Incident) string {
 	return ""
 }
 
-// soleApprover returns the approver when exactly one distinct person
-// approved.
-func soleApprover(approvals []Approval) (string, bool) {
-	var who string
+// soleApprover returns the approval of the one distinct person who
+// approved, when exactly one did.
+func soleApprover(approvals []Approval) (Approval, bool) {
+	var who Approval
 	for i := range approvals {
 		a := &approvals[i]
 		if a.Decision != ApprovalApproved {
@@ -246,12 +246,12 @@ func soleApprover(approvals []Approval) (string, bool) {
 		if name == "" {
 			continue
 		}
-		if who != "" && !strings.EqualFold(who, name) {
-			return "", false
+		if who.Approver != "" && !strings.EqualFold(strings.TrimSpace(who.Approver), name) {
+			return Approval{}, false
 		}
-		who = name
+		who = *a
 	}
-	return who, who != ""
+	return who, who.Approver != ""
 }
 
 func orUnnamed(s string) string {

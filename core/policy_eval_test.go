@@ -451,6 +451,12 @@ func TestRuleSelfApproval(t *testing.T) {
 				c.Approvals = []Approval{{Approver: "CI-bot", Decision: ApprovalApproved}, {Approver: "carol", Decision: ApprovalRejected}}
 			})
 		}, want: Deny, reasons: []string{"SELF_APPROVAL:deny:CHG1"}, msg: "who is deploying it"},
+		{name: "the requester by display name, the approver by user name", mod: func(f *Facts) {
+			setChange(f, "CHG1", func(c *Change) {
+				c.RequestedBy = "Bob Builder"
+				c.Approvals = []Approval{{Approver: "bob.builder", Name: "Bob Builder", Decision: ApprovalApproved}}
+			})
+		}, want: Deny, reasons: []string{"SELF_APPROVAL:deny:CHG1"}, msg: "approved only by bob.builder, who requested it"},
 		{name: "requester plus another approver passes", mod: func(f *Facts) {
 			setChange(f, "CHG1", func(c *Change) {
 				c.Approvals = []Approval{{Approver: "bob", Decision: ApprovalApproved}, {Approver: "carol", Decision: ApprovalApproved}}

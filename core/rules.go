@@ -291,10 +291,10 @@ func ruleSelfApproval(ec *evalContext) {
 			continue
 		}
 		switch {
-		case actor != "" && strings.EqualFold(approver, actor):
-			ec.add(CodeSelfApproval, Deny, l.key, "change %s was approved only by %s, who is deploying it; separation of duties needs another approver", l.key, approver)
-		case l.c.RequestedBy != "" && strings.EqualFold(approver, strings.TrimSpace(l.c.RequestedBy)):
-			ec.add(CodeSelfApproval, Deny, l.key, "change %s was approved only by %s, who requested it; separation of duties needs another approver", l.key, approver)
+		case approver.Is(actor):
+			ec.add(CodeSelfApproval, Deny, l.key, "change %s was approved only by %s, who is deploying it; separation of duties needs another approver", l.key, approver.Approver)
+		case approver.Is(l.c.RequestedBy):
+			ec.add(CodeSelfApproval, Deny, l.key, "change %s was approved only by %s, who requested it; separation of duties needs another approver", l.key, approver.Approver)
 		}
 	}
 }

@@ -104,6 +104,7 @@ var approvalFields = map[string]fieldDef{
 	"decision": enumField(approvalDecides, func(r any, s string) { r.(*core.Approval).Decision = core.ApprovalState(s) }),
 	"at":       timeField(func(r any, t time.Time) { r.(*core.Approval).At = tp(t) }),
 	"comment":  strField(func(r any, s string) { r.(*core.Approval).Comment = s }),
+	"name":     strField(func(r any, s string) { r.(*core.Approval).Name = s }),
 }
 
 func ch(r any) *core.Change      { return r.(*core.Change) }

@@ -401,9 +401,12 @@ func (c *Client) ReadChange(ctx context.Context, key string) (connectors.Record,
 // Approval is one row of sysapproval_approver, as stored with the change.
 type Approval struct {
 	Approver string `json:"approver"`
-	State    string `json:"state"`
-	At       string `json:"at,omitempty"`
-	Comment  string `json:"comment,omitempty"`
+	// Name is the approver's display name (the change's requested_by is
+	// one): SELF_APPROVAL compares either.
+	Name    string `json:"name,omitempty"`
+	State   string `json:"state"`
+	At      string `json:"at,omitempty"`
+	Comment string `json:"comment,omitempty"`
 }
 
 // Approvals reads the approvers of the change with sysID (or, without
@@ -441,7 +444,7 @@ func (c *Client) Approvals(ctx context.Context, sysID, number string) ([]Approva
 		if who == "" {
 			who = fieldValue(r.Get("approver"))
 		}
-		a := Approval{Approver: who, State: state, At: fieldValue(r.Get("sys_updated_on"))}
+		a := Approval{Approver: who, Name: fieldDisplay(r.Get("approver")), State: state, At: fieldValue(r.Get("sys_updated_on"))}
 		if state != "requested" {
 			a.Comment = apiclient.Trim(fieldDisplay(r.Get("comments")))
 		}

@@ -223,12 +223,17 @@ func (p *Poller) PollOnce(ctx context.Context) (int, error) {
 	}
 	since := wm.Add(-pollOverlap)
 	newest, n := wm, 0
+	// A stamp further ahead than the inbox takes (its record is refused
+	// there) does not move the watermark: one record stamped years ahead
+	// would otherwise stop the polls — the net for lost webhooks — until
+	// then.
+	limit := p.clock.Now().Add(p.inbox.cfg.MaxFutureSkew)
 	err = p.src.Poll(ctx, since, func(r connectors.Record) error {
 		if _, err := p.inbox.Ingest(ctx, p.name, r, false); err != nil {
 			return err
 		}
 		n++
-		if r.UpdatedAt.After(newest) {
+		if r.UpdatedAt.After(newest) && !r.UpdatedAt.After(limit) {
 			newest = r.UpdatedAt
 		}
 		return nil

@@ -214,3 +214,27 @@ func TestWriteBackNoteTakenThenReset(t *testing.T) {
 		t.Errorf("work notes %v, want the note once", journal)
 	}
 }
+
+// TestPollerWatermarkIgnoresFutureStamps: a record stamped far ahead (its
+// event stored, for the normalizer to refuse) does not carry the poll
+// watermark with it; the watermark stays at the newest stamp the inbox
+// takes, so the next polls still read what changes.
+func TestPollerWatermarkIgnoresFutureStamps(t *testing.T) {
+	fake, _, api := outageInstance(t)
+	future := time.Now().AddDate(10, 0, 0)
+	fake.PutSN("change_request", map[string]any{
+		"number":         map[string]any{"display_value": "CHG0000302", "value": "CHG0000302"},
+		"sys_updated_on": map[string]any{"display_value": itsmfake.SNTime(future), "value": itsmfake.SNTime(future)},
+		"sys_class_name": map[string]any{"display_value": "Change Request", "value": "change_request"},
+	})
+	in, db := newTestInbox(t, core.ClockFunc(time.Now), InboxConfig{})
+	p := NewPoller("servicenow", api, db, in, time.Minute, "test", core.ClockFunc(time.Now), slog.New(slog.DiscardHandler), metrics.New())
+	ctx := context.Background()
+	if n, err := p.PollOnce(ctx); err != nil || n != 2 {
+		t.Fatalf("poll: %d records, %v; want both", n, err)
+	}
+	wm, ok, err := db.Watermark(ctx, "servicenow")
+	if err != nil || !ok || wm.After(time.Now()) || wm.Before(time.Now().Add(-2*time.Hour)) {
+		t.Fatalf("watermark %v (%v %v), want the hour-old change's stamp", wm, ok, err)
+	}
+}

@@ -210,3 +210,53 @@ func TestJiraWebhookScopedToProjects(t *testing.T) {
 		}
 	}
 }
+
+// TestJiraDeletedChangeWithdrawn: a change issue deleted in Jira is
+// withdrawn (canceled) by its jira:issue_deleted webhook, so it allows
+// nothing any more, instead of standing approved as it last was.
+func TestJiraDeletedChangeWithdrawn(t *testing.T) {
+	fake := itsmfake.New(snUser, snPassword)
+	defer fake.Close()
+	fake.AddUser(jiraUser, jiraToken)
+	s := bootITSM(t, "sqlite", fake, fmt.Sprintf(itsmFixtureConfig, "", ""))
+	raw, err := os.ReadFile("../connectors/jira/testdata/webhook.jira_issue_created.cloud.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(event string, at time.Time, status string) core.Event {
+		t.Helper()
+		var hook map[string]any
+		_ = json.Unmarshal(raw, &hook)
+		hook["webhookEvent"], hook["timestamp"] = event, at.UnixMilli()
+		is := hook["issue"].(map[string]any)
+		is["key"] = "OPS-950"
+		fields := is["fields"].(map[string]any)
+		fields["project"] = map[string]any{"key": "OPS"}
+		fields["issuetype"] = map[string]any{"name": "Change"}
+		fields["status"] = map[string]any{"name": status}
+		fields["updated"] = at.Add(-time.Minute).Format("2006-01-02T15:04:05.000-0700")
+		fake.PutJiraIssue(is)
+		body, _ := json.Marshal(hook)
+		st, out := s.postJira(body)
+		var acc struct {
+			EventID string `json:"event_id"`
+		}
+		if err := json.Unmarshal([]byte(out), &acc); st != http.StatusAccepted || err != nil {
+			t.Fatalf("%s: %d %s", event, st, out)
+		}
+		return s.settled(acc.EventID)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	if e := send("jira:issue_updated", now.Add(-time.Minute), "Scheduled"); e.Status != core.EventProcessed {
+		t.Fatalf("the approved change: %s (%s)", e.Status, e.Reason)
+	}
+	if c, _ := s.changeOf("OPS-950"); c.Approval != core.ApprovalApproved {
+		t.Fatalf("before the deletion: %s", c.Approval)
+	}
+	if e := send("jira:issue_deleted", now, "Scheduled"); e.Status != core.EventProcessed || !strings.Contains(e.Reason+e.Record, "OPS-950") {
+		t.Fatalf("the deletion: %s (%s) %s", e.Status, e.Reason, e.Record)
+	}
+	if c, _ := s.changeOf("OPS-950"); c.Approval != core.ApprovalCanceled || c.State != core.ChangeStateCanceled {
+		t.Fatalf("after the deletion: approval %s, state %s; want canceled", c.Approval, c.State)
+	}
+}

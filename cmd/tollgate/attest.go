@@ -53,7 +53,7 @@ func newAttestCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.C
 	f.StringVar(&o.service, "service", "", "service name")
 	f.StringVar(&o.environment, "environment", "", "target environment")
 	f.StringVar(&o.version, "version", "", "version")
-	f.StringVar(&o.commit, "commit", "", "commit SHA")
+	f.StringVar(&o.commit, "commit", "", "commit SHA the evidence is for: it then counts only for checks of that commit (with --service, --environment, --version)")
 	f.StringVar(&o.kind, "kind", "", "evidence kind: tests, security_scan, artifact_signature, performance, approval_checklist or one the policy declares")
 	f.StringVar(&o.name, "name", "", "evidence name (e.g. unit, gosec)")
 	f.StringVar(&o.status, "status", "", "passed or failed")
@@ -78,6 +78,11 @@ func runAttest(ctx context.Context, o attestOptions, stdout io.Writer) error {
 		return err
 	}
 	id := o.release
+	if id != "" && o.commit != "" {
+		// The commit travels in the release's name only: dropped here, the
+		// evidence would count for every commit of the release.
+		return errors.New("--commit binds the evidence to a commit: name the release by --service, --environment and --version with it, not --release")
+	}
 	if id == "" {
 		if o.service == "" || o.environment == "" || o.version == "" {
 			return errors.New("name the release: --release ID, or --service, --environment and --version")

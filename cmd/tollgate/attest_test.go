@@ -94,4 +94,12 @@ func TestAttest(t *testing.T) {
 	if code, _, stderr := runCLI(t, nil, "attest", "--url", srv.URL, "--token", "tok", "--service", "pay", "--kind", "tests", "--name", "unit", "--status", "passed"); code != 1 || !strings.Contains(stderr, "name the release") {
 		t.Fatalf("no release named: %d %s", code, stderr)
 	}
+	// The commit binds the evidence, and travels with the release's name.
+	n := len(sent)
+	if code, _, stderr := runCLI(t, nil, "attest", "--url", srv.URL, "--token", "tok", "--release", "rel-1", "--commit", "abc1234", "--kind", "tests", "--name", "unit", "--status", "passed"); code != 1 || !strings.Contains(stderr, "--commit binds") || len(sent) != n {
+		t.Fatalf("--release with --commit: %d %s, %d sent", code, stderr, len(sent)-n)
+	}
+	if code, _, _ := runCLI(t, nil, append(base, "--commit", "abc1234", "--kind", "performance", "--name", "k6", "--status", "passed")...); code != 0 || !strings.Contains(string(sent[len(sent)-1]["release"]), `"commit":"abc1234"`) {
+		t.Fatalf("--commit: exit %d, release %s", code, sent[len(sent)-1]["release"])
+	}
 }

@@ -159,10 +159,11 @@ func goldenCases() []goldenCase {
 			"issue.fields.customfield_10008": "2019-02-16T10:00:00.000-0800",
 			"issue.fields.customfield_10011": "git revert; redeploy previous tag",
 			"issue.fields.customfield_10027": []any{map[string]any{"id": "1", "name": "CAB", "finalDecision": "approved", "approvers": []any{
-				map[string]any{"approver": map[string]any{"displayName": "Ana Lima"}, "approverDecision": "approved"},
+				map[string]any{"approver": map[string]any{"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "Ana Lima"}, "approverDecision": "approved"},
 				map[string]any{"approver": map[string]any{"displayName": "Bo Chen"}, "approverDecision": "pending"},
 			}}},
 		}), profile: "jira-change"},
+		{name: "jira.change.deleted", connector: "jira", event: "jira:issue_deleted", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Change", nil), profile: "jira-change-deleted"},
 		{name: "jira.change.done", connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Change", nil), profile: "jira-change"},
 		{name: "jira.change.unknown_status", connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Change", map[string]any{"issue.fields.status.name": "Waiting for Godot"}), profile: "jira-change", wantErr: "not in the map"},
 		{name: "jira.incident.open", connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.priority.cloud.json", "Incident", map[string]any{

@@ -168,11 +168,18 @@ func (c Config) OwnsKey(key string) bool {
 // holder of the lesser one's secret can sign the other's events: a CI
 // secret must never approve a change), and a Jira connector writing
 // changes or incidents with no projects (any project's issue of the
-// mapped type is a record).
+// mapped type is a record), and two connectors that may write changes of
+// the same keys (a change belongs to the first source to write its key: a
+// test instance numbering as production does could take production's
+// keys).
 func TrustFindings(cs []Config) []Finding {
 	var out []Finding
 	for i, a := range cs {
 		for _, b := range cs[i+1:] {
+			if a.Writes(RecordChanges) && b.Writes(RecordChanges) && sharedKeys(a, b) {
+				out = append(out, Warn("keys", fmt.Sprintf("connectors %s and %s may both write changes of the same keys: a change belongs to the first to write its key, so one (a test instance numbering as production does) could take the other's; keep one change writer per key space (Jira: disjoint projects)",
+					a.Name, b.Name)))
+			}
 			if a.WebhookSecret == "" || a.WebhookSecret != b.WebhookSecret || slices.Equal(a.WritableRecords(), b.WritableRecords()) {
 				continue
 			}
@@ -184,6 +191,26 @@ func TrustFindings(cs []Config) []Finding {
 		}
 	}
 	return out
+}
+
+// sharedKeys reports whether two change-writing connectors may write the
+// same keys: ServiceNow numbers (CHG…) and Jira issue keys (PROJECT-N)
+// never meet, Jira sites meet in a shared project (or when one lists
+// none), and any other writer (a generic connector granted changes) may
+// write any key.
+func sharedKeys(a, b Config) bool {
+	switch {
+	case a.Type == "servicenow" && b.Type == "jira", a.Type == "jira" && b.Type == "servicenow":
+		return false
+	case a.Type != "jira" || b.Type != "jira" || len(a.Projects) == 0 || len(b.Projects) == 0:
+		return true
+	}
+	for _, p := range a.Projects {
+		if slices.ContainsFunc(b.Projects, func(q string) bool { return strings.EqualFold(strings.TrimSpace(p), strings.TrimSpace(q)) }) {
+			return true
+		}
+	}
+	return false
 }
 
 // WritableRecords lists what the connector may write, in RecordKinds

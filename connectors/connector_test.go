@@ -183,6 +183,14 @@ func TestTrustFindings(t *testing.T) {
 		{"jira without projects", []connectors.Config{{Name: "jira", Type: "jira", WebhookSecret: "s1"}},
 			[]string{"projects: connector jira takes changes and incidents from every project"}},
 		{"jira with projects", []connectors.Config{{Name: "jira", Type: "jira", WebhookSecret: "s1", Projects: []string{"OPS"}}}, nil},
+		{"two ServiceNow instances", []connectors.Config{{Name: "sn-prod", Type: "servicenow", WebhookSecret: "s1"}, {Name: "sn-test", Type: "servicenow", WebhookSecret: "s2"}},
+			[]string{"keys: connectors sn-prod and sn-test may both write changes of the same keys"}},
+		{"a generic connector granted changes beside ServiceNow", []connectors.Config{{Name: "sn", Type: "servicenow", WebhookSecret: "s1"}, {Name: "itsm", Type: "generic", WebhookSecret: "s2", Records: []string{"changes"}}},
+			[]string{"keys: connectors sn and itsm"}},
+		{"ServiceNow and Jira", []connectors.Config{{Name: "sn", Type: "servicenow", WebhookSecret: "s1"}, {Name: "jira", Type: "jira", WebhookSecret: "s2", Projects: []string{"OPS"}}}, nil},
+		{"Jira sites with disjoint projects", []connectors.Config{{Name: "j1", Type: "jira", WebhookSecret: "s1", Projects: []string{"OPS"}}, {Name: "j2", Type: "jira", WebhookSecret: "s2", Projects: []string{"CHG"}}}, nil},
+		{"Jira sites sharing a project", []connectors.Config{{Name: "j1", Type: "jira", WebhookSecret: "s1", Projects: []string{"OPS"}}, {Name: "j2", Type: "jira", WebhookSecret: "s2", Projects: []string{"ops", "CHG"}}},
+			[]string{"keys: connectors j1 and j2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := connectors.TrustFindings(tc.cs)

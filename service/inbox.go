@@ -142,7 +142,7 @@ func NewInbox(store InboxStore, conns []Connector, mappings *Mappings, deploymen
 		cfg.MaxAttempts = 5
 	}
 	if cfg.MaxFutureSkew <= 0 {
-		cfg.MaxFutureSkew = 5 * time.Minute
+		cfg.MaxFutureSkew = defaultMaxFutureSkew
 	}
 	return &Inbox{store: store, conns: byName, mappings: mappings, deployments: deployments, metrics: m,
 		clock: clock, log: log, cfg: cfg, wake: make(chan struct{}, 1)}
@@ -926,6 +926,9 @@ func owns(c Connector, what, key string) error {
 	return core.Errorf(core.KindForbidden, "source authority: %s %s is not an issue of connector %q's projects (%s); add its project to projects if it is one",
 		what, key, c.Config.Name, strings.Join(c.Config.Projects, ", "))
 }
+
+// defaultMaxFutureSkew is InboxConfig.MaxFutureSkew's default.
+const defaultMaxFutureSkew = 5 * time.Minute
 
 // authorize enforces source authority: the connector may write records of
 // kind (its type's default or a grant in its config), and the source's

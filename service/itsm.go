@@ -227,7 +227,7 @@ func (p *Poller) PollOnce(ctx context.Context) (int, error) {
 	// there) does not move the watermark: one record stamped years ahead
 	// would otherwise stop the polls — the net for lost webhooks — until
 	// then.
-	limit := p.clock.Now().Add(p.inbox.cfg.MaxFutureSkew)
+	limit := p.clock.Now().Add(p.futureSkew())
 	err = p.src.Poll(ctx, since, func(r connectors.Record) error {
 		if _, err := p.inbox.Ingest(ctx, p.name, r, false); err != nil {
 			return err
@@ -253,6 +253,14 @@ func (p *Poller) PollOnce(ctx context.Context) (int, error) {
 	}
 	p.log.DebugContext(ctx, "polled", "connector", p.name, "records", n, "watermark", newest)
 	return n, nil
+}
+
+// futureSkew is how far ahead a stamp the inbox takes may lie.
+func (p *Poller) futureSkew() time.Duration {
+	if p.inbox == nil || p.inbox.cfg.MaxFutureSkew <= 0 {
+		return defaultMaxFutureSkew
+	}
+	return p.inbox.cfg.MaxFutureSkew
 }
 
 // ChangeReader reads one change from an ITSM by key.

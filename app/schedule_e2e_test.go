@@ -88,3 +88,79 @@ func TestReportsRetention(t *testing.T) {
 		t.Fatalf("report past retention: %d, want 404", st)
 	}
 }
+
+// TestScheduledReportLateArrivals: a deployment recorded after a
+// schedule's report although it started before the period the next one
+// covers (a pipeline reporting at its end, after the report ran) is judged
+// by a "late arrivals" report the next run makes beside its own; one
+// recorded before the last report is not judged again, and a run with no
+// late arrival makes none.
+func TestScheduledReportLateArrivals(t *testing.T) {
+	eachDialect(t, func(t *testing.T, dialect string) { testLateArrivals(t, dialect) })
+}
+
+func testLateArrivals(t *testing.T, dialect string) {
+	s := boot(t, dialect, `
+reports:
+  - name: hourly
+    cron: "0 * * * *"
+    period: 1h
+    environment: production
+`)
+	ci, _ := s.token(core.RoleCI)
+	deploy := func(run string, started time.Time) {
+		t.Helper()
+		if st := s.do("POST", "/api/v1/deployments", ci, map[string]any{"service": "payments-api", "environment": "production", "version": "9." + run,
+			"status": "succeeded", "started_at": started, "provider": "github", "run_id": run}, nil); st != http.StatusCreated {
+			t.Fatalf("deployment %s: %d", run, st)
+		}
+	}
+	ctx := context.Background()
+	reports := func() []core.Report {
+		t.Helper()
+		rs, err := s.app.DB.ListReports(ctx, core.ReportKindReconciliation, 10, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+	early := time.Now().UTC().Add(-3 * time.Hour)
+	deploy("8801", early) // recorded before the first report: not late for any
+	tick := time.Now().Add(61 * time.Minute)
+	if err := s.app.Scheduler.TickAt(ctx, tick); err != nil {
+		t.Fatal(err)
+	}
+	if rs := reports(); len(rs) != 1 || rs[0].Name != "hourly" {
+		t.Fatalf("after the first run: %+v", rs)
+	}
+	deploy("8802", early.Add(time.Minute)) // started before the next period, recorded after the report
+	if err := s.app.Scheduler.TickAt(ctx, tick.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	rs := reports()
+	if len(rs) != 3 || rs[0].Name != "hourly (late arrivals)" || rs[1].Name != "hourly" {
+		t.Fatalf("after the second run: %+v", rs)
+	}
+	late := rs[0]
+	if late.Summary.DeploymentsChecked != 1 || late.Query.RecordedAfter.IsZero() || !late.Query.To.Equal(rs[1].Query.From) || late.Query.From.After(early.Add(time.Minute)) {
+		t.Fatalf("late arrivals report %+v, want deployment 8802 only", late)
+	}
+	var runs []string
+	if err := s.app.DB.ReportFindings(ctx, late.ID, func(f core.ReconcileFinding) error {
+		runs = append(runs, f.Deployment.RunID)
+		return nil
+	}); err != nil || len(runs) == 0 {
+		t.Fatalf("late findings: %v %v", runs, err)
+	}
+	for _, run := range runs {
+		if run != "8802" {
+			t.Errorf("finding of run %s in the late arrivals report, want 8802's only", run)
+		}
+	}
+	if err := s.app.Scheduler.TickAt(ctx, tick.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if rs := reports(); len(rs) != 4 || rs[0].Name != "hourly" {
+		t.Fatalf("a run without late arrivals: %+v", rs)
+	}
+}

@@ -730,6 +730,11 @@ type ReconcileQuery struct {
 	// ones without a stored verdict). Not stored with a report.
 	ByID        bool     `json:"-"`
 	Deployments []string `json:"-"`
+	// RecordedAfter, when set, narrows the report to the deployments
+	// recorded after it (and by the cut-off): a schedule's late arrivals,
+	// recorded after its last report although they started before the
+	// period it covers.
+	RecordedAfter time.Time `json:"recorded_after,omitzero"`
 	// Cutoff is the data cut-off: records stored after it are not read,
 	// and the reconcile-only timers run until it.
 	Cutoff time.Time `json:"cutoff"`

@@ -136,7 +136,9 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 	if err := s.store.CreateReport(ctx, r); err != nil {
 		return core.Report{}, fmt.Errorf("create report: %w", err)
 	}
-	if vs, ok := s.store.(VerdictStore); ok && q.Control == "" && !s.NoStoredVerdicts {
+	// Stored verdicts cover periods, not recording times: a report of late
+	// arrivals judges each of its (few) deployments afresh.
+	if vs, ok := s.store.(VerdictStore); ok && q.Control == "" && q.RecordedAfter.IsZero() && !s.NoStoredVerdicts {
 		r.Summary, err = s.judgeWithVerdicts(ctx, vs, cp, q, opts, r.ID)
 	} else {
 		r.Summary, err = s.judgeEach(ctx, cp, q, opts, r.ID)

@@ -2,6 +2,7 @@ package service
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,6 +41,7 @@ type ScheduleStore interface {
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
 	LastReportAt(ctx context.Context, kind, name string) (time.Time, bool, error)
+	LateDeployments(ctx context.Context, environment string, before, after, by time.Time) (int, time.Time, error)
 	DeleteReportsBefore(ctx context.Context, kind string, t time.Time) (int, error)
 	DeleteSettledBefore(ctx context.Context, t time.Time, max int) (int, error)
 }
@@ -154,7 +156,12 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 		for n := sc.Cron.Next(fire); !n.After(now); n = sc.Cron.Next(n) {
 			fire = n
 		}
-		if err := s.runOne(ctx, sc, fire); err != nil {
+		if ok {
+			last = last.UTC()
+		} else {
+			last = time.Time{} // a schedule's first report has no earlier one to be late for
+		}
+		if err := s.runOne(ctx, sc, fire, last); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -208,21 +215,56 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-func (s *Scheduler) runOne(ctx context.Context, sc ReportSchedule, fire time.Time) error {
+// runOne runs schedule sc's report for the period ending at fire and,
+// when deployments arrived late, a report of those: recorded after the
+// schedule's last report (at last, zero for its first) although they
+// started before the period — a pipeline reporting at its end after the
+// report ran, a report delayed or replayed from quarantine, a period the
+// schedule skipped (a replica down at fire times, a period shorter than
+// the interval between them). Each deployment recorded is so judged by
+// some scheduled report.
+func (s *Scheduler) runOne(ctx context.Context, sc ReportSchedule, fire, last time.Time) error {
 	q := core.ReconcileQuery{From: fire.Add(-sc.Period), To: fire, Environment: sc.Environment}
 	rep, err := s.rec.Run(ctx, q, "schedule:"+sc.Name, sc.Name)
 	if err != nil {
 		return fmt.Errorf("scheduled report %s: %w", sc.Name, err)
 	}
+	reports := []core.Report{rep}
+	if !last.IsZero() {
+		n, earliest, err := s.store.LateDeployments(ctx, rep.Query.Environment, rep.Query.From, last, rep.Query.Cutoff)
+		if err != nil {
+			return fmt.Errorf("scheduled report %s: late arrivals: %w", sc.Name, err)
+		}
+		if n > 0 {
+			lq := core.ReconcileQuery{From: earliest, To: rep.Query.From, Environment: sc.Environment, RecordedAfter: last}
+			if lq.To.Sub(lq.From) > maxReportPeriod {
+				lq.From = lq.To.Add(-maxReportPeriod)
+			}
+			late, err := s.rec.Run(ctx, lq, "schedule:"+sc.Name, sc.Name+lateSuffix)
+			if err != nil {
+				return fmt.Errorf("scheduled report %s: late arrivals: %w", sc.Name, err)
+			}
+			s.log.InfoContext(ctx, "late arrivals reported", "schedule", sc.Name, "report", late.ID, "deployments", n,
+				"recorded_after", last.Format(time.RFC3339), "earliest_start", earliest.Format(time.RFC3339))
+			reports = append(reports, late)
+		}
+	}
 	if sc.WebhookURL == "" {
 		return nil
 	}
-	if err := s.post(ctx, sc, rep); err != nil {
-		// The report is stored; only its announcement failed.
-		return fmt.Errorf("scheduled report %s: post summary: %w", sc.Name, err)
+	for _, r := range reports {
+		if err := s.post(ctx, sc, r); err != nil {
+			// The report is stored; only its announcement failed.
+			return fmt.Errorf("scheduled report %s: post summary: %w", sc.Name, err)
+		}
 	}
 	return nil
 }
+
+// lateSuffix names a schedule's late-arrivals reports ("weekly-prod
+// (late arrivals)"), apart from its own so they do not move its last
+// report time.
+const lateSuffix = " (late arrivals)"
 
 // webhookMessage is Slack- and Teams-compatible: both render "text".
 type webhookMessage struct {
@@ -251,7 +293,7 @@ func SummaryText(name string, r core.Report) string {
 }
 
 func (s *Scheduler) post(ctx context.Context, sc ReportSchedule, r core.Report) error {
-	body, err := json.Marshal(webhookMessage{Text: SummaryText(sc.Name, r)})
+	body, err := json.Marshal(webhookMessage{Text: SummaryText(cmp.Or(r.Name, sc.Name), r)})
 	if err != nil {
 		return err
 	}

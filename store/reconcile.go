@@ -515,8 +515,32 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 			args = append(args, v)
 		}
 	}
+	if !q.RecordedAfter.IsZero() {
+		filter.WriteString(" AND d.created_at > ?")
+		args = append(args, ts(q.RecordedAfter))
+	}
 	args = append(args, afterAt, afterID, limit)
 	return d.scanReconcileRows(ctx, d.q(fmt.Sprintf(reconcileDeploymentsSQL, filter.String())), args, limit)
+}
+
+// LateDeployments counts the deployments of environment (every one when
+// "") started before before and recorded in (after, by], and returns the
+// earliest start among them: what a schedule's late-arrivals report covers.
+func (d *DB) LateDeployments(ctx context.Context, environment string, before, after, by time.Time) (int, time.Time, error) {
+	q := `SELECT COUNT(*) AS n, MIN(started_at) AS earliest FROM deployments WHERE started_at < ? AND created_at > ? AND created_at <= ?`
+	args := []any{ts(before), ts(after), ts(by)}
+	if env := strings.TrimSpace(environment); env != "" {
+		q += ` AND environment = ?`
+		args = append(args, env)
+	}
+	var row struct {
+		N        int     `db:"n"`
+		Earliest anyTime `db:"earliest"`
+	}
+	if err := d.db.GetContext(ctx, &row, d.q(q), args...); err != nil {
+		return 0, time.Time{}, fmt.Errorf("late deployments: %w", translate(err))
+	}
+	return row.N, row.Earliest.Time, nil
 }
 
 // reconcileByIDSQL reads the deployments listed (%s: the id placeholders)

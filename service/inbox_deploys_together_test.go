@@ -202,8 +202,10 @@ func TestInboxDeploymentBatchesNeverDeadlock(t *testing.T) {
 	for i := range events {
 		r := rnd.IntN(releases)
 		run := r*runs + rnd.IntN(runs) // a run deploys one release and always names the same change
+		// One deployment per run, created once: its statuses share its
+		// start (a later start after it finished would be a re-run).
 		a.deployment(t, 300+run, fmt.Sprintf("3.0.%d", r), states[rnd.IntN(len(states))], fmt.Sprintf("CHG%d", r),
-			fmt.Sprintf("d%d", i), at.Add(time.Duration(i)*time.Second))
+			fmt.Sprintf("d%d", i), at.Add(time.Duration(run)*time.Second))
 	}
 	if n := runUntilDrained(t, a.db, a.Inbox, b.Inbox); n != events {
 		t.Errorf("%d events processed, want %d", n, events)

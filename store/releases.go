@@ -328,11 +328,25 @@ func recordDeploymentSQL(relinkGuard bool) string {
 		// The last placeholder is the report's start plus startGrace.
 		q += `
 	WHERE ` + strings.Join([]string{keeps("changes", "[]"), keeps("incidents", "[]"), keeps("decision_id", ""),
-			fills("version"), fills("commit_sha"), fills("actor"), fills("team"), "deployments.started_at <= ?"}, " AND ")
+			fills("version"), fills("commit_sha"), fills("actor"), fills("team"), notRerun, "deployments.started_at <= ?"}, " AND ")
 	}
 	return q + `
 	RETURNING ` + deploymentReadCols
 }
+
+// notRerun is false for a report that starts after the stored run
+// finished: perhaps another attempt under the same run id (GitHub's
+// "Re-run jobs", a GitLab retry), which relinkDeployment records as a
+// deployment of its own when it says it started more than rerunGrace
+// later (a report naming no start, whose start is taken to be its finish,
+// stays the run's).
+const notRerun = `NOT (deployments.finished_at IS NOT NULL AND excluded.started_at > deployments.finished_at)`
+
+// rerunGrace is how long after a run finished a report of the same run id
+// may say it started and still be that run (reporters' clocks differ by
+// seconds); later, it is another attempt, judged at its own start with
+// what was in force then.
+const rerunGrace = time.Minute
 
 // keeps is true when a repeat leaves the stored col as it is: it names
 // nothing (empty) or the same value.
@@ -438,6 +452,7 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 	}
 	now := d.now()
 	dep.FinishedAt = tsp(dep.FinishedAt) // a zero time is no time
+	startGiven := !dep.StartedAt.IsZero()
 	switch {
 	case !dep.StartedAt.IsZero():
 	case dep.FinishedAt != nil:
@@ -464,7 +479,7 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 	} else {
 		err = d.db.GetContext(ctx, &row, d.q(recordDeploymentGuardedSQL), guarded...)
 		if errors.Is(err, sql.ErrNoRows) {
-			row, err = d.relinkDeployment(ctx, dep, by, now, args)
+			row, err = d.relinkDeployment(ctx, dep, startGiven, by, now, args)
 		}
 	}
 	if err != nil {
@@ -483,7 +498,7 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 // the stored row's links: in one transaction of the audit chain's group
 // commit it locks the row, reads its links, upserts and appends what
 // changed.
-func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, by string, now time.Time, args []any) (deploymentRow, error) {
+func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, startGiven bool, by string, now time.Time, args []any) (deploymentRow, error) {
 	lock := ""
 	if d.dialect == Postgres {
 		lock = " FOR UPDATE"
@@ -500,6 +515,20 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, by strin
 			dep.Provider, dep.RunID, dep.Service, dep.Environment)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
+		}
+		var rerunOf string
+		if startGiven && before.ID != "" && before.FinishedAt.Valid && dep.StartedAt.After(before.FinishedAt.Time.Add(rerunGrace)) {
+			// Another attempt: a deployment of its own, under the run id and
+			// its start, so each of its reports lands on it.
+			rerunOf, args = before.ID, slices.Clone(args)
+			dep.RunID = rerunRunID(dep.RunID, dep.StartedAt)
+			args[15] = dep.RunID
+			before = deploymentRow{}
+			if err := tx.GetContext(ctx, &before, d.q(`SELECT `+deploymentReadCols+` FROM deployments
+				WHERE provider = ? AND run_id = ? AND service = ? AND environment = ?`+lock),
+				dep.Provider, dep.RunID, dep.Service, dep.Environment); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
 		}
 		var refusedStart *time.Time
 		if before.ID != "" && dep.StartedAt.Before(before.CreatedAt.Add(-maxBackdate)) {
@@ -529,8 +558,11 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, by strin
 			// StartRefused is a start the report gave more than
 			// maxBackdate before the run was first reported: not taken.
 			StartRefused *time.Time `json:"start_refused,omitempty"`
+			// RerunOf is the deployment of the same run id that had
+			// finished before this attempt started.
+			RerunOf string `json:"rerun_of,omitempty"`
 		}{Provider: after.Provider, RunID: after.RunID, Service: after.Service, Environment: after.Environment,
-			Version: after.Version, Status: after.Status, Source: dep.Source, After: linksOf(after), StartRefused: refusedStart}
+			Version: after.Version, Status: after.Status, Source: dep.Source, After: linksOf(after), StartRefused: refusedStart, RerunOf: rerunOf}
 		if before.ID != "" { // nil: the row was not there (removed since the guarded upsert)
 			b, err := before.deployment()
 			if err != nil {
@@ -549,6 +581,12 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, by strin
 		return nil
 	})
 	return row, err
+}
+
+// rerunRunID is the run id of a later attempt of run: the run's id and the
+// attempt's start (the same in every report of the attempt).
+func rerunRunID(run string, started time.Time) string {
+	return run + "@" + started.UTC().Format(time.RFC3339)
 }
 
 // GetDeployment returns the deployment with id.

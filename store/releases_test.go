@@ -140,7 +140,7 @@ func TestRecordDeploymentIdempotentAndMonotonic(t *testing.T) {
 			wantStarted time.Time
 		}
 		late := testDeployment(core.DeployStarted, nil)
-		late.StartedAt = t0.Add(time.Hour) // a repeat never moves the start later
+		late.StartedAt = t0.Add(5 * time.Minute) // a repeat never moves the start later
 		noStart := testDeployment(core.DeploySucceeded, at(20))
 		noStart.StartedAt = time.Time{}
 		steps := []step{
@@ -659,6 +659,50 @@ func TestDeploymentWritesTogether(t *testing.T) {
 		entries, err := db.ListAudit(ctx, core.AuditFilter{Action: ActionDeploymentLinks, Limit: 10})
 		if err != nil || len(entries) != 1 || entries[0].Subject != "deployment:"+first.ID {
 			t.Fatalf("audit of the relink: %+v %v", entries, err)
+		}
+	})
+}
+
+// TestRecordDeploymentRerun: a report of a run id whose deployment had
+// finished, starting more than a minute after it finished, is another
+// attempt (a re-run): a deployment of its own, judged at its own start,
+// under the run id and that start, with an audit entry naming the first;
+// its later reports land on it; a report starting within the minute is
+// still the first run.
+func TestRecordDeploymentRerun(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		clock.t = t0.Add(10 * time.Minute)
+		done := t0.Add(5 * time.Minute)
+		first, created, err := db.RecordDeployment(ctx, testDeployment(core.DeploySucceeded, &done), "connector:github")
+		if err != nil || !created {
+			t.Fatal(created, err)
+		}
+		late := testDeployment(core.DeployStarted, nil) // within the minute: the same run
+		late.StartedAt = done.Add(30 * time.Second)
+		if got, created, err := db.RecordDeployment(ctx, late, "connector:github"); err != nil || created || got.ID != first.ID || !got.StartedAt.Equal(t0) {
+			t.Fatalf("a report starting 30s after the finish: %+v created %v, %v; want the first run", got, created, err)
+		}
+		clock.t = t0.Add(4 * 24 * time.Hour)
+		rerunStart := t0.Add(4 * 24 * time.Hour)
+		rerun := testDeployment(core.DeployStarted, nil)
+		rerun.StartedAt = rerunStart
+		got, created, err := db.RecordDeployment(ctx, rerun, "connector:github")
+		if err != nil || !created || got.ID == first.ID || got.RunID != "42@"+rerunStart.UTC().Format(time.RFC3339) || !got.StartedAt.Equal(rerunStart) {
+			t.Fatalf("the re-run: %+v created %v, %v; want a deployment of its own at its start", got, created, err)
+		}
+		fin := rerunStart.Add(3 * time.Minute)
+		rerun.Status, rerun.FinishedAt = core.DeploySucceeded, &fin
+		again, created, err := db.RecordDeployment(ctx, rerun, "connector:github")
+		if err != nil || created || again.ID != got.ID || again.Status != core.DeploySucceeded {
+			t.Fatalf("the re-run's completion: %+v created %v, %v; want it on the re-run", again, created, err)
+		}
+		if stored, err := db.GetDeployment(ctx, first.ID); err != nil || !stored.StartedAt.Equal(t0) || stored.FinishedAt == nil || !stored.FinishedAt.Equal(done) {
+			t.Fatalf("the first run after the re-run: %+v %v", stored, err)
+		}
+		entries, err := db.ListAudit(ctx, core.AuditFilter{Subject: "deployment:" + got.ID, Limit: 10})
+		if err != nil || len(entries) == 0 || !strings.Contains(string(entries[len(entries)-1].Data), `"rerun_of":"`+first.ID+`"`) {
+			t.Fatalf("audit of the re-run: %+v %v", entries, err)
 		}
 	})
 }

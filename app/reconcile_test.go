@@ -248,6 +248,14 @@ func TestReconciliationReportEndToEnd(t *testing.T) {
 			if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": from, "to": to, "environment": "nowhere"}, nil); st != http.StatusBadRequest {
 				t.Errorf("unknown environment: %d, want 400", st)
 			}
+			// A service is a name: a filter in other capitals finds its
+			// deployments (a clean report for a misspelt filter would hide
+			// them).
+			var byService reportAnswer
+			if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": from, "to": to, "service": "Payments-API"}, &byService); st != http.StatusCreated ||
+				byService.Summary.DeploymentsChecked != 3 || byService.Summary.Findings != 3 {
+				t.Fatalf("report for service Payments-API: %d %+v", st, byService.Summary)
+			}
 		})
 	}
 }

@@ -205,9 +205,16 @@ func verdictFilter(alias string, q core.ReconcileQuery) (string, []any) {
 	var b strings.Builder
 	b.WriteString(alias + ".started_at >= ? AND " + alias + ".started_at < ?")
 	args := []any{sqldb.TS(q.From), sqldb.TS(q.To)}
+	// As the reconciler's scan compares them (store.reconcilePage):
+	// services and teams in any case.
 	for _, f := range []struct{ col, v string }{{"environment", q.Environment}, {"service", q.Service}, {"team", q.Team}} {
 		if v := strings.TrimSpace(f.v); v != "" {
-			b.WriteString(" AND " + alias + "." + f.col + " = ?")
+			if f.col == "environment" {
+				b.WriteString(" AND " + alias + ".environment = ?")
+			} else {
+				b.WriteString(" AND lower(" + alias + "." + f.col + ") = ?")
+				v = strings.ToLower(v)
+			}
 			args = append(args, v)
 		}
 	}

@@ -16,7 +16,8 @@ import (
 // TestCIFixturesWithGates: with the CI gates on (a GitHub App and GitLab
 // approvals), every GitHub, GitLab and Jenkins fixture is accepted and is
 // what it should be: a deployment record, an event tollgate does not use
-// (ignored, with the reason), a quarantined one (no environment), or a
+// (ignored, with the reason: a deployment just created, which the gate may
+// hold, among them), a quarantined one (no environment), or a
 // gate request the CI waits on, answered through the CI's API. The
 // protection rule and the blocked deployment are the real deployment
 // payloads in the shape of their events (the fixtures hold the schema of
@@ -57,7 +58,9 @@ func TestCIFixturesWithGates(t *testing.T) {
 		record                 string // prefix of the record it became
 		reason                 string
 	}{
-		{"github", "deployment", "deployment.created.json", nil, core.EventProcessed, "deployment:", ""},
+		// With the protection rule on, a deployment just created may be
+		// held: its statuses record it once it runs.
+		{"github", "deployment", "deployment.created.json", nil, core.EventIgnored, "", "its statuses record it"},
 		{"github", "deployment_status", "deployment_status.created.json", nil, core.EventProcessed, "deployment:", ""},
 		{"github", "workflow_job", "workflow_job.queued.with-deployment.json", nil, core.EventProcessed, "deployment:", ""},
 		{"github", "workflow_job", "workflow_job.waiting.json", nil, core.EventIgnored, "", "no mapping profile"},

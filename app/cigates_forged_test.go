@@ -1,8 +1,10 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +77,65 @@ func TestGitLabForgedApprovalRequest(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := f.answerCount("9300001"); n != 1 {
 		t.Errorf("deployment 9300001 answered %d times, want once (the forged requests never)", n)
+	}
+}
+
+// TestCIGatedDeploymentStartsWhenReleased: a GitHub deployment held at
+// tollgate's protection rule is created (its created_at, which GitHub's
+// deployment events give as its start) long before tollgate answers; it
+// runs only after. Recorded, it starts when it was released, so the
+// reconciler finds its gate decision made before it started, not
+// GATE_BYPASSED.
+func TestCIGatedDeploymentStartsWhenReleased(t *testing.T) {
+	f := newFakeCI(t)
+	s := boot(t, "postgres", ciGatesConfig(f))
+	s.snSettled(snChange("CHG0097401", "payments-api", "approved", time.Now().UTC().Add(-3*time.Hour)))
+	sha := strings.Repeat("7", 40)
+	f.commit("acme/payments", sha, "CHG0097401 payments-api")
+	created := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
+	// The deployment event GitHub sends when the job is queued, before the
+	// protection rule's request.
+	dep := map[string]any{"id": 940001, "sha": sha, "ref": "main", "environment": "production", "payload": map[string]any{},
+		"created_at": created, "creator": map[string]any{"login": "octocat"}}
+	repo := map[string]any{"name": "payments", "full_name": "acme/payments"}
+	created1, _ := json.Marshal(map[string]any{"action": "created", "deployment": dep, "repository": repo, "sender": map[string]any{"login": "octocat"}})
+	s.githubHook("github", "deployment", created1)
+	s.githubHook("github", "deployment_protection_rule", protectionRule(f.srv.URL, "acme/payments", "7400001", "940001", sha, "CHG0097401"))
+	a, ok := f.answer("7400001", 5*time.Second)
+	if !ok || a.State != "approved" {
+		t.Fatalf("answer: %+v (ok %v)", a, ok)
+	}
+	released := a.At
+	status, _ := json.Marshal(map[string]any{"action": "created",
+		"deployment_status": map[string]any{"state": "success", "environment": "production", "created_at": time.Now().UTC()},
+		"deployment": dep, "repository": repo, "sender": map[string]any{"login": "octocat"}})
+	s.githubHook("github", "deployment_status", status)
+	var got core.Deployment
+	s.waitFor("the released deployment", func() bool {
+		var page struct{ Items []core.Deployment }
+		s.do("GET", "/api/v1/deployments?limit=100", adminSecret, nil, &page)
+		for _, d := range page.Items {
+			if d.RunID == "940001" && d.Status == core.DeploySucceeded && d.DecisionID != "" {
+				got = d
+				return true
+			}
+		}
+		return false
+	})
+	if got.StartedAt.Before(released.Add(-5 * time.Second)) {
+		t.Errorf("the deployment starts at %v, before it was released at %v", got.StartedAt, released)
+	}
+	cm, _ := s.token(core.RoleChangeManager)
+	var rep reportAnswer
+	if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": created.Add(-time.Hour), "to": time.Now().UTC().Add(time.Minute)}, &rep); st != http.StatusCreated {
+		t.Fatalf("report: %d", st)
+	}
+	if rep.Summary.ByCode[core.CodeGateBypassed] != 0 {
+		var why []string
+		_ = s.app.DB.ReportFindings(context.Background(), rep.ID, func(f core.ReconcileFinding) error {
+			why = append(why, f.Code+": "+f.Message)
+			return nil
+		})
+		t.Errorf("a deployment released by tollgate's own gate reported as %v", why)
 	}
 }

@@ -33,6 +33,17 @@ type GateRequester interface {
 	GateRequest(ctx context.Context, eventType string, body []byte) (p core.PendingGate, ok bool, err error)
 }
 
+// NotYetStarted is a GateRequester whose CI announces a deployment before
+// its gate may hold it (GitHub's "deployment" event, sent when the job is
+// queued, before the protection rule's request): with the gate on, such
+// an event is no start — recorded, it would be a deployment begun before
+// the gate's answer, and (named by the repository, not the connector's
+// services) another deployment than the one the answer released. The
+// deployment's statuses, sent once it runs, record it.
+type NotYetStarted interface {
+	NotYetStarted(eventType string) bool
+}
+
 // Answerer answers a CI's gate through the CI's API. An error of
 // KindUnavailable is transient (retried with backoff); any other is final
 // (the CI refused the answer) and the request is shown as failed, unless

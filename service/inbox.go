@@ -869,6 +869,9 @@ func (in *Inbox) gateRequest(ctx context.Context, c Connector, e core.Event) (st
 	if !isReq || c.Config.CIGate == nil || !in.gates.Enabled() {
 		return "", "", "", nil, false
 	}
+	if ns, ok := c.Webhook.(NotYetStarted); ok && ns.NotYetStarted(e.Type) {
+		return core.EventIgnored, "the CI's gate may still hold this deployment: its statuses record it once it runs", "", nil, true
+	}
 	p, isGate, err := gr.GateRequest(ctx, e.Type, e.Body)
 	switch {
 	case !isGate:
@@ -913,6 +916,16 @@ func (in *Inbox) inheritGate(ctx context.Context, c Connector, r *core.Deploymen
 	r.DecisionID, r.Service = p.DecisionID, p.Request.Service
 	if len(r.Changes) == 0 {
 		r.Changes = p.Request.Changes
+	}
+	// The CI held it until tollgate answered: it did not start before,
+	// whatever the CI stamps as its creation (GitHub: when the job was
+	// queued). Judged from its creation, its own allow would come after
+	// its start.
+	if p.AnsweredAt != nil && r.StartedAt.Before(*p.AnsweredAt) {
+		r.StartedAt = *p.AnsweredAt
+		if r.FinishedAt != nil && r.FinishedAt.Before(r.StartedAt) {
+			r.StartedAt = *r.FinishedAt
+		}
 	}
 }
 

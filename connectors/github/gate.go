@@ -175,6 +175,11 @@ func (w *Webhook) GateRequest(ctx context.Context, eventType string, body []byte
 	}, true, nil
 }
 
+// NotYetStarted implements service.NotYetStarted: GitHub sends the
+// "deployment" event when the job is queued, before the protection rule
+// holds it; its deployment statuses say when it runs.
+func (w *Webhook) NotYetStarted(eventType string) bool { return eventType == "deployment" }
+
 // Answer implements service.Answerer: it reviews the protection rule
 // (POST /repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule)
 // as the GitHub App installation the event came from.

@@ -108,7 +108,7 @@ func TestCIGatedDeploymentStartsWhenReleased(t *testing.T) {
 	released := a.At
 	status, _ := json.Marshal(map[string]any{"action": "created",
 		"deployment_status": map[string]any{"state": "success", "environment": "production", "created_at": time.Now().UTC()},
-		"deployment": dep, "repository": repo, "sender": map[string]any{"login": "octocat"}})
+		"deployment":        dep, "repository": repo, "sender": map[string]any{"login": "octocat"}})
 	s.githubHook("github", "deployment_status", status)
 	var got core.Deployment
 	s.waitFor("the released deployment", func() bool {

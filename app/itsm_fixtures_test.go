@@ -167,30 +167,28 @@ func (s *server) postJira(body []byte) (int, string) {
 	return resp.StatusCode, b.String()
 }
 
-// TestJiraWebhookScopedToProjects: a Jira connector with projects takes
-// changes from those projects only: the same issue webhook from another
-// project of the site is quarantined with the reason, nothing stored.
-func TestJiraWebhookScopedToProjects(t *testing.T) {
+// jiraWebhooks is a tollgate with a Jira connector of project OPS (its API
+// the fake), and send posts the Cloud issue fixture as event after edit
+// has changed the delivery, the issue and its fields (the issue is put in
+// the fake first), returning the settled event.
+func jiraWebhooks(t *testing.T) (s *server, send func(edit func(hook, issue, fields map[string]any)) core.Event) {
+	t.Helper()
 	fake := itsmfake.New(snUser, snPassword)
-	defer fake.Close()
+	t.Cleanup(fake.Close)
 	fake.AddUser(jiraUser, jiraToken)
-	s := bootITSM(t, "sqlite", fake, fmt.Sprintf(itsmFixtureConfig, "", ""))
+	s = bootITSM(t, "sqlite", fake, fmt.Sprintf(itsmFixtureConfig, "", ""))
 	raw, err := os.ReadFile("../connectors/jira/testdata/webhook.jira_issue_created.cloud.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ project, status, reason string }{
-		{"DEV", core.EventQuarantined, `not an issue of connector "jira"'s projects (OPS)`},
-		{"OPS", core.EventProcessed, ""},
-	} {
+	return s, func(edit func(hook, issue, fields map[string]any)) core.Event {
+		t.Helper()
 		var hook map[string]any
 		_ = json.Unmarshal(raw, &hook)
 		is := hook["issue"].(map[string]any)
-		key := tc.project + "-901"
-		is["key"] = key
 		fields := is["fields"].(map[string]any)
-		fields["project"] = map[string]any{"key": tc.project}
 		fields["issuetype"] = map[string]any{"name": "Change"}
+		edit(hook, is, fields)
 		fake.PutJiraIssue(is)
 		body, _ := json.Marshal(hook)
 		st, out := s.postJira(body)
@@ -198,9 +196,25 @@ func TestJiraWebhookScopedToProjects(t *testing.T) {
 			EventID string `json:"event_id"`
 		}
 		if err := json.Unmarshal([]byte(out), &acc); st != http.StatusAccepted || err != nil {
-			t.Fatalf("%s: webhook %d %s", key, st, out)
+			t.Fatalf("webhook: %d %s", st, out)
 		}
-		e := s.settled(acc.EventID)
+		return s.settled(acc.EventID)
+	}
+}
+
+// TestJiraWebhookScopedToProjects: a Jira connector with projects takes
+// changes from those projects only: the same issue webhook from another
+// project of the site is quarantined with the reason, nothing stored.
+func TestJiraWebhookScopedToProjects(t *testing.T) {
+	s, send := jiraWebhooks(t)
+	for _, tc := range []struct{ project, status, reason string }{
+		{"DEV", core.EventQuarantined, `not an issue of connector "jira"'s projects (OPS)`},
+		{"OPS", core.EventProcessed, ""},
+	} {
+		key := tc.project + "-901"
+		e := send(func(_, issue, fields map[string]any) {
+			issue["key"], fields["project"] = key, map[string]any{"key": tc.project}
+		})
 		if e.Status != tc.status || !strings.Contains(e.Reason, tc.reason) {
 			t.Errorf("%s: %s (%q), want %s saying %q", key, e.Status, e.Reason, tc.status, tc.reason)
 		}
@@ -215,45 +229,23 @@ func TestJiraWebhookScopedToProjects(t *testing.T) {
 // withdrawn (canceled) by its jira:issue_deleted webhook, so it allows
 // nothing any more, instead of standing approved as it last was.
 func TestJiraDeletedChangeWithdrawn(t *testing.T) {
-	fake := itsmfake.New(snUser, snPassword)
-	defer fake.Close()
-	fake.AddUser(jiraUser, jiraToken)
-	s := bootITSM(t, "sqlite", fake, fmt.Sprintf(itsmFixtureConfig, "", ""))
-	raw, err := os.ReadFile("../connectors/jira/testdata/webhook.jira_issue_created.cloud.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	send := func(event string, at time.Time, status string) core.Event {
+	s, send := jiraWebhooks(t)
+	deliver := func(event string, at time.Time) core.Event {
 		t.Helper()
-		var hook map[string]any
-		_ = json.Unmarshal(raw, &hook)
-		hook["webhookEvent"], hook["timestamp"] = event, at.UnixMilli()
-		is := hook["issue"].(map[string]any)
-		is["key"] = "OPS-950"
-		fields := is["fields"].(map[string]any)
-		fields["project"] = map[string]any{"key": "OPS"}
-		fields["issuetype"] = map[string]any{"name": "Change"}
-		fields["status"] = map[string]any{"name": status}
-		fields["updated"] = at.Add(-time.Minute).Format("2006-01-02T15:04:05.000-0700")
-		fake.PutJiraIssue(is)
-		body, _ := json.Marshal(hook)
-		st, out := s.postJira(body)
-		var acc struct {
-			EventID string `json:"event_id"`
-		}
-		if err := json.Unmarshal([]byte(out), &acc); st != http.StatusAccepted || err != nil {
-			t.Fatalf("%s: %d %s", event, st, out)
-		}
-		return s.settled(acc.EventID)
+		return send(func(hook, issue, fields map[string]any) {
+			hook["webhookEvent"], hook["timestamp"] = event, at.UnixMilli()
+			issue["key"], fields["project"], fields["status"] = "OPS-950", map[string]any{"key": "OPS"}, map[string]any{"name": "Scheduled"}
+			fields["updated"] = at.Add(-time.Minute).Format("2006-01-02T15:04:05.000-0700")
+		})
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	if e := send("jira:issue_updated", now.Add(-time.Minute), "Scheduled"); e.Status != core.EventProcessed {
+	if e := deliver("jira:issue_updated", now.Add(-time.Minute)); e.Status != core.EventProcessed {
 		t.Fatalf("the approved change: %s (%s)", e.Status, e.Reason)
 	}
 	if c, _ := s.changeOf("OPS-950"); c.Approval != core.ApprovalApproved {
 		t.Fatalf("before the deletion: %s", c.Approval)
 	}
-	if e := send("jira:issue_deleted", now, "Scheduled"); e.Status != core.EventProcessed || !strings.Contains(e.Reason+e.Record, "OPS-950") {
+	if e := deliver("jira:issue_deleted", now); e.Status != core.EventProcessed || !strings.Contains(e.Reason+e.Record, "OPS-950") {
 		t.Fatalf("the deletion: %s (%s) %s", e.Status, e.Reason, e.Record)
 	}
 	if c, _ := s.changeOf("OPS-950"); c.Approval != core.ApprovalCanceled || c.State != core.ChangeStateCanceled {

@@ -31,6 +31,7 @@ import (
 	"github.com/tollgate-dev/tollgate/store/itsm"
 	"github.com/tollgate-dev/tollgate/store/notify"
 	"github.com/tollgate-dev/tollgate/store/records"
+	"github.com/tollgate-dev/tollgate/store/relmetrics"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 	"github.com/tollgate-dev/tollgate/store/verdicts"
 )
@@ -62,6 +63,7 @@ type DB struct {
 	*records.Changes
 	*records.Incidents
 	*verdicts.Store
+	*relmetrics.Reads
 
 	// base is the database the repositories share (store/sqldb); db and
 	// dialect are its pool and dialect, which this package's queries use.
@@ -118,7 +120,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	d.ITSM, d.PendingGates = itsm.New(base), itsm.NewPendingGates(base)
 	d.Holds, d.Evidence = governance.NewHolds(base, d.facts), governance.NewEvidence(base)
 	d.Changes, d.Incidents = records.NewChanges(base), records.NewIncidents(base)
-	d.Store = verdicts.New(base)
+	d.Store, d.Reads = verdicts.New(base), relmetrics.New(base)
 	d.Proposals, d.Policies, d.Mappings = governance.NewProposals(base), governance.NewPolicies(base), governance.NewMappings(base)
 	if d.dialect == SQLite {
 		// One process: every write ends in this process (txEnded), so the

@@ -185,6 +185,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	a.wireITSM(conns, clock)
 	a.wireCIRecovery(conns, clock)
 	a.Reconciler = service.NewReconciler(db, a.Policies, clock, log, core.ReconcileOptions{})
+	for _, c := range conns {
+		if c.Config.Writes(connectors.RecordDeployments) {
+			a.Reconciler.DeploymentConnectors = append(a.Reconciler.DeploymentConnectors, c.Config.Name)
+		}
+	}
 	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, a.replica.ID, clock, log); err != nil {
 		return nil, err
 	}

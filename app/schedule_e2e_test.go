@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/testpg"
+	"github.com/tollgate-dev/tollgate/service"
 )
 
 // TestScheduledReportsOneReplica: two replicas on one PostgreSQL tick at
@@ -162,5 +163,39 @@ reports:
 	}
 	if rs := reports(); len(rs) != 4 || rs[0].Name != "hourly" {
 		t.Fatalf("a run without late arrivals: %+v", rs)
+	}
+}
+
+// TestReportCountsQuarantinedDeployments: a deployment delivery the inbox
+// quarantined (an environment the policy does not know) is judged by no
+// report; the report over its period counts it, and says so in the
+// summary its schedule posts.
+func TestReportCountsQuarantinedDeployments(t *testing.T) {
+	eachDialect(t, func(t *testing.T, dialect string) { testQuarantinedDeployments(t, dialect) })
+}
+
+func testQuarantinedDeployments(t *testing.T, dialect string) {
+	s := boot(t, dialect, "connectors:\n  - {name: pipelines, type: generic, webhook_secret: "+authoritySecret+"}\ninbox: {poll_interval: 50ms}\n")
+	from := time.Now().UTC().Add(-time.Minute)
+	body := func(env, run string) []byte {
+		return []byte(`{"service":"payments-api","environment":"` + env + `","version":"1.0.0","status":"succeeded","started_at":"` +
+			time.Now().UTC().Format(time.RFC3339) + `","provider":"github","run_id":"` + run + `"}`)
+	}
+	if e := s.settled(s.mustHook("pipelines", body("moon", "9901"))); e.Status != core.EventQuarantined {
+		t.Fatalf("a deployment to an unknown environment: %s (%s)", e.Status, e.Reason)
+	}
+	if e := s.settled(s.mustHook("pipelines", body("production", "9902"))); e.Status != core.EventProcessed {
+		t.Fatalf("a deployment to production: %s (%s)", e.Status, e.Reason)
+	}
+	cm, _ := s.token(core.RoleChangeManager)
+	var rep reportAnswer
+	if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": from, "to": time.Now().UTC().Add(time.Minute)}, &rep); st != http.StatusCreated {
+		t.Fatalf("report: %d", st)
+	}
+	if rep.Summary.QuarantinedEvents != 1 || rep.Summary.DeploymentsChecked != 1 {
+		t.Fatalf("summary %+v, want 1 deployment checked and 1 quarantined delivery", rep.Summary)
+	}
+	if text := service.SummaryText("daily", core.Report{ID: rep.ID, Query: rep.Query, Summary: rep.Summary}); !strings.Contains(text, "1 deployment deliveries of the period quarantined") {
+		t.Errorf("posted summary %q does not say what no report judged", text)
 	}
 }

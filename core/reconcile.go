@@ -690,6 +690,12 @@ type ReconcileSummary struct {
 	// Acknowledged is how many findings a change manager has accepted so far
 	// (filled when the report is read).
 	Acknowledged int `json:"acknowledged"`
+	// QuarantinedEvents counts the deliveries of the connectors that report
+	// deployments, received in the period, that the inbox quarantined (an
+	// unknown environment, a body no profile maps): deployments no report
+	// can judge until an admin mends and replays them. Every environment's:
+	// a quarantined delivery names none tollgate knows.
+	QuarantinedEvents int `json:"quarantined_events"`
 }
 
 // NewReconcileSummary returns an empty summary.

@@ -50,6 +50,10 @@ type Reconciler struct {
 	// report judges by id before it judges its whole period instead (0:
 	// 100,000).
 	MaxJudgedByID int
+	// DeploymentConnectors are the connectors that report deployments: a
+	// report counts their quarantined deliveries of its period
+	// (core.ReconcileSummary.QuarantinedEvents).
+	DeploymentConnectors []string
 }
 
 // NewReconciler wires the service. The reconcile-only rules' thresholds
@@ -144,6 +148,9 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 		r.Summary, err = s.judgeEach(ctx, cp, q, opts, r.ID)
 	}
 	if err == nil {
+		r.Summary.QuarantinedEvents, err = s.quarantined(ctx, q)
+	}
+	if err == nil {
 		err = s.store.FinishReport(ctx, r)
 	}
 	if err != nil {
@@ -155,6 +162,23 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 	s.log.InfoContext(ctx, "reconciliation report", "report", r.ID, "deployments", r.Summary.DeploymentsChecked,
 		"findings", r.Summary.Findings, "policy_version", r.PolicyVersion, "schedule", name)
 	return r, nil
+}
+
+// QuarantineCounter counts the deliveries the inbox quarantined
+// (store.DB.CountQuarantined).
+type QuarantineCounter interface {
+	CountQuarantined(ctx context.Context, connectors []string, from, to time.Time) (int, error)
+}
+
+// quarantined counts the deployment deliveries of q's period the inbox
+// quarantined (a late-arrivals report has no period of receipt of its
+// own: none).
+func (s *Reconciler) quarantined(ctx context.Context, q core.ReconcileQuery) (int, error) {
+	qc, ok := s.store.(QuarantineCounter)
+	if !ok || len(s.DeploymentConnectors) == 0 || !q.RecordedAfter.IsZero() {
+		return 0, nil
+	}
+	return qc.CountQuarantined(ctx, s.DeploymentConnectors, q.From, q.To)
 }
 
 // Get returns a stored report.

@@ -40,6 +40,25 @@ func New(db *sqldb.DB, wake func(id string)) (*Inbox, error) {
 	return &Inbox{base: db, db: db.SQLX(), events: b}, nil
 }
 
+// CountQuarantined counts the deliveries of connectors received in
+// [from, to) that the normalizer quarantined: what a reconciliation
+// report over the period cannot judge (service.Reconciler).
+func (in *Inbox) CountQuarantined(ctx context.Context, connectors []string, from, to time.Time) (int, error) {
+	if len(connectors) == 0 {
+		return 0, nil
+	}
+	query, args, err := sqlx.In(`SELECT COUNT(*) FROM inbox_events WHERE status = ? AND connector IN (?) AND received_at >= ? AND received_at < ?`,
+		core.EventQuarantined, connectors, sqldb.TS(from), sqldb.TS(to))
+	if err != nil {
+		return 0, fmt.Errorf("count quarantined events: %w", err)
+	}
+	var n int
+	if err := in.db.GetContext(ctx, &n, in.base.Q(query), args...); err != nil {
+		return 0, fmt.Errorf("count quarantined events: %w", sqldb.Translate(err))
+	}
+	return n, nil
+}
+
 // Close stores the deliveries already queued and stops the writers;
 // deliveries after Close fail with KindUnavailable.
 func (in *Inbox) Close() { in.events.close() }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/records"
+	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
 // DefaultReconcilePage is how many deployments ReconcileScan reads per page.
@@ -508,20 +509,9 @@ func (d *DB) evidenceBy(ctx context.Context, releases []string, upTo, cutoff tim
 
 func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to, cutoff, afterAt time.Time, afterID string, limit int) ([]reconcileRow, error) {
 	var filter strings.Builder
-	args := []any{from, to, cutoff}
-	// Environments are stored canonical (the policy's names); services and
-	// teams as reported, so they are compared as names: in any case.
-	for _, f := range []struct{ col, v string }{{"environment", q.Environment}, {"service", q.Service}, {"team", q.Team}} {
-		if v := strings.TrimSpace(f.v); v != "" {
-			if f.col == "environment" {
-				filter.WriteString(" AND d.environment = ?")
-			} else {
-				filter.WriteString(" AND lower(d." + f.col + ") = ?")
-				v = strings.ToLower(v)
-			}
-			args = append(args, v)
-		}
-	}
+	scope, scopeArgs := sqldb.ScopeFilter("d", q.Environment, q.Service, q.Team)
+	filter.WriteString(scope)
+	args := append([]any{from, to, cutoff}, scopeArgs...)
 	if !q.RecordedAfter.IsZero() {
 		filter.WriteString(" AND d.created_at > ?")
 		args = append(args, ts(q.RecordedAfter))

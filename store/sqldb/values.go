@@ -192,3 +192,24 @@ func (t *AnyTime) parse(s string) error {
 	}
 	return fmt.Errorf("scan time: unrecognized format %q", s)
 }
+
+// ScopeFilter is the " AND …" clauses (and their arguments) narrowing rows
+// of alias to a report's scope: the environment as stored (canonical, the
+// policy's names), service and team as names, in any case (they are
+// stored as reported). The reconciler's scan and the stored verdicts
+// narrow alike with it, so a report reads the same either way.
+func ScopeFilter(alias, environment, service, team string) (string, []any) {
+	var b strings.Builder
+	var args []any
+	if v := strings.TrimSpace(environment); v != "" {
+		b.WriteString(" AND " + alias + ".environment = ?")
+		args = append(args, v)
+	}
+	for _, f := range []struct{ col, v string }{{"service", service}, {"team", team}} {
+		if v := strings.TrimSpace(f.v); v != "" {
+			b.WriteString(" AND lower(" + alias + "." + f.col + ") = ?")
+			args = append(args, strings.ToLower(v))
+		}
+	}
+	return b.String(), args
+}

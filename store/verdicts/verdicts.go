@@ -205,20 +205,9 @@ func verdictFilter(alias string, q core.ReconcileQuery) (string, []any) {
 	var b strings.Builder
 	b.WriteString(alias + ".started_at >= ? AND " + alias + ".started_at < ?")
 	args := []any{sqldb.TS(q.From), sqldb.TS(q.To)}
-	// As the reconciler's scan compares them (store.reconcilePage):
-	// services and teams in any case.
-	for _, f := range []struct{ col, v string }{{"environment", q.Environment}, {"service", q.Service}, {"team", q.Team}} {
-		if v := strings.TrimSpace(f.v); v != "" {
-			if f.col == "environment" {
-				b.WriteString(" AND " + alias + ".environment = ?")
-			} else {
-				b.WriteString(" AND lower(" + alias + "." + f.col + ") = ?")
-				v = strings.ToLower(v)
-			}
-			args = append(args, v)
-		}
-	}
-	return b.String(), args
+	scope, scopeArgs := sqldb.ScopeFilter(alias, q.Environment, q.Service, q.Team)
+	b.WriteString(scope)
+	return b.String(), append(args, scopeArgs...)
 }
 
 // PlanVerdicts finds what a report over q (with its cut-off) must judge

@@ -157,8 +157,12 @@ type Release struct {
 	UpdatedAt      time.Time `json:"updated_at"`
 }
 
-// Deployment statuses.
+// Deployment statuses. A run is queued while its CI holds it (waiting for
+// a runner, a manual play, an approval): it has not touched the
+// environment, so no report judges it, and its start is when it began
+// running, not when it was queued.
 const (
+	DeployQueued     = "queued"
 	DeployStarted    = "started"
 	DeploySucceeded  = "succeeded"
 	DeployFailed     = "failed"
@@ -168,7 +172,7 @@ const (
 // ValidDeployStatus reports whether s is a known deployment status.
 func ValidDeployStatus(s string) bool {
 	switch s {
-	case DeployStarted, DeploySucceeded, DeployFailed, DeployRolledBack:
+	case DeployQueued, DeployStarted, DeploySucceeded, DeployFailed, DeployRolledBack:
 		return true
 	}
 	return false

@@ -696,6 +696,11 @@ type ReconcileSummary struct {
 	// can judge until an admin mends and replays them. Every environment's:
 	// a quarantined delivery names none tollgate knows.
 	QuarantinedEvents int `json:"quarantined_events"`
+	// QueuedDeployments counts the deployments of the period and scope
+	// still queued (DeployQueued): their CI held them and no report said
+	// they ran, so none is judged. One that stays queued long after its
+	// period may be a run whose later deliveries were lost.
+	QueuedDeployments int `json:"queued_deployments"`
 }
 
 // NewReconcileSummary returns an empty summary.

@@ -150,6 +150,9 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 	if err == nil {
 		r.Summary.QuarantinedEvents, err = s.quarantined(ctx, q)
 	}
+	if qc, ok := s.store.(QueuedCounter); ok && err == nil {
+		r.Summary.QueuedDeployments, err = qc.CountQueued(ctx, q)
+	}
 	if err == nil {
 		err = s.store.FinishReport(ctx, r)
 	}
@@ -168,6 +171,12 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 // (store.DB.CountQuarantined).
 type QuarantineCounter interface {
 	CountQuarantined(ctx context.Context, connectors []string, from, to time.Time) (int, error)
+}
+
+// QueuedCounter counts the deployments of a report's period and scope
+// still queued (store.DB.CountQueued).
+type QueuedCounter interface {
+	CountQueued(ctx context.Context, q core.ReconcileQuery) (int, error)
 }
 
 // quarantined counts the deployment deliveries of q's period the inbox

@@ -290,6 +290,9 @@ func SummaryText(name string, r core.Report) string {
 	if sum.QuarantinedEvents > 0 {
 		detail += fmt.Sprintf("; %d deployment deliveries of the period quarantined, judged by no report", sum.QuarantinedEvents)
 	}
+	if sum.QueuedDeployments > 0 {
+		detail += fmt.Sprintf("; %d deployments of the period still queued (never reported running), judged by no report", sum.QueuedDeployments)
+	}
 	return fmt.Sprintf("tollgate reconciliation report %s, %s to %s, %s: %d deployments checked, %d compliant, %d findings%s. Report %s.",
 		name, r.Query.From.Format(time.RFC3339), r.Query.To.Format(time.RFC3339), env,
 		sum.DeploymentsChecked, sum.Compliant, sum.Findings, detail, r.ID)

@@ -103,6 +103,9 @@ func (w *WriteBack) writer(name string) NoteWriter {
 // DeploymentRecorded queues the notes of one deployment event: one per
 // change key a writer owns, once per status (repeats are deduplicated).
 func (w *WriteBack) DeploymentRecorded(ctx context.Context, d core.Deployment) {
+	if d.Status == core.DeployQueued {
+		return // nothing touched the environment yet: its start is the news
+	}
 	queued := false
 	body := noteText(d)
 	if emergency := w.emergencyChanges(ctx, d); len(emergency) > 0 {

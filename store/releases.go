@@ -274,10 +274,12 @@ func (r deploymentRow) deployment() (core.Deployment, error) {
 }
 
 // statusRank orders deployment statuses for RecordDeployment: a run moves
-// from started to an outcome (succeeded or failed, equal rank) and may end
-// rolled back. The SQL below must agree with it.
+// from queued to started to an outcome (succeeded or failed, equal rank)
+// and may end rolled back. The SQL below must agree with it.
 func statusRank(status string) int {
 	switch status {
+	case core.DeployQueued:
+		return -1
 	case core.DeployStarted:
 		return 0
 	case core.DeployRolledBack:
@@ -288,8 +290,20 @@ func statusRank(status string) int {
 
 // rankSQL is statusRank in SQL.
 func rankSQL(col string) string {
-	return fmt.Sprintf("(CASE %s WHEN '%s' THEN 0 WHEN '%s' THEN 2 ELSE 1 END)", col, core.DeployStarted, core.DeployRolledBack)
+	return fmt.Sprintf("(CASE %s WHEN '%s' THEN -1 WHEN '%s' THEN 0 WHEN '%s' THEN 2 ELSE 1 END)", col, core.DeployQueued, core.DeployStarted, core.DeployRolledBack)
 }
+
+// startSQL is the stored start after a repeat: the earliest reported,
+// except that a queued run's start is when it was queued, not when it
+// ran. The first report that it left the queue gives its start (a GitLab
+// manual job played days after its pipeline was created is judged by what
+// was in force when it ran), and a queued report arriving after one that
+// it ran moves nothing.
+var startSQL = fmt.Sprintf(`started_at = CASE
+			WHEN deployments.status = '%[1]s' AND excluded.status <> '%[1]s' THEN excluded.started_at
+			WHEN excluded.status = '%[1]s' AND deployments.status <> '%[1]s' THEN deployments.started_at
+			WHEN excluded.started_at < deployments.started_at THEN excluded.started_at
+			ELSE deployments.started_at END`, core.DeployQueued)
 
 // adoptSQL decides whether a repeated delivery's status replaces the stored
 // one: a higher rank always does; an equal rank does when it finished no
@@ -321,7 +335,7 @@ func recordDeploymentSQL(relinkGuard bool) string {
 		nonEmpty("url", ""), nonEmpty("source", ""),
 		"status = CASE WHEN " + adoptSQL + " THEN excluded.status ELSE deployments.status END",
 		"finished_at = CASE WHEN " + adoptSQL + " THEN COALESCE(excluded.finished_at, deployments.finished_at) ELSE deployments.finished_at END",
-		"started_at = CASE WHEN excluded.started_at < deployments.started_at THEN excluded.started_at ELSE deployments.started_at END",
+		startSQL,
 		"updated_at = excluded.updated_at",
 	}, ",\n\t\t")
 	if relinkGuard {
@@ -339,8 +353,10 @@ func recordDeploymentSQL(relinkGuard bool) string {
 // "Re-run jobs", a GitLab retry), which relinkDeployment records as a
 // deployment of its own when it says it started more than rerunGrace
 // later (a report naming no start, whose start is taken to be its finish,
-// stays the run's).
-const notRerun = `NOT (deployments.finished_at IS NOT NULL AND excluded.started_at > deployments.finished_at)`
+// stays the run's). A queued report is never one: the attempt is
+// recorded when it starts, at its start, and its queued report merges
+// into the finished run without moving it.
+var notRerun = fmt.Sprintf(`NOT (deployments.finished_at IS NOT NULL AND excluded.started_at > deployments.finished_at AND excluded.status <> '%s')`, core.DeployQueued)
 
 // rerunGrace is how long after a run finished a report of the same run id
 // may say it started and still be that run (reporters' clocks differ by
@@ -423,7 +439,8 @@ func nonNil(v []string) []string {
 // RecordDeployment stores a deployment event, idempotent on provider, run
 // id, service and environment. A repeat merges into the stored row: the
 // status never moves backwards (see adoptSQL), non-empty fields replace
-// stored ones, and started_at keeps the earliest value seen. A zero
+// stored ones, and started_at keeps the earliest value seen, except that
+// a queued run takes the start of its first report that it ran (startSQL). A zero
 // StartedAt means FinishedAt, or now when that is unset too. The id is
 // assigned on the first insert; d.ID is ignored. created is true only for
 // the first insert.
@@ -448,7 +465,7 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 		}
 	}
 	if !core.ValidDeployStatus(dep.Status) {
-		return core.Deployment{}, false, core.Invalid("status", "unknown deployment status %q (want started, succeeded, failed or rolled_back)", dep.Status)
+		return core.Deployment{}, false, core.Invalid("status", "unknown deployment status %q (want queued, started, succeeded, failed or rolled_back)", dep.Status)
 	}
 	now := d.now()
 	dep.FinishedAt = tsp(dep.FinishedAt) // a zero time is no time
@@ -517,7 +534,7 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, startGiv
 			return err
 		}
 		var rerunOf string
-		if startGiven && before.ID != "" && before.FinishedAt.Valid && dep.StartedAt.After(before.FinishedAt.Time.Add(rerunGrace)) {
+		if startGiven && dep.Status != core.DeployQueued && before.ID != "" && before.FinishedAt.Valid && dep.StartedAt.After(before.FinishedAt.Time.Add(rerunGrace)) {
 			// Another attempt: a deployment of its own, under the run id and
 			// its start, so each of its reports lands on it.
 			rerunOf, args = before.ID, slices.Clone(args)

@@ -400,9 +400,85 @@ func TestRecordDeploymentRelinkConcurrent(t *testing.T) {
 	})
 }
 
+// TestRecordDeploymentQueued: a run its CI held is judged from when it
+// ran. The first report that it left the queue gives its start, later
+// than the queued one's; a queued report after it moves nothing; a
+// queued report of another attempt after the run finished is no
+// re-run until that attempt starts.
+func TestRecordDeploymentQueued(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+		report := func(status string, start int, finish *time.Time) core.Deployment {
+			d := testDeployment(status, finish)
+			d.StartedAt = at(start)
+			return d
+		}
+		fin := at(400)
+		steps := []struct {
+			name        string
+			dep         core.Deployment
+			wantStatus  string
+			wantStarted time.Time
+			rerun       bool
+		}{
+			{"created", report(core.DeployQueued, 0, nil), core.DeployQueued, at(0), false},
+			{"manual, later", report(core.DeployQueued, 5, nil), core.DeployQueued, at(0), false},
+			{"earlier queued report keeps the earliest", report(core.DeployQueued, -5, nil), core.DeployQueued, at(-5), false},
+			{"played six hours on", report(core.DeployStarted, 360, nil), core.DeployStarted, at(360), false},
+			{"late queued report moves nothing", report(core.DeployQueued, -5, nil), core.DeployStarted, at(360), false},
+			{"succeeded", report(core.DeploySucceeded, 360, &fin), core.DeploySucceeded, at(360), false},
+			{"a retry queued after the finish", report(core.DeployQueued, 500, nil), core.DeploySucceeded, at(360), false},
+			{"the retry runs", report(core.DeployStarted, 520, nil), core.DeployStarted, at(520), true},
+		}
+		var id string
+		for _, s := range steps {
+			clock.t = clock.t.Add(time.Second)
+			got, _, err := db.RecordDeployment(ctx, s.dep, "connector:gitlab")
+			if err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+			if id == "" {
+				id = got.ID
+			}
+			if (got.ID != id) != s.rerun || got.Status != s.wantStatus || !got.StartedAt.Equal(s.wantStarted) {
+				t.Errorf("%s: got %s %s started %v (first id %s); want %s started %v, a re-run of its own %v",
+					s.name, got.ID, got.Status, got.StartedAt, id, s.wantStatus, s.wantStarted, s.rerun)
+			}
+		}
+		var n int
+		if err := db.db.GetContext(ctx, &n, db.q(`SELECT COUNT(*) FROM deployments WHERE status = ?`), core.DeployQueued); err != nil || n != 0 {
+			t.Errorf("%d deployments left queued (%v); the retry's queued report made a row of its own", n, err)
+		}
+		// Counted, not judged: a run never played.
+		never := testDeployment(core.DeployQueued, nil)
+		never.RunID = "43"
+		if _, _, err := db.RecordDeployment(ctx, never, "connector:gitlab"); err != nil {
+			t.Fatal(err)
+		}
+		q := core.ReconcileQuery{From: at(-60), To: at(1000), Cutoff: clock.t.Add(time.Hour)}
+		if n, err := db.CountQueued(ctx, q); err != nil || n != 1 {
+			t.Errorf("CountQueued = %d, %v; want 1", n, err)
+		}
+		var seen []string
+		if err := db.ReconcileScan(ctx, q, func(core.Incident) bool { return false }, 0, func(page []core.DeploymentFacts) error {
+			for _, df := range page {
+				seen = append(seen, df.Deployment.RunID+"/"+df.Deployment.Status)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(seen, func(s string) bool { return strings.HasPrefix(s, "43/") }) || len(seen) != 2 {
+			t.Errorf("the reconciler read %v; want the run and its retry, not the queued run", seen)
+		}
+	})
+}
+
 // statusRank and its SQL form agree with the table the tests exercise.
 func TestStatusRank(t *testing.T) {
-	if !(statusRank(core.DeployStarted) < statusRank(core.DeployFailed) &&
+	if !(statusRank(core.DeployQueued) < statusRank(core.DeployStarted) &&
+		statusRank(core.DeployStarted) < statusRank(core.DeployFailed) &&
 		statusRank(core.DeployFailed) == statusRank(core.DeploySucceeded) &&
 		statusRank(core.DeploySucceeded) < statusRank(core.DeployRolledBack)) {
 		t.Error("status ranks out of order")

@@ -132,8 +132,8 @@ func deploymentDays(ds []core.Deployment, today time.Time, days int) []dayCount 
 		out[i].Day = first.AddDate(0, 0, i)
 	}
 	for _, d := range ds {
-		if d.StartedAt.Before(first) {
-			continue
+		if d.StartedAt.Before(first) || d.Status == core.DeployQueued {
+			continue // a queued run has deployed nothing yet
 		}
 		i := int(d.StartedAt.UTC().Sub(first) / (24 * time.Hour))
 		if i >= days {

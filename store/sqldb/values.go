@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	segjson "github.com/segmentio/encoding/json"
 
+	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/jsonenc"
 )
 
@@ -191,6 +192,13 @@ func (t *AnyTime) parse(s string) error {
 		}
 	}
 	return fmt.Errorf("scan time: unrecognized format %q", s)
+}
+
+// Ran is the " AND …" clause keeping the deployments (alias) that left
+// their CI's queue: a queued run has not touched its environment, so no
+// report judges it or counts it as deployed (core.DeployQueued).
+func Ran(alias string) string {
+	return " AND " + alias + ".status <> '" + core.DeployQueued + "'"
 }
 
 // ScopeFilter is the " AND …" clauses (and their arguments) narrowing rows

@@ -206,6 +206,10 @@ func verdictFilter(alias string, q core.ReconcileQuery) (string, []any) {
 	b.WriteString(alias + ".started_at >= ? AND " + alias + ".started_at < ?")
 	args := []any{sqldb.TS(q.From), sqldb.TS(q.To)}
 	scope, scopeArgs := sqldb.ScopeFilter(alias, q.Environment, q.Service, q.Team)
+	if alias == "d" {
+		// Verdicts are only ever stored for deployments that ran.
+		scope = sqldb.Ran(alias) + scope
+	}
 	b.WriteString(scope)
 	return b.String(), append(args, scopeArgs...)
 }

@@ -252,3 +252,43 @@ func TestJiraDeletedChangeWithdrawn(t *testing.T) {
 		t.Fatalf("after the deletion: approval %s, state %s; want canceled", c.Approval, c.State)
 	}
 }
+
+// TestJiraRetypedChangeWithdrawn: a change issue whose type is changed
+// to one that is no change is withdrawn (canceled) by that update's
+// webhook; jira-change no longer matches it, so it would otherwise stand
+// approved as it last was.
+func TestJiraRetypedChangeWithdrawn(t *testing.T) {
+	s, send := jiraWebhooks(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	deliver := func(issueType string, at time.Time, changelog map[string]any) core.Event {
+		t.Helper()
+		return send(func(hook, issue, fields map[string]any) {
+			hook["webhookEvent"], hook["timestamp"] = "jira:issue_updated", at.UnixMilli()
+			if changelog != nil {
+				hook["changelog"] = changelog
+			}
+			issue["key"], fields["project"], fields["status"] = "OPS-951", map[string]any{"key": "OPS"}, map[string]any{"name": "Scheduled"}
+			fields["issuetype"] = map[string]any{"name": issueType}
+			fields["updated"] = at.Format("2006-01-02T15:04:05.000-0700")
+		})
+	}
+	if e := deliver("Change", now.Add(-time.Minute), nil); e.Status != core.EventProcessed {
+		t.Fatalf("the approved change: %s (%s)", e.Status, e.Reason)
+	}
+	if c, _ := s.changeOf("OPS-951"); c.Approval != core.ApprovalApproved {
+		t.Fatalf("before it was retyped: %s", c.Approval)
+	}
+	retyped := map[string]any{"id": "10300", "items": []any{map[string]any{
+		"field": "issuetype", "fieldtype": "jira", "fieldId": "issuetype", "from": "10005", "fromString": "Change", "to": "10002", "toString": "Task"}}}
+	if e := deliver("Task", now, retyped); e.Status != core.EventProcessed || !strings.Contains(e.Reason+e.Record, "OPS-951") {
+		t.Fatalf("retyped: %s (%s) %s", e.Status, e.Reason, e.Record)
+	}
+	if c, _ := s.changeOf("OPS-951"); c.Approval != core.ApprovalCanceled || c.State != core.ChangeStateCanceled {
+		t.Fatalf("after it was retyped: approval %s, state %s; want canceled", c.Approval, c.State)
+	}
+	// A later update of the task (no issuetype in its changelog) is no
+	// change's: ignored, the change stays withdrawn.
+	if e := deliver("Task", now.Add(time.Minute), nil); e.Status != core.EventIgnored {
+		t.Errorf("a later update of the task: %s (%s), want ignored", e.Status, e.Reason)
+	}
+}

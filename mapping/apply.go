@@ -3,6 +3,7 @@ package mapping
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -502,6 +503,17 @@ func (c ccond) eval(d *doc) bool {
 		return present(d.get(c.path)) == c.exists
 	}
 	v, _, exists, err := d.extract(c.path, false)
+	if c.op == opNotIn {
+		switch {
+		case err != nil:
+			return false
+		case !exists || v.k == vNone:
+			return true
+		case v.k == vList:
+			return !slices.ContainsFunc(v.l, func(s string) bool { return contains(c.in, s) })
+		}
+		return !contains(c.in, v.s)
+	}
 	if !exists || err != nil || v.k == vNone {
 		return false
 	}

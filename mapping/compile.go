@@ -59,6 +59,7 @@ type condOp uint8
 const (
 	opEquals condOp = iota + 1
 	opIn
+	opNotIn
 	opExists
 	opMatches
 )
@@ -312,6 +313,13 @@ func (cp *compiler) conds(field string, cs []Condition, index bool) []ccond {
 				cp.fail(f+".in", "is empty")
 			}
 		}
+		if c.NotIn != nil {
+			n++
+			cc.op, cc.in = opNotIn, c.NotIn
+			if len(c.NotIn) == 0 {
+				cp.fail(f+".not_in", "is empty")
+			}
+		}
 		if c.Exists != nil {
 			n++
 			cc.op, cc.exists = opExists, *c.Exists
@@ -326,7 +334,7 @@ func (cp *compiler) conds(field string, cs []Condition, index bool) []ccond {
 			cc.op, cc.re = opMatches, re
 		}
 		if n != 1 {
-			cp.fail(f, "give exactly one of equals, in, exists, matches (got %d)", n)
+			cp.fail(f, "give exactly one of equals, in, not_in, exists, matches (got %d)", n)
 			continue
 		}
 		out = append(out, cc)

@@ -17,6 +17,7 @@
 //	  when:                       # optional, on the unwrapped record
 //	    - {path: action, equals: created}
 //	    - {path: state, in: [success, failure]}
+//	    - {path: fields.issuetype.name, not_in: [Change]}  # also holds when absent
 //	    - {path: deployment, exists: true}
 //	    - {path: ref, matches: "^refs/tags/"}
 //	unwrap: result                # optional envelope path, used when present

@@ -164,6 +164,15 @@ func goldenCases() []goldenCase {
 			}}},
 		}), profile: "jira-change"},
 		{name: "jira.change.deleted", connector: "jira", event: "jira:issue_deleted", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Change", nil), profile: "jira-change-deleted"},
+		{name: "jira.change.retyped", connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Task", map[string]any{
+			"changelog.items": []any{map[string]any{"field": "issuetype", "fieldtype": "jira", "fieldId": "issuetype", "from": "10005", "fromString": "Change", "to": "10002", "toString": "Task"}},
+		}), profile: "jira-change-retyped"},
+		// Retyped between two change types: still a change, jira-change's.
+		{name: "jira.change.retyped_to_change", connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Change Request", map[string]any{
+			"changelog.items": []any{map[string]any{"field": "issuetype", "fieldtype": "jira", "fieldId": "issuetype", "from": "10005", "fromString": "Change", "to": "10006", "toString": "Change Request"}},
+		}), profile: "jira-change"},
+		// A task that never was a change: nothing.
+		{connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Task", nil)},
 		{name: "jira.change.done", connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Change", nil), profile: "jira-change"},
 		{name: "jira.change.unknown_status", connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Change", map[string]any{"issue.fields.status.name": "Waiting for Godot"}), profile: "jira-change", wantErr: "not in the map"},
 		{name: "jira.incident.open", connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.priority.cloud.json", "Incident", map[string]any{

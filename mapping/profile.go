@@ -45,14 +45,18 @@ type Match struct {
 	When []Condition `yaml:"when,omitempty" json:"when,omitempty"`
 }
 
-// Condition tests the value at Path. Exactly one of Equals, In, Exists and
-// Matches is set. The value is read with the same rules as a field (objects
-// with "value"/"name" are unwrapped, numbers are normalized: 3.0 is "3");
-// for a list, Equals/In/Matches hold when any element does.
+// Condition tests the value at Path. Exactly one of Equals, In, NotIn,
+// Exists and Matches is set. The value is read with the same rules as a
+// field (objects with "value"/"name" are unwrapped, numbers are
+// normalized: 3.0 is "3"); for a list, Equals/In/Matches hold when any
+// element does. NotIn holds when no value at Path is in the list: also
+// when there is none (absent, null, ""), so a record that lost a value
+// matches as one that never had it.
 type Condition struct {
 	Path    string   `yaml:"path" json:"path"`
 	Equals  *string  `yaml:"equals,omitempty" json:"equals,omitempty"`
 	In      []string `yaml:"in,omitempty" json:"in,omitempty"`
+	NotIn   []string `yaml:"not_in,omitempty" json:"not_in,omitempty"`
 	Exists  *bool    `yaml:"exists,omitempty" json:"exists,omitempty"`
 	Matches string   `yaml:"matches,omitempty" json:"matches,omitempty"`
 }

@@ -39,8 +39,9 @@ func gitlabJob(pipeline int, status string, created time.Time, started, finished
 
 // TestQueuedRunJudgedWhenItRan: a GitLab manual production job is held
 // (queued) from its pipeline's creation until someone plays it. Never
-// played, it is no deployment any report judges, only counted; played, it
-// is judged from when it ran, not from when its pipeline queued it.
+// played (or canceled unplayed), it is no deployment any report judges,
+// only counted; played, it is judged from when it ran, not from when its
+// pipeline queued it.
 func TestQueuedRunJudgedWhenItRan(t *testing.T) {
 	s := boot(t, "sqlite", gitlabQueuedConfig)
 	cm, _ := s.token(core.RoleChangeManager)
@@ -54,6 +55,9 @@ func TestQueuedRunJudgedWhenItRan(t *testing.T) {
 	s.gitlabHookOK("Job Hook", gitlabJob(702, "manual", queuedAt, nil, nil))
 	s.gitlabHookOK("Job Hook", gitlabJob(702, "running", queuedAt, &ranAt, nil))
 	s.gitlabHookOK("Job Hook", gitlabJob(702, "success", queuedAt, &ranAt, &doneAt))
+	// Pipeline 703: its manual job is canceled without being played.
+	s.gitlabHookOK("Job Hook", gitlabJob(703, "manual", queuedAt, nil, nil))
+	s.gitlabHookOK("Job Hook", gitlabJob(703, "canceled", queuedAt, nil, &doneAt))
 	// A late redelivery of its queued report moves nothing.
 	s.gitlabHookOK("Job Hook", gitlabJob(702, "pending", queuedAt.Add(-time.Minute), nil, nil))
 
@@ -74,10 +78,13 @@ func TestQueuedRunJudgedWhenItRan(t *testing.T) {
 			Items []core.Event `json:"items"`
 		}
 		s.do("GET", "/api/v1/events?status=pending", adminSecret, nil, &pending)
-		return runs["702"].Status == core.DeploySucceeded && runs["701"].Status != "" && len(pending.Items) == 0
+		return runs["702"].Status == core.DeploySucceeded && runs["701"].Status != "" && runs["703"].Status != "" && len(pending.Items) == 0
 	})
 	if d := runs["701"]; d.Status != core.DeployQueued || !d.StartedAt.Equal(queuedAt) {
 		t.Errorf("the job never played: %s started %v; want queued since %v", d.Status, d.StartedAt, queuedAt)
+	}
+	if d := runs["703"]; d.Status != core.DeployQueued || d.FinishedAt != nil {
+		t.Errorf("the job canceled unplayed: %s finished %v; want queued, deployed nothing", d.Status, d.FinishedAt)
 	}
 	if d := runs["702"]; !d.StartedAt.Equal(ranAt) {
 		t.Errorf("the job played: started %v; want when it ran, %v (queued %v)", d.StartedAt, ranAt, queuedAt)
@@ -87,8 +94,8 @@ func TestQueuedRunJudgedWhenItRan(t *testing.T) {
 	if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": now.Add(-24 * time.Hour), "to": now.Add(time.Minute), "environment": "production"}, &rep); st != http.StatusCreated {
 		t.Fatalf("run report: %d", st)
 	}
-	if rep.Summary.DeploymentsChecked != 1 || rep.Summary.QueuedDeployments != 1 {
-		t.Fatalf("summary %+v; want the played job judged and the other counted as queued", rep.Summary)
+	if rep.Summary.DeploymentsChecked != 1 || rep.Summary.QueuedDeployments != 2 {
+		t.Fatalf("summary %+v; want the played job judged and the two others counted as queued", rep.Summary)
 	}
 	var doc struct {
 		Findings []core.ReconcileFinding `json:"findings"`

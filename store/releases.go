@@ -336,13 +336,20 @@ func recordDeploymentSQL(relinkGuard bool) string {
 		"status = CASE WHEN " + adoptSQL + " THEN excluded.status ELSE deployments.status END",
 		"finished_at = CASE WHEN " + adoptSQL + " THEN COALESCE(excluded.finished_at, deployments.finished_at) ELSE deployments.finished_at END",
 		startSQL,
+		// A run leaving the queue is recorded as a deployment now: a
+		// report that already covered its new start counts it as a late
+		// arrival (LateDeployments, ReconcileQuery.RecordedAfter).
+		fmt.Sprintf("created_at = CASE WHEN deployments.status = '%[1]s' AND excluded.status <> '%[1]s' THEN excluded.created_at ELSE deployments.created_at END", core.DeployQueued),
 		"updated_at = excluded.updated_at",
 	}, ",\n\t\t")
 	if relinkGuard {
-		// The last placeholder is the report's start plus startGrace.
-		q += `
-	WHERE ` + strings.Join([]string{keeps("changes", "[]"), keeps("incidents", "[]"), keeps("decision_id", ""),
-			fills("version"), fills("commit_sha"), fills("actor"), fills("team"), notRerun, "deployments.started_at <= ?"}, " AND ")
+		// The last placeholder is the report's start plus startGrace. A
+		// queued run was judged by nothing yet: any report may set what it
+		// will be. A queued report of a run that already ran changes
+		// nothing (ranAlready).
+		q += fmt.Sprintf(`
+	WHERE deployments.status = '%[1]s' OR (excluded.status <> '%[1]s' AND `, core.DeployQueued) + strings.Join([]string{keeps("changes", "[]"), keeps("incidents", "[]"), keeps("decision_id", ""),
+			fills("version"), fills("commit_sha"), fills("actor"), fills("team"), notRerun, "deployments.started_at <= ?"}, " AND ") + ")"
 	}
 	return q + `
 	RETURNING ` + deploymentReadCols
@@ -354,9 +361,8 @@ func recordDeploymentSQL(relinkGuard bool) string {
 // deployment of its own when it says it started more than rerunGrace
 // later (a report naming no start, whose start is taken to be its finish,
 // stays the run's). A queued report is never one: the attempt is
-// recorded when it starts, at its start, and its queued report merges
-// into the finished run without moving it.
-var notRerun = fmt.Sprintf(`NOT (deployments.finished_at IS NOT NULL AND excluded.started_at > deployments.finished_at AND excluded.status <> '%s')`, core.DeployQueued)
+// recorded when it starts, at its start (see ranAlready).
+const notRerun = `NOT (deployments.finished_at IS NOT NULL AND excluded.started_at > deployments.finished_at)`
 
 // rerunGrace is how long after a run finished a report of the same run id
 // may say it started and still be that run (reporters' clocks differ by
@@ -472,6 +478,7 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 	startGiven := !dep.StartedAt.IsZero()
 	switch {
 	case !dep.StartedAt.IsZero():
+		dep.StartedAt = ts(dep.StartedAt) // as stored, and as precise as the finish it is compared with
 	case dep.FinishedAt != nil:
 		dep.StartedAt = *dep.FinishedAt
 	default:
@@ -489,14 +496,25 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 	if tx := d.base.TogetherTx(ctx); tx != nil {
 		err = d.base.QueryRowTx(ctx, tx, d.q(recordDeploymentGuardedSQL), guarded...).StructScan(&row)
 		if errors.Is(err, sql.ErrNoRows) {
-			// A relink goes through the group commit, which may wait for
-			// the row this transaction now holds locked.
-			err = core.ErrOwnCommit
+			var ran bool
+			row, ran, err = d.ranAlready(ctx, dep, func(dest any, query string, args ...any) error {
+				return d.base.QueryRowTx(ctx, tx, query, args...).StructScan(dest)
+			})
+			if err == nil && !ran {
+				// A relink goes through the group commit, which may wait
+				// for the row this transaction now holds locked.
+				err = core.ErrOwnCommit
+			}
 		}
 	} else {
 		err = d.db.GetContext(ctx, &row, d.q(recordDeploymentGuardedSQL), guarded...)
 		if errors.Is(err, sql.ErrNoRows) {
-			row, err = d.relinkDeployment(ctx, dep, startGiven, by, now, args)
+			var ran bool
+			if row, ran, err = d.ranAlready(ctx, dep, func(dest any, query string, args ...any) error {
+				return d.db.GetContext(ctx, dest, query, args...)
+			}); err == nil && !ran {
+				row, err = d.relinkDeployment(ctx, dep, startGiven, by, now, args)
+			}
 		}
 	}
 	if err != nil {
@@ -509,6 +527,27 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 	// Only an insert keeps the id generated here; a conflict returns the
 	// stored row's id. This works the same on both dialects.
 	return stored, row.ID == id, nil
+}
+
+// ranAlready returns the stored row of a queued report's run when that
+// run left the queue: the report is stale (a redelivery, one overtaken by
+// the run's start, the queued report of a later attempt of a finished
+// run) and changes nothing. Stored runs never return to the queue, so
+// the answer holds without a lock.
+func (d *DB) ranAlready(ctx context.Context, dep core.Deployment, get func(dest any, query string, args ...any) error) (deploymentRow, bool, error) {
+	if dep.Status != core.DeployQueued {
+		return deploymentRow{}, false, nil
+	}
+	var row deploymentRow
+	err := get(&row, d.q(`SELECT `+deploymentReadCols+` FROM deployments
+		WHERE provider = ? AND run_id = ? AND service = ? AND environment = ?`), dep.Provider, dep.RunID, dep.Service, dep.Environment)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return deploymentRow{}, false, nil
+	case err != nil:
+		return deploymentRow{}, false, err
+	}
+	return row, row.Status != core.DeployQueued, nil
 }
 
 // relinkDeployment is RecordDeployment's upsert for a repeat that changes

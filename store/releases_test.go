@@ -411,7 +411,10 @@ func TestRecordDeploymentQueued(t *testing.T) {
 		at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
 		report := func(status string, start int, finish *time.Time) core.Deployment {
 			d := testDeployment(status, finish)
-			d.StartedAt = at(start)
+			d.StartedAt, d.Actor = at(start), "alice" // who ran the pipeline
+			if status != core.DeployQueued {
+				d.Actor = "bob" // who played the job
+			}
 			return d
 		}
 		fin := at(400)
@@ -445,6 +448,19 @@ func TestRecordDeploymentQueued(t *testing.T) {
 				t.Errorf("%s: got %s %s started %v (first id %s); want %s started %v, a re-run of its own %v",
 					s.name, got.ID, got.Status, got.StartedAt, id, s.wantStatus, s.wantStarted, s.rerun)
 			}
+			if s.name == "played six hours on" && (!got.CreatedAt.Equal(clock.t) || got.Actor != "bob") {
+				t.Errorf("%s: recorded at %v by %q; want when it left the queue, %v, by bob", s.name, got.CreatedAt, got.Actor, clock.t)
+			}
+		}
+		// Nothing judged had changed: no report rewrote what the run is
+		// judged by (the player replacing the pipeline's creator as actor
+		// while it was queued is no rewrite), and the stale queued reports
+		// wrote nothing.
+		if entries, err := db.ListAudit(ctx, core.AuditFilter{Subject: "deployment:" + id, Action: ActionDeploymentLinks, Limit: 10}); err != nil || len(entries) != 0 {
+			t.Errorf("deployment.links entries of the run: %d (%v), want none", len(entries), err)
+		}
+		if stored, err := db.GetDeployment(ctx, id); err != nil || stored.LinksChangedAt != nil || stored.Actor != "bob" {
+			t.Errorf("the run as stored: %+v %v", stored, err)
 		}
 		var n int
 		if err := db.db.GetContext(ctx, &n, db.q(`SELECT COUNT(*) FROM deployments WHERE status = ?`), core.DeployQueued); err != nil || n != 0 {
@@ -471,6 +487,21 @@ func TestRecordDeploymentQueued(t *testing.T) {
 		}
 		if slices.ContainsFunc(seen, func(s string) bool { return strings.HasPrefix(s, "43/") }) || len(seen) != 2 {
 			t.Errorf("the reconciler read %v; want the run and its retry, not the queued run", seen)
+		}
+	})
+}
+
+// TestRecordDeploymentSubMicrosecond: a run reported to have started
+// when it finished, to the nanosecond (tollgate takes a final report's
+// finish as its start when it names none), is stored: the two compare as
+// they are stored, to the microsecond.
+func TestRecordDeploymentSubMicrosecond(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		at := t0.Add(1500 * time.Nanosecond)
+		d := testDeployment(core.DeploySucceeded, &at)
+		d.StartedAt = at
+		if got, _, err := db.RecordDeployment(context.Background(), d, "test"); err != nil || !got.StartedAt.Equal(*got.FinishedAt) {
+			t.Fatalf("%+v, %v", got, err)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +138,71 @@ func TestCIGatedDeploymentStartsWhenReleased(t *testing.T) {
 			return nil
 		})
 		t.Errorf("a deployment released by tollgate's own gate reported as %v", why)
+	}
+}
+
+// TestCIGateRejectedDeploymentNeverRan: a deployment tollgate's gate
+// rejected does not run; GitHub then reports it failed. It stays queued,
+// counted and judged by no report: the gate that stopped it is no
+// "deployed after a deny". One reported running anyway (an administrator
+// bypassing the protection rule) is judged, and is GATE_BYPASSED.
+func TestCIGateRejectedDeploymentNeverRan(t *testing.T) {
+	f := newFakeCI(t)
+	s := boot(t, "postgres", ciGatesConfig(f))
+	s.snSettled(snChange("CHG0097501", "payments-api", "rejected", time.Now().UTC().Add(-3*time.Hour)))
+	repo := map[string]any{"name": "payments", "full_name": "acme/payments"}
+	start := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	for _, tc := range []struct {
+		run, deployment, sha string
+		states               []string
+	}{
+		{"7500001", "950001", strings.Repeat("8", 40), []string{"failure"}},
+		{"7500002", "950002", strings.Repeat("9", 40), []string{"in_progress", "success"}},
+	} {
+		f.commit("acme/payments", tc.sha, "CHG0097501 payments-api")
+		s.githubHook("github", "deployment_protection_rule", protectionRule(f.srv.URL, "acme/payments", tc.run, tc.deployment, tc.sha, "CHG0097501"))
+		if a, ok := f.answer(tc.run, 5*time.Second); !ok || a.State != "rejected" {
+			t.Fatalf("run %s: answer %+v (ok %v); want rejected", tc.run, a, ok)
+		}
+		for i, state := range tc.states {
+			status, _ := json.Marshal(map[string]any{"action": "created",
+				"deployment_status": map[string]any{"state": state, "environment": "production", "created_at": start.Add(time.Duration(i) * time.Minute)},
+				"deployment": map[string]any{"id": json.Number(tc.deployment), "sha": tc.sha, "ref": "main", "environment": "production", "payload": map[string]any{},
+					"created_at": start.Add(-time.Minute), "creator": map[string]any{"login": "octocat"}},
+				"repository": repo, "sender": map[string]any{"login": "octocat"}})
+			if st := s.githubHook("github", "deployment_status", status); st != http.StatusAccepted {
+				t.Fatalf("deployment_status: %d", st)
+			}
+		}
+	}
+	runs := map[string]core.Deployment{}
+	s.waitFor("both deployments recorded", func() bool {
+		var page struct{ Items []core.Deployment }
+		s.do("GET", "/api/v1/deployments?limit=100", adminSecret, nil, &page)
+		for _, d := range page.Items {
+			runs[d.RunID] = d
+		}
+		return runs["950001"].Status != "" && runs["950002"].Status == core.DeploySucceeded
+	})
+	if d := runs["950001"]; d.Status != core.DeployQueued || d.FinishedAt != nil || d.DecisionID == "" {
+		t.Errorf("the rejected deployment: %s finished %v decision %q; want queued, linked to the deny", d.Status, d.FinishedAt, d.DecisionID)
+	}
+	cm, _ := s.token(core.RoleChangeManager)
+	var rep reportAnswer
+	if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": start.Add(-2 * time.Hour), "to": time.Now().UTC().Add(time.Minute)}, &rep); st != http.StatusCreated {
+		t.Fatalf("report: %d", st)
+	}
+	var found []string
+	_ = s.app.DB.ReportFindings(context.Background(), rep.ID, func(f core.ReconcileFinding) error {
+		found = append(found, f.Deployment.RunID+" "+f.Code)
+		return nil
+	})
+	if rep.Summary.QueuedDeployments != 1 || rep.Summary.DeploymentsChecked != 1 || !slices.Contains(found, "950002 "+core.CodeGateBypassed) {
+		t.Errorf("summary %+v, findings %v; want the rejected deployment counted as queued and the bypass judged GATE_BYPASSED", rep.Summary, found)
+	}
+	for _, f := range found {
+		if strings.HasPrefix(f, "950001 ") {
+			t.Errorf("the rejected deployment judged: %s", f)
+		}
 	}
 }

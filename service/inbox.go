@@ -927,6 +927,16 @@ func (in *Inbox) inheritGate(ctx context.Context, c Connector, r *core.Deploymen
 			r.StartedAt = *r.FinishedAt
 		}
 	}
+	// The CI was told to reject it, and a rejected deployment does not run:
+	// it ends failed (GitHub fails the job, GitLab fails it with
+	// deployment_rejected) without being reported running. Judged as a
+	// failed deployment, the gate that stopped it would read as "deployed
+	// after a deny". It stays queued (counted by every report), unless a
+	// report says it ran: one run anyway (an administrator bypassing the
+	// CI's protection) is judged with the deny.
+	if p.Decision == core.Deny && r.Status == core.DeployFailed {
+		r.Status, r.FinishedAt = core.DeployQueued, nil
+	}
 }
 
 // owns refuses (KindForbidden: the event is quarantined with it) a change

@@ -190,6 +190,17 @@ func goldenCases() []goldenCase {
 		{name: "github.workflow_run.completed", connector: "github", event: "workflow_run", payload: file("github/workflow_run.completed.json"), profile: "github-workflow-run"},
 		{name: "github.workflow_run.requested", connector: "github", event: "workflow_run", payload: file("github/workflow_run.requested.json"), profile: "github-workflow-run"},
 		{name: "github.workflow_job.queued.with-deployment", connector: "github", event: "workflow_job", payload: file("github/workflow_job.queued.with-deployment.json"), profile: "github-workflow-job"},
+		// The same job rejected at its environment: completed, failed, no
+		// runner ever took it. It deployed nothing: queued.
+		{name: "github.workflow_job.rejected.with-deployment", connector: "github", event: "workflow_job", payload: func(t testing.TB) []byte {
+			return edit(t, fixture(t, "github/workflow_job.queued.with-deployment.json"), map[string]any{
+				"action": "completed", "workflow_job.status": "completed", "workflow_job.conclusion": "failure", "workflow_job.completed_at": "2023-04-19T21:40:00Z"})
+		}, profile: "github-workflow-job"},
+		// Ran: a runner took it.
+		{name: "github.workflow_job.ran.with-deployment", connector: "github", event: "workflow_job", payload: func(t testing.TB) []byte {
+			return edit(t, fixture(t, "github/workflow_job.queued.with-deployment.json"), map[string]any{
+				"action": "in_progress", "workflow_job.status": "in_progress", "workflow_job.started_at": "2023-04-19T21:30:00Z", "workflow_job.runner_id": 7, "workflow_job.runner_name": "k8s-7"})
+		}, profile: "github-workflow-job"},
 		{connector: "github", event: "workflow_job", payload: file("github/workflow_job.completed.success.json")},
 		{connector: "github", event: "workflow_job", payload: file("github/workflow_job.completed.failure.json")},
 		{connector: "github", event: "workflow_job", payload: file("github/workflow_job.waiting.json")},

@@ -145,7 +145,8 @@ func TestCIGatedDeploymentStartsWhenReleased(t *testing.T) {
 // rejected does not run; GitHub then reports it failed. It stays queued,
 // counted and judged by no report: the gate that stopped it is no
 // "deployed after a deny". One reported running anyway (an administrator
-// bypassing the protection rule) is judged, and is GATE_BYPASSED.
+// bypassing the protection rule) is judged, and is GATE_BYPASSED, whether
+// it then succeeds or fails.
 func TestCIGateRejectedDeploymentNeverRan(t *testing.T) {
 	f := newFakeCI(t)
 	s := boot(t, "postgres", ciGatesConfig(f))
@@ -158,6 +159,7 @@ func TestCIGateRejectedDeploymentNeverRan(t *testing.T) {
 	}{
 		{"7500001", "950001", strings.Repeat("8", 40), []string{"failure"}},
 		{"7500002", "950002", strings.Repeat("9", 40), []string{"in_progress", "success"}},
+		{"7500003", "950003", strings.Repeat("a", 40), []string{"in_progress", "failure"}},
 	} {
 		f.commit("acme/payments", tc.sha, "CHG0097501 payments-api")
 		s.githubHook("github", "deployment_protection_rule", protectionRule(f.srv.URL, "acme/payments", tc.run, tc.deployment, tc.sha, "CHG0097501"))
@@ -173,6 +175,15 @@ func TestCIGateRejectedDeploymentNeverRan(t *testing.T) {
 			if st := s.githubHook("github", "deployment_status", status); st != http.StatusAccepted {
 				t.Fatalf("deployment_status: %d", st)
 			}
+			if state == "in_progress" { // GitHub sends its statuses in order
+				s.waitFor("deployment "+tc.deployment+" running", func() bool {
+					var page struct{ Items []core.Deployment }
+					s.do("GET", "/api/v1/deployments?limit=100", adminSecret, nil, &page)
+					return slices.ContainsFunc(page.Items, func(d core.Deployment) bool {
+						return d.RunID == tc.deployment && d.Status == core.DeployStarted
+					})
+				})
+			}
 		}
 	}
 	runs := map[string]core.Deployment{}
@@ -182,7 +193,7 @@ func TestCIGateRejectedDeploymentNeverRan(t *testing.T) {
 		for _, d := range page.Items {
 			runs[d.RunID] = d
 		}
-		return runs["950001"].Status != "" && runs["950002"].Status == core.DeploySucceeded
+		return runs["950001"].Status != "" && runs["950002"].Status == core.DeploySucceeded && runs["950003"].Status == core.DeployFailed
 	})
 	if d := runs["950001"]; d.Status != core.DeployQueued || d.FinishedAt != nil || d.DecisionID == "" {
 		t.Errorf("the rejected deployment: %s finished %v decision %q; want queued, linked to the deny", d.Status, d.FinishedAt, d.DecisionID)
@@ -197,8 +208,9 @@ func TestCIGateRejectedDeploymentNeverRan(t *testing.T) {
 		found = append(found, f.Deployment.RunID+" "+f.Code)
 		return nil
 	})
-	if rep.Summary.QueuedDeployments != 1 || rep.Summary.DeploymentsChecked != 1 || !slices.Contains(found, "950002 "+core.CodeGateBypassed) {
-		t.Errorf("summary %+v, findings %v; want the rejected deployment counted as queued and the bypass judged GATE_BYPASSED", rep.Summary, found)
+	if rep.Summary.QueuedDeployments != 1 || rep.Summary.DeploymentsChecked != 2 ||
+		!slices.Contains(found, "950002 "+core.CodeGateBypassed) || !slices.Contains(found, "950003 "+core.CodeGateBypassed) {
+		t.Errorf("summary %+v, findings %v; want the rejected deployment counted as queued and both bypasses judged GATE_BYPASSED", rep.Summary, found)
 	}
 	for _, f := range found {
 		if strings.HasPrefix(f, "950001 ") {

@@ -931,11 +931,12 @@ func (in *Inbox) inheritGate(ctx context.Context, c Connector, r *core.Deploymen
 	// it ends failed (GitHub fails the job, GitLab fails it with
 	// deployment_rejected) without being reported running. Judged as a
 	// failed deployment, the gate that stopped it would read as "deployed
-	// after a deny". It stays queued (counted by every report), unless a
-	// report says it ran: one run anyway (an administrator bypassing the
-	// CI's protection) is judged with the deny.
+	// after a deny". Reported as queued with its finish, it stays queued
+	// (counted by every report) unless a report said it ran: one run
+	// anyway (an administrator bypassing the CI's protection) is recorded
+	// failed and judged with the deny (store.DB.RecordDeployment).
 	if p.Decision == core.Deny && r.Status == core.DeployFailed {
-		r.Status, r.FinishedAt = core.DeployQueued, nil
+		r.Status = core.DeployQueued
 	}
 }
 

@@ -447,7 +447,10 @@ func nonNil(v []string) []string {
 // status never moves backwards (see adoptSQL), non-empty fields replace
 // stored ones, and started_at keeps the earliest value seen, except that
 // a queued run takes the start of its first report that it ran (startSQL). A zero
-// StartedAt means FinishedAt, or now when that is unset too. The id is
+// StartedAt means FinishedAt, or now when that is unset too. A queued
+// report with a finish says the run ended without its CI reporting that
+// it ran: a run stored as having run failed then; any other stays
+// queued, unfinished (a queued row never has a finish). The id is
 // assigned on the first insert; d.ID is ignored. created is true only for
 // the first insert.
 //
@@ -487,20 +490,38 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 	if dep.FinishedAt != nil && dep.FinishedAt.Before(dep.StartedAt) {
 		return core.Deployment{}, false, core.Invalid("finished_at", "is before started_at")
 	}
+	tx := d.base.TogetherTx(ctx)
+	get := func(dest any, query string, args ...any) error { return d.db.GetContext(ctx, dest, query, args...) }
+	if tx != nil {
+		get = func(dest any, query string, args ...any) error {
+			return d.base.QueryRowTx(ctx, tx, query, args...).StructScan(dest)
+		}
+	}
+	if dep.Status == core.DeployQueued && dep.FinishedAt != nil {
+		// Ended without the CI reporting that it ran (rejected at its
+		// gate, canceled while waiting). If a report said it ran, that run
+		// failed; else it deployed nothing and stays queued, unfinished.
+		_, ran, err := d.ranAlready(ctx, dep, get)
+		if err != nil {
+			return core.Deployment{}, false, fmt.Errorf("record deployment %s/%s %s %s: %w", dep.Provider, dep.RunID, dep.Service, dep.Environment, translate(err))
+		}
+		if ran {
+			dep.Status = core.DeployFailed
+		} else {
+			dep.FinishedAt = nil
+		}
+	}
 	id := newID()
 	args := []any{id, dep.ReleaseID, dep.Service, dep.Environment, dep.Version, dep.Commit, dep.Team, dep.Status,
 		ts(dep.StartedAt), nullTime(dep.FinishedAt), dep.Actor, strList(dep.Changes), strList(dep.Incidents),
 		dep.DecisionID, dep.Provider, dep.RunID, dep.URL, dep.Source, now, now}
 	var row deploymentRow
 	guarded := append(slices.Clip(args), ts(dep.StartedAt.Add(startGrace)))
-	if tx := d.base.TogetherTx(ctx); tx != nil {
+	if tx != nil {
 		err = d.base.QueryRowTx(ctx, tx, d.q(recordDeploymentGuardedSQL), guarded...).StructScan(&row)
 		if errors.Is(err, sql.ErrNoRows) {
 			var ran bool
-			row, ran, err = d.ranAlready(ctx, dep, func(dest any, query string, args ...any) error {
-				return d.base.QueryRowTx(ctx, tx, query, args...).StructScan(dest)
-			})
-			if err == nil && !ran {
+			if row, ran, err = d.ranAlready(ctx, dep, get); err == nil && !ran {
 				// A relink goes through the group commit, which may wait
 				// for the row this transaction now holds locked.
 				err = core.ErrOwnCommit
@@ -510,9 +531,7 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 		err = d.db.GetContext(ctx, &row, d.q(recordDeploymentGuardedSQL), guarded...)
 		if errors.Is(err, sql.ErrNoRows) {
 			var ran bool
-			if row, ran, err = d.ranAlready(ctx, dep, func(dest any, query string, args ...any) error {
-				return d.db.GetContext(ctx, dest, query, args...)
-			}); err == nil && !ran {
+			if row, ran, err = d.ranAlready(ctx, dep, get); err == nil && !ran {
 				row, err = d.relinkDeployment(ctx, dep, startGiven, by, now, args)
 			}
 		}

@@ -491,6 +491,49 @@ func TestRecordDeploymentQueued(t *testing.T) {
 	})
 }
 
+// TestRecordDeploymentEndedUnrun: a queued report with a finish says the
+// run ended without its CI reporting it ran (rejected at its gate,
+// canceled while waiting). Stored as having run, the run failed then;
+// else it stays queued and unfinished.
+func TestRecordDeploymentEndedUnrun(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+		report := func(run, status string, start int, finish *time.Time) core.Deployment {
+			d := testDeployment(status, finish)
+			d.RunID, d.StartedAt = run, at(start)
+			return d
+		}
+		end := at(30)
+		for _, tc := range []struct {
+			name       string
+			before     []core.Deployment
+			wantStatus string
+			wantFinish bool
+		}{
+			{"never reported before", nil, core.DeployQueued, false},
+			{"queued before", []core.Deployment{report("b", core.DeployQueued, -10, nil)}, core.DeployQueued, false},
+			{"reported running before", []core.Deployment{report("c", core.DeployStarted, 10, nil)}, core.DeployFailed, true},
+		} {
+			run := tc.name
+			for _, d := range tc.before {
+				d.RunID = run
+				if _, _, err := db.RecordDeployment(ctx, d, "connector:github"); err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+			}
+			clock.t = clock.t.Add(time.Second)
+			got, _, err := db.RecordDeployment(ctx, report(run, core.DeployQueued, 0, &end), "connector:github")
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if got.Status != tc.wantStatus || (got.FinishedAt != nil) != tc.wantFinish || (tc.wantFinish && !got.FinishedAt.Equal(end)) {
+				t.Errorf("%s: %s finished %v; want %s, finished %v", tc.name, got.Status, got.FinishedAt, tc.wantStatus, tc.wantFinish)
+			}
+		}
+	})
+}
+
 // TestRecordDeploymentSubMicrosecond: a run reported to have started
 // when it finished, to the nanosecond (tollgate takes a final report's
 // finish as its start when it names none), is stored: the two compare as

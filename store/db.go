@@ -33,6 +33,7 @@ import (
 	"github.com/tollgate-dev/tollgate/store/records"
 	"github.com/tollgate-dev/tollgate/store/relmetrics"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
+	"github.com/tollgate-dev/tollgate/store/unjudged"
 	"github.com/tollgate-dev/tollgate/store/verdicts"
 )
 
@@ -64,6 +65,7 @@ type DB struct {
 	*records.Incidents
 	*verdicts.Store
 	*relmetrics.Reads
+	*unjudged.Counts
 
 	// base is the database the repositories share (store/sqldb); db and
 	// dialect are its pool and dialect, which this package's queries use.
@@ -120,7 +122,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	d.ITSM, d.PendingGates = itsm.New(base), itsm.NewPendingGates(base)
 	d.Holds, d.Evidence = governance.NewHolds(base, d.facts), governance.NewEvidence(base)
 	d.Changes, d.Incidents = records.NewChanges(base), records.NewIncidents(base)
-	d.Store, d.Reads = verdicts.New(base), relmetrics.New(base)
+	d.Store, d.Reads, d.Counts = verdicts.New(base), relmetrics.New(base), unjudged.New(base)
 	d.Proposals, d.Policies, d.Mappings = governance.NewProposals(base), governance.NewPolicies(base), governance.NewMappings(base)
 	if d.dialect == SQLite {
 		// One process: every write ends in this process (txEnded), so the

@@ -520,44 +520,6 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 	return d.scanReconcileRows(ctx, d.q(fmt.Sprintf(reconcileDeploymentsSQL, filter.String())), args, limit)
 }
 
-// CountQueued counts the deployments of q's period and scope that are
-// still queued (core.DeployQueued): runs their CI held and that reported
-// no start, which no report judges (core.ReconcileSummary.QueuedDeployments).
-func (d *DB) CountQueued(ctx context.Context, q core.ReconcileQuery) (int, error) {
-	scope, scopeArgs := sqldb.ScopeFilter("d", q.Environment, q.Service, q.Team)
-	query := `SELECT COUNT(*) FROM deployments d WHERE d.status = ? AND d.started_at >= ? AND d.started_at < ?` + scope
-	args := append([]any{core.DeployQueued, ts(q.From), ts(q.To)}, scopeArgs...)
-	if !q.RecordedAfter.IsZero() {
-		query += ` AND d.created_at > ?`
-		args = append(args, ts(q.RecordedAfter))
-	}
-	var n int
-	if err := d.db.GetContext(ctx, &n, d.q(query), args...); err != nil {
-		return 0, fmt.Errorf("count queued deployments: %w", translate(err))
-	}
-	return n, nil
-}
-
-// LateDeployments counts the deployments of environment (every one when
-// "") started before before and recorded in (after, by], and returns the
-// earliest start among them: what a schedule's late-arrivals report covers.
-func (d *DB) LateDeployments(ctx context.Context, environment string, before, after, by time.Time) (int, time.Time, error) {
-	q := `SELECT COUNT(*) AS n, MIN(started_at) AS earliest FROM deployments d WHERE started_at < ? AND created_at > ? AND created_at <= ?` + sqldb.Ran("d")
-	args := []any{ts(before), ts(after), ts(by)}
-	if env := strings.TrimSpace(environment); env != "" {
-		q += ` AND environment = ?`
-		args = append(args, env)
-	}
-	var row struct {
-		N        int     `db:"n"`
-		Earliest anyTime `db:"earliest"`
-	}
-	if err := d.db.GetContext(ctx, &row, d.q(q), args...); err != nil {
-		return 0, time.Time{}, fmt.Errorf("late deployments: %w", translate(err))
-	}
-	return row.N, row.Earliest.Time, nil
-}
-
 // reconcileByIDSQL reads the deployments listed (%s: the id placeholders)
 // in start order.
 const reconcileByIDSQL = `SELECT d.id, d.release_id, d.service, d.environment, d.version, d.commit_sha, d.team, d.status,

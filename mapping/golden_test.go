@@ -211,6 +211,10 @@ func goldenCases() []goldenCase {
 
 		// GitLab.
 		{name: "gitlab.deployment", connector: "gitlab", event: "Deployment Hook", payload: file("gitlab/deployment_hook.json"), profile: "gitlab-deployment"},
+		// Canceled: queued with its finish (failed if it was seen running).
+		{name: "gitlab.deployment.canceled", connector: "gitlab", event: "Deployment Hook", payload: func(t testing.TB) []byte {
+			return edit(t, fixture(t, "gitlab/deployment_hook.json"), map[string]any{"status": "canceled"})
+		}, profile: "gitlab-deployment"},
 		{name: "gitlab.pipeline", connector: "gitlab", event: "Pipeline Hook", payload: file("gitlab/pipeline_hook.json"), profile: "gitlab-pipeline"},
 		{name: "gitlab.job", connector: "gitlab", event: "Job Hook", payload: file("gitlab/job_hook.go-gitlab.json"), profile: "gitlab-job"},
 		{name: "gitlab.job.jsonc", connector: "gitlab", event: "Job Hook", payload: file("gitlab/job_hook.doc-verbatim.jsonc"), profile: "gitlab-job", wantErr: "not valid JSON"},

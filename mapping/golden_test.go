@@ -184,6 +184,10 @@ func goldenCases() []goldenCase {
 		// GitHub.
 		{name: "github.deployment.created", connector: "github", event: "deployment", payload: file("github/deployment.created.json"), profile: "github-deployment"},
 		{name: "github.deployment_status.created", connector: "github", event: "deployment_status", payload: file("github/deployment_status.created.json"), profile: "github-deployment-status"},
+		// Failed: queued with its finish (failed if it was seen running).
+		{name: "github.deployment_status.failure", connector: "github", event: "deployment_status", payload: func(t testing.TB) []byte {
+			return edit(t, fixture(t, "github/deployment_status.created.json"), map[string]any{"deployment_status.state": "failure"})
+		}, profile: "github-deployment-status"},
 		{connector: "github", event: "deployment_status", payload: func(t testing.TB) []byte {
 			return edit(t, fixture(t, "github/deployment_status.created.json"), map[string]any{"deployment_status.state": "inactive"})
 		}},

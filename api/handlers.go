@@ -215,6 +215,14 @@ func (s *Server) postDeployment(c *echo.Context) error {
 	return c.JSON(status, stored)
 }
 
+// deploymentStatus checks a deployment status filter ("" is any).
+func deploymentStatus(v string) (string, error) {
+	if v != "" && !core.ValidDeployStatus(v) {
+		return "", core.Invalid("status", "%q is not one of queued, started, succeeded, failed, rolled_back", v)
+	}
+	return v, nil
+}
+
 // listFilter reads the common listing query parameters.
 func listFilter(c *echo.Context) (core.ReleaseFilter, error) {
 	f := core.ReleaseFilter{
@@ -290,6 +298,9 @@ func (s *Server) listReleases(c *echo.Context) error {
 func (s *Server) listDeployments(c *echo.Context) error {
 	f, err := listFilter(c)
 	if err != nil {
+		return err
+	}
+	if f.Status, err = deploymentStatus(c.QueryParam("status")); err != nil {
 		return err
 	}
 	ds, err := s.deps.Reader.ListDeployments(c.Request().Context(), f)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +89,26 @@ func TestQueuedRunJudgedWhenItRan(t *testing.T) {
 	}
 	if d := runs["702"]; !d.StartedAt.Equal(ranAt) {
 		t.Errorf("the job played: started %v; want when it ran, %v (queued %v)", d.StartedAt, ranAt, queuedAt)
+	}
+
+	// The runs still held, listed by status through the API and the UI.
+	var held listed
+	if st := s.do("GET", "/api/v1/deployments?status=queued", adminSecret, nil, &held); st != http.StatusOK || len(held.Items) != 2 ||
+		held.Items[0].Status != core.DeployQueued || held.Items[1].Status != core.DeployQueued {
+		t.Errorf("?status=queued: %d %+v; want runs 701 and 703", st, held.Items)
+	}
+	if st := s.do("GET", "/api/v1/deployments?status=done", adminSecret, nil, nil); st != http.StatusBadRequest {
+		t.Errorf("?status=done: %d, want 400", st)
+	}
+	aud, _ := s.token(core.RoleAuditor)
+	ui := s.uiClient()
+	ui.signIn(aud)
+	if st, _, body := ui.get("/ui/deployments?status=queued"); st != http.StatusOK || !strings.Contains(body, "gitlab 701") ||
+		!strings.Contains(body, "gitlab 703") || strings.Contains(body, "gitlab 702") || !strings.Contains(body, "<option selected>queued</option>") {
+		t.Errorf("UI deployments ?status=queued: %d\n%s", st, body)
+	}
+	if st, _, _ := ui.get("/ui/deployments?status=done"); st != http.StatusBadRequest {
+		t.Errorf("UI ?status=done: %d, want 400", st)
 	}
 
 	var rep reportAnswer

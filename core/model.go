@@ -169,6 +169,12 @@ const (
 	DeployRolledBack = "rolled_back"
 )
 
+// DeployStatuses lists the deployment statuses in the order a run moves
+// through them.
+func DeployStatuses() []string {
+	return []string{DeployQueued, DeployStarted, DeploySucceeded, DeployFailed, DeployRolledBack}
+}
+
 // ValidDeployStatus reports whether s is a known deployment status.
 func ValidDeployStatus(s string) bool {
 	switch s {

@@ -92,8 +92,11 @@ type ReleaseFilter struct {
 	Environment string
 	Team        string
 	From, To    time.Time // on created_at (releases) / started_at (deployments)
-	Limit       int
-	After       string // opaque cursor: the last id of the previous page
+	// Status narrows deployments to one status (queued: the runs their CI
+	// still holds); releases have none.
+	Status string
+	Limit  int
+	After  string // opaque cursor: the last id of the previous page
 }
 
 // AuditFilter pages through the audit log.

@@ -93,7 +93,7 @@ var (
 	approvalStates  = []string{string(core.ApprovalNotRequested), string(core.ApprovalRequested), string(core.ApprovalApproved), string(core.ApprovalRejected), string(core.ApprovalCanceled)}
 	changeStates    = []string{core.ChangeStateNew, core.ChangeStateAssess, core.ChangeStateAuthorize, core.ChangeStateScheduled, core.ChangeStateImplement, core.ChangeStateReview, core.ChangeStateClosed, core.ChangeStateCanceled}
 	incidentStates  = []string{core.IncidentOpen, core.IncidentResolved, core.IncidentClosed, core.IncidentCanceled}
-	deployStatuses  = []string{core.DeployQueued, core.DeployStarted, core.DeploySucceeded, core.DeployFailed, core.DeployRolledBack}
+	deployStatuses  = core.DeployStatuses()
 	pirStatuses     = []string{core.PIRPending, core.PIRSignedOff}
 	approvalDecides = []string{string(core.ApprovalRequested), string(core.ApprovalApproved), string(core.ApprovalRejected)}
 )

@@ -177,6 +177,9 @@ func listWhere(f core.ReleaseFilter, timeCol, after string) (string, []any, erro
 	if f.Team != "" {
 		add("team = ?", f.Team)
 	}
+	if f.Status != "" {
+		add("status = ?", f.Status)
+	}
 	if !f.From.IsZero() {
 		add(timeCol+" >= ?", ts(f.From))
 	}

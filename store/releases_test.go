@@ -476,6 +476,9 @@ func TestRecordDeploymentQueued(t *testing.T) {
 		if n, err := db.CountQueued(ctx, q); err != nil || n != 1 {
 			t.Errorf("CountQueued = %d, %v; want 1", n, err)
 		}
+		if ds, err := db.ListDeployments(ctx, core.ReleaseFilter{Status: core.DeployQueued}); err != nil || len(ds) != 1 || ds[0].RunID != "43" {
+			t.Errorf("ListDeployments(queued) = %+v, %v; want run 43", ds, err)
+		}
 		var seen []string
 		if err := db.ReconcileScan(ctx, q, func(core.Incident) bool { return false }, 0, func(page []core.DeploymentFacts) error {
 			for _, df := range page {

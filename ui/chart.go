@@ -189,5 +189,6 @@ var funcs = template.FuncMap{
 		}
 		return s
 	},
-	"add": func(a, b int) int { return a + b },
+	"add":            func(a, b int) int { return a + b },
+	"deployStatuses": core.DeployStatuses,
 }

@@ -150,6 +150,7 @@ func (u *UI) dashboard(c *echo.Context, s *session) error {
 
 type filterView struct {
 	Service, Environment, Team, From, To string
+	Status                               string // deployments only
 }
 
 type listView[T any] struct {
@@ -183,7 +184,7 @@ func releaseFilter(c *echo.Context) (core.ReleaseFilter, filterView, error) {
 
 func nextQuery(fv filterView, after string) string {
 	q := url.Values{}
-	for k, v := range map[string]string{"service": fv.Service, "environment": fv.Environment, "team": fv.Team, "from": fv.From, "to": fv.To, "after": after} {
+	for k, v := range map[string]string{"service": fv.Service, "environment": fv.Environment, "team": fv.Team, "from": fv.From, "to": fv.To, "status": fv.Status, "after": after} {
 		if v != "" {
 			q.Set(k, v)
 		}
@@ -212,6 +213,10 @@ func (u *UI) deployments(c *echo.Context, s *session) error {
 	if err != nil {
 		return err
 	}
+	if fv.Status = c.QueryParam("status"); fv.Status != "" && !core.ValidDeployStatus(fv.Status) {
+		return core.Invalid("status", "%q is not a deployment status", fv.Status)
+	}
+	f.Status = fv.Status
 	ds, err := u.deps.Reader.ListDeployments(c.Request().Context(), f)
 	if err != nil {
 		return err

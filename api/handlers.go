@@ -218,7 +218,7 @@ func (s *Server) postDeployment(c *echo.Context) error {
 // deploymentStatus checks a deployment status filter ("" is any).
 func deploymentStatus(v string) (string, error) {
 	if v != "" && !core.ValidDeployStatus(v) {
-		return "", core.Invalid("status", "%q is not one of queued, started, succeeded, failed, rolled_back", v)
+		return "", core.Invalid("status", "%q is not one of %s", v, strings.Join(core.DeployStatuses(), ", "))
 	}
 	return v, nil
 }

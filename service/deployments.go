@@ -77,7 +77,7 @@ func (s *Deployments) Validate(d core.Deployment) (core.Deployment, error) {
 	}
 	d.Service, d.Environment, d.Team = subj.Service, subj.Environment, subj.Team
 	if !core.ValidDeployStatus(d.Status) {
-		return d, core.Invalid("status", "%q is not one of queued, started, succeeded, failed, rolled_back", d.Status)
+		return d, core.Invalid("status", "%q is not one of %s", d.Status, strings.Join(core.DeployStatuses(), ", "))
 	}
 	if d.StartedAt.IsZero() {
 		return d, core.Invalid("started_at", "is required (RFC 3339)")

@@ -449,13 +449,14 @@ func nonNil(v []string) []string {
 // id, service and environment. A repeat merges into the stored row: the
 // status never moves backwards (see adoptSQL), non-empty fields replace
 // stored ones, and started_at keeps the earliest value seen, except that
-// a queued run takes the start of its first report that it ran (startSQL). A zero
-// StartedAt means FinishedAt, or now when that is unset too. A queued
-// report with a finish says the run ended without its CI reporting that
-// it ran: a run stored as having run failed then; any other stays
-// queued, unfinished (a queued row never has a finish). The id is
-// assigned on the first insert; d.ID is ignored. created is true only for
-// the first insert.
+// a queued run takes the start of its first report that it ran
+// (startSQL); a queued report of a run that ran changes nothing
+// (ranAlready). A zero StartedAt means FinishedAt, or now when that is
+// unset too. A queued report with a finish says the run ended without its
+// CI reporting that it ran: a run stored as having run failed then; any
+// other stays queued, unfinished (a queued row never has a finish). The
+// id is assigned on the first insert; d.ID is ignored. created is true
+// only for the first insert.
 //
 // A repeat that changes the stored links — fills links the row lacked or
 // replaces them, as a pipeline's report after a CI webhook's, or a re-run
@@ -477,7 +478,7 @@ func (d *DB) RecordDeployment(ctx context.Context, dep core.Deployment, by strin
 		}
 	}
 	if !core.ValidDeployStatus(dep.Status) {
-		return core.Deployment{}, false, core.Invalid("status", "unknown deployment status %q (want queued, started, succeeded, failed or rolled_back)", dep.Status)
+		return core.Deployment{}, false, core.Invalid("status", "unknown deployment status %q (want one of %s)", dep.Status, strings.Join(core.DeployStatuses(), ", "))
 	}
 	now := d.now()
 	dep.FinishedAt = tsp(dep.FinishedAt) // a zero time is no time
@@ -595,7 +596,7 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, startGiv
 			return err
 		}
 		var rerunOf string
-		if startGiven && dep.Status != core.DeployQueued && before.ID != "" && before.FinishedAt.Valid && dep.StartedAt.After(before.FinishedAt.Time.Add(rerunGrace)) {
+		if startGiven && before.ID != "" && before.FinishedAt.Valid && dep.StartedAt.After(before.FinishedAt.Time.Add(rerunGrace)) {
 			// Another attempt: a deployment of its own, under the run id and
 			// its start, so each of its reports lands on it.
 			rerunOf, args = before.ID, slices.Clone(args)

@@ -214,7 +214,7 @@ func (u *UI) deployments(c *echo.Context, s *session) error {
 		return err
 	}
 	if fv.Status = c.QueryParam("status"); fv.Status != "" && !core.ValidDeployStatus(fv.Status) {
-		return core.Invalid("status", "%q is not a deployment status", fv.Status)
+		return core.Invalid("status", "%q is not one of %s", fv.Status, strings.Join(core.DeployStatuses(), ", "))
 	}
 	f.Status = fv.Status
 	ds, err := u.deps.Reader.ListDeployments(c.Request().Context(), f)

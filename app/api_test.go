@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -266,4 +267,55 @@ func TestInboxMetrics(t *testing.T) {
 			strings.Contains(m, "tollgate_audit_group_busy_seconds_total") &&
 			!strings.Contains(m, "tollgate_audit_group_appends_total 0\n")
 	})
+}
+
+// TestReplayWithoutStampIsOrderedByReceipt: a change from a profile that
+// maps no source stamp is stamped when its delivery was received, so an
+// old delivery replayed (an approval, after the change was canceled) is
+// older than the stored change and re-approves nothing.
+func TestReplayWithoutStampIsOrderedByReceipt(t *testing.T) {
+	s := boot(t, "sqlite", e2eConfig)
+	unstamped := `name: generic-change
+kind: change
+match:
+  connector_type: generic
+  when:
+    - {path: key, exists: true}
+    - {path: approval, exists: true}
+fields:
+  key: {path: key, required: true}
+  state: {path: state, required: true}
+  approval: {path: approval, required: true}
+  services: {path: services}
+`
+	if st := s.do("PUT", "/api/v1/mappings/generic-change", adminSecret, unstamped, nil); st != 200 {
+		t.Fatalf("put mapping: %d", st)
+	}
+	type eventList struct {
+		Items []core.Event `json:"items"`
+	}
+	processed := func(n int) []core.Event {
+		var l eventList
+		s.waitFor(fmt.Sprintf("%d processed", n), func() bool {
+			s.do("GET", "/api/v1/events?status=processed", adminSecret, nil, &l)
+			return len(l.Items) == n
+		})
+		return l.Items
+	}
+	s.sendWebhook(map[string]any{"key": "CHG-R1", "state": "scheduled", "approval": "approved", "services": []string{"payments"}})
+	approvedEvent := processed(1)[0]
+	time.Sleep(20 * time.Millisecond) // a later receipt
+	s.sendWebhook(map[string]any{"key": "CHG-R1", "state": "canceled", "approval": "canceled", "services": []string{"payments"}})
+	processed(2)
+	if st := s.do("POST", "/api/v1/events/"+approvedEvent.ID+"/replay", adminSecret, nil, nil); st != http.StatusAccepted {
+		t.Fatalf("replay: %d", st)
+	}
+	s.waitFor("the replayed approval processed", func() bool {
+		var e core.Event
+		s.do("GET", "/api/v1/events/"+approvedEvent.ID, adminSecret, nil, &e)
+		return e.Status == core.EventProcessed && strings.HasPrefix(e.Reason, "stale")
+	})
+	if c, _ := s.changeOf("CHG-R1"); c.Approval != core.ApprovalCanceled {
+		t.Fatalf("after the old approval was replayed the change is %s, want canceled", c.Approval)
+	}
 }

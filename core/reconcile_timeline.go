@@ -11,15 +11,17 @@ import (
 // deployment: the store adds the versions that begin inside the window as
 // it advances and Prune forgets what can no longer be in force.
 //
-// The version in force at t is, as for GateFacts with AsOf, the one with
-// the highest version number among those with ValidFrom <= t.
+// The version in force at t is, as for GateFacts with AsOf, the one that
+// became true last by t: the latest ValidFrom <= t, the highest version
+// number among equal ValidFroms (a version recorded late, older than the
+// newest, has a higher number than versions that became true after it).
 //
 // It holds only incidents that may block: a version that is not active, or
 // not kept by the timeline's filter (the policy's IsMajor), is recorded
 // only when it ends or changes an incident already held.
 type IncidentTimeline struct {
 	keep  func(Incident) bool
-	byKey map[string][]IncidentVersion // each sorted by Version
+	byKey map[string][]IncidentVersion // each sorted by ValidFrom, then Version
 	keys  []string                     // sorted
 }
 
@@ -45,11 +47,20 @@ func (t *IncidentTimeline) Add(v IncidentVersion) {
 		i, _ := slices.BinarySearch(t.keys, key)
 		t.keys = slices.Insert(t.keys, i, key)
 	}
-	i, found := slices.BinarySearchFunc(vs, v.Version, func(a IncidentVersion, n int) int { return a.Version - n })
+	i, found := slices.BinarySearchFunc(vs, v, compareIncidentVersions)
 	if found {
 		return
 	}
 	t.byKey[key] = slices.Insert(vs, i, v)
+}
+
+// compareIncidentVersions orders the versions of one incident as they
+// became true.
+func compareIncidentVersions(a, b IncidentVersion) int {
+	if c := a.ValidFrom.Compare(b.ValidFrom); c != 0 {
+		return c
+	}
+	return a.Version - b.Version
 }
 
 // Len is the number of incidents held.
@@ -110,14 +121,15 @@ func (t *IncidentTimeline) Prune(before time.Time) {
 }
 
 // ChangeAsOf returns the version of a change in force at at among its
-// versions (any order): the highest version with ValidFrom <= at.
+// versions (any order): the one that became true last by at (see
+// IncidentTimeline).
 func ChangeAsOf(vs []ChangeVersion, at time.Time) (ChangeVersion, bool) {
 	best, ok := ChangeVersion{}, false
 	for _, v := range vs {
 		if v.ValidFrom.After(at) {
 			continue
 		}
-		if !ok || v.Version > best.Version {
+		if !ok || v.ValidFrom.After(best.ValidFrom) || (v.ValidFrom.Equal(best.ValidFrom) && v.Version > best.Version) {
 			best, ok = v, true
 		}
 	}

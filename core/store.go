@@ -57,7 +57,12 @@ const (
 	UpsertCreated   UpsertResult = "created"   // first version stored
 	UpsertUpdated   UpsertResult = "updated"   // a new version stored
 	UpsertUnchanged UpsertResult = "unchanged" // same content as the newest version: nothing stored
-	UpsertStale     UpsertResult = "stale"     // older than the newest version: nothing stored
+	UpsertStale     UpsertResult = "stale"     // older than the newest version, and what the history already says at its stamp: nothing stored
+	// UpsertPast: older than the newest version but not what the history
+	// says at its stamp: kept in the history as what was true from then
+	// (for the facts as of a moment and the reconciler); the current
+	// state is unchanged.
+	UpsertPast UpsertResult = "past"
 )
 
 // FactsQuery asks for the facts about one release.

@@ -973,6 +973,17 @@ func (in *Inbox) authorize(c Connector, kind string, stamps ...time.Time) error 
 	return nil
 }
 
+// stampOr is a record's source stamp, or, when its profile maps none, when
+// its delivery was received: what the source said then, so a delivery
+// replayed or retried later is ordered by when it was sent, not when it
+// was processed (an old approval replayed does not pass for the newest).
+func stampOr(stamp, received time.Time) time.Time {
+	if stamp.IsZero() {
+		return received
+	}
+	return stamp
+}
+
 // apply stores one canonical record and describes what happened; received
 // is when its delivery was received.
 func (in *Inbox) apply(ctx context.Context, c Connector, rec any, received time.Time) (outcome, record string, err error) {
@@ -988,6 +999,7 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any, received time.
 		if err := owns(c, "change", r.Key); err != nil {
 			return "", "", err
 		}
+		r.SourceUpdatedAt = stampOr(r.SourceUpdatedAt, received)
 		res, err := in.store.UpsertChange(ctx, *r)
 		if err != nil {
 			return "", "", err
@@ -1004,6 +1016,7 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any, received time.
 		if err := owns(c, "incident", r.Key); err != nil {
 			return "", "", err
 		}
+		r.SourceUpdatedAt = stampOr(r.SourceUpdatedAt, received)
 		res, err := in.store.UpsertIncident(ctx, *r)
 		if err != nil {
 			return "", "", err
@@ -1114,6 +1127,8 @@ func describe(r core.UpsertResult) string {
 		return "unchanged: same content as the stored version"
 	case core.UpsertStale:
 		return "stale: older than the stored version, not applied"
+	case core.UpsertPast:
+		return "past: older than the stored version, kept in the history from its stamp; the current state unchanged"
 	}
 	return string(r)
 }

@@ -36,9 +36,11 @@ func TestUpsertChangeSequence(t *testing.T) {
 			{"duplicate delivery", testChange("CHG1", t0, core.ApprovalRequested), core.UpsertUnchanged},
 			{"same content newer stamp", testChange("CHG1", t0.Add(time.Minute), core.ApprovalRequested), core.UpsertUnchanged},
 			{"approved", testChange("CHG1", t0.Add(2*time.Minute), core.ApprovalApproved), core.UpsertUpdated},
-			{"older stamp ignored", testChange("CHG1", t0.Add(90*time.Second), core.ApprovalRejected), core.UpsertStale},
+			{"older stamp kept in the history", testChange("CHG1", t0.Add(90*time.Second), core.ApprovalRejected), core.UpsertPast},
+			{"older stamp again", testChange("CHG1", t0.Add(90*time.Second), core.ApprovalRejected), core.UpsertStale},
+			{"older stamp, what the history says then", testChange("CHG1", t0.Add(30*time.Second), core.ApprovalRequested), core.UpsertStale},
 			{"same instant other zone unchanged", func() core.Change {
-				c := testChange("CHG1", t0.Add(3*time.Minute).In(local), core.ApprovalApproved)
+				c := testChange("CHG1", t0.Add(2*time.Minute).In(local), core.ApprovalApproved)
 				s := c.PlannedStart.In(local)
 				c.PlannedStart = &s
 				return c
@@ -62,15 +64,95 @@ func TestUpsertChangeSequence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantApproval := []core.ApprovalState{core.ApprovalRequested, core.ApprovalApproved, core.ApprovalCanceled}
-		wantFrom := []time.Time{t0, t0.Add(2 * time.Minute), t0.Add(2 * time.Minute)}
+		// In the order they became true; the late one numbered as recorded.
+		wantVersion := []int{1, 3, 2, 4}
+		wantApproval := []core.ApprovalState{core.ApprovalRequested, core.ApprovalRejected, core.ApprovalApproved, core.ApprovalCanceled}
+		wantFrom := []time.Time{t0, t0.Add(90 * time.Second), t0.Add(2 * time.Minute), t0.Add(2 * time.Minute)}
 		if len(h) != len(wantApproval) {
 			t.Fatalf("history has %d versions, want %d", len(h), len(wantApproval))
 		}
 		for n, v := range h {
-			if v.Version != n+1 || v.Change.Approval != wantApproval[n] || !v.ValidFrom.Equal(wantFrom[n]) || !v.RecordedAt.Equal(clock.t) {
+			if v.Version != wantVersion[n] || v.Change.Approval != wantApproval[n] || !v.ValidFrom.Equal(wantFrom[n]) || !v.RecordedAt.Equal(clock.t) {
 				t.Errorf("version %d = %d %s valid_from %s recorded %s", n, v.Version, v.Change.Approval, v.ValidFrom, v.RecordedAt)
 			}
+		}
+	})
+}
+
+// TestUpsertChangeLateDeliveries: deliveries processed out of order never
+// change the current state to an older one, and the history says what was
+// true when, whatever the order: a delivery with the stored content and a
+// newer stamp moves the stamp (so one from between the two arriving late
+// is not taken for newer), and a late one is kept in the history from its
+// stamp.
+func TestUpsertChangeLateDeliveries(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+		steps := []struct {
+			name   string
+			change core.Change
+			want   core.UpsertResult
+		}{
+			{"approved at 10", testChange("CHG4", at(10), core.ApprovalApproved), core.UpsertCreated},
+			{"approved still at 30", testChange("CHG4", at(30), core.ApprovalApproved), core.UpsertUnchanged},
+			{"withdrawn at 20, late", testChange("CHG4", at(20), core.ApprovalRequested), core.UpsertPast},
+			{"withdrawn at 20 again", testChange("CHG4", at(20), core.ApprovalRequested), core.UpsertStale},
+			{"requested at 5, before the first", testChange("CHG4", at(5), core.ApprovalRequested), core.UpsertPast},
+			{"rejected at 40", testChange("CHG4", at(40), core.ApprovalRejected), core.UpsertUpdated},
+		}
+		for _, s := range steps {
+			got, err := db.UpsertChange(ctx, s.change)
+			if err != nil || got != s.want {
+				t.Fatalf("%s: got %q, %v; want %q", s.name, got, err, s.want)
+			}
+			if s.name == "withdrawn at 20, late" {
+				if c, err := db.GetChange(ctx, "CHG4"); err != nil || c.Approval != core.ApprovalApproved || !c.SourceUpdatedAt.Equal(at(30)) {
+					t.Fatalf("after the late delivery the current change is %+v, %v; want approved at 30", c, err)
+				}
+			}
+		}
+		h, err := db.ChangeHistory(ctx, "CHG4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		type row struct {
+			version  int
+			from     time.Time
+			approval core.ApprovalState
+		}
+		want := []row{
+			{4, at(5), core.ApprovalRequested},
+			{1, at(10), core.ApprovalApproved},
+			{2, at(20), core.ApprovalRequested},
+			{3, at(30), core.ApprovalApproved}, // the current content recorded again at its stamp
+			{5, at(40), core.ApprovalRejected},
+		}
+		var got []row
+		for _, v := range h {
+			got = append(got, row{v.Version, v.ValidFrom, v.Change.Approval})
+		}
+		if !slices.EqualFunc(got, want, func(a, b row) bool { return a.version == b.version && a.from.Equal(b.from) && a.approval == b.approval }) {
+			t.Fatalf("history\n%+v\nwant\n%+v", got, want)
+		}
+		// The facts as of a moment and the reconciler's choice agree with it.
+		for _, tc := range []struct {
+			at   time.Time
+			want core.ApprovalState
+		}{
+			{at(7), core.ApprovalRequested}, {at(15), core.ApprovalApproved}, {at(25), core.ApprovalRequested},
+			{at(35), core.ApprovalApproved}, {at(45), core.ApprovalRejected},
+		} {
+			f, err := db.GateFacts(ctx, core.FactsQuery{Service: "payments", ChangeKeys: []string{"CHG4"}, AsOf: tc.at})
+			if err != nil || len(f.Changes) != 1 || f.Changes["CHG4"].Approval != tc.want {
+				t.Errorf("facts as of %s: %+v, %v; want %s", tc.at, f.Changes, err, tc.want)
+			}
+			if v, ok := core.ChangeAsOf(h, tc.at); !ok || v.Change.Approval != tc.want {
+				t.Errorf("ChangeAsOf %s: %+v; want %s", tc.at, v, tc.want)
+			}
+		}
+		if c, err := db.GetChange(ctx, "CHG4"); err != nil || c.Approval != core.ApprovalRejected {
+			t.Errorf("current %+v, %v", c, err)
 		}
 	})
 }
@@ -163,7 +245,9 @@ func TestUpsertChangeConcurrent(t *testing.T) {
 			if errs[g] != nil {
 				t.Fatalf("goroutine %d: %v", g, errs[g])
 			}
-			if results[g] == core.UpsertCreated || results[g] == core.UpsertUpdated {
+			// Every delivery differs: each is stored, as the newest or,
+			// when a newer one came first, in the history.
+			if results[g] == core.UpsertCreated || results[g] == core.UpsertUpdated || results[g] == core.UpsertPast {
 				stored++
 			}
 		}
@@ -174,19 +258,21 @@ func TestUpsertChangeConcurrent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(h) != stored {
-			t.Errorf("history has %d versions, %d upserts stored one", len(h), stored)
+		if len(h) != n || stored != n {
+			t.Errorf("history has %d versions, %d upserts stored one; want %d", len(h), stored, n)
 		}
+		seen := map[int]bool{}
 		for i, v := range h {
-			if v.Version != i+1 {
-				t.Errorf("version %d at position %d", v.Version, i)
+			if seen[v.Version] || v.Version < 1 || v.Version > len(h) {
+				t.Errorf("version %d at position %d: numbers are 1..%d, each once", v.Version, i, len(h))
 			}
-			if i > 0 && v.ValidFrom.Before(h[i-1].ValidFrom) {
-				t.Errorf("version %d valid_from %s before the previous %s", v.Version, v.ValidFrom, h[i-1].ValidFrom)
+			seen[v.Version] = true
+			if i > 0 && !v.ValidFrom.After(h[i-1].ValidFrom) {
+				t.Errorf("version %d valid_from %s not after the previous %s", v.Version, v.ValidFrom, h[i-1].ValidFrom)
 			}
 		}
 		cur, err := db.GetChange(ctx, "CHG-RACE")
-		if err != nil || cur.Title != h[len(h)-1].Change.Title {
+		if err != nil || cur.Title != h[len(h)-1].Change.Title || cur.Title != fmt.Sprintf("delivery %d", n-1) {
 			t.Errorf("current %q is not the newest version %q (%v)", cur.Title, h[len(h)-1].Change.Title, err)
 		}
 	})
@@ -223,7 +309,7 @@ func TestUpsertIncidentMaintainsServices(t *testing.T) {
 			{"opened on two services", testIncident("INC1", t0, core.IncidentOpen, " Payments", "checkout", "payments"), core.UpsertCreated, row{true, false}, []string{"checkout", "payments"}},
 			{"scope narrowed", testIncident("INC1", t0.Add(time.Minute), core.IncidentOpen, "CHECKOUT"), core.UpsertUpdated, row{true, false}, []string{"checkout"}},
 			{"scope unknown: global", testIncident("INC1", t0.Add(2*time.Minute), core.IncidentOpen), core.UpsertUpdated, row{true, true}, nil},
-			{"stale reopening ignored", testIncident("INC1", t0.Add(time.Minute), core.IncidentOpen, "ledger"), core.UpsertStale, row{true, true}, nil},
+			{"late reopening: history only", testIncident("INC1", t0.Add(time.Minute), core.IncidentOpen, "ledger"), core.UpsertPast, row{true, true}, nil},
 			{"resolved", testIncident("INC1", t0.Add(3*time.Minute), core.IncidentResolved, "ledger"), core.UpsertUpdated, row{false, false}, []string{"ledger"}},
 		}
 		for _, s := range steps {
@@ -247,7 +333,8 @@ func TestUpsertIncidentMaintainsServices(t *testing.T) {
 			}
 		}
 		h, err := db.IncidentHistory(ctx, "INC1")
-		if err != nil || len(h) != 4 || h[3].Incident.State != core.IncidentResolved || !h[3].ValidFrom.Equal(t0.Add(3*time.Minute)) {
+		if err != nil || len(h) != 5 || h[4].Incident.State != core.IncidentResolved || !h[4].ValidFrom.Equal(t0.Add(3*time.Minute)) ||
+			h[2].Version != 4 || h[2].Incident.Services[0] != "ledger" {
 			t.Fatalf("history %+v, %v", h, err)
 		}
 		if got, _ := db.GetIncident(ctx, "INC1"); got.State != core.IncidentResolved {

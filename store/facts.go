@@ -251,7 +251,8 @@ func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
 	if len(keys) > 0 {
 		if asOf {
 			parts = append(parts, `SELECT 'c' AS kind, `+vdoc+` AS doc, `+docCols+` FROM change_versions v
-				WHERE v.key IN (?) AND v.version = (SELECT MAX(w.version) FROM change_versions w WHERE w.key = v.key AND w.valid_from <= ?)`)
+				WHERE v.key IN (?) AND v.version = (SELECT w.version FROM change_versions w WHERE w.key = v.key AND w.valid_from <= ?
+				ORDER BY w.valid_from DESC, w.version DESC LIMIT 1)`)
 			args = append(args, keys, at)
 		} else {
 			parts = append(parts, `SELECT 'c' AS kind, `+doc+` AS doc, `+docCols+` FROM changes WHERE key IN (?)`)
@@ -261,7 +262,8 @@ func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
 	switch {
 	case asOf:
 		parts = append(parts, `SELECT 'i' AS kind, `+vdoc+` AS doc, `+docCols+` FROM incident_versions v
-			WHERE v.version = (SELECT MAX(w.version) FROM incident_versions w WHERE w.key = v.key AND w.valid_from <= ?)
+			WHERE v.version = (SELECT w.version FROM incident_versions w WHERE w.key = v.key AND w.valid_from <= ?
+				ORDER BY w.valid_from DESC, w.version DESC LIMIT 1)
 			AND COALESCE(v.doc ->> 'state', '') NOT IN (`+inactiveStates+`)`)
 		args = append(args, at)
 	case q.AllIncidents:

@@ -629,8 +629,8 @@ func placeholders(n int) string {
 const changeVersionsSQL = `SELECT v.key, v.version, v.valid_from, v.recorded_at, %s FROM change_versions v
 	WHERE v.key IN (%s) AND v.valid_from <= ? AND v.recorded_at <= ?
 	AND NOT EXISTS (SELECT 1 FROM change_versions w
-		WHERE w.key = v.key AND w.version > v.version AND w.valid_from <= ? AND w.recorded_at <= ?)
-	ORDER BY v.key, v.version`
+		WHERE w.key = v.key AND (w.valid_from > v.valid_from OR (w.valid_from = v.valid_from AND w.version > v.version)) AND w.valid_from <= ? AND w.recorded_at <= ?)
+	ORDER BY v.key, v.valid_from, v.version`
 
 // changeVersionsPGSQL is changeVersionsSQL for PostgreSQL: the keys come
 // as one array, and each key's versions are looked up by index in a
@@ -643,9 +643,9 @@ const changeVersionsPGSQL = `SELECT v.key, v.version, v.valid_from, v.recorded_a
 	CROSS JOIN LATERAL (SELECT * FROM change_versions v
 		WHERE v.key = k.key AND v.valid_from <= ? AND v.recorded_at <= ?
 		AND NOT EXISTS (SELECT 1 FROM change_versions w
-			WHERE w.key = v.key AND w.version > v.version AND w.valid_from <= ? AND w.recorded_at <= ?)
+			WHERE w.key = v.key AND (w.valid_from > v.valid_from OR (w.valid_from = v.valid_from AND w.version > v.version)) AND w.valid_from <= ? AND w.recorded_at <= ?)
 		OFFSET 0) v
-	ORDER BY v.key, v.version`
+	ORDER BY v.key, v.valid_from, v.version`
 
 // changeVersionsSpanning returns, by key, the versions of the changes that
 // may be in force at some instant of [from, to] (see changeVersionsSQL);
@@ -750,8 +750,8 @@ func (d *DB) loadIncidentsInForce(ctx context.Context, tl *core.IncidentTimeline
 		WHERE v.valid_from <= ? AND v.recorded_at <= ?
 		AND COALESCE(v.doc ->> 'state', '') NOT IN (` + inactiveStates + `)
 		AND NOT EXISTS (SELECT 1 FROM incident_versions w
-			WHERE w.key = v.key AND w.version > v.version AND w.valid_from <= ? AND w.recorded_at <= ?)
-		ORDER BY v.key, v.version`
+			WHERE w.key = v.key AND (w.valid_from > v.valid_from OR (w.valid_from = v.valid_from AND w.version > v.version)) AND w.valid_from <= ? AND w.recorded_at <= ?)
+		ORDER BY v.key, v.valid_from, v.version`
 	return d.addIncidentVersions(ctx, tl, query, at, cutoff, at, cutoff)
 }
 

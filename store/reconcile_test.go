@@ -98,6 +98,19 @@ func reconcileHistory(t *testing.T, db *DB) {
 	incident("INC-0", core.IncidentOpen, base.Add(-100*time.Hour))
 	incident("INC-0", core.IncidentResolved, base.Add(30*time.Minute))
 
+	// Deliveries processed out of order: INC-2's opening (7h30) arrives
+	// after its resolution (8h30), so it is kept in the history only; the
+	// withdrawal of CHG-H's approval (9h30) arrives after the source
+	// confirmed it approved again (10h30, same content as the stored
+	// version: only the stamp moves).
+	incident("INC-2", core.IncidentResolved, base.Add(8*time.Hour+30*time.Minute))
+	incident("INC-2", core.IncidentOpen, base.Add(7*time.Hour+30*time.Minute))
+	change("CHG-H", base.Add(-72*time.Hour), nil)
+	change("CHG-H", base.Add(10*time.Hour+30*time.Minute), nil)
+	change("CHG-H", base.Add(9*time.Hour+30*time.Minute), func(c *core.Change) {
+		c.Approval, c.Approvals = core.ApprovalRequested, []core.Approval{{Approver: "cab-alice", Decision: core.ApprovalRequested}}
+	})
+
 	deploy("production", "1.0.0", base.Add(-0*time.Hour), []string{"CHG-A"}, core.Allow, nil)            // INC-0 still open: INCIDENT_BLOCK
 	deploy("production", "1.0.1", base.Add(1*time.Hour), []string{"CHG-B"}, core.Wait, nil)              // CHANGE_NOT_APPROVED, GATE_BYPASSED
 	deploy("production", "1.0.2", base.Add(4*time.Hour), []string{"CHG-A"}, core.Allow, nil)             // INCIDENT_BLOCK (INC-1)
@@ -105,9 +118,11 @@ func reconcileHistory(t *testing.T, db *DB) {
 	deploy("production", "1.0.4", base.Add(5*time.Hour+time.Minute), []string{"CHG-E"}, core.Allow, nil) // compliant
 	deploy("production", "1.0.5", base.Add(7*time.Hour), []string{"CHG-F"}, core.Allow, nil)             // EMERGENCY_REVIEW_OVERDUE
 	deploy("production", "1.0.6", base.Add(8*time.Hour), []string{"CHG-A"}, core.Allow, func(d *core.Deployment) { d.Commit = "other" })
-	deploy("development", "1.0.7", base.Add(9*time.Hour), nil, "", nil)                       // open: nothing
-	deploy("production", "1.0.8", base.Add(10*time.Hour), nil, core.Allow, nil)               // NO_CHANGE
-	deploy("production", "1.0.9", base.Add(11*time.Hour), []string{"CHG-G"}, core.Allow, nil) // reviewed in time: compliant
+	deploy("development", "1.0.7", base.Add(9*time.Hour), nil, "", nil)                                       // open: nothing
+	deploy("production", "1.0.8", base.Add(10*time.Hour), nil, core.Allow, nil)                               // NO_CHANGE
+	deploy("production", "1.0.9", base.Add(11*time.Hour), []string{"CHG-G"}, core.Allow, nil)                 // reviewed in time: compliant
+	deploy("production", "1.0.10", base.Add(10*time.Hour+15*time.Minute), []string{"CHG-H"}, core.Allow, nil) // CHANGE_NOT_APPROVED: withdrawn then
+	deploy("production", "1.0.11", base.Add(11*time.Hour+15*time.Minute), []string{"CHG-H"}, core.Allow, nil) // approved again: compliant
 	// A later report of 1.0.4's run (the clock is weeks on) names an
 	// incident it fixed: LINKS_CHANGED_AFTER_DEPLOY.
 	deploy("production", "1.0.4", base.Add(5*time.Hour+time.Minute), []string{"CHG-E"}, "", func(d *core.Deployment) {
@@ -165,8 +180,10 @@ func TestReconcileScanSameOnBothDialects(t *testing.T) {
 		"1.0.3 GATE_BYPASSED ",
 		"1.0.4 LINKS_CHANGED_AFTER_DEPLOY ",
 		"1.0.5 EMERGENCY_REVIEW_OVERDUE CHG-F",
+		"1.0.6 INCIDENT_BLOCK INC-2",
 		"1.0.6 GATE_BYPASSED 00000000-0000-7000-8000-000000000007",
 		"1.0.8 NO_CHANGE ",
+		"1.0.10 CHANGE_NOT_APPROVED CHG-H",
 	}
 	results := map[string][]string{}
 	for _, dialect := range []string{Postgres, SQLite} {
@@ -182,7 +199,7 @@ func TestReconcileScanSameOnBothDialects(t *testing.T) {
 			if !slices.Equal(keys, want) {
 				t.Fatalf("%s page %d: findings\n%q\nwant\n%q", dialect, page, keys, want)
 			}
-			if sum.DeploymentsChecked != 10 || sum.Compliant != 2 || sum.Findings != len(want) {
+			if sum.DeploymentsChecked != 12 || sum.Compliant != 3 || sum.Findings != len(want) {
 				t.Errorf("%s page %d: summary %+v", dialect, page, sum)
 			}
 			if prev, ok := results[dialect]; ok && !slices.Equal(prev, lines) {

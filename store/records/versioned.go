@@ -53,10 +53,12 @@ type versionRow struct {
 	Doc        []byte    `db:"doc"`
 }
 
-// history reads every version of key from table, oldest first.
+// history reads every version of key from table in the order they became
+// true (valid_from; versions recorded late, older than the newest, are
+// numbered in the order they were recorded).
 func history(ctx context.Context, db *sqldb.DB, table, key string) ([]versionRow, error) {
 	var rows []versionRow
-	err := db.SQLX().SelectContext(ctx, &rows, db.Q(`SELECT version, valid_from, recorded_at, doc FROM `+table+` WHERE key = ? ORDER BY version`), key)
+	err := db.SQLX().SelectContext(ctx, &rows, db.Q(`SELECT version, valid_from, recorded_at, doc FROM `+table+` WHERE key = ? ORDER BY valid_from, version`), key)
 	if err != nil {
 		return nil, sqldb.Translate(err)
 	}
@@ -133,8 +135,9 @@ func upsertVersioned(ctx context.Context, db *sqldb.DB, u versionedUpsert) (core
 				return notOwner(u, owner)
 			}
 			if u.stamp.Before(stamp) {
-				res = core.UpsertStale
-				return nil
+				var err error
+				res, err = recordPast(ctx, db, tx, u, stamp, stored, now)
+				return err
 			}
 			old, err := u.canonOf(stored)
 			if err != nil {
@@ -142,6 +145,17 @@ func upsertVersioned(ctx context.Context, db *sqldb.DB, u versionedUpsert) (core
 			}
 			if old == u.canon {
 				res = core.UpsertUnchanged
+				if !u.stamp.After(stamp) {
+					return nil
+				}
+				// The source says the content still stood at the newer
+				// stamp: keep it, or a delivery from between the two
+				// stamps arriving late would pass for newer and rewrite
+				// what the source now says.
+				if _, err := db.ExecTx(ctx, tx, db.Q(`UPDATE `+u.table+` SET doc = ?, source_updated_at = ? WHERE key = ?`),
+					u.doc, u.stamp, u.key); err != nil {
+					return fmt.Errorf("advance the stamp: %w", err)
+				}
 				return nil
 			}
 			r, err := u.update(ctx, tx, version+1, now)
@@ -162,6 +176,60 @@ func upsertVersioned(ctx context.Context, db *sqldb.DB, u versionedUpsert) (core
 		return "", err
 	}
 	return res, nil
+}
+
+// recordPast handles a delivery older than the current row (stamped
+// current): the current state stays, but the delivery says what was true
+// from its stamp, so the history keeps it (the reconciler and the gate's
+// facts as of a moment read the history by valid_from) unless the version
+// in force at its stamp already says the same (UpsertStale). Versions are
+// numbered in the order they were recorded, so this one takes the next
+// number. When no recorded version became true after it, the history
+// would now end on it and contradict the current row, whose content was
+// confirmed at a later stamp without a version of its own (an unchanged
+// delivery only advances the row's stamp): the current content is then
+// recorded again at that stamp.
+func recordPast(ctx context.Context, db *sqldb.DB, tx *sqlx.Tx, u versionedUpsert, current time.Time, currentDoc []byte, now time.Time) (core.UpsertResult, error) {
+	var prior []byte
+	err := db.QueryRowTx(ctx, tx, db.Q(`SELECT doc FROM `+u.versions+` WHERE key = ? AND valid_from <= ?
+		ORDER BY valid_from DESC, version DESC LIMIT 1`), u.key, u.stamp).Scan(&prior)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return "", fmt.Errorf("read the version in force at %s: %w", u.stamp.Format(time.RFC3339Nano), err)
+	default:
+		c, err := u.canonOf(prior)
+		if err != nil {
+			return "", fmt.Errorf("decode the version in force at %s: %w", u.stamp.Format(time.RFC3339Nano), err)
+		}
+		if c == u.canon {
+			return core.UpsertStale, nil
+		}
+	}
+	var last int
+	var later bool
+	if err := db.QueryRowTx(ctx, tx, db.Q(`SELECT COALESCE(MAX(version), 0), COALESCE(MAX(CASE WHEN valid_from > ? THEN 1 ELSE 0 END), 0)
+		FROM `+u.versions+` WHERE key = ?`), u.stamp, u.key).Scan(&last, &later); err != nil {
+		return "", fmt.Errorf("read the history: %w", err)
+	}
+	if _, err := db.ExecTx(ctx, tx, db.Q(`INSERT INTO `+u.versions+` (key, version, valid_from, recorded_at, doc) VALUES (?, ?, ?, ?, ?)`),
+		u.key, last+1, u.stamp, now, u.doc); err != nil {
+		return "", fmt.Errorf("insert past version %d: %w", last+1, err)
+	}
+	last++
+	if !later {
+		last++
+		if _, err := db.ExecTx(ctx, tx, db.Q(`INSERT INTO `+u.versions+` (key, version, valid_from, recorded_at, doc) VALUES (?, ?, ?, ?, ?)`),
+			u.key, last, current, now, string(currentDoc)); err != nil {
+			return "", fmt.Errorf("insert version %d (the current content again): %w", last, err)
+		}
+	}
+	// The current row carries the newest version number, so the next
+	// update numbers its version after every recorded one.
+	if _, err := db.ExecTx(ctx, tx, db.Q(`UPDATE `+u.table+` SET version = ? WHERE key = ?`), last, u.key); err != nil {
+		return "", fmt.Errorf("renumber the current row: %w", err)
+	}
+	return core.UpsertPast, nil
 }
 
 // notOwner is the refusal of a write to a record another source owns.

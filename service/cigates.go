@@ -65,6 +65,12 @@ type AnswerChecker interface {
 	AnswerTaken(ctx context.Context, p core.PendingGate, approved bool) (taken bool, why string, err error)
 }
 
+// Decider evaluates a CI gate's request now (Gate.Decide): a final answer
+// is recorded; one that still waits says when to look again.
+type Decider interface {
+	Decide(ctx context.Context, req core.GateRequest, actor string, deadline time.Time) (d core.GateDecision, next time.Time, final bool, err error)
+}
+
 // CIGatesConfig tunes the pending-gate worker.
 type CIGatesConfig struct {
 	// PollInterval is how often the worker looks for requests whose next
@@ -92,7 +98,7 @@ type CIGatesConfig struct {
 // answers them too.
 type CIGates struct {
 	store     PendingStore
-	gate      *Gate
+	gate      Decider
 	subs      Subscriber
 	answerers map[string]Answerer // by connector name
 	deadlines map[string]time.Duration
@@ -115,7 +121,7 @@ type CIGates struct {
 }
 
 // NewCIGates wires the CI gates for the connectors that answer one.
-func NewCIGates(store PendingStore, gate *Gate, subs Subscriber, conns []Connector, clock core.Clock, log *slog.Logger, cfg CIGatesConfig) *CIGates {
+func NewCIGates(store PendingStore, gate Decider, subs Subscriber, conns []Connector, clock core.Clock, log *slog.Logger, cfg CIGatesConfig) *CIGates {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
@@ -331,7 +337,11 @@ func (s *CIGates) work(ctx context.Context, p core.PendingGate, until time.Time)
 			}
 		}
 	}
-	if p.State == core.PendingWaiting && !s.decide(ctx, &p) {
+	switch {
+	case p.State == core.PendingWaiting && !s.decide(ctx, &p):
+		save(p)
+		return
+	case p.State == core.PendingAnswering && p.Decision == core.Allow && !s.reconfirm(ctx, &p):
 		save(p)
 		return
 	}
@@ -362,8 +372,49 @@ func (s *CIGates) saveStranded(ctx context.Context) {
 // and decide returns true; one that still waits gets its reasons and next
 // check, and decide returns false.
 func (s *CIGates) decide(ctx context.Context, p *core.PendingGate) bool {
+	d, next, final, err := s.gate.Decide(ctx, p.Request, "connector:"+p.Connector, p.Deadline)
+	return s.settle(ctx, p, d, next, final, err)
+}
+
+// reconfirm evaluates again an approval decided in an earlier pass, before
+// it is sent again (a retry after a failed delivery, or the pass after a
+// crash): the CI deploys when the approval arrives, so it must hold then
+// — a window may have closed, a change been canceled or an incident opened
+// since. Still an allow: the approval goes as decided (its comment names
+// the first decision, which a read-back looks for; the confirmation is
+// recorded as its own decision). Otherwise the new answer replaces it: a
+// wait puts the request back to waiting, a deny is sent instead (with the
+// attempts so far, so a refusal is read back: an earlier attempt may have
+// delivered the approval with its reply lost). It returns whether to
+// deliver now; an evaluation that fails keeps the approval unsent until
+// the next try.
+func (s *CIGates) reconfirm(ctx context.Context, p *core.PendingGate) bool {
 	now := s.clock.Now()
 	d, next, final, err := s.gate.Decide(ctx, p.Request, "connector:"+p.Connector, p.Deadline)
+	switch {
+	case err != nil && !core.IsKind(err, core.KindInvalid):
+		s.log.WarnContext(ctx, "an approval to send again could not be confirmed; will retry", "id", p.ID, "error", err.Error())
+		p.NextCheckAt = now.Add(s.cfg.RetryMin)
+		return false
+	case err == nil && final && d.Decision == core.Allow:
+		s.log.InfoContext(ctx, "approval confirmed before it is sent again", "id", p.ID, "decision_id", p.DecisionID, "confirmed_by", d.ID)
+		return true
+	}
+	prev, attempts := p.DecisionID, p.Attempts
+	p.State, p.Decision, p.DecisionID = core.PendingWaiting, "", ""
+	deliver := s.settle(ctx, p, d, next, final, err)
+	p.Attempts = attempts
+	s.log.WarnContext(ctx, "an approval not yet delivered no longer holds", "id", p.ID, "provider", p.Provider, "run", p.RunURL,
+		"decision_id", prev, "now", string(d.Decision), "new_decision_id", d.ID, "attempts", attempts)
+	if !deliver {
+		p.LastError = fmt.Sprintf("the approval of decision %s was not delivered and no longer holds: waiting again", prev)
+	}
+	return deliver
+}
+
+// settle applies an evaluation of p (see decide).
+func (s *CIGates) settle(ctx context.Context, p *core.PendingGate, d core.GateDecision, next time.Time, final bool, err error) bool {
+	now := s.clock.Now()
 	switch {
 	case err != nil && core.IsKind(err, core.KindInvalid):
 		// The request cannot be evaluated (an environment the policy does

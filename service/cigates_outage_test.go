@@ -30,7 +30,7 @@ func TestCIGateAnswerThroughOutage(t *testing.T) {
 	ctx := context.Background()
 	srv.Set(faultfake.Mode{Fault: faultfake.Status, Status: http.StatusBadGateway, Match: "/deployment_protection_rule"})
 	var outcomes sync.Map
-	gates := NewCIGates(db, nil, nil, []Connector{{Config: connectors.Config{Name: "gh", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: gh}},
+	gates := NewCIGates(db, allowDecider{}, nil, []Connector{{Config: connectors.Config{Name: "gh", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: gh}},
 		core.ClockFunc(time.Now), slog.New(slog.DiscardHandler), CIGatesConfig{PollInterval: 50 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: time.Second})
 	gates.OnAnswer = func(_, outcome string) {
 		n, _ := outcomes.LoadOrStore(outcome, new(atomic.Int32))
@@ -76,7 +76,7 @@ func TestCIGateOutcomeSavedAfterOutage(t *testing.T) {
 	f := newProtectionRule(t)
 	db, gh, reviews := f.db, f.gh, &f.reviews
 	ctx := context.Background()
-	gates := NewCIGates(db, nil, nil, []Connector{{Config: connectors.Config{Name: "gh", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: gh}},
+	gates := NewCIGates(db, allowDecider{}, nil, []Connector{{Config: connectors.Config{Name: "gh", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: gh}},
 		core.ClockFunc(time.Now), slog.New(slog.DiscardHandler), CIGatesConfig{PollInterval: time.Hour, Lease: time.Minute})
 	state := func() core.PendingGate {
 		t.Helper()

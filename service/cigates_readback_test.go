@@ -189,7 +189,7 @@ func TestCIGateLostAnswerReadBack(t *testing.T) {
 				}
 				var mu sync.Mutex
 				outcomes := map[string]int{}
-				gates := NewCIGates(db, nil, nil, []Connector{{Config: connectors.Config{Name: "gh", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: gh}},
+				gates := NewCIGates(db, allowDecider{}, nil, []Connector{{Config: connectors.Config{Name: "gh", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: gh}},
 					core.ClockFunc(time.Now), slog.New(slog.DiscardHandler), CIGatesConfig{PollInterval: 20 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: time.Second})
 				gates.OnAnswer = func(_, outcome string) { mu.Lock(); outcomes[outcome]++; mu.Unlock() }
 				cctx, cancel := context.WithCancel(ctx)

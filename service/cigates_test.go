@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -98,13 +99,32 @@ type flakyAnswerer struct {
 	err      error
 	calls    int
 	comments []string
+	approved []bool
 }
 
-func (f *flakyAnswerer) Answer(_ context.Context, _ core.PendingGate, _ bool, comment string) error {
+// allowDecider allows every request, recording nothing: for tests of
+// delivery, where a decided approval is confirmed before it is sent again.
+type allowDecider struct{}
+
+func (allowDecider) Decide(context.Context, core.GateRequest, string, time.Time) (core.GateDecision, time.Time, bool, error) {
+	return core.GateDecision{ID: "confirmed", Decision: core.Allow}, time.Time{}, true, nil
+}
+
+// approvedAround is CHG1 approved for api, its window an hour either side
+// of now.
+func approvedAround(now time.Time) core.Change {
+	start, end := now.Add(-time.Hour), now.Add(time.Hour)
+	return core.Change{Key: "CHG1", Type: core.ChangeNormal, State: core.ChangeStateScheduled, Approval: core.ApprovalApproved,
+		Approvals:    []core.Approval{{Approver: "ana", Decision: core.ApprovalApproved}, {Approver: "bo", Decision: core.ApprovalApproved}},
+		PlannedStart: &start, PlannedEnd: &end, Services: []string{"api"}, RequestedBy: "carla", HasRiskAssessment: true, HasBackoutPlan: true}
+}
+
+func (f *flakyAnswerer) Answer(_ context.Context, _ core.PendingGate, approved bool, comment string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
 	f.comments = append(f.comments, comment)
+	f.approved = append(f.approved, approved)
 	if f.calls <= f.failures {
 		return f.err
 	}
@@ -133,7 +153,8 @@ func TestCIGateDelivery(t *testing.T) {
 			st := &memPending{items: map[string]core.PendingGate{}}
 			ans := &flakyAnswerer{failures: tt.failures, err: tt.err}
 			conns := []Connector{{Config: connectors.Config{Name: "github", Type: "github", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: ans}}
-			g := NewCIGates(st, nil, nil, conns, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)),
+			gate := newTestGate(t, &fakeGateStore{change: approvedAround(time.Now())}, nil)
+			g := NewCIGates(st, gate, nil, conns, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)),
 				CIGatesConfig{MaxAttempts: 3, RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond})
 			var mu sync.Mutex
 			var outcomes []string
@@ -147,7 +168,7 @@ func TestCIGateDelivery(t *testing.T) {
 				long[i] = 'x'
 			}
 			st.items["p1"] = core.PendingGate{ID: "p1", Connector: "github", Provider: "github", State: core.PendingAnswering, CreatedAt: time.Now(),
-				Decision: core.Allow, DecisionID: "d1", Comment: connectors.Comment(string(long)), Deadline: time.Now().Add(time.Hour)}
+				Request: checkReq, Decision: core.Allow, DecisionID: "d1", Comment: connectors.Comment(string(long)), Deadline: time.Now().Add(time.Hour)}
 			ctx := context.Background()
 			for i := 0; i < 20 && st.items["p1"].State == core.PendingAnswering; i++ {
 				time.Sleep(3 * time.Millisecond)
@@ -170,6 +191,64 @@ func TestCIGateDelivery(t *testing.T) {
 				if outcomes[i] != tt.outcomes[i] {
 					t.Fatalf("outcomes %v, want %v", outcomes, tt.outcomes)
 				}
+			}
+		})
+	}
+}
+
+// TestCIGateReconfirm: an approval decided in an earlier pass is evaluated
+// again before it is sent again (after a failed delivery, or a crash): it
+// goes as decided while it holds; after the window closed a rejection
+// goes instead; with the change's approval withdrawn the request waits
+// again. The CI never gets an approval that no longer holds.
+func TestCIGateReconfirm(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	withdrawn := approvedAround(t0)
+	withdrawn.Approval, withdrawn.Approvals = core.ApprovalRequested, nil
+	tests := []struct {
+		name      string
+		change    core.Change
+		at        time.Time
+		wantState string
+		wantSent  []bool
+		wantCode  string
+	}{
+		{"still holds", approvedAround(t0), t0.Add(10 * time.Minute), core.PendingAnswered, []bool{true}, ""},
+		{"window closed", approvedAround(t0), t0.Add(2 * time.Hour), core.PendingAnswered, []bool{false}, core.CodeOutsideWindow},
+		{"approval withdrawn", withdrawn, t0.Add(10 * time.Minute), core.PendingWaiting, nil, core.CodeChangeNotApproved},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := &fakeGateStore{change: tt.change}
+			clock := newFakeClock(tt.at)
+			gate := gateWithPolicy(t, store, core.DefaultPolicy(), clock)
+			st := &memPending{items: map[string]core.PendingGate{}}
+			ans := &flakyAnswerer{}
+			conns := []Connector{{Config: connectors.Config{Name: "github", Type: "github", CIGate: &connectors.CIGate{Deadline: 24 * time.Hour}}, Webhook: ans}}
+			g := NewCIGates(st, gate, nil, conns, clock, slog.New(slog.NewTextHandler(io.Discard, nil)), CIGatesConfig{})
+			st.items["p1"] = core.PendingGate{ID: "p1", Connector: "github", Provider: "github", State: core.PendingAnswering,
+				CreatedAt: t0, Deadline: t0.Add(24 * time.Hour), Request: checkReq, Attempts: 1, LastError: "502",
+				Decision: core.Allow, DecisionID: "d1", Comment: "tollgate: allow (decision d1)"}
+			g.pass(context.Background(), false)
+			p := st.items["p1"]
+			if p.State != tt.wantState || !slices.Equal(ans.approved, tt.wantSent) {
+				t.Fatalf("state %s, sent %v (last error %q); want %s, sent %v", p.State, ans.approved, p.LastError, tt.wantState, tt.wantSent)
+			}
+			// A final re-evaluation is recorded; a wait is not (Decide).
+			if want := len(tt.wantSent); len(store.decisions) != want {
+				t.Fatalf("%d decisions recorded, want %d", len(store.decisions), want)
+			}
+			if tt.wantCode == "" {
+				if p.DecisionID != "d1" || ans.comments[0] != "tollgate: allow (decision d1)" {
+					t.Errorf("confirmed approval sent as %q with decision %s; want the first decision's", ans.comments[0], p.DecisionID)
+				}
+				return
+			}
+			if !slices.ContainsFunc(p.Reasons, func(r core.Reason) bool { return r.Code == tt.wantCode }) {
+				t.Errorf("reasons %+v, want %s", p.Reasons, tt.wantCode)
+			}
+			if p.State == core.PendingAnswered && (p.Decision != core.Deny || p.DecisionID != store.decisions[0].ID) {
+				t.Errorf("sent %s %s, want the new deny %s", p.Decision, p.DecisionID, store.decisions[0].ID)
 			}
 		})
 	}

@@ -491,9 +491,31 @@ func asOfFacts(df DeploymentFacts) Facts {
 		facts.Request.Digest = g.Digest
 	}
 	for _, v := range df.Changes {
-		facts.Changes[v.Change.Key] = v.Change
+		c := v.Change
+		c.Approvals = approvalsBy(c.Approvals, d.StartedAt)
+		facts.Changes[v.Change.Key] = c
 	}
 	return facts
+}
+
+// approvalsBy returns the approvals given by at (those without a time
+// count): a change version's approvals are read from the ITSM when the
+// version is processed, which may be after a later approval was given,
+// and an approval given after a deployment started did not authorize it
+// (APPROVER_MISSING, SELF_APPROVAL). The slice is shared unless one is
+// dropped.
+func approvalsBy(as []Approval, at time.Time) []Approval {
+	i := slices.IndexFunc(as, func(a Approval) bool { return a.At != nil && a.At.After(at) })
+	if i < 0 {
+		return as
+	}
+	out := slices.Clone(as[:i])
+	for _, a := range as[i+1:] {
+		if a.At == nil || !a.At.After(at) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // changeLineage is what a deployment's findings carry of its changes and

@@ -192,6 +192,18 @@ func TestReconcileDeployment(t *testing.T) {
 			c.Approvals = []Approval{{Approver: "Deployer", Decision: ApprovalApproved}}
 			return c
 		}())}, decision: allow(recStart.Add(-time.Minute)), want: []string{CodeSelfApproval}},
+		{name: "SELF_APPROVAL: the second approval came after the deploy", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), func() Change {
+			c := good
+			c.Approvals = []Approval{{Approver: "Deployer", Decision: ApprovalApproved, At: tp(recStart.Add(-2 * time.Hour))},
+				{Approver: "cab-alice", Decision: ApprovalApproved, At: tp(recStart.Add(time.Hour))}}
+			return c
+		}())}, decision: allow(recStart.Add(-time.Minute)), want: []string{CodeSelfApproval}},
+		{name: "SELF_APPROVAL: the second approval came by the deploy", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), func() Change {
+			c := good
+			c.Approvals = []Approval{{Approver: "Deployer", Decision: ApprovalApproved, At: tp(recStart.Add(-2 * time.Hour))},
+				{Approver: "cab-alice", Decision: ApprovalApproved, At: tp(recStart)}}
+			return c
+		}())}, decision: allow(recStart.Add(-time.Minute)), want: []string{}},
 		{name: "GATE_BYPASSED: no decision", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)}, want: []string{CodeGateBypassed}},
 		{name: "GATE_BYPASSED: names a missing decision", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
 			mutate: func(d *Deployment) { d.DecisionID = "nope" }, want: []string{CodeGateBypassed}},

@@ -402,10 +402,57 @@ func (f *cfield) refine(v *value, name, source string) *FieldError {
 // noting its source in tr; v stays vNone when none has. A path whose value
 // cannot be read is an error only when no later path has one.
 func (f *cfield) fromPaths(d *doc, name string, v *value, tr *FieldTrace) *FieldError {
+	if f.groups != nil {
+		return f.fromUnion(d, name, v, tr)
+	}
+	return firstOf(d, f.paths, len(f.transforms) > 0 && f.transforms[0].op == tPresent, name, v, tr)
+}
+
+// fromUnion reads into v the values of every path group of a union, each
+// group's first path with a value, joined into one list (a value given by
+// two groups is kept once); tr's source and raw name each group read.
+func (f *cfield) fromUnion(d *doc, name string, v *value, tr *FieldTrace) *FieldError {
+	var (
+		out           []string
+		sources, raws []string
+	)
+	for _, g := range f.groups {
+		var gv value
+		var gt FieldTrace
+		if ferr := firstOf(d, g, false, name, &gv, &gt); ferr != nil {
+			return ferr
+		}
+		var vals []string
+		switch gv.k {
+		case vNone:
+			continue
+		case vList:
+			vals = gv.l
+		default:
+			s, err := gv.text()
+			if err != nil {
+				return fieldError(name, gt.Source, "%v", err)
+			}
+			vals = []string{s}
+		}
+		for _, s := range vals {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+		sources, raws = append(sources, gt.Source), append(raws, gt.Raw)
+	}
+	if len(out) > 0 {
+		*v, tr.Source, tr.Raw = listValue(out), strings.Join(sources, " + "), clip(strings.Join(raws, " + "))
+	}
+	return nil
+}
+
+// firstOf reads into v the first of paths that has a value (see fromPaths).
+func firstOf(d *doc, paths []cpath, presence bool, name string, v *value, tr *FieldTrace) *FieldError {
 	var firstErr error
 	var errPath string
-	presence := len(f.transforms) > 0 && f.transforms[0].op == tPresent
-	for _, p := range f.paths {
+	for _, p := range paths {
 		x, raw, exists, err := d.extract(p, presence)
 		if !exists {
 			continue

@@ -118,6 +118,9 @@ type cfield struct {
 	keep       bool
 	required   bool
 	each       []*cfield // approvals
+	// groups, for a union, are its path groups; paths then holds them all
+	// (for messages).
+	groups [][]cpath
 }
 
 // namedLayouts are the layout names accepted besides Go reference layouts.
@@ -368,6 +371,9 @@ func (cp *compiler) fieldPaths(f *cfield, fp string, fs *FieldSpec, index bool) 
 	if fs.Path != "" && len(fs.Paths) > 0 {
 		cp.fail(fp, "give path or paths, not both")
 	}
+	if len(fs.Union) > 0 {
+		return cp.unionPaths(f, fp, fs, index)
+	}
 	paths := fs.Paths
 	if fs.Path != "" {
 		paths = []string{fs.Path}
@@ -382,6 +388,33 @@ func (cp *compiler) fieldPaths(f *cfield, fp string, fs *FieldSpec, index bool) 
 		}
 	}
 	return paths
+}
+
+// unionPaths compiles a union's path groups into f.groups (and f.paths)
+// and returns every path given.
+func (cp *compiler) unionPaths(f *cfield, fp string, fs *FieldSpec, index bool) []string {
+	if fs.Path != "" || len(fs.Paths) > 0 {
+		cp.fail(fp+".union", "give path, paths or union, only one of them")
+	}
+	if f.def.typ != tList {
+		cp.fail(fp+".union", "only a list field takes a union (%s is a %s)", f.name, f.def.typ)
+	}
+	var all []string
+	for gi, g := range fs.Union {
+		if len(g) == 0 {
+			cp.fail(fmt.Sprintf("%s.union[%d]", fp, gi), "is empty: give the paths of one source, the first with a value is read")
+		}
+		var group []cpath
+		for i, p := range g {
+			if pp, ok := cp.path(fmt.Sprintf("%s.union[%d][%d]", fp, gi, i), p, index); ok {
+				group = append(group, pp)
+				f.paths = append(f.paths, pp)
+			}
+		}
+		f.groups = append(f.groups, group)
+		all = append(all, g...)
+	}
+	return all
 }
 
 // checkSource checks that the field has one kind of source: paths, a

@@ -52,6 +52,13 @@
 // paths: [cmdb_ci.display_value, cmdb_ci]. An array becomes a list of its
 // elements, each read by the same rules.
 //
+// A list field may join several sources with union, a list of path groups:
+// each group is read as paths is (its first path with a value) and the
+// values of every group are joined in order, each once, before the
+// transforms:
+//
+//	services: {union: [[cmdb_ci.display_value, cmdb_ci], [business_service.display_value, business_service]]}
+//
 // # Transforms
 //
 // trim, lower, upper (per element on lists); {split: SEP} (text → list,

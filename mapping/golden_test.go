@@ -137,6 +137,20 @@ func goldenCases() []goldenCase {
 		{name: "servicenow.incident.major_state", connector: "servicenow", event: "incident", payload: func(t testing.TB) []byte {
 			return edit(t, fixture(t, "servicenow/table_api.get_incident.response.json"), map[string]any{"result.major_incident_state": "accepted", "result.state": "6", "result.resolved_at": "2015-11-03 10:00:00"})
 		}, profile: "servicenow-incident"},
+		{name: "servicenow.incident.ci_and_business_service", connector: "servicenow", event: "incident", payload: func(t testing.TB) []byte {
+			// A major incident on a CI of a business service: both are
+			// what it affects (a check for the business service waits).
+			return edit(t, fixture(t, "servicenow/table_api.get_incident.response.json"), map[string]any{
+				"result.cmdb_ci":          map[string]any{"display_value": "pay-db-prod-01", "value": "a9c0c8d2c6112276018f7705562f9cb0"},
+				"result.business_service": map[string]any{"display_value": "Payments-API", "value": "27d32778c0a8000b00db970eeaa60f16"},
+			})
+		}, profile: "servicenow-incident"},
+		{name: "servicenow.change.ci_and_business_service", connector: "servicenow", event: "change_request", payload: func(t testing.TB) []byte {
+			return edit(t, fixture(t, "servicenow/sn_chg_rest.get_change.response.json"), map[string]any{
+				"result.cmdb_ci":          map[string]any{"display_value": "pay-db-prod-01", "value": "a9c0c8d2c6112276018f7705562f9cb0"},
+				"result.business_service": map[string]any{"display_value": "Payments-API", "value": "27d32778c0a8000b00db970eeaa60f16"},
+			})
+		}, profile: "servicenow-change"},
 		{connector: "servicenow", event: "problem", payload: file("servicenow/table_api.get_problem_list.response.json")},
 		{connector: "servicenow", event: "", payload: file("servicenow/sn_devops.get_changeInfo.response.json")},
 		{connector: "servicenow", event: "", payload: file("servicenow/sn_devops.post_changeControl.response.json")},

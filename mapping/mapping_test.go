@@ -95,6 +95,11 @@ func TestTransforms(t *testing.T) {
 		{"not_in holds on a list", "deployment", "finished_at", `{path: t, when: [{path: s, not_in: [c]}]}`, `{"s":["a","b"],"t":"2026-01-01T00:00:00Z"}`, ts("2026-01-01T00:00:00Z"), ""},
 		{"gjson query", "incident", "fix_changes", `{path: 'l.#(t=="fix")#.k'}`, `{"l":[{"t":"fix","k":"C1"},{"t":"rel","k":"C2"}]}`, []string{"C1"}, ""},
 		{"big int id kept", "deployment", "run_id", "{path: id}", `{"id":12877621891123456}`, "12877621891123456", ""},
+		{"union of two sources", "incident", "services", `{union: [[ci.display_value, ci], [bs.display_value, bs]], transform: [{split: ","}, trim, lower]}`,
+			`{"ci":{"display_value":"pay-db-01","value":"a1b2"},"bs":{"display_value":"Payments-API","value":"c3d4"}}`, []string{"pay-db-01", "payments-api"}, ""},
+		{"union: a group without a value", "incident", "services", `{union: [[ci.display_value, ci], [bs.display_value, bs]]}`, `{"ci":"","bs":"payments"}`, []string{"payments"}, ""},
+		{"union: lists joined, each once", "change", "services", `{union: [[a], [b]]}`, `{"a":["x","y"],"b":["y","z"]}`, []string{"x", "y", "z"}, ""},
+		{"union: none", "change", "services", `{union: [[a], [b]]}`, `{"c":"x"}`, nil, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -202,6 +207,9 @@ func TestCompileErrors(t *testing.T) {
 		{"default not canonical", "name: t\nkind: change\nfields: {type: {path: a, default: minor}}", []string{"fields.type.default"}},
 		{"const with path", "name: t\nkind: deployment\nfields: {provider: {path: a, const: x}}", []string{"fields.provider.const"}},
 		{"const bad type", "name: t\nkind: incident\nfields: {priority: {const: high}}", []string{"fields.priority.const"}},
+		{"union and paths", "name: t\nkind: change\nfields: {key: {path: k}, services: {paths: [a], union: [[b]]}}", []string{"fields.services.union"}},
+		{"union on a text field", "name: t\nkind: change\nfields: {key: {path: k}, title: {union: [[a], [b]]}}", []string{"fields.title.union"}},
+		{"union empty group", "name: t\nkind: change\nfields: {key: {path: k}, services: {union: [[a], []]}}", []string{"fields.services.union[1]"}},
 		{"condition two ops", "name: t\nkind: change\nmatch: {when: [{path: a, equals: x, exists: true}]}\nfields: {key: {path: a}}", []string{"match.when[0]"}},
 		{"condition empty not_in", "name: t\nkind: change\nmatch: {when: [{path: a, not_in: []}]}\nfields: {key: {path: a}}", []string{"match.when[0].not_in"}},
 		{"condition not_in and in", "name: t\nkind: change\nmatch: {when: [{path: a, in: [x], not_in: [y]}]}\nfields: {key: {path: a}}", []string{"match.when[0]"}},

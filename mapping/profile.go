@@ -64,12 +64,19 @@ type Condition struct {
 // FieldSpec says where one canonical field comes from.
 //
 // Evaluation order: When (if false the field counts as absent) → Const, or
-// the first of Path/Paths giving a non-empty value → Transform, in order →
+// the first of Path/Paths giving a non-empty value (or every Union group's)
+// → Transform, in order →
 // Map → Default when still empty → Required check → conversion to the
 // field's type.
 type FieldSpec struct {
 	Path  string   `yaml:"path,omitempty" json:"path,omitempty"`
 	Paths []string `yaml:"paths,omitempty" json:"paths,omitempty"`
+	// Union reads several sources into one list (list fields only): each
+	// group is read as Paths is (its first path with a value), and the
+	// values of every group that has one are joined, in order, before the
+	// transforms — a change's or an incident's configuration item and its
+	// business service are both what it affects.
+	Union [][]string `yaml:"union,omitempty" json:"union,omitempty"`
 	// Const is a fixed value; no path is read.
 	Const any `yaml:"const,omitempty" json:"const,omitempty"`
 	// Default is used when the paths give nothing (absent, null, "" or an

@@ -318,7 +318,7 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 	)
 	for i, cc := range cfg.Connectors {
 		c := connectors.Config{
-			Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
+			Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret, WebhookSecretPrevious: cc.WebhookSecretPrevious,
 			DefaultEnvironment: cc.DefaultEnvironment, Mappings: cc.Mappings, Options: cc.Options, Records: cc.Records,
 			WriteBack: cc.WriteBack, Projects: cc.Projects, Jobs: cc.Jobs,
 			Repositories: cc.Repositories, Organizations: cc.Organizations, Groups: cc.Groups,

@@ -34,6 +34,10 @@ type Config struct {
 	// WebhookSecret authenticates deliveries. It is required: an empty
 	// secret is a configuration error, never "accept everything".
 	WebhookSecret string
+	// WebhookSecretPrevious is the secret being rotated out, still
+	// accepted (a webhook of its own verifies it); here it is only
+	// compared with the other connectors' secrets (TrustFindings).
+	WebhookSecretPrevious string
 	// DefaultEnvironment is used for CI events that name no environment
 	// (the Jenkins notification plugin sends none).
 	DefaultEnvironment string
@@ -164,9 +168,10 @@ func (c Config) OwnsKey(key string) bool {
 
 // TrustFindings are warnings about what a set of connectors lets a
 // sender do beyond what their configuration says: two connectors sharing
-// a webhook secret while one may write records the other may not (the
-// holder of the lesser one's secret can sign the other's events: a CI
-// secret must never approve a change), and a Jira connector writing
+// a webhook secret, current or previous, while one may write records the
+// other may not (the holder of the lesser one's secret can sign the
+// other's events: a CI secret must never approve a change), and a Jira
+// connector writing
 // changes or incidents with no projects (any project's issue of the
 // mapped type is a record), and two connectors that may write changes of
 // the same keys (a change belongs to the first source to write its key: a
@@ -180,10 +185,10 @@ func TrustFindings(cs []Config) []Finding {
 				out = append(out, Warn("keys", fmt.Sprintf("connectors %s and %s may both write changes of the same keys: a change belongs to the first to write its key, so one (a test instance numbering as production does) could take the other's; keep one change writer per key space (Jira: disjoint projects)",
 					a.Name, b.Name)))
 			}
-			if a.WebhookSecret == "" || a.WebhookSecret != b.WebhookSecret || slices.Equal(a.WritableRecords(), b.WritableRecords()) {
+			if !shareSecret(a, b) || slices.Equal(a.WritableRecords(), b.WritableRecords()) {
 				continue
 			}
-			out = append(out, Warn("secrets", fmt.Sprintf("connectors %s (writes %s) and %s (writes %s) share a webhook secret: whoever holds one can sign the other's events; give each its own",
+			out = append(out, Warn("secrets", fmt.Sprintf("connectors %s (writes %s) and %s (writes %s) share a webhook secret (current or previous): whoever holds one can sign the other's events; give each its own",
 				a.Name, strings.Join(a.WritableRecords(), ", "), b.Name, strings.Join(b.WritableRecords(), ", "))))
 		}
 		if a.Type == "jira" && len(a.Projects) == 0 && (a.Writes(RecordChanges) || a.Writes(RecordIncidents)) {
@@ -191,6 +196,17 @@ func TrustFindings(cs []Config) []Finding {
 		}
 	}
 	return out
+}
+
+// shareSecret reports whether a secret of a (current or previous) is one
+// of b's.
+func shareSecret(a, b Config) bool {
+	for _, s := range []string{a.WebhookSecret, a.WebhookSecretPrevious} {
+		if s != "" && (s == b.WebhookSecret || s == b.WebhookSecretPrevious) {
+			return true
+		}
+	}
+	return false
 }
 
 // sharedKeys reports whether two change-writing connectors may write the

@@ -30,6 +30,9 @@ the server would refuse (secrets missing or too short, addresses, limits),
 URLs that are not absolute http(s) URLs, connector settings each connector
 type refuses, mapping profiles that do not exist or do not compile, and a
 policy that does not compile. Every problem is listed, each with its key.
+What the connectors let a sender do beyond their configuration (a webhook
+secret shared by an ITSM and a CI connector, current or previous; a Jira
+connector without projects) is printed as warnings, as serve logs them.
 The file is --config, else TOLLGATE_CONFIG, else config/tollgate.yaml. The
 environment is read as "serve" would read it.`,
 		Args: cobra.NoArgs,
@@ -45,7 +48,10 @@ environment is read as "serve" would read it.`,
 			if err != nil {
 				return fmt.Errorf("read config: %w", err)
 			}
-			problems := validateConfig(raw, c.getenv)
+			problems, warnings := validateConfig(raw, c.getenv)
+			for _, w := range warnings {
+				fmt.Fprintf(c.stdout, "%s: warning: %s\n", path, w)
+			}
 			if len(problems) == 0 {
 				fmt.Fprintf(c.stdout, "%s: valid\n", path)
 				return nil
@@ -61,13 +67,16 @@ environment is read as "serve" would read it.`,
 }
 
 // validateConfig runs config.Check and the checks that need the connector
-// registry and the mapping profiles, and returns every problem once.
-func validateConfig(raw []byte, getenv func(string) string) []error {
+// registry and the mapping profiles, and returns every problem once, and
+// the warnings about what the connectors let a sender do
+// (connectors.TrustFindings, also logged by serve).
+func validateConfig(raw []byte, getenv func(string) string) (problems []error, warnings []string) {
 	cfg, problems := config.Check(raw, getenv)
 	if cfg == nil {
-		return problems
+		return problems, nil
 	}
 	reg := all.Registry()
+	var trust []connectors.Config
 	for i, cc := range cfg.Connectors {
 		_, err := reg.New(connectors.Config{
 			Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
@@ -76,6 +85,11 @@ func validateConfig(raw []byte, getenv func(string) string) []error {
 		if err != nil {
 			problems = append(problems, prefixed(fmt.Sprintf("connectors[%d]", i), err)...)
 		}
+		trust = append(trust, connectors.Config{Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
+			WebhookSecretPrevious: cc.WebhookSecretPrevious, Records: cc.Records, Projects: cc.Projects})
+	}
+	for _, f := range connectors.TrustFindings(trust) {
+		warnings = append(warnings, f.Check+": "+f.Detail)
 	}
 	sources := []fs.FS{mappings.FS}
 	if dir := cfg.MappingsDir; dir != "" {
@@ -98,7 +112,7 @@ func validateConfig(raw []byte, getenv func(string) string) []error {
 			}
 		}
 	}
-	return dedupe(problems)
+	return dedupe(problems), warnings
 }
 
 // prefixed puts a connector's path in front of the fields its type's

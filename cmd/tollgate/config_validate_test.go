@@ -67,8 +67,13 @@ mappings_dir: ` + filepath.Join(dir, "missing") + `
 		}
 		env[v[1]] = "example-value-0123456789abcdef"
 	}
-	if code, out, stderr := runCLI(t, env, "config", "validate", "--config", example); code != 0 || !strings.Contains(out, "valid") {
+	code, out, stderr := runCLI(t, env, "config", "validate", "--config", example)
+	if code != 0 || !strings.Contains(out, "valid") {
 		t.Fatalf("example: exit %d:\n%s%s", code, out, stderr)
+	}
+	// Every variable one value: the ITSM and CI connectors share a secret.
+	if !strings.Contains(out, "warning: secrets: connectors servicenow (writes changes, incidents, reviews) and github (writes deployments) share a webhook secret") {
+		t.Errorf("a secret shared by ServiceNow and GitHub is not warned about:\n%s", out)
 	}
 	env["TOLLGATE_CONFIG"] = example
 	if code, out, stderr := runCLI(t, env, "config", "validate"); code != 0 {

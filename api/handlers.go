@@ -403,8 +403,15 @@ func (s *Server) webhook(c *echo.Context) error {
 	id, dup, err := s.deps.Inbox.Receive(c.Request().Context(), name, c.Request().Header, c.QueryParams(), b,
 		func() error { return s.limitConnector(c, name) })
 	if err != nil {
-		if core.IsKind(err, core.KindUnauthorized) {
+		switch {
+		case core.IsKind(err, core.KindUnauthorized):
 			s.authFailed(c.Request().Context(), c, authWebhookSignature, "")
+			s.deps.AuthFailures.Failed(c)
+		case core.IsKind(err, core.KindNotFound):
+			// No connector of that name: counted as a failed
+			// authentication too, so a client posting bodies to invented
+			// names is limited as one posting unsigned ones.
+			s.authFailed(c.Request().Context(), c, authUnknownConnector, "")
 			s.deps.AuthFailures.Failed(c)
 		}
 		return err

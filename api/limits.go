@@ -240,6 +240,7 @@ const (
 	authInvalidToken     = "invalid_token"
 	authForbidden        = "forbidden"
 	authWebhookSignature = "webhook_signature"
+	authUnknownConnector = "unknown_connector"
 )
 
 // authFailed counts and logs a refused authentication. The log names the

@@ -324,6 +324,7 @@ connectors:
 	call("POST", "/webhooks/itsm", "", hook, map[string]string{"X-Tollgate-Signature": "sha256=" + strings.Repeat("0", 64)})
 	call("POST", "/webhooks/snow", "", hook, map[string]string{"X-Tollgate-Signature": "sha256=" + webhookSecret})
 	call("POST", "/webhooks/itsm", "", hook, map[string]string{"Authorization": "Bearer " + webhookSecret})
+	call("POST", "/webhooks/no-such-connector", "", hook, map[string]string{"X-Tollgate-Signature": signed(hook)})
 	call("GET", "/api/v1/tokens", adminSecret, nil, nil)
 	call("GET", "/api/v1/audit", adminSecret, nil, nil)
 	call("GET", "/api/v1/events", adminSecret, nil, nil)
@@ -343,7 +344,7 @@ connectors:
 			}
 		}
 	}
-	for reason, want := range map[string]string{"missing_token": "1", "invalid_token": "2", "forbidden": "1", "webhook_signature": "3"} {
+	for reason, want := range map[string]string{"missing_token": "1", "invalid_token": "2", "forbidden": "1", "webhook_signature": "3", "unknown_connector": "1"} {
 		series := `tollgate_auth_failures_total{reason="` + reason + `"}`
 		if !strings.Contains(metrics, series+" "+want+"\n") {
 			t.Errorf("%s: want %s in /metrics", series, want)

@@ -20,7 +20,7 @@ type Set struct {
 	InboxLag     prometheus.Gauge       // seconds since the oldest pending event was received
 	InboxPending prometheus.Gauge       // events waiting for the normalizer
 
-	AuthFailures *prometheus.CounterVec // reason: missing_token|invalid_token|forbidden|webhook_signature
+	AuthFailures *prometheus.CounterVec // reason: missing_token|invalid_token|forbidden|webhook_signature|unknown_connector
 	// DoctorFindings is 1 for each check of the last scheduled doctor run
 	// that did not pass (scope, check, status: warn|fail).
 	DoctorFindings *prometheus.GaugeVec
@@ -145,7 +145,7 @@ func New() *Set {
 			Name: "tollgate_inbox_pending_events", Help: "Events waiting for the normalizer.",
 		}),
 		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tollgate_auth_failures_total", Help: "Refused authentications by reason (missing_token, invalid_token, forbidden, webhook_signature).",
+			Name: "tollgate_auth_failures_total", Help: "Refused authentications by reason (missing_token, invalid_token, forbidden, webhook_signature, unknown_connector).",
 		}, []string{"reason"}),
 		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_rate_limited_total", Help: "Requests answered 429 by the rate limit that refused them (token, connector, client: its failed authentications).",

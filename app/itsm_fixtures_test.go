@@ -292,3 +292,40 @@ func TestJiraRetypedChangeWithdrawn(t *testing.T) {
 		t.Errorf("a later update of the task: %s (%s), want ignored", e.Status, e.Reason)
 	}
 }
+
+// TestJiraMovedChangeWithdrawn: a change issue moved to another project
+// takes a new key; the change under its old key, approved, is withdrawn
+// (canceled) by the move's update, so a check naming the old key is no
+// longer allowed by it. Without the jira-change-moved profile the update
+// stores the new key and the old one stands approved.
+func TestJiraMovedChangeWithdrawn(t *testing.T) {
+	s, send := jiraWebhooks(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	deliver := func(key, project string, at time.Time, changelog map[string]any) core.Event {
+		t.Helper()
+		return send(func(hook, issue, fields map[string]any) {
+			hook["webhookEvent"], hook["timestamp"] = "jira:issue_updated", at.UnixMilli()
+			if changelog != nil {
+				hook["changelog"] = changelog
+			}
+			issue["key"], fields["project"], fields["status"] = key, map[string]any{"key": project}, map[string]any{"name": "Scheduled"}
+			fields["updated"] = at.Format("2006-01-02T15:04:05.000-0700")
+		})
+	}
+	if e := deliver("OPS-952", "OPS", now.Add(-time.Minute), nil); e.Status != core.EventProcessed {
+		t.Fatalf("the approved change: %s (%s)", e.Status, e.Reason)
+	}
+	if c, _ := s.changeOf("OPS-952"); c.Approval != core.ApprovalApproved {
+		t.Fatalf("before the move: %s", c.Approval)
+	}
+	moved := map[string]any{"id": "10400", "items": []any{
+		map[string]any{"field": "project", "fieldtype": "jira", "from": "10000", "fromString": "Operations", "to": "10001", "toString": "Platform"},
+		map[string]any{"field": "Key", "fieldtype": "jira", "from": nil, "fromString": "OPS-952", "to": nil, "toString": "PLAT-7"},
+	}}
+	if e := deliver("PLAT-7", "PLAT", now, moved); e.Status != core.EventProcessed || e.Record != "change:OPS-952" {
+		t.Fatalf("moved: %s (%s) %s", e.Status, e.Reason, e.Record)
+	}
+	if c, _ := s.changeOf("OPS-952"); c.Approval != core.ApprovalCanceled || c.State != core.ChangeStateCanceled {
+		t.Fatalf("after the move: approval %s, state %s; want canceled", c.Approval, c.State)
+	}
+}

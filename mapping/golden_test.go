@@ -181,6 +181,18 @@ func goldenCases() []goldenCase {
 		{name: "jira.change.retyped", connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Task", map[string]any{
 			"changelog.items": []any{map[string]any{"field": "issuetype", "fieldtype": "jira", "fieldId": "issuetype", "from": "10005", "fromString": "Change", "to": "10002", "toString": "Task"}},
 		}), profile: "jira-change-retyped"},
+		// Moved to another project: the old key withdrawn.
+		{name: "jira.change.moved", connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Change", map[string]any{
+			"issue.key": "CHG-5",
+			"changelog.items": []any{
+				map[string]any{"field": "project", "fieldtype": "jira", "from": "10000", "fromString": "Operations", "to": "10001", "toString": "Change Management"},
+				map[string]any{"field": "Key", "fieldtype": "jira", "from": nil, "fromString": "OPS-12", "to": nil, "toString": "CHG-5"},
+			},
+		}), profile: "jira-change-moved"},
+		// A task moved: no change's, nothing.
+		{connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Task", map[string]any{
+			"changelog.items": []any{map[string]any{"field": "Key", "fieldtype": "jira", "fromString": "OPS-13", "toString": "DEV-9"}},
+		})},
 		// Retyped between two change types: still a change, jira-change's.
 		{name: "jira.change.retyped_to_change", connector: "jira", event: "jira:issue_updated", payload: jiraAs("jira/webhook.jira_issue_updated.status-resolved.cloud.json", "Change Request", map[string]any{
 			"changelog.items": []any{map[string]any{"field": "issuetype", "fieldtype": "jira", "fieldId": "issuetype", "from": "10005", "fromString": "Change", "to": "10006", "toString": "Change Request"}},

@@ -32,6 +32,7 @@ import (
 	"github.com/tollgate-dev/tollgate/store/notify"
 	"github.com/tollgate-dev/tollgate/store/records"
 	"github.com/tollgate-dev/tollgate/store/relmetrics"
+	"github.com/tollgate-dev/tollgate/store/reviews"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 	"github.com/tollgate-dev/tollgate/store/unjudged"
 	"github.com/tollgate-dev/tollgate/store/verdicts"
@@ -66,6 +67,7 @@ type DB struct {
 	*verdicts.Store
 	*relmetrics.Reads
 	*unjudged.Counts
+	*reviews.Reviews
 
 	// base is the database the repositories share (store/sqldb); db and
 	// dialect are its pool and dialect, which this package's queries use.
@@ -123,6 +125,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	d.Holds, d.Evidence = governance.NewHolds(base, d.facts), governance.NewEvidence(base)
 	d.Changes, d.Incidents = records.NewChanges(base), records.NewIncidents(base)
 	d.Store, d.Reads, d.Counts = verdicts.New(base), relmetrics.New(base), unjudged.New(base)
+	d.Reviews = reviews.New(base)
 	d.Proposals, d.Policies, d.Mappings = governance.NewProposals(base), governance.NewPolicies(base), governance.NewMappings(base)
 	if d.dialect == SQLite {
 		// One process: every write ends in this process (txEnded), so the

@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate-dev/tollgate/store/factcache"
 	"github.com/tollgate-dev/tollgate/store/governance"
 	"github.com/tollgate-dev/tollgate/store/records"
+	"github.com/tollgate-dev/tollgate/store/reviews"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
@@ -128,7 +129,7 @@ func (d *DB) gateFactsDB(ctx context.Context, q core.FactsQuery, keys []string) 
 	facts := core.Facts{Changes: map[string]core.Change{}, Incidents: []core.Incident{}, PendingPIRs: []core.PIR{}}
 	for rows.Next() {
 		var r factRow
-		// Positional scan (every branch selects kind, doc, then pirCols):
+		// Positional scan (every branch selects kind, doc, then reviews.Cols):
 		// no reflection on the gate's hot path.
 		if err := rows.Scan(&r.Kind, &r.Doc, &r.ReleaseID, &r.Service, &r.Version, &r.Environment, &r.Team,
 			&r.Status, &r.RequiredAt, &r.SignedOffBy, &r.SignedOffAt, &r.Summary, &r.Commit); err != nil {
@@ -235,11 +236,11 @@ func (d *DB) factsQuery(q core.FactsQuery, keys []string) (string, []any) {
 	selfArgs := []any{q.ExcludeReleaseID, service, version, env, commit, commit, len(commit), len(commit), commit, commit}
 	if len(whos) > 0 {
 		if asOf {
-			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs
+			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+reviews.Cols+` FROM pirs
 				WHERE `+who+` AND `+self+` AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?)`)
 			args = append(append(append(args, whoArgs...), selfArgs...), at, at)
 		} else {
-			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+pirCols+` FROM pirs
+			parts = append(parts, `SELECT 'p' AS kind, NULL AS doc, `+reviews.Cols+` FROM pirs
 				WHERE status = '`+core.PIRPending+`' AND `+who+` AND `+self)
 			// The status is a literal, not a parameter: it matches the partial
 			// indexes pirs_pending_team and pirs_pending_service, so PostgreSQL
@@ -423,13 +424,13 @@ func (s factSource) ActiveIncidents(ctx context.Context) ([]factcache.Incident, 
 
 // PendingPIRs reads every pending PIR, by required time then release id.
 func (s factSource) PendingPIRs(ctx context.Context) ([]core.PIR, error) {
-	var rows []pirRow
-	if err := s.d.db.SelectContext(ctx, &rows, s.d.q(`SELECT `+pirCols+` FROM pirs WHERE status = ? ORDER BY required_at, release_id`), core.PIRPending); err != nil {
+	var rows []reviews.Row
+	if err := s.d.db.SelectContext(ctx, &rows, s.d.q(`SELECT `+reviews.Cols+` FROM pirs WHERE status = ? ORDER BY required_at, release_id`), core.PIRPending); err != nil {
 		return nil, fmt.Errorf("read pending PIRs: %w", translate(err))
 	}
 	out := make([]core.PIR, len(rows))
 	for i, r := range rows {
-		out[i] = r.pir()
+		out[i] = r.PIR()
 	}
 	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/records"
+	"github.com/tollgate-dev/tollgate/store/reviews"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
@@ -714,8 +715,8 @@ func (d *DB) pirsSpanning(ctx context.Context, teams, services []string, from, t
 				args = append(args, v)
 			}
 			args = append(args, to, from)
-			var rows []pirRow
-			err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+pirCols+` FROM pirs WHERE lower(`+by.col+`) IN (`+placeholders(len(chunk))+`)
+			var rows []reviews.Row
+			err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+reviews.Cols+` FROM pirs WHERE lower(`+by.col+`) IN (`+placeholders(len(chunk))+`)
 				AND required_at <= ? AND (signed_off_at IS NULL OR signed_off_at > ?)`), args...)
 			if err != nil {
 				return nil, fmt.Errorf("reconcile: read reviews: %w", translate(err))
@@ -723,7 +724,7 @@ func (d *DB) pirsSpanning(ctx context.Context, teams, services []string, from, t
 			for _, r := range rows {
 				if _, ok := seen[r.ReleaseID]; !ok {
 					seen[r.ReleaseID] = struct{}{}
-					out = append(out, r.pir())
+					out = append(out, r.PIR())
 				}
 			}
 		}

@@ -696,6 +696,67 @@ func TestPIRLifecycle(t *testing.T) {
 	})
 }
 
+// TestPIRPerCommit: a review signed off for one commit does not cover
+// other code deployed later under the same version: that deployment
+// requires a review of its own, which holds the team's next release until
+// it is signed off; a repeat for reviewed code (or an abbreviation of its
+// commit) requires nothing, and the first review's pending period stays in
+// the history the reconciler reads.
+func TestPIRPerCommit(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		rel := mustRelease(t, db, core.Release{Service: "payments", Version: "2.0.0", Environment: "production", Team: "core"})
+		aaa, bbb := "aaaaaaa1111111111111111111111111111111111", "bbbbbbb2222222222222222222222222222222222"
+		start := clock.t
+		if err := db.RequirePIR(ctx, core.PIR{ReleaseID: rel.ID, Commit: aaa}); err != nil {
+			t.Fatal(err)
+		}
+		clock.t = clock.t.Add(time.Hour)
+		if _, err := db.SignOffPIR(ctx, rel.ID, "carol", "", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		clock.t = clock.t.Add(time.Hour)
+		for _, again := range []string{aaa, aaa[:7], strings.ToUpper(aaa)} {
+			if err := db.RequirePIR(ctx, core.PIR{ReleaseID: rel.ID, Commit: again}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p, err := db.GetPIR(ctx, rel.ID); err != nil || p.Status != core.PIRSignedOff {
+			t.Fatalf("after the reviewed code again: %+v, %v", p, err)
+		}
+		next := core.FactsQuery{Service: "payments", Team: "core", Environment: "production", Version: "2.1.0", ExcludeReleaseID: core.ReleaseID("payments", "2.1.0", "production")}
+		if f, err := db.GateFacts(ctx, next); err != nil || len(f.PendingPIRs) != 0 {
+			t.Fatalf("the team's next release before other code shipped: %+v, %v", f.PendingPIRs, err)
+		}
+		if err := db.RequirePIR(ctx, core.PIR{ReleaseID: rel.ID, Commit: bbb}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := db.GetPIR(ctx, rel.ID)
+		if err != nil || p.Status != core.PIRPending || p.Commit != bbb || !p.RequiredAt.Equal(clock.t) {
+			t.Fatalf("other code under the same version: %+v, %v; want its own pending review", p, err)
+		}
+		if f, err := db.GateFacts(ctx, next); err != nil || len(f.PendingPIRs) != 1 || f.PendingPIRs[0].Commit != bbb {
+			t.Fatalf("the team's next release: %+v, %v; want held by the new code's review", f.PendingPIRs, err)
+		}
+		// As of the first review's pending hour, it held the team.
+		asOf := next
+		asOf.AsOf = start.Add(30 * time.Minute)
+		if f, err := db.GateFacts(ctx, asOf); err != nil || len(f.PendingPIRs) != 1 || f.PendingPIRs[0].Commit != aaa {
+			t.Fatalf("as of the first review's pending hour: %+v, %v", f.PendingPIRs, err)
+		}
+		clock.t = clock.t.Add(time.Hour)
+		if signed, err := db.SignOffPIR(ctx, rel.ID, "dave", "", time.Time{}); err != nil || signed.Commit != bbb {
+			t.Fatalf("sign-off of the new code's review: %+v, %v", signed, err)
+		}
+		if _, err := db.SignOffPIR(ctx, rel.ID, "erin", "", time.Time{}); !core.IsKind(err, core.KindConflict) {
+			t.Errorf("a third sign-off: %v, want a conflict", err)
+		}
+		if f, err := db.GateFacts(ctx, next); err != nil || len(f.PendingPIRs) != 0 {
+			t.Fatalf("after both sign-offs: %+v, %v", f.PendingPIRs, err)
+		}
+	})
+}
+
 // Concurrent first writers of one release — deployment events of a new
 // release normalized by several workers at once — all succeed and share
 // its one row. The release's id is derived from the key the upsert's

@@ -78,7 +78,7 @@ func TestFactCacheMatchesDatabase(t *testing.T) {
 			}
 			rels = append(rels, r.ID)
 		}
-		if _, err := db.SignOffPIR(ctx, rels[1], "carol", "", t0); err != nil {
+		if _, err := db.SignOffPIR(ctx, rels[1], "carol", "", t0.Add(3*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		for _, q := range []core.FactsQuery{

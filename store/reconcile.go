@@ -617,6 +617,9 @@ func pageFacts(p fetchedPage, timeline *core.IncidentTimeline, cutoff time.Time)
 	return out, nil
 }
 
+// has reports whether set holds key.
+func has(set map[string]struct{}, key string) bool { _, ok := set[key]; return ok }
+
 // placeholders returns "?, ?, …" for n values.
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
@@ -701,7 +704,7 @@ func (d *DB) changeVersionsSpanning(ctx context.Context, keys []string, from, to
 // pirsSpanning returns the reviews of the teams or the services (both
 // lower-cased) that may be pending at some instant of [from, to]: required
 // by to, not signed off by from. A review of one of the teams and one of
-// the services is returned once.
+// the services is returned once (a release has one per commit).
 func (d *DB) pirsSpanning(ctx context.Context, teams, services []string, from, to time.Time) ([]core.PIR, error) {
 	var out []core.PIR
 	seen := map[string]struct{}{}
@@ -722,8 +725,8 @@ func (d *DB) pirsSpanning(ctx context.Context, teams, services []string, from, t
 				return nil, fmt.Errorf("reconcile: read reviews: %w", translate(err))
 			}
 			for _, r := range rows {
-				if _, ok := seen[r.ReleaseID]; !ok {
-					seen[r.ReleaseID] = struct{}{}
+				if key := r.ReleaseID + "\x00" + r.Commit; !has(seen, key) {
+					seen[key] = struct{}{}
 					out = append(out, r.PIR())
 				}
 			}

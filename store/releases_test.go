@@ -738,11 +738,23 @@ func TestPIRPerCommit(t *testing.T) {
 		if f, err := db.GateFacts(ctx, next); err != nil || len(f.PendingPIRs) != 1 || f.PendingPIRs[0].Commit != bbb {
 			t.Fatalf("the team's next release: %+v, %v; want held by the new code's review", f.PendingPIRs, err)
 		}
-		// As of the first review's pending hour, it held the team.
+		// As of the first review's pending hour, it held the team; the
+		// reconciler reads both reviews of the release over the whole span.
 		asOf := next
 		asOf.AsOf = start.Add(30 * time.Minute)
 		if f, err := db.GateFacts(ctx, asOf); err != nil || len(f.PendingPIRs) != 1 || f.PendingPIRs[0].Commit != aaa {
 			t.Fatalf("as of the first review's pending hour: %+v, %v", f.PendingPIRs, err)
+		}
+		if ps, err := db.pirsSpanning(ctx, []string{"core"}, []string{"payments"}, start, clock.t); err != nil || len(ps) != 2 {
+			t.Fatalf("the reconciler's reviews of the span: %+v, %v; want both", ps, err)
+		}
+		// The source's sign-off of the first code, delivered again, does
+		// not sign off the review required after it.
+		if _, err := db.SignOffPIR(ctx, rel.ID, "carol", "", start.Add(time.Hour)); !core.IsKind(err, core.KindConflict) {
+			t.Fatalf("the first sign-off again: %v, want a conflict", err)
+		}
+		if p, _ := db.GetPIR(ctx, rel.ID); p.Status != core.PIRPending || p.Commit != bbb {
+			t.Fatalf("after the first sign-off again: %+v", p)
 		}
 		clock.t = clock.t.Add(time.Hour)
 		if signed, err := db.SignOffPIR(ctx, rel.ID, "dave", "", time.Time{}); err != nil || signed.Commit != bbb {

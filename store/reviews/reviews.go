@@ -108,11 +108,13 @@ func (r *Reviews) RequirePIR(ctx context.Context, p core.PIR) error {
 	return nil
 }
 
-// SignOffPIR marks the release's pending reviews (one per commit that
-// required one) signed off by by, with an audit entry committed in the
-// same transaction, and returns the one required last. A zero at means
-// now. KindNotFound when no review is required for the release;
-// KindConflict when all are already signed off.
+// SignOffPIR marks the release's reviews pending at at (one per commit that
+// required one, required by then) signed off by by, with an audit entry
+// naming their commits committed in the same transaction, and returns the
+// one required last. A zero at means now; a review required after at (a
+// source's sign-off of earlier code, delivered again) stays pending.
+// KindNotFound when no review is required for the release; KindConflict
+// when none was pending at at.
 func (r *Reviews) SignOffPIR(ctx context.Context, releaseID, by, summary string, at time.Time) (core.PIR, error) {
 	id, by := strings.TrimSpace(releaseID), strings.TrimSpace(by)
 	switch {
@@ -125,21 +127,16 @@ func (r *Reviews) SignOffPIR(ctx context.Context, releaseID, by, summary string,
 		at = r.base.Now()
 	}
 	at = sqldb.TS(at)
-	entry := core.AuditEntry{
-		Actor:   by,
-		Action:  "pir.sign_off",
-		Subject: "release:" + id,
-		Data: []byte(sqldb.MustJSON(struct {
-			SignedOffAt time.Time `json:"signed_off_at"`
-			Summary     string    `json:"summary,omitempty"`
-		}{at, summary})),
-	}
+	// The commits signed off are known once the rows are; the entry's data
+	// is filled in then, before the chain appends it.
+	// (groupcommit.Request.Write may fill its entries in).
+	entries := []core.AuditEntry{{Actor: by, Action: "pir.sign_off", Subject: "release:" + id}}
 	var out core.PIR
-	err := r.base.AppendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
+	err := r.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
 		var rows []Row
 		err := tx.SelectContext(ctx, &rows, r.base.Q(`UPDATE pirs SET status = ?, signed_off_by = ?, signed_off_at = ?, summary = ?, updated_at = ?
-			WHERE release_id = ? AND status = ? RETURNING `+Cols),
-			core.PIRSignedOff, by, at, summary, r.base.Now(), id, core.PIRPending)
+			WHERE release_id = ? AND status = ? AND required_at <= ? RETURNING `+Cols),
+			core.PIRSignedOff, by, at, summary, r.base.Now(), id, core.PIRPending, at)
 		if err != nil {
 			return fmt.Errorf("update: %w", err)
 		}
@@ -148,8 +145,21 @@ func (r *Reviews) SignOffPIR(ctx context.Context, releaseID, by, summary string,
 			if err != nil {
 				return err
 			}
+			if cur.Status == core.PIRPending {
+				return core.Errorf(core.KindConflict, "the PIR for release %s pending since %s was required after the sign-off's time %s",
+					id, cur.RequiredAt.UTC().Format(time.RFC3339), at.Format(time.RFC3339))
+			}
 			return core.Errorf(core.KindConflict, "the PIR for release %s is already signed off by %s", id, cur.SignedOffBy)
 		}
+		commits := make([]string, len(rows))
+		for i, row := range rows {
+			commits[i] = row.Commit
+		}
+		entries[0].Data = []byte(sqldb.MustJSON(struct {
+			SignedOffAt time.Time `json:"signed_off_at"`
+			Summary     string    `json:"summary,omitempty"`
+			Commits     []string  `json:"commits"`
+		}{at, summary, commits}))
 		out = slices.MaxFunc(rows, func(a, b Row) int { return a.RequiredAt.Compare(b.RequiredAt) }).PIR()
 		r.base.NotifyTx(tx, "pir:"+id)
 		return nil

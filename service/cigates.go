@@ -337,13 +337,19 @@ func (s *CIGates) work(ctx context.Context, p core.PendingGate, until time.Time)
 			}
 		}
 	}
-	switch {
-	case p.State == core.PendingWaiting && !s.decide(ctx, &p):
-		save(p)
-		return
-	case p.State == core.PendingAnswering && p.Decision == core.Allow && !s.reconfirm(ctx, &p):
-		save(p)
-		return
+	// The state as claimed: a request decided now is delivered at once; an
+	// approval decided in an earlier pass is confirmed first.
+	switch p.State {
+	case core.PendingWaiting:
+		if !s.decide(ctx, &p) {
+			save(p)
+			return
+		}
+	case core.PendingAnswering:
+		if p.Decision == core.Allow && !s.reconfirm(ctx, &p) {
+			save(p)
+			return
+		}
 	}
 	s.deliver(ctx, &p)
 	save(p)
@@ -403,7 +409,6 @@ func (s *CIGates) reconfirm(ctx context.Context, p *core.PendingGate) bool {
 	prev, attempts := p.DecisionID, p.Attempts
 	p.State, p.Decision, p.DecisionID = core.PendingWaiting, "", ""
 	deliver := s.settle(ctx, p, d, next, final, err)
-	p.Attempts = attempts
 	s.log.WarnContext(ctx, "an approval not yet delivered no longer holds", "id", p.ID, "provider", p.Provider, "run", p.RunURL,
 		"decision_id", prev, "now", string(d.Decision), "new_decision_id", d.ID, "attempts", attempts)
 	if !deliver {
@@ -430,7 +435,10 @@ func (s *CIGates) settle(ctx context.Context, p *core.PendingGate, d core.GateDe
 	default:
 		p.Decision, p.DecisionID, p.Reasons = d.Decision, d.ID, d.Reasons
 	}
-	p.State, p.Attempts, p.Comment = core.PendingAnswering, 0, connectors.Comment(comment(*p))
+	// Attempts stay: a request decided for the first time has made none,
+	// and one an earlier approval was sent for (reconfirm put it back to
+	// waiting) keeps them, so a refusal of the new answer is read back.
+	p.State, p.Comment = core.PendingAnswering, connectors.Comment(comment(*p))
 	return true
 }
 

@@ -254,6 +254,24 @@ func TestCIGateReconfirm(t *testing.T) {
 	}
 }
 
+// TestCIGateDecidedOnce: a request decided in a pass is delivered in that
+// pass on one evaluation (one decision recorded), not confirmed again.
+func TestCIGateDecidedOnce(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	store := &fakeGateStore{change: approvedAround(t0)}
+	clock := newFakeClock(t0.Add(time.Minute))
+	st := &memPending{items: map[string]core.PendingGate{}}
+	ans := &flakyAnswerer{}
+	conns := []Connector{{Config: connectors.Config{Name: "github", Type: "github", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: ans}}
+	g := NewCIGates(st, gateWithPolicy(t, store, core.DefaultPolicy(), clock), nil, conns, clock, slog.New(slog.DiscardHandler), CIGatesConfig{})
+	st.items["p1"] = core.PendingGate{ID: "p1", Connector: "github", Provider: "github", State: core.PendingWaiting,
+		CreatedAt: t0, Deadline: t0.Add(time.Hour), Request: checkReq}
+	g.pass(context.Background(), false)
+	if p := st.items["p1"]; p.State != core.PendingAnswered || !slices.Equal(ans.approved, []bool{true}) || len(store.decisions) != 1 {
+		t.Fatalf("state %s, sent %v, %d decisions recorded; want answered, one approval, one decision", p.State, ans.approved, len(store.decisions))
+	}
+}
+
 // TestGateDecide: a CI gate request is evaluated at the moment given:
 // while it waits nothing is recorded and the next check is the next time
 // flip (a window opening) or the deadline; at the window it is allowed;

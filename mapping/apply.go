@@ -23,10 +23,12 @@ const (
 // FieldTrace tells where one canonical field's value came from.
 type FieldTrace struct {
 	// Source is the path the value was read from, "constant", "default", or
-	// "" when the field got no value.
+	// "" when the field got no value; for a union, the paths read, joined
+	// by " + ".
 	Source string `json:"source"`
-	// Raw is the JSON text found at Source (clipped to 512 bytes), or the
-	// literal for a constant or default.
+	// Raw is the JSON text found at Source (clipped to 512 bytes; for a
+	// union, each path's joined by " + "), or the literal for a constant or
+	// default.
 	Raw string `json:"raw,omitempty"`
 	// Value is the final canonical value (string, int, bool, time.Time,
 	// []string or []core.Approval); nil when the field got no value.
@@ -351,6 +353,9 @@ func (f *cfield) eval(d *doc, name string, rec any) (any, FieldTrace, *FieldErro
 			if ferr := f.refine(&v, name, tr.Source); ferr != nil {
 				return nil, tr, ferr
 			}
+			if f.groups != nil && v.k == vList {
+				v.l = distinct(v.l) // "PAY" and "pay" are one service once lowered
+			}
 		}
 	}
 	var out any
@@ -415,12 +420,18 @@ func (f *cfield) fromUnion(d *doc, name string, v *value, tr *FieldTrace) *Field
 	var (
 		out           []string
 		sources, raws []string
+		firstErr      *FieldError
 	)
 	for _, g := range f.groups {
 		var gv value
 		var gt FieldTrace
 		if ferr := firstOf(d, g, false, name, &gv, &gt); ferr != nil {
-			return ferr
+			// An unreadable source is an error only when no other group
+			// gives a value (as a path of paths is).
+			if firstErr == nil {
+				firstErr = ferr
+			}
+			continue
 		}
 		var vals []string
 		switch gv.k {
@@ -435,17 +446,28 @@ func (f *cfield) fromUnion(d *doc, name string, v *value, tr *FieldTrace) *Field
 			}
 			vals = []string{s}
 		}
-		for _, s := range vals {
-			if !slices.Contains(out, s) {
-				out = append(out, s)
-			}
-		}
+		out = append(out, vals...)
 		sources, raws = append(sources, gt.Source), append(raws, gt.Raw)
 	}
-	if len(out) > 0 {
-		*v, tr.Source, tr.Raw = listValue(out), strings.Join(sources, " + "), clip(strings.Join(raws, " + "))
+	if len(out) == 0 {
+		if firstErr != nil {
+			return firstErr
+		}
+		return nil
 	}
+	*v, tr.Source, tr.Raw = listValue(distinct(out)), strings.Join(sources, " + "), clip(strings.Join(raws, " + "))
 	return nil
+}
+
+// distinct returns l with each value once, in the order first given.
+func distinct(l []string) []string {
+	out := l[:0:0]
+	for _, s := range l {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // firstOf reads into v the first of paths that has a value (see fromPaths).

@@ -54,8 +54,10 @@
 //
 // A list field may join several sources with union, a list of path groups:
 // each group is read as paths is (its first path with a value) and the
-// values of every group are joined in order, each once, before the
-// transforms:
+// values of every group are joined in order before the transforms, each
+// value kept once (also after them: "PAY" and "pay" lowered are one); a
+// group whose path cannot be read is an error only when no other gives a
+// value:
 //
 //	services: {union: [[cmdb_ci.display_value, cmdb_ci], [business_service.display_value, business_service]]}
 //

@@ -100,6 +100,9 @@ func TestTransforms(t *testing.T) {
 		{"union: a group without a value", "incident", "services", `{union: [[ci.display_value, ci], [bs.display_value, bs]]}`, `{"ci":"","bs":"payments"}`, []string{"payments"}, ""},
 		{"union: lists joined, each once", "change", "services", `{union: [[a], [b]]}`, `{"a":["x","y"],"b":["y","z"]}`, []string{"x", "y", "z"}, ""},
 		{"union: none", "change", "services", `{union: [[a], [b]]}`, `{"c":"x"}`, nil, ""},
+		{"union: each once after the transforms", "change", "services", `{union: [[a], [b]], transform: [trim, lower]}`, `{"a":"PAY","b":" pay "}`, []string{"pay"}, ""},
+		{"union: an unreadable source beside a readable one", "incident", "services", `{union: [[ci], [bs]]}`, `{"ci":{"a":1},"bs":"payments"}`, []string{"payments"}, ""},
+		{"union: only an unreadable source", "incident", "services", `{union: [[ci], [bs]]}`, `{"ci":{"a":1}}`, nil, "without a \"value\" or \"name\""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

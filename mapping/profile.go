@@ -74,8 +74,9 @@ type FieldSpec struct {
 	// Union reads several sources into one list (list fields only): each
 	// group is read as Paths is (its first path with a value), and the
 	// values of every group that has one are joined, in order, before the
-	// transforms — a change's or an incident's configuration item and its
-	// business service are both what it affects.
+	// transforms, each value kept once — a change's or an incident's
+	// configuration item and its business service are both what it
+	// affects.
 	Union [][]string `yaml:"union,omitempty" json:"union,omitempty"`
 	// Const is a fixed value; no path is read.
 	Const any `yaml:"const,omitempty" json:"const,omitempty"`

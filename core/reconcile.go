@@ -528,7 +528,8 @@ func changeLineage(df DeploymentFacts) (Lineage, map[string]int) {
 		versions[strings.ToLower(c.Key)] = v.Version
 		lineage.Changes = append(lineage.Changes, ChangeLineage{
 			Key: c.Key, Version: v.Version, ValidFrom: v.ValidFrom, Type: c.Type, State: c.State, Approval: c.Approval,
-			RequestedBy: c.RequestedBy, Approvals: c.Approvals, ReviewedAt: c.ReviewedAt,
+			// The approvals as the rules saw them: given by the start.
+			RequestedBy: c.RequestedBy, Approvals: approvalsBy(c.Approvals, df.Deployment.StartedAt), ReviewedAt: c.ReviewedAt,
 		})
 	}
 	return lineage, versions

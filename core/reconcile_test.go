@@ -289,7 +289,10 @@ func TestReconcileDeployment(t *testing.T) {
 func TestReconcileLineage(t *testing.T) {
 	cp := recPolicy(t)
 	c := recChange("CHG1", recStart)
-	c.Approvals = []Approval{{Approver: "Deployer", Decision: ApprovalApproved, At: tp(recStart.Add(-2 * time.Hour))}}
+	// The second approval came after the deployment: the rules and the
+	// lineage see only the first.
+	c.Approvals = []Approval{{Approver: "Deployer", Decision: ApprovalApproved, At: tp(recStart.Add(-2 * time.Hour))},
+		{Approver: "cab-alice", Decision: ApprovalApproved, At: tp(recStart.Add(time.Hour))}}
 	dec := allow(recStart.Add(-time.Minute))
 	dec.Reasons = []Reason{}
 	got := runRecCase(t, cp, recCase{changes: []ChangeVersion{v(4, recStart.Add(-time.Hour), c)}, decision: dec})
@@ -300,7 +303,7 @@ func TestReconcileLineage(t *testing.T) {
 	if l.Decision == nil || l.Decision.ID != "dec-1" || l.Decision.Decision != Allow {
 		t.Errorf("decision lineage = %+v", l.Decision)
 	}
-	if len(l.Changes) != 1 || l.Changes[0].RequestedBy != "bob" || l.Changes[0].Approvals[0].Approver != "Deployer" || l.Changes[0].Version != 4 {
+	if len(l.Changes) != 1 || l.Changes[0].RequestedBy != "bob" || len(l.Changes[0].Approvals) != 1 || l.Changes[0].Approvals[0].Approver != "Deployer" || l.Changes[0].Version != 4 {
 		t.Errorf("change lineage = %+v", l.Changes)
 	}
 }

@@ -12,9 +12,9 @@
 -- hash-joined to them by release and by change key, the start inside the
 -- interval. A decision is in force from its evaluation until the release's
 -- next one (ties by id, as the gate's lookup); a change version from its
--- valid_from until the earliest valid_from of a higher version, so the
--- newest version by then is chosen even when versions do not become true
--- in order. (Looking up each deployment's decision and change by index in
+-- valid_from until the next version's in (valid_from, version) order, as
+-- the reconciler chooses the version that became true last (a version
+-- recorded late, older than the newest, has a higher number). (Looking up each deployment's decision and change by index in
 -- LATERAL subqueries, the first form of this query, took 3x as long.)
 --
 --   psql "$DB" -f scripts/reconcile-bench.sql
@@ -40,7 +40,7 @@ FROM (
     ON g.release_id = d.release_id AND g.from_at <= d.started_at AND (g.to_at IS NULL OR d.started_at < g.to_at)
   LEFT JOIN (
     SELECT v.key, v.doc, v.valid_from AS from_at,
-           min(v.valid_from) OVER (PARTITION BY v.key ORDER BY v.version DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS to_at
+           lead(v.valid_from) OVER (PARTITION BY v.key ORDER BY v.valid_from, v.version) AS to_at
     FROM change_versions v) c
     ON c.key = d.changes ->> 0 AND c.from_at <= d.started_at AND (c.to_at IS NULL OR d.started_at < c.to_at)
   WHERE d.started_at >= now() - interval '5 years' AND d.started_at < now() + interval '1 minute'

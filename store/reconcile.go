@@ -85,19 +85,30 @@ type pageDecisions struct {
 }
 
 // relied returns the decision dep relied on: the one it names, else its
-// release's newest at or before its start (ties: the greatest id).
+// release's newest at or before its start (ties: the greatest id). A named
+// allow is superseded by a later wait or deny of the release for the same
+// code made by the start: the gate's last word before the deployment (a
+// job re-run days later reuses its gate job's old allow, though the gate
+// has since refused the release).
 func (p pageDecisions) relied(dep core.Deployment) (reliedRow, bool) {
-	if dep.DecisionID != "" {
-		g, ok := p.byID[dep.DecisionID]
-		return g, ok
-	}
+	var newest reliedRow
+	hasNewest := false
 	gs := p.byRelease[dep.ReleaseID]
 	for i := len(gs) - 1; i >= 0; i-- {
 		if !gs[i].at.Time.After(dep.StartedAt) {
-			return gs[i], true
+			newest, hasNewest = gs[i], true
+			break
 		}
 	}
-	return reliedRow{}, false
+	if dep.DecisionID == "" {
+		return newest, hasNewest
+	}
+	g, ok := p.byID[dep.DecisionID]
+	if ok && g.decision == string(core.Allow) && hasNewest && newest.release == g.release && newest.id != g.id &&
+		newest.at.Time.After(g.at.Time) && newest.decision != string(core.Allow) && core.SameCommit(newest.commit.String, dep.Commit) {
+		return newest, true
+	}
+	return g, ok
 }
 
 // reliedRow is one row of the decision statements.
@@ -377,13 +388,15 @@ func (d *DB) pageDetails(ctx context.Context, q core.ReconcileQuery, rows []reco
 			}
 		}
 		// The decision relied on: the one named, else the release's
-		// newest by the start (the release_id column, as stored).
+		// newest by the start (the release_id column, as stored), which
+		// may also supersede a named allow.
 		if id := dep.DecisionID; id != "" {
 			if _, ok := seenNamed[id]; !ok {
 				seenNamed[id] = struct{}{}
 				named = append(named, id)
 			}
-		} else if _, ok := seenDecRel[dep.ReleaseID]; !ok {
+		}
+		if _, ok := seenDecRel[dep.ReleaseID]; !ok {
 			seenDecRel[dep.ReleaseID] = struct{}{}
 			decReleases = append(decReleases, dep.ReleaseID)
 		}

@@ -123,6 +123,21 @@ func reconcileHistory(t *testing.T, db *DB) {
 	deploy("production", "1.0.9", base.Add(11*time.Hour), []string{"CHG-G"}, core.Allow, nil)                 // reviewed in time: compliant
 	deploy("production", "1.0.10", base.Add(10*time.Hour+15*time.Minute), []string{"CHG-H"}, core.Allow, nil) // CHANGE_NOT_APPROVED: withdrawn then
 	deploy("production", "1.0.11", base.Add(11*time.Hour+15*time.Minute), []string{"CHG-H"}, core.Allow, nil) // approved again: compliant
+	// 1.0.12 allowed and deployed (compliant); the gate then denies the
+	// same release and commit; a re-run an hour on names the old allow:
+	// GATE_BYPASSED, the deny in force.
+	deploy("production", "1.0.12", base.Add(12*time.Hour), []string{"CHG-A"}, core.Allow, nil)
+	if err := db.SaveDecision(ctx, core.GateDecision{
+		ID: "00000000-0000-7000-8000-000000000099", ReleaseID: core.ReleaseID("checkout", "1.0.12", "production"), Decision: core.Deny,
+		PolicyVersion: 1, EvaluatedAt: base.Add(12*time.Hour + 30*time.Minute),
+		Reasons: []core.Reason{{Code: core.CodeEvidenceFailed, Message: "the scan failed", Result: core.Deny}},
+		Request: core.GateRequest{Service: "checkout", Environment: "production", Version: "1.0.12", Commit: "c1.0.12", Team: "payments", Changes: []string{"CHG-A"}},
+	}, "token:ci"); err != nil {
+		t.Fatalf("save decision: %v", err)
+	}
+	deploy("production", "1.0.12", base.Add(13*time.Hour), []string{"CHG-A"}, "", func(d *core.Deployment) {
+		d.DecisionID = "00000000-0000-7000-8000-000000000013"
+	})
 	// A later report of 1.0.4's run (the clock is weeks on) names an
 	// incident it fixed: LINKS_CHANGED_AFTER_DEPLOY.
 	deploy("production", "1.0.4", base.Add(5*time.Hour+time.Minute), []string{"CHG-E"}, "", func(d *core.Deployment) {
@@ -184,6 +199,7 @@ func TestReconcileScanSameOnBothDialects(t *testing.T) {
 		"1.0.6 GATE_BYPASSED 00000000-0000-7000-8000-000000000007",
 		"1.0.8 NO_CHANGE ",
 		"1.0.10 CHANGE_NOT_APPROVED CHG-H",
+		"1.0.12 GATE_BYPASSED 00000000-0000-7000-8000-000000000099",
 	}
 	results := map[string][]string{}
 	for _, dialect := range []string{Postgres, SQLite} {
@@ -199,7 +215,7 @@ func TestReconcileScanSameOnBothDialects(t *testing.T) {
 			if !slices.Equal(keys, want) {
 				t.Fatalf("%s page %d: findings\n%q\nwant\n%q", dialect, page, keys, want)
 			}
-			if sum.DeploymentsChecked != 12 || sum.Compliant != 3 || sum.Findings != len(want) {
+			if sum.DeploymentsChecked != 14 || sum.Compliant != 4 || sum.Findings != len(want) {
 				t.Errorf("%s page %d: summary %+v", dialect, page, sum)
 			}
 			if prev, ok := results[dialect]; ok && !slices.Equal(prev, lines) {

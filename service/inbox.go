@@ -1051,7 +1051,13 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any, received time.
 		}
 		if _, err := in.store.SignOffPIR(ctx, r.ReleaseID, by, r.Summary, at); err != nil {
 			if core.IsKind(err, core.KindConflict) {
-				return "review already signed off", "release:" + r.ReleaseID, nil
+				// Signed off already, or the pending review was required
+				// after this sign-off (other code): the reason says which.
+				msg := err.Error()
+				if ce := (*core.Error)(nil); errors.As(err, &ce) {
+					msg = ce.Message
+				}
+				return "review not signed off: " + msg, "release:" + r.ReleaseID, nil
 			}
 			return "", "", err
 		}

@@ -319,3 +319,41 @@ fields:
 		t.Fatalf("after the old approval was replayed the change is %s, want canceled", c.Approval)
 	}
 }
+
+// TestDeploymentStartInTheFutureRefused: a deployment reported to start
+// (or finish) more than inbox.max_future_skew from now is refused with the
+// field named — judged as of its start, it would stay out of every report
+// until then — and one within the skew is recorded.
+func TestDeploymentStartInTheFutureRefused(t *testing.T) {
+	s := boot(t, "sqlite", e2eConfig)
+	ci, _ := s.token(core.RoleCI)
+	now := time.Now().UTC()
+	for _, tc := range []struct {
+		name            string
+		start, finished time.Time
+		want            int
+	}{
+		{"starts next year", now.AddDate(1, 0, 0), time.Time{}, http.StatusBadRequest},
+		{"finishes in an hour", now.Add(-time.Minute), now.Add(time.Hour), http.StatusBadRequest},
+		{"a clock a minute ahead", now.Add(time.Minute), time.Time{}, http.StatusCreated},
+	} {
+		d := map[string]any{"service": "payments-api", "environment": "production", "version": "9.9.9", "status": "started",
+			"started_at": tc.start, "provider": "acme-ci", "run_id": tc.name}
+		if !tc.finished.IsZero() {
+			d["status"], d["finished_at"] = "succeeded", tc.finished
+		}
+		var body struct {
+			Error struct {
+				Field   string `json:"field"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		st := s.do("POST", "/api/v1/deployments", ci, d, &body)
+		if st != tc.want {
+			t.Fatalf("%s: %d %+v, want %d", tc.name, st, body, tc.want)
+		}
+		if st == http.StatusBadRequest && (body.Error.Field != "started_at" || !strings.Contains(body.Error.Message, "in the future")) {
+			t.Errorf("%s: refusal %+v, want started_at named", tc.name, body.Error)
+		}
+	}
+}

@@ -142,6 +142,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	a.buildGate(clock)
 	a.Deployments = service.NewDeployments(db, a.Policies, clock, log, cfg.Gate.MaxListItems)
+	a.Deployments.MaxFutureSkew = cfg.Inbox.MaxFutureSkew.D()
 	a.Reviews = service.NewReviews(db, clock)
 
 	sources := []fs.FS{mappings.FS}

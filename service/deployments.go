@@ -37,6 +37,11 @@ type Deployments struct {
 	// OnRecorded, when set, is told of every recorded deployment event
 	// (write-back of work notes). It must not block.
 	OnRecorded func(ctx context.Context, d core.Deployment)
+	// MaxFutureSkew is how far past now a reported start or finish may
+	// lie (inbox.max_future_skew; 5 minutes when zero): a deployment is
+	// judged as of its start, so a start to come would keep it out of
+	// every report (and a report's late arrivals) until then.
+	MaxFutureSkew time.Duration
 }
 
 // NewDeployments wires the service.
@@ -84,6 +89,14 @@ func (s *Deployments) Validate(d core.Deployment) (core.Deployment, error) {
 	}
 	if d.FinishedAt != nil && d.FinishedAt.Before(d.StartedAt) {
 		return d, core.Invalid("finished_at", "is before started_at")
+	}
+	skew := s.MaxFutureSkew
+	if skew <= 0 {
+		skew = 5 * time.Minute
+	}
+	if limit := s.clock.Now().Add(skew); d.StartedAt.After(limit) || (d.FinishedAt != nil && d.FinishedAt.After(limit)) {
+		return d, core.Invalid("started_at", "%s is more than %s in the future (inbox.max_future_skew): a deployment is judged as of its start, so one reported to start later would stay out of every report until then",
+			d.StartedAt.UTC().Format(time.RFC3339), skew)
 	}
 	if len(d.URL) > 2048 || len(d.Commit) > 128 || len(d.Actor) > 256 {
 		return d, core.Invalid("url", "url, commit or actor is too long")

@@ -118,6 +118,7 @@ func New(o Options) *Client {
 	rc := retryablehttp.NewClient()
 	rc.Logger = nil // retryablehttp's own log lines are replaced by RequestLogHook
 	rc.HTTPClient.Timeout = o.Timeout
+	rc.HTTPClient.CheckRedirect = sameOrigin
 	if o.Transport != nil {
 		rc.HTTPClient.Transport = o.Transport
 	}
@@ -161,8 +162,23 @@ func New(o Options) *Client {
 		// about the instance.
 		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
 	})
-	c.hc = &http.Client{Transport: (*transport)(c)}
+	c.hc = &http.Client{Transport: (*transport)(c), CheckRedirect: sameOrigin}
 	return c
+}
+
+// sameOrigin follows a redirect only within the origin of the first
+// request (scheme and host): the credentials a request carries — GitLab's
+// PRIVATE-TOKEN, a custom header Go keeps across hosts, or any of them on
+// a downgrade to http — must reach the configured instance only. Another
+// redirect is not followed: the caller gets the 3xx answer and names it.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host) {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // HTTPClient is the client to send requests with: every request goes

@@ -260,6 +260,53 @@ func TestClientErrorsKeepCircuitClosed(t *testing.T) {
 	}
 }
 
+// TestRedirectsStayOnTheInstance: a redirect within the instance is
+// followed; one to another host is not, so the credentials (a custom
+// header such as GitLab's PRIVATE-TOKEN survives Go's own redirect rules)
+// never reach it, and the caller gets the 3xx answer.
+func TestRedirectsStayOnTheInstance(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		w.WriteHeader(200)
+	}))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/moved":
+			http.Redirect(w, r, "/here", http.StatusFound)
+		case "/here":
+			if r.Header.Get("PRIVATE-TOKEN") != "secret" {
+				w.WriteHeader(401)
+				return
+			}
+			w.WriteHeader(200)
+		default:
+			http.Redirect(w, r, other.URL+"/login", http.StatusFound)
+		}
+	}))
+	defer srv.Close()
+	var o outcomes
+	c := New(fastOpts(&o))
+	get := func(path string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("PRIVATE-TOKEN", "secret")
+		resp, err := c.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := get("/moved"); st != 200 {
+		t.Errorf("a redirect within the instance: %d, want followed to 200", st)
+	}
+	if st := get("/away"); st != http.StatusFound || elsewhere.Load() != 0 {
+		t.Errorf("a redirect to another host: %d, %d requests there; want the 302 and none", st, elsewhere.Load())
+	}
+}
+
 // TestRetryAfterFloorAndCap: Retry-After waits at least RetryWaitMin and
 // at most MaxRetryAfter.
 func TestRetryAfterFloorAndCap(t *testing.T) {

@@ -769,6 +769,36 @@ func TestPIRPerCommit(t *testing.T) {
 	})
 }
 
+// TestRequirePIRConcurrent: deployments of one commit reported at once,
+// some naming it short and some in full, require one review between them.
+func TestRequirePIRConcurrent(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		ctx := context.Background()
+		rel := mustRelease(t, db, core.Release{Service: "payments", Version: "3.0.0", Environment: "production", Team: "core"})
+		full := "cccccccddddddddddddddddddddddddddddddddd"
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for i := range 8 {
+			commit := full
+			if i%2 == 1 {
+				commit = full[:7]
+			}
+			wg.Go(func() { errs <- db.RequirePIR(ctx, core.PIR{ReleaseID: rel.ID, Commit: commit}) })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		var n int
+		if err := db.db.GetContext(ctx, &n, db.q(`SELECT COUNT(*) FROM pirs WHERE release_id = ?`), rel.ID); err != nil || n != 1 {
+			t.Fatalf("%d reviews for one commit (%v), want 1", n, err)
+		}
+	})
+}
+
 // Concurrent first writers of one release — deployment events of a new
 // release normalized by several workers at once — all succeed and share
 // its one row. The release's id is derived from the key the upsert's

@@ -70,6 +70,14 @@ func (r *Reviews) RequirePIR(ctx context.Context, p core.PIR) error {
 	}
 	commit := strings.ToLower(strings.TrimSpace(p.Commit))
 	err := r.base.Tx(ctx, func(tx *sqlx.Tx) error {
+		if r.base.Dialect() == sqldb.Postgres {
+			// Two deployments of one commit, one naming it short and one in
+			// full, must not each add a review: they take turns on the
+			// release's row (SQLite's transactions are serialized anyway).
+			if _, err := tx.ExecContext(ctx, r.base.Q(`SELECT 1 FROM releases WHERE id = ? FOR UPDATE`), id); err != nil {
+				return fmt.Errorf("lock release: %w", err)
+			}
+		}
 		var commits []string
 		if err := tx.SelectContext(ctx, &commits, r.base.Q(`SELECT commit_sha FROM pirs WHERE release_id = ?`), id); err != nil {
 			return fmt.Errorf("load: %w", err)

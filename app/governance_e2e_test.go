@@ -332,6 +332,25 @@ func TestEvidenceFailsClosed(t *testing.T) {
 			if a := s.check(ci, "", reqB); a.Decision != "allow" {
 				t.Fatalf("commit A, its evidence attached: %s %+v", a.Decision, a.Reasons)
 			}
+
+			// Attached by release id alone, evidence is the commit's the
+			// release was checked with, not every commit's.
+			reqC := map[string]any{"service": "payments-api", "environment": "production", "version": "3.2.0", "changes": []string{"CHG4001"}, "digest": digest, "commit": shaA}
+			if a := s.check(ci, "", reqC); a.Decision != "wait" {
+				t.Fatalf("3.2.0 before its evidence: %s %+v", a.Decision, a.Reasons)
+			}
+			path = "/api/v1/releases/" + core.ReleaseID("payments-api", "3.2.0", "production") + "/evidence"
+			attach(map[string]any{"kind": "tests", "name": "unit", "junit": testdata(t, "gotestsum-passing.xml")})
+			attach(map[string]any{"kind": "security_scan", "name": "semgrep", "sarif": json.RawMessage(testdata(t, "semgrep-clean.sarif"))})
+			attach(map[string]any{"kind": "artifact_signature", "name": "cosign", "dsse": signedStatement(t, priv, digest)})
+			reqC["commit"] = shaB
+			if a := s.check(ci, "", reqC); a.Decision != "wait" || a.codes() != "EVIDENCE_MISSING,EVIDENCE_MISSING,EVIDENCE_MISSING" {
+				t.Fatalf("3.2.0 for commit B, evidence attached by release id for A: %s %+v, want evidence missing", a.Decision, a.Reasons)
+			}
+			reqC["commit"] = shaA
+			if a := s.check(ci, "", reqC); a.Decision != "allow" {
+				t.Fatalf("3.2.0 for commit A: %s %+v", a.Decision, a.Reasons)
+			}
 		})
 	}
 }

@@ -93,13 +93,18 @@ func (s *Evidence) Attach(ctx context.Context, id string, in EvidenceInput, acto
 		return core.Evidence{}, err
 	}
 	e.ReleaseID = rel.ID
+	// Bound to its commit: a version label reused for other code does not
+	// inherit this evidence (core.SameCommit). Attached by release id, or
+	// with a reference naming no commit, it is the release's commit's —
+	// evidence naming no commit would count for every commit.
 	if in.Release != nil {
-		// Bound to its commit: a version label reused for other code does
-		// not inherit this evidence (core.SameCommit).
 		e.Commit = strings.ToLower(strings.TrimSpace(in.Release.Commit))
 		if len(e.Commit) > 128 {
 			return core.Evidence{}, core.Invalid("release.commit", "is longer than 128 characters")
 		}
+	}
+	if e.Commit == "" {
+		e.Commit = strings.ToLower(strings.TrimSpace(rel.Commit))
 	}
 	if err := s.read(ctx, cp, &e, in, rel.Environment); err != nil {
 		return core.Evidence{}, err

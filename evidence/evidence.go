@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,9 +66,11 @@ func JUnit(data []byte) (core.TestSummary, error) {
 	return s, nil
 }
 
-// TestStatus is passed when no test failed or errored.
+// TestStatus is passed when no test failed or errored and at least one
+// passed: a report whose every case was skipped (a suite that found no
+// database, say) proves nothing, as an empty one.
 func TestStatus(s core.TestSummary) string {
-	if s.Failures > 0 || s.Errors > 0 {
+	if s.Failures > 0 || s.Errors > 0 || s.Passed == 0 {
 		return core.EvidenceFailed
 	}
 	return core.EvidencePassed
@@ -198,9 +201,17 @@ type Signature struct {
 	Digests []string // "sha256:…"
 }
 
+// inTotoPayload is the DSSE payload type of an in-toto statement, and
+// inTotoStatements the statement types read.
+const inTotoPayload = "application/vnd.in-toto+json"
+
+var inTotoStatements = []string{"https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"}
+
 // DSSE verifies a DSSE envelope (JSON) against keys and reads the in-toto
 // statement it carries: the subjects' sha256 digests. An envelope that no
-// key verifies, or whose statement names no sha256 subject, is an error.
+// key verifies, that carries another payload type than an in-toto
+// statement (the key may sign other documents that name a digest), or
+// whose statement names no sha256 subject, is an error.
 func DSSE(ctx context.Context, data []byte, keys []Key) (Signature, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return Signature{}, errors.New("the DSSE envelope is empty")
@@ -214,6 +225,9 @@ func DSSE(ctx context.Context, data []byte, keys []Key) (Signature, error) {
 	}
 	if len(env.Signatures) == 0 || env.Payload == "" {
 		return Signature{}, errors.New("the DSSE envelope has no payload or no signature")
+	}
+	if env.PayloadType != inTotoPayload {
+		return Signature{}, fmt.Errorf("the DSSE envelope's payloadType is %q, not an in-toto statement (%s)", env.PayloadType, inTotoPayload)
 	}
 	verifiers := make([]dsse.Verifier, 0, len(keys))
 	for _, k := range keys {
@@ -232,6 +246,7 @@ func DSSE(ctx context.Context, data []byte, keys []Key) (Signature, error) {
 		return Signature{}, fmt.Errorf("the DSSE envelope does not verify against the environment's keys: %w", err)
 	}
 	var stmt struct {
+		Type    string `json:"_type"`
 		Subject []struct {
 			Name   string            `json:"name"`
 			Digest map[string]string `json:"digest"`
@@ -239,6 +254,9 @@ func DSSE(ctx context.Context, data []byte, keys []Key) (Signature, error) {
 	}
 	if err := json.Unmarshal(payload, &stmt); err != nil {
 		return Signature{}, fmt.Errorf("the DSSE payload is not an in-toto statement: %w", err)
+	}
+	if !slices.Contains(inTotoStatements, stmt.Type) {
+		return Signature{}, fmt.Errorf("the DSSE payload's _type is %q, not an in-toto statement (%s)", stmt.Type, strings.Join(inTotoStatements, ", "))
 	}
 	sig := Signature{KeyID: accepted[0].KeyID}
 	for _, s := range stmt.Subject {

@@ -41,6 +41,7 @@ func TestJUnit(t *testing.T) {
 		{file: "go-junit-report-failing.xml", want: core.TestSummary{Tests: 5, Passed: 2, Failures: 2, Skipped: 1}, status: core.EvidenceFailed},
 		{file: "gotestsum-passing.xml", status: core.EvidencePassed},
 		{file: "surefire-TEST-com.example.pay.PaymentServiceTest.xml", want: core.TestSummary{Tests: 4, Passed: 1, Failures: 1, Errors: 1, Skipped: 1}, status: core.EvidenceFailed},
+		{file: "junit-all-skipped.xml", want: core.TestSummary{Tests: 3, Skipped: 3}, status: core.EvidenceFailed}, // nothing proven
 		{file: "junit-zero-tests.xml", err: "zero tests"},
 		{file: "junit-empty.xml", err: "empty"},
 	}
@@ -130,13 +131,19 @@ const artifact = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf1
 
 func envelope(t *testing.T, priv ed25519.PrivateKey, id string) []byte {
 	t.Helper()
-	stmt := `{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"registry.example.com/pay","digest":{"sha256":"` +
+	return envelopeOf(t, priv, id, "application/vnd.in-toto+json", "https://in-toto.io/Statement/v1")
+}
+
+// envelopeOf signs a statement of type stmtType as payloadType.
+func envelopeOf(t *testing.T, priv ed25519.PrivateKey, id, payloadType, stmtType string) []byte {
+	t.Helper()
+	stmt := `{"_type":"` + stmtType + `","subject":[{"name":"registry.example.com/pay","digest":{"sha256":"` +
 		strings.TrimPrefix(artifact, "sha256:") + `"}}],"predicateType":"https://slsa.dev/provenance/v1","predicate":{"buildDefinition":{"buildType":"https://actions.github.io/buildtypes/workflow/v1"}}}`
 	s, err := dsse.NewEnvelopeSigner(edSigner{priv: priv, id: id})
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := s.SignPayload(context.Background(), "application/vnd.in-toto+json", []byte(stmt))
+	env, err := s.SignPayload(context.Background(), payloadType, []byte(stmt))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,6 +174,10 @@ func TestDSSE(t *testing.T) {
 		{name: "no keys configured", data: signed, err: "no signing keys"},
 		{name: "empty", data: nil, keys: []Key{key}, err: "empty"},
 		{name: "no signature", data: []byte(`{"payloadType":"x","payload":"e30=","signatures":[]}`), keys: []Key{key}, err: "no payload or no signature"},
+		// The environment's key may sign other documents naming a digest.
+		{name: "another payload type", data: envelopeOf(t, priv, key.ID, "application/vnd.example.report+json", "https://in-toto.io/Statement/v1"), keys: []Key{key}, err: "not an in-toto statement"},
+		{name: "not a statement", data: envelopeOf(t, priv, key.ID, "application/vnd.in-toto+json", "https://example.com/Report/v1"), keys: []Key{key}, err: "not an in-toto statement"},
+		{name: "a v0.1 statement", data: envelopeOf(t, priv, key.ID, "application/vnd.in-toto+json", "https://in-toto.io/Statement/v0.1"), keys: []Key{key}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -58,6 +58,7 @@ func (c *Client) checkCredentials(ctx context.Context) (f connectors.Finding, st
 		DisplayName string `json:"displayName"`
 		AccountID   string `json:"accountId"`
 		Name        string `json:"name"`
+		TimeZone    string `json:"timeZone"`
 	}
 	err := c.raw(ctx, http.MethodGet, "rest/api/2/myself", "credentials", nil, &me)
 	switch s := apiclient.Status(err); {
@@ -70,7 +71,20 @@ func (c *Client) checkCredentials(ctx context.Context) (f connectors.Finding, st
 	if id == "" {
 		id = me.Name
 	}
+	if z := me.TimeZone; z != "" && !utcZone(z) {
+		return connectors.Warn(check, fmt.Sprintf("as %s (%s), whose time zone is %s: Jira reads the poller's JQL dates (updated >= …, written in UTC) in it, so updates would be missed; set the user's time zone to UTC",
+			me.DisplayName, id, z)), false
+	}
 	return connectors.OK(check, fmt.Sprintf("as %s (%s)", me.DisplayName, id)), false
+}
+
+// utcZone reports whether a Jira user's time zone is UTC.
+func utcZone(z string) bool {
+	switch strings.ToUpper(strings.TrimSpace(z)) {
+	case "UTC", "ETC/UTC", "GMT", "ETC/GMT", "UNIVERSAL", "ETC/UNIVERSAL", "ZULU", "ETC/ZULU", "ETC/UCT", "UCT", "GMT0", "ETC/GMT0", "ETC/GMT+0", "ETC/GMT-0":
+		return true
+	}
+	return false
 }
 
 // refusedDetail says which credentials were refused and what to check,

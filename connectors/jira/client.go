@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	gojira "github.com/andygrunwald/go-jira"
@@ -57,6 +58,12 @@ type Client struct {
 	// nextPageToken), which replaced /search there; Data Center keeps
 	// /search paged by startAt.
 	cloud bool
+
+	// zoneMu guards the API user's time zone (userZone), read at most
+	// once an hour.
+	zoneMu   sync.Mutex
+	loc      *time.Location
+	locUntil time.Time
 }
 
 // issueKey is the shape of a Jira issue key.
@@ -234,20 +241,50 @@ type searchResult struct {
 }
 
 // JQL is the poller's query for issues of the projects updated since.
-// JQL dates have minute precision and no zone: they are read in the API
-// user's time zone (keep it UTC); the poller's overlap covers the minute.
-func JQL(projects []string, since time.Time) string {
+// JQL dates have minute precision and no zone: Jira reads them in the API
+// user's profile time zone, loc; the poller's overlap covers the minute.
+func JQL(projects []string, since time.Time, loc *time.Location) string {
 	q := make([]string, len(projects))
 	for i, p := range projects {
 		q[i] = `"` + p + `"`
 	}
-	return fmt.Sprintf(`project in (%s) AND updated >= "%s" ORDER BY updated ASC`, strings.Join(q, ", "), since.UTC().Format("2006/01/02 15:04"))
+	return fmt.Sprintf(`project in (%s) AND updated >= "%s" ORDER BY updated ASC`, strings.Join(q, ", "), since.In(loc).Format("2006/01/02 15:04"))
+}
+
+// userZone returns the API user's profile time zone, in which Jira reads
+// JQL dates (GET /rest/api/2/myself, read at most once an hour): a user
+// west of UTC would otherwise make the poller skip hours of updates. UTC
+// when it cannot be read (then asked again next time) or named.
+func (c *Client) userZone(ctx context.Context) *time.Location {
+	c.zoneMu.Lock()
+	defer c.zoneMu.Unlock()
+	if c.loc != nil && time.Now().Before(c.locUntil) {
+		return c.loc
+	}
+	var me struct {
+		TimeZone string `json:"timeZone"`
+	}
+	if err := c.raw(ctx, http.MethodGet, "rest/api/2/myself", "user time zone", nil, &me); err != nil {
+		c.log.WarnContext(ctx, "the Jira user's time zone could not be read; polling in UTC", "connector", c.name, "error", err.Error())
+		return time.UTC
+	}
+	loc := time.UTC
+	if z := strings.TrimSpace(me.TimeZone); z != "" {
+		l, err := time.LoadLocation(z)
+		if err != nil {
+			c.log.WarnContext(ctx, "the Jira user's time zone is unknown; polling in UTC", "connector", c.name, "zone", z)
+		} else {
+			loc = l
+		}
+	}
+	c.loc, c.locUntil = loc, time.Now().Add(time.Hour)
+	return loc
 }
 
 // Poll calls emit for every issue of the configured projects updated at
 // or after since (to the minute), oldest first, page by page.
 func (c *Client) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
-	return c.search(ctx, JQL(c.projects, since), pageSize, func(is json.RawMessage) error {
+	return c.search(ctx, JQL(c.projects, since, c.userZone(ctx)), pageSize, func(is json.RawMessage) error {
 		rec, err := c.record(is)
 		if err != nil {
 			return err

@@ -94,6 +94,32 @@ func TestPollPages(t *testing.T) {
 	}
 }
 
+// TestPollInTheUsersZone: Jira reads JQL dates in the API user's profile
+// time zone, so the poller writes the watermark in it: a user on
+// America/New_York gets 19:10 of the day before for 00:10 UTC, and no
+// update of the five hours between is skipped.
+func TestPollInTheUsersZone(t *testing.T) {
+	fake := itsmfake.New(testUser, testToken)
+	defer fake.Close()
+	fake.SetJiraUserZone("America/New_York")
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		fake.PutJiraIssue(issue(fmt.Sprintf("OPS-%d", i), "Change", "Open", base.Add(time.Duration(i)*time.Hour)))
+	}
+	c := newClient(t, fake, nil)
+	var got []connectors.Record
+	if err := c.Poll(context.Background(), base.Add(2*time.Hour), func(r connectors.Record) error { got = append(got, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("got %d issues, want the 3 updated since 02:00 UTC", len(got))
+	}
+	calls := fake.Calls("/rest/api/2/search")
+	if len(calls) != 1 || !strings.Contains(calls[0].Query, `updated >= "2026/11/30 21:00"`) {
+		t.Errorf("calls %+v, want the watermark in New York time", calls)
+	}
+}
+
 // TestPollPagesCloud: on Jira Cloud the poller pages the enhanced search
 // by nextPageToken.
 func TestPollPagesCloud(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
@@ -71,20 +72,13 @@ func (c *Client) checkCredentials(ctx context.Context) (f connectors.Finding, st
 	if id == "" {
 		id = me.Name
 	}
-	if z := me.TimeZone; z != "" && !utcZone(z) {
-		return connectors.Warn(check, fmt.Sprintf("as %s (%s), whose time zone is %s: Jira reads the poller's JQL dates (updated >= …, written in UTC) in it, so updates would be missed; set the user's time zone to UTC",
-			me.DisplayName, id, z)), false
+	if z := strings.TrimSpace(me.TimeZone); z != "" {
+		if _, err := time.LoadLocation(z); err != nil {
+			return connectors.Warn(check, fmt.Sprintf("as %s (%s), whose time zone %q is unknown here: the poller writes its JQL dates in UTC, and Jira reads them in the user's zone, so updates may be missed; set the user's time zone to UTC",
+				me.DisplayName, id, z)), false
+		}
 	}
 	return connectors.OK(check, fmt.Sprintf("as %s (%s)", me.DisplayName, id)), false
-}
-
-// utcZone reports whether a Jira user's time zone is UTC.
-func utcZone(z string) bool {
-	switch strings.ToUpper(strings.TrimSpace(z)) {
-	case "UTC", "ETC/UTC", "GMT", "ETC/GMT", "UNIVERSAL", "ETC/UNIVERSAL", "ZULU", "ETC/ZULU", "ETC/UCT", "UCT", "GMT0", "ETC/GMT0", "ETC/GMT+0", "ETC/GMT-0":
-		return true
-	}
-	return false
 }
 
 // refusedDetail says which credentials were refused and what to check,

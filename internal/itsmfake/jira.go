@@ -21,6 +21,9 @@ type jiraData struct {
 	comments  map[string][]string
 	created   []string
 	next      map[string]int
+	// zone is the API user's profile time zone (/myself), in which JQL
+	// dates are read; "" is UTC.
+	zone string
 }
 
 func (d *jiraData) init() {
@@ -28,6 +31,14 @@ func (d *jiraData) init() {
 	d.approvals = map[string][]map[string]any{}
 	d.comments = map[string][]string{}
 	d.next = map[string]int{}
+}
+
+// SetJiraUserZone sets the API user's profile time zone (an IANA name):
+// /myself answers it and JQL dates are read in it, as Jira does.
+func (s *Server) SetJiraUserZone(zone string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.jira.zone = zone
 }
 
 // PutJiraIssue upserts an issue in REST API v2 shape ({key, fields}).
@@ -96,6 +107,12 @@ func (s *Server) jiraServe(w http.ResponseWriter, r *http.Request, body string) 
 	defer s.mu.Unlock()
 	p := r.URL.Path
 	switch {
+	case (p == "/rest/api/2/myself" || p == "/rest/api/3/myself") && r.Method == http.MethodGet:
+		zone := s.jira.zone
+		if zone == "" {
+			zone = "UTC"
+		}
+		writeJSON(w, 200, map[string]any{"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "tollgate", "timeZone": zone})
 	case (p == "/rest/api/2/search" || p == "/rest/api/3/search" || p == "/rest/api/latest/search") && r.Method == http.MethodGet:
 		q := r.URL.Query()
 		s.jiraSearch(w, q.Get("jql"), q.Get("startAt"), q.Get("maxResults"))
@@ -214,7 +231,13 @@ func (s *Server) jiraSearchPage(w http.ResponseWriter, jql, startAt, maxResults 
 	}
 	var since time.Time
 	if m := updatedGE.FindStringSubmatch(jql); m != nil {
-		since, _ = time.Parse("2006/01/02 15:04", m[1])
+		loc := time.UTC
+		if s.jira.zone != "" {
+			if l, err := time.LoadLocation(s.jira.zone); err == nil {
+				loc = l
+			}
+		}
+		since, _ = time.ParseInLocation("2006/01/02 15:04", m[1], loc)
 	}
 	label := ""
 	if m := labelEq.FindStringSubmatch(jql); m != nil {

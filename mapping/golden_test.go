@@ -242,6 +242,12 @@ func goldenCases() []goldenCase {
 		// GitLab.
 		{name: "gitlab.deployment", connector: "gitlab", event: "Deployment Hook", payload: file("gitlab/deployment_hook.json"), profile: "gitlab-deployment"},
 		// Canceled: queued with its finish (failed if it was seen running).
+		// As the poller synthesizes it for a deployment first seen finished:
+		// started_at is the job's start, finished_at its last update.
+		{name: "gitlab.deployment.polled_finished", connector: "gitlab", event: "Deployment Hook", payload: func(t testing.TB) []byte {
+			return edit(t, fixture(t, "gitlab/deployment_hook.json"), map[string]any{"status": "success",
+				"status_changed_at": "2021-04-28 21:55:00 +0200", "deployable_started_at": "2021-04-28T19:50:30Z"})
+		}, profile: "gitlab-deployment"},
 		{name: "gitlab.deployment.canceled", connector: "gitlab", event: "Deployment Hook", payload: func(t testing.TB) []byte {
 			return edit(t, fixture(t, "gitlab/deployment_hook.json"), map[string]any{"status": "canceled"})
 		}, profile: "gitlab-deployment"},

@@ -19,20 +19,25 @@ import (
 // fields that tollgate reads): what a gate request needs, and what the
 // poller writes for a deployment whose hook never came (poll.go).
 type deploymentHook struct {
-	ObjectKind      string      `json:"object_kind"`
-	Status          string      `json:"status"`
-	StatusChangedAt string      `json:"status_changed_at,omitempty"`
-	DeploymentID    json.Number `json:"deployment_id"`
-	DeployableID    json.Number `json:"deployable_id,omitempty"`
-	DeployableURL   string      `json:"deployable_url,omitempty"`
-	Environment     string      `json:"environment"`
-	ExternalURL     string      `json:"environment_external_url,omitempty"`
-	ShortSHA        string      `json:"short_sha"`
-	CommitURL       string      `json:"commit_url"`
-	CommitTitle     string      `json:"commit_title"`
-	Ref             string      `json:"ref"`
-	Project         glProject   `json:"project"`
-	User            *glUser     `json:"user,omitempty"`
+	ObjectKind      string `json:"object_kind"`
+	Status          string `json:"status"`
+	StatusChangedAt string `json:"status_changed_at,omitempty"`
+	// DeployableStartedAt is not in GitLab's hook: the poller adds the
+	// deployment job's start, so a deployment it sees only once finished
+	// (its running hook lost) is judged as of when it ran, not of its
+	// last update (gitlab-deployment reads it first for started_at).
+	DeployableStartedAt string      `json:"deployable_started_at,omitempty"`
+	DeploymentID        json.Number `json:"deployment_id"`
+	DeployableID        json.Number `json:"deployable_id,omitempty"`
+	DeployableURL       string      `json:"deployable_url,omitempty"`
+	Environment         string      `json:"environment"`
+	ExternalURL         string      `json:"environment_external_url,omitempty"`
+	ShortSHA            string      `json:"short_sha"`
+	CommitURL           string      `json:"commit_url"`
+	CommitTitle         string      `json:"commit_title"`
+	Ref                 string      `json:"ref"`
+	Project             glProject   `json:"project"`
+	User                *glUser     `json:"user,omitempty"`
 }
 
 var commitSHA = regexp.MustCompile(`([0-9a-f]{7,64})$`)

@@ -129,9 +129,10 @@ type glDeployment struct {
 		ExternalURL string `json:"external_url"`
 	} `json:"environment"`
 	Deployable *struct {
-		ID     json.Number `json:"id"`
-		WebURL string      `json:"web_url"`
-		Commit *struct {
+		ID        json.Number `json:"id"`
+		WebURL    string      `json:"web_url"`
+		StartedAt *time.Time  `json:"started_at"`
+		Commit    *struct {
 			Title string `json:"title"`
 		} `json:"commit"`
 	} `json:"deployable"`
@@ -219,6 +220,9 @@ func hookOf(p glProject, d glDeployment) deploymentHook {
 	}
 	if dep := d.Deployable; dep != nil {
 		h.DeployableID, h.DeployableURL = dep.ID, dep.WebURL
+		if dep.StartedAt != nil && !dep.StartedAt.IsZero() && d.Status != "created" && d.Status != "blocked" {
+			h.DeployableStartedAt = dep.StartedAt.UTC().Format(time.RFC3339)
+		}
 		if h.DeployableURL == "" && dep.ID != "" {
 			h.DeployableURL = p.WebURL + "/-/jobs/" + dep.ID.String()
 		}

@@ -43,7 +43,8 @@ func (f *fakeBlocked) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return map[string]any{"id": json.Number(id), "ref": "main", "sha": sha, "status": status,
 			"updated_at": "2026-12-06T10:0" + id[len(id)-1:] + ":00.000Z", "user": map[string]any{"username": "root", "name": "Administrator"},
 			"environment": map[string]any{"name": "production", "external_url": "https://payments.example.com"},
-			"deployable":  map[string]any{"id": json.Number("79" + id), "commit": map[string]any{"title": title}}}
+			"deployable": map[string]any{"id": json.Number("79" + id), "commit": map[string]any{"title": title},
+				"started_at": "2026-12-06T09:5" + id[len(id)-1:] + ":30.000Z"}}
 	}
 	switch {
 	case r.URL.EscapedPath() == "/api/v4/projects/acme%2Fpayments/deployments/15": // the gate request's read-back
@@ -144,6 +145,11 @@ func TestPollBlocked(t *testing.T) {
 		_ = json.Unmarshal(recs[i].Body, &h)
 		if h["status"] != want || h["object_kind"] != "deployment" || h["status_changed_at"] != recs[i].UpdatedAt.Format(time.RFC3339) {
 			t.Errorf("recent record %d: %s", i, recs[i].Body)
+		}
+		// The job's start, for the mapping's started_at: a deployment
+		// polled once finished is judged as of when it ran.
+		if started, _ := h["deployable_started_at"].(string); !strings.HasPrefix(started, "2026-12-06T09:5") {
+			t.Errorf("recent record %d carries no job start: %s", i, recs[i].Body)
 		}
 		if _, gate, _ := w.GateRequest(context.Background(), recs[i].Type, recs[i].Body); gate {
 			t.Errorf("recent record %d (%s) is a gate request", i, want)

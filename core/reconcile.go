@@ -571,8 +571,9 @@ const DecisionClockSkew = time.Minute
 // when the decision in force at its start (the one it names, else the
 // release's newest; the store gives a named allow's place to a later wait
 // or deny of the release for the same code made by the start) was deny
-// ("deployed after a deny") or wait ("deployed while waiting"); or when that allow was for another commit. A decision
-// or deployment without a commit matches any commit.
+// ("deployed after a deny") or wait ("deployed while waiting"); or when
+// that allow was for another commit. A decision or deployment without a
+// commit matches any commit.
 func gateBypassed(df DeploymentFacts) (string, bool) {
 	d := &df.Deployment
 	g := df.Decision

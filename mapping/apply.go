@@ -353,9 +353,9 @@ func (f *cfield) eval(d *doc, name string, rec any) (any, FieldTrace, *FieldErro
 			if ferr := f.refine(&v, name, tr.Source); ferr != nil {
 				return nil, tr, ferr
 			}
-			if f.groups != nil && v.k == vList {
-				v.l = distinct(v.l) // "PAY" and "pay" are one service once lowered
-			}
+		}
+		if f.groups != nil && v.k == vList {
+			v.l = distinct(v.l) // as read, and after the transforms: "PAY" and "pay" lowered are one
 		}
 	}
 	var out any
@@ -414,8 +414,8 @@ func (f *cfield) fromPaths(d *doc, name string, v *value, tr *FieldTrace) *Field
 }
 
 // fromUnion reads into v the values of every path group of a union, each
-// group's first path with a value, joined into one list (a value given by
-// two groups is kept once); tr's source and raw name each group read.
+// group's first path with a value, joined into one list (eval keeps each
+// value once); tr's source and raw name each group read.
 func (f *cfield) fromUnion(d *doc, name string, v *value, tr *FieldTrace) *FieldError {
 	var (
 		out           []string
@@ -455,7 +455,7 @@ func (f *cfield) fromUnion(d *doc, name string, v *value, tr *FieldTrace) *Field
 		}
 		return nil
 	}
-	*v, tr.Source, tr.Raw = listValue(distinct(out)), strings.Join(sources, " + "), clip(strings.Join(raws, " + "))
+	*v, tr.Source, tr.Raw = listValue(out), strings.Join(sources, " + "), clip(strings.Join(raws, " + "))
 	return nil
 }
 

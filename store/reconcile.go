@@ -630,8 +630,11 @@ func pageFacts(p fetchedPage, timeline *core.IncidentTimeline, cutoff time.Time)
 	return out, nil
 }
 
-// has reports whether set holds key.
-func has(set map[string]struct{}, key string) bool { _, ok := set[key]; return ok }
+// becameTrueAfter holds when version w of a record became true after
+// version v: a later valid_from, or the same with a higher number (a
+// version recorded late, older than the newest, is numbered after newer
+// ones). The anti-joins below keep the versions nothing superseded so.
+const becameTrueAfter = `(w.valid_from > v.valid_from OR (w.valid_from = v.valid_from AND w.version > v.version))`
 
 // placeholders returns "?, ?, …" for n values.
 func placeholders(n int) string {
@@ -646,7 +649,7 @@ func placeholders(n int) string {
 const changeVersionsSQL = `SELECT v.key, v.version, v.valid_from, v.recorded_at, %s FROM change_versions v
 	WHERE v.key IN (%s) AND v.valid_from <= ? AND v.recorded_at <= ?
 	AND NOT EXISTS (SELECT 1 FROM change_versions w
-		WHERE w.key = v.key AND (w.valid_from > v.valid_from OR (w.valid_from = v.valid_from AND w.version > v.version)) AND w.valid_from <= ? AND w.recorded_at <= ?)
+		WHERE w.key = v.key AND ` + becameTrueAfter + ` AND w.valid_from <= ? AND w.recorded_at <= ?)
 	ORDER BY v.key, v.valid_from, v.version`
 
 // changeVersionsPGSQL is changeVersionsSQL for PostgreSQL: the keys come
@@ -660,7 +663,7 @@ const changeVersionsPGSQL = `SELECT v.key, v.version, v.valid_from, v.recorded_a
 	CROSS JOIN LATERAL (SELECT * FROM change_versions v
 		WHERE v.key = k.key AND v.valid_from <= ? AND v.recorded_at <= ?
 		AND NOT EXISTS (SELECT 1 FROM change_versions w
-			WHERE w.key = v.key AND (w.valid_from > v.valid_from OR (w.valid_from = v.valid_from AND w.version > v.version)) AND w.valid_from <= ? AND w.recorded_at <= ?)
+			WHERE w.key = v.key AND ` + becameTrueAfter + ` AND w.valid_from <= ? AND w.recorded_at <= ?)
 		OFFSET 0) v
 	ORDER BY v.key, v.valid_from, v.version`
 
@@ -738,7 +741,8 @@ func (d *DB) pirsSpanning(ctx context.Context, teams, services []string, from, t
 				return nil, fmt.Errorf("reconcile: read reviews: %w", translate(err))
 			}
 			for _, r := range rows {
-				if key := r.ReleaseID + "\x00" + r.Commit; !has(seen, key) {
+				key := r.ReleaseID + "\x00" + r.Commit
+				if _, ok := seen[key]; !ok {
 					seen[key] = struct{}{}
 					out = append(out, r.PIR())
 				}
@@ -767,7 +771,7 @@ func (d *DB) loadIncidentsInForce(ctx context.Context, tl *core.IncidentTimeline
 		WHERE v.valid_from <= ? AND v.recorded_at <= ?
 		AND COALESCE(v.doc ->> 'state', '') NOT IN (` + inactiveStates + `)
 		AND NOT EXISTS (SELECT 1 FROM incident_versions w
-			WHERE w.key = v.key AND (w.valid_from > v.valid_from OR (w.valid_from = v.valid_from AND w.version > v.version)) AND w.valid_from <= ? AND w.recorded_at <= ?)
+			WHERE w.key = v.key AND ` + becameTrueAfter + ` AND w.valid_from <= ? AND w.recorded_at <= ?)
 		ORDER BY v.key, v.valid_from, v.version`
 	return d.addIncidentVersions(ctx, tl, query, at, cutoff, at, cutoff)
 }

@@ -212,16 +212,14 @@ func recordPast(ctx context.Context, db *sqldb.DB, tx *sqlx.Tx, u versionedUpser
 		FROM `+u.versions+` WHERE key = ?`), u.stamp, u.key).Scan(&last, &later); err != nil {
 		return "", fmt.Errorf("read the history: %w", err)
 	}
-	if _, err := db.ExecTx(ctx, tx, db.Q(`INSERT INTO `+u.versions+` (key, version, valid_from, recorded_at, doc) VALUES (?, ?, ?, ?, ?)`),
-		u.key, last+1, u.stamp, now, u.doc); err != nil {
-		return "", fmt.Errorf("insert past version %d: %w", last+1, err)
-	}
 	last++
+	if err := insertVersion(ctx, db, tx, u, last, u.stamp, now, u.doc); err != nil {
+		return "", err
+	}
 	if !later {
 		last++
-		if _, err := db.ExecTx(ctx, tx, db.Q(`INSERT INTO `+u.versions+` (key, version, valid_from, recorded_at, doc) VALUES (?, ?, ?, ?, ?)`),
-			u.key, last, current, now, string(currentDoc)); err != nil {
-			return "", fmt.Errorf("insert version %d (the current content again): %w", last, err)
+		if err := insertVersion(ctx, db, tx, u, last, current, now, string(currentDoc)); err != nil {
+			return "", fmt.Errorf("the current content again: %w", err)
 		}
 	}
 	// The current row carries the newest version number, so the next
@@ -230,6 +228,15 @@ func recordPast(ctx context.Context, db *sqldb.DB, tx *sqlx.Tx, u versionedUpser
 		return "", fmt.Errorf("renumber the current row: %w", err)
 	}
 	return core.UpsertPast, nil
+}
+
+// insertVersion appends one row to u's history.
+func insertVersion(ctx context.Context, db *sqldb.DB, tx *sqlx.Tx, u versionedUpsert, version int, validFrom, now time.Time, doc string) error {
+	if _, err := db.ExecTx(ctx, tx, db.Q(`INSERT INTO `+u.versions+` (key, version, valid_from, recorded_at, doc) VALUES (?, ?, ?, ?, ?)`),
+		u.key, version, validFrom, now, doc); err != nil {
+		return fmt.Errorf("insert version %d: %w", version, err)
+	}
+	return nil
 }
 
 // notOwner is the refusal of a write to a record another source owns.
@@ -241,9 +248,8 @@ func notOwner(u versionedUpsert, owner string) error {
 // storeVersion appends version to the history, maintains derived rows and
 // announces the change.
 func storeVersion(ctx context.Context, db *sqldb.DB, tx *sqlx.Tx, u versionedUpsert, version int, now time.Time) error {
-	if _, err := db.ExecTx(ctx, tx, db.Q(`INSERT INTO `+u.versions+` (key, version, valid_from, recorded_at, doc) VALUES (?, ?, ?, ?, ?)`),
-		u.key, version, u.stamp, now, u.doc); err != nil {
-		return fmt.Errorf("insert version %d: %w", version, err)
+	if err := insertVersion(ctx, db, tx, u, version, u.stamp, now, u.doc); err != nil {
+		return err
 	}
 	if u.after != nil {
 		if err := u.after(ctx, tx); err != nil {

@@ -135,9 +135,9 @@ func (r *Reviews) SignOffPIR(ctx context.Context, releaseID, by, summary string,
 		at = r.base.Now()
 	}
 	at = sqldb.TS(at)
-	// The commits signed off are known once the rows are; the entry's data
-	// is filled in then, before the chain appends it.
-	// (groupcommit.Request.Write may fill its entries in).
+	// The commits signed off are known once the rows are: the entry's data
+	// is filled in then, before the chain appends it (a group commit's
+	// Write may fill its entries in).
 	entries := []core.AuditEntry{{Actor: by, Action: "pir.sign_off", Subject: "release:" + id}}
 	var out core.PIR
 	err := r.base.AppendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {

@@ -321,7 +321,7 @@ fields:
 }
 
 // TestDeploymentStartInTheFutureRefused: a deployment reported to start
-// (or finish) more than inbox.max_future_skew from now is refused with the
+// (or finish) more than inbox.max_future_skew from now is refused with that
 // field named — judged as of its start, it would stay out of every report
 // until then — and one within the skew is recorded.
 func TestDeploymentStartInTheFutureRefused(t *testing.T) {
@@ -332,10 +332,11 @@ func TestDeploymentStartInTheFutureRefused(t *testing.T) {
 		name            string
 		start, finished time.Time
 		want            int
+		field           string
 	}{
-		{"starts next year", now.AddDate(1, 0, 0), time.Time{}, http.StatusBadRequest},
-		{"finishes in an hour", now.Add(-time.Minute), now.Add(time.Hour), http.StatusBadRequest},
-		{"a clock a minute ahead", now.Add(time.Minute), time.Time{}, http.StatusCreated},
+		{"starts next year", now.AddDate(1, 0, 0), time.Time{}, http.StatusBadRequest, "started_at"},
+		{"finishes in an hour", now.Add(-time.Minute), now.Add(time.Hour), http.StatusBadRequest, "finished_at"},
+		{"a clock a minute ahead", now.Add(time.Minute), time.Time{}, http.StatusCreated, ""},
 	} {
 		d := map[string]any{"service": "payments-api", "environment": "production", "version": "9.9.9", "status": "started",
 			"started_at": tc.start, "provider": "acme-ci", "run_id": tc.name}
@@ -352,8 +353,8 @@ func TestDeploymentStartInTheFutureRefused(t *testing.T) {
 		if st != tc.want {
 			t.Fatalf("%s: %d %+v, want %d", tc.name, st, body, tc.want)
 		}
-		if st == http.StatusBadRequest && (body.Error.Field != "started_at" || !strings.Contains(body.Error.Message, "in the future")) {
-			t.Errorf("%s: refusal %+v, want started_at named", tc.name, body.Error)
+		if st == http.StatusBadRequest && (body.Error.Field != tc.field || !strings.Contains(body.Error.Message, "in the future")) {
+			t.Errorf("%s: refusal %+v, want %s named", tc.name, body.Error, tc.field)
 		}
 	}
 }

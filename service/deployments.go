@@ -94,9 +94,17 @@ func (s *Deployments) Validate(d core.Deployment) (core.Deployment, error) {
 	if skew <= 0 {
 		skew = 5 * time.Minute
 	}
-	if limit := s.clock.Now().Add(skew); d.StartedAt.After(limit) || (d.FinishedAt != nil && d.FinishedAt.After(limit)) {
-		return d, core.Invalid("started_at", "%s is more than %s in the future (inbox.max_future_skew): a deployment is judged as of its start, so one reported to start later would stay out of every report until then",
-			d.StartedAt.UTC().Format(time.RFC3339), skew)
+	// A finish is never before the start (checked above), so a start in
+	// the future is named first.
+	limit := s.clock.Now().Add(skew)
+	for _, t := range []struct {
+		field string
+		at    *time.Time
+	}{{"started_at", &d.StartedAt}, {"finished_at", d.FinishedAt}} {
+		if t.at != nil && t.at.After(limit) {
+			return d, core.Invalid(t.field, "%s is more than %s in the future (inbox.max_future_skew): a deployment is judged as of its start, so one reported to run later would stay out of every report until then",
+				t.at.UTC().Format(time.RFC3339), skew)
+		}
 	}
 	if len(d.URL) > 2048 || len(d.Commit) > 128 || len(d.Actor) > 256 {
 		return d, core.Invalid("url", "url, commit or actor is too long")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/connectors/internal/rebase"
 	"github.com/tollgate-dev/tollgate/core"
 )
 
@@ -183,24 +184,42 @@ func (w *Webhook) emitBlocked(ctx context.Context, ref string, proj glProject, s
 }
 
 // recent lists the project's deployments updated since since, oldest
-// first, and whether more remain past the pages one poll reads.
+// first, and whether more remain past the pages one poll reads. Each page
+// is asked from the newest update read so far (package rebase; GitLab
+// pages by number, so from the page holding that offset): with plain
+// page numbers, a deployment updated while the pages are read would
+// shift the listing and one would be skipped for good.
 func (w *Webhook) recent(ctx context.Context, ref string, proj glProject, since time.Time) ([]glDeployment, bool, error) {
+	const per = 100
 	var out []glDeployment
-	for page := 1; page <= w.api.maxPages(pollPages); page++ {
+	cur := rebase.New(since.UTC(), time.Second, per)
+	for range w.api.maxPages(pollPages) {
+		at, offset := cur.Next()
 		var ds []glDeployment
-		q := url.Values{"order_by": {"updated_at"}, "sort": {"asc"}, "per_page": {"100"}, "page": {strconv.Itoa(page)},
-			"updated_after": {since.UTC().Format(time.RFC3339)}}
+		q := url.Values{"order_by": {"updated_at"}, "sort": {"asc"}, "per_page": {strconv.Itoa(per)}, "page": {strconv.Itoa(offset/per + 1)},
+			"updated_after": {at.Format(time.RFC3339)}}
 		h, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(proj.ID.String())+"/deployments?"+q.Encode(),
-			"project "+ref+" deployments since "+since.UTC().Format(time.RFC3339), &ds)
+			"project "+ref+" deployments since "+at.Format(time.RFC3339), &ds)
 		if err != nil {
 			return nil, false, err
 		}
+		var page []glDeployment
 		for _, d := range ds {
 			if d.ID != "" && !d.UpdatedAt.Before(since) {
-				out = append(out, d)
+				page = append(page, d)
 			}
 		}
-		if h.Get("X-Next-Page") == "" || len(ds) == 0 {
+		ids, times := make([]string, len(page)), make([]time.Time, len(page))
+		for i, d := range page {
+			ids[i], times[i] = d.ID.String(), d.UpdatedAt
+		}
+		more := h.Get("X-Next-Page") != "" && len(ds) > 0
+		for i, fresh := range cur.Read(ids, times) {
+			if fresh {
+				out = append(out, page[i])
+			}
+		}
+		if !more {
 			return out, false, nil
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 type fakeBlocked struct {
 	mu           sync.Mutex
 	projectReads int
+	recentPages  int
 	status       int // answer every call with this status when set
 }
 
@@ -55,30 +57,33 @@ func (f *fakeBlocked) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.projectReads++
 		_ = json.NewEncoder(w).Encode(map[string]any{"id": 30, "name": "payments", "path_with_namespace": "acme/payments", "web_url": "https://gitlab.example.com/acme/payments"})
 	case r.URL.Path == "/api/v4/projects/30/deployments" && r.URL.Query().Get("order_by") == "updated_at":
-		// Recent ones, oldest first, every status; the filter is not
-		// applied (the poller skips one before since by itself).
+		// Recent ones, oldest first, every status, two a page; the
+		// first listing (from the poll's since) also holds one updated
+		// before it (the poller skips it by itself). Later pages are
+		// asked from the newest update read (package rebase).
 		q := r.URL.Query()
-		if q.Get("sort") != "asc" || q.Get("updated_after") != "2026-12-06T10:00:00Z" {
+		if q.Get("sort") != "asc" || q.Get("updated_after") < "2026-12-06T10:00:00Z" {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
-		switch q.Get("page") {
-		case "1":
-			w.Header().Set("X-Next-Page", "2")
-			old := deployment("9", "success", strings.Repeat("9", 40), "old")
-			old["updated_at"] = "2026-12-06T09:59:00.000Z"
-			_ = json.NewEncoder(w).Encode([]any{old, deployment("13", "created", strings.Repeat("f", 40), "not yet")})
-		case "2":
-			w.Header().Set("X-Next-Page", "3")
-			_ = json.NewEncoder(w).Encode([]any{deployment("16", "success", strings.Repeat("c", 40), "done"), deployment("17", "blocked", strings.Repeat("b", 40), "OPS-7 hotfix")})
-		case "3":
-			w.Header().Set("X-Next-Page", "")
-			_ = json.NewEncoder(w).Encode([]any{deployment("18", "failed", strings.Repeat("e", 40), "x")})
-		default:
-			t := "page " + q.Get("page") + " read past the last"
-			w.WriteHeader(http.StatusTeapot)
-			_, _ = w.Write([]byte(`{"message":"` + t + `"}`))
+		old := deployment("9", "success", strings.Repeat("9", 40), "old")
+		old["updated_at"] = "2026-12-06T09:59:00.000Z"
+		all := []map[string]any{old, deployment("13", "created", strings.Repeat("f", 40), "not yet"),
+			deployment("16", "success", strings.Repeat("c", 40), "done"), deployment("17", "blocked", strings.Repeat("b", 40), "OPS-7 hotfix"),
+			deployment("18", "failed", strings.Repeat("e", 40), "x")}
+		var list []map[string]any
+		for i, d := range all {
+			if (i == 0 && q.Get("updated_after") == "2026-12-06T10:00:00Z") || d["updated_at"].(string)[:16] >= q.Get("updated_after")[:16] {
+				list = append(list, d)
+			}
 		}
+		page, _ := strconv.Atoi(q.Get("page"))
+		from, to := min(2*(page-1), len(list)), min(2*page, len(list))
+		if to < len(list) {
+			w.Header().Set("X-Next-Page", strconv.Itoa(page+1))
+		}
+		f.recentPages++
+		_ = json.NewEncoder(w).Encode(list[from:to])
 	case r.URL.Path == "/api/v4/projects/30/deployments":
 		q := r.URL.Query()
 		if q.Get("status") != "blocked" || q.Get("per_page") != "100" {
@@ -214,7 +219,9 @@ func TestPollBlocked(t *testing.T) {
 // listing sorted by updated_at ascending and filtered by updated_after,
 // the waiting one by status.
 type fakeProjects struct {
-	deployments map[int][]map[string]any // by project id, oldest first
+	deployments map[int][]map[string]any // by project id
+	// after, when set, is called after each listing is answered.
+	after func()
 }
 
 func (f *fakeProjects) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -237,6 +244,11 @@ func (f *fakeProjects) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			list = append(list, d)
 		}
 	}
+	if q.Get("order_by") == "updated_at" {
+		sort.SliceStable(list, func(i, j int) bool {
+			return updatedBefore(list[i]["updated_at"].(string), list[j]["updated_at"].(string))
+		})
+	}
 	page, _ := strconv.Atoi(q.Get("page"))
 	per, _ := strconv.Atoi(q.Get("per_page"))
 	from, to := min((page-1)*per, len(list)), min(page*per, len(list))
@@ -244,6 +256,9 @@ func (f *fakeProjects) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Next-Page", strconv.Itoa(page+1))
 	}
 	_ = json.NewEncoder(w).Encode(list[from:to])
+	if f.after != nil {
+		f.after()
+	}
 }
 
 func updatedBefore(at, after string) bool {
@@ -296,15 +311,17 @@ func TestPollCatchesUp(t *testing.T) {
 		return newest
 	}
 	first := poll(since)
-	if cutoff := since.Add(199 * time.Minute); !first.Equal(cutoff) {
+	// Two pages: 0–99 minutes, then from the 99th again (its instant
+	// read once more, package rebase) to the 198th.
+	if cutoff := since.Add(198 * time.Minute); !first.Equal(cutoff) {
 		t.Errorf("first poll's newest record at %v, want the last one read of the busy project (%v)", first, cutoff)
 	}
-	for _, k := range []string{"deployment:2002", "deployment:2003", "deployment:1200"} {
+	for _, k := range []string{"deployment:2002", "deployment:2003", "deployment:1199"} {
 		if seen[k] {
 			t.Errorf("first poll emitted %s, newer than the busy project's last one read", k)
 		}
 	}
-	if !seen["deployment:2000"] || !seen["deployment:2001"] || !seen["deployment:1199"] {
+	if !seen["deployment:2000"] || !seen["deployment:2001"] || !seen["deployment:1198"] {
 		t.Errorf("first poll missed a deployment before the cutoff")
 	}
 	poll(first)
@@ -313,6 +330,43 @@ func TestPollCatchesUp(t *testing.T) {
 			if k := fmt.Sprint("deployment:", d["id"]); !seen[k] {
 				t.Errorf("%s never emitted", k)
 			}
+		}
+	}
+}
+
+// TestPollWhileDeploymentsMove: deployments updated while a poll reads a
+// project's pages move to the end of the listing; every other one is
+// still read (with plain page numbers, the one at each page's boundary
+// was skipped, and the watermark passed it for good).
+func TestPollWhileDeploymentsMove(t *testing.T) {
+	since := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	f := &fakeProjects{deployments: map[int][]map[string]any{}}
+	for i := range 350 { // three a second
+		f.deployments[40] = append(f.deployments[40], map[string]any{"id": 1000 + i, "status": "success", "sha": strings.Repeat("a", 40),
+			"ref": "main", "updated_at": since.Add(time.Duration(i/3) * time.Second).Format("2006-01-02T15:04:05.000Z"),
+			"environment": map[string]any{"name": "production"}})
+	}
+	moved := 0
+	f.after = func() { // the oldest two read so far are updated
+		for range 2 {
+			f.deployments[40][moved]["updated_at"] = since.Add(time.Hour + time.Duration(moved)*time.Second).Format("2006-01-02T15:04:05.000Z")
+			moved++
+		}
+	}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	w, err := newWebhook(connectors.Config{Name: "gitlab", Type: Type, WebhookSecret: "0123456789abcdef", Projects: []string{"acme/p40"},
+		API: &connectors.API{URL: srv.URL, Token: "glpat-x"}}, apiclient.Options{RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	if err := w.Poll(context.Background(), since, func(r connectors.Record) error { seen[r.Key] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 350 {
+		if k := fmt.Sprint("deployment:", 1000+i); !seen[k] {
+			t.Errorf("%s never emitted", k)
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/connectors/internal/rebase"
 )
 
 // The API client is go-jira on the connector's outbound client (the
@@ -240,15 +241,17 @@ type searchResult struct {
 	Issues     []json.RawMessage `json:"issues"`
 }
 
-// JQL is the poller's query for issues of the projects updated since.
-// JQL dates have minute precision and no zone: Jira reads them in the API
-// user's profile time zone, loc; the poller's overlap covers the minute.
+// JQL is the poller's query for issues of the projects updated since,
+// oldest first, ties by key so that pages of one minute stay in one
+// order. JQL dates have minute precision and no zone: Jira reads them in
+// the API user's profile time zone, loc; the poller's overlap covers the
+// minute.
 func JQL(projects []string, since time.Time, loc *time.Location) string {
 	q := make([]string, len(projects))
 	for i, p := range projects {
 		q[i] = `"` + p + `"`
 	}
-	return fmt.Sprintf(`project in (%s) AND updated >= "%s" ORDER BY updated ASC`, strings.Join(q, ", "), since.In(loc).Format("2006/01/02 15:04"))
+	return fmt.Sprintf(`project in (%s) AND updated >= "%s" ORDER BY updated ASC, key ASC`, strings.Join(q, ", "), since.In(loc).Format("2006/01/02 15:04"))
 }
 
 // userZone returns the API user's profile time zone, in which Jira reads
@@ -282,15 +285,50 @@ func (c *Client) userZone(ctx context.Context) *time.Location {
 }
 
 // Poll calls emit for every issue of the configured projects updated at
-// or after since (to the minute), oldest first, page by page.
+// or after since (to the minute), oldest first, page by page. Each page
+// is asked from the newest update read so far (package rebase): paged by
+// a plain startAt, an issue updated while the pages are read would shift
+// the listing and the issue at the next page's boundary would be skipped
+// for good. Jira Cloud's pages go by token, which cannot be asked from
+// inside a minute: a page is asked afresh unless the last one ended
+// inside a minute of more issues than the overlap, when the token goes
+// on.
 func (c *Client) Poll(ctx context.Context, since time.Time, emit func(connectors.Record) error) error {
-	return c.search(ctx, JQL(c.projects, since, c.userZone(ctx)), pageSize, func(is json.RawMessage) error {
-		rec, err := c.record(is)
+	loc := c.userZone(ctx)
+	cur := rebase.New(since, time.Minute, pageSize)
+	jql, token := "", ""
+	for page := 0; page < maxPages; page++ {
+		at, offset := cur.Next()
+		if !c.cloud || cur.Fresh() || token == "" {
+			jql, token = JQL(c.projects, at, loc), ""
+		}
+		issues, next, last, err := c.searchPage(ctx, jql, pageSize, offset, token)
 		if err != nil {
 			return err
 		}
-		return emit(rec)
-	})
+		token = next
+		recs := make([]connectors.Record, len(issues))
+		keys := make([]string, len(issues))
+		times := make([]time.Time, len(issues))
+		for i, is := range issues {
+			if recs[i], err = c.record(is); err != nil {
+				return err
+			}
+			keys[i], times[i] = recs[i].Key, recs[i].UpdatedAt
+		}
+		for i, fresh := range cur.Read(keys, times) {
+			if !fresh {
+				continue
+			}
+			if err := emit(recs[i]); err != nil {
+				return err
+			}
+		}
+		if last || len(issues) == 0 {
+			return nil
+		}
+	}
+	return nil
 }
 
 // enhancedResult is Jira Cloud's /search/jql answer.
@@ -305,30 +343,11 @@ type enhancedResult struct {
 func (c *Client) search(ctx context.Context, jql string, size int, emit func(json.RawMessage) error) error {
 	token := ""
 	for page := 0; page < maxPages; page++ {
-		q := url.Values{"jql": {jql}, "maxResults": {fmt.Sprint(size)}, "fields": {"*all"}}
-		var (
-			issues []json.RawMessage
-			last   bool
-		)
-		if c.cloud {
-			if token != "" {
-				q.Set("nextPageToken", token)
-			}
-			var er enhancedResult
-			if err := c.raw(ctx, http.MethodGet, "rest/api/2/search/jql?"+q.Encode(), "search", nil, &er); err != nil {
-				return err
-			}
-			issues, token = er.Issues, er.NextPageToken
-			last = token == "" || (er.IsLast != nil && *er.IsLast)
-		} else {
-			q.Set("startAt", fmt.Sprint(page*size))
-			var sr searchResult
-			if err := c.raw(ctx, http.MethodGet, "rest/api/2/search?"+q.Encode(), "search", nil, &sr); err != nil {
-				return err
-			}
-			issues = sr.Issues
-			last = sr.StartAt+len(sr.Issues) >= sr.Total
+		issues, next, last, err := c.searchPage(ctx, jql, size, page*size, token)
+		if err != nil {
+			return err
 		}
+		token = next
 		for _, is := range issues {
 			if err := emit(is); err != nil {
 				return err
@@ -339,6 +358,30 @@ func (c *Client) search(ctx context.Context, jql string, size int, emit func(jso
 		}
 	}
 	return nil
+}
+
+// searchPage reads one page of a JQL query's issues (all fields): on
+// Jira Cloud the page token gives (none: the first page), on Data Center
+// startAt. next is Cloud's token for the page after; last says no page
+// follows.
+func (c *Client) searchPage(ctx context.Context, jql string, size, startAt int, token string) (issues []json.RawMessage, next string, last bool, err error) {
+	q := url.Values{"jql": {jql}, "maxResults": {fmt.Sprint(size)}, "fields": {"*all"}}
+	if c.cloud {
+		if token != "" {
+			q.Set("nextPageToken", token)
+		}
+		var er enhancedResult
+		if err := c.raw(ctx, http.MethodGet, "rest/api/2/search/jql?"+q.Encode(), "search", nil, &er); err != nil {
+			return nil, "", false, err
+		}
+		return er.Issues, er.NextPageToken, er.NextPageToken == "" || (er.IsLast != nil && *er.IsLast), nil
+	}
+	q.Set("startAt", fmt.Sprint(startAt))
+	var sr searchResult
+	if err := c.raw(ctx, http.MethodGet, "rest/api/2/search?"+q.Encode(), "search", nil, &sr); err != nil {
+		return nil, "", false, err
+	}
+	return sr.Issues, "", sr.StartAt+len(sr.Issues) >= sr.Total, nil
 }
 
 // approvalPage is one page of a JSM request's approvals.

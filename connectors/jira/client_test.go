@@ -88,9 +88,53 @@ func TestPollPages(t *testing.T) {
 			t.Fatalf("not oldest first at %d", i)
 		}
 	}
+	// The second page is asked from the minute of the newest issue the
+	// first read (00:10 + 99 minutes), not by startAt into the first
+	// listing.
 	calls := fake.Calls("/rest/api/2/search")
-	if len(calls) != 2 || !strings.Contains(calls[0].Query, `project in ("OPS") AND updated >= "2026/12/01 00:10" ORDER BY updated ASC`) {
+	if len(calls) != 2 || !strings.Contains(calls[0].Query, `project in ("OPS") AND updated >= "2026/12/01 00:10" ORDER BY updated ASC, key ASC`) ||
+		!strings.Contains(calls[1].Query, `updated >= "2026/12/01 01:49"`) || !strings.Contains(calls[1].Query, "startAt=0") {
 		t.Errorf("calls %+v", calls)
+	}
+}
+
+// TestPollWhileIssuesMove: issues updated while a poll reads its pages
+// move to the end of the listing; every other issue is still read (with
+// a plain startAt, the one at each page's boundary was skipped, and the
+// watermark passed it for good), on Data Center and Cloud alike.
+func TestPollWhileIssuesMove(t *testing.T) {
+	for _, cloud := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cloud=%v", cloud), func(t *testing.T) {
+			fake := itsmfake.New(testUser, testToken)
+			defer fake.Close()
+			base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+			const n = 3*pageSize + 50
+			for i := range n {
+				// Three issues a minute: ties broken by key.
+				fake.PutJiraIssue(issue(fmt.Sprintf("OPS-%d", i), "Change", "Open", base.Add(time.Duration(i)*20*time.Second)))
+			}
+			moved := 0
+			fake.AfterEach(func(call itsmfake.Call) {
+				if !strings.HasPrefix(call.Path, "/rest/api/2/search") {
+					return
+				}
+				for range 2 { // the oldest two issues read so far are updated
+					moved++
+					fake.PutJiraIssue(issue(fmt.Sprintf("OPS-%d", moved-1), "Change", "Open", base.Add(24*time.Hour+time.Duration(moved)*time.Second)))
+				}
+			})
+			c := newClient(t, fake, nil)
+			c.cloud = cloud
+			got := map[string]int{}
+			if err := c.Poll(context.Background(), base, func(r connectors.Record) error { got[r.Key]++; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				if key := fmt.Sprintf("OPS-%d", i); got[key] == 0 {
+					t.Errorf("%s never read", key)
+				}
+			}
+		})
 	}
 }
 
@@ -121,13 +165,14 @@ func TestPollInTheUsersZone(t *testing.T) {
 }
 
 // TestPollPagesCloud: on Jira Cloud the poller pages the enhanced search
-// by nextPageToken.
+// by nextPageToken while the listing stays in one minute (a JQL date
+// cannot ask from within it).
 func TestPollPagesCloud(t *testing.T) {
 	fake := itsmfake.New(testUser, testToken)
 	defer fake.Close()
 	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < pageSize+5; i++ {
-		fake.PutJiraIssue(issue(fmt.Sprintf("OPS-%d", i), "Change", "Open", base.Add(time.Duration(i)*time.Minute)))
+		fake.PutJiraIssue(issue(fmt.Sprintf("OPS-%d", i), "Change", "Open", base.Add(time.Duration(i)*100*time.Millisecond)))
 	}
 	c := newClient(t, fake, nil)
 	c.cloud = true

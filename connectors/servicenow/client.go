@@ -18,6 +18,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/connectors/internal/rebase"
 )
 
 // The API client reads records through the Table API
@@ -331,7 +332,7 @@ func (c *Client) Poll(ctx context.Context, since time.Time, emit func(connectors
 func (c *Client) listMerged(ctx context.Context, since time.Time, emit func(connectors.Record) error, tables ...string) error {
 	curs := make([]*tableCursor, len(tables))
 	for i, t := range tables {
-		curs[i] = &tableCursor{c: c, table: t, query: "sys_updated_on>=" + since.UTC().Format(timeLayout) + "^ORDERBYsys_updated_on"}
+		curs[i] = &tableCursor{c: c, table: t, at: rebase.New(since.UTC(), time.Second, pageSize)}
 	}
 	for {
 		var next *tableCursor
@@ -356,37 +357,59 @@ func (c *Client) listMerged(ctx context.Context, since time.Time, emit func(conn
 	}
 }
 
-// tableCursor reads one table's records oldest first, a page at a time.
+// tableCursor reads one table's records oldest first, a page at a time,
+// each page asked from the newest update read so far (package rebase):
+// with a plain offset, a change updated while the pages are read would
+// shift the listing and one record would be skipped for good.
 type tableCursor struct {
-	c            *Client
-	table, query string
-	page         int
-	buf          []connectors.Record
-	done         bool // the table's last page is read
+	c     *Client
+	table string
+	at    *rebase.Cursor
+	page  int
+	buf   []connectors.Record
+	done  bool // the table's last page is read
 }
 
-// fill reads the next page when the buffer is empty, unless the table's
-// last page or one poll's pages (maxPages) are read.
+// fill reads pages while the buffer is empty, until the table's last
+// page or one poll's pages (maxPages) are read.
 func (tc *tableCursor) fill(ctx context.Context) error {
-	if len(tc.buf) > 0 || tc.done || tc.page == maxPages {
-		return nil
+	for len(tc.buf) == 0 && !tc.done && tc.page < maxPages {
+		if err := tc.readPage(ctx); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// readPage reads one page into the buffer, leaving out the records an
+// earlier page held.
+func (tc *tableCursor) readPage(ctx context.Context) error {
+	since, offset := tc.at.Next()
 	q := url.Values{
-		"sysparm_query":         {tc.query},
+		"sysparm_query":         {"sys_updated_on>=" + since.Format(timeLayout) + "^ORDERBYsys_updated_on^ORDERBYsys_id"},
 		"sysparm_display_value": {"all"},
 		"sysparm_limit":         {fmt.Sprint(pageSize)},
-		"sysparm_offset":        {fmt.Sprint(tc.page * pageSize)},
+		"sysparm_offset":        {fmt.Sprint(offset)},
 	}
 	rows, err := tc.c.list(ctx, tc.table, tc.table, q)
 	if err != nil {
 		return err
 	}
-	for _, raw := range rows {
+	recs := make([]connectors.Record, 0, len(rows))
+	ids := make([]string, len(rows))
+	times := make([]time.Time, len(rows))
+	for i, raw := range rows {
 		rec, err := tc.c.record(tc.table, raw)
 		if err != nil {
 			return err
 		}
-		tc.buf = append(tc.buf, rec)
+		recs = append(recs, rec)
+		ids[i], times[i] = fieldValue(gjson.GetBytes(raw, "sys_id")), rec.UpdatedAt
+	}
+	for i, fresh := range tc.at.Read(ids, times) {
+		if fresh {
+			tc.buf = append(tc.buf, recs[i])
+		}
 	}
 	tc.page++
 	tc.done = len(rows) < pageSize

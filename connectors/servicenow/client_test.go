@@ -99,10 +99,56 @@ func TestListUpdatedPages(t *testing.T) {
 			t.Fatalf("not oldest first at %d", i)
 		}
 	}
+	// The second page is asked from the newest update the first read
+	// (00:10 + 99 minutes), not by an offset into the first listing.
 	calls := fake.Calls("/api/now/table/change_request")
-	if len(calls) != 2 || !strings.Contains(calls[0].Query, "sys_updated_on>=2026-12-01 00:10:00^ORDERBYsys_updated_on") ||
-		!strings.Contains(calls[1].Query, "sysparm_offset=100") {
+	if len(calls) != 2 || !strings.Contains(calls[0].Query, "sys_updated_on>=2026-12-01 00:10:00^ORDERBYsys_updated_on^ORDERBYsys_id") ||
+		!strings.Contains(calls[1].Query, "sys_updated_on>=2026-12-01 01:49:00^") || !strings.Contains(calls[1].Query, "sysparm_offset=0") {
 		t.Errorf("calls %+v", calls)
+	}
+}
+
+// TestListWhileRecordsMove: changes updated while a poll reads its pages
+// move to the end of the listing; every other change is still read
+// (with a plain offset, the one at each page's boundary was skipped, and
+// the watermark passed it for good), and those that moved are read at
+// their new update.
+func TestListWhileRecordsMove(t *testing.T) {
+	fake := itsmfake.New(testUser, testPW)
+	defer fake.Close()
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	const n = 3*pageSize + 50
+	for i := range n {
+		// Three changes a second: ties broken by sys_id.
+		fake.PutSN("change_request", change(fmt.Sprintf("CHG%07d", i), base.Add(time.Duration(i/3)*time.Second)))
+	}
+	moved := 0
+	fake.AfterEach(func(call itsmfake.Call) {
+		if !strings.HasPrefix(call.Path, "/api/now/table/change_request") {
+			return
+		}
+		// The oldest two changes read so far are updated, after each of
+		// the first two pages (so the later pages read them again).
+		for range min(2, 4-moved) {
+			key := fmt.Sprintf("CHG%07d", moved)
+			moved++
+			fake.PutSN("change_request", change(key, base.Add(time.Hour+time.Duration(moved)*time.Second)))
+		}
+	})
+	c := newClient(t, fake, nil)
+	got := map[string]int{}
+	if err := c.listMerged(context.Background(), base, func(r connectors.Record) error { got[r.Key]++; return nil }, TableChange); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if key := fmt.Sprintf("CHG%07d", i); got[key] == 0 {
+			t.Errorf("%s never read", key)
+		}
+	}
+	for i := range moved {
+		if key := fmt.Sprintf("CHG%07d", i); got[key] != 2 {
+			t.Errorf("%s read %d times, want 2: before and after it moved", key, got[key])
+		}
 	}
 }
 
@@ -414,7 +460,9 @@ func TestPollMergesTables(t *testing.T) {
 			return newest
 		}
 		first := poll(base)
-		if last := base.Add(time.Duration(maxPages*pageSize-1) * time.Second); !first.Equal(last) || seen["INC0000002"] || !seen["INC0000001"] {
+		// Each page after the first reads the instant it is asked from
+		// again (package rebase): 50 pages end at the 4,951st change.
+		if last := base.Add(time.Duration(maxPages*(pageSize-1)) * time.Second); !first.Equal(last) || seen["INC0000002"] || !seen["INC0000001"] {
 			t.Errorf("first poll: newest %v (want the last change read, %v); later incident handed on %v, earlier %v",
 				first, last, seen["INC0000002"], seen["INC0000001"])
 		}

@@ -56,6 +56,19 @@ type Server struct {
 
 	sn   snData
 	jira jiraData
+
+	// after, when set, is called once each call is answered (outside
+	// the lock): a test changes records between a client's pages.
+	after func(Call)
+}
+
+// AfterEach has f called with every call once it is answered, before
+// the client reads the end of the answer: records f changes are seen by
+// the client's next call.
+func (s *Server) AfterEach(f func(Call)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.after = f
 }
 
 // New starts a fake accepting Basic auth user:password.
@@ -157,7 +170,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		call.Status = rec.status
 		s.mu.Lock()
 		s.calls = append(s.calls, call)
+		after := s.after
 		s.mu.Unlock()
+		if after != nil {
+			after(call)
+		}
 	}()
 	if r.URL.Path == "/oauth_token.do" {
 		s.snOAuth(rec, r, body)

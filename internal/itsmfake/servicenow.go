@@ -148,11 +148,11 @@ var (
 // and ^OR (or, binding tighter: a^b^ORc is a and (b or c)), with =, !=,
 // <, <=, >, >=, LIKE, NOT LIKE, STARTSWITH, ENDSWITH, IN and NOT IN
 // (LIKE and the like without regard to case, as the instance compares),
-// ^^ for a ^ in a value, and ORDERBY. A condition it cannot read is
+// ^^ for a ^ in a value, and ORDERBY (one or more). A condition it cannot read is
 // ignored.
 func (d *snData) query(table, q string) []map[string]any {
 	var out []map[string]any
-	order := ""
+	var order []string
 	var groups [][][3]string // and of ors
 	const caret = "\x00caret\x00"
 	for _, c := range strings.Split(strings.ReplaceAll(q, "^^", caret), "^") {
@@ -164,7 +164,7 @@ func (d *snData) query(table, q string) []map[string]any {
 		switch {
 		case c == "":
 		case strings.HasPrefix(c, "ORDERBY"):
-			order = strings.TrimPrefix(c, "ORDERBY")
+			order = append(order, strings.TrimPrefix(c, "ORDERBY"))
 		default:
 			m := wordRe.FindStringSubmatch(c)
 			if m == nil {
@@ -194,9 +194,14 @@ func (d *snData) query(table, q string) []map[string]any {
 			out = append(out, r)
 		}
 	}
-	if order != "" {
-		sort.SliceStable(out, func(i, j int) bool { return snValue(out[i][order]) < snValue(out[j][order]) })
-	}
+	sort.SliceStable(out, func(i, j int) bool {
+		for _, f := range order {
+			if a, b := snValue(out[i][f]), snValue(out[j][f]); a != b {
+				return a < b
+			}
+		}
+		return false
+	})
 	return out
 }
 

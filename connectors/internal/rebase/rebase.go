@@ -1,0 +1,105 @@
+// Package rebase pages a source's records "updated since T, oldest
+// first" so that a record updated while the pages are read does not make
+// the reader skip another one.
+//
+// Paged by a plain offset, such a listing shifts under the reader: a
+// record on a page already read that is updated meanwhile moves to the
+// end, every later record moves up one place, and the record at the next
+// page's boundary is never read. The pollers keep the newest record
+// stored as their watermark, so that record would be lost for good. A
+// Cursor instead asks each page again from the newest update time read so
+// far (to the source's precision), at the place after the last record it
+// read of that instant less an overlap, and skips the records it has
+// already read (the same key at the same update time). When more records
+// of the instant moved on than the overlap covers, the first record of
+// the next page is one not read before: the Cursor then reads the
+// instant again from its start.
+package rebase
+
+import "time"
+
+// Overlap is how many records of the instant a page is asked from are
+// read again, so that as many of them may move on between two pages
+// without the instant being read again from its start; at most a quarter
+// of a page, so every full page brings new records.
+const Overlap = 20
+
+// Cursor is one listing's position. The zero value is not usable: see
+// New.
+type Cursor struct {
+	since     time.Time
+	precision time.Duration
+	overlap   int
+	offset    int
+	// seen holds the records read at since or later: key, update time.
+	seen map[item]struct{}
+}
+
+type item struct {
+	key string
+	at  time.Time
+}
+
+// New starts a listing at since, whose times the source compares to
+// precision (a second for ServiceNow's sys_updated_on, a minute for a
+// JQL date), read in pages of pageSize records.
+func New(since time.Time, precision time.Duration, pageSize int) *Cursor {
+	return &Cursor{since: since.Truncate(precision), precision: precision, overlap: min(Overlap, pageSize/4),
+		seen: map[item]struct{}{}}
+}
+
+// Next is what to ask the next page with: the records updated at or
+// after since, from offset.
+func (c *Cursor) Next() (since time.Time, offset int) {
+	return c.since, c.offset
+}
+
+// Fresh reports whether Next starts a new listing (offset 0), where a
+// source paged by tokens must start again without one.
+func (c *Cursor) Fresh() bool { return c.offset == 0 }
+
+// Read takes a page asked with Next, given as each record's key and
+// update time in the order the source returned them, and reports which
+// of them are new: the rest were read before.
+//
+// The next page is asked from the newest instant on this page, at the
+// place after this page's last record less the overlap. A page asked
+// from inside an instant whose first record is new shows that more than
+// the overlap moved on since the page before: records may have been
+// passed over, so the next page reads the instant again from its start.
+func (c *Cursor) Read(keys []string, times []time.Time) []bool {
+	fresh := make([]bool, len(keys))
+	for i, k := range keys {
+		it := item{k, times[i]}
+		if _, ok := c.seen[it]; !ok {
+			c.seen[it] = struct{}{}
+			fresh[i] = true
+		}
+	}
+	if len(keys) == 0 {
+		return fresh
+	}
+	shifted := c.offset > 0 && fresh[0]
+	at := 0 // records of this page at its newest instant: its place in that instant
+	last := times[len(times)-1].Truncate(c.precision)
+	for _, t := range times {
+		if t.Truncate(c.precision).Equal(last) {
+			at++
+		}
+	}
+	if last.After(c.since) {
+		c.since = last
+		for it := range c.seen {
+			if it.at.Truncate(c.precision).Before(last) {
+				delete(c.seen, it)
+			}
+		}
+	} else {
+		at += c.offset
+	}
+	c.offset = max(0, at-c.overlap)
+	if shifted {
+		c.offset = 0
+	}
+	return fresh
+}

@@ -66,6 +66,11 @@ const (
 	EvidenceFailed = "failed"
 )
 
+// EvidenceFormatDSSE is the format of evidence read from a signed DSSE
+// envelope: it counts while its signer (Evidence.Signer) is among the
+// environment's signing keys.
+const EvidenceFormatDSSE = "dsse"
+
 // Severities of security findings, lowest first ("none": no finding).
 var Severities = []string{"none", "low", "medium", "high", "critical"}
 
@@ -110,7 +115,7 @@ type Evidence struct {
 	// (or checks naming none).
 	Commit     string             `json:"commit,omitempty"`
 	URL        string             `json:"url,omitempty"`
-	Format     string             `json:"format,omitempty"` // junit, sarif, dsse or status
+	Format     string             `json:"format,omitempty"` // junit, sarif, dsse (EvidenceFormatDSSE) or status
 	Tests      *TestSummary       `json:"tests,omitempty"`
 	Findings   *FindingSummary    `json:"findings,omitempty"`
 	Signer     string             `json:"signer,omitempty"` // the key id a DSSE envelope verified against

@@ -1,6 +1,9 @@
 package core
 
 import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
 	"slices"
 	"strings"
 	"testing"
@@ -107,6 +110,58 @@ func TestEvidenceRules(t *testing.T) {
 				if want, ok := tt.matches[m.Rule]; ok && m.Result != want {
 					t.Errorf("rule %s: %s, want %s", m.Rule, m.Result, want)
 				}
+			}
+		})
+	}
+}
+
+// testKeyPEM is a fresh Ed25519 public key in PEM.
+func testKeyPEM(t *testing.T) string {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// TestSignedEvidenceCountsWhileItsKeyIsTrusted: a DSSE envelope counts
+// while its signer is in the environment's signing_keys; once the key is
+// taken out (it leaked) the release waits, naming the key.
+func TestSignedEvidenceCountsWhileItsKeyIsTrusted(t *testing.T) {
+	pemA, pemB := testKeyPEM(t), testKeyPEM(t)
+	tests := []struct {
+		name   string
+		keys   []SigningKey
+		signer string
+		want   Decision
+	}{
+		{"signed with a trusted key", []SigningKey{{ID: "ci-2026", PublicKey: pemA}, {ID: "ci-2025", PublicKey: pemB}}, "ci-2025", Allow},
+		{"signed with a key taken out", []SigningKey{{ID: "ci-2026", PublicKey: pemA}}, "ci-2025", Wait},
+		{"an environment with no keys trusts none", nil, "ci-2025", Wait},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := evidencePolicy()
+			prod := p.Environments["production"]
+			prod.SigningKeys = tt.keys
+			p.Environments["production"] = prod
+			cp := mustCompile(t, p)
+			f := goodFacts()
+			f.Request.Digest = digestA
+			f.Evidence = fullEvidence()
+			f.Evidence[2].Format, f.Evidence[2].Signer = EvidenceFormatDSSE, tt.signer
+			d := Evaluate(cp, f, wednesday)
+			if d.Decision != tt.want {
+				t.Fatalf("got %s %v, want %s", d.Decision, reasonList(d.Reasons), tt.want)
+			}
+			if tt.want == Wait && (len(d.Reasons) != 1 || d.Reasons[0].Code != CodeEvidenceMissing ||
+				!strings.Contains(d.Reasons[0].Message, "cosign was signed with key ci-2025, which the environment no longer trusts")) {
+				t.Fatalf("reasons %+v, want EVIDENCE_MISSING naming the key", d.Reasons)
 			}
 		})
 	}

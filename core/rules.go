@@ -416,16 +416,33 @@ func (ec *evalContext) judged() []EvidenceMatch {
 	reqs := ec.ce.evidence.reqs
 	ec.matches, ec.why = make([]EvidenceMatch, len(reqs)), make([]string, len(reqs))
 	for i := range reqs {
-		ec.matches[i], ec.why[i] = judgeEvidence(&reqs[i], ec.f.Evidence, ec.req.Digest, ec.req.Commit, ec.now)
+		ec.matches[i], ec.why[i] = judgeEvidence(&reqs[i], ec.f.Evidence, ec.req.Digest, ec.req.Commit, ec.now, ec.trusts)
 	}
 	return ec.matches
+}
+
+// trusts reports whether the environment checked still trusts signing
+// key id: a signed envelope vouches only while its key is in the
+// environment's signing_keys. A key taken out (rotated after a leak)
+// stops vouching for what it signed before.
+func (ec *evalContext) trusts(id string) bool {
+	if ec.ce == nil {
+		return false
+	}
+	for _, k := range ec.ce.keys {
+		if k.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // judgeEvidence judges one requirement against the release's evidence as
 // of now: the newest record per name of the requirement's kind counts,
 // among those for the commit checked (SameCommit: evidence attached for
-// another commit under the same version proves nothing about this one).
-func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest, commit string, now time.Time) (EvidenceMatch, string) {
+// another commit under the same version proves nothing about this one),
+// and a signed envelope only while trusts its key.
+func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest, commit string, now time.Time, trusts func(key string) bool) (EvidenceMatch, string) {
 	m := EvidenceMatch{Rule: r.ID, Kind: r.Kind, Controls: r.Controls, Result: MatchMissing}
 	latest := map[string]*Evidence{}
 	var order, otherCommits []string
@@ -457,6 +474,10 @@ func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest, commit string
 	var failed, missing []string
 	for _, name := range order {
 		e := latest[name]
+		if e.Format == EvidenceFormatDSSE && !trusts(e.Signer) {
+			missing = append(missing, fmt.Sprintf("%s was signed with key %s, which the environment no longer trusts; attest it again with a trusted key", e.Name, e.Signer))
+			continue
+		}
 		if r.DigestMatchesDeployment && digest == "" {
 			missing = append(missing, "the gate check names no artifact digest to compare with")
 			continue

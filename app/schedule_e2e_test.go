@@ -199,3 +199,51 @@ func testQuarantinedDeployments(t *testing.T, dialect string) {
 		t.Errorf("posted summary %q does not say what no report judged", text)
 	}
 }
+
+// TestScheduleAfterAReplicaDiedMidReport: a replica killed while judging a
+// scheduled report leaves the report's row unfinished. The schedule's
+// next tick still runs the period (the row does not count as its last
+// run), the row is never listed as a report that found nothing, and it
+// is removed once stale.
+func TestScheduleAfterAReplicaDiedMidReport(t *testing.T) {
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			s := boot(t, dialect, `
+reports:
+  - name: every-minute
+    cron: "* * * * *"
+    period: 7d
+    environment: production
+`)
+			seedReconcileHistory(t, s)
+			ctx := context.Background()
+			// The dead row was begun in the minute of the tick: were it
+			// taken for the last run, the next fire would be a minute on.
+			now := time.Now().Add(3 * time.Minute).Truncate(time.Minute).Add(30 * time.Second)
+			dead := core.Report{ID: "01DEADREPORT", Kind: core.ReportKindReconciliation, Name: "every-minute", PolicyVersion: 1,
+				CreatedAt: now.Add(-20 * time.Second).UTC(), CreatedBy: "schedule:every-minute", Summary: core.NewReconcileSummary(),
+				Query: core.ReconcileQuery{From: now.Add(-7 * 24 * time.Hour), To: now, Cutoff: now}}
+			if err := s.app.DB.CreateReport(ctx, dead); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.app.Scheduler.TickAt(ctx, now); err != nil {
+				t.Fatal(err)
+			}
+			reports, err := s.app.DB.ListReports(ctx, core.ReportKindReconciliation, 10, "")
+			if err != nil || len(reports) != 1 || reports[0].ID == dead.ID || reports[0].Summary.Findings != 3 {
+				t.Fatalf("reports after the tick: %+v %v, want the period reported (3 findings), not the dead row", reports, err)
+			}
+			if _, err := s.app.DB.GetReport(ctx, dead.ID); !core.IsKind(err, core.KindNotFound) {
+				t.Errorf("the dead row read: %v", err)
+			}
+			// An hour and more on, the next tick removes it.
+			if err := s.app.Scheduler.TickAt(ctx, now.Add(2*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if err := s.app.DB.SQLX().GetContext(ctx, &n, s.app.DB.SQLX().Rebind(`SELECT COUNT(*) FROM reports WHERE id = ?`), dead.ID); err != nil || n != 0 {
+				t.Errorf("the dead row is still stored (%d, %v)", n, err)
+			}
+		})
+	}
+}

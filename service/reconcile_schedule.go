@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -43,6 +44,7 @@ type ScheduleStore interface {
 	LastReportAt(ctx context.Context, kind, name string) (time.Time, bool, error)
 	LateDeployments(ctx context.Context, environment string, before, after, by time.Time) (int, time.Time, error)
 	DeleteReportsBefore(ctx context.Context, kind string, t time.Time) (int, error)
+	DeleteUnfinishedReports(ctx context.Context, t time.Time) (int, error)
 	DeleteSettledBefore(ctx context.Context, t time.Time, max int) (int, error)
 }
 
@@ -52,6 +54,11 @@ const inboxPurgeMax = 100000
 
 // reportsLease names the lease of the report scheduler.
 const reportsLease = "reports"
+
+// unfinishedAfter is when a report begun and never finished is taken for
+// one whose replica died while judging it, and removed: far longer than
+// judging a period takes, so no report still running is.
+const unfinishedAfter = time.Hour
 
 // Scheduler runs the scheduled reports on the one replica holding the
 // "reports" lease, posts their summaries to their webhooks, and deletes
@@ -69,6 +76,8 @@ type Scheduler struct {
 	started   time.Time
 	tickMu    sync.Mutex // one tick at a time (Run's, or a caller's TickAt)
 	lastPurge time.Time
+	// lastUnfinished is when unfinished reports were last looked for.
+	lastUnfinished time.Time
 	// OnMetrics, when set, receives release metrics of the trailing
 	// MetricsWindow grouped by environment (a bounded set, so they can be
 	// gauges), computed every MetricsEvery (default an hour; 0 never) by
@@ -161,8 +170,25 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 		} else {
 			last = time.Time{} // a schedule's first report has no earlier one to be late for
 		}
+		// A schedule may run long (a first judgement, a webhook retried):
+		// the lease is renewed before each, and a replica that lost it
+		// meanwhile leaves the rest to the one that took it.
+		if held, err := s.store.AcquireLease(ctx, reportsLease, s.holder, s.LeaseTTL); err != nil || !held {
+			return errors.Join(append(errs, err)...)
+		}
 		if err := s.runOne(ctx, sc, fire, last); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if now.Sub(s.lastUnfinished) >= time.Hour {
+		n, err := s.store.DeleteUnfinishedReports(ctx, now.Add(-unfinishedAfter))
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			s.lastUnfinished = now
+			if n > 0 {
+				s.log.WarnContext(ctx, "reports begun and never finished deleted (their replica stopped while judging)", "reports", n)
+			}
 		}
 	}
 	if s.retention > 0 && now.Sub(s.lastPurge) >= time.Hour {

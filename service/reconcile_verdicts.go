@@ -114,7 +114,7 @@ func (s *Reconciler) judgeStored(ctx context.Context, vs VerdictStore, cp *core.
 			}
 			defer func() { pageStart = time.Now() }()
 		}
-		if _, err := vs.AcquireLease(ctx, verdictLease, id, verdictLeaseTTL); err != nil {
+		if err := s.renewVerdictLease(ctx, vs, id); err != nil {
 			return err
 		}
 		batch = batch[:0]
@@ -134,6 +134,9 @@ func (s *Reconciler) judgeStored(ctx context.Context, vs VerdictStore, cp *core.
 	}
 	sum := core.NewReconcileSummary()
 	if report {
+		if err := s.renewVerdictLease(ctx, vs, id); err != nil {
+			return core.ReconcileSummary{}, 0, err
+		}
 		if sum, err = vs.AddVerdictFindings(ctx, id, q, key); err != nil {
 			return core.ReconcileSummary{}, 0, err
 		}
@@ -143,6 +146,26 @@ func (s *Reconciler) judgeStored(ctx context.Context, vs VerdictStore, cp *core.
 	s.log.DebugContext(ctx, "stored verdicts", "report", id, "reused", plan.Reused, "judged", judged.DeploymentsChecked,
 		"by_id", plan.ByID, "took", time.Since(started))
 	return sum, judged.DeploymentsChecked, nil
+}
+
+// errVerdictLeaseLost: another report or refresh took the stored
+// verdicts' lease while this one paused past its expiry (a stalled VM, a
+// slow page); what it had not yet written is left to that one.
+var errVerdictLeaseLost = core.Errorf(core.KindConflict, "the stored verdicts' lease was taken over by another report or refresh; run the report again")
+
+// renewVerdictLease renews the verdicts' lease that holder holds, or
+// fails when it was lost: a holder that wrote on after losing it would
+// write beside the one that took it (which may have forgotten the
+// verdicts it is writing).
+func (s *Reconciler) renewVerdictLease(ctx context.Context, vs VerdictStore, holder string) error {
+	held, err := vs.AcquireLease(ctx, verdictLease, holder, verdictLeaseTTL)
+	if err != nil {
+		return err
+	}
+	if !held {
+		return errVerdictLeaseLost
+	}
+	return nil
 }
 
 // refreshRest is how long a refresh rests after each page, as a multiple

@@ -22,14 +22,15 @@ type reportParams struct {
 	Options core.ReconcileOptions `json:"options"`
 }
 
-// CreateReport stores a new report's row (its summary empty until
-// FinishReport). r.ID must be set.
+// CreateReport stores a new report's row, unfinished (its summary empty)
+// until FinishReport: an unfinished report is not listed, read or counted
+// as a schedule's last run. r.ID must be set.
 func (d *DB) CreateReport(ctx context.Context, r core.Report) error {
 	if r.ID == "" {
 		return core.Invalid("id", "is required")
 	}
-	_, err := d.db.ExecContext(ctx, d.q(`INSERT INTO reports (id, kind, params, summary, created_at, created_by, name, policy_version, cutoff)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+	_, err := d.db.ExecContext(ctx, d.q(`INSERT INTO reports (id, kind, params, summary, created_at, created_by, name, policy_version, cutoff, finished)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, false)`),
 		r.ID, r.Kind, mustJSON(reportParams{Query: r.Query, Options: r.Options}), mustJSON(r.Summary),
 		ts(r.CreatedAt), r.CreatedBy, r.Name, r.PolicyVersion, ts(r.Query.Cutoff))
 	if err != nil {
@@ -139,7 +140,7 @@ func (d *DB) FinishReport(ctx context.Context, r core.Report) error {
 		}{r.Query, r.PolicyVersion, r.Summary, r.Name})),
 	}
 	err := d.appendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
-		res, err := tx.ExecContext(ctx, d.q(`UPDATE reports SET summary = ? WHERE id = ?`), mustJSON(r.Summary), r.ID)
+		res, err := tx.ExecContext(ctx, d.q(`UPDATE reports SET summary = ?, finished = true WHERE id = ?`), mustJSON(r.Summary), r.ID)
 		if err != nil {
 			return err
 		}
@@ -167,6 +168,31 @@ func (d *DB) DeleteReport(ctx context.Context, id string) error {
 		_, err := tx.ExecContext(ctx, d.q(`DELETE FROM reports WHERE id = ?`), id)
 		return err
 	})
+}
+
+// DeleteUnfinishedReports removes the reports begun before t and never
+// finished — their replica died while judging — with the findings they
+// had written, and returns how many.
+func (d *DB) DeleteUnfinishedReports(ctx context.Context, t time.Time) (int, error) {
+	var n int64
+	err := d.tx(ctx, func(tx *sqlx.Tx) error {
+		const stale = `SELECT id FROM reports WHERE NOT finished AND created_at < ?`
+		for _, table := range []string{"report_proofs", "findings"} {
+			if _, err := tx.ExecContext(ctx, d.q(`DELETE FROM `+table+` WHERE report_id IN (`+stale+`)`), ts(t)); err != nil {
+				return err
+			}
+		}
+		res, err := tx.ExecContext(ctx, d.q(`DELETE FROM reports WHERE NOT finished AND created_at < ?`), ts(t))
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete unfinished reports begun before %s: %w", t.Format(time.RFC3339), translate(err))
+	}
+	return int(n), nil
 }
 
 // DeleteReportsBefore removes the reports of kind created before t, with
@@ -230,7 +256,7 @@ func (d *DB) reportCols() string {
 // GetReport returns a report with its acknowledged count as of now.
 func (d *DB) GetReport(ctx context.Context, id string) (core.Report, error) {
 	var row reportRow
-	err := d.db.GetContext(ctx, &row, d.q(`SELECT `+d.reportCols()+` FROM reports WHERE id = ?`), id)
+	err := d.db.GetContext(ctx, &row, d.q(`SELECT `+d.reportCols()+` FROM reports WHERE id = ? AND finished`), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return core.Report{}, core.NotFound("report", id)
 	}
@@ -255,7 +281,7 @@ func (d *DB) ListReports(ctx context.Context, kind string, limit int, before str
 	if err != nil {
 		return nil, err
 	}
-	where, args := `WHERE kind = ?`, []any{kind}
+	where, args := `WHERE kind = ? AND finished`, []any{kind}
 	if before != "" {
 		where += ` AND id < ?`
 		args = append(args, before)
@@ -393,7 +419,7 @@ func (d *DB) AckFinding(ctx context.Context, reportID string, id int, by, commen
 // schedule was created (ok false when there is none).
 func (d *DB) LastReportAt(ctx context.Context, kind, name string) (time.Time, bool, error) {
 	var at anyTime
-	err := d.db.QueryRowContext(ctx, d.q(`SELECT MAX(created_at) FROM reports WHERE kind = ? AND name = ?`), kind, name).Scan(&at)
+	err := d.db.QueryRowContext(ctx, d.q(`SELECT MAX(created_at) FROM reports WHERE kind = ? AND name = ? AND finished`), kind, name).Scan(&at)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("last report of schedule %s: %w", name, translate(err))
 	}

@@ -242,6 +242,54 @@ func TestReconcileScanSameOnBothDialects(t *testing.T) {
 	}
 }
 
+// TestUnfinishedReport: a report begun and never finished (its replica
+// died while judging) is not read, listed or counted as its schedule's
+// last run, and is removed once stale, with the findings it had written.
+func TestUnfinishedReport(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		report := func(at time.Time) core.Report {
+			return core.Report{ID: newID(), Kind: core.ReportKindReconciliation, Name: "nightly", PolicyVersion: 1, CreatedAt: at, CreatedBy: "scheduler",
+				Query: core.ReconcileQuery{From: at.Add(-time.Hour), To: at, Cutoff: at}, Summary: core.NewReconcileSummary()}
+		}
+		done, dead := report(clock.t.Add(-2*time.Hour)), report(clock.t.Add(-90*time.Minute))
+		for _, r := range []core.Report{done, dead} {
+			if err := db.CreateReport(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.FinishReport(ctx, done); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.AddFindings(ctx, dead.ID, []core.ReconcileFinding{{ID: 1, Code: core.CodeNoChange, Severity: core.SeverityHigh, Message: "m",
+			Deployment: core.DeploymentRef{ID: "d1", Service: "s"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.GetReport(ctx, dead.ID); !core.IsKind(err, core.KindNotFound) {
+			t.Errorf("an unfinished report read: %v, want not found", err)
+		}
+		if list, err := db.ListReports(ctx, core.ReportKindReconciliation, 10, ""); err != nil || len(list) != 1 || list[0].ID != done.ID {
+			t.Errorf("list %+v %v, want the finished report only", list, err)
+		}
+		if last, ok, err := db.LastReportAt(ctx, core.ReportKindReconciliation, "nightly"); err != nil || !ok || !last.Equal(done.CreatedAt) {
+			t.Errorf("last report at %v %v %v, want the finished one's %v", last, ok, err, done.CreatedAt)
+		}
+		if n, err := db.DeleteUnfinishedReports(ctx, dead.CreatedAt); err != nil || n != 0 {
+			t.Errorf("removed %d, %v, want none begun before its own start", n, err)
+		}
+		if n, err := db.DeleteUnfinishedReports(ctx, clock.t); err != nil || n != 1 {
+			t.Errorf("removed %d, %v, want the unfinished one", n, err)
+		}
+		var findings int
+		if err := db.db.GetContext(ctx, &findings, db.q(`SELECT COUNT(*) FROM findings WHERE report_id = ?`), dead.ID); err != nil || findings != 0 {
+			t.Errorf("%d findings of the removed report left, %v", findings, err)
+		}
+		if _, err := db.GetReport(ctx, done.ID); err != nil {
+			t.Errorf("the finished report: %v", err)
+		}
+	})
+}
+
 // TestReportStorage: findings stored with a report read back in order, an
 // acknowledgement is kept (and audited), never overwritten, and counted.
 func TestReportStorage(t *testing.T) {

@@ -45,11 +45,14 @@ func (s *ITSM) Watermark(ctx context.Context, connector string) (time.Time, bool
 	return t.UTC(), true, nil
 }
 
-// SetWatermark stores the connector poller's watermark (the lease holder
-// is its only writer).
+// SetWatermark stores the connector poller's watermark. It only moves
+// forward: the lease holder is its only writer, but a poll that ran past
+// its lease (a stalled replica) may finish after the replica that took
+// the lease over polled further.
 func (s *ITSM) SetWatermark(ctx context.Context, connector string, wm time.Time) error {
 	_, err := s.db.ExecContext(ctx, s.base.Q(`INSERT INTO poll_watermarks (connector, watermark, polled_at) VALUES (?, ?, ?)
-		ON CONFLICT (connector) DO UPDATE SET watermark = excluded.watermark, polled_at = excluded.polled_at`),
+		ON CONFLICT (connector) DO UPDATE SET polled_at = excluded.polled_at,
+			watermark = CASE WHEN excluded.watermark > poll_watermarks.watermark THEN excluded.watermark ELSE poll_watermarks.watermark END`),
 		connector, sqldb.TS(wm), s.base.Now())
 	if err != nil {
 		return fmt.Errorf("store watermark of %s: %w", connector, sqldb.Translate(err))

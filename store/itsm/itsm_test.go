@@ -26,6 +26,14 @@ func TestWatermark(t *testing.T) {
 		if err != nil || !ok || !got.Equal(wm) {
 			t.Errorf("watermark %v %v %v, want %v", got, ok, err, wm)
 		}
+		// A poll that ran past its lease finishes after the replica that
+		// took it over polled further: the watermark stays where it is.
+		if err := db.SetWatermark(ctx, "sn", wm.Add(-time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, err := db.Watermark(ctx, "sn"); err != nil || !got.Equal(wm) {
+			t.Errorf("watermark after an older one was stored: %v %v, want %v (it only moves forward)", got, err, wm)
+		}
 	})
 }
 

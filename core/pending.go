@@ -52,4 +52,9 @@ type PendingGate struct {
 	Attempts    int               `json:"attempts,omitempty"`
 	LastError   string            `json:"last_error,omitempty"`
 	AnsweredAt  *time.Time        `json:"answered_at,omitempty"`
+	// Claim is when the claim this copy was read under ends, as claimed
+	// (zero: read unclaimed). The outcome of a claimed copy is saved only
+	// while that claim still holds: a replica that outran its claim must
+	// not overwrite what the replica that took the request over did.
+	Claim time.Time `json:"-"`
 }

@@ -18,6 +18,7 @@ type PendingStore interface {
 	InsertPendingGate(ctx context.Context, p core.PendingGate) (core.PendingGate, bool, error)
 	ClaimPendingGates(ctx context.Context, all bool, limit int, lease time.Duration) ([]core.PendingGate, error)
 	SavePendingGate(ctx context.Context, p core.PendingGate) error
+	RenewPendingClaim(ctx context.Context, p *core.PendingGate, lease time.Duration) error
 	ListPendingGates(ctx context.Context, states []string, limit int) ([]core.PendingGate, error)
 	GateRequestFor(ctx context.Context, connector, externalID string) (core.PendingGate, error)
 	MarkPendingDue(ctx context.Context, ids []string) error
@@ -280,7 +281,6 @@ const claimBatch = 100
 func (s *CIGates) pass(ctx context.Context, all bool) {
 	s.saveStranded(ctx)
 	for ctx.Err() == nil {
-		until := s.clock.Now().Add(s.cfg.Lease) // the claims end no sooner
 		batch, err := s.store.ClaimPendingGates(ctx, all, claimBatch, s.cfg.Lease)
 		if err != nil {
 			s.log.WarnContext(ctx, "claim pending gates failed", "error", err.Error())
@@ -293,7 +293,7 @@ func (s *CIGates) pass(ctx context.Context, all bool) {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				s.work(ctx, p, until)
+				s.work(ctx, p)
 			}()
 		}
 		wg.Wait()
@@ -321,21 +321,34 @@ func (s *CIGates) count(ctx context.Context) {
 }
 
 // work evaluates one claimed request and, once decided, delivers the
-// answer; the outcome is saved (which ends the claim, held until until at
-// the least).
-func (s *CIGates) work(ctx context.Context, p core.PendingGate, until time.Time) {
+// answer; the outcome is saved (which ends the claim). The claim is
+// renewed before the evaluation and before the delivery, each of which
+// may wait on an ITSM or the CI for a while: a batch's last requests are
+// worked long after the claim was taken, and one whose claim ran out
+// and was taken over by another replica is left to that one — never
+// decided and answered twice.
+func (s *CIGates) work(ctx context.Context, p core.PendingGate) {
 	// The outcome is saved even when the process is stopping, so the
 	// request is not left claimed (and unanswered) until its lease ends;
 	// when the database is unavailable, the next pass saves it.
 	save := func(p core.PendingGate) {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if err := s.store.SavePendingGate(sctx, p); err != nil {
+		err := s.store.SavePendingGate(sctx, p)
+		switch {
+		case err == nil:
+		case core.IsKind(err, core.KindConflict):
+			s.log.WarnContext(ctx, "a pending gate was taken over by another replica while this one worked it: its outcome here is dropped",
+				"id", p.ID, "state", p.State, "decision_id", p.DecisionID)
+		default:
 			s.log.WarnContext(ctx, "cannot save a pending gate", "id", p.ID, "error", err.Error())
 			if core.IsStoreDown(err) {
-				s.stranded.add(p.ID, p, until)
+				s.stranded.add(p.ID, p, p.Claim)
 			}
 		}
+	}
+	if !s.renew(ctx, &p) {
+		return
 	}
 	// The state as claimed: a request decided now is delivered at once; an
 	// approval decided in an earlier pass is confirmed first.
@@ -351,8 +364,33 @@ func (s *CIGates) work(ctx context.Context, p core.PendingGate, until time.Time)
 			return
 		}
 	}
+	if !s.renew(ctx, &p) {
+		// Decided but not sent: the decision is recorded; the replica
+		// that holds the request now decides and answers it.
+		return
+	}
 	s.deliver(ctx, &p)
 	save(p)
+}
+
+// renew extends p's claim, reporting whether this replica still holds
+// it. One whose claim was taken over, or that cannot be renewed (the
+// database away), is left alone: the holder, or the next pass once the
+// claim ends, works it.
+func (s *CIGates) renew(ctx context.Context, p *core.PendingGate) bool {
+	if p.Claim.IsZero() {
+		return true // worked unclaimed (a test's hand-made request)
+	}
+	err := s.store.RenewPendingClaim(ctx, p, s.cfg.Lease)
+	switch {
+	case err == nil:
+		return true
+	case core.IsKind(err, core.KindConflict):
+		s.log.InfoContext(ctx, "a pending gate's claim ran out and another replica took it over; left to it", "id", p.ID)
+	default:
+		s.log.WarnContext(ctx, "cannot renew a pending gate's claim; it is worked again once the claim ends", "id", p.ID, "error", err.Error())
+	}
+	return false
 }
 
 // saveStranded saves the outcomes an outage kept from the database, as

@@ -54,6 +54,12 @@ func (m *memPending) SavePendingGate(_ context.Context, p core.PendingGate) erro
 	return nil
 }
 
+// RenewPendingClaim: the in-memory store claims nothing (Claim stays
+// zero), so there is nothing to renew.
+func (m *memPending) RenewPendingClaim(context.Context, *core.PendingGate, time.Duration) error {
+	return nil
+}
+
 func (m *memPending) ListPendingGates(_ context.Context, states []string, _ int) ([]core.PendingGate, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -30,7 +30,8 @@ type NoteFinder interface {
 type NoteStore interface {
 	EnqueueNote(ctx context.Context, n core.OutboxNote) error
 	ClaimNotes(ctx context.Context, limit int, lease time.Duration) ([]core.OutboxNote, error)
-	FinishNote(ctx context.Context, id, errText string, retryAt time.Time) error
+	FinishNote(ctx context.Context, n core.OutboxNote, errText string, retryAt time.Time) error
+	RenewNote(ctx context.Context, n core.OutboxNote, lease time.Duration) error
 }
 
 // Write-back timing: a claimed note is retried after noteLease if its
@@ -231,6 +232,16 @@ func (w *WriteBack) Flush(ctx context.Context) (int, error) {
 	}
 	written := 0
 	for _, n := range notes {
+		// The claim is renewed before each write: the batch's last notes
+		// are written long after it was taken (a minute each at worst),
+		// and one whose claim ran out and was taken over is left to the
+		// replica that holds it, never written twice.
+		if err := w.store.RenewNote(ctx, n, noteLease); err != nil {
+			if core.IsKind(err, core.KindConflict) {
+				continue
+			}
+			return written, err
+		}
 		nw := w.writer(n.Connector)
 		var werr error
 		if nw == nil {
@@ -242,7 +253,7 @@ func (w *WriteBack) Flush(ctx context.Context) (int, error) {
 		}
 		if werr == nil {
 			written++
-			if err := w.store.FinishNote(ctx, n.ID, "", time.Time{}); err != nil {
+			if err := w.store.FinishNote(ctx, n, "", time.Time{}); err != nil && !core.IsKind(err, core.KindConflict) {
 				return written, err
 			}
 			continue
@@ -253,7 +264,7 @@ func (w *WriteBack) Flush(ctx context.Context) (int, error) {
 		}
 		w.log.WarnContext(ctx, "work note not written; will retry", "connector", n.Connector, "change", n.ChangeKey,
 			"attempt", n.Attempts, "retry_in", wait, "error", werr.Error())
-		if err := w.store.FinishNote(ctx, n.ID, werr.Error(), w.clock.Now().Add(wait)); err != nil {
+		if err := w.store.FinishNote(ctx, n, werr.Error(), w.clock.Now().Add(wait)); err != nil && !core.IsKind(err, core.KindConflict) {
 			return written, err
 		}
 	}

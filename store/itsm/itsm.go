@@ -222,15 +222,45 @@ func (s *ITSM) ClaimNotes(ctx context.Context, limit int, lease time.Duration) (
 }
 
 // FinishNote marks a note written, or, with errText, due again at retryAt.
-func (s *ITSM) FinishNote(ctx context.Context, id, errText string, retryAt time.Time) error {
-	var err error
+func (s *ITSM) FinishNote(ctx context.Context, n core.OutboxNote, errText string, retryAt time.Time) error {
+	var (
+		res sql.Result
+		err error
+	)
+	// The claim is the note's attempt count (each claim adds one): a
+	// replica whose claim ran out and was taken over finishes nothing.
 	if errText == "" {
-		_, err = s.db.ExecContext(ctx, s.base.Q(`UPDATE itsm_outbox SET status = 'done', last_error = '', updated_at = ? WHERE id = ?`), s.base.Now(), id)
+		res, err = s.db.ExecContext(ctx, s.base.Q(`UPDATE itsm_outbox SET status = 'done', last_error = '', updated_at = ?
+			WHERE id = ? AND attempts = ?`), s.base.Now(), n.ID, n.Attempts)
 	} else {
-		_, err = s.db.ExecContext(ctx, s.base.Q(`UPDATE itsm_outbox SET last_error = ?, next_at = ?, updated_at = ? WHERE id = ?`), errText, sqldb.TS(retryAt), s.base.Now(), id)
+		res, err = s.db.ExecContext(ctx, s.base.Q(`UPDATE itsm_outbox SET last_error = ?, next_at = ?, updated_at = ?
+			WHERE id = ? AND attempts = ?`), errText, sqldb.TS(retryAt), s.base.Now(), n.ID, n.Attempts)
 	}
 	if err != nil {
-		return fmt.Errorf("finish work note %s: %w", id, sqldb.Translate(err))
+		return fmt.Errorf("finish work note %s: %w", n.ID, sqldb.Translate(err))
+	}
+	if k, _ := res.RowsAffected(); k == 0 {
+		return fmt.Errorf("finish work note %s: %w", n.ID, ErrNoteClaimLost)
+	}
+	return nil
+}
+
+// ErrNoteClaimLost is FinishNote's and RenewNote's answer for a note
+// whose claim ran out and was taken over meanwhile.
+var ErrNoteClaimLost = core.Errorf(core.KindConflict, "the work note's claim was taken over")
+
+// RenewNote extends a claimed note's claim to now+lease while it holds
+// (ErrNoteClaimLost otherwise): the writer renews before each write, so
+// a note whose claim ran out while earlier notes were written is not
+// written by two replicas.
+func (s *ITSM) RenewNote(ctx context.Context, n core.OutboxNote, lease time.Duration) error {
+	res, err := s.db.ExecContext(ctx, s.base.Q(`UPDATE itsm_outbox SET next_at = ? WHERE id = ? AND attempts = ? AND status = 'pending'`),
+		sqldb.TS(s.base.Now().Add(lease)), n.ID, n.Attempts)
+	if err != nil {
+		return fmt.Errorf("renew the claim of work note %s: %w", n.ID, sqldb.Translate(err))
+	}
+	if k, _ := res.RowsAffected(); k == 0 {
+		return fmt.Errorf("renew the claim of work note %s: %w", n.ID, ErrNoteClaimLost)
 	}
 	return nil
 }

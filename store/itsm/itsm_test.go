@@ -116,7 +116,7 @@ func TestOutbox(t *testing.T) {
 		if again, _ := db.ClaimNotes(ctx, 10, time.Minute); len(again) != 0 {
 			t.Fatal("a claimed note was claimed again within its lease")
 		}
-		if err := db.FinishNote(ctx, got[0].ID, "HTTP 503", clock.T.Add(10*time.Second)); err != nil {
+		if err := db.FinishNote(ctx, got[0], "HTTP 503", clock.T.Add(10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		clock.T = clock.T.Add(11 * time.Second)
@@ -124,7 +124,25 @@ func TestOutbox(t *testing.T) {
 		if err != nil || len(got) != 1 || got[0].Attempts != 2 || got[0].LastError != "HTTP 503" {
 			t.Fatalf("retry: %+v %v", got, err)
 		}
-		if err := db.FinishNote(ctx, got[0].ID, "", time.Time{}); err != nil {
+		// The claim ran out while the replica wrote other notes, and
+		// another replica took the note: the first can neither renew nor
+		// finish it; the holder writes and finishes it.
+		stale := got[0]
+		clock.T = clock.T.Add(2 * time.Minute)
+		taken, err := db.ClaimNotes(ctx, 10, time.Minute)
+		if err != nil || len(taken) != 1 || taken[0].Attempts != 3 {
+			t.Fatalf("taken over: %+v %v", taken, err)
+		}
+		if err := db.RenewNote(ctx, stale, time.Minute); !core.IsKind(err, core.KindConflict) {
+			t.Errorf("renew of a claim taken over: %v, want a conflict", err)
+		}
+		if err := db.FinishNote(ctx, stale, "", time.Time{}); !core.IsKind(err, core.KindConflict) {
+			t.Errorf("finish of a claim taken over: %v, want a conflict", err)
+		}
+		if err := db.RenewNote(ctx, taken[0], time.Minute); err != nil {
+			t.Fatalf("the holder renews: %v", err)
+		}
+		if err := db.FinishNote(ctx, taken[0], "", time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 		clock.T = clock.T.Add(time.Hour)

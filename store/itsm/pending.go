@@ -27,7 +27,7 @@ type PendingGates struct {
 func NewPendingGates(db *sqldb.DB) *PendingGates { return &PendingGates{base: db, db: db.SQLX()} }
 
 const pendingCols = `id, connector, provider, external_id, request, target, run_url, state, decision, decision_id,
-	reasons, comment, created_at, deadline, next_check_at, attempts, last_error, answered_at`
+	reasons, comment, created_at, deadline, next_check_at, attempts, last_error, answered_at, claimed_until`
 
 type pendingRow struct {
 	ID          string       `db:"id"`
@@ -48,6 +48,7 @@ type pendingRow struct {
 	Attempts    int          `db:"attempts"`
 	LastError   string       `db:"last_error"`
 	AnsweredAt  sql.NullTime `db:"answered_at"`
+	Claimed     sql.NullTime `db:"claimed_until"`
 }
 
 func (r pendingRow) pending() (core.PendingGate, error) {
@@ -56,6 +57,9 @@ func (r pendingRow) pending() (core.PendingGate, error) {
 		State: r.State, Decision: core.Decision(r.Decision), DecisionID: r.DecisionID, Comment: r.Comment,
 		CreatedAt: r.CreatedAt.UTC(), Deadline: r.Deadline.UTC(), NextCheckAt: r.NextCheckAt.UTC(),
 		Attempts: r.Attempts, LastError: r.LastError, AnsweredAt: sqldb.TimePtr(r.AnsweredAt),
+	}
+	if r.Claimed.Valid {
+		p.Claim = r.Claimed.Time.UTC()
 	}
 	if err := json.Unmarshal([]byte(r.Request), &p.Request); err != nil {
 		return p, fmt.Errorf("pending gate %s request: %w", r.ID, err)
@@ -171,23 +175,55 @@ func (g *PendingGates) MarkPendingDue(ctx context.Context, ids []string) error {
 	return nil
 }
 
-// SavePendingGate writes a claimed request's outcome (state, decision,
-// reasons, next check, delivery attempts) and ends the claim.
+// ErrClaimLost is SavePendingGate's and RenewPendingClaim's answer for a
+// copy whose claim has ended and was taken over (or the request settled)
+// meanwhile: its outcome is not the one to keep.
+var ErrClaimLost = core.Errorf(core.KindConflict, "the pending gate's claim was taken over")
+
+// SavePendingGate writes a request's outcome (state, decision, reasons,
+// next check, delivery attempts) and ends the claim. A claimed copy
+// (p.Claim set) is saved only while its claim holds: ErrClaimLost
+// otherwise.
 func (g *PendingGates) SavePendingGate(ctx context.Context, p core.PendingGate) error {
 	if p.Reasons == nil {
 		p.Reasons = []core.Reason{}
 	}
 	sqldb.CleanStrings(&p)
+	fence, args := "", []any{p.State, string(p.Decision), p.DecisionID, sqldb.MustJSON(p.Reasons), sqldb.CleanText(p.Comment),
+		sqldb.TS(p.NextCheckAt), p.Attempts, sqldb.CleanText(p.LastError), sqldb.NullTime(p.AnsweredAt), p.ID}
+	if !p.Claim.IsZero() {
+		fence, args = " AND claimed_until = ?", append(args, sqldb.TS(p.Claim))
+	}
 	res, err := g.db.ExecContext(ctx, g.base.Q(`UPDATE pending_gates SET state = ?, decision = ?, decision_id = ?, reasons = ?,
-		comment = ?, next_check_at = ?, attempts = ?, last_error = ?, answered_at = ?, claimed_until = NULL WHERE id = ?`),
-		p.State, string(p.Decision), p.DecisionID, sqldb.MustJSON(p.Reasons), sqldb.CleanText(p.Comment), sqldb.TS(p.NextCheckAt),
-		p.Attempts, sqldb.CleanText(p.LastError), sqldb.NullTime(p.AnsweredAt), p.ID)
+		comment = ?, next_check_at = ?, attempts = ?, last_error = ?, answered_at = ?, claimed_until = NULL WHERE id = ?`+fence), args...)
 	if err != nil {
 		return fmt.Errorf("save pending gate %s: %w", p.ID, sqldb.Translate(err))
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
+		if !p.Claim.IsZero() {
+			return fmt.Errorf("save pending gate %s: %w", p.ID, ErrClaimLost)
+		}
 		return core.NotFound("pending gate", p.ID)
 	}
+	return nil
+}
+
+// RenewPendingClaim extends the claim p was read under to now+lease, so
+// long as it still holds (ErrClaimLost otherwise), and records the new
+// end in p.Claim: a replica renews before each slow step (an evaluation
+// with ITSM read-backs, a delivery to the CI), so no other replica works
+// the request meanwhile.
+func (g *PendingGates) RenewPendingClaim(ctx context.Context, p *core.PendingGate, lease time.Duration) error {
+	until := sqldb.TS(g.base.Now().Add(lease))
+	res, err := g.db.ExecContext(ctx, g.base.Q(`UPDATE pending_gates SET claimed_until = ? WHERE id = ? AND claimed_until = ?`),
+		until, p.ID, sqldb.TS(p.Claim))
+	if err != nil {
+		return fmt.Errorf("renew the claim of pending gate %s: %w", p.ID, sqldb.Translate(err))
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("renew the claim of pending gate %s: %w", p.ID, ErrClaimLost)
+	}
+	p.Claim = until
 	return nil
 }
 

@@ -87,3 +87,49 @@ func TestPendingGates(t *testing.T) {
 		}
 	})
 }
+
+// TestPendingClaimFence: a replica that outran its claim (a batch's last
+// request, worked after the lease ended) and found it taken over can
+// neither renew it nor save its outcome over the new holder's; the holder
+// renews and saves.
+func TestPendingClaimFence(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
+		ctx := context.Background()
+		now := clock.T
+		p, _, err := db.InsertPendingGate(ctx, core.PendingGate{Connector: "github", Provider: "github", ExternalID: "7100002/production/1",
+			Request:   core.GateRequest{Service: "payments-api", Environment: "production", Version: "1.0"},
+			CreatedAt: now, Deadline: now.Add(time.Hour), NextCheckAt: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := db.ClaimPendingGates(ctx, false, 10, time.Minute)
+		if err != nil || len(a) != 1 || a[0].ID != p.ID || !a[0].Claim.Equal(now.Add(time.Minute)) {
+			t.Fatalf("claim: %+v %v", a, err)
+		}
+		if err := db.RenewPendingClaim(ctx, &a[0], time.Minute); err != nil {
+			t.Fatalf("renew while held: %v", err)
+		}
+		clock.T = now.Add(2 * time.Minute) // A stalls past its claim; B takes the request
+		b, err := db.ClaimPendingGates(ctx, false, 10, time.Minute)
+		if err != nil || len(b) != 1 {
+			t.Fatalf("B's claim: %+v %v", b, err)
+		}
+		stale := a[0]
+		if err := db.RenewPendingClaim(ctx, &stale, time.Minute); !core.IsKind(err, core.KindConflict) {
+			t.Errorf("A renews a claim B holds: %v, want a conflict", err)
+		}
+		stale.State, stale.Decision = core.PendingFailed, core.Deny
+		if err := db.SavePendingGate(ctx, stale); !core.IsKind(err, core.KindConflict) {
+			t.Errorf("A saves over B: %v, want a conflict", err)
+		}
+		at := clock.T
+		won := b[0]
+		won.State, won.Decision, won.DecisionID, won.AnsweredAt = core.PendingAnswered, core.Allow, "dec-b", &at
+		if err := db.SavePendingGate(ctx, won); err != nil {
+			t.Fatalf("B saves: %v", err)
+		}
+		if got, err := db.GetPendingGate(ctx, p.ID); err != nil || got.State != core.PendingAnswered || got.DecisionID != "dec-b" {
+			t.Errorf("stored %+v %v, want B's outcome", got, err)
+		}
+	})
+}

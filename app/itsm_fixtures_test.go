@@ -96,7 +96,7 @@ func TestFixturesPollPathEqualsWebhookPath(t *testing.T) {
 	}
 	// The fixtures are years old: start the poller's watermark before them.
 	for _, c := range []string{"servicenow", "jira"} {
-		if err := poller.app.DB.SetWatermark(context.Background(), c, time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		if err := poller.app.DB.ResetWatermark(context.Background(), c, time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
 			t.Fatal(err)
 		}
 	}

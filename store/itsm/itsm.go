@@ -50,9 +50,21 @@ func (s *ITSM) Watermark(ctx context.Context, connector string) (time.Time, bool
 // its lease (a stalled replica) may finish after the replica that took
 // the lease over polled further.
 func (s *ITSM) SetWatermark(ctx context.Context, connector string, wm time.Time) error {
+	return s.putWatermark(ctx, connector, wm,
+		`CASE WHEN excluded.watermark > poll_watermarks.watermark THEN excluded.watermark ELSE poll_watermarks.watermark END`)
+}
+
+// ResetWatermark sets the connector poller's watermark to wm, back in
+// time too, so that the next poll reads again from there (a re-sync
+// after an ITSM restore; a test's poller started before old fixtures).
+func (s *ITSM) ResetWatermark(ctx context.Context, connector string, wm time.Time) error {
+	return s.putWatermark(ctx, connector, wm, `excluded.watermark`)
+}
+
+// putWatermark stores a watermark, an existing one replaced by newer.
+func (s *ITSM) putWatermark(ctx context.Context, connector string, wm time.Time, newer string) error {
 	_, err := s.db.ExecContext(ctx, s.base.Q(`INSERT INTO poll_watermarks (connector, watermark, polled_at) VALUES (?, ?, ?)
-		ON CONFLICT (connector) DO UPDATE SET polled_at = excluded.polled_at,
-			watermark = CASE WHEN excluded.watermark > poll_watermarks.watermark THEN excluded.watermark ELSE poll_watermarks.watermark END`),
+		ON CONFLICT (connector) DO UPDATE SET polled_at = excluded.polled_at, watermark = `+newer),
 		connector, sqldb.TS(wm), s.base.Now())
 	if err != nil {
 		return fmt.Errorf("store watermark of %s: %w", connector, sqldb.Translate(err))

@@ -263,3 +263,17 @@ func TestPoisonedDeliveryStallsNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestGenericDeliveryNoProfileMatches: every generic delivery is sent for
+// tollgate to record, so one that no profile matches (a canonical
+// deployment without its provider or run_id) is quarantined with a reason
+// naming what the profiles recognize — not ignored as a GitHub push is.
+func TestGenericDeliveryNoProfileMatches(t *testing.T) {
+	s := boot(t, "sqlite", authorityConfig)
+	body := []byte(`{"service":"payments","environment":"production","version":"1.4.2","status":"succeeded","started_at":"2026-01-05T09:12:00Z","run_id":"88"}`)
+	e := s.settled(s.mustHook("pipelines", body))
+	if e.Status != core.EventQuarantined || !strings.Contains(e.Reason, "every generic delivery is meant to be recorded") ||
+		!strings.Contains(e.Reason, "generic-deployment (service present, run_id present, provider present)") {
+		t.Fatalf("generic delivery no profile matches: %s %q, want quarantined naming what generic-deployment needs", e.Status, e.Reason)
+	}
+}

@@ -295,6 +295,15 @@ type Webhook interface {
 	Classify(h http.Header, body []byte) (Inbound, error)
 }
 
+// MeantForTollgate is implemented by a Webhook whose every delivery is
+// sent for tollgate to record (the generic scheme: a CI sends canonical
+// bodies, not its whole event stream): one that no mapping profile
+// matches is malformed, and is quarantined with the reason rather than
+// ignored, as a GitHub push would be.
+type MeantForTollgate interface {
+	EveryDeliveryMeant() bool
+}
+
 // Factory builds the Webhook for one configured connector. It validates
 // cfg and reports problems as *core.Error of KindInvalid whose Field is the
 // config key relative to the connector (e.g. "webhook_secret"); the caller

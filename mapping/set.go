@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path"
 	"sort"
+	"strings"
 
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -51,6 +52,54 @@ func (s *Set) Select(connectorType, eventType string, payload []byte) (*Compiled
 		}
 	}
 	return nil, false
+}
+
+// Describe says what the profiles of connectorType (or of any type)
+// recognize, for a reason that no profile matched: each profile's name
+// with the conditions it matches on ("generic-deployment (service
+// present, run_id present, provider present)").
+func (s *Set) Describe(connectorType string) string {
+	var out []string
+	for _, c := range s.Profiles() {
+		m := c.profile.Match
+		if m.ConnectorType != "" && !strings.EqualFold(m.ConnectorType, connectorType) {
+			continue
+		}
+		conds := make([]string, 0, len(m.When)+1)
+		if len(m.EventTypes) > 0 {
+			conds = append(conds, "event type "+strings.Join(m.EventTypes, " or "))
+		}
+		for _, w := range m.When {
+			conds = append(conds, w.describe())
+		}
+		if len(conds) == 0 {
+			out = append(out, c.Name())
+			continue
+		}
+		out = append(out, c.Name()+" ("+strings.Join(conds, ", ")+")")
+	}
+	if len(out) == 0 {
+		return "no profile is configured for connector type " + connectorType
+	}
+	return "the profiles recognize " + strings.Join(out, "; ")
+}
+
+// describe says what c tests, in words.
+func (c Condition) describe() string {
+	switch {
+	case c.Exists != nil && *c.Exists:
+		return c.Path + " present"
+	case c.Exists != nil:
+		return c.Path + " absent"
+	case c.Equals != nil:
+		return c.Path + " = " + *c.Equals
+	case len(c.In) > 0:
+		return c.Path + " one of " + strings.Join(c.In, ", ")
+	case len(c.NotIn) > 0:
+		return c.Path + " none of " + strings.Join(c.NotIn, ", ")
+	default:
+		return c.Path + " matching " + c.Matches
+	}
 }
 
 // Get returns the profile named name.

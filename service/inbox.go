@@ -831,6 +831,10 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 		body = b
 	}
 	prof, ok := set.Select(c.Config.Type, e.Type, body)
+	if m, meant := c.Webhook.(connectors.MeantForTollgate); !ok && meant && m.EveryDeliveryMeant() {
+		return core.EventQuarantined, fmt.Sprintf("no mapping profile of connector %q (type %s) matches this %q delivery, and every %s delivery is meant to be recorded: %s",
+			e.Connector, c.Config.Type, e.Type, c.Config.Type, set.Describe(c.Config.Type)), "", nil
+	}
 	if !ok {
 		return core.EventIgnored, fmt.Sprintf("no mapping profile of connector %q (type %s) matches event type %q; tollgate does not use this event", e.Connector, c.Config.Type, e.Type), "", nil
 	}

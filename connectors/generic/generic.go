@@ -67,6 +67,11 @@ func (w *Webhook) Classify(h http.Header, body []byte) (connectors.Inbound, erro
 	return Classify(h, body)
 }
 
+// EveryDeliveryMeant implements connectors.MeantForTollgate: a generic
+// delivery is sent for tollgate to record, so one no profile matches is
+// malformed (a canonical deployment without its run_id, say).
+func (w *Webhook) EveryDeliveryMeant() bool { return true }
+
 // Classify reads a generic delivery: the type is the X-Tollgate-Event
 // header or the body's "kind" string, optional (the default profiles
 // recognize canonical records by shape); when both are present they must

@@ -153,6 +153,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if a.Mappings, err = service.NewMappings(db, log, sources...); err != nil {
 		return nil, err
 	}
+	a.Mappings.SetConnectorTypes(all.Registry().Types())
 	if err := a.Mappings.Reload(ctx); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,6 +36,26 @@ type Mappings struct {
 	builtins map[string]builtin
 	mu       sync.Mutex // serializes rebuilds
 	set      atomic.Pointer[mapping.Set]
+	// types are the connector types this build has (SetConnectorTypes):
+	// a profile naming another matches no event.
+	types []string
+}
+
+// SetConnectorTypes tells which connector types exist, so that a profile
+// naming another (a typo: service-now) is refused when saved rather than
+// stored to match nothing, the events it replaced then ignored.
+func (m *Mappings) SetConnectorTypes(types []string) { m.types = slices.Clone(types) }
+
+// Check validates a profile as Put does before storing it: it compiles,
+// and its connector type is one this build has.
+func (m *Mappings) Check(p *mapping.Profile) error {
+	if _, err := mapping.Compile(p); err != nil {
+		return err
+	}
+	if t := p.Match.ConnectorType; t != "" && len(m.types) > 0 && !slices.Contains(m.types, strings.ToLower(strings.TrimSpace(t))) {
+		return core.Invalid("match.connector_type", "unknown connector type %q (known: %s): the profile would match no event", t, strings.Join(m.types, ", "))
+	}
+	return nil
 }
 
 type builtin struct {
@@ -194,7 +215,7 @@ func (m *Mappings) Put(ctx context.Context, name string, src []byte, actor strin
 	if p.Name != name {
 		return core.MappingProfile{}, core.Invalid("name", "the profile is named %q but was sent to %q", p.Name, name)
 	}
-	if _, err := mapping.Compile(p); err != nil {
+	if err := m.Check(p); err != nil {
 		return core.MappingProfile{}, err
 	}
 	v, err := m.store.PutMapping(ctx, name, string(src), actor)

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tollgate-dev/tollgate/config/mappings"
+	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store"
 )
 
@@ -61,5 +63,40 @@ func TestMappingPutAnswersItsOwnVersion(t *testing.T) {
 	newest, err := maps.Get(ctx, "race-map")
 	if err != nil || newest.Version != 2 {
 		t.Fatalf("newest: version %d (%v), want the other admin's 2", newest.Version, err)
+	}
+}
+
+// TestMappingPutRefusesAnUnknownConnectorType: a profile naming a connector
+// type this build does not have (a typo) would match no event, and the
+// events of the profile it replaced would be ignored from then on: it is
+// refused, naming the field and the known types.
+func TestMappingPutRefusesAnUnknownConnectorType(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), store.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	maps, err := NewMappings(db, log, mappings.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps.SetConnectorTypes([]string{"generic", "servicenow"})
+	builtin, err := mappings.FS.ReadFile("generic-change.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	typo := strings.Replace(string(builtin), "connector_type: generic", "connector_type: gneric", 1)
+	_, err = maps.Put(ctx, "generic-change", []byte(typo), "token:admin")
+	var ce *core.Error
+	if !errors.As(err, &ce) || ce.Kind != core.KindInvalid || ce.Field != "match.connector_type" || !strings.Contains(ce.Message, "known: generic, servicenow") {
+		t.Fatalf("put of a profile for connector type gneric: %v, want refused naming match.connector_type", err)
+	}
+	if _, err := maps.Put(ctx, "generic-change", builtin, "token:admin"); err != nil {
+		t.Fatalf("put of a known type: %v", err)
 	}
 }

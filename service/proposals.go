@@ -30,6 +30,13 @@ type Reloader interface {
 	Reload(ctx context.Context) error
 }
 
+// MappingReloader is the mapping profiles' Reloader, which also
+// validates a profile as a save of it would.
+type MappingReloader interface {
+	Reloader
+	Check(p *mapping.Profile) error
+}
+
 // Proposals is four-eyes governance: with governance.four_eyes, a policy
 // or mapping change is stored as a proposal (validated as the change
 // itself would be) and takes effect only when a second admin confirms it.
@@ -40,7 +47,7 @@ type Reloader interface {
 type Proposals struct {
 	store    ProposalStore
 	policies *Policies
-	mappings Reloader
+	mappings MappingReloader
 	clock    core.Clock
 	log      *slog.Logger
 	fourEyes bool
@@ -48,7 +55,7 @@ type Proposals struct {
 
 // NewProposals wires the proposal service; fourEyes is the server
 // configuration's governance.four_eyes.
-func NewProposals(store ProposalStore, policies *Policies, mappings Reloader, clock core.Clock, log *slog.Logger, fourEyes bool) *Proposals {
+func NewProposals(store ProposalStore, policies *Policies, mappings MappingReloader, clock core.Clock, log *slog.Logger, fourEyes bool) *Proposals {
 	return &Proposals{store: store, policies: policies, mappings: mappings, clock: clock, log: log, fourEyes: fourEyes}
 }
 
@@ -59,7 +66,7 @@ func (p *Proposals) FourEyes() bool { return p != nil && p.fourEyes }
 // mapping, target its name) or names the profile to delete (kind
 // mapping_delete), and stores it as a pending proposal.
 func (p *Proposals) Propose(ctx context.Context, kind, target string, src []byte, actor string) (core.Proposal, error) {
-	if err := validateProposal(kind, target, src); err != nil {
+	if err := p.validate(kind, target, src); err != nil {
 		return core.Proposal{}, err
 	}
 	// The store reads the base version in the proposal's own transaction.
@@ -81,7 +88,7 @@ func (p *Proposals) Confirm(ctx context.Context, id, actor string) (core.Proposa
 		return core.Proposal{}, err
 	}
 	// Validated again: a newer tollgate may read the text otherwise.
-	if err := validateProposal(pr.Kind, pr.Target, []byte(pr.Source)); err != nil {
+	if err := p.validate(pr.Kind, pr.Target, []byte(pr.Source)); err != nil {
 		return core.Proposal{}, err
 	}
 	out, version, err := p.store.ConfirmProposal(ctx, pr.ID, actor, p.clock.Now())
@@ -161,7 +168,7 @@ func (p *Proposals) madeBy(ctx context.Context, id, ancestor string) (bool, erro
 
 // validateProposal checks a proposal's document as the change itself
 // would be checked.
-func validateProposal(kind, target string, src []byte) error {
+func (p *Proposals) validate(kind, target string, src []byte) error {
 	switch kind {
 	case core.ProposalPolicy:
 		pol, err := config.ParsePolicy(src)
@@ -178,8 +185,7 @@ func validateProposal(kind, target string, src []byte) error {
 		if prof.Name != target {
 			return core.Invalid("name", "the profile is named %q but was sent to %q", prof.Name, target)
 		}
-		_, err = mapping.Compile(prof)
-		return err
+		return p.mappings.Check(prof)
 	case core.ProposalMappingDelete:
 		return validateName("name", target, true)
 	}

@@ -245,6 +245,12 @@ const (
 
 // authFailed counts and logs a refused authentication. The log names the
 // reason, route and client, and never the credential presented.
+// AuthRefused counts and logs an authentication the web UI refused, as
+// the API's own (reason: invalid_token, forbidden, cross_site).
+func (s *Server) AuthRefused(c *echo.Context, reason, tokenID string) {
+	s.authFailed(c.Request().Context(), c, reason, tokenID)
+}
+
 func (s *Server) authFailed(ctx context.Context, c *echo.Context, reason, tokenID string) {
 	if m := s.deps.Metrics; m != nil {
 		m.AuthFailures.WithLabelValues(reason).Inc()

@@ -212,6 +212,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Holds: holds, Reports: a.Reconciler, Downloads: uiDownloads{a}, Doctor: a, Replicas: a,
 		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy, TrustedProxies: trustedProxies,
 		AuthFailures: uiAuthFailures(authFailures),
+		// The API server counts and logs refusals; it is built below and
+		// serves before the UI's first request.
+		OnRefused: func(c *echo.Context, reason, tokenID string) { a.Server.AuthRefused(c, reason, tokenID) },
 	})
 	if err != nil {
 		return nil, err

@@ -231,6 +231,38 @@ func TestUISessionLifecycle(t *testing.T) {
 	}
 }
 
+// TestUIRefusalsCounted: the UI's refused authentications are counted and
+// logged as the API's are — a failed sign-in, a ci token signing in, a
+// role the page does not allow, a form from another site — and a sign-in
+// form posted from a sandboxed frame (Origin: null) is refused.
+func TestUIRefusalsCounted(t *testing.T) {
+	s := boot(t, "sqlite", "")
+	if st, _ := s.uiClient().signIn("tg_wrong"); st != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %d", st)
+	}
+	ci, _ := s.token(core.RoleCI)
+	if st, _ := s.uiClient().signIn(ci); st != http.StatusForbidden {
+		t.Fatalf("ci sign-in: %d", st)
+	}
+	auditor, _ := s.token(core.RoleAuditor)
+	null := s.uiClient()
+	if st, h, _ := null.send("POST", "/ui/signin", url.Values{"token": {auditor}, "next": {"/ui/"}}, map[string]string{"Origin": "null"}); st != http.StatusForbidden || h.Get("Set-Cookie") != "" {
+		t.Fatalf("sign-in posted with Origin: null: %d, cookie %q, want 403 and no session", st, h.Get("Set-Cookie"))
+	}
+	c := s.uiClient()
+	if st, _ := c.signIn(auditor); st != http.StatusSeeOther {
+		t.Fatalf("auditor sign-in: %d", st)
+	}
+	if st, _, _ := c.get("/ui/tokens"); st != http.StatusForbidden {
+		t.Fatalf("auditor on the tokens page: %d, want 403", st)
+	}
+	for reason, want := range map[string]string{"invalid_token": "1", "forbidden": "2", "cross_site": "1"} {
+		if got := s.metricValue(`tollgate_auth_failures_total{reason="` + reason + `"}`); got != want {
+			t.Errorf("tollgate_auth_failures_total{reason=%q} = %q, want %s", reason, got, want)
+		}
+	}
+}
+
 func mustURL(t *testing.T, s string) *url.URL {
 	u, err := url.Parse(s)
 	if err != nil {

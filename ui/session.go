@@ -112,13 +112,18 @@ func (u *UI) secure(c *echo.Context) bool {
 
 // sameOrigin refuses forms posted from another site: browsers say so in
 // Sec-Fetch-Site and Origin (SameSite=Strict keeps the session cookie
-// away from such posts too; this also covers the sign-in form).
+// away from such posts too; this also covers the sign-in form). An
+// Origin of "null" is another site's too: a sandboxed frame's form, which
+// a browser without Sec-Fetch-Site would otherwise let sign the victim in
+// with the attacker's token.
 func (u *UI) sameOrigin(c *echo.Context) bool {
 	r := c.Request()
 	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+	if o := r.Header.Get("Origin"); o == "null" {
+		return false
+	} else if o != "" {
 		ou, err := url.Parse(o)
 		if err != nil || !strings.EqualFold(ou.Host, r.Host) {
 			return false
@@ -157,6 +162,7 @@ func (u *UI) signin(c *echo.Context) error {
 	u.securityHeaders(c)
 	next := c.FormValue("next")
 	if !u.sameOrigin(c) {
+		u.refused(c, "cross_site", "")
 		return u.signinPage(c, http.StatusForbidden, "This sign-in form was posted from another site.", next)
 	}
 	ctx := c.Request().Context()
@@ -170,12 +176,14 @@ func (u *UI) signin(c *echo.Context) error {
 		if u.deps.AuthFailures != nil {
 			u.deps.AuthFailures.Failed(c)
 		}
+		u.refused(c, "invalid_token", "")
 		return u.signinPage(c, http.StatusUnauthorized, "That token is unknown or revoked.", next)
 	}
 	if err != nil {
 		return u.fail(c, nil, err)
 	}
 	if t.Role == core.RoleCI {
+		u.refused(c, "forbidden", t.ID)
 		return u.signinPage(c, http.StatusForbidden, "A ci token cannot sign in to the UI: use a change_manager, auditor or admin token.", next)
 	}
 	id, err := randomString()

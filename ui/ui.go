@@ -140,6 +140,12 @@ type Deps struct {
 	// AuthFailures, when set, bounds each client's failed sign-ins
 	// (shared with the API's bearer tokens and webhook signatures).
 	AuthFailures AuthFailures
+	// OnRefused, when set, counts and logs a refused authentication as
+	// the API does (tollgate_auth_failures_total{reason}, a warning
+	// without the secret): a failed sign-in (invalid_token), a role the
+	// page does not allow or a ci token signing in (forbidden, with the
+	// token id), a form posted from another site (cross_site).
+	OnRefused func(c *echo.Context, reason, tokenID string)
 	// Doctor, when set, shows tollgate doctor's checks of the database and
 	// each connector's system on the Connections page.
 	Doctor Doctor
@@ -289,11 +295,13 @@ func (u *UI) page(roles []core.Role, h handler) echo.HandlerFunc {
 		}
 		if c.Request().Method != http.MethodGet && c.Request().Method != http.MethodHead {
 			if !u.sameOrigin(c) || !s.checkCSRF(c.FormValue(csrfField)) {
+				u.refused(c, "cross_site", s.token.ID)
 				return u.render(c, s, http.StatusForbidden, "error", "Refused", errorView{
 					Status: http.StatusForbidden, Message: "This form was refused: its security token is missing or stale. Reload the page and try again."})
 			}
 		}
 		if roles != nil && !s.may(roles) {
+			u.refused(c, "forbidden", s.token.ID)
 			return u.render(c, s, http.StatusForbidden, "error", "Not allowed", errorView{
 				Status: http.StatusForbidden, Message: "Your role (" + string(s.token.Role) + ") may not open this page."})
 		}
@@ -301,6 +309,13 @@ func (u *UI) page(roles []core.Role, h handler) echo.HandlerFunc {
 			return u.fail(c, s, err)
 		}
 		return nil
+	}
+}
+
+// refused reports a refused authentication to OnRefused.
+func (u *UI) refused(c *echo.Context, reason, tokenID string) {
+	if u.deps.OnRefused != nil {
+		u.deps.OnRefused(c, reason, tokenID)
 	}
 }
 

@@ -20,7 +20,7 @@ type Set struct {
 	InboxLag     prometheus.Gauge       // seconds since the oldest pending event was received
 	InboxPending prometheus.Gauge       // events waiting for the normalizer
 
-	AuthFailures *prometheus.CounterVec // reason: missing_token|invalid_token|forbidden|webhook_signature|unknown_connector
+	AuthFailures *prometheus.CounterVec // reason: missing_token|invalid_token|forbidden|webhook_signature|unknown_connector|cross_site (UI forms)
 	// DoctorFindings is 1 for each check of the last scheduled doctor run
 	// that did not pass (scope, check, status: warn|fail).
 	DoctorFindings *prometheus.GaugeVec

@@ -157,9 +157,11 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 		err = s.store.FinishReport(ctx, r)
 	}
 	if err != nil {
-		if derr := s.store.DeleteReport(context.WithoutCancel(ctx), r.ID); derr != nil {
-			s.log.ErrorContext(ctx, "could not remove a failed report", "report", r.ID, "error", derr)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		if derr := s.store.DeleteReport(dctx, r.ID); derr != nil {
+			s.log.ErrorContext(ctx, "could not remove a failed report (the scheduler removes it once stale)", "report", r.ID, "error", derr)
 		}
+		cancel()
 		return core.Report{}, fmt.Errorf("reconcile %s to %s: %w", q.From.Format(time.RFC3339), q.To.Format(time.RFC3339), err)
 	}
 	s.log.InfoContext(ctx, "reconciliation report", "report", r.ID, "deployments", r.Summary.DeploymentsChecked,

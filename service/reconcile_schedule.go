@@ -52,6 +52,11 @@ type ScheduleStore interface {
 // purge of a large inbox goes on tick after tick, in short statements.
 const inboxPurgeMax = 100000
 
+// cleanupTimeout bounds the writes done after a stop or a failure (a
+// lease given up, a failed report removed): with the database away they
+// would otherwise hold the shutdown until TCP gives up.
+const cleanupTimeout = 5 * time.Second
+
 // reportsLease names the lease of the report scheduler.
 const reportsLease = "reports"
 
@@ -125,9 +130,11 @@ func (s *Scheduler) Run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			if err := s.store.ReleaseLease(context.WithoutCancel(ctx), reportsLease, s.holder); err != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			if err := s.store.ReleaseLease(rctx, reportsLease, s.holder); err != nil {
 				s.log.Warn("release the reports lease", "error", err)
 			}
+			cancel()
 			return
 		case <-t.C:
 		}

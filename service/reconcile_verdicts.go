@@ -67,7 +67,9 @@ func (s *Reconciler) judgeWithVerdicts(ctx context.Context, vs VerdictStore, cp 
 
 // releaseVerdictLease gives the verdicts' lease up.
 func (s *Reconciler) releaseVerdictLease(ctx context.Context, vs VerdictStore, holder string) {
-	if err := vs.ReleaseLease(context.WithoutCancel(ctx), verdictLease, holder); err != nil {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := vs.ReleaseLease(rctx, verdictLease, holder); err != nil {
 		s.log.WarnContext(ctx, "could not release the verdicts' lease", "holder", holder, "error", err)
 	}
 }

@@ -41,6 +41,9 @@ const (
 // integration user in UTC).
 const timeLayout = "2006-01-02 15:04:05"
 
+// maxComment bounds an approval's comment as stored with the change.
+const maxComment = 4000
+
 // pageSize is sysparm_limit of list reads; maxPages bounds one poll (the
 // next poll continues from the watermark).
 const (
@@ -469,7 +472,9 @@ func (c *Client) Approvals(ctx context.Context, sysID, number string) ([]Approva
 		}
 		a := Approval{Approver: who, Name: fieldDisplay(r.Get("approver")), State: state, At: fieldValue(r.Get("sys_updated_on"))}
 		if state != "requested" {
-			a.Comment = apiclient.Trim(fieldDisplay(r.Get("comments")))
+			// The approver's words are the approval's evidence: kept
+			// with their lines, within a bound for the stored record.
+			a.Comment = apiclient.Clip(strings.TrimSpace(fieldDisplay(r.Get("comments"))), maxComment)
 		}
 		out = append(out, a)
 	}

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/sony/gobreaker/v2"
@@ -629,11 +630,22 @@ func UnwrapURL(err error) error {
 	return err
 }
 
-// Trim shortens an instance's error text for messages.
+// Trim shortens an instance's error text for messages: one line, at
+// most 300 bytes.
 func Trim(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 300 {
-		s = s[:300] + "…"
+	return Clip(strings.Join(strings.Fields(s), " "), 300)
+}
+
+// Clip shortens s to at most n bytes, on a character boundary (a cut
+// through a multi-byte character would store U+FFFD), marking the cut
+// with "…".
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return s
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

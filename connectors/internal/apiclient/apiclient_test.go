@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tollgate-dev/tollgate/internal/faultfake"
 )
@@ -501,5 +502,29 @@ func TestNotSent(t *testing.T) {
 		if got := notSent(tc.err); got != tc.want {
 			t.Errorf("notSent(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestClip: a cut lands on a character boundary, so no stored text ends
+// in half a character (then U+FFFD).
+func TestClip(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"abcdef", 3, "abc…"},
+		{"aé", 2, "a…"},  // é is two bytes: not cut in half
+		{"日本語", 4, "日…"}, // three bytes a character
+		{"line one\nline two", 100, "line one\nline two"},
+	} {
+		got := Clip(tc.in, tc.n)
+		if got != tc.want || !utf8.ValidString(got) {
+			t.Errorf("Clip(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+	if got := Trim("a  b\n\tc"); got != "a b c" {
+		t.Errorf("Trim = %q", got)
 	}
 }

@@ -152,7 +152,10 @@ func New(deps Deps) *Server {
 		tokenLimit:     newLimiter(deps.RateLimits.TokenRate, deps.RateLimits.TokenBurst),
 		connectorLimit: newFixedLimiter(deps.RateLimits.ConnectorRate, deps.RateLimits.ConnectorBurst, deps.RateLimits.Connectors)}
 	e := echo.NewWithConfig(echo.Config{Logger: deps.Logger, HTTPErrorHandler: s.handleError,
-		IPExtractor: clientIPExtractor(deps.TrustedProxies)})
+		IPExtractor: clientIPExtractor(deps.TrustedProxies),
+		// Record keys may hold "/" and "#" (CHG1/2, OPS-7#a): a client
+		// escapes them in the path, and the handlers get them unescaped.
+		Router: echo.NewRouter(echo.RouterConfig{UnescapePathParamValues: true})})
 	s.echo = e
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		TargetHeader: echo.HeaderXRequestID,

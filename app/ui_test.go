@@ -586,3 +586,27 @@ func TestUIMappingSaveUnderFourEyes(t *testing.T) {
 		t.Fatalf("confirmed through the API by the token that proposed it in the UI: %d, want 403", st)
 	}
 }
+
+// TestUIChangeKeyLinksEscaped: a change key may hold "/" and "#" (record
+// keys allow them): links escape it, so a key never points at another
+// page (CHG1/../../tokens), and the change page reads it back.
+func TestUIChangeKeyLinksEscaped(t *testing.T) {
+	s := boot(t, "sqlite", e2eConfig)
+	t0 := time.Now().UTC().Add(-time.Minute)
+	s.sendWebhook(change("OPS/7#a", core.ApprovalApproved, t0))
+	s.waitFor("the change stored", func() bool {
+		return s.do("GET", "/api/v1/changes/"+url.PathEscape("OPS/7#a"), adminSecret, nil, nil) == http.StatusOK
+	})
+	ci, _ := s.token(core.RoleCI)
+	s.check(ci, "", map[string]any{"service": "payments-api", "environment": "production", "version": "3.0.0",
+		"team": "payments", "changes": []string{"OPS/7#a"}})
+	c := s.uiClient()
+	c.signIn(adminSecret)
+	_, _, body := c.get("/ui/releases")
+	if !strings.Contains(body, `href="/ui/changes/OPS%2F7%23a"`) {
+		t.Fatalf("releases page does not escape the change key in its link:\n%s", body)
+	}
+	if st, _, body := c.get("/ui/changes/OPS%2F7%23a"); st != http.StatusOK || !strings.Contains(body, "OPS/7#a") {
+		t.Fatalf("change page by its escaped key: %d\n%s", st, body)
+	}
+}

@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"html/template"
+	"net/url"
 	"strings"
 	"time"
 
@@ -189,6 +190,9 @@ var funcs = template.FuncMap{
 		}
 		return s
 	},
-	"add":            func(a, b int) int { return a + b },
+	"add": func(a, b int) int { return a + b },
+	// pathseg escapes a record key or id for a link's path: a key may
+	// hold "/" or "#" (CHG1/../../tokens must not link elsewhere).
+	"pathseg":        url.PathEscape,
 	"deployStatuses": core.DeployStatuses,
 }

@@ -112,17 +112,20 @@ func (u *UI) secure(c *echo.Context) bool {
 
 // sameOrigin refuses forms posted from another site: browsers say so in
 // Sec-Fetch-Site and Origin (SameSite=Strict keeps the session cookie
-// away from such posts too; this also covers the sign-in form). An
-// Origin of "null" is another site's too: a sandboxed frame's form, which
-// a browser without Sec-Fetch-Site would otherwise let sign the victim in
-// with the attacker's token.
+// away from such posts too; this also covers the sign-in form). Where
+// the browser does not vouch for the post (Sec-Fetch-Site same-origin),
+// an Origin of "null" is another site's too: a sandboxed frame's form,
+// which a browser without Sec-Fetch-Site would otherwise let sign the
+// victim in with the attacker's token (the UI's own pages send their
+// origin: their Referrer-Policy is same-origin).
 func (u *UI) sameOrigin(c *echo.Context) bool {
 	r := c.Request()
-	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
+	site := r.Header.Get("Sec-Fetch-Site")
+	if site == "cross-site" || site == "same-site" {
 		return false
 	}
 	if o := r.Header.Get("Origin"); o == "null" {
-		return false
+		return site == "same-origin"
 	} else if o != "" {
 		ou, err := url.Parse(o)
 		if err != nil || !strings.EqualFold(ou.Host, r.Host) {

@@ -211,10 +211,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: reader, Gate: a.Gate, CIGates: pending, Policies: a.Policies,
 		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Holds: holds, Reports: a.Reconciler, Downloads: uiDownloads{a}, Doctor: a, Replicas: a,
 		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy, TrustedProxies: trustedProxies,
-		AuthFailures: uiAuthFailures(authFailures),
-		// The API server counts and logs refusals; it is built below and
-		// serves before the UI's first request.
-		OnRefused: func(c *echo.Context, reason, tokenID string) { a.Server.AuthRefused(c, reason, tokenID) },
+		AuthFailures: uiAuthFailures(authFailures), OnRefused: a.uiRefused,
 	})
 	if err != nil {
 		return nil, err
@@ -590,6 +587,13 @@ func (a *App) Close() error { return a.DB.Close() }
 
 // uiAuthFailures hands the UI the limit, or no limit (a nil interface,
 // not a nil pointer in one) when it is off.
+// uiRefused counts and logs a refusal of the web UI as the API server
+// does its own (the server is built after the UI, and serves before the
+// UI's first request).
+func (a *App) uiRefused(c *echo.Context, reason, tokenID string) {
+	a.Server.AuthRefused(c, reason, tokenID)
+}
+
 func uiAuthFailures(l *api.AuthFailureLimit) ui.AuthFailures {
 	if l == nil {
 		return nil

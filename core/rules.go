@@ -437,18 +437,14 @@ func (ec *evalContext) trusts(id string) bool {
 	return false
 }
 
-// judgeEvidence judges one requirement against the release's evidence as
-// of now: the newest record per name of the requirement's kind counts,
-// among those for the commit checked (SameCommit: evidence attached for
-// another commit under the same version proves nothing about this one),
-// and a signed envelope only while trusts its key.
-func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest, commit string, now time.Time, trusts func(key string) bool) (EvidenceMatch, string) {
-	m := EvidenceMatch{Rule: r.ID, Kind: r.Kind, Controls: r.Controls, Result: MatchMissing}
-	latest := map[string]*Evidence{}
-	var order, otherCommits []string
+// newestEvidence is the newest record per name of kind recorded by now
+// for commit (names in the order first seen), and the other commits
+// evidence of the kind was attached for.
+func newestEvidence(kind string, all []Evidence, commit string, now time.Time) (latest map[string]*Evidence, order, otherCommits []string) {
+	latest = map[string]*Evidence{}
 	for i := range all {
 		e := &all[i]
-		if e.Kind != r.Kind || e.RecordedAt.After(now) {
+		if e.Kind != kind || e.RecordedAt.After(now) {
 			continue
 		}
 		if !SameCommit(e.Commit, commit) {
@@ -464,6 +460,17 @@ func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest, commit string
 			latest[e.Name] = e
 		}
 	}
+	return latest, order, otherCommits
+}
+
+// judgeEvidence judges one requirement against the release's evidence as
+// of now: the newest record per name of the requirement's kind counts,
+// among those for the commit checked (SameCommit: evidence attached for
+// another commit under the same version proves nothing about this one),
+// and a signed envelope only while trusts its key.
+func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest, commit string, now time.Time, trusts func(key string) bool) (EvidenceMatch, string) {
+	m := EvidenceMatch{Rule: r.ID, Kind: r.Kind, Controls: r.Controls, Result: MatchMissing}
+	latest, order, otherCommits := newestEvidence(r.Kind, all, commit, now)
 	if len(order) == 0 && len(otherCommits) > 0 {
 		return m, fmt.Sprintf("the %s evidence attached is for commit %s, not %s; attach it for this commit with tollgate attest --commit",
 			r.Kind, strings.Join(otherCommits, ", "), commit)

@@ -199,7 +199,7 @@ func (s *Server) postDeployment(c *echo.Context) error {
 	d := core.Deployment{
 		Service: r.Service, Environment: r.Environment, Version: r.Version, Commit: r.Commit, Team: r.Team,
 		Status: r.Status, FinishedAt: r.FinishedAt, Actor: r.Actor, Changes: r.Changes, Incidents: r.Incidents,
-		DecisionID: r.DecisionID, Provider: r.Provider, RunID: r.RunID, URL: r.URL, Source: "api",
+		DecisionID: r.DecisionID, Provider: r.Provider, RunID: r.RunID, URL: r.URL, Source: core.SourceAPI,
 	}
 	if r.StartedAt != nil {
 		d.StartedAt = *r.StartedAt

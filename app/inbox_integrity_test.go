@@ -277,15 +277,3 @@ func TestGenericDeliveryNoProfileMatches(t *testing.T) {
 		t.Fatalf("generic delivery no profile matches: %s %q, want quarantined naming what generic-deployment needs", e.Status, e.Reason)
 	}
 }
-
-// TestGenericDeploymentStartOutOfReach: a deployment event whose start is
-// further back than any report reaches (a CI clock reset to 1970) is
-// quarantined with the reason, not stored to be never judged.
-func TestGenericDeploymentStartOutOfReach(t *testing.T) {
-	s := boot(t, "sqlite", authorityConfig)
-	body := []byte(`{"service":"payments","environment":"production","version":"1.4.2","status":"succeeded","started_at":"1970-01-01T00:00:00Z","provider":"acme-ci","run_id":"89"}`)
-	e := s.settled(s.mustHook("pipelines", body))
-	if e.Status != core.EventQuarantined || !strings.Contains(e.Reason, "more than five years ago") {
-		t.Fatalf("a deployment started in 1970: %s %q, want quarantined", e.Status, e.Reason)
-	}
-}

@@ -204,7 +204,8 @@ type Deployment struct {
 	Provider    string     `json:"provider"`
 	RunID       string     `json:"run_id"`
 	URL         string     `json:"url,omitempty"`
-	// Source is the connector the event came from ("api" for the REST API).
+	// Source is the connector the event came from (SourceAPI for the
+	// REST API).
 	Source    string    `json:"source,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -437,3 +438,7 @@ type Finding struct {
 	Ref          string          `json:"ref,omitempty"`
 	Evidence     json.RawMessage `json:"evidence,omitempty"`
 }
+
+// SourceAPI is the Source of a deployment reported through the REST API
+// (POST /api/v1/deployments) rather than by a connector.
+const SourceAPI = "api"

@@ -106,8 +106,10 @@ func (s *Deployments) Validate(d core.Deployment) (core.Deployment, error) {
 				t.at.UTC().Format(time.RFC3339), skew)
 		}
 	}
-	if err := startInReach(d.StartedAt, s.clock.Now()); err != nil {
-		return d, err
+	if d.Source == core.SourceAPI {
+		if err := startInReach(d.StartedAt, s.clock.Now()); err != nil {
+			return d, err
+		}
 	}
 	if len(d.URL) > 2048 || len(d.Commit) > 128 || len(d.Actor) > 256 {
 		return d, core.Invalid("url", "url, commit or actor is too long")
@@ -298,10 +300,13 @@ func (s *Deployments) requirePIR(ctx context.Context, d core.Deployment) error {
 	return nil
 }
 
-// startInReach refuses a deployment start further back than a report
-// reaches (maxReportPeriod): such a deployment would be stored and never
-// judged, not even as a late arrival. A CI clock reset to 1970, or a
-// time in seconds read as milliseconds, gives such a start.
+// startInReach refuses a deployment reported through the API with a
+// start further back than a report reaches (maxReportPeriod): such a
+// deployment would be stored and never judged, not even as a late
+// arrival. A CI clock reset to 1970, or a time in seconds read as
+// milliseconds, gives such a start. A vendor's event is stored as the
+// vendor sent it (a replayed delivery may be old); the scheduler warns
+// of late arrivals out of reach.
 func startInReach(start, now time.Time) error {
 	if now.Sub(start) > maxReportPeriod {
 		return core.Invalid("started_at", "%s is more than five years ago: no report reaches that far, so the deployment would never be judged (a CI clock reset, or a time in the wrong unit?)",

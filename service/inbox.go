@@ -1087,9 +1087,6 @@ func (in *Inbox) prepareDeployment(ctx context.Context, c Connector, r *core.Dep
 	if r.StartedAt.IsZero() {
 		r.StartedAt = startOf(r, received, in.clock.Now())
 	}
-	if err := startInReach(r.StartedAt, in.clock.Now()); err != nil {
-		return err
-	}
 	var finished time.Time
 	if r.FinishedAt != nil {
 		finished = *r.FinishedAt

@@ -271,6 +271,8 @@ func (s *Scheduler) runOne(ctx context.Context, sc ReportSchedule, fire, last ti
 		if n > 0 {
 			lq := core.ReconcileQuery{From: earliest, To: rep.Query.From, Environment: sc.Environment, RecordedAfter: last}
 			if lq.To.Sub(lq.From) > maxReportPeriod {
+				s.log.WarnContext(ctx, "deployments recorded late started further back than a report reaches: the late-arrivals report covers the last five years of them",
+					"schedule", sc.Name, "earliest_start", earliest, "late_deployments", n)
 				lq.From = lq.To.Add(-maxReportPeriod)
 			}
 			late, err := s.rec.Run(ctx, lq, "schedule:"+sc.Name, sc.Name+lateSuffix)

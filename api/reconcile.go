@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -97,21 +98,40 @@ func (s *Server) getReport(c *echo.Context) error {
 		resp.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")
 		resp.Header().Set(echo.HeaderContentDisposition, `attachment; filename="reconciliation-`+rep.ID+`.csv"`)
 		resp.WriteHeader(http.StatusOK)
-		return writeReportCSV(resp, walk)
+		err = writeReportCSV(resp, walk)
 	case "html":
 		resp.Header().Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
 		resp.WriteHeader(http.StatusOK)
-		return writeReportHTML(resp, rep, func(code string, fn func(core.ReconcileFinding) error) error {
+		err = writeReportHTML(resp, rep, func(code string, fn func(core.ReconcileFinding) error) error {
 			return s.deps.Reports.FindingsOfCode(ctx, id, code, fn)
 		})
+	default:
+		resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+		resp.WriteHeader(http.StatusOK)
+		var proofs proofWalker
+		if rep.Query.Control != "" {
+			proofs = func(fn func(core.ControlProof) error) error { return s.deps.Reports.Proofs(ctx, id, fn) }
+		}
+		err = writeReportJSON(resp, rep, walk, proofs)
 	}
-	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-	resp.WriteHeader(http.StatusOK)
-	var proofs proofWalker
-	if rep.Query.Control != "" {
-		proofs = func(fn func(core.ControlProof) error) error { return s.deps.Reports.Proofs(ctx, id, fn) }
+	if err != nil {
+		s.abortStream(c, "report "+rep.ID, err)
 	}
-	return writeReportJSON(resp, rep, walk, proofs)
+	return nil
+}
+
+// abortStream ends a response whose 200 is sent and whose body failed
+// part-way (the database failing while findings stream): the connection
+// is aborted, so the client sees an incomplete answer, never a short
+// report that ends cleanly.
+func (s *Server) abortStream(c *echo.Context, what string, err error) {
+	ctx := c.Request().Context()
+	level := slog.LevelError
+	if ctx.Err() != nil {
+		level = slog.LevelInfo // the client went away
+	}
+	s.deps.Logger.Log(ctx, level, what+" cut short: the connection is aborted", "error", err.Error(), "request_id", requestID(c))
+	panic(http.ErrAbortHandler) // net/http closes the connection mid-body
 }
 
 // ackRequest is the body of a finding's acknowledgement.

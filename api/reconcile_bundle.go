@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"regexp"
 	"slices"
@@ -82,13 +81,7 @@ func (s *Server) reportBundle(c *echo.Context) error {
 		err = bw.Close(bundle.Manifest{ReportID: rep.ID, AuditHead: &head})
 	}
 	if err != nil {
-		level := slog.LevelError
-		if ctx.Err() != nil {
-			level = slog.LevelInfo // the client went away
-		}
-		s.deps.Logger.Log(ctx, level, "evidence bundle cut short: the connection is aborted", "report_id", rep.ID,
-			"error", err.Error(), "request_id", requestID(c))
-		panic(http.ErrAbortHandler) // net/http closes the connection mid-body
+		s.abortStream(c, "evidence bundle of report "+rep.ID, err)
 	}
 	return nil
 }

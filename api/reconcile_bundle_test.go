@@ -28,7 +28,7 @@ func (bundleReports) Get(_ context.Context, id string) (core.Report, error) {
 	if id != "r1" {
 		return core.Report{}, core.Errorf(core.KindNotFound, "report %s not found", id)
 	}
-	return core.Report{ID: id}, nil
+	return core.Report{ID: id, Summary: core.ReconcileSummary{Findings: 1, ByCode: map[string]int{core.CodeGateBypassed: 1}}}, nil
 }
 
 func (r bundleReports) Findings(_ context.Context, _ string, fn func(core.ReconcileFinding) error) error {
@@ -107,6 +107,37 @@ func TestReportBundleStreams(t *testing.T) {
 				if _, err := bundle.Verify(rec.Body); err == nil {
 					t.Fatal("the bundle cut short verifies")
 				}
+			}
+		})
+	}
+}
+
+// A report whose findings fail once its 200 is sent (the database lost
+// mid-stream) aborts the connection in every format, so a client never
+// takes a short report that ended cleanly for the whole.
+func TestReportStreamCutShortAborts(t *testing.T) {
+	for _, format := range []string{"json", "csv", "html"} {
+		t.Run(format, func(t *testing.T) {
+			s := New(Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Reports: bundleReports{failLater: true, walks: new(int)}, Reader: bundleReader{}})
+			// The first walk succeeds: the html format walks per code.
+			rec := httptest.NewRecorder()
+			c := s.echo.NewContext(httptest.NewRequest(http.MethodGet, "/api/v1/reports/reconciliation/r1?format="+format, nil), rec)
+			c.SetPathValues(echo.PathValues{{Name: "id", Value: "r1"}})
+			*(s.deps.Reports.(bundleReports).walks) = 1 // every walk fails
+			aborted := func() (aborted bool) {
+				defer func() {
+					if r := recover(); r != nil {
+						if r != http.ErrAbortHandler {
+							panic(r)
+						}
+						aborted = true
+					}
+				}()
+				_ = s.getReport(c)
+				return false
+			}()
+			if !aborted {
+				t.Fatalf("a %s report cut short ended normally (%d bytes)", format, rec.Body.Len())
 			}
 		})
 	}

@@ -95,6 +95,7 @@ func runAttest(ctx context.Context, o attestOptions, stdout io.Writer) error {
 	client.RetryMax, client.Logger = 3, nil
 	client.HTTPClient.Timeout = o.timeout
 	client.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	noRedirects(client)
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(o.url, "/")+"/api/v1/releases/"+id+"/evidence", bytes.NewReader(body))
 	if err != nil {
 		return err

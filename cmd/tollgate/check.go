@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -44,7 +45,7 @@ func newCheckCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Co
 	var o checkOptions
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "Ask the gate whether a release may deploy now (exit 0 allow, 1 deny, 2 still waiting, 3 gateway unreachable)",
+		Short: "Ask the gate whether a release may deploy now (exit 0 allow, 1 deny, 2 still waiting, 3 no answer: gateway unreachable, redirected, or no recorded decision)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.fromEnv(getenv)
@@ -85,6 +86,20 @@ type checkResponse struct {
 	Reasons     []core.Reason `json:"reasons"`
 	EvaluatedAt time.Time     `json:"evaluated_at"`
 	Emergency   bool          `json:"emergency"`
+	// WouldBe is, in an environment in observe mode, what enforcing
+	// would answer (the decision is then allow).
+	WouldBe string `json:"would_be,omitempty"`
+}
+
+// answered reports whether d is a gate's answer: a decision it knows,
+// recorded (every answer of a real gateway names its decision). Anything
+// else — an error body with 200, {}, a stub at the URL — is no answer.
+func (d checkResponse) answered() bool {
+	switch core.Decision(d.Decision) {
+	case core.Allow, core.Wait, core.Deny:
+		return d.DecisionID != ""
+	}
+	return false
 }
 
 type apiError struct {
@@ -116,6 +131,8 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 	client.RetryWaitMax = 10 * time.Second
 	client.Logger = nil
 	client.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	noRedirects(client)
+	warnPlainHTTP(o.url, stderr)
 
 	deadline := time.Now().Add(o.wait)
 	for {
@@ -153,6 +170,9 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 		var d checkResponse
 		if err := json.Unmarshal(raw, &d); err != nil {
 			return exitUnreachable, fmt.Errorf("unreadable gateway answer: %w", err)
+		}
+		if !d.answered() {
+			return exitUnreachable, fmt.Errorf("the gateway's answer holds no recorded decision (decision %q, decision_id %q): %s", d.Decision, d.DecisionID, errorText(raw))
 		}
 		if d.Decision == string(core.Wait) && time.Now().Before(deadline) {
 			fmt.Fprintf(stderr, "still waiting (%s left): %s\n", time.Until(deadline).Round(time.Second), summary(d))
@@ -193,7 +213,19 @@ func askGate(ctx context.Context, client *retryablehttp.Client, o checkOptions, 
 	if err != nil {
 		return nil, nil, exitUnreachable, fmt.Errorf("read gateway answer: %w", err)
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, nil, exitUnreachable, fmt.Errorf("the gateway at %s redirected the check to %q: not followed (the token would go with it); point --url at the gateway itself",
+			o.url, resp.Header.Get("Location"))
+	}
 	return resp, raw, 0, nil
+}
+
+// noRedirects keeps a client from following redirects: a check's token
+// and body would go to wherever a 3xx points (Go keeps Authorization for
+// the same host, even from https to http), and that place's "allow" would
+// let the deploy run. The 3xx itself is then the answer, and no answer.
+func noRedirects(c *retryablehttp.Client) {
+	c.HTTPClient.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 }
 
 // busyPause is how long to wait before asking again after a 429 (too
@@ -254,6 +286,9 @@ func printDecision(w io.Writer, d checkResponse, asJSON bool) {
 		return
 	}
 	fmt.Fprintf(w, "decision: %s (decision %s, release %s)\n", strings.ToUpper(d.Decision), d.DecisionID, d.ReleaseID)
+	if d.WouldBe != "" {
+		fmt.Fprintf(w, "observe mode: enforcing would %s; the reasons below say why\n", d.WouldBe)
+	}
 	if d.Emergency {
 		fmt.Fprintln(w, "emergency change: retroactive review required")
 	}
@@ -264,6 +299,21 @@ func printDecision(w io.Writer, d checkResponse, asJSON bool) {
 		}
 		fmt.Fprintf(w, "  - %s%s: %s\n", r.Code, ref, r.Message)
 	}
+}
+
+// warnPlainHTTP says on stderr when the gateway's URL is plain http to
+// another host: the token and the answer cross the network readable and
+// forgeable by anything on the way.
+func warnPlainHTTP(raw string, stderr io.Writer) {
+	u, err := url.Parse(raw)
+	if err != nil || !strings.EqualFold(u.Scheme, "http") {
+		return
+	}
+	host := u.Hostname()
+	if ip, err := netip.ParseAddr(host); (err == nil && ip.IsLoopback()) || strings.EqualFold(host, "localhost") {
+		return
+	}
+	fmt.Fprintf(stderr, "warning: %s is plain http: the token and the gate's answer cross the network unprotected; use https\n", raw)
 }
 
 // retryAfter is a Retry-After header's wait in seconds (5 s when absent

@@ -69,6 +69,18 @@ func TestCheckExitCodes(t *testing.T) {
 		// Retry-After until its deadline, as for a wait.
 		{"busy, then allow", busyThen(answer("allow")), "", []string{"--retries", "0", "--wait", "1m"}, 0, "ALLOW"},
 		{"busy past --wait", busyThen(nil), "", []string{"--retries", "0", "--wait", "2s"}, 3, ""},
+		// What is not a recorded decision is no answer: never a deploy,
+		// and not a deny the pipeline would read as the policy's.
+		{"200 with an error body", body(`{"error":{"code":"internal","message":"boom"}}`), "", nil, 3, ""},
+		{"an empty object", body(`{}`), "", nil, 3, ""},
+		{"an unknown decision", body(`{"decision":"ALLOW","decision_id":"d1"}`), "", nil, 3, ""},
+		{"an allow without its decision id", body(`{"decision":"allow"}`), "", nil, 3, ""},
+		// A redirect is not followed: the token would go with it, and
+		// the place it points at could answer allow.
+		{"redirected", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://elsewhere.example/api/v1/gate/check", http.StatusPermanentRedirect)
+		}, "", nil, 3, ""},
+		{"observe mode says what enforcing would do", body(`{"decision":"allow","decision_id":"d1","would_be":"deny","reasons":[{"code":"NO_CHANGE","message":"no change"}]}`), "", nil, 0, "observe mode: enforcing would deny"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,6 +102,11 @@ func TestCheckExitCodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// body answers 200 with raw, whatever was asked.
+func body(raw string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(raw)) }
 }
 
 // busyThen answers 429 (Retry-After 1) to the first request, and to every

@@ -125,6 +125,11 @@ func runReconcile(ctx context.Context, o reconcileOptions, stdout, stderr io.Wri
 	if err != nil {
 		return code, err
 	}
+	// The report streams after its 200; one cut short (the database
+	// failing mid-way) must not pass for the whole report.
+	if o.format == "json" && !json.Valid(out) {
+		return exitReconcileDown, fmt.Errorf("the report %s arrived incomplete (%d bytes, not whole JSON); run it again", rep.ID, len(out))
+	}
 	if _, err := stdout.Write(out); err != nil {
 		return exitReconcileError, err
 	}
@@ -155,6 +160,7 @@ func newReportClient(ctx context.Context, o reconcileOptions) *reportClient {
 	client.Logger = nil
 	client.ErrorHandler = retryablehttp.PassthroughErrorHandler
 	client.HTTPClient.Timeout = o.timeout
+	noRedirects(client)
 	// Creating a report is not idempotent: a request is repeated only when
 	// it got no answer at all (the gateway down or restarting), never after
 	// an error status.

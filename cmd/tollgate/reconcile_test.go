@@ -29,7 +29,13 @@ func fakeReports(t *testing.T, findings, acked int, seen *map[string]any) *httpt
 			_ = json.NewEncoder(w).Encode(map[string]any{"id": "r1", "summary": map[string]any{
 				"deployments_checked": 5, "compliant": 5 - findings, "findings": findings, "acknowledged": acked}})
 		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/reports/reconciliation/r1":
-			_, _ = w.Write([]byte("format=" + r.URL.Query().Get("format") + "\n"))
+			if f := r.URL.Query().Get("format"); f == "json" {
+				_, _ = w.Write([]byte(`{"echo":"format=json"}` + "\n"))
+			} else {
+				_, _ = w.Write([]byte("format=" + f + "\n"))
+			}
+		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/reports/reconciliation/cut":
+			_, _ = w.Write([]byte(`{"id":"cut","findings":[{"id":1`)) // the stream ended part-way
 		default:
 			w.WriteHeader(http.StatusNotFound)
 		}
@@ -79,5 +85,24 @@ func TestReconcileCommand(t *testing.T) {
 	}
 	if seen["control"] != "SOX-ITGC-CM-03" {
 		t.Errorf("--control sent %v", seen["control"])
+	}
+}
+
+// TestReconcileReportCutShort: a JSON report that ends part-way (the
+// gateway's database failing while its findings stream) exits 3, never 0
+// with half a report on stdout.
+func TestReconcileReportCutShort(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"id":"cut","summary":{"deployments_checked":5,"compliant":5}}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"id":"cut","findings":[{"id":1`))
+	}))
+	defer srv.Close()
+	code, _, stderr := runCLI(t, nil, "reconcile", "--url", srv.URL, "--token", "cm", "--from", "7d")
+	if code != 3 || !strings.Contains(stderr, "arrived incomplete") {
+		t.Fatalf("exit %d %s; want 3, the report incomplete", code, stderr)
 	}
 }

@@ -279,6 +279,23 @@ func TestRuleChangeNotApprovedEmergency(t *testing.T) {
 				})
 			}
 		}, want: Wait, emergency: true, reasons: []string{"FREEZE:wait:friday"}},
+		// An emergency change has no window to end: once its
+		// implementation is over it must not keep passing every freeze.
+		{name: "a closed emergency change denies, freeze or not", now: friday10, mod: func(f *Facts) {
+			setChange(f, "CHG1", func(c *Change) {
+				c.Type, c.State = ChangeEmergency, ChangeStateClosed
+				c.PlannedStart, c.PlannedEnd = nil, nil
+			})
+		}, want: Deny, emergency: true, reasons: []string{"OUTSIDE_WINDOW:deny:CHG1"}, msg: "is in state closed: its implementation is over"},
+		{name: "an emergency change in review denies", mod: func(f *Facts) {
+			setChange(f, "CHG1", func(c *Change) {
+				c.Type, c.State = ChangeEmergency, ChangeStateReview
+				c.PlannedStart, c.PlannedEnd = nil, nil
+			})
+		}, want: Deny, emergency: true, reasons: []string{"OUTSIDE_WINDOW:deny:CHG1"}},
+		{name: "a closed normal change inside its window denies", mod: func(f *Facts) {
+			setChange(f, "CHG1", func(c *Change) { c.State = ChangeStateClosed })
+		}, want: Deny, reasons: []string{"OUTSIDE_WINDOW:deny:CHG1"}},
 	})
 }
 

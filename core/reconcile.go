@@ -618,6 +618,11 @@ func reasonCodes(rs []Reason) string {
 // is no finding yet.
 func emergencyReviewOverdue(cp *CompiledPolicy, start time.Time, c Change, cutoff time.Time, within time.Duration) (string, bool) {
 	deadline := cp.AddBusinessHours(start, within)
+	if c.ReviewedAt != nil && c.ReviewedAt.Before(start) {
+		// A review before the deployment reviewed an earlier one: this
+		// one has none yet.
+		c.ReviewedAt = nil
+	}
 	if c.ReviewedAt != nil && !c.ReviewedAt.After(deadline) {
 		return "", false
 	}

@@ -129,11 +129,14 @@ func ruleChangeIncomplete(ec *evalContext) {
 	}
 }
 
-// ruleOutsideWindow is OUTSIDE_WINDOW, per linked change: before the
-// planned start waits, after the planned end denies (both bounds are
-// inside). A normal change (and an unmatched standard one) without a full
-// planned window is denied; emergency and template-matched changes are
-// checked against whatever bounds they have.
+// ruleOutsideWindow is OUTSIDE_WINDOW, per linked change: a change whose
+// implementation is over (state review or closed) denies, whatever its
+// type — an emergency change has no window to end, so a closed one would
+// otherwise pass every freeze for good; before the planned start waits,
+// after the planned end denies (both bounds are inside). A normal change
+// (and an unmatched standard one) without a full planned window is
+// denied; emergency and template-matched changes are checked against
+// whatever bounds they have.
 func ruleOutsideWindow(ec *evalContext) {
 	links := ec.links
 	for i := range links {
@@ -145,6 +148,8 @@ func ruleOutsideWindow(ec *evalContext) {
 		start, end := c.PlannedStart, c.PlannedEnd
 		needsWindow := l.template == nil && c.Type != ChangeEmergency
 		switch {
+		case c.State == ChangeStateReview || c.State == ChangeStateClosed:
+			ec.add(CodeOutsideWindow, Deny, l.key, "change %s is in state %s: its implementation is over; link an open change", l.key, c.State)
 		case needsWindow && (start == nil || end == nil):
 			ec.add(CodeOutsideWindow, Deny, l.key, "change %s has no planned window (planned start and end); schedule the change", l.key)
 		case start != nil && ec.now.Before(*start) && end != nil:

@@ -497,11 +497,26 @@ func loadZone(name string) (*time.Location, error) {
 	if name == "Local" {
 		return nil, fmt.Errorf("%q depends on the server's zone; name an IANA zone such as Europe/Berlin or UTC", name)
 	}
+	if meant, ok := fixedOffsetZones[name]; ok || strings.HasPrefix(name, "Etc/GMT+") || strings.HasPrefix(name, "Etc/GMT-") {
+		if !ok {
+			meant = "the Area/Location zone of the place (Etc/GMT+1 is UTC−1: the sign is inverted)"
+		}
+		return nil, fmt.Errorf("%q is a fixed UTC offset that never observes daylight saving time, so a window or freeze in it drifts an hour for half the year; name %s", name, meant)
+	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
 		return nil, fmt.Errorf("unknown time zone %q; use an IANA name such as Europe/Berlin or America/New_York", name)
 	}
 	return loc, nil
+}
+
+// fixedOffsetZones are zone names that read like a place's time but are
+// fixed offsets (tzdata keeps them for compatibility), with the zone
+// they are usually meant for.
+var fixedOffsetZones = map[string]string{
+	"EST": "America/New_York (or America/Panama, which keeps no daylight saving time)",
+	"MST": "America/Denver (or America/Phoenix, which keeps no daylight saving time)",
+	"HST": "Pacific/Honolulu",
 }
 
 // containsFold reports whether list holds s, case-insensitively.

@@ -142,6 +142,8 @@ func TestValidateErrors(t *testing.T) {
 		msg   string
 	}{
 		{"bad zone", func(p *Policy) { p.TimeZone = "Mars/Olympus" }, "time_zone", `unknown time zone "Mars/Olympus"`},
+		{"a fixed offset named like a place", func(p *Policy) { p.TimeZone = "EST" }, "time_zone", `"EST" is a fixed UTC offset that never observes daylight saving time`},
+		{"an inverted Etc offset", func(p *Policy) { p.TimeZone = "Etc/GMT+1" }, "time_zone", "the sign is inverted"},
 		{"local zone", func(p *Policy) { p.TimeZone = "Local" }, "time_zone", "depends on the server's zone"},
 		{"no environments", func(p *Policy) { p.Environments = nil }, "environments", "at least one environment"},
 		{"unknown rule", func(p *Policy) {

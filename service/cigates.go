@@ -463,9 +463,19 @@ func (s *CIGates) settle(ctx context.Context, p *core.PendingGate, d core.GateDe
 		// The request cannot be evaluated (an environment the policy does
 		// not know, a malformed service): it is refused, fail closed.
 		p.Decision, p.Reasons = core.Deny, []core.Reason{{Code: "INVALID_REQUEST", Message: invalidMessage(err), Result: core.Deny}}
+	case err != nil && !now.Before(p.Deadline):
+		// Still unevaluated at the deadline (an ITSM or the database away
+		// all along): rejected, fail closed, as a wait would be — never
+		// retried for good with the CI's run held open.
+		s.log.WarnContext(ctx, "pending gate could not be evaluated by its deadline: rejected", "id", p.ID, "error", err.Error())
+		p.Decision, p.Reasons = core.Deny, []core.Reason{{Code: core.CodeDeadline, Result: core.Deny,
+			Message: fmt.Sprintf("could not be evaluated by the deadline (%s): %s; rejected, fail closed", p.Deadline.UTC().Format(time.RFC3339), err)}}
 	case err != nil:
 		s.log.WarnContext(ctx, "pending gate evaluation failed; will retry", "id", p.ID, "error", err.Error())
 		p.NextCheckAt = now.Add(s.cfg.RetryMin)
+		if p.NextCheckAt.After(p.Deadline) {
+			p.NextCheckAt = p.Deadline
+		}
 		return false
 	case !final:
 		p.Reasons, p.NextCheckAt = d.Reasons, next

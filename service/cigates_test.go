@@ -372,3 +372,35 @@ func TestCIGateMarkDue(t *testing.T) {
 		t.Fatalf("after an incident due %v, want both", d)
 	}
 }
+
+// failingDecider cannot evaluate anything (an ITSM or the database away).
+type failingDecider struct{}
+
+func (failingDecider) Decide(context.Context, core.GateRequest, string, time.Time) (core.GateDecision, time.Time, bool, error) {
+	return core.GateDecision{}, time.Time{}, false, core.Errorf(core.KindUnavailable, "ServiceNow acme unreachable")
+}
+
+// TestCIGateUnevaluableRejectedAtDeadline: a request that cannot be
+// evaluated is retried, but not past its deadline: then it is rejected
+// with DEADLINE (fail closed), not retried for good with the CI's run held.
+func TestCIGateUnevaluableRejectedAtDeadline(t *testing.T) {
+	st := &memPending{items: map[string]core.PendingGate{}}
+	ans := &flakyAnswerer{}
+	conns := []Connector{{Config: connectors.Config{Name: "github", Type: "github", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: ans}}
+	g := NewCIGates(st, failingDecider{}, nil, conns, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		CIGatesConfig{MaxAttempts: 3, RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond})
+	now := time.Now()
+	st.items["early"] = core.PendingGate{ID: "early", Connector: "github", Provider: "github", State: core.PendingWaiting, CreatedAt: now,
+		Request: checkReq, NextCheckAt: now, Deadline: now.Add(time.Hour)}
+	st.items["late"] = core.PendingGate{ID: "late", Connector: "github", Provider: "github", State: core.PendingWaiting, CreatedAt: now.Add(-2 * time.Hour),
+		Request: checkReq, NextCheckAt: now, Deadline: now.Add(-time.Second)}
+	g.pass(context.Background(), false)
+	if p := st.items["early"]; p.State != core.PendingWaiting || !p.NextCheckAt.After(now) {
+		t.Errorf("before its deadline: %s next %v, want waiting and retried later", p.State, p.NextCheckAt)
+	}
+	p := st.items["late"]
+	if p.State != core.PendingAnswered || p.Decision != core.Deny || len(p.Reasons) != 1 || p.Reasons[0].Code != core.CodeDeadline ||
+		len(ans.approved) != 1 || ans.approved[0] {
+		t.Fatalf("past its deadline: %s %s %+v, answers %v; want a rejection with DEADLINE delivered", p.State, p.Decision, p.Reasons, ans.approved)
+	}
+}

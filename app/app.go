@@ -247,6 +247,7 @@ func (a *App) buildGate(clock core.Clock) {
 	})
 	if cfg.MaxClockSkew > 0 {
 		a.Gate.Unfit = a.clockUnfit
+		a.DB.GuardLeases(a.clockUnfit) // pollers, reports: leases expire by this clock
 	}
 	a.Gate.OnWaitRefused = func(limit string) { a.Metrics.GateWaitsRefused.WithLabelValues(limit).Inc() }
 	a.Metrics.WatchGateWaiting(a.Gate.WaitingCount)

@@ -28,6 +28,7 @@ import (
 // test reads (the harness's serve fails the test on one).
 type replica struct {
 	url  string
+	app  *app.App
 	done chan struct{} // closed when Serve returned, with err
 	err  error
 }
@@ -40,7 +41,7 @@ func startReplica(t *testing.T, cfg *config.Config, log *slog.Logger, every time
 func startReplicaWith(t *testing.T, cfg *config.Config, log *slog.Logger, opts app.Options) *replica {
 	t.Helper()
 	ctx, cancel, a, ln := newApp(t, cfg, log, opts)
-	r := &replica{url: "http://" + ln.Addr().String(), done: make(chan struct{})}
+	r := &replica{url: "http://" + ln.Addr().String(), app: a, done: make(chan struct{})}
 	go func() { r.err = a.Serve(ctx, ln); a.Close(); close(r.done) }()
 	t.Cleanup(func() {
 		cancel()
@@ -317,9 +318,19 @@ func TestMaxClockSkew(t *testing.T) {
 	if st, body := check(); st != http.StatusServiceUnavailable || !strings.Contains(body, "does not judge change windows") {
 		t.Errorf("a gate check with the clock 2 minutes off: %d %s, want 503 saying why", st, body)
 	}
+	// Leases expire by the reading replica's clock: one this far off
+	// takes none (pollers, reports), so it neither steals them early nor
+	// writes ones the others take as expired.
+	ctx := context.Background()
+	if held, err := r.app.DB.AcquireLease(ctx, "probe", "skewed", time.Minute); err != nil || held {
+		t.Errorf("a lease taken with the clock 2 minutes off: %v %v", held, err)
+	}
 	offset.Store(0)
 	eventually(t, "readyz back once the clock agrees", func() bool { st, _ := r.ready(t); return st == http.StatusOK })
 	if st, body := check(); st != http.StatusOK {
 		t.Errorf("a gate check once the clock agrees: %d %s", st, body)
+	}
+	if held, err := r.app.DB.AcquireLease(ctx, "probe", "skewed", time.Minute); err != nil || !held {
+		t.Errorf("no lease once the clock agrees: %v %v", held, err)
 	}
 }

@@ -83,6 +83,9 @@ type DB struct {
 	// notify sends committed writes' wake-ups to the other replicas
 	// (store/notify); nil on SQLite.
 	notify *notify.Notifier
+	// leaseGuard, when set, keeps AcquireLease from taking or renewing
+	// leases while it answers an error (GuardLeases).
+	leaseGuard func() error
 }
 
 // Options configure Open.

@@ -17,6 +17,9 @@ import (
 // replicas racing for it cannot both win. Scheduled work (polling,
 // reports) runs on the replica holding its lease.
 func (d *DB) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	if d.leaseGuard != nil && d.leaseGuard() != nil {
+		return false, nil // unfit to hold a lease: another replica takes it
+	}
 	switch {
 	case strings.TrimSpace(name) == "":
 		return false, core.Invalid("name", "is required")
@@ -39,6 +42,14 @@ func (d *DB) AcquireLease(ctx context.Context, name, holder string, ttl time.Dur
 	}
 	return got == holder, nil
 }
+
+// GuardLeases makes AcquireLease refuse (as if another replica held the
+// lease) while unfit answers an error: leases expire by the clock of the
+// replica that reads them, so one whose clock is off from the database's
+// (gate.max_clock_skew) would take every lease ahead of time, or write
+// leases the others take as already expired. Set it before the work that
+// takes leases starts.
+func (d *DB) GuardLeases(unfit func() error) { d.leaseGuard = unfit }
 
 // ReleaseLease gives up holder's lease so another replica can take it at
 // once; it is a no-op when holder does not hold it.

@@ -541,8 +541,15 @@ func TestUIInboxReplayAndEscaping(t *testing.T) {
 		!strings.Contains(ev, "quarantined") {
 		t.Fatalf("event page: %d\n%s", st, ev)
 	}
-	if st, h, _ := c.post("/ui/inbox/"+m[1]+"/replay", nil); st != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "replayed=") {
+	st, h, _ := c.post("/ui/inbox/"+m[1]+"/replay", nil)
+	if st != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "replayed_event=") {
 		t.Errorf("replay: %d %v", st, h)
+	}
+	if _, _, body := c.get(h.Get("Location")); !strings.Contains(body, "Replayed: event "+m[1]) {
+		t.Errorf("no replay banner after the replay")
+	}
+	if _, _, body := c.get("/ui/inbox?replayed=" + url.QueryEscape("all your changes were approved")); strings.Contains(body, "approved") {
+		t.Error("the inbox banner shows a link's own text")
 	}
 	if st, _, _ := c.post("/ui/inbox/replay", url.Values{"connector": {""}}); st != http.StatusBadRequest {
 		t.Errorf("replay without a connector: %d, want 400", st)
@@ -568,6 +575,13 @@ func TestUIMappingSaveUnderFourEyes(t *testing.T) {
 	}
 	if _, _, body := c.get(h.Get("Location")); !strings.Contains(body, "second admin confirms") {
 		t.Error("no proposal message")
+	}
+	// The banners are the server's: a link carrying made-up ones shows
+	// none (an admin must not be told a save or proposal happened).
+	for _, q := range []string{"?proposed=01FAKE", "?saved=1"} {
+		if _, _, body := c.get("/ui/mappings/generic-incident" + q); strings.Contains(body, `class="good"`) {
+			t.Errorf("%s: a banner shown for what this session did not do", q)
+		}
 	}
 	var m core.MappingProfile
 	if s.do("GET", "/api/v1/mappings/generic-change", adminSecret, nil, &m); m.Version != 0 || strings.Contains(m.Source, "default: standard") {

@@ -433,9 +433,18 @@ func (u *UI) mapping(c *echo.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	v := mappingView{Profile: m, Source: m.Source, Saved: c.QueryParam("saved") == "1", Proposed: c.QueryParam("proposed")}
+	v := mappingView{Profile: m, Source: m.Source}
 	if v.Versions, err = u.deps.Mappings.Versions(ctx, m.Name); err != nil {
 		return err
+	}
+	// The banners come back in the redirect's query, which anyone can
+	// write into a link: each is shown only when true of this session —
+	// its own save is the newest version, its own proposal is pending.
+	v.Saved = c.QueryParam("saved") == "1" && m.Version > 0 && m.UpdatedBy == s.actor()
+	if id := c.QueryParam("proposed"); id != "" && u.deps.Proposals != nil {
+		if p, err := u.deps.Proposals.Get(ctx, id); err == nil && p.Status == core.ProposalPending && p.ProposedBy == s.actor() && p.Target == m.Name {
+			v.Proposed = p.ID
+		}
 	}
 	return u.render(c, s, http.StatusOK, "mapping", "Mapping "+m.Name, v)
 }
@@ -619,7 +628,16 @@ type inboxView struct {
 }
 
 func (u *UI) inbox(c *echo.Context, s *session) error {
-	v := inboxView{Status: c.QueryParam("status"), Connector: strings.TrimSpace(c.QueryParam("connector")), Replayed: c.QueryParam("replayed")}
+	v := inboxView{Status: c.QueryParam("status"), Connector: strings.TrimSpace(c.QueryParam("connector"))}
+	// The banner's words are the UI's, from the query's number or event
+	// id alone: a link cannot put its own text in an admin's page.
+	if n, err := strconv.Atoi(c.QueryParam("replayed")); err == nil && n >= 0 && v.Connector != "" {
+		v.Replayed = fmt.Sprintf("%d quarantined events of %s", n, v.Connector)
+	} else if id := c.QueryParam("replayed_event"); id != "" {
+		if e, err := u.deps.Inbox.GetEvent(c.Request().Context(), id); err == nil {
+			v.Replayed = "event " + e.ID
+		}
+	}
 	if v.Status == "" {
 		v.Status = core.EventQuarantined
 	}
@@ -668,7 +686,7 @@ func (u *UI) replayEvent(c *echo.Context, s *session) error {
 	if err := u.deps.Inbox.Replay(c.Request().Context(), id, s.actor()); err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/ui/inbox?replayed="+url.QueryEscape("event "+id))
+	return c.Redirect(http.StatusSeeOther, "/ui/inbox?status=pending&replayed_event="+url.QueryEscape(id))
 }
 
 func (u *UI) replayConnector(c *echo.Context, s *session) error {
@@ -680,7 +698,7 @@ func (u *UI) replayConnector(c *echo.Context, s *session) error {
 	if err != nil {
 		return err
 	}
-	return c.Redirect(http.StatusSeeOther, "/ui/inbox?replayed="+url.QueryEscape(fmt.Sprintf("%d events of %s", n, conn)))
+	return c.Redirect(http.StatusSeeOther, "/ui/inbox?"+url.Values{"replayed": {strconv.Itoa(n)}, "connector": {conn}}.Encode())
 }
 
 // --- tokens ---

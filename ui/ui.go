@@ -92,6 +92,7 @@ type Mappings interface {
 type Proposals interface {
 	FourEyes() bool
 	Propose(ctx context.Context, kind, target string, src []byte, actor string) (core.Proposal, error)
+	Get(ctx context.Context, id string) (core.Proposal, error)
 }
 
 // Inbox lists and replays stored webhook events.

@@ -613,8 +613,15 @@ func (s *Server) listAudit(c *echo.Context) error {
 	return c.JSON(http.StatusOK, newPage(rows, limit, func(e core.AuditEntry) string { return fmt.Sprint(e.Seq) }))
 }
 
+// verifyAudit walks the chain and every gate decision; with expect_head
+// (a head kept outside the database, HASH or SEQ:HASH) the chain must
+// reach it, so a chain cut short or rewritten from the tail is found.
 func (s *Server) verifyAudit(c *echo.Context) error {
-	brk, n, err := s.deps.Reader.VerifyAudit(c.Request().Context())
+	head, err := core.ParseAuditHead(strings.TrimSpace(c.QueryParam("expect_head")))
+	if err != nil {
+		return core.Invalid("expect_head", "%v", err)
+	}
+	brk, n, err := s.deps.Reader.VerifyAuditTo(c.Request().Context(), head)
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ type Reader interface {
 	GetRelease(ctx context.Context, id string) (core.Release, error)
 	GetDecision(ctx context.Context, id string) (core.GateDecision, error)
 	ListAudit(ctx context.Context, f core.AuditFilter) ([]core.AuditEntry, error)
-	VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error)
+	VerifyAuditTo(ctx context.Context, expect core.AuditHead) (*core.AuditBreak, int64, error)
 	AuditHead(ctx context.Context) (core.AuditHead, error)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -160,6 +161,13 @@ func DecisionDocSHA256(doc []byte) string {
 // covers it.
 type StoredDecision struct {
 	ID, ReleaseID, Decision, Doc string
+	// The columns the reconciler reads beside the document: when the
+	// decision was made, by whom, under which policy version, flagged
+	// emergency or not.
+	EvaluatedAt   time.Time
+	Actor         string
+	PolicyVersion int
+	Emergency     bool
 }
 
 // DecisionIDOf returns the id of the decision a gate decision entry
@@ -191,8 +199,53 @@ func CheckDecisionEntry(e AuditEntry, d *StoredDecision) *AuditBreak {
 		return brk("gate_decisions names release %s, its audit entry %s (the decision was edited)", d.ReleaseID, strings.TrimPrefix(e.Subject, "release:"))
 	case data.DocSHA256 != "" && DecisionDocSHA256([]byte(d.Doc)) != data.DocSHA256:
 		return brk("its document does not match the SHA-256 recorded in its audit entry (the document was edited)")
+	case !d.EvaluatedAt.IsZero() && !d.EvaluatedAt.Equal(e.At):
+		return brk("gate_decisions says it was made at %s, its audit entry at %s (the time was edited: reports judge deployments by it)",
+			d.EvaluatedAt.UTC().Format(time.RFC3339Nano), e.At.UTC().Format(time.RFC3339Nano))
+	case d.Actor != e.Actor:
+		return brk("gate_decisions names actor %q, its audit entry %q (the actor was edited)", d.Actor, e.Actor)
+	case d.PolicyVersion != data.PolicyVersion:
+		return brk("gate_decisions names policy version %d, its audit entry %d (the version was edited)", d.PolicyVersion, data.PolicyVersion)
+	case data.DocSHA256 != "" && docBool(d.Doc, "emergency") != d.Emergency:
+		return brk("gate_decisions says emergency %v, its document (which its audit entry holds) %v (the flag was edited)", d.Emergency, !d.Emergency)
 	}
 	return nil
+}
+
+// docBool reads a top-level boolean member of a JSON document (false
+// when absent or not a boolean).
+func docBool(doc, member string) bool {
+	var v map[string]json.RawMessage
+	if json.Unmarshal([]byte(doc), &v) != nil {
+		return false
+	}
+	var b bool
+	_ = json.Unmarshal(v[member], &b)
+	return b
+}
+
+// ParseAuditHead reads a head kept outside the database, as GET
+// /api/v1/audit/head gave it: its 64-hex-digit hash, optionally after its
+// row number and a colon (SEQ:HASH). "" is no anchor.
+func ParseAuditHead(s string) (AuditHead, error) {
+	if s == "" {
+		return AuditHead{}, nil
+	}
+	var head AuditHead
+	hash := s
+	if seq, h, ok := strings.Cut(s, ":"); ok {
+		n, err := strconv.ParseInt(seq, 10, 64)
+		if err != nil || n < 0 {
+			return head, errors.New("the part before ':' must be the head's row number")
+		}
+		head.Seq, hash = n, h
+	}
+	hash = strings.ToLower(hash)
+	if b, err := hex.DecodeString(hash); err != nil || len(b) != 32 {
+		return head, errors.New("want the head's hash, 64 hex digits (or SEQ:HASH)")
+	}
+	head.Hash = hash
+	return head, nil
 }
 
 // AuditAnchor holds a chain walk to a head kept outside the database: the

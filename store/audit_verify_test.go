@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -18,7 +19,7 @@ func saveDecisions(t *testing.T, db *DB) []string {
 	var ids []string
 	for i, d := range []core.Decision{core.Deny, core.Allow, core.Wait} {
 		dec := core.GateDecision{ID: newID(), ReleaseID: core.ReleaseID("svc", "1.0", "production"), Decision: d,
-			Reasons: []core.Reason{{Code: "NO_CHANGE", Message: "no change"}},
+			EvaluatedAt: time.Date(2026, 12, 1, 10, i, 0, 0, time.UTC), Reasons: []core.Reason{{Code: "NO_CHANGE", Message: "no change"}},
 			Request: core.GateRequest{Service: "svc", Version: "1.0", Environment: "production"}}
 		if err := db.SaveDecision(ctx, dec, "ci"); err != nil {
 			t.Fatal(err)
@@ -55,6 +56,21 @@ func TestVerifyFindsAnEditedDecision(t *testing.T) {
 		{"moved to another release", func(id string) []string {
 			return []string{`UPDATE gate_decisions SET release_id = 'other' WHERE id = '` + id + `'`}
 		}, 1, "names release other"},
+		// The columns reports read beside the document: a deny made to
+		// look later than the deployment it refused, another actor or
+		// policy version, the emergency flag.
+		{"time moved", func(id string) []string {
+			return []string{`UPDATE gate_decisions SET evaluated_at = (SELECT max(evaluated_at) FROM gate_decisions) WHERE id = '` + id + `'`}
+		}, 1, "the time was edited"},
+		{"actor changed", func(id string) []string {
+			return []string{`UPDATE gate_decisions SET actor = 'token:someone-else' WHERE id = '` + id + `'`}
+		}, 1, "the actor was edited"},
+		{"policy version changed", func(id string) []string {
+			return []string{`UPDATE gate_decisions SET policy_version = policy_version + 7 WHERE id = '` + id + `'`}
+		}, 1, "the version was edited"},
+		{"emergency flag set", func(id string) []string {
+			return []string{`UPDATE gate_decisions SET emergency = true WHERE id = '` + id + `'`}
+		}, 1, "the flag was edited"},
 		{"deleted", func(id string) []string {
 			return []string{`DELETE FROM gate_decisions WHERE id = '` + id + `'`}
 		}, 1, "missing from gate_decisions"},

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -58,25 +55,11 @@ func verifyAudit(ctx context.Context, db *store.DB, expectHead string, stdout io
 	return nil
 }
 
-// parseHead reads --expect-head: a 64-digit hex hash, optionally after its
-// row number and a colon.
+// parseHead reads --expect-head (core.ParseAuditHead).
 func parseHead(s string) (core.AuditHead, error) {
-	if s == "" {
-		return core.AuditHead{}, nil
+	head, err := core.ParseAuditHead(s)
+	if err != nil {
+		return head, fmt.Errorf("--expect-head %q: %w", s, err)
 	}
-	var head core.AuditHead
-	hash := s
-	if seq, h, ok := strings.Cut(s, ":"); ok {
-		n, err := strconv.ParseInt(seq, 10, 64)
-		if err != nil || n < 0 {
-			return head, fmt.Errorf("--expect-head %q: the part before ':' must be the head's row number", s)
-		}
-		head.Seq, hash = n, h
-	}
-	hash = strings.ToLower(hash)
-	if b, err := hex.DecodeString(hash); err != nil || len(b) != 32 {
-		return head, fmt.Errorf("--expect-head %q: want the head's hash, 64 hex digits (or SEQ:HASH)", s)
-	}
-	head.Hash = hash
 	return head, nil
 }

@@ -288,10 +288,14 @@ func (v *verification) page(page []core.AuditEntry, decisions map[string]*core.S
 
 // decisionRow is a gate_decisions row as verification reads it.
 type decisionRow struct {
-	ID        string `db:"id"`
-	ReleaseID string `db:"release_id"`
-	Decision  string `db:"decision"`
-	Doc       string `db:"doc"`
+	ID            string    `db:"id"`
+	ReleaseID     string    `db:"release_id"`
+	Decision      string    `db:"decision"`
+	Doc           string    `db:"doc"`
+	EvaluatedAt   time.Time `db:"evaluated_at"`
+	Actor         string    `db:"actor"`
+	PolicyVersion int       `db:"policy_version"`
+	Emergency     bool      `db:"emergency"`
 }
 
 // decisionRows reads, by id, the gate decisions that page's decision
@@ -307,7 +311,7 @@ func (v *verification) decisionRows(ctx context.Context, page []core.AuditEntry)
 	if len(ids) == 0 {
 		return out, nil
 	}
-	query, args, err := sqlx.In("SELECT id, release_id, decision, doc FROM gate_decisions WHERE id IN (?)", ids)
+	query, args, err := sqlx.In("SELECT id, release_id, decision, doc, evaluated_at, actor, policy_version, emergency FROM gate_decisions WHERE id IN (?)", ids)
 	if err != nil {
 		return nil, fmt.Errorf("verify audit: %w", err)
 	}
@@ -316,7 +320,8 @@ func (v *verification) decisionRows(ctx context.Context, page []core.AuditEntry)
 		return nil, fmt.Errorf("verify audit: read gate decisions: %w", sqldb.Translate(err))
 	}
 	for _, r := range rows {
-		out[r.ID] = &core.StoredDecision{ID: r.ID, ReleaseID: r.ReleaseID, Decision: r.Decision, Doc: r.Doc}
+		out[r.ID] = &core.StoredDecision{ID: r.ID, ReleaseID: r.ReleaseID, Decision: r.Decision, Doc: r.Doc,
+			EvaluatedAt: r.EvaluatedAt, Actor: r.Actor, PolicyVersion: r.PolicyVersion, Emergency: r.Emergency}
 	}
 	return out, nil
 }

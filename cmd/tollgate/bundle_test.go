@@ -19,7 +19,7 @@ func TestAuditVerifyBundle(t *testing.T) {
 	dir := t.TempDir()
 	var buf bytes.Buffer
 	w := bundle.NewWriter(&buf, time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))
-	for name, body := range map[string]string{"report.json": `{"report":{"id":"r1"},"findings":[]}`, "report.csv": "finding_id,code\n"} {
+	for name, body := range map[string]string{"report.json": `{"report":{"id":"r1"},"findings":[]}`, "report.csv": "finding_id,code\n", bundle.AuditName: "[]"} {
 		if err := w.Add(name, []byte(body)); err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +32,7 @@ func TestAuditVerifyBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, stderr := runCLI(t, nil, "audit", "verify", "--bundle", good)
-	if code != 0 || !strings.Contains(out, "bundle intact: report r1, 2 files") {
+	if code != 0 || !strings.Contains(out, "bundle intact: report r1, 3 files") {
 		t.Fatalf("intact: %d %q %q", code, out, stderr)
 	}
 

@@ -181,13 +181,17 @@ func Verify(r io.Reader) (Result, error) {
 	res := Result{Manifest: m, Files: len(a.order)}
 	sum := sha256.Sum256(a.manifest)
 	res.ManifestSH = hex.EncodeToString(sum[:])
-	if a.audit != nil {
-		n, err := verifyAudit(a.audit)
-		if err != nil {
-			return Result{}, err
-		}
-		res.AuditRows = n
+	// The audit slice is what ties the bundle's decisions to the chain: a
+	// bundle without it (removed from the archive and the manifest alike)
+	// proves nothing.
+	if a.audit == nil {
+		return Result{}, &Mismatch{File: AuditName, Reason: "missing: a bundle carries the audit rows of its decisions"}
 	}
+	n, err := verifyAudit(a.audit)
+	if err != nil {
+		return Result{}, err
+	}
+	res.AuditRows = n
 	return res, nil
 }
 

@@ -100,6 +100,16 @@ func TestVerify(t *testing.T) {
 	if !errors.As(err, &dm) || dm.File != "report.csv" {
 		t.Fatalf("re-packed tampered bundle: %v", err)
 	}
+	// A bundle without its audit slice (removed from the archive and the
+	// manifest alike) ties its decisions to nothing: refused.
+	var bare bytes.Buffer
+	wb := NewWriter(&bare, time.Now())
+	_ = wb.Add("report.json", []byte(`{"report":{}}`))
+	_ = wb.Close(Manifest{ReportID: "r1"})
+	var am *Mismatch
+	if _, err := Verify(&bare); !errors.As(err, &am) || am.File != AuditName {
+		t.Fatalf("a bundle without audit.json: %v, want a mismatch naming it", err)
+	}
 	// An audit row edited and the manifest updated to match: the row's own
 	// hash still catches it.
 	var buf bytes.Buffer

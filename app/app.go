@@ -245,8 +245,8 @@ func (a *App) buildGate(clock core.Clock) {
 		MaxWait: cfg.MaxWait.D(), MaxListItems: cfg.MaxListItems,
 		MaxWaiting: cfg.MaxWaiting, MaxWaitingPerActor: cfg.MaxWaitingPerToken,
 	})
+	a.Gate.Unfit = a.judgeUnfit
 	if cfg.MaxClockSkew > 0 {
-		a.Gate.Unfit = a.clockUnfit
 		a.DB.GuardLeases(a.clockUnfit) // pollers, reports: leases expire by this clock
 	}
 	a.Gate.OnWaitRefused = func(limit string) { a.Metrics.GateWaitsRefused.WithLabelValues(limit).Inc() }
@@ -398,7 +398,17 @@ func (a *App) ready(ctx context.Context) error {
 	if err := st.Err(); err != nil {
 		return err
 	}
-	return a.clockUnfit()
+	return a.judgeUnfit()
+}
+
+// judgeUnfit refuses judging (gate checks, CI answers, readiness) while
+// this replica's clock is off past gate.max_clock_skew, or the newest
+// stored policy is one it cannot read.
+func (a *App) judgeUnfit() error {
+	if err := a.clockUnfit(); err != nil {
+		return err
+	}
+	return a.Policies.Unfit()
 }
 
 // Serve serves HTTP on ln and runs the background work until ctx ends,

@@ -22,6 +22,21 @@ type Policies struct {
 	store PolicyStore
 	log   *slog.Logger
 	cur   atomic.Pointer[core.CompiledPolicy]
+	// unreadable is set while the newest stored version cannot be put in
+	// force here (a newer build's field; Unfit), nil otherwise.
+	unreadable atomic.Pointer[error]
+}
+
+// Unfit refuses judging while the newest stored policy is one this
+// replica cannot read (a newer tollgate saved a field this build does not
+// know): judging by the older version in force would answer what the
+// admins replaced — an allow a freeze added since would refuse. nil when
+// the policy in force is the newest.
+func (p *Policies) Unfit() error {
+	if e := p.unreadable.Load(); e != nil {
+		return core.Wrap(core.KindUnavailable, *e, "this replica cannot read the newest policy, so it does not judge; upgrade it to the build that saved the policy")
+	}
+	return nil
 }
 
 // NewPolicies returns a Policies; call Load before use.
@@ -62,19 +77,30 @@ func (p *Policies) Load(ctx context.Context, seed *core.Policy) error {
 }
 
 func (p *Policies) install(v core.PolicyVersion) error {
-	if c := p.cur.Load(); c != nil && c.Version() == v.Version {
+	if c := p.cur.Load(); c != nil && c.Version() >= v.Version {
 		return nil
 	}
+	cp, err := compileStored(v)
+	if err != nil {
+		p.unreadable.Store(&err)
+		return err
+	}
+	p.swap(cp)
+	p.unreadable.Store(nil)
+	return nil
+}
+
+// compileStored parses and compiles a stored policy version.
+func compileStored(v core.PolicyVersion) (*core.CompiledPolicy, error) {
 	pol, err := config.ParsePolicy([]byte(v.Source))
 	if err != nil {
-		return fmt.Errorf("stored policy version %d: %w", v.Version, err)
+		return nil, fmt.Errorf("stored policy version %d: %w", v.Version, err)
 	}
 	cp, err := core.Compile(pol, v.Version)
 	if err != nil {
-		return fmt.Errorf("compile policy version %d: %w", v.Version, err)
+		return nil, fmt.Errorf("compile policy version %d: %w", v.Version, err)
 	}
-	p.swap(cp)
-	return nil
+	return cp, nil
 }
 
 // swap puts cp in force unless a newer version already is.

@@ -1,0 +1,59 @@
+package service
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/tollgate-dev/tollgate/config"
+	"github.com/tollgate-dev/tollgate/core"
+)
+
+// memPolicies stores policy versions as given, as a newer build's save
+// reaches an older replica's database.
+type memPolicies struct{ versions []string }
+
+func (m *memPolicies) PutPolicy(_ context.Context, source, _ string) (int, error) {
+	m.versions = append(m.versions, source)
+	return len(m.versions), nil
+}
+
+func (m *memPolicies) CurrentPolicy(context.Context) (core.PolicyVersion, error) {
+	if len(m.versions) == 0 {
+		return core.PolicyVersion{}, core.NotFound("policy", "current")
+	}
+	return core.PolicyVersion{Version: len(m.versions), Source: m.versions[len(m.versions)-1]}, nil
+}
+
+// TestPoliciesUnfitWhileTheNewestIsUnreadable: a replica that cannot read
+// the newest stored policy (a newer build saved a field it does not know)
+// keeps no verdict of the older one: it is unfit to judge until a version
+// it can read is stored.
+func TestPoliciesUnfitWhileTheNewestIsUnreadable(t *testing.T) {
+	ctx := context.Background()
+	st := &memPolicies{}
+	p := NewPolicies(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := p.Load(ctx, nil); err != nil || p.Unfit() != nil {
+		t.Fatalf("load: %v, unfit %v", err, p.Unfit())
+	}
+	src, err := config.MarshalPolicy(core.DefaultPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.versions = append(st.versions, string(src)+"\nfield_of_a_newer_build: true\n")
+	if err := p.Reload(ctx); err == nil {
+		t.Fatal("an unreadable version was put in force")
+	}
+	if err := p.Unfit(); !core.IsKind(err, core.KindUnavailable) || !strings.Contains(err.Error(), "cannot read the newest policy") {
+		t.Fatalf("unfit = %v, want unavailable while the newest version cannot be read", err)
+	}
+	if p.Current().Version() != 1 {
+		t.Fatalf("in force: version %d", p.Current().Version())
+	}
+	st.versions = append(st.versions, string(src))
+	if err := p.Reload(ctx); err != nil || p.Unfit() != nil || p.Current().Version() != 3 {
+		t.Fatalf("a readable version stored again: %v, unfit %v, version %d", err, p.Unfit(), p.Current().Version())
+	}
+}

@@ -69,7 +69,14 @@ func (d *DB) Listen(ctx context.Context) error {
 	if d.dialect != Postgres {
 		return nil
 	}
-	l := notify.Listener{DSN: d.base.DSN(), Log: d.base.Log(), Facts: d.facts, FactsHub: &d.hub, InboxHub: &d.inboxHub}
+	l := notify.Listener{DSN: d.base.DSN(), Log: d.base.Log(), Facts: d.facts, FactsHub: &d.hub, InboxHub: &d.inboxHub,
+		// Pings are a round trip through the pool: a listener that answers
+		// but hears nothing (behind a transaction-pooling proxy) takes the
+		// fact cache out of use.
+		Probe: func(ctx context.Context, payload string) error {
+			_, err := d.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, notify.FactsChannel, payload)
+			return err
+		}}
 	return l.Run(ctx)
 }
 

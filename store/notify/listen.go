@@ -8,9 +8,13 @@ package notify
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,7 +105,20 @@ type Listener struct {
 	// FactsHub receives the facts channel's topics, InboxHub the inbox
 	// channel's; both receive TopicAll after a reconnect.
 	FactsHub, InboxHub *Hub
+	// Probe, when set, makes each ping a round trip: it sends payload on
+	// the facts channel through the pool (pg_notify), and the fact cache
+	// stays live only while the listener hears it back. A connection
+	// that answers pings but never delivers notifications (LISTEN through
+	// a transaction-pooling proxy) would otherwise keep other replicas'
+	// writes out of this cache until entries expire.
+	Probe func(ctx context.Context, payload string) error
+	// PingEvery is how often the connection is checked, PingTimeout how
+	// long a check may take (defaults listenPing, listenPingTimeout).
+	PingEvery, PingTimeout time.Duration
 }
+
+// probePrefix starts a probe's payload; probes are no fact topics.
+const probePrefix = "probe:"
 
 // Run forwards notifications on the facts channel to l.FactsHub (and
 // those on the inbox channel to l.InboxHub) until ctx ends, reconnecting
@@ -113,7 +130,10 @@ type Listener struct {
 // the listener is connected and answers its pings, and every notification
 // invalidates it before subscribers are woken.
 func (l *Listener) Run(ctx context.Context) error {
-	var conn connState
+	conn := connState{probe: l.Probe, probeID: probeID(), wake: make(chan struct{}, 1), timeout: l.PingTimeout}
+	if conn.timeout <= 0 {
+		conn.timeout = listenPingTimeout
+	}
 	pl, err := pgconn.NewListener(l.DSN, listenMinReconnect, listenMaxReconnect, func(ev pq.ListenerEventType, err error) {
 		switch ev {
 		case pq.ListenerEventDisconnected:
@@ -137,7 +157,11 @@ func (l *Listener) Run(ctx context.Context) error {
 		}
 	}
 	conn.set(l.Facts, true)
-	ping := time.NewTicker(listenPing)
+	every := l.PingEvery
+	if every <= 0 {
+		every = listenPing
+	}
+	ping := time.NewTicker(every)
 	defer ping.Stop()
 	for {
 		select {
@@ -153,6 +177,8 @@ func (l *Listener) Run(ctx context.Context) error {
 				l.InboxHub.Broadcast(TopicAll)
 			case n.Channel == InboxChannel:
 				l.InboxHub.Broadcast(n.Extra)
+			case strings.HasPrefix(n.Extra, probePrefix):
+				conn.heard(n.Extra) // this replica's or another's: no fact changed
 			default:
 				l.Facts.Invalidate(n.Extra)
 				l.FactsHub.Broadcast(n.Extra)
@@ -175,6 +201,58 @@ type connState struct {
 	gen       uint64
 	connected bool
 	pinging   atomic.Bool // a ping is in flight: the next tick skips
+
+	// The round trip (Listener.Probe): probes sent carry probeID and a
+	// number; seen is the newest number heard back, wake is signalled
+	// when one is.
+	probe   func(ctx context.Context, payload string) error
+	probeID string
+	sent    atomic.Uint64
+	seen    atomic.Uint64
+	wake    chan struct{}
+	timeout time.Duration // how long a ping may take
+}
+
+// probeID names this listener's probes among every replica's.
+func probeID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// heard records a probe payload the listener received, when it is one of
+// this listener's.
+func (c *connState) heard(payload string) {
+	id, num, ok := strings.Cut(strings.TrimPrefix(payload, probePrefix), ":")
+	if !ok || id != c.probeID {
+		return
+	}
+	if n, err := strconv.ParseUint(num, 10, 64); err == nil && n > c.seen.Load() {
+		c.seen.Store(n)
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// roundTrip sends a probe and waits up to timeout for the listener to
+// hear it back.
+func (c *connState) roundTrip(ctx context.Context, timeout time.Duration) error {
+	n := c.sent.Add(1)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := c.probe(pctx, fmt.Sprintf("%s%s:%d", probePrefix, c.probeID, n)); err != nil {
+		return fmt.Errorf("send a probe notification: %w", err)
+	}
+	for c.seen.Load() < n {
+		select {
+		case <-c.wake:
+		case <-pctx.Done():
+			return errors.New("a probe notification sent through the pool did not come back to the listener: notifications are not delivered")
+		}
+	}
+	return nil
 }
 
 // set records a connect (true) or disconnect; either empties the cache.
@@ -195,11 +273,17 @@ func (c *connState) ping(ctx context.Context, l *pq.Listener, cache *factcache.C
 	}
 	defer c.pinging.Store(false)
 	done := make(chan error, 1)
-	go func() { done <- l.Ping() }()
+	go func() {
+		err := l.Ping()
+		if err == nil && c.probe != nil {
+			err = c.roundTrip(ctx, c.timeout)
+		}
+		done <- err
+	}()
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(listenPingTimeout):
+	case <-time.After(c.timeout):
 		c.mu.Lock()
 		if c.gen == gen {
 			cache.SetLive(false)

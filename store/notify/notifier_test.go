@@ -2,8 +2,10 @@ package notify
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,5 +215,52 @@ func TestNotifierKeepsWhatItCannotSend(t *testing.T) {
 	n.Close()
 	if _, ok := n.facts["change:CHGNF"]; !ok || n.inbox != "e1" {
 		t.Fatalf("unsent wake-ups dropped: facts %v, inbox %q", n.facts, n.inbox)
+	}
+}
+
+// TestListenerProbeRoundTrip: a ping is a round trip through the pool. A
+// listener that hears its probe back keeps the fact cache live; one whose
+// probes never arrive (LISTEN behind a transaction-pooling proxy: pings
+// answer, notifications are not delivered) takes the cache out of use.
+func TestListenerProbeRoundTrip(t *testing.T) {
+	dsn := testpg.NewDatabase(t)
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for _, tc := range []struct {
+		name     string
+		deliver  bool
+		wantLive bool
+	}{
+		{"heard back", true, true},
+		{"never delivered", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := factcache.New(nil, core.SystemClock, time.Minute, 0)
+			var probes atomic.Int32
+			probe := func(ctx context.Context, payload string) error {
+				probes.Add(1)
+				if !tc.deliver {
+					return nil // the pooler swallowed it
+				}
+				_, err := db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, FactsChannel, payload)
+				return err
+			}
+			l := Listener{DSN: dsn, Log: sqldbtest.DiscardLog(), Facts: cache, FactsHub: &Hub{}, InboxHub: &Hub{},
+				Probe: probe, PingEvery: 50 * time.Millisecond, PingTimeout: 300 * time.Millisecond}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- l.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			deadline := time.Now().Add(5 * time.Second)
+			for time.Now().Before(deadline) && (cache.Live() != tc.wantLive || probes.Load() < 3) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if cache.Live() != tc.wantLive {
+				t.Fatalf("cache live %v after %d probes, want %v", cache.Live(), probes.Load(), tc.wantLive)
+			}
+		})
 	}
 }

@@ -497,17 +497,40 @@ func loadZone(name string) (*time.Location, error) {
 	if name == "Local" {
 		return nil, fmt.Errorf("%q depends on the server's zone; name an IANA zone such as Europe/Berlin or UTC", name)
 	}
-	if meant, ok := fixedOffsetZones[name]; ok || strings.HasPrefix(name, "Etc/GMT+") || strings.HasPrefix(name, "Etc/GMT-") {
-		if !ok {
-			meant = "the Area/Location zone of the place (Etc/GMT+1 is UTC−1: the sign is inverted)"
-		}
-		return nil, fmt.Errorf("%q is a fixed UTC offset that never observes daylight saving time, so a window or freeze in it drifts an hour for half the year; name %s", name, meant)
-	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
 		return nil, fmt.Errorf("unknown time zone %q; use an IANA name such as Europe/Berlin or America/New_York", name)
 	}
 	return loc, nil
+}
+
+// CheckZones refuses, in a policy being saved, a zone name that reads like
+// a place's time but is a fixed offset that never keeps daylight saving
+// time (EST, MST, HST, Etc/GMT±N): a freeze or window written in it
+// drifts an hour for half the year (two for the inverted sign of
+// Etc/GMT+1, which is UTC−1). Only new input is held to it: a stored
+// policy that uses one still compiles (a replica must not fail to start
+// on what an older build accepted), and is warned about.
+func (p Policy) CheckZones() error {
+	check := func(field, name string) error {
+		meant, ok := fixedOffsetZones[name]
+		if !ok && !strings.HasPrefix(name, "Etc/GMT+") && !strings.HasPrefix(name, "Etc/GMT-") {
+			return nil
+		}
+		if !ok {
+			meant = "the Area/Location zone of the place (Etc/GMT+1 is UTC−1: the sign is inverted)"
+		}
+		return Invalid(field, "%q is a fixed UTC offset that never observes daylight saving time, so a window or freeze in it drifts an hour for half the year; name %s", name, meant)
+	}
+	if err := check("time_zone", p.TimeZone); err != nil {
+		return err
+	}
+	for i, f := range p.Freezes {
+		if err := check(fmt.Sprintf("freezes[%d].time_zone", i), f.TimeZone); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fixedOffsetZones are zone names that read like a place's time but are

@@ -142,8 +142,6 @@ func TestValidateErrors(t *testing.T) {
 		msg   string
 	}{
 		{"bad zone", func(p *Policy) { p.TimeZone = "Mars/Olympus" }, "time_zone", `unknown time zone "Mars/Olympus"`},
-		{"a fixed offset named like a place", func(p *Policy) { p.TimeZone = "EST" }, "time_zone", `"EST" is a fixed UTC offset that never observes daylight saving time`},
-		{"an inverted Etc offset", func(p *Policy) { p.TimeZone = "Etc/GMT+1" }, "time_zone", "the sign is inverted"},
 		{"local zone", func(p *Policy) { p.TimeZone = "Local" }, "time_zone", "depends on the server's zone"},
 		{"no environments", func(p *Policy) { p.Environments = nil }, "environments", "at least one environment"},
 		{"unknown rule", func(p *Policy) {
@@ -358,5 +356,39 @@ func TestRuleTableFollowsGateRules(t *testing.T) {
 		if r.code != GateRules[i] || r.check == nil || ruleBit(r.code) != 1<<i {
 			t.Errorf("gateRules[%d] is %s (check set: %v), GateRules[%d] is %s", i, r.code, r.check != nil, i, GateRules[i])
 		}
+	}
+}
+
+// TestCheckZones: a policy being saved may not name a fixed offset that
+// reads like a place's time; one stored still compiles (a replica must not
+// fail to start on what an older build accepted).
+func TestCheckZones(t *testing.T) {
+	for _, tc := range []struct {
+		name, zone, field, msg string
+		freeze                 bool
+	}{
+		{"a place", "America/New_York", "", "", false},
+		{"a fixed offset named like a place", "EST", "time_zone", `"EST" is a fixed UTC offset that never observes daylight saving time`, false},
+		{"an inverted Etc offset in a freeze", "Etc/GMT+1", "freezes[0].time_zone", "the sign is inverted", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testPolicy()
+			if tc.freeze {
+				p.Freezes = []Freeze{{Name: "f", TimeZone: tc.zone, Weekly: []WeeklyWindow{{Days: []string{"fri"}, Start: "08:00", End: "17:00"}}}}
+			} else {
+				p.TimeZone = tc.zone
+			}
+			err := p.CheckZones()
+			var ce *Error
+			switch {
+			case tc.field == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.field != "" && (!errors.As(err, &ce) || ce.Field != tc.field || !strings.Contains(ce.Message, tc.msg)):
+				t.Fatalf("CheckZones = %v, want %s refused with %q", err, tc.field, tc.msg)
+			}
+			if _, err := Compile(p, 1); err != nil {
+				t.Fatalf("a stored policy with it no longer compiles: %v", err)
+			}
+		})
 	}
 }

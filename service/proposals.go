@@ -175,6 +175,9 @@ func (p *Proposals) validate(kind, target string, src []byte) error {
 		if err != nil {
 			return err
 		}
+		if err := pol.CheckZones(); err != nil {
+			return err
+		}
 		_, err = core.Compile(pol, 0)
 		return err
 	case core.ProposalMapping:

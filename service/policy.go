@@ -78,12 +78,16 @@ func (p *Policies) Load(ctx context.Context, seed *core.Policy) error {
 
 func (p *Policies) install(v core.PolicyVersion) error {
 	if c := p.cur.Load(); c != nil && c.Version() >= v.Version {
+		p.unreadable.Store(nil) // the newest stored version is in force
 		return nil
 	}
 	cp, err := compileStored(v)
 	if err != nil {
 		p.unreadable.Store(&err)
 		return err
+	}
+	if err := cp.Policy().CheckZones(); err != nil {
+		p.log.Warn("the policy in force names a time zone that is a fixed offset; save it with the zone of the place", "version", v.Version, "problem", err.Error())
 	}
 	p.swap(cp)
 	p.unreadable.Store(nil)
@@ -140,6 +144,9 @@ func (p *Policies) Put(ctx context.Context, src []byte, actor string) (*core.Com
 	if err != nil {
 		return nil, err
 	}
+	if err := pol.CheckZones(); err != nil {
+		return nil, err
+	}
 	if _, err := core.Compile(pol, 0); err != nil {
 		return nil, err
 	}
@@ -152,6 +159,7 @@ func (p *Policies) Put(ctx context.Context, src []byte, actor string) (*core.Com
 		return nil, err
 	}
 	p.swap(cp)
+	p.unreadable.Store(nil) // what this replica stored, it can read
 	p.log.InfoContext(ctx, "policy updated", "version", v, "actor", actor)
 	return cp, nil
 }

@@ -57,3 +57,34 @@ func TestPoliciesUnfitWhileTheNewestIsUnreadable(t *testing.T) {
 		t.Fatalf("a readable version stored again: %v, unfit %v, version %d", err, p.Unfit(), p.Current().Version())
 	}
 }
+
+// TestPoliciesPutClearsUnreadable: a replica that flagged the newest
+// stored version unreadable stores a readable one itself: it judges again
+// at once, not after a restart (the notification that follows finds that
+// version in force already).
+func TestPoliciesPutClearsUnreadable(t *testing.T) {
+	ctx := context.Background()
+	st := &memPolicies{}
+	p := NewPolicies(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := p.Load(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	src, err := config.MarshalPolicy(core.DefaultPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.versions = append(st.versions, string(src)+"\nfield_of_a_newer_build: true\n")
+	_ = p.Reload(ctx)
+	if p.Unfit() == nil {
+		t.Fatal("not unfit with the newest version unreadable")
+	}
+	if _, err := p.Put(ctx, src, "token:admin"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Unfit(); err != nil {
+		t.Fatalf("after storing a readable version here: %v", err)
+	}
+	if err := p.Reload(ctx); err != nil || p.Unfit() != nil {
+		t.Fatalf("the notification's reload: %v, unfit %v", err, p.Unfit())
+	}
+}

@@ -299,7 +299,8 @@ func (c *Client) Poll(ctx context.Context, since time.Time, emit func(connectors
 	jql, token := "", ""
 	for page := 0; page < maxPages; page++ {
 		at, offset := cur.Next()
-		if !c.cloud || cur.Fresh() || token == "" {
+		continued := c.cloud && !cur.Fresh() && token != ""
+		if !continued {
 			jql, token = JQL(c.projects, at, loc), ""
 		}
 		issues, next, last, err := c.searchPage(ctx, jql, pageSize, offset, token)
@@ -316,7 +317,11 @@ func (c *Client) Poll(ctx context.Context, since time.Time, emit func(connectors
 			}
 			keys[i], times[i] = recs[i].Key, recs[i].UpdatedAt
 		}
-		for i, fresh := range cur.Read(keys, times) {
+		read := cur.Read
+		if continued {
+			read = cur.ReadContinued
+		}
+		for i, fresh := range read(keys, times) {
 			if !fresh {
 				continue
 			}

@@ -346,3 +346,27 @@ func TestHasWorkNote(t *testing.T) {
 		t.Errorf("another note: %v, %v", ok, err)
 	}
 }
+
+// TestPollCloudBusyMinute: on Jira Cloud a minute with many issues (a bulk
+// transition) is read page after page by token, in as many calls as
+// pages: a continued page starts after the last one, so its new first
+// issue is no sign of a shift to read the minute again from its start.
+func TestPollCloudBusyMinute(t *testing.T) {
+	fake := itsmfake.New(testUser, testToken)
+	defer fake.Close()
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	const n = 12*pageSize + 30
+	for i := range n {
+		fake.PutJiraIssue(issue(fmt.Sprintf("OPS-%d", i), "Change", "Open", base.Add(time.Duration(i)*time.Millisecond)))
+	}
+	c := newClient(t, fake, nil)
+	c.cloud = true
+	got := map[string]bool{}
+	if err := c.Poll(context.Background(), base, func(r connectors.Record) error { got[r.Key] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	calls := fake.Calls("/rest/api/2/search/jql")
+	if len(got) != n || len(calls) > 14 {
+		t.Fatalf("%d of %d issues in %d calls, want all in about one call a page", len(got), n, len(calls))
+	}
+}

@@ -31,6 +31,7 @@ type Cursor struct {
 	precision time.Duration
 	overlap   int
 	offset    int
+	end       int // the place after the last record read, in its instant
 	// seen holds the records read at since or later: key, update time.
 	seen map[item]struct{}
 }
@@ -68,6 +69,21 @@ func (c *Cursor) Fresh() bool { return c.offset == 0 }
 // the overlap moved on since the page before: records may have been
 // passed over, so the next page reads the instant again from its start.
 func (c *Cursor) Read(keys []string, times []time.Time) []bool {
+	return c.read(keys, times, c.offset, c.offset > 0)
+}
+
+// ReadContinued takes a page a source paged by token gave after the
+// previous one (not asked at Next's offset: Jira Cloud, whose JQL cannot
+// start inside a minute): it starts right after the previous page's last
+// record, so its first record is new by design and says nothing of a
+// shift.
+func (c *Cursor) ReadContinued(keys []string, times []time.Time) []bool {
+	return c.read(keys, times, c.end, false)
+}
+
+// read is Read for a page that began at place start of the instant it
+// was asked from; check says whether a new first record means a shift.
+func (c *Cursor) read(keys []string, times []time.Time, start int, check bool) []bool {
 	fresh := make([]bool, len(keys))
 	for i, k := range keys {
 		it := item{k, times[i]}
@@ -79,7 +95,7 @@ func (c *Cursor) Read(keys []string, times []time.Time) []bool {
 	if len(keys) == 0 {
 		return fresh
 	}
-	shifted := c.offset > 0 && fresh[0]
+	shifted := check && fresh[0]
 	at := 0 // records of this page at its newest instant: its place in that instant
 	last := times[len(times)-1].Truncate(c.precision)
 	for _, t := range times {
@@ -95,8 +111,9 @@ func (c *Cursor) Read(keys []string, times []time.Time) []bool {
 			}
 		}
 	} else {
-		at += c.offset
+		at += start
 	}
+	c.end = at
 	c.offset = max(0, at-c.overlap)
 	if shifted {
 		c.offset = 0

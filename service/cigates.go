@@ -436,9 +436,12 @@ func (s *CIGates) reconfirm(ctx context.Context, p *core.PendingGate) bool {
 	now := s.clock.Now()
 	d, next, final, err := s.gate.Decide(ctx, p.Request, "connector:"+p.Connector, p.Deadline)
 	switch {
-	case err != nil && !core.IsKind(err, core.KindInvalid):
+	case err != nil && !core.IsKind(err, core.KindInvalid) && now.Before(p.Deadline):
 		s.log.WarnContext(ctx, "an approval to send again could not be confirmed; will retry", "id", p.ID, "error", err.Error())
 		p.NextCheckAt = now.Add(s.cfg.RetryMin)
+		if p.NextCheckAt.After(p.Deadline) {
+			p.NextCheckAt = p.Deadline
+		}
 		return false
 	case err == nil && final && d.Decision == core.Allow:
 		s.log.InfoContext(ctx, "approval confirmed before it is sent again", "id", p.ID, "decision_id", p.DecisionID, "confirmed_by", d.ID)

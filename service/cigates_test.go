@@ -394,13 +394,22 @@ func TestCIGateUnevaluableRejectedAtDeadline(t *testing.T) {
 		Request: checkReq, NextCheckAt: now, Deadline: now.Add(time.Hour)}
 	st.items["late"] = core.PendingGate{ID: "late", Connector: "github", Provider: "github", State: core.PendingWaiting, CreatedAt: now.Add(-2 * time.Hour),
 		Request: checkReq, NextCheckAt: now, Deadline: now.Add(-time.Second)}
+	// An approval decided earlier, whose delivery failed, cannot be
+	// confirmed before it is sent again: at the deadline it is rejected
+	// too, not retried for good.
+	st.items["resend"] = core.PendingGate{ID: "resend", Connector: "github", Provider: "github", State: core.PendingAnswering, CreatedAt: now.Add(-2 * time.Hour),
+		Request: checkReq, NextCheckAt: now, Deadline: now.Add(-time.Second), Decision: core.Allow, DecisionID: "d-old", Attempts: 1}
 	g.pass(context.Background(), false)
 	if p := st.items["early"]; p.State != core.PendingWaiting || !p.NextCheckAt.After(now) {
 		t.Errorf("before its deadline: %s next %v, want waiting and retried later", p.State, p.NextCheckAt)
 	}
-	p := st.items["late"]
-	if p.State != core.PendingAnswered || p.Decision != core.Deny || len(p.Reasons) != 1 || p.Reasons[0].Code != core.CodeDeadline ||
-		len(ans.approved) != 1 || ans.approved[0] {
-		t.Fatalf("past its deadline: %s %s %+v, answers %v; want a rejection with DEADLINE delivered", p.State, p.Decision, p.Reasons, ans.approved)
+	for _, id := range []string{"late", "resend"} {
+		p := st.items[id]
+		if p.State != core.PendingAnswered || p.Decision != core.Deny || len(p.Reasons) != 1 || p.Reasons[0].Code != core.CodeDeadline {
+			t.Errorf("%s, past its deadline: %s %s %+v; want a rejection with DEADLINE delivered", id, p.State, p.Decision, p.Reasons)
+		}
+	}
+	if len(ans.approved) != 2 || ans.approved[0] || ans.approved[1] {
+		t.Fatalf("answers %v, want two rejections", ans.approved)
 	}
 }

@@ -74,7 +74,7 @@ func (d *DB) Listen(ctx context.Context) error {
 		// but hears nothing (behind a transaction-pooling proxy) takes the
 		// fact cache out of use.
 		Probe: func(ctx context.Context, payload string) error {
-			_, err := d.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, notify.FactsChannel, payload)
+			_, err := d.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, notify.ProbeChannel, payload)
 			return err
 		}}
 	return l.Run(ctx)

@@ -37,6 +37,11 @@ const FactsChannel = "tollgate_facts"
 // waiting checks nor touch the fact cache.
 const InboxChannel = "tollgate_inbox"
 
+// ProbeChannel carries the listeners' round-trip probes (Listener.Probe):
+// a channel of its own, so replicas of a build that does not know probes
+// never hear them (on the facts channel they would flush their caches).
+const ProbeChannel = "tollgate_probe"
+
 // TopicAll is broadcast when notifications may have been missed (the
 // listener reconnected): every waiter should re-check its facts.
 const TopicAll = "*"
@@ -106,7 +111,7 @@ type Listener struct {
 	// channel's; both receive TopicAll after a reconnect.
 	FactsHub, InboxHub *Hub
 	// Probe, when set, makes each ping a round trip: it sends payload on
-	// the facts channel through the pool (pg_notify), and the fact cache
+	// ProbeChannel through the pool (pg_notify), and the fact cache
 	// stays live only while the listener hears it back. A connection
 	// that answers pings but never delivers notifications (LISTEN through
 	// a transaction-pooling proxy) would otherwise keep other replicas'
@@ -117,7 +122,7 @@ type Listener struct {
 	PingEvery, PingTimeout time.Duration
 }
 
-// probePrefix starts a probe's payload; probes are no fact topics.
+// probePrefix starts a probe's payload (on ProbeChannel).
 const probePrefix = "probe:"
 
 // Run forwards notifications on the facts channel to l.FactsHub (and
@@ -151,7 +156,11 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 	defer pl.Close()
 	defer l.Facts.SetLive(false)
-	for _, ch := range []string{FactsChannel, InboxChannel} {
+	channels := []string{FactsChannel, InboxChannel}
+	if l.Probe != nil {
+		channels = append(channels, ProbeChannel)
+	}
+	for _, ch := range channels {
 		if err := pl.Listen(ch); err != nil && !errors.Is(err, pq.ErrChannelAlreadyOpen) {
 			return fmt.Errorf("listen on %s: %w", ch, sqldb.Translate(err))
 		}
@@ -177,7 +186,7 @@ func (l *Listener) Run(ctx context.Context) error {
 				l.InboxHub.Broadcast(TopicAll)
 			case n.Channel == InboxChannel:
 				l.InboxHub.Broadcast(n.Extra)
-			case strings.HasPrefix(n.Extra, probePrefix):
+			case n.Channel == ProbeChannel:
 				conn.heard(n.Extra) // this replica's or another's: no fact changed
 			default:
 				l.Facts.Invalidate(n.Extra)

@@ -245,7 +245,7 @@ func TestListenerProbeRoundTrip(t *testing.T) {
 				if !tc.deliver {
 					return nil // the pooler swallowed it
 				}
-				_, err := db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, FactsChannel, payload)
+				_, err := db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, ProbeChannel, payload)
 				return err
 			}
 			l := Listener{DSN: dsn, Log: sqldbtest.DiscardLog(), Facts: cache, FactsHub: &Hub{}, InboxHub: &Hub{},

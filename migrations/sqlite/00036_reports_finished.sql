@@ -8,4 +8,10 @@
 ALTER TABLE reports ADD COLUMN finished BOOLEAN NOT NULL DEFAULT true;
 
 -- +goose Down
+-- An older build reads every report as finished: the unfinished ones (a
+-- replica died while judging them) go first, with what they had written,
+-- or they would read as reports that found nothing and hide their periods.
+DELETE FROM report_proofs WHERE report_id IN (SELECT id FROM reports WHERE NOT finished);
+DELETE FROM findings WHERE report_id IN (SELECT id FROM reports WHERE NOT finished);
+DELETE FROM reports WHERE NOT finished;
 ALTER TABLE reports DROP COLUMN finished;

@@ -76,18 +76,7 @@ func TestReportBundleStreams(t *testing.T) {
 			c := s.echo.NewContext(httptest.NewRequest(http.MethodGet, "/api/v1/reports/reconciliation/"+tc.id+"/bundle", nil), rec)
 			c.SetPathValues(echo.PathValues{{Name: "id", Value: tc.id}})
 			var err error
-			aborted := func() (aborted bool) {
-				defer func() {
-					if r := recover(); r != nil {
-						if r != http.ErrAbortHandler {
-							panic(r)
-						}
-						aborted = true
-					}
-				}()
-				err = s.reportBundle(c)
-				return false
-			}()
+			aborted := aborts(func() { err = s.reportBundle(c) })
 			switch tc.name {
 			case "whole":
 				if err != nil || aborted || rec.Code != http.StatusOK {
@@ -124,21 +113,25 @@ func TestReportStreamCutShortAborts(t *testing.T) {
 			c := s.echo.NewContext(httptest.NewRequest(http.MethodGet, "/api/v1/reports/reconciliation/r1?format="+format, nil), rec)
 			c.SetPathValues(echo.PathValues{{Name: "id", Value: "r1"}})
 			*(s.deps.Reports.(bundleReports).walks) = 1 // every walk fails
-			aborted := func() (aborted bool) {
-				defer func() {
-					if r := recover(); r != nil {
-						if r != http.ErrAbortHandler {
-							panic(r)
-						}
-						aborted = true
-					}
-				}()
-				_ = s.getReport(c)
-				return false
-			}()
+			aborted := aborts(func() { _ = s.getReport(c) })
 			if !aborted {
 				t.Fatalf("a %s report cut short ended normally (%d bytes)", format, rec.Body.Len())
 			}
 		})
 	}
+}
+
+// aborts runs f and reports whether it aborted the connection
+// (http.ErrAbortHandler); any other panic goes on.
+func aborts(f func()) (aborted bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r != http.ErrAbortHandler {
+				panic(r)
+			}
+			aborted = true
+		}
+	}()
+	f()
+	return false
 }

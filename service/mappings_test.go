@@ -73,18 +73,7 @@ func TestMappingPutAnswersItsOwnVersion(t *testing.T) {
 func TestMappingPutRefusesAnUnknownConnectorType(t *testing.T) {
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), store.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	maps, err := NewMappings(db, log, mappings.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, maps := openInboxStore(t, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), core.SystemClock, log)
 	maps.SetConnectorTypes([]string{"generic", "servicenow"})
 	builtin, err := mappings.FS.ReadFile("generic-change.yaml")
 	if err != nil {

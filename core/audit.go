@@ -162,12 +162,10 @@ func DecisionDocSHA256(doc []byte) string {
 type StoredDecision struct {
 	ID, ReleaseID, Decision, Doc string
 	// The columns the reconciler reads beside the document: when the
-	// decision was made, by whom, under which policy version, flagged
-	// emergency or not.
+	// decision was made, by whom, under which policy version.
 	EvaluatedAt   time.Time
 	Actor         string
 	PolicyVersion int
-	Emergency     bool
 }
 
 // DecisionIDOf returns the id of the decision a gate decision entry
@@ -206,22 +204,8 @@ func CheckDecisionEntry(e AuditEntry, d *StoredDecision) *AuditBreak {
 		return brk("gate_decisions names actor %q, its audit entry %q (the actor was edited)", d.Actor, e.Actor)
 	case d.PolicyVersion != data.PolicyVersion:
 		return brk("gate_decisions names policy version %d, its audit entry %d (the version was edited)", d.PolicyVersion, data.PolicyVersion)
-	case data.DocSHA256 != "" && docBool(d.Doc, "emergency") != d.Emergency:
-		return brk("gate_decisions says emergency %v, its document (which its audit entry holds) %v (the flag was edited)", d.Emergency, !d.Emergency)
 	}
 	return nil
-}
-
-// docBool reads a top-level boolean member of a JSON document (false
-// when absent or not a boolean).
-func docBool(doc, member string) bool {
-	var v map[string]json.RawMessage
-	if json.Unmarshal([]byte(doc), &v) != nil {
-		return false
-	}
-	var b bool
-	_ = json.Unmarshal(v[member], &b)
-	return b
 }
 
 // ParseAuditHead reads a head kept outside the database, as GET

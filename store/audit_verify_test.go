@@ -58,7 +58,7 @@ func TestVerifyFindsAnEditedDecision(t *testing.T) {
 		}, 1, "names release other"},
 		// The columns reports read beside the document: a deny made to
 		// look later than the deployment it refused, another actor or
-		// policy version, the emergency flag.
+		// policy version.
 		{"time moved", func(id string) []string {
 			return []string{`UPDATE gate_decisions SET evaluated_at = (SELECT max(evaluated_at) FROM gate_decisions) WHERE id = '` + id + `'`}
 		}, 1, "the time was edited"},
@@ -68,9 +68,6 @@ func TestVerifyFindsAnEditedDecision(t *testing.T) {
 		{"policy version changed", func(id string) []string {
 			return []string{`UPDATE gate_decisions SET policy_version = policy_version + 7 WHERE id = '` + id + `'`}
 		}, 1, "the version was edited"},
-		{"emergency flag set", func(id string) []string {
-			return []string{`UPDATE gate_decisions SET emergency = true WHERE id = '` + id + `'`}
-		}, 1, "the flag was edited"},
 		{"deleted", func(id string) []string {
 			return []string{`DELETE FROM gate_decisions WHERE id = '` + id + `'`}
 		}, 1, "missing from gate_decisions"},

@@ -295,7 +295,6 @@ type decisionRow struct {
 	EvaluatedAt   time.Time `db:"evaluated_at"`
 	Actor         string    `db:"actor"`
 	PolicyVersion int       `db:"policy_version"`
-	Emergency     bool      `db:"emergency"`
 }
 
 // decisionRows reads, by id, the gate decisions that page's decision
@@ -311,7 +310,7 @@ func (v *verification) decisionRows(ctx context.Context, page []core.AuditEntry)
 	if len(ids) == 0 {
 		return out, nil
 	}
-	query, args, err := sqlx.In("SELECT id, release_id, decision, doc, evaluated_at, actor, policy_version, emergency FROM gate_decisions WHERE id IN (?)", ids)
+	query, args, err := sqlx.In("SELECT id, release_id, decision, doc, evaluated_at, actor, policy_version FROM gate_decisions WHERE id IN (?)", ids)
 	if err != nil {
 		return nil, fmt.Errorf("verify audit: %w", err)
 	}
@@ -321,7 +320,7 @@ func (v *verification) decisionRows(ctx context.Context, page []core.AuditEntry)
 	}
 	for _, r := range rows {
 		out[r.ID] = &core.StoredDecision{ID: r.ID, ReleaseID: r.ReleaseID, Decision: r.Decision, Doc: r.Doc,
-			EvaluatedAt: r.EvaluatedAt, Actor: r.Actor, PolicyVersion: r.PolicyVersion, Emergency: r.Emergency}
+			EvaluatedAt: r.EvaluatedAt, Actor: r.Actor, PolicyVersion: r.PolicyVersion}
 	}
 	return out, nil
 }

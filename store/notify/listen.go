@@ -148,6 +148,7 @@ func (l *Listener) Run(ctx context.Context) error {
 			conn.set(l.Facts, false)
 			l.Log.WarnContext(ctx, "notification listener cannot connect", "err", err)
 		case pq.ListenerEventReconnected:
+			conn.reconnected()
 			l.Log.InfoContext(ctx, "notification listener reconnected")
 		}
 	})
@@ -156,6 +157,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 	defer pl.Close()
 	defer l.Facts.SetLive(false)
+	conn.reconnected() // the connection as of now: a drop from here on wins
 	channels := []string{FactsChannel, InboxChannel}
 	if l.Probe != nil {
 		channels = append(channels, ProbeChannel)
@@ -165,7 +167,7 @@ func (l *Listener) Run(ctx context.Context) error {
 			return fmt.Errorf("listen on %s: %w", ch, sqldb.Translate(err))
 		}
 	}
-	conn.set(l.Facts, true)
+	conn.up(l.Facts)
 	every := l.PingEvery
 	if every <= 0 {
 		every = listenPing
@@ -181,7 +183,7 @@ func (l *Listener) Run(ctx context.Context) error {
 			case !ok:
 				return core.Errorf(core.KindUnavailable, "notification listener closed")
 			case n == nil: // reconnected (and listening again): anything sent meanwhile is lost
-				conn.set(l.Facts, true)
+				conn.up(l.Facts)
 				l.FactsHub.Broadcast(TopicAll)
 				l.InboxHub.Broadcast(TopicAll)
 			case n.Channel == InboxChannel:
@@ -208,6 +210,7 @@ func (l *Listener) Run(ctx context.Context) error {
 type connState struct {
 	mu        sync.Mutex
 	gen       uint64
+	upGen     uint64 // gen when the connection up stands for was made
 	connected bool
 	pinging   atomic.Bool // a ping is in flight: the next tick skips
 
@@ -262,6 +265,31 @@ func (c *connState) roundTrip(ctx context.Context, timeout time.Duration) error 
 		}
 	}
 	return nil
+}
+
+// reconnected records the connection generation a connect began in (pq
+// reports it on its own goroutine, ordered with the disconnects), so that
+// up can tell whether the connection dropped again since.
+func (c *connState) reconnected() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.upGen = c.gen
+}
+
+// up marks the listener connected unless it disconnected since the
+// connect it stands for: pq queues its "reconnected" (a nil notification)
+// and may lose the new connection before Run reads it, and the cache must
+// not come back live with no connection.
+func (c *connState) up(cache *factcache.Cache) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != c.upGen {
+		return // dropped since: the next reconnect brings it back
+	}
+	c.gen++
+	c.upGen = c.gen
+	c.connected = true
+	cache.SetLive(true)
 }
 
 // set records a connect (true) or disconnect; either empties the cache.

@@ -264,3 +264,28 @@ func TestListenerProbeRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestListenerStaysDownWhenTheReconnectDropped: pq queues its
+// "reconnected" and may lose the new connection before the listener
+// reads it; the fact cache must not come back live with no connection.
+func TestListenerStaysDownWhenTheReconnectDropped(t *testing.T) {
+	cache := factcache.New(nil, core.SystemClock, time.Minute, 0)
+	var c connState
+	c.reconnected()
+	c.up(cache) // the first connect
+	if !cache.Live() {
+		t.Fatal("not live after the first connect")
+	}
+	c.set(cache, false) // dropped
+	c.reconnected()     // pq reconnects, queues its nil…
+	c.set(cache, false) // …and loses the new connection at once
+	c.up(cache)         // Run reads the nil
+	if cache.Live() {
+		t.Fatal("live with no connection: the reconnect it stood for had dropped")
+	}
+	c.reconnected() // the next reconnect
+	c.up(cache)
+	if !cache.Live() {
+		t.Fatal("not live after a reconnect that held")
+	}
+}

@@ -70,7 +70,7 @@ func newCheckCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Co
 	f.StringVar(&o.runID, "run-id", "", "CI run id")
 	f.StringVar(&o.runURL, "run-url", "", "CI run URL")
 	f.DurationVar(&o.wait, "wait", 0, "keep waiting while the answer is wait, or the gateway answers 429 (too many checks waiting), up to this long (e.g. 30m)")
-	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of one request, on top of its wait")
+	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of one request, on top of its wait; the check, retries included, ends by --wait plus this")
 	f.IntVar(&o.retries, "retries", 5, "retries when the gateway is briefly unreachable")
 	f.BoolVar(&o.jsonOut, "json", false, "print the decision as JSON")
 	for _, n := range []string{"service", "environment", "version"} {
@@ -117,6 +117,9 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 	if o.token == "" {
 		return exitDeny, fmt.Errorf("--token (or TOLLGATE_TOKEN) is required")
 	}
+	if o.timeout <= 0 {
+		return exitDeny, fmt.Errorf("--timeout must be positive: a check with none could hang the pipeline until its own timeout")
+	}
 	req := core.GateRequest{
 		Service: o.service, Environment: o.environment, Version: o.version, Commit: o.commit,
 		Team: o.team, Changes: nonEmpty("change", o.changes, stderr), Incidents: nonEmpty("incident", o.incidents, stderr), Actor: o.actor,
@@ -135,6 +138,11 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 	warnPlainHTTP(o.url, stderr)
 
 	deadline := time.Now().Add(o.wait)
+	// Every request and its retries end by the deadline plus one
+	// request's timeout: a retried long-poll would otherwise wait its
+	// whole poll again, past --wait.
+	ctx, cancel := context.WithDeadline(ctx, deadline.Add(o.timeout))
+	defer cancel()
 	for {
 		poll := time.Until(deadline).Round(time.Second)
 		if poll < 0 {

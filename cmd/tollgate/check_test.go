@@ -80,6 +80,7 @@ func TestCheckExitCodes(t *testing.T) {
 		{"redirected", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://elsewhere.example/api/v1/gate/check", http.StatusPermanentRedirect)
 		}, "", nil, 3, ""},
+		{"no timeout at all", answer("allow"), "", []string{"--timeout", "0s"}, 1, ""},
 		{"observe mode says what enforcing would do", body(`{"decision":"allow","decision_id":"d1","would_be":"deny","reasons":[{"code":"NO_CHANGE","message":"no change"}]}`), "", nil, 0, "observe mode: enforcing would deny"},
 	}
 	for _, tt := range tests {

@@ -301,6 +301,36 @@ func TestUISecureCookieBehindTrustedProxy(t *testing.T) {
 		if got := strings.Contains(h.Get("Set-Cookie"), "Secure"); got != tc.want {
 			t.Errorf("config %q: Secure %v, want %v (%q)", tc.cfg, got, tc.want, h.Get("Set-Cookie"))
 		}
+		// Over TLS the cookie is __Host- (Path=/, no Domain): a sibling
+		// subdomain cannot plant one for this host.
+		if host := strings.HasPrefix(h.Get("Set-Cookie"), "__Host-tollgate_session=") && strings.Contains(h.Get("Set-Cookie"), "Path=/;"); host != tc.want {
+			t.Errorf("config %q: __Host- cookie %v, want %v (%q)", tc.cfg, host, tc.want, h.Get("Set-Cookie"))
+		}
+	}
+}
+
+// TestUISessionCookieTossed: a request carrying two session cookies (one
+// planted from a sibling subdomain beside the browser's own) is not
+// signed in, whichever of them is real.
+func TestUISessionCookieTossed(t *testing.T) {
+	s := boot(t, "sqlite", "")
+	secret, _ := s.token(core.RoleAuditor)
+	c := s.uiClient()
+	c.signIn(secret)
+	real := c.c.Jar.Cookies(mustURL(t, s.url+"/ui/"))
+	if len(real) != 1 {
+		t.Fatalf("cookies %v", real)
+	}
+	req, _ := http.NewRequest("GET", s.url+"/ui/audit", nil)
+	req.AddCookie(&http.Cookie{Name: "tollgate_session", Value: "planted-by-a-sibling"})
+	req.AddCookie(real[0])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("two session cookies: %d, want 401 (not signed in)", resp.StatusCode)
 	}
 }
 

@@ -20,8 +20,30 @@ import (
 
 const (
 	cookieName = "tollgate_session"
-	csrfField  = "csrf"
+	// hostCookieName is the session cookie's name over TLS: the __Host-
+	// prefix makes browsers refuse it unless Secure, Path=/ and without a
+	// Domain, so a sibling subdomain cannot plant its own session cookie
+	// for this host (cookie tossing).
+	hostCookieName = "__Host-" + cookieName
+	csrfField      = "csrf"
 )
+
+// sessionCookie is the session cookie this request carries (its name
+// depends on whether it came over TLS). More than one of that name — one
+// planted from a sibling subdomain beside the real one — is no session.
+func (u *UI) sessionCookie(c *echo.Context) (string, bool) {
+	name := cookieName
+	if u.secure(c) {
+		name = hostCookieName
+	}
+	value, n := "", 0
+	for _, ck := range c.Request().Cookies() {
+		if ck.Name == name {
+			value, n = ck.Value, n+1
+		}
+	}
+	return value, n == 1 && value != "" && len(value) <= 128
+}
 
 // session is a signed-in person: the token they signed in with, the
 // hash of the session id and the session's CSRF token.
@@ -55,12 +77,12 @@ func hashID(id string) string {
 // load returns the request's live session, nil when there is none (no
 // cookie, unknown, ended, expired, or its token revoked).
 func (u *UI) load(c *echo.Context) (*session, error) {
-	ck, err := c.Cookie(cookieName)
-	if err != nil || ck.Value == "" || len(ck.Value) > 128 {
-		return nil, nil //nolint:nilerr // no cookie: not signed in
+	value, ok := u.sessionCookie(c)
+	if !ok {
+		return nil, nil // no cookie (or one too many): not signed in
 	}
 	ctx := c.Request().Context()
-	h := hashID(ck.Value)
+	h := hashID(value)
 	st, err := u.deps.Sessions.Session(ctx, h)
 	if core.IsKind(err, core.KindNotFound) {
 		return nil, nil
@@ -136,10 +158,11 @@ func (u *UI) sameOrigin(c *echo.Context) bool {
 }
 
 func (u *UI) setCookie(c *echo.Context, value string, maxAge int) {
-	c.SetCookie(&http.Cookie{
-		Name: cookieName, Value: value, Path: "/ui", MaxAge: maxAge,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: u.secure(c),
-	})
+	ck := &http.Cookie{Name: cookieName, Value: value, Path: "/ui", MaxAge: maxAge, HttpOnly: true, SameSite: http.SameSiteStrictMode}
+	if u.secure(c) {
+		ck.Name, ck.Path, ck.Secure = hostCookieName, "/", true
+	}
+	c.SetCookie(ck)
 }
 
 type signinView struct {
@@ -200,8 +223,8 @@ func (u *UI) signin(c *echo.Context) error {
 	now := u.deps.Clock.Now()
 	// A session this browser already had ends here: signing in as
 	// someone else must not leave the earlier one usable until it idles.
-	if ck, err := c.Cookie(cookieName); err == nil && ck.Value != "" {
-		if err := u.deps.Sessions.EndSession(ctx, hashID(ck.Value), auth.SessionSignedOut, now); err != nil && !core.IsKind(err, core.KindNotFound) {
+	if value, ok := u.sessionCookie(c); ok {
+		if err := u.deps.Sessions.EndSession(ctx, hashID(value), auth.SessionSignedOut, now); err != nil && !core.IsKind(err, core.KindNotFound) {
 			return u.fail(c, nil, err)
 		}
 	}

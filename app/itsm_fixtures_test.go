@@ -291,6 +291,22 @@ func TestJiraRetypedChangeWithdrawn(t *testing.T) {
 	if e := deliver("Task", now.Add(time.Minute), nil); e.Status != core.EventIgnored {
 		t.Errorf("a later update of the task: %s (%s), want ignored", e.Status, e.Reason)
 	}
+	// A change retyped to a major incident is withdrawn and recorded as
+	// the incident by the same delivery, not at its next update.
+	if e := deliver("Change", now.Add(2*time.Minute), nil); e.Status != core.EventProcessed {
+		t.Fatalf("the change again: %s (%s)", e.Status, e.Reason)
+	}
+	toIncident := map[string]any{"id": "10301", "items": []any{map[string]any{
+		"field": "issuetype", "fieldtype": "jira", "fieldId": "issuetype", "from": "10005", "fromString": "Change", "to": "10003", "toString": "Major Incident"}}}
+	if e := deliver("Major Incident", now.Add(3*time.Minute), toIncident); e.Status != core.EventProcessed || !strings.Contains(e.Reason, "incident:OPS-951") {
+		t.Fatalf("retyped to an incident: %s (%s) %s", e.Status, e.Reason, e.Record)
+	}
+	if c, _ := s.changeOf("OPS-951"); c.Approval != core.ApprovalCanceled {
+		t.Errorf("the change after it became an incident: %s, want canceled", c.Approval)
+	}
+	if _, ok := s.incidentOf("OPS-951"); !ok {
+		t.Error("the incident the change became is not stored")
+	}
 }
 
 // TestJiraMovedChangeWithdrawn: a change issue moved to another project
@@ -322,7 +338,9 @@ func TestJiraMovedChangeWithdrawn(t *testing.T) {
 		map[string]any{"field": "project", "fieldtype": "jira", "from": "10000", "fromString": "Operations", "to": "10001", "toString": "Platform"},
 		map[string]any{"field": "Key", "fieldtype": "jira", "from": nil, "fromString": "OPS-952", "to": nil, "toString": "PLAT-7"},
 	}}
-	if e := deliver("PLAT-7", "PLAT", now, moved); e.Status != core.EventProcessed || e.Record != "change:OPS-952" {
+	// PLAT is none of the connector's projects: the new key is not its
+	// to record, and the reason says so.
+	if e := deliver("PLAT-7", "PLAT", now, moved); e.Status != core.EventProcessed || e.Record != "change:OPS-952" || !strings.Contains(e.Reason, `then mapping profile "jira-change" not applied`) {
 		t.Fatalf("moved: %s (%s) %s", e.Status, e.Reason, e.Record)
 	}
 	if c, _ := s.changeOf("OPS-952"); c.Approval != core.ApprovalCanceled || c.State != core.ChangeStateCanceled {

@@ -21,6 +21,7 @@
 //	    - {path: deployment, exists: true}
 //	    - {path: ref, matches: "^refs/tags/"}
 //	unwrap: result                # optional envelope path, used when present
+//	then_next: true               # optional: the next matching profile applies too
 //	fields:
 //	  key:   {path: number, required: true}
 //	  state: {paths: [state], transform: [lower], map: {"-5": new, "3": closed}, unmapped: error}

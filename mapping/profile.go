@@ -30,6 +30,11 @@ type Profile struct {
 	// Fields maps canonical field names (the json tags of the core types)
 	// to where their value comes from.
 	Fields map[string]*FieldSpec `yaml:"fields" json:"fields"`
+	// ThenNext, when true, has the next profile of the set that matches
+	// the event (in the set's order, after this one) apply to it too: one
+	// delivery that carries two facts — a change withdrawn because its
+	// issue became an incident, or moved to a new key — records both.
+	ThenNext bool `yaml:"then_next,omitempty" json:"then_next,omitempty"`
 }
 
 // Match selects events. Every condition given must hold; an empty Match

@@ -102,6 +102,30 @@ func (c Condition) describe() string {
 	}
 }
 
+// SelectAfter returns the first profile after prev, in the Set's order,
+// that matches the event (prev's ThenNext); false when none does.
+func (s *Set) SelectAfter(prev *Compiled, connectorType, eventType string, payload []byte) (*Compiled, bool) {
+	if s == nil {
+		return nil, false
+	}
+	var text *string
+	after := false
+	for _, c := range s.ordered {
+		if c == prev {
+			after = true
+			continue
+		}
+		if after && c.matches(connectorType, eventType, payload, &text) {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
+// ThenNext reports whether the next matching profile applies to the
+// event after this one (Profile.ThenNext).
+func (c *Compiled) ThenNext() bool { return c.profile.ThenNext }
+
 // Get returns the profile named name.
 func (s *Set) Get(name string) (*Compiled, bool) {
 	if s == nil {

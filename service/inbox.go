@@ -566,8 +566,8 @@ func (in *Inbox) stage(ctx context.Context, e core.Event) (s staged, ok bool) {
 		return staged{}, false
 	}
 	prof, found := set.Select(c.Config.Type, e.Type, e.Body)
-	if !found {
-		return staged{}, false
+	if !found || prof.ThenNext() {
+		return staged{}, false // one record a batch item: two go by process
 	}
 	if k := prof.Kind(); k != mapping.KindChange && k != mapping.KindIncident && k != mapping.KindDeployment {
 		return staged{}, false // mapped once, by process
@@ -843,6 +843,9 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
 	}
 	outcome, record, err := in.apply(ctx, c, res.Record, e.ReceivedAt)
+	if err == nil && prof.ThenNext() {
+		return in.applyNext(ctx, c, e, set, prof, body, outcome, record)
+	}
 	switch {
 	case err == nil:
 		return core.EventProcessed, outcome, record, nil
@@ -861,6 +864,38 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: applying the record failed: %v", prof.Name(), err), "", nil
 	default:
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
+	}
+}
+
+// applyNext applies, after prof (whose record is stored: outcome,
+// record), the next profile that matches the event (prof's ThenNext): a
+// delivery carrying two facts records both. A failure of the second is
+// the event's, with what the first did said: a replay applies the first
+// again (unchanged) and retries the second.
+func (in *Inbox) applyNext(ctx context.Context, c Connector, e core.Event, set *mapping.Set, prof *mapping.Compiled, body []byte,
+	outcome, record string) (status, reason, rec string, err error) {
+	next, ok := set.SelectAfter(prof, c.Config.Type, e.Type, body)
+	if !ok {
+		return core.EventProcessed, outcome, record, nil
+	}
+	res := next.ApplyFast(body)
+	if err := res.Err(); err != nil {
+		return core.EventQuarantined, fmt.Sprintf("%s (%s); then mapping profile %q: %v", outcome, record, next.Name(), err), "", nil
+	}
+	outcome2, record2, err := in.apply(ctx, c, res.Record, e.ReceivedAt)
+	switch {
+	case err == nil:
+		return core.EventProcessed, fmt.Sprintf("%s; then %s (%s)", outcome, outcome2, record2), record, nil
+	case ctx.Err() != nil:
+		return "", "", "", ctx.Err()
+	case core.IsKind(err, core.KindUnavailable), core.IsKind(err, core.KindConflict):
+		return "", "", "", err
+	case core.IsKind(err, core.KindForbidden):
+		// Not this connector's to record (a change moved to a project it
+		// does not poll): the event's own fact is stored; this one is said.
+		return core.EventProcessed, fmt.Sprintf("%s; then mapping profile %q not applied: %v", outcome, next.Name(), err), record, nil
+	default:
+		return core.EventQuarantined, fmt.Sprintf("%s (%s); then mapping profile %q: %v", outcome, record, next.Name(), err), "", nil
 	}
 }
 

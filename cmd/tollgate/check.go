@@ -110,15 +110,35 @@ type apiError struct {
 	} `json:"error"`
 }
 
+// checkable refuses options a check cannot run with.
+func (o checkOptions) checkable() error {
+	switch {
+	case o.url == "":
+		return fmt.Errorf("--url (or TOLLGATE_URL) is required")
+	case o.token == "":
+		return fmt.Errorf("--token (or TOLLGATE_TOKEN) is required")
+	case o.timeout <= 0:
+		return fmt.Errorf("--timeout must be positive: a check with none could hang the pipeline until its own timeout")
+	}
+	return nil
+}
+
+// checkClient is the gate's HTTP client: retries while the gateway is
+// briefly unreachable, no redirects followed.
+func checkClient(o checkOptions) *retryablehttp.Client {
+	client := retryablehttp.NewClient()
+	client.RetryMax = o.retries
+	client.RetryWaitMin = 500 * time.Millisecond
+	client.RetryWaitMax = 10 * time.Second
+	client.Logger = nil
+	client.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	noRedirects(client)
+	return client
+}
+
 func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (int, error) {
-	if o.url == "" {
-		return exitDeny, fmt.Errorf("--url (or TOLLGATE_URL) is required")
-	}
-	if o.token == "" {
-		return exitDeny, fmt.Errorf("--token (or TOLLGATE_TOKEN) is required")
-	}
-	if o.timeout <= 0 {
-		return exitDeny, fmt.Errorf("--timeout must be positive: a check with none could hang the pipeline until its own timeout")
+	if err := o.checkable(); err != nil {
+		return exitDeny, err
 	}
 	req := core.GateRequest{
 		Service: o.service, Environment: o.environment, Version: o.version, Commit: o.commit,
@@ -128,13 +148,7 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 		req.Pipeline = &core.Pipeline{Provider: o.provider, RunID: o.runID, URL: o.runURL}
 	}
 	body, _ := json.Marshal(req)
-	client := retryablehttp.NewClient()
-	client.RetryMax = o.retries
-	client.RetryWaitMin = 500 * time.Millisecond
-	client.RetryWaitMax = 10 * time.Second
-	client.Logger = nil
-	client.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	noRedirects(client)
+	client := checkClient(o)
 	warnPlainHTTP(o.url, stderr)
 
 	deadline := time.Now().Add(o.wait)

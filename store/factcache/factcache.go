@@ -305,7 +305,7 @@ func (c *Cache) Facts(ctx context.Context, q core.FactsQuery, keys []string, ser
 		// gateway; a decode costs microseconds per check.
 		doc, found, at, hit := c.changes.get(k)
 		switch {
-		case !hit || now.Sub(at) > c.ttl || c.changeWriters[k] > 0:
+		case !hit || expired(now, at, c.ttl) || c.changeWriters[k] > 0:
 			misses = append(misses, k)
 		case found:
 			hits = append(hits, doc)
@@ -485,7 +485,16 @@ func (c *Cache) sweepLocked(now time.Time) {
 		return
 	}
 	c.swept = now
-	c.changes.removeIf(-1, func(at time.Time) bool { return now.Sub(at) > c.ttl })
+	c.changes.removeIf(-1, func(at time.Time) bool { return expired(now, at, c.ttl) })
+}
+
+// expired reports whether an entry kept at at is past ttl at now. One
+// kept "after" now is expired too: the clock stepped back (a host clock
+// run ahead, then corrected), and its age can no longer be told — kept,
+// it would outlive the TTL by the step, an unbounded time should a
+// notification have been lost meanwhile.
+func expired(now, at time.Time, ttl time.Duration) bool {
+	return now.Sub(at) > ttl || now.Before(at)
 }
 
 // evictLocked makes room for n more changes by dropping about an eighth of
@@ -525,7 +534,7 @@ func setWritten[T any](c *Cache, s *cachedSet[T]) bool {
 
 // fresh returns the set when it is loaded and younger than ttl.
 func (s *cachedSet[T]) fresh(now time.Time, ttl time.Duration) ([]T, bool) {
-	if s.valid && s.writers == 0 && now.Sub(s.at) <= ttl {
+	if s.valid && s.writers == 0 && !expired(now, s.at, ttl) {
 		return s.items, true
 	}
 	return nil, false

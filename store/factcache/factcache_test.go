@@ -160,6 +160,20 @@ func TestTTLOnTheGivenClock(t *testing.T) {
 	}
 }
 
+// TestClockSteppedBack: an entry kept while the clock ran ahead is not
+// kept past its TTL once the clock is corrected back: its age cannot be
+// told, so it is read again.
+func TestClockSteppedBack(t *testing.T) {
+	c, src, clk := newTestCache(0)
+	src.set(core.Change{Key: "CHG1", Approval: core.ApprovalRequested})
+	approval(t, c, "CHG1")
+	src.set(core.Change{Key: "CHG1", Approval: core.ApprovalCanceled}) // its notification lost
+	clk.t = clk.t.Add(-time.Hour)                                      // NTP steps the clock back
+	if got := approval(t, c, "CHG1"); got != core.ApprovalCanceled || src.reads != 2 {
+		t.Fatalf("after the clock stepped back: %q after %d reads, want the source read again", got, src.reads)
+	}
+}
+
 // TestEviction: the cache holds at most its maximum of changes and answers
 // right past it.
 func TestEviction(t *testing.T) {

@@ -123,11 +123,12 @@ func (o checkOptions) checkable() error {
 	return nil
 }
 
-// checkClient is the gate's HTTP client: retries while the gateway is
-// briefly unreachable, no redirects followed.
-func checkClient(o checkOptions) *retryablehttp.Client {
+// gatewayClient is the CLI's client of the gateway (check, reconcile):
+// retries while the gateway is briefly unreachable, no redirects
+// followed.
+func gatewayClient(retries int) *retryablehttp.Client {
 	client := retryablehttp.NewClient()
-	client.RetryMax = o.retries
+	client.RetryMax = retries
 	client.RetryWaitMin = 500 * time.Millisecond
 	client.RetryWaitMax = 10 * time.Second
 	client.Logger = nil
@@ -148,7 +149,7 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) (in
 		req.Pipeline = &core.Pipeline{Provider: o.provider, RunID: o.runID, URL: o.runURL}
 	}
 	body, _ := json.Marshal(req)
-	client := checkClient(o)
+	client := gatewayClient(o.retries)
 	warnPlainHTTP(o.url, stderr)
 
 	deadline := time.Now().Add(o.wait)

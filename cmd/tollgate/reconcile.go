@@ -153,14 +153,8 @@ type reportClient struct {
 }
 
 func newReportClient(ctx context.Context, o reconcileOptions) *reportClient {
-	client := retryablehttp.NewClient()
-	client.RetryMax = o.retries
-	client.RetryWaitMin = 500 * time.Millisecond
-	client.RetryWaitMax = 10 * time.Second
-	client.Logger = nil
-	client.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	client := gatewayClient(o.retries)
 	client.HTTPClient.Timeout = o.timeout
-	noRedirects(client)
 	// Creating a report is not idempotent: a request is repeated only when
 	// it got no answer at all (the gateway down or restarting), never after
 	// an error status.

@@ -18,8 +18,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"sort"
@@ -40,11 +42,25 @@ func JUnit(data []byte) (core.TestSummary, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return core.TestSummary{}, errors.New("the JUnit report is empty")
 	}
+	if err := xmlShape(data); err != nil {
+		return core.TestSummary{}, err
+	}
 	suites, err := junit.Ingest(data)
 	if err != nil {
 		return core.TestSummary{}, fmt.Errorf("the JUnit report is not readable XML: %w", err)
 	}
 	var s core.TestSummary
+	countSuites(&s, suites)
+	if s.Tests == 0 {
+		return s, errors.New("the JUnit report holds no test case (zero tests ran)")
+	}
+	return s, nil
+}
+
+// countSuites adds every test case of suites and of the suites nested in
+// them: PHPUnit writes a data provider's cases as a suite inside the class's
+// suite, and a failure there must count.
+func countSuites(s *core.TestSummary, suites []junit.Suite) {
 	for _, suite := range suites {
 		for _, t := range suite.Tests {
 			s.Tests++
@@ -59,11 +75,39 @@ func JUnit(data []byte) (core.TestSummary, error) {
 				s.Errors++
 			}
 		}
+		countSuites(s, suite.Suites)
 	}
-	if s.Tests == 0 {
-		return s, errors.New("the JUnit report holds no test case (zero tests ran)")
+}
+
+// maxJUnitDepth bounds a report's nesting. The JUnit reader keeps each
+// element's whole inner XML, so its memory grows with the body times the
+// depth: a megabyte nested ten thousand deep would hold gigabytes. Real
+// reports nest six or seven deep (suites, suite, class, data provider,
+// case, failure).
+const maxJUnitDepth = 32
+
+// xmlShape refuses, before the reader builds its tree, XML nested deeper
+// than maxJUnitDepth.
+func xmlShape(data []byte) error {
+	dec := xml.NewDecoder(bytes.NewReader(data))
+	depth := 0
+	for {
+		tok, err := dec.RawToken()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("the JUnit report is not readable XML: %w", err)
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			if depth++; depth > maxJUnitDepth {
+				return fmt.Errorf("the JUnit report nests elements more than %d deep", maxJUnitDepth)
+			}
+		case xml.EndElement:
+			depth--
+		}
 	}
-	return s, nil
 }
 
 // TestStatus is passed when no test failed or errored and at least one
@@ -94,30 +138,24 @@ func SARIF(data []byte) (core.FindingSummary, error) {
 		return core.FindingSummary{}, errors.New("the SARIF report holds no run (the scanner did not run)")
 	}
 	s := core.FindingSummary{BySeverity: map[string]int{}, MaxSeverity: "none"}
-	for _, run := range rep.Runs {
+	for i, run := range rep.Runs {
 		if run == nil {
 			continue
 		}
-		rules := map[string]*sarif.ReportingDescriptor{}
 		if run.Tool != nil && run.Tool.Driver != nil {
 			if n := run.Tool.Driver.Name; n != nil {
 				s.Tools = append(s.Tools, *n)
 			}
-			for _, r := range run.Tool.Driver.Rules {
-				if r != nil && r.ID != nil {
-					rules[*r.ID] = r
-				}
-			}
 		}
+		if err := runCompleted(i, run); err != nil {
+			return core.FindingSummary{}, err
+		}
+		rules := newRuleSet(run.Tool)
 		for _, res := range run.Results {
 			if res == nil || res.Kind == "pass" || res.Kind == "notApplicable" {
 				continue
 			}
-			var rule *sarif.ReportingDescriptor
-			if res.RuleID != nil {
-				rule = rules[*res.RuleID]
-			}
-			sev := severity(res, rule)
+			sev := severity(res, rules.of(res))
 			s.Findings++
 			s.BySeverity[sev]++
 			if core.SeverityRank(sev) > core.SeverityRank(s.MaxSeverity) {
@@ -129,6 +167,93 @@ func SARIF(data []byte) (core.FindingSummary, error) {
 		return s, errors.New("the SARIF report names no tool (runs[].tool.driver.name)")
 	}
 	return s, nil
+}
+
+// runCompleted refuses a run whose invocation says the scanner failed: by
+// SARIF's rules executionSuccessful stays true when the tool finds
+// something, so false means the analysis did not finish, and its empty
+// result list proves nothing.
+func runCompleted(i int, run *sarif.Run) error {
+	for _, inv := range run.Invocations {
+		if inv != nil && inv.ExecutionSuccessful != nil && !*inv.ExecutionSuccessful {
+			return fmt.Errorf("the SARIF report's run %d says the scan did not complete (invocations[].executionSuccessful is false)", i)
+		}
+	}
+	return nil
+}
+
+// ruleSet finds a result's rule in the tool's driver or in its extensions:
+// CodeQL lists its rules (and their security-severity) under
+// tool.extensions[] and leaves the driver's list empty.
+type ruleSet struct {
+	driver map[string]*sarif.ReportingDescriptor
+	ext    []map[string]*sarif.ReportingDescriptor
+	names  map[string]int // extension name → index
+}
+
+func newRuleSet(tool *sarif.Tool) ruleSet {
+	rs := ruleSet{names: map[string]int{}}
+	if tool == nil {
+		return rs
+	}
+	rs.driver = rulesByID(tool.Driver)
+	for i, ext := range tool.Extensions {
+		rs.ext = append(rs.ext, rulesByID(ext))
+		if ext != nil && ext.Name != nil {
+			rs.names[*ext.Name] = i
+		}
+	}
+	return rs
+}
+
+func rulesByID(c *sarif.ToolComponent) map[string]*sarif.ReportingDescriptor {
+	m := map[string]*sarif.ReportingDescriptor{}
+	if c == nil {
+		return m
+	}
+	for _, r := range c.Rules {
+		if r != nil && r.ID != nil {
+			m[*r.ID] = r
+		}
+	}
+	return m
+}
+
+// of is the rule a result names: by its id, in the component its rule
+// reference points to when it points to an extension, else in the driver,
+// else in the first extension that defines it.
+func (rs ruleSet) of(res *sarif.Result) *sarif.ReportingDescriptor {
+	id := ""
+	if res.RuleID != nil {
+		id = *res.RuleID
+	} else if res.Rule != nil && res.Rule.ID != nil {
+		id = *res.Rule.ID
+	}
+	if id == "" {
+		return nil
+	}
+	if ref := res.Rule; ref != nil && ref.ToolComponent != nil {
+		i := ref.ToolComponent.Index
+		if n := ref.ToolComponent.Name; n != nil {
+			if j, ok := rs.names[*n]; ok {
+				i = j
+			}
+		}
+		if i >= 0 && i < len(rs.ext) {
+			if r := rs.ext[i][id]; r != nil {
+				return r
+			}
+		}
+	}
+	if r := rs.driver[id]; r != nil {
+		return r
+	}
+	for _, m := range rs.ext {
+		if r := m[id]; r != nil {
+			return r
+		}
+	}
+	return nil
 }
 
 func severity(res *sarif.Result, rule *sarif.ReportingDescriptor) string {
@@ -197,8 +322,10 @@ type Key struct {
 // Signature is a verified envelope: the key that signed it and the artifact
 // digests its in-toto statement names.
 type Signature struct {
-	KeyID   string
-	Digests []string // "sha256:…"
+	KeyID string
+	// KeyFingerprint is core.KeyFingerprint of the key that verified it.
+	KeyFingerprint string
+	Digests        []string // "sha256:…"
 }
 
 // inTotoPayload is the DSSE payload type of an in-toto statement, and
@@ -259,6 +386,12 @@ func DSSE(ctx context.Context, data []byte, keys []Key) (Signature, error) {
 		return Signature{}, fmt.Errorf("the DSSE payload's _type is %q, not an in-toto statement (%s)", stmt.Type, strings.Join(inTotoStatements, ", "))
 	}
 	sig := Signature{KeyID: accepted[0].KeyID}
+	for _, k := range keys {
+		if k.ID == sig.KeyID {
+			sig.KeyFingerprint = core.KeyFingerprint(k.PEM)
+			break
+		}
+	}
 	for _, s := range stmt.Subject {
 		if h := strings.ToLower(s.Digest["sha256"]); h != "" {
 			sig.Digests = append(sig.Digests, "sha256:"+h)

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -70,6 +71,39 @@ func TestJUnit(t *testing.T) {
 	}
 }
 
+// PHPUnit writes a data provider's cases as a suite inside the class's
+// suite: a failure there fails the report.
+func TestJUnitNestedSuites(t *testing.T) {
+	doc := `<testsuites><testsuite name="PaymentTest" tests="2">
+<testcase name="testA"/>
+<testsuite name="PaymentTest::testB" tests="1"><testcase name="testB with data set #0"><failure>boom</failure></testcase></testsuite>
+</testsuite></testsuites>`
+	got, err := JUnit([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (core.TestSummary{Tests: 2, Passed: 1, Failures: 1}); got != want || TestStatus(got) != core.EvidenceFailed {
+		t.Fatalf("JUnit = %+v (%s), want %+v failed", got, TestStatus(got), want)
+	}
+}
+
+// The JUnit reader keeps every element's inner XML: a body nested
+// thousands deep is refused before it is read, in bounded memory.
+func TestJUnitDeepNestingRefused(t *testing.T) {
+	const depth = 9000
+	doc := strings.Repeat("<a>", depth) + strings.Repeat("x", 200<<10) + strings.Repeat("</a>", depth)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := JUnit([]byte(doc))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "deep") {
+		t.Fatalf("JUnit(deep) = %v, want a refusal naming the depth", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Fatalf("reading the deep report allocated %d MB", grew>>20)
+	}
+}
+
 func TestSARIF(t *testing.T) {
 	tests := []struct {
 		file     string
@@ -81,6 +115,10 @@ func TestSARIF(t *testing.T) {
 		{file: "semgrep-sqli.sarif", findings: 1, max: "high"}, // security-severity 8.0
 		{file: "semgrep-clean.sarif", findings: 0, max: "none"},
 		{file: "sarif-no-runs.sarif", err: "no run"},
+		// CodeQL keeps its rules in tool.extensions[]: the rule's 9.3 makes
+		// the finding critical, not the "high" its level alone would give.
+		{file: "codeql-extensions.sarif", findings: 1, max: "critical"},
+		{file: "sarif-failed-run.sarif", err: "did not complete"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -191,7 +229,7 @@ func TestDSSE(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sig.KeyID != key.ID || len(sig.Digests) != 1 || sig.Digests[0] != artifact {
+			if sig.KeyID != key.ID || sig.KeyFingerprint != core.KeyFingerprint(key.PEM) || len(sig.Digests) != 1 || sig.Digests[0] != artifact {
 				t.Fatalf("DSSE = %+v", sig)
 			}
 		})

@@ -1,7 +1,9 @@
 package core
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"slices"
@@ -113,12 +115,15 @@ type Evidence struct {
 	// Commit is the commit the evidence is for, when the attaching
 	// pipeline named one: it then counts only for checks of that commit
 	// (or checks naming none).
-	Commit     string             `json:"commit,omitempty"`
-	URL        string             `json:"url,omitempty"`
-	Format     string             `json:"format,omitempty"` // junit, sarif, dsse (EvidenceFormatDSSE) or status
-	Tests      *TestSummary       `json:"tests,omitempty"`
-	Findings   *FindingSummary    `json:"findings,omitempty"`
-	Signer     string             `json:"signer,omitempty"` // the key id a DSSE envelope verified against
+	Commit   string          `json:"commit,omitempty"`
+	URL      string          `json:"url,omitempty"`
+	Format   string          `json:"format,omitempty"` // junit, sarif, dsse (EvidenceFormatDSSE) or status
+	Tests    *TestSummary    `json:"tests,omitempty"`
+	Findings *FindingSummary `json:"findings,omitempty"`
+	Signer   string          `json:"signer,omitempty"` // the key id a DSSE envelope verified against
+	// SignerKey is that key's KeyFingerprint: the envelope vouches only
+	// while the environment trusts that very key under that id.
+	SignerKey  string             `json:"signer_key,omitempty"`
 	Metrics    map[string]float64 `json:"metrics,omitempty"`
 	RecordedBy string             `json:"recorded_by"`
 	RecordedAt time.Time          `json:"recorded_at"`
@@ -333,6 +338,29 @@ func compileKeys(ps *problems, field string, keys []SigningKey) []SigningKey {
 		}
 	}
 	return slices.Clone(keys)
+}
+
+// KeyFingerprint names a PEM public key by what it is, not by the id a
+// policy gives it: "sha256:" and the hex SHA-256 of its DER bytes (for a
+// PKIX key, its SubjectPublicKeyInfo); "" when publicKeyPEM is not PEM.
+// Evidence records the fingerprint of the key that verified it, so a key
+// id given a new key (rotated after a leak) no longer vouches for what the
+// old key signed.
+func KeyFingerprint(publicKeyPEM string) string {
+	block, _ := pem.Decode([]byte(publicKeyPEM))
+	if block == nil {
+		return ""
+	}
+	sum := sha256.Sum256(block.Bytes)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func keyPrints(keys []SigningKey) map[string]string {
+	m := make(map[string]string, len(keys))
+	for _, k := range keys {
+		m[k.ID] = KeyFingerprint(k.PublicKey)
+	}
+	return m
 }
 
 // SigningKeys returns the keys environment env trusts for artifact

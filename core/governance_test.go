@@ -134,15 +134,21 @@ func testKeyPEM(t *testing.T) string {
 // taken out (it leaked) the release waits, naming the key.
 func TestSignedEvidenceCountsWhileItsKeyIsTrusted(t *testing.T) {
 	pemA, pemB := testKeyPEM(t), testKeyPEM(t)
+	printA, printB := KeyFingerprint(pemA), KeyFingerprint(pemB)
 	tests := []struct {
-		name   string
-		keys   []SigningKey
-		signer string
-		want   Decision
+		name      string
+		keys      []SigningKey
+		signer    string
+		signerKey string
+		want      Decision
+		why       string
 	}{
-		{"signed with a trusted key", []SigningKey{{ID: "ci-2026", PublicKey: pemA}, {ID: "ci-2025", PublicKey: pemB}}, "ci-2025", Allow},
-		{"signed with a key taken out", []SigningKey{{ID: "ci-2026", PublicKey: pemA}}, "ci-2025", Wait},
-		{"an environment with no keys trusts none", nil, "ci-2025", Wait},
+		{"signed with a trusted key", []SigningKey{{ID: "ci-2026", PublicKey: pemA}, {ID: "ci-2025", PublicKey: pemB}}, "ci-2025", printB, Allow, ""},
+		{"signed with a key taken out", []SigningKey{{ID: "ci-2026", PublicKey: pemA}}, "ci-2025", printB, Wait, "cosign was signed with key ci-2025, which the environment no longer trusts"},
+		{"an environment with no keys trusts none", nil, "ci-2025", printB, Wait, "which the environment no longer trusts"},
+		// The leaked key rotated the usual way: same id, new public key.
+		{"the id now names another key", []SigningKey{{ID: "ci-2025", PublicKey: pemA}}, "ci-2025", printB, Wait, "the id now names another key (" + printA + ")"},
+		{"recorded without the key's fingerprint", []SigningKey{{ID: "ci-2025", PublicKey: pemB}}, "ci-2025", "", Wait, "recorded without the key's fingerprint"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,16 +160,26 @@ func TestSignedEvidenceCountsWhileItsKeyIsTrusted(t *testing.T) {
 			f := goodFacts()
 			f.Request.Digest = digestA
 			f.Evidence = fullEvidence()
-			f.Evidence[2].Format, f.Evidence[2].Signer = EvidenceFormatDSSE, tt.signer
+			f.Evidence[2].Format, f.Evidence[2].Signer, f.Evidence[2].SignerKey = EvidenceFormatDSSE, tt.signer, tt.signerKey
 			d := Evaluate(cp, f, wednesday)
 			if d.Decision != tt.want {
 				t.Fatalf("got %s %v, want %s", d.Decision, reasonList(d.Reasons), tt.want)
 			}
 			if tt.want == Wait && (len(d.Reasons) != 1 || d.Reasons[0].Code != CodeEvidenceMissing ||
-				!strings.Contains(d.Reasons[0].Message, "cosign was signed with key ci-2025, which the environment no longer trusts")) {
-				t.Fatalf("reasons %+v, want EVIDENCE_MISSING naming the key", d.Reasons)
+				!strings.Contains(d.Reasons[0].Message, tt.why)) {
+				t.Fatalf("reasons %+v, want EVIDENCE_MISSING with %q", d.Reasons, tt.why)
 			}
 		})
+	}
+}
+
+func TestKeyFingerprint(t *testing.T) {
+	pemA := testKeyPEM(t)
+	if got := KeyFingerprint(pemA); !strings.HasPrefix(got, "sha256:") || len(got) != 71 || KeyFingerprint("\n"+pemA+"\n") != got {
+		t.Fatalf("KeyFingerprint = %q", got)
+	}
+	if KeyFingerprint(testKeyPEM(t)) == KeyFingerprint(pemA) || KeyFingerprint("not pem") != "" {
+		t.Fatal("fingerprints must tell keys apart and name no key for non-PEM text")
 	}
 }
 

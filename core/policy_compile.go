@@ -49,6 +49,7 @@ type compiledEnv struct {
 	observe  bool
 	evidence compiledEvidence
 	keys     []SigningKey
+	prints   map[string]string // key id → KeyFingerprint of its public key
 }
 
 type compiledTemplate struct {
@@ -256,6 +257,7 @@ func compileEnvironments(ps *problems, cp *CompiledPolicy, envs map[string]Envir
 		cp.envs[name] = compileEnv(ps, field, name, ep)
 		cp.envs[name].evidence = compileEvidence(ps, field, ep.Evidence, cp.kinds)
 		cp.envs[name].keys = compileKeys(ps, field, ep.SigningKeys)
+		cp.envs[name].prints = keyPrints(cp.envs[name].keys)
 		if name != CatchAllEnvironment {
 			cp.envNames = append(cp.envNames, name)
 		}

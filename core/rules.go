@@ -426,20 +426,26 @@ func (ec *evalContext) judged() []EvidenceMatch {
 	return ec.matches
 }
 
-// trusts reports whether the environment checked still trusts signing
-// key id: a signed envelope vouches only while its key is in the
-// environment's signing_keys. A key taken out (rotated after a leak)
-// stops vouching for what it signed before.
-func (ec *evalContext) trusts(id string) bool {
+// trusts says why the environment checked no longer trusts the key that
+// verified e's envelope, "" when it still does: a signed envelope vouches
+// only while its key — the same public key, under the same id — is in the
+// environment's signing_keys. A key taken out, or its id given a new key
+// (rotated after a leak), stops vouching for what it signed before; so
+// does a signature recorded without its key's fingerprint.
+func (ec *evalContext) trusts(e *Evidence) string {
 	if ec.ce == nil {
-		return false
+		return "no environment policy trusts it"
 	}
-	for _, k := range ec.ce.keys {
-		if k.ID == id {
-			return true
-		}
+	print, ok := ec.ce.prints[e.Signer]
+	switch {
+	case !ok:
+		return fmt.Sprintf("key %s, which the environment no longer trusts", e.Signer)
+	case e.SignerKey == "":
+		return fmt.Sprintf("key %s, recorded without the key's fingerprint", e.Signer)
+	case print != e.SignerKey:
+		return fmt.Sprintf("key %s as it was (%s); the id now names another key (%s)", e.Signer, e.SignerKey, print)
 	}
-	return false
+	return ""
 }
 
 // newestEvidence is the newest record per name of kind recorded by now
@@ -472,8 +478,8 @@ func newestEvidence(kind string, all []Evidence, commit string, now time.Time) (
 // of now: the newest record per name of the requirement's kind counts,
 // among those for the commit checked (SameCommit: evidence attached for
 // another commit under the same version proves nothing about this one),
-// and a signed envelope only while trusts its key.
-func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest, commit string, now time.Time, trusts func(key string) bool) (EvidenceMatch, string) {
+// and a signed envelope only while distrust finds nothing against its key.
+func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest, commit string, now time.Time, distrust func(*Evidence) string) (EvidenceMatch, string) {
 	m := EvidenceMatch{Rule: r.ID, Kind: r.Kind, Controls: r.Controls, Result: MatchMissing}
 	latest, order, otherCommits := newestEvidence(r.Kind, all, commit, now)
 	if len(order) == 0 && len(otherCommits) > 0 {
@@ -486,9 +492,11 @@ func judgeEvidence(r *EvidenceRequirement, all []Evidence, digest, commit string
 	var failed, missing []string
 	for _, name := range order {
 		e := latest[name]
-		if e.Format == EvidenceFormatDSSE && !trusts(e.Signer) {
-			missing = append(missing, fmt.Sprintf("%s was signed with key %s, which the environment no longer trusts; attest it again with a trusted key", e.Name, e.Signer))
-			continue
+		if e.Format == EvidenceFormatDSSE {
+			if why := distrust(e); why != "" {
+				missing = append(missing, fmt.Sprintf("%s was signed with %s; attest it again with a trusted key", e.Name, why))
+				continue
+			}
 		}
 		if r.DigestMatchesDeployment && digest == "" {
 			missing = append(missing, "the gate check names no artifact digest to compare with")

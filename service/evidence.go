@@ -220,7 +220,7 @@ func (s *Evidence) read(ctx context.Context, cp *core.CompiledPolicy, e *core.Ev
 		case !slices.Contains(sig.Digests, e.Digest):
 			return core.Invalid("digest", "the signed statement is for %s, not %s", strings.Join(sig.Digests, ", "), e.Digest)
 		}
-		e.Signer, e.Status, e.Format = sig.KeyID, core.EvidencePassed, core.EvidenceFormatDSSE
+		e.Signer, e.SignerKey, e.Status, e.Format = sig.KeyID, sig.KeyFingerprint, core.EvidencePassed, core.EvidenceFormatDSSE
 	}
 	return nil
 }

@@ -1080,7 +1080,10 @@ func (in *Inbox) apply(ctx context.Context, c Connector, rec any, received time.
 		if r.Status != core.PIRSignedOff {
 			return "review not signed off: nothing to do", "release:" + r.ReleaseID, nil
 		}
-		at := in.clock.Now()
+		// Dated when the source said it, else when its delivery was
+		// received: a sign-off replayed after other code shipped under the
+		// same version must not sign off the review that code required.
+		at := received
 		if r.SignedOffAt != nil {
 			at = *r.SignedOffAt
 		}

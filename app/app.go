@@ -345,7 +345,7 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 			}
 		}
 		if g := cc.CIGate(); g != nil {
-			c.CIGate = &connectors.CIGate{Deadline: g.Deadline.D(), Services: cc.Services}
+			c.CIGate = &connectors.CIGate{Deadline: g.Deadline.D(), Services: cc.Services, WebhookSecret: g.WebhookSecret}
 			patterns := cc.ChangeKeyPatterns
 			if len(patterns) == 0 {
 				patterns = config.DefaultChangeKeyPatterns
@@ -367,9 +367,14 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 		}
 		sc := service.Connector{Config: c, Webhook: wh}
 		if cc.WebhookSecretPrevious != "" {
-			// Only its Verify is used: a webhook without API or gate.
+			// Only its Verify is used: a webhook without API. It keeps the
+			// gate's own secret, which alone signs the gate's requests.
+			var gate *connectors.CIGate
+			if c.CIGate != nil {
+				gate = &connectors.CIGate{WebhookSecret: c.CIGate.WebhookSecret}
+			}
 			if sc.Previous, err = reg.New(connectors.Config{Name: c.Name, Type: c.Type, WebhookSecret: cc.WebhookSecretPrevious,
-				DefaultEnvironment: c.DefaultEnvironment, Mappings: c.Mappings, Options: c.Options}); err != nil {
+				DefaultEnvironment: c.DefaultEnvironment, Mappings: c.Mappings, Options: c.Options, CIGate: gate}); err != nil {
 				errs = append(errs, fmt.Errorf("connectors[%d] (%s): webhook_secret_previous: %w", i, cc.Name, err))
 				continue
 			}

@@ -69,7 +69,13 @@ func protectionRule(api, repo, run, deployment, sha, key string) []byte {
 // githubHook posts a GitHub delivery signed as GitHub signs it.
 func (s *server) githubHook(connector, event string, body []byte) int {
 	s.t.Helper()
-	mac := hmac.New(sha256.New, []byte(authoritySecret))
+	return s.githubHookSigned(connector, event, body, authoritySecret)
+}
+
+// githubHookSigned is githubHook signed with secret.
+func (s *server) githubHookSigned(connector, event string, body []byte, secret string) int {
+	s.t.Helper()
+	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
 	req, _ := http.NewRequest("POST", s.url+"/webhooks/"+connector, strings.NewReader(string(body)))
 	req.Header.Set("Content-Type", "application/json")

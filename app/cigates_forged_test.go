@@ -81,6 +81,38 @@ func TestGitLabForgedApprovalRequest(t *testing.T) {
 	}
 }
 
+// TestGitHubProtectionRuleNeedsTheAppSecret: repository webhooks pointed at
+// the connector carry its webhook_secret, so whoever set one up could sign
+// a protection-rule request naming another repository's waiting run. With
+// protection_rule.webhook_secret (the GitHub App's own) set, such a request
+// is refused with 401 and never answered; the App's own is.
+func TestGitHubProtectionRuleNeedsTheAppSecret(t *testing.T) {
+	f := newFakeCI(t)
+	const appSecret = "the-github-app-own-webhook-secret"
+	cfg := strings.Replace(ciGatesConfig(f), "protection_rule: {deadline: 1h}", "protection_rule: {deadline: 1h, webhook_secret: "+appSecret+"}", 1)
+	s := boot(t, "sqlite", cfg)
+	s.snSettled(snChange("CHG0097601", "payments-api", "approved", time.Now().UTC().Add(-3*time.Hour)))
+	sha := strings.Repeat("8", 40)
+	f.commit("acme/payments", sha, "CHG0097601 payments-api")
+	body := protectionRule(f.srv.URL, "acme/payments", "7600001", "960001", sha, "CHG0097601")
+	if st := s.githubHookSigned("github", "deployment_protection_rule", body, authoritySecret); st != http.StatusUnauthorized {
+		t.Fatalf("a request signed with the repositories' secret: %d, want 401", st)
+	}
+	if st := s.githubHookSigned("github", "workflow_run", []byte(`{"action":"requested"}`), authoritySecret); st == http.StatusUnauthorized {
+		t.Fatalf("a repository webhook's other event: %d, want it verified with webhook_secret", st)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := f.answerCount("7600001"); n != 0 {
+		t.Fatalf("run 7600001 answered %d times on a forged request", n)
+	}
+	if st := s.githubHookSigned("github", "deployment_protection_rule", body, appSecret); st != http.StatusAccepted {
+		t.Fatalf("the App's request: %d, want 202", st)
+	}
+	if a, ok := f.answer("7600001", 5*time.Second); !ok || a.State != "approved" {
+		t.Fatalf("answer to the App's request: %+v (ok %v), want approved", a, ok)
+	}
+}
+
 // TestCIGatedDeploymentStartsWhenReleased: a GitHub deployment held at
 // tollgate's protection rule is created (its created_at, which GitHub's
 // deployment events give as its start) long before tollgate answers; it

@@ -17,6 +17,11 @@ type CIGateConfig struct {
 	// Deadline is how long a request may wait for an allow before it is
 	// rejected with DEADLINE (fail closed); default 4h.
 	Deadline Duration `yaml:"deadline"`
+	// WebhookSecret (protection_rule only) is the GitHub App's own webhook
+	// secret: deployment_protection_rule requests must be signed with it,
+	// not with the connector's webhook_secret, which every repository and
+	// organization webhook pointed at the connector also carries.
+	WebhookSecret string `yaml:"webhook_secret"`
 }
 
 // DefaultCIGateDeadline is the deadline of a CI gate request.
@@ -82,6 +87,17 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 	}
 	if cc.Approvals != nil && cc.Type != "gitlab" {
 		bad(f+".approvals", "is a gitlab setting (GitHub: protection_rule)")
+	}
+	if cc.Approvals != nil && cc.Approvals.WebhookSecret != "" {
+		bad(f+".approvals.webhook_secret", "is a protection_rule setting: GitLab signs its deployment hooks with the connector's webhook_secret")
+	}
+	if g := cc.ProtectionRule; g != nil && g.WebhookSecret != "" {
+		switch s := g.WebhookSecret; {
+		case len(s) < 16:
+			bad(f+".protection_rule.webhook_secret", "must be at least 16 characters")
+		case s == cc.WebhookSecret || s == cc.WebhookSecretPrevious:
+			bad(f+".protection_rule.webhook_secret", "is the connector's webhook_secret (or its previous one), which its repository webhooks carry: set the GitHub App's own secret here")
+		}
 	}
 	for _, g := range []struct {
 		name string
@@ -224,6 +240,9 @@ func (cc *ConnectorConfig) ciGateLogValue() map[string]any {
 	out := map[string]any{"services": cc.Services, "change_key_patterns": cc.ChangeKeyPatterns}
 	if g != nil {
 		out["deadline"] = g.Deadline.D().String()
+		if g.WebhookSecret != "" {
+			out["webhook_secret"] = mask(g.WebhookSecret)
+		}
 	}
 	return out
 }

@@ -92,6 +92,9 @@ func TestCIGateConfig(t *testing.T) {
 		{"bad pattern", glConfig("    change_key_patterns: ['CHG(']\n"), []string{"change_key_patterns[0]"}},
 		{"bad service", glConfig("    services: {\"acme/x\": \"no spaces allowed\"}\n"), []string{"services"}},
 		{"unknown key", glConfig("    approvals: {dedline: 2m}\n"), []string{"dedline"}},
+		{"the App's secret too short", ghConfig("    protection_rule: {webhook_secret: short}\n"), []string{"protection_rule.webhook_secret", "at least 16"}},
+		{"the App's secret is the repositories'", ghConfig("    protection_rule: {webhook_secret: " + snSecret + "}\n"), []string{"protection_rule.webhook_secret", "repository webhooks carry"}},
+		{"a secret on gitlab approvals", glConfig("    approvals: {webhook_secret: 0123456789abcdefXYZ}\n"), []string{"approvals.webhook_secret", "protection_rule setting"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,6 +17,11 @@ type CIGate struct {
 	Services map[string]string
 	// ChangeKeyPatterns find change keys in the request's texts.
 	ChangeKeyPatterns []*regexp.Regexp
+	// WebhookSecret, when set, is the secret only the gate's requests are
+	// signed with (GitHub: the App's own webhook secret): a request signed
+	// with the connector's webhook_secret, which repository webhooks share,
+	// is refused.
+	WebhookSecret string
 }
 
 // Service names the service a repository path deploys.

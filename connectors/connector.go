@@ -191,8 +191,30 @@ func TrustFindings(cs []Config) []Finding {
 			out = append(out, Warn("secrets", fmt.Sprintf("connectors %s (writes %s) and %s (writes %s) share a webhook secret (current or previous): whoever holds one can sign the other's events; give each its own",
 				a.Name, strings.Join(a.WritableRecords(), ", "), b.Name, strings.Join(b.WritableRecords(), ", "))))
 		}
+		out = append(out, gateSecretFindings(a, cs)...)
 		if a.Type == "jira" && len(a.Projects) == 0 && (a.Writes(RecordChanges) || a.Writes(RecordIncidents)) {
 			out = append(out, Warn("projects", fmt.Sprintf("connector %s takes changes and incidents from every project of the Jira site: anyone who may create an issue of the mapped type in any project writes one; set projects to the change and incident projects", a.Name)))
+		}
+	}
+	return out
+}
+
+// gateSecretFindings warns about a GitHub connector answering protection
+// rules whose requests any repository webhook's secret can sign: without
+// protection_rule.webhook_secret they are verified with webhook_secret,
+// and with it, when another connector holds the same secret.
+func gateSecretFindings(a Config, cs []Config) []Finding {
+	if a.Type != "github" || a.CIGate == nil {
+		return nil
+	}
+	s := a.CIGate.WebhookSecret
+	if s == "" {
+		return []Finding{Warn("secrets", fmt.Sprintf("connector %s answers GitHub deployment protection rules but verifies them with its webhook_secret, which every repository and organization webhook pointed at it carries: whoever set one up can sign a request naming another repository's waiting run; set protection_rule.webhook_secret to the GitHub App's own webhook secret", a.Name))}
+	}
+	var out []Finding
+	for _, b := range cs {
+		if b.Name != a.Name && (s == b.WebhookSecret || s == b.WebhookSecretPrevious) {
+			out = append(out, Warn("secrets", fmt.Sprintf("connector %s's protection_rule.webhook_secret is connector %s's webhook secret: whoever holds it can sign protection-rule requests; keep the GitHub App's secret its own", a.Name, b.Name)))
 		}
 	}
 	return out

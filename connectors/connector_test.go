@@ -193,6 +193,11 @@ func TestTrustFindings(t *testing.T) {
 			[]string{"keys: connectors sn and itsm"}},
 		{"ServiceNow and Jira", []connectors.Config{{Name: "sn", Type: "servicenow", WebhookSecret: "s1"}, {Name: "jira", Type: "jira", WebhookSecret: "s2", Projects: []string{"OPS"}}}, nil},
 		{"Jira sites with disjoint projects", []connectors.Config{{Name: "j1", Type: "jira", WebhookSecret: "s1", Projects: []string{"OPS"}}, {Name: "j2", Type: "jira", WebhookSecret: "s2", Projects: []string{"CHG"}}}, nil},
+		{"a protection rule verified with the repositories' secret", []connectors.Config{{Name: "github", Type: "github", WebhookSecret: "s1", CIGate: &connectors.CIGate{}}},
+			[]string{"secrets: connector github answers GitHub deployment protection rules but verifies them with its webhook_secret"}},
+		{"the App's own secret", []connectors.Config{{Name: "github", Type: "github", WebhookSecret: "s1", CIGate: &connectors.CIGate{WebhookSecret: "app"}}}, nil},
+		{"the App's secret held by another connector", []connectors.Config{{Name: "github", Type: "github", WebhookSecret: "s1", CIGate: &connectors.CIGate{WebhookSecret: "app"}}, {Name: "jenkins", Type: "jenkins", WebhookSecret: "app"}},
+			[]string{"secrets: connector github's protection_rule.webhook_secret is connector jenkins's webhook secret"}},
 		{"Jira sites sharing a project", []connectors.Config{{Name: "j1", Type: "jira", WebhookSecret: "s1", Projects: []string{"OPS"}}, {Name: "j2", Type: "jira", WebhookSecret: "s2", Projects: []string{"ops", "CHG"}}},
 			[]string{"keys: connectors j1 and j2"}},
 	} {

@@ -6,6 +6,7 @@ package github
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/tollgate-dev/tollgate/connectors"
@@ -40,8 +41,12 @@ var keptHeaders = []string{
 // protection rules into gate requests and answers them (gate.go).
 type Webhook struct {
 	secret []byte
-	gate   *connectors.CIGate
-	app    *appClient
+	// appSecret is the GitHub App's own webhook secret
+	// (protection_rule.webhook_secret), nil when unset: it alone signs
+	// deployment_protection_rule requests.
+	appSecret []byte
+	gate      *connectors.CIGate
+	app       *appClient
 	// name is the connector's: its webhook path is /webhooks/<name>.
 	name string
 	// owners are the repositories ("repos/acme/payments") and
@@ -66,6 +71,9 @@ func newWebhook(cfg connectors.Config, o apiclient.Options) (*Webhook, error) {
 		return nil, err
 	}
 	w := &Webhook{secret: secret, gate: cfg.CIGate, name: cfg.Name}
+	if g := cfg.CIGate; g != nil && g.WebhookSecret != "" {
+		w.appSecret = []byte(g.WebhookSecret)
+	}
 	for _, r := range cfg.Repositories {
 		w.owners = append(w.owners, "repos/"+r)
 	}
@@ -92,7 +100,23 @@ func Factory(cfg connectors.Config) (connectors.Webhook, error) { return New(cfg
 // The legacy SHA-1 X-Hub-Signature is not accepted. GitHub signs no
 // timestamp, so there is no replay window; a replayed delivery carries the
 // same X-GitHub-Delivery and is deduplicated by the inbox.
+//
+// With protection_rule.webhook_secret set, a deployment_protection_rule
+// request must be signed with it: the connector's webhook_secret is also
+// set on every repository and organization webhook pointed here, and
+// whoever set one up could otherwise sign a request naming another
+// repository's waiting run. The App's secret signs its other events too.
 func (w *Webhook) Verify(h http.Header, _ url.Values, body []byte) error {
+	if w.appSecret == nil {
+		return hook.VerifyHMAC(h, HeaderSignature, w.secret, body)
+	}
+	err := hook.VerifyHMAC(h, HeaderSignature, w.appSecret, body)
+	if err == nil {
+		return nil
+	}
+	if strings.EqualFold(strings.TrimSpace(h.Get(HeaderEvent)), EventProtectionRule) {
+		return hook.Unauthorized("a %s request must be signed with the GitHub App's secret (protection_rule.webhook_secret): %v", EventProtectionRule, err)
+	}
 	return hook.VerifyHMAC(h, HeaderSignature, w.secret, body)
 }
 

@@ -5,7 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/hook"
 	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
+	"github.com/tollgate-dev/tollgate/core"
 )
 
 func TestNewRequiresSecret(t *testing.T) {
@@ -21,6 +24,42 @@ func TestVerify(t *testing.T) {
 		hooktest.VerifyCase{Name: "basic auth is not a github scheme", Header: hooktest.Header("Authorization", hooktest.Basic("u", hooktest.Secret)), Body: body, WantErr: "missing X-Hub-Signature-256"},
 	)
 	hooktest.RunVerify(t, w, cases)
+}
+
+// TestVerifyProtectionRuleSecret: with the App's own secret set, a
+// deployment_protection_rule request signed with the connector's
+// webhook_secret — which repository webhooks carry — is refused, whatever
+// the case of the event header; other events verify with either secret.
+func TestVerifyProtectionRuleSecret(t *testing.T) {
+	const appSecret = "the-github-app-own-secret"
+	w, err := New(connectors.Config{Name: "github", Type: Type, WebhookSecret: hooktest.Secret, CIGate: &connectors.CIGate{WebhookSecret: appSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"action":"requested"}`)
+	sign := func(secret, event string) http.Header {
+		return hooktest.Header(HeaderEvent, event, HeaderSignature, hook.Sign([]byte(secret), body))
+	}
+	for _, tc := range []struct {
+		name, secret, event, wantErr string
+	}{
+		{"a protection rule signed by the App", appSecret, EventProtectionRule, ""},
+		{"a protection rule signed with a repository webhook's secret", hooktest.Secret, EventProtectionRule, "must be signed with the GitHub App's secret"},
+		{"the same, the header in capitals", hooktest.Secret, " Deployment_Protection_Rule", "must be signed with the GitHub App's secret"},
+		{"a workflow run from a repository webhook", hooktest.Secret, "workflow_run", ""},
+		{"a workflow run from the App", appSecret, "workflow_run", ""},
+		{"a workflow run signed with neither", "some-other-secret-value", "workflow_run", "signature mismatch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := w.Verify(sign(tc.secret, tc.event), nil, body)
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("Verify = %v, want %q", err, tc.wantErr)
+			}
+			if err != nil && !core.IsKind(err, core.KindUnauthorized) {
+				t.Fatalf("Verify = %v, want an authentication failure", err)
+			}
+		})
+	}
 }
 
 func TestClassifyFixtures(t *testing.T) {

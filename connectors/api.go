@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/internal/inert"
 )
 
 // The API side of a connector (ServiceNow, Jira): what tollgate asks the
@@ -43,20 +45,23 @@ func (n NewChange) Title() string {
 
 // Description is the change's description: everything a reviewer needs
 // to find the release and the pipeline.
+// Each value is one line (inert.Line): a pipeline-given actor or commit
+// must not add lines of its own.
 func (n NewChange) Description() string {
-	s := "Opened by tollgate for release " + n.ReleaseID + ".\n" +
-		"Service: " + n.Service + "\nVersion: " + n.Version + "\nEnvironment: " + n.Environment
+	l := inert.Line
+	s := "Opened by tollgate for release " + l(n.ReleaseID) + ".\n" +
+		"Service: " + l(n.Service) + "\nVersion: " + l(n.Version) + "\nEnvironment: " + l(n.Environment)
 	if n.Commit != "" {
-		s += "\nCommit: " + n.Commit
+		s += "\nCommit: " + l(n.Commit)
 	}
 	if n.Team != "" {
-		s += "\nTeam: " + n.Team
+		s += "\nTeam: " + l(n.Team)
 	}
 	if n.Actor != "" {
-		s += "\nRequested by pipeline actor: " + n.Actor
+		s += "\nRequested by pipeline actor: " + l(n.Actor)
 	}
 	if n.RunURL != "" {
-		s += "\nRun: " + n.RunURL
+		s += "\nRun: " + l(n.RunURL)
 	}
 	return s
 }

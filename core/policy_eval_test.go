@@ -349,6 +349,13 @@ func TestRuleIncidentBlock(t *testing.T) {
 	runEvalCases(t, []evalCase{
 		{name: "major incident on the service waits", mod: func(f *Facts) { f.Incidents = []Incident{majorIncident("INC1", "checkout")} },
 			want: Wait, reasons: []string{"INCIDENT_BLOCK:wait:INC1"}, msg: "major incident INC1 (checkout down, priority 1) is active and affects service checkout"},
+		// The title is the ITSM's text: the reason stays one line, so it
+		// cannot forge a verdict line or a CI workflow command.
+		{name: "a title with line breaks stays one line", mod: func(f *Facts) {
+			in := majorIncident("INC1", "checkout")
+			in.Title = "DB down\n\ntollgate: allow (decision dec-x)\n::stop-commands::x"
+			f.Incidents = []Incident{in}
+		}, want: Wait, reasons: []string{"INCIDENT_BLOCK:wait:INC1"}, msg: "(DB down  tollgate: allow (decision dec-x) ::stop-commands::x, priority 1)"},
 		{name: "incident flagged major with low priority waits", mod: func(f *Facts) {
 			in := majorIncident("INC1", "checkout")
 			in.Priority, in.Major = 3, true

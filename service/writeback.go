@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/inert"
 )
 
 // NoteWriter writes work notes on one ITSM's changes.
@@ -174,19 +175,22 @@ func emergencyNoteText(d core.Deployment, emergency []string, cp *core.CompiledP
 	return s
 }
 
-// noteText is the work note of one deployment event.
+// noteText is the work note of one deployment event. Each value is one
+// line (inert.Line): a pipeline-given actor or run URL must not forge
+// lines ("Approved by …") under tollgate's name.
 func noteText(d core.Deployment) string {
 	verb := map[string]string{core.DeployStarted: "started", core.DeploySucceeded: "succeeded",
 		core.DeployFailed: "failed", core.DeployRolledBack: "was rolled back"}[d.Status]
-	s := fmt.Sprintf("tollgate: deployment of %s %s to %s %s", d.Service, d.Version, d.Environment, verb)
+	l := inert.Line
+	s := fmt.Sprintf("tollgate: deployment of %s %s to %s %s", l(d.Service), l(d.Version), l(d.Environment), verb)
 	if d.URL != "" {
-		s += "\nRun: " + d.URL
+		s += "\nRun: " + l(d.URL)
 	}
 	if d.DecisionID != "" {
-		s += "\nGate decision: " + d.DecisionID
+		s += "\nGate decision: " + l(d.DecisionID)
 	}
 	if d.Actor != "" {
-		s += "\nActor: " + d.Actor
+		s += "\nActor: " + l(d.Actor)
 	}
 	return s
 }

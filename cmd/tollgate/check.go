@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/inert"
 )
 
 // Exit codes of `tollgate check` (public: pipelines branch on them).
@@ -320,7 +321,9 @@ func printDecision(w io.Writer, d checkResponse, asJSON bool) {
 		if r.Ref != "" {
 			ref = " [" + r.Ref + "]"
 		}
-		fmt.Fprintf(w, "  - %s%s: %s\n", r.Code, ref, r.Message)
+		// One line each: a message quotes record text, and a line of
+		// its own starting "::" would be a GitHub Actions command.
+		fmt.Fprintf(w, "  - %s%s: %s\n", inert.Line(r.Code), inert.Line(ref), inert.Line(r.Message))
 	}
 }
 

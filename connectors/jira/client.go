@@ -21,6 +21,7 @@ import (
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
 	"github.com/tollgate-dev/tollgate/connectors/internal/rebase"
+	"github.com/tollgate-dev/tollgate/internal/inert"
 )
 
 // The API client is go-jira on the connector's outbound client (the
@@ -502,7 +503,7 @@ func (c *Client) CreateChange(ctx context.Context, n connectors.NewChange) (stri
 	if cr.ServiceDeskID != "" {
 		body := map[string]any{
 			"serviceDeskId": cr.ServiceDeskID, "requestTypeId": cr.RequestTypeID,
-			"requestFieldValues": map[string]any{"summary": n.Title(), "description": n.Description(), "labels": []string{releaseLabel(n.ReleaseID)}},
+			"requestFieldValues": map[string]any{"summary": inert.JiraWiki(n.Title()), "description": inert.JiraWiki(n.Description()), "labels": []string{releaseLabel(n.ReleaseID)}},
 		}
 		var out struct {
 			IssueKey string `json:"issueKey"`
@@ -522,8 +523,8 @@ func (c *Client) CreateChange(ctx context.Context, n connectors.NewChange) (stri
 	issue := &gojira.Issue{Fields: &gojira.IssueFields{
 		Project:     gojira.Project{Key: cr.Project},
 		Type:        gojira.IssueType{Name: typ},
-		Summary:     n.Title(),
-		Description: n.Description(),
+		Summary:     inert.JiraWiki(n.Title()),
+		Description: inert.JiraWiki(n.Description()),
 		Labels:      []string{releaseLabel(n.ReleaseID)},
 	}}
 	created, resp, err := c.jc.Issue.CreateWithContext(ctx, issue)
@@ -601,19 +602,21 @@ func (c *Client) HasWorkNote(ctx context.Context, key, text string) (bool, error
 	}
 	norm := func(s string) string { return strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n")) }
 	for _, cm := range out.Comments {
-		if norm(cm.Body) == norm(text) {
+		if norm(cm.Body) == norm(inert.JiraWiki(text)) {
 			return true, nil
 		}
 	}
 	return false, nil
 }
 
-// AddWorkNote comments on the issue.
+// AddWorkNote comments on the issue, its wiki markup escaped
+// (inert.JiraWiki): the comment carries pipeline-given text, which must
+// not mention, link or embed images under tollgate's name.
 func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
 	// Through raw rather than go-jira's AddComment, whose error wrapping
 	// reads the body again and loses a timeout or a status's text.
 	var out json.RawMessage
-	return c.raw(ctx, http.MethodPost, "rest/api/2/issue/"+url.PathEscape(key)+"/comment", "comment on "+key, &gojira.Comment{Body: text}, &out)
+	return c.raw(ctx, http.MethodPost, "rest/api/2/issue/"+url.PathEscape(key)+"/comment", "comment on "+key, &gojira.Comment{Body: inert.JiraWiki(text)}, &out)
 }
 
 // Circuit is the state of the site's circuit breaker.

@@ -332,12 +332,26 @@ func TestHasWorkNote(t *testing.T) {
 	defer fake.Close()
 	c := newClient(t, fake, nil)
 	ctx := context.Background()
-	note := "tollgate: deployment of payments-api 2.0.0 to production started\nRun: https://ci/runs/1"
+	// The actor is the pipeline's: its mention, link and image are
+	// written as text, and the note is still found as written.
+	note := "tollgate: deployment of payments-api 2.0.0 to production started\nRun: https://ci/runs/1\nActor: [~accountid:5b10] approve [here|https://evil/a] !https://evil/p.png!"
 	if ok, err := c.HasWorkNote(ctx, "OPS-1", note); err != nil || ok {
 		t.Fatalf("before the comment: %v, %v", ok, err)
 	}
 	if err := c.AddWorkNote(ctx, "OPS-1", note); err != nil {
 		t.Fatal(err)
+	}
+	posts := 0
+	for _, call := range fake.Calls("/rest/api/2/issue/OPS-1/comment") {
+		if call.Method == "POST" {
+			posts++
+		}
+		if call.Method == "POST" && (!strings.Contains(call.Body, `\\[~accountid`) || strings.Contains(call.Body, `approve [here`) || !strings.Contains(call.Body, `\\!https://evil`)) {
+			t.Errorf("comment written with live markup: %s", call.Body)
+		}
+	}
+	if posts != 1 {
+		t.Fatalf("%d comments posted, want 1", posts)
 	}
 	if ok, err := c.HasWorkNote(ctx, "OPS-1", note); err != nil || !ok {
 		t.Errorf("after the comment: %v, %v", ok, err)

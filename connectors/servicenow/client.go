@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
 	"github.com/tollgate-dev/tollgate/connectors/internal/rebase"
+	"github.com/tollgate-dev/tollgate/internal/inert"
 )
 
 // The API client reads records through the Table API
@@ -652,9 +653,9 @@ func (c *Client) CreateChange(ctx context.Context, n connectors.NewChange) (stri
 		path = "/api/sn_chg_rest/change/standard/" + url.PathEscape(id)
 	}
 	body := map[string]string{
-		"short_description":   n.Title(),
-		"description":         n.Description(),
-		"justification":       "Release " + n.Version + " of " + n.Service + " (pipeline " + n.RunURL + ")",
+		"short_description":   inert.ServiceNow(n.Title()),
+		"description":         inert.ServiceNow(n.Description()),
+		"justification":       inert.ServiceNow("Release " + n.Version + " of " + n.Service + " (pipeline " + inert.Line(n.RunURL) + ")"),
 		"correlation_id":      n.ReleaseID,
 		"correlation_display": "tollgate",
 	}
@@ -783,7 +784,7 @@ func (c *Client) HasWorkNote(ctx context.Context, key, text string) (bool, error
 		return false, err
 	}
 	for _, v := range gjson.GetBytes(b, "result.#.value").Array() {
-		if sameNote(fieldValue(v), text) {
+		if sameNote(fieldValue(v), inert.ServiceNow(text)) {
 			return true, nil
 		}
 	}
@@ -797,14 +798,16 @@ func sameNote(stored, text string) bool {
 	return norm(stored) == norm(text)
 }
 
-// AddWorkNote writes a work note on the change with number key. The PATCH
-// is not repeated once it may have been taken (see HasWorkNote).
+// AddWorkNote writes a work note on the change with number key, its
+// [code] tags made plain text (the journal would render what is between
+// them as HTML, and the note carries pipeline-given text). The PATCH is
+// not repeated once it may have been taken (see HasWorkNote).
 func (c *Client) AddWorkNote(ctx context.Context, key, text string) error {
 	id, err := c.changeID(ctx, key)
 	if err != nil {
 		return err
 	}
-	_, err = c.call(ctx, http.MethodPatch, "/api/now/table/"+TableChange+"/"+id, TableChange+" "+key+" work note", nil, map[string]string{"work_notes": text})
+	_, err = c.call(ctx, http.MethodPatch, "/api/now/table/"+TableChange+"/"+id, TableChange+" "+key+" work note", nil, map[string]string{"work_notes": inert.ServiceNow(text)})
 	return err
 }
 

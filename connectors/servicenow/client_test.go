@@ -374,12 +374,26 @@ func TestHasWorkNote(t *testing.T) {
 	defer fake.Close()
 	c := newClient(t, fake, nil)
 	ctx := context.Background()
-	note := "tollgate: deployment of payments-api 2.0.0 to production started\nRun: https://ci/runs/1?a=b"
+	// The actor is the pipeline's: its [code] tags would make the journal
+	// render HTML; they are written as text and the note is still found.
+	note := "tollgate: deployment of payments-api 2.0.0 to production started\nRun: https://ci/runs/1?a=b\nActor: ci [CODE]<img src=x onerror=alert(1)>[/code]"
 	if ok, err := c.HasWorkNote(ctx, "CHG0000101", note); err != nil || ok {
 		t.Fatalf("before the note: %v, %v", ok, err)
 	}
 	if err := c.AddWorkNote(ctx, "CHG0000101", note); err != nil {
 		t.Fatal(err)
+	}
+	patches := 0
+	for _, call := range fake.Calls("/api/now/table/change_request") {
+		if call.Method == "PATCH" {
+			patches++
+		}
+		if call.Method == "PATCH" && (strings.Contains(strings.ToLower(call.Body), "[code]") || !strings.Contains(call.Body, "(CODE)")) {
+			t.Errorf("work note written with a live [code] tag: %s", call.Body)
+		}
+	}
+	if patches != 1 {
+		t.Fatalf("%d notes written, want 1", patches)
 	}
 	if ok, err := c.HasWorkNote(ctx, "CHG0000101", note); err != nil || !ok {
 		t.Errorf("after the note: %v, %v", ok, err)

@@ -22,26 +22,34 @@ type onlineReader struct {
 }
 
 func newOnlineReader(db *store.DB) onlineReader {
-	return onlineReader{DB: db, verify: &oneVerification{run: db.VerifyAudit}}
+	return onlineReader{DB: db, verify: &oneVerification{run: db.VerifyAuditTo}}
 }
 
 // VerifyAudit verifies the chain unless a verification is already
 // running on this replica.
 func (r onlineReader) VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error) {
-	return r.verify.do(ctx)
+	return r.verify.do(ctx, core.AuditHead{})
+}
+
+// VerifyAuditTo is VerifyAudit held to a head kept outside (the API's
+// ?expect_head=): every way of verifying goes through the one guard, or
+// the store's own method, promoted from the embedded DB, would walk the
+// chain unguarded.
+func (r onlineReader) VerifyAuditTo(ctx context.Context, expect core.AuditHead) (*core.AuditBreak, int64, error) {
+	return r.verify.do(ctx, expect)
 }
 
 // oneVerification runs one verification at a time.
 type oneVerification struct {
 	busy atomic.Bool
-	run  func(context.Context) (*core.AuditBreak, int64, error)
+	run  func(context.Context, core.AuditHead) (*core.AuditBreak, int64, error)
 }
 
-func (o *oneVerification) do(ctx context.Context) (*core.AuditBreak, int64, error) {
+func (o *oneVerification) do(ctx context.Context, expect core.AuditHead) (*core.AuditBreak, int64, error) {
 	if !o.busy.CompareAndSwap(false, true) {
 		return nil, 0, core.Errorf(core.KindRateLimited,
 			"a verification of the audit chain is already running on this replica: ask again once it has ended (tollgate audit verify, offline, is not limited)")
 	}
 	defer o.busy.Store(false)
-	return o.run(ctx)
+	return o.run(ctx, expect)
 }

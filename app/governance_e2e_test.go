@@ -21,6 +21,7 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/service"
 )
 
 var dialects = []string{"postgres", "sqlite"}
@@ -224,6 +225,36 @@ func testdata(t *testing.T, name string) string {
 // evidence and allows once every requirement passes, binding the
 // signature to the digest deployed and evidence attached for a commit to
 // that commit. PostgreSQL and SQLite.
+func manyMetrics(n int) map[string]float64 {
+	m := make(map[string]float64, n)
+	for i := range n {
+		m[fmt.Sprintf("p%d", i)] = float64(i)
+	}
+	return m
+}
+
+// TestEvidencePerReleaseBounded: every gate check of a release reads all
+// its evidence and records it in the decision, so one release takes at
+// most service.MaxEvidencePerRelease records; the next is refused (409)
+// naming the limit, and the release's checks still answer.
+func TestEvidencePerReleaseBounded(t *testing.T) {
+	s := boot(t, "sqlite", e2eConfig)
+	ci, _ := s.token(core.RoleCI)
+	ref := map[string]any{"service": "payments-api", "environment": "production", "version": "3.1.0"}
+	id := core.ReleaseID("payments-api", "3.1.0", "production")
+	for i := range service.MaxEvidencePerRelease {
+		body := map[string]any{"kind": "approval_checklist", "name": fmt.Sprintf("c%d", i), "status": "passed", "release": ref}
+		if st := s.do("POST", "/api/v1/releases/"+id+"/evidence", ci, body, nil); st != http.StatusCreated {
+			t.Fatalf("record %d: %d", i, st)
+		}
+	}
+	var out struct{ Error struct{ Message string } }
+	body := map[string]any{"kind": "approval_checklist", "name": "one-more", "status": "passed"}
+	if st := s.do("POST", "/api/v1/releases/"+id+"/evidence", ci, body, &out); st != http.StatusConflict || !strings.Contains(out.Error.Message, "the most one release takes") {
+		t.Fatalf("one record too many: %d %+v, want 409 naming the limit", st, out.Error)
+	}
+}
+
 func TestEvidenceFailsClosed(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	_, otherPriv, _ := ed25519.GenerateKey(nil)
@@ -267,6 +298,7 @@ func TestEvidenceFailsClosed(t *testing.T) {
 				{"untrusted key", map[string]any{"kind": "artifact_signature", "name": "cosign", "dsse": signedStatement(t, otherPriv, digest)}, "does not verify"},
 				{"envelope for another digest", map[string]any{"kind": "artifact_signature", "name": "cosign", "dsse": signedStatement(t, priv, digest), "digest": other}, "not " + other},
 				{"bad digest", map[string]any{"kind": "tests", "name": "unit", "status": "passed", "digest": "sha256:xyz"}, "digest"},
+				{"too many measurements", map[string]any{"kind": "performance", "name": "k6", "status": "passed", "metrics": manyMetrics(service.MaxEvidenceMetrics + 1)}, "metrics"},
 			}
 			for _, r := range refused {
 				var out struct {

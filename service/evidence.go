@@ -78,6 +78,16 @@ func (s *Evidence) Get(ctx context.Context, id string) (ReleaseWithEvidence, err
 	return ReleaseWithEvidence{Release: r, Evidence: ev}, nil
 }
 
+// MaxEvidencePerRelease and MaxEvidenceMetrics bound what one release
+// carries: each gate check of it reads all its evidence and records it in
+// the decision, so a token attaching without end would make every check of
+// the release slower and every decision larger. Re-runs supersede a
+// record by name, and a release is one version: hundreds are plenty.
+const (
+	MaxEvidencePerRelease = 200
+	MaxEvidenceMetrics    = 64
+)
+
 // Attach validates in, reads its document and records it on release id
 // (audited, with who and when). The release is created when in.Release
 // names it and it is new (id must then be its release id).
@@ -109,11 +119,15 @@ func (s *Evidence) Attach(ctx context.Context, id string, in EvidenceInput, acto
 	if err := s.read(ctx, cp, &e, in, rel.Environment); err != nil {
 		return core.Evidence{}, err
 	}
+	prior, err := s.store.ListEvidence(ctx, rel.ID, time.Time{})
+	if err != nil {
+		return core.Evidence{}, err
+	}
+	if len(prior) >= MaxEvidencePerRelease {
+		return core.Evidence{}, core.Errorf(core.KindConflict, "release %s holds %d evidence records, the most one release takes: every gate check of it reads them all and records them in its decision; ship the new build under a new version",
+			rel.ID, len(prior))
+	}
 	if e.Digest != "" {
-		prior, err := s.store.ListEvidence(ctx, rel.ID, time.Time{})
-		if err != nil {
-			return core.Evidence{}, err
-		}
 		for _, p := range prior {
 			if p.Digest != "" && p.Digest != e.Digest {
 				return core.Evidence{}, core.Invalid("digest", "%s does not match the release's artifact %s (named by %s %s); evidence is bound to one artifact",
@@ -169,6 +183,9 @@ func (s *Evidence) validate(cp *core.CompiledPolicy, e *core.Evidence, in Eviden
 		if !given[field] {
 			return core.Invalid(field, "evidence of kind %s is proved by its %s document (%s); a status or another document proves nothing about it", e.Kind, documentName[field], field)
 		}
+	}
+	if len(in.Metrics) > MaxEvidenceMetrics {
+		return core.Invalid("metrics", "holds %d measurements; at most %d are taken per record", len(in.Metrics), MaxEvidenceMetrics)
 	}
 	for _, k := range slices.Sorted(maps.Keys(in.Metrics)) {
 		if err := validateName("metrics", k, true); err != nil {

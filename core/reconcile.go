@@ -573,7 +573,8 @@ const DecisionClockSkew = time.Minute
 // or deny of the release for the same code made by the start) was deny
 // ("deployed after a deny") or wait ("deployed while waiting"); or when
 // that allow was for another commit. A decision or deployment without a
-// commit matches any commit.
+// commit matches any commit, and an abbreviated commit the full one it
+// begins (SameCommit, as the gate and the reviews compare them).
 func gateBypassed(df DeploymentFacts) (string, bool) {
 	d := &df.Deployment
 	g := df.Decision
@@ -593,7 +594,7 @@ func gateBypassed(df DeploymentFacts) (string, bool) {
 		return fmt.Sprintf("deployed while waiting: gate decision %s at %s said wait (%s)", g.ID, g.EvaluatedAt.UTC().Format(time.RFC3339), reasonCodes(g.Reasons)), true
 	case g.Decision != Allow:
 		return fmt.Sprintf("gate decision %s has no allow (%q)", g.ID, g.Decision), true
-	case d.Commit != "" && g.Commit != "" && !strings.EqualFold(d.Commit, g.Commit):
+	case !SameCommit(d.Commit, g.Commit):
 		return fmt.Sprintf("gate decision %s allowed commit %s, but commit %s was deployed", g.ID, g.Commit, d.Commit), true
 	}
 	return "", false

@@ -213,6 +213,19 @@ func TestReconcileDeployment(t *testing.T) {
 			decision: func() *DecisionRef { g := allow(recStart.Add(-time.Minute)); g.Decision = Wait; return g }(), want: []string{CodeGateBypassed}},
 		{name: "GATE_BYPASSED: allow for another commit", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
 			decision: func() *DecisionRef { g := allow(recStart.Add(-time.Minute)); g.Commit = "fff999"; return g }(), want: []string{CodeGateBypassed}},
+		{name: "allow for the deployed commit, named abbreviated", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			mutate:   func(d *Deployment) { d.Commit = "abc123d4e5f60718293a4b5c6d7e8f9012345678" },
+			decision: func() *DecisionRef { g := allow(recStart.Add(-time.Minute)); g.Commit = "ABC123D"; return g }(), want: []string{}},
+		{name: "deployment names its commit abbreviated", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			mutate: func(d *Deployment) { d.Commit = "abc123d" },
+			decision: func() *DecisionRef {
+				g := allow(recStart.Add(-time.Minute))
+				g.Commit = "abc123d4e5f60718293a4b5c6d7e8f9012345678"
+				return g
+			}(), want: []string{}},
+		{name: "GATE_BYPASSED: allow for another commit sharing a short prefix", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
+			mutate:   func(d *Deployment) { d.Commit = "abc123d4e5f60718293a4b5c6d7e8f9012345678" },
+			decision: func() *DecisionRef { g := allow(recStart.Add(-time.Minute)); g.Commit = "abc123e"; return g }(), want: []string{CodeGateBypassed}},
 		{name: "GATE_BYPASSED: allow for another release", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},
 			decision: func() *DecisionRef { g := allow(recStart.Add(-time.Minute)); g.ReleaseID = "other"; return g }(), want: []string{CodeGateBypassed}},
 		{name: "GATE_BYPASSED: allow made after the start", changes: []ChangeVersion{v(1, recStart.Add(-time.Hour), good)},

@@ -256,7 +256,9 @@ func (s *Deployments) bindDecision(ctx context.Context, d *core.Deployment) erro
 }
 
 // releaseMismatch names what differs between a decision's release and a
-// deployment's, or returns "".
+// deployment's, or returns "". Commits compare as core.SameCommit does: a
+// pipeline naming the abbreviated commit its gate check named in full is
+// the same release.
 func releaseMismatch(r core.GateRequest, d core.Deployment) string {
 	switch {
 	case !strings.EqualFold(r.Service, d.Service):
@@ -265,7 +267,7 @@ func releaseMismatch(r core.GateRequest, d core.Deployment) string {
 		return "environment"
 	case r.Version != d.Version:
 		return "version"
-	case r.Commit != "" && d.Commit != "" && !strings.EqualFold(r.Commit, d.Commit):
+	case !core.SameCommit(r.Commit, d.Commit):
 		return "commit"
 	}
 	return ""

@@ -942,14 +942,15 @@ func (in *Inbox) gateRequest(ctx context.Context, c Connector, e core.Event) (st
 // to the gate request that released it (by the CI's deployment id): the
 // deployment takes that request's decision, its service (as the
 // connector's services map named it) and, when it names none, its changes
-// (GitHub's deployment payload names none). Only for the same commit: a
+// (GitHub's deployment payload names none). Only for the same commit
+// (core.SameCommit: a short hash names the commit it begins): a
 // deployment of another commit is not the release the gate decided.
 func (in *Inbox) inheritGate(ctx context.Context, c Connector, r *core.Deployment) {
 	if in.gates == nil || r.DecisionID != "" {
 		return
 	}
 	p, ok := in.gates.Released(ctx, c.Config.Name, r.RunID)
-	if !ok || (r.Commit != "" && p.Request.Commit != "" && !strings.EqualFold(r.Commit, p.Request.Commit)) {
+	if !ok || !core.SameCommit(r.Commit, p.Request.Commit) {
 		return
 	}
 	r.DecisionID, r.Service = p.DecisionID, p.Request.Service

@@ -142,8 +142,9 @@ type DeploymentFacts struct {
 	// each the version in force then (the newest with ValidFrom <= start).
 	Changes []ChangeVersion
 	// ChangesAtCutoff are the same changes' newest versions as of the
-	// report's cut-off (their retrospective review may come later).
-	ChangesAtCutoff map[string]Change
+	// report's cut-off (their retrospective review may come later), by
+	// key.
+	ChangesAtCutoff map[string]ChangeVersion
 	// Incidents are the incidents active at the start that the policy counts
 	// as major (Evaluate decides which of them affect the service).
 	Incidents []Incident
@@ -311,7 +312,7 @@ func ReconcileEvaluate(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time,
 		lineage  Lineage
 		versions map[string]int
 	)
-	add := func(code, severity, ref0, msg string) {
+	add := func(code, severity, ref0, msg string) *ReconcileFinding {
 		if versions == nil {
 			lineage, versions = changeLineage(df)
 		}
@@ -330,6 +331,7 @@ func ReconcileEvaluate(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time,
 			f.ChangeKey, f.ChangeVersion = ref0, v
 		}
 		out = append(out, f)
+		return &out[len(out)-1]
 	}
 	for _, r := range dec.Reasons {
 		sev := SeverityMedium
@@ -537,8 +539,14 @@ func changeLineage(df DeploymentFacts) (Lineage, map[string]int) {
 
 // emergencyFindings applies the emergency timers to a deployment that
 // linked an emergency change: the review of each emergency change (as of
-// the cut-off), and the deployment's validation.
-func emergencyFindings(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time, opts ReconcileOptions, add func(code, severity, ref, msg string)) {
+// the cut-off), and the deployment's validation. add returns the finding
+// it added, valid until the next call.
+//
+// A review finding is judged on the change's version as of the cut-off,
+// so it names that version (change_version) and carries the review time
+// it judged in its lineage: the version in force at the start (what the
+// other findings name) has no review yet.
+func emergencyFindings(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time, opts ReconcileOptions, add func(code, severity, ref, msg string) *ReconcileFinding) {
 	d := &df.Deployment
 	for _, v := range df.Changes {
 		if v.Change.Type != ChangeEmergency {
@@ -546,15 +554,39 @@ func emergencyFindings(cp *CompiledPolicy, df DeploymentFacts, cutoff time.Time,
 		}
 		later, ok := df.ChangesAtCutoff[v.Change.Key]
 		if !ok {
-			later = v.Change
+			later = v
 		}
-		if msg, ok := emergencyReviewOverdue(cp, d.StartedAt, later, cutoff, opts.ReviewWithin); ok {
-			add(CodeEmergencyReviewOverdue, SeverityMedium, v.Change.Key, msg)
+		if msg, ok := emergencyReviewOverdue(cp, d.StartedAt, later.Change, cutoff, opts.ReviewWithin); ok {
+			f := add(CodeEmergencyReviewOverdue, SeverityMedium, v.Change.Key, msg)
+			f.ChangeVersion = later.Version
+			f.Lineage = withReview(f.Lineage, v.Change.Key, retrospectiveReview(later.Change, d.StartedAt))
 		}
 	}
 	if msg, ok := emergencyValidationOverdue(*d, cutoff, opts.ValidationWithin); ok {
 		add(CodeEmergencyValidationOverdue, SeverityMedium, "", msg)
 	}
+}
+
+// withReview returns lineage with the review time of change key set to
+// at, its changes copied (a deployment's findings share one lineage).
+func withReview(lineage Lineage, key string, at *time.Time) Lineage {
+	lineage.Changes = slices.Clone(lineage.Changes)
+	for i := range lineage.Changes {
+		if strings.EqualFold(lineage.Changes[i].Key, key) {
+			lineage.Changes[i].ReviewedAt = at
+		}
+	}
+	return lineage
+}
+
+// retrospectiveReview is c's review of a deployment started at start: a
+// review before the deployment reviewed an earlier one, so it has none
+// yet.
+func retrospectiveReview(c Change, start time.Time) *time.Time {
+	if c.ReviewedAt != nil && c.ReviewedAt.Before(start) {
+		return nil
+	}
+	return c.ReviewedAt
 }
 
 // DecisionClockSkew is how much later than a deployment's reported start
@@ -619,11 +651,7 @@ func reasonCodes(rs []Reason) string {
 // is no finding yet.
 func emergencyReviewOverdue(cp *CompiledPolicy, start time.Time, c Change, cutoff time.Time, within time.Duration) (string, bool) {
 	deadline := cp.AddBusinessHours(start, within)
-	if c.ReviewedAt != nil && c.ReviewedAt.Before(start) {
-		// A review before the deployment reviewed an earlier one: this
-		// one has none yet.
-		c.ReviewedAt = nil
-	}
+	c.ReviewedAt = retrospectiveReview(c, start)
 	if c.ReviewedAt != nil && !c.ReviewedAt.After(deadline) {
 		return "", false
 	}

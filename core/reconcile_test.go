@@ -48,6 +48,7 @@ type recCase struct {
 	cutoff     time.Time
 	want       []string // finding codes, in order
 	wantChange int      // the change version the first finding was judged against (0: not checked)
+	check      func(t *testing.T, fs []ReconcileFinding)
 }
 
 func v(n int, from time.Time, c Change) ChangeVersion {
@@ -80,7 +81,7 @@ func runRecCase(t *testing.T, cp *CompiledPolicy, tc recCase) []ReconcileFinding
 	if cutoff.IsZero() {
 		cutoff = start.Add(30 * 24 * time.Hour)
 	}
-	df := DeploymentFacts{Deployment: d, ChangesAtCutoff: map[string]Change{}, Decision: tc.decision, Holds: tc.holds, Evidence: tc.evidence}
+	df := DeploymentFacts{Deployment: d, ChangesAtCutoff: map[string]ChangeVersion{}, Decision: tc.decision, Holds: tc.holds, Evidence: tc.evidence}
 	byKey := map[string][]ChangeVersion{}
 	for _, cv := range tc.changes {
 		byKey[cv.Change.Key] = append(byKey[cv.Change.Key], cv)
@@ -89,7 +90,7 @@ func runRecCase(t *testing.T, cp *CompiledPolicy, tc recCase) []ReconcileFinding
 		if cv, ok := ChangeAsOf(byKey[k], d.StartedAt); ok {
 			df.Changes = append(df.Changes, cv)
 			if later, ok := ChangeAsOf(byKey[k], cutoff); ok {
-				df.ChangesAtCutoff[k] = later.Change
+				df.ChangesAtCutoff[k] = later
 			}
 		}
 	}
@@ -250,7 +251,40 @@ func TestReconcileDeployment(t *testing.T) {
 			decision: allow(friday.Add(-time.Minute)), want: []string{}},
 		{name: "EMERGENCY_REVIEW_OVERDUE: reviewed after 24 business hours", start: friday,
 			changes:  []ChangeVersion{v(1, friday.Add(-time.Hour), emergencyFri), v(2, time.Date(2026, 12, 3, 16, 30, 0, 0, time.UTC), reviewed(emergencyFri, time.Date(2026, 12, 3, 16, 30, 0, 0, time.UTC)))},
-			decision: allow(friday.Add(-time.Minute)), want: []string{CodeEmergencyReviewOverdue}},
+			decision: allow(friday.Add(-time.Minute)), want: []string{CodeEmergencyReviewOverdue},
+			// The finding is judged on version 2 (the review's) and says so:
+			// its change_version and its lineage's review time are those the
+			// message gives, not version 1's (in force at the start, without
+			// a review).
+			check: func(t *testing.T, fs []ReconcileFinding) {
+				f := fs[0]
+				review := time.Date(2026, 12, 3, 16, 30, 0, 0, time.UTC)
+				if f.ChangeKey != "CHG1" || f.ChangeVersion != 2 || !strings.Contains(f.Message, "2026-12-03T16:30:00Z") {
+					t.Errorf("finding on %s v%d (%s), want CHG1 v2", f.ChangeKey, f.ChangeVersion, f.Message)
+				}
+				if len(f.Lineage.Changes) != 1 || f.Lineage.Changes[0].ReviewedAt == nil || !f.Lineage.Changes[0].ReviewedAt.Equal(review) {
+					t.Errorf("lineage %+v, want CHG1 reviewed at %s", f.Lineage.Changes, review)
+				}
+			}},
+		{name: "EMERGENCY_REVIEW_OVERDUE beside another finding: only its own lineage has the review", start: friday,
+			changes: []ChangeVersion{v(1, friday.Add(-time.Hour), emergencyFri), v(2, time.Date(2026, 12, 3, 16, 30, 0, 0, time.UTC), reviewed(emergencyFri, time.Date(2026, 12, 3, 16, 30, 0, 0, time.UTC)))},
+			want:    []string{CodeGateBypassed, CodeEmergencyReviewOverdue},
+			check: func(t *testing.T, fs []ReconcileFinding) {
+				if fs[0].ChangeVersion != 0 || fs[0].Lineage.Changes[0].ReviewedAt != nil || fs[0].Lineage.Changes[0].Version != 1 {
+					t.Errorf("GATE_BYPASSED lineage %+v (v%d), want CHG1 v1 as at the start, unreviewed", fs[0].Lineage.Changes, fs[0].ChangeVersion)
+				}
+				if fs[1].ChangeVersion != 2 || fs[1].Lineage.Changes[0].ReviewedAt == nil {
+					t.Errorf("EMERGENCY_REVIEW_OVERDUE on v%d, lineage %+v; want v2 with its review", fs[1].ChangeVersion, fs[1].Lineage.Changes)
+				}
+			}},
+		{name: "EMERGENCY_REVIEW_OVERDUE: unreviewed, the cut-off's version names no review", start: friday, cutoff: time.Date(2026, 12, 3, 16, 1, 0, 0, time.UTC),
+			changes:  []ChangeVersion{v(1, friday.Add(-time.Hour), emergencyFri), v(2, friday.Add(time.Hour), func() Change { c := emergencyFri; c.State = "review"; return c }())},
+			decision: allow(friday.Add(-time.Minute)), want: []string{CodeEmergencyReviewOverdue},
+			check: func(t *testing.T, fs []ReconcileFinding) {
+				if fs[0].ChangeVersion != 2 || fs[0].Lineage.Changes[0].ReviewedAt != nil {
+					t.Errorf("finding on v%d, lineage %+v; want v2, no review", fs[0].ChangeVersion, fs[0].Lineage.Changes)
+				}
+			}},
 		{name: "emergency unreviewed, deadline not reached at the cut-off", start: friday, cutoff: time.Date(2026, 12, 3, 15, 59, 0, 0, time.UTC),
 			changes:  []ChangeVersion{v(1, friday.Add(-time.Hour), emergencyFri)},
 			decision: allow(friday.Add(-time.Minute)), want: []string{}},
@@ -286,6 +320,9 @@ func TestReconcileDeployment(t *testing.T) {
 				if f.Severity == "" || f.Remediation == "" || f.Deployment.ID != "dep-1" || f.Deployment.URL == "" {
 					t.Errorf("finding %s incomplete: %+v", f.Code, f)
 				}
+			}
+			if tc.check != nil {
+				tc.check(t, got)
 			}
 			if tc.wantChange != 0 {
 				f := got[0]

@@ -588,13 +588,13 @@ func pageFacts(p fetchedPage, timeline *core.IncidentTimeline, cutoff time.Time)
 	reasons := make(map[string][]core.Reason)
 	for i, dep := range p.deps {
 		df := &out[i] // built in place: the struct is large
-		*df = core.DeploymentFacts{Deployment: dep, ChangesAtCutoff: map[string]core.Change{}}
+		*df = core.DeploymentFacts{Deployment: dep, ChangesAtCutoff: map[string]core.ChangeVersion{}}
 		for _, k := range dep.Changes {
 			vs := p.versions[k]
 			if cv, ok := core.ChangeAsOf(vs, dep.StartedAt); ok {
 				df.Changes = append(df.Changes, cv)
 				if later, ok := core.ChangeAsOf(p.atCutoff[k], cutoff); ok {
-					df.ChangesAtCutoff[k] = later.Change
+					df.ChangesAtCutoff[k] = later
 				}
 			}
 		}

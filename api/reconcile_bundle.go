@@ -37,25 +37,44 @@ func bundleFileName(dir, key string) string {
 // as they are written. A failure after the first byte aborts the
 // connection, and the archive ends without its manifest, which `audit
 // verify` refuses.
+//
+// The findings are read several times (their references, then each
+// format), and a change manager may acknowledge one meanwhile. The bundle
+// is as of the audit head it records, read first: audit.json holds the
+// rows up to it, and every file shows the acknowledgements whose audit
+// rows it holds (an acknowledgement and its row commit together), no
+// later one; the summary counts those.
 func (s *Server) reportBundle(c *echo.Context) error {
 	ctx := c.Request().Context()
 	id := c.Param("id")
+	head, err := s.deps.Reader.AuditHead(ctx)
+	if err != nil {
+		return err
+	}
 	rep, err := s.deps.Reports.Get(ctx, id)
 	if err != nil {
 		return err
 	}
-	walk := func(fn func(core.ReconcileFinding) error) error { return s.deps.Reports.Findings(ctx, id, fn) }
-	refs, err := findingRefs(walk)
+	refs, err := findingRefs(func(fn func(core.ReconcileFinding) error) error { return s.deps.Reports.Findings(ctx, id, fn) })
 	if err != nil {
 		return err
 	}
-	audit, err := s.auditSlice(c, rep.ID, refs.releases.list, refs.decisions)
+	audit, err := s.auditSlice(c, rep.ID, head.Seq, refs)
 	if err != nil {
 		return err
 	}
-	head, err := s.deps.Reader.AuditHead(ctx)
-	if err != nil {
-		return err
+	acked := ackedIn(audit, rep.ID)
+	rep.Summary.Acknowledged = len(acked)
+	asOfHead := func(fn func(core.ReconcileFinding) error) func(core.ReconcileFinding) error {
+		return func(f core.ReconcileFinding) error {
+			if f.Ack != nil && !acked[f.ID] {
+				f.Ack = nil // acknowledged after the head: not in this bundle's audit.json
+			}
+			return fn(f)
+		}
+	}
+	walk := func(fn func(core.ReconcileFinding) error) error {
+		return s.deps.Reports.Findings(ctx, id, asOfHead(fn))
 	}
 	var proofs proofWalker
 	if rep.Query.Control != "" {
@@ -68,7 +87,7 @@ func (s *Server) reportBundle(c *echo.Context) error {
 	resp.WriteHeader(http.StatusOK)
 	bw := bundle.NewWriter(resp, s.deps.Clock.Now())
 	ofCode := func(code string, fn func(core.ReconcileFinding) error) error {
-		return s.deps.Reports.FindingsOfCode(ctx, id, code, fn)
+		return s.deps.Reports.FindingsOfCode(ctx, id, code, asOfHead(fn))
 	}
 	err = addReportFiles(bw, rep, walk, ofCode, proofs)
 	if err == nil {
@@ -103,9 +122,11 @@ func (s *idSet) add(v string) {
 	s.list = append(s.list, v)
 }
 
-// bundleRefs are the records a report's findings name.
+// bundleRefs are the records a report's findings name: relinked are the
+// deployments of LINKS_CHANGED_AFTER_DEPLOY findings, whose
+// deployment.links audit rows say who changed their links and from what.
 type bundleRefs struct {
-	decisions, releases, changes, incidents idSet
+	decisions, releases, changes, incidents, relinked idSet
 }
 
 // findingRefs walks the findings once for the records they name.
@@ -119,8 +140,11 @@ func findingRefs(walk findingWalker) (*bundleRefs, error) {
 		for _, ch := range f.Lineage.Changes {
 			r.changes.add(ch.Key)
 		}
-		if f.Code == core.CodeIncidentBlock {
+		switch f.Code {
+		case core.CodeIncidentBlock:
 			r.incidents.add(f.Ref)
+		case core.CodeLinksChangedAfterDeploy:
+			r.relinked.add(f.Deployment.ID)
 		}
 		return nil
 	})
@@ -185,10 +209,11 @@ func (s *Server) addRecordFiles(ctx context.Context, bw *bundle.Writer, refs *bu
 	return nil
 }
 
-// auditSlice gathers the audit rows of the report (its creation and
-// acknowledgements) and of the gate decisions it relied on, in sequence
-// order.
-func (s *Server) auditSlice(c *echo.Context, reportID string, releases []string, decisions idSet) ([]core.AuditEntry, error) {
+// auditSlice gathers the audit rows up to seq head of the report (its
+// creation and acknowledgements), of the gate decisions it relied on and
+// of the link changes of its LINKS_CHANGED_AFTER_DEPLOY deployments
+// (deployment.links), in sequence order.
+func (s *Server) auditSlice(c *echo.Context, reportID string, head int64, refs *bundleRefs) ([]core.AuditEntry, error) {
 	ctx := c.Request().Context()
 	var out []core.AuditEntry
 	collect := func(f core.AuditFilter, keep func(core.AuditEntry) bool) error {
@@ -199,6 +224,9 @@ func (s *Server) auditSlice(c *echo.Context, reportID string, releases []string,
 				return err
 			}
 			for _, r := range rows {
+				if r.Seq > head {
+					return nil // appended after the bundle's head
+				}
 				if keep(r) {
 					out = append(out, r)
 				}
@@ -209,17 +237,23 @@ func (s *Server) auditSlice(c *echo.Context, reportID string, releases []string,
 			f.AfterSeq = rows[len(rows)-1].Seq
 		}
 	}
-	if err := collect(core.AuditFilter{Subject: "report:" + reportID}, func(core.AuditEntry) bool { return true }); err != nil {
+	all := func(core.AuditEntry) bool { return true }
+	if err := collect(core.AuditFilter{Subject: "report:" + reportID}, all); err != nil {
 		return nil, err
 	}
-	for _, rel := range releases {
+	for _, rel := range refs.releases.list {
 		err := collect(core.AuditFilter{Subject: "release:" + rel, Action: "gate.decision"}, func(e core.AuditEntry) bool {
 			var d struct {
 				DecisionID string `json:"decision_id"`
 			}
-			return json.Unmarshal(e.Data, &d) == nil && decisions.seen[d.DecisionID]
+			return json.Unmarshal(e.Data, &d) == nil && refs.decisions.seen[d.DecisionID]
 		})
 		if err != nil {
+			return nil, err
+		}
+	}
+	for _, dep := range refs.relinked.list {
+		if err := collect(core.AuditFilter{Subject: "deployment:" + dep, Action: core.ActionDeploymentLinks}, all); err != nil {
 			return nil, err
 		}
 	}
@@ -229,4 +263,22 @@ func (s *Server) auditSlice(c *echo.Context, reportID string, releases []string,
 		out = []core.AuditEntry{}
 	}
 	return out, nil
+}
+
+// ackedIn returns the findings of report reportID whose acknowledgement
+// is among the audit rows.
+func ackedIn(rows []core.AuditEntry, reportID string) map[int]bool {
+	acked := map[int]bool{}
+	for _, e := range rows {
+		if e.Action != core.ActionFindingAck || e.Subject != "report:"+reportID {
+			continue
+		}
+		var d struct {
+			Finding int `json:"finding"`
+		}
+		if json.Unmarshal(e.Data, &d) == nil && d.Finding > 0 {
+			acked[d.Finding] = true
+		}
+	}
+	return acked
 }

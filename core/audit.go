@@ -137,6 +137,15 @@ func VerifyAuditChain(rows []AuditEntry, prev string, expectSeq int64) (brk *Aud
 // ActionGateDecision is the audit action of a recorded gate decision.
 const ActionGateDecision = "gate.decision"
 
+// ActionDeploymentLinks is the audit action of a report that changed the
+// links of a deployment already recorded (subject deployment:<id>).
+const ActionDeploymentLinks = "deployment.links"
+
+// ActionFindingAck is the audit action of a reconciliation finding's
+// acknowledgement (subject report:<id>, data {"finding", "comment"}); it
+// commits with the acknowledgement.
+const ActionFindingAck = "report.finding.ack"
+
 // DecisionAuditData is the data of a gate decision's audit entry.
 // DocSHA256 ties the stored decision document to the chain
 // (DecisionDocSHA256 of the document as stored), so a decision edited in

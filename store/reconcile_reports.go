@@ -378,7 +378,7 @@ func (r findingRow) finding() (core.ReconcileFinding, error) {
 func (d *DB) AckFinding(ctx context.Context, reportID string, id int, by, comment string, at time.Time) (core.ReconcileFinding, error) {
 	at = ts(at)
 	entry := core.AuditEntry{
-		Actor: by, Action: "report.finding.ack", Subject: "report:" + reportID, At: at,
+		Actor: by, Action: core.ActionFindingAck, Subject: "report:" + reportID, At: at,
 		Data: json.RawMessage(mustJSON(struct {
 			Finding int    `json:"finding"`
 			Comment string `json:"comment"`

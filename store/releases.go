@@ -392,7 +392,7 @@ var (
 
 // ActionDeploymentLinks is the audit action of a report that changed the
 // links of a deployment already recorded.
-const ActionDeploymentLinks = "deployment.links"
+const ActionDeploymentLinks = core.ActionDeploymentLinks
 
 // deploymentLinks are what a deployment's reconciliation is judged by
 // besides its release: the changes it implements, the incidents it fixes

@@ -426,8 +426,9 @@ fi
 # ---- reconcile ------------------------------------------------------------------
 # scripts/reconcilebench (service.Reconciler.Run, the code behind POST
 # /api/v1/reports/reconciliation) over a store seeded with `scripts/seed
-# -profile reconcile` at this scale, against the same question as one
-# hand-written query (scripts/reconcile-bench.sql). PATHS_RECONCILE=0 skips.
+# -profile reconcile` at this scale, against a comparable workload as one
+# hand-written query (scripts/reconcile-bench.sql; not the reconciler's
+# exact question: see its header). PATHS_RECONCILE=0 skips.
 if [ "${PATHS_RECONCILE:-1}" = 1 ]; then
 	RDB="${DBNAME}_recon"
 	RDB_URL=$(printf '%s' "$DB_URL" | sed -E "s#/$DBNAME([?]|$)#/$RDB\1#")

@@ -1,10 +1,24 @@
--- The reconciler's question over a seeded store (scripts/seed -profile
--- reconcile) as one hand-written PostgreSQL query, for the benchmark's
--- comparison (docs/benchmarks.md): every deployment with its gate decision
--- and its (first) linked change as of its start, counted when it breaks
--- a rule. It covers the rules the seeded history exercises and the change
--- rules (not incidents, reviews, freezes or the emergency timers), so it is
--- a lower bound on the work the reconciler does.
+-- A hand-written PostgreSQL query of the same shape as the reconciler's
+-- work over a seeded store (scripts/seed -profile reconcile), for the
+-- benchmark's comparison (docs/benchmarks.md): every deployment with its
+-- gate decision and its (first) linked change as of its start, counted
+-- when it breaks a rule. It covers the rules the seeded history exercises
+-- and the change rules (not incidents, reviews, freezes, holds, evidence
+-- or the emergency timers), so it is a lower bound on the work the
+-- reconciler does.
+--
+-- It is not the reconciler's question, only a comparable workload, and on
+-- other data its count may differ from a report's: it counts the
+-- deployments still queued (which no report judges); it takes each
+-- deployment's decision as its release's newest at its start, ignoring
+-- the decision a deployment names (decision_id), the minute of clock skew
+-- a named decision is allowed, and a later wait or deny that supersedes a
+-- named allow; it compares commits case-sensitively and in full (the
+-- reconciler takes an abbreviation for the commit it begins,
+-- core.SameCommit); it reads only the first linked change and matches the
+-- service case-sensitively; it hard-codes the default policy's production
+-- rules and has no data cut-off. On the seeded history none of these
+-- arises, so the two counts agree there.
 --
 -- It is set-based, the fastest form found: each gate decision and each
 -- change version becomes the interval in which it was the one in force

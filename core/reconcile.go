@@ -805,6 +805,20 @@ type ReconcileQuery struct {
 	// recorded after its last report although they started before the
 	// period it covers.
 	RecordedAfter time.Time `json:"recorded_after,omitzero"`
+	// UncoveredFrom, with RecordedAfter, adds the deployments started at
+	// or after it, whenever recorded: a span between the schedule's
+	// previous period (which ended here) and this one that no report of
+	// the schedule covered (a period shorter than the interval between
+	// fire times, fire times skipped).
+	UncoveredFrom time.Time `json:"uncovered_from,omitzero"`
+	// RevisedAfter, when set, makes the report a schedule's revised
+	// findings: deployments its earlier reports judged (recorded by this
+	// moment, their cut-off) judged again as of this report's cut-off,
+	// because something since may have given them a finding (an
+	// emergency timer run out, a record with an earlier validity); the
+	// report holds only the findings no report of the schedule showed.
+	// The deployments are listed (ByID).
+	RevisedAfter time.Time `json:"revised_after,omitzero"`
 	// Cutoff is the data cut-off: records stored after it are not read,
 	// and the reconcile-only timers run until it.
 	Cutoff time.Time `json:"cutoff"`

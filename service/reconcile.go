@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,7 +20,8 @@ type ReconcileStore interface {
 	AddFindings(ctx context.Context, reportID string, fs []core.ReconcileFinding) error
 	AddProofs(ctx context.Context, reportID string, ps []core.ControlProof) error
 	ReportProofs(ctx context.Context, reportID string, fn func(core.ControlProof) error) error
-	FinishReport(ctx context.Context, r core.Report) error
+	// FinishReports marks reports finished, all in one commit.
+	FinishReports(ctx context.Context, rs ...core.Report) error
 	DeleteReport(ctx context.Context, id string) error
 	GetReport(ctx context.Context, id string) (core.Report, error)
 	ListReports(ctx context.Context, kind string, limit int, before string) ([]core.Report, error)
@@ -124,6 +126,22 @@ func policyNamesControl(p core.Policy, control string) bool {
 // or "". The findings are written a page at a time: memory stays flat
 // whatever the period. A run that fails leaves no report behind.
 func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name string) (core.Report, error) {
+	r, err := s.Prepare(ctx, q, actor, name, time.Time{})
+	if err != nil {
+		return core.Report{}, err
+	}
+	if err := s.Finish(ctx, r); err != nil {
+		return core.Report{}, err
+	}
+	return r, nil
+}
+
+// Prepare is Run but for its last step: the report is judged and stored
+// unfinished — neither listed nor read, nor its schedule's last run —
+// until Finish (or Discard) takes it. cutoff is its data cut-off (zero:
+// now): the reports of one scheduled run share their main report's, so
+// that the next run reads on from exactly where they read up to.
+func (s *Reconciler) Prepare(ctx context.Context, q core.ReconcileQuery, actor, name string, cutoff time.Time) (core.Report, error) {
 	cp := s.policies.Current()
 	q, err := s.normalizeQuery(cp, q)
 	if err != nil {
@@ -131,6 +149,9 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 	}
 	now := s.clock.Now().UTC().Truncate(time.Microsecond)
 	q.Cutoff = now
+	if !cutoff.IsZero() {
+		q.Cutoff = cutoff.UTC().Truncate(time.Microsecond)
+	}
 	q.SkipEvidence = !cp.RequiresAnyEvidence()
 	opts := s.opts.Over(cp.ReconcileOptions())
 	r := core.Report{
@@ -140,33 +161,58 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 	if err := s.store.CreateReport(ctx, r); err != nil {
 		return core.Report{}, fmt.Errorf("create report: %w", err)
 	}
-	// Stored verdicts cover periods, not recording times: a report of late
-	// arrivals judges each of its (few) deployments afresh.
-	if vs, ok := s.store.(VerdictStore); ok && q.Control == "" && q.RecordedAfter.IsZero() && !s.NoStoredVerdicts {
-		r.Summary, err = s.judgeWithVerdicts(ctx, vs, cp, q, opts, r.ID)
-	} else {
-		r.Summary, err = s.judgeEach(ctx, cp, q, opts, r.ID)
-	}
+	r.Summary, err = s.judge(ctx, cp, q, opts, r.ID)
 	if err == nil {
 		r.Summary.QuarantinedEvents, err = s.quarantined(ctx, q)
 	}
 	if qc, ok := s.store.(QueuedCounter); ok && err == nil {
 		r.Summary.QueuedDeployments, err = qc.CountQueued(ctx, q)
 	}
-	if err == nil {
-		err = s.store.FinishReport(ctx, r)
-	}
 	if err != nil {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		if derr := s.store.DeleteReport(dctx, r.ID); derr != nil {
-			s.log.ErrorContext(ctx, "could not remove a failed report (the scheduler removes it once stale)", "report", r.ID, "error", derr)
-		}
-		cancel()
+		s.Discard(ctx, r)
 		return core.Report{}, fmt.Errorf("reconcile %s to %s: %w", q.From.Format(time.RFC3339), q.To.Format(time.RFC3339), err)
 	}
-	s.log.InfoContext(ctx, "reconciliation report", "report", r.ID, "deployments", r.Summary.DeploymentsChecked,
-		"findings", r.Summary.Findings, "policy_version", r.PolicyVersion, "schedule", name)
 	return r, nil
+}
+
+// judge judges the deployments of q for report id: with the stored
+// verdicts where they serve, else each deployment afresh.
+func (s *Reconciler) judge(ctx context.Context, cp *core.CompiledPolicy, q core.ReconcileQuery, opts core.ReconcileOptions, id string) (core.ReconcileSummary, error) {
+	// Stored verdicts cover periods, not recording times: a report of late
+	// arrivals (or revised findings) judges each of its (few) deployments
+	// afresh.
+	if vs, ok := s.store.(VerdictStore); ok && q.Control == "" && q.RecordedAfter.IsZero() && q.RevisedAfter.IsZero() && !s.NoStoredVerdicts {
+		return s.judgeWithVerdicts(ctx, vs, cp, q, opts, id)
+	}
+	return s.judgeEach(ctx, cp, q, opts, id, nil)
+}
+
+// Finish marks prepared reports finished, all in one commit (a schedule's
+// run is done only when all its reports are); when that fails they are
+// discarded.
+func (s *Reconciler) Finish(ctx context.Context, rs ...core.Report) error {
+	if err := s.store.FinishReports(ctx, rs...); err != nil {
+		s.Discard(ctx, rs...)
+		return fmt.Errorf("finish reports: %w", err)
+	}
+	for _, r := range rs {
+		s.log.InfoContext(ctx, "reconciliation report", "report", r.ID, "deployments", r.Summary.DeploymentsChecked,
+			"findings", r.Summary.Findings, "policy_version", r.PolicyVersion, "schedule", r.Name)
+	}
+	return nil
+}
+
+// Discard removes prepared reports and what they wrote. One it cannot
+// remove (the database away) stays unfinished, never read, and the
+// scheduler removes it once stale.
+func (s *Reconciler) Discard(ctx context.Context, rs ...core.Report) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	for _, r := range rs {
+		if err := s.store.DeleteReport(dctx, r.ID); err != nil {
+			s.log.ErrorContext(ctx, "could not remove a failed report (the scheduler removes it once stale)", "report", r.ID, "error", err)
+		}
+	}
 }
 
 // QuarantineCounter counts the deliveries the inbox quarantined
@@ -297,8 +343,10 @@ func (s *Reconciler) Metrics(ctx context.Context, q MetricsQuery) (core.ReleaseM
 }
 
 // judgeEach judges every deployment of q and adds the findings (and, for
-// a control, the proofs) to report id a page at a time.
-func (s *Reconciler) judgeEach(ctx context.Context, cp *core.CompiledPolicy, q core.ReconcileQuery, opts core.ReconcileOptions, id string) (core.ReconcileSummary, error) {
+// a control, the proofs) to report id a page at a time. keep, when set,
+// says which findings the report takes (a revised report: those not
+// reported before); a deployment left with none counts as compliant.
+func (s *Reconciler) judgeEach(ctx context.Context, cp *core.CompiledPolicy, q core.ReconcileQuery, opts core.ReconcileOptions, id string, keep func(core.ReconcileFinding) bool) (core.ReconcileSummary, error) {
 	sum := core.NewReconcileSummary()
 	seq, proofSeq := 0, 0
 	var batch []core.ReconcileFinding
@@ -318,6 +366,9 @@ func (s *Reconciler) judgeEach(ctx context.Context, cp *core.CompiledPolicy, q c
 					proof.ID = proofSeq
 					proofs = append(proofs, *proof)
 				}
+			}
+			if keep != nil {
+				fs = slices.DeleteFunc(fs, func(f core.ReconcileFinding) bool { return !keep(f) })
 			}
 			sum.Add(fs)
 			for i := range fs {

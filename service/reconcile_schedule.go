@@ -41,8 +41,11 @@ type ReportSchedule struct {
 type ScheduleStore interface {
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
-	LastReportAt(ctx context.Context, kind, name string) (time.Time, bool, error)
-	LateDeployments(ctx context.Context, environment string, before, after, by time.Time) (int, time.Time, error)
+	// LastReport is the newest finished report of kind a schedule made.
+	LastReport(ctx context.Context, kind, name string) (core.Report, bool, error)
+	// LateDeployments counts what a late-arrivals report covers (see
+	// store/unjudged) and the earliest start among it.
+	LateDeployments(ctx context.Context, environment string, before, after, uncoveredFrom, by time.Time) (int, time.Time, error)
 	DeleteReportsBefore(ctx context.Context, kind string, t time.Time) (int, error)
 	DeleteUnfinishedReports(ctx context.Context, t time.Time) (int, error)
 	DeleteSettledBefore(ctx context.Context, t time.Time, max int) (int, error)
@@ -157,13 +160,14 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 	}
 	var errs []error
 	for _, sc := range s.schedules {
-		last, ok, err := s.store.LastReportAt(ctx, core.ReportKindReconciliation, sc.Name)
+		prev, ok, err := s.store.LastReport(ctx, core.ReportKindReconciliation, sc.Name)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if !ok {
-			last = s.started
+		last := s.started
+		if ok {
+			last = prev.CreatedAt
 		}
 		fire := sc.Cron.Next(last)
 		if fire.After(now) {
@@ -172,10 +176,9 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 		for n := sc.Cron.Next(fire); !n.After(now); n = sc.Cron.Next(n) {
 			fire = n
 		}
+		var previous *core.Report // a schedule's first report has no earlier one to be late for
 		if ok {
-			last = last.UTC()
-		} else {
-			last = time.Time{} // a schedule's first report has no earlier one to be late for
+			previous = &prev
 		}
 		// A schedule may run long (a first judgement, a webhook retried):
 		// the lease is renewed before each, and a replica that lost it
@@ -183,7 +186,7 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 		if held, err := s.store.AcquireLease(ctx, reportsLease, s.holder, s.LeaseTTL); err != nil || !held {
 			return errors.Join(append(errs, err)...)
 		}
-		if err := s.runOne(ctx, sc, fire, last); err != nil {
+		if err := s.runOne(ctx, sc, fire, previous); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -249,40 +252,30 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 }
 
 // runOne runs schedule sc's report for the period ending at fire and,
-// when deployments arrived late, a report of those: recorded after the
-// schedule's last report (at last, zero for its first) although they
-// started before the period — a pipeline reporting at its end after the
-// report ran, a report delayed or replayed from quarantine, a period the
-// schedule skipped (a replica down at fire times, a period shorter than
-// the interval between them). Each deployment recorded is so judged by
-// some scheduled report.
-func (s *Scheduler) runOne(ctx context.Context, sc ReportSchedule, fire, last time.Time) error {
+// after the schedule's previous report prev (nil for its first), a report
+// of the deployments that arrived late (lateArrivals). The run's reports
+// share one cut-off and are finished in one commit: a run whose late pass
+// failed is not the schedule's last, and the next tick runs it again, so
+// every deployment recorded is judged by some scheduled report.
+func (s *Scheduler) runOne(ctx context.Context, sc ReportSchedule, fire time.Time, prev *core.Report) error {
 	q := core.ReconcileQuery{From: fire.Add(-sc.Period), To: fire, Environment: sc.Environment}
-	rep, err := s.rec.Run(ctx, q, "schedule:"+sc.Name, sc.Name)
+	rep, err := s.rec.Prepare(ctx, q, "schedule:"+sc.Name, sc.Name, time.Time{})
 	if err != nil {
 		return fmt.Errorf("scheduled report %s: %w", sc.Name, err)
 	}
 	reports := []core.Report{rep}
-	if !last.IsZero() {
-		n, earliest, err := s.store.LateDeployments(ctx, rep.Query.Environment, rep.Query.From, last, rep.Query.Cutoff)
+	if prev != nil {
+		late, ok, err := s.lateArrivals(ctx, sc, rep, *prev)
 		if err != nil {
+			s.rec.Discard(ctx, reports...)
 			return fmt.Errorf("scheduled report %s: late arrivals: %w", sc.Name, err)
 		}
-		if n > 0 {
-			lq := core.ReconcileQuery{From: earliest, To: rep.Query.From, Environment: sc.Environment, RecordedAfter: last}
-			if lq.To.Sub(lq.From) > maxReportPeriod {
-				s.log.WarnContext(ctx, "deployments recorded late started further back than a report reaches: the late-arrivals report covers the last five years of them",
-					"schedule", sc.Name, "earliest_start", earliest, "late_deployments", n)
-				lq.From = lq.To.Add(-maxReportPeriod)
-			}
-			late, err := s.rec.Run(ctx, lq, "schedule:"+sc.Name, sc.Name+lateSuffix)
-			if err != nil {
-				return fmt.Errorf("scheduled report %s: late arrivals: %w", sc.Name, err)
-			}
-			s.log.InfoContext(ctx, "late arrivals reported", "schedule", sc.Name, "report", late.ID, "deployments", n,
-				"recorded_after", last.Format(time.RFC3339), "earliest_start", earliest.Format(time.RFC3339))
+		if ok {
 			reports = append(reports, late)
 		}
+	}
+	if err := s.rec.Finish(ctx, reports...); err != nil {
+		return fmt.Errorf("scheduled report %s: %w", sc.Name, err)
 	}
 	if sc.WebhookURL == "" {
 		return nil
@@ -294,6 +287,38 @@ func (s *Scheduler) runOne(ctx context.Context, sc ReportSchedule, fire, last ti
 		}
 	}
 	return nil
+}
+
+// lateArrivals prepares, when there are any, the report of the deployments
+// that no report of schedule sc judged although they started before rep's
+// period: those recorded after the previous report's cut-off (a pipeline
+// reporting at its end after the report ran, a report delayed or replayed
+// from quarantine), and those that started between the previous report's
+// period and this one, whenever recorded (a period shorter than the
+// interval between fire times, fire times skipped while no replica ran).
+func (s *Scheduler) lateArrivals(ctx context.Context, sc ReportSchedule, rep, prev core.Report) (core.Report, bool, error) {
+	since := cmp.Or(prev.Query.Cutoff, prev.CreatedAt).UTC()
+	var uncovered time.Time
+	if prev.Query.To.Before(rep.Query.From) {
+		uncovered = prev.Query.To.UTC()
+	}
+	n, earliest, err := s.store.LateDeployments(ctx, rep.Query.Environment, rep.Query.From, since, uncovered, rep.Query.Cutoff)
+	if err != nil || n == 0 {
+		return core.Report{}, false, err
+	}
+	lq := core.ReconcileQuery{From: earliest, To: rep.Query.From, Environment: sc.Environment, RecordedAfter: since, UncoveredFrom: uncovered}
+	if lq.To.Sub(lq.From) > maxReportPeriod {
+		s.log.WarnContext(ctx, "deployments recorded late started further back than a report reaches: the late-arrivals report covers the last five years of them",
+			"schedule", sc.Name, "earliest_start", earliest, "late_deployments", n)
+		lq.From = lq.To.Add(-maxReportPeriod)
+	}
+	late, err := s.rec.Prepare(ctx, lq, "schedule:"+sc.Name, sc.Name+lateSuffix, rep.Query.Cutoff)
+	if err != nil {
+		return core.Report{}, false, err
+	}
+	s.log.InfoContext(ctx, "late arrivals reported", "schedule", sc.Name, "report", late.ID, "deployments", n,
+		"recorded_after", since.Format(time.RFC3339), "earliest_start", earliest.Format(time.RFC3339))
+	return late, true, nil
 }
 
 // lateSuffix names a schedule's late-arrivals reports ("weekly-prod

@@ -58,7 +58,7 @@ func (s *Reconciler) judgeWithVerdicts(ctx context.Context, vs VerdictStore, cp 
 	}
 	if !held {
 		s.log.InfoContext(ctx, "another report is using the stored verdicts: judging every deployment", "report", id)
-		return s.judgeEach(ctx, cp, q, opts, id)
+		return s.judgeEach(ctx, cp, q, opts, id, nil)
 	}
 	defer s.releaseVerdictLease(ctx, vs, id)
 	sum, _, err := s.judgeStored(ctx, vs, cp, q, opts, id, true)

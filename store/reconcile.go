@@ -526,10 +526,9 @@ func (d *DB) reconcilePage(ctx context.Context, q core.ReconcileQuery, from, to,
 	scope, scopeArgs := sqldb.ScopeFilter("d", q.Environment, q.Service, q.Team)
 	filter.WriteString(sqldb.Ran("d") + scope)
 	args := append([]any{from, to, cutoff}, scopeArgs...)
-	if !q.RecordedAfter.IsZero() {
-		filter.WriteString(" AND d.created_at > ?")
-		args = append(args, ts(q.RecordedAfter))
-	}
+	late, lateArgs := sqldb.RecordedLate("d", q)
+	filter.WriteString(late)
+	args = append(args, lateArgs...)
 	args = append(args, afterAt, afterID, limit)
 	return d.scanReconcileRows(ctx, d.q(fmt.Sprintf(reconcileDeploymentsSQL, filter.String())), args, limit)
 }

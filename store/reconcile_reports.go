@@ -130,27 +130,43 @@ func (d *DB) ReportProofs(ctx context.Context, reportID string, fn func(core.Con
 // FinishReport stores the report's summary with its audit entry
 // ("report.reconciliation"), in one commit.
 func (d *DB) FinishReport(ctx context.Context, r core.Report) error {
-	entry := core.AuditEntry{
-		Actor: r.CreatedBy, Action: "report.reconciliation", Subject: "report:" + r.ID,
-		Data: json.RawMessage(mustJSON(struct {
-			Query         core.ReconcileQuery   `json:"query"`
-			PolicyVersion int                   `json:"policy_version"`
-			Summary       core.ReconcileSummary `json:"summary"`
-			Name          string                `json:"name,omitempty"`
-		}{r.Query, r.PolicyVersion, r.Summary, r.Name})),
+	return d.FinishReports(ctx, r)
+}
+
+// FinishReports stores the reports' summaries with their audit entries
+// ("report.reconciliation"), all in one commit: a schedule's run (its
+// report, and those of its late arrivals and revised findings) counts as
+// done, and moves the schedule on, only once every one of them is.
+func (d *DB) FinishReports(ctx context.Context, rs ...core.Report) error {
+	if len(rs) == 0 {
+		return nil
 	}
-	err := d.appendWith(ctx, []core.AuditEntry{entry}, func(ctx context.Context, tx *sqlx.Tx) error {
-		res, err := tx.ExecContext(ctx, d.q(`UPDATE reports SET summary = ?, finished = true WHERE id = ?`), mustJSON(r.Summary), r.ID)
-		if err != nil {
-			return err
+	entries := make([]core.AuditEntry, len(rs))
+	for i, r := range rs {
+		entries[i] = core.AuditEntry{
+			Actor: r.CreatedBy, Action: "report.reconciliation", Subject: "report:" + r.ID,
+			Data: json.RawMessage(mustJSON(struct {
+				Query         core.ReconcileQuery   `json:"query"`
+				PolicyVersion int                   `json:"policy_version"`
+				Summary       core.ReconcileSummary `json:"summary"`
+				Name          string                `json:"name,omitempty"`
+			}{r.Query, r.PolicyVersion, r.Summary, r.Name})),
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return core.NotFound("report", r.ID)
+	}
+	err := d.appendWith(ctx, entries, func(ctx context.Context, tx *sqlx.Tx) error {
+		for _, r := range rs {
+			res, err := tx.ExecContext(ctx, d.q(`UPDATE reports SET summary = ?, finished = true WHERE id = ?`), mustJSON(r.Summary), r.ID)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return core.NotFound("report", r.ID)
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("finish report %s: %w", r.ID, translate(err))
+		return fmt.Errorf("finish report %s: %w", rs[0].ID, translate(err))
 	}
 	return nil
 }
@@ -418,10 +434,22 @@ func (d *DB) AckFinding(ctx context.Context, reportID string, id int, by, commen
 // LastReportAt returns when the newest report of kind made by the named
 // schedule was created (ok false when there is none).
 func (d *DB) LastReportAt(ctx context.Context, kind, name string) (time.Time, bool, error) {
-	var at anyTime
-	err := d.db.QueryRowContext(ctx, d.q(`SELECT MAX(created_at) FROM reports WHERE kind = ? AND name = ? AND finished`), kind, name).Scan(&at)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("last report of schedule %s: %w", name, translate(err))
+	r, ok, err := d.LastReport(ctx, kind, name)
+	return r.CreatedAt, ok, err
+}
+
+// LastReport returns the newest finished report of kind made by the named
+// schedule (ok false when there is none).
+func (d *DB) LastReport(ctx context.Context, kind, name string) (core.Report, bool, error) {
+	var row reportRow
+	err := d.db.GetContext(ctx, &row, d.q(`SELECT `+d.reportCols()+` FROM reports WHERE kind = ? AND name = ? AND finished
+		ORDER BY created_at DESC, id DESC LIMIT 1`), kind, name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return core.Report{}, false, nil
 	}
-	return at.Time, at.Valid, nil
+	if err != nil {
+		return core.Report{}, false, fmt.Errorf("last report of schedule %s: %w", name, translate(err))
+	}
+	r, err := row.report()
+	return r, err == nil, err
 }

@@ -201,6 +201,20 @@ func Ran(alias string) string {
 	return " AND " + alias + ".status <> '" + core.DeployQueued + "'"
 }
 
+// RecordedLate is the " AND …" clause (and its arguments) narrowing
+// deployments (alias) to a schedule's late arrivals (q.RecordedAfter,
+// q.UncoveredFrom): recorded after RecordedAfter, or started at or after
+// UncoveredFrom whenever recorded. Nothing when RecordedAfter is zero.
+func RecordedLate(alias string, q core.ReconcileQuery) (string, []any) {
+	switch {
+	case q.RecordedAfter.IsZero():
+		return "", nil
+	case q.UncoveredFrom.IsZero():
+		return " AND " + alias + ".created_at > ?", []any{TS(q.RecordedAfter)}
+	}
+	return " AND (" + alias + ".created_at > ? OR " + alias + ".started_at >= ?)", []any{TS(q.RecordedAfter), TS(q.UncoveredFrom)}
+}
+
 // ScopeFilter is the " AND …" clauses (and their arguments) narrowing rows
 // of alias to a report's scope: the environment as stored (canonical, the
 // policy's names), service and team as names, in any case (they are

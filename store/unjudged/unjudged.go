@@ -28,10 +28,9 @@ func (c *Counts) CountQueued(ctx context.Context, q core.ReconcileQuery) (int, e
 	scope, scopeArgs := sqldb.ScopeFilter("d", q.Environment, q.Service, q.Team)
 	query := `SELECT COUNT(*) FROM deployments d WHERE d.status = ? AND d.started_at >= ? AND d.started_at < ?` + scope
 	args := append([]any{core.DeployQueued, sqldb.TS(q.From), sqldb.TS(q.To)}, scopeArgs...)
-	if !q.RecordedAfter.IsZero() {
-		query += ` AND d.created_at > ?`
-		args = append(args, sqldb.TS(q.RecordedAfter))
-	}
+	late, lateArgs := sqldb.RecordedLate("d", q)
+	query += late
+	args = append(args, lateArgs...)
 	var n int
 	if err := c.base.SQLX().GetContext(ctx, &n, c.base.Q(query), args...); err != nil {
 		return 0, fmt.Errorf("count queued deployments: %w", sqldb.Translate(err))
@@ -40,12 +39,16 @@ func (c *Counts) CountQueued(ctx context.Context, q core.ReconcileQuery) (int, e
 }
 
 // LateDeployments counts the deployments of environment (every one when
-// "") started before before and recorded in (after, by], and returns the
-// earliest start among them: what a schedule's late-arrivals report covers.
+// "") that a schedule's late-arrivals report covers, and returns the
+// earliest start among them: started before before and recorded by by,
+// and either recorded after after (the previous report's cut-off) or
+// started at or after uncoveredFrom (the end of the previous report's
+// period: a span between the two periods no report covered; zero: none).
 // A run that left its CI's queue is recorded when it left it.
-func (c *Counts) LateDeployments(ctx context.Context, environment string, before, after, by time.Time) (int, time.Time, error) {
-	q := `SELECT COUNT(*) AS n, MIN(started_at) AS earliest FROM deployments d WHERE started_at < ? AND created_at > ? AND created_at <= ?` + sqldb.Ran("d")
-	args := []any{sqldb.TS(before), sqldb.TS(after), sqldb.TS(by)}
+func (c *Counts) LateDeployments(ctx context.Context, environment string, before, after, uncoveredFrom, by time.Time) (int, time.Time, error) {
+	late, lateArgs := sqldb.RecordedLate("d", core.ReconcileQuery{RecordedAfter: after, UncoveredFrom: uncoveredFrom})
+	q := `SELECT COUNT(*) AS n, MIN(started_at) AS earliest FROM deployments d WHERE started_at < ? AND created_at <= ?` + late + sqldb.Ran("d")
+	args := append([]any{sqldb.TS(before), sqldb.TS(by)}, lateArgs...)
 	if env := strings.TrimSpace(environment); env != "" {
 		q += ` AND environment = ?`
 		args = append(args, env)

@@ -200,6 +200,27 @@ type VerdictPlan struct {
 	Reused, ReusedCompliant int
 }
 
+// RevisionQuery asks which deployments a schedule's earlier reports judged
+// that something since may have given new findings (its revised
+// findings): those of Environment (every one when "") started before
+// Before and recorded by Since, the previous run's cut-off.
+type RevisionQuery struct {
+	Environment string
+	Before      time.Time
+	Since       time.Time
+	// Cutoff is this run's: the records stored in (Since, Cutoff] are
+	// those that may have changed a verdict.
+	Cutoff time.Time
+	// Limit bounds the deployments returned (the latest started first).
+	Limit int
+}
+
+// DeploymentStart names a deployment and its start.
+type DeploymentStart struct {
+	ID        string
+	StartedAt time.Time
+}
+
 // DeploymentRef identifies a deployment in a finding.
 type DeploymentRef struct {
 	ID          string     `json:"id"`

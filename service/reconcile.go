@@ -142,6 +142,12 @@ func (s *Reconciler) Run(ctx context.Context, q core.ReconcileQuery, actor, name
 // now): the reports of one scheduled run share their main report's, so
 // that the next run reads on from exactly where they read up to.
 func (s *Reconciler) Prepare(ctx context.Context, q core.ReconcileQuery, actor, name string, cutoff time.Time) (core.Report, error) {
+	return s.prepare(ctx, q, actor, name, cutoff, nil)
+}
+
+// prepare is Prepare with keep: which findings the report takes (nil:
+// all; see judgeEach).
+func (s *Reconciler) prepare(ctx context.Context, q core.ReconcileQuery, actor, name string, cutoff time.Time, keep func(core.ReconcileFinding) bool) (core.Report, error) {
 	cp := s.policies.Current()
 	q, err := s.normalizeQuery(cp, q)
 	if err != nil {
@@ -161,11 +167,11 @@ func (s *Reconciler) Prepare(ctx context.Context, q core.ReconcileQuery, actor, 
 	if err := s.store.CreateReport(ctx, r); err != nil {
 		return core.Report{}, fmt.Errorf("create report: %w", err)
 	}
-	r.Summary, err = s.judge(ctx, cp, q, opts, r.ID)
+	r.Summary, err = s.judge(ctx, cp, q, opts, r.ID, keep)
 	if err == nil {
 		r.Summary.QuarantinedEvents, err = s.quarantined(ctx, q)
 	}
-	if qc, ok := s.store.(QueuedCounter); ok && err == nil {
+	if qc, ok := s.store.(QueuedCounter); ok && err == nil && q.RevisedAfter.IsZero() {
 		r.Summary.QueuedDeployments, err = qc.CountQueued(ctx, q)
 	}
 	if err != nil {
@@ -177,14 +183,14 @@ func (s *Reconciler) Prepare(ctx context.Context, q core.ReconcileQuery, actor, 
 
 // judge judges the deployments of q for report id: with the stored
 // verdicts where they serve, else each deployment afresh.
-func (s *Reconciler) judge(ctx context.Context, cp *core.CompiledPolicy, q core.ReconcileQuery, opts core.ReconcileOptions, id string) (core.ReconcileSummary, error) {
+func (s *Reconciler) judge(ctx context.Context, cp *core.CompiledPolicy, q core.ReconcileQuery, opts core.ReconcileOptions, id string, keep func(core.ReconcileFinding) bool) (core.ReconcileSummary, error) {
 	// Stored verdicts cover periods, not recording times: a report of late
 	// arrivals (or revised findings) judges each of its (few) deployments
 	// afresh.
-	if vs, ok := s.store.(VerdictStore); ok && q.Control == "" && q.RecordedAfter.IsZero() && q.RevisedAfter.IsZero() && !s.NoStoredVerdicts {
+	if vs, ok := s.store.(VerdictStore); ok && keep == nil && q.Control == "" && q.RecordedAfter.IsZero() && q.RevisedAfter.IsZero() && !s.NoStoredVerdicts {
 		return s.judgeWithVerdicts(ctx, vs, cp, q, opts, id)
 	}
-	return s.judgeEach(ctx, cp, q, opts, id, nil)
+	return s.judgeEach(ctx, cp, q, opts, id, keep)
 }
 
 // Finish marks prepared reports finished, all in one commit (a schedule's

@@ -253,10 +253,13 @@ func (s *Scheduler) TickAt(ctx context.Context, now time.Time) error {
 
 // runOne runs schedule sc's report for the period ending at fire and,
 // after the schedule's previous report prev (nil for its first), a report
-// of the deployments that arrived late (lateArrivals). The run's reports
-// share one cut-off and are finished in one commit: a run whose late pass
-// failed is not the schedule's last, and the next tick runs it again, so
-// every deployment recorded is judged by some scheduled report.
+// of the deployments that arrived late (lateArrivals) and one of the
+// findings its earlier reports could not yet show (revised). The run's
+// reports share one cut-off and are finished in one commit: a run whose
+// late or revised pass failed is not the schedule's last, and the next
+// tick runs it again, so every deployment recorded is judged by some
+// scheduled report, and every finding that comes true later is shown by
+// one.
 func (s *Scheduler) runOne(ctx context.Context, sc ReportSchedule, fire time.Time, prev *core.Report) error {
 	q := core.ReconcileQuery{From: fire.Add(-sc.Period), To: fire, Environment: sc.Environment}
 	rep, err := s.rec.Prepare(ctx, q, "schedule:"+sc.Name, sc.Name, time.Time{})
@@ -265,14 +268,12 @@ func (s *Scheduler) runOne(ctx context.Context, sc ReportSchedule, fire time.Tim
 	}
 	reports := []core.Report{rep}
 	if prev != nil {
-		late, ok, err := s.lateArrivals(ctx, sc, rep, *prev)
+		more, err := s.followUps(ctx, sc, rep, *prev)
 		if err != nil {
-			s.rec.Discard(ctx, reports...)
-			return fmt.Errorf("scheduled report %s: late arrivals: %w", sc.Name, err)
+			s.rec.Discard(ctx, append(reports, more...)...)
+			return fmt.Errorf("scheduled report %s: %w", sc.Name, err)
 		}
-		if ok {
-			reports = append(reports, late)
-		}
+		reports = append(reports, more...)
 	}
 	if err := s.rec.Finish(ctx, reports...); err != nil {
 		return fmt.Errorf("scheduled report %s: %w", sc.Name, err)
@@ -289,6 +290,58 @@ func (s *Scheduler) runOne(ctx context.Context, sc ReportSchedule, fire time.Tim
 	return nil
 }
 
+// followUps prepares the reports a run after the schedule's first adds to
+// its own, rep: its late arrivals and its revised findings, when there
+// are any. On an error it returns those it prepared, for the caller to
+// discard.
+func (s *Scheduler) followUps(ctx context.Context, sc ReportSchedule, rep, prev core.Report) ([]core.Report, error) {
+	var out []core.Report
+	late, ok, err := s.lateArrivals(ctx, sc, rep, prev)
+	if err != nil {
+		return out, fmt.Errorf("late arrivals: %w", err)
+	}
+	if ok {
+		out = append(out, late)
+	}
+	// The deployments the earlier reports judged: started before this
+	// period and, when the two periods leave a gap (which the late
+	// arrivals judge), before it; recorded by the previous cut-off.
+	before := rep.Query.From
+	if gap := lateStart(rep, prev); !gap.IsZero() {
+		before = gap
+	}
+	revised, ok, err := s.rec.Revise(ctx, Revision{
+		RevisionQuery: core.RevisionQuery{Environment: rep.Query.Environment, Before: before, Since: previousCutoff(prev), Cutoff: rep.Query.Cutoff},
+		Name:          sc.Name + revisedSuffix,
+		Reported:      []string{sc.Name, sc.Name + lateSuffix, sc.Name + revisedSuffix},
+		Actor:         "schedule:" + sc.Name,
+	})
+	if err != nil {
+		return out, fmt.Errorf("revised findings: %w", err)
+	}
+	if ok {
+		s.log.InfoContext(ctx, "revised findings reported", "schedule", sc.Name, "report", revised.ID,
+			"deployments", revised.Summary.DeploymentsChecked, "findings", revised.Summary.Findings)
+		out = append(out, revised)
+	}
+	return out, nil
+}
+
+// previousCutoff is the cut-off of a schedule's previous run.
+func previousCutoff(prev core.Report) time.Time {
+	return cmp.Or(prev.Query.Cutoff, prev.CreatedAt).UTC()
+}
+
+// lateStart is the end of the previous report's period when it ended
+// before rep's began (a span no report of the schedule covered, which
+// the late arrivals judge), else zero.
+func lateStart(rep, prev core.Report) time.Time {
+	if prev.Query.To.Before(rep.Query.From) {
+		return prev.Query.To.UTC()
+	}
+	return time.Time{}
+}
+
 // lateArrivals prepares, when there are any, the report of the deployments
 // that no report of schedule sc judged although they started before rep's
 // period: those recorded after the previous report's cut-off (a pipeline
@@ -297,11 +350,7 @@ func (s *Scheduler) runOne(ctx context.Context, sc ReportSchedule, fire time.Tim
 // period and this one, whenever recorded (a period shorter than the
 // interval between fire times, fire times skipped while no replica ran).
 func (s *Scheduler) lateArrivals(ctx context.Context, sc ReportSchedule, rep, prev core.Report) (core.Report, bool, error) {
-	since := cmp.Or(prev.Query.Cutoff, prev.CreatedAt).UTC()
-	var uncovered time.Time
-	if prev.Query.To.Before(rep.Query.From) {
-		uncovered = prev.Query.To.UTC()
-	}
+	since, uncovered := previousCutoff(prev), lateStart(rep, prev)
 	n, earliest, err := s.store.LateDeployments(ctx, rep.Query.Environment, rep.Query.From, since, uncovered, rep.Query.Cutoff)
 	if err != nil || n == 0 {
 		return core.Report{}, false, err

@@ -55,11 +55,17 @@ func newScheduleWorld(t *testing.T, dialect, expr string, period time.Duration, 
 // at started (succeeded five minutes later), linking changes.
 func (w *scheduleWorld) deploy(run string, started, recorded time.Time, changes ...string) {
 	w.t.Helper()
-	w.clock.set(recorded)
 	fin := started.Add(5 * time.Minute)
+	w.record(run, core.DeploySucceeded, started, &fin, recorded, changes...)
+}
+
+// record records, at recorded, a production deployment of run.
+func (w *scheduleWorld) record(run, status string, started time.Time, finished *time.Time, recorded time.Time, changes ...string) {
+	w.t.Helper()
+	w.clock.set(recorded)
 	if _, _, err := w.db.RecordDeployment(context.Background(), core.Deployment{
 		Service: "payments-api", Environment: "production", Version: "1." + run, Commit: "c0ffee0", Team: "red",
-		Status: core.DeploySucceeded, StartedAt: started, FinishedAt: &fin, Actor: "dora", Changes: changes,
+		Status: status, StartedAt: started, FinishedAt: finished, Actor: "dora", Changes: changes,
 		Provider: "github", RunID: run, URL: "https://ci.example/runs/" + run, Source: "api",
 	}, "test"); err != nil {
 		w.t.Fatal(err)
@@ -185,4 +191,107 @@ func TestScheduleRunWithAFailedLatePassRunsAgain(t *testing.T) {
 	if want := []string{"daily", "daily", "daily", "daily (late arrivals)"}; !slices.Equal(names, want) {
 		t.Errorf("reports %v, want %v", names, want)
 	}
+}
+
+// TestScheduleRevisesEmergencyReviewOverdue: an emergency deployment an
+// hour before a daily report's fire has 24 business hours for its
+// retrospective review, a deadline (Wednesday 17:00) after the next two
+// cut-offs; no period's own report can call it missed. The run after the
+// deadline shows it in the schedule's revised findings, once, and without
+// the findings the deployment's own report already showed. Likewise an
+// emergency deployment still running at the fire, never validated: its
+// four hours end after the cut-off, and the next run's revised findings
+// show EMERGENCY_VALIDATION_OVERDUE.
+func TestScheduleRevisesEmergencyReviewOverdue(t *testing.T) {
+	for _, dialect := range []string{store.SQLite, store.Postgres} {
+		t.Run(dialect, func(t *testing.T) {
+			w := newScheduleWorld(t, dialect, "0 7 * * *", 24*time.Hour, nil)
+			ctx := context.Background()
+			fire := monday.Add(time.Hour)
+			window := fire.Add(-3 * time.Hour)
+			end := fire.Add(3 * time.Hour)
+			if _, err := w.db.UpsertChange(ctx, core.Change{Source: "snow", Key: "CHG9001", Type: core.ChangeEmergency, State: core.ChangeStateImplement,
+				Approval: core.ApprovalApproved, Approvals: []core.Approval{{Approver: "ana", Decision: core.ApprovalApproved}}, RequestedBy: "carla",
+				PlannedStart: &window, PlannedEnd: &end, Services: []string{"payments-api"}, HasRiskAssessment: true, HasBackoutPlan: true,
+				SourceUpdatedAt: fire.Add(-2 * time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			w.deploy("4301", fire.Add(-time.Hour), fire.Add(-59*time.Minute), "CHG9001")
+			w.record("4302", core.DeployStarted, fire.Add(-time.Hour), nil, fire.Add(-58*time.Minute), "CHG9001")
+			for day := range 5 {
+				if err := w.tick(fire.Add(time.Duration(day)*24*time.Hour + 30*time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				if day == 2 {
+					if n := count(w.judged()["4301"], core.CodeEmergencyReviewOverdue); n != 0 {
+						t.Fatalf("EMERGENCY_REVIEW_OVERDUE shown %d times before its deadline", n)
+					}
+				}
+			}
+			got := w.judged()["4301"]
+			if n := count(got, core.CodeEmergencyReviewOverdue); n != 1 {
+				t.Fatalf("run 4301's findings by report %v: EMERGENCY_REVIEW_OVERDUE shown %d times, want once", got, n)
+			}
+			if revised := got["daily (revised)"]; !slices.Equal(revised, []string{core.CodeEmergencyReviewOverdue}) {
+				t.Errorf("revised findings of run 4301 %v, want EMERGENCY_REVIEW_OVERDUE alone (the rest was reported with its period)", revised)
+			}
+			if len(got["daily"]) == 0 {
+				t.Errorf("run 4301 has no finding in its own period's report: %v", got)
+			}
+			unvalidated := w.judged()["4302"]
+			if n := count(unvalidated, core.CodeEmergencyValidationOverdue); n != 1 || !slices.Contains(unvalidated["daily (revised)"], core.CodeEmergencyValidationOverdue) {
+				t.Errorf("run 4302's findings by report %v: want EMERGENCY_VALIDATION_OVERDUE once, in the revised findings", unvalidated)
+			}
+		})
+	}
+}
+
+// TestScheduleRevisesALateIncident: a P1 incident opened ten minutes
+// before a daily report's fire, whose webhook was lost and which a poll
+// recorded after the report's cut-off, blocked the deployment started
+// between the two: the next run's revised findings show INCIDENT_BLOCK on
+// it (and nothing its own report showed); a deployment started before the
+// incident has none.
+func TestScheduleRevisesALateIncident(t *testing.T) {
+	for _, dialect := range []string{store.SQLite, store.Postgres} {
+		t.Run(dialect, func(t *testing.T) {
+			w := newScheduleWorld(t, dialect, "0 7 * * *", 24*time.Hour, nil)
+			ctx := context.Background()
+			fire := monday.Add(time.Hour)
+			w.deploy("4401", fire.Add(-5*time.Minute), fire.Add(-4*time.Minute))
+			w.deploy("4402", fire.Add(-20*time.Minute), fire.Add(-19*time.Minute))
+			if err := w.tick(fire.Add(30 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			opened := fire.Add(-10 * time.Minute)
+			w.clock.set(fire.Add(10 * time.Minute))
+			if _, err := w.db.UpsertIncident(ctx, core.Incident{Source: "snow", Key: "INC9001", Priority: 1, State: core.IncidentOpen,
+				Services: []string{"payments-api"}, OpenedAt: &opened, SourceUpdatedAt: opened}); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.tick(fire.Add(24*time.Hour + 30*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			got := w.judged()
+			if revised := got["4401"]["daily (revised)"]; !slices.Equal(revised, []string{core.CodeIncidentBlock}) {
+				t.Errorf("revised findings of run 4401 %v (all: %v), want INCIDENT_BLOCK alone", revised, got["4401"])
+			}
+			if n := count(got["4402"], core.CodeIncidentBlock); n != 0 {
+				t.Errorf("run 4402, started before the incident, has INCIDENT_BLOCK: %v", got["4402"])
+			}
+		})
+	}
+}
+
+// count is how many findings of code the reports showed.
+func count(byReport map[string][]string, code string) int {
+	n := 0
+	for _, codes := range byReport {
+		for _, c := range codes {
+			if c == code {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -133,27 +133,15 @@ func (d *Store) markVerdicts(ctx context.Context, tx *sqlx.Tx, since time.Time) 
 			return err
 		}
 	}
-	type late struct {
-		Key  string        `db:"key"`
-		From sqldb.AnyTime `db:"valid_from"`
-	}
-	var changes []late
-	if err := tx.SelectContext(ctx, &changes, d.base.Q(`SELECT key, min(valid_from) AS valid_from FROM change_versions
-		WHERE recorded_at > ? GROUP BY key ORDER BY key LIMIT ?`), since, maxLateChanges+1); err != nil {
+	lr, err := readLateRecords(ctx, d.base, tx, since, time.Time{}, time.Time{})
+	if err != nil {
 		return err
 	}
-	if len(changes) > maxLateChanges {
-		var earliest sqldb.AnyTime
-		if err := tx.QueryRowContext(ctx, d.base.Q(`SELECT min(valid_from) FROM change_versions WHERE recorded_at > ?`), since).Scan(&earliest); err != nil {
-			return err
-		}
-		return mark(`started_at >= ?`, sqldb.TS(earliest.Time))
+	if lr.changesFrom.Valid {
+		return mark(`started_at >= ?`, sqldb.TS(lr.changesFrom.Time))
 	}
-	linked := `d.changes @> jsonb_build_array(?::text)`
-	if d.base.Dialect() == sqldb.SQLite {
-		linked = `EXISTS (SELECT 1 FROM json_each(d.changes) j WHERE j.value = ?)`
-	}
-	for _, c := range changes {
+	linked := linkedSQL(d.base.Dialect())
+	for _, c := range lr.changes {
 		if err := mark(`deployment_id IN (SELECT d.id FROM deployments d WHERE d.started_at >= ? AND `+linked+`)`, sqldb.TS(c.From.Time), c.Key); err != nil {
 			return err
 		}
@@ -162,18 +150,82 @@ func (d *Store) markVerdicts(ctx context.Context, tx *sqlx.Tx, since time.Time) 
 	// (core.PIR.HoldsBack, case-insensitively): both kinds of verdict from
 	// the earliest time a changed review was required.
 	for _, col := range []string{"team", "service"} {
-		var held []late
-		if err := tx.SelectContext(ctx, &held, d.base.Q(`SELECT lower(`+col+`) AS key, min(required_at) AS valid_from FROM pirs
-			WHERE updated_at > ? AND `+col+` <> '' GROUP BY lower(`+col+`)`), since); err != nil {
-			return err
-		}
-		for _, t := range held {
+		for _, t := range lr.held[col] {
 			if err := mark(`lower(`+col+`) = ? AND started_at >= ?`, t.Key, sqldb.TS(t.From.Time)); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// late is a record key and the earliest validity among its records
+// stored late.
+type late struct {
+	Key  string        `db:"key"`
+	From sqldb.AnyTime `db:"valid_from"`
+}
+
+// lateRecords are the change versions and reviews stored in a span whose
+// validity may reach back before deployments they could judge otherwise:
+// per change key, its earliest version's valid_from (or, with more than
+// maxLateChanges keys, changesFrom: the earliest of all), and per
+// lower-cased team and service ("team", "service"), the earliest time a
+// review stored then was required. markVerdicts marks the verdicts they
+// could change; a schedule's revised findings judge those deployments
+// again (RevisedDeployments).
+type lateRecords struct {
+	changes     []late
+	changesFrom sqldb.AnyTime
+	held        map[string][]late
+}
+
+// readLateRecords reads the lateRecords stored after since and, when
+// until is set, by until; when before is set, only those valid before it.
+func readLateRecords(ctx context.Context, base *sqldb.DB, q sqlx.QueryerContext, since, until, before time.Time) (lateRecords, error) {
+	where := func(stored, valid string) (string, []any) {
+		w, args := stored+` > ?`, []any{sqldb.TS(since)}
+		if !until.IsZero() {
+			w += ` AND ` + stored + ` <= ?`
+			args = append(args, sqldb.TS(until))
+		}
+		if !before.IsZero() {
+			w += ` AND ` + valid + ` < ?`
+			args = append(args, sqldb.TS(before))
+		}
+		return w, args
+	}
+	lr := lateRecords{held: map[string][]late{}}
+	cw, cargs := where("recorded_at", "valid_from")
+	if err := sqlx.SelectContext(ctx, q, &lr.changes, base.Q(`SELECT key, min(valid_from) AS valid_from FROM change_versions
+		WHERE `+cw+` GROUP BY key ORDER BY key LIMIT ?`), append(cargs, maxLateChanges+1)...); err != nil {
+		return lr, err
+	}
+	if len(lr.changes) > maxLateChanges {
+		lr.changes = nil
+		if err := sqlx.GetContext(ctx, q, &lr.changesFrom, base.Q(`SELECT min(valid_from) FROM change_versions WHERE `+cw), cargs...); err != nil {
+			return lr, err
+		}
+	}
+	pw, pargs := where("updated_at", "required_at")
+	for _, col := range []string{"team", "service"} {
+		var held []late
+		if err := sqlx.SelectContext(ctx, q, &held, base.Q(`SELECT lower(`+col+`) AS key, min(required_at) AS valid_from FROM pirs
+			WHERE `+pw+` AND `+col+` <> '' GROUP BY lower(`+col+`)`), pargs...); err != nil {
+			return lr, err
+		}
+		lr.held[col] = held
+	}
+	return lr, nil
+}
+
+// linkedSQL is the condition that deployment d links the change key given
+// as its one argument.
+func linkedSQL(dialect string) string {
+	if dialect == sqldb.SQLite {
+		return `EXISTS (SELECT 1 FROM json_each(d.changes) j WHERE j.value = ?)`
+	}
+	return `d.changes @> jsonb_build_array(?::text)`
 }
 
 // ClearVerdicts deletes every stored verdict: the next report judges each

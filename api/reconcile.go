@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -144,9 +143,9 @@ func (s *Server) ackFinding(c *echo.Context) error {
 	if err := decodeJSON(c, &r); err != nil {
 		return err
 	}
-	fid, err := strconv.Atoi(c.Param("fid"))
-	if err != nil || fid <= 0 {
-		return core.Invalid("finding_id", "%q is not a finding number", c.Param("fid"))
+	fid, err := service.ParseFindingID(c.Param("id"), c.Param("fid"))
+	if err != nil {
+		return err
 	}
 	f, err := s.deps.Reports.Ack(c.Request().Context(), c.Param("id"), fid, r.Comment, actor(c))
 	if err != nil {

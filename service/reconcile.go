@@ -2,9 +2,12 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -274,6 +277,25 @@ func (s *Reconciler) Proofs(ctx context.Context, id string, fn func(core.Control
 	return s.store.ReportProofs(ctx, id, fn)
 }
 
+// ParseFindingID reads a finding's number from a path (…/findings/{n}):
+// a positive decimal number, else KindInvalid. Findings are numbered in a
+// 32-bit column, so a number past what it holds names no finding:
+// KindNotFound, as an unused number does (the database would refuse to
+// compare it).
+func ParseFindingID(reportID, raw string) (int, error) {
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if errors.Is(err, strconv.ErrRange) && n > 0 {
+		err = nil // past int64 (n is its maximum): past a finding number too
+	}
+	switch {
+	case err != nil || n <= 0:
+		return 0, core.Invalid("finding_id", "%q is not a finding number", raw)
+	case n > math.MaxInt32:
+		return 0, core.NotFound("finding", reportID+"/"+raw)
+	}
+	return int(n), nil
+}
+
 // Ack records a change manager's acceptance of a finding, with a required
 // comment. The finding stays in the report, shown as accepted.
 func (s *Reconciler) Ack(ctx context.Context, reportID string, findingID int, comment, actor string) (core.ReconcileFinding, error) {
@@ -285,6 +307,8 @@ func (s *Reconciler) Ack(ctx context.Context, reportID string, findingID int, co
 		return core.ReconcileFinding{}, core.Invalid("comment", "is longer than %d characters", maxAckComment)
 	case findingID <= 0:
 		return core.ReconcileFinding{}, core.Invalid("finding_id", "must be a positive number")
+	case findingID > math.MaxInt32:
+		return core.ReconcileFinding{}, core.NotFound("finding", reportID+"/"+strconv.Itoa(findingID))
 	}
 	if _, err := s.store.GetReport(ctx, reportID); err != nil {
 		return core.ReconcileFinding{}, err

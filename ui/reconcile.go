@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -154,9 +153,9 @@ func (u *UI) report(c *echo.Context, s *session) error {
 
 func (u *UI) ackFinding(c *echo.Context, s *session) error {
 	id := c.Param("id")
-	fid, err := strconv.Atoi(c.Param("fid"))
-	if err != nil || fid <= 0 {
-		return core.Invalid("finding_id", "%q is not a finding number", c.Param("fid"))
+	fid, err := service.ParseFindingID(id, c.Param("fid"))
+	if err != nil {
+		return err
 	}
 	if _, err := u.deps.Reports.Ack(c.Request().Context(), id, fid, c.FormValue("comment"), s.actor()); err != nil {
 		return err

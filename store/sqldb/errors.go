@@ -39,7 +39,8 @@ func Translate(err error) error {
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case "23503", "23502", "23514", "22P02", "22001", // FK, not null, check, bad text repr, too long
-			"22021", "22P05": // NUL or invalid UTF-8 in text, \u0000 in jsonb
+			"22021", "22P05", // NUL or invalid UTF-8 in text, \u0000 in jsonb
+			"22003", "22008": // a number past its column (3000000000 in an integer), a time past timestamptz's range
 			return core.Wrap(core.KindInvalid, err, "rejected by the database")
 		case "40001", "40P01", "55P03": // serialization failure, deadlock, lock wait timed out (lock_timeout)
 			return core.Wrap(core.KindUnavailable, err, "database conflict, retry")

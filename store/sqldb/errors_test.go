@@ -94,3 +94,28 @@ func TestTranslateResourceFailures(t *testing.T) {
 		t.Errorf("PostgreSQL disk_full: message %q", msg)
 	}
 }
+
+// TestTranslateRejectedValues: a value the database refuses as malformed
+// or out of its column's range is the client's mistake (400), never an
+// internal error.
+func TestTranslateRejectedValues(t *testing.T) {
+	tests := []struct {
+		code pq.ErrorCode
+		what string
+	}{
+		{"23503", "foreign_key_violation"},
+		{"23502", "not_null_violation"},
+		{"23514", "check_violation"},
+		{"22P02", "invalid_text_representation"},
+		{"22001", "string_data_right_truncation"},
+		{"22021", "character_not_in_repertoire"},
+		{"22P05", "untranslatable_character"},
+		{"22003", "numeric_value_out_of_range"},
+		{"22008", "datetime_field_overflow"},
+	}
+	for _, tt := range tests {
+		if k := core.KindOf(Translate(&pq.Error{Code: tt.code})); k != core.KindInvalid {
+			t.Errorf("SQLSTATE %s (%s): kind %q, want invalid", tt.code, tt.what, k)
+		}
+	}
+}

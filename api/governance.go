@@ -168,9 +168,9 @@ func (s *Server) observeReport(c *echo.Context) error {
 			*p.t = t
 		}
 	}
-	items, err := s.deps.Simulator.WouldHaveBlocked(c.Request().Context(), from, to, c.QueryParam("environment"))
+	rep, err := s.deps.Simulator.WouldHaveBlocked(c.Request().Context(), from, to, c.QueryParam("environment"))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"items": items})
+	return c.JSON(http.StatusOK, rep)
 }

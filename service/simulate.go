@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/config"
@@ -16,7 +18,9 @@ type SimulateStore interface {
 	// ReconcileScan streams deployments with their as-of facts: the
 	// reconciler's scan (see store.DB.ReconcileScan).
 	ReconcileScan(ctx context.Context, q core.ReconcileQuery, keep func(core.Incident) bool, pageSize int, fn func([]core.DeploymentFacts) error) error
-	ListDecisionsBetween(ctx context.Context, from, to time.Time, limit int) ([]core.GateDecision, error)
+	// ListDecisionsBetween lists the decisions of [from, to), of one
+	// environment when env is set, oldest first, at most limit.
+	ListDecisionsBetween(ctx context.Context, from, to time.Time, env string, limit int) ([]core.GateDecision, error)
 	GateFacts(ctx context.Context, q core.FactsQuery) (core.Facts, error)
 }
 
@@ -33,6 +37,8 @@ type Simulator struct {
 	policies *Policies
 	// Clock is the data cut-off's clock (nil: the system clock).
 	Clock core.Clock
+	// limit is the cap on what one answer reads (0: MaxSimulated).
+	limit int
 }
 
 // NewSimulator wires the simulation.
@@ -40,7 +46,8 @@ func NewSimulator(store SimulateStore, policies *Policies) *Simulator {
 	return &Simulator{store: store, policies: policies}
 }
 
-// MaxSimulated bounds the deployments and gate checks one simulation reads.
+// MaxSimulated bounds the deployments and gate checks one simulation (or
+// observe report) reads; an answer cut short by it says so (truncated).
 const MaxSimulated = 20000
 
 // Outcome is one policy's answer.
@@ -78,6 +85,9 @@ type SimulationSummary struct {
 	Proposed map[core.Decision]int `json:"proposed"`
 	// PolicyVersion is the version in force it was compared with.
 	PolicyVersion int `json:"policy_version"`
+	// Truncated is set when the period held more than MaxSimulated
+	// deployments or gate checks: the releases after them were not judged.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // SimulateInput is the request: the proposed policy document (YAML or
@@ -105,7 +115,28 @@ func (s *Simulator) Prepare(in SimulateInput) (*core.CompiledPolicy, error) {
 	case !in.From.Before(in.To):
 		return nil, core.Invalid("to", "must be after from")
 	}
+	if _, err := simulatedEnvironment(s.policies.Current(), proposed, in.Environment); err != nil {
+		return nil, err
+	}
 	return proposed, nil
+}
+
+// simulatedEnvironment resolves a simulation's environment filter: a name
+// or alias the policy in force knows, else one the proposed policy knows
+// (it may add an environment); "" is every environment. A name neither
+// knows is a mistake (400), not a period without releases.
+func simulatedEnvironment(current, proposed *core.CompiledPolicy, env string) (string, error) {
+	if strings.TrimSpace(env) == "" {
+		return "", nil
+	}
+	if canonical, ok := current.ResolveEnvironment(env); ok {
+		return canonical, nil
+	}
+	if canonical, ok := proposed.ResolveEnvironment(env); ok {
+		return canonical, nil
+	}
+	known := slices.Compact(slices.Sorted(slices.Values(append(current.Environments(), proposed.Environments()...))))
+	return "", core.Invalid("environment", "unknown environment %q; the policies know %s", env, strings.Join(known, ", "))
 }
 
 // Run judges the period with both policies, calling emit for each release
@@ -113,11 +144,9 @@ func (s *Simulator) Prepare(in SimulateInput) (*core.CompiledPolicy, error) {
 func (s *Simulator) Run(ctx context.Context, proposed *core.CompiledPolicy, in SimulateInput, emit func(SimulatedRelease) error) (SimulationSummary, error) {
 	current := s.policies.Current()
 	sum := SimulationSummary{InForce: map[core.Decision]int{}, Proposed: map[core.Decision]int{}, PolicyVersion: current.Version()}
-	env := in.Environment
-	if env != "" {
-		if canonical, ok := current.ResolveEnvironment(env); ok {
-			env = canonical
-		}
+	env, err := simulatedEnvironment(current, proposed, in.Environment)
+	if err != nil {
+		return sum, err
 	}
 	deployed := map[string]bool{}
 	clock := s.Clock
@@ -129,10 +158,10 @@ func (s *Simulator) Run(ctx context.Context, proposed *core.CompiledPolicy, in S
 		SkipEvidence: !current.RequiresAnyEvidence() && !proposed.RequiresAnyEvidence()}
 	keep := func(i core.Incident) bool { return current.IsMajor(i) || proposed.IsMajor(i) }
 	inOpts, propOpts := current.ReconcileOptions(), proposed.ReconcileOptions()
-	n := 0
-	err := s.store.ReconcileScan(ctx, q, keep, 0, func(page []core.DeploymentFacts) error {
+	n, limit := 0, s.bound()
+	err = s.store.ReconcileScan(ctx, q, keep, 0, func(page []core.DeploymentFacts) error {
 		for _, df := range page {
-			if n++; n > MaxSimulated {
+			if n++; n > limit {
 				return errSimulationFull
 			}
 			inF, inDec := core.ReconcileEvaluate(current, df, cutoff, inOpts)
@@ -151,19 +180,25 @@ func (s *Simulator) Run(ctx context.Context, proposed *core.CompiledPolicy, in S
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errSimulationFull) {
+	switch {
+	case errors.Is(err, errSimulationFull):
+		sum.Truncated = true
+	case err != nil:
 		return sum, err
 	}
-	decs, err := s.store.ListDecisionsBetween(ctx, in.From, in.To, MaxSimulated)
+	decs, err := s.store.ListDecisionsBetween(ctx, in.From, in.To, env, limit+1)
 	if err != nil {
 		return sum, err
+	}
+	if len(decs) > limit {
+		decs, sum.Truncated = decs[:limit], true
 	}
 	last := map[string]int{}
 	for i, d := range decs {
 		last[d.ReleaseID] = i
 	}
 	for i, d := range decs {
-		if last[d.ReleaseID] != i || deployed[d.ReleaseID] || (env != "" && d.Request.Environment != env) {
+		if last[d.ReleaseID] != i || deployed[d.ReleaseID] {
 			continue
 		}
 		item, err := s.judge(ctx, current, proposed, d.Request, d.EvaluatedAt)
@@ -176,6 +211,14 @@ func (s *Simulator) Run(ctx context.Context, proposed *core.CompiledPolicy, in S
 		}
 	}
 	return sum, nil
+}
+
+// bound is the most deployments, and the most gate checks, one answer reads.
+func (s *Simulator) bound() int {
+	if s.limit > 0 {
+		return s.limit
+	}
+	return MaxSimulated
 }
 
 // errSimulationFull stops the scan after MaxSimulated deployments.
@@ -241,29 +284,47 @@ type Observed struct {
 	Reasons     []core.Reason `json:"reasons"`
 }
 
+// ObserveReport is what observe mode let through in a period.
+type ObserveReport struct {
+	Items []Observed `json:"items"`
+	// Truncated is set when the period held more than MaxSimulated gate
+	// checks: the checks after them were not read.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
 // WouldHaveBlocked lists the gate checks of [from, to) (of one environment
-// when env is set) that observe mode allowed and enforcing would have
-// answered wait or deny, oldest first, at most MaxSimulated checks read.
-func (s *Simulator) WouldHaveBlocked(ctx context.Context, from, to time.Time, env string) ([]Observed, error) {
+// when env is set: a name or alias the policy in force knows, else
+// KindInvalid) that observe mode allowed and enforcing would have answered
+// wait or deny, oldest first, at most MaxSimulated checks read.
+func (s *Simulator) WouldHaveBlocked(ctx context.Context, from, to time.Time, env string) (ObserveReport, error) {
+	out := ObserveReport{Items: []Observed{}}
 	switch {
 	case from.IsZero() || to.IsZero():
-		return nil, core.Invalid("from", "from and to are required (RFC 3339)")
+		return out, core.Invalid("from", "from and to are required (RFC 3339)")
 	case !from.Before(to):
-		return nil, core.Invalid("to", "must be after from")
+		return out, core.Invalid("to", "must be after from")
 	}
-	if canonical, ok := s.policies.Current().ResolveEnvironment(env); ok && env != "" {
+	if env = strings.TrimSpace(env); env != "" {
+		cp := s.policies.Current()
+		canonical, ok := cp.ResolveEnvironment(env)
+		if !ok {
+			return out, core.Invalid("environment", "unknown environment %q; the policy knows %s", env, strings.Join(cp.Environments(), ", "))
+		}
 		env = canonical
 	}
-	decs, err := s.store.ListDecisionsBetween(ctx, from, to, MaxSimulated)
+	limit := s.bound()
+	decs, err := s.store.ListDecisionsBetween(ctx, from, to, env, limit+1)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
-	out := []Observed{}
+	if len(decs) > limit {
+		decs, out.Truncated = decs[:limit], true
+	}
 	for _, d := range decs {
-		if d.WouldBe == "" || (env != "" && d.Request.Environment != env) {
+		if d.WouldBe == "" {
 			continue
 		}
-		out = append(out, Observed{DecisionID: d.ID, ReleaseID: d.ReleaseID, Service: d.Request.Service, Environment: d.Request.Environment,
+		out.Items = append(out.Items, Observed{DecisionID: d.ID, ReleaseID: d.ReleaseID, Service: d.Request.Service, Environment: d.Request.Environment,
 			Version: d.Request.Version, EvaluatedAt: d.EvaluatedAt, WouldBe: d.WouldBe, Reasons: d.Reasons})
 	}
 	return out, nil

@@ -125,11 +125,18 @@ func (d *DB) GetDecision(ctx context.Context, id string) (core.GateDecision, err
 }
 
 // ListDecisionsBetween returns the gate decisions evaluated in [from, to),
-// oldest first, at most limit (what-if simulation replays their requests).
-func (d *DB) ListDecisionsBetween(ctx context.Context, from, to time.Time, limit int) ([]core.GateDecision, error) {
+// of one environment's releases when env (canonical) is set, oldest first,
+// at most limit, without facts.
+func (d *DB) ListDecisionsBetween(ctx context.Context, from, to time.Time, env string, limit int) ([]core.GateDecision, error) {
+	query, args := "SELECT doc FROM gate_decisions WHERE evaluated_at >= ? AND evaluated_at < ?", []any{ts(from), ts(to)}
+	if env != "" {
+		// Every decision created its release (SaveDecision), whose row
+		// names the environment the decision's request did.
+		query += " AND release_id IN (SELECT id FROM releases WHERE environment = ?)"
+		args = append(args, env)
+	}
 	var docs []string
-	err := d.db.SelectContext(ctx, &docs, d.q("SELECT doc FROM gate_decisions WHERE evaluated_at >= ? AND evaluated_at < ? ORDER BY evaluated_at, id LIMIT ?"),
-		ts(from), ts(to), limit)
+	err := d.db.SelectContext(ctx, &docs, d.q(query+" ORDER BY evaluated_at, id LIMIT ?"), append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("list gate decisions: %w", translate(err))
 	}

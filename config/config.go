@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -910,21 +911,41 @@ func isSecretKey(k string) bool {
 }
 
 // ParsePolicy decodes a policy document (YAML, or JSON, which is YAML) with
-// unknown keys rejected, and validates it. Errors name the field.
+// unknown keys rejected, and validates it. Errors name the field. A
+// source of more than one YAML document is refused: the rest would be
+// stored with the policy and never enforced.
 func ParsePolicy(src []byte) (core.Policy, error) {
+	p, more, err := parsePolicy(src)
+	if err == nil && more {
+		err = core.Invalid("policy", "more than one YAML document; a policy is one document")
+	}
+	return p, err
+}
+
+// ParseStoredPolicy is ParsePolicy for a version already stored. Versions
+// stored before ParsePolicy refused further documents may hold some after
+// the first: they were never enforced, and are ignored here as they were
+// (more reports them, for a warning), so such a store still starts.
+func ParseStoredPolicy(src []byte) (p core.Policy, more bool, err error) {
+	return parsePolicy(src)
+}
+
+func parsePolicy(src []byte) (core.Policy, bool, error) {
 	var p core.Policy
 	if len(bytes.TrimSpace(src)) == 0 {
-		return p, core.Invalid("policy", "the policy document is empty")
+		return p, false, core.Invalid("policy", "the policy document is empty")
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(&p); err != nil {
-		return p, core.Invalid("policy", "not a valid policy document: %v", err)
+		return p, false, core.Invalid("policy", "not a valid policy document: %v", err)
 	}
+	var extra any
+	more := !errors.Is(dec.Decode(&extra), io.EOF)
 	if err := p.Validate(); err != nil {
-		return p, err
+		return p, more, err
 	}
-	return p, nil
+	return p, more, nil
 }
 
 // MarshalPolicy renders a policy as YAML (to seed the store).

@@ -277,8 +277,15 @@ func TestShippedConfigFilesLoad(t *testing.T) {
 }
 
 func TestParsePolicy(t *testing.T) {
-	if _, err := ParsePolicy([]byte("environments:\n  production:\n    preset: strict\n")); err != nil {
-		t.Fatalf("valid policy: %v", err)
+	for _, src := range []string{
+		"environments:\n  production:\n    preset: strict\n",
+		"---\nenvironments:\n  production:\n    preset: strict\n",      // a document start marker
+		"---\nenvironments:\n  production:\n    preset: strict\n...\n", // and end marker
+		`{"environments": {"production": {"preset": "strict"}}}`,
+	} {
+		if _, err := ParsePolicy([]byte(src)); err != nil {
+			t.Fatalf("valid policy %q: %v", src, err)
+		}
 	}
 	for _, tt := range []struct{ src, want string }{
 		{"", "empty"},
@@ -286,6 +293,10 @@ func TestParsePolicy(t *testing.T) {
 		{"enviroments: {}", "enviroments"},
 		{"environments:\n  production:\n    rules: [NO_SUCH_RULE]\n", "environments.production.rules[0]"},
 		{"time_zone: Mars/Olympus\n", "time_zone"},
+		// A second document would be stored and never enforced.
+		{"environments:\n  production:\n    preset: strict\n---\nenvironments:\n  production:\n    preset: open\n", "more than one YAML document"},
+		{"environments:\n  production:\n    preset: strict\n---\nnot: [closed\n", "more than one YAML document"},
+		{"environments:\n  production:\n    preset: strict\n---\n", "more than one YAML document"},
 	} {
 		_, err := ParsePolicy([]byte(tt.src))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

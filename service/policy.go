@@ -81,10 +81,13 @@ func (p *Policies) install(v core.PolicyVersion) error {
 		p.unreadable.Store(nil) // the newest stored version is in force
 		return nil
 	}
-	cp, err := compileStored(v)
+	cp, more, err := compileStored(v)
 	if err != nil {
 		p.unreadable.Store(&err)
 		return err
+	}
+	if more {
+		p.log.Warn("the policy in force was stored with more than one YAML document; only the first is enforced: save it again as one document", "version", v.Version)
 	}
 	if err := cp.Policy().CheckZones(); err != nil {
 		p.log.Warn("the policy in force names a time zone that is a fixed offset; save it with the zone of the place", "version", v.Version, "problem", err.Error())
@@ -94,17 +97,18 @@ func (p *Policies) install(v core.PolicyVersion) error {
 	return nil
 }
 
-// compileStored parses and compiles a stored policy version.
-func compileStored(v core.PolicyVersion) (*core.CompiledPolicy, error) {
-	pol, err := config.ParsePolicy([]byte(v.Source))
+// compileStored parses and compiles a stored policy version; more reports
+// documents after the first (config.ParseStoredPolicy).
+func compileStored(v core.PolicyVersion) (*core.CompiledPolicy, bool, error) {
+	pol, more, err := config.ParseStoredPolicy([]byte(v.Source))
 	if err != nil {
-		return nil, fmt.Errorf("stored policy version %d: %w", v.Version, err)
+		return nil, more, fmt.Errorf("stored policy version %d: %w", v.Version, err)
 	}
 	cp, err := core.Compile(pol, v.Version)
 	if err != nil {
-		return nil, fmt.Errorf("compile policy version %d: %w", v.Version, err)
+		return nil, more, fmt.Errorf("compile policy version %d: %w", v.Version, err)
 	}
-	return cp, nil
+	return cp, more, nil
 }
 
 // swap puts cp in force unless a newer version already is.

@@ -88,3 +88,29 @@ func TestPoliciesPutClearsUnreadable(t *testing.T) {
 		t.Fatalf("the notification's reload: %v, unfit %v", err, p.Unfit())
 	}
 }
+
+// TestPoliciesSecondDocument: PUT refuses a policy of two YAML documents
+// (the second was stored and never enforced); a version stored that way
+// before still loads, its first document in force, as it always was.
+func TestPoliciesSecondDocument(t *testing.T) {
+	ctx := context.Background()
+	st := &memPolicies{}
+	p := NewPolicies(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := p.Load(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	two := "environments:\n  production:\n    preset: strict\n---\nenvironments:\n  production:\n    preset: open\n"
+	if _, err := p.Put(ctx, []byte(two), "admin"); !core.IsKind(err, core.KindInvalid) || !strings.Contains(err.Error(), "more than one YAML document") {
+		t.Fatalf("put two documents: %v, want refused", err)
+	}
+	if len(st.versions) != 1 {
+		t.Fatalf("%d versions stored, want the seed only", len(st.versions))
+	}
+	st.versions = append(st.versions, two) // stored by an earlier version
+	if err := p.Reload(ctx); err != nil || p.Unfit() != nil || p.Current().Version() != 2 {
+		t.Fatalf("reload a stored two-document version: %v, unfit %v", err, p.Unfit())
+	}
+	if got := p.Current().Policy().Environments["production"].Preset; got != core.PresetStrict {
+		t.Errorf("in force: preset %q, want the first document's strict", got)
+	}
+}

@@ -40,9 +40,9 @@ func FuzzGateRequestDecode(f *testing.F) {
 			}
 			return
 		}
-		for _, s := range append([]string{req.Service, req.Environment, req.Version, req.Team, req.Actor}, req.Changes...) {
-			if !utf8.ValidString(s) {
-				t.Fatalf("accepted invalid UTF-8 %q", s)
+		for _, s := range append([]string{req.Service, req.Environment, req.Version, req.Team, req.Actor, req.Commit}, req.Changes...) {
+			if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+				t.Fatalf("accepted invalid UTF-8 or a NUL %q", s)
 			}
 		}
 	})

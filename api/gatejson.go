@@ -44,7 +44,8 @@ func decodeGateRequest(c *echo.Context, req *core.GateRequest) error {
 func fastGateRequest(b []byte, req *core.GateRequest) bool {
 	if len(bytes.TrimSpace(b)) == 0 || !utf8.Valid(b) || bytes.IndexByte(b, '\\') >= 0 {
 		// Escapes (\u0000, lone surrogates) are left to encoding/json,
-		// whose replacement of bad ones is the reference.
+		// whose replacement of bad ones is the reference, and to
+		// decodeJSONBytes's refusal of NUL.
 		return false
 	}
 	rest, err := segjson.Parse(b, req, segjson.DisallowUnknownFields)

@@ -88,6 +88,13 @@ func decodeJSONBytes(b []byte, v any) error {
 		// record a service name nobody sent.
 		return core.Invalid("body", "the body is not valid UTF-8")
 	}
+	if bytes.Contains(b, nulEscape) {
+		// Only a body that spells the escape out can hold a NUL (a raw
+		// NUL byte in a string is not JSON): what no other body pays for.
+		if field, ok := nulField(b); ok {
+			return core.Invalid(field, "must not contain a NUL character (\\u0000)")
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -97,6 +104,86 @@ func decodeJSONBytes(b []byte, v any) error {
 		return core.Invalid("body", "unexpected data after the JSON document")
 	}
 	return nil
+}
+
+// nulEscape is how a JSON text spells U+0000.
+var nulEscape = []byte(`\u0000`)
+
+// nulField returns the path of the first string of the JSON text b (a
+// value or a member's name) that holds U+0000 — "service",
+// "pipeline.run_id", "changes[2]"; "body" for the document itself — and
+// ok false when none does (the escape was text: "\\u0000") or b is not
+// JSON (the decoder says why). PostgreSQL refuses NUL in text and SQLite
+// stores it (a token named with one then broke its every audited write):
+// no REST write takes one, so both stores answer alike, with the field.
+func nulField(b []byte) (string, bool) {
+	type frame struct {
+		object  bool
+		wantKey bool   // an object's next token is a member name
+		key     string // an object's current member
+		index   int    // an array's current element
+	}
+	var stack []*frame
+	path := func() string {
+		var sb strings.Builder
+		for _, f := range stack {
+			switch {
+			case !f.object:
+				fmt.Fprintf(&sb, "[%d]", f.index)
+			case sb.Len() > 0:
+				sb.WriteString("." + f.key)
+			default:
+				sb.WriteString(f.key)
+			}
+		}
+		if sb.Len() == 0 {
+			return "body"
+		}
+		return sb.String()
+	}
+	done := func() { // a value ended: the enclosing object or array moves on
+		if n := len(stack); n > 0 {
+			if f := stack[n-1]; f.object {
+				f.wantKey = true
+			} else {
+				f.index++
+			}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].wantKey {
+			if key, ok := tok.(string); ok {
+				stack[n-1].key, stack[n-1].wantKey = key, false
+				if strings.IndexByte(key, 0) >= 0 {
+					return path(), true
+				}
+				continue
+			}
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				stack = append(stack, &frame{object: t == '{', wantKey: t == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+				done()
+			}
+		case string:
+			if strings.IndexByte(t, 0) >= 0 {
+				return path(), true
+			}
+			done()
+		default:
+			done()
+		}
+	}
 }
 
 func jsonError(err error) error {

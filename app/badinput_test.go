@@ -3,6 +3,7 @@ package app_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,6 +96,86 @@ func TestUnknownEnvironmentFilters(t *testing.T) {
 			body := map[string]any{"policy": p, "from": start, "to": time.Now().UTC().Add(time.Minute), "environment": "shadw"}
 			if st := s.do("POST", "/api/v1/policy/simulate", cm, body, &out); st != http.StatusBadRequest || out.Error.Field != "environment" {
 				t.Errorf("simulate an unknown environment: %d field %q, want 400 environment", st, out.Error.Field)
+			}
+		})
+	}
+}
+
+// TestNULInRESTBodies: a JSON string holding U+0000 in a REST write is
+// refused with 400 naming the field, on both databases (PostgreSQL
+// refused it without a field, and a gate check's rolled back the group
+// commit it shared; SQLite stored it, and a token named with one broke
+// that token's every audited write). Nothing is stored.
+func TestNULInRESTBodies(t *testing.T) {
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			s := boot(t, dialect, e2eConfig)
+			ci, _ := s.token(core.RoleCI)
+			cm, _ := s.token(core.RoleChangeManager)
+			now := time.Now().UTC().Format(time.RFC3339)
+			deploy := func(field, value string) string {
+				return `{"service":"payments-api","environment":"staging","version":"1.0.0","status":"succeeded","started_at":"` + now +
+					`","provider":"github","run_id":"1","` + field + `":"` + value + `"}`
+			}
+			tests := []struct {
+				name, path, token, body, field string
+			}{
+				{"token name", "/api/v1/tokens", adminSecret, `{"name":"ci\u0000bot","role":"ci"}`, "name"},
+				{"gate commit", "/api/v1/gate/check", ci, `{"service":"payments-api","environment":"staging","version":"1.0.0","commit":"abc\u0000"}`, "commit"},
+				{"gate change key", "/api/v1/gate/check", ci, `{"service":"payments-api","environment":"staging","version":"1.0.0","changes":["CHG1","\u0000"]}`, "changes[1]"},
+				{"gate pipeline", "/api/v1/gate/check", ci, `{"service":"payments-api","environment":"staging","version":"1.0.0","pipeline":{"provider":"github","run_id":"\u00007"}}`, "pipeline.run_id"},
+				{"deployment commit", "/api/v1/deployments", ci, deploy("commit", `abc\u0000`), "commit"},
+				{"deployment actor", "/api/v1/deployments", ci, deploy("actor", `eve\u0000`), "actor"},
+				{"deployment url", "/api/v1/deployments", ci, deploy("url", `https://ci.example/\u0000`), "url"},
+				{"deployment run_id", "/api/v1/deployments", ci, strings.Replace(deploy("actor", "eve"), `"run_id":"1"`, `"run_id":"1\u0000"`, 1), "run_id"},
+				{"hold reason", "/api/v1/holds", cm, `{"scope":"service","name":"payments-api","reason":"migration\u0000"}`, "reason"},
+				{"ack comment", "/api/v1/reports/reconciliation/r1/findings/1/ack", cm, `{"comment":"ok\u0000"}`, "comment"},
+			}
+			for _, tt := range tests {
+				var out struct{ Error struct{ Field string } }
+				if st := s.do("POST", tt.path, tt.token, tt.body, &out); st != http.StatusBadRequest || out.Error.Field != tt.field {
+					t.Errorf("%s: %d field %q, want 400 naming %q", tt.name, st, out.Error.Field, tt.field)
+				}
+			}
+			var tokens struct{ Items []core.Token }
+			if st := s.do("GET", "/api/v1/tokens", adminSecret, nil, &tokens); st != http.StatusOK || len(tokens.Items) != 3 {
+				t.Errorf("tokens after the refusals: %d, %d tokens, want the 3 made", st, len(tokens.Items))
+			}
+			var deps struct{ Items []core.Deployment }
+			if st := s.do("GET", "/api/v1/deployments", cm, nil, &deps); st != http.StatusOK || len(deps.Items) != 0 {
+				t.Errorf("deployments after the refusals: %d, %d stored", st, len(deps.Items))
+			}
+			// The same writes without the NUL go through (the bodies were
+			// refused for it, not for something else).
+			if a := s.check(ci, "", map[string]any{"service": "payments-api", "environment": "staging", "version": "1.0.0", "commit": "abc"}); a.Decision == "" {
+				t.Error("a clean gate check failed")
+			}
+		})
+	}
+}
+
+// TestNULInUIForms: the UI's forms refuse U+0000 as the API's bodies do
+// (a token named "ci\x00bot" was stored on SQLite), naming the field.
+func TestNULInUIForms(t *testing.T) {
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			s := boot(t, dialect, e2eConfig)
+			admin := s.uiClient()
+			admin.signIn(adminSecret)
+			for _, tt := range []struct {
+				path string
+				form url.Values
+			}{
+				{"/ui/tokens", url.Values{"name": {"ci\x00bot"}, "role": {"ci"}}},
+				{"/ui/reconciliation/r1/findings/1/ack", url.Values{"comment": {"accepted\x00"}}},
+			} {
+				if st, _, body := admin.post(tt.path, tt.form); st != http.StatusBadRequest || !strings.Contains(body, "NUL") {
+					t.Errorf("%s: %d, want 400 naming the NUL", tt.path, st)
+				}
+			}
+			var tokens struct{ Items []core.Token }
+			if st := s.do("GET", "/api/v1/tokens", adminSecret, nil, &tokens); st != http.StatusOK || len(tokens.Items) != 1 {
+				t.Errorf("tokens: %d, %d, want the bootstrap admin's alone", st, len(tokens.Items))
 			}
 		})
 	}

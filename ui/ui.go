@@ -14,9 +14,12 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -304,6 +307,9 @@ func (u *UI) page(roles []core.Role, h handler) echo.HandlerFunc {
 				return u.render(c, s, http.StatusForbidden, "error", "Refused", errorView{
 					Status: http.StatusForbidden, Message: "This form was refused: its security token is missing or stale. Reload the page and try again."})
 			}
+			if err := refuseNUL(c.Request().Form); err != nil {
+				return u.fail(c, s, err)
+			}
 		}
 		if roles != nil && !s.may(roles) {
 			u.refused(c, "forbidden", s.token.ID)
@@ -315,6 +321,19 @@ func (u *UI) page(roles []core.Role, h handler) echo.HandlerFunc {
 		}
 		return nil
 	}
+}
+
+// refuseNUL refuses a form holding U+0000 in any value, naming the first
+// field (by name) that does, as the API refuses one in a JSON body.
+func refuseNUL(form url.Values) error {
+	for _, k := range slices.Sorted(maps.Keys(form)) {
+		for _, v := range form[k] {
+			if strings.IndexByte(v, 0) >= 0 {
+				return core.Invalid(k, "must not contain a NUL character")
+			}
+		}
+	}
+	return nil
 }
 
 // refused reports a refused authentication to OnRefused.

@@ -198,7 +198,8 @@ func listWhere(f core.ReleaseFilter, timeCol, after string) (string, []any, erro
 // ListReleases returns releases matching f, oldest first (by created_at,
 // then id: release ids are name-based, see core.ReleaseID), one page of at
 // most f.Limit (default 100, at most 1000); pass the last id as f.After for
-// the next page.
+// the next page. An f.After that is no release's id is KindInvalid: the
+// cursor is a position in the listing, and an unknown one has none.
 func (d *DB) ListReleases(ctx context.Context, f core.ReleaseFilter) ([]core.Release, error) {
 	limit, err := listLimit(f.Limit)
 	if err != nil {
@@ -211,6 +212,18 @@ func (d *DB) ListReleases(ctx context.Context, f core.ReleaseFilter) ([]core.Rel
 	var rows []releaseRow
 	if err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+releaseCols+` FROM releases`+where+` ORDER BY created_at, id LIMIT ?`), append(args, limit)...); err != nil {
 		return nil, fmt.Errorf("list releases: %w", translate(err))
+	}
+	if len(rows) == 0 && f.After != "" {
+		// The cursor compares through its row: an unknown id matched
+		// nothing, an empty page that looked like the end.
+		var one int
+		err := d.db.GetContext(ctx, &one, d.q(`SELECT 1 FROM releases WHERE id = ?`), f.After)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, core.Invalid("after", "%q is not a release id: pass the next cursor of the previous page", f.After)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list releases: %w", translate(err))
+		}
 	}
 	out := make([]core.Release, 0, len(rows))
 	for _, row := range rows {

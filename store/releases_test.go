@@ -105,6 +105,7 @@ func TestListReleasesPaging(t *testing.T) {
 			{"team", core.ReleaseFilter{Team: "t-b"}, []string{ids[1], ids[4]}},
 			{"page 1", core.ReleaseFilter{Service: "a", Limit: 2}, []string{ids[0], ids[2]}},
 			{"page 2", core.ReleaseFilter{Service: "a", Limit: 2, After: ids[2]}, []string{ids[3]}},
+			{"past the last page", core.ReleaseFilter{Service: "a", After: ids[3]}, nil},
 			{"time range", core.ReleaseFilter{From: t0.Add(time.Hour), To: t0.Add(3 * time.Hour)}, []string{ids[1], ids[2]}},
 			{"no match", core.ReleaseFilter{Environment: "staging"}, nil},
 		}
@@ -118,6 +119,11 @@ func TestListReleasesPaging(t *testing.T) {
 		}
 		if _, err := db.ListReleases(ctx, core.ReleaseFilter{From: t0, To: t0}); !core.IsKind(err, core.KindInvalid) {
 			t.Errorf("empty range: %v", err)
+		}
+		// An unknown cursor is a mistake, not the end of the listing.
+		var ce *core.Error
+		if _, err := db.ListReleases(ctx, core.ReleaseFilter{After: "no-such-release"}); !errors.As(err, &ce) || ce.Kind != core.KindInvalid || ce.Field != "after" {
+			t.Errorf("unknown cursor: %v, want invalid after", err)
 		}
 	})
 }

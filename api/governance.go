@@ -25,7 +25,10 @@ func (s *Server) placeHold(c *echo.Context) error {
 }
 
 func (s *Server) listHolds(c *echo.Context) error {
-	all := c.QueryParam("all") == "true"
+	all, err := queryBool(c, "all")
+	if err != nil {
+		return err
+	}
 	holds, err := s.deps.Holds.List(c.Request().Context(), all)
 	if err != nil {
 		return err

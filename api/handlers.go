@@ -18,6 +18,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/service"
 )
 
 // readBody reads the whole (already size-limited) body.
@@ -310,13 +311,24 @@ func deploymentStatus(v string) (string, error) {
 	return v, nil
 }
 
-// listFilter reads the common listing query parameters.
-func listFilter(c *echo.Context) (core.ReleaseFilter, error) {
+// listFilter reads the common listing query parameters. Records carry
+// canonical names, so the environment (an alias, any case) and the
+// service (the catalog's spelling) are resolved under the policy in force;
+// an environment it does not know is refused, not a filter matching
+// nothing.
+func (s *Server) listFilter(c *echo.Context) (core.ReleaseFilter, error) {
 	f := core.ReleaseFilter{
 		Service: c.QueryParam("service"), Environment: c.QueryParam("environment"),
 		Team: c.QueryParam("team"), After: c.QueryParam("after"),
 	}
+	cp := s.deps.Policies.Current()
 	var err error
+	if f.Environment, err = service.CanonicalEnvironment(cp, "environment", f.Environment); err != nil {
+		return f, err
+	}
+	if f.Service != "" {
+		f.Service = cp.Subject(f.Service, "", "").Service
+	}
 	if f.From, err = queryTime(c, "from"); err != nil {
 		return f, err
 	}
@@ -339,6 +351,21 @@ func queryTime(c *echo.Context, name string) (time.Time, error) {
 		return time.Time{}, core.Invalid(name, "%q is not an RFC 3339 time like 2026-11-27T10:00:00Z", v)
 	}
 	return t, nil
+}
+
+// queryBool reads a boolean query parameter: "true" or "false" as the
+// contract lists them, absent or empty false. Anything else ("1", "yes")
+// is refused: read as false, it answered something the client did not ask
+// for.
+func queryBool(c *echo.Context, name string) (bool, error) {
+	switch v := c.QueryParam(name); v {
+	case "true":
+		return true, nil
+	case "", "false":
+		return false, nil
+	default:
+		return false, core.Invalid(name, "%q is not true or false", v)
+	}
 }
 
 func queryLimit(c *echo.Context) (int, error) {
@@ -371,7 +398,7 @@ func newPage[T any](items []T, limit int, cursor func(T) string) page[T] {
 }
 
 func (s *Server) listReleases(c *echo.Context) error {
-	f, err := listFilter(c)
+	f, err := s.listFilter(c)
 	if err != nil {
 		return err
 	}
@@ -383,7 +410,7 @@ func (s *Server) listReleases(c *echo.Context) error {
 }
 
 func (s *Server) listDeployments(c *echo.Context) error {
-	f, err := listFilter(c)
+	f, err := s.listFilter(c)
 	if err != nil {
 		return err
 	}
@@ -531,7 +558,11 @@ func (s *Server) getMapping(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.QueryParam("versions") == "true" {
+	versions, err := queryBool(c, "versions")
+	if err != nil {
+		return err
+	}
+	if versions {
 		vs, err := s.deps.Mappings.Versions(ctx, m.Name)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -176,6 +177,82 @@ func TestNULInUIForms(t *testing.T) {
 			var tokens struct{ Items []core.Token }
 			if st := s.do("GET", "/api/v1/tokens", adminSecret, nil, &tokens); st != http.StatusOK || len(tokens.Items) != 1 {
 				t.Errorf("tokens: %d, %d, want the bootstrap admin's alone", st, len(tokens.Items))
+			}
+		})
+	}
+}
+
+// TestListQueryParameters: listing filters mean what they say or are
+// refused. An environment alias or another case finds the records (they
+// carry the canonical name; it found none), an unknown one is 400, as are
+// an unknown release cursor (an empty page), a boolean that is not true or
+// false (read as false) and a proposal status outside its enum (an empty
+// list).
+func TestListQueryParameters(t *testing.T) {
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			s := boot(t, dialect, e2eConfig)
+			ci, _ := s.token(core.RoleCI)
+			aud, _ := s.token(core.RoleAuditor)
+			p := core.DefaultPolicy()
+			p.Services = map[string]core.ServiceInfo{"payments-api": {Team: "payments"}}
+			s.putPolicy(adminSecret, p, http.StatusOK)
+			if st := s.do("POST", "/api/v1/deployments", ci, map[string]any{"service": "payments-api", "environment": "prod", "version": "1.0.0",
+				"status": "succeeded", "provider": "github", "run_id": "1", "started_at": time.Now().UTC()}, nil); st != http.StatusCreated {
+				t.Fatalf("deployment: %d", st)
+			}
+			var mappings struct{ Items []core.MappingProfile }
+			if st := s.do("GET", "/api/v1/mappings", aud, nil, &mappings); st != http.StatusOK || len(mappings.Items) == 0 {
+				t.Fatalf("mappings: %d", st)
+			}
+			mapping := "/api/v1/mappings/" + url.PathEscape(mappings.Items[0].Name)
+			tests := []struct {
+				path  string
+				items int    // with 200: the listing's length (-1: not counted)
+				field string // "": 200; else 400 naming it
+			}{
+				{"/api/v1/deployments?environment=prod", 1, ""},
+				{"/api/v1/deployments?environment=Production", 1, ""},
+				{"/api/v1/deployments?environment=production&service=PAYMENTS-API", 1, ""}, // the catalog's service
+				{"/api/v1/deployments?environment=staging", 0, ""},
+				{"/api/v1/deployments?environment=prodution", 0, "environment"},
+				{"/api/v1/releases?environment=PROD", 1, ""},
+				{"/api/v1/releases?environment=prodution", 0, "environment"},
+				{"/api/v1/releases?after=" + core.ReleaseID("payments-api", "1.0.0", "production"), 0, ""},
+				{"/api/v1/releases?after=no-such-release", 0, "after"},
+				{"/api/v1/holds?all=true", -1, ""},
+				{"/api/v1/holds?all=false", -1, ""},
+				{"/api/v1/holds?all=1", 0, "all"},
+				{"/api/v1/holds?all=yes", 0, "all"},
+				{mapping + "?versions=true", -1, ""},
+				{mapping + "?versions=1", 0, "versions"},
+				{"/api/v1/proposals?status=pending", -1, ""},
+				{"/api/v1/proposals?status=Pending", 0, "status"},
+			}
+			for _, tt := range tests {
+				var out struct {
+					Items []json.RawMessage
+					Error struct{ Field string }
+				}
+				token := aud
+				if strings.Contains(tt.path, "proposals") {
+					token = adminSecret
+				}
+				st := s.do("GET", tt.path, token, nil, &out)
+				switch {
+				case tt.field != "" && (st != http.StatusBadRequest || out.Error.Field != tt.field):
+					t.Errorf("%s: %d field %q, want 400 naming %q", tt.path, st, out.Error.Field, tt.field)
+				case tt.field == "" && (st != http.StatusOK || tt.items >= 0 && len(out.Items) != tt.items):
+					t.Errorf("%s: %d with %d items, want 200 with %d", tt.path, st, len(out.Items), tt.items)
+				}
+			}
+			ui := s.uiClient()
+			ui.signIn(aud)
+			if st, _, body := ui.get("/ui/deployments?environment=prod"); st != http.StatusOK || !strings.Contains(body, "1.0.0") {
+				t.Errorf("UI deployments of an alias: %d, want the deployment", st)
+			}
+			if st, _, _ := ui.get("/ui/deployments?environment=prodution"); st != http.StatusBadRequest {
+				t.Errorf("UI deployments of an unknown environment: %d, want 400", st)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 
 	"github.com/tollgate-dev/tollgate/config"
@@ -95,6 +96,22 @@ func (p *Policies) install(v core.PolicyVersion) error {
 	p.swap(cp)
 	p.unreadable.Store(nil)
 	return nil
+}
+
+// CanonicalEnvironment resolves an environment filter (name, any
+// case or alias, field the input that named it) to its canonical name under
+// cp, the name stored records carry; "" stays "" (no filter). A name the
+// policy does not know is KindInvalid listing the ones it does, never a
+// filter that matches nothing.
+func CanonicalEnvironment(cp *core.CompiledPolicy, field, name string) (string, error) {
+	if strings.TrimSpace(name) == "" {
+		return "", nil
+	}
+	env, ok := cp.ResolveEnvironment(name)
+	if !ok {
+		return "", core.Invalid(field, "unknown environment %q; the policy knows %s", name, strings.Join(cp.Environments(), ", "))
+	}
+	return env, nil
 }
 
 // compileStored parses and compiles a stored policy version; more reports

@@ -214,8 +214,14 @@ func (p *Proposals) pending(ctx context.Context, id string) (core.Proposal, erro
 	return pr, nil
 }
 
-// List returns proposals with status (all when empty).
+// List returns proposals with status (all when empty); a status that is
+// not pending, confirmed or withdrawn is KindInvalid, not an empty list.
 func (p *Proposals) List(ctx context.Context, status string) ([]core.Proposal, error) {
+	switch status {
+	case "", core.ProposalPending, core.ProposalConfirmed, core.ProposalWithdrawn:
+	default:
+		return nil, core.Invalid("status", "%q is not one of %s, %s, %s", status, core.ProposalPending, core.ProposalConfirmed, core.ProposalWithdrawn)
+	}
 	return p.store.ListProposals(ctx, status)
 }
 

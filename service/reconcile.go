@@ -97,13 +97,11 @@ func (s *Reconciler) normalizeQuery(cp *core.CompiledPolicy, q core.ReconcileQue
 			return q, core.Invalid("control", "no evidence requirement of the policy in force carries control %q", q.Control)
 		}
 	}
-	if q.Environment != "" {
-		env, ok := cp.ResolveEnvironment(q.Environment)
-		if !ok {
-			return q, core.Invalid("environment", "unknown environment %q; the policy knows %s", q.Environment, strings.Join(cp.Environments(), ", "))
-		}
-		q.Environment = env
+	env, err := CanonicalEnvironment(cp, "environment", q.Environment)
+	if err != nil {
+		return q, err
 	}
+	q.Environment = env
 	q.From, q.To = q.From.UTC(), q.To.UTC()
 	return q, nil
 }

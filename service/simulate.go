@@ -304,13 +304,9 @@ func (s *Simulator) WouldHaveBlocked(ctx context.Context, from, to time.Time, en
 	case !from.Before(to):
 		return out, core.Invalid("to", "must be after from")
 	}
-	if env = strings.TrimSpace(env); env != "" {
-		cp := s.policies.Current()
-		canonical, ok := cp.ResolveEnvironment(env)
-		if !ok {
-			return out, core.Invalid("environment", "unknown environment %q; the policy knows %s", env, strings.Join(cp.Environments(), ", "))
-		}
-		env = canonical
+	env, err := CanonicalEnvironment(s.policies.Current(), "environment", env)
+	if err != nil {
+		return out, err
 	}
 	limit := s.bound()
 	decs, err := s.store.ListDecisionsBetween(ctx, from, to, env, limit+1)

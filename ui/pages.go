@@ -18,6 +18,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/service"
 )
 
 const pageSize = 50
@@ -160,11 +161,20 @@ type listView[T any] struct {
 }
 
 // releaseFilter reads the list filters; the period is given in days
-// (YYYY-MM-DD, UTC), "to" inclusive.
-func releaseFilter(c *echo.Context) (core.ReleaseFilter, filterView, error) {
+// (YYYY-MM-DD, UTC), "to" inclusive. The environment and service resolve
+// to the canonical names records carry, as the API's listings do.
+func (u *UI) releaseFilter(c *echo.Context) (core.ReleaseFilter, filterView, error) {
 	fv := filterView{Service: strings.TrimSpace(c.QueryParam("service")), Environment: strings.TrimSpace(c.QueryParam("environment")),
 		Team: strings.TrimSpace(c.QueryParam("team")), From: c.QueryParam("from"), To: c.QueryParam("to")}
 	f := core.ReleaseFilter{Service: fv.Service, Environment: fv.Environment, Team: fv.Team, Limit: pageSize, After: c.QueryParam("after")}
+	cp := u.deps.Policies.Current()
+	var err error
+	if f.Environment, err = service.CanonicalEnvironment(cp, "environment", f.Environment); err != nil {
+		return f, fv, err
+	}
+	if f.Service != "" {
+		f.Service = cp.Subject(f.Service, "", "").Service
+	}
 	if fv.From != "" {
 		t, err := time.Parse(time.DateOnly, fv.From)
 		if err != nil {
@@ -193,7 +203,7 @@ func nextQuery(fv filterView, after string) string {
 }
 
 func (u *UI) releases(c *echo.Context, s *session) error {
-	f, fv, err := releaseFilter(c)
+	f, fv, err := u.releaseFilter(c)
 	if err != nil {
 		return err
 	}
@@ -209,7 +219,7 @@ func (u *UI) releases(c *echo.Context, s *session) error {
 }
 
 func (u *UI) deployments(c *echo.Context, s *session) error {
-	f, fv, err := releaseFilter(c)
+	f, fv, err := u.releaseFilter(c)
 	if err != nil {
 		return err
 	}

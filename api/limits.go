@@ -265,12 +265,3 @@ func (s *Server) authFailed(ctx context.Context, c *echo.Context, reason, tokenI
 	}
 	s.deps.Logger.WarnContext(ctx, "authentication refused", attrs...)
 }
-
-// retryAfterUnavailable is the Retry-After sent with a 503: a dependency
-// (the database) is down, and senders such as webhook providers retry.
-const retryAfterUnavailable = "5"
-
-// retryAfterBusy is the Retry-After of a 429 a service refused with (not
-// a rate limit's, which knows its own wait): too many checks waiting, so
-// a few seconds let some end.
-const retryAfterBusy = "5"

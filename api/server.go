@@ -22,6 +22,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/httperr"
 	"github.com/tollgate-dev/tollgate/internal/metrics"
 	"github.com/tollgate-dev/tollgate/service"
 )
@@ -438,65 +439,41 @@ func problems(err error) []problem {
 	return out
 }
 
-var kindStatus = map[core.ErrorKind]int{
-	core.KindInvalid:      http.StatusBadRequest,
-	core.KindNotFound:     http.StatusNotFound,
-	core.KindConflict:     http.StatusConflict,
-	core.KindUnauthorized: http.StatusUnauthorized,
-	core.KindForbidden:    http.StatusForbidden,
-	core.KindTooLarge:     http.StatusRequestEntityTooLarge,
-	core.KindUnavailable:  http.StatusServiceUnavailable,
-	core.KindRateLimited:  http.StatusTooManyRequests,
-	core.KindInternal:     http.StatusInternalServerError,
-}
-
-// statusClientClosed is the status of a request whose client closed its
-// connection before the answer (no HTTP status says so; 499 is nginx's).
-const statusClientClosed = 499
-
-// handleError is the one place where errors become HTTP statuses. Client
-// errors carry their message; internal details go to the log only.
+// handleError answers err with the status of the one mapping
+// (internal/httperr, which the UI's pages use too). Client errors carry
+// their message; internal details go to the log only.
 func (s *Server) handleError(c *echo.Context, err error) {
 	if r, uerr := echo.UnwrapResponse(c.Response()); uerr == nil && r.Committed {
 		return
 	}
+	status := httperr.Status(c.Request(), err)
 	var (
-		status int
 		detail errorDetail
 		ce     *core.Error
 	)
 	switch {
-	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
+	case status == httperr.StatusClientClosed:
 		// The client went away (its connection closed) while the request
 		// was served: nobody reads this answer, and it is not the server's
 		// failure. 499 as nginx records it, in the access log and metrics.
-		status = statusClientClosed
 		detail = errorDetail{Code: "client_closed", Message: "the client closed the request before its answer"}
 		s.deps.Logger.InfoContext(c.Request().Context(), "client closed the request", "error", err.Error(),
 			"method", c.Request().Method, "path", c.Request().URL.Path, "request_id", requestID(c))
 	case errors.As(err, &ce):
-		status = kindStatus[ce.Kind]
-		if status == 0 {
-			status = http.StatusInternalServerError
-		}
 		detail = errorDetail{Code: string(ce.Kind), Message: ce.Message, Field: ce.Field}
 		if ps := problems(err); len(ps) > 1 {
 			detail.Details = ps
 		}
 	case echo.StatusCode(err) != 0:
-		status = echo.StatusCode(err)
 		detail = errorDetail{Code: codeForStatus(status), Message: messageForStatus(status, s.deps.MaxBodyBytes)}
-	default:
-		status = http.StatusInternalServerError
 	}
-	if status == http.StatusInternalServerError {
+	httperr.SetRetryAfter(c.Response().Header(), status)
+	switch status {
+	case http.StatusInternalServerError:
 		detail = errorDetail{Code: string(core.KindInternal), Message: "internal error; the request id identifies it in the server log"}
 		s.deps.Logger.ErrorContext(c.Request().Context(), "request failed", "error", err.Error(),
 			"method", c.Request().Method, "path", c.Request().URL.Path, "request_id", requestID(c))
-	} else if status == http.StatusTooManyRequests && c.Response().Header().Get("Retry-After") == "" {
-		c.Response().Header().Set("Retry-After", retryAfterBusy)
-	} else if status == http.StatusServiceUnavailable {
-		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
+	case http.StatusServiceUnavailable:
 		s.deps.Logger.WarnContext(c.Request().Context(), "dependency unavailable", "error", err.Error(), "request_id", requestID(c))
 	}
 	detail.RequestID = requestID(c)

@@ -33,6 +33,12 @@ func (noPolicy) Source(context.Context) (core.PolicyVersion, error) {
 // deps (its clock, tokens, sessions, gate and policy filled in here).
 func getAsAuditor(t *testing.T, clock *fakeClock, deps Deps, path string) *httptest.ResponseRecorder {
 	t.Helper()
+	return serveAsAuditor(t, clock, deps, httptest.NewRequest("GET", path, nil))
+}
+
+// serveAsAuditor is getAsAuditor of a request made by the caller.
+func serveAsAuditor(t *testing.T, clock *fakeClock, deps Deps, req *http.Request) *httptest.ResponseRecorder {
+	t.Helper()
 	sessions := &memSessions{m: map[string]auth.UISession{}}
 	tok := core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}
 	deps.Clock, deps.Tokens, deps.Sessions, deps.Gate, deps.Policies = clock, oneToken{tok}, sessions, noGate{}, noPolicy{}
@@ -44,7 +50,6 @@ func getAsAuditor(t *testing.T, clock *fakeClock, deps Deps, path string) *httpt
 	u.Routes(func(method, path string, h echo.HandlerFunc) { e.Add(method, path, h) })
 	sessions.m[hashID("sid")] = auth.UISession{IDHash: hashID("sid"), Token: tok,
 		CSRF: "c", CreatedAt: clock.t, LastSeenAt: clock.t, ExpiresAt: clock.t.Add(time.Hour)}
-	req := httptest.NewRequest("GET", path, nil)
 	req.AddCookie(&http.Cookie{Name: cookieName, Value: "sid"})
 	rec := httptest.NewRecorder()
 	e.ServeHTTP(rec, req)

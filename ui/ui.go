@@ -26,6 +26,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/httperr"
 	"github.com/tollgate-dev/tollgate/service"
 	"github.com/tollgate-dev/tollgate/store/auth"
 )
@@ -357,45 +358,38 @@ type AuthFailures interface {
 	Failed(c *echo.Context)
 }
 
-// fail renders err as a page: client errors with their message (a rate
-// limit with Retry-After, as the API sets it), anything else as a 500
-// whose detail goes to the log only.
+// fail renders err as a page with the status the API would answer
+// (internal/httperr, the one mapping, with its Retry-After): client
+// errors with their message, anything else as a 500 whose detail goes to
+// the log only.
 func (u *UI) fail(c *echo.Context, s *session, err error) error {
-	var ce *core.Error
-	status := http.StatusInternalServerError
+	status := httperr.Status(c.Request(), err)
 	msg := "Something went wrong on the server; the log has the details."
-	if errors.As(err, &ce) {
-		if st, ok := kindStatus[ce.Kind]; ok {
-			status, msg = st, ce.Message
-			if ce.Field != "" {
-				msg = ce.Field + ": " + msg
-			}
+	var ce *core.Error
+	switch {
+	case status >= 500 && status != http.StatusServiceUnavailable:
+	case errors.As(err, &ce):
+		msg = ce.Message
+		if ce.Field != "" {
+			msg = ce.Field + ": " + msg
 		}
+	default:
+		msg = http.StatusText(status)
 	}
-	if status == http.StatusTooManyRequests && c.Response().Header().Get("Retry-After") == "" {
-		c.Response().Header().Set("Retry-After", retryAfterBusy)
-	}
-	if status >= 500 {
+	httperr.SetRetryAfter(c.Response().Header(), status)
+	var details []string
+	switch {
+	case status == httperr.StatusClientClosed: // nobody reads the page; the access log records 499
+		u.deps.Logger.InfoContext(c.Request().Context(), "client closed the request", "error", err.Error(),
+			"method", c.Request().Method, "path", c.Request().URL.Path)
+	case status >= 500:
 		u.deps.Logger.ErrorContext(c.Request().Context(), "ui request failed", "error", err.Error(),
 			"method", c.Request().Method, "path", c.Request().URL.Path)
+	default:
+		details = problemList(err)
 	}
-	return u.render(c, s, status, "error", http.StatusText(status), errorView{Status: status, Message: msg, Details: problemList(err)})
+	return u.render(c, s, status, "error", http.StatusText(status), errorView{Status: status, Message: msg, Details: details})
 }
-
-var kindStatus = map[core.ErrorKind]int{
-	core.KindInvalid:      http.StatusBadRequest,
-	core.KindNotFound:     http.StatusNotFound,
-	core.KindConflict:     http.StatusConflict,
-	core.KindUnauthorized: http.StatusUnauthorized,
-	core.KindForbidden:    http.StatusForbidden,
-	core.KindTooLarge:     http.StatusRequestEntityTooLarge,
-	core.KindUnavailable:  http.StatusServiceUnavailable,
-	core.KindRateLimited:  http.StatusTooManyRequests,
-}
-
-// retryAfterBusy is the Retry-After of a page refused as rate limited
-// (a verification of the audit chain already running): the API's.
-const retryAfterBusy = "5"
 
 // problemList flattens joined errors into "field: message" lines, when
 // there are several.

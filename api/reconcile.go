@@ -77,7 +77,13 @@ func (s *Server) listReports(c *echo.Context) error {
 	return c.JSON(http.StatusOK, newPage(rs, limit, func(r core.Report) string { return r.ID }))
 }
 
-func (s *Server) getReport(c *echo.Context) error {
+func (s *Server) getReport(c *echo.Context) error { return s.serveReport(c, false) }
+
+// serveReport answers a report in the ?format= asked for. asFile sends
+// every format as a download (the UI's): Content-Disposition: attachment
+// is set once the report is loaded, so a refusal (an unknown report) is
+// answered as the error it is, never saved as the file.
+func (s *Server) serveReport(c *echo.Context, asFile bool) error {
 	ctx := c.Request().Context()
 	format := c.QueryParam("format")
 	switch format {
@@ -92,6 +98,13 @@ func (s *Server) getReport(c *echo.Context) error {
 	}
 	walk := func(fn func(core.ReconcileFinding) error) error { return s.deps.Reports.Findings(ctx, id, fn) }
 	resp := c.Response()
+	if asFile {
+		ext := format
+		if ext == "" {
+			ext = "json"
+		}
+		resp.Header().Set(echo.HeaderContentDisposition, `attachment; filename="reconciliation-`+rep.ID+"."+ext+`"`)
+	}
 	switch format {
 	case "csv":
 		resp.Header().Set(echo.HeaderContentType, "text/csv; charset=utf-8")

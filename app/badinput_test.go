@@ -257,3 +257,36 @@ func TestListQueryParameters(t *testing.T) {
 		})
 	}
 }
+
+// TestUIDownloadOfUnknownReport: the UI's download of a report that does
+// not exist is the 404 page, not a file: Content-Disposition is set only
+// once the report is found (it was set first, so the browser saved the
+// error page as reconciliation-….csv).
+func TestUIDownloadOfUnknownReport(t *testing.T) {
+	for _, dialect := range dialects {
+		t.Run(dialect, func(t *testing.T) {
+			s := boot(t, dialect, e2eConfig)
+			aud, _ := s.token(core.RoleAuditor)
+			ui := s.uiClient()
+			ui.signIn(aud)
+			for _, format := range []string{"csv", "html", "json"} {
+				st, h, body := ui.get("/ui/reconciliation/no-such-report/download?format=" + format)
+				if st != http.StatusNotFound || h.Get("Content-Disposition") != "" || !strings.Contains(body, "not found") {
+					t.Errorf("%s: %d, Content-Disposition %q, want the 404 page", format, st, h.Get("Content-Disposition"))
+				}
+			}
+			cm, _ := s.token(core.RoleChangeManager)
+			now := time.Now().UTC()
+			var rep struct{ ID string }
+			if st := s.do("POST", "/api/v1/reports/reconciliation", cm, map[string]any{"from": now.Add(-time.Hour), "to": now}, &rep); st != http.StatusCreated {
+				t.Fatalf("run report: %d", st)
+			}
+			for _, format := range []string{"csv", "html", "json"} {
+				st, h, _ := ui.get("/ui/reconciliation/" + rep.ID + "/download?format=" + format)
+				if want := `attachment; filename="reconciliation-` + rep.ID + "." + format + `"`; st != http.StatusOK || h.Get("Content-Disposition") != want {
+					t.Errorf("%s: %d, Content-Disposition %q, want %q", format, st, h.Get("Content-Disposition"), want)
+				}
+			}
+		})
+	}
+}

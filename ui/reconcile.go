@@ -29,6 +29,8 @@ type Reports interface {
 // CSV, HTML and evidence bundle as GET /api/v1/reports/reconciliation/{id}
 // ?format= and …/bundle); the UI calls them after its session and role
 // checks. The request carries the report id as the route parameter "id".
+// Each marks its answer an attachment only once the report is found: an
+// error is answered as itself, never as the file.
 type Downloads interface {
 	ReportFile(c *echo.Context) error
 	ReportBundle(c *echo.Context) error
@@ -165,7 +167,8 @@ func (u *UI) ackFinding(c *echo.Context, s *session) error {
 
 // download serves the report as CSV, HTML or JSON, always as a file (the
 // HTML report carries its own styles, which the UI's CSP would block
-// inline).
+// inline). Downloads.ReportFile marks it an attachment only once the
+// report is found: an unknown one is the 404 page, not a saved file.
 func (u *UI) download(c *echo.Context, s *session) error {
 	f := c.QueryParam("format")
 	switch f {
@@ -174,21 +177,11 @@ func (u *UI) download(c *echo.Context, s *session) error {
 		return core.Invalid("format", "%q is not one of csv, html, json", f)
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	c.Response().Header().Set(echo.HeaderContentDisposition, `attachment; filename="reconciliation-`+safeFile(c.Param("id"))+"."+f+`"`)
 	return u.deps.Downloads.ReportFile(c)
 }
 
 func (u *UI) bundle(c *echo.Context, s *session) error {
 	return u.deps.Downloads.ReportBundle(c)
-}
-
-func safeFile(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
-			return r
-		}
-		return '_'
-	}, s)
 }
 
 // openFindings are the latest report's findings nobody acknowledged yet.

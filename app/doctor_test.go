@@ -167,7 +167,7 @@ connectors:
     type: github
     webhook_secret: %[1]s-github
     api: {url: %[4]s, app_id: "%[5]s", private_key_file: %[6]s}
-    protection_rule: {deadline: 1h}
+    protection_rule: {deadline: 1h, webhook_secret: %[1]s-github-app}
   - name: gitlab
     type: gitlab
     webhook_secret: %[1]s-gitlab

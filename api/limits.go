@@ -245,6 +245,12 @@ const (
 
 // authFailed counts and logs a refused authentication. The log names the
 // reason, route and client, and never the credential presented.
+// LimitToken applies the per-token limit to a web UI request of token id
+// (the API's own requests spend it in authorize).
+func (s *Server) LimitToken(c *echo.Context, id string) error {
+	return s.limitToken(c, core.Token{ID: id})
+}
+
 // AuthRefused counts and logs an authentication the web UI refused, as
 // the API's own (reason: invalid_token, forbidden, cross_site).
 func (s *Server) AuthRefused(c *echo.Context, reason, tokenID string) {

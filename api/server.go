@@ -158,6 +158,7 @@ func New(deps Deps) *Server {
 		// escapes them in the path, and the handlers get them unescaped.
 		Router: echo.NewRouter(echo.RouterConfig{UnescapePathParamValues: true})})
 	s.echo = e
+	e.Use(ownRequestID)
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		TargetHeader: echo.HeaderXRequestID,
 	}))
@@ -166,6 +167,34 @@ func New(deps Deps) *Server {
 	e.Use(middleware.BodyLimit(deps.MaxBodyBytes))
 	s.routes()
 	return s
+}
+
+// ownRequestID drops a client's X-Request-ID unless it is a plain id of at
+// most 64 characters: it is echoed in the answer, its error body and every
+// log line of the request, so a long or odd one would flood the logs with
+// the client's text (any header up to max_header_bytes) or pass for
+// another request's. The next middleware then makes one.
+func ownRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		if id := c.Request().Header.Get(echo.HeaderXRequestID); id != "" && !plainRequestID(id) {
+			c.Request().Header.Del(echo.HeaderXRequestID)
+		}
+		return next(c)
+	}
+}
+
+func plainRequestID(id string) bool {
+	if len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch b := id[i]; {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9', b == '-', b == '_', b == '.', b == ':':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // ServeHTTP makes Server an http.Handler.
@@ -339,7 +368,11 @@ func (s *Server) authorize(roles []core.Role) echo.MiddlewareFunc {
 				allowed = allowed || t.Role == r
 			}
 			if !allowed {
+				// Counted and spent like a bad token: a token probing
+				// routes beyond its role is refused, then slowed down,
+				// and its warnings are bounded.
 				s.authFailed(ctx, c, authForbidden, t.ID)
+				s.deps.AuthFailures.Failed(c)
 				return core.Errorf(core.KindForbidden, "role %s may not %s %s", t.Role, c.Request().Method, c.Path())
 			}
 			c.Set(ctxToken, t)

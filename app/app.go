@@ -211,7 +211,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: reader, Gate: a.Gate, CIGates: pending, Policies: a.Policies,
 		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Holds: holds, Reports: a.Reconciler, Downloads: uiDownloads{a}, Doctor: a, Replicas: a,
 		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy, TrustedProxies: trustedProxies,
-		AuthFailures: uiAuthFailures(authFailures), OnRefused: a.uiRefused,
+		AuthFailures: uiAuthFailures(authFailures), OnRefused: a.uiRefused, LimitToken: a.uiLimitToken,
 	})
 	if err != nil {
 		return nil, err
@@ -608,6 +608,10 @@ func (a *App) Close() error { return a.DB.Close() }
 // UI's first request).
 func (a *App) uiRefused(c *echo.Context, reason, tokenID string) {
 	a.Server.AuthRefused(c, reason, tokenID)
+}
+
+func (a *App) uiLimitToken(c *echo.Context, tokenID string) error {
+	return a.Server.LimitToken(c, tokenID)
 }
 
 func uiAuthFailures(l *api.AuthFailureLimit) ui.AuthFailures {

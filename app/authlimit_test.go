@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate-dev/tollgate/core"
 )
 
 // TestAuthFailureLimit: one client that fails authentication past the
@@ -98,4 +101,88 @@ func TestAuthFailureLimit(t *testing.T) {
 	}
 	st, h, _ = send(c, "POST", "/ui/signin", "", url.Values{"token": {adminSecret}, "next": {"/ui/"}}, nil)
 	refused("a sign-in after five wrong ones", st, h)
+}
+
+// TestUIAndRoleProbesSpendLimits: what costs the server without a valid
+// credential is bounded like a bad token — made-up session cookies (each
+// a database read), cross-site sign-in posts (each a warning) and a
+// token probing routes beyond its role — and a signed-in session's pages
+// and a sign-in spend its token's request budget as API calls do. A client
+// id (X-Request-ID) is echoed only when it is a plain id of ≤64 characters.
+func TestUIAndRoleProbesSpendLimits(t *testing.T) {
+	s := boot(t, "sqlite", e2eConfig+"rate_limit:\n  auth_failures_per_client: {rate: 0.01, burst: 3}\n  per_token: {rate: 0.01, burst: 4}\n")
+	ci, _ := s.token(core.RoleCI)
+	auditor, _ := s.token(core.RoleAuditor)
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
+			return d.DialContext(ctx, n, a)
+		}}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	send := func(c *http.Client, method, path string, form url.Values, hdr map[string]string) (int, http.Header) {
+		t.Helper()
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, _ := http.NewRequest(method, s.url+path, body)
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header
+	}
+	for _, tc := range []struct {
+		name, ip string
+		req      func(i int) (int, http.Header)
+		first    int
+	}{
+		{"made-up session cookies", "127.0.0.3", func(i int) (int, http.Header) {
+			return send(from("127.0.0.3"), "GET", "/ui/changes", nil, map[string]string{"Cookie": fmt.Sprintf("tollgate_session=made-up-%d", i)})
+		}, http.StatusUnauthorized},
+		{"cross-site sign-ins", "127.0.0.4", func(int) (int, http.Header) {
+			return send(from("127.0.0.4"), "POST", "/ui/signin", url.Values{"token": {"x"}}, map[string]string{"Origin": "https://evil.example"})
+		}, http.StatusForbidden},
+		{"a ci token on an auditor route", "127.0.0.5", func(int) (int, http.Header) {
+			return send(from("127.0.0.5"), "GET", "/api/v1/audit", nil, map[string]string{"Authorization": "Bearer " + ci})
+		}, http.StatusForbidden},
+	} {
+		for i := range 3 {
+			if st, _ := tc.req(i); st != tc.first {
+				t.Fatalf("%s, attempt %d within the burst: %d, want %d", tc.name, i, st, tc.first)
+			}
+		}
+		if st, h := tc.req(3); st != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+			t.Errorf("%s past the burst: %d (Retry-After %q), want 429", tc.name, st, h.Get("Retry-After"))
+		}
+	}
+
+	u := s.uiClient()
+	if st, _ := u.signIn(auditor); st != http.StatusSeeOther { // the sign-in and its page: 2 of 4
+		t.Fatalf("sign-in: %d", st)
+	}
+	codes := []int{}
+	for range 3 {
+		st, _, _ := u.get("/ui/changes")
+		codes = append(codes, st)
+	}
+	if codes[0] != http.StatusOK || codes[2] != http.StatusTooManyRequests {
+		t.Errorf("pages of one session past its token's budget: %v, want 200 … 429", codes)
+	}
+
+	long := strings.Repeat("A", 5000)
+	if _, h := send(from("127.0.0.6"), "GET", "/healthz", nil, map[string]string{"X-Request-ID": long}); len(h.Get("X-Request-ID")) > 64 {
+		t.Errorf("a 5,000-character X-Request-ID was echoed (%d characters)", len(h.Get("X-Request-ID")))
+	}
+	if _, h := send(from("127.0.0.6"), "GET", "/healthz", nil, map[string]string{"X-Request-ID": "ci-run-42.7"}); h.Get("X-Request-ID") != "ci-run-42.7" {
+		t.Errorf("a plain X-Request-ID not echoed: %q", h.Get("X-Request-ID"))
+	}
 }

@@ -82,9 +82,20 @@ func (u *UI) load(c *echo.Context) (*session, error) {
 		return nil, nil // no cookie (or one too many): not signed in
 	}
 	ctx := c.Request().Context()
+	// A session cookie nobody was given costs a database read: a client
+	// sending made-up ones is refused once past its failed attempts, as
+	// a made-up token is, and each unknown one counts.
+	if u.deps.AuthFailures != nil {
+		if err := u.deps.AuthFailures.Refuse(c); err != nil {
+			return nil, err
+		}
+	}
 	h := hashID(value)
 	st, err := u.deps.Sessions.Session(ctx, h)
 	if core.IsKind(err, core.KindNotFound) {
+		if u.deps.AuthFailures != nil {
+			u.deps.AuthFailures.Failed(c)
+		}
 		return nil, nil
 	}
 	if err != nil {
@@ -187,15 +198,20 @@ func safeNext(p string) bool {
 func (u *UI) signin(c *echo.Context) error {
 	u.securityHeaders(c)
 	next := c.FormValue("next")
-	if !u.sameOrigin(c) {
-		u.refused(c, "cross_site", "")
-		return u.signinPage(c, http.StatusForbidden, "This sign-in form was posted from another site.", next)
-	}
 	ctx := c.Request().Context()
+	// A client past its failed attempts is refused before anything is
+	// checked or logged; a cross-site post is one such attempt.
 	if u.deps.AuthFailures != nil {
 		if err := u.deps.AuthFailures.Refuse(c); err != nil {
 			return u.signinPage(c, http.StatusTooManyRequests, "Too many failed sign-ins from your address: wait a few seconds and try again.", next)
 		}
+	}
+	if !u.sameOrigin(c) {
+		u.refused(c, "cross_site", "")
+		if u.deps.AuthFailures != nil {
+			u.deps.AuthFailures.Failed(c)
+		}
+		return u.signinPage(c, http.StatusForbidden, "This sign-in form was posted from another site.", next)
 	}
 	t, err := u.deps.Tokens.Authenticate(ctx, strings.TrimSpace(c.FormValue("token")))
 	if core.IsKind(err, core.KindUnauthorized) {
@@ -211,6 +227,11 @@ func (u *UI) signin(c *echo.Context) error {
 	if t.Role == core.RoleCI {
 		u.refused(c, "forbidden", t.ID)
 		return u.signinPage(c, http.StatusForbidden, "A ci token cannot sign in to the UI: use a change_manager, auditor or admin token.", next)
+	}
+	// Each sign-in writes a session and an audit entry: it spends the
+	// token's request budget, as an API call does.
+	if err := u.limitToken(c, t.ID); err != nil {
+		return u.fail(c, nil, err)
 	}
 	id, err := randomString()
 	if err != nil {

@@ -145,6 +145,11 @@ type Deps struct {
 	// AuthFailures, when set, bounds each client's failed sign-ins
 	// (shared with the API's bearer tokens and webhook signatures).
 	AuthFailures AuthFailures
+	// LimitToken, when set, spends one of the token's requests (the
+	// API's per-token limit, rate_limit.per_token): each page and sign-in
+	// does, so a session cannot read through the UI what its token may
+	// not through the API. It returns the rate-limited error.
+	LimitToken func(c *echo.Context, tokenID string) error
 	// OnRefused, when set, counts and logs a refused authentication as
 	// the API does (tollgate_auth_failures_total{reason}, a warning
 	// without the secret): a failed sign-in (invalid_token), a role the
@@ -317,6 +322,9 @@ func (u *UI) page(roles []core.Role, h handler) echo.HandlerFunc {
 			return u.render(c, s, http.StatusForbidden, "error", "Not allowed", errorView{
 				Status: http.StatusForbidden, Message: "Your role (" + string(s.token.Role) + ") may not open this page."})
 		}
+		if err := u.limitToken(c, s.token.ID); err != nil {
+			return u.fail(c, s, err)
+		}
 		if err := h(c, s); err != nil {
 			return u.fail(c, s, err)
 		}
@@ -348,6 +356,14 @@ type errorView struct {
 	Status  int
 	Message string
 	Details []string
+}
+
+// limitToken spends one of token id's requests (Deps.LimitToken).
+func (u *UI) limitToken(c *echo.Context, id string) error {
+	if u.deps.LimitToken == nil {
+		return nil
+	}
+	return u.deps.LimitToken(c, id)
 }
 
 // AuthFailures bounds a client's failed authentications: Refuse returns

@@ -259,8 +259,8 @@ func TestCIGatesEndToEnd(t *testing.T) {
 			approvedAt = time.Now()
 			s.mustHook("servicenow", snChange("CHG0097007", "payments-api", "approved", time.Now().UTC().Add(-5*time.Second)))
 			a, ok = f.answer("9100007", 3*time.Second)
-			if !ok || a.State != "approved" || a.Installation != "4200" {
-				t.Fatalf("gitlab approval: %+v (ok %v), want approved on project 4200", a, ok)
+			if !ok || a.State != "approved" || a.Installation != "acme/payments-api" {
+				t.Fatalf("gitlab approval: %+v (ok %v), want approved in project acme/payments-api", a, ok)
 			}
 			answeredWithin(t, "gitlab", a.At.Sub(approvedAt))
 

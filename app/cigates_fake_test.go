@@ -52,7 +52,11 @@ type fakeCI struct {
 	// GitLab's deployments in project acme/ledger (id 31), newest update
 	// first, whose Deployment Hooks never arrived.
 	glDeployments []map[string]any
-	glHooks       []map[string]any // project 31's webhooks
+	// glProjects: the project (path) each deployment is in — a listed
+	// deployment's own "project", else the project it was first read back
+	// in; an approval is taken only there.
+	glProjects map[string]string
+	glHooks    []map[string]any // project 31's webhooks
 	// Project 31's webhook 5 as GitLab sends it (glDeliver), and its log.
 	glHookURL string // "" while tollgate is down
 	glEvents  []fakeGLEvent
@@ -73,7 +77,7 @@ type fakeGLEvent struct {
 type fakeAnswer struct {
 	Provider     string
 	Run          string // GitHub run id, GitLab deployment id
-	Installation string
+	Installation string // GitHub installation id, GitLab project path
 	Environment  string
 	State        string
 	Comment      string
@@ -98,7 +102,7 @@ func newFakeCI(t testing.TB) *fakeCI {
 		t.Fatal(err)
 	}
 	f := &fakeCI{t: t, appID: "123456", key: k, glToken: "glpat-approver-0123456789",
-		tokens: map[string]string{}, commits: map[string]string{}}
+		tokens: map[string]string{}, commits: map[string]string{}, glProjects: map[string]string{}}
 	f.keyFile = filepath.Join(t.TempDir(), "app.pem")
 	pemText := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
 	if err := os.WriteFile(f.keyFile, pemText, 0o600); err != nil {
@@ -234,14 +238,15 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 			m := fakeGLDeployment.FindStringSubmatch(r.URL.EscapedPath())
 			project, _ := url.PathUnescape(m[1])
 			f.mu.Lock()
-			var found map[string]any
-			for _, d := range f.glDeployments {
-				if fmt.Sprint(d["id"]) == m[2] {
-					found = d
-				}
+			found := f.glDeployment(m[2])
+			if found == nil && f.glProjects[m[2]] == "" {
+				f.glProjects[m[2]] = project
 			}
+			known := f.glProjects[m[2]]
 			f.mu.Unlock()
 			switch {
+			case found == nil && known != project:
+				reply(404, map[string]string{"message": "404 Not found"})
 			case found == nil:
 				reply(200, map[string]any{"id": json.Number(m[2]), "status": "blocked"})
 			case found["project"] != nil && found["project"] != project:
@@ -303,12 +308,30 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 			f.glDeliver(event, key, body)
 		}(ev.event, ev.RequestHeaders["Idempotency-Key"], ev.body)
 		reply(201, map[string]any{})
-	case r.Method == "POST" && fakeApprPath.MatchString(p):
-		m := fakeApprPath.FindStringSubmatch(p)
+	case r.Method == "POST" && fakeApprPath.MatchString(r.URL.EscapedPath()):
+		m := fakeApprPath.FindStringSubmatch(r.URL.EscapedPath())
 		if r.Header.Get("PRIVATE-TOKEN") != f.glToken {
 			reply(401, map[string]string{"message": "401 Unauthorized"})
 			return
 		}
+		// GitLab finds the deployment only in its own project: an id, or
+		// another project's path, is refused.
+		project, _ := url.PathUnescape(m[1])
+		f.mu.Lock()
+		in := f.glProjects[m[2]]
+		if d := f.glDeployment(m[2]); d != nil {
+			in = "acme/ledger" // the listed ones' project, unless they name another
+			if d["project"] != nil {
+				in = fmt.Sprint(d["project"])
+			}
+		}
+		f.mu.Unlock()
+		if in == "" || project != in {
+			f.t.Errorf("fake GitLab: deployment %s approved in project %q, it is in %q", m[2], project, in)
+			reply(404, map[string]string{"message": "404 Deployment Not Found"})
+			return
+		}
+		m[1] = project
 		var b struct{ Status, Comment string }
 		if err := json.Unmarshal(body, &b); err != nil || (b.Status != "approved" && b.Status != "rejected") {
 			reply(400, map[string]string{"error": "status does not have a valid value"})
@@ -319,6 +342,17 @@ func (f *fakeCI) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		reply(404, map[string]string{"message": "Not Found"})
 	}
+}
+
+// glDeployment is a listed deployment by id (nil when not listed); f.mu
+// held.
+func (f *fakeCI) glDeployment(id string) map[string]any {
+	for _, d := range f.glDeployments {
+		if fmt.Sprint(d["id"]) == id {
+			return d
+		}
+	}
+	return nil
 }
 
 // checkJWT verifies a GitHub App JWT: RS256 with the test key, issuer the

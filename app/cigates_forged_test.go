@@ -17,9 +17,10 @@ import (
 // connector's token (which many projects may share) but naming another
 // project's waiting deployment, or another commit than that deployment
 // deploys, is read back from GitLab, quarantined with the reason and
-// never answered. The deployment's own hook is then evaluated for what
-// GitLab shows, and its redelivery after the answer is a known request,
-// not a quarantined one.
+// never answered. One naming the right project by path with a bogus id is
+// answered in the project GitLab confirmed, for what GitLab shows; the
+// deployment's own hook, and its redelivery after the answer, are then a
+// known request, not a quarantined one.
 func TestGitLabForgedApprovalRequest(t *testing.T) {
 	f := newFakeCI(t)
 	s := boot(t, "postgres", ciGatesConfig(f))
@@ -59,15 +60,22 @@ func TestGitLabForgedApprovalRequest(t *testing.T) {
 		}
 	}
 
-	// The deployment's own hook: evaluated for GitLab's commit and title,
-	// which link no change.
+	// A hook naming the deployment's project by its path but with a bogus
+	// project id, raced ahead of GitLab's own: the request is read back
+	// and answered in the project it was confirmed in (acme/ledger), and
+	// evaluated for GitLab's commit and title, which link no change.
+	bogus := hook("acme/ledger", 4200, ledgerSHA, "ledger: unreviewed")
+	if e := s.settled(s.gitlabEvent("Deployment Hook", "bogus-id", bogus)); e.Status != core.EventProcessed || !strings.HasPrefix(e.Record, "gate:") {
+		t.Fatalf("the hook with a bogus project id: %s %q (%q), want a gate request", e.Status, e.Record, e.Reason)
+	}
+	// GitLab's own hook is then a known request.
 	real := hook("acme/ledger", 31, ledgerSHA, "ledger: unreviewed")
-	if e := s.settled(s.gitlabEvent("Deployment Hook", "real", real)); e.Status != core.EventProcessed || !strings.HasPrefix(e.Record, "gate:") {
-		t.Fatalf("the real hook: %s %q (%q), want a gate request", e.Status, e.Record, e.Reason)
+	if e := s.settled(s.gitlabEvent("Deployment Hook", "real", real)); e.Status != core.EventProcessed || !strings.Contains(e.Reason, "already known") {
+		t.Fatalf("the real hook: %s %q (%q), want a known gate request", e.Status, e.Record, e.Reason)
 	}
 	a, ok := f.answer("9300001", 5*time.Second)
-	if !ok || a.State != "rejected" || !strings.Contains(a.Comment, core.CodeNoChange) {
-		t.Fatalf("answer: %+v (ok %v), want rejected with NO_CHANGE", a, ok)
+	if !ok || a.State != "rejected" || !strings.Contains(a.Comment, core.CodeNoChange) || a.Installation != "acme/ledger" {
+		t.Fatalf("answer: %+v (ok %v), want rejected with NO_CHANGE in project acme/ledger", a, ok)
 	}
 	f.mu.Lock()
 	f.glDeployments[0]["status"] = "canceled" // GitLab took the rejection

@@ -164,8 +164,8 @@ inbox:
   poll_interval: 50ms
 `, authoritySecret, f.srv.URL, f.glToken))
 			a, ok := f.answer("4401", 15*time.Second)
-			if !ok || a.Provider != "gitlab" || a.State != "approved" || a.Installation != "31" {
-				t.Fatalf("the deployment whose hook never came: answer %+v (ok %v), want approved in project 31", a, ok)
+			if !ok || a.Provider != "gitlab" || a.State != "approved" || a.Installation != "acme/ledger" {
+				t.Fatalf("the deployment whose hook never came: answer %+v (ok %v), want approved in project acme/ledger", a, ok)
 			}
 			var events struct {
 				Items []struct {

@@ -168,9 +168,23 @@ func (w *Webhook) confirm(ctx context.Context, project string, ev *deploymentHoo
 	return nil
 }
 
+// answerProject is the project a request is answered in: the one its
+// deployment was read back and confirmed in (GateRequest's "project", a
+// path), never the hook's project id, which confirm did not check — a
+// forged hook with a bogus id, raced ahead of GitLab's own, would have
+// the answer go to a project that is not the deployment's (refused), and
+// GitLab's hook, then a redelivery of a known request, never answered.
+// A request stored without it falls back to the id.
+func answerProject(p core.PendingGate) string {
+	if project := p.Target["project"]; project != "" {
+		return project
+	}
+	return p.Target["project_id"]
+}
+
 // Answer implements service.Answerer: POST
-// /api/v4/projects/:id/deployments/:deployment_id/approval with the
-// configured approver token.
+// /api/v4/projects/:path/deployments/:deployment_id/approval (the project
+// the deployment was confirmed in) with the configured approver token.
 func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool, comment string) error {
 	if w.api == nil {
 		return core.Errorf(core.KindInvalid, "connector has no GitLab API configured")
@@ -188,7 +202,7 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 	// the first or is refused once the deployment no longer waits. The
 	// status is the answer: GitLab recorded the approval whatever the body
 	// says (asking again would meet "already approved").
-	return w.api.post(ctx, "/api/v4/projects/"+url.PathEscape(p.Target["project_id"])+"/deployments/"+url.PathEscape(p.Target["deployment_id"])+"/approval",
+	return w.api.post(ctx, "/api/v4/projects/"+url.PathEscape(answerProject(p))+"/deployments/"+url.PathEscape(p.Target["deployment_id"])+"/approval",
 		b, "deployment "+p.Target["deployment_id"]+" approval")
 }
 
@@ -222,7 +236,7 @@ func (a *api) post(ctx context.Context, path string, body []byte, what string) e
 }
 
 // AnswerTaken implements service.AnswerChecker: it reads the deployment
-// (GET /api/v4/projects/:id/deployments/:deployment_id) and looks among
+// (GET /api/v4/projects/:path/deployments/:deployment_id) and looks among
 // its approvals for the answer tollgate sent, known by its comment (which
 // names the decision). The answer is taken when that approval carries
 // the status sent; anything else — no such approval, or the other
@@ -244,7 +258,7 @@ func (w *Webhook) AnswerTaken(ctx context.Context, p core.PendingGate, approved 
 			Comment string `json:"comment"`
 		} `json:"approvals"`
 	}
-	if _, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(p.Target["project_id"])+"/deployments/"+url.PathEscape(id), "deployment "+id, &d); err != nil {
+	if _, err := w.api.get(ctx, "/api/v4/projects/"+url.PathEscape(answerProject(p))+"/deployments/"+url.PathEscape(id), "deployment "+id, &d); err != nil {
 		return false, "", err
 	}
 	want := "rejected"

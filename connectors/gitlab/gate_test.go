@@ -44,7 +44,7 @@ func TestBlockedDeployment(t *testing.T) {
 			_, _ = w.Write([]byte(`{"id":15,"status":"blocked"}`)) // a GitLab that leaves the rest out: the hook's stand
 			return
 		}
-		if r.URL.Path != "/api/v4/projects/30/deployments/15/approval" || r.Header.Get("PRIVATE-TOKEN") != "glpat-x" {
+		if r.URL.EscapedPath() != "/api/v4/projects/root%2Ftest-deployment-webhooks/deployments/15/approval" || r.Header.Get("PRIVATE-TOKEN") != "glpat-x" {
 			w.WriteHeader(401)
 			return
 		}
@@ -78,6 +78,53 @@ func TestBlockedDeployment(t *testing.T) {
 	status = 400
 	if err := w.Answer(context.Background(), p, false, "no"); err == nil || core.IsKind(err, core.KindUnavailable) || !strings.Contains(err.Error(), "not blocked") {
 		t.Fatalf("refused approval: %v, want a final error with GitLab's message", err)
+	}
+}
+
+// TestAnswerConfirmedProject: the answer goes to the project the
+// deployment was read back and confirmed in, by its path, not to the
+// hook's project id, which nothing checked: a forged hook naming the right
+// path and deployment with a bogus id (raced ahead of GitLab's own, which
+// is then a redelivery of a known request) still has the deployment
+// answered.
+func TestAnswerConfirmedProject(t *testing.T) {
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.Method+" "+r.URL.EscapedPath())
+		switch r.Method + " " + r.URL.EscapedPath() {
+		case "GET /api/v4/projects/acme%2Fledger/deployments/15":
+			_, _ = w.Write([]byte(`{"id":15,"status":"blocked"}`))
+		case "POST /api/v4/projects/acme%2Fledger/deployments/15/approval":
+			w.WriteHeader(201)
+			_, _ = w.Write([]byte(`{"status":"approved"}`))
+		default:
+			w.WriteHeader(404)
+			_, _ = w.Write([]byte(`{"message":"404 Project Not Found"}`))
+		}
+	}))
+	defer srv.Close()
+	w, err := New(connectors.Config{Name: "gitlab", Type: Type, WebhookSecret: "0123456789abcdef",
+		API: &connectors.API{URL: srv.URL, Token: "glpat-x"}, CIGate: &connectors.CIGate{Deadline: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := blockedHook(t, func(m map[string]any) {
+		project := m["project"].(map[string]any)
+		project["id"], project["path_with_namespace"] = 4200, "acme/ledger"
+	})
+	p, ok, err := w.GateRequest(context.Background(), "Deployment Hook", forged)
+	if err != nil || !ok {
+		t.Fatalf("gate request: %v %v", ok, err)
+	}
+	if err := w.Answer(context.Background(), p, true, "tollgate: allow"); err != nil {
+		t.Fatalf("answer: %v (asked %q), want approved at acme%%2Fledger", err, asked)
+	}
+	if last := asked[len(asked)-1]; last != "POST /api/v4/projects/acme%2Fledger/deployments/15/approval" {
+		t.Fatalf("answered at %q, want the confirmed project acme%%2Fledger", last)
+	}
+	asked = nil
+	if _, _, err := w.AnswerTaken(context.Background(), p, true); err != nil || asked[0] != "GET /api/v4/projects/acme%2Fledger/deployments/15" {
+		t.Fatalf("read back at %q: %v, want the confirmed project", asked, err)
 	}
 }
 
@@ -161,7 +208,7 @@ func TestAnswerTaken(t *testing.T) {
 	var answer string
 	status := 200
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || r.URL.Path != "/api/v4/projects/30/deployments/15" || r.Header.Get("PRIVATE-TOKEN") != "glpat-x" {
+		if r.Method != http.MethodGet || r.URL.EscapedPath() != "/api/v4/projects/acme%2Fledger/deployments/15" || r.Header.Get("PRIVATE-TOKEN") != "glpat-x" {
 			w.WriteHeader(404)
 			return
 		}
@@ -175,7 +222,7 @@ func TestAnswerTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := core.PendingGate{DecisionID: "dec-1", Comment: "tollgate: allow (decision dec-1)",
-		Target: map[string]string{"project_id": "30", "deployment_id": "15"}}
+		Target: map[string]string{"project_id": "30", "project": "acme/ledger", "deployment_id": "15"}}
 	ours := `{"status":%q,"comment":"tollgate: allow (decision dec-1): change CHG0001234 approved"}`
 	other := `{"status":"approved","comment":"LGTM"}`
 	for _, tc := range []struct {

@@ -31,8 +31,9 @@ var (
 // read-back by a type assertion, so a renamed method would silently turn
 // it off; these keep it on.
 var (
-	_ service.Answerer      = (*github.Webhook)(nil)
-	_ service.AnswerChecker = (*github.Webhook)(nil)
-	_ service.Answerer      = (*gitlab.Webhook)(nil)
-	_ service.AnswerChecker = (*gitlab.Webhook)(nil)
+	_ service.Answerer       = (*github.Webhook)(nil)
+	_ service.AnswerChecker  = (*github.Webhook)(nil)
+	_ service.AnswerPreparer = (*github.Webhook)(nil)
+	_ service.Answerer       = (*gitlab.Webhook)(nil)
+	_ service.AnswerChecker  = (*gitlab.Webhook)(nil)
 )

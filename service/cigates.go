@@ -53,6 +53,15 @@ type Answerer interface {
 	Answer(ctx context.Context, p core.PendingGate, approved bool, comment string) error
 }
 
+// AnswerPreparer is an Answerer with slow work to do before an answer
+// can be sent (GitHub: the installation token, fetched with retries).
+// The worker prepares before it checks the decision is still fresh, so an
+// answer is sent moments after its decision, not after a slow token
+// fetch. An error is only logged: Answer meets it again and reports it.
+type AnswerPreparer interface {
+	PrepareAnswer(ctx context.Context, p core.PendingGate) error
+}
+
 // AnswerChecker is an Answerer that can read back from the CI whether an
 // answer was taken. The worker asks it when the CI refuses a delivery
 // after an earlier attempt failed without a refusal (no reply, a 5xx):
@@ -89,6 +98,16 @@ type CIGatesConfig struct {
 	MaxAttempts int
 	// RetryMin and RetryMax bound the delivery backoff (1s, 5m).
 	RetryMin, RetryMax time.Duration
+	// AnswerTimeout bounds one delivery (default 30s), and so how old an
+	// approval may be when it reaches the CI: a delivery that outruns it
+	// is cancelled and retried, its approval evaluated again first. A
+	// delivery also ends claimMargin before the claim does, so no other
+	// replica works the request while an answer of this one is in flight.
+	AnswerTimeout time.Duration
+	// MaxDecisionAge: an approval older than this when it is about to be
+	// sent (a slow evaluation, a slow token fetch) is evaluated again
+	// first (default 5s).
+	MaxDecisionAge time.Duration
 }
 
 // CIGates keeps the gate requests CIs wait on (core.PendingGate) and
@@ -137,6 +156,12 @@ func NewCIGates(store PendingStore, gate Decider, subs Subscriber, conns []Conne
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 5 * time.Minute
+	}
+	if cfg.AnswerTimeout <= 0 {
+		cfg.AnswerTimeout = 30 * time.Second
+	}
+	if cfg.MaxDecisionAge <= 0 {
+		cfg.MaxDecisionAge = 5 * time.Second
 	}
 	s := &CIGates{store: store, gate: gate, subs: subs, answerers: map[string]Answerer{}, deadlines: map[string]time.Duration{},
 		clock: clock, log: log, cfg: cfg, wake: make(chan struct{}, 1)}
@@ -326,7 +351,9 @@ func (s *CIGates) count(ctx context.Context) {
 // may wait on an ITSM or the CI for a while: a batch's last requests are
 // worked long after the claim was taken, and one whose claim ran out
 // and was taken over by another replica is left to that one — never
-// decided and answered twice.
+// decided and answered twice. The delivery itself ends before the claim
+// does (deliver); an approval grown older than MaxDecisionAge before it
+// goes (a slow evaluation or token fetch) is evaluated again first.
 func (s *CIGates) work(ctx context.Context, p core.PendingGate) {
 	// The outcome is saved even when the process is stopping, so the
 	// request is not left claimed (and unanswered) until its lease ends;
@@ -350,6 +377,7 @@ func (s *CIGates) work(ctx context.Context, p core.PendingGate) {
 	if !s.renew(ctx, &p) {
 		return
 	}
+	evaluated := s.clock.Now() // the facts are read after this
 	// The state as claimed: a request decided now is delivered at once; an
 	// approval decided in an earlier pass is confirmed first.
 	switch p.State {
@@ -364,6 +392,27 @@ func (s *CIGates) work(ctx context.Context, p core.PendingGate) {
 			return
 		}
 	}
+	if a, ok := s.answerers[p.Connector].(AnswerPreparer); ok {
+		if !s.renew(ctx, &p) {
+			return
+		}
+		pctx, cancel := s.answerContext(ctx, p)
+		if err := a.PrepareAnswer(pctx, p); err != nil {
+			s.log.DebugContext(ctx, "preparing a CI gate answer failed", "id", p.ID, "error", err.Error())
+		}
+		cancel()
+	}
+	if p.Decision == core.Allow && s.clock.Now().Sub(evaluated) > s.cfg.MaxDecisionAge {
+		// The facts it was decided on are no longer fresh: the CI deploys
+		// when the approval arrives, so it must hold now.
+		if !s.renew(ctx, &p) {
+			return
+		}
+		if !s.reconfirm(ctx, &p) {
+			save(p)
+			return
+		}
+	}
 	if !s.renew(ctx, &p) {
 		// Decided but not sent: the decision is recorded; the replica
 		// that holds the request now decides and answers it.
@@ -371,6 +420,24 @@ func (s *CIGates) work(ctx context.Context, p core.PendingGate) {
 	}
 	s.deliver(ctx, &p)
 	save(p)
+}
+
+// claimMargin is how long before p's claim ends a delivery under it is
+// cancelled: the time for its outcome to be saved, and for a request
+// that was in flight to reach the CI, before another replica may claim
+// the request and answer it otherwise.
+func claimMargin(lease time.Duration) time.Duration { return min(lease/4, 15*time.Second) }
+
+// answerContext bounds a delivery to p's CI (and the work before it): at
+// most AnswerTimeout, and ending claimMargin before p's claim does.
+func (s *CIGates) answerContext(ctx context.Context, p core.PendingGate) (context.Context, context.CancelFunc) {
+	end := s.clock.Now().Add(s.cfg.AnswerTimeout)
+	if c := p.Claim.Add(-claimMargin(s.cfg.Lease)); !p.Claim.IsZero() && c.Before(end) {
+		end = c
+	}
+	// The clock may be a test's: the deadline is set as a duration from
+	// the real clock.
+	return context.WithTimeout(ctx, end.Sub(s.clock.Now()))
 }
 
 // renew extends p's claim, reporting whether this replica still holds
@@ -422,7 +489,8 @@ func (s *CIGates) decide(ctx context.Context, p *core.PendingGate) bool {
 
 // reconfirm evaluates again an approval decided in an earlier pass, before
 // it is sent again (a retry after a failed delivery, or the pass after a
-// crash): the CI deploys when the approval arrives, so it must hold then
+// crash), or one grown older than MaxDecisionAge before it goes: the CI
+// deploys when the approval arrives, so it must hold then
 // — a window may have closed, a change been canceled or an incident opened
 // since. Still an allow: the approval goes as decided (its comment names
 // the first decision, which a read-back looks for; the confirmation is
@@ -444,7 +512,7 @@ func (s *CIGates) reconfirm(ctx context.Context, p *core.PendingGate) bool {
 		}
 		return false
 	case err == nil && final && d.Decision == core.Allow:
-		s.log.InfoContext(ctx, "approval confirmed before it is sent again", "id", p.ID, "decision_id", p.DecisionID, "confirmed_by", d.ID)
+		s.log.InfoContext(ctx, "approval confirmed before it is sent", "id", p.ID, "decision_id", p.DecisionID, "confirmed_by", d.ID)
 		return true
 	}
 	prev, attempts := p.DecisionID, p.Attempts
@@ -504,7 +572,18 @@ func (s *CIGates) deliver(ctx context.Context, p *core.PendingGate) {
 	}
 	approved := p.Decision == core.Allow
 	p.Attempts++
-	err := a.Answer(ctx, *p, approved, p.Comment)
+	// Bounded by the claim: an answer still in flight when another
+	// replica may claim the request could contradict the one that
+	// replica sends (a stale approval after its rejection).
+	actx, cancel := s.answerContext(ctx, *p)
+	defer cancel()
+	err := a.Answer(actx, *p, approved, p.Comment)
+	if err != nil && actx.Err() != nil && !core.IsKind(err, core.KindUnavailable) {
+		// Cut off (its time or claim ran out, the process stops): it may
+		// have reached the CI or not, as with a reset.
+		err = core.Wrap(core.KindUnavailable, err, "the answer was cut off before its claim ran out")
+	}
+	ctx = actx // a read-back after a refusal goes under the same bound
 	now := s.clock.Now()
 	// Attempts > 1: an earlier attempt failed transiently (a refusal or a
 	// success settles p), so it may have been taken with its reply lost (a

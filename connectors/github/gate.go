@@ -197,6 +197,18 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 	})
 }
 
+// PrepareAnswer implements service.AnswerPreparer: it fetches (or finds
+// cached) the installation token Answer needs, so the review is sent
+// moments after the worker confirmed its decision, not after a token
+// fetch retried for minutes.
+func (w *Webhook) PrepareAnswer(ctx context.Context, p core.PendingGate) error {
+	if w.app == nil {
+		return core.Errorf(core.KindInvalid, "connector has no GitHub App configured")
+	}
+	_, err := w.app.installationToken(ctx, p.Target["installation_id"])
+	return err
+}
+
 // AnswerTaken implements service.AnswerChecker: it reads the statuses of
 // the deployment held at the rule. A deployment that reached in_progress
 // or success ran, which GitHub lets it do only once every protection

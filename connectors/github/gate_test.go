@@ -105,8 +105,9 @@ func FuzzParseProtectionRule(f *testing.F) {
 }
 
 // TestAppAnswer: the answer goes to the run's callback with an
-// installation token bought with a valid App JWT; the token is cached
-// across answers, and bought again when GitHub refuses it.
+// installation token bought with a valid App JWT (by PrepareAnswer, before
+// the answer); the token is cached across answers, and bought again when
+// GitHub refuses it.
 func TestAppAnswer(t *testing.T) {
 	key, _ := rsa.GenerateKey(rand.Reader, 2048)
 	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
@@ -150,6 +151,10 @@ func TestAppAnswer(t *testing.T) {
 	p, _, err := w.GateRequest(context.Background(), EventProtectionRule, ruleFromFixture(t, srv.URL, nil))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Prepared, the token is bought before the review goes.
+	if err := w.PrepareAnswer(context.Background(), p); err != nil || tokens.Load() != 1 || reviews.Load() != 0 {
+		t.Fatalf("prepare: %v, %d tokens, %d reviews; want the token alone", err, tokens.Load(), reviews.Load())
 	}
 	for i := 0; i < 2; i++ {
 		if err := w.Answer(context.Background(), p, false, "why"); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,9 @@ type PendingStore interface {
 	ListPendingGates(ctx context.Context, states []string, limit int) ([]core.PendingGate, error)
 	GateRequestFor(ctx context.Context, connector, externalID string) (core.PendingGate, error)
 	MarkPendingDue(ctx context.Context, ids []string) error
+	MarkAllPendingDue(ctx context.Context) error
+	WaitingGatesAfter(ctx context.Context, after string, limit int) ([]core.PendingGate, error)
+	CountOpenGates(ctx context.Context) (map[string]int, error)
 }
 
 // GateRequester is a connector whose events include a CI waiting at its
@@ -275,28 +279,45 @@ func (s *CIGates) Run(ctx context.Context) {
 // linking a changed change, and every one for an incident, PIR or policy
 // update (their services and teams are in the record, not the topic).
 func (s *CIGates) markDue(ctx context.Context, topics []string) {
-	waiting, err := s.store.ListPendingGates(ctx, []string{core.PendingWaiting}, 100000)
-	if err != nil {
-		s.log.WarnContext(ctx, "list pending gates failed", "error", err.Error())
+	if slices.ContainsFunc(topics, forEveryRequest) {
+		// A topic every request may depend on: all are due, in one update.
+		if err := s.store.MarkAllPendingDue(ctx); err != nil {
+			s.log.WarnContext(ctx, "mark pending gates due failed", "error", err.Error())
+		}
 		return
 	}
-	var ids []string
-	for _, p := range waiting {
-		for _, topic := range topics {
-			if relevant(topic, p.Request) {
+	// The others, a page at a time: however many wait, each is looked at.
+	const pageSize = 500
+	for after := ""; ; {
+		page, err := s.store.WaitingGatesAfter(ctx, after, pageSize)
+		if err != nil {
+			s.log.WarnContext(ctx, "list pending gates failed", "error", err.Error())
+			return
+		}
+		var ids []string
+		for _, p := range page {
+			if slices.ContainsFunc(topics, func(t string) bool { return relevant(t, p.Request) }) {
 				ids = append(ids, p.ID)
-				break
 			}
 		}
-	}
-	for len(ids) > 0 {
-		n := min(len(ids), 500)
-		if err := s.store.MarkPendingDue(ctx, ids[:n]); err != nil {
+		if err := s.store.MarkPendingDue(ctx, ids); err != nil {
 			s.log.WarnContext(ctx, "mark pending gates due failed", "error", err.Error())
 			return
 		}
-		ids = ids[n:]
+		if len(page) < pageSize {
+			return
+		}
+		after = page[len(page)-1].ID
 	}
+}
+
+// forEveryRequest reports whether topic may flip any waiting request
+// (relevant's default: an incident, PIR, hold or policy update, or a
+// listener reconnected), not only those that name it (a change, a
+// release's evidence).
+func forEveryRequest(topic string) bool {
+	kind, _, _ := strings.Cut(topic, ":")
+	return kind != "change" && kind != "evidence"
 }
 
 // claimBatch bounds one claim.
@@ -334,13 +355,13 @@ func (s *CIGates) count(ctx context.Context) {
 	if s.OnPending == nil {
 		return
 	}
-	open, err := s.store.ListPendingGates(ctx, []string{core.PendingWaiting, core.PendingAnswering}, 100000)
+	open, err := s.store.CountOpenGates(ctx)
 	if err != nil {
 		return
 	}
 	by := map[string]int{"github": 0, "gitlab": 0}
-	for _, p := range open {
-		by[p.Provider]++
+	for p, n := range open {
+		by[p] = n
 	}
 	s.OnPending(by)
 }

@@ -2,9 +2,12 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -188,5 +191,32 @@ func TestCIGateStaleApprovalEvaluatedAgain(t *testing.T) {
 				t.Fatalf("request %s, decision %q; want answered with the new deny", g.State, g.DecisionID)
 			}
 		})
+	}
+}
+
+// TestCIGateMarkDueEveryPage: a change notification is matched against
+// every waiting request, however many wait, a page at a time.
+func TestCIGateMarkDueEveryPage(t *testing.T) {
+	later := time.Now().Add(time.Hour)
+	st := &memPending{items: map[string]core.PendingGate{}}
+	for i := range 1203 {
+		id := fmt.Sprintf("%05d", i)
+		changes := []string{"CHG2"}
+		if i%600 == 0 {
+			changes = []string{"CHG1"}
+		}
+		st.items[id] = core.PendingGate{ID: id, State: core.PendingWaiting, NextCheckAt: later, Request: core.GateRequest{Changes: changes}}
+	}
+	g := NewCIGates(st, nil, nil, nil, core.SystemClock, slog.New(slog.DiscardHandler), CIGatesConfig{})
+	g.markDue(context.Background(), []string{"change:CHG1"})
+	var due []string
+	for id, p := range st.items {
+		if p.NextCheckAt.Before(later) {
+			due = append(due, id)
+		}
+	}
+	slices.Sort(due)
+	if strings.Join(due, ",") != "00000,00600,01200" {
+		t.Fatalf("due %v, want the three linking CHG1, on every page", due)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,6 +96,41 @@ func (m *memPending) MarkPendingDue(_ context.Context, ids []string) error {
 		}
 	}
 	return nil
+}
+
+func (m *memPending) MarkAllPendingDue(ctx context.Context) error {
+	m.mu.Lock()
+	var ids []string
+	for id := range m.items {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	return m.MarkPendingDue(ctx, ids)
+}
+
+func (m *memPending) WaitingGatesAfter(_ context.Context, after string, limit int) ([]core.PendingGate, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []core.PendingGate
+	for _, p := range m.items {
+		if p.State == core.PendingWaiting && p.ID > after {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b core.PendingGate) int { return strings.Compare(a.ID, b.ID) })
+	return out[:min(len(out), limit)], nil
+}
+
+func (m *memPending) CountOpenGates(context.Context) (map[string]int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]int{}
+	for _, p := range m.items {
+		if p.State == core.PendingWaiting || p.State == core.PendingAnswering {
+			out[p.Provider]++
+		}
+	}
+	return out, nil
 }
 
 // flakyAnswerer fails its first calls with err, then accepts.

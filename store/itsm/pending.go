@@ -158,6 +158,46 @@ func (g *PendingGates) ClaimPendingGates(ctx context.Context, all bool, limit in
 	return pendingList(rows)
 }
 
+// CountOpenGates counts the open requests (waiting, or answering) by
+// provider.
+func (g *PendingGates) CountOpenGates(ctx context.Context) (map[string]int, error) {
+	var rows []struct {
+		Provider string `db:"provider"`
+		N        int    `db:"n"`
+	}
+	if err := g.db.SelectContext(ctx, &rows, `SELECT provider, count(*) AS n FROM pending_gates WHERE state IN ('pending', 'answering') GROUP BY provider`); err != nil {
+		return nil, fmt.Errorf("count open gates: %w", sqldb.Translate(err))
+	}
+	out := map[string]int{}
+	for _, r := range rows {
+		out[r.Provider] = r.N
+	}
+	return out, nil
+}
+
+// WaitingGatesAfter returns up to limit waiting requests whose id sorts
+// after after ("": from the first), by id: a caller reads every one a
+// page at a time.
+func (g *PendingGates) WaitingGatesAfter(ctx context.Context, after string, limit int) ([]core.PendingGate, error) {
+	var rows []pendingRow
+	if err := g.db.SelectContext(ctx, &rows, g.base.Q(`SELECT `+pendingCols+` FROM pending_gates
+		WHERE state = 'pending' AND id > ? ORDER BY id LIMIT ?`), after, limit); err != nil {
+		return nil, fmt.Errorf("list waiting gates: %w", sqldb.Translate(err))
+	}
+	return pendingList(rows)
+}
+
+// MarkAllPendingDue makes every waiting request due now (a fact any of
+// them may depend on changed: an incident, a PIR, the policy).
+func (g *PendingGates) MarkAllPendingDue(ctx context.Context) error {
+	now := g.base.Now()
+	if _, err := g.db.ExecContext(ctx, g.base.Q(`UPDATE pending_gates SET next_check_at = ? WHERE state = 'pending' AND next_check_at > ?`),
+		now, now); err != nil {
+		return fmt.Errorf("mark pending gates due: %w", sqldb.Translate(err))
+	}
+	return nil
+}
+
 // MarkPendingDue makes the waiting requests named by ids due now (a fact
 // they depend on changed), so the next claim takes them.
 func (g *PendingGates) MarkPendingDue(ctx context.Context, ids []string) error {

@@ -2,6 +2,8 @@ package itsm
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -130,6 +132,58 @@ func TestPendingClaimFence(t *testing.T) {
 		}
 		if got, err := db.GetPendingGate(ctx, p.ID); err != nil || got.State != core.PendingAnswered || got.DecisionID != "dec-b" {
 			t.Errorf("stored %+v %v, want B's outcome", got, err)
+		}
+	})
+}
+
+// TestPendingGatesWaitingPages: open requests are counted per provider;
+// waiting ones are read a page at a time, and all of them made due in one
+// update.
+func TestPendingGatesWaitingPages(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
+		ctx := context.Background()
+		now := clock.T
+		insert := func(ext, provider, state string) {
+			t.Helper()
+			p := core.PendingGate{Connector: provider, Provider: provider, ExternalID: ext, State: state,
+				Request:   core.GateRequest{Service: "api", Environment: "production"},
+				CreatedAt: now, Deadline: now.Add(time.Hour), NextCheckAt: now.Add(time.Hour)}
+			if _, created, err := db.InsertPendingGate(ctx, p); err != nil || !created {
+				t.Fatalf("insert %s: %v %v", ext, created, err)
+			}
+		}
+		for i := range 6 {
+			insert(fmt.Sprintf("deployment:%d", i), "github", core.PendingWaiting)
+		}
+		insert("deployment:1", "gitlab", core.PendingWaiting)
+		insert("deployment:10", "github", core.PendingAnswering)
+		insert("deployment:11", "github", core.PendingAnswered)
+		if by, err := db.CountOpenGates(ctx); err != nil || by["github"] != 7 || by["gitlab"] != 1 {
+			t.Fatalf("open by provider: %v %v", by, err)
+		}
+		var seen []string
+		for after := ""; ; {
+			page, err := db.WaitingGatesAfter(ctx, after, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range page {
+				seen = append(seen, p.ID)
+			}
+			if len(page) < 3 {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		if len(seen) != 7 || !slices.IsSorted(seen) {
+			t.Fatalf("waiting pages: %v, want the 7 waiting, by id", seen)
+		}
+		if err := db.MarkAllPendingDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		claimed, err := db.ClaimPendingGates(ctx, false, 100, time.Minute)
+		if err != nil || len(claimed) != 7 {
+			t.Fatalf("due after MarkAllPendingDue: %d %v, want the 7 waiting", len(claimed), err)
 		}
 	})
 }

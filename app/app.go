@@ -183,6 +183,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 			a.Metrics.GatePending.WithLabelValues(p).Set(float64(n))
 		}
 	}
+	a.CIGates.OnOverLimit = func(connector string) { a.Metrics.GateOverLimit.WithLabelValues(connector).Inc() }
 	a.Inbox.SetCIGates(a.CIGates)
 	a.wireITSM(conns, clock)
 	a.wireCIRecovery(conns, clock)
@@ -345,7 +346,7 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 			}
 		}
 		if g := cc.CIGate(); g != nil {
-			c.CIGate = &connectors.CIGate{Deadline: g.Deadline.D(), Services: cc.Services, WebhookSecret: g.WebhookSecret}
+			c.CIGate = &connectors.CIGate{Deadline: g.Deadline.D(), Services: cc.Services, WebhookSecret: g.WebhookSecret, MaxOpen: g.MaxOpen}
 			patterns := cc.ChangeKeyPatterns
 			if len(patterns) == 0 {
 				patterns = config.DefaultChangeKeyPatterns

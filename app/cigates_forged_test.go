@@ -258,3 +258,53 @@ func TestCIGateRejectedDeploymentNeverRan(t *testing.T) {
 		}
 	}
 }
+
+// TestCIGateMaxOpen: with protection_rule.max_open 2, a repository whose
+// two requests wait (their change awaits approval) has its third rejected
+// on arrival, the CI told TOO_MANY_WAITING and the rejection counted;
+// another repository's request still waits.
+func TestCIGateMaxOpen(t *testing.T) {
+	f := newFakeCI(t)
+	cfg := strings.Replace(ciGatesConfig(f), "protection_rule: {deadline: 1h}", "protection_rule: {deadline: 1h, max_open: 2}", 1)
+	s := boot(t, "sqlite", cfg)
+	s.snSettled(snChange("CHG0097701", "payments-api", "requested", time.Now().UTC().Add(-time.Hour)))
+	s.snSettled(snChange("CHG0097702", "ledger", "requested", time.Now().UTC().Add(-time.Hour)))
+	aud, _ := s.token(core.RoleAuditor)
+	for i, repo := range []string{"acme/payments", "acme/payments", "acme/payments", "acme/ledger"} {
+		sha := strings.Repeat(fmt.Sprint(i+1), 40)
+		key := "CHG0097701"
+		if repo == "acme/ledger" {
+			key = "CHG0097702"
+		}
+		f.commit(repo, sha, key+" deploy")
+		run := fmt.Sprintf("77000%d", i)
+		if st := s.githubHook("github", "deployment_protection_rule", protectionRule(f.srv.URL, repo, run, fmt.Sprintf("97700%d", i), sha, key)); st != http.StatusAccepted {
+			t.Fatalf("request %d: %d", i, st)
+		}
+		if i < 2 { // stored before the next arrives
+			s.pendingFor(aud, "github", "runs/"+run, core.CodeChangeNotApproved)
+		}
+	}
+	a, ok := f.answer("770002", 5*time.Second)
+	if !ok || a.State != "rejected" || !strings.Contains(a.Comment, core.CodeTooManyWaiting) || !strings.Contains(a.Comment, "2 requests of acme/payments already wait") {
+		t.Fatalf("the third request of acme/payments: %+v (ok %v), want rejected with TOO_MANY_WAITING", a, ok)
+	}
+	time.Sleep(300 * time.Millisecond)
+	for _, run := range []string{"770000", "770001", "770003"} {
+		if n := f.answerCount(run); n != 0 {
+			t.Errorf("run %s answered %d times, want still waiting", run, n)
+		}
+	}
+	if m := s.metricsText(); !strings.Contains(m, `tollgate_gate_requests_over_limit_total{connector="github"} 1`) {
+		t.Errorf("metrics lack the over-limit rejection")
+	}
+	var events struct {
+		Items []struct{ Reason string }
+	}
+	s.do("GET", "/api/v1/events?connector=github", adminSecret, nil, &events)
+	if !slices.ContainsFunc(events.Items, func(e struct{ Reason string }) bool {
+		return strings.Contains(e.Reason, "rejected on arrival: TOO_MANY_WAITING")
+	}) {
+		t.Errorf("no event says the request was rejected on arrival: %+v", events.Items)
+	}
+}

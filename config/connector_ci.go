@@ -22,10 +22,24 @@ type CIGateConfig struct {
 	// not with the connector's webhook_secret, which every repository and
 	// organization webhook pointed at the connector also carries.
 	WebhookSecret string `yaml:"webhook_secret"`
+	// MaxOpen caps the requests of one repository (GitHub) or project
+	// (GitLab) waiting for their decision at once; default 200. One more
+	// is rejected on arrival with TOO_MANY_WAITING (fail closed, the
+	// pipeline told why), so one pipeline's flood (a large matrix re-run
+	// again and again) does not crowd out every other team's requests.
+	MaxOpen int `yaml:"max_open"`
 }
 
 // DefaultCIGateDeadline is the deadline of a CI gate request.
 const DefaultCIGateDeadline = 4 * time.Hour
+
+// DefaultCIGateMaxOpen is the requests of one repository or project that
+// may wait at once.
+const DefaultCIGateMaxOpen = 200
+
+// maxCIGateMaxOpen bounds max_open: every waiting request is looked at
+// when a fact changes.
+const maxCIGateMaxOpen = 100000
 
 // DefaultChangeKeyPatterns find change keys in a CI gate request when the
 // connector names no change_key_patterns: ServiceNow change numbers and
@@ -46,6 +60,9 @@ func (cc *ConnectorConfig) ciGateDefaults() {
 	for _, g := range []*CIGateConfig{cc.ProtectionRule, cc.Approvals} {
 		if g != nil && g.Deadline == 0 {
 			g.Deadline = Duration(DefaultCIGateDeadline)
+		}
+		if g != nil && g.MaxOpen == 0 {
+			g.MaxOpen = DefaultCIGateMaxOpen
 		}
 	}
 }
@@ -105,6 +122,9 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 	}{{"protection_rule", cc.ProtectionRule}, {"approvals", cc.Approvals}} {
 		if g.c != nil && (g.c.Deadline.D() < time.Second || g.c.Deadline.D() > maxCIGateDeadline) {
 			bad(f+"."+g.name+".deadline", "must be between 1s and 720h (GitHub fails a run whose rule is unanswered for 30 days)")
+		}
+		if g.c != nil && (g.c.MaxOpen < 1 || g.c.MaxOpen > maxCIGateMaxOpen) {
+			bad(f+"."+g.name+".max_open", "must be between 1 and %d (requests of one repository or project waiting at once)", maxCIGateMaxOpen)
 		}
 	}
 	for repo, svc := range cc.Services {
@@ -240,6 +260,7 @@ func (cc *ConnectorConfig) ciGateLogValue() map[string]any {
 	out := map[string]any{"services": cc.Services, "change_key_patterns": cc.ChangeKeyPatterns}
 	if g != nil {
 		out["deadline"] = g.Deadline.D().String()
+		out["max_open"] = g.MaxOpen
 		if g.WebhookSecret != "" {
 			out["webhook_secret"] = mask(g.WebhookSecret)
 		}

@@ -89,6 +89,9 @@ func TestCIGateConfig(t *testing.T) {
 		{"approvals on github", ghConfig("    approvals: {deadline: 1h}\n"), []string{"approvals", "gitlab setting"}},
 		{"protection_rule on gitlab", glConfig("    protection_rule: {deadline: 1h}\n"), []string{"protection_rule", "github setting"}},
 		{"deadline too long", glConfig("    api: {url: https://gitlab.example.com, token: t}\n    approvals: {deadline: 800h}\n"), []string{"approvals.deadline"}},
+		{"max_open set", glConfig("    api: {url: https://gitlab.example.com, token: t}\n    approvals: {deadline: 1h, max_open: 50}\n"), nil},
+		{"max_open negative", glConfig("    api: {url: https://gitlab.example.com, token: t}\n    approvals: {max_open: -1}\n"), []string{"connectors[0].approvals.max_open", "between 1 and 100000"}},
+		{"max_open too large", ghConfig("    api:\n      url: https://api.github.com\n      app_id: \"1\"\n      private_key_file: " + testAppKey + "\n    protection_rule: {max_open: 200000}\n"), []string{"connectors[0].protection_rule.max_open"}},
 		{"bad pattern", glConfig("    change_key_patterns: ['CHG(']\n"), []string{"change_key_patterns[0]"}},
 		{"bad service", glConfig("    services: {\"acme/x\": \"no spaces allowed\"}\n"), []string{"services"}},
 		{"unknown key", glConfig("    approvals: {dedline: 2m}\n"), []string{"dedline"}},
@@ -120,7 +123,8 @@ func TestCIGateConfig(t *testing.T) {
 	}
 }
 
-// TestCIGateDefaultsAndMasking: the deadline defaults to 4h; the App key
+// TestCIGateDefaultsAndMasking: the deadline defaults to 4h, max_open to
+// 200; the App key
 // and the GitLab token never reach the logged configuration.
 func TestCIGateDefaultsAndMasking(t *testing.T) {
 	_, pemText := appKey(t)
@@ -137,8 +141,8 @@ func TestCIGateDefaultsAndMasking(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range c.Connectors {
-		if g := c.Connectors[i].CIGate(); g == nil || g.Deadline.D() != 4*time.Hour {
-			t.Fatalf("connector %d: gate %+v, want a 4h deadline", i, g)
+		if g := c.Connectors[i].CIGate(); g == nil || g.Deadline.D() != 4*time.Hour || g.MaxOpen != 200 {
+			t.Fatalf("connector %d: gate %+v, want a 4h deadline and 200 open requests per repository", i, g)
 		}
 	}
 	var buf bytes.Buffer

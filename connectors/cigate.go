@@ -22,7 +22,14 @@ type CIGate struct {
 	// with the connector's webhook_secret, which repository webhooks share,
 	// is refused.
 	WebhookSecret string
+	// MaxOpen caps the requests of one repository (GitHub) or project
+	// (GitLab) waiting at once (DefaultMaxOpen when 0): one past it is
+	// rejected on arrival with TOO_MANY_WAITING.
+	MaxOpen int
 }
+
+// DefaultMaxOpen is CIGate.MaxOpen's default.
+const DefaultMaxOpen = 200
 
 // Service names the service a repository path deploys.
 func (g *CIGate) Service(repo string) string {

@@ -7,6 +7,13 @@ import "time"
 // still waiting at its deadline: fail closed.
 const CodeDeadline = "DEADLINE"
 
+// CodeTooManyWaiting is the reason a CI-side gate request is rejected on
+// arrival when its repository (GitHub) or project (GitLab) already has
+// as many requests waiting as its connector allows (max_open): fail
+// closed, and the pipeline's author is told why, rather than one
+// pipeline's flood crowding out every other team's requests.
+const CodeTooManyWaiting = "TOO_MANY_WAITING"
+
 // States of a PendingGate.
 const (
 	// PendingWaiting: the decision is wait; re-evaluated when a fact
@@ -32,10 +39,14 @@ const (
 // deployment approval. It is stored durably until answered, so any
 // replica (or the same one after a restart) can answer it.
 type PendingGate struct {
-	ID         string      `json:"id"`
-	Connector  string      `json:"connector"`
-	Provider   string      `json:"provider"`    // github, gitlab
-	ExternalID string      `json:"external_id"` // the CI's identity of the request (unique per connector)
+	ID         string `json:"id"`
+	Connector  string `json:"connector"`
+	Provider   string `json:"provider"`    // github, gitlab
+	ExternalID string `json:"external_id"` // the CI's identity of the request (unique per connector)
+	// Repository is where the request comes from: the GitHub repository
+	// (owner/name) or GitLab project path, lower case. The requests
+	// waiting at once are capped per repository.
+	Repository string      `json:"repository,omitempty"`
 	Request    GateRequest `json:"request"`
 	// Target is what the connector needs to answer (callback run id,
 	// installation, environment name, project and deployment ids).

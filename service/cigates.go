@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ type PendingStore interface {
 	MarkPendingDue(ctx context.Context, ids []string) error
 	MarkAllPendingDue(ctx context.Context) error
 	WaitingGatesAfter(ctx context.Context, after string, limit int) ([]core.PendingGate, error)
+	CountWaitingGates(ctx context.Context, connector, repository string) (int, error)
 	CountOpenGates(ctx context.Context) (map[string]int, error)
 }
 
@@ -126,6 +128,7 @@ type CIGates struct {
 	subs      Subscriber
 	answerers map[string]Answerer // by connector name
 	deadlines map[string]time.Duration
+	maxOpen   map[string]int // waiting requests per repository, by connector
 	clock     core.Clock
 	log       *slog.Logger
 	cfg       CIGatesConfig
@@ -136,6 +139,9 @@ type CIGates struct {
 	// OnPending, when set, is told the open requests by provider after
 	// each pass.
 	OnPending func(byProvider map[string]int)
+	// OnOverLimit, when set, is told each request rejected on arrival
+	// because its repository had MaxOpen waiting, by connector.
+	OnOverLimit func(connector string)
 
 	// stranded holds the outcomes this process could not save because the
 	// database was unavailable — requests its claims would hold unanswered
@@ -168,12 +174,13 @@ func NewCIGates(store PendingStore, gate Decider, subs Subscriber, conns []Conne
 		cfg.MaxDecisionAge = 5 * time.Second
 	}
 	s := &CIGates{store: store, gate: gate, subs: subs, answerers: map[string]Answerer{}, deadlines: map[string]time.Duration{},
-		clock: clock, log: log, cfg: cfg, wake: make(chan struct{}, 1)}
+		maxOpen: map[string]int{}, clock: clock, log: log, cfg: cfg, wake: make(chan struct{}, 1)}
 	for _, c := range conns {
 		a, ok := c.Webhook.(Answerer)
 		if c.Config.CIGate != nil && ok {
 			s.answerers[c.Config.Name] = a
 			s.deadlines[c.Config.Name] = c.Config.CIGate.Deadline
+			s.maxOpen[c.Config.Name] = cmp.Or(c.Config.CIGate.MaxOpen, connectors.DefaultMaxOpen)
 		}
 	}
 	return s
@@ -183,7 +190,12 @@ func NewCIGates(store PendingStore, gate Decider, subs Subscriber, conns []Conne
 func (s *CIGates) Enabled() bool { return s != nil && len(s.answerers) > 0 }
 
 // Submit stores a new gate request from connector c (a redelivery returns
-// the stored one) and wakes the worker to evaluate it.
+// the stored one) and wakes the worker to evaluate it. One whose
+// repository already has the connector's MaxOpen requests waiting is
+// stored rejected (TOO_MANY_WAITING), and the worker sends the rejection:
+// fail closed, the pipeline told why, the other repositories' requests
+// not crowded out. Requests submitted at the same moment (one per inbox
+// worker and replica) may each see the count below the cap.
 func (s *CIGates) Submit(ctx context.Context, c connectors.Config, p core.PendingGate) (core.PendingGate, bool, error) {
 	if _, ok := s.answerers[c.Name]; !ok {
 		return p, false, core.Errorf(core.KindInvalid, "connector %q answers no CI gate (its api and gate blocks are not configured)", c.Name)
@@ -191,9 +203,28 @@ func (s *CIGates) Submit(ctx context.Context, c connectors.Config, p core.Pendin
 	now := s.clock.Now()
 	p.Connector, p.State, p.CreatedAt, p.NextCheckAt = c.Name, core.PendingWaiting, now, now
 	p.Deadline = now.Add(s.deadlines[c.Name])
+	waiting, err := s.store.CountWaitingGates(ctx, c.Name, p.Repository)
+	if err != nil {
+		return p, false, err
+	}
+	over := waiting >= s.maxOpen[c.Name]
+	if over {
+		p.State, p.Decision = core.PendingAnswering, core.Deny
+		p.Reasons = []core.Reason{{Code: core.CodeTooManyWaiting, Result: core.Deny, Ref: p.Repository,
+			Message: fmt.Sprintf("%d requests of %s already wait at tollgate's gate (the limit of connector %s): rejected, fail closed; run the deployment again once fewer wait",
+				waiting, p.Repository, c.Name)}}
+		p.Comment = connectors.Comment(comment(p))
+	}
 	stored, created, err := s.store.InsertPendingGate(ctx, p)
 	if err != nil {
 		return stored, false, err
+	}
+	if created && over {
+		s.log.WarnContext(ctx, "CI gate request rejected on arrival: too many of its repository wait", "id", stored.ID, "connector", c.Name,
+			"repository", p.Repository, "waiting", waiting, "run", p.RunURL)
+		if s.OnOverLimit != nil {
+			s.OnOverLimit(c.Name)
+		}
 	}
 	if created {
 		s.Wake()

@@ -194,6 +194,67 @@ func TestCIGateStaleApprovalEvaluatedAgain(t *testing.T) {
 	}
 }
 
+// waitDecider keeps every request waiting (its change not yet approved).
+type waitDecider struct{}
+
+func (waitDecider) Decide(context.Context, core.GateRequest, string, time.Time) (core.GateDecision, time.Time, bool, error) {
+	return core.GateDecision{Decision: core.Wait, Reasons: []core.Reason{{Code: core.CodeChangeNotApproved, Result: core.Wait}}},
+		time.Now().Add(time.Hour), false, nil
+}
+
+// TestCIGateMaxOpenPerRepository: a repository may have MaxOpen requests
+// waiting; one more is stored rejected with TOO_MANY_WAITING (counted)
+// and the rejection, saying why, is sent to its CI; another repository's
+// requests still wait, and room is made again once fewer wait.
+func TestCIGateMaxOpenPerRepository(t *testing.T) {
+	ctx := context.Background()
+	st := &memPending{items: map[string]core.PendingGate{}}
+	ans := &flakyAnswerer{}
+	conn := connectors.Config{Name: "gh", CIGate: &connectors.CIGate{Deadline: time.Hour, MaxOpen: 3}}
+	g := NewCIGates(st, waitDecider{}, nil, []Connector{{Config: conn, Webhook: ans}}, core.SystemClock, slog.New(slog.DiscardHandler), CIGatesConfig{})
+	over := map[string]int{}
+	g.OnOverLimit = func(c string) { over[c]++ }
+	submit := func(repo string, n int) core.PendingGate {
+		t.Helper()
+		p, created, err := g.Submit(ctx, conn, core.PendingGate{Provider: "github", Repository: repo, ExternalID: fmt.Sprintf("deployment:%s-%d", repo, n),
+			Request: core.GateRequest{Service: "api", Environment: "production"}})
+		if err != nil || !created {
+			t.Fatalf("submit %s %d: %v %v", repo, n, created, err)
+		}
+		return p
+	}
+	for i := range 3 {
+		if p := submit("acme/matrix", i); p.State != core.PendingWaiting {
+			t.Fatalf("request %d: %s, want waiting", i, p.State)
+		}
+	}
+	extra := submit("acme/matrix", 3)
+	if extra.State != core.PendingAnswering || extra.Decision != core.Deny || len(extra.Reasons) != 1 || extra.Reasons[0].Code != core.CodeTooManyWaiting ||
+		!strings.Contains(extra.Comment, core.CodeTooManyWaiting) || !strings.Contains(extra.Comment, "3 requests of acme/matrix already wait") {
+		t.Fatalf("the request over the limit: %s %s %+v %q; want rejected with TOO_MANY_WAITING", extra.State, extra.Decision, extra.Reasons, extra.Comment)
+	}
+	if over["gh"] != 1 {
+		t.Errorf("over-limit count %v, want 1 for gh", over)
+	}
+	if p := submit("acme/ledger", 0); p.State != core.PendingWaiting {
+		t.Fatalf("another repository's request: %s, want waiting", p.State)
+	}
+	g.pass(ctx, true)
+	if ans.calls != 1 || ans.approved[0] || !strings.Contains(ans.comments[0], "TOO_MANY_WAITING") {
+		t.Fatalf("answers %d %v %q; want the one rejection, saying why", ans.calls, ans.approved, ans.comments)
+	}
+	if got, _ := st.GateRequestFor(ctx, "gh", extra.ExternalID); got.State != core.PendingAnswered {
+		t.Errorf("the rejected request: %s, want answered", got.State)
+	}
+	// One of the repository's requests is answered: there is room again.
+	first, _ := st.GateRequestFor(ctx, "gh", "deployment:acme/matrix-0")
+	first.State = core.PendingAnswered
+	_ = st.SavePendingGate(ctx, first)
+	if p := submit("acme/matrix", 4); p.State != core.PendingWaiting {
+		t.Fatalf("after one was answered: %s, want waiting", p.State)
+	}
+}
+
 // TestCIGateMarkDueEveryPage: a change notification is matched against
 // every waiting request, however many wait, a page at a time.
 func TestCIGateMarkDueEveryPage(t *testing.T) {

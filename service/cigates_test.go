@@ -121,6 +121,18 @@ func (m *memPending) WaitingGatesAfter(_ context.Context, after string, limit in
 	return out[:min(len(out), limit)], nil
 }
 
+func (m *memPending) CountWaitingGates(_ context.Context, connector, repository string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, p := range m.items {
+		if p.State == core.PendingWaiting && p.Connector == connector && p.Repository == repository {
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (m *memPending) CountOpenGates(context.Context) (map[string]int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -935,6 +935,9 @@ func (in *Inbox) gateRequest(ctx context.Context, c Connector, e core.Event) (st
 	if !created {
 		return core.EventProcessed, "gate request already known (state " + stored.State + ")", "gate:" + stored.ID, nil, true
 	}
+	if stored.State == core.PendingAnswering && len(stored.Reasons) > 0 { // refused on arrival (TOO_MANY_WAITING)
+		return core.EventProcessed, "gate request rejected on arrival: " + stored.Reasons[0].Code, "gate:" + stored.ID, nil, true
+	}
 	return core.EventProcessed, "gate request pending", "gate:" + stored.ID, nil, true
 }
 

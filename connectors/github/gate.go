@@ -167,6 +167,7 @@ func (w *Webhook) GateRequest(ctx context.Context, eventType string, body []byte
 		// One request per deployment: a re-run of the job creates a new
 		// deployment, so it is a new request, evaluated for its own commit.
 		ExternalID: "deployment:" + ev.Deployment.ID.String(),
+		Repository: strings.ToLower(ev.Repository.FullName),
 		Request:    req, RunURL: runURL,
 		Target: map[string]string{
 			"repository": ev.Repository.FullName, "run_id": run, "environment_name": ev.Environment,

@@ -149,8 +149,8 @@ func TestAppAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _, err := w.GateRequest(context.Background(), EventProtectionRule, ruleFromFixture(t, srv.URL, nil))
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || p.Repository != "codertocat/hello-world" {
+		t.Fatalf("gate request: %v, repository %q (want the lower-cased full name)", err, p.Repository)
 	}
 	// Prepared, the token is bought before the review goes.
 	if err := w.PrepareAnswer(context.Background(), p); err != nil || tokens.Load() != 1 || reviews.Load() != 0 {

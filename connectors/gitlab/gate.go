@@ -114,7 +114,7 @@ func (w *Webhook) GateRequest(ctx context.Context, eventType string, body []byte
 		Pipeline: &core.Pipeline{Provider: Type, RunID: ev.DeploymentID.String(), URL: runURL},
 	}
 	return core.PendingGate{
-		Provider: Type, ExternalID: "deployment:" + ev.DeploymentID.String(),
+		Provider: Type, ExternalID: "deployment:" + ev.DeploymentID.String(), Repository: strings.ToLower(project),
 		Request: req, RunURL: runURL,
 		Target: map[string]string{"project_id": ev.Project.ID.String(), "deployment_id": ev.DeploymentID.String(), "project": project},
 	}, true, nil

@@ -113,8 +113,8 @@ func TestAnswerConfirmedProject(t *testing.T) {
 		project["id"], project["path_with_namespace"] = 4200, "acme/ledger"
 	})
 	p, ok, err := w.GateRequest(context.Background(), "Deployment Hook", forged)
-	if err != nil || !ok {
-		t.Fatalf("gate request: %v %v", ok, err)
+	if err != nil || !ok || p.Repository != "acme/ledger" {
+		t.Fatalf("gate request: %v %v, repository %q", ok, err, p.Repository)
 	}
 	if err := w.Answer(context.Background(), p, true, "tollgate: allow"); err != nil {
 		t.Fatalf("answer: %v (asked %q), want approved at acme%%2Fledger", err, asked)

@@ -41,6 +41,7 @@ type Set struct {
 
 	GatePending   *prometheus.GaugeVec   // provider: CI gate requests waiting or being answered
 	GateCallbacks *prometheus.CounterVec // provider, outcome: approved|rejected|retried|failed|unknown
+	GateOverLimit *prometheus.CounterVec // connector: CI gate requests rejected on arrival (TOO_MANY_WAITING)
 	// ClockSkew is the database's clock less this replica's, in seconds
 	// (PostgreSQL; measured every 10 s).
 	ClockSkew prometheus.Gauge
@@ -179,13 +180,16 @@ func New() *Set {
 	s.GateCallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_gate_callbacks_total", Help: "Answers sent to a CI's gate by provider and outcome (approved, rejected, retried, failed, unknown).",
 	}, []string{"provider", "outcome"})
+	s.GateOverLimit = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_gate_requests_over_limit_total", Help: "CI gate requests (GitHub protection rules, GitLab approvals) rejected on arrival with TOO_MANY_WAITING because their repository or project already had max_open waiting, by connector.",
+	}, []string{"connector"})
 	s.GateWaitsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_gate_waits_refused_total", Help: "Long-polled gate checks answered 429 because too many were waiting, by limit: replica (gate.max_waiting) or token (gate.max_waiting_per_token).",
 	}, []string{"limit"})
 	s.ClockSkew = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tollgate_clock_skew_seconds", Help: "The database server's clock less this replica's (PostgreSQL), halfway through the query's round trip: change windows and freezes are judged by the replica's clock.",
 	})
-	r.MustRegister(s.GatePending, s.GateCallbacks, s.GateWaitsRefused, s.ClockSkew)
+	r.MustRegister(s.GatePending, s.GateCallbacks, s.GateOverLimit, s.GateWaitsRefused, s.ClockSkew)
 	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.PreviousSecret, s.DoctorFindings, s.DoctorRun, s.InboxLag, s.InboxPending,
 		s.AuthFailures, s.RateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -26,7 +26,7 @@ type PendingGates struct {
 // NewPendingGates returns the pending gate requests in db.
 func NewPendingGates(db *sqldb.DB) *PendingGates { return &PendingGates{base: db, db: db.SQLX()} }
 
-const pendingCols = `id, connector, provider, external_id, request, target, run_url, state, decision, decision_id,
+const pendingCols = `id, connector, provider, external_id, repository, request, target, run_url, state, decision, decision_id,
 	reasons, comment, created_at, deadline, next_check_at, attempts, last_error, answered_at, claimed_until`
 
 type pendingRow struct {
@@ -34,6 +34,7 @@ type pendingRow struct {
 	Connector   string       `db:"connector"`
 	Provider    string       `db:"provider"`
 	ExternalID  string       `db:"external_id"`
+	Repository  string       `db:"repository"`
 	Request     string       `db:"request"`
 	Target      string       `db:"target"`
 	RunURL      string       `db:"run_url"`
@@ -53,7 +54,7 @@ type pendingRow struct {
 
 func (r pendingRow) pending() (core.PendingGate, error) {
 	p := core.PendingGate{
-		ID: r.ID, Connector: r.Connector, Provider: r.Provider, ExternalID: r.ExternalID, RunURL: r.RunURL,
+		ID: r.ID, Connector: r.Connector, Provider: r.Provider, ExternalID: r.ExternalID, Repository: r.Repository, RunURL: r.RunURL,
 		State: r.State, Decision: core.Decision(r.Decision), DecisionID: r.DecisionID, Comment: r.Comment,
 		CreatedAt: r.CreatedAt.UTC(), Deadline: r.Deadline.UTC(), NextCheckAt: r.NextCheckAt.UTC(),
 		Attempts: r.Attempts, LastError: r.LastError, AnsweredAt: sqldb.TimePtr(r.AnsweredAt),
@@ -89,6 +90,8 @@ func pendingList(rows []pendingRow) ([]core.PendingGate, error) {
 // (created false) when the connector already holds one with the same
 // external id: a redelivered webhook is one request. The unique index
 // decides, so two replicas normalizing the same delivery store it once.
+// A request stored decided (answering, refused on arrival) keeps its
+// decision, reasons and comment.
 func (g *PendingGates) InsertPendingGate(ctx context.Context, p core.PendingGate) (core.PendingGate, bool, error) {
 	if p.ID == "" {
 		p.ID = sqldb.NewID()
@@ -100,11 +103,11 @@ func (g *PendingGates) InsertPendingGate(ctx context.Context, p core.PendingGate
 		p.State = core.PendingWaiting
 	}
 	sqldb.CleanStrings(&p)
-	res, err := g.db.ExecContext(ctx, g.base.Q(`INSERT INTO pending_gates (id, connector, provider, external_id, request, target, run_url,
-		state, reasons, created_at, deadline, next_check_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	res, err := g.db.ExecContext(ctx, g.base.Q(`INSERT INTO pending_gates (id, connector, provider, external_id, repository, request, target, run_url,
+		state, decision, reasons, comment, created_at, deadline, next_check_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (connector, external_id) DO NOTHING`),
-		p.ID, p.Connector, p.Provider, p.ExternalID, sqldb.MustJSON(p.Request), sqldb.MustJSON(p.Target), sqldb.CleanText(p.RunURL),
-		p.State, sqldb.MustJSON(p.Reasons), sqldb.TS(p.CreatedAt), sqldb.TS(p.Deadline), sqldb.TS(p.NextCheckAt))
+		p.ID, p.Connector, p.Provider, p.ExternalID, p.Repository, sqldb.MustJSON(p.Request), sqldb.MustJSON(p.Target), sqldb.CleanText(p.RunURL),
+		p.State, string(p.Decision), sqldb.MustJSON(p.Reasons), sqldb.CleanText(p.Comment), sqldb.TS(p.CreatedAt), sqldb.TS(p.Deadline), sqldb.TS(p.NextCheckAt))
 	if err != nil {
 		return p, false, fmt.Errorf("store pending gate %s: %w", p.ExternalID, sqldb.Translate(err))
 	}
@@ -156,6 +159,17 @@ func (g *PendingGates) ClaimPendingGates(ctx context.Context, all bool, limit in
 		return nil, fmt.Errorf("claim pending gates: %w", sqldb.Translate(err))
 	}
 	return pendingList(rows)
+}
+
+// CountWaitingGates counts connector's requests from repository that
+// wait for their decision (state pending).
+func (g *PendingGates) CountWaitingGates(ctx context.Context, connector, repository string) (int, error) {
+	var n int
+	if err := g.db.GetContext(ctx, &n, g.base.Q(`SELECT count(*) FROM pending_gates WHERE connector = ? AND repository = ? AND state = 'pending'`),
+		connector, repository); err != nil {
+		return 0, fmt.Errorf("count waiting gates of %s: %w", repository, sqldb.Translate(err))
+	}
+	return n, nil
 }
 
 // CountOpenGates counts the open requests (waiting, or answering) by

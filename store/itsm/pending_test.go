@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -184,6 +185,49 @@ func TestPendingGatesWaitingPages(t *testing.T) {
 		claimed, err := db.ClaimPendingGates(ctx, false, 100, time.Minute)
 		if err != nil || len(claimed) != 7 {
 			t.Fatalf("due after MarkAllPendingDue: %d %v, want the 7 waiting", len(claimed), err)
+		}
+	})
+}
+
+// TestPendingGatesByRepository: waiting requests are counted per
+// connector and repository; a request stored decided (rejected on
+// arrival) keeps its repository, decision, reasons and comment.
+func TestPendingGatesByRepository(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
+		ctx := context.Background()
+		now := clock.T
+		insert := func(ext, repo, connector, state string) core.PendingGate {
+			t.Helper()
+			p := core.PendingGate{Connector: connector, Provider: "github", ExternalID: ext, Repository: repo, State: state,
+				Request:   core.GateRequest{Service: "api", Environment: "production"},
+				CreatedAt: now, Deadline: now.Add(time.Hour), NextCheckAt: now}
+			if state == core.PendingAnswering {
+				p.Decision, p.Comment = core.Deny, "tollgate: deny\n- TOO_MANY_WAITING"
+				p.Reasons = []core.Reason{{Code: core.CodeTooManyWaiting, Result: core.Deny}}
+			}
+			got, created, err := db.InsertPendingGate(ctx, p)
+			if err != nil || !created {
+				t.Fatalf("insert %s: %v %v", ext, created, err)
+			}
+			return got
+		}
+		for i := range 5 {
+			insert(fmt.Sprintf("deployment:%d", i), "acme/matrix", "github", core.PendingWaiting)
+		}
+		insert("deployment:9", "acme/ledger", "github", core.PendingWaiting)
+		insert("deployment:1", "acme/matrix", "github-2", core.PendingWaiting)
+		refused := insert("deployment:10", "acme/matrix", "github", core.PendingAnswering)
+		if refused.Decision != core.Deny || refused.Repository != "acme/matrix" || !strings.Contains(refused.Comment, "TOO_MANY_WAITING") ||
+			len(refused.Reasons) != 1 || refused.Reasons[0].Code != core.CodeTooManyWaiting {
+			t.Fatalf("a request stored rejected: %+v", refused)
+		}
+		if n, err := db.CountWaitingGates(ctx, "github", "acme/matrix"); err != nil || n != 5 {
+			t.Fatalf("waiting of acme/matrix: %d %v, want 5 (not the other repository's, connector's or the answering one)", n, err)
+		}
+		// Claimed, the rejection is delivered like any decided request.
+		claimed, err := db.ClaimPendingGates(ctx, false, 100, time.Minute)
+		if err != nil || !slices.ContainsFunc(claimed, func(p core.PendingGate) bool { return p.ID == refused.ID && p.Decision == core.Deny }) {
+			t.Fatalf("claimed %d: %v, want the rejected one among them, decided", len(claimed), err)
 		}
 	})
 }

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/tollgate-dev/tollgate/internal/inert"
 )
 
 // Evaluate applies the policy to the facts of one release at the moment
@@ -169,12 +167,9 @@ func (ec *evalContext) init(cp *CompiledPolicy, f *Facts, now time.Time) {
 }
 
 // add appends a reason.
-// add records a reason. Its message is one line (inert.Line): it quotes
-// record and request text — an incident's title, a pipeline's commit —
-// and goes into CI comments, work notes and the CLI's output, where a line
-// break could forge a verdict line or a CI workflow command.
+// add records a reason; its message is one line (OneLine says why).
 func (ec *evalContext) add(code string, result Decision, ref, format string, args ...any) {
-	ec.reasons = append(ec.reasons, Reason{Code: code, Message: inert.Line(fmt.Sprintf(format, args...)), Ref: ref, Result: result})
+	ec.reasons = append(ec.reasons, Reason{Code: code, Message: OneLine(fmt.Sprintf(format, args...)), Ref: ref, Result: result})
 }
 
 // ts renders an instant for a message, in the policy's zone.

@@ -10,33 +10,14 @@ package inert
 import (
 	"regexp"
 	"strings"
-	"unicode"
+
+	"github.com/tollgate-dev/tollgate/core"
 )
 
-// Line is s on one line: every control character, line or paragraph
-// separator and bidirectional override (which can make a line read in
-// another order than it is stored) becomes a space.
-func Line(s string) string {
-	if strings.IndexFunc(s, breaks) < 0 {
-		return s
-	}
-	return strings.Map(func(r rune) rune {
-		if breaks(r) {
-			return ' '
-		}
-		return r
-	}, s)
-}
-
-func breaks(r rune) bool {
-	switch {
-	case unicode.IsControl(r), r == '\u2028', r == '\u2029':
-		return true
-	case r >= '\u202A' && r <= '\u202E', r >= '\u2066' && r <= '\u2069':
-		return true
-	}
-	return false
-}
+// Line is s on one line (core.OneLine): every control character, line or
+// paragraph separator and bidirectional override (which can make a line
+// read in another order than it is stored) becomes a space.
+func Line(s string) string { return core.OneLine(s) }
 
 // codeTag is ServiceNow's journal markup for raw HTML, in any case and
 // spacing the instance may accept.
@@ -58,7 +39,11 @@ func ServiceNow(s string) string {
 // mentions ([…]), images (!…!), macros ({…}) and tables (|); the
 // formatting ones (*bold*, _italic_) change how text looks, not what it
 // does, and escaping them would break the links Jira makes of bare URLs.
-var jiraMarkup = strings.NewReplacer(`\`, `\\`, `[`, `\[`, `]`, `\]`, `!`, `\!`, `{`, `\{`, `}`, `\}`, `|`, `\|`)
+//
+// A backslash of the text becomes U+29F5 (⧵, which reads the same): an
+// escaped one ("\\") is Jira's forced line break, and one left alone would
+// escape tollgate's own escape.
+var jiraMarkup = strings.NewReplacer(`\`, "\u29F5", `[`, `\[`, `]`, `\]`, `!`, `\!`, `{`, `\{`, `}`, `\}`, `|`, `\|`)
 
 // JiraWiki is s with Jira's wiki markup escaped (see jiraMarkup): what Jira
 // shows is the text as written.

@@ -35,7 +35,8 @@ func TestJiraWiki(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"[~accountid:5b10] please approve [here|https://evil/a] !https://evil/p.png!", `\[~accountid:5b10\] please approve \[here\|https://evil/a\] \!https://evil/p.png\!`},
 		{"{html}<b>x</b>{html}", `\{html\}<b>x</b>\{html\}`},
-		{`a\[b`, `a\\\[b`},
+		{`a\[b`, "a\u29F5\\[b"}, // never two backslashes: Jira's forced line break
+		{`bot \\Approved by CAB`, "bot \u29F5\u29F5Approved by CAB"},
 		{"Run: https://ci.example.com/acme/payments/-/jobs/42?x=1#L3", "Run: https://ci.example.com/acme/payments/-/jobs/42?x=1#L3"},
 	} {
 		if got := JiraWiki(tc.in); got != tc.want {

@@ -601,8 +601,11 @@ func (c *Client) HasWorkNote(ctx context.Context, key, text string) (bool, error
 		return false, err
 	}
 	norm := func(s string) string { return strings.TrimSpace(strings.ReplaceAll(s, "\r\n", "\n")) }
+	// As written now (escaped), or by a build before the escaping: a retry
+	// across an upgrade must find the note an older attempt wrote.
+	escaped, plain := norm(inert.JiraWiki(text)), norm(text)
 	for _, cm := range out.Comments {
-		if norm(cm.Body) == norm(inert.JiraWiki(text)) {
+		if b := norm(cm.Body); b == escaped || b == plain {
 			return true, nil
 		}
 	}

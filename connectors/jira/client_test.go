@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -352,6 +354,20 @@ func TestHasWorkNote(t *testing.T) {
 	}
 	if posts != 1 {
 		t.Fatalf("%d comments posted, want 1", posts)
+	}
+	// A note a build before the escaping wrote as it was: a retry across
+	// the upgrade finds it rather than writing it again.
+	older := "[EMERGENCY] tollgate: deployment of payments-api 2.0.1 to production started"
+	req, _ := http.NewRequest("POST", fake.URL+"/rest/api/2/issue/OPS-1/comment", strings.NewReader(`{"body":`+strconv.Quote(older)+`}`))
+	req.SetBasicAuth(testUser, testToken)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode >= 300 {
+		t.Fatalf("an older build's comment: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if ok, err := c.HasWorkNote(ctx, "OPS-1", older); err != nil || !ok {
+		t.Errorf("the note an older build wrote unescaped: %v, %v", ok, err)
 	}
 	if ok, err := c.HasWorkNote(ctx, "OPS-1", note); err != nil || !ok {
 		t.Errorf("after the comment: %v, %v", ok, err)

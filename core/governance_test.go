@@ -148,7 +148,9 @@ func TestSignedEvidenceCountsWhileItsKeyIsTrusted(t *testing.T) {
 		{"an environment with no keys trusts none", nil, "ci-2025", printB, Wait, "which the environment no longer trusts"},
 		// The leaked key rotated the usual way: same id, new public key.
 		{"the id now names another key", []SigningKey{{ID: "ci-2025", PublicKey: pemA}}, "ci-2025", printB, Wait, "the id now names another key (" + printA + ")"},
-		{"recorded without the key's fingerprint", []SigningKey{{ID: "ci-2025", PublicKey: pemB}}, "ci-2025", "", Wait, "recorded without the key's fingerprint"},
+		// Recorded by an older build, without a fingerprint: the id alone.
+		{"recorded without a fingerprint, its id trusted", []SigningKey{{ID: "ci-2025", PublicKey: pemB}}, "ci-2025", "", Allow, ""},
+		{"recorded without a fingerprint, its id taken out", []SigningKey{{ID: "ci-2026", PublicKey: pemA}}, "ci-2025", "", Wait, "which the environment no longer trusts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,6 +172,23 @@ func TestSignedEvidenceCountsWhileItsKeyIsTrusted(t *testing.T) {
 				t.Fatalf("reasons %+v, want EVIDENCE_MISSING with %q", d.Reasons, tt.why)
 			}
 		})
+	}
+}
+
+func TestCurrentEvidence(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	all := []Evidence{
+		{ID: "a1", Kind: "tests", Name: "unit", Commit: "abc", RecordedAt: t0},
+		{ID: "b1", Kind: "tests", Name: "unit", Commit: "def", RecordedAt: t0.Add(time.Minute)},
+		{ID: "a2", Kind: "tests", Name: "unit", Commit: "ABC", RecordedAt: t0.Add(2 * time.Minute)},
+		{ID: "c1", Kind: "security_scan", Name: "unit", Commit: "abc", RecordedAt: t0.Add(3 * time.Minute)},
+	}
+	var ids []string
+	for _, e := range CurrentEvidence(all) {
+		ids = append(ids, e.ID)
+	}
+	if !slices.Equal(ids, []string{"b1", "a2", "c1"}) {
+		t.Fatalf("current records %v, want b1 a2 c1 (a1 superseded by a2)", ids)
 	}
 }
 

@@ -430,8 +430,7 @@ func (ec *evalContext) judged() []EvidenceMatch {
 // verified e's envelope, "" when it still does: a signed envelope vouches
 // only while its key — the same public key, under the same id — is in the
 // environment's signing_keys. A key taken out, or its id given a new key
-// (rotated after a leak), stops vouching for what it signed before; so
-// does a signature recorded without its key's fingerprint.
+// (rotated after a leak), stops vouching for what it signed before.
 func (ec *evalContext) trusts(e *Evidence) string {
 	if ec.ce == nil {
 		return "no environment policy trusts it"
@@ -441,7 +440,10 @@ func (ec *evalContext) trusts(e *Evidence) string {
 	case !ok:
 		return fmt.Sprintf("key %s, which the environment no longer trusts", e.Signer)
 	case e.SignerKey == "":
-		return fmt.Sprintf("key %s, recorded without the key's fingerprint", e.Signer)
+		// Recorded by a build that kept no fingerprint: judged as it
+		// then was, by the id alone, so deployments it let through are
+		// not all findings after an upgrade.
+		return ""
 	case print != e.SignerKey:
 		return fmt.Sprintf("key %s as it was (%s); the id now names another key (%s)", e.Signer, e.SignerKey, print)
 	}

@@ -233,10 +233,11 @@ func manyMetrics(n int) map[string]float64 {
 	return m
 }
 
-// TestEvidencePerReleaseBounded: every gate check of a release reads all
-// its evidence and records it in the decision, so one release takes at
-// most service.MaxEvidencePerRelease records; the next is refused (409)
-// naming the limit, and the release's checks still answer.
+// TestEvidencePerReleaseBounded: every gate check of a release reads its
+// evidence and records the current records in the decision, so one
+// release takes at most service.MaxEvidencePerRelease current records
+// (kind, name, commit): a new name past them is refused (409) naming the
+// limit, while a re-run's record of a name it holds is taken.
 func TestEvidencePerReleaseBounded(t *testing.T) {
 	s := boot(t, "sqlite", e2eConfig)
 	ci, _ := s.token(core.RoleCI)
@@ -252,6 +253,10 @@ func TestEvidencePerReleaseBounded(t *testing.T) {
 	body := map[string]any{"kind": "approval_checklist", "name": "one-more", "status": "passed"}
 	if st := s.do("POST", "/api/v1/releases/"+id+"/evidence", ci, body, &out); st != http.StatusConflict || !strings.Contains(out.Error.Message, "the most one release takes") {
 		t.Fatalf("one record too many: %d %+v, want 409 naming the limit", st, out.Error)
+	}
+	again := map[string]any{"kind": "approval_checklist", "name": "c7", "status": "failed"}
+	if st := s.do("POST", "/api/v1/releases/"+id+"/evidence", ci, again, nil); st != http.StatusCreated {
+		t.Fatalf("a re-run's record of a name the release holds: %d, want 201", st)
 	}
 }
 

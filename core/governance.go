@@ -129,6 +129,32 @@ type Evidence struct {
 	RecordedAt time.Time          `json:"recorded_at"`
 }
 
+// CurrentEvidence is the records of all that count: the newest per kind,
+// name and commit (a later record of the same supersedes an earlier one),
+// in the order of all. A gate check reads and records only these, so a
+// release re-run many times does not carry its whole history into every
+// decision.
+func CurrentEvidence(all []Evidence) []Evidence {
+	type key struct{ kind, name, commit string }
+	newest := make(map[key]int, len(all))
+	for i := range all {
+		k := key{all[i].Kind, all[i].Name, strings.ToLower(all[i].Commit)}
+		if j, ok := newest[k]; !ok || !all[i].RecordedAt.Before(all[j].RecordedAt) {
+			newest[k] = i
+		}
+	}
+	if len(newest) == len(all) {
+		return all
+	}
+	out := make([]Evidence, 0, len(newest))
+	for i := range all {
+		if newest[key{all[i].Kind, all[i].Name, strings.ToLower(all[i].Commit)}] == i {
+			out = append(out, all[i])
+		}
+	}
+	return out
+}
+
 // EvidenceRequirement is one piece of evidence an environment requires
 // before a release goes there (EVIDENCE_MISSING / EVIDENCE_FAILED).
 type EvidenceRequirement struct {

@@ -78,15 +78,38 @@ func (s *Evidence) Get(ctx context.Context, id string) (ReleaseWithEvidence, err
 	return ReleaseWithEvidence{Release: r, Evidence: ev}, nil
 }
 
-// MaxEvidencePerRelease and MaxEvidenceMetrics bound what one release
-// carries: each gate check of it reads all its evidence and records it in
-// the decision, so a token attaching without end would make every check of
-// the release slower and every decision larger. Re-runs supersede a
-// record by name, and a release is one version: hundreds are plenty.
+// MaxEvidencePerRelease, MaxEvidenceHistory and MaxEvidenceMetrics bound
+// what one release carries. Each gate check of it reads its evidence and
+// records the current records (core.CurrentEvidence: the newest per kind,
+// name and commit) in the decision, so a token attaching without end would
+// make every check slower and every decision larger. A re-run's record
+// supersedes the one of the same name and is always taken until the
+// release's history is full; a release is one version: hundreds of names
+// are plenty.
 const (
 	MaxEvidencePerRelease = 200
+	MaxEvidenceHistory    = 2000
 	MaxEvidenceMetrics    = 64
 )
+
+// roomFor refuses e when release id holds MaxEvidencePerRelease current
+// records and e is not one of them again, or its history is full.
+func roomFor(id string, e core.Evidence, prior []core.Evidence) error {
+	if len(prior) >= MaxEvidenceHistory {
+		return core.Errorf(core.KindConflict, "release %s holds %d evidence records, the most one release keeps; ship the new build under a new version", id, len(prior))
+	}
+	current := core.CurrentEvidence(prior)
+	if len(current) < MaxEvidencePerRelease {
+		return nil
+	}
+	for _, p := range current {
+		if p.Kind == e.Kind && p.Name == e.Name && strings.EqualFold(p.Commit, e.Commit) {
+			return nil // supersedes a record it holds
+		}
+	}
+	return core.Errorf(core.KindConflict, "release %s holds %d current evidence records (kind, name and commit), the most one release takes: every gate check of it reads and records them; attach again under a name it holds, or ship the new build under a new version",
+		id, len(current))
+}
 
 // Attach validates in, reads its document and records it on release id
 // (audited, with who and when). The release is created when in.Release
@@ -123,9 +146,8 @@ func (s *Evidence) Attach(ctx context.Context, id string, in EvidenceInput, acto
 	if err != nil {
 		return core.Evidence{}, err
 	}
-	if len(prior) >= MaxEvidencePerRelease {
-		return core.Evidence{}, core.Errorf(core.KindConflict, "release %s holds %d evidence records, the most one release takes: every gate check of it reads them all and records them in its decision; ship the new build under a new version",
-			rel.ID, len(prior))
+	if err := roomFor(rel.ID, e, prior); err != nil {
+		return core.Evidence{}, err
 	}
 	if e.Digest != "" {
 		for _, p := range prior {

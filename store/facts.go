@@ -330,7 +330,7 @@ func (d *DB) governanceFacts(ctx context.Context, q core.FactsQuery, facts *core
 		if err != nil {
 			return fmt.Errorf("gather facts: %w", err)
 		}
-		facts.Evidence = ev
+		facts.Evidence = core.CurrentEvidence(ev)
 	}
 	return nil
 }

@@ -940,8 +940,11 @@ func parsePolicy(src []byte) (core.Policy, bool, error) {
 	if err := dec.Decode(&p); err != nil {
 		return p, false, core.Invalid("policy", "not a valid policy document: %v", err)
 	}
+	// A second document is one with content: a file ending in "---"
+	// yields an empty (null) one, which is no document.
 	var extra any
-	more := !errors.Is(dec.Decode(&extra), io.EOF)
+	err := dec.Decode(&extra)
+	more := !errors.Is(err, io.EOF) && (err != nil || extra != nil)
 	if err := p.Validate(); err != nil {
 		return p, more, err
 	}

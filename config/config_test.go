@@ -281,6 +281,7 @@ func TestParsePolicy(t *testing.T) {
 		"environments:\n  production:\n    preset: strict\n",
 		"---\nenvironments:\n  production:\n    preset: strict\n",      // a document start marker
 		"---\nenvironments:\n  production:\n    preset: strict\n...\n", // and end marker
+		"environments:\n  production:\n    preset: strict\n---\n",      // a trailing marker: an empty document
 		`{"environments": {"production": {"preset": "strict"}}}`,
 	} {
 		if _, err := ParsePolicy([]byte(src)); err != nil {
@@ -296,7 +297,7 @@ func TestParsePolicy(t *testing.T) {
 		// A second document would be stored and never enforced.
 		{"environments:\n  production:\n    preset: strict\n---\nenvironments:\n  production:\n    preset: open\n", "more than one YAML document"},
 		{"environments:\n  production:\n    preset: strict\n---\nnot: [closed\n", "more than one YAML document"},
-		{"environments:\n  production:\n    preset: strict\n---\n", "more than one YAML document"},
+		{"environments:\n  production:\n    preset: strict\n---\n# only a comment after\nfreeze_windows: []\n", "more than one YAML document"},
 	} {
 		_, err := ParsePolicy([]byte(tt.src))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

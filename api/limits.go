@@ -243,8 +243,6 @@ const (
 	authUnknownConnector = "unknown_connector"
 )
 
-// authFailed counts and logs a refused authentication. The log names the
-// reason, route and client, and never the credential presented.
 // LimitToken applies the per-token limit to a web UI request of token id
 // (the API's own requests spend it in authorize).
 func (s *Server) LimitToken(c *echo.Context, id string) error {
@@ -257,6 +255,8 @@ func (s *Server) AuthRefused(c *echo.Context, reason, tokenID string) {
 	s.authFailed(c.Request().Context(), c, reason, tokenID)
 }
 
+// authFailed counts and logs a refused authentication. The log names the
+// reason, route and client, and never the credential presented.
 func (s *Server) authFailed(ctx context.Context, c *echo.Context, reason, tokenID string) {
 	if m := s.deps.Metrics; m != nil {
 		m.AuthFailures.WithLabelValues(reason).Inc()

@@ -165,6 +165,12 @@ func TestUIAndRoleProbesSpendLimits(t *testing.T) {
 		}
 	}
 
+	// A stale cookie (a session pruned since) is cleared, so a browser
+	// spends one failed attempt on it, not one per page.
+	if _, h := send(from("127.0.0.7"), "GET", "/ui/changes", nil, map[string]string{"Cookie": "tollgate_session=pruned"}); !strings.Contains(h.Get("Set-Cookie"), "Max-Age=0") {
+		t.Errorf("an unknown session cookie was not cleared: Set-Cookie %q", h.Get("Set-Cookie"))
+	}
+
 	u := s.uiClient()
 	if st, _ := u.signIn(auditor); st != http.StatusSeeOther { // the sign-in and its page: 2 of 4
 		t.Fatalf("sign-in: %d", st)

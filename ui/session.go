@@ -96,6 +96,7 @@ func (u *UI) load(c *echo.Context) (*session, error) {
 		if u.deps.AuthFailures != nil {
 			u.deps.AuthFailures.Failed(c)
 		}
+		u.setCookie(c, "", -1) // a browser's stale cookie counts once
 		return nil, nil
 	}
 	if err != nil {

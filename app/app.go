@@ -346,7 +346,7 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 			}
 		}
 		if g := cc.CIGate(); g != nil {
-			c.CIGate = &connectors.CIGate{Deadline: g.Deadline.D(), Services: cc.Services, WebhookSecret: g.WebhookSecret, MaxOpen: g.MaxOpen}
+			c.CIGate = &connectors.CIGate{Deadline: g.Deadline.D(), Services: cc.Services, WebhookSecret: g.WebhookSecret, WebhookSecretPrevious: g.WebhookSecretPrevious, MaxOpen: g.MaxOpen}
 			patterns := cc.ChangeKeyPatterns
 			if len(patterns) == 0 {
 				patterns = config.DefaultChangeKeyPatterns
@@ -372,7 +372,7 @@ func buildConnectors(cfg *config.Config) ([]service.Connector, error) {
 			// gate's own secret, which alone signs the gate's requests.
 			var gate *connectors.CIGate
 			if c.CIGate != nil {
-				gate = &connectors.CIGate{WebhookSecret: c.CIGate.WebhookSecret}
+				gate = &connectors.CIGate{WebhookSecret: c.CIGate.WebhookSecret, WebhookSecretPrevious: c.CIGate.WebhookSecretPrevious}
 			}
 			if sc.Previous, err = reg.New(connectors.Config{Name: c.Name, Type: c.Type, WebhookSecret: cc.WebhookSecretPrevious,
 				DefaultEnvironment: c.DefaultEnvironment, Mappings: c.Mappings, Options: c.Options, CIGate: gate}); err != nil {

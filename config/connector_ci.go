@@ -22,6 +22,9 @@ type CIGateConfig struct {
 	// not with the connector's webhook_secret, which every repository and
 	// organization webhook pointed at the connector also carries.
 	WebhookSecret string `yaml:"webhook_secret"`
+	// WebhookSecretPrevious (protection_rule only), while the App's
+	// secret is rotated, is accepted beside WebhookSecret.
+	WebhookSecretPrevious string `yaml:"webhook_secret_previous"`
 	// MaxOpen caps the requests of one repository (GitHub) or project
 	// (GitLab) waiting for their decision at once; default 200. One more
 	// is rejected on arrival with TOO_MANY_WAITING (fail closed, the
@@ -105,16 +108,11 @@ func (cc *ConnectorConfig) validateCIGate(f string, bad func(field, format strin
 	if cc.Approvals != nil && cc.Type != "gitlab" {
 		bad(f+".approvals", "is a gitlab setting (GitHub: protection_rule)")
 	}
-	if cc.Approvals != nil && cc.Approvals.WebhookSecret != "" {
+	if g := cc.Approvals; g != nil && (g.WebhookSecret != "" || g.WebhookSecretPrevious != "") {
 		bad(f+".approvals.webhook_secret", "is a protection_rule setting: GitLab signs its deployment hooks with the connector's webhook_secret")
 	}
-	if g := cc.ProtectionRule; g != nil && g.WebhookSecret != "" {
-		switch s := g.WebhookSecret; {
-		case len(s) < 16:
-			bad(f+".protection_rule.webhook_secret", "must be at least 16 characters")
-		case s == cc.WebhookSecret || s == cc.WebhookSecretPrevious:
-			bad(f+".protection_rule.webhook_secret", "is the connector's webhook_secret (or its previous one), which its repository webhooks carry: set the GitHub App's own secret here")
-		}
+	if g := cc.ProtectionRule; g != nil {
+		cc.validateAppSecrets(f+".protection_rule.", g, bad)
 	}
 	for _, g := range []struct {
 		name string
@@ -248,6 +246,28 @@ func unwrapPath(err error) error {
 	return err
 }
 
+// validateAppSecrets checks the GitHub App's own secrets: each 16
+// characters or more and none of the connector's webhook_secret (current
+// or previous), which its repository webhooks carry; the previous one only
+// beside a current one, and another.
+func (cc *ConnectorConfig) validateAppSecrets(f string, g *CIGateConfig, bad func(field, format string, args ...any)) {
+	for _, k := range []struct{ name, v string }{{"webhook_secret", g.WebhookSecret}, {"webhook_secret_previous", g.WebhookSecretPrevious}} {
+		switch {
+		case k.v == "":
+		case len(k.v) < 16:
+			bad(f+k.name, "must be at least 16 characters")
+		case k.v == cc.WebhookSecret || k.v == cc.WebhookSecretPrevious:
+			bad(f+k.name, "is the connector's webhook_secret (or its previous one), which its repository webhooks carry: set the GitHub App's own secret here")
+		}
+	}
+	switch p := g.WebhookSecretPrevious; {
+	case p != "" && g.WebhookSecret == "":
+		bad(f+"webhook_secret_previous", "needs webhook_secret, the App's new secret")
+	case p != "" && p == g.WebhookSecret:
+		bad(f+"webhook_secret_previous", "is the same as webhook_secret: set the old secret here and the new one in webhook_secret")
+	}
+}
+
 // ciGateLogValue renders the CI gate keys for the start-up log.
 func (cc *ConnectorConfig) ciGateLogValue() map[string]any {
 	g := cc.ProtectionRule
@@ -263,6 +283,9 @@ func (cc *ConnectorConfig) ciGateLogValue() map[string]any {
 		out["max_open"] = g.MaxOpen
 		if g.WebhookSecret != "" {
 			out["webhook_secret"] = mask(g.WebhookSecret)
+		}
+		if g.WebhookSecretPrevious != "" {
+			out["webhook_secret_previous"] = mask(g.WebhookSecretPrevious)
 		}
 	}
 	return out

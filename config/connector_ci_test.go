@@ -97,6 +97,8 @@ func TestCIGateConfig(t *testing.T) {
 		{"unknown key", glConfig("    approvals: {dedline: 2m}\n"), []string{"dedline"}},
 		{"the App's secret too short", ghConfig("    protection_rule: {webhook_secret: short}\n"), []string{"protection_rule.webhook_secret", "at least 16"}},
 		{"the App's secret is the repositories'", ghConfig("    protection_rule: {webhook_secret: " + snSecret + "}\n"), []string{"protection_rule.webhook_secret", "repository webhooks carry"}},
+		{"the App's previous secret alone", ghConfig("    protection_rule: {webhook_secret_previous: 0123456789abcdefOLD}\n"), []string{"protection_rule.webhook_secret_previous", "needs webhook_secret"}},
+		{"the App's previous secret is its current", ghConfig("    protection_rule: {webhook_secret: 0123456789abcdefAPP, webhook_secret_previous: 0123456789abcdefAPP}\n"), []string{"protection_rule.webhook_secret_previous", "is the same as webhook_secret"}},
 		{"a secret on gitlab approvals", glConfig("    approvals: {webhook_secret: 0123456789abcdefXYZ}\n"), []string{"approvals.webhook_secret", "protection_rule setting"}},
 	}
 	for _, tt := range tests {

@@ -22,6 +22,9 @@ type CIGate struct {
 	// with the connector's webhook_secret, which repository webhooks share,
 	// is refused.
 	WebhookSecret string
+	// WebhookSecretPrevious is accepted beside WebhookSecret while the
+	// App's secret is rotated.
+	WebhookSecretPrevious string
 	// MaxOpen caps the requests of one repository (GitHub) or project
 	// (GitLab) waiting at once (DefaultMaxOpen when 0): one past it is
 	// rejected on arrival with TOO_MANY_WAITING.

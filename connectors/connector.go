@@ -213,7 +213,7 @@ func gateSecretFindings(a Config, cs []Config) []Finding {
 	}
 	var out []Finding
 	for _, b := range cs {
-		if b.Name != a.Name && (s == b.WebhookSecret || s == b.WebhookSecretPrevious) {
+		if b.Name != a.Name && shareSecret(Config{WebhookSecret: s, WebhookSecretPrevious: a.CIGate.WebhookSecretPrevious}, b) {
 			out = append(out, Warn("secrets", fmt.Sprintf("connector %s's protection_rule.webhook_secret is connector %s's webhook secret: whoever holds it can sign protection-rule requests; keep the GitHub App's secret its own", a.Name, b.Name)))
 		}
 	}

@@ -41,12 +41,13 @@ var keptHeaders = []string{
 // protection rules into gate requests and answers them (gate.go).
 type Webhook struct {
 	secret []byte
-	// appSecret is the GitHub App's own webhook secret
-	// (protection_rule.webhook_secret), nil when unset: it alone signs
-	// deployment_protection_rule requests.
-	appSecret []byte
-	gate      *connectors.CIGate
-	app       *appClient
+	// appSecrets are the GitHub App's own webhook secrets
+	// (protection_rule.webhook_secret, then its previous one while it is
+	// rotated), none when unset: they alone sign deployment_protection_rule
+	// requests.
+	appSecrets [][]byte
+	gate       *connectors.CIGate
+	app        *appClient
 	// name is the connector's: its webhook path is /webhooks/<name>.
 	name string
 	// owners are the repositories ("repos/acme/payments") and
@@ -71,8 +72,12 @@ func newWebhook(cfg connectors.Config, o apiclient.Options) (*Webhook, error) {
 		return nil, err
 	}
 	w := &Webhook{secret: secret, gate: cfg.CIGate, name: cfg.Name}
-	if g := cfg.CIGate; g != nil && g.WebhookSecret != "" {
-		w.appSecret = []byte(g.WebhookSecret)
+	if g := cfg.CIGate; g != nil {
+		for _, s := range []string{g.WebhookSecret, g.WebhookSecretPrevious} {
+			if s != "" {
+				w.appSecrets = append(w.appSecrets, []byte(s))
+			}
+		}
 	}
 	for _, r := range cfg.Repositories {
 		w.owners = append(w.owners, "repos/"+r)
@@ -107,12 +112,14 @@ func Factory(cfg connectors.Config) (connectors.Webhook, error) { return New(cfg
 // whoever set one up could otherwise sign a request naming another
 // repository's waiting run. The App's secret signs its other events too.
 func (w *Webhook) Verify(h http.Header, _ url.Values, body []byte) error {
-	if w.appSecret == nil {
+	if len(w.appSecrets) == 0 {
 		return hook.VerifyHMAC(h, HeaderSignature, w.secret, body)
 	}
-	err := hook.VerifyHMAC(h, HeaderSignature, w.appSecret, body)
-	if err == nil {
-		return nil
+	var err error
+	for _, s := range w.appSecrets {
+		if err = hook.VerifyHMAC(h, HeaderSignature, s, body); err == nil {
+			return nil
+		}
 	}
 	if strings.EqualFold(strings.TrimSpace(h.Get(HeaderEvent)), EventProtectionRule) {
 		return hook.Unauthorized("a %s request must be signed with the GitHub App's secret (protection_rule.webhook_secret): %v", EventProtectionRule, err)

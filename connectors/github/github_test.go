@@ -31,8 +31,8 @@ func TestVerify(t *testing.T) {
 // webhook_secret — which repository webhooks carry — is refused, whatever
 // the case of the event header; other events verify with either secret.
 func TestVerifyProtectionRuleSecret(t *testing.T) {
-	const appSecret = "the-github-app-own-secret"
-	w, err := New(connectors.Config{Name: "github", Type: Type, WebhookSecret: hooktest.Secret, CIGate: &connectors.CIGate{WebhookSecret: appSecret}})
+	const appSecret, appPrevious = "the-github-app-own-secret", "the-github-app-old-secret"
+	w, err := New(connectors.Config{Name: "github", Type: Type, WebhookSecret: hooktest.Secret, CIGate: &connectors.CIGate{WebhookSecret: appSecret, WebhookSecretPrevious: appPrevious}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +44,7 @@ func TestVerifyProtectionRuleSecret(t *testing.T) {
 		name, secret, event, wantErr string
 	}{
 		{"a protection rule signed by the App", appSecret, EventProtectionRule, ""},
+		{"a protection rule signed with the App's previous secret (a rotation)", appPrevious, EventProtectionRule, ""},
 		{"a protection rule signed with a repository webhook's secret", hooktest.Secret, EventProtectionRule, "must be signed with the GitHub App's secret"},
 		{"the same, the header in capitals", hooktest.Secret, " Deployment_Protection_Rule", "must be signed with the GitHub App's secret"},
 		{"a workflow run from a repository webhook", hooktest.Secret, "workflow_run", ""},

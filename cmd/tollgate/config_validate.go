@@ -85,8 +85,12 @@ func validateConfig(raw []byte, getenv func(string) string) (problems []error, w
 		if err != nil {
 			problems = append(problems, prefixed(fmt.Sprintf("connectors[%d]", i), err)...)
 		}
-		trust = append(trust, connectors.Config{Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
-			WebhookSecretPrevious: cc.WebhookSecretPrevious, Records: cc.Records, Projects: cc.Projects})
+		tc := connectors.Config{Name: cc.Name, Type: cc.Type, WebhookSecret: cc.WebhookSecret,
+			WebhookSecretPrevious: cc.WebhookSecretPrevious, Records: cc.Records, Projects: cc.Projects}
+		if g := cc.CIGate(); g != nil {
+			tc.CIGate = &connectors.CIGate{WebhookSecret: g.WebhookSecret, WebhookSecretPrevious: g.WebhookSecretPrevious}
+		}
+		trust = append(trust, tc)
 	}
 	for _, f := range connectors.TrustFindings(trust) {
 		warnings = append(warnings, f.Check+": "+f.Detail)

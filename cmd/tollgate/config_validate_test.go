@@ -1,6 +1,10 @@
 package main
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -78,5 +82,39 @@ mappings_dir: ` + filepath.Join(dir, "missing") + `
 	env["TOLLGATE_CONFIG"] = example
 	if code, out, stderr := runCLI(t, env, "config", "validate"); code != 0 {
 		t.Fatalf("TOLLGATE_CONFIG: exit %d:\n%s%s", code, out, stderr)
+	}
+}
+
+// TestConfigValidateWarnsOfTheAppSecret: a GitHub connector answering
+// protection rules without the App's own secret verifies them with the
+// secret its repository webhooks carry: config validate warns, as doctor
+// and the start-up log do.
+func TestConfigValidateWarnsOfTheAppSecret(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	dir := t.TempDir()
+	path, keyFile := filepath.Join(dir, "gh.yaml"), filepath.Join(dir, "app.pem")
+	if err := writeFile(keyFile, pemKey); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ gate, warn string }{
+		{"{deadline: 1h}", "warning: secrets: connector github answers GitHub deployment protection rules but verifies them with its webhook_secret"},
+		{"{deadline: 1h, webhook_secret: the-github-app-own-secret}", ""},
+	} {
+		src := "connectors:\n  - name: github\n    type: github\n    webhook_secret: 0123456789abcdef-repos\n" +
+			"    api: {url: https://api.github.com, app_id: \"1\", private_key_file: " + keyFile + "}\n    protection_rule: " + tc.gate + "\n"
+		if err := writeFile(path, src); err != nil {
+			t.Fatal(err)
+		}
+		code, out, stderr := runCLI(t, nil, "config", "validate", "--config", path)
+		if code != 0 {
+			t.Fatalf("%s: exit %d:\n%s%s", tc.gate, code, out, stderr)
+		}
+		if got := strings.Contains(out, "answers GitHub deployment protection rules"); got != (tc.warn != "") || (tc.warn != "" && !strings.Contains(out, tc.warn)) {
+			t.Errorf("%s: output\n%s\nwant the warning: %v", tc.gate, out, tc.warn != "")
+		}
 	}
 }

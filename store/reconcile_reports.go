@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -453,45 +452,4 @@ func (d *DB) LastReport(ctx context.Context, kind, name string) (core.Report, bo
 	}
 	r, err := row.report()
 	return r, err == nil, err
-}
-
-// ReportedFindings calls fn with the deployment, code and ref of each
-// finding on the deployments ids that a finished report of kind named one
-// of names, created at or after from, showed: what a schedule has
-// reported of them. A report that judged a deployment was made after it
-// started, so from is the earliest start among ids; the reports are found
-// by reports_kind_created, their findings by their key.
-func (d *DB) ReportedFindings(ctx context.Context, kind string, names []string, from time.Time, ids []string, fn func(deployment, code, ref string)) error {
-	if len(ids) == 0 || len(names) == 0 {
-		return nil
-	}
-	for chunk := range slices.Chunk(ids, maxInList) {
-		args := []any{kind, ts(from)}
-		for _, n := range names {
-			args = append(args, n)
-		}
-		for _, id := range chunk {
-			args = append(args, id)
-		}
-		rs, err := d.db.QueryContext(ctx, d.q(`SELECT f.deployment_id, f.code, f.ref FROM reports r JOIN findings f ON f.report_id = r.id
-			WHERE r.kind = ? AND r.created_at >= ? AND r.finished AND r.name IN (`+placeholders(len(names))+`)
-			AND f.deployment_id IN (`+placeholders(len(chunk))+`)`), args...)
-		if err != nil {
-			return fmt.Errorf("findings reported: %w", translate(err))
-		}
-		for rs.Next() {
-			var dep, code, ref string
-			if err := rs.Scan(&dep, &code, &ref); err != nil {
-				rs.Close()
-				return fmt.Errorf("findings reported: %w", translate(err))
-			}
-			fn(dep, code, ref)
-		}
-		err = rs.Err()
-		rs.Close()
-		if err != nil {
-			return fmt.Errorf("findings reported: %w", translate(err))
-		}
-	}
-	return nil
 }

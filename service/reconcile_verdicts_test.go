@@ -219,7 +219,18 @@ func TestStoredVerdictsMatchJudgingAfresh(t *testing.T) {
 						t.Fatal(err)
 					}
 				}},
-				{"a review required late of a release without a team (held back by its service)", func() {
+				// Beside more late changes than the check follows one by
+				// one, valid only after the deployments: the check then
+				// marks from the earliest of them, and must still mark
+				// what the review holds back before it.
+				{"a review required late of a release without a team (held back by its service), beside many late changes", func() {
+					for i := range 201 {
+						c := core.Change{Source: "snow", Key: fmt.Sprintf("CHG9%04d", i), Type: core.ChangeNormal, State: core.ChangeStateNew,
+							Approval: core.ApprovalRequested, Services: []string{"other"}, SourceUpdatedAt: h.base.Add(200 * time.Hour)}
+						if _, err := db.UpsertChange(ctx, c); err != nil {
+							t.Fatal(err)
+						}
+					}
 					rel, err := db.UpsertRelease(ctx, core.Release{Service: "Payments-API", Version: "0.8", Environment: "production"})
 					if err != nil {
 						t.Fatal(err)

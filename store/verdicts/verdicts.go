@@ -137,8 +137,10 @@ func (d *Store) markVerdicts(ctx context.Context, tx *sqlx.Tx, since time.Time) 
 	if err != nil {
 		return err
 	}
-	if lr.changesFrom.Valid {
-		return mark(`started_at >= ?`, sqldb.TS(lr.changesFrom.Time))
+	if lr.changesFrom.Valid { // lr.changes is then empty; reviews follow
+		if err := mark(`started_at >= ?`, sqldb.TS(lr.changesFrom.Time)); err != nil {
+			return err
+		}
 	}
 	linked := linkedSQL(d.base.Dialect())
 	for _, c := range lr.changes {

@@ -1,10 +1,8 @@
 package app_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,36 +21,13 @@ import (
 // address is not affected; a second later the first client may try again.
 func TestAuthFailureLimit(t *testing.T) {
 	s := boot(t, "sqlite", e2eConfig+"rate_limit:\n  auth_failures_per_client: {rate: 1, burst: 5}\n")
-	from := func(ip string) *http.Client {
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
-			return d.DialContext(ctx, n, a)
-		}}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
-	a, b := from("127.0.0.1"), from("127.0.0.2")
+	a, b := clientFrom("127.0.0.1"), clientFrom("127.0.0.2")
 	send := func(c *http.Client, method, path, bearer string, form url.Values, hdr map[string]string) (int, http.Header, string) {
 		t.Helper()
-		var body io.Reader
-		if form != nil {
-			body = strings.NewReader(form.Encode())
-		}
-		req, _ := http.NewRequest(method, s.url+path, body)
-		if form != nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
 		if bearer != "" {
-			req.Header.Set("Authorization", "Bearer "+bearer)
+			hdr = map[string]string{"Authorization": "Bearer " + bearer}
 		}
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(raw)
+		return sendFrom(t, c, method, s.url+path, form, hdr)
 	}
 	for i := range 5 {
 		if st, _, _ := send(a, "GET", "/api/v1/audit", "tg_guess-"+string(rune('a'+i)), nil, nil); st != http.StatusUnauthorized {
@@ -93,7 +68,7 @@ func TestAuthFailureLimit(t *testing.T) {
 		t.Errorf("the admin token a second later: %d, want 200", st)
 	}
 	// The UI's own failures count too: a fresh client fails five sign-ins.
-	c := from("127.0.0.3")
+	c := clientFrom("127.0.0.3")
 	for i := range 5 {
 		if st, _, _ := send(c, "POST", "/ui/signin", "", url.Values{"token": {"tg_wrong"}, "next": {"/ui/"}}, nil); st != http.StatusUnauthorized {
 			t.Fatalf("wrong sign-in %d: %d", i, st)
@@ -113,32 +88,11 @@ func TestUIAndRoleProbesSpendLimits(t *testing.T) {
 	s := boot(t, "sqlite", e2eConfig+"rate_limit:\n  auth_failures_per_client: {rate: 0.01, burst: 3}\n  per_token: {rate: 0.01, burst: 4}\n")
 	ci, _ := s.token(core.RoleCI)
 	auditor, _ := s.token(core.RoleAuditor)
-	from := func(ip string) *http.Client {
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
-			return d.DialContext(ctx, n, a)
-		}}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
+	from := clientFrom
 	send := func(c *http.Client, method, path string, form url.Values, hdr map[string]string) (int, http.Header) {
 		t.Helper()
-		var body io.Reader
-		if form != nil {
-			body = strings.NewReader(form.Encode())
-		}
-		req, _ := http.NewRequest(method, s.url+path, body)
-		if form != nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, resp.Header
+		st, h, _ := sendFrom(t, c, method, s.url+path, form, hdr)
+		return st, h
 	}
 	for _, tc := range []struct {
 		name, ip string
@@ -191,4 +145,28 @@ func TestUIAndRoleProbesSpendLimits(t *testing.T) {
 	if _, h := send(from("127.0.0.6"), "GET", "/healthz", nil, map[string]string{"X-Request-ID": "ci-run-42.7"}); h.Get("X-Request-ID") != "ci-run-42.7" {
 		t.Errorf("a plain X-Request-ID not echoed: %q", h.Get("X-Request-ID"))
 	}
+}
+
+// sendFrom sends a request (a form when form is set) with headers hdr and
+// returns its status, headers and body.
+func sendFrom(t *testing.T, c *http.Client, method, url string, form url.Values, hdr map[string]string) (int, http.Header, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, url, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(raw)
 }

@@ -128,10 +128,11 @@ func TestClientAddressBehindProxy(t *testing.T) {
 }
 
 // clientFrom is an HTTP client whose connections come from the loopback
-// address ip.
+// address ip (each a client of its own to the server's limits), following
+// no redirect.
 func clientFrom(ip string) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
 		return d.DialContext(ctx, n, a)
-	}}}
+	}}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }

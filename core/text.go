@@ -12,7 +12,13 @@ import (
 // commit) and go into CI comments, work notes and the CLI's output, where
 // a line break could forge a verdict line or a CI workflow command.
 func OneLine(s string) string {
-	if strings.IndexFunc(s, breaksLine) < 0 {
+	// Printable ASCII is skipped a byte at a time: reasons are that,
+	// and every gate check's pass through here.
+	i := 0
+	for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f {
+		i++
+	}
+	if i == len(s) || strings.IndexFunc(s[i:], breaksLine) < 0 {
 		return s
 	}
 	return strings.Map(func(r rune) rune {

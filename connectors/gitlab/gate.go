@@ -182,6 +182,13 @@ func answerProject(p core.PendingGate) string {
 	return p.Target["project_id"]
 }
 
+// maxApprovalComment bounds an approval's comment in bytes: GitLab refuses
+// one over 255 characters (Deployments::Approval validates it) with a 400,
+// which would leave the deployment unanswered; a character is at least a
+// byte, and the cut adds one ("…"). The decision id sentBy looks for
+// leads the comment and survives the cut.
+const maxApprovalComment = 250
+
 // Answer implements service.Answerer: POST
 // /api/v4/projects/:path/deployments/:deployment_id/approval (the project
 // the deployment was confirmed in) with the configured approver token.
@@ -193,7 +200,7 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 	if approved {
 		status = "approved"
 	}
-	b, err := json.Marshal(map[string]string{"status": status, "comment": comment})
+	b, err := json.Marshal(map[string]string{"status": status, "comment": apiclient.Clip(comment, maxApprovalComment)})
 	if err != nil {
 		return fmt.Errorf("encode approval: %w", err)
 	}
@@ -284,7 +291,7 @@ func sentBy(p core.PendingGate, comment string) bool {
 	if p.DecisionID != "" {
 		return strings.Contains(comment, "(decision "+p.DecisionID+")")
 	}
-	return comment != "" && comment == p.Comment
+	return comment != "" && (comment == p.Comment || comment == apiclient.Clip(p.Comment, maxApprovalComment))
 }
 
 // refusal is the error of a GitLab API answer with a status of 300 or

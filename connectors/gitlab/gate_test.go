@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
@@ -89,12 +90,20 @@ func TestBlockedDeployment(t *testing.T) {
 // answered.
 func TestAnswerConfirmedProject(t *testing.T) {
 	var asked []string
+	var lastComment string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked = append(asked, r.Method+" "+r.URL.EscapedPath())
 		switch r.Method + " " + r.URL.EscapedPath() {
 		case "GET /api/v4/projects/acme%2Fledger/deployments/15":
 			_, _ = w.Write([]byte(`{"id":15,"status":"blocked"}`))
 		case "POST /api/v4/projects/acme%2Fledger/deployments/15/approval":
+			var body struct{ Comment string }
+			_ = json.NewDecoder(r.Body).Decode(&body)
+			if lastComment = body.Comment; utf8.RuneCountInString(body.Comment) > 255 {
+				w.WriteHeader(400)
+				_, _ = w.Write([]byte(`{"message":{"comment":["is too long (maximum is 255 characters)"]}}`))
+				return
+			}
 			w.WriteHeader(201)
 			_, _ = w.Write([]byte(`{"status":"approved"}`))
 		default:
@@ -121,6 +130,17 @@ func TestAnswerConfirmedProject(t *testing.T) {
 	}
 	if last := asked[len(asked)-1]; last != "POST /api/v4/projects/acme%2Fledger/deployments/15/approval" {
 		t.Fatalf("answered at %q, want the confirmed project acme%%2Fledger", last)
+	}
+	// GitLab refuses a comment over 255 characters (400): a long answer
+	// is cut, its decision id kept.
+	long := "tollgate: deny (decision dec-42)\n- NO_CHANGE: " + strings.Repeat("ü", 600)
+	if err := w.Answer(context.Background(), p, false, long); err != nil {
+		t.Fatalf("a long answer: %v", err)
+	}
+	q := p
+	q.DecisionID = "dec-42"
+	if n := utf8.RuneCountInString(lastComment); n > 255 || !sentBy(q, lastComment) {
+		t.Fatalf("comment sent: %d characters %q, want at most 255 with its decision id", n, lastComment)
 	}
 	asked = nil
 	if _, _, err := w.AnswerTaken(context.Background(), p, true); err != nil || asked[0] != "GET /api/v4/projects/acme%2Fledger/deployments/15" {

@@ -240,9 +240,15 @@ func (c *appClient) call(ctx context.Context, method, path, auth string, in any,
 			Message string `json:"message"`
 		}
 		_ = json.Unmarshal(b, &msg)
-		se := &apiclient.StatusError{Status: resp.StatusCode, Message: apiclient.Trim(msg.Message)}
+		status := resp.StatusCode
+		if status == http.StatusForbidden && rateLimited(resp.Header, msg.Message) {
+			// GitHub answers a rate limit with 403 as often as 429: it is
+			// a "come back later", not a refusal of what was asked.
+			status = http.StatusTooManyRequests
+		}
+		se := &apiclient.StatusError{Status: status, Message: apiclient.Trim(msg.Message)}
 		kind := core.KindInvalid
-		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnauthorized {
+		if status >= 500 || status == http.StatusTooManyRequests || status == http.StatusUnauthorized {
 			kind = core.KindUnavailable
 		}
 		return nil, core.Wrap(kind, se, what)
@@ -257,4 +263,13 @@ func (c *appClient) call(ctx context.Context, method, path, auth string, in any,
 		return nil, core.Wrap(core.KindUnavailable, err, what+": the answer is not valid JSON")
 	}
 	return resp.Header, nil
+}
+
+// rateLimited reports whether a 403 is GitHub's primary or secondary rate
+// limit: no requests left (x-ratelimit-remaining 0), a Retry-After, or the
+// message saying so ("API rate limit exceeded", "You have exceeded a
+// secondary rate limit").
+func rateLimited(h http.Header, message string) bool {
+	return h.Get("X-Ratelimit-Remaining") == "0" || h.Get("Retry-After") != "" ||
+		strings.Contains(strings.ToLower(message), "rate limit")
 }

@@ -140,10 +140,17 @@ func (w *Webhook) GateRequest(ctx context.Context, eventType string, body []byte
 	}
 	texts := ev.texts()
 	if w.app != nil {
-		// Best effort: a commit that cannot be read only loses its keys
-		// (the request then waits or is denied for NO_CHANGE, visibly).
-		if msg, err := w.app.commitMessage(ctx, ev.Installation.ID.String(), ev.Repository.FullName, ev.Deployment.SHA); err == nil {
+		// A commit that cannot be read (gone, or not the App's to read)
+		// only loses its keys (the request then waits or is denied for
+		// NO_CHANGE, visibly); one GitHub cannot answer now (down, rate
+		// limited) is read again with the event's retry, rather than
+		// judged without its keys.
+		msg, err := w.app.commitMessage(ctx, ev.Installation.ID.String(), ev.Repository.FullName, ev.Deployment.SHA)
+		switch {
+		case err == nil:
 			texts = append(texts, msg)
+		case core.IsKind(err, core.KindUnavailable):
+			return core.PendingGate{}, false, err
 		}
 	}
 	run := ev.runID()

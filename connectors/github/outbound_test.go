@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -116,4 +117,41 @@ func TestOutboundCircuit(t *testing.T) {
 		w := faultWebhook(t, url, uint32(c.FailuresToOpen), c.OpenFor)
 		return func(ctx context.Context) error { return w.Answer(ctx, pendingReview, true, "tollgate: allow") }
 	})
+}
+
+// TestRateLimited403IsTransient: GitHub answers its rate limits with 403
+// as often as 429; such a 403 is a "come back later" (retried, the
+// request kept), while a 403 refusing what was asked stays final.
+func TestRateLimited403IsTransient(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+		body   string
+		kind   core.ErrorKind
+		status int
+	}{
+		{"primary rate limit", map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1893456000"}, `{"message":"API rate limit exceeded for installation ID 99."}`, core.KindUnavailable, http.StatusTooManyRequests},
+		{"secondary rate limit", map[string]string{"Retry-After": "30"}, `{"message":"You have exceeded a secondary rate limit."}`, core.KindUnavailable, http.StatusTooManyRequests},
+		{"a refusal", nil, `{"message":"Resource not accessible by integration"}`, core.KindInvalid, http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/repos/Codertocat/Hello-World/actions/runs/77/deployment_protection_rule" {
+					for k, v := range tc.header {
+						w.Header().Set(k, v)
+					}
+					w.WriteHeader(http.StatusForbidden)
+					_, _ = w.Write([]byte(tc.body))
+					return
+				}
+				healthyGitHub.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			w := faultWebhook(t, srv.URL, 100, time.Minute)
+			err := w.Answer(context.Background(), pendingReview, true, "tollgate: allow")
+			if !core.IsKind(err, tc.kind) || apiclient.Status(err) != tc.status {
+				t.Fatalf("Answer = %v (status %d), want %s with %d", err, apiclient.Status(err), tc.kind, tc.status)
+			}
+		})
+	}
 }

@@ -410,13 +410,21 @@ func (tc *tableCursor) readPage(ctx context.Context) error {
 		recs = append(recs, rec)
 		ids[i], times[i] = fieldValue(gjson.GetBytes(raw, "sys_id")), rec.UpdatedAt
 	}
-	for i, fresh := range tc.at.Read(ids, times) {
-		if fresh {
+	fresh := 0
+	for i, f := range tc.at.Read(ids, times) {
+		if f {
 			tc.buf = append(tc.buf, recs[i])
+			fresh++
 		}
 	}
 	tc.page++
-	tc.done = len(rows) < pageSize
+	// A short page ends the table only when it brings nothing new (the
+	// records the next page re-reads of its instant): ServiceNow leaves
+	// out the rows the integration user's ACLs hide after cutting the
+	// page, so a short page can have more after it; taken for the end, the
+	// merge would go on to the other table's newer records and the
+	// watermark past the rows not read.
+	tc.done = len(rows) < pageSize && fresh == 0
 	return nil
 }
 

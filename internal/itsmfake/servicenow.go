@@ -21,6 +21,10 @@ type snData struct {
 	tables  map[string][]map[string]any
 	seq     int
 	created []string
+	// hidden, when set, says which rows the caller's ACLs hide: like
+	// ServiceNow's, they are left out after the page is cut, so a page
+	// can come back short with more to follow.
+	hidden func(table string, rec map[string]any) bool
 }
 
 func (d *snData) init() { d.tables = map[string][]map[string]any{}; d.seq = 3000000 }
@@ -304,6 +308,9 @@ func (s *Server) serviceNow(w http.ResponseWriter, r *http.Request, body string)
 			w.Header().Set("X-Total-Count", strconv.Itoa(len(recs)))
 			page := []map[string]any{}
 			for i := off; i < len(recs) && i < off+lim; i++ {
+				if s.sn.hidden != nil && s.sn.hidden(table, recs[i]) {
+					continue
+				}
 				page = append(page, s.sn.render(recs[i], q.Get("sysparm_fields"), q.Get("sysparm_display_value")))
 			}
 			writeJSON(w, 200, map[string]any{"result": page})
@@ -381,4 +388,13 @@ func parseForm(body string) (map[string]string, error) {
 		out[k] = v.Get(k)
 	}
 	return out, err
+}
+
+// HideSN has the rows hide says the caller's ACLs hide left out of Table
+// API listings after paging, as ServiceNow does (a short page is not the
+// last).
+func (s *Server) HideSN(hide func(table string, rec map[string]any) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sn.hidden = hide
 }

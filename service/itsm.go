@@ -210,6 +210,16 @@ func (p *Poller) failed(ctx context.Context, err error) {
 	p.log.WarnContext(ctx, "poll failed", "connector", p.name, "error", err.Error())
 }
 
+// overlap is how far before the watermark a poll reads: pollOverlap, or
+// more when the source says its search lags behind writes (Jira Cloud's:
+// a record updated before the newest one read may be found only later).
+func (p *Poller) overlap() time.Duration {
+	if o, ok := p.src.(interface{ PollOverlap() time.Duration }); ok {
+		return max(pollOverlap, o.PollOverlap())
+	}
+	return pollOverlap
+}
+
 // PollOnce reads what changed since the watermark into the inbox and
 // advances the watermark to the newest stamp read. It returns how many
 // records it read.
@@ -221,7 +231,7 @@ func (p *Poller) PollOnce(ctx context.Context) (int, error) {
 	if !ok {
 		wm = p.clock.Now().Add(-InitialLookback)
 	}
-	since := wm.Add(-pollOverlap)
+	since := wm.Add(-p.overlap())
 	newest, n := wm, 0
 	// A stamp further ahead than the inbox takes (its record is refused
 	// there) does not move the watermark: one record stamped years ahead

@@ -285,6 +285,22 @@ func (c *Client) userZone(ctx context.Context) *time.Location {
 	return loc
 }
 
+// cloudSearchLag is how far back a poll of Jira Cloud reads again: its
+// search (/search/jql) "doesn't provide read-after-write consistency",
+// an update showing from seconds to minutes later (more after a bulk
+// edit), so an issue updated just before the newest one read may be found
+// only after it. The inbox drops the repeats.
+const cloudSearchLag = 15 * time.Minute
+
+// PollOverlap is how far before its watermark a poll reads (the service's
+// poller takes at least a minute): cloudSearchLag on Jira Cloud.
+func (c *Client) PollOverlap() time.Duration {
+	if c.cloud {
+		return cloudSearchLag
+	}
+	return 0
+}
+
 // Poll calls emit for every issue of the configured projects updated at
 // or after since (to the minute), oldest first, page by page. Each page
 // is asked from the newest update read so far (package rebase): paged by

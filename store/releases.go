@@ -335,6 +335,21 @@ func nonEmpty(col, empty string) string {
 	return fmt.Sprintf("%[1]s = CASE WHEN excluded.%[1]s <> '%[2]s' THEN excluded.%[1]s ELSE deployments.%[1]s END", col, empty)
 }
 
+// apiKept is true when the stored col came with a REST report and the
+// repeat is a CI webhook's: the pipeline named the version it gated
+// (v1.4.2), the webhook names what its payload has (the commit, GitHub's
+// deployment sha), and taking it would move the deployment to a release
+// nobody gated. The REST report's source stays (sticky), so later
+// webhooks of the run keep it too.
+func apiKept(col string) string {
+	return fmt.Sprintf("(deployments.source = '%[2]s' AND excluded.source <> '%[2]s' AND deployments.%[1]s <> '')", col, core.SourceAPI)
+}
+
+// notAPIKept is nonEmpty, but for what apiKept keeps.
+func notAPIKept(col string) string {
+	return fmt.Sprintf("%[1]s = CASE WHEN excluded.%[1]s <> '' AND NOT %[2]s THEN excluded.%[1]s ELSE deployments.%[1]s END", col, apiKept(col))
+}
+
 // recordDeploymentSQL is the deployment upsert. relinkGuard, when set,
 // makes the update conditional: a repeat that would change the stored
 // row's links (changes, incidents, decision_id) updates nothing and
@@ -346,9 +361,9 @@ func recordDeploymentSQL(relinkGuard bool) string {
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (provider, run_id, service, environment) DO UPDATE SET
 		` + strings.Join([]string{
-		nonEmpty("release_id", ""), nonEmpty("version", ""), nonEmpty("commit_sha", ""), nonEmpty("team", ""),
+		notAPIKept("release_id"), notAPIKept("version"), nonEmpty("commit_sha", ""), nonEmpty("team", ""),
 		nonEmpty("actor", ""), nonEmpty("changes", "[]"), nonEmpty("incidents", "[]"), nonEmpty("decision_id", ""),
-		nonEmpty("url", ""), nonEmpty("source", ""),
+		nonEmpty("url", ""), fmt.Sprintf("source = CASE WHEN deployments.source = '%[1]s' THEN deployments.source WHEN excluded.source <> '' THEN excluded.source ELSE deployments.source END", core.SourceAPI),
 		"status = CASE WHEN " + adoptSQL + " THEN excluded.status ELSE deployments.status END",
 		"finished_at = CASE WHEN " + adoptSQL + " THEN COALESCE(excluded.finished_at, deployments.finished_at) ELSE deployments.finished_at END",
 		startSQL,
@@ -365,7 +380,7 @@ func recordDeploymentSQL(relinkGuard bool) string {
 		// nothing (ranAlready).
 		q += fmt.Sprintf(`
 	WHERE deployments.status = '%[1]s' OR (excluded.status <> '%[1]s' AND `, core.DeployQueued) + strings.Join([]string{keeps("changes", "[]"), keeps("incidents", "[]"), keeps("decision_id", ""),
-			fills("version"), fills("commit_sha"), fills("actor"), fills("team"), notRerun, "deployments.started_at <= ?"}, " AND ") + ")"
+			"(" + fills("version") + " OR " + apiKept("version") + ")", fills("commit_sha"), fills("actor"), fills("team"), notRerun, "deployments.started_at <= ?"}, " AND ") + ")"
 	}
 	return q + `
 	RETURNING ` + deploymentReadCols

@@ -968,3 +968,52 @@ func TestRecordDeploymentRerun(t *testing.T) {
 		}
 	})
 }
+
+// TestRESTVersionStandsOverWebhooks: the pipeline reports the version it
+// gated (v1.4.2); the CI's webhooks of the same run name what their
+// payload has (GitHub's deployment sha). They fill in what the report
+// left empty but do not move the deployment to the sha's release — nobody
+// gated that one, so the reconciler would find GATE_BYPASSED — nor write
+// a links entry; a REST report still sets what a webhook wrote first.
+func TestRESTVersionStandsOverWebhooks(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, clock *testClock) {
+		ctx := context.Background()
+		rest := testDeployment(core.DeployStarted, nil)
+		rest.Version = "v1.4.2"
+		first, _, err := db.RecordDeployment(ctx, rest, "token:ci")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sha := "9fceb02d0ae598e95dc970b74767f19372d61af8"
+		for i, status := range []string{core.DeployStarted, core.DeploySucceeded} {
+			clock.t = clock.t.Add(time.Minute)
+			hook := testDeployment(status, nil)
+			hook.Version, hook.Commit, hook.Source, hook.Actor = sha, sha, "github", "octocat"
+			if status == core.DeploySucceeded {
+				fin := t0.Add(5 * time.Minute)
+				hook.FinishedAt = &fin
+			}
+			got, _, err := db.RecordDeployment(ctx, hook, "connector:github")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ID != first.ID || got.Version != "v1.4.2" || got.ReleaseID != first.ReleaseID || got.Commit != sha || got.Actor != "octocat" || got.Status != status {
+				t.Fatalf("webhook %d: %+v; want the REST report's version and release, the webhook's commit, actor and status", i, got)
+			}
+		}
+		if es, err := db.ListAudit(ctx, core.AuditFilter{Action: ActionDeploymentLinks, Limit: 10}); err != nil || len(es) != 0 {
+			t.Fatalf("links entries %d (%v), want none", len(es), err)
+		}
+		// The other way round: a webhook first, then the pipeline's report.
+		hook := testDeployment(core.DeployStarted, nil)
+		hook.RunID, hook.Version, hook.Source = "43", sha, "github"
+		if _, _, err := db.RecordDeployment(ctx, hook, "connector:github"); err != nil {
+			t.Fatal(err)
+		}
+		rest.RunID = "43"
+		got, _, err := db.RecordDeployment(ctx, rest, "token:ci")
+		if err != nil || got.Version != "v1.4.2" {
+			t.Fatalf("the REST report after a webhook: %+v, %v; want its version", got, err)
+		}
+	})
+}

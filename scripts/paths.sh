@@ -209,7 +209,8 @@ rss_watch() {
 	local max=0 r
 	while kill -0 "$1" 2>/dev/null; do
 		r=$(awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0)
-		[ "${r:-0}" -gt "$max" ] && max=$r && echo "$max" >"$2"
+		# Replaced whole (a reader must never see the file truncated).
+		[ "${r:-0}" -gt "$max" ] && max=$r && echo "$max" >"$2.new" && mv "$2.new" "$2"
 		sleep 0.25
 	done
 }
@@ -308,7 +309,7 @@ drive() {
 		fi
 	fi
 	sed -n 's/^RESULT //p' "$TMP/$label.out" >"$TMP/$label.json"
-	jq -r --arg l "$label" --arg la "$(cut -d' ' -f1 /proc/loadavg)" --arg rss "$(($(cat "$TMP/$label.rss") / 1024))" --arg st "$steal" --arg fl "${flush:-?}" \
+	jq -r --arg l "$label" --arg la "$(cut -d' ' -f1 /proc/loadavg)" --arg rss "$(($(cat "$TMP/$label.rss" 2>/dev/null || echo 0) / 1024))" --arg st "$steal" --arg fl "${flush:-?}" \
 		'"\($l)\t\(.checks_per_second|floor)/s\tp50 \(.p50_ms) ms\tp99 \(.p99_ms) ms\tmax \(.max_ms) ms\terrors \(.errors)\tmissed \(.missed // 0)\tRSS \($rss) MB\tload \($la)\tsteal \($st)%\tflush max \($fl) ms"' \
 		"$TMP/$label.json" >>"$SUMMARY"
 }

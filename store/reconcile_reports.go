@@ -23,7 +23,7 @@ type reportParams struct {
 }
 
 // CreateReport stores a new report's row, unfinished (its summary empty)
-// until FinishReport: an unfinished report is not listed, read or counted
+// until FinishReports: an unfinished report is not listed, read or counted
 // as a schedule's last run. r.ID must be set.
 func (d *DB) CreateReport(ctx context.Context, r core.Report) error {
 	if r.ID == "" {
@@ -125,12 +125,6 @@ func (d *DB) ReportProofs(ctx context.Context, reportID string, fn func(core.Con
 			return nil
 		}
 	}
-}
-
-// FinishReport stores the report's summary with its audit entry
-// ("report.reconciliation"), in one commit.
-func (d *DB) FinishReport(ctx context.Context, r core.Report) error {
-	return d.FinishReports(ctx, r)
 }
 
 // FinishReports stores the reports' summaries with their audit entries
@@ -429,13 +423,6 @@ func (d *DB) AckFinding(ctx context.Context, reportID string, id int, by, commen
 		return core.ReconcileFinding{}, fmt.Errorf("reload finding %d of report %s: %w", id, reportID, translate(err))
 	}
 	return row.finding()
-}
-
-// LastReportAt returns when the newest report of kind made by the named
-// schedule was created (ok false when there is none).
-func (d *DB) LastReportAt(ctx context.Context, kind, name string) (time.Time, bool, error) {
-	r, ok, err := d.LastReport(ctx, kind, name)
-	return r.CreatedAt, ok, err
 }
 
 // LastReport returns the newest finished report of kind made by the named

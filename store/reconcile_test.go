@@ -258,7 +258,7 @@ func TestUnfinishedReport(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := db.FinishReport(ctx, done); err != nil {
+		if err := db.FinishReports(ctx, done); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.AddFindings(ctx, dead.ID, []core.ReconcileFinding{{ID: 1, Code: core.CodeNoChange, Severity: core.SeverityHigh, Message: "m",
@@ -271,7 +271,7 @@ func TestUnfinishedReport(t *testing.T) {
 		if list, err := db.ListReports(ctx, core.ReportKindReconciliation, 10, ""); err != nil || len(list) != 1 || list[0].ID != done.ID {
 			t.Errorf("list %+v %v, want the finished report only", list, err)
 		}
-		if last, ok, err := db.LastReportAt(ctx, core.ReportKindReconciliation, "nightly"); err != nil || !ok || !last.Equal(done.CreatedAt) {
+		if last, ok, err := db.LastReport(ctx, core.ReportKindReconciliation, "nightly"); err != nil || !ok || !last.CreatedAt.Equal(done.CreatedAt) {
 			t.Errorf("last report at %v %v %v, want the finished one's %v", last, ok, err, done.CreatedAt)
 		}
 		if n, err := db.DeleteUnfinishedReports(ctx, dead.CreatedAt); err != nil || n != 0 {
@@ -309,7 +309,7 @@ func TestReportStorage(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.Summary.Findings = 3
-		if err := db.FinishReport(ctx, r); err != nil {
+		if err := db.FinishReports(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 		f, err := db.AckFinding(ctx, r.ID, 2, "token:cm", "accepted: hotfix", clock.t)

@@ -12,6 +12,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/store/attempts"
 	"github.com/tollgate-dev/tollgate/store/sqldb"
 )
 
@@ -628,7 +629,11 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, startGiv
 			// Another attempt: a deployment of its own, under the run id and
 			// its start, so each of its reports lands on it.
 			rerunOf, args = before.ID, slices.Clone(args)
-			dep.RunID = rerunRunID(dep.RunID, dep.StartedAt)
+			attempt, err := attempts.RunID(ctx, d.base, tx, dep, before.FinishedAt.Time, rerunGrace)
+			if err != nil {
+				return err
+			}
+			dep.RunID = attempt
 			args[15] = dep.RunID
 			before = deploymentRow{}
 			if err := tx.GetContext(ctx, &before, d.q(`SELECT `+deploymentReadCols+` FROM deployments
@@ -688,12 +693,6 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, startGiv
 		return nil
 	})
 	return row, err
-}
-
-// rerunRunID is the run id of a later attempt of run: the run's id and the
-// attempt's start (the same in every report of the attempt).
-func rerunRunID(run string, started time.Time) string {
-	return run + "@" + started.UTC().Format(time.RFC3339)
 }
 
 // GetDeployment returns the deployment with id.

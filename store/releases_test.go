@@ -953,6 +953,13 @@ func TestRecordDeploymentRerun(t *testing.T) {
 		if err != nil || !created || got.ID == first.ID || got.RunID != "42@"+rerunStart.UTC().Format(time.RFC3339) || !got.StartedAt.Equal(rerunStart) {
 			t.Fatalf("the re-run: %+v created %v, %v; want a deployment of its own at its start", got, created, err)
 		}
+		// The pipeline's own report of the re-run gives its deploy step's
+		// start, minutes after the job's: the same attempt, not a third.
+		step := rerun
+		step.StartedAt, step.Source = rerunStart.Add(2*time.Minute), core.SourceAPI
+		if same, created, err := db.RecordDeployment(ctx, step, "token:ci"); err != nil || created || same.ID != got.ID {
+			t.Fatalf("the pipeline's report of the re-run: %+v created %v, %v; want the re-run's deployment", same, created, err)
+		}
 		fin := rerunStart.Add(3 * time.Minute)
 		rerun.Status, rerun.FinishedAt = core.DeploySucceeded, &fin
 		again, created, err := db.RecordDeployment(ctx, rerun, "connector:github")
@@ -961,6 +968,12 @@ func TestRecordDeploymentRerun(t *testing.T) {
 		}
 		if stored, err := db.GetDeployment(ctx, first.ID); err != nil || !stored.StartedAt.Equal(t0) || stored.FinishedAt == nil || !stored.FinishedAt.Equal(done) {
 			t.Fatalf("the first run after the re-run: %+v %v", stored, err)
+		}
+		// A third attempt, a day after the second finished: its own.
+		third := testDeployment(core.DeployStarted, nil)
+		third.StartedAt = rerunStart.Add(24 * time.Hour)
+		if next, created, err := db.RecordDeployment(ctx, third, "connector:github"); err != nil || !created || next.ID == got.ID {
+			t.Fatalf("a third attempt: %+v created %v, %v; want a deployment of its own", next, created, err)
 		}
 		entries, err := db.ListAudit(ctx, core.AuditFilter{Subject: "deployment:" + got.ID, Limit: 10})
 		if err != nil || len(entries) == 0 || !strings.Contains(string(entries[len(entries)-1].Data), `"rerun_of":"`+first.ID+`"`) {

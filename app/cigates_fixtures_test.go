@@ -17,7 +17,7 @@ import (
 // approvals), every GitHub, GitLab and Jenkins fixture is accepted and is
 // what it should be: a deployment record, an event tollgate does not use
 // (ignored, with the reason: a deployment just created, which the gate may
-// hold, among them), a quarantined one (no environment), or a
+// hold, and a whole run without an environment among them), or a
 // gate request the CI waits on, answered through the CI's API. The
 // protection rule and the blocked deployment are the real deployment
 // payloads in the shape of their events (the fixtures hold the schema of
@@ -66,8 +66,8 @@ func TestCIFixturesWithGates(t *testing.T) {
 		{"github", "workflow_job", "workflow_job.waiting.json", nil, core.EventIgnored, "", "no mapping profile"},
 		{"github", "workflow_job", "workflow_job.completed.success.json", nil, core.EventIgnored, "", "no mapping profile"},
 		{"github", "workflow_job", "workflow_job.completed.failure.json", nil, core.EventIgnored, "", "no mapping profile"},
-		{"github", "workflow_run", "workflow_run.requested.json", nil, core.EventQuarantined, "", "environment"},
-		{"github", "workflow_run", "workflow_run.completed.json", nil, core.EventQuarantined, "", "environment"},
+		{"github", "workflow_run", "workflow_run.requested.json", nil, core.EventIgnored, "", "whole run"},
+		{"github", "workflow_run", "workflow_run.completed.json", nil, core.EventIgnored, "", "whole run"},
 		{"github", "check_suite", "check_suite.requested.json", nil, core.EventIgnored, "", "no mapping profile"},
 		{"github", "check_suite", "check_suite.completed.json", nil, core.EventIgnored, "", "no mapping profile"},
 		{"github", "push", "push.json", nil, core.EventIgnored, "", "no mapping profile"},
@@ -76,7 +76,7 @@ func TestCIFixturesWithGates(t *testing.T) {
 		{"gitlab", "Deployment Hook", "deployment_hook.json", nil, core.EventProcessed, "deployment:", ""},
 		{"gitlab", "Deployment Hook", "(deployment_hook.json, blocked)", blocked, core.EventProcessed, "gate:", "gate request pending"},
 		{"gitlab", "Job Hook", "job_hook.go-gitlab.json", nil, core.EventProcessed, "deployment:", ""},
-		{"gitlab", "Pipeline Hook", "pipeline_hook.json", nil, core.EventQuarantined, "", "environment"},
+		{"gitlab", "Pipeline Hook", "pipeline_hook.json", nil, core.EventIgnored, "", "whole run"},
 		{"jenkins", "", "notification-plugin.job_completed.json", nil, core.EventProcessed, "deployment:", ""},
 	}
 	for i, tt := range tests {

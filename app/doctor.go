@@ -340,6 +340,9 @@ func consumedEvents(cfg connectors.Config, set *mapping.Set) []string {
 		if m.ConnectorType != "" && m.ConnectorType != cfg.Type {
 			continue
 		}
+		if p.WholeRun() && strings.TrimSpace(cfg.DefaultEnvironment) == "" {
+			continue // ignored without a default environment (service.wholeRunUnplaced)
+		}
 		for _, e := range m.EventTypes {
 			add(e)
 		}

@@ -93,7 +93,7 @@ func TestVendorFixturesEndToEnd(t *testing.T) {
 		{"github", "push.json", 202, core.EventIgnored, "no mapping profile"},
 		{"github", "release.published.json", 202, core.EventIgnored, "no mapping profile"},
 		{"github", "check_suite.completed.json", 202, core.EventIgnored, "no mapping profile"},
-		{"github", "workflow_run.completed.json", 202, core.EventQuarantined, "environment"},
+		{"github", "workflow_run.completed.json", 202, core.EventIgnored, "whole run"},
 		{"gitlab", "deployment_hook.json", 202, core.EventProcessed, ""},
 		{"gitlab", "job_hook.doc-verbatim.jsonc", 400, "", ""},
 		{"jenkins", "notification-plugin.job_completed.json", 202, core.EventProcessed, ""},

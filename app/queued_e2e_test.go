@@ -18,9 +18,10 @@ inbox:
   poll_interval: 50ms
 `, authoritySecret)
 
-// gitlabJob is a GitLab "Job Hook" of a production deploy job of
-// payments-api in pipeline; started is nil while GitLab holds the job.
-func gitlabJob(pipeline int, status string, created time.Time, started, finished *time.Time) []byte {
+// gitlabJob is a GitLab "Job Hook" of production deploy job job of
+// payments-api (the run id tollgate records it under); started is nil
+// while GitLab holds the job.
+func gitlabJob(job int, status string, created time.Time, started, finished *time.Time) []byte {
 	stamp := func(t *time.Time) any {
 		if t == nil {
 			return nil
@@ -28,9 +29,9 @@ func gitlabJob(pipeline int, status string, created time.Time, started, finished
 		return t.UTC().Format("2006-01-02 15:04:05 UTC")
 	}
 	b, _ := json.Marshal(map[string]any{
-		"object_kind": "build", "build_id": pipeline*10 + 1, "build_name": "deploy", "build_stage": "deploy",
+		"object_kind": "build", "build_id": job, "build_name": "deploy", "build_stage": "deploy",
 		"build_status": status, "build_created_at": stamp(&created), "build_started_at": stamp(started),
-		"build_finished_at": stamp(finished), "pipeline_id": pipeline, "sha": "95790bf891e76fee5e1747ab589903a6a1f80f22",
+		"build_finished_at": stamp(finished), "pipeline_id": job * 10, "sha": "95790bf891e76fee5e1747ab589903a6a1f80f22",
 		"user":        map[string]any{"username": "dora"},
 		"repository":  map[string]any{"name": "payments-api"},
 		"environment": map[string]any{"name": "production", "action": "start"},
@@ -49,14 +50,14 @@ func TestQueuedRunJudgedWhenItRan(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	queuedAt, ranAt, doneAt := now.Add(-6*time.Hour), now.Add(-30*time.Minute), now.Add(-25*time.Minute)
 
-	// Pipeline 701: its manual deploy job is never played.
+	// Job 701: a manual deploy job never played.
 	s.gitlabHookOK("Job Hook", gitlabJob(701, "created", queuedAt, nil, nil))
 	s.gitlabHookOK("Job Hook", gitlabJob(701, "manual", queuedAt, nil, nil))
-	// Pipeline 702: played six hours after its pipeline was created.
+	// Job 702: played six hours after its pipeline was created.
 	s.gitlabHookOK("Job Hook", gitlabJob(702, "manual", queuedAt, nil, nil))
 	s.gitlabHookOK("Job Hook", gitlabJob(702, "running", queuedAt, &ranAt, nil))
 	s.gitlabHookOK("Job Hook", gitlabJob(702, "success", queuedAt, &ranAt, &doneAt))
-	// Pipeline 703: its manual job is canceled without being played.
+	// Job 703: a manual job canceled without being played.
 	s.gitlabHookOK("Job Hook", gitlabJob(703, "manual", queuedAt, nil, nil))
 	s.gitlabHookOK("Job Hook", gitlabJob(703, "canceled", queuedAt, nil, &doneAt))
 	// A late redelivery of its queued report moves nothing.
@@ -66,7 +67,7 @@ func TestQueuedRunJudgedWhenItRan(t *testing.T) {
 		Items []core.Deployment `json:"items"`
 	}
 	var runs map[string]core.Deployment
-	s.waitFor("both pipelines recorded", func() bool {
+	s.waitFor("the three jobs recorded", func() bool {
 		var l listed
 		if s.do("GET", "/api/v1/deployments?service=payments-api&limit=10", adminSecret, nil, &l) != http.StatusOK {
 			return false

@@ -192,6 +192,10 @@ func TrustFindings(cs []Config) []Finding {
 				a.Name, strings.Join(a.WritableRecords(), ", "), b.Name, strings.Join(b.WritableRecords(), ", "))))
 		}
 		out = append(out, gateSecretFindings(a, cs)...)
+		if (a.Type == "github" || a.Type == "gitlab") && a.CIGate != nil && strings.TrimSpace(a.DefaultEnvironment) != "" {
+			out = append(out, Warn("default_environment", fmt.Sprintf("connector %s answers its CI's gate for jobs that name their environment, and has default_environment %q: each whole run (GitHub workflow_run, GitLab Pipeline Hook) is also recorded as a deployment to %[2]q, beside its jobs' deployments and without their gate decision; unset default_environment unless the connector's runs name no environment",
+				a.Name, a.DefaultEnvironment)))
+		}
 		if a.Type == "jira" && len(a.Projects) == 0 && (a.Writes(RecordChanges) || a.Writes(RecordIncidents)) {
 			out = append(out, Warn("projects", fmt.Sprintf("connector %s takes changes and incidents from every project of the Jira site: anyone who may create an issue of the mapped type in any project writes one; set projects to the change and incident projects", a.Name)))
 		}

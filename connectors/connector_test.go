@@ -198,6 +198,9 @@ func TestTrustFindings(t *testing.T) {
 		{"the App's own secret", []connectors.Config{{Name: "github", Type: "github", WebhookSecret: "s1", CIGate: &connectors.CIGate{WebhookSecret: "app"}}}, nil},
 		{"the App's secret held by another connector", []connectors.Config{{Name: "github", Type: "github", WebhookSecret: "s1", CIGate: &connectors.CIGate{WebhookSecret: "app"}}, {Name: "jenkins", Type: "jenkins", WebhookSecret: "app"}},
 			[]string{"secrets: connector github's protection_rule.webhook_secret is connector jenkins's webhook secret"}},
+		{"a gated GitLab connector recording every pipeline", []connectors.Config{{Name: "gitlab", Type: "gitlab", WebhookSecret: "s1", DefaultEnvironment: "production", CIGate: &connectors.CIGate{}}},
+			[]string{`default_environment: connector gitlab answers its CI's gate for jobs that name their environment, and has default_environment "production"`}},
+		{"an ungated CI with a default environment", []connectors.Config{{Name: "github", Type: "github", WebhookSecret: "s1", DefaultEnvironment: "production"}}, nil},
 		{"Jira sites sharing a project", []connectors.Config{{Name: "j1", Type: "jira", WebhookSecret: "s1", Projects: []string{"OPS"}}, {Name: "j2", Type: "jira", WebhookSecret: "s2", Projects: []string{"ops", "CHG"}}},
 			[]string{"keys: connectors j1 and j2"}},
 	} {

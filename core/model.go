@@ -203,7 +203,13 @@ type Deployment struct {
 	DecisionID  string     `json:"decision_id,omitempty"`
 	Provider    string     `json:"provider"`
 	RunID       string     `json:"run_id"`
-	URL         string     `json:"url,omitempty"`
+	// CIDeploymentID is the CI's own id of the deployment (GitHub's
+	// deployment id, GitLab's deployment_id) when its reports name one:
+	// the CI gate request that held the deployment is found by it (the
+	// run id is the job's or run's, which every reporter of the job
+	// shares). Used while the report is recorded, not stored.
+	CIDeploymentID string `json:"-"`
+	URL            string `json:"url,omitempty"`
 	// Source is the connector the event came from (SourceAPI for the
 	// REST API).
 	Source    string    `json:"source,omitempty"`

@@ -68,8 +68,8 @@ type example struct {
 }
 
 var examples = []example{
-	{"github-actions", githubSteps, "Deploy and report", "github", "v1.4.2", nil}, // the workflow runs on tags
-	{"gitlab-ci", gitlabSteps, "deploy", "gitlab", "", nil},
+	{"github-actions", githubSteps, "Deploy and report", "github", "v1.4.2", nil},                    // the workflow runs on tags
+	{"gitlab-ci", gitlabSteps, "deploy", "gitlab", "", func(run string) string { return "9" + run }}, // $CI_JOB_ID: the job's, as GitLab's hooks name it
 	{"jenkins", jenkinsSteps, "Deploy", "jenkins", "", func(run string) string { return "job/payments-api/" + run + "/" }},
 }
 

@@ -188,6 +188,10 @@ func Compile(p *Profile) (*Compiled, error) {
 	}
 	c.kind = kd
 
+	if p.WholeRun && ok && p.Kind != KindDeployment {
+		cp.fail("whole_run", "applies to deployment profiles only, not %s", p.Kind)
+	}
+
 	c.unwrap = strings.TrimSpace(p.Unwrap)
 	if p.Unwrap != "" && c.unwrap == "" {
 		cp.fail("unwrap", "is blank")

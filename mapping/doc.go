@@ -22,6 +22,7 @@
 //	    - {path: ref, matches: "^refs/tags/"}
 //	unwrap: result                # optional envelope path, used when present
 //	then_next: true               # optional: the next matching profile applies too
+//	whole_run: true               # optional (deployment): a whole run, recorded only with an environment
 //	fields:
 //	  key:   {path: number, required: true}
 //	  state: {paths: [state], transform: [lower], map: {"-5": new, "3": closed}, unmapped: error}

@@ -221,6 +221,7 @@ func TestCompileErrors(t *testing.T) {
 		{"approvals without each", "name: t\nkind: change\nfields: {approvals: {path: a}}", []string{"fields.approvals.each"}},
 		{"approvals unknown sub", "name: t\nkind: change\nfields: {approvals: {path: a, each: {who: {path: x}}}}", []string{"fields.approvals.each.who"}},
 		{"each elsewhere", "name: t\nkind: change\nfields: {key: {path: a, each: {approver: {path: x}}}}", []string{"fields.key.each"}},
+		{"whole_run of a change", "name: t\nkind: change\nwhole_run: true\nfields: {key: {path: a}}", []string{"whole_run"}},
 		{"several at once", "name: t\nkind: change\nfields: {key: {path: a, required: true, default: x}, planned_start: {path: b, transform: [{time: {layout: datetime, zone: Nowhere}}]}, bogus: {path: c}}",
 			[]string{"fields.key.required", "fields.planned_start.transform[0].time.zone", "fields.bogus"}},
 	}

@@ -35,6 +35,15 @@ type Profile struct {
 	// delivery that carries two facts — a change withdrawn because its
 	// issue became an incident, or moved to a new key — records both.
 	ThenNext bool `yaml:"then_next,omitempty" json:"then_next,omitempty"`
+	// WholeRun (deployment profiles only) says the event describes a whole
+	// pipeline run (GitHub's workflow_run, GitLab's Pipeline Hook), not one
+	// job: a run names no single environment, and its deploying jobs are
+	// recorded by their own events. It is recorded only with an
+	// environment (the connector's default_environment, for CIs whose runs
+	// are deployments to one environment) and ignored, with that reason,
+	// without one, rather than quarantined: a connector subscribed to every
+	// run would otherwise quarantine each build.
+	WholeRun bool `yaml:"whole_run,omitempty" json:"whole_run,omitempty"`
 }
 
 // Match selects events. Every condition given must hold; an empty Match

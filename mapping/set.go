@@ -126,6 +126,10 @@ func (s *Set) SelectAfter(prev *Compiled, connectorType, eventType string, paylo
 // event after this one (Profile.ThenNext).
 func (c *Compiled) ThenNext() bool { return c.profile.ThenNext }
 
+// WholeRun reports whether the profile's events describe a whole run
+// (Profile.WholeRun).
+func (c *Compiled) WholeRun() bool { return c.profile.WholeRun }
+
 // Get returns the profile named name.
 func (s *Set) Get(name string) (*Compiled, bool) {
 	if s == nil {

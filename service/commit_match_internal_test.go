@@ -60,3 +60,33 @@ func TestInheritGateAbbreviatedCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestInheritGateByCIDeploymentID: a deployment reported under its run id
+// finds the request that held it by the CI's deployment id
+// (CIDeploymentID); one naming no CI deployment id is looked up by its run
+// id, as custom profiles keyed by the deployment id are.
+func TestInheritGateByCIDeploymentID(t *testing.T) {
+	for _, tc := range []struct {
+		name, run, ciDeployment, want string
+	}{
+		{"run id and deployment id", "7200001", "900001", "d1"},
+		{"deployment id as run id", "900001", "", "d1"},
+		{"run id alone", "7200001", "", ""},
+		{"another deployment of the run", "7200001", "900002", ""},
+	} {
+		st := &memPending{items: map[string]core.PendingGate{}}
+		conns := []Connector{{Config: connectors.Config{Name: "github", Type: "github", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: &flakyAnswerer{}}}
+		gate := newTestGate(t, &fakeGateStore{change: approvedAround(time.Now())}, nil)
+		g := NewCIGates(st, gate, nil, conns, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)), CIGatesConfig{})
+		req := checkReq
+		req.Commit = fullSHA
+		st.items["p1"] = core.PendingGate{ID: "p1", Connector: "github", Provider: "github", ExternalID: "deployment:900001",
+			State: core.PendingAnswered, Request: req, Decision: core.Allow, DecisionID: "d1"}
+		in := &Inbox{gates: g}
+		d := core.Deployment{Service: "payments", Environment: "production", Commit: fullSHA, RunID: tc.run, CIDeploymentID: tc.ciDeployment, StartedAt: time.Now()}
+		in.inheritGate(context.Background(), conns[0], &d)
+		if d.DecisionID != tc.want {
+			t.Errorf("%s: decision %q, want %q", tc.name, d.DecisionID, tc.want)
+		}
+	}
+}

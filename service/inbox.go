@@ -842,6 +842,9 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 	if err := res.Err(); err != nil {
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
 	}
+	if why, skip := wholeRunUnplaced(c, prof, res.Record); skip {
+		return core.EventIgnored, why, "", nil
+	}
 	outcome, record, err := in.apply(ctx, c, res.Record, e.ReceivedAt)
 	if err == nil && prof.ThenNext() {
 		return in.applyNext(ctx, c, e, set, prof, body, outcome, record)
@@ -865,6 +868,21 @@ func (in *Inbox) normalize(ctx context.Context, e core.Event) (status, reason, r
 	default:
 		return core.EventQuarantined, fmt.Sprintf("mapping profile %q: %v", prof.Name(), err), "", nil
 	}
+}
+
+// wholeRunUnplaced says why a whole run's event (mapping.Compiled.WholeRun)
+// is not recorded: it names no environment and the connector has no
+// default_environment to record it to. Its deploying jobs are recorded by
+// their own events; quarantining every run (every build and test run a
+// subscription to runs brings) would bury the quarantine's real problems.
+func wholeRunUnplaced(c Connector, prof *mapping.Compiled, rec any) (string, bool) {
+	d, ok := rec.(*core.Deployment)
+	if !ok || !prof.WholeRun() || strings.TrimSpace(d.Environment) != "" || strings.TrimSpace(c.Config.DefaultEnvironment) != "" {
+		return "", false
+	}
+	return fmt.Sprintf("mapping profile %q reads a whole run, which names no environment, and connector %q has no default_environment: "+
+		"the run's deploying jobs are recorded by their own events (set default_environment to record every run as a deployment to it)",
+		prof.Name(), c.Config.Name), true
 }
 
 // applyNext applies, after prof (whose record is stored: outcome,
@@ -942,17 +960,22 @@ func (in *Inbox) gateRequest(ctx context.Context, c Connector, e core.Event) (st
 }
 
 // inheritGate links a CI deployment that was held at the CI's own gate
-// to the gate request that released it (by the CI's deployment id): the
-// deployment takes that request's decision, its service (as the
-// connector's services map named it) and, when it names none, its changes
-// (GitHub's deployment payload names none). Only for the same commit
-// (core.SameCommit: a short hash names the commit it begins): a
-// deployment of another commit is not the release the gate decided.
+// to the gate request that released it (by the CI's deployment id: its
+// CIDeploymentID, else its run id): the deployment takes that request's
+// decision, its service (as the connector's services map named it) and,
+// when it names none, its changes (GitHub's deployment payload names
+// none). Only for the same commit (core.SameCommit: a short hash names
+// the commit it begins): a deployment of another commit is not the
+// release the gate decided.
 func (in *Inbox) inheritGate(ctx context.Context, c Connector, r *core.Deployment) {
 	if in.gates == nil || r.DecisionID != "" {
 		return
 	}
-	p, ok := in.gates.Released(ctx, c.Config.Name, r.RunID)
+	id := r.CIDeploymentID
+	if id == "" { // a profile that keys the deployment by the CI's deployment id
+		id = r.RunID
+	}
+	p, ok := in.gates.Released(ctx, c.Config.Name, id)
 	if !ok || !core.SameCommit(r.Commit, p.Request.Commit) {
 		return
 	}

@@ -4,12 +4,15 @@
 // under tollgate's name), and no markup the ITSM would act on — a
 // ServiceNow journal renders [code]…[/code] as HTML, Jira's wiki markup
 // turns [~user] into a mention, [text|url] into a link and !url! into an
-// image fetched from the reader's browser.
+// image fetched from the reader's browser; GitHub's and GitLab's Markdown
+// turn @team into a notification, #12 into a cross-reference and
+// ![x](url) into an image.
 package inert
 
 import (
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tollgate-dev/tollgate/core"
 )
@@ -52,4 +55,99 @@ func JiraWiki(s string) string {
 		return s
 	}
 	return jiraMarkup.Replace(s)
+}
+
+// zwsp (U+200B ZERO WIDTH SPACE) splits a reference where a backslash does
+// not: GitHub finds @mentions and #12 in the rendered text, after the
+// escapes are gone (github/markup#1168, github/cmark-gfm#181), and a
+// renderer may autolink a bare URL from the text the escapes leave. It
+// shows as nothing, so the text reads the same.
+const zwsp = "\u200B"
+
+// refSigils start a reference when a name or number follows: @user and
+// @org/team and #12 on both CIs, and GitLab's !merge request, $snippet,
+// &epic, %milestone, ~label and ^alert (GitLab also honours their escapes,
+// older instances not).
+const refSigils = "@#!$&%~^"
+
+// Markdown is s written in GitHub's and GitLab's Markdown so that it renders
+// as its own characters and does nothing else: no @mention or team
+// notification, no issue, merge request or other cross-reference, no link,
+// autolink or image, no raw HTML, code span, heading or list. Every ASCII
+// punctuation character is backslash-escaped (CommonMark lets any be), a
+// zero width space follows a reference sigil with anything but a space
+// after it, the colon of "://", the "www" of "www." and the dash of
+// "GH-12", and each line break is a hard one (a backslash before it), so
+// lines stay lines and none begins a block.
+//
+// The characters are Line's (control characters and bidirectional
+// overrides become spaces) once invalid UTF-8 and NUL are U+FFFD, as a
+// database keeps them: Markdown of the stored text is Markdown of the text.
+// Leading and trailing blank space goes: the renderer drops it, or would
+// make indented code of it.
+func Markdown(s string) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	lines := strings.Split(strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = Line(l)
+	}
+	s = strings.Trim(strings.Join(lines, "\n"), " \n")
+	var b strings.Builder
+	b.Grow(len(s) + len(s)/2)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\n':
+			b.WriteString("\\\n")
+		case !asciiPunct(c):
+			b.WriteByte(c) // a multi-byte character goes through byte by byte
+		default:
+			if c == '.' && i >= 3 && strings.EqualFold(s[i-3:i], "www") {
+				b.WriteString(zwsp)
+			}
+			b.WriteByte('\\')
+			b.WriteByte(c)
+			next := byte(' ')
+			if i+1 < len(s) {
+				next = s[i+1]
+			}
+			switch {
+			case strings.IndexByte(refSigils, c) >= 0 && next != ' ' && next != '\n',
+				c == ':' && next == '/',
+				c == '-' && i >= 2 && strings.EqualFold(s[i-2:i], "gh") && next >= '0' && next <= '9':
+				b.WriteString(zwsp)
+			}
+		}
+	}
+	return b.String()
+}
+
+// asciiPunct reports whether c is one of CommonMark's ASCII punctuation
+// characters, the ones a backslash escapes.
+func asciiPunct(c byte) bool {
+	return c >= '!' && c <= '/' || c >= ':' && c <= '@' || c >= '[' && c <= '`' || c >= '{' && c <= '~'
+}
+
+// MarkdownClip is Markdown(s) in at most n bytes (n of 3 or more): a
+// longer one is cut on a character boundary and marked "…". The cut never splits an escape: a
+// backslash left last would escape nothing and show.
+func MarkdownClip(s string, n int) string {
+	m := Markdown(s)
+	if len(m) <= n {
+		return m
+	}
+	cut := max(n-len("…"), 0)
+	for cut > 0 && !utf8.RuneStart(m[cut]) {
+		cut--
+	}
+	// Markdown writes backslashes in pairs (an escaped one) or before the
+	// character they escape: an odd run at the end lost its character.
+	run := 0
+	for run < cut && m[cut-1-run] == '\\' {
+		run++
+	}
+	if run%2 == 1 {
+		cut--
+	}
+	return m[:cut] + "…"
 }

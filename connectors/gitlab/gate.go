@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/internal/inert"
 )
 
 // deploymentHook is a Deployment Hook (fixtures/gitlab/deployment_hook.json's
@@ -185,9 +186,17 @@ func answerProject(p core.PendingGate) string {
 // maxApprovalComment bounds an approval's comment in bytes: GitLab refuses
 // one over 255 characters (Deployments::Approval validates it) with a 400,
 // which would leave the deployment unanswered; a character is at least a
-// byte, and the cut adds one ("…"). The decision id sentBy looks for
-// leads the comment and survives the cut.
+// byte. The decision id sentBy looks for leads the comment and survives
+// the cut.
 const maxApprovalComment = 250
+
+// approvalComment is what goes as an answer's comment: inert Markdown
+// (GitLab renders it, and its reasons quote ITSM records and the pipeline:
+// a title's @group would be notified, its image fetched), cut to
+// maxApprovalComment after the escapes that lengthen it.
+func approvalComment(comment string) string {
+	return inert.MarkdownClip(comment, maxApprovalComment)
+}
 
 // Answer implements service.Answerer: POST
 // /api/v4/projects/:path/deployments/:deployment_id/approval (the project
@@ -200,7 +209,7 @@ func (w *Webhook) Answer(ctx context.Context, p core.PendingGate, approved bool,
 	if approved {
 		status = "approved"
 	}
-	b, err := json.Marshal(map[string]string{"status": status, "comment": apiclient.Clip(comment, maxApprovalComment)})
+	b, err := json.Marshal(map[string]string{"status": status, "comment": approvalComment(comment)})
 	if err != nil {
 		return fmt.Errorf("encode approval: %w", err)
 	}
@@ -286,12 +295,16 @@ func (w *Webhook) AnswerTaken(ctx context.Context, p core.PendingGate, approved 
 }
 
 // sentBy reports whether an approval's comment is the one tollgate sent
-// for p: it names p's decision (GitLab may shorten a long comment).
+// for p: it names p's decision (GitLab may shorten a long comment), or,
+// without one, is p's comment as sent. The plain forms are what a tollgate
+// sent before its comments were escaped, read back after an upgrade.
 func sentBy(p core.PendingGate, comment string) bool {
 	if p.DecisionID != "" {
-		return strings.Contains(comment, "(decision "+p.DecisionID+")")
+		mark := "(decision " + p.DecisionID + ")"
+		return strings.Contains(comment, inert.Markdown(mark)) || strings.Contains(comment, mark)
 	}
-	return comment != "" && (comment == p.Comment || comment == apiclient.Clip(p.Comment, maxApprovalComment))
+	return comment != "" && (comment == approvalComment(p.Comment) ||
+		comment == p.Comment || comment == apiclient.Clip(p.Comment, maxApprovalComment))
 }
 
 // refusal is the error of a GitLab API answer with a status of 300 or

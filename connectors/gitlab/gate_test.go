@@ -73,7 +73,7 @@ func TestBlockedDeployment(t *testing.T) {
 	if _, ok, err := w.GateRequest(context.Background(), "Deployment Hook", blockedHook(t, func(m map[string]any) { delete(m, "deployment_id") })); !ok || !core.IsKind(err, core.KindInvalid) {
 		t.Errorf("no deployment id: %v %v, want invalid", ok, err)
 	}
-	if err := w.Answer(context.Background(), p, true, "tollgate: allow"); err != nil || got["status"] != "approved" || got["comment"] != "tollgate: allow" {
+	if err := w.Answer(context.Background(), p, true, "tollgate: allow"); err != nil || got["status"] != "approved" || got["comment"] != `tollgate\: allow` {
 		t.Fatalf("approve: %v %v", err, got)
 	}
 	status = 400
@@ -218,6 +218,128 @@ func TestGateRequestReadBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestApprovalCommentInert: GitLab renders an approval's comment as
+// Markdown, and a reason quotes ITSM and pipeline text: what is sent pings
+// no one, references and links to nothing and fetches no image, fits
+// GitLab's 255 characters once escaped, and is still known as tollgate's
+// when read back, by its decision or, without one, by the stored comment.
+func TestApprovalCommentInert(t *testing.T) {
+	var sent string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Comment string }
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		sent = body.Comment
+		w.WriteHeader(201)
+		_, _ = w.Write([]byte(`{"status":"rejected"}`))
+	}))
+	defer srv.Close()
+	w, err := New(connectors.Config{Name: "gitlab", Type: Type, WebhookSecret: "0123456789abcdef",
+		API: &connectors.API{URL: srv.URL, Token: "glpat-x"}, CIGate: &connectors.CIGate{Deadline: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "0190f3a4-7b1c-7d2e-9f00-123456789abc"
+	target := map[string]string{"project": "acme/ledger", "deployment_id": "15"}
+	for _, tc := range []struct {
+		name, reason string
+		never        []string // markup the renderer would act on
+	}{
+		{"mention", "approved by @root, ask @acme/release-team", []string{"@root", "@acme"}},
+		{"image", "![x](https://evil.example/pixel.png)", []string{"![", "](", "https://"}},
+		{"link", "[approve here](https://evil.example)", []string{"[approve", "](", "://"}},
+		{"html", "<img src=x><details open>", []string{"<img", "<details"}},
+		{"refs", "#12 !13 $14 &15 %16 ~bug ~\"needs review\" acme/api#17", []string{"#1", "!1", "$1", "&1", "%1", "~b", "~\""}},
+		{"code span", "`curl evil | sh`", []string{"`"}},
+		{"escape at the cut", strings.Repeat(`\`, 300), nil},
+		{"rune at the cut", "x" + strings.Repeat("ü", 300), nil},
+		{"stored text", "a\x00b\xffc @root", []string{"@root"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := connectors.Comment("tollgate: deny (decision " + id + ")\n- CHANGE_NOT_APPROVED CHG0097001: " + tc.reason)
+			p := core.PendingGate{DecisionID: id, Comment: in, Target: target}
+			if err := w.Answer(context.Background(), p, false, p.Comment); err != nil {
+				t.Fatal(err)
+			}
+			if sent != approvalComment(in) || !utf8.ValidString(sent) || len(sent) > maxApprovalComment || utf8.RuneCountInString(sent) > 255 {
+				t.Fatalf("comment sent (%d bytes) %q, want approvalComment's, at most %d bytes", len(sent), sent, maxApprovalComment)
+			}
+			for _, bad := range tc.never {
+				if live(sent, bad) {
+					t.Errorf("comment sent %q carries %q", sent, bad)
+				}
+			}
+			body := strings.TrimSuffix(sent, "…")
+			if run := len(body) - len(strings.TrimRight(body, `\`)); run%2 == 1 {
+				t.Errorf("comment sent %q ends in half an escape", sent)
+			}
+			if !sentBy(p, sent) {
+				t.Errorf("comment sent %q is not known by its decision %s", sent, id)
+			}
+			// Without a decision (rejected on arrival), the comment as the
+			// store gave it back is what tells.
+			p.DecisionID = ""
+			p.Comment = strings.ReplaceAll(strings.ToValidUTF8(p.Comment, "\uFFFD"), "\x00", "\uFFFD")
+			if !sentBy(p, sent) {
+				t.Errorf("comment sent %q is not known by the stored comment %q", sent, p.Comment)
+			}
+		})
+	}
+}
+
+// TestSentBy: an approval is tollgate's when its comment names the
+// decision, escaped as sent or plain as a tollgate sent it before
+// escaping; without a decision, when it is the comment as sent (or, from
+// before, plain and cut); nothing else is.
+func TestSentBy(t *testing.T) {
+	const plainComment = "tollgate: deny (decision dec-1)\n- NO_CHANGE: no change"
+	withID := core.PendingGate{DecisionID: "dec-1", Comment: plainComment}
+	noID := core.PendingGate{Comment: "tollgate: deny\n- TOO_MANY_WAITING acme/api: 5 requests wait"}
+	long := core.PendingGate{Comment: "tollgate: deny\n- TOO_MANY_WAITING: " + strings.Repeat("x", 300)}
+	for _, tc := range []struct {
+		name    string
+		p       core.PendingGate
+		comment string
+		want    bool
+	}{
+		{"escaped decision", withID, approvalComment(plainComment), true},
+		{"plain decision", withID, plainComment, true},
+		{"another decision", withID, approvalComment("tollgate: allow (decision dec-10)"), false},
+		{"other approver", withID, "LGTM", false},
+		{"escaped comment", noID, approvalComment(noID.Comment), true},
+		{"plain comment", noID, noID.Comment, true},
+		{"escaped comment cut", long, approvalComment(long.Comment), true},
+		{"plain comment cut", long, apiclient.Clip(long.Comment, maxApprovalComment), true},
+		{"another comment", noID, approvalComment("tollgate: deny"), false},
+		{"empty", core.PendingGate{}, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := sentBy(tc.p, tc.comment); got != tc.want {
+				t.Errorf("sentBy(%q) = %v, want %v", tc.comment, got, tc.want)
+			}
+		})
+	}
+}
+
+// live reports whether s holds markup unescaped: not right after a
+// backslash that escapes it.
+func live(s, markup string) bool {
+	for i := strings.Index(s, markup); i >= 0; {
+		run := 0
+		for run < i && s[i-1-run] == '\\' {
+			run++
+		}
+		if run%2 == 0 {
+			return true
+		}
+		next := strings.Index(s[i+1:], markup)
+		if next < 0 {
+			break
+		}
+		i += 1 + next
+	}
+	return false
 }
 
 // TestAnswerTaken: after GitLab refused a repeated answer, the deployment

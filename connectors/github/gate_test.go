@@ -227,7 +227,7 @@ func TestAnswerCommentInert(t *testing.T) {
 			if want := inert.MarkdownClip(in, connectors.MaxComment); sent != want {
 				t.Fatalf("comment sent %q, want %q", sent, want)
 			}
-			if len(sent) > connectors.MaxComment || !strings.Contains(sent, `CHANGE\_NOT\_APPROVED CHG0097001\: `) {
+			if len(sent) > connectors.MaxComment || !strings.Contains(sent, "CHANGE_NOT_APPROVED CHG0097001: ") {
 				t.Fatalf("comment sent (%d bytes) %q, want at most %d with the reason's code and key readable", len(sent), sent, connectors.MaxComment)
 			}
 			for _, bad := range tc.never {

@@ -73,7 +73,7 @@ func TestBlockedDeployment(t *testing.T) {
 	if _, ok, err := w.GateRequest(context.Background(), "Deployment Hook", blockedHook(t, func(m map[string]any) { delete(m, "deployment_id") })); !ok || !core.IsKind(err, core.KindInvalid) {
 		t.Errorf("no deployment id: %v %v, want invalid", ok, err)
 	}
-	if err := w.Answer(context.Background(), p, true, "tollgate: allow"); err != nil || got["status"] != "approved" || got["comment"] != `tollgate\: allow` {
+	if err := w.Answer(context.Background(), p, true, "tollgate: allow"); err != nil || got["status"] != "approved" || got["comment"] != "tollgate: allow" {
 		t.Fatalf("approve: %v %v", err, got)
 	}
 	status = 400

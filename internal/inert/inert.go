@@ -74,7 +74,8 @@ const refSigils = "@#!$&%~^"
 // as its own characters and does nothing else: no @mention or team
 // notification, no issue, merge request or other cross-reference, no link,
 // autolink or image, no raw HTML, code span, heading or list. Every ASCII
-// punctuation character is backslash-escaped (CommonMark lets any be), a
+// punctuation character that could start one is backslash-escaped
+// (CommonMark lets any be; active says which), a
 // zero width space follows a reference sigil with anything but a space
 // after it, the colon of "://", the "www" of "www." and the dash of
 // "GH-12", and each line break is a hard one (a backslash before it), so
@@ -94,23 +95,30 @@ func Markdown(s string) string {
 	s = strings.Trim(strings.Join(lines, "\n"), " \n")
 	var b strings.Builder
 	b.Grow(len(s) + len(s)/2)
+	start := firstNonSpace(s, 0) // of the line i is in
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if c == '\n' {
+			start = firstNonSpace(s, i+1)
+		}
 		switch {
 		case c == '\n':
 			b.WriteString("\\\n")
 		case !asciiPunct(c):
 			b.WriteByte(c) // a multi-byte character goes through byte by byte
 		default:
-			if c == '.' && i >= 3 && strings.EqualFold(s[i-3:i], "www") {
-				b.WriteString(zwsp)
-			}
-			b.WriteByte('\\')
-			b.WriteByte(c)
 			next := byte(' ')
 			if i+1 < len(s) {
 				next = s[i+1]
 			}
+			www := c == '.' && i >= 3 && strings.EqualFold(s[i-3:i], "www")
+			if www {
+				b.WriteString(zwsp)
+			}
+			if www || active(s, i, start) {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(c)
 			switch {
 			case strings.IndexByte(refSigils, c) >= 0 && next != ' ' && next != '\n',
 				c == ':' && next == '/',
@@ -120,6 +128,49 @@ func Markdown(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// quiet is the punctuation that starts nothing inside a line: the
+// backslash it would take is left out so that reason codes, keys, dates
+// and decision ids read (and copy) as they are. "_" joins this set within
+// a word, where it cannot open emphasis.
+const quiet = `-.:()/,;'"?+=`
+
+// active reports whether the punctuation at s[i] may start something a
+// renderer acts on, and so is escaped: anything at a line's start (a list,
+// heading, quote, fence, table, setext underline or thematic break); the
+// "." or ")" of an ordered list's "1." there; the ":" of a scheme's "://";
+// "_" outside a word; and every character outside quiet.
+// start is the index of the first character of i's line that is not a
+// space.
+func active(s string, i, start int) bool {
+	c := s[i]
+	digits := start
+	for digits < i && s[digits] >= '0' && s[digits] <= '9' {
+		digits++
+	}
+	switch {
+	case i == start, digits == i && digits > start && (c == '.' || c == ')'):
+		return true
+	case c == ':':
+		return i+1 < len(s) && s[i+1] == '/'
+	case c == '_':
+		return i == 0 || i+1 == len(s) || !alnum(s[i-1]) || !alnum(s[i+1])
+	}
+	return strings.IndexByte(quiet, c) < 0
+}
+
+// firstNonSpace is the index of the first character from i on that is
+// not a space.
+func firstNonSpace(s string, i int) int {
+	for i < len(s) && s[i] == ' ' {
+		i++
+	}
+	return i
+}
+
+func alnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
 // asciiPunct reports whether c is one of CommonMark's ASCII punctuation

@@ -44,17 +44,9 @@ func TestInheritGateAbbreviatedCommit(t *testing.T) {
 		commit string
 		want   string
 	}{{fullSHA[:7], "d1"}, {fullSHA, "d1"}, {"fff9990", ""}} {
-		st := &memPending{items: map[string]core.PendingGate{}}
-		conns := []Connector{{Config: connectors.Config{Name: "github", Type: "github", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: &flakyAnswerer{}}}
-		gate := newTestGate(t, &fakeGateStore{change: approvedAround(time.Now())}, nil)
-		g := NewCIGates(st, gate, nil, conns, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)), CIGatesConfig{})
-		req := checkReq
-		req.Commit = fullSHA
-		st.items["p1"] = core.PendingGate{ID: "p1", Connector: "github", Provider: "github", ExternalID: "deployment:900001",
-			State: core.PendingAnswered, Request: req, Decision: core.Allow, DecisionID: "d1"}
-		in := &Inbox{gates: g}
+		in, conn := releasedDeployment900001(t)
 		d := core.Deployment{Service: "payments", Environment: "production", Commit: tc.commit, RunID: "900001", StartedAt: time.Now()}
-		in.inheritGate(context.Background(), conns[0], &d)
+		in.inheritGate(context.Background(), conn, &d)
 		if d.DecisionID != tc.want {
 			t.Errorf("deployment of commit %q: decision %q, want %q", tc.commit, d.DecisionID, tc.want)
 		}
@@ -74,19 +66,25 @@ func TestInheritGateByCIDeploymentID(t *testing.T) {
 		{"run id alone", "7200001", "", ""},
 		{"another deployment of the run", "7200001", "900002", ""},
 	} {
-		st := &memPending{items: map[string]core.PendingGate{}}
-		conns := []Connector{{Config: connectors.Config{Name: "github", Type: "github", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: &flakyAnswerer{}}}
-		gate := newTestGate(t, &fakeGateStore{change: approvedAround(time.Now())}, nil)
-		g := NewCIGates(st, gate, nil, conns, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)), CIGatesConfig{})
-		req := checkReq
-		req.Commit = fullSHA
-		st.items["p1"] = core.PendingGate{ID: "p1", Connector: "github", Provider: "github", ExternalID: "deployment:900001",
-			State: core.PendingAnswered, Request: req, Decision: core.Allow, DecisionID: "d1"}
-		in := &Inbox{gates: g}
+		in, conn := releasedDeployment900001(t)
 		d := core.Deployment{Service: "payments", Environment: "production", Commit: fullSHA, RunID: tc.run, CIDeploymentID: tc.ciDeployment, StartedAt: time.Now()}
-		in.inheritGate(context.Background(), conns[0], &d)
+		in.inheritGate(context.Background(), conn, &d)
 		if d.DecisionID != tc.want {
 			t.Errorf("%s: decision %q, want %q", tc.name, d.DecisionID, tc.want)
 		}
 	}
+}
+
+// releasedDeployment900001 is an Inbox whose GitHub connector's gate
+// allowed (decision d1) GitHub deployment 900001 of commit fullSHA.
+func releasedDeployment900001(t *testing.T) (*Inbox, Connector) {
+	st := &memPending{items: map[string]core.PendingGate{}}
+	conns := []Connector{{Config: connectors.Config{Name: "github", Type: "github", CIGate: &connectors.CIGate{Deadline: time.Hour}}, Webhook: &flakyAnswerer{}}}
+	gate := newTestGate(t, &fakeGateStore{change: approvedAround(time.Now())}, nil)
+	g := NewCIGates(st, gate, nil, conns, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)), CIGatesConfig{})
+	req := checkReq
+	req.Commit = fullSHA
+	st.items["p1"] = core.PendingGate{ID: "p1", Connector: "github", Provider: "github", ExternalID: "deployment:900001",
+		State: core.PendingAnswered, Request: req, Decision: core.Allow, DecisionID: "d1"}
+	return &Inbox{gates: g}, conns[0]
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tollgate-dev/tollgate/connectors"
+	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/internal/inert"
 )
@@ -231,32 +232,12 @@ func TestAnswerCommentInert(t *testing.T) {
 				t.Fatalf("comment sent (%d bytes) %q, want at most %d with the reason's code and key readable", len(sent), sent, connectors.MaxComment)
 			}
 			for _, bad := range tc.never {
-				if live(sent, bad) {
+				if hooktest.LiveMarkup(sent, bad) {
 					t.Errorf("comment sent %q carries %q", sent, bad)
 				}
 			}
 		})
 	}
-}
-
-// live reports whether s holds markup unescaped: not right after a
-// backslash that escapes it.
-func live(s, markup string) bool {
-	for i := strings.Index(s, markup); i >= 0; {
-		run := 0
-		for run < i && s[i-1-run] == '\\' {
-			run++
-		}
-		if run%2 == 0 {
-			return true
-		}
-		next := strings.Index(s[i+1:], markup)
-		if next < 0 {
-			break
-		}
-		i += 1 + next
-	}
-	return false
 }
 
 // TestAnswerTaken: what a deployment's statuses tell of an answer whose

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/connectors/internal/apiclient"
+	"github.com/tollgate-dev/tollgate/connectors/internal/hooktest"
 	"github.com/tollgate-dev/tollgate/core"
 )
 
@@ -266,7 +267,7 @@ func TestApprovalCommentInert(t *testing.T) {
 				t.Fatalf("comment sent (%d bytes) %q, want approvalComment's, at most %d bytes", len(sent), sent, maxApprovalComment)
 			}
 			for _, bad := range tc.never {
-				if live(sent, bad) {
+				if hooktest.LiveMarkup(sent, bad) {
 					t.Errorf("comment sent %q carries %q", sent, bad)
 				}
 			}
@@ -320,26 +321,6 @@ func TestSentBy(t *testing.T) {
 			}
 		})
 	}
-}
-
-// live reports whether s holds markup unescaped: not right after a
-// backslash that escapes it.
-func live(s, markup string) bool {
-	for i := strings.Index(s, markup); i >= 0; {
-		run := 0
-		for run < i && s[i-1-run] == '\\' {
-			run++
-		}
-		if run%2 == 0 {
-			return true
-		}
-		next := strings.Index(s[i+1:], markup)
-		if next < 0 {
-			break
-		}
-		i += 1 + next
-	}
-	return false
 }
 
 // TestAnswerTaken: after GitLab refused a repeated answer, the deployment

@@ -325,3 +325,24 @@ func BenchClassify(b *testing.B, classify func(http.Header, []byte) (connectors.
 		}
 	}
 }
+
+// LiveMarkup reports whether s holds markup unescaped: not right after a
+// backslash that escapes it. The CI gate tests ask it of the comments
+// tollgate sends, which inert.Markdown escapes.
+func LiveMarkup(s, markup string) bool {
+	for i := strings.Index(s, markup); i >= 0; {
+		run := 0
+		for run < i && s[i-1-run] == '\\' {
+			run++
+		}
+		if run%2 == 0 {
+			return true
+		}
+		next := strings.Index(s[i+1:], markup)
+		if next < 0 {
+			break
+		}
+		i += 1 + next
+	}
+	return false
+}

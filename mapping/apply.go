@@ -3,6 +3,7 @@ package mapping
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -350,7 +351,7 @@ func (f *cfield) eval(d *doc, name string, rec any) (any, FieldTrace, *FieldErro
 			return nil, tr, ferr
 		}
 		if v.k != vNone && (f.transforms != nil || f.mapping != nil) {
-			if ferr := f.refine(&v, name, tr.Source); ferr != nil {
+			if ferr := f.refine(d, &v, name, tr.Source); ferr != nil {
 				return nil, tr, ferr
 			}
 		}
@@ -383,14 +384,14 @@ func (f *cfield) active(d *doc) bool {
 	return true
 }
 
-// refine runs v, read from source, through the transforms and the map.
-// (v is an in-out parameter: the value is large, and this is the
+// refine runs v, read from source in d, through the transforms and the
+// map. (v is an in-out parameter: the value is large, and this is the
 // mapping's inner loop.)
-func (f *cfield) refine(v *value, name, source string) *FieldError {
+func (f *cfield) refine(d *doc, v *value, name, source string) *FieldError {
 	for i := range f.transforms {
 		t := &f.transforms[i]
 		var err error
-		if *v, err = t.apply(*v); err != nil {
+		if *v, err = t.apply(d, *v); err != nil {
 			return fieldError(name, source, "transform[%d] %s: %v", i, t.name, err)
 		}
 		if v.k == vNone {
@@ -624,8 +625,8 @@ func mapText(v value, fn func(string) string) value {
 	return v
 }
 
-// apply runs one transform step on v.
-func (t ctransform) apply(v value) (value, error) {
+// apply runs one transform step on v, read from d.
+func (t ctransform) apply(d *doc, v value) (value, error) {
 	switch t.op {
 	case tTrim:
 		return mapText(v, strings.TrimSpace), nil
@@ -651,8 +652,45 @@ func (t ctransform) apply(v value) (value, error) {
 		return toInt(v)
 	case tPresent:
 		return value{k: vBool, b: v.k != vNone}, nil
+	case tMinus:
+		return t.minus(d, v)
 	}
 	return v, fmt.Errorf("unknown transform")
+}
+
+// maxMinus bounds what a minus step takes off (about 31 years), within
+// what a time.Duration holds.
+const maxMinus = 1e18 * time.Nanosecond
+
+// minus takes the duration read at the step's path off the time v. A path
+// that holds nothing takes nothing off: a payload that names no duration
+// (an older version of its sender) keeps the time as it is.
+func (t ctransform) minus(d *doc, v value) (value, error) {
+	if v.k != vTime {
+		return v, fmt.Errorf("needs a time, got %s", v.k)
+	}
+	dv, _, _, err := d.extract(t.path, false)
+	if err != nil {
+		return v, fmt.Errorf("%s: %v", t.path.raw, err)
+	}
+	s, err := dv.text()
+	if err != nil {
+		return v, fmt.Errorf("%s: %v", t.path.raw, err)
+	}
+	if s = strings.TrimSpace(s); s == "" {
+		return v, nil
+	}
+	n, err := strconv.ParseFloat(s, 64)
+	switch {
+	case err != nil || math.IsNaN(n):
+		return v, fmt.Errorf("%s: %q is not a number", t.path.raw, s)
+	case n < 0:
+		return v, fmt.Errorf("%s: %q is a negative duration", t.path.raw, s)
+	case n*float64(t.unit) > float64(maxMinus):
+		return v, fmt.Errorf("%s: %q is out of range", t.path.raw, s)
+	}
+	v.t = v.t.Add(-time.Duration(math.Round(n * float64(t.unit))))
+	return v, nil
 }
 
 // submatch is the regex step on one text: the group matched, or "".

@@ -89,6 +89,7 @@ const (
 	tBoolParse
 	tIntParse
 	tPresent
+	tMinus
 )
 
 type ctransform struct {
@@ -99,6 +100,8 @@ type ctransform struct {
 	group   int
 	layouts []string
 	loc     *time.Location
+	path    cpath         // minus: where the duration is read
+	unit    time.Duration // minus: what one of it is
 }
 
 type cfield struct {
@@ -133,7 +136,7 @@ var namedLayouts = map[string]string{
 	"dateonly":    time.DateOnly,
 }
 
-var transformNames = []string{"trim", "lower", "upper", "split", "join", "first", "regex", "time", "unix_seconds", "unix_ms", "bool", "int", "present"}
+var transformNames = []string{"trim", "lower", "upper", "split", "join", "first", "regex", "time", "unix_seconds", "unix_ms", "minus_seconds", "minus_ms", "bool", "int", "present"}
 
 // static value kinds, as a bit set, for checking transform chains.
 const (
@@ -246,6 +249,9 @@ func Compile(p *Profile) (*Compiled, error) {
 		}
 		for _, cnd := range f.when {
 			c.needRaw = c.needRaw || cnd.path.top < 0
+		}
+		for _, t := range f.transforms {
+			c.needRaw = c.needRaw || t.op == tMinus && t.path.top < 0
 		}
 	}
 	return c, nil
@@ -361,7 +367,7 @@ func (cp *compiler) field(fp, name string, def fieldDef, fs *FieldSpec, index bo
 	if def.typ == tApprovals {
 		cp.approvals(f, fp, fs, len(paths))
 	} else {
-		cp.valueField(f, fp, fs, len(paths) > 0)
+		cp.valueField(f, fp, fs, len(paths) > 0, index)
 	}
 	if len(cp.errs) > nerr {
 		return nil
@@ -469,12 +475,13 @@ func (cp *compiler) approvals(f *cfield, fp string, fs *FieldSpec, npaths int) {
 }
 
 // valueField compiles what turns a read value into the field's: the
-// transform chain, the value map, and the constant or default.
-func (cp *compiler) valueField(f *cfield, fp string, fs *FieldSpec, hasPaths bool) {
+// transform chain, the value map, and the constant or default. index is
+// as for field.
+func (cp *compiler) valueField(f *cfield, fp string, fs *FieldSpec, hasPaths, index bool) {
 	if len(fs.Each) > 0 {
 		cp.fail(fp+".each", "only approvals takes each")
 	}
-	mask := cp.transforms(f, fp, fs.Transform)
+	mask := cp.transforms(f, fp, fs.Transform, index)
 	mask = cp.valueMap(f, fp, fs, mask)
 	// The chain must end in something the field's type accepts.
 	if hasPaths {
@@ -492,12 +499,13 @@ func (cp *compiler) valueField(f *cfield, fp string, fs *FieldSpec, hasPaths boo
 
 // transforms compiles the transform chain into f.transforms, checking
 // statically that each step accepts what the one before gives, and returns
-// the kinds the chain gives.
-func (cp *compiler) transforms(f *cfield, fp string, ts []Transform) int {
+// the kinds the chain gives. index is as for field (for the paths steps
+// read).
+func (cp *compiler) transforms(f *cfield, fp string, ts []Transform, index bool) int {
 	mask := sStr | sList
 	for i, t := range ts {
 		tf := fmt.Sprintf("%s.transform[%d]", fp, i)
-		ct, in, out, ok := cp.transform(tf, t)
+		ct, in, out, ok := cp.transform(tf, t, index)
 		if !ok {
 			mask = anyKind
 			continue
@@ -589,13 +597,13 @@ func accepts(t ftype) int {
 func same(m int) int { return m }
 
 // transform compiles one step; in is the set of input kinds it accepts, out
-// maps the input kinds to the output kinds.
-func (cp *compiler) transform(tf string, t Transform) (ctransform, int, func(int) int, bool) {
+// maps the input kinds to the output kinds. index is as for field.
+func (cp *compiler) transform(tf string, t Transform, index bool) (ctransform, int, func(int) int, bool) {
 	ct := ctransform{name: t.Name}
 	text := sStr | sList
 	toList := func(int) int { return sList }
 	toStr := func(int) int { return sStr }
-	hasArgs := t.Sep != "" || t.Pattern != "" || t.Group != nil || len(t.Layouts) > 0 || t.Zone != ""
+	hasArgs := t.Sep != "" || t.Pattern != "" || t.Group != nil || len(t.Layouts) > 0 || t.Zone != "" || t.Path != ""
 	noArgs := func() bool {
 		if hasArgs {
 			cp.fail(tf, "%s takes no argument", t.Name)
@@ -637,6 +645,20 @@ func (cp *compiler) transform(tf string, t Transform) (ctransform, int, func(int
 			ct.op = tUnixMS
 		}
 		return ct, sStr | sInt, func(int) int { return sTime }, noArgs()
+	case "minus_seconds", "minus_ms":
+		ct.op, ct.unit = tMinus, time.Second
+		if t.Name == "minus_ms" {
+			ct.unit = time.Millisecond
+		}
+		if t.Sep != "" || t.Pattern != "" || t.Group != nil || len(t.Layouts) > 0 || t.Zone != "" {
+			cp.fail(tf, "%s takes only the path of a duration", t.Name)
+			return ct, 0, nil, false
+		}
+		var ok bool
+		if ct.path, ok = cp.path(tf+"."+t.Name, t.Path, index); !ok {
+			return ct, 0, nil, false
+		}
+		return ct, sTime, func(int) int { return sTime }, true
 	case "bool":
 		ct.op = tBoolParse
 		return ct, sStr | sInt | sBool, func(int) int { return sBool }, noArgs()

@@ -72,10 +72,14 @@
 // {time: LAYOUT} or {time: {layout|layouts: …, zone: IANA}} (Go reference
 // layouts or rfc3339, rfc3339nano, rfc1123, rfc1123z, datetime, dateonly;
 // zone applies to layouts without an offset, default UTC); unix_seconds,
-// unix_ms; bool (true/false, yes/no, 1/0, on/off); int ("3", "3.0");
-// present (non-empty → true). Compile checks that each step gets the kind
-// of value it needs and that the chain ends in the field's type. A time
-// field without a time transform accepts RFC 3339 text.
+// unix_ms; {minus_ms: PATH} or {minus_seconds: PATH} (after a time step:
+// the time less the duration read at PATH, in the same record or approval
+// element; nothing taken off when PATH holds nothing, so a start can be
+// told from a finish and a duration); bool (true/false, yes/no, 1/0,
+// on/off); int ("3", "3.0"); present (non-empty → true). Compile checks
+// that each step gets the kind of value it needs and that the chain ends
+// in the field's type. A time field without a time transform accepts
+// RFC 3339 text.
 //
 // # Selection
 //

@@ -24,7 +24,7 @@ func FuzzApply(f *testing.F) {
 	f.Add([]byte(`{"a":{"value":{"value":{"value":{"value":{"value":1}}}}}}`), "a", "a.#", uint8(7), "", "(", "")
 	f.Add([]byte(`{"a":[[1],[2]]}`), "a|@flatten", "a.#(b==1)", uint8(12), ".", "x", "y")
 	set := defaultSet(f)
-	transforms := []string{"trim", "lower", "upper", "split", "join", "first", "regex", "time", "unix_seconds", "unix_ms", "bool", "int", "present", "nope"}
+	transforms := []string{"trim", "lower", "upper", "split", "join", "first", "regex", "time", "unix_seconds", "unix_ms", "minus_ms", "bool", "int", "present", "nope"}
 	kinds := []struct{ kind, field string }{
 		{"change", "state"}, {"change", "services"}, {"change", "planned_start"}, {"change", "has_backout_plan"},
 		{"incident", "priority"}, {"incident", "major"}, {"deployment", "started_at"}, {"deployment", "changes"},
@@ -57,7 +57,12 @@ func FuzzApply(f *testing.F) {
 		if tr.Name != "time" {
 			tr.Layouts = nil
 		}
-		spec := &mapping.FieldSpec{Paths: []string{path1, path2}, Transform: []mapping.Transform{tr}}
+		chain := []mapping.Transform{tr}
+		if tr.Name == "minus_ms" { // takes a time: the duration at path2 off the one at path1
+			tr.Path = path2
+			chain = []mapping.Transform{{Name: "unix_ms"}, tr}
+		}
+		spec := &mapping.FieldSpec{Paths: []string{path1, path2}, Transform: chain}
 		if sel%2 == 0 {
 			spec.Map = map[string]string{mapKey: "closed"}
 			spec.Unmapped = "keep"

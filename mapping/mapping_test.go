@@ -71,6 +71,13 @@ func TestTransforms(t *testing.T) {
 		{"unix seconds", "deployment", "started_at", "{path: a, transform: [unix_seconds]}", `{"a":1700000000}`, ts("2023-11-14T22:13:20Z"), ""},
 		{"unix ms", "deployment", "started_at", "{path: a, transform: [unix_ms]}", `{"a":"1550286113023"}`, ts("2019-02-16T03:01:53.023Z"), ""},
 		{"unix bad", "deployment", "started_at", "{path: a, transform: [unix_ms]}", `{"a":"soon"}`, nil, "not a number"},
+		{"minus ms", "deployment", "started_at", "{path: a, transform: [unix_ms, {minus_ms: d}]}", `{"a":1767600093000,"d":93000}`, ts("2026-01-05T08:00:00Z"), ""},
+		{"minus seconds, nested and as text", "deployment", "started_at", "{path: a, transform: [{time: rfc3339}, {minus_seconds: b.d}]}",
+			`{"a":"2026-07-01T10:00:00Z","b":{"d":"90.5"}}`, ts("2026-07-01T09:58:29.5Z"), ""},
+		{"minus nothing named", "deployment", "started_at", "{path: a, transform: [unix_ms, {minus_ms: d}]}", `{"a":1767600093000,"d":null}`, ts("2026-01-05T08:01:33Z"), ""},
+		{"minus bad", "deployment", "started_at", "{path: a, transform: [unix_ms, {minus_ms: d}]}", `{"a":1767600093000,"d":"long"}`, nil, `d: "long" is not a number`},
+		{"minus negative", "deployment", "started_at", "{path: a, transform: [unix_ms, {minus_ms: d}]}", `{"a":1767600093000,"d":-5}`, nil, "negative duration"},
+		{"minus out of range", "deployment", "started_at", "{path: a, transform: [unix_ms, {minus_seconds: d}]}", `{"a":1767600093000,"d":1e12}`, nil, "out of range"},
 		{"bool", "change", "pir_required", "{path: a, transform: [bool]}", `{"a":"Yes"}`, true, ""},
 		{"bool auto", "change", "pir_required", "{path: a}", `{"a":"false"}`, false, ""},
 		{"bool bad", "change", "pir_required", "{path: a, transform: [bool]}", `{"a":"maybe"}`, nil, "not a boolean"},
@@ -200,6 +207,9 @@ func TestCompileErrors(t *testing.T) {
 		{"unknown transform", "name: t\nkind: change\nfields: {key: {path: a, transform: [trim, reverse]}}", []string{"fields.key.transform[1]"}},
 		{"transform arg", "name: t\nkind: change\nfields: {key: {path: a, transform: [{trim: x}]}}", []string{"fields.key.transform[0]"}},
 		{"empty split", "name: t\nkind: change\nfields: {services: {path: a, transform: [{split: ''}]}}", []string{"fields.services.transform[0].split"}},
+		{"minus of text", "name: t\nkind: deployment\nfields: {started_at: {path: a, transform: [{minus_ms: d}]}}", []string{"fields.started_at.transform[0]"}},
+		{"minus without path", "name: t\nkind: deployment\nfields: {started_at: {path: a, transform: [unix_ms, {minus_ms: ''}]}}", []string{"fields.started_at.transform[1].minus_ms"}},
+		{"minus as a bare name", "name: t\nkind: deployment\nfields: {started_at: {path: a, transform: [unix_ms, minus_ms]}}", []string{"fields.started_at.transform[1].minus_ms"}},
 		{"kind mismatch in chain", "name: t\nkind: change\nfields: {planned_start: {path: a, transform: [{time: datetime}, lower]}}", []string{"fields.planned_start.transform[1]"}},
 		{"chain ends in wrong type", "name: t\nkind: change\nfields: {planned_start: {path: a, transform: [present]}}", []string{"fields.planned_start.transform"}},
 		{"map on list field", "name: t\nkind: change\nfields: {services: {path: a, map: {x: y}}}", []string{"fields.services.map"}},
@@ -358,6 +368,28 @@ fields:
 	}
 	if res := c.Apply([]byte(`{"k":"C","a":"nope"}`)); !strings.Contains(errString(res), "approvals: not an array") {
 		t.Fatalf("errors %q", errString(res))
+	}
+}
+
+// TestMinusReadsTheElement: in an approval, a minus step reads its
+// duration in the same element, as the element's other paths are read.
+func TestMinusReadsTheElement(t *testing.T) {
+	c := compile(t, `
+name: t
+kind: change
+fields:
+  key: {path: k}
+  approvals:
+    path: a
+    each:
+      approver: {path: who}
+      at: {path: done, transform: [unix_seconds, {minus_seconds: took}]}
+`)
+	res := c.Apply([]byte(`{"k":"C","took":1000,"a":[{"who":"x","done":1700000000,"took":20},{"who":"y","done":1700000000}]}`))
+	ch := res.Record.(*core.Change)
+	if len(res.Errors) > 0 || len(ch.Approvals) != 2 || ch.Approvals[0].At == nil || ch.Approvals[1].At == nil ||
+		!ch.Approvals[0].At.Equal(time.Unix(1699999980, 0)) || !ch.Approvals[1].At.Equal(time.Unix(1700000000, 0)) {
+		t.Fatalf("approvals %+v, errors %s", ch.Approvals, errString(res))
 	}
 }
 

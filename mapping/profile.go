@@ -120,7 +120,7 @@ type FieldSpec struct {
 // bare name (trim, lower, upper, present, bool, int, unix_seconds, unix_ms,
 // first) or a one-key mapping with the step's argument:
 //
-//	{split: ","}  {join: ", "}
+//	{split: ","}  {join: ", "}  {minus_ms: build.duration}
 //	{regex: "CHG[0-9]+"}  {regex: {pattern: "/commit/([0-9a-f]+)", group: 1}}
 //	{time: "2006-01-02 15:04:05"}  {time: {layout: datetime, zone: Europe/Paris}}
 //	{time: {layouts: [rfc3339, "2006-01-02 15:04:05 MST"]}}
@@ -131,6 +131,7 @@ type Transform struct {
 	Group   *int     `json:"group,omitempty"`   // regex; default 1 when the pattern has a group, else 0
 	Layouts []string `json:"layouts,omitempty"` // time
 	Zone    string   `json:"zone,omitempty"`    // time: IANA zone for layouts without an offset; default UTC
+	Path    string   `json:"path,omitempty"`    // minus_ms, minus_seconds: where the duration is read
 }
 
 // UnmarshalYAML decodes the bare-name and one-key forms. It checks shapes
@@ -155,6 +156,11 @@ func (t *Transform) UnmarshalYAML(n *yaml.Node) error {
 			return fmt.Errorf("line %d: %s takes a separator string", arg.Line, t.Name)
 		}
 		t.Sep = arg.Value
+	case "minus_ms", "minus_seconds":
+		if arg.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: %s takes the path of a duration", arg.Line, t.Name)
+		}
+		t.Path = arg.Value
 	case "regex":
 		if arg.Kind == yaml.ScalarNode {
 			t.Pattern = arg.Value

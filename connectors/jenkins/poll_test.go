@@ -72,8 +72,10 @@ func fakeJenkins(t *testing.T, status *int) *httptest.Server {
 // watermark come back as the plugin's STARTED and COMPLETED messages,
 // oldest first across the jobs (a running build as started, whenever it
 // began); the jenkins-build profile maps them (service, environment,
-// changes, commit, status, started and finished); a secret parameter has
-// no value to pass on; a refusal is final, a 5xx transient.
+// changes, commit, status, started and finished: a build that started
+// before the watermark and ended after it, of which only COMPLETED is
+// handed on, is recorded at its start, not its end); a secret parameter
+// has no value to pass on; a refusal is final, a 5xx transient.
 func TestPollBuilds(t *testing.T) {
 	status := 0
 	srv := fakeJenkins(t, &status)
@@ -128,6 +130,11 @@ func TestPollBuilds(t *testing.T) {
 		done.FinishedAt == nil || !done.FinishedAt.Equal(recs[5].UpdatedAt) || done.Service != "payments-api" || done.Environment != "production" ||
 		done.Commit != strings.Repeat("g", 40) || done.RunID != "job/deploy-payments/6/" || len(done.Changes) != 1 || done.Changes[0] != "CHG0000123" {
 		t.Errorf("build 6 mapped to\n%+v\n%+v", started, done)
+	}
+	if d, start := deployment(recs[1]), time.Date(2026, 12, 6, 9, 58, 0, 0, time.UTC); recs[1].Key != "build:deploy-payments#4:COMPLETED" ||
+		!d.StartedAt.Equal(start) || d.FinishedAt == nil || !d.FinishedAt.Equal(start.Add(4*time.Minute)) {
+		t.Errorf("build 4, started before the watermark, mapped from %s to started %v finished %v; want %v and 4 minutes later",
+			recs[1].Key, d.StartedAt, d.FinishedAt, start)
 	}
 	if d := deployment(recs[3]); d.Service != "ledger" || d.Status != "failed" || d.RunID != "job/team/job/deploy%20ledger/3/" {
 		t.Errorf("the unstable build in the folder mapped to %+v", d)

@@ -69,7 +69,19 @@ func (c *Cursor) Fresh() bool { return c.offset == 0 }
 // the overlap moved on since the page before: records may have been
 // passed over, so the next page reads the instant again from its start.
 func (c *Cursor) Read(keys []string, times []time.Time) []bool {
-	return c.read(keys, times, c.offset, c.offset > 0)
+	return c.read(keys, times, c.offset, c.offset > 0, len(keys))
+}
+
+// ReadListed is Read for a page the source thinned after cutting it: it
+// listed listed records (the page's size, when more follow) and showed
+// only keys (ServiceNow leaves out the rows the caller's ACLs hide after
+// applying sysparm_limit, so a page may come back short, or empty, with
+// more to follow). The hidden records still hold places in the listing:
+// the next page is asked after all listed ones when the page shows
+// nothing newer than the instant it was asked from, so a page every
+// record of which is hidden still moves the reader on.
+func (c *Cursor) ReadListed(keys []string, times []time.Time, listed int) []bool {
+	return c.read(keys, times, c.offset, c.offset > 0, max(listed, len(keys)))
 }
 
 // ReadContinued takes a page a source paged by token gave after the
@@ -78,12 +90,13 @@ func (c *Cursor) Read(keys []string, times []time.Time) []bool {
 // record, so its first record is new by design and says nothing of a
 // shift.
 func (c *Cursor) ReadContinued(keys []string, times []time.Time) []bool {
-	return c.read(keys, times, c.end, false)
+	return c.read(keys, times, c.end, false, len(keys))
 }
 
 // read is Read for a page that began at place start of the instant it
-// was asked from; check says whether a new first record means a shift.
-func (c *Cursor) read(keys []string, times []time.Time, start int, check bool) []bool {
+// was asked from and listed listed records, keys among them; check says
+// whether a new first record means a shift.
+func (c *Cursor) read(keys []string, times []time.Time, start int, check bool, listed int) []bool {
 	fresh := make([]bool, len(keys))
 	for i, k := range keys {
 		it := item{k, times[i]}
@@ -92,10 +105,20 @@ func (c *Cursor) read(keys []string, times []time.Time, start int, check bool) [
 			fresh[i] = true
 		}
 	}
+	hidden := listed - len(keys)
 	if len(keys) == 0 {
+		if hidden > 0 {
+			c.end = start + listed
+			c.offset = max(0, c.end-c.overlap)
+		}
 		return fresh
 	}
-	shifted := check && fresh[0]
+	// A new first record shows a shift only when it held one of the places
+	// the page read again. With as many hidden records as the overlap it
+	// may lie past them; taken for a shift, the instant would be read
+	// again from its start at every such page, and a poll's pages could
+	// run out inside one large instant.
+	shifted := check && fresh[0] && hidden < c.overlap
 	at := 0 // records of this page at its newest instant: its place in that instant
 	last := times[len(times)-1].Truncate(c.precision)
 	for _, t := range times {
@@ -110,6 +133,11 @@ func (c *Cursor) read(keys []string, times []time.Time, start int, check bool) [
 				delete(c.seen, it)
 			}
 		}
+	} else if hidden > 0 {
+		// The page shows nothing past the instant it was asked from: its
+		// places in the listing from there are all it listed, hidden or
+		// not.
+		at = start + listed
 	} else {
 		at += start
 	}

@@ -155,3 +155,84 @@ func TestCursorMovesOnPastRecordsReadBefore(t *testing.T) {
 		t.Fatalf("offsets %v: a page with nothing new must move the offset on", offsets)
 	}
 }
+
+// TestCursorReadsPastHiddenRecords: a source that hides records after
+// cutting the page (ServiceNow's ACLs) gives short pages, and empty ones,
+// with more to follow. Read with what each page listed, every record it
+// shows is read, through runs of hidden records longer than a page, in
+// one instant or many, and while records move, in as many pages as the
+// listing's places take (hidden records are no sign of a shift).
+func TestCursorReadsPastHiddenRecords(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name   string
+		at     func(i int) time.Time
+		hidden func(i int) bool
+		moved  int
+	}{
+		{"one a second, a run of 250 hidden", func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) },
+			func(i int) bool { return i >= 50 && i < 300 }, 0},
+		{"all in one second, a run of 250 hidden", func(int) time.Time { return t0 }, func(i int) bool { return i >= 50 && i < 300 }, 0},
+		{"all in one second, every other hidden", func(int) time.Time { return t0 }, func(i int) bool { return i%2 == 1 }, 0},
+		{"all in one second, runs of 30 hidden at the pages' ends", func(int) time.Time { return t0 },
+			func(i int) bool { return i%100 >= 70 }, 0},
+		{"ten a second, every third hidden, three move", func(i int) time.Time { return t0.Add(time.Duration(i/10) * time.Second) },
+			func(i int) bool { return i%3 == 0 }, 3},
+		{"all in one second, a run of 250 hidden, five move", func(int) time.Time { return t0 }, func(i int) bool { return i >= 120 && i < 370 }, 5},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			const records, size = 450, 100
+			src := &source{at: map[string]time.Time{}}
+			hide := map[string]bool{}
+			for i := range records {
+				k := fmt.Sprintf("r%04d", i)
+				src.at[k], hide[k] = tc.at(i), tc.hidden(i)
+			}
+			later := t0.Add(time.Hour)
+			got := map[string]int{}
+			c := New(t0, time.Second, size)
+			pages := 0
+			for ; pages < 100; pages++ {
+				since, off := c.Next()
+				listed, times := src.page(since, off, size)
+				var keys []string
+				var shown []time.Time
+				for i, k := range listed {
+					if !hide[k] {
+						keys, shown = append(keys, k), append(shown, times[i])
+					}
+				}
+				n := len(keys)
+				if len(listed) == size { // more may follow: the page was cut full
+					n = size
+				}
+				for i, fresh := range c.ReadListed(keys, shown, n) {
+					if fresh {
+						got[keys[i]]++
+					}
+				}
+				if len(listed) < size {
+					break
+				}
+				for k := range tc.moved { // the oldest shown records are updated
+					key := fmt.Sprintf("r%04d", k)
+					if src.at[key].Before(t0.Add(time.Hour)) {
+						later = later.Add(time.Second)
+						src.at[key] = later
+					}
+				}
+			}
+			for i := range records {
+				if k := fmt.Sprintf("r%04d", i); !hide[k] && got[k] == 0 {
+					t.Errorf("%s never read (%d pages)", k, pages)
+				}
+			}
+			// 450 places, 80 new a page: hidden records taken for a shift
+			// would have the instant read again.
+			if pages > 6 {
+				t.Errorf("%d pages for %d records in pages of %d", pages, records, size)
+			}
+		})
+	}
+}

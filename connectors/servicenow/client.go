@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -119,18 +120,24 @@ type errorBody struct {
 // connectors.ErrNotFound (wrapped); other statuses are
 // *apiclient.StatusError naming the instance, what and the status.
 func (c *Client) call(ctx context.Context, method, path, what string, q url.Values, body any) ([]byte, error) {
+	b, _, err := c.callHeader(ctx, method, path, what, q, body)
+	return b, err
+}
+
+// callHeader is call that also returns the answer's headers.
+func (c *Client) callHeader(ctx context.Context, method, path, what string, q url.Values, body any) ([]byte, http.Header, error) {
 	for attempt := 0; ; attempt++ {
-		b, status, err := c.once(ctx, method, path, what, q, body)
+		b, h, status, err := c.once(ctx, method, path, what, q, body)
 		// An OAuth token the instance revoked early: fetch a new one once.
 		if status == http.StatusUnauthorized && attempt == 0 && c.api.ClientID != "" {
 			c.dropToken()
 			continue
 		}
-		return b, err
+		return b, h, err
 	}
 }
 
-func (c *Client) once(ctx context.Context, method, path, what string, q url.Values, body any) ([]byte, int, error) {
+func (c *Client) once(ctx context.Context, method, path, what string, q url.Values, body any) ([]byte, http.Header, int, error) {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -139,7 +146,7 @@ func (c *Client) once(ctx context.Context, method, path, what string, q url.Valu
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%s: %s: encode request: %w", c.System(), what, err)
+			return nil, nil, 0, fmt.Errorf("%s: %s: encode request: %w", c.System(), what, err)
 		}
 		rd = bytes.NewReader(b)
 	}
@@ -151,26 +158,26 @@ func (c *Client) once(ctx context.Context, method, path, what string, q url.Valu
 		req, err = http.NewRequestWithContext(ctx, method, u, nil)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %s: %w", c.System(), what, err)
+		return nil, nil, 0, fmt.Errorf("%s: %s: %w", c.System(), what, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if err := c.authorize(ctx, req); err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	resp, err := c.hc.HTTPClient().Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %s: %w", c.System(), what, apiclient.UnwrapURL(err))
+		return nil, nil, 0, fmt.Errorf("%s: %s: %w", c.System(), what, apiclient.UnwrapURL(err))
 	}
 	b, err := apiclient.ReadBody(resp, maxBody)
 	if err != nil {
-		return nil, resp.StatusCode, fmt.Errorf("%s: %s: %w", c.System(), what, err)
+		return nil, resp.Header, resp.StatusCode, fmt.Errorf("%s: %s: %w", c.System(), what, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return nil, resp.StatusCode, fmt.Errorf("%s: %s: %w", c.System(), what, connectors.ErrNotFound)
+		return nil, resp.Header, resp.StatusCode, fmt.Errorf("%s: %s: %w", c.System(), what, connectors.ErrNotFound)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		var eb errorBody
 		_ = json.Unmarshal(b, &eb)
@@ -178,12 +185,12 @@ func (c *Client) once(ctx context.Context, method, path, what string, q url.Valu
 		if eb.Error.Detail != "" {
 			msg += " (" + eb.Error.Detail + ")"
 		}
-		return nil, resp.StatusCode, &apiclient.StatusError{Instance: c.System(), What: what, Status: resp.StatusCode, Message: apiclient.Trim(msg)}
+		return nil, resp.Header, resp.StatusCode, &apiclient.StatusError{Instance: c.System(), What: what, Status: resp.StatusCode, Message: apiclient.Trim(msg)}
 	}
 	if !json.Valid(b) {
-		return nil, resp.StatusCode, fmt.Errorf("%s: %s: the answer is not valid JSON", c.System(), what)
+		return nil, resp.Header, resp.StatusCode, fmt.Errorf("%s: %s: the answer is not valid JSON", c.System(), what)
 	}
-	return b, resp.StatusCode, nil
+	return b, resp.Header, resp.StatusCode, nil
 }
 
 // authorize sets Basic auth or the OAuth bearer token.
@@ -255,15 +262,87 @@ type listResult struct {
 // list GETs table's records the query q asks for (what names the read in
 // errors) and returns them as the Table API lists them.
 func (c *Client) list(ctx context.Context, table, what string, q url.Values) ([]json.RawMessage, error) {
-	b, err := c.call(ctx, http.MethodGet, "/api/now/table/"+table, what, q, nil)
+	p, err := c.listPage(ctx, table, what, q)
+	return p.rows, err
+}
+
+// listPage is one Table API list answer: the records it shows, and what
+// its headers say of the rows the query lists.
+type listPage struct {
+	rows []json.RawMessage
+	// total is X-Total-Count, the rows the query lists, hidden ones
+	// among them (-1: not sent).
+	total int
+	// linked says a Link header came, next that it names a next page.
+	linked, next bool
+}
+
+// follows reports whether more rows follow the page asked at offset with
+// limit, and whether the answer says: ServiceNow applies sysparm_limit
+// before the integration user's ACLs hide rows, so a page shorter than
+// the limit, or empty, is not the end.
+func (p listPage) follows(offset, limit int) (more, known bool) {
+	switch {
+	case p.total >= 0:
+		return offset+limit < p.total, true
+	case p.linked:
+		return p.next, true
+	}
+	return false, false
+}
+
+// listPage is list with what the answer's headers say of the listing.
+func (c *Client) listPage(ctx context.Context, table, what string, q url.Values) (listPage, error) {
+	b, h, err := c.callHeader(ctx, http.MethodGet, "/api/now/table/"+table, what, q, nil)
 	if err != nil {
-		return nil, err
+		return listPage{}, err
 	}
 	var lr listResult
 	if err := json.Unmarshal(b, &lr); err != nil {
-		return nil, fmt.Errorf("%s: %s: the answer is not a Table API list: %w", c.System(), what, err)
+		return listPage{}, fmt.Errorf("%s: %s: the answer is not a Table API list: %w", c.System(), what, err)
 	}
-	return lr.Result, nil
+	p := listPage{rows: lr.Result, total: -1}
+	if n, err := strconv.Atoi(strings.TrimSpace(h.Get("X-Total-Count"))); err == nil && n >= 0 {
+		p.total = n
+	}
+	if links := h.Values("Link"); len(links) > 0 {
+		p.linked, p.next = true, linksNext(strings.Join(links, ","))
+	}
+	return p, nil
+}
+
+// linksNext reports whether a Link header (RFC 8288: <url>;rel="next",
+// <url>;rel="last" …) names a next page. The URLs are skipped whole: a
+// query in them may hold commas and semicolons.
+func linksNext(h string) bool {
+	for {
+		open := strings.IndexByte(h, '<')
+		if open < 0 {
+			return false
+		}
+		end := strings.IndexByte(h[open:], '>')
+		if end < 0 {
+			return false
+		}
+		h = h[open+end+1:]
+		params := h
+		if i := strings.IndexByte(h, '<'); i >= 0 {
+			params = h[:i]
+		}
+		for _, p := range strings.Split(params, ";") {
+			k, v, ok := strings.Cut(p, "=")
+			if !ok || !strings.EqualFold(strings.TrimSpace(k), "rel") {
+				continue
+			}
+			// The last parameter of a link runs to the comma before the next.
+			v = strings.Trim(strings.TrimRight(strings.TrimSpace(v), ", \t"), `"`)
+			for _, rel := range strings.Fields(v) {
+				if strings.EqualFold(rel, "next") {
+					return true
+				}
+			}
+		}
+	}
 }
 
 // GetRecord reads one record by number from table with display values;
@@ -338,6 +417,7 @@ func (c *Client) listMerged(ctx context.Context, since time.Time, emit func(conn
 	for i, t := range tables {
 		curs[i] = &tableCursor{c: c, table: t, at: rebase.New(since.UTC(), time.Second, pageSize)}
 	}
+	emitted := 0
 	for {
 		var next *tableCursor
 		for _, tc := range curs {
@@ -345,6 +425,11 @@ func (c *Client) listMerged(ctx context.Context, since time.Time, emit func(conn
 				return err
 			}
 			if len(tc.buf) == 0 && !tc.done {
+				if emitted == 0 {
+					// The next poll, from the same watermark, would read the
+					// same pages again: say so rather than stop quietly.
+					return tc.stalled(since)
+				}
 				return nil // read as far as one poll goes; the next goes on from here
 			}
 			if len(tc.buf) > 0 && (next == nil || tc.buf[0].UpdatedAt.Before(next.buf[0].UpdatedAt)) {
@@ -357,6 +442,7 @@ func (c *Client) listMerged(ctx context.Context, since time.Time, emit func(conn
 		if err := emit(next.buf[0]); err != nil {
 			return err
 		}
+		emitted++
 		next.buf = next.buf[1:]
 	}
 }
@@ -395,9 +481,15 @@ func (tc *tableCursor) readPage(ctx context.Context) error {
 		"sysparm_limit":         {fmt.Sprint(pageSize)},
 		"sysparm_offset":        {fmt.Sprint(offset)},
 	}
-	rows, err := tc.c.list(ctx, tc.table, tc.table, q)
+	pg, err := tc.c.listPage(ctx, tc.table, tc.table, q)
 	if err != nil {
 		return err
+	}
+	rows := pg.rows
+	more, known := pg.follows(offset, pageSize)
+	listed := len(rows)
+	if more {
+		listed = pageSize // cut full, then thinned by the ACLs: hidden rows hold places
 	}
 	recs := make([]connectors.Record, 0, len(rows))
 	ids := make([]string, len(rows))
@@ -411,21 +503,37 @@ func (tc *tableCursor) readPage(ctx context.Context) error {
 		ids[i], times[i] = fieldValue(gjson.GetBytes(raw, "sys_id")), rec.UpdatedAt
 	}
 	fresh := 0
-	for i, f := range tc.at.Read(ids, times) {
+	for i, f := range tc.at.ReadListed(ids, times, listed) {
 		if f {
 			tc.buf = append(tc.buf, recs[i])
 			fresh++
 		}
 	}
 	tc.page++
-	// A short page ends the table only when it brings nothing new (the
-	// records the next page re-reads of its instant): ServiceNow leaves
-	// out the rows the integration user's ACLs hide after cutting the
-	// page, so a short page can have more after it; taken for the end, the
-	// merge would go on to the other table's newer records and the
-	// watermark past the rows not read.
+	if known {
+		// X-Total-Count (or the Link header) counts the rows the ACLs
+		// hide: a page they emptied is not the end.
+		tc.done = !more
+		return nil
+	}
+	// Without either header, a short page ends the table only when it
+	// brings nothing new (the records the next page re-reads of its
+	// instant): ServiceNow leaves out the rows the integration user's
+	// ACLs hide after cutting the page, so a short page can have more
+	// after it; taken for the end, the merge would go on to the other
+	// table's newer records and the watermark past the rows not read.
 	tc.done = len(rows) < pageSize && fresh == 0
 	return nil
+}
+
+// stalled is the error of a poll whose pages of the table, as many as one
+// poll reads, showed nothing to hand on while the instance said more
+// rows follow: its ACLs hide a run of rows longer than that from the
+// integration user (or it answers wrongly), and the rows after the run
+// are not read until it may read them.
+func (tc *tableCursor) stalled(since time.Time) error {
+	return fmt.Errorf("%s: %s: %d pages of the records updated since %s showed none to read while the instance says more follow "+
+		"(hidden by the integration user's ACLs?); the records after them are not read", tc.c.System(), tc.table, tc.page, since.UTC().Format(timeLayout))
 }
 
 // ReadChange reads one change by number for the gate's read-back.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -100,13 +102,11 @@ func TestListUpdatedPages(t *testing.T) {
 		}
 	}
 	// The second page is asked from the newest update the first read
-	// (00:10 + 99 minutes), not by an offset into the first listing; the
-	// second is short but new, so a third (from 02:09, bringing nothing
-	// new) ends the table (a short page may be one the ACLs thinned).
+	// (00:10 + 99 minutes), not by an offset into the first listing; its
+	// X-Total-Count says no row follows it, which ends the table.
 	calls := fake.Calls("/api/now/table/change_request")
-	if len(calls) != 3 || !strings.Contains(calls[0].Query, "sys_updated_on>=2026-12-01 00:10:00^ORDERBYsys_updated_on^ORDERBYsys_id") ||
-		!strings.Contains(calls[1].Query, "sys_updated_on>=2026-12-01 01:49:00^") || !strings.Contains(calls[1].Query, "sysparm_offset=0") ||
-		!strings.Contains(calls[2].Query, "sys_updated_on>=2026-12-01 02:09:00^") {
+	if len(calls) != 2 || !strings.Contains(calls[0].Query, "sys_updated_on>=2026-12-01 00:10:00^ORDERBYsys_updated_on^ORDERBYsys_id") ||
+		!strings.Contains(calls[1].Query, "sys_updated_on>=2026-12-01 01:49:00^") || !strings.Contains(calls[1].Query, "sysparm_offset=0") {
 		t.Errorf("calls %+v", calls)
 	}
 }
@@ -190,6 +190,115 @@ func TestListPastShortPages(t *testing.T) {
 	}
 	if len(order) == 0 || order[len(order)-1] != "CHG0000001" {
 		t.Errorf("the newer change is not read last: %v", order[max(0, len(order)-3):])
+	}
+}
+
+// TestListPastHiddenPages: sysparm_limit applies before the ACLs, so a
+// page whose every row the integration user may not read comes back
+// empty while more follow. Two pages' worth of hidden incidents do not
+// end the table: the readable ones after them are read, before the newer
+// change of the other table, whether the instance says more follow by
+// X-Total-Count or by its Link header alone.
+func TestListPastHiddenPages(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		count, links bool
+		calls        int // incident pages asked, at most
+	}{
+		{"X-Total-Count", true, true, 6},
+		{"Link header only", false, true, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := itsmfake.New(testUser, testPW)
+			defer fake.Close()
+			fake.SNListHeaders(tc.count, tc.links)
+			base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+			const n = 2*pageSize + 150
+			for i := range n {
+				fake.PutSN("incident", incident(fmt.Sprintf("INC%07d", i), base.Add(time.Duration(i)*time.Second)))
+			}
+			fake.PutSN("change_request", change("CHG0000001", base.Add(time.Hour)))
+			hidden := func(i int) bool { return i >= 100 && i < 300 }
+			fake.HideSN(func(table string, rec map[string]any) bool {
+				number, _ := rec["number"].(map[string]any)
+				var i int
+				_, _ = fmt.Sscanf(fmt.Sprint(number["value"]), "INC%07d", &i)
+				return table == "incident" && hidden(i)
+			})
+			c := newClient(t, fake, nil)
+			var order []string
+			if err := c.listMerged(context.Background(), base, func(r connectors.Record) error { order = append(order, r.Key); return nil }, TableIncident, TableChange); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]int{}
+			for _, k := range order {
+				got[k]++
+			}
+			for i := range n {
+				key := fmt.Sprintf("INC%07d", i)
+				if want := map[bool]int{true: 0, false: 1}[hidden(i)]; got[key] != want {
+					t.Errorf("%s read %d times, want %d", key, got[key], want)
+				}
+			}
+			if len(order) == 0 || order[len(order)-1] != "CHG0000001" {
+				t.Errorf("the newer change is not read last: %v", order[max(0, len(order)-3):])
+			}
+			if calls := fake.Calls("/api/now/table/incident"); len(calls) > tc.calls {
+				t.Errorf("%d incident pages asked for %d rows in pages of %d", len(calls), n, pageSize)
+			}
+		})
+	}
+}
+
+// TestListStopsAtAnInstanceThatNeverEnds: an instance that answers every
+// page empty while saying ever more rows follow is read no further than
+// one poll's pages, and the poll fails saying so (it would otherwise
+// read the same pages, from the same watermark, at every poll).
+func TestListStopsAtAnInstanceThatNeverEnds(t *testing.T) {
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.Header().Set("X-Total-Count", "100000000")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"result":[]}`))
+	}))
+	defer srv.Close()
+	hc := apiclient.New(apiclient.Options{Instance: "acme", Timeout: time.Second, RetryMax: 1})
+	c, err := NewClient(connectors.Config{Name: "acme", Type: Type, API: &connectors.API{URL: srv.URL, Username: testUser, Password: testPW}}, hc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	err = c.listMerged(context.Background(), since, func(connectors.Record) error { t.Fatal("a record from nothing"); return nil }, TableIncident)
+	if err == nil || !strings.Contains(err.Error(), "ServiceNow acme: incident: 50 pages of the records updated since 2026-12-01 00:00:00 showed none") {
+		t.Errorf("error %v; want one naming the table and the pages read", err)
+	}
+	if calls != maxPages {
+		t.Errorf("%d pages asked, want one poll's %d", calls, maxPages)
+	}
+}
+
+// TestLinksNext: the Link header's rel="next" is found whatever the URLs
+// hold and however the links are spaced.
+func TestLinksNext(t *testing.T) {
+	for _, tc := range []struct {
+		h    string
+		want bool
+	}{
+		{`<https://i.service-now.com/api/now/table/incident?sysparm_offset=0&sysparm_limit=100>;rel="first",` +
+			`<https://i.service-now.com/api/now/table/incident?sysparm_offset=100&sysparm_limit=100>;rel="next",` +
+			`<https://i.service-now.com/api/now/table/incident?sysparm_offset=200&sysparm_limit=100>;rel="last"`, true},
+		{`<https://i.service-now.com/api/now/table/incident?sysparm_offset=0&sysparm_limit=100>;rel="first",` +
+			`<https://i.service-now.com/api/now/table/incident?sysparm_offset=0&sysparm_limit=100>;rel="last"`, false},
+		{`<https://i/x?sysparm_query=numberINa,b;rel="next">;rel="prev", <https://i/y> ; rel=next`, true},
+		{`<https://i/x?q=rel="next">; rel="prev" , <https://i/y>; rel="last"`, false},
+		{`<https://i/x>; rel="prev next"`, true},
+		{`<https://i/x`, false},
+		{``, false},
+	} {
+		if got := linksNext(tc.h); got != tc.want {
+			t.Errorf("linksNext(%q) = %v, want %v", tc.h, got, tc.want)
+		}
 	}
 }
 

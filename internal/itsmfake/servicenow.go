@@ -25,6 +25,8 @@ type snData struct {
 	// ServiceNow's, they are left out after the page is cut, so a page
 	// can come back short with more to follow.
 	hidden func(table string, rec map[string]any) bool
+	// noCount and noLinks leave X-Total-Count and Link out of lists.
+	noCount, noLinks bool
 }
 
 func (d *snData) init() { d.tables = map[string][]map[string]any{}; d.seq = 3000000 }
@@ -299,21 +301,7 @@ func (s *Server) serviceNow(w http.ResponseWriter, r *http.Request, body string)
 		table, id := m[1], m[2]
 		switch {
 		case r.Method == http.MethodGet && id == "":
-			recs := s.sn.query(table, q.Get("sysparm_query"))
-			off, _ := strconv.Atoi(q.Get("sysparm_offset"))
-			lim, _ := strconv.Atoi(q.Get("sysparm_limit"))
-			if lim <= 0 {
-				lim = 10000
-			}
-			w.Header().Set("X-Total-Count", strconv.Itoa(len(recs)))
-			page := []map[string]any{}
-			for i := off; i < len(recs) && i < off+lim; i++ {
-				if s.sn.hidden != nil && s.sn.hidden(table, recs[i]) {
-					continue
-				}
-				page = append(page, s.sn.render(recs[i], q.Get("sysparm_fields"), q.Get("sysparm_display_value")))
-			}
-			writeJSON(w, 200, map[string]any{"result": page})
+			s.snList(w, r, table)
 		case r.Method == http.MethodGet:
 			rec := s.sn.bySysID(id)
 			if rec == nil {
@@ -377,6 +365,67 @@ func (s *Server) serviceNow(w http.ResponseWriter, r *http.Request, body string)
 		return
 	}
 	writeJSON(w, 400, map[string]any{"error": map[string]string{"message": "Requested URI does not represent any resource"}})
+}
+
+// snList answers a Table API list as ServiceNow does: a page of
+// sysparm_limit rows from sysparm_offset, less the rows the caller's
+// ACLs hide (HideSN) — left out after the page is cut, so a page can come
+// back short, or empty, with more to follow — with X-Total-Count, the
+// rows the query lists (hidden ones among them; not with
+// sysparm_no_count=true), and a Link header to the first, previous, next
+// and last pages (not with sysparm_suppress_pagination_header=true).
+func (s *Server) snList(w http.ResponseWriter, r *http.Request, table string) {
+	q := r.URL.Query()
+	recs := s.sn.query(table, q.Get("sysparm_query"))
+	off, _ := strconv.Atoi(q.Get("sysparm_offset"))
+	lim, _ := strconv.Atoi(q.Get("sysparm_limit"))
+	if lim <= 0 {
+		lim = 10000
+	}
+	off = max(off, 0)
+	if q.Get("sysparm_no_count") != "true" && !s.sn.noCount {
+		w.Header().Set("X-Total-Count", strconv.Itoa(len(recs)))
+	}
+	if q.Get("sysparm_suppress_pagination_header") != "true" && !s.sn.noLinks {
+		w.Header().Set("Link", snLinks(r, off, lim, len(recs)))
+	}
+	page := []map[string]any{}
+	for i := off; i < len(recs) && i < off+lim; i++ {
+		if s.sn.hidden != nil && s.sn.hidden(table, recs[i]) {
+			continue
+		}
+		page = append(page, s.sn.render(recs[i], q.Get("sysparm_fields"), q.Get("sysparm_display_value")))
+	}
+	writeJSON(w, 200, map[string]any{"result": page})
+}
+
+// snLinks is a list answer's Link header, in ServiceNow's form:
+// <url>;rel="first",<url>;rel="prev",<url>;rel="next",<url>;rel="last".
+func snLinks(r *http.Request, off, lim, total int) string {
+	at := func(o int) string {
+		q := r.URL.Query()
+		q.Set("sysparm_offset", strconv.Itoa(o))
+		q.Set("sysparm_limit", strconv.Itoa(lim))
+		return "<http://" + r.Host + r.URL.Path + "?" + q.Encode() + ">"
+	}
+	last := max(0, (total-1)/lim*lim)
+	links := []string{at(0) + `;rel="first"`}
+	if off > 0 {
+		links = append(links, at(max(0, off-lim))+`;rel="prev"`)
+	}
+	if off+lim < total {
+		links = append(links, at(off+lim)+`;rel="next"`)
+	}
+	return strings.Join(append(links, at(last)+`;rel="last"`), ",")
+}
+
+// SNListHeaders chooses what Table API lists say of the listing: the
+// X-Total-Count header (count) and the Link header (links), as an
+// instance (or a proxy before it) may leave either out.
+func (s *Server) SNListHeaders(count, links bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sn.noCount, s.sn.noLinks = !count, !links
 }
 
 func urlUnescape(s string) (string, error) { return url.QueryUnescape(s) }

@@ -47,11 +47,16 @@ const timeLayout = "2006-01-02 15:04:05"
 const maxComment = 4000
 
 // pageSize is sysparm_limit of list reads; maxPages bounds one poll (the
-// next poll continues from the watermark).
+// next poll continues from the watermark). Pages the integration user's
+// ACLs emptied whole count apart, up to maxHiddenPages: a user who may
+// read a small part of a busy table meets long runs of them, and a poll
+// that stopped inside one would start again before it, from the same
+// watermark, every time.
 const (
-	pageSize = 100
-	maxPages = 50
-	maxBody  = 16 << 20
+	pageSize       = 100
+	maxPages       = 50
+	maxHiddenPages = 500
+	maxBody        = 16 << 20
 )
 
 // ApprovalsMember is the member the client adds to a change_request record
@@ -79,7 +84,15 @@ type Client struct {
 	tokenExp time.Time
 
 	refs refCache
+
+	// pages bounds one poll's reads of a table (maxPages, maxHiddenPages;
+	// the tests lower them).
+	pages pageLimits
 }
+
+// pageLimits are the pages one poll reads of a table: those that bring
+// rows, and those the ACLs emptied whole.
+type pageLimits struct{ read, hidden int }
 
 // changeNumber is the default shape of a ServiceNow change number.
 var changeNumber = regexp.MustCompile(`^CHG[0-9]+$`)
@@ -95,6 +108,7 @@ func NewClient(cfg connectors.Config, hc *apiclient.Client, log *slog.Logger) (*
 	return &Client{
 		name: cfg.Name, base: strings.TrimRight(cfg.API.URL, "/"), api: *cfg.API, creation: cfg.ChangeCreation, writeBack: cfg.WriteBack,
 		hc: hc, log: log, keys: changeNumber, refs: refCache{m: map[string]refEntry{}, ttl: time.Hour},
+		pages: pageLimits{read: maxPages, hidden: maxHiddenPages},
 	}, nil
 }
 
@@ -456,14 +470,18 @@ type tableCursor struct {
 	table string
 	at    *rebase.Cursor
 	page  int
-	buf   []connectors.Record
-	done  bool // the table's last page is read
+	// hidden counts the pages read that the ACLs emptied whole while more
+	// rows followed; they do not count in page.
+	hidden int
+	buf    []connectors.Record
+	done   bool // the table's last page is read
 }
 
 // fill reads pages while the buffer is empty, until the table's last
-// page or one poll's pages (maxPages) are read.
+// page or one poll's pages (maxPages, and maxHiddenPages emptied by the
+// ACLs) are read.
 func (tc *tableCursor) fill(ctx context.Context) error {
-	for len(tc.buf) == 0 && !tc.done && tc.page < maxPages {
+	for len(tc.buf) == 0 && !tc.done && tc.page < tc.c.pages.read && tc.hidden < tc.c.pages.hidden {
 		if err := tc.readPage(ctx); err != nil {
 			return err
 		}
@@ -509,7 +527,11 @@ func (tc *tableCursor) readPage(ctx context.Context) error {
 			fresh++
 		}
 	}
-	tc.page++
+	if len(rows) == 0 && more {
+		tc.hidden++
+	} else {
+		tc.page++
+	}
 	if known {
 		// X-Total-Count (or the Link header) counts the rows the ACLs
 		// hide: a page they emptied is not the end.
@@ -533,7 +555,7 @@ func (tc *tableCursor) readPage(ctx context.Context) error {
 // are not read until it may read them.
 func (tc *tableCursor) stalled(since time.Time) error {
 	return fmt.Errorf("%s: %s: %d pages of the records updated since %s showed none to read while the instance says more follow "+
-		"(hidden by the integration user's ACLs?); the records after them are not read", tc.c.System(), tc.table, tc.page, since.UTC().Format(timeLayout))
+		"(hidden by the integration user's ACLs?); the records after them are not read", tc.c.System(), tc.table, tc.page+tc.hidden, since.UTC().Format(timeLayout))
 }
 
 // ReadChange reads one change by number for the gate's read-back.

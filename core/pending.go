@@ -69,3 +69,66 @@ type PendingGate struct {
 	// not overwrite what the replica that took the request over did.
 	Claim time.Time `json:"-"`
 }
+
+// Kinds of waiting gate, as GET /api/v1/gate/pending names them.
+const (
+	// PendingKindProtectionRule is a GitHub deployment protection rule.
+	PendingKindProtectionRule = "protection_rule"
+	// PendingKindApproval is a GitLab deployment approval.
+	PendingKindApproval = "approval"
+	// PendingKindCheck is a long-polled gate check: held by the process
+	// that serves it, never stored.
+	PendingKindCheck = "check"
+)
+
+// Kind is the kind of CI gate p waits at: GitLab's deployment approval,
+// else GitHub's deployment protection rule.
+func (p PendingGate) Kind() string {
+	if p.Provider == "gitlab" {
+		return PendingKindApproval
+	}
+	return PendingKindProtectionRule
+}
+
+// ListedPendingStates are the states of the gate requests the listing of
+// waiting gates shows: those a CI still waits on (waiting, answering)
+// and those whose answer may never have reached it (failed, unknown).
+// Answered ones are history.
+func ListedPendingStates() []string {
+	return []string{PendingWaiting, PendingAnswering, PendingFailed, PendingUnknown}
+}
+
+// PendingFilter selects a page of the stored gate requests in the order
+// the listing of waiting gates shows them: oldest first (CreatedAt), then
+// by id. Text filters compare case-insensitively, as the names a CI sends
+// are spelled as it spells them.
+type PendingFilter struct {
+	// States are some of ListedPendingStates; none is all of them.
+	States []string
+	// Kind is PendingKindProtectionRule or PendingKindApproval; "" is any.
+	Kind      string
+	Provider  string
+	Connector string
+	// Service is the request's service.
+	Service string
+	// Environments are lower-case names, the request's environment one of
+	// them (an environment's canonical name and aliases); none is any.
+	Environments []string
+	// After is the position of the previous page's last item; zero: from
+	// the first.
+	After PendingPosition
+	Limit int
+}
+
+// PendingPosition is a place in the listing of waiting gates, which is
+// ordered by Since (to the microsecond, as stored), stored requests
+// before long-polled checks of the same instant, then by ID (a check's:
+// the order it began waiting in its process).
+type PendingPosition struct {
+	Since time.Time
+	Check bool
+	ID    string
+}
+
+// IsZero reports whether p is the listing's start.
+func (p PendingPosition) IsZero() bool { return p.Since.IsZero() && p.ID == "" }

@@ -3,6 +3,7 @@ package itsm
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -228,6 +229,112 @@ func TestPendingGatesByRepository(t *testing.T) {
 		claimed, err := db.ClaimPendingGates(ctx, false, 100, time.Minute)
 		if err != nil || !slices.ContainsFunc(claimed, func(p core.PendingGate) bool { return p.ID == refused.ID && p.Decision == core.Deny }) {
 			t.Fatalf("claimed %d: %v, want the rejected one among them, decided", len(claimed), err)
+		}
+	})
+}
+
+// TestPendingGatesListing: the listing pages through every listed request
+// (past a thousand), oldest first with ties by id, never an answered one;
+// its filters select by state, kind, provider, connector, service and
+// environment (any case), and its counts cover every state whatever the
+// page.
+func TestPendingGatesListing(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *testDB, clock *sqldbtest.Clock) {
+		ctx := context.Background()
+		now := clock.T
+		n := 0
+		insert := func(connector, provider, state, service, env string, at time.Time) core.PendingGate {
+			t.Helper()
+			n++
+			p := core.PendingGate{Connector: connector, Provider: provider, ExternalID: fmt.Sprintf("d:%d", n), State: state,
+				Request:   core.GateRequest{Service: service, Environment: env, Version: "1"},
+				CreatedAt: at, Deadline: at.Add(time.Hour), NextCheckAt: at.Add(time.Hour)}
+			got, created, err := db.InsertPendingGate(ctx, p)
+			if err != nil || !created {
+				t.Fatalf("insert %d: %v %v", n, created, err)
+			}
+			return got
+		}
+		const waiting = 1050
+		for i := range waiting { // three at each instant: ties ordered by id
+			insert("github", "github", core.PendingWaiting, "payments-api", "production", now.Add(time.Duration(i/3)*time.Millisecond))
+		}
+		late := now.Add(time.Hour)
+		failed := insert("github", "github", core.PendingFailed, "ledger", "Production", late)
+		unknown := insert("github-2", "github", core.PendingUnknown, "Ledger", "prod", late.Add(time.Second))
+		approval := insert("gitlab", "gitlab", core.PendingWaiting, "ledger", "staging", late.Add(2*time.Second))
+		insert("github", "github", core.PendingAnswering, "payments-api", "staging", late.Add(3*time.Second))
+		insert("github", "github", core.PendingAnswered, "ledger", "production", late.Add(4*time.Second))
+
+		var all []core.PendingGate
+		for f := (core.PendingFilter{Limit: 1000}); ; {
+			page, err := db.PendingGatesPage(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, page...)
+			if len(page) < f.Limit {
+				break
+			}
+			last := page[len(page)-1]
+			f.After = core.PendingPosition{Since: last.CreatedAt, ID: last.ID}
+		}
+		if len(all) != waiting+4 {
+			t.Fatalf("listed %d, want %d (every listed request, no answered one)", len(all), waiting+4)
+		}
+		seen := map[string]bool{}
+		for i, p := range all {
+			if seen[p.ID] {
+				t.Fatalf("%s listed twice", p.ID)
+			}
+			seen[p.ID] = true
+			if i > 0 && (p.CreatedAt.Before(all[i-1].CreatedAt) || p.CreatedAt.Equal(all[i-1].CreatedAt) && p.ID < all[i-1].ID) {
+				t.Fatalf("item %d out of order: %v %s after %v %s", i, p.CreatedAt, p.ID, all[i-1].CreatedAt, all[i-1].ID)
+			}
+		}
+
+		ids := func(ps []core.PendingGate) []string {
+			var out []string
+			for _, p := range ps {
+				out = append(out, p.ID)
+			}
+			return out
+		}
+		for _, tc := range []struct {
+			name string
+			f    core.PendingFilter
+			want []string
+		}{
+			{"failed only", core.PendingFilter{States: []string{core.PendingFailed}}, []string{failed.ID}},
+			{"undelivered", core.PendingFilter{States: []string{core.PendingUnknown, core.PendingFailed}}, []string{failed.ID, unknown.ID}},
+			{"approvals", core.PendingFilter{Kind: core.PendingKindApproval}, []string{approval.ID}},
+			{"provider in any case", core.PendingFilter{Provider: "GitLab"}, []string{approval.ID}},
+			{"connector", core.PendingFilter{Connector: "github-2"}, []string{unknown.ID}},
+			{"service in any case, waiting", core.PendingFilter{Service: "LEDGER", States: []string{core.PendingWaiting}}, []string{approval.ID}},
+			{"environment names", core.PendingFilter{Service: "ledger", Environments: []string{"production", "prod"}}, []string{failed.ID, unknown.ID}},
+			{"protection rules after a check", core.PendingFilter{Kind: core.PendingKindProtectionRule,
+				After: core.PendingPosition{Since: late, Check: true, ID: "7"}}, []string{unknown.ID, all[len(all)-1].ID}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tc.f.Limit = 100
+				got, err := db.PendingGatesPage(ctx, tc.f)
+				if err != nil || !slices.Equal(ids(got), tc.want) {
+					t.Fatalf("%v %v, want %v", ids(got), err, tc.want)
+				}
+			})
+		}
+
+		counts, err := db.CountPendingGates(ctx, core.PendingFilter{Service: "ledger", States: []string{core.PendingWaiting}, Limit: 1})
+		want := map[string]int{core.PendingWaiting: 1, core.PendingAnswering: 0, core.PendingFailed: 1, core.PendingUnknown: 1}
+		if err != nil || !maps.Equal(counts, want) {
+			t.Fatalf("counts of ledger: %v %v, want %v whatever the state asked", counts, err, want)
+		}
+		for _, f := range []core.PendingFilter{
+			{States: []string{core.PendingAnswered}, Limit: 10}, {Kind: core.PendingKindCheck, Limit: 10}, {Limit: 0},
+		} {
+			if _, err := db.PendingGatesPage(ctx, f); !core.IsKind(err, core.KindInvalid) {
+				t.Errorf("%+v: %v, want invalid", f, err)
+			}
 		}
 	})
 }

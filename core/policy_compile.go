@@ -627,3 +627,17 @@ func clonePolicy(p Policy) Policy {
 	}
 	return q
 }
+
+// EnvironmentNames lists, in lower case, the names and aliases that
+// resolve to the canonical environment name (none for a name the policy
+// does not list), sorted.
+func (cp *CompiledPolicy) EnvironmentNames(canonical string) []string {
+	var out []string
+	for n, c := range cp.names {
+		if c == canonical {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

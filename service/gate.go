@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,6 +69,7 @@ type Gate struct {
 	stopOnce   sync.Once
 	stopping   chan struct{}
 	waiting    sync.Map // *WaitingCheck: the long-polled checks now waiting
+	waitSeq    atomic.Uint64
 	// OnWaitRefused, when set, observes a wait refused by a cap
 	// ("replica" or "token"; metrics).
 	OnWaitRefused func(limit string)
@@ -90,8 +92,11 @@ type WaitingCheck struct {
 	Request  core.GateRequest
 	Since    time.Time
 	Deadline time.Time
-	mu       sync.Mutex
-	reasons  []core.Reason
+	// Seq orders the checks of this process that began waiting at the
+	// same instant (the listing's cursor names a check by it).
+	Seq     uint64
+	mu      sync.Mutex
+	reasons []core.Reason
 }
 
 // Reasons are the reasons of the check's latest evaluation.
@@ -289,7 +294,7 @@ func (g *Gate) Check(ctx context.Context, req core.GateRequest, actor string, wa
 				return core.GateDecision{}, err
 			}
 			defer release()
-			shown = &WaitingCheck{Request: req, Since: d.EvaluatedAt, Deadline: deadline}
+			shown = &WaitingCheck{Request: req, Since: d.EvaluatedAt, Deadline: deadline, Seq: g.waitSeq.Add(1)}
 			g.waiting.Store(shown, struct{}{})
 		}
 		shown.mu.Lock()

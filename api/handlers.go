@@ -368,10 +368,13 @@ func queryBool(c *echo.Context, name string) (bool, error) {
 	}
 }
 
-func queryLimit(c *echo.Context) (int, error) {
+func queryLimit(c *echo.Context) (int, error) { return queryLimitOr(c, 100) }
+
+// queryLimitOr reads limit, from 1 to 1000, def when absent.
+func queryLimitOr(c *echo.Context, def int) (int, error) {
 	v := c.QueryParam("limit")
 	if v == "" {
-		return 100, nil
+		return def, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > 1000 {

@@ -3,17 +3,17 @@ package api
 import (
 	"context"
 	"net/http"
-	"sort"
 	"time"
 
 	"github.com/labstack/echo/v5"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/service"
 )
 
-// PendingLister lists the stored gate requests CIs wait on.
+// PendingLister lists the gates waiting now (service.WaitingGates).
 type PendingLister interface {
-	List(ctx context.Context) ([]core.PendingGate, error)
+	List(ctx context.Context, q service.PendingQuery) (service.PendingListing, error)
 }
 
 // pendingItem is one waiting gate in GET /api/v1/gate/pending.
@@ -40,51 +40,69 @@ type pendingItem struct {
 	LastError   string        `json:"last_error,omitempty"`
 }
 
-// gatePending lists every waiting gate: the stored CI gate requests
-// (GitHub protection rules, GitLab approvals; those whose answer could not
-// be delivered are listed as failed, those whose delivery could not be
-// told as unknown) and this replica's long-polled checks.
+// pendingPage is GET /api/v1/gate/pending's answer.
+type pendingPage struct {
+	Items  []pendingItem  `json:"items"`
+	Next   string         `json:"next,omitempty"`
+	Counts map[string]int `json:"counts"`
+}
+
+// gatePending lists the waiting gates a page at a time: the stored CI gate
+// requests (GitHub protection rules, GitLab approvals; those whose answer
+// could not be delivered are listed as failed, those whose delivery could
+// not be told as unknown) and this replica's long-polled checks. The page
+// is as large as the whole list was before it paged (1000), so a client
+// that never pages still gets what it got, and now learns of the rest.
 func (s *Server) gatePending(c *echo.Context) error {
-	items := []pendingItem{}
-	if s.deps.CIGates != nil {
-		list, err := s.deps.CIGates.List(c.Request().Context())
-		if err != nil {
-			return err
-		}
-		for _, p := range list {
-			kind := "protection_rule"
-			if p.Provider == "gitlab" {
-				kind = "approval"
-			}
-			next := p.NextCheckAt
-			it := pendingItem{Kind: kind, ID: p.ID, Provider: p.Provider, Connector: p.Connector, State: p.State,
-				RunURL: p.RunURL, Service: p.Request.Service, Environment: p.Request.Environment, Version: p.Request.Version,
-				Commit: p.Request.Commit, Changes: nonNil(p.Request.Changes), Reasons: p.Reasons, Decision: p.Decision,
-				DecisionID: p.DecisionID, Since: p.CreatedAt, Deadline: p.Deadline, Attempts: p.Attempts, LastError: p.LastError}
-			if p.Request.Pipeline != nil {
-				it.RunID = p.Request.Pipeline.RunID
-			}
-			if p.State != core.PendingFailed && p.State != core.PendingUnknown {
-				it.NextCheckAt = &next
-			}
-			items = append(items, it)
+	limit, err := queryLimitOr(c, service.MaxPendingPage)
+	if err != nil {
+		return err
+	}
+	q := service.PendingQuery{States: c.QueryParams()["state"], Kind: c.QueryParam("kind"), Provider: c.QueryParam("provider"),
+		Connector: c.QueryParam("connector"), Service: c.QueryParam("service"), Environment: c.QueryParam("environment"),
+		Limit: limit, After: c.QueryParam("after")}
+	l, err := s.deps.Pending.List(c.Request().Context(), q)
+	if err != nil {
+		return err
+	}
+	out := pendingPage{Items: make([]pendingItem, 0, len(l.Items)), Next: l.Next, Counts: l.Counts}
+	for _, it := range l.Items {
+		if it.Gate != nil {
+			out.Items = append(out.Items, storedItem(*it.Gate))
+		} else {
+			out.Items = append(out.Items, checkItem(it.Check))
 		}
 	}
-	for _, w := range s.deps.Gate.Waiting() {
-		r := w.Request
-		it := pendingItem{Kind: "check", Provider: "api", State: core.PendingWaiting, Service: r.Service,
-			Environment: r.Environment, Version: r.Version, Commit: r.Commit, Changes: nonNil(r.Changes),
-			Reasons: w.Reasons(), Since: w.Since, Deadline: w.Deadline}
-		if p := r.Pipeline; p != nil {
-			if p.Provider != "" {
-				it.Provider = p.Provider
-			}
-			it.RunID, it.RunURL = p.RunID, p.URL
-		}
-		items = append(items, it)
+	return c.JSON(http.StatusOK, out)
+}
+
+func storedItem(p core.PendingGate) pendingItem {
+	it := pendingItem{Kind: p.Kind(), ID: p.ID, Provider: p.Provider, Connector: p.Connector, State: p.State,
+		RunURL: p.RunURL, Service: p.Request.Service, Environment: p.Request.Environment, Version: p.Request.Version,
+		Commit: p.Request.Commit, Changes: nonNil(p.Request.Changes), Reasons: p.Reasons, Decision: p.Decision,
+		DecisionID: p.DecisionID, Since: p.CreatedAt, Deadline: p.Deadline, Attempts: p.Attempts, LastError: p.LastError}
+	if p.Request.Pipeline != nil {
+		it.RunID = p.Request.Pipeline.RunID
 	}
-	sort.SliceStable(items, func(i, j int) bool { return items[i].Since.Before(items[j].Since) })
-	return c.JSON(http.StatusOK, map[string]any{"items": items})
+	if p.State != core.PendingFailed && p.State != core.PendingUnknown {
+		next := p.NextCheckAt
+		it.NextCheckAt = &next
+	}
+	return it
+}
+
+func checkItem(w *service.WaitingCheck) pendingItem {
+	r := w.Request
+	it := pendingItem{Kind: core.PendingKindCheck, Provider: "api", State: core.PendingWaiting, Service: r.Service,
+		Environment: r.Environment, Version: r.Version, Commit: r.Commit, Changes: nonNil(r.Changes),
+		Reasons: w.Reasons(), Since: w.Since, Deadline: w.Deadline}
+	if p := r.Pipeline; p != nil {
+		if p.Provider != "" {
+			it.Provider = p.Provider
+		}
+		it.RunID, it.RunURL = p.RunID, p.URL
+	}
+	return it
 }
 
 func nonNil(s []string) []string {

@@ -81,8 +81,9 @@ type Deps struct {
 	Reader      Reader
 	Inbox       Inbox
 	Mappings    Mappings
-	// CIGates lists the gate requests CIs wait on (nil: none configured).
-	CIGates PendingLister
+	// Pending lists the gates waiting now: the gate requests CIs wait on
+	// and this replica's long-polled checks.
+	Pending PendingLister
 	// UI, when set, registers the web UI's routes (/ui/…): public to the
 	// API's bearer check, the UI checks its own sessions and roles.
 	UI interface {

@@ -196,9 +196,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, a.replica.ID, clock, log); err != nil {
 		return nil, err
 	}
-	var pending api.PendingLister
+	var pending ui.CIGates
+	var stored service.PendingReader
 	if a.CIGates.Enabled() {
-		pending = a.CIGates
+		pending, stored = a.CIGates, db
 	}
 	proposals := service.NewProposals(db, a.Policies, a.Mappings, clock, log, cfg.Governance.FourEyes)
 	holds := service.NewHolds(db, a.Policies, clock)
@@ -218,7 +219,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		return nil, err
 	}
 	a.Server = api.New(api.Deps{
-		CIGates: pending, AuthFailures: authFailures, TrustedProxies: trustedProxies,
+		Pending: service.NewWaitingGates(stored, a.Gate, a.Policies), AuthFailures: authFailures, TrustedProxies: trustedProxies,
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: reader, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,

@@ -196,11 +196,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	if a.Scheduler, err = buildScheduler(cfg, a.Reconciler, db, a.Metrics.Registry, a.replica.ID, clock, log); err != nil {
 		return nil, err
 	}
-	var pending ui.CIGates
 	var stored service.PendingReader
 	if a.CIGates.Enabled() {
-		pending, stored = a.CIGates, db
+		stored = db
 	}
+	pending := service.NewWaitingGates(stored, a.Gate, a.Policies)
 	proposals := service.NewProposals(db, a.Policies, a.Mappings, clock, log, cfg.Governance.FourEyes)
 	holds := service.NewHolds(db, a.Policies, clock)
 	trustedProxies, err := cfg.HTTP.TrustedProxyPrefixes()
@@ -210,7 +210,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	authFailures := api.NewAuthFailureLimit(cfg.RateLimit.AuthFailuresPerClient.PerSecond(), cfg.RateLimit.AuthFailuresPerClient.Burst, a.Metrics)
 	reader := newOnlineReader(db)
 	web, err := ui.New(ui.Deps{
-		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: reader, Gate: a.Gate, CIGates: pending, Policies: a.Policies,
+		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: reader, Pending: pending, Policies: a.Policies,
 		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Holds: holds, Reports: a.Reconciler, Downloads: uiDownloads{a}, Doctor: a, Replicas: a,
 		IdleTimeout: cfg.UI.IdleTimeout.D(), MaxAge: cfg.UI.MaxAge.D(), TrustProxy: cfg.UI.TrustProxy, TrustedProxies: trustedProxies,
 		AuthFailures: uiAuthFailures(authFailures), OnRefused: a.uiRefused, LimitToken: a.uiLimitToken,
@@ -219,7 +219,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		return nil, err
 	}
 	a.Server = api.New(api.Deps{
-		Pending: service.NewWaitingGates(stored, a.Gate, a.Policies), AuthFailures: authFailures, TrustedProxies: trustedProxies,
+		Pending: pending, AuthFailures: authFailures, TrustedProxies: trustedProxies,
 		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: reader, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,

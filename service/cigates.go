@@ -21,7 +21,6 @@ type PendingStore interface {
 	ClaimPendingGates(ctx context.Context, all bool, limit int, lease time.Duration) ([]core.PendingGate, error)
 	SavePendingGate(ctx context.Context, p core.PendingGate) error
 	RenewPendingClaim(ctx context.Context, p *core.PendingGate, lease time.Duration) error
-	ListPendingGates(ctx context.Context, states []string, limit int) ([]core.PendingGate, error)
 	GateRequestFor(ctx context.Context, connector, externalID string) (core.PendingGate, error)
 	MarkPendingDue(ctx context.Context, ids []string) error
 	MarkAllPendingDue(ctx context.Context) error
@@ -261,12 +260,6 @@ func (s *CIGates) Wake() {
 	case s.wake <- struct{}{}:
 	default:
 	}
-}
-
-// List returns the open requests (waiting, or answering) and those whose
-// answer failed or has an unknown outcome.
-func (s *CIGates) List(ctx context.Context) ([]core.PendingGate, error) {
-	return s.store.ListPendingGates(ctx, []string{core.PendingWaiting, core.PendingAnswering, core.PendingFailed, core.PendingUnknown}, 1000)
 }
 
 // Run works the requests until ctx ends: every waiting one after start

@@ -195,4 +195,9 @@ var funcs = template.FuncMap{
 	// hold "/" or "#" (CHG1/../../tokens must not link elsewhere).
 	"pathseg":        url.PathEscape,
 	"deployStatuses": core.DeployStatuses,
+	"list":           func(xs ...string) []string { return xs },
+	// pageq makes a link of a page's query string (url.Values.Encode's):
+	// written after a "?" in the template, html/template would escape its
+	// "=" and "&" as data, and the link would lose its parameters.
+	"pageq": func(q string) template.URL { return template.URL("?" + q) }, //nolint:gosec // built by url.Values.Encode
 }

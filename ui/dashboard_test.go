@@ -2,8 +2,13 @@ package ui
 
 import (
 	"context"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +16,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/tollgate-dev/tollgate/core"
+	"github.com/tollgate-dev/tollgate/service"
 	"github.com/tollgate-dev/tollgate/store/auth"
 )
 
@@ -41,7 +47,7 @@ func serveAsAuditor(t *testing.T, clock *fakeClock, deps Deps, req *http.Request
 	t.Helper()
 	sessions := &memSessions{m: map[string]auth.UISession{}}
 	tok := core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}
-	deps.Clock, deps.Tokens, deps.Sessions, deps.Gate, deps.Policies = clock, oneToken{tok}, sessions, noGate{}, noPolicy{}
+	deps.Clock, deps.Tokens, deps.Sessions, deps.Policies = clock, oneToken{tok}, sessions, noPolicy{}
 	u, err := New(deps)
 	if err != nil {
 		t.Fatal(err)
@@ -56,25 +62,136 @@ func serveAsAuditor(t *testing.T, clock *fakeClock, deps Deps, req *http.Request
 	return rec
 }
 
-type ciGates []core.PendingGate
+// storedGates is the stored CI gate requests, in the listing's order: a
+// page honours the states, the position (by id) and the limit; last is
+// the filter of the last page asked for.
+type storedGates struct {
+	list []core.PendingGate
+	last *core.PendingFilter
+}
 
-func (c ciGates) List(context.Context) ([]core.PendingGate, error) { return c, nil }
+func (g storedGates) PendingGatesPage(_ context.Context, f core.PendingFilter) ([]core.PendingGate, error) {
+	if g.last != nil {
+		*g.last = f
+	}
+	var out []core.PendingGate
+	started := f.After.IsZero()
+	for _, p := range g.list {
+		if started && len(out) < f.Limit && (len(f.States) == 0 || slices.Contains(f.States, p.State)) {
+			out = append(out, p)
+		}
+		started = started || p.ID == f.After.ID
+	}
+	return out, nil
+}
+
+func (g storedGates) CountPendingGates(context.Context, core.PendingFilter) (map[string]int, error) {
+	by := map[string]int{}
+	for _, p := range g.list {
+		by[p.State]++
+	}
+	return by, nil
+}
+
+// pendingOf lists stored the way the API does (service.WaitingGates), with
+// no long-polled check.
+func pendingOf(stored storedGates) Pending {
+	gate := service.NewGate(nil, nil, nil, core.SystemClock, slog.New(slog.NewTextHandler(io.Discard, nil)), service.GateConfig{})
+	return service.NewWaitingGates(stored, gate, nil)
+}
+
+// waitingGates are n requests waiting on production, a minute apart from
+// at, then one whose answer failed.
+func waitingGates(at time.Time, n int) []core.PendingGate {
+	var out []core.PendingGate
+	for i := range n {
+		out = append(out, core.PendingGate{ID: fmt.Sprintf("p%03d", i), Provider: "github", Connector: "github", State: core.PendingWaiting,
+			RunURL:    fmt.Sprintf("https://ci.example/run/%d", i),
+			Request:   core.GateRequest{Service: "pay", Version: fmt.Sprintf("2.%d", i), Environment: "production", Changes: []string{"CHG7"}},
+			Reasons:   []core.Reason{{Code: core.CodeChangeNotApproved, Message: "change CHG7 is awaiting approval"}},
+			CreatedAt: at.Add(time.Duration(i) * time.Minute)})
+	}
+	return append(out, core.PendingGate{ID: "p999", Provider: "gitlab", Connector: "gitlab", State: core.PendingFailed,
+		Request: core.GateRequest{Service: "ledger", Version: "9", Environment: "production"}, LastError: "GitLab answered 403",
+		CreatedAt: at.Add(time.Duration(n) * time.Minute)})
+}
 
 // TestDashboardListsCIGates: the requests CIs wait on at their own gates
 // show among the waiting gates, with their provider, run and reasons, as
-// GET /api/v1/gate/pending lists them.
+// GET /api/v1/gate/pending lists them; past the dashboard's share it says
+// how many there are and links to the gates page, and answers that may
+// not have reached their CI are counted whatever the dashboard shows.
 func TestDashboardListsCIGates(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
-	rec := getAsAuditor(t, clock, Deps{Reader: dashReader{},
-		CIGates: ciGates{{ID: "p1", Provider: "github", State: core.PendingWaiting, RunURL: "https://ci.example/run/7",
-			Request:   core.GateRequest{Service: "pay", Version: "2.0", Environment: "production", Changes: []string{"CHG7"}},
-			Reasons:   []core.Reason{{Code: core.CodeChangeNotApproved, Message: "change CHG7 is awaiting approval"}},
-			CreatedAt: clock.t.Add(-time.Hour)}}}, "/ui/")
+	for _, tc := range []struct {
+		name    string
+		waiting int
+		want    []string
+		lacks   []string
+	}{
+		{"few", 1, []string{`<tr class="waiting">`, "pay 2.0 → production", "github protection_rule", `href="https://ci.example/run/0"`,
+			core.CodeChangeNotApproved, "gitlab approval", "1 failed, 0 unknown", `href="/ui/gates?state=failed%2Cunknown"`},
+			[]string{"Showing the oldest"}},
+		{"more than the dashboard shows", 30, []string{"pay 2.19 → production", "Showing the oldest 20 of 31 waiting gates",
+			`href="/ui/gates"`, "1 failed, 0 unknown"}, []string{"pay 2.20 → production", "ledger 9"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stored := storedGates{list: waitingGates(clock.t.Add(-time.Hour), tc.waiting)}
+			rec := getAsAuditor(t, clock, Deps{Reader: dashReader{}, Pending: pendingOf(stored)}, "/ui/")
+			body := rec.Body.String()
+			for _, want := range tc.want {
+				if !strings.Contains(body, want) {
+					t.Errorf("dashboard lacks %q (status %d)", want, rec.Code)
+				}
+			}
+			for _, lack := range tc.lacks {
+				if strings.Contains(body, lack) {
+					t.Errorf("dashboard shows %q", lack)
+				}
+			}
+		})
+	}
+}
+
+// TestGatesPage: the gates page pages through every waiting gate with the
+// API's filters, the next page keeping them; a filter the API refuses is a
+// 400 page naming it.
+func TestGatesPage(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	var last core.PendingFilter
+	stored := storedGates{list: waitingGates(clock.t.Add(-2*time.Hour), 60), last: &last}
+	deps := Deps{Reader: dashReader{}, Pending: pendingOf(stored)}
+
+	rec := getAsAuditor(t, clock, deps, "/ui/gates?state=pending&kind=protection_rule&environment=production")
 	body := rec.Body.String()
-	for _, want := range []string{`<tr class="waiting">`, "pay 2.0 → production", "github protection_rule",
-		`href="https://ci.example/run/7"`, core.CodeChangeNotApproved} {
+	if rec.Code != http.StatusOK || !strings.Contains(body, "pay 2.49 → production") || strings.Contains(body, "pay 2.50 ") {
+		t.Fatalf("first page: status %d, want the oldest 50: %.300s", rec.Code, body)
+	}
+	if !slices.Equal(last.States, []string{core.PendingWaiting}) || last.Kind != core.PendingKindProtectionRule ||
+		!slices.Equal(last.Environments, []string{"production"}) {
+		t.Errorf("filter asked: %+v", last)
+	}
+	for _, want := range []string{"61 in all", "60 waiting", "1 failed", `href="?environment=production&amp;kind=protection_rule&amp;state=failed"`} {
 		if !strings.Contains(body, want) {
-			t.Errorf("dashboard lacks %q (status %d)", want, rec.Code)
+			t.Errorf("first page lacks %q", want)
+		}
+	}
+	i := strings.Index(body, `rel="next" href="?`)
+	if i < 0 {
+		t.Fatalf("first page has no next page: %.300s", body)
+	}
+	next := html.UnescapeString(body[i+len(`rel="next" href="`) : i+strings.IndexByte(body[i+len(`rel="next" href="`):], '"')+len(`rel="next" href="`)])
+	rec = getAsAuditor(t, clock, deps, "/ui/gates"+next)
+	body = rec.Body.String()
+	if rec.Code != http.StatusOK || !strings.Contains(body, "pay 2.50 → production") || !strings.Contains(body, "pay 2.59 → production") ||
+		strings.Contains(body, "pay 2.49 ") || strings.Contains(body, `rel="next"`) || last.Kind != core.PendingKindProtectionRule {
+		t.Fatalf("next page (%s): status %d, filter %+v: %.300s", next, rec.Code, last, body)
+	}
+
+	for _, q := range []string{"state=answered", "kind=rule", "after=nope"} {
+		rec := getAsAuditor(t, clock, deps, "/ui/gates?"+q)
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), strings.SplitN(q, "=", 2)[0]) {
+			t.Errorf("%s: status %d, want 400 naming the parameter: %.300s", q, rec.Code, rec.Body.String())
 		}
 	}
 }

@@ -27,33 +27,24 @@ const pageSize = 50
 
 type dashboardView struct {
 	Deployments []core.Deployment
-	Waiting     []waitingRow
-	Recent      []core.GateDecision
-	Incidents   []core.Incident
-	Holds       []core.Hold
-	HasHolds    bool
-	Freezes     []freezeRow
-	Days        []dayCount
-	Chart       chart
+	// Waiting are the oldest waiting gates; WaitingMore says there are
+	// more than shown, WaitingCounts how many of each state.
+	Waiting       []waitingRow
+	WaitingCounts pendingCounts
+	WaitingMore   bool
+	Recent        []core.GateDecision
+	Incidents     []core.Incident
+	Holds         []core.Hold
+	HasHolds      bool
+	Freezes       []freezeRow
+	Days          []dayCount
+	Chart         chart
 	// With reconciliation reports: the latest report's open findings and
 	// the release metrics of the last weeks.
 	Findings   *openFindings
 	Weeks      []weekMetrics
 	WeeksChart chart
 	HasReports bool
-}
-
-// waitingRow is a gate waiting now, with its release: a long-polled check
-// or a CI's request at its own gate (Kind and State as /gate/pending).
-type waitingRow struct {
-	Kind      string // check, protection_rule, approval
-	Provider  string
-	State     string
-	RunURL    string
-	Request   core.GateRequest
-	ReleaseID string
-	Since     time.Time
-	Reasons   []core.Reason
 }
 
 type freezeRow struct {
@@ -68,26 +59,9 @@ func (u *UI) dashboard(c *echo.Context, s *session) error {
 	now := u.deps.Clock.Now().UTC()
 	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
 	var v dashboardView
-	for _, w := range u.deps.Gate.Waiting() {
-		v.Waiting = append(v.Waiting, waitingRow{Kind: "check", Provider: "api", State: core.PendingWaiting, Request: w.Request,
-			Since: w.Since, Reasons: w.Reasons(), ReleaseID: core.ReleaseID(w.Request.Service, w.Request.Version, w.Request.Environment)})
+	if err := u.dashboardGates(ctx, &v); err != nil {
+		return err
 	}
-	if u.deps.CIGates != nil {
-		ps, err := u.deps.CIGates.List(ctx)
-		if err != nil {
-			return err
-		}
-		for _, p := range ps {
-			kind := "protection_rule"
-			if p.Provider == "gitlab" {
-				kind = "approval"
-			}
-			v.Waiting = append(v.Waiting, waitingRow{Kind: kind, Provider: p.Provider, State: p.State, RunURL: p.RunURL,
-				Request: p.Request, Since: p.CreatedAt, Reasons: p.Reasons,
-				ReleaseID: core.ReleaseID(p.Request.Service, p.Request.Version, p.Request.Environment)})
-		}
-	}
-	slices.SortFunc(v.Waiting, func(a, b waitingRow) int { return a.Since.Compare(b.Since) })
 	var err error
 	if v.Recent, err = u.deps.Reader.RecentDecisions(ctx, 10); err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/tollgate-dev/tollgate/core"
-	"github.com/tollgate-dev/tollgate/service"
 	"github.com/tollgate-dev/tollgate/store/auth"
 )
 
@@ -81,17 +80,13 @@ func (emptyReader) ListAudit(context.Context, core.AuditFilter) ([]core.AuditEnt
 	return nil, nil
 }
 
-type noGate struct{}
-
-func (noGate) Waiting() []*service.WaitingCheck { return nil }
-
 // TestSessionExpiry: a session ends after the idle timeout without a
 // request, and at its absolute age however busy it is.
 func TestSessionExpiry(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	sessions := &memSessions{m: map[string]auth.UISession{}}
 	u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
-		Sessions: sessions, Reader: emptyReader{}, Gate: noGate{}, IdleTimeout: 30 * time.Minute, MaxAge: 2 * time.Hour})
+		Sessions: sessions, Reader: emptyReader{}, IdleTimeout: 30 * time.Minute, MaxAge: 2 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +163,7 @@ func TestSecureCookieBehindProxy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 			u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
-				Sessions: &memSessions{m: map[string]auth.UISession{}}, Reader: emptyReader{}, Gate: noGate{},
+				Sessions: &memSessions{m: map[string]auth.UISession{}}, Reader: emptyReader{},
 				IdleTimeout: time.Hour, MaxAge: time.Hour, TrustProxy: tt.trust, TrustedProxies: tt.trusted})
 			if err != nil {
 				t.Fatal(err)
@@ -205,7 +200,7 @@ func TestSignInEndsTheEarlierSession(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	sessions := &memSessions{m: map[string]auth.UISession{}}
 	u, err := New(Deps{Clock: clock, Tokens: oneToken{core.Token{ID: "t1", Name: "ana", Role: core.RoleAuditor}},
-		Sessions: sessions, Reader: emptyReader{}, Gate: noGate{}, IdleTimeout: time.Hour, MaxAge: time.Hour})
+		Sessions: sessions, Reader: emptyReader{}, IdleTimeout: time.Hour, MaxAge: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,15 +64,11 @@ type Reader interface {
 	VerifyAudit(ctx context.Context) (*core.AuditBreak, int64, error)
 }
 
-// Gate reports the long-polled checks it holds now.
-type Gate interface {
-	Waiting() []*service.WaitingCheck
-}
-
-// CIGates lists the gate requests CIs wait on at their own gates (GitHub
-// protection rules, GitLab approvals), as GET /api/v1/gate/pending does.
-type CIGates interface {
-	List(ctx context.Context) ([]core.PendingGate, error)
+// Pending lists the gates waiting now (service.WaitingGates), as GET
+// /api/v1/gate/pending does: the requests CIs wait on at their own gates
+// and this process's long-polled checks.
+type Pending interface {
+	List(ctx context.Context, q service.PendingQuery) (service.PendingListing, error)
 }
 
 // Policies gives the policy in force.
@@ -119,9 +115,8 @@ type Deps struct {
 	Tokens   Tokens
 	Sessions Sessions
 	Reader   Reader
-	Gate     Gate
-	// CIGates may be nil (no CI gate configured).
-	CIGates  CIGates
+	// Pending, when set, shows the gates waiting now.
+	Pending  Pending
 	Policies Policies
 	Mappings Mappings
 	// Proposals may be nil (no four-eyes governance).
@@ -232,6 +227,7 @@ func (u *UI) Routes(add func(method, path string, h echo.HandlerFunc)) {
 	add(post, "/ui/signout", u.page(nil, u.signout))
 
 	add(get, "/ui/", u.page(anyReader, u.dashboard))
+	add(get, "/ui/gates", u.page(anyReader, u.gates))
 	add(get, "/ui/releases", u.page(anyReader, u.releases))
 	add(get, "/ui/releases/:id", u.page(anyReader, u.release))
 	add(get, "/ui/deployments", u.page(anyReader, u.deployments))
@@ -443,6 +439,7 @@ type navItem struct {
 
 var nav = []navItem{
 	{"/ui/", "Dashboard", anyReader},
+	{"/ui/gates", "Waiting gates", anyReader},
 	{"/ui/releases", "Releases", anyReader},
 	{"/ui/deployments", "Deployments", anyReader},
 	{"/ui/changes", "Changes", anyReader},

@@ -248,3 +248,25 @@ func TestAuditVerifyBusy(t *testing.T) {
 		t.Fatalf("status %d, Retry-After %q, body lacks the reason: %.300s", rec.Code, rec.Header().Get("Retry-After"), rec.Body.String())
 	}
 }
+
+// fullPage is a reader whose deployments fill every page.
+type fullPage struct{ emptyReader }
+
+func (fullPage) ListDeployments(_ context.Context, f core.ReleaseFilter) ([]core.Deployment, error) {
+	out := make([]core.Deployment, f.Limit)
+	for i := range out {
+		out[i] = core.Deployment{ID: fmt.Sprintf("d%03d", i), Service: "pay", Team: f.Team}
+	}
+	return out, nil
+}
+
+// TestNextPageLinkKeepsQuery: a listing's next-page link carries its
+// cursor and filters as parameters; written as data after "?", the
+// template escaped "=" and "&", and the link led to the first page again.
+func TestNextPageLinkKeepsQuery(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	rec := getAsAuditor(t, clock, Deps{Reader: fullPage{}}, "/ui/deployments?team=payments")
+	if want := `rel="next" href="?after=d049&amp;team=payments"`; rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), want) {
+		t.Fatalf("status %d, want %s in %.400s", rec.Code, want, rec.Body.String())
+	}
+}

@@ -38,6 +38,7 @@ var additive = map[int64]bool{
 	31: true, // indexes on pending PIRs: nothing to read or write
 	37: true, // pending_gates.repository: older builds write '' (uncounted by the cap) and never read it
 	38: true, // an index on the listed pending gates: nothing to read or write
+	39: true, // an index on releases' environment: nothing to read or write
 }
 
 // FloorSince is the migration that created the schema_floor table; a

@@ -25,6 +25,7 @@ import (
 	"github.com/tollgate-dev/tollgate/core"
 	"github.com/tollgate-dev/tollgate/store/audit"
 	"github.com/tollgate-dev/tollgate/store/auth"
+	"github.com/tollgate-dev/tollgate/store/envhistory"
 	"github.com/tollgate-dev/tollgate/store/factcache"
 	"github.com/tollgate-dev/tollgate/store/governance"
 	"github.com/tollgate-dev/tollgate/store/inbox"
@@ -68,6 +69,7 @@ type DB struct {
 	*relmetrics.Reads
 	*unjudged.Counts
 	*reviews.Reviews
+	*envhistory.Names
 
 	// base is the database the repositories share (store/sqldb); db and
 	// dialect are its pool and dialect, which this package's queries use.
@@ -128,7 +130,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	d.Holds, d.Evidence = governance.NewHolds(base, d.facts), governance.NewEvidence(base)
 	d.Changes, d.Incidents = records.NewChanges(base), records.NewIncidents(base)
 	d.Store, d.Reads, d.Counts = verdicts.New(base), relmetrics.New(base), unjudged.New(base)
-	d.Reviews = reviews.New(base)
+	d.Reviews, d.Names = reviews.New(base), envhistory.New(base)
 	d.Proposals, d.Policies, d.Mappings = governance.NewProposals(base), governance.NewPolicies(base), governance.NewMappings(base)
 	if d.dialect == SQLite {
 		// One process: every write ends in this process (txEnded), so the

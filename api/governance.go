@@ -132,7 +132,7 @@ func (s *Server) simulatePolicy(c *echo.Context) error {
 		return core.Invalid("policy", "the proposed policy is required")
 	}
 	in := service.SimulateInput{Policy: src, From: r.From, To: r.To, Environment: r.Environment}
-	proposed, err := s.deps.Simulator.Prepare(in)
+	proposed, err := s.deps.Simulator.Prepare(c.Request().Context(), in)
 	if err != nil {
 		return err
 	}

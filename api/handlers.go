@@ -18,7 +18,6 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
-	"github.com/tollgate-dev/tollgate/service"
 )
 
 // readBody reads the whole (already size-limited) body.
@@ -314,8 +313,9 @@ func deploymentStatus(v string) (string, error) {
 // listFilter reads the common listing query parameters. Records carry
 // canonical names, so the environment (an alias, any case) and the
 // service (the catalog's spelling) are resolved under the policy in force;
-// an environment it does not know is refused, not a filter matching
-// nothing.
+// an environment it no longer lists is taken as the stored records name it
+// (service.Policies.HistoryEnvironment), one neither knows is refused,
+// not a filter matching nothing.
 func (s *Server) listFilter(c *echo.Context) (core.ReleaseFilter, error) {
 	f := core.ReleaseFilter{
 		Service: c.QueryParam("service"), Environment: c.QueryParam("environment"),
@@ -323,7 +323,7 @@ func (s *Server) listFilter(c *echo.Context) (core.ReleaseFilter, error) {
 	}
 	cp := s.deps.Policies.Current()
 	var err error
-	if f.Environment, err = service.CanonicalEnvironment(cp, "environment", f.Environment); err != nil {
+	if f.Environment, f.AlsoEnvironments, err = s.deps.Policies.HistoryEnvironments(c.Request().Context(), cp, "environment", f.Environment); err != nil {
 		return f, err
 	}
 	if f.Service != "" {

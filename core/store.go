@@ -95,8 +95,11 @@ type FactsQuery struct {
 type ReleaseFilter struct {
 	Service     string
 	Environment string
-	Team        string
-	From, To    time.Time // on created_at (releases) / started_at (deployments)
+	// AlsoEnvironments are other names Environment's records may carry
+	// (its names before a rename, kept as aliases): records of any match.
+	AlsoEnvironments []string
+	Team             string
+	From, To         time.Time // on created_at (releases) / started_at (deployments)
 	// Status narrows deployments to one status (queued: the runs their CI
 	// still holds); releases have none.
 	Status string

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 
 	"github.com/tollgate-dev/tollgate/config"
@@ -26,6 +25,9 @@ type Policies struct {
 	// unreadable is set while the newest stored version cannot be put in
 	// force here (a newer build's field; Unfit), nil otherwise.
 	unreadable atomic.Pointer[error]
+	// history, when the store has it, names the environments of stored
+	// records (HistoryEnvironment); nil: only the policy's are known.
+	history EnvironmentHistory
 }
 
 // Unfit refuses judging while the newest stored policy is one this
@@ -40,9 +42,13 @@ func (p *Policies) Unfit() error {
 	return nil
 }
 
-// NewPolicies returns a Policies; call Load before use.
+// NewPolicies returns a Policies; call Load before use. A store that is
+// also an EnvironmentHistory lets reads of history filter on environments
+// the policy no longer lists.
 func NewPolicies(store PolicyStore, log *slog.Logger) *Policies {
-	return &Policies{store: store, log: log}
+	p := &Policies{store: store, log: log}
+	p.history, _ = store.(EnvironmentHistory)
+	return p
 }
 
 // Load compiles the stored policy. When the store has none, it stores seed
@@ -96,22 +102,6 @@ func (p *Policies) install(v core.PolicyVersion) error {
 	p.swap(cp)
 	p.unreadable.Store(nil)
 	return nil
-}
-
-// CanonicalEnvironment resolves an environment filter (name, any
-// case or alias, field the input that named it) to its canonical name under
-// cp, the name stored records carry; "" stays "" (no filter). A name the
-// policy does not know is KindInvalid listing the ones it does, never a
-// filter that matches nothing.
-func CanonicalEnvironment(cp *core.CompiledPolicy, field, name string) (string, error) {
-	if strings.TrimSpace(name) == "" {
-		return "", nil
-	}
-	env, ok := cp.ResolveEnvironment(name)
-	if !ok {
-		return "", core.Invalid(field, "unknown environment %q; the policy knows %s", name, strings.Join(cp.Environments(), ", "))
-	}
-	return env, nil
 }
 
 // compileStored parses and compiles a stored policy version; more reports

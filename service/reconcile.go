@@ -75,8 +75,9 @@ const maxReportPeriod = 5 * 366 * 24 * time.Hour
 const maxAckComment = 4000
 
 // normalizeQuery validates q against the policy in force: the environment
-// resolved to its canonical name, names checked, the period bounded.
-func (s *Reconciler) normalizeQuery(cp *core.CompiledPolicy, q core.ReconcileQuery) (core.ReconcileQuery, error) {
+// resolved to its canonical name (or, one the policy no longer lists, to
+// the name its stored records carry), names checked, the period bounded.
+func (s *Reconciler) normalizeQuery(ctx context.Context, cp *core.CompiledPolicy, q core.ReconcileQuery) (core.ReconcileQuery, error) {
 	if err := q.Validate(); err != nil {
 		return q, err
 	}
@@ -97,7 +98,7 @@ func (s *Reconciler) normalizeQuery(cp *core.CompiledPolicy, q core.ReconcileQue
 			return q, core.Invalid("control", "no evidence requirement of the policy in force carries control %q", q.Control)
 		}
 	}
-	env, err := CanonicalEnvironment(cp, "environment", q.Environment)
+	env, err := s.policies.HistoryEnvironment(ctx, cp, "environment", q.Environment)
 	if err != nil {
 		return q, err
 	}
@@ -150,7 +151,7 @@ func (s *Reconciler) Prepare(ctx context.Context, q core.ReconcileQuery, actor, 
 // all; see judgeEach).
 func (s *Reconciler) prepare(ctx context.Context, q core.ReconcileQuery, actor, name string, cutoff time.Time, keep func(core.ReconcileFinding) bool) (core.Report, error) {
 	cp := s.policies.Current()
-	q, err := s.normalizeQuery(cp, q)
+	q, err := s.normalizeQuery(ctx, cp, q)
 	if err != nil {
 		return core.Report{}, err
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/tollgate-dev/tollgate/config"
@@ -100,7 +98,7 @@ type SimulateInput struct {
 
 // Prepare validates the input and compiles the proposed policy, before
 // anything is streamed.
-func (s *Simulator) Prepare(in SimulateInput) (*core.CompiledPolicy, error) {
+func (s *Simulator) Prepare(ctx context.Context, in SimulateInput) (*core.CompiledPolicy, error) {
 	pol, err := config.ParsePolicy(in.Policy)
 	if err != nil {
 		return nil, err
@@ -115,28 +113,25 @@ func (s *Simulator) Prepare(in SimulateInput) (*core.CompiledPolicy, error) {
 	case !in.From.Before(in.To):
 		return nil, core.Invalid("to", "must be after from")
 	}
-	if _, err := simulatedEnvironment(s.policies.Current(), proposed, in.Environment); err != nil {
+	if _, err := s.simulatedEnvironment(ctx, s.policies.Current(), proposed, in.Environment); err != nil {
 		return nil, err
 	}
 	return proposed, nil
 }
 
 // simulatedEnvironment resolves a simulation's environment filter: a name
-// or alias the policy in force knows, else one the proposed policy knows
-// (it may add an environment); "" is every environment. A name neither
-// knows is a mistake (400), not a period without releases.
-func simulatedEnvironment(current, proposed *core.CompiledPolicy, env string) (string, error) {
-	if strings.TrimSpace(env) == "" {
-		return "", nil
+// or alias the proposed policy knows (it may add an environment) that the
+// policy in force does not, else as the policy in force resolves a read of
+// history (Policies.HistoryEnvironment: its names, then those the stored
+// records carry); "" is every environment. A name none knows is a mistake
+// (400), not a period without releases.
+func (s *Simulator) simulatedEnvironment(ctx context.Context, current, proposed *core.CompiledPolicy, env string) (string, error) {
+	if _, known := current.ResolveEnvironment(env); !known {
+		if canonical, ok := proposed.ResolveEnvironment(env); ok {
+			return canonical, nil
+		}
 	}
-	if canonical, ok := current.ResolveEnvironment(env); ok {
-		return canonical, nil
-	}
-	if canonical, ok := proposed.ResolveEnvironment(env); ok {
-		return canonical, nil
-	}
-	known := slices.Compact(slices.Sorted(slices.Values(append(current.Environments(), proposed.Environments()...))))
-	return "", core.Invalid("environment", "unknown environment %q; the policies know %s", env, strings.Join(known, ", "))
+	return s.policies.HistoryEnvironment(ctx, current, "environment", env)
 }
 
 // Run judges the period with both policies, calling emit for each release
@@ -144,7 +139,7 @@ func simulatedEnvironment(current, proposed *core.CompiledPolicy, env string) (s
 func (s *Simulator) Run(ctx context.Context, proposed *core.CompiledPolicy, in SimulateInput, emit func(SimulatedRelease) error) (SimulationSummary, error) {
 	current := s.policies.Current()
 	sum := SimulationSummary{InForce: map[core.Decision]int{}, Proposed: map[core.Decision]int{}, PolicyVersion: current.Version()}
-	env, err := simulatedEnvironment(current, proposed, in.Environment)
+	env, err := s.simulatedEnvironment(ctx, current, proposed, in.Environment)
 	if err != nil {
 		return sum, err
 	}
@@ -304,7 +299,7 @@ func (s *Simulator) WouldHaveBlocked(ctx context.Context, from, to time.Time, en
 	case !from.Before(to):
 		return out, core.Invalid("to", "must be after from")
 	}
-	env, err := CanonicalEnvironment(s.policies.Current(), "environment", env)
+	env, err := s.policies.HistoryEnvironment(ctx, s.policies.Current(), "environment", env)
 	if err != nil {
 		return out, err
 	}

@@ -76,7 +76,7 @@ func TestSimulationEnvironment(t *testing.T) {
 		store := &fakeSimulateStore{n: 1}
 		s := newTestSimulator(t, store, 0)
 		in := SimulateInput{Policy: src, From: from, To: from.Add(time.Hour), Environment: tt.env}
-		proposed, err := s.Prepare(in)
+		proposed, err := s.Prepare(context.Background(), in)
 		if tt.want == "!" {
 			if core.KindOf(err) != core.KindInvalid || err.(*core.Error).Field != "environment" {
 				t.Errorf("simulate %q: %v, want invalid environment", tt.env, err)
@@ -115,7 +115,7 @@ func TestSimulationTruncated(t *testing.T) {
 	}{{3, false}, {4, true}, {10, true}} {
 		s := newTestSimulator(t, &fakeSimulateStore{n: tt.n}, 3)
 		in := SimulateInput{Policy: src, From: from, To: from.Add(time.Hour)}
-		proposed, err := s.Prepare(in)
+		proposed, err := s.Prepare(context.Background(), in)
 		if err != nil {
 			t.Fatal(err)
 		}

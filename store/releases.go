@@ -173,7 +173,11 @@ func listWhere(f core.ReleaseFilter, timeCol, after string) (string, []any, erro
 		add("service = ?", f.Service)
 	}
 	if f.Environment != "" {
-		add("environment = ?", f.Environment)
+		envs := append([]string{f.Environment}, f.AlsoEnvironments...)
+		conds = append(conds, "environment IN (?"+strings.Repeat(", ?", len(envs)-1)+")")
+		for _, e := range envs {
+			args = append(args, e)
+		}
 	}
 	if f.Team != "" {
 		add("team = ?", f.Team)

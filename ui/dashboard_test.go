@@ -34,6 +34,9 @@ func (noPolicy) Current() *core.CompiledPolicy { return nil }
 func (noPolicy) Source(context.Context) (core.PolicyVersion, error) {
 	return core.PolicyVersion{}, nil
 }
+func (noPolicy) HistoryEnvironments(_ context.Context, _ *core.CompiledPolicy, _, name string) (string, []string, error) {
+	return name, nil, nil
+}
 
 // getAsAuditor serves GET path to an auditor's session on a UI built from
 // deps (its clock, tokens, sessions, gate and policy filled in here).

@@ -18,7 +18,6 @@ import (
 
 	"github.com/tollgate-dev/tollgate/connectors"
 	"github.com/tollgate-dev/tollgate/core"
-	"github.com/tollgate-dev/tollgate/service"
 )
 
 const pageSize = 50
@@ -136,14 +135,15 @@ type listView[T any] struct {
 
 // releaseFilter reads the list filters; the period is given in days
 // (YYYY-MM-DD, UTC), "to" inclusive. The environment and service resolve
-// to the canonical names records carry, as the API's listings do.
+// to the names records carry, as the API's listings do (an environment the
+// policy no longer lists, by the name the stored records carry).
 func (u *UI) releaseFilter(c *echo.Context) (core.ReleaseFilter, filterView, error) {
 	fv := filterView{Service: strings.TrimSpace(c.QueryParam("service")), Environment: strings.TrimSpace(c.QueryParam("environment")),
 		Team: strings.TrimSpace(c.QueryParam("team")), From: c.QueryParam("from"), To: c.QueryParam("to")}
 	f := core.ReleaseFilter{Service: fv.Service, Environment: fv.Environment, Team: fv.Team, Limit: pageSize, After: c.QueryParam("after")}
 	cp := u.deps.Policies.Current()
 	var err error
-	if f.Environment, err = service.CanonicalEnvironment(cp, "environment", f.Environment); err != nil {
+	if f.Environment, f.AlsoEnvironments, err = u.deps.Policies.HistoryEnvironments(c.Request().Context(), cp, "environment", f.Environment); err != nil {
 		return f, fv, err
 	}
 	if f.Service != "" {

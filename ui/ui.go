@@ -75,6 +75,9 @@ type Pending interface {
 type Policies interface {
 	Current() *core.CompiledPolicy
 	Source(ctx context.Context) (core.PolicyVersion, error)
+	// HistoryEnvironments resolves a listing's environment filter under
+	// cp, to the names stored records carry (service.Policies).
+	HistoryEnvironments(ctx context.Context, cp *core.CompiledPolicy, field, name string) (env string, also []string, err error)
 }
 
 // Mappings manages mapping profiles.

@@ -166,6 +166,7 @@ func TestPendingListing(t *testing.T) {
 				{"?limit=1001", "limit", "from 1 to 1000"},
 				{"?limit=ten", "limit", "from 1 to 1000"},
 				{"?state=answered", "state", "answered requests are not listed"},
+				{"?state=", "state", `"" is not one of`},
 				{"?state=failed,bogus", "state", `"bogus" is not one of`},
 				{"?kind=rule", "kind", "protection_rule, approval, check"},
 				{"?after=01a2378a-0e0c-7a40-9c2e-3b8a9d3f1c21", "after", "not a cursor of this listing"},

@@ -1,10 +1,13 @@
 // Package bundle writes and verifies auditor evidence bundles: one tar.gz
 // holding a reconciliation report (JSON, CSV, HTML), the gate decisions,
 // change and incident versions it relied on, a slice of the audit trail
-// with its hashes, and MANIFEST.json with the SHA-256 of every other file.
-// Verify checks a bundle offline — every file against the manifest, every
-// audit row against its hash and its neighbour — and names the first
-// mismatch.
+// with its hashes, MANIFEST.json with the SHA-256 of every other file, and
+// (when the server has a signing key) MANIFEST.sig, an Ed25519 signature of
+// the manifest. Verify checks a bundle offline — every file against the
+// manifest, every audit row against its hash and its neighbour, and, given
+// public keys, the manifest against its signature — and names the first
+// mismatch. The hashes alone carry no secret: only the signature shows who
+// made a bundle.
 package bundle
 
 import (
@@ -56,10 +59,11 @@ type Manifest struct {
 
 // Writer writes a bundle. Add files, then Close.
 type Writer struct {
-	gz    *gzip.Writer
-	tw    *tar.Writer
-	at    time.Time
-	files []File
+	gz     *gzip.Writer
+	tw     *tar.Writer
+	at     time.Time
+	files  []File
+	signer *SigningKey
 }
 
 // NewWriter starts a bundle on w; at stamps its entries.
@@ -68,9 +72,13 @@ func NewWriter(w io.Writer, at time.Time) *Writer {
 	return &Writer{gz: gz, tw: tar.NewWriter(gz), at: at.UTC()}
 }
 
+// Sign makes Close sign the manifest with k (nil: the bundle stays
+// unsigned).
+func (b *Writer) Sign(k *SigningKey) { b.signer = k }
+
 // validName accepts relative slash paths without "..".
 func validName(name string) bool {
-	return name != "" && name != ManifestName && !strings.HasPrefix(name, "/") && path.Clean(name) == name && !strings.HasPrefix(name, "..")
+	return name != "" && name != ManifestName && name != SignatureName && !strings.HasPrefix(name, "/") && path.Clean(name) == name && !strings.HasPrefix(name, "..")
 }
 
 // Add writes one file and records its digest.
@@ -109,8 +117,8 @@ func (b *Writer) write(name string, content []byte) error {
 	return nil
 }
 
-// Close writes the manifest (m's Files and Format are filled) and ends
-// the archive.
+// Close writes the manifest (m's Files and Format are filled), its
+// signature when Sign was given a key, and ends the archive.
 func (b *Writer) Close(m Manifest) error {
 	m.Format, m.Files = Format, b.files
 	if m.CreatedAt.IsZero() {
@@ -120,8 +128,18 @@ func (b *Writer) Close(m Manifest) error {
 	if err != nil {
 		return fmt.Errorf("bundle: encode manifest: %w", err)
 	}
-	if err := b.write(ManifestName, append(j, '\n')); err != nil {
+	j = append(j, '\n')
+	if err := b.write(ManifestName, j); err != nil {
 		return err
+	}
+	if b.signer != nil {
+		sig, err := b.signer.sign(j)
+		if err != nil {
+			return err
+		}
+		if err := b.write(SignatureName, sig); err != nil {
+			return err
+		}
 	}
 	if err := b.tw.Close(); err != nil {
 		return fmt.Errorf("bundle: close tar: %w", err)
@@ -144,6 +162,10 @@ type Result struct {
 	Files      int
 	AuditRows  int
 	ManifestSH string // SHA-256 of MANIFEST.json, to compare with a copy kept elsewhere
+	// Origin is whether the signature was checked against a key given;
+	// KeyFingerprint the key the signature names ("" when unsigned).
+	Origin         Origin
+	KeyFingerprint string
 }
 
 // maxFileSize bounds one file read from a bundle; maxManifestSize its
@@ -154,13 +176,16 @@ const (
 )
 
 // Verify reads a bundle and checks it: the manifest is present and well
-// formed; every file is listed with the SHA-256 and size of its content,
-// no listed file is missing and no unlisted one present; and every row of
-// the audit slice matches its hash (over its previous hash and content)
-// and, where rows are consecutive, links to the row before. The first
-// problem is returned as a *Mismatch naming the file; a bundle that cannot
-// be read at all is another error.
-func Verify(r io.Reader) (Result, error) {
+// formed; given keys, MANIFEST.sig is present, names one of them and holds
+// its valid signature of the manifest; every file is listed with the
+// SHA-256 and size of its content, no listed file is missing and no
+// unlisted one present; and every row of the audit slice matches its hash
+// (over its previous hash and content) and, where rows are consecutive,
+// links to the row before. Without keys the signature is not checked and
+// an unsigned bundle passes: Result.Origin says which. The first problem
+// is returned as a *Mismatch naming the file; a bundle that cannot be read
+// at all is another error.
+func Verify(r io.Reader, keys ...PublicKey) (Result, error) {
 	a, err := readArchive(r)
 	if err != nil {
 		return Result{}, err
@@ -175,10 +200,16 @@ func Verify(r io.Reader) (Result, error) {
 	if m.Format != Format {
 		return Result{}, &Mismatch{File: ManifestName, Reason: fmt.Sprintf("format %q, want %q", m.Format, Format)}
 	}
+	// The signature first: a manifest rewritten to match edited files is
+	// what it catches, and what the hashes below cannot.
+	origin, fp, err := checkSignature(a.manifest, a.signature, keys)
+	if err != nil {
+		return Result{}, err
+	}
 	if err := checkFiles(m, a); err != nil {
 		return Result{}, err
 	}
-	res := Result{Manifest: m, Files: len(a.order)}
+	res := Result{Manifest: m, Files: len(a.order), Origin: origin, KeyFingerprint: fp}
 	sum := sha256.Sum256(a.manifest)
 	res.ManifestSH = hex.EncodeToString(sum[:])
 	// The audit slice is what ties the bundle's decisions to the chain: a
@@ -197,10 +228,11 @@ func Verify(r io.Reader) (Result, error) {
 
 // archive is what readArchive found in a bundle.
 type archive struct {
-	digests  map[string]File // by name: the digest of each file's content
-	order    []string        // file names in archive order
-	manifest []byte
-	audit    []byte
+	digests   map[string]File // by name: the digest of each file's content
+	order     []string        // file names in archive order
+	manifest  []byte
+	signature []byte // nil when the bundle has none
+	audit     []byte
 }
 
 // readArchive reads every file of a bundle, digesting each.
@@ -230,12 +262,9 @@ func readArchive(r io.Reader) (archive, error) {
 		case hdr.Size > maxFileSize:
 			return archive{}, &Mismatch{File: hdr.Name, Reason: "larger than a bundle file may be"}
 		}
-		if hdr.Name == ManifestName {
-			if hdr.Size > maxManifestSize {
-				return archive{}, &Mismatch{File: hdr.Name, Reason: "larger than a manifest may be"}
-			}
-			if a.manifest, err = io.ReadAll(io.LimitReader(tr, maxManifestSize)); err != nil {
-				return archive{}, fmt.Errorf("read %s: %w", hdr.Name, err)
+		if hdr.Name == ManifestName || hdr.Name == SignatureName {
+			if err := a.readSpecial(hdr, tr); err != nil {
+				return archive{}, err
 			}
 			continue
 		}
@@ -261,6 +290,31 @@ func readArchive(r io.Reader) (archive, error) {
 			a.audit = audit.Bytes()
 		}
 	}
+}
+
+// readSpecial reads the manifest or its signature, each held whole and
+// bounded. One appearing twice is refused: tar tools keep the last copy,
+// this verifier would otherwise check another.
+func (a *archive) readSpecial(hdr *tar.Header, r io.Reader) error {
+	dst, limit, what := &a.manifest, int64(maxManifestSize), "a manifest"
+	if hdr.Name == SignatureName {
+		dst, limit, what = &a.signature, maxSignatureSize, "a signature"
+	}
+	switch {
+	case *dst != nil:
+		return &Mismatch{File: hdr.Name, Reason: "appears twice in the bundle"}
+	case hdr.Size > limit:
+		return &Mismatch{File: hdr.Name, Reason: "larger than " + what + " may be"}
+	}
+	b, err := io.ReadAll(io.LimitReader(r, limit))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", hdr.Name, err)
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	*dst = b
+	return nil
 }
 
 // checkFiles compares the files with the manifest: in archive order, then

@@ -100,6 +100,10 @@ type Config struct {
 	// alerted on (default 6h, the first run one interval after start; 0s:
 	// off).
 	DoctorInterval *Period `yaml:"doctor_interval"`
+	// Evidence signs evidence bundles; Audit anchors the audit chain's
+	// head outside the database (audit.go).
+	Evidence EvidenceConfig `yaml:"evidence"`
+	Audit    AuditConfig    `yaml:"audit"`
 }
 
 // GateConfig configures the gate check.
@@ -781,6 +785,7 @@ func (c *Config) Validate() error {
 		cc.validateAPI(f, bad)
 	}
 	c.validateReports(bad)
+	c.validateAudit(bad)
 	if c.Policy != nil {
 		if err := c.Policy.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("policy: %w", err))
@@ -897,6 +902,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Bool("policy_in_config", c.Policy != nil),
 		slog.Any("connectors", conns),
 		slog.Any("reports", c.reportsLogValue()),
+		slog.Any("audit", c.auditLogValue()),
 	)
 }
 

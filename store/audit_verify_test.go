@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -155,6 +156,78 @@ func TestVerifyHoldsTheChainToItsHead(t *testing.T) {
 		brk, _, _ = db.VerifyAuditTo(ctx, core.AuditHead{Seq: 3, Hash: head.Hash})
 		if brk == nil || brk.Seq != 3 || !strings.Contains(brk.Reason, "not the expected head") {
 			t.Fatalf("rewritten chain: %+v", brk)
+		}
+	})
+}
+
+// TestVerifyHoldsTheChainToEveryAnchor: a chain recomputed from an edited
+// row onwards verifies by itself, and so against its own new head, but
+// not against the anchors taken before the edit; one cut short fails at
+// the newest anchor it no longer reaches.
+func TestVerifyHoldsTheChainToEveryAnchor(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *DB, _ *testClock) {
+		ctx := context.Background()
+		var anchors []core.AuditHead
+		anchor := func() {
+			h, err := db.AuditHead(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			anchors = append(anchors, h, h) // an idle chain is anchored at one row again and again
+		}
+		anchor() // the empty chain's
+		appendN(t, db, 3)
+		anchor()
+		appendN(t, db, 3)
+		anchor()
+		appendN(t, db, 2) // the chain grows past the newest anchor
+		if brk, n, err := db.VerifyAuditAnchors(ctx, anchors); brk != nil || err != nil || n != 8 {
+			t.Fatalf("intact: brk %+v rows %d %v", brk, n, err)
+		}
+
+		// Recompute the chain from row 2 with row 2's subject changed, as
+		// someone with write access to the database could.
+		rows, err := db.ListAudit(ctx, core.AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := rows[0].Hash
+		for _, e := range rows[1:] {
+			if e.Seq == 2 {
+				e.Subject = "thing:forged"
+			}
+			e.PrevHash = prev
+			e.Hash = core.HashAuditEntry(prev, e)
+			prev = e.Hash
+			if _, err := db.SQLX().ExecContext(ctx, db.q("UPDATE audit_log SET subject = ?, prev_hash = ?, hash = ? WHERE seq = ?"), e.Subject, e.PrevHash, e.Hash, e.Seq); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if brk, _, err := db.VerifyAudit(ctx); brk != nil || err != nil {
+			t.Fatalf("a recomputed chain verifies by itself: %+v %v", brk, err)
+		}
+		brk, n, err := db.VerifyAuditAnchors(ctx, anchors)
+		if err != nil || brk == nil || brk.Seq != 3 || n != 2 || !strings.Contains(brk.Reason, "row 3 has hash") || !strings.Contains(brk.Reason, "as anchored") {
+			t.Fatalf("recomputed chain: brk %+v rows %d %v", brk, n, err)
+		}
+
+		// Anchored again after the rewrite, idle at row 6: the file's two
+		// anchors of that row disagree.
+		again, err := db.ListAudit(ctx, core.AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reanchored := append(slices.Clone(anchors), core.AuditHead{Seq: 6, Hash: again[5].Hash})
+		if brk, _, _ := db.VerifyAuditAnchors(ctx, reanchored); brk == nil || !strings.Contains(brk.Reason, "two anchors of row 6 disagree") {
+			t.Fatalf("anchored again after the rewrite: %+v", brk)
+		}
+
+		if _, err := db.SQLX().ExecContext(ctx, "DELETE FROM audit_log WHERE seq >= 5"); err != nil {
+			t.Fatal(err)
+		}
+		brk, _, err = db.VerifyAuditAnchors(ctx, []core.AuditHead{{Seq: 3, Hash: again[2].Hash}, {Seq: 6, Hash: again[5].Hash}})
+		if err != nil || brk == nil || brk.Seq != 5 || !strings.Contains(brk.Reason, "the chain ends at row 4, before the anchored row 6: 2 rows were deleted") {
+			t.Fatalf("cut chain: %+v %v", brk, err)
 		}
 	})
 }

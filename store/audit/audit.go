@@ -145,9 +145,36 @@ func (t *Trail) VerifyAuditTo(ctx context.Context, expect core.AuditHead) (*core
 		return nil, 0, err
 	}
 	defer done()
-	v := verification{t: t, q: q, anchor: core.AuditAnchor{Expect: expect}, prev: core.GenesisHash, next: 1}
+	v := verification{t: t, q: q, anchor: &core.AuditAnchor{Expect: expect}, prev: core.GenesisHash, next: 1}
 	brk, err := v.run(ctx)
 	return brk, v.checked, err
+}
+
+// VerifyAuditAnchors is VerifyAudit that also holds the chain to every
+// head of an anchors file (audit.anchor, core.AuditAnchors): each must be
+// in the chain with the hash anchored, so a chain cut short or rewritten
+// since any of them fails. Anchors that disagree among themselves are a
+// break before the walk.
+func (t *Trail) VerifyAuditAnchors(ctx context.Context, heads []core.AuditHead) (*core.AuditBreak, int64, error) {
+	anchors, brk := core.NewAuditAnchors(heads)
+	if brk != nil {
+		return brk, 0, nil
+	}
+	q, done, err := t.verifySnapshot(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer done()
+	v := verification{t: t, q: q, anchor: anchors, prev: core.GenesisHash, next: 1}
+	brk, err = v.run(ctx)
+	return brk, v.checked, err
+}
+
+// anchorCheck is what a walk holds the chain to besides itself: one head
+// (core.AuditAnchor) or an anchors file's (core.AuditAnchors).
+type anchorCheck interface {
+	Check(e core.AuditEntry) *core.AuditBreak
+	End(last int64) *core.AuditBreak
 }
 
 // verifySnapshot returns what VerifyAudit reads through: on PostgreSQL a
@@ -170,7 +197,7 @@ func (t *Trail) verifySnapshot(ctx context.Context) (sqlx.QueryerContext, func()
 type verification struct {
 	t      *Trail
 	q      sqlx.QueryerContext
-	anchor core.AuditAnchor
+	anchor anchorCheck
 	// prev and next are the hash and seq the next row must have.
 	prev string
 	next int64

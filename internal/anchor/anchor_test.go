@@ -123,3 +123,49 @@ func TestPost(t *testing.T) {
 		t.Fatalf("unreachable: %v", err)
 	}
 }
+
+// TestTail: each Read returns what was appended since the last, a line
+// being written only once it is ended, and a file replaced from its start.
+func TestTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "heads.jsonl")
+	write := func(s string) {
+		t.Helper()
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line := func(seq int64, c byte) string { return string(Encode(core.AuditHead{Seq: seq, Hash: hash(c)})) }
+	tail := NewTail(path)
+	read := func(want []int64, wantBad int, wantReplaced bool) {
+		t.Helper()
+		heads, bad, replaced, err := tail.Read()
+		var seqs []int64
+		for _, h := range heads {
+			seqs = append(seqs, h.Seq)
+		}
+		if err != nil || bad != wantBad || replaced != wantReplaced || !reflect.DeepEqual(seqs, want) {
+			t.Fatalf("read %v bad %d replaced %v err %v; want %v bad %d replaced %v", seqs, bad, replaced, err, want, wantBad, wantReplaced)
+		}
+	}
+	if _, _, _, err := tail.Read(); err == nil {
+		t.Fatal("a missing file read")
+	}
+	write(line(1, 'a') + line(2, 'b'))
+	read([]int64{1, 2}, 0, false)
+	read(nil, 0, false)
+	l3 := line(3, 'c')
+	write(l3[:20]) // being written
+	read(nil, 0, false)
+	write(l3[20:] + "garbage\n")
+	read([]int64{3}, 1, false)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	write(line(1, 'e'))
+	read([]int64{1}, 0, true)
+}

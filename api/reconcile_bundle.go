@@ -26,7 +26,8 @@ func bundleFileName(dir, key string) string {
 // relied on; the version history of every change and incident they name;
 // the audit-trail rows of the report, its acknowledgements and those
 // decisions, with their hashes; and MANIFEST.json with the SHA-256 of each
-// file. `tollgate audit verify --bundle FILE` checks it offline.
+// file, signed (MANIFEST.sig) when the server has a signing key. `tollgate
+// audit verify --bundle FILE --public-key KEY` checks it offline.
 //
 // The archive is streamed: a report over a million deployments has tens
 // of thousands of findings, and neither they nor the compressed archive
@@ -86,6 +87,7 @@ func (s *Server) reportBundle(c *echo.Context) error {
 	resp.Header().Set(echo.HeaderContentType, "application/gzip")
 	resp.WriteHeader(http.StatusOK)
 	bw := bundle.NewWriter(resp, s.deps.Clock.Now())
+	bw.Sign(s.deps.EvidenceKeys.Signing)
 	ofCode := func(code string, fn func(core.ReconcileFinding) error) error {
 		return s.deps.Reports.FindingsOfCode(ctx, id, code, asOfHead(fn))
 	}

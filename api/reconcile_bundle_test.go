@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -327,5 +329,61 @@ func readJSON(t *testing.T, archive []byte, name string, v any) {
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", name, err)
+	}
+}
+
+// A server with a signing key signs its bundles and serves the public
+// key, as JSON and as the PEM file the verifier reads; one without
+// answers 404, so a missing key is never mistaken for an empty one.
+func TestBundleSignedAndKeyServed(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	key, err := bundle.NewSigningKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, oldPriv, _ := ed25519.GenerateKey(rand.Reader)
+	old, _ := bundle.NewSigningKey(oldPriv)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := New(Deps{Logger: log, Reports: bundleReports{walks: new(int)}, Reader: bundleReader{},
+		EvidenceKeys: EvidenceKeys{Signing: key, Previous: []bundle.PublicKey{old.Public}}})
+	get := func(s *Server, path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec
+	}
+
+	rec := httptest.NewRecorder()
+	c := s.echo.NewContext(httptest.NewRequest(http.MethodGet, "/api/v1/reports/reconciliation/r1/bundle", nil), rec)
+	c.SetPathValues(echo.PathValues{{Name: "id", Value: "r1"}})
+	if err := s.reportBundle(c); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("bundle: %d %v", rec.Code, err)
+	}
+	pemFile := get(s, "/api/v1/evidence/public-key?format=pem")
+	keys, err := bundle.ParsePublicKeys(pemFile.Body.Bytes())
+	if pemFile.Code != http.StatusOK || err != nil || len(keys) != 2 {
+		t.Fatalf("pem: %d %v %d keys", pemFile.Code, err, len(keys))
+	}
+	res, err := bundle.Verify(bytes.NewReader(rec.Body.Bytes()), keys...)
+	if err != nil || res.Origin != bundle.OriginVerified || res.KeyFingerprint != key.Public.Fingerprint {
+		t.Fatalf("verify with the served keys: %+v %v", res, err)
+	}
+
+	js := get(s, "/api/v1/evidence/public-key")
+	var body struct {
+		Algorithm, Fingerprint string
+		PublicKey              string `json:"public_key"`
+		Previous               []struct{ Fingerprint string }
+	}
+	if err := json.Unmarshal(js.Body.Bytes(), &body); err != nil || js.Code != http.StatusOK || body.Algorithm != "ed25519" ||
+		body.Fingerprint != key.Public.Fingerprint || !strings.Contains(body.PublicKey, "BEGIN PUBLIC KEY") ||
+		len(body.Previous) != 1 || body.Previous[0].Fingerprint != old.Public.Fingerprint {
+		t.Fatalf("json: %d %s", js.Code, js.Body)
+	}
+	if r := get(s, "/api/v1/evidence/public-key?format=der"); r.Code != http.StatusBadRequest {
+		t.Errorf("format=der: %d", r.Code)
+	}
+	unsigned := New(Deps{Logger: log, Reports: bundleReports{walks: new(int)}, Reader: bundleReader{}})
+	if r := get(unsigned, "/api/v1/evidence/public-key"); r.Code != http.StatusNotFound || !strings.Contains(r.Body.String(), "evidence.signing_key_file") {
+		t.Errorf("no key: %d %s", r.Code, r.Body)
 	}
 }

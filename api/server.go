@@ -121,6 +121,9 @@ type Deps struct {
 	// the client (clientIPExtractor); none: the connection's peer is the
 	// client.
 	TrustedProxies []netip.Prefix
+	// EvidenceKeys sign the evidence bundles and are served at GET
+	// /api/v1/evidence/public-key (none: bundles are unsigned).
+	EvidenceKeys EvidenceKeys
 }
 
 // Server is the HTTP API.
@@ -294,6 +297,7 @@ func (s *Server) routes() {
 	s.route(http.MethodGet, "/api/v1/audit", auditorUp, s.listAudit)
 	s.route(http.MethodGet, "/api/v1/audit/verify", auditorUp, s.verifyAudit)
 	s.route(http.MethodGet, "/api/v1/audit/head", auditorUp, s.auditHead)
+	s.route(http.MethodGet, "/api/v1/evidence/public-key", public, s.evidencePublicKey)
 	if s.deps.Doctor != nil {
 		s.route(http.MethodGet, "/api/v1/doctor", adminOnly, s.doctor)
 	}

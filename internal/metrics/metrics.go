@@ -48,6 +48,13 @@ type Set struct {
 	// GateWaitsRefused counts long-polled checks refused by a cap on the
 	// checks waiting at once (limit: replica|token).
 	GateWaitsRefused *prometheus.CounterVec
+	// AnchorMismatch is 1 while the audit chain does not reach the newest
+	// anchor this replica knows; AnchorWrites counts the anchors it wrote
+	// (target: file|url, outcome: ok|failed), AnchorLastWrite when one
+	// last reached a target.
+	AnchorMismatch  prometheus.Gauge
+	AnchorWrites    *prometheus.CounterVec
+	AnchorLastWrite prometheus.Gauge
 }
 
 // WatchGateWaiting exports how many long-polled checks wait now.
@@ -190,6 +197,16 @@ func New() *Set {
 		Name: "tollgate_clock_skew_seconds", Help: "The database server's clock less this replica's (PostgreSQL), halfway through the query's round trip: change windows and freezes are judged by the replica's clock.",
 	})
 	r.MustRegister(s.GatePending, s.GateCallbacks, s.GateOverLimit, s.GateWaitsRefused, s.ClockSkew)
+	s.AnchorMismatch = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tollgate_audit_anchor_mismatch", Help: "1 while the audit chain does not reach the newest anchor this replica knows (audit.anchor): rows deleted from its end, a restore from an older backup, or a chain rewritten; 0 otherwise.",
+	})
+	s.AnchorWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_audit_anchor_writes_total", Help: "Anchors of the audit chain's head written by this replica while it held the audit-anchor lease, by target (file, url) and outcome (ok, failed).",
+	}, []string{"target", "outcome"})
+	s.AnchorLastWrite = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tollgate_audit_anchor_last_write_timestamp_seconds", Help: "When this replica last wrote an anchor to one of its targets (Unix seconds; 0 before the first): the cluster's newest is the max over its replicas.",
+	})
+	r.MustRegister(s.AnchorMismatch, s.AnchorWrites, s.AnchorLastWrite)
 	r.MustRegister(s.HTTPRequests, s.HTTPDuration, s.GateDecisions, s.InboxEvents, s.PreviousSecret, s.DoctorFindings, s.DoctorRun, s.InboxLag, s.InboxPending,
 		s.AuthFailures, s.RateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -78,6 +78,9 @@ type App struct {
 	// Redeliverers ask GitHub to redeliver the App deliveries that
 	// failed.
 	Redeliverers []*service.Redeliverer
+	// Anchorer keeps the audit chain's head outside the database (nil:
+	// audit.anchor is off).
+	Anchorer *service.Anchorer
 
 	draining atomic.Bool // shutting down: /readyz answers 503 (drain)
 	// doctorRuns serializes GET /api/v1/doctor's runs; doctorLast and
@@ -209,6 +212,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	authFailures := api.NewAuthFailureLimit(cfg.RateLimit.AuthFailuresPerClient.PerSecond(), cfg.RateLimit.AuthFailuresPerClient.Burst, a.Metrics)
 	reader := newOnlineReader(db)
+	keys, err := a.wireAudit(ctx)
+	if err != nil {
+		return nil, err
+	}
 	web, err := ui.New(ui.Deps{
 		Logger: log, Clock: clock, Tokens: a.Tokens, Sessions: db, Reader: reader, Pending: pending, Policies: a.Policies,
 		Mappings: a.Mappings, Proposals: proposals, Inbox: a.Inbox, Holds: holds, Reports: a.Reconciler, Downloads: uiDownloads{a}, Doctor: a, Replicas: a,
@@ -220,7 +227,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 	}
 	a.Server = api.New(api.Deps{
 		Pending: pending, AuthFailures: authFailures, TrustedProxies: trustedProxies,
-		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate,
+		Logger: log, Metrics: a.Metrics, Clock: clock, Tokens: a.Tokens, Gate: a.Gate, RateLimits: rateLimits(cfg), EvidenceKeys: keys,
 		Deployments: a.Deployments, Policies: a.Policies, Reader: reader, Inbox: a.Inbox, Mappings: a.Mappings, Reports: a.Reconciler,
 		Ready: a.ready, ReadyDetails: a.readyDetails, MaxBodyBytes: cfg.MaxBodyBytes, Version: Version,
 		Reviews:   a.Reviews,
@@ -231,13 +238,16 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, clock core
 		Proposals: proposals,
 		Doctor:    a,
 		Replicas:  a,
-		RateLimits: api.RateLimits{
-			TokenRate: cfg.RateLimit.PerToken.PerSecond(), TokenBurst: cfg.RateLimit.PerToken.Burst,
-			ConnectorRate: cfg.RateLimit.PerConnector.PerSecond(), ConnectorBurst: cfg.RateLimit.PerConnector.Burst,
-			Connectors: connectorNames(cfg),
-		},
 	})
 	return a, nil
+}
+
+func rateLimits(cfg *config.Config) api.RateLimits {
+	return api.RateLimits{
+		TokenRate: cfg.RateLimit.PerToken.PerSecond(), TokenBurst: cfg.RateLimit.PerToken.Burst,
+		ConnectorRate: cfg.RateLimit.PerConnector.PerSecond(), ConnectorBurst: cfg.RateLimit.PerConnector.Burst,
+		Connectors: connectorNames(cfg),
+	}
 }
 
 // buildGate builds the gate and exports what it does.
@@ -449,6 +459,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	run(a.reloadLoop)
 	run(a.Scheduler.Run)
 	run(a.doctorLoop)
+	if a.Anchorer != nil {
+		run(a.Anchorer.Run)
+	}
 	run(func(ctx context.Context) { a.watchDatabase(ctx, stop) })
 
 	srv := &http.Server{

@@ -103,6 +103,10 @@ var (
 		{"GET", "/api/v1/audit", "bearer", auditorPlus},
 		{"GET", "/api/v1/audit/verify", "bearer", auditorPlus},
 		{"GET", "/api/v1/audit/head", "bearer", auditorPlus},
+		// Not a row of DESIGN's table (docs/reconciliation.md): the public
+		// key evidence bundles are signed with is no secret, and whoever
+		// verifies a bundle offline may hold no token.
+		{"GET", "/api/v1/evidence/public-key", "none", nil},
 		{"GET", "/api/v1/doctor", "bearer", adminOnly},
 		{"GET", "/api/v1/replicas", "bearer", adminOnly},
 

@@ -94,6 +94,7 @@ func Doctor(ctx context.Context, cfg *config.Config, log *slog.Logger, o DoctorO
 	if trust := connectors.TrustFindings(connectorConfigs(conns)); len(trust) > 0 {
 		out = append(out, DoctorSection{Scope: "configuration", Findings: trust})
 	}
+	out = append(out, doctorAudit(ctx, cfg, stored))
 	if len(o.Connectors) > 0 {
 		conns = slices.DeleteFunc(conns, func(c service.Connector) bool { return !slices.Contains(o.Connectors, c.Config.Name) })
 		for _, name := range o.Connectors {

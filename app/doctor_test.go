@@ -115,6 +115,11 @@ func TestDoctor(t *testing.T) {
 				t.Errorf("%s checked %q, want %q", scope, names, checks)
 			}
 		}
+		// No signing key, no anchor: said, as config validate says it.
+		if !hasFinding(got["audit"], "evidence signing", connectors.StatusWarn) || !hasFinding(got["audit"], "audit anchor", connectors.StatusWarn) {
+			t.Errorf("audit: %+v", got["audit"])
+		}
+		delete(got, "audit")
 		if len(got) != len(want) {
 			t.Errorf("sections %v, want %d", got, len(want))
 		}

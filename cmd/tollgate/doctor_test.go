@@ -56,7 +56,7 @@ func TestDoctorCommand(t *testing.T) {
 		}
 		Failed int
 	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 || rep.Failed != 1 || len(rep.Sections) != 2 {
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 || rep.Failed != 1 || len(rep.Sections) != 3 || rep.Sections[1].Scope != "audit" {
 		t.Errorf("--json: exit %d, %v, %+v", code, err, rep)
 	}
 

@@ -32,7 +32,9 @@ type refuses, mapping profiles that do not exist or do not compile, and a
 policy that does not compile. Every problem is listed, each with its key.
 What the connectors let a sender do beyond their configuration (a webhook
 secret shared by an ITSM and a CI connector, current or previous; a Jira
-connector without projects) is printed as warnings, as serve logs them.
+connector without projects), and what the audit evidence leaves unproved
+(evidence bundles unsigned, the audit chain's head anchored nowhere), is
+printed as warnings, as serve logs them.
 The file is --config, else TOLLGATE_CONFIG, else config/tollgate.yaml. The
 environment is read as "serve" would read it.`,
 		Args: cobra.NoArgs,
@@ -69,7 +71,8 @@ environment is read as "serve" would read it.`,
 // validateConfig runs config.Check and the checks that need the connector
 // registry and the mapping profiles, and returns every problem once, and
 // the warnings about what the connectors let a sender do
-// (connectors.TrustFindings, also logged by serve).
+// (connectors.TrustFindings) and what the audit evidence leaves unproved
+// (config.AuditFindings), both also logged by serve.
 func validateConfig(raw []byte, getenv func(string) string) (problems []error, warnings []string) {
 	cfg, problems := config.Check(raw, getenv)
 	if cfg == nil {
@@ -92,8 +95,10 @@ func validateConfig(raw []byte, getenv func(string) string) (problems []error, w
 		}
 		trust = append(trust, tc)
 	}
-	for _, f := range connectors.TrustFindings(trust) {
-		warnings = append(warnings, f.Check+": "+f.Detail)
+	for _, f := range append(connectors.TrustFindings(trust), cfg.AuditFindings()...) {
+		if f.Status != connectors.StatusOK {
+			warnings = append(warnings, f.Check+": "+f.Detail)
+		}
 	}
 	sources := []fs.FS{mappings.FS}
 	if dir := cfg.MappingsDir; dir != "" {

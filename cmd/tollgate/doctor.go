@@ -30,7 +30,9 @@ projects; GitLab's projects and their webhooks; Jenkins's jobs; the GitHub
 App's installations and delivery log); and the webhooks the CI or ITSM
 sends point at this connector's /webhooks/<name>, are enabled, signed and
 send the events its mapping profiles read (where the system lets the
-credentials see its webhooks). Nothing is migrated, written or sent.
+credentials see its webhooks); evidence bundles are signed, and the audit
+chain still reaches the newest anchor of audit.anchor.file. Nothing is
+migrated, written or sent.
 
 Each finding is ok, warn (works, but something is lost, delayed or could
 not be checked) or fail (tollgate will not be able to do it). The exit

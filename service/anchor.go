@@ -140,25 +140,28 @@ func (a *Anchorer) readFile(ctx context.Context) {
 	if a.tail == nil {
 		return
 	}
-	heads, bad, replaced, err := a.tail.Read()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if errors.Is(err, fs.ErrNotExist) && a.newest.Hash == "" {
-		return // none written yet: the first write creates it
-	}
-	if err != nil {
-		a.log.WarnContext(ctx, "audit anchor: cannot read the anchors file; comparing with the newest anchor read before", "file", a.cfg.File, "error", err.Error())
-		return
-	}
+	var fromFile core.AuditHead
+	bad, replaced, err := a.tail.Read(func(h core.AuditHead) {
+		if h.Seq > fromFile.Seq || fromFile.Hash == "" {
+			fromFile = h
+		}
+	})
 	if replaced {
 		a.log.InfoContext(ctx, "audit anchor: the anchors file was replaced; comparing with its anchors from now on", "file", a.cfg.File)
 		a.newest = core.AuditHead{}
 	}
-	if bad > 0 {
-		a.log.WarnContext(ctx, "audit anchor: lines of the anchors file that are not anchors (a write torn by a crash, or edited)", "file", a.cfg.File, "lines", bad)
+	if fromFile.Hash != "" {
+		a.noteLocked(fromFile)
 	}
-	for _, h := range heads {
-		a.noteLocked(h)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && a.newest.Hash == "":
+		// none written yet: the first write creates it
+	case err != nil:
+		a.log.WarnContext(ctx, "audit anchor: cannot read the anchors file; comparing with the newest anchor read before", "file", a.cfg.File, "error", err.Error())
+	case bad > 0:
+		a.log.WarnContext(ctx, "audit anchor: lines of the anchors file that are not anchors (a write torn by a crash, or edited)", "file", a.cfg.File, "lines", bad)
 	}
 }
 

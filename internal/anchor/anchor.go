@@ -213,42 +213,44 @@ type Tail struct {
 // NewTail reads path from its start.
 func NewTail(path string) *Tail { return &Tail{path: path} }
 
-// Read returns the anchors appended since the last Read, in order, and how
-// many lines were not anchors. A file replaced since (another file at the
-// path, or one shorter than what was read: an operator starting a new
-// anchors file) is read from its start, and replaced says so.
-func (t *Tail) Read() (heads []core.AuditHead, bad int, replaced bool, err error) {
+// Read hands fn the anchors appended since the last Read, in order (one
+// at a time: the first Read of a file years old holds none of them), and
+// returns how many lines were not anchors. A file replaced since (another
+// file at the path, or one shorter than what was read: an operator
+// starting a new anchors file) is read from its start, and replaced says
+// so before fn sees its first anchor.
+func (t *Tail) Read(fn func(core.AuditHead)) (bad int, replaced bool, err error) {
 	f, err := os.Open(t.path)
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("read anchors: %w", err)
+		return 0, false, fmt.Errorf("read anchors: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("read anchors: %w", err)
+		return 0, false, fmt.Errorf("read anchors: %w", err)
 	}
 	if t.info != nil && (!os.SameFile(t.info, st) || st.Size() < t.offset) {
 		replaced, t.offset = true, 0
 	}
 	t.info = st
 	if _, err := f.Seek(t.offset, io.SeekStart); err != nil {
-		return nil, 0, replaced, fmt.Errorf("read anchors: %w", err)
+		return 0, replaced, fmt.Errorf("read anchors: %w", err)
 	}
 	r := bufio.NewReaderSize(io.LimitReader(f, st.Size()-t.offset), maxLine)
 	for {
 		b, err := r.ReadSlice('\n')
 		switch {
 		case errors.Is(err, bufio.ErrBufferFull):
-			return heads, bad, replaced, fmt.Errorf("read anchors %s: a line longer than %d bytes: not an anchors file", t.path, maxLine)
+			return bad, replaced, fmt.Errorf("read anchors %s: a line longer than %d bytes: not an anchors file", t.path, maxLine)
 		case err != nil: // the end, and a line not yet ended, read next time
-			return heads, bad, replaced, nil
+			return bad, replaced, nil
 		}
 		t.offset += int64(len(b))
 		if b = bytes.TrimSpace(b); len(b) == 0 {
 			continue
 		}
 		if h, ok := parse(b); ok {
-			heads = append(heads, h)
+			fn(h)
 		} else {
 			bad++
 		}

@@ -143,16 +143,13 @@ func TestTail(t *testing.T) {
 	tail := NewTail(path)
 	read := func(want []int64, wantBad int, wantReplaced bool) {
 		t.Helper()
-		heads, bad, replaced, err := tail.Read()
 		var seqs []int64
-		for _, h := range heads {
-			seqs = append(seqs, h.Seq)
-		}
+		bad, replaced, err := tail.Read(func(h core.AuditHead) { seqs = append(seqs, h.Seq) })
 		if err != nil || bad != wantBad || replaced != wantReplaced || !reflect.DeepEqual(seqs, want) {
 			t.Fatalf("read %v bad %d replaced %v err %v; want %v bad %d replaced %v", seqs, bad, replaced, err, want, wantBad, wantReplaced)
 		}
 	}
-	if _, _, _, err := tail.Read(); err == nil {
+	if _, _, err := tail.Read(func(core.AuditHead) {}); err == nil {
 		t.Fatal("a missing file read")
 	}
 	write(line(1, 'a') + line(2, 'b'))

@@ -220,6 +220,7 @@ func TestListQueryParameters(t *testing.T) {
 				{"/api/v1/releases?environment=prodution", 0, "environment"},
 				{"/api/v1/releases?after=" + core.ReleaseID("payments-api", "1.0.0", "production"), 0, ""},
 				{"/api/v1/releases?after=no-such-release", 0, "after"},
+				{"/api/v1/deployments?after=zzzz-no-such-deployment", 0, "after"},
 				{"/api/v1/holds?all=true", -1, ""},
 				{"/api/v1/holds?all=false", -1, ""},
 				{"/api/v1/holds?all=1", 0, "all"},

@@ -218,16 +218,9 @@ func (d *DB) ListReleases(ctx context.Context, f core.ReleaseFilter) ([]core.Rel
 	if err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+releaseCols+` FROM releases`+where+` ORDER BY created_at, id LIMIT ?`), append(args, limit)...); err != nil {
 		return nil, fmt.Errorf("list releases: %w", translate(err))
 	}
-	if len(rows) == 0 && f.After != "" {
-		// The cursor compares through its row: an unknown id matched
-		// nothing, an empty page that looked like the end.
-		var one int
-		err := d.db.GetContext(ctx, &one, d.q(`SELECT 1 FROM releases WHERE id = ?`), f.After)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, core.Invalid("after", "%q is not a release id: pass the next cursor of the previous page", f.After)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list releases: %w", translate(err))
+	if len(rows) == 0 {
+		if err := d.knownCursor(ctx, "releases", "release", f.After); err != nil {
+			return nil, err
 		}
 	}
 	out := make([]core.Release, 0, len(rows))
@@ -699,6 +692,24 @@ func (d *DB) relinkDeployment(ctx context.Context, dep core.Deployment, startGiv
 	return row, err
 }
 
+// knownCursor refuses a listing's cursor (after) that names no row of
+// table, asked when a page came back empty: an unknown id matched
+// nothing, and the empty page would read as the listing's end.
+func (d *DB) knownCursor(ctx context.Context, table, noun, after string) error {
+	if after == "" {
+		return nil
+	}
+	var one int
+	err := d.db.GetContext(ctx, &one, d.q(`SELECT 1 FROM `+table+` WHERE id = ?`), after)
+	if errors.Is(err, sql.ErrNoRows) {
+		return core.Invalid("after", "%q is not a %s id: pass the next cursor of the previous page", after, noun)
+	}
+	if err != nil {
+		return fmt.Errorf("list %s: %w", table, translate(err))
+	}
+	return nil
+}
+
 // GetDeployment returns the deployment with id.
 func (d *DB) GetDeployment(ctx context.Context, id string) (core.Deployment, error) {
 	var row deploymentRow
@@ -727,6 +738,11 @@ func (d *DB) ListDeployments(ctx context.Context, f core.ReleaseFilter) ([]core.
 	var rows []deploymentRow
 	if err := d.db.SelectContext(ctx, &rows, d.q(`SELECT `+deploymentReadCols+` FROM deployments`+where+` ORDER BY id LIMIT ?`), append(args, limit)...); err != nil {
 		return nil, fmt.Errorf("list deployments: %w", translate(err))
+	}
+	if len(rows) == 0 {
+		if err := d.knownCursor(ctx, "deployments", "deployment", f.After); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]core.Deployment, 0, len(rows))
 	for _, row := range rows {

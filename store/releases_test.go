@@ -482,8 +482,18 @@ func TestRecordDeploymentQueued(t *testing.T) {
 		if n, err := db.CountQueued(ctx, q); err != nil || n != 1 {
 			t.Errorf("CountQueued = %d, %v; want 1", n, err)
 		}
-		if ds, err := db.ListDeployments(ctx, core.ReleaseFilter{Status: core.DeployQueued}); err != nil || len(ds) != 1 || ds[0].RunID != "43" {
-			t.Errorf("ListDeployments(queued) = %+v, %v; want run 43", ds, err)
+		ds, err := db.ListDeployments(ctx, core.ReleaseFilter{Status: core.DeployQueued})
+		if err != nil || len(ds) != 1 || ds[0].RunID != "43" {
+			t.Fatalf("ListDeployments(queued) = %+v, %v; want run 43", ds, err)
+		}
+		// After the last row, an empty page; after no row, a mistake
+		// (an empty page would read as the end).
+		if rest, err := db.ListDeployments(ctx, core.ReleaseFilter{Status: core.DeployQueued, After: ds[0].ID}); err != nil || len(rest) != 0 {
+			t.Errorf("after the last deployment: %d, %v; want an empty page", len(rest), err)
+		}
+		var ce *core.Error
+		if _, err := db.ListDeployments(ctx, core.ReleaseFilter{After: "zzzz-no-such-deployment"}); !errors.As(err, &ce) || ce.Field != "after" {
+			t.Errorf("unknown cursor: %v, want invalid after", err)
 		}
 		var seen []string
 		if err := db.ReconcileScan(ctx, q, func(core.Incident) bool { return false }, 0, func(page []core.DeploymentFacts) error {

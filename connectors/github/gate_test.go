@@ -145,14 +145,9 @@ func TestAppAnswer(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	w, err := New(connectors.Config{Name: "github", Type: Type, WebhookSecret: "0123456789abcdef",
-		API: &connectors.API{URL: srv.URL, AppID: "42", PrivateKey: pemKey}, CIGate: testGate()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _, err := w.GateRequest(context.Background(), EventProtectionRule, ruleFromFixture(t, srv.URL, nil))
-	if err != nil || p.Repository != "codertocat/hello-world" {
-		t.Fatalf("gate request: %v, repository %q (want the lower-cased full name)", err, p.Repository)
+	w, p := appGateRequest(t, srv.URL, pemKey)
+	if p.Repository != "codertocat/hello-world" {
+		t.Fatalf("gate request: repository %q (want the lower-cased full name)", p.Repository)
 	}
 	// Prepared, the token is bought before the review goes.
 	if err := w.PrepareAnswer(context.Background(), p); err != nil || tokens.Load() != 1 || reviews.Load() != 0 {
@@ -198,15 +193,7 @@ func TestAnswerCommentInert(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	w, err := New(connectors.Config{Name: "github", Type: Type, WebhookSecret: "0123456789abcdef",
-		API: &connectors.API{URL: srv.URL, AppID: "42", PrivateKey: pemKey}, CIGate: testGate()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _, err := w.GateRequest(context.Background(), EventProtectionRule, ruleFromFixture(t, srv.URL, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, p := appGateRequest(t, srv.URL, pemKey)
 	head := "tollgate: deny (decision 0190f3a4-7b1c-7d2e-9f00-123456789abc)\n- CHANGE_NOT_APPROVED CHG0097001: "
 	for _, tc := range []struct {
 		name, reason string
@@ -299,4 +286,20 @@ func TestAnswerTaken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// appGateRequest is a connector answering as the GitHub App (key pemKey,
+// id 42) at api, and the gate request of the fixture's protection rule.
+func appGateRequest(t *testing.T, api string, pemKey []byte) (*Webhook, core.PendingGate) {
+	t.Helper()
+	w, err := New(connectors.Config{Name: "github", Type: Type, WebhookSecret: "0123456789abcdef",
+		API: &connectors.API{URL: api, AppID: "42", PrivateKey: pemKey}, CIGate: testGate()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := w.GateRequest(context.Background(), EventProtectionRule, ruleFromFixture(t, api, nil))
+	if err != nil {
+		t.Fatalf("gate request: %v", err)
+	}
+	return w, p
 }
